@@ -1,0 +1,51 @@
+# OfficeBox: the front door. `make run` and `make test` are all a newcomer needs (Debian 12, as root).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_LISTS := deps/debian-packages.txt $(wildcard services/*/debian-packages.txt)
+APT_STAMP := $(VENV)/.apt-stamp
+PIP_STAMP := $(VENV)/.pip-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast bench lint clean image
+
+setup: $(APT_STAMP) $(PIP_STAMP)
+
+$(APT_STAMP): $(APT_LISTS)
+	@mkdir -p $(VENV)
+	@pkgs=$$(cat $(APT_LISTS) | sed 's/#.*//' | tr -s ' \n' ' '); \
+	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@systemctl disable --now squid dnsmasq dovecot strongswan-starter ipsec pptpd 2>/dev/null || true
+	@touch $@
+
+$(PIP_STAMP): pyproject.toml $(APT_STAMP)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+run: setup
+	$(BIN)/officebox run --lab
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench
+
+lint: setup
+	$(BIN)/ruff check appliance services webadmin tests bench
+
+image: setup
+	$(MAKE) -C images
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

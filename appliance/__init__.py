@@ -1,0 +1,1 @@
+"""OfficeBox core: configuration, apply engine, supervisor, networking, certificates, backup, CLI."""

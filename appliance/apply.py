@@ -1,0 +1,200 @@
+"""The apply engine: validate -> render every service -> check -> switch generation -> reload -> commit.
+
+Rendered files live in etc/gen-<revision>/<service>/; etc/current is a symlink switched atomically,
+so daemons always read one complete generation. If a check or a reload fails, the previous generation
+is switched back, the services already reloaded are reloaded with the previous configuration, the
+revision is marked failed and ApplyError carries the reason to the admin.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from appliance import schema
+from appliance.context import Context
+from appliance.fsutil import atomic_symlink, atomic_write, fsync_dir
+from appliance.service import ApplyError, Service
+from appliance.store import ConfigStore, Revision
+
+log = logging.getLogger("officebox.apply")
+KEEP_GENERATIONS = 5
+
+
+class ConfigError(ApplyError):
+    """The document is not valid; `errors` maps a dotted field path ('' for general) to a message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
+
+
+def validation_errors(exc: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        errors.setdefault(path, message)
+    return errors
+
+
+class Live(Protocol):
+    """What the engine needs from a running supervisor."""
+
+    def run(self, coro: Any, timeout: float) -> Any: ...
+    async def reconfigure(self, name: str, config: schema.CoreConfig) -> None: ...
+
+
+class ApplyEngine:
+    def __init__(self, ctx: Context, store: ConfigStore, services: dict[str, Service]) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.services = services
+        self.live: Live | None = None
+        self._lock = threading.Lock()
+
+    # -- public API ---------------------------------------------------------------------------
+    def current_config(self) -> schema.CoreConfig:
+        rev = self.store.current()
+        if rev is None:
+            raise ApplyError("no configuration has been applied yet")
+        return rev.config
+
+    def validate(self, document: dict) -> schema.CoreConfig:
+        try:
+            config = schema.parse(document)
+        except ValidationError as exc:
+            raise ConfigError(validation_errors(exc)) from None
+        errors: dict[str, str] = {}
+        for name, service in self.services.items():
+            for message in service.validate(config):
+                errors.setdefault(name, message)
+        if errors:
+            raise ConfigError(errors)
+        return config
+
+    def apply(self, document: dict | schema.CoreConfig, author: str, summary: str) -> Revision:
+        if not isinstance(document, dict):
+            document = schema.to_document(document)
+        with self._lock:
+            config = self.validate(document)
+            document = schema.to_document(config)
+            current = self.store.current()
+            if current is not None and current.document == document:
+                return current
+            rev = self.store.begin(document, author, summary)
+            try:
+                self._apply(rev, config, current)
+            except Exception as exc:
+                message = str(exc) or exc.__class__.__name__
+                self.store.fail(rev.id, message)
+                if isinstance(exc, ApplyError):
+                    raise
+                log.exception("apply of revision %s failed", rev.id)
+                raise ApplyError(f"applying the change failed: {message}") from exc
+            self.store.commit(rev.id)
+            self._prune()
+            return self.store.revision(rev.id)
+
+    def update(self, author: str, summary: str, mutate: Callable[[dict], None]) -> Revision:
+        """Apply `mutate` to a copy of the current document (a dict), as one revision."""
+        with self._lock:
+            current = self.store.current()
+            document = copy.deepcopy(current.document) if current else schema.to_document(schema.parse({}))
+            mutate(document)
+        return self.apply(document, author, summary)
+
+    def rollback(self, rev_id: int, author: str) -> Revision:
+        target = self.store.revision(rev_id)
+        if target is None:
+            raise ApplyError(f"there is no revision #{rev_id}")
+        return self.apply(target.document, author, f"roll back to revision #{rev_id}")
+
+    def recover(self) -> None:
+        """After a crash or power cut: forget interrupted revisions, make etc/current match the store."""
+        for rev in self.store.pending():
+            self.store.fail(rev.id, "interrupted (power cut or crash) before it was applied")
+        current = self.store.current()
+        if current is None:
+            return
+        gen = self._gen_dir(current.id)
+        if not (gen / ".complete").exists():
+            self._stage(current.id, current.config)
+        atomic_symlink(gen.name, self.ctx.etc_root / "current")
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _gen_dir(self, rev_id: int) -> Path:
+        return self.ctx.etc_root / f"gen-{rev_id:06d}"
+
+    def _stage(self, rev_id: int, config: schema.CoreConfig) -> Path:
+        gen = self._gen_dir(rev_id)
+        if gen.exists():
+            shutil.rmtree(gen)
+        gen.mkdir(mode=0o700)
+        for name, service in self.services.items():
+            target = gen / name
+            target.mkdir(mode=0o700)
+            if not service.enabled(config):
+                continue
+            for rel, content in service.render(config).items():
+                path = (target / rel).resolve()
+                if target.resolve() not in path.parents:
+                    raise ApplyError(f"{name}: refuses to render outside its folder: {rel}")
+                atomic_write(path, content, mode=0o600)
+        atomic_write(gen / ".complete", str(rev_id))
+        fsync_dir(gen)
+        return gen
+
+    def _affected(self, old: schema.CoreConfig | None, new: schema.CoreConfig) -> list[str]:
+        if old is None:
+            return list(self.services)
+        changed = {key for key in type(new).model_fields if getattr(old, key, None) != getattr(new, key)}
+        return [name for name, svc in self.services.items() if name in changed or changed & set(svc.depends_on)]
+
+    def _run(self, coro: Any, timeout: float = 120) -> Any:
+        if self.live is not None:
+            return self.live.run(coro, timeout)
+        return asyncio.run(coro)
+
+    def _apply(self, rev: Revision, config: schema.CoreConfig, current: Revision | None) -> None:
+        gen = self._stage(rev.id, config)
+        for name, service in self.services.items():
+            if service.enabled(config):
+                self._run(service.check(config, gen / name))
+        link = self.ctx.etc_root / "current"
+        previous_target = link.readlink().name if link.is_symlink() else None
+        atomic_symlink(gen.name, link)
+        if self.live is None:
+            return
+        old_config = current.config if current else None
+        done: list[str] = []
+        try:
+            for name in self._affected(old_config, config):
+                done.append(name)
+                self._run(self.live.reconfigure(name, config))
+        except Exception as exc:
+            log.warning("reload failed (%s); restoring revision %s", exc, current.id if current else None)
+            if previous_target:
+                atomic_symlink(previous_target, link)
+            if old_config is not None:
+                for name in done:
+                    try:
+                        self._run(self.live.reconfigure(name, old_config))
+                    except Exception:  # keep restoring the others
+                        log.exception("could not restore %s", name)
+            raise ApplyError(f"{done[-1]}: {exc}") from exc
+
+    def _prune(self) -> None:
+        gens = sorted(p for p in self.ctx.etc_root.glob("gen-*") if p.is_dir())
+        link = self.ctx.etc_root / "current"
+        keep = link.readlink().name if link.is_symlink() else None
+        for old in gens[:-KEEP_GENERATIONS]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""The small interface every service implements (see services/<name>/__init__.py for examples).
+
+Life cycle, driven by the supervisor and the apply engine:
+  render(config) -> files   pure: the daemon configuration this service needs, {relative path: content}
+  check(config, staged)     optional: validate the staged files with the daemon's own checker
+  start(config)             begin serving (in-process asyncio servers) — external daemons are declared
+                            by processes(config) and run by the supervisor
+  reload(config)            the configuration changed: take it without dropping what can be kept
+  stop()                    release everything; must be idempotent
+  status()                  health and a few live figures for the dashboard
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from appliance.context import Context
+from appliance.schema import Section
+
+if TYPE_CHECKING:
+    from appliance.schema import CoreConfig
+
+Health = Literal["ok", "degraded", "down", "disabled", "starting"]
+
+
+class ApplyError(Exception):
+    """A configuration could not be applied; the message is shown to the admin as is."""
+
+
+@dataclass
+class Status:
+    health: Health
+    summary: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """An external daemon the supervisor keeps running (restarted with backoff if it dies)."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    reload_signal: int | None = None  # sent on reload when argv did not change; None: the service reloads it
+    stop_timeout: float = 10.0
+
+
+class ServiceConfig(Section):
+    """Base for a service's section. Every service can be switched off."""
+
+    enabled: bool = True
+
+
+class Service:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    Config: ClassVar[type[ServiceConfig]] = ServiceConfig
+    # other parts of the configuration whose change means this service must reload
+    depends_on: ClassVar[tuple[str, ...]] = ("system", "network")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def section(self, config: "CoreConfig") -> ServiceConfig:
+        return getattr(config, self.name)
+
+    def enabled(self, config: "CoreConfig") -> bool:
+        return self.section(config).enabled
+
+    def validate(self, config: "CoreConfig") -> list[str]:
+        """Cross-section checks pydantic cannot do alone; return human-readable errors."""
+        return []
+
+    def render(self, config: "CoreConfig") -> dict[str, str | bytes]:
+        return {}
+
+    async def check(self, config: "CoreConfig", staged: Path) -> None:
+        """Raise ApplyError if the staged files are refused by the daemon's own checker."""
+
+    def processes(self, config: "CoreConfig") -> list[ChildSpec]:
+        return []
+
+    async def start(self, config: "CoreConfig") -> None:
+        pass
+
+    async def reload(self, config: "CoreConfig") -> None:
+        """Default: nothing beyond what the supervisor does for child processes."""
+
+    async def stop(self) -> None:
+        pass
+
+    def status(self) -> Status:
+        return Status("ok")

@@ -1,0 +1,9 @@
+import pytest
+
+from appliance.context import Context
+
+
+@pytest.fixture
+def ctx(tmp_path) -> Context:
+    """A fresh lab-mode data directory."""
+    return Context(tmp_path / "var", lab=True)
