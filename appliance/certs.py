@@ -1,14 +1,29 @@
-"""The box's certificate store: a self-signed certificate made at first start (pyopenssl), key kept 0600."""
+"""The box's certificate store: a self-signed certificate made at first start, key kept 0600.
+
+Built with `cryptography`'s X.509 builder (pyOpenSSL 26 dropped its extension API); pyOpenSSL
+contexts can load the same PEM files.
+"""
 from __future__ import annotations
 
-import secrets
+import datetime
+import ipaddress
 from pathlib import Path
 
-from OpenSSL import crypto
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from appliance.fsutil import atomic_write
 
 VALID_DAYS = 3650
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def ensure_certificate(directory: Path | str, common_name: str,
@@ -20,25 +35,29 @@ def ensure_certificate(directory: Path | str, common_name: str,
     if cert_path.exists() and key_path.exists():
         key_path.chmod(0o600)
         return cert_path, key_path
-    key = crypto.PKey()
-    key.generate_key(crypto.TYPE_RSA, 2048)
-    cert = crypto.X509()
-    cert.set_version(2)
-    cert.set_serial_number(secrets.randbits(63))
-    cert.get_subject().CN = common_name[:64]
-    cert.get_subject().O = "OfficeBox"
-    cert.set_issuer(cert.get_subject())
-    cert.gmtime_adj_notBefore(-3600)
-    cert.gmtime_adj_notAfter(VALID_DAYS * 86400)
-    cert.set_pubkey(key)
-    sans = [f"DNS:{common_name}"] + [f"IP:{n}" if n[0].isdigit() else f"DNS:{n}" for n in alt_names]
-    cert.add_extensions([
-        crypto.X509Extension(b"subjectAltName", False, ", ".join(sans).encode()),
-        crypto.X509Extension(b"basicConstraints", True, b"CA:FALSE"),
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OfficeBox"),
     ])
-    cert.sign(key, "sha256")
-    atomic_write(key_path, crypto.dump_privatekey(crypto.FILETYPE_PEM, key), mode=0o600)
-    atomic_write(cert_path, crypto.dump_certificate(crypto.FILETYPE_PEM, cert), mode=0o644)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    sans = [_san(common_name)] + [_san(n) for n in alt_names if n != common_name]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    atomic_write(key_path, key_pem, mode=0o600)
+    atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return cert_path, key_path
 
 
