@@ -41,6 +41,8 @@ def validation_errors(exc: ValidationError) -> dict[str, str]:
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            message = "is not in the expected format"
         errors.setdefault(path, message)
     return errors
 

@@ -58,9 +58,12 @@ class Service:
     Config: ClassVar[type[ServiceConfig]] = ServiceConfig
     # other parts of the configuration whose change means this service must reload
     depends_on: ClassVar[tuple[str, ...]] = ("system", "network")
+    # False: switched off in the lab-mode default configuration (e.g. DHCP, which needs a real LAN port)
+    lab_enabled: ClassVar[bool] = True
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.runtime = None  # set by appliance.runtime.Runtime when the service runs inside the appliance
 
     def section(self, config: "CoreConfig") -> ServiceConfig:
         return getattr(config, self.name)

@@ -1,0 +1,252 @@
+"""`officebox`: run the appliance and manage its configuration from a console."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from appliance import backup, control, schema
+from appliance.apply import ConfigError
+from appliance.context import BOX_DATA_DIR
+from appliance.service import ApplyError
+from appliance.store import diff_documents
+from appliance.users import hash_password
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    if os.environ.get("OFFICEBOX_DATA_DIR"):
+        return Path(os.environ["OFFICEBOX_DATA_DIR"])
+    return Path("var") if args.lab else BOX_DATA_DIR
+
+
+def open_runtime(args: argparse.Namespace):
+    from appliance.runtime import Runtime
+
+    runtime = Runtime(data_dir(args), lab=args.lab)
+    return runtime
+
+
+def socket_path(args: argparse.Namespace) -> Path:
+    return data_dir(args) / "run" / "core" / "control.sock"
+
+
+def submit(args: argparse.Namespace, payload: dict) -> int:
+    """Send a change to the running appliance, or apply it offline when it is not running."""
+    payload["author"] = args.author
+    answer = control.request(socket_path(args), payload)
+    if answer is None:
+        runtime = open_runtime(args)
+        runtime.bootstrap()
+        answer = control._handle(runtime, payload)
+    if not answer.get("ok"):
+        errors = answer.get("errors") or {}
+        print("error: the configuration is not valid" if errors else f"error: {answer.get('error')}",
+              file=sys.stderr)
+        for path, message in errors.items():
+            print(f"  {path}: {message}", file=sys.stderr)
+        return 1
+    print(f"applied as revision #{answer['revision']}")
+    return 0
+
+
+def set_path(document: dict, dotted: str, value) -> None:
+    node = document
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    elif last not in node:
+        raise KeyError(f"{dotted}: no such setting")
+    else:
+        node[last] = value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    asyncio.run(runtime.serve(admin_port=args.admin_port))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    answer = control.request(socket_path(args), {"op": "status"})
+    if answer is None:
+        print("the appliance is not running")
+        return 3
+    print(f"web admin: {answer['admin_url']}")
+    for name, status in answer["services"].items():
+        print(f"{name:<14} {status['health']:<9} {status['summary']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    rev = runtime.store.revision(args.revision) if args.revision else runtime.store.current()
+    if rev is None:
+        print(f"error: no revision #{args.revision}", file=sys.stderr)
+        return 1
+    document = rev.document if args.show_secrets else schema.mask_secrets(rev.document)
+    if args.section:
+        if args.section not in document:
+            print(f"error: no section {args.section!r}", file=sys.stderr)
+            return 1
+        document = document[args.section]
+    print(json.dumps(document, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    document = runtime.store.current().document
+    try:
+        value = json.loads(args.value)
+    except json.JSONDecodeError:
+        value = args.value
+    try:
+        set_path(document, args.key, value)
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
+        print(f"error: {args.key}: no such setting ({exc})", file=sys.stderr)
+        return 1
+    runtime.store.close()
+    return submit(args, {"op": "apply", "document": document, "summary": args.message or f"set {args.key}"})
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    current = runtime.store.current_id()
+    for rev in runtime.store.history(limit=args.limit):
+        mark = "*" if rev.id == current else " "
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rev.created))
+        print(f"{mark}#{rev.id:<5} {when}  {rev.state:<8} {rev.author:<12} {rev.summary}"
+              + (f"  ({rev.error})" if rev.error else ""))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    old = runtime.store.revision(args.old)
+    new = runtime.store.revision(args.new) if args.new else runtime.store.current()
+    if old is None or new is None:
+        print("error: no such revision", file=sys.stderr)
+        return 1
+    print(diff_documents(old.document, new.document, f"#{old.id}", f"#{new.id}") or "(no difference)")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return submit(args, {"op": "rollback", "revision": args.revision})
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    manifest = backup.create_backup(runtime.ctx, runtime.engine, Path(args.file))
+    print(f"backup of revision #{manifest['revision']} written to {args.file} ({len(manifest['files'])} files)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if control.request(socket_path(args), {"op": "status"}) is not None:
+        print("error: stop the appliance before restoring a backup", file=sys.stderr)
+        return 1
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    try:
+        rev = backup.restore_backup(runtime.ctx, runtime.engine, Path(args.file), args.author)
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup restored as revision #{rev}")
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("new password: ")
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    runtime = open_runtime(args)
+    runtime.bootstrap()
+    document = runtime.store.current().document
+    user = next((u for u in document["users"] if u["login"] == args.login), None)
+    if user is None:
+        print(f"error: no user {args.login!r}", file=sys.stderr)
+        return 1
+    user["password_hash"] = password_hash
+    runtime.store.close()
+    return submit(args, {"op": "apply", "document": document, "summary": f"password of {args.login} reset"})
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="officebox", description=__doc__)
+    p.add_argument("--lab", action="store_true", help="lab mode: data in ./var, loopback, unprivileged ports")
+    p.add_argument("--data-dir", help=f"data directory (default {BOX_DATA_DIR}, ./var with --lab)")
+    p.add_argument("--author", default=os.environ.get("SUDO_USER") or "console")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the appliance until SIGTERM")
+    run.add_argument("--admin-port", type=int)
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("status", help="status of the running appliance").set_defaults(func=cmd_status)
+    cfg = sub.add_parser("config", help="show and change the configuration").add_subparsers(dest="action",
+                                                                                          required=True)
+    show = cfg.add_parser("show")
+    show.add_argument("--revision", type=int)
+    show.add_argument("--section")
+    show.add_argument("--show-secrets", action="store_true")
+    show.set_defaults(func=cmd_show)
+    setp = cfg.add_parser("set", help="set one value by dotted path, e.g. system.company_name 'Acme'")
+    setp.add_argument("key")
+    setp.add_argument("value", help="a JSON value, or a plain string")
+    setp.add_argument("-m", "--message")
+    setp.set_defaults(func=cmd_set)
+    hist = cfg.add_parser("history")
+    hist.add_argument("-n", "--limit", type=int, default=30)
+    hist.set_defaults(func=cmd_history)
+    diff = cfg.add_parser("diff")
+    diff.add_argument("old", type=int)
+    diff.add_argument("new", type=int, nargs="?")
+    diff.set_defaults(func=cmd_diff)
+    rb = cfg.add_parser("rollback")
+    rb.add_argument("revision", type=int)
+    rb.set_defaults(func=cmd_rollback)
+    bk = sub.add_parser("backup", help="write a backup file")
+    bk.add_argument("file")
+    bk.set_defaults(func=cmd_backup)
+    rs = sub.add_parser("restore", help="restore a backup file (appliance stopped)")
+    rs.add_argument("file")
+    rs.set_defaults(func=cmd_restore)
+    user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
+    pw = user.add_parser("passwd", help="reset a user's password (e.g. a locked-out admin)")
+    pw.add_argument("login")
+    pw.add_argument("--password-stdin", action="store_true")
+    pw.set_defaults(func=cmd_passwd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ApplyError, ConfigError, backup.BackupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""One running appliance: the store, the apply engine, the services, the supervisor, the web admin."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from appliance import control
+from appliance.apply import ApplyEngine
+from appliance.certs import box_certificate
+from appliance.context import Context
+from appliance.defaults import default_document
+from appliance.schema import CoreConfig
+from appliance.service import Service, Status
+from appliance.store import ConfigStore
+from appliance.supervisor import Supervisor
+from services import discover
+
+log = logging.getLogger("officebox")
+
+
+class Runtime:
+    def __init__(self, data_dir: Path | str, lab: bool = False) -> None:
+        self.ctx = Context(Path(data_dir), lab=lab)
+        self.store = ConfigStore(self.ctx.db_path)
+        self.services: dict[str, Service] = {name: cls(self.ctx) for name, cls in discover().items()}
+        for service in self.services.values():
+            service.runtime = self
+        self.engine = ApplyEngine(self.ctx, self.store, self.services)
+        self.supervisor: Supervisor | None = None
+        self.admin_url: str | None = None
+
+    @property
+    def config(self) -> CoreConfig:
+        return self.engine.current_config()
+
+    def bootstrap(self) -> None:
+        """Recover from an interrupted apply; on a new box, apply the factory configuration."""
+        self.engine.recover()
+        if self.store.current() is None:
+            self.engine.apply(default_document(self.ctx.lab), "system", "factory configuration")
+
+    def status(self) -> dict[str, Status]:
+        if self.supervisor is None:
+            return {name: Status("down", "appliance not running") for name in self.services}
+        return {name: self.supervisor.status(name) for name in self.services}
+
+    # -- serving --------------------------------------------------------------------------------
+    def admin_address(self, config: CoreConfig, port: int | None) -> tuple[str, int]:
+        if self.ctx.lab:
+            return "127.0.0.1", port or config.system.lab_admin_port
+        return "0.0.0.0", port or config.system.admin_port
+
+    def _start_webadmin(self, host: str, port: int) -> threading.Thread:
+        from werkzeug.serving import make_server
+
+        from webadmin import create_app
+
+        hostname = self.config.system.hostname
+        cert, key = box_certificate(self.ctx.data_dir, hostname)
+        self._web = make_server(host, port, create_app(self), threaded=True, ssl_context=(str(cert), str(key)))
+        self.admin_url = f"https://{'127.0.0.1' if host == '0.0.0.0' else host}:{self._web.server_port}/"
+        thread = threading.Thread(target=self._web.serve_forever, name="webadmin", daemon=True)
+        thread.start()
+        return thread
+
+    async def serve(self, admin_port: int | None = None, ready: asyncio.Event | None = None) -> None:
+        """Run until SIGTERM/SIGINT: services, web admin, control socket."""
+        await asyncio.to_thread(self.bootstrap)
+        config = self.config
+        self.supervisor = Supervisor(self.ctx, self.services)
+        self.engine.live = self.supervisor
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.supervisor.start(config)
+        server = await control.serve(self, self.ctx.run_dir("core") / "control.sock")
+        host, port = self.admin_address(config, admin_port)
+        self._start_webadmin(host, port)
+        mode = "lab mode" if self.ctx.lab else "appliance"
+        print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
+        print(f"  web admin: {self.admin_url}", flush=True)
+        for name, status in self.status().items():
+            print(f"  {name:<14} {status.health:<9} {status.summary}", flush=True)
+        if ready:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            print("OfficeBox stopping", flush=True)
+            self._web.shutdown()
+            server.close()
+            await self.supervisor.stop()
+            self.store.close()
