@@ -65,11 +65,12 @@ class Service:
         self.ctx = ctx
         self.runtime = None  # set by appliance.runtime.Runtime when the service runs inside the appliance
 
-    def section(self, config: "CoreConfig") -> ServiceConfig:
-        return getattr(config, self.name)
+    def section(self, config: "CoreConfig") -> ServiceConfig | None:
+        return getattr(config, self.name, None)
 
     def enabled(self, config: "CoreConfig") -> bool:
-        return self.section(config).enabled
+        section = self.section(config)
+        return section is None or section.enabled
 
     def validate(self, config: "CoreConfig") -> list[str]:
         """Cross-section checks pydantic cannot do alone; return human-readable errors."""
