@@ -1,0 +1,72 @@
+"""The `officebox` command, run as an installer or admin would run it on the console."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def ob(tmp_path):
+    data = tmp_path / "var"
+
+    def run(*args, stdin=None, ok=True):
+        result = subprocess.run([sys.executable, "-m", "appliance.cli", "--data-dir", str(data), *args],
+                                input=stdin, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": os.getcwd()})
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+    run.data = data
+    return run
+
+
+def test_set_history_diff_rollback(ob):
+    assert "revision #2" in ob("config", "set", "system.company_name", "Acme Ltd", "-m", "our name").stdout
+    ob("config", "set", "system.company_name", "Other")
+    history = ob("config", "history").stdout.splitlines()
+    assert history[0].startswith("*#3") and "our name" in history[1]
+    assert '+    "company_name": "Acme Ltd"' in ob("config", "diff", "1", "2").stdout
+    ob("config", "rollback", "2")
+    assert json.loads(ob("config", "show", "--section", "system").stdout)["company_name"] == "Acme Ltd"
+
+
+def test_invalid_value_is_explained_and_nothing_changes(ob):
+    result = ob("config", "set", "network.lan.address", "192.168.1.300/24", ok=False)
+    assert result.returncode == 1
+    assert "network.lan.address" in result.stderr
+    result = ob("config", "set", "system.no_such_thing", "1", ok=False)
+    assert "no such setting" in result.stderr
+    assert len(ob("config", "history").stdout.splitlines()) == 1
+
+
+def test_secrets_are_masked_unless_asked(ob):
+    doc = json.loads(ob("config", "show").stdout)
+    doc_users = [{"login": "ann", "full_name": "Ann", "extension": "201", "sip_secret": "s3cretSIPpass"}]
+    ob("config", "set", "users", json.dumps(doc_users))
+    shown = ob("config", "show", "--section", "users").stdout
+    assert "s3cretSIPpass" not in shown and "********" in shown
+    assert "s3cretSIPpass" in ob("config", "show", "--show-secrets").stdout
+    assert doc["schema_version"] == 1
+
+
+def test_password_reset_from_console(ob):
+    users = [{"login": "boss", "full_name": "The Boss", "role": "admin"}]
+    ob("config", "set", "users", json.dumps(users))
+    assert ob("user", "passwd", "boss", "--password-stdin", stdin="short\n", ok=False).returncode == 1
+    ob("user", "passwd", "boss", "--password-stdin", stdin="a long enough password\n")
+    from appliance.users import verify_password
+    doc = json.loads(ob("config", "show", "--show-secrets").stdout)
+    assert verify_password(doc["users"][0]["password_hash"], "a long enough password")
+
+
+def test_backup_and_restore_commands(ob, tmp_path):
+    ob("config", "set", "system.company_name", "Saved Name")
+    ob("backup", str(tmp_path / "b.obx"))
+    ob("config", "set", "system.company_name", "Changed")
+    assert "restored as revision" in ob("restore", str(tmp_path / "b.obx")).stdout
+    assert json.loads(ob("config", "show", "--section", "system").stdout)["company_name"] == "Saved Name"
+    (tmp_path / "bad.obx").write_bytes(b"garbage")
+    result = ob("restore", str(tmp_path / "bad.obx"), ok=False)
+    assert result.returncode == 1 and "not a readable OfficeBox backup" in result.stderr
