@@ -50,8 +50,8 @@ class Runtime:
     # -- serving --------------------------------------------------------------------------------
     def admin_address(self, config: CoreConfig, port: int | None) -> tuple[str, int]:
         if self.ctx.lab:
-            return "127.0.0.1", port or config.system.lab_admin_port
-        return "0.0.0.0", port or config.system.admin_port
+            return "127.0.0.1", config.system.lab_admin_port if port is None else port
+        return "0.0.0.0", config.system.admin_port if port is None else port
 
     def _start_webadmin(self, host: str, port: int) -> threading.Thread:
         from werkzeug.serving import make_server
