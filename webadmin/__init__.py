@@ -1,0 +1,167 @@
+"""The OfficeBox web admin: a Flask app over the appliance Runtime.
+
+Every module in webadmin/blueprints/ exposing `bp` is registered; its optional
+`NAV = [("Group", "Link title", "endpoint"), ...]` feeds the grouped side navigation.
+Serve it over HTTPS only: the session cookie is Secure, HttpOnly, SameSite=Strict.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import zoneinfo
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from webadmin import core
+from webadmin.security import Lockout, SessionRegistry, load_secret_key
+
+log = logging.getLogger("officebox.webadmin")
+# navigation groups in this order; groups nobody listed here come before "System", alphabetically
+GROUP_ORDER = ["Overview", "Directory", "Telephony", "Network", "Internet", "Security", "Mail"]
+LAST_GROUP = "System"
+PUBLIC_ENDPOINTS = {"static"}
+
+
+def create_app(runtime: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=load_secret_key(runtime.ctx.data_dir),
+        SESSION_COOKIE_NAME="__Host-officebox",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.extensions[core.RUNTIME_KEY] = runtime
+    app.extensions[core.SESSIONS_KEY] = SessionRegistry()
+    app.extensions[core.LOCKOUT_KEY] = Lockout()
+    app.before_request(core.check_csrf)
+    app.before_request(_first_boot_gate)
+    app.after_request(_security_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _server_error)
+    app.jinja_env.globals.update(csrf_field=core.csrf_field, current_user=core.current_user)
+    app.jinja_env.filters["when"] = _format_time
+    app.context_processor(_page_context)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from webadmin import blueprints
+
+    nav: list[tuple[str, str, str]] = []
+    broken: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(blueprints.__path__), key=lambda i: i.name):
+        try:
+            module = importlib.import_module(f"{blueprints.__name__}.{info.name}")
+        except Exception as exc:  # one broken page must not take the whole admin down
+            log.exception("web admin page %s could not be loaded", info.name)
+            broken[info.name] = f"{exc.__class__.__name__}: {exc}"
+            continue
+        if getattr(module, "bp", None) is None:
+            continue
+        app.register_blueprint(module.bp)
+        nav.extend(getattr(module, "NAV", []))
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for group, title, endpoint in nav:
+        if endpoint not in app.view_functions:
+            log.error("navigation entry %r points to unknown endpoint %r", title, endpoint)
+            continue
+        groups.setdefault(group, []).append((title, endpoint))
+    app.extensions["officebox.nav"] = sorted(groups.items(), key=lambda item: _group_rank(item[0]))
+    app.extensions["officebox.broken_pages"] = broken
+
+
+def _group_rank(group: str) -> tuple[int, str]:
+    if group in GROUP_ORDER:
+        return GROUP_ORDER.index(group), ""
+    return (len(GROUP_ORDER) + (1 if group == LAST_GROUP else 0)), group
+
+
+def _first_boot_gate() -> Any:
+    """Before the wizard ran only the wizard exists; afterwards the wizard is gone."""
+    initialized = core.current_config().system.initialized
+    if request.blueprint == "setup":
+        if initialized:
+            return render_error(404)
+        return None
+    if not initialized and request.endpoint not in PUBLIC_ENDPOINTS:
+        return redirect(url_for("setup.wizard"))
+    return None
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    )
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _page_context() -> dict[str, Any]:
+    user = core.current_user()
+    nav = current_app.extensions["officebox.nav"] if user is not None and user.role == "admin" else []
+    endpoint = request.endpoint or ""
+    endpoints = {e for _, links in nav for _, e in links}
+    active = endpoint if endpoint in endpoints else next(
+        (e for e in endpoints if request.blueprint and e.split(".")[0] == request.blueprint), "")
+    return {"nav_groups": nav, "nav_active": active, "company_name": core.current_config().system.company_name}
+
+
+def _format_time(timestamp: float | None) -> str:
+    """Jinja filter `when`: a UNIX time in the box's time zone."""
+    if timestamp is None:
+        return ""
+    try:
+        tz = zoneinfo.ZoneInfo(core.current_config().system.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo("UTC")
+    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+ERROR_TITLES = {400: "Request refused", 403: "Not allowed", 404: "Page not found", 405: "Method not allowed",
+                413: "Upload too large", 429: "Too many requests", 500: "Internal error"}
+ERROR_TEXTS = {403: "Your account may not open this page.",
+               404: "There is no such page. Use the navigation to find what you are looking for.",
+               500: "Something went wrong on the box. The error was logged; please try again."}
+
+
+def render_error(code: int, message: str | None = None) -> tuple[str, int]:
+    title = ERROR_TITLES.get(code, "Error")
+    return render_template("error.html", code=code, title=title,
+                           message=message or ERROR_TEXTS.get(code, title)), code
+
+
+def _http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    message = exc.description if code in (400, 413) else None
+    try:
+        return render_error(code, message)
+    except Exception:  # the error page itself must not fail
+        log.exception("error page failed")
+        return exc
+
+
+def _server_error(exc: Exception) -> Any:
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    g.pop("officebox_user", None)
+    try:
+        return render_error(500)
+    except Exception:
+        log.exception("error page failed")
+        return "Internal error", 500
+
+
+__all__ = ["create_app", "render_error"]

@@ -1,0 +1,79 @@
+"""Sign in and sign out, with a growing delay after repeated failures."""
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+
+from appliance.users import hash_password, verify_password
+from webadmin import core, forms
+
+bp = Blueprint("auth", __name__)
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked when the login does not exist, so both cases take the same time."""
+    return hash_password("not-a-real-password")
+
+
+def _safe_next(target: str | None) -> str | None:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def _wait_message(seconds: float) -> str:
+    wait = max(1, math.ceil(seconds))
+    return (f"Too many failed sign-in attempts. Please wait {wait} second{'s' if wait != 1 else ''} "
+            "before trying again.")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if core.current_user() is not None and request.method == "GET":
+        return redirect(url_for("dashboard.index"))
+    error = None
+    status = 200
+    login_name = ""
+    if request.method == "POST":
+        login_name = forms.text("login", 64).lower()
+        password = request.form.get("password") or ""
+        lockout = current_app.extensions[core.LOCKOUT_KEY]
+        keys = (("login", login_name), ("addr", request.remote_addr or "?"))
+        wait = lockout.wait_time(*keys)
+        if wait > 0:
+            error, status = _wait_message(wait), 429
+        else:
+            user = core.current_config().user(login_name)
+            if user is None:
+                verify_password(_dummy_hash(), password)
+            if user is not None and user.check_password(password):
+                lockout.succeeded(*keys)
+                _start_session(user.login, user.password_hash)
+                default = url_for("dashboard.index") if user.role == "admin" else url_for("account.index")
+                return redirect(_safe_next(request.args.get("next")) or default)
+            lockout.failed(*keys)
+            wait = lockout.wait_time(*keys)
+            error = "Wrong login or password."
+            if wait > 0:
+                error += " " + _wait_message(wait)
+            status = 401
+    return render_template("auth/login.html", error=error, login=login_name), status
+
+
+def _start_session(login: str, password_hash: str | None) -> None:
+    sessions = current_app.extensions[core.SESSIONS_KEY]
+    sessions.close(session.get("sid"))
+    session.clear()  # new session id and CSRF token: no session fixation
+    session["sid"] = sessions.open(login, password_hash)
+    core.csrf_token()
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    current_app.extensions[core.SESSIONS_KEY].close(session.get("sid"))
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))

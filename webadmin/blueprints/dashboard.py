@@ -1,0 +1,50 @@
+"""The dashboard: every service's health and figures, and the applied configuration revision."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, redirect, render_template, url_for
+
+from appliance.service import Status
+from webadmin import core
+
+bp = Blueprint("dashboard", __name__)
+NAV = [("Overview", "Dashboard", "dashboard.index")]
+log = logging.getLogger("officebox.webadmin")
+BADGES = {"ok": "badge-ok", "degraded": "badge-warn", "starting": "badge-warn", "down": "badge-bad",
+          "disabled": "badge-muted"}
+
+
+def statuses(rt) -> dict[str, Status]:
+    """The supervisor's view when the runtime offers it (it knows about child daemons), else each service's."""
+    found: dict[str, Status] = {}
+    try:
+        found = dict(rt.status()) if callable(getattr(rt, "status", None)) else {}
+    except Exception:  # a failing status must not break the dashboard
+        log.exception("runtime status failed")
+    for name, service in rt.services.items():
+        if not isinstance(found.get(name), Status):
+            try:
+                found[name] = service.status()
+            except Exception as exc:
+                log.exception("status of %s failed", name)
+                found[name] = Status("down", f"status unavailable: {exc.__class__.__name__}: {exc}")
+    return found
+
+
+@bp.route("/")
+@core.login_required
+def index():
+    if core.current_user().role != "admin":
+        return redirect(url_for("account.index"))
+    rt = core.runtime()
+    cards = []
+    found = statuses(rt)
+    for name, service in rt.services.items():
+        status = found[name] if isinstance(found[name], Status) else Status("down", "status unavailable")
+        cards.append({"name": name, "title": getattr(service, "title", name), "status": status,
+                      "badge": BADGES.get(status.health, "badge-warn")})
+    config = core.current_config()
+    return render_template("dashboard/index.html", cards=cards, revision=rt.store.current(), config=config,
+                           admins=sum(1 for u in config.users if u.role == "admin" and u.enabled),
+                           broken=current_app.extensions.get("officebox.broken_pages", {}))

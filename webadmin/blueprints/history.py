@@ -1,0 +1,70 @@
+"""Configuration history: every revision with its diff, and one-click rollback."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from webadmin import core
+
+bp = Blueprint("history", __name__, url_prefix="/history")
+NAV = [("System", "Configuration history", "history.index")]
+PAGE_SIZE = 25
+STATE_BADGES = {"applied": "badge-ok", "failed": "badge-bad", "pending": "badge-warn"}
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    page = max(1, min(request.args.get("page", 1, type=int), 100000))
+    store = core.runtime().store
+    revisions = store.history(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return render_template("history/index.html", revisions=revisions[:PAGE_SIZE], page=page,
+                           more=len(revisions) > PAGE_SIZE, current_id=store.current_id(), badges=STATE_BADGES)
+
+
+@bp.route("/<int:rev_id>")
+@core.admin_required
+def detail(rev_id: int):
+    store = core.runtime().store
+    revision = store.revision(rev_id)
+    if revision is None:
+        abort(404)
+    current_id = store.current_id()
+    return render_template("history/detail.html", rev=revision, current_id=current_id, badges=STATE_BADGES,
+                           can_roll_back=revision.state == "applied" and revision.id != current_id,
+                           diff_lines=[(_line_class(line), line) for line in revision.diff.splitlines()])
+
+
+def _line_class(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "diff-file"
+    if line.startswith("@@"):
+        return "diff-hunk"
+    return {"+": "diff-add", "-": "diff-del"}.get(line[:1], "")
+
+
+@bp.route("/<int:rev_id>/rollback", methods=["POST"])
+@core.admin_required
+def rollback(rev_id: int):
+    store = core.runtime().store
+    target = store.revision(rev_id)
+    if target is None:
+        abort(404)
+    if target.state != "applied":
+        flash(f"Revision #{rev_id} was never applied; it cannot be restored.", "error")
+        return redirect(url_for("history.detail", rev_id=rev_id))
+    before = store.current_id()
+    try:
+        new = core.runtime().engine.rollback(rev_id, core.current_user().login)
+    except ConfigError as err:
+        flash(f"Revision #{rev_id} is not valid any more: {err}", "error")
+        return redirect(url_for("history.detail", rev_id=rev_id))
+    except ApplyError as err:
+        flash(f"Rolling back to revision #{rev_id} failed; nothing was changed. {err}", "error")
+        return redirect(url_for("history.detail", rev_id=rev_id))
+    if new.id == before:
+        flash(f"Revision #{rev_id} is already the current configuration.", "info")
+    else:
+        flash(f"Rolled back to revision #{rev_id}: new revision #{new.id} is applied.", "success")
+    return redirect(url_for("history.detail", rev_id=new.id))

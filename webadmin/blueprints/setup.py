@@ -1,0 +1,98 @@
+"""First-boot wizard: exists only while system.initialized is false; creates the first admin."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from functools import cache
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from appliance.users import MIN_PASSWORD_LENGTH, hash_password
+from webadmin import core, forms
+
+bp = Blueprint("setup", __name__, url_prefix="/setup")
+TZ_PATTERN = re.compile(r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")
+ERROR_FIELDS = {
+    "system.company_name": "company_name",
+    "system.mail_domain": "mail_domain",
+    "system.timezone": "timezone",
+    "network.lan.address": "lan_address",
+}
+
+
+@cache
+def time_zones() -> list[str]:
+    return sorted(z for z in zoneinfo.available_timezones() if TZ_PATTERN.match(z) and not z.startswith("Etc/"))
+
+
+def lan_address_error(value: str) -> str | None:
+    example = "enter the box address with its prefix, like 192.168.1.1/24"
+    if "/" not in value:
+        return example
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        return example
+    net = iface.network
+    if not 8 <= net.prefixlen <= 30:
+        return "the prefix must be between /8 and /30"
+    if iface.ip in (net.network_address, net.broadcast_address):
+        return f"{iface.ip} is not a host address of {net}; use e.g. {next(net.hosts())}/{net.prefixlen}"
+    return None
+
+
+@bp.route("/", methods=["GET", "POST"])
+def wizard():
+    config = core.current_config()
+    values = {
+        "login": "admin", "full_name": "", "company_name": config.system.company_name,
+        "mail_domain": config.system.mail_domain, "lan_address": str(config.network.lan.address),
+        "timezone": config.system.timezone,
+    }
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        for name in values:
+            values[name] = forms.text(name)
+        values["login"] = values["login"].lower()
+        values["mail_domain"] = values["mail_domain"].lower()
+        password = request.form.get("password") or ""
+        if len(password) < MIN_PASSWORD_LENGTH:
+            errors["password"] = f"use at least {MIN_PASSWORD_LENGTH} characters"
+        elif password != request.form.get("password2"):
+            errors["password2"] = "the two passwords differ"
+        if values["timezone"] not in time_zones():
+            errors["timezone"] = "choose a time zone from the list"
+        if message := lan_address_error(values["lan_address"]):
+            errors["lan_address"] = message
+        for name in ("login", "full_name", "company_name", "mail_domain"):
+            if not values[name]:
+                errors[name] = "this field is required"
+        if not errors:
+            try:
+                _apply(values, hash_password(password))
+            except ConfigError as err:
+                errors, general = forms.form_errors(err, prefix="users.0", fields=ERROR_FIELDS,
+                                                    root_fields=True)
+            except ApplyError as err:
+                general = [str(err)]
+            else:
+                flash("OfficeBox is set up. Sign in with your administrator account.", "success")
+                return redirect(url_for("auth.login"))
+    return render_template("setup/wizard.html", values=values, errors=errors, general=general,
+                           time_zones=time_zones()), (400 if errors or general else 200)
+
+
+def _apply(values: dict[str, str], password_hash: str) -> None:
+    def mutate(doc: dict) -> None:
+        doc["system"].update(company_name=values["company_name"], mail_domain=values["mail_domain"],
+                             timezone=values["timezone"], initialized=True)
+        doc["network"]["lan"]["address"] = values["lan_address"]
+        admin = {"login": values["login"], "full_name": values["full_name"], "role": "admin",
+                 "enabled": True, "password_hash": password_hash}
+        doc["users"] = [admin] + [u for u in doc.get("users", []) if u.get("login") != values["login"]]
+
+    core.runtime().engine.update(values["login"], "first-boot setup", mutate)

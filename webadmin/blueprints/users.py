@@ -1,0 +1,190 @@
+"""Users: list, create, edit, enable/disable, delete, set a password. Hashes and secrets never shown."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from appliance.users import LANGUAGES, MIN_PASSWORD_LENGTH, hash_password
+from webadmin import core, forms
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+NAV = [("Directory", "Users", "users.index")]
+EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled", "vpn_enabled")
+
+
+def _user_or_404(login: str):
+    user = core.current_config().user(login)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _posted_user() -> dict:
+    return {
+        "login": forms.text("login", 64).lower(),
+        "full_name": forms.text("full_name", 200),
+        "extension": forms.optional("extension", 20),
+        "email": forms.optional("email", 200),
+        "role": forms.text("role", 10) or "staff",
+        "language": forms.text("language", 5) or "en",
+        "enabled": forms.checkbox("enabled"),
+        "vpn_enabled": forms.checkbox("vpn_enabled"),
+    }
+
+
+def _posted_password(errors: dict[str, str], required: bool) -> str | None:
+    """The argon2 hash of the posted password pair, None if left empty (and allowed)."""
+    password = request.form.get("password") or ""
+    if not password and not required:
+        return None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        errors["password"] = f"use at least {MIN_PASSWORD_LENGTH} characters"
+    elif password != request.form.get("password2"):
+        errors["password2"] = "the two passwords differ"
+    else:
+        return hash_password(password)
+    return None
+
+
+def _apply(summary: str, mutate, index: int) -> tuple[dict[str, str], list[str]]:
+    """Apply; returns (field errors, general errors), both empty on success."""
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        return forms.form_errors(err, prefix=f"users.{index}", root_fields=True)
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+def _index_of(doc: dict, login: str) -> int:
+    for i, user in enumerate(doc["users"]):
+        if user["login"] == login:
+            return i
+    raise ConfigError({"": f"user {login!r} no longer exists"})
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    users = sorted(core.current_config().users, key=lambda u: u.login)
+    return render_template("users/index.html", users=users)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@core.admin_required
+def create():
+    values = {"login": "", "full_name": "", "extension": None, "email": None, "role": "staff",
+              "language": "en", "enabled": True, "vpn_enabled": False}
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        values = _posted_user()
+        password_hash = _posted_password(errors, required=values["role"] == "admin")
+        if not errors:
+            index = len(core.current_config().users)
+
+            def mutate(doc: dict) -> None:
+                doc["users"].append({**values, "password_hash": password_hash})
+
+            errors, general = _apply(f"add user {values['login']}", mutate, index)
+            if not errors and not general:
+                flash(f"User {values['login']} was created.", "success")
+                return redirect(url_for("users.index"))
+    return render_template("users/form.html", values=values, errors=errors, general=general, user=None,
+                           languages=LANGUAGES), (400 if errors or general else 200)
+
+
+@bp.route("/<login>/edit", methods=["GET", "POST"])
+@core.admin_required
+def edit(login: str):
+    user = _user_or_404(login)
+    values = user.model_dump(include={"login", *EDITABLE})
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        values = {**_posted_user(), "login": login}
+        if login == core.current_user().login and (values["role"] != "admin" or not values["enabled"]):
+            general = ["You cannot remove your own admin rights or disable the account you are signed in with."]
+        else:
+            index = [u.login for u in core.current_config().users].index(login)
+
+            def mutate(doc: dict) -> None:
+                doc["users"][_index_of(doc, login)].update({k: values[k] for k in EDITABLE})
+
+            errors, general = _apply(f"edit user {login}", mutate, index)
+            if not errors and not general:
+                flash(f"User {login} was saved.", "success")
+                return redirect(url_for("users.index"))
+    return render_template("users/form.html", values=values, errors=errors, general=general, user=user,
+                           languages=LANGUAGES), (400 if errors or general else 200)
+
+
+@bp.route("/<login>/password", methods=["POST"])
+@core.admin_required
+def password(login: str):
+    user = _user_or_404(login)
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    password_hash = _posted_password(errors, required=True)
+    if not errors:
+        index = [u.login for u in core.current_config().users].index(login)
+
+        def mutate(doc: dict) -> None:
+            doc["users"][_index_of(doc, login)]["password_hash"] = password_hash
+
+        errors, general = _apply(f"set password of {login}", mutate, index)
+    if not errors and not general:
+        if login == session_login():
+            current_app.extensions[core.SESSIONS_KEY].rebind(session.get("sid"), password_hash)
+        flash(f"The password of {login} was set.", "success")
+        return redirect(url_for("users.edit", login=login))
+    values = user.model_dump(include={"login", *EDITABLE})
+    return render_template("users/form.html", values=values, errors={}, general=general, user=user,
+                           password_errors=errors, languages=LANGUAGES), 400
+
+
+def session_login() -> str | None:
+    user = core.current_user()
+    return user.login if user else None
+
+
+@bp.route("/<login>/enabled", methods=["POST"])
+@core.admin_required
+def set_enabled(login: str):
+    _user_or_404(login)
+    enable = forms.checkbox("enabled")
+    if login == session_login() and not enable:
+        flash("You cannot disable the account you are signed in with.", "error")
+        return redirect(url_for("users.index"))
+
+    def mutate(doc: dict) -> None:
+        doc["users"][_index_of(doc, login)]["enabled"] = enable
+
+    _, general = _apply(f"{'enable' if enable else 'disable'} user {login}", mutate, -1)
+    for message in general:
+        flash(message, "error")
+    if not general:
+        flash(f"User {login} is {'enabled' if enable else 'disabled'}.", "success")
+    return redirect(url_for("users.index"))
+
+
+@bp.route("/<login>/delete", methods=["GET", "POST"])
+@core.admin_required
+def delete(login: str):
+    user = _user_or_404(login)
+    if login == session_login():
+        flash("You cannot delete the account you are signed in with.", "error")
+        return redirect(url_for("users.index"))
+    if request.method == "POST":
+        def mutate(doc: dict) -> None:
+            del doc["users"][_index_of(doc, login)]
+
+        _, general = _apply(f"delete user {login}", mutate, -1)
+        for message in general:
+            flash(message, "error")
+        if not general:
+            flash(f"User {login} was deleted.", "success")
+        return redirect(url_for("users.index"))
+    return render_template("users/delete.html", user=user)

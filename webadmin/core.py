@@ -1,0 +1,124 @@
+"""What every web admin page uses: the runtime, the configuration, the signed-in user, changes, CSRF.
+
+    from webadmin.core import admin_required, apply_change, current_config
+    apply_change("add extension 201", mutate)   # mutate(document: dict) edits the JSON document
+
+apply_change raises ConfigError (`err.errors`: {"dotted.path": message}) or ApplyError; see
+webadmin.forms.form_errors to turn ConfigError into per-field messages.
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from markupsafe import Markup, escape
+
+from appliance import schema
+from appliance.store import Revision
+from appliance.users import User
+
+RUNTIME_KEY = "officebox.runtime"
+SESSIONS_KEY = "officebox.sessions"
+LOCKOUT_KEY = "officebox.lockout"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_REFUSED = ("The form was refused because its security token is missing or out of date "
+                "(for example after signing in again in another tab). Go back, reload the page and retry.")
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def runtime() -> Any:
+    """The appliance Runtime (.ctx, .store, .engine, .services, .config)."""
+    return current_app.extensions[RUNTIME_KEY]
+
+
+def current_config() -> schema.CoreConfig:
+    """The applied configuration (defaults before the first-boot wizard ran); cached per request."""
+    if "officebox_config" not in g:
+        rev = runtime().store.current()
+        g.officebox_config = rev.config if rev is not None else schema.parse({})
+    return g.officebox_config
+
+
+def current_user() -> User | None:
+    """The signed-in user (admin or staff), or None."""
+    if "officebox_user" not in g:
+        config = current_config()
+
+        def password_hash_of(login: str) -> str | None | bool:
+            user = config.user(login)
+            return user.password_hash if user is not None and user.enabled else False
+
+        login = current_app.extensions[SESSIONS_KEY].lookup(session.get("sid"), password_hash_of)
+        g.officebox_user = config.user(login) if login else None
+    return g.officebox_user
+
+
+def apply_change(summary: str, mutate: Callable[[dict], None]) -> Revision:
+    """Apply `mutate` to the configuration document as one revision authored by the signed-in user."""
+    user = current_user()
+    if user is None:
+        raise RuntimeError("apply_change needs a signed-in user")
+    try:
+        return runtime().engine.update(user.login, summary, mutate)
+    finally:
+        g.pop("officebox_config", None)
+        g.pop("officebox_user", None)
+
+
+def login_required(view: Callable) -> Callable:
+    """Any signed-in user (admin or staff)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return redirect(url_for("auth.login", next=_next_target()))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(view: Callable) -> Callable:
+    """Signed-in users with role admin; staff get 403."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = current_user()
+        if user is None:
+            return redirect(url_for("auth.login", next=_next_target()))
+        if user.role != "admin":
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _next_target() -> str | None:
+    return request.full_path.rstrip("?") if request.method == "GET" else None
+
+
+# -- CSRF -------------------------------------------------------------------------------------------
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_field() -> Markup:
+    """Jinja global: the hidden input every POST form must contain."""
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf_token())}">')
+
+
+def check_csrf() -> None:
+    """before_request hook: refuse any state-changing request without the session's token (400)."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    expected = session.get("csrf")
+    sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if not expected or not sent or not hmac.compare_digest(str(expected), str(sent)):
+        abort(400, description=CSRF_REFUSED)

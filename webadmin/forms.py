@@ -1,0 +1,68 @@
+"""Form helpers: read fields, and turn a ConfigError into per-field messages an admin understands."""
+from __future__ import annotations
+
+from flask import request
+
+from appliance.apply import ConfigError
+
+# shown instead of pydantic's "String should match pattern '...'", keyed by the field's last name
+PATTERN_HINTS = {
+    "login": "use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter",
+    "extension": "use 2 to 6 digits",
+    "email": "enter a valid e-mail address, like anna@example.com",
+    "hostname": "use lower-case letters, digits and '-' only",
+    "domain": "enter a domain name, like office.lan",
+    "mail_domain": "enter a domain name, like example.com",
+    "timezone": "choose a time zone from the list",
+    "interface": "enter an interface name, like eth0",
+}
+# root-level (cross-user) messages from the schema, routed to the field they are about
+ROOT_FIELDS = {"login ": "login", "extension number": "extension", "e-mail address": "email"}
+
+
+def friendly(path: str, message: str) -> str:
+    name = path.rsplit(".", 1)[-1]
+    if message.startswith("String should match pattern") and name in PATTERN_HINTS:
+        return PATTERN_HINTS[name]
+    if message == "String should have at least 1 character":
+        return "this field is required"
+    return message
+
+
+def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | None = None,
+                root_fields: bool = False) -> tuple[dict[str, str], list[str]]:
+    """Split `err.errors` into ({form field: message}, [general messages]).
+
+    `fields` maps exact dotted paths to form field names; with `prefix` ("users.3"), paths below it
+    map to the rest of the path ("users.3.extension" -> "extension"). With `root_fields`, the schema's
+    duplicate login/extension/e-mail messages go to those fields.
+    """
+    fields = fields or {}
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for path, message in err.errors.items():
+        text = friendly(path, message)
+        name = fields.get(path)
+        if name is None and prefix and path.startswith(prefix + "."):
+            name = path[len(prefix) + 1:]
+        if name is None and root_fields and not path:
+            name = next((f for start, f in ROOT_FIELDS.items() if text.startswith(start)), None)
+        if name is not None:
+            by_field.setdefault(name, text)
+        else:
+            general.append(f"{path}: {text}" if path else text)
+    return by_field, general
+
+
+def text(name: str, max_length: int = 200) -> str:
+    """A stripped text field from the posted form (never None, bounded length)."""
+    return (request.form.get(name) or "").strip()[:max_length]
+
+
+def optional(name: str, max_length: int = 200) -> str | None:
+    value = text(name, max_length)
+    return value or None
+
+
+def checkbox(name: str) -> bool:
+    return request.form.get(name) in ("on", "1", "true", "yes")

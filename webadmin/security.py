@@ -1,0 +1,157 @@
+"""Web admin security parts: the session secret, server-side sign-in sessions and the login lock-out."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.fsutil import atomic_write
+
+SECRET_FILE = "webadmin-secret.key"
+SECRET_BYTES = 32
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The cookie-signing key: generated once, kept in a 0600 file under the data directory."""
+    path = Path(data_dir) / SECRET_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.new{os.getpid()}")
+        atomic_write(tmp, secrets.token_bytes(SECRET_BYTES), mode=0o600)
+        try:
+            os.link(tmp, path)  # atomic and refuses to replace a key another process just created
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    os.chmod(path, 0o600)
+    key = path.read_bytes()
+    if len(key) < SECRET_BYTES:
+        raise RuntimeError(f"{path} is damaged (too short); remove it to generate a new key")
+    return key
+
+
+def password_fingerprint(password_hash: str | None) -> str:
+    """Changes whenever the password changes: a session opened with the old password ends."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:32]
+
+
+@dataclass
+class SignIn:
+    login: str
+    fingerprint: str
+    created: float
+    last_seen: float
+
+
+class SessionRegistry:
+    """Signed-in sessions kept on the server, so signing out (or a password change) really ends them.
+
+    The browser cookie only carries a random session id; a restart signs everybody out.
+    """
+
+    IDLE_TIMEOUT = 30 * 60
+    MAX_AGE = 12 * 3600
+    MAX_SESSIONS = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, SignIn] = {}
+
+    def open(self, login: str, password_hash: str | None) -> str:
+        now = self.clock()
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._expire(now)
+            if len(self._items) >= self.MAX_SESSIONS:
+                oldest = min(self._items, key=lambda k: self._items[k].last_seen)
+                del self._items[oldest]
+            self._items[sid] = SignIn(login, password_fingerprint(password_hash), now, now)
+        return sid
+
+    def lookup(self, sid: str | None, password_hash_of: Callable[[str], str | None | bool]) -> str | None:
+        """The login of a live session; `password_hash_of(login)` returns False for a user who is gone."""
+        if not sid:
+            return None
+        now = self.clock()
+        with self._lock:
+            entry = self._items.get(sid)
+            if entry is None:
+                return None
+            current = password_hash_of(entry.login)
+            if (current is False or password_fingerprint(current) != entry.fingerprint
+                    or now - entry.last_seen > self.IDLE_TIMEOUT or now - entry.created > self.MAX_AGE):
+                del self._items[sid]
+                return None
+            entry.last_seen = now
+            return entry.login
+
+    def rebind(self, sid: str | None, password_hash: str | None) -> None:
+        """Keep this session alive after its own user changed their password."""
+        with self._lock:
+            if sid in self._items:
+                self._items[sid].fingerprint = password_fingerprint(password_hash)
+
+    def close(self, sid: str | None) -> None:
+        with self._lock:
+            self._items.pop(sid or "", None)
+
+    def _expire(self, now: float) -> None:
+        for sid in [s for s, e in self._items.items()
+                    if now - e.last_seen > self.IDLE_TIMEOUT or now - e.created > self.MAX_AGE]:
+            del self._items[sid]
+
+
+class Lockout:
+    """Growing delay after failed sign-ins, per login and per client address (in memory).
+
+    FREE_TRIES failures are free; after that each new failure doubles the wait: 2, 4, 8 ... seconds,
+    capped at MAX_DELAY. A success clears the counters of the keys it used.
+    """
+
+    FREE_TRIES = 5
+    MAX_DELAY = 3600
+    MAX_KEYS = 10000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._fails: dict[tuple[str, str], tuple[int, float]] = {}
+
+    @classmethod
+    def delay(cls, failures: int) -> float:
+        if failures < cls.FREE_TRIES:
+            return 0.0
+        return float(min(2 ** (failures - cls.FREE_TRIES + 1), cls.MAX_DELAY))
+
+    def wait_time(self, *keys: tuple[str, str]) -> float:
+        """Seconds before another attempt with these keys is allowed (0: go ahead)."""
+        now = self.clock()
+        with self._lock:
+            waits = [last + self.delay(count) - now for count, last in
+                     (self._fails[k] for k in keys if k in self._fails)]
+        return max([0.0, *waits])
+
+    def failed(self, *keys: tuple[str, str]) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._fails) >= self.MAX_KEYS:
+                self._forget_oldest(now)
+            for key in keys:
+                count, _ = self._fails.get(key, (0, now))
+                self._fails[key] = (count + 1, now)
+
+    def succeeded(self, *keys: tuple[str, str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._fails.pop(key, None)
+
+    def _forget_oldest(self, now: float) -> None:
+        stale = [k for k, (count, last) in self._fails.items() if now - last > self.delay(count) + 3600]
+        for key in stale or sorted(self._fails, key=lambda k: self._fails[k][1])[: self.MAX_KEYS // 10]:
+            del self._fails[key]
