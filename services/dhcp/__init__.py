@@ -1,0 +1,202 @@
+"""DHCP: hands out addresses, names and phone provisioning options on the LAN (and the voice VLAN).
+
+Leases live in state_dir("dhcp")/leases.json (atomic rewrite, on disk before each ACK). Other
+services learn about leases through services.dhcp.bus (see there), never through the file.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+
+from appliance.service import ApplyError, Service, Status
+from services.dhcp import packet as P
+from services.dhcp.bus import LeaseInfo, lease_bus
+from services.dhcp.config import DhcpConfig
+from services.dhcp.leases import LeaseTable
+from services.dhcp.server import DhcpServer, Scope
+
+log = logging.getLogger("officebox.dhcp")
+IP = ipaddress.IPv4Address
+EXPIRY_INTERVAL = 30.0
+
+
+def default_pool(net: ipaddress.IPv4Network) -> tuple[IP, IP]:
+    """.100-.199 in a /24; the upper half of the hosts of any other network."""
+    hosts = int(net.num_addresses) - 2
+    if net.prefixlen == 24:
+        return net.network_address + 100, net.network_address + 199
+    if hosts < 4:
+        return net.network_address + 1, net.broadcast_address - 1
+    return net.network_address + 1 + hosts // 2, net.broadcast_address - 1
+
+
+def networks(config) -> dict[str, ipaddress.IPv4Interface]:
+    nets = {"lan": config.network.lan.address}
+    if config.network.voice.enabled:
+        nets["voice"] = config.network.voice.address
+    return nets
+
+
+def provisioning_url(config, box: IP) -> str:
+    section = config.dhcp
+    if section.provisioning_url:
+        return section.provisioning_url
+    prov = getattr(config, "provisioning", None)
+    if prov is None or not getattr(prov, "enabled", False):
+        return ""
+    return f"http://{box}:{getattr(prov, 'http_port', 80)}/"
+
+
+class DhcpService(Service):
+    name = "dhcp"
+    title = "DHCP server"
+    Config = DhcpConfig
+    depends_on = ("system", "network", "provisioning")
+    lab_enabled = False
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.server: DhcpServer | None = None
+        self.table = LeaseTable(ctx.state_dir("dhcp") / "leases.json")
+        self.bus = lease_bus(ctx)
+        self._expiry: asyncio.Task | None = None
+        self._note = ""
+
+    # -- configuration --------------------------------------------------------------------------------
+    def validate(self, config) -> list[str]:
+        section: DhcpConfig = config.dhcp
+        errors: list[str] = []
+        nets = networks(config)
+        for i, pool in enumerate(section.pools):
+            iface = nets.get(pool.network)
+            if iface is None:
+                errors.append(f"pool {i + 1}: the {pool.network} network is not enabled")
+                continue
+            scope = Scope(pool.network, "", iface, [], {}, {}, {})
+            if not (scope.usable(pool.start) and scope.usable(pool.end)):
+                errors.append(f"pool {i + 1}: {pool.start}-{pool.end} must lie inside {iface.network}")
+            elif pool.start <= iface.ip <= pool.end:
+                errors.append(f"pool {i + 1}: {pool.start}-{pool.end} contains the box's own address {iface.ip}")
+        for pool_a in range(len(section.pools)):
+            for pool_b in range(pool_a + 1, len(section.pools)):
+                a, b = section.pools[pool_a], section.pools[pool_b]
+                if a.start <= b.end and b.start <= a.end:
+                    errors.append(f"pools {pool_a + 1} and {pool_b + 1} overlap")
+        for r in section.reservations:
+            if not any(r.ip in iface.network for iface in nets.values()):
+                errors.append(f"reservation {r.mac}: {r.ip} is not inside a LAN network")
+            elif r.ip in [iface.ip for iface in nets.values()]:
+                errors.append(f"reservation {r.mac}: {r.ip} is the box's own address")
+        return errors
+
+    def interfaces(self, config) -> dict[str, str]:
+        """Network name -> interface served ({} in lab mode without lab_interface)."""
+        section: DhcpConfig = config.dhcp
+        if self.ctx.lab:
+            return {"lan": section.lab_interface} if section.lab_interface else {}
+        found = {"lan": config.network.lan.interface}
+        if config.network.voice.enabled:
+            found["voice"] = f"{config.network.lan.interface}.{config.network.voice.vlan_id}"
+        return found
+
+    def scopes(self, config) -> list[Scope]:
+        section: DhcpConfig = config.dhcp
+        nets = networks(config)
+        result = []
+        for name, interface in self.interfaces(config).items():
+            iface = nets[name]
+            box = iface.ip
+            pools = [(p.start, p.end, p.lease_time or section.lease_time) for p in section.pools if p.network == name]
+            if not section.pools:
+                start, end = default_pool(iface.network)
+                pools = [(start, end, section.lease_time)] if not start <= box <= end else []
+            options = {
+                P.SUBNET_MASK: iface.netmask.packed,
+                P.ROUTER: P.addresses(*(section.routers or [box])),
+                P.DNS_SERVERS: P.addresses(*(section.dns_servers or [box])),
+                P.DOMAIN_NAME: config.system.domain.encode(),
+                P.NTP_SERVERS: P.addresses(*(section.ntp_servers or [box])),
+            }
+            phone: dict[int, bytes] = {P.TFTP_SERVER_ADDRESS: box.packed}
+            url = provisioning_url(config, box)
+            if url:
+                phone[P.TFTP_SERVER_NAME] = url.encode()
+            rules = []
+            for rule in section.vendor_rules:
+                extra: dict[int, bytes] = {}
+                if rule.provisioning_url:
+                    extra[P.TFTP_SERVER_NAME] = rule.provisioning_url.encode()
+                if rule.vendor_options_hex:
+                    extra[P.VENDOR_SPECIFIC] = bytes.fromhex(rule.vendor_options_hex)
+                rules.append((rule.match.lower(), extra))
+            reservations = {r.mac: (r.ip, r.hostname or "") for r in section.reservations if r.ip in iface.network}
+            result.append(Scope(name, interface, iface, pools, reservations, options, phone, rules))
+        return result
+
+    # -- life cycle ----------------------------------------------------------------------------------
+    async def start(self, config) -> None:
+        section: DhcpConfig = config.dhcp
+        if not self.table.by_ip:
+            self.table.load()
+        server = DhcpServer(self.table, self.bus, section.lease_time, section.conflict_probe,
+                            section.probe_timeout, section.quarantine)
+        scopes = self.scopes(config)
+        try:
+            server.open(scopes)
+        except OSError as exc:
+            raise ApplyError(f"DHCP: {exc}") from exc
+        self.server = server
+        self._note = "" if scopes else "lab mode: no interface set (dhcp.lab_interface)"
+        now = time.time()
+        for lease in self.table.bound(now):
+            self.bus.publish("bound", LeaseInfo(lease.ip, lease.mac, lease.hostname, lease.expires, lease.network))
+        self._expiry = asyncio.create_task(self._expire_loop(), name="dhcp-expiry")
+        log.info("DHCP serving %s", ", ".join(f"{s.name} on {s.interface}" for s in scopes) or "nothing")
+
+    async def reload(self, config) -> None:
+        counters = self.server.counters if self.server else None
+        await self._close()
+        await self.start(config)
+        if counters:
+            self.server.counters.update(counters)
+
+    async def _close(self) -> None:
+        if self._expiry:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.server:
+            self.server.close()
+            self.server = None
+        await self.table.commit()
+
+    async def stop(self) -> None:
+        await self._close()
+        for lease in self.bus.active():
+            self.bus.publish("gone", lease)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_INTERVAL)
+            try:
+                await self.server.expire()
+            except Exception:
+                log.exception("lease expiry failed")
+
+    # -- public API (web admin) ---------------------------------------------------------------------------
+    def leases(self) -> list[dict]:
+        """The current bound leases (newest data, a copy)."""
+        now = time.time()
+        return [{"ip": str(l.ip), "mac": l.mac, "hostname": l.hostname, "network": l.network,
+                 "expires": l.expires, "remaining": int(l.expires - now)} for l in self.table.bound(now)]
+
+    def status(self) -> Status:
+        if self.server is None:
+            return Status("down", "not running")
+        bound = len(self.table.bound(time.time()))
+        summary = self._note or f"{bound} active lease{'s' if bound != 1 else ''}"
+        return Status("ok", summary, {"leases": bound, **self.server.counters})
+
+
+SERVICE = DhcpService

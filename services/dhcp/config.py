@@ -1,0 +1,82 @@
+"""The `dhcp` configuration section: pools, reservations, lease times and options."""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from appliance.schema import Section
+from appliance.service import ServiceConfig
+
+MAC_PATTERN = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
+HOSTNAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def normalize_mac(value: str) -> str:
+    """Accept aa:bb:.., AA-BB-.., aabb.ccdd.eeff or aabbccddeeff; return aa:bb:cc:dd:ee:ff."""
+    digits = re.sub(r"[^0-9a-fA-F]", "", str(value)).lower()
+    if len(digits) != 12 or re.sub(r"[0-9a-fA-F:.\-\s]", "", str(value)):
+        raise ValueError(f"{value!r} is not a MAC address")
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+class Pool(Section):
+    network: str = Field(default="lan", pattern=r"^(lan|voice)$", description="lan or voice (the voice VLAN)")
+    start: ipaddress.IPv4Address
+    end: ipaddress.IPv4Address
+    lease_time: int | None = Field(default=None, ge=60, le=31_536_000, description="seconds; default: section's")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Pool":
+        if int(self.end) < int(self.start):
+            raise ValueError("the pool ends before it starts")
+        return self
+
+
+class Reservation(Section):
+    mac: str
+    ip: ipaddress.IPv4Address
+    hostname: str | None = Field(default=None, pattern=HOSTNAME_PATTERN)
+
+    _mac = field_validator("mac", mode="before")(classmethod(lambda cls, v: normalize_mac(v)))
+
+
+class VendorRule(Section):
+    """Clients whose vendor class (option 60) contains `match` get phone provisioning options."""
+
+    match: str = Field(min_length=1, max_length=64)
+    provisioning_url: str = Field(default="", max_length=200, description="option 66; empty: the box's server")
+    vendor_options_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2})*$", description="option 43, raw")
+
+
+DEFAULT_VENDORS = [VendorRule(match=m) for m in ("yealink", "snom", "grandstream", "gigaset")]
+
+
+class DhcpConfig(ServiceConfig):
+    lease_time: int = Field(default=86400, ge=60, le=31_536_000, description="seconds")
+    pools: list[Pool] = Field(default_factory=list, description="empty: .100 to .199 style upper part of LAN")
+    reservations: list[Reservation] = Field(default_factory=list)
+    dns_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
+    ntp_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
+    routers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
+    provisioning_url: str = Field(default="", max_length=200, description="option 66 for phones; empty: auto")
+    vendor_rules: list[VendorRule] = Field(default_factory=lambda: list(DEFAULT_VENDORS))
+    conflict_probe: bool = Field(default=True, description="ping an address before offering it")
+    probe_timeout: float = Field(default=0.5, ge=0.05, le=3.0)
+    quarantine: int = Field(default=3600, ge=60, le=604800, description="seconds a declined address rests")
+    lab_interface: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]{1,15})?$",
+                               description="lab mode: serve the LAN pool on this interface (empty: off)")
+
+    @field_validator("reservations")
+    @classmethod
+    def _unique(cls, value: list[Reservation]) -> list[Reservation]:
+        macs, ips = set(), set()
+        for r in value:
+            if r.mac in macs:
+                raise ValueError(f"MAC {r.mac} is reserved twice")
+            if r.ip in ips:
+                raise ValueError(f"address {r.ip} is reserved twice")
+            macs.add(r.mac)
+            ips.add(r.ip)
+        return value
