@@ -1,0 +1,45 @@
+"""Configuration checks of the DHCP section."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.dhcp import SERVICE, default_pool
+from tests.services.dhcp.helpers import lan_config
+
+
+def errors(ctx, **dhcp):
+    return SERVICE(ctx).validate(lan_config("lan0", dhcp=dhcp))
+
+
+def test_pool_must_lie_inside_the_lan(ctx):
+    assert errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.0.20"}]) == []
+    assert "must lie inside" in errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.1.20"}])[0]
+    assert "box's own address" in errors(ctx, pools=[{"start": "10.77.0.1", "end": "10.77.0.20"}])[0]
+    assert "overlap" in errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.0.20"},
+                                           {"start": "10.77.0.15", "end": "10.77.0.30"}])[0]
+    assert "voice network is not enabled" in errors(ctx, pools=[{"network": "voice", "start": "10.77.0.10",
+                                                                  "end": "10.77.0.20"}])[0]
+
+
+def test_reservations_are_checked(ctx):
+    assert "not inside a LAN network" in errors(ctx, reservations=[{"mac": "02:00:00:00:00:01", "ip": "10.9.0.5"}])[0]
+    with pytest.raises(ValidationError, match="reserved twice"):
+        lan_config("lan0", dhcp={"reservations": [{"mac": "02:00:00:00:00:01", "ip": "10.77.0.5"},
+                                                  {"mac": "02-00-00-00-00-01", "ip": "10.77.0.6"}]})
+    with pytest.raises(ValidationError, match="not a MAC"):
+        lan_config("lan0", dhcp={"reservations": [{"mac": "nope", "ip": "10.77.0.5"}]})
+    with pytest.raises(ValidationError, match="ends before it starts"):
+        lan_config("lan0", dhcp={"pools": [{"start": "10.77.0.9", "end": "10.77.0.5"}]})
+
+
+def test_lab_mode_serves_only_a_named_interface(ctx):
+    svc = SERVICE(ctx)
+    assert svc.interfaces(lan_config("lan0")) == {}
+    assert svc.interfaces(lan_config("lan0", dhcp={"lab_interface": "veth9"})) == {"lan": "veth9"}
+
+
+def test_default_pool():
+    import ipaddress
+    assert default_pool(ipaddress.IPv4Network("192.168.1.0/24")) == (ipaddress.IPv4Address("192.168.1.100"),
+                                                                      ipaddress.IPv4Address("192.168.1.199"))
