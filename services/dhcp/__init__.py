@@ -74,8 +74,9 @@ class DhcpService(Service):
             if iface is None:
                 errors.append(f"pool {i + 1}: the {pool.network} network is not enabled")
                 continue
-            scope = Scope(pool.network, "", iface, [], {}, {}, {})
-            if not (scope.usable(pool.start) and scope.usable(pool.end)):
+            net = iface.network
+            inner = (net.network_address, net.broadcast_address)
+            if pool.start not in net or pool.end not in net or pool.start in inner or pool.end in inner:
                 errors.append(f"pool {i + 1}: {pool.start}-{pool.end} must lie inside {iface.network}")
             elif pool.start <= iface.ip <= pool.end:
                 errors.append(f"pool {i + 1}: {pool.start}-{pool.end} contains the box's own address {iface.ip}")
