@@ -1,0 +1,129 @@
+"""SMTP listeners (aiosmtpd): 25 inbound MX, 587 submission (STARTTLS then AUTH), 465 implicit TLS."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import re
+import ssl
+import warnings
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from services.mail.directory import split_address
+
+if TYPE_CHECKING:
+    from services.mail.service import MailService
+
+log = logging.getLogger("officebox.mail.smtp")
+# port 465 requires AUTH with auth_require_tls off because the whole connection is already TLS
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+MAX_RECIPIENTS = 500
+
+
+ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+(\.[^\s@<>()\[\],;:\\\"]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def valid_address(address: str) -> bool:
+    return len(address) <= 254 and ADDRESS.match(address) is not None
+
+
+class MailSMTP(SMTP):
+    """aiosmtpd with an explicit size message and knowledge of implicit TLS (port 465)."""
+
+    def __init__(self, handler, *, implicit_tls: bool = False, **kw) -> None:
+        super().__init__(handler, **kw)
+        self.implicit_tls = implicit_tls
+
+    async def push(self, status):
+        if isinstance(status, str) and status.startswith("552 Error"):
+            status = (f"552 5.3.4 Message too big: this server accepts messages up to "
+                      f"{self.data_size_limit} bytes")
+        return await super().push(status)
+
+    @property
+    def secure(self) -> bool:
+        return self.implicit_tls or self._tls_protocol is not None
+
+
+class Handler:
+    """Recipient policy (local users, aliases, no open relay) and hand-off to the mail service."""
+
+    def __init__(self, service: "MailService", kind: str) -> None:
+        self.service = service
+        self.kind = kind
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address and not valid_address(address):
+            return "553 5.1.7 Bad sender address syntax"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        directory = self.service.directory
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        if not valid_address(address):
+            return "553 5.1.3 Bad recipient address syntax"
+        local, domain = split_address(address)
+        if directory.is_local_domain(domain):
+            if directory.resolve(address) is None:
+                return f"550 5.1.1 <{address}>: no such mailbox here"
+        else:
+            peer = session.peer[0] if session.peer else None
+            if not (session.authenticated or directory.may_relay(peer)):
+                return f"554 5.7.1 <{address}>: Relay access denied (log in to send to other domains)"
+            if not self.service.section.smarthost.host:
+                return "550 5.7.1 Sending to other domains is not configured on this server (no smarthost)"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        peer = session.peer[0] if session.peer else "unknown"
+        proto = "ESMTP" + ("S" if server.secure else "") + ("A" if session.authenticated else "")
+        received = (f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
+                    f"\tby {self.service.fqdn} (OfficeBox) with {proto};\r\n"
+                    f"\t{email.utils.formatdate(localtime=True)}\r\n").encode()
+        try:
+            qid = await self.service.accept(envelope.mail_from or "", list(envelope.rcpt_tos),
+                                            received + envelope.original_content)
+        except Exception:
+            log.exception("could not store a message from %s", peer)
+            return "451 4.3.0 Local error while storing the message, please try again later"
+        return f"250 2.0.0 OK: queued as {qid}"
+
+
+def make_authenticator(service: "MailService"):
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = service.directory.authenticate(auth_data.login.decode("utf-8", "replace"),
+                                              auth_data.password.decode("utf-8", "replace"))
+        if user is None:
+            log.info("SMTP AUTH failed for %r from %s", auth_data.login[:64], session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=user.login)
+
+    return authenticator
+
+
+async def start_smtp(service: "MailService", kind: str, host: str, port: int,
+                     tls: ssl.SSLContext) -> asyncio.AbstractServer:
+    """kind: smtp (25), submission (587) or smtps (465)."""
+    size = service.section.max_message_size
+    common = dict(data_size_limit=size, hostname=service.fqdn, ident="OfficeBox ESMTP",
+                  authenticator=make_authenticator(service), timeout=300)
+    handler = Handler(service, kind)
+    loop = asyncio.get_running_loop()
+    if kind == "smtps":
+        def factory():
+            return MailSMTP(handler, implicit_tls=True, auth_required=True, auth_require_tls=False, **common)
+        return await loop.create_server(factory, host, port, ssl=tls, reuse_address=True)
+    required = kind == "submission"
+
+    def factory():
+        return MailSMTP(handler, tls_context=tls, require_starttls=required, auth_required=required,
+                        auth_require_tls=True, **common)
+    return await loop.create_server(factory, host, port, reuse_address=True)
