@@ -1,0 +1,41 @@
+"""Run the real `nft`: load a ruleset (all or nothing) or check one without touching any namespace."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from appliance.service import ApplyError
+
+
+def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ApplyError(f"could not run {argv[0]}: {exc}") from exc
+
+
+def load(path: Path, netns: str | None = None) -> None:
+    """`nft -f`: the file is one transaction; if it fails the previous ruleset stays in force."""
+    argv = ["nft", "-f", str(path)]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    result = _run(argv)
+    if result.returncode != 0:
+        raise ApplyError(f"nft refused the ruleset: {result.stderr.strip()[:2000]}")
+
+
+def check(path: Path) -> None:
+    """`nft -c -f` inside a fresh, empty network namespace: validates against the kernel, changes nothing."""
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-rn"]
+    result = _run([*unshare, "nft", "-c", "-f", str(path)])
+    if result.returncode != 0:
+        raise ApplyError(f"nft refused the ruleset: {result.stderr.strip()[:2000]}")
+
+
+def list_table(netns: str | None = None, table: str = "officebox") -> str:
+    argv = ["nft", "list", "table", "inet", table]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    result = _run(argv)
+    return result.stdout if result.returncode == 0 else ""

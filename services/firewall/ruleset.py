@@ -1,0 +1,210 @@
+"""Render the nftables ruleset (one `inet officebox` table) from the configuration.
+
+Chains: input (to the box), forward (between zones), prerouting/postrouting (port forwards, transparent
+proxy, masquerade). Zones map to interfaces: lan = network.lan.interface, voice = its VLAN interface,
+wan = network.wan.interface, vpn = firewall.vpn_interfaces / firewall.vpn_networks.
+The file replaces the table in one transaction: `nft -f` loads all of it or nothing.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from services.firewall.config import FirewallConfig, Rule, parse_ports
+
+TABLE = "officebox"
+
+
+@dataclass
+class Ruleset:
+    input: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    prerouting: list[str] = field(default_factory=list)
+    postrouting: list[str] = field(default_factory=list)
+
+    def text(self, rate: int, burst: int) -> str:
+        def chain(name: str, hook: str, prio: str, policy: str, rules: list[str]) -> str:
+            body = "".join(f"\t\t{r}\n" for r in rules)
+            return f"\tchain {name} {{\n\t\ttype {hook} priority {prio}; policy {policy};\n{body}\t}}\n"
+
+        sets = "".join(
+            f"\tset flood{v} {{\n\t\ttype ipv{v}_addr\n\t\tsize 65536\n\t\tflags dynamic,timeout\n"
+            f"\t\ttimeout 1m\n\t}}\n" for v in (4, 6))
+        return (
+            "# OfficeBox firewall: generated, do not edit (replaced atomically by nft -f)\n"
+            f"table inet {TABLE}\ndelete table inet {TABLE}\n"
+            f"table inet {TABLE} {{\n{sets}"
+            + chain("input", "filter hook input", "filter", "drop", self.input)
+            + chain("forward", "filter hook forward", "filter", "drop", self.forward)
+            + chain("prerouting", "nat hook prerouting", "dstnat", "accept", self.prerouting)
+            + chain("postrouting", "nat hook postrouting", "srcnat", "accept", self.postrouting)
+            + "}\n"
+        )
+
+
+def quote(name: str) -> str:
+    return f'"{name}"'
+
+
+def nft_set(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def ports_expr(text: str) -> str:
+    return nft_set([f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in parse_ports(text)])
+
+
+def voice_interface(config) -> str:
+    from appliance.network import voice_interface as name
+
+    return name(config.network)
+
+
+class Zones:
+    """Match expressions per zone; a zone can need several alternatives (vpn: interfaces or networks)."""
+
+    def __init__(self, config, fw: FirewallConfig) -> None:
+        net = config.network
+        self.ifaces: dict[str, list[str]] = {"lan": [net.lan.interface], "voice": [], "wan": [], "vpn": []}
+        if net.voice.enabled:
+            self.ifaces["voice"] = [voice_interface(config)]
+        if net.wan.mode != "none":
+            self.ifaces["wan"] = [net.wan.interface]
+        self.ifaces["vpn"] = list(fw.vpn_interfaces)
+        self.vpn_networks = [str(n) for n in fw.vpn_networks]
+
+    def present(self, zone: str) -> bool:
+        return bool(self.ifaces[zone]) or (zone == "vpn" and bool(self.vpn_networks))
+
+    def src(self, zone: str) -> list[str]:
+        if zone == "any":
+            return [""]
+        out = [f"iifname {quote(i)}" for i in self.ifaces[zone]]
+        if zone == "vpn" and self.vpn_networks:
+            out.append(f"ip saddr {nft_set(self.vpn_networks)} meta secpath exists")
+        return out
+
+    def dst(self, zone: str) -> list[str]:
+        if zone == "any":
+            return [""]
+        out = [f"oifname {quote(i)}" for i in self.ifaces[zone]]
+        if zone == "vpn" and self.vpn_networks:
+            out.append(f"ip daddr {nft_set(self.vpn_networks)}")
+        return out
+
+
+def join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def pbx_ports(config, fw: FirewallConfig) -> tuple[int, bool, int, int, list[str]]:
+    """SIP port, SIP over TCP, RTP range and trunk peers: from the pbx section when there is one."""
+    pbx = getattr(config, "pbx", None)
+    peers = [str(n) for n in fw.sip_peers]
+    if pbx is None or not getattr(pbx, "enabled", False):
+        return fw.sip_port, False, fw.rtp_port_min, fw.rtp_port_max, peers if pbx is None else []
+    for trunk in getattr(pbx, "trunks", []) or []:
+        try:  # host names are not resolved here: list their addresses in firewall.sip_peers
+            peers.append(str(ipaddress.ip_address(getattr(trunk, "host", ""))))
+        except ValueError:
+            continue
+    return (int(getattr(pbx, "sip_port", fw.sip_port)), bool(getattr(pbx, "tcp", False)),
+            int(getattr(pbx, "rtp_port_min", fw.rtp_port_min)),
+            int(getattr(pbx, "rtp_port_max", fw.rtp_port_max)), sorted(set(peers)))
+
+
+def rule_lines(rule: Rule, zones: Zones) -> list[str]:
+    if not rule.enabled:
+        return []
+    if rule.source_zone != "any" and not zones.present(rule.source_zone):
+        return []
+    if rule.destination not in ("box", "any") and not zones.present(rule.destination):
+        return []
+    proto = "" if rule.protocol == "any" else ("ip protocol icmp" if rule.protocol == "icmp" else "")
+    l4 = ""
+    if rule.protocol in ("tcp", "udp"):
+        l4 = f"{rule.protocol} dport {ports_expr(rule.ports)}" if rule.ports else f"meta l4proto {rule.protocol}"
+    saddr = f"ip saddr {nft_set([str(n) for n in rule.sources])}" if rule.sources else ""
+    daddr = f"ip daddr {nft_set([str(n) for n in rule.destinations])}" if rule.destinations else ""
+    verdict = {"accept": "accept", "drop": "drop", "reject": "reject"}[rule.action]
+    dsts = [""] if rule.destination in ("box", "any") else zones.dst(rule.destination)
+    comment = f'comment "{rule.name}"'
+    return [join(src, dst, saddr, daddr, proto, l4, "counter", verdict, comment)
+            for src in zones.src(rule.source_zone) for dst in dsts]
+
+
+def build(config, fw: FirewallConfig) -> Ruleset:
+    zones = Zones(config, fw)
+    rs = Ruleset()
+    admin = config.system.admin_port
+    lan, wan = zones.ifaces["lan"][0], zones.ifaces["wan"]
+    inside = [z for z in ("lan", "voice", "vpn") if zones.present(z)]
+
+    # -- to the box ------------------------------------------------------------------------------
+    rs.input += ["ct state established,related accept", "ct state invalid drop", 'iifname "lo" accept']
+    if fw.anti_lockout:
+        rs.input.append(f'iifname {quote(lan)} tcp dport {admin} accept comment "anti-lockout"')
+    rs.input.append("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, "
+                    "nd-router-solicit } ip6 hoplimit 255 accept")
+    limit = f"limit rate over {fw.new_connections_per_second}/second burst {fw.burst} packets"
+    not_lan = f"iifname != {quote(lan)}"
+    rs.input.append(f"{not_lan} ct state new update @flood4 {{ ip saddr {limit} }} counter drop")
+    rs.input.append(f"{not_lan} ct state new update @flood6 {{ ip6 saddr {limit} }} counter drop")
+    for rule in fw.rules:
+        if rule.destination == "box":
+            rs.input += rule_lines(rule, zones)
+    for w in wan:
+        w = quote(w)
+        if fw.admin_from_wan:
+            nets = nft_set([str(n) for n in fw.admin_from_wan])
+            rs.input.append(f'iifname {w} ip saddr {nets} tcp dport {admin} accept comment "remote admin"')
+        if config.network.wan.mode == "dhcp":
+            rs.input.append(f"iifname {w} udp sport 67 udp dport 68 accept")
+        if fw.ping_from_wan:
+            rs.input.append(f"iifname {w} icmp type echo-request limit rate 5/second accept")
+        sip, tcp, rtp_lo, rtp_hi, peers = pbx_ports(config, fw)
+        if peers:
+            protos = ["udp", "tcp"] if tcp else ["udp"]
+            for proto in protos:
+                rs.input.append(f'iifname {w} ip saddr {nft_set(peers)} {proto} dport {sip} accept comment "SIP trunks"')
+            rs.input.append(f'iifname {w} udp dport {rtp_lo}-{rtp_hi} accept comment "RTP"')
+    for zone in inside:
+        if getattr(fw, zone).box:
+            rs.input += [f"{m} accept" for m in zones.src(zone)]
+
+    # -- between zones -----------------------------------------------------------------------------
+    rs.forward += ["ct state established,related accept", "ct state invalid drop"]
+    for rule in fw.rules:
+        if rule.destination != "box":
+            rs.forward += rule_lines(rule, zones)
+    if wan:
+        rs.forward.append('ct status dnat accept comment "port forwards"')
+    for zone in inside:
+        policy = getattr(fw, zone)
+        targets = (["wan"] if policy.internet and wan else []) + [z for z in policy.reach if z in inside and z != zone]
+        for target in targets:
+            rs.forward += [f"{s} {d} accept" for s in zones.src(zone) for d in zones.dst(target)]
+
+    # -- address translation -----------------------------------------------------------------------
+    for w in wan:
+        for fwd in fw.port_forwards:
+            if not fwd.enabled:
+                continue
+            src = f"ip saddr {nft_set([str(n) for n in fwd.sources])}" if fwd.sources else ""
+            to = f"{fwd.to_address}:{fwd.to_port or fwd.wan_port}"
+            rs.prerouting.append(join(f"iifname {quote(w)}", src, f"{fwd.protocol} dport {fwd.wan_port}",
+                                      f"dnat ip to {to}", f'comment "{fwd.name}"'))
+        if fw.masquerade:
+            rs.postrouting.append(f"oifname {quote(w)} masquerade")
+    proxy = getattr(config, "proxy", None)
+    if proxy is not None and proxy.enabled and getattr(proxy, "transparent", False):
+        for zone in ("lan", "voice"):
+            for m in zones.src(zone) if zones.present(zone) else []:
+                rs.prerouting.append(f"{m} tcp dport 80 fib daddr type != local "
+                                     f'redirect to :{proxy.intercept_port} comment "transparent proxy"')
+    return rs
+
+
+def render(config) -> str:
+    fw: FirewallConfig = config.firewall
+    return build(config, fw).text(fw.new_connections_per_second, fw.burst)

@@ -1,0 +1,86 @@
+"""The edge test network: a LAN PC, the box, an "Internet" host; all in fresh namespaces.
+
+    pc 192.0.2.10 --- 192.0.2.1 [box] 198.51.100.2 --- 198.51.100.1 internet
+
+The box is configured by appliance.network.apply_network (the code under test), the PC routes via the
+box, the Internet host has no route back to the LAN (so only NAT lets replies return).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from appliance import schema
+from appliance.network import apply_network, stop_network
+from tests.netns import Lab
+
+LAN_PC, LAN_BOX, WAN_BOX, INET = "192.0.2.10", "192.0.2.1", "198.51.100.2", "198.51.100.1"
+
+# answers every GET with the client's address, e.g. "from 198.51.100.2"
+ECHO_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"from {self.client_address[0]}".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+"""
+
+
+class Edge:
+    def __init__(self) -> None:
+        self.lab = Lab()
+        self.procs: list[subprocess.Popen] = []
+        try:
+            self._build()
+        except Exception:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        lab = self.lab
+        self.box, self.pc, self.inet = lab.host("box"), lab.host("pc"), lab.host("inet")
+        self.lan_if, _ = lab.link(self.box, None, self.pc, f"{LAN_PC}/24")
+        self.wan_if, _ = lab.link(self.box, None, self.inet, f"{INET}/24")
+        self.pc.run("ip", "route", "add", "default", "via", LAN_BOX)
+        self.network_doc = {
+            "lan": {"interface": self.lan_if, "address": f"{LAN_BOX}/24"},
+            "wan": {"interface": self.wan_if, "mode": "static", "address": f"{WAN_BOX}/24", "gateway": INET},
+        }
+        self.report = apply_network(schema.parse({"network": self.network_doc}), netns=self.box.name)
+        self.serve(self.inet, INET, 8000)      # the "Internet" web server
+        self.serve(self.pc, LAN_PC, 8080)      # a LAN server for port forwards
+        self.serve(self.box, "0.0.0.0", 443)   # stands in for the admin web port
+
+    def serve(self, host, addr: str, port: int) -> None:
+        proc = host.popen([sys.executable, "-c", ECHO_SERVER, addr, str(port)])
+        self.procs.append(proc)
+        for _ in range(50):
+            if host.run("python3", "-c", f"import socket; socket.create_connection(('{addr}', {port}), 1)",
+                        check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"test server on {addr}:{port} did not start")
+
+    def document(self, firewall: dict | None = None, **sections) -> dict:
+        return {"network": self.network_doc, "firewall": firewall or {}, **sections}
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(5)
+        if hasattr(self, "box"):
+            stop_network(self.box.name)
+        self.lab.close()
+
+
+def fetch(host, url: str, timeout: float = 2.0, proxy: str | None = None) -> tuple[int, str]:
+    """curl in `host`: (curl exit code, body). Exit code 28 = timed out (dropped packets)."""
+    argv = ["curl", "-s", "--noproxy", "*", "-m", str(timeout), url]
+    if proxy:
+        argv = ["curl", "-s", "-x", proxy, "-m", str(timeout), url]
+    result = host.run(*argv, check=False, timeout=timeout + 10)
+    return result.returncode, result.stdout
