@@ -12,6 +12,7 @@ from appliance.apply import ApplyEngine
 from appliance.certs import box_certificate
 from appliance.context import Context
 from appliance.defaults import default_document
+from appliance.netservice import NetworkService
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
 from appliance.store import ConfigStore
@@ -25,7 +26,8 @@ class Runtime:
     def __init__(self, data_dir: Path | str, lab: bool = False) -> None:
         self.ctx = Context(Path(data_dir), lab=lab)
         self.store = ConfigStore(self.ctx.db_path)
-        self.services: dict[str, Service] = {name: cls(self.ctx) for name, cls in discover().items()}
+        core = {NetworkService.name: NetworkService}  # the network comes up before any service binds
+        self.services: dict[str, Service] = {name: cls(self.ctx) for name, cls in {**core, **discover()}.items()}
         for service in self.services.values():
             service.runtime = self
         self.engine = ApplyEngine(self.ctx, self.store, self.services)
