@@ -1,0 +1,131 @@
+"""DNS: authoritative for the LAN domain (box, static records, DHCP clients' names, reverse names)
+and a caching forwarder to the upstream resolvers, for LAN/VPN clients only (not an open resolver).
+
+DHCP clients' names arrive live through services.dhcp.bus when both services run in one process.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from appliance.service import ApplyError, Service, Status
+from services.dhcp.bus import LeaseInfo, lease_bus
+from services.dns.cache import Cache
+from services.dns.config import DnsConfig, parse_upstream
+from services.dns.forwarder import Forwarder
+from services.dns.server import DnsServer
+from services.dns.zone import LocalZone
+
+log = logging.getLogger("officebox.dns")
+
+
+class DnsService(Service):
+    name = "dns"
+    title = "DNS server"
+    Config = DnsConfig
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.server: DnsServer | None = None
+        self.addresses: list[tuple[str, int]] = []
+        self._listen: list[tuple[str, int]] = []
+        self._unsubscribe = None
+
+    # -- configuration ------------------------------------------------------------------------------
+    def validate(self, config) -> list[str]:
+        zone = self.zone(config)
+        errors = []
+        for rec in config.dns.records:
+            name = zone.fqdn(rec.name)
+            if name == zone.box:
+                errors.append(f"record {rec.name}: that is the box's own name")
+        return errors
+
+    def upstreams(self, config) -> list[tuple[str, int]]:
+        listed = config.dns.upstreams or [str(ip) for ip in config.network.wan.dns]
+        return [parse_upstream(item) for item in listed]
+
+    def listen_addresses(self, config) -> list[tuple[str, int]]:
+        section: DnsConfig = config.dns
+        if self.ctx.lab:
+            return [("127.0.0.1", section.lab_port)]
+        hosts = ["127.0.0.1"] + [str(iface.ip) for iface in self._interfaces(config)]
+        return [(host, section.port) for host in hosts]
+
+    @staticmethod
+    def _interfaces(config) -> list[ipaddress.IPv4Interface]:
+        found = [config.network.lan.address]
+        if config.network.voice.enabled:
+            found.append(config.network.voice.address)
+        return found
+
+    def zone(self, config) -> LocalZone:
+        ifaces = self._interfaces(config)
+        return LocalZone(config.system.domain, config.system.hostname, [i.ip for i in ifaces],
+                         [i.network for i in ifaces], config.dns.records, config.dns.local_ttl)
+
+    def _parts(self, config):
+        section: DnsConfig = config.dns
+        allowed = config.network.lan_networks() + list(section.allowed_networks)
+        return (self.zone(config), Cache(section.cache_size, section.max_cache_ttl, section.negative_ttl),
+                Forwarder(self.upstreams(config)), allowed)
+
+    # -- life cycle ----------------------------------------------------------------------------------
+    async def start(self, config) -> None:
+        server = DnsServer(*self._parts(config))
+        self._listen = self.listen_addresses(config)
+        try:
+            self.addresses = await server.open(self._listen)
+        except OSError as exc:
+            raise ApplyError(f"DNS: cannot listen on {self._listen}: {exc}") from exc
+        self.server = server
+        bus = lease_bus(self.ctx)
+        for lease in bus.active():
+            self._on_lease("bound", lease)
+        self._unsubscribe = bus.subscribe(self._on_lease)
+        log.info("DNS listening on %s, upstreams %s", self.addresses, server.forwarder.upstreams or "none")
+
+    async def reload(self, config) -> None:
+        if self.server is None or self.listen_addresses(config) != self._listen:
+            await self.stop()
+            await self.start(config)
+            return
+        self.server.configure(*self._parts(config))
+        for lease in lease_bus(self.ctx).active():
+            self._on_lease("bound", lease)
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.server:
+            self.server.close()
+            self.server = None
+
+    def _on_lease(self, event: str, lease: LeaseInfo) -> None:
+        if self.server is None or not lease.hostname:
+            return
+        if event == "bound":
+            if not self.server.zone.set_client(lease.hostname, lease.ip):
+                log.info("DHCP client name %s is taken by a static record; not published", lease.hostname)
+        else:
+            self.server.zone.drop_client(lease.hostname, lease.ip)
+
+    # -- public API -----------------------------------------------------------------------------------
+    def flush_cache(self) -> None:
+        if self.server:
+            self.server.cache.clear()
+
+    def status(self) -> Status:
+        if self.server is None:
+            return Status("down", "not running")
+        figures = {**self.server.counters, "cached": len(self.server.cache.entries),
+                   "clients": len(self.server.zone.dynamic)}
+        health = "ok" if self.server.forwarder.upstreams else "degraded"
+        summary = f"{figures['cached']} cached answers, {figures['clients']} DHCP names"
+        if health == "degraded":
+            summary += "; no upstream resolver"
+        return Status(health, summary, figures)
+
+
+SERVICE = DnsService

@@ -1,0 +1,113 @@
+"""The DNS service on loopback (lab mode) against dig, with a dnslib upstream on another loopback port."""
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+
+import pytest
+from dnslib import DNSRecord
+
+from services.dhcp.bus import LeaseInfo, lease_bus
+from services.dns import SERVICE
+from tests.services.dhcp.helpers import LoopThread, lan_config
+from tests.services.dns.upstream import Upstream
+
+
+def dig(port: int, *args: str) -> str:
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+time=2", "+tries=1", *args],
+                         capture_output=True, text=True, timeout=10)
+    return out.stdout
+
+
+def status(output: str) -> str:
+    return output.split("status: ", 1)[1].split(",", 1)[0] if "status: " in output else "no answer"
+
+
+@pytest.fixture
+def dns(ctx):
+    upstream = Upstream()
+    host, port = upstream.address
+    config = lan_config("lan0", dns={"lab_port": 0, "upstreams": [f"{host}:{port}"],
+                                     "records": [{"name": "nas", "value": "10.77.0.5"},
+                                                 {"name": "files", "type": "CNAME", "value": "nas"},
+                                                 {"name": "@", "type": "MX", "value": "10 nas"}]})
+    runner = LoopThread()
+    svc = SERVICE(ctx)
+    runner.call(svc.start(config))
+    yield svc, svc.addresses[0][1], upstream, runner
+    runner.call(svc.stop())
+    runner.close()
+    upstream.close()
+
+
+def test_local_names(dns):
+    svc, port, upstream, _ = dns
+    assert dig(port, "+short", "nas.office.test").split() == ["10.77.0.5"]
+    assert dig(port, "+short", "files.office.test").split() == ["nas.office.test.", "10.77.0.5"]
+    assert dig(port, "+short", "box.office.test").split() == ["10.77.0.1"]
+    assert dig(port, "+short", "MX", "office.test").split() == ["10", "nas.office.test."]
+    assert dig(port, "+short", "-x", "10.77.0.5").split() == ["nas.office.test."]
+    out = dig(port, "nobody.office.test")
+    assert status(out) == "NXDOMAIN" and " aa" in out.split("flags:", 1)[1].split(";", 1)[0]
+    assert status(dig(port, "-x", "10.77.0.99")) == "NXDOMAIN"  # LAN reverse names never go upstream
+    assert not upstream.asked
+
+
+def test_dhcp_names_follow_the_lease_bus(dns, ctx):
+    svc, port, _, runner = dns
+    bus = lease_bus(ctx)
+    lease = LeaseInfo(__import__("ipaddress").IPv4Address("10.77.0.150"), "02:00:00:00:00:09", "laptop", 2e9, "lan")
+    runner.sync(bus.publish, "bound", lease)
+    assert dig(port, "+short", "laptop.office.test").split() == ["10.77.0.150"]
+    assert dig(port, "+short", "-x", "10.77.0.150").split() == ["laptop.office.test."]
+    runner.sync(bus.publish, "bound", LeaseInfo(lease.ip, "02:00:00:00:00:0a", "nas", 2e9, "lan"))
+    assert dig(port, "+short", "nas.office.test").split() == ["10.77.0.5"]  # static wins over a DHCP name
+    runner.sync(bus.publish, "gone", lease)
+    assert status(dig(port, "laptop.office.test")) == "NXDOMAIN"
+
+
+def test_forwarding_is_cached_with_ttl_and_negative_caching(dns):
+    svc, port, upstream, _ = dns
+    first = dig(port, "www.example.net")
+    assert status(first) == "NOERROR" and "203.0.113." in first
+    for _ in range(3):
+        again = dig(port, "WWW.Example.NET")
+        assert "WWW.Example.NET." in again  # the client's spelling comes back
+    assert upstream.asked["www.example.net"] == 1
+    ttl = int(dig(port, "+noall", "+answer", "www.example.net").split()[1])
+    assert 295 <= ttl <= 300
+    assert status(dig(port, "missing.example.net")) == "NXDOMAIN"
+    assert status(dig(port, "missing.example.net")) == "NXDOMAIN"
+    assert upstream.asked["missing.example.net"] == 1
+    out = dig(port, "+noall", "+authority", "missing.example.net")
+    assert 0 < int(out.split()[1]) <= 120  # negative TTL: the SOA minimum
+
+
+def test_truncated_upstream_answer_goes_tcp_and_client_gets_it_over_tcp(dns):
+    svc, port, upstream, _ = dns
+    out = dig(port, "+ignore", "+noedns", "big.example.net")
+    assert " tc" in out.split("flags:", 1)[1].split(";", 1)[0] and status(out) == "NOERROR"
+    assert len(dig(port, "+tcp", "+short", "big.example.net").split()) == 60
+    assert len(dig(port, "+short", "big.example.net").split()) == 60  # dig retries over TCP itself
+    assert upstream.asked["big.example.net"] == 2  # UDP (truncated), then TCP; then the cache
+    assert dig(port, "+tcp", "+short", "nas.office.test").split() == ["10.77.0.5"]
+
+
+def test_malformed_queries_get_formerr_or_nothing(dns):
+    svc, port, _, _ = dns
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    try:
+        bad = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + b"\x05abc"  # name runs off the end
+        sock.sendto(bad, ("127.0.0.1", port))
+        reply = sock.recv(512)
+        assert reply[:2] == b"\x42\x42" and reply[3] & 0x0F == 1  # FORMERR
+        sock.sendto(b"\x01", ("127.0.0.1", port))  # not even a header: dropped
+        with pytest.raises(socket.timeout):
+            sock.recv(512)
+        good = DNSRecord.question("nas.office.test").pack()
+        sock.sendto(good, ("127.0.0.1", port))
+        assert "10.77.0.5" in str(DNSRecord.parse(sock.recv(512)))
+    finally:
+        sock.close()
