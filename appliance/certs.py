@@ -40,7 +40,7 @@ def ensure_certificate(directory: Path | str, common_name: str,
         x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OfficeBox"),
     ])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     sans = [_san(common_name)] + [_san(n) for n in alt_names if n != common_name]
     cert = (
         x509.CertificateBuilder()

@@ -85,7 +85,7 @@ class Child:
                 pass
             try:
                 await asyncio.wait_for(self.proc.wait(), self.spec.stop_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
         if self._task:
