@@ -98,6 +98,17 @@ def _set_address(ipr, index: int, address) -> bool:
     return changed
 
 
+def _add_vlan(ipr, name: str, parent: int, vlan_id: int) -> None:
+    from pyroute2 import NetlinkError
+
+    try:
+        ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
+    except NetlinkError as exc:
+        if exc.code == 95:
+            raise NetworkError("this kernel has no 802.1Q VLAN support: the voice VLAN cannot be created") from exc
+        raise
+
+
 def _up(ipr, index: int) -> None:
     ipr.link("set", index=index, state="up")
 
@@ -192,7 +203,7 @@ def apply_network(config, netns: str | None = None, ctx=None) -> dict:
         existing = ipr.link_lookup(ifname=vname)
         if net.voice.enabled:
             if not existing:
-                ipr.link("add", ifname=vname, kind="vlan", link=lan, vlan_id=net.voice.vlan_id)
+                _add_vlan(ipr, vname, lan, net.voice.vlan_id)
                 existing = ipr.link_lookup(ifname=vname)
             _up(ipr, existing[0])
             _set_address(ipr, existing[0], net.voice.address)
