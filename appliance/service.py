@@ -69,7 +69,7 @@ class Service:
         return getattr(config, self.name, None)
 
     def enabled(self, config: "CoreConfig") -> bool:
-        section = self.section(config)
+        section = getattr(config, self.name, None)
         return section is None or section.enabled
 
     def validate(self, config: "CoreConfig") -> list[str]:
