@@ -5,7 +5,7 @@ from flask import request
 
 from appliance.apply import ConfigError
 
-# shown instead of pydantic's "String should match pattern '...'", keyed by the field's last name
+# shown instead of a bare pattern mismatch ("is not in the expected format"), keyed by the field's last name
 PATTERN_HINTS = {
     "login": "use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter",
     "extension": "use 2 to 6 digits",
@@ -22,7 +22,8 @@ ROOT_FIELDS = {"login ": "login", "extension number": "extension", "e-mail addre
 
 def friendly(path: str, message: str) -> str:
     name = path.rsplit(".", 1)[-1]
-    if message.startswith("String should match pattern") and name in PATTERN_HINTS:
+    mismatch = message.startswith("String should match pattern") or message == "is not in the expected format"
+    if mismatch and name in PATTERN_HINTS:
         return PATTERN_HINTS[name]
     if message == "String should have at least 1 character":
         return "this field is required"

@@ -125,6 +125,7 @@ def edit(login: str):
 @core.admin_required
 def password(login: str):
     user = _user_or_404(login)
+    own = login == session_login()  # before the change: afterwards the old session no longer matches
     errors: dict[str, str] = {}
     general: list[str] = []
     password_hash = _posted_password(errors, required=True)
@@ -136,7 +137,7 @@ def password(login: str):
 
         errors, general = _apply(f"set password of {login}", mutate, index)
     if not errors and not general:
-        if login == session_login():
+        if own:
             current_app.extensions[core.SESSIONS_KEY].rebind(session.get("sid"), password_hash)
         flash(f"The password of {login} was set.", "success")
         return redirect(url_for("users.edit", login=login))
