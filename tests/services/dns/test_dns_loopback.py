@@ -6,6 +6,8 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from dnslib import DNSRecord
 
 from services.dhcp.bus import LeaseInfo, lease_bus
@@ -111,3 +113,34 @@ def test_malformed_queries_get_formerr_or_nothing(dns):
         assert "10.77.0.5" in str(DNSRecord.parse(sock.recv(512)))
     finally:
         sock.close()
+
+
+GARBAGE = st.one_of(
+    st.binary(max_size=600),
+    st.binary(max_size=300).map(lambda b: struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b),
+    st.binary(max_size=300).map(lambda b: struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 1) + b"\3www\7example\3net\0"
+                                + b"\0\1\0\1" + b),
+    st.binary(max_size=64).map(lambda b: b"\0\7" + b[:1] + b"\0" + b[1:]),
+)
+
+
+def test_fuzzed_queries_never_break_the_server(dns, caplog):
+    svc, port, _, runner = dns
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(GARBAGE)
+    def blast(data):
+        sock.sendto(data, ("127.0.0.1", port))
+
+    try:
+        blast()
+    finally:
+        sock.close()
+    tcp = socket.create_connection(("127.0.0.1", port), timeout=2)  # a TCP client sending garbage, then EOF
+    tcp.sendall(b"\x00\x05hello\x00")
+    tcp.close()
+    assert dig(port, "+short", "nas.office.test").split() == ["10.77.0.5"]
+    assert dig(port, "+tcp", "+short", "nas.office.test").split() == ["10.77.0.5"]
+    assert runner.sync(svc.status).figures["formerr"] > 0
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]  # no handler crashed
