@@ -1,0 +1,164 @@
+"""PBX: our own asyncio SIP stack, registrar, B2BUA call control with an RTP relay, trunks, dial plan, CDRs.
+
+Configuration: section `pbx` (services/pbx/config.py, class PbxConfig). Extensions come from the user
+directory (config.users: enabled users with an `extension`; SIP username = extension, password =
+`sip_secret`). Lab mode binds 127.0.0.1:`lab_sip_port` (0 = any free port, see `sip_port` attribute)
+and RTP in `lab_rtp_port_min..max`; on the box 0.0.0.0:`sip_port`, RTP `rtp_port_min..max`.
+
+Public methods for the web admin (thread-safe snapshots; call them on the running service instance):
+  registrations() -> [{"extension", "contact", "source", "expires_in", "user_agent"}]
+  active_calls()  -> [{"id", "state" (setup|connected), "caller", "caller_name", "dialled", "callee",
+                       "direction" (internal|inbound|outbound), "trunk", "started", "answered" (epoch or None),
+                       "on_hold", "relay": {party: {"packets", "bytes", "forwarded", "rtcp", "lost", "loss_pct",
+                       "jitter_ms"}}}]
+  trunks()        -> [{"name", "host", "port", "resolved", "register", "registered", "last_status",
+                       "channels_in_use", "max_channels"}]
+  bans()          -> [{"source", "seconds_left"}];  unban(ip)
+  cdr_query(since=None, until=None, party=None, disposition=None, direction=None, trunk=None,
+            limit=100, offset=0) -> [row dicts, newest first]; columns: services/pbx/cdr.py COLUMNS
+            (disposition: answered|missed|busy|failed|transferred; times are epoch seconds)
+  cdr_csv(**same filters) -> str (CSV with a header row)
+  status() -> Status(figures: registrations, active_calls, relay_ports_in_use, relayed_packets, bans, ...)
+The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from appliance.service import Service, Status
+
+from .cdr import CdrStore
+from .config import PbxConfig
+
+if TYPE_CHECKING:
+    from appliance.schema import CoreConfig
+
+log = logging.getLogger("officebox.pbx")
+
+
+class PbxService(Service):
+    name = "pbx"
+    title = "Telephony (PBX)"
+    Config = PbxConfig
+    depends_on = ("system", "network", "users")
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.core = None
+        self.sip_port: int | None = None
+        self._bound: tuple | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def _settings(self, config: "CoreConfig"):
+        cfg: PbxConfig = config.pbx
+        realm = cfg.realm or config.system.domain
+        if self.ctx.lab:
+            host, port, rtp = "127.0.0.1", cfg.lab_sip_port, (cfg.lab_rtp_port_min, cfg.lab_rtp_port_max)
+        else:
+            host, port, rtp = "0.0.0.0", cfg.sip_port, (cfg.rtp_port_min, cfg.rtp_port_max)
+        return cfg, realm, host, port, rtp
+
+    def validate(self, config: "CoreConfig") -> list[str]:
+        cfg: PbxConfig = config.pbx
+        errors = []
+        extensions = {u.extension for u in config.users if u.extension}
+        groups = {g.number for g in cfg.groups}
+        for g in cfg.groups:
+            if g.number in extensions:
+                errors.append(f"ring group {g.number} uses an extension number")
+            for m in g.members:
+                if m not in extensions:
+                    errors.append(f"ring group {g.number}: {m} is not an extension")
+        for d in cfg.dids:
+            if d.destination not in extensions | groups:
+                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension nor a group")
+        logins = {u.login for u in config.users}
+        for login in cfg.permissions:
+            if login not in logins:
+                errors.append(f"permission class for unknown user {login!r}")
+        return errors
+
+    async def start(self, config: "CoreConfig") -> None:
+        from .core import PbxCore
+        cfg, realm, host, port, rtp = self._settings(config)
+        self.core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp)
+        self.sip_port = await self.core.start(host, port)
+        self._bound = (host, port, cfg.tcp)
+        log.info("PBX listening on %s:%s", host, self.sip_port)
+
+    async def reload(self, config: "CoreConfig") -> None:
+        if self.core is None:
+            if self.enabled(config):
+                await self.start(config)
+            return
+        if not self.enabled(config):
+            await self.stop()
+            return
+        cfg, realm, host, port, rtp = self._settings(config)
+        if (host, port, cfg.tcp) != self._bound:
+            await self.stop()
+            await self.start(config)
+            return
+        await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
+
+    async def stop(self) -> None:
+        if self.core is not None:
+            core, self.core = self.core, None
+            await core.stop()
+
+    @property
+    def cdr_path(self):
+        return self.ctx.state_dir("pbx") / "cdr.sqlite"
+
+    # -- public API for the web admin -------------------------------------------------------------
+    def registrations(self) -> list[dict]:
+        return self.core.location.snapshot() if self.core else []
+
+    def active_calls(self) -> list[dict]:
+        return [c.snapshot() for c in list(self.core.calls.values())] if self.core else []
+
+    def trunks(self) -> list[dict]:
+        return self.core.trunk_status() if self.core else []
+
+    def bans(self) -> list[dict]:
+        return self.core.guard.bans() if self.core else []
+
+    def unban(self, ip: str) -> None:
+        if self.core:
+            self.core.guard.unban(ip)
+
+    def _cdr(self) -> CdrStore:
+        return self.core.cdr if self.core else CdrStore(self.cdr_path)
+
+    def cdr_query(self, **filters) -> list[dict]:
+        return self._cdr().query(**filters)
+
+    def cdr_csv(self, **filters) -> str:
+        return self._cdr().csv(**filters)
+
+    def status(self) -> Status:
+        core = self.core
+        if core is None:
+            return Status("down", "not running")
+        regs = core.location.snapshot()
+        calls = list(core.calls.values())
+        relayed = sum(leg.side.stats.forwarded for c in calls for leg in c.legs if leg.side)
+        figures = {
+            "sip_port": self.sip_port, "registrations": len(regs),
+            "registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(calls),
+            "connected_calls": sum(1 for c in calls if c.state == "connected"),
+            "relay_ports_in_use": 2 * len(core.relay.in_use), "relayed_packets_active_calls": relayed,
+            "bans": len(core.guard.bans()), "auth_failures": core.counters["auth_failures"],
+            "calls_total": core.counters["calls"], "malformed_messages": core.stack.counters["malformed"],
+            "trunks_registered": sum(1 for t in core.trunks.values() if t.registered),
+        }
+        down = [t.trunk.name for t in core.trunks.values() if t.trunk.registration and not t.registered]
+        health = "degraded" if down else "ok"
+        summary = f"{figures['registered_extensions']} extensions registered, {len(calls)} calls"
+        if down:
+            summary += f"; trunk not registered: {', '.join(down)}"
+        return Status(health, summary, figures)
+
+
+SERVICE = PbxService

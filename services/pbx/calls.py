@@ -1,0 +1,565 @@
+"""Call control (B2BUA): route a call, ring targets, bridge the two legs through the relay, handle
+in-dialog requests (BYE, re-INVITE/UPDATE hold and resume, REFER blind transfer) and write the CDR."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import dialplan
+from .cdr import CallRecord
+from .config import ExtensionSettings, Trunk
+from .leg import Leg
+from .sdp import Sdp, SdpError, filter_offer
+from .sip.message import NameAddr, Request, Response, Uri, new_call_id
+from .sip.stack import ServerTx
+from .sip.transport import Dest
+
+if TYPE_CHECKING:
+    from .core import PbxCore
+
+log = logging.getLogger("officebox.pbx.calls")
+MAX_RING = 120.0
+MAX_DEPTH = 6
+FAILOVER = lambda status: status >= 500 or status == 408  # noqa: E731
+DISPOSITION = {"answered": "answered", "busy": "busy", "noanswer": "missed", "unavailable": "missed",
+               "cancelled": "missed", "notfound": "failed", "forbidden": "failed", "failed": "failed"}
+
+
+@dataclass
+class Outcome:
+    kind: str  # answered, busy, noanswer, unavailable, cancelled, notfound, forbidden, failed
+    status: int
+    leg: Leg | None = None
+    answer: Sdp | None = None
+    trunk: str = ""
+
+
+@dataclass
+class Target:
+    label: str
+    uri: Uri
+    flow: Dest
+    extension: str | None = None
+    trunk: Trunk | None = None
+
+
+class Call:
+    def __init__(self, core: "PbxCore", tx: ServerTx, req: Request, *, caller: str, caller_name: str,
+                 dialled: str, authority: str, direction: str, trunk: str = "") -> None:
+        self.core = core
+        self.tx = tx
+        self.id = new_call_id()[:12]
+        self.caller, self.caller_name, self.dialled = caller, caller_name, dialled
+        self.authority = authority
+        self.state = "setup"  # setup -> connected -> ended
+        self.a = Leg.from_invite(core, self, req, caller)
+        self.legs: list[Leg] = [self.a]  # the connected parties once answered
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.record = CallRecord(call_id=self.id, direction=direction, caller=caller, caller_name=caller_name,
+                                 dialled=dialled, trunk=trunk)
+        self.offer: Sdp | None = None  # what callees are offered
+        self.ring_side = None  # the relay side a new callee will talk to
+        self.ringing_sent = False
+        self.renegotiating = False
+        self.transferor: Leg | None = None
+        self.done = asyncio.Event()
+        self.started = time.time()
+        self.answered_at: float | None = None
+        self.callee_label = ""
+        core.remember(self.a)
+
+    # -- life cycle -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            log.exception("call %s failed", self.id)
+            if self.state == "setup":
+                self.a.answer(self.tx, 500)
+            self.finish("failed", 500)
+
+    async def _run(self) -> None:
+        try:
+            offer = filter_offer(Sdp.parse(self.tx.request.body), self.core.cfg.codecs)
+        except SdpError:
+            self.a.answer(self.tx, 488)
+            self.finish("failed", 488)
+            return
+        try:
+            side_a, side_b = await self.core.relay.pair()
+        except OSError:
+            self.a.answer(self.tx, 503)
+            self.finish("failed", 503)
+            return
+        self.a.side, self.a.sdp = side_a, offer
+        self._set_peer(self.a, offer)
+        self.offer, self.ring_side = offer, side_b
+        out = await self.dial(self.dialled, self.authority, 0)
+        if self.state == "ended":
+            if out.leg:
+                out.leg.bye()
+            return
+        if out.kind != "answered":
+            self.a.answer(self.tx, out.status)
+            self.finish(out.kind, out.status)
+            return
+        leg = out.leg
+        leg.side = side_b
+        leg.sdp = out.answer
+        self._set_peer(leg, out.answer)
+        self.legs = [self.a, leg]
+        self.state = "connected"
+        self.answered_at = self.record.answer = time.time()
+        self.record.callee, self.record.trunk = leg.label, out.trunk or self.record.trunk
+        self.record.status = 200
+        self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer))
+        await self.done.wait()
+
+    def finish(self, kind: str, status: int) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        rec = self.record
+        rec.disposition = DISPOSITION.get(kind, kind)
+        rec.status = rec.status or status
+        rec.end = time.time()
+        self._rtp_figures()
+        for leg in self.legs:
+            if leg.side:
+                leg.side.close()
+            self.core.forget(leg)
+        if self.ring_side:
+            self.ring_side.close()
+        self.core.call_ended(self)
+        self.done.set()
+
+    def _rtp_figures(self) -> None:
+        if len(self.legs) == 2:
+            for leg, attr in zip(self.legs, ("rtp_a", "rtp_b")):
+                if leg.side:
+                    s = leg.side.stats.summary(leg.side.clock_rate)
+                    setattr(self.record, attr, f"{s['packets']}/{s['lost']}")
+
+    # -- routing ----------------------------------------------------------------------------------
+    async def dial(self, number: str, authority: str, depth: int) -> Outcome:
+        if depth > MAX_DEPTH:
+            return Outcome("failed", 482)
+        cfg = self.core.cfg
+        dest = dialplan.classify(number, cfg, set(self.core.users))
+        self.callee_label = dest.number
+        if dest.kind == "invalid":
+            return Outcome("notfound", 404)
+        if dest.kind == "extension":
+            return await self.dial_extension(dest.number, depth)
+        if dest.kind == "group":
+            return await self.dial_group(dest.number, depth)
+        if not dialplan.permitted(authority, dest):
+            return Outcome("forbidden", 403)
+        return await self.dial_external(dest)
+
+    async def dial_extension(self, ext: str, depth: int) -> Outcome:
+        s = self.core.cfg.extensions.get(ext) or ExtensionSettings()
+        owner = self.core.permission_of_extension(ext)
+        if s.forward_always:
+            return await self.dial(s.forward_always, owner, depth + 1)
+        if s.dnd:
+            return await self.dial(s.forward_busy, owner, depth + 1) if s.forward_busy else Outcome("busy", 486)
+        targets = self.core.targets_for(ext)
+        if not targets:
+            out = Outcome("unavailable", 480)
+        else:
+            out = await self.ring(targets, s.no_answer_timeout if s.forward_no_answer else MAX_RING)
+        if out.kind == "busy" and s.forward_busy:
+            return await self.dial(s.forward_busy, owner, depth + 1)
+        if out.kind in ("noanswer", "unavailable") and s.forward_no_answer:
+            return await self.dial(s.forward_no_answer, owner, depth + 1)
+        return out
+
+    async def dial_group(self, number: str, depth: int) -> Outcome:
+        core = self.core
+        group = next(g for g in core.cfg.groups if g.number == number)
+        members = [m for m in group.members if not (core.cfg.extensions.get(m) or ExtensionSettings()).dnd]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + group.timeout
+        out = Outcome("noanswer", 480)
+        if group.strategy == "simultaneous":
+            targets = [t for m in members for t in core.targets_for(m)]
+            if targets:
+                out = await self.ring(targets, group.timeout)
+        else:
+            if group.strategy == "round_robin" and members:
+                start = core.round_robin.get(number, 0) % len(members)
+                core.round_robin[number] = start + 1
+                members = members[start:] + members[:start]
+            for member in members:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                targets = core.targets_for(member)
+                if not targets:
+                    continue
+                out = await self.ring(targets, min(group.member_timeout, remaining))
+                if out.kind in ("answered", "cancelled"):
+                    break
+        if out.kind in ("answered", "cancelled"):
+            return out
+        if group.overflow:
+            return await self.dial(group.overflow, core.cfg.default_permission, depth + 1)
+        return Outcome("noanswer", 480)
+
+    async def dial_external(self, dest: dialplan.Destination) -> Outcome:
+        core = self.core
+        route = dialplan.select_route(dest.number, core.cfg)
+        if route is None:
+            return Outcome("notfound", 404)
+        last = Outcome("failed", 503)
+        for name in route.trunks:
+            trunk = next(t for t in core.cfg.trunks if t.name == name)
+            if core.trunk_channels.get(name, 0) >= trunk.max_channels:
+                continue  # full: overflow to the next trunk
+            flow = core.trunk_flow(trunk)
+            if flow is None:
+                continue
+            number = dialplan.number_for_trunk(dest.number, route, trunk, core.cfg, dest.kind == "emergency")
+            uri = Uri("sip", number, trunk.host, trunk.port)
+            out = await self.ring([Target(trunk.name, uri, flow, None, trunk)], MAX_RING)
+            if out.kind in ("answered", "cancelled") or not FAILOVER(out.status):
+                return out
+            log.info("trunk %s failed with %s, trying the next one", name, out.status)
+            last = out
+        return last
+
+    # -- ringing ----------------------------------------------------------------------------------
+    def _new_leg(self, target: Target) -> Leg:
+        core = self.core
+        if target.trunk:
+            trunk = target.trunk
+            user = trunk.from_number or trunk.username or self.caller
+            local = NameAddr(Uri("sip", user, trunk.host), self.caller_name)
+            remote = NameAddr(Uri("sip", target.uri.user, trunk.host))
+        else:
+            host = core.stack.local_ip(target.flow[1])
+            local = NameAddr(Uri("sip", self.caller, host), self.caller_name)
+            remote = NameAddr(Uri("sip", target.extension or target.label, host))
+        leg = Leg(core, self, call_id=new_call_id(), local=local, remote=remote, target=target.uri,
+                  flow=target.flow, uas=False, label=target.label)
+        leg.trunk, leg.extension = target.trunk, target.extension
+        core.remember(leg)
+        return leg
+
+    def _send_invite(self, leg: Leg, auth: str | None = None) -> None:
+        req = leg.new_request("INVITE", self.sdp_for(leg, self.offer, self.ring_side))
+        req.add("Allow", self.core.ALLOW)
+        if auth:
+            req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
+        timeout = leg.trunk.invite_timeout if leg.trunk else None
+        leg.invite_tx = leg.send(req, lambda resp: self._invite_response(leg, resp), timeout)
+
+    def _invite_response(self, leg: Leg, resp: Response) -> None:
+        if 200 <= resp.status < 300 and leg.ack is not None:
+            leg.resend_ack()  # a retransmitted 2xx
+            return
+        if leg.abandoned:
+            if 200 <= resp.status < 300:
+                leg.send_ack(resp)
+                leg.bye()
+            elif resp.status >= 300:
+                self.core.forget(leg)
+            return
+        self.events.put_nowait((leg, resp))
+
+    def cancel_ringing(self) -> None:
+        self.events.put_nowait((None, None))
+
+    async def ring(self, targets: list[Target], timeout: float) -> Outcome:
+        legs = [self._new_leg(t) for t in targets]
+        for leg in legs:
+            self._send_invite(leg)
+        pending = set(legs)
+        statuses: list[int] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def abandon(keep: Leg | None = None) -> None:
+            for other in pending:
+                if other is not keep:
+                    other.abandoned = True
+                    if other.invite_tx:
+                        other.invite_tx.cancel()
+        while pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                abandon()
+                return Outcome("noanswer", 480)
+            try:
+                leg, resp = await asyncio.wait_for(self.events.get(), remaining)
+            except asyncio.TimeoutError:
+                continue
+            if leg is None:
+                abandon()
+                return Outcome("cancelled", 487)
+            if leg not in pending:
+                continue
+            if resp.status < 200:
+                if resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
+                    self.ringing_sent = True
+                    self.a.answer(self.tx, 180)
+                continue
+            if resp.status < 300:
+                pending.discard(leg)
+                abandon()
+                leg.send_ack(resp)
+                try:
+                    answer = Sdp.parse(resp.body)
+                    if answer.audio() is None:
+                        raise SdpError("no audio")
+                except SdpError:
+                    leg.bye()
+                    return Outcome("failed", 488)
+                return Outcome("answered", 200, leg, answer, leg.trunk.name if leg.trunk else "")
+            if resp.status in (401, 407) and leg.trunk and not leg.auth_tried and leg.trunk.username:
+                header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+                from .auth import authorization, pick_challenge
+                challenge = pick_challenge(resp.get_all(header))
+                value = challenge and authorization(challenge, "INVITE", str(leg.target), leg.trunk.username,
+                                                    leg.trunk.auth_password)
+                if value:
+                    leg.auth_tried = resp.status
+                    self._send_invite(leg, value)
+                    continue
+            pending.discard(leg)
+            self.core.forget(leg)
+            statuses.append(resp.status)
+        return self._aggregate(statuses, legs)
+
+    @staticmethod
+    def _aggregate(statuses: list[int], legs: list[Leg]) -> Outcome:
+        trunk = legs[0].trunk.name if legs and legs[0].trunk else ""
+        if any(s in (486, 600, 603) for s in statuses):
+            return Outcome("busy", 486, trunk=trunk)
+        if legs and legs[0].trunk:
+            status = statuses[-1] if statuses else 503
+            kind = {404: "notfound", 403: "forbidden", 480: "unavailable", 487: "cancelled"}.get(status, "failed")
+            return Outcome(kind, status, trunk=trunk)
+        if statuses and all(s in (404, 604) for s in statuses):
+            return Outcome("notfound", 404)
+        if any(s in (488, 606) for s in statuses):
+            return Outcome("failed", 488)
+        return Outcome("unavailable", 480)
+
+    # -- media ------------------------------------------------------------------------------------
+    def sdp_for(self, leg: Leg, source: Sdp, side=None) -> bytes:
+        """`source` rewritten so that `leg`'s party sends its media to our relay side."""
+        side = side or leg.side
+        sdp = copy.deepcopy(source)
+        ip = self.core.relay_ip(leg.flow[1])
+        sdp.origin_user, sdp.origin_addr, sdp.name = "officebox", ip, "OfficeBox"
+        sdp.session_id = str(int(leg.local_tag[:8], 16)) if leg.local_tag[:8].isalnum() else "1"
+        leg_version = getattr(leg, "sdp_version", 0) + 1
+        leg.sdp_version = leg_version
+        sdp.version = leg_version
+        hold_zero = (source.audio() is not None and source.address(source.audio()) == "0.0.0.0")
+        sdp.connection = "0.0.0.0" if hold_zero else ip
+        for m in sdp.media:
+            m.connection = None
+            if m.kind == "audio" and m.port:
+                m.port = side.port
+        return sdp.to_bytes()
+
+    def _set_peer(self, leg: Leg, sdp: Sdp) -> None:
+        m = sdp.audio()
+        if m is None or leg.side is None:
+            return
+        pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
+        leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt))
+
+    def other(self, leg: Leg) -> Leg | None:
+        return next((x for x in self.legs if x is not leg), None) if leg in self.legs else None
+
+    # -- in-dialog requests -----------------------------------------------------------------------
+    def on_request(self, leg: Leg, tx: ServerTx, req: Request) -> None:
+        leg.remote_cseq = max(leg.remote_cseq, req.cseq[0])
+        method = req.method
+        if method == "BYE":
+            leg.answer(tx, 200)
+            self.hangup(leg)
+        elif method in ("INVITE", "UPDATE"):
+            contacts = req.contacts()
+            if contacts and method == "INVITE":
+                leg.target = contacts[0].uri
+            asyncio.get_running_loop().create_task(self.renegotiate(leg, tx, req))
+        elif method == "REFER":
+            self.refer(leg, tx, req)
+        elif method in ("INFO", "OPTIONS", "NOTIFY", "MESSAGE"):
+            leg.answer(tx, 200)
+        else:
+            leg.answer(tx, 501)
+
+    def hangup(self, leg: Leg) -> None:
+        leg.ended = True
+        leg._stop_retransmit()
+        self.core.forget(leg)
+        if self.state != "connected":
+            return
+        if leg is self.transferor:
+            return  # the transfer goes on without the transferor
+        other = self.other(leg)
+        if self.transferor is not None and other is self.transferor:
+            self.cancel_ringing()  # the transferee left: stop ringing the target
+        for party in self.legs:
+            if party is not leg:
+                party.bye()
+        self.finish("answered", 200)
+
+    def leg_failed(self, leg: Leg) -> None:
+        """A party never ACKed our 2xx: end the call."""
+        leg.bye()
+        if self.state == "connected":
+            self.hangup(leg)
+
+    async def renegotiate(self, leg: Leg, tx: ServerTx, req: Request) -> None:
+        """Hold / resume / codec change: pass the offer to the other party, its answer back."""
+        other = self.other(leg)
+        if self.state != "connected" or other is None or other.ended:
+            leg.answer(tx, 481 if self.state == "ended" else 491)
+            return
+        if not req.body:
+            if req.method == "UPDATE":
+                leg.answer(tx, 200)
+            else:  # offerless re-INVITE: offer our view of the other party
+                leg.answer(tx, 488)
+            return
+        if self.renegotiating or self.transferor is not None:
+            leg.answer(tx, 491)
+            return
+        try:
+            offer = filter_offer(Sdp.parse(req.body), self.core.cfg.codecs)
+        except SdpError:
+            leg.answer(tx, 488)
+            return
+        self.renegotiating = True
+        try:
+            fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+            def got(resp: Response) -> None:
+                if resp.status >= 200 and not fut.done():
+                    fut.set_result(resp)
+                elif 200 <= resp.status < 300 and other.ack is not None:
+                    other.resend_ack()
+            other.ack = None
+            other.send(other.new_request("INVITE", self.sdp_for(other, offer)), got)
+            resp = await fut
+            if not 200 <= resp.status < 300:
+                leg.answer(tx, resp.status if resp.status in (488, 491, 500, 503) else 488)
+                return
+            other.send_ack(resp)
+            try:
+                answer = Sdp.parse(resp.body)
+            except SdpError:
+                leg.answer(tx, 488)
+                return
+            leg.sdp, other.sdp = offer, answer
+            self._set_peer(leg, offer)
+            self._set_peer(other, answer)
+            leg.answer(tx, 200, self.sdp_for(leg, answer))
+        finally:
+            self.renegotiating = False
+
+    def refer(self, leg: Leg, tx: ServerTx, req: Request) -> None:
+        other = self.other(leg)
+        try:
+            refer_to = NameAddr.parse(req.get("Refer-To") or "")
+        except Exception:
+            leg.answer(tx, 400)
+            return
+        if self.state != "connected" or other is None or self.transferor is not None or self.renegotiating:
+            leg.answer(tx, 491)
+            return
+        if "replaces" in refer_to.uri.headers.lower():
+            leg.answer(tx, 501)  # attended transfer is not implemented
+            return
+        number = refer_to.uri.user
+        leg.answer(tx, 202)
+        asyncio.get_running_loop().create_task(self.blind_transfer(leg, other, number))
+
+    def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
+        if leg.ended:
+            return
+        req = leg.new_request("NOTIFY", f"SIP/2.0 {status} {reason}\r\n".encode(), "message/sipfrag;version=2.0")
+        req.add("Event", "refer")
+        req.add("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        leg.send(req)
+
+    async def blind_transfer(self, transferor: Leg, transferee: Leg, number: str) -> None:
+        self.transferor = transferor
+        self._notify(transferor, 100, "Trying", False)
+        offer = copy.deepcopy(transferee.sdp)
+        m = offer.audio()
+        used = self._codec_in_use()
+        if m is not None and used is not None:
+            m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"] or m.formats
+        self.offer, self.ring_side = offer, transferor.side
+        authority = self.core.permission_of_extension(transferor.label) if transferor.label in self.core.users \
+            else self.core.cfg.default_permission
+        try:
+            out = await self.dial(number, authority, 0)
+        finally:
+            self.transferor = None
+        if self.state != "connected" or transferee.ended:
+            if out.leg:
+                out.leg.bye()
+            return
+        if out.kind != "answered":
+            self._notify(transferor, out.status, "Failed", True)
+            if transferor.ended:
+                transferee.bye()
+                self.finish("answered", 200)
+            return
+        self._notify(transferor, 200, "OK", True)
+        side = transferor.side
+        transferor.side = None
+        transferor.bye()
+        self._rtp_figures()
+        rec = self.record
+        rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), out.leg.label
+        self.core.cdr_add(rec)
+        new = out.leg
+        new.side, new.sdp = side, out.answer
+        self._set_peer(new, out.answer)
+        self.legs = [transferee, new]
+        self.answered_at = time.time()
+        self.record = CallRecord(call_id=self.id, direction=self.record.direction if not new.trunk else "outbound",
+                                 caller=transferee.label, dialled=number, callee=new.label, answer=self.answered_at,
+                                 trunk=new.trunk.name if new.trunk else "", status=200)
+        self.ring_side = None
+
+    def _codec_in_use(self) -> int | None:
+        for leg in self.legs:
+            if leg.sdp is not None and not leg.uas and leg is not self.a:
+                m = leg.sdp.audio()
+                if m:
+                    return next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), None)
+        for leg in self.legs:
+            m = leg.sdp.audio() if leg.sdp else None
+            if m:
+                return next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), None)
+        return None
+
+    def snapshot(self) -> dict:
+        relay = {}
+        for leg in self.legs:
+            if leg.side:
+                relay[leg.label] = leg.side.stats.summary(leg.side.clock_rate)
+        return {"id": self.id, "state": self.state, "caller": self.caller, "caller_name": self.caller_name,
+                "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
+                "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
+                "on_hold": any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs), "relay": relay}
+
+
+def _held(sdp: Sdp) -> bool:
+    from .sdp import is_hold
+    return is_hold(sdp)

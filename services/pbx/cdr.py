@@ -1,0 +1,103 @@
+"""Call detail records in SQLite: one row per call (answered, missed, busy, failed, transferred...)."""
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred", "rejected")
+COLUMNS = ("id", "call_id", "direction", "caller", "caller_name", "dialled", "callee", "trunk", "start",
+           "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b")
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    direction: str  # internal, inbound, outbound
+    caller: str
+    caller_name: str = ""
+    dialled: str = ""
+    callee: str = ""  # who finally answered (or was tried last)
+    trunk: str = ""
+    start: float = field(default_factory=time.time)
+    answer: float | None = None
+    end: float | None = None
+    disposition: str = "failed"
+    status: int = 0  # final SIP status seen by the caller
+    transferred_to: str = ""
+    rtp_a: str = ""  # "packets/lost" received from the caller side
+    rtp_b: str = ""
+
+
+class CdrStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("""CREATE TABLE IF NOT EXISTS cdr (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, direction TEXT, caller TEXT,
+                caller_name TEXT, dialled TEXT, callee TEXT, trunk TEXT, start REAL, answer REAL, "end" REAL,
+                duration REAL, billsec REAL, disposition TEXT, status INTEGER, transferred_to TEXT,
+                rtp_a TEXT, rtp_b TEXT)""")
+            db.execute("CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start)")
+        self.path.chmod(0o600)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def add(self, rec: CallRecord) -> int:
+        end = rec.end or time.time()
+        row = asdict(rec)
+        row["end"] = end
+        row["duration"] = round(end - rec.start, 3)
+        row["billsec"] = round(end - rec.answer, 3) if rec.answer else 0.0
+        names = [c for c in COLUMNS if c != "id"]
+        with self._lock, self._connect() as db:
+            cur = db.execute(f"INSERT INTO cdr ({', '.join(chr(34) + n + chr(34) for n in names)}) "
+                             f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
+            return cur.lastrowid
+
+    def query(self, since: float | None = None, until: float | None = None, party: str | None = None,
+              disposition: str | None = None, direction: str | None = None, trunk: str | None = None,
+              limit: int = 100, offset: int = 0) -> list[dict]:
+        where, args = [], []
+        if since is not None:
+            where.append("start >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("start < ?")
+            args.append(until)
+        if party:
+            where.append("(caller = ? OR dialled = ? OR callee = ? OR transferred_to = ?)")
+            args += [party] * 4
+        for column, value in (("disposition", disposition), ("direction", direction), ("trunk", trunk)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM cdr" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY start DESC, id DESC LIMIT ? OFFSET ?"
+        args += [max(0, min(int(limit), 100000)), max(0, int(offset))]
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(sql, args)]
+
+    def csv(self, **filters) -> str:
+        filters.setdefault("limit", 100000)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for row in self.query(**filters):
+            writer.writerow([_csv_safe(row[c]) if c == "caller_name" else row[c] for c in COLUMNS])
+        return out.getvalue()
+
+
+def _csv_safe(value):
+    """Neutralise spreadsheet formulas in free text (caller names come from the outside)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

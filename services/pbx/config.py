@@ -1,0 +1,131 @@
+"""The `pbx` configuration section: ports, dial plan, groups, trunks, routes, DIDs, per-extension settings."""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from appliance.schema import Section
+from appliance.service import ServiceConfig
+
+NUMBER = r"^[0-9*#+]{1,32}$"
+NAME = r"^[A-Za-z0-9_-]{1,32}$"
+PermissionClass = Literal["internal", "local", "national", "international"]
+PERMISSION_ORDER = ("internal", "local", "national", "international")
+
+
+class ExtensionSettings(Section):
+    """Per-extension call handling (keyed by extension number in PbxConfig.extensions)."""
+
+    dnd: bool = False
+    forward_always: str | None = Field(default=None, pattern=NUMBER)
+    forward_busy: str | None = Field(default=None, pattern=NUMBER)
+    forward_no_answer: str | None = Field(default=None, pattern=NUMBER)
+    no_answer_timeout: int = Field(default=20, ge=5, le=300)
+
+
+class RingGroup(Section):
+    number: str = Field(pattern=r"^[0-9]{2,6}$")
+    name: str = Field(default="", max_length=60)
+    strategy: Literal["simultaneous", "in_order", "round_robin"] = "simultaneous"
+    members: list[str] = Field(default_factory=list, description="extension numbers")
+    member_timeout: int = Field(default=15, ge=1, le=300, description="seconds per member (in order/round robin)")
+    timeout: int = Field(default=30, ge=1, le=600, description="total seconds before overflow")
+    overflow: str | None = Field(default=None, pattern=NUMBER, description="extension, group or number")
+
+
+class Trunk(Section):
+    name: str = Field(pattern=NAME)
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str = Field(default="", max_length=64)
+    auth_password: str = Field(default="", max_length=128)
+    registration: bool = Field(default=False, description="register to the carrier")
+    register_expires: int = Field(default=600, ge=60, le=86400)
+    from_number: str = Field(default="", max_length=32, description="caller number presented on this trunk")
+    number_format: Literal["national", "e164"] = "national"
+    max_channels: int = Field(default=30, ge=1, le=1000)
+    invite_timeout: float = Field(default=8.0, ge=0.5, le=64.0, description="seconds without answer -> failover")
+
+
+class OutboundRoute(Section):
+    name: str = Field(pattern=NAME)
+    prefix: str = Field(pattern=r"^[0-9*#+]{0,32}$", description="dialled-number prefix this route takes")
+    strip: int = Field(default=0, ge=0, le=32)
+    prepend: str = Field(default="", pattern=r"^[0-9*#+]{0,32}$")
+    trunks: list[str] = Field(min_length=1, description="trunk names in order: primary, then backups")
+
+
+class Did(Section):
+    number: str = Field(pattern=NUMBER, description="number as received from the carrier (any format)")
+    destination: str = Field(pattern=r"^[0-9]{2,6}$", description="extension or ring group")
+
+
+class AbuseLimits(Section):
+    max_auth_failures: int = Field(default=10, ge=1, le=1000)
+    failure_window: int = Field(default=60, ge=1, le=3600)
+    max_requests: int = Field(default=300, ge=10, le=100000, description="requests per source per window")
+    request_window: int = Field(default=5, ge=1, le=600)
+    ban_seconds: int = Field(default=600, ge=1, le=86400)
+    trusted: list[str] = Field(default_factory=list, description="source IPs never banned")
+
+
+class PbxConfig(ServiceConfig):
+    sip_port: int = Field(default=5060, ge=1, le=65535)
+    lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
+    tcp: bool = True
+    rtp_port_min: int = Field(default=10000, ge=1024, le=65534)
+    rtp_port_max: int = Field(default=10999, ge=1025, le=65535)
+    lab_rtp_port_min: int = Field(default=40000, ge=1024, le=65534)
+    lab_rtp_port_max: int = Field(default=40999, ge=1025, le=65535)
+    realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
+    user_agent: str = Field(default="OfficeBox PBX", max_length=60)
+    min_expires: int = Field(default=60, ge=10, le=3600)
+    max_expires: int = Field(default=3600, ge=60, le=86400)
+    max_contacts: int = Field(default=10, ge=1, le=50)
+    codecs: list[Literal["PCMU", "PCMA", "G722"]] = Field(default_factory=lambda: ["G722", "PCMU", "PCMA"])
+    country_code: str = Field(default="33", pattern=r"^[0-9]{1,4}$")
+    national_prefix: str = Field(default="0", pattern=r"^[0-9]{0,3}$")
+    international_prefix: str = Field(default="00", pattern=r"^[0-9]{1,4}$")
+    local_prefixes: list[str] = Field(default_factory=list, description="national numbers that count as local")
+    emergency_numbers: list[str] = Field(default_factory=lambda: ["112", "15", "17", "18", "114", "115", "119"])
+    default_permission: PermissionClass = "national"
+    permissions: dict[str, PermissionClass] = Field(default_factory=dict, description="user login -> class")
+    extensions: dict[str, ExtensionSettings] = Field(default_factory=dict, description="extension -> settings")
+    groups: list[RingGroup] = Field(default_factory=list)
+    trunks: list[Trunk] = Field(default_factory=list)
+    routes: list[OutboundRoute] = Field(default_factory=list)
+    dids: list[Did] = Field(default_factory=list)
+    abuse: AbuseLimits = AbuseLimits()
+
+    @field_validator("emergency_numbers", "local_prefixes")
+    @classmethod
+    def _digits(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[0-9]{1,16}", value):
+                raise ValueError(f"{value!r} is not a number")
+        return values
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "PbxConfig":
+        if self.rtp_port_max - self.rtp_port_min < 3 or self.lab_rtp_port_max - self.lab_rtp_port_min < 3:
+            raise ValueError("the RTP port range needs at least 4 ports")
+        trunk_names = [t.name for t in self.trunks]
+        if len(set(trunk_names)) != len(trunk_names):
+            raise ValueError("trunk names must be unique")
+        for route in self.routes:
+            for name in route.trunks:
+                if name not in trunk_names:
+                    raise ValueError(f"route {route.name!r} uses unknown trunk {name!r}")
+        numbers = [g.number for g in self.groups]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("ring group numbers must be unique")
+        dids = [d.number for d in self.dids]
+        if len(set(dids)) != len(dids):
+            raise ValueError("DID numbers must be unique")
+        for ext in self.extensions:
+            if not re.fullmatch(r"[0-9]{2,6}", ext):
+                raise ValueError(f"extension settings key {ext!r} is not an extension number")
+        return self

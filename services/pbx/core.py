@@ -1,0 +1,391 @@
+"""The PBX engine: the SIP transaction user. Registrar, authentication, abuse guard, dialog table,
+call creation, trunk registrations. The Service class (services/pbx/__init__.py) wraps it."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from email.utils import formatdate
+
+from appliance.users import User
+
+from . import dialplan
+from .auth import DigestServer, authorization, pick_challenge
+from .calls import Call, Target
+from .cdr import CallRecord, CdrStore
+from .config import PbxConfig, Trunk
+from .guard import Guard
+from .leg import Leg
+from .registrar import Location
+from .relay import RtpRelay
+from .sip.message import NameAddr, Request, Response, Uri, new_call_id, new_tag
+from .sip.stack import ServerTx, SipStack
+from .sip.transport import Dest
+
+log = logging.getLogger("officebox.pbx")
+
+
+class TrunkState:
+    def __init__(self, trunk: Trunk) -> None:
+        self.trunk = trunk
+        self.ip: str | None = None
+        self.registered = False
+        self.last_status = 0
+        self.expires_at = 0.0
+        self.task: asyncio.Task | None = None
+        self.call_id = new_call_id()
+        self.tag = new_tag()
+        self.cseq = 0
+
+
+class PbxCore:
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO"
+
+    def __init__(self, cfg: PbxConfig, users: list[User], realm: str, cdr_path, relay_host: str,
+                 rtp_range: tuple[int, int]) -> None:
+        self.cfg = cfg
+        self.users: dict[str, User] = {}
+        self.logins: dict[str, str] = {}
+        self.set_users(users)
+        self.auth = DigestServer(realm, self._secret)
+        self.guard = Guard()
+        self.guard.configure(cfg.abuse)
+        self.location = Location()
+        self.relay = RtpRelay(relay_host, *rtp_range)
+        self.cdr = CdrStore(cdr_path)
+        self.stack = SipStack(self, cfg.user_agent)
+        self.dialogs: dict[tuple[str, str], Leg] = {}
+        self.calls: dict[str, Call] = {}
+        self.calls_by_tx: dict[int, Call] = {}
+        self.trunks: dict[str, TrunkState] = {}
+        self.trunk_channels: dict[str, int] = {}
+        self.round_robin: dict[str, int] = {}
+        self.counters = {"registrations": 0, "auth_failures": 0, "calls": 0}
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- configuration ----------------------------------------------------------------------------
+    def set_users(self, users: list[User]) -> None:
+        self.users = {u.extension: u for u in users if u.enabled and u.extension}
+        self.logins = {u.extension: u.login for u in self.users.values()}
+
+    def _secret(self, username: str) -> str | None:
+        user = self.users.get(username)
+        return user.sip_secret if user else None
+
+    async def start(self, host: str, port: int) -> int:
+        actual = await self.stack.start(host, port, self.cfg.tcp)
+        await self.configure_trunks()
+        return actual
+
+    async def reconfigure(self, cfg: PbxConfig, users: list[User], realm: str, relay_host: str,
+                          rtp_range: tuple[int, int]) -> None:
+        self.cfg = cfg
+        self.set_users(users)
+        self.auth.realm = realm
+        self.guard.configure(cfg.abuse)
+        self.relay.configure(relay_host, *rtp_range)
+        for ext in list(self.location.bindings):
+            if ext not in self.users:
+                self.location.remove_all(ext)  # a disabled or removed user loses its phones at once
+        await self.configure_trunks()
+
+    async def stop(self) -> None:
+        for state in self.trunks.values():
+            if state.task:
+                state.task.cancel()
+        for call in list(self.calls.values()):
+            for leg in call.legs:
+                leg.bye()
+            call.finish("answered" if call.state == "connected" else "failed", 503)
+        await asyncio.sleep(0.05)  # let the BYEs leave
+        for task in list(self._tasks):
+            task.cancel()
+        await self.stack.close()
+
+    async def configure_trunks(self) -> None:
+        old = self.trunks
+        self.trunks = {}
+        for trunk in self.cfg.trunks:
+            state = old.pop(trunk.name, None)
+            if state is not None and state.trunk == trunk:
+                self.trunks[trunk.name] = state
+                continue
+            if state and state.task:
+                state.task.cancel()
+            state = TrunkState(trunk)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(trunk.host, trunk.port, family=socket.AF_INET)
+                state.ip = infos[0][4][0]
+            except OSError:
+                log.warning("trunk %s: cannot resolve %s", trunk.name, trunk.host)
+            self.trunks[trunk.name] = state
+            if trunk.registration and state.ip:
+                state.task = self._spawn(self._register_trunk(state))
+        for state in old.values():
+            if state.task:
+                state.task.cancel()
+        self.guard.trusted |= {s.ip for s in self.trunks.values() if s.ip}
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- helpers used by calls ----------------------------------------------------------------------
+    def remember(self, leg: Leg) -> None:
+        self.dialogs[leg.key] = leg
+        if leg.trunk is not None:
+            self.trunk_channels[leg.trunk.name] = self.trunk_channels.get(leg.trunk.name, 0) + 1
+
+    def forget(self, leg: Leg) -> None:
+        if self.dialogs.pop(leg.key, None) is not None and leg.trunk is not None:
+            self.trunk_channels[leg.trunk.name] = max(0, self.trunk_channels.get(leg.trunk.name, 1) - 1)
+
+    def call_ended(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        self.calls_by_tx.pop(id(call.tx), None)
+        self.cdr_add(call.record)
+
+    def cdr_add(self, rec: CallRecord) -> None:
+        try:
+            self.cdr.add(rec)
+        except Exception:
+            log.exception("could not write the call record")
+
+    def permission_of_extension(self, ext: str) -> str:
+        login = self.logins.get(ext)
+        return self.cfg.permissions.get(login, self.cfg.default_permission) if login else self.cfg.default_permission
+
+    def targets_for(self, ext: str) -> list[Target]:
+        if ext not in self.users:
+            return []
+        return [Target(ext, Uri.parse(b.contact), b.flow, ext) for b in self.location.lookup(ext)]
+
+    def trunk_flow(self, trunk: Trunk) -> Dest | None:
+        state = self.trunks.get(trunk.name)
+        if state is None or state.ip is None:
+            return None
+        return (trunk.transport, state.ip, trunk.port)
+
+    def relay_ip(self, peer_ip: str) -> str:
+        host = self.relay.host
+        return host if host not in ("0.0.0.0", "") else self.stack.local_ip(peer_ip)
+
+    # -- transaction user ---------------------------------------------------------------------------
+    def allow(self, source: Dest, request: Request | None) -> bool:
+        if request is None:
+            return not self.guard.is_banned(source[1])
+        return self.guard.request(source[1])
+
+    def on_ack(self, req: Request) -> None:
+        leg = self.dialogs.get((req.call_id, req.to.tag or ""))
+        if leg:
+            leg.on_ack(req)
+
+    def on_cancel(self, tx: ServerTx) -> None:
+        call = self.calls_by_tx.get(id(tx))
+        if call:
+            call.cancel_ringing()
+        else:
+            tx.reply(487)
+
+    def on_stray_response(self, resp: Response) -> None:
+        if 200 <= resp.status < 300 and resp.cseq[1] == "INVITE":
+            leg = self.dialogs.get((resp.call_id, resp.from_.tag or ""))
+            if leg:
+                leg.resend_ack()
+
+    def on_request(self, tx: ServerTx, req: Request) -> None:
+        to_tag = req.to.tag
+        if to_tag:
+            leg = self.dialogs.get((req.call_id, to_tag))
+            if leg is None:
+                tx.reply(481)
+                return
+            if leg.uas:
+                src = req.source
+                if src and src[0] == leg.flow[0]:
+                    leg.flow = src  # follow the party's flow (NAT rebinding)
+            leg.call.on_request(leg, tx, req)
+            return
+        method = req.method
+        if method == "REGISTER":
+            self.register(tx, req)
+        elif method == "INVITE":
+            self.invite(tx, req)
+        elif method == "OPTIONS":
+            tx.reply(200, to_tag=new_tag(), Allow=self.ALLOW, Accept="application/sdp")
+        elif method in ("BYE", "UPDATE", "INFO", "PRACK", "REFER"):
+            tx.reply(481)
+        elif method == "SUBSCRIBE":
+            tx.reply(489, to_tag=new_tag())
+        elif method == "NOTIFY":
+            tx.reply(200, to_tag=new_tag())
+        else:
+            tx.reply(405, to_tag=new_tag(), Allow=self.ALLOW)
+
+    # -- authentication -----------------------------------------------------------------------------
+    def authenticate(self, tx: ServerTx, req: Request, proxy: bool) -> str | None:
+        """The authenticated extension, or None after answering 401/407/403 (the same for every user)."""
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        result = self.auth.check(req, header)
+        if result.outcome == "ok":
+            return result.username
+        status = 407 if proxy else 401
+        challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        if result.outcome == "failed":
+            self.counters["auth_failures"] += 1
+            self.guard.auth_failed(req.source[1])
+            tx.reply(403, to_tag=new_tag())
+            return None
+        resp = _response(req, status)
+        for value in self.auth.challenges(stale=result.outcome == "stale"):
+            resp.add(challenge_header, value)
+        tx.respond(resp)
+        return None
+
+    def register(self, tx: ServerTx, req: Request) -> None:
+        ext = self.authenticate(tx, req, proxy=False)
+        if ext is None:
+            return
+        if req.to.uri.user != ext:
+            tx.reply(403, "Forbidden (To does not match the credentials)", to_tag=new_tag())
+            return
+        default = int(req.get("Expires") or 3600)
+        stars = [c for c in req.get_all("Contact") if c.strip() == "*"]
+        if stars:
+            if default != 0 or len(req.get_all("Contact")) != 1:
+                tx.reply(400, to_tag=new_tag())
+                return
+            self.location.remove_all(ext)
+        for contact in req.contacts():
+            raw = contact.params.get("expires")
+            expires = int(raw) if raw and raw.isdigit() and len(raw) < 10 else default
+            if 0 < expires < self.cfg.min_expires:
+                resp = _response(req, 423)
+                resp.add("Min-Expires", str(self.cfg.min_expires))
+                tx.respond(resp)
+                return
+            expires = min(expires, self.cfg.max_expires)
+            err = self.location.update(ext, str(contact.uri), req.source, expires, req.call_id, req.cseq[0],
+                                       (req.get("User-Agent") or "")[:80], self.cfg.max_contacts)
+            if err:
+                tx.reply(500, err, to_tag=new_tag())
+                return
+        self.counters["registrations"] += 1
+        resp = _response(req, 200)
+        for b in self.location.lookup(ext):
+            resp.add("Contact", f"<{b.contact}>;expires={b.seconds_left()}")
+        resp.add("Date", formatdate(usegmt=True))
+        tx.respond(resp)
+
+    # -- calls --------------------------------------------------------------------------------------
+    def trunk_of_source(self, source: Dest) -> TrunkState | None:
+        """Carriers are recognised by source address (a registered phone on the same host is not one)."""
+        if self._phone_source(source):
+            return None
+        return next((s for s in self.trunks.values() if s.ip == source[1]), None)
+
+    def _phone_source(self, source: Dest) -> bool:
+        return any(b.flow[1:] == source[1:] for bs in self.location.bindings.values() for b in bs)
+
+    def invite(self, tx: ServerTx, req: Request) -> None:
+        if len(self.calls) >= 1000:
+            tx.reply(503, to_tag=new_tag())
+            return
+        trunk = self.trunk_of_source(req.source)
+        if trunk is not None and not req.get("Proxy-Authorization"):
+            called = req.uri.user or req.to.uri.user
+            dest = dialplan.match_did(called, self.cfg)
+            if dest is None:
+                tx.reply(404, to_tag=new_tag())
+                return
+            caller_from = req.from_
+            number = dialplan.display_number(caller_from.uri.user, self.cfg) or "anonymous"
+            call = Call(self, tx, req, caller=number, caller_name=caller_from.display[:60], dialled=dest,
+                        authority="internal", direction="inbound", trunk=trunk.trunk.name)
+        else:
+            ext = self.authenticate(tx, req, proxy=True)
+            if ext is None:
+                return
+            user = self.users[ext]
+            dialled = dialplan.clean(req.uri.user)
+            dest = dialplan.classify(dialled, self.cfg, set(self.users))
+            direction = "outbound" if dest.kind in ("external", "emergency") else "internal"
+            call = Call(self, tx, req, caller=ext, caller_name=user.full_name, dialled=dialled,
+                        authority=self.cfg.permissions.get(user.login, self.cfg.default_permission),
+                        direction=direction)
+        self.calls[call.id] = call
+        self.calls_by_tx[id(tx)] = call
+        self.counters["calls"] += 1
+        self._spawn(call.run())
+
+    # -- trunk registration -------------------------------------------------------------------------
+    async def _register_trunk(self, state: TrunkState) -> None:
+        trunk = state.trunk
+        while True:
+            try:
+                ok, expires = await self._register_once(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("trunk %s registration failed", trunk.name)
+                ok, expires = False, 0
+            state.registered = ok
+            await asyncio.sleep(max(5.0, expires * 0.8) if ok else 30.0)
+
+    async def _register_once(self, state: TrunkState) -> tuple[bool, int]:
+        trunk = state.trunk
+        flow = (trunk.transport, state.ip, trunk.port)
+        uri = Uri("sip", "", trunk.host, trunk.port if trunk.port != 5060 else None)
+        auth_value: str | None = None
+        auth_header = ""
+        for _ in range(2):
+            state.cseq += 1
+            req = Request("REGISTER", uri)
+            aor = NameAddr(Uri("sip", trunk.username, trunk.host))
+            req.add("From", f"{aor};tag={state.tag}")
+            req.add("To", str(aor))
+            req.add("Call-ID", state.call_id)
+            req.add("CSeq", f"{state.cseq} REGISTER")
+            ip = self.stack.local_ip(state.ip)
+            tp = ";transport=tcp" if trunk.transport == "tcp" else ""
+            req.add("Contact", f"<sip:{trunk.username}@{ip}:{self.stack.port}{tp}>")
+            req.add("Expires", str(trunk.register_expires))
+            if auth_value:
+                req.add(auth_header, auth_value)
+            resp = await self.stack.request(req, flow)
+            state.last_status = resp.status
+            if resp.status in (401, 407) and auth_value is None:
+                header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+                challenge = pick_challenge(resp.get_all(header))
+                auth_value = challenge and authorization(challenge, "REGISTER", str(uri), trunk.username,
+                                                         trunk.auth_password)
+                auth_header = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+                if not auth_value:
+                    return False, 0
+                continue
+            if 200 <= resp.status < 300:
+                expires = trunk.register_expires
+                for c in resp.contacts():
+                    raw = c.params.get("expires")
+                    if raw and raw.isdigit():
+                        expires = min(expires, int(raw))
+                state.expires_at = time.time() + expires
+                return True, expires
+            return False, 0
+        return False, 0
+
+    # -- public figures -----------------------------------------------------------------------------
+    def trunk_status(self) -> list[dict]:
+        return [{"name": name, "host": s.trunk.host, "port": s.trunk.port, "resolved": s.ip,
+                 "register": s.trunk.registration, "registered": s.registered, "last_status": s.last_status,
+                 "channels_in_use": self.trunk_channels.get(name, 0), "max_channels": s.trunk.max_channels}
+                for name, s in self.trunks.items()]
+
+
+def _response(req: Request, status: int) -> Response:
+    from .sip.message import response_to
+    return response_to(req, status, to_tag=new_tag())

@@ -1,0 +1,171 @@
+"""One SIP dialog of a call, seen from the B2BUA: the caller's leg (we are UAS) or a callee's (we are UAC)."""
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .sdp import Sdp
+from .sip.message import NameAddr, Request, Response, Uri, new_tag, response_to
+from .sip.stack import ClientTx, ServerTx
+from .sip.transport import Dest
+
+if TYPE_CHECKING:
+    from .calls import Call
+    from .core import PbxCore
+
+
+class Leg:
+    def __init__(self, core: "PbxCore", call: "Call", *, call_id: str, local: NameAddr, remote: NameAddr,
+                 target: Uri, flow: Dest, uas: bool, label: str) -> None:
+        self.core = core
+        self.call = call
+        self.call_id = call_id
+        self.local = local  # our From/To, with our tag
+        self.remote = remote  # theirs (tag once known)
+        self.target = target  # remote target (Contact) for in-dialog requests
+        self.flow = flow  # where requests to this party are sent (its NAT flow / TCP connection)
+        self.uas = uas
+        self.label = label  # extension, number or trunk shown in CDRs and the call list
+        self.route_set: list[str] = []
+        self.cseq = random.randint(1, 10000)
+        self.remote_cseq = 0
+        self.side = None  # relay Side this party talks to
+        self.sdp: Sdp | None = None  # the party's last SDP
+        self.invite_tx: ClientTx | None = None
+        self.server_tx: ServerTx | None = None
+        self.ack: Request | None = None
+        self.confirmed = False
+        self.ended = False
+        self.abandoned = False  # a fork we gave up on: answer late -> ACK + BYE
+        self.trunk = None
+        self.auth_tried = False
+        self.extension: str | None = None
+        self._retrans: asyncio.TimerHandle | None = None
+        self._unacked_cseq: int | None = None
+        self.local.params.setdefault("tag", new_tag())
+
+    @property
+    def local_tag(self) -> str:
+        return self.local.params["tag"] or ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.call_id, self.local_tag)
+
+    def contact(self) -> str:
+        ip = self.core.stack.local_ip(self.flow[1])
+        tp = ";transport=tcp" if self.flow[0] == "tcp" else ""
+        return f"<sip:pbx@{ip}:{self.core.stack.port}{tp}>"
+
+    # -- requests we send in this dialog -----------------------------------------------------------
+    def new_request(self, method: str, body: bytes = b"", content_type: str | None = None) -> Request:
+        req = Request(method, self.target)
+        for route in self.route_set:
+            req.add("Route", route)
+        req.add("From", str(self.local))
+        req.add("To", str(self.remote))
+        req.add("Call-ID", self.call_id)
+        if method not in ("ACK", "CANCEL"):
+            self.cseq += 1
+        req.add("CSeq", f"{self.cseq} {method}")
+        if method in ("INVITE", "REFER", "UPDATE", "SUBSCRIBE", "NOTIFY"):
+            req.add("Contact", self.contact())
+        if body:
+            req.add("Content-Type", content_type or "application/sdp")
+            req.body = body
+        return req
+
+    def send(self, req: Request, on_response: Callable[[Response], None] | None = None,
+             timeout: float | None = None) -> ClientTx:
+        return self.core.stack.send_request(req, self.flow, on_response or (lambda r: None), timeout)
+
+    def bye(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._stop_retransmit()
+        if self.confirmed or (not self.uas and self.remote.tag):
+            self.send(self.new_request("BYE"))
+        self.core.forget(self)
+
+    def send_ack(self, resp: Response) -> None:
+        """ACK a 2xx to our INVITE (a new transaction, RFC 3261 13.2.2.4); resent on 2xx retransmissions."""
+        self.update_from_2xx(resp)
+        ack = self.new_request("ACK")
+        ack.set("CSeq", f"{resp.cseq[0]} ACK")
+        ack.remove("Contact")
+        self.ack = ack
+        self.core.stack.send_stateless(ack, self.flow)
+
+    def resend_ack(self) -> None:
+        if self.ack is not None:
+            self.core.stack.send_stateless(self.ack, self.flow)
+
+    def update_from_2xx(self, resp: Response) -> None:
+        if resp.to.tag:
+            self.remote.params["tag"] = resp.to.tag
+        contacts = resp.contacts()
+        if contacts:
+            self.target = contacts[0].uri
+        if not self.confirmed:
+            self.route_set = list(reversed(resp.get_all("Record-Route")))
+        self.confirmed = True
+
+    # -- answering as UAS -------------------------------------------------------------------------
+    def answer(self, tx: ServerTx, status: int, body: bytes = b"", **headers: str) -> Response:
+        resp = response_to(tx.request, status, to_tag=self.local_tag)
+        if 100 < status < 300:
+            resp.add("Contact", self.contact())
+        for name, value in headers.items():
+            resp.add(name.replace("_", "-"), value)
+        if body:
+            resp.add("Content-Type", "application/sdp")
+            resp.body = body
+        tx.respond(resp)
+        if tx.invite and 200 <= status < 300:
+            self.confirmed = True
+            self._start_retransmit(resp.to_bytes(), tx.request.cseq[0])
+        return resp
+
+    def _start_retransmit(self, data: bytes, cseq: int) -> None:
+        """Resend our 2xx until the ACK comes (RFC 3261 13.3.1.4); no ACK after 64*T1 ends the call."""
+        self._stop_retransmit()
+        self._unacked_cseq = cseq
+        timers = self.core.stack.timers
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        def fire(interval: float) -> None:
+            if self._unacked_cseq != cseq or self.ended:
+                return
+            if loop.time() - start >= 64 * timers.T1:
+                self._unacked_cseq = None
+                self.call.leg_failed(self)
+                return
+            self.core.stack.transports.send(data, self.flow)
+            self._retrans = loop.call_later(min(2 * interval, timers.T2), fire, min(2 * interval, timers.T2))
+        if self.flow[0] == "udp":
+            self._retrans = loop.call_later(timers.T1, fire, timers.T1)
+        else:
+            self._retrans = loop.call_later(64 * timers.T1, fire, 64 * timers.T1)
+
+    def _stop_retransmit(self) -> None:
+        if self._retrans:
+            self._retrans.cancel()
+            self._retrans = None
+
+    def on_ack(self, req: Request) -> None:
+        if self._unacked_cseq is not None and req.cseq[0] == self._unacked_cseq:
+            self._unacked_cseq = None
+            self._stop_retransmit()
+
+    @classmethod
+    def from_invite(cls, core: "PbxCore", call: "Call", req: Request, label: str) -> "Leg":
+        contacts = req.contacts()
+        leg = cls(core, call, call_id=req.call_id, local=req.to, remote=req.from_,
+                  target=contacts[0].uri if contacts else req.from_.uri, flow=req.source, uas=True, label=label)
+        leg.route_set = req.get_all("Record-Route")
+        leg.remote_cseq = req.cseq[0]
+        return leg

@@ -1,0 +1,1 @@
+"""A small asyncio SIP stack (RFC 3261): messages, transports, transactions."""

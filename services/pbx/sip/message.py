@@ -1,0 +1,470 @@
+"""SIP messages: parse (strict, bounded) and serialize. Parsing never raises anything but ParseError."""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+MAX_MESSAGE = 65535
+MAX_HEADERS = 128
+MAX_LINE = 8192
+MAGIC = "z9hG4bK"
+COMPACT = {
+    "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length", "c": "Content-Type",
+    "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via", "o": "Event", "r": "Refer-To",
+    "b": "Referred-By", "x": "Session-Expires", "u": "Allow-Events",
+}
+CANONICAL = {n.lower(): n for n in (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Type", "Content-Length",
+    "Route", "Record-Route", "Expires", "Min-Expires", "Authorization", "WWW-Authenticate",
+    "Proxy-Authenticate", "Proxy-Authorization", "User-Agent", "Server", "Allow", "Supported", "Require",
+    "Unsupported", "Event", "Subscription-State", "Refer-To", "Referred-By", "Replaces", "Retry-After",
+    "Warning", "Reason", "Date", "Accept", "Subject", "Content-Encoding", "Allow-Events", "P-Asserted-Identity",
+    "Session-Expires", "Timestamp", "Organization", "Diversion")}
+CANONICAL["call-id"] = "Call-ID"
+CANONICAL["cseq"] = "CSeq"
+CANONICAL["www-authenticate"] = "WWW-Authenticate"
+MULTI = {"Via", "Contact", "Route", "Record-Route"}  # comma-separated values are split into several headers
+TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
+METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
+STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
+REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
+    200: "OK", 202: "Accepted", 301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 407:
+    "Proxy Authentication Required", 408: "Request Timeout", 413: "Request Entity Too Large",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 486: "Busy Here",
+    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+
+class ParseError(ValueError):
+    """The message is malformed; `partial` holds what could be read (to answer 400 when possible)."""
+
+    def __init__(self, reason: str, partial: "Message | None" = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial = partial
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    return MAGIC + secrets.token_hex(8)
+
+
+def new_call_id() -> str:
+    return secrets.token_hex(12)
+
+
+def canonical(name: str) -> str:
+    low = name.lower()
+    if low in COMPACT:
+        return COMPACT[low]
+    return CANONICAL.get(low) or "-".join(p.capitalize() for p in name.split("-"))
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value at commas outside quotes and angle brackets."""
+    parts, buf, quote, angle, esc = [], [], False, False, False
+    for ch in value:
+        if esc:
+            buf.append(ch)
+            esc = False
+            continue
+        if quote and ch == "\\":
+            esc = True
+        elif ch == '"':
+            quote = not quote
+        elif not quote and ch == "<":
+            angle = True
+        elif not quote and ch == ">":
+            angle = False
+        elif ch == "," and not quote and not angle:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """';a=b;c' -> {'a': 'b', 'c': None} (names lower-cased, quotes kept out)."""
+    params: dict[str, str | None] = {}
+    for item in text.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        params[name.strip().lower()] = value if sep else None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+@dataclass
+class Uri:
+    scheme: str = "sip"
+    user: str = ""
+    host: str = ""
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "Uri":
+        text = text.strip()
+        scheme, sep, rest = text.partition(":")
+        scheme = scheme.lower()
+        if not sep or scheme not in ("sip", "sips", "tel"):
+            raise ParseError(f"unsupported URI {text[:60]!r}")
+        if scheme == "tel":
+            number, _, params = rest.partition(";")
+            return cls(scheme, number, "", None, parse_params(params))
+        rest, _, headers = rest.partition("?")
+        rest, _, params = rest.partition(";")
+        user, at, hostport = rest.rpartition("@")
+        if not at:
+            user, hostport = "", rest
+        user = user.partition(":")[0]
+        if hostport.startswith("["):
+            host, _, tail = hostport[1:].partition("]")
+            port_text = tail[1:] if tail.startswith(":") else ""
+        else:
+            host, _, port_text = hostport.partition(":")
+        if not host or not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+            raise ParseError(f"bad host in URI {text[:60]!r}")
+        port = None
+        if port_text:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ParseError(f"bad port in URI {text[:60]!r}")
+            port = int(port_text)
+        return cls(scheme, user, host, port, parse_params(params), headers)
+
+    def __str__(self) -> str:
+        if self.scheme == "tel":
+            return f"tel:{self.user}{format_params(self.params)}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        text = f"{self.scheme}:{self.user + '@' if self.user else ''}{host}"
+        if self.port:
+            text += f":{self.port}"
+        text += format_params(self.params)
+        return text + (f"?{self.headers}" if self.headers else "")
+
+
+@dataclass
+class NameAddr:
+    """From/To/Contact/Route value: optional display name, URI, header parameters (tag, expires...)."""
+
+    uri: Uri
+    display: str = ""
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "NameAddr":
+        text = text.strip()
+        display = ""
+        if "<" in text:
+            head, _, rest = text.partition("<")
+            uri_text, close, tail = rest.partition(">")
+            if not close:
+                raise ParseError("unclosed <")
+            display = head.strip()
+            if display.startswith('"'):
+                if not display.endswith('"') or len(display) < 2:
+                    raise ParseError("bad display name")
+                display = display[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            return cls(Uri.parse(uri_text), display, parse_params(tail))
+        uri_text, _, tail = text.partition(";")
+        return cls(Uri.parse(uri_text), "", parse_params(tail))
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def __str__(self) -> str:
+        shown = ""
+        if self.display:
+            shown = '"' + self.display.replace("\\", "\\\\").replace('"', '\\"') + '" '
+        return f"{shown}<{self.uri}>{format_params(self.params)}"
+
+
+@dataclass
+class Via:
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str | None]
+
+    @classmethod
+    def parse(cls, text: str) -> "Via":
+        m = re.fullmatch(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?", text)
+        if not m:
+            raise ParseError("bad Via")
+        hostport = m.group(2)
+        if hostport.startswith("["):
+            host, _, tail = hostport[1:].partition("]")
+            port_text = tail[1:]
+        else:
+            host, _, port_text = hostport.partition(":")
+        if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
+            raise ParseError("bad Via port")
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+            raise ParseError("bad Via host")
+        return cls(m.group(1).upper(), host, int(port_text) if port_text else None, parse_params(m.group(3) or ""))
+
+    @property
+    def branch(self) -> str:
+        return self.params.get("branch") or ""
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port else ""
+        return f"SIP/2.0/{self.transport} {host}{port}{format_params(self.params)}"
+
+
+class Message:
+    """Common part of requests and responses: ordered headers with canonical names, and a body."""
+
+    def __init__(self) -> None:
+        self.headers: list[list[str]] = []
+        self.body: bytes = b""
+        self.source: tuple[str, str, int] | None = None  # (transport, ip, port) it came from
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        name = canonical(name)
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        name = canonical(name)
+        return [v for k, v in self.headers if k == name]
+
+    def set(self, name: str, value: str) -> None:
+        name = canonical(name)
+        for item in self.headers:
+            if item[0] == name:
+                item[1] = value
+                self.headers = [h for h in self.headers if h[0] != name or h is item]
+                return
+        self.headers.append([name, value])
+
+    def add(self, name: str, value: str, first: bool = False) -> None:
+        item = [canonical(name), value]
+        if first:
+            self.headers.insert(0, item)
+        else:
+            self.headers.append(item)
+
+    def remove(self, name: str) -> None:
+        name = canonical(name)
+        self.headers = [h for h in self.headers if h[0] != name]
+
+    # typed accessors -------------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return self.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        num, _, method = (self.get("CSeq") or "").strip().partition(" ")
+        return int(num), method.strip().upper()
+
+    @property
+    def from_(self) -> NameAddr:
+        return NameAddr.parse(self.get("From") or "")
+
+    @property
+    def to(self) -> NameAddr:
+        return NameAddr.parse(self.get("To") or "")
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        return Via.parse(self.get("Via") or "")
+
+    def contacts(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.get_all("Contact") if v.strip() != "*"]
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        lines = [self.start_line()]
+        for name, value in self.headers:
+            if name != "Content-Length":
+                lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace") + self.body
+
+
+class Request(Message):
+    def __init__(self, method: str, uri: str | Uri) -> None:
+        super().__init__()
+        self.method = method.upper()
+        self.uri = uri if isinstance(uri, Uri) else Uri.parse(uri)
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    def __init__(self, status: int, reason: str | None = None) -> None:
+        super().__init__()
+        self.status = status
+        self.reason = reason if reason is not None else REASONS.get(status, "Unknown")
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def response_to(request: Request, status: int, reason: str | None = None, to_tag: str | None = None) -> Response:
+    """A response copying Via, From, To (+tag), Call-ID and CSeq from the request (RFC 3261 8.2.6)."""
+    resp = Response(status, reason)
+    for via in request.get_all("Via"):
+        resp.add("Via", via)
+    resp.add("From", request.get("From") or "")
+    to = request.get("To") or ""
+    if to_tag and status > 100 and ";tag=" not in to.lower():
+        to += f";tag={to_tag}"
+    resp.add("To", to)
+    resp.add("Call-ID", request.call_id)
+    resp.add("CSeq", request.get("CSeq") or "")
+    return resp
+
+
+def parse(data: bytes) -> Message:
+    """Parse one complete datagram/stream message. Raises ParseError only."""
+    try:
+        return _parse(data)
+    except ParseError:
+        raise
+    except Exception as exc:  # defensive: any surprise in a malformed message is a parse error
+        raise ParseError(f"malformed message ({type(exc).__name__})") from None
+
+
+def _parse(data: bytes) -> Message:
+    if len(data) > MAX_MESSAGE:
+        raise ParseError("message too large")
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = data.partition(b"\n\n")
+        if not sep:
+            raise ParseError("no end of headers")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError("headers are not UTF-8") from None
+    lines = text.replace("\r\n", "\n").split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        raise ParseError("empty message")
+    first = lines[0].strip()
+    if any(ord(c) < 32 and c != "\t" for c in text.replace("\n", "").replace("\r", "")):
+        raise ParseError("control characters in headers")
+    msg: Message
+    m = METHOD_LINE.match(first)
+    if m:
+        msg = Request(m.group(1), Uri(host="invalid"))
+        uri_text = m.group(2)
+    else:
+        s = STATUS_LINE.match(first)
+        if not s:
+            raise ParseError("bad start line")
+        msg = Response(int(s.group(1)), s.group(2))
+        uri_text = None
+    unfolded: list[str] = []
+    for line in lines[1:]:
+        if len(line) > MAX_LINE:
+            raise ParseError("header line too long", msg)
+        if line[:1] in (" ", "\t") and unfolded:
+            unfolded[-1] += " " + line.strip()
+        else:
+            unfolded.append(line)
+    if len(unfolded) > MAX_HEADERS:
+        raise ParseError("too many headers", msg)
+    for line in unfolded:
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or not TOKEN.match(name):
+            raise ParseError(f"bad header line {line[:40]!r}", msg)
+        cname = canonical(name)
+        value = value.strip()
+        if cname in MULTI:
+            for part in split_commas(value):
+                msg.headers.append([cname, part])
+        else:
+            msg.headers.append([cname, value])
+    if len(msg.headers) > MAX_HEADERS:
+        raise ParseError("too many headers", msg)
+    if uri_text is not None:
+        try:
+            msg.uri = Uri.parse(uri_text)  # type: ignore[attr-defined]
+        except ParseError as exc:
+            raise ParseError(exc.reason, msg) from None
+    length = msg.get("Content-Length")
+    if length is not None:
+        if not length.isdigit() or len(length) > 6:
+            raise ParseError("bad Content-Length", msg)
+        n = int(length)
+        if n > len(body):
+            raise ParseError("body shorter than Content-Length", msg)
+        body = body[:n]
+    msg.body = body
+    _validate(msg)
+    return msg
+
+
+def _validate(msg: Message) -> None:
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        if not msg.get(name):
+            raise ParseError(f"missing {name}", msg)
+    try:
+        num, method = msg.cseq
+    except ValueError:
+        raise ParseError("bad CSeq", msg) from None
+    if not 0 <= num < 2**31 or not TOKEN.match(method or "-"):
+        raise ParseError("bad CSeq", msg)
+    try:
+        msg.from_, msg.to, msg.vias  # noqa: B018 - parse to validate
+        for contact in msg.get_all("Contact"):
+            if contact.strip() != "*":
+                NameAddr.parse(contact)
+    except ParseError as exc:
+        raise ParseError(exc.reason, msg) from None
+    if isinstance(msg, Request):
+        if method != msg.method:
+            raise ParseError("CSeq method does not match", msg)
+        mf = msg.get("Max-Forwards")
+        if mf is not None and (not mf.isdigit() or len(mf) > 3):
+            raise ParseError("bad Max-Forwards", msg)
+        exp = msg.get("Expires")
+        if exp is not None and (not exp.isdigit() or len(exp) > 10):
+            raise ParseError("bad Expires", msg)
+    if len(msg.call_id) > 256:
+        raise ParseError("Call-ID too long", msg)

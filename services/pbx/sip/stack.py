@@ -1,0 +1,430 @@
+"""Transaction layer (RFC 3261 section 17) over the transports, with timers A, B, D, E, F, G, H, I, J, K.
+
+The transaction user (TU) implements `on_request(tx, request)`, `on_ack(request)`, `on_cancel(tx)` and
+`on_stray_response(response)`. Responses to requests always go back to the source of the request
+(symmetric response routing, RFC 3581 for UDP; the same connection for TCP).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from . import message as sipmsg
+from .message import MAGIC, ParseError, Request, Response, Via, new_branch, response_to
+from .transport import Dest, Transports
+
+log = logging.getLogger("officebox.pbx.sip")
+
+
+class TransactionUser(Protocol):
+    def on_request(self, tx: "ServerTx", request: Request) -> None: ...
+    def on_ack(self, request: Request) -> None: ...
+    def on_cancel(self, tx: "ServerTx") -> None: ...
+    def on_stray_response(self, response: Response) -> None: ...
+    def allow(self, source: Dest, request: Request | None) -> bool: ...
+
+
+class Timers:
+    T1 = 0.5
+    T2 = 4.0
+    T4 = 5.0
+
+
+def server_key(req: Request) -> tuple:
+    via = req.top_via
+    method = "INVITE" if req.method in ("ACK", "CANCEL") else req.method
+    if via.branch.startswith(MAGIC):
+        return (via.branch, via.host, via.port, method)
+    tag = req.from_.tag
+    return (req.call_id, req.cseq[0], tag, via.host, via.port, method)
+
+
+class ServerTx:
+    def __init__(self, stack: "SipStack", request: Request, dest: Dest) -> None:
+        self.stack = stack
+        self.request = request
+        self.dest = dest
+        self.key = server_key(request)
+        self.invite = request.method == "INVITE"
+        self.state = "proceeding" if self.invite else "trying"
+        self.last: bytes | None = None
+        self.final: Response | None = None
+        self.cancelled = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self.reliable = dest[0] != "udp"
+
+    def respond(self, resp: Response) -> None:
+        if self.state in ("completed", "confirmed", "terminated", "accepted"):
+            return
+        if self.stack.server_header and not resp.get("Server"):
+            resp.add("Server", self.stack.server_header)
+        self.last = resp.to_bytes()
+        self.stack.transports.send(self.last, self.dest)
+        if resp.status < 200:
+            self.state = "proceeding"
+            return
+        self.final = resp
+        if self.invite and resp.status < 300:
+            # 2xx retransmission is the dialog's job; stay around to absorb INVITE retransmissions (RFC 6026)
+            self.state = "accepted"
+            self._later(64 * self.stack.timers.T1, self._terminate)
+            return
+        self.state = "completed"
+        t1 = self.stack.timers.T1
+        if self.invite:
+            if not self.reliable:
+                self._retransmit_g(t1)
+            self._later(64 * t1, self._terminate)  # timer H
+        else:
+            self._later(0 if self.reliable else 64 * t1, self._terminate)  # timer J
+
+    def reply(self, status: int, reason: str | None = None, to_tag: str | None = None, **headers: str) -> Response:
+        resp = response_to(self.request, status, reason, to_tag)
+        for name, value in headers.items():
+            resp.add(name.replace("_", "-"), value)
+        self.respond(resp)
+        return resp
+
+    def _retransmit_g(self, interval: float) -> None:
+        def fire() -> None:
+            if self.state == "completed" and self.last:
+                self.stack.transports.send(self.last, self.dest)
+                self._retransmit_g(min(2 * interval, self.stack.timers.T2))
+        self._later(interval, fire)
+
+    def retransmission(self, req: Request) -> None:
+        if req.method == "ACK":
+            if self.invite and self.state == "completed":
+                self.state = "confirmed"
+                self._cancel_timers()
+                self._later(0 if self.reliable else self.stack.timers.T4, self._terminate)  # timer I
+            return
+        if self.last and self.state in ("proceeding", "completed", "accepted"):
+            self.stack.transports.send(self.last, self.dest)
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
+
+    def _cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        self.state = "terminated"
+        if self.stack.server_txs.get(self.key) is self:
+            del self.stack.server_txs[self.key]
+
+
+class ClientTx:
+    def __init__(self, stack: "SipStack", request: Request, dest: Dest,
+                 on_response: Callable[[Response], None], timeout: float | None = None) -> None:
+        self.stack = stack
+        self.request = request
+        self.dest = dest
+        self.on_response = on_response
+        self.invite = request.method == "INVITE"
+        self.branch = request.top_via.branch
+        self.key = (self.branch, request.method)
+        self.state = "calling" if self.invite else "trying"
+        self.reliable = dest[0] != "udp"
+        self.data = request.to_bytes()
+        self.cancel_pending = False
+        self.cancel_tx: ClientTx | None = None
+        self.got_provisional = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._timeout = timeout
+
+    def start(self) -> None:
+        self.stack.client_txs[self.key] = self
+        self._send()
+        t1 = self.stack.timers.T1
+        if not self.reliable:
+            self._retransmit(t1)
+        self._later(self._timeout or 64 * t1, self._timed_out)  # timer B / F
+
+    def _send(self) -> None:
+        self.stack.transports.send(self.data, self.dest, self._transport_error)
+
+    def _retransmit(self, interval: float) -> None:
+        def fire() -> None:
+            if self.state in ("calling", "trying") or (not self.invite and self.state == "proceeding"):
+                self._send()
+                nxt = 2 * interval if self.invite else min(2 * interval, self.stack.timers.T2)
+                self._retransmit(nxt)
+        self._later(interval, fire)
+
+    def _timed_out(self) -> None:
+        if self.state in ("calling", "trying", "proceeding") and not (self.invite and self.state == "proceeding"):
+            self._fail(408, "Request Timeout")
+
+    def _transport_error(self) -> None:
+        if self.state in ("calling", "trying", "proceeding"):
+            self._fail(503, "Transport Error")
+
+    def _fail(self, status: int, reason: str) -> None:
+        resp = response_to(self.request, status, reason)
+        resp.source = None
+        self._terminate()
+        self._deliver(resp)
+
+    def _deliver(self, resp: Response) -> None:
+        try:
+            self.on_response(resp)
+        except Exception:
+            log.exception("transaction user failed on %r", resp)
+
+    def receive(self, resp: Response) -> None:
+        if self.state in ("terminated",):
+            return
+        if resp.status < 200:
+            if self.state in ("calling", "trying", "proceeding"):
+                first = not self.got_provisional
+                self.got_provisional = True
+                if self.invite:
+                    self._cancel_timers()  # no more A / B once something answered
+                self.state = "proceeding"
+                if first and self.cancel_pending:
+                    self.cancel()
+                self._deliver(resp)
+            return
+        if self.invite and resp.status < 300:
+            if self.state != "accepted":
+                self._cancel_timers()
+                self.state = "accepted"  # RFC 6026: pass 2xx retransmissions up for 64*T1
+                self._later(64 * self.stack.timers.T1, self._terminate)
+            self._deliver(resp)
+            return
+        if self.state == "completed":
+            if self.invite:
+                self.stack.transports.send(self._ack_for(resp).to_bytes(), self.dest)
+            return
+        if self.state == "accepted":
+            return
+        self._cancel_timers()
+        self.state = "completed"
+        t1 = self.stack.timers.T1
+        if self.invite:
+            self.stack.transports.send(self._ack_for(resp).to_bytes(), self.dest)
+            self._later(0 if self.reliable else 64 * t1, self._terminate)  # timer D
+        else:
+            self._later(0 if self.reliable else self.stack.timers.T4, self._terminate)  # timer K
+        self._deliver(resp)
+
+    def _ack_for(self, resp: Response) -> Request:
+        ack = Request("ACK", self.request.uri)
+        ack.add("Via", self.request.get("Via") or "")
+        for route in self.request.get_all("Route"):
+            ack.add("Route", route)
+        ack.add("Max-Forwards", "70")
+        ack.add("From", self.request.get("From") or "")
+        ack.add("To", resp.get("To") or "")
+        ack.add("Call-ID", self.request.call_id)
+        ack.add("CSeq", f"{self.request.cseq[0]} ACK")
+        return ack
+
+    def cancel(self) -> None:
+        """CANCEL this INVITE (RFC 3261 9.1): only once a provisional response arrived."""
+        if not self.invite or self.cancel_tx or self.state not in ("calling", "proceeding"):
+            return
+        if not self.got_provisional:
+            self.cancel_pending = True
+            return
+        req = Request("CANCEL", self.request.uri)
+        req.add("Via", self.request.get("Via") or "")
+        for route in self.request.get_all("Route"):
+            req.add("Route", route)
+        req.add("Max-Forwards", "70")
+        for name in ("From", "To", "Call-ID"):
+            req.add(name, self.request.get(name) or "")
+        req.add("CSeq", f"{self.request.cseq[0]} CANCEL")
+        self.cancel_tx = self.stack.send_request(req, self.dest, lambda r: None)
+        # if the callee never answers the CANCEL with 487, give up after timer B anyway
+        self._later(64 * self.stack.timers.T1, lambda: self._fail(408, "Request Timeout")
+                    if self.state == "proceeding" else None)
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
+
+    def _cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        self.state = "terminated"
+        if self.stack.client_txs.get(self.key) is self:
+            del self.stack.client_txs[self.key]
+
+
+class SipStack:
+    def __init__(self, tu: TransactionUser, server_header: str = "OfficeBox PBX") -> None:
+        self.tu = tu
+        self.timers = Timers()
+        self.transports = Transports(self._on_data)
+        self.server_txs: dict[tuple, ServerTx] = {}
+        self.client_txs: dict[tuple, ClientTx] = {}
+        self.server_header = server_header
+        self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0}
+        self._local_ip_cache: dict[str, str] = {}
+
+    async def start(self, host: str, port: int, tcp: bool = True) -> int:
+        return await self.transports.start(host, port, tcp)
+
+    async def close(self) -> None:
+        for tx in list(self.server_txs.values()):
+            tx._terminate()
+        for ctx in list(self.client_txs.values()):
+            ctx._terminate()
+        await self.transports.close()
+
+    @property
+    def port(self) -> int:
+        return self.transports.port
+
+    def local_ip(self, peer_ip: str) -> str:
+        """The address this box is reachable at from `peer_ip` (for Via, Contact and SDP)."""
+        host = self.transports.host
+        if host not in ("0.0.0.0", ""):
+            return host
+        if peer_ip not in self._local_ip_cache:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.connect((peer_ip, 9))
+                self._local_ip_cache[peer_ip] = s.getsockname()[0]
+            except OSError:
+                self._local_ip_cache[peer_ip] = "127.0.0.1"
+            finally:
+                s.close()
+        return self._local_ip_cache[peer_ip]
+
+    # -- sending ----------------------------------------------------------------------------------
+    def via_for(self, dest: Dest, branch: str | None = None) -> str:
+        return f"SIP/2.0/{dest[0].upper()} {self.local_ip(dest[1])}:{self.port};branch={branch or new_branch()};rport"
+
+    def send_request(self, req: Request, dest: Dest, on_response: Callable[[Response], None],
+                     timeout: float | None = None) -> ClientTx:
+        if not req.get("Via"):
+            req.add("Via", self.via_for(dest), first=True)
+        if not req.get("Max-Forwards"):
+            req.add("Max-Forwards", "70")
+        if self.server_header and not req.get("User-Agent"):
+            req.add("User-Agent", self.server_header)
+        tx = ClientTx(self, req, dest, on_response, timeout)
+        self.counters["sent_requests"] += 1
+        tx.start()
+        return tx
+
+    async def request(self, req: Request, dest: Dest, timeout: float | None = None) -> Response:
+        """Send a non-INVITE request and wait for its final response (408 on timeout)."""
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+        def done(resp: Response) -> None:
+            if resp.status >= 200 and not fut.done():
+                fut.set_result(resp)
+        self.send_request(req, dest, done, timeout)
+        return await fut
+
+    def send_stateless(self, msg: sipmsg.Message, dest: Dest) -> None:
+        if isinstance(msg, Request) and not msg.get("Via"):
+            msg.add("Via", self.via_for(dest), first=True)
+        self.transports.send(msg.to_bytes(), dest)
+
+    # -- receiving --------------------------------------------------------------------------------
+    def _on_data(self, data: bytes, source: Dest) -> None:
+        self.counters["received"] += 1
+        if not data.strip(b"\r\n"):
+            return  # keep-alive
+        if not self.tu.allow(source, None):
+            self.counters["dropped"] += 1
+            return
+        try:
+            msg = sipmsg.parse(data)
+        except ParseError as exc:
+            self.counters["malformed"] += 1
+            self._bad_request(exc, source)
+            return
+        msg.source = source
+        if isinstance(msg, Request):
+            self._on_request(msg, source)
+        else:
+            self._on_response(msg)
+
+    def _bad_request(self, exc: ParseError, source: Dest) -> None:
+        partial = exc.partial
+        if not isinstance(partial, Request) or partial.method == "ACK":
+            return
+        try:
+            if not (partial.get("Via") and partial.get("CSeq") and partial.get("Call-ID")):
+                return
+            Via.parse(partial.get("Via") or "")
+            resp = Response(400, "Bad Request")
+            for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                for value in partial.get_all(name):
+                    resp.add(name, value)
+            resp.add("Warning", '399 - "' + exc.reason.replace('"', "'")[:80] + '"')
+            self.transports.send(resp.to_bytes(), source)
+        except (ParseError, ValueError):
+            return
+
+    def _on_request(self, req: Request, source: Dest) -> None:
+        via = req.top_via
+        if via.host != source[1] or "rport" in via.params:
+            via.params["received"] = source[1]
+        if "rport" in via.params:
+            via.params["rport"] = str(source[2])
+        req.headers[[h[0] for h in req.headers].index("Via")][1] = str(via)
+        if not self.tu.allow(source, req):
+            self.counters["dropped"] += 1
+            return
+        key = server_key(req)
+        if req.method == "CANCEL":
+            tx = self.server_txs.get(key)
+            ctx = ServerTx(self, req, source)
+            ctx.key = key[:-1] + ("CANCEL",)
+            if tx is None or not tx.invite:
+                ctx.reply(481)
+                return
+            ctx.reply(200)
+            if tx.state == "proceeding" and not tx.cancelled:
+                tx.cancelled = True
+                self._safe(self.tu.on_cancel, tx)
+            return
+        tx = self.server_txs.get(key)
+        if tx is not None:
+            tx.retransmission(req)
+            return
+        if req.method == "ACK":
+            self._safe(self.tu.on_ack, req)
+            return
+        tx = ServerTx(self, req, source)
+        self.server_txs[key] = tx
+        if tx.invite:
+            tx.reply(100)
+        try:
+            self.tu.on_request(tx, req)
+        except Exception:
+            log.exception("error handling %r", req)
+            tx.reply(500)
+
+    def _on_response(self, resp: Response) -> None:
+        try:
+            key = (resp.top_via.branch, resp.cseq[1])
+        except (ParseError, ValueError):
+            return
+        tx = self.client_txs.get(key)
+        if tx is not None:
+            tx.receive(resp)
+        else:
+            self._safe(self.tu.on_stray_response, resp)
+
+    def _safe(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("transaction user failed")
