@@ -98,7 +98,7 @@ class ImapSession(LineSession):
                     continue
                 if result is False:
                     return
-        except (asyncio.TimeoutError, ConnectionError):
+        except (asyncio.TimeoutError, OSError):  # idle, reset, TLS failure
             return
         finally:
             await self.close()
@@ -182,6 +182,8 @@ class ImapSession(LineSession):
             raise No("[NONEXISTENT] this server has only the INBOX folder")
 
     async def _open(self, tag: str, args: list, readonly: bool) -> None:
+        self._need_login()
+        self.maildir = None  # a failed SELECT leaves no mailbox selected
         self._inbox(args)
         self.maildir = self.service.maildir(self.login)
         self.readonly = readonly
@@ -547,7 +549,7 @@ class ImapSession(LineSession):
 
 async def start_imap(service: "MailService", host: str, port: int, implicit_tls: bool) -> asyncio.AbstractServer:
     async def client(reader, writer):
-        await ImapSession(service, reader, writer, implicit_tls).run()
+        await service.track(ImapSession(service, reader, writer, implicit_tls).run())
 
     return await asyncio.start_server(client, host, port, ssl=service.tls if implicit_tls else None,
                                       reuse_address=True, limit=64 * 1024)

@@ -64,7 +64,7 @@ class Pop3Session(LineSession):
                 if await handler(arg) is False:
                     return
             await self.send("-ERR too many errors, closing\r\n")
-        except (asyncio.TimeoutError, ConnectionError):
+        except (asyncio.TimeoutError, OSError):  # idle, reset, TLS failure
             return
         finally:
             if self.lock is not None and self.lock.locked():
@@ -250,7 +250,7 @@ class Pop3Session(LineSession):
 
 async def start_pop3(service: "MailService", host: str, port: int, implicit_tls: bool) -> asyncio.AbstractServer:
     async def client(reader, writer):
-        await Pop3Session(service, reader, writer, implicit_tls).run()
+        await service.track(Pop3Session(service, reader, writer, implicit_tls).run())
 
     return await asyncio.start_server(client, host, port, ssl=service.tls if implicit_tls else None,
                                       reuse_address=True, limit=64 * 1024)

@@ -56,6 +56,7 @@ class MailService(Service):
         self.mailbox_locks: dict[str, asyncio.Lock] = {}
         self.queue = MailQueue(self.ctx.state_dir("mail") / "queue")
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
+        self.sessions: set[asyncio.Task] = set()
         self.received = 0
         self._listen_key: tuple | None = None
 
@@ -106,7 +107,22 @@ class MailService(Service):
 
     async def stop(self) -> None:
         await self._close_listeners()
+        for task in list(self.sessions):
+            task.cancel()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions), timeout=5)
         await self.outbound.stop()
+
+    async def track(self, session) -> None:
+        """Run a POP3/IMAP session so that stop() can end it."""
+        task = asyncio.current_task()
+        self.sessions.add(task)
+        try:
+            await session
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.sessions.discard(task)
 
     def _listen_settings(self) -> tuple:
         section = self.section

@@ -1,0 +1,136 @@
+import imaplib
+import smtplib
+import socket
+
+import pytest
+
+from tests.services.mail.harness import PASSWORD, PASSWORDS, RunningMail, client_tls, document
+
+
+@pytest.fixture
+def mail(ctx):
+    running = RunningMail(ctx, document())
+    for n in range(3):
+        running.service.accept_now("x@elsewhere.test", ["bob@example.com"],
+                                   f"From: Sender {n} <s{n}@elsewhere.test>\r\nSubject: note {n}\r\n\r\n"
+                                   f"body {n}\r\n".encode())
+    yield running
+    running.stop()
+
+
+def imap(mail, login="bob") -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", mail.port("imap"), timeout=10)
+    client.starttls(ssl_context=client_tls())
+    client.login(login, PASSWORDS[login])
+    return client
+
+
+def test_message_sent_by_one_user_is_read_by_another_over_imap(mail):
+    with smtplib.SMTP("127.0.0.1", mail.port("submission"), timeout=10) as smtp:
+        smtp.starttls(context=client_tls())
+        smtp.login("alice", PASSWORD)
+        smtp.sendmail("alice@example.com", ["carol@example.com"], b"Subject: report\r\n\r\nsee attached\r\n")
+    client = imap(mail, "carol")
+    typ, data = client.select("INBOX")
+    assert typ == "OK" and data == [b"1"]
+    typ, data = client.fetch("1", "(RFC822)")
+    assert typ == "OK" and b"Subject: report" in data[0][1] and data[0][1].endswith(b"see attached\r\n")
+    client.logout()
+
+
+def test_login_needs_tls_and_the_right_password(mail):
+    client = imaplib.IMAP4("127.0.0.1", mail.port("imap"), timeout=10)
+    assert "LOGINDISABLED" in client.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        client.login("bob", PASSWORDS["bob"])
+    client.starttls(ssl_context=client_tls())
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.login("bob", "wrong password")
+    client.login("bob.b@example.com", PASSWORDS["bob"])
+    client.logout()
+
+
+def test_fetch_search_store_expunge(mail):
+    client = imap(mail)
+    assert client.select("INBOX")[1] == [b"3"]
+    assert client.search(None, "ALL")[1] == [b"1 2 3"]
+    assert client.search(None, "UNSEEN")[1] == [b"1 2 3"]
+    typ, data = client.fetch("2", "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and b"Subject: note 1\r\n\r\n" == data[0][1]
+    assert b"FLAGS ()" in data[1] and b"RFC822.SIZE" in data[0][0]
+    assert client.search(None, "UNSEEN")[1] == [b"1 2 3"]  # PEEK does not mark seen
+    typ, data = client.fetch("2", "(BODY[TEXT])")
+    assert data[0][1] == b"body 1\r\n" and b"\\Seen" in data[1]
+    assert client.search(None, "SEEN")[1] == [b"2"]
+    assert client.search(None, "FROM", "s2@elsewhere")[1] == [b"3"]
+    assert client.search(None, "NOT", "SUBJECT", '"note 0"')[1] == [b"2 3"]
+    typ, data = client.store("1", "+FLAGS", "(\\Deleted \\Flagged)")
+    assert typ == "OK" and b"\\Deleted" in data[0] and b"\\Flagged" in data[0]
+    assert client.search(None, "DELETED")[1] == [b"1"]
+    typ, data = client.expunge()
+    assert data == [b"1"]
+    assert client.search(None, "ALL")[1] == [b"1 2"]
+    client.logout()
+    assert len(mail.service.maildir("bob").scan()) == 2
+
+
+def test_uids_are_stable_across_sessions_and_expunges(mail):
+    client = imap(mail)
+    client.select("INBOX")
+    typ, data = client.uid("SEARCH", None, "ALL")
+    uids = data[0].split()
+    assert len(uids) == 3
+    client.store("1", "+FLAGS", "\\Deleted")
+    client.expunge()
+    client.logout()
+    mail.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: later\r\n\r\nnew\r\n")
+    client = imap(mail)
+    client.select("INBOX")
+    typ, data = client.uid("SEARCH", None, "ALL")
+    new_uids = data[0].split()
+    assert new_uids[:2] == uids[1:] and int(new_uids[2]) > int(uids[2])
+    typ, data = client.uid("FETCH", new_uids[2].decode(), "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1].endswith(b"new\r\n")
+    client.logout()
+
+
+def test_new_mail_is_announced_by_noop_and_status_counts(mail):
+    client = imap(mail)
+    client.select("INBOX")
+    mail.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: ping\r\n\r\n!\r\n")
+    typ, data = client.noop()
+    assert client.untagged_responses.get("EXISTS", [])[-1:] == [b"4"]
+    typ, data = client.status("INBOX", "(MESSAGES UNSEEN)")
+    assert typ == "OK" and b"MESSAGES 4" in data[0] and b"UNSEEN 4" in data[0]
+    assert client.list()[1] == [b'(\\HasNoChildren) "/" INBOX']
+    assert client.select("Archive")[0] == "NO"
+    client.logout()
+
+
+def test_imaps_implicit_tls(mail):
+    client = imaplib.IMAP4_SSL("127.0.0.1", mail.port("imaps"), ssl_context=client_tls(), timeout=10)
+    client.login("bob", PASSWORDS["bob"])
+    assert client.select("INBOX", readonly=True)[1] == [b"3"]
+    client.fetch("1", "(RFC822)")
+    assert client.store("1", "+FLAGS", "\\Deleted")[0] == "NO"
+    client.logout()
+    assert all("S" not in e.flags for e in mail.service.maildir("bob").scan())  # EXAMINE changes nothing
+
+
+def test_malformed_commands_get_bad_and_the_server_survives(mail):
+    with socket.create_connection(("127.0.0.1", mail.port("imap")), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"* OK")
+        for line, expect in ((b"a1 FROB", b"a1 BAD"), (b"a2 SELECT INBOX", b"a2 BAD"), (b"*** LOGIN", b"* BAD"),
+                             (b'a3 LOGIN "unterminated', b"a3 BAD"), (b"a4 FETCH 1 (FLAGS", b"a4 BAD"),
+                             (b"a5 LOGIN {99999999}", b"* BAD"), (b"a6 CAPABILITY", b"* CAPABILITY")):
+            sock.sendall(line + b"\r\n")
+            assert reader.readline().startswith(expect), line
+    client = imap(mail)
+    client.select("INBOX")
+    for args in (("FETCH", "0", "(FLAGS)"), ("FETCH", "1:x", "(FLAGS)"), ("FETCH", "9", "(FLAGS)"),
+                 ("FETCH", "1", "(ENVELOPE)"), ("STORE", "1", "+FOO", "(\\Seen)"), ("SEARCH", "LARGER", "x")):
+        with pytest.raises(imaplib.IMAP4.error):
+            client._simple_command(*args)
+    assert client.search(None, "ALL")[1] == [b"1 2 3"]
+    client.logout()
