@@ -42,6 +42,7 @@ class PbxService(Service):
     title = "Telephony (PBX)"
     Config = PbxConfig
     depends_on = ("system", "network", "users")
+    lab_host = "127.0.0.1"  # tests may move an instance to another loopback address (a carrier)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -54,7 +55,7 @@ class PbxService(Service):
         cfg: PbxConfig = config.pbx
         realm = cfg.realm or config.system.domain
         if self.ctx.lab:
-            host, port, rtp = "127.0.0.1", cfg.lab_sip_port, (cfg.lab_rtp_port_min, cfg.lab_rtp_port_max)
+            host, port, rtp = self.lab_host, cfg.lab_sip_port, (cfg.lab_rtp_port_min, cfg.lab_rtp_port_max)
         else:
             host, port, rtp = "0.0.0.0", cfg.sip_port, (cfg.rtp_port_min, cfg.rtp_port_max)
         return cfg, realm, host, port, rtp

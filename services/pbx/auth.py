@@ -55,8 +55,10 @@ class AuthResult:
 
 
 class DigestServer:
-    def __init__(self, realm: str, lookup: Callable[[str], str | None]) -> None:
+    def __init__(self, realm: str, lookup: Callable[[str], str | None],
+                 algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> None:
         self.realm = realm
+        self.algorithms = tuple(algorithms)
         self.lookup = lookup  # username -> secret (None: unknown)
         self._key = secrets.token_bytes(32)
         self._dummy = secrets.token_hex(16)
@@ -76,11 +78,11 @@ class DigestServer:
         return "fresh" if 0 <= time.time() - ts < NONCE_LIFETIME else "stale"
 
     def challenges(self, stale: bool = False) -> list[str]:
-        """WWW-/Proxy-Authenticate values, SHA-256 first (RFC 8760 section 2.4), then MD5."""
+        """WWW-/Proxy-Authenticate values, one per algorithm, preferred first (RFC 8760 section 2.4)."""
         nonce = self._nonce()
         extra = ", stale=true" if stale else ""
         return [f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{extra}'
-                for alg in ("SHA-256", "MD5")]
+                for alg in self.algorithms]
 
     def check(self, req: Request, header: str) -> AuthResult:
         values = req.get_all(header)

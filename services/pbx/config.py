@@ -82,6 +82,9 @@ class PbxConfig(ServiceConfig):
     lab_rtp_port_max: int = Field(default=40999, ge=1025, le=65535)
     realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
     user_agent: str = Field(default="OfficeBox PBX", max_length=60)
+    digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
+        default_factory=lambda: ["MD5"], min_length=1,
+        description="challenges offered, preferred first; many phones (old libre/baresip) fail on SHA-256")
     min_expires: int = Field(default=60, ge=10, le=3600)
     max_expires: int = Field(default=3600, ge=60, le=86400)
     max_contacts: int = Field(default=10, ge=1, le=50)

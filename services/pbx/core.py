@@ -48,7 +48,7 @@ class PbxCore:
         self.users: dict[str, User] = {}
         self.logins: dict[str, str] = {}
         self.set_users(users)
-        self.auth = DigestServer(realm, self._secret)
+        self.auth = DigestServer(realm, self._secret, tuple(cfg.digest_algorithms))
         self.guard = Guard()
         self.guard.configure(cfg.abuse)
         self.location = Location()
@@ -83,6 +83,7 @@ class PbxCore:
         self.cfg = cfg
         self.set_users(users)
         self.auth.realm = realm
+        self.auth.algorithms = tuple(cfg.digest_algorithms)
         self.guard.configure(cfg.abuse)
         self.relay.configure(relay_host, *rtp_range)
         for ext in list(self.location.bindings):
