@@ -1,0 +1,82 @@
+"""The `provisioning` section: phones (MAC, model, user or DECT handsets) and how they fetch."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from appliance.schema import Section
+from appliance.service import ServiceConfig
+from appliance.users import LOGIN_PATTERN
+from services.dhcp.config import normalize_mac
+
+Model = Literal["yealink", "snom", "grandstream", "yealink-w70b"]
+MODEL_TITLES = {"yealink": "Yealink T4x/T5x desk phone", "snom": "Snom D-series desk phone",
+                "grandstream": "Grandstream GXP desk phone", "yealink-w70b": "Yealink W70B SIP-DECT base"}
+DECT_MODELS = {"yealink-w70b"}
+MAX_HANDSETS = 10
+
+
+class Handset(Section):
+    number: int = Field(ge=1, le=MAX_HANDSETS, description="handset slot on the base")
+    user: str = Field(pattern=LOGIN_PATTERN)
+
+
+class Phone(Section):
+    mac: str
+    model: Model = "yealink"
+    user: str | None = Field(default=None, pattern=LOGIN_PATTERN, description="desk phones: the owner")
+    handsets: list[Handset] = Field(default_factory=list, description="DECT bases: one account per handset")
+    label: str = Field(default="", max_length=60)
+
+    _mac = field_validator("mac", mode="before")(classmethod(lambda cls, v: normalize_mac(v)))
+
+    @model_validator(mode="after")
+    def _fits_model(self) -> "Phone":
+        if self.model in DECT_MODELS:
+            if self.user:
+                raise ValueError("a DECT base has handsets, not a user")
+            numbers = [h.number for h in self.handsets]
+            if len(set(numbers)) != len(numbers):
+                raise ValueError("a handset number is used twice")
+        elif self.handsets:
+            raise ValueError("only a DECT base has handsets")
+        return self
+
+    @property
+    def digits(self) -> str:
+        return self.mac.replace(":", "")
+
+    def logins(self) -> list[str]:
+        return [self.user] if self.user else [h.user for h in self.handsets]
+
+
+class ProvisioningConfig(ServiceConfig):
+    phones: list[Phone] = Field(default_factory=list)
+    http_port: int = Field(default=8081, ge=1, le=65535)
+    tftp: bool = True
+    tftp_port: int = Field(default=69, ge=1, le=65535)
+    lab_http_port: int = Field(default=18081, ge=0, le=65535, description="lab mode, 127.0.0.1 (0: any)")
+    lab_tftp_port: int = Field(default=16969, ge=0, le=65535)
+    auth: Literal["none", "basic", "digest"] = "none"
+    auth_user: str = Field(default="phone", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    auth_password: str = Field(default="", max_length=64)
+    require_dhcp_lease: bool = Field(default=False, description="serve a phone's file only to the address "
+                                                                "DHCP leased to its MAC")
+    sip_server: str = Field(default="", max_length=100, description="empty: the box (voice VLAN address if on)")
+
+    @field_validator("phones")
+    @classmethod
+    def _unique(cls, phones: list[Phone]) -> list[Phone]:
+        seen = set()
+        for phone in phones:
+            if phone.mac in seen:
+                raise ValueError(f"phone {phone.mac} is listed twice")
+            seen.add(phone.mac)
+        return phones
+
+    @model_validator(mode="after")
+    def _auth_needs_password(self) -> "ProvisioningConfig":
+        if self.auth != "none" and len(self.auth_password) < 8:
+            raise ValueError("provisioning authentication needs a password of at least 8 characters")
+        return self

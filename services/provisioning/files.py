@@ -1,0 +1,61 @@
+"""Which file a phone gets: the common file, its own file (with its credentials), or nothing."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+from services.provisioning import templates as T
+from services.provisioning.config import DECT_MODELS
+
+log = logging.getLogger("officebox.provisioning")
+
+
+class Provisioner:
+    def __init__(self, config, sip_host: str, sip_port: int, leases=None) -> None:
+        section = config.provisioning
+        self.phones = {p.digits: p for p in section.phones}
+        self.users = {u.login: u for u in config.users}
+        self.site = T.Site(sip_host, sip_port, config.system.timezone, str(config.network.lan.address.ip))
+        self.require_lease = section.require_dhcp_lease
+        self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None
+        self.fetched: dict[str, dict] = {}
+
+    def accounts(self, phone) -> dict[int, T.Account]:
+        pairs = [(h.number, h.user) for h in phone.handsets] if phone.model in DECT_MODELS else [(1, phone.user)]
+        found = {}
+        for slot, login in pairs:
+            user = self.users.get(login) if login else None
+            if user is not None and user.enabled and user.extension:
+                found[slot] = T.Account(user.extension, user.full_name, user.sip_secret)
+        return found
+
+    def fetch(self, filename: str, client: str) -> tuple[int, str, bytes]:
+        """(HTTP-like status, content type, body) for `filename` asked by `client` (an IP address)."""
+        name = filename.rsplit("/", 1)[-1]
+        if T.YEALINK_COMMON.match(name.lower()):
+            return 200, "text/plain", T.yealink_common(self.site).encode()
+        digits, models = T.match(name)
+        phone = self.phones.get(digits) if digits else None
+        if phone is None or phone.model not in models:
+            log.info("provisioning: %s asked for %r: unknown phone", client, name)
+            return 404, "text/plain", b"not found\n"
+        if self.require_lease and not self._leased_to(phone.mac, client):
+            log.warning("provisioning: %s asked for %s's file but DHCP did not lease it that address", client,
+                        phone.mac)
+            return 403, "text/plain", b"forbidden\n"
+        accounts = self.accounts(phone)
+        if not accounts:
+            return 404, "text/plain", b"no account is assigned to this phone\n"
+        body = T.RENDERERS[phone.model](phone, accounts, self.site).encode()
+        self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}
+        log.info("provisioning: %s (%s) fetched %s", phone.mac, client, name)
+        return 200, T.CONTENT_TYPES[phone.model], body
+
+    def _leased_to(self, mac: str, client: str) -> bool:
+        if self.leases is None:
+            return False
+        try:
+            return self.leases().get(mac) == ipaddress.IPv4Address(client)
+        except ValueError:
+            return False

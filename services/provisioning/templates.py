@@ -1,0 +1,103 @@
+"""Phone configuration files, rendered from the directory. Only the file of a known MAC carries
+credentials; the common files carry none."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from services.provisioning.config import Phone
+
+YEALINK_COMMON = re.compile(r"^y0000000000[0-9a-f]{2}\.cfg$")
+PATTERNS = [  # file name -> (family, MAC group)
+    (re.compile(r"^([0-9a-f]{12})\.cfg$"), {"yealink", "yealink-w70b"}),
+    (re.compile(r"^cfg([0-9a-f]{12})(\.xml)?$"), {"grandstream"}),
+    (re.compile(r"^([0-9a-f]{12})\.xml$"), {"snom"}),
+    (re.compile(r"^snom[a-z0-9]*-([0-9a-f]{12})\.htm$"), {"snom"}),
+]
+
+
+@dataclass
+class Account:
+    extension: str
+    full_name: str
+    secret: str
+
+
+@dataclass
+class Site:
+    sip_host: str
+    sip_port: int
+    timezone: str
+    ntp: str
+
+
+def match(filename: str) -> tuple[str | None, set[str]]:
+    """(MAC digits, models that may fetch this name); (None, set()) for a name we do not serve."""
+    name = filename.lower()
+    for pattern, models in PATTERNS:
+        found = pattern.match(name)
+        if found:
+            return found.group(1), models
+    return None, set()
+
+
+def yealink_common(site: Site) -> str:
+    return "\n".join([
+        "#!version:1.0.0.1",
+        "## OfficeBox common settings (no credentials here)",
+        f"local_time.ntp_server1 = {site.ntp}",
+        f"local_time.time_zone_name = {site.timezone}",
+        "auto_provision.repeat.enable = 1",
+        "auto_provision.repeat.minutes = 1440", "",
+    ])
+
+
+def _yealink_account(n: int, acc: Account, site: Site) -> list[str]:
+    return [
+        f"account.{n}.enable = 1",
+        f"account.{n}.label = {acc.extension}",
+        f"account.{n}.display_name = {acc.full_name}",
+        f"account.{n}.auth_name = {acc.extension}",
+        f"account.{n}.user_name = {acc.extension}",
+        f"account.{n}.password = {acc.secret}",
+        f"account.{n}.sip_server.1.address = {site.sip_host}",
+        f"account.{n}.sip_server.1.port = {site.sip_port}",
+    ]
+
+
+def yealink(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+    lines = ["#!version:1.0.0.1", f"## OfficeBox: phone {phone.mac} {phone.label}".rstrip()]
+    for n, acc in sorted(accounts.items()):
+        lines += _yealink_account(n, acc, site)
+        if phone.model == "yealink-w70b":  # handset n rings for and dials out on account n
+            lines += [f"handset.{n}.name = {acc.full_name}", f"handset.{n}.incoming_lines = {n}",
+                      f"handset.{n}.dial_out_default_line = {n}", f"handset.{n}.dial_out_lines = {n}"]
+    return "\n".join(lines + [""])
+
+
+def snom(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+    items = []
+    for n, acc in sorted(accounts.items()):
+        for tag, value in (("user_active", "on"), ("user_realname", acc.full_name), ("user_name", acc.extension),
+                           ("user_pname", acc.extension), ("user_pass", acc.secret),
+                           ("user_host", f"{site.sip_host}:{site.sip_port}")):
+            items.append(f'    <{tag} idx="{n}" perm="R">{escape(value)}</{tag}>')
+    items.append(f'    <ntp_server perm="R">{escape(site.ntp)}</ntp_server>')
+    return "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<settings>", "  <phone-settings>", *items,
+                      "  </phone-settings>", "</settings>", ""])
+
+
+def grandstream(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+    acc = accounts.get(1)
+    values = {"P271": "1", "P270": acc.extension, "P47": f"{site.sip_host}:{site.sip_port}", "P35": acc.extension,
+              "P36": acc.extension, "P34": acc.secret, "P3": acc.full_name, "P30": site.ntp} if acc else {}
+    items = [f"    <{k}>{escape(v)}</{k}>" for k, v in values.items()]
+    return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>', '<gs_provision version="1">',
+                      f"  <mac>{phone.digits}</mac>", '  <config version="1">', *items, "  </config>",
+                      "</gs_provision>", ""])
+
+
+RENDERERS = {"yealink": yealink, "yealink-w70b": yealink, "snom": snom, "grandstream": grandstream}
+CONTENT_TYPES = {"yealink": "text/plain", "yealink-w70b": "text/plain", "snom": "application/xml",
+                 "grandstream": "application/xml"}
