@@ -1,1 +1,7 @@
 """OfficeBox core: configuration, apply engine, supervisor, networking, certificates, backup, CLI."""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("officebox")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance import backup, control, schema
+from appliance import __version__, backup, control, firmware, schema
 from appliance.apply import ConfigError
 from appliance.context import BOX_DATA_DIR
 from appliance.service import ApplyError
@@ -192,6 +192,34 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return submit(args, {"op": "apply", "document": document, "summary": f"password of {args.login} reset"})
 
 
+def firmware_slots(args: argparse.Namespace) -> firmware.Slots:
+    return firmware.Slots(data_dir(args) / "firmware")
+
+
+def cmd_firmware(args: argparse.Namespace) -> int:
+    slots = firmware_slots(args)
+    running = slots.active() or __version__
+    if args.action == "status":
+        print(f"running {running}; previous {slots.previous() or '-'}")
+        return 0
+    if args.action == "rollback":
+        print(f"firmware {slots.rollback()} is active again; restart the appliance to run it")
+        return 0
+    trusted = firmware.load_public_keys(firmware.BUILTIN_KEYS, data_dir(args) / "trusted-keys")
+    try:
+        manifest, payload = firmware.verify_bundle(Path(args.file), trusted, running, args.allow_downgrade)
+    except (firmware.FirmwareError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "verify":
+        print(f"firmware {manifest['version']}: signature and checksum good (key {manifest['key_id']})")
+        return 0
+    slots.install(manifest, payload)
+    print(f"firmware {manifest['version']} installed; restart the appliance to run it "
+          f"(`officebox firmware rollback` goes back to {running})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="officebox", description=__doc__)
     p.add_argument("--lab", action="store_true", help="lab mode: data in ./var, loopback, unprivileged ports")
@@ -235,6 +263,15 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("login")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(func=cmd_passwd)
+    fw = sub.add_parser("firmware", help="verify, install or roll back a signed firmware bundle")
+    fw_sub = fw.add_subparsers(dest="action", required=True)
+    for action in ("verify", "install"):
+        one = fw_sub.add_parser(action)
+        one.add_argument("file")
+        one.add_argument("--allow-downgrade", action="store_true")
+        one.set_defaults(func=cmd_firmware)
+    fw_sub.add_parser("status").set_defaults(func=cmd_firmware)
+    fw_sub.add_parser("rollback").set_defaults(func=cmd_firmware)
     return p
 
 

@@ -70,3 +70,24 @@ def test_backup_and_restore_commands(ob, tmp_path):
     (tmp_path / "bad.obx").write_bytes(b"garbage")
     result = ob("restore", str(tmp_path / "bad.obx"), ok=False)
     assert result.returncode == 1 and "not a readable OfficeBox backup" in result.stderr
+
+
+def test_firmware_image_is_built_signed_verified_and_installed(ob, tmp_path):
+    from appliance.firmware import new_signing_key
+
+    key = tmp_path / "release.key"
+    public = new_signing_key(key)
+    trust = ob.data / "trusted-keys"
+    trust.mkdir(parents=True)
+    (trust / "release.pub").write_text(public.read_text())
+    built = subprocess.run([sys.executable, "-m", "images.build"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": os.getcwd(), "OFFICEBOX_SIGNING_KEY": str(key)})
+    assert built.returncode == 0, built.stderr
+    bundle = built.stdout.split(":")[0]
+    assert "signature and checksum good" in ob("firmware", "verify", bundle).stdout
+    assert "installed" in ob("firmware", "install", bundle).stdout
+    assert ob("firmware", "status").stdout.startswith("running 0.1.0")
+    assert (ob.data / "firmware" / "current" / "appliance" / "schema.py").exists()
+    (trust / "release.pub").unlink()
+    refused = ob("firmware", "install", bundle, ok=False)
+    assert refused.returncode == 1 and "not signed by a trusted key" in refused.stderr
