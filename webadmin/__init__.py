@@ -117,7 +117,8 @@ def _page_context() -> dict[str, Any]:
     endpoints = {e for _, links in nav for _, e in links}
     active = endpoint if endpoint in endpoints else next(
         (e for e in endpoints if request.blueprint and e.split(".")[0] == request.blueprint), "")
-    return {"nav_groups": nav, "nav_active": active, "company_name": core.current_config().system.company_name}
+    system = core.current_config().system
+    return {"nav_groups": nav, "nav_active": active, "company_name": system.company_name if system.initialized else ""}
 
 
 def _format_time(timestamp: float | None) -> str:

@@ -5,11 +5,13 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from appliance.users import LANGUAGES, MIN_PASSWORD_LENGTH, hash_password
+from appliance.users import MIN_PASSWORD_LENGTH, hash_password
 from webadmin import core, forms
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 NAV = [("Directory", "Users", "users.index")]
+LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"), ("it", "Italiano"),
+             ("nl", "Nederlands")]
 EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled", "vpn_enabled")
 
 
