@@ -117,10 +117,12 @@ class Outbound:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._attempt: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         self.queue.recover()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="mail-outbound")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="mail-outbound")
 
     async def stop(self) -> None:
         if self._task:
@@ -134,7 +136,17 @@ class Outbound:
             await asyncio.wait([self._attempt], timeout=SMTP_TIMEOUT + 5)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Safe from any thread (the web admin calls retry-now from its own)."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def retry_now(self, qid: str) -> bool:
         entry = self.queue.get(qid)
