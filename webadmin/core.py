@@ -24,6 +24,7 @@ from appliance.users import User
 RUNTIME_KEY = "officebox.runtime"
 SESSIONS_KEY = "officebox.sessions"
 LOCKOUT_KEY = "officebox.lockout"
+CONFIG_CACHE_KEY = "officebox.config_cache"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = ("The form was refused because its security token is missing or out of date "
@@ -39,8 +40,13 @@ def runtime() -> Any:
 def current_config() -> schema.CoreConfig:
     """The applied configuration (defaults before the first-boot wizard ran); cached per request."""
     if "officebox_config" not in g:
-        rev = runtime().store.current()
-        g.officebox_config = rev.config if rev is not None else schema.parse({})
+        rev_id = runtime().store.current_id()
+        cached = current_app.extensions.get(CONFIG_CACHE_KEY)
+        if cached is None or cached[0] != rev_id:  # a revision never changes: parse each one once
+            rev = runtime().store.revision(rev_id) if rev_id is not None else None
+            cached = (rev_id, rev.config if rev is not None else schema.parse({}))
+            current_app.extensions[CONFIG_CACHE_KEY] = cached
+        g.officebox_config = cached[1]
     return g.officebox_config
 
 

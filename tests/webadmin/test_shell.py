@@ -120,3 +120,14 @@ def test_garbage_forms_never_give_a_500(admin_client, data):
     assert wizard_gone.status_code == 404
     login = admin_client.post("/login", data={"csrf_token": token, **data})
     assert login.status_code in (302, 401)
+
+
+def test_an_internal_error_gives_a_clean_500_page(admin_client, runtime, monkeypatch):
+    def broken_history(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(runtime.store, "history", broken_history)
+    response = admin_client.get("/history/")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "Internal error" in page and "database on fire" not in page
+    assert admin_client.get("/users/").status_code == 200

@@ -1,6 +1,11 @@
 """First-boot wizard: only while the box is not initialized; one revision creating the first admin."""
+import pytest
+
+from appliance.apply import ConfigError
 from appliance.users import verify_password
-from tests.webadmin.conftest import ADMIN, csrf_of, post, run_wizard
+from tests.appliance.probe_service import ProbeService
+from tests.webadmin.conftest import ADMIN, csrf_of, post, run_wizard, sign_in
+from webadmin.blueprints.setup import _apply
 
 
 def test_new_box_sends_every_page_to_the_wizard(client):
@@ -82,3 +87,34 @@ def test_login_page_after_setup(client):
     page = client.get("/login")
     assert page.status_code == 200 and "OfficeBox is set up" in page.get_data(as_text=True)
     assert post(client, "/login", {"login": "admin", "password": ADMIN["password"]}).status_code == 302
+
+
+def test_a_refused_apply_is_shown_and_recorded(client, runtime, monkeypatch):
+    monkeypatch.setitem(runtime.services, "probe", ProbeService(runtime.ctx))
+    before = runtime.store.current_id()
+    response = run_wizard(client, company_name="BADCHECK")  # the probe's daemon check refuses this name
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "the daemon refused its configuration" in page
+    assert runtime.store.current_id() == before and not runtime.store.current().config.system.initialized
+    failed = runtime.store.history()[0]
+    assert failed.state == "failed" and failed.id == before + 1
+    assert run_wizard(client).status_code == 302
+    sign_in(client)
+    history = client.get("/history/").get_data(as_text=True)
+    assert "badge-bad" in history and "the daemon refused its configuration" in history
+    detail = client.get(f"/history/{failed.id}").get_data(as_text=True)
+    assert "Roll back" not in detail
+    refused = post(client, f"/history/{failed.id}/rollback", {}, form_path="/history/")
+    assert "was never applied" in client.get(refused.headers["Location"]).get_data(as_text=True)
+
+
+def test_only_one_wizard_wins(app, runtime):
+    first, second = app.test_client(), app.test_client()
+    token = csrf_of(second, "/setup/")  # both opened the wizard before either submitted it
+    assert run_wizard(first).status_code == 302
+    late = second.post("/setup/", data={"csrf_token": token})
+    assert late.status_code == 404
+    with app.test_request_context(), pytest.raises(ConfigError, match="set up meanwhile"):
+        _apply({"login": "late", "full_name": "Late", "company_name": "X", "mail_domain": "x.example",
+                "lan_address": "10.0.0.1/24", "timezone": "UTC"}, "hash")
+    assert runtime.store.current().config.user("late") is None

@@ -88,6 +88,8 @@ def wizard():
 
 def _apply(values: dict[str, str], password_hash: str) -> None:
     def mutate(doc: dict) -> None:
+        if doc["system"].get("initialized"):
+            raise ConfigError({"": "this box was set up meanwhile; sign in instead"})
         doc["system"].update(company_name=values["company_name"], mail_domain=values["mail_domain"],
                              timezone=values["timezone"], initialized=True)
         doc["network"]["lan"]["address"] = values["lan_address"]
