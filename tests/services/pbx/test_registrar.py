@@ -1,0 +1,137 @@
+"""Registrar and digest authentication over the wire, with a scripted client (exact control of credentials)."""
+import asyncio
+
+from services.pbx.sip.message import Response
+
+from .conftest import ALICE, BOB, CAROL, DAVE, run
+from .pbxrunner import PbxRunner, config
+from .sipclient import SipClient
+
+SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       b"m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+
+
+def shape(resp: Response) -> tuple:
+    """What a response reveals: status, reason and header names (values hold random tags/nonces)."""
+    return resp.status, resp.reason, sorted({name for name, _ in resp.headers})
+
+
+def test_register_md5_several_contacts_and_removal(pbx):
+    async def main():
+        addr = ("127.0.0.1", pbx.port)
+        async with SipClient(addr) as desk, SipClient(addr) as soft:
+            assert (await desk.register("201", ALICE["sip_secret"])).status == 200
+            resp = await soft.register("201", ALICE["sip_secret"], expires=120)
+            assert resp.status == 200 and len(resp.get_all("Contact")) == 2
+            regs = pbx.svc.registrations()
+            assert sorted(r["source"] for r in regs) == sorted(f"udp:127.0.0.1:{c.port}" for c in (desk, soft))
+            assert (await soft.register("201", ALICE["sip_secret"], expires=0)).status == 200
+            assert [r["source"] for r in pbx.svc.registrations()] == [f"udp:127.0.0.1:{desk.port}"]
+            too_short = await desk.register("201", ALICE["sip_secret"], expires=5)
+            assert too_short.status == 423 and too_short.get("Min-Expires") == "60"
+            # Contact: * with Expires: 0 removes every binding
+            req = desk.request("REGISTER", f"sip:{addr[0]}", "201", headers={"Expires": "0"})
+            req.set("Contact", "*")
+            assert (await desk.authed(req, "201", ALICE["sip_secret"])).status == 200
+            assert pbx.svc.registrations() == []
+    run(main())
+
+
+def test_register_sha256_when_offered(tmp_path):
+    cfg = config([ALICE], digest_algorithms=["SHA-256", "MD5"])
+    with PbxRunner(tmp_path / "p", cfg) as pbx:
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as c:
+                c.send(c.request("REGISTER", "sip:127.0.0.1", "201"))
+                challenge = await c.final()
+                algs = [v.split("algorithm=")[1].split(",")[0] for v in challenge.get_all("WWW-Authenticate")]
+                assert algs == ["SHA-256", "MD5"]
+                resp = await c.register("201", ALICE["sip_secret"])  # the client picks SHA-256
+                assert resp.status == 200
+                assert (await c.register("201", "not-the-secret")).status == 403
+        run(main())
+
+
+def test_failures_look_the_same_for_unknown_and_known_users(pbx):
+    async def main():
+        async with SipClient(("127.0.0.1", pbx.port)) as c:
+            wrong = await c.register("201", "wrong-password")
+            unknown = await c.register("299", "whatever-pass")
+            disabled = await c.register("204", DAVE["sip_secret"])
+            assert shape(wrong) == shape(unknown) == shape(disabled)
+            assert wrong.status == 403
+            c.send(c.request("REGISTER", "sip:127.0.0.1", "201"))
+            first = await c.final()
+            c.send(c.request("REGISTER", "sip:127.0.0.1", "299"))
+            second = await c.final()
+            assert shape(first) == shape(second) and first.status == 401
+            # valid credentials for another extension's AOR are refused
+            req = c.request("REGISTER", "sip:127.0.0.1", "202")
+            assert (await c.authed(req, "201", ALICE["sip_secret"])).status == 403
+    run(main())
+
+
+def test_bad_credentials_never_ring_a_phone(pbx):
+    async def main():
+        addr = ("127.0.0.1", pbx.port)
+        async with SipClient(addr) as bob, SipClient(addr) as attacker:
+            assert (await bob.register("202", BOB["sip_secret"])).status == 200
+            attempts = [("201", "wrong-password"), ("299", "x" * 12), ("204", DAVE["sip_secret"]),
+                        ("201", ""), ("202 ", BOB["sip_secret"] + "x")]
+            for username, password in attempts:
+                req = attacker.request("INVITE", f"sip:202@{addr[0]}", "201", body=SDP)
+                resp = await attacker.authed(req, username, password)
+                assert resp.status == 403, (username, resp)
+            # no credentials at all: challenged, never routed
+            attacker.send(attacker.request("INVITE", f"sip:202@{addr[0]}", "201", body=SDP))
+            assert (await attacker.final()).status == 407
+            # bob's phone never saw an INVITE
+            try:
+                msg = await bob.recv(timeout=0.5)
+                raise AssertionError(f"bob received {msg!r}")
+            except asyncio.TimeoutError:
+                pass
+            assert pbx.svc.active_calls() == []
+    run(main())
+
+
+def test_repeated_failures_ban_the_source(tmp_path):
+    cfg = config([ALICE, CAROL], abuse={"max_auth_failures": 3, "ban_seconds": 60})
+    with PbxRunner(tmp_path / "p", cfg) as pbx:
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as bad:
+                for _ in range(3):
+                    assert (await bad.register("201", "wrong-password")).status == 403
+                bad.send(bad.request("OPTIONS", "sip:127.0.0.1", "201"))
+                try:
+                    await bad.final(timeout=0.7)
+                    raise AssertionError("a banned source got an answer")
+                except asyncio.TimeoutError:
+                    pass
+            assert [b["source"] for b in pbx.svc.bans()] == ["127.0.0.1"]
+            # another source is still served
+            async with SipClient(("127.0.0.1", pbx.port), local_host="127.0.0.2") as good:
+                assert (await good.register("203", CAROL["sip_secret"])).status == 200
+            pbx.svc.unban("127.0.0.1")
+            async with SipClient(("127.0.0.1", pbx.port)) as again:
+                assert (await again.register("201", ALICE["sip_secret"])).status == 200
+        run(main())
+
+
+def test_request_flood_bans_the_source(tmp_path):
+    cfg = config([ALICE], abuse={"max_requests": 20, "request_window": 10})
+    with PbxRunner(tmp_path / "p", cfg) as pbx:
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as flood:
+                for _ in range(40):
+                    flood.send(flood.request("OPTIONS", "sip:127.0.0.1", "x"))
+                answers = 0
+                try:
+                    while True:
+                        await flood.recv(timeout=0.5)
+                        answers += 1
+                except asyncio.TimeoutError:
+                    pass
+                assert answers == 20
+            assert pbx.svc.bans()
+        run(main())
