@@ -39,7 +39,9 @@ bound|renew)
     gw=""
     for r in $router; do gw="$r"; break; done
     if [ -n "$gw" ]; then ip route replace default via "$gw" dev "$interface"; fi
-    printf '{"event":"%s","interface":"%s","address":"%s/%s","gateway":"%s","dns":"%s","lease":"%s","server":"%s","time":%s}\\n' \\
+    fmt='{"event":"%s","interface":"%s","address":"%s/%s","gateway":"%s",'
+    fmt="$fmt"'"dns":"%s","lease":"%s","server":"%s","time":%s}\\n'
+    printf "$fmt" \\
         "$1" "$interface" "$ip" "$mask" "$gw" "$dns" "$lease" "$serverid" "$(date +%s)" > "$OB_LEASE_FILE.tmp"
     mv "$OB_LEASE_FILE.tmp" "$OB_LEASE_FILE"
     ;;

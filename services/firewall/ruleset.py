@@ -166,7 +166,8 @@ def build(config, fw: FirewallConfig) -> Ruleset:
         if peers:
             protos = ["udp", "tcp"] if tcp else ["udp"]
             for proto in protos:
-                rs.input.append(f'iifname {w} ip saddr {nft_set(peers)} {proto} dport {sip} accept comment "SIP trunks"')
+                rs.input.append(f"iifname {w} ip saddr {nft_set(peers)} {proto} dport {sip} accept"
+                                ' comment "SIP trunks"')
             rs.input.append(f'iifname {w} udp dport {rtp_lo}-{rtp_hi} accept comment "RTP"')
     for zone in inside:
         if getattr(fw, zone).box:

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from appliance import schema
-from appliance.apply import ApplyEngine
 from appliance.context import Context
-from appliance.store import ConfigStore
-from appliance.supervisor import Supervisor
 from services.firewall import nft
 from services.firewall.service import FirewallService
 from tests.netns import needs_netns
-from tests.services.firewall.topology import INET, LAN_BOX, LAN_PC, WAN_BOX, Edge, fetch
+from tests.services.firewall.topology import INET, LAN_BOX, LAN_PC, WAN_BOX, Appliance, Edge, fetch
 
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns]
 
@@ -113,36 +108,9 @@ def test_broken_ruleset_keeps_the_old_one(edge, firewall, tmp_path):
 
 
 # -- commit-confirm with the real apply engine and supervisor ----------------------------------------
-class Appliance:
-    """The store, the apply engine and the supervisor on their own loop, with only the firewall."""
-
-    def __init__(self, data_dir, netns: str) -> None:
-        self.ctx = Context(data_dir, lab=True)
-        self.store = ConfigStore(self.ctx.db_path)
-        self.firewall = FirewallService(self.ctx, netns=netns)
-        services = {"firewall": self.firewall}
-        self.engine = ApplyEngine(self.ctx, self.store, services)
-        self.firewall.runtime = SimpleNamespace(engine=self.engine, store=self.store)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.supervisor = Supervisor(self.ctx, services)
-
-    def boot(self, document: dict) -> None:
-        self.engine.apply(document, "test", "initial")
-        asyncio.run_coroutine_threadsafe(self.supervisor.start(self.store.current().config), self.loop).result(30)
-        self.engine.live = self.supervisor
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.supervisor.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.store.close()
-
-
 @pytest.fixture
 def appliance(edge, tmp_path):
-    app = Appliance(tmp_path / "box", edge.box.name)
+    app = Appliance(tmp_path / "box", {"firewall": FirewallService}, edge.box.name)
     yield app
     app.close()
 
@@ -167,34 +135,37 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
 
 
 def test_lockout_is_rolled_back_when_not_confirmed(edge, appliance):
+    fw = appliance.services["firewall"]
     appliance.boot(edge.document())
     good = appliance.store.current_id()
     assert admin_reachable(edge)
     appliance.engine.update("admin", "tighten the LAN", lock_out)
-    assert appliance.firewall.pending_confirmation()["previous_revision"] == good
+    assert fw.pending_confirmation()["previous_revision"] == good
     assert not admin_reachable(edge)  # the change is live...
-    assert wait_for(lambda: appliance.firewall.last_rollback and appliance.firewall.last_rollback["reverted"])
+    assert wait_for(lambda: fw.last_rollback and fw.last_rollback["reverted"])
     assert admin_reachable(edge)      # ...and undone
     current = appliance.store.current()
     assert current.id > good and current.document == appliance.store.revision(good).document
     assert current.summary == f"roll back to revision #{good}"
-    assert appliance.firewall.pending_confirmation() is None
+    assert fw.pending_confirmation() is None
 
 
 def test_lockout_stays_when_confirmed(edge, appliance):
+    fw = appliance.services["firewall"]
     appliance.boot(edge.document())
     appliance.engine.update("admin", "tighten the LAN", lock_out)
     changed = appliance.store.current_id()
-    assert appliance.firewall.confirm()
+    assert fw.confirm()
     time.sleep(3)  # longer than the 2 s confirm timeout
-    assert appliance.firewall.last_rollback is None
+    assert fw.last_rollback is None
     assert appliance.store.current_id() == changed
     assert not admin_reachable(edge)
 
 
 def test_forward_only_change_needs_no_confirmation(edge, appliance):
+    fw = appliance.services["firewall"]
     appliance.boot(edge.document())
     forward = {"name": "web", "wan_port": 8081, "to_address": LAN_PC, "to_port": 8080}
     appliance.engine.update("admin", "publish", lambda d: d["firewall"]["port_forwards"].append(forward))
-    assert appliance.firewall.pending_confirmation() is None
+    assert fw.pending_confirmation() is None
     assert fetch(edge.inet, f"http://{WAN_BOX}:8081/")[0] == 0

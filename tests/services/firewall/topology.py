@@ -7,12 +7,19 @@ box, the Internet host has no route back to the LAN (so only NAT lets replies re
 """
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 import time
+from types import SimpleNamespace
 
 from appliance import schema
+from appliance.apply import ApplyEngine
+from appliance.context import Context
 from appliance.network import apply_network, stop_network
+from appliance.store import ConfigStore
+from appliance.supervisor import Supervisor
 from tests.netns import Lab
 
 LAN_PC, LAN_BOX, WAN_BOX, INET = "192.0.2.10", "192.0.2.1", "198.51.100.2", "198.51.100.1"
@@ -75,6 +82,34 @@ class Edge:
         if hasattr(self, "box"):
             stop_network(self.box.name)
         self.lab.close()
+
+
+class Appliance:
+    """The store, the apply engine and the real supervisor on their own loop, with only the given
+    services (each built with the test namespace); `runtime` is what the services see."""
+
+    def __init__(self, data_dir, service_classes: dict, netns: str) -> None:
+        self.ctx = Context(data_dir, lab=True)
+        self.store = ConfigStore(self.ctx.db_path)
+        self.services = {name: cls(self.ctx, netns=netns) for name, cls in service_classes.items()}
+        self.engine = ApplyEngine(self.ctx, self.store, self.services)
+        for service in self.services.values():
+            service.runtime = SimpleNamespace(engine=self.engine, store=self.store)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.supervisor = Supervisor(self.ctx, self.services)
+
+    def boot(self, document: dict) -> None:
+        self.engine.apply(document, "test", "initial")
+        asyncio.run_coroutine_threadsafe(self.supervisor.start(self.store.current().config), self.loop).result(30)
+        self.engine.live = self.supervisor
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.supervisor.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.store.close()
 
 
 def fetch(host, url: str, timeout: float = 2.0, proxy: str | None = None) -> tuple[int, str]:

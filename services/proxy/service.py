@@ -1,0 +1,157 @@
+"""The web proxy service: a Squid controller.
+
+render -> `squid -k parse` in check() (a configuration Squid refuses, or warns about, is never applied)
+-> Squid runs as a supervised child (`processes()`, through services.proxy.launch) -> configuration
+changes are taken with `squid -k reconfigure`. Usage statistics are read from access.log every minute
+(and on demand, `collect()`) into state/proxy/usage.db; `stats` answers the web pages' queries.
+
+`netns` (tests): Squid runs in that network namespace on the real ports, as on the box. In lab mode
+without it, Squid listens on 127.0.0.1 on the lab ports.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from appliance.service import ApplyError, ChildSpec, Service, Status
+from services.proxy.config import ProxyConfig
+from services.proxy.files import publish_pages
+from services.proxy.squidconf import Paths, render
+from services.proxy.stats import UsageStats
+
+log = logging.getLogger("officebox.proxy")
+COLLECT_EVERY = 60.0
+PARSE_PROBLEMS = re.compile(r"\b(FATAL|ERROR|WARNING)\b:?|unrecognized|Bungled|empty ACL|is a subdomain of")
+
+
+class ProxyService(Service):
+    name = "proxy"
+    title = "Web proxy and cache"
+    Config = ProxyConfig
+
+    def __init__(self, ctx, netns: str | None = None) -> None:
+        super().__init__(ctx)
+        self.netns = netns
+        self.instance = "ob" + hashlib.sha1(str(ctx.data_dir).encode()).hexdigest()[:10]
+        self._stats: UsageStats | None = None
+        self._task: asyncio.Task | None = None
+        self._config = None
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(etc=self.ctx.etc_dir(self.name), work=self.ctx.state_dir(self.name) / "squid",
+                     run=self.ctx.run_dir(self.name))
+
+    @property
+    def lab_ports(self) -> bool:
+        return self.ctx.lab and self.netns is None
+
+    @property
+    def stats(self) -> UsageStats:
+        if self._stats is None:
+            self._stats = UsageStats(self.ctx.state_dir(self.name) / "usage.db", self.paths.access_log)
+        return self._stats
+
+    def listen_port(self, config) -> int:
+        px: ProxyConfig = config.proxy
+        return px.lab_port if self.lab_ports else px.port
+
+    # -- Service interface ------------------------------------------------------------------------
+    def render(self, config) -> dict[str, str]:
+        return render(config, self.paths, self.lab_ports)
+
+    async def check(self, config, staged: Path) -> None:
+        probe_work = staged / ".check"
+        try:
+            publish_pages(staged, probe_work)
+            text = (staged / "squid.conf").read_text().replace(str(self.paths.pages), str(probe_work / "pages"))
+            probe = probe_work / "squid.conf"
+            probe.write_text(text)
+            result = await asyncio.to_thread(
+                subprocess.run, ["squid", "-k", "parse", "-f", str(probe)], capture_output=True, text=True,
+                timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ApplyError(f"could not run squid to check the configuration: {exc}") from exc
+        finally:
+            shutil.rmtree(probe_work, ignore_errors=True)
+        problems = [line.split("| ", 1)[-1] for line in (result.stdout + result.stderr).splitlines()
+                    if "Processing:" not in line and PARSE_PROBLEMS.search(line)]
+        if result.returncode != 0 or problems:
+            detail = "; ".join(problems[:5]) or f"squid -k parse exited with {result.returncode}"
+            raise ApplyError(f"Squid refused the proxy configuration: {detail}")
+
+    def processes(self, config) -> list[ChildSpec]:
+        px: ProxyConfig = config.proxy
+        argv = (sys.executable, "-m", "services.proxy.launch", str(self.paths.etc / "squid.conf"),
+                self.instance, str(self.paths.work), "--cache-mb", str(px.cache_mb))
+        if self.netns:
+            argv = ("ip", "netns", "exec", self.netns, *argv)
+        return [ChildSpec("squid", argv, env=(("TZ", config.system.timezone),), stop_timeout=15.0)]
+
+    async def start(self, config) -> None:
+        self._config = config
+        self._task = asyncio.create_task(self._collect_loop(), name="proxy:stats")
+
+    async def reload(self, config) -> None:
+        self._config = config
+        if not self.running():
+            return  # Squid reads the new files when the supervisor (re)starts it
+        await asyncio.to_thread(publish_pages, self.paths.etc, self.paths.work)
+        result = await asyncio.to_thread(self._squid, "-k", "reconfigure")
+        if result.returncode != 0:
+            raise ApplyError(f"squid -k reconfigure failed: {result.stderr.strip()[-500:]}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._stats is not None:
+            with contextlib.suppress(Exception):
+                self._stats.collect()
+            self._stats.close()
+            self._stats = None
+
+    def status(self) -> Status:
+        if self._config is None:
+            return Status("starting", "starting")
+        day = self.stats.cache(time.time() - 86400)
+        figures = {"requests (24 h)": day["requests"], "cache hit ratio": f"{day['hit_ratio']:.0%}",
+                   "blocked (24 h)": day["denied"]}
+        mode = "transparent and explicit" if self._config.proxy.transparent else "explicit"
+        return Status("ok", f"{mode} proxy on port {self.listen_port(self._config)}", figures)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _squid(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["squid", *args, "-n", self.instance, "-f", str(self.paths.etc / "squid.conf")],
+                              capture_output=True, text=True, timeout=60)
+
+    def running(self) -> bool:
+        try:
+            pid = int(self.paths.pid.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return Path(f"/proc/{pid}").exists()
+
+    def collect(self) -> int:
+        """Read what Squid logged since last time (the web pages call this before querying)."""
+        return self.stats.collect()
+
+    async def _collect_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.collect)
+                if self._config is not None:
+                    await asyncio.to_thread(self.stats.prune, self._config.proxy.keep_days)
+            except Exception:
+                log.exception("reading the proxy access log failed")
+            await asyncio.sleep(COLLECT_EVERY)
