@@ -1,7 +1,8 @@
 """The service supervisor: in-process services on one asyncio loop, external daemons as children.
 
-A service whose start fails, or a daemon that exits, is restarted with exponential backoff (1 s to
-60 s; the backoff resets once it has run for a minute). SIGTERM stops everything in reverse order.
+A service whose start fails, a running service that reports itself "down" (checked every few seconds
+by a watchdog), or a daemon that exits, is restarted with exponential backoff (1 s to 60 s; the
+backoff resets once it has run for a minute). SIGTERM stops everything in reverse order.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from appliance.service import ChildSpec, Service, Status
 log = logging.getLogger("officebox.supervisor")
 BACKOFF_MAX = 60.0
 STABLE_AFTER = 60.0
+WATCH_INTERVAL = 5.0
 
 
 def backoff(failures: int) -> float:
@@ -111,6 +113,9 @@ class Supervisor:
         self.ctx = ctx
         self.units = {name: Unit(svc) for name, svc in services.items()}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.config: CoreConfig | None = None
+        self.watch_interval = WATCH_INTERVAL
+        self._watchdog: asyncio.Task | None = None
 
     # called from other threads (web admin, control socket workers)
     def run(self, coro, timeout: float = 120):
@@ -118,11 +123,30 @@ class Supervisor:
 
     async def start(self, config: CoreConfig) -> None:
         self.loop = asyncio.get_running_loop()
+        self.config = config
         for name, unit in self.units.items():
             if unit.service.enabled(config):
                 await self._start_or_retry(name, config)
             else:
                 unit.state = "stopped"
+        self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            for name, unit in self.units.items():
+                if unit.state != "running" or unit.retry is not None:
+                    continue
+                try:
+                    health = unit.service.status().health
+                except Exception:
+                    health = "down"
+                if health == "down":
+                    log.error("%s reports itself down; restarting it", name)
+                    await self._stop(name)
+                    unit.failures += 1
+                    unit.state, unit.error = "failed", "stopped working; restarting"
+                    unit.retry = asyncio.create_task(self._retry(name, self.config, backoff(unit.failures)))
 
     async def _start_or_retry(self, name: str, config: CoreConfig) -> None:
         try:
@@ -152,6 +176,7 @@ class Supervisor:
 
     async def reconfigure(self, name: str, config: CoreConfig) -> None:
         """Bring one service to `config` (start, stop or reload). Raises if it cannot."""
+        self.config = config
         unit = self.units[name]
         if unit.retry:
             unit.retry.cancel()
@@ -201,6 +226,8 @@ class Supervisor:
         unit.state = "stopped"
 
     async def stop(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
         for name in reversed(list(self.units)):
             await self._stop(name)
 

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.apply import ApplyEngine
 from appliance.schema import parse
-from appliance.service import ApplyError
+from appliance.service import ApplyError, Status
 from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor, backoff
 from tests.appliance.conftest import set_company
@@ -88,5 +88,26 @@ def test_failed_start_is_retried(ctx):
         assert sup.status("probe").health == "down"
         assert "address already in use" in sup.status("probe").summary
         assert await wait_until(lambda: sup.status("probe").health == "ok", timeout=5)
+        await sup.stop()
+    asyncio.run(scenario())
+
+
+def test_service_that_stops_working_is_restarted_by_the_watchdog(ctx):
+    class Wedged(ProbeService):
+        broken = False
+
+        def status(self):
+            return Status("down", "listener died") if self.broken else super().status()
+
+    async def scenario():
+        probe = Wedged(ctx)
+        sup = Supervisor(ctx, {"probe": probe})
+        sup.watch_interval = 0.1
+        await sup.start(parse({}))
+        probe.broken = True
+        assert await wait_until(lambda: ("stop", "") in probe.events)
+        probe.broken = False
+        assert await wait_until(lambda: sup.status("probe").health == "ok", timeout=5)
+        assert [e[0] for e in probe.events] == ["start", "stop", "start"]
         await sup.stop()
     asyncio.run(scenario())
