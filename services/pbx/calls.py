@@ -503,6 +503,10 @@ class Call:
         if m is not None and used is not None:
             m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"] or m.formats
         self.offer, self.ring_side = offer, transferor.side
+        if transferee is not self.a:  # the target sees who it will talk to
+            self.caller = transferee.label
+            user = self.core.users.get(transferee.label)
+            self.caller_name = user.full_name if user else ""
         authority = self.core.permission_of_extension(transferor.label) if transferor.label in self.core.users \
             else self.core.cfg.default_permission
         try:
@@ -520,10 +524,10 @@ class Call:
                 self.finish("answered", 200)
             return
         self._notify(transferor, 200, "OK", True)
+        self._rtp_figures()
         side = transferor.side
         transferor.side = None
         transferor.bye()
-        self._rtp_figures()
         rec = self.record
         rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), out.leg.label
         self.core.cdr_add(rec)
@@ -533,7 +537,8 @@ class Call:
         self.legs = [transferee, new]
         self.answered_at = time.time()
         self.record = CallRecord(call_id=self.id, direction=self.record.direction if not new.trunk else "outbound",
-                                 caller=transferee.label, dialled=number, callee=new.label, answer=self.answered_at,
+                                 caller=transferee.label, caller_name=self.caller_name, dialled=number,
+                                 callee=new.label, answer=self.answered_at,
                                  trunk=new.trunk.name if new.trunk else "", status=200)
         self.ring_side = None
 
