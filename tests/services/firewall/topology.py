@@ -50,7 +50,7 @@ class Edge:
     def _build(self) -> None:
         lab = self.lab
         self.box, self.pc, self.inet = lab.host("box"), lab.host("pc"), lab.host("inet")
-        self.lan_if, _ = lab.link(self.box, None, self.pc, f"{LAN_PC}/24")
+        self.lan_if, self.pc_if = lab.link(self.box, None, self.pc, f"{LAN_PC}/24")
         self.wan_if, _ = lab.link(self.box, None, self.inet, f"{INET}/24")
         self.pc.run("ip", "route", "add", "default", "via", LAN_BOX)
         self.network_doc = {
@@ -112,10 +112,12 @@ class Appliance:
         self.store.close()
 
 
-def fetch(host, url: str, timeout: float = 2.0, proxy: str | None = None) -> tuple[int, str]:
+def fetch(host, url: str, timeout: float = 2.0, proxy: str | None = None,
+          source: str | None = None) -> tuple[int, str]:
     """curl in `host`: (curl exit code, body). Exit code 28 = timed out (dropped packets)."""
-    argv = ["curl", "-s", "--noproxy", "*", "-m", str(timeout), url]
-    if proxy:
-        argv = ["curl", "-s", "-x", proxy, "-m", str(timeout), url]
+    argv = ["curl", "-s", "-m", str(timeout), *(["-x", proxy] if proxy else ["--noproxy", "*"])]
+    if source:
+        argv += ["--interface", source]
+    argv.append(url)
     result = host.run(*argv, check=False, timeout=timeout + 10)
     return result.returncode, result.stdout

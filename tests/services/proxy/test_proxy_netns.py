@@ -1,0 +1,171 @@
+"""The proxy with the real Squid (and the real nft for transparent mode) in namespaces.
+
+The box runs Squid through the real supervisor and apply engine; the LAN PC fetches through it with
+curl; the "Internet" host serves files. Names resolve through the proxy's own hosts file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zoneinfo
+from pathlib import Path
+
+import pytest
+
+from appliance.apply import ApplyError
+from services.firewall.service import FirewallService
+from services.proxy.config import DAYS
+from services.proxy.service import ProxyService
+from tests.netns import needs_netns
+from tests.services.firewall.topology import INET, LAN_BOX, LAN_PC, WAN_BOX, Appliance, Edge, fetch
+
+pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns]
+PROXY = f"http://{LAN_BOX}:3128"
+SECOND_PC = "192.0.2.11"
+HOSTS = [{"name": n, "address": INET} for n in ("allowed.test", "blocked.test", "files.test")]
+
+
+@pytest.fixture(scope="module")
+def edge():
+    net = Edge()
+    net.pc.run("ip", "addr", "add", f"{SECOND_PC}/24", "dev", net.pc_if)
+    files = Path(tempfile.mkdtemp(prefix="ob-files-"))
+    (files / "logo.txt").write_text("cacheable " * 500)
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(files / "logo.txt", (ten_days_ago, ten_days_ago))  # heuristic freshness: 2 days
+    server = net.inet.popen([sys.executable, "-m", "http.server", "8001", "--bind", INET, "--directory", str(files)])
+    net.procs.append(server)
+    net.serve(net.inet, INET, 80)  # for transparent mode
+    yield net
+    net.close()
+    shutil.rmtree(files, ignore_errors=True)
+
+
+@pytest.fixture
+def box(edge):
+    # Squid drops to the proxy user: its tree must be reachable (pytest's tmp dirs are 0700)
+    top = Path(tempfile.mkdtemp(prefix="ob-proxy-"))
+    top.chmod(0o711)
+    app = Appliance(top / "var", {"firewall": FirewallService, "proxy": ProxyService}, edge.box.name)
+    yield app
+    app.close()
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def document(edge, **proxy) -> dict:
+    return edge.document({}, proxy={"hosts": HOSTS, "dns_servers": [INET], "cache_mb": 20, **proxy})
+
+
+def wait_until_serving(edge, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, body = fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY)
+        if code == 0 and body.startswith("from"):
+            return
+        time.sleep(0.3)
+    raise AssertionError("squid did not start serving")
+
+
+def access_log(box) -> list[str]:
+    return box.services["proxy"].paths.access_log.read_text().splitlines()
+
+
+def test_blocked_site_gets_the_block_page_allowed_one_passes(edge, box):
+    box.boot(document(edge, blocked_domains=["blocked.test"], blocked_patterns=[r"/ads/"]))
+    wait_until_serving(edge)
+    code, body = fetch(edge.pc, "http://allowed.test:8000/page", proxy=PROXY)
+    assert code == 0 and body == f"from {WAN_BOX}"   # fetched by the box from its WAN address
+    code, body = fetch(edge.pc, "http://www.blocked.test:8000/news", proxy=PROXY)
+    assert "Blocked by your company's Internet policy" in body
+    assert "<code>www.blocked.test</code>" in body and "list of blocked sites" in body
+    code, body = fetch(edge.pc, "http://allowed.test:8000/ads/banner", proxy=PROXY)
+    assert "Blocked by your company's Internet policy" in body and "matches a blocked pattern" in body
+
+
+def test_outside_allowed_hours_is_refused_for_that_group_only(edge, box):
+    box.boot(document(edge))
+    wait_until_serving(edge)
+    zone = zoneinfo.ZoneInfo(box.store.current().config.system.timezone)
+    today = DAYS[dt.datetime.now(zone).weekday()]
+    other_days = [d for d in DAYS if d != today]
+    group = {"name": "interns", "sources": [f"{LAN_PC}/32"],
+             "allowed_hours": [{"days": other_days, "start": "00:00", "end": "24:00"}]}
+    box.engine.update("admin", "interns: not today", lambda d: d["proxy"]["groups"].append(group))
+    code, body = fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY)
+    assert "Blocked by your company's Internet policy" in body and "(group interns)" in body
+    assert "web access is only allowed" in body
+    code, body = fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY, source=SECOND_PC)
+    assert code == 0 and body == f"from {WAN_BOX}"
+    # allowed today: passes again after the reconfigure
+    box.engine.update("admin", "interns: every day",
+                      lambda d: d["proxy"]["groups"][0]["allowed_hours"][0].update(days=list(DAYS)))
+    assert fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY)[1] == f"from {WAN_BOX}"
+
+
+def test_second_fetch_is_a_cache_hit_and_statistics_count_both_clients(edge, box):
+    box.boot(document(edge))
+    wait_until_serving(edge)
+    url = "http://files.test:8001/logo.txt"
+    first = fetch(edge.pc, url, proxy=PROXY)
+    second = fetch(edge.pc, url, proxy=PROXY, source=SECOND_PC)
+    assert first == second and first[1].startswith("cacheable")
+    lines = [line for line in access_log(box) if url in line]
+    assert len(lines) == 2 and "TCP_MISS/200" in lines[0]
+    assert lines[1].split()[3] in ("TCP_MEM_HIT/200", "TCP_HIT/200"), lines[1]
+
+    proxy = box.services["proxy"]
+    assert proxy.collect() >= 3
+    since = time.time() - 3600
+    clients = {row["client"]: row for row in proxy.stats.top_clients(since)}
+    assert set(clients) == {LAN_PC, SECOND_PC}
+    assert clients[SECOND_PC]["bytes"] >= 5000 and clients[LAN_PC]["bytes"] >= 5000
+    sites = {row["domain"]: row for row in proxy.stats.top_sites(since)}
+    assert sites["files.test"]["requests"] == 2 and sites["files.test"]["bytes"] >= 10000
+    cache = proxy.stats.cache(since)
+    assert cache["hits"] == 1 and cache["hit_ratio"] > 0
+    assert sum(h["requests"] for h in proxy.stats.per_hour(since)) == cache["requests"]
+    assert proxy.collect() == 0  # nothing counted twice
+
+
+def test_a_configuration_squid_refuses_is_never_applied(edge, box):
+    box.boot(document(edge, blocked_domains=["blocked.test"]))
+    wait_until_serving(edge)
+    current = (box.ctx.etc_root / "current").readlink()
+    good = box.store.current_id()
+    # valid for Python, not a POSIX regular expression: only Squid's own parser can tell
+    with pytest.raises(ApplyError, match="Squid refused"):
+        box.engine.update("admin", "bad pattern", lambda d: d["proxy"]["blocked_patterns"].append("(?i)casino"))
+    assert (box.ctx.etc_root / "current").readlink() == current
+    assert box.store.current_id() == good
+    assert "blocked.test" in fetch(edge.pc, "http://blocked.test:8000/", proxy=PROXY)[1]
+    assert fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY)[0] == 0  # still the old one serving
+
+
+def test_transparent_mode_redirects_lan_web_traffic(edge, box):
+    box.boot(document(edge, blocked_domains=["blocked.test"]))
+    wait_until_serving(edge)
+    box.engine.update("admin", "transparent", lambda d: d["proxy"].update(transparent=True))
+    code, body = fetch(edge.pc, f"http://{INET}/direct")
+    assert code == 0 and body == f"from {WAN_BOX}"
+    assert any(f"{LAN_PC} " in line and f"http://{INET}/direct" in line for line in access_log(box))
+    result = edge.pc.run("curl", "-s", "--noproxy", "*", "-m", "5", "-H", "Host: blocked.test",
+                         f"http://{INET}/", check=False)
+    assert "Blocked by your company's Internet policy" in result.stdout
+
+
+def test_squid_is_stopped_with_the_appliance(edge, box):
+    box.boot(document(edge))
+    wait_until_serving(edge)
+    pid = int(box.services["proxy"].paths.pid.read_text())
+    box.close()
+    box.close = lambda: None
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists()
+    assert subprocess.run(["pgrep", "-f", f"squid -N -n {box.services['proxy'].instance}"]).returncode != 0
