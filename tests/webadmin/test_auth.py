@@ -1,7 +1,7 @@
 """Sign-in, sessions, CSRF, lock-out, cookie and header hardening."""
 import stat
 
-from tests.webadmin.conftest import ADMIN, csrf_of, post, run_wizard, sign_in
+from tests.webadmin.helpers import ADMIN, csrf_of, post, run_wizard, sign_in
 from webadmin import create_app
 from webadmin.core import LOCKOUT_KEY, SESSIONS_KEY
 from webadmin.security import Lockout, load_secret_key

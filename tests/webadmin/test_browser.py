@@ -6,7 +6,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from appliance.certs import ensure_certificate
-from tests.webadmin.conftest import ADMIN
+from tests.webadmin.helpers import ADMIN
 from webadmin import create_app
 
 pytestmark = pytest.mark.slow

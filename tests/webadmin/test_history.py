@@ -1,5 +1,5 @@
 """Configuration history: revisions, their diffs, rollback as a new revision."""
-from tests.webadmin.conftest import post
+from tests.webadmin.helpers import post
 from tests.webadmin.test_users import create
 
 

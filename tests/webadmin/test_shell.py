@@ -7,7 +7,7 @@ import pytest
 import webadmin.blueprints
 from appliance.service import Status
 from tests.appliance.probe_service import ProbeService
-from tests.webadmin.conftest import run_wizard, sign_in
+from tests.webadmin.helpers import run_wizard, sign_in
 from webadmin import create_app
 
 
@@ -111,7 +111,7 @@ def test_not_found_and_method_not_allowed(admin_client):
     {},
 ])
 def test_garbage_forms_never_give_a_500(admin_client, data):
-    from tests.webadmin.conftest import csrf_of
+    from tests.webadmin.helpers import csrf_of
     token = csrf_of(admin_client, "/users/new")
     response = admin_client.post("/users/new", data={"csrf_token": token, **data})
     assert response.status_code == 400

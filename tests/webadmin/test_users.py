@@ -2,7 +2,7 @@
 import re
 
 from appliance.users import verify_password
-from tests.webadmin.conftest import ADMIN, post
+from tests.webadmin.helpers import ADMIN, post
 
 ANNA = {"login": "anna", "full_name": "Anna Example", "extension": "201", "email": "anna@acme.example",
         "role": "staff", "language": "fr", "enabled": "on", "password": "anna-password",

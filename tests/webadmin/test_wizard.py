@@ -4,7 +4,7 @@ import pytest
 from appliance.apply import ConfigError
 from appliance.users import verify_password
 from tests.appliance.probe_service import ProbeService
-from tests.webadmin.conftest import ADMIN, csrf_of, post, run_wizard, sign_in
+from tests.webadmin.helpers import ADMIN, csrf_of, post, run_wizard, sign_in
 from webadmin.blueprints.setup import _apply
 
 

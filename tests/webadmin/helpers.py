@@ -1,0 +1,48 @@
+"""Helpers for web admin tests, usable from any test folder:
+
+    from tests.webadmin.helpers import admin_client_for, post
+    client = admin_client_for(runtime)          # wizard done, signed in as ADMIN
+    response = post(client, "/dhcp/", {"range_start": "10.0.0.50"})   # adds the CSRF token
+"""
+from __future__ import annotations
+
+import re
+
+from webadmin import create_app
+
+ADMIN = {"login": "admin", "full_name": "Ada Admin", "password": "correct-horse-1"}
+
+
+def csrf_of(client, path: str) -> str:
+    """The CSRF token embedded in the page served at `path`."""
+    page = client.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert match, f"no CSRF field on {path} (status {page.status_code})"
+    return match.group(1)
+
+
+def post(client, path: str, data: dict, form_path: str | None = None, **kwargs):
+    """POST `data` with the CSRF token taken from the page showing the form (default: `path`)."""
+    token = csrf_of(client, form_path or path)
+    return client.post(path, data={**data, "csrf_token": token}, **kwargs)
+
+
+def run_wizard(client, **overrides):
+    data = {"login": ADMIN["login"], "full_name": ADMIN["full_name"], "password": ADMIN["password"],
+            "password2": ADMIN["password"], "company_name": "Acme Ltd", "mail_domain": "acme.example",
+            "lan_address": "10.20.0.1/24", "timezone": "Europe/Berlin", **overrides}
+    return post(client, "/setup/", data)
+
+
+def sign_in(client, login: str = ADMIN["login"], password: str = ADMIN["password"]):
+    return post(client, "/login", {"login": login, "password": password})
+
+
+def admin_client_for(runtime, app=None):
+    """A Flask test client on `runtime` after the first-boot wizard, signed in as ADMIN."""
+    app = app or create_app(runtime)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    assert run_wizard(client).status_code == 302, "first-boot wizard failed"
+    assert sign_in(client).status_code == 302, "sign-in failed"
+    return client
