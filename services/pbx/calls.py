@@ -104,6 +104,7 @@ class Call:
                 out.leg.bye()
             return
         if out.kind != "answered":
+            self.record.trunk = out.trunk or self.record.trunk
             self.a.answer(self.tx, out.status)
             self.finish(out.kind, out.status)
             return
