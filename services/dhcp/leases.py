@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import json
 import logging
@@ -40,6 +41,7 @@ class LeaseTable:
         self._changes = 0
         self._saved = 0
         self._lock = asyncio.Lock()
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhcp-leases")
 
     # -- queries ----------------------------------------------------------------------------------
     def for_mac(self, network: str, mac: str) -> Lease | None:
@@ -141,5 +143,7 @@ class LeaseTable:
             if self._saved >= target:
                 return
             changes, document = self._changes, self._document()
-            await asyncio.to_thread(atomic_write, self.path, document, 0o600)
+            # one writer thread: a write whose waiter was cancelled still ends before the next begins
+            write = asyncio.get_running_loop().run_in_executor(self._writer, atomic_write, self.path, document, 0o600)
+            await asyncio.shield(write)
             self._saved = changes
