@@ -181,6 +181,7 @@ async def media_load(target: Target, calls: int = 200, seconds: float = 10.0, se
     uac = await Endpoint.open(server=target.server)
     callee_streams: dict[str, Stream] = {}
     spare: list[Stream] = [await Stream.open() for _ in range(calls)]
+    opened = list(spare)
 
     def answer(call_id: str, offer: str) -> str:
         stream = callee_streams.get(call_id)
@@ -196,45 +197,44 @@ async def media_load(target: Target, calls: int = 200, seconds: float = 10.0, se
     async def setup_worker():
         for (user, password), (callee, _) in pairs:
             stream = await Stream.open()
+            opened.append(stream)
             call = Caller(uac, target, user, password, callee)
             try:
                 await call.invite(sip.sdp("127.0.0.1", stream.port, 1))
             except Failed as exc:
                 failures[str(exc)] += 1
-                stream.close()
                 continue
             stream.remote = sip.sdp_media_address(call.answer.body)
             established.append((call, stream))
-    all_streams: list[Stream] = []
     try:
         t0 = time.monotonic()
         await asyncio.gather(*(setup_worker() for _ in range(setup_workers)))
         setup_seconds = time.monotonic() - t0
         await asyncio.sleep(0.5)       # let the last ACKs reach the callees
-        pairs_streams = [(s, callee_streams.get(c.call_id)) for c, s in established]
-        all_streams = [s for pair in pairs_streams for s in pair if s is not None]
+        # a B2BUA gives the callee leg its own Call-ID: count loss over all streams of each side
+        caller_streams = [s for _, s in established]
+        answered = list(callee_streams.values())
+        all_streams = caller_streams + answered
         lateness = await pump(all_streams, seconds)
         await asyncio.sleep(0.3)       # packets still in flight
-        directions = []
-        for caller_stream, callee_stream in pairs_streams:
-            if callee_stream is None:
-                continue
-            directions += [(caller_stream, callee_stream), (callee_stream, caller_stream)]
-        sent = sum(a.sent for a, _ in directions)
-        lost = sum(max(0, a.sent - b.received) for a, b in directions)
-        jitters = [b.jitter_ms for _, b in directions if b.received > 1]
+        sent = sum(s.sent for s in all_streams)
+        lost_forward = max(0, sum(s.sent for s in caller_streams) - sum(s.received for s in answered))
+        lost_back = max(0, sum(s.sent for s in answered) - sum(s.received for s in caller_streams))
+        lost = lost_forward + lost_back
+        jitters = [s.jitter_ms for s in all_streams if s.received > 1]
         byes = await asyncio.gather(*(c.bye() for c, _ in established), return_exceptions=True)
     finally:
         uac.close()
         if own_uas:
             uas.close()
-        for stream in all_streams + spare:
+        for stream in opened:
             stream.close()
-    return {"requested": calls, "established": len(established), "media_streams": len(directions),
+    return {"requested": calls, "established": len(established), "media_streams": len(all_streams),
             "failures": dict(failures), "setup_seconds": setup_seconds, "packets_sent": sent,
-            "packets_lost": lost, "loss_pct": 100.0 * lost / sent if sent else float("nan"),
+            "packets_lost": lost, "lost_caller_to_callee": lost_forward, "lost_callee_to_caller": lost_back,
+            "loss_pct": 100.0 * lost / sent if sent else float("nan"),
             "jitter_mean_ms": statistics.fmean(jitters) if jitters else float("nan"),
             "jitter_max_ms": max(jitters) if jitters else float("nan"),
             "send_lateness_max_ms": lateness,
             "bye_failed": sum(1 for b in byes if isinstance(b, BaseException)),
-            "silent_streams": sum(1 for _, b in directions if b.received == 0)}
+            "silent_streams": sum(1 for s in all_streams if s.received == 0)}

@@ -1,0 +1,39 @@
+"""Run the real PBX service in its own process for the benchmark (so it gets its own CPU core).
+
+    python -m bench.pbx_server <data_dir> <config.json>
+
+Prints one JSON line {"port": <sip port>} once listening, then serves until stdin closes. Each line
+"status" on stdin is answered with one JSON line: the service's status figures.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from appliance import schema
+from appliance.context import Context
+from services.pbx import SERVICE
+
+
+async def serve(data_dir: str, config_path: str) -> None:
+    config = schema.parse(json.loads(Path(config_path).read_text()))
+    svc = SERVICE(Context(Path(data_dir), lab=True))
+    await svc.start(config)
+    print(json.dumps({"port": svc.sip_port}), flush=True)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            if line.strip() == "status":
+                status = svc.status()
+                print(json.dumps({"health": status.health, "figures": status.figures}, default=str), flush=True)
+    finally:
+        await svc.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1], sys.argv[2]))
