@@ -11,11 +11,21 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from services.mail.imapwire import (LITERAL_AT_END, ParseError, header_fields, header_value,
-                                    internal_date, literal, parse_set, quote, split_message, tokenize,
-                                    with_literals)
+from services.mail.imapwire import (
+    LITERAL_AT_END,
+    ParseError,
+    header_fields,
+    header_value,
+    internal_date,
+    literal,
+    parse_set,
+    quote,
+    split_message,
+    tokenize,
+    with_literals,
+)
 from services.mail.lineserver import LineSession, LineTooLong
-from services.mail.maildir import FLAG_LETTERS, Entry, Maildir, to_crlf
+from services.mail.maildir import FLAG_LETTERS, Entry, Maildir, read_message
 
 if TYPE_CHECKING:
     from services.mail.service import MailService
@@ -98,7 +108,7 @@ class ImapSession(LineSession):
                     continue
                 if result is False:
                     return
-        except (asyncio.TimeoutError, OSError):  # idle, reset, TLS failure
+        except (TimeoutError, OSError):  # idle, reset, TLS failure
             return
         finally:
             await self.close()
@@ -431,12 +441,8 @@ class ImapSession(LineSession):
         raise Bad(f"unsupported search key {key}")
 
     def _read(self, entry: Entry) -> bytes | None:
-        for candidate in [entry] + [e for e in self.maildir.scan() if e.base == entry.base]:
-            try:
-                return to_crlf(candidate.path.read_bytes())
-            except FileNotFoundError:
-                continue
-        return None
+        """The message in CRLF form; looked up again if another session renamed it (flags changed)."""
+        return read_message(self.maildir, entry)
 
     async def cmd_FETCH(self, tag: str, args: list, by_uid: bool = False) -> None:
         self._need_selected()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class LineSession:
         self.secure = implicit_tls
         peer = writer.get_extra_info("peername")
         self.peer = peer[0] if peer else "?"
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # replies are complete writes: no Nagle delay against delayed ACKs
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     async def read_line(self) -> bytes | None:
         """One line without its CRLF; None at end of stream; LineTooLong if over the limit."""
@@ -79,5 +83,5 @@ class LineSession:
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, OSError, ConnectionError):
             pass

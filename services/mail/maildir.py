@@ -156,3 +156,19 @@ class Maildir:
                                                     sorted(uids.items(), key=lambda kv: kv[1])]
             atomic_write(self.root / UIDLIST, "\n".join(lines) + "\n", mode=0o600)
         return validity, next_uid, uids
+
+
+def read_message(maildir: Maildir, entry: Entry) -> bytes | None:
+    """A message with CRLF line endings, None if it is gone. If another session changed its flags
+    (renamed it), it is found again by its base name."""
+    try:
+        return to_crlf(entry.path.read_bytes())
+    except FileNotFoundError:
+        pass
+    for candidate in maildir.scan():
+        if candidate.base == entry.base:
+            try:
+                return to_crlf(candidate.path.read_bytes())
+            except FileNotFoundError:
+                return None
+    return None

@@ -186,7 +186,7 @@ class Outbound:
             delay = min([IDLE_WAKE] + [max(0.05, t - time.time()) for t in pending])
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def attempt(self, qid: str) -> None:

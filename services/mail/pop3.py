@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from services.mail.lineserver import LineSession, LineTooLong
-from services.mail.maildir import Entry, to_crlf
+from services.mail.maildir import Entry, read_message
 
 if TYPE_CHECKING:
     from services.mail.service import MailService
@@ -64,7 +64,7 @@ class Pop3Session(LineSession):
                 if await handler(arg) is False:
                     return
             await self.send("-ERR too many errors, closing\r\n")
-        except (asyncio.TimeoutError, OSError):  # idle, reset, TLS failure
+        except (TimeoutError, OSError):  # idle, reset, TLS failure
             return
         finally:
             if self.lock is not None and self.lock.locked():
@@ -90,20 +90,16 @@ class Pop3Session(LineSession):
         return self.messages[int(arg) - 1]
 
     def _read(self, entry: Entry) -> bytes | None:
-        maildir = self.service.maildir(self.login)
-        for candidate in [entry] + [e for e in maildir.scan() if e.base == entry.base]:
-            try:
-                return to_crlf(candidate.path.read_bytes())
-            except FileNotFoundError:
-                continue  # renamed meanwhile (flags changed over IMAP): look it up again
-        return None
+        """The message in CRLF form; looked up again if another session renamed it (flags changed)."""
+        return read_message(self.service.maildir(self.login), entry)
 
-    async def _send_multiline(self, data: bytes) -> None:
+    async def _send_multiline(self, status: str, data: bytes) -> None:
+        """Status line, then the data byte-stuffed and terminated, in one write."""
         lines = data.split(b"\r\n")
         if lines and lines[-1] == b"":
             lines.pop()
         stuffed = b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines)
-        await self.send(stuffed + (b"\r\n" if lines else b"") + b".\r\n")
+        await self.send(status.encode() + stuffed + (b"\r\n" if lines else b"") + b".\r\n")
 
     # -- AUTHORIZATION state -------------------------------------------------------------------
     async def cmd_CAPA(self, arg: str) -> None:
@@ -211,8 +207,7 @@ class Pop3Session(LineSession):
         if data is None:
             await self.send("-ERR message was removed by another session\r\n")
             return
-        await self.send(f"+OK {len(data)} octets\r\n")
-        await self._send_multiline(data)
+        await self._send_multiline(f"+OK {len(data)} octets\r\n", data)
 
     async def cmd_TOP(self, arg: str) -> None:
         parts = arg.split()
@@ -228,8 +223,8 @@ class Pop3Session(LineSession):
             return
         head, sep, body = data.partition(b"\r\n\r\n")
         body_lines = body.split(b"\r\n")[: int(parts[1])] if sep else []
-        await self.send("+OK top of message follows\r\n")
-        await self._send_multiline(head + b"\r\n\r\n" + b"\r\n".join(body_lines) + b"\r\n")
+        top = head + b"\r\n\r\n" + b"\r\n".join(body_lines) + b"\r\n"
+        await self._send_multiline("+OK top of message follows\r\n", top)
 
     async def cmd_DELE(self, arg: str) -> None:
         entry = await self._msg(arg.strip())

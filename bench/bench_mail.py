@@ -1,0 +1,137 @@
+"""Mail benchmark: messages/s accepted over SMTP and delivered to Maildir (fsync'd before the 250).
+
+The mail service runs in its own process (lab mode, loopback, ephemeral ports); the load comes from
+smtplib clients in this process: CLIENTS connections, each sending messages back to back to one local
+mailbox, for small (1 KB) and 1 MB messages. Then POP3 retrieval of the small messages.
+
+    python -m bench mail          # via the bench runner
+    python -m bench.bench_mail    # alone, prints the rows
+"""
+from __future__ import annotations
+
+import json
+import os
+import poplib
+import smtplib
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+CLIENTS = 4
+SMALL_SECONDS = 6.0
+BIG_COUNT = 40
+PASSWORD = "bench-password-1"
+
+
+def serve(data_dir: str) -> None:
+    """Child process: run the mail service until stdin closes."""
+    import asyncio
+
+    from appliance import schema
+    from appliance.context import Context
+    from appliance.users import hash_password
+    from services.mail import MailService
+
+    ports = {f"lab_{k}_port": 0 for k in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")}
+    config = schema.parse({
+        "system": {"hostname": "bench", "domain": "office.test", "mail_domain": "example.com"},
+        "users": [{"login": "bench", "full_name": "Bench", "password_hash": hash_password(PASSWORD)}],
+        "mail": {"max_message_size": 5 * 1024 * 1024, **ports}})
+
+    async def main() -> None:
+        service = MailService(Context(Path(data_dir), lab=True))
+        await service.start(config)
+        print(json.dumps(service.ports), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await service.stop()
+
+    asyncio.run(main())
+
+
+def _message(size: int) -> bytes:
+    line = b"x" * 76 + b"\r\n"
+    return b"Subject: bench\r\nFrom: a@elsewhere.test\r\n\r\n" + line * max(1, size // len(line))
+
+
+def _smtp_load(port: int, body: bytes, *, seconds: float | None = None, count: int | None = None) -> tuple[int, float]:
+    """CLIENTS parallel connections; returns (messages accepted, elapsed seconds)."""
+    done = [0] * CLIENTS
+    start = time.monotonic()
+    per_client = None if count is None else max(1, count // CLIENTS)
+
+    def client(slot: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+            while True:
+                if seconds is not None and time.monotonic() - start >= seconds:
+                    return
+                if per_client is not None and done[slot] >= per_client:
+                    return
+                smtp.sendmail("a@elsewhere.test", ["bench@example.com"], body)
+                done[slot] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return sum(done), time.monotonic() - start
+
+
+def _pop3_retrieve(port: int) -> tuple[int, float, int]:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = poplib.POP3_SSL("127.0.0.1", port, context=context, timeout=60)
+    client.user("bench")
+    client.pass_(PASSWORD)
+    count, _ = client.stat()
+    count = min(count, 2000)
+    start = time.monotonic()
+    octets = 0
+    for n in range(1, count + 1):
+        octets += client.retr(n)[2]
+    elapsed = time.monotonic() - start
+    client.quit()
+    return count, elapsed, octets
+
+
+def run() -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-mail-") as tmp:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", "bench.bench_mail", "--serve", tmp], cwd=ROOT, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            ports = json.loads(proc.stdout.readline())
+            maildir = Path(tmp) / "state" / "mail" / "bench" / "Maildir"
+            n, elapsed = _smtp_load(ports["smtp"], _message(1024), seconds=SMALL_SECONDS)
+            stored = len(os.listdir(maildir / "new"))
+            rows.append({"area": "mail", "metric": "SMTP accept+deliver, 1 KB", "value": n / elapsed,
+                         "unit": "msg/s", "note": f"{CLIENTS} connections, {n} msgs, {stored} in Maildir, fsync each"})
+            count, elapsed, octets = _pop3_retrieve(ports["pop3s"])
+            rows.append({"area": "mail", "metric": "POP3S RETR, 1 KB", "value": count / elapsed, "unit": "msg/s",
+                         "note": f"{count} msgs, one session"})
+            n, elapsed = _smtp_load(ports["smtp"], _message(1024 * 1024), count=BIG_COUNT)
+            rows.append({"area": "mail", "metric": "SMTP accept+deliver, 1 MB", "value": n / elapsed,
+                         "unit": "msg/s", "note": f"{CLIENTS} connections, {n} msgs, "
+                                                  f"{n * 1.0 / elapsed:.1f} MB/s"})
+        finally:
+            try:
+                proc.communicate("", timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    else:
+        for row in run():
+            print(f"{row['metric']:<32} {row['value']:10.1f} {row['unit']:<6} {row['note']}")
