@@ -140,7 +140,7 @@ class Call:
 
     def _rtp_figures(self) -> None:
         if len(self.legs) == 2:
-            for leg, attr in zip(self.legs, ("rtp_a", "rtp_b")):
+            for leg, attr in zip(self.legs, ("rtp_a", "rtp_b"), strict=True):
                 if leg.side:
                     s = leg.side.stats.summary(leg.side.clock_rate)
                     setattr(self.record, attr, f"{s['packets']}/{s['lost']}")
@@ -298,7 +298,7 @@ class Call:
                 return Outcome("noanswer", 480)
             try:
                 leg, resp = await asyncio.wait_for(self.events.get(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if leg is None:
                 abandon()

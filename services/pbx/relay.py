@@ -170,8 +170,10 @@ class RtpRelay:
                     s.close()
                 continue
             side = Side(self, port)
-            _, side.rtp = await loop.create_datagram_endpoint(lambda: _Sock(side, False), sock=socks[0])
-            _, side.rtcp = await loop.create_datagram_endpoint(lambda: _Sock(side, True), sock=socks[1])
+            side.rtp = _Sock(side, False)
+            side.rtcp = _Sock(side, True)
+            await loop.create_datagram_endpoint(lambda s=side.rtp: s, sock=socks[0])
+            await loop.create_datagram_endpoint(lambda s=side.rtcp: s, sock=socks[1])
             self.in_use.add(port)
             self.sides_opened += 1
             return side

@@ -162,7 +162,7 @@ class Transports:
         try:
             _, proto = await asyncio.wait_for(loop.create_connection(lambda: _Tcp(self), ip, port), 5)
             proto.transport.write(data)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             if on_error:
                 on_error()
 
@@ -180,5 +180,5 @@ class Transports:
             self.server.close()
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -1,5 +1,4 @@
 """Registrar and digest authentication over the wire, with a scripted client (exact control of credentials)."""
-import asyncio
 
 from services.pbx.sip.message import Response
 
@@ -89,7 +88,7 @@ def test_bad_credentials_never_ring_a_phone(pbx):
             try:
                 msg = await bob.recv(timeout=0.5)
                 raise AssertionError(f"bob received {msg!r}")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             assert pbx.svc.active_calls() == []
     run(main())
@@ -106,7 +105,7 @@ def test_repeated_failures_ban_the_source(tmp_path):
                 try:
                     await bad.final(timeout=0.7)
                     raise AssertionError("a banned source got an answer")
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             assert [b["source"] for b in pbx.svc.bans()] == ["127.0.0.1"]
             # another source is still served
@@ -130,7 +129,7 @@ def test_request_flood_bans_the_source(tmp_path):
                     while True:
                         await flood.recv(timeout=0.5)
                         answers += 1
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 assert answers == 20
             assert pbx.svc.bans()
