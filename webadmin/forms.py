@@ -4,6 +4,9 @@ from __future__ import annotations
 from flask import request
 
 from appliance.apply import ConfigError
+from appliance.users import MIN_PASSWORD_LENGTH
+
+MAX_PASSWORD_LENGTH = 256
 
 # shown instead of a bare pattern mismatch ("is not in the expected format"), keyed by the field's last name
 PATTERN_HINTS = {
@@ -67,3 +70,17 @@ def optional(name: str, max_length: int = 200) -> str | None:
 
 def checkbox(name: str) -> bool:
     return request.form.get(name) in ("on", "1", "true", "yes")
+
+
+def new_password(errors: dict[str, str], field: str = "password", repeat: str = "password2") -> str | None:
+    """The posted new password if it is acceptable and typed twice the same; else None and `errors` set."""
+    password = request.form.get(field) or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        errors[field] = f"use at least {MIN_PASSWORD_LENGTH} characters"
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        errors[field] = f"use at most {MAX_PASSWORD_LENGTH} characters"
+    elif password != request.form.get(repeat):
+        errors[repeat] = "the two passwords differ"
+    else:
+        return password
+    return None

@@ -51,9 +51,12 @@ def test_login_redirects_to_next_but_only_locally(client):
     ok = client.post("/login?next=/history/", data={"csrf_token": token, **_creds()})
     assert ok.headers["Location"] == "/history/"
     post(client, "/logout", {}, form_path="/")
-    token = csrf_of(client, "/login")
-    evil = client.post("/login?next=//evil.example/", data={"csrf_token": token, **_creds()})
-    assert evil.headers["Location"] == "/"
+    for target in ("//evil.example/", "/%09/evil.example", "/\\evil.example", "https://evil.example/"):
+        token = csrf_of(client, "/login")
+        evil = client.post("/login", query_string={"next": target.replace("%09", "\t")},
+                           data={"csrf_token": token, **_creds()})
+        assert evil.headers["Location"] == "/", target
+        post(client, "/logout", {}, form_path="/")
 
 
 def _creds():

@@ -47,6 +47,8 @@ def test_field_errors_from_the_schema(admin_client, runtime):
          "password", "at least 8"),
         ({"login": "bert", "extension": "209", "email": "", "role": "admin", "password": "", "password2": ""},
          "password", "at least 8"),
+        ({"login": "bert", "extension": "210", "email": "", "password": "p" * 300, "password2": "p" * 300},
+         "password", "at most 256"),
     ]
     for overrides, field, message in cases:
         response = create(admin_client, **overrides)

@@ -5,8 +5,8 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from appliance.users import MIN_PASSWORD_LENGTH, hash_password
-from webadmin import core
+from appliance.users import hash_password
+from webadmin import core, forms
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -20,17 +20,13 @@ def index():
     if request.method == "POST":
         lockout = current_app.extensions[core.LOCKOUT_KEY]
         keys = (("login", user.login), ("addr", request.remote_addr or "?"))
-        new = request.form.get("password") or ""
         if lockout.wait_time(*keys) > 0:
             general = ["Too many wrong passwords. Please wait a moment before trying again."]
         elif not user.check_password(request.form.get("current_password") or ""):
             lockout.failed(*keys)
             errors["current_password"] = "this is not your current password"
-        elif len(new) < MIN_PASSWORD_LENGTH:
-            errors["password"] = f"use at least {MIN_PASSWORD_LENGTH} characters"
-        elif new != request.form.get("password2"):
-            errors["password2"] = "the two passwords differ"
-        else:
+        elif (new := forms.new_password(errors)) is not None:
+            lockout.succeeded(("login", user.login))
             password_hash = hash_password(new)
             login = user.login
 

@@ -1,7 +1,9 @@
 """Sign in and sign out, with a growing delay after repeated failures."""
 from __future__ import annotations
 
+import logging
 import math
+import re
 from functools import cache
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -10,6 +12,7 @@ from appliance.users import hash_password, verify_password
 from webadmin import core, forms
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger("officebox.webadmin")
 
 
 @cache
@@ -18,10 +21,12 @@ def _dummy_hash() -> str:
     return hash_password("not-a-real-password")
 
 
+SAFE_NEXT = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+-]*$")
+
+
 def _safe_next(target: str | None) -> str | None:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only a path on this site: no scheme, no '//' host, no spaces or control characters."""
+    return target if target and SAFE_NEXT.match(target) else None
 
 
 def _wait_message(seconds: float) -> str:
@@ -51,10 +56,12 @@ def login():
                 verify_password(_dummy_hash(), password)
             if user is not None and user.check_password(password):
                 lockout.succeeded(*keys)
+                log.info("web admin sign-in: %s from %s", user.login, request.remote_addr)
                 _start_session(user.login, user.password_hash)
                 default = url_for("dashboard.index") if user.role == "admin" else url_for("account.index")
                 return redirect(_safe_next(request.args.get("next")) or default)
             lockout.failed(*keys)
+            log.warning("failed web admin sign-in for %r from %s", login_name, request.remote_addr)
             wait = lockout.wait_time(*keys)
             error = "Wrong login or password."
             if wait > 0:

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from appliance.users import MIN_PASSWORD_LENGTH, hash_password
+from appliance.users import hash_password
 from webadmin import core, forms
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
@@ -59,11 +59,7 @@ def wizard():
             values[name] = forms.text(name)
         values["login"] = values["login"].lower()
         values["mail_domain"] = values["mail_domain"].lower()
-        password = request.form.get("password") or ""
-        if len(password) < MIN_PASSWORD_LENGTH:
-            errors["password"] = f"use at least {MIN_PASSWORD_LENGTH} characters"
-        elif password != request.form.get("password2"):
-            errors["password2"] = "the two passwords differ"
+        password = forms.new_password(errors)
         if values["timezone"] not in time_zones():
             errors["timezone"] = "choose a time zone from the list"
         if message := lan_address_error(values["lan_address"]):

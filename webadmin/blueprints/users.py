@@ -5,7 +5,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from appliance.users import MIN_PASSWORD_LENGTH, hash_password
+from appliance.users import hash_password
 from webadmin import core, forms
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -37,16 +37,10 @@ def _posted_user() -> dict:
 
 def _posted_password(errors: dict[str, str], required: bool) -> str | None:
     """The argon2 hash of the posted password pair, None if left empty (and allowed)."""
-    password = request.form.get("password") or ""
-    if not password and not required:
+    if not request.form.get("password") and not required:
         return None
-    if len(password) < MIN_PASSWORD_LENGTH:
-        errors["password"] = f"use at least {MIN_PASSWORD_LENGTH} characters"
-    elif password != request.form.get("password2"):
-        errors["password2"] = "the two passwords differ"
-    else:
-        return hash_password(password)
-    return None
+    password = forms.new_password(errors)
+    return hash_password(password) if password is not None else None
 
 
 def _apply(summary: str, mutate, index: int) -> tuple[dict[str, str], list[str]]:
