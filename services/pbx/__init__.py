@@ -74,6 +74,15 @@ class PbxService(Service):
         for d in cfg.dids:
             if d.destination not in extensions | groups:
                 errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension nor a group")
+        for ext, settings in cfg.extensions.items():
+            if ext not in extensions:
+                errors.append(f"settings for {ext}, which is not an extension")
+            for target in (settings.forward_always, settings.forward_busy, settings.forward_no_answer):
+                if target == ext:
+                    errors.append(f"extension {ext} forwards to itself")
+        for g in cfg.groups:
+            if g.overflow == g.number:
+                errors.append(f"ring group {g.number} overflows to itself")
         logins = {u.login for u in config.users}
         for login in cfg.permissions:
             if login not in logins:
@@ -144,12 +153,14 @@ class PbxService(Service):
             return Status("down", "not running")
         regs = core.location.snapshot()
         calls = list(core.calls.values())
-        relayed = sum(leg.side.stats.forwarded for c in calls for leg in c.legs if leg.side)
+        relayed = sum(leg.side.stats.forwarded - leg.side.stats.reported for c in calls for leg in c.legs if leg.side)
         figures = {
             "sip_port": self.sip_port, "registrations": len(regs),
             "registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(calls),
             "connected_calls": sum(1 for c in calls if c.state == "connected"),
             "relay_ports_in_use": 2 * len(core.relay.in_use), "relayed_packets_active_calls": relayed,
+            "relayed_packets_total": core.counters["relayed_packets"] + relayed,
+            "relay_lost_packets_total": core.counters["relay_lost_packets"],
             "bans": len(core.guard.bans()), "auth_failures": core.counters["auth_failures"],
             "calls_total": core.counters["calls"], "malformed_messages": core.stack.counters["malformed"],
             "trunks_registered": sum(1 for t in core.trunks.values() if t.registered),

@@ -144,6 +144,9 @@ class Call:
                 if leg.side:
                     s = leg.side.stats.summary(leg.side.clock_rate)
                     setattr(self.record, attr, f"{s['packets']}/{s['lost']}")
+                    self.core.counters["relayed_packets"] += s["forwarded"] - leg.side.stats.reported
+                    self.core.counters["relay_lost_packets"] += s["lost"] - leg.side.stats.reported_lost
+                    leg.side.stats.reported, leg.side.stats.reported_lost = s["forwarded"], s["lost"]
 
     # -- routing ----------------------------------------------------------------------------------
     async def dial(self, number: str, authority: str, depth: int) -> Outcome:
@@ -383,7 +386,10 @@ class Call:
 
     # -- in-dialog requests -----------------------------------------------------------------------
     def on_request(self, leg: Leg, tx: ServerTx, req: Request) -> None:
-        leg.remote_cseq = max(leg.remote_cseq, req.cseq[0])
+        if req.cseq[0] <= leg.remote_cseq and leg.remote_cseq:
+            leg.answer(tx, 500, Retry_After="1")  # out of order (RFC 3261 12.2.2)
+            return
+        leg.remote_cseq = req.cseq[0]
         method = req.method
         if method == "BYE":
             leg.answer(tx, 200)

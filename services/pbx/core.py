@@ -61,7 +61,8 @@ class PbxCore:
         self.trunks: dict[str, TrunkState] = {}
         self.trunk_channels: dict[str, int] = {}
         self.round_robin: dict[str, int] = {}
-        self.counters = {"registrations": 0, "auth_failures": 0, "calls": 0}
+        self.counters = {"registrations": 0, "auth_failures": 0, "calls": 0, "relayed_packets": 0,
+                         "relay_lost_packets": 0}
         self._tasks: set[asyncio.Task] = set()
 
     # -- configuration ----------------------------------------------------------------------------
@@ -96,6 +97,9 @@ class PbxCore:
             if state.task:
                 state.task.cancel()
         for call in list(self.calls.values()):
+            if call.state == "setup":
+                call.cancel_ringing()
+                call.a.answer(call.tx, 503)
             for leg in call.legs:
                 leg.bye()
             call.finish("answered" if call.state == "connected" else "failed", 503)
@@ -179,6 +183,9 @@ class PbxCore:
         if request is None:
             return not self.guard.is_banned(source[1])
         return self.guard.request(source[1])
+
+    def on_flow_closed(self, flow: Dest) -> None:
+        self.location.drop_flow(flow)
 
     def on_ack(self, req: Request) -> None:
         leg = self.dialogs.get((req.call_id, req.to.tag or ""))

@@ -59,6 +59,15 @@ class Location:
         self._store(extension, current)
         return None
 
+    def drop_flow(self, flow: Dest) -> int:
+        """A connection-oriented flow died (RFC 5626): its bindings can no longer be reached."""
+        dropped = 0
+        for ext in list(self.bindings):
+            keep = [b for b in self.bindings[ext] if b.flow != flow]
+            dropped += len(self.bindings[ext]) - len(keep)
+            self._store(ext, keep)
+        return dropped
+
     def remove_all(self, extension: str) -> None:
         self.bindings.pop(extension, None)
 

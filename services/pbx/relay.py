@@ -19,6 +19,7 @@ class Stats:
         self.forwarded = 0
         self.rtcp = 0
         self.lost_before = 0
+        self.reported = self.reported_lost = 0  # what was already added to the service totals
         self._reset_seq()
 
     def _reset_seq(self) -> None:

@@ -266,7 +266,7 @@ class SipStack:
     def __init__(self, tu: TransactionUser, server_header: str = "OfficeBox PBX") -> None:
         self.tu = tu
         self.timers = Timers()
-        self.transports = Transports(self._on_data)
+        self.transports = Transports(self._on_data, self._on_flow_closed)
         self.server_txs: dict[tuple, ServerTx] = {}
         self.client_txs: dict[tuple, ClientTx] = {}
         self.server_header = server_header
@@ -336,6 +336,11 @@ class SipStack:
         self.transports.send(msg.to_bytes(), dest)
 
     # -- receiving --------------------------------------------------------------------------------
+    def _on_flow_closed(self, flow: Dest) -> None:
+        handler = getattr(self.tu, "on_flow_closed", None)
+        if handler:
+            self._safe(handler, flow)
+
     def _on_data(self, data: bytes, source: Dest) -> None:
         self.counters["received"] += 1
         if not data.strip(b"\r\n"):

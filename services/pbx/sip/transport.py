@@ -53,6 +53,8 @@ class _Tcp(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if self.peer and self.owner.tcp.get(self.peer) is self:
             del self.owner.tcp[self.peer]
+            if self.owner.on_close:
+                self.owner.on_close(("tcp", *self.peer))
 
     def data_received(self, data: bytes) -> None:
         self.last = asyncio.get_running_loop().time()
@@ -96,8 +98,10 @@ def _content_length(head: bytes) -> int | None:
 
 
 class Transports:
-    def __init__(self, on_message: Callable[[bytes, Dest], None]) -> None:
+    def __init__(self, on_message: Callable[[bytes, Dest], None],
+                 on_close: Callable[[Dest], None] | None = None) -> None:
         self.on_message = on_message
+        self.on_close = on_close
         self.udp: _Udp | None = None
         self.tcp: dict[tuple[str, int], _Tcp] = {}
         self.server: asyncio.AbstractServer | None = None
