@@ -1,0 +1,110 @@
+"""Mail pages: domains, mailboxes, aliases and lists, smarthost, queue (real Runtime and apply engine)."""
+import re
+
+from tests.webadmin.helpers import post
+
+
+def field_error(page: str, field: str) -> str | None:
+    match = re.search(rf'<p class="error" id="e-{field}">([^<]*)</p>', page)
+    return match.group(1) if match else None
+
+
+def test_every_mail_page_renders_and_is_in_the_navigation(admin_client):
+    for path in ("/mail/", "/mail/mailboxes", "/mail/aliases", "/mail/smarthost", "/mail/queue"):
+        response = admin_client.get(path)
+        assert response.status_code == 200, path
+        assert 'href="/mail/queue"' in response.get_data(as_text=True)
+
+
+def test_anonymous_is_sent_to_sign_in(client):
+    assert client.get("/mail/queue").status_code == 302
+
+
+def test_domains_and_relay_rules(admin_client, runtime):
+    response = post(admin_client, "/mail/", {"extra_domains": "Acme-Two.example\nacme.test",
+                                             "max_message_size_mb": "10", "relay_networks": "10.8.0.0/24"})
+    assert response.status_code == 302
+    section = runtime.store.current().config.mail
+    assert section.extra_domains == ["acme-two.example", "acme.test"]
+    assert section.max_message_size == 10 * 1024 * 1024 and not section.relay_from_lan
+    assert [str(n) for n in section.relay_networks] == ["10.8.0.0/24"]
+    before = runtime.store.current_id()
+    response = post(admin_client, "/mail/", {"extra_domains": "not a domain", "max_message_size_mb": "10",
+                                             "relay_networks": "10.8.0.0/33"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "not a valid domain name" in field_error(page, "extra_domains")
+    assert field_error(page, "relay_networks")
+    response = post(admin_client, "/mail/", {"extra_domains": "", "max_message_size_mb": "9999"})
+    assert response.status_code == 400 and field_error(response.get_data(as_text=True), "max_message_size_mb")
+    assert runtime.store.current_id() == before
+
+
+def test_aliases_and_distribution_lists(admin_client, runtime):
+    response = post(admin_client, "/mail/aliases", {"name": "Sales", "targets": "admin, partner@other.example",
+                                                    "description": "sales team"}, form_path="/mail/aliases")
+    assert response.status_code == 302
+    [alias] = runtime.store.current().config.mail.aliases
+    assert alias.name == "sales" and alias.targets == ["admin", "partner@other.example"]
+    page = admin_client.get("/mail/aliases").get_data(as_text=True)
+    assert 'id="alias-sales"' in page and "sales@acme.example" in page and "list" in page
+    # edit: keep the name, change the members
+    response = post(admin_client, "/mail/aliases", {"original": "sales", "name": "sales", "targets": "admin"},
+                    form_path="/mail/aliases?edit=sales")
+    assert response.status_code == 302
+    assert runtime.store.current().config.mail.aliases[0].targets == ["admin"]
+    # errors: unknown login, bad name, a user's login
+    for data, field, text in (({"name": "info", "targets": "ghost"}, "targets", "no user 'ghost'"),
+                              ({"name": "bad name!", "targets": "admin"}, "name", ""),
+                              ({"name": "admin", "targets": "admin"}, "targets", "same name as a user")):
+        response = post(admin_client, "/mail/aliases", data, form_path="/mail/aliases")
+        assert response.status_code == 400, data
+        error = field_error(response.get_data(as_text=True), field)
+        assert error is not None and text in error.replace("&#39;", "'"), (data, error)
+    response = post(admin_client, "/mail/aliases/sales/delete", {}, form_path="/mail/aliases")
+    assert response.status_code == 302 and runtime.store.current().config.mail.aliases == []
+
+
+def test_smarthost_password_is_kept_and_never_shown(admin_client, runtime):
+    data = {"host": "smtp.provider.example", "port": "587", "security": "starttls", "username": "box",
+            "password": "provider-secret", "verify_certificate": "on", "retry_initial_seconds": "300",
+            "retry_max_seconds": "3600", "queue_lifetime_hours": "48"}
+    assert post(admin_client, "/mail/smarthost", data).status_code == 302
+    host = runtime.store.current().config.mail.smarthost
+    assert (host.host, host.port, host.username, host.password) == ("smtp.provider.example", 587, "box",
+                                                                    "provider-secret")
+    assert runtime.store.current().config.mail.queue_lifetime_seconds == 48 * 3600
+    assert "provider-secret" not in admin_client.get("/mail/smarthost").get_data(as_text=True)
+    assert post(admin_client, "/mail/smarthost", {**data, "password": "", "port": "465",
+                                                  "security": "tls"}).status_code == 302
+    host = runtime.store.current().config.mail.smarthost
+    assert host.password == "provider-secret" and host.port == 465 and host.security == "tls"
+    response = post(admin_client, "/mail/smarthost", {**data, "port": "x"})
+    assert response.status_code == 400 and field_error(response.get_data(as_text=True), "port")
+    response = post(admin_client, "/mail/smarthost", {**data, "port": "70000"})
+    assert response.status_code == 400 and field_error(response.get_data(as_text=True), "port")
+
+
+def test_mailboxes_show_usage(admin_client, runtime):
+    runtime.services["mail"].maildir("admin").deliver(b"Subject: hi\r\n\r\nhello\r\n")
+    page = admin_client.get("/mail/mailboxes").get_data(as_text=True)
+    row = page[page.index('id="mailbox-admin"'):]
+    assert "admin@acme.example" in row and "<td>1</td>" in row
+
+
+def test_queue_lists_retries_and_deletes(admin_client, runtime):
+    queue = runtime.services["mail"].queue
+    entry = queue.enqueue("admin@acme.example", ["friend@other.example"], b"Subject: out\r\n\r\nx\r\n")
+    entry.next_attempt = 9e9
+    entry.attempts = 3
+    entry.last_error = "smarthost unreachable: connection refused"
+    queue.save(entry)
+    page = admin_client.get("/mail/queue").get_data(as_text=True)
+    assert f'id="queued-{entry.id}"' in page and "connection refused" in page
+    response = post(admin_client, f"/mail/queue/{entry.id}/retry", {}, form_path="/mail/queue")
+    assert response.status_code == 302 and queue.get(entry.id).next_attempt == 0
+    response = post(admin_client, f"/mail/queue/{entry.id}/delete", {}, form_path="/mail/queue")
+    assert response.status_code == 302 and queue.entries() == []
+    page = admin_client.get("/mail/queue").get_data(as_text=True)
+    assert "deleted" in page and "queue is empty" in page
+    response = post(admin_client, "/mail/queue/..%2Fetc/delete", {}, form_path="/mail/queue")
+    assert response.status_code in (302, 404)
