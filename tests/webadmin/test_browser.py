@@ -47,6 +47,8 @@ def page(server):
 def test_admin_in_a_real_browser(page, runtime, tmp_path):
     from playwright.sync_api import expect
 
+    console = []
+    page.on("console", lambda message: console.append(message.text))
     # a new box opens the first-boot wizard
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/setup/$"))
@@ -126,3 +128,4 @@ def test_admin_in_a_real_browser(page, runtime, tmp_path):
     expect(page.locator(".banner-info")).to_have_text("You are signed out.")
     page.goto("/users/")
     expect(page).to_have_url(re.compile(r"/login\?next=/users/$"))
+    assert not [text for text in console if "Content Security Policy" in text], console
