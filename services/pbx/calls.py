@@ -486,12 +486,76 @@ class Call:
         if self.state != "connected" or other is None or self.transferor is not None or self.renegotiating:
             leg.answer(tx, 491)
             return
-        if "replaces" in refer_to.uri.headers.lower():
-            leg.answer(tx, 501)  # attended transfer is not implemented
+        replaces = _replaces(refer_to.uri.headers)
+        if replaces is not None:
+            target = self.core.find_dialog(*replaces)
+            if target is None or target.call is self or target.call.state != "connected" \
+                    or target.call.other(target) is None:
+                leg.answer(tx, 481)
+                return
+            leg.answer(tx, 202)
+            asyncio.get_running_loop().create_task(self.attended_transfer(leg, other, target))
             return
         number = refer_to.uri.user
         leg.answer(tx, 202)
         asyncio.get_running_loop().create_task(self.blind_transfer(leg, other, number))
+
+    async def attended_transfer(self, transferor: Leg, transferee: Leg, replaced: Leg) -> None:
+        """REFER with Replaces: join our other party with the other party of the transferor's second call."""
+        other_call = replaced.call
+        target = other_call.other(replaced)
+        self._notify(transferor, 100, "Trying", False)
+        self.transferor = transferor
+        try:
+            used, theirs = self._codec_in_use(), other_call._codec_in_use()
+            if used is not None and theirs is not None and used != theirs and transferee.sdp is not None:
+                # different codecs on the two calls: move the target to ours with a re-INVITE
+                offer = copy.deepcopy(transferee.sdp)
+                m = offer.audio()
+                m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"]
+                fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+                target.ack = None
+                target.send(target.new_request("INVITE", self.sdp_for(target, offer)),
+                            lambda r: fut.set_result(r) if r.status >= 200 and not fut.done() else None)
+                resp = await asyncio.wait_for(fut, 40)
+                if not 200 <= resp.status < 300:
+                    self._notify(transferor, 488, "Not Acceptable Here", True)
+                    return
+                target.send_ack(resp)
+                target.sdp = Sdp.parse(resp.body)
+                self._set_peer(target, target.sdp)
+        except (TimeoutError, SdpError):
+            self._notify(transferor, 500, "Server Internal Error", True)
+            return
+        finally:
+            self.transferor = None
+        if self.state != "connected" or other_call.state != "connected" or transferee.ended or target.ended:
+            self._notify(transferor, 487, "Request Terminated", True)
+            return
+        self._notify(transferor, 200, "OK", True)
+        self._rtp_figures()
+        other_call._rtp_figures()
+        now = time.time()
+        self.record.disposition, self.record.end, self.record.transferred_to = "transferred", now, target.label
+        self.core.cdr_add(self.record)
+        # the other call ends for the transferor only; its remaining party joins this call
+        other_call.legs = [replaced]
+        other_call.ring_side = None
+        other_call.record.transferred_to = transferee.label
+        target.call = self
+        transferor.bye()
+        replaced.bye()
+        if transferor.side:
+            transferor.side.close()
+            transferor.side = None
+        self.ring_side = None
+        transferee.side.other, target.side.other = target.side, transferee.side
+        other_call.finish("transferred", 200)
+        self.legs = [transferee, target]
+        self.answered_at = now
+        name = self.core.users[transferee.label].full_name if transferee.label in self.core.users else ""
+        self.record = CallRecord(call_id=self.id, direction=self.record.direction, caller=transferee.label,
+                                 caller_name=name, dialled=target.label, callee=target.label, answer=now, status=200)
 
     def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
         if leg.ended:
@@ -570,6 +634,18 @@ class Call:
                 "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
                 "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
                 "on_hold": any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs), "relay": relay}
+
+
+def _replaces(headers: str) -> tuple[str, str, str] | None:
+    """Replaces=callid;to-tag=..;from-tag=.. from a Refer-To URI's headers (RFC 3891), unescaped."""
+    from urllib.parse import unquote
+    for part in headers.split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "replaces":
+            fields = unquote(value).split(";")
+            params = dict(f.strip().partition("=")[::2] for f in fields[1:])
+            return fields[0].strip(), params.get("to-tag", ""), params.get("from-tag", "")
+    return None
 
 
 def _held(sdp: Sdp) -> bool:

@@ -184,6 +184,10 @@ class PbxCore:
             return not self.guard.is_banned(source[1])
         return self.guard.request(source[1])
 
+    def find_dialog(self, call_id: str, to_tag: str, from_tag: str) -> Leg | None:
+        """One of our dialogs named from the other side (Replaces): our tag is one of the two."""
+        return self.dialogs.get((call_id, to_tag)) or self.dialogs.get((call_id, from_tag))
+
     def on_flow_closed(self, flow: Dest) -> None:
         self.location.drop_flow(flow)
 
