@@ -134,3 +134,63 @@ def test_request_flood_bans_the_source(tmp_path):
                 assert answers == 20
             assert pbx.svc.bans()
         run(main())
+
+
+def test_disabled_user_loses_its_phones_on_reload(pbx):
+    async def main():
+        async with SipClient(("127.0.0.1", pbx.port)) as c:
+            assert (await c.register("201", ALICE["sip_secret"])).status == 200
+    run(main())
+    assert [r["extension"] for r in pbx.svc.registrations()] == ["201"]
+    pbx.reload(config([dict(ALICE, enabled=False), BOB]))
+    assert pbx.svc.registrations() == []
+
+
+def _tcp_register(port: int, sock, ext: str, secret: str) -> Response:
+    import secrets as _secrets
+
+    from services.pbx.auth import authorization
+    from services.pbx.sip.message import parse
+
+    local = sock.getsockname()
+    call_id = _secrets.token_hex(6)
+
+    def send(cseq: int, auth: str | None) -> Response:
+        lines = ["REGISTER sip:127.0.0.1 SIP/2.0",
+                 f"Via: SIP/2.0/TCP {local[0]}:{local[1]};branch=z9hG4bK{_secrets.token_hex(5)}",
+                 f"From: <sip:{ext}@127.0.0.1>;tag=t1", f"To: <sip:{ext}@127.0.0.1>", f"Call-ID: {call_id}",
+                 f"CSeq: {cseq} REGISTER", f"Contact: <sip:{ext}@{local[0]}:{local[1]};transport=tcp>",
+                 "Expires: 300"] + ([f"Authorization: {auth}"] if auth else []) + ["Content-Length: 0", "", ""]
+        sock.sendall("\r\n".join(lines).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65535)
+        return parse(data)
+    challenge = send(1, None)
+    assert challenge.status == 401
+    return send(2, authorization(challenge.get("WWW-Authenticate"), "REGISTER", "sip:127.0.0.1", ext, secret))
+
+
+def test_tcp_binding_goes_with_its_connection(pbx):
+    import socket
+    import time
+    with socket.create_connection(("127.0.0.1", pbx.port), timeout=3) as sock:
+        assert _tcp_register(pbx.port, sock, "202", BOB["sip_secret"]).status == 200
+        [reg] = pbx.svc.registrations()
+        assert reg["source"] == f"tcp:127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 3
+    while pbx.svc.registrations() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pbx.svc.registrations() == []  # the phone cannot be reached over a dead flow
+
+
+def test_configuration_is_validated(ctx):
+    from services.pbx import SERVICE
+    cfg = config([ALICE, BOB], groups=[{"number": "201", "members": ["299"], "overflow": "201"}],
+                 dids=[{"number": "0123", "destination": "777"}], permissions={"nobody": "local"},
+                 extensions={"999": {}, "202": {"forward_always": "202"}})
+    errors = SERVICE(ctx).validate(cfg)
+    for text in ("uses an extension number", "299 is not an extension", "DID 0123", "settings for 999",
+                 "202 forwards to itself", "unknown user 'nobody'"):
+        assert any(text in e for e in errors), (text, errors)
+    assert SERVICE(ctx).validate(config([ALICE, BOB])) == []
