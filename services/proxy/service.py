@@ -29,6 +29,7 @@ from services.proxy.stats import UsageStats
 
 log = logging.getLogger("officebox.proxy")
 COLLECT_EVERY = 60.0
+RECONFIGURE_WAIT = 15.0
 PARSE_PROBLEMS = re.compile(r"\b(FATAL|ERROR|WARNING)\b:?|unrecognized|Bungled|empty ACL|is a subdomain of")
 
 
@@ -105,9 +106,20 @@ class ProxyService(Service):
         if not self.running():
             return  # Squid reads the new files when the supervisor (re)starts it
         await asyncio.to_thread(publish_pages, self.paths.etc, self.paths.work)
+        cache_log = self.paths.logs / "cache.log"
+        offset = cache_log.stat().st_size if cache_log.exists() else 0
         result = await asyncio.to_thread(self._squid, "-k", "reconfigure")
         if result.returncode != 0:
             raise ApplyError(f"squid -k reconfigure failed: {result.stderr.strip()[-500:]}")
+        # Squid closes and reopens its ports while reconfiguring: return once it accepts again
+        deadline = time.monotonic() + RECONFIGURE_WAIT
+        while time.monotonic() < deadline:
+            with open(cache_log, "rb") as log_file:
+                log_file.seek(offset)
+                if b"Accepting HTTP Socket connections" in log_file.read():
+                    return
+            await asyncio.sleep(0.1)
+        log.warning("squid did not report its ports open again within %.0f s", RECONFIGURE_WAIT)
 
     async def stop(self) -> None:
         if self._task:

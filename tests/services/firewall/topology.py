@@ -26,14 +26,18 @@ LAN_PC, LAN_BOX, WAN_BOX, INET = "192.0.2.10", "192.0.2.1", "198.51.100.2", "198
 
 # answers every GET with the client's address, e.g. "from 198.51.100.2"
 ECHO_SERVER = """
-import http.server, sys
+import http.server, socketserver, sys
+class S(http.server.ThreadingHTTPServer):
+    def server_bind(self):  # no getfqdn(): no DNS lookups from the namespaces
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"from {self.client_address[0]}".encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+S((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 """
 
 
