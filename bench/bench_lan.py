@@ -50,7 +50,7 @@ def start_upstream() -> tuple[socket.socket, threading.Event]:
             try:
                 data, src = sock.recvfrom(4096)
                 request = DNSRecord.parse(data)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             except Exception:
                 continue
@@ -247,12 +247,14 @@ def bench_dns() -> list[dict]:
     note = f"{NAMES} cached names, {GENERATORS} x {WINDOW} outstanding, best of {ROUNDS} x {SECONDS:.0f} s, loopback"
     for who, r in (("OfficeBox", mine), ("dnsmasq", theirs)):
         rows.append({"area": "lan", "metric": f"DNS cached answers/s ({who})", "value": round(r["qps"]),
-                     "unit": "queries/s", "note": f"{note}; server CPU {r['cpu']:.0%}; lost {r['lost']}, bad {r['bad']}"})
+                     "unit": "queries/s",
+                     "note": f"{note}; server CPU {r['cpu']:.0%}; lost {r['lost']}, bad {r['bad']}"})
     rows.append({"area": "lan", "metric": "DNS ratio OfficeBox/dnsmasq", "value": round(mine["qps"] / theirs["qps"], 2),
                  "unit": "x", "note": "goal >= 0.5 (2 cores shared by server and generators)"})
     for who, r in (("OfficeBox", mine), ("dnsmasq", theirs)):
         rows.append({"area": "lan", "metric": f"DNS answers per server CPU-second ({who})",
-                     "value": round(r["per_cpu_s"]), "unit": "queries/cpu-s", "note": "efficiency, generator-independent"})
+                     "value": round(r["per_cpu_s"]), "unit": "queries/cpu-s",
+                     "note": "efficiency, generator-independent"})
     rows.append({"area": "lan", "metric": "DNS CPU-efficiency ratio OfficeBox/dnsmasq",
                  "value": round(mine["per_cpu_s"] / theirs["per_cpu_s"], 2), "unit": "x", "note": ""})
     return rows

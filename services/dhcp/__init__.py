@@ -189,8 +189,8 @@ class DhcpService(Service):
     def leases(self) -> list[dict]:
         """The current bound leases (newest data, a copy)."""
         now = time.time()
-        return [{"ip": str(l.ip), "mac": l.mac, "hostname": l.hostname, "network": l.network,
-                 "expires": l.expires, "remaining": int(l.expires - now)} for l in self.table.bound(now)]
+        return [{"ip": str(item.ip), "mac": item.mac, "hostname": item.hostname, "network": item.network,
+                 "expires": item.expires, "remaining": int(item.expires - now)} for item in self.table.bound(now)]
 
     def status(self) -> Status:
         if self.server is None:

@@ -62,7 +62,8 @@ class LeaseTable:
         return until is not None
 
     def bound(self, now: float) -> list[Lease]:
-        return sorted((l for l in self.by_ip.values() if l.state == "bound" and l.expires > now), key=lambda l: l.ip)
+        leases = list(self.by_ip.values())  # one C-level copy: safe against the loop thread (web admin)
+        return sorted((x for x in leases if x.state == "bound" and x.expires > now), key=lambda x: x.ip)
 
     # -- changes --------------------------------------------------------------------------------
     def put(self, lease: Lease) -> None:
@@ -92,7 +93,7 @@ class LeaseTable:
         self._changes += 1
 
     def expire(self, now: float) -> list[Lease]:
-        gone = [l for l in self.by_ip.values() if l.state != "free" and l.expires <= now]
+        gone = [item for item in self.by_ip.values() if item.state != "free" and item.expires <= now]
         for lease in gone:
             if lease.state == "offered":
                 del self.by_ip[lease.ip]
@@ -127,7 +128,7 @@ class LeaseTable:
                 pass
 
     def _document(self) -> bytes:
-        leases = [l.to_json() for l in self.by_ip.values() if l.state in ("bound", "free")]
+        leases = [item.to_json() for item in self.by_ip.values() if item.state in ("bound", "free")]
         quarantined = {str(ip): until for ip, until in self.quarantined.items()}
         return json.dumps({"version": 1, "saved": time.time(), "leases": leases, "quarantined": quarantined},
                           indent=0).encode()

@@ -76,7 +76,7 @@ class Prober:
         try:
             self.sock.sendto(packet, (str(ip), 0))
             return await asyncio.wait_for(fut, timeout)
-        except (asyncio.TimeoutError, OSError):
+        except (TimeoutError, OSError):
             return False
         finally:
             self._waiting.pop((ip, seq), None)

@@ -184,8 +184,8 @@ class DhcpServer:
                 if ip not in self.table.by_ip and ip not in avoid and self._available(scope, ip, mac, now):
                     scope._hint[i] = (first + k + 1) % size
                     return ip
-        free = sorted((l for l in self.table.by_ip.values() if l.state == "free" and l.network == scope.name),
-                      key=lambda l: l.expires)
+        free = sorted((x for x in list(self.table.by_ip.values()) if x.state == "free" and x.network == scope.name),
+                      key=lambda x: x.expires)
         for old in free:
             if old.ip not in avoid and scope.pool_of(old.ip) is not None and self._available(scope, old.ip, mac, now):
                 return old.ip

@@ -30,7 +30,7 @@ class Forwarder:
         for host, port in self.upstreams:
             try:
                 return await self._ask_one(host, port, qname, qtype, qclass)
-            except (OSError, asyncio.TimeoutError, UpstreamError, ValueError) as exc:
+            except (TimeoutError, OSError, UpstreamError, ValueError) as exc:
                 self.failures += 1
                 last = f"{host}:{port}: {exc or exc.__class__.__name__}"
                 log.info("upstream %s failed", last)
@@ -51,7 +51,7 @@ class Forwarder:
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise asyncio.TimeoutError()
+                    raise TimeoutError()
                 raw = await asyncio.wait_for(loop.sock_recv(sock, 65535), remaining)
                 reply = self._check(query, raw)
                 if reply is not None:

@@ -194,7 +194,7 @@ class DnsServer:
                     break
                 writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         except Exception:
             log.exception("DNS TCP client %s failed", src)

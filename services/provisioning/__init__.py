@@ -27,7 +27,7 @@ class ProvisioningService(Service):
         super().__init__(ctx)
         self.provisioner: Provisioner | None = None
         self.http: HttpServer | None = None
-        self.tftp: TftpServer | None = None
+        self.tftp: list[TftpServer] = []
         self.ports: dict[str, int] = {}
         self._fetched: dict[str, dict] = {}
 
@@ -63,16 +63,22 @@ class ProvisioningService(Service):
         host, port = self.sip_address(config)
         self.provisioner = Provisioner(config, host, port, self._leases)
         self.provisioner.fetched = self._fetched
-        listen = "127.0.0.1" if self.ctx.lab else str(config.network.lan.address.ip)
+        net = config.network
+        if self.ctx.lab:
+            listen = ["127.0.0.1"]
+        else:  # the data LAN and, for phones on it, the voice VLAN
+            listen = [str(net.lan.address.ip)] + ([str(net.voice.address.ip)] if net.voice.enabled else [])
         http_port = section.lab_http_port if self.ctx.lab else section.http_port
         tftp_port = section.lab_tftp_port if self.ctx.lab else section.tftp_port
         auth = Auth(section.auth, section.auth_user, section.auth_password)
         self.http = HttpServer(self._fetch, auth)
         try:
-            self.ports = {"http": await self.http.open(listen, http_port)}
-            if section.tftp:
-                self.tftp = TftpServer(self._fetch)
-                self.ports["tftp"] = self.tftp.open(listen, tftp_port)
+            for host in listen:
+                http_port = self.ports["http"] = await self.http.open(host, http_port)
+                if section.tftp:
+                    tftp = TftpServer(self._fetch)
+                    self.tftp.append(tftp)
+                    tftp_port = self.ports["tftp"] = tftp.open(host, tftp_port)
         except OSError as exc:
             await self.stop()
             raise ApplyError(f"provisioning: cannot listen on {listen}: {exc}") from exc
@@ -89,9 +95,9 @@ class ProvisioningService(Service):
         if self.http:
             self.http.close()
             self.http = None
-        if self.tftp:
-            self.tftp.close()
-            self.tftp = None
+        for tftp in self.tftp:
+            tftp.close()
+        self.tftp = []
 
     # -- public API (web admin) ----------------------------------------------------------------
     def last_fetch(self, mac: str) -> dict | None:

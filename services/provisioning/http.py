@@ -89,7 +89,7 @@ class HttpServer:
             status, ctype, body, extra, method = self._respond(head, client)
         except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError):
             status, ctype, body, extra, method = 400, "text/plain", b"bad request\n", {}, "GET"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             status, ctype, body, extra, method = 408, "text/plain", b"timeout\n", {}, "GET"
         except ConnectionError:
             writer.close()
@@ -100,7 +100,7 @@ class HttpServer:
         try:
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if method == "HEAD" else body))
             await asyncio.wait_for(writer.drain(), TIMEOUT)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

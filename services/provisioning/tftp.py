@@ -122,7 +122,7 @@ class TftpServer:
             while (remaining := deadline - loop.time()) > 0:
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(sock, 516), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if len(data) >= 4 and struct.unpack_from("!HH", data) == (ACK, block):
                     return True

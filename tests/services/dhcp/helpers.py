@@ -6,13 +6,11 @@ import ctypes
 import os
 import threading
 from contextlib import contextmanager
-
 from functools import cache
 
 from pydantic import Field, create_model
 
 from appliance import schema
-
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -43,7 +43,7 @@ def test_udhcpc_gets_lease_with_options(lan, box_ctx, tmp_path):
         assert env["serverid"] == "10.77.0.1"
         assert "tftp" not in env and "opt150" not in env  # a PC is not a phone
         leases = runner.sync(svc.leases)
-        assert [(l["ip"], l["hostname"]) for l in leases] == [(env["ip"], "laptop7")]
+        assert [(item["ip"], item["hostname"]) for item in leases] == [(env["ip"], "laptop7")]
     finally:
         stop(runner, svc)
 
@@ -71,7 +71,8 @@ def test_reservation_gives_fixed_address_and_name(lan, box_ctx, tmp_path):
     _lab, box, pc, box_if, pc_if = lan
     mac = pc.run("cat", f"/sys/class/net/{pc_if}/address").stdout.strip()
     config = lan_config(box_if, dhcp={"conflict_probe": False,
-                                      "reservations": [{"mac": mac.upper(), "ip": "10.77.0.20", "hostname": "printer"}]})
+                                      "reservations": [{"mac": mac.upper(), "ip": "10.77.0.20",
+                                                        "hostname": "printer"}]})
     runner, svc = start(box, box_ctx, config)
     try:
         env = udhcpc(pc, pc_if, tmp_path / "r")
@@ -96,11 +97,11 @@ def test_dhclient_lease_survives_server_restart(lan, box_ctx, tmp_path):
     finally:
         stop(runner, svc)
     saved = json.loads((box_ctx.state_dir("dhcp") / "leases.json").read_text())
-    assert [(l["ip"], l["hostname"]) for l in saved["leases"]] == [(first, "isc-pc")]
+    assert [(item["ip"], item["hostname"]) for item in saved["leases"]] == [(first, "isc-pc")]
 
     runner, svc = start(box, box_ctx, config)  # a new server process: only the file remembers
     try:
-        assert [l["ip"] for l in runner.sync(svc.leases)] == [first]
+        assert [item["ip"] for item in runner.sync(svc.leases)] == [first]
         other = udhcpc(pc, pc_if, tmp_path / "other", "-r", first)  # same MAC, so it must get the same address
         assert other["ip"] == first
         env = dhclient(pc, pc_if, folder, hostname="isc-pc")  # INIT-REBOOT from the lease file

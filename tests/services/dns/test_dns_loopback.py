@@ -6,9 +6,9 @@ import struct
 import subprocess
 
 import pytest
+from dnslib import DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from dnslib import DNSRecord
 
 from services.dhcp.bus import LeaseInfo, lease_bus
 from services.dns import SERVICE

@@ -34,7 +34,7 @@ class Upstream:
         while not self._stop.is_set():
             try:
                 conn, _ = self.tcp.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with conn:
                 conn.settimeout(2)
@@ -50,7 +50,7 @@ class Upstream:
         while not self._stop.is_set():
             try:
                 data, src = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             try:
                 request = DNSRecord.parse(data)

@@ -1,0 +1,302 @@
+"""LAN pages: DHCP networks/pools/reservations, live leases ("make static"), DNS records and
+upstream resolvers, phones with their provisioning status. Views only edit the configuration
+document (apply_change) or call the services' public methods."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from webadmin import core, forms
+
+bp = Blueprint("lan", __name__, url_prefix="/lan")
+NAV = [("Network", "DHCP", "lan.dhcp"), ("Network", "Leases", "lan.leases"), ("Network", "DNS", "lan.dns"),
+       ("Network", "Phones", "lan.phones")]
+MODELS = [("yealink", "Yealink T4x/T5x desk phone"), ("snom", "Snom D-series desk phone"),
+          ("grandstream", "Grandstream GXP desk phone"), ("yealink-w70b", "Yealink W70B SIP-DECT base")]
+RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
+
+
+def _service(name: str):
+    return core.runtime().services.get(name)
+
+
+def _apply(summary: str, mutate, prefix: str = "", fields: dict[str, str] | None = None
+           ) -> tuple[dict[str, str], list[str]]:
+    """Apply a change; (field errors, general errors), both empty on success."""
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        return forms.form_errors(err, prefix=prefix, fields=fields)
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+def _section(name: str):
+    return getattr(core.current_config(), name, None)
+
+
+def _done(message: str, endpoint: str):
+    flash(message, "success")
+    return redirect(url_for(endpoint))
+
+
+# -- DHCP ----------------------------------------------------------------------------------------------
+def _dhcp_page(errors=None, general=None, form=None, status=200):
+    config = core.current_config()
+    return render_template("lan/dhcp.html", config=config, dhcp=config.dhcp, errors=errors or {},
+                           general=general or [], form=form or {}), status
+
+
+@bp.route("/dhcp")
+@core.admin_required
+def dhcp():
+    return _dhcp_page()
+
+
+@bp.route("/dhcp/settings", methods=["POST"])
+@core.admin_required
+def dhcp_settings():
+    form = {"lease_time": forms.text("lease_time", 12), "provisioning_url": forms.text("provisioning_url", 200)}
+    try:
+        lease_time = int(form["lease_time"])
+    except ValueError:
+        return _dhcp_page({"lease_time": "enter a number of seconds"}, form=form, status=400)
+
+    def mutate(doc: dict) -> None:
+        doc["dhcp"].update(lease_time=lease_time, provisioning_url=form["provisioning_url"],
+                           enabled=forms.checkbox("enabled"), conflict_probe=forms.checkbox("conflict_probe"))
+
+    errors, general = _apply("DHCP settings", mutate, prefix="dhcp")
+    if errors or general:
+        return _dhcp_page(errors, general, form, 400)
+    return _done("DHCP settings saved.", "lan.dhcp")
+
+
+@bp.route("/dhcp/pools", methods=["POST"])
+@core.admin_required
+def pool_add():
+    form = {"network": forms.text("network", 10) or "lan", "start": forms.text("start", 15),
+            "end": forms.text("end", 15)}
+    index = len(core.current_config().dhcp.pools)
+
+    def mutate(doc: dict) -> None:
+        doc["dhcp"]["pools"].append(dict(form))
+
+    errors, general = _apply(f"add DHCP pool {form['start']}-{form['end']}", mutate, prefix=f"dhcp.pools.{index}",
+                             fields={f"dhcp.pools.{index}": "end"})
+    if errors or general:
+        return _dhcp_page(errors, general, form, 400)
+    return _done("Pool added.", "lan.dhcp")
+
+
+@bp.route("/dhcp/pools/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def pool_delete(index: int):
+    def mutate(doc: dict) -> None:
+        pools = doc["dhcp"]["pools"]
+        if not 0 <= index < len(pools):
+            raise ConfigError({"": "that pool no longer exists"})
+        del pools[index]
+
+    errors, general = _apply("remove a DHCP pool", mutate)
+    if general:
+        return _dhcp_page(general=general, status=400)
+    return _done("Pool removed.", "lan.dhcp")
+
+
+def add_reservation(mac: str, ip: str, hostname: str | None):
+    index = len(core.current_config().dhcp.reservations)
+
+    def mutate(doc: dict) -> None:
+        doc["dhcp"]["reservations"].append({"mac": mac, "ip": ip, "hostname": hostname})
+
+    return _apply(f"reserve {ip} for {mac}", mutate, prefix=f"dhcp.reservations.{index}",
+                  fields={"dhcp.reservations": "mac"})
+
+
+@bp.route("/dhcp/reservations", methods=["POST"])
+@core.admin_required
+def reservation_add():
+    form = {"mac": forms.text("mac", 20), "ip": forms.text("ip", 15), "hostname": forms.optional("hostname", 63)}
+    errors, general = add_reservation(form["mac"], form["ip"], form["hostname"])
+    if errors or general:
+        return _dhcp_page(errors, general, form, 400)
+    return _done(f"{form['ip']} is reserved for {form['mac']}.", "lan.dhcp")
+
+
+@bp.route("/dhcp/reservations/<mac>/delete", methods=["POST"])
+@core.admin_required
+def reservation_delete(mac: str):
+    def mutate(doc: dict) -> None:
+        doc["dhcp"]["reservations"] = [r for r in doc["dhcp"]["reservations"] if r["mac"] != mac]
+
+    errors, general = _apply(f"remove the reservation of {mac}", mutate)
+    if general:
+        return _dhcp_page(general=general, status=400)
+    return _done("Reservation removed.", "lan.dhcp")
+
+
+# -- leases ------------------------------------------------------------------------------------------------
+@bp.route("/leases")
+@core.admin_required
+def leases():
+    svc = _service("dhcp")
+    running = svc is not None and getattr(svc, "server", None) is not None
+    rows = svc.leases() if svc is not None else []
+    reserved = {r.mac for r in core.current_config().dhcp.reservations}
+    return render_template("lan/leases.html", leases=rows, running=running, reserved=reserved,
+                           status=svc.status() if svc is not None else None)
+
+
+@bp.route("/leases/static", methods=["POST"])
+@core.admin_required
+def make_static():
+    mac, ip = forms.text("mac", 20), forms.text("ip", 15)
+    hostname = forms.optional("hostname", 63)
+    errors, general = add_reservation(mac, ip, hostname)
+    if errors or general:
+        for message in list(errors.values()) + general:
+            flash(message, "error")
+        return redirect(url_for("lan.leases"))
+    return _done(f"{ip} is now reserved for {mac}.", "lan.leases")
+
+
+# -- DNS ---------------------------------------------------------------------------------------------------------
+def _dns_page(errors=None, general=None, form=None, status=200):
+    config = core.current_config()
+    svc = _service("dns")
+    return render_template("lan/dns.html", config=config, dns=config.dns, errors=errors or {}, general=general or [],
+                           form=form or {}, type_options=[(t, t) for t in RECORD_TYPES],
+                           status=svc.status() if svc is not None else None), status
+
+
+@bp.route("/dns")
+@core.admin_required
+def dns():
+    return _dns_page()
+
+
+@bp.route("/dns/records", methods=["POST"])
+@core.admin_required
+def record_add():
+    form = {"name": forms.text("name", 255).lower(), "type": forms.text("type", 8) or "A",
+            "value": forms.text("value", 255), "ttl": forms.text("ttl", 8) or "300"}
+    index = len(core.current_config().dns.records)
+
+    def mutate(doc: dict) -> None:
+        doc["dns"]["records"].append(dict(form))
+
+    errors, general = _apply(f"add DNS record {form['name']} {form['type']}", mutate, prefix=f"dns.records.{index}",
+                             fields={f"dns.records.{index}": "value"})
+    if errors or general:
+        return _dns_page(errors, general, form, 400)
+    return _done(f"Record {form['name']} added.", "lan.dns")
+
+
+@bp.route("/dns/records/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def record_delete(index: int):
+    def mutate(doc: dict) -> None:
+        records = doc["dns"]["records"]
+        if not 0 <= index < len(records):
+            raise ConfigError({"": "that record no longer exists"})
+        del records[index]
+
+    _, general = _apply("remove a DNS record", mutate)
+    if general:
+        return _dns_page(general=general, status=400)
+    return _done("Record removed.", "lan.dns")
+
+
+@bp.route("/dns/upstreams", methods=["POST"])
+@core.admin_required
+def upstreams():
+    raw = forms.text("upstreams", 500)
+    items = [part for part in raw.replace(",", " ").split() if part]
+
+    def mutate(doc: dict) -> None:
+        doc["dns"]["upstreams"] = items
+
+    errors, general = _apply("DNS upstream resolvers", mutate, prefix="dns.upstreams",
+                             fields={"dns.upstreams": "upstreams"})
+    if errors or general:
+        return _dns_page({"upstreams": next(iter(errors.values()))} if errors else {}, general, {"upstreams": raw},
+                         400)
+    return _done("Upstream resolvers saved.", "lan.dns")
+
+
+@bp.route("/dns/flush", methods=["POST"])
+@core.admin_required
+def flush():
+    svc = _service("dns")
+    if svc is not None:
+        svc.flush_cache()
+    return _done("The DNS cache was emptied.", "lan.dns")
+
+
+# -- phones ------------------------------------------------------------------------------------------------------
+def parse_handsets(text: str) -> list[dict]:
+    """'1:alice, 2:bob' -> [{"number": 1, "user": "alice"}, ...]; ValueError with a message."""
+    found = []
+    for part in text.replace(",", " ").split():
+        number, sep, login = part.partition(":")
+        if not sep or not number.isdigit() or not login:
+            raise ValueError(f"{part!r}: write handset:login, like 1:alice")
+        found.append({"number": int(number), "user": login.lower()})
+    return found
+
+
+def _phones_page(errors=None, general=None, form=None, status=200):
+    config = core.current_config()
+    svc = _service("provisioning")
+    fetched = {p.mac: (svc.last_fetch(p.mac) if svc is not None else None) for p in config.provisioning.phones}
+    return render_template("lan/phones.html", config=config, prov=config.provisioning, models=MODELS,
+                           errors=errors or {}, general=general or [], form=form or {}, fetched=fetched,
+                           users=[(u.login, f"{u.full_name} ({u.extension})") for u in config.users if u.extension],
+                           now=time.time()), status
+
+
+@bp.route("/phones")
+@core.admin_required
+def phones():
+    return _phones_page()
+
+
+@bp.route("/phones", methods=["POST"])
+@core.admin_required
+def phone_add():
+    form = {"mac": forms.text("mac", 20), "model": forms.text("model", 20) or "yealink",
+            "user": forms.optional("user", 32), "handsets": forms.text("handsets", 300),
+            "label": forms.text("label", 60)}
+    try:
+        handsets = parse_handsets(form["handsets"])
+    except ValueError as exc:
+        return _phones_page({"handsets": str(exc)}, form=form, status=400)
+    index = len(core.current_config().provisioning.phones)
+    phone = {"mac": form["mac"], "model": form["model"], "user": form["user"], "handsets": handsets,
+             "label": form["label"]}
+
+    def mutate(doc: dict) -> None:
+        doc["provisioning"]["phones"].append(phone)
+
+    errors, general = _apply(f"add phone {form['mac']}", mutate, prefix=f"provisioning.phones.{index}",
+                             fields={f"provisioning.phones.{index}": "model", "provisioning.phones": "mac"})
+    if errors or general:
+        return _phones_page(errors, general, form, 400)
+    return _done(f"Phone {form['mac']} added.", "lan.phones")
+
+
+@bp.route("/phones/<mac>/delete", methods=["POST"])
+@core.admin_required
+def phone_delete(mac: str):
+    def mutate(doc: dict) -> None:
+        doc["provisioning"]["phones"] = [p for p in doc["provisioning"]["phones"] if p["mac"] != mac]
+
+    _, general = _apply(f"remove phone {mac}", mutate)
+    if general:
+        return _phones_page(general=general, status=400)
+    return _done(f"Phone {mac} removed.", "lan.phones")
