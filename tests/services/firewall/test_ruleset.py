@@ -1,0 +1,112 @@
+"""Ruleset rendering and validation, checked by the real `nft -c` in an empty namespace."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from appliance import schema
+from appliance.apply import ApplyEngine, ConfigError
+from appliance.store import ConfigStore
+from services.firewall import nft
+from services.firewall.ruleset import render
+from services.firewall.service import FirewallService, input_chain
+
+needs_nft = pytest.mark.skipif(shutil.which("nft") is None or shutil.which("unshare") is None,
+                               reason="needs nft and unshare")
+WAN = {"interface": "wan0", "mode": "static", "address": "198.51.100.2/24", "gateway": "198.51.100.1"}
+
+
+def check(tmp_path, config) -> str:
+    text = render(config)
+    path = tmp_path / "ruleset.nft"
+    path.write_text(text)
+    nft.check(path)
+    return text
+
+
+@needs_nft
+def test_every_feature_renders_a_ruleset_nft_accepts(tmp_path):
+    config = schema.parse({
+        "network": {"wan": WAN},
+        "firewall": {
+            "vpn_interfaces": ["wg0", "ppp*"], "vpn_networks": ["10.8.0.0/24"],
+            "rules": [
+                {"name": "ssh from office", "source_zone": "wan", "sources": ["203.0.113.0/24"], "ports": "22"},
+                {"name": "no smb out", "source_zone": "lan", "destination": "wan", "action": "reject",
+                 "protocol": "tcp", "ports": "137-139,445"},
+                {"name": "ping", "source_zone": "vpn", "destination": "lan", "protocol": "icmp"},
+                {"name": "off", "enabled": False, "ports": "1"},
+            ],
+            "port_forwards": [{"name": "web", "wan_port": 443, "to_address": "192.168.1.10"},
+                              {"name": "voip", "protocol": "udp", "wan_port": 5061, "to_address": "192.168.1.11",
+                               "to_port": 5060, "sources": ["203.0.113.7/32"]}],
+            "admin_from_wan": ["203.0.113.0/28"], "ping_from_wan": True, "sip_peers": ["203.0.113.50/32"],
+        },
+        "proxy": {"transparent": True},
+    })
+    text = check(tmp_path, config)
+    assert 'iifname "lan0" tcp dport 443 accept comment "anti-lockout"' in text
+    assert 'iifname "wan0" tcp dport 443 dnat ip to 192.168.1.10:443 comment "web"' in text
+    assert 'ip saddr 203.0.113.7/32 udp dport 5061 dnat ip to 192.168.1.11:5060' in text
+    assert 'oifname "wan0" masquerade' in text
+    assert 'iifname "lan0" tcp dport 80 fib daddr type != local redirect to :3129' in text
+    assert 'tcp dport { 137-139, 445 } counter reject comment "no smb out"' in text
+    assert '"off"' not in text
+    assert 'iifname "ppp*" accept' in text and "ip saddr 10.8.0.0/24 meta secpath exists accept" in text
+
+
+@needs_nft
+def test_sip_and_rtp_follow_the_pbx_section(tmp_path):
+    base = {"network": {"wan": WAN}}
+    quiet = check(tmp_path, schema.parse(base))
+    assert "dport 5060" not in quiet and "RTP" not in quiet  # no trunks: SIP stays closed from the WAN
+    pbx = {"sip_port": 5062, "rtp_port_min": 20000, "rtp_port_max": 20099,
+           "trunks": [{"name": "op", "host": "203.0.113.9"}, {"name": "byname", "host": "sip.example.com"}]}
+    text = check(tmp_path, schema.parse({**base, "pbx": pbx}))
+    assert 'iifname "wan0" ip saddr 203.0.113.9 udp dport 5062 accept' in text
+    assert 'iifname "wan0" udp dport 20000-20099 accept comment "RTP"' in text
+    off = check(tmp_path, schema.parse({**base, "pbx": {**pbx, "enabled": False}}))
+    assert "5062" not in off and "20000" not in off
+
+
+def test_wan_none_means_no_nat_and_no_wan_rules():
+    text = render(schema.parse({"network": {"wan": {"mode": "none"}},
+                                "firewall": {"port_forwards": [{"name": "x", "wan_port": 80,
+                                                                "to_address": "192.168.1.2"}]}}))
+    assert "wan0" not in text and "masquerade" not in text and "dnat" not in text
+
+
+@pytest.mark.parametrize("firewall, message", [
+    ({"rules": [{"name": "r", "ports": "80-"}]}, "not a port"),
+    ({"rules": [{"name": "r", "ports": "90-80"}]}, "low to high"),
+    ({"rules": [{"name": "r", "protocol": "icmp", "ports": "80"}]}, "tcp or udp"),
+    ({"rules": [{"name": 'bad"name', "ports": "80"}]}, "pattern"),
+    ({"port_forwards": [{"name": "a", "wan_port": 80, "to_address": "192.168.1.2"},
+                        {"name": "b", "wan_port": 80, "to_address": "192.168.1.3"}]}, "two port forwards"),
+    ({"vpn_interfaces": ["wg0; drop"]}, "not an interface name"),
+    ({"rtp_port_min": 30000, "rtp_port_max": 20000}, "reversed"),
+])
+def test_bad_values_are_refused_with_a_clear_message(firewall, message):
+    with pytest.raises(Exception, match=message):
+        schema.parse({"firewall": firewall})
+
+
+def test_input_chain_extraction():
+    text = render(schema.parse({}))
+    assert "anti-lockout" in input_chain(text) and "masquerade" not in input_chain(text)
+    assert input_chain(None) == ""
+
+
+@needs_nft
+def test_lab_mode_renders_and_checks_but_loads_nothing(ctx):
+    svc = FirewallService(ctx)
+    engine = ApplyEngine(ctx, ConfigStore(ctx.db_path), {"firewall": svc})
+    engine.apply({"firewall": {"admin_from_wan": ["203.0.113.0/24"]}}, "test", "lab")
+    assert "203.0.113.0/24" in (ctx.etc_dir("firewall") / "ruleset.nft").read_text()
+    asyncio.run(svc.start(engine.current_config()))
+    assert svc.loaded is None and "lab mode" in svc.status().summary
+    assert not (ctx.run_dir("firewall") / "ruleset.nft").exists()
+    with pytest.raises(ConfigError):
+        engine.update("test", "bad", lambda d: d["firewall"].update(burst=0))
