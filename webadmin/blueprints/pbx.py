@@ -1,0 +1,451 @@
+"""Telephony pages: extensions, ring groups, trunks, outbound routes, DIDs, dial plan and permission
+classes (configuration, through apply_change), live registrations and calls, call records (+ CSV).
+
+Live data comes only from the pbx service's public methods (registrations, active_calls, trunks,
+bans, unban, cdr_query, cdr_csv, status); everything else is the `pbx` section of the document.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from webadmin import core, forms
+
+bp = Blueprint("pbx", __name__, url_prefix="/pbx")
+NAV = [("Telephony", "Extensions", "pbx.extensions"), ("Telephony", "Ring groups", "pbx.groups"),
+       ("Telephony", "Trunks", "pbx.trunks"), ("Telephony", "Outbound routes", "pbx.routes"),
+       ("Telephony", "DIDs (inbound numbers)", "pbx.dids"), ("Telephony", "Dial plan & permissions", "pbx.dialplan"),
+       ("Telephony", "Live registrations", "pbx.registrations"), ("Telephony", "Live calls", "pbx.calls"),
+       ("Telephony", "Call records", "pbx.cdr")]
+PERMISSIONS = [("internal", "Internal only"), ("local", "Local"), ("national", "National"),
+               ("international", "International")]
+DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred")
+DIRECTIONS = ("internal", "inbound", "outbound")
+CDR_PAGE = 50
+
+
+def _pbx():
+    """The pbx service instance (its public methods work whether it runs or not)."""
+    svc = core.runtime().services.get("pbx")
+    if svc is None:
+        abort(404)
+    return svc
+
+
+def _apply(summary: str, mutate, prefix: str) -> tuple[dict[str, str], list[str]]:
+    """apply_change; returns (field errors, general errors), both empty on success."""
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        by_field, general = forms.form_errors(err, prefix=prefix)
+        return {name.split(".", 1)[0]: msg for name, msg in by_field.items()}, general
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+# -- generic list sections: groups, trunks, routes, DIDs ----------------------------------------------
+@dataclass
+class Field:
+    name: str
+    label: str
+    kind: str = "text"          # text | int | float | bool | select | list | secret
+    help: str = ""
+    options: list = field(default_factory=list)
+    optional: bool = False      # empty input -> None (instead of "")
+    default: object = None      # shown on a new item
+
+
+@dataclass
+class Section:
+    name: str                   # key in document["pbx"] and URL part
+    title: str
+    singular: str
+    key: str                    # the identifying field
+    fields: list[Field]
+    columns: list[tuple[str, str]]     # (field, heading) for the list
+
+
+SECTIONS = {s.name: s for s in [
+    Section("groups", "Ring groups", "ring group", "number", [
+        Field("number", "Number", help="2 to 6 digits, not an extension"),
+        Field("name", "Name"),
+        Field("strategy", "Strategy", "select", options=[("simultaneous", "Ring all at once"),
+              ("in_order", "In order"), ("round_robin", "Round robin")], default="simultaneous"),
+        Field("members", "Members", "list", help="extension numbers, separated by commas or spaces"),
+        Field("member_timeout", "Seconds per member", "int", help="in order / round robin", default=15),
+        Field("timeout", "Total timeout (s)", "int", default=30),
+        Field("overflow", "Overflow destination", optional=True,
+              help="extension, group or number called after the timeout; empty: busy"),
+    ], [("number", "Number"), ("name", "Name"), ("strategy", "Strategy"), ("members", "Members"),
+        ("timeout", "Timeout (s)"), ("overflow", "Overflow")]),
+    Section("trunks", "Trunks", "trunk", "name", [
+        Field("name", "Name", help="letters, digits, '_' or '-'"),
+        Field("host", "Carrier host", help="host name or address of the carrier's SIP server"),
+        Field("port", "Port", "int", default=5060),
+        Field("transport", "Transport", "select", options=[("udp", "UDP"), ("tcp", "TCP")], default="udp"),
+        Field("username", "User name"),
+        Field("auth_password", "Password", "secret", help="leave empty to keep the current password"),
+        Field("registration", "Register to the carrier", "bool"),
+        Field("register_expires", "Registration interval (s)", "int", default=600),
+        Field("from_number", "Presented number", help="caller number shown on this trunk"),
+        Field("number_format", "Number format", "select", options=[("national", "National"), ("e164", "E.164")],
+              default="national"),
+        Field("max_channels", "Channels", "int", help="simultaneous calls; more go to the next trunk",
+              default=30),
+        Field("invite_timeout", "Failover after (s)", "float", help="seconds without answer before the backup",
+              default=8.0),
+    ], [("name", "Name"), ("host", "Host"), ("port", "Port"), ("transport", "Transport"),
+        ("registration", "Registers"), ("max_channels", "Channels")]),
+    Section("routes", "Outbound routes", "outbound route", "name", [
+        Field("name", "Name"),
+        Field("prefix", "Dialled prefix", help="digits the dialled number starts with; empty matches all"),
+        Field("strip", "Digits to strip", "int", default=0),
+        Field("prepend", "Digits to prepend"),
+        Field("trunks", "Trunks", "list", help="trunk names in order: primary first, then backups"),
+    ], [("name", "Name"), ("prefix", "Prefix"), ("strip", "Strip"), ("prepend", "Prepend"), ("trunks", "Trunks")]),
+    Section("dids", "DIDs (inbound numbers)", "DID", "number", [
+        Field("number", "Number", help="as received from the carrier"),
+        Field("destination", "Destination", help="extension or ring group number"),
+    ], [("number", "Number"), ("destination", "Destination")]),
+]}
+
+
+def _section(name: str) -> Section:
+    section = SECTIONS.get(name)
+    if section is None:
+        abort(404)
+    return section
+
+
+def _items(section: Section) -> list[dict]:
+    return [item.model_dump() for item in getattr(core.current_config().pbx, section.name)]
+
+
+def _posted(section: Section, old: dict | None) -> dict:
+    """The item as posted; values pydantic cannot read stay strings so it reports them per field."""
+    item: dict = {}
+    for f in section.fields:
+        raw = forms.text(f.name, 2000)
+        if f.kind == "bool":
+            item[f.name] = forms.checkbox(f.name)
+        elif f.kind == "list":
+            item[f.name] = [v for v in raw.replace(",", " ").split() if v]
+        elif f.kind == "secret":
+            item[f.name] = raw if raw else (old or {}).get(f.name, "")
+        elif f.kind in ("int", "float", "select"):
+            if raw or f.default is None:   # empty: the schema's default
+                item[f.name] = raw
+        elif f.optional:
+            item[f.name] = raw or None
+        else:
+            item[f.name] = raw
+    return item
+
+
+def _display(item: dict, section: Section) -> dict:
+    """Form values: lists joined, secrets never echoed."""
+    out = {}
+    for f in section.fields:
+        value = item.get(f.name, f.default)
+        if f.kind == "list" and isinstance(value, list):
+            value = ", ".join(value)
+        if f.kind == "secret":
+            value = ""
+        out[f.name] = value
+    return out
+
+
+def _list_view(section: str):
+    spec = _section(section)
+    extra = {}
+    if spec.name == "trunks":
+        extra["live"] = {t["name"]: t for t in _pbx().trunks()}
+    return render_template("pbx/section_list.html", section=spec, items=_items(spec), **extra)
+
+
+def _form_view(section: str, key: str | None = None):
+    spec = _section(section)
+    items = _items(spec)
+    keys = [str(i[spec.key]) for i in items]
+    if key is not None and key not in keys:
+        abort(404)
+    index = keys.index(key) if key is not None else len(items)
+    old = items[index] if key is not None else None
+    values = _display(old or {}, spec)
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        item = _posted(spec, old)
+
+        def mutate(doc: dict) -> None:
+            section_list = doc.setdefault("pbx", {}).setdefault(spec.name, [])
+            if key is None:
+                section_list.append(item)
+                return
+            for i, existing in enumerate(section_list):
+                if str(existing.get(spec.key)) == key:
+                    section_list[i] = item
+                    return
+            raise ConfigError({"": f"the {spec.singular} {key} no longer exists"})
+
+        label = item.get(spec.key) or "?"
+        summary = f"{'edit' if key else 'add'} {spec.singular} {label}"
+        errors, general = _apply(summary, mutate, f"pbx.{spec.name}.{index}")
+        if not errors and not general:
+            flash(f"The {spec.singular} {label} was saved.", "success")
+            return redirect(url_for(f"pbx.{spec.name}"))
+        values = _display(item, spec)
+    return render_template("pbx/section_form.html", section=spec, values=values, errors=errors,
+                           general=general, key=key), (400 if errors or general else 200)
+
+
+def _delete_view(section: str, key: str):
+    spec = _section(section)
+    if key not in [str(i[spec.key]) for i in _items(spec)]:
+        abort(404)
+
+    def mutate(doc: dict) -> None:
+        doc["pbx"][spec.name] = [i for i in doc["pbx"].get(spec.name, []) if str(i.get(spec.key)) != key]
+
+    errors, general = _apply(f"delete {spec.singular} {key}", mutate, f"pbx.{spec.name}")
+    if errors or general:
+        flash(f"The {spec.singular} {key} was not deleted: " + "; ".join([*errors.values(), *general]), "error")
+    else:
+        flash(f"The {spec.singular} {key} was deleted.", "success")
+    return redirect(url_for(f"pbx.{spec.name}"))
+
+
+for _name in SECTIONS:
+    bp.add_url_rule(f"/{_name}/", endpoint=_name, view_func=core.admin_required(_list_view),
+                    defaults={"section": _name})
+bp.add_url_rule("/<section>/new", endpoint="item_new", view_func=core.admin_required(_form_view),
+                methods=["GET", "POST"])
+bp.add_url_rule("/<section>/<key>/edit", endpoint="item_edit", view_func=core.admin_required(_form_view),
+                methods=["GET", "POST"])
+bp.add_url_rule("/<section>/<key>/delete", endpoint="item_delete", view_func=core.admin_required(_delete_view),
+                methods=["POST"])
+
+
+# -- extensions --------------------------------------------------------------------------------------
+@bp.route("/")
+@core.admin_required
+def extensions():
+    config = core.current_config()
+    contacts: dict[str, list[dict]] = {}
+    for reg in _pbx().registrations():
+        contacts.setdefault(reg["extension"], []).append(reg)
+    rows = []
+    for user in sorted((u for u in config.users if u.extension), key=lambda u: u.extension):
+        settings = config.pbx.extensions.get(user.extension)
+        rows.append({"user": user, "settings": settings, "contacts": contacts.get(user.extension, []),
+                     "permission": config.pbx.permissions.get(user.login, config.pbx.default_permission),
+                     "own_permission": user.login in config.pbx.permissions})
+    return render_template("pbx/extensions.html", rows=rows)
+
+
+EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout")
+
+
+@bp.route("/extensions/<ext>", methods=["GET", "POST"])
+@core.admin_required
+def extension_edit(ext: str):
+    config = core.current_config()
+    user = next((u for u in config.users if u.extension == ext), None)
+    if user is None:
+        abort(404)
+    settings = config.pbx.extensions.get(ext)
+    values = settings.model_dump() if settings else {"dnd": False, "forward_always": None, "forward_busy": None,
+                                                     "forward_no_answer": None, "no_answer_timeout": 20}
+    values["permission"] = config.pbx.permissions.get(user.login, "")
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        values = {"dnd": forms.checkbox("dnd"), "forward_always": forms.optional("forward_always", 40),
+                  "forward_busy": forms.optional("forward_busy", 40),
+                  "forward_no_answer": forms.optional("forward_no_answer", 40),
+                  "no_answer_timeout": forms.text("no_answer_timeout", 10) or 20,
+                  "permission": forms.text("permission", 20)}
+        if values["permission"] and values["permission"] not in dict(PERMISSIONS):
+            errors["permission"] = "choose a permission class from the list"
+        else:
+            def mutate(doc: dict) -> None:
+                pbx = doc.setdefault("pbx", {})
+                pbx.setdefault("extensions", {})[ext] = {k: values[k] for k in EXT_FIELDS}
+                perms = pbx.setdefault("permissions", {})
+                if values["permission"]:
+                    perms[user.login] = values["permission"]
+                else:
+                    perms.pop(user.login, None)
+
+            errors, general = _apply(f"call handling of extension {ext}", mutate, f"pbx.extensions.{ext}")
+            if not errors and not general:
+                flash(f"Extension {ext} was saved.", "success")
+                return redirect(url_for("pbx.extensions"))
+    return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
+                           general=general, permissions=PERMISSIONS,
+                           default_permission=config.pbx.default_permission), (400 if errors or general else 200)
+
+
+# -- dial plan and permission classes -----------------------------------------------------------------
+DIALPLAN_LISTS = ("local_prefixes", "emergency_numbers")
+DIALPLAN_TEXT = ("country_code", "national_prefix", "international_prefix", "default_permission")
+
+
+@bp.route("/dialplan", methods=["GET", "POST"])
+@core.admin_required
+def dialplan():
+    config = core.current_config()
+    pbx = config.pbx
+    values = {k: getattr(pbx, k) for k in DIALPLAN_TEXT} | {k: ", ".join(getattr(pbx, k)) for k in DIALPLAN_LISTS}
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        values = {k: forms.text(k, 40) for k in DIALPLAN_TEXT} | {k: forms.text(k, 2000) for k in DIALPLAN_LISTS}
+
+        def mutate(doc: dict) -> None:
+            section = doc.setdefault("pbx", {})
+            for k in DIALPLAN_TEXT:
+                section[k] = values[k]
+            for k in DIALPLAN_LISTS:
+                section[k] = values[k].replace(",", " ").split()
+
+        errors, general = _apply("dial plan settings", mutate, "pbx")
+        if not errors and not general:
+            flash("The dial plan was saved.", "success")
+            return redirect(url_for("pbx.dialplan"))
+    users = {u.login: u for u in config.users}
+    overrides = [(login, users.get(login), cls) for login, cls in sorted(pbx.permissions.items())]
+    assignable = [u for u in sorted(config.users, key=lambda u: u.login) if u.login not in pbx.permissions]
+    return render_template("pbx/dialplan.html", values=values, errors=errors, general=general,
+                           permissions=PERMISSIONS, overrides=overrides, assignable=assignable), \
+        (400 if errors or general else 200)
+
+
+@bp.route("/permissions", methods=["POST"])
+@core.admin_required
+def permission_set():
+    """Give a user their own permission class (create or change)."""
+    login, cls = forms.text("login", 64), forms.text("permission", 20)
+    if core.current_config().user(login) is None or cls not in dict(PERMISSIONS):
+        flash("Choose a user and a permission class.", "error")
+        return redirect(url_for("pbx.dialplan"))
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("pbx", {}).setdefault("permissions", {})[login] = cls
+
+    errors, general = _apply(f"permission class of {login}: {cls}", mutate, "pbx.permissions")
+    if errors or general:
+        flash("Not saved: " + "; ".join([*errors.values(), *general]), "error")
+    else:
+        flash(f"{login} now has the permission class {cls}.", "success")
+    return redirect(url_for("pbx.dialplan"))
+
+
+@bp.route("/permissions/<login>/delete", methods=["POST"])
+@core.admin_required
+def permission_delete(login: str):
+    if login not in core.current_config().pbx.permissions:
+        abort(404)
+
+    def mutate(doc: dict) -> None:
+        doc["pbx"]["permissions"].pop(login, None)
+
+    errors, general = _apply(f"permission class of {login}: default", mutate, "pbx.permissions")
+    if errors or general:
+        flash("Not saved: " + "; ".join([*errors.values(), *general]), "error")
+    else:
+        flash(f"{login} now has the default permission class.", "success")
+    return redirect(url_for("pbx.dialplan"))
+
+
+# -- live views ----------------------------------------------------------------------------------------
+@bp.route("/registrations")
+@core.admin_required
+def registrations():
+    svc = _pbx()
+    names = {u.extension: u.full_name for u in core.current_config().users if u.extension}
+    regs = sorted(svc.registrations(), key=lambda r: (r["extension"], r["contact"]))
+    return render_template("pbx/registrations.html", regs=regs, names=names, bans=svc.bans(),
+                           status=svc.status())
+
+
+@bp.route("/bans/<path:source>/delete", methods=["POST"])
+@core.admin_required
+def unban(source: str):
+    _pbx().unban(source)
+    flash(f"{source} may send requests again.", "success")
+    return redirect(url_for("pbx.registrations"))
+
+
+@bp.route("/calls")
+@core.admin_required
+def calls():
+    svc = _pbx()
+    return render_template("pbx/calls.html", calls=svc.active_calls(), status=svc.status(),
+                           now=dt.datetime.now().timestamp())
+
+
+# -- call records ---------------------------------------------------------------------------------------
+def _cdr_filters() -> tuple[dict, dict, dict[str, str]]:
+    """(form values, service filters, errors) from the query string; dates are days in the box's zone."""
+    args = request.args
+    values = {k: (args.get(k) or "").strip()[:40] for k in ("since", "until", "party", "disposition", "direction")}
+    filters: dict = {}
+    errors: dict[str, str] = {}
+    try:
+        tz = zoneinfo.ZoneInfo(core.current_config().system.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        tz = zoneinfo.ZoneInfo("UTC")
+    for name, shift in (("since", 0), ("until", 1)):
+        if values[name]:
+            try:
+                day = dt.date.fromisoformat(values[name])
+            except ValueError:
+                errors[name] = "enter a date as YYYY-MM-DD"
+                continue
+            start = dt.datetime.combine(day + dt.timedelta(days=shift), dt.time(), tz)
+            filters[name] = start.timestamp()
+    if values["party"]:
+        if not all(c.isdigit() or c in "+*#" for c in values["party"]):
+            errors["party"] = "enter an extension or a number (digits, +, * or #)"
+        else:
+            filters["party"] = values["party"]
+    for name, allowed in (("disposition", DISPOSITIONS), ("direction", DIRECTIONS)):
+        if values[name]:
+            if values[name] in allowed:
+                filters[name] = values[name]
+            else:
+                errors[name] = "choose a value from the list"
+    if "since" in filters and "until" in filters and filters["until"] <= filters["since"]:
+        errors["until"] = "the end date must not be before the start date"
+    return values, filters, errors
+
+
+@bp.route("/cdr")
+@core.admin_required
+def cdr():
+    values, filters, errors = _cdr_filters()
+    page = max(1, min(request.args.get("page", 1, type=int) or 1, 100000))
+    rows = [] if errors else _pbx().cdr_query(**filters, limit=CDR_PAGE + 1, offset=(page - 1) * CDR_PAGE)
+    more = len(rows) > CDR_PAGE
+    query = {k: v for k, v in values.items() if v}
+    return render_template("pbx/cdr.html", rows=rows[:CDR_PAGE], values=values, errors=errors, page=page,
+                           more=more, query=query, dispositions=DISPOSITIONS, directions=DIRECTIONS), \
+        (400 if errors else 200)
+
+
+@bp.route("/cdr.csv")
+@core.admin_required
+def cdr_csv():
+    _, filters, errors = _cdr_filters()
+    if errors:
+        abort(400, description="Invalid filter: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
+    return Response(_pbx().cdr_csv(**filters), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'})
