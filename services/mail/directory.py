@@ -85,6 +85,19 @@ class Directory:
             result.remote += [x for x in sub.remote if x not in result.remote]
         return result if (result.logins or result.remote) else None
 
+    def may_send_as(self, login: str, address: str) -> bool:
+        """A signed-in user may send as their own address, login@ any local domain, or an alias or list
+        they receive (e.g. info@); the null sender is allowed too."""
+        if not address:
+            return True
+        if self.login_for(address) == login:
+            return True
+        local, domain = split_address(address)
+        if not self.is_local_domain(domain):
+            return False
+        found = self.resolve(address) if local.lower() in self.aliases else None
+        return found is not None and login in found.logins
+
     def may_relay(self, peer_ip: str | None) -> bool:
         if not peer_ip:
             return False

@@ -51,6 +51,8 @@ class No(Exception):
 
 
 class ImapSession(LineSession):
+    idle_timeout = 1800.0  # RFC 3501 5.4: at least 30 minutes
+
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.login: str | None = None

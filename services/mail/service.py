@@ -56,7 +56,8 @@ class MailService(Service):
         self.mailbox_locks: dict[str, asyncio.Lock] = {}
         self.queue = MailQueue(self.ctx.state_dir("mail") / "queue")
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
-        self.sessions: set[asyncio.Task] = set()
+        self.sessions: set[asyncio.Task] = set()  # POP3 and IMAP
+        self.smtp_connections: set = set()
         self.received = 0
         self._listen_key: tuple | None = None
 
@@ -111,6 +112,13 @@ class MailService(Service):
             task.cancel()
         if self.sessions:
             await asyncio.wait(list(self.sessions), timeout=5)
+        connections = list(self.smtp_connections)
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.close()
+        handlers = [c._handler_coroutine for c in connections if c._handler_coroutine is not None]  # noqa: SLF001
+        if handlers:  # aiosmtpd cancels its session task when the transport is lost: let it finish
+            await asyncio.wait(handlers, timeout=5)
         await self.outbound.stop()
 
     async def track(self, session) -> None:

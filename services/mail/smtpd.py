@@ -35,6 +35,15 @@ class MailSMTP(SMTP):
     def __init__(self, handler, *, implicit_tls: bool = False, **kw) -> None:
         super().__init__(handler, **kw)
         self.implicit_tls = implicit_tls
+        self.connections = handler.service.smtp_connections
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.connections.add(self)
+
+    def connection_lost(self, error) -> None:
+        self.connections.discard(self)
+        super().connection_lost(error)
 
     async def push(self, status):
         if isinstance(status, str) and status.startswith("552 Error"):
@@ -55,8 +64,12 @@ class Handler:
         self.kind = kind
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        address = "" if address == "<>" else address  # the null sender (bounces)
         if address and not valid_address(address):
             return "553 5.1.7 Bad sender address syntax"
+        login = session.auth_data if session.authenticated else None
+        if isinstance(login, str) and not self.service.directory.may_send_as(login, address):
+            return f"553 5.7.1 <{address}>: not an address of user {login}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -65,6 +78,8 @@ class Handler:
         directory = self.service.directory
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
+        if address.lower() == "postmaster":  # RFC 5321 4.5.1: accepted without a domain
+            address = f"postmaster@{directory.mail_domain}"
         if not valid_address(address):
             return "553 5.1.3 Bad recipient address syntax"
         local, domain = split_address(address)

@@ -181,3 +181,22 @@ def test_lan_clients_may_relay_only_if_configured(ctx):
             assert client.rcpt("friend@foreign.test")[0] == 554
     finally:
         running.stop()
+
+
+def test_signed_in_users_send_only_as_themselves_or_their_aliases(mail):
+    client = submit(mail, user="bob", password=PASSWORDS["bob"])
+    for sender in ("bob.b@example.com", "bob@example.com", "sales@example.com", ""):
+        reply = client.mail(sender)
+        assert reply[0] == 250, (sender, reply)
+        client.rset()
+    for sender in ("alice@example.com", "info@example.com", "ceo@foreign.test"):
+        code, message = client.mail(sender)
+        assert code == 553 and b"not an address of user bob" in message, sender
+        client.rset()
+    client.quit()
+
+
+def test_postmaster_without_domain_reaches_the_admins(mail):
+    with smtplib.SMTP("127.0.0.1", mail.port("smtp"), timeout=10) as client:
+        client.sendmail("x@elsewhere.test", ["postmaster"], b"Subject: abuse report\r\n\r\n!\r\n")
+    assert len(inbox(mail, "alice")) == 1
