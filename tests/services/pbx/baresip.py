@@ -17,11 +17,12 @@ source, an unconnected aubridge device as player; codecs PCMU/PCMA (+ telephone-
         alice.hold(); alice.resume()                 # re-INVITE sendonly / sendrecv
         alice.send_dtmf("123#")                      # RFC 4733; the peer sees bob.dtmf_received
         alice.transfer("102")                        # blind transfer (REFER) of the current call
+                                                     # (baresip 1.0.0 cannot start an attended one)
         alice.hangup()                               # BYE / CANCEL / reject (486) of the current call
 
 Constructor: Baresip(name, user=None, password=None, registrar=None, *, addr="127.0.0.1",
 host=None, transport="udp", display_name=None, auto_answer=False, domain=None, regint=60,
-codecs=("pcmu", "pcma"), timeout=10.0). Without `registrar` the UA does not register and is
+codecs=("pcmu", "pcma") (also "g722"), timeout=10.0). Without `registrar` the UA does not register and is
 reachable directly at `ua.uri` (peer-to-peer). `host` runs it inside that namespace; `addr` must
 then be the namespace's address. `domain` (default: registrar host) is the AOR domain; the
 registrar is always used as outbound proxy, so no DNS is involved.
@@ -176,7 +177,8 @@ class Baresip:
         if self.display_name:
             line = f'"{self.display_name}" {line}'
         params = [f"regint={self.regint}", "answermode=" + ("auto" if self.auto_answer else "manual"),
-                  "audio_codecs=" + ",".join(self.codecs), "mwi=no", "call_transfer=yes"]
+                  "audio_codecs=" + ",".join("g722/16000/1" if c.lower() == "g722" else c for c in self.codecs),
+                  "mwi=no", "call_transfer=yes"]
         if self.registrar:
             params.append(f'outbound="sip:{self.registrar};transport={self.transport}"')
         if self.password is not None:
@@ -201,6 +203,7 @@ class Baresip:
             "rtcp_mux no",
             f"module_path {MODULE_PATH}",
             "module g711.so",
+            *(["module g722.so"] if any(c.lower().startswith("g722") for c in self.codecs) else []),
             "module ausine.so",
             "module aubridge.so",
             "module ctrl_tcp.so",
@@ -253,7 +256,7 @@ class Baresip:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise BaresipError(f"baresip {self.name}: no control socket: {self.log()}")
+                    raise BaresipError(f"baresip {self.name}: no control socket: {self.log()}") from None
                 time.sleep(0.05)
         self._ctrl.settimeout(None)
         self._cons.settimeout(2)

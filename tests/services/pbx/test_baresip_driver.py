@@ -100,6 +100,16 @@ def test_blind_transfer_and_tcp():
         a.wait_for("CALL_CLOSED")
 
 
+def test_g722_call():
+    with Baresip("a", codecs=("g722",)) as a, Baresip("b", codecs=("g722", "pcmu"), auto_answer=True) as b:
+        a.dial(b.uri)
+        a.wait_for("CALL_ESTABLISHED")
+        stats = a.wait_rtp(tx=10, rx=10)
+        assert stats["codec"].startswith("G722")
+        a.hangup()
+        b.wait_for("CALL_CLOSED")
+
+
 def test_wait_for_is_bounded_and_errors_are_clear():
     with Baresip("a", timeout=1) as a:
         with pytest.raises(BaresipError, match="timed out waiting for CALL_INCOMING"):
@@ -156,7 +166,8 @@ class _Registrar:
         p = dict(re.findall(r'(\w+)="?([^",]*)"?', params))
         if user not in self.users or p.get("username") != user:
             return False
-        md5 = lambda s: hashlib.md5(s.encode()).hexdigest()
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
         ha1 = md5(f"{user}:{p['realm']}:{self.users[user]}")
         ha2 = md5(f"REGISTER:{p['uri']}")
         expect = md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:{p['qop']}:{ha2}")
