@@ -110,7 +110,7 @@ class DhcpService(Service):
             iface = nets[name]
             box = iface.ip
             pools = [(p.start, p.end, p.lease_time or section.lease_time) for p in section.pools if p.network == name]
-            if not section.pools:
+            if not pools:  # a network without a pool of its own gets the automatic one
                 start, end = default_pool(iface.network)
                 pools = [(start, end, section.lease_time)] if not start <= box <= end else []
             options = {

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from appliance.schema import Section
 from appliance.service import ServiceConfig
 
-NAME_PATTERN = r"^(@|\*?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?)$"
+NAME_PATTERN = r"^(@|[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?)$"
 
 
 def parse_upstream(value: str) -> tuple[str, int]:

@@ -144,3 +144,23 @@ def test_fuzzed_queries_never_break_the_server(dns, caplog):
     assert dig(port, "+tcp", "+short", "nas.office.test").split() == ["10.77.0.5"]
     assert runner.sync(svc.status).figures["formerr"] > 0
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]  # no handler crashed
+
+
+def test_dead_or_missing_upstream_gives_servfail(ctx):
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()  # nobody listens there any more: the kernel answers "port unreachable"
+    runner = LoopThread()
+    svc = SERVICE(ctx)
+    runner.call(svc.start(lan_config("lan0", dns={"lab_port": 0, "upstreams": [f"127.0.0.1:{dead_port}"]})))
+    try:
+        port = svc.addresses[0][1]
+        assert status(dig(port, "www.example.net")) == "SERVFAIL"
+        assert dig(port, "+short", "box.office.test").split() == ["10.77.0.1"]  # the local zone still works
+        runner.call(svc.reload(lan_config("lan0", dns={"lab_port": 0, "upstreams": []})))
+        assert status(dig(port, "www.example.net")) == "SERVFAIL"
+        assert runner.sync(svc.status).health == "degraded"
+    finally:
+        runner.call(svc.stop())
+        runner.close()
