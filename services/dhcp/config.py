@@ -55,7 +55,8 @@ DEFAULT_VENDORS = [VendorRule(match=m) for m in ("yealink", "snom", "grandstream
 
 class DhcpConfig(ServiceConfig):
     lease_time: int = Field(default=86400, ge=60, le=31_536_000, description="seconds")
-    pools: list[Pool] = Field(default_factory=list, description="a network without pools serves .100-.199 (a /24) or its upper half")
+    pools: list[Pool] = Field(default_factory=list,
+                              description="a network without pools serves .100-.199 (a /24) or its upper half")
     reservations: list[Reservation] = Field(default_factory=list)
     dns_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
     ntp_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")

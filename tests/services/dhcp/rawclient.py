@@ -51,7 +51,7 @@ class RawClient:
                 reply = _parse_reply(self.sock.recv(2048))
                 if reply is not None and reply.xid == self.xid:
                     return reply
-        except socket.timeout:
+        except TimeoutError:
             return None
 
     def exchange(self, kind: int, **kw) -> P.Packet | None:
