@@ -140,3 +140,12 @@ def test_pages_never_show_hashes_or_secrets(admin_client, runtime):
                  "/account/"):
         page = admin_client.get(path).get_data(as_text=True)
         assert "$argon2" not in page and anna.sip_secret not in page, path
+
+
+def test_search_users(admin_client):
+    create(admin_client)
+    create(admin_client, login="bert", full_name="Bert Other", extension="302", email="")
+    page = admin_client.get("/users/?q=Anna").get_data(as_text=True)
+    assert 'id="user-anna"' in page and 'id="user-bert"' not in page and "1 of 3 users match" in page
+    assert 'id="user-bert"' in admin_client.get("/users/?q=302").get_data(as_text=True)
+    assert "No user matches." in admin_client.get("/users/?q=nobody%00<b>").get_data(as_text=True)

@@ -64,8 +64,13 @@ def _index_of(doc: dict, login: str) -> int:
 @bp.route("/")
 @core.admin_required
 def index():
+    query = (request.args.get("q") or "").strip().lower()[:100]
     users = sorted(core.current_config().users, key=lambda u: u.login)
-    return render_template("users/index.html", users=users)
+    total = len(users)
+    if query:
+        users = [u for u in users if query in " ".join(
+            filter(None, (u.login, u.full_name.lower(), u.extension, (u.email or "").lower())))]
+    return render_template("users/index.html", users=users, query=query, total=total)
 
 
 @bp.route("/new", methods=["GET", "POST"])
