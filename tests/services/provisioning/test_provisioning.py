@@ -141,3 +141,37 @@ def test_validation_names_missing_users(ctx):
     errors = SERVICE(ctx).validate(type(config).model_validate(document))
     assert errors == ["phone 00:15:65:aa:bb:05: user 'dave' has no extension number",
                       "phone 00:15:65:aa:bb:06: there is no user 'zed'"]
+
+
+def test_tftp_garbage_is_refused_and_server_keeps_serving(prov):
+    import socket
+
+    svc, _ = prov
+    port = svc.ports["tftp"]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(2)
+    try:
+        for junk in (b"\x00", b"\x00\x01name-without-mode", b"\x00\x01f\x00mail\x00", b"\x00\x01\xff\xfe\x00octet\x00",
+                     b"\x00\x04\x00\x01", b"\x00\x09abc\x00octet\x00"):
+            sock.sendto(junk, ("127.0.0.1", port))
+            if len(junk) >= 4:
+                reply = sock.recv(600)
+                assert reply[:2] == b"\x00\x05"  # an ERROR packet, not a file
+    finally:
+        sock.close()
+    out = subprocess.run(["curl", "-s", "-m", "5", f"tftp://127.0.0.1:{port}/001565aabb01.cfg"],
+                         capture_output=True, text=True, timeout=10)
+    assert "AliceSecret2024" in out.stdout
+
+
+def test_reload_serves_new_phones_and_forgets_removed_ones(prov):
+    svc, runner = prov
+    base = lambda: f"http://127.0.0.1:{svc.ports['http']}"  # noqa: E731
+    assert curl(f"{base()}/001565aabb01.cfg")[0] == 200
+    config = make_config()
+    document = config.model_dump(mode="json")
+    document["provisioning"]["phones"] = [{"mac": "00:15:65:cc:dd:ee", "model": "yealink", "user": "bob"}]
+    runner.call(svc.reload(type(config).model_validate(document)))
+    assert curl(f"{base()}/001565aabb01.cfg")[0] == 404
+    code, body = curl(f"{base()}/001565ccddee.cfg")
+    assert code == 200 and "BobSecret20245" in body
