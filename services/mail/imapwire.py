@@ -104,7 +104,7 @@ def parse_set(text: str, largest: int) -> set[int] | None:
         low, high = min(values), max(values)
         if high - low > 10_000_000:
             return None
-        result.update(range(low, high + 1))
+        result.update(range(max(low, 1), high + 1))  # '*' of an empty mailbox names nothing
     return result
 
 

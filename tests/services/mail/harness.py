@@ -45,6 +45,14 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
+async def cancel_leftovers() -> None:
+    """End what is still running on a test loop (e.g. a connection accepted during stop) before closing it."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class RunningMail:
     """Start/stop a MailService on a private loop in a thread."""
 
@@ -71,6 +79,7 @@ class RunningMail:
         try:
             self.call(self.service.stop(), timeout=90)
         finally:
+            asyncio.run_coroutine_threadsafe(cancel_leftovers(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()

@@ -9,6 +9,7 @@ import threading
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from appliance.certs import ensure_certificate
+from tests.services.mail.harness import cancel_leftovers
 
 
 class Recorder:
@@ -74,6 +75,7 @@ class Smarthost:
 
     def close(self) -> None:
         self.down()
+        asyncio.run_coroutine_threadsafe(cancel_leftovers(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
