@@ -43,3 +43,36 @@ def test_default_pool():
     import ipaddress
     assert default_pool(ipaddress.IPv4Network("192.168.1.0/24")) == (ipaddress.IPv4Address("192.168.1.100"),
                                                                       ipaddress.IPv4Address("192.168.1.199"))
+
+
+def test_corrupt_lease_file_is_survived(ctx, caplog):
+    import asyncio
+
+    path = ctx.state_dir("dhcp") / "leases.json"
+    path.write_text('{"leases": [{"ip": "10.77.0.5", "mac": "02:00:00:00:00:01"')  # cut off by a crash
+    svc = SERVICE(ctx)
+
+    async def cycle():
+        await svc.start(lan_config("lan0"))
+        status = svc.status()
+        await svc.stop()
+        return status
+
+    status = asyncio.run(cycle())
+    assert status.health == "ok" and "no interface" in status.summary
+    assert "unreadable" in caplog.text
+
+
+def test_bad_lease_records_are_skipped(ctx):
+    import json
+    import time
+
+    from services.dhcp.leases import LeaseTable
+
+    path = ctx.state_dir("dhcp") / "leases.json"
+    good = {"ip": "10.77.0.5", "mac": "02:00:00:00:00:01", "network": "lan", "expires": time.time() + 60}
+    path.write_text(json.dumps({"leases": [good, {"ip": "not-an-ip", "mac": "x", "network": "lan", "expires": 1},
+                                           {"mac": "02:00:00:00:00:02"}]}))
+    table = LeaseTable(path)
+    table.load()
+    assert [str(lease.ip) for lease in table.bound(time.time())] == ["10.77.0.5"]
