@@ -1,6 +1,8 @@
 """Form helpers: read fields, and turn a ConfigError into per-field messages an admin understands."""
 from __future__ import annotations
 
+import re
+
 from flask import request
 
 from appliance.apply import ConfigError
@@ -21,6 +23,7 @@ PATTERN_HINTS = {
 }
 # root-level (cross-user) messages from the schema, routed to the field they are about
 ROOT_FIELDS = {"login ": "login", "extension number": "extension", "e-mail address": "email"}
+DUPLICATE = re.compile(r"^.*?('.*') is used by more than one user$")
 
 
 def friendly(path: str, message: str) -> str:
@@ -51,10 +54,12 @@ def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | Non
             name = path[len(prefix) + 1:]
         if name is None and root_fields and not path:
             name = next((f for start, f in ROOT_FIELDS.items() if text.startswith(start)), None)
+            if name is not None:
+                text = DUPLICATE.sub(r"\1 is already used by another user", text)
         if name is not None:
             by_field.setdefault(name, text)
         else:
-            general.append(f"{path}: {text}" if path else text)
+            general.append(f"{path}: {text}" if path and path != prefix else text)
     return by_field, general
 
 

@@ -36,9 +36,9 @@ def test_field_errors_from_the_schema(admin_client, runtime):
     before = runtime.store.current_id()
     cases = [
         ({"login": "bert", "extension": "2x"}, "extension", "use 2 to 6 digits"),
-        ({"login": "bert", "extension": "201"}, "extension", "extension number '201' is used by more than one"),
+        ({"login": "bert", "extension": "201"}, "extension", "'201' is already used by another user"),
         ({"login": "bert", "extension": "202", "email": "not-an-address"}, "email", "valid e-mail address"),
-        ({"login": "anna", "extension": "203", "email": ""}, "login", "login 'anna' is used by more than one"),
+        ({"login": "anna", "extension": "203", "email": ""}, "login", "'anna' is already used by another user"),
         ({"login": "Bad Login!", "extension": "204", "email": ""}, "login", "lower-case letters"),
         ({"login": "bert", "extension": "205", "email": "", "full_name": " "}, "full_name", "required"),
         ({"login": "bert", "extension": "206", "email": "", "role": "root"}, "role", "'admin' or 'staff'"),
