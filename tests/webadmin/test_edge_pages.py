@@ -158,7 +158,7 @@ def test_usage_report_charts(admin_client, runtime):
     for chart in ("top-sites", "top-clients", "per-hour", "cache-ratio"):
         assert f'<svg id="{chart}"' in body
     assert "news.example" in body and "secure.example" in body and "10.20.0.9" in body
-    assert re.search(r'id="hit-ratio">50 % \(1 of 2\)', body)
+    assert re.search(r'id="hit-ratio">33 % \(1 of 3\)', body)  # the tunnel is a miss, the denial neither
     assert "97.7 KB" in body  # news.example: 100000 bytes
     sites = re.findall(r'<rect x="230" y="\d+" width="(\d+)"', body)
     assert sites[0] == "420"  # the biggest bar is full width

@@ -1,0 +1,209 @@
+"""Firewall pages: zone policies and settings, rules, port forwards, and the commit-confirm banner.
+
+A change that touches access to the box is live at once but rolled back unless confirmed in time
+(services.firewall); the page shows the countdown (an SVG animation, no script) and a Confirm button,
+and reloads itself every few seconds while a change waits.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, flash, make_response, redirect, render_template, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from webadmin import core, forms
+
+bp = Blueprint("firewall", __name__, url_prefix="/firewall")
+NAV = [("Internet", "Firewall", "firewall.index")]
+ZONES = ("lan", "voice", "vpn")
+
+
+def _service():
+    return core.runtime().services.get("firewall")
+
+
+def split_list(value: str) -> list[str]:
+    return [item for item in re.split(r"[\s,;]+", value) if item]
+
+
+def top_fields(errors: dict[str, str], general: list[str]) -> tuple[dict[str, str], list[str]]:
+    """'sources.2' -> 'sources': list items are edited in one form field."""
+    out: dict[str, str] = {}
+    for name, message in errors.items():
+        out.setdefault(name.split(".")[0], message)
+    return out, general
+
+
+def shown(errors: dict[str, str], general: list[str], fields: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Errors for fields the page has stay by their field; the others join the general messages."""
+    general = list(general)
+    for name, message in errors.items():
+        if name not in fields:
+            general.append(f"{name.replace('_', ' ')}: {message}")
+    return {k: v for k, v in errors.items() if k in fields}, general
+
+
+def _apply(summary: str, mutate, prefix: str = "") -> tuple[dict[str, str], list[str]]:
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        return top_fields(*forms.form_errors(err, prefix=prefix))
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+FIELDS = {"admin_from_wan", "vpn_interfaces", "vpn_networks", "sip_peers", "new_connections_per_second", "burst",
+          "confirm_timeout", "name", "action", "source_zone", "destination", "protocol", "ports", "sources",
+          "destinations", "fwd_name", "fwd_protocol", "wan_port", "to_address", "to_port", "fwd_sources"}
+
+
+def _page(errors=None, general=None, form=None, status=200):
+    errors, general = shown(errors or {}, general or [], FIELDS)
+    config = core.current_config()
+    svc = _service()
+    pending = svc.pending_confirmation() if svc else None
+    body = render_template("firewall/index.html", config=config, fw=config.firewall, pending=pending,
+                           last_rollback=svc.last_rollback if svc else None, live=bool(svc and svc.live),
+                           errors=errors or {}, general=general or [], form=form or {}, zones=ZONES)
+    response = make_response(body, status)
+    if pending:
+        response.headers["Refresh"] = "5"
+    return response
+
+
+def _saved(message: str):
+    svc = _service()
+    pending = svc.pending_confirmation() if svc else None
+    if pending:
+        flash(f"{message} This change affects access to the box: confirm it within "
+              f"{pending['seconds_left']:.0f} seconds or it is undone.", "warning")
+    else:
+        flash(message, "success")
+    return redirect(url_for("firewall.index"))
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/confirm", methods=["POST"])
+@core.admin_required
+def confirm():
+    svc = _service()
+    if svc is not None and svc.confirm():
+        flash("Firewall change confirmed: it stays.", "success")
+    else:
+        flash("There was no change waiting for confirmation (it may have been rolled back).", "warning")
+    return redirect(url_for("firewall.index"))
+
+
+@bp.route("/settings", methods=["POST"])
+@core.admin_required
+def settings():
+    form = {k: forms.text(k, 2000) for k in ("admin_from_wan", "vpn_interfaces", "vpn_networks", "sip_peers",
+                                             "new_connections_per_second", "burst", "confirm_timeout")}
+    errors: dict[str, str] = {}
+    numbers = {}
+    for key in ("new_connections_per_second", "burst", "confirm_timeout"):
+        try:
+            numbers[key] = int(form[key])
+        except ValueError:
+            errors[key] = "enter a whole number"
+    if errors:
+        return _page(errors, form=form, status=400)
+
+    def mutate(doc: dict) -> None:
+        fw = doc["firewall"]
+        fw.update(numbers)
+        for key in ("admin_from_wan", "vpn_interfaces", "vpn_networks", "sip_peers"):
+            fw[key] = split_list(form[key])
+        for key in ("anti_lockout", "ping_from_wan", "masquerade", "confirm_all_changes"):
+            fw[key] = forms.checkbox(key)
+        for zone in ZONES:
+            fw[zone]["box"] = forms.checkbox(f"{zone}_box")
+            fw[zone]["internet"] = forms.checkbox(f"{zone}_internet")
+
+    errors, general = _apply("firewall settings", mutate, prefix="firewall")
+    if errors or general:
+        return _page(errors, general, form, 400)
+    return _saved("Firewall settings saved.")
+
+
+@bp.route("/rules", methods=["POST"])
+@core.admin_required
+def rule_add():
+    form = {k: forms.text(k, 500) for k in ("name", "action", "source_zone", "destination", "protocol", "ports",
+                                            "sources", "destinations")}
+    index = len(core.current_config().firewall.rules)
+    rule = {**{k: form[k] for k in ("name", "action", "source_zone", "destination", "protocol", "ports")},
+            "sources": split_list(form["sources"]), "destinations": split_list(form["destinations"])}
+
+    def mutate(doc: dict) -> None:
+        doc["firewall"]["rules"].append(rule)
+
+    errors, general = _apply(f"add firewall rule {form['name']}", mutate, prefix=f"firewall.rules.{index}")
+    if errors or general:
+        return _page(errors, general, form, 400)
+    return _saved("Rule added.")
+
+
+@bp.route("/rules/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def rule_delete(index: int):
+    return _delete("rules", index, "firewall rule")
+
+
+@bp.route("/forwards", methods=["POST"])
+@core.admin_required
+def forward_add():
+    form = {k: forms.text(k, 500) for k in ("fwd_name", "fwd_protocol", "wan_port", "to_address", "to_port",
+                                            "fwd_sources")}
+    errors = {}
+    ports = {}
+    for key in ("wan_port", "to_port"):
+        if form[key] or key == "wan_port":
+            try:
+                ports[key] = int(form[key])
+            except ValueError:
+                errors[key] = "enter a port number"
+    if errors:
+        return _page(errors, form=form, status=400)
+    index = len(core.current_config().firewall.port_forwards)
+    forward = {"name": form["fwd_name"], "protocol": form["fwd_protocol"], "to_address": form["to_address"],
+               "sources": split_list(form["fwd_sources"]), **ports}
+
+    def mutate(doc: dict) -> None:
+        doc["firewall"]["port_forwards"].append(forward)
+
+    names = {f"firewall.port_forwards.{index}.{k}": f"fwd_{k}" for k in ("name", "protocol", "sources")}
+    try:
+        core.apply_change(f"add port forward {form['fwd_name']}", mutate)
+    except ConfigError as err:
+        errors, general = top_fields(*forms.form_errors(err, prefix=f"firewall.port_forwards.{index}", fields=names))
+        return _page(errors, general, form, 400)
+    except ApplyError as err:
+        return _page(general=[str(err)], form=form, status=400)
+    return _saved("Port forward added.")
+
+
+@bp.route("/forwards/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def forward_delete(index: int):
+    return _delete("port_forwards", index, "port forward")
+
+
+def _delete(key: str, index: int, what: str):
+    def mutate(doc: dict) -> None:
+        items = doc["firewall"][key]
+        if not 0 <= index < len(items):
+            raise ConfigError({"": f"that {what} no longer exists"})
+        del items[index]
+
+    _, general = _apply(f"remove a {what}", mutate)
+    if general:
+        return _page(general=general, status=400)
+    return _saved(f"The {what} was removed.")

@@ -1,0 +1,110 @@
+"""Interfaces page: live status (appliance.network.network_status) and the LAN, voice VLAN, WAN and
+static routes settings (the `network` section of the configuration)."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+
+from appliance.apply import ConfigError
+from appliance.network import NetworkError, network_status
+from appliance.service import ApplyError
+from webadmin import core, forms
+from webadmin.blueprints.firewall import shown, split_list, top_fields
+
+bp = Blueprint("network", __name__, url_prefix="/network")
+NAV = [("Internet", "Interfaces", "network.index")]
+FIELDS = {"network.lan.interface": "lan_interface", "network.lan.address": "lan_address",
+          "network.voice.vlan_id": "vlan_id", "network.voice.address": "voice_address",
+          "network.wan.interface": "wan_interface", "network.wan.mode": "wan_mode",
+          "network.wan.address": "wan_address", "network.wan.gateway": "wan_gateway", "network.wan.dns": "wan_dns",
+          "network.wan": "wan_gateway"}
+
+
+def _status(config) -> tuple[dict | None, str]:
+    try:
+        return network_status(ctx=core.runtime().ctx, config=config), ""
+    except (NetworkError, OSError) as exc:
+        return None, f"status unavailable: {exc}"
+
+
+def _page(errors=None, general=None, form=None, status=200):
+    errors, general = shown(errors or {}, general or [], set(FIELDS.values()) | {"destination", "gateway"})
+    config = core.current_config()
+    live, problem = _status(config)
+    return render_template("network/index.html", config=config, net=config.network, live=live, problem=problem,
+                           errors=errors or {}, general=general or [], form=form or {}), status
+
+
+def _apply(summary: str, mutate, fields: dict[str, str], prefix: str = ""):
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        return top_fields(*forms.form_errors(err, prefix=prefix, fields=fields))
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/settings", methods=["POST"])
+@core.admin_required
+def settings():
+    form = {k: forms.text(k, 300) for k in ("lan_interface", "lan_address", "vlan_id", "voice_address",
+                                            "wan_interface", "wan_mode", "wan_address", "wan_gateway", "wan_dns")}
+    try:
+        vlan_id = int(form["vlan_id"] or 0)
+    except ValueError:
+        return _page({"vlan_id": "enter a number from 1 to 4094"}, form=form, status=400)
+
+    def mutate(doc: dict) -> None:
+        net = doc["network"]
+        net["lan"] = {"interface": form["lan_interface"], "address": form["lan_address"]}
+        net["voice"] = {"enabled": forms.checkbox("voice_enabled"), "vlan_id": vlan_id,
+                        "address": form["voice_address"]}
+        static = form["wan_mode"] == "static"
+        net["wan"] = {"interface": form["wan_interface"], "mode": form["wan_mode"],
+                      "address": form["wan_address"] or None if static else None,
+                      "gateway": form["wan_gateway"] or None if static else None,
+                      "dns": split_list(form["wan_dns"])}
+
+    errors, general = _apply("interface settings", mutate, FIELDS)
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash("Interface settings saved.", "success")
+    return redirect(url_for("network.index"))
+
+
+@bp.route("/routes", methods=["POST"])
+@core.admin_required
+def route_add():
+    form = {"destination": forms.text("destination", 50), "gateway": forms.text("gateway", 50)}
+    index = len(core.current_config().network.routes)
+
+    def mutate(doc: dict) -> None:
+        doc["network"]["routes"].append(dict(form))
+
+    errors, general = _apply(f"add route to {form['destination']}", mutate, {}, prefix=f"network.routes.{index}")
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash("Route added.", "success")
+    return redirect(url_for("network.index"))
+
+
+@bp.route("/routes/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def route_delete(index: int):
+    def mutate(doc: dict) -> None:
+        routes = doc["network"]["routes"]
+        if not 0 <= index < len(routes):
+            raise ConfigError({"": "that route no longer exists"})
+        del routes[index]
+
+    _, general = _apply("remove a route", mutate, {})
+    if general:
+        return _page(general=general, status=400)
+    flash("Route removed.", "success")
+    return redirect(url_for("network.index"))

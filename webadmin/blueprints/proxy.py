@@ -1,0 +1,166 @@
+"""Web proxy pages: settings and access rules (blocked sites, URL patterns, allowed hours, groups of
+users by address), and usage reports drawn as inline SVG (no script, no external library)."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from services.proxy.config import DAYS
+from webadmin import core, forms
+from webadmin.blueprints.firewall import shown, split_list, top_fields
+
+bp = Blueprint("proxy", __name__, url_prefix="/proxy")
+NAV = [("Internet", "Web proxy", "proxy.index"), ("Internet", "Web usage", "proxy.usage")]
+PERIODS = {"24h": ("last 24 hours", 86400), "7d": ("last 7 days", 7 * 86400), "30d": ("last 30 days", 30 * 86400)}
+
+
+def _service():
+    return core.runtime().services.get("proxy")
+
+
+def lines(name: str) -> list[str]:
+    return [line.strip() for line in (request.form.get(name) or "")[:20000].splitlines() if line.strip()]
+
+
+def hours_from_form(prefix: str) -> list[dict]:
+    """One allowed-hours window from the form, or [] when hours are not restricted."""
+    if not forms.checkbox(f"{prefix}restrict"):
+        return []
+    days = [d for d in DAYS if forms.checkbox(f"{prefix}day_{d}")]
+    return [{"days": days, "start": forms.text(f"{prefix}start", 5), "end": forms.text(f"{prefix}end", 5)}]
+
+
+FIELDS = {"cache_mb", "memory_cache_mb", "max_object_mb", "blocked_domains", "blocked_patterns", "extra_networks",
+          "allowed_hours", "group_name", "group_sources", "group_blocked_domains", "group_blocked_patterns",
+          "group_allowed_hours"}
+
+
+def _page(errors=None, general=None, form=None, status=200):
+    errors, general = shown(errors or {}, general or [], FIELDS)
+    config = core.current_config()
+    return render_template("proxy/index.html", config=config, px=config.proxy, days=DAYS, errors=errors or {},
+                           general=general or [], form=form or {}), status
+
+
+def _apply(summary: str, mutate, prefix: str):
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        return top_fields(*forms.form_errors(err, prefix=prefix))
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/settings", methods=["POST"])
+@core.admin_required
+def settings():
+    form = {k: forms.text(k, 12) for k in ("cache_mb", "memory_cache_mb", "max_object_mb")}
+    numbers = {}
+    errors = {}
+    for key, value in form.items():
+        try:
+            numbers[key] = int(value)
+        except ValueError:
+            errors[key] = "enter a whole number of megabytes"
+    if errors:
+        return _page(errors, form=form, status=400)
+
+    def mutate(doc: dict) -> None:
+        px = doc["proxy"]
+        px.update(numbers, enabled=forms.checkbox("enabled"), transparent=forms.checkbox("transparent"),
+                  ftp=forms.checkbox("ftp"), blocked_domains=lines("blocked_domains"),
+                  blocked_patterns=lines("blocked_patterns"), allowed_hours=hours_from_form(""),
+                  extra_networks=split_list(forms.text("extra_networks", 2000)))
+
+    errors, general = _apply("web proxy settings", mutate, "proxy")
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash("Web proxy settings saved.", "success")
+    return redirect(url_for("proxy.index"))
+
+
+@bp.route("/groups", methods=["POST"])
+@core.admin_required
+def group_add():
+    name = forms.text("group_name", 40)
+    index = len(core.current_config().proxy.groups)
+    group = {"name": name, "sources": split_list(forms.text("group_sources", 2000)),
+             "web_access": forms.checkbox("group_web_access"), "blocked_domains": lines("group_blocked_domains"),
+             "blocked_patterns": lines("group_blocked_patterns"), "allowed_hours": hours_from_form("group_")}
+
+    def mutate(doc: dict) -> None:
+        doc["proxy"]["groups"].append(group)
+
+    errors, general = _apply(f"add proxy group {name}", mutate, f"proxy.groups.{index}")
+    if errors or general:
+        errors = {f"group_{k}": v for k, v in errors.items()}
+        return _page(errors, general, {"group_name": name}, 400)
+    flash(f"Group {name} added.", "success")
+    return redirect(url_for("proxy.index"))
+
+
+@bp.route("/groups/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def group_delete(index: int):
+    def mutate(doc: dict) -> None:
+        groups = doc["proxy"]["groups"]
+        if not 0 <= index < len(groups):
+            raise ConfigError({"": "that group no longer exists"})
+        del groups[index]
+
+    _, general = _apply("remove a proxy group", mutate, "proxy")
+    if general:
+        return _page(general=general, status=400)
+    flash("Group removed.", "success")
+    return redirect(url_for("proxy.index"))
+
+
+# -- usage reports --------------------------------------------------------------------------------------
+def bars(rows: list[dict], label: str, value: str = "bytes", width: int = 420) -> list[dict]:
+    """Rows with the bar length (pixels) an SVG chart needs."""
+    top = max((r[value] for r in rows), default=0) or 1
+    return [{**r, "label": r[label], "length": max(1, round(width * r[value] / top)) if r[value] else 0}
+            for r in rows]
+
+
+def hourly(rows: list[dict], since: float, now: float, height: int = 120) -> list[dict]:
+    """One column per hour of the period (empty hours included), scaled to `height` pixels."""
+    by_hour = {r["hour"]: r for r in rows}
+    first = int(since) // 3600 * 3600
+    hours = list(range(first, int(now) // 3600 * 3600 + 1, 3600))
+    if len(hours) > 24 * 31:
+        hours = hours[-24 * 31:]
+    top = max((r["bytes"] for r in rows), default=0) or 1
+    return [{"hour": h, "bytes": by_hour.get(h, {}).get("bytes", 0), "requests": by_hour.get(h, {}).get("requests", 0),
+             "height": round(height * by_hour.get(h, {}).get("bytes", 0) / top)} for h in hours]
+
+
+@bp.route("/usage")
+@core.admin_required
+def usage():
+    period = request.args.get("period", "24h")
+    if period not in PERIODS:
+        period = "24h"
+    title, seconds = PERIODS[period]
+    svc = _service()
+    now = time.time()
+    since = now - seconds
+    report = None
+    if svc is not None:
+        svc.collect()
+        stats = svc.stats
+        report = {"sites": bars(stats.top_sites(since, 10), "domain"),
+                  "clients": bars(stats.top_clients(since, 10), "client"),
+                  "hours": hourly(stats.per_hour(since), since, now),
+                  "cache": stats.cache(since)}
+    return render_template("proxy/usage.html", report=report, period=period, periods=PERIODS, title=title)
