@@ -56,8 +56,10 @@ def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | Non
             name = next((f for start, f in ROOT_FIELDS.items() if text.startswith(start)), None)
             if name is not None:
                 text = DUPLICATE.sub(r"\1 is already used by another user", text)
-        if name is not None:
-            by_field.setdefault(name, text)
+        if name is not None and name not in by_field:
+            by_field[name] = text
+        elif name is not None:  # a second problem with the same field: keep it visible
+            general.append(f"{name.replace('_', ' ')}: {text}")
         else:
             general.append(f"{path}: {text}" if path and path != prefix else text)
     return by_field, general

@@ -14,10 +14,11 @@ def test_form_errors_split_fields_and_general():
         "pbx": "extension 201 is also a ring group number",
     })
     fields, general = form_errors(err, prefix="users.2", fields={"network.lan.address": "lan"}, root_fields=True)
-    # the duplicate message does not replace the extension's own error (first message per field wins)
+    # a second message for the same field does not replace the first; it is listed with the others
     assert fields == {"extension": "use 2 to 6 digits", "full_name": "this field is required",
                       "lan": "Input is not a valid IPv4 interface"}
     assert general == ["something about the whole user", "users.3.email: not mine",
+                       "extension: '201' is already used by another user",
                        "pbx: extension 201 is also a ring group number"]
 
 
