@@ -83,14 +83,16 @@ class Maildir:
         tmp = self.root / "tmp" / base
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, self.root / "new" / base)  # link: never overwrites an existing name
         finally:
-            os.close(fd)
-        os.link(tmp, self.root / "new" / base)  # link: never overwrites an existing name
-        os.unlink(tmp)
+            os.unlink(tmp)  # (disk full: no half message is left behind)
         fsync_dir(self.root / "new")
         return base
 

@@ -180,6 +180,7 @@ class Outbound:
                         raise
                     except Exception:
                         log.exception("delivery attempt for %s failed unexpectedly", entry.id)
+                        self._postpone(entry.id)
                     finally:
                         self.in_flight = None
             pending = [e.next_attempt for e in self.queue.entries()]
@@ -189,13 +190,26 @@ class Outbound:
             except TimeoutError:
                 pass
 
+    def _postpone(self, qid: str) -> None:
+        """After an unexpected error: try again later instead of spinning on the same message."""
+        entry = self.queue.get(qid)
+        if entry is not None:
+            entry.next_attempt = time.time() + self.section().retry_max_seconds
+            entry.last_error = "internal error (see the log)"
+            self.queue.save(entry)
+
     def attempt(self, qid: str) -> None:
         """One delivery try (runs in a worker thread; records its outcome itself)."""
         entry = self.queue.get(qid)
         if entry is None:
             return
         section = self.section()
-        data = self.queue.content(qid)
+        try:
+            data = self.queue.content(qid)
+        except OSError as exc:
+            log.error("%s: message file unreadable (%s); dropped from the queue", qid, exc)
+            self.queue.finish(qid)
+            return
         temporary: dict[str, str] = {}
         permanent: list[tuple[str, str]] = []
         if not section.smarthost.host:

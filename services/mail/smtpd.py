@@ -6,7 +6,6 @@ import email.utils
 import logging
 import re
 import ssl
-import warnings
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -17,8 +16,6 @@ if TYPE_CHECKING:
     from services.mail.service import MailService
 
 log = logging.getLogger("officebox.mail.smtp")
-# port 465 requires AUTH with auth_require_tls off because the whole connection is already TLS
-warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 MAX_RECIPIENTS = 500
 
 
@@ -35,6 +32,8 @@ class MailSMTP(SMTP):
     def __init__(self, handler, *, implicit_tls: bool = False, **kw) -> None:
         super().__init__(handler, **kw)
         self.implicit_tls = implicit_tls
+        if implicit_tls:  # port 465: the whole connection is TLS, so AUTH is allowed from the start
+            self._auth_require_tls = False
         self.connections = handler.service.smtp_connections
 
     def connection_made(self, transport) -> None:
@@ -134,7 +133,7 @@ async def start_smtp(service: "MailService", kind: str, host: str, port: int,
     loop = asyncio.get_running_loop()
     if kind == "smtps":
         def factory():
-            return MailSMTP(handler, implicit_tls=True, auth_required=True, auth_require_tls=False, **common)
+            return MailSMTP(handler, implicit_tls=True, auth_required=True, auth_require_tls=True, **common)
         return await loop.create_server(factory, host, port, ssl=tls, reuse_address=True)
     required = kind == "submission"
 

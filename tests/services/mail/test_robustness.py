@@ -61,7 +61,7 @@ def test_servers_survive_random_garbage(mail, kind, alive):
             try:
                 while sock.recv(65536):
                     pass
-            except (socket.timeout, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 pass
     with socket.create_connection(("127.0.0.1", mail.port(kind)), timeout=10) as sock:
         reader = sock.makefile("rb")
