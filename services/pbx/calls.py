@@ -66,6 +66,7 @@ class Call:
         self.ringing_sent = False
         self.renegotiating = False
         self.transferor: Leg | None = None
+        self.cancelled = False
         self.done = asyncio.Event()
         self.started = time.time()
         self.answered_at: float | None = None
@@ -99,9 +100,12 @@ class Call:
         self._set_peer(self.a, offer)
         self.offer, self.ring_side = offer, side_b
         out = await self.dial(self.dialled, self.authority, 0)
-        if self.state == "ended":
+        if self.state == "ended" or (self.cancelled and out.kind == "answered"):
             if out.leg:
-                out.leg.bye()
+                out.leg.bye()  # answered while the caller was cancelling: the caller wins
+            if self.state != "ended":
+                self.a.answer(self.tx, 487)
+                self.finish("cancelled", 487)
             return
         if out.kind != "answered":
             self.record.trunk = out.trunk or self.record.trunk
@@ -277,6 +281,8 @@ class Call:
         self.events.put_nowait((leg, resp))
 
     def cancel_ringing(self) -> None:
+        """The caller CANCELled (or the transferee left): stop the current or next ringing."""
+        self.cancelled = True
         self.events.put_nowait((None, None))
 
     async def ring(self, targets: list[Target], timeout: float) -> Outcome:
@@ -285,6 +291,11 @@ class Call:
             self._send_invite(leg)
         pending = set(legs)
         statuses: list[int] = []
+        if self.cancelled:
+            for leg in legs:
+                leg.abandoned = True
+                leg.invite_tx.cancel()
+            return Outcome("cancelled", 487)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
 
@@ -304,6 +315,8 @@ class Call:
             except TimeoutError:
                 continue
             if leg is None:
+                if not self.cancelled:
+                    continue  # a stale wake-up from an earlier phase
                 abandon()
                 return Outcome("cancelled", 487)
             if leg not in pending:
@@ -567,6 +580,7 @@ class Call:
 
     async def blind_transfer(self, transferor: Leg, transferee: Leg, number: str) -> None:
         self.transferor = transferor
+        self.cancelled = False
         self._notify(transferor, 100, "Trying", False)
         offer = copy.deepcopy(transferee.sdp)
         m = offer.audio()

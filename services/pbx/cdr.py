@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import queue
 import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+log = logging.getLogger("officebox.pbx.cdr")
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred", "rejected")
 COLUMNS = ("id", "call_id", "direction", "caller", "caller_name", "dialled", "callee", "trunk", "start",
            "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b")
+_NAMES = [c for c in COLUMNS if c != "id"]
 
 
 @dataclass
@@ -34,10 +38,16 @@ class CallRecord:
 
 
 class CdrStore:
+    """Rows are written by one background thread in batches (a commit costs an fsync: never on the
+    signalling loop); queries first wait until everything handed over is written."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._writer: threading.Thread | None = None
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute("""CREATE TABLE IF NOT EXISTS cdr (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, direction TEXT, caller TEXT,
                 caller_name TEXT, dialled TEXT, callee TEXT, trunk TEXT, start REAL, answer REAL, "end" REAL,
@@ -51,17 +61,48 @@ class CdrStore:
         db.row_factory = sqlite3.Row
         return db
 
-    def add(self, rec: CallRecord) -> int:
+    def add(self, rec: CallRecord) -> None:
         end = rec.end or time.time()
         row = asdict(rec)
         row["end"] = end
         row["duration"] = round(end - rec.start, 3)
         row["billsec"] = round(end - rec.answer, 3) if rec.answer else 0.0
-        names = [c for c in COLUMNS if c != "id"]
-        with self._lock, self._connect() as db:
-            cur = db.execute(f"INSERT INTO cdr ({', '.join(chr(34) + n + chr(34) for n in names)}) "
-                             f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
-            return cur.lastrowid
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="pbx-cdr", daemon=True)
+                self._writer.start()
+        self._queue.put([row[n] for n in _NAMES])
+
+    def _write_loop(self) -> None:
+        db = self._connect()
+        db.execute("PRAGMA synchronous=NORMAL")
+        sql = (f"INSERT INTO cdr ({', '.join(chr(34) + n + chr(34) for n in _NAMES)}) "
+               f"VALUES ({', '.join('?' for _ in _NAMES)})")
+        try:
+            while True:
+                try:
+                    batch = [self._queue.get(timeout=30)]
+                except queue.Empty:
+                    return  # idle: the thread ends, add() starts a new one when needed
+                while len(batch) < 500:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                try:
+                    with db:
+                        db.executemany(sql, batch)
+                except sqlite3.Error:
+                    log.exception("could not write %d call records", len(batch))
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+        finally:
+            db.close()
+
+    def flush(self) -> None:
+        """Wait until every record handed to add() is in the database."""
+        self._queue.join()
 
     def query(self, since: float | None = None, until: float | None = None, party: str | None = None,
               disposition: str | None = None, direction: str | None = None, trunk: str | None = None,
@@ -80,6 +121,7 @@ class CdrStore:
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        self.flush()
         sql = "SELECT * FROM cdr" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY start DESC, id DESC LIMIT ? OFFSET ?"
         args += [max(0, min(int(limit), 100000)), max(0, int(offset))]

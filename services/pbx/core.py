@@ -107,6 +107,7 @@ class PbxCore:
         for task in list(self._tasks):
             task.cancel()
         await self.stack.close()
+        self.relay.close()
 
     async def configure_trunks(self) -> None:
         old = self.trunks
@@ -296,9 +297,10 @@ class PbxCore:
     # -- calls --------------------------------------------------------------------------------------
     def trunk_of_source(self, source: Dest) -> TrunkState | None:
         """Carriers are recognised by source address (a registered phone on the same host is not one)."""
-        if self._phone_source(source):
+        trunk = next((s for s in self.trunks.values() if s.ip == source[1]), None)
+        if trunk is None or self._phone_source(source):
             return None
-        return next((s for s in self.trunks.values() if s.ip == source[1]), None)
+        return trunk
 
     def _phone_source(self, source: Dest) -> bool:
         return any(b.flow[1:] == source[1:] for bs in self.location.bindings.values() for b in bs)

@@ -6,9 +6,10 @@ NAT work); before that, to the address of its SDP. Each side counts packets, byt
 """
 from __future__ import annotations
 
-import asyncio
+import select
 import socket
 import struct
+import threading
 import time
 
 
@@ -68,29 +69,13 @@ class Stats:
                 "jitter_ms": round(self.jitter * 1000 / clock_rate, 3)}
 
 
-class _Sock(asyncio.DatagramProtocol):
-    def __init__(self, side: "Side", rtcp: bool) -> None:
-        self.side, self.rtcp = side, rtcp
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.side.received(data, addr, self.rtcp)
-
-    def error_received(self, exc) -> None:
-        pass
-
-
 class Side:
-    """The relay end one party talks to."""
+    """The relay end one party talks to (RTP on an even port, RTCP on the next one)."""
 
-    def __init__(self, relay: "RtpRelay", port: int) -> None:
+    def __init__(self, relay: "RtpRelay", port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
         self.relay = relay
         self.port = port
-        self.rtp: _Sock | None = None
-        self.rtcp: _Sock | None = None
+        self.rtp_sock, self.rtcp_sock = rtp, rtcp
         self.other: Side | None = None
         self.peer: tuple[str, int] | None = None
         self.peer_rtcp: tuple[str, int] | None = None
@@ -98,6 +83,7 @@ class Side:
         self.latched_rtcp = False
         self.clock_rate = 8000
         self.stats = Stats()
+        self.closed = False
 
     def set_peer(self, ip: str, port: int, clock_rate: int = 8000) -> None:
         """Where the SDP says this party receives; latching will follow the real source."""
@@ -112,29 +98,38 @@ class Side:
         if rtcp:
             self.stats.rtcp += 1
             if not self.latched_rtcp:
-                self.peer_rtcp, self.latched_rtcp = (addr[0], addr[1]), True
+                self.peer_rtcp, self.latched_rtcp = addr, True
         else:
             self.stats.rtp(data, self.clock_rate)
             if not self.latched:
-                self.peer, self.latched = (addr[0], addr[1]), True
+                self.peer, self.latched = addr, True
         other = self.other
-        if other is None:
+        if other is None or other.closed:
             return
         dest = other.peer_rtcp if rtcp else other.peer
-        sock = other.rtcp if rtcp else other.rtp
-        if dest and sock and sock.transport:
-            sock.transport.sendto(data, dest)
-            if not rtcp:
-                self.stats.forwarded += 1
+        if dest is None:
+            return
+        try:
+            (other.rtcp_sock if rtcp else other.rtp_sock).sendto(data, dest)
+        except OSError:
+            return  # full buffer or unreachable peer: UDP semantics, the packet is lost
+        if not rtcp:
+            self.stats.forwarded += 1
 
     def close(self) -> None:
-        for s in (self.rtp, self.rtcp):
-            if s and s.transport:
-                s.transport.close()
-        self.relay.in_use.discard(self.port)
+        if self.closed:
+            return
+        self.closed = True
+        self.relay.forget(self)
 
 
 class RtpRelay:
+    """Owns the port range and one forwarding thread (epoll, draining each socket) for all sides.
+
+    The thread keeps the per-packet path off the asyncio loop: no callback and transport layers per
+    datagram, and SIP signalling stays responsive while media flows.
+    """
+
     def __init__(self, host: str, port_min: int, port_max: int) -> None:
         self.host = host
         self.port_min = port_min + (port_min % 2)
@@ -142,15 +137,48 @@ class RtpRelay:
         self.next = self.port_min
         self.in_use: set[int] = set()
         self.sides_opened = 0
+        self._fds: dict[int, tuple[Side, socket.socket, bool]] = {}
+        self._epoll = select.epoll()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._running = False
 
     def configure(self, host: str, port_min: int, port_max: int) -> None:
         self.host, self.port_min, self.port_max = host, port_min + (port_min % 2), port_max
         if not self.port_min <= self.next < self.port_max:
             self.next = self.port_min
 
+    def _start(self) -> None:
+        if self._thread is None:
+            self._running = True
+            self._thread = threading.Thread(target=self._loop, name="pbx-rtp-relay", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        fds = self._fds
+        while self._running:
+            try:
+                events = self._epoll.poll(0.5)
+            except OSError:
+                return
+            for fd, _ in events:
+                entry = fds.get(fd)
+                if entry is None:
+                    continue
+                side, sock, rtcp = entry
+                for _ in range(64):  # drain, but let other sockets have their turn
+                    try:
+                        data, addr = sock.recvfrom(2048)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    if side.closed:
+                        break
+                    side.received(data, addr, rtcp)
+
     async def open(self) -> Side:
         """A new side on the next free even/odd port pair of the range."""
-        loop = asyncio.get_running_loop()
         span = max(1, (self.port_max - self.port_min) // 2)
         for _ in range(span):
             port = self.next
@@ -164,21 +192,36 @@ class RtpRelay:
                 for p in (port, port + 1):
                     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                     socks.append(s)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
                     s.bind((self.host, p))
                     s.setblocking(False)
             except OSError:
                 for s in socks:
                     s.close()
                 continue
-            side = Side(self, port)
-            side.rtp = _Sock(side, False)
-            side.rtcp = _Sock(side, True)
-            await loop.create_datagram_endpoint(lambda s=side.rtp: s, sock=socks[0])
-            await loop.create_datagram_endpoint(lambda s=side.rtcp: s, sock=socks[1])
-            self.in_use.add(port)
+            side = Side(self, port, socks[0], socks[1])
+            with self._lock:
+                self.in_use.add(port)
+                for sock, rtcp in ((socks[0], False), (socks[1], True)):
+                    self._fds[sock.fileno()] = (side, sock, rtcp)
+                    self._epoll.register(sock.fileno(), select.EPOLLIN)
             self.sides_opened += 1
+            self._start()
             return side
         raise OSError("no free RTP port in the configured range")
+
+    def forget(self, side: Side) -> None:
+        with self._lock:
+            for sock in (side.rtp_sock, side.rtcp_sock):
+                fd = sock.fileno()
+                if fd >= 0 and self._fds.get(fd, (None,))[0] is side:
+                    del self._fds[fd]
+                    try:
+                        self._epoll.unregister(fd)
+                    except OSError:
+                        pass
+                sock.close()
+            self.in_use.discard(side.port)
 
     async def pair(self) -> tuple[Side, Side]:
         a = await self.open()
@@ -189,3 +232,16 @@ class RtpRelay:
             raise
         a.other, b.other = b, a
         return a, b
+
+    def close(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+        with self._lock:
+            for side, sock, _ in list(self._fds.values()):
+                side.closed = True
+                sock.close()
+            self._fds.clear()
+            self.in_use.clear()
+        self._epoll.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MAX_MESSAGE = 65535
 MAX_HEADERS = 128
@@ -25,6 +26,9 @@ CANONICAL["call-id"] = "Call-ID"
 CANONICAL["cseq"] = "CSeq"
 CANONICAL["www-authenticate"] = "WWW-Authenticate"
 MULTI = {"Via", "Contact", "Route", "Record-Route"}  # comma-separated values are split into several headers
+HOST = re.compile(r"[A-Za-z0-9.:_-]+")
+VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
 STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
@@ -64,6 +68,7 @@ def new_call_id() -> str:
     return secrets.token_hex(12)
 
 
+@lru_cache(maxsize=1024)
 def canonical(name: str) -> str:
     low = name.lower()
     if low in COMPACT:
@@ -73,6 +78,8 @@ def canonical(name: str) -> str:
 
 def split_commas(value: str) -> list[str]:
     """Split a header value at commas outside quotes and angle brackets."""
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
     parts, buf, quote, angle, esc = [], [], False, False, False
     for ch in value:
         if esc:
@@ -145,7 +152,7 @@ class Uri:
             port_text = tail[1:] if tail.startswith(":") else ""
         else:
             host, _, port_text = hostport.partition(":")
-        if not host or not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+        if not host or not HOST.fullmatch(host):
             raise ParseError(f"bad host in URI {text[:60]!r}")
         port = None
         if port_text:
@@ -153,6 +160,9 @@ class Uri:
                 raise ParseError(f"bad port in URI {text[:60]!r}")
             port = int(port_text)
         return cls(scheme, user, host, port, parse_params(params), headers)
+
+    def copy(self) -> "Uri":
+        return Uri(self.scheme, self.user, self.host, self.port, dict(self.params), self.headers)
 
     def __str__(self) -> str:
         if self.scheme == "tel":
@@ -195,6 +205,9 @@ class NameAddr:
     def tag(self) -> str | None:
         return self.params.get("tag")
 
+    def copy(self) -> "NameAddr":
+        return NameAddr(self.uri.copy(), self.display, dict(self.params))
+
     def __str__(self) -> str:
         shown = ""
         if self.display:
@@ -211,7 +224,7 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> "Via":
-        m = re.fullmatch(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?", text)
+        m = VIA.fullmatch(text)
         if not m:
             raise ParseError("bad Via")
         hostport = m.group(2)
@@ -222,9 +235,12 @@ class Via:
             host, _, port_text = hostport.partition(":")
         if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
             raise ParseError("bad Via port")
-        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", host):
+        if not HOST.fullmatch(host):
             raise ParseError("bad Via host")
         return cls(m.group(1).upper(), host, int(port_text) if port_text else None, parse_params(m.group(3) or ""))
+
+    def copy(self) -> "Via":
+        return Via(self.transport, self.host, self.port, dict(self.params))
 
     @property
     def branch(self) -> str:
@@ -243,6 +259,7 @@ class Message:
         self.headers: list[list[str]] = []
         self.body: bytes = b""
         self.source: tuple[str, str, int] | None = None  # (transport, ip, port) it came from
+        self._parsed: dict[str, object] = {}  # From/To/Via objects, dropped on every header change
 
     def get(self, name: str, default: str | None = None) -> str | None:
         name = canonical(name)
@@ -256,6 +273,7 @@ class Message:
         return [v for k, v in self.headers if k == name]
 
     def set(self, name: str, value: str) -> None:
+        self._parsed.clear()
         name = canonical(name)
         for item in self.headers:
             if item[0] == name:
@@ -265,6 +283,7 @@ class Message:
         self.headers.append([name, value])
 
     def add(self, name: str, value: str, first: bool = False) -> None:
+        self._parsed.clear()
         item = [canonical(name), value]
         if first:
             self.headers.insert(0, item)
@@ -272,6 +291,7 @@ class Message:
             self.headers.append(item)
 
     def remove(self, name: str) -> None:
+        self._parsed.clear()
         name = canonical(name)
         self.headers = [h for h in self.headers if h[0] != name]
 
@@ -285,13 +305,18 @@ class Message:
         num, _, method = (self.get("CSeq") or "").strip().partition(" ")
         return int(num), method.strip().upper()
 
+    def _cached(self, key: str, make):
+        if key not in self._parsed:
+            self._parsed[key] = make()
+        return self._parsed[key].copy()
+
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self.get("From") or "")
+        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self.get("To") or "")
+        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))
 
     @property
     def vias(self) -> list[Via]:
@@ -299,7 +324,7 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return Via.parse(self.get("Via") or "")
+        return self._cached("via", lambda: Via.parse(self.get("Via") or ""))
 
     def contacts(self) -> list[NameAddr]:
         return [NameAddr.parse(v) for v in self.get_all("Contact") if v.strip() != "*"]
@@ -385,7 +410,7 @@ def _parse(data: bytes) -> Message:
     if not lines:
         raise ParseError("empty message")
     first = lines[0].strip()
-    if any(ord(c) < 32 and c != "\t" for c in text.replace("\n", "").replace("\r", "")):
+    if CONTROL.search(text):
         raise ParseError("control characters in headers")
     msg: Message
     m = METHOD_LINE.match(first)
