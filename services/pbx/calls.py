@@ -641,7 +641,7 @@ class Call:
 
     def snapshot(self) -> dict:
         relay = {}
-        for leg in self.legs:
+        for leg in list(self.legs):
             if leg.side:
                 relay[leg.label] = leg.side.stats.summary(leg.side.clock_rate)
         return {"id": self.id, "state": self.state, "caller": self.caller, "caller_name": self.caller_name,

@@ -108,6 +108,7 @@ class PbxCore:
             task.cancel()
         await self.stack.close()
         self.relay.close()
+        await asyncio.to_thread(self.cdr.flush)
 
     async def configure_trunks(self) -> None:
         old = self.trunks
@@ -397,7 +398,7 @@ class PbxCore:
         return [{"name": name, "host": s.trunk.host, "port": s.trunk.port, "resolved": s.ip,
                  "register": s.trunk.registration, "registered": s.registered, "last_status": s.last_status,
                  "channels_in_use": self.trunk_channels.get(name, 0), "max_channels": s.trunk.max_channels}
-                for name, s in self.trunks.items()]
+                for name, s in list(self.trunks.items())]
 
 
 def _response(req: Request, status: int) -> Response:

@@ -78,9 +78,11 @@ class Location:
             self.bindings.pop(extension, None)
 
     def snapshot(self) -> list[dict]:
+        """Read-only (safe from another thread: the web admin)."""
         rows = []
-        for ext in sorted(self.bindings):
-            for b in self.lookup(ext):
+        now = time.time()
+        for ext, bindings in sorted(list(self.bindings.items())):
+            for b in [b for b in list(bindings) if b.expires_at > now]:
                 rows.append({"extension": ext, "contact": b.contact, "source": f"{b.flow[0]}:{b.flow[1]}:{b.flow[2]}",
                              "expires_in": b.seconds_left(), "user_agent": b.user_agent})
         return rows
