@@ -16,12 +16,24 @@ PACK_TTL = struct.Struct("!I").pack_into
 
 
 class Entry:
-    __slots__ = ("body", "counts", "rcode", "ttls", "stored", "expires")
+    __slots__ = ("body", "counts", "rcode", "ttls", "stored", "expires", "_second", "_now_body")
 
     def __init__(self, body: bytes, counts: tuple[int, int, int], rcode: int, ttls: list[tuple[int, int]],
                  stored: float, expires: float) -> None:
         self.body, self.counts, self.rcode, self.ttls, self.stored, self.expires = (
             body, counts, rcode, ttls, stored, expires)
+        self._second = -1
+        self._now_body = body
+
+    def body_at(self, now: float) -> bytes:
+        """The answer sections with TTLs counted down to `now` (recomputed at most once a second)."""
+        elapsed = int(now - self.stored)
+        if elapsed != self._second:
+            out = bytearray(self.body)
+            for off, ttl in self.ttls:
+                PACK_TTL(out, off, ttl - elapsed if ttl > elapsed else 0)
+            self._now_body, self._second = bytes(out), elapsed
+        return self._now_body
 
 
 class Cache:
@@ -78,15 +90,8 @@ def render(entry: Entry, query: bytes, q: wire.Query, now: float) -> bytes:
     """The cached answer for this query: its id, its question as sent (case kept), TTLs counted down."""
     an, ns, ar = entry.counts
     flags = wire.QR | wire.RA | (q.flags & wire.RD) | entry.rcode
-    out = bytearray(wire.HEADER.pack(q.qid, flags, 1, an, ns, ar + q.edns))
-    out += query[12:q.qend]
-    base = len(out)
-    out += entry.body
-    elapsed = int(now - entry.stored)
-    for off, ttl in entry.ttls:
-        PACK_TTL(out, base + off, ttl - elapsed if ttl > elapsed else 0)
-    if q.edns:
-        out += wire.OPT_RR
+    out = b"".join((wire.HEADER.pack(q.qid, flags, 1, an, ns, ar + q.edns), query[12:q.qend], entry.body_at(now),
+                    wire.OPT_RR if q.edns else b""))
     if len(out) > q.udp_size:  # too big for the client's UDP buffer: truncate, it retries over TCP
-        out = bytearray(wire.HEADER.pack(q.qid, flags | wire.TC, 1, 0, 0, 0)) + query[12:q.qend]
-    return bytes(out)
+        out = wire.HEADER.pack(q.qid, flags | wire.TC, 1, 0, 0, 0) + query[12:q.qend]
+    return out

@@ -141,9 +141,10 @@ class DnsServer:
                     if entry is not None:
                         hits += 1
                         reply = render(entry, data, q, now)
-                        if len(memo) >= MEMO_SIZE:
-                            memo.clear()
-                        memo[tail] = (second, q.key, entry, reply[2:])
+                        if q.plain:
+                            if len(memo) >= MEMO_SIZE:
+                                memo.clear()
+                            memo[tail] = (second, q.key, entry, reply[2:])
                         self._send(sock, reply, src)
                         continue
                 if len(self._tasks) >= MAX_PENDING:

@@ -11,10 +11,12 @@ OPT_RR = b"\x00" + struct.pack("!HHIH", OPT, 1232, 0, 0)
 
 
 class Query:
-    __slots__ = ("qid", "flags", "qend", "key", "edns", "udp_size")
+    __slots__ = ("qid", "flags", "qend", "key", "edns", "udp_size", "plain")
 
-    def __init__(self, qid: int, flags: int, qend: int, key: tuple, edns: bool, udp_size: int) -> None:
+    def __init__(self, qid: int, flags: int, qend: int, key: tuple, edns: bool, udp_size: int,
+                 plain: bool = True) -> None:
         self.qid, self.flags, self.qend, self.key, self.edns, self.udp_size = qid, flags, qend, key, edns, udp_size
+        self.plain = plain  # no EDNS options (a cookie, say): the same bytes will come again
 
 
 def read_query(data: bytes) -> Query | None:
@@ -24,32 +26,37 @@ def read_query(data: bytes) -> Query | None:
     qid, flags, qd, an, ns, ar = HEADER.unpack_from(data)
     if flags & 0xF800 or qd != 1 or an or ns or ar > 1:  # QR set, or an opcode other than QUERY
         return None
-    i, end = 12, len(data)
-    while True:
-        if i >= end:
-            return None
-        n = data[i]
-        if n == 0:
-            i += 1
-            break
-        if n > 63:
-            return None
-        i += n + 1
+    i = 12
+    try:
+        n = data[12]
+        while n:
+            if n > 63:
+                return None
+            i += n + 1
+            n = data[i]
+    except IndexError:
+        return None
+    i += 1
+    end = len(data)
     if i - 12 > 255 or i + 4 > end:
         return None
-    qtype, qclass = struct.unpack_from("!HH", data, i)
+    qtype, qclass = QTYPE_CLASS(data, i)
     qend = i + 4
-    edns, udp_size = False, 512
+    edns, udp_size, plain = False, 512, True
     if ar:
         if end - qend < 11 or data[qend] != 0:
             return None
-        rtype, size, _ttl, rdlen = struct.unpack_from("!HHIH", data, qend + 1)
+        rtype, size, _ttl, rdlen = OPT_FIXED(data, qend + 1)
         if rtype != OPT or qend + 11 + rdlen != end:
             return None
-        edns, udp_size = True, max(512, min(size, 4096))
+        edns, udp_size, plain = True, max(512, min(size, 4096)), rdlen == 0
     elif qend != end:
         return None
-    return Query(qid, flags, qend, (data[12:i].lower(), qtype, qclass), edns, udp_size)
+    return Query(qid, flags, qend, (data[12:i].lower(), qtype, qclass), edns, udp_size, plain)
+
+
+QTYPE_CLASS = struct.Struct("!HH").unpack_from
+OPT_FIXED = struct.Struct("!HHIH").unpack_from
 
 
 def skip_name(data: bytes, i: int) -> int:
