@@ -75,6 +75,17 @@ class FirewallService(Service):
         self.loaded = text
 
     # -- Service interface ------------------------------------------------------------------------
+    def validate(self, config) -> list[str]:
+        fw: FirewallConfig = config.firewall
+        inside = [*config.network.lan_networks(), *fw.vpn_networks]
+        errors = []
+        for fwd in fw.port_forwards:
+            if fwd.enabled and not any(fwd.to_address in net for net in inside):
+                errors.append(f"port forward {fwd.name}: {fwd.to_address} is not on the LAN, voice or VPN networks")
+            if fwd.enabled and fwd.protocol == "tcp" and fwd.wan_port == config.system.admin_port and fw.admin_from_wan:
+                errors.append(f"port forward {fwd.name} takes the admin port used for remote administration")
+        return errors
+
     def render(self, config) -> dict[str, str]:
         return {RULESET: render(config)}
 

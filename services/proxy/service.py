@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from services.proxy.stats import UsageStats
 log = logging.getLogger("officebox.proxy")
 COLLECT_EVERY = 60.0
 RECONFIGURE_WAIT = 15.0
+ROTATE_BYTES = 64 * 1024 * 1024
 PARSE_PROBLEMS = re.compile(r"\b(FATAL|ERROR|WARNING)\b:?|unrecognized|Bungled|empty ACL|is a subdomain of")
 
 
@@ -45,6 +47,8 @@ class ProxyService(Service):
         self._stats: UsageStats | None = None
         self._task: asyncio.Task | None = None
         self._config = None
+        self.rotate_bytes = ROTATE_BYTES
+        self._log_lock = threading.Lock()  # a rotation and a collect never interleave
 
     @property
     def paths(self) -> Paths:
@@ -66,6 +70,12 @@ class ProxyService(Service):
         return px.lab_port if self.lab_ports else px.port
 
     # -- Service interface ------------------------------------------------------------------------
+    def validate(self, config) -> list[str]:
+        px: ProxyConfig = config.proxy
+        if px.enabled and config.system.admin_port in (px.port, px.intercept_port):
+            return [f"the proxy cannot use port {config.system.admin_port}: the web admin listens there"]
+        return []
+
     def render(self, config) -> dict[str, str]:
         return render(config, self.paths, self.lab_ports)
 
@@ -156,12 +166,39 @@ class ProxyService(Service):
 
     def collect(self) -> int:
         """Read what Squid logged since last time (the web pages call this before querying)."""
-        return self.stats.collect()
+        with self._log_lock:
+            return self.stats.collect()
+
+    def rotate_logs(self) -> bool:
+        """When access.log is over `rotate_bytes`: count it, move it to access.log.1, make Squid reopen
+        its logs (`-k rotate`, logfile_rotate 0), then count the old file's tail. True if rotated."""
+        log_path = self.paths.access_log
+        try:
+            if log_path.stat().st_size < self.rotate_bytes or not self.running():
+                return False
+        except FileNotFoundError:
+            return False
+        with self._log_lock:
+            return self._rotate(log_path)
+
+    def _rotate(self, log_path: Path) -> bool:
+        self.stats.collect()
+        old = log_path.with_name("access.log.1")
+        log_path.replace(old)
+        result = self._squid("-k", "rotate")
+        if result.returncode != 0:
+            log.warning("squid -k rotate failed: %s", result.stderr.strip()[-300:])
+        deadline = time.monotonic() + 10
+        while not log_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.stats.collect(old)
+        return True
 
     async def _collect_loop(self) -> None:
         while True:
             try:
                 await asyncio.to_thread(self.collect)
+                await asyncio.to_thread(self.rotate_logs)
                 if self._config is not None:
                     await asyncio.to_thread(self.stats.prune, self._config.proxy.keep_days)
             except Exception:

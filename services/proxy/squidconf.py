@@ -130,6 +130,8 @@ class Builder:
         bind = "127.0.0.1:" if self.lab_ports else ""
         port, intercept = (px.lab_port, px.lab_intercept_port) if self.lab_ports else (px.port, px.intercept_port)
         networks = [str(n) for n in [*cfg.network.lan_networks(), *px.extra_networks]]
+        if self.lab_ports:
+            networks.append("127.0.0.0/8")  # lab mode: the browser is on this machine
         dns = px.dns_servers or cfg.network.wan.dns
         L = self.lines
         L += [

@@ -63,17 +63,23 @@ class UsageStats:
         with self._lock:
             self._db.close()
 
-    def collect(self) -> int:
-        """Count the lines added since the last call; returns how many were counted."""
+    def collect(self, path: Path | None = None) -> int:
+        """Count the lines added since the last call; returns how many were counted.
+
+        The position is kept per inode: after a rotation, `collect(rotated_file)` reads the old file's
+        tail, then `collect()` starts the new file from its beginning."""
+        path = Path(path or self.log_path)
         with self._lock:
             try:
-                fd = os.open(self.log_path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 return 0
             try:
                 st = os.fstat(fd)
                 row = self._db.execute("SELECT inode, offset FROM log_state WHERE path=?",
                                        (str(self.log_path),)).fetchone()
+                if row and row[0] != st.st_ino and path != self.log_path:
+                    return 0  # a rotated file we already finished
                 offset = row[1] if row and row[0] == st.st_ino and row[1] <= st.st_size else 0
                 total = 0
                 while offset < st.st_size:

@@ -169,3 +169,22 @@ def test_forward_only_change_needs_no_confirmation(edge, appliance):
     appliance.engine.update("admin", "publish", lambda d: d["firewall"]["port_forwards"].append(forward))
     assert fw.pending_confirmation() is None
     assert fetch(edge.inet, f"http://{WAN_BOX}:8081/")[0] == 0
+
+
+def test_a_pending_confirmation_survives_a_restart_and_still_expires(edge, tmp_path):
+    ctx = Context(tmp_path / "var", lab=True)
+    first = FirewallService(ctx, netns=edge.box.name)
+    start(first, edge.document())
+    locked = edge.document({"anti_lockout": False, "lan": {"box": False}, "confirm_timeout": 3})
+    asyncio.run(first.reload(schema.parse(locked)))
+    assert first.pending_confirmation() and not admin_reachable(edge)
+    asyncio.run(first.stop())  # e.g. the appliance restarts before anyone confirmed
+    second = FirewallService(ctx, netns=edge.box.name)
+    start(second, locked)  # comes back on the unconfirmed configuration...
+    try:
+        assert second.pending_confirmation() is not None
+        assert wait_for(lambda: second.last_rollback is not None)
+        assert admin_reachable(edge)  # ...and still falls back when the window closes
+        assert second.pending_confirmation() is None
+    finally:
+        asyncio.run(second.stop())

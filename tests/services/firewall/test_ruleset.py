@@ -110,3 +110,14 @@ def test_lab_mode_renders_and_checks_but_loads_nothing(ctx):
     assert not (ctx.run_dir("firewall") / "ruleset.nft").exists()
     with pytest.raises(ConfigError):
         engine.update("test", "bad", lambda d: d["firewall"].update(burst=0))
+
+
+def test_cross_section_checks(ctx):
+    engine = ApplyEngine(ctx, ConfigStore(ctx.db_path), {"firewall": FirewallService(ctx)})
+    with pytest.raises(ConfigError, match="203.0.113.5 is not on the LAN"):
+        engine.validate({"firewall": {"port_forwards": [{"name": "x", "wan_port": 80, "to_address": "203.0.113.5"}]}})
+    with pytest.raises(ConfigError, match="takes the admin port"):
+        engine.validate({"firewall": {"admin_from_wan": ["203.0.113.0/24"], "port_forwards": [
+            {"name": "x", "wan_port": 443, "to_address": "192.168.1.5"}]}})
+    engine.validate({"firewall": {"vpn_networks": ["10.8.0.0/24"], "port_forwards": [
+        {"name": "x", "wan_port": 443, "to_address": "10.8.0.5"}]}})

@@ -160,6 +160,28 @@ def test_second_fetch_is_a_cache_hit_and_statistics_count_both_clients(edge, box
     assert proxy.collect() == 0  # nothing counted twice
 
 
+def test_access_log_rotation_keeps_every_line_counted_once(edge, box):
+    proxy = box.services["proxy"]
+    proxy.collect()
+    before = proxy.stats.cache(0)["requests"]
+    for i in range(3):
+        fetch(edge.pc, f"http://allowed.test:8000/before-rotation-{i}", proxy=PROXY)
+    proxy.rotate_bytes = 1
+    try:
+        assert proxy.rotate_logs()
+    finally:
+        proxy.rotate_bytes = 64 * 1024 * 1024
+    rotated = proxy.paths.access_log.with_name("access.log.1")
+    assert "before-rotation-2" in rotated.read_text()
+    fetch(edge.pc, "http://allowed.test:8000/after-rotation", proxy=PROXY)
+    deadline = time.monotonic() + 10
+    while "after-rotation" not in proxy.paths.access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "after-rotation" in proxy.paths.access_log.read_text()  # Squid writes to the new file
+    proxy.collect()
+    assert proxy.stats.cache(0)["requests"] == before + 4
+
+
 def test_a_configuration_squid_refuses_is_never_applied(edge, box):
     configure(box, edge, blocked_domains=["blocked.test"])
     current = (box.ctx.etc_root / "current").readlink()

@@ -92,3 +92,9 @@ def test_bad_values_are_field_errors(engine, proxy, field):
 
 def test_domains_are_normalised_for_squid():
     assert squid_domains(["example.com", "www.example.com", "other.org"]) == [".example.com", ".other.org"]
+
+
+def test_the_admin_port_is_not_for_the_proxy(engine):
+    with pytest.raises(ConfigError, match="web admin listens there"):
+        engine.validate({"system": {"admin_port": 3128}})
+    engine.validate({"system": {"admin_port": 3128}, "proxy": {"enabled": False}})

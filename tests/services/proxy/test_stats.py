@@ -70,6 +70,20 @@ def test_a_new_log_file_is_read_from_its_start(stats, tmp_path):
     assert stats.top_sites(0)[0]["requests"] == 4
 
 
+def test_rotation_reads_the_old_tail_then_the_new_file(stats, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text(line(T, "10.0.0.1", "TCP_MISS/200", 10, "GET", "http://a.test/"))
+    assert stats.collect() == 1
+    with open(log, "a") as f:  # written after the last collect, before the rotation
+        f.write(line(T, "10.0.0.1", "TCP_MISS/200", 10, "GET", "http://tail.test/"))
+    os.rename(log, tmp_path / "access.log.1")
+    log.write_text(line(T, "10.0.0.1", "TCP_MISS/200", 10, "GET", "http://new.test/"))
+    assert stats.collect(tmp_path / "access.log.1") == 1
+    assert stats.collect() == 1
+    assert stats.collect(tmp_path / "access.log.1") == 0  # finished with: never read again
+    assert {r["domain"] for r in stats.top_sites(0)} == {"a.test", "tail.test", "new.test"}
+
+
 def test_offsets_survive_a_restart(tmp_path):
     log = tmp_path / "access.log"
     log.write_text(line(T, "10.0.0.1", "TCP_MISS/200", 10, "GET", "http://a.test/"))
