@@ -5,6 +5,7 @@ DHCP clients' names arrive live through services.dhcp.bus when both services run
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -30,6 +31,7 @@ class DnsService(Service):
         self.addresses: list[tuple[str, int]] = []
         self._listen: list[tuple[str, int]] = []
         self._unsubscribe = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- configuration ------------------------------------------------------------------------------
     def validate(self, config) -> list[str]:
@@ -79,6 +81,7 @@ class DnsService(Service):
         except OSError as exc:
             raise ApplyError(f"DNS: cannot listen on {self._listen}: {exc}") from exc
         self.server = server
+        self._loop = asyncio.get_running_loop()
         bus = lease_bus(self.ctx)
         for lease in bus.active():
             self._on_lease("bound", lease)
@@ -113,8 +116,18 @@ class DnsService(Service):
 
     # -- public API -----------------------------------------------------------------------------------
     def flush_cache(self) -> None:
-        if self.server:
-            self.server.cache.clear()
+        """Empty the answer cache; callable from any thread (the web admin's)."""
+        server, loop = self.server, self._loop
+        if server is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            server.cache.clear()
+        else:
+            loop.call_soon_threadsafe(server.cache.clear)
 
     def status(self) -> Status:
         if self.server is None:

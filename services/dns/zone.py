@@ -74,18 +74,28 @@ class LocalZone:
 
     # -- lookups ----------------------------------------------------------------------------------
     def covers(self, qname: str) -> bool:
-        """True if the answer must come from here, never from upstream."""
+        """True if the answer must come from here, never from upstream (RFC 6303: a LAN's reverse
+        names, whole or partial, are never asked on the Internet)."""
         if qname == self.domain or qname.endswith("." + self.domain):
             return True
-        return self._reverse_ip(qname) is not None
+        prefix = self._reverse_prefix(qname)
+        return prefix is not None and any(prefix.overlaps(net) for net in self.networks)
 
-    def _reverse_ip(self, qname: str) -> ipaddress.IPv4Address | None:
+    @staticmethod
+    def _reverse_prefix(qname: str) -> ipaddress.IPv4Network | None:
         if not qname.endswith(".in-addr.arpa"):
             return None
         parts = qname[:-len(".in-addr.arpa")].split(".")
-        if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        if not 1 <= len(parts) <= 4 or not all(p.isdigit() and int(p) < 256 and str(int(p)) == p for p in parts):
             return None
-        ip = ipaddress.IPv4Address(".".join(reversed(parts)))
+        octets = list(reversed(parts)) + ["0"] * (4 - len(parts))
+        return ipaddress.IPv4Network(f"{'.'.join(octets)}/{8 * len(parts)}")
+
+    def _reverse_ip(self, qname: str) -> ipaddress.IPv4Address | None:
+        prefix = self._reverse_prefix(qname)
+        if prefix is None or prefix.prefixlen != 32:
+            return None
+        ip = prefix.network_address
         return ip if any(ip in net for net in self.networks) else None
 
     def records(self, qname: str) -> list[RR] | None:
@@ -100,6 +110,9 @@ class LocalZone:
             if target is None and any(reverse_name(ip) == qname for ip in self._box_ips()):
                 target = self.box
             return [RR(qname, QTYPE.PTR, ttl=self.ttl, rdata=PTR(target))] if target else None
+        prefix = self._reverse_prefix(qname)
+        if prefix is not None and prefix.prefixlen < 32 and any(prefix.overlaps(n) for n in self.networks):
+            return []  # a partial reverse name above LAN addresses: exists, holds no records
         return None
 
     def _box_ips(self) -> list[ipaddress.IPv4Address]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 from dnslib import DNSRecord
@@ -53,6 +54,8 @@ def test_local_names(dns):
     out = dig(port, "nobody.office.test")
     assert status(out) == "NXDOMAIN" and " aa" in out.split("flags:", 1)[1].split(";", 1)[0]
     assert status(dig(port, "-x", "10.77.0.99")) == "NXDOMAIN"  # LAN reverse names never go upstream
+    assert status(dig(port, "SOA", "0.77.10.in-addr.arpa")) == "NOERROR"  # RFC 6303: partial ones neither
+    assert status(dig(port, "NS", "10.in-addr.arpa")) == "NOERROR"
     assert not upstream.asked
 
 
@@ -70,7 +73,7 @@ def test_dhcp_names_follow_the_lease_bus(dns, ctx):
 
 
 def test_forwarding_is_cached_with_ttl_and_negative_caching(dns):
-    svc, port, upstream, _ = dns
+    svc, port, upstream, runner = dns
     first = dig(port, "www.example.net")
     assert status(first) == "NOERROR" and "203.0.113." in first
     for _ in range(3):
@@ -82,6 +85,13 @@ def test_forwarding_is_cached_with_ttl_and_negative_caching(dns):
     assert status(dig(port, "missing.example.net")) == "NXDOMAIN"
     assert status(dig(port, "missing.example.net")) == "NXDOMAIN"
     assert upstream.asked["missing.example.net"] == 1
+    svc.flush_cache()  # from another thread (the web admin's): done on the loop soon after
+    time.sleep(0.1)
+    dig(port, "www.example.net")
+    assert upstream.asked["www.example.net"] == 2
+    runner.sync(svc.flush_cache)  # on the loop's own thread
+    dig(port, "www.example.net")
+    assert upstream.asked["www.example.net"] == 3
     out = dig(port, "+noall", "+authority", "missing.example.net")
     assert 0 < int(out.split()[1]) <= 120  # negative TTL: the SOA minimum
 
