@@ -54,6 +54,11 @@ def test_call_with_audio_hold_resume_and_hangup(pbx):
         [call] = pbx.svc.active_calls()
         assert call["state"] == "connected" and call["caller"] == "201" and call["callee"] == "202"
         assert all(leg["packets"] >= 40 and leg["forwarded"] >= 40 for leg in call["relay"].values())
+        alice.send_dtmf("15#")  # RFC 4733 events cross the relay like any RTP
+        deadline = time.monotonic() + 5
+        while bob.dtmf_received != "15#" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bob.dtmf_received == "15#"
         alice.hold()
         deadline = time.monotonic() + 5
         while not pbx.svc.active_calls()[0]["on_hold"] and time.monotonic() < deadline:

@@ -1,4 +1,9 @@
 """Registrar and digest authentication over the wire, with a scripted client (exact control of credentials)."""
+import string
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from services.pbx.sip.message import Response
 
@@ -194,3 +199,34 @@ def test_configuration_is_validated(ctx):
                  "202 forwards to itself", "unknown user 'nobody'"):
         assert any(text in e for e in errors), (text, errors)
     assert SERVICE(ctx).validate(config([ALICE, BOB])) == []
+
+
+_names = st.one_of(st.sampled_from(["201", "202", "203", "204", "299", "2010", "0201"]),
+                   st.text(alphabet="0123456789abc*#", min_size=1, max_size=8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(username=_names, password=st.text(alphabet=string.printable.strip().replace('"', "").replace("\\", ""),
+                                         max_size=20))
+def test_wrong_credentials_never_place_a_call(trusted_pbx, username, password):
+    """Property: any credentials except an enabled user's own secret get 403 and no phone rings."""
+    real = {u["extension"]: u["sip_secret"] for u in (ALICE, BOB, CAROL)}
+    assume(real.get(username) != password)
+
+    async def main():
+        addr = ("127.0.0.1", trusted_pbx.port)
+        async with SipClient(addr) as attacker:
+            req = attacker.request("INVITE", f"sip:202@{addr[0]}", "201", body=SDP)
+            resp = await attacker.authed(req, username, password)
+            assert resp.status == 403, resp
+    run(main())
+    assert trusted_pbx.svc.active_calls() == []
+    assert trusted_pbx.svc.cdr_query() == []
+
+
+@pytest.fixture(scope="module")
+def trusted_pbx(tmp_path_factory):
+    """One PBX for all examples; loopback trusted so the ban does not cut the property test short."""
+    with PbxRunner(tmp_path_factory.mktemp("pbx"), config([ALICE, BOB, CAROL, DAVE],
+                                                          abuse={"trusted": ["127.0.0.1"]})) as runner:
+        yield runner
