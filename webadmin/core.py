@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, current_app, g, redirect, request, session, url_for
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from markupsafe import Markup, escape
 
 from appliance import schema
@@ -82,7 +82,7 @@ def login_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_user() is None:
-            return redirect(url_for("auth.login", next=_next_target()))
+            return _to_login()
         return view(*args, **kwargs)
 
     return wrapper
@@ -95,7 +95,7 @@ def admin_required(view: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         user = current_user()
         if user is None:
-            return redirect(url_for("auth.login", next=_next_target()))
+            return _to_login()
         if user.role != "admin":
             abort(403)
         return view(*args, **kwargs)
@@ -103,8 +103,11 @@ def admin_required(view: Callable) -> Callable:
     return wrapper
 
 
-def _next_target() -> str | None:
-    return request.full_path.rstrip("?") if request.method == "GET" else None
+def _to_login() -> Any:
+    if session.pop("sid", None):
+        flash("Your session has ended (inactivity, sign-out or a password change). Please sign in again.", "info")
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=target))
 
 
 # -- CSRF -------------------------------------------------------------------------------------------

@@ -177,7 +177,9 @@ def test_idle_session_expires(admin_client, app):
     sign_in(admin_client)
     assert admin_client.get("/users/").status_code == 200
     clock.now += registry.IDLE_TIMEOUT + 1
-    assert admin_client.get("/users/").status_code == 302
+    response = admin_client.get("/users/")
+    assert response.status_code == 302
+    assert "Your session has ended" in admin_client.get(response.headers["Location"]).get_data(as_text=True)
 
 
 def test_security_headers(admin_client):
