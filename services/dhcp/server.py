@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import re
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -47,6 +49,23 @@ class Scope:
     def usable(self, ip: IP) -> bool:
         net = self.address.network
         return ip in net and ip not in (net.network_address, net.broadcast_address, self.address.ip)
+
+
+SIOCSARP = 0x8955
+ATF_COM = 0x02
+
+
+def set_arp(sock: socket.socket, ip: IP, mac: bytes, interface: str) -> bool:
+    """Add the neighbour entry ip -> mac on interface (struct arpreq); False if the kernel refuses."""
+    protocol = struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", 0, ip.packed)  # sockaddr_in
+    hardware = struct.pack("=H6s8x", 1, mac)  # ARPHRD_ETHER
+    request = protocol + hardware + struct.pack("=i", ATF_COM) + bytes(16) + interface.encode()[:15].ljust(16, b"\0")
+    try:
+        fcntl.ioctl(sock.fileno(), SIOCSARP, request)
+    except OSError as exc:
+        log.debug("no ARP entry for %s: %s; broadcasting", ip, exc)
+        return False
+    return True
 
 
 def clean_hostname(raw: str | None) -> str:
@@ -306,7 +325,8 @@ class DhcpServer:
         options[P.SERVER_ID] = scope.address.ip.packed
         reply = P.Packet(op=P.BOOTREPLY, xid=request.xid, flags=request.flags, ciaddr=request.ciaddr, yiaddr=yiaddr,
                          siaddr=scope.address.ip, giaddr=request.giaddr, chaddr=request.chaddr, options=options)
-        self._send(sock, request, P.build(reply, request.requested_options()), nak=False)
+        self._send(sock, request, P.build(reply, request.requested_options()), nak=False, yiaddr=yiaddr,
+                   interface=scope.interface)
 
     def _nak(self, scope: Scope, sock: socket.socket, request: P.Packet, why: str) -> None:
         self.counters["naks"] += 1
@@ -316,12 +336,18 @@ class DhcpServer:
                          giaddr=request.giaddr, chaddr=request.chaddr, options=options)
         self._send(sock, request, P.build(reply), nak=True)
 
-    def _send(self, sock: socket.socket, request: P.Packet, data: bytes, nak: bool) -> None:
+    def _send(self, sock: socket.socket, request: P.Packet, data: bytes, nak: bool, yiaddr: IP = P.ZERO,
+              interface: str = "") -> None:
+        """RFC 2131 4.1: to the relay, to ciaddr, unicast to the new address (an ARP entry is added
+        first, as the client cannot answer ARP yet) or, if asked or impossible, broadcast."""
         if request.giaddr != P.ZERO:
             target = (str(request.giaddr), 67)
         elif request.ciaddr != P.ZERO and not nak:
             target = (str(request.ciaddr), 68)
-        else:  # no address yet: broadcast on the interface (no ARP entry needed)
+        elif (not nak and yiaddr != P.ZERO and not request.flags & P.BROADCAST_FLAG
+              and set_arp(sock, yiaddr, request.chaddr[:6], interface)):
+            target = (str(yiaddr), 68)
+        else:
             target = ("255.255.255.255", 68)
         try:
             sock.sendto(data, target)

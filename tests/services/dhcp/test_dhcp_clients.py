@@ -44,6 +44,9 @@ def test_udhcpc_gets_lease_with_options(lan, box_ctx, tmp_path):
         assert "tftp" not in env and "opt150" not in env  # a PC is not a phone
         leases = runner.sync(svc.leases)
         assert [(item["ip"], item["hostname"]) for item in leases] == [(env["ip"], "laptop7")]
+        mac = pc.run("cat", f"/sys/class/net/{pc_if}/address").stdout.strip()
+        neigh = box.run("ip", "neigh", "show", env["ip"], "dev", box_if).stdout
+        assert mac in neigh  # the OFFER/ACK went by unicast, after an ARP entry was set (RFC 2131 4.1)
     finally:
         stop(runner, svc)
 
