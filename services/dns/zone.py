@@ -78,6 +78,8 @@ class LocalZone:
         names, whole or partial, are never asked on the Internet)."""
         if qname == self.domain or qname.endswith("." + self.domain):
             return True
+        if qname and "." not in qname:  # a bare host name: never sent to the Internet
+            return True
         prefix = self._reverse_prefix(qname)
         return prefix is not None and any(prefix.overlaps(net) for net in self.networks)
 
@@ -119,7 +121,14 @@ class LocalZone:
         return [ipaddress.IPv4Address(str(rr.rdata)) for rr in self.static.get(self.box, []) if rr.rtype == QTYPE.A]
 
     def answer(self, qname: str, qtype: int) -> tuple[int, list[RR], list[RR]]:
-        """(rcode, answers, authority) for a name in the zone; follows CNAMEs inside the zone."""
+        """(rcode, answers, authority) for a name in the zone; follows CNAMEs inside the zone.
+        A bare host name ("printer") is answered as printer.<domain>, under the name asked."""
+        if "." not in qname:
+            fqdn = f"{qname}.{self.domain}"
+            rcode, answers, authority = self.answer(fqdn, qtype)
+            answers = [RR(qname, rr.rtype, ttl=rr.ttl, rdata=rr.rdata)
+                       if str(rr.rname).rstrip(".").lower() == fqdn else rr for rr in answers]
+            return rcode, answers, authority
         answers: list[RR] = []
         name = qname
         for _ in range(8):

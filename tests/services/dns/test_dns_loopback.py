@@ -49,6 +49,9 @@ def test_local_names(dns):
     assert dig(port, "+short", "nas.office.test").split() == ["10.77.0.5"]
     assert dig(port, "+short", "files.office.test").split() == ["nas.office.test.", "10.77.0.5"]
     assert dig(port, "+short", "box.office.test").split() == ["10.77.0.1"]
+    assert dig(port, "+short", "nas").split() == ["10.77.0.5"]  # a bare name is the local host, never forwarded
+    assert status(dig(port, "nothere")) == "NXDOMAIN"
+    assert dig(port, "+short", "files").split() == ["nas.office.test.", "10.77.0.5"]
     assert dig(port, "+short", "MX", "office.test").split() == ["10", "nas.office.test."]
     assert dig(port, "+short", "-x", "10.77.0.5").split() == ["nas.office.test."]
     out = dig(port, "nobody.office.test")
