@@ -91,3 +91,36 @@ def test_outbound_failover_inbound_did_and_permissions(tmp_path):
     ]
     carrier_dialled = [r["dialled"] for r in carrier.svc.cdr_query()]
     assert "112" in carrier_dialled and carrier_dialled.count("6000") == 1  # the refused call never left
+
+
+def test_full_trunk_overflows_to_the_next(tmp_path):
+    other = user("other", "6001", "othersecret12", "Other Customer")
+    with ExitStack() as stack:
+        carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE, other]), host="127.0.0.2"))
+        line = {"host": "127.0.0.2", "port": carrier.port, "username": "5000", "auth_password": LINE["sip_secret"],
+                "max_channels": 1}
+        box = stack.enter_context(PbxRunner(tmp_path / "box", config(
+            [ALICE, BOB], trunks=[dict(line, name="first"), dict(line, name="second")],
+            routes=[{"name": "out", "prefix": "6", "trunks": ["first", "second"]}])))
+        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                            registrar=box.registrar))
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=box.registrar))
+        remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
+                                             registrar=carrier.registrar, addr="127.0.0.2"))
+        remote2 = stack.enter_context(Baresip("remote2", user="6001", password=other["sip_secret"],
+                                              registrar=carrier.registrar, addr="127.0.0.2"))
+        for ua in (alice, bob, remote, remote2):
+            ua.register()
+        alice.dial("6000")
+        remote.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        bob.dial("6001")  # "first" carries one call only: this one overflows to "second"
+        remote2.answer()
+        bob.wait_for("CALL_ESTABLISHED")
+        assert sorted(c["trunk"] for c in box.svc.active_calls()) == ["first", "second"]
+        assert {t["name"]: t["channels_in_use"] for t in box.svc.trunks()} == {"first": 1, "second": 1}
+        alice.hangup()
+        bob.hangup()
+        remote.wait_for("CALL_CLOSED")
+        remote2.wait_for("CALL_CLOSED")
+    assert sorted(r["trunk"] for r in box.svc.cdr_query(disposition="answered")) == ["first", "second"]
