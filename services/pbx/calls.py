@@ -81,6 +81,9 @@ class Call:
             log.exception("call %s failed", self.id)
             if self.state == "setup":
                 self.a.answer(self.tx, 500)
+            else:
+                for leg in self.legs:
+                    leg.bye()
             self.finish("failed", 500)
 
     async def _run(self) -> None:

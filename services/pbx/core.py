@@ -225,6 +225,10 @@ class PbxCore:
             leg.call.on_request(leg, tx, req)
             return
         method = req.method
+        required = [t.strip() for t in (req.get("Require") or "").split(",") if t.strip()]
+        if required and method not in ("ACK", "CANCEL"):
+            tx.reply(420, to_tag=new_tag(), Unsupported=", ".join(required))  # no extension is required of us
+            return
         if method == "REGISTER":
             self.register(tx, req)
         elif method == "INVITE":

@@ -230,3 +230,17 @@ def trusted_pbx(tmp_path_factory):
     with PbxRunner(tmp_path_factory.mktemp("pbx"), config([ALICE, BOB, CAROL, DAVE],
                                                           abuse={"trusted": ["127.0.0.1"]})) as runner:
         yield runner
+
+
+def test_required_extension_and_offerless_invite_are_refused(pbx):
+    async def main():
+        async with SipClient(("127.0.0.1", pbx.port)) as c:
+            c.send(c.request("INVITE", "sip:202@127.0.0.1", "201", body=SDP, headers={"Require": "100rel"}))
+            resp = await c.final()
+            assert resp.status == 420 and resp.get("Unsupported") == "100rel"
+            req = c.request("INVITE", "sip:202@127.0.0.1", "201")  # no SDP: delayed offer is not supported
+            assert (await c.authed(req, "201", ALICE["sip_secret"])).status == 488
+            req = c.request("INVITE", "sip:202@127.0.0.1", "201", body=SDP.replace(b"0 101", b"18 101"))
+            assert (await c.authed(req, "201", ALICE["sip_secret"])).status == 488  # G.729 only
+    run(main())
+    assert [r["status"] for r in pbx.svc.cdr_query()] == [488, 488]
