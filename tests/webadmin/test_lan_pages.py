@@ -6,8 +6,11 @@ import ipaddress
 import re
 import time
 
+import pytest
+
 from services.dhcp.leases import Lease
 from tests.webadmin.helpers import post
+from tests.webadmin.test_browser import page, server  # noqa: F401  (fixtures: HTTPS server, Chromium page)
 
 
 def error_of(page: str, field: str) -> str | None:
@@ -109,3 +112,40 @@ def test_phones(admin_client, runtime):
 
 def test_staff_cannot_see_lan_pages(client):
     assert client.get("/lan/dhcp").status_code in (302, 403)
+
+
+@pytest.mark.slow
+def test_lan_pages_in_a_real_browser(admin_client, page, runtime, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.webadmin.helpers import ADMIN
+
+    page.goto("/login")
+    page.fill("#f-login", ADMIN["login"])
+    page.fill("#f-password", ADMIN["password"])
+    page.click("button[type=submit]")
+    page.click("nav >> text=DHCP")
+    expect(page.locator("h1")).to_have_text("DHCP")
+    page.fill("#f-mac", "00:15:65:aa:bb:cc")
+    page.fill("#f-ip", "10.99.0.7")
+    page.click("button:has-text('Reserve')")
+    expect(page.locator(".banner-error")).to_contain_text("is not inside a LAN network")
+    page.fill("#f-ip", "10.20.0.7")
+    page.fill("#f-hostname", "printer")
+    page.click("button:has-text('Reserve')")
+    expect(page.locator(".banner-success")).to_contain_text("10.20.0.7 is reserved")
+    expect(page.locator("#res-001565aabbcc")).to_contain_text("printer")
+    page.screenshot(path=str(tmp_path / "dhcp.png"), full_page=True)
+    page.click("nav >> text=Phones")
+    page.fill("#f-mac", "00:15:65:aa:bb:cc")
+    page.select_option("#f-model", "yealink-w70b")
+    page.fill("#f-handsets", "1:admin")
+    page.click("button:has-text('Add phone')")
+    expect(page.locator(".banner-error, #e-handsets, .error").first).to_contain_text("extension")
+    page.click("nav >> text=DNS")
+    page.fill("#f-name", "nas")
+    page.fill("#f-value", "10.20.0.5")
+    page.click("button:has-text('Add record')")
+    expect(page.locator("#record-0")).to_contain_text("10.20.0.5")
+    page.screenshot(path=str(tmp_path / "dns.png"), full_page=True)
+    assert [r.name for r in runtime.store.current().config.dns.records] == ["nas"]
