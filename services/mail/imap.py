@@ -3,14 +3,17 @@
 LOGIN only over TLS (STARTTLS or port 993). SELECT/EXAMINE, LIST/LSUB/STATUS, FETCH (FLAGS, UID,
 INTERNALDATE, RFC822*, BODY[...] and BODY.PEEK[...] with HEADER, TEXT, HEADER.FIELDS[.NOT] and partial
 ranges), SEARCH (flags, sets, text, size, NOT/OR), STORE, EXPUNGE, CLOSE, UID FETCH/SEARCH/STORE.
-Not offered: other folders, APPEND, ENVELOPE/BODYSTRUCTURE, IDLE.
+ENVELOPE, BODY, BODYSTRUCTURE and numbered parts (BODY[2], BODY[1.MIME], BODY[3.HEADER]).
+Not offered: other folders, APPEND, IDLE.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING
 
+from services.mail import imapmime
 from services.mail.imapwire import (
     LITERAL_AT_END,
     ParseError,
@@ -34,8 +37,10 @@ log = logging.getLogger("officebox.mail.imap")
 MAX_LITERAL = 64 * 1024
 MAX_ERRORS = 20
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
-MACROS = {"ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"], "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
-          "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]}
+MACROS = {"ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
+          "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
+          "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"]}
+SECTION = re.compile(r"^((?:\d+\.)*\d+)?\.?(.*)$", re.S)
 FLAG_SEARCH = {"SEEN": ("S", True), "UNSEEN": ("S", False), "NEW": ("S", False), "OLD": None,
                "DELETED": ("T", True), "UNDELETED": ("T", False), "FLAGGED": ("F", True),
                "UNFLAGGED": ("F", False), "ANSWERED": ("R", True), "UNANSWERED": ("R", False),
@@ -484,6 +489,16 @@ class ImapSession(LineSession):
                 parts.append(f"INTERNALDATE {internal_date(mtime)}".encode())
             elif upper == "RFC822.SIZE":
                 parts.append(b"RFC822.SIZE %d" % entry.size)
+            elif upper in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
+                if data is None:
+                    data = await asyncio.to_thread(self._read, entry)
+                    if data is None:
+                        return
+                tree = imapmime.parse(data)
+                if upper == "ENVELOPE":
+                    parts.append(b"ENVELOPE " + imapmime.envelope(tree))
+                else:
+                    parts.append(upper.encode() + b" " + imapmime.bodystructure(tree, upper == "BODYSTRUCTURE"))
             elif upper in ("RFC822", "RFC822.HEADER", "RFC822.TEXT") or upper.startswith(("BODY[", "BODY.PEEK[")):
                 if data is None:
                     data = await asyncio.to_thread(self._read, entry)
@@ -506,34 +521,44 @@ class ImapSession(LineSession):
 
     @staticmethod
     def _section(upper: str, name: str, data: bytes) -> tuple[str, bytes]:
-        head, body = split_message(data)
         if upper == "RFC822":
             return "RFC822", data
+        head, body = split_message(data)
         if upper == "RFC822.HEADER":
             return "RFC822.HEADER", head
         if upper == "RFC822.TEXT":
             return "RFC822.TEXT", body
         inner = name[name.index("[") + 1:name.rindex("]")]
         partial = name[name.rindex("]") + 1:]
-        spec = inner.upper()
-        if spec == "":
-            value = data
-        elif spec == "HEADER":
-            value = head
-        elif spec == "TEXT":
-            value = body
-        elif spec.startswith(("HEADER.FIELDS ", "HEADER.FIELDS.NOT ")):
-            try:
-                fields = tokenize(inner.split(" ", 1)[1].encode())[0]
-            except (ParseError, IndexError):
-                raise Bad("invalid header field list") from None
-            if not isinstance(fields, list):
-                raise Bad("invalid header field list")
-            value = header_fields(head, [str(f) for f in fields], spec.startswith("HEADER.FIELDS.NOT"))
-        elif spec == "1" and b"content-type: multipart" not in head.lower():
-            value = body
+        match = SECTION.match(inner)
+        numbers = [int(n) for n in match[1].split(".")] if match[1] else []
+        rest = match[2].upper()
+        root = imapmime.parse(data)
+        part = imapmime.find(root, numbers) if numbers else root
+        if part is None:
+            raise Bad(f"no body part [{inner}]")
+        if numbers and rest in ("", "MIME"):
+            value = part.body if rest == "" else part.header
         else:
-            raise Bad(f"unsupported body section [{inner}]")
+            if numbers and part.inner is None:
+                raise Bad(f"[{inner}]: HEADER and TEXT apply to a message part only")
+            target = part.inner if numbers else part
+            if rest == "":
+                value = data
+            elif rest == "HEADER":
+                value = target.header
+            elif rest == "TEXT":
+                value = target.body
+            elif rest.startswith(("HEADER.FIELDS ", "HEADER.FIELDS.NOT ")):
+                try:
+                    fields = tokenize(match[2].split(" ", 1)[1].encode())[0]
+                except (ParseError, IndexError):
+                    raise Bad("invalid header field list") from None
+                if not isinstance(fields, list):
+                    raise Bad("invalid header field list")
+                value = header_fields(target.header, [str(f) for f in fields], rest.startswith("HEADER.FIELDS.NOT"))
+            else:
+                raise Bad(f"unsupported body section [{inner}]")
         label = f"BODY[{inner}]"
         if partial:
             try:

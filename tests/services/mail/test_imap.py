@@ -129,8 +129,52 @@ def test_malformed_commands_get_bad_and_the_server_survives(mail):
     client = imap(mail)
     client.select("INBOX")
     for args in (("FETCH", "0", "(FLAGS)"), ("FETCH", "1:x", "(FLAGS)"), ("FETCH", "9", "(FLAGS)"),
-                 ("FETCH", "1", "(ENVELOPE)"), ("STORE", "1", "+FOO", "(\\Seen)"), ("SEARCH", "LARGER", "x")):
+                 ("FETCH", "1", "(BODY[1.TEXT])"), ("STORE", "1", "+FOO", "(\\Seen)"), ("SEARCH", "LARGER", "x")):
         with pytest.raises(imaplib.IMAP4.error):
             client._simple_command(*args)
     assert client.search(None, "ALL")[1] == [b"1 2 3"]
+    client.logout()
+
+
+def multipart_message() -> bytes:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    inner = EmailMessage()
+    inner["Subject"] = "forwarded"
+    inner.set_content("inner body\n")
+    message = EmailMessage()
+    message["From"] = '"Doe, Jane" <jane@elsewhere.test>'
+    message["To"] = "bob.b@example.com"
+    message["Subject"] = "report with attachments"
+    message["Message-ID"] = "<abc@elsewhere.test>"
+    message.set_content("see attached\n")
+    message.add_attachment(b"\x00\x01binary", maintype="application", subtype="octet-stream", filename="data.bin")
+    message.add_attachment(inner)
+    return message.as_bytes(policy=SMTP)
+
+
+def test_envelope_bodystructure_and_parts(mail):
+    mail.service.accept_now("jane@elsewhere.test", ["bob@example.com"], multipart_message())
+    client = imap(mail)
+    client.select("INBOX")
+    typ, data = client.fetch("4", "(ENVELOPE BODYSTRUCTURE)")
+    assert typ == "OK"
+    line = data[0] if isinstance(data[0], bytes) else data[0][0]
+    assert b'"report with attachments"' in line and b'(("Doe, Jane" NIL "jane" "elsewhere.test"))' in line
+    assert b'"<abc@elsewhere.test>"' in line
+    assert b'("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT"' in line
+    assert b'"APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64"' in line and b'("FILENAME" "data.bin")' in line
+    assert b'"MESSAGE" "RFC822"' in line and b'"MIXED"' in line
+    typ, data = client.fetch("4", "(BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[2.MIME] BODY.PEEK[3.HEADER])")
+    assert typ == "OK"
+    values = {item[0].split(b" ")[-2].lstrip(b"("): item[1] for item in data if isinstance(item, tuple)}
+    assert values[b"BODY[1]"] == b"see attached\r\n"
+    assert values[b"BODY[2]"].strip() == b"AAFiaW5hcnk="
+    assert b"Content-Disposition: attachment" in values[b"BODY[2.MIME]"]
+    assert b"Subject: forwarded" in values[b"BODY[3.HEADER]"]
+    with pytest.raises(imaplib.IMAP4.error):
+        client._simple_command("FETCH", "4", "(BODY.PEEK[9])")
+    typ, data = client.fetch("1", "(BODYSTRUCTURE)")  # a plain message
+    assert b'BODYSTRUCTURE ("TEXT" "PLAIN" NIL NIL NIL "7BIT" 8 1' in data[0]
     client.logout()

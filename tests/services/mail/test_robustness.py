@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.mail import imapmime
 from services.mail.imapwire import ParseError, parse_set, tokenize
 from tests.services.mail.harness import RunningMail, document
 
@@ -69,3 +70,13 @@ def test_servers_survive_random_garbage(mail, kind, alive):
         sock.sendall(alive[0] + b"\r\n")
         assert reader.readline().startswith(alive[1])
     assert len(mail.service.maildir("bob").scan()) == 1
+
+
+@given(st.lists(st.sampled_from([b"Content-Type: multipart/mixed; boundary=b\r\n", b"\r\n", b"--b\r\n", b"--b--\r\n",
+                                 b"Content-Type: message/rfc822\r\n", b"x: y\r\n", b"body\r\n", b"\xff\x00",
+                                 b"Content-Type: text/plain; charset*=utf-8''%E9\r\n"]), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_mime_structure_of_any_message(chunks):
+    tree = imapmime.parse(b"".join(chunks))
+    assert imapmime.bodystructure(tree).startswith(b"(")
+    assert imapmime.envelope(tree).startswith(b"(")
