@@ -149,3 +149,27 @@ def test_search_users(admin_client):
     assert 'id="user-anna"' in page and 'id="user-bert"' not in page and "1 of 3 users match" in page
     assert 'id="user-bert"' in admin_client.get("/users/?q=302").get_data(as_text=True)
     assert "No user matches." in admin_client.get("/users/?q=nobody%00<b>").get_data(as_text=True)
+
+
+def test_random_user_forms_give_errors_never_a_crash(admin_client, runtime):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.webadmin.helpers import csrf_of
+
+    token = csrf_of(admin_client, "/users/new")
+    field = st.one_of(st.text(max_size=40), st.sampled_from(["", "admin", "201", "a@b.example", "staff", "on"]))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.fixed_dictionaries({}, optional={name: field for name in (
+        "login", "full_name", "extension", "email", "role", "language", "enabled", "password", "password2")}))
+    def check(data):
+        before = runtime.store.current_id()
+        response = admin_client.post("/users/new", data={**data, "csrf_token": token})
+        assert response.status_code in (302, 400), response.status_code
+        if response.status_code == 400:
+            assert runtime.store.current_id() == before
+        else:
+            assert runtime.store.current().config.user(data["login"].strip().lower()) is not None
+
+    check()
