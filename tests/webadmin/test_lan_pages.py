@@ -13,16 +13,16 @@ from tests.webadmin.helpers import post
 from tests.webadmin.test_browser import page, server  # noqa: F401  (fixtures: HTTPS server, Chromium page)
 
 
-def error_of(page: str, field: str) -> str | None:
-    match = re.search(rf'<p class="error" id="e-{field}">([^<]*)</p>', page)
+def error_of(html: str, field: str) -> str | None:
+    match = re.search(rf'<p class="error" id="e-{field}">([^<]*)</p>', html)
     return match.group(1) if match else None
 
 
 def test_pages_render_and_are_in_the_nav(admin_client):
     for path in ("/lan/dhcp", "/lan/leases", "/lan/dns", "/lan/phones"):
-        page = admin_client.get(path)
-        assert page.status_code == 200, path
-        body = page.get_data(as_text=True)
+        html = admin_client.get(path)
+        assert html.status_code == 200, path
+        body = html.get_data(as_text=True)
         assert 'href="/lan/dhcp"' in body and 'href="/lan/phones"' in body
 
 
@@ -56,8 +56,8 @@ def test_lease_table_and_make_static(admin_client, runtime):
     dhcp = runtime.services["dhcp"]
     dhcp.table.put(Lease(ip=ipaddress.IPv4Address("10.20.0.120"), mac="02:00:00:00:00:42", network="lan",
                          hostname="laptop", expires=time.time() + 3600))
-    page = admin_client.get("/lan/leases").get_data(as_text=True)
-    assert 'id="lease-10-20-0-120"' in page and "laptop" in page and "Make static" in page
+    html = admin_client.get("/lan/leases").get_data(as_text=True)
+    assert 'id="lease-10-20-0-120"' in html and "laptop" in html and "Make static" in html
     response = post(admin_client, "/lan/leases/static", {"mac": "02:00:00:00:00:42", "ip": "10.20.0.120",
                                                          "hostname": "laptop"}, form_path="/lan/leases")
     assert response.status_code == 302
@@ -95,8 +95,8 @@ def test_phones(admin_client, runtime):
     assert ok.status_code == 302
     phone = runtime.store.current().config.provisioning.phones[0]
     assert (phone.mac, phone.model, phone.user) == ("00:15:65:12:34:56", "yealink", "anna")
-    page = admin_client.get("/lan/phones").get_data(as_text=True)
-    assert 'id="phone-001565123456"' in page and "not yet" in page
+    html = admin_client.get("/lan/phones").get_data(as_text=True)
+    assert 'id="phone-001565123456"' in html and "not yet" in html
     dect = post(admin_client, "/lan/phones", {"mac": "00:15:65:00:00:01", "model": "yealink-w70b",
                                               "handsets": "1:anna, 2:nobody"}, form_path="/lan/phones")
     assert dect.status_code == 400 and "there is no user &#39;nobody&#39;" in dect.get_data(as_text=True)
@@ -115,7 +115,7 @@ def test_staff_cannot_see_lan_pages(client):
 
 
 @pytest.mark.slow
-def test_lan_pages_in_a_real_browser(admin_client, page, runtime, tmp_path):
+def test_lan_pages_in_a_real_browser(admin_client, page, runtime, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
     from tests.webadmin.helpers import ADMIN
