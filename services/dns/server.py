@@ -46,10 +46,11 @@ class DnsServer:
                          "formerr": 0, "servfail": 0, "dropped": 0}
 
     def configure(self, zone: LocalZone, cache: Cache, forwarder: Forwarder, allowed) -> None:
-        if (cache.size, cache.max_ttl, cache.negative_ttl) == (self.cache.size, self.cache.max_ttl,
-                                                               self.cache.negative_ttl) and \
-                forwarder.upstreams == self.forwarder.upstreams:
-            cache = self.cache  # same upstreams and limits: keep what we know
+        same = ((cache.size, cache.max_ttl, cache.negative_ttl, forwarder.upstreams, zone.domain, zone.networks)
+                == (self.cache.size, self.cache.max_ttl, self.cache.negative_ttl, self.forwarder.upstreams,
+                    self.zone.domain, self.zone.networks))
+        if same:  # same upstreams, limits and local zone: keep what we know (else a cached answer
+            cache = self.cache  # could shadow a name that is now local)
         self._memo.clear()
         self.zone, self.cache, self.forwarder, self.allowed = zone, cache, forwarder, allowed
         self._allowed_cache.clear()
