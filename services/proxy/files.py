@@ -44,15 +44,17 @@ def grant_traverse(path: Path, uid: int) -> None:
 
 
 def prepare(work: Path, user: str = "proxy") -> None:
-    if os.geteuid() != 0:
-        work.mkdir(parents=True, exist_ok=True)
-        for sub in ("cache", "logs"):
-            (work / sub).mkdir(exist_ok=True)
-        return
-    pw = pwd.getpwnam(user)
+    """work/, cache/, logs/ owned by `user` (mode 0700 whatever the umask), reachable from /."""
+    as_root = os.geteuid() == 0
+    pw = pwd.getpwnam(user) if as_root else None
     for sub in ("", "cache", "logs"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-        os.chown(work / sub, pw.pw_uid, pw.pw_gid)
+        path = work / sub
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        if pw is not None:
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+    if pw is None:
+        return
     for parent in reversed(work.parents):
         if not traversable_by(parent, pw.pw_uid, pw.pw_gid):
             if (parent / "officebox.db").exists() or (parent / "state").is_dir():  # the data directory
@@ -82,6 +84,9 @@ def publish_pages(etc: Path, work: Path) -> None:
         for page in (etc / "errors").iterdir():
             shutil.copyfile(page, staging / page.name)
     shutil.copyfile(etc / "hosts", staging / "hosts")
+    staging.chmod(0o700)
+    for page in staging.iterdir():
+        page.chmod(0o600)
     if os.geteuid() == 0:
         pw = pwd.getpwnam("proxy")
         for path in (staging, *staging.iterdir()):

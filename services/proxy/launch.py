@@ -22,10 +22,11 @@ from services.proxy.files import clean_shm, prepare, publish_pages
 
 def main(argv: list[str]) -> None:
     conf, instance, work = argv[0], argv[1], Path(argv[2])
+    os.umask(0o027)  # the appliance runs with a strict umask; Squid's own tree needs usable modes
     prepare(work)
     publish_pages(Path(conf).parent, work)
     clean_shm(instance)
-    if not any((work / "cache").glob("0*")) and "cache_dir " in Path(conf).read_text():
+    if not (work / "cache" / "0F").is_dir() and "cache_dir " in Path(conf).read_text():  # L1 = 16: 00..0F
         subprocess.run(["squid", "-N", "-z", "-n", instance, "-f", conf], check=True, timeout=120,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         clean_shm(instance)
