@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from appliance.fsutil import atomic_write
 
+log = logging.getLogger("officebox.webadmin")
 SECRET_FILE = "webadmin-secret.key"
 SECRET_BYTES = 32
 
@@ -30,8 +32,10 @@ def load_secret_key(data_dir: Path) -> bytes:
             tmp.unlink()
     os.chmod(path, 0o600)
     key = path.read_bytes()
-    if len(key) < SECRET_BYTES:
-        raise RuntimeError(f"{path} is damaged (too short); remove it to generate a new key")
+    if len(key) < SECRET_BYTES:  # damaged: a new key only signs everybody out
+        log.warning("%s is damaged; generating a new web admin secret", path)
+        key = secrets.token_bytes(SECRET_BYTES)
+        atomic_write(path, key, mode=0o600)
     return key
 
 
