@@ -35,6 +35,13 @@ class Scope:
     phone_options: dict[int, bytes]  # sent to phones (vendor match, or everyone on the voice network)
     vendor_rules: list[tuple[str, dict[int, bytes]]] = field(default_factory=list)  # match -> options
     _hint: dict[int, int] = field(default_factory=dict)
+    _reserved_ips: dict[IP, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reserved_ips = {ip: mac for mac, (ip, _) in self.reservations.items()}
+
+    def reserved_for(self, ip: IP) -> str | None:
+        return self._reserved_ips.get(ip)
 
     def pool_of(self, ip: IP) -> int | None:
         for i, (start, end, _) in enumerate(self.pools):
@@ -179,7 +186,7 @@ class DhcpServer:
     def _available(self, scope: Scope, ip: IP, mac: str, now: float) -> bool:
         if not scope.usable(ip) or self.table.is_quarantined(ip, now):
             return False
-        owner = next((m for m, (rip, _) in scope.reservations.items() if rip == ip), None)
+        owner = scope.reserved_for(ip)
         if owner is not None and owner != mac:
             return False
         holder = self.table.holder(ip, now)
