@@ -2,6 +2,10 @@
 
 Leases live in state_dir("dhcp")/leases.json (atomic rewrite, on disk before each ACK). Other
 services learn about leases through services.dhcp.bus (see there), never through the file.
+
+On the box it serves network.lan.interface and, with the voice VLAN on, "<lan>.<vlan id>" (the
+interface the network setup creates). Lab mode never touches the host: DHCP is off by default and,
+when switched on, serves only `dhcp.lab_interface` (e.g. a veth in a test namespace).
 """
 from __future__ import annotations
 
