@@ -118,3 +118,19 @@ def test_only_one_wizard_wins(app, runtime):
         _apply({"login": "late", "full_name": "Late", "company_name": "X", "mail_domain": "x.example",
                 "lan_address": "10.0.0.1/24", "timezone": "UTC"}, "hash")
     assert runtime.store.current().config.user("late") is None
+
+
+def test_wizard_on_a_box_configuration_passes_every_service(tmp_path):
+    """Not lab mode: every service is enabled and must accept the wizard's settings (validate, render, check)."""
+    from appliance.runtime import Runtime
+    from tests.webadmin.helpers import admin_client_for
+
+    box = Runtime(tmp_path / "box", lab=False)
+    try:
+        box.bootstrap()
+        admin_client_for(box)
+        config = box.store.current().config
+        assert config.system.initialized and str(config.network.lan.address) == "10.20.0.1/24"
+        assert all(service.enabled(config) for service in box.services.values())
+    finally:
+        box.store.close()
