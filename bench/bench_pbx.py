@@ -74,10 +74,13 @@ class PbxProcess:
         self.log.flush()
         return (Path(self.tmp.name) / "pbx.log").read_text(errors="replace")[-600:]
 
-    def status(self) -> dict:
-        self.proc.stdin.write("status\n")
+    def ask(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        return json.loads(self._readline(10))["figures"]
+        return json.loads(self._readline(10))
+
+    def status(self) -> dict:
+        return self.ask("status")["figures"]
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -120,8 +123,15 @@ def pbx_rows(target: scenarios.Target, pbx: PbxProcess) -> list[dict]:
                      f"target >= 500; {calls['ok']} ok / {calls['failed']} failed, 180 seen {calls['ringing']},"
                      f" setup p50 {calls['setup_p50_ms']:.0f} ms p95 {calls['setup_p95_ms']:.0f} ms,"
                      f" retransmits {calls['retransmits']}, PBX CPU {cpu:.0f}%{_failures(calls)}"))
-    media, cpu = _measured(pbx, scenarios.media_load(target, calls=CALLS, seconds=MEDIA_SECONDS))
+    relay: dict = {}
+    media, cpu = _measured(pbx, scenarios.media_load(target, calls=CALLS, seconds=MEDIA_SECONDS,
+                                                     after_media=lambda: relay.update(pbx.ask("relay"))))
     rows += media_rows(media, f"through the PBX relay, PBX CPU {cpu:.0f}%")
+    if relay:
+        sent = media["packets_sent"]
+        rows.append(_row("RTP lost on the way to the relay", 100.0 * (sent - relay["received"]) / sent if sent
+                         else math.nan, "%", f"relay received {relay['received']} of {sent} sent"
+                         f" (its counters over {relay['calls']} calls), forwarded {relay['forwarded']}"))
     figures = pbx.status()
     rows.append(_row("calls handled by the PBX", figures.get("calls_total", math.nan), "calls",
                      f"malformed {figures.get('malformed_messages')}, auth failures {figures.get('auth_failures')},"
@@ -134,7 +144,7 @@ def media_rows(media: dict, where: str) -> list[dict]:
     note = (f"{media['established']}/{media['requested']} calls up ({media['setup_seconds']:.1f} s),"
             f" {media['packets_sent']} packets sent, {media['packets_lost']} lost"
             f" ({media['lost_caller_to_callee']} caller->callee, {media['lost_callee_to_caller']} back),"
-            f" {media['silent_streams']} silent streams, {where}{_failures(media)}")
+            f" {media['silent_streams']} silent streams, {media['bye_failed']} BYE failed, {where}{_failures(media)}")
     return [
         _row(f"relayed calls, concurrent ({MEDIA_SECONDS:g} s G.711)", ok, "calls", f"target >= {CALLS}; {note}"),
         _row("relayed RTP loss", media["loss_pct"], "%", "target < 0.5 %"),

@@ -3,7 +3,8 @@
     python -m bench.pbx_server <data_dir> <config.json>
 
 Prints one JSON line {"port": <sip port>} once listening, then serves until stdin closes. Each line
-"status" on stdin is answered with one JSON line: the service's status figures.
+"status" on stdin is answered with one JSON line: the service's status figures; "relay" with the RTP
+packets its relay received and forwarded for the active calls.
 """
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ from pathlib import Path
 from appliance import schema
 from appliance.context import Context
 from services.pbx import SERVICE
+
+
+def relay_totals(calls: list[dict]) -> dict:
+    """RTP packets the relay received from the parties and forwarded, summed over the active calls."""
+    totals = {"calls": len(calls), "received": 0, "forwarded": 0}
+    for call in calls:
+        for stats in (call.get("relay") or {}).values():
+            totals["received"] += stats.get("packets", 0)
+            totals["forwarded"] += stats.get("forwarded", 0)
+    return totals
 
 
 async def serve(data_dir: str, config_path: str) -> None:
@@ -31,6 +42,8 @@ async def serve(data_dir: str, config_path: str) -> None:
             if line.strip() == "status":
                 status = svc.status()
                 print(json.dumps({"health": status.health, "figures": status.figures}, default=str), flush=True)
+            elif line.strip() == "relay":
+                print(json.dumps(relay_totals(svc.active_calls())), flush=True)
     finally:
         await svc.stop()
 

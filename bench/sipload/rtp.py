@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import struct
 import time
 
@@ -18,12 +19,18 @@ SAMPLES = 160          # 20 ms at 8 kHz
 CLOCK = 8000
 PAYLOAD = bytes([0xFF]) * SAMPLES   # PCMU silence-ish
 HEADER = struct.Struct("!BBHII")
+RCVBUF = 1 << 20       # a scheduling hiccup of the generator must not drop packets (it would count as loss)
 
 
-class Stream(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.port = 0
+class Stream:
+    """A non-blocking UDP socket read by a loop reader that drains every queued datagram at once."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        self.sock.bind((host, 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
         self.remote: tuple[str, int] | None = None
         self.ssrc = secrets.randbits(32)
         self.seq0 = secrets.randbits(16)
@@ -36,27 +43,38 @@ class Stream(asyncio.DatagramProtocol):
         self._transit: float | None = None
         self._packet = bytearray(HEADER.size + SAMPLES)
         self._packet[HEADER.size:] = PAYLOAD
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
 
     @classmethod
     async def open(cls, host: str = "127.0.0.1") -> Stream:
-        stream = cls()
-        await asyncio.get_running_loop().create_datagram_endpoint(lambda: stream, local_addr=(host, 0))
-        return stream
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
+        return cls(host)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:        # ICMP error reported on the socket: skip it
+                continue
+            self.datagram_received(data, None)
 
     def tick(self, k: int) -> None:
-        if self.remote is None or self.transport is None:
+        if self.remote is None:
             return
         HEADER.pack_into(self._packet, 0, 0x80, 0, (self.seq0 + k) & 0xFFFF,
                          (self.ts0 + k * SAMPLES) & 0xFFFFFFFF, self.ssrc)
-        self.transport.sendto(bytes(self._packet), self.remote)
+        try:
+            self.sock.sendto(self._packet, self.remote)
+        except OSError:            # full buffer or ICMP error: counted as sent, so it shows up as loss
+            pass
         self.sent += 1
 
     def datagram_received(self, data: bytes, addr) -> None:
@@ -72,9 +90,6 @@ class Stream(asyncio.DatagramProtocol):
                 self.jitter += (d - self.jitter) / 16
                 self.max_jitter = max(self.max_jitter, self.jitter)
         self._transit = transit
-
-    def error_received(self, exc) -> None:
-        pass
 
     @property
     def jitter_ms(self) -> float:

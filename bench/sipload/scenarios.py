@@ -175,8 +175,10 @@ async def call_load(target: Target, seconds: float = 8.0, workers: int = 40, uas
 
 
 async def media_load(target: Target, calls: int = 200, seconds: float = 10.0, setup_workers: int = 20,
-                     uas: Endpoint | None = None) -> dict:
-    """`calls` concurrent calls, G.711 20 ms RTP both ways for `seconds`; loss and jitter measured."""
+                     uas: Endpoint | None = None, after_media=None) -> dict:
+    """`calls` concurrent calls, G.711 20 ms RTP both ways for `seconds`; loss and jitter measured.
+
+    `after_media()` (optional, quick) runs once the media stopped, before the calls are hung up."""
     uas, own_uas = await _callee_endpoint(target, uas)
     uac = await Endpoint.open(server=target.server)
     callee_streams: dict[str, Stream] = {}
@@ -216,12 +218,14 @@ async def media_load(target: Target, calls: int = 200, seconds: float = 10.0, se
         answered = list(callee_streams.values())
         all_streams = caller_streams + answered
         lateness = await pump(all_streams, seconds)
-        await asyncio.sleep(0.3)       # packets still in flight
+        await asyncio.sleep(1.0)       # packets still in flight (or queued behind a busy generator)
         sent = sum(s.sent for s in all_streams)
         lost_forward = max(0, sum(s.sent for s in caller_streams) - sum(s.received for s in answered))
         lost_back = max(0, sum(s.sent for s in answered) - sum(s.received for s in caller_streams))
         lost = lost_forward + lost_back
         jitters = [s.jitter_ms for s in all_streams if s.received > 1]
+        if after_media is not None:
+            after_media()
         byes = await asyncio.gather(*(c.bye() for c, _ in established), return_exceptions=True)
     finally:
         uac.close()

@@ -57,6 +57,8 @@ def test_ring_group_create_edit_delete_with_errors(pbx_client, runtime):
     assert bad.status_code == 400
     text = bad.get_data(as_text=True)
     assert re.search(r'id="e-number"', text) and re.search(r'id="e-timeout"', text)
+    assert "not valid: 2 to 6 digits" in text and "enter a whole number" in text
+    assert re.search(r'class="active"[^>]*>Ring groups<', text) or 'href="/pbx/groups/" class="active"' in text
     assert pbx_config(runtime).groups == []
 
     not_ext = post(pbx_client, "/pbx/groups/new", {"number": "600", "members": "201 299"})

@@ -37,13 +37,27 @@ def _pbx():
     return svc
 
 
-def _apply(summary: str, mutate, prefix: str) -> tuple[dict[str, str], list[str]]:
+def _friendly(message: str, hint: str = "") -> str:
+    if message.startswith("String should match pattern") or message == "is not in the expected format":
+        return f"not valid: {hint}" if hint else "contains characters that are not allowed here"
+    if message.startswith("Input should be a valid integer"):
+        return "enter a whole number"
+    if message.startswith("Input should be a valid number"):
+        return "enter a number"
+    return message
+
+
+def _apply(summary: str, mutate, prefix: str, hints: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """apply_change; returns (field errors, general errors), both empty on success."""
     try:
         core.apply_change(summary, mutate)
     except ConfigError as err:
         by_field, general = forms.form_errors(err, prefix=prefix)
-        return {name.split(".", 1)[0]: msg for name, msg in by_field.items()}, general
+        fields: dict[str, str] = {}
+        for name, msg in by_field.items():
+            base = name.split(".", 1)[0]
+            fields.setdefault(base, _friendly(msg, (hints or {}).get(base, "")))
+        return fields, general
     except ApplyError as err:
         return {}, [str(err)]
     return {}, []
@@ -166,7 +180,8 @@ def _list_view(section: str):
     extra = {}
     if spec.name == "trunks":
         extra["live"] = {t["name"]: t for t in _pbx().trunks()}
-    return render_template("pbx/section_list.html", section=spec, items=_items(spec), **extra)
+    return render_template("pbx/section_list.html", section=spec, items=_items(spec),
+                           nav_active=f"pbx.{spec.name}", **extra)
 
 
 def _form_view(section: str, key: str | None = None):
@@ -196,13 +211,15 @@ def _form_view(section: str, key: str | None = None):
 
         label = item.get(spec.key) or "?"
         summary = f"{'edit' if key else 'add'} {spec.singular} {label}"
-        errors, general = _apply(summary, mutate, f"pbx.{spec.name}.{index}")
+        hints = {f.name: f.help for f in spec.fields if f.help}
+        errors, general = _apply(summary, mutate, f"pbx.{spec.name}.{index}", hints)
         if not errors and not general:
             flash(f"The {spec.singular} {label} was saved.", "success")
             return redirect(url_for(f"pbx.{spec.name}"))
         values = _display(item, spec)
     return render_template("pbx/section_form.html", section=spec, values=values, errors=errors,
-                           general=general, key=key), (400 if errors or general else 200)
+                           general=general, key=key, nav_active=f"pbx.{spec.name}"), \
+        (400 if errors or general else 200)
 
 
 def _delete_view(section: str, key: str):
@@ -283,12 +300,14 @@ def extension_edit(ext: str):
                 else:
                     perms.pop(user.login, None)
 
-            errors, general = _apply(f"call handling of extension {ext}", mutate, f"pbx.extensions.{ext}")
+            hint = "an extension, group or number (digits, *, # or +)"
+            errors, general = _apply(f"call handling of extension {ext}", mutate, f"pbx.extensions.{ext}",
+                                     dict.fromkeys(("forward_always", "forward_busy", "forward_no_answer"), hint))
             if not errors and not general:
                 flash(f"Extension {ext} was saved.", "success")
                 return redirect(url_for("pbx.extensions"))
     return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
-                           general=general, permissions=PERMISSIONS,
+                           general=general, permissions=PERMISSIONS, nav_active="pbx.extensions",
                            default_permission=config.pbx.default_permission), (400 if errors or general else 200)
 
 
@@ -315,7 +334,9 @@ def dialplan():
             for k in DIALPLAN_LISTS:
                 section[k] = values[k].replace(",", " ").split()
 
-        errors, general = _apply("dial plan settings", mutate, "pbx")
+        errors, general = _apply("dial plan settings", mutate, "pbx", {
+            "country_code": "1 to 4 digits, without + or 00", "national_prefix": "up to 3 digits",
+            "international_prefix": "1 to 4 digits"})
         if not errors and not general:
             flash("The dial plan was saved.", "success")
             return redirect(url_for("pbx.dialplan"))
