@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -27,6 +26,18 @@ CHUNK = 4 * 1024 * 1024
 HIT_CODES = ("HIT", "REFRESH_UNMODIFIED")
 
 
+def host_of(url: str, connect: bool) -> str:
+    """The host name of an absolute URL ('http://user@Host:8080/x' -> 'host') or a CONNECT target."""
+    if not connect:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            return ""
+        url = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if url.startswith("["):
+        return url[1:].split("]", 1)[0]
+    return url.rsplit(":", 1)[0] if url.count(":") == 1 else url
+
+
 def parse_line(line: str) -> tuple[int, str, str, int, str] | None:
     """-> (hour, client, domain, bytes, kind) with kind hit|miss|denied; None if not a log line."""
     fields = line.split()
@@ -39,13 +50,7 @@ def parse_line(line: str) -> tuple[int, str, str, int, str] | None:
         return None
     code = fields[3].split("/")[0]
     method, url = fields[5], fields[6]
-    if method == "CONNECT":
-        domain = url.rsplit(":", 1)[0]
-    else:
-        try:
-            domain = urlsplit(url).hostname or ""
-        except ValueError:
-            domain = ""
+    domain = host_of(url, method == "CONNECT")
     kind = "denied" if "DENIED" in code else "hit" if any(h in code for h in HIT_CODES) else "miss"
     return int(stamp // 3600) * 3600, fields[2][:64], (domain or "-")[:253].lower(), max(size, 0), kind
 

@@ -28,9 +28,11 @@ def test_parse_line_kinds_and_domains():
     assert parse_line(line(T, "10.0.0.1", "TCP_REFRESH_UNMODIFIED/200", 5, "GET", "http://a.test/"))[4] == "hit"
     assert parse_line(line(T, "10.0.0.1", "TCP_DENIED/403", 5, "GET", "http://a.test/"))[4] == "denied"
     assert parse_line(line(T, "10.0.0.1", "TCP_TUNNEL/200", 9, "CONNECT", "secure.test:443"))[2] == "secure.test"
-    for bad in ("", "garbage", "x y z a b c d", "1.0 1 c TCP_MISS/200 notanumber GET http://a/",
-                "1.0 1 c TCP_MISS/200 1 GET http://[bad/"):
-        assert parse_line(bad) is None or parse_line(bad)[2] == "-"
+    for bad in ("", "garbage", "x y z a b c d", "1.0 1 c TCP_MISS/200 notanumber GET http://a/"):
+        assert parse_line(bad) is None
+    for odd, host in (("http://[bad/", "bad"), ("no-scheme", "-"), ("http://u:p@h.test:8080/x", "h.test"),
+                      ("http://[2001:db8::1]:80/", "2001:db8::1"), ("ftp://f.test/x", "f.test")):
+        assert parse_line(f"1.0 1 c TCP_MISS/200 1 GET {odd}")[2] == host
 
 
 def test_incremental_reading_counts_each_line_once(stats, tmp_path):
