@@ -9,8 +9,12 @@ Not offered: other folders, APPEND, IDLE.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import logging
+import os
 import re
+import shutil
+import time
 from typing import TYPE_CHECKING
 
 from services.mail import imapmime
@@ -25,7 +29,6 @@ from services.mail.imapwire import (
     quote,
     split_message,
     tokenize,
-    with_literals,
 )
 from services.mail.lineserver import LineSession, LineTooLong
 from services.mail.maildir import FLAG_LETTERS, Entry, Maildir, read_message
@@ -45,6 +48,32 @@ FLAG_SEARCH = {"SEEN": ("S", True), "UNSEEN": ("S", False), "NEW": ("S", False),
                "DELETED": ("T", True), "UNDELETED": ("T", False), "FLAGGED": ("F", True),
                "UNFLAGGED": ("F", False), "ANSWERED": ("R", True), "UNANSWERED": ("R", False),
                "DRAFT": ("D", True), "UNDRAFT": ("D", False)}
+
+
+CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE MOVE SPECIAL-USE"
+IDLE_POLL = 5.0
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9 _&,+-]{1,64}$")
+SPECIAL_USE = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk",
+               "spam": "\\Junk", "archive": "\\Archive"}
+
+
+def _letters(flags: list) -> str:
+    """Maildir letters of the system flags in an IMAP flag list (keywords are not kept)."""
+    letters = ""
+    for flag in flags:
+        match = next((f for f in FLAG_LETTERS if isinstance(flag, str) and f.lower() == flag.lower()), None)
+        if match is not None:
+            letters += FLAG_LETTERS[match]
+    return letters
+
+
+def _store_copy(target: Maildir, data: bytes, letters: str, when: float | None) -> None:
+    base = target.deliver(data)
+    entry = Entry(base, target.root / "new" / base, "")
+    if letters:
+        entry = target.set_flags(entry, letters)
+    if when is not None:
+        os.utime(entry.path, (when, when))
 
 
 class Bad(Exception):
@@ -67,10 +96,11 @@ class ImapSession(LineSession):
         self.entries: dict[int, Entry] = {}
         self.validity = 0
         self.next_uid = 1
+        self.selected: str | None = None
+        self.literals: list[bytes] = []
 
     async def run(self) -> None:
-        state = "" if self.secure else " STARTTLS LOGINDISABLED"
-        await self.send(f"* OK [CAPABILITY IMAP4rev1{state}] {self.service.fqdn} IMAP4rev1 ready\r\n")
+        await self.send(f"* OK [CAPABILITY {self._capabilities()}] {self.service.fqdn} IMAP4rev1 ready\r\n")
         errors = 0
         try:
             while errors < MAX_ERRORS:
@@ -102,7 +132,7 @@ class ImapSession(LineSession):
                     if handler is None:
                         raise Bad("unknown command")
                     try:
-                        parsed = tokenize(args)
+                        parsed = tokenize(args, self.literals)
                     except ParseError as exc:
                         raise Bad(str(exc)) from None
                     result = await handler(tag_text, parsed)
@@ -128,7 +158,8 @@ class ImapSession(LineSession):
         literals: list[bytes] = []
         while (match := LITERAL_AT_END.search(line)) is not None:
             size = int(match[1])
-            if size > MAX_LITERAL or len(literals) >= 8:
+            limit = self.service.section.max_message_size if self.login else MAX_LITERAL
+            if size > limit or len(literals) >= 8:
                 raise ParseError("literal too large")
             if not match[2]:
                 await self.send("+ ready for literal data\r\n")
@@ -142,11 +173,12 @@ class ImapSession(LineSession):
             if more is None:
                 return None
             line += more
-        return with_literals(line, literals) if literals else line
+        self.literals = literals
+        return line
 
     # -- any state -----------------------------------------------------------------------------
     def _capabilities(self) -> str:
-        return "IMAP4rev1" + ("" if self.secure else " STARTTLS LOGINDISABLED")
+        return CAPABILITIES + ("" if self.secure else " STARTTLS LOGINDISABLED")
 
     async def cmd_CAPABILITY(self, tag: str, args: list) -> None:
         await self.send(f"* CAPABILITY {self._capabilities()}\r\n{tag} OK CAPABILITY completed\r\n")
@@ -191,18 +223,31 @@ class ImapSession(LineSession):
         if self.login is None:
             raise Bad("log in first")
 
-    def _inbox(self, args: list, count: int = 1) -> None:
+    def _name(self, args: list, count: int = 1) -> str:
         self._need_login()
-        if len(args) < count or not isinstance(args[0], str):
+        if len(args) < count or not isinstance(args[0], (str, bytes)):
             raise Bad("missing mailbox name")
-        if args[0].upper() != "INBOX":
-            raise No("[NONEXISTENT] this server has only the INBOX folder")
+        name = args[0].decode("utf-8", "replace") if isinstance(args[0], bytes) else args[0]
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    def _mailbox(self, name: str, must_exist: bool = True) -> Maildir:
+        inbox = self.service.maildir(self.login)
+        if name == "INBOX":
+            return inbox
+        if not FOLDER_NAME.match(name):
+            raise No("folder names use letters, digits, spaces and _ - & , + (one level, no '/' or '.')")
+        folder = inbox.folder(name)
+        if must_exist and not (folder.root / "cur").is_dir():
+            raise No(f"[NONEXISTENT] there is no folder {name}")
+        return folder
 
     async def _open(self, tag: str, args: list, readonly: bool) -> None:
         self._need_login()
         self.maildir = None  # a failed SELECT leaves no mailbox selected
-        self._inbox(args)
-        self.maildir = self.service.maildir(self.login)
+        name = self._name(args)
+        maildir = self._mailbox(name)
+        await asyncio.to_thread(maildir.ensure)
+        self.maildir, self.selected = maildir, name
         self.readonly = readonly
         self.uids, self.entries = [], {}
         await self._sync(report_expunges=False, announce=False)
@@ -221,32 +266,40 @@ class ImapSession(LineSession):
     async def cmd_EXAMINE(self, tag: str, args: list) -> None:
         await self._open(tag, args, readonly=True)
 
-    async def cmd_LIST(self, tag: str, args: list) -> None:
+    async def _list(self, tag: str, args: list, verb: str) -> None:
         self._need_login()
-        if len(args) != 2:
-            raise Bad("usage: LIST reference pattern")
-        pattern = args[1] if isinstance(args[1], str) else ""
-        out = ""
-        if pattern == "":
-            out = '* LIST (\\Noselect) "/" ""\r\n'
-        elif pattern in ("*", "%") or pattern.upper() == "INBOX":
-            out = '* LIST (\\HasNoChildren) "/" INBOX\r\n'
-        await self.send(out + f"{tag} OK LIST completed\r\n")
+        if len(args) != 2 or not all(isinstance(a, str) for a in args):
+            raise Bad(f"usage: {verb} reference pattern")
+        pattern = args[0] + args[1]
+        if args[1] == "":
+            await self.send(f'* {verb} (\\Noselect) "/" ""\r\n{tag} OK {verb} completed\r\n')
+            return
+        regex = re.compile("^" + re.escape(pattern).replace(r"\*", ".*").replace("%", "[^/]*") + "$", re.I)
+        names = ["INBOX"] + await asyncio.to_thread(self.service.maildir(self.login).folders)
+        out = []
+        for name in names:
+            if regex.match(name):
+                attributes = ["\\HasNoChildren"] + ([SPECIAL_USE[name.lower()]] if name.lower() in SPECIAL_USE else [])
+                out.append(f'* {verb} ({" ".join(attributes)}) "/" {quote(name)}\r\n')
+        await self.send("".join(out) + f"{tag} OK {verb} completed\r\n")
+
+    async def cmd_LIST(self, tag: str, args: list) -> None:
+        await self._list(tag, args, "LIST")
 
     async def cmd_LSUB(self, tag: str, args: list) -> None:
-        self._need_login()
-        out = '* LSUB () "/" INBOX\r\n' if len(args) == 2 and args[1] in ("*", "%", "INBOX") else ""
-        await self.send(out + f"{tag} OK LSUB completed\r\n")
+        await self._list(tag, args, "LSUB")  # every folder counts as subscribed
 
     async def cmd_SUBSCRIBE(self, tag: str, args: list) -> None:
-        self._inbox(args)
+        self._mailbox(self._name(args))
         await self.send(f"{tag} OK SUBSCRIBE completed\r\n")
 
+    cmd_UNSUBSCRIBE = cmd_SUBSCRIBE
+
     async def cmd_STATUS(self, tag: str, args: list) -> None:
-        self._inbox(args, 2)
+        name = self._name(args, 2)
+        maildir = self._mailbox(name)
         if not isinstance(args[1], list):
             raise Bad("usage: STATUS mailbox (items)")
-        maildir = self.service.maildir(self.login)
         entries = await asyncio.to_thread(maildir.scan)
         validity, next_uid, _ = await asyncio.to_thread(maildir.assign_uids, entries)
         values = {"MESSAGES": len(entries), "RECENT": 0, "UIDNEXT": next_uid, "UIDVALIDITY": validity,
@@ -256,13 +309,61 @@ class ImapSession(LineSession):
             if not isinstance(item, str) or item.upper() not in values:
                 raise Bad(f"unknown status item {item!r}")
             items.append(f"{item.upper()} {values[item.upper()]}")
-        await self.send(f"* STATUS INBOX ({' '.join(items)})\r\n{tag} OK STATUS completed\r\n")
+        await self.send(f"* STATUS {quote(name)} ({' '.join(items)})\r\n{tag} OK STATUS completed\r\n")
 
     async def cmd_CREATE(self, tag: str, args: list) -> None:
-        self._need_login()
-        raise No("this server has only the INBOX folder")
+        name = self._name(args).rstrip("/")
+        if name == "INBOX":
+            raise No("[ALREADYEXISTS] INBOX always exists")
+        folder = self._mailbox(name, must_exist=False)
+        if (folder.root / "cur").is_dir():
+            raise No(f"[ALREADYEXISTS] folder {name} exists")
+        await asyncio.to_thread(folder.ensure)
+        await self.send(f"{tag} OK CREATE completed\r\n")
 
-    cmd_DELETE = cmd_RENAME = cmd_APPEND = cmd_UNSUBSCRIBE = cmd_CREATE
+    async def cmd_DELETE(self, tag: str, args: list) -> None:
+        name = self._name(args)
+        if name == "INBOX":
+            raise No("INBOX cannot be deleted")
+        folder = self._mailbox(name)
+        if self.maildir is not None and self.maildir.root == folder.root:
+            raise No("close the folder before deleting it")
+        await asyncio.to_thread(shutil.rmtree, folder.root)
+        await self.send(f"{tag} OK DELETE completed\r\n")
+
+    async def cmd_RENAME(self, tag: str, args: list) -> None:
+        if len(args) != 2:
+            raise Bad("usage: RENAME old new")
+        old, new = self._name(args[:1]), self._name(args[1:])
+        if "INBOX" in (old, new):
+            raise No("INBOX cannot be renamed")
+        source, target = self._mailbox(old), self._mailbox(new, must_exist=False)
+        if target.root.exists():
+            raise No(f"[ALREADYEXISTS] folder {new} exists")
+        await asyncio.to_thread(os.rename, source.root, target.root)
+        if self.maildir is not None and self.maildir.root == source.root:
+            self.maildir = None
+        await self.send(f"{tag} OK RENAME completed\r\n")
+
+    async def cmd_APPEND(self, tag: str, args: list) -> None:
+        name = self._name(args, 2)
+        target = self._mailbox(name)
+        message = args[-1]
+        if not isinstance(message, bytes) or len(args) > 4:
+            raise Bad("usage: APPEND mailbox [(flags)] [date-time] {literal}")
+        letters = _letters(args[1]) if len(args) >= 3 and isinstance(args[1], list) else ""
+        date = args[-2] if len(args) >= 3 and isinstance(args[-2], str) else None
+        when = None
+        if date is not None:
+            try:
+                when = calendar.timegm(time.strptime(date.split(" +")[0].split(" -")[0].strip(),
+                                                     "%d-%b-%Y %H:%M:%S"))
+            except ValueError:
+                raise Bad("invalid date-time") from None
+        await asyncio.to_thread(_store_copy, target, bytes(message), letters, when)
+        if self.maildir is not None and self.maildir.root == target.root:
+            await self._sync(report_expunges=False)
+        await self.send(f"{tag} OK APPEND completed\r\n")
 
     # -- selected ------------------------------------------------------------------------------
     def _need_selected(self) -> None:
@@ -272,7 +373,7 @@ class ImapSession(LineSession):
 
     async def _sync(self, report_expunges: bool, announce: bool = True) -> None:
         """Catch up with the Maildir: new messages (EXISTS) and, when allowed, vanished ones (EXPUNGE)."""
-        async with self.service.mailbox_lock(f"imap:{self.login}"):
+        async with self.service.mailbox_lock(f"imap:{self.maildir.root}"):
             scanned = await asyncio.to_thread(self.maildir.scan)
             self.validity, self.next_uid, uids = await asyncio.to_thread(self.maildir.assign_uids, scanned)
         by_uid = {uids[e.base]: e for e in scanned}
@@ -353,12 +454,7 @@ class ImapSession(LineSession):
         if mode not in ("FLAGS", "+FLAGS", "-FLAGS"):
             raise Bad("unknown STORE item")
         flags = args[2] if isinstance(args[2], list) else [args[2]]
-        letters = ""
-        for flag in flags:
-            match = next((f for f in FLAG_LETTERS if isinstance(flag, str) and f.lower() == flag.lower()), None)
-            if match is None:
-                continue  # keywords are not kept (PERMANENTFLAGS has no \*)
-            letters += FLAG_LETTERS[match]
+        letters = _letters(flags)
         out = []
         for seq in self._targets(args[0], by_uid):
             uid = self.uids[seq - 1]
@@ -569,6 +665,66 @@ class ImapSession(LineSession):
                 raise Bad("invalid partial range") from None
             label += f"<{start_n}>"
         return label, value
+
+    async def cmd_COPY(self, tag: str, args: list, by_uid: bool = False, move: bool = False) -> None:
+        self._need_selected()
+        if len(args) != 2:
+            raise Bad("usage: COPY set mailbox")
+        target = self._mailbox(self._name(args[1:]))
+        if move and self.readonly:
+            raise No("the mailbox is read-only")
+        chosen = self._targets(args[0], by_uid)
+        for seq in chosen:
+            entry = self.entries[self.uids[seq - 1]]
+            data = await asyncio.to_thread(read_message, self.maildir, entry)
+            if data is not None:
+                letters = "".join(c for c in entry.flags if not (move and c == "T"))
+                await asyncio.to_thread(_store_copy, target, data, letters, entry.path.stat().st_mtime
+                                        if entry.path.exists() else None)
+        if move:
+            out = []
+            for seq in sorted(chosen, reverse=True):
+                uid = self.uids[seq - 1]
+                await asyncio.to_thread(self.maildir.remove, self.entries.pop(uid))
+                del self.uids[seq - 1]
+                out.append(f"* {seq} EXPUNGE\r\n")
+            await self.send("".join(out))
+        elif target.root == self.maildir.root:
+            await self._sync(report_expunges=False)
+        await self.send(f"{tag} OK {'MOVE' if move else 'COPY'} completed\r\n")
+
+    async def cmd_MOVE(self, tag: str, args: list) -> None:
+        await self.cmd_COPY(tag, args, move=True)
+
+    async def cmd_UID_COPY(self, tag: str, args: list) -> None:
+        await self.cmd_COPY(tag, args, by_uid=True)
+
+    async def cmd_UID_MOVE(self, tag: str, args: list) -> None:
+        await self.cmd_COPY(tag, args, by_uid=True, move=True)
+
+    async def cmd_IDLE(self, tag: str, args: list) -> None:
+        """RFC 2177: report new and vanished messages until the client sends DONE."""
+        self._need_login()
+        await self.send("+ idling\r\n")
+        deadline = asyncio.get_running_loop().time() + self.idle_timeout
+        while True:
+            if self.maildir is not None:
+                await self._sync(report_expunges=True)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError()
+            try:
+                line = await asyncio.wait_for(self.reader.readuntil(b"\n"), min(IDLE_POLL, remaining))
+            except TimeoutError:
+                continue
+            except asyncio.IncompleteReadError:
+                raise ConnectionResetError() from None
+            except asyncio.LimitOverrunError:
+                raise Bad("expected DONE") from None
+            if line.strip().upper() == b"DONE":
+                await self.send(f"{tag} OK IDLE terminated\r\n")
+                return
+            raise Bad("expected DONE")
 
     async def cmd_UID_FETCH(self, tag: str, args: list) -> None:
         await self.cmd_FETCH(tag, args, by_uid=True)

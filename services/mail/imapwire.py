@@ -13,9 +13,10 @@ class Literal(bytes):
     """A literal argument ({n} followed by n bytes)."""
 
 
-def tokenize(data: bytes) -> list:
+def tokenize(data: bytes, literals: list[bytes] | None = None) -> list:
     """Arguments of one command: atoms and quoted strings (str), literals (bytes), lists (list).
-    An atom keeps bracketed parts whole: BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>."""
+    An atom keeps bracketed parts whole: BODY.PEEK[HEADER.FIELDS (FROM TO)]<0.100>.
+    Literals were cut out by the reader and replaced by NUL + a 4-digit index into `literals`."""
     pos = 0
     stack: list[list] = [[]]
     n = len(data)
@@ -49,8 +50,11 @@ def tokenize(data: bytes) -> list:
                     out.append(c)
                     pos += 1
             stack[-1].append(out.decode("utf-8", "replace"))
-        elif isinstance(data, _WithLiterals) and ch == b"\x00":
-            stack[-1].append(data.literals[int(data[pos + 1:pos + 5])])
+        elif ch == b"\x00":
+            index = data[pos + 1:pos + 5]
+            if not literals or not index.isdigit() or int(index) >= len(literals):
+                raise ParseError("unexpected NUL")
+            stack[-1].append(Literal(literals[int(index)]))
             pos += 5
         else:
             start = pos
@@ -70,17 +74,6 @@ def tokenize(data: bytes) -> list:
     if len(stack) != 1:
         raise ParseError("unbalanced parenthesis")
     return stack[0]
-
-
-class _WithLiterals(bytes):
-    literals: list[bytes]
-
-
-def with_literals(line: bytes, literals: list[bytes]) -> bytes:
-    """A command line where each literal is replaced by a marker the tokenizer understands."""
-    out = _WithLiterals(line)
-    out.literals = literals
-    return out
 
 
 LITERAL_AT_END = re.compile(rb"\{(\d{1,9})(\+?)\}$")

@@ -127,6 +127,16 @@ class Maildir:
         except FileNotFoundError:
             return False
 
+    # -- folders (Maildir++: <root>/.<name>/, one level) -------------------------------------------
+    def folder(self, name: str) -> "Maildir":
+        return Maildir(self.root / f".{name}")
+
+    def folders(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[1:] for p in self.root.iterdir()
+                      if p.name.startswith(".") and (p / "cur").is_dir())
+
     # -- IMAP UIDs --------------------------------------------------------------------------------
     def read_uids(self) -> tuple[int, int, dict[str, int]]:
         path = self.root / UIDLIST

@@ -46,7 +46,9 @@ def test_login_needs_tls_and_the_right_password(mail):
     client.starttls(ssl_context=client_tls())
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login("bob", "wrong password")
-    client.login("bob.b@example.com", PASSWORDS["bob"])
+    client.literal = PASSWORDS["bob"].encode()  # the password as a {n} literal
+    typ, _ = client._simple_command("LOGIN", "bob.b@example.com")
+    assert typ == "OK"
     client.logout()
 
 
@@ -102,7 +104,7 @@ def test_new_mail_is_announced_by_noop_and_status_counts(mail):
     assert client.untagged_responses.get("EXISTS", [])[-1:] == [b"4"]
     typ, data = client.status("INBOX", "(MESSAGES UNSEEN)")
     assert typ == "OK" and b"MESSAGES 4" in data[0] and b"UNSEEN 4" in data[0]
-    assert client.list()[1] == [b'(\\HasNoChildren) "/" INBOX']
+    assert client.list()[1] == [b'(\\HasNoChildren) "/" "INBOX"']
     assert client.select("Archive")[0] == "NO"
     client.logout()
 
@@ -177,4 +179,52 @@ def test_envelope_bodystructure_and_parts(mail):
         client._simple_command("FETCH", "4", "(BODY.PEEK[9])")
     typ, data = client.fetch("1", "(BODYSTRUCTURE)")  # a plain message
     assert b'BODYSTRUCTURE ("TEXT" "PLAIN" NIL NIL NIL "7BIT" 8 1' in data[0]
+    client.logout()
+
+
+def test_folders_append_copy_move_and_special_use(mail):
+    client = imap(mail)
+    assert client.create("Sent")[0] == "OK" and client.create("Archive")[0] == "OK"
+    assert client.create("Sent")[0] == "NO"
+    assert client.create('"../escape"')[0] == "NO" and client.create("a/b")[0] == "NO"
+    typ, listing = client.list()
+    assert typ == "OK" and b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing
+    assert b'(\\HasNoChildren \\Archive) "/" "Archive"' in listing and b'(\\HasNoChildren) "/" "INBOX"' in listing
+    typ, data = client.append("Sent", "(\\Seen)", '"23-Nov-2026 09:00:00 +0000"',
+                              b"Subject: my sent mail\r\n\r\nsent body\r\n")
+    assert typ == "OK"
+    assert b"MESSAGES 1" in client.status("Sent", "(MESSAGES UNSEEN)")[1][0]
+    assert b"UNSEEN 0" in client.status("Sent", "(MESSAGES UNSEEN)")[1][0]
+    client.select("INBOX")
+    assert client.copy("1", "Archive")[0] == "OK"
+    typ, data = client._simple_command("MOVE", "2", "Archive")
+    assert typ == "OK" and client.untagged_responses.get("EXPUNGE") == [b"2"]
+    assert client.search(None, "ALL")[1] == [b"1 2"]
+    client.select("Archive")
+    assert client.search(None, "ALL")[1] == [b"1 2"]
+    typ, data = client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert data[0][1].startswith(b"Subject: note 1")
+    client.select("Sent")
+    typ, data = client.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[TEXT])")
+    assert b"\\Seen" in data[0][0] + data[-1] and b"23-Nov-2026 09:00:00" in data[0][0] + data[-1]
+    client.close()
+    assert client.rename("Archive", '"Old mail"')[0] == "OK"
+    assert b"MESSAGES 2" in client.status('"Old mail"', "(MESSAGES)")[1][0]
+    assert client.delete('"Old mail"')[0] == "OK" and client.select("Archive")[0] == "NO"
+    assert client.delete("INBOX")[0] == "NO"
+    client.logout()
+    # POP3 sees the INBOX only
+    assert len(mail.service.maildir("bob").scan()) == 2
+
+
+def test_idle_reports_new_mail(mail):
+    client = imap(mail)
+    client.select("INBOX")
+    client.send(b"i1 IDLE\r\n")
+    assert client.readline().startswith(b"+ ")
+    mail.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: while idle\r\n\r\n!\r\n")
+    assert client.readline() == b"* 4 EXISTS\r\n"
+    client.send(b"DONE\r\n")
+    assert client.readline().startswith(b"i1 OK")
+    assert client.search(None, "ALL")[1] == [b"1 2 3 4"]
     client.logout()
