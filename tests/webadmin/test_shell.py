@@ -131,3 +131,19 @@ def test_an_internal_error_gives_a_clean_500_page(admin_client, runtime, monkeyp
     page = response.get_data(as_text=True)
     assert response.status_code == 500 and "Internal error" in page and "database on fire" not in page
     assert admin_client.get("/users/").status_code == 200
+
+
+def test_switched_off_services_show_as_disabled(admin_client, runtime):
+    document = runtime.store.current().document
+    switchable = [n for n in runtime.services if isinstance(document.get(n), dict) and "enabled" in document[n]]
+    if not switchable:
+        pytest.skip("no service with its own section installed")
+    name = switchable[0]
+
+    def switch_off(doc):
+        doc[name]["enabled"] = False
+
+    runtime.engine.update("admin", f"switch off {name}", switch_off)
+    page = admin_client.get("/").get_data(as_text=True)
+    card = page[page.index(f'id="service-{name}"'):][:500]
+    assert '<span class="badge badge-muted">disabled</span>' in card and "switched off" in card

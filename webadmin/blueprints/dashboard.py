@@ -15,14 +15,20 @@ BADGES = {"ok": "badge-ok", "degraded": "badge-warn", "starting": "badge-warn", 
           "disabled": "badge-muted"}
 
 
-def statuses(rt) -> dict[str, Status]:
-    """The supervisor's view when the runtime offers it (it knows about child daemons), else each service's."""
+def statuses(rt, config) -> dict[str, Status]:
+    """Switched-off services say so; else the supervisor's view when the runtime offers it (it knows
+    about child daemons), else each service's own."""
     found: dict[str, Status] = {}
     try:
         found = dict(rt.status()) if callable(getattr(rt, "status", None)) else {}
     except Exception:  # a failing status must not break the dashboard
         log.exception("runtime status failed")
     for name, service in rt.services.items():
+        try:
+            if not service.enabled(config):
+                found[name] = Status("disabled", "switched off in the configuration")
+        except Exception:  # e.g. a section the running configuration does not have
+            log.exception("enabled() of %s failed", name)
         if not isinstance(found.get(name), Status):
             try:
                 found[name] = service.status()
@@ -38,13 +44,13 @@ def index():
     if core.current_user().role != "admin":
         return redirect(url_for("account.index"))
     rt = core.runtime()
+    config = core.current_config()
     cards = []
-    found = statuses(rt)
+    found = statuses(rt, config)
     for name, service in rt.services.items():
         status = found[name] if isinstance(found[name], Status) else Status("down", "status unavailable")
         cards.append({"name": name, "title": getattr(service, "title", name), "status": status,
                       "badge": BADGES.get(status.health, "badge-warn")})
-    config = core.current_config()
     return render_template("dashboard/index.html", cards=cards, revision=rt.store.current(), config=config,
                            admins=sum(1 for u in config.users if u.role == "admin" and u.enabled),
                            broken=current_app.extensions.get("officebox.broken_pages", {}))
