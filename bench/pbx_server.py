@@ -4,12 +4,13 @@
 
 Prints one JSON line {"port": <sip port>} once listening, then serves until stdin closes. Each line
 "status" on stdin is answered with one JSON line: the service's status figures; "relay" with the RTP
-packets its relay received and forwarded for the active calls.
+packets its relay received and forwarded for the active calls. BENCH_PBX_PROFILE=<file> profiles it.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,5 +49,21 @@ async def serve(data_dir: str, config_path: str) -> None:
         await svc.stop()
 
 
+def main() -> None:
+    """With BENCH_PBX_PROFILE=<file>, the event loop thread is profiled (cProfile stats written there)."""
+    profile_to = os.environ.get("BENCH_PBX_PROFILE")
+    if not profile_to:
+        asyncio.run(serve(sys.argv[1], sys.argv[2]))
+        return
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(serve(sys.argv[1], sys.argv[2]))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
+
+
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], sys.argv[2]))
+    main()
