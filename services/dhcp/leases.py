@@ -7,7 +7,7 @@ import ipaddress
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.fsutil import atomic_write
@@ -27,9 +27,6 @@ class Lease:
 
     def active(self, now: float) -> bool:
         return self.state in ("bound", "offered") and self.expires > now
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "ip": str(self.ip)}
 
 
 class LeaseTable:
@@ -128,10 +125,14 @@ class LeaseTable:
                 pass
 
     def _document(self) -> bytes:
-        leases = [item.to_json() for item in self.by_ip.values() if item.state in ("bound", "free")]
-        quarantined = {str(ip): until for ip, until in self.quarantined.items()}
-        return json.dumps({"version": 1, "saved": time.time(), "leases": leases, "quarantined": quarantined},
-                          indent=0).encode()
+        """The file: one JSON document, one lease per line (built by hand: this runs for every commit)."""
+        dumps = json.dumps
+        lines = [f'{{"ip":"{x.ip}","mac":{dumps(x.mac)},"network":{dumps(x.network)},"hostname":{dumps(x.hostname)},'
+                 f'"expires":{x.expires:.1f},"state":"{x.state}"}}'
+                 for x in list(self.by_ip.values()) if x.state in ("bound", "free")]
+        quarantined = dumps({str(ip): until for ip, until in self.quarantined.items()})
+        return (f'{{"version":1,"saved":{time.time():.1f},"quarantined":{quarantined},"leases":[\n'
+                + ",\n".join(lines) + "\n]}\n").encode()
 
     def save_now(self) -> None:
         atomic_write(self.path, self._document(), mode=0o600)
