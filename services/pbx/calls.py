@@ -3,7 +3,6 @@ in-dialog requests (BYE, re-INVITE/UPDATE hold and resume, REFER blind transfer)
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -112,8 +111,8 @@ class Call:
             return
         if out.kind != "answered":
             self.record.trunk = out.trunk or self.record.trunk
-            self.a.answer(self.tx, out.status)
             self.finish(out.kind, out.status)
+            self.a.answer(self.tx, out.status)
             return
         leg = out.leg
         leg.side = side_b
@@ -375,7 +374,7 @@ class Call:
     def sdp_for(self, leg: Leg, source: Sdp, side=None) -> bytes:
         """`source` rewritten so that `leg`'s party sends its media to our relay side."""
         side = side or leg.side
-        sdp = copy.deepcopy(source)
+        sdp = source.copy()
         ip = self.core.relay_ip(leg.flow[1])
         sdp.origin_user, sdp.origin_addr, sdp.name = "officebox", ip, "OfficeBox"
         sdp.session_id = str(int(leg.local_tag[:8], 16)) if leg.local_tag[:8].isalnum() else "1"
@@ -433,10 +432,10 @@ class Call:
         other = self.other(leg)
         if self.transferor is not None and other is self.transferor:
             self.cancel_ringing()  # the transferee left: stop ringing the target
-        for party in self.legs:
-            if party is not leg:
-                party.bye()
-        self.finish("answered", 200)
+        others = [party for party in self.legs if party is not leg]
+        self.finish("answered", 200)  # the record exists before the other party hears the BYE
+        for party in others:
+            party.bye()
 
     def leg_failed(self, leg: Leg) -> None:
         """A party never ACKed our 2xx: end the call."""
@@ -526,7 +525,7 @@ class Call:
             used, theirs = self._codec_in_use(), other_call._codec_in_use()
             if used is not None and theirs is not None and used != theirs and transferee.sdp is not None:
                 # different codecs on the two calls: move the target to ours with a re-INVITE
-                offer = copy.deepcopy(transferee.sdp)
+                offer = transferee.sdp.copy()
                 m = offer.audio()
                 m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"]
                 fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
@@ -585,7 +584,7 @@ class Call:
         self.transferor = transferor
         self.cancelled = False
         self._notify(transferor, 100, "Trying", False)
-        offer = copy.deepcopy(transferee.sdp)
+        offer = transferee.sdp.copy()
         m = offer.audio()
         used = self._codec_in_use()
         if m is not None and used is not None:

@@ -78,8 +78,9 @@ class PbxConfig(ServiceConfig):
     tcp: bool = True
     rtp_port_min: int = Field(default=10000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=10999, ge=1025, le=65535)
-    lab_rtp_port_min: int = Field(default=40000, ge=1024, le=65534)
-    lab_rtp_port_max: int = Field(default=40999, ge=1025, le=65535)
+    # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them
+    lab_rtp_port_min: int = Field(default=30000, ge=1024, le=65534)
+    lab_rtp_port_max: int = Field(default=30999, ge=1025, le=65535)
     realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
     user_agent: str = Field(default="OfficeBox PBX", max_length=60)
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(

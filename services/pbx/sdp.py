@@ -121,6 +121,12 @@ class Sdp:
                     m.direction = sdp.direction
         return sdp
 
+    def copy(self) -> "Sdp":
+        media = [Media(m.kind, m.port, m.proto, list(m.formats), dict(m.rtpmap), dict(m.fmtp), m.direction,
+                       m.connection, list(m.other)) for m in self.media]
+        return Sdp(self.origin_user, self.session_id, self.version, self.origin_addr, self.name, self.connection,
+                   media, self.direction)
+
     def audio(self) -> Media | None:
         return next((m for m in self.media if m.kind == "audio" and m.port), None)
 

@@ -476,7 +476,7 @@ def _validate(msg: Message) -> None:
     if not 0 <= num < 2**31 or not TOKEN.match(method or "-"):
         raise ParseError("bad CSeq", msg)
     try:
-        msg.from_, msg.to, msg.vias  # noqa: B018 - parse to validate
+        msg.from_, msg.to, msg.top_via  # noqa: B018 - parse to validate (lower Vias are copied verbatim)
         for contact in msg.get_all("Contact"):
             if contact.strip() != "*":
                 NameAddr.parse(contact)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 from appliance import schema
@@ -10,7 +11,12 @@ from services.pbx import SERVICE
 
 
 def config(users: list[dict], **pbx) -> schema.CoreConfig:
+    """A document for the tests: free SIP port; an RTP block of its own outside the ephemeral range
+    (32768+, where baresip's and everyone's SIP ports come from) and baresip's RTP range (10000-20000)."""
     pbx.setdefault("lab_sip_port", 0)
+    if "lab_rtp_port_min" not in pbx:
+        base = 21000 + 200 * random.randrange(45)
+        pbx.update(lab_rtp_port_min=base, lab_rtp_port_max=base + 199)
     return schema.parse({"users": users, "pbx": pbx})
 
 

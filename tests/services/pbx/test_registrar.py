@@ -1,5 +1,6 @@
 """Registrar and digest authentication over the wire, with a scripted client (exact control of credentials)."""
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -243,4 +244,7 @@ def test_required_extension_and_offerless_invite_are_refused(pbx):
             req = c.request("INVITE", "sip:202@127.0.0.1", "201", body=SDP.replace(b"0 101", b"18 101"))
             assert (await c.authed(req, "201", ALICE["sip_secret"])).status == 488  # G.729 only
     run(main())
+    deadline = time.monotonic() + 5  # the record is written just after the answer left
+    while len(pbx.svc.cdr_query()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert [r["status"] for r in pbx.svc.cdr_query()] == [488, 488]
