@@ -9,6 +9,14 @@ class ParseError(Exception):
     pass
 
 
+class Bad(Exception):
+    """The command is malformed: tagged BAD."""
+
+
+class No(Exception):
+    """The command failed: tagged NO."""
+
+
 class Literal(bytes):
     """A literal argument ({n} followed by n bytes)."""
 
