@@ -92,8 +92,13 @@ class PbxService(Service):
     async def start(self, config: "CoreConfig") -> None:
         from .core import PbxCore
         cfg, realm, host, port, rtp = self._settings(config)
-        self.core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp)
-        self.sip_port = await self.core.start(host, port)
+        core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp)
+        try:
+            self.sip_port = await core.start(host, port)
+        except BaseException:
+            await core.stop()
+            raise
+        self.core = core
         self._bound = (host, port, cfg.tcp)
         log.info("PBX listening on %s:%s", host, self.sip_port)
 

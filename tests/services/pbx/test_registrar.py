@@ -248,3 +248,17 @@ def test_required_extension_and_offerless_invite_are_refused(pbx):
     while len(pbx.svc.cdr_query()) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert [r["status"] for r in pbx.svc.cdr_query()] == [488, 488]
+
+
+def test_port_in_use_fails_cleanly_and_status_reports_down(ctx):
+    import socket as _socket
+
+    from services.pbx import SERVICE
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        cfg = config([ALICE], lab_sip_port=busy.getsockname()[1])
+        svc = SERVICE(ctx)
+        with pytest.raises(OSError):
+            run(svc.start(cfg))
+        assert svc.status().health == "down" and svc.registrations() == []
+        assert svc.cdr_query() == []  # call records stay readable while stopped
