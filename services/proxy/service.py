@@ -24,7 +24,7 @@ from pathlib import Path
 
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.proxy.config import ProxyConfig
-from services.proxy.files import publish_pages
+from services.proxy.files import clean_shm, publish_pages
 from services.proxy.squidconf import Paths, render
 from services.proxy.stats import UsageStats
 
@@ -132,6 +132,8 @@ class ProxyService(Service):
         log.warning("squid did not report its ports open again within %.0f s", RECONFIGURE_WAIT)
 
     async def stop(self) -> None:
+        if not self.running():  # the supervisor stops Squid first; it leaves its shared memory behind
+            clean_shm(self.instance)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -158,11 +160,13 @@ class ProxyService(Service):
                               capture_output=True, text=True, timeout=60)
 
     def running(self) -> bool:
+        """Squid itself serving (not `squid -z`, which writes the same pid file while it prepares)."""
         try:
             pid = int(self.paths.pid.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return False
-        return Path(f"/proc/{pid}").exists()
+        return bool(argv) and argv[0].endswith(b"squid") and b"-z" not in argv and b"-k" not in argv
 
     def collect(self) -> int:
         """Read what Squid logged since last time (the web pages call this before querying)."""

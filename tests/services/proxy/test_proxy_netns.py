@@ -213,4 +213,5 @@ def test_squid_is_stopped_with_the_appliance(edge, running):
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists()
+    assert not list(Path("/dev/shm").glob(f"{box.services['proxy'].instance}-*"))  # no shared memory left
     assert subprocess.run(["pgrep", "-f", f"squid -N -n {box.services['proxy'].instance}"]).returncode != 0
