@@ -2,13 +2,14 @@
 
 The mail service runs in its own process (lab mode, loopback, ephemeral ports); the load comes from
 smtplib clients in this process: CLIENTS connections, each sending messages back to back to one local
-mailbox, for small (1 KB) and 1 MB messages. Then POP3 retrieval of the small messages.
+mailbox, for small (1 KB) and 1 MB messages. Then POP3 and IMAP retrieval of the small messages.
 
     python -m bench mail          # via the bench runner
     python -m bench.bench_mail    # alone, prints the rows
 """
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import poplib
@@ -83,10 +84,7 @@ def _smtp_load(port: int, body: bytes, *, seconds: float | None = None, count: i
 
 
 def _pop3_retrieve(port: int) -> tuple[int, float, int]:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    client = poplib.POP3_SSL("127.0.0.1", port, context=context, timeout=60)
+    client = poplib.POP3_SSL("127.0.0.1", port, context=_no_verify(), timeout=60)
     client.user("bench")
     client.pass_(PASSWORD)
     count, _ = client.stat()
@@ -98,6 +96,25 @@ def _pop3_retrieve(port: int) -> tuple[int, float, int]:
     elapsed = time.monotonic() - start
     client.quit()
     return count, elapsed, octets
+
+
+def _imap_fetch(port: int) -> tuple[int, float]:
+    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=_no_verify(), timeout=60)
+    client.login("bench", PASSWORD)
+    count = min(int(client.select("INBOX", readonly=True)[1][0]), 2000)
+    start = time.monotonic()
+    for n in range(1, count + 1):
+        client.fetch(str(n), "(BODY.PEEK[])")
+    elapsed = time.monotonic() - start
+    client.logout()
+    return count, elapsed
+
+
+def _no_verify() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def run() -> list[dict]:
@@ -116,6 +133,9 @@ def run() -> list[dict]:
             count, elapsed, octets = _pop3_retrieve(ports["pop3s"])
             rows.append({"area": "mail", "metric": "POP3S RETR, 1 KB", "value": count / elapsed, "unit": "msg/s",
                          "note": f"{count} msgs, one session"})
+            count, elapsed = _imap_fetch(ports["imaps"])
+            rows.append({"area": "mail", "metric": "IMAPS FETCH BODY[], 1 KB", "value": count / elapsed,
+                         "unit": "msg/s", "note": f"{count} msgs, one command each, one session"})
             n, elapsed = _smtp_load(ports["smtp"], _message(1024 * 1024), count=BIG_COUNT)
             rows.append({"area": "mail", "metric": "SMTP accept+deliver, 1 MB", "value": n / elapsed,
                          "unit": "msg/s", "note": f"{CLIENTS} connections, {n} msgs, "

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("officebox.mail.smtp")
 MAX_RECIPIENTS = 500
+MAX_HOPS = 30  # Received: headers (RFC 5321 6.3)
 
 
 ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+(\.[^\s@<>()\[\],;:\\\"]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -96,6 +97,9 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         peer = session.peer[0] if session.peer else "unknown"
+        header = envelope.original_content.split(b"\r\n\r\n", 1)[0]
+        if header.lower().count(b"\nreceived:") + header[:9].lower().startswith(b"received:") > MAX_HOPS:
+            return "554 5.4.6 Too many hops: this message is looping"
         proto = "ESMTP" + ("S" if server.secure else "") + ("A" if session.authenticated else "")
         received = (f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
                     f"\tby {self.service.fqdn} (OfficeBox) with {proto};\r\n"

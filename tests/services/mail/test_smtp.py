@@ -200,3 +200,14 @@ def test_postmaster_without_domain_reaches_the_admins(mail):
     with smtplib.SMTP("127.0.0.1", mail.port("smtp"), timeout=10) as client:
         client.sendmail("x@elsewhere.test", ["postmaster"], b"Subject: abuse report\r\n\r\n!\r\n")
     assert len(inbox(mail, "alice")) == 1
+
+
+def test_a_looping_message_is_refused(mail):
+    hops = b"".join(b"Received: from hop%d.test by next.test; Mon, 23 Nov 2026 09:00:00 +0000\r\n" % n
+                    for n in range(31))
+    with smtplib.SMTP("127.0.0.1", mail.port("smtp"), timeout=10) as client:
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            client.sendmail("x@elsewhere.test", ["alice@example.com"], hops + b"Subject: loop\r\n\r\n.\r\n")
+        assert err.value.smtp_code == 554 and b"looping" in err.value.smtp_error
+        client.sendmail("x@elsewhere.test", ["alice@example.com"], hops[:2000] + b"Subject: ok\r\n\r\nx\r\n")
+    assert len(inbox(mail, "alice")) == 1
