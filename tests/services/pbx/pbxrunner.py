@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import random
 import threading
 
@@ -24,15 +26,34 @@ def user(login: str, ext: str, secret: str, name: str | None = None, **kw) -> di
     return {"login": login, "full_name": name or login.capitalize(), "extension": ext, "sip_secret": secret, **kw}
 
 
+def _setns(path: str) -> None:
+    """Move the calling thread into a network namespace (os.setns needs Python 3.12)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
 class PbxRunner:
-    def __init__(self, data_dir, cfg: schema.CoreConfig, host: str = "127.0.0.1") -> None:
+    """`netns`: a tests.netns.Host; the PBX loop thread (and so every socket it opens) lives in it."""
+
+    def __init__(self, data_dir, cfg: schema.CoreConfig, host: str = "127.0.0.1", netns=None) -> None:
         self.ctx = Context(data_dir, lab=True)
         self.cfg = cfg
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.netns = netns
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.svc = SERVICE(self.ctx)
         self.svc.lab_host = host
         self.host = host
+
+    def _serve(self) -> None:
+        if self.netns is not None:
+            _setns(f"/run/netns/{self.netns.name}")
+        self.loop.run_forever()
 
     def __enter__(self) -> "PbxRunner":
         self.thread.start()
