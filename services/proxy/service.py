@@ -113,9 +113,9 @@ class ProxyService(Service):
 
     async def reload(self, config) -> None:
         self._config = config
+        await asyncio.to_thread(publish_pages, self.paths.etc, self.paths.work)
         if not self.running():
             return  # Squid reads the new files when the supervisor (re)starts it
-        await asyncio.to_thread(publish_pages, self.paths.etc, self.paths.work)
         cache_log = self.paths.logs / "cache.log"
         offset = cache_log.stat().st_size if cache_log.exists() else 0
         result = await asyncio.to_thread(self._squid, "-k", "reconfigure")
