@@ -66,6 +66,7 @@ class Call:
         self.renegotiating = False
         self.transferor: Leg | None = None
         self.cancelled = False
+        self.early: Leg | None = None  # the callee whose early media the caller hears
         self.done = asyncio.Event()
         self.started = time.time()
         self.answered_at: float | None = None
@@ -324,7 +325,9 @@ class Call:
             if leg not in pending:
                 continue
             if resp.status < 200:
-                if resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
+                if resp.body and resp.status in (180, 183) and self.state == "setup" and self.early is None:
+                    self._early_media(leg, resp)
+                elif resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
                     self.ringing_sent = True
                     self.a.answer(self.tx, 180)
                 continue
@@ -354,6 +357,21 @@ class Call:
             self.core.forget(leg)
             statuses.append(resp.status)
         return self._aggregate(statuses, legs)
+
+    def _early_media(self, leg: Leg, resp: Response) -> None:
+        """A callee (a carrier announcement, a remote ringback) sends media before answering: relay it."""
+        try:
+            early = Sdp.parse(resp.body)
+        except SdpError:
+            return
+        m = early.audio()
+        if m is None or self.ring_side is None:
+            return
+        self.early = leg
+        pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
+        self.ring_side.set_peer(early.address(m), m.port, m.clock_rate(pt))
+        self.ringing_sent = True
+        self.a.answer(self.tx, 183, self.sdp_for(self.a, early))
 
     @staticmethod
     def _aggregate(statuses: list[int], legs: list[Leg]) -> Outcome:
