@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from services.mail.directory import split_address
+from services.mail.lineserver import FAILED_LOGIN_DELAY
 
 if TYPE_CHECKING:
     from services.mail.service import MailService
 
 log = logging.getLogger("officebox.mail.smtp")
 MAX_RECIPIENTS = 500
+_DEFERRED = "deferred to a worker thread"
 MAX_HOPS = 30  # Received: headers (RFC 5321 6.3)
 
 
@@ -35,6 +37,7 @@ class MailSMTP(SMTP):
         self.implicit_tls = implicit_tls
         if implicit_tls:  # port 465: the whole connection is TLS, so AUTH is allowed from the start
             self._auth_require_tls = False
+        self.service = handler.service
         self.connections = handler.service.smtp_connections
 
     def connection_made(self, transport) -> None:
@@ -50,6 +53,32 @@ class MailSMTP(SMTP):
             status = (f"552 5.3.4 Message too big: this server accepts messages up to "
                       f"{self.data_size_limit} bytes")
         return await super().push(status)
+
+    # AUTH: aiosmtpd decodes PLAIN/LOGIN and calls _authenticate synchronously; the argon2 check would
+    # block the appliance's event loop (~50 ms), so it is deferred here and run in a worker thread.
+    def _authenticate(self, mechanism: str, auth_data) -> AuthResult:
+        return AuthResult(success=False, handled=False, message=_DEFERRED, auth_data=auth_data)
+
+    async def _verify(self, result):
+        if not (isinstance(result, AuthResult) and result.message == _DEFERRED):
+            return result
+        data = result.auth_data
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        username = data.login.decode("utf-8", "replace")
+        user = await asyncio.to_thread(self.service.directory.authenticate, username,
+                                       data.password.decode("utf-8", "replace"))
+        if user is None:
+            log.info("SMTP AUTH failed for %r from %s", username[:64], self.session.peer)
+            await asyncio.sleep(FAILED_LOGIN_DELAY)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=user.login)
+
+    async def auth_PLAIN(self, _, args):
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._verify(await super().auth_LOGIN(_, args))
 
     @property
     def secure(self) -> bool:
@@ -113,26 +142,12 @@ class Handler:
         return f"250 2.0.0 OK: queued as {qid}"
 
 
-def make_authenticator(service: "MailService"):
-    def authenticator(server, session, envelope, mechanism, auth_data):
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = service.directory.authenticate(auth_data.login.decode("utf-8", "replace"),
-                                              auth_data.password.decode("utf-8", "replace"))
-        if user is None:
-            log.info("SMTP AUTH failed for %r from %s", auth_data.login[:64], session.peer)
-            return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=user.login)
-
-    return authenticator
-
-
 async def start_smtp(service: "MailService", kind: str, host: str, port: int,
                      tls: ssl.SSLContext) -> asyncio.AbstractServer:
     """kind: smtp (25), submission (587) or smtps (465)."""
     size = service.section.max_message_size
-    common = dict(data_size_limit=size, hostname=service.fqdn, ident="OfficeBox ESMTP",
-                  authenticator=make_authenticator(service), timeout=300)
+    common = dict(data_size_limit=size, hostname=service.fqdn, ident="OfficeBox ESMTP", timeout=300,
+                  auth_callback=lambda *_: False)  # unused: see MailSMTP._authenticate
     handler = Handler(service, kind)
     loop = asyncio.get_running_loop()
     if kind == "smtps":

@@ -84,6 +84,14 @@ def test_wrong_password_fails_and_right_one_works(mail):
     assert err.value.smtp_code == 535
     client = submit(mail, user="bob.b@example.com", password=PASSWORDS["bob"])  # e-mail address as user name
     client.quit()
+    with smtplib.SMTP("127.0.0.1", mail.port("submission"), timeout=10) as client:  # AUTH LOGIN too
+        client.starttls(context=client_tls())
+        client.ehlo()
+        client.user, client.password = "carol", "wrong-password"
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.auth("LOGIN", client.auth_login)
+        client.password = PASSWORDS["carol"]
+        assert client.auth("LOGIN", client.auth_login)[0] == 235
 
 
 def test_authenticated_user_sends_to_another_user(mail):
