@@ -126,7 +126,7 @@ def group_delete(index: int):
 
 
 # -- usage reports --------------------------------------------------------------------------------------
-def bars(rows: list[dict], label: str, value: str = "bytes", width: int = 420) -> list[dict]:
+def bars(rows: list[dict], label: str, value: str = "bytes", width: int = 280) -> list[dict]:
     """Rows with the bar length (pixels) an SVG chart needs."""
     top = max((r[value] for r in rows), default=0) or 1
     return [{**r, "label": r[label], "length": max(1, round(width * r[value] / top)) if r[value] else 0}
