@@ -37,6 +37,8 @@ def clean_patterns(values: list[str]) -> list[str]:
             continue
         if any(c in value for c in "\n\r\t ") or len(value) > 300:
             raise ValueError(f"{value!r}: a URL pattern is one regular expression without spaces")
+        if '"' in value or "#" in value:  # Squid reads "..." as a file name; URLs never carry a #fragment
+            raise ValueError(f"{value!r}: a URL pattern cannot contain \" or #")
         try:
             re.compile(value)
         except re.error as exc:

@@ -77,6 +77,8 @@ def test_what_squid_refuses_is_never_applied(engine, ctx):
     ({"blocked_domains": ["not a domain"]}, "blocked_domains"),
     ({"blocked_patterns": ["([a"]}, "blocked_patterns"),
     ({"blocked_patterns": ["two words"]}, "blocked_patterns"),
+    ({"blocked_patterns": ['"/etc/passwd"']}, "blocked_patterns"),
+    ({"blocked_patterns": ["page#top"]}, "blocked_patterns"),
     ({"allowed_hours": [{"start": "18:00", "end": "08:00"}]}, "allowed_hours"),
     ({"allowed_hours": [{"start": "25:00"}]}, "allowed_hours"),
     ({"groups": [{"name": "x", "sources": []}]}, "groups"),
