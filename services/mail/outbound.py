@@ -169,7 +169,7 @@ class Outbound:
         while True:
             self._wake.clear()
             now = time.time()
-            entries = self.queue.entries()
+            entries = await asyncio.to_thread(self.queue.entries)
             for entry in entries:
                 if entry.next_attempt <= now:
                     self.in_flight = entry.id
@@ -183,7 +183,7 @@ class Outbound:
                         self._postpone(entry.id)
                     finally:
                         self.in_flight = None
-            pending = [e.next_attempt for e in self.queue.entries()]
+            pending = [e.next_attempt for e in await asyncio.to_thread(self.queue.entries)]
             delay = min([IDLE_WAKE] + [max(0.05, t - time.time()) for t in pending])
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

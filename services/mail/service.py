@@ -142,7 +142,7 @@ class MailService(Service):
         if key == self._listen_key:
             return
         await self._close_listeners()
-        cert, keyfile = box_certificate(self.ctx.data_dir, self.config.system.hostname)
+        cert, keyfile = await asyncio.to_thread(box_certificate, self.ctx.data_dir, self.config.system.hostname)
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self.tls.load_cert_chain(cert, keyfile)

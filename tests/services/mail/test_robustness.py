@@ -57,7 +57,10 @@ def test_servers_survive_random_garbage(mail, kind, alive):
         with socket.create_connection(("127.0.0.1", mail.port(kind)), timeout=10) as sock:
             sock.recv(4096)
             for _ in range(15):
-                sock.sendall(garbage(rng) + b"\r\n")
+                try:
+                    sock.sendall(garbage(rng) + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    break  # the server hung up on a client making too many errors: fine
             sock.settimeout(0.2)
             try:
                 while sock.recv(65536):
