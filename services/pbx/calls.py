@@ -12,7 +12,7 @@ from . import dialplan
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .leg import Leg
-from .sdp import Sdp, SdpError, filter_offer
+from .sdp import Media, Sdp, SdpError, filter_offer
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id
 from .sip.stack import ServerTx
 from .sip.transport import Dest
@@ -87,8 +87,12 @@ class Call:
             self.finish("failed", 500)
 
     async def _run(self) -> None:
+        delayed = not self.tx.request.body  # offerless INVITE: we offer to the callee, the caller answers in ACK
         try:
-            offer = filter_offer(Sdp.parse(self.tx.request.body), self.core.cfg.codecs)
+            if delayed:
+                offer = _our_offer(self.core.cfg.codecs)
+            else:
+                offer = filter_offer(Sdp.parse(self.tx.request.body), self.core.cfg.codecs)
         except SdpError:
             self.a.answer(self.tx, 488)
             self.finish("failed", 488)
@@ -99,8 +103,10 @@ class Call:
             self.a.answer(self.tx, 503)
             self.finish("failed", 503)
             return
-        self.a.side, self.a.sdp = side_a, offer
-        self._set_peer(self.a, offer)
+        self.a.side = side_a
+        if not delayed:
+            self.a.sdp = offer
+            self._set_peer(self.a, offer)
         self.offer, self.ring_side = offer, side_b
         out = await self.dial(self.dialled, self.authority, 0)
         if self.state == "ended" or (self.cancelled and out.kind == "answered"):
@@ -126,6 +132,16 @@ class Call:
         self.record.status = 200
         self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer))
         await self.done.wait()
+
+    def ack_answer(self, leg: Leg, body: bytes) -> None:
+        """The SDP answer of a delayed-offer caller, carried by its ACK."""
+        try:
+            answer = Sdp.parse(body)
+        except SdpError:
+            return
+        if leg.sdp is None and answer.audio() is not None:
+            leg.sdp = answer
+            self._set_peer(leg, answer)
 
     def finish(self, kind: str, status: int) -> None:
         if self.state == "ended":
@@ -668,6 +684,15 @@ class Call:
                 "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
                 "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
                 "on_hold": any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs), "relay": relay}
+
+
+def _our_offer(codecs: list[str]) -> Sdp:
+    """An offer of the codecs we relay (+ telephone-event); addresses are filled in by sdp_for()."""
+    pts = {"PCMU": 0, "PCMA": 8, "G722": 9}
+    formats = [pts[c] for c in codecs] + [101]
+    rtpmap = {pts[c]: f"{c}/8000" for c in codecs} | {101: "telephone-event/8000"}
+    # the address is a placeholder (0.0.0.0 would mean hold): sdp_for() puts the relay's in
+    return Sdp(connection="127.0.0.1", media=[Media("audio", 9, "RTP/AVP", formats, rtpmap, {101: "0-16"})])
 
 
 def _replaces(headers: str) -> tuple[str, str, str] | None:

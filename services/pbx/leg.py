@@ -160,6 +160,8 @@ class Leg:
         if self._unacked_cseq is not None and req.cseq[0] == self._unacked_cseq:
             self._unacked_cseq = None
             self._stop_retransmit()
+            if req.body:
+                self.call.ack_answer(self, req.body)
 
     @classmethod
     def from_invite(cls, core: "PbxCore", call: "Call", req: Request, label: str) -> "Leg":
