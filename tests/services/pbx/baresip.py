@@ -218,14 +218,23 @@ class Baresip:
     def start(self) -> Self:
         if not have_baresip():
             raise BaresipError("baresip is not installed (apt-get install baresip)")
-        self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{self.name}-"))
-        try:
-            self._spawn()
-            self._connect()
-            self.command("uanew", self._account_line().strip())
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):   # a second try with fresh ports if another process took one meanwhile
+            self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{self.name}-"))
+            try:
+                self._spawn()
+                self._connect()
+                self.command("uanew", self._account_line().strip())
+                return self
+            except BaresipError:
+                self.stop()
+                if attempt == 2:
+                    raise
+                self.events.clear()
+                self._consumed.clear()
+                self._responses.clear()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def _spawn(self) -> None:

@@ -225,3 +225,29 @@ def test_async_wrappers_do_not_block_the_loop():
         return ticks, stats
     ticks, stats = asyncio.run(scenario())
     assert ticks > 10 and stats["rx"] >= 10
+
+
+def test_start_retries_when_a_port_was_taken(monkeypatch):
+    """If baresip cannot take its control port (another process got it first), start() tries once more."""
+    import tests.services.pbx.baresip as driver
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)   # not baresip: connecting works, but no answer to "uanew" ever comes
+    calls, spawns = [], []
+    real_port, real_spawn = driver._free_port, Baresip._spawn
+
+    def free_port(addr):
+        calls.append(addr)
+        return taken.getsockname()[1] if len(calls) == 2 else real_port(addr)   # 2nd: the control port
+
+    def spawn(self):
+        spawns.append(1)
+        real_spawn(self)
+    monkeypatch.setattr(driver, "_free_port", free_port)
+    monkeypatch.setattr(Baresip, "_spawn", spawn)
+    try:
+        with Baresip("r", timeout=2) as ua:
+            assert ua.calls() == [] and ua.ctrl_port != taken.getsockname()[1]
+        assert len(spawns) == 2
+    finally:
+        taken.close()
