@@ -183,6 +183,7 @@ def _seed_records(runtime) -> None:
                          end=base + day + 20, disposition="missed", status=487))
     store.add(CallRecord(call_id="c3", direction="outbound", caller="201", dialled="0612345678",
                          start=base + 2 * day, end=base + 2 * day + 5, disposition="busy", status=486))
+    store.flush()   # this store's writer thread, not the service's, holds the rows until written
 
 
 def test_call_records_filters_and_csv(pbx_client, runtime):
@@ -266,6 +267,10 @@ def test_live_registrations_calls_and_records_with_baresip(pbx_client, runtime):
             alice.wait_rtp(tx=25, rx=25)
             calls = page(pbx_client, "/pbx/calls")
             assert "connected" in calls and "Alice Martin" in calls and "202" in calls
+            alice.hold()
+            _until(lambda: "on hold" in page(pbx_client, "/pbx/calls"))
+            alice.resume()
+            _until(lambda: "on hold" not in page(pbx_client, "/pbx/calls"))
             alice.hangup()
             bob.wait_for("CALL_CLOSED")
             _until(lambda: "No call in progress" in page(pbx_client, "/pbx/calls"))
