@@ -11,6 +11,7 @@ Names carry a random suffix so parallel tests never collide. Use documentation r
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -63,22 +64,43 @@ class Host:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open on `fd` (os.setns needs Python 3.12)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns failed")
+
+
+def move_thread(name: str) -> None:
+    """Move the calling thread into the named namespace for the rest of its life."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        setns(fd)
+    finally:
+        os.close(fd)
+
+
 class _InNetns:
     def __init__(self, name: str) -> None:
         self.name = name
 
     def __enter__(self):
         self._old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
         try:
-            os.setns(fd, os.CLONE_NEWNET)
-        finally:
-            os.close(fd)
+            move_thread(self.name)
+        except BaseException:
+            os.close(self._old)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        os.setns(self._old, os.CLONE_NEWNET)
-        os.close(self._old)
+        try:
+            setns(self._old)
+        finally:
+            os.close(self._old)
 
 
 class Lab:

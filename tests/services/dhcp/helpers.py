@@ -2,37 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import threading
-from contextlib import contextmanager
 from functools import cache
 
 from pydantic import Field, create_model
 
 from appliance import schema
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "setns failed")
-
-
-@contextmanager
 def in_netns(host):
-    """Move the calling thread into `host`'s namespace (tests/netns.py's enter() needs Python 3.12)."""
-    old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    fd = os.open(f"/run/netns/{host.name}", os.O_RDONLY)
-    try:
-        _setns(fd)
-        os.close(fd)
-        yield
-    finally:
-        _setns(old)
-        os.close(old)
+    """Move the calling thread into `host`'s namespace for a `with` block."""
+    return host.enter()
 
 
 class LoopThread:

@@ -52,7 +52,6 @@ Methods (every wait is bounded by `timeout`, raising BaresipError on expiry):
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import re
@@ -73,28 +72,6 @@ CALL_END = "CALL_CLOSED"
 
 class BaresipError(RuntimeError):
     pass
-
-
-class _InNetns:
-    """Move the calling thread into a named namespace (libc setns: os.setns needs Python 3.12)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._old = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, 0x40000000) != 0:   # CLONE_NEWNET
-                raise OSError(ctypes.get_errno(), f"setns {self.name}")
-        finally:
-            os.close(fd)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        ctypes.CDLL(None, use_errno=True).setns(self._old, 0x40000000)
-        os.close(self._old)
 
 
 def have_baresip() -> bool:
@@ -164,7 +141,7 @@ class Baresip:
         return f"sip:{self.user}@{host}"
 
     def _netns(self):
-        return _InNetns(self.host.name) if self.host is not None else nullcontext()
+        return self.host.enter() if self.host is not None else nullcontext()
 
     def _account_line(self) -> str:
         if self.registrar:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import random
 import threading
 
 from appliance import schema
 from appliance.context import Context
 from services.pbx import SERVICE
+from tests.netns import move_thread
 
 
 def config(users: list[dict], **pbx) -> schema.CoreConfig:
@@ -24,17 +23,6 @@ def config(users: list[dict], **pbx) -> schema.CoreConfig:
 
 def user(login: str, ext: str, secret: str, name: str | None = None, **kw) -> dict:
     return {"login": login, "full_name": name or login.capitalize(), "extension": ext, "sip_secret": secret, **kw}
-
-
-def _setns(path: str) -> None:
-    """Move the calling thread into a network namespace (os.setns needs Python 3.12)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes.get_errno(), f"setns {path}")
-    finally:
-        os.close(fd)
 
 
 class PbxRunner:
@@ -52,7 +40,7 @@ class PbxRunner:
 
     def _serve(self) -> None:
         if self.netns is not None:
-            _setns(f"/run/netns/{self.netns.name}")
+            move_thread(self.netns.name)
         self.loop.run_forever()
 
     def __enter__(self) -> "PbxRunner":
