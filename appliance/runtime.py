@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-from appliance import control
+from appliance import control, gcpolicy
 from appliance.apply import ApplyEngine
 from appliance.certs import box_certificate
 from appliance.context import Context
@@ -79,6 +79,7 @@ class Runtime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await self.supervisor.start(config)
+        gcpolicy.tune_for_serving()
         server = await control.serve(self, self.ctx.run_dir("core") / "control.sock")
         host, port = self.admin_address(config, admin_port)
         self._start_webadmin(host, port)

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from appliance import schema
+from appliance import gcpolicy, schema
 from appliance.context import Context
 from services.pbx import SERVICE
 
@@ -33,6 +33,7 @@ async def serve(data_dir: str, config_path: str) -> None:
     config = schema.parse(json.loads(Path(config_path).read_text()))
     svc = SERVICE(Context(Path(data_dir), lab=True))
     await svc.start(config)
+    gcpolicy.tune_for_serving()  # as `officebox run` does
     print(json.dumps({"port": svc.sip_port}), flush=True)
     loop = asyncio.get_running_loop()
     try:
