@@ -37,15 +37,20 @@ class CallRecord:
     rtp_b: str = ""
 
 
+BATCH_SECONDS = 0.5  # rows wait at most this long to be written with the next ones
+
+
 class CdrStore:
     """Rows are written by one background thread in batches (a commit costs an fsync: never on the
-    signalling loop); queries first wait until everything handed over is written."""
+    signalling loop), at most every BATCH_SECONDS: a busy writer thread would take the GIL from the
+    signalling loop for every few rows. Queries first have everything handed over written."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
+        self._hurry = threading.Event()  # a reader waits: write now
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("""CREATE TABLE IF NOT EXISTS cdr (
@@ -84,7 +89,9 @@ class CdrStore:
                     batch = [self._queue.get(timeout=30)]
                 except queue.Empty:
                     return  # idle: the thread ends, add() starts a new one when needed
-                while len(batch) < 500:
+                self._hurry.wait(BATCH_SECONDS)
+                self._hurry.clear()
+                while len(batch) < 5000:
                     try:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
@@ -102,6 +109,7 @@ class CdrStore:
 
     def flush(self) -> None:
         """Wait until every record handed to add() is in the database."""
+        self._hurry.set()
         self._queue.join()
 
     def query(self, since: float | None = None, until: float | None = None, party: str | None = None,

@@ -194,7 +194,7 @@ class PbxCore:
         self.location.drop_flow(flow)
 
     def on_ack(self, req: Request) -> None:
-        leg = self.dialogs.get((req.call_id, req.to.tag or ""))
+        leg = self.dialogs.get((req.call_id, req.to_tag or ""))
         if leg:
             leg.on_ack(req)
 
@@ -207,12 +207,12 @@ class PbxCore:
 
     def on_stray_response(self, resp: Response) -> None:
         if 200 <= resp.status < 300 and resp.cseq[1] == "INVITE":
-            leg = self.dialogs.get((resp.call_id, resp.from_.tag or ""))
+            leg = self.dialogs.get((resp.call_id, resp.from_tag or ""))
             if leg:
                 leg.resend_ack()
 
     def on_request(self, tx: ServerTx, req: Request) -> None:
-        to_tag = req.to.tag
+        to_tag = req.to_tag
         if to_tag:
             leg = self.dialogs.get((req.call_id, to_tag))
             if leg is None:

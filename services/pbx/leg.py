@@ -104,8 +104,8 @@ class Leg:
             self.core.stack.send_stateless(self.ack, self.flow)
 
     def update_from_2xx(self, resp: Response) -> None:
-        if resp.to.tag:
-            self.remote.params["tag"] = resp.to.tag
+        if resp.to_tag:
+            self.remote.params["tag"] = resp.to_tag
         contacts = resp.contacts()
         if contacts:
             self.target = contacts[0].uri

@@ -31,6 +31,7 @@ VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
+_QUOTED_ITEM = re.compile(r'(?:"[^"]*"|[^,"])+')  # list items of a value with balanced quotes, no <> or \\
 STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued", 183: "Session Progress",
@@ -80,6 +81,15 @@ def split_commas(value: str) -> list[str]:
     """Split a header value at commas outside quotes and angle brackets."""
     if "," not in value:
         return [value.strip()] if value.strip() else []
+    if '"' not in value and "<" not in value:
+        return [p for p in (part.strip() for part in value.split(",")) if p]
+    if "<" not in value and "\\" not in value and value.count('"') % 2 == 0:
+        return [p for p in (m.group().strip() for m in _QUOTED_ITEM.finditer(value)) if p]
+    return _split_commas_scan(value)
+
+
+def _split_commas_scan(value: str) -> list[str]:
+    """split_commas() for any value: one character at a time (escapes, <>, unbalanced quotes)."""
     parts, buf, quote, angle, esc = [], [], False, False, False
     for ch in value:
         if esc:
@@ -106,6 +116,8 @@ def split_commas(value: str) -> list[str]:
 def parse_params(text: str) -> dict[str, str | None]:
     """';a=b;c' -> {'a': 'b', 'c': None} (names lower-cased, quotes kept out)."""
     params: dict[str, str | None] = {}
+    if not text:
+        return params
     for item in text.split(";"):
         item = item.strip()
         if not item:
@@ -252,6 +264,12 @@ class Via:
         return f"SIP/2.0/{self.transport} {host}{port}{format_params(self.params)}"
 
 
+@lru_cache(maxsize=4096)
+def _name_addr(text: str) -> NameAddr:
+    """Parsed From/To/Contact values, shared by the messages of a dialog: never modified (copy first)."""
+    return NameAddr.parse(text)
+
+
 class Message:
     """Common part of requests and responses: ordered headers with canonical names, and a body."""
 
@@ -260,20 +278,27 @@ class Message:
         self.body: bytes = b""
         self.source: tuple[str, str, int] | None = None  # (transport, ip, port) it came from
         self._parsed: dict[str, object] = {}  # From/To/Via objects, dropped on every header change
+        self._first: dict[str, str] | None = None  # name -> first value, dropped on every header change
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        name = canonical(name)
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        first = self._first
+        if first is None:
+            first = self._first = {}
+            for key, value in self.headers:
+                if key not in first:
+                    first[key] = value
+        return first.get(canonical(name), default)
 
     def get_all(self, name: str) -> list[str]:
         name = canonical(name)
         return [v for k, v in self.headers if k == name]
 
-    def set(self, name: str, value: str) -> None:
+    def _changed(self) -> None:
         self._parsed.clear()
+        self._first = None
+
+    def set(self, name: str, value: str) -> None:
+        self._changed()
         name = canonical(name)
         for item in self.headers:
             if item[0] == name:
@@ -283,7 +308,7 @@ class Message:
         self.headers.append([name, value])
 
     def add(self, name: str, value: str, first: bool = False) -> None:
-        self._parsed.clear()
+        self._changed()
         item = [canonical(name), value]
         if first:
             self.headers.insert(0, item)
@@ -291,9 +316,19 @@ class Message:
             self.headers.append(item)
 
     def remove(self, name: str) -> None:
-        self._parsed.clear()
+        self._changed()
         name = canonical(name)
         self.headers = [h for h in self.headers if h[0] != name]
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first `name` header in place (e.g. the top Via with received/rport)."""
+        self._changed()
+        name = canonical(name)
+        for item in self.headers:
+            if item[0] == name:
+                item[1] = value
+                return
+        self.headers.append([name, value])
 
     # typed accessors -------------------------------------------------------------------------
     @property
@@ -305,18 +340,42 @@ class Message:
         num, _, method = (self.get("CSeq") or "").strip().partition(" ")
         return int(num), method.strip().upper()
 
-    def _cached(self, key: str, make):
-        if key not in self._parsed:
-            self._parsed[key] = make()
-        return self._parsed[key].copy()
+    def _shared(self, key: str, make):
+        """The parsed header object, kept until the headers change: callers must not modify it."""
+        obj = self._parsed.get(key)
+        if obj is None:
+            obj = self._parsed[key] = make()
+        return obj
+
+    def _from(self) -> NameAddr:
+        return self._shared("from", lambda: _name_addr(self.get("From") or ""))
+
+    def _to(self) -> NameAddr:
+        return self._shared("to", lambda: _name_addr(self.get("To") or ""))
+
+    def _via(self) -> Via:
+        return self._shared("via", lambda: Via.parse(self.get("Via") or ""))
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: NameAddr.parse(self.get("From") or ""))
+        return self._from().copy()
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: NameAddr.parse(self.get("To") or ""))
+        return self._to().copy()
+
+    @property
+    def from_tag(self) -> str | None:
+        return self._from().params.get("tag")
+
+    @property
+    def to_tag(self) -> str | None:
+        return self._to().params.get("tag")
+
+    @property
+    def branch(self) -> str:
+        """The top Via's branch parameter."""
+        return self._via().branch
 
     @property
     def vias(self) -> list[Via]:
@@ -324,10 +383,14 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return self._cached("via", lambda: Via.parse(self.get("Via") or ""))
+        return self._via().copy()
+
+    def _contacts(self) -> list[NameAddr]:
+        return self._shared("contacts", lambda: [_name_addr(v) for v in self.get_all("Contact")
+                                                 if v.strip() != "*"])
 
     def contacts(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.get_all("Contact") if v.strip() != "*"]
+        return [c.copy() for c in self._contacts()]
 
     def start_line(self) -> str:
         raise NotImplementedError
@@ -392,6 +455,21 @@ def parse(data: bytes) -> Message:
         raise ParseError(f"malformed message ({type(exc).__name__})") from None
 
 
+_NAMES: dict[str, str] = {}  # raw header name as received -> canonical name (valid names only)
+
+
+def _header_name(raw: str, line: str, msg: Message) -> str:
+    cname = _NAMES.get(raw)
+    if cname is None:
+        name = raw.strip()
+        if not name or not TOKEN.match(name):
+            raise ParseError(f"bad header line {line[:40]!r}", msg)
+        cname = canonical(name)
+        if len(_NAMES) < 1024:
+            _NAMES[raw] = cname
+    return cname
+
+
 def _parse(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE:
         raise ParseError("message too large")
@@ -423,29 +501,32 @@ def _parse(data: bytes) -> Message:
             raise ParseError("bad start line")
         msg = Response(int(s.group(1)), s.group(2))
         uri_text = None
-    unfolded: list[str] = []
-    for line in lines[1:]:
-        if len(line) > MAX_LINE:
-            raise ParseError("header line too long", msg)
-        if line[:1] in (" ", "\t") and unfolded:
-            unfolded[-1] += " " + line.strip()
-        else:
-            unfolded.append(line)
-    if len(unfolded) > MAX_HEADERS:
+    del lines[0]
+    if lines and max(map(len, lines)) > MAX_LINE:
+        raise ParseError("header line too long", msg)
+    if "\n " in text or "\n\t" in text:  # folded lines (obsolete, still legal)
+        unfolded: list[str] = []
+        for line in lines:
+            if line[:1] in (" ", "\t") and unfolded:
+                unfolded[-1] += " " + line.strip()
+            else:
+                unfolded.append(line)
+        lines = unfolded
+    if len(lines) > MAX_HEADERS:
         raise ParseError("too many headers", msg)
-    for line in unfolded:
+    headers = msg.headers
+    for line in lines:
         name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name or not TOKEN.match(name):
+        if not colon:
             raise ParseError(f"bad header line {line[:40]!r}", msg)
-        cname = canonical(name)
+        cname = _header_name(name, line, msg)
         value = value.strip()
         if cname in MULTI:
             for part in split_commas(value):
-                msg.headers.append([cname, part])
+                headers.append([cname, part])
         else:
-            msg.headers.append([cname, value])
-    if len(msg.headers) > MAX_HEADERS:
+            headers.append([cname, value])
+    if len(headers) > MAX_HEADERS:
         raise ParseError("too many headers", msg)
     if uri_text is not None:
         try:
@@ -476,10 +557,7 @@ def _validate(msg: Message) -> None:
     if not 0 <= num < 2**31 or not TOKEN.match(method or "-"):
         raise ParseError("bad CSeq", msg)
     try:
-        msg.from_, msg.to, msg.top_via  # noqa: B018 - parse to validate (lower Vias are copied verbatim)
-        for contact in msg.get_all("Contact"):
-            if contact.strip() != "*":
-                NameAddr.parse(contact)
+        msg._from(), msg._to(), msg._via(), msg._contacts()  # parse to validate (lower Vias are copied verbatim)
     except ParseError as exc:
         raise ParseError(exc.reason, msg) from None
     if isinstance(msg, Request):

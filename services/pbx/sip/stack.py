@@ -34,11 +34,11 @@ class Timers:
 
 
 def server_key(req: Request) -> tuple:
-    via = req.top_via
+    via = req._via()
     method = "INVITE" if req.method in ("ACK", "CANCEL") else req.method
     if via.branch.startswith(MAGIC):
         return (via.branch, via.host, via.port, method)
-    tag = req.from_.tag
+    tag = req.from_tag
     return (req.call_id, req.cseq[0], tag, via.host, via.port, method)
 
 
@@ -128,7 +128,7 @@ class ClientTx:
         self.dest = dest
         self.on_response = on_response
         self.invite = request.method == "INVITE"
-        self.branch = request.top_via.branch
+        self.branch = request.branch
         self.key = (self.branch, request.method)
         self.state = "calling" if self.invite else "trying"
         self.reliable = dest[0] != "udp"
@@ -383,7 +383,7 @@ class SipStack:
             via.params["received"] = source[1]
         if "rport" in via.params:
             via.params["rport"] = str(source[2])
-        req.headers[[h[0] for h in req.headers].index("Via")][1] = str(via)
+        req.replace_first("Via", str(via))
         if not self.tu.allow(source, req):
             self.counters["dropped"] += 1
             return
@@ -419,7 +419,7 @@ class SipStack:
 
     def _on_response(self, resp: Response) -> None:
         try:
-            key = (resp.top_via.branch, resp.cseq[1])
+            key = (resp.branch, resp.cseq[1])
         except (ParseError, ValueError):
             return
         tx = self.client_txs.get(key)

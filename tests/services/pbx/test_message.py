@@ -10,6 +10,7 @@ from services.pbx.sip.message import (
     Request,
     Response,
     Uri,
+    _split_commas_scan,
     parse,
     response_to,
     split_commas,
@@ -144,3 +145,21 @@ def test_mutated_messages_only_parse_error_and_round_trip(mutations):
         return [h for h in m.headers if h[0] != "Content-Length"]
     assert fields(again) == fields(msg) and again.body == msg.body
     assert again.start_line() == msg.start_line()
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(alphabet='ab ,;="<>\\\\', max_size=40))
+def test_split_commas_fast_paths_agree_with_the_scan(value):
+    assert split_commas(value) == _split_commas_scan(value)
+
+
+def test_header_index_follows_changes():
+    msg = parse(INVITE)
+    assert msg.get("Max-Forwards") == "70"
+    msg.set("Max-Forwards", "69")
+    msg.add("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKnew", first=True)
+    assert msg.get("Max-Forwards") == "69" and msg.branch == "z9hG4bKnew"
+    msg.replace_first("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKother")
+    assert msg.branch == "z9hG4bKother" and len(msg.get_all("Via")) == 4
+    msg.remove("Max-Forwards")
+    assert msg.get("Max-Forwards") is None
