@@ -6,6 +6,7 @@ import re
 from flask import request
 
 from appliance.apply import ConfigError
+from appliance.service import ApplyError
 from appliance.users import MIN_PASSWORD_LENGTH
 
 MAX_PASSWORD_LENGTH = 256
@@ -91,3 +92,26 @@ def new_password(errors: dict[str, str], field: str = "password", repeat: str = 
     else:
         return password
     return None
+
+
+def top_fields(errors: dict[str, str], general: list[str]) -> tuple[dict[str, str], list[str]]:
+    """'sources.2' -> 'sources': list items are edited in one form field."""
+    out: dict[str, str] = {}
+    for name, message in errors.items():
+        out.setdefault(name.split(".")[0], message)
+    return out, general
+
+
+def apply_form(summary: str, mutate, prefix: str = "", fields: dict[str, str] | None = None,
+               top: bool = False) -> tuple[dict[str, str], list[str]]:
+    """Apply a form's change as one revision: (field errors, general errors), both empty on success.
+    `top`: errors on list items are shown by the list's field (see top_fields)."""
+    from webadmin import core
+    try:
+        core.apply_change(summary, mutate)
+    except ConfigError as err:
+        errors, general = form_errors(err, prefix=prefix, fields=fields)
+        return top_fields(errors, general) if top else (errors, general)
+    except ApplyError as err:
+        return {}, [str(err)]
+    return {}, []

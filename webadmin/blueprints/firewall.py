@@ -11,7 +11,6 @@ import re
 from flask import Blueprint, flash, make_response, redirect, render_template, url_for
 
 from appliance.apply import ConfigError
-from appliance.service import ApplyError
 from webadmin import core, forms
 
 bp = Blueprint("firewall", __name__, url_prefix="/firewall")
@@ -27,14 +26,6 @@ def split_list(value: str) -> list[str]:
     return [item for item in re.split(r"[\s,;]+", value) if item]
 
 
-def top_fields(errors: dict[str, str], general: list[str]) -> tuple[dict[str, str], list[str]]:
-    """'sources.2' -> 'sources': list items are edited in one form field."""
-    out: dict[str, str] = {}
-    for name, message in errors.items():
-        out.setdefault(name.split(".")[0], message)
-    return out, general
-
-
 def shown(errors: dict[str, str], general: list[str], fields: set[str]) -> tuple[dict[str, str], list[str]]:
     """Errors for fields the page has stay by their field; the others join the general messages."""
     general = list(general)
@@ -42,16 +33,6 @@ def shown(errors: dict[str, str], general: list[str], fields: set[str]) -> tuple
         if name not in fields:
             general.append(f"{name.replace('_', ' ')}: {message}")
     return {k: v for k, v in errors.items() if k in fields}, general
-
-
-def _apply(summary: str, mutate, prefix: str = "") -> tuple[dict[str, str], list[str]]:
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        return top_fields(*forms.form_errors(err, prefix=prefix))
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
 
 
 FIELDS = {"admin_from_wan", "vpn_interfaces", "vpn_networks", "sip_peers", "new_connections_per_second", "burst",
@@ -127,7 +108,7 @@ def settings():
             fw[zone]["box"] = forms.checkbox(f"{zone}_box")
             fw[zone]["internet"] = forms.checkbox(f"{zone}_internet")
 
-    errors, general = _apply("firewall settings", mutate, prefix="firewall")
+    errors, general = forms.apply_form("firewall settings", mutate, prefix="firewall", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
     return _saved("Firewall settings saved.")
@@ -145,7 +126,8 @@ def rule_add():
     def mutate(doc: dict) -> None:
         doc["firewall"]["rules"].append(rule)
 
-    errors, general = _apply(f"add firewall rule {form['name']}", mutate, prefix=f"firewall.rules.{index}")
+    errors, general = forms.apply_form(f"add firewall rule {form['name']}", mutate, prefix=f"firewall.rules.{index}",
+                                       top=True)
     if errors or general:
         return _page(errors, general, form, 400)
     return _saved("Rule added.")
@@ -180,13 +162,10 @@ def forward_add():
         doc["firewall"]["port_forwards"].append(forward)
 
     names = {f"firewall.port_forwards.{index}.{k}": f"fwd_{k}" for k in ("name", "protocol", "sources")}
-    try:
-        core.apply_change(f"add port forward {form['fwd_name']}", mutate)
-    except ConfigError as err:
-        errors, general = top_fields(*forms.form_errors(err, prefix=f"firewall.port_forwards.{index}", fields=names))
+    errors, general = forms.apply_form(f"add port forward {form['fwd_name']}", mutate,
+                                       prefix=f"firewall.port_forwards.{index}", fields=names, top=True)
+    if errors or general:
         return _page(errors, general, form, 400)
-    except ApplyError as err:
-        return _page(general=[str(err)], form=form, status=400)
     return _saved("Port forward added.")
 
 
@@ -203,7 +182,7 @@ def _delete(key: str, index: int, what: str):
             raise ConfigError({"": f"that {what} no longer exists"})
         del items[index]
 
-    _, general = _apply(f"remove a {what}", mutate)
+    _, general = forms.apply_form(f"remove a {what}", mutate, top=True)
     if general:
         return _page(general=general, status=400)
     return _saved(f"The {what} was removed.")

@@ -8,7 +8,6 @@ import time
 from flask import Blueprint, flash, redirect, render_template, url_for
 
 from appliance.apply import ConfigError
-from appliance.service import ApplyError
 from webadmin import core, forms
 
 bp = Blueprint("lan", __name__, url_prefix="/lan")
@@ -21,18 +20,6 @@ RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
 
 def _service(name: str):
     return core.runtime().services.get(name)
-
-
-def _apply(summary: str, mutate, prefix: str = "", fields: dict[str, str] | None = None
-           ) -> tuple[dict[str, str], list[str]]:
-    """Apply a change; (field errors, general errors), both empty on success."""
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        return forms.form_errors(err, prefix=prefix, fields=fields)
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
 
 
 def _section(name: str):
@@ -70,7 +57,7 @@ def dhcp_settings():
         doc["dhcp"].update(lease_time=lease_time, provisioning_url=form["provisioning_url"],
                            enabled=forms.checkbox("enabled"), conflict_probe=forms.checkbox("conflict_probe"))
 
-    errors, general = _apply("DHCP settings", mutate, prefix="dhcp")
+    errors, general = forms.apply_form("DHCP settings", mutate, prefix="dhcp")
     if errors or general:
         return _dhcp_page(errors, general, form, 400)
     return _done("DHCP settings saved.", "lan.dhcp")
@@ -86,8 +73,8 @@ def pool_add():
     def mutate(doc: dict) -> None:
         doc["dhcp"]["pools"].append(dict(form))
 
-    errors, general = _apply(f"add DHCP pool {form['start']}-{form['end']}", mutate, prefix=f"dhcp.pools.{index}",
-                             fields={f"dhcp.pools.{index}": "end"})
+    errors, general = forms.apply_form(f"add DHCP pool {form['start']}-{form['end']}", mutate,
+                                       prefix=f"dhcp.pools.{index}", fields={f"dhcp.pools.{index}": "end"})
     if errors or general:
         return _dhcp_page(errors, general, form, 400)
     return _done("Pool added.", "lan.dhcp")
@@ -102,7 +89,7 @@ def pool_delete(index: int):
             raise ConfigError({"": "that pool no longer exists"})
         del pools[index]
 
-    errors, general = _apply("remove a DHCP pool", mutate)
+    errors, general = forms.apply_form("remove a DHCP pool", mutate)
     if general:
         return _dhcp_page(general=general, status=400)
     return _done("Pool removed.", "lan.dhcp")
@@ -114,8 +101,8 @@ def add_reservation(mac: str, ip: str, hostname: str | None):
     def mutate(doc: dict) -> None:
         doc["dhcp"]["reservations"].append({"mac": mac, "ip": ip, "hostname": hostname})
 
-    return _apply(f"reserve {ip} for {mac}", mutate, prefix=f"dhcp.reservations.{index}",
-                  fields={"dhcp.reservations": "mac"})
+    return forms.apply_form(f"reserve {ip} for {mac}", mutate, prefix=f"dhcp.reservations.{index}",
+                            fields={"dhcp.reservations": "mac"})
 
 
 @bp.route("/dhcp/reservations", methods=["POST"])
@@ -134,7 +121,7 @@ def reservation_delete(mac: str):
     def mutate(doc: dict) -> None:
         doc["dhcp"]["reservations"] = [r for r in doc["dhcp"]["reservations"] if r["mac"] != mac]
 
-    errors, general = _apply(f"remove the reservation of {mac}", mutate)
+    errors, general = forms.apply_form(f"remove the reservation of {mac}", mutate)
     if general:
         return _dhcp_page(general=general, status=400)
     return _done("Reservation removed.", "lan.dhcp")
@@ -190,8 +177,8 @@ def record_add():
     def mutate(doc: dict) -> None:
         doc["dns"]["records"].append(dict(form))
 
-    errors, general = _apply(f"add DNS record {form['name']} {form['type']}", mutate, prefix=f"dns.records.{index}",
-                             fields={f"dns.records.{index}": "value"})
+    errors, general = forms.apply_form(f"add DNS record {form['name']} {form['type']}", mutate,
+                                       prefix=f"dns.records.{index}", fields={f"dns.records.{index}": "value"})
     if errors or general:
         return _dns_page(errors, general, form, 400)
     return _done(f"Record {form['name']} added.", "lan.dns")
@@ -206,7 +193,7 @@ def record_delete(index: int):
             raise ConfigError({"": "that record no longer exists"})
         del records[index]
 
-    _, general = _apply("remove a DNS record", mutate)
+    _, general = forms.apply_form("remove a DNS record", mutate)
     if general:
         return _dns_page(general=general, status=400)
     return _done("Record removed.", "lan.dns")
@@ -221,8 +208,8 @@ def upstreams():
     def mutate(doc: dict) -> None:
         doc["dns"]["upstreams"] = items
 
-    errors, general = _apply("DNS upstream resolvers", mutate, prefix="dns.upstreams",
-                             fields={"dns.upstreams": "upstreams"})
+    errors, general = forms.apply_form("DNS upstream resolvers", mutate, prefix="dns.upstreams",
+                                       fields={"dns.upstreams": "upstreams"})
     if errors or general:
         return _dns_page({"upstreams": next(iter(errors.values()))} if errors else {}, general, {"upstreams": raw},
                          400)
@@ -283,8 +270,8 @@ def phone_add():
     def mutate(doc: dict) -> None:
         doc["provisioning"]["phones"].append(phone)
 
-    errors, general = _apply(f"add phone {form['mac']}", mutate, prefix=f"provisioning.phones.{index}",
-                             fields={f"provisioning.phones.{index}": "model", "provisioning.phones": "mac"})
+    errors, general = forms.apply_form(f"add phone {form['mac']}", mutate, prefix=f"provisioning.phones.{index}",
+                                       fields={f"provisioning.phones.{index}": "model", "provisioning.phones": "mac"})
     if errors or general:
         return _phones_page(errors, general, form, 400)
     return _done(f"Phone {form['mac']} added.", "lan.phones")
@@ -296,7 +283,7 @@ def phone_delete(mac: str):
     def mutate(doc: dict) -> None:
         doc["provisioning"]["phones"] = [p for p in doc["provisioning"]["phones"] if p["mac"] != mac]
 
-    _, general = _apply(f"remove phone {mac}", mutate)
+    _, general = forms.apply_form(f"remove phone {mac}", mutate)
     if general:
         return _phones_page(general=general, status=400)
     return _done(f"Phone {mac} removed.", "lan.phones")

@@ -5,8 +5,6 @@ import time
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from appliance.apply import ConfigError
-from appliance.service import ApplyError
 from webadmin import core, forms
 
 bp = Blueprint("mail", __name__, url_prefix="/mail")
@@ -26,16 +24,6 @@ def _lines(name: str) -> list[str]:
     """A textarea or comma list: one value per line or comma, blanks dropped."""
     raw = (request.form.get(name) or "")[:20000]
     return [v.strip() for v in raw.replace(",", "\n").splitlines() if v.strip()]
-
-
-def _apply(summary: str, mutate, prefix: str = "mail") -> tuple[dict[str, str], list[str]]:
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        return forms.form_errors(err, prefix=prefix)
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
 
 
 def _int(name: str, errors: dict[str, str]) -> int | None:
@@ -62,7 +50,7 @@ def index():
                 doc["mail"].update(extra_domains=domains, relay_networks=networks, relay_from_lan=relay_from_lan,
                                    max_message_size=size_mb * 1024 * 1024)
 
-            errors, general = _apply("change mail domains and relay rules", mutate)
+            errors, general = forms.apply_form("change mail domains and relay rules", mutate, "mail")
             errors = {k.split(".")[0]: v for k, v in errors.items()}
             if "max_message_size" in errors:
                 errors["max_message_size_mb"] = "choose between 1 and 200 MB"
@@ -117,7 +105,7 @@ def aliases():
                 doc["mail"]["aliases"].append(entry)
 
         what = f"edit mail alias {original}" if original else f"add mail alias {entry['name']}"
-        errors, general = _apply(what, mutate, prefix=f"mail.aliases.{index}")
+        errors, general = forms.apply_form(what, mutate, prefix=f"mail.aliases.{index}")
         moved = [m for m in general if m.startswith("mail:")]
         if moved:  # cross-checks from the service (unknown login, name clash)
             errors.setdefault("targets", "; ".join(m.removeprefix("mail: ") for m in moved))
@@ -141,7 +129,7 @@ def delete_alias(name: str):
     def mutate(doc: dict) -> None:
         doc["mail"]["aliases"] = [a for a in doc["mail"]["aliases"] if a["name"] != name]
 
-    errors, general = _apply(f"delete mail alias {name}", mutate)
+    errors, general = forms.apply_form(f"delete mail alias {name}", mutate, "mail")
     if errors or general:
         flash("; ".join(general + list(errors.values())), "error")
     else:
@@ -183,7 +171,7 @@ def smarthost():
                                    retry_max_seconds=numbers["retry_max_seconds"],
                                    queue_lifetime_seconds=numbers["queue_lifetime_hours"] * 3600)
 
-            errors, general = _apply("change the mail smarthost", mutate)
+            errors, general = forms.apply_form("change the mail smarthost", mutate, "mail")
             renamed = {"smarthost.host": "host", "smarthost.port": "port", "smarthost.security": "security",
                        "smarthost.username": "username", "smarthost.password": "password",
                        "queue_lifetime_seconds": "queue_lifetime_hours"}

@@ -6,9 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 
 from appliance.apply import ConfigError
 from appliance.network import NetworkError, network_status
-from appliance.service import ApplyError
 from webadmin import core, forms
-from webadmin.blueprints.firewall import shown, split_list, top_fields
+from webadmin.blueprints.firewall import shown, split_list
 
 bp = Blueprint("network", __name__, url_prefix="/network")
 NAV = [("Internet", "Interfaces", "network.index")]
@@ -32,16 +31,6 @@ def _page(errors=None, general=None, form=None, status=200):
     live, problem = _status(config)
     return render_template("network/index.html", config=config, net=config.network, live=live, problem=problem,
                            errors=errors or {}, general=general or [], form=form or {}), status
-
-
-def _apply(summary: str, mutate, fields: dict[str, str], prefix: str = ""):
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        return top_fields(*forms.form_errors(err, prefix=prefix, fields=fields))
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
 
 
 @bp.route("/")
@@ -71,7 +60,7 @@ def settings():
                       "gateway": form["wan_gateway"] or None if static else None,
                       "dns": split_list(form["wan_dns"])}
 
-    errors, general = _apply("interface settings", mutate, FIELDS)
+    errors, general = forms.apply_form("interface settings", mutate, fields=FIELDS, top=True)
     if errors or general:
         return _page(errors, general, form, 400)
     flash("Interface settings saved.", "success")
@@ -87,7 +76,8 @@ def route_add():
     def mutate(doc: dict) -> None:
         doc["network"]["routes"].append(dict(form))
 
-    errors, general = _apply(f"add route to {form['destination']}", mutate, {}, prefix=f"network.routes.{index}")
+    errors, general = forms.apply_form(f"add route to {form['destination']}", mutate, f"network.routes.{index}", {},
+                                       top=True)
     if errors or general:
         return _page(errors, general, form, 400)
     flash("Route added.", "success")
@@ -103,7 +93,7 @@ def route_delete(index: int):
             raise ConfigError({"": "that route no longer exists"})
         del routes[index]
 
-    _, general = _apply("remove a route", mutate, {})
+    _, general = forms.apply_form("remove a route", mutate, fields={}, top=True)
     if general:
         return _page(general=general, status=400)
     flash("Route removed.", "success")

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from appliance.apply import ConfigError
-from appliance.service import ApplyError
 from webadmin import core, forms
 
 bp = Blueprint("pbx", __name__, url_prefix="/pbx")
@@ -48,19 +47,9 @@ def _friendly(message: str, hint: str = "") -> str:
 
 
 def _apply(summary: str, mutate, prefix: str, hints: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """apply_change; returns (field errors, general errors), both empty on success."""
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        by_field, general = forms.form_errors(err, prefix=prefix)
-        fields: dict[str, str] = {}
-        for name, msg in by_field.items():
-            base = name.split(".", 1)[0]
-            fields.setdefault(base, _friendly(msg, (hints or {}).get(base, "")))
-        return fields, general
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
+    """apply_form with friendlier field messages; returns (field errors, general errors)."""
+    errors, general = forms.apply_form(summary, mutate, prefix, top=True)
+    return {name: _friendly(msg, (hints or {}).get(name, "")) for name, msg in errors.items()}, general
 
 
 # -- generic list sections: groups, trunks, routes, DIDs ----------------------------------------------

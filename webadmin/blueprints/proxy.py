@@ -7,10 +7,9 @@ import time
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from appliance.apply import ConfigError
-from appliance.service import ApplyError
 from services.proxy.config import DAYS
 from webadmin import core, forms
-from webadmin.blueprints.firewall import shown, split_list, top_fields
+from webadmin.blueprints.firewall import shown, split_list
 
 bp = Blueprint("proxy", __name__, url_prefix="/proxy")
 NAV = [("Internet", "Web proxy", "proxy.index"), ("Internet", "Web usage", "proxy.usage")]
@@ -45,16 +44,6 @@ def _page(errors=None, general=None, form=None, status=200):
                            general=general or [], form=form or {}), status
 
 
-def _apply(summary: str, mutate, prefix: str):
-    try:
-        core.apply_change(summary, mutate)
-    except ConfigError as err:
-        return top_fields(*forms.form_errors(err, prefix=prefix))
-    except ApplyError as err:
-        return {}, [str(err)]
-    return {}, []
-
-
 @bp.route("/")
 @core.admin_required
 def index():
@@ -82,7 +71,7 @@ def settings():
                   blocked_patterns=lines("blocked_patterns"), allowed_hours=hours_from_form(""),
                   extra_networks=split_list(forms.text("extra_networks", 2000)))
 
-    errors, general = _apply("web proxy settings", mutate, "proxy")
+    errors, general = forms.apply_form("web proxy settings", mutate, "proxy", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
     flash("Web proxy settings saved.", "success")
@@ -101,7 +90,7 @@ def group_add():
     def mutate(doc: dict) -> None:
         doc["proxy"]["groups"].append(group)
 
-    errors, general = _apply(f"add proxy group {name}", mutate, f"proxy.groups.{index}")
+    errors, general = forms.apply_form(f"add proxy group {name}", mutate, f"proxy.groups.{index}", top=True)
     if errors or general:
         errors = {f"group_{k}": v for k, v in errors.items()}
         return _page(errors, general, {"group_name": name}, 400)
@@ -118,7 +107,7 @@ def group_delete(index: int):
             raise ConfigError({"": "that group no longer exists"})
         del groups[index]
 
-    _, general = _apply("remove a proxy group", mutate, "proxy")
+    _, general = forms.apply_form("remove a proxy group", mutate, "proxy", top=True)
     if general:
         return _page(general=general, status=400)
     flash("Group removed.", "success")
