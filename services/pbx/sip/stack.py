@@ -42,7 +42,33 @@ def server_key(req: Request) -> tuple:
     return (req.call_id, req.cseq[0], tag, via.host, via.port, method)
 
 
-class ServerTx:
+class _Transaction:
+    """Timers of a transaction (all cancelled when it ends) and its entry in the stack's table."""
+
+    key: tuple
+    state: str
+    _timers: list[asyncio.TimerHandle]
+
+    def _table(self) -> dict:
+        raise NotImplementedError
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
+
+    def _cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        self.state = "terminated"
+        table = self._table()
+        if table.get(self.key) is self:
+            del table[self.key]
+
+
+class ServerTx(_Transaction):
     def __init__(self, stack: "SipStack", request: Request, dest: Dest) -> None:
         self.stack = stack
         self.request = request
@@ -105,22 +131,11 @@ class ServerTx:
         if self.last and self.state in ("proceeding", "completed", "accepted"):
             self.stack.transports.send(self.last, self.dest)
 
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
-
-    def _cancel_timers(self) -> None:
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-
-    def _terminate(self) -> None:
-        self._cancel_timers()
-        self.state = "terminated"
-        if self.stack.server_txs.get(self.key) is self:
-            del self.stack.server_txs[self.key]
+    def _table(self) -> dict:
+        return self.stack.server_txs
 
 
-class ClientTx:
+class ClientTx(_Transaction):
     def __init__(self, stack: "SipStack", request: Request, dest: Dest,
                  on_response: Callable[[Response], None], timeout: float | None = None) -> None:
         self.stack = stack
@@ -247,19 +262,8 @@ class ClientTx:
         self._later(64 * self.stack.timers.T1, lambda: self._fail(408, "Request Timeout")
                     if self.state == "proceeding" else None)
 
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
-
-    def _cancel_timers(self) -> None:
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-
-    def _terminate(self) -> None:
-        self._cancel_timers()
-        self.state = "terminated"
-        if self.stack.client_txs.get(self.key) is self:
-            del self.stack.client_txs[self.key]
+    def _table(self) -> dict:
+        return self.stack.client_txs
 
 
 class SipStack:
