@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance import __version__, backup, control, firmware, schema
+from appliance import backup, control, firmware, schema
 from appliance.apply import ConfigError
 from appliance.context import BOX_DATA_DIR
 from appliance.service import ApplyError
@@ -192,29 +192,24 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return submit(args, {"op": "apply", "document": document, "summary": f"password of {args.login} reset"})
 
 
-def firmware_slots(args: argparse.Namespace) -> firmware.Slots:
-    return firmware.Slots(data_dir(args) / "firmware")
-
-
 def cmd_firmware(args: argparse.Namespace) -> int:
-    slots = firmware_slots(args)
-    running = slots.active() or __version__
+    box = firmware.BoxFirmware(data_dir(args))
+    running = box.running()
     if args.action == "status":
-        print(f"running {running}; previous {slots.previous() or '-'}")
+        print(f"running {running}; previous {box.slots.previous() or '-'}")
         return 0
     if args.action == "rollback":
-        print(f"firmware {slots.rollback()} is active again; restart the appliance to run it")
+        print(f"firmware {box.slots.rollback()} is active again; restart the appliance to run it")
         return 0
-    trusted = firmware.load_public_keys(firmware.BUILTIN_KEYS, data_dir(args) / "trusted-keys")
     try:
-        manifest, payload = firmware.verify_bundle(Path(args.file), trusted, running, args.allow_downgrade)
+        manifest, payload = box.verify(Path(args.file), args.allow_downgrade)
     except (firmware.FirmwareError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.action == "verify":
         print(f"firmware {manifest['version']}: signature and checksum good (key {manifest['key_id']})")
         return 0
-    slots.install(manifest, payload)
+    box.slots.install(manifest, payload)
     print(f"firmware {manifest['version']} installed; restart the appliance to run it "
           f"(`officebox firmware rollback` goes back to {running})")
     return 0
@@ -280,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ApplyError, ConfigError, backup.BackupError) as exc:
+    except (ApplyError, ConfigError, backup.BackupError, firmware.FirmwareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

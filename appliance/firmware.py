@@ -194,3 +194,25 @@ class Slots:
             raise FirmwareError("there is no previous firmware to go back to")
         self._switch(previous)
         return previous
+
+
+class BoxFirmware:
+    """The firmware of one box (its data directory): what runs, what is trusted, install and roll back.
+    Shared by `officebox firmware` and the web admin."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.slots = Slots(self.data_dir / "firmware")
+
+    def running(self) -> str:
+        from appliance import __version__
+        return self.slots.active() or __version__
+
+    def verify(self, path: Path, allow_downgrade: bool = False) -> tuple[dict, bytes]:
+        trusted = load_public_keys(BUILTIN_KEYS, self.data_dir / "trusted-keys")
+        return verify_bundle(Path(path), trusted, self.running(), allow_downgrade)
+
+    def install(self, path: Path, allow_downgrade: bool = False) -> dict:
+        manifest, payload = self.verify(path, allow_downgrade)
+        self.slots.install(manifest, payload)
+        return manifest

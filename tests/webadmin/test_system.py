@@ -1,0 +1,101 @@
+"""System page: backup download, firmware upload (signed, checked before install), rollback."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from appliance import backup, firmware
+from tests.webadmin.helpers import csrf_of, post
+
+
+@pytest.fixture
+def release_key(runtime, tmp_path):
+    """A signing key the box trusts (as the release key would be)."""
+    key = tmp_path / "release.key"
+    public = firmware.new_signing_key(key)
+    trust = runtime.ctx.data_dir / "trusted-keys"
+    trust.mkdir(parents=True, exist_ok=True)
+    (trust / "release.pub").write_text(public.read_text())
+    return key
+
+
+def bundle(tmp_path, key, version: str, payload_bytes: int = 100) -> bytes:
+    source = tmp_path / f"payload-{version}"
+    source.write_bytes(os.urandom(payload_bytes))
+    target = tmp_path / f"officebox-{version}.obfw"
+    firmware.build_bundle({"appliance/data.bin": source}, version, key, target)
+    return target.read_bytes()
+
+
+def tamper(data: bytes) -> bytes:
+    """The same bundle with one byte of its payload changed (manifest and signature kept)."""
+    members = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for info in tar:
+            members[info.name] = bytearray(tar.extractfile(info).read())
+    members["payload.tar.gz"][len(members["payload.tar.gz"]) // 2] ^= 0xFF
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(bytes(content)))
+    return out.getvalue()
+
+
+def upload(client, data: bytes, name: str = "fw.obfw", **fields):
+    token = csrf_of(client, "/system/")
+    return client.post("/system/firmware", data={"csrf_token": token, "bundle": (io.BytesIO(data), name), **fields},
+                       content_type="multipart/form-data")
+
+
+def test_backup_download_is_a_valid_backup_and_leaves_nothing_behind(admin_client, runtime, tmp_path):
+    resp = post(admin_client, "/system/backup", {}, form_path="/system/")
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    assert ".obbackup" in resp.headers["Content-Disposition"]
+    saved = tmp_path / "download.obbackup"
+    saved.write_bytes(resp.get_data())
+    manifest, members = backup.read_backup(saved)
+    assert manifest["revision"] == runtime.store.current_id() and "config.json" in members
+    assert not list(runtime.ctx.data_dir.glob(".download-*"))
+
+
+def test_firmware_upload_install_refusals_and_rollback(admin_client, runtime, tmp_path, release_key):
+    assert upload(admin_client, b"", name="").status_code == 400
+    first = bundle(tmp_path, release_key, "9.9.9", payload_bytes=3 * 1024 * 1024)  # over the 2 MB form limit
+    resp = upload(admin_client, first)
+    assert resp.status_code == 302, resp.get_data(as_text=True)[-500:]
+    page = admin_client.get("/system/").get_data(as_text=True)
+    assert 'id="fw-running">9.9.9<' in page and "installed" in page
+
+    refused = upload(admin_client, tamper(bundle(tmp_path, release_key, "9.9.10")))
+    assert refused.status_code == 400 and "checksum mismatch" in refused.get_data(as_text=True)
+    older = upload(admin_client, bundle(tmp_path, release_key, "9.9.1"))
+    assert older.status_code == 400 and "downgrade" in older.get_data(as_text=True)
+    stranger = tmp_path / "stranger.key"
+    firmware.new_signing_key(stranger)
+    unsigned = upload(admin_client, bundle(tmp_path, stranger, "9.9.11"))
+    assert unsigned.status_code == 400 and "not signed by a trusted key" in unsigned.get_data(as_text=True)
+    garbage = upload(admin_client, b"not a firmware at all")
+    assert garbage.status_code == 400 and "not a readable OfficeBox firmware" in garbage.get_data(as_text=True)
+    assert 'id="fw-running">9.9.9<' in admin_client.get("/system/").get_data(as_text=True)
+
+    assert upload(admin_client, bundle(tmp_path, release_key, "9.9.12")).status_code == 302
+    page = admin_client.get("/system/").get_data(as_text=True)
+    assert 'id="fw-running">9.9.12<' in page and 'id="fw-previous">9.9.9<' in page
+    assert post(admin_client, "/system/firmware/rollback", {}, form_path="/system/").status_code == 302
+    assert 'id="fw-running">9.9.9<' in admin_client.get("/system/").get_data(as_text=True)
+    assert not list((runtime.ctx.data_dir / "firmware").glob(".upload-*"))
+
+
+def test_large_uploads_only_for_the_firmware_form_and_only_for_admins(admin_client, client):
+    big = b"x" * (3 * 1024 * 1024)
+    token = csrf_of(admin_client, "/users/")
+    assert admin_client.post("/users/new", data={"csrf_token": token, "file": (io.BytesIO(big), "f")},
+                             content_type="multipart/form-data").status_code == 413
+    anonymous = client.post("/system/firmware", data={"bundle": (io.BytesIO(big), "f.obfw")},
+                            content_type="multipart/form-data")
+    assert anonymous.status_code == 413

@@ -1,0 +1,81 @@
+"""Backup download and firmware update (signed bundles, install into the other slot, roll back)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+
+from appliance import backup, firmware
+from webadmin import core, forms
+
+bp = Blueprint("system", __name__, url_prefix="/system")
+NAV = [("System", "Backup and firmware", "system.index")]
+core.LARGE_UPLOADS["system.firmware_install"] = firmware.MAX_BUNDLE
+
+
+def _box() -> firmware.BoxFirmware:
+    return firmware.BoxFirmware(core.runtime().ctx.data_dir)
+
+
+def _page(general: list[str] | None = None, status: int = 200):
+    box = _box()
+    return render_template("system/index.html", running=box.running(), previous=box.slots.previous(),
+                           general=general or []), status
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/backup", methods=["POST"])
+@core.admin_required
+def download_backup():
+    ctx = core.runtime().ctx
+    fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".download-")
+    os.close(fd)
+    try:
+        manifest = backup.create_backup(ctx, core.runtime().engine, path)
+        handle = open(path, "rb")  # noqa: SIM115 - send_file closes it once sent
+    except backup.BackupError as exc:
+        return _page([str(exc)], 400)
+    finally:
+        os.unlink(path)  # the open handle keeps the data until it is sent
+    stamp = time.strftime("%Y%m%d-%H%M", time.localtime(manifest["created"]))
+    return send_file(handle, mimetype="application/gzip", as_attachment=True,
+                     download_name=f"officebox-{manifest['hostname']}-{stamp}.obbackup")
+
+
+@bp.route("/firmware", methods=["POST"])
+@core.admin_required
+def firmware_install():
+    upload = request.files.get("bundle")
+    if upload is None or not upload.filename:
+        return _page(["Choose a firmware file (.obfw) to upload."], 400)
+    box = _box()
+    fd, path = tempfile.mkstemp(dir=box.slots.root, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+        manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
+    except (firmware.FirmwareError, OSError) as exc:
+        return _page([f"Firmware refused: {exc}"], 400)
+    finally:
+        os.unlink(path)
+    flash(f"Firmware {manifest['version']} installed. Restart the box to run it; until then "
+          f"{box.slots.previous() or 'the current firmware'} keeps running.", "success")
+    return redirect(url_for("system.index"))
+
+
+@bp.route("/firmware/rollback", methods=["POST"])
+@core.admin_required
+def firmware_rollback():
+    try:
+        version = _box().slots.rollback()
+    except firmware.FirmwareError as exc:
+        return _page([str(exc)], 400)
+    flash(f"Firmware {version} is active again. Restart the box to run it.", "success")
+    return redirect(url_for("system.index"))
