@@ -282,7 +282,16 @@ def network_status(netns: str | None = None, ctx=None, config=None) -> dict:
                 "interface": names.get(route.get_attr("RTA_OIF"), ""),
             })
     wan_if = config.network.wan.interface if config is not None else "wan0"
-    return {"lab": False, "interfaces": interfaces, "routes": routes, "lease": dhcp_lease(ctx, netns, wan_if)}
+    client = None  # the WAN DHCP client: True running, False stopped, None not used
+    if config is not None and config.network.wan.mode == "dhcp":
+        client = dhcp_client_running(netns, wan_if)
+    return {"lab": False, "interfaces": interfaces, "routes": routes, "lease": dhcp_lease(ctx, netns, wan_if),
+            "dhcp_client": client}
+
+
+def dhcp_client_running(netns: str | None, ifname: str) -> bool:
+    proc = _dhcp_clients.get((netns, ifname))
+    return proc is not None and proc.poll() is None
 
 
 def stop_network(netns: str | None = None) -> None:

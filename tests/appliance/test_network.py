@@ -137,3 +137,60 @@ def test_dhcp_wan_gets_a_lease_from_a_real_server(lab, ctx, tmp_path):
         server.kill()
         server.wait(5)
     assert subprocess.run(["pgrep", "-f", f"udhcpc -f -i {wan_if}"], capture_output=True).returncode != 0
+
+
+@needs_netns
+@pytest.mark.netns
+@pytest.mark.slow
+def test_a_dead_wan_dhcp_client_is_restarted_by_the_watchdog(lab, ctx, tmp_path):
+    """udhcpc killed: the network service reports itself down and the supervisor starts a new client."""
+    import asyncio
+    import time
+
+    from appliance.netservice import NetworkService
+    from appliance.supervisor import Supervisor
+
+    box, isp = lab.host("box"), lab.host("isp")
+    lan_if, _ = lab.link(box, None, lab.host("pc"), None)
+    wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
+    conf = tmp_path / "udhcpd.conf"
+    conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\nlease_file {tmp_path}/leases\n"
+                    f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption router 198.51.100.1\n")
+    (tmp_path / "leases").touch()
+    server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+    config = schema.parse({"network": {"lan": {"interface": lan_if, "address": "192.0.2.1/24"},
+                                       "wan": {"interface": wan_if, "mode": "dhcp"}}})
+    pattern = f"udhcpc -f -i {wan_if}"
+
+    def client_pids() -> list[str]:
+        return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+    async def scenario() -> None:
+        svc = NetworkService(ctx)
+        svc.netns = box.name
+        sup = Supervisor(ctx, {"network": svc})
+        sup.watch_interval = 0.2
+        await sup.start(config)
+        try:
+            assert await asyncio.to_thread(wait_for_lease, ctx, box.name, wan_if, 30) is not None
+            first = client_pids()
+            assert len(first) == 1 and svc.status().health == "ok"
+            subprocess.run(["pkill", "-9", "-f", pattern], check=True)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and client_pids() in ([], first):
+                await asyncio.sleep(0.2)
+            again = client_pids()
+            assert len(again) == 1 and again != first, "no new DHCP client"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and svc.status().health != "ok":
+                await asyncio.sleep(0.2)
+            assert svc.status().health == "ok"
+        finally:
+            await sup.stop()
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop_network(box.name)
+        server.kill()
+        server.wait(5)
+    assert client_pids() == []
