@@ -115,3 +115,13 @@ def apply_form(summary: str, mutate, prefix: str = "", fields: dict[str, str] | 
     except ApplyError as err:
         return {}, [str(err)]
     return {}, []
+
+
+def remove_item(summary: str, section: str, key: str, index: int, what: str) -> list[str]:
+    """Remove item `index` of doc[section][key] as one revision; the general errors (empty: removed)."""
+    def mutate(doc: dict) -> None:
+        items = doc[section][key]
+        if not 0 <= index < len(items):
+            raise ConfigError({"": f"that {what} no longer exists"})
+        del items[index]
+    return apply_form(summary, mutate)[1]

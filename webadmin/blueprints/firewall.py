@@ -10,7 +10,6 @@ import re
 
 from flask import Blueprint, flash, make_response, redirect, render_template, url_for
 
-from appliance.apply import ConfigError
 from webadmin import core, forms
 
 bp = Blueprint("firewall", __name__, url_prefix="/firewall")
@@ -176,13 +175,7 @@ def forward_delete(index: int):
 
 
 def _delete(key: str, index: int, what: str):
-    def mutate(doc: dict) -> None:
-        items = doc["firewall"][key]
-        if not 0 <= index < len(items):
-            raise ConfigError({"": f"that {what} no longer exists"})
-        del items[index]
-
-    _, general = forms.apply_form(f"remove a {what}", mutate, top=True)
+    general = forms.remove_item(f"remove a {what}", "firewall", key, index, what)
     if general:
         return _page(general=general, status=400)
     return _saved(f"The {what} was removed.")

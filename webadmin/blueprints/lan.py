@@ -7,7 +7,6 @@ import time
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 
-from appliance.apply import ConfigError
 from webadmin import core, forms
 
 bp = Blueprint("lan", __name__, url_prefix="/lan")
@@ -83,13 +82,7 @@ def pool_add():
 @bp.route("/dhcp/pools/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def pool_delete(index: int):
-    def mutate(doc: dict) -> None:
-        pools = doc["dhcp"]["pools"]
-        if not 0 <= index < len(pools):
-            raise ConfigError({"": "that pool no longer exists"})
-        del pools[index]
-
-    errors, general = forms.apply_form("remove a DHCP pool", mutate)
+    general = forms.remove_item("remove a DHCP pool", "dhcp", "pools", index, "pool")
     if general:
         return _dhcp_page(general=general, status=400)
     return _done("Pool removed.", "lan.dhcp")
@@ -187,13 +180,7 @@ def record_add():
 @bp.route("/dns/records/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def record_delete(index: int):
-    def mutate(doc: dict) -> None:
-        records = doc["dns"]["records"]
-        if not 0 <= index < len(records):
-            raise ConfigError({"": "that record no longer exists"})
-        del records[index]
-
-    _, general = forms.apply_form("remove a DNS record", mutate)
+    general = forms.remove_item("remove a DNS record", "dns", "records", index, "record")
     if general:
         return _dns_page(general=general, status=400)
     return _done("Record removed.", "lan.dns")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 
-from appliance.apply import ConfigError
 from appliance.network import NetworkError, network_status
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
@@ -87,13 +86,7 @@ def route_add():
 @bp.route("/routes/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def route_delete(index: int):
-    def mutate(doc: dict) -> None:
-        routes = doc["network"]["routes"]
-        if not 0 <= index < len(routes):
-            raise ConfigError({"": "that route no longer exists"})
-        del routes[index]
-
-    _, general = forms.apply_form("remove a route", mutate, fields={}, top=True)
+    general = forms.remove_item("remove a route", "network", "routes", index, "route")
     if general:
         return _page(general=general, status=400)
     flash("Route removed.", "success")

@@ -6,7 +6,6 @@ import time
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from appliance.apply import ConfigError
 from services.proxy.config import DAYS
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
@@ -101,13 +100,7 @@ def group_add():
 @bp.route("/groups/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def group_delete(index: int):
-    def mutate(doc: dict) -> None:
-        groups = doc["proxy"]["groups"]
-        if not 0 <= index < len(groups):
-            raise ConfigError({"": "that group no longer exists"})
-        del groups[index]
-
-    _, general = forms.apply_form("remove a proxy group", mutate, "proxy", top=True)
+    general = forms.remove_item("remove a proxy group", "proxy", "groups", index, "group")
     if general:
         return _page(general=general, status=400)
     flash("Group removed.", "success")
