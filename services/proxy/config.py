@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
@@ -47,6 +47,10 @@ def clean_patterns(values: list[str]) -> list[str]:
     return out
 
 
+Domains = Annotated[list[str], AfterValidator(clean_domains)]
+UrlPatterns = Annotated[list[str], AfterValidator(clean_patterns)]
+
+
 class TimeWindow(Section):
     days: list[Day] = Field(default_factory=lambda: list(DAYS[:5]), min_length=1)
     start: str = Field(default="08:00", pattern=HHMM)
@@ -65,19 +69,9 @@ class AccessGroup(Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     sources: list[ipaddress.IPv4Network] = Field(min_length=1)
     web_access: bool = Field(default=True, description="False: no web access at all for this group")
-    blocked_domains: list[str] = Field(default_factory=list, description="also blocks their subdomains")
-    blocked_patterns: list[str] = Field(default_factory=list, description="regular expressions on the URL")
+    blocked_domains: Domains = Field(default_factory=list, description="also blocks their subdomains")
+    blocked_patterns: UrlPatterns = Field(default_factory=list, description="regular expressions on the URL")
     allowed_hours: list[TimeWindow] = Field(default_factory=list, description="empty: at any time")
-
-    @field_validator("blocked_domains")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        return clean_domains(value)
-
-    @field_validator("blocked_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return clean_patterns(value)
 
 
 class HostEntry(Section):
@@ -93,8 +87,8 @@ class ProxyConfig(ServiceConfig):
     transparent: bool = Field(default=False, description="redirect the LAN's web traffic (port 80) to the proxy")
     extra_networks: list[ipaddress.IPv4Network] = Field(
         default_factory=list, description="allowed clients besides the LAN and voice networks (e.g. VPN pools)")
-    blocked_domains: list[str] = Field(default_factory=list, description="blocked for everyone")
-    blocked_patterns: list[str] = Field(default_factory=list, description="URL regular expressions, for everyone")
+    blocked_domains: Domains = Field(default_factory=list, description="blocked for everyone")
+    blocked_patterns: UrlPatterns = Field(default_factory=list, description="URL regular expressions, for everyone")
     allowed_hours: list[TimeWindow] = Field(default_factory=list, description="everyone not in a group; empty: always")
     groups: list[AccessGroup] = Field(default_factory=list)
     cache_mb: int = Field(default=2000, ge=0, le=1_000_000, description="disk cache; 0: memory only")
@@ -105,16 +99,6 @@ class ProxyConfig(ServiceConfig):
     hosts: list[HostEntry] = Field(default_factory=list, description="names the proxy resolves itself")
     ftp: bool = Field(default=True, description="ftp:// URLs through the proxy")
     keep_days: int = Field(default=90, ge=1, le=3650, description="usage statistics kept this long")
-
-    @field_validator("blocked_domains")
-    @classmethod
-    def _domains(cls, value: list[str]) -> list[str]:
-        return clean_domains(value)
-
-    @field_validator("blocked_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return clean_patterns(value)
 
     @model_validator(mode="after")
     def _checks(self) -> "ProxyConfig":
