@@ -8,7 +8,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench lint clean image
+.PHONY: setup run test test-fast bench lint clean image os-image buildroot-src
 
 setup: $(APT_STAMP) $(PIP_STAMP)
 
@@ -42,10 +42,25 @@ bench: setup
 	$(BIN)/python -m bench
 
 lint: setup
-	$(BIN)/ruff check appliance services webadmin tests bench
+	$(BIN)/ruff check appliance services webadmin tests bench images
 
 image: setup
 	$(MAKE) -C images
+
+# The flashable disk image: Buildroot with our external tree (buildroot/), the signed bundle inside.
+BR_OUT := $(CURDIR)/images/out/buildroot
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+buildroot-src:
+	@test -f "$(BUILDROOT_SRC)/Makefile" -a -d "$(BUILDROOT_SRC)/package" || { \
+		echo "make os-image BUILDROOT_SRC=/path/to/buildroot: a Buildroot release tree (https://buildroot.org)"; \
+		exit 2; }
+
+os-image: buildroot-src image
+	$(MAKE) -C $(BUILDROOT_SRC) O=$(BR_OUT) BR2_EXTERNAL=$(CURDIR)/buildroot officebox_x86_64_defconfig
+	$(MAKE) -C $(BUILDROOT_SRC) O=$(BR_OUT)
+	cp $(BR_OUT)/images/officebox.img images/out/officebox-$(VERSION).img
+	@echo "images/out/officebox-$(VERSION).img: write it to the box's disk (dd, or the installer's USB stick)"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -30,6 +30,9 @@ FORMAT_VERSION = 1
 MEMBERS = ("manifest.json", "manifest.sig", "payload.tar.gz")
 MAX_BUNDLE = 512 * 1024 * 1024
 BUILTIN_KEYS = Path(__file__).with_name("trusted-keys")
+SYSTEM_KEYS = Path("/etc/officebox/trusted-keys")  # put there by the OS image (buildroot/package/officebox)
+BOOT_ATTEMPTS = "boot-attempts"  # counted by the box's launcher (officebox-boot), cleared once up
+ROLLED_BACK = "rolled-back"  # the launcher rolled a firmware back after it failed to start
 
 
 class FirmwareError(Exception):
@@ -60,16 +63,26 @@ def new_signing_key(private_path: Path) -> Path:
     return public_path
 
 
-def load_public_keys(*folders: Path) -> dict[str, Ed25519PublicKey]:
-    keys = {}
+def read_public_key(path: Path) -> Ed25519PublicKey | None:
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(Path(path).read_text().strip()))
+    except (ValueError, TypeError, OSError):
+        return None
+
+
+def public_key_files(*folders: Path) -> dict[str, Path]:
+    """{key id: file} of the readable *.pub keys in these folders."""
+    found = {}
     for folder in folders:
         for path in sorted(Path(folder).glob("*.pub")) if Path(folder).is_dir() else []:
-            try:
-                public = Ed25519PublicKey.from_public_bytes(base64.b64decode(path.read_text().strip()))
-            except (ValueError, TypeError):
-                continue
-            keys[key_id(public)] = public
-    return keys
+            public = read_public_key(path)
+            if public is not None:
+                found[key_id(public)] = path
+    return found
+
+
+def load_public_keys(*folders: Path) -> dict[str, Ed25519PublicKey]:
+    return {kid: read_public_key(path) for kid, path in public_key_files(*folders).items()}
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
@@ -209,10 +222,16 @@ class BoxFirmware:
         return self.slots.active() or __version__
 
     def verify(self, path: Path, allow_downgrade: bool = False) -> tuple[dict, bytes]:
-        trusted = load_public_keys(BUILTIN_KEYS, self.data_dir / "trusted-keys")
+        trusted = load_public_keys(BUILTIN_KEYS, SYSTEM_KEYS, self.data_dir / "trusted-keys")
         return verify_bundle(Path(path), trusted, self.running(), allow_downgrade)
 
     def install(self, path: Path, allow_downgrade: bool = False) -> dict:
         manifest, payload = self.verify(path, allow_downgrade)
         self.slots.install(manifest, payload)
+        for name in (BOOT_ATTEMPTS, ROLLED_BACK):  # a new firmware gets its own tries
+            (self.slots.root / name).unlink(missing_ok=True)
         return manifest
+
+    def mark_good(self) -> None:
+        """The running firmware came up: the launcher's failed-start count starts again from zero."""
+        (self.slots.root / BOOT_ATTEMPTS).unlink(missing_ok=True)

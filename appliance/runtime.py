@@ -12,6 +12,7 @@ from appliance.apply import ApplyEngine
 from appliance.certs import box_certificate
 from appliance.context import Context
 from appliance.defaults import default_document
+from appliance.firmware import BoxFirmware
 from appliance.netservice import NetworkService
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
@@ -88,6 +89,7 @@ class Runtime:
         print(f"  web admin: {self.admin_url}", flush=True)
         for name, status in self.status().items():
             print(f"  {name:<14} {status.health:<9} {status.summary}", flush=True)
+        BoxFirmware(self.ctx.data_dir).mark_good()  # up with its web admin: no rollback at next start
         if ready:
             ready.set()
         try:
