@@ -17,7 +17,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from appliance import schema
-from appliance.apply import ApplyEngine
+from appliance.apply import ApplyEngine, ConfigError
 from appliance.context import Context
 from appliance.fsutil import fsync_dir
 
@@ -118,3 +118,39 @@ def restore_backup(ctx: Context, engine: ApplyEngine, source: Path, author: str)
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
     rev = engine.apply(document, author, f"restore of the backup made {created}")
     return rev.id
+
+
+PENDING = "restore-pending.obbackup"  # checked and waiting for the next start
+FAILED = "restore-failed.obbackup"
+
+
+def stage_restore(ctx: Context, engine: ApplyEngine, source: Path) -> dict:
+    """Check a backup completely and keep it for the next start, which restores it (running box)."""
+    manifest, members = read_backup(Path(source))
+    try:
+        engine.validate(json.loads(members["config.json"]))
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise BackupError(f"the backup's configuration is not valid here: {exc}") from None
+    tmp = ctx.data_dir / f".{PENDING}.new"
+    with open(source, "rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        shutil.copyfileobj(src, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, ctx.data_dir / PENDING)
+    fsync_dir(ctx.data_dir)
+    return manifest
+
+
+def restore_pending(ctx: Context, engine: ApplyEngine) -> int | None:
+    """At start, before any service: restore a staged backup. A failure keeps the current state and
+    sets the file aside as restore-failed.obbackup; the error is raised for the log."""
+    pending = ctx.data_dir / PENDING
+    if not pending.exists():
+        return None
+    try:
+        return restore_backup(ctx, engine, pending, "restore")
+    except Exception:
+        os.replace(pending, ctx.data_dir / FAILED)
+        raise
+    finally:
+        pending.unlink(missing_ok=True)

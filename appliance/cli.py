@@ -74,6 +74,20 @@ def set_path(document: dict, dotted: str, value) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     runtime = open_runtime(args)
     asyncio.run(runtime.serve(admin_port=args.admin_port))
+    if runtime.restart_requested:
+        if os.environ.get("OFFICEBOX_LAUNCHER"):  # the box: systemd starts officebox-boot again
+            return 0
+        print("OfficeBox restarting", flush=True)
+        os.execv(sys.executable, [sys.executable, "-m", "appliance.cli", *sys.argv[1:]])
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    answer = control.request(socket_path(args), {"op": "restart"})
+    if answer is None:
+        print("the appliance is not running", file=sys.stderr)
+        return 3
+    print("the appliance is restarting")
     return 0
 
 
@@ -159,9 +173,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    if control.request(socket_path(args), {"op": "status"}) is not None:
-        print("error: stop the appliance before restoring a backup", file=sys.stderr)
-        return 1
+    answer = control.request(socket_path(args), {"op": "restore", "file": str(Path(args.file).resolve())})
+    if answer is not None:  # running: checked now, restored by a restart
+        if not answer["ok"]:
+            print(f"error: {answer['error']}", file=sys.stderr)
+            return 1
+        print("backup checked; the appliance restarts to restore it")
+        return 0
     runtime = open_runtime(args)
     runtime.bootstrap()
     try:
@@ -250,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
     bk = sub.add_parser("backup", help="write a backup file")
     bk.add_argument("file")
     bk.set_defaults(func=cmd_backup)
-    rs = sub.add_parser("restore", help="restore a backup file (appliance stopped)")
+    sub.add_parser("restart", help="restart the running appliance").set_defaults(func=cmd_restart)
+    rs = sub.add_parser("restore", help="restore a backup file (a running appliance restarts to do it)")
     rs.add_argument("file")
     rs.set_defaults(func=cmd_restore)
     user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)

@@ -1,6 +1,6 @@
 """The local control socket (0600, root only): lets `officebox` commands act on the running appliance.
 
-One JSON request per line, one JSON answer per line: {"op": "apply"|"rollback"|"status", ...} ->
+One JSON request per line, one JSON answer per line: {"op": "apply"|"rollback"|"status"|"restart"|"restore", ...} ->
 {"ok": true, ...} or {"ok": false, "error": "...", "errors": {...}}.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance import backup
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 
@@ -31,13 +32,20 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
         if op == "rollback":
             rev = runtime.engine.rollback(int(request["revision"]), author)
             return {"ok": True, "revision": rev.id}
+        if op == "restart":
+            runtime.request_restart(delay=0.2)
+            return {"ok": True}
+        if op == "restore":
+            manifest = backup.stage_restore(runtime.ctx, runtime.engine, Path(request["file"]))
+            runtime.request_restart(delay=0.2)
+            return {"ok": True, "created": manifest["created"]}
         if op == "status":
             return {"ok": True, "services": {n: vars(s) for n, s in runtime.status().items()},
                     "admin_url": runtime.admin_url}
         return {"ok": False, "error": f"unknown operation {op!r}"}
     except ConfigError as exc:
         return {"ok": False, "error": str(exc), "errors": exc.errors}
-    except (ApplyError, KeyError, ValueError, TypeError) as exc:
+    except (ApplyError, backup.BackupError, OSError, KeyError, ValueError, TypeError) as exc:
         return {"ok": False, "error": str(exc)}
 
 

@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-from appliance import control, gcpolicy
+from appliance import backup, control, gcpolicy
 from appliance.apply import ApplyEngine
 from appliance.certs import box_certificate
 from appliance.context import Context
@@ -34,6 +34,9 @@ class Runtime:
         self.engine = ApplyEngine(self.ctx, self.store, self.services)
         self.supervisor: Supervisor | None = None
         self.admin_url: str | None = None
+        self.restart_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
 
     @property
     def config(self) -> CoreConfig:
@@ -44,6 +47,24 @@ class Runtime:
         self.engine.recover()
         if self.store.current() is None:
             self.engine.apply(default_document(self.ctx.lab), "system", "factory configuration")
+
+    def restore_staged(self) -> None:
+        """At start, before any service: restore a backup the admin staged before the restart."""
+        try:
+            restored = backup.restore_pending(self.ctx, self.engine)
+        except Exception as exc:  # the box keeps its current state and starts
+            log.error("the staged backup could not be restored (kept as %s): %s", backup.FAILED, exc)
+        else:
+            if restored is not None:
+                log.warning("backup restored as revision #%d", restored)
+
+    def request_restart(self, delay: float = 1.0) -> None:
+        """Stop cleanly and start again (thread-safe); the delay lets a web page answer first."""
+        if self._loop is None or self._stop is None:
+            raise RuntimeError("the appliance is not serving")
+        self.restart_requested = True
+        stop = self._stop
+        self._loop.call_soon_threadsafe(lambda: self._loop.call_later(delay, stop.set))
 
     def status(self) -> dict[str, Status]:
         if self.supervisor is None:
@@ -72,11 +93,13 @@ class Runtime:
     async def serve(self, admin_port: int | None = None, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT: services, web admin, control socket."""
         await asyncio.to_thread(self.bootstrap)
+        await asyncio.to_thread(self.restore_staged)
         config = self.config
         self.supervisor = Supervisor(self.ctx, self.services)
         self.engine.live = self.supervisor
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        self._loop, self._stop = loop, stop
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await self.supervisor.start(config)

@@ -104,3 +104,30 @@ def test_path_traversal_is_refused(engine, ctx, good_backup, tmp_path):
         info.size = 4
         tar.addfile(info, io.BytesIO(b"evil"))
     assert_refused(engine, ctx, bad, "unexpected entry")
+
+
+def test_staged_restore_is_checked_first_then_restored_at_the_next_start(engine, ctx, good_backup, tmp_path):
+    bad = tmp_path / "bad.obx"
+    rewrite(good_backup, bad, lambda name, data: data.replace(b"Acme", b"Evil"))
+    with pytest.raises(backup.BackupError, match="checksum"):
+        backup.stage_restore(ctx, engine, bad)
+    assert not (ctx.data_dir / backup.PENDING).exists()
+    assert backup.restore_pending(ctx, engine) is None
+
+    backup.stage_restore(ctx, engine, good_backup)
+    staged = ctx.data_dir / backup.PENDING
+    assert stat.S_IMODE(os.stat(staged).st_mode) == 0o600
+    assert engine.current_config().system.company_name == "Later"  # nothing changes before the restart
+    rev = backup.restore_pending(ctx, engine)
+    assert engine.current_config().system.company_name == "Acme" and engine.store.current_id() == rev
+    assert not staged.exists() and backup.restore_pending(ctx, engine) is None
+
+
+def test_a_staged_restore_that_fails_keeps_the_box_as_it_was(engine, ctx, good_backup):
+    staged = ctx.data_dir / backup.PENDING
+    staged.write_bytes(good_backup.read_bytes()[:200])  # damaged on disk after it was checked
+    before = engine.store.current_id()
+    with pytest.raises(backup.BackupError):
+        backup.restore_pending(ctx, engine)
+    assert engine.store.current_id() == before and engine.current_config().system.company_name == "Later"
+    assert not staged.exists() and (ctx.data_dir / backup.FAILED).exists()

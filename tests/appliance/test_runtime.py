@@ -65,3 +65,38 @@ def test_lab_appliance_runs_serves_and_stops(tmp_path):
                 proc.kill()
                 proc.wait()
     assert officebox(data, "status").returncode == 3
+
+
+def test_restore_and_restart_of_a_running_appliance(tmp_path):
+    data = tmp_path / "var"
+    with Lab() as lab:
+        box = lab.host("box")
+        proc = box.popen([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(data), "run",
+                          "--admin-port", "0"], text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        try:
+            wait_for_line(proc, r"web admin: ")
+            assert officebox(data, "config", "set", "system.company_name", "Before").returncode == 0
+            saved = tmp_path / "box.obbackup"
+            assert officebox(data, "backup", str(saved)).returncode == 0
+            assert officebox(data, "config", "set", "system.company_name", "After").returncode == 0
+            broken = tmp_path / "broken.obbackup"
+            broken.write_bytes(saved.read_bytes()[:-64])
+            refused = officebox(data, "restore", str(broken))
+            assert refused.returncode == 1 and "corrupt" in refused.stderr
+            restore = officebox(data, "restore", str(saved))
+            assert restore.returncode == 0 and "restarts to restore it" in restore.stdout
+            wait_for_line(proc, r"OfficeBox restarting")
+            wait_for_line(proc, r"web admin: ")
+            shown = officebox(data, "config", "show", "--section", "system").stdout
+            assert '"Before"' in shown, shown
+            assert "restore of the backup made" in officebox(data, "config", "history").stdout
+            assert officebox(data, "restart").returncode == 0
+            wait_for_line(proc, r"OfficeBox restarting")
+            wait_for_line(proc, r"web admin: ")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert officebox(data, "restart").returncode == 3

@@ -30,12 +30,18 @@ def read_until(proc, text, limit=400):
     raise AssertionError(f"{text!r} never printed:\n{''.join(seen)}")
 
 
-def start_and_stop(box, env):
-    """Start the launcher, wait until the appliance is up, stop it; return what it printed."""
+def start_and_stop(box, env, restart=False):
+    """Start the launcher, wait until the appliance is up, stop it (or ask it to restart: under the
+    launcher the process ends and systemd starts it again); return what it printed."""
     proc = box.popen([str(LAUNCHER)], env=env, text=True, stderr=subprocess.STDOUT)
     try:
         out = read_until(proc, "web admin:")
-        proc.send_signal(signal.SIGTERM)
+        if restart:
+            asked = box.run(sys.executable, "-m", "appliance.cli", "--data-dir", env["OFFICEBOX_DATA"], "restart",
+                            env={**env, "PYTHONPATH": os.getcwd()})
+            assert "restarting" in asked.stdout
+        else:
+            proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         return out
     finally:
@@ -63,7 +69,7 @@ def test_failed_firmware_rolls_back_then_falls_back_to_factory(tmp_path, signing
             failed = box.run(str(LAUNCHER), env=env, check=False)
             assert failed.returncode != 0 and "cannot start" in failed.stderr
             assert attempts.read_text().strip() == str(n)
-        out = start_and_stop(box, env)
+        out = start_and_stop(box, env, restart=True)
         assert "firmware 0.3.0 did not start 3 times: rolled back" in out
         assert box_fw.slots.active() == "0.2.0" and not attempts.exists()  # up: count cleared
         attempts.write_text("3\n")  # 0.2.0 in turn fails three times

@@ -1,6 +1,7 @@
 """System page: backup download, firmware upload (signed, checked before install), rollback."""
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
@@ -99,3 +100,44 @@ def test_large_uploads_only_for_the_firmware_form_and_only_for_admins(admin_clie
     anonymous = client.post("/system/firmware", data={"bundle": (io.BytesIO(big), "f.obfw")},
                             content_type="multipart/form-data")
     assert anonymous.status_code == 413
+
+
+def serving(runtime):
+    """Give the runtime the loop and stop event `serve` would; returns a check that a stop was asked."""
+    loop = asyncio.new_event_loop()
+    runtime._loop, runtime._stop = loop, asyncio.Event()
+
+    def stopped() -> bool:
+        try:
+            loop.run_until_complete(asyncio.wait_for(runtime._stop.wait(), 10))
+            return runtime.restart_requested
+        finally:
+            loop.close()
+    return stopped
+
+
+def test_restart_button_stops_the_appliance_to_start_again(admin_client, runtime):
+    stopped = serving(runtime)
+    resp = post(admin_client, "/system/restart", {}, form_path="/system/")
+    assert resp.status_code == 200 and "The box is restarting." in resp.get_data(as_text=True)
+    assert stopped()
+
+
+def test_restore_upload_is_checked_then_restored_by_a_restart(admin_client, runtime, tmp_path):
+    saved = tmp_path / "saved.obbackup"
+    saved.write_bytes(post(admin_client, "/system/backup", {}, form_path="/system/").get_data())
+    stopped = serving(runtime)
+
+    def send(data: bytes, name="box.obbackup"):
+        token = csrf_of(admin_client, "/system/")
+        return admin_client.post("/system/restore", data={"csrf_token": token, "backup": (io.BytesIO(data), name)},
+                                 content_type="multipart/form-data")
+
+    assert send(b"", name="").status_code == 400
+    broken = send(saved.read_bytes()[:-100])
+    assert broken.status_code == 400 and "nothing was changed" in broken.get_data(as_text=True)
+    assert not (runtime.ctx.data_dir / backup.PENDING).exists() and not runtime.restart_requested
+    resp = send(saved.read_bytes())
+    assert resp.status_code == 200 and "restarting to restore it" in resp.get_data(as_text=True)
+    assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()
+    assert not list(runtime.ctx.data_dir.glob(".upload-*"))

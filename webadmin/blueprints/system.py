@@ -1,4 +1,4 @@
-"""Backup download and firmware update (signed bundles, install into the other slot, roll back)."""
+"""Backup download and restore, firmware update (signed bundles, install, roll back), restart."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ from webadmin import core, forms
 bp = Blueprint("system", __name__, url_prefix="/system")
 NAV = [("System", "Backup and firmware", "system.index")]
 core.LARGE_UPLOADS["system.firmware_install"] = firmware.MAX_BUNDLE
+core.LARGE_UPLOADS["system.restore"] = 8 * 1024 ** 3  # mailboxes make backups large
 
 
 def _box() -> firmware.BoxFirmware:
@@ -79,3 +80,34 @@ def firmware_rollback():
         return _page([str(exc)], 400)
     flash(f"Firmware {version} is active again. Restart the box to run it.", "success")
     return redirect(url_for("system.index"))
+
+
+def _restarting(message: str):
+    core.runtime().request_restart()
+    return render_template("system/restarting.html", message=message)
+
+
+@bp.route("/restart", methods=["POST"])
+@core.admin_required
+def restart():
+    return _restarting("The box is restarting.")
+
+
+@bp.route("/restore", methods=["POST"])
+@core.admin_required
+def restore():
+    upload = request.files.get("backup")
+    if upload is None or not upload.filename:
+        return _page(["Choose a backup file (.obbackup) to upload."], 400)
+    ctx = core.runtime().ctx
+    fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+        manifest = backup.stage_restore(ctx, core.runtime().engine, path)
+    except (backup.BackupError, OSError) as exc:
+        return _page([f"Backup refused, nothing was changed: {exc}"], 400)
+    finally:
+        os.unlink(path)
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
+    return _restarting(f"The backup made {made} was checked. The box is restarting to restore it.")
