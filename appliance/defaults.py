@@ -9,6 +9,5 @@ def default_document(lab: bool) -> dict:
     document = schema.to_document(schema.parse({}))
     if lab:
         for name, service_cls in discover().items():
-            if not service_cls.lab_enabled:
-                document[name]["enabled"] = False
+            document[name] = service_cls.lab_defaults(document[name])
     return document

@@ -61,6 +61,12 @@ class Service:
     # False: switched off in the lab-mode default configuration (e.g. DHCP, which needs a real LAN port)
     lab_enabled: ClassVar[bool] = True
 
+    @classmethod
+    def lab_defaults(cls, section: dict) -> dict:
+        """This service's section of the lab-mode default configuration (from the factory one)."""
+        section["enabled"] = cls.lab_enabled
+        return section
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.runtime = None  # set by appliance.runtime.Runtime when the service runs inside the appliance

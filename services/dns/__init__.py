@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import logging
 
+from appliance import network
 from appliance.service import ApplyError, Service, Status
 from services.dhcp.bus import LeaseInfo, lease_bus
 from services.dns.cache import Cache
@@ -18,6 +19,24 @@ from services.dns.server import DnsServer
 from services.dns.zone import LocalZone
 
 log = logging.getLogger("officebox.dns")
+WAN_POLL = 3.0  # seconds between looks at the WAN's DHCP lease
+
+
+def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The IPv4 nameservers of the machine (for a lab box)."""
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for parts in (line.split() for line in lines):
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                parse_upstream(parts[1])
+            except ValueError:  # IPv6: the forwarder is IPv4 only
+                continue
+            found.append(parts[1])
+    return found[:3]
 
 
 class DnsService(Service):
@@ -32,8 +51,17 @@ class DnsService(Service):
         self._listen: list[tuple[str, int]] = []
         self._unsubscribe = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._config = None
+        self._follower: asyncio.Task | None = None
 
     # -- configuration ------------------------------------------------------------------------------
+    @classmethod
+    def lab_defaults(cls, section: dict) -> dict:
+        """A lab box has no WAN of its own: it forwards to the resolvers of the machine it runs on."""
+        section = super().lab_defaults(section)
+        section["upstreams"] = host_resolvers()
+        return section
+
     def validate(self, config) -> list[str]:
         zone = self.zone(config)
         errors = []
@@ -44,8 +72,35 @@ class DnsService(Service):
         return errors
 
     def upstreams(self, config) -> list[tuple[str, int]]:
-        listed = config.dns.upstreams or [str(ip) for ip in config.network.wan.dns]
-        return [parse_upstream(item) for item in listed]
+        """Configured resolvers, else the WAN's (static, or learned with its DHCP lease)."""
+        wan = config.network.wan
+        listed = config.dns.upstreams or [str(ip) for ip in wan.dns]
+        if not listed and wan.mode == "dhcp":
+            listed = str((network.wan_lease(self.ctx, wan.interface) or {}).get("dns", "")).split()
+        found = []
+        for item in listed:
+            try:
+                upstream = parse_upstream(item)
+            except ValueError:  # a learned value is not checked by the schema
+                continue
+            if upstream not in self._listen and upstream not in found:  # never forward to ourselves
+                found.append(upstream)
+        return found
+
+    async def _follow_wan(self) -> None:
+        """The WAN's DHCP lease arrives after start and may change: follow its resolvers."""
+        while True:
+            await asyncio.sleep(WAN_POLL)
+            if self.server is None or self._config is None:
+                continue
+            try:
+                found = await asyncio.to_thread(self.upstreams, self._config)
+            except OSError as exc:
+                log.warning("cannot read the WAN's resolvers: %s", exc)
+                continue
+            if found != self.server.forwarder.upstreams:
+                log.info("upstream resolvers now %s", found or "none")
+                self.server.forwarder.upstreams = found
 
     def listen_addresses(self, config) -> list[tuple[str, int]]:
         section: DnsConfig = config.dns
@@ -74,8 +129,8 @@ class DnsService(Service):
 
     # -- life cycle ----------------------------------------------------------------------------------
     async def start(self, config) -> None:
-        server = DnsServer(*self._parts(config))
         self._listen = self.listen_addresses(config)
+        server = DnsServer(*self._parts(config))
         try:
             self.addresses = await server.open(self._listen)
         except OSError as exc:
@@ -86,6 +141,8 @@ class DnsService(Service):
         for lease in bus.active():
             self._on_lease("bound", lease)
         self._unsubscribe = bus.subscribe(self._on_lease)
+        self._config = config
+        self._follower = asyncio.create_task(self._follow_wan())
         log.info("DNS listening on %s, upstreams %s", self.addresses, server.forwarder.upstreams or "none")
 
     async def reload(self, config) -> None:
@@ -94,10 +151,14 @@ class DnsService(Service):
             await self.start(config)
             return
         self.server.configure(*self._parts(config))
+        self._config = config
         for lease in lease_bus(self.ctx).active():
             self._on_lease("bound", lease)
 
     async def stop(self) -> None:
+        if self._follower:
+            self._follower.cancel()
+            self._follower = None
         if self._unsubscribe:
             self._unsubscribe()
             self._unsubscribe = None

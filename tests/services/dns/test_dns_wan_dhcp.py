@@ -1,0 +1,59 @@
+"""The usual office: the WAN gets its address and resolvers by DHCP from the provider's router and no
+resolver is configured by hand. The forwarder follows the resolvers of the WAN's lease (real udhcpc
+on the box, busybox udhcpd and a dnslib server on the 'ISP' side), and the LAN resolves through it."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import services.dns as dns_module
+from appliance.context import Context
+from appliance.network import apply_network, stop_network, wait_for_lease
+from services.dns import SERVICE as DNS
+from tests.netns import Lab, needs_netns
+from tests.services.dhcp.helpers import LoopThread, in_netns, lan_config
+from tests.services.dns.upstream import Upstream
+
+pytestmark = [needs_netns, pytest.mark.slow]
+
+
+def test_forwarder_uses_the_resolvers_of_the_wan_dhcp_lease(tmp_path, monkeypatch):
+    monkeypatch.setattr(dns_module, "WAN_POLL", 0.2)
+    ctx = Context(tmp_path / "var", lab=False)
+    with Lab() as lab:
+        box, pc, isp = lab.host("box"), lab.host("pc"), lab.host("isp")
+        box_if, pc_if = lab.link(box, "10.77.0.1/24", pc, "10.77.0.20/24")
+        wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
+        conf = tmp_path / "udhcpd.conf"
+        conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\n"
+                        f"lease_file {tmp_path}/leases\npidfile {tmp_path}/udhcpd.pid\n"
+                        "option subnet 255.255.255.0\noption router 198.51.100.1\noption dns 198.51.100.1\n")
+        (tmp_path / "leases").touch()
+        server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+        with in_netns(isp):
+            upstream = Upstream("198.51.100.1", 53)
+        config = lan_config(box_if, dns={"upstreams": []})
+        document = config.model_dump(mode="json")
+        document["network"]["wan"] = {"interface": wan_if, "mode": "dhcp"}
+        config = type(config).model_validate(document)
+        runner = LoopThread(box)
+        dns = DNS(ctx)
+        try:
+            apply_network(config, netns=box.name, ctx=ctx)
+            runner.call(dns.start(config))
+            assert wait_for_lease(ctx, box.name, wan_if, timeout=30) is not None
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and runner.sync(dns.status).health != "ok":
+                time.sleep(0.2)
+            assert runner.sync(lambda: dns.server.forwarder.upstreams) == [("198.51.100.1", 53)]
+            answer = pc.run("dig", "@10.77.0.1", "+time=2", "+tries=1", "+short", "intranet.example.net").stdout
+            assert answer.split() and answer.split()[0].startswith("203.0.113.")
+            assert upstream.asked["intranet.example.net"] == 1
+        finally:
+            runner.call(dns.stop())
+            runner.close()
+            stop_network(box.name)
+            server.kill()
+            server.wait(5)
+            upstream.close()
