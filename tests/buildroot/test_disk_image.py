@@ -40,6 +40,7 @@ def disk(tmp_path_factory, signing):
     target, binaries = work / "target", work / "images"
     (target / "etc").mkdir(parents=True)
     (target / "etc/fstab").write_text("/dev/root / ext2 rw,noauto 0 1\n")
+    (target / "etc/resolv.conf").symlink_to("../tmp/resolv.conf")  # as Buildroot's skeleton has it
     install_factory(bundle("0.1.0"), target, [keys])
     for _ in range(2):  # Buildroot runs post-build on every rebuild
         assert run(BOARD / "post-build.sh", target).returncode == 0
@@ -75,6 +76,7 @@ def test_root_filesystem_carries_the_factory_firmware_and_mounts_the_data_partit
     assert run("debugfs", "-R", f"stat /etc/officebox/trusted-keys/{manifest['key_id']}.pub", root).returncode == 0
     fstab = run("debugfs", "-R", "cat /etc/fstab", root).stdout
     assert fstab.count("/var/lib/officebox") == 1 and "PARTLABEL=obdata" in fstab
+    assert run("debugfs", "-R", "cat /etc/resolv.conf", root).stdout.startswith("nameserver 127.0.0.1\n")
     preset = run("debugfs", "-R", "cat /usr/lib/systemd/system-preset/80-officebox.preset", root).stdout
     assert "enable officebox.service" in preset
     data = extract(image, partitions(image)["obdata"], work / "data.ext4")
