@@ -176,7 +176,7 @@ class Call:
         if depth > MAX_DEPTH:
             return Outcome("failed", 482)
         cfg = self.core.cfg
-        dest = dialplan.classify(number, cfg, set(self.core.users))
+        dest = dialplan.classify(number, cfg, self.core.users.keys())
         self.callee_label = dest.number
         if dest.kind == "invalid":
             return Outcome("notfound", 404)
@@ -297,6 +297,8 @@ class Call:
             elif resp.status >= 300:
                 self.core.forget(leg)
             return
+        if resp.status == 100:
+            return  # ring() has nothing to do with a 100 Trying: no wake-up
         self.events.put_nowait((leg, resp))
 
     def cancel_ringing(self) -> None:
@@ -329,10 +331,14 @@ class Call:
             if remaining <= 0:
                 abandon()
                 return Outcome("noanswer", 480)
-            try:
-                leg, resp = await asyncio.wait_for(self.events.get(), remaining)
-            except TimeoutError:
-                continue
+            if self.events.empty():
+                try:
+                    async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for()
+                        leg, resp = await self.events.get()
+                except TimeoutError:
+                    continue
+            else:
+                leg, resp = self.events.get_nowait()
             if leg is None:
                 if not self.cancelled:
                     continue  # a stale wake-up from an earlier phase

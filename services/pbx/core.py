@@ -331,7 +331,7 @@ class PbxCore:
                 return
             user = self.users[ext]
             dialled = dialplan.clean(req.uri.user)
-            dest = dialplan.classify(dialled, self.cfg, set(self.users))
+            dest = dialplan.classify(dialled, self.cfg, self.users.keys())
             direction = "outbound" if dest.kind in ("external", "emergency") else "internal"
             call = Call(self, tx, req, caller=ext, caller_name=user.full_name, dialled=dialled,
                         authority=self.cfg.permissions.get(user.login, self.cfg.default_permission),

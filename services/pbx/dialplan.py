@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .config import PERMISSION_ORDER, OutboundRoute, PbxConfig, Trunk
@@ -16,11 +17,14 @@ class Destination:
     category: str = "internal"  # internal, local, national, international, emergency
 
 
+_NOISE = re.compile(r"[\s().-]")
+
+
 def clean(number: str) -> str:
-    return re.sub(r"[\s().-]", "", number or "")
+    return _NOISE.sub("", number or "")
 
 
-def classify(number: str, cfg: PbxConfig, extensions: set[str]) -> Destination:
+def classify(number: str, cfg: PbxConfig, extensions: Collection[str]) -> Destination:
     number = clean(number)
     if not DIALLABLE.match(number):
         return Destination("invalid", number, "invalid")

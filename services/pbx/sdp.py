@@ -8,6 +8,7 @@ STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 SUPPORTED = {"PCMU", "PCMA", "G722", "TELEPHONE-EVENT"}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MAX_SDP = 16384
+_IPV4_CHARS = re.compile(r"[0-9.]+")
 # attributes that describe the original transport addresses: meaningless once the relay rewrites them
 DROPPED = {"rtcp", "candidate", "ice-ufrag", "ice-pwd", "ice-options", "remote-candidates",
            "end-of-candidates", "crypto", "rtcp-mux"}
@@ -84,7 +85,7 @@ class Sdp:
                 if len(parts) != 3 or parts[0] != "IN" or parts[1] != "IP4":
                     raise SdpError("only IN IP4 connections are supported")
                 addr = parts[2].split("/")[0]
-                if not re.fullmatch(r"[0-9.]+", addr):
+                if not _IPV4_CHARS.fullmatch(addr):
                     raise SdpError("bad connection address")
                 if current:
                     current.connection = addr

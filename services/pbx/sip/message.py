@@ -280,14 +280,23 @@ class Message:
         self._parsed: dict[str, object] = {}  # From/To/Via objects, dropped on every header change
         self._first: dict[str, str] | None = None  # name -> first value, dropped on every header change
 
+    def _index(self) -> dict[str, str]:
+        first = self._first = {}
+        for key, value in self.headers:
+            if key not in first:
+                first[key] = value
+        return first
+
     def get(self, name: str, default: str | None = None) -> str | None:
         first = self._first
         if first is None:
-            first = self._first = {}
-            for key, value in self.headers:
-                if key not in first:
-                    first[key] = value
-        return first.get(canonical(name), default)
+            first = self._index()
+        value = first.get(name)  # keys are canonical names: a canonical `name` needs no lookup
+        if value is None:
+            value = first.get(canonical(name))
+            if value is None:
+                return default
+        return value
 
     def get_all(self, name: str) -> list[str]:
         name = canonical(name)
@@ -308,7 +317,9 @@ class Message:
         self.headers.append([name, value])
 
     def add(self, name: str, value: str, first: bool = False) -> None:
-        self._changed()
+        if self._parsed:
+            self._parsed.clear()
+        self._first = None
         item = [canonical(name), value]
         if first:
             self.headers.insert(0, item)
@@ -329,6 +340,23 @@ class Message:
                 item[1] = value
                 return
         self.headers.append([name, value])
+
+    def replace_top_via(self, via: "Via") -> None:
+        """replace_first("Via", str(via)); `via` is kept as the parsed top Via when parsing str(via) gives
+        it back exactly (no quoted parameter values, which parsing would unquote)."""
+        text = str(via)
+        for item in self.headers:
+            if item[0] == "Via":
+                item[1] = text
+                break
+        else:
+            self.headers.append(["Via", text])
+        if self._first is not None:
+            self._first["Via"] = text
+        if '"' in text:
+            self._parsed.pop("via", None)
+        else:
+            self._parsed["via"] = via  # From/To/Contact objects stay valid: only the Via changed
 
     # typed accessors -------------------------------------------------------------------------
     @property
@@ -433,15 +461,15 @@ class Response(Message):
 def response_to(request: Request, status: int, reason: str | None = None, to_tag: str | None = None) -> Response:
     """A response copying Via, From, To (+tag), Call-ID and CSeq from the request (RFC 3261 8.2.6)."""
     resp = Response(status, reason)
-    for via in request.get_all("Via"):
-        resp.add("Via", via)
-    resp.add("From", request.get("From") or "")
+    headers = resp.headers
+    for name, value in request.headers:
+        if name == "Via":
+            headers.append(["Via", value])
     to = request.get("To") or ""
     if to_tag and status > 100 and ";tag=" not in to.lower():
         to += f";tag={to_tag}"
-    resp.add("To", to)
-    resp.add("Call-ID", request.call_id)
-    resp.add("CSeq", request.get("CSeq") or "")
+    headers += (["From", request.get("From") or ""], ["To", to], ["Call-ID", request.get("Call-ID") or ""],
+                ["CSeq", request.get("CSeq") or ""])
     return resp
 
 
@@ -515,17 +543,24 @@ def _parse(data: bytes) -> Message:
     if len(lines) > MAX_HEADERS:
         raise ParseError("too many headers", msg)
     headers = msg.headers
+    first_values: dict[str, str] = {}  # becomes msg._first: the index get() would build
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError(f"bad header line {line[:40]!r}", msg)
-        cname = _header_name(name, line, msg)
+        cname = _NAMES.get(name) or _header_name(name, line, msg)
         value = value.strip()
         if cname in MULTI:
-            for part in split_commas(value):
+            parts = split_commas(value)
+            for part in parts:
                 headers.append([cname, part])
+            if parts and cname not in first_values:
+                first_values[cname] = parts[0]
         else:
             headers.append([cname, value])
+            if cname not in first_values:
+                first_values[cname] = value
+    msg._first = first_values
     if len(headers) > MAX_HEADERS:
         raise ParseError("too many headers", msg)
     if uri_text is not None:
@@ -547,8 +582,9 @@ def _parse(data: bytes) -> Message:
 
 
 def _validate(msg: Message) -> None:
+    first = msg._first if msg._first is not None else msg._index()
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not msg.get(name):
+        if not first.get(name):
             raise ParseError(f"missing {name}", msg)
     try:
         num, method = msg.cseq

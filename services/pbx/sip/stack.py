@@ -387,7 +387,7 @@ class SipStack:
             via.params["received"] = source[1]
         if "rport" in via.params:
             via.params["rport"] = str(source[2])
-        req.replace_first("Via", str(via))
+        req.replace_top_via(via)
         if not self.tu.allow(source, req):
             self.counters["dropped"] += 1
             return
