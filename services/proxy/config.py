@@ -5,7 +5,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
@@ -64,14 +64,27 @@ class TimeWindow(Section):
 
 
 class AccessGroup(Section):
-    """A group of users, recognised by source address (first matching group wins)."""
+    """A group of users, recognised by source address or by the login they signed in with (first
+    matching group wins)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    sources: list[ipaddress.IPv4Network] = Field(min_length=1)
+    sources: list[ipaddress.IPv4Network] = Field(default_factory=list, description="client networks or addresses")
+    users: list[str] = Field(default_factory=list, description="logins (needs sign-in)")
     web_access: bool = Field(default=True, description="False: no web access at all for this group")
     blocked_domains: Domains = Field(default_factory=list, description="also blocks their subdomains")
     blocked_patterns: UrlPatterns = Field(default_factory=list, description="regular expressions on the URL")
     allowed_hours: list[TimeWindow] = Field(default_factory=list, description="empty: at any time")
+
+    @field_validator("users")
+    @classmethod
+    def _logins(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(u.strip().lower() for u in value if u.strip()))
+
+    @model_validator(mode="after")
+    def _members(self) -> "AccessGroup":
+        if not self.sources and not self.users:
+            raise ValueError(f"group {self.name}: give its members (addresses or logins)")
+        return self
 
 
 class HostEntry(Section):
@@ -85,6 +98,7 @@ class ProxyConfig(ServiceConfig):
     lab_port: int = Field(default=13128, ge=1024, le=65535)
     lab_intercept_port: int = Field(default=13129, ge=1024, le=65535)
     transparent: bool = Field(default=False, description="redirect the LAN's web traffic (port 80) to the proxy")
+    sign_in: bool = Field(default=False, description="explicit proxy: staff sign in with their OfficeBox login")
     extra_networks: list[ipaddress.IPv4Network] = Field(
         default_factory=list, description="allowed clients besides the LAN and voice networks (e.g. VPN pools)")
     blocked_domains: Domains = Field(default_factory=list, description="blocked for everyone")
@@ -107,4 +121,6 @@ class ProxyConfig(ServiceConfig):
         names = [g.name for g in self.groups]
         if len(names) != len(set(names)):
             raise ValueError("two groups have the same name")
+        if not self.sign_in and any(g.users for g in self.groups):
+            raise ValueError("groups of users by login need sign-in switched on")
         return self

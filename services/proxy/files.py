@@ -8,6 +8,8 @@ import shutil
 import struct
 from pathlib import Path
 
+from services.proxy.squidconf import AUTH_HELPER
+
 ACL_XATTR = "system.posix_acl_access"
 USER_OBJ, USER, GROUP_OBJ, MASK, OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
 UNDEFINED = 0xFFFFFFFF
@@ -84,6 +86,7 @@ def publish_pages(etc: Path, work: Path) -> None:
         for page in (etc / "errors").iterdir():
             shutil.copyfile(page, staging / page.name)
     shutil.copyfile(etc / "hosts", staging / "hosts")
+    shutil.copyfile(Path(__file__).with_name("basic_auth.py"), staging / AUTH_HELPER)
     staging.chmod(0o700)
     for page in staging.iterdir():
         page.chmod(0o600)

@@ -25,6 +25,7 @@ from pathlib import Path
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.proxy.config import ProxyConfig
 from services.proxy.files import clean_shm, publish_pages
+from services.proxy.signin import SignInServer
 from services.proxy.squidconf import Paths, render
 from services.proxy.stats import UsageStats
 
@@ -47,6 +48,7 @@ class ProxyService(Service):
         self._stats: UsageStats | None = None
         self._task: asyncio.Task | None = None
         self._config = None
+        self.signin: SignInServer | None = None
         self.rotate_bytes = ROTATE_BYTES
         self._log_lock = threading.Lock()  # a rotation and a collect never interleave
 
@@ -72,9 +74,15 @@ class ProxyService(Service):
     # -- Service interface ------------------------------------------------------------------------
     def validate(self, config) -> list[str]:
         px: ProxyConfig = config.proxy
+        errors = []
         if px.enabled and config.system.admin_port in (px.port, px.intercept_port):
-            return [f"the proxy cannot use port {config.system.admin_port}: the web admin listens there"]
-        return []
+            errors.append(f"the proxy cannot use port {config.system.admin_port}: the web admin listens there")
+        logins = {u.login for u in config.users}
+        for group in px.groups:
+            unknown = [u for u in group.users if u not in logins]
+            if unknown:
+                errors.append(f"group {group.name}: no user with the login {', '.join(unknown)}")
+        return errors
 
     def render(self, config) -> dict[str, str]:
         return render(config, self.paths, self.lab_ports)
@@ -110,6 +118,11 @@ class ProxyService(Service):
     async def start(self, config) -> None:
         self._config = config
         self._task = asyncio.create_task(self._collect_loop(), name="proxy:stats")
+        self.signin = SignInServer(self.paths.auth_socket, lambda: self._config.users)
+        try:
+            await self.signin.start()
+        except OSError as exc:
+            raise ApplyError(f"proxy sign-in: cannot listen on {self.paths.auth_socket}: {exc}") from exc
 
     async def reload(self, config) -> None:
         self._config = config
@@ -134,6 +147,9 @@ class ProxyService(Service):
     async def stop(self) -> None:
         if not self.running():  # the supervisor stops Squid first; it leaves its shared memory behind
             clean_shm(self.instance)
+        if self.signin is not None:
+            await self.signin.close()
+            self.signin = None
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -151,6 +167,8 @@ class ProxyService(Service):
         day = self.stats.cache(time.time() - 86400)
         figures = {"requests (24 h)": day["requests"], "cache hit ratio": f"{day['hit_ratio']:.0%}",
                    "blocked (24 h)": day["denied"]}
+        if self._config.proxy.sign_in and self.signin is not None:
+            figures["sign-ins checked"], figures["sign-ins refused"] = self.signin.checked, self.signin.refused
         mode = "transparent and explicit" if self._config.proxy.transparent else "explicit"
         return Status("ok", f"{mode} proxy on port {self.listen_port(self._config)}", figures)
 

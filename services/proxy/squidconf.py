@@ -1,9 +1,11 @@
 """Render squid.conf, the hosts file and the block pages from the configuration.
 
-Access order: Squid's safety rules, blocks for everyone, then per group (first group whose sources
-match): blocked sites, blocked URL patterns, allowed hours, web access at all; then everyone else on
-the allowed networks with the global allowed hours; anything else is denied. Each deny carries its
-own block page (deny_info) naming the site and the reason.
+Access order: Squid's safety rules; with sign-in, clients outside the allowed networks are refused
+and the explicit port asks for an OfficeBox login (checked by the appliance through AUTH_HELPER; the
+intercept port cannot ask); blocks for everyone, then per group (first group whose sources or signed-in
+logins match): blocked sites, blocked URL patterns, allowed hours, web access at all; then everyone
+else on the allowed networks with the global allowed hours; anything else is denied. Each deny carries
+its own block page (deny_info) naming the site and the reason.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from services.proxy.config import DAYS, AccessGroup, ProxyConfig, TimeWindow
 
+AUTH_HELPER = "ob-basic-auth.py"  # copied into Squid's pages folder: Squid runs it as the proxy user
+HELPER_PYTHON = "/usr/bin/python3"  # the system's: the appliance's own may live where that user cannot go
 SQUID_DAYS = dict(zip(DAYS, "MTWHFAS", strict=True))
 DAY_NAMES = dict(zip(DAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True))
 
@@ -36,6 +40,11 @@ class Paths:
         """Squid's error_directory (its stock pages and our block pages) and the hosts file, readable by
         the proxy user."""
         return self.work / "pages"
+
+    @property
+    def auth_socket(self) -> Path:
+        """Where the appliance answers the sign-in helper (owned by the proxy user)."""
+        return self.work / "auth.sock"
 
     @property
     def access_log(self) -> Path:
@@ -115,7 +124,16 @@ class Builder:
     def group(self, index: int, group: AccessGroup) -> None:
         name = f"ob_g{index}"
         self.lines.append(f"# group {group.name}")
-        self.acl(name, "src", [str(n) for n in group.sources])
+        if not group.users:
+            self.acl(name, "src", [str(n) for n in group.sources])
+        else:  # by address or by login; a login only counts on the explicit port, where it was asked
+            members = [f"{name}_user"]
+            self.acl(f"{name}_login", "proxy_auth", group.users)
+            self.lines.append(f"acl {name}_user all-of ob_explicit {name}_login")
+            if group.sources:
+                self.acl(f"{name}_src", "src", [str(n) for n in group.sources])
+                members.insert(0, f"{name}_src")
+            self.lines.append(f"acl {name} any-of {' '.join(members)}")
         whose = f" (group {group.name})"
         if not group.web_access:
             self.acl(f"{name}_all", "src", ["all"])
@@ -136,8 +154,8 @@ class Builder:
         L = self.lines
         L += [
             "# OfficeBox web proxy: generated, do not edit",
-            f"http_port {bind}{port}",
-            *([f"http_port {bind}{intercept} intercept"] if px.transparent else []),
+            f"http_port {bind}{port} name=ob_explicit",
+            *([f"http_port {bind}{intercept} intercept name=ob_intercept"] if px.transparent else []),
             f"visible_hostname {cfg.system.hostname}.{cfg.system.domain}",
             "cache_effective_user proxy",
             f"pid_filename {p.pid}",
@@ -169,6 +187,19 @@ class Builder:
         if not px.ftp:
             L += ["acl ob_ftp proto FTP", "http_access deny ob_ftp"]
         self.acl("ob_clients", "src", networks)
+        L.append("acl ob_explicit myportname ob_explicit")
+        if px.sign_in:
+            realm = "".join(c for c in cfg.system.company_name if c.isalnum() or c in " .-&")[:40].strip()
+            L += [
+                f"auth_param basic program {HELPER_PYTHON} {p.pages / AUTH_HELPER} {p.auth_socket}",
+                "auth_param basic children 5 startup=1 idle=1",
+                f"auth_param basic realm {realm or 'OfficeBox'} Internet access",
+                "auth_param basic credentialsttl 1 hour",
+                "auth_param basic casesensitive off",
+                "acl ob_signed_in proxy_auth REQUIRED",
+                "http_access deny !ob_clients",
+                "http_access deny ob_explicit !ob_signed_in",
+            ]
         self.rules("ob_all", None, px.blocked_domains, px.blocked_patterns, [], "")
         for index, group in enumerate(px.groups, 1):
             self.group(index, group)

@@ -141,6 +141,19 @@ def test_proxy_rules_and_groups(admin_client, runtime):
     assert post(admin_client, "/proxy/groups/0/delete", {}, form_path="/proxy/").status_code == 302
     assert runtime.store.current().config.proxy.groups == []
 
+    by_login = {**group, "group_name": "office", "group_sources": "", "group_users": "admin"}
+    refused = post(admin_client, "/proxy/groups", by_login, form_path="/proxy/")
+    assert refused.status_code == 400 and "need sign-in" in refused.get_data(as_text=True)
+    nobody = post(admin_client, "/proxy/groups", {**by_login, "group_users": ""}, form_path="/proxy/")
+    assert nobody.status_code == 400 and "give its members" in nobody.get_data(as_text=True)
+    assert post(admin_client, "/proxy/settings", {**form, "sign_in": "on"}, form_path="/proxy/").status_code == 302
+    unknown = post(admin_client, "/proxy/groups", {**by_login, "group_users": "ghost"}, form_path="/proxy/")
+    assert unknown.status_code == 400 and "no user with the login ghost" in unknown.get_data(as_text=True)
+    assert post(admin_client, "/proxy/groups", by_login, form_path="/proxy/").status_code == 302
+    assert runtime.store.current().config.proxy.groups[0].users == ["admin"]
+    conf = (runtime.ctx.etc_dir("proxy") / "squid.conf").read_text()
+    assert "acl ob_signed_in proxy_auth REQUIRED" in conf and "acl ob_g1_login proxy_auth admin" in conf
+
 
 def test_usage_report_charts(admin_client, runtime):
     proxy = runtime.services["proxy"]

@@ -32,8 +32,8 @@ def hours_from_form(prefix: str) -> list[dict]:
 
 
 FIELDS = {"cache_mb", "memory_cache_mb", "max_object_mb", "blocked_domains", "blocked_patterns", "extra_networks",
-          "allowed_hours", "group_name", "group_sources", "group_blocked_domains", "group_blocked_patterns",
-          "group_allowed_hours"}
+          "allowed_hours", "group_name", "group_sources", "group_users", "group_blocked_domains",
+          "group_blocked_patterns", "group_allowed_hours"}
 
 
 def _page(errors=None, general=None, form=None, status=200):
@@ -66,6 +66,7 @@ def settings():
     def mutate(doc: dict) -> None:
         px = doc["proxy"]
         px.update(numbers, enabled=forms.checkbox("enabled"), transparent=forms.checkbox("transparent"),
+                  sign_in=forms.checkbox("sign_in"),
                   ftp=forms.checkbox("ftp"), blocked_domains=lines("blocked_domains"),
                   blocked_patterns=lines("blocked_patterns"), allowed_hours=hours_from_form(""),
                   extra_networks=split_list(forms.text("extra_networks", 2000)))
@@ -83,6 +84,7 @@ def group_add():
     name = forms.text("group_name", 40)
     index = len(core.current_config().proxy.groups)
     group = {"name": name, "sources": split_list(forms.text("group_sources", 2000)),
+             "users": split_list(forms.text("group_users", 2000)),
              "web_access": forms.checkbox("group_web_access"), "blocked_domains": lines("group_blocked_domains"),
              "blocked_patterns": lines("group_blocked_patterns"), "allowed_hours": hours_from_form("group_")}
 

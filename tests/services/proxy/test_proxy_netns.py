@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.apply import ApplyError
+from appliance.users import hash_password
 from services.firewall.service import FirewallService
 from services.proxy.config import DAYS
 from services.proxy.service import ProxyService
@@ -82,7 +83,7 @@ def document(edge, **proxy) -> dict:
 
 def configure(box, edge, **proxy) -> None:
     section = document(edge, **proxy)["proxy"]
-    box.engine.update("admin", "proxy settings", lambda d: d["proxy"].update(section))
+    box.engine.update("admin", "proxy settings", lambda d: d.update(proxy=section))  # nothing left from before
 
 
 def wait_until_serving(edge, timeout: float = 30) -> None:
@@ -135,6 +136,33 @@ def test_outside_allowed_hours_is_refused_for_that_group_only(edge, box):
     box.engine.update("admin", "interns: every day",
                       lambda d: d["proxy"]["groups"][0]["allowed_hours"][0].update(days=list(DAYS)))
     assert fetch(edge.pc, "http://allowed.test:8000/", proxy=PROXY)[1] == f"from {WAN_BOX}"
+
+
+def fetch_as(host, url: str, login: str | None = None) -> tuple[str, str]:
+    """(HTTP status, body) through the explicit proxy, signed in as login:password when given."""
+    argv = ["curl", "-s", "-m", "5", "-x", PROXY, "-w", "\n%{http_code}", url]
+    if login:
+        argv[1:1] = ["--proxy-user", login]
+    out = host.run(*argv, check=False, timeout=15).stdout
+    body, _, code = out.rpartition("\n")
+    return code, body
+
+
+def test_sign_in_and_groups_by_login(edge, box):
+    staff = [{"login": login, "full_name": login.title(), "password_hash": hash_password(f"{login}-pass-word")}
+             for login in ("ann", "bob")]
+    box.engine.update("admin", "staff", lambda d: d["users"].extend(
+        u for u in staff if u["login"] not in {x["login"] for x in d["users"]}))
+    configure(box, edge, sign_in=True,
+              groups=[{"name": "sales", "users": ["ann"], "blocked_domains": ["blocked.test"]}])
+    assert fetch_as(edge.pc, "http://allowed.test:8000/")[0] == "407"  # not signed in
+    assert fetch_as(edge.pc, "http://allowed.test:8000/", "ann:wrong-password")[0] == "407"
+    assert fetch_as(edge.pc, "http://allowed.test:8000/", "ann:ann-pass-word") == ("200", f"from {WAN_BOX}")
+    code, body = fetch_as(edge.pc, "http://blocked.test:8000/", "ANN:ann-pass-word")
+    assert code == "403" and "(group sales)" in body and "list of blocked sites" in body
+    assert fetch_as(edge.pc, "http://blocked.test:8000/", "bob:bob-pass-word") == ("200", f"from {WAN_BOX}")
+    signin = box.services["proxy"].signin
+    assert signin.checked >= 3 and any(" ann " in line for line in access_log(box))
 
 
 def test_second_fetch_is_a_cache_hit_and_statistics_count_both_clients(edge, box):

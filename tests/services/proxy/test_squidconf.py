@@ -8,6 +8,7 @@ import pytest
 from appliance import schema
 from appliance.apply import ApplyEngine, ApplyError, ConfigError
 from appliance.store import ConfigStore
+from appliance.users import hash_password
 from services.proxy.service import ProxyService
 from services.proxy.squidconf import squid_domains
 
@@ -41,7 +42,8 @@ def test_every_feature_passes_squid_parse(engine, ctx):
     engine.apply({"proxy": FULL}, "test", "full")
     etc = ctx.etc_dir("proxy")
     conf = (etc / "squid.conf").read_text()
-    assert "http_port 127.0.0.1:13128\n" in conf and "http_port 127.0.0.1:13129 intercept" in conf  # lab ports
+    assert "http_port 127.0.0.1:13128 name=ob_explicit\n" in conf  # lab ports
+    assert "http_port 127.0.0.1:13129 intercept" in conf
     assert "acl ob_all_sites dstdomain .ads.example .casino.example" in conf  # subdomain entry folded
     assert "acl ob_g1_hours time MT 09:00-12:00" in conf and "acl ob_g1_hours time A 00:00-24:00" in conf
     assert "http_access deny ob_g1 !ob_g1_hours" in conf
@@ -60,7 +62,7 @@ def test_every_feature_passes_squid_parse(engine, ctx):
 def test_box_mode_listens_on_the_real_ports(ctx):
     svc = ProxyService(ctx, netns="anything")
     conf = svc.render(schema.parse({"proxy": {"transparent": True}}))["squid.conf"]
-    assert "http_port 3128\n" in conf and "http_port 3129 intercept" in conf
+    assert "http_port 3128 name=ob_explicit\n" in conf and "http_port 3129 intercept" in conf
 
 
 @needs_squid
@@ -100,3 +102,27 @@ def test_the_admin_port_is_not_for_the_proxy(engine):
     with pytest.raises(ConfigError, match="web admin listens there"):
         engine.validate({"system": {"admin_port": 3128}})
     engine.validate({"system": {"admin_port": 3128}, "proxy": {"enabled": False}})
+
+
+@needs_squid
+def test_sign_in_and_groups_of_logins_pass_squid_parse(engine, ctx):
+    users = [{"login": login, "full_name": login.title(), "password_hash": hash_password("pw-" + login * 3)}
+             for login in ("ann", "bob")]
+    groups = [{"name": "sales", "users": ["Ann"], "sources": ["192.168.1.64/26"], "blocked_domains": ["video.example"]},
+              {"name": "night", "users": ["bob"], "web_access": False}]
+    engine.apply({"users": users, "proxy": {"sign_in": True, "transparent": True, "groups": groups}}, "test", "sign-in")
+    conf = (ctx.etc_dir("proxy") / "squid.conf").read_text()
+    assert f"auth_param basic program /usr/bin/python3 {ctx.state_dir('proxy')}/squid/pages/ob-basic-auth.py" in conf
+    assert "http_access deny ob_explicit !ob_signed_in" in conf
+    assert conf.index("http_access deny !ob_clients") < conf.index("http_access deny ob_explicit !ob_signed_in")
+    assert "acl ob_g1_login proxy_auth ann" in conf and "acl ob_g1 any-of ob_g1_src ob_g1_user" in conf
+    assert "acl ob_g2_user all-of ob_explicit ob_g2_login" in conf and "acl ob_g2 any-of ob_g2_user" in conf
+
+
+def test_groups_of_logins_need_sign_in_and_known_logins(engine):
+    with pytest.raises(ConfigError) as err:
+        engine.apply({"proxy": {"groups": [{"name": "sales", "users": ["ann"]}]}}, "test", "no sign-in")
+    assert "need sign-in" in str(err.value.errors)
+    with pytest.raises(ConfigError) as err:
+        engine.apply({"proxy": {"sign_in": True, "groups": [{"name": "sales", "users": ["nobody"]}]}}, "test", "x")
+    assert "no user with the login nobody" in str(err.value.errors)
