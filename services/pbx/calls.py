@@ -326,59 +326,59 @@ class Call:
                     other.abandoned = True
                     if other.invite_tx:
                         other.invite_tx.cancel()
-        while pending:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                abandon()
-                return Outcome("noanswer", 480)
-            if self.events.empty():
-                try:
-                    async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for()
-                        leg, resp = await self.events.get()
-                except TimeoutError:
+        expired = object()  # queued at the deadline: one timer per ring() rather than one per wait
+        timer = self.core.stack.timerq.call_later(timeout, self.events.put_nowait, (expired, None))
+        try:
+            while pending:
+                if deadline - loop.time() <= 0:
+                    abandon()
+                    return Outcome("noanswer", 480)
+                leg, resp = await self.events.get()
+                if leg is expired:
+                    abandon()
+                    return Outcome("noanswer", 480)
+                if leg is None:
+                    if not self.cancelled:
+                        continue  # a stale wake-up from an earlier phase
+                    abandon()
+                    return Outcome("cancelled", 487)
+                if leg not in pending:
                     continue
-            else:
-                leg, resp = self.events.get_nowait()
-            if leg is None:
-                if not self.cancelled:
-                    continue  # a stale wake-up from an earlier phase
-                abandon()
-                return Outcome("cancelled", 487)
-            if leg not in pending:
-                continue
-            if resp.status < 200:
-                if resp.body and resp.status in (180, 183) and self.state == "setup" and self.early is None:
-                    self._early_media(leg, resp)
-                elif resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
-                    self.ringing_sent = True
-                    self.a.answer(self.tx, 180)
-                continue
-            if resp.status < 300:
+                if resp.status < 200:
+                    if resp.body and resp.status in (180, 183) and self.state == "setup" and self.early is None:
+                        self._early_media(leg, resp)
+                    elif resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
+                        self.ringing_sent = True
+                        self.a.answer(self.tx, 180)
+                    continue
+                if resp.status < 300:
+                    pending.discard(leg)
+                    abandon()
+                    leg.send_ack(resp)
+                    try:
+                        answer = Sdp.parse(resp.body)
+                        if answer.audio() is None:
+                            raise SdpError("no audio")
+                    except SdpError:
+                        leg.bye()
+                        return Outcome("failed", 488)
+                    return Outcome("answered", 200, leg, answer, leg.trunk.name if leg.trunk else "")
+                if resp.status in (401, 407) and leg.trunk and not leg.auth_tried and leg.trunk.username:
+                    header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+                    from .auth import authorization, pick_challenge
+                    challenge = pick_challenge(resp.get_all(header))
+                    value = challenge and authorization(challenge, "INVITE", str(leg.target), leg.trunk.username,
+                                                        leg.trunk.auth_password)
+                    if value:
+                        leg.auth_tried = resp.status
+                        self._send_invite(leg, value)
+                        continue
                 pending.discard(leg)
-                abandon()
-                leg.send_ack(resp)
-                try:
-                    answer = Sdp.parse(resp.body)
-                    if answer.audio() is None:
-                        raise SdpError("no audio")
-                except SdpError:
-                    leg.bye()
-                    return Outcome("failed", 488)
-                return Outcome("answered", 200, leg, answer, leg.trunk.name if leg.trunk else "")
-            if resp.status in (401, 407) and leg.trunk and not leg.auth_tried and leg.trunk.username:
-                header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-                from .auth import authorization, pick_challenge
-                challenge = pick_challenge(resp.get_all(header))
-                value = challenge and authorization(challenge, "INVITE", str(leg.target), leg.trunk.username,
-                                                    leg.trunk.auth_password)
-                if value:
-                    leg.auth_tried = resp.status
-                    self._send_invite(leg, value)
-                    continue
-            pending.discard(leg)
-            self.core.forget(leg)
-            statuses.append(resp.status)
-        return self._aggregate(statuses, legs)
+                self.core.forget(leg)
+                statuses.append(resp.status)
+            return self._aggregate(statuses, legs)
+        finally:
+            timer.cancel()
 
     def _early_media(self, leg: Leg, resp: Response) -> None:
         """A callee (a carrier announcement, a remote ringback) sends media before answering: relay it."""

@@ -42,7 +42,7 @@ class Leg:
         self.trunk = None
         self.auth_tried = False
         self.extension: str | None = None
-        self._retrans: asyncio.TimerHandle | None = None
+        self._retrans = None  # Timer of the 2xx retransmission
         self._unacked_cseq: int | None = None
         self.local.params.setdefault("tag", new_tag())
 
@@ -134,6 +134,7 @@ class Leg:
         self._stop_retransmit()
         self._unacked_cseq = cseq
         timers = self.core.stack.timers
+        later = self.core.stack.timerq.call_later
         loop = asyncio.get_running_loop()
         start = loop.time()
 
@@ -145,11 +146,11 @@ class Leg:
                 self.call.leg_failed(self)
                 return
             self.core.stack.transports.send(data, self.flow)
-            self._retrans = loop.call_later(min(2 * interval, timers.T2), fire, min(2 * interval, timers.T2))
+            self._retrans = later(min(2 * interval, timers.T2), fire, min(2 * interval, timers.T2))
         if self.flow[0] == "udp":
-            self._retrans = loop.call_later(timers.T1, fire, timers.T1)
+            self._retrans = later(timers.T1, fire, timers.T1)
         else:
-            self._retrans = loop.call_later(64 * timers.T1, fire, 64 * timers.T1)
+            self._retrans = later(64 * timers.T1, fire, 64 * timers.T1)
 
     def _stop_retransmit(self) -> None:
         if self._retrans:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from . import message as sipmsg
 from .message import MAGIC, ParseError, Request, Response, Via, new_branch, response_to
+from .timers import TimerQueues
 from .transport import Dest, Transports
 
 log = logging.getLogger("officebox.pbx.sip")
@@ -47,13 +48,13 @@ class _Transaction:
 
     key: tuple
     state: str
-    _timers: list[asyncio.TimerHandle]
+    _timers: list
 
     def _table(self) -> dict:
         raise NotImplementedError
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._timers.append(asyncio.get_running_loop().call_later(delay, fn))
+        self._timers.append(self.stack.timerq.call_later(delay, fn))
 
     def _cancel_timers(self) -> None:
         for t in self._timers:
@@ -79,7 +80,7 @@ class ServerTx(_Transaction):
         self.last: bytes | None = None
         self.final: Response | None = None
         self.cancelled = False
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list = []
         self.reliable = dest[0] != "udp"
 
     def respond(self, resp: Response) -> None:
@@ -151,7 +152,7 @@ class ClientTx(_Transaction):
         self.cancel_pending = False
         self.cancel_tx: ClientTx | None = None
         self.got_provisional = False
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list = []
         self._timeout = timeout
 
     def start(self) -> None:
@@ -270,6 +271,7 @@ class SipStack:
     def __init__(self, tu: TransactionUser, server_header: str = "OfficeBox PBX") -> None:
         self.tu = tu
         self.timers = Timers()
+        self.timerq = TimerQueues()  # where transaction and dialog timers wait
         self.transports = Transports(self._on_data, self._on_flow_closed)
         self.server_txs: dict[tuple, ServerTx] = {}
         self.client_txs: dict[tuple, ClientTx] = {}
@@ -285,6 +287,7 @@ class SipStack:
             tx._terminate()
         for ctx in list(self.client_txs.values()):
             ctx._terminate()
+        self.timerq.close()
         await self.transports.close()
 
     @property
