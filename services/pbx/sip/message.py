@@ -29,6 +29,7 @@ MULTI = {"Via", "Contact", "Route", "Record-Route"}  # comma-separated values ar
 HOST = re.compile(r"[A-Za-z0-9.:_-]+")
 VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), 0x7f])  # UTF-8: the same characters
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
 _QUOTED_ITEM = re.compile(r'(?:"[^"]*"|[^,"])+')  # list items of a value with balanced quotes, no <> or \\
@@ -270,6 +271,12 @@ def _name_addr(text: str) -> NameAddr:
     return NameAddr.parse(text)
 
 
+@lru_cache(maxsize=4096)
+def _top_via(text: str) -> Via:
+    """Parsed top Via values, shared by the responses of a transaction: never modified (copy first)."""
+    return Via.parse(text)
+
+
 class Message:
     """Common part of requests and responses: ordered headers with canonical names, and a body."""
 
@@ -382,7 +389,7 @@ class Message:
         return self._shared("to", lambda: _name_addr(self.get("To") or ""))
 
     def _via(self) -> Via:
-        return self._shared("via", lambda: Via.parse(self.get("Via") or ""))
+        return self._shared("via", lambda: _top_via(self.get("Via") or ""))
 
     @property
     def from_(self) -> NameAddr:
@@ -516,7 +523,7 @@ def _parse(data: bytes) -> Message:
     if not lines:
         raise ParseError("empty message")
     first = lines[0].strip()
-    if CONTROL.search(text):
+    if len(head.translate(None, CONTROL_BYTES)) != len(head):  # CONTROL.search(text), faster on the bytes
         raise ParseError("control characters in headers")
     msg: Message
     m = METHOD_LINE.match(first)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections import deque
 from collections.abc import Callable
 
 from .message import MAX_MESSAGE
@@ -17,19 +19,90 @@ MAX_TCP_CONNECTIONS = 1024
 TCP_IDLE_SECONDS = 900
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, owner: "Transports") -> None:
+class _Udp:
+    """The UDP socket on the event loop. A wake-up reads up to DRAIN waiting datagrams (asyncio's datagram
+    transport reads one per loop iteration: a poll and a loop pass per message under load). Sending is as
+    asyncio does it: at once, or queued in order while the socket buffer is full; errors are logged."""
+
+    DRAIN = 32
+    RECV_SIZE = 65536  # larger than any UDP datagram
+
+    def __init__(self, owner: "Transports", sock: socket.socket) -> None:
         self.owner = owner
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
+        self._unsent: deque[tuple[bytes, tuple]] = deque()
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    @classmethod
+    async def bind(cls, owner: "Transports", host: str, port: int) -> "_Udp":
+        """Like loop.create_datagram_endpoint(local_addr=(host, port)): the first address that binds."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        error: OSError = OSError(f"cannot bind {host}:{port}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind(address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return cls(owner, sock)
+        raise error
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.owner.deliver(data, ("udp", addr[0], addr[1]))
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
 
-    def error_received(self, exc) -> None:
-        log.debug("udp error: %s", exc)
+    def _readable(self) -> None:
+        for _ in range(self.DRAIN):
+            if self.closed:
+                return
+            try:
+                data, addr = self.sock.recvfrom(self.RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp error: %s", exc)
+                return
+            self.owner.deliver(data, ("udp", addr[0], addr[1]))
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closed or not data:
+            return
+        if not self._unsent:
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.loop.add_writer(self.sock.fileno(), self._writable)
+            except OSError as exc:
+                log.debug("udp error: %s", exc)
+                return
+        self._unsent.append((bytes(data), addr))
+
+    def _writable(self) -> None:
+        while self._unsent:
+            data, addr = self._unsent[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp error: %s", exc)
+            self._unsent.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self._unsent.clear()
+        self.sock.close()
 
 
 class _Tcp(asyncio.Protocol):
@@ -113,18 +186,18 @@ class Transports:
     async def start(self, host: str, port: int, tcp: bool = True) -> int:
         loop = asyncio.get_running_loop()
         for attempt in range(20):
-            transport, proto = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
-            actual = transport.get_extra_info("sockname")[1]
+            udp = await _Udp.bind(self, host, port)
+            actual = udp.port
             if not tcp:
                 break
             try:
                 self.server = await loop.create_server(lambda: _Tcp(self), host, actual, reuse_address=True)
                 break
             except OSError:
-                transport.close()
+                udp.close()
                 if port or attempt == 19:
                     raise
-        self.udp = proto
+        self.udp = udp
         self.host, self.port = host, actual
         self._reaper = asyncio.create_task(self._reap_idle())
         return actual
@@ -146,12 +219,8 @@ class Transports:
     def send(self, data: bytes, dest: Dest, on_error: Callable[[], None] | None = None) -> None:
         proto, ip, port = dest
         if proto == "udp":
-            if self.udp and self.udp.transport:
-                try:
-                    self.udp.transport.sendto(data, (ip, port))
-                except OSError:
-                    if on_error:
-                        on_error()
+            if self.udp:
+                self.udp.sendto(data, (ip, port))  # errors are logged (as asyncio's transport did)
             return
         conn = self.tcp.get((ip, port))
         if conn and conn.transport and not conn.transport.is_closing():
@@ -175,8 +244,8 @@ class Transports:
             self._reaper.cancel()
         for task in list(self._tasks):
             task.cancel()
-        if self.udp and self.udp.transport:
-            self.udp.transport.close()
+        if self.udp:
+            self.udp.close()
         for conn in list(self.tcp.values()):
             if conn.transport:
                 conn.transport.close()
