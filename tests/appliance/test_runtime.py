@@ -36,12 +36,16 @@ def wait_for_line(proc, pattern, timeout=60):
     raise AssertionError(f"{pattern!r} never printed; output:\n{''.join(seen)}")
 
 
+def run_lab_box(box, data):
+    return box.popen([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(data), "run",
+                      "--admin-port", "0"], text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+
+
 def test_lab_appliance_runs_serves_and_stops(tmp_path):
     data = tmp_path / "var"
     with Lab() as lab:
         box = lab.host("box")
-        proc = box.popen([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(data), "run",
-                          "--admin-port", "0"], text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        proc = run_lab_box(box, data)
         try:
             url = wait_for_line(proc, r"web admin: (https://127\.0\.0\.1:\d+/)").group(1)
             page = box.run("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", url)
@@ -70,9 +74,7 @@ def test_lab_appliance_runs_serves_and_stops(tmp_path):
 def test_restore_and_restart_of_a_running_appliance(tmp_path):
     data = tmp_path / "var"
     with Lab() as lab:
-        box = lab.host("box")
-        proc = box.popen([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(data), "run",
-                          "--admin-port", "0"], text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        proc = run_lab_box(lab.host("box"), data)
         try:
             wait_for_line(proc, r"web admin: ")
             assert officebox(data, "config", "set", "system.company_name", "Before").returncode == 0

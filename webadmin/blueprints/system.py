@@ -1,9 +1,11 @@
 """Backup download and restore, firmware update (signed bundles, install, roll back), restart."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from pathlib import Path
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 
@@ -50,6 +52,18 @@ def download_backup():
                      download_name=f"officebox-{manifest['hostname']}-{stamp}.obbackup")
 
 
+@contextlib.contextmanager
+def _saved_upload(upload, folder: Path):
+    """The uploaded file saved in `folder` (on the same disk as where it goes), removed afterwards."""
+    fd, path = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+        yield Path(path)
+    finally:
+        os.unlink(path)
+
+
 @bp.route("/firmware", methods=["POST"])
 @core.admin_required
 def firmware_install():
@@ -57,15 +71,11 @@ def firmware_install():
     if upload is None or not upload.filename:
         return _page(["Choose a firmware file (.obfw) to upload."], 400)
     box = _box()
-    fd, path = tempfile.mkstemp(dir=box.slots.root, prefix=".upload-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            upload.save(out)
-        manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
+        with _saved_upload(upload, box.slots.root) as path:
+            manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
     except (firmware.FirmwareError, OSError) as exc:
         return _page([f"Firmware refused: {exc}"], 400)
-    finally:
-        os.unlink(path)
     flash(f"Firmware {manifest['version']} installed. Restart the box to run it; until then "
           f"{box.slots.previous() or 'the current firmware'} keeps running.", "success")
     return redirect(url_for("system.index"))
@@ -100,14 +110,10 @@ def restore():
     if upload is None or not upload.filename:
         return _page(["Choose a backup file (.obbackup) to upload."], 400)
     ctx = core.runtime().ctx
-    fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".upload-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            upload.save(out)
-        manifest = backup.stage_restore(ctx, core.runtime().engine, path)
+        with _saved_upload(upload, ctx.data_dir) as path:
+            manifest = backup.stage_restore(ctx, core.runtime().engine, path)
     except (backup.BackupError, OSError) as exc:
         return _page([f"Backup refused, nothing was changed: {exc}"], 400)
-    finally:
-        os.unlink(path)
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
     return _restarting(f"The backup made {made} was checked. The box is restarting to restore it.")
