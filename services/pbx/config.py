@@ -1,6 +1,7 @@
 """The `pbx` configuration section: ports, dial plan, groups, trunks, routes, DIDs, per-extension settings."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 
@@ -81,6 +82,9 @@ class PbxConfig(ServiceConfig):
     # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them
     lab_rtp_port_min: int = Field(default=30000, ge=1024, le=65534)
     lab_rtp_port_max: int = Field(default=30999, ge=1025, le=65535)
+    public_address: ipaddress.IPv4Address | None = Field(
+        default=None, description="behind another router: the address carriers and remote phones reach us at "
+        "(forward the SIP port and the RTP range to this box there); empty: the box's own address")
     realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
     user_agent: str = Field(default="OfficeBox PBX", max_length=60)
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(

@@ -133,6 +133,8 @@ class PbxCore:
             if state.task:
                 state.task.cancel()
         self.guard.trusted |= {s.ip for s in self.trunks.values() if s.ip}
+        self.stack.public_ip = str(self.cfg.public_address) if self.cfg.public_address else None
+        self.stack.public_peers = frozenset(s.ip for s in self.trunks.values() if s.ip)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -177,6 +179,8 @@ class PbxCore:
         return (trunk.transport, state.ip, trunk.port)
 
     def relay_ip(self, peer_ip: str) -> str:
+        if self.stack.outside(peer_ip):
+            return self.stack.public_ip
         host = self.relay.host
         return host if host not in ("0.0.0.0", "") else self.stack.local_ip(peer_ip)
 

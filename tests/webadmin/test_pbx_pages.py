@@ -161,6 +161,13 @@ def test_dial_plan_and_permission_classes(pbx_client, runtime):
     cfg = pbx_config(runtime)
     assert (cfg.country_code, cfg.default_permission, cfg.local_prefixes, cfg.emergency_numbers) == \
         ("49", "local", ["030", "033"], ["112", "110"])
+    assert cfg.public_address is None
+    plan = {"country_code": "49", "national_prefix": "0", "international_prefix": "00", "default_permission": "local"}
+    bad = post(pbx_client, "/pbx/dialplan", {**plan, "public_address": "my.router"})
+    assert bad.status_code == 400 and 'id="e-public_address"' in bad.get_data(as_text=True)
+    assert post(pbx_client, "/pbx/dialplan", {**plan, "public_address": "203.0.113.7"}).status_code == 302
+    assert str(pbx_config(runtime).public_address) == "203.0.113.7"
+    assert 'value="203.0.113.7"' in page(pbx_client, "/pbx/dialplan")
 
     assert post(pbx_client, "/pbx/permissions", {"login": "bob", "permission": "international"},
                 form_path="/pbx/dialplan").status_code == 302

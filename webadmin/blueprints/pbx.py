@@ -311,10 +311,12 @@ def dialplan():
     config = core.current_config()
     pbx = config.pbx
     values = {k: getattr(pbx, k) for k in DIALPLAN_TEXT} | {k: ", ".join(getattr(pbx, k)) for k in DIALPLAN_LISTS}
+    values["public_address"] = str(pbx.public_address or "")
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":
         values = {k: forms.text(k, 40) for k in DIALPLAN_TEXT} | {k: forms.text(k, 2000) for k in DIALPLAN_LISTS}
+        values["public_address"] = forms.text("public_address", 40)
 
         def mutate(doc: dict) -> None:
             section = doc.setdefault("pbx", {})
@@ -322,10 +324,11 @@ def dialplan():
                 section[k] = values[k]
             for k in DIALPLAN_LISTS:
                 section[k] = values[k].replace(",", " ").split()
+            section["public_address"] = values["public_address"] or None
 
         errors, general = _apply("dial plan settings", mutate, "pbx", {
             "country_code": "1 to 4 digits, without + or 00", "national_prefix": "up to 3 digits",
-            "international_prefix": "1 to 4 digits"})
+            "international_prefix": "1 to 4 digits", "public_address": "an IPv4 address, e.g. 203.0.113.7"})
         if not errors and not general:
             flash("The dial plan was saved.", "success")
             return redirect(url_for("pbx.dialplan"))

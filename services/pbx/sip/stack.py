@@ -7,6 +7,7 @@ The transaction user (TU) implements `on_request(tx, request)`, `on_ack(request)
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -278,6 +279,8 @@ class SipStack:
         self.server_header = server_header
         self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0}
         self._local_ip_cache: dict[str, str] = {}
+        self.public_ip: str | None = None  # what peers outside see when the box is behind another router
+        self.public_peers: frozenset[str] = frozenset()  # trunk peers: they are outside whatever their address
 
     async def start(self, host: str, port: int, tcp: bool = True) -> int:
         return await self.transports.start(host, port, tcp)
@@ -294,8 +297,21 @@ class SipStack:
     def port(self) -> int:
         return self.transports.port
 
+    def outside(self, peer_ip: str) -> bool:
+        """A peer that reaches us through the router in front of the box (public_ip)."""
+        if self.public_ip is None:
+            return False
+        if peer_ip in self.public_peers:
+            return True
+        try:
+            return ipaddress.IPv4Address(peer_ip).is_global
+        except ValueError:
+            return False
+
     def local_ip(self, peer_ip: str) -> str:
         """The address this box is reachable at from `peer_ip` (for Via, Contact and SDP)."""
+        if self.public_ip is not None and self.outside(peer_ip):
+            return self.public_ip
         host = self.transports.host
         if host not in ("0.0.0.0", ""):
             return host
