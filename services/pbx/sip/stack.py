@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from .timers import TimerQueues
 from .transport import Dest, Transports
 
 log = logging.getLogger("officebox.pbx.sip")
+LOCAL_IP_TTL = 30.0  # seconds a peer -> our address lookup is trusted
 
 
 class TransactionUser(Protocol):
@@ -278,7 +280,7 @@ class SipStack:
         self.client_txs: dict[tuple, ClientTx] = {}
         self.server_header = server_header
         self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0}
-        self._local_ip_cache: dict[str, str] = {}
+        self._local_ip_cache: dict[str, tuple[str, float]] = {}  # peer -> (our address, until)
         self.public_ip: str | None = None  # what peers outside see when the box is behind another router
         self.public_peers: frozenset[str] = frozenset()  # trunk peers: they are outside whatever their address
 
@@ -315,16 +317,21 @@ class SipStack:
         host = self.transports.host
         if host not in ("0.0.0.0", ""):
             return host
-        if peer_ip not in self._local_ip_cache:
+        now = time.monotonic()
+        cached = self._local_ip_cache.get(peer_ip)
+        if cached is None or cached[1] < now:  # looked up again now and then: a DHCP WAN address changes
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 s.connect((peer_ip, 9))
-                self._local_ip_cache[peer_ip] = s.getsockname()[0]
+                cached = (s.getsockname()[0], now + LOCAL_IP_TTL)
             except OSError:
-                self._local_ip_cache[peer_ip] = "127.0.0.1"
+                cached = ("127.0.0.1", now + LOCAL_IP_TTL)
             finally:
                 s.close()
-        return self._local_ip_cache[peer_ip]
+            if len(self._local_ip_cache) > 10000:
+                self._local_ip_cache.clear()
+            self._local_ip_cache[peer_ip] = cached
+        return cached[0]
 
     # -- sending ----------------------------------------------------------------------------------
     def via_for(self, dest: Dest, branch: str | None = None) -> str:
