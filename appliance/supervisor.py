@@ -243,9 +243,12 @@ class Supervisor:
             status = unit.service.status()
         except Exception as exc:
             status = Status("degraded", f"status unavailable: {exc}")
-        dead = [c.spec.name for c in unit.children.values() if not c.running]
+        dead = [c.spec.name for c in unit.children.values() if c.proc is not None and not c.running]
+        launching = [c.spec.name for c in unit.children.values() if c.proc is None]  # spawn not done yet
         if dead:
             status = Status("degraded", f"restarting {', '.join(dead)}", dict(status.figures))
+        elif launching:
+            status = Status("starting", f"starting {', '.join(launching)}", dict(status.figures))
         restarts = sum(c.restarts for c in unit.children.values())
         if restarts:
             status.figures = {**status.figures, "daemon restarts": restarts}

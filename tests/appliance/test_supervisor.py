@@ -32,9 +32,14 @@ def test_daemon_is_restarted_after_a_crash_and_stopped_cleanly(ctx):
         sup = Supervisor(ctx, {"probe": probe})
         await sup.start(parse({}))
         child = sup.units["probe"].children["sleeper"]
+        if child.proc is None:  # spawned, not yet running: starting, not "restarting"
+            assert sup.status("probe").health == "starting"
         assert await wait_until(lambda: child.running)
+        assert sup.status("probe").health == "ok"
         first_pid = child.proc.pid
         os.kill(first_pid, signal.SIGKILL)
+        assert await wait_until(lambda: not child.running)
+        assert sup.status("probe").summary == "restarting sleeper"
         assert await wait_until(lambda: child.running and child.proc.pid != first_pid)
         assert child.restarts == 1
         assert sup.status("probe").figures["daemon restarts"] == 1
