@@ -2,7 +2,8 @@
 
 The read offset (and the file's inode, to notice a new file) is stored in the same transaction as the
 counters, so every line is counted once even across crashes. Only complete lines are read.
-Counters are per hour (UTC epoch hour), client and domain: requests, bytes, cache hits, misses, denied.
+Counters are per hour (UTC epoch hour), client and domain: requests, bytes, cache hits, misses, denied;
+and per hour and signed-in login (proxy sign-in): requests, bytes, denied.
 """
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ CREATE TABLE IF NOT EXISTS usage (
     misses INTEGER NOT NULL DEFAULT 0, denied INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, client, domain)
 );
+CREATE TABLE IF NOT EXISTS user_usage (
+    hour INTEGER NOT NULL, login TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, denied INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, login)
+);
 CREATE TABLE IF NOT EXISTS log_state (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
 """
 CHUNK = 4 * 1024 * 1024
@@ -36,6 +42,13 @@ def host_of(url: str, connect: bool) -> str:
     if url.startswith("["):
         return url[1:].split("]", 1)[0]
     return url.rsplit(":", 1)[0] if url.count(":") == 1 else url
+
+
+def login_of(line: str) -> str | None:
+    """The signed-in login of a native access.log line (8th field), None when nobody signed in."""
+    fields = line.split(None, 8)
+    login = fields[7] if len(fields) > 7 else "-"
+    return None if login == "-" else login[:64].lower()
 
 
 def parse_line(line: str) -> tuple[int, str, str, int, str] | None:
@@ -100,12 +113,19 @@ class UsageStats:
 
     def _ingest(self, text: str, inode: int, new_offset: int) -> int:
         counts: dict[tuple[int, str, str], list[int]] = {}
+        per_login: dict[tuple[int, str], list[int]] = {}
         for line in text.splitlines():
             parsed = parse_line(line)
             if parsed is None:
                 self.skipped += 1
                 continue
             hour, client, domain, size, kind = parsed
+            login = login_of(line)
+            if login is not None:
+                u = per_login.setdefault((hour, login), [0, 0, 0])
+                u[0] += 1
+                u[1] += size
+                u[2] += kind == "denied"
             c = counts.setdefault((hour, client, domain), [0, 0, 0, 0, 0, 0])
             c[0] += 1
             c[1] += size
@@ -121,6 +141,10 @@ class UsageStats:
                 "requests=requests+excluded.requests, bytes=bytes+excluded.bytes, hits=hits+excluded.hits, "
                 "hit_bytes=hit_bytes+excluded.hit_bytes, misses=misses+excluded.misses, denied=denied+excluded.denied",
                 [(*key, *c) for key, c in counts.items()])
+            db.executemany(
+                "INSERT INTO user_usage VALUES (?,?,?,?,?) ON CONFLICT (hour, login) DO UPDATE SET "
+                "requests=requests+excluded.requests, bytes=bytes+excluded.bytes, denied=denied+excluded.denied",
+                [(*key, *u) for key, u in per_login.items()])
             db.execute("INSERT OR REPLACE INTO log_state VALUES (?,?,?)", (str(self.log_path), inode, new_offset))
             db.execute("COMMIT")
         except Exception:
@@ -130,7 +154,8 @@ class UsageStats:
 
     def prune(self, keep_days: int) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM usage WHERE hour < ?", (time.time() - keep_days * 86400,))
+            for table in ("usage", "user_usage"):
+                self._db.execute(f"DELETE FROM {table} WHERE hour < ?", (time.time() - keep_days * 86400,))
 
     # -- queries for the web pages ----------------------------------------------------------------
     def _query(self, sql: str, args: tuple) -> list[dict]:
@@ -148,6 +173,12 @@ class UsageStats:
         return self._query("SELECT client, SUM(requests) AS requests, SUM(bytes) AS bytes, SUM(denied) AS denied "
                            "FROM usage WHERE hour >= ? GROUP BY client ORDER BY bytes DESC, requests DESC LIMIT ?",
                            (int(since) // 3600 * 3600, limit))
+
+    def top_users(self, since: float, limit: int = 10) -> list[dict]:
+        """Signed-in logins (proxy sign-in) by bytes."""
+        return self._query("SELECT login, SUM(requests) AS requests, SUM(bytes) AS bytes, SUM(denied) AS denied "
+                           "FROM user_usage WHERE hour >= ? GROUP BY login ORDER BY bytes DESC, requests DESC "
+                           "LIMIT ?", (int(since) // 3600 * 3600, limit))
 
     def per_hour(self, since: float) -> list[dict]:
         return self._query("SELECT hour, SUM(requests) AS requests, SUM(bytes) AS bytes, SUM(hits) AS hits "

@@ -160,14 +160,19 @@ def test_usage_report_charts(admin_client, runtime):
     log = proxy.paths.access_log
     log.parent.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    entries = [(now - 7200, "10.20.0.5", "TCP_MISS/200", 50000, "http://news.example/a"),
-               (now - 60, "10.20.0.5", "TCP_MEM_HIT/200", 50000, "http://news.example/a"),
-               (now - 30, "10.20.0.9", "TCP_DENIED/403", 3000, "http://casino.example/"),
-               (now - 10, "10.20.0.9", "TCP_TUNNEL/200", 9000, "secure.example:443")]
-    log.write_text("".join(
-        f"{t:.3f}     5 {client} {code} {size} {'CONNECT' if ':443' in url else 'GET'} {url} - HIER_NONE/- -\n"
-        for t, client, code, size, url in entries))
+    entries = [(now - 7200, "10.20.0.5", "TCP_MISS/200", 50000, "http://news.example/a", "-"),
+               (now - 60, "10.20.0.5", "TCP_MEM_HIT/200", 50000, "http://news.example/a", "-"),
+               (now - 30, "10.20.0.9", "TCP_DENIED/403", 3000, "http://casino.example/", "-"),
+               (now - 10, "10.20.0.9", "TCP_TUNNEL/200", 9000, "secure.example:443", "-")]
+    line = "{:.3f}     5 {} {} {} {} {} {} HIER_NONE/- -\n"
+    log.write_text("".join(line.format(t, client, code, size, "CONNECT" if ":443" in url else "GET", url, login)
+                           for t, client, code, size, url, login in entries))
     body = admin_client.get("/proxy/usage").get_data(as_text=True)
+    assert 'id="top-users"' not in body  # nobody signed in: no empty chart
+    with log.open("a") as more:
+        more.write(line.format(now - 5, "10.20.0.9", "TCP_MISS/200", 7000, "GET", "http://wiki.example/", "Ann"))
+    users = admin_client.get("/proxy/usage").get_data(as_text=True)
+    assert '<svg id="top-users"' in users and ">ann<" in users
     for chart in ("top-sites", "top-clients", "per-hour", "cache-ratio"):
         assert f'<svg id="{chart}"' in body
     assert "news.example" in body and "secure.example" in body and "10.20.0.9" in body

@@ -145,6 +145,7 @@ def usage():
         stats = svc.stats
         report = {"sites": bars(stats.top_sites(since, 10), "domain"),
                   "clients": bars(stats.top_clients(since, 10), "client"),
+                  "users": bars(stats.top_users(since, 10), "login"),
                   "hours": hourly(stats.per_hour(since), since, now),
                   "cache": stats.cache(since)}
     return render_template("proxy/usage.html", report=report, period=period, periods=PERIODS, title=title)

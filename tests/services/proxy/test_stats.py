@@ -102,3 +102,15 @@ def test_offsets_survive_a_restart(tmp_path):
 def test_missing_log_is_not_an_error(stats):
     assert stats.collect() == 0
     assert stats.cache(0)["hit_ratio"] == 0.0
+
+
+def test_signed_in_logins_are_counted_and_pruned(stats, tmp_path):
+    signed = line(T, "10.0.0.1", "TCP_MISS/200", 100, "GET", "http://a.test/").replace(" - HIER", " Ann HIER")
+    denied = line(T, "10.0.0.2", "TCP_DENIED/403", 10, "GET", "http://b.test/").replace(" - HIER", " bob HIER")
+    (tmp_path / "access.log").write_text(signed * 2 + denied + line(T, "10.0.0.3", "TCP_MISS/200", 7, "GET", "http://c/"))
+    assert stats.collect() == 4
+    assert stats.top_users(T - 3600) == [{"login": "ann", "requests": 2, "bytes": 200, "denied": 0},
+                                         {"login": "bob", "requests": 1, "bytes": 10, "denied": 1}]
+    assert [c["client"] for c in stats.top_clients(T - 3600)] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    stats.prune(keep_days=1)  # T is in the past: everything goes
+    assert stats.top_users(0) == [] and stats.top_clients(0) == []
