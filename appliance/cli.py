@@ -233,59 +233,71 @@ def cmd_firmware(args: argparse.Namespace) -> int:
     return 0
 
 
+LAB_HELP = "lab mode: data in ./var, loopback, unprivileged ports"
+DATA_DIR_HELP = f"data directory (default {BOX_DATA_DIR}, ./var with --lab)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="officebox", description=__doc__)
-    p.add_argument("--lab", action="store_true", help="lab mode: data in ./var, loopback, unprivileged ports")
-    p.add_argument("--data-dir", help=f"data directory (default {BOX_DATA_DIR}, ./var with --lab)")
+    p.add_argument("--lab", action="store_true", help=LAB_HELP)
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    # the same two options after the command too (`officebox run --lab`), without resetting them there
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lab", action="store_true", default=argparse.SUPPRESS, help=LAB_HELP)
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help=DATA_DIR_HELP)
+
+    def add(subparsers, name: str, **kw) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kw)
+
     p.add_argument("--author", default=os.environ.get("SUDO_USER") or "console")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the appliance until SIGTERM")
+    run = add(sub, "run", help="run the appliance until SIGTERM")
     run.add_argument("--admin-port", type=int)
     run.set_defaults(func=cmd_run)
-    sub.add_parser("status", help="status of the running appliance").set_defaults(func=cmd_status)
-    cfg = sub.add_parser("config", help="show and change the configuration").add_subparsers(dest="action",
+    add(sub, "status", help="status of the running appliance").set_defaults(func=cmd_status)
+    cfg = add(sub, "config", help="show and change the configuration").add_subparsers(dest="action",
                                                                                           required=True)
-    show = cfg.add_parser("show")
+    show = add(cfg, "show")
     show.add_argument("--revision", type=int)
     show.add_argument("--section")
     show.add_argument("--show-secrets", action="store_true")
     show.set_defaults(func=cmd_show)
-    setp = cfg.add_parser("set", help="set one value by dotted path, e.g. system.company_name 'Acme'")
+    setp = add(cfg, "set", help="set one value by dotted path, e.g. system.company_name 'Acme'")
     setp.add_argument("key")
     setp.add_argument("value", help="a JSON value, or a plain string")
     setp.add_argument("-m", "--message")
     setp.set_defaults(func=cmd_set)
-    hist = cfg.add_parser("history")
+    hist = add(cfg, "history")
     hist.add_argument("-n", "--limit", type=int, default=30)
     hist.set_defaults(func=cmd_history)
-    diff = cfg.add_parser("diff")
+    diff = add(cfg, "diff")
     diff.add_argument("old", type=int)
     diff.add_argument("new", type=int, nargs="?")
     diff.set_defaults(func=cmd_diff)
-    rb = cfg.add_parser("rollback")
+    rb = add(cfg, "rollback")
     rb.add_argument("revision", type=int)
     rb.set_defaults(func=cmd_rollback)
-    bk = sub.add_parser("backup", help="write a backup file")
+    bk = add(sub, "backup", help="write a backup file")
     bk.add_argument("file")
     bk.set_defaults(func=cmd_backup)
-    sub.add_parser("restart", help="restart the running appliance").set_defaults(func=cmd_restart)
-    rs = sub.add_parser("restore", help="restore a backup file (a running appliance restarts to do it)")
+    add(sub, "restart", help="restart the running appliance").set_defaults(func=cmd_restart)
+    rs = add(sub, "restore", help="restore a backup file (a running appliance restarts to do it)")
     rs.add_argument("file")
     rs.set_defaults(func=cmd_restore)
-    user = sub.add_parser("user", help="user accounts").add_subparsers(dest="action", required=True)
-    pw = user.add_parser("passwd", help="reset a user's password (e.g. a locked-out admin)")
+    user = add(sub, "user", help="user accounts").add_subparsers(dest="action", required=True)
+    pw = add(user, "passwd", help="reset a user's password (e.g. a locked-out admin)")
     pw.add_argument("login")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(func=cmd_passwd)
-    fw = sub.add_parser("firmware", help="verify, install or roll back a signed firmware bundle")
+    fw = add(sub, "firmware", help="verify, install or roll back a signed firmware bundle")
     fw_sub = fw.add_subparsers(dest="action", required=True)
     for action in ("verify", "install"):
-        one = fw_sub.add_parser(action)
+        one = add(fw_sub, action)
         one.add_argument("file")
         one.add_argument("--allow-downgrade", action="store_true")
         one.set_defaults(func=cmd_firmware)
-    fw_sub.add_parser("status").set_defaults(func=cmd_firmware)
-    fw_sub.add_parser("rollback").set_defaults(func=cmd_firmware)
+    add(fw_sub, "status").set_defaults(func=cmd_firmware)
+    add(fw_sub, "rollback").set_defaults(func=cmd_firmware)
     return p
 
 

@@ -91,3 +91,26 @@ def test_firmware_image_is_built_signed_verified_and_installed(ob, tmp_path):
     (trust / "release.pub").unlink()
     refused = ob("firmware", "install", bundle, ok=False)
     assert refused.returncode == 1 and "not signed by a trusted key" in refused.stderr
+
+
+def test_make_run_command_line_is_accepted_and_means_lab_mode():
+    """`make run` is the front door: the officebox command line in its recipe must parse as lab mode."""
+    from pathlib import Path
+
+    from appliance.cli import parser
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    argv = recipe.split("officebox", 1)[1].split()
+    args = parser().parse_args(argv)
+    assert args.command == "run" and args.lab is True
+
+
+def test_global_options_go_before_or_after_the_command():
+    from appliance.cli import parser
+
+    for argv in (["--lab", "--data-dir", "/d", "config", "show"], ["config", "show", "--lab", "--data-dir", "/d"],
+                 ["--lab", "config", "show", "--data-dir", "/d"]):
+        args = parser().parse_args(argv)
+        assert (args.lab, args.data_dir, args.action) == (True, "/d", "show"), argv
+    assert parser().parse_args(["status"]).lab is False
