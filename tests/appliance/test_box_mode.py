@@ -8,7 +8,6 @@ import imaplib
 import json
 import os
 import shutil
-import signal
 import smtplib
 import ssl
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from appliance.users import hash_password
-from tests.appliance.test_runtime import wait_for_line
+from tests.appliance.test_runtime import reap, stop, wait_for_line
 from tests.netns import Lab, needs_netns
 from tests.services.dhcp.clients import udhcpc
 from tests.services.dhcp.helpers import in_netns
@@ -84,12 +83,9 @@ def test_a_box_serves_its_lan_and_shares_the_internet(tmp_path):
                 mail(pc)
                 status = officebox(box, "status")
                 assert status.returncode == 0 and " down " not in status.stdout, status.stdout
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=60) == 0
+                stop(proc)
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                reap(proc)
                 web.kill()
                 web.wait()
                 upstream.close()

@@ -36,6 +36,19 @@ def wait_for_line(proc, pattern, timeout=60):
     raise AssertionError(f"{pattern!r} never printed; output:\n{''.join(seen)}")
 
 
+def stop(proc) -> None:
+    """SIGTERM: the appliance stops cleanly."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
+def reap(proc) -> None:
+    """After a failed test: nothing left running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def run_lab_box(box, data):
     return box.popen([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(data), "run",
                       "--admin-port", "0"], text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
@@ -58,16 +71,13 @@ def test_lab_appliance_runs_serves_and_stops(tmp_path):
             assert change.returncode == 0, change.stderr
             history = officebox(data, "config", "history").stdout
             assert "Live Change" not in history and history.startswith("*#2")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
+            stop(proc)
             assert "OfficeBox stopping" in proc.stdout.read()
             left = box.run("ip", "netns", "pids", box.name, check=False)
             assert subprocess.run(["ip", "netns", "pids", box.name], capture_output=True,
                                   text=True).stdout.strip() == "", left.stdout
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
     assert officebox(data, "status").returncode == 3
 
 
@@ -95,10 +105,7 @@ def test_restore_and_restart_of_a_running_appliance(tmp_path):
             assert officebox(data, "restart").returncode == 0
             wait_for_line(proc, r"OfficeBox restarting")
             wait_for_line(proc, r"web admin: ")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
+            stop(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
     assert officebox(data, "restart").returncode == 3
