@@ -1,12 +1,15 @@
 """IMAP4rev1 server (RFC 3501) on the users' Maildirs: the core, selected-state commands and SEARCH.
 
-LOGIN only over TLS (STARTTLS or port 993). Also LITERAL+, IDLE (RFC 2177), MOVE (RFC 6851) and
-special-use folder attributes (RFC 6154). FETCH is in imapfetch.py, folders in imapfolders.py.
-Not offered: AUTHENTICATE, keywords, folder hierarchy, QRESYNC/CONDSTORE.
+LOGIN and AUTHENTICATE PLAIN (RFC 4616, with SASL-IR, RFC 4959) only over TLS (STARTTLS or port 993).
+Also LITERAL+, IDLE (RFC 2177), MOVE (RFC 6851) and special-use folder attributes (RFC 6154). FETCH is in
+imapfetch.py, folders in imapfolders.py. Not offered: other SASL mechanisms, keywords, folder hierarchy,
+QRESYNC/CONDSTORE.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 from typing import TYPE_CHECKING
 
@@ -135,7 +138,7 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
 
     # -- any state -----------------------------------------------------------------------------
     def _capabilities(self) -> str:
-        return CAPABILITIES + ("" if self.secure else " STARTTLS LOGINDISABLED")
+        return CAPABILITIES + (" AUTH=PLAIN SASL-IR" if self.secure else " STARTTLS LOGINDISABLED")
 
     async def cmd_CAPABILITY(self, tag: str, args: list) -> None:
         await self.send(f"* CAPABILITY {self._capabilities()}\r\n{tag} OK CAPABILITY completed\r\n")
@@ -158,22 +161,49 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
         await self.send(f"{tag} OK begin TLS negotiation now\r\n")
         await self.start_tls()
 
-    async def cmd_LOGIN(self, tag: str, args: list) -> None:
+    def _may_sign_in(self) -> None:
         if self.login is not None:
             raise Bad("already logged in")
         if not self.secure:
             raise No("[PRIVACYREQUIRED] use STARTTLS first: passwords are not sent in clear")
-        if len(args) != 2 or not all(isinstance(a, (str, bytes)) for a in args):
-            raise Bad("usage: LOGIN user password")
-        username, password = (a.decode("utf-8", "replace") if isinstance(a, bytes) else a for a in args)
+
+    async def _sign_in(self, tag: str, username: str, password: str) -> None:
         user = await self.check_password(username, password)
         if user is None:
             raise No("[AUTHENTICATIONFAILED] invalid user name or password")
         self.login = user.login
         await self.send(f"{tag} OK [CAPABILITY {self._capabilities()}] logged in\r\n")
 
-    async def cmd_AUTHENTICATE(self, tag: str, args: list) -> None:
-        raise No("use LOGIN (over TLS)")
+    async def cmd_LOGIN(self, tag: str, args: list) -> None:
+        self._may_sign_in()
+        if len(args) != 2 or not all(isinstance(a, (str, bytes)) for a in args):
+            raise Bad("usage: LOGIN user password")
+        username, password = (a.decode("utf-8", "replace") if isinstance(a, bytes) else a for a in args)
+        await self._sign_in(tag, username, password)
+
+    async def cmd_AUTHENTICATE(self, tag: str, args: list) -> bool | None:
+        self._may_sign_in()
+        if not args or not isinstance(args[0], str) or args[0].upper() != "PLAIN" or len(args) > 2:
+            raise No("only AUTHENTICATE PLAIN is offered")
+        if len(args) == 2:  # SASL-IR: the response on the command line
+            response = args[1] if isinstance(args[1], str) else ""
+        else:
+            await self.send("+ \r\n")
+            line = await self.read_line()
+            if line is None:
+                return False
+            response = line.decode("ascii", "replace").strip()
+        if response == "*":
+            raise Bad("authentication cancelled")
+        try:
+            authzid, authcid, password = base64.b64decode("" if response == "=" else response,
+                                                          validate=True).split(b"\0")
+        except (binascii.Error, ValueError):
+            raise Bad("malformed PLAIN response") from None
+        if authzid and authzid != authcid:
+            raise No("[AUTHORIZATIONFAILED] signing in as another user is not allowed")
+        await self._sign_in(tag, authcid.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+        return None
 
     # -- authenticated -------------------------------------------------------------------------
     def _need_login(self) -> None:

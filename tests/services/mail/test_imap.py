@@ -1,3 +1,4 @@
+import base64
 import imaplib
 import smtplib
 import socket
@@ -50,6 +51,31 @@ def test_login_needs_tls_and_the_right_password(mail):
     typ, _ = client._simple_command("LOGIN", "bob.b@example.com")
     assert typ == "OK"
     client.logout()
+
+
+def test_authenticate_plain_with_and_without_initial_response(mail):
+    plain = base64.b64encode(b"\0bob\0" + PASSWORDS["bob"].encode()).decode()
+    client = imaplib.IMAP4("127.0.0.1", mail.port("imap"), timeout=10)
+    assert "AUTH=PLAIN" not in client.capabilities  # offered over TLS only
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        client.authenticate("PLAIN", lambda _: b"\0bob\0" + PASSWORDS["bob"].encode())
+    client.starttls(ssl_context=client_tls())
+    assert {"AUTH=PLAIN", "SASL-IR"} <= set(client.capabilities)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        client.authenticate("PLAIN", lambda _: b"\0bob\0wrong")
+    with pytest.raises(imaplib.IMAP4.error, match="another user"):
+        client.authenticate("PLAIN", lambda _: b"alice\0bob\0" + PASSWORDS["bob"].encode())
+    with pytest.raises(imaplib.IMAP4.error, match="malformed"):
+        client._simple_command("AUTHENTICATE", "PLAIN", "not-base64!")
+    typ, data = client._simple_command("AUTHENTICATE", "CRAM-MD5")
+    assert typ == "NO" and b"only AUTHENTICATE PLAIN" in data[0]
+    typ, _ = client.authenticate("PLAIN", lambda _: b"\0bob\0" + PASSWORDS["bob"].encode())  # with a + step
+    assert typ == "OK" and client.select("INBOX")[0] == "OK"
+    client.logout()
+    again = imaplib.IMAP4_SSL("127.0.0.1", mail.port("imaps"), ssl_context=client_tls(), timeout=10)
+    typ, _ = again._simple_command("AUTHENTICATE", "PLAIN", plain)  # SASL-IR: one round trip
+    assert typ == "OK"
+    again.logout()
 
 
 def test_fetch_search_store_expunge(mail):
