@@ -13,6 +13,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_synced(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd`, then fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
 def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None:
     """Replace `path` with `data` so a reader (or a power cut) sees the old or the new file, never a mix."""
     path = Path(path)
@@ -23,10 +31,7 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int = 0o644) -> None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_synced(fd, data)
     finally:
         os.close(fd)
     os.replace(tmp, path)

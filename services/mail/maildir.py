@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.fsutil import atomic_write, fsync_dir
+from appliance.fsutil import atomic_write, fsync_dir, write_synced
 
 UIDLIST = "officebox-uidlist"
 _counter = itertools.count(1)
@@ -84,10 +84,7 @@ class Maildir:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                write_synced(fd, body)
             finally:
                 os.close(fd)
             os.link(tmp, self.root / "new" / base)  # link: never overwrites an existing name
