@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from appliance.aio import cancel_and_wait
 from appliance.context import Context
 from appliance.schema import CoreConfig
 from appliance.service import ChildSpec, Service, Status
@@ -91,11 +92,7 @@ class Child:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
 
 
 @dataclass

@@ -8,6 +8,8 @@ import os
 import socket
 import struct
 
+from appliance.aio import close_watched
+
 log = logging.getLogger("officebox.dhcp")
 
 
@@ -37,11 +39,7 @@ class Prober:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
 
     def close(self) -> None:
-        try:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        except (RuntimeError, ValueError):
-            pass
-        self.sock.close()
+        close_watched(self.sock)
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_result(False)

@@ -11,6 +11,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from appliance.aio import close_watched
 from services.dhcp import packet as P
 from services.dhcp.bus import LeaseBus, LeaseInfo
 from services.dhcp.leases import Lease, LeaseTable
@@ -122,13 +123,8 @@ class DhcpServer:
                     log.warning("no conflict probe on %s: %s", scope.interface, exc)
 
     def close(self) -> None:
-        loop = asyncio.get_running_loop()
         for sock in self._socks.values():
-            try:
-                loop.remove_reader(sock.fileno())
-            except ValueError:
-                pass
-            sock.close()
+            close_watched(sock)
         self._socks.clear()
         for prober in self._probers.values():
             prober.close()

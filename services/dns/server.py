@@ -10,6 +10,7 @@ import time
 
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
+from appliance.aio import close_watched
 from services.dns import wire
 from services.dns.cache import Cache, Entry, render
 from services.dns.forwarder import Forwarder, UpstreamError
@@ -77,13 +78,8 @@ class DnsServer:
         return bound
 
     def close(self) -> None:
-        loop = asyncio.get_running_loop()
         for sock in self._socks:
-            try:
-                loop.remove_reader(sock.fileno())
-            except ValueError:
-                pass
-            sock.close()
+            close_watched(sock)
         self._socks.clear()
         for server in self._tcp:
             server.close()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from appliance.aio import cancel_and_wait
 from services.mail.queue import MailQueue, QueueEntry
 
 if TYPE_CHECKING:
@@ -126,11 +127,7 @@ class Outbound:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         if self._attempt is not None:  # let a transaction in progress record its outcome
             await asyncio.wait([self._attempt], timeout=SMTP_TIMEOUT + 5)

@@ -6,6 +6,8 @@ import logging
 import socket
 import struct
 
+from appliance.aio import close_watched
+
 log = logging.getLogger("officebox.provisioning")
 RRQ, WRQ, DATA, ACK, ERROR = 1, 2, 3, 4, 5
 BLOCK = 512
@@ -51,8 +53,7 @@ class TftpServer:
 
     def close(self) -> None:
         if self.sock is not None:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self.sock.close()
+            close_watched(self.sock)
             self.sock = None
         for task in self._tasks:
             task.cancel()

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from appliance.aio import cancel_and_wait
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.proxy.config import ProxyConfig
 from services.proxy.files import clean_shm, publish_pages
@@ -151,9 +152,8 @@ class ProxyService(Service):
             await self.signin.close()
             self.signin = None
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            with contextlib.suppress(Exception):  # a failed statistics pass must not stop the stop
+                await cancel_and_wait(self._task)
             self._task = None
         if self._stats is not None:
             with contextlib.suppress(Exception):
