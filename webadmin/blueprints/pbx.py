@@ -352,12 +352,8 @@ def permission_set():
     def mutate(doc: dict) -> None:
         doc.setdefault("pbx", {}).setdefault("permissions", {})[login] = cls
 
-    errors, general = _apply(f"permission class of {login}: {cls}", mutate, "pbx.permissions")
-    if errors or general:
-        flash("Not saved: " + "; ".join([*errors.values(), *general]), "error")
-    else:
-        flash(f"{login} now has the permission class {cls}.", "success")
-    return redirect(url_for("pbx.dialplan"))
+    return _save_permission(f"permission class of {login}: {cls}", mutate,
+                            f"{login} now has the permission class {cls}.")
 
 
 @bp.route("/permissions/<login>/delete", methods=["POST"])
@@ -369,11 +365,16 @@ def permission_delete(login: str):
     def mutate(doc: dict) -> None:
         doc["pbx"]["permissions"].pop(login, None)
 
-    errors, general = _apply(f"permission class of {login}: default", mutate, "pbx.permissions")
+    return _save_permission(f"permission class of {login}: default", mutate,
+                            f"{login} now has the default permission class.")
+
+
+def _save_permission(summary: str, mutate, done: str):
+    errors, general = _apply(summary, mutate, "pbx.permissions")
     if errors or general:
         flash("Not saved: " + "; ".join([*errors.values(), *general]), "error")
     else:
-        flash(f"{login} now has the default permission class.", "success")
+        flash(done, "success")
     return redirect(url_for("pbx.dialplan"))
 
 
