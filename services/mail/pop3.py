@@ -199,13 +199,19 @@ class Pop3Session(LineSession):
     async def cmd_UIDL(self, arg: str) -> None:
         await self._listing(arg, _uidl)
 
-    async def cmd_RETR(self, arg: str) -> None:
-        entry = await self._msg(arg.strip())
+    async def _message(self, arg: str) -> bytes | None:
+        """The content of message `arg`, or None once the client has been told why not."""
+        entry = await self._msg(arg)
         if entry is None:
-            return
+            return None
         data = await asyncio.to_thread(self._read, entry)
         if data is None:
             await self.send("-ERR message was removed by another session\r\n")
+        return data
+
+    async def cmd_RETR(self, arg: str) -> None:
+        data = await self._message(arg.strip())
+        if data is None:
             return
         await self._send_multiline(f"+OK {len(data)} octets\r\n", data)
 
@@ -214,12 +220,8 @@ class Pop3Session(LineSession):
         if len(parts) != 2 or not parts[1].isdigit():
             await self.send("-ERR usage: TOP msg lines\r\n")
             return
-        entry = await self._msg(parts[0])
-        if entry is None:
-            return
-        data = await asyncio.to_thread(self._read, entry)
+        data = await self._message(parts[0])
         if data is None:
-            await self.send("-ERR message was removed by another session\r\n")
             return
         head, sep, body = data.partition(b"\r\n\r\n")
         body_lines = body.split(b"\r\n")[: int(parts[1])] if sep else []
