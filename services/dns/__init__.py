@@ -74,9 +74,10 @@ class DnsService(Service):
     def upstreams(self, config) -> list[tuple[str, int]]:
         """Configured resolvers, else the WAN's (static, or learned with its DHCP lease)."""
         wan = config.network.wan
-        listed = config.dns.upstreams or [str(ip) for ip in wan.dns]
-        if not listed and wan.mode == "dhcp":
+        if self.learns_from_wan(config):
             listed = str((network.wan_lease(self.ctx, wan.interface) or {}).get("dns", "")).split()
+        else:
+            listed = config.dns.upstreams or [str(ip) for ip in wan.dns]
         found = []
         for item in listed:
             try:
@@ -87,12 +88,17 @@ class DnsService(Service):
                 found.append(upstream)
         return found
 
+    @staticmethod
+    def learns_from_wan(config) -> bool:
+        """No resolver set by hand and a DHCP WAN: the lease's resolvers are the upstreams."""
+        return not config.dns.upstreams and not config.network.wan.dns and config.network.wan.mode == "dhcp"
+
     async def _follow_wan(self) -> None:
         """The WAN's DHCP lease arrives after start and may change: follow its resolvers."""
         while True:
             await asyncio.sleep(WAN_POLL)
-            if self.server is None or self._config is None:
-                continue
+            if self.server is None or self._config is None or not self.learns_from_wan(self._config):
+                continue  # nothing to follow: no lease file to read
             try:
                 found = await asyncio.to_thread(self.upstreams, self._config)
             except OSError as exc:

@@ -312,7 +312,7 @@ class SipStack:
 
     def local_ip(self, peer_ip: str) -> str:
         """The address this box is reachable at from `peer_ip` (for Via, Contact and SDP)."""
-        if self.public_ip is not None and self.outside(peer_ip):
+        if self.outside(peer_ip):
             return self.public_ip
         host = self.transports.host
         if host not in ("0.0.0.0", ""):
