@@ -23,10 +23,11 @@ $(APT_STAMP): $(APT_LISTS)
 	@systemctl disable --now squid dnsmasq dovecot strongswan-starter ipsec pptpd 2>/dev/null || true
 	@touch $@
 
-$(PIP_STAMP): pyproject.toml $(APT_STAMP)
+# Every Python package at the version and hash of deps/requirements.lock (python3 deps/lock.py makes it).
+$(PIP_STAMP): pyproject.toml deps/requirements.lock $(APT_STAMP)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r deps/requirements.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 run: setup
