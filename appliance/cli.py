@@ -164,16 +164,38 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return submit(args, {"op": "rollback", "revision": args.revision})
 
 
+def read_passphrase(args: argparse.Namespace, confirm: bool) -> str:
+    """--passphrase-stdin reads one line; otherwise asked on the terminal (twice when making one)."""
+    if args.passphrase_stdin:
+        passphrase = sys.stdin.readline().rstrip("\n")
+    else:
+        passphrase = getpass.getpass("backup passphrase: ")
+        if confirm and getpass.getpass("repeat the passphrase: ") != passphrase:
+            raise backup.BackupError("the two passphrases differ")
+    if len(passphrase) < 8:
+        raise backup.BackupError("the passphrase needs at least 8 characters")
+    return passphrase
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
+    passphrase = read_passphrase(args, confirm=True) if args.encrypt else None
     runtime = open_runtime(args)
     runtime.bootstrap()
-    manifest = backup.create_backup(runtime.ctx, runtime.engine, Path(args.file))
-    print(f"backup of revision #{manifest['revision']} written to {args.file} ({len(manifest['files'])} files)")
+    manifest = backup.create_backup(runtime.ctx, runtime.engine, Path(args.file), passphrase)
+    kind = "encrypted backup" if passphrase else "backup"
+    print(f"{kind} of revision #{manifest['revision']} written to {args.file} ({len(manifest['files'])} files)")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    answer = control.request(socket_path(args), {"op": "restore", "file": str(Path(args.file).resolve())})
+    try:
+        encrypted = backup.is_encrypted(Path(args.file))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    passphrase = read_passphrase(args, confirm=False) if encrypted else None
+    answer = control.request(socket_path(args), {"op": "restore", "file": str(Path(args.file).resolve()),
+                                                 "passphrase": passphrase})
     if answer is not None:  # running: checked now, restored by a restart
         if not answer["ok"]:
             print(f"error: {answer['error']}", file=sys.stderr)
@@ -183,7 +205,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     runtime = open_runtime(args)
     runtime.bootstrap()
     try:
-        rev = backup.restore_backup(runtime.ctx, runtime.engine, Path(args.file), args.author)
+        rev = backup.restore_backup(runtime.ctx, runtime.engine, Path(args.file), args.author, passphrase)
     except backup.BackupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -279,10 +301,13 @@ def parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_rollback)
     bk = add(sub, "backup", help="write a backup file")
     bk.add_argument("file")
+    bk.add_argument("--encrypt", action="store_true", help="encrypt it with a passphrase (asked or --passphrase-stdin)")
+    bk.add_argument("--passphrase-stdin", action="store_true")
     bk.set_defaults(func=cmd_backup)
     add(sub, "restart", help="restart the running appliance").set_defaults(func=cmd_restart)
     rs = add(sub, "restore", help="restore a backup file (a running appliance restarts to do it)")
     rs.add_argument("file")
+    rs.add_argument("--passphrase-stdin", action="store_true", help="read an encrypted backup's passphrase from stdin")
     rs.set_defaults(func=cmd_restore)
     user = add(sub, "user", help="user accounts").add_subparsers(dest="action", required=True)
     pw = add(user, "passwd", help="reset a user's password (e.g. a locked-out admin)")

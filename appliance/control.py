@@ -36,7 +36,8 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
             runtime.request_restart(delay=0.2)
             return {"ok": True}
         if op == "restore":
-            manifest = backup.stage_restore(runtime.ctx, runtime.engine, Path(request["file"]))
+            manifest = backup.stage_restore(runtime.ctx, runtime.engine, Path(request["file"]),
+                                           request.get("passphrase") or None)
             runtime.request_restart(delay=0.2)
             return {"ok": True, "created": manifest["created"]}
         if op == "status":

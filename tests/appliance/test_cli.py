@@ -72,6 +72,22 @@ def test_backup_and_restore_commands(ob, tmp_path):
     assert result.returncode == 1 and "not a readable OfficeBox backup" in result.stderr
 
 
+def test_encrypted_backup_from_the_console(ob, tmp_path):
+    ob("config", "set", "system.company_name", "Secret Name")
+    out = tmp_path / "enc.obx"
+    assert "encrypted backup" in ob("backup", str(out), "--encrypt", "--passphrase-stdin",
+                                    stdin="correct horse battery\n").stdout
+    assert b"Secret Name" not in out.read_bytes()
+    short = ob("backup", str(tmp_path / "x.obx"), "--encrypt", "--passphrase-stdin", stdin="short\n", ok=False)
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    ob("config", "set", "system.company_name", "Changed")
+    wrong = ob("restore", str(out), "--passphrase-stdin", stdin="wrong horse battery\n", ok=False)
+    assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr
+    assert "restored as revision" in ob("restore", str(out), "--passphrase-stdin",
+                                        stdin="correct horse battery\n").stdout
+    assert json.loads(ob("config", "show", "--section", "system").stdout)["company_name"] == "Secret Name"
+
+
 def test_firmware_image_is_built_signed_verified_and_installed(ob, tmp_path):
     from appliance.firmware import new_signing_key
 

@@ -59,8 +59,8 @@ def test_backup_download_is_a_valid_backup_and_leaves_nothing_behind(admin_clien
     assert ".obbackup" in resp.headers["Content-Disposition"]
     saved = tmp_path / "download.obbackup"
     saved.write_bytes(resp.get_data())
-    manifest, members = backup.read_backup(saved)
-    assert manifest["revision"] == runtime.store.current_id() and "config.json" in members
+    manifest, document = backup.read_backup(saved)
+    assert manifest["revision"] == runtime.store.current_id() and "system" in document
     assert not list(runtime.ctx.data_dir.glob(".download-*"))
 
 
@@ -141,3 +141,26 @@ def test_restore_upload_is_checked_then_restored_by_a_restart(admin_client, runt
     assert resp.status_code == 200 and "restarting to restore it" in resp.get_data(as_text=True)
     assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()
     assert not list(runtime.ctx.data_dir.glob(".upload-*"))
+
+
+def test_encrypted_backup_download_and_restore(admin_client, runtime, tmp_path):
+    differ = post(admin_client, "/system/backup", {"passphrase": "pass phrase 1", "passphrase2": "other"},
+                  form_path="/system/")
+    assert differ.status_code == 400 and "differ" in differ.get_data(as_text=True)
+    short = post(admin_client, "/system/backup", {"passphrase": "short", "passphrase2": "short"}, form_path="/system/")
+    assert short.status_code == 400 and "at least 8" in short.get_data(as_text=True)
+    resp = post(admin_client, "/system/backup", {"passphrase": "pass phrase 1", "passphrase2": "pass phrase 1"},
+                form_path="/system/")
+    assert resp.status_code == 200 and backup.cryptstream.is_encrypted(resp.get_data())
+    stopped = serving(runtime)
+
+    def send(passphrase: str):
+        token = csrf_of(admin_client, "/system/")
+        return admin_client.post("/system/restore", content_type="multipart/form-data",
+                                 data={"csrf_token": token, "passphrase": passphrase,
+                                       "backup": (io.BytesIO(resp.get_data()), "box.obbackup")})
+    refused = send("wrong phrase")
+    assert refused.status_code == 400 and "wrong passphrase" in refused.get_data(as_text=True)
+    assert not (runtime.ctx.data_dir / backup.PENDING).exists()
+    assert send("pass phrase 1").status_code == 200 and (runtime.ctx.data_dir / backup.PENDING).exists()
+    assert stopped()

@@ -38,10 +38,15 @@ def index():
 @core.admin_required
 def download_backup():
     ctx = core.runtime().ctx
+    passphrase = request.form.get("passphrase", "")
+    if passphrase and len(passphrase) < 8:
+        return _page(["The passphrase needs at least 8 characters (or leave it empty for no encryption)."], 400)
+    if passphrase != request.form.get("passphrase2", ""):
+        return _page(["The two passphrases differ."], 400)
     fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".download-")
     os.close(fd)
     try:
-        manifest = backup.create_backup(ctx, core.runtime().engine, path)
+        manifest = backup.create_backup(ctx, core.runtime().engine, path, passphrase or None)
         handle = open(path, "rb")  # noqa: SIM115 - send_file closes it once sent
     except backup.BackupError as exc:
         return _page([str(exc)], 400)
@@ -112,7 +117,8 @@ def restore():
     ctx = core.runtime().ctx
     try:
         with _saved_upload(upload, ctx.data_dir) as path:
-            manifest = backup.stage_restore(ctx, core.runtime().engine, path)
+            manifest = backup.stage_restore(ctx, core.runtime().engine, path,
+                                            request.form.get("passphrase") or None)
     except (backup.BackupError, OSError) as exc:
         return _page([f"Backup refused, nothing was changed: {exc}"], 400)
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
