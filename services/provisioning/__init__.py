@@ -1,15 +1,22 @@
 """Phone auto-provisioning: HTTP (and read-only TFTP) files rendered from the user directory.
 
 A phone (MAC -> model, user, or handsets for a DECT base) fetches its own file with its own SIP
-account; an unknown MAC gets 404. The SIP server comes from the PBX section when there is one.
+account; an unknown MAC gets 404. By default a phone's file goes only to the address DHCP leased to that
+MAC (a host that learnt the MAC by ARP gets 403), optionally behind one shared or a per-phone password
+(then never over TFTP, which cannot authenticate); HTTPS with the box certificate beside HTTP. Every
+request is logged (fetchlog). The SIP server comes from the PBX section when there is one.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 
+from appliance.certs import box_certificate
 from appliance.service import ApplyError, Service, Status
 from services.dhcp.bus import lease_bus
 from services.provisioning.config import ProvisioningConfig
+from services.provisioning.fetchlog import FetchLog
 from services.provisioning.files import Provisioner
 from services.provisioning.http import Auth, HttpServer
 from services.provisioning.tftp import TftpServer
@@ -30,6 +37,13 @@ class ProvisioningService(Service):
         self.tftp: list[TftpServer] = []
         self.ports: dict[str, int] = {}
         self._fetched: dict[str, dict] = {}
+        self.log: FetchLog | None = None
+
+    @classmethod
+    def lab_defaults(cls, section: dict) -> dict:
+        section = super().lab_defaults(section)
+        section["require_dhcp_lease"] = False  # a lab box runs no DHCP server: there are no leases
+        return section
 
     def validate(self, config) -> list[str]:
         users = {u.login: u for u in config.users}
@@ -70,13 +84,20 @@ class ProvisioningService(Service):
             listen = [str(net.lan.address.ip)] + ([str(net.voice.address.ip)] if net.voice.enabled else [])
         http_port = section.lab_http_port if self.ctx.lab else section.http_port
         tftp_port = section.lab_tftp_port if self.ctx.lab else section.tftp_port
-        auth = Auth(section.auth, section.auth_user, section.auth_password)
-        self.http = HttpServer(self._fetch, auth)
+        https_port = section.lab_https_port if self.ctx.lab else section.https_port
+        if self.log is None:
+            self.log = FetchLog(self.ctx.state_dir(self.name) / "fetches.jsonl")
+        auth = Auth(section.auth, section.auth_user, section.auth_password,
+                    {p.digits: p.auth_secret for p in section.phones if p.auth_secret})
+        tls = await asyncio.to_thread(self._tls_context, config) if section.https else None
+        self.http = HttpServer(self.provisioner.fetch, auth, self._record)
         try:
             for host in listen:
                 http_port = self.ports["http"] = await self.http.open(host, http_port)
+                if tls is not None:
+                    https_port = self.ports["https"] = await self.http.open(host, https_port, tls)
                 if section.tftp:
-                    tftp = TftpServer(self._fetch)
+                    tftp = TftpServer(self._fetch_tftp)
                     self.tftp.append(tftp)
                     tftp_port = self.ports["tftp"] = tftp.open(host, tftp_port)
         except OSError as exc:
@@ -84,8 +105,20 @@ class ProvisioningService(Service):
             raise ApplyError(f"provisioning: cannot listen on {listen}: {exc}") from exc
         log.info("provisioning on %s %s for %d phones", listen, self.ports, len(section.phones))
 
-    def _fetch(self, path: str, client: str):
-        return self.provisioner.fetch(path, client)
+    def _tls_context(self, config) -> ssl.SSLContext:
+        cert, key = box_certificate(self.ctx.data_dir, config.system.hostname)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2  # older desk phones stop at TLS 1.2
+        tls.load_cert_chain(cert, key)
+        return tls
+
+    def _record(self, client: str, path: str, status: int, transport: str) -> None:
+        self.log.record(client, path, status, transport, self.provisioner.mac_of(path) if path else None)
+
+    def _fetch_tftp(self, path: str, client: str, identity, transport: str):
+        answer = self.provisioner.fetch(path, client, identity, transport)
+        self._record(client, path, answer[0], transport)
+        return answer
 
     async def reload(self, config) -> None:
         await self.stop()
@@ -103,6 +136,10 @@ class ProvisioningService(Service):
     def last_fetch(self, mac: str) -> dict | None:
         """When and from where the phone last fetched its configuration (None: never, since start)."""
         return self._fetched.get(mac)
+
+    def recent_requests(self, count: int = 50) -> list[dict]:
+        """The newest provisioning requests, answered or refused, newest first."""
+        return self.log.newest(count) if self.log else []
 
     def status(self) -> Status:
         if self.http is None:

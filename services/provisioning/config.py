@@ -28,6 +28,8 @@ class Phone(Section):
     user: str | None = Field(default=None, pattern=LOGIN_PATTERN, description="desk phones: the owner")
     handsets: list[Handset] = Field(default_factory=list, description="DECT bases: one account per handset")
     label: str = Field(default="", max_length=60)
+    auth_secret: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,64}$",
+                             description="this phone's own provisioning password (auth per-phone)")
 
     _mac = field_validator("mac", mode="before")(classmethod(lambda cls, v: normalize_mac(v)))
 
@@ -58,10 +60,14 @@ class ProvisioningConfig(ServiceConfig):
     tftp_port: int = Field(default=69, ge=1, le=65535)
     lab_http_port: int = Field(default=18081, ge=0, le=65535, description="lab mode, 127.0.0.1 (0: any)")
     lab_tftp_port: int = Field(default=16969, ge=0, le=65535)
-    auth: Literal["none", "basic", "digest"] = "none"
+    https: bool = Field(default=True, description="also serve over HTTPS with the box certificate")
+    https_port: int = Field(default=8444, ge=1, le=65535)
+    lab_https_port: int = Field(default=18444, ge=0, le=65535)
+    auth: Literal["none", "basic", "digest", "per-phone"] = Field(
+        default="none", description="per-phone: HTTP digest, user = the MAC's 12 hex digits, its auth_secret")
     auth_user: str = Field(default="phone", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     auth_password: str = Field(default="", max_length=64)
-    require_dhcp_lease: bool = Field(default=False, description="serve a phone's file only to the address "
+    require_dhcp_lease: bool = Field(default=True, description="serve a phone's file only to the address "
                                                                 "DHCP leased to its MAC")
     sip_server: str = Field(default="", max_length=100, description="empty: the box (voice VLAN address if on)")
 
@@ -77,6 +83,10 @@ class ProvisioningConfig(ServiceConfig):
 
     @model_validator(mode="after")
     def _auth_needs_password(self) -> "ProvisioningConfig":
-        if self.auth != "none" and len(self.auth_password) < 8:
+        if self.auth in ("basic", "digest") and len(self.auth_password) < 8:
             raise ValueError("provisioning authentication needs a password of at least 8 characters")
+        if self.auth == "per-phone":
+            missing = [p.mac for p in self.phones if len(p.auth_secret) < 8]
+            if missing:
+                raise ValueError(f"per-phone authentication needs a secret for every phone: {', '.join(missing)}")
         return self

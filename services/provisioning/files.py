@@ -18,6 +18,7 @@ class Provisioner:
         self.users = {u.login: u for u in config.users}
         self.site = T.Site(sip_host, sip_port, config.system.timezone, str(config.network.lan.address.ip))
         self.require_lease = section.require_dhcp_lease
+        self.auth = section.auth
         self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None
         self.fetched: dict[str, dict] = {}
 
@@ -30,8 +31,15 @@ class Provisioner:
                 found[slot] = T.Account(user.extension, user.full_name, user.sip_secret)
         return found
 
-    def fetch(self, filename: str, client: str) -> tuple[int, str, bytes]:
-        """(HTTP-like status, content type, body) for `filename` asked by `client` (an IP address)."""
+    def mac_of(self, filename: str) -> str | None:
+        digits, _ = T.match(filename.rsplit("/", 1)[-1])
+        phone = self.phones.get(digits) if digits else None
+        return phone.mac if phone else None
+
+    def fetch(self, filename: str, client: str, identity: str | None = None,
+              transport: str = "http") -> tuple[int, str, bytes]:
+        """(HTTP-like status, content type, body) for `filename` asked by `client` (an IP address) over
+        `transport`, signed in as `identity` ("" without authentication, None over TFTP)."""
         name = filename.rsplit("/", 1)[-1]
         if T.YEALINK_COMMON.match(name.lower()):
             return 200, "text/plain", T.yealink_common(self.site).encode()
@@ -40,6 +48,13 @@ class Provisioner:
         if phone is None or phone.model not in models:
             log.info("provisioning: %s asked for %r: unknown phone", client, name)
             return 404, "text/plain", b"not found\n"
+        if self.auth != "none" and transport == "tftp":
+            log.warning("provisioning: %s asked for %s's file over TFTP, which cannot authenticate", client,
+                        phone.mac)
+            return 403, "text/plain", b"forbidden\n"
+        if self.auth == "per-phone" and identity != phone.digits:
+            log.warning("provisioning: %s signed in as %r asked for %s's file", client, identity, phone.mac)
+            return 403, "text/plain", b"forbidden\n"
         if self.require_lease and not self._leased_to(phone.mac, client):
             log.warning("provisioning: %s asked for %s's file but DHCP did not lease it that address", client,
                         phone.mac)

@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 server for phone files (GET/HEAD only), with optional basic or digest auth."""
+"""A small HTTP/1.1 server (plain and TLS) for phone files (GET/HEAD only), with optional basic or digest
+auth: one shared account, or one account per phone (user = its MAC digits, its own secret)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,7 @@ import hmac
 import logging
 import re
 import secrets
+import ssl
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -25,8 +27,11 @@ def _md5(text: str) -> str:
 
 
 class Auth:
-    def __init__(self, kind: str, user: str, password: str) -> None:
+    """check() answers who is asking: None (refused), "" (no authentication configured), a user name."""
+
+    def __init__(self, kind: str, user: str, password: str, phones: dict[str, str] | None = None) -> None:
         self.kind, self.user, self.password = kind, user, password
+        self.phones = phones or {}  # per-phone: MAC digits -> secret
         self._key = secrets.token_bytes(16)
 
     def nonce(self) -> str:
@@ -43,37 +48,54 @@ class Auth:
             return f'Basic realm="{REALM}"'
         return f'Digest realm="{REALM}", qop="auth", algorithm=MD5, nonce="{self.nonce()}"'
 
-    def check(self, method: str, header: str | None) -> bool:
+    def _password(self, user: str) -> str | None:
+        if self.kind == "per-phone":
+            return self.phones.get(user.lower())
+        return self.password if hmac.compare_digest(user, self.user) else None
+
+    def check(self, method: str, header: str | None) -> str | None:
         if self.kind == "none":
-            return True
+            return ""
         if not header:
-            return False
+            return None
         scheme, _, value = header.partition(" ")
         if self.kind == "basic" and scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                return False
-            return hmac.compare_digest(user, self.user) & hmac.compare_digest(password.encode(), self.password.encode())
-        if self.kind == "digest" and scheme.lower() == "digest":
+                return None
+            good = self._password(user)
+            return user if good is not None and hmac.compare_digest(password.encode(), good.encode()) else None
+        if self.kind in ("digest", "per-phone") and scheme.lower() == "digest":
             fields = {k: a or b for k, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|([^\s,]*))', value)}
             need = ("username", "realm", "nonce", "uri", "response", "nc", "cnonce", "qop")
             if any(k not in fields for k in need) or fields["qop"] != "auth" or not self._nonce_ok(fields["nonce"]):
-                return False
-            ha1 = _md5(f"{self.user}:{REALM}:{self.password}")
+                return None
+            user, password = fields["username"], self._password(fields["username"])
+            if password is None:
+                return None
+            ha1 = _md5(f"{user}:{REALM}:{password}")
             ha2 = _md5(f"{method}:{fields['uri']}")
             good = _md5(f"{ha1}:{fields['nonce']}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
-            return hmac.compare_digest(fields["username"], self.user) & hmac.compare_digest(fields["response"], good)
-        return False
+            return user.lower() if hmac.compare_digest(fields["response"], good) else None
+        return None
 
 
 class HttpServer:
-    def __init__(self, fetch, auth: Auth) -> None:
-        self.fetch, self.auth = fetch, auth
+    """fetch(path, client, identity, transport) -> (status, content type, body); record(client, path,
+    status, transport) is told of every answer, refusals included."""
+
+    def __init__(self, fetch, auth: Auth, record=None) -> None:
+        self.fetch, self.auth, self.record = fetch, auth, record
         self.servers: list[asyncio.base_events.Server] = []
 
-    async def open(self, host: str, port: int) -> int:
-        server = await asyncio.start_server(self._client, host, port, reuse_address=True, limit=MAX_HEAD)
+    async def open(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        transport = "https" if tls else "http"
+
+        async def client(reader, writer):
+            await self._client(reader, writer, transport)
+        server = await asyncio.start_server(client, host, port, reuse_address=True, limit=MAX_HEAD, ssl=tls,
+                                            ssl_handshake_timeout=TIMEOUT if tls else None)
         self.servers.append(server)
         return server.sockets[0].getsockname()[1]
 
@@ -82,18 +104,21 @@ class HttpServer:
             server.close()
         self.servers.clear()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str) -> None:
         client = writer.get_extra_info("peername")[0]
+        path = ""
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-            status, ctype, body, extra, method = self._respond(head, client)
+            status, ctype, body, extra, method, path = self._respond(head, client, transport)
         except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError):
             status, ctype, body, extra, method = 400, "text/plain", b"bad request\n", {}, "GET"
         except TimeoutError:
             status, ctype, body, extra, method = 408, "text/plain", b"timeout\n", {}, "GET"
-        except ConnectionError:
+        except (ConnectionError, ssl.SSLError):
             writer.close()
             return
+        if self.record is not None:
+            self.record(client, path, status, transport)
         headers = {"Content-Type": ctype, "Content-Length": str(len(body)), "Connection": "close",
                    "Cache-Control": "no-store", **extra}
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}"] + [f"{k}: {v}" for k, v in headers.items()]
@@ -105,7 +130,7 @@ class HttpServer:
         finally:
             writer.close()
 
-    def _respond(self, head: bytes, client: str):
+    def _respond(self, head: bytes, client: str, transport: str):
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -116,10 +141,12 @@ class HttpServer:
             if ":" in line:
                 key, _, value = line.partition(":")
                 headers[key.strip().lower()] = value.strip()
-        if method not in ("GET", "HEAD"):
-            return 405, "text/plain", b"only GET\n", {"Allow": "GET, HEAD"}, method
-        if not self.auth.check(method, headers.get("authorization")):
-            return 401, "text/plain", b"authentication required\n", {"WWW-Authenticate": self.auth.challenge()}, method
         path = unquote(urlsplit(target).path)
-        status, ctype, body = self.fetch(path, client)
-        return status, ctype, body, {}, method
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain", b"only GET\n", {"Allow": "GET, HEAD"}, method, path
+        identity = self.auth.check(method, headers.get("authorization"))
+        if identity is None:
+            challenge = {"WWW-Authenticate": self.auth.challenge()}
+            return 401, "text/plain", b"authentication required\n", challenge, method, path
+        status, ctype, body = self.fetch(path, client, identity, transport)
+        return status, ctype, body, {}, method, path

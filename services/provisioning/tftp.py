@@ -89,7 +89,7 @@ class TftpServer:
             pass
 
     async def _send_file(self, filename: str, mode: str, client) -> None:
-        status, _ctype, body = self.fetch(filename, client[0])
+        status, _ctype, body = self.fetch(filename, client[0], None, "tftp")
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a new port: the transfer ID
         sock.setblocking(False)

@@ -110,6 +110,30 @@ def test_phones(admin_client, runtime):
     assert gone.status_code == 302 and runtime.store.current().config.provisioning.phones == []
 
 
+def test_provisioning_security_form_and_request_log(admin_client, runtime):
+    from services.provisioning.fetchlog import FetchLog
+    post(admin_client, "/users/new", {"login": "anna", "full_name": "Anna Example", "extension": "201",
+                                      "role": "staff", "language": "en", "enabled": "on"})
+    post(admin_client, "/lan/phones", {"mac": "001565123456", "model": "yealink", "user": "anna"},
+         form_path="/lan/phones")
+    secret = runtime.store.current().config.provisioning.phones[0].auth_secret
+    assert len(secret) == 16  # every phone added gets its own password
+    short = post(admin_client, "/lan/phones/security", {"auth": "digest", "auth_password": "short",
+                                                        "require_dhcp_lease": "on"}, form_path="/lan/phones")
+    assert short.status_code == 400 and "at least 8 characters" in short.get_data(as_text=True)
+    ok = post(admin_client, "/lan/phones/security", {"auth": "per-phone", "https": "on"}, form_path="/lan/phones")
+    assert ok.status_code == 302
+    prov = runtime.store.current().config.provisioning
+    assert (prov.auth, prov.https, prov.require_dhcp_lease) == ("per-phone", True, False)
+    html = admin_client.get("/lan/phones").get_data(as_text=True)
+    assert "<code>001565123456</code>" in html and f"<code>{secret}</code>" in html
+    svc = runtime.services["provisioning"]
+    svc.log = FetchLog(runtime.ctx.state_dir("provisioning") / "fetches.jsonl")
+    svc.log.record("192.168.1.66", "/001565123456.cfg", 403, "http", "00:15:65:12:34:56")
+    html = admin_client.get("/lan/phones").get_data(as_text=True)
+    assert 'id="prov-requests"' in html and "192.168.1.66" in html and "refused 403" in html
+
+
 def test_staff_cannot_see_lan_pages(client):
     assert client.get("/lan/dhcp").status_code in (302, 403)
 

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 
+from appliance.users import new_secret
 from webadmin import core, forms
 
 bp = Blueprint("lan", __name__, url_prefix="/lan")
@@ -15,6 +16,10 @@ NAV = [("Network", "DHCP", "lan.dhcp"), ("Network", "Leases", "lan.leases"), ("N
 MODELS = [("yealink", "Yealink T4x/T5x desk phone"), ("snom", "Snom D-series desk phone"),
           ("grandstream", "Grandstream GXP desk phone"), ("yealink-w70b", "Yealink W70B SIP-DECT base")]
 RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
+PROV_AUTH = [("none", "None (the DHCP lease binding protects the files)"),
+             ("per-phone", "Per phone: digest, user = MAC digits, the phone's own password"),
+             ("digest", "One shared account, digest"),
+             ("basic", "One shared account, basic (readable on the LAN unless over HTTPS)")]
 
 
 def _service(name: str):
@@ -228,8 +233,10 @@ def _phones_page(errors=None, general=None, form=None, status=200):
     config = core.current_config()
     svc = _service("provisioning")
     fetched = {p.mac: (svc.last_fetch(p.mac) if svc is not None else None) for p in config.provisioning.phones}
+    requests = svc.recent_requests(30) if svc is not None else []
     return render_template("lan/phones.html", config=config, prov=config.provisioning, models=MODELS,
                            errors=errors or {}, general=general or [], form=form or {}, fetched=fetched,
+                           requests=requests, auth_kinds=PROV_AUTH,
                            users=[(u.login, f"{u.full_name} ({u.extension})") for u in config.users if u.extension],
                            now=time.time()), status
 
@@ -252,7 +259,7 @@ def phone_add():
         return _phones_page({"handsets": str(exc)}, form=form, status=400)
     index = len(core.current_config().provisioning.phones)
     phone = {"mac": form["mac"], "model": form["model"], "user": form["user"], "handsets": handsets,
-             "label": form["label"]}
+             "label": form["label"], "auth_secret": new_secret(16)}
 
     def mutate(doc: dict) -> None:
         doc["provisioning"]["phones"].append(phone)
@@ -262,6 +269,28 @@ def phone_add():
     if errors or general:
         return _phones_page(errors, general, form, 400)
     return _done(f"Phone {form['mac']} added.", "lan.phones")
+
+
+@bp.route("/phones/security", methods=["POST"])
+@core.admin_required
+def phone_security():
+    form = {"require_dhcp_lease": forms.checkbox("require_dhcp_lease"), "https": forms.checkbox("https"),
+            "auth": forms.text("auth", 12), "auth_user": forms.text("auth_user", 32) or "phone"}
+    password = forms.text("auth_password", 64)
+
+    def mutate(doc: dict) -> None:
+        section = doc["provisioning"]
+        section.update(form)
+        if password:
+            section["auth_password"] = password
+        if form["auth"] == "per-phone":  # phones added before get their own password now
+            for phone in section["phones"]:
+                phone["auth_secret"] = phone.get("auth_secret") or new_secret(16)
+
+    errors, general = forms.apply_form("provisioning security", mutate, prefix="provisioning")
+    if errors or general:
+        return _phones_page(errors, general, status=400)
+    return _done("Provisioning security saved.", "lan.phones")
 
 
 @bp.route("/phones/<mac>/delete", methods=["POST"])

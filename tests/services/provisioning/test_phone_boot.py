@@ -1,5 +1,5 @@
 """A phone's boot, end to end in namespaces: DHCP (option 66 from the provisioning section) then
-HTTP and TFTP fetches from the box; with require_dhcp_lease only the leased address gets the file."""
+HTTP and TFTP fetches from the box; by default only the leased address gets the file."""
 from __future__ import annotations
 
 import pytest
@@ -23,7 +23,7 @@ def test_phone_gets_url_by_dhcp_then_its_config(tmp_path):
         phone.run("ip", "link", "set", phone_if, "address", MAC)
         config = lan_config(box_if, dhcp={"conflict_probe": False},
                             provisioning={"phones": [{"mac": MAC, "model": "yealink", "user": "alice"}],
-                                          "require_dhcp_lease": True, "tftp_port": 69})
+                                          "tftp_port": 69})  # lease binding by default
         document = config.model_dump(mode="json")
         document["users"] = [{"login": "alice", "full_name": "Alice", "extension": "201",
                               "sip_secret": "AliceSecret2024"}]

@@ -24,7 +24,9 @@ PHONES = [
 
 
 def make_config(**extra):
-    config = lan_config("lan0", provisioning={"lab_http_port": 0, "lab_tftp_port": 0, "phones": PHONES, **extra})
+    """On loopback there are no DHCP leases: these tests switch the (default) lease binding off."""
+    config = lan_config("lan0", provisioning={"lab_http_port": 0, "lab_tftp_port": 0, "lab_https_port": 0,
+                                              "phones": PHONES, "require_dhcp_lease": False, **extra})
     document = config.model_dump(mode="json")
     document["users"] = USERS
     return type(config).model_validate(document)
@@ -175,3 +177,99 @@ def test_reload_serves_new_phones_and_forgets_removed_ones(prov):
     assert curl(f"{base()}/001565aabb01.cfg")[0] == 404
     code, body = curl(f"{base()}/001565ccddee.cfg")
     assert code == 200 and "BobSecret20245" in body
+
+
+def test_a_phone_file_goes_only_to_its_dhcp_lease_by_default(ctx):
+    """Before: any LAN host that knew a phone's MAC (ARP shows it) downloaded its SIP secret."""
+    from appliance import schema
+    from appliance.defaults import default_document
+    assert schema.parse(default_document(lab=False)).provisioning.require_dhcp_lease
+    assert not schema.parse(default_document(lab=True)).provisioning.require_dhcp_lease  # no DHCP in the lab
+    runner = LoopThread()
+    svc = SERVICE(ctx)
+    config = make_config()
+    document = config.model_dump(mode="json")
+    del document["provisioning"]["require_dhcp_lease"]
+    runner.call(svc.start(type(config).model_validate(document)))
+    try:
+        code, body = curl(f"http://127.0.0.1:{svc.ports['http']}/001565aabb01.cfg")
+        assert code == 403 and "Secret" not in body
+    finally:
+        runner.call(svc.stop())
+        runner.close()
+
+
+def tftp_get(port: int, name: str) -> str:
+    return subprocess.run(["curl", "-s", "-m", "5", f"tftp://127.0.0.1:{port}/{name}"], capture_output=True,
+                          text=True, timeout=10).stdout
+
+
+def test_tftp_gives_no_phone_file_when_authentication_is_on(ctx):
+    """Before: with digest authentication configured, TFTP still handed out every phone's secret."""
+    runner = LoopThread()
+    svc = SERVICE(ctx)
+    runner.call(svc.start(make_config(auth="digest", auth_user="phones", auth_password="Prov-Pass-99")))
+    try:
+        assert "AliceSecret2024" not in tftp_get(svc.ports["tftp"], "001565aabb01.cfg")
+        assert "account" not in tftp_get(svc.ports["tftp"], "001565aabb01.cfg")
+    finally:
+        runner.call(svc.stop())
+        runner.close()
+
+
+def test_per_phone_credentials_open_only_that_phones_file(ctx):
+    phones = [{**PHONES[0], "auth_secret": "AlicePhoneKey1"}, {**PHONES[1], "auth_secret": "BobPhoneKey222"},
+              {**PHONES[2], "auth_secret": "GrandPhoneKey3"}, {**PHONES[3], "auth_secret": "DectBaseKey444"}]
+    runner = LoopThread()
+    svc = SERVICE(ctx)
+    runner.call(svc.start(make_config(auth="per-phone", phones=phones)))
+    try:
+        base = f"http://127.0.0.1:{svc.ports['http']}"
+        assert curl(f"{base}/001565aabb01.cfg")[0] == 401
+        assert curl(f"{base}/001565aabb01.cfg", "--digest", "-u", "001565aabb01:wrong-key")[0] == 401
+        code, body = curl(f"{base}/001565aabb01.cfg", "--digest", "-u", "001565aabb01:AlicePhoneKey1")
+        assert code == 200 and "AliceSecret2024" in body
+        code, body = curl(f"{base}/000413aabb02.xml", "--digest", "-u", "001565aabb01:AlicePhoneKey1")
+        assert code == 403 and "BobSecret" not in body  # Alice's phone cannot read Bob's
+        assert curl(f"{base}/000413aabb02.xml", "--digest", "-u", "000413aabb02:BobPhoneKey222")[0] == 200
+    finally:
+        runner.call(svc.stop())
+        runner.close()
+    with pytest.raises(ValueError, match="secret for every phone"):
+        make_config(auth="per-phone")
+
+
+def test_https_with_the_box_certificate(prov, ctx):
+    import ssl
+
+    from appliance.certs import box_certificate
+    svc, _ = prov
+    code, body = curl(f"https://127.0.0.1:{svc.ports['https']}/001565aabb01.cfg", "-k")
+    assert code == 200 and "AliceSecret2024" in body
+    served = ssl.get_server_certificate(("127.0.0.1", svc.ports["https"]))
+    cert, _ = box_certificate(ctx.data_dir, make_config().system.hostname)
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(cert.read_text())
+    assert curl(f"https://127.0.0.1:{svc.ports['https']}/001565aabb01.cfg", "-k", "--tls-max", "1.1")[0] == 0
+
+
+def test_every_request_is_logged_and_the_log_survives_a_restart(prov, ctx):
+    import os
+    import stat
+    svc, runner = prov
+    base = f"http://127.0.0.1:{svc.ports['http']}"
+    curl(f"{base}/001565aabb01.cfg")
+    curl(f"{base}/0015650000ff.cfg")
+    tftp_get(svc.ports["tftp"], "001565aabb04.cfg")
+    newest = svc.recent_requests()
+    assert [(e["status"], e["transport"], e["mac"]) for e in newest[:3]] == [
+        (200, "tftp", "00:15:65:aa:bb:04"), (404, "http", None), (200, "http", "00:15:65:aa:bb:01")]
+    assert all(e["client"] == "127.0.0.1" for e in newest[:3])
+    path = ctx.state_dir("provisioning") / "fetches.jsonl"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    runner.call(svc.stop())
+    again = SERVICE(ctx)
+    runner.call(again.start(make_config()))
+    try:
+        assert again.recent_requests()[:3] == newest[:3]
+    finally:
+        runner.call(again.stop())
