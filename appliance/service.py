@@ -8,6 +8,8 @@ Life cycle, driven by the supervisor and the apply engine:
   reload(config)            the configuration changed: take it without dropping what can be kept
   stop()                    release everything; must be idempotent
   status()                  health and a few live figures for the dashboard
+  contributes(config, lab)  classmethod, pure: ports, redirects, endpoints, DHCP options this service
+                            brings, read by others through appliance.contributions.collect
 """
 from __future__ import annotations
 
@@ -70,6 +72,11 @@ class Service:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.runtime = None  # set by appliance.runtime.Runtime when the service runs inside the appliance
+
+    @classmethod
+    def contributes(cls, config: "CoreConfig", lab: bool) -> list:
+        """What this service brings to the others (appliance.contributions); called only when enabled."""
+        return []
 
     def section(self, config: "CoreConfig") -> ServiceConfig | None:
         return getattr(config, self.name, None)

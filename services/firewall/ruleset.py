@@ -7,9 +7,9 @@ The file replaces the table in one transaction: `nft -f` loads all of it or noth
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
+from appliance.contributions import Listener, Redirect, collect
 from services.firewall.config import FirewallConfig, Rule, parse_ports
 
 TABLE = "officebox"
@@ -97,20 +97,29 @@ def join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def pbx_ports(config, fw: FirewallConfig) -> tuple[int, bool, int, int, list[str]]:
-    """SIP port, SIP over TCP, RTP range and trunk peers: from the pbx section when there is one."""
-    pbx = getattr(config, "pbx", None)
-    peers = [str(n) for n in fw.sip_peers]
-    if pbx is None or not getattr(pbx, "enabled", False):
-        return fw.sip_port, False, fw.rtp_port_min, fw.rtp_port_max, peers if pbx is None else []
-    for trunk in getattr(pbx, "trunks", []) or []:
-        try:  # host names are not resolved here: list their addresses in firewall.sip_peers
-            peers.append(str(ipaddress.ip_address(getattr(trunk, "host", ""))))
-        except ValueError:
-            continue
-    return (int(getattr(pbx, "sip_port", fw.sip_port)), bool(getattr(pbx, "tcp", False)),
-            int(getattr(pbx, "rtp_port_min", fw.rtp_port_min)),
-            int(getattr(pbx, "rtp_port_max", fw.rtp_port_max)), sorted(set(peers)))
+def wan_listeners(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str, ...]]]:
+    """The services' listeners open from the WAN, each with its allowed peers (() = anyone). The
+    admin's extra SIP providers (firewall.sip_peers) join "sip"; "rtp" is open when "sip" is."""
+    listeners = collect(config, Listener)
+    extra = tuple(str(n) for n in fw.sip_peers)
+    sip_open = any(ls.name == "sip" and (ls.wan_peers or extra) for ls in listeners)
+    found = []
+    for ls in listeners:
+        if ls.name == "sip":
+            peers = tuple(sorted(set((ls.wan_peers or ()) + extra)))
+            if peers:
+                found.append((ls, peers))
+        elif ls.name == "rtp":
+            if sip_open:
+                found.append((ls, ()))
+        elif ls.wan_peers is not None:
+            found.append((ls, ls.wan_peers))
+    return found
+
+
+def dport(ls: Listener) -> str:
+    first, last = ls.ports
+    return f"{ls.protocol} dport {first}" if first == last else f"{ls.protocol} dport {first}-{last}"
 
 
 def rule_lines(rule: Rule, zones: Zones) -> list[str]:
@@ -162,13 +171,9 @@ def build(config, fw: FirewallConfig) -> Ruleset:
             rs.input.append(f"iifname {w} udp sport 67 udp dport 68 accept")
         if fw.ping_from_wan:
             rs.input.append(f"iifname {w} icmp type echo-request limit rate 5/second accept")
-        sip, tcp, rtp_lo, rtp_hi, peers = pbx_ports(config, fw)
-        if peers:
-            protos = ["udp", "tcp"] if tcp else ["udp"]
-            for proto in protos:
-                rs.input.append(f"iifname {w} ip saddr {nft_set(peers)} {proto} dport {sip} accept"
-                                ' comment "SIP trunks"')
-            rs.input.append(f'iifname {w} udp dport {rtp_lo}-{rtp_hi} accept comment "RTP"')
+        for ls, peers in wan_listeners(config, fw):
+            saddr = f"ip saddr {nft_set(list(peers))}" if peers else ""
+            rs.input.append(join(f"iifname {w}", saddr, dport(ls), "accept", f'comment "{ls.comment or ls.name}"'))
     for zone in inside:
         if getattr(fw, zone).box:
             rs.input += [f"{m} accept" for m in zones.src(zone)]
@@ -197,12 +202,11 @@ def build(config, fw: FirewallConfig) -> Ruleset:
                                       f"dnat ip to {to}", f'comment "{fwd.name}"'))
         if fw.masquerade:
             rs.postrouting.append(f"oifname {quote(w)} masquerade")
-    proxy = getattr(config, "proxy", None)
-    if proxy is not None and proxy.enabled and getattr(proxy, "transparent", False):
+    for redirect in collect(config, Redirect):
         for zone in ("lan", "voice"):
             for m in zones.src(zone) if zones.present(zone) else []:
-                rs.prerouting.append(f"{m} tcp dport 80 fib daddr type != local "
-                                     f'redirect to :{proxy.intercept_port} comment "transparent proxy"')
+                rs.prerouting.append(f"{m} tcp dport {redirect.port} fib daddr type != local "
+                                     f'redirect to :{redirect.to_port} comment "{redirect.comment or redirect.name}"')
     return rs
 
 

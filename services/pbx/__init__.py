@@ -23,9 +23,11 @@ The CDR methods work even when the service is stopped (they read state_dir("pbx"
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
+from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
 from .cdr import CdrStore
@@ -49,6 +51,26 @@ class PbxService(Service):
         self.core = None
         self.sip_port: int | None = None
         self._bound: tuple | None = None
+
+    @classmethod
+    def contributes(cls, config: "CoreConfig", lab: bool) -> list:
+        """SIP from the trunks' addresses and RTP on the WAN (names are not resolved here: list their
+        addresses in firewall.sip_peers); the SIP endpoint phones are provisioned with."""
+        cfg: PbxConfig = config.pbx
+        peers = []
+        for trunk in cfg.trunks:
+            try:
+                peers.append(str(ipaddress.ip_address(trunk.host)))
+            except ValueError:
+                continue
+        sip = cfg.lab_sip_port if lab else cfg.sip_port
+        rtp = (cfg.lab_rtp_port_min, cfg.lab_rtp_port_max) if lab else (cfg.rtp_port_min, cfg.rtp_port_max)
+        protos = ("udp", "tcp") if cfg.tcp else ("udp",)
+        wan = tuple(sorted(set(peers))) or None
+        found = [Endpoint("sip", sip, protos)]
+        found += [Listener("sip", proto, (sip, sip), wan, "SIP trunks") for proto in protos]
+        found.append(Listener("rtp", "udp", rtp, () if wan else None, "RTP"))
+        return found
 
     # -- life cycle -------------------------------------------------------------------------------
     def _settings(self, config: "CoreConfig"):

@@ -13,6 +13,7 @@ import logging
 import ssl
 
 from appliance.certs import box_certificate
+from appliance.contributions import Endpoint, collect
 from appliance.service import ApplyError, Service, Status
 from services.dhcp.bus import lease_bus
 from services.provisioning.config import ProvisioningConfig
@@ -58,11 +59,10 @@ class ProvisioningService(Service):
         return errors
 
     def sip_address(self, config) -> tuple[str, int]:
+        """Where the phones register: the "sip" endpoint a service contributes (the PBX), 5060 if none."""
         section: ProvisioningConfig = config.provisioning
-        pbx = getattr(config, "pbx", None)
-        port = int(getattr(pbx, "sip_port", 5060) or 5060)
-        if self.ctx.lab and pbx is not None:
-            port = int(getattr(pbx, "lab_sip_port", port) or port)
+        endpoints = [e for e in collect(config, Endpoint, self.ctx.lab) if e.name == "sip"]
+        port = endpoints[0].port if endpoints and endpoints[0].port else 5060
         if section.sip_server:
             return section.sip_server, port
         net = config.network

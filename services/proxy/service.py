@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from appliance.aio import cancel_and_wait
+from appliance.contributions import Redirect
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.proxy.config import ProxyConfig
 from services.proxy.files import clean_shm, publish_pages
@@ -41,6 +42,12 @@ class ProxyService(Service):
     name = "proxy"
     title = "Web proxy and cache"
     Config = ProxyConfig
+
+    @classmethod
+    def contributes(cls, config, lab: bool) -> list:
+        """Transparent mode: the inside zones' web traffic (port 80) lands on the intercept port."""
+        proxy: ProxyConfig = config.proxy
+        return [Redirect("proxy", 80, proxy.intercept_port, "transparent proxy")] if proxy.transparent else []
 
     def __init__(self, ctx, netns: str | None = None) -> None:
         super().__init__(ctx)

@@ -1,0 +1,66 @@
+"""What services contribute to each other, typed, so that no service reads another's section.
+
+A service declares `contributes(config, lab)` (a classmethod, pure: a function of the configuration)
+and returns a list of the records below; a consumer asks `collect(config, Kind, lab)` for every
+enabled service's records of one kind:
+
+  Listener    a port the service serves; the inside zones reach the box by zone policy, the WAN only
+              where `wan_peers` says: None = not from the WAN, () = from anyone, else those addresses.
+              Names are a contract: the firewall adds its own `sip_peers` to "sip" and opens "rtp"
+              to anyone whenever "sip" is open (carriers send media from other addresses)
+  Redirect    transparent interception: TCP to `port` from the inside zones goes to the box's `to_port`
+  Endpoint    a named service address devices are pointed at (provisioning puts "sip" in phone files)
+  DhcpOption  an option a service needs in DHCP answers (to every client, or to vendor class `vendor`)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    protocol: Literal["tcp", "udp"]
+    ports: tuple[int, int]  # first..last (the same for one port)
+    wan_peers: tuple[str, ...] | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Redirect:
+    name: str
+    port: int
+    to_port: int
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    port: int
+    transports: tuple[str, ...] = ("udp",)
+
+
+@dataclass(frozen=True)
+class DhcpOption:
+    code: int
+    value: str
+    vendor: str = ""  # "" for every client, else a substring of option 60
+
+
+Contribution = Listener | Redirect | Endpoint | DhcpOption
+K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption)
+
+
+def collect(config, kind: type[K], lab: bool = False) -> list[K]:
+    """Every enabled service's contributions of `kind`, in service name order."""
+    from services import discover
+
+    found: list[K] = []
+    for name, service_cls in sorted(discover().items()):
+        section = getattr(config, name, None)
+        if section is None or not section.enabled:
+            continue
+        found += [c for c in service_cls.contributes(config, lab) if isinstance(c, kind)]
+    return found
