@@ -50,6 +50,7 @@ class User(BaseModel):
     enabled: bool = True
     password_hash: str | None = Field(default=None, description="argon2 hash of the web/mail password")
     sip_secret: str = Field(default_factory=new_secret, min_length=8, description="phone/softphone secret")
+    proxy_password_hash: str | None = Field(default=None, description="argon2 hash of the web proxy password")
     voicemail_pin_hash: str | None = None
     vpn_enabled: bool = False
 
@@ -63,6 +64,9 @@ class User(BaseModel):
 
     def check_password(self, password: str) -> bool:
         return self.enabled and verify_password(self.password_hash, password)
+
+    def check_proxy_password(self, password: str) -> bool:
+        return self.enabled and verify_password(self.proxy_password_hash, password)
 
     def mail_address(self, mail_domain: str) -> str:
         return self.email or f"{self.login}@{mail_domain}"

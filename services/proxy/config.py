@@ -99,6 +99,9 @@ class ProxyConfig(ServiceConfig):
     lab_intercept_port: int = Field(default=13129, ge=1024, le=65535)
     transparent: bool = Field(default=False, description="redirect the LAN's web traffic (port 80) to the proxy")
     sign_in: bool = Field(default=False, description="explicit proxy: staff sign in with their OfficeBox login")
+    sign_in_password: Literal["proxy", "login"] = Field(
+        default="proxy", description="proxy: a separate proxy password per user (Basic auth sends it in clear "
+                                     "on the LAN, so never the main one); login: the user's main password")
     extra_networks: list[ipaddress.IPv4Network] = Field(
         default_factory=list, description="allowed clients besides the LAN and voice networks (e.g. VPN pools)")
     blocked_domains: Domains = Field(default_factory=list, description="blocked for everyone")

@@ -126,7 +126,8 @@ class ProxyService(Service):
     async def start(self, config) -> None:
         self._config = config
         self._task = asyncio.create_task(self._collect_loop(), name="proxy:stats")
-        self.signin = SignInServer(self.paths.auth_socket, lambda: self._config.users)
+        self.signin = SignInServer(self.paths.auth_socket, lambda: self._config.users,
+                                   use_login_password=lambda: self._config.proxy.sign_in_password == "login")
         try:
             await self.signin.start()
         except OSError as exc:

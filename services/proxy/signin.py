@@ -1,6 +1,7 @@
 """Proxy sign-in: the appliance checks the logins Squid's helper (basic_auth.py) passes on, against
-the user directory's argon2 hashes, on a Unix socket only the proxy user can use. A login with
-repeated failures is refused without checking for a while."""
+the user directory's argon2 hashes (each user's proxy password, or their main password where the admin
+chose so), on a Unix socket only the proxy user can use. A login with repeated failures is refused
+without checking for a while; an unknown login costs the same argon2 check as a known one."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,13 @@ import contextlib
 import logging
 import os
 import pwd
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
+
+from appliance.users import hash_password, verify_password
 
 log = logging.getLogger("officebox.proxy")
 MAX_FAILURES = 5
@@ -19,10 +23,23 @@ FAILURE_WINDOW = 300.0
 MAX_LINE = 4096
 
 
+_DUMMY_HASH = None
+
+
+def _dummy_check(password: str) -> None:
+    """An argon2 verification that always fails, so unknown logins take as long as known ones."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    verify_password(_DUMMY_HASH, password)
+
+
 class SignInServer:
-    def __init__(self, path: Path, users: Callable[[], list], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path, users: Callable[[], list], clock: Callable[[], float] = time.monotonic,
+                 use_login_password: Callable[[], bool] = lambda: False) -> None:
         self.path = Path(path)
         self.users = users  # the current directory (config.users)
+        self.use_login_password = use_login_password
         self.clock = clock
         self.failures: dict[str, list[float]] = {}
         self.checked = self.refused = 0
@@ -71,7 +88,9 @@ class SignInServer:
             return False
         self.checked += 1
         user = next((u for u in self.users() if u.login == login and u.enabled), None)
-        if user is not None and user.check_password(password):
+        if user is None:
+            _dummy_check(password)
+        elif user.check_password(password) if self.use_login_password() else user.check_proxy_password(password):
             self.failures.pop(login, None)
             return True
         recent.append(now)

@@ -174,3 +174,22 @@ def test_random_user_forms_give_errors_never_a_crash(admin_client, runtime):
             assert runtime.store.current().config.user(data["login"].strip().lower()) is not None
 
     check()
+
+
+def test_proxy_password_form_only_when_proxy_sign_in_uses_it(admin_client, runtime):
+    create(admin_client)
+    assert "Web proxy password" not in admin_client.get("/users/anna/edit").get_data(as_text=True)
+    runtime.engine.update("admin", "proxy sign-in", lambda d: d["proxy"].update(enabled=True, sign_in=True))
+    page = admin_client.get("/users/anna/edit").get_data(as_text=True)
+    assert "Web proxy password" in page and "no proxy password yet" in page
+    short = post(admin_client, "/users/anna/proxy-password", {"password": "short", "password2": "short"},
+                 form_path="/users/anna/edit")
+    assert short.status_code == 400 and "at least 8" in short.get_data(as_text=True)
+    ok = post(admin_client, "/users/anna/proxy-password", {"password": "proxy-pass-1", "password2": "proxy-pass-1"},
+              form_path="/users/anna/edit")
+    assert ok.status_code == 302
+    anna = runtime.store.current().config.user("anna")
+    assert anna.check_proxy_password("proxy-pass-1") and not anna.check_proxy_password("anna-password")
+    assert anna.check_password("anna-password")  # the main password is untouched
+    runtime.engine.update("admin", "login passwords", lambda d: d["proxy"].update(sign_in_password="login"))
+    assert "Web proxy password" not in admin_client.get("/users/anna/edit").get_data(as_text=True)

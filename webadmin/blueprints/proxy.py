@@ -66,7 +66,7 @@ def settings():
     def mutate(doc: dict) -> None:
         px = doc["proxy"]
         px.update(numbers, enabled=forms.checkbox("enabled"), transparent=forms.checkbox("transparent"),
-                  sign_in=forms.checkbox("sign_in"),
+                  sign_in=forms.checkbox("sign_in"), sign_in_password=forms.text("sign_in_password", 8) or "proxy",
                   ftp=forms.checkbox("ftp"), blocked_domains=lines("blocked_domains"),
                   blocked_patterns=lines("blocked_patterns"), allowed_hours=hours_from_form(""),
                   extra_networks=split_list(forms.text("extra_networks", 2000)))

@@ -93,8 +93,7 @@ def create():
             if not errors and not general:
                 flash(f"User {values['login']} was created.", "success")
                 return redirect(url_for("users.index"))
-    return render_template("users/form.html", values=values, errors=errors, general=general, user=None,
-                           languages=LANGUAGES), (400 if errors or general else 200)
+    return _form_page(values=values, errors=errors, general=general, user=None), (400 if errors or general else 200)
 
 
 @bp.route("/<login>/edit", methods=["GET", "POST"])
@@ -118,8 +117,7 @@ def edit(login: str):
             if not errors and not general:
                 flash(f"User {login} was saved.", "success")
                 return redirect(url_for("users.index"))
-    return render_template("users/form.html", values=values, errors=errors, general=general, user=user,
-                           languages=LANGUAGES), (400 if errors or general else 200)
+    return _form_page(values=values, errors=errors, general=general, user=user), (400 if errors or general else 200)
 
 
 @bp.route("/<login>/password", methods=["POST"])
@@ -143,8 +141,40 @@ def password(login: str):
         flash(f"The password of {login} was set.", "success")
         return redirect(url_for("users.edit", login=login))
     values = user.model_dump(include={"login", *EDITABLE})
-    return render_template("users/form.html", values=values, errors={}, general=general, user=user,
-                           password_errors=errors, languages=LANGUAGES), 400
+    return _form_page(values=values, errors={}, general=general, user=user,
+                      password_errors=errors), 400
+
+
+@bp.route("/<login>/proxy-password", methods=["POST"])
+@core.admin_required
+def proxy_password(login: str):
+    user = _user_or_404(login)
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    password_hash = _posted_password(errors, required=True)
+    if not errors:
+        def mutate(doc: dict) -> None:
+            doc["users"][_index_of(doc, login)]["proxy_password_hash"] = password_hash
+
+        index = [u.login for u in core.current_config().users].index(login)
+        errors, general = _apply(f"set proxy password of {login}", mutate, index)
+    if not errors and not general:
+        flash(f"The web proxy password of {login} was set.", "success")
+        return redirect(url_for("users.edit", login=login))
+    values = user.model_dump(include={"login", *EDITABLE})
+    return _form_page(values=values, errors={}, general=general, user=user,
+                      proxy_errors=errors), 400
+
+
+def _form_page(**context):
+    """The user form (create/edit, password and proxy password forms) with what every view passes."""
+    return render_template("users/form.html", proxy_passwords=_proxy_passwords(), languages=LANGUAGES, **context)
+
+
+def _proxy_passwords() -> bool:
+    """Users have a separate web proxy password only when proxy sign-in uses them."""
+    proxy = getattr(core.current_config(), "proxy", None)
+    return bool(proxy and proxy.enabled and proxy.sign_in and proxy.sign_in_password == "proxy")
 
 
 def session_login() -> str | None:

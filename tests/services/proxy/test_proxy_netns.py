@@ -149,14 +149,16 @@ def fetch_as(host, url: str, login: str | None = None) -> tuple[str, str]:
 
 
 def test_sign_in_and_groups_by_login(edge, box):
-    staff = [{"login": login, "full_name": login.title(), "password_hash": hash_password(f"{login}-pass-word")}
-             for login in ("ann", "bob")]
+    staff = [{"login": login, "full_name": login.title(), "password_hash": hash_password(f"{login}-main-word"),
+              "proxy_password_hash": hash_password(f"{login}-pass-word")} for login in ("ann", "bob")]
     box.engine.update("admin", "staff", lambda d: d["users"].extend(
         u for u in staff if u["login"] not in {x["login"] for x in d["users"]}))
     configure(box, edge, sign_in=True,
               groups=[{"name": "sales", "users": ["ann"], "blocked_domains": ["blocked.test"]}])
     assert fetch_as(edge.pc, "http://allowed.test:8000/")[0] == "407"  # not signed in
     assert fetch_as(edge.pc, "http://allowed.test:8000/", "ann:wrong-password")[0] == "407"
+    # the main password never crosses the LAN in clear: it does not open the proxy
+    assert fetch_as(edge.pc, "http://allowed.test:8000/", "bob:bob-main-word")[0] == "407"
     assert fetch_as(edge.pc, "http://allowed.test:8000/", "ann:ann-pass-word") == ("200", f"from {WAN_BOX}")
     code, body = fetch_as(edge.pc, "http://blocked.test:8000/", "ANN:ann-pass-word")
     assert code == "403" and "(group sales)" in body and "list of blocked sites" in body

@@ -14,15 +14,19 @@ from tests.services.dhcp.helpers import LoopThread
 
 HELPER = Path(__file__).resolve().parents[3] / "services/proxy/basic_auth.py"
 PASSWORD = "pass word 100% sûr"
+MAIN = "main password"
+mode = {"login": False}
 
 
 @pytest.fixture
 def server(tmp_path):
-    users = [User(login="ann", full_name="Ann", password_hash=hash_password(PASSWORD)),
-             User(login="old", full_name="Gone", password_hash=hash_password(PASSWORD), enabled=False)]
+    users = [User(login="ann", full_name="Ann", password_hash=hash_password(MAIN),
+                  proxy_password_hash=hash_password(PASSWORD)),
+             User(login="old", full_name="Gone", proxy_password_hash=hash_password(PASSWORD), enabled=False)]
     clock = [1000.0]
     runner = LoopThread()
-    srv = SignInServer(tmp_path / "auth.sock", lambda: users, clock=lambda: clock[0])
+    srv = SignInServer(tmp_path / "auth.sock", lambda: users, clock=lambda: clock[0],
+                       use_login_password=lambda: mode["login"])
     runner.call(srv.start())
     yield srv, clock
     runner.call(srv.close())
@@ -42,6 +46,21 @@ def test_helper_answers_ok_only_for_an_enabled_user_and_the_right_password(serve
                      "x" * 10000)
     assert answers == ["OK", "OK", "ERR", "ERR", "ERR", "ERR", "ERR", "ERR", "ERR"]
     assert srv.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_main_password_opens_the_proxy_only_when_the_admin_chose_so(server):
+    """Before: the main (web, mail) password was the proxy password, sent in clear Basic auth on the LAN."""
+    from services.proxy import signin as module
+    srv, _ = server
+    assert helper(srv.path, f"ann {quote(MAIN)}", f"ann {quote(PASSWORD)}") == ["ERR", "OK"]
+    mode["login"] = True
+    try:
+        assert helper(srv.path, f"ann {quote(MAIN)}", f"ann {quote(PASSWORD)}") == ["OK", "ERR"]
+    finally:
+        mode["login"] = False
+    module._DUMMY_HASH = None
+    assert helper(srv.path, "nobody whatever") == ["ERR"]
+    assert module._DUMMY_HASH is not None  # an unknown login paid for an argon2 check too
 
 
 def test_repeated_failures_lock_the_login_for_a_while(server):
