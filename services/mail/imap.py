@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from services.mail.service import MailService
 
 log = logging.getLogger("officebox.mail.imap")
-MAX_LITERAL = 64 * 1024
+MAX_LITERAL = 64 * 1024  # before login
+MAX_LITERALS = 8  # per command
+DISCARD_FACTOR = 4  # a refused {n+} literal up to 4x the limit is read and dropped; bigger closes
 MAX_ERRORS = 20
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 FLAG_SEARCH = {"SEEN": ("S", True), "UNSEEN": ("S", False), "NEW": ("S", False), "OLD": None,
@@ -42,8 +44,24 @@ FLAG_SEARCH = {"SEEN": ("S", True), "UNSEEN": ("S", False), "NEW": ("S", False),
                "DRAFT": ("D", True), "UNDRAFT": ("D", False)}
 
 
+def valid_tag(tag: str) -> bool:
+    return bool(tag) and tag.isprintable() and not any(c in tag for c in '(){%*"\\+ ')
+
+
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE MOVE SPECIAL-USE"
 IDLE_POLL = 5.0
+class LiteralRefused(Exception):
+    """A literal over the limit: the command gets a tagged NO, nothing of it runs."""
+
+    def __init__(self, line: bytes, limit: int) -> None:
+        super().__init__(f"[TOOBIG] literal too large (at most {limit} bytes here)")
+        self.tag = line.partition(b" ")[0].decode("ascii", "replace")
+
+
+class LiteralOverflow(Exception):
+    """A {n+} literal too big to drop or too many literals: the connection is closed."""
+
+
 class ImapSession(FolderCommands, FetchCommands, LineSession):
     idle_timeout = 1800.0  # RFC 3501 5.4: at least 30 minutes
 
@@ -74,11 +92,19 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
                     errors += 1
                     await self.send(f"* BAD {exc}\r\n")
                     continue
+                except LiteralRefused as exc:
+                    errors += 1
+                    tag = exc.tag if valid_tag(exc.tag) else "*"
+                    await self.send(f"{tag} NO {exc}\r\n")
+                    continue
+                except LiteralOverflow:
+                    await self.send("* BYE literal too large, closing the connection\r\n")
+                    return
                 if line is None:
                     return
                 tag, _, rest = line.partition(b" ")
                 tag_text = tag.decode("ascii", "replace")
-                if not tag or not tag_text.isprintable() or any(c in tag_text for c in '(){%*"\\+'):
+                if not valid_tag(tag_text):
                     errors += 1
                     await self.send("* BAD invalid tag\r\n")
                     continue
@@ -111,30 +137,48 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
             await self.close()
 
     async def _read_command(self) -> bytes | None:
-        """A command line with its literals ({n} / {n+}) collected."""
+        """A command line with its literals ({n} / {n+}) collected. A refused literal is never read as
+        commands: a {n} one is not invited, a {n+} one (sent unasked) is read and dropped, or the
+        connection closes when it is too big even for that (LiteralOverflow)."""
         line = await self.read_line()
         if line is None:
             return None
         literals: list[bytes] = []
+        refused = False
+        limit = self.service.section.max_message_size if self.login else MAX_LITERAL
         while (match := LITERAL_AT_END.search(line)) is not None:
-            size = int(match[1])
-            limit = self.service.section.max_message_size if self.login else MAX_LITERAL
-            if size > limit or len(literals) >= 8:
-                raise ParseError("literal too large")
-            if not match[2]:
+            size, unasked = int(match[1]), bool(match[2])
+            too_big = size > limit
+            if too_big and not unasked:
+                raise LiteralRefused(line, limit)
+            if len(literals) >= MAX_LITERALS or (too_big and (self.login is None or size > DISCARD_FACTOR * limit)):
+                raise LiteralOverflow()
+            if not unasked:
                 await self.send("+ ready for literal data\r\n")
             try:
-                data = await asyncio.wait_for(self.reader.readexactly(size), self.idle_timeout)
+                data = await self._discard(size) if too_big else await asyncio.wait_for(
+                    self.reader.readexactly(size), self.idle_timeout)
             except asyncio.IncompleteReadError:
                 return None
+            refused = refused or too_big
             line = line[:match.start()] + b"\x00%04d" % len(literals)
             literals.append(data)
             more = await self.read_line()
             if more is None:
                 return None
             line += more
+        if refused:
+            raise LiteralRefused(line, limit)
         self.literals = literals
         return line
+
+    async def _discard(self, size: int) -> bytes:
+        while size > 0:
+            chunk = await asyncio.wait_for(self.reader.read(min(size, 65536)), self.idle_timeout)
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", size)
+            size -= len(chunk)
+        return b""
 
     # -- any state -----------------------------------------------------------------------------
     def _capabilities(self) -> str:

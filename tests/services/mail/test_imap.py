@@ -151,7 +151,7 @@ def test_malformed_commands_get_bad_and_the_server_survives(mail):
         assert reader.readline().startswith(b"* OK")
         for line, expect in ((b"a1 FROB", b"a1 BAD"), (b"a2 SELECT INBOX", b"a2 BAD"), (b"*** LOGIN", b"* BAD"),
                              (b'a3 LOGIN "unterminated', b"a3 BAD"), (b"a4 FETCH 1 (FLAGS", b"a4 BAD"),
-                             (b"a5 LOGIN {99999999}", b"* BAD"), (b"a6 CAPABILITY", b"* CAPABILITY")):
+                             (b"a5 LOGIN {99999999}", b"a5 NO [TOOBIG]"), (b"a6 CAPABILITY", b"* CAPABILITY")):
             sock.sendall(line + b"\r\n")
             assert reader.readline().startswith(expect), line
     client = imap(mail)
@@ -254,3 +254,40 @@ def test_idle_reports_new_mail(mail):
     assert client.readline().startswith(b"i1 OK")
     assert client.search(None, "ALL")[1] == [b"1 2 3 4"]
     client.logout()
+
+
+def test_an_oversized_literal_plus_is_never_run_as_commands(ctx):
+    """The bytes of a refused {n+} literal are data: they must not expunge the INBOX (Thunderbird's APPEND)."""
+    running = RunningMail(ctx, document(max_message_size=10_000))
+    try:
+        for n in range(3):
+            running.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: keep %d\r\n\r\nhi\r\n" % n)
+        client = imap(running)
+        client.select("INBOX")
+        attack = b"x1 STORE 1:* +FLAGS (\\Deleted)\r\nx2 EXPUNGE\r\nx3 LOGOUT\r\n"
+        literal = attack + b"x" * (10_001 - len(attack))
+        client.send(b"a1 APPEND INBOX {%d+}\r\n" % len(literal) + literal + b"\r\n")
+        replies = []
+        while (line := client.readline()) and not line.startswith(b"a1 ") and len(replies) < 20:
+            replies.append(line)
+        assert not any(r.startswith((b"x1", b"x2", b"x3")) for r in replies), replies
+        assert len(running.service.maildir("bob").scan()) == 3
+        assert line.startswith(b"a1 NO [TOOBIG]"), line
+        assert client.search(None, "ALL")[1] == [b"1 2 3"]
+        assert client.append("INBOX", None, None, b"Subject: fits\r\n\r\nsmall\r\n")[0] == "OK"
+        client.logout()
+        assert len(running.service.maildir("bob").scan()) == 4
+    finally:
+        running.stop()
+
+
+def test_a_huge_literal_plus_closes_the_connection(mail):
+    client = imap(mail)
+    client.select("INBOX")
+    client.send(b"a1 APPEND INBOX {900000000+}\r\nx1 STORE 1:* +FLAGS (\\Deleted)\r\nx2 EXPUNGE\r\n")
+    replies = []
+    while (line := client.readline()) and len(replies) < 10:
+        replies.append(line)
+    assert replies and replies[0].startswith(b"* BYE"), replies
+    assert not any(r.startswith((b"x1", b"x2")) for r in replies)
+    assert len(mail.service.maildir("bob").scan()) == 3
