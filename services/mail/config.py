@@ -55,8 +55,11 @@ class MailConfig(ServiceConfig):
     extra_domains: list[str] = Field(default_factory=list, description="domains received besides system.mail_domain")
     aliases: list[Alias] = Field(default_factory=list)
     max_message_size: int = Field(default=25 * 1024 * 1024, ge=10_000, le=200 * 1024 * 1024)
-    relay_from_lan: bool = Field(default=True, description="LAN clients may send out without logging in")
+    relay_from_lan: bool = Field(default=False, description="every LAN client may send out without logging in")
     relay_networks: list[ipaddress.IPv4Network] = Field(default_factory=list, description="e.g. the VPN pool")
+    relay_devices: list[ipaddress.IPv4Address] = Field(
+        default_factory=list, max_length=200,
+        description="printers, scanners... that may send to other domains without logging in")
     smarthost: Smarthost = Smarthost()
     retry_initial_seconds: int = Field(default=300, ge=1, le=86400)
     retry_max_seconds: int = Field(default=3600, ge=1, le=86400)

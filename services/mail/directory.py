@@ -41,6 +41,7 @@ class Directory:
         if section.relay_from_lan:
             nets += config.network.lan_networks()
         self.relay_networks = nets
+        self.relay_devices = set(section.relay_devices)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.domains
@@ -105,7 +106,7 @@ class Directory:
             ip = ipaddress.ip_address(peer_ip)
         except ValueError:
             return False
-        return any(ip in net for net in self.relay_networks)
+        return ip in self.relay_devices or any(ip in net for net in self.relay_networks)
 
     def authenticate(self, username: str, password: str) -> User | None:
         """Login or e-mail address plus password; None if unknown, disabled or wrong."""

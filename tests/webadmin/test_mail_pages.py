@@ -1,6 +1,7 @@
 """Mail pages: domains, mailboxes, aliases and lists, smarthost, queue (real Runtime and apply engine)."""
 import re
 
+from services.mail.directory import Directory
 from tests.webadmin.helpers import post
 
 
@@ -37,6 +38,21 @@ def test_domains_and_relay_rules(admin_client, runtime):
     response = post(admin_client, "/mail/", {"extra_domains": "", "max_message_size_mb": "9999"})
     assert response.status_code == 400 and field_error(response.get_data(as_text=True), "max_message_size_mb")
     assert runtime.store.current_id() == before
+
+
+def test_trusted_devices_may_relay_and_the_whole_lan_is_off_by_default(admin_client, runtime):
+    page = admin_client.get("/mail/").get_data(as_text=True)
+    assert 'name="relay_devices"' in page and not runtime.store.current().config.mail.relay_from_lan
+    response = post(admin_client, "/mail/", {"extra_domains": "", "max_message_size_mb": "25",
+                                             "relay_devices": "192.168.1.20\n192.168.1.21"})
+    assert response.status_code == 302
+    section = runtime.store.current().config.mail
+    assert [str(a) for a in section.relay_devices] == ["192.168.1.20", "192.168.1.21"]
+    directory = Directory(runtime.store.current().config)
+    assert directory.may_relay("192.168.1.20") and not directory.may_relay("192.168.1.22")
+    response = post(admin_client, "/mail/", {"extra_domains": "", "max_message_size_mb": "25",
+                                             "relay_devices": "printer"})
+    assert response.status_code == 400 and field_error(response.get_data(as_text=True), "relay_devices")
 
 
 def test_aliases_and_distribution_lists(admin_client, runtime):

@@ -43,12 +43,13 @@ def index():
     if request.method == "POST":
         domains = [d.lower() for d in _lines("extra_domains")]
         networks = _lines("relay_networks")
+        devices = _lines("relay_devices")
         size_mb = _int("max_message_size_mb", errors)
         relay_from_lan = forms.checkbox("relay_from_lan")
         if not errors:
             def mutate(doc: dict) -> None:
-                doc["mail"].update(extra_domains=domains, relay_networks=networks, relay_from_lan=relay_from_lan,
-                                   max_message_size=size_mb * 1024 * 1024)
+                doc["mail"].update(extra_domains=domains, relay_networks=networks, relay_devices=devices,
+                                   relay_from_lan=relay_from_lan, max_message_size=size_mb * 1024 * 1024)
 
             errors, general = forms.apply_form("change mail domains and relay rules", mutate, "mail")
             errors = {k.split(".")[0]: v for k, v in errors.items()}

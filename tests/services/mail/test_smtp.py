@@ -172,21 +172,22 @@ def test_malformed_commands_get_syntax_errors(mail):
     assert codes[11] == b"250"           # still alive
 
 
-def test_lan_clients_may_relay_only_if_configured(ctx):
+def test_lan_clients_relay_only_when_allowed_or_listed_as_trusted_devices(ctx):
     doc = document(smarthost={"host": "127.0.0.1", "port": 9})
     doc["network"] = {"lan": {"interface": "lo", "address": "127.0.0.1/8"}}
     running = RunningMail(ctx, doc)
+
+    def rcpt_code() -> int:
+        with smtplib.SMTP("127.0.0.1", running.port("smtp"), timeout=10) as client:
+            client.ehlo()
+            client.mail("scanner@example.com")
+            return client.rcpt("friend@foreign.test")[0]
     try:
-        with smtplib.SMTP("127.0.0.1", running.port("smtp"), timeout=10) as client:
-            client.ehlo()
-            client.mail("alice@example.com")
-            assert client.rcpt("friend@foreign.test")[0] == 250
-        doc["mail"]["relay_from_lan"] = False
-        running.reload(doc)
-        with smtplib.SMTP("127.0.0.1", running.port("smtp"), timeout=10) as client:
-            client.ehlo()
-            client.mail("alice@example.com")
-            assert client.rcpt("friend@foreign.test")[0] == 554
+        assert rcpt_code() == 554  # off by default: a LAN address alone is no permission to send out
+        for mail in ({"relay_devices": ["127.0.0.2"]}, {"relay_devices": ["127.0.0.1"]}, {"relay_from_lan": True}):
+            doc["mail"] = document(smarthost={"host": "127.0.0.1", "port": 9}, **mail)["mail"]
+            running.reload(doc)
+            assert rcpt_code() == (554 if mail.get("relay_devices") == ["127.0.0.2"] else 250), mail
     finally:
         running.stop()
 
