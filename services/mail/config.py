@@ -60,6 +60,8 @@ class MailConfig(ServiceConfig):
     relay_devices: list[ipaddress.IPv4Address] = Field(
         default_factory=list, max_length=200,
         description="printers, scanners... that may send to other domains without logging in")
+    max_connections: int = Field(default=100, ge=1, le=10_000, description="per listener (SMTP, IMAP...)")
+    max_connections_per_ip: int = Field(default=20, ge=1, le=10_000, description="per listener and address")
     smarthost: Smarthost = Smarthost()
     retry_initial_seconds: int = Field(default=300, ge=1, le=86400)
     retry_max_seconds: int = Field(default=3600, ge=1, le=86400)

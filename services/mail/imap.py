@@ -37,6 +37,7 @@ MAX_LITERAL = 64 * 1024  # before login
 MAX_LITERALS = 8  # per command
 DISCARD_FACTOR = 4  # a refused {n+} literal up to 4x the limit is read and dropped; bigger closes
 MAX_ERRORS = 20
+TOO_MANY = b"* BYE [UNAVAILABLE] too many connections, try again later\r\n"
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 FLAG_SEARCH = {"SEEN": ("S", True), "UNSEEN": ("S", False), "NEW": ("S", False), "OLD": None,
                "DELETED": ("T", True), "UNDELETED": ("T", False), "FLAGGED": ("F", True),
@@ -494,7 +495,8 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
 
 async def start_imap(service: "MailService", host: str, port: int, implicit_tls: bool) -> asyncio.AbstractServer:
     async def client(reader, writer):
-        await service.track(ImapSession(service, reader, writer, implicit_tls).run())
+        await service.serve("imaps" if implicit_tls else "imap", writer, TOO_MANY,
+                            lambda: ImapSession(service, reader, writer, implicit_tls))
 
     return await asyncio.start_server(client, host, port, ssl=service.tls if implicit_tls else None,
                                       reuse_address=True, limit=64 * 1024)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("officebox.mail.pop3")
 MAX_COMMAND = 255  # RFC 2449: a command line is at most 255 octets
 MAX_ERRORS = 10
+TOO_MANY = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
 
 
 def _uidl(entry: Entry) -> str:
@@ -247,7 +248,8 @@ class Pop3Session(LineSession):
 
 async def start_pop3(service: "MailService", host: str, port: int, implicit_tls: bool) -> asyncio.AbstractServer:
     async def client(reader, writer):
-        await service.track(Pop3Session(service, reader, writer, implicit_tls).run())
+        await service.serve("pop3s" if implicit_tls else "pop3", writer, TOO_MANY,
+                            lambda: Pop3Session(service, reader, writer, implicit_tls))
 
     return await asyncio.start_server(client, host, port, ssl=service.tls if implicit_tls else None,
                                       reuse_address=True, limit=64 * 1024)

@@ -24,6 +24,7 @@ from appliance.service import Service, Status
 from services.mail.config import MailConfig
 from services.mail.directory import Directory, split_address
 from services.mail.imap import start_imap
+from services.mail.limits import ConnectionCaps
 from services.mail.maildir import Maildir
 from services.mail.outbound import Outbound, QueueBusy, build_bounce
 from services.mail.pop3 import start_pop3
@@ -58,6 +59,7 @@ class MailService(Service):
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
         self.sessions: set[asyncio.Task] = set()  # POP3 and IMAP
         self.smtp_connections: set = set()
+        self.caps = ConnectionCaps()
         self.received = 0
         self._listen_key: tuple | None = None
 
@@ -121,16 +123,28 @@ class MailService(Service):
             await asyncio.wait(handlers, timeout=5)
         await self.outbound.stop()
 
-    async def track(self, session) -> None:
-        """Run a POP3/IMAP session so that stop() can end it."""
+    def admit(self, kind: str, ip: str) -> bool:
+        """A new connection on listener `kind` from `ip` within the caps (release it when it ends)."""
+        return self.caps.admit(kind, ip, self.section.max_connections, self.section.max_connections_per_ip)
+
+    async def serve(self, kind: str, writer: asyncio.StreamWriter, refusal: bytes, make_session) -> None:
+        """Run a POP3/IMAP session within the caps so that stop() can end it."""
+        peer = writer.get_extra_info("peername")
+        ip = peer[0] if peer else "?"
+        if not self.admit(kind, ip):
+            log.info("%s connection from %s refused: too many connections", kind, ip)
+            writer.write(refusal)
+            writer.close()
+            return
         task = asyncio.current_task()
         self.sessions.add(task)
         try:
-            await session
+            await make_session().run()
         except asyncio.CancelledError:
             pass
         finally:
             self.sessions.discard(task)
+            self.caps.release(kind, ip)
 
     def _listen_settings(self) -> tuple:
         section = self.section

@@ -25,6 +25,9 @@ MAX_HOPS = 30  # Received: headers (RFC 5321 6.3)
 ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+(\.[^\s@<>()\[\],;:\\\"]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
+TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+
+
 def valid_address(address: str) -> bool:
     return len(address) <= 254 and ADDRESS.match(address) is not None
 
@@ -38,13 +41,27 @@ class MailSMTP(SMTP):
         if implicit_tls:  # port 465: the whole connection is TLS, so AUTH is allowed from the start
             self._auth_require_tls = False
         self.service = handler.service
+        self.kind = handler.kind
         self.connections = handler.service.smtp_connections
+        self.admitted: str | None = None  # source address counted in the caps
 
     def connection_made(self, transport) -> None:
+        if self.admitted is None:  # not again after STARTTLS
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if peer else "?"
+            if not self.service.admit(self.kind, ip):
+                log.info("%s connection from %s refused: too many connections", self.kind, ip)
+                transport.write(TOO_MANY)
+                transport.close()
+                return
+            self.admitted = ip
         super().connection_made(transport)
         self.connections.add(self)
 
     def connection_lost(self, error) -> None:
+        if self.admitted is None:
+            return
+        self.service.caps.release(self.kind, self.admitted)
         self.connections.discard(self)
         super().connection_lost(error)
 
