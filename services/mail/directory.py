@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from dataclasses import dataclass, field
 
 from appliance.schema import CoreConfig
-from appliance.users import User
+from appliance.users import User, hash_password, verify_password
 
 MAX_ALIAS_DEPTH = 8
+_dummy_hash: list[str] = []
+
+
+def dummy_hash() -> str:
+    """An argon2 hash of a random password, made like the users' ones: an unknown login costs the same check."""
+    if not _dummy_hash:
+        _dummy_hash.append(hash_password(secrets.token_urlsafe(24)))
+    return _dummy_hash[0]
 
 
 @dataclass
@@ -108,10 +117,16 @@ class Directory:
             return False
         return ip in self.relay_devices or any(ip in net for net in self.relay_networks)
 
+    def login_of(self, username: str) -> str:
+        """The login a sign-in name (login or e-mail address) stands for; the name itself if unknown."""
+        name = username.strip().lower()
+        return (self.login_for(name) or name) if "@" in name else name
+
     def authenticate(self, username: str, password: str) -> User | None:
-        """Login or e-mail address plus password; None if unknown, disabled or wrong."""
-        login = self.login_for(username) if "@" in username else username.strip().lower()
-        user = self.users.get(login or "")
-        if user is not None and user.check_password(password):
-            return user
-        return None
+        """Login or e-mail address plus password; None if unknown, disabled or wrong. An unknown login or
+        one without a password is checked against a dummy hash: the answer takes as long (no timing oracle)."""
+        user = self.users.get(self.login_of(username))
+        if user is None or not user.password_hash:
+            verify_password(dummy_hash(), password)
+            return None
+        return user if user.check_password(password) else None

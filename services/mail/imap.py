@@ -13,6 +13,7 @@ import binascii
 import logging
 from typing import TYPE_CHECKING
 
+from services.mail.authguard import SignInRefused
 from services.mail.imapfetch import FetchCommands
 from services.mail.imapfolders import FolderCommands, letters_of
 from services.mail.imapwire import (
@@ -213,7 +214,10 @@ class ImapSession(FolderCommands, FetchCommands, LineSession):
             raise No("[PRIVACYREQUIRED] use STARTTLS first: passwords are not sent in clear")
 
     async def _sign_in(self, tag: str, username: str, password: str) -> None:
-        user = await self.check_password(username, password)
+        try:
+            user = await self.check_password(username, password)
+        except SignInRefused as exc:
+            raise No(f"[UNAVAILABLE] {exc}") from None
         if user is None:
             raise No("[AUTHENTICATIONFAILED] invalid user name or password")
         self.login = user.login

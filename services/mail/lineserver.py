@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from services.mail.service import MailService
 
 log = logging.getLogger("officebox.mail")
-FAILED_LOGIN_DELAY = 0.5
 
 
 class LineTooLong(Exception):
@@ -72,12 +71,9 @@ class LineSession:
         self.secure = True
 
     async def check_password(self, username: str, password: str) -> "User | None":
-        """argon2 verification off the event loop; a short delay after a failure slows guessing."""
-        user = await asyncio.to_thread(self.service.directory.authenticate, username, password)
-        if user is None:
-            log.info("login failed for %r from %s", username[:64], self.peer)
-            await asyncio.sleep(FAILED_LOGIN_DELAY)
-        return user
+        """See AuthGuard.check; raises SignInRefused (throttled or busy)."""
+        service = self.service
+        return await service.auth.check(service.section, service.directory, self.peer, username, password)
 
     async def close(self) -> None:
         try:

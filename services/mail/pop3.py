@@ -10,6 +10,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
+from services.mail.authguard import SignInRefused
 from services.mail.lineserver import LineSession, LineTooLong
 from services.mail.maildir import Entry, read_message
 
@@ -143,7 +144,11 @@ class Pop3Session(LineSession):
             await self.send("-ERR send USER first\r\n")
             return
         username, self.user_arg = self.user_arg, None
-        user = await self.check_password(username, arg)
+        try:
+            user = await self.check_password(username, arg)
+        except SignInRefused as exc:
+            await self.send(f"-ERR [SYS/TEMP] {exc}\r\n")
+            return
         if user is None:
             await self.send("-ERR [AUTH] invalid user name or password\r\n")
             return

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from appliance.certs import box_certificate
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
+from services.mail.authguard import AuthGuard
 from services.mail.config import MailConfig
 from services.mail.directory import Directory, split_address
 from services.mail.imap import start_imap
@@ -59,6 +60,7 @@ class MailService(Service):
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
         self.sessions: set[asyncio.Task] = set()  # POP3 and IMAP
         self.smtp_connections: set = set()
+        self.auth = AuthGuard()
         self.caps = ConnectionCaps()
         self.received = 0
         self._listen_key: tuple | None = None
@@ -122,6 +124,7 @@ class MailService(Service):
         if handlers:  # aiosmtpd cancels its session task when the transport is lost: let it finish
             await asyncio.wait(handlers, timeout=5)
         await self.outbound.stop()
+        self.auth.close()
 
     def admit(self, kind: str, ip: str) -> bool:
         """A new connection on listener `kind` from `ip` within the caps (release it when it ends)."""

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from services.mail.authguard import SignInRefused
 from services.mail.directory import split_address
-from services.mail.lineserver import FAILED_LOGIN_DELAY
 
 if TYPE_CHECKING:
     from services.mail.service import MailService
@@ -82,12 +82,14 @@ class MailSMTP(SMTP):
         data = result.auth_data
         if not isinstance(data, LoginPassword):
             return AuthResult(success=False, handled=False)
-        username = data.login.decode("utf-8", "replace")
-        user = await asyncio.to_thread(self.service.directory.authenticate, username,
-                                       data.password.decode("utf-8", "replace"))
+        service = self.service
+        try:
+            user = await service.auth.check(service.section, service.directory, self.admitted or "?",
+                                            data.login.decode("utf-8", "replace"),
+                                            data.password.decode("utf-8", "replace"))
+        except SignInRefused as exc:
+            return AuthResult(success=False, handled=False, message=f"454 4.7.0 {exc}")
         if user is None:
-            log.info("SMTP AUTH failed for %r from %s", username[:64], self.session.peer)
-            await asyncio.sleep(FAILED_LOGIN_DELAY)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=user.login)
 
