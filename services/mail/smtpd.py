@@ -8,7 +8,7 @@ import re
 import ssl
 from typing import TYPE_CHECKING
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from services.mail.authguard import SignInRefused
 from services.mail.directory import split_address
@@ -25,17 +25,39 @@ MAX_HOPS = 30  # Received: headers (RFC 5321 6.3)
 ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\\\"]+(\.[^\s@<>()\[\],;:\\\"]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
+# RFC 3463 codes for the replies aiosmtpd words without one (RFC 2034: every 2xx/4xx/5xx reply has one)
+ENHANCED = {"221": "2.0.0", "235": "2.7.0", "250": "2.0.0", "220": "2.0.0", "421": "4.7.0", "451": "4.3.0",
+            "452": "4.5.3", "454": "4.7.0", "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1",
+            "504": "5.5.4", "530": "5.7.0", "535": "5.7.8", "552": "5.3.4", "553": "5.1.3", "555": "5.5.4"}
+HAS_ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
 def valid_address(address: str) -> bool:
-    return len(address) <= 254 and ADDRESS.match(address) is not None
+    return len(address) <= 254 and address.isprintable() and ADDRESS.match(address) is not None
+
+
+def valid_helo(name: str) -> bool:
+    """No control characters (they would reach the Received: header of stored mail), no spaces."""
+    return 0 < len(name) <= 255 and name.isprintable() and " " not in name
+
+
+def with_enhanced_code(status: str) -> str:
+    if status[3:4] not in (" ", "-") or status[:1] not in "245" or HAS_ENHANCED.match(status):
+        return status
+    code = ENHANCED.get(status[:3], status[0] + ".0.0")
+    return f"{status[:4]}{code} {status[4:]}"
+
+
+def sender_of(envelope) -> str:
+    """The reverse-path; "" for the null sender (kept as "<>" in the envelope: aiosmtpd takes "" for none)."""
+    return "" if envelope.mail_from == "<>" else envelope.mail_from or ""
 
 
 class MailSMTP(SMTP):
     """aiosmtpd with an explicit size message and knowledge of implicit TLS (port 465)."""
 
-    def __init__(self, handler, *, implicit_tls: bool = False, **kw) -> None:
+    def __init__(self, handler: "Handler", *, implicit_tls: bool = False, **kw) -> None:
         super().__init__(handler, **kw)
         self.implicit_tls = implicit_tls
         if implicit_tls:  # port 465: the whole connection is TLS, so AUTH is allowed from the start
@@ -44,6 +66,7 @@ class MailSMTP(SMTP):
         self.kind = handler.kind
         self.connections = handler.service.smtp_connections
         self.admitted: str | None = None  # source address counted in the caps
+        self.plain_replies = False  # greeting and EHLO/HELO replies carry no enhanced code
 
     def connection_made(self, transport) -> None:
         if self.admitted is None:  # not again after STARTTLS
@@ -66,10 +89,29 @@ class MailSMTP(SMTP):
         super().connection_lost(error)
 
     async def push(self, status):
-        if isinstance(status, str) and status.startswith("552 Error"):
-            status = (f"552 5.3.4 Message too big: this server accepts messages up to "
-                      f"{self.data_size_limit} bytes")
+        if isinstance(status, str):
+            if status.startswith("552 Error"):
+                status = (f"552 5.3.4 Message too big: this server accepts messages up to "
+                          f"{self.data_size_limit} bytes")
+            elif not (self.plain_replies or status == f"220 {self.hostname} {self.__ident__}"):
+                status = with_enhanced_code(status)
         return await super().push(status)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str):
+        self.plain_replies = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self.plain_replies = False
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str):
+        self.plain_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self.plain_replies = False
 
     # AUTH: aiosmtpd decodes PLAIN/LOGIN and calls _authenticate synchronously; the argon2 check would
     # block the appliance's event loop (~50 ms), so it is deferred here and run in a worker thread.
@@ -111,12 +153,28 @@ class Handler:
         self.service = service
         self.kind = kind
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if not valid_helo(hostname):
+            session.host_name = None
+            return ["501 5.5.4 Invalid host name in EHLO"]
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        if not valid_helo(hostname):
+            session.host_name = None
+            return "501 5.5.4 Invalid host name in HELO"
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        address = "" if address == "<>" else address  # the null sender (bounces)
-        if address and not valid_address(address):
+        null = address == "<>"  # the null sender (bounces, RFC 5321 4.5.5): always accepted
+        if not null and not valid_address(address):
             return "553 5.1.7 Bad sender address syntax"
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII address without SMTPUTF8 (RFC 6531)"
         login = session.auth_data if session.authenticated else None
-        if isinstance(login, str) and not self.service.directory.may_send_as(login, address):
+        if isinstance(login, str) and not self.service.directory.may_send_as(login, "" if null else address):
             return f"553 5.7.1 <{address}>: not an address of user {login}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -130,6 +188,8 @@ class Handler:
             address = f"postmaster@{directory.mail_domain}"
         if not valid_address(address):
             return "553 5.1.3 Bad recipient address syntax"
+        if not address.isascii() and not envelope.smtp_utf8:
+            return "553 5.6.7 Non-ASCII address without SMTPUTF8 (RFC 6531)"
         local, domain = split_address(address)
         if directory.is_local_domain(domain):
             if directory.resolve(address) is None:
@@ -153,7 +213,7 @@ class Handler:
                     f"\tby {self.service.fqdn} (OfficeBox) with {proto};\r\n"
                     f"\t{email.utils.formatdate(localtime=True)}\r\n").encode()
         try:
-            qid = await self.service.accept(envelope.mail_from or "", list(envelope.rcpt_tos),
+            qid = await self.service.accept(sender_of(envelope), list(envelope.rcpt_tos),
                                             received + envelope.original_content)
         except Exception:
             log.exception("could not store a message from %s", peer)
@@ -166,7 +226,7 @@ async def start_smtp(service: "MailService", kind: str, host: str, port: int,
     """kind: smtp (25), submission (587) or smtps (465)."""
     size = service.section.max_message_size
     common = dict(data_size_limit=size, hostname=service.fqdn, ident="OfficeBox ESMTP", timeout=300,
-                  auth_callback=lambda *_: False)  # unused: see MailSMTP._authenticate
+                  enable_SMTPUTF8=True, auth_callback=lambda *_: False)  # unused: see MailSMTP._authenticate
     handler = Handler(service, kind)
     loop = asyncio.get_running_loop()
     if kind == "smtps":
