@@ -57,7 +57,8 @@ def send_to_smarthost(section: "MailConfig", helo: str, entry: QueueEntry, data:
             client.ehlo()
         if host.username:
             client.login(host.username, host.password)
-        refused = client.sendmail(entry.sender, entry.recipients, data)
+        utf8 = not all(a.isascii() for a in [entry.sender, *entry.recipients])
+        refused = client.sendmail(entry.sender, entry.recipients, data, mail_options=["SMTPUTF8"] if utf8 else [])
     except BaseException:
         client.close()
         raise
@@ -217,6 +218,9 @@ class Outbound:
             except smtplib.SMTPRecipientsRefused as exc:
                 refused = {r: (c, m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m))
                            for r, (c, m) in exc.recipients.items()}
+            except smtplib.SMTPNotSupportedError:
+                refused = {r: (553, "553 5.6.7 the smarthost does not take SMTPUTF8, needed for non-ASCII "
+                                    "addresses") for r in entry.recipients}
             except smtplib.SMTPResponseException as exc:
                 reason = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
                 refused = {r: (exc.smtp_code, reason) for r in entry.recipients}

@@ -37,8 +37,10 @@ def free_port() -> int:
 class Smarthost:
     USER, PASSWORD = "box@carrier.test", "carrier-pass-9"
 
-    def __init__(self, cert_dir, port: int | None = None, refuse: set[str] = frozenset()) -> None:
+    def __init__(self, cert_dir, port: int | None = None, refuse: set[str] = frozenset(),
+                 smtputf8: bool = False) -> None:
         self.port = port or free_port()
+        self.smtputf8 = smtputf8
         cert, key = ensure_certificate(cert_dir, "smarthost.test")
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.tls.load_cert_chain(cert, key)
@@ -61,7 +63,8 @@ class Smarthost:
         async def up():
             return await self.loop.create_server(
                 lambda: SMTP(self.recorder, tls_context=self.tls, require_starttls=True, auth_required=True,
-                             authenticator=self._auth), "127.0.0.1", self.port, reuse_address=True)
+                             authenticator=self._auth, enable_SMTPUTF8=self.smtputf8),
+                "127.0.0.1", self.port, reuse_address=True)
         self.server = asyncio.run_coroutine_threadsafe(up(), self.loop).result(10)
         return self
 

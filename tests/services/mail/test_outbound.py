@@ -92,6 +92,29 @@ def test_permanent_refusal_bounces_to_the_local_sender(ctx, carrier):
         mail.stop()
 
 
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_non_ascii_addresses_go_out_with_smtputf8_or_bounce_clearly(ctx, tmp_path, smtputf8):
+    carrier = Smarthost(tmp_path / "carrier-certs", smtputf8=smtputf8).start()
+    mail = RunningMail(ctx, document(smarthost=carrier.config()))
+    try:
+        with smtplib.SMTP("127.0.0.1", mail.port("submission"), timeout=10) as client:
+            client.starttls(context=client_tls())
+            client.login("alice", PASSWORD)
+            client.sendmail("alice@example.com", ["josé@foreign.test"], "Subject: café\r\n\r\nhi\r\n".encode(),
+                            mail_options=["SMTPUTF8"])
+        if smtputf8:
+            assert wait_for(lambda: len(carrier.messages) == 1)
+            assert carrier.messages[0][1] == ["josé@foreign.test"] and "café".encode() in carrier.messages[0][2]
+        else:
+            assert wait_for(lambda: len(mail.service.maildir("alice").scan()) == 1)
+            bounce = mail.service.maildir("alice").scan()[0].path.read_bytes()
+            assert b"5.6.7" in bounce and b"SMTPUTF8" in bounce and carrier.messages == []
+        assert wait_for(lambda: mail.service.queue_entries() == [])
+    finally:
+        mail.stop()
+        carrier.close()
+
+
 def test_gives_up_after_the_queue_lifetime_and_bounces(ctx, carrier):
     mail = RunningMail(ctx, document(smarthost=carrier.config(), queue_lifetime_seconds=2))
     try:
