@@ -97,21 +97,20 @@ class MailSMTP(SMTP):
                 status = with_enhanced_code(status)
         return await super().push(status)
 
-    @syntax("EHLO hostname")
-    async def smtp_EHLO(self, hostname: str):
+    async def _without_codes(self, command, hostname: str) -> None:
         self.plain_replies = True
         try:
-            await super().smtp_EHLO(hostname)
+            await command(hostname)
         finally:
             self.plain_replies = False
 
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str):
+        await self._without_codes(super().smtp_EHLO, hostname)
+
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str):
-        self.plain_replies = True
-        try:
-            await super().smtp_HELO(hostname)
-        finally:
-            self.plain_replies = False
+        await self._without_codes(super().smtp_HELO, hostname)
 
     # AUTH: aiosmtpd decodes PLAIN/LOGIN and calls _authenticate synchronously; the argon2 check would
     # block the appliance's event loop (~50 ms), so it is deferred here and run in a worker thread.
