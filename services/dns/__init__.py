@@ -15,7 +15,7 @@ from services.dhcp.bus import LeaseInfo, lease_bus
 from services.dns.cache import Cache
 from services.dns.config import DnsConfig, parse_upstream
 from services.dns.forwarder import Forwarder
-from services.dns.server import DnsServer
+from services.dns.server import DnsServer, lan_log
 from services.dns.zone import LocalZone
 
 log = logging.getLogger("officebox.dns")
@@ -175,11 +175,20 @@ class DnsService(Service):
     def _on_lease(self, event: str, lease: LeaseInfo) -> None:
         if self.server is None or not lease.hostname:
             return
+        zone = self.server.zone
         if event == "bound":
-            if not self.server.zone.set_client(lease.hostname, lease.ip):
-                log.info("DHCP client name %s is taken by a static record; not published", lease.hostname)
-        else:
-            self.server.zone.drop_client(lease.hostname, lease.ip)
+            known = zone.dynamic.get(f"{lease.hostname.lower()}.{zone.domain}")
+            why = zone.set_client(lease.hostname, lease.ip, lease.mac, lease.expires)
+            if why is not None:
+                lan_log.info("DHCP client name %r of %s not published: %s", lease.hostname, lease.mac, why)
+            elif known is None or known.ip != lease.ip:
+                self.server.zone_changed(lease.hostname)
+        elif zone.drop_client(lease.hostname, lease.ip):
+            self.server.zone_changed()
+            for other in lease_bus(self.ctx).active():  # another live lease asked for the name: it gets it now
+                if other.hostname.lower() == lease.hostname.lower() and other.mac != lease.mac:
+                    self._on_lease("bound", other)
+                    break
 
     # -- public API -----------------------------------------------------------------------------------
     def flush_cache(self) -> None:

@@ -1,7 +1,11 @@
 """A small authoritative DNS server for tests (dnslib): the 'Internet' behind the box's forwarder.
 
-example.net: <anything>.example.net A 203.0.113.<n>, TTL 300; missing.example.net NXDOMAIN (SOA
-minimum 120); big.example.net has 60 A records (over 512 bytes: truncated over UDP, whole over TCP). Counts questions.
+example.net: <anything>.example.net A 203.0.113.<n>, TTL 300, with an RRSIG when the query sets DO;
+zero.example.net the same with TTL 0 (uncacheable); missing.example.net NXDOMAIN (SOA minimum 120);
+big.example.net has 60 A records (over 512 bytes: truncated without EDNS, whole with EDNS or TCP);
+huge.example.net 100 (truncated over UDP even with EDNS). Single labels (TLDs such as com, org, arpa):
+an NS record, NODATA for other types. Counts questions by name (asked, tcp_asked) and keeps each
+query's EDNS OPT record (opts).
 """
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import socket
 import threading
 from collections import Counter
 
-from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
+from dnslib import EDNS0, NS, QTYPE, RCODE, RR, RRSIG, SOA, A, DNSRecord
+
+BIG = {"big.example.net": 60, "huge.example.net": 100}
 
 
 class Upstream:
@@ -19,6 +25,8 @@ class Upstream:
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()
         self.asked: Counter = Counter()
+        self.tcp_asked: Counter = Counter()
+        self.opts: list = []
         self._stop = threading.Event()
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,23 +68,40 @@ class Upstream:
 
     def reply(self, request: DNSRecord, tcp: bool = False) -> DNSRecord:
         name = str(request.q.qname).lower().rstrip(".")
-        self.asked[name] += 1
+        (self.tcp_asked if tcp else self.asked)[name] += 1
+        opt = next((r for r in request.ar if r.rtype == QTYPE.OPT), None)
+        self.opts.append(opt)
+        dnssec = opt is not None and bool(opt.ttl & 0x8000)
         reply = request.reply()
+        reply.header.aa = 1  # an authoritative server: the box must not pass that on
         soa = RR("example.net", QTYPE.SOA, ttl=3600, rdata=SOA("ns.example.net", "h.example.net", (1, 1, 1, 1, 120)))
-        if not name.endswith("example.net") or name == "missing.example.net":
+        if name and "." not in name:
+            if request.q.qtype == QTYPE.NS:
+                reply.add_answer(RR(name, QTYPE.NS, ttl=300, rdata=NS(f"a.nic.{name}")))
+            else:
+                reply.add_auth(RR(name, QTYPE.SOA, ttl=300, rdata=SOA(f"a.nic.{name}", f"h.nic.{name}",
+                                                                      (1, 1, 1, 1, 60))))
+        elif not name.endswith("example.net") or name == "missing.example.net":
             reply.header.rcode = RCODE.NXDOMAIN
             reply.add_auth(soa)
         elif request.q.qtype != QTYPE.A:
             reply.add_auth(soa)
-        elif name == "big.example.net":
-            for i in range(60):
+        elif name in BIG:
+            for i in range(BIG[name]):
                 reply.add_answer(RR(name, QTYPE.A, ttl=300, rdata=A(f"203.0.113.{i + 1}")))
-            if not tcp and len(reply.pack()) > 512:
+            limit = 65535 if tcp else max(512, opt.rclass) if opt is not None else 512
+            if len(reply.pack()) > limit:
                 reply.rr = []
                 reply.header.tc = 1
         else:
             n = sum(name.encode()) % 200 + 1
-            reply.add_answer(RR(request.q.qname, QTYPE.A, ttl=300, rdata=A(f"203.0.113.{n}")))
+            ttl = 0 if name == "zero.example.net" else 300
+            reply.add_answer(RR(request.q.qname, QTYPE.A, ttl=ttl, rdata=A(f"203.0.113.{n}")))
+            if dnssec:
+                reply.add_answer(RR(request.q.qname, QTYPE.RRSIG, ttl=ttl, rdata=RRSIG(
+                    QTYPE.A, 13, 3, ttl, 2000000000, 1700000000, 4242, "example.net", b"\x01" * 64)))
+        if opt is not None:
+            reply.add_ar(EDNS0(udp_len=1232, flags="do" if dnssec else ""))
         return reply
 
     def close(self) -> None:
