@@ -1,8 +1,10 @@
-"""LAN services benchmark: DNS cached answers/s (UDP) and DHCP handshakes/s, ours vs dnsmasq.
+"""LAN services benchmark: DNS answers/s (UDP) and DHCP handshakes/s, ours vs dnsmasq.
 
 Both servers get the same load from the same generators (below), in the same run:
 - DNS: a dnslib upstream on loopback; each server is warmed with NAMES names, then a client
-  process keeps WINDOW queries outstanding for SECONDS and counts answers.
+  process keeps WINDOW queries outstanding for SECONDS and counts answers. Then dnsperf (Debian
+  `dnsperf`) against both: cached names, LOCAL_NAMES local A records (both servers hold the same
+  ones), and unique names never asked before (forwarded).
 - DHCP (root only): server and client in two network namespaces joined by a veth pair; the client
   runs WINDOW concurrent DISCOVER/OFFER/REQUEST/ACK handshakes over MACS MAC addresses (an office
   of that many devices renewing), broadcast flag set, conflict ping off on both servers.
@@ -30,6 +32,9 @@ ROUNDS = 2
 GENERATORS = 2  # load processes, each with WINDOW queries outstanding
 WINDOW = 64
 NAMES = 200
+LOCAL_NAMES = 50
+DOMAIN = "office.lan"  # the schema's default LAN domain
+UNIQUE = 150_000  # names per dnsperf run of never-asked names (more than a run gets through)
 DHCP_WINDOW = 32
 MACS = 500
 PY = sys.executable
@@ -37,10 +42,25 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 # -- a small upstream: every name under bench.example answers one A record --------------------------------
-def start_upstream() -> tuple[socket.socket, threading.Event]:
-    from dnslib import QTYPE, RR, A, DNSRecord
+def upstream_reply(data: bytes) -> bytes | None:
+    """The answer to a query, built from its bytes (fast enough not to be what a benchmark measures):
+    the question copied, one A record 203.0.113.7 (TTL 3600) pointing at it, no OPT."""
+    if len(data) < 17 or data[2] & 0x80:
+        return None
+    i = 12
+    while data[i]:
+        i += data[i] + 1
+        if i >= len(data):
+            return None
+    qend = i + 5
+    flags = 0x8180 | (struct.unpack_from("!H", data, 2)[0] & 0x0100)
+    return (data[:2] + struct.pack("!HHHHH", flags, 1, 1, 0, 0) + data[12:qend]
+            + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 3600, 4) + bytes((203, 0, 113, 7)))
 
+
+def start_upstream() -> tuple[socket.socket, threading.Event]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
     stop = threading.Event()
@@ -49,14 +69,11 @@ def start_upstream() -> tuple[socket.socket, threading.Event]:
         while not stop.is_set():
             try:
                 data, src = sock.recvfrom(4096)
-                request = DNSRecord.parse(data)
-            except (TimeoutError, OSError):
+                reply = upstream_reply(data)
+                if reply is not None:
+                    sock.sendto(reply, src)
+            except (TimeoutError, OSError, IndexError):
                 continue
-            except Exception:
-                continue
-            reply = request.reply()
-            reply.add_answer(RR(request.q.qname, QTYPE.A, ttl=3600, rdata=A("203.0.113.7")))
-            sock.sendto(reply.pack(), src)
 
     threading.Thread(target=serve, daemon=True).start()
     return sock, stop
@@ -64,6 +81,11 @@ def start_upstream() -> tuple[socket.socket, threading.Event]:
 
 def names() -> list[str]:
     return [f"host{i}.bench.example" for i in range(NAMES)]
+
+
+def local_records() -> list[dict]:
+    """LOCAL_NAMES A records in the LAN domain, given to both servers."""
+    return [{"name": f"pc{i}", "value": f"10.77.1.{i + 1}"} for i in range(LOCAL_NAMES)]
 
 
 def free_port() -> int:
@@ -187,7 +209,8 @@ def serve(kind: str, data_dir: str, arg: str) -> None:
         if kind == "dns":
             from services.dns import SERVICE
             ctx = Context(Path(data_dir), lab=True)
-            config = model.model_validate({"dns": {"lab_port": 0, "upstreams": [f"127.0.0.1:{arg}"]}})
+            config = model.model_validate({"dns": {"lab_port": 0, "upstreams": [f"127.0.0.1:{arg}"],
+                                                   "records": local_records()}})
         else:
             from services.dhcp import SERVICE
             ctx = Context(Path(data_dir), lab=False)
@@ -232,6 +255,62 @@ def dnsmasq_argv(tmp: str) -> list[str]:
             f"--log-facility={tmp}/dnsmasq.log"]
 
 
+def run_dnsperf(port: int, server_pid: int, datafile: str, once: bool) -> dict:
+    """dnsperf against one server: answers/s, lost, share of NOERROR, server CPU."""
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", datafile, "-l", str(SECONDS), "-c", "4",
+            "-q", str(GENERATORS * WINDOW), "-t", "2", *(["-n", "1"] if once else [])]
+    before, started = cpu_seconds(server_pid), time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=SECONDS + 30)
+    took = time.monotonic() - started
+    cpu = cpu_seconds(server_pid) - before
+    figures = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.strip().partition(":")
+        figures[key] = value.split()
+    if "Queries per second" not in figures:
+        raise RuntimeError(f"dnsperf: {out.stdout[-300:]} {out.stderr[-300:]}")
+    codes = figures.get("Response codes", [])
+    noerror = int(codes[codes.index("NOERROR") + 1]) if "NOERROR" in codes else 0
+    completed = int(figures["Queries completed"][0])
+    return {"qps": float(figures["Queries per second"][0]), "lost": int(figures["Queries lost"][0]),
+            "noerror": noerror / completed if completed else 0.0, "cpu": cpu / took}
+
+
+def bench_dnsperf(tmp: str, servers: dict[str, tuple[int, int]]) -> list[dict]:
+    """dnsperf, cached / local / unique names, each server in turn (interleaved, best of ROUNDS)."""
+    files = {"cached": f"{tmp}/cached.txt", "local": f"{tmp}/local.txt"}
+    Path(files["cached"]).write_text("".join(f"{n} A\n" for n in names()))
+    Path(files["local"]).write_text("".join(f"{r['name']}.{DOMAIN} A\n" for r in local_records()))
+    best: dict[str, dict[str, dict]] = {}
+    for mode in ("cached", "local", "unique"):
+        runs: dict[str, list[dict]] = {who: [] for who in servers}
+        for rnd in range(ROUNDS):
+            for who, (port, pid) in servers.items():
+                datafile = files.get(mode)
+                if datafile is None:  # names nobody asked before: every one goes to the upstream
+                    datafile = f"{tmp}/unique-{who}-{rnd}.txt"
+                    Path(datafile).write_text("".join(f"u{rnd}-{i}.{who}.bench.example A\n" for i in range(UNIQUE)))
+                runs[who].append(run_dnsperf(port, pid, datafile, once=mode == "unique"))
+        best[mode] = {who: max(r, key=lambda x: x["qps"]) for who, r in runs.items()}
+    rows = []
+    notes = {"cached": f"{NAMES} names asked before", "local": f"{LOCAL_NAMES} A records of {DOMAIN}",
+             "unique": "names never asked before, each forwarded to the same loopback upstream"}
+    for mode, result in best.items():
+        for who, r in result.items():
+            rows.append({"area": "lan", "metric": f"DNS dnsperf {mode} answers/s ({who})", "value": round(r["qps"]),
+                         "unit": "queries/s", "note": f"{notes[mode]}; dnsperf -c 4 -q {GENERATORS * WINDOW}, best "
+                                                      f"of {ROUNDS} x {SECONDS:.0f} s; server CPU {r['cpu']:.0%}; "
+                                                      f"lost {r['lost']}, NOERROR {r['noerror']:.0%}"})
+        rows.append({"area": "lan", "metric": f"DNS dnsperf ratio OfficeBox/dnsmasq, {mode}",
+                     "value": round(result["OfficeBox"]["qps"] / result["dnsmasq"]["qps"], 2), "unit": "x",
+                     "note": "goal >= 1.0 for local" if mode == "local" else "same dnsperf, same run"})
+    return rows
+
+
+def dnsmasq_local_args() -> list[str]:
+    return [f"--local=/{DOMAIN}/", *(f"--host-record={r['name']}.{DOMAIN},{r['value']}" for r in local_records())]
+
+
 def bench_dns() -> list[dict]:
     upstream, stop = start_upstream()
     up_port = upstream.getsockname()[1]
@@ -241,7 +320,8 @@ def bench_dns() -> list[dict]:
         mport = free_port()
         dnsmasq = subprocess.Popen([*dnsmasq_argv(tmp), "--no-resolv", "--bind-interfaces",
                                     "--listen-address=127.0.0.1", f"--port={mport}", f"--server=127.0.0.1#{up_port}",
-                                    "--cache-size=10000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    "--cache-size=10000", *dnsmasq_local_args()],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.3)
             warm(port)
@@ -253,6 +333,8 @@ def bench_dns() -> list[dict]:
                     runs["ours"].append(run_dns_load(port, ours.pid, cookie))
                     runs["dnsmasq"].append(run_dns_load(mport, dnsmasq.pid, cookie))
                 best[cookie] = {who: max(r, key=lambda x: x["qps"]) for who, r in runs.items()}
+            perf_rows = (bench_dnsperf(tmp, {"OfficeBox": (port, ours.pid), "dnsmasq": (mport, dnsmasq.pid)})
+                         if shutil.which("dnsperf") else [])
         finally:
             stop_proc(ours)
             dnsmasq.terminate()
@@ -273,7 +355,7 @@ def bench_dns() -> list[dict]:
         rows.append({"area": "lan", "metric": f"DNS CPU-efficiency ratio OfficeBox/dnsmasq, {label}",
                      "value": round(mine["per_cpu_s"] / theirs["per_cpu_s"], 2), "unit": "x",
                      "note": "answers per server CPU-second; independent of the generators' speed"})
-    return rows
+    return rows + perf_rows
 
 
 # -- DHCP handshake generator (run inside the client namespace) ------------------------------------------------
