@@ -102,15 +102,23 @@ class DnsServer:
         bound = []
         try:
             for host, port in addresses:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-                sock.bind((host, port))
+                for attempt in range(20):  # port 0: the UDP port picked may be taken for TCP; pick again
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+                    try:
+                        sock.bind((host, port))
+                        tcp = await asyncio.start_server(self._tcp_client, host, sock.getsockname()[1],
+                                                         reuse_address=True)
+                        break
+                    except OSError:
+                        sock.close()
+                        if port or attempt == 19:
+                            raise
                 sock.setblocking(False)
                 self._socks.append(sock)
-                port = sock.getsockname()[1]
+                self._tcp.append(tcp)
                 loop.add_reader(sock.fileno(), self._on_readable, sock)
-                self._tcp.append(await asyncio.start_server(self._tcp_client, host, port, reuse_address=True))
-                bound.append((host, port))
+                bound.append((host, sock.getsockname()[1]))
         except OSError:
             self.close()
             raise

@@ -20,17 +20,25 @@ BIG = {"big.example.net": 60, "huge.example.net": 100}
 
 class Upstream:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, port))
+        for attempt in range(20):  # a free UDP port may be taken for TCP (some connection's local port)
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((host, port))
+            self.address = self.sock.getsockname()
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(self.address)
+                break
+            except OSError:
+                self.sock.close()
+                self.tcp.close()
+                if port or attempt == 19:
+                    raise
         self.sock.settimeout(0.2)
-        self.address = self.sock.getsockname()
         self.asked: Counter = Counter()
         self.tcp_asked: Counter = Counter()
         self.opts: list = []
         self._stop = threading.Event()
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(self.address)
         self.tcp.listen(8)
         self.tcp.settimeout(0.2)
         self.thread = threading.Thread(target=self._serve, daemon=True)
