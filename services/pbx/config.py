@@ -86,7 +86,8 @@ class PbxConfig(ServiceConfig):
         default=None, description="behind another router: the address carriers and remote phones reach us at "
         "(forward the SIP port and the RTP range to this box there); empty: the box's own address")
     realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
-    user_agent: str = Field(default="OfficeBox PBX", max_length=60)
+    user_agent: str = Field(default="", max_length=60, description="Server and User-Agent value; empty: none "
+                            "(naming the product helps attackers fingerprint the box)")
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
         default_factory=lambda: ["MD5"], min_length=1,
         description="challenges offered, preferred first; many phones (old libre/baresip) fail on SHA-256")

@@ -40,7 +40,7 @@ class TrunkState:
 
 
 class PbxCore:
-    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO"
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO, MESSAGE"
 
     def __init__(self, cfg: PbxConfig, users: list[User], realm: str, cdr_path, relay_host: str,
                  rtp_range: tuple[int, int]) -> None:

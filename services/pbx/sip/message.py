@@ -32,6 +32,10 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), 0x7f])  # UTF-8: the same characters
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
+OTHER_VERSION = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/[0-9]+\.[0-9]+$")
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+SCHEMES = ("sip", "sips", "tel")
+ANSWER_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")  # what a response copies from its request
 _QUOTED_ITEM = re.compile(r'(?:"[^"]*"|[^,"])+')  # list items of a value with balanced quotes, no <> or \\
 STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
 REASONS = {
@@ -50,12 +54,14 @@ REASONS = {
 
 
 class ParseError(ValueError):
-    """The message is malformed; `partial` holds what could be read (to answer 400 when possible)."""
+    """The message is malformed; `partial` holds what could be read, to answer `status` when possible
+    (400, or 416 unsupported URI scheme, 505 version not supported, 513 message too large)."""
 
-    def __init__(self, reason: str, partial: "Message | None" = None) -> None:
+    def __init__(self, reason: str, partial: "Message | None" = None, status: int = 400) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial = partial
+        self.status = status
 
 
 def new_tag() -> str:
@@ -149,7 +155,7 @@ class Uri:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
-        if not sep or scheme not in ("sip", "sips", "tel"):
+        if not sep or scheme not in SCHEMES:
             raise ParseError(f"unsupported URI {text[:60]!r}")
         if scheme == "tel":
             number, _, params = rest.partition(";")
@@ -448,6 +454,12 @@ class Request(Message):
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
 
+    @property
+    def max_forwards(self) -> int:
+        """Hops left (RFC 3261 8.1.1.6; parsing checked it is a number); 70 when absent."""
+        value = self.get("Max-Forwards")
+        return int(value) if value and value.isdigit() else 70
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri}>"
 
@@ -507,7 +519,7 @@ def _header_name(raw: str, line: str, msg: Message) -> str:
 
 def _parse(data: bytes) -> Message:
     if len(data) > MAX_MESSAGE:
-        raise ParseError("message too large")
+        raise ParseError("message too large", _salvage(data[:MAX_MESSAGE]), 513)
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         head, sep, body = data.partition(b"\n\n")
@@ -516,7 +528,7 @@ def _parse(data: bytes) -> Message:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        raise ParseError("headers are not UTF-8") from None
+        text = _lenient(head)
     lines = text.replace("\r\n", "\n").split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
@@ -526,7 +538,11 @@ def _parse(data: bytes) -> Message:
     if len(head.translate(None, CONTROL_BYTES)) != len(head):  # CONTROL.search(text), faster on the bytes
         raise ParseError("control characters in headers")
     msg: Message
+    other_version = False
     m = METHOD_LINE.match(first)
+    if not m:
+        m = OTHER_VERSION.match(first)
+        other_version = m is not None
     if m:
         msg = Request(m.group(1), Uri(host="invalid"))
         uri_text = m.group(2)
@@ -538,7 +554,7 @@ def _parse(data: bytes) -> Message:
         uri_text = None
     del lines[0]
     if lines and max(map(len, lines)) > MAX_LINE:
-        raise ParseError("header line too long", msg)
+        raise ParseError("header line too long", _salvage(head), 513)
     if "\n " in text or "\n\t" in text:  # folded lines (obsolete, still legal)
         unfolded: list[str] = []
         for line in lines:
@@ -548,7 +564,7 @@ def _parse(data: bytes) -> Message:
                 unfolded.append(line)
         lines = unfolded
     if len(lines) > MAX_HEADERS:
-        raise ParseError("too many headers", msg)
+        raise ParseError("too many headers", _salvage(head), 513)
     headers = msg.headers
     first_values: dict[str, str] = {}  # becomes msg._first: the index get() would build
     for line in lines:
@@ -569,23 +585,59 @@ def _parse(data: bytes) -> Message:
                 first_values[cname] = value
     msg._first = first_values
     if len(headers) > MAX_HEADERS:
-        raise ParseError("too many headers", msg)
+        raise ParseError("too many headers", _salvage(head), 513)
+    if other_version:
+        raise ParseError("unsupported SIP version in start line", msg, 505)
     if uri_text is not None:
         try:
             msg.uri = Uri.parse(uri_text)  # type: ignore[attr-defined]
         except ParseError as exc:
-            raise ParseError(exc.reason, msg) from None
+            unknown = URI_SCHEME.match(uri_text) and uri_text.partition(":")[0].lower() not in SCHEMES
+            raise ParseError(exc.reason, msg, 416 if unknown else 400) from None
     length = msg.get("Content-Length")
     if length is not None:
         if not length.isdigit() or len(length) > 6:
             raise ParseError("bad Content-Length", msg)
         n = int(length)
+        if len(head) + 4 + n > MAX_MESSAGE:
+            raise ParseError("message too large", msg, 513)
         if n > len(body):
             raise ParseError("body shorter than Content-Length", msg)
         body = body[:n]
     msg.body = body
     _validate(msg)
     return msg
+
+
+def _lenient(head: bytes) -> str:
+    """Headers that are not UTF-8 (a Latin-1 display name from an old phone): read as Latin-1, which maps
+    every byte to one character, so the message is answered. The start line must still be UTF-8."""
+    start, _, rest = head.partition(b"\n")
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParseError("start line is not UTF-8") from None
+    return head.decode("latin-1")
+
+
+def _salvage(head: bytes) -> "Request | None":
+    """The request line and the headers needed to answer (Via, From, To, Call-ID, CSeq) of a request
+    too large to parse (so it gets 513 rather than silence). Other headers and bad lines are skipped."""
+    lines = head.partition(b"\r\n\r\n")[0].decode("latin-1").replace("\r\n", "\n").split("\n")
+    m = METHOD_LINE.match(lines[0].strip()) if lines else None
+    if not m:
+        return None
+    req = Request(m.group(1), Uri(host="invalid"))
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if len(line) > MAX_LINE or not colon or not TOKEN.match(name) or canonical(name) not in ANSWER_HEADERS:
+            continue
+        cname = canonical(name)
+        for part in split_commas(value) if cname == "Via" else [value.strip()]:
+            if len(req.headers) < MAX_HEADERS:
+                req.headers.append([cname, part])
+    return req
 
 
 def _validate(msg: Message) -> None:

@@ -1,8 +1,10 @@
 """Transaction layer (RFC 3261 section 17) over the transports, with timers A, B, D, E, F, G, H, I, J, K.
 
 The transaction user (TU) implements `on_request(tx, request)`, `on_ack(request)`, `on_cancel(tx)` and
-`on_stray_response(response)`. Responses to requests always go back to the source of the request
-(symmetric response routing, RFC 3581 for UDP; the same connection for TCP).
+`on_stray_response(response)`; optionally `on_flow_closed(flow)` (a TCP connection closed) and
+`on_malformed(source, reason)` (a message that could not be parsed: an abuse guard counts these).
+Responses to requests always go back to the source of the request (symmetric response routing,
+RFC 3581 for UDP; the same connection for TCP).
 """
 from __future__ import annotations
 
@@ -15,12 +17,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from . import message as sipmsg
-from .message import MAGIC, ParseError, Request, Response, Via, new_branch, response_to
+from .message import MAGIC, ParseError, Request, Response, Via, new_branch, new_tag, response_to
 from .timers import TimerQueues
 from .transport import Dest, Transports
 
 log = logging.getLogger("officebox.pbx.sip")
 LOCAL_IP_TTL = 30.0  # seconds a peer -> our address lookup is trusted
+SUPPORTED = ""  # option tags we implement (RFC 3261 20.37): none yet (no 100rel, timer, replaces, outbound)
+SUPPORTED_ON = ("INVITE", "OPTIONS")  # requests whose 2xx (and our own such requests) carry Supported
+TERMINATED_HERE = ("REGISTER", "OPTIONS")  # answered by the PBX itself: Max-Forwards 0 is no loop
 
 
 class TransactionUser(Protocol):
@@ -83,6 +88,7 @@ class ServerTx(_Transaction):
         self.last: bytes | None = None
         self.final: Response | None = None
         self.cancelled = False
+        self.to_tag: str | None = None  # our tag for this request's responses (the TU may set it early)
         self._timers: list = []
         self.reliable = dest[0] != "udp"
 
@@ -91,6 +97,10 @@ class ServerTx(_Transaction):
             return
         if self.stack.server_header and not resp.get("Server"):
             resp.add("Server", self.stack.server_header)
+        if 200 <= resp.status < 300 and self.request.method in SUPPORTED_ON and resp.get("Supported") is None:
+            resp.add("Supported", SUPPORTED)
+        if self.to_tag is None and resp.status > 100:
+            self.to_tag = resp.to_tag
         self.last = resp.to_bytes()
         self.stack.transports.send(self.last, self.dest)
         if resp.status < 200:
@@ -153,6 +163,7 @@ class ClientTx(_Transaction):
         self.reliable = dest[0] != "udp"
         self.data = request.to_bytes()
         self.cancel_pending = False
+        self.cancel_reason: str | None = None
         self.cancel_tx: ClientTx | None = None
         self.got_provisional = False
         self._timers: list = []
@@ -246,10 +257,13 @@ class ClientTx(_Transaction):
         ack.add("CSeq", f"{self.request.cseq[0]} ACK")
         return ack
 
-    def cancel(self) -> None:
-        """CANCEL this INVITE (RFC 3261 9.1): only once a provisional response arrived."""
+    def cancel(self, reason: str | None = None) -> None:
+        """CANCEL this INVITE (RFC 3261 9.1): only once a provisional response arrived. `reason`: a Reason
+        header value (RFC 3326), e.g. that another fork answered."""
         if not self.invite or self.cancel_tx or self.state not in ("calling", "proceeding"):
             return
+        if reason:
+            self.cancel_reason = reason
         if not self.got_provisional:
             self.cancel_pending = True
             return
@@ -261,6 +275,8 @@ class ClientTx(_Transaction):
         for name in ("From", "To", "Call-ID"):
             req.add(name, self.request.get(name) or "")
         req.add("CSeq", f"{self.request.cseq[0]} CANCEL")
+        if self.cancel_reason:
+            req.add("Reason", self.cancel_reason)
         self.cancel_tx = self.stack.send_request(req, self.dest, lambda r: None)
         # if the callee never answers the CANCEL with 487, give up after timer B anyway
         self._later(64 * self.stack.timers.T1, lambda: self._fail(408, "Request Timeout")
@@ -271,14 +287,14 @@ class ClientTx(_Transaction):
 
 
 class SipStack:
-    def __init__(self, tu: TransactionUser, server_header: str = "OfficeBox PBX") -> None:
+    def __init__(self, tu: TransactionUser, server_header: str = "") -> None:
         self.tu = tu
         self.timers = Timers()
         self.timerq = TimerQueues()  # where transaction and dialog timers wait
         self.transports = Transports(self._on_data, self._on_flow_closed)
         self.server_txs: dict[tuple, ServerTx] = {}
         self.client_txs: dict[tuple, ClientTx] = {}
-        self.server_header = server_header
+        self.server_header = server_header  # Server / User-Agent value; empty: none (no fingerprint)
         self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0}
         self._local_ip_cache: dict[str, tuple[str, float]] = {}  # peer -> (our address, until)
         self.public_ip: str | None = None  # what peers outside see when the box is behind another router
@@ -345,6 +361,8 @@ class SipStack:
             req.add("Max-Forwards", "70")
         if self.server_header and not req.get("User-Agent"):
             req.add("User-Agent", self.server_header)
+        if req.method in SUPPORTED_ON and req.get("Supported") is None:
+            req.add("Supported", SUPPORTED)
         tx = ClientTx(self, req, dest, on_response, timeout)
         self.counters["sent_requests"] += 1
         tx.start()
@@ -361,8 +379,11 @@ class SipStack:
         return await fut
 
     def send_stateless(self, msg: sipmsg.Message, dest: Dest) -> None:
-        if isinstance(msg, Request) and not msg.get("Via"):
-            msg.add("Via", self.via_for(dest), first=True)
+        if isinstance(msg, Request):
+            if not msg.get("Via"):
+                msg.add("Via", self.via_for(dest), first=True)
+            if not msg.get("Max-Forwards"):
+                msg.add("Max-Forwards", "70")  # mandatory in every request, our ACKs too (RFC 3261 8.1.1.6)
         self.transports.send(msg.to_bytes(), dest)
 
     # -- receiving --------------------------------------------------------------------------------
@@ -382,6 +403,9 @@ class SipStack:
             msg = sipmsg.parse(data)
         except ParseError as exc:
             self.counters["malformed"] += 1
+            handler = getattr(self.tu, "on_malformed", None)
+            if handler:
+                self._safe(handler, source, exc.reason)
             self._bad_request(exc, source)
             return
         msg.source = source
@@ -398,10 +422,14 @@ class SipStack:
             if not (partial.get("Via") and partial.get("CSeq") and partial.get("Call-ID")):
                 return
             Via.parse(partial.get("Via") or "")
-            resp = Response(400, "Bad Request")
-            for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            resp = Response(exc.status)
+            for name in sipmsg.ANSWER_HEADERS:
                 for value in partial.get_all(name):
+                    if name == "To" and ";tag=" not in value.lower():
+                        value += f";tag={new_tag()}"  # every final response has one (RFC 3261 8.2.6.2)
                     resp.add(name, value)
+            if exc.status == 416:
+                resp.reason = "Unsupported URI Scheme"
             resp.add("Warning", '399 - "' + exc.reason.replace('"', "'")[:80] + '"')
             self.transports.send(resp.to_bytes(), source)
         except (ParseError, ValueError):
@@ -423,9 +451,9 @@ class SipStack:
             ctx = ServerTx(self, req, source)
             ctx.key = key[:-1] + ("CANCEL",)
             if tx is None or not tx.invite:
-                ctx.reply(481)
+                ctx.reply(481, to_tag=new_tag())
                 return
-            ctx.reply(200)
+            ctx.reply(200, to_tag=tx.to_tag or new_tag())  # the tag of the INVITE's responses (RFC 3261 9.2)
             if tx.state == "proceeding" and not tx.cancelled:
                 tx.cancelled = True
                 self._safe(self.tu.on_cancel, tx)
@@ -439,13 +467,16 @@ class SipStack:
             return
         tx = ServerTx(self, req, source)
         self.server_txs[key] = tx
+        if req.max_forwards == 0 and req.method not in TERMINATED_HERE and not req.to_tag:
+            tx.reply(483, to_tag=new_tag())  # it would go on to another hop: a loop (RFC 3261 16.3)
+            return
         if tx.invite:
             tx.reply(100)
         try:
             self.tu.on_request(tx, req)
         except Exception:
             log.exception("error handling %r", req)
-            tx.reply(500)
+            tx.reply(500, to_tag=tx.to_tag or new_tag())
 
     def _on_response(self, resp: Response) -> None:
         try:
