@@ -24,6 +24,9 @@ log = logging.getLogger("officebox.pbx.calls")
 MAX_RING = 120.0
 MAX_DEPTH = 6
 FAILOVER = lambda status: status >= 500 or status == 408  # noqa: E731
+ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'  # RFC 3326: losing forks log no missed call
+FORWARDED = ("INFO", "MESSAGE")  # in-dialog requests passed to the other party (DTMF relay, chat)
+PASSED_HEADERS = ("Info-Package", "Content-Disposition")  # what a forwarded INFO/MESSAGE keeps
 DISPOSITION = {"answered": "answered", "busy": "busy", "noanswer": "missed", "unavailable": "missed",
                "cancelled": "missed", "notfound": "failed", "forbidden": "failed", "failed": "failed"}
 
@@ -56,6 +59,8 @@ class Call:
         self.authority = authority
         self.state = "setup"  # setup -> connected -> ended
         self.a = Leg.from_invite(core, self, req, caller)
+        tx.to_tag = self.a.local_tag  # a CANCEL's 200 carries the tag of our answers to the INVITE
+        self.hops = req.max_forwards - 1  # Max-Forwards of the INVITEs we send on (loops stop)
         self.legs: list[Leg] = [self.a]  # the connected parties once answered
         self.events: asyncio.Queue = asyncio.Queue()
         self.record = CallRecord(call_id=self.id, direction=direction, caller=caller, caller_name=caller_name,
@@ -139,9 +144,10 @@ class Call:
             answer = Sdp.parse(body)
         except SdpError:
             return
-        if leg.sdp is None and answer.audio() is not None:
+        if (leg.sdp is None or leg.awaiting_answer) and answer.audio() is not None:
             leg.sdp = answer
             self._set_peer(leg, answer)
+        leg.awaiting_answer = False
 
     def finish(self, kind: str, status: int) -> None:
         if self.state == "ended":
@@ -281,6 +287,7 @@ class Call:
     def _send_invite(self, leg: Leg, auth: str | None = None) -> None:
         req = leg.new_request("INVITE", self.sdp_for(leg, self.offer, self.ring_side))
         req.add("Allow", self.core.ALLOW)
+        req.add("Max-Forwards", str(max(self.hops, 0)))
         if auth:
             req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
         timeout = leg.trunk.invite_timeout if leg.trunk else None
@@ -320,12 +327,11 @@ class Call:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
 
-        def abandon(keep: Leg | None = None) -> None:
+        def abandon(reason: str | None = None) -> None:
             for other in pending:
-                if other is not keep:
-                    other.abandoned = True
-                    if other.invite_tx:
-                        other.invite_tx.cancel()
+                other.abandoned = True
+                if other.invite_tx:
+                    other.invite_tx.cancel(reason)
         expired = object()  # queued at the deadline: one timer per ring() rather than one per wait
         timer = self.core.stack.timerq.call_later(timeout, self.events.put_nowait, (expired, None))
         try:
@@ -353,7 +359,7 @@ class Call:
                     continue
                 if resp.status < 300:
                     pending.discard(leg)
-                    abandon()
+                    abandon(ELSEWHERE)
                     leg.send_ack(resp)
                     try:
                         answer = Sdp.parse(resp.body)
@@ -456,10 +462,37 @@ class Call:
             asyncio.get_running_loop().create_task(self.renegotiate(leg, tx, req))
         elif method == "REFER":
             self.refer(leg, tx, req)
-        elif method in ("INFO", "OPTIONS", "NOTIFY", "MESSAGE"):
+        elif method in FORWARDED:
+            self.forward(leg, tx, req)
+        elif method in ("OPTIONS", "NOTIFY"):
             leg.answer(tx, 200)
         else:
             leg.answer(tx, 501)
+
+    def forward(self, leg: Leg, tx: ServerTx, req: Request) -> None:
+        """INFO (DTMF as application/dtmf-relay or dtmf, RFC 6086) and MESSAGE to the other party; its
+        final answer goes back to the sender."""
+        other = self.other(leg)
+        if self.state == "ended":
+            leg.answer(tx, 481)
+            return
+        if self.state != "connected" or other is None or other.ended:
+            leg.answer(tx, 480)  # nobody to pass it to yet (ringing) or any more (transfer in progress)
+            return
+        if req.max_forwards == 0:
+            leg.answer(tx, 483)
+            return
+        fwd = other.new_request(req.method, req.body, req.get("Content-Type") or "text/plain")
+        for name in PASSED_HEADERS:
+            if req.get(name):
+                fwd.add(name, req.get(name))
+        fwd.add("Max-Forwards", str(req.max_forwards - 1))
+
+        def answered(resp: Response) -> None:
+            if resp.status >= 200 and not leg.ended:
+                # a challenge from the far party is no question the sender can answer through us
+                leg.answer(tx, 403 if resp.status in (401, 407) else resp.status)
+        other.send(fwd, answered)
 
     def hangup(self, leg: Leg) -> None:
         leg.ended = True
@@ -492,8 +525,10 @@ class Call:
         if not req.body:
             if req.method == "UPDATE":
                 leg.answer(tx, 200)
-            else:  # offerless re-INVITE: offer our view of the other party
-                leg.answer(tx, 488)
+            else:  # offerless re-INVITE: 200 with our offer, the other party's media as we relay it;
+                # the answer comes in the ACK (RFC 3261 14.2, RFC 3264)
+                leg.awaiting_answer = True
+                leg.answer(tx, 200, self.sdp_for(leg, other.sdp or _our_offer(self.core.cfg.codecs)))
             return
         if self.renegotiating or self.transferor is not None:
             leg.answer(tx, 491)

@@ -39,6 +39,7 @@ class Leg:
         self.confirmed = False
         self.ended = False
         self.abandoned = False  # a fork we gave up on: answer late -> ACK + BYE
+        self.awaiting_answer = False  # we offered in a 2xx (offerless re-INVITE): the ACK brings the answer
         self.trunk = None
         self.auth_tried = False
         self.extension: str | None = None

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 SUPPORTED = {"PCMU", "PCMA", "G722", "TELEPHONE-EVENT"}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-MAX_SDP = 16384
+MAX_SDP = 65535  # as large as a SIP message: WebRTC-style offers with many candidates pass 16 KB
+MAX_MEDIA = 32  # m= sections
+MAX_KEPT = 64  # other a= lines kept per m= section (what we forward stays bounded)
 _IPV4_CHARS = re.compile(r"[0-9.]+")
 # attributes that describe the original transport addresses: meaningless once the relay rewrites them
 DROPPED = {"rtcp", "candidate", "ice-ufrag", "ice-pwd", "ice-options", "remote-candidates",
@@ -101,6 +103,8 @@ class Sdp:
                     raise SdpError("bad media port")
                 current = Media(parts[0], port, parts[2], fmts)
                 sdp.media.append(current)
+                if len(sdp.media) > MAX_MEDIA:
+                    raise SdpError("too many m= sections")
             elif key == "a":
                 name, _, arg = value.partition(":")
                 if name in DIRECTIONS:
@@ -112,7 +116,7 @@ class Sdp:
                     pt, _, rest = arg.partition(" ")
                     if pt.isdigit():
                         (current.rtpmap if name == "rtpmap" else current.fmtp)[int(pt)] = rest.strip()
-                elif current and name not in DROPPED:
+                elif current and name not in DROPPED and len(current.other) < MAX_KEPT:
                     current.other.append(value)
         if not seen_v:
             raise SdpError("no v= line")

@@ -1,34 +1,21 @@
 """Attended transfer (REFER with Replaces, RFC 3891/5589): baresip 1.0 cannot start one, so the
 transferring phone is scripted; the two parties who end up talking are real baresip phones."""
 import asyncio
-import secrets
 from contextlib import ExitStack
 from urllib.parse import quote
 
 import pytest
 
-from services.pbx.sip.message import Request, Response, response_to
+from services.pbx.sip.message import Response, response_to
 
 from .baresip import Baresip, have_baresip
 from .conftest import ALICE, BOB, CAROL, run
+from .rawphone import in_dialog
 from .sipclient import SipClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 4998 RTP/AVP 0\r\na=sendrecv\r\n")
-
-
-def in_dialog(client: SipClient, method: str, ok: Response, call_id: str) -> Request:
-    client.cseq += 1
-    req = Request(method, ok.contacts()[0].uri)
-    req.add("Via", f"SIP/2.0/UDP 127.0.0.1:{client.port};branch=z9hG4bK{secrets.token_hex(6)};rport")
-    req.add("Max-Forwards", "70")
-    req.add("From", ok.get("From"))
-    req.add("To", ok.get("To"))
-    req.add("Call-ID", call_id)
-    req.add("CSeq", f"{client.cseq if method != 'ACK' else ok.cseq[0]} {method}")
-    req.add("Contact", f"<sip:201@127.0.0.1:{client.port}>")
-    return req
 
 
 async def place_call(x: SipClient, callee: Baresip, number: str) -> tuple[Response, str]:
