@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .sip.transport import Dest
+from .sip.transport import Dest, contact_flow
 
 
 @dataclass
@@ -60,10 +60,16 @@ class Location:
         return None
 
     def drop_flow(self, flow: Dest) -> int:
-        """A connection-oriented flow died (RFC 5626): its bindings can no longer be reached."""
+        """A connection-oriented flow died: its bindings stay until they expire, reached by a new
+        connection to their contact (the phone's own, not the flow's, port); dropped when that is unknown."""
         dropped = 0
         for ext in list(self.bindings):
-            keep = [b for b in self.bindings[ext] if b.flow != flow]
+            keep = []
+            for b in self.bindings[ext]:
+                new = contact_flow(b.contact) if b.flow == flow else b.flow
+                if new:
+                    b.flow = new
+                    keep.append(b)
             dropped += len(self.bindings[ext]) - len(keep)
             self._store(ext, keep)
         return dropped

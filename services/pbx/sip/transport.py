@@ -1,7 +1,9 @@
 """UDP and TCP transports. Every datagram / framed stream message goes to one callback with its source.
 
 A destination is (transport, ip, port) with transport "udp" or "tcp". TCP connections are kept and
-reused in both directions (the flow a phone behind NAT opened is how we reach it again).
+reused in both directions (the flow a phone behind NAT opened is how we reach it again). One source
+address holds at most MAX_TCP_PER_SOURCE of them; when all MAX_TCP_CONNECTIONS are taken, a new one
+replaces the connection idle the longest (if idle for EVICT_IDLE_SECONDS), so no host locks others out.
 """
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-from .message import MAX_MESSAGE
+from .message import MAX_MESSAGE, ParseError, Uri
 
 log = logging.getLogger("officebox.pbx.transport")
 Dest = tuple[str, str, int]
 MAX_TCP_CONNECTIONS = 1024
+MAX_TCP_PER_SOURCE = 64  # a phone needs one; an office NAT a few dozen
+EVICT_IDLE_SECONDS = 30.0
 TCP_IDLE_SECONDS = 900
+PING, PONG = b"\r\n\r\n", b"\r\n"  # RFC 5626 4.4.1 keep-alive over a connection
 
 
 class _Udp:
@@ -112,18 +117,23 @@ class _Tcp(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] | None = None
         self.last = 0.0
+        self.counted = False  # holds one of its source's MAX_TCP_PER_SOURCE places
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        if len(self.owner.tcp) >= MAX_TCP_CONNECTIONS:
+        self.last = asyncio.get_running_loop().time()
+        if not self.owner.admit(self):
             transport.close()
             return
+        self.counted = True
         self.owner.tcp[self.peer] = self
-        self.last = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc) -> None:
+        if self.counted:
+            self.counted = False
+            self.owner.release(self.peer[0])
         if self.peer and self.owner.tcp.get(self.peer) is self:
             del self.owner.tcp[self.peer]
             if self.owner.on_close:
@@ -134,15 +144,19 @@ class _Tcp(asyncio.Protocol):
         self.buf += data
         while True:
             # RFC 5626 keep-alive: a CRLFCRLF ping gets a CRLF pong; stray CRLFs are skipped
-            if self.buf.startswith(b"\r\n\r\n"):
+            if self.buf.startswith(PING):
                 del self.buf[:4]
-                self.transport.write(b"\r\n")
+                self.transport.write(PONG)
                 continue
-            while self.buf[:2] == b"\r\n":
+            if PING.startswith(self.buf):
+                return  # nothing, or a ping cut in two by the network: wait for the rest
+            if self.buf.startswith(PONG):
                 del self.buf[:2]
+                continue
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_MESSAGE:
+                    self.owner.deliver(bytes(self.buf), ("tcp", *self.peer))  # 513 if it is a request line
                     self.transport.close()
                     self.buf.clear()
                 return
@@ -161,6 +175,20 @@ class _Tcp(asyncio.Protocol):
             self.owner.deliver(msg, ("tcp", *self.peer))
 
 
+def contact_flow(contact: str) -> Dest | None:
+    """Where a new connection reaches a registered contact: its address, port (5060) and transport
+    (RFC 3263 without DNS); None unless the host is an IP address (no name lookups on the loop)."""
+    try:
+        uri = Uri.parse(contact)
+        socket.inet_aton(uri.host)
+    except (ParseError, OSError):
+        return None
+    transport = (uri.params.get("transport") or "udp").lower()
+    if transport not in ("udp", "tcp") or uri.scheme != "sip" or uri.host.count(".") != 3:
+        return None
+    return (transport, uri.host, uri.port or 5060)
+
+
 def _content_length(head: bytes) -> int | None:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -177,6 +205,10 @@ class Transports:
         self.on_close = on_close
         self.udp: _Udp | None = None
         self.tcp: dict[tuple[str, int], _Tcp] = {}
+        self.per_source: dict[str, int] = {}  # ip -> connections it holds
+        self.max_connections = MAX_TCP_CONNECTIONS
+        self.max_per_source = MAX_TCP_PER_SOURCE
+        self.evict_idle = EVICT_IDLE_SECONDS
         self.server: asyncio.AbstractServer | None = None
         self.host = ""
         self.port = 0
@@ -201,6 +233,29 @@ class Transports:
         self.host, self.port = host, actual
         self._reaper = asyncio.create_task(self._reap_idle())
         return actual
+
+    def admit(self, conn: _Tcp) -> bool:
+        """Room for one more connection from conn's source (see the module's docstring)."""
+        ip = conn.peer[0]
+        if self.per_source.get(ip, 0) >= self.max_per_source:
+            return False
+        if len(self.tcp) >= self.max_connections:
+            idlest = min(self.tcp.values(), key=lambda c: c.last)
+            if conn.last - idlest.last < self.evict_idle or not idlest.transport:
+                return False
+            idlest.transport.close()
+            del self.tcp[idlest.peer]  # its place is taken at once (connection_lost comes later)
+            if self.on_close:
+                self.on_close(("tcp", *idlest.peer))
+        self.per_source[ip] = self.per_source.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self.per_source.get(ip, 1) - 1
+        if left > 0:
+            self.per_source[ip] = left
+        else:
+            self.per_source.pop(ip, None)
 
     async def _reap_idle(self) -> None:
         while True:
