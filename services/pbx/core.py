@@ -40,7 +40,7 @@ class TrunkState:
 
 
 class PbxCore:
-    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO, MESSAGE"
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO"  # MESSAGE: in dialogs only
 
     def __init__(self, cfg: PbxConfig, users: list[User], realm: str, cdr_path, relay_host: str,
                  rtp_range: tuple[int, int]) -> None:
@@ -83,6 +83,7 @@ class PbxCore:
                           rtp_range: tuple[int, int]) -> None:
         self.cfg = cfg
         self.set_users(users)
+        self.stack.server_header = cfg.user_agent
         self.auth.realm = realm
         self.auth.algorithms = tuple(cfg.digest_algorithms)
         self.guard.configure(cfg.abuse)

@@ -29,6 +29,7 @@ MULTI = {"Via", "Contact", "Route", "Record-Route"}  # comma-separated values ar
 HOST = re.compile(r"[A-Za-z0-9.:_-]+")
 VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+C1_BYTES = re.compile(rb"[\x80-\x9f]")
 CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), 0x7f])  # UTF-8: the same characters
 TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 METHOD_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
@@ -617,6 +618,8 @@ def _lenient(head: bytes) -> str:
         start.decode("utf-8")
     except UnicodeDecodeError:
         raise ParseError("start line is not UTF-8") from None
+    if C1_BYTES.search(rest):  # Latin-1's control characters: neither text encoding
+        raise ParseError("headers are not UTF-8", _salvage(head))
     return head.decode("latin-1")
 
 

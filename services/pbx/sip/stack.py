@@ -99,7 +99,7 @@ class ServerTx(_Transaction):
             resp.add("Server", self.stack.server_header)
         if 200 <= resp.status < 300 and self.request.method in SUPPORTED_ON and resp.get("Supported") is None:
             resp.add("Supported", SUPPORTED)
-        if self.to_tag is None and resp.status > 100:
+        if self.invite and self.to_tag is None and resp.status > 100:
             self.to_tag = resp.to_tag
         self.last = resp.to_bytes()
         self.stack.transports.send(self.last, self.dest)

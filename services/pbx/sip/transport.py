@@ -289,6 +289,8 @@ class Transports:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(loop.create_connection(lambda: _Tcp(self), ip, port), 5)
+            if not proto.counted:
+                raise OSError("no room for another connection")
             proto.transport.write(data)
         except (TimeoutError, OSError):
             if on_error:

@@ -58,6 +58,7 @@ def test_parser_says_which_answer_a_bad_request_gets():
     (_options(14, extra=b"X-A: b\r\n" * (MAX_HEADERS + 1)), 513),
     (_options(15, extra=b"CSeq: 2 OPTIONS\r\n").replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), 400),
     (_options(16, name='"Ren\xe9e" '.encode("latin-1")), 200),
+    (_options(17, name=b'"Ren\x85e" '), 400),  # a C1 control: not Latin-1 text either
 ])
 def test_every_request_that_can_be_answered_is(pbx, data, status):
     resp = _exchange(pbx, data)
@@ -83,7 +84,8 @@ def test_sipsak_options_lists_what_is_supported_and_no_product_name(tmp_path):
         reply = options(pbx)
     allow = next(line for line in reply.splitlines() if line.startswith("Allow:"))
     methods = {m.strip() for m in allow.split(":", 1)[1].split(",")}
-    assert {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "MESSAGE"} <= methods
+    assert {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER"} <= methods
+    assert "MESSAGE" not in methods and "PRACK" not in methods  # out of dialogs: 405, in calls only
     assert "\nSupported:" in reply  # RFC 3261 11.2
     assert "OfficeBox" not in reply and "\nServer:" not in reply  # nothing to fingerprint by default
     with PbxRunner(tmp_path / "pbx2", config([ALICE], user_agent="Acme Phones")) as pbx:
