@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from services.pbx.auth import authorization, pick_challenge
 from services.pbx.sip.message import Request, Response, response_to
 
 from .sipclient import SipClient
@@ -17,23 +16,22 @@ def sdp(port: int, extra: str = "") -> bytes:
             f"{extra}").encode()
 
 
-async def next_request(client: SipClient, method: str, timeout: float = 5.0) -> Request:
-    """The next request of `method` (responses and other requests on the way are skipped)."""
+async def _next(client: SipClient, wanted, timeout: float):
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
         msg = await client.recv(max(0.01, end - loop.time()))
-        if isinstance(msg, Request) and msg.method == method:
+        if wanted(msg):
             return msg
+
+
+async def next_request(client: SipClient, method: str, timeout: float = 5.0) -> Request:
+    """The next request of `method` (responses and other requests on the way are skipped)."""
+    return await _next(client, lambda m: isinstance(m, Request) and m.method == method, timeout)
 
 
 async def next_response(client: SipClient, status: int, timeout: float = 5.0) -> Response:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        msg = await client.recv(max(0.01, end - loop.time()))
-        if isinstance(msg, Response) and msg.status == status:
-            return msg
+    return await _next(client, lambda m: isinstance(m, Response) and m.status == status, timeout)
 
 
 def answer(client: SipClient, req: Request, status: int, tag: str, body: bytes = b"",
@@ -49,21 +47,10 @@ def answer(client: SipClient, req: Request, status: int, tag: str, body: bytes =
 
 
 async def invite(client: SipClient, req: Request, user: str, password: str) -> Request:
-    """Send an INVITE, ACK the PBX's 407 and send it again with credentials; returns what was sent last."""
+    """Send an INVITE, ACK the PBX's 407 and send it again with credentials; returns what was sent last
+    (its responses are left for the caller to read)."""
     client.send(req)
-    challenge = await next_response(client, 407)
-    ack = Request("ACK", req.uri)
-    for name in ("Via", "From", "Call-ID", "Max-Forwards"):
-        ack.add(name, req.get(name))
-    ack.add("To", challenge.get("To"))
-    ack.add("CSeq", f"{req.cseq[0]} ACK")
-    client.send(ack)
-    client.cseq += 1
-    req.set("CSeq", f"{client.cseq} INVITE")
-    req.set("Via", req.get("Via").replace("branch=z9hG4bK", "branch=z9hG4bKa"))
-    req.set("Proxy-Authorization", authorization(pick_challenge(challenge.get_all("Proxy-Authenticate")),
-                                                 "INVITE", str(req.uri), user, password))
-    client.send(req)
+    client.answer_challenge(req, await next_response(client, 407), user, password)
     return req
 
 

@@ -80,6 +80,11 @@ class SipClient:
         resp = await self.final(timeout)
         if resp.status not in (401, 407):
             return resp
+        self.answer_challenge(req, resp, username, password)
+        return await self.final(timeout)
+
+    def answer_challenge(self, req: Request, resp: Response, username: str, password: str) -> None:
+        """ACK the 407 to an INVITE, send `req` again with credentials for the challenge in `resp`."""
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
         challenge = pick_challenge(resp.get_all(header))
         if resp.status == 407 and req.method == "INVITE":
@@ -95,7 +100,6 @@ class SipClient:
         req.set("Authorization" if resp.status == 401 else "Proxy-Authorization",
                 authorization(challenge, req.method, str(req.uri), username, password))
         self.send(req)
-        return await self.final(timeout)
 
     async def register(self, ext: str, password: str, expires: int = 300, username: str | None = None) -> Response:
         req = self.request("REGISTER", f"sip:{self.server[0]}", ext, headers={"Expires": str(expires)})

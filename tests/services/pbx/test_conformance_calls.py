@@ -3,6 +3,7 @@
 CANCEL a losing fork gets, in-dialog INFO and MESSAGE passed on, offers over 16 KB."""
 import asyncio
 import secrets
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from services.pbx.sip.message import Request
 
@@ -11,13 +12,31 @@ from .rawphone import answer, in_dialog, invite, next_request, next_response, sd
 from .sipclient import SipClient
 
 
-async def _registered(pbx, *exts_secrets) -> list[SipClient]:
-    clients = []
-    for ext, secret in exts_secrets:
-        c = await SipClient(("127.0.0.1", pbx.port)).__aenter__()
-        clients.append(c)
-        assert (await c.register(ext, secret)).status == 200
-    return clients
+@asynccontextmanager
+async def _registered(pbx, *exts: str):
+    """Scripted phones registered as `exts` (alice 201, bob 202)."""
+    secrets_of = {"201": ALICE["sip_secret"], "202": BOB["sip_secret"]}
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(SipClient(("127.0.0.1", pbx.port))) for _ in exts]
+        for client, ext in zip(clients, exts, strict=True):
+            assert (await client.register(ext, secrets_of[ext])).status == 200
+        yield clients
+
+
+async def _answered_call(alice: SipClient, bob: SipClient, req: Request):
+    """alice's INVITE `req` answered by bob; returns (alice's INVITE, bob's, the 200 alice got)."""
+    req = await invite(alice, req, "201", ALICE["sip_secret"])
+    incoming = await next_request(bob, "INVITE")
+    answer(bob, incoming, 200, "bobtag", sdp(4002))
+    ok = await next_response(alice, 200)
+    alice.send(in_dialog(alice, "ACK", ok, req.call_id))
+    return req, incoming, ok
+
+
+async def _hang_up(alice: SipClient, bob: SipClient, ok, req: Request) -> None:
+    alice.send(in_dialog(alice, "BYE", ok, req.call_id))
+    answer(bob, await next_request(bob, "BYE"), 200, "bobtag")
+    assert (await alice.final()).status == 200
 
 
 def _invite(alice: SipClient, body: bytes | None = None, max_forwards: str = "70") -> Request:
@@ -28,32 +47,20 @@ def _invite(alice: SipClient, body: bytes | None = None, max_forwards: str = "70
 
 def test_max_forwards_zero_is_a_loop_and_hops_are_counted_down(pbx):
     async def main():
-        alice, bob = await _registered(pbx, ("201", ALICE["sip_secret"]), ("202", BOB["sip_secret"]))
-        try:
+        async with _registered(pbx, "201", "202") as (alice, bob):
             alice.send(_invite(alice, max_forwards="0"))
             assert (await alice.final()).status == 483  # not challenged, not routed
-            req = await invite(alice, _invite(alice, max_forwards="10"), "201", ALICE["sip_secret"])
-            incoming = await next_request(bob, "INVITE")
+            req, incoming, ok = await _answered_call(alice, bob, _invite(alice, max_forwards="10"))
             assert incoming.get("Max-Forwards") == "9"  # not reset to 70 on the outgoing leg
-            answer(bob, incoming, 200, "bobtag", sdp(4002))
             ack = await next_request(bob, "ACK")
             assert ack.get("Max-Forwards") == "70"  # mandatory in every request, our own ACK too
-            ok = await next_response(alice, 200)
-            alice.send(in_dialog(alice, "ACK", ok, req.call_id))
-            alice.send(in_dialog(alice, "BYE", ok, req.call_id))
-            bye = await next_request(bob, "BYE")
-            answer(bob, bye, 200, "bobtag")
-            assert (await alice.final()).status == 200
-        finally:
-            for c in (alice, bob):
-                await c.__aexit__()
+            await _hang_up(alice, bob, ok, req)
     run(main())
 
 
 def test_cancel_answers_carry_the_invite_to_tag(pbx):
     async def main():
-        alice, bob = await _registered(pbx, ("201", ALICE["sip_secret"]), ("202", BOB["sip_secret"]))
-        try:
+        async with _registered(pbx, "201", "202") as (alice, bob):
             req = await invite(alice, _invite(alice), "201", ALICE["sip_secret"])
             incoming = await next_request(bob, "INVITE")
             answer(bob, incoming, 180, "bobtag")
@@ -78,17 +85,12 @@ def test_cancel_answers_carry_the_invite_to_tag(pbx):
             stray.add("CSeq", "1 CANCEL")
             alice.send(stray)
             assert (await next_response(alice, 481)).to_tag
-        finally:
-            for c in (alice, bob):
-                await c.__aexit__()
     run(main())
 
 
 def test_losing_fork_is_cancelled_with_call_completed_elsewhere(pbx):
     async def main():
-        alice, desk, mobile = await _registered(pbx, ("201", ALICE["sip_secret"]), ("202", BOB["sip_secret"]),
-                                                ("202", BOB["sip_secret"]))
-        try:
+        async with _registered(pbx, "201", "202", "202") as (alice, desk, mobile):
             req = await invite(alice, _invite(alice), "201", ALICE["sip_secret"])
             desk_invite, mobile_invite = await next_request(desk, "INVITE"), await next_request(mobile, "INVITE")
             answer(desk, desk_invite, 180, "desk")
@@ -102,21 +104,13 @@ def test_losing_fork_is_cancelled_with_call_completed_elsewhere(pbx):
             alice.send(in_dialog(alice, "ACK", ok, req.call_id))
             alice.send(in_dialog(alice, "BYE", ok, req.call_id))
             answer(desk, await next_request(desk, "BYE"), 200, "desk")
-        finally:
-            for c in (alice, desk, mobile):
-                await c.__aexit__()
     run(main())
 
 
 def test_in_dialog_info_and_message_reach_the_other_party(pbx):
     async def main():
-        alice, bob = await _registered(pbx, ("201", ALICE["sip_secret"]), ("202", BOB["sip_secret"]))
-        try:
-            req = await invite(alice, _invite(alice), "201", ALICE["sip_secret"])
-            incoming = await next_request(bob, "INVITE")
-            answer(bob, incoming, 200, "bobtag", sdp(4002))
-            ok = await next_response(alice, 200)
-            alice.send(in_dialog(alice, "ACK", ok, req.call_id))
+        async with _registered(pbx, "201", "202") as (alice, bob):
+            req, incoming, ok = await _answered_call(alice, bob, _invite(alice))
             for method, ctype, body, status in (
                     ("INFO", "application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n", 200),
                     ("INFO", "application/dtmf", b"7", 200),
@@ -129,11 +123,7 @@ def test_in_dialog_info_and_message_reach_the_other_party(pbx):
                 assert got.get("Max-Forwards") == "69"
                 answer(bob, got, status, "bobtag")
                 assert (await alice.final()).status == status  # bob's answer, not the PBX's guess
-            alice.send(in_dialog(alice, "BYE", ok, req.call_id))
-            answer(bob, await next_request(bob, "BYE"), 200, "bobtag")
-        finally:
-            for c in (alice, bob):
-                await c.__aexit__()
+            await _hang_up(alice, bob, ok, req)
     run(main())
 
 
@@ -145,14 +135,10 @@ def test_offer_over_16_kb_is_relayed(pbx):
     assert len(big) > 16384
 
     async def main():
-        alice, bob = await _registered(pbx, ("201", ALICE["sip_secret"]), ("202", BOB["sip_secret"]))
-        try:
+        async with _registered(pbx, "201", "202") as (alice, bob):
             await invite(alice, _invite(alice, big), "201", ALICE["sip_secret"])
             incoming = await asyncio.wait_for(next_request(bob, "INVITE"), 5)
             assert b"m=audio" in incoming.body and b"a=candidate" not in incoming.body
             answer(bob, incoming, 486, "bobtag")
             assert (await alice.final()).status == 486
-        finally:
-            for c in (alice, bob):
-                await c.__aexit__()
     run(main())
