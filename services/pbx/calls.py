@@ -422,7 +422,7 @@ class Call:
         side = side or leg.side
         sdp = source.copy()
         ip = self.core.relay_ip(leg.flow[1])
-        sdp.origin_user, sdp.origin_addr, sdp.name = "officebox", ip, "OfficeBox"
+        sdp.origin_user, sdp.origin_addr, sdp.name = "-", ip, "-"  # no product name to fingerprint
         sdp.session_id = str(int(leg.local_tag[:8], 16)) if leg.local_tag[:8].isalnum() else "1"
         leg_version = getattr(leg, "sdp_version", 0) + 1
         leg.sdp_version = leg_version

@@ -52,6 +52,7 @@ def test_max_forwards_zero_is_a_loop_and_hops_are_counted_down(pbx):
             assert (await alice.final()).status == 483  # not challenged, not routed
             req, incoming, ok = await _answered_call(alice, bob, _invite(alice, max_forwards="10"))
             assert incoming.get("Max-Forwards") == "9"  # not reset to 70 on the outgoing leg
+            assert b"officebox" not in incoming.body.lower()  # no product name in our SDP either
             ack = await next_request(bob, "ACK")
             assert ack.get("Max-Forwards") == "70"  # mandatory in every request, our own ACK too
             await _hang_up(alice, bob, ok, req)
