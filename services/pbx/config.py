@@ -89,8 +89,12 @@ class PbxConfig(ServiceConfig):
     user_agent: str = Field(default="", max_length=60, description="Server and User-Agent value; empty: none "
                             "(naming the product helps attackers fingerprint the box)")
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
-        default_factory=lambda: ["MD5"], min_length=1,
-        description="challenges offered, preferred first; many phones (old libre/baresip) fail on SHA-256")
+        default_factory=lambda: ["SHA-256", "MD5"], min_length=1,
+        description="challenges offered and answers accepted, preferred first")
+    digest_md5_only_agents: list[str] = Field(
+        default_factory=lambda: [r"^baresip v([0-2]|3\.([0-9]|1[01]))\."], max_length=20,
+        description="User-Agent patterns (regular expressions) of phones that fail on any challenge but MD5 "
+        "(libre before 3.12: baresip 3.11 and older): they are offered MD5 alone when it is allowed")
     min_expires: int = Field(default=60, ge=10, le=3600)
     max_expires: int = Field(default=3600, ge=60, le=86400)
     max_contacts: int = Field(default=10, ge=1, le=50)
@@ -108,6 +112,18 @@ class PbxConfig(ServiceConfig):
     routes: list[OutboundRoute] = Field(default_factory=list)
     dids: list[Did] = Field(default_factory=list)
     abuse: AbuseLimits = AbuseLimits()
+
+    @field_validator("digest_md5_only_agents")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not 0 < len(value) <= 200:
+                raise ValueError("a User-Agent pattern has 1 to 200 characters")
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return values
 
     @field_validator("emergency_numbers", "local_prefixes")
     @classmethod

@@ -48,10 +48,10 @@ class PbxCore:
         self.users: dict[str, User] = {}
         self.logins: dict[str, str] = {}
         self.set_users(users)
-        self.auth = DigestServer(realm, self._secret, tuple(cfg.digest_algorithms))
+        self.auth = DigestServer(realm, self._secret, cfg.digest_algorithms, cfg.digest_md5_only_agents)
+        self.location = Location()
         self.guard = Guard()
         self.guard.configure(cfg.abuse)
-        self.location = Location()
         self.relay = RtpRelay(relay_host, *rtp_range)
         self.cdr = CdrStore(cdr_path)
         self.stack = SipStack(self, cfg.user_agent)
@@ -84,8 +84,7 @@ class PbxCore:
         self.cfg = cfg
         self.set_users(users)
         self.stack.server_header = cfg.user_agent
-        self.auth.realm = realm
-        self.auth.algorithms = tuple(cfg.digest_algorithms)
+        self.auth.configure(realm, cfg.digest_algorithms, cfg.digest_md5_only_agents)
         self.guard.configure(cfg.abuse)
         self.relay.configure(relay_host, *rtp_range)
         for ext in list(self.location.bindings):
@@ -256,18 +255,25 @@ class PbxCore:
         result = self.auth.check(req, header)
         if result.outcome == "ok":
             return result.username
-        status = 407 if proxy else 401
-        challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         if result.outcome == "failed":
             self.counters["auth_failures"] += 1
             self.guard.auth_failed(req.source[1])
-            tx.reply(403, to_tag=new_tag())
-            return None
-        resp = _response(req, status)
-        for value in self.auth.challenges(stale=result.outcome == "stale"):
-            resp.add(challenge_header, value)
-        tx.respond(resp)
+            resp = _response(req, 403)
+        else:
+            resp = _response(req, 407 if proxy else 401)
+            agent = (req.get("User-Agent") or "")[:200]
+            for value in self.auth.challenges(req.source[1], result.outcome == "stale", agent):
+                resp.add("Proxy-Authenticate" if proxy else "WWW-Authenticate", value)
+        self._respond_once(tx, resp)
         return None
+
+    def _respond_once(self, tx: ServerTx, resp: Response) -> None:
+        """Answer an unauthenticated request statelessly: one copy, no transaction kept to retransmit it
+        (the source may be spoofed: the box must not send ~10 copies of a 407 to a victim)."""
+        if self.stack.server_header and not resp.get("Server"):
+            resp.add("Server", self.stack.server_header)
+        self.stack.send_stateless(resp, tx.dest)
+        tx._terminate()
 
     def register(self, tx: ServerTx, req: Request) -> None:
         ext = self.authenticate(tx, req, proxy=False)

@@ -1,16 +1,14 @@
-"""Pure parts: dial plan, SDP offer/answer, digest maths, relay statistics, call records."""
+"""Pure parts: dial plan, SDP offer/answer, relay statistics, call records (digest: test_auth_digest.py)."""
 import struct
 import time
 
 import pytest
 
 from services.pbx import dialplan
-from services.pbx.auth import DigestServer, authorization, digest_response, parse_digest
 from services.pbx.cdr import CallRecord, CdrStore
 from services.pbx.config import PbxConfig
 from services.pbx.relay import Stats
 from services.pbx.sdp import Sdp, SdpError, answer, filter_offer, is_hold
-from services.pbx.sip.message import Request
 
 CFG = PbxConfig(local_prefixes=["01"], groups=[{"number": "600", "members": []}],
                 trunks=[{"name": "op", "host": "192.0.2.5", "number_format": "e164"}, {"name": "op2", "host": "x.y"}],
@@ -80,33 +78,6 @@ def test_sdp_offer_answer():
     for bad in (b"garbage", b"v=0\r\nc=IN IP6 ::1\r\n", b"v=0\r\nm=audio x RTP/AVP 0\r\n", b"o=only\r\n"):
         with pytest.raises(SdpError):
             Sdp.parse(bad)
-
-
-def test_digest_server_md5_sha256_and_stale(monkeypatch):
-    server = DigestServer("office.lan", {"201": "secret-201"}.get)
-    for challenge in server.challenges():
-        req = Request("REGISTER", "sip:office.lan")
-        req.add("Authorization", authorization(challenge, "REGISTER", "sip:office.lan", "201", "secret-201"))
-        assert server.check(req, "Authorization").outcome == "ok"
-        req.set("Authorization", authorization(challenge, "REGISTER", "sip:office.lan", "201", "wrong"))
-        assert server.check(req, "Authorization").outcome == "failed"
-        req.set("Authorization", authorization(challenge, "REGISTER", "sip:office.lan", "299", "secret-201"))
-        assert server.check(req, "Authorization").outcome == "failed"
-    challenge = server.challenges()[0]
-    nonce = parse_digest(challenge)["nonce"]
-    forged = nonce[:-1] + ("1" if nonce[-1] == "0" else "0")
-    req = Request("REGISTER", "sip:office.lan")
-    req.add("Authorization", authorization(challenge.replace(parse_digest(challenge)["nonce"], forged),
-                                           "REGISTER", "sip:office.lan", "201", "secret-201"))
-    assert server.check(req, "Authorization").outcome == "failed"
-    req.set("Authorization", authorization(challenge, "REGISTER", "sip:office.lan", "201", "secret-201"))
-    real_time = time.time
-    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
-    assert server.check(req, "Authorization").outcome == "stale"
-    # RFC 2617 example values (MD5, qop=auth)
-    assert digest_response("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life", "GET", "/dir/index.html",
-                           "dcd98b7102dd2f0e8b11d0f600bfb0c093", "auth", "00000001", "0a4f113b") == \
-        "6629fae49393a05397450978507c4ef1"
 
 
 def _rtp(seq: int, ts: int, ssrc: int = 7) -> bytes:
