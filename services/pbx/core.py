@@ -50,7 +50,7 @@ class PbxCore:
         self.set_users(users)
         self.auth = DigestServer(realm, self._secret, cfg.digest_algorithms, cfg.digest_md5_only_agents)
         self.location = Location()
-        self.guard = Guard()
+        self.guard = Guard(exempt=self.location.has_ip)  # a forged packet cannot get a phone banned
         self.guard.configure(cfg.abuse)
         self.relay = RtpRelay(relay_host, *rtp_range)
         self.cdr = CdrStore(cdr_path)
@@ -257,7 +257,8 @@ class PbxCore:
             return result.username
         if result.outcome == "failed":
             self.counters["auth_failures"] += 1
-            self.guard.auth_failed(req.source[1])
+            if result.proved:  # only a source that received our challenge counts toward a ban
+                self.guard.auth_failed(req.source[1])
             resp = _response(req, 403)
         else:
             resp = _response(req, 407 if proxy else 401)

@@ -77,6 +77,11 @@ class Location:
     def remove_all(self, extension: str) -> None:
         self.bindings.pop(extension, None)
 
+    def has_ip(self, ip: str) -> bool:
+        """A live registration came from this address."""
+        now = time.time()
+        return any(b.flow[1] == ip and b.expires_at > now for bs in list(self.bindings.values()) for b in bs)
+
     def _store(self, extension: str, bindings: list[Binding]) -> None:
         if bindings:
             self.bindings[extension] = bindings
