@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from email.utils import formatdate
+from pathlib import Path
 
 from appliance.users import User
 
@@ -17,7 +18,7 @@ from .cdr import CallRecord, CdrStore
 from .config import PbxConfig, Trunk
 from .guard import Guard
 from .leg import Leg
-from .registrar import Location
+from .registrar import BindingStore, BindingWriter, Location
 from .relay import RtpRelay
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id, new_tag
 from .sip.stack import ServerTx, SipStack
@@ -50,6 +51,8 @@ class PbxCore:
         self.set_users(users)
         self.auth = DigestServer(realm, self._secret, cfg.digest_algorithms, cfg.digest_md5_only_agents)
         self.location = Location()
+        self.bindings_path = Path(cdr_path).with_name("registrations.sqlite")
+        self.saver: BindingWriter | None = None
         self.guard = Guard(exempt=self.location.has_ip)  # a forged packet cannot get a phone banned
         self.guard.configure(cfg.abuse)
         self.relay = RtpRelay(relay_host, *rtp_range)
@@ -75,6 +78,9 @@ class PbxCore:
         return user.sip_secret if user else None
 
     async def start(self, host: str, port: int) -> int:
+        store = await asyncio.to_thread(BindingStore, self.bindings_path)
+        self.location.restore([b for b in await asyncio.to_thread(store.load) if b.extension in self.users])
+        self.saver = BindingWriter(store, self.location)
         actual = await self.stack.start(host, port, self.cfg.tcp)
         await self.configure_trunks()
         return actual
@@ -107,6 +113,8 @@ class PbxCore:
         for task in list(self._tasks):
             task.cancel()
         await self.stack.close()
+        if self.saver is not None:
+            await self.saver.close()
         self.relay.close()
         await asyncio.to_thread(self.cdr.flush)
 
@@ -309,7 +317,7 @@ class PbxCore:
         for b in self.location.lookup(ext):
             resp.add("Contact", f"<{b.contact}>;expires={b.seconds_left()}")
         resp.add("Date", formatdate(usegmt=True))
-        tx.respond(resp)
+        self.saver.then(lambda: tx.respond(resp))  # 200 once the binding is on disk
 
     # -- calls --------------------------------------------------------------------------------------
     def trunk_of_source(self, source: Dest) -> TrunkState | None:

@@ -1,4 +1,5 @@
 """Registrar and digest authentication over the wire, with a scripted client (exact control of credentials)."""
+import sqlite3
 import string
 import time
 
@@ -261,3 +262,41 @@ def test_port_in_use_fails_cleanly_and_status_reports_down(ctx):
             run(svc.start(cfg))
         assert svc.status().health == "down" and svc.registrations() == []
         assert svc.cdr_query() == []  # call records stay readable while stopped
+
+
+def stored_rows(data_dir) -> list[tuple]:
+    """(extension, contact, transport, ip, port) rows, read by another connection as a new process would."""
+    path = data_dir / "state" / "pbx" / "registrations.sqlite"
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT extension, contact, transport, ip, port FROM bindings ORDER BY contact").fetchall()
+
+
+def test_registrations_survive_a_restart(tmp_path):
+    """A real phone registered once is called after the PBX restarted, without registering again."""
+    import asyncio
+    from contextlib import ExitStack
+
+    from .baresip import Baresip
+    with ExitStack() as stack:
+        first = PbxRunner(tmp_path / "p", config([ALICE, BOB])).__enter__()
+        try:
+            phone = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                                registrar=first.registrar, regint=3600))
+            phone.register()
+            port = first.port
+        finally:
+            first.__exit__(None, None, None)  # the PBX stops, the phone stays up
+        rows = [(ext, transport, ip, port) for ext, _, transport, ip, port in stored_rows(tmp_path / "p")]
+        assert rows == [("201", "udp", "127.0.0.1", phone.sip_port)]
+        again = stack.enter_context(PbxRunner(tmp_path / "p", config([ALICE, BOB], lab_sip_port=port)))
+        [reg] = again.svc.registrations()
+        assert reg["extension"] == "201" and reg["user_agent"].startswith("baresip")
+
+        async def main():
+            async with SipClient(("127.0.0.1", again.port)) as caller:
+                req = caller.request("INVITE", "sip:201@127.0.0.1", "202", body=SDP)
+                ok, _ = await asyncio.gather(caller.authed(req, "202", BOB["sip_secret"], timeout=15),
+                                             phone.aio.answer())
+                assert ok.status == 200
+        run(main())
+        assert again.svc.core.counters["registrations"] == 0  # the phone never registered again
