@@ -136,6 +136,7 @@ class Call:
         self.record.callee, self.record.trunk = leg.label, out.trunk or self.record.trunk
         self.record.status = 200
         self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer))
+        self._watch_media()
         await self.done.wait()
 
     def ack_answer(self, leg: Leg, body: bytes) -> None:
@@ -147,6 +148,8 @@ class Call:
         if (leg.sdp is None or leg.awaiting_answer) and answer.audio() is not None:
             leg.sdp = answer
             self._set_peer(leg, answer)
+            if self.state == "connected":
+                self._watch_media()
         leg.awaiting_answer = False
 
     def finish(self, kind: str, status: int) -> None:
@@ -171,7 +174,7 @@ class Call:
         if len(self.legs) == 2:
             for leg, attr in zip(self.legs, ("rtp_a", "rtp_b"), strict=True):
                 if leg.side:
-                    s = leg.side.stats.summary(leg.side.clock_rate)
+                    s = leg.side.stats.summary()
                     setattr(self.record, attr, f"{s['packets']}/{s['lost']}")
                     self.core.counters["relayed_packets"] += s["forwarded"] - leg.side.stats.reported
                     self.core.counters["relay_lost_packets"] += s["lost"] - leg.side.stats.reported_lost
@@ -397,7 +400,7 @@ class Call:
             return
         self.early = leg
         pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
-        self.ring_side.set_peer(early.address(m), m.port, m.clock_rate(pt))
+        self.ring_side.set_peer(early.address(m), m.port, m.clock_rate(pt), source=leg.flow[1])
         self.ringing_sent = True
         self.a.answer(self.tx, 183, self.sdp_for(self.a, early))
 
@@ -435,12 +438,36 @@ class Call:
                 m.port = side.port
         return sdp.to_bytes()
 
-    def _set_peer(self, leg: Leg, sdp: Sdp) -> None:
+    def _set_peer(self, leg: Leg, sdp: Sdp, relatch: bool = False) -> None:
+        """Media of `leg` is accepted from its SDP or signalling address only; `relatch`: its own new offer."""
         m = sdp.audio()
         if m is None or leg.side is None:
             return
         pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
-        leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt))
+        leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt), source=leg.flow[1], relatch=relatch)
+
+    def _watch_media(self) -> None:
+        """RTP timeout: each sending party of a connected call that is not on hold is watched."""
+        held = any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs)
+        for leg in self.legs:
+            m = leg.sdp.audio() if leg.sdp else None
+            sends = m is not None and (m.direction or leg.sdp.direction) not in ("recvonly", "inactive")
+            if leg.side:
+                leg.side.watch(self.core.cfg.rtp_timeout if sends and not held else 0)
+
+    def media_down(self, reason: str) -> None:
+        """The media engine lost this call's media (no RTP for too long, engine restart): end both sides."""
+        if self.state == "ended":
+            return
+        self.record.end_reason = reason
+        if self.state == "setup":
+            self.cancel_ringing()
+            return
+        log.info("call %s: %s, hanging up", self.id, reason)
+        legs = list(self.legs)
+        self.finish("answered", 200)
+        for leg in legs:
+            leg.bye()
 
     def other(self, leg: Leg) -> Leg | None:
         return next((x for x in self.legs if x is not leg), None) if leg in self.legs else None
@@ -560,9 +587,10 @@ class Call:
                 leg.answer(tx, 488)
                 return
             leg.sdp, other.sdp = offer, answer
-            self._set_peer(leg, offer)
+            self._set_peer(leg, offer, relatch=True)  # a re-INVITE of the party itself may move its media
             self._set_peer(other, answer)
             leg.answer(tx, 200, self.sdp_for(leg, answer))
+            self._watch_media()
         finally:
             self.renegotiating = False
 
@@ -639,13 +667,14 @@ class Call:
             transferor.side.close()
             transferor.side = None
         self.ring_side = None
-        transferee.side.other, target.side.other = target.side, transferee.side
+        self.core.relay.link(transferee.side, target.side)
         other_call.finish("transferred", 200)
         self.legs = [transferee, target]
         self.answered_at = now
         name = self.core.users[transferee.label].full_name if transferee.label in self.core.users else ""
         self.record = CallRecord(call_id=self.id, direction=self.record.direction, caller=transferee.label,
                                  caller_name=name, dialled=target.label, callee=target.label, answer=now, status=200)
+        self._watch_media()
 
     def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
         if leg.ended:
@@ -695,7 +724,7 @@ class Call:
         self.core.cdr_add(rec)
         new = out.leg
         new.side, new.sdp = side, out.answer
-        self._set_peer(new, out.answer)
+        self._set_peer(new, out.answer, relatch=True)  # the transferor's side now serves another party
         self.legs = [transferee, new]
         self.answered_at = time.time()
         self.record = CallRecord(call_id=self.id, direction=self.record.direction if not new.trunk else "outbound",
@@ -703,6 +732,7 @@ class Call:
                                  callee=new.label, answer=self.answered_at,
                                  trunk=new.trunk.name if new.trunk else "", status=200)
         self.ring_side = None
+        self._watch_media()
 
     def _codec_in_use(self) -> int | None:
         for leg in self.legs:
@@ -720,11 +750,19 @@ class Call:
         relay = {}
         for leg in list(self.legs):
             if leg.side:
-                relay[leg.label] = leg.side.stats.summary(leg.side.clock_rate)
+                relay[leg.label] = leg.side.stats.summary()
         return {"id": self.id, "state": self.state, "caller": self.caller, "caller_name": self.caller_name,
                 "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
                 "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
                 "on_hold": any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs), "relay": relay}
+
+
+def media_down(core: "PbxCore", sides: list, reason: str) -> None:
+    """End the calls whose relay sides the media engine reports gone (PbxCore gives this to the relay)."""
+    lost = set(sides)
+    for call in list(core.calls.values()):
+        if call.ring_side in lost or any(leg.side in lost for leg in call.legs):
+            call.media_down(reason)
 
 
 def _our_offer(codecs: list[str]) -> Sdp:

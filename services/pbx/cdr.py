@@ -14,7 +14,8 @@ from pathlib import Path
 log = logging.getLogger("officebox.pbx.cdr")
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred", "rejected")
 COLUMNS = ("id", "call_id", "direction", "caller", "caller_name", "dialled", "callee", "trunk", "start",
-           "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b")
+           "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b",
+           "end_reason")
 _NAMES = [c for c in COLUMNS if c != "id"]
 
 
@@ -35,6 +36,7 @@ class CallRecord:
     transferred_to: str = ""
     rtp_a: str = ""  # "packets/lost" received from the caller side
     rtp_b: str = ""
+    end_reason: str = ""  # why the box ended the call itself (rtp_timeout, media_engine_restart); empty otherwise
 
 
 _FIELDS = tuple(f.name for f in fields(CallRecord))
@@ -58,7 +60,9 @@ class CdrStore:
                 id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, direction TEXT, caller TEXT,
                 caller_name TEXT, dialled TEXT, callee TEXT, trunk TEXT, start REAL, answer REAL, "end" REAL,
                 duration REAL, billsec REAL, disposition TEXT, status INTEGER, transferred_to TEXT,
-                rtp_a TEXT, rtp_b TEXT)""")
+                rtp_a TEXT, rtp_b TEXT, end_reason TEXT DEFAULT '')""")
+            if "end_reason" not in {row[1] for row in db.execute("PRAGMA table_info(cdr)")}:
+                db.execute("ALTER TABLE cdr ADD COLUMN end_reason TEXT DEFAULT ''")  # a store from before it
             db.execute("CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start)")
         self.path.chmod(0o600)
 

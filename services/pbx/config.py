@@ -82,6 +82,8 @@ class PbxConfig(ServiceConfig):
     # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them
     lab_rtp_port_min: int = Field(default=30000, ge=1024, le=65534)
     lab_rtp_port_max: int = Field(default=30999, ge=1025, le=65535)
+    rtp_timeout: int = Field(default=60, ge=0, le=3600, description="seconds a party of a connected call (not "
+                             "on hold) may send no media before both sides are hung up; 0: never")
     public_address: ipaddress.IPv4Address | None = Field(
         default=None, description="behind another router: the address carriers and remote phones reach us at "
         "(forward the SIP port and the RTP range to this box there); empty: the box's own address")

@@ -13,7 +13,7 @@ from appliance.users import User
 
 from . import dialplan
 from .auth import DigestServer, authorization, pick_challenge
-from .calls import Call, Target
+from .calls import Call, Target, media_down
 from .cdr import CallRecord, CdrStore
 from .config import PbxConfig, Trunk
 from .guard import Guard
@@ -55,7 +55,7 @@ class PbxCore:
         self.saver: BindingWriter | None = None
         self.guard = Guard(exempt=self.location.has_ip)  # a forged packet cannot get a phone banned
         self.guard.configure(cfg.abuse)
-        self.relay = RtpRelay(relay_host, *rtp_range)
+        self.relay = RtpRelay(relay_host, *rtp_range, on_down=lambda sides, why: media_down(self, sides, why))
         self.cdr = CdrStore(cdr_path)
         self.stack = SipStack(self, cfg.user_agent)
         self.dialogs: dict[tuple[str, str], Leg] = {}
@@ -81,6 +81,7 @@ class PbxCore:
         store = await asyncio.to_thread(BindingStore, self.bindings_path)
         self.location.restore([b for b in await asyncio.to_thread(store.load) if b.extension in self.users])
         self.saver = BindingWriter(store, self.location)
+        await self.relay.start()
         actual = await self.stack.start(host, port, self.cfg.tcp)
         await self.configure_trunks()
         return actual
@@ -115,7 +116,7 @@ class PbxCore:
         await self.stack.close()
         if self.saver is not None:
             await self.saver.close()
-        self.relay.close()
+        await self.relay.close()
         await asyncio.to_thread(self.cdr.flush)
 
     async def configure_trunks(self) -> None:

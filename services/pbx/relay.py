@@ -1,247 +1,281 @@
-"""RTP relay anchoring every call: one socket pair (RTP even port, RTCP port+1) per call leg.
+"""The PBX's handle on the media process (services/pbx/media): it starts and supervises the engine, and
+gives call control one `Side` per party (the relay port that party talks to) to steer over the control
+socket. Nothing per packet happens in the PBX: figures arrive from the engine 4 times a second, so
+what snapshots and call records show is at most that old.
 
-Symmetric RTP with latching: a side sends to the address the first packet came from (so phones behind
-NAT work); before that, to the address of its SDP. Each side counts packets, bytes, loss and jitter
-(RFC 3550 A.3 / A.8) of what it receives.
+If the engine dies, every live side is lost: `on_down(sides, "media_engine_restart")` lets call control
+end those calls, then a fresh engine starts (after a short pause if it keeps dying). A side whose party
+sent nothing for the watched time comes back as `on_down([side], "rtp_timeout")`.
 """
 from __future__ import annotations
 
-import select
+import asyncio
+import collections
+import itertools
+import json
+import logging
 import socket
-import struct
-import threading
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("officebox.pbx.relay")
+ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
+FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
+START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
+RESTART_PAUSE = 2.0  # after the third death within a minute
 
 
-class Stats:
+class LegStats:
+    """The engine's figures for what one side receives (packets, loss, jitter, strict-source rejects)."""
+
     def __init__(self) -> None:
-        self.packets = 0
-        self.bytes = 0
-        self.forwarded = 0
-        self.rtcp = 0
-        self.lost_before = 0
+        for name in FIGURES:
+            setattr(self, name, 0)
         self.reported = self.reported_lost = 0  # what was already added to the service totals
-        self._reset_seq()
 
-    def _reset_seq(self) -> None:
-        self.ssrc: int | None = None
-        self.base = self.max_seq = self.cycles = self.received = 0
-        self.transit: float | None = None
-        self.jitter = 0.0
+    def update(self, figures: list) -> None:
+        for name, value in zip(FIGURES, figures, strict=True):
+            setattr(self, name, value)
 
-    def rtp(self, data: bytes, clock_rate: int) -> None:
-        self.packets += 1
-        self.bytes += len(data)
-        if len(data) < 12 or data[0] >> 6 != 2:
-            return
-        seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
-        if ssrc != self.ssrc:
-            if self.ssrc is not None:
-                self.lost_before += self.lost_now()
-            self._reset_seq()
-            self.ssrc, self.base, self.max_seq = ssrc, seq, seq
-        else:
-            delta = (seq - self.max_seq) & 0xFFFF
-            if 0 < delta < 3000:
-                if seq < self.max_seq:
-                    self.cycles += 1 << 16
-                self.max_seq = seq
-        self.received += 1
-        arrival = time.monotonic() * clock_rate
-        transit = arrival - ts
-        if self.transit is not None:
-            d = abs(transit - self.transit)
-            if d < clock_rate * 10:
-                self.jitter += (d - self.jitter) / 16
-        self.transit = transit
-
-    def lost_now(self) -> int:
-        if self.ssrc is None:
-            return 0
-        expected = self.cycles + self.max_seq - self.base + 1
-        return max(0, expected - self.received)
-
-    def summary(self, clock_rate: int) -> dict:
-        lost = self.lost_before + self.lost_now()
-        expected = self.packets + lost
-        return {"packets": self.packets, "bytes": self.bytes, "forwarded": self.forwarded, "rtcp": self.rtcp,
-                "lost": lost, "loss_pct": round(100 * lost / expected, 3) if expected else 0.0,
-                "jitter_ms": round(self.jitter * 1000 / clock_rate, 3)}
+    def summary(self) -> dict:
+        expected = self.packets + self.lost
+        return {name: getattr(self, name) for name in FIGURES} | {
+            "loss_pct": round(100 * self.lost / expected, 3) if expected else 0.0}
 
 
 class Side:
-    """The relay end one party talks to (RTP on an even port, RTCP on the next one)."""
+    """The relay end one party talks to (RTP on an even port, RTCP on the next one), in the engine."""
 
-    def __init__(self, relay: "RtpRelay", port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+    def __init__(self, relay: "RtpRelay", sid: int, port: int) -> None:
         self.relay = relay
+        self.id = sid
         self.port = port
-        self.rtp_sock, self.rtcp_sock = rtp, rtcp
-        self.other: Side | None = None
-        self.peer: tuple[str, int] | None = None
-        self.peer_rtcp: tuple[str, int] | None = None
-        self.latched = False
-        self.latched_rtcp = False
         self.clock_rate = 8000
-        self.stats = Stats()
+        self.stats = LegStats()
         self.closed = False
 
-    def set_peer(self, ip: str, port: int, clock_rate: int = 8000) -> None:
-        """Where the SDP says this party receives; latching will follow the real source."""
+    def set_peer(self, ip: str, port: int, clock_rate: int = 8000, source: str | None = None,
+                 relatch: bool = False) -> None:
+        """Where the SDP says this party receives; media is accepted only from `ip` or `source` (its
+        signalling address), latched on the first packet; `relatch` (its own new offer) allows a new latch."""
         self.clock_rate = clock_rate
-        if ip == "0.0.0.0" or not port:
-            return  # on hold (RFC 2543 style) or rejected: keep the latched address
-        if self.peer != (ip, port):
-            self.peer, self.peer_rtcp = (ip, port), (ip, port + 1)
-            self.latched = self.latched_rtcp = False
+        self.relay.send({"op": "peer", "side": self.id, "ip": ip, "port": port, "rate": clock_rate,
+                         "source": source, "relatch": relatch})
 
-    def received(self, data: bytes, addr, rtcp: bool) -> None:
-        if rtcp:
-            self.stats.rtcp += 1
-            if not self.latched_rtcp:
-                self.peer_rtcp, self.latched_rtcp = addr, True
-        else:
-            self.stats.rtp(data, self.clock_rate)
-            if not self.latched:
-                self.peer, self.latched = addr, True
-        other = self.other
-        if other is None or other.closed:
-            return
-        dest = other.peer_rtcp if rtcp else other.peer
-        if dest is None:
-            return
-        try:
-            (other.rtcp_sock if rtcp else other.rtp_sock).sendto(data, dest)
-        except OSError:
-            return  # full buffer or unreachable peer: UDP semantics, the packet is lost
-        if not rtcp:
-            self.stats.forwarded += 1
+    def watch(self, seconds: float) -> None:
+        """Report this side if its party sends nothing for `seconds` (0: stop watching)."""
+        self.relay.send({"op": "watch", "side": self.id, "seconds": seconds})
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.relay.forget(self)
+        if not self.closed:
+            self.closed = True
+            self.relay.forget(self)
 
 
 class RtpRelay:
-    """Owns the port range and one forwarding thread (epoll, draining each socket) for all sides.
-
-    The thread keeps the per-packet path off the asyncio loop: no callback and transport layers per
-    datagram, and SIP signalling stays responsive while media flows.
-    """
-
-    def __init__(self, host: str, port_min: int, port_max: int) -> None:
-        self.host = host
-        self.port_min = port_min + (port_min % 2)
-        self.port_max = port_max
-        self.next = self.port_min
-        self.in_use: set[int] = set()
+    def __init__(self, host: str, port_min: int, port_max: int,
+                 on_down: Callable[[list[Side], str], None] | None = None) -> None:
+        self.host, self.port_min, self.port_max = host, port_min, port_max
+        self.on_down = on_down
+        self.sides: dict[int, Side] = {}
         self.sides_opened = 0
-        self._fds: dict[int, tuple[Side, socket.socket, bool]] = {}
-        self._epoll = select.epoll()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._running = False
+        self.restarts = 0
+        self.pid: int | None = None
+        self._sock: socket.socket | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._ready = asyncio.Event()
+        self._deaths: list[float] = []
+        self._stopping = False
+        self._supervisor: asyncio.Task | None = None
 
-    def configure(self, host: str, port_min: int, port_max: int) -> None:
-        self.host, self.port_min, self.port_max = host, port_min + (port_min % 2), port_max
-        if not self.port_min <= self.next < self.port_max:
-            self.next = self.port_min
+    @property
+    def in_use(self) -> set[int]:
+        return {side.port for side in self.sides.values()}
 
-    def _start(self) -> None:
-        if self._thread is None:
-            self._running = True
-            self._thread = threading.Thread(target=self._loop, name="pbx-rtp-relay", daemon=True)
-            self._thread.start()
+    # -- the engine process -----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
-    def _loop(self) -> None:
-        fds = self._fds
-        while self._running:
-            try:
-                events = self._epoll.poll(0.5)
-            except OSError:
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            # forked from the loop thread: the engine lives in the PBX's network namespace
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", str(ENGINE), str(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.pid = self._proc.pid
+        ours.setblocking(False)
+        self._sock = ours
+        self._outbox.clear()
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
+        self.configure(self.host, self.port_min, self.port_max)
+        self._ready.set()
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            status = await self._proc.wait()
+            if self._stopping:
                 return
-            for fd, _ in events:
-                entry = fds.get(fd)
-                if entry is None:
-                    continue
-                side, sock, rtcp = entry
-                for _ in range(64):  # drain, but let other sockets have their turn
-                    try:
-                        data, addr = sock.recvfrom(2048)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        break
-                    if side.closed:
-                        break
-                    side.received(data, addr, rtcp)
+            self._engine_lost(status)
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < 60] + [now]
+            if len(self._deaths) >= 3:
+                await asyncio.sleep(RESTART_PAUSE)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self._spawn()
 
-    async def open(self) -> Side:
-        """A new side on the next free even/odd port pair of the range."""
-        span = max(1, (self.port_max - self.port_min) // 2)
-        for _ in range(span):
-            port = self.next
-            self.next += 2
-            if self.next + 1 > self.port_max:
-                self.next = self.port_min
-            if port in self.in_use:
-                continue
-            socks = []
+    def _engine_lost(self, status: int) -> None:
+        self._ready.clear()
+        self._drop_socket()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(OSError("the media engine stopped"))
+        self._pending.clear()
+        lost = list(self.sides.values())
+        self.sides.clear()
+        for side in lost:
+            side.closed = True
+        log.error("media engine exited with status %s: restarting it; %d relay sides lost", status, len(lost))
+        if lost and self.on_down is not None:
+            self.on_down(lost, "media_engine_restart")
+
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            asyncio.get_running_loop().remove_writer(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    async def close(self) -> None:
+        self._stopping = True
+        self._drop_socket()  # the engine sees the end of its control socket and exits
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
             try:
-                for p in (port, port + 1):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    socks.append(s)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-                    s.bind((self.host, p))
-                    s.setblocking(False)
-            except OSError:
-                for s in socks:
-                    s.close()
-                continue
-            side = Side(self, port, socks[0], socks[1])
-            with self._lock:
-                self.in_use.add(port)
-                for sock, rtcp in ((socks[0], False), (socks[1], True)):
-                    self._fds[sock.fileno()] = (side, sock, rtcp)
-                    self._epoll.register(sock.fileno(), select.EPOLLIN)
-            self.sides_opened += 1
-            self._start()
-            return side
-        raise OSError("no free RTP port in the configured range")
+                await asyncio.wait_for(proc.wait(), 2)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        for side in self.sides.values():
+            side.closed = True
+        self.sides.clear()
 
-    def forget(self, side: Side) -> None:
-        with self._lock:
-            for sock in (side.rtp_sock, side.rtcp_sock):
-                fd = sock.fileno()
-                if fd >= 0 and self._fds.get(fd, (None,))[0] is side:
-                    del self._fds[fd]
-                    try:
-                        self._epoll.unregister(fd)
-                    except OSError:
-                        pass
-                sock.close()
-            self.in_use.discard(side.port)
+    # -- control socket ---------------------------------------------------------------------------
+    def send(self, msg: dict) -> None:
+        if self._sock is None:
+            return  # no engine: the sides it had are gone anyway
+        self._outbox.append(json.dumps(msg, separators=(",", ":")).encode())
+        if len(self._outbox) == 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        sock = self._sock
+        while self._outbox and sock is not None:
+            try:
+                sock.send(self._outbox[0])
+            except BlockingIOError:
+                asyncio.get_running_loop().add_writer(sock.fileno(), self._flush)
+                return
+            except OSError:
+                return  # the engine died: _supervise() notices
+            self._outbox.popleft()
+        if sock is not None:
+            asyncio.get_running_loop().remove_writer(sock.fileno())
+
+    async def _request(self, msg: dict) -> dict:
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), START_TIMEOUT)
+            except TimeoutError:
+                raise OSError("the media engine is not running") from None
+        msg["id"] = rid = next(self._ids)
+        fut = self._pending[rid] = asyncio.get_running_loop().create_future()
+        self.send(msg)
+        try:
+            reply = await asyncio.wait_for(fut, START_TIMEOUT)
+        except TimeoutError:
+            raise OSError("the media engine does not answer") from None
+        finally:
+            self._pending.pop(rid, None)
+        if "error" in reply:
+            raise OSError(reply["error"])
+        return reply
+
+    def _readable(self) -> None:
+        for _ in range(64):
+            try:
+                data = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop_socket()  # the engine is gone; _supervise() reaps and restarts it
+                return
+            self._handle(json.loads(data))
+
+    def _handle(self, msg: dict) -> None:
+        if "re" in msg:
+            fut = self._pending.get(msg["re"])
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            return
+        ev = msg.get("ev")
+        if ev == "stats":
+            for sid, *figures in msg["sides"]:
+                side = self.sides.get(sid)
+                if side is not None:
+                    side.stats.update(figures)
+        elif ev == "silent":
+            side = self.sides.get(msg["side"])
+            if side is not None and self.on_down is not None:
+                log.info("no media on relay port %s for %s s", side.port, msg["seconds"])
+                self.on_down([side], "rtp_timeout")
+        else:
+            log.warning("media engine: %s", msg)
+
+    # -- sides ------------------------------------------------------------------------------------
+    def configure(self, host: str, port_min: int, port_max: int) -> None:
+        self.host, self.port_min, self.port_max = host, port_min, port_max
+        self.send({"op": "config", "host": host, "min": port_min, "max": port_max})
+
+    async def open(self, count: int = 1) -> list[Side]:
+        """`count` new sides, each on a random free even/odd port pair of the range."""
+        reply = await self._request({"op": "open", "count": count})
+        sides = [Side(self, sid, port) for sid, port in reply["sides"]]
+        for side in sides:
+            self.sides[side.id] = side
+        self.sides_opened += len(sides)
+        return sides
 
     async def pair(self) -> tuple[Side, Side]:
-        a = await self.open()
-        try:
-            b = await self.open()
-        except OSError:
-            a.close()
-            raise
-        a.other, b.other = b, a
+        a, b = await self.open(2)
+        self.link(a, b)
         return a, b
 
-    def close(self) -> None:
-        self._running = False
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
-        with self._lock:
-            for side, sock, _ in list(self._fds.values()):
-                side.closed = True
-                sock.close()
-            self._fds.clear()
-            self.in_use.clear()
-        self._epoll.close()
+    def link(self, a: Side, b: Side) -> None:
+        """Forward between `a` and `b` (their former partners forward nowhere)."""
+        self.send({"op": "link", "side": a.id, "to": b.id})
+
+    def forget(self, side: Side) -> None:
+        if self.sides.pop(side.id, None) is not None:
+            self.send({"op": "close", "side": side.id})
+
+    async def ping(self) -> dict:
+        return await self._request({"op": "ping"})

@@ -7,7 +7,7 @@ import pytest
 from services.pbx import dialplan
 from services.pbx.cdr import CallRecord, CdrStore
 from services.pbx.config import PbxConfig
-from services.pbx.relay import Stats
+from services.pbx.media.engine import Stats
 from services.pbx.sdp import Sdp, SdpError, answer, filter_offer, is_hold
 
 CFG = PbxConfig(local_prefixes=["01"], groups=[{"number": "600", "members": []}],

@@ -1,0 +1,28 @@
+"""The media engine: RTP relaying off the signalling loop, in a process of its own (engine.py).
+
+Why a process: the PBX's asyncio loop keeps SIP, timers and the web admin's snapshots; a busy media
+path in it (or in a thread sharing its GIL) took CPU and latency from signalling. The engine has its own
+clock (one epoll loop, a 250 ms tick for figures and silence checks) and only the standard library.
+
+Control protocol: an AF_UNIX SOCK_SEQPACKET socket pair, the engine's end passed as fd argv[1]. One
+message = one JSON object (message boundaries come from the socket type, so no framing).
+
+PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re": id, "error": text}):
+  {"op": "config", "host", "min", "max"}      address and port range for the next sides
+  {"op": "open", "id", "count"}               -> {"re", "sides": [[side, port], ...]}; random even ports
+  {"op": "link", "side", "to"}                forward between two sides (former partners are unlinked)
+  {"op": "peer", "side", "ip", "port", "rate", "source", "relatch"}
+                                              the party's SDP address, clock rate and signalling address:
+                                              strict source, see engine.Side
+  {"op": "watch", "side", "seconds"}          report the side once if its party sends nothing that long
+  {"op": "close", "side"}                     release the ports
+  {"op": "ping", "id"}                        -> {"re", "sides": count, "pid"}
+engine -> PBX (events):
+  {"ev": "stats", "sides": [[side, packets, bytes, forwarded, rtcp, lost, jitter_ms, rejected], ...]}
+                                              every tick, sides whose figures changed
+  {"ev": "silent", "side", "seconds"}         a watched side received nothing for its time (RTP timeout)
+  {"ev": "error", "error"}                    a request it could not read
+The engine exits when the PBX's end closes; the PBX (services/pbx/relay.py) restarts an engine that
+dies and ends the calls it carried. Terminating endpoints (play, record, DTMF, mixing) are further kinds
+of `engine.Side` (override `deliver`, feed from the tick) with their own ops in the same protocol.
+"""

@@ -1,0 +1,352 @@
+"""The media process: one epoll loop owning every RTP/RTCP socket, its own clock, driven over the control
+socket (protocol: services/pbx/media/__init__.py). Run by the PBX as `python -I engine.py <fd>`; stdlib only,
+so it starts in a few tens of milliseconds and imports nothing of the signalling side.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+TICK = 0.25  # seconds between stats reports and silence checks
+BATCH = 150  # sides per stats message (a message stays far below the socket buffer)
+_random = random.SystemRandom()  # ports must not be guessable from earlier calls
+
+
+class Stats:
+    """What one side receives: packets, bytes, loss and jitter (RFC 3550 A.3 / A.8)."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.forwarded = 0
+        self.rtcp = 0
+        self.rejected = 0  # from a source other than the party's (strict source)
+        self.lost_before = 0
+        self._reset_seq()
+
+    def _reset_seq(self) -> None:
+        self.ssrc: int | None = None
+        self.base = self.max_seq = self.cycles = self.received = 0
+        self.transit: float | None = None
+        self.jitter = 0.0
+
+    def rtp(self, data: bytes, clock_rate: int) -> None:
+        self.packets += 1
+        self.bytes += len(data)
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+        if ssrc != self.ssrc:
+            if self.ssrc is not None:
+                self.lost_before += self.lost_now()
+            self._reset_seq()
+            self.ssrc, self.base, self.max_seq = ssrc, seq, seq
+        else:
+            delta = (seq - self.max_seq) & 0xFFFF
+            if 0 < delta < 3000:
+                if seq < self.max_seq:
+                    self.cycles += 1 << 16
+                self.max_seq = seq
+        self.received += 1
+        transit = time.monotonic() * clock_rate - ts
+        if self.transit is not None:
+            d = abs(transit - self.transit)
+            if d < clock_rate * 10:
+                self.jitter += (d - self.jitter) / 16
+        self.transit = transit
+
+    def lost_now(self) -> int:
+        if self.ssrc is None:
+            return 0
+        expected = self.cycles + self.max_seq - self.base + 1
+        return max(0, expected - self.received)
+
+    def summary(self, clock_rate: int) -> dict:
+        lost = self.lost_before + self.lost_now()
+        expected = self.packets + lost
+        return {"packets": self.packets, "bytes": self.bytes, "forwarded": self.forwarded, "rtcp": self.rtcp,
+                "lost": lost, "loss_pct": round(100 * lost / expected, 3) if expected else 0.0,
+                "jitter_ms": round(self.jitter * 1000 / clock_rate, 3), "rejected": self.rejected}
+
+
+class Side:
+    """A relay endpoint one party talks to (RTP on an even port, RTCP on the next one), forwarding what
+    it accepts to its linked side. Strict source: before latching, only packets from the addresses the
+    party's SDP and signalling name are accepted; the first such packet latches the exact address, and
+    from then on only that address is accepted until the PBX allows a re-latch (a re-INVITE of the party).
+    A terminating endpoint (player, recorder, mixer input) is a later subclass overriding `deliver`."""
+
+    def __init__(self, sid: int, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+        self.id = sid
+        self.port = port
+        self.rtp_sock, self.rtcp_sock = rtp, rtcp
+        self.other: Side | None = None
+        self.allowed: frozenset[str] = frozenset()
+        self.on_loopback = False  # a party on the box itself: the kernel may pick any 127/8 source address
+        self.sdp_addr: tuple[str, int] | None = None
+        self.peer: tuple[str, int] | None = None  # where its media goes: the SDP address, then the latched one
+        self.peer_rtcp: tuple[str, int] | None = None
+        self.latched = self.latched_rtcp = False
+        self.clock_rate = 8000
+        self.stats = Stats()
+        self.last_media = time.monotonic()
+        self.silence_limit = 0.0  # seconds without accepted media before a "silent" event; 0: not watched
+        self.reported: tuple = ()
+
+    def set_peer(self, ip: str, port: int, clock_rate: int, source: str | None, relatch: bool) -> None:
+        self.clock_rate = clock_rate
+        if ip == "0.0.0.0" or not port:
+            return  # on hold (RFC 2543 style) or rejected: keep the latched address
+        self.allowed = frozenset(a for a in (ip, source) if a)
+        self.on_loopback = any(a.startswith("127.") for a in self.allowed)
+        moved = self.sdp_addr != (ip, port) or (self.peer is not None and self.peer[0] not in self.allowed)
+        self.sdp_addr = (ip, port)
+        if relatch or moved:
+            self.peer, self.peer_rtcp = (ip, port), (ip, port + 1)
+            self.latched = self.latched_rtcp = False
+
+    def received(self, data: bytes, addr: tuple[str, int], rtcp: bool) -> None:
+        if rtcp:
+            if self.latched_rtcp:
+                if addr != self.peer_rtcp:
+                    self.stats.rejected += 1
+                    return
+            elif self.accepts(addr[0]):
+                self.peer_rtcp, self.latched_rtcp = addr, True
+            else:
+                self.stats.rejected += 1
+                return
+            self.stats.rtcp += 1
+        else:
+            if self.latched:
+                if addr != self.peer:
+                    self.stats.rejected += 1
+                    return
+            elif self.accepts(addr[0]):
+                self.peer, self.latched = addr, True
+            else:
+                self.stats.rejected += 1
+                return
+            self.stats.rtp(data, self.clock_rate)
+        self.last_media = time.monotonic()
+        other = self.other
+        if other is not None and other.deliver(data, rtcp):
+            if not rtcp:
+                self.stats.forwarded += 1
+
+    def accepts(self, ip: str) -> bool:
+        """May a packet from `ip` latch this side (the party's SDP or signalling address)?"""
+        return ip in self.allowed or (self.on_loopback and ip.startswith("127."))
+
+    def deliver(self, data: bytes, rtcp: bool) -> bool:
+        """Send media from the linked side to this side's party; False if it could not go."""
+        dest = self.peer_rtcp if rtcp else self.peer
+        if dest is None:
+            return False
+        try:
+            (self.rtcp_sock if rtcp else self.rtp_sock).sendto(data, dest)
+        except OSError:
+            return False  # full buffer or unreachable peer: UDP semantics, the packet is lost
+        return True
+
+    def figures(self) -> list:
+        s = self.stats
+        lost = s.lost_before + s.lost_now()
+        return [s.packets, s.bytes, s.forwarded, s.rtcp, lost, round(s.jitter * 1000 / self.clock_rate, 3),
+                s.rejected]
+
+
+class Engine:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.control.setblocking(False)
+        self.epoll = select.epoll()
+        self.epoll.register(control.fileno(), select.EPOLLIN)
+        self.host, self.port_min, self.port_max = "127.0.0.1", 30000, 30999
+        self.sides: dict[int, Side] = {}
+        self.by_port: dict[int, Side] = {}
+        self.fds: dict[int, tuple[Side, socket.socket, bool]] = {}
+        self.outbox: list[bytes] = []
+        self.running = True
+        self.next_id = 1
+
+    # -- control ----------------------------------------------------------------------------------
+    def send(self, msg: dict) -> None:
+        self.outbox.append(json.dumps(msg, separators=(",", ":")).encode())
+        self.flush()
+
+    def flush(self) -> None:
+        while self.outbox:
+            try:
+                self.control.send(self.outbox[0])
+            except BlockingIOError:
+                return  # the PBX is busy: retried on the next tick
+            except OSError:
+                self.running = False
+                return
+            self.outbox.pop(0)
+
+    def read_control(self) -> None:
+        for _ in range(256):
+            try:
+                data = self.control.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.running = False  # the PBX is gone: so is its media
+                return
+            try:
+                msg = json.loads(data)
+                self.handle(msg)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.send({"ev": "error", "error": f"bad request: {exc}"[:200]})
+
+    def handle(self, msg: dict) -> None:
+        op = msg["op"]
+        if op == "open":
+            try:
+                sides = [self.open() for _ in range(int(msg.get("count", 1)))]
+            except OSError as exc:
+                self.send({"re": msg["id"], "error": str(exc)})
+                return
+            self.send({"re": msg["id"], "sides": [[s.id, s.port] for s in sides]})
+            return
+        if op == "config":
+            self.host, self.port_min, self.port_max = str(msg["host"]), int(msg["min"]), int(msg["max"])
+            return
+        if op == "ping":
+            self.send({"re": msg["id"], "sides": len(self.sides), "pid": os.getpid()})
+            return
+        side = self.sides.get(int(msg["side"]))
+        if side is None:
+            return  # closed meanwhile: nothing to do
+        if op == "peer":
+            side.set_peer(str(msg["ip"]), int(msg["port"]), max(1, int(msg.get("rate") or 8000)), msg.get("source"),
+                          bool(msg.get("relatch")))
+        elif op == "link":
+            self.link(side, self.sides.get(int(msg["to"])))
+        elif op == "watch":
+            side.silence_limit = float(msg["seconds"])
+            side.last_media = time.monotonic()
+        elif op == "close":
+            self.close(side)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+
+    # -- sides ------------------------------------------------------------------------------------
+    def open(self) -> Side:
+        """A side on a random free even/odd port pair of the range."""
+        first = self.port_min + (self.port_min % 2)
+        slots = max(0, (self.port_max - 1 - first) // 2 + 1)
+        if slots == 0:
+            raise OSError("the RTP port range is empty")
+        if len(self.by_port) >= slots:
+            raise OSError("no free RTP port in the configured range")
+        start = _random.randrange(slots)
+        guesses = (_random.randrange(slots) for _ in range(32))  # nearly always the first one is free
+        for slot in itertools.chain(guesses, ((start + k) % slots for k in range(slots))):
+            port = first + 2 * slot
+            if port in self.by_port:
+                continue
+            socks = []
+            try:
+                for p in (port, port + 1):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    socks.append(s)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+                    s.bind((self.host, p))
+                    s.setblocking(False)
+            except OSError:
+                for s in socks:
+                    s.close()
+                continue
+            side = Side(self.next_id, port, socks[0], socks[1])
+            self.next_id += 1
+            self.sides[side.id] = side
+            self.by_port[port] = side
+            for sock, rtcp in ((socks[0], False), (socks[1], True)):
+                self.fds[sock.fileno()] = (side, sock, rtcp)
+                self.epoll.register(sock.fileno(), select.EPOLLIN)
+            return side
+        raise OSError("no free RTP port in the configured range")
+
+    @staticmethod
+    def link(a: Side, b: Side | None) -> None:
+        for side in (a, b):
+            if side is not None and side.other is not None and side.other.other is side:
+                side.other.other = None  # its former partner forwards nowhere now
+        a.other = b
+        if b is not None:
+            b.other = a
+
+    def close(self, side: Side) -> None:
+        self.sides.pop(side.id, None)
+        self.by_port.pop(side.port, None)
+        if side.other is not None and side.other.other is side:
+            side.other.other = None
+        for sock in (side.rtp_sock, side.rtcp_sock):
+            fd = sock.fileno()
+            if self.fds.pop(fd, None) is not None:
+                self.epoll.unregister(fd)
+            sock.close()
+
+    # -- clock ------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        changed = []
+        for side in self.sides.values():
+            figures = side.figures()
+            if figures != side.reported:
+                side.reported = figures
+                changed.append([side.id, *figures])
+            if side.silence_limit and now - side.last_media > side.silence_limit:
+                self.send({"ev": "silent", "side": side.id, "seconds": round(now - side.last_media, 1)})
+                side.silence_limit = 0.0  # one event; the PBX re-arms it if the call goes on
+        for i in range(0, len(changed), BATCH):
+            if len(self.outbox) < 64:  # stats are dropped, never queued without bound, if the PBX lags
+                self.send({"ev": "stats", "sides": changed[i:i + BATCH]})
+        self.flush()
+
+    def run(self) -> None:
+        fds, poll, control_fd = self.fds, self.epoll.poll, self.control.fileno()
+        next_tick = time.monotonic() + TICK
+        while self.running:
+            events = poll(TICK)
+            for fd, _ in events:
+                if fd == control_fd:
+                    self.read_control()
+                    continue
+                entry = fds.get(fd)
+                if entry is None:
+                    continue
+                side, sock, rtcp = entry
+                received = side.received
+                for _ in range(64):  # drain, but let other sockets have their turn
+                    try:
+                        data, addr = sock.recvfrom(2048)
+                    except OSError:
+                        break
+                    received(data, addr, rtcp)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK
+                self.tick(now)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the PBX, which stops us in order
+    control = socket.socket(fileno=int(sys.argv[1]))
+    Engine(control).run()
+
+
+if __name__ == "__main__":
+    main()
