@@ -1,0 +1,120 @@
+"""RTP timeout and media engine supervision with real baresip phones: a phone that vanishes mid-call (its
+namespace deleted) gets its call ended and the trunk channel freed; a call on hold is left alone; a media
+engine killed mid-call ends its calls cleanly and a new engine carries the next call."""
+import os
+import signal
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from tests.netns import Lab, needs_netns
+
+from .baresip import Baresip, have_baresip
+from .conftest import ALICE, BOB
+from .pbxrunner import PbxRunner, config, user
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
+LINE = user("line", "5000", "linesecret99", "Office line")
+REMOTE = user("remote", "6000", "remotesecret1", "Remote Customer")
+
+
+def wait(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@needs_netns
+@pytest.mark.netns
+def test_vanished_phone_call_ends_and_frees_the_trunk_channel(tmp_path):
+    with Lab() as lab, ExitStack() as stack:
+        box, home = lab.host("box"), lab.host("home")
+        lab.link(box, "192.0.2.1/24", home, "192.0.2.10/24")
+        # the carrier (a second PBX) and its customer live on the box namespace's loopback
+        carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE], rtp_timeout=0),
+                                                host="127.0.0.2", netns=box))
+        pbx = stack.enter_context(PbxRunner(tmp_path / "box", config(
+            [ALICE], rtp_timeout=2,
+            trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
+                     "auth_password": LINE["sip_secret"]}],
+            routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}]), host="192.0.2.1", netns=box))
+        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                            registrar=pbx.registrar, host=home, addr="192.0.2.10"))
+        remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
+                                             registrar=carrier.registrar, host=box, addr="127.0.0.2"))
+        alice.register()
+        remote.register()
+        alice.dial("6000")
+        remote.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        alice.wait_rtp(tx=50, rx=50)
+        remote.wait_rtp(tx=50, rx=50)
+        assert pbx.svc.trunks()[0]["channels_in_use"] == 1
+        home.delete()  # alice's phone and network vanish without a word
+        gone = time.monotonic()
+        remote.wait_for("CALL_CLOSED", timeout=10)  # the box hung up the carrier side
+        assert time.monotonic() - gone >= 1.5  # after the RTP timeout, not before
+        wait(lambda: pbx.svc.trunks()[0]["channels_in_use"] == 0 and not pbx.svc.active_calls(),
+             what="the trunk channel freed")
+        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
+        assert (row["disposition"], row["end_reason"], row["trunk"]) == ("answered", "rtp_timeout", "carrier")
+
+
+def test_call_on_hold_outlives_the_rtp_timeout(tmp_path):
+    with ExitStack() as stack:
+        pbx = stack.enter_context(PbxRunner(tmp_path / "pbx", config([ALICE, BOB], rtp_timeout=2)))
+        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                            registrar=pbx.registrar))
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
+        alice.register()
+        bob.register()
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        bob.wait_rtp(rx=20)
+        alice.hold()
+        wait(lambda: pbx.svc.active_calls()[0]["on_hold"], what="the call on hold")
+        time.sleep(4)  # twice the timeout without media from the held side
+        [call] = pbx.svc.active_calls()
+        assert call["state"] == "connected"
+        alice.resume()
+        wait(lambda: not pbx.svc.active_calls()[0]["on_hold"], what="the call resumed")
+        rx = bob.rtp_stats()["rx"]
+        bob.wait_rtp(rx=rx + 20)
+        alice.hangup()
+        bob.wait_for("CALL_CLOSED")
+        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
+        assert row["end_reason"] == ""
+
+
+def test_killed_media_engine_ends_its_calls_and_is_restarted(tmp_path):
+    with ExitStack() as stack:
+        pbx = stack.enter_context(PbxRunner(tmp_path / "pbx", config([ALICE, BOB])))
+        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                            registrar=pbx.registrar))
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
+        alice.register()
+        bob.register()
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        bob.wait_rtp(rx=20)
+        engine = pbx.svc.core.relay.pid
+        os.kill(engine, signal.SIGKILL)
+        alice.wait_for("CALL_CLOSED")  # both sides get a BYE
+        bob.wait_for("CALL_CLOSED")
+        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
+        assert (row["disposition"], row["end_reason"]) == ("answered", "media_engine_restart")
+        wait(lambda: pbx.svc.core.relay.pid != engine, what="a new media engine")
+        bob.dial("201")  # the next call has audio both ways through the new engine
+        alice.answer()
+        bob.wait_for("CALL_ESTABLISHED")
+        alice.wait_rtp(tx=30, rx=30)
+        bob.wait_rtp(tx=30, rx=30)
+        bob.hangup()
+        alice.wait_for("CALL_CLOSED")
