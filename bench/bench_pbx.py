@@ -5,7 +5,8 @@ Loads, in order (about 45 s in all): registrations/s with digest auth, full call
 CALLS concurrent relayed G.711 calls with 20 ms RTP both ways for MEDIA_SECONDS, loss and jitter
 measured at our receivers. Targets from issue 3: >= 500 call setups/s, >= 200 concurrent relayed
 calls with < 0.5 % loss. Also reported: the generator's own capacity against its own UAS (no PBX),
-so a low PBX figure can be told apart from a slow generator.
+so a low PBX figure can be told apart from a slow generator; the CPU of the PBX's signalling process
+and of its media engine process apart; and the media engines without SIP (bench/media_engines.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import media_engines
 from bench.sipload import scenarios
 from bench.sipload.endpoint import Endpoint
 
@@ -82,9 +84,15 @@ class PbxProcess:
     def status(self) -> dict:
         return self.ask("status")["figures"]
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def cpu_seconds(self, pid: int | None = None) -> float:
+        fields = Path(f"/proc/{pid or self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def engine_cpu_seconds(self) -> float:
+        """CPU of the PBX's child processes (its media engine)."""
+        children = [int(pid) for task in Path(f"/proc/{self.proc.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        return sum(self.cpu_seconds(pid) for pid in children)
 
     def close(self) -> None:
         try:
@@ -124,9 +132,12 @@ def pbx_rows(target: scenarios.Target, pbx: PbxProcess) -> list[dict]:
                      f" setup p50 {calls['setup_p50_ms']:.0f} ms p95 {calls['setup_p95_ms']:.0f} ms,"
                      f" retransmits {calls['retransmits']}, PBX CPU {cpu:.0f}%{_failures(calls)}"))
     relay: dict = {}
+    engine0, t0 = pbx.engine_cpu_seconds(), time.monotonic()
     media, cpu = _measured(pbx, scenarios.media_load(target, calls=CALLS, seconds=MEDIA_SECONDS,
                                                      after_media=lambda: relay.update(pbx.ask("relay"))))
-    rows += media_rows(media, f"through the PBX relay, PBX CPU {cpu:.0f}%")
+    engine = 100.0 * (pbx.engine_cpu_seconds() - engine0) / (time.monotonic() - t0)
+    rows += media_rows(media, f"through the PBX relay, PBX signalling process CPU {cpu:.0f}%,"
+                              f" media engine process CPU {engine:.0f}%")
     if relay:
         sent = media["packets_sent"]
         rows.append(_row("RTP lost on the way to the relay", 100.0 * (sent - relay["received"]) / sent if sent
@@ -178,7 +189,7 @@ def run() -> list[dict]:
         rows += pbx_rows(target, pbx)
     finally:
         pbx.close()
-    return rows
+    return rows + media_engines.run()
 
 
 if __name__ == "__main__":
