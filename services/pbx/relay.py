@@ -129,14 +129,18 @@ class RtpRelay:
             if self._stopping:
                 return
             self._engine_lost(status)
-            now = time.monotonic()
-            self._deaths = [t for t in self._deaths if now - t < 60] + [now]
-            if len(self._deaths) >= 3:
-                await asyncio.sleep(RESTART_PAUSE)
-            if self._stopping:
-                return
-            self.restarts += 1
-            await self._spawn()
+            while not self._stopping:
+                now = time.monotonic()
+                self._deaths = [t for t in self._deaths if now - t < 60] + [now]
+                if len(self._deaths) >= 3:
+                    await asyncio.sleep(RESTART_PAUSE)  # it keeps dying: do not spin
+                try:
+                    await self._spawn()
+                except OSError:
+                    log.exception("cannot start the media engine")
+                    continue
+                self.restarts += 1
+                break
 
     def _engine_lost(self, status: int) -> None:
         self._ready.clear()
