@@ -12,21 +12,23 @@ from tests.netns import Lab, needs_netns
 
 from .baresip import Baresip, have_baresip
 from .conftest import ALICE, BOB
-from .pbxrunner import PbxRunner, config, user
+from .pbxrunner import PbxRunner, config
+from .test_trunks import LINE, REMOTE, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
-LINE = user("line", "5000", "linesecret99", "Office line")
-REMOTE = user("remote", "6000", "remotesecret1", "Remote Customer")
 
 
-def wait(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def talking(stack: ExitStack, pbx: PbxRunner) -> tuple[Baresip, Baresip]:
+    """alice (201) called bob (202); audio reaches bob."""
+    alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"], registrar=pbx.registrar))
+    bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
+    alice.register()
+    bob.register()
+    alice.dial("202")
+    bob.answer()
+    alice.wait_for("CALL_ESTABLISHED")
+    bob.wait_rtp(rx=20)
+    return alice, bob
 
 
 @needs_netns
@@ -68,15 +70,7 @@ def test_vanished_phone_call_ends_and_frees_the_trunk_channel(tmp_path):
 def test_call_on_hold_outlives_the_rtp_timeout(tmp_path):
     with ExitStack() as stack:
         pbx = stack.enter_context(PbxRunner(tmp_path / "pbx", config([ALICE, BOB], rtp_timeout=2)))
-        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
-                                            registrar=pbx.registrar))
-        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
-        alice.register()
-        bob.register()
-        alice.dial("202")
-        bob.answer()
-        alice.wait_for("CALL_ESTABLISHED")
-        bob.wait_rtp(rx=20)
+        alice, bob = talking(stack, pbx)
         alice.hold()
         wait(lambda: pbx.svc.active_calls()[0]["on_hold"], what="the call on hold")
         time.sleep(4)  # twice the timeout without media from the held side
@@ -95,15 +89,7 @@ def test_call_on_hold_outlives_the_rtp_timeout(tmp_path):
 def test_killed_media_engine_ends_its_calls_and_is_restarted(tmp_path):
     with ExitStack() as stack:
         pbx = stack.enter_context(PbxRunner(tmp_path / "pbx", config([ALICE, BOB])))
-        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
-                                            registrar=pbx.registrar))
-        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
-        alice.register()
-        bob.register()
-        alice.dial("202")
-        bob.answer()
-        alice.wait_for("CALL_ESTABLISHED")
-        bob.wait_rtp(rx=20)
+        alice, bob = talking(stack, pbx)
         engine = pbx.svc.core.relay.pid
         os.kill(engine, signal.SIGKILL)
         alice.wait_for("CALL_CLOSED")  # both sides get a BYE
