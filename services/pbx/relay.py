@@ -5,7 +5,8 @@ what snapshots and call records show is at most that old.
 
 If the engine dies, every live side is lost: `on_down(sides, "media_engine_restart")` lets call control
 end those calls, then a fresh engine starts (after a short pause if it keeps dying). A side whose party
-sent nothing for the watched time comes back as `on_down([side], "rtp_timeout")`.
+sent nothing for the watched time comes back as `on_down([side], "rtp_timeout")`. An engine that stops
+answering pings (stuck, stopped) is killed and handled the same way.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
 FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
 START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
 RESTART_PAUSE = 2.0  # after the third death within a minute
+WATCHDOG = 5.0  # seconds between pings; an engine that does not answer one in that time is killed
 
 
 class LegStats:
@@ -93,6 +95,7 @@ class RtpRelay:
         self._deaths: list[float] = []
         self._stopping = False
         self._supervisor: asyncio.Task | None = None
+        self.watchdog = WATCHDOG
 
     @property
     def in_use(self) -> set[int]:
@@ -125,7 +128,7 @@ class RtpRelay:
 
     async def _supervise(self) -> None:
         while not self._stopping:
-            status = await self._proc.wait()
+            status = await self._watch(self._proc)
             if self._stopping:
                 return
             self._engine_lost(status)
@@ -141,6 +144,21 @@ class RtpRelay:
                     continue
                 self.restarts += 1
                 break
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> int:
+        """The engine's exit status; one that stops answering (stuck, stopped) is killed first."""
+        exited = asyncio.ensure_future(proc.wait())
+        while not exited.done():
+            await asyncio.wait({exited}, timeout=self.watchdog)
+            if exited.done() or self._stopping:
+                break
+            try:
+                await self._request({"op": "ping"}, self.watchdog)
+            except OSError:
+                if proc.returncode is None:
+                    log.error("media engine %s does not answer: killing it", proc.pid)
+                    proc.kill()
+        return await exited
 
     def _engine_lost(self, status: int) -> None:
         self._ready.clear()
@@ -202,7 +220,7 @@ class RtpRelay:
         if sock is not None:
             asyncio.get_running_loop().remove_writer(sock.fileno())
 
-    async def _request(self, msg: dict) -> dict:
+    async def _request(self, msg: dict, timeout: float = START_TIMEOUT) -> dict:
         if not self._ready.is_set():
             try:
                 await asyncio.wait_for(self._ready.wait(), START_TIMEOUT)
@@ -212,7 +230,7 @@ class RtpRelay:
         fut = self._pending[rid] = asyncio.get_running_loop().create_future()
         self.send(msg)
         try:
-            reply = await asyncio.wait_for(fut, START_TIMEOUT)
+            reply = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise OSError("the media engine does not answer") from None
         finally:

@@ -166,3 +166,20 @@ def test_engine_death_is_reported_and_a_new_engine_serves():
             c, d = await relay.pair()
             assert (await relay.ping())["pid"] == relay.pid != old and relay.in_use == {c.port, d.port}
     run(main())
+
+
+def test_stuck_engine_is_killed_and_replaced():
+    async def main():
+        seen = Relay()
+        async with seen as relay:
+            relay.watchdog = 0.5
+            a, b = await relay.pair()
+            old = relay.pid
+            os.kill(old, signal.SIGSTOP)  # alive, but answers nothing any more
+            await until(lambda: seen.down, timeout=10, what="the stuck engine noticed")
+            assert seen.down == [([a, b], "media_engine_restart")] or seen.down == [([b, a], "media_engine_restart")]
+            await until(lambda: relay.pid != old and relay.restarts == 1, what="a new engine")
+            assert (await relay.ping())["pid"] == relay.pid
+            with pytest.raises(ProcessLookupError):
+                os.kill(old, 0)  # killed and reaped
+    run(main())
