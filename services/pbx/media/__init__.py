@@ -4,17 +4,21 @@ Why a process: the PBX's asyncio loop keeps SIP, timers and the web admin's snap
 path in it (or in a thread sharing its GIL) took CPU and latency from signalling. The engine has its own
 clock (one epoll loop, a 250 ms tick for figures and silence checks) and only the standard library.
 
-Why our Python process and not Debian's rtpengine (measured on the 2-core lab machine, bench_pbx and
-bench/media_engines.py, 200 G.711 calls = 400 streams of 20 ms for 10 s):
-- through the PBX, before (relay thread in the PBX): 0 % loss, jitter 0.81 ms mean, PBX process 27 % CPU;
-  after (this process): 0 % loss, jitter 2.9 ms mean (host load 2.0 during that run), PBX signalling
-  process 4 % CPU, media engine process 18 %. Call setups/s 650 before, 700 after.
-- engines alone, same load at the same time: ours 20 % CPU, rtpengine 10.5 in userspace (no kernel
-  module: rtpengine-kernel-dkms needs a module built for the box's kernel) 20 % CPU, both 0 % loss.
+Why our Python process and not Debian's rtpengine (measured on the shared 2-core lab machine, 200 G.711
+calls = 400 streams of 20 ms for 10 s; host load average 0.9 to 6 from other work, so jitter is noisy):
+- through the PBX (bench_pbx), before, relay thread in the PBX process: 0 % loss, jitter 0.8 ms mean
+  (load 0.9; 13.8 ms at load 3.8), PBX process 19-27 % CPU while relaying, 650 call setups/s.
+  After, this process: 0 % loss, jitter 2.1-2.9 ms mean (load 2-6), PBX signalling process 4 % CPU,
+  media engine process 18-19 %, 685-700 call setups/s.
+- the engines alone (bench/media_engines.py, back to back, two runs): ours 20 % CPU both times,
+  rtpengine 10.5 in userspace 17-20 % CPU (no kernel forwarding: rtpengine-kernel-dkms needs a module
+  built for the box's kernel), both 0 % loss.
 So rtpengine in userspace costs the same CPU, adds a daemon with 172 shared libraries (ffmpeg, glib,
 spandsp...) to the image and a second control plane; its real advantages, kernel forwarding,
 transcoding and WebRTC DTLS-SRTP, are not needed for relaying G.711/G.722. Strict source, latching and
-the RTP timeout are a few lines here. When transcoding or WebRTC come, this protocol (open/link/peer/
+the RTP timeout are a few lines here, and the timeout is the one we need: one watched party silent
+ends the call (rtpengine's --timeout waits until every stream of a call is dead, which a vanished phone
+never causes: its partner keeps sending). When transcoding or WebRTC come, this protocol (open/link/peer/
 watch/close) maps onto rtpengine's offer/answer/delete, so an engine behind it can be swapped.
 
 Control protocol: an AF_UNIX SOCK_SEQPACKET socket pair, the engine's end passed as fd argv[1]. One
