@@ -152,21 +152,17 @@ class RtpRelay:
             await asyncio.wait({exited}, timeout=self.watchdog)
             if exited.done() or self._stopping:
                 break
-            try:
-                await self._request({"op": "ping"}, self.watchdog)
-            except OSError:
-                if proc.returncode is None:
-                    log.error("media engine %s does not answer: killing it", proc.pid)
-                    proc.kill()
+            ping = asyncio.ensure_future(self._request({"op": "ping"}, self.watchdog))
+            await asyncio.wait({ping, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                ping.cancel()
+            elif ping.exception() is not None:
+                log.error("media engine %s does not answer: killing it", proc.pid)
+                proc.kill()
         return await exited
 
     def _engine_lost(self, status: int) -> None:
-        self._ready.clear()
         self._drop_socket()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(OSError("the media engine stopped"))
-        self._pending.clear()
         lost = list(self.sides.values())
         self.sides.clear()
         for side in lost:
@@ -176,6 +172,12 @@ class RtpRelay:
             self.on_down(lost, "media_engine_restart")
 
     def _drop_socket(self) -> None:
+        """No engine to talk to: requests fail at once (and wait for the next engine)."""
+        self._ready.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(OSError("the media engine stopped"))
+        self._pending.clear()
         if self._sock is not None:
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
             asyncio.get_running_loop().remove_writer(self._sock.fileno())
