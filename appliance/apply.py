@@ -4,47 +4,72 @@ Rendered files live in etc/gen-<revision>/<service>/; etc/current is a symlink s
 so daemons always read one complete generation. If a check or a reload fails, the previous generation
 is switched back, the services already reloaded are reloaded with the previous configuration, the
 revision is marked failed and ApplyError carries the reason to the admin.
+
+No lost updates: apply/update take the revision a change was built on (`base`). If another revision
+became current meanwhile, the change is merged onto it when the two touched different settings
+(appliance/changes.py), else ChangedMeanwhile carries the difference to the admin. One writer at a
+time per data directory (a lock file, across processes); the store compares-and-swaps again.
+
+Errors are structured: ConfigError.problems lists (dotted field path, message), from pydantic and
+from the services' validate() (a service returns a message for its whole section, or a FieldError
+with a path).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import fcntl
 import logging
 import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 
-from appliance import schema
+from appliance import changes, migrations, schema
 from appliance.context import Context
 from appliance.fsutil import atomic_symlink, atomic_write, fsync_dir
 from appliance.service import ApplyError, Service
-from appliance.store import ConfigStore, Revision
+from appliance.store import UNCHECKED, ChangedMeanwhile, ConfigStore, Revision
+
+__all__ = ["ApplyEngine", "ApplyError", "ChangedMeanwhile", "ConfigError", "FieldError"]
 
 log = logging.getLogger("officebox.apply")
 KEEP_GENERATIONS = 5
 
 
+class FieldError(NamedTuple):
+    """A problem at a dotted field path ("pbx.trunks.2.host"); what Service.validate may return."""
+
+    path: str
+    message: str
+
+
 class ConfigError(ApplyError):
-    """The document is not valid; `errors` maps a dotted field path ('' for general) to a message."""
+    """The document is not valid. `problems`: every (dotted field path or '' for general, message);
+    `errors`: the first message of each path."""
 
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
+    def __init__(self, errors: dict[str, str] | list[tuple[str, str]]) -> None:
+        self.problems = [FieldError(*p) for p in (errors.items() if isinstance(errors, dict) else errors)]
+        self.errors: dict[str, str] = {}
+        for path, message in self.problems:
+            self.errors.setdefault(path, message)
+        super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in self.problems))
 
 
-def validation_errors(exc: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
+def validation_errors(exc: ValidationError) -> list[FieldError]:
+    problems: list[FieldError] = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "string_pattern_mismatch":
             message = "is not in the expected format"
-        errors.setdefault(path, message)
-    return errors
+        problem = FieldError(".".join(str(p) for p in err["loc"]), message)
+        if problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 class Live(Protocol):
@@ -60,7 +85,7 @@ class ApplyEngine:
         self.store = store
         self.services = services
         self.live: Live | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # -- public API ---------------------------------------------------------------------------
     def current_config(self) -> schema.CoreConfig:
@@ -74,24 +99,30 @@ class ApplyEngine:
             config = schema.parse(document)
         except ValidationError as exc:
             raise ConfigError(validation_errors(exc)) from None
-        errors: dict[str, str] = {}
+        problems: list[FieldError] = []
         for name, service in self.services.items():
-            for message in service.validate(config):
-                errors.setdefault(name, message)
-        if errors:
-            raise ConfigError(errors)
+            for problem in service.validate(config):
+                problems.append(FieldError(*problem) if isinstance(problem, tuple) else FieldError(name, problem))
+        if problems:
+            raise ConfigError(problems)
         return config
 
-    def apply(self, document: dict | schema.CoreConfig, author: str, summary: str) -> Revision:
+    def apply(self, document: dict | schema.CoreConfig, author: str, summary: str,
+              base: int | None = UNCHECKED) -> Revision:
+        """Validate and apply `document` as one revision. `base`: the revision it was built on (None: an
+        empty store); changed meanwhile, the change is merged if it touched other settings, else refused."""
         if not isinstance(document, dict):
             document = schema.to_document(document)
-        with self._lock:
+        with self._lock, self._writer():
+            current = self.store.current()
+            if base != UNCHECKED and (current.id if current else None) != base:
+                document = self._rebase(document, base)
             config = self.validate(document)
             document = schema.to_document(config)
-            current = self.store.current()
             if current is not None and current.document == document:
                 return current
-            rev = self.store.begin(document, author, summary)
+            seen = current.id if current else None
+            rev = self.store.begin(document, author, summary, base=seen)
             try:
                 self._apply(rev, config, current)
             except Exception as exc:
@@ -101,26 +132,36 @@ class ApplyEngine:
                     raise
                 log.exception("apply of revision %s failed", rev.id)
                 raise ApplyError(f"applying the change failed: {message}") from exc
-            self.store.commit(rev.id)
+            self.store.commit(rev.id, base=seen)
             self._prune()
             return self.store.revision(rev.id)
 
-    def update(self, author: str, summary: str, mutate: Callable[[dict], None]) -> Revision:
-        """Apply `mutate` to a copy of the current document (a dict), as one revision."""
+    def update(self, author: str, summary: str, mutate: Callable[[dict], None],
+               base: int | None = UNCHECKED) -> Revision:
+        """Apply `mutate` to a copy of the document of revision `base` (default: the current one), as one
+        revision; see apply() for a base that is no longer current."""
         with self._lock:
-            current = self.store.current()
-            document = copy.deepcopy(current.document) if current else schema.to_document(schema.parse({}))
+            if base == UNCHECKED:
+                base = self.store.current_id()
+            rev = self.store.revision(base) if base is not None else None
+            if base is not None and rev is None:
+                raise ApplyError(f"there is no revision #{base}")
+            document = copy.deepcopy(rev.document) if rev else schema.to_document(schema.parse({}))
             mutate(document)
-        return self.apply(document, author, summary)
+            return self.apply(document, author, summary, base=base)
 
-    def rollback(self, rev_id: int, author: str) -> Revision:
+    def rollback(self, rev_id: int, author: str, base: int | None = UNCHECKED) -> Revision:
         target = self.store.revision(rev_id)
         if target is None:
             raise ApplyError(f"there is no revision #{rev_id}")
-        return self.apply(target.document, author, f"roll back to revision #{rev_id}")
+        with self._lock:
+            if base != UNCHECKED and self.store.current_id() != base:
+                raise self.store.changed_meanwhile(base)
+            return self.apply(target.document, author, f"roll back to revision #{rev_id}")
 
     def recover(self) -> None:
-        """After a crash or power cut: forget interrupted revisions, make etc/current match the store."""
+        """After a crash or power cut: forget interrupted revisions, make etc/current match the store;
+        a current revision written by an older schema is migrated as a new revision."""
         for rev in self.store.pending():
             self.store.fail(rev.id, "interrupted (power cut or crash) before it was applied")
         current = self.store.current()
@@ -130,6 +171,37 @@ class ApplyEngine:
         if not (gen / ".complete").exists():
             self._stage(current.id, current.config)
         atomic_symlink(gen.name, self.ctx.etc_root / "current")
+        migrated, versions = migrations.migrate(current.document, schema.SCHEMA_VERSION)
+        if versions:
+            old = migrations.version_of(current.document, schema.SCHEMA_VERSION)
+            self.apply(migrated, "system", f"schema migration from version {old} to {versions[-1]}",
+                       base=current.id)
+
+    # -- concurrent writers ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writer(self):
+        """One writer at a time on this data directory, across processes (released by the OS on exit)."""
+        with open(self.ctx.etc_root / ".apply.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _rebase(self, document: dict, base: int | None) -> dict:
+        """`document` (built on `base`) merged onto the current revision, or ChangedMeanwhile."""
+        old = self.store.revision(base) if base is not None else None
+        current = self.store.current()
+        if (base is not None and old is None) or current is None:
+            raise self.store.changed_meanwhile(base)
+        old_document = old.document if old else {}
+        try:  # compare like with like: the change as this firmware would store it
+            document = schema.to_document(schema.parse(document))
+        except (ValidationError, migrations.MigrationError):
+            pass
+        mine = changes.leaf_changes(old_document, document)
+        theirs = changes.leaf_changes(old_document, current.document)
+        clash = changes.overlapping(mine, theirs)
+        if clash:
+            raise self.store.changed_meanwhile(base, [changes.dotted(p) for p in clash])
+        return changes.apply_changes(current.document, mine)
 
     # -- steps ----------------------------------------------------------------------------------
     def _gen_dir(self, rev_id: int) -> Path:

@@ -47,11 +47,11 @@ def submit(args: argparse.Namespace, payload: dict) -> int:
         runtime.bootstrap()
         answer = control._handle(runtime, payload)
     if not answer.get("ok"):
-        errors = answer.get("errors") or {}
+        errors = answer.get("errors") or []
         print("error: the configuration is not valid" if errors else f"error: {answer.get('error')}",
               file=sys.stderr)
-        for path, message in errors.items():
-            print(f"  {path}: {message}", file=sys.stderr)
+        for path, message in errors.items() if isinstance(errors, dict) else errors:
+            print(f"  {path or '(general)'}: {message}", file=sys.stderr)
         return 1
     print(f"applied as revision #{answer['revision']}")
     return 0
@@ -122,7 +122,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_set(args: argparse.Namespace) -> int:
     runtime = open_runtime(args)
     runtime.bootstrap()
-    document = runtime.store.current().document
+    base = runtime.store.current()
+    document = base.document
     try:
         value = json.loads(args.value)
     except json.JSONDecodeError:
@@ -133,7 +134,8 @@ def cmd_set(args: argparse.Namespace) -> int:
         print(f"error: {args.key}: no such setting ({exc})", file=sys.stderr)
         return 1
     runtime.store.close()
-    return submit(args, {"op": "apply", "document": document, "summary": args.message or f"set {args.key}"})
+    return submit(args, {"op": "apply", "document": document, "summary": args.message or f"set {args.key}",
+                         "base": base.id})
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -222,14 +224,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         return 1
     runtime = open_runtime(args)
     runtime.bootstrap()
-    document = runtime.store.current().document
+    base = runtime.store.current()
+    document = base.document
     user = next((u for u in document["users"] if u["login"] == args.login), None)
     if user is None:
         print(f"error: no user {args.login!r}", file=sys.stderr)
         return 1
     user["password_hash"] = password_hash
     runtime.store.close()
-    return submit(args, {"op": "apply", "document": document, "summary": f"password of {args.login} reset"})
+    return submit(args, {"op": "apply", "document": document, "summary": f"password of {args.login} reset",
+                         "base": base.id})
 
 
 def cmd_firmware(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """The local control socket (0600, root only): lets `officebox` commands act on the running appliance.
 
 One JSON request per line, one JSON answer per line: {"op": "apply"|"rollback"|"status"|"restart"|"restore", ...} ->
-{"ok": true, ...} or {"ok": false, "error": "...", "errors": {...}}.
+{"ok": true, ...} or {"ok": false, "error": "...", "errors": [[field path, message], ...]}.
+"apply" takes "base", the revision the document was built on (compare-and-swap, see appliance/apply.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
     author = str(request.get("author") or "console")
     try:
         if op == "apply":
-            rev = runtime.engine.apply(request["document"], author, str(request.get("summary") or "change"))
+            rev = runtime.engine.apply(request["document"], author, str(request.get("summary") or "change"),
+                                       **({"base": request["base"]} if "base" in request else {}))
             return {"ok": True, "revision": rev.id}
         if op == "rollback":
             rev = runtime.engine.rollback(int(request["revision"]), author)
@@ -45,7 +47,7 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
                     "admin_url": runtime.admin_url}
         return {"ok": False, "error": f"unknown operation {op!r}"}
     except ConfigError as exc:
-        return {"ok": False, "error": str(exc), "errors": exc.errors}
+        return {"ok": False, "error": str(exc), "errors": [list(problem) for problem in exc.problems]}
     except (ApplyError, backup.BackupError, OSError, KeyError, ValueError, TypeError) as exc:
         return {"ok": False, "error": str(exc)}
 

@@ -2,16 +2,35 @@
 
 A service declares `Config` (a pydantic model with defaults) and the root model gets a field named
 after the service. Secret fields end in `_secret`, `_password`, `_hash` or are named `psk`: they are
-masked in `config show`, diffs and the history page.
+masked in `config show`, diffs and the history page. Free text that reaches a rendered file or a wire
+protocol is `SafeText` (appliance/text.py).
+
+Evolution: `parse` migrates a document written by an older schema (appliance/migrations.py says when a
+step is needed) and keeps what a newer firmware wrote and this one does not know as opaque data that
+`to_document` writes back (appliance/opaque.py). User input stays strict: unknown keys are errors in a
+document of this firmware's version or older.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from appliance import migrations, opaque
+from appliance.text import SafeText
 from appliance.users import User
 
 SCHEMA_VERSION = 1
@@ -27,7 +46,7 @@ class Section(BaseModel):
 
 
 class SystemConfig(Section):
-    company_name: str = Field(default="My Company", min_length=1, max_length=100)
+    company_name: SafeText = Field(default="My Company", min_length=1, max_length=100)
     hostname: str = Field(default="officebox", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     domain: str = Field(default="office.lan", pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", description="LAN DNS domain")
     mail_domain: str = Field(default="example.com", pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
@@ -38,9 +57,36 @@ class SystemConfig(Section):
     lab_admin_port: int = Field(default=8443, ge=1024, le=65535)
 
 
+def field_errors(title: str, problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
+    """A ValidationError with each message at its own field path (for checks across fields)."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("value_error", message.replace("{", "{{").replace("}", "}}")),
+                         loc=loc, input=None)
+        for loc, message in problems])
+
+
+def host_interface(value: Any) -> Any:
+    """The box's own address on a LAN: written with its prefix, /8 to /30, a host address of its subnet."""
+    example = "enter the box address with its prefix, like 192.168.1.1/24"
+    if isinstance(value, str) and "/" not in value:
+        raise ValueError(example)
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except (ValueError, TypeError):
+        raise ValueError(example) from None
+    net = iface.network
+    if not 8 <= net.prefixlen <= 30:
+        raise ValueError("the prefix must be between /8 and /30")
+    if iface.ip in (net.network_address, net.broadcast_address):
+        raise ValueError(f"{iface.ip} is not a host address of {net}; use e.g. {next(net.hosts())}/{net.prefixlen}")
+    return iface
+
+
 class Interface(Section):
     interface: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$")
     address: ipaddress.IPv4Interface
+
+    _host = field_validator("address", mode="before")(classmethod(lambda cls, v: host_interface(v)))
 
 
 class VoiceVlan(Section):
@@ -84,24 +130,28 @@ class NetworkConfig(Section):
 
 
 class CoreConfig(Section):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, description="kept as written by a newer firmware")
     system: SystemConfig = SystemConfig()
     network: NetworkConfig = NetworkConfig()
     users: list[User] = Field(default_factory=list)
+    _opaque: dict = PrivateAttr(default_factory=dict)  # what a newer firmware wrote (appliance/opaque.py)
 
     @model_validator(mode="after")
     def _unique_people(self) -> "CoreConfig":
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for attr, label in (("login", "login"), ("extension", "extension number"), ("email", "e-mail address")):
-            seen: set[str] = set()
-            for user in self.users:
-                value = getattr(user, attr)
-                if value is None:
-                    continue
-                if value in seen:
-                    raise ValueError(f"{label} {value!r} is used by more than one user")
-                seen.add(value)
+            where: dict[str, list[int]] = {}
+            for index, user in enumerate(self.users):
+                if getattr(user, attr) is not None:
+                    where.setdefault(getattr(user, attr), []).append(index)
+            for value, indexes in where.items():
+                if len(indexes) > 1:
+                    problems += [(("users", i, attr), f"{label} {value!r} is already used by another user")
+                                 for i in indexes]
         if self.system.initialized and not any(u.role == "admin" and u.enabled for u in self.users):
-            raise ValueError("at least one enabled admin user is required")
+            problems.append((("users",), "at least one enabled admin user is required"))
+        if problems:
+            raise field_errors("Config", problems)
         return self
 
     def user(self, login: str) -> User | None:
@@ -123,14 +173,30 @@ def config_model() -> type[CoreConfig]:
 
 
 def parse(document: dict | str | bytes) -> CoreConfig:
+    """Validate a document: migrated first if an older schema wrote it; if a newer one did, what this
+    firmware does not know is kept aside (config._opaque) for to_document."""
     model = config_model()
     if isinstance(document, (str, bytes)):
-        return model.model_validate_json(document)
-    return model.model_validate(document)
+        document = json.loads(document)
+    if not isinstance(document, dict):
+        return model.model_validate(document)  # refused with pydantic's own message
+    try:
+        document, _ = migrations.migrate(document, SCHEMA_VERSION)
+    except migrations.MigrationError as exc:
+        raise field_errors("Config", [(("schema_version",), str(exc))]) from None
+    if document.get("schema_version", SCHEMA_VERSION) <= SCHEMA_VERSION:
+        return model.model_validate(document)
+    known, extras = opaque.split(document, model)
+    config = model.model_validate(known)
+    if extras:
+        config._opaque = opaque.anchor(extras, config.model_dump(mode="json"), model)
+    return config
 
 
 def to_document(config: BaseModel) -> dict:
-    return config.model_dump(mode="json")
+    document = config.model_dump(mode="json")
+    extras = getattr(config, "_opaque", None)
+    return opaque.merge(document, extras, type(config)) if extras else document
 
 
 def is_secret_key(key: str) -> bool:

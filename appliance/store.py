@@ -3,6 +3,10 @@
 A revision row is written `pending` before anything is touched and marked `applied` (and made current)
 in a single transaction once every service took it; a failed or interrupted apply leaves the previous
 revision current, so the box always comes back on the old or the new revision, never a mix.
+
+Compare-and-swap: begin() and commit() take the revision the change was built on (`base`) and refuse
+with ChangedMeanwhile when another writer (another process, another admin) made a different revision
+current in between: no write ever silently replaces one it did not see.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import schema
+from appliance.service import ApplyError
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS revisions (
@@ -57,6 +62,20 @@ def diff_documents(old: dict | None, new: dict, old_label: str = "before", new_l
     old_lines = document_text(schema.mask_secrets(old)).splitlines() if old is not None else []
     new_lines = document_text(schema.mask_secrets(new)).splitlines()
     return "\n".join(difflib.unified_diff(old_lines, new_lines, old_label, new_label, lineterm="", n=2))
+
+
+UNCHECKED = -1  # begin/commit without a base: the caller does not compare-and-swap
+
+
+class ChangedMeanwhile(ApplyError):
+    """The configuration changed after the change was built: `base` -> `current`, with `diff` (masked)."""
+
+    def __init__(self, base: int | None, current: Revision | None, diff: str, paths: list[str] = ()) -> None:
+        self.base, self.current, self.diff, self.paths = base, current, diff, list(paths)
+        who = f"revision #{current.id} by {current.author} ({current.summary})" if current else "another change"
+        where = f" (both changed {', '.join(self.paths)})" if self.paths else ""
+        super().__init__(f"the configuration was changed meanwhile: {who}{where}; nothing was saved. "
+                         f"Here is the difference since revision #{base}:\n{diff or '(no difference)'}")
 
 
 class ConfigStore:
@@ -111,23 +130,44 @@ class ConfigStore:
         return Revision(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7])
 
     # -- writing ------------------------------------------------------------------------------
-    def begin(self, document: dict, author: str, summary: str) -> Revision:
-        """Record a candidate revision as pending (durable before any file is touched)."""
-        with self._lock:
-            current = self.current()
-            diff = diff_documents(current.document if current else None, document,
-                                  f"#{current.id}" if current else "empty", "new")
-            cur = self._db.execute(
-                "INSERT INTO revisions (created, author, summary, document, diff, state) "
-                "VALUES (?, ?, ?, ?, ?, 'pending')",
-                (time.time(), author, summary, json.dumps(document, sort_keys=True), diff),
-            )
-            return self.revision(cur.lastrowid)
+    def changed_meanwhile(self, base: int | None, paths: list[str] = ()) -> ChangedMeanwhile:
+        """The error for a change built on `base` while another revision is current now."""
+        old, current = (self.revision(base) if base is not None else None), self.current()
+        diff = diff_documents(old.document if old else None, current.document if current else {},
+                              f"#{base}" if old else "empty", f"#{current.id}" if current else "empty")
+        return ChangedMeanwhile(base, current, diff, paths)
 
-    def commit(self, rev_id: int) -> None:
+    def _check_base(self, base: int | None) -> None:
+        if base != UNCHECKED and self.current_id() != base:
+            raise self.changed_meanwhile(base)
+
+    def begin(self, document: dict, author: str, summary: str, base: int | None = UNCHECKED) -> Revision:
+        """Record a candidate revision as pending (durable before any file is touched); with `base`,
+        only if that revision (None: none yet) is still the current one."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._check_base(base)
+                current = self.current()
+                diff = diff_documents(current.document if current else None, document,
+                                      f"#{current.id}" if current else "empty", "new")
+                cur = self._db.execute(
+                    "INSERT INTO revisions (created, author, summary, document, diff, state) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending')",
+                    (time.time(), author, summary, json.dumps(document, sort_keys=True), diff),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self.revision(cur.lastrowid)
+
+    def commit(self, rev_id: int, base: int | None = UNCHECKED) -> None:
+        """Make `rev_id` applied and current; with `base`, only if that is still the current one."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_base(base)
                 self._db.execute("UPDATE revisions SET state='applied' WHERE id=?", (rev_id,))
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('current', ?) "

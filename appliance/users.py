@@ -9,6 +9,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from appliance.text import SafeText
+
 _hasher = PasswordHasher()
 LOGIN_PATTERN = r"^[a-z][a-z0-9._-]{1,31}$"
 EXTENSION_PATTERN = r"^[0-9]{2,6}$"
@@ -42,7 +44,7 @@ class User(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     login: str = Field(pattern=LOGIN_PATTERN, description="lower case, used for web, mail and VPN")
-    full_name: str = Field(min_length=1, max_length=100)
+    full_name: SafeText = Field(min_length=1, max_length=100)
     extension: str | None = Field(default=None, pattern=EXTENSION_PATTERN)
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN)
     role: Literal["admin", "staff"] = "staff"

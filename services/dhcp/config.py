@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from appliance.text import SafeText
 
 MAC_PATTERN = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 HOSTNAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -45,8 +46,8 @@ class Reservation(Section):
 class VendorRule(Section):
     """Clients whose vendor class (option 60) contains `match` get phone provisioning options."""
 
-    match: str = Field(min_length=1, max_length=64)
-    provisioning_url: str = Field(default="", max_length=200, description="option 66; empty: the box's server")
+    match: SafeText = Field(min_length=1, max_length=64)
+    provisioning_url: SafeText = Field(default="", max_length=200, description="option 66; empty: the box's server")
     vendor_options_hex: str = Field(default="", pattern=r"^([0-9a-fA-F]{2})*$", description="option 43, raw")
 
 
@@ -61,7 +62,7 @@ class DhcpConfig(ServiceConfig):
     dns_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
     ntp_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
     routers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
-    provisioning_url: str = Field(default="", max_length=200, description="option 66 for phones; empty: auto")
+    provisioning_url: SafeText = Field(default="", max_length=200, description="option 66 for phones; empty: auto")
     vendor_rules: list[VendorRule] = Field(default_factory=lambda: list(DEFAULT_VENDORS))
     conflict_probe: bool = Field(default=True, description="ping an address before offering it")
     probe_timeout: float = Field(default=0.5, ge=0.05, le=3.0)

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from appliance.text import SafeText
 
 NAME_PATTERN = r"^(@|[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?)$"
 
@@ -27,7 +28,7 @@ class Record(Section):
     name: str = Field(pattern=NAME_PATTERN, description="relative to the LAN domain, '@' for the domain, or a "
                                                          "full name ending with '.'")
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV"] = "A"
-    value: str = Field(min_length=1, max_length=255)
+    value: SafeText = Field(min_length=1, max_length=255)
     ttl: int = Field(default=300, ge=0, le=604800)
 
     @field_validator("name", mode="before")

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from appliance.text import SafeText
 
 DOMAIN_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}$"
 LOCAL_PART_PATTERN = r"^[a-z0-9][a-z0-9._+-]{0,63}$"
@@ -21,7 +22,7 @@ class Alias(Section):
 
     name: str = Field(pattern=LOCAL_PART_PATTERN, description="local part, e.g. sales")
     targets: list[str] = Field(min_length=1, max_length=500)
-    description: str = Field(default="", max_length=200)
+    description: SafeText = Field(default="", max_length=200)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -47,8 +48,8 @@ class Smarthost(Section):
     host: str = Field(default="", pattern=r"^([A-Za-z0-9.-]{1,253})?$")
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str = Field(default="", max_length=200)
-    password: str = Field(default="", max_length=200)
+    username: SafeText = Field(default="", max_length=200)
+    password: SafeText = Field(default="", max_length=200)
     verify_certificate: bool = True
 
 class MailConfig(ServiceConfig):

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from appliance.text import SafeText
 
 NUMBER = r"^[0-9*#+]{1,32}$"
 NAME = r"^[A-Za-z0-9_-]{1,32}$"
@@ -28,7 +29,7 @@ class ExtensionSettings(Section):
 
 class RingGroup(Section):
     number: str = Field(pattern=r"^[0-9]{2,6}$")
-    name: str = Field(default="", max_length=60)
+    name: SafeText = Field(default="", max_length=60)
     strategy: Literal["simultaneous", "in_order", "round_robin"] = "simultaneous"
     members: list[str] = Field(default_factory=list, description="extension numbers")
     member_timeout: int = Field(default=15, ge=1, le=300, description="seconds per member (in order/round robin)")
@@ -38,14 +39,14 @@ class RingGroup(Section):
 
 class Trunk(Section):
     name: str = Field(pattern=NAME)
-    host: str = Field(min_length=1, max_length=253)
+    host: SafeText = Field(min_length=1, max_length=253)
     port: int = Field(default=5060, ge=1, le=65535)
     transport: Literal["udp", "tcp"] = "udp"
-    username: str = Field(default="", max_length=64)
-    auth_password: str = Field(default="", max_length=128)
+    username: SafeText = Field(default="", max_length=64)
+    auth_password: SafeText = Field(default="", max_length=128)
     registration: bool = Field(default=False, description="register to the carrier")
     register_expires: int = Field(default=600, ge=60, le=86400)
-    from_number: str = Field(default="", max_length=32, description="caller number presented on this trunk")
+    from_number: SafeText = Field(default="", max_length=32, description="caller number presented on this trunk")
     number_format: Literal["national", "e164"] = "national"
     max_channels: int = Field(default=30, ge=1, le=1000)
     invite_timeout: float = Field(default=8.0, ge=0.5, le=64.0, description="seconds without answer -> failover")
@@ -87,9 +88,9 @@ class PbxConfig(ServiceConfig):
     public_address: ipaddress.IPv4Address | None = Field(
         default=None, description="behind another router: the address carriers and remote phones reach us at "
         "(forward the SIP port and the RTP range to this box there); empty: the box's own address")
-    realm: str = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
-    user_agent: str = Field(default="", max_length=60, description="Server and User-Agent value; empty: none "
-                            "(naming the product helps attackers fingerprint the box)")
+    realm: SafeText = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
+    user_agent: SafeText = Field(default="", max_length=60, description="Server and User-Agent value; empty: none "
+                                 "(naming the product helps attackers fingerprint the box)")
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
         default_factory=lambda: ["SHA-256", "MD5"], min_length=1,
         description="challenges offered and answers accepted, preferred first")

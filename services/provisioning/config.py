@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from appliance.text import SafeText
 from appliance.users import LOGIN_PATTERN
 from services.dhcp.config import normalize_mac
 
@@ -27,7 +28,7 @@ class Phone(Section):
     model: Model = "yealink"
     user: str | None = Field(default=None, pattern=LOGIN_PATTERN, description="desk phones: the owner")
     handsets: list[Handset] = Field(default_factory=list, description="DECT bases: one account per handset")
-    label: str = Field(default="", max_length=60)
+    label: SafeText = Field(default="", max_length=60)
     auth_secret: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,64}$",
                              description="this phone's own provisioning password (auth per-phone)")
 
@@ -66,10 +67,10 @@ class ProvisioningConfig(ServiceConfig):
     auth: Literal["none", "basic", "digest", "per-phone"] = Field(
         default="none", description="per-phone: HTTP digest, user = the MAC's 12 hex digits, its auth_secret")
     auth_user: str = Field(default="phone", pattern=r"^[A-Za-z0-9._-]{1,32}$")
-    auth_password: str = Field(default="", max_length=64)
+    auth_password: SafeText = Field(default="", max_length=64)
     require_dhcp_lease: bool = Field(default=True, description="serve a phone's file only to the address "
                                                                 "DHCP leased to its MAC")
-    sip_server: str = Field(default="", max_length=100, description="empty: the box (voice VLAN address if on)")
+    sip_server: SafeText = Field(default="", max_length=100, description="empty: the box (voice VLAN address if on)")
 
     @field_validator("phones")
     @classmethod

@@ -36,6 +36,8 @@ def test_invalid_value_is_explained_and_nothing_changes(ob):
     result = ob("config", "set", "network.lan.address", "192.168.1.300/24", ok=False)
     assert result.returncode == 1
     assert "network.lan.address" in result.stderr
+    result = ob("config", "set", "network.lan.address", "192.168.1.0/24", ok=False)  # the wizard's rule too
+    assert "network.lan.address: 192.168.1.0 is not a host address of 192.168.1.0/24" in result.stderr
     result = ob("config", "set", "system.no_such_thing", "1", ok=False)
     assert "no such setting" in result.stderr
     assert len(ob("config", "history").stdout.splitlines()) == 1

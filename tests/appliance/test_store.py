@@ -47,8 +47,10 @@ def test_duplicate_extension_is_refused(engine):
     def two_users(doc):
         doc["users"] = [{"login": "ann", "full_name": "Ann", "extension": "201"},
                         {"login": "bob", "full_name": "Bob", "extension": "201"}]
-    with pytest.raises(ConfigError, match="extension number '201' is used by more than one user"):
+    with pytest.raises(ConfigError) as err:
         engine.update("alice", "users", two_users)
+    assert err.value.errors == {f"users.{i}.extension": "extension number '201' is already used by another user"
+                                for i in (0, 1)}
 
 
 def test_unknown_keys_are_refused(engine):

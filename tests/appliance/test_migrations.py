@@ -1,0 +1,92 @@
+"""Schema evolution: older documents are migrated (and the migration recorded), a newer firmware's
+unknown sections and fields survive this one untouched, user input stays strict."""
+import pytest
+
+from appliance import migrations, schema
+from appliance.apply import ConfigError
+
+
+def newer_document(engine):
+    """The current document as a firmware one schema version ahead would have written it."""
+    doc = engine.store.current().document
+    doc["schema_version"] = schema.SCHEMA_VERSION + 1
+    doc["intercom"] = {"enabled": True, "door_code": "4711"}  # a section this firmware has no service for
+    doc["system"]["motto"] = "we answer"  # a field of a known section
+    doc["network"]["lan"]["mtu"] = 9000  # nested one level deeper
+    doc["users"] = [
+        {"login": "ann", "full_name": "Ann", "extension": "201", "mobile": "+33611"},
+        {"login": "bob", "full_name": "Bob", "extension": "202", "mobile": "+33622"},
+        {"login": "cid", "full_name": "Cid", "extension": "203"},
+    ]
+    return doc
+
+
+def test_a_new_field_with_a_default_needs_no_step(engine):
+    doc = engine.store.current().document
+    del doc["system"]["lab_admin_port"]  # as a firmware before that field was added wrote it
+    config = schema.parse(doc)
+    assert config.system.lab_admin_port == 8443 and config.schema_version == schema.SCHEMA_VERSION
+    assert not migrations.STEPS.get(schema.SCHEMA_VERSION)
+
+
+def test_older_documents_are_migrated_step_by_step_and_recorded(engine, monkeypatch):
+    engine.update("alice", "name", lambda doc: doc["system"].update(company_name="acme"))
+    written_by = engine.store.current()
+    monkeypatch.setattr(migrations, "STEPS", {})
+    migrations.step(1)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"].title()))
+    migrations.step(2)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"] + " Ltd"))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    assert written_by.config.system.company_name == "Acme Ltd"  # migrated on load, the stored row untouched
+    assert engine.store.revision(written_by.id).document["schema_version"] == 1
+    engine.recover()  # what every start does
+    rev = engine.store.current()
+    assert rev.id == written_by.id + 1 and rev.author == "system"
+    assert rev.summary == "schema migration from version 1 to 3"
+    assert rev.document["schema_version"] == 3 and rev.document["system"]["company_name"] == "Acme Ltd"
+    engine.recover()  # nothing more to migrate
+    assert engine.store.current_id() == rev.id
+    back = engine.rollback(1, "alice")  # an old revision is migrated as it is applied again
+    assert back.document["schema_version"] == 3 and back.config.system.company_name == "My Company Ltd"
+
+
+def test_a_missing_step_or_a_bad_version_is_a_clear_error(engine, monkeypatch):
+    monkeypatch.setattr(migrations, "STEPS", {})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with pytest.raises(ConfigError, match="cannot migrate a configuration of schema version 1"):
+        engine.validate(engine.store.current().document)
+    with pytest.raises(ConfigError) as err:
+        engine.validate({"schema_version": "two"})
+    assert "schema_version" in err.value.errors
+    with pytest.raises(ValueError, match="two migrations"):
+        migrations.step(1)(lambda doc: None)
+        migrations.step(1)(lambda doc: None)
+
+
+def test_a_newer_firmwares_keys_survive_changes_made_here(engine):
+    rev = engine.apply(newer_document(engine), "newer", "written by the next firmware")
+    assert rev.document["intercom"] == {"enabled": True, "door_code": "4711"}
+
+    def edit(doc):  # what this (older) firmware's admin does: rename, edit, delete, add
+        doc["system"]["company_name"] = "Renamed"
+        ann = next(u for u in doc["users"] if u["login"] == "ann")
+        ann["full_name"] = "Ann Example"
+        doc["users"] = [u for u in doc["users"] if u["login"] != "bob"]
+        doc["users"].insert(0, {"login": "dan", "full_name": "Dan", "extension": "204"})
+    saved = engine.update("alice", "edits here", edit).document
+    assert saved["schema_version"] == schema.SCHEMA_VERSION + 1  # still the newer firmware's document
+    assert saved["intercom"] == {"enabled": True, "door_code": "4711"}
+    assert saved["system"]["motto"] == "we answer" and saved["system"]["company_name"] == "Renamed"
+    assert saved["network"]["lan"]["mtu"] == 9000
+    users = {u["login"]: u for u in saved["users"]}
+    assert users["ann"]["mobile"] == "+33611" and users["ann"]["full_name"] == "Ann Example"
+    assert "bob" not in users and "mobile" not in users["dan"] and "mobile" not in users["cid"]
+    assert engine.current_config().user("ann").full_name == "Ann Example"
+    assert not hasattr(engine.current_config().system, "motto")  # opaque here: kept, never interpreted
+
+
+def test_user_input_of_this_version_still_refuses_unknown_keys(engine):
+    doc = engine.store.current().document
+    doc["system"]["motto"] = "typo or not, unknown here"
+    with pytest.raises(ConfigError) as err:
+        engine.apply(doc, "alice", "unknown key")
+    assert "system.motto" in err.value.errors
