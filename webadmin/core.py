@@ -3,8 +3,9 @@
     from webadmin.core import admin_required, apply_change, current_config
     apply_change("add extension 201", mutate)   # mutate(document: dict) edits the JSON document
 
-apply_change raises ConfigError (`err.errors`: {"dotted.path": message}) or ApplyError; see
-webadmin.forms.form_errors to turn ConfigError into per-field messages.
+apply_change raises ConfigError (`err.problems`: [(dotted path, message)]) or ApplyError (ChangedMeanwhile
+when another admin saved a conflicting change after this form was shown: every form carries the
+revision it was built on, in csrf_field); webadmin.forms.form_errors turns them into messages.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flask import abort, current_app, flash, g, redirect, request, session, url_
 from markupsafe import Markup, escape
 
 from appliance import schema
-from appliance.store import Revision
+from appliance.store import ChangedMeanwhile, Revision
 from appliance.users import User
 
 RUNTIME_KEY = "officebox.runtime"
@@ -26,6 +27,7 @@ SESSIONS_KEY = "officebox.sessions"
 LOCKOUT_KEY = "officebox.lockout"
 CONFIG_CACHE_KEY = "officebox.config_cache"
 CSRF_FIELD = "csrf_token"
+BASE_FIELD = "base_revision"  # the revision a form was shown with: changes are built on it
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = ("The form was refused because its security token is missing or out of date "
                 "(for example after signing in again in another tab). Go back, reload the page and retry.")
@@ -70,8 +72,15 @@ def apply_change(summary: str, mutate: Callable[[dict], None]) -> Revision:
     user = current_user()
     if user is None:
         raise RuntimeError("apply_change needs a signed-in user")
+    base = request.form.get(BASE_FIELD, "")
     try:
-        return runtime().engine.update(user.login, summary, mutate)
+        kwargs = {"base": int(base)} if base.isdigit() else {}
+        rev = runtime().engine.update(user.login, summary, mutate, **kwargs)
+        g.officebox_base = rev.id  # a page shown after this change builds on it
+        return rev
+    except ChangedMeanwhile as err:
+        g.officebox_base = err.current.id if err.current else None  # the admin is shown the difference
+        raise
     finally:
         g.pop("officebox_config", None)
         g.pop("officebox_user", None)
@@ -120,8 +129,12 @@ def csrf_token() -> str:
 
 
 def csrf_field() -> Markup:
-    """Jinja global: the hidden input every POST form must contain."""
-    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf_token())}">')
+    """Jinja global: the hidden inputs every POST form must contain: the token, and the revision the
+    form's values come from (a refused form shown again keeps the one it was built on)."""
+    posted = request.form.get(BASE_FIELD, "")
+    base = g.get("officebox_base") or (int(posted) if posted.isdigit() else runtime().store.current_id())
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf_token())}">'
+                  + (f'<input type="hidden" name="{BASE_FIELD}" value="{int(base)}">' if base is not None else ""))
 
 
 def check_csrf() -> None:

@@ -1,11 +1,11 @@
-"""Form helpers: read fields, and turn a ConfigError into per-field messages an admin understands."""
+"""Form helpers: read fields, and turn a ConfigError into per-field messages an admin understands
+(routed by field path, never by message text), or a ChangedMeanwhile into the difference to review."""
 from __future__ import annotations
 
-import re
-
 from flask import request
+from markupsafe import Markup
 
-from appliance.apply import ConfigError
+from appliance.apply import ChangedMeanwhile, ConfigError
 from appliance.service import ApplyError
 from appliance.users import MIN_PASSWORD_LENGTH
 
@@ -22,9 +22,6 @@ PATTERN_HINTS = {
     "timezone": "choose a time zone from the list",
     "interface": "enter an interface name, like eth0",
 }
-# root-level (cross-user) messages from the schema, routed to the field they are about
-ROOT_FIELDS = {"login ": "login", "extension number": "extension", "e-mail address": "email"}
-DUPLICATE = re.compile(r"^.*?('.*') is used by more than one user$")
 
 
 def friendly(path: str, message: str) -> str:
@@ -37,26 +34,34 @@ def friendly(path: str, message: str) -> str:
     return message
 
 
-def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | None = None,
-                root_fields: bool = False) -> tuple[dict[str, str], list[str]]:
-    """Split `err.errors` into ({form field: message}, [general messages]).
+def _sibling(path: str, prefix: str) -> str | None:
+    """'users.3.extension' with prefix 'users.2' -> 'extension': the same field of another list item."""
+    parent, _, index = prefix.rpartition(".")
+    if not parent or not index.isdigit() or not path.startswith(parent + "."):
+        return None
+    other, _, rest = path[len(parent) + 1:].partition(".")
+    return rest if other.isdigit() and other != index and rest else None
+
+
+def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | None = None) \
+        -> tuple[dict[str, str], list[str]]:
+    """Split `err.problems` into ({form field: message}, [general messages]), by field path only.
 
     `fields` maps exact dotted paths to form field names; with `prefix` ("users.3"), paths below it
-    map to the rest of the path ("users.3.extension" -> "extension"). With `root_fields`, the schema's
-    duplicate login/extension/e-mail messages go to those fields.
+    map to the rest of the path ("users.3.extension" -> "extension"). The same problem reported on
+    another item of that list (a duplicate extension, seen from the other user) is not repeated.
     """
     fields = fields or {}
     by_field: dict[str, str] = {}
     general: list[str] = []
-    for path, message in err.errors.items():
+    own = [p for p in err.problems if prefix and p.path.startswith(prefix + ".")]  # first: siblings see them
+    for path, message in own + [p for p in err.problems if p not in own]:
         text = friendly(path, message)
         name = fields.get(path)
         if name is None and prefix and path.startswith(prefix + "."):
             name = path[len(prefix) + 1:]
-        if name is None and root_fields and not path:
-            name = next((f for start, f in ROOT_FIELDS.items() if text.startswith(start)), None)
-            if name is not None:
-                text = DUPLICATE.sub(r"\1 is already used by another user", text)
+        if name is None and prefix and by_field.get(_sibling(path, prefix) or "") == text:
+            continue
         if name is not None and name not in by_field:
             by_field[name] = text
         elif name is not None:  # a second problem with the same field: keep it visible
@@ -64,6 +69,32 @@ def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | Non
         else:
             general.append(f"{path}: {text}" if path and path != prefix else text)
     return by_field, general
+
+
+def changed_meanwhile(err: ChangedMeanwhile) -> Markup:
+    """The conflict message with the difference since the form was shown (secrets masked)."""
+    rev = err.current
+    who = f"revision #{rev.id} by {rev.author} ({rev.summary})" if rev else "another change"
+    where = f" Both changed {', '.join(err.paths)}." if err.paths else ""
+    lines = Markup("").join(Markup('<span class="{}">{}</span>').format(diff_line_class(line), line)
+                            for line in err.diff.splitlines())
+    return Markup('The configuration was changed meanwhile by {}; nothing was saved.{} Here is the difference '
+                  'since the page was shown; check it, then save again:<pre class="diff">{}</pre>').format(
+        who, where, lines)
+
+
+def general_error(err: ApplyError) -> str | Markup:
+    """The message of an apply that failed as a whole (a conflict comes with its difference)."""
+    return changed_meanwhile(err) if isinstance(err, ChangedMeanwhile) else str(err)
+
+
+def diff_line_class(line: str) -> str:
+    """The CSS class of one line of a unified diff."""
+    if line.startswith(("+++", "---")):
+        return "diff-file"
+    if line.startswith("@@"):
+        return "diff-hunk"
+    return {"+": "diff-add", "-": "diff-del"}.get(line[:1], "")
 
 
 def text(name: str, max_length: int = 200) -> str:
@@ -113,7 +144,7 @@ def apply_form(summary: str, mutate, prefix: str = "", fields: dict[str, str] | 
         errors, general = form_errors(err, prefix=prefix, fields=fields)
         return top_fields(errors, general) if top else (errors, general)
     except ApplyError as err:
-        return {}, [str(err)]
+        return {}, [general_error(err)]
     return {}, []
 
 

@@ -134,3 +134,14 @@ def test_wizard_on_a_box_configuration_passes_every_service(tmp_path):
         assert rev.config.system.initialized and str(rev.config.network.lan.address) == "10.20.0.1/24"
     finally:
         box.store.close()
+
+
+def test_the_wizards_lan_rule_is_the_schemas_for_every_writer(runtime):
+    """The CLI, a restore and every page go through the engine: they obey the wizard's LAN check."""
+    doc = runtime.store.current().document
+    for bad, message in (("10.20.0.0/24", "is not a host address"), ("10.20.0.255/24", "is not a host address"),
+                         ("10.0.0.1/31", "between /8 and /30"), ("10.0.0.1", "with its prefix")):
+        doc["network"]["lan"]["address"] = bad
+        with pytest.raises(ConfigError) as err:
+            runtime.engine.apply(doc, "console", "bad LAN")
+        assert message in err.value.errors["network.lan.address"], bad

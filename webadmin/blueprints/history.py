@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from appliance.apply import ConfigError
+from appliance.apply import ChangedMeanwhile, ConfigError
 from appliance.service import ApplyError
-from webadmin import core
+from webadmin import core, forms
 
 bp = Blueprint("history", __name__, url_prefix="/history")
 NAV = [("System", "Configuration history", "history.index")]
@@ -33,15 +33,7 @@ def detail(rev_id: int):
     current_id = store.current_id()
     return render_template("history/detail.html", rev=revision, current_id=current_id, badges=STATE_BADGES,
                            can_roll_back=revision.state == "applied" and revision.id != current_id,
-                           diff_lines=[(_line_class(line), line) for line in revision.diff.splitlines()])
-
-
-def _line_class(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return "diff-file"
-    if line.startswith("@@"):
-        return "diff-hunk"
-    return {"+": "diff-add", "-": "diff-del"}.get(line[:1], "")
+                           diff_lines=[(forms.diff_line_class(line), line) for line in revision.diff.splitlines()])
 
 
 @bp.route("/<int:rev_id>/rollback", methods=["POST"])
@@ -55,8 +47,14 @@ def rollback(rev_id: int):
         flash(f"Revision #{rev_id} was never applied; it cannot be restored.", "error")
         return redirect(url_for("history.detail", rev_id=rev_id))
     before = store.current_id()
+    shown = request.form.get(core.BASE_FIELD, "")
     try:
-        new = core.runtime().engine.rollback(rev_id, core.current_user().login)
+        new = core.runtime().engine.rollback(rev_id, core.current_user().login,
+                                             **({"base": int(shown)} if shown.isdigit() else {}))
+    except ChangedMeanwhile as err:
+        flash(f"Nothing was rolled back: the configuration was changed meanwhile (revision #{err.current.id} by "
+              f"{err.current.author}). Review that change, then roll back again if still wanted.", "error")
+        return redirect(url_for("history.detail", rev_id=err.current.id))
     except ConfigError as err:
         flash(f"Revision #{rev_id} is not valid any more: {err}", "error")
         return redirect(url_for("history.detail", rev_id=rev_id))

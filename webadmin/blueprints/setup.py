@@ -1,13 +1,13 @@
 """First-boot wizard: exists only while system.initialized is false; creates the first admin."""
 from __future__ import annotations
 
-import ipaddress
 import re
 import zoneinfo
 from functools import cache
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from appliance import schema
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
@@ -29,18 +29,11 @@ def time_zones() -> list[str]:
 
 
 def lan_address_error(value: str) -> str | None:
-    example = "enter the box address with its prefix, like 192.168.1.1/24"
-    if "/" not in value:
-        return example
+    """The schema's rule for the box's LAN address (the CLI and restore obey it too), checked early."""
     try:
-        iface = ipaddress.IPv4Interface(value)
-    except ValueError:
-        return example
-    net = iface.network
-    if not 8 <= net.prefixlen <= 30:
-        return "the prefix must be between /8 and /30"
-    if iface.ip in (net.network_address, net.broadcast_address):
-        return f"{iface.ip} is not a host address of {net}; use e.g. {next(net.hosts())}/{net.prefixlen}"
+        schema.host_interface(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -71,10 +64,9 @@ def wizard():
             try:
                 _apply(values, hash_password(password))
             except ConfigError as err:
-                errors, general = forms.form_errors(err, prefix="users.0", fields=ERROR_FIELDS,
-                                                    root_fields=True)
+                errors, general = forms.form_errors(err, prefix="users.0", fields=ERROR_FIELDS)
             except ApplyError as err:
-                general = [str(err)]
+                general = [forms.general_error(err)]
             else:
                 flash("OfficeBox is set up. Sign in with your administrator account.", "success")
                 return redirect(url_for("auth.login"))

@@ -48,9 +48,9 @@ def _apply(summary: str, mutate, index: int) -> tuple[dict[str, str], list[str]]
     try:
         core.apply_change(summary, mutate)
     except ConfigError as err:
-        return forms.form_errors(err, prefix=f"users.{index}", root_fields=True)
+        return forms.form_errors(err, prefix=f"users.{index}")
     except ApplyError as err:
-        return {}, [str(err)]
+        return {}, [forms.general_error(err)]
     return {}, []
 
 
