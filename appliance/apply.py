@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import fcntl
 import logging
 import shutil
@@ -94,9 +93,15 @@ class ApplyEngine:
             raise ApplyError("no configuration has been applied yet")
         return rev.config
 
-    def validate(self, document: dict) -> schema.CoreConfig:
+    def validate(self, document: dict, strict: bool = True) -> schema.CoreConfig:
+        """The configuration of `document`, or ConfigError. `strict`: no unknown key but those the
+        current revision holds (a newer firmware's); else any (a stored revision's)."""
+        allow = None
+        if strict:
+            current = self.store.current()
+            allow = schema.unknown_fields(current.document) if current else frozenset()
         try:
-            config = schema.parse(document)
+            config = schema.parse(document, allow)
         except ValidationError as exc:
             raise ConfigError(validation_errors(exc)) from None
         problems: list[FieldError] = []
@@ -108,16 +113,17 @@ class ApplyEngine:
         return config
 
     def apply(self, document: dict | schema.CoreConfig, author: str, summary: str,
-              base: int | None = UNCHECKED) -> Revision:
+              base: int | None = UNCHECKED, strict: bool = True) -> Revision:
         """Validate and apply `document` as one revision. `base`: the revision it was built on (None: an
-        empty store); changed meanwhile, the change is merged if it touched other settings, else refused."""
+        empty store); changed meanwhile, the change is merged if it touched other settings, else refused.
+        `strict`: see validate()."""
         if not isinstance(document, dict):
             document = schema.to_document(document)
         with self._lock, self._writer():
             current = self.store.current()
             if base != UNCHECKED and (current.id if current else None) != base:
                 document = self._rebase(document, base)
-            config = self.validate(document)
+            config = self.validate(document, strict)
             document = schema.to_document(config)
             if current is not None and current.document == document:
                 return current
@@ -146,7 +152,8 @@ class ApplyEngine:
             rev = self.store.revision(base) if base is not None else None
             if base is not None and rev is None:
                 raise ApplyError(f"there is no revision #{base}")
-            document = copy.deepcopy(rev.document) if rev else schema.to_document(schema.parse({}))
+            # as this firmware sees it: sections and fields added since it was stored are there with defaults
+            document = schema.to_document(rev.config if rev else schema.parse({}))
             mutate(document)
             return self.apply(document, author, summary, base=base)
 
@@ -157,7 +164,7 @@ class ApplyEngine:
         with self._lock:
             if base != UNCHECKED and self.store.current_id() != base:
                 raise self.store.changed_meanwhile(base)
-            return self.apply(target.document, author, f"roll back to revision #{rev_id}")
+            return self.apply(target.document, author, f"roll back to revision #{rev_id}", strict=False)
 
     def recover(self) -> None:
         """After a crash or power cut: forget interrupted revisions, make etc/current match the store;
@@ -175,7 +182,7 @@ class ApplyEngine:
         if versions:
             old = migrations.version_of(current.document, schema.SCHEMA_VERSION)
             self.apply(migrated, "system", f"schema migration from version {old} to {versions[-1]}",
-                       base=current.id)
+                       base=current.id, strict=False)
 
     # -- concurrent writers ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -191,17 +198,17 @@ class ApplyEngine:
         current = self.store.current()
         if (base is not None and old is None) or current is None:
             raise self.store.changed_meanwhile(base)
-        old_document = old.document if old else {}
-        try:  # compare like with like: the change as this firmware would store it
-            document = schema.to_document(schema.parse(document))
-        except (ValidationError, migrations.MigrationError):
-            pass
-        mine = changes.leaf_changes(old_document, document)
-        theirs = changes.leaf_changes(old_document, current.document)
-        clash = changes.overlapping(mine, theirs)
+        def normal(doc: dict) -> dict:  # compare like with like: as this firmware would store it
+            try:
+                return schema.to_document(schema.parse(doc))
+            except ValidationError:
+                return doc
+        old_document, now = (normal(old.document) if old else {}), normal(current.document)
+        mine = changes.leaf_changes(old_document, normal(document))
+        clash = changes.overlapping(mine, changes.leaf_changes(old_document, now))
         if clash:
             raise self.store.changed_meanwhile(base, [changes.dotted(p) for p in clash])
-        return changes.apply_changes(current.document, mine)
+        return changes.apply_changes(now, mine)
 
     # -- steps ----------------------------------------------------------------------------------
     def _gen_dir(self, rev_id: int) -> Path:

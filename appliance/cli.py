@@ -123,7 +123,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     runtime = open_runtime(args)
     runtime.bootstrap()
     base = runtime.store.current()
-    document = base.document
+    document = schema.to_document(base.config)  # with the defaults of settings added since it was stored
     try:
         value = json.loads(args.value)
     except json.JSONDecodeError:

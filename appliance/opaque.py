@@ -1,10 +1,11 @@
 """Keys a newer firmware wrote that this one does not know: split off before validation, put back on save.
 
-A document whose schema_version is newer than this firmware's may hold sections, fields and list-item
-fields this firmware has no model for. `split` separates them into an "extras" tree (kept beside the
-validated configuration), `merge` writes them back into a dumped document, so a firmware rollback and
-roll forward loses nothing. List items are matched by their first required field (a user's login, a
-trunk's name...), so an item this firmware edited keeps its extras and a removed item takes them along.
+A stored document written by a newer firmware (a newer schema_version, or the same one with fields
+added with defaults) may hold sections, fields and list-item fields this firmware has no model for.
+`split` separates them into an "extras" tree (kept beside the validated configuration), `merge` writes
+them back into a dumped document, so a firmware rollback and roll forward loses nothing. List items
+are matched by their first required field (a user's login, a trunk's name...), so an item this
+firmware edited keeps its extras and a removed item takes them along.
 """
 from __future__ import annotations
 
@@ -61,6 +62,28 @@ def split(value: Any, model: type[BaseModel]) -> tuple[Any, dict]:
             if by_index:
                 extras.setdefault("items", {})[key] = by_index
     return known, extras
+
+
+def unknown_keys(extras: dict, path: tuple = (), pattern: tuple = ()):
+    """(path, pattern) of every unknown key in `extras`; a pattern has "*" for the list item."""
+    for key in extras.get("keys", {}):
+        yield path + (key,), pattern + (key,)
+    for name, sub in extras.get("fields", {}).items():
+        yield from unknown_keys(sub, path + (name,), pattern + (name,))
+    for name, by_item in extras.get("items", {}).items():
+        for item, sub in by_item.items():
+            yield from unknown_keys(sub, path + (name, item), pattern + (name, "*"))
+
+
+def without(document: Any, paths: list[tuple]) -> Any:
+    """A copy of `document` without the keys at `paths` (paths into dicts and lists by index)."""
+    out = json.loads(json.dumps(document))
+    for path in paths:
+        node = out
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    return out
 
 
 def identities(items: list, model: type[BaseModel]) -> list[str]:

@@ -7,8 +7,8 @@ protocol is `SafeText` (appliance/text.py).
 
 Evolution: `parse` migrates a document written by an older schema (appliance/migrations.py says when a
 step is needed) and keeps what a newer firmware wrote and this one does not know as opaque data that
-`to_document` writes back (appliance/opaque.py). User input stays strict: unknown keys are errors in a
-document of this firmware's version or older.
+`to_document` writes back (appliance/opaque.py). Input stays strict: the engine accepts no unknown key
+but those the stored configuration already holds.
 """
 from __future__ import annotations
 
@@ -172,9 +172,10 @@ def config_model() -> type[CoreConfig]:
     return create_model("Config", __base__=CoreConfig, **fields)
 
 
-def parse(document: dict | str | bytes) -> CoreConfig:
-    """Validate a document: migrated first if an older schema wrote it; if a newer one did, what this
-    firmware does not know is kept aside (config._opaque) for to_document."""
+def parse(document: dict | str | bytes, allow_unknown: frozenset | None = None) -> CoreConfig:
+    """Validate a document, migrated first if an older schema wrote it. Keys this firmware does not
+    know (a newer firmware wrote them) are kept aside (config._opaque) for to_document. `allow_unknown`
+    (for input): only those unknown keys (see unknown_fields) are accepted, any other one is an error."""
     model = config_model()
     if isinstance(document, (str, bytes)):
         document = json.loads(document)
@@ -184,13 +185,20 @@ def parse(document: dict | str | bytes) -> CoreConfig:
         document, _ = migrations.migrate(document, SCHEMA_VERSION)
     except migrations.MigrationError as exc:
         raise field_errors("Config", [(("schema_version",), str(exc))]) from None
-    if document.get("schema_version", SCHEMA_VERSION) <= SCHEMA_VERSION:
-        return model.model_validate(document)
     known, extras = opaque.split(document, model)
+    if allow_unknown is not None:
+        unknown = list(opaque.unknown_keys(extras))
+        if any(pattern not in allow_unknown for _, pattern in unknown):  # refused with pydantic's messages
+            model.model_validate(opaque.without(document, [p for p, pattern in unknown if pattern in allow_unknown]))
     config = model.model_validate(known)
     if extras:
         config._opaque = opaque.anchor(extras, config.model_dump(mode="json"), model)
     return config
+
+
+def unknown_fields(document: dict) -> frozenset:
+    """The keys of a stored `document` this firmware does not know, as patterns for parse(allow_unknown)."""
+    return frozenset(pattern for _, pattern in opaque.unknown_keys(opaque.split(document, config_model())[1]))
 
 
 def to_document(config: BaseModel) -> dict:

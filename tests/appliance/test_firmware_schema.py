@@ -1,11 +1,14 @@
 """A firmware update that changes the schema, through the real A/B firmware path: the next firmware
 (schema version + 1: a migration step, a new section, new fields with defaults) migrates the store of
 this one; rolled back, this firmware runs on the newer store and keeps what it does not know; rolled
-forward again, nothing is lost. Each firmware runs from its own slot, as the box's launcher runs it."""
+forward again, nothing is lost. The same with a next firmware that only adds fields with defaults
+(no new version). Each firmware runs from its own slot, as the box's launcher runs it."""
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from appliance import firmware, schema
 from images.build import ROOT, payload_files
@@ -37,18 +40,23 @@ def patched(path, old, new):
     return text.replace(old, new, 1)
 
 
-def next_firmware_files(tmp_path):
-    """This tree as the next firmware: schema version + 1 with a step, a new service, new fields."""
+def next_firmware_files(tmp_path, with_step):
+    """This tree as the next firmware: a new service and new fields with defaults; `with_step`: also
+    schema version + 1 with a migration step that fills the new system.motto."""
     version = schema.SCHEMA_VERSION
+    schema_text = patched("appliance/schema.py", "    lab_admin_port: int",
+                          '    motto: str = ""\n    lab_admin_port: int')
     changed = {
-        "appliance/schema.py": patched("appliance/schema.py", f"SCHEMA_VERSION = {version}\n",
-                                       f"SCHEMA_VERSION = {version + 1}\n").replace(
-            "    lab_admin_port: int", '    motto: str = ""\n    lab_admin_port: int', 1),
         "appliance/users.py": patched("appliance/users.py", "    vpn_enabled: bool = False\n",
                                       '    vpn_enabled: bool = False\n    mobile: str = ""\n'),
-        "appliance/migrations.py": (ROOT / "appliance/migrations.py").read_text() + NEW_STEP.format(old=version),
+        "appliance/schema.py": schema_text,
         "services/intercom/__init__.py": NEW_SERVICE,
     }
+    if with_step:
+        changed["appliance/schema.py"] = schema_text.replace(f"SCHEMA_VERSION = {version}\n",
+                                                             f"SCHEMA_VERSION = {version + 1}\n", 1)
+        changed["appliance/migrations.py"] = (ROOT / "appliance/migrations.py").read_text() + \
+            NEW_STEP.format(old=version)
     files = payload_files()
     for name, text in changed.items():
         path = tmp_path / "next-src" / name
@@ -58,7 +66,8 @@ def next_firmware_files(tmp_path):
     return files
 
 
-def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path):
+@pytest.mark.parametrize("with_step", [True, False], ids=["new-schema-version", "fields-with-defaults"])
+def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path, with_step):
     key = tmp_path / "keys" / "signing.key"
     public = firmware.new_signing_key(key)
     data = tmp_path / "var"
@@ -66,7 +75,7 @@ def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path):
     (data / "trusted-keys" / public.name).write_text(public.read_text())
     this_fw, next_fw = tmp_path / "this.obfw", tmp_path / "next.obfw"
     firmware.build_bundle(payload_files(), "0.1.0", key, this_fw)
-    firmware.build_bundle(next_firmware_files(tmp_path), "0.2.0", key, next_fw)
+    firmware.build_bundle(next_firmware_files(tmp_path, with_step), "0.2.0", key, next_fw)
     box = firmware.BoxFirmware(data)
 
     def run(*args):
@@ -88,9 +97,15 @@ def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path):
     assert stored()["schema_version"] == schema.SCHEMA_VERSION
 
     box.install(next_fw)  # update: the next firmware migrates the store at its first start
+    version = schema.SCHEMA_VERSION + with_step
     doc = stored()
-    assert doc["schema_version"] == schema.SCHEMA_VERSION + 1 and doc["system"]["motto"] == "Acme at your service"
-    assert "schema migration from version 1 to 2" in run("config", "history")
+    assert doc["schema_version"] == version
+    if with_step:
+        assert doc["system"]["motto"] == "Acme at your service"
+        assert "schema migration from version 1 to 2" in run("config", "history")
+    else:  # a field with a default: no step, the store stays as it was (the default applies)
+        assert "motto" not in doc["system"] and "schema migration" not in run("config", "history")
+        run("config", "set", "system.motto", "Acme at your service")
     run("config", "set", "intercom.door_code", json.dumps("4711"))
     run("config", "set", "users.0.mobile", "+33611")
     run("config", "set", "users.1.mobile", "+33622")
@@ -102,11 +117,11 @@ def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path):
     run("config", "set", "users", json.dumps([u for u in stored()["users"] if u["login"] != "bob"]))
     doc = stored()
     assert doc["intercom"]["door_code"] == "4711" and doc["system"]["motto"] == "Acme at your service"
-    assert doc["users"][0]["mobile"] == "+33611" and doc["schema_version"] == schema.SCHEMA_VERSION + 1
+    assert doc["users"][0]["mobile"] == "+33611" and doc["schema_version"] == version
 
     assert "firmware 0.2.0 installed" in run("firmware", "install", str(next_fw))  # roll forward
     doc = stored()
     assert doc["system"]["company_name"] == "Acme Ltd" and doc["system"]["motto"] == "Acme at your service"
     assert doc["intercom"] == {"enabled": True, "door_code": "4711"}
     assert [(u["login"], u["full_name"], u["mobile"]) for u in doc["users"]] == [("ann", "Ann Example", "+33611")]
-    assert run("config", "history").count("schema migration") == 1  # migrated once, not again
+    assert run("config", "history").count("schema migration") == with_step  # migrated once, not again

@@ -1,15 +1,16 @@
 """Schema evolution: older documents are migrated (and the migration recorded), a newer firmware's
-unknown sections and fields survive this one untouched, user input stays strict."""
+unknown sections and fields survive this one untouched, input stays strict about unknown keys."""
 import pytest
 
 from appliance import migrations, schema
 from appliance.apply import ConfigError
 
 
-def newer_document(engine):
-    """The current document as a firmware one schema version ahead would have written it."""
+def written_by_a_newer_firmware(engine, versions_ahead):
+    """Store the current document as a newer firmware would have written it: new sections and fields
+    (with a new schema version, or with the same one: fields added with defaults need no step)."""
     doc = engine.store.current().document
-    doc["schema_version"] = schema.SCHEMA_VERSION + 1
+    doc["schema_version"] = schema.SCHEMA_VERSION + versions_ahead
     doc["intercom"] = {"enabled": True, "door_code": "4711"}  # a section this firmware has no service for
     doc["system"]["motto"] = "we answer"  # a field of a known section
     doc["network"]["lan"]["mtu"] = 9000  # nested one level deeper
@@ -18,15 +19,27 @@ def newer_document(engine):
         {"login": "bob", "full_name": "Bob", "extension": "202", "mobile": "+33622"},
         {"login": "cid", "full_name": "Cid", "extension": "203"},
     ]
-    return doc
+    base = engine.store.current_id()
+    rev = engine.store.begin(doc, "newer", "written by the next firmware", base=base)
+    engine.store.commit(rev.id, base=base)
+    engine.recover()  # this firmware starts on it
+    return rev
 
 
-def test_a_new_field_with_a_default_needs_no_step(engine):
+def test_a_new_field_or_section_with_defaults_needs_no_step(engine):
     doc = engine.store.current().document
-    del doc["system"]["lab_admin_port"]  # as a firmware before that field was added wrote it
-    config = schema.parse(doc)
-    assert config.system.lab_admin_port == 8443 and config.schema_version == schema.SCHEMA_VERSION
-    assert not migrations.STEPS.get(schema.SCHEMA_VERSION)
+    del doc["system"]["lab_admin_port"], doc["dhcp"]  # as a firmware before they were added wrote it
+    rev = engine.store.begin(doc, "older", "written before those settings existed", base=1)
+    engine.store.commit(rev.id, base=1)
+    config = engine.current_config()
+    assert config.system.lab_admin_port == 8443 and config.dhcp.lease_time == 86400
+    assert config.schema_version == schema.SCHEMA_VERSION and not migrations.STEPS.get(schema.SCHEMA_VERSION)
+
+    def edit(doc):  # a page or the CLI edits them as if they had always been stored
+        doc["system"]["lab_admin_port"] += 1
+        doc["dhcp"]["lease_time"] = 600
+    saved = engine.update("alice", "new settings", edit).config
+    assert saved.system.lab_admin_port == 8444 and saved.dhcp.lease_time == 600
 
 
 def test_older_documents_are_migrated_step_by_step_and_recorded(engine, monkeypatch):
@@ -62,9 +75,10 @@ def test_a_missing_step_or_a_bad_version_is_a_clear_error(engine, monkeypatch):
         migrations.step(1)(lambda doc: None)
 
 
-def test_a_newer_firmwares_keys_survive_changes_made_here(engine):
-    rev = engine.apply(newer_document(engine), "newer", "written by the next firmware")
-    assert rev.document["intercom"] == {"enabled": True, "door_code": "4711"}
+@pytest.mark.parametrize("versions_ahead", [0, 1])
+def test_a_newer_firmwares_keys_survive_changes_made_here(engine, versions_ahead):
+    written_by_a_newer_firmware(engine, versions_ahead)
+    assert engine.current_config().user("ann").full_name == "Ann"
 
     def edit(doc):  # what this (older) firmware's admin does: rename, edit, delete, add
         doc["system"]["company_name"] = "Renamed"
@@ -73,7 +87,7 @@ def test_a_newer_firmwares_keys_survive_changes_made_here(engine):
         doc["users"] = [u for u in doc["users"] if u["login"] != "bob"]
         doc["users"].insert(0, {"login": "dan", "full_name": "Dan", "extension": "204"})
     saved = engine.update("alice", "edits here", edit).document
-    assert saved["schema_version"] == schema.SCHEMA_VERSION + 1  # still the newer firmware's document
+    assert saved["schema_version"] == schema.SCHEMA_VERSION + versions_ahead  # still the newer firmware's
     assert saved["intercom"] == {"enabled": True, "door_code": "4711"}
     assert saved["system"]["motto"] == "we answer" and saved["system"]["company_name"] == "Renamed"
     assert saved["network"]["lan"]["mtu"] == 9000
@@ -84,9 +98,21 @@ def test_a_newer_firmwares_keys_survive_changes_made_here(engine):
     assert not hasattr(engine.current_config().system, "motto")  # opaque here: kept, never interpreted
 
 
-def test_user_input_of_this_version_still_refuses_unknown_keys(engine):
+def test_input_refuses_unknown_keys_but_those_a_newer_firmware_stored(engine):
     doc = engine.store.current().document
     doc["system"]["motto"] = "typo or not, unknown here"
     with pytest.raises(ConfigError) as err:
         engine.apply(doc, "alice", "unknown key")
-    assert "system.motto" in err.value.errors
+    assert err.value.errors == {"system.motto": "Extra inputs are not permitted"}
+    written_by_a_newer_firmware(engine, 0)
+    doc = engine.store.current().document
+    doc["system"]["motto"] = "edited here"  # a key the stored configuration holds may be edited
+    doc["users"][2]["mobile"] = "+33633"  # ... and set on another item of the same list
+    doc["system"]["motot"] = "typo"
+    doc["users"][0]["mobiel"] = "typo"
+    with pytest.raises(ConfigError) as err:
+        engine.apply(doc, "alice", "typos")
+    assert set(err.value.errors) == {"system.motot", "users.0.mobiel"}
+    del doc["system"]["motot"], doc["users"][0]["mobiel"]
+    saved = engine.apply(doc, "alice", "edits").document
+    assert saved["system"]["motto"] == "edited here" and saved["users"][2]["mobile"] == "+33633"
