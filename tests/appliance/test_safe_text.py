@@ -59,8 +59,10 @@ def test_cli_refuses_line_breaks_and_nothing_reaches_a_phone_file_or_a_sip_heade
         config = store.current().config
     finally:
         store.close()
-    status, _, body = Provisioner(config, "192.168.1.1", 5060).fetch(f"{PHONE_MAC.replace(':', '')}.cfg",
-                                                                     "192.168.1.50")
+    import ipaddress
+    leases = {config.provisioning.phones[0].mac: ipaddress.IPv4Address("192.168.1.50")}  # its DHCP lease
+    status, _, body = Provisioner(config, "192.168.1.1", 5060, lambda: leases).fetch(
+        f"{PHONE_MAC.replace(':', '')}.cfg", "192.168.1.50")
     lines = body.decode().splitlines()
     assert status == 200 and "account.1.display_name = Ann" in lines
     assert not any("203.0.113.66" in line for line in lines)
