@@ -43,6 +43,15 @@ def networks(config) -> dict[str, ipaddress.IPv4Interface]:
     return nets
 
 
+def ntp_servers(config, box: IP) -> list[IP]:
+    """Option 42: the configured servers, else the box when its NTP service runs, else none.
+    (Reads the ntp section the way provisioning_url reads provisioning's: sections read each other.)"""
+    if config.dhcp.ntp_servers:
+        return list(config.dhcp.ntp_servers)
+    ntp = getattr(config, "ntp", None)
+    return [box] if ntp is not None and getattr(ntp, "enabled", False) else []
+
+
 def provisioning_url(config, box: IP) -> str:
     section = config.dhcp
     if section.provisioning_url:
@@ -57,7 +66,7 @@ class DhcpService(Service):
     name = "dhcp"
     title = "DHCP server"
     Config = DhcpConfig
-    depends_on = ("system", "network", "provisioning")
+    depends_on = ("system", "network", "provisioning", "ntp")
     lab_enabled = False
 
     def __init__(self, ctx) -> None:
@@ -122,8 +131,11 @@ class DhcpService(Service):
                 P.ROUTER: P.addresses(*(section.routers or [box])),
                 P.DNS_SERVERS: P.addresses(*(section.dns_servers or [box])),
                 P.DOMAIN_NAME: config.system.domain.encode(),
-                P.NTP_SERVERS: P.addresses(*(section.ntp_servers or [box])),
+                P.BROADCAST_ADDRESS: iface.network.broadcast_address.packed,
             }
+            ntp = ntp_servers(config, box)
+            if ntp:
+                options[P.NTP_SERVERS] = P.addresses(*ntp)
             phone: dict[int, bytes] = {P.TFTP_SERVER_ADDRESS: box.packed}
             url = provisioning_url(config, box)
             if url:
@@ -146,7 +158,8 @@ class DhcpService(Service):
         if not self.table.by_ip:
             self.table.load()
         server = DhcpServer(self.table, self.bus, section.lease_time, section.conflict_probe,
-                            section.probe_timeout, section.quarantine)
+                            section.probe_timeout, section.quarantine, section.offer_hold,
+                            section.client_messages_per_minute, section.port_messages_per_minute)
         scopes = self.scopes(config)
         try:
             server.open(scopes)

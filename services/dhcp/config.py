@@ -60,13 +60,20 @@ class DhcpConfig(ServiceConfig):
                               description="a network without pools serves .100-.199 (a /24) or its upper half")
     reservations: list[Reservation] = Field(default_factory=list)
     dns_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
-    ntp_servers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
+    ntp_servers: list[ipaddress.IPv4Address] = Field(default_factory=list,
+                                                     description="empty: the box when its NTP service is on")
     routers: list[ipaddress.IPv4Address] = Field(default_factory=list, description="empty: the box")
     provisioning_url: SafeText = Field(default="", max_length=200, description="option 66 for phones; empty: auto")
     vendor_rules: list[VendorRule] = Field(default_factory=lambda: list(DEFAULT_VENDORS))
     conflict_probe: bool = Field(default=True, description="ping an address before offering it")
     probe_timeout: float = Field(default=0.5, ge=0.05, le=3.0)
     quarantine: int = Field(default=3600, ge=60, le=604800, description="seconds a declined address rests")
+    offer_hold: int = Field(default=10, ge=2, le=120,
+                            description="seconds an offered address waits for the client's REQUEST")
+    client_messages_per_minute: int = Field(default=60, ge=6, le=60000,
+                                            description="per client (MAC); more are dropped")
+    port_messages_per_minute: int = Field(default=300, ge=6, le=600000,
+                                          description="per switch port (relay agent option 82); more are dropped")
     lab_interface: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]{1,15})?$",
                                description="lab mode: serve the LAN pool on this interface (empty: off)")
 

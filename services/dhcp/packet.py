@@ -17,6 +17,7 @@ SUBNET_MASK, ROUTER, DNS_SERVERS, HOSTNAME, DOMAIN_NAME, NTP_SERVERS, VENDOR_SPE
 REQUESTED_IP, LEASE_TIME, MESSAGE_TYPE, SERVER_ID, PARAM_LIST, MESSAGE = 50, 51, 53, 54, 55, 56
 RENEWAL_TIME, REBINDING_TIME, VENDOR_CLASS, CLIENT_ID, TFTP_SERVER_NAME, TFTP_SERVER_ADDRESS = 58, 59, 60, 61, 66, 150
 PAD, END, OVERLOAD = 0, 255, 52
+BROADCAST_ADDRESS, RELAY_AGENT = 28, 82
 ZERO = ipaddress.IPv4Address(0)
 
 
@@ -56,6 +57,15 @@ class Packet:
     def text_option(self, code: int) -> str | None:
         value = self.options.get(code)
         return value.rstrip(b"\0").decode("utf-8", "replace") if value else None
+
+    @property
+    def client_id(self) -> str:
+        """Option 61 as hex ("" if absent): with it, the client is this identifier, not its MAC."""
+        return self.options.get(CLIENT_ID, b"").hex()
+
+    @property
+    def client_key(self) -> str:
+        return f"id:{self.client_id}" if self.client_id else self.mac
 
     def requested_options(self) -> list[int]:
         return list(self.options.get(PARAM_LIST, b""))
@@ -118,8 +128,9 @@ def build(packet: Packet, order: list[int] | None = None) -> bytes:
     head = HEADER.pack(packet.op, packet.htype, packet.hlen, packet.hops, packet.xid, packet.secs, packet.flags,
                        packet.ciaddr.packed, packet.yiaddr.packed, packet.siaddr.packed, packet.giaddr.packed,
                        packet.chaddr, b"", b"")
-    codes = [MESSAGE_TYPE, SERVER_ID] + (order or [])
-    codes += sorted(c for c in packet.options if c not in codes)
+    codes = [MESSAGE_TYPE, SERVER_ID] + [c for c in order or [] if c != RELAY_AGENT]
+    codes += sorted(c for c in packet.options if c not in codes and c != RELAY_AGENT)
+    codes.append(RELAY_AGENT)  # echoed relay agent information goes last (RFC 3046 2.2)
     body = b"".join(encode_option(c, packet.options[c]) for c in dict.fromkeys(codes) if c in packet.options)
     out = head + MAGIC + body + bytes((END,))
     return out + b"\0" * max(0, 300 - len(out))  # BOOTP minimum size, some clients insist

@@ -15,12 +15,14 @@ from appliance.aio import close_watched
 from services.dhcp import packet as P
 from services.dhcp.bus import LeaseBus, LeaseInfo
 from services.dhcp.leases import Lease, LeaseTable
+from services.dhcp.limits import QuietLog, RateLimiter
+from services.dhcp.pool import AddressPool, OfferBook
 from services.dhcp.probe import Prober
 
 log = logging.getLogger("officebox.dhcp")
 IP = ipaddress.IPv4Address
-OFFER_HOLD = 60.0  # seconds an offered address is kept for the client
 MAX_IN_FLIGHT = 512
+MIN_OFFER_AGE = 1.0  # a pool with nothing free takes back offers older than this, oldest first
 
 
 @dataclass
@@ -35,24 +37,23 @@ class Scope:
     options: dict[int, bytes]  # sent to every client
     phone_options: dict[int, bytes]  # sent to phones (vendor match, or everyone on the voice network)
     vendor_rules: list[tuple[str, dict[int, bytes]]] = field(default_factory=list)  # match -> options
-    _hint: dict[int, int] = field(default_factory=dict)
+    allocators: list[AddressPool] = field(default_factory=list)
+    offers: OfferBook = field(default_factory=OfferBook)
     _reserved_ips: dict[IP, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._reserved_ips = {ip: mac for mac, (ip, _) in self.reservations.items()}
+        self.allocators = [AddressPool(start, end, lease) for start, end, lease in self.pools]
 
     def reserved_for(self, ip: IP) -> str | None:
         return self._reserved_ips.get(ip)
 
-    def pool_of(self, ip: IP) -> int | None:
-        for i, (start, end, _) in enumerate(self.pools):
-            if start <= ip <= end:
-                return i
-        return None
+    def pool_of(self, ip: IP) -> AddressPool | None:
+        return next((pool for pool in self.allocators if ip in pool), None)
 
     def lease_time(self, ip: IP, default: int) -> int:
-        i = self.pool_of(ip)
-        return self.pools[i][2] if i is not None else default
+        pool = self.pool_of(ip)
+        return pool.lease_time if pool is not None else default
 
     def usable(self, ip: IP) -> bool:
         net = self.address.network
@@ -84,24 +85,35 @@ def clean_hostname(raw: str | None) -> str:
     return label
 
 
+def owns(lease: Lease, request: P.Packet) -> bool:
+    """RFC 2131 4.2: a lease is its client identifier's, or its MAC's when it was given without one."""
+    return lease.key == request.client_key or (not lease.client_id and lease.mac == request.mac)
+
+
 class DhcpServer:
     def __init__(self, table: LeaseTable, bus: LeaseBus, default_lease: int, probe: bool, probe_timeout: float,
-                 quarantine: int) -> None:
+                 quarantine: int, offer_hold: float = 10.0, client_per_minute: int = 60,
+                 port_per_minute: int = 300) -> None:
         self.table = table
         self.bus = bus
         self.default_lease = default_lease
         self.probe, self.probe_timeout, self.quarantine_for = probe, probe_timeout, quarantine
+        self.offer_hold = offer_hold
+        self.per_client = RateLimiter(client_per_minute, burst=max(10, client_per_minute // 6))
+        self.per_port = RateLimiter(port_per_minute, burst=max(20, port_per_minute // 6))
+        self.quiet = QuietLog(log)
         self.scopes: list[Scope] = []
         self._socks: dict[str, socket.socket] = {}
         self._probers: dict[str, Prober] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.counters = {"received": 0, "malformed": 0, "offers": 0, "acks": 0, "naks": 0, "declines": 0,
-                         "releases": 0, "informs": 0, "errors": 0, "conflicts": 0}
+        self.counters = {"received": 0, "malformed": 0, "limited": 0, "offers": 0, "acks": 0, "naks": 0,
+                         "declines": 0, "releases": 0, "informs": 0, "ignored": 0, "errors": 0, "conflicts": 0}
 
     # -- sockets ----------------------------------------------------------------------------------
     def open(self, scopes: list[Scope]) -> None:
         loop = asyncio.get_running_loop()
         self.scopes = scopes
+        self._index_free(time.time())
         for scope in scopes:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -121,6 +133,23 @@ class DhcpServer:
                     self._probers[scope.name] = Prober(scope.interface)
                 except OSError as exc:
                     log.warning("no conflict probe on %s: %s", scope.interface, exc)
+
+    def _index_free(self, now: float) -> None:
+        """Hand the table's free (or lapsed) records to their pools, oldest first; route later ones."""
+        self.table.on_vacant = self._vacant
+        taken = [int(ip) for ip in self.table.by_ip] + [int(ip) for ip in self.table.quarantined]
+        for scope in self.scopes:
+            for pool in scope.allocators:
+                pool.exclude(taken)
+        for lease in sorted(self.table.by_ip.values(), key=lambda x: x.expires):
+            if not lease.active(now):
+                self._vacant(lease.ip, lease.network, True)
+
+    def _vacant(self, ip: IP, network: str, used: bool) -> None:
+        scope = next((s for s in self.scopes if s.name == network), None)
+        pool = scope.pool_of(ip) if scope is not None else None
+        if pool is not None:
+            pool.give_back(ip, used)
 
     def close(self) -> None:
         for sock in self._socks.values():
@@ -146,14 +175,32 @@ class DhcpServer:
                 request = P.parse(data)
             except P.MalformedPacket as exc:
                 self.counters["malformed"] += 1
-                log.info("dropped a malformed DHCP packet on %s: %s", scope.interface, exc)
+                self.quiet(logging.INFO, "malformed", "dropped a malformed DHCP packet on %s: %s",
+                           scope.interface, exc)
+                continue
+            if not self._within_limits(request):
                 continue
             if len(self._tasks) >= MAX_IN_FLIGHT:
-                log.warning("DHCP overloaded; dropping a %s", P.TYPE_NAMES[request.message_type])
+                self.quiet(logging.WARNING, "overload", "DHCP overloaded; dropping a %s",
+                           P.TYPE_NAMES[request.message_type])
                 continue
             task = asyncio.ensure_future(self._handle(scope, sock, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _within_limits(self, request: P.Packet) -> bool:
+        now = time.monotonic()
+        port = request.options.get(P.RELAY_AGENT)
+        if port is not None and not self.per_port.allow((request.giaddr, port), now):
+            self.counters["limited"] += 1
+            self.quiet(logging.WARNING, "port-limit", "DHCP: too many messages from switch port %s; dropping",
+                       port.hex())
+            return False
+        if not self.per_client.allow(request.mac, now):
+            self.counters["limited"] += 1
+            self.quiet(logging.WARNING, "client-limit", "DHCP: too many messages from %s; dropping", request.mac)
+            return False
+        return True
 
     async def _handle(self, scope: Scope, sock: socket.socket, request: P.Packet) -> None:
         try:
@@ -179,54 +226,77 @@ class DhcpServer:
             log.exception("DHCP %s from %s failed", P.TYPE_NAMES.get(request.message_type), request.mac)
 
     # -- address choice -----------------------------------------------------------------------------
-    def _available(self, scope: Scope, ip: IP, mac: str, now: float) -> bool:
+    def _available(self, scope: Scope, ip: IP, request: P.Packet, now: float) -> bool:
         if not scope.usable(ip) or self.table.is_quarantined(ip, now):
             return False
         owner = scope.reserved_for(ip)
-        if owner is not None and owner != mac:
+        if owner is not None and owner != request.mac:
             return False
-        holder = self.table.holder(ip, now)
-        return holder is None or holder == mac
+        lease = self.table.by_ip.get(ip)
+        return lease is None or not lease.active(now) or owns(lease, request)
 
-    def _choose(self, scope: Scope, mac: str, requested: IP | None, now: float, avoid: set[IP]) -> IP | None:
-        reserved = scope.reservations.get(mac)
+    def _record(self, scope: Scope, request: P.Packet) -> Lease | None:
+        """This client's newest lease record: by its identifier, else one its MAC got without one."""
+        lease = self.table.for_client(scope.name, request.client_key)
+        if lease is None and request.client_id:
+            lease = self.table.for_client(scope.name, request.mac)
+        return lease
+
+    def _reap_offers(self, scope: Scope, now: float) -> None:
+        """Offers whose hold is over leave the table at once: their addresses are free again."""
+        for ip, client in scope.offers.expired(now - self.offer_hold):
+            if self._offer_stands(ip, client):
+                self.table.forget(ip)
+
+    def _offer_stands(self, ip: IP, client: str) -> bool:
+        lease = self.table.by_ip.get(ip)
+        return lease is not None and lease.state == "offered" and lease.key == client
+
+    def _choose(self, scope: Scope, request: P.Packet, now: float, avoid: set[IP]) -> IP | None:
+        reserved = scope.reservations.get(request.mac)
         if reserved is not None:
             return reserved[0]
-        lease = self.table.for_mac(scope.name, mac)
-        candidates = [lease.ip] if lease is not None else []
-        candidates += [requested] if requested is not None else []
-        for ip in candidates:
-            if ip not in avoid and scope.pool_of(ip) is not None and self._available(scope, ip, mac, now):
+        self._reap_offers(scope, now)
+        lease = self._record(scope, request)
+        requested = request.address_option(P.REQUESTED_IP)
+        for ip in ([lease.ip] if lease is not None else []) + ([requested] if requested is not None else []):
+            if ip not in avoid and scope.pool_of(ip) is not None and self._available(scope, ip, request, now):
                 return ip
-        for i, (start, end, _) in enumerate(scope.pools):  # never used addresses first, from a moving hint
-            size = int(end) - int(start) + 1
-            first = scope._hint.get(i, 0)
-            for k in range(size):
-                ip = IP(int(start) + (first + k) % size)
-                if ip not in self.table.by_ip and ip not in avoid and self._available(scope, ip, mac, now):
-                    scope._hint[i] = (first + k + 1) % size
-                    return ip
-        free = sorted((x for x in list(self.table.by_ip.values()) if x.state == "free" and x.network == scope.name),
-                      key=lambda x: x.expires)
-        for old in free:
-            if old.ip not in avoid and scope.pool_of(old.ip) is not None and self._available(scope, old.ip, mac, now):
-                return old.ip
+
+        def never_used(ip: IP) -> bool:
+            return ip not in self.table.by_ip and ip not in avoid and self._available(scope, ip, request, now)
+
+        def available(ip: IP) -> bool:
+            return ip not in avoid and self._available(scope, ip, request, now)
+
+        for pool in scope.allocators:
+            ip = pool.take(never_used, available)
+            if ip is not None:
+                return ip
+        for pool in scope.allocators:  # nothing free: take back the oldest offer made to someone else
+            ip = scope.offers.oldest(pool, request.client_key, now - MIN_OFFER_AGE, self._offer_stands)
+            if ip is not None and ip not in avoid:
+                self.table.forget(ip)
+                return ip
         return None
 
     # -- messages -----------------------------------------------------------------------------------
     async def _discover(self, scope: Scope, sock: socket.socket, request: P.Packet) -> None:
-        mac, now = request.mac, time.time()
+        key, now = request.client_key, time.time()
         avoid: set[IP] = set()
         for _attempt in range(4):
-            ip = self._choose(scope, mac, request.address_option(P.REQUESTED_IP), now, avoid)
+            ip = self._choose(scope, request, now, avoid)
             if ip is None:
-                log.warning("DHCP pool of %s is exhausted; no offer for %s", scope.name, mac)
+                self.quiet(logging.WARNING, f"exhausted-{scope.name}",
+                           "DHCP pool of %s is exhausted; no offer for %s", scope.name, request.mac)
                 return
             current = self.table.by_ip.get(ip)
-            known = scope.reservations.get(mac) is not None or (
-                current is not None and current.mac == mac and current.state in ("bound", "offered"))
+            known = scope.reservations.get(request.mac) is not None or (
+                current is not None and owns(current, request) and current.state == "bound" and current.active(now))
             if not known:
-                self.table.put(Lease(ip=ip, mac=mac, network=scope.name, expires=now + OFFER_HOLD, state="offered"))
+                self.table.put(Lease(ip=ip, mac=request.mac, network=scope.name, expires=now + self.offer_hold,
+                                     state="offered", client_id=request.client_id))
+                scope.offers.add(ip, key, now)
             prober = self._probers.get(scope.name)
             if known or prober is None or not await prober.alive(ip, self.probe_timeout):
                 break
@@ -247,7 +317,7 @@ class DhcpServer:
         mac = request.mac
         if server_id is not None and server_id != scope.address.ip:
             lease = self.table.by_ip.get(requested) if requested else None
-            if lease is not None and lease.mac == mac and lease.state == "offered":
+            if lease is not None and owns(lease, request) and lease.state == "offered":
                 self.table.forget(lease.ip)  # the client took another server's offer
             return
         ip = requested if requested is not None else request.ciaddr
@@ -255,18 +325,29 @@ class DhcpServer:
             return
         now = time.time()
         reserved = scope.reservations.get(mac)
+        if server_id is None and requested is not None and request.ciaddr == P.ZERO:  # INIT-REBOOT (4.3.2)
+            if ip not in scope.address.network:
+                self._nak(scope, sock, request, f"address {ip} is not on this network")
+                return
+            if reserved is None and self._record(scope, request) is None:
+                self.counters["ignored"] += 1  # no record of this client: another server's, stay silent
+                return
         if reserved is not None:
             ok = ip == reserved[0] and scope.usable(ip)
         else:
-            ok = scope.pool_of(ip) is not None and self._available(scope, ip, mac, now)
+            ok = scope.pool_of(ip) is not None and self._available(scope, ip, request, now)
         if not ok:
             self._nak(scope, sock, request, f"address {ip} is not available to you")
             return
         lease_time = scope.lease_time(ip, self.default_lease)
         previous = self.table.by_ip.get(ip)
         hostname = (reserved[1] if reserved and reserved[1] else clean_hostname(request.text_option(P.HOSTNAME))
-                    or (previous.hostname if previous is not None and previous.mac == mac else ""))
-        lease = Lease(ip=ip, mac=mac, network=scope.name, hostname=hostname, expires=now + lease_time)
+                    or (previous.hostname if previous is not None and owns(previous, request) else ""))
+        lease = Lease(ip=ip, mac=mac, network=scope.name, hostname=hostname, expires=now + lease_time,
+                      client_id=request.client_id)
+        older = self._record(scope, request)
+        if older is not None and older.ip != ip and older.key != lease.key:
+            self.table.forget(older.ip)  # the MAC's record without identifier: this one replaces it
         self.table.put(lease)
         await self.table.commit()  # on disk before the client hears about it
         self.bus.publish("bound", LeaseInfo(ip, mac, hostname, lease.expires, scope.name))
@@ -278,10 +359,11 @@ class DhcpServer:
         if ip is None or request.address_option(P.SERVER_ID) not in (None, scope.address.ip):
             return
         lease = self.table.by_ip.get(ip)
-        if lease is None or lease.mac != request.mac:
+        if lease is None or not owns(lease, request):
             return
         self.counters["declines"] += 1
-        log.warning("%s declined %s (in use by another host): quarantined", request.mac, ip)
+        self.quiet(logging.WARNING, "decline", "%s declined %s (in use by another host): quarantined",
+                   request.mac, ip)
         self.table.quarantine(ip, time.time() + self.quarantine_for)
         self.bus.publish("gone", LeaseInfo(ip, lease.mac, lease.hostname, lease.expires, lease.network))
         await self.table.commit()
@@ -289,7 +371,7 @@ class DhcpServer:
     async def _release(self, scope: Scope, request: P.Packet) -> None:
         ip = request.ciaddr
         lease = self.table.by_ip.get(ip)
-        if lease is None or lease.mac != request.mac or lease.state != "bound":
+        if lease is None or not owns(lease, request) or lease.state != "bound":
             return
         self.counters["releases"] += 1
         lease.expires = time.time()
@@ -321,11 +403,17 @@ class DhcpServer:
             options[P.REBINDING_TIME] = (lease_time * 7 // 8).to_bytes(4, "big")
         return options
 
+    @staticmethod
+    def _echoed(request: P.Packet) -> dict[int, bytes]:
+        """Client identifier (RFC 6842) and relay agent information (RFC 3046) go back as they came."""
+        return {code: request.options[code] for code in (P.CLIENT_ID, P.RELAY_AGENT) if code in request.options}
+
     def _reply(self, scope: Scope, sock: socket.socket, request: P.Packet, kind: int, yiaddr: IP,
                lease_time: int | None) -> None:
         options = self._options_for(scope, request, lease_time)
         options[P.MESSAGE_TYPE] = bytes((kind,))
         options[P.SERVER_ID] = scope.address.ip.packed
+        options.update(self._echoed(request))
         reply = P.Packet(op=P.BOOTREPLY, xid=request.xid, flags=request.flags, ciaddr=request.ciaddr, yiaddr=yiaddr,
                          siaddr=scope.address.ip, giaddr=request.giaddr, chaddr=request.chaddr, options=options)
         self._send(sock, request, P.build(reply, request.requested_options()), nak=False, yiaddr=yiaddr,
@@ -333,8 +421,9 @@ class DhcpServer:
 
     def _nak(self, scope: Scope, sock: socket.socket, request: P.Packet, why: str) -> None:
         self.counters["naks"] += 1
-        log.info("NAK to %s: %s", request.mac, why)
-        options = {P.MESSAGE_TYPE: bytes((P.NAK,)), P.SERVER_ID: scope.address.ip.packed, P.MESSAGE: why.encode()}
+        self.quiet(logging.INFO, "nak", "NAK to %s: %s", request.mac, why)
+        options = {P.MESSAGE_TYPE: bytes((P.NAK,)), P.SERVER_ID: scope.address.ip.packed, P.MESSAGE: why.encode(),
+                   **self._echoed(request)}
         reply = P.Packet(op=P.BOOTREPLY, xid=request.xid, flags=request.flags | P.BROADCAST_FLAG,
                          giaddr=request.giaddr, chaddr=request.chaddr, options=options)
         self._send(sock, request, P.build(reply), nak=True)
@@ -359,7 +448,13 @@ class DhcpServer:
 
     # -- housekeeping -----------------------------------------------------------------------------------
     async def expire(self) -> None:
-        for lease in self.table.expire(time.time()):
+        now = time.time()
+        for scope in self.scopes:
+            self._reap_offers(scope, now)
+        for ip in self.table.end_quarantines(now):
+            lease_network = next((s.name for s in self.scopes if s.pool_of(ip) is not None), "")
+            self._vacant(ip, lease_network, False)
+        for lease in self.table.expire(now):
             if lease.state == "free":
                 self.bus.publish("gone", LeaseInfo(lease.ip, lease.mac, lease.hostname, lease.expires, lease.network))
         await self.table.commit()

@@ -21,7 +21,7 @@ def _parse_reply(data: bytes) -> P.Packet | None:
 
 
 class RawClient:
-    def __init__(self, host, interface: str, mac: str, source: str = "0.0.0.0") -> None:
+    def __init__(self, host, interface: str, mac: str, source: str = "0.0.0.0", port: int = 68) -> None:
         self.mac = bytes.fromhex(mac.replace(":", ""))
         self.xid = int.from_bytes(os.urandom(4), "big")  # sockets share broadcasts: xids must differ
         with in_netns(host):
@@ -29,19 +29,20 @@ class RawClient:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-            self.sock.bind((source, 68))
+            self.sock.bind((source, port))  # port 67 with a source address: a relay agent
         self.sock.settimeout(2)
 
     def close(self) -> None:
         self.sock.close()
 
-    def send(self, kind: int, ciaddr: str = "0.0.0.0", to: str = "255.255.255.255", **options: bytes) -> None:
+    def send(self, kind: int, ciaddr: str = "0.0.0.0", to: str = "255.255.255.255", giaddr: str = "0.0.0.0",
+             **options: bytes) -> None:
         self.xid += 1
         opts = {P.MESSAGE_TYPE: bytes((kind,))}
         for name, value in options.items():
             opts[getattr(P, name.upper())] = value
         packet = P.Packet(xid=self.xid, flags=P.BROADCAST_FLAG, ciaddr=ipaddress.IPv4Address(ciaddr),
-                          chaddr=self.mac + bytes(10), options=opts)
+                          giaddr=ipaddress.IPv4Address(giaddr), chaddr=self.mac + bytes(10), options=opts)
         self.sock.sendto(P.build(packet), (to, 67))
 
     def receive(self) -> P.Packet | None:
@@ -58,10 +59,11 @@ class RawClient:
         self.send(kind, **kw)
         return self.receive()
 
-    def lease(self) -> tuple[ipaddress.IPv4Address, P.Packet]:
-        """DISCOVER, OFFER, REQUEST, ACK; returns the address and the ACK."""
-        offer = self.exchange(P.DISCOVER)
+    def lease(self, **options: bytes) -> tuple[ipaddress.IPv4Address, P.Packet]:
+        """DISCOVER, OFFER, REQUEST, ACK (each with `options`); returns the address and the ACK."""
+        offer = self.exchange(P.DISCOVER, **options)
         assert offer is not None and offer.message_type == P.OFFER
-        ack = self.exchange(P.REQUEST, requested_ip=offer.yiaddr.packed, server_id=offer.options[P.SERVER_ID])
+        ack = self.exchange(P.REQUEST, requested_ip=offer.yiaddr.packed, server_id=offer.options[P.SERVER_ID],
+                            **options)
         assert ack is not None and ack.message_type == P.ACK and ack.yiaddr == offer.yiaddr
         return ack.yiaddr, ack

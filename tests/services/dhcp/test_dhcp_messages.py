@@ -79,8 +79,9 @@ def test_nak_for_wrong_address_and_silence_for_other_servers_offer(served):
         assert client.exchange(P.REQUEST, requested_ip=offer.yiaddr.packed, server_id=other) is None
         assert runner.sync(lambda: offer.yiaddr in svc.table.by_ip) is False  # our offer was withdrawn
         taker = RawClient(pc, pc_if, "02:00:00:00:01:04")
-        try:  # another client asks for a bound address: NAK
+        try:  # a client we know (it has a lease) asks for another one's bound address: NAK
             ip, _ = taker.lease()
+            client.lease()
             assert client.exchange(P.REQUEST, requested_ip=ip.packed).message_type == P.NAK
         finally:
             taker.close()
