@@ -54,9 +54,10 @@ def lan_model():
     """The core plus the LAN sections only: these tests do not depend on other services' modules."""
     from services.dhcp import SERVICE as DHCP
     from services.dns import SERVICE as DNS
+    from services.ntp import SERVICE as NTP
     from services.provisioning import SERVICE as PROV
 
-    fields = {svc.name: (svc.Config, Field(default_factory=svc.Config)) for svc in (DHCP, DNS, PROV)}
+    fields = {svc.name: (svc.Config, Field(default_factory=svc.Config)) for svc in (DHCP, DNS, NTP, PROV)}
     return create_model("LanConfig", __base__=schema.CoreConfig, **fields)
 
 

@@ -108,3 +108,21 @@ def test_broadcast_address_is_sent(served, tmp_path):
     assert env["broadcast"] == "10.77.0.255"
     isc = dhclient(pc, pc_if, tmp_path / "isc")
     assert isc["new_broadcast_address"] == "10.77.0.255"
+
+
+def test_ntp_server_is_advertised_only_while_the_box_serves_time(lan, box_ctx, tmp_path):
+    _lab, box, pc, box_if, pc_if = lan
+    runner = LoopThread(box)
+    svc = SERVICE(box_ctx)
+    dhcp = {"conflict_probe": False}
+    runner.call(svc.start(lan_config(box_if, dhcp=dhcp, ntp={"enabled": True})))
+    try:
+        assert udhcpc(pc, pc_if, tmp_path / "on")["ntpsrv"] == "10.77.0.1"
+        runner.call(svc.reload(lan_config(box_if, dhcp=dhcp, ntp={"enabled": False})))
+        assert "ntpsrv" not in udhcpc(pc, pc_if, tmp_path / "off")
+        runner.call(svc.reload(lan_config(box_if, dhcp={**dhcp, "ntp_servers": ["10.77.0.123"]},
+                                          ntp={"enabled": False})))
+        assert udhcpc(pc, pc_if, tmp_path / "own")["ntpsrv"] == "10.77.0.123"  # named servers: always
+    finally:
+        runner.call(svc.stop())
+        runner.close()
