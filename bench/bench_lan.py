@@ -36,7 +36,7 @@ LOCAL_NAMES = 50
 DOMAIN = "office.lan"  # the schema's default LAN domain
 UNIQUE = 150_000  # names per dnsperf run of never-asked names (more than a run gets through)
 DHCP_WINDOW = 32
-MACS = 500
+MACS = 20000  # DHCP clients: each one's message rate stays within the per-client limit
 PY = sys.executable
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -392,7 +392,9 @@ def dhcp_load(interface: str, seconds: float, window: int, count: int) -> dict:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
     sock.bind(("0.0.0.0", 68))
     sock.setblocking(False)
-    idle = [bytes((2, 0, 0, i >> 16 & 255, i >> 8 & 255, i & 255)) for i in range(count)]
+    from collections import deque
+
+    idle = deque(bytes((2, 0, 0, i >> 16 & 255, i >> 8 & 255, i & 255)) for i in range(count))
     active: dict[int, tuple[bytes, float]] = {}
     xid = int.from_bytes(os.urandom(4), "big")
     done = timeouts = naks = 0
@@ -400,7 +402,7 @@ def dhcp_load(interface: str, seconds: float, window: int, count: int) -> dict:
     end = started + seconds
     while (now := time.monotonic()) < end:
         while idle and len(active) < window:
-            mac = idle.pop(0)
+            mac = idle.popleft()
             xid = (xid + 1) & 0xFFFFFFFF
             active[xid] = (mac, now)
             sock.sendto(_dhcp_request(1, mac, xid), ("255.255.255.255", 67))
@@ -432,49 +434,116 @@ def dhcp_load(interface: str, seconds: float, window: int, count: int) -> dict:
     return {"rate": done / took, "timeouts": timeouts, "naks": naks}
 
 
+DHCP_RATE = 6000  # perfdhcp's target exchanges/s: above what any server here reaches, so it measures capacity
+KEA_CONF = {"Dhcp4": {
+    "interfaces-config": {"interfaces": []},
+    "lease-database": {"type": "memfile", "persist": True, "name": "", "lfc-interval": 0},
+    "valid-lifetime": 3600,
+    "subnet4": [{"id": 1, "subnet": "10.77.0.0/16", "pools": [{"pool": "10.77.1.0 - 10.77.250.255"}]}],
+    "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": ""}], "severity": "WARN"}],
+}}
+
+
+def perfdhcp(client, cli_if: str, relayed: bool) -> dict:
+    """ISC perfdhcp (Debian kea-admin) in the client namespace: DORA at DHCP_RATE/s from MACS clients,
+    broadcast from the interface, or as a relay agent (10.77.0.2, giaddr set) unicast to the server."""
+    import re
+
+    argv = ["perfdhcp", "-4", "-r", str(DHCP_RATE), "-R", str(MACS), "-p", f"{SECONDS:.0f}", "-d", "2"]
+    argv += ["-l", "10.77.0.2", "10.77.0.1"] if relayed else ["-l", cli_if]
+    out = client.run(*argv, timeout=SECONDS + 60, check=False).stdout
+    rate = re.search(r"Rate: ([0-9.]+) 4-way exchanges/second", out)
+    drops = [int(n) for n in re.findall(r"drops: (\d+)", out)]
+    sent = [int(n) for n in re.findall(r"sent packets: (\d+)", out)]
+    if rate is None:
+        raise RuntimeError(f"perfdhcp gave no rate: {out[-500:]}")
+    return {"rate": float(rate.group(1)), "timeouts": sum(drops), "naks": 0, "sent": sum(sent)}
+
+
+def start_kea(box, box_if: str, tmp: str) -> subprocess.Popen:
+    conf = json.loads(json.dumps(KEA_CONF))
+    conf["Dhcp4"]["interfaces-config"]["interfaces"] = [box_if]
+    conf["Dhcp4"]["lease-database"]["name"] = f"{tmp}/kea-leases.csv"
+    conf["Dhcp4"]["loggers"][0]["output_options"][0]["output"] = f"{tmp}/kea.log"
+    Path(f"{tmp}/kea.json").write_text(json.dumps(conf))
+    Path(f"{tmp}/kea-leases.csv").unlink(missing_ok=True)
+    env = {**os.environ, "KEA_LOCKFILE_DIR": tmp, "KEA_PIDFILE_DIR": tmp}
+    proc = box.popen(["kea-dhcp4", "-c", f"{tmp}/kea.json"], env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        raise RuntimeError(f"kea-dhcp4 did not start (see {tmp}/kea.log)")
+    return proc
+
+
 def bench_dhcp() -> list[dict]:
+    """Each server in turn owns port 67 in the box namespace; the same loads hit each in the same run:
+    our own generator (broadcast DORA, DHCP_WINDOW in flight) and perfdhcp broadcast and relayed."""
     if os.geteuid() != 0 or not shutil.which("ip"):
         return [{"area": "lan", "metric": "DHCP handshakes/s", "value": float("nan"), "unit": "",
                  "note": "needs root for network namespaces"}]
     sys.path.insert(0, ROOT)
     from tests.netns import Lab
 
-    runs: dict[str, list[dict]] = {"OfficeBox": [], "dnsmasq": []}
+    servers = ["OfficeBox", "dnsmasq"] + (["Kea"] if shutil.which("kea-dhcp4") else [])
+    loads = ["own generator"] + (["perfdhcp broadcast", "perfdhcp relayed"] if shutil.which("perfdhcp") else [])
+    runs: dict[tuple[str, str], list[dict]] = {(who, load): [] for who in servers for load in loads}
     with Lab() as lab, tempfile.TemporaryDirectory(prefix="bench-lan-") as tmp:
         box, client = lab.host("bbox"), lab.host("bcli")
-        box_if, cli_if = lab.link(box, "10.77.0.1/16", client, None)
-        load = [PY, "-m", "bench.bench_lan", "dhcp-load", cli_if, str(SECONDS), str(DHCP_WINDOW), str(MACS)]
+        box_if, cli_if = lab.link(box, "10.77.0.1/16", client, "10.77.0.2/16")
+        own = [PY, "-m", "bench.bench_lan", "dhcp-load", cli_if, str(SECONDS), str(DHCP_WINDOW), str(MACS)]
 
         def measure(who: str, proc: subprocess.Popen) -> None:
-            before = cpu_seconds(proc.pid)
-            result = json.loads(client.run(*load, timeout=SECONDS + 30, cwd=ROOT).stdout)
-            result["cpu"] = (cpu_seconds(proc.pid) - before) / SECONDS
-            runs[who].append(result)
+            for load in loads:
+                before = cpu_seconds(proc.pid)
+                if load == "own generator":
+                    result = json.loads(client.run(*own, timeout=SECONDS + 30, cwd=ROOT).stdout)
+                else:
+                    result = perfdhcp(client, cli_if, relayed=load.endswith("relayed"))
+                result["cpu"] = (cpu_seconds(proc.pid) - before) / SECONDS
+                runs[(who, load)].append(result)
+
+        def start(who: str) -> subprocess.Popen:
+            if who == "OfficeBox":
+                return start_ours("dhcp", f"{tmp}/ours", box_if, netns=box.name)[0]
+            if who == "Kea":
+                return start_kea(box, box_if, tmp)
+            proc = box.popen([*dnsmasq_argv(tmp), "--port=0", f"--interface={box_if}", "--bind-interfaces",
+                              "--dhcp-range=10.77.1.0,10.77.250.255,255.255.0.0,1h",
+                              f"--dhcp-leasefile={tmp}/leases", "--no-ping", "--dhcp-authoritative",
+                              "--quiet-dhcp", "--dhcp-lease-max=100000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            return proc
 
         for _ in range(ROUNDS):  # interleaved, best of each (one server at a time owns port 67)
-            ours, _ = start_ours("dhcp", f"{tmp}/ours", box_if, netns=box.name)
-            try:
-                measure("OfficeBox", ours)
-            finally:
-                stop_proc(ours)
-            dnsmasq = box.popen([*dnsmasq_argv(tmp), "--port=0", f"--interface={box_if}", "--bind-interfaces",
-                                 "--dhcp-range=10.77.1.0,10.77.250.255,255.255.0.0,1h",
-                                 f"--dhcp-leasefile={tmp}/leases", "--no-ping", "--dhcp-authoritative", "--quiet-dhcp",
-                                 "--dhcp-lease-max=100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                time.sleep(0.3)
-                measure("dnsmasq", dnsmasq)
-            finally:
-                dnsmasq.terminate()
-                dnsmasq.wait(5)
-    best = {who: max(r, key=lambda x: x["rate"]) for who, r in runs.items()}
-    note = f"{MACS} MACs, {DHCP_WINDOW} concurrent, best of {ROUNDS} x {SECONDS:.0f} s, veth, no ping"
-    rows = [{"area": "lan", "metric": f"DHCP handshakes/s ({who})", "value": round(r["rate"]), "unit": "handshakes/s",
-             "note": f"{note}; server CPU {r['cpu']:.0%}; timeouts {r['timeouts']}, NAKs {r['naks']}; "
-                     f"all runs {[round(x['rate']) for x in runs[who]]}"} for who, r in best.items()]
-    rows.append({"area": "lan", "metric": "DHCP ratio OfficeBox/dnsmasq",
-                 "value": round(best["OfficeBox"]["rate"] / best["dnsmasq"]["rate"], 2), "unit": "x",
-                 "note": "ours writes leases to disk (fsync) before each ACK, grouped"})
+            for who in servers:
+                proc = start(who)
+                try:
+                    measure(who, proc)
+                finally:
+                    if who == "OfficeBox":
+                        stop_proc(proc)
+                    else:
+                        proc.terminate()
+                        proc.wait(5)
+    best = {key: max(r, key=lambda x: x["rate"]) for key, r in runs.items()}
+    rows = []
+    for load in loads:
+        note = (f"{MACS} clients, best of {ROUNDS} x {SECONDS:.0f} s, veth, no ping; "
+                + (f"{DHCP_WINDOW} handshakes in flight" if load == "own generator" else f"target {DHCP_RATE}/s"))
+        for who in servers:
+            r = best[(who, load)]
+            lost = "timeouts" if load == "own generator" else "drops"
+            rows.append({"area": "lan", "metric": f"DHCP handshakes/s, {load} ({who})", "value": round(r["rate"]),
+                         "unit": "handshakes/s",
+                         "note": f"{note}; server CPU {r['cpu']:.0%}; {lost} {r['timeouts']}, NAKs {r['naks']}; "
+                                 f"all runs {[round(x['rate']) for x in runs[(who, load)]]}"})
+        for other in servers[1:]:
+            theirs = best[(other, load)]["rate"]
+            rows.append({"area": "lan", "metric": f"DHCP ratio OfficeBox/{other}, {load}",
+                         "value": round(best[("OfficeBox", load)]["rate"] / theirs, 2) if theirs else float("nan"),
+                         "unit": "x", "note": "ours writes leases to disk (fsync, grouped) before each ACK"})
     return rows
 
 
