@@ -1,6 +1,6 @@
 """DHCP: hands out addresses, names and phone provisioning options on the LAN (and the voice VLAN).
 
-Leases live in state_dir("dhcp")/leases.json (atomic rewrite, on disk before each ACK). Other
+Leases live in state_dir("dhcp"): leases.json and its journal (on disk before each ACK). Other
 services learn about leases through services.dhcp.bus (see there), never through the file.
 
 On the box it serves network.lan.interface and, with the voice VLAN on, "<lan>.<vlan id>" (the
@@ -187,7 +187,7 @@ class DhcpService(Service):
         if self.server:
             self.server.close()
             self.server = None
-        await self.table.commit()
+        await self.table.commit(compact=True)  # a clean stop leaves the snapshot complete
 
     async def stop(self) -> None:
         await self._close()

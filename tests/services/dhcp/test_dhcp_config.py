@@ -76,3 +76,76 @@ def test_bad_lease_records_are_skipped(ctx):
     table = LeaseTable(path)
     table.load()
     assert [str(lease.ip) for lease in table.bound(time.time())] == ["10.77.0.5"]
+
+
+def _lease(i: int, **kw):
+    import ipaddress
+    import time
+
+    from services.dhcp.leases import Lease
+
+    return Lease(ip=ipaddress.IPv4Address("10.77.0.0") + 256 + i, mac=f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}",
+                 network="lan", expires=time.time() + 3600, **kw)
+
+
+def test_a_commit_writes_what_changed_not_the_whole_table(ctx):
+    """5000 leases on disk; one more ACK appends one journal line instead of rewriting 5000."""
+    import asyncio
+
+    from services.dhcp.leases import LeaseTable
+
+    path = ctx.state_dir("dhcp") / "leases.json"
+    table = LeaseTable(path)
+    for i in range(5000):
+        table.put(_lease(i))
+    table.save_now()
+    snapshot = path.read_bytes()
+    table.put(_lease(5000, hostname="new-pc", client_id="01aa"))
+    asyncio.run(table.commit())
+    assert path.read_bytes() == snapshot
+    assert 0 < table.journal_path.stat().st_size < 300
+    again = LeaseTable(path)
+    again.load()
+    assert len(again.by_ip) == 5001 and again.by_ip[_lease(5000).ip].hostname == "new-pc"
+    assert again.by_ip[_lease(5000).ip].client_id == "01aa"
+
+
+def test_journal_replay_release_quarantine_and_a_torn_last_line(ctx):
+    import asyncio
+    import time
+
+    from services.dhcp.leases import LeaseTable
+
+    path = ctx.state_dir("dhcp") / "leases.json"
+    table = LeaseTable(path)
+    for i in range(3):
+        table.put(_lease(i))
+    asyncio.run(table.commit())
+    table.free(_lease(1).ip)
+    table.quarantine(_lease(2).ip, time.time() + 600)
+    asyncio.run(table.commit())
+    with open(table.journal_path, "ab") as journal:
+        journal.write(b'{"ip":"10.77.1.9","lease":{"ip":"10.77.1.9","ma')  # the power went here
+    again = LeaseTable(path)
+    again.load()
+    assert {str(ip): lease.state for ip, lease in again.by_ip.items()} == {"10.77.1.0": "bound", "10.77.1.1": "free"}
+    assert again.is_quarantined(_lease(2).ip, time.time())
+
+
+def test_a_long_journal_is_folded_into_the_snapshot(ctx):
+    import asyncio
+
+    from services.dhcp.leases import JOURNAL_MIN, LeaseTable
+
+    path = ctx.state_dir("dhcp") / "leases.json"
+    table = LeaseTable(path)
+
+    async def renewals():  # ten devices renewing, over and over
+        for n in range(JOURNAL_MIN + 5):
+            table.put(_lease(n % 10, hostname=f"pc-{n}"))
+            await table.commit()
+    asyncio.run(renewals())
+    assert len(table.journal_path.read_text().splitlines()) < JOURNAL_MIN
+    again = LeaseTable(path)
+    again.load()
+    assert len(again.by_ip) == 10 and again.by_ip[_lease(4).ip].hostname == f"pc-{JOURNAL_MIN + 4}"
