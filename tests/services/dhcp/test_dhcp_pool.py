@@ -104,6 +104,20 @@ def test_offer_flood_does_not_starve_the_pool(lan, box_ctx, tmp_path):
         close(runner, svc)
 
 
+def test_perfdhcp_discover_only_flood_does_not_starve_the_pool(lan, box_ctx, tmp_path):
+    """What ISC perfdhcp found: 150 clients that only DISCOVER (-i) took a 100-address pool for a minute."""
+    _lab, box, pc, box_if, pc_if = lan
+    pc.run("ip", "addr", "add", "10.77.0.2/24", "dev", pc_if)
+    runner, svc = serve(box, box_ctx, box_if, pools=[{"start": "10.77.0.100", "end": "10.77.0.199"}])
+    try:
+        pc.run("perfdhcp", "-4", "-i", "-l", pc_if, "-R", "150", "-n", "150", "-r", "150", check=False, timeout=30)
+        assert runner.sync(lambda: svc.server.counters["offers"]) >= 100
+        env = udhcpc(pc, pc_if, tmp_path / "late")
+        assert env["ip"].startswith("10.77.0.") and 100 <= int(env["ip"].rsplit(".", 1)[1]) <= 199
+    finally:
+        close(runner, svc)
+
+
 def test_offer_hold_is_short_and_a_lapsed_offer_is_free_at_once(lan, box_ctx):
     _lab, box, pc, box_if, pc_if = lan
     runner, svc = serve(box, box_ctx, box_if, pools=[{"start": "10.77.0.50", "end": "10.77.0.50"}], offer_hold=2)
