@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from appliance.runtime import Runtime
+from tests.webadmin.conftest import runtime  # noqa: F401  (fixture: the real Runtime, lab data dir)
 from tests.webadmin.helpers import admin_client_for, post
 
 
-@pytest.fixture
-def runtime(tmp_path):
-    rt = Runtime(tmp_path / "var", lab=True)
-    rt.bootstrap()
-    yield rt
-    rt.store.close()
-
-
-def test_time_server_page(runtime):
+def test_time_server_page(runtime):  # noqa: F811
     client = admin_client_for(runtime)
     page = client.get("/ntp/").get_data(as_text=True)
     assert 'href="/ntp/"' in page and "2.debian.pool.ntp.org" in page and "option 42" in page
