@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.fsutil import atomic_write, fsync_dir, write_synced
+from services.dhcp.packet import client_key
 
 log = logging.getLogger("officebox.dhcp")
 IP = ipaddress.IPv4Address
@@ -38,10 +39,6 @@ class Lease:
 
     def active(self, now: float) -> bool:
         return self.state in ("bound", "offered") and self.expires > now
-
-
-def client_key(client_id: str, mac: str) -> str:
-    return f"id:{client_id}" if client_id else mac
 
 
 class LeaseTable:

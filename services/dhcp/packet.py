@@ -21,6 +21,11 @@ BROADCAST_ADDRESS, RELAY_AGENT = 28, 82
 ZERO = ipaddress.IPv4Address(0)
 
 
+def client_key(client_id: str, mac: str) -> str:
+    """Who a client is (RFC 2131 4.2): its identifier (hex) when it sends one, else its MAC."""
+    return f"id:{client_id}" if client_id else mac
+
+
 class MalformedPacket(ValueError):
     """The bytes are not a usable DHCP request; the server drops them."""
 
@@ -65,7 +70,7 @@ class Packet:
 
     @property
     def client_key(self) -> str:
-        return f"id:{self.client_id}" if self.client_id else self.mac
+        return client_key(self.client_id, self.mac)
 
     def requested_options(self) -> list[int]:
         return list(self.options.get(PARAM_LIST, b""))

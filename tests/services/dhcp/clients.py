@@ -42,6 +42,7 @@ request subnet-mask, broadcast-address, routers, domain-name, domain-name-server
         dhcp-lease-time, dhcp-renewal-time, dhcp-rebinding-time, tftp-server-name;
 timeout 15;
 retry 1;
+reboot 4;
 """
 
 
