@@ -1,6 +1,7 @@
 """DHCPv4 messages (RFC 2131 format, RFC 2132 options): parse untrusted bytes, build replies."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ RENEWAL_TIME, REBINDING_TIME, VENDOR_CLASS, CLIENT_ID, TFTP_SERVER_NAME, TFTP_SE
 PAD, END, OVERLOAD = 0, 255, 52
 BROADCAST_ADDRESS, RELAY_AGENT = 28, 82
 ZERO = ipaddress.IPv4Address(0)
+ZERO_BYTES = bytes(4)
 
 
 def client_key(client_id: str, mac: str) -> str:
@@ -46,9 +48,9 @@ class Packet:
     chaddr: bytes = b"\0" * 16
     options: dict[int, bytes] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.chaddr[:6])
+        return self.chaddr[:6].hex(":")
 
     @property
     def message_type(self) -> int | None:
@@ -95,6 +97,10 @@ def _read_options(data: bytes, into: dict[int, bytes]) -> None:
         i += 2 + length
 
 
+def _address(raw: bytes) -> ipaddress.IPv4Address:
+    return ZERO if raw == ZERO_BYTES else ipaddress.IPv4Address(raw)  # most are 0.0.0.0: no object needed
+
+
 def parse(data: bytes) -> Packet:
     if len(data) < HEADER.size + 4:
         raise MalformedPacket(f"too short ({len(data)} bytes)")
@@ -113,9 +119,8 @@ def parse(data: bytes) -> Packet:
         _read_options(bootfile, options)
     if overload[0] & 2:
         _read_options(sname, options)
-    packet = Packet(op, htype, hlen, hops, xid, secs, flags, ipaddress.IPv4Address(ciaddr),
-                    ipaddress.IPv4Address(yiaddr), ipaddress.IPv4Address(siaddr), ipaddress.IPv4Address(giaddr),
-                    chaddr, options)
+    packet = Packet(op, htype, hlen, hops, xid, secs, flags, _address(ciaddr), _address(yiaddr), _address(siaddr),
+                    _address(giaddr), chaddr, options)
     if packet.message_type not in TYPE_NAMES:
         raise MalformedPacket("missing or unknown DHCP message type")
     return packet

@@ -22,6 +22,7 @@ from services.dhcp.probe import Prober
 log = logging.getLogger("officebox.dhcp")
 IP = ipaddress.IPv4Address
 MAX_IN_FLIGHT = 512
+SHED_DISCOVERS = 128  # this many messages in flight: new DISCOVERs wait, started handshakes finish first
 MIN_OFFER_AGE = 1.0  # a pool with nothing free takes back offers older than this, oldest first
 
 
@@ -106,7 +107,7 @@ class DhcpServer:
         self._socks: dict[str, socket.socket] = {}
         self._probers: dict[str, Prober] = {}
         self._tasks: set[asyncio.Task] = set()
-        self.counters = {"received": 0, "malformed": 0, "limited": 0, "offers": 0, "acks": 0, "naks": 0,
+        self.counters = {"received": 0, "malformed": 0, "limited": 0, "shed": 0, "offers": 0, "acks": 0, "naks": 0,
                          "declines": 0, "releases": 0, "informs": 0, "ignored": 0, "errors": 0, "conflicts": 0}
 
     # -- sockets ----------------------------------------------------------------------------------
@@ -180,7 +181,9 @@ class DhcpServer:
                 continue
             if not self._within_limits(request):
                 continue
-            if len(self._tasks) >= MAX_IN_FLIGHT:
+            busy = len(self._tasks)
+            if busy >= MAX_IN_FLIGHT or (busy >= SHED_DISCOVERS and request.message_type == P.DISCOVER):
+                self.counters["shed"] += 1
                 self.quiet(logging.WARNING, "overload", "DHCP overloaded; dropping a %s",
                            P.TYPE_NAMES[request.message_type])
                 continue
