@@ -7,13 +7,15 @@ configuration restarts it (chrony has no reload; the argv carries the file's dig
 On the box chronyd follows the configured pools/servers (over the WAN, by routing), disciplines the
 system clock and serves the LAN networks on port 123. In lab mode without `netns` it serves only
 127.0.0.1 on lab_port, from the local clock, with no upstream and without touching this machine's
-clock. `netns` (tests): chronyd runs in that namespace on the real port, as on the box, but never
-sets the clock (a namespace shares it with the host).
+clock. `netns` (tests), or an appliance that itself runs in a network namespace other than init's
+(a box in a test namespace): chronyd serves as on the box but never sets the clock, which the
+namespace shares with the host.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,14 @@ from pathlib import Path
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.ntp.chronyconf import Paths, lan_networks, render
 from services.ntp.config import NtpConfig
+
+
+def owns_clock() -> bool:
+    """True in init's network namespace (the box itself); False in any other, or when unsure."""
+    try:
+        return os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net")
+    except OSError:
+        return False
 
 
 class NtpService(Service):
@@ -39,7 +49,7 @@ class NtpService(Service):
 
     @property
     def sets_clock(self) -> bool:
-        return not self.ctx.lab
+        return not self.ctx.lab and self.netns is None and owns_clock()
 
     @property
     def paths(self) -> Paths:

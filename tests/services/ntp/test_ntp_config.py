@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -10,6 +12,7 @@ from appliance import schema
 from appliance.context import Context
 from appliance.service import ApplyError
 from services.ntp import SERVICE
+from tests.netns import Lab, have_netns
 
 
 def config(**ntp):
@@ -29,7 +32,28 @@ def test_box_serves_the_lan_networks_and_follows_the_upstreams(tmp_path):
     assert "server 198.51.100.1 iburst" in lines and "server time.example.net iburst" in lines
     assert "allow 192.0.2.0/24" in lines and "allow 10.78.0.0/24" in lines
     assert [x for x in lines if x.startswith("allow")] == ["allow 192.0.2.0/24", "allow 10.78.0.0/24"]
-    assert "port 123" in lines and "local stratum 10" in lines and "makestep 1.0 3" in lines
+    assert "port 123" in lines and "local stratum 10" in lines
+
+
+def test_only_the_box_itself_sets_the_clock(tmp_path):
+    from services.ntp.chronyconf import Paths, render
+
+    box = render(config(), Paths(tmp_path), lab_only=False, sets_clock=True)
+    assert "makestep 1.0 3" in box and "rtcsync" in box
+    assert "makestep" not in render(config(), Paths(tmp_path), lab_only=False, sets_clock=False)
+
+
+@pytest.mark.skipif(not have_netns(), reason="needs root and iproute2 for network namespaces")
+def test_a_box_in_a_test_namespace_never_sets_the_hosts_clock(tmp_path):
+    """`officebox run` in a namespace (tests/appliance/test_box_mode.py) is not lab mode, yet the
+    clock it would set is the host's."""
+    probe = ("import sys; from appliance import schema; from appliance.context import Context; "
+             "from services.ntp import SERVICE; svc = SERVICE(Context(sys.argv[1], lab=False)); "
+             "print(svc.sets_clock, svc.processes(schema.parse({}))[0].argv[-1])")
+    with Lab() as lab:
+        out = lab.host("box").run(sys.executable, "-c", probe, str(tmp_path / "var"), check=False,
+                                  env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.stdout.split() == ["False", "--no-clock"], out.stderr
 
 
 def test_lab_mode_sends_nothing_anywhere(ctx):
