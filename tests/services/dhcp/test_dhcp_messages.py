@@ -114,17 +114,18 @@ def test_udhcpc_renews_by_unicast(served, tmp_path):
     script.write_text(RENEW_SCRIPT.format(out=tmp_path))
     script.chmod(0o755)
     proc = pc.popen(["udhcpc", "-i", pc_if, "-f", "-s", str(script), "-t", "4", "-T", "2"])
-    try:
+
+    def event(name: str) -> dict[str, str]:  # the hook's file, once written completely (env | sort > file)
         deadline = time.monotonic() + 15
-        while not (tmp_path / "bound.env").exists() and time.monotonic() < deadline:
+        while "ip" not in (found := read_env(tmp_path / f"{name}.env")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        bound = read_env(tmp_path / "bound.env")
+        return found
+    try:
+        bound = event("bound")
+        time.sleep(0.3)  # udhcpc is BOUND once its hook returned (it adds the address first)
         pids = pc.run("pgrep", "-f", f"udhcpc -i {pc_if}").stdout.split()
         os.kill(int(pids[0]), signal.SIGUSR1)  # renew now
-        deadline = time.monotonic() + 15
-        while not (tmp_path / "renew.env").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        renew = read_env(tmp_path / "renew.env")
+        renew = event("renew")
         assert renew["ip"] == bound["ip"] and renew["lease"] == "600"
         assert svc.server.counters["acks"] == 2
     finally:
