@@ -9,7 +9,7 @@ from pathlib import Path
 
 from appliance import backup, control, gcpolicy
 from appliance.apply import ApplyEngine
-from appliance.certs import box_certificate
+from appliance.certs import box_certificate, box_names, send_tls_alerts
 from appliance.context import Context
 from appliance.defaults import default_document
 from appliance.firmware import BoxFirmware
@@ -77,13 +77,15 @@ class Runtime:
             return "127.0.0.1", config.system.lab_admin_port if port is None else port
         return "0.0.0.0", config.system.admin_port if port is None else port
 
+    def _certificate(self, config: CoreConfig) -> tuple[Path, Path]:
+        return box_certificate(self.ctx.data_dir, config.system.hostname, box_names(config))
+
     def _start_webadmin(self, host: str, port: int) -> threading.Thread:
         from werkzeug.serving import make_server
 
         from webadmin import create_app
 
-        hostname = self.config.system.hostname
-        cert, key = box_certificate(self.ctx.data_dir, hostname)
+        cert, key = self._certificate(self.config)
         self._web = make_server(host, port, create_app(self), threaded=True, ssl_context=(str(cert), str(key)))
         self.admin_url = f"https://{'127.0.0.1' if host == '0.0.0.0' else host}:{self._web.server_port}/"
         thread = threading.Thread(target=self._web.serve_forever, name="webadmin", daemon=True)
@@ -102,6 +104,8 @@ class Runtime:
         self._loop, self._stop = loop, stop
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        await asyncio.to_thread(self._certificate, config)  # before the mail service loads it
+        send_tls_alerts()
         await self.supervisor.start(config)
         gcpolicy.tune_for_serving()
         server = await control.serve(self, self.ctx.run_dir("core") / "control.sock")
