@@ -21,6 +21,11 @@ from appliance.supervisor import Supervisor
 from services import discover
 
 log = logging.getLogger("officebox")
+CERT_CHECK_INTERVAL = 10.0
+
+
+def _stamp(path: Path) -> tuple[str, int]:
+    return str(path), path.stat().st_mtime_ns
 
 
 class Runtime:
@@ -81,16 +86,29 @@ class Runtime:
         return box_certificate(self.ctx.data_dir, config.system.hostname, box_names(config))
 
     def _start_webadmin(self, host: str, port: int) -> threading.Thread:
-        from werkzeug.serving import make_server
-
         from webadmin import create_app
+        from webadmin.server import AdminServer
 
         cert, key = self._certificate(self.config)
-        self._web = make_server(host, port, create_app(self), threaded=True, ssl_context=(str(cert), str(key)))
-        self.admin_url = f"https://{'127.0.0.1' if host == '0.0.0.0' else host}:{self._web.server_port}/"
-        thread = threading.Thread(target=self._web.serve_forever, name="webadmin", daemon=True)
+        self._web = AdminServer(host, port, create_app(self), cert, key)
+        self._web.prepare()  # binds now: a port in use fails the start
+        self.admin_url = f"https://{'127.0.0.1' if host == '0.0.0.0' else host}:{self._web.port}/"
+        thread = threading.Thread(target=self._web.serve, name="webadmin", daemon=True)
         thread.start()
         return thread
+
+    async def _renew_certificate(self) -> None:
+        """When the box's names or LAN addresses change, the certificate follows (checked every few s)."""
+        while True:
+            await asyncio.sleep(CERT_CHECK_INTERVAL)
+            try:
+                cert, key = await asyncio.to_thread(self._certificate, self.config)
+                if _stamp(cert) != self._cert_stamp:
+                    self._cert_stamp = _stamp(cert)
+                    self._web.reload_certificate(cert, key)
+                    log.warning("box certificate renewed for new names or addresses")
+            except Exception:  # a failed renewal keeps the certificate in use
+                log.exception("box certificate renewal failed")
 
     async def serve(self, admin_port: int | None = None, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT: services, web admin, control socket."""
@@ -111,6 +129,8 @@ class Runtime:
         server = await control.serve(self, self.ctx.run_dir("core") / "control.sock")
         host, port = self.admin_address(config, admin_port)
         self._start_webadmin(host, port)
+        self._cert_stamp = _stamp(self._certificate(config)[0])
+        renewal = asyncio.create_task(self._renew_certificate())
         mode = "lab mode" if self.ctx.lab else "appliance"
         print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
         print(f"  web admin: {self.admin_url}", flush=True)
@@ -123,7 +143,8 @@ class Runtime:
             await stop.wait()
         finally:
             print("OfficeBox stopping", flush=True)
-            self._web.shutdown()
+            renewal.cancel()
+            await asyncio.to_thread(self._web.stop)
             server.close()
             await self.supervisor.stop()
             self.store.close()

@@ -17,7 +17,7 @@ from flask import Flask, current_app, g, redirect, render_template, request, url
 from werkzeug.exceptions import HTTPException
 
 from webadmin import core
-from webadmin.security import Lockout, SessionRegistry, load_secret_key
+from webadmin.security import Lockout, PasswordChecks, SessionRegistry, load_secret_key
 
 log = logging.getLogger("officebox.webadmin")
 # navigation groups in this order; groups nobody listed here come before "System", alphabetically
@@ -41,6 +41,7 @@ def create_app(runtime: Any) -> Flask:
     app.extensions[core.RUNTIME_KEY] = runtime
     app.extensions[core.SESSIONS_KEY] = SessionRegistry()
     app.extensions[core.LOCKOUT_KEY] = Lockout()
+    app.extensions[core.PASSWORD_CHECKS_KEY] = PasswordChecks()
     app.before_request(core.check_csrf)
     app.before_request(_first_boot_gate)
     app.after_request(_security_headers)
@@ -133,7 +134,7 @@ def _format_time(timestamp: float | None) -> str:
 
 
 ERROR_TITLES = {400: "Request refused", 403: "Not allowed", 404: "Page not found", 405: "Method not allowed",
-                413: "Upload too large", 429: "Too many requests", 500: "Internal error"}
+                413: "Upload too large", 429: "Too many requests", 500: "Internal error", 503: "Busy"}
 ERROR_TEXTS = {403: "Your account may not open this page.",
                404: "There is no such page. Use the navigation to find what you are looking for.",
                500: "Something went wrong on the box. The error was logged; please try again."}

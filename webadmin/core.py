@@ -25,6 +25,8 @@ from appliance.users import User
 RUNTIME_KEY = "officebox.runtime"
 SESSIONS_KEY = "officebox.sessions"
 LOCKOUT_KEY = "officebox.lockout"
+PASSWORD_CHECKS_KEY = "officebox.password_checks"
+BUSY_MESSAGE = "The box is busy checking other sign-ins. Please try again in a few seconds."
 CONFIG_CACHE_KEY = "officebox.config_cache"
 CSRF_FIELD = "csrf_token"
 BASE_FIELD = "base_revision"  # the revision a form was shown with: changes are built on it
@@ -111,6 +113,12 @@ def admin_required(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def password_check(check: Callable[[], bool]) -> bool:
+    """Run one argon2 verification in a bounded slot; raises security.Busy when none frees up."""
+    with current_app.extensions[PASSWORD_CHECKS_KEY].slot():
+        return check()
 
 
 def _to_login() -> Any:

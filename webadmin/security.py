@@ -1,4 +1,5 @@
-"""Web admin security parts: the session secret, server-side sign-in sessions and the login lock-out."""
+"""Web admin security parts: the session secret, server-side sign-in sessions, the login lock-out and the
+bound on concurrent password checks."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,3 +161,29 @@ class Lockout:
         stale = [k for k, (count, last) in self._fails.items() if now - last > self.delay(count) + 3600]
         for key in stale or sorted(self._fails, key=lambda k: self._fails[k][1])[: self.MAX_KEYS // 10]:
             del self._fails[key]
+
+
+class Busy(Exception):
+    """Every password-check slot stayed taken: the client is told to try again."""
+
+
+class PasswordChecks:
+    """At most LIMIT argon2 verifications at once (each takes a core and 64 MiB): a flood of sign-ins
+    waits WAIT seconds for a slot at most, then gets "busy, try again" instead of piling up."""
+
+    LIMIT = 2
+    WAIT = 3.0
+
+    def __init__(self, limit: int = LIMIT, wait: float = WAIT) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self.wait = wait
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.wait):
+            raise Busy
+        try:
+            yield
+        finally:
+            self._slots.release()
+

@@ -3,11 +3,11 @@ import re
 import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from appliance.certs import ensure_certificate
 from tests.webadmin.helpers import ADMIN
 from webadmin import create_app
+from webadmin.server import AdminServer
 
 pytestmark = pytest.mark.slow
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
@@ -17,15 +17,15 @@ TIMEOUT_MS = 15000
 
 @pytest.fixture
 def server(runtime, tmp_path):
-    """The app served over HTTPS on an ephemeral loopback port, in a thread."""
+    """The app served by the box's HTTPS server on an ephemeral loopback port, in a thread."""
     cert, key = ensure_certificate(tmp_path / "tls", "localhost", alt_names=("127.0.0.1",))
-    httpd = make_server("127.0.0.1", 0, create_app(runtime), threaded=True, ssl_context=(str(cert), str(key)))
-    thread = threading.Thread(target=httpd.serve_forever, name="webadmin-test", daemon=True)
+    httpd = AdminServer("127.0.0.1", 0, create_app(runtime), cert, key)
+    httpd.prepare()
+    thread = threading.Thread(target=httpd.serve, name="webadmin-test", daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    yield f"https://127.0.0.1:{httpd.port}"
+    httpd.stop()
     thread.join(timeout=10)
-    httpd.server_close()
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
-"""The in-memory parts of web admin security: secret key file, session registry, lock-out bounds."""
+"""Web admin security parts: secret key file, session registry, lock-out bounds, bounded password checks."""
 import stat
+import threading
+import time
 
-from webadmin.security import Lockout, SessionRegistry, load_secret_key
+import pytest
+
+from webadmin.security import Busy, Lockout, PasswordChecks, SessionRegistry, load_secret_key
 
 
 class Clock:
@@ -60,3 +64,33 @@ def test_lockout_memory_is_bounded_and_keys_are_independent():
     assert lockout.wait_time(("login", "other"), ("addr", "192.0.2.8")) == 0
     lockout.succeeded(("login", "admin"))
     assert lockout.wait_time(("login", "admin")) == 0 and lockout.wait_time(("addr", "192.0.2.7")) == 2
+
+
+def test_password_checks_run_at_most_limit_at_once_and_the_rest_are_told_busy():
+    checks = PasswordChecks(limit=2, wait=0.3)
+    running, peak, busy = [0], [0], []
+    lock = threading.Lock()
+
+    def check():
+        try:
+            with checks.slot():
+                with lock:
+                    running[0] += 1
+                    peak[0] = max(peak[0], running[0])
+                time.sleep(0.5)
+                with lock:
+                    running[0] -= 1
+        except Busy:
+            busy.append(1)
+
+    threads = [threading.Thread(target=check) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert peak[0] == 2 and len(busy) == 4
+
+
+@pytest.mark.parametrize("path", ["/login", "/setup/"])
+def test_pages_carry_no_server_banner(client, path):
+    assert "Server" not in client.get(path).headers

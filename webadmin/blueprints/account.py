@@ -7,6 +7,7 @@ from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from webadmin import core, forms
+from webadmin.security import Busy
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -20,11 +21,13 @@ def index():
     if request.method == "POST":
         lockout = current_app.extensions[core.LOCKOUT_KEY]
         keys = (("login", user.login), ("addr", request.remote_addr or "?"))
+        current = request.form.get("current_password") or ""
         if lockout.wait_time(*keys) > 0:
             general = ["Too many wrong passwords. Please wait a moment before trying again."]
-        elif not user.check_password(request.form.get("current_password") or ""):
-            lockout.failed(*keys)
-            errors["current_password"] = "this is not your current password"
+        elif not _current_password_ok(user, current, general):
+            if not general:
+                lockout.failed(*keys)
+                errors["current_password"] = "this is not your current password"
         elif (new := forms.new_password(errors)) is not None:
             lockout.succeeded(("login", user.login))
             password_hash = hash_password(new)
@@ -46,3 +49,11 @@ def index():
     return render_template("account/index.html", user=user, errors=errors, general=general,
                            mail_domain=core.current_config().system.mail_domain), (
         400 if errors or general else 200)
+
+
+def _current_password_ok(user, password: str, general: list[str]) -> bool:
+    try:
+        return core.password_check(lambda: user.check_password(password))
+    except Busy:
+        general.append(core.BUSY_MESSAGE)
+        return False

@@ -8,8 +8,9 @@ from functools import cache
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
-from appliance.users import hash_password, verify_password
+from appliance.users import User, hash_password, verify_password
 from webadmin import core, forms
+from webadmin.security import Busy
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("officebox.webadmin")
@@ -52,9 +53,12 @@ def login():
             error, status = _wait_message(wait), 429
         else:
             user = core.current_config().user(login_name)
-            if user is None:
-                verify_password(_dummy_hash(), password)
-            if user is not None and user.check_password(password):
+            try:
+                correct = core.password_check(lambda: _check(user, password))
+            except Busy:
+                return render_template("auth/login.html", error=core.BUSY_MESSAGE, login=login_name), 503, {
+                    "Retry-After": "5"}
+            if correct:
                 lockout.succeeded(*keys)
                 log.info("web admin sign-in: %s from %s", user.login, request.remote_addr)
                 _start_session(user.login, user.password_hash)
@@ -68,6 +72,13 @@ def login():
                 error += " " + _wait_message(wait)
             status = 401
     return render_template("auth/login.html", error=error, login=login_name), status
+
+
+def _check(user: User | None, password: str) -> bool:
+    if user is None:
+        verify_password(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
 
 
 def _start_session(login: str, password_hash: str | None) -> None:

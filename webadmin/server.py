@@ -1,0 +1,175 @@
+"""The web admin's HTTPS server: cheroot's bounded WSGI thread pool behind a non-blocking front.
+
+Plain cheroot does the TLS handshake on its accept loop (one silent client stalls every other for the
+socket timeout) and hands each new connection to a worker thread, where an idle or slowloris client
+holds the thread. Here the selector thread does the handshake and buffers the request head without ever
+blocking; only a connection with a complete head reaches one of the WORKERS threads. A connection has
+TIMEOUT seconds from accept (or from the first byte of its next request) to deliver that head; when more
+than MAX_WAITING connections wait (or PER_SOURCE from one address), the oldest waiting one is closed.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl
+import time
+from pathlib import Path
+
+from cheroot import errors, server, wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+log = logging.getLogger("officebox.webadmin")
+WORKERS = 8  # threads running Flask views
+TIMEOUT = 10  # s: handshake + request head, keep-alive idle, each blocking read/write of a worker
+MAX_HEAD = 32 * 1024  # request line + headers; cheroot answers 431/414 beyond
+MAX_WAITING = 512
+PER_SOURCE = 128
+SHUTDOWN_TIMEOUT = 3  # s for the workers to finish, then their sockets are shut
+BACKLOG = 128
+SELECT_INTERVAL = 0.05  # s: a connection a worker hands back is watched again within this
+RECV_CHUNK = 16384
+READY, WAIT, CLOSED = "ready", "wait", "closed"
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                     b"Content-Length: 47\r\n\r\nThis is an HTTPS port: open https:// instead.\r\n")
+
+
+class _WithoutServerHeader(list):
+    """Response headers that drop the `Server: Cheroot/...` banner cheroot adds."""
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        if item[0].lower() != b"server":
+            super().append(item)
+
+
+class _Request(server.HTTPRequest):
+    def send_headers(self) -> None:
+        self.outheaders = _WithoutServerHeader(self.outheaders)
+        super().send_headers()
+
+
+class _Connection(server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fresh = True  # not yet counted against the waiting limits
+        self.handshaken = False
+        self.waiting_since: float | None = None
+
+
+class DeferredHandshakeAdapter(BuiltinSSLAdapter):
+    """TLS without a handshake at accept: the server drives it without blocking."""
+
+    def __init__(self, cert: Path | str, key: Path | str) -> None:
+        super().__init__(str(cert), str(key))
+        self.context = self.new_context(cert, key)
+
+    @staticmethod
+    def new_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def wrap(self, sock):
+        try:
+            return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
+        except OSError as exc:  # the client left already
+            raise errors.FatalSSLAlert(*exc.args) from exc
+
+
+def _head_complete(reader) -> bool:
+    buffered = reader._read_buf[reader._read_pos:].lstrip(b"\r\n")
+    return b"\r\n\r\n" in buffered or b"\n\n" in buffered or len(buffered) > MAX_HEAD
+
+
+def _append(reader, data: bytes) -> None:
+    """Put bytes read ahead into the connection's reader (cheroot's pure-Python BufferedReader)."""
+    with reader._read_lock:
+        reader._read_buf = reader._read_buf[reader._read_pos:] + data
+        reader._read_pos = 0
+
+
+class AdminServer(wsgi.Server):
+    ConnectionClass = _Connection
+
+    def __init__(self, host: str, port: int, app, cert: Path | str, key: Path | str) -> None:
+        super().__init__((host, port), app, numthreads=WORKERS, max=WORKERS, timeout=TIMEOUT,
+                         shutdown_timeout=SHUTDOWN_TIMEOUT, request_queue_size=BACKLOG)
+        self.ssl_adapter = DeferredHandshakeAdapter(cert, key)
+        self.max_request_header_size = MAX_HEAD
+        self.keep_alive_conn_limit = MAX_WAITING
+        self.expiration_interval = SELECT_INTERVAL
+
+    @property
+    def port(self) -> int:
+        return self.bind_addr[1]
+
+    def reload_certificate(self, cert: Path | str, key: Path | str) -> None:
+        """New connections get the new certificate; open ones keep theirs."""
+        self.ssl_adapter.context = DeferredHandshakeAdapter.new_context(cert, key)
+
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        log.log(level, "web server: %s", msg, exc_info=traceback)
+
+    # -- the non-blocking front ------------------------------------------------------------------
+    def process_conn(self, conn: _Connection) -> None:
+        """Called by cheroot for a new or readable connection: to a worker only with a whole head."""
+        if conn.waiting_since is None:
+            conn.waiting_since = time.time()
+        if conn.fresh:
+            conn.fresh = False
+            self._make_room(conn)
+        state = self._read_ahead(conn)
+        if state == READY:
+            conn.waiting_since = None
+            super().process_conn(conn)
+        elif state == WAIT and self.ready:
+            conn.last_used = conn.waiting_since  # cheroot's expiry closes it TIMEOUT s after it began
+            self._connections._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+        else:
+            conn.close()
+
+    def _read_ahead(self, conn: _Connection) -> str:
+        sock = conn.socket
+        try:
+            sock.settimeout(0)
+            if isinstance(sock, ssl.SSLSocket) and not conn.handshaken:
+                sock.do_handshake()  # a failure raises after OpenSSL sent the client its alert
+                conn.handshaken = True
+                conn.ssl_env = self.ssl_adapter.get_environ(sock)
+            while not _head_complete(conn.rfile):
+                data = sock.recv(RECV_CHUNK)
+                if not data:
+                    return CLOSED
+                _append(conn.rfile, data)
+            return READY
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return WAIT
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":  # plain HTTP on the HTTPS port gets a word, not an alert
+                with contextlib.suppress(OSError):
+                    socket.socket.send(sock, PLAIN_HTTP_ANSWER)
+            log.debug("TLS handshake with %s failed: %s", conn.remote_addr, exc)
+            return CLOSED
+        except OSError as exc:
+            log.debug("web client %s dropped before its request: %s", conn.remote_addr, exc)
+            return CLOSED
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(self.timeout)
+
+    def _make_room(self, conn: _Connection) -> None:
+        """Runs on the selector thread for each accepted connection: close the oldest waiting ones."""
+        waiting = [(fd, c) for fd, c in self._connections._selector.connections if c is not self]
+        victims = []
+        if len(waiting) >= MAX_WAITING:
+            victims.append(min(waiting, key=lambda item: item[1].last_used))
+        same = [item for item in waiting if item[1].remote_addr == conn.remote_addr]
+        if len(same) >= PER_SOURCE:
+            victims.append(min(same, key=lambda item: item[1].last_used))
+        for fd, victim in dict(victims).items():
+            self._connections._selector.unregister(fd)
+            victim.close()
