@@ -23,7 +23,6 @@ log = logging.getLogger("officebox.webadmin")
 # navigation groups in this order; groups nobody listed here come before "System", alphabetically
 GROUP_ORDER = ["Overview", "Directory", "Telephony", "Network", "Internet", "Security", "Mail"]
 LAST_GROUP = "System"
-PUBLIC_ENDPOINTS = {"static"}
 
 
 def create_app(runtime: Any) -> Flask:
@@ -44,6 +43,7 @@ def create_app(runtime: Any) -> Flask:
     app.extensions[core.PASSWORD_CHECKS_KEY] = PasswordChecks()
     app.before_request(core.check_csrf)
     app.before_request(_first_boot_gate)
+    app.before_request(core.enforce_access)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
@@ -93,7 +93,7 @@ def _first_boot_gate() -> Any:
         if initialized:
             return render_error(404)
         return None
-    if not initialized and request.endpoint not in PUBLIC_ENDPOINTS:
+    if not initialized and request.endpoint not in core.FRAMEWORK_PUBLIC:
         return redirect(url_for("setup.wizard"))
     return None
 

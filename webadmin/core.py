@@ -3,6 +3,8 @@
     from webadmin.core import admin_required, apply_change, current_config
     apply_change("add extension 201", mutate)   # mutate(document: dict) edits the JSON document
 
+Every route is for admins only unless its view is marked @public or @login_required (staff too).
+
 apply_change raises ConfigError (`err.problems`: [(dotted path, message)]) or ApplyError (ChangedMeanwhile
 when another admin saved a conflicting change after this form was shown: every form carries the
 revision it was built on, in csrf_field); webadmin.forms.form_errors turns them into messages.
@@ -26,6 +28,8 @@ RUNTIME_KEY = "officebox.runtime"
 SESSIONS_KEY = "officebox.sessions"
 LOCKOUT_KEY = "officebox.lockout"
 PASSWORD_CHECKS_KEY = "officebox.password_checks"
+ACCESS_ATTR = "officebox_access"
+FRAMEWORK_PUBLIC = {"static"}  # Flask's own endpoint for webadmin/static
 BUSY_MESSAGE = "The box is busy checking other sign-ins. Please try again in a few seconds."
 CONFIG_CACHE_KEY = "officebox.config_cache"
 CSRF_FIELD = "csrf_token"
@@ -88,6 +92,13 @@ def apply_change(summary: str, mutate: Callable[[dict], None]) -> Revision:
         g.pop("officebox_user", None)
 
 
+# -- access: every route is for admins unless it says otherwise -----------------------------------
+def public(view: Callable) -> Callable:
+    """Open to anybody, signed in or not (sign-in, sign-out, the first-boot wizard)."""
+    setattr(view, ACCESS_ATTR, "public")
+    return view
+
+
 def login_required(view: Callable) -> Callable:
     """Any signed-in user (admin or staff)."""
 
@@ -97,6 +108,7 @@ def login_required(view: Callable) -> Callable:
             return _to_login()
         return view(*args, **kwargs)
 
+    setattr(wrapper, ACCESS_ATTR, "user")
     return wrapper
 
 
@@ -112,7 +124,31 @@ def admin_required(view: Callable) -> Callable:
             abort(403)
         return view(*args, **kwargs)
 
+    setattr(wrapper, ACCESS_ATTR, "admin")
     return wrapper
+
+
+def access_of(endpoint: str | None) -> str:
+    """"public", "user" or "admin" (the default for a view that says nothing)."""
+    if endpoint in FRAMEWORK_PUBLIC:
+        return "public"
+    view = current_app.view_functions.get(endpoint or "")
+    return getattr(view, ACCESS_ATTR, "admin")
+
+
+def enforce_access() -> Any:
+    """before_request hook: default deny, whatever decorators a view forgot."""
+    if request.endpoint is None:  # no such route: Flask answers 404/405
+        return None
+    access = access_of(request.endpoint)
+    if access == "public":
+        return None
+    user = current_user()
+    if user is None:
+        return _to_login()
+    if access == "admin" and user.role != "admin":
+        abort(403)
+    return None
 
 
 def password_check(check: Callable[[], bool]) -> bool:

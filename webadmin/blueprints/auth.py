@@ -37,6 +37,7 @@ def _wait_message(seconds: float) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@core.public
 def login():
     if core.current_user() is not None and request.method == "GET":
         return redirect(url_for("dashboard.index"))
@@ -90,6 +91,7 @@ def _start_session(login: str, password_hash: str | None) -> None:
 
 
 @bp.route("/logout", methods=["POST"])
+@core.public
 def logout():
     current_app.extensions[core.SESSIONS_KEY].close(session.get("sid"))
     session.clear()

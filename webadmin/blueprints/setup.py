@@ -38,6 +38,7 @@ def lan_address_error(value: str) -> str | None:
 
 
 @bp.route("/", methods=["GET", "POST"])
+@core.public
 def wizard():
     config = core.current_config()
     values = {
