@@ -110,6 +110,16 @@ class Runtime:
             except Exception:  # a failed renewal keeps the certificate in use
                 log.exception("box certificate renewal failed")
 
+    def _first_boot_code(self, config: CoreConfig) -> str | None:
+        """Before the wizard ran, a new one-time setup code for each start (printed on the console)."""
+        from webadmin.security import SetupCode
+
+        code = SetupCode(self.ctx.data_dir)
+        if config.system.initialized:
+            code.discard()
+            return None
+        return code.issue()
+
     async def serve(self, admin_port: int | None = None, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT: services, web admin, control socket."""
         await asyncio.to_thread(self.bootstrap)
@@ -131,9 +141,12 @@ class Runtime:
         self._start_webadmin(host, port)
         self._cert_stamp = _stamp(self._certificate(config)[0])
         renewal = asyncio.create_task(self._renew_certificate())
+        setup_code = await asyncio.to_thread(self._first_boot_code, config)
         mode = "lab mode" if self.ctx.lab else "appliance"
         print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
         print(f"  web admin: {self.admin_url}", flush=True)
+        if setup_code:
+            print(f"  setup code: {setup_code}  (the first-boot wizard asks for it)", flush=True)
         for name, status in self.status().items():
             print(f"  {name:<14} {status.health:<9} {status.summary}", flush=True)
         BoxFirmware(self.ctx.data_dir).mark_good()  # up with its web admin: no rollback at next start

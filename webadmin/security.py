@@ -1,5 +1,5 @@
-"""Web admin security parts: the session secret, server-side sign-in sessions, the login lock-out and the
-bound on concurrent password checks."""
+"""Web admin security parts: the session secret, server-side sign-in sessions, the login lock-out, the
+bound on concurrent password checks and the first-boot setup code."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.fsutil import atomic_write
+from appliance.users import hash_password, verify_password
 
 log = logging.getLogger("officebox.webadmin")
 SECRET_FILE = "webadmin-secret.key"
@@ -187,3 +188,37 @@ class PasswordChecks:
         finally:
             self._slots.release()
 
+
+class SetupCode:
+    """The one-time code the first-boot wizard asks for: printed on the console at each start of a box
+    not yet set up, kept only as an argon2 hash in a 0600 file, removed once the wizard succeeded."""
+
+    FILE = "setup-code.hash"
+    ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
+    LENGTH = 8
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.path = Path(data_dir) / self.FILE
+
+    @staticmethod
+    def normalize(code: str) -> str:
+        return "".join(code.split()).replace("-", "").upper()
+
+    def issue(self) -> str:
+        """A new code (the previous one stops working), shown as XXXX-XXXX."""
+        code = "".join(secrets.choice(self.ALPHABET) for _ in range(self.LENGTH))
+        atomic_write(self.path, hash_password(code).encode(), mode=0o600)
+        return f"{code[:4]}-{code[4:]}"
+
+    def active(self) -> bool:
+        return self.path.exists()
+
+    def matches(self, code: str) -> bool:
+        try:
+            stored = self.path.read_text().strip()
+        except FileNotFoundError:
+            return False
+        return verify_password(stored, self.normalize(code))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -61,6 +61,10 @@ def test_lab_appliance_runs_serves_and_stops(tmp_path):
         proc = run_lab_box(box, data)
         try:
             url = wait_for_line(proc, r"web admin: (https://127\.0\.0\.1:\d+/)").group(1)
+            wait_for_line(proc, r"setup code: [A-Z2-9]{4}-[A-Z2-9]{4}  \(the first-boot wizard asks for it\)")
+            assert (data / "setup-code.hash").stat().st_mode & 0o777 == 0o600
+            head = box.run("curl", "-skI", url).stdout.lower()
+            assert "\nserver:" not in head and "werkzeug" not in head, head
             page = box.run("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", url)
             code, location = page.stdout.split(" ", 1)
             assert code == "302" and "/setup" in location  # a new box opens the first-boot wizard

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 from webadmin import create_app
+from webadmin.core import RUNTIME_KEY
+from webadmin.security import SetupCode
 
 ADMIN = {"login": "admin", "full_name": "Ada Admin", "password": "correct-horse-1"}
 
@@ -27,8 +29,14 @@ def post(client, path: str, data: dict, form_path: str | None = None, **kwargs):
     return client.post(path, data={**data, "csrf_token": token}, **kwargs)
 
 
+def setup_code_for(client) -> str:
+    """A fresh one-time setup code, as the box prints on its console at start."""
+    return SetupCode(client.application.extensions[RUNTIME_KEY].ctx.data_dir).issue()
+
+
 def run_wizard(client, **overrides):
-    data = {"login": ADMIN["login"], "full_name": ADMIN["full_name"], "password": ADMIN["password"],
+    data = {"setup_code": setup_code_for(client),
+            "login": ADMIN["login"], "full_name": ADMIN["full_name"], "password": ADMIN["password"],
             "password2": ADMIN["password"], "company_name": "Acme Ltd", "mail_domain": "acme.example",
             "lan_address": "10.20.0.1/24", "timezone": "Europe/Berlin", **overrides}
     return post(client, "/setup/", data)

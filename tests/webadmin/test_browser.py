@@ -7,6 +7,7 @@ import pytest
 from appliance.certs import ensure_certificate
 from tests.webadmin.helpers import ADMIN
 from webadmin import create_app
+from webadmin.security import SetupCode
 from webadmin.server import AdminServer
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,7 @@ def test_admin_in_a_real_browser(page, runtime, tmp_path):
     # a new box opens the first-boot wizard
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/setup/$"))
+    page.fill("#f-setup_code", SetupCode(runtime.ctx.data_dir).issue().lower())  # as read off the console
     page.fill("#f-login", ADMIN["login"])
     page.fill("#f-full_name", ADMIN["full_name"])
     page.fill("#f-password", ADMIN["password"])

@@ -1,11 +1,13 @@
-"""Web admin security parts: secret key file, session registry, lock-out bounds, bounded password checks."""
+"""Web admin security parts: secret key file, session registry, lock-out bounds, bounded password
+checks, and the first-boot setup code (console-printed, hashed 0600, gone after the wizard)."""
 import stat
 import threading
 import time
 
 import pytest
 
-from webadmin.security import Busy, Lockout, PasswordChecks, SessionRegistry, load_secret_key
+from tests.webadmin.helpers import csrf_of, post, run_wizard
+from webadmin.security import Busy, Lockout, PasswordChecks, SessionRegistry, SetupCode, load_secret_key
 
 
 class Clock:
@@ -89,6 +91,48 @@ def test_password_checks_run_at_most_limit_at_once_and_the_rest_are_told_busy():
     for t in threads:
         t.join(timeout=10)
     assert peak[0] == 2 and len(busy) == 4
+
+
+def test_setup_code_is_hashed_0600_and_one_time(tmp_path):
+    setup = SetupCode(tmp_path)
+    code = setup.issue()
+    stored = setup.path.read_text()
+    assert stat.S_IMODE(setup.path.stat().st_mode) == 0o600
+    assert stored.startswith("$argon2") and code.replace("-", "") not in stored
+    assert setup.matches(code) and setup.matches(code.lower().replace("-", " ")) and not setup.matches("ABCD-EFGH")
+    newer = setup.issue()
+    assert setup.matches(newer) and not setup.matches(code)  # a restart prints a new code; the old one is void
+    setup.discard()
+    assert not setup.matches(newer) and not setup.active()
+
+
+def _wizard_refused(client, runtime, code, message):
+    before = runtime.store.current_id()
+    answer = run_wizard(client, setup_code=code)
+    assert answer.status_code == 400 and 'id="e-setup_code"' in answer.get_data(as_text=True)
+    assert message in answer.get_data(as_text=True)
+    assert runtime.store.current_id() == before and not runtime.store.current().config.system.initialized
+
+
+def test_the_wizard_needs_the_console_code(client, runtime):
+    _wizard_refused(client, runtime, "", "not the setup code")
+    _wizard_refused(client, runtime, "WXYZ-2345", "not the setup code")
+    page = client.get("/setup/").get_data(as_text=True)
+    assert 'name="setup_code"' in page
+    assert run_wizard(client).status_code == 302  # with a code just issued, as printed at start
+    assert not SetupCode(runtime.ctx.data_dir).active()  # void once the box is set up
+
+
+def test_no_active_code_and_guessing_are_refused(client, runtime):
+    token = csrf_of(client, "/setup/")
+    data = {"csrf_token": token, "setup_code": "ABCD-EFGH", "login": "admin"}
+    answer = client.post("/setup/", data=data)
+    assert answer.status_code == 400 and "no setup code is active" in answer.get_data(as_text=True)
+    code = SetupCode(runtime.ctx.data_dir).issue()
+    for _ in range(Lockout.FREE_TRIES):
+        post(client, "/setup/", {"setup_code": "WRONG-CODE"})
+    locked = post(client, "/setup/", {"setup_code": code})
+    assert locked.status_code == 400 and "too many wrong setup codes" in locked.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("path", ["/login", "/setup/"])

@@ -5,13 +5,14 @@ import re
 import zoneinfo
 from functools import cache
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from appliance import schema
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from webadmin import core, forms
+from webadmin.security import Busy, SetupCode
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 TZ_PATTERN = re.compile(r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")
@@ -37,6 +38,25 @@ def lan_address_error(value: str) -> str | None:
     return None
 
 
+def setup_code_error(code: str) -> str | None:
+    """The one-time code printed on the console (a wrong one counts toward the sign-in lock-out)."""
+    setup_code = SetupCode(core.runtime().ctx.data_dir)
+    if not setup_code.active():
+        return "no setup code is active: restart the box and read the new one on its console"
+    lockout = current_app.extensions[core.LOCKOUT_KEY]
+    keys = (("setup-addr", request.remote_addr or "?"),)
+    if lockout.wait_time(*keys) > 0:
+        return "too many wrong setup codes: wait a minute before trying again"
+    try:
+        if core.password_check(lambda: setup_code.matches(code)):
+            lockout.succeeded(*keys)
+            return None
+    except Busy:
+        return core.BUSY_MESSAGE
+    lockout.failed(*keys)
+    return "this is not the setup code shown on the box's console"
+
+
 @bp.route("/", methods=["GET", "POST"])
 @core.public
 def wizard():
@@ -58,6 +78,8 @@ def wizard():
             errors["timezone"] = "choose a time zone from the list"
         if message := lan_address_error(values["lan_address"]):
             errors["lan_address"] = message
+        if message := setup_code_error(forms.text("setup_code", 32)):
+            errors["setup_code"] = message
         for name in ("login", "full_name", "company_name", "mail_domain"):
             if not values[name]:
                 errors[name] = "this field is required"
@@ -69,6 +91,7 @@ def wizard():
             except ApplyError as err:
                 general = [forms.general_error(err)]
             else:
+                SetupCode(core.runtime().ctx.data_dir).discard()
                 flash("OfficeBox is set up. Sign in with your administrator account.", "success")
                 return redirect(url_for("auth.login"))
     return render_template("setup/wizard.html", values=values, errors=errors, general=general,
