@@ -3,17 +3,21 @@
 Plain cheroot does the TLS handshake on its accept loop (one silent client stalls every other for the
 socket timeout) and hands each new connection to a worker thread, where an idle or slowloris client
 holds the thread. Here the selector thread does the handshake and buffers the request head without ever
-blocking; only a connection with a complete head reaches one of the WORKERS threads. A connection has
-TIMEOUT seconds from accept (or from the first byte of its next request) to deliver that head; when more
-than MAX_WAITING connections wait (or PER_SOURCE from one address), the oldest waiting one is closed.
+blocking; only a connection with a complete head (and its body, up to READ_AHEAD_BODY) reaches one of
+the WORKERS threads. A connection has TIMEOUT seconds from accept (or from the first byte of its next
+request) to deliver that; when more than MAX_WAITING connections wait (or PER_SOURCE from one address),
+the oldest waiting one is closed. Larger bodies (uploads) stream in a worker, at most BIG_BODIES at once,
+so slow uploads can never take every worker; past that the client gets 503.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import selectors
 import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +28,8 @@ log = logging.getLogger("officebox.webadmin")
 WORKERS = 8  # threads running Flask views
 TIMEOUT = 10  # s: handshake + request head, keep-alive idle, each blocking read/write of a worker
 MAX_HEAD = 32 * 1024  # request line + headers; cheroot answers 431/414 beyond
+READ_AHEAD_BODY = 64 * 1024  # request bodies up to this (every form but uploads) are read by the front
+BIG_BODIES = WORKERS - 2
 MAX_WAITING = 512
 PER_SOURCE = 128
 SHUTDOWN_TIMEOUT = 3  # s for the workers to finish, then their sockets are shut
@@ -31,6 +37,9 @@ BACKLOG = 128
 SELECT_INTERVAL = 0.05  # s: a connection a worker hands back is watched again within this
 RECV_CHUNK = 16384
 READY, WAIT, CLOSED = "ready", "wait", "closed"
+CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+BUSY_UPLOADS = b"The box is receiving other uploads. Please try again in a moment.\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                      b"Content-Length: 47\r\n\r\nThis is an HTTPS port: open https:// instead.\r\n")
 
@@ -46,6 +55,8 @@ class _WithoutServerHeader(list):
 class _Request(server.HTTPRequest):
     def send_headers(self) -> None:
         self.outheaders = _WithoutServerHeader(self.outheaders)
+        if self.status[:3] == b"503":  # shedding load: close instead of reading the rest of the body
+            self.close_connection = True
         super().send_headers()
 
 
@@ -80,9 +91,53 @@ class DeferredHandshakeAdapter(BuiltinSSLAdapter):
             raise errors.FatalSSLAlert(*exc.args) from exc
 
 
-def _head_complete(reader) -> bool:
+def _request_buffered(reader) -> bool:
+    """The head is in, and so is the body unless it is an upload (a worker streams those)."""
     buffered = reader._read_buf[reader._read_pos:].lstrip(b"\r\n")
-    return b"\r\n\r\n" in buffered or b"\n\n" in buffered or len(buffered) > MAX_HEAD
+    end = HEAD_END.search(buffered, 0, MAX_HEAD + 4)
+    if end is None:
+        return len(buffered) > MAX_HEAD
+    length = CONTENT_LENGTH.search(buffered, 0, end.start())
+    body = int(length.group(1)) if length else 0
+    return body > READ_AHEAD_BODY or len(buffered) - end.end() >= body
+
+
+class _BoundedUploads:
+    """WSGI middleware: at most BIG_BODIES requests with a large or chunked body at once."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._slots = threading.BoundedSemaphore(BIG_BODIES)
+
+    def __call__(self, environ, start_response):
+        big = (int(environ.get("CONTENT_LENGTH") or 0) > READ_AHEAD_BODY
+               or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower())
+        if not big:
+            return self.app(environ, start_response)
+        if not self._slots.acquire(blocking=False):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Retry-After", "10")])
+            return [BUSY_UPLOADS]
+        try:
+            return _ReleasedOnClose(self.app(environ, start_response), self._slots.release)
+        except BaseException:
+            self._slots.release()
+            raise
+
+
+class _ReleasedOnClose:
+    def __init__(self, body, release) -> None:
+        self.body, self.release = body, release
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self.release()
 
 
 def _append(reader, data: bytes) -> None:
@@ -96,7 +151,8 @@ class AdminServer(wsgi.Server):
     ConnectionClass = _Connection
 
     def __init__(self, host: str, port: int, app, cert: Path | str, key: Path | str) -> None:
-        super().__init__((host, port), app, numthreads=WORKERS, max=WORKERS, timeout=TIMEOUT,
+        self.app = app
+        super().__init__((host, port), _BoundedUploads(app), numthreads=WORKERS, max=WORKERS, timeout=TIMEOUT,
                          shutdown_timeout=SHUTDOWN_TIMEOUT, request_queue_size=BACKLOG)
         self.ssl_adapter = DeferredHandshakeAdapter(cert, key)
         self.max_request_header_size = MAX_HEAD
@@ -140,7 +196,7 @@ class AdminServer(wsgi.Server):
                 sock.do_handshake()  # a failure raises after OpenSSL sent the client its alert
                 conn.handshaken = True
                 conn.ssl_env = self.ssl_adapter.get_environ(sock)
-            while not _head_complete(conn.rfile):
+            while not _request_buffered(conn.rfile):
                 data = sock.recv(RECV_CHUNK)
                 if not data:
                     return CLOSED

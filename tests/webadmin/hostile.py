@@ -1,6 +1,6 @@
 """Hostile web clients for the web server test and benchmark, and an admin signing in over HTTPS.
 
-    with Hostile("127.0.0.1", port, 200):       # idle TCP, TLS never finished, slowloris headers
+    with Hostile("127.0.0.1", port, 200):       # idle TCP, TLS never finished, slowloris headers, slow body
         seconds = sign_in("127.0.0.1", port, "admin", "secret")
 
 Hostile connections the server closes are opened again (as real attackers do) until the block ends.
@@ -16,7 +16,9 @@ import threading
 import time
 import urllib.parse
 
-KINDS = ("idle", "half-tls", "slowloris")
+KINDS = ("idle", "half-tls", "slowloris", "slow-body")
+SLOW_BODY_HEAD = (b"POST /login HTTP/1.1\r\nHost: officebox\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: 60000\r\n\r\nlogin=admin&password=")
 TRICKLE_EVERY = 1.0
 MAX_SECONDS = 300
 OPEN_TIMEOUT = 3.0
@@ -55,9 +57,9 @@ class Hostile:
             sock = socket.create_connection(self.addr, timeout=OPEN_TIMEOUT)
             if kind == "half-tls":
                 sock.sendall(self._hello)
-            elif kind == "slowloris":
+            elif kind in ("slowloris", "slow-body"):
                 sock = _client_context().wrap_socket(sock, server_hostname="officebox")
-                sock.sendall(b"GET /login HTTP/1.1\r\nHost: officebox\r\n")
+                sock.sendall(b"GET /login HTTP/1.1\r\nHost: officebox\r\n" if kind == "slowloris" else SLOW_BODY_HEAD)
             sock.setblocking(False)
             return sock
         except OSError:
@@ -93,9 +95,9 @@ class Hostile:
             for i, (kind, sock) in enumerate(self.socks):
                 if self._stop.is_set():
                     return
-                if sock is not None and kind == "slowloris":
+                if sock is not None and kind in ("slowloris", "slow-body"):
                     try:
-                        sock.send(b"X-Slow: 1\r\n")
+                        sock.send(b"X-Slow: 1\r\n" if kind == "slowloris" else b"x")
                     except (ssl.SSLWantWriteError, BlockingIOError):
                         pass
                     except OSError:
