@@ -34,7 +34,6 @@ MAX_WAITING = 512
 PER_SOURCE = 128
 SHUTDOWN_TIMEOUT = 3  # s for the workers to finish, then their sockets are shut
 BACKLOG = 128
-SELECT_INTERVAL = 0.05  # s: a connection a worker hands back is watched again within this
 RECV_CHUNK = 16384
 READY, WAIT, CLOSED = "ready", "wait", "closed"
 CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
@@ -147,6 +146,39 @@ def _append(reader, data: bytes) -> None:
         reader._read_pos = 0
 
 
+class _Wakeup:
+    """A socket pair in cheroot's selector, looking enough like a connection to be skipped by its expiry."""
+
+    last_used = float("inf")
+    remote_addr = None
+
+    def __init__(self) -> None:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._selector = None
+
+    def arm(self, selector) -> None:
+        self._selector = selector
+        selector.register(self._read.fileno(), selectors.EVENT_READ, data=self)
+
+    def ring(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._write.send(b"\0")
+
+    def drain(self) -> None:
+        """On the selector thread, which unregistered it before calling process_conn."""
+        with contextlib.suppress(OSError):
+            while self._read.recv(4096):
+                pass
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.register(self._read.fileno(), selectors.EVENT_READ, data=self)
+
+    def close(self) -> None:
+        self._read.close()
+        self._write.close()
+
+
 class AdminServer(wsgi.Server):
     ConnectionClass = _Connection
 
@@ -157,7 +189,17 @@ class AdminServer(wsgi.Server):
         self.ssl_adapter = DeferredHandshakeAdapter(cert, key)
         self.max_request_header_size = MAX_HEAD
         self.keep_alive_conn_limit = MAX_WAITING
-        self.expiration_interval = SELECT_INTERVAL
+        self._wakeup = _Wakeup()
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._wakeup.arm(self._connections._selector)
+
+    def put_conn(self, conn: _Connection) -> None:
+        """A worker hands a kept-alive connection back: the selector watches it from now, not from its
+        next wake-up (cheroot's select() only sees it after up to expiration_interval)."""
+        super().put_conn(conn)
+        self._wakeup.ring()
 
     @property
     def port(self) -> int:
@@ -173,6 +215,9 @@ class AdminServer(wsgi.Server):
     # -- the non-blocking front ------------------------------------------------------------------
     def process_conn(self, conn: _Connection) -> None:
         """Called by cheroot for a new or readable connection: to a worker only with a whole head."""
+        if conn is self._wakeup:
+            self._wakeup.drain()
+            return
         if conn.waiting_since is None:
             conn.waiting_since = time.time()
         if conn.fresh:
@@ -219,7 +264,8 @@ class AdminServer(wsgi.Server):
 
     def _make_room(self, conn: _Connection) -> None:
         """Runs on the selector thread for each accepted connection: close the oldest waiting ones."""
-        waiting = [(fd, c) for fd, c in self._connections._selector.connections if c is not self]
+        waiting = [(fd, c) for fd, c in self._connections._selector.connections
+                   if c is not self and c is not self._wakeup]
         victims = []
         if len(waiting) >= MAX_WAITING:
             victims.append(min(waiting, key=lambda item: item[1].last_used))
