@@ -38,6 +38,7 @@ RECV_CHUNK = 16384
 READY, WAIT, CLOSED = "ready", "wait", "closed"
 CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 HEAD_END = re.compile(rb"\r?\n\r?\n")
+EXPECT = re.compile(rb"^expect[ \t]*:", re.IGNORECASE | re.MULTILINE)
 BUSY_UPLOADS = b"The box is receiving other uploads. Please try again in a moment.\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                      b"Content-Length: 47\r\n\r\nThis is an HTTPS port: open https:// instead.\r\n")
@@ -96,20 +97,22 @@ def _request_buffered(reader) -> bool:
     end = HEAD_END.search(buffered, 0, MAX_HEAD + 4)
     if end is None:
         return len(buffered) > MAX_HEAD
+    if EXPECT.search(buffered, 0, end.start()):  # the client waits for "100 Continue": an upload
+        return True
     length = CONTENT_LENGTH.search(buffered, 0, end.start())
     body = int(length.group(1)) if length else 0
     return body > READ_AHEAD_BODY or len(buffered) - end.end() >= body
 
 
 class _BoundedUploads:
-    """WSGI middleware: at most BIG_BODIES requests with a large or chunked body at once."""
+    """WSGI middleware: at most BIG_BODIES requests with a large, chunked or expected body at once."""
 
     def __init__(self, app) -> None:
         self.app = app
         self._slots = threading.BoundedSemaphore(BIG_BODIES)
 
     def __call__(self, environ, start_response):
-        big = (int(environ.get("CONTENT_LENGTH") or 0) > READ_AHEAD_BODY
+        big = (int(environ.get("CONTENT_LENGTH") or 0) > READ_AHEAD_BODY or "HTTP_EXPECT" in environ
                or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower())
         if not big:
             return self.app(environ, start_response)
