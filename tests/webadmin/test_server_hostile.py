@@ -73,7 +73,7 @@ def test_slow_uploads_take_only_some_workers_and_the_next_is_told_busy(served):
             sock.close()
 
 
-def test_slow_and_silent_clients_are_closed_after_the_timeout(served, monkeypatch):
+def test_slow_and_silent_clients_are_closed_after_the_timeout(served):
     from webadmin import server as web_server
 
     with Hostile("127.0.0.1", served.port, 30) as hostile:
