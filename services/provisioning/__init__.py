@@ -87,7 +87,7 @@ class ProvisioningService(Service):
         https_port = section.lab_https_port if self.ctx.lab else section.https_port
         if self.log is None:
             self.log = FetchLog(self.ctx.state_dir(self.name) / "fetches.jsonl")
-        auth = Auth(section.auth, section.auth_user, section.auth_password,
+        auth = Auth(section.auth_kind, section.auth_user, section.auth_password,
                     {p.digits: p.auth_secret for p in section.phones if p.auth_secret})
         tls = await asyncio.to_thread(self._tls_context, config) if section.https else None
         self.http = HttpServer(self.provisioner.fetch, auth, self._record)

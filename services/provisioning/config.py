@@ -30,7 +30,7 @@ class Phone(Section):
     handsets: list[Handset] = Field(default_factory=list, description="DECT bases: one account per handset")
     label: SafeText = Field(default="", max_length=60)
     auth_secret: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,64}$",
-                             description="this phone's own provisioning password (auth per-phone)")
+                             description="this phone's own provisioning password (phone_accounts)")
 
     _mac = field_validator("mac", mode="before")(classmethod(lambda cls, v: normalize_mac(v)))
 
@@ -64,13 +64,19 @@ class ProvisioningConfig(ServiceConfig):
     https: bool = Field(default=True, description="also serve over HTTPS with the box certificate")
     https_port: int = Field(default=8444, ge=1, le=65535)
     lab_https_port: int = Field(default=18444, ge=0, le=65535)
-    auth: Literal["none", "basic", "digest", "per-phone"] = Field(
-        default="none", description="per-phone: HTTP digest, user = the MAC's 12 hex digits, its auth_secret")
+    auth: Literal["none", "basic", "digest"] = Field(default="none", description="one shared account")
+    phone_accounts: bool = Field(default=False, description="each phone signs in with its own account instead: "
+                                 "HTTP digest, user = the MAC's 12 hex digits, password = its auth_secret")
     auth_user: str = Field(default="phone", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     auth_password: SafeText = Field(default="", max_length=64)
     require_dhcp_lease: bool = Field(default=True, description="serve a phone's file only to the address "
                                                                 "DHCP leased to its MAC")
     sip_server: SafeText = Field(default="", max_length=100, description="empty: the box (voice VLAN address if on)")
+
+    @property
+    def auth_kind(self) -> str:
+        """How phones sign in: none, basic or digest (one shared account), or per-phone."""
+        return "per-phone" if self.phone_accounts else self.auth
 
     @field_validator("phones")
     @classmethod
@@ -86,7 +92,9 @@ class ProvisioningConfig(ServiceConfig):
     def _auth_needs_password(self) -> "ProvisioningConfig":
         if self.auth in ("basic", "digest") and len(self.auth_password) < 8:
             raise ValueError("provisioning authentication needs a password of at least 8 characters")
-        if self.auth == "per-phone":
+        if self.phone_accounts and self.auth != "none":
+            raise ValueError("choose either an account per phone or one shared account, not both")
+        if self.phone_accounts:
             missing = [p.mac for p in self.phones if len(p.auth_secret) < 8]
             if missing:
                 raise ValueError(f"per-phone authentication needs a secret for every phone: {', '.join(missing)}")

@@ -18,7 +18,7 @@ class Provisioner:
         self.users = {u.login: u for u in config.users}
         self.site = T.Site(sip_host, sip_port, config.system.timezone, str(config.network.lan.address.ip))
         self.require_lease = section.require_dhcp_lease
-        self.auth = section.auth
+        self.auth = section.auth_kind
         self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None
         self.fetched: dict[str, dict] = {}
 

@@ -124,7 +124,7 @@ def test_provisioning_security_form_and_request_log(admin_client, runtime):
     ok = post(admin_client, "/lan/phones/security", {"auth": "per-phone", "https": "on"}, form_path="/lan/phones")
     assert ok.status_code == 302
     prov = runtime.store.current().config.provisioning
-    assert (prov.auth, prov.https, prov.require_dhcp_lease) == ("per-phone", True, False)
+    assert (prov.auth_kind, prov.auth, prov.https, prov.require_dhcp_lease) == ("per-phone", "none", True, False)
     html = admin_client.get("/lan/phones").get_data(as_text=True)
     assert "<code>001565123456</code>" in html and f"<code>{secret}</code>" in html
     svc = runtime.services["provisioning"]

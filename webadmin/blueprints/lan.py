@@ -275,7 +275,10 @@ def phone_add():
 @core.admin_required
 def phone_security():
     form = {"require_dhcp_lease": forms.checkbox("require_dhcp_lease"), "https": forms.checkbox("https"),
-            "auth": forms.text("auth", 12), "auth_user": forms.text("auth_user", 32) or "phone"}
+            "auth_user": forms.text("auth_user", 32) or "phone"}
+    kind = forms.text("auth", 12)  # "per-phone" is an account per phone and no shared one
+    form["phone_accounts"] = kind == "per-phone"
+    form["auth"] = "none" if form["phone_accounts"] else kind
     password = forms.text("auth_password", 64)
 
     def mutate(doc: dict) -> None:
@@ -283,7 +286,7 @@ def phone_security():
         section.update(form)
         if password:
             section["auth_password"] = password
-        if form["auth"] == "per-phone":  # phones added before get their own password now
+        if form["phone_accounts"]:  # phones added before get their own password now
             for phone in section["phones"]:
                 phone["auth_secret"] = phone.get("auth_secret") or new_secret(16)
 

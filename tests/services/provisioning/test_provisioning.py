@@ -222,7 +222,7 @@ def test_per_phone_credentials_open_only_that_phones_file(ctx):
               {**PHONES[2], "auth_secret": "GrandPhoneKey3"}, {**PHONES[3], "auth_secret": "DectBaseKey444"}]
     runner = LoopThread()
     svc = SERVICE(ctx)
-    runner.call(svc.start(make_config(auth="per-phone", phones=phones)))
+    runner.call(svc.start(make_config(phone_accounts=True, phones=phones)))
     try:
         base = f"http://127.0.0.1:{svc.ports['http']}"
         assert curl(f"{base}/001565aabb01.cfg")[0] == 401
@@ -236,7 +236,9 @@ def test_per_phone_credentials_open_only_that_phones_file(ctx):
         runner.call(svc.stop())
         runner.close()
     with pytest.raises(ValueError, match="secret for every phone"):
-        make_config(auth="per-phone")
+        make_config(phone_accounts=True)
+    with pytest.raises(ValueError, match="not both"):
+        make_config(phone_accounts=True, phones=phones, auth="digest", auth_password="Shared-Pass-9")
 
 
 def test_https_with_the_box_certificate(prov, ctx):
