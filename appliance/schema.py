@@ -29,11 +29,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from appliance import migrations, opaque
+from appliance import migration_steps, migrations, opaque  # noqa: F401 (the steps register themselves)
 from appliance.text import SafeText
 from appliance.users import User
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
 SECRET_NAMES = {"psk", "password", "secret"}
 MASK = "********"

@@ -97,10 +97,6 @@ class FirewallConfig(ServiceConfig):
     new_connections_per_second: int = Field(default=50, ge=1, le=100000,
                                             description="new connections to the box per source (then dropped)")
     burst: int = Field(default=100, ge=1, le=100000)
-    # used when the pbx section is absent
-    sip_port: int = Field(default=5060, ge=1, le=65535)
-    rtp_port_min: int = Field(default=10000, ge=1, le=65535)
-    rtp_port_max: int = Field(default=10999, ge=1, le=65535)
     sip_peers: list[ipaddress.IPv4Network] = Field(
         default_factory=list, description="SIP providers allowed in from the WAN (besides PBX trunks)")
     confirm_timeout: int = Field(default=60, ge=1, le=3600, description="seconds to confirm a risky change")
@@ -116,8 +112,6 @@ class FirewallConfig(ServiceConfig):
 
     @model_validator(mode="after")
     def _checks(self) -> "FirewallConfig":
-        if self.rtp_port_min > self.rtp_port_max:
-            raise ValueError("the RTP port range is reversed")
         seen = set()
         for fwd in self.port_forwards:
             key = (fwd.protocol, fwd.wan_port)

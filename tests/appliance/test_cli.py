@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from appliance import schema
+
 
 @pytest.fixture
 def ob(tmp_path):
@@ -50,7 +52,7 @@ def test_secrets_are_masked_unless_asked(ob):
     shown = ob("config", "show", "--section", "users").stdout
     assert "s3cretSIPpass" not in shown and "********" in shown
     assert "s3cretSIPpass" in ob("config", "show", "--show-secrets").stdout
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == schema.SCHEMA_VERSION
 
 
 def test_password_reset_from_console(ob):

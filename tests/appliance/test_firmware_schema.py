@@ -102,7 +102,8 @@ def test_previous_firmware_runs_on_the_next_ones_store_and_back(tmp_path, with_s
     assert doc["schema_version"] == version
     if with_step:
         assert doc["system"]["motto"] == "Acme at your service"
-        assert "schema migration from version 1 to 2" in run("config", "history")
+        assert f"schema migration from version {schema.SCHEMA_VERSION} to {schema.SCHEMA_VERSION + 1}" in run(
+            "config", "history")
     else:  # a field with a default: no step, the store stays as it was (the default applies)
         assert "motto" not in doc["system"] and "schema migration" not in run("config", "history")
         run("config", "set", "system.motto", "Acme at your service")

@@ -45,27 +45,29 @@ def test_a_new_field_or_section_with_defaults_needs_no_step(engine):
 def test_older_documents_are_migrated_step_by_step_and_recorded(engine, monkeypatch):
     engine.update("alice", "name", lambda doc: doc["system"].update(company_name="acme"))
     written_by = engine.store.current()
+    v = schema.SCHEMA_VERSION
     monkeypatch.setattr(migrations, "STEPS", {})
-    migrations.step(1)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"].title()))
-    migrations.step(2)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"] + " Ltd"))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    migrations.step(v)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"].title()))
+    migrations.step(v + 1)(lambda doc: doc["system"].update(company_name=doc["system"]["company_name"] + " Ltd"))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", v + 2)
     assert written_by.config.system.company_name == "Acme Ltd"  # migrated on load, the stored row untouched
-    assert engine.store.revision(written_by.id).document["schema_version"] == 1
+    assert engine.store.revision(written_by.id).document["schema_version"] == v
     engine.recover()  # what every start does
     rev = engine.store.current()
     assert rev.id == written_by.id + 1 and rev.author == "system"
-    assert rev.summary == "schema migration from version 1 to 3"
-    assert rev.document["schema_version"] == 3 and rev.document["system"]["company_name"] == "Acme Ltd"
+    assert rev.summary == f"schema migration from version {v} to {v + 2}"
+    assert rev.document["schema_version"] == v + 2 and rev.document["system"]["company_name"] == "Acme Ltd"
     engine.recover()  # nothing more to migrate
     assert engine.store.current_id() == rev.id
     back = engine.rollback(1, "alice")  # an old revision is migrated as it is applied again
-    assert back.document["schema_version"] == 3 and back.config.system.company_name == "My Company Ltd"
+    assert back.document["schema_version"] == v + 2 and back.config.system.company_name == "My Company Ltd"
 
 
 def test_a_missing_step_or_a_bad_version_is_a_clear_error(engine, monkeypatch):
+    v = schema.SCHEMA_VERSION
     monkeypatch.setattr(migrations, "STEPS", {})
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    with pytest.raises(ConfigError, match="cannot migrate a configuration of schema version 1"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", v + 1)
+    with pytest.raises(ConfigError, match=f"cannot migrate a configuration of schema version {v}"):
         engine.validate(engine.store.current().document)
     with pytest.raises(ConfigError) as err:
         engine.validate({"schema_version": "two"})
@@ -116,3 +118,29 @@ def test_input_refuses_unknown_keys_but_those_a_newer_firmware_stored(engine):
     del doc["system"]["motot"], doc["users"][0]["mobiel"]
     saved = engine.apply(doc, "alice", "edits").document
     assert saved["system"]["motto"] == "edited here" and saved["users"][2]["mobile"] == "+33633"
+
+
+def test_version_1_documents_keep_working_boxes_working(engine):
+    """The step to version 2: proxy sign-in keeps the main password where it was in use, the firewall's
+    own SIP/RTP ports go (the PBX contributes them), the product-naming User-Agent goes, and a box
+    whose phones lease from it binds their files to the lease."""
+    doc = engine.store.current().document
+    doc["schema_version"] = 1
+    doc["proxy"]["sign_in"] = True
+    del doc["proxy"]["sign_in_password"]
+    doc["firewall"].update(sip_port=5060, rtp_port_min=10000, rtp_port_max=10999)
+    doc["pbx"]["user_agent"] = "OfficeBox PBX"
+    doc["provisioning"]["require_dhcp_lease"] = False
+    doc["dhcp"]["enabled"] = True
+    base = engine.store.current_id()
+    rev = engine.store.begin(doc, "older", "written by version 1", base=base)
+    engine.store.commit(rev.id, base=base)
+    engine.recover()
+    now = engine.store.current()
+    assert now.summary == "schema migration from version 1 to 2" and now.document["schema_version"] == 2
+    config = now.config
+    assert config.proxy.sign_in_password == "login" and config.pbx.user_agent == ""
+    assert config.provisioning.require_dhcp_lease
+    assert not {"sip_port", "rtp_port_min", "rtp_port_max"} & set(now.document["firewall"])
+    fresh = schema.parse({"proxy": {"sign_in": True}})
+    assert fresh.proxy.sign_in_password == "proxy"  # a new box: separate proxy passwords

@@ -1,0 +1,28 @@
+"""The migration steps of this firmware (registered with appliance.migrations.step; see its docstring)."""
+from __future__ import annotations
+
+from appliance.migrations import step
+
+
+def _section(doc: dict, name: str) -> dict | None:
+    section = doc.get(name)
+    return section if isinstance(section, dict) else None
+
+
+@step(1)
+def _safer_defaults_keep_working_boxes_working(doc: dict) -> None:
+    """Version 1 -> 2: settings whose defaults became safer, brought over so a box in service behaves
+    as an admin would expect, and settings the services now contribute to each other instead."""
+    proxy = _section(doc, "proxy")
+    if proxy is not None and proxy.get("sign_in") and "sign_in_password" not in proxy:
+        proxy["sign_in_password"] = "login"  # staff sign in with their main password, as before
+    firewall = _section(doc, "firewall")
+    if firewall is not None:
+        for key in ("sip_port", "rtp_port_min", "rtp_port_max"):  # the PBX contributes its ports now
+            firewall.pop(key, None)
+    pbx = _section(doc, "pbx")
+    if pbx is not None and pbx.get("user_agent") == "OfficeBox PBX":
+        pbx["user_agent"] = ""  # the old default named the product to every scanner
+    provisioning, dhcp = _section(doc, "provisioning"), _section(doc, "dhcp")
+    if provisioning is not None and dhcp is not None and dhcp.get("enabled", True):
+        provisioning["require_dhcp_lease"] = True  # phones lease from this box: bind their files to it
