@@ -10,7 +10,8 @@ enabled service's records of one kind:
               to anyone whenever "sip" is open (carriers send media from other addresses)
   Redirect    transparent interception: TCP to `port` from the inside zones goes to the box's `to_port`
   Endpoint    a named service address devices are pointed at (provisioning puts "sip" in phone files)
-  DhcpOption  an option a service needs in DHCP answers (to every client, or to vendor class `vendor`)
+  DhcpOption  an option a service needs in DHCP answers (to every client, or to vendor class `vendor`);
+              "{box}" in its value stands for the box's address on the client's network
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """DHCP: hands out addresses, names and phone provisioning options on the LAN (and the voice VLAN).
 
 Leases live in state_dir("dhcp"): leases.json and its journal (on disk before each ACK). Other
-services learn about leases through services.dhcp.bus (see there), never through the file.
+services learn about leases through the appliance bus (appliance/leases.py), never through the file.
 
 On the box it serves network.lan.interface and, with the voice VLAN on, "<lan>.<vlan id>" (the
 interface the network setup creates). Lab mode never touches the host: DHCP is off by default and,
@@ -14,9 +14,10 @@ import ipaddress
 import logging
 import time
 
+from appliance.contributions import DhcpOption, collect
+from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
 from services.dhcp import packet as P
-from services.dhcp.bus import LeaseInfo, lease_bus
 from services.dhcp.config import DhcpConfig
 from services.dhcp.leases import LeaseTable
 from services.dhcp.server import DhcpServer, Scope
@@ -43,23 +44,23 @@ def networks(config) -> dict[str, ipaddress.IPv4Interface]:
     return nets
 
 
+def contributed(config, code: int, box: IP) -> list[str]:
+    """The values other services ask for in option `code` (appliance.contributions), "{box}" filled in."""
+    return [o.value.replace("{box}", str(box)) for o in collect(config, DhcpOption) if o.code == code and not o.vendor]
+
+
 def ntp_servers(config, box: IP) -> list[IP]:
-    """Option 42: the configured servers, else the box when its NTP service runs, else none.
-    (Reads the ntp section the way provisioning_url reads provisioning's: sections read each other.)"""
+    """Option 42: the configured servers, else the time servers services contribute (the box's NTP)."""
     if config.dhcp.ntp_servers:
         return list(config.dhcp.ntp_servers)
-    ntp = getattr(config, "ntp", None)
-    return [box] if ntp is not None and getattr(ntp, "enabled", False) else []
+    return [ipaddress.IPv4Address(v) for v in contributed(config, P.NTP_SERVERS, box)]
 
 
 def provisioning_url(config, box: IP) -> str:
-    section = config.dhcp
-    if section.provisioning_url:
-        return section.provisioning_url
-    prov = getattr(config, "provisioning", None)
-    if prov is None or not getattr(prov, "enabled", False):
-        return ""
-    return f"http://{box}:{getattr(prov, 'http_port', 80)}/"
+    """Option 66: the configured URL, else the one the provisioning service contributes."""
+    if config.dhcp.provisioning_url:
+        return config.dhcp.provisioning_url
+    return next(iter(contributed(config, P.TFTP_SERVER_NAME, box)), "")
 
 
 class DhcpService(Service):

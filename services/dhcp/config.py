@@ -2,24 +2,17 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.macaddr import normalize_mac
 from appliance.schema import Section
 from appliance.service import ServiceConfig
 from appliance.text import SafeText
 
-MAC_PATTERN = r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$"
 HOSTNAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
-def normalize_mac(value: str) -> str:
-    """Accept aa:bb:.., AA-BB-.., aabb.ccdd.eeff or aabbccddeeff; return aa:bb:cc:dd:ee:ff."""
-    digits = re.sub(r"[^0-9a-fA-F]", "", str(value)).lower()
-    if len(digits) != 12 or re.sub(r"[0-9a-fA-F:.\-\s]", "", str(value)):
-        raise ValueError(f"{value!r} is not a MAC address")
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
 class Pool(Section):

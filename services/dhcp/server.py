@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from appliance.aio import close_watched
+from appliance.leases import LeaseBus, LeaseInfo
 from services.dhcp import packet as P
-from services.dhcp.bus import LeaseBus, LeaseInfo
 from services.dhcp.leases import Lease, LeaseTable
 from services.dhcp.limits import QuietLog, RateLimiter
 from services.dhcp.pool import AddressPool, OfferBook

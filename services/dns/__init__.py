@@ -1,7 +1,7 @@
 """DNS: authoritative for the LAN domain (box, static records, DHCP clients' names, reverse names)
 and a caching forwarder to the upstream resolvers, for LAN/VPN clients only (not an open resolver).
 
-DHCP clients' names arrive live through services.dhcp.bus when both services run in one process.
+DHCP clients' names arrive live through the appliance bus (appliance/leases.py).
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import ipaddress
 import logging
 
 from appliance import network
+from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
-from services.dhcp.bus import LeaseInfo, lease_bus
 from services.dns.cache import Cache
 from services.dns.config import DnsConfig, parse_upstream
 from services.dns.forwarder import Forwarder

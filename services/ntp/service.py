@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.contributions import DhcpOption, Endpoint
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.ntp.chronyconf import Paths, lan_networks, render
 from services.ntp.config import NtpConfig
@@ -37,6 +38,11 @@ class NtpService(Service):
     name = "ntp"
     title = "Time server (NTP)"
     Config = NtpConfig
+
+    @classmethod
+    def contributes(cls, config, lab: bool) -> list:
+        """The box serves time on the LAN: DHCP option 42 and the phones' time server point at it."""
+        return [DhcpOption(42, "{box}"), Endpoint("ntp", config.ntp.lab_port if lab else 123)]
 
     def __init__(self, ctx, netns: str | None = None) -> None:
         super().__init__(ctx)

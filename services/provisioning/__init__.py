@@ -13,9 +13,9 @@ import logging
 import ssl
 
 from appliance.certs import box_certificate
-from appliance.contributions import Endpoint, collect
+from appliance.contributions import DhcpOption, Endpoint, collect
+from appliance.leases import lease_bus
 from appliance.service import ApplyError, Service, Status
-from services.dhcp.bus import lease_bus
 from services.provisioning.config import ProvisioningConfig
 from services.provisioning.fetchlog import FetchLog
 from services.provisioning.files import Provisioner
@@ -39,6 +39,11 @@ class ProvisioningService(Service):
         self.ports: dict[str, int] = {}
         self._fetched: dict[str, dict] = {}
         self.log: FetchLog | None = None
+
+    @classmethod
+    def contributes(cls, config, lab: bool) -> list:
+        """DHCP option 66 (where phones fetch their files) on the box's address of each network."""
+        return [DhcpOption(66, f"http://{{box}}:{config.provisioning.http_port}/")]
 
     @classmethod
     def lab_defaults(cls, section: dict) -> dict:

@@ -5,11 +5,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from appliance.macaddr import normalize_mac
 from appliance.schema import Section
 from appliance.service import ServiceConfig
 from appliance.text import SafeText
 from appliance.users import LOGIN_PATTERN
-from services.dhcp.config import normalize_mac
 
 Model = Literal["yealink", "snom", "grandstream", "yealink-w70b"]
 MODEL_TITLES = {"yealink": "Yealink T4x/T5x desk phone", "snom": "Snom D-series desk phone",

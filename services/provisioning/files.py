@@ -5,10 +5,17 @@ import ipaddress
 import logging
 import time
 
+from appliance.contributions import Endpoint, collect
 from services.provisioning import templates as T
 from services.provisioning.config import DECT_MODELS
 
 log = logging.getLogger("officebox.provisioning")
+
+
+def ntp_host(config, box: str) -> str:
+    """The phones' time server: the box when a service serves time there (the NTP service's "ntp"
+    endpoint), else "" and the phone keeps its own default."""
+    return box if any(e.name == "ntp" for e in collect(config, Endpoint)) else ""
 
 
 class Provisioner:
@@ -16,7 +23,7 @@ class Provisioner:
         section = config.provisioning
         self.phones = {p.digits: p for p in section.phones}
         self.users = {u.login: u for u in config.users}
-        self.site = T.Site(sip_host, sip_port, config.system.timezone, str(config.network.lan.address.ip))
+        self.site = T.Site(sip_host, sip_port, config.system.timezone, ntp_host(config, sip_host))
         self.require_lease = section.require_dhcp_lease
         self.auth = section.auth_kind
         self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None

@@ -46,7 +46,7 @@ def yealink_common(site: Site) -> str:
     return "\n".join([
         "#!version:1.0.0.1",
         "## OfficeBox common settings (no credentials here)",
-        f"local_time.ntp_server1 = {site.ntp}",
+        *([f"local_time.ntp_server1 = {site.ntp}"] if site.ntp else []),  # else the phone's own default
         f"local_time.time_zone_name = {site.timezone}",
         "auto_provision.repeat.enable = 1",
         "auto_provision.repeat.minutes = 1440", "",
@@ -83,7 +83,8 @@ def snom(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
                            ("user_pname", acc.extension), ("user_pass", acc.secret),
                            ("user_host", f"{site.sip_host}:{site.sip_port}")):
             items.append(f'    <{tag} idx="{n}" perm="R">{escape(value)}</{tag}>')
-    items.append(f'    <ntp_server perm="R">{escape(site.ntp)}</ntp_server>')
+    if site.ntp:
+        items.append(f'    <ntp_server perm="R">{escape(site.ntp)}</ntp_server>')
     return "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<settings>", "  <phone-settings>", *items,
                       "  </phone-settings>", "</settings>", ""])
 
@@ -91,7 +92,9 @@ def snom(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
 def grandstream(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
     acc = accounts.get(1)
     values = {"P271": "1", "P270": acc.extension, "P47": f"{site.sip_host}:{site.sip_port}", "P35": acc.extension,
-              "P36": acc.extension, "P34": acc.secret, "P3": acc.full_name, "P30": site.ntp} if acc else {}
+              "P36": acc.extension, "P34": acc.secret, "P3": acc.full_name} if acc else {}
+    if acc and site.ntp:
+        values["P30"] = site.ntp
     items = [f"    <{k}>{escape(v)}</{k}>" for k, v in values.items()]
     return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>', '<gs_provision version="1">',
                       f"  <mac>{phone.digits}</mac>", '  <config version="1">', *items, "  </config>",

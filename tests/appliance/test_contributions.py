@@ -1,7 +1,11 @@
 """Typed contributions: what the PBX and the proxy bring to the firewall and to provisioning, computed
 from the configuration alone, and nothing from a switched-off service."""
 from appliance import schema
-from appliance.contributions import Endpoint, Listener, Redirect, collect
+from appliance.contributions import DhcpOption, Endpoint, Listener, Redirect, collect
+
+
+def sip(endpoints):
+    return [e for e in endpoints if e.name == "sip"]
 
 
 def test_pbx_and_proxy_contributions_follow_their_sections():
@@ -9,11 +13,11 @@ def test_pbx_and_proxy_contributions_follow_their_sections():
                                    "trunks": [{"name": "op", "host": "203.0.113.9"},
                                               {"name": "named", "host": "sip.example.com"}]},
                            "proxy": {"transparent": True, "intercept_port": 3130}})
-    assert collect(config, Endpoint) == [Endpoint("sip", 5062, ("udp",))]
+    assert sip(collect(config, Endpoint)) == [Endpoint("sip", 5062, ("udp",))]
     assert collect(config, Listener) == [Listener("sip", "udp", (5062, 5062), ("203.0.113.9",), "SIP trunks"),
                                          Listener("rtp", "udp", (20000, 20099), (), "RTP")]
     assert collect(config, Redirect) == [Redirect("proxy", 80, 3130, "transparent proxy")]
-    lab = collect(config, Endpoint, lab=True)
+    lab = sip(collect(config, Endpoint, lab=True))
     assert lab == [Endpoint("sip", config.pbx.lab_sip_port, ("udp",))]
 
 
@@ -21,4 +25,24 @@ def test_no_trunk_address_means_nothing_open_from_the_wan_and_off_means_nothing(
     config = schema.parse({"pbx": {"trunks": [{"name": "named", "host": "sip.example.com"}]}})
     assert {ls.name: ls.wan_peers for ls in collect(config, Listener)} == {"sip": None, "rtp": None}
     off = schema.parse({"pbx": {"enabled": False}, "proxy": {"enabled": False, "transparent": True}})
-    assert collect(off, Listener) == [] and collect(off, Endpoint) == [] and collect(off, Redirect) == []
+    assert collect(off, Listener) == [] and sip(collect(off, Endpoint)) == [] and collect(off, Redirect) == []
+
+
+def test_dhcp_options_and_the_phones_time_server_come_from_the_services_that_serve_them():
+    """Before: DHCP read the provisioning and ntp sections itself, and phones were always sent the box
+    as time server, NTP on or off."""
+    import ipaddress
+
+    from services.dhcp import ntp_servers, provisioning_url
+    from services.provisioning.files import Provisioner
+    box = ipaddress.IPv4Address("192.168.1.1")
+    config = schema.parse({"provisioning": {"http_port": 8090}})
+    assert DhcpOption(66, "http://{box}:8090/") in collect(config, DhcpOption)
+    assert provisioning_url(config, box) == "http://192.168.1.1:8090/" and ntp_servers(config, box) == [box]
+    assert Provisioner(config, "192.168.1.1", 5060).site.ntp == "192.168.1.1"
+    quiet = schema.parse({"provisioning": {"enabled": False}, "ntp": {"enabled": False}})
+    assert provisioning_url(quiet, box) == "" and ntp_servers(quiet, box) == []
+    assert Provisioner(quiet, "192.168.1.1", 5060).site.ntp == ""
+    own = schema.parse({"dhcp": {"provisioning_url": "https://prov.example/", "ntp_servers": ["192.0.2.1"]}})
+    assert provisioning_url(own, box) == "https://prov.example/"
+    assert ntp_servers(own, box) == [ipaddress.IPv4Address("192.0.2.1")]

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from appliance.leases import lease_bus
 from services.dhcp import SERVICE
 from services.dhcp import packet as P
-from services.dhcp.bus import lease_bus
 from tests.netns import ip, needs_netns
 from tests.services.dhcp.clients import read_env
 from tests.services.dhcp.helpers import LoopThread, lan_config

@@ -10,7 +10,7 @@ from dnslib import DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.dhcp.bus import LeaseInfo, lease_bus
+from appliance.leases import LeaseInfo, lease_bus
 from services.dns import SERVICE
 from tests.services.dhcp.helpers import LoopThread, lan_config
 from tests.services.dns.digtool import dig, status

@@ -7,7 +7,7 @@ import logging
 import socket
 import struct
 
-from services.dhcp.bus import LeaseInfo, lease_bus
+from appliance.leases import LeaseInfo, lease_bus
 from tests.services.dns.digtool import dig, flags, status
 
 
