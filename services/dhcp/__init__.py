@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import time
 
+from appliance.apply import FieldError
 from appliance.contributions import DhcpOption, collect
 from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
@@ -79,31 +80,37 @@ class DhcpService(Service):
         self._note = ""
 
     # -- configuration --------------------------------------------------------------------------------
-    def validate(self, config) -> list[str]:
+    def validate(self, config) -> list[FieldError]:
         section: DhcpConfig = config.dhcp
-        errors: list[str] = []
+        errors: list[FieldError] = []
         nets = networks(config)
         for i, pool in enumerate(section.pools):
             iface = nets.get(pool.network)
             if iface is None:
-                errors.append(f"pool {i + 1}: the {pool.network} network is not enabled")
+                errors.append(FieldError(f"dhcp.pools.{i}.network", f"pool {i + 1}: the {pool.network} network "
+                                                                       "is not enabled"))
                 continue
             net = iface.network
             inner = (net.network_address, net.broadcast_address)
             if pool.start not in net or pool.end not in net or pool.start in inner or pool.end in inner:
-                errors.append(f"pool {i + 1}: {pool.start}-{pool.end} must lie inside {iface.network}")
+                errors.append(FieldError(f"dhcp.pools.{i}.start",
+                                         f"pool {i + 1}: {pool.start}-{pool.end} must lie inside {iface.network}"))
             elif pool.start <= iface.ip <= pool.end:
-                errors.append(f"pool {i + 1}: {pool.start}-{pool.end} contains the box's own address {iface.ip}")
+                errors.append(FieldError(f"dhcp.pools.{i}.start", f"pool {i + 1}: {pool.start}-{pool.end} "
+                                         f"contains the box's own address {iface.ip}"))
         for pool_a in range(len(section.pools)):
             for pool_b in range(pool_a + 1, len(section.pools)):
                 a, b = section.pools[pool_a], section.pools[pool_b]
                 if a.start <= b.end and b.start <= a.end:
-                    errors.append(f"pools {pool_a + 1} and {pool_b + 1} overlap")
-        for r in section.reservations:
+                    errors.append(FieldError(f"dhcp.pools.{pool_b}.start",
+                                             f"pools {pool_a + 1} and {pool_b + 1} overlap"))
+        for j, r in enumerate(section.reservations):
             if not any(r.ip in iface.network for iface in nets.values()):
-                errors.append(f"reservation {r.mac}: {r.ip} is not inside a LAN network")
+                errors.append(FieldError(f"dhcp.reservations.{j}.ip", f"reservation {r.mac}: {r.ip} is not inside a "
+                                                                      "LAN network"))
             elif r.ip in [iface.ip for iface in nets.values()]:
-                errors.append(f"reservation {r.mac}: {r.ip} is the box's own address")
+                errors.append(FieldError(f"dhcp.reservations.{j}.ip", f"reservation {r.mac}: {r.ip} is the box's "
+                                                                      "own address"))
         return errors
 
     def interfaces(self, config) -> dict[str, str]:

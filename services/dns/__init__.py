@@ -10,6 +10,7 @@ import ipaddress
 import logging
 
 from appliance import network
+from appliance.apply import FieldError
 from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
 from services.dns.cache import Cache
@@ -62,13 +63,13 @@ class DnsService(Service):
         section["upstreams"] = host_resolvers()
         return section
 
-    def validate(self, config) -> list[str]:
+    def validate(self, config) -> list[FieldError]:
         zone = self.zone(config)
         errors = []
-        for rec in config.dns.records:
+        for k, rec in enumerate(config.dns.records):
             name = zone.fqdn(rec.name)
             if name == zone.box:
-                errors.append(f"record {rec.name}: that is the box's own name")
+                errors.append(FieldError(f"dns.records.{k}.name", f"record {rec.name}: that is the box's own name"))
         return errors
 
     def upstreams(self, config) -> list[tuple[str, int]]:

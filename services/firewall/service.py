@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.apply import FieldError
 from appliance.fsutil import atomic_write
 from appliance.service import ApplyError, Service, Status
 from services.firewall import nft
@@ -75,15 +76,17 @@ class FirewallService(Service):
         self.loaded = text
 
     # -- Service interface ------------------------------------------------------------------------
-    def validate(self, config) -> list[str]:
+    def validate(self, config) -> list[FieldError]:
         fw: FirewallConfig = config.firewall
         inside = [*config.network.lan_networks(), *fw.vpn_networks]
         errors = []
-        for fwd in fw.port_forwards:
+        for k, fwd in enumerate(fw.port_forwards):
             if fwd.enabled and not any(fwd.to_address in net for net in inside):
-                errors.append(f"port forward {fwd.name}: {fwd.to_address} is not on the LAN, voice or VPN networks")
+                errors.append(FieldError(f"firewall.port_forwards.{k}.to_address", f"port forward {fwd.name}: "
+                                         f"{fwd.to_address} is not on the LAN, voice or VPN networks"))
             if fwd.enabled and fwd.protocol == "tcp" and fwd.wan_port == config.system.admin_port and fw.admin_from_wan:
-                errors.append(f"port forward {fwd.name} takes the admin port used for remote administration")
+                errors.append(FieldError(f"firewall.port_forwards.{k}.wan_port", f"port forward {fwd.name} takes the "
+                                         "admin port used for remote administration"))
         return errors
 
     def render(self, config) -> dict[str, str]:

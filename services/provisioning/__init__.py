@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl
 
+from appliance.apply import FieldError
 from appliance.certs import box_certificate
 from appliance.contributions import DhcpOption, Endpoint, collect
 from appliance.leases import lease_bus
@@ -51,16 +52,17 @@ class ProvisioningService(Service):
         section["require_dhcp_lease"] = False  # a lab box runs no DHCP server: there are no leases
         return section
 
-    def validate(self, config) -> list[str]:
+    def validate(self, config) -> list[FieldError]:
         users = {u.login: u for u in config.users}
         errors = []
-        for phone in config.provisioning.phones:
+        for k, phone in enumerate(config.provisioning.phones):
+            field = f"provisioning.phones.{k}." + ("handsets" if phone.handsets else "user")
             for login in phone.logins():
                 user = users.get(login)
                 if user is None:
-                    errors.append(f"phone {phone.mac}: there is no user {login!r}")
+                    errors.append(FieldError(field, f"phone {phone.mac}: there is no user {login!r}"))
                 elif not user.extension:
-                    errors.append(f"phone {phone.mac}: user {login!r} has no extension number")
+                    errors.append(FieldError(field, f"phone {phone.mac}: user {login!r} has no extension number"))
         return errors
 
     def sip_address(self, config) -> tuple[str, int]:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from appliance.aio import cancel_and_wait
+from appliance.apply import FieldError
 from appliance.contributions import Redirect
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.proxy.config import ProxyConfig
@@ -80,16 +81,19 @@ class ProxyService(Service):
         return px.lab_port if self.lab_ports else px.port
 
     # -- Service interface ------------------------------------------------------------------------
-    def validate(self, config) -> list[str]:
+    def validate(self, config) -> list[FieldError]:
         px: ProxyConfig = config.proxy
         errors = []
         if px.enabled and config.system.admin_port in (px.port, px.intercept_port):
-            errors.append(f"the proxy cannot use port {config.system.admin_port}: the web admin listens there")
+            field = "port" if px.port == config.system.admin_port else "intercept_port"
+            errors.append(FieldError(f"proxy.{field}", f"the proxy cannot use port {config.system.admin_port}: "
+                                                       "the web admin listens there"))
         logins = {u.login for u in config.users}
-        for group in px.groups:
+        for g, group in enumerate(px.groups):
             unknown = [u for u in group.users if u not in logins]
             if unknown:
-                errors.append(f"group {group.name}: no user with the login {', '.join(unknown)}")
+                errors.append(FieldError(f"proxy.groups.{g}.users", f"group {group.name}: no user with the login "
+                                                                    f"{', '.join(unknown)}"))
         return errors
 
     def render(self, config) -> dict[str, str]:

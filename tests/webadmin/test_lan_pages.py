@@ -153,7 +153,7 @@ def test_lan_pages_in_a_real_browser(admin_client, page, runtime, tmp_path):  # 
     page.fill("#f-mac", "00:15:65:aa:bb:cc")
     page.fill("#f-ip", "10.99.0.7")
     page.click("button:has-text('Reserve')")
-    expect(page.locator(".banner-error")).to_contain_text("is not inside a LAN network")
+    expect(page.locator("#e-ip")).to_contain_text("is not inside a LAN network")  # next to its field
     page.fill("#f-ip", "10.20.0.7")
     page.fill("#f-hostname", "printer")
     page.click("button:has-text('Reserve')")

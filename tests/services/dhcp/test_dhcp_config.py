@@ -13,17 +13,21 @@ def errors(ctx, **dhcp):
 
 
 def test_pool_must_lie_inside_the_lan(ctx):
+    """Each problem names its field (dotted path), so the page shows it next to that field."""
     assert errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.0.20"}]) == []
-    assert "must lie inside" in errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.1.20"}])[0]
-    assert "box's own address" in errors(ctx, pools=[{"start": "10.77.0.1", "end": "10.77.0.20"}])[0]
-    assert "overlap" in errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.0.20"},
-                                           {"start": "10.77.0.15", "end": "10.77.0.30"}])[0]
-    assert "voice network is not enabled" in errors(ctx, pools=[{"network": "voice", "start": "10.77.0.10",
-                                                                  "end": "10.77.0.20"}])[0]
+    outside = errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.1.20"}])[0]
+    assert outside.path == "dhcp.pools.0.start" and "must lie inside" in outside.message
+    assert "box's own address" in errors(ctx, pools=[{"start": "10.77.0.1", "end": "10.77.0.20"}])[0].message
+    overlap = errors(ctx, pools=[{"start": "10.77.0.10", "end": "10.77.0.20"},
+                                 {"start": "10.77.0.15", "end": "10.77.0.30"}])[0]
+    assert overlap.path == "dhcp.pools.1.start" and "overlap" in overlap.message
+    voice = errors(ctx, pools=[{"network": "voice", "start": "10.77.0.10", "end": "10.77.0.20"}])[0]
+    assert voice.path == "dhcp.pools.0.network" and "voice network is not enabled" in voice.message
 
 
 def test_reservations_are_checked(ctx):
-    assert "not inside a LAN network" in errors(ctx, reservations=[{"mac": "02:00:00:00:00:01", "ip": "10.9.0.5"}])[0]
+    [problem] = errors(ctx, reservations=[{"mac": "02:00:00:00:00:01", "ip": "10.9.0.5"}])
+    assert problem.path == "dhcp.reservations.0.ip" and "not inside a LAN network" in problem.message
     with pytest.raises(ValidationError, match="reserved twice"):
         lan_config("lan0", dhcp={"reservations": [{"mac": "02:00:00:00:00:01", "ip": "10.77.0.5"},
                                                   {"mac": "02-00-00-00-00-01", "ip": "10.77.0.6"}]})

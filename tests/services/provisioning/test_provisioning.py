@@ -141,8 +141,8 @@ def test_validation_names_missing_users(ctx):
     document["provisioning"]["phones"].append({"mac": "00:15:65:aa:bb:05", "user": "dave"})
     document["provisioning"]["phones"].append({"mac": "00:15:65:aa:bb:06", "user": "zed"})
     errors = SERVICE(ctx).validate(type(config).model_validate(document))
-    assert errors == ["phone 00:15:65:aa:bb:05: user 'dave' has no extension number",
-                      "phone 00:15:65:aa:bb:06: there is no user 'zed'"]
+    assert errors == [("provisioning.phones.4.user", "phone 00:15:65:aa:bb:05: user 'dave' has no extension number"),
+                      ("provisioning.phones.5.user", "phone 00:15:65:aa:bb:06: there is no user 'zed'")]
 
 
 def test_tftp_garbage_is_refused_and_server_keeps_serving(prov):
