@@ -78,6 +78,10 @@ class PbxConfig(ServiceConfig):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
     tcp: bool = True
+    sip_receive_buffer: int = Field(
+        default=2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+        description="bytes of kernel buffer for the SIP UDP socket: holds bursts of requests while the PBX is "
+        "busy (above net.core.rmem_max the box needs CAP_NET_ADMIN, else the kernel caps it and it is logged)")
     rtp_port_min: int = Field(default=10000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=10999, ge=1025, le=65535)
     # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them

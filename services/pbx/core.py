@@ -82,7 +82,7 @@ class PbxCore:
         self.location.restore([b for b in await asyncio.to_thread(store.load) if b.extension in self.users])
         self.saver = BindingWriter(store, self.location)
         await self.relay.start()
-        actual = await self.stack.start(host, port, self.cfg.tcp)
+        actual = await self.stack.start(host, port, self.cfg.tcp, self.cfg.sip_receive_buffer)
         await self.configure_trunks()
         return actual
 
@@ -91,6 +91,7 @@ class PbxCore:
         self.cfg = cfg
         self.set_users(users)
         self.stack.server_header = cfg.user_agent
+        self.stack.transports.set_receive_buffer(cfg.sip_receive_buffer)
         self.auth.configure(realm, cfg.digest_algorithms, cfg.digest_md5_only_agents)
         self.guard.configure(cfg.abuse)
         self.relay.configure(relay_host, *rtp_range)

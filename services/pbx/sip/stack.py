@@ -300,8 +300,8 @@ class SipStack:
         self.public_ip: str | None = None  # what peers outside see when the box is behind another router
         self.public_peers: frozenset[str] = frozenset()  # trunk peers: they are outside whatever their address
 
-    async def start(self, host: str, port: int, tcp: bool = True) -> int:
-        return await self.transports.start(host, port, tcp)
+    async def start(self, host: str, port: int, tcp: bool = True, receive_buffer: int | None = None) -> int:
+        return await self.transports.start(host, port, tcp, receive_buffer)
 
     async def close(self) -> None:
         for tx in list(self.server_txs.values()):

@@ -4,6 +4,7 @@ A destination is (transport, ip, port) with transport "udp" or "tcp". TCP connec
 reused in both directions (the flow a phone behind NAT opened is how we reach it again). One source
 address holds at most MAX_TCP_PER_SOURCE of them; when all MAX_TCP_CONNECTIONS are taken, a new one
 replaces the connection idle the longest (if idle for EVICT_IDLE_SECONDS), so no host locks others out.
+The UDP socket's receive buffer (RECEIVE_BUFFER, pbx.sip_receive_buffer) holds bursts while the loop is busy.
 """
 from __future__ import annotations
 
@@ -22,19 +23,57 @@ MAX_TCP_PER_SOURCE = 64  # a phone needs one; an office NAT a few dozen
 EVICT_IDLE_SECONDS = 30.0
 TCP_IDLE_SECONDS = 900
 PING, PONG = b"\r\n\r\n", b"\r\n"  # RFC 5626 4.4.1 keep-alive over a connection
+# Linux's default (208 KB) holds about 100 datagrams on loopback (each costs its buffer's true size), a
+# few tens of ms at full load. 2 MiB holds a few hundred ms, still less than T1: a queued request is
+# answered before the phone retransmits it.
+RECEIVE_BUFFER = 2 * 1024 * 1024
+RMEM_MAX = "/proc/sys/net/core/rmem_max"
+
+
+def rmem_max() -> int | None:
+    """net.core.rmem_max: the largest SO_RCVBUF a process without CAP_NET_ADMIN gets."""
+    try:
+        with open(RMEM_MAX) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a `size` byte receive buffer; returns what the kernel granted (it books twice the request,
+    reported here halved). Above net.core.rmem_max, SO_RCVBUFFORCE (CAP_NET_ADMIN) is tried, then the cap
+    is logged with the sysctl that lifts it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:
+        log.warning("cannot set the SIP receive buffer to %d bytes: %s", size, exc)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    if granted < size and hasattr(socket, "SO_RCVBUFFORCE"):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, size)
+            granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        except OSError:
+            pass  # no CAP_NET_ADMIN: rmem_max applies
+    if granted < size:
+        log.warning("SIP receive buffer: %d bytes asked, %d granted; net.core.rmem_max is %s (raise it: "
+                    "sysctl -w net.core.rmem_max=%d), or bursts are dropped by the kernel",
+                    size, granted, rmem_max(), size)
+    return granted
 
 
 class _Udp:
-    """The UDP socket on the event loop. A wake-up reads up to DRAIN waiting datagrams (asyncio's datagram
-    transport reads one per loop iteration: a poll and a loop pass per message under load). Sending is as
-    asyncio does it: at once, or queued in order while the socket buffer is full; errors are logged."""
+    """The UDP socket on the event loop. A wake-up reads the waiting datagrams until the socket is empty
+    (asyncio's datagram transport reads one per loop iteration: a poll and a loop pass per message under
+    load), at most DRAIN so timers and TCP still get their turn in a flood. Sending is as asyncio does it:
+    at once, or queued in order while the socket buffer is full; errors are logged."""
 
-    DRAIN = 32
+    DRAIN = 256
     RECV_SIZE = 65536  # larger than any UDP datagram
 
     def __init__(self, owner: "Transports", sock: socket.socket) -> None:
         self.owner = owner
         self.sock = sock
+        self.receive_buffer = set_receive_buffer(sock, owner.receive_buffer)
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self._unsent: deque[tuple[bytes, tuple]] = deque()
@@ -62,17 +101,18 @@ class _Udp:
         return self.sock.getsockname()[1]
 
     def _readable(self) -> None:
+        recvfrom, deliver, size = self.sock.recvfrom, self.owner.deliver, self.RECV_SIZE
         for _ in range(self.DRAIN):
             if self.closed:
                 return
             try:
-                data, addr = self.sock.recvfrom(self.RECV_SIZE)
+                data, addr = recvfrom(size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.debug("udp error: %s", exc)
                 return
-            self.owner.deliver(data, ("udp", addr[0], addr[1]))
+            deliver(data, ("udp", addr[0], addr[1]))
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed or not data:
@@ -206,6 +246,7 @@ class Transports:
         self.udp: _Udp | None = None
         self.tcp: dict[tuple[str, int], _Tcp] = {}
         self.per_source: dict[str, int] = {}  # ip -> connections it holds
+        self.receive_buffer = RECEIVE_BUFFER  # bytes asked for the UDP socket (before start())
         self.max_connections = MAX_TCP_CONNECTIONS
         self.max_per_source = MAX_TCP_PER_SOURCE
         self.evict_idle = EVICT_IDLE_SECONDS
@@ -215,7 +256,9 @@ class Transports:
         self._tasks: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
 
-    async def start(self, host: str, port: int, tcp: bool = True) -> int:
+    async def start(self, host: str, port: int, tcp: bool = True, receive_buffer: int | None = None) -> int:
+        if receive_buffer:
+            self.receive_buffer = receive_buffer
         loop = asyncio.get_running_loop()
         for attempt in range(20):
             udp = await _Udp.bind(self, host, port)
@@ -233,6 +276,12 @@ class Transports:
         self.host, self.port = host, actual
         self._reaper = asyncio.create_task(self._reap_idle())
         return actual
+
+    def set_receive_buffer(self, size: int) -> None:
+        """A new size for the running UDP socket (a configuration reload)."""
+        self.receive_buffer = size
+        if self.udp and not self.udp.closed:
+            self.udp.receive_buffer = set_receive_buffer(self.udp.sock, size)
 
     def admit(self, conn: _Tcp) -> bool:
         """Room for one more connection from conn's source (see the module's docstring)."""
