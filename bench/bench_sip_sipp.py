@@ -44,6 +44,7 @@ MAX_RATE = 5000  # closed loop: SIPp opens calls as fast as CONCURRENCY allows (
 OPEN_LOAD = 0.8
 CALLEE = "3000"
 AREA = "sip_sipp"
+SIPP_BUFFER = 4 * 1024 * 1024  # SIPp's own socket buffers (64 KB by default: it dropped answers itself)
 
 
 def _row(metric: str, value: float, unit: str, note: str = "") -> dict:
@@ -94,7 +95,7 @@ class Sipp:
         self.errors = workdir / f"{name}-errors.log"
         self.port = port or free_port()
         argv = ["sipp", *args, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
-                "-mp", str(free_port()), "-nostdin", "-trace_stat", "-stf", str(self.stat), "-fd", "1",
+                "-mp", str(free_port()), "-buff_size", str(SIPP_BUFFER), "-nostdin", "-trace_stat", "-stf", str(self.stat), "-fd", "1",
                 "-trace_err", "-error_file", str(self.errors)]
         self.proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
