@@ -26,6 +26,9 @@ LOCAL_IP_TTL = 30.0  # seconds a peer -> our address lookup is trusted
 SUPPORTED = ""  # option tags we implement (RFC 3261 20.37): none yet (no 100rel, timer, replaces, outbound)
 SUPPORTED_ON = ("INVITE", "OPTIONS")  # requests whose 2xx (and our own such requests) carry Supported
 TERMINATED_HERE = ("REGISTER", "OPTIONS")  # answered by the PBX itself: Max-Forwards 0 is no loop
+# RFC 3261 17.2.1: an INVITE gets 100 Trying unless the TU answers within 200 ms. It mostly answers at once
+# (407, 180 from a local phone, 486): the 100 waits TRYING_DELAY and is sent only if nothing else was.
+TRYING_DELAY = 0.1
 
 
 class TransactionUser(Protocol):
@@ -127,6 +130,13 @@ class ServerTx(_Transaction):
             resp.add(name.replace("_", "-"), value)
         self.respond(resp)
         return resp
+
+    def trying_unless_answered(self) -> None:
+        self._later(TRYING_DELAY, self._trying)
+
+    def _trying(self) -> None:
+        if self.state == "proceeding" and self.last is None:
+            self.reply(100)
 
     def _retransmit_g(self, interval: float) -> None:
         def fire() -> None:
@@ -471,7 +481,7 @@ class SipStack:
             tx.reply(483, to_tag=new_tag())  # it would go on to another hop: a loop (RFC 3261 16.3)
             return
         if tx.invite:
-            tx.reply(100)
+            tx.trying_unless_answered()
         try:
             self.tu.on_request(tx, req)
         except Exception:
