@@ -379,24 +379,30 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        num, _, method = (self.get("CSeq") or "").strip().partition(" ")
-        return int(num), method.strip().upper()
+        value = self._parsed.get("cseq")  # kept until the headers change, like the objects below
+        if value is None:
+            num, _, method = (self.get("CSeq") or "").strip().partition(" ")
+            value = self._parsed["cseq"] = (int(num), method.strip().upper())
+        return value  # type: ignore[return-value]
 
-    def _shared(self, key: str, make):
-        """The parsed header object, kept until the headers change: callers must not modify it."""
-        obj = self._parsed.get(key)
-        if obj is None:
-            obj = self._parsed[key] = make()
-        return obj
-
+    # the parsed header objects are kept until the headers change: callers must not modify them
     def _from(self) -> NameAddr:
-        return self._shared("from", lambda: _name_addr(self.get("From") or ""))
+        obj = self._parsed.get("from")
+        if obj is None:
+            obj = self._parsed["from"] = _name_addr(self.get("From") or "")
+        return obj  # type: ignore[return-value]
 
     def _to(self) -> NameAddr:
-        return self._shared("to", lambda: _name_addr(self.get("To") or ""))
+        obj = self._parsed.get("to")
+        if obj is None:
+            obj = self._parsed["to"] = _name_addr(self.get("To") or "")
+        return obj  # type: ignore[return-value]
 
     def _via(self) -> Via:
-        return self._shared("via", lambda: _top_via(self.get("Via") or ""))
+        obj = self._parsed.get("via")
+        if obj is None:
+            obj = self._parsed["via"] = _top_via(self.get("Via") or "")
+        return obj  # type: ignore[return-value]
 
     @property
     def from_(self) -> NameAddr:
@@ -428,8 +434,10 @@ class Message:
         return self._via().copy()
 
     def _contacts(self) -> list[NameAddr]:
-        return self._shared("contacts", lambda: [_name_addr(v) for v in self.get_all("Contact")
-                                                 if v.strip() != "*"])
+        obj = self._parsed.get("contacts")
+        if obj is None:
+            obj = self._parsed["contacts"] = [_name_addr(v) for v in self.get_all("Contact") if v.strip() != "*"]
+        return obj  # type: ignore[return-value]
 
     def contacts(self) -> list[NameAddr]:
         return [c.copy() for c in self._contacts()]
