@@ -29,6 +29,12 @@ TERMINATED_HERE = ("REGISTER", "OPTIONS")  # answered by the PBX itself: Max-For
 # RFC 3261 17.2.1: an INVITE gets 100 Trying unless the TU answers within 200 ms. It mostly answers at once
 # (407, 180 from a local phone, 486): the 100 waits TRYING_DELAY and is sent only if nothing else was.
 TRYING_DELAY = 0.1
+# Overload: a new INVITE or REGISTER that waited longer than OVERLOAD_LAG in the socket (the PBX is that far
+# behind, and phones retransmit after T1) gets 503 with Retry-After instead of a call: cheap, and it keeps
+# retransmissions from snowballing. Dialogs in progress (ACK, BYE, responses) are still served.
+OVERLOAD_LAG = 0.2
+SHED_METHODS = ("INVITE", "REGISTER")
+RETRY_AFTER = "5"
 
 
 class TransactionUser(Protocol):
@@ -305,7 +311,7 @@ class SipStack:
         self.server_txs: dict[tuple, ServerTx] = {}
         self.client_txs: dict[tuple, ClientTx] = {}
         self.server_header = server_header  # Server / User-Agent value; empty: none (no fingerprint)
-        self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0}
+        self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0, "shed": 0}
         self._local_ip_cache: dict[str, tuple[str, float]] = {}  # peer -> (our address, until)
         self.public_ip: str | None = None  # what peers outside see when the box is behind another router
         self.public_peers: frozenset[str] = frozenset()  # trunk peers: they are outside whatever their address
@@ -477,6 +483,10 @@ class SipStack:
             return
         tx = ServerTx(self, req, source)
         self.server_txs[key] = tx
+        if self.transports.lag > OVERLOAD_LAG and req.method in SHED_METHODS and not req.to_tag:
+            self.counters["shed"] += 1
+            tx.reply(503, to_tag=new_tag(), Retry_After=RETRY_AFTER)
+            return
         if req.max_forwards == 0 and req.method not in TERMINATED_HERE and not req.to_tag:
             tx.reply(483, to_tag=new_tag())  # it would go on to another hop: a loop (RFC 3261 16.3)
             return

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -28,6 +30,9 @@ PING, PONG = b"\r\n\r\n", b"\r\n"  # RFC 5626 4.4.1 keep-alive over a connection
 # answered before the phone retransmits it.
 RECEIVE_BUFFER = 2 * 1024 * 1024
 RMEM_MAX = "/proc/sys/net/core/rmem_max"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: each datagram's arrival time, as a timespec
+_TIMESPEC = struct.Struct("qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def rmem_max() -> int | None:
@@ -64,7 +69,8 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
 class _Udp:
     """The UDP socket on the event loop. A wake-up reads the waiting datagrams until the socket is empty
     (asyncio's datagram transport reads one per loop iteration: a poll and a loop pass per message under
-    load), at most DRAIN so timers and TCP still get their turn in a flood. Sending is as asyncio does it:
+    load), at most DRAIN so timers and TCP still get their turn in a flood. Each datagram comes with the time
+    it waited in the kernel (the owner's `lag`: how far behind the PBX is). Sending is as asyncio does it:
     at once, or queued in order while the socket buffer is full; errors are logged."""
 
     DRAIN = 256
@@ -74,6 +80,11 @@ class _Udp:
         self.owner = owner
         self.sock = sock
         self.receive_buffer = set_receive_buffer(sock, owner.receive_buffer)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.stamped = True
+        except OSError:
+            self.stamped = False  # no arrival times: the lag reads 0
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self._unsent: deque[tuple[bytes, tuple]] = deque()
@@ -101,18 +112,23 @@ class _Udp:
         return self.sock.getsockname()[1]
 
     def _readable(self) -> None:
-        recvfrom, deliver, size = self.sock.recvfrom, self.owner.deliver, self.RECV_SIZE
+        recvmsg, deliver, size, lag = self.sock.recvmsg, self.owner.deliver, self.RECV_SIZE, 0.0
+        space = _STAMP_SPACE if self.stamped else 0
         for _ in range(self.DRAIN):
             if self.closed:
                 return
             try:
-                data, addr = recvfrom(size)
+                data, ancillary, _, addr = recvmsg(size, space)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.debug("udp error: %s", exc)
                 return
-            deliver(data, ("udp", addr[0], addr[1]))
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(payload)
+                    lag = max(0.0, time.time() - sec - nsec * 1e-9)
+            deliver(data, ("udp", addr[0], addr[1]), lag)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed or not data:
@@ -247,6 +263,7 @@ class Transports:
         self.tcp: dict[tuple[str, int], _Tcp] = {}
         self.per_source: dict[str, int] = {}  # ip -> connections it holds
         self.receive_buffer = RECEIVE_BUFFER  # bytes asked for the UDP socket (before start())
+        self.lag = 0.0  # seconds the message being delivered waited in the kernel (UDP; 0 for TCP)
         self.max_connections = MAX_TCP_CONNECTIONS
         self.max_per_source = MAX_TCP_PER_SOURCE
         self.evict_idle = EVICT_IDLE_SECONDS
@@ -314,7 +331,8 @@ class Transports:
                 if now - conn.last > TCP_IDLE_SECONDS and conn.transport:
                     conn.transport.close()
 
-    def deliver(self, data: bytes, source: Dest) -> None:
+    def deliver(self, data: bytes, source: Dest, lag: float = 0.0) -> None:
+        self.lag = lag
         try:
             self.on_message(data, source)
         except Exception:  # a bug above must never kill the transport
