@@ -8,7 +8,8 @@ on loopback, one after the other:
 - authenticated calls (INVITE, 407, ACK, INVITE with credentials, 180, 200, ACK, BYE, 200) to a SIPp
   UAS registered as extension 3000, closed loop likewise;
 - the same calls open loop at OPEN_LOAD of the capacity just measured: kernel drops there mean drops
-  before the CPU is saturated.
+  before the CPU is saturated; then at OVERLOAD of it: how much still gets through when more is offered
+  than the server can take (retransmissions snowballing, or calls refused cheaply).
 
 What each side does per call: the PBX is a B2BUA (challenge, digest check, dial plan, a second call
 leg to the callee with its own dialog and transactions, an RTP relay allocated for the call, CDR);
@@ -42,6 +43,7 @@ PHASE_SECONDS = 6.0
 CONCURRENCY = 50
 MAX_RATE = 5000  # closed loop: SIPp opens calls as fast as CONCURRENCY allows (it stalls on absurd rates)
 OPEN_LOAD = 0.8
+OVERLOAD = 1.5
 CALLEE = "3000"
 AREA = "sip_sipp"
 SIPP_BUFFER = 4 * 1024 * 1024  # SIPp's own socket buffers (64 KB by default: it dropped answers itself)
@@ -275,6 +277,8 @@ def measure(server: Server, workdir: Path, callers: Path, callee: Path) -> dict:
     capacity = results["calls"]["ok"] / results["calls"]["seconds"]
     results["open"] = call_phase(server, workdir, callers, uas_port, "open", max(10.0, OPEN_LOAD * capacity))
     results["open"]["offered"] = max(10.0, OPEN_LOAD * capacity)
+    results["overload"] = call_phase(server, workdir, callers, uas_port, "overload", max(10.0, OVERLOAD * capacity))
+    results["overload"]["offered"] = max(10.0, OVERLOAD * capacity)
     return results
 
 
@@ -296,7 +300,7 @@ def note(figures: dict) -> str:
 
 
 def rows_of(name: str, results: dict) -> list[dict]:
-    reg, calls, opened = results["register"], results["calls"], results["open"]
+    reg, calls, opened, over = results["register"], results["calls"], results["open"], results["overload"]
     return [
         _row(f"{name}: registrations/s (digest)", rate(reg), "1/s", note(reg)),
         _row(f"{name}: call setups/s (authenticated)", rate(calls), "1/s",
@@ -306,6 +310,8 @@ def rows_of(name: str, results: dict) -> list[dict]:
              "what one core given to the server alone would carry at that cost"),
         _row(f"{name}: kernel drops at {OPEN_LOAD:.0%} load", opened["drops"], "datagrams",
              f"open loop at {opened['offered']:.0f} calls/s; {note(opened)}"),
+        _row(f"{name}: call setups/s at {OVERLOAD:.0%} load", rate(over), "1/s",
+             f"open loop at {over['offered']:.0f} calls/s; {note(over)}"),
     ]
 
 
