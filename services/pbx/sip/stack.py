@@ -491,7 +491,10 @@ class SipStack:
             tx.reply(483, to_tag=new_tag())  # it would go on to another hop: a loop (RFC 3261 16.3)
             return
         if tx.invite:
-            tx.trying_unless_answered()
+            if self.transports.lag > TRYING_DELAY / 2:
+                tx.reply(100)  # behind already: a late 100 would have the caller retransmit
+            else:
+                tx.trying_unless_answered()
         try:
             self.tu.on_request(tx, req)
         except Exception:

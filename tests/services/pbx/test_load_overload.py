@@ -1,6 +1,7 @@
 """Overload: requests that waited in the socket longer than OVERLOAD_LAG (the PBX is behind) are answered
 cheaply: a new INVITE or REGISTER gets 503 with Retry-After instead of being served late (and again for each
-retransmission); OPTIONS and in-dialog requests are still handled; once caught up, calls are served again."""
+retransmission); OPTIONS and in-dialog requests are still handled, an INVITE among them with its 100 Trying
+at once (not after TRYING_DELAY: late already); once caught up, calls are served again."""
 import socket
 import time
 
@@ -20,12 +21,14 @@ def _request(method: str, n: int, port: int, ruri: str = "202", to_tag: str = ""
     return HEAD.format(method=method, ruri=ruri, port=port, n=n, to_tag=to_tag).encode()
 
 
-def _answers(phone: socket.socket, count: int) -> dict[str, int]:
-    """Call-ID -> status of the first answer to each of `count` requests."""
+def _answers(phone: socket.socket, count: int, trying: set | None = None) -> dict[str, int]:
+    """Call-ID -> status of the first final answer to each of `count` requests (Call-IDs of 100s into trying)."""
     got: dict[str, int] = {}
     phone.settimeout(5)
     while len(got) < count:
         msg = parse(phone.recv(65535))
+        if msg.status == 100 and trying is not None and msg.call_id not in got:
+            trying.add(msg.call_id)
         if msg.status >= 200:
             got.setdefault(msg.call_id, msg.status)
             if msg.status == 503:
@@ -38,7 +41,8 @@ def test_requests_that_waited_too_long_are_turned_away_cheaply_and_dialogs_go_on
         phone.bind(("127.0.0.1", 0))
         port = phone.getsockname()[1]
         behind = [_request("INVITE", 1, port), _request("REGISTER", 2, port, ruri=""),
-                  _request("OPTIONS", 3, port), _request("BYE", 4, port, to_tag=";tag=gone")]
+                  _request("OPTIONS", 3, port), _request("BYE", 4, port, to_tag=";tag=gone"),
+                  _request("INVITE", 6, port, to_tag=";tag=gone")]
 
         def busy() -> None:  # the PBX loop is stuck while the requests wait in its socket
             for data in behind:
@@ -46,8 +50,11 @@ def test_requests_that_waited_too_long_are_turned_away_cheaply_and_dialogs_go_on
             time.sleep(OVERLOAD_LAG + 0.2)
 
         pbx.sync(busy)
-        got = _answers(phone, len(behind))
-        assert got == {"overload-1": 503, "overload-2": 503, "overload-3": 200, "overload-4": 481}
+        trying: set[str] = set()
+        got = _answers(phone, len(behind), trying)
+        assert got == {"overload-1": 503, "overload-2": 503, "overload-3": 200, "overload-4": 481,
+                       "overload-6": 481}
+        assert trying == {"overload-6"}
         assert pbx.sync(lambda: pbx.svc.core.stack.counters["shed"]) == 2
         phone.sendto(_request("INVITE", 5, port), ("127.0.0.1", pbx.port))  # caught up: served as usual
         assert _answers(phone, 1) == {"overload-5": 407}
