@@ -47,11 +47,11 @@ def _users() -> tuple[list[dict], list[tuple[str, str]], list[tuple[str, str]]]:
 class PbxProcess:
     """services/pbx SERVICE started on a fresh lab Context by bench/pbx_server.py."""
 
-    def __init__(self, users: list[dict]) -> None:
+    def __init__(self, users: list[dict], **pbx) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-pbx-")
         doc = {"users": users, "pbx": {
             "lab_sip_port": 0, "lab_rtp_port_min": RTP_RANGE[0], "lab_rtp_port_max": RTP_RANGE[1],
-            "abuse": {"trusted": ["127.0.0.1"], "max_requests": 100000, "request_window": 1}}}
+            "abuse": {"trusted": ["127.0.0.1"], "max_requests": 100000, "request_window": 1}, **pbx}}
         cfg = Path(self.tmp.name) / "config.json"
         cfg.write_text(json.dumps(doc))
         self.log = open(Path(self.tmp.name) / "pbx.log", "wb")  # noqa: SIM115 (closed in close())

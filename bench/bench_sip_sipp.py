@@ -250,7 +250,8 @@ def call_phase(server: Server, workdir: Path, callers: Path, uas_port: int, tag:
         time.sleep(0.3)
         limit = ["-r", str(MAX_RATE), "-l", str(CONCURRENCY)] if rate is None else ["-r", f"{rate:.0f}", "-l", "5000"]
         uac = Sipp(workdir, f"{server.name}-{tag}-uac", "call_uac.xml",
-                   [f"127.0.0.1:{server.port}", "-s", CALLEE, "-inf", str(callers), *limit, "-m", "1000000"])
+                   [f"127.0.0.1:{server.port}", "-s", CALLEE, "-inf", str(callers), *limit, "-m", "1000000",
+                    "-auth_uri", f"{CALLEE}@127.0.0.1:{server.port}"])  # the digest uri is the Request-URI
         time.sleep(PHASE_SECONDS)
         figures = uac.stop()
         callee = uas.stop(5)
@@ -326,7 +327,7 @@ def run() -> list[dict]:
         workdir = Path(tmp)
         callers_csv = injection(workdir / "callers.csv", callers)
         callee_csv = injection(workdir / "callee.csv", callee_user)
-        pbx = PbxProcess(users)
+        pbx = PbxProcess(users, digest_algorithms=["MD5"])  # SIPp 3.6 answers MD5 challenges only
         try:
             ours = measure(Server("pbx", pbx.port, lambda: [pbx.proc.pid]), workdir, callers_csv, callee_csv)
         finally:
