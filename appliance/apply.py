@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol
 from pydantic import ValidationError
 
 from appliance import changes, migrations, schema
+from appliance.confirm import CommitConfirm
 from appliance.context import Context
 from appliance.fsutil import atomic_symlink, atomic_write, fsync_dir
 from appliance.service import ApplyError, Service
@@ -85,6 +86,8 @@ class ApplyEngine:
         self.services = services
         self.live: Live | None = None
         self._lock = threading.RLock()
+        self.confirmation = CommitConfirm(ctx.etc_root / "confirm.json",
+                                          lambda rev: self.rollback(rev, "commit-confirm").id)
 
     # -- public API ---------------------------------------------------------------------------
     def current_config(self) -> schema.CoreConfig:
@@ -140,7 +143,17 @@ class ApplyEngine:
                 raise ApplyError(f"applying the change failed: {message}") from exc
             self.store.commit(rev.id, base=seen)
             self._prune()
+            self._after_commit(current, rev.id, config, document)
             return self.store.revision(rev.id)
+
+    def _after_commit(self, previous: Revision | None, rev_id: int, config, document: dict) -> None:
+        """Commit-confirm (appliance/confirm.py): the longest window a service asks for this change."""
+        windows = [w for s in self.services.values()
+                   if previous is not None and (w := s.confirm_window(previous.config, config)) is not None]
+        waiting = self.confirmation.pending()
+        back = waiting is not None and (target := self.store.revision(waiting["previous_revision"])) is not None \
+            and target.document == document
+        self.confirmation.after_apply(previous.id if previous else None, rev_id, max(windows, default=None), back)
 
     def update(self, author: str, summary: str, mutate: Callable[[dict], None],
                base: int | None = UNCHECKED) -> Revision:

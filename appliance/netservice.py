@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from appliance import network
 from appliance.service import ApplyError, Service, Status
 
+CONFIRM_SECONDS = 120  # time to reach the box at its new address and confirm
+
 
 class NetworkService(Service):
     name = "network"
@@ -32,6 +34,14 @@ class NetworkService(Service):
         except (network.NetworkError, OSError) as exc:
             raise ApplyError(f"network: {exc}") from exc
         self._config = config
+
+    def confirm_window(self, old, new) -> float | None:
+        """A new LAN address, WAN set-up, routes or admin port may cut the admin off: confirm it
+        (appliance/confirm.py), else the revision from before comes back."""
+        if self._hands_off:
+            return None
+        moved = old.network != new.network or old.system.admin_port != new.system.admin_port
+        return float(CONFIRM_SECONDS) if moved else None
 
     async def start(self, config) -> None:
         await self._apply(config)

@@ -135,6 +135,7 @@ class Runtime:
         await asyncio.to_thread(self._certificate, config)  # before the mail service loads it
         send_tls_alerts()
         await self.supervisor.start(config)
+        self.engine.confirmation.resume()  # a change awaiting confirmation before the restart
         gcpolicy.tune_for_serving()
         server = await control.serve(self, self.ctx.run_dir("core") / "control.sock")
         host, port = self.admin_address(config, admin_port)
@@ -159,5 +160,6 @@ class Runtime:
             renewal.cancel()
             await asyncio.to_thread(self._web.stop)
             server.close()
+            self.engine.confirmation.close()
             await self.supervisor.stop()
             self.store.close()

@@ -8,6 +8,7 @@ Life cycle, driven by the supervisor and the apply engine:
   reload(config)            the configuration changed: take it without dropping what can be kept
   stop()                    release everything; must be idempotent
   status()                  health and a few live figures for the dashboard
+  confirm_window(old, new)  optional: seconds to confirm a change that could cut the admin off
   contributes(config, lab)  classmethod, pure: ports, redirects, endpoints, DHCP options this service
                             brings, read by others through appliance.contributions.collect
 """
@@ -84,6 +85,11 @@ class Service:
     def enabled(self, config: "CoreConfig") -> bool:
         section = getattr(config, self.name, None)
         return section is None or section.enabled
+
+    def confirm_window(self, old: "CoreConfig", new: "CoreConfig") -> float | None:
+        """Seconds the admin has to confirm this change before it is rolled back (appliance/confirm.py),
+        for a change that could cut them off; None: no confirmation needed (the default)."""
+        return None
 
     def validate(self, config: "CoreConfig") -> list[str]:
         """Cross-section checks pydantic cannot do alone; return human-readable errors."""

@@ -119,7 +119,9 @@ def _page_context() -> dict[str, Any]:
     active = endpoint if endpoint in endpoints else next(
         (e for e in endpoints if request.blueprint and e.split(".")[0] == request.blueprint), "")
     system = core.current_config().system
-    return {"nav_groups": nav, "nav_active": active, "company_name": system.company_name if system.initialized else ""}
+    waiting = core.runtime().engine.confirmation.pending() if nav else None  # admins: a change to confirm
+    return {"nav_groups": nav, "nav_active": active, "company_name": system.company_name if system.initialized else "",
+            "waiting_confirmation": waiting if request.blueprint != "firewall" else None}
 
 
 def _format_time(timestamp: float | None) -> str:

@@ -101,7 +101,7 @@ def test_confirm_banner_countdown_and_confirm(admin_client, runtime):
         assert '<animate attributeName="width"' in body
         confirmed = post(admin_client, "/firewall/confirm", {}, form_path="/firewall/", follow_redirects=True)
         assert "confirmed: it stays" in confirmed.get_data(as_text=True)
-        assert fw.pending_confirmation() is None
+        assert runtime.engine.confirmation.pending() is None
         assert 'id="confirm-banner"' not in admin_client.get("/firewall/").get_data(as_text=True)
         again = post(admin_client, "/firewall/confirm", {}, form_path="/firewall/", follow_redirects=True)
         assert "no change waiting" in again.get_data(as_text=True)
@@ -277,3 +277,27 @@ def test_internet_pages_in_a_real_browser(runtime, tmp_path):
         httpd.server_close()
     assert runtime.store.current().config.proxy.blocked_domains == ["casino.example"]
     assert not [line for line in console if "Content Security Policy" in line or "Refused" in line], console
+
+
+def test_a_change_awaiting_confirmation_is_shown_and_confirmed_from_any_page(admin_client, runtime):
+    """The wait is the engine's (a LAN move, an admin port, the firewall): every admin page shows it."""
+    from appliance.service import Service
+
+    class Risky(Service):
+        name, title = "risky", "Risky"
+
+        def confirm_window(self, old, new):
+            return 60.0 if new.system.company_name == "Moved" else None
+    runtime.engine.services["risky"] = Risky(runtime.ctx)
+    try:
+        runtime.engine.update("admin", "move", lambda d: d["system"].update(company_name="Moved"))
+    finally:
+        del runtime.engine.services["risky"]
+    page = admin_client.get("/users/").get_data(as_text=True)
+    assert 'id="confirm-everywhere"' in page and "waiting for your confirmation" in page
+    done = post(admin_client, "/firewall/confirm", {"next": "/users/"}, form_path="/users/")
+    assert done.status_code == 302 and done.headers["Location"] == "/users/"
+    assert runtime.engine.confirmation.pending() is None
+    assert 'id="confirm-everywhere"' not in admin_client.get("/users/").get_data(as_text=True)
+    elsewhere = post(admin_client, "/firewall/confirm", {"next": "//evil.example/"}, form_path="/users/")
+    assert elsewhere.headers["Location"] == "/firewall/"  # only a path on this box

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, flash, make_response, redirect, render_template, url_for
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from webadmin import core, forms
 
@@ -43,9 +43,10 @@ def _page(errors=None, general=None, form=None, status=200):
     errors, general = shown(errors or {}, general or [], FIELDS)
     config = core.current_config()
     svc = _service()
-    pending = svc.pending_confirmation() if svc else None
+    confirmation = core.runtime().engine.confirmation
+    pending = confirmation.pending()
     body = render_template("firewall/index.html", config=config, fw=config.firewall, pending=pending,
-                           last_rollback=svc.last_rollback if svc else None, live=bool(svc and svc.live),
+                           last_rollback=confirmation.last_rollback, live=bool(svc and svc.live),
                            errors=errors or {}, general=general or [], form=form or {}, zones=ZONES)
     response = make_response(body, status)
     if pending:
@@ -54,8 +55,7 @@ def _page(errors=None, general=None, form=None, status=200):
 
 
 def _saved(message: str):
-    svc = _service()
-    pending = svc.pending_confirmation() if svc else None
+    pending = core.runtime().engine.confirmation.pending()
     if pending:
         flash(f"{message} This change affects access to the box: confirm it within "
               f"{pending['seconds_left']:.0f} seconds or it is undone.", "warning")
@@ -73,12 +73,13 @@ def index():
 @bp.route("/confirm", methods=["POST"])
 @core.admin_required
 def confirm():
-    svc = _service()
-    if svc is not None and svc.confirm():
-        flash("Firewall change confirmed: it stays.", "success")
+    if core.runtime().engine.confirmation.confirm():
+        flash("Change confirmed: it stays.", "success")
     else:
         flash("There was no change waiting for confirmation (it may have been rolled back).", "warning")
-    return redirect(url_for("firewall.index"))
+    back = request.form.get("next", "")
+    local = back.startswith("/") and not back.startswith("//") and "\\" not in back
+    return redirect(back if local else url_for("firewall.index"))
 
 
 @bp.route("/settings", methods=["POST"])

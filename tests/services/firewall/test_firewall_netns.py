@@ -76,10 +76,11 @@ def test_port_forward_limited_to_sources(edge, firewall):
 def test_remote_admin_only_from_listed_sources(edge, firewall):
     start(firewall, edge.document({"admin_from_wan": [f"{INET}/32"]}))
     assert fetch(edge.inet, f"http://{WAN_BOX}:443/")[0] == 0
-    asyncio.run(firewall.reload(schema.parse(edge.document({"admin_from_wan": ["203.0.113.0/24"]}))))
-    assert firewall.pending_confirmation() is not None  # touches access to the box
+    old = schema.parse(edge.document({"admin_from_wan": [f"{INET}/32"]}))
+    new = schema.parse(edge.document({"admin_from_wan": ["203.0.113.0/24"]}))
+    asyncio.run(firewall.reload(new))
+    assert firewall.confirm_window(old, new) == new.firewall.confirm_timeout  # touches access to the box
     assert fetch(edge.inet, f"http://{WAN_BOX}:443/", timeout=1.5)[0] == 28
-    assert firewall.confirm()
 
 
 def test_rate_limit_drops_a_flood_of_new_connections(edge, firewall):
@@ -135,56 +136,57 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
 
 
 def test_lockout_is_rolled_back_when_not_confirmed(edge, appliance):
-    fw = appliance.services["firewall"]
+    confirmation = appliance.engine.confirmation
     appliance.boot(edge.document())
     good = appliance.store.current_id()
     assert admin_reachable(edge)
     appliance.engine.update("admin", "tighten the LAN", lock_out)
-    assert fw.pending_confirmation()["previous_revision"] == good
+    assert confirmation.pending()["previous_revision"] == good
     assert not admin_reachable(edge)  # the change is live...
-    assert wait_for(lambda: fw.last_rollback and fw.last_rollback["reverted"])
+    assert wait_for(lambda: confirmation.last_rollback and confirmation.last_rollback["reverted"])
     assert admin_reachable(edge)      # ...and undone
     current = appliance.store.current()
     assert current.id > good and current.document == appliance.store.revision(good).document
     assert current.summary == f"roll back to revision #{good}"
-    assert fw.pending_confirmation() is None
+    assert confirmation.pending() is None
 
 
 def test_lockout_stays_when_confirmed(edge, appliance):
-    fw = appliance.services["firewall"]
+    confirmation = appliance.engine.confirmation
     appliance.boot(edge.document())
     appliance.engine.update("admin", "tighten the LAN", lock_out)
     changed = appliance.store.current_id()
-    assert fw.confirm()
+    assert confirmation.confirm()
     time.sleep(3)  # longer than the 2 s confirm timeout
-    assert fw.last_rollback is None
+    assert confirmation.last_rollback is None
     assert appliance.store.current_id() == changed
     assert not admin_reachable(edge)
 
 
 def test_forward_only_change_needs_no_confirmation(edge, appliance):
-    fw = appliance.services["firewall"]
+    confirmation = appliance.engine.confirmation
     appliance.boot(edge.document())
     forward = {"name": "web", "wan_port": 8081, "to_address": LAN_PC, "to_port": 8080}
     appliance.engine.update("admin", "publish", lambda d: d["firewall"]["port_forwards"].append(forward))
-    assert fw.pending_confirmation() is None
+    assert confirmation.pending() is None
     assert fetch(edge.inet, f"http://{WAN_BOX}:8081/")[0] == 0
 
 
 def test_a_pending_confirmation_survives_a_restart_and_still_expires(edge, tmp_path):
-    ctx = Context(tmp_path / "var", lab=True)
-    first = FirewallService(ctx, netns=edge.box.name)
-    start(first, edge.document())
-    locked = edge.document({"anti_lockout": False, "lan": {"box": False}, "confirm_timeout": 3})
-    asyncio.run(first.reload(schema.parse(locked)))
-    assert first.pending_confirmation() and not admin_reachable(edge)
-    asyncio.run(first.stop())  # e.g. the appliance restarts before anyone confirmed
-    second = FirewallService(ctx, netns=edge.box.name)
-    start(second, locked)  # comes back on the unconfirmed configuration...
+    first = Appliance(tmp_path / "box", {"firewall": FirewallService}, edge.box.name)
+    first.boot(edge.document())
+    good = first.store.current_id()
+    first.engine.update("admin", "tighten the LAN", lambda d: (lock_out(d), d["firewall"].update(confirm_timeout=3)))
+    assert first.engine.confirmation.pending() and not admin_reachable(edge)
+    first.close()  # e.g. the appliance restarts before anyone confirmed
+    second = Appliance(tmp_path / "box", {"firewall": FirewallService}, edge.box.name)
     try:
-        assert second.pending_confirmation() is not None
-        assert wait_for(lambda: second.last_rollback is not None)
+        second.start()  # comes back on the unconfirmed configuration...
+        confirmation = second.engine.confirmation
+        assert confirmation.pending()["previous_revision"] == good
+        assert wait_for(lambda: confirmation.last_rollback is not None)
         assert admin_reachable(edge)  # ...and still falls back when the window closes
-        assert second.pending_confirmation() is None
+        assert confirmation.pending() is None
+        assert second.store.current().document == second.store.revision(good).document
     finally:
-        asyncio.run(second.stop())
+        second.close()

@@ -106,10 +106,18 @@ class Appliance:
 
     def boot(self, document: dict) -> None:
         self.engine.apply(document, "test", "initial")
+        self.start()
+
+    def start(self) -> None:
+        """What the runtime does at each start: the services on the stored configuration, then a
+        change that was awaiting confirmation goes on waiting (or expires)."""
+        self.engine.recover()
         asyncio.run_coroutine_threadsafe(self.supervisor.start(self.store.current().config), self.loop).result(30)
         self.engine.live = self.supervisor
+        self.engine.confirmation.resume()
 
     def close(self) -> None:
+        self.engine.confirmation.close()
         asyncio.run_coroutine_threadsafe(self.supervisor.stop(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
