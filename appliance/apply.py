@@ -147,9 +147,11 @@ class ApplyEngine:
             return self.store.revision(rev.id)
 
     def _after_commit(self, previous: Revision | None, rev_id: int, config, document: dict) -> None:
-        """Commit-confirm (appliance/confirm.py): the longest window a service asks for this change."""
+        """Commit-confirm (appliance/confirm.py): the longest window a service asks for this change. Not
+        before the first-boot wizard has run: there is no admin to lock out, and going back would undo it."""
+        ready = previous is not None and previous.config.system.initialized
         windows = [w for s in self.services.values()
-                   if previous is not None and (w := s.confirm_window(previous.config, config)) is not None]
+                   if ready and (w := s.confirm_window(previous.config, config)) is not None]
         waiting = self.confirmation.pending()
         back = waiting is not None and (target := self.store.revision(waiting["previous_revision"])) is not None \
             and target.document == document

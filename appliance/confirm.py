@@ -1,7 +1,8 @@
 """Commit-confirm as a property of a configuration transaction (as on Juniper or OPNsense): "revision N
 is applied, and revision M comes back unless N is confirmed within T seconds".
 
-After each apply the engine asks every service `confirm_window(old, new)`: how long the admin may take
+After each apply (once the first-boot wizard has run) the engine asks every service
+`confirm_window(old, new)`: how long the admin may take
 to confirm a change that could cut them off (the firewall: what reaches the box changed; the network:
 the LAN address or the admin port changed), or None. The longest window arms the confirmation. While
 one is waiting:

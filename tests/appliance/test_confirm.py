@@ -9,6 +9,7 @@ import pytest
 
 from appliance.apply import ApplyEngine
 from appliance.store import ConfigStore
+from appliance.users import hash_password
 from tests.appliance.conftest import set_company
 from tests.appliance.probe_service import ProbeService
 
@@ -27,6 +28,10 @@ def engine(ctx):
     store = ConfigStore(ctx.db_path)
     engine = ApplyEngine(ctx, store, {"probe": RiskyProbe(ctx)})
     engine.apply({}, "system", "factory configuration")
+    assert engine.update("wizard", "risky first boot", set_company("risky at first boot")) \
+        and engine.confirmation.pending() is None  # nobody to lock out before the wizard, nothing to undo
+    engine.update("wizard", "first boot", lambda d: (d["system"].update(initialized=True), d["users"].append(
+        {"login": "admin", "full_name": "Admin", "role": "admin", "password_hash": hash_password("admin password")})))
     yield engine
     engine.confirmation.close()
     store.close()

@@ -20,7 +20,10 @@ from appliance.context import Context
 from appliance.network import apply_network, stop_network
 from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor
+from appliance.users import hash_password
 from tests.netns import Lab
+
+ADMIN_HASH = hash_password("not used: only the apply engine signs in here")
 
 LAN_PC, LAN_BOX, WAN_BOX, INET = "192.0.2.10", "192.0.2.1", "198.51.100.2", "198.51.100.1"
 
@@ -77,7 +80,10 @@ class Edge:
         raise RuntimeError(f"test server on {addr}:{port} did not start")
 
     def document(self, firewall: dict | None = None, **sections) -> dict:
-        return {"network": self.network_doc, "firewall": firewall or {}, **sections}
+        """A box past its first-boot wizard (commit-confirm starts then), with this network."""
+        admin = {"login": "admin", "full_name": "Admin", "role": "admin", "password_hash": ADMIN_HASH}
+        return {"network": self.network_doc, "firewall": firewall or {}, "users": [admin],
+                "system": {"initialized": True}, **sections}
 
     def close(self) -> None:
         for proc in self.procs:
