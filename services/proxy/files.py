@@ -8,6 +8,7 @@ import shutil
 import struct
 from pathlib import Path
 
+from appliance.acl import allow_traverse
 from services.proxy.squidconf import AUTH_HELPER
 
 ACL_XATTR = "system.posix_acl_access"
@@ -36,13 +37,8 @@ def _acl_has_user_x(blob: bytes, uid: int) -> bool:
 
 
 def grant_traverse(path: Path, uid: int) -> None:
-    """Add `u:<uid>:--x` to the directory's access ACL, keeping its owner/group/other bits."""
-    mode = path.stat().st_mode
-    entries = [(USER_OBJ, (mode >> 6) & 7, UNDEFINED), (USER, 1, uid),
-               (GROUP_OBJ, (mode >> 3) & 7, UNDEFINED), (MASK, ((mode >> 3) & 7) | 1, UNDEFINED),
-               (OTHER, mode & 7, UNDEFINED)]
-    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
-    os.setxattr(path, ACL_XATTR, blob)
+    """Add `u:<uid>:--x` to the directory's access ACL, keeping its other entries (Dovecot's users too)."""
+    allow_traverse(path, uid)
 
 
 def prepare(work: Path, user: str = "proxy") -> None:
