@@ -51,6 +51,7 @@ class AuthGuard:
         self.trusted: dict[tuple[str, str], float] = {}
         self.pool: ThreadPoolExecutor | None = None
         self.pending = 0
+        self.peak_pending = 0  # most checks running or waiting at once (status figure)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -96,6 +97,7 @@ class AuthGuard:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="mail-auth")
         self.pending += 1
+        self.peak_pending = max(self.peak_pending, self.pending)
         try:
             user = await asyncio.get_running_loop().run_in_executor(self.pool, directory.authenticate,
                                                                     username, password)

@@ -66,6 +66,9 @@ class MailConfig(ServiceConfig):
     auth_failures_per_ip: int = Field(default=10, ge=1, le=100, description="then that address waits")
     auth_failures_per_login: int = Field(default=20, ge=1, le=100, description="then that login waits")
     auth_block_seconds: int = Field(default=600, ge=1, le=86400, description="window of the two counts above")
+    quota_mb: int = Field(default=2048, ge=0, le=10_000_000, description="mailbox size per user in MB; 0: no limit")
+    user_quota_mb: dict[str, int] = Field(default_factory=dict, max_length=10_000,
+                                          description="login -> quota in MB for users who differ from quota_mb")
     smarthost: Smarthost = Smarthost()
     retry_initial_seconds: int = Field(default=300, ge=1, le=86400)
     retry_max_seconds: int = Field(default=3600, ge=1, le=86400)
@@ -77,7 +80,7 @@ class MailConfig(ServiceConfig):
     pop3s_port: int = Field(default=995, ge=1, le=65535)
     imap_port: int = Field(default=143, ge=1, le=65535)
     imaps_port: int = Field(default=993, ge=1, le=65535)
-    # lab mode (127.0.0.1); 0 lets the system pick a free port (tests)
+    # lab mode (127.0.0.1); for SMTP, 0 lets the system pick a free port (tests)
     lab_smtp_port: int = Field(default=2525, ge=0, le=65535)
     lab_submission_port: int = Field(default=2587, ge=0, le=65535)
     lab_smtps_port: int = Field(default=2465, ge=0, le=65535)
@@ -85,6 +88,16 @@ class MailConfig(ServiceConfig):
     lab_pop3s_port: int = Field(default=2995, ge=0, le=65535)
     lab_imap_port: int = Field(default=2143, ge=0, le=65535)
     lab_imaps_port: int = Field(default=2993, ge=0, le=65535)
+
+    @field_validator("user_quota_mb")
+    @classmethod
+    def _quotas(cls, value: dict[str, int]) -> dict[str, int]:
+        for login, megabytes in value.items():
+            if not re.match(r"^[a-z][a-z0-9._-]{1,31}$", login):
+                raise ValueError(f"{login!r} is not a login")
+            if not 0 <= megabytes <= 10_000_000:
+                raise ValueError(f"quota for {login}: between 0 and 10000000 MB")
+        return value
 
     @field_validator("extra_domains")
     @classmethod

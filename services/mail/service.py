@@ -1,45 +1,57 @@
-"""The mail service: SMTP in/submission, local Maildir delivery, outbound queue, POP3 and IMAP.
+"""The mail service: SMTP in/submission (aiosmtpd), the outbound queue, and Dovecot for IMAP and POP3.
+
+Dovecot is driven like Squid: dovecot.conf and users.db are rendered into the generation folder, checked
+with `doveconf -n` before they are applied, and Dovecot runs as a supervised child (launch.py). Local
+delivery goes to Dovecot over LMTP (lmtp.py); passwords are checked here for both (authsocket.py).
 
 Internal API for other services (voicemail-to-email...):
 
     mail = runtime.services["mail"]
     qid = await mail.submit("voicemail@example.com", ["alice@example.com"], message)  # EmailMessage
 
-Local recipients (users, aliases, lists) get the message in their Maildir at once, the others go
-through the outbound queue to the smarthost. Raises MailError if a recipient is refused.
+Local recipients (users, aliases, lists) get the message in their Maildir at once (through Dovecot), the
+others go through the outbound queue to the smarthost. Raises MailError if a recipient is refused.
 """
 from __future__ import annotations
 
 import asyncio
 import email.policy
 import email.utils
+import hashlib
 import logging
 import secrets
+import shutil
+import signal
+import socket
 import ssl
+import subprocess
+import sys
+import time
 from email.message import EmailMessage
+from pathlib import Path
 
 from appliance.certs import box_certificate
 from appliance.schema import CoreConfig
-from appliance.service import Service, Status
+from appliance.service import ApplyError, ChildSpec, Service, Status
+from services.mail import dovecotconf, lmtp, mailstore
 from services.mail.authguard import AuthGuard
+from services.mail.authsocket import AuthSocket
 from services.mail.config import MailConfig
 from services.mail.directory import Directory, split_address
-from services.mail.imap import start_imap
+from services.mail.dovecotconf import Paths
+from services.mail.errors import MailError, TryLater
 from services.mail.limits import ConnectionCaps
-from services.mail.maildir import Maildir
 from services.mail.outbound import Outbound, QueueBusy, build_bounce
-from services.mail.pop3 import start_pop3
 from services.mail.queue import MailQueue, QueueEntry
 from services.mail.smtpd import start_smtp
 
 log = logging.getLogger("officebox.mail")
-LISTENERS = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
+LISTENERS = ("smtp", "submission", "smtps")  # in-process
+DOVECOT_LISTENERS = tuple(dovecotconf.LISTENERS)  # imap, imaps, pop3, pop3s
+CHECK_PROBLEMS = ("Error:", "Fatal:", "Warning:")
+RUN_ROOT = Path("/run")
 
 __all__ = ["MailService", "MailError", "QueueBusy"]
-
-
-class MailError(Exception):
-    """A message could not be accepted (unknown local recipient, no route out)."""
 
 
 class MailService(Service):
@@ -55,10 +67,10 @@ class MailService(Service):
         self.servers: dict[str, asyncio.AbstractServer] = {}
         self.ports: dict[str, int] = {}
         self.tls: ssl.SSLContext | None = None
-        self.mailbox_locks: dict[str, asyncio.Lock] = {}
+        self.instance = "ob" + hashlib.sha1(str(ctx.data_dir).encode()).hexdigest()[:10]
+        self.auth_socket: AuthSocket | None = None
         self.queue = MailQueue(self.ctx.state_dir("mail") / "queue")
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
-        self.sessions: set[asyncio.Task] = set()  # POP3 and IMAP
         self.smtp_connections: set = set()
         self.auth = AuthGuard()
         self.caps = ConnectionCaps()
@@ -86,36 +98,90 @@ class MailService(Service):
             for target in alias.targets:
                 if "@" not in target and target not in logins:
                     errors.append(f"alias {alias.name!r}: there is no user {target!r}")
+        for kind in DOVECOT_LISTENERS:
+            if section.port(self.ctx.lab, kind) == 0:
+                errors.append(f"the {kind} port must be set: Dovecot cannot pick a free port (0)")
+        for login in section.user_quota_mb:
+            if login not in logins:
+                errors.append(f"mailbox quota for {login!r}: there is no such user")
         names = [a.name for a in section.aliases]
         if len(names) != len(set(names)):
             errors.append("each alias name may be used only once")
         return errors
 
-    def maildir(self, login: str) -> Maildir:
-        return Maildir(self.ctx.state_dir("mail") / login / "Maildir")
+    @property
+    def paths(self) -> Paths:
+        return Paths(etc=self.ctx.etc_dir(self.name), state=self.ctx.state_dir(self.name),
+                     run=RUN_ROOT / f"officebox-{self.instance}")
 
-    def mailbox_lock(self, login: str) -> asyncio.Lock:
-        return self.mailbox_locks.setdefault(login, asyncio.Lock())
+    def dovecot_ports(self, config: CoreConfig) -> dict[str, int]:
+        return {kind: config.mail.port(self.ctx.lab, kind) for kind in DOVECOT_LISTENERS}
+
+    # -- Dovecot: render, check, run -------------------------------------------------------------
+    def render(self, config: CoreConfig) -> dict[str, str]:
+        cert = box_certificate(self.ctx.data_dir, config.system.hostname)
+        conf = dovecotconf.render(config, self.paths, self.dovecot_ports(config), self.ctx.bind_host("0.0.0.0"),
+                                  self.instance, cert)
+        users = dovecotconf.user_lines(config, self.paths, mailstore.mail_account())
+        return {"dovecot.conf": conf, "users.db": users}
+
+    async def check(self, config: CoreConfig, staged: Path) -> None:
+        try:
+            result = await asyncio.to_thread(
+                subprocess.run, ["doveconf", "-n", "-c", str(staged / "dovecot.conf")], capture_output=True,
+                text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ApplyError(f"could not run doveconf to check the mail configuration: {exc}") from exc
+        problems = [line.strip().removeprefix("doveconf: ") for line in result.stderr.splitlines()
+                    if any(word in line for word in CHECK_PROBLEMS)]
+        if result.returncode != 0 or problems:
+            detail = "; ".join(problems[:5]) or f"doveconf exited with {result.returncode}"
+            raise ApplyError(f"Dovecot refused the mail configuration: {detail}")
+
+    def processes(self, config: CoreConfig) -> list[ChildSpec]:
+        argv = (sys.executable, "-m", "services.mail.launch", str(self.paths.etc / "dovecot.conf"),
+                str(self.paths.base_dir))
+        return [ChildSpec("dovecot", argv, env=(("TZ", config.system.timezone),), reload_signal=signal.SIGHUP,
+                          stop_timeout=15.0)]
+
+    def _prepare_store(self, config: CoreConfig) -> None:
+        account = mailstore.mail_account()
+        mailstore.prepare(self.paths, [u.login for u in config.users if u.enabled], account)
+        mailstore.publish_userdb(self.paths)
+
+    def dovecot_ready(self) -> bool:
+        """Dovecot's LMTP answers (it greets once the master and the lmtp service are up)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect(str(self.paths.lmtp_socket))
+                return sock.recv(4).startswith(b"220")
+        except OSError:
+            return False
 
     # -- life cycle --------------------------------------------------------------------------------
     async def start(self, config: CoreConfig) -> None:
         self.config = config
         self.directory = Directory(config)
+        await asyncio.to_thread(self._prepare_store, config)
+        self.auth_socket = AuthSocket(self, self.paths.auth_socket)
+        await self.auth_socket.start()
         await self._listen()
         self.outbound.start()
 
     async def reload(self, config: CoreConfig) -> None:
         self.config = config
         self.directory = Directory(config)
+        await asyncio.to_thread(self._prepare_store, config)
         await self._listen()
+        self.ports.update(self.dovecot_ports(config))
         self.outbound.wake()
 
     async def stop(self) -> None:
         await self._close_listeners()
-        for task in list(self.sessions):
-            task.cancel()
-        if self.sessions:
-            await asyncio.wait(list(self.sessions), timeout=5)
+        if self.auth_socket is not None:
+            await self.auth_socket.close()
+            self.auth_socket = None
         connections = list(self.smtp_connections)
         for connection in connections:
             if connection.transport is not None:
@@ -125,29 +191,12 @@ class MailService(Service):
             await asyncio.wait(handlers, timeout=5)
         await self.outbound.stop()
         self.auth.close()
+        if not await asyncio.to_thread(self.dovecot_ready):  # the supervisor stopped Dovecot before us
+            await asyncio.to_thread(shutil.rmtree, self.paths.run, True)
 
     def admit(self, kind: str, ip: str) -> bool:
         """A new connection on listener `kind` from `ip` within the caps (release it when it ends)."""
         return self.caps.admit(kind, ip, self.section.max_connections, self.section.max_connections_per_ip)
-
-    async def serve(self, kind: str, writer: asyncio.StreamWriter, refusal: bytes, make_session) -> None:
-        """Run a POP3/IMAP session within the caps so that stop() can end it."""
-        peer = writer.get_extra_info("peername")
-        ip = peer[0] if peer else "?"
-        if not self.admit(kind, ip):
-            log.info("%s connection from %s refused: too many connections", kind, ip)
-            writer.write(refusal)
-            writer.close()
-            return
-        task = asyncio.current_task()
-        self.sessions.add(task)
-        try:
-            await make_session().run()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self.sessions.discard(task)
-            self.caps.release(kind, ip)
 
     def _listen_settings(self) -> tuple:
         section = self.section
@@ -167,17 +216,13 @@ class MailService(Service):
         try:
             for kind in LISTENERS:
                 port = self.section.port(self.ctx.lab, kind)
-                if kind.startswith("pop3"):
-                    server = await start_pop3(self, host, port, implicit_tls=kind == "pop3s")
-                elif kind.startswith("imap"):
-                    server = await start_imap(self, host, port, implicit_tls=kind == "imaps")
-                else:
-                    server = await start_smtp(self, kind, host, port, self.tls)
+                server = await start_smtp(self, kind, host, port, self.tls)
                 self.servers[kind] = server
                 self.ports[kind] = server.sockets[0].getsockname()[1]
         except OSError:
             await self._close_listeners()
             raise
+        self.ports.update(self.dovecot_ports(self.config))
         self._listen_key = key
 
     async def _close_listeners(self) -> None:
@@ -194,9 +239,12 @@ class MailService(Service):
             return Status("down", "not started")
         entries = self.queue.entries()
         figures = {"received": self.received, "queued": len(entries), "sent": self.outbound.delivered,
-                   "deferred": self.outbound.deferred, "bounced": self.outbound.bounced}
+                   "deferred": self.outbound.deferred, "bounced": self.outbound.bounced,
+                   "sign-in checks at once (peak)": self.auth.peak_pending}
         if not self.servers:
             return Status("down", "no listener", figures)
+        if not self.paths.lmtp_socket.exists():
+            return Status("degraded", "Dovecot (IMAP, POP3, local delivery) is not running", figures)
         if entries and not self.section.smarthost.host:
             return Status("degraded", f"{len(entries)} message(s) waiting: no smarthost configured", figures)
         return Status("ok", f"{len(entries)} message(s) in the outbound queue", figures)
@@ -213,12 +261,32 @@ class MailService(Service):
             logins += [x for x in found.logins if x not in logins]
             remote += [x for x in found.remote if x not in remote]
         qid = secrets.token_hex(6).upper()
-        for login in logins:
-            self.maildir(login).deliver(data)
+        if logins:
+            self._deliver_locally(sender, logins, data, qid, remote)
         if remote:
             qid = self.queue.enqueue(sender, remote, data).id
         self.received += 1
         return qid
+
+    def _deliver_locally(self, sender: str, logins: list[str], data: bytes, qid: str, remote: list[str]) -> None:
+        """Through Dovecot's LMTP (each 250 after its fsync). Any temporary failure: TryLater (the sender
+        retries; a mailbox that took it gets it twice rather than another losing it). Mailboxes refusing
+        for good (over quota): MailError if none took it, else a bounce to the sender for those."""
+        try:
+            outcome = lmtp.deliver(self.paths.lmtp_socket, sender, logins, data, self.fqdn)
+        except lmtp.LMTPUnavailable as exc:
+            raise TryLater(str(exc)) from exc
+        if outcome.temporary:
+            raise TryLater("; ".join(f"{k}: {v}" for k, v in outcome.temporary.items()))
+        if not outcome.permanent:
+            return
+        reasons = [(self.directory.address_of(login), reply) for login, reply in outcome.permanent.items()]
+        if not outcome.delivered and not remote:
+            reply = next(iter(outcome.permanent.values()))
+            raise MailError("; ".join(f"{a}: {r}" for a, r in reasons), reply=reply)
+        if sender:
+            entry = QueueEntry(qid, sender, [], time.time(), len(data))
+            self._bounce(entry, reasons, data)
 
     async def accept(self, sender: str, recipients: list[str], data: bytes) -> str:
         qid = await asyncio.to_thread(self.accept_now, sender, recipients, data)
@@ -244,10 +312,10 @@ class MailService(Service):
             message["From"] = sender
         return await self.accept(sender, recipients, message.as_bytes(policy=email.policy.SMTP))
 
-    def _bounce(self, entry: QueueEntry, failures: list[tuple[str, str]]) -> None:
-        """Called by the queue runner (worker thread) for recipients that failed for good."""
+    def _bounce(self, entry: QueueEntry, failures: list[tuple[str, str]], original: bytes | None = None) -> None:
+        """For recipients that failed for good (the queue runner's worker thread, or local delivery)."""
         data = build_bounce(self.config.system.mail_domain, self.fqdn, entry, failures,
-                            self.queue.content(entry.id))
+                            self.queue.content(entry.id) if original is None else original)
         try:
             self.accept_now("", [entry.sender], data)
         except MailError as exc:
@@ -264,6 +332,9 @@ class MailService(Service):
         return self.outbound.delete(qid)
 
     def mailbox_usage(self, login: str) -> tuple[int, int]:
-        """(messages, bytes) in a user's mailbox."""
-        entries = self.maildir(login).scan()
-        return len(entries), sum(e.size for e in entries)
+        """(messages, bytes) in a user's mailbox, every folder (read from the Maildir's file names)."""
+        return mailstore.usage(self.paths.home(login) / "Maildir")
+
+    def quota_mb(self, login: str) -> int:
+        """The user's quota in MB (0: none)."""
+        return self.section.user_quota_mb.get(login, self.section.quota_mb)

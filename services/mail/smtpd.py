@@ -12,6 +12,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from services.mail.authguard import SignInRefused
 from services.mail.directory import split_address
+from services.mail.errors import MailError, TryLater
 
 if TYPE_CHECKING:
     from services.mail.service import MailService
@@ -214,6 +215,11 @@ class Handler:
         try:
             qid = await self.service.accept(sender_of(envelope), list(envelope.rcpt_tos),
                                             received + envelope.original_content)
+        except MailError as exc:
+            return exc.reply or f"550 5.1.1 {exc}"
+        except TryLater as exc:
+            log.warning("local delivery of a message from %s deferred: %s", peer, exc)
+            return "451 4.3.0 Mailbox temporarily unavailable, please try again later"
         except Exception:
             log.exception("could not store a message from %s", peer)
             return "451 4.3.0 Local error while storing the message, please try again later"

@@ -100,11 +100,15 @@ def test_smarthost_password_is_kept_and_never_shown(admin_client, runtime):
     assert response.status_code == 400 and field_error(response.get_data(as_text=True), "port")
 
 
-def test_mailboxes_show_usage(admin_client, runtime):
-    runtime.services["mail"].maildir("admin").deliver(b"Subject: hi\r\n\r\nhello\r\n")
+def test_mailboxes_show_usage_and_quota(admin_client, runtime):
+    maildir = runtime.services["mail"].paths.home("admin") / "Maildir"
+    for sub, name in (("new", "1.M1.box,S=2097152"), (".Sent/cur", "2.M2.box,S=1048576:2,S")):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+        (maildir / sub / name).write_bytes(b"Subject: hi\n\nhello\n")
     page = admin_client.get("/mail/mailboxes").get_data(as_text=True)
     row = page[page.index('id="mailbox-admin"'):]
-    assert "admin@acme.example" in row and "<td>1</td>" in row
+    assert "admin@acme.example" in row and "<td>2</td>" in row and "<td>3.0 MB</td>" in row
+    assert "<td>2048 MB</td>" in row
 
 
 def test_queue_lists_retries_and_deletes(admin_client, runtime):

@@ -74,7 +74,8 @@ def mailboxes():
     for user in sorted(config.users, key=lambda u: u.login):
         count, size = service.mailbox_usage(user.login)
         rows.append({"user": user, "address": user.mail_address(config.system.mail_domain), "count": count,
-                     "size": size, "can_login": bool(user.password_hash) and user.enabled})
+                     "size": size, "quota_mb": config.mail.user_quota_mb.get(user.login, config.mail.quota_mb),
+                     "can_login": bool(user.password_hash) and user.enabled})
     return render_template("mail/mailboxes.html", rows=rows, section=config.mail, lab=core.runtime().ctx.lab,
                            hostname=f"{config.system.hostname}.{config.system.domain}")
 

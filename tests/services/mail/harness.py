@@ -1,17 +1,27 @@
-"""A mail service running on its own event loop thread, on ephemeral loopback ports, for blocking clients."""
+"""A mail service run like on the box (apply engine: render + doveconf check; supervisor: Dovecot as its
+child), on its own event loop thread, on loopback ports, for blocking clients."""
 from __future__ import annotations
 
 import asyncio
+import imaplib
+import poplib
+import socket
 import ssl
+import sys
 import threading
+import time
+from pathlib import Path
 
-from appliance import schema
+from appliance.apply import ApplyEngine
 from appliance.context import Context
+from appliance.store import ConfigStore
+from appliance.supervisor import Supervisor
 from appliance.users import hash_password
 from services.mail import MailService
 
 PASSWORD = "correct-horse-1"
 PASSWORDS = {"alice": PASSWORD, "bob": "bob-secret-22", "carol": "carol-secret-3"}
+DOVECOT_KINDS = ("pop3", "pop3s", "imap", "imaps")
 _HASHES: dict[str, str] = {}
 
 
@@ -21,14 +31,22 @@ def password_hash(login: str) -> str:
     return _HASHES[login]
 
 
-def document(**mail) -> dict:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def document(users: list | None = None, **mail) -> dict:
     mail.setdefault("retry_initial_seconds", 1)
     mail.setdefault("retry_max_seconds", 2)
-    for kind in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"):
+    for kind in ("smtp", "submission", "smtps"):
         mail.setdefault(f"lab_{kind}_port", 0)
+    for kind in DOVECOT_KINDS:  # Dovecot needs real port numbers
+        mail.setdefault(f"lab_{kind}_port", free_port())
     return {
         "system": {"hostname": "box", "domain": "office.test", "mail_domain": "example.com"},
-        "users": [
+        "users": users if users is not None else [
             {"login": "alice", "full_name": "Alice A", "role": "admin", "password_hash": password_hash("alice")},
             {"login": "bob", "full_name": "Bob B", "email": "bob.b@example.com",
              "password_hash": password_hash("bob")},
@@ -45,6 +63,31 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
+REMOTE = "127.0.0.2"  # Dovecot counts a client on its own address as secured: plaintext tests come from here
+
+
+class RemotePOP3(poplib.POP3):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(REMOTE, 0))
+
+
+class RemoteIMAP4(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(REMOTE, 0))
+
+
+def stored(ctx: Context, login: str, folder: str = "") -> list[Path]:
+    """The message files in a mailbox folder (`Sent`, `Archives/2026`...), oldest name first."""
+    maildir = ctx.state_dir("mail") / login / "Maildir"
+    if folder:
+        maildir = maildir / ("." + folder.replace("/", "."))
+    found = []
+    for sub in ("new", "cur"):
+        if (maildir / sub).is_dir():
+            found += [p for p in (maildir / sub).iterdir() if not p.name.startswith(".")]
+    return sorted(found, key=lambda p: p.name)
+
+
 async def cancel_leftovers() -> None:
     """End what is still running on a test loop (e.g. a connection accepted during stop) before closing it."""
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -54,16 +97,29 @@ async def cancel_leftovers() -> None:
 
 
 class RunningMail:
-    """Start/stop a MailService on a private loop in a thread."""
+    """The mail service and its Dovecot, on a private loop in a thread."""
 
     def __init__(self, ctx: Context, doc: dict) -> None:
         self.ctx = ctx
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.config = schema.parse(doc)
         self.service = MailService(ctx)
-        self.call(self.service.start(self.config))
+        self.store = ConfigStore(ctx.db_path)
+        self.engine = ApplyEngine(ctx, self.store, {"mail": self.service})
+        self.supervisor = Supervisor(ctx, {"mail": self.service})
+        try:
+            self.engine.apply(doc, "test", "start")
+            self.config = self.engine.current_config()
+            self.call(self.supervisor.start(self.config))
+            unit = self.supervisor.units["mail"]
+            if unit.state != "running":
+                raise RuntimeError(f"the mail service did not start: {unit.error}")
+            self.engine.live = self.supervisor
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def call(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -71,15 +127,40 @@ class RunningMail:
     def port(self, kind: str) -> int:
         return self.service.ports[kind]
 
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until Dovecot delivers (LMTP greets) and its four listeners accept."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.service.dovecot_ready() and all(self._accepts(k) for k in DOVECOT_KINDS):
+                return
+            time.sleep(0.1)
+        log = self.ctx.log_dir("mail") / "dovecot.log"
+        raise AssertionError(f"Dovecot did not come up: {log.read_text()[-2000:] if log.exists() else ''}")
+
+    def _accepts(self, kind: str) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port(kind)), timeout=2):
+                return True
+        except OSError:
+            return False
+
     def reload(self, doc: dict) -> None:
-        self.config = schema.parse(doc)
-        self.call(self.service.reload(self.config))
+        self.engine.apply(doc, "test", "change")
+        self.config = self.engine.current_config()
+        self.wait_ready()
 
     def stop(self) -> None:
+        log = self.ctx.log_dir("mail") / "dovecot.log"
+        if log.exists():  # pytest shows it for a failed test only
+            sys.stderr.writelines(line for line in log.read_text().splitlines(True) if "Info:" not in line)
         try:
-            self.call(self.service.stop(), timeout=90)
+            if self.supervisor.loop is not None:
+                self.call(self.supervisor.stop(), timeout=90)
+            else:
+                self.call(self.service.stop(), timeout=90)
         finally:
             asyncio.run_coroutine_threadsafe(cancel_leftovers(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
             self.loop.close()
+            self.store.close()

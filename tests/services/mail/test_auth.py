@@ -1,4 +1,6 @@
-"""Sign-in defences shared by SMTP AUTH, POP3 and IMAP (smtplib, poplib, imaplib as clients)."""
+"""Sign-in defences shared by SMTP AUTH, POP3 and IMAP (smtplib, poplib, imaplib as clients): Dovecot asks
+the appliance (checkpassword helper -> auth socket -> the same AuthGuard as SMTP). Dovecot adds its own
+delay per failing address (auth_penalty), hence the long client timeouts."""
 import imaplib
 import poplib
 import smtplib
@@ -8,7 +10,8 @@ import threading
 import argon2
 import pytest
 
-from tests.services.mail.harness import PASSWORD, PASSWORDS, RunningMail, client_tls, document
+from services.mail.authguard import MAX_WAITING, WORKERS
+from tests.services.mail.harness import PASSWORD, PASSWORDS, RunningMail, client_tls, document, stored
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ class SourcedIMAP4(imaplib.IMAP4_SSL):
 
     def __init__(self, port: int, source: str) -> None:
         self.source = source
-        super().__init__("127.0.0.1", port, ssl_context=client_tls(), timeout=10)
+        super().__init__("127.0.0.1", port, ssl_context=client_tls(), timeout=60)
 
     def _create_socket(self, timeout):
         sock = socket.create_connection((self.host, self.port), timeout, source_address=(self.source, 0))
@@ -54,7 +57,7 @@ def imap_login(mail, user, password, source="127.0.0.1"):
 
 
 def pop_login(mail, user, password):
-    pop = poplib.POP3_SSL("127.0.0.1", mail.port("pop3s"), timeout=10, context=client_tls())
+    pop = poplib.POP3_SSL("127.0.0.1", mail.port("pop3s"), timeout=60, context=client_tls())
     try:
         pop.user(user)
         return pop.pass_(password).decode()
@@ -130,8 +133,9 @@ def test_a_sign_in_flood_is_bounded_and_delivery_goes_on(mail):
         thread.join(60)
     for client in clients:
         client.shutdown()
-    busy = [r for r in results if "too many sign-ins in progress" in r]
-    assert len(results) == count and busy and len(busy) + results.count("OK") == count, results
-    assert len(mail.service.maildir("carol").scan()) == 1
+    busy = [r for r in results if "[UNAVAILABLE]" in r]  # our "busy": Dovecot's temporary failure
+    assert len(results) == count and len(busy) + results.count("OK") == count, results
+    assert mail.service.auth.peak_pending <= WORKERS + MAX_WAITING
+    assert len(stored(mail.ctx, "carol")) == 1
     assert imaplib.IMAP4_SSL("127.0.0.1", mail.port("imaps"), ssl_context=client_tls()).login(
         "alice", PASSWORD)[0] == "OK"

@@ -1,31 +1,10 @@
-"""Garbage in: parsers raise only their own errors, and the live servers keep answering."""
+"""Garbage in: the live servers (aiosmtpd, Dovecot's POP3 and IMAP) keep answering, no mail is lost."""
 import random
 import socket
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from services.mail import imapmime
-from services.mail.imapwire import ParseError, parse_set, tokenize
-from tests.services.mail.harness import RunningMail, document
-
-
-@given(st.binary(max_size=300))
-@settings(max_examples=300, deadline=None)
-def test_imap_tokenizer_accepts_or_refuses_cleanly(data):
-    try:
-        tokens = tokenize(data)
-    except ParseError:
-        return
-    assert isinstance(tokens, list)
-
-
-@given(st.text(alphabet="0123456789:*,x-", max_size=30), st.integers(min_value=0, max_value=50))
-@settings(max_examples=300, deadline=None)
-def test_sequence_sets_are_bounded(text, largest):
-    result = parse_set(text, largest)
-    assert result is None or all(n >= 1 for n in result)
+from tests.services.mail.harness import RunningMail, document, stored
 
 
 @pytest.fixture
@@ -72,14 +51,4 @@ def test_servers_survive_random_garbage(mail, kind, alive):
         reader.readline()
         sock.sendall(alive[0] + b"\r\n")
         assert reader.readline().startswith(alive[1])
-    assert len(mail.service.maildir("bob").scan()) == 1
-
-
-@given(st.lists(st.sampled_from([b"Content-Type: multipart/mixed; boundary=b\r\n", b"\r\n", b"--b\r\n", b"--b--\r\n",
-                                 b"Content-Type: message/rfc822\r\n", b"x: y\r\n", b"body\r\n", b"\xff\x00",
-                                 b"Content-Type: text/plain; charset*=utf-8''%E9\r\n"]), max_size=40))
-@settings(max_examples=200, deadline=None)
-def test_mime_structure_of_any_message(chunks):
-    tree = imapmime.parse(b"".join(chunks))
-    assert imapmime.bodystructure(tree).startswith(b"(")
-    assert imapmime.envelope(tree).startswith(b"(")
+    assert len(stored(mail.ctx, "bob")) == 1

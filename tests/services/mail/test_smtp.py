@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from tests.services.mail.harness import PASSWORD, PASSWORDS, RunningMail, client_tls, document
+from tests.services.mail.harness import PASSWORD, PASSWORDS, RunningMail, client_tls, document, stored
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def mail(ctx):
 
 
 def inbox(mail, login):
-    return mail.service.maildir(login).scan()
+    return stored(mail.ctx, login)
 
 
 def submit(mail, user="alice", password=PASSWORD) -> smtplib.SMTP:
@@ -32,10 +32,10 @@ def test_inbound_mail_for_a_local_user_lands_in_the_maildir(mail):
                                   b"Subject: hello\r\n\r\nline one\r\n.leading dot\r\n")
     assert refused == {}
     [entry] = inbox(mail, "bob")
-    body = entry.path.read_bytes()
+    body = entry.read_bytes()
     assert b"Received: from" in body and b"\n.leading dot\n" in body and b"\r\n" not in body
-    assert entry.path.parent.name == "new"
-    assert not list((entry.path.parent.parent / "tmp").iterdir())
+    assert entry.parent.name == "new"
+    assert not list((entry.parent.parent / "tmp").iterdir())
 
 
 def test_distribution_list_delivers_to_every_member(mail):
@@ -99,7 +99,7 @@ def test_authenticated_user_sends_to_another_user(mail):
     client.sendmail("alice@example.com", ["carol@example.com"], b"Subject: from alice\r\n\r\nhi carol\r\n")
     client.quit()
     [entry] = inbox(mail, "carol")
-    assert b"with ESMTPSA" in entry.path.read_bytes()
+    assert b"with ESMTPSA" in entry.read_bytes()
 
 
 def test_implicit_tls_port_465(mail):

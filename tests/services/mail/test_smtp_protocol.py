@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.services.mail.harness import PASSWORD, RunningMail, client_tls, document
+from tests.services.mail.harness import PASSWORD, RunningMail, client_tls, document, stored
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def mail(ctx):
 
 
 def inbox(mail, login):
-    return mail.service.maildir(login).scan()
+    return stored(mail.ctx, login)
 
 
 def swaks(*args: str) -> subprocess.CompletedProcess:
@@ -42,8 +42,8 @@ def test_bounces_with_the_null_sender_are_accepted_on_every_port(mail):
         assert client.rcpt("nobody@example.com")[0] == 550  # the usual recipient checks
         assert client.rcpt("victim@foreign.test")[0] == 554  # and no relaying
         assert client.rcpt("bob@example.com")[0] == 250
-    [first, second] = sorted(inbox(mail, "bob"), key=lambda e: e.path.read_bytes().count(b"receipt"))
-    assert b"Undelivered" in first.path.read_bytes() and b"read receipt" in second.path.read_bytes()
+    [first, second] = sorted(inbox(mail, "bob"), key=lambda e: e.read_bytes().count(b"receipt"))
+    assert b"Undelivered" in first.read_bytes() and b"read receipt" in second.read_bytes()
     assert len(inbox(mail, "carol")) == 1
 
 
@@ -85,7 +85,7 @@ def test_control_characters_in_helo_never_reach_stored_mail(mail, helo):
         sock.sendall(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nSubject: s\r\n\r\nx\r\n.\r\n")
         assert [reader.readline()[:3] for _ in range(4)] == [b"250", b"250", b"354", b"250"]
     for entry in inbox(mail, "bob"):
-        data = entry.path.read_bytes()
+        data = entry.read_bytes()
         assert b"Received: from good.test " in data
         assert not any(c < 0x20 and c not in (0x09, 0x0A) for c in data) and b"Spoofed" not in data
 
@@ -101,5 +101,5 @@ def test_smtputf8_is_offered_and_works_and_plain_ascii_sessions_keep_ascii_addre
         assert code == 553 and b"5.6.7" in text and b"SMTPUTF8" in text
         client.rset()
         assert client.sendmail("a@elsewhere.test", ["bob@example.com"], message) == {}  # 8-bit headers
-    data = [e.path.read_bytes() for e in inbox(mail, "bob")]
+    data = [e.read_bytes() for e in inbox(mail, "bob")]
     assert len(data) == 2 and all(subject.encode() in d for d in data)

@@ -1,0 +1,41 @@
+"""Start Dovecot in the foreground for the supervisor: end a Dovecot left running by an appliance that
+died (its master.pid in our base_dir), then exec `dovecot -F -c <dovecot.conf>`.
+
+    python -m services.mail.launch <dovecot.conf> <base_dir>
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+STALE_WAIT = 10.0
+
+
+def end_stale(base_dir: Path, conf: str) -> None:
+    try:
+        pid = int((base_dir / "master.pid").read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if not argv or not argv[0].endswith(b"dovecot") or conf.encode() not in argv:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STALE_WAIT
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> None:
+    conf, base_dir = argv[0], Path(argv[1])
+    end_stale(base_dir, conf)
+    sys.stdout.flush()
+    os.execvp("dovecot", ["dovecot", "-F", "-c", conf])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
