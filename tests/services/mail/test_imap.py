@@ -13,12 +13,14 @@ from tests.services.mail.harness import PASSWORD, PASSWORDS, RemoteIMAP4, Runnin
 @pytest.fixture
 def mail(ctx):
     running = RunningMail(ctx, document())
-    for n in range(3):
-        running.service.accept_now("x@elsewhere.test", ["bob@example.com"],
-                                   f"From: Sender {n} <s{n}@elsewhere.test>\r\nSubject: note {n}\r\n\r\n"
-                                   f"body {n}\r\n".encode())
-    yield running
-    running.stop()
+    try:
+        for n in range(3):
+            running.service.accept_now("x@elsewhere.test", ["bob@example.com"],
+                                       f"From: Sender {n} <s{n}@elsewhere.test>\r\nSubject: note {n}\r\n\r\n"
+                                       f"body {n}\r\n".encode())
+        yield running
+    finally:
+        running.stop()
 
 
 def imap(mail, login="bob") -> imaplib.IMAP4:

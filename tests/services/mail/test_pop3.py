@@ -11,11 +11,13 @@ from tests.services.mail.harness import PASSWORD, PASSWORDS, RemotePOP3, Running
 @pytest.fixture
 def mail(ctx):
     running = RunningMail(ctx, document())
-    for n in range(3):
-        running.service.accept_now("x@elsewhere.test", ["bob@example.com"],
-                                   f"Subject: note {n}\r\n\r\nline 1\r\n.dotted\r\nline 3\r\n".encode())
-    yield running
-    running.stop()
+    try:
+        for n in range(3):
+            running.service.accept_now("x@elsewhere.test", ["bob@example.com"],
+                                       f"Subject: note {n}\r\n\r\nline 1\r\n.dotted\r\nline 3\r\n".encode())
+        yield running
+    finally:
+        running.stop()
 
 
 def pop(mail, login="bob", timeout: float = 10) -> poplib.POP3:

@@ -10,9 +10,11 @@ from tests.services.mail.harness import RunningMail, document, stored
 @pytest.fixture
 def mail(ctx):
     running = RunningMail(ctx, document())
-    running.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: keep\r\n\r\nme\r\n")
-    yield running
-    running.stop()
+    try:
+        running.service.accept_now("x@elsewhere.test", ["bob@example.com"], b"Subject: keep\r\n\r\nme\r\n")
+        yield running
+    finally:
+        running.stop()
 
 
 def garbage(rng: random.Random) -> bytes:
