@@ -94,8 +94,9 @@ class PbxService(Service):
                 if m not in extensions:
                     errors.append(f"ring group {g.number}: {m} is not an extension")
         for d in cfg.dids:
-            if d.destination not in extensions | groups:
-                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension nor a group")
+            if d.destination not in extensions | groups and ":" not in d.destination:
+                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension, a group "
+                              "nor an application")
         for ext, settings in cfg.extensions.items():
             if ext not in extensions:
                 errors.append(f"settings for {ext}, which is not an extension")
@@ -114,7 +115,8 @@ class PbxService(Service):
     async def start(self, config: "CoreConfig") -> None:
         from .core import PbxCore
         cfg, realm, host, port, rtp = self._settings(config)
-        core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp)
+        from appliance.bus import appliance_bus
+        core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp, appliance_bus(self.ctx))
         try:
             self.sip_port = await core.start(host, port)
         except BaseException:

@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import dialplan
+from . import apps, dialplan, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
+from .endpoint import Endpoint, MediaEndpoint
 from .leg import Leg
 from .sdp import Media, Sdp, SdpError, filter_offer
+from .sdp import answer as local_answer
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id
 from .sip.stack import ServerTx
 from .sip.transport import Dest
@@ -50,18 +52,28 @@ class Target:
 
 
 class Call:
-    def __init__(self, core: "PbxCore", tx: ServerTx, req: Request, *, caller: str, caller_name: str,
-                 dialled: str, authority: str, direction: str, trunk: str = "") -> None:
+    """A call: the bridge of its endpoints (`legs`: SIP legs and media endpoints, endpoint.py). It starts
+    from an incoming INVITE (`tx`, `req`; `a` is the caller's leg) or, without them, from the box
+    itself (originate(): `a` is None and the first answered leg is the call's first endpoint)."""
+
+    def __init__(self, core: "PbxCore", tx: ServerTx | None, req: Request | None, *, caller: str,
+                 caller_name: str, dialled: str, authority: str, direction: str, trunk: str = "",
+                 extension: str | None = None) -> None:
         self.core = core
         self.tx = tx
         self.id = new_call_id()[:12]
         self.caller, self.caller_name, self.dialled = caller, caller_name, dialled
         self.authority = authority
         self.state = "setup"  # setup -> connected -> ended
-        self.a = Leg.from_invite(core, self, req, caller)
-        tx.to_tag = self.a.local_tag  # a CANCEL's 200 carries the tag of our answers to the INVITE
-        self.hops = req.max_forwards - 1  # Max-Forwards of the INVITEs we send on (loops stop)
-        self.legs: list[Leg] = [self.a]  # the connected parties once answered
+        self.a: Leg | None = None
+        self.hops = 70  # Max-Forwards of the INVITEs we send on (loops stop)
+        self.legs: list[Endpoint] = []  # the connected parties once answered
+        if req is not None:
+            self.a = Leg.from_invite(core, self, req, caller)
+            self.a.extension = extension
+            tx.to_tag = self.a.local_tag  # a CANCEL's 200 carries the tag of our answers to the INVITE
+            self.hops = req.max_forwards - 1
+            self.legs = [self.a]
         self.events: asyncio.Queue = asyncio.Queue()
         self.record = CallRecord(call_id=self.id, direction=direction, caller=caller, caller_name=caller_name,
                                  dialled=dialled, trunk=trunk)
@@ -76,7 +88,11 @@ class Call:
         self.started = time.time()
         self.answered_at: float | None = None
         self.callee_label = ""
-        core.remember(self.a)
+        self.was_held = False
+        self.alert_announced = False
+        self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
+        if self.a is not None:
+            core.remember(self.a)
 
     # -- life cycle -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -84,7 +100,7 @@ class Call:
             await self._run()
         except Exception:
             log.exception("call %s failed", self.id)
-            if self.state == "setup":
+            if self.state == "setup" and self.a is not None:
                 self.a.answer(self.tx, 500)
             else:
                 for leg in self.legs:
@@ -92,6 +108,10 @@ class Call:
             self.finish("failed", 500)
 
     async def _run(self) -> None:
+        if session_timer.too_small(self.tx.request, self.core.cfg.min_se):
+            self.a.answer(self.tx, 422, Min_SE=str(self.core.cfg.min_se))
+            self.finish("failed", 422)
+            return
         delayed = not self.tx.request.body  # offerless INVITE: we offer to the callee, the caller answers in ACK
         try:
             if delayed:
@@ -113,8 +133,9 @@ class Call:
             self.a.sdp = offer
             self._set_peer(self.a, offer)
         self.offer, self.ring_side = offer, side_b
+        self.announce("initiated")
         out = await self.dial(self.dialled, self.authority, 0)
-        if self.state == "ended" or (self.cancelled and out.kind == "answered"):
+        if self.state == "ended" or (self.cancelled and out.kind in ("answered", "local")):
             if out.leg:
                 out.leg.bye()  # answered while the caller was cancelling: the caller wins
             if self.state != "ended":
@@ -135,9 +156,108 @@ class Call:
         self.answered_at = self.record.answer = time.time()
         self.record.callee, self.record.trunk = leg.label, out.trunk or self.record.trunk
         self.record.status = 200
-        self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer))
+        self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer), **self.session_headers(self.a, self.tx.request))
+        self.announce("connected")
         self._watch_media()
+        self.start_timers()
         await self.done.wait()
+
+    # -- session timers and the maximum duration (session_timer.py) -------------------------------
+    def session_headers(self, leg: Leg, req: Request) -> dict[str, str]:
+        """Session-Expires for our 2xx to an INVITE/UPDATE of `leg`'s party (arms or re-arms its timer)."""
+        cfg = self.core.cfg
+        if req.method == "UPDATE" and session_timer.parse_session_expires(req) is None:
+            if leg.session is not None:
+                leg.session.restart()  # an UPDATE without Session-Expires still shows the party is there
+            return {}
+        return session_timer.uas_headers(leg, req, cfg.session_expires, cfg.min_se)
+
+    def start_timers(self) -> None:
+        limit = self.core.cfg.max_call_duration.get(self.authority, 0)
+        if limit:
+            self._limit = asyncio.get_running_loop().call_later(limit, self.media_down, "max_duration")
+
+    def stop_timers(self) -> None:
+        if self._limit is not None:
+            self._limit.cancel()
+            self._limit = None
+        for party in self.legs:
+            if isinstance(party, Leg):
+                party.stop_session()
+
+    def session_expired(self, leg: Leg) -> None:
+        """A party stopped refreshing its session (or our refresh failed): both sides hang up."""
+        log.info("call %s: the session of %s expired", self.id, leg.label)
+        if leg not in self.legs:
+            leg.bye()
+            return
+        self.media_down("session_expired")
+
+    def announce(self, event: str, reason: str = "") -> None:
+        """Publish a call event and the matching event of every device in the call (events.py)."""
+        events = self.core.events
+        events.call(self, event, reason)
+        parties = [p for p in self.legs if p is not None]
+        for party in parties:
+            peer = next((p.label for p in parties if p is not party), self.callee_label or self.dialled)
+            events.device(party.extension, self, event, initiator=party is self.a, peer=peer)
+
+    def summary(self) -> dict:
+        """What call events carry: the call without its media figures."""
+        return {"call": self.id, "state": self.state, "caller": self.caller, "caller_name": self.caller_name,
+                "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
+                "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
+                "devices": [p.extension for p in self.legs if p.extension],
+                "parties": [p.label for p in self.legs],
+                "on_hold": any(p.sdp is not None and _held(p.sdp) for p in self.legs)}
+
+    async def originate(self) -> Leg | None:
+        """Ring `dialled` for the box itself (PbxCore.originate): the answered leg, or None."""
+        try:
+            [side] = await self.core.relay.open(1)
+        except OSError:
+            self.finish("failed", 503)
+            return None
+        self.offer, self.ring_side = _our_offer(self.core.cfg.codecs), side
+        self.announce("initiated")
+        out = await self.dial(self.dialled, self.authority, 0)
+        if out.kind != "answered" or self.state == "ended":
+            if out.leg:
+                out.leg.bye()
+            self.record.trunk = out.trunk or self.record.trunk
+            self.finish(out.kind, out.status)
+            return None
+        leg = out.leg
+        leg.side, leg.sdp, self.ring_side = side, out.answer, None
+        self._set_peer(leg, out.answer)
+        self.legs = [leg]
+        self.state = "connected"
+        self.answered_at = self.record.answer = time.time()
+        self.record.callee, self.record.trunk = leg.label, out.trunk
+        self.record.status = 200
+        self.announce("connected")
+        self._watch_media()
+        self.start_timers()
+        return leg
+
+    def join(self, leg: Leg) -> None:
+        """Take `leg`, alone in its call, into this one and relay its media to our other party."""
+        old = leg.call
+        if old.legs != [leg] or not self.legs:
+            raise ValueError("only a leg alone in its call can join another")
+        old._rtp_figures()
+        partner = next(p for p in self.legs if p.side is not None)
+        old.legs = []
+        old.record.transferred_to = partner.label
+        self.core.events.device(leg.extension, old, "cleared", initiator=False, peer=partner.label)
+        old.finish("transferred", 200)
+        leg.call = self
+        self.legs.append(leg)
+        self.core.relay.link(partner.side, leg.side)
+        self.record.callee = self.record.callee or leg.label
+        self.record.transferred_to = leg.label if self.record.callee != leg.label else ""
+        self.announce("connected")
+        self._watch_media()
 
     def ack_answer(self, leg: Leg, body: bytes) -> None:
         """The SDP answer of a delayed-offer caller, carried by its ACK."""
@@ -167,7 +287,9 @@ class Call:
             self.core.forget(leg)
         if self.ring_side:
             self.ring_side.close()
+        self.stop_timers()
         self.core.call_ended(self)
+        self.announce("cleared", rec.end_reason)
         self.done.set()
 
     def _rtp_figures(self) -> None:
@@ -189,6 +311,8 @@ class Call:
         self.callee_label = dest.number
         if dest.kind == "invalid":
             return Outcome("notfound", 404)
+        if dest.kind == "application":
+            return await self.run_application(dest.number)
         if dest.kind == "extension":
             return await self.dial_extension(dest.number, depth)
         if dest.kind == "group":
@@ -196,6 +320,62 @@ class Call:
         if not dialplan.permitted(authority, dest):
             return Outcome("forbidden", 403)
         return await self.dial_external(dest)
+
+    async def run_application(self, destination: str) -> Outcome:
+        """Hand the caller to the application registered for `destination` (apps.py)."""
+        if self.a is None or self.state != "setup":
+            return Outcome("failed", 488)  # an application answers a new incoming call only (not a transfer)
+        app = apps.lookup(destination)
+        self.callee_label = destination
+        if app is None:
+            log.info("call %s: no application %s", self.id, destination)
+            self.record.end_reason = "unknown_application"
+            return Outcome("notfound", 404)
+        local = MediaEndpoint(self, destination)
+        try:
+            await app(local)
+        except Exception:
+            log.exception("call %s: application %s failed", self.id, destination)
+            self.record.end_reason = "application_failed"
+        if self.state == "setup":
+            return Outcome("unavailable", 480)  # it never answered
+        if self.state == "connected":
+            local.hangup()
+        return Outcome("local", 200)
+
+    def answer_locally(self, local: MediaEndpoint) -> bool:
+        """The box answers the caller as `local` (an application): 200 OK with our media."""
+        if self.state != "setup" or self.cancelled or self.a is None:
+            return False
+        try:
+            local.sdp = local_answer(self.offer, self.core.cfg.codecs, "127.0.0.1", 9)
+        except SdpError:
+            return False
+        if self.ring_side is not None:
+            self.ring_side.close()
+            self.ring_side = None
+        self.legs = [self.a, local]
+        self.state = "connected"
+        self.answered_at = self.record.answer = time.time()
+        self.record.callee, self.record.status = local.label, 200
+        # a delayed-offer caller gets our offer; its ACK brings the answer
+        self.a.awaiting_answer = self.a.sdp is None
+        self.a.answer(self.tx, 200, self.sdp_for(self.a, self.offer if self.a.sdp is None else local.sdp),
+                      **self.session_headers(self.a, self.tx.request))
+        self.announce("connected")
+        self._watch_media()
+        self.start_timers()
+        return True
+
+    def local_hangup(self, local: MediaEndpoint) -> None:
+        """An application ends the call: BYE to the other parties."""
+        if self.state == "ended":
+            return
+        local.ended = True
+        others = [p for p in self.legs if p is not local]
+        self.finish("answered", 200)
+        for party in others:
+            party.bye()
 
     async def dial_extension(self, ext: str, depth: int) -> Outcome:
         s = self.core.cfg.extensions.get(ext) or ExtensionSettings()
@@ -291,6 +471,9 @@ class Call:
         req = leg.new_request("INVITE", self.sdp_for(leg, self.offer, self.ring_side))
         req.add("Allow", self.core.ALLOW)
         req.add("Max-Forwards", str(max(self.hops, 0)))
+        cfg = self.core.cfg
+        for name, value in session_timer.uac_headers(max(cfg.session_expires, leg.min_se), cfg.min_se).items():
+            req.add(name, value)
         if auth:
             req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
         timeout = leg.trunk.invite_timeout if leg.trunk else None
@@ -338,56 +521,83 @@ class Call:
         expired = object()  # queued at the deadline: one timer per ring() rather than one per wait
         timer = self.core.stack.timerq.call_later(timeout, self.events.put_nowait, (expired, None))
         try:
-            while pending:
-                if deadline - loop.time() <= 0:
-                    abandon()
-                    return Outcome("noanswer", 480)
-                leg, resp = await self.events.get()
-                if leg is expired:
-                    abandon()
-                    return Outcome("noanswer", 480)
-                if leg is None:
-                    if not self.cancelled:
-                        continue  # a stale wake-up from an earlier phase
-                    abandon()
-                    return Outcome("cancelled", 487)
-                if leg not in pending:
-                    continue
-                if resp.status < 200:
-                    if resp.body and resp.status in (180, 183) and self.state == "setup" and self.early is None:
-                        self._early_media(leg, resp)
-                    elif resp.status in (180, 183) and self.state == "setup" and not self.ringing_sent:
-                        self.ringing_sent = True
-                        self.a.answer(self.tx, 180)
-                    continue
-                if resp.status < 300:
-                    pending.discard(leg)
-                    abandon(ELSEWHERE)
-                    leg.send_ack(resp)
-                    try:
-                        answer = Sdp.parse(resp.body)
-                        if answer.audio() is None:
-                            raise SdpError("no audio")
-                    except SdpError:
-                        leg.bye()
-                        return Outcome("failed", 488)
-                    return Outcome("answered", 200, leg, answer, leg.trunk.name if leg.trunk else "")
-                if resp.status in (401, 407) and leg.trunk and not leg.auth_tried and leg.trunk.username:
-                    header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-                    from .auth import authorization, pick_challenge
-                    challenge = pick_challenge(resp.get_all(header))
-                    value = challenge and authorization(challenge, "INVITE", str(leg.target), leg.trunk.username,
-                                                        leg.trunk.auth_password)
-                    if value:
-                        leg.auth_tried = resp.status
-                        self._send_invite(leg, value)
-                        continue
-                pending.discard(leg)
-                self.core.forget(leg)
-                statuses.append(resp.status)
-            return self._aggregate(statuses, legs)
+            return await self._ring(legs, pending, statuses, deadline, abandon, expired)
         finally:
             timer.cancel()
+            for leg in legs:
+                if leg.alerted and not (leg.confirmed and not leg.ended and not leg.abandoned):
+                    self.core.events.device(leg.extension, self, "cleared", initiator=False, peer=self.caller)
+
+    def _alerting(self, leg: Leg) -> None:
+        if leg.alerted:
+            return
+        leg.alerted = True
+        self.core.events.device(leg.extension, self, "alerting", initiator=False, peer=self.caller)
+        if not self.alert_announced and self.state == "setup":
+            self.alert_announced = True
+            self.announce("alerting")
+
+    async def _ring(self, legs, pending, statuses, deadline, abandon, expired) -> Outcome:
+        loop = asyncio.get_running_loop()
+        while pending:
+            if deadline - loop.time() <= 0:
+                abandon()
+                return Outcome("noanswer", 480)
+            leg, resp = await self.events.get()
+            if leg is expired:
+                abandon()
+                return Outcome("noanswer", 480)
+            if leg is None:
+                if not self.cancelled:
+                    continue  # a stale wake-up from an earlier phase
+                abandon()
+                return Outcome("cancelled", 487)
+            if leg not in pending:
+                continue
+            if resp.status < 200:
+                if resp.status in (180, 183):
+                    self._alerting(leg)
+                if self.a is None or self.state != "setup":
+                    continue
+                if resp.body and resp.status in (180, 183) and self.early is None:
+                    self._early_media(leg, resp)
+                elif resp.status in (180, 183) and not self.ringing_sent:
+                    self.ringing_sent = True
+                    self.a.answer(self.tx, 180)
+                continue
+            if resp.status < 300:
+                pending.discard(leg)
+                abandon(ELSEWHERE)
+                leg.send_ack(resp)
+                session_timer.uac_answered(leg, resp)
+                try:
+                    answer = Sdp.parse(resp.body)
+                    if answer.audio() is None:
+                        raise SdpError("no audio")
+                except SdpError:
+                    leg.bye()
+                    return Outcome("failed", 488)
+                return Outcome("answered", 200, leg, answer, leg.trunk.name if leg.trunk else "")
+            if resp.status == 422 and not leg.min_se and self.core.cfg.session_expires:
+                asked = (resp.get("Min-SE") or "").split(";")[0].strip()
+                if asked.isdigit() and int(asked) <= 86400:
+                    leg.min_se = int(asked)  # the callee wants a longer session interval: ask again
+                    self._send_invite(leg)
+                    continue
+            if resp.status in (401, 407) and leg.trunk and not leg.auth_tried and leg.trunk.username:
+                header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+                from .auth import authorization, pick_challenge
+                challenge = pick_challenge(resp.get_all(header))
+                value = challenge and authorization(challenge, "INVITE", str(leg.target), leg.trunk.username,
+                                                    leg.trunk.auth_password)
+                if value:
+                    leg.auth_tried = resp.status
+                    self._send_invite(leg, value)
+                    continue
+            pending.discard(leg)
+            self.core.forget(leg)
+            statuses.append(resp.status)
+        return self._aggregate(statuses, legs)
 
     def _early_media(self, leg: Leg, resp: Response) -> None:
         """A callee (a carrier announcement, a remote ringback) sends media before answering: relay it."""
@@ -436,7 +646,9 @@ class Call:
             m.connection = None
             if m.kind == "audio" and m.port:
                 m.port = side.port
-        return sdp.to_bytes()
+        data = sdp.to_bytes()
+        leg.sent_sdp = data
+        return data
 
     def _set_peer(self, leg: Leg, sdp: Sdp, relatch: bool = False) -> None:
         """Media of `leg` is accepted from its SDP or signalling address only; `relatch`: its own new offer."""
@@ -454,6 +666,14 @@ class Call:
             sends = m is not None and (m.direction or leg.sdp.direction) not in ("recvonly", "inactive")
             if leg.side:
                 leg.side.watch(self.core.cfg.rtp_timeout if sends and not held else 0)
+
+    def _media_changed(self) -> None:
+        """After an offer/answer: RTP timeout watches, and the held/retrieved event on a change."""
+        self._watch_media()
+        held = any(p.sdp is not None and _held(p.sdp) for p in self.legs)
+        if held != self.was_held:
+            self.was_held = held
+            self.announce("held" if held else "retrieved")
 
     def media_down(self, reason: str) -> None:
         """The media engine lost this call's media (no RTP for too long, engine restart): end both sides."""
@@ -509,6 +729,9 @@ class Call:
         if req.max_forwards == 0:
             leg.answer(tx, 483)
             return
+        if other.kind == "media":
+            leg.answer(tx, other.on_request(req))  # the application reads it from its channel's inbox
+            return
         fwd = other.new_request(req.method, req.body, req.get("Content-Type") or "text/plain")
         for name in PASSED_HEADERS:
             if req.get(name):
@@ -524,6 +747,7 @@ class Call:
     def hangup(self, leg: Leg) -> None:
         leg.ended = True
         leg._stop_retransmit()
+        leg.stop_session()
         self.core.forget(leg)
         if self.state != "connected":
             return
@@ -551,19 +775,28 @@ class Call:
             return
         if not req.body:
             if req.method == "UPDATE":
-                leg.answer(tx, 200)
+                leg.answer(tx, 200, **self.session_headers(leg, req))
             else:  # offerless re-INVITE: 200 with our offer, the other party's media as we relay it;
                 # the answer comes in the ACK (RFC 3261 14.2, RFC 3264)
                 leg.awaiting_answer = True
-                leg.answer(tx, 200, self.sdp_for(leg, other.sdp or _our_offer(self.core.cfg.codecs)))
+                leg.answer(tx, 200, self.sdp_for(leg, other.sdp or _our_offer(self.core.cfg.codecs)),
+                           **self.session_headers(leg, req))
             return
         if self.renegotiating or self.transferor is not None:
             leg.answer(tx, 491)
             return
         try:
             offer = filter_offer(Sdp.parse(req.body), self.core.cfg.codecs)
+            if other.kind == "media":  # the box itself answers (hold of an application...)
+                other.sdp = local_answer(offer, self.core.cfg.codecs, "127.0.0.1", 9)
         except SdpError:
             leg.answer(tx, 488)
+            return
+        if other.kind == "media":
+            leg.sdp = offer
+            self._set_peer(leg, offer, relatch=True)
+            leg.answer(tx, 200, self.sdp_for(leg, other.sdp), **self.session_headers(leg, req))
+            self._media_changed()
             return
         self.renegotiating = True
         try:
@@ -589,8 +822,8 @@ class Call:
             leg.sdp, other.sdp = offer, answer
             self._set_peer(leg, offer, relatch=True)  # a re-INVITE of the party itself may move its media
             self._set_peer(other, answer)
-            leg.answer(tx, 200, self.sdp_for(leg, answer))
-            self._watch_media()
+            leg.answer(tx, 200, self.sdp_for(leg, answer), **self.session_headers(leg, req))
+            self._media_changed()
         finally:
             self.renegotiating = False
 
@@ -603,6 +836,9 @@ class Call:
             return
         if self.state != "connected" or other is None or self.transferor is not None or self.renegotiating:
             leg.answer(tx, 491)
+            return
+        if other.kind == "media":
+            leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
             return
         replaces = _replaces(refer_to.uri.headers)
         if replaces is not None:
@@ -674,6 +910,9 @@ class Call:
         name = self.core.users[transferee.label].full_name if transferee.label in self.core.users else ""
         self.record = CallRecord(call_id=self.id, direction=self.record.direction, caller=transferee.label,
                                  caller_name=name, dialled=target.label, callee=target.label, answer=now, status=200)
+        self.core.events.device(transferor.extension, self, "cleared", initiator=transferor is self.a,
+                                peer=transferee.label)
+        self.announce("transferred")
         self._watch_media()
 
     def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
@@ -732,6 +971,9 @@ class Call:
                                  callee=new.label, answer=self.answered_at,
                                  trunk=new.trunk.name if new.trunk else "", status=200)
         self.ring_side = None
+        self.core.events.device(transferor.extension, self, "cleared", initiator=transferor is self.a,
+                                peer=transferee.label)
+        self.announce("transferred")
         self._watch_media()
 
     def _codec_in_use(self) -> int | None:
@@ -751,10 +993,8 @@ class Call:
         for leg in list(self.legs):
             if leg.side:
                 relay[leg.label] = leg.side.stats.summary()
-        return {"id": self.id, "state": self.state, "caller": self.caller, "caller_name": self.caller_name,
-                "dialled": self.dialled, "callee": self.record.callee, "direction": self.record.direction,
-                "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
-                "on_hold": any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs), "relay": relay}
+        summary = self.summary()
+        return {"id": summary.pop("call"), **summary, "relay": relay}
 
 
 def media_down(core: "PbxCore", sides: list, reason: str) -> None:

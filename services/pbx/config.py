@@ -13,6 +13,8 @@ from appliance.text import SafeText
 
 NUMBER = r"^[0-9*#+]{1,32}$"
 NAME = r"^[A-Za-z0-9_-]{1,32}$"
+APPLICATION = r"^(voicemail|attendant|queue|conference|app):([A-Za-z0-9_-]{1,32})$"  # apps.py
+TARGET = r"^([0-9*#+]{1,32}|" + APPLICATION[1:-1] + ")$"  # a number or an application
 PermissionClass = Literal["internal", "local", "national", "international"]
 PERMISSION_ORDER = ("internal", "local", "national", "international")
 
@@ -21,9 +23,9 @@ class ExtensionSettings(Section):
     """Per-extension call handling (keyed by extension number in PbxConfig.extensions)."""
 
     dnd: bool = False
-    forward_always: str | None = Field(default=None, pattern=NUMBER)
-    forward_busy: str | None = Field(default=None, pattern=NUMBER)
-    forward_no_answer: str | None = Field(default=None, pattern=NUMBER)
+    forward_always: str | None = Field(default=None, pattern=TARGET)
+    forward_busy: str | None = Field(default=None, pattern=TARGET)
+    forward_no_answer: str | None = Field(default=None, pattern=TARGET)
     no_answer_timeout: int = Field(default=20, ge=5, le=300)
 
 
@@ -34,7 +36,8 @@ class RingGroup(Section):
     members: list[str] = Field(default_factory=list, description="extension numbers")
     member_timeout: int = Field(default=15, ge=1, le=300, description="seconds per member (in order/round robin)")
     timeout: int = Field(default=30, ge=1, le=600, description="total seconds before overflow")
-    overflow: str | None = Field(default=None, pattern=NUMBER, description="extension, group or number")
+    overflow: str | None = Field(default=None, pattern=TARGET, description="extension, group, number or "
+                                 "application (app:echo, voicemail:201...)")
 
 
 class Trunk(Section):
@@ -62,7 +65,8 @@ class OutboundRoute(Section):
 
 class Did(Section):
     number: str = Field(pattern=NUMBER, description="number as received from the carrier (any format)")
-    destination: str = Field(pattern=r"^[0-9]{2,6}$", description="extension or ring group")
+    destination: str = Field(pattern=r"^([0-9]{2,6}|" + APPLICATION[1:-1] + ")$", description="extension, ring group "
+                             "or application")
 
 
 class AbuseLimits(Section):
@@ -89,6 +93,14 @@ class PbxConfig(ServiceConfig):
     lab_rtp_port_max: int = Field(default=30999, ge=1025, le=65535)
     rtp_timeout: int = Field(default=60, ge=0, le=3600, description="seconds a party of a connected call (not "
                              "on hold) may send no media before both sides are hung up; 0: never")
+    session_expires: int = Field(default=1800, ge=0, le=86400, description="RFC 4028 session interval (seconds) "
+                                 "asked of and refreshed toward the parties; 0: no session timer")
+    min_se: int = Field(default=90, ge=90, le=86400, description="smallest session interval accepted (Min-SE)")
+    max_call_duration: dict[PermissionClass, int] = Field(
+        default_factory=dict, description="permission class -> seconds a connected call of a caller of that "
+        "class may last before both sides are hung up; a class not listed (or 0): no limit")
+    application_numbers: dict[str, str] = Field(
+        default_factory=dict, description='dialled number -> application destination, e.g. {"*43": "app:echo"}')
     public_address: ipaddress.IPv4Address | None = Field(
         default=None, description="behind another router: the address carriers and remote phones reach us at "
         "(forward the SIP port and the RTP range to this box there); empty: the box's own address")
@@ -157,6 +169,10 @@ class PbxConfig(ServiceConfig):
         dids = [d.number for d in self.dids]
         if len(set(dids)) != len(dids):
             raise ValueError("DID numbers must be unique")
+        for number, dest in self.application_numbers.items():
+            if not re.fullmatch(NUMBER, number) or not re.fullmatch(APPLICATION, dest):
+                raise ValueError(f"application number {number!r} -> {dest!r}: a number and an application "
+                                 "destination (app:echo, voicemail:201...) are needed")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")

@@ -11,17 +11,19 @@ from pathlib import Path
 
 from appliance.users import User
 
-from . import dialplan
+from . import blf, dialplan  # noqa: F401 (blf registers the dialog event package)
 from .auth import DigestServer, authorization, pick_challenge
 from .calls import Call, Target, media_down
 from .cdr import CallRecord, CdrStore
 from .config import PbxConfig, Trunk
+from .events import CallEvents
 from .guard import Guard
 from .leg import Leg
 from .registrar import BindingStore, BindingWriter, Location
 from .relay import RtpRelay
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id, new_tag
 from .sip.stack import ServerTx, SipStack
+from .sip.subscribe import Subscriptions
 from .sip.transport import Dest
 
 log = logging.getLogger("officebox.pbx")
@@ -41,10 +43,10 @@ class TrunkState:
 
 
 class PbxCore:
-    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO"  # MESSAGE: in dialogs only
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO, SUBSCRIBE"  # MESSAGE: in dialog
 
     def __init__(self, cfg: PbxConfig, users: list[User], realm: str, cdr_path, relay_host: str,
-                 rtp_range: tuple[int, int]) -> None:
+                 rtp_range: tuple[int, int], bus=None) -> None:
         self.cfg = cfg
         self.users: dict[str, User] = {}
         self.logins: dict[str, str] = {}
@@ -57,6 +59,8 @@ class PbxCore:
         self.guard.configure(cfg.abuse)
         self.relay = RtpRelay(relay_host, *rtp_range, on_down=lambda sides, why: media_down(self, sides, why))
         self.cdr = CdrStore(cdr_path)
+        self.events = CallEvents(bus)
+        self.subscriptions = Subscriptions(self)
         self.stack = SipStack(self, cfg.user_agent)
         self.dialogs: dict[tuple[str, str], Leg] = {}
         self.calls: dict[str, Call] = {}
@@ -107,11 +111,15 @@ class PbxCore:
         for call in list(self.calls.values()):
             if call.state == "setup":
                 call.cancel_ringing()
-                call.a.answer(call.tx, 503)
+                if call.a is not None:
+                    call.a.answer(call.tx, 503)
             for leg in call.legs:
                 leg.bye()
             call.finish("answered" if call.state == "connected" else "failed", 503)
-        await asyncio.sleep(0.05)  # let the BYEs leave
+        self.subscriptions.close()
+        for package in self.subscriptions.packages.values():
+            package.close()
+        await asyncio.sleep(0.05)  # let the BYEs and last NOTIFYs leave
         for task in list(self._tasks):
             task.cancel()
         await self.stack.close()
@@ -230,7 +238,11 @@ class PbxCore:
         if to_tag:
             leg = self.dialogs.get((req.call_id, to_tag))
             if leg is None:
-                tx.reply(481)
+                sub = self.subscriptions.find(req)
+                if sub is not None:
+                    self.subscriptions.in_dialog(tx, req, sub)
+                else:
+                    tx.reply(481)
                 return
             if leg.uas:
                 src = req.source
@@ -239,7 +251,7 @@ class PbxCore:
             leg.call.on_request(leg, tx, req)
             return
         method = req.method
-        required = [t.strip() for t in (req.get("Require") or "").split(",") if t.strip()]
+        required = [t.strip() for t in (req.get("Require") or "").split(",") if t.strip() and t.strip() != "timer"]
         if required and method not in ("ACK", "CANCEL"):
             tx.reply(420, to_tag=new_tag(), Unsupported=", ".join(required))  # no extension is required of us
             return
@@ -252,7 +264,7 @@ class PbxCore:
         elif method in ("BYE", "UPDATE", "INFO", "PRACK", "REFER"):
             tx.reply(481)
         elif method == "SUBSCRIBE":
-            tx.reply(489, to_tag=new_tag())
+            self.subscribe(tx, req)
         elif method == "NOTIFY":
             tx.reply(200, to_tag=new_tag())
         else:
@@ -321,6 +333,15 @@ class PbxCore:
         resp.add("Date", formatdate(usegmt=True))
         self.saver.then(lambda: tx.respond(resp))  # 200 once the binding is on disk
 
+    def subscribe(self, tx: ServerTx, req: Request) -> None:
+        """A new subscription (sip/subscribe.py): 489 for an unknown package, else authenticated first."""
+        if not self.subscriptions.known(req):
+            tx.reply(489, to_tag=new_tag())
+            return
+        ext = self.authenticate(tx, req, proxy=False)
+        if ext is not None:
+            self.subscriptions.subscribe(tx, req, ext)
+
     # -- calls --------------------------------------------------------------------------------------
     def trunk_of_source(self, source: Dest) -> TrunkState | None:
         """Carriers are recognised by source address (a registered phone on the same host is not one)."""
@@ -357,11 +378,34 @@ class PbxCore:
             direction = "outbound" if dest.kind in ("external", "emergency") else "internal"
             call = Call(self, tx, req, caller=ext, caller_name=user.full_name, dialled=dialled,
                         authority=self.cfg.permissions.get(user.login, self.cfg.default_permission),
-                        direction=direction)
+                        direction=direction, extension=ext)
         self.calls[call.id] = call
         self.calls_by_tx[id(tx)] = call
         self.counters["calls"] += 1
         self._spawn(call.run())
+
+    async def originate(self, destination: str, *, caller: str = "", caller_name: str = "",
+                        authority: str | None = None, timeout: float = 60.0) -> Leg | None:
+        """Call `destination` (an extension, group or number, as the dial plan knows it) from the box
+        itself, with no incoming transaction behind it: the answered SIP leg, alone in a new call,
+        or None. Join it to another leg with bridge()."""
+        call = Call(self, None, None, caller=caller or "pbx", caller_name=caller_name, dialled=destination,
+                    authority=authority or self.cfg.default_permission, direction="internal")
+        self.calls[call.id] = call
+        self.counters["calls"] += 1
+        give_up = asyncio.get_running_loop().call_later(timeout, call.cancel_ringing)
+        try:
+            return await call.originate()
+        finally:
+            give_up.cancel()
+
+    def bridge(self, a: Leg, b: Leg) -> None:
+        """Join `b` to `a`'s call: their media is relayed to each other; `b`'s former call ends (its
+        record says transferred). Both legs must be connected; codecs are not converted (an originated
+        leg was offered our codecs in our order, so two phones agree unless they refuse the first one)."""
+        if a.call is b.call or a.call.state != "connected" or b.call.state != "connected":
+            raise ValueError("both legs must be connected, in different calls")
+        a.call.join(b)
 
     # -- trunk registration -------------------------------------------------------------------------
     async def _register_trunk(self, state: TrunkState) -> None:

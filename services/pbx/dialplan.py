@@ -5,14 +5,14 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from .config import PERMISSION_ORDER, OutboundRoute, PbxConfig, Trunk
+from .config import APPLICATION, PERMISSION_ORDER, OutboundRoute, PbxConfig, Trunk
 
 DIALLABLE = re.compile(r"^\+?[0-9*#]{1,32}$")
 
 
 @dataclass(frozen=True)
 class Destination:
-    kind: str  # extension, group, external, emergency, invalid
+    kind: str  # extension, group, application (number: apps.py destination), external, emergency, invalid
     number: str
     category: str = "internal"  # internal, local, national, international, emergency
 
@@ -25,7 +25,11 @@ def clean(number: str) -> str:
 
 
 def classify(number: str, cfg: PbxConfig, extensions: Collection[str]) -> Destination:
+    if re.fullmatch(APPLICATION, number or ""):
+        return Destination("application", number)
     number = clean(number)
+    if number in cfg.application_numbers:
+        return Destination("application", cfg.application_numbers[number])
     if not DIALLABLE.match(number):
         return Destination("invalid", number, "invalid")
     if number in extensions:
@@ -75,7 +79,7 @@ def display_number(number: str, cfg: PbxConfig) -> str:
 
 
 def permitted(user_class: str, dest: Destination) -> bool:
-    if dest.kind in ("extension", "group", "emergency"):
+    if dest.kind in ("extension", "group", "application", "emergency"):
         return True
     if dest.kind != "external":
         return False

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .endpoint import Endpoint
 from .sdp import Sdp
-from .sip.message import NameAddr, Request, Response, Uri, new_tag, response_to
+from .sip.dialog import Dialog
+from .sip.message import NameAddr, Request, Response, Uri, response_to
 from .sip.stack import ClientTx, ServerTx
 from .sip.transport import Dest
 
@@ -16,21 +17,14 @@ if TYPE_CHECKING:
     from .core import PbxCore
 
 
-class Leg:
+class Leg(Dialog, Endpoint):
     def __init__(self, core: "PbxCore", call: "Call", *, call_id: str, local: NameAddr, remote: NameAddr,
                  target: Uri, flow: Dest, uas: bool, label: str) -> None:
+        super().__init__(None, call_id=call_id, local=local, remote=remote, target=target, flow=flow)
         self.core = core
         self.call = call
-        self.call_id = call_id
-        self.local = local  # our From/To, with our tag
-        self.remote = remote  # theirs (tag once known)
-        self.target = target  # remote target (Contact) for in-dialog requests
-        self.flow = flow  # where requests to this party are sent (its NAT flow / TCP connection)
         self.uas = uas
         self.label = label  # extension, number or trunk shown in CDRs and the call list
-        self.route_set: list[str] = []
-        self.cseq = random.randint(1, 10000)
-        self.remote_cseq = 0
         self.side = None  # relay Side this party talks to
         self.sdp: Sdp | None = None  # the party's last SDP
         self.invite_tx: ClientTx | None = None
@@ -39,54 +33,28 @@ class Leg:
         self.confirmed = False
         self.ended = False
         self.abandoned = False  # a fork we gave up on: answer late -> ACK + BYE
+        self.alerted = False  # it rang (180/183): its device was told
         self.awaiting_answer = False  # we offered in a 2xx (offerless re-INVITE): the ACK brings the answer
         self.trunk = None
         self.auth_tried = False
         self.extension: str | None = None
+        self.allow = ""  # the methods the party allows (its Allow header)
+        self.sent_sdp = b""  # the last SDP we sent this party (a session refresh re-INVITE resends it)
+        self.session = None  # its session_timer.SessionTimer, if one was negotiated
+        self.min_se = 0  # the Min-SE of the party's 422 (we ask again with at least that)
         self._retrans = None  # Timer of the 2xx retransmission
         self._unacked_cseq: int | None = None
-        self.local.params.setdefault("tag", new_tag())
 
     @property
-    def local_tag(self) -> str:
-        return self.local.params["tag"] or ""
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.call_id, self.local_tag)
-
-    def contact(self) -> str:
-        ip = self.core.stack.local_ip(self.flow[1])
-        tp = ";transport=tcp" if self.flow[0] == "tcp" else ""
-        return f"<sip:pbx@{ip}:{self.core.stack.port}{tp}>"
-
-    # -- requests we send in this dialog -----------------------------------------------------------
-    def new_request(self, method: str, body: bytes = b"", content_type: str | None = None) -> Request:
-        req = Request(method, self.target)
-        for route in self.route_set:
-            req.add("Route", route)
-        req.add("From", str(self.local))
-        req.add("To", str(self.remote))
-        req.add("Call-ID", self.call_id)
-        if method not in ("ACK", "CANCEL"):
-            self.cseq += 1
-        req.add("CSeq", f"{self.cseq} {method}")
-        if method in ("INVITE", "REFER", "UPDATE", "SUBSCRIBE", "NOTIFY"):
-            req.add("Contact", self.contact())
-        if body:
-            req.add("Content-Type", content_type or "application/sdp")
-            req.body = body
-        return req
-
-    def send(self, req: Request, on_response: Callable[[Response], None] | None = None,
-             timeout: float | None = None) -> ClientTx:
-        return self.core.stack.send_request(req, self.flow, on_response or (lambda r: None), timeout)
+    def stack(self):
+        return self.core.stack
 
     def bye(self) -> None:
         if self.ended:
             return
         self.ended = True
         self._stop_retransmit()
+        self.stop_session()
         if self.confirmed or (not self.uas and self.remote.tag):
             self.send(self.new_request("BYE"))
         self.core.forget(self)
@@ -107,6 +75,7 @@ class Leg:
     def update_from_2xx(self, resp: Response) -> None:
         if resp.to_tag:
             self.remote.params["tag"] = resp.to_tag
+        self.allow = resp.get("Allow") or self.allow
         contacts = resp.contacts()
         if contacts:
             self.target = contacts[0].uri
@@ -172,4 +141,38 @@ class Leg:
                   target=contacts[0].uri if contacts else req.from_.uri, flow=req.source, uas=True, label=label)
         leg.route_set = req.get_all("Record-Route")
         leg.remote_cseq = req.cseq[0]
+        leg.allow = req.get("Allow") or ""
         return leg
+
+    # -- session timer (session_timer.py) ---------------------------------------------------------
+    def arm_session(self, interval: int, we_refresh: bool) -> None:
+        from .session_timer import SessionTimer
+        self.stop_session()
+        self.session = SessionTimer(self, interval, we_refresh, lambda leg: leg.call.session_expired(leg))
+
+    def stop_session(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+            self.session = None
+
+    def refresh_session(self, done: Callable[[Response], None]) -> None:
+        """Refresh the session: UPDATE without SDP if the party allows it, else re-INVITE with our last SDP."""
+        interval = self.session.interval if self.session else 0
+        if "UPDATE" in self.allow.upper():
+            req = self.new_request("UPDATE")
+        else:
+            req = self.new_request("INVITE", self.sent_sdp)
+            self.ack = None
+        req.add("Session-Expires", f"{interval};refresher=uac")  # uac: the sender of this refresh, us
+        req.add("Supported", "timer")
+
+        def answered(resp: Response) -> None:
+            if resp.status < 200:
+                return
+            if req.method == "INVITE" and 200 <= resp.status < 300:
+                if self.ack is not None:
+                    self.resend_ack()
+                    return
+                self.send_ack(resp)
+            done(resp)
+        self.send(req, answered)

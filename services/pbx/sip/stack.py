@@ -23,7 +23,7 @@ from .transport import Dest, Transports
 
 log = logging.getLogger("officebox.pbx.sip")
 LOCAL_IP_TTL = 30.0  # seconds a peer -> our address lookup is trusted
-SUPPORTED = ""  # option tags we implement (RFC 3261 20.37): none yet (no 100rel, timer, replaces, outbound)
+SUPPORTED = "timer"  # option tags we implement (RFC 3261 20.37): session timers (RFC 4028); no 100rel, outbound
 SUPPORTED_ON = ("INVITE", "OPTIONS")  # requests whose 2xx (and our own such requests) carry Supported
 TERMINATED_HERE = ("REGISTER", "OPTIONS")  # answered by the PBX itself: Max-Forwards 0 is no loop
 # RFC 3261 17.2.1: an INVITE gets 100 Trying unless the TU answers within 200 ms. It mostly answers at once

@@ -1,0 +1,59 @@
+"""Call events on the appliance bus (appliance/bus.py): what the live calls page, CDRs, BLF (the
+`dialog` event package) and later CTI/ACD read instead of polling call snapshots.
+
+Topics (both retained, so a late subscriber seeds itself from `bus.retained(topic)`):
+  pbx.call    key = call id; data = {"event", "call", "state", "caller", "caller_name", "dialled",
+              "callee", "direction", "trunk", "devices", "started", "answered", "on_hold", "time",
+              "seq", "reason"}; events: initiated, alerting, connected, held, retrieved, transferred,
+              cleared. After "cleared" the key is dropped (data None).
+  pbx.device  key = extension; data = {"event", "device", "call", "dialog" (trying|early|confirmed|
+              terminated, RFC 4235), "direction" (initiator|recipient), "peer", "calls" (the device's
+              call ids), "time", "seq"}. One event per state change of one device in one call.
+`seq` grows by one per event of the PBX (both topics), so consumers can order them.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+from appliance.bus import Bus
+
+if TYPE_CHECKING:
+    from .calls import Call
+
+CALL_TOPIC = "pbx.call"
+DEVICE_TOPIC = "pbx.device"
+DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
+                "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
+
+
+class CallEvents:
+    def __init__(self, bus: Bus | None = None) -> None:
+        self.bus = bus or Bus()
+        self._seq = itertools.count(1)
+        self._device_calls: dict[str, set[str]] = {}  # extension -> ids of the calls it takes part in
+
+    def call(self, call: "Call", event: str, reason: str = "") -> None:
+        data = call.summary() | {"event": event, "time": time.time(), "seq": next(self._seq), "reason": reason}
+        self.bus.publish(CALL_TOPIC, call.id, data, retain=True)
+        if event == "cleared":
+            self.bus.publish(CALL_TOPIC, call.id, None, retain=True)
+
+    def device(self, device: str | None, call: "Call", event: str, *, initiator: bool, peer: str = "") -> None:
+        if not device:
+            return
+        calls = self._device_calls.setdefault(device, set())
+        if event == "cleared":
+            calls.discard(call.id)
+        else:
+            calls.add(call.id)
+        data = {"event": event, "device": device, "call": call.id, "dialog": DIALOG_STATE[event],
+                "direction": "initiator" if initiator else "recipient", "peer": peer,
+                "calls": sorted(calls), "time": time.time(), "seq": next(self._seq)}
+        if not calls:
+            self._device_calls.pop(device, None)
+        self.bus.publish(DEVICE_TOPIC, device, data, retain=True)
+
+    def calls_of(self, device: str) -> set[str]:
+        return set(self._device_calls.get(device, ()))
