@@ -904,6 +904,8 @@ class Call:
             transferor.side = None
         self.ring_side = None
         self.core.relay.link(transferee.side, target.side)
+        self.core.events.device(target.extension, other_call, "cleared", initiator=target is other_call.a,
+                                peer=replaced.label)  # it leaves its call for ours
         other_call.finish("transferred", 200)
         self.legs = [transferee, target]
         self.answered_at = now

@@ -27,7 +27,7 @@ def test_unknown_package_489_and_unknown_subscription_481(pbx):
             x.send(x.request("SUBSCRIBE", f"sip:202@127.0.0.1:{pbx.port}", "201", headers={"Event": "nonsense"}))
             assert (await x.final()).status == 489
             req = x.request("SUBSCRIBE", f"sip:202@127.0.0.1:{pbx.port}", "201", headers={"Event": "dialog"})
-            req.set("To", f"<sip:202@127.0.0.1>;tag=notours")
+            req.set("To", "<sip:202@127.0.0.1>;tag=notours")
             x.send(req)
             assert (await x.final()).status == 481
             ok = await _subscribe(x, pbx.port, "dialog", expires=10)

@@ -1,0 +1,117 @@
+"""Call events on the appliance bus (events.py) in order, for a blind transfer between baresip phones
+and an attended transfer (scripted transferor, baresip parties)."""
+import asyncio
+import time
+from contextlib import ExitStack
+from urllib.parse import quote
+
+import pytest
+
+from appliance.bus import appliance_bus
+from services.pbx.sip.message import Response, response_to
+
+from .baresip import Baresip, have_baresip
+from .conftest import BOB, CAROL, run
+from .rawphone import in_dialog
+from .sipclient import SipClient
+from .test_attended_transfer import place_call
+from .test_calls import phones
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
+
+
+class Recorder:
+    def __init__(self, pbx) -> None:
+        self.seen = []
+        self.bus = appliance_bus(pbx.ctx)
+        self.off = self.bus.subscribe("pbx.", lambda e: self.seen.append((e.topic, e.key, e.data)))
+
+    def calls(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for topic, key, data in self.seen:
+            if topic == "pbx.call" and data is not None:
+                out.setdefault(key, []).append(data["event"])
+        return out
+
+    def device(self, ext: str) -> list[tuple[str, str]]:
+        return [(d["call"], d["dialog"]) for t, k, d in self.seen if t == "pbx.device" and k == ext]
+
+    def wait_cleared(self, n: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(ev[-1:] == ["cleared"] for ev in self.calls().values()) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def seqs_increase(self) -> bool:
+        seqs = [d["seq"] for _, _, d in self.seen if d is not None]
+        return seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_blind_transfer_events(pbx):
+    rec = Recorder(pbx)
+    with ExitStack() as stack:
+        alice, bob, carol = phones(stack, pbx, "201", "202", "203")
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        bob.transfer("203")
+        carol.answer()
+        carol.wait_for("CALL_ESTABLISHED")
+        bob.wait_for("CALL_CLOSED")
+        carol.hangup()
+        alice.wait_for("CALL_CLOSED")
+        rec.wait_cleared(1)
+    rec.off()
+    [(call_id, events)] = rec.calls().items()
+    assert events == ["initiated", "alerting", "connected", "transferred", "cleared"]
+    assert rec.device("201") == [(call_id, s) for s in ("trying", "early", "confirmed", "confirmed", "terminated")]
+    assert rec.device("202") == [(call_id, s) for s in ("early", "confirmed", "terminated")]
+    assert rec.device("203") == [(call_id, s) for s in ("early", "confirmed", "terminated")]
+    assert rec.seqs_increase()
+    assert rec.bus.retained("pbx.call") == {}
+    assert all(d["calls"] == [] for d in rec.bus.retained("pbx.device").values())
+
+
+def test_attended_transfer_events(pbx):
+    rec = Recorder(pbx)
+    with ExitStack() as stack:
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
+        carol = stack.enter_context(Baresip("carol", user="203", password=CAROL["sip_secret"],
+                                            registrar=pbx.registrar))
+        bob.register()
+        carol.register()
+
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as x:
+                ok1, call1 = await place_call(x, bob, "202")
+                ok2, call2 = await place_call(x, carol, "203")
+                replaces = quote(f"{call2};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
+                refer = in_dialog(x, "REFER", ok1, call1)
+                refer.add("Refer-To", f"<sip:203@127.0.0.1?Replaces={replaces}>")
+                x.send(refer)
+                byes = set()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 15
+                while len(byes) < 2 and loop.time() < deadline:
+                    msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
+                    if isinstance(msg, Response):
+                        continue
+                    x.send(response_to(msg, 200))
+                    if msg.method == "BYE":
+                        byes.add(msg.call_id)
+                assert len(byes) == 2
+        run(main())
+        carol.hangup()
+        bob.wait_for("CALL_CLOSED")
+        rec.wait_cleared(2)
+    rec.off()
+    calls = rec.calls()
+    first, second = list(calls)  # in the order they started
+    assert calls[first] == ["initiated", "alerting", "connected", "transferred", "cleared"]
+    assert calls[second] == ["initiated", "alerting", "connected", "cleared"]
+    assert rec.device("202") == [(first, s) for s in ("early", "confirmed", "confirmed", "terminated")]
+    assert rec.device("203") == [(second, "early"), (second, "confirmed"), (second, "terminated"),
+                                 (first, "confirmed"), (first, "terminated")]
+    transferor = rec.device("201")
+    assert transferor[-1][1] == "terminated" and {c for c, _ in transferor} == {first, second}
+    assert rec.seqs_increase()
+    assert rec.bus.retained("pbx.call") == {}
