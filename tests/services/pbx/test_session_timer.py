@@ -1,0 +1,102 @@
+"""Session timers (RFC 4028) and the maximum call duration: a scripted caller that stops refreshing
+its session, and one that is gone when the box refreshes, both end with BYE on both sides (their
+baresip partners hang up) and a CDR reason; too short an interval gets 422; a call of a class with a
+maximum duration ends on time."""
+import asyncio
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from services.pbx.sip.message import Request, Response, response_to
+
+from .baresip import Baresip, have_baresip
+from .conftest import ALICE, BOB, CAROL, DAVE, run
+from .pbxrunner import PbxRunner, config
+from .rawphone import in_dialog, sdp
+from .sipclient import SipClient
+from .test_calls import phones
+from .test_trunks import wait
+
+
+async def call(x: SipClient, port: int, number: str, callee: Baresip, headers: dict) -> Response:
+    req = x.request("INVITE", f"sip:{number}@127.0.0.1:{port}", "201", body=sdp(4000), headers=headers)
+    ok, _ = await asyncio.gather(x.authed(req, "201", ALICE["sip_secret"], timeout=15), callee.aio.answer())
+    assert ok.status == 200
+    x.send(in_dialog(x, "ACK", ok, ok.call_id))
+    return ok
+
+
+def test_too_short_an_interval_gets_422(pbx):
+    async def main():
+        async with SipClient(("127.0.0.1", pbx.port)) as x:
+            req = x.request("INVITE", f"sip:202@127.0.0.1:{pbx.port}", "201", body=sdp(4000),
+                            headers={"Supported": "timer", "Session-Expires": "30"})
+            return await x.authed(req, "201", ALICE["sip_secret"])
+    resp = run(main())
+    assert resp.status == 422 and resp.get("Min-SE") == "90"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
+    cfg = config([ALICE, BOB, CAROL, DAVE], session_expires=90, min_se=90)
+    with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
+        bob, carol = phones(stack, pbx, "202", "203")
+
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as quiet, SipClient(("127.0.0.1", pbx.port)) as gone:
+                # quiet: supports timers, is the refresher, never refreshes
+                ok1 = await call(quiet, pbx.port, "202", bob,
+                                 {"Supported": "timer", "Session-Expires": "90;refresher=uac"})
+                assert ok1.get("Session-Expires") == "90;refresher=uac" and ok1.get("Require") == "timer"
+                # gone: no timer support, so the box refreshes; the refresh finds no dialog there any more
+                ok2 = await call(gone, pbx.port, "203", carol, {"Allow": "INVITE, ACK, BYE, CANCEL, UPDATE"})
+                assert ok2.get("Session-Expires") == "90;refresher=uas"
+                started = time.monotonic()
+                results = {}
+
+                async def serve(x: SipClient, name: str, refresh_status: int) -> None:
+                    while name not in results:
+                        try:
+                            msg = await x.recv(timeout=80)
+                        except TimeoutError:
+                            return
+                        if not isinstance(msg, Request):
+                            continue
+                        if msg.method in ("UPDATE", "INVITE"):
+                            results[name + "_refresh"] = (msg.method, round(time.monotonic() - started))
+                            x.send(response_to(msg, refresh_status))
+                        elif msg.method == "BYE":
+                            x.send(response_to(msg, 200))
+                            results[name] = round(time.monotonic() - started)
+                await asyncio.gather(serve(quiet, "quiet", 200), serve(gone, "gone", 481))
+                return results
+        results = run(main(), timeout=120)
+        # quiet never refreshed: BYE at 90 - 30 s; gone: refreshed by UPDATE at 45 s, answered 481
+        assert 55 <= results["quiet"] <= 66, results
+        assert results["gone_refresh"][0] == "UPDATE" and 40 <= results["gone_refresh"][1] <= 50, results
+        assert 40 <= results["gone"] <= 50, results
+        assert "quiet_refresh" not in results
+        bob.wait_for("CALL_CLOSED")
+        carol.wait_for("CALL_CLOSED")
+        rows = wait(lambda: len(pbx.svc.cdr_query()) == 2 and pbx.svc.cdr_query(), what="two call records")
+        assert sorted((r["callee"], r["end_reason"]) for r in rows) == [("202", "session_expired"),
+                                                                       ("203", "session_expired")]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_maximum_call_duration_per_class(tmp_path):
+    cfg = config([ALICE, BOB, CAROL, DAVE], max_call_duration={"national": 2})
+    with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
+        alice, bob = phones(stack, pbx, "201", "202")
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        started = time.monotonic()
+        alice.wait_for("CALL_CLOSED")
+        bob.wait_for("CALL_CLOSED")
+        assert 1.5 <= time.monotonic() - started <= 5
+        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
+        assert (row["disposition"], row["end_reason"]) == ("answered", "max_duration")
