@@ -11,6 +11,9 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
                        "direction" (internal|inbound|outbound), "trunk", "started", "answered" (epoch or None),
                        "on_hold", "relay": {party: {"packets", "bytes", "forwarded", "rtcp", "lost", "loss_pct",
                        "jitter_ms"}}}]
+  call_media()    -> {call id: the "relay" dict above}
+  Call events: topics pbx.call / pbx.device on appliance.bus (services/pbx/events.py), the live view of
+  calls (retained per call until cleared) without polling.
   trunks()        -> [{"name", "host", "port", "resolved", "register", "registered", "last_status",
                        "channels_in_use", "max_channels"}]
   bans()          -> [{"source", "seconds_left"}];  unban(ip)
@@ -95,8 +98,8 @@ class PbxService(Service):
                     errors.append(f"ring group {g.number}: {m} is not an extension")
         for d in cfg.dids:
             if d.destination not in extensions | groups and ":" not in d.destination:
-                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension, a group "
-                              "nor an application")
+                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension nor a group "
+                              "(nor an application such as app:echo)")
         for ext, settings in cfg.extensions.items():
             if ext not in extensions:
                 errors.append(f"settings for {ext}, which is not an extension")
@@ -156,6 +159,10 @@ class PbxService(Service):
 
     def active_calls(self) -> list[dict]:
         return [c.snapshot() for c in list(self.core.calls.values())] if self.core else []
+
+    def call_media(self) -> dict[str, dict]:
+        """{call id: the "relay" figures of active_calls()}, for views that follow the pbx.call events."""
+        return {c.id: c.snapshot()["relay"] for c in list(self.core.calls.values())} if self.core else {}
 
     def trunks(self) -> list[dict]:
         return self.core.trunk_status() if self.core else []

@@ -1,8 +1,9 @@
 """Telephony pages: extensions, ring groups, trunks, outbound routes, DIDs, dial plan and permission
 classes (configuration, through apply_change), live registrations and calls, call records (+ CSV).
 
-Live data comes only from the pbx service's public methods (registrations, active_calls, trunks,
-bans, unban, cdr_query, cdr_csv, status); everything else is the `pbx` section of the document.
+Live data comes only from the pbx service's public methods (registrations, call_media, trunks,
+bans, unban, cdr_query, cdr_csv, status) and, for the live calls, the pbx.call events on the bus;
+everything else is the `pbx` section of the document.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from appliance.apply import ConfigError
+from appliance.bus import appliance_bus
+from services.pbx.events import CALL_TOPIC
 from webadmin import core, forms
 
 bp = Blueprint("pbx", __name__, url_prefix="/pbx")
@@ -400,9 +403,14 @@ def unban(source: str):
 @bp.route("/calls")
 @core.admin_required
 def calls():
+    """The calls in progress as the call events tell them (retained per call on the bus until cleared),
+    with the media figures the engine reports for each."""
     svc = _pbx()
-    return render_template("pbx/calls.html", calls=svc.active_calls(), status=svc.status(),
-                           now=dt.datetime.now().timestamp())
+    live = appliance_bus(core.runtime().ctx).retained(CALL_TOPIC)
+    media = svc.call_media()
+    calls = sorted(({**data, "id": key, "relay": media.get(key, {})} for key, data in live.items()),
+                   key=lambda c: c.get("started") or 0)
+    return render_template("pbx/calls.html", calls=calls, status=svc.status(), now=dt.datetime.now().timestamp())
 
 
 # -- call records ---------------------------------------------------------------------------------------
