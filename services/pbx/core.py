@@ -16,7 +16,7 @@ from .auth import DigestServer, authorization, pick_challenge
 from .calls import Call, Target, media_down
 from .cdr import CallRecord, CdrStore
 from .config import PbxConfig, Trunk
-from .events import CallEvents
+from .events import CDR_TOPIC, CallEvents
 from .guard import Guard
 from .leg import Leg
 from .registrar import BindingStore, BindingWriter, Location
@@ -60,6 +60,7 @@ class PbxCore:
         self.relay = RtpRelay(relay_host, *rtp_range, on_down=lambda sides, why: media_down(self, sides, why))
         self.cdr = CdrStore(cdr_path)
         self.events = CallEvents(bus)
+        self._cdr_off = self.events.bus.subscribe(CDR_TOPIC, self._write_cdr)
         self.subscriptions = Subscriptions(self)
         self.stack = SipStack(self, cfg.user_agent)
         self.dialogs: dict[tuple[str, str], Leg] = {}
@@ -126,6 +127,7 @@ class PbxCore:
         if self.saver is not None:
             await self.saver.close()
         await self.relay.close()
+        self._cdr_off()
         await asyncio.to_thread(self.cdr.flush)
 
     async def configure_trunks(self) -> None:
@@ -176,8 +178,14 @@ class PbxCore:
         self.cdr_add(call.record)
 
     def cdr_add(self, rec: CallRecord) -> None:
+        """A finished call record goes on the bus (events.CDR_TOPIC); the CDR writer is its subscriber."""
+        self.events.record(rec)
+
+    def _write_cdr(self, event) -> None:
+        if event.data is None:
+            return
         try:
-            self.cdr.add(rec)
+            self.cdr.add(CallRecord(**event.data))
         except Exception:
             log.exception("could not write the call record")
 

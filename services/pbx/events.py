@@ -9,10 +9,13 @@ Topics (both retained, so a late subscriber seeds itself from `bus.retained(topi
   pbx.device  key = extension; data = {"event", "device", "call", "dialog" (trying|early|confirmed|
               terminated, RFC 4235), "direction" (initiator|recipient), "peer", "calls" (the device's
               call ids), "time", "seq"}. One event per state change of one device in one call.
+  pbx.cdr     key = call id; data = a finished call record (cdr.CallRecord's fields), not retained:
+              the CDR store of the PBX writes what it receives here; other consumers may listen too.
 `seq` grows by one per event of the PBX (both topics), so consumers can order them.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from typing import TYPE_CHECKING
@@ -21,9 +24,11 @@ from appliance.bus import Bus
 
 if TYPE_CHECKING:
     from .calls import Call
+    from .cdr import CallRecord
 
 CALL_TOPIC = "pbx.call"
 DEVICE_TOPIC = "pbx.device"
+CDR_TOPIC = "pbx.cdr"
 DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
                 "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
 
@@ -54,6 +59,9 @@ class CallEvents:
         if not calls:
             self._device_calls.pop(device, None)
         self.bus.publish(DEVICE_TOPIC, device, data, retain=True)
+
+    def record(self, rec: "CallRecord") -> None:
+        self.bus.publish(CDR_TOPIC, rec.call_id, dataclasses.asdict(rec))
 
     def calls_of(self, device: str) -> set[str]:
         return set(self._device_calls.get(device, ()))

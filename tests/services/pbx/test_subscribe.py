@@ -35,6 +35,34 @@ def test_unknown_package_489_and_unknown_subscription_481(pbx):
     run(main())
 
 
+def test_refresh_and_a_notify_answered_481_ends_the_subscription(pbx):
+    async def main():
+        async with SipClient(("127.0.0.1", pbx.port)) as x:
+            ok = await _subscribe(x, pbx.port, "dialog", expires=300)
+            assert ok.status == 200 and ok.get("Expires") == "300"
+            [first] = await _notifies(x, 1, 5)
+            assert first.get("Event") == "dialog" and first.get("Content-Type") == "application/dialog-info+xml"
+            req = x.request("SUBSCRIBE", f"sip:202@127.0.0.1:{pbx.port}", "201", call_id=ok.call_id,
+                            headers={"Event": "dialog", "Expires": "120"})
+            req.set("To", ok.get("To"))
+            x.send(req)
+            refreshed = await x.final()
+            assert refreshed.status == 200 and refreshed.get("Expires") == "120"
+            msg = await x.recv()
+            while not (isinstance(msg, Request) and msg.method == "NOTIFY"):
+                msg = await x.recv()
+            left = int(msg.get("Subscription-State").split("expires=")[1])
+            assert 110 <= left <= 120
+            assert pbx.sync(lambda: len(pbx.svc.core.subscriptions.snapshot())) == 1
+            x.send(response_to(msg, 481))  # the subscriber forgot it: the box stops notifying
+            for _ in range(50):
+                if not pbx.sync(lambda: pbx.svc.core.subscriptions.snapshot()):
+                    break
+                await asyncio.sleep(0.05)
+            assert pbx.sync(lambda: pbx.svc.core.subscriptions.snapshot()) == []
+    run(main())
+
+
 async def _notifies(x: SipClient, wanted: int, timeout: float) -> list[Request]:
     got = []
     loop = asyncio.get_running_loop()
