@@ -26,42 +26,49 @@ async def place_call(x: SipClient, callee: Baresip, number: str) -> tuple[Respon
     return ok, ok.call_id
 
 
+def bob_and_carol(stack: ExitStack, pbx) -> tuple[Baresip, Baresip]:
+    bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
+    carol = stack.enter_context(Baresip("carol", user="203", password=CAROL["sip_secret"], registrar=pbx.registrar))
+    bob.register()
+    carol.register()
+    return bob, carol
+
+
+async def attended_transfer(pbx, bob: Baresip, carol: Baresip) -> tuple[set[str], list[str], str, str]:
+    """Scripted alice (201) calls bob, then carol, then joins them (REFER with Replaces): the call-ids of
+    the BYEs alice got, the NOTIFY bodies, and the two calls' ids."""
+    async with SipClient(("127.0.0.1", pbx.port)) as x:
+        ok1, call1 = await place_call(x, bob, "202")      # alice -> bob, then consults carol
+        ok2, call2 = await place_call(x, carol, "203")
+        assert len(pbx.svc.active_calls()) == 2
+        replaces = quote(f"{call2};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
+        refer = in_dialog(x, "REFER", ok1, call1)
+        refer.add("Refer-To", f"<sip:203@127.0.0.1?Replaces={replaces}>")
+        refer.add("Referred-By", "<sip:201@127.0.0.1>")
+        x.send(refer)
+        byes, notifies = set(), []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while len(byes) < 2 and loop.time() < deadline:
+            msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
+            if isinstance(msg, Response):
+                if msg.cseq[1] == "REFER":
+                    assert msg.status == 202
+                continue
+            x.send(response_to(msg, 200))
+            if msg.method == "NOTIFY":
+                notifies.append(msg.body.decode())
+            elif msg.method == "BYE":
+                byes.add(msg.call_id)
+        return byes, notifies, call1, call2
+
+
 def test_attended_transfer_joins_the_two_other_parties(pbx):
     with ExitStack() as stack:
-        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
-        carol = stack.enter_context(Baresip("carol", user="203", password=CAROL["sip_secret"],
-                                            registrar=pbx.registrar))
-        bob.register()
-        carol.register()
-
-        async def main():
-            async with SipClient(("127.0.0.1", pbx.port)) as x:
-                ok1, call1 = await place_call(x, bob, "202")      # alice -> bob, then consults carol
-                ok2, call2 = await place_call(x, carol, "203")
-                assert len(pbx.svc.active_calls()) == 2
-                pbx_tag = ok2.to.tag
-                replaces = quote(f"{call2};to-tag={pbx_tag};from-tag={x.tag}", safe="")
-                refer = in_dialog(x, "REFER", ok1, call1)
-                refer.add("Refer-To", f"<sip:203@127.0.0.1?Replaces={replaces}>")
-                refer.add("Referred-By", "<sip:201@127.0.0.1>")
-                x.send(refer)
-                byes, notifies = set(), []
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 15
-                while len(byes) < 2 and loop.time() < deadline:
-                    msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
-                    if isinstance(msg, Response):
-                        if msg.cseq[1] == "REFER":
-                            assert msg.status == 202
-                        continue
-                    x.send(response_to(msg, 200))
-                    if msg.method == "NOTIFY":
-                        notifies.append(msg.body.decode())
-                    elif msg.method == "BYE":
-                        byes.add(msg.call_id)
-                assert byes == {call1, call2}
-                assert notifies[-1].startswith("SIP/2.0 200")
-        run(main())
+        bob, carol = bob_and_carol(stack, pbx)
+        byes, notifies, call1, call2 = run(attended_transfer(pbx, bob, carol))
+        assert byes == {call1, call2}
+        assert notifies[-1].startswith("SIP/2.0 200")
         # bob and carol now hear each other through the relay
         b_rx, c_rx = bob.rtp_stats()["rx"], carol.rtp_stats()["rx"]
         bob.wait_rtp(rx=b_rx + 25)

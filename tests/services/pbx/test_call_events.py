@@ -1,20 +1,15 @@
 """Call events on the appliance bus (events.py) in order, for a blind transfer between baresip phones
 and an attended transfer (scripted transferor, baresip parties)."""
-import asyncio
 import time
 from contextlib import ExitStack
-from urllib.parse import quote
 
 import pytest
 
 from appliance.bus import appliance_bus
-from services.pbx.sip.message import Response, response_to
 
-from .baresip import Baresip, have_baresip
-from .conftest import BOB, CAROL, run
-from .rawphone import in_dialog
-from .sipclient import SipClient
-from .test_attended_transfer import place_call
+from .baresip import have_baresip
+from .conftest import run
+from .test_attended_transfer import attended_transfer, bob_and_carol
 from .test_calls import phones
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -76,32 +71,9 @@ def test_blind_transfer_events(pbx):
 def test_attended_transfer_events(pbx):
     rec = Recorder(pbx)
     with ExitStack() as stack:
-        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
-        carol = stack.enter_context(Baresip("carol", user="203", password=CAROL["sip_secret"],
-                                            registrar=pbx.registrar))
-        bob.register()
-        carol.register()
-
-        async def main():
-            async with SipClient(("127.0.0.1", pbx.port)) as x:
-                ok1, call1 = await place_call(x, bob, "202")
-                ok2, call2 = await place_call(x, carol, "203")
-                replaces = quote(f"{call2};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
-                refer = in_dialog(x, "REFER", ok1, call1)
-                refer.add("Refer-To", f"<sip:203@127.0.0.1?Replaces={replaces}>")
-                x.send(refer)
-                byes = set()
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 15
-                while len(byes) < 2 and loop.time() < deadline:
-                    msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
-                    if isinstance(msg, Response):
-                        continue
-                    x.send(response_to(msg, 200))
-                    if msg.method == "BYE":
-                        byes.add(msg.call_id)
-                assert len(byes) == 2
-        run(main())
+        bob, carol = bob_and_carol(stack, pbx)
+        byes, _, call1, call2 = run(attended_transfer(pbx, bob, carol))
+        assert byes == {call1, call2}
         carol.hangup()
         bob.wait_for("CALL_CLOSED")
         rec.wait_cleared(2)
