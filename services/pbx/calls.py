@@ -808,12 +808,13 @@ class Call:
                 elif 200 <= resp.status < 300 and other.ack is not None:
                     other.resend_ack()
             other.ack = None
-            other.send(other.new_request("INVITE", self.sdp_for(other, offer)), got)
+            other.send(other.with_session(other.new_request("INVITE", self.sdp_for(other, offer))), got)
             resp = await fut
             if not 200 <= resp.status < 300:
                 leg.answer(tx, resp.status if resp.status in (488, 491, 500, 503) else 488)
                 return
             other.send_ack(resp)
+            other.session_refreshed()
             try:
                 answer = Sdp.parse(resp.body)
             except SdpError:
@@ -869,13 +870,14 @@ class Call:
                 m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"]
                 fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
                 target.ack = None
-                target.send(target.new_request("INVITE", self.sdp_for(target, offer)),
+                target.send(target.with_session(target.new_request("INVITE", self.sdp_for(target, offer))),
                             lambda r: fut.set_result(r) if r.status >= 200 and not fut.done() else None)
                 resp = await asyncio.wait_for(fut, 40)
                 if not 200 <= resp.status < 300:
                     self._notify(transferor, 488, "Not Acceptable Here", True)
                     return
                 target.send_ack(resp)
+                target.session_refreshed()
                 target.sdp = Sdp.parse(resp.body)
                 self._set_peer(target, target.sdp)
         except (TimeoutError, SdpError):

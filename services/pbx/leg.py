@@ -155,6 +155,18 @@ class Leg(Dialog, Endpoint):
             self.session.stop()
             self.session = None
 
+    def with_session(self, req: Request) -> Request:
+        """A re-INVITE we pass on keeps the negotiated session timer (RFC 4028 7.4: none would end it)."""
+        if self.session is not None:
+            refresher = "uac" if self.session.we_refresh else "uas"  # uac: us, the sender of this re-INVITE
+            req.add("Session-Expires", f"{self.session.interval};refresher={refresher}")
+        return req
+
+    def session_refreshed(self) -> None:
+        """A re-INVITE of ours succeeded: it refreshed the session too."""
+        if self.session is not None:
+            self.session.restart()
+
     def refresh_session(self, done: Callable[[Response], None]) -> None:
         """Refresh the session: UPDATE without SDP if the party allows it, else re-INVITE with our last SDP."""
         interval = self.session.interval if self.session else 0

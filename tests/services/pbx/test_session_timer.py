@@ -1,7 +1,7 @@
 """Session timers (RFC 4028) and the maximum call duration: a scripted caller that stops refreshing
 its session, and one that is gone when the box refreshes, both end with BYE on both sides (their
 baresip partners hang up) and a CDR reason; too short an interval gets 422; a call of a class with a
-maximum duration ends on time."""
+maximum duration ends on time and frees its trunk channel."""
 import asyncio
 import time
 from contextlib import ExitStack
@@ -16,7 +16,7 @@ from .pbxrunner import PbxRunner, config
 from .rawphone import in_dialog, sdp
 from .sipclient import SipClient
 from .test_calls import phones
-from .test_trunks import wait
+from .test_trunks import LINE, REMOTE, wait
 
 
 async def call(x: SipClient, port: int, number: str, callee: Baresip, headers: dict) -> Response:
@@ -87,16 +87,27 @@ def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
-def test_maximum_call_duration_per_class(tmp_path):
-    cfg = config([ALICE, BOB, CAROL, DAVE], max_call_duration={"national": 2})
-    with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
-        alice, bob = phones(stack, pbx, "201", "202")
-        alice.dial("202")
-        bob.answer()
+def test_maximum_call_duration_per_class_frees_the_trunk_channel(tmp_path):
+    with ExitStack() as stack:
+        carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE]), host="127.0.0.2"))
+        box_cfg = config([ALICE, BOB, CAROL, DAVE], max_call_duration={"national": 2, "internal": 0},
+                         trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
+                                  "auth_password": LINE["sip_secret"], "registration": True}],
+                         routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}])
+        box = stack.enter_context(PbxRunner(tmp_path / "box", box_cfg))
+        wait(lambda: box.svc.trunks()[0]["registered"], what="trunk registration")
+        [alice] = phones(stack, box, "201")
+        remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
+                                             registrar=carrier.registrar, addr="127.0.0.2"))
+        remote.register()
+        alice.dial("6000")
+        remote.answer()
         alice.wait_for("CALL_ESTABLISHED")
         started = time.monotonic()
+        assert box.svc.trunks()[0]["channels_in_use"] == 1
         alice.wait_for("CALL_CLOSED")
-        bob.wait_for("CALL_CLOSED")
+        remote.wait_for("CALL_CLOSED")
         assert 1.5 <= time.monotonic() - started <= 5
-        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
-        assert (row["disposition"], row["end_reason"]) == ("answered", "max_duration")
+        assert box.svc.trunks()[0]["channels_in_use"] == 0
+        [row] = wait(lambda: box.svc.cdr_query(), what="the call record")
+        assert (row["disposition"], row["trunk"], row["end_reason"]) == ("answered", "carrier", "max_duration")
