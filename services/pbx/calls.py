@@ -569,7 +569,7 @@ class Call:
                 pending.discard(leg)
                 abandon(ELSEWHERE)
                 leg.send_ack(resp)
-                session_timer.uac_answered(leg, resp)
+                session_timer.uac_answered(leg, resp, max(self.core.cfg.session_expires, leg.min_se))
                 try:
                     answer = Sdp.parse(resp.body)
                     if answer.audio() is None:

@@ -2,11 +2,12 @@
 
 Each leg negotiates its own session interval: as UAS we accept the caller's Session-Expires (422 with
 our Min-SE if it is too small) and name the refresher (the caller if it supports timers, else us); as
-UAC we ask for `session_expires` and follow the callee's choice in its 2xx. The refresher refreshes at
-half the interval (we send UPDATE if the party allows it, else a re-INVITE with the same SDP); when the
-party is the refresher and no refresh comes by interval - min(32, interval/3), or our refresh fails,
-the call is hung up on both sides (CDR end_reason "session_expired"). A vanished phone thus frees its
-trunk channel even when its partner keeps sending media.
+UAC we ask for `session_expires` and follow the callee's choice in its 2xx (a callee without timers
+is refreshed by us). The refresher refreshes at half the interval (we send UPDATE if the party allows
+it, else a re-INVITE with the same SDP); when the party is the refresher and no refresh comes by
+interval - min(32, interval/3), or our refresh fails (408/481), the call is hung up on both sides
+(CDR end_reason "session_expired"). A vanished phone thus frees its trunk channel even when its
+partner keeps sending media.
 """
 from __future__ import annotations
 
@@ -68,11 +69,15 @@ def uac_headers(wanted: int, min_se: int) -> dict[str, str]:
     return {"Supported": "timer", "Session-Expires": str(max(wanted, min_se)), "Min-SE": str(min_se)}
 
 
-def uac_answered(leg: "Leg", resp: "Response") -> None:
-    """Our INVITE's 2xx: the interval and refresher the callee chose (none: no session timer)."""
+def uac_answered(leg: "Leg", resp: "Response", wanted: int) -> None:
+    """Our INVITE's 2xx: the interval and refresher the callee chose. A callee without session timers
+    (no Session-Expires) is refreshed by us all the same: RFC 4028 needs no refresh then, but a refresh
+    that fails is how a vanished phone is found while its partner keeps the media flowing."""
     got = parse_session_expires(resp)
     if got is not None:
         leg.arm_session(got[0], we_refresh=got[1] != "uas")
+    elif wanted:
+        leg.arm_session(wanted, we_refresh=True)
 
 
 class SessionTimer:

@@ -1,7 +1,8 @@
 """Session timers (RFC 4028) and the maximum call duration: a scripted caller that stops refreshing
-its session, and one that is gone when the box refreshes, both end with BYE on both sides (their
-baresip partners hang up) and a CDR reason; too short an interval gets 422; a call of a class with a
-maximum duration ends on time and frees its trunk channel."""
+its session, one that is gone when the box refreshes, and a scripted callee (no timer support) gone
+at the box's refresh re-INVITE, all end with BYE on both sides (their baresip partners hang up) and a
+CDR reason; too short an interval gets 422; a call of a class with a maximum duration ends on time
+and frees its trunk channel."""
 import asyncio
 import time
 from contextlib import ExitStack
@@ -12,11 +13,13 @@ from services.pbx.sip.message import Request, Response, response_to
 
 from .baresip import Baresip, have_baresip
 from .conftest import ALICE, BOB, CAROL, DAVE, run
-from .pbxrunner import PbxRunner, config
-from .rawphone import in_dialog, sdp
+from .pbxrunner import PbxRunner, config, user
+from .rawphone import answer, in_dialog, next_request, sdp
 from .sipclient import SipClient
 from .test_calls import phones
 from .test_trunks import LINE, REMOTE, wait
+
+ERIN = user("erin", "205", "erinsecret12", "Erin Blanc")
 
 
 async def call(x: SipClient, port: int, number: str, callee: Baresip, headers: dict) -> Response:
@@ -40,12 +43,19 @@ def test_too_short_an_interval_gets_422(pbx):
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
 def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
-    cfg = config([ALICE, BOB, CAROL, DAVE], session_expires=90, min_se=90)
+    cfg = config([ALICE, BOB, CAROL, DAVE, ERIN], session_expires=90, min_se=90)
     with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
-        bob, carol = phones(stack, pbx, "202", "203")
+        alice, bob, carol = phones(stack, pbx, "201", "202", "203")
 
         async def main():
-            async with SipClient(("127.0.0.1", pbx.port)) as quiet, SipClient(("127.0.0.1", pbx.port)) as gone:
+            async with SipClient(("127.0.0.1", pbx.port)) as quiet, SipClient(("127.0.0.1", pbx.port)) as gone, \
+                    SipClient(("127.0.0.1", pbx.port)) as erin:
+                # erin: a callee without session timers; the box refreshes it, the refresh finds it gone
+                assert (await erin.register("205", ERIN["sip_secret"])).status == 200
+                await alice.aio.dial("205")
+                inv = await next_request(erin, "INVITE", 10)
+                answer(erin, inv, 200, "erintag", sdp(4002))
+                await alice.aio.wait_for("CALL_ESTABLISHED")
                 # quiet: supports timers, is the refresher, never refreshes
                 ok1 = await call(quiet, pbx.port, "202", bob,
                                  {"Supported": "timer", "Session-Expires": "90;refresher=uac"})
@@ -70,7 +80,7 @@ def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
                         elif msg.method == "BYE":
                             x.send(response_to(msg, 200))
                             results[name] = round(time.monotonic() - started)
-                await asyncio.gather(serve(quiet, "quiet", 200), serve(gone, "gone", 481))
+                await asyncio.gather(serve(quiet, "quiet", 200), serve(gone, "gone", 481), serve(erin, "erin", 481))
                 return results
         results = run(main(), timeout=120)
         # quiet never refreshed: BYE at 90 - 30 s; gone: refreshed by UPDATE at 45 s, answered 481
@@ -78,11 +88,13 @@ def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
         assert results["gone_refresh"][0] == "UPDATE" and 40 <= results["gone_refresh"][1] <= 50, results
         assert 40 <= results["gone"] <= 50, results
         assert "quiet_refresh" not in results
+        assert results["erin_refresh"][0] == "INVITE" and 40 <= results["erin"] <= 50, results
         bob.wait_for("CALL_CLOSED")
         carol.wait_for("CALL_CLOSED")
-        rows = wait(lambda: len(pbx.svc.cdr_query()) == 2 and pbx.svc.cdr_query(), what="two call records")
-        assert sorted((r["callee"], r["end_reason"]) for r in rows) == [("202", "session_expired"),
-                                                                       ("203", "session_expired")]
+        alice.wait_for("CALL_CLOSED")
+        rows = wait(lambda: len(pbx.svc.cdr_query()) == 3 and pbx.svc.cdr_query(), what="three call records")
+        assert sorted((r["callee"], r["end_reason"]) for r in rows) == [
+            ("202", "session_expired"), ("203", "session_expired"), ("205", "session_expired")]
 
 
 @pytest.mark.slow
