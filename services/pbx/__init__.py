@@ -1,5 +1,10 @@
 """PBX: our own asyncio SIP stack, registrar, B2BUA call control with an RTP relay, trunks, dial plan, CDRs.
 
+Plug-in points (no call-control code to touch): applications a destination may name (apps.py:
+voicemail:, attendant:, queue:, conference:, app:), SUBSCRIBE event packages (sip/subscribe.py; the
+dialog package for BLF is blf.py), call events on the appliance bus (events.py), calls the box places
+itself (PbxCore.originate / bridge).
+
 Configuration: section `pbx` (services/pbx/config.py, class PbxConfig). Extensions come from the user
 directory (config.users: enabled users with an `extension`; SIP username = extension, password =
 `sip_secret`). Lab mode binds 127.0.0.1:`lab_sip_port` (0 = any free port, see `sip_port` attribute)

@@ -371,7 +371,7 @@ class Call:
         """An application ends the call: BYE to the other parties."""
         if self.state == "ended":
             return
-        local.ended = True
+        local.bye()
         others = [p for p in self.legs if p is not local]
         self.finish("answered", 200)
         for party in others:
@@ -847,6 +847,9 @@ class Call:
             if target is None or target.call is self or target.call.state != "connected" \
                     or target.call.other(target) is None:
                 leg.answer(tx, 481)
+                return
+            if target.call.other(target).kind != "sip":
+                leg.answer(tx, 403)  # the other call is with an application: nothing to join
                 return
             leg.answer(tx, 202)
             asyncio.get_running_loop().create_task(self.attended_transfer(leg, other, target))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -96,7 +96,7 @@ class PbxConfig(ServiceConfig):
     session_expires: int = Field(default=1800, ge=0, le=86400, description="RFC 4028 session interval (seconds) "
                                  "asked of and refreshed toward the parties; 0: no session timer")
     min_se: int = Field(default=90, ge=90, le=86400, description="smallest session interval accepted (Min-SE)")
-    max_call_duration: dict[PermissionClass, int] = Field(
+    max_call_duration: dict[PermissionClass, Annotated[int, Field(ge=0, le=604800)]] = Field(
         default_factory=dict, description="permission class -> seconds a connected call of a caller of that "
         "class may last before both sides are hung up; a class not listed (or 0): no limit")
     application_numbers: dict[str, str] = Field(

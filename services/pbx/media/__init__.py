@@ -28,6 +28,7 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
   {"op": "config", "host", "min", "max"}      address and port range for the next sides
   {"op": "open", "id", "count"}               -> {"re", "sides": [[side, port], ...]}; random even ports
   {"op": "link", "side", "to"}                forward between two sides (former partners are unlinked)
+                                              ("to" = "side": reflect, the echo test app:echo)
   {"op": "peer", "side", "ip", "port", "rate", "source", "relatch"}
                                               the party's SDP address, clock rate and signalling address:
                                               strict source, see engine.Side

@@ -125,3 +125,23 @@ def test_baresip_hears_itself_through_echo(apbx):
         assert call["callee"] == "app:echo" and call["state"] == "connected"
         bob.hangup()
         bob.wait_for("CALL_CLOSED")
+
+
+def test_forwarding_to_an_application_and_bad_destinations(tmp_path):
+    cfg = config([ALICE, BOB, CAROL, DAVE], extensions={"203": {"forward_always": "app:echo"}})
+    with PbxRunner(tmp_path / "pbx", cfg) as pbx:
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as x:
+                req = x.request("INVITE", f"sip:203@127.0.0.1:{pbx.port}", "201", body=sdp(4000))
+                await invite(x, req, "201", ALICE["sip_secret"])
+                ok = await next_response(x, 200)
+                x.send(in_dialog(x, "ACK", ok, ok.call_id))
+                x.send(in_dialog(x, "BYE", ok, ok.call_id))
+                return ok
+        assert run(main()).status == 200
+        [row] = wait(lambda: pbx.svc.cdr_query(), what="the call record")
+        assert (row["dialled"], row["callee"]) == ("203", "app:echo")
+    for bad in ({"application_numbers": {"*43": "echo"}}, {"application_numbers": {"4 3": "app:echo"}},
+                {"extensions": {"203": {"forward_always": "app:"}}}, {"max_call_duration": {"national": -1}}):
+        with pytest.raises(ValueError):
+            config([ALICE, BOB, CAROL, DAVE], **bad)
