@@ -216,6 +216,10 @@ class PbxCore:
             return not self.guard.is_banned(source[1])
         return self.guard.request(source[1])
 
+    def on_malformed(self, source: Dest, reason: str) -> None:
+        """An unparseable message counts toward its source's request flood limit like a parsed one."""
+        self.guard.request(source[1])
+
     def find_dialog(self, call_id: str, to_tag: str, from_tag: str) -> Leg | None:
         """One of our dialogs named from the other side (Replaces): our tag is one of the two."""
         return self.dialogs.get((call_id, to_tag)) or self.dialogs.get((call_id, from_tag))

@@ -71,3 +71,23 @@ def test_failures_from_a_registered_phones_address_ban_nobody(tmp_path):
                 assert pbx.svc.bans() == []
                 assert (await bob.register("202", BOB["sip_secret"])).status == 200  # still served
         run(main())
+
+
+def test_a_flood_of_unparseable_packets_is_banned_like_any_flood(tmp_path):
+    """Before: garbage never reached the guard's count, so a source could flood the parser forever."""
+    import socket
+    import time
+    with PbxRunner(tmp_path / "p", config([ALICE], abuse={"max_requests": 20, "request_window": 30})) as pbx:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.5", 0))
+            for _ in range(40):
+                s.sendto(b"\x00\x01not sip at all\r\n\r\n", ("127.0.0.1", pbx.port))
+            deadline = time.monotonic() + 5
+            while not pbx.svc.bans() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert [b["source"] for b in pbx.svc.bans()] == ["127.0.0.5"]
+
+        async def main():  # another address is still served
+            async with SipClient(("127.0.0.1", pbx.port), local_host="127.0.0.6") as phone:
+                assert (await phone.register("201", ALICE["sip_secret"])).status == 200
+        run(main())
