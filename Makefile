@@ -20,7 +20,7 @@ $(APT_STAMP): $(APT_LISTS)
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@systemctl disable --now squid dnsmasq dovecot strongswan-starter ipsec pptpd kea-dhcp4-server kamailio 2>/dev/null || true
+	@systemctl disable --now squid dnsmasq dovecot strongswan strongswan-starter ipsec pptpd kea-dhcp4-server kamailio 2>/dev/null || true
 	@touch $@
 
 # Every Python package at the version and hash of deps/requirements.lock (python3 deps/lock.py makes it).

@@ -1,0 +1,106 @@
+"""The `vpn` configuration section: site-to-site IPsec tunnels (IKEv2, pre-shared key)."""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from appliance.schema import Section
+from appliance.service import ServiceConfig
+
+NAME = r"^[a-z][a-z0-9-]{0,30}$"
+PROPOSALS = r"^[a-z0-9]+(-[a-z0-9]+)*(,[a-z0-9]+(-[a-z0-9]+)*)*$"
+HOST = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+IDENTITY = re.compile(r"^[A-Za-z0-9@._:-]{1,128}$")
+# AES-GCM with SHA-2 PRFs, Curve25519 first, then NIST P-384: no SHA-1, no MODP groups, no CBC
+DEFAULT_IKE = "aes256gcm16-prfsha384-x25519,aes256gcm16-prfsha384-ecp384"
+DEFAULT_ESP = "aes256gcm16-x25519,aes256gcm16-ecp384"
+PSK_MIN_LENGTH = 20
+PSK_MIN_DISTINCT = 10
+
+
+def psk_weakness(psk: str) -> str:
+    """Why a pre-shared key is too weak to guard a tunnel, or "" when it is strong enough."""
+    if not psk.isprintable():
+        return "the pre-shared key cannot contain line breaks or control characters"
+    if len(psk) < PSK_MIN_LENGTH:
+        return f"the pre-shared key must have at least {PSK_MIN_LENGTH} characters (it has {len(psk)})"
+    if len(set(psk)) < PSK_MIN_DISTINCT:
+        return f"the pre-shared key repeats too few characters: use at least {PSK_MIN_DISTINCT} different ones"
+    if not any(c.isdigit() for c in psk) or not any(c.isalpha() for c in psk):
+        return "the pre-shared key must mix letters and digits"
+    return ""
+
+
+def overlaps(nets: list[ipaddress.IPv4Network]) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network] | None:
+    for i, a in enumerate(nets):
+        for b in nets[i + 1:]:
+            if a.overlaps(b):
+                return a, b
+    return None
+
+
+class Tunnel(Section):
+    name: str = Field(pattern=NAME, description="a short name: letters, digits, '-'")
+    enabled: bool = True
+    peer: str = Field(description="the other office's public address or host name")
+    local_subnets: list[ipaddress.IPv4Network] = Field(min_length=1, description="networks behind this box")
+    remote_subnets: list[ipaddress.IPv4Network] = Field(min_length=1, description="networks behind the peer")
+    psk: str = Field(default="", description="pre-shared key, the same on both boxes")
+    local_id: str = Field(default="", description="this box's IKE identity; empty: its address")
+    remote_id: str = Field(default="", description="the peer's IKE identity; empty: the peer address")
+    ike_proposals: str = Field(default=DEFAULT_IKE, pattern=PROPOSALS)
+    esp_proposals: str = Field(default=DEFAULT_ESP, pattern=PROPOSALS)
+    dpd_delay: int = Field(default=30, ge=5, le=3600, description="seconds between dead peer checks")
+
+    @field_validator("peer")
+    @classmethod
+    def _peer(cls, value: str) -> str:
+        value = value.strip().lower()
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            if not HOST.match(value) or len(value) > 253:
+                raise ValueError(f"{value!r} is not an IPv4 address or a host name") from None
+        return value
+
+    @field_validator("local_id", "remote_id")
+    @classmethod
+    def _identity(cls, value: str) -> str:
+        value = value.strip()
+        if value and not IDENTITY.match(value):
+            raise ValueError(f"{value!r}: an identity is an address, a host name or user@domain")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Tunnel":
+        weakness = psk_weakness(self.psk)
+        if weakness:
+            raise ValueError(f"tunnel {self.name}: {weakness}")
+        clash = overlaps(self.local_subnets + self.remote_subnets)
+        if clash:
+            raise ValueError(f"tunnel {self.name}: the subnets {clash[0]} and {clash[1]} overlap")
+        return self
+
+    @property
+    def peer_id(self) -> str:
+        return self.remote_id or self.peer
+
+
+class VpnConfig(ServiceConfig):
+    enabled: bool = False
+    tunnels: list[Tunnel] = Field(default_factory=list, description="site-to-site IPsec tunnels")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "VpnConfig":
+        names = [t.name for t in self.tunnels]
+        duplicate = {n for n in names if names.count(n) > 1}
+        if duplicate:
+            raise ValueError(f"two tunnels are named {', '.join(sorted(duplicate))}")
+        remote = [(net, t.name) for t in self.tunnels if t.enabled for net in t.remote_subnets]
+        for i, (a, name_a) in enumerate(remote):
+            for b, name_b in remote[i + 1:]:
+                if a.overlaps(b):
+                    raise ValueError(f"the remote subnets {a} ({name_a}) and {b} ({name_b}) overlap")
+        return self

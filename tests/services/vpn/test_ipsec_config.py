@@ -1,0 +1,101 @@
+"""The vpn section's validation, the rendered swanctl.conf, and the check by a real (throwaway) charon."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from appliance import schema
+from appliance.context import Context
+from appliance.service import ApplyError
+from services.vpn.config import DEFAULT_ESP, DEFAULT_IKE, psk_weakness
+from services.vpn.service import VpnService
+from services.vpn.strongswan import CHARON
+from services.vpn.swanctl import parse_raw
+from tests.netns import needs_netns
+
+PSK = "Branch2Head-office-7fQ9xLw"
+TUNNEL = {"name": "branch", "peer": "198.51.100.1", "local_subnets": ["192.168.1.0/24"],
+          "remote_subnets": ["10.2.0.0/24"], "psk": PSK}
+
+
+def config(*tunnels: dict, **vpn):
+    return schema.parse({"vpn": {"enabled": True, "tunnels": list(tunnels or [TUNNEL]), **vpn}})
+
+
+@pytest.fixture
+def service(tmp_path):
+    return VpnService(Context(tmp_path / "var", lab=True), netns="ob-none")
+
+
+@pytest.mark.parametrize("psk, reason", [
+    ("", "at least 20"), ("short1", "at least 20"), ("a1" * 15, "different"),
+    ("abcdefghijklmnopqrstuvwxyz", "letters and digits"), (PSK + "\n", "line breaks")])
+def test_weak_pre_shared_keys_are_refused(psk, reason):
+    with pytest.raises(ValidationError, match=reason):
+        config({**TUNNEL, "psk": psk})
+    assert psk_weakness(PSK) == ""
+
+
+def test_overlapping_subnets_are_refused():
+    with pytest.raises(ValidationError, match="overlap"):
+        config({**TUNNEL, "remote_subnets": ["192.168.1.128/25"]})
+    with pytest.raises(ValidationError, match="remote subnets 10.2.0.0/24 .* overlap"):
+        config(TUNNEL, {**TUNNEL, "name": "other", "peer": "203.0.113.9", "remote_subnets": ["10.2.0.0/16"]})
+    with pytest.raises(ValidationError, match="two tunnels are named branch"):
+        config(TUNNEL, {**TUNNEL, "remote_subnets": ["10.3.0.0/24"]})
+
+
+def test_a_remote_subnet_clashing_with_the_lan_is_refused(service):
+    bad = config({**TUNNEL, "remote_subnets": ["192.168.0.0/16"], "local_subnets": ["10.9.0.0/24"]})
+    errors = service.validate(bad)
+    assert any("overlaps this box's LAN 192.168.1.0/24" in e for e in errors)
+    assert any("none of the local subnets" in e for e in errors)
+    assert service.validate(config()) == []
+
+
+def test_the_section_is_off_by_default_with_strong_proposals():
+    vpn = schema.parse({}).vpn
+    assert vpn.enabled is False and vpn.tunnels == []
+    assert "sha1" not in DEFAULT_IKE + DEFAULT_ESP and "modp" not in DEFAULT_IKE + DEFAULT_ESP
+    assert DEFAULT_IKE.startswith("aes256gcm16-prfsha384-x25519")
+
+
+def test_rendered_tunnel_restarts_by_itself_and_keeps_the_key_quoted(service):
+    files = service.render(config({**TUNNEL, "psk": PSK + '"x'}))
+    conf = files["swanctl.conf"]
+    assert "remote_addrs = 198.51.100.1" in conf and "local_ts = 192.168.1.0/24" in conf
+    assert "dpd_action = restart" in conf and "keyingtries = 0" in conf and "start_action = start" in conf
+    assert f'secret = "{PSK}\\"x"' in conf
+    assert f"socket = {service.paths.uri}" in files["strongswan.conf"]
+    assert "unix:///run/charon.vici" not in files["strongswan.conf"]
+
+
+def test_parse_raw_list_sas():
+    raw = ("list-sa event {hq {uniqueid=2 version=2 state=ESTABLISHED remote-host=198.51.100.1 "
+           "established=4 child-sas {hq-1 {name=hq state=INSTALLED bytes-in=168 packets-in=2 bytes-out=84 "
+           "local-ts=[10.1.0.0/24 10.5.0.0/24] remote-ts=[10.2.0.0/24]}}}}\nlist-sas reply {}\n")
+    [sa] = parse_raw(raw)
+    assert sa["name"] == "hq" and sa["state"] == "ESTABLISHED" and sa["established"] == "4"
+    child = sa["child-sas"]["hq-1"]
+    assert child["bytes-in"] == "168" and child["local-ts"] == ["10.1.0.0/24", "10.5.0.0/24"]
+
+
+needs_charon = pytest.mark.skipif(not os.path.exists(CHARON), reason="needs strongSwan (debian-packages.txt)")
+
+
+@needs_netns
+@needs_charon
+def test_charon_checks_the_staged_files(service, tmp_path):
+    good = config()
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for name, text in service.render(good).items():
+        (staged / name).write_text(text)
+    asyncio.run(service.check(good, staged))
+    (staged / "swanctl.conf").write_text((staged / "swanctl.conf").read_text().replace(
+        DEFAULT_ESP, "aes256gcm16-nosuchgroup"))
+    with pytest.raises(ApplyError, match="esp_proposals"):
+        asyncio.run(service.check(good, staged))
