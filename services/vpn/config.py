@@ -1,4 +1,4 @@
-"""The `vpn` configuration section: site-to-site IPsec tunnels (IKEv2, pre-shared key)."""
+"""The `vpn` configuration section: site-to-site IPsec tunnels (IKEv2, pre-shared key), WireGuard for staff."""
 from __future__ import annotations
 
 import ipaddress
@@ -16,6 +16,7 @@ IDENTITY = re.compile(r"^[A-Za-z0-9@._:-]{1,128}$")
 # AES-GCM with SHA-2 PRFs, Curve25519 first, then NIST P-384: no SHA-1, no MODP groups, no CBC
 DEFAULT_IKE = "aes256gcm16-prfsha384-x25519,aes256gcm16-prfsha384-ecp384"
 DEFAULT_ESP = "aes256gcm16-x25519,aes256gcm16-ecp384"
+WG_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
 PSK_MIN_LENGTH = 20
 PSK_MIN_DISTINCT = 10
 
@@ -88,9 +89,60 @@ class Tunnel(Section):
         return self.remote_id or self.peer
 
 
+def new_private_key() -> str:
+    from services.vpn.wgkeys import private_key
+    return private_key()
+
+
+class WgDevice(Section):
+    """One staff device's WireGuard identity: keys made on the box, an address from the pool."""
+
+    user: str = Field(description="the login of the device's owner")
+    name: str = Field(pattern=NAME, description="e.g. laptop, phone")
+    address: ipaddress.IPv4Address
+    private_key_secret: str = Field(pattern=WG_KEY)
+    public_key: str = Field(pattern=WG_KEY)
+
+
+class WireGuardConfig(Section):
+    enabled: bool = False
+    interface: str = Field(default="wg-ob", pattern=r"^[a-z][a-z0-9-]{0,14}$")
+    port: int = Field(default=51820, ge=1, le=65535)
+    pool: ipaddress.IPv4Network = Field(default=ipaddress.IPv4Network("10.8.0.0/24"),
+                                        description="device addresses; the box takes the first one")
+    endpoint: str = Field(default="", description="the public name or address devices dial; empty: the WAN address")
+    private_key_secret: str = Field(default_factory=new_private_key, pattern=WG_KEY)
+    devices: list[WgDevice] = Field(default_factory=list)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not 16 <= value.prefixlen <= 29:
+            raise ValueError("the WireGuard pool must be a /16 to /29 network")
+        return value
+
+    @property
+    def box_address(self) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(f"{next(self.pool.hosts())}/{self.pool.prefixlen}")
+
+    @model_validator(mode="after")
+    def _devices(self) -> "WireGuardConfig":
+        seen: set = set()
+        for device in self.devices:
+            if device.address not in self.pool or device.address in (self.box_address.ip, self.pool.broadcast_address):
+                raise ValueError(f"device {device.user}/{device.name}: {device.address} is not a device address "
+                                 f"of the pool {self.pool}")
+            for key in (device.address, (device.user, device.name), device.public_key):
+                if key in seen:
+                    raise ValueError(f"device {device.user}/{device.name}: its address, name or key is taken")
+                seen.add(key)
+        return self
+
+
 class VpnConfig(ServiceConfig):
     enabled: bool = False
     tunnels: list[Tunnel] = Field(default_factory=list, description="site-to-site IPsec tunnels")
+    wireguard: WireGuardConfig = Field(default_factory=WireGuardConfig, description="remote access for staff")
 
     @model_validator(mode="after")
     def _unique(self) -> "VpnConfig":

@@ -15,22 +15,25 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import threading
 
 from appliance.aio import cancel_and_wait
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.vpn import swanctl
 from services.vpn.config import VpnConfig
 from services.vpn.strongswan import CHARON, Paths, strongswan_conf, swanctl_conf
+from services.vpn.wireguard import Interface, allowed_devices, endpoint_host, server_conf
 
 log = logging.getLogger("officebox.vpn")
-POLL_EVERY = 5.0
+TICK = 1.0
+SAS_EVERY = 5  # ticks
 
 
 class VpnService(Service):
     name = "vpn"
-    title = "VPN (IPsec between offices)"
+    title = "VPN (IPsec between offices, WireGuard for staff)"
     Config = VpnConfig
-    depends_on = ("system", "network")
+    depends_on = ("system", "network", "users")
     lab_enabled = False
 
     def __init__(self, ctx, netns: str | None = None) -> None:
@@ -39,6 +42,9 @@ class VpnService(Service):
         self._config = None
         self._sas: list[dict] = []
         self._task: asyncio.Task | None = None
+        self._wg: Interface | None = None
+        self._wg_synced = ""
+        self._wg_lock = threading.Lock()
         self.error = ""
 
     @property
@@ -51,6 +57,14 @@ class VpnService(Service):
 
     def wanted(self, config) -> bool:
         return self.can_run and any(t.enabled for t in config.vpn.tunnels)
+
+    def wireguard(self, config) -> Interface | None:
+        wg = config.vpn.wireguard
+        if not (self.can_run and wg.enabled):
+            return None
+        if self._wg is None or self._wg.name != wg.interface:
+            self._wg = Interface(wg.interface, self.netns)
+        return self._wg
 
     # -- Service interface ------------------------------------------------------------------------
     def validate(self, config) -> list[str]:
@@ -68,12 +82,32 @@ class VpnService(Service):
                               f"({', '.join(map(str, lan))})")
             if tunnel.peer in {str(n.network_address) for n in lan} or _inside(tunnel.peer, lan):
                 errors.append(f"tunnel {tunnel.name}: the peer {tunnel.peer} is on this box's LAN")
+        errors += self._validate_wireguard(config, lan)
         if len(str(self.paths.uri)) > 100:
             errors.append("the VPN control socket path is too long for a Unix socket: use a shorter data directory")
         return errors
 
+    def _validate_wireguard(self, config, lan) -> list[str]:
+        wg = config.vpn.wireguard
+        errors = []
+        clash = [str(n) for n in lan + [s for t in config.vpn.tunnels for s in t.remote_subnets + t.local_subnets]
+                 if n.overlaps(wg.pool)]
+        if clash and (wg.enabled or wg.devices):
+            errors.append(f"the WireGuard pool {wg.pool} overlaps {', '.join(clash)}: choose another pool")
+        logins = {u.login for u in config.users}
+        errors += [f"WireGuard device {d.name}: no user with the login {d.user}" for d in wg.devices
+                   if d.user not in logins]
+        if wg.enabled and not endpoint_host(config):
+            errors.append("WireGuard: enter the public name or address devices dial (the WAN has no fixed address)")
+        if wg.enabled and wg.port == config.system.admin_port:
+            errors.append(f"WireGuard cannot use port {wg.port}: the web admin listens there")
+        return errors
+
     def render(self, config) -> dict[str, str]:
-        return {"strongswan.conf": strongswan_conf(self.paths), "swanctl.conf": swanctl_conf(config.vpn)}
+        files = {"strongswan.conf": strongswan_conf(self.paths), "swanctl.conf": swanctl_conf(config.vpn)}
+        if config.vpn.wireguard.enabled:
+            files["wg.conf"] = server_conf(config)
+        return files
 
     async def check(self, config, staged) -> None:
         try:
@@ -82,12 +116,20 @@ class VpnService(Service):
             raise ApplyError(f"strongSwan refused the VPN configuration: {exc}") from exc
 
     def processes(self, config) -> list[ChildSpec]:
+        specs = []
+        wg = self.wireguard(config)
+        if wg is not None and not wg.kernel:  # no WireGuard in the kernel: the userspace one
+            specs.append(ChildSpec("wireguard-go", self._in_netns("wireguard-go", "-f", wg.name)))
+        return specs + self._charon(config)
+
+    def _in_netns(self, *argv: str) -> tuple[str, ...]:
+        return ("ip", "netns", "exec", self.netns, *argv) if self.netns else argv
+
+    def _charon(self, config) -> list[ChildSpec]:
         if not self.wanted(config):
             return []
         digest = hashlib.sha256(strongswan_conf(self.paths).encode()).hexdigest()[:16]
-        argv: tuple[str, ...] = (CHARON,)
-        if self.netns:
-            argv = ("ip", "netns", "exec", self.netns, *argv)
+        argv = self._in_netns(CHARON)
         env = (("STRONGSWAN_CONF", str(self.paths.strongswan_conf)), ("OFFICEBOX_VPN_CONF", digest))
         return [ChildSpec("charon", argv, env=env, stop_timeout=15.0)]
 
@@ -96,12 +138,40 @@ class VpnService(Service):
         self._task = asyncio.create_task(self._poll(), name="vpn:state")
 
     async def _poll(self) -> None:
+        tick = 0
         while True:
-            await asyncio.to_thread(self.refresh)
-            await asyncio.sleep(POLL_EVERY)
+            try:
+                await asyncio.to_thread(self.ensure_wireguard, self._config)
+                if tick % SAS_EVERY == 0:
+                    await asyncio.to_thread(self.refresh)
+            except Exception:
+                log.exception("checking the VPN state failed")
+            tick += 1
+            await asyncio.sleep(TICK)
+
+    def ensure_wireguard(self, config) -> None:
+        """Bring the WireGuard interface to the rendered peers; again after wireguard-go restarted."""
+        wg = self.wireguard(config)
+        with self._wg_lock:
+            if wg is None:
+                if self._wg is not None and self._wg_synced:
+                    self._wg.remove()
+                self._wg_synced = ""
+                return
+            text = server_conf(config)
+            if text == self._wg_synced and wg.listen_port() == config.vpn.wireguard.port:
+                return
+            if not wg.exists():
+                return  # wireguard-go is starting: the next tick configures it
+            wg.sync(self.paths.etc / "wg.conf", config.vpn.wireguard.box_address)
+            self._wg_synced = text
 
     async def reload(self, config) -> None:
         self._config = config
+        try:
+            await asyncio.to_thread(self.ensure_wireguard, config)
+        except RuntimeError as exc:
+            raise ApplyError(f"WireGuard: {exc}") from exc
         if not self.wanted(config) or not (self.paths.run / "charon.vici").exists():
             return  # charon loads the files itself when the supervisor (re)starts it
         try:
@@ -122,6 +192,9 @@ class VpnService(Service):
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        if self._wg is not None:
+            await asyncio.to_thread(self._wg.remove)
+            self._wg, self._wg_synced = None, ""
 
     # -- live state -------------------------------------------------------------------------------
     def tunnels(self) -> list[dict]:
@@ -157,14 +230,30 @@ class VpnService(Service):
         except swanctl.SwanctlError as exc:
             self._sas, self.error = [], str(exc)
 
+    def devices(self) -> list[dict]:
+        """Every WireGuard device with its live state (blocking: `wg show`)."""
+        config = self._config
+        wg = self.wireguard(config) if config is not None else None
+        live = {p.public_key: p for p in wg.peers()} if wg is not None and wg.exists() else {}
+        allowed = {d.public_key for d in allowed_devices(config)} if config is not None else set()
+        rows = []
+        for device in config.vpn.wireguard.devices if config is not None else []:
+            peer = live.get(device.public_key)
+            rows.append({"user": device.user, "name": device.name, "address": str(device.address),
+                         "allowed": device.public_key in allowed, "endpoint": peer.endpoint if peer else "",
+                         "latest_handshake": peer.latest_handshake if peer else 0,
+                         "rx_bytes": peer.rx_bytes if peer else 0, "tx_bytes": peer.tx_bytes if peer else 0})
+        return rows
+
     def status(self) -> Status:
         if not self.can_run:
             return Status("disabled", "the VPN needs the box's own network (not available in lab mode)")
         if self._config is None:
             return Status("starting", "starting")
         rows = [r for r in self.tunnels() if r["state"] != "off"]
+        wg = self._config.vpn.wireguard
         if not rows:
-            return Status("ok", "no tunnel configured")
+            return Status("ok", f"WireGuard on port {wg.port}" if wg.enabled else "no tunnel configured")
         up = sum(r["state"] == "up" for r in rows)
         figures = {f"tunnel {r['name']}": r["state"] for r in rows}
         health = "ok" if up == len(rows) else "degraded"

@@ -57,13 +57,14 @@ class Offices:
     def document(self, side: str, **tunnel) -> dict:
         a = side == "a"
         lan_if, lan = (self.lan_a, BOX_A_LAN) if a else (self.lan_b, BOX_B_LAN)
-        wan_if = self.wan_a if a else self.wan_b
+        wan_if, wan, gateway = (self.wan_a, BOX_A_WAN, INET_A) if a else (self.wan_b, BOX_B_WAN, INET_B)
         tunnel = {"name": "hq" if not a else "branch", "peer": BOX_B_WAN if a else BOX_A_WAN,
                   "local_subnets": ["10.1.0.0/24" if a else "10.2.0.0/24"],
                   "remote_subnets": ["10.2.0.0/24" if a else "10.1.0.0/24"], "psk": PSK,
                   "dpd_delay": 5, **tunnel}
         return {"network": {"lan": {"interface": lan_if, "address": f"{lan}/24"},
-                            "wan": {"interface": wan_if}},
+                            "wan": {"interface": wan_if, "mode": "static", "address": f"{wan}/24",
+                                    "gateway": gateway}},
                 "vpn": {"enabled": True, "tunnels": [tunnel]}}
 
     def start(self, side: str, document: dict | None = None) -> Appliance:

@@ -99,3 +99,25 @@ def test_charon_checks_the_staged_files(service, tmp_path):
         DEFAULT_ESP, "aes256gcm16-nosuchgroup"))
     with pytest.raises(ApplyError, match="esp_proposals"):
         asyncio.run(service.check(good, staged))
+
+
+def test_wireguard_pool_clash_unknown_owner_and_endpoint_are_refused(service):
+    from services.vpn.wireguard import add_device, server_conf
+
+    vpn = {"enabled": True, "wireguard": {"enabled": True, "pool": "192.168.1.0/24"}}
+    add_device(vpn, "ann", "laptop")
+    errors = service.validate(schema.parse({"vpn": vpn}))
+    assert any("pool 192.168.1.0/24 overlaps 192.168.1.0/24" in e for e in errors)
+    assert any("no user with the login ann" in e for e in errors)
+    assert any("public name or address devices dial" in e for e in errors)
+    with pytest.raises(ValidationError, match="not a device address of the pool"):
+        schema.parse({"vpn": {"wireguard": {**vpn["wireguard"], "pool": "10.9.0.0/24"}}})
+
+    vpn["wireguard"].update(pool="10.8.0.0/24", endpoint="vpn.example.test", devices=[])
+    add_device(vpn, "ann", "laptop")
+    users = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
+    good = schema.parse({"vpn": vpn, "users": users})
+    assert service.validate(good) == []
+    assert "AllowedIPs = 10.8.0.2/32" in server_conf(good)
+    for user in ({**users[0], "vpn_enabled": False}, {**users[0], "enabled": False}):
+        assert "[Peer]" not in server_conf(schema.parse({"vpn": vpn, "users": [user]}))
