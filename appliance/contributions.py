@@ -12,6 +12,10 @@ enabled service's records of one kind:
   Endpoint    a named service address devices are pointed at (provisioning puts "sip" in phone files)
   DhcpOption  an option a service needs in DHCP answers (to every client, or to vendor class `vendor`);
               "{box}" in its value stands for the box's address on the client's network
+  Network     addresses that arrive through a VPN (zone "vpn"): through `interface` when given (a tunnel
+              device: wg*, ipsec0), else by IPsec policy; the firewall puts them in its vpn zone, DNS
+              answers them
+A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from typing import Literal, TypeVar
 @dataclass(frozen=True)
 class Listener:
     name: str
-    protocol: Literal["tcp", "udp"]
-    ports: tuple[int, int]  # first..last (the same for one port)
+    protocol: Literal["tcp", "udp", "esp"]
+    ports: tuple[int, int]  # first..last (the same for one port); (0, 0) for esp
     wan_peers: tuple[str, ...] | None = None
     comment: str = ""
 
@@ -50,8 +54,16 @@ class DhcpOption:
     vendor: str = ""  # "" for every client, else a substring of option 60
 
 
-Contribution = Listener | Redirect | Endpoint | DhcpOption
-K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption)
+@dataclass(frozen=True)
+class Network:
+    zone: Literal["vpn"]
+    cidr: str
+    interface: str = ""
+    comment: str = ""
+
+
+Contribution = Listener | Redirect | Endpoint | DhcpOption | Network
+K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption, Network)
 
 
 def collect(config, kind: type[K], lab: bool = False) -> list[K]:

@@ -11,6 +11,7 @@ import logging
 
 from appliance import network
 from appliance.apply import FieldError
+from appliance.contributions import Network, collect
 from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
 from services.dns.cache import Cache
@@ -42,6 +43,7 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
 
 class DnsService(Service):
     name = "dns"
+    depends_on = ("system", "network", "vpn")  # the VPN's networks may ask too
     title = "DNS server"
     Config = DnsConfig
 
@@ -130,7 +132,8 @@ class DnsService(Service):
 
     def _parts(self, config):
         section: DnsConfig = config.dns
-        allowed = config.network.lan_networks() + list(section.allowed_networks)
+        allowed = config.network.lan_networks() + list(section.allowed_networks) + [
+            ipaddress.IPv4Network(n.cidr) for n in collect(config, Network)]
         return (self.zone(config), Cache(section.cache_size, section.max_cache_ttl, section.negative_ttl),
                 Forwarder(self.upstreams(config)), allowed)
 

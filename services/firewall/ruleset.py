@@ -2,14 +2,15 @@
 
 Chains: input (to the box), forward (between zones), prerouting/postrouting (port forwards, transparent
 proxy, masquerade). Zones map to interfaces: lan = network.lan.interface, voice = its VLAN interface,
-wan = network.wan.interface, vpn = firewall.vpn_interfaces / firewall.vpn_networks.
+wan = network.wan.interface, vpn = firewall.vpn_interfaces / firewall.vpn_networks and the VPN
+service's Network records.
 The file replaces the table in one transaction: `nft -f` loads all of it or nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appliance.contributions import Listener, Redirect, collect
+from appliance.contributions import Listener, Network, Redirect, collect
 from services.firewall.config import FirewallConfig, Rule, parse_ports
 
 TABLE = "officebox"
@@ -72,9 +73,15 @@ class Zones:
             self.ifaces["wan"] = [net.wan.interface]
         self.ifaces["vpn"] = list(fw.vpn_interfaces)
         self.vpn_networks = [str(n) for n in fw.vpn_networks]
+        self.vpn_routed: list[tuple[str, str]] = []  # (interface, network) the VPN service brings
+        for record in collect(config, Network):
+            if not record.interface:
+                self.vpn_networks.append(record.cidr)
+            elif record.interface not in self.ifaces["vpn"]:
+                self.vpn_routed.append((record.interface, record.cidr))
 
     def present(self, zone: str) -> bool:
-        return bool(self.ifaces[zone]) or (zone == "vpn" and bool(self.vpn_networks))
+        return bool(self.ifaces[zone]) or (zone == "vpn" and bool(self.vpn_networks or self.vpn_routed))
 
     def src(self, zone: str) -> list[str]:
         if zone == "any":
@@ -82,6 +89,8 @@ class Zones:
         out = [f"iifname {quote(i)}" for i in self.ifaces[zone]]
         if zone == "vpn" and self.vpn_networks:
             out.append(f"ip saddr {nft_set(self.vpn_networks)} meta secpath exists")
+        if zone == "vpn":
+            out += [f"iifname {quote(i)} ip saddr {n}" for i, n in self.vpn_routed]
         return out
 
     def dst(self, zone: str) -> list[str]:
@@ -90,6 +99,8 @@ class Zones:
         out = [f"oifname {quote(i)}" for i in self.ifaces[zone]]
         if zone == "vpn" and self.vpn_networks:
             out.append(f"ip daddr {nft_set(self.vpn_networks)}")
+        if zone == "vpn":
+            out += [f"oifname {quote(i)} ip daddr {n}" for i, n in self.vpn_routed]
         return out
 
 
@@ -118,6 +129,8 @@ def wan_listeners(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str,
 
 
 def dport(ls: Listener) -> str:
+    if ls.protocol == "esp":
+        return "meta l4proto esp"
     first, last = ls.ports
     return f"{ls.protocol} dport {first}" if first == last else f"{ls.protocol} dport {first}-{last}"
 

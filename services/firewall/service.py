@@ -35,7 +35,7 @@ class FirewallService(Service):
     name = "firewall"
     title = "Firewall and NAT"
     Config = FirewallConfig
-    depends_on = ("system", "network", "pbx", "proxy")
+    depends_on = ("system", "network", "pbx", "proxy", "vpn")
 
     def __init__(self, ctx, netns: str | None = None) -> None:
         super().__init__(ctx)

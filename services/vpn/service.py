@@ -18,10 +18,11 @@ import logging
 import threading
 
 from appliance.aio import cancel_and_wait
+from appliance.contributions import Listener, Network
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.vpn import swanctl
 from services.vpn.config import VpnConfig
-from services.vpn.strongswan import CHARON, Paths, strongswan_conf, swanctl_conf
+from services.vpn.strongswan import CHARON, TUN, Paths, strongswan_conf, swanctl_conf
 from services.vpn.wireguard import Interface, allowed_devices, endpoint_host, server_conf
 
 log = logging.getLogger("officebox.vpn")
@@ -35,6 +36,25 @@ class VpnService(Service):
     Config = VpnConfig
     depends_on = ("system", "network", "users")
     lab_enabled = False
+
+    @classmethod
+    def contributes(cls, config, lab: bool) -> list:
+        """IKE/NAT-T (and ESP) from the tunnels' peers, WireGuard's port when on; their networks."""
+        vpn: VpnConfig = config.vpn
+        found: list = []
+        tunnels = [t for t in vpn.tunnels if t.enabled]
+        if tunnels:
+            peers = tuple(sorted({t.peer for t in tunnels}))
+            wan_peers = peers if all(_is_address(p) for p in peers) else ()
+            found += [Listener("ike", "udp", (500, 500), wan_peers, "IPsec IKE"),
+                      Listener("ike-nat-t", "udp", (4500, 4500), wan_peers, "IPsec NAT-T"),
+                      Listener("ipsec-esp", "esp", (0, 0), wan_peers, "IPsec ESP")]
+            found += [Network("vpn", str(net), TUN, f"tunnel {t.name}") for t in tunnels for net in t.remote_subnets]
+        wg = vpn.wireguard
+        if wg.enabled:
+            found.append(Listener("wireguard", "udp", (wg.port, wg.port), (), "WireGuard"))
+            found.append(Network("vpn", str(wg.pool), wg.interface, "WireGuard devices"))
+        return found
 
     def __init__(self, ctx, netns: str | None = None) -> None:
         super().__init__(ctx)
@@ -260,9 +280,13 @@ class VpnService(Service):
         return Status(health, self.error or f"{up} of {len(rows)} tunnels up", figures)
 
 
-def _inside(address: str, nets: list[ipaddress.IPv4Network]) -> bool:
+def _is_address(value: str) -> bool:
     try:
-        ip = ipaddress.IPv4Address(address)
+        ipaddress.IPv4Address(value)
     except ValueError:
         return False
-    return any(ip in net for net in nets)
+    return True
+
+
+def _inside(address: str, nets: list[ipaddress.IPv4Network]) -> bool:
+    return _is_address(address) and any(ipaddress.IPv4Address(address) in net for net in nets)

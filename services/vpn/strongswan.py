@@ -17,6 +17,7 @@ PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constrai
 CLIENT_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints"
 CHARON = "/usr/sbin/charon-systemd"
 SWANCTL = "/usr/sbin/swanctl"
+TUN = "ipsec0"  # kernel-libipsec's device: decrypted traffic comes in and goes out there
 
 
 @dataclass(frozen=True)

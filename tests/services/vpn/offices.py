@@ -1,4 +1,5 @@
-"""Two offices joined by an "Internet" namespace, each a box running the VPN service, a host behind each.
+"""Two offices joined by an "Internet" namespace, each a box running the firewall and the VPN service,
+a host behind each.
 
     host A 10.1.0.10 -- 10.1.0.1 [box A] 203.0.113.1 -- internet -- 198.51.100.1 [box B] 10.2.0.1 -- 10.2.0.10 host B
 
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from services.firewall.service import FirewallService
 from services.vpn.service import VpnService
 from tests.netns import Lab, move_thread
 from tests.services.firewall.topology import ECHO_SERVER, Appliance
@@ -69,7 +71,7 @@ class Offices:
 
     def start(self, side: str, document: dict | None = None) -> Appliance:
         box = self.box_a if side == "a" else self.box_b
-        app = Appliance(self.top / side, {"vpn": VpnService}, box.name)
+        app = Appliance(self.top / side, {"firewall": FirewallService, "vpn": VpnService}, box.name)
         self.apps[side] = app
         app.boot(document or self.document(side))
         return app
