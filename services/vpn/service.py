@@ -217,13 +217,14 @@ class VpnService(Service):
             self._wg, self._wg_synced = None, ""
 
     # -- live state -------------------------------------------------------------------------------
-    def tunnels(self) -> list[dict]:
-        """Every configured tunnel with its live state: up/connecting/down, since, traffic."""
-        if self._config is None:
+    def tunnels(self, config=None) -> list[dict]:
+        """Every configured tunnel (of `config`, default the running one) with its live state."""
+        config = config or self._config
+        if config is None:
             return []
-        sas = self._sas
+        sas = self._sas if self._config is not None else []
         rows = []
-        for tunnel in self._config.vpn.tunnels:
+        for tunnel in config.vpn.tunnels:
             mine = [sa for sa in sas if sa["name"] == tunnel.name]
             established = [sa for sa in mine if sa.get("state") == "ESTABLISHED"]
             children = [c for sa in established for c in sa.get("child-sas", {}).values()
@@ -250,10 +251,10 @@ class VpnService(Service):
         except swanctl.SwanctlError as exc:
             self._sas, self.error = [], str(exc)
 
-    def devices(self) -> list[dict]:
-        """Every WireGuard device with its live state (blocking: `wg show`)."""
-        config = self._config
-        wg = self.wireguard(config) if config is not None else None
+    def devices(self, config=None) -> list[dict]:
+        """Every WireGuard device (of `config`, default the running one) with its live state (blocking)."""
+        config = config or self._config
+        wg = self.wireguard(config) if config is not None and self._config is not None else None
         live = {p.public_key: p for p in wg.peers()} if wg is not None and wg.exists() else {}
         allowed = {d.public_key for d in allowed_devices(config)} if config is not None else set()
         rows = []

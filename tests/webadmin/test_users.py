@@ -76,8 +76,8 @@ def test_edit_user(admin_client, runtime):
     assert response.status_code == 302
     anna = runtime.store.current().config.user("anna")
     assert (anna.full_name, anna.extension, anna.email, anna.language) == ("Anna Renamed", "250", None, "de")
-    assert not anna.vpn_enabled, "no VPN control until the VPN service exists: a posted value is ignored"
-    assert "vpn" not in form.lower(), "the form shows no VPN control (the service does not exist yet)"
+    assert anna.vpn_enabled, "the VPN service gives the checkbox its meaning"
+    assert "May use the VPN" in form
     assert verify_password(anna.password_hash, "anna-password")  # editing keeps the password
     bad = post(admin_client, "/users/anna/edit", {"full_name": "Anna", "extension": "1", "role": "staff",
                                                   "language": "de", "enabled": "on"})

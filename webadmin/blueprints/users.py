@@ -12,8 +12,7 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 NAV = [("Directory", "Users", "users.index")]
 LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"), ("it", "Italiano"),
              ("nl", "Nederlands")]
-# vpn_enabled is kept as stored but has no control until the VPN service exists
-EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled")
+EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled", "vpn_enabled")
 
 
 def _user_or_404(login: str):
@@ -32,6 +31,7 @@ def _posted_user() -> dict:
         "role": forms.text("role", 10) or "staff",
         "language": forms.text("language", 5) or "en",
         "enabled": forms.checkbox("enabled"),
+        "vpn_enabled": forms.checkbox("vpn_enabled"),
     }
 
 
@@ -77,7 +77,7 @@ def index():
 @core.admin_required
 def create():
     values = {"login": "", "full_name": "", "extension": None, "email": None, "role": "staff",
-              "language": "en", "enabled": True}
+              "language": "en", "enabled": True, "vpn_enabled": False}
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":

@@ -1,0 +1,69 @@
+"""VPN pages: the users' "May use the VPN" box, tunnels (weak keys refused), WireGuard devices with
+their file and QR code; every change a real revision through the apply engine."""
+from __future__ import annotations
+
+from tests.webadmin.helpers import post
+
+PSK = "Branch2Head-office-7fQ9xLw"
+
+
+def add_user(admin_client, login="ann", vpn=True):
+    data = {"login": login, "full_name": login.title(), "role": "staff", "language": "en", "enabled": "on"}
+    if vpn:
+        data["vpn_enabled"] = "on"
+    assert post(admin_client, "/users/new", data).status_code == 302
+
+
+def test_user_vpn_checkbox_is_shown_and_saved(admin_client, runtime):
+    assert "May use the VPN" in admin_client.get("/users/new").get_data(as_text=True)
+    add_user(admin_client)
+    assert runtime.store.current().config.user("ann").vpn_enabled is True
+    data = {"full_name": "Ann", "role": "staff", "language": "en", "enabled": "on"}
+    assert post(admin_client, "/users/ann/edit", data).status_code == 302
+    assert runtime.store.current().config.user("ann").vpn_enabled is False
+    assert 'name="vpn_enabled"' in admin_client.get("/users/ann/edit").get_data(as_text=True)
+
+
+def test_tunnel_added_weak_key_refused_and_deleted(admin_client, runtime):
+    assert admin_client.get("/vpn/").status_code == 200
+    lan = str(runtime.store.current().config.network.lan.address.network)
+    tunnel = {"name": "branch", "peer": "198.51.100.1", "local_subnets": lan, "remote_subnets": "10.2.0.0/24",
+              "dpd_delay": "30"}
+    weak = post(admin_client, "/vpn/tunnels", {**tunnel, "psk": "secret"}, form_path="/vpn/")
+    assert weak.status_code == 400 and "at least 20 characters" in weak.get_data(as_text=True)
+    clash = post(admin_client, "/vpn/tunnels", {**tunnel, "psk": PSK, "remote_subnets": lan}, form_path="/vpn/")
+    assert clash.status_code == 400 and "overlap" in clash.get_data(as_text=True)
+    assert runtime.store.current().config.vpn.tunnels == []
+    assert post(admin_client, "/vpn/tunnels", {**tunnel, "psk": PSK}, form_path="/vpn/").status_code == 302
+    [stored] = runtime.store.current().config.vpn.tunnels
+    assert stored.psk == PSK and str(stored.remote_subnets[0]) == "10.2.0.0/24"
+    page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert 'id="tunnel-branch"' in page and PSK not in page
+    assert post(admin_client, "/vpn/tunnels/branch/delete", {}, form_path="/vpn/").status_code == 302
+    assert runtime.store.current().config.vpn.tunnels == []
+
+
+def test_wireguard_device_file_and_qr_code(admin_client, runtime):
+    add_user(admin_client, "ann")
+    add_user(admin_client, "bob", vpn=False)
+    settings = {"enabled": "on", "wg_enabled": "on", "port": "51820", "pool": "10.8.0.0/24", "endpoint": ""}
+    refused = post(admin_client, "/vpn/settings", settings, form_path="/vpn/")
+    if runtime.store.current().config.network.wan.address is None:  # a DHCP WAN: devices need a name to dial
+        assert refused.status_code == 400 and "public name or address" in refused.get_data(as_text=True)
+    settings["endpoint"] = "vpn.example.test"
+    assert post(admin_client, "/vpn/settings", settings, form_path="/vpn/").status_code == 302
+    page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert 'value="ann"' in page and 'value="bob"' not in page  # only users allowed the VPN
+    assert post(admin_client, "/vpn/devices", {"user": "ann", "name": "laptop"}, form_path="/vpn/").status_code == 302
+    [device] = runtime.store.current().config.vpn.wireguard.devices
+    conf = admin_client.get("/vpn/devices/ann/laptop/wireguard.conf")
+    text = conf.get_data(as_text=True)
+    assert conf.status_code == 200 and "attachment" in conf.headers["Content-Disposition"]
+    assert f"PrivateKey = {device.private_key_secret}" in text and "Endpoint = vpn.example.test:51820" in text
+    assert "Address = 10.8.0.2/32" in text
+    qr = admin_client.get("/vpn/devices/ann/laptop/qr.svg")
+    assert qr.status_code == 200 and qr.mimetype == "image/svg+xml" and b"<svg" in qr.data
+    assert device.private_key_secret not in admin_client.get("/vpn/").get_data(as_text=True)
+    assert admin_client.get("/vpn/devices/ann/phone/wireguard.conf").status_code == 404
+    assert post(admin_client, "/vpn/devices/ann/laptop/delete", {}, form_path="/vpn/").status_code == 302
+    assert runtime.store.current().config.vpn.wireguard.devices == []

@@ -1,0 +1,149 @@
+"""VPN page: site-to-site tunnels and WireGuard devices with their live state; downloads per device."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+
+from appliance.apply import ConfigError
+from services.vpn.wireguard import add_device, client_conf, qr_svg
+from webadmin import core, forms
+
+bp = Blueprint("vpn", __name__, url_prefix="/vpn")
+NAV = [("Network", "VPN", "vpn.index")]
+
+
+def _service():
+    return core.runtime().services.get("vpn")
+
+
+def _list(field: str) -> list[str]:
+    return [item.strip() for item in forms.text(field, 2000).replace("\n", ",").split(",") if item.strip()]
+
+
+def _page(errors=None, general=None, form=None, code=200):
+    config = core.current_config()
+    svc = _service()
+    tunnels, devices = [], []
+    if svc is not None:
+        svc.refresh()
+        tunnels, devices = svc.tunnels(config), svc.devices(config)
+    status = core.runtime().status().get("vpn")
+    user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
+                    if u.vpn_enabled and u.enabled]
+    return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels,
+                           devices=devices, user_options=user_options, errors=errors or {}, general=general or [],
+                           form=form or {}), code
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/settings", methods=["POST"])
+@core.admin_required
+def settings():
+    form = {k: forms.text(k, 300) for k in ("port", "pool", "endpoint")}
+    enabled, wg_enabled = forms.checkbox("enabled"), forms.checkbox("wg_enabled")
+
+    def mutate(doc: dict) -> None:
+        vpn = doc.setdefault("vpn", {})
+        vpn["enabled"] = enabled
+        vpn.setdefault("wireguard", {}).update(enabled=wg_enabled, port=form["port"] or 51820,
+                                               pool=form["pool"] or "10.8.0.0/24", endpoint=form["endpoint"])
+
+    errors, general = forms.apply_form("VPN settings", mutate, prefix="vpn.wireguard", top=True)
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash("VPN settings saved.", "success")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/tunnels", methods=["POST"])
+@core.admin_required
+def add_tunnel():
+    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay")}
+    tunnel = {"name": form["name"].lower(), "peer": form["peer"], "local_subnets": _list("local_subnets"),
+              "remote_subnets": _list("remote_subnets"), "psk": forms.text("psk", 200),
+              "dpd_delay": form["dpd_delay"] or 30}
+    index = len(core.current_config().vpn.tunnels)
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("vpn", {}).setdefault("tunnels", []).append(tunnel)
+
+    errors, general = forms.apply_form(f"add VPN tunnel {tunnel['name']}", mutate, prefix=f"vpn.tunnels.{index}",
+                                       top=True)
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash(f"Tunnel {tunnel['name']} was added.", "success")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/tunnels/<name>/delete", methods=["POST"])
+@core.admin_required
+def delete_tunnel(name: str):
+    def mutate(doc: dict) -> None:
+        doc["vpn"]["tunnels"] = [t for t in doc["vpn"].get("tunnels", []) if t["name"] != name]
+
+    _, general = forms.apply_form(f"delete VPN tunnel {name}", mutate)
+    for message in general:
+        flash(message, "error")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/devices", methods=["POST"])
+@core.admin_required
+def add():
+    login, name = forms.text("user", 64), forms.text("name", 40).lower()
+    form = {"user": login, "name": name}
+
+    def mutate(doc: dict) -> None:
+        try:
+            add_device(doc.setdefault("vpn", {}), login, name)
+        except ValueError as exc:
+            raise ConfigError({"": str(exc)}) from None
+
+    errors, general = forms.apply_form(f"add WireGuard device {login}/{name}", mutate, top=True)
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash(f"Device {name} of {login} was added: download its file or show its QR code.", "success")
+    return redirect(url_for("vpn.index"))
+
+
+def _device(login: str, name: str):
+    config = core.current_config()
+    for device in config.vpn.wireguard.devices:
+        if device.user == login and device.name == name:
+            return config, device
+    abort(404)
+
+
+@bp.route("/devices/<login>/<name>/delete", methods=["POST"])
+@core.admin_required
+def delete_device(login: str, name: str):
+    _device(login, name)
+
+    def mutate(doc: dict) -> None:
+        wg = doc["vpn"]["wireguard"]
+        wg["devices"] = [d for d in wg["devices"] if (d["user"], d["name"]) != (login, name)]
+
+    _, general = forms.apply_form(f"delete WireGuard device {login}/{name}", mutate)
+    for message in general:
+        flash(message, "error")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/devices/<login>/<name>/wireguard.conf")
+@core.admin_required
+def download(login: str, name: str):
+    config, device = _device(login, name)
+    return Response(client_conf(config, device), mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="officebox-{login}-{name}.conf"', "Cache-Control": "no-store"})
+
+
+@bp.route("/devices/<login>/<name>/qr.svg")
+@core.admin_required
+def qr(login: str, name: str):
+    config, device = _device(login, name)
+    return Response(qr_svg(client_conf(config, device)), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})
