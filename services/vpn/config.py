@@ -139,10 +139,42 @@ class WireGuardConfig(Section):
         return self
 
 
+def new_vpn_secret() -> str:
+    from appliance.users import new_secret
+    return new_secret(20)
+
+
+class RoadWarriorAccount(Section):
+    """A user's IKEv2 EAP-MSCHAPv2 login: a secret made by the box (MSCHAPv2 needs it in clear, 0600)."""
+
+    user: str
+    password_secret: str = Field(default_factory=new_vpn_secret, min_length=12, max_length=128)
+
+
+class RemoteAccessConfig(Section):
+    """IKEv2 road warriors: the box proves itself with a certificate of its own CA, users by EAP-MSCHAPv2."""
+
+    enabled: bool = False
+    pool: ipaddress.IPv4Network = Field(default=ipaddress.IPv4Network("10.9.0.0/24"),
+                                        description="virtual addresses of the connected clients")
+    server_name: str = Field(default="", description="the name or address clients dial (in the box's "
+                                                     "certificate); empty: the WAN address")
+    accounts: list[RoadWarriorAccount] = Field(default_factory=list)
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not HOST.match(value):
+            raise ValueError(f"{value!r} is not a host name or address")
+        return value
+
+
 class VpnConfig(ServiceConfig):
     enabled: bool = False
     tunnels: list[Tunnel] = Field(default_factory=list, description="site-to-site IPsec tunnels")
     wireguard: WireGuardConfig = Field(default_factory=WireGuardConfig, description="remote access for staff")
+    remote_access: RemoteAccessConfig = Field(default_factory=RemoteAccessConfig, description="IKEv2 clients")
 
     @model_validator(mode="after")
     def _unique(self) -> "VpnConfig":

@@ -19,10 +19,13 @@ import threading
 
 from appliance.aio import cancel_and_wait
 from appliance.contributions import Listener, Network
+from appliance.fsutil import atomic_write
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.vpn import swanctl
 from services.vpn.config import VpnConfig
-from services.vpn.strongswan import CHARON, TUN, Paths, strongswan_conf, swanctl_conf
+from services.vpn.pki import Pki
+from services.vpn.pki import ensure as ensure_pki
+from services.vpn.strongswan import CHARON, TUN, Paths, allowed_accounts, strongswan_conf, swanctl_conf
 from services.vpn.wireguard import Interface, allowed_devices, endpoint_host, server_conf
 
 log = logging.getLogger("officebox.vpn")
@@ -43,13 +46,16 @@ class VpnService(Service):
         vpn: VpnConfig = config.vpn
         found: list = []
         tunnels = [t for t in vpn.tunnels if t.enabled]
-        if tunnels:
+        if tunnels or vpn.remote_access.enabled:
             peers = tuple(sorted({t.peer for t in tunnels}))
-            wan_peers = peers if all(_is_address(p) for p in peers) else ()
+            clients = vpn.remote_access.enabled or not all(_is_address(p) for p in peers)
+            wan_peers = () if clients else peers
             found += [Listener("ike", "udp", (500, 500), wan_peers, "IPsec IKE"),
                       Listener("ike-nat-t", "udp", (4500, 4500), wan_peers, "IPsec NAT-T"),
                       Listener("ipsec-esp", "esp", (0, 0), wan_peers, "IPsec ESP")]
             found += [Network("vpn", str(net), TUN, f"tunnel {t.name}") for t in tunnels for net in t.remote_subnets]
+            if vpn.remote_access.enabled:
+                found.append(Network("vpn", str(vpn.remote_access.pool), TUN, "IKEv2 clients"))
         wg = vpn.wireguard
         if wg.enabled:
             found.append(Listener("wireguard", "udp", (wg.port, wg.port), (), "WireGuard"))
@@ -76,7 +82,16 @@ class VpnService(Service):
         return not self.ctx.lab or self.netns is not None
 
     def wanted(self, config) -> bool:
-        return self.can_run and any(t.enabled for t in config.vpn.tunnels)
+        return self.can_run and (any(t.enabled for t in config.vpn.tunnels) or config.vpn.remote_access.enabled)
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.ctx.state_dir(self.name) / "pki")
+
+    @staticmethod
+    def server_id(config) -> str:
+        wan = config.network.wan.address
+        return config.vpn.remote_access.server_name or (str(wan.ip) if wan is not None else "")
 
     def wireguard(self, config) -> Interface | None:
         wg = config.vpn.wireguard
@@ -103,6 +118,7 @@ class VpnService(Service):
             if tunnel.peer in {str(n.network_address) for n in lan} or _inside(tunnel.peer, lan):
                 errors.append(f"tunnel {tunnel.name}: the peer {tunnel.peer} is on this box's LAN")
         errors += self._validate_wireguard(config, lan)
+        errors += self._validate_road_warriors(config, lan)
         if len(str(self.paths.uri)) > 100:
             errors.append("the VPN control socket path is too long for a Unix socket: use a shorter data directory")
         return errors
@@ -123,17 +139,38 @@ class VpnService(Service):
             errors.append(f"WireGuard cannot use port {wg.port}: the web admin listens there")
         return errors
 
+    def _validate_road_warriors(self, config, lan) -> list[str]:
+        ra = config.vpn.remote_access
+        errors = []
+        if ra.enabled and not self.server_id(config):
+            errors.append("IKEv2 remote access: enter the name or address clients dial (the WAN has no fixed address)")
+        others = lan + [config.vpn.wireguard.pool] + [s for t in config.vpn.tunnels for s in t.remote_subnets]
+        clash = [str(n) for n in others if n.overlaps(ra.pool)]
+        if ra.enabled and clash:
+            errors.append(f"the IKEv2 client pool {ra.pool} overlaps {', '.join(clash)}: choose another pool")
+        logins = {u.login for u in config.users}
+        errors += [f"IKEv2 account: no user with the login {a.user}" for a in ra.accounts if a.user not in logins]
+        return errors
+
     def render(self, config) -> dict[str, str]:
-        files = {"strongswan.conf": strongswan_conf(self.paths), "swanctl.conf": swanctl_conf(config.vpn)}
+        files = {"strongswan.conf": strongswan_conf(self.paths),
+                 "swanctl.conf": swanctl_conf(config, self.pki, self.server_id(config))}
         if config.vpn.wireguard.enabled:
             files["wg.conf"] = server_conf(config)
         return files
 
     async def check(self, config, staged) -> None:
         try:
+            if config.vpn.remote_access.enabled:
+                await asyncio.to_thread(self._stage_credentials, config, staged)
             await asyncio.to_thread(swanctl.check, staged)
         except (OSError, swanctl.SwanctlError) as exc:
             raise ApplyError(f"strongSwan refused the VPN configuration: {exc}") from exc
+
+    def _stage_credentials(self, config, staged) -> None:
+        """The server certificate's key goes next to swanctl.conf (swanctl loads keys from pkcs8/)."""
+        pki = ensure_pki(self.pki.root, self.server_id(config), config.system.company_name)
+        atomic_write(staged / "pkcs8" / "server.key", pki.server_key.read_bytes(), mode=0o600)
 
     def processes(self, config) -> list[ChildSpec]:
         specs = []
@@ -201,10 +238,13 @@ class VpnService(Service):
 
     def _load(self, config) -> None:
         swanctl.load(self.paths)
-        names = {t.name for t in config.vpn.tunnels if t.enabled}
+        names = {t.name for t in config.vpn.tunnels if t.enabled} | {"road-warriors"}
+        accounts = {a.user for a in allowed_accounts(config)} if config.vpn.remote_access.enabled else set()
         for sa in swanctl.list_sas(self.paths):
             if sa["name"] not in names:
                 swanctl.terminate(self.paths, sa["name"])
+            elif sa["name"] == "road-warriors" and sa.get("remote-eap-id") not in accounts:
+                swanctl.terminate_id(self.paths, sa["uniqueid"])  # a disabled user: dropped at once
         self.refresh()
 
     async def stop(self) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.vpn.config import Tunnel, VpnConfig
+from services.vpn.config import DEFAULT_ESP, DEFAULT_IKE, Tunnel
+from services.vpn.pki import Pki
 
 PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints kdf "
-           "kernel-libipsec kernel-netlink socket-default vici updown")
+           "eap-identity eap-mschapv2 kernel-libipsec kernel-netlink socket-default vici updown")
 CLIENT_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints"
 CHARON = "/usr/sbin/charon-systemd"
 SWANCTL = "/usr/sbin/swanctl"
@@ -111,8 +112,53 @@ def secret(tunnel: Tunnel) -> str:
     return f"  ike-{tunnel.name} {{\n{owners}    secret = {quoted(tunnel.psk)}\n  }}\n"
 
 
-def swanctl_conf(vpn: VpnConfig) -> str:
-    tunnels = [t for t in vpn.tunnels if t.enabled]
+def road_warriors(config, pki: Pki, server_id: str) -> tuple[str, str, str]:
+    """(connection, pool, secrets) of IKEv2 EAP-MSCHAPv2 clients; empty when switched off."""
+    ra = config.vpn.remote_access
+    if not ra.enabled:
+        return "", "", ""
+    lan = ",".join(map(str, config.network.lan_networks()))
+    conn = f"""  road-warriors {{
+    version = 2
+    local_addrs = %any
+    proposals = {DEFAULT_IKE},aes256gcm16-prfsha256-ecp256,aes256-sha256-modp2048
+    pools = road-warriors
+    send_certreq = no
+    unique = never
+    local {{
+      auth = pubkey
+      certs = {pki.server_cert}
+      id = {server_id}
+    }}
+    remote {{
+      auth = eap-mschapv2
+      eap_id = %any
+    }}
+    children {{
+      road-warriors {{
+        local_ts = {lan}
+        esp_proposals = {DEFAULT_ESP},aes256gcm16,aes256-sha256
+      }}
+    }}
+  }}
+"""
+    pool = (f"  road-warriors {{\n    addrs = {ra.pool}\n    dns = {config.network.lan.address.ip}\n  }}\n")
+    allowed = allowed_accounts(config)
+    secrets = "".join(f"  eap-{a.user} {{\n    id = {a.user}\n    secret = {quoted(a.password_secret)}\n  }}\n"
+                      for a in allowed)
+    return conn, pool, secrets
+
+
+def allowed_accounts(config) -> list:
+    users = {u.login: u for u in config.users}
+    return [a for a in config.vpn.remote_access.accounts
+            if a.user in users and users[a.user].enabled and users[a.user].vpn_enabled]
+
+
+def swanctl_conf(config, pki: Pki, server_id: str) -> str:
+    tunnels = [t for t in config.vpn.tunnels if t.enabled]
+    rw_conn, rw_pool, rw_secrets = road_warriors(config, pki, server_id)
     return ("# rendered by OfficeBox: the tunnels and their keys (0600)\n"
-            "connections {\n" + "".join(connection(t) for t in tunnels) + "}\n"
-            "secrets {\n" + "".join(secret(t) for t in tunnels) + "}\n")
+            "connections {\n" + "".join(connection(t) for t in tunnels) + rw_conn + "}\n"
+            "pools {\n" + rw_pool + "}\n"
+            "secrets {\n" + "".join(secret(t) for t in tunnels) + rw_secrets + "}\n")

@@ -39,9 +39,9 @@ def problems(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in lines if ("failed" in line or "error" in line.lower()) and not NOISE.match(line)]
 
 
-def load(paths: Paths) -> None:
+def load(paths: Paths, conf: Path | None = None) -> None:
     try:
-        result = swanctl(paths, "--load-all", "--noprompt", "--file", str(paths.swanctl_conf))
+        result = swanctl(paths, "--load-all", "--noprompt", "--file", str(conf or paths.swanctl_conf))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SwanctlError(f"swanctl could not load the tunnels: {exc}") from exc
     if result.returncode != 0 or problems(result):
@@ -51,6 +51,10 @@ def load(paths: Paths) -> None:
 
 def terminate(paths: Paths, ike_name: str) -> None:
     swanctl(paths, "--terminate", "--ike", ike_name, "--timeout", "5", "--force")
+
+
+def terminate_id(paths: Paths, unique_id: str) -> None:
+    swanctl(paths, "--terminate", "--ike-id", unique_id, "--timeout", "5", "--force")
 
 
 def parse_raw(text: str) -> list[dict]:
@@ -90,7 +94,6 @@ def check(staged: Path) -> None:
     """Load staged/swanctl.conf into a private charon (own vici socket, empty network namespace)."""
     tmp = Path(tempfile.mkdtemp(prefix="ob-vpn-check-"))
     paths = Paths(etc=tmp, run=tmp)
-    shutil.copy(staged / "swanctl.conf", paths.swanctl_conf)
     paths.strongswan_conf.write_text(strongswan_conf(paths, load_on_start=False))
     env = {**os.environ, "STRONGSWAN_CONF": str(paths.strongswan_conf)}
     daemon = subprocess.Popen(["unshare", "--net", CHARON], env=env, stdout=subprocess.DEVNULL,
@@ -101,7 +104,7 @@ def check(staged: Path) -> None:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise SwanctlError(f"charon did not start to check the configuration (exit {daemon.poll()})")
             time.sleep(0.05)
-        load(paths)
+        load(paths, staged / "swanctl.conf")  # with the keys and certificates next to it (pkcs8/, x509/)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         try:

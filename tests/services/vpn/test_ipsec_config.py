@@ -121,3 +121,26 @@ def test_wireguard_pool_clash_unknown_owner_and_endpoint_are_refused(service):
     assert "AllowedIPs = 10.8.0.2/32" in server_conf(good)
     for user in ({**users[0], "vpn_enabled": False}, {**users[0], "enabled": False}):
         assert "[Peer]" not in server_conf(schema.parse({"vpn": vpn, "users": [user]}))
+
+
+def test_road_warriors_need_a_server_name_a_free_pool_and_only_allowed_accounts_get_in(service):
+    from services.vpn.strongswan import swanctl_conf
+
+    vpn = {"enabled": True, "remote_access": {"enabled": True, "pool": "192.168.1.0/25",
+                                              "accounts": [{"user": "ann"}, {"user": "zed"}]}}
+    errors = service.validate(schema.parse({"vpn": vpn, "users": [{"login": "ann", "full_name": "Ann"}]}))
+    assert any("name or address clients dial" in e for e in errors)
+    assert any("client pool 192.168.1.0/25 overlaps" in e for e in errors)
+    assert any("no user with the login zed" in e for e in errors)
+    vpn["remote_access"].update(pool="10.9.0.0/24", server_name="vpn.example.test",
+                                accounts=[{"user": "ann", "password_secret": "Ann-vpn-secret-42"}])
+    users = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
+    good = schema.parse({"vpn": vpn, "users": users})
+    assert service.validate(good) == []
+    conf = swanctl_conf(good, service.pki, service.server_id(good))
+    assert "auth = eap-mschapv2" in conf and "id = vpn.example.test" in conf and 'secret = "Ann-vpn-secret-42"' in conf
+    assert "addrs = 10.9.0.0/24" in conf and "dns = 192.168.1.1" in conf
+    off = schema.parse({"vpn": vpn, "users": [{**users[0], "vpn_enabled": False}]})
+    assert "Ann-vpn-secret-42" not in swanctl_conf(off, service.pki, service.server_id(off))
+    assert len(schema.parse({"vpn": {"remote_access": {"accounts": [{"user": "ann"}]}}})
+               .vpn.remote_access.accounts[0].password_secret) == 20  # made by the box
