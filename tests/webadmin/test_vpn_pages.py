@@ -67,3 +67,23 @@ def test_wireguard_device_file_and_qr_code(admin_client, runtime):
     assert admin_client.get("/vpn/devices/ann/phone/wireguard.conf").status_code == 404
     assert post(admin_client, "/vpn/devices/ann/laptop/delete", {}, form_path="/vpn/").status_code == 302
     assert runtime.store.current().config.vpn.wireguard.devices == []
+
+
+def test_ikev2_account_sign_in_details_and_ca(admin_client, runtime):
+    add_user(admin_client, "ann")
+    settings = {"enabled": "on", "ra_enabled": "on", "ra_server_name": "vpn.example.test", "ra_pool": "10.9.0.0/24",
+                "port": "51820", "pool": "10.8.0.0/24", "endpoint": ""}
+    assert post(admin_client, "/vpn/settings", settings, form_path="/vpn/").status_code == 302
+    assert runtime.store.current().config.vpn.remote_access.enabled
+    assert post(admin_client, "/vpn/accounts", {"user": "ann"}, form_path="/vpn/").status_code == 302
+    again = post(admin_client, "/vpn/accounts", {"user": "ann"}, form_path="/vpn/")
+    assert again.status_code == 400 and "already has an IKEv2 account" in again.get_data(as_text=True)
+    [account] = runtime.store.current().config.vpn.remote_access.accounts
+    assert account.password_secret not in admin_client.get("/vpn/").get_data(as_text=True)
+    details = admin_client.get("/vpn/accounts/ann/details.txt").get_data(as_text=True)
+    assert f"Password: {account.password_secret}" in details and "Server: vpn.example.test" in details
+    assert admin_client.get("/vpn/accounts/bob/details.txt").status_code == 404
+    ca = admin_client.get("/vpn/ca.pem")  # made when the configuration was checked
+    assert ca.status_code == 200 and b"BEGIN CERTIFICATE" in ca.data
+    assert post(admin_client, "/vpn/accounts/ann/delete", {}, form_path="/vpn/").status_code == 302
+    assert runtime.store.current().config.vpn.remote_access.accounts == []

@@ -43,14 +43,17 @@ def index():
 @bp.route("/settings", methods=["POST"])
 @core.admin_required
 def settings():
-    form = {k: forms.text(k, 300) for k in ("port", "pool", "endpoint")}
+    form = {k: forms.text(k, 300) for k in ("port", "pool", "endpoint", "ra_pool", "ra_server_name")}
     enabled, wg_enabled = forms.checkbox("enabled"), forms.checkbox("wg_enabled")
+    ra_enabled = forms.checkbox("ra_enabled")
 
     def mutate(doc: dict) -> None:
         vpn = doc.setdefault("vpn", {})
         vpn["enabled"] = enabled
         vpn.setdefault("wireguard", {}).update(enabled=wg_enabled, port=form["port"] or 51820,
                                                pool=form["pool"] or "10.8.0.0/24", endpoint=form["endpoint"])
+        vpn.setdefault("remote_access", {}).update(enabled=ra_enabled, pool=form["ra_pool"] or "10.9.0.0/24",
+                                                   server_name=form["ra_server_name"])
 
     errors, general = forms.apply_form("VPN settings", mutate, prefix="vpn.wireguard", top=True)
     if errors or general:
@@ -108,6 +111,63 @@ def add():
         return _page(errors, general, form, 400)
     flash(f"Device {name} of {login} was added: download its file or show its QR code.", "success")
     return redirect(url_for("vpn.index"))
+
+
+@bp.route("/accounts", methods=["POST"])
+@core.admin_required
+def add_account():
+    login = forms.text("user", 64)
+
+    def mutate(doc: dict) -> None:
+        accounts = doc.setdefault("vpn", {}).setdefault("remote_access", {}).setdefault("accounts", [])
+        if any(a["user"] == login for a in accounts):
+            raise ConfigError({"": f"{login} already has an IKEv2 account"})
+        accounts.append({"user": login})  # the box makes the secret
+
+    errors, general = forms.apply_form(f"add IKEv2 account {login}", mutate, top=True)
+    if errors or general:
+        return _page(errors, general, {"user": login}, 400)
+    flash(f"{login} has an IKEv2 account: download the sign-in details for them.", "success")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/accounts/<login>/delete", methods=["POST"])
+@core.admin_required
+def delete_account(login: str):
+    def mutate(doc: dict) -> None:
+        ra = doc["vpn"]["remote_access"]
+        ra["accounts"] = [a for a in ra.get("accounts", []) if a["user"] != login]
+
+    _, general = forms.apply_form(f"delete IKEv2 account {login}", mutate)
+    for message in general:
+        flash(message, "error")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/accounts/<login>/details.txt")
+@core.admin_required
+def account_details(login: str):
+    config = core.current_config()
+    account = next((a for a in config.vpn.remote_access.accounts if a.user == login), None)
+    if account is None:
+        abort(404)
+    server = _service().server_id(config) if _service() else config.vpn.remote_access.server_name
+    text = (f"OfficeBox VPN (IKEv2) for {login}\n\nServer: {server}\nRemote ID: {server}\n"
+            f"Authentication: username and password (EAP-MSCHAPv2)\nUsername: {login}\n"
+            f"Password: {account.password_secret}\n\nInstall the box's VPN certificate authority first: "
+            f"{url_for('vpn.ca', _external=True)}\n")
+    return Response(text, mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="officebox-vpn-{login}.txt"', "Cache-Control": "no-store"})
+
+
+@bp.route("/ca.pem")
+@core.admin_required
+def ca():
+    svc = _service()
+    if svc is None or not svc.pki.ca.exists():
+        abort(404)
+    return Response(svc.pki.ca.read_bytes(), mimetype="application/x-pem-file",
+                    headers={"Content-Disposition": 'attachment; filename="officebox-vpn-ca.pem"'})
 
 
 def _device(login: str, name: str):
