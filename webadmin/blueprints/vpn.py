@@ -30,7 +30,8 @@ def _page(errors=None, general=None, form=None, code=200):
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels,
-                           devices=devices, user_options=user_options, errors=errors or {}, general=general or [],
+                           devices=devices, user_options=user_options,
+                           ca_ready=svc is not None and svc.pki.ca.exists(), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
 
@@ -165,7 +166,8 @@ def account_details(login: str):
 def ca():
     svc = _service()
     if svc is None or not svc.pki.ca.exists():
-        abort(404)
+        flash("The VPN certificate authority is made when IKEv2 remote access is switched on.", "error")
+        return redirect(url_for("vpn.index"))
     return Response(svc.pki.ca.read_bytes(), mimetype="application/x-pem-file",
                     headers={"Content-Disposition": 'attachment; filename="officebox-vpn-ca.pem"'})
 
