@@ -68,12 +68,10 @@ def bench_ipsec(net) -> list[dict]:
 def bench_wireguard(net) -> list[dict]:
     from services.vpn.wireguard import add_device, client_conf
     from tests.services.vpn.offices import HOST_A
-    from tests.services.vpn.test_wireguard_netns import ROAD_GW, road_warrior, wait_for
+    from tests.services.vpn.test_wireguard_netns import road_warrior, wait_for
 
     tag = net.lab.tag
-    net.road = net.lab.host("road")
-    net.lab.link(net.road, "192.0.2.10/24", net.inet, f"{ROAD_GW}/24")
-    net.road.run("ip", "route", "add", "default", "via", ROAD_GW)
+    net.add_road_warrior()
     doc = net.document("a")
     doc["vpn"] = {"enabled": True, "wireguard": {"enabled": True, "interface": f"wgb{tag}"}}
     doc["users"] = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]

@@ -25,6 +25,7 @@ from tests.services.firewall.topology import ECHO_SERVER, Appliance
 
 HOST_A, BOX_A_LAN, BOX_A_WAN, INET_A = "10.1.0.10", "10.1.0.1", "203.0.113.1", "203.0.113.254"
 HOST_B, BOX_B_LAN, BOX_B_WAN, INET_B = "10.2.0.10", "10.2.0.1", "198.51.100.1", "198.51.100.254"
+ROAD, ROAD_GW = "192.0.2.10", "192.0.2.254"
 PSK = "Head-office2branch-Zx81pq"
 ETH_P_ALL = 0x0003
 
@@ -55,6 +56,13 @@ class Offices:
         for host in (self.box_a, self.inet, self.box_b):
             host.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.procs.append(self.host_b.popen([sys.executable, "-c", ECHO_SERVER, HOST_B, "8000"]))
+
+    def add_road_warrior(self) -> None:
+        """A client on the Internet side (192.0.2.10) and an echo server on host A for it to reach."""
+        self.road = self.lab.host("road")
+        self.lab.link(self.road, f"{ROAD}/24", self.inet, f"{ROAD_GW}/24")
+        self.road.run("ip", "route", "add", "default", "via", ROAD_GW)
+        self.procs.append(self.host_a.popen([sys.executable, "-c", ECHO_SERVER, HOST_A, "8000"]))
 
     def document(self, side: str, **tunnel) -> dict:
         a = side == "a"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,22 +14,18 @@ import pytest
 
 from services.vpn.strongswan import CHARON, Paths, strongswan_conf
 from tests.netns import needs_netns
-from tests.services.firewall.topology import ECHO_SERVER, fetch
+from tests.services.firewall.topology import fetch
 from tests.services.vpn.offices import BOX_A_WAN, HOST_A, Offices
 
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns,
               pytest.mark.skipif(not os.path.exists(CHARON), reason="needs strongSwan")]
-ROAD, ROAD_GW = "192.0.2.10", "192.0.2.254"
 SECRET = "Ann-vpn-secret-42"
 
 
 @pytest.fixture
 def net():
     offices = Offices()
-    offices.road = offices.lab.host("road")
-    offices.lab.link(offices.road, f"{ROAD}/24", offices.inet, f"{ROAD_GW}/24")
-    offices.road.run("ip", "route", "add", "default", "via", ROAD_GW)
-    offices.procs.append(offices.host_a.popen([sys.executable, "-c", ECHO_SERVER, HOST_A, "8000"]))
+    offices.add_road_warrior()
     yield offices
     offices.close()
 

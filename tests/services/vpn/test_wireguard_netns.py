@@ -8,28 +8,23 @@ in the directory the box drops the peer at once.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 
 import pytest
 
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from tests.netns import needs_netns
-from tests.services.firewall.topology import ECHO_SERVER, fetch
-from tests.services.vpn.offices import BOX_A_LAN, HOST_A, Offices
+from tests.services.firewall.topology import fetch
+from tests.services.vpn.offices import BOX_A_LAN, HOST_A, ROAD, Offices
 
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns,
               pytest.mark.skipif(shutil.which("wg") is None, reason="needs wireguard-tools")]
-ROAD, ROAD_GW = "192.0.2.10", "192.0.2.254"
 
 
 @pytest.fixture
 def net():
     offices = Offices()
-    offices.road = offices.lab.host("road")
-    offices.lab.link(offices.road, f"{ROAD}/24", offices.inet, f"{ROAD_GW}/24")
-    offices.road.run("ip", "route", "add", "default", "via", ROAD_GW)
-    offices.procs.append(offices.host_a.popen([sys.executable, "-c", ECHO_SERVER, HOST_A, "8000"]))
+    offices.add_road_warrior()
     yield offices
     offices.close()
 
