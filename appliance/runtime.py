@@ -1,4 +1,10 @@
-"""One running appliance: the store, the apply engine, the services, the supervisor, the web admin."""
+"""One running appliance: the store, the apply engine, the services, the supervisor, the web admin.
+
+When serving, the services named in `isolate` (ISOLATED by default) run each in a child process of
+their own (appliance/servicehost.py), the others on this process's loop; the event bus crosses
+processes through a BusHub on run/core/bus.sock. The web admin reaches services only through
+`client(name)` (appliance/clients.py), whichever process runs them.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,21 +13,25 @@ import signal
 import threading
 from pathlib import Path
 
-from appliance import backup, control, gcpolicy
+from appliance import backup, control, gcpolicy, limits
 from appliance.apply import ApplyEngine
+from appliance.bus import BusHub, appliance_bus
 from appliance.certs import box_certificate, box_names, send_tls_alerts
+from appliance.clients import ServiceClient, client_for
 from appliance.context import Context
 from appliance.defaults import default_document
 from appliance.firmware import BoxFirmware
 from appliance.netservice import NetworkService
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
+from appliance.servicehost import IsolatedService, relay_leases
 from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor
 from services import discover
 
 log = logging.getLogger("officebox")
 CERT_CHECK_INTERVAL = 10.0
+ISOLATED = ("dns", "dhcp")  # services moved to a process of their own so far; the others follow
 
 
 def _stamp(path: Path) -> tuple[str, int]:
@@ -29,8 +39,9 @@ def _stamp(path: Path) -> tuple[str, int]:
 
 
 class Runtime:
-    def __init__(self, data_dir: Path | str, lab: bool = False) -> None:
+    def __init__(self, data_dir: Path | str, lab: bool = False, isolate: tuple[str, ...] = ISOLATED) -> None:
         self.ctx = Context(Path(data_dir), lab=lab)
+        self.isolate = isolate
         self.store = ConfigStore(self.ctx.db_path)
         core = {NetworkService.name: NetworkService}  # the network comes up before any service binds
         self.services: dict[str, Service] = {name: cls(self.ctx) for name, cls in {**core, **discover()}.items()}
@@ -70,6 +81,11 @@ class Runtime:
         self.restart_requested = True
         stop = self._stop
         self._loop.call_soon_threadsafe(lambda: self._loop.call_later(delay, stop.set))
+
+    def client(self, name: str) -> ServiceClient | None:
+        """The typed client of service `name` (None: no such service)."""
+        service = self.services.get(name)
+        return client_for(service) if service is not None else None
 
     def status(self) -> dict[str, Status]:
         if self.supervisor is None:
@@ -125,6 +141,14 @@ class Runtime:
         await asyncio.to_thread(self.bootstrap)
         await asyncio.to_thread(self.restore_staged)
         config = self.config
+        limits.raise_open_files()
+        hub = BusHub(appliance_bus(self.ctx))
+        bus_path = self.ctx.run_dir("core") / "bus.sock"
+        await hub.serve(bus_path)
+        unrelay = relay_leases(self.ctx, appliance_bus(self.ctx))
+        for name in self.isolate:
+            if name in self.services and not isinstance(self.services[name], IsolatedService):
+                self.services[name] = IsolatedService(self.services[name], bus_path)
         self.supervisor = Supervisor(self.ctx, self.services)
         self.engine.live = self.supervisor
         stop = asyncio.Event()
@@ -162,4 +186,6 @@ class Runtime:
             server.close()
             self.engine.confirmation.close()
             await self.supervisor.stop()
+            await hub.close()
+            unrelay()
             self.store.close()

@@ -1,8 +1,11 @@
-"""The service supervisor: in-process services on one asyncio loop, external daemons as children.
+"""The service supervisor: services on its asyncio loop or in their own process, daemons as children.
 
-A service whose start fails, a running service that reports itself "down" (checked every few seconds
-by a watchdog), or a daemon that exits, is restarted with exponential backoff (1 s to 60 s; the
-backoff resets once it has run for a minute). SIGTERM stops everything in reverse order.
+A service is either in-process (its asyncio servers on this loop) or isolated: an
+appliance.servicehost.IsolatedService, whose live half runs in a child process of its own, driven
+over RPC; the supervisor treats both alike. A service whose start fails, a running service that
+reports itself "down" (checked every few seconds by a watchdog), an isolated service whose process
+exits (reported at once), or a daemon that exits, is restarted with exponential backoff (1 s to
+60 s; the backoff resets once it has run for a minute). SIGTERM stops everything in reverse order.
 """
 from __future__ import annotations
 
@@ -101,6 +104,8 @@ class Unit:
     state: str = "stopped"  # stopped | starting | running | failed
     error: str = ""
     failures: int = 0
+    crashes: int = 0  # stopped working since it last ran for STABLE_AFTER s
+    started_at: float = 0.0
     children: dict[str, Child] = field(default_factory=dict)
     retry: asyncio.Task | None = None
 
@@ -122,6 +127,8 @@ class Supervisor:
         self.loop = asyncio.get_running_loop()
         self.config = config
         for name, unit in self.units.items():
+            if hasattr(unit.service, "on_exit"):
+                unit.service.on_exit = self._exited
             if unit.service.enabled(config):
                 await self._start_or_retry(name, config)
             else:
@@ -135,15 +142,29 @@ class Supervisor:
                 if unit.state != "running" or unit.retry is not None:
                     continue
                 try:
+                    if hasattr(unit.service, "refresh"):  # an isolated service: ask its process
+                        await unit.service.refresh()
                     health = unit.service.status().health
                 except Exception:
                     health = "down"
                 if health == "down":
                     log.error("%s reports itself down; restarting it", name)
-                    await self._stop(name)
-                    unit.failures += 1
-                    unit.state, unit.error = "failed", "stopped working; restarting"
-                    unit.retry = asyncio.create_task(self._retry(name, self.config, backoff(unit.failures)))
+                    await self._restart(name)
+
+    def _exited(self, name: str) -> None:
+        """An isolated service's process exited on its own: restart it now (with backoff)."""
+        unit = self.units[name]
+        if unit.state == "running" and unit.retry is None:
+            unit.retry = asyncio.create_task(self._restart(name), name=f"restart:{name}")
+
+    async def _restart(self, name: str) -> None:
+        unit = self.units[name]
+        unit.retry = None
+        await self._stop(name)
+        unit.crashes = 1 if time.monotonic() - unit.started_at > STABLE_AFTER else unit.crashes + 1
+        unit.failures = max(unit.failures + 1, unit.crashes)
+        unit.state, unit.error = "failed", "stopped working; restarting"
+        unit.retry = asyncio.create_task(self._retry(name, self.config, backoff(unit.failures)))
 
     async def _start_or_retry(self, name: str, config: CoreConfig) -> None:
         try:
@@ -169,7 +190,7 @@ class Supervisor:
             unit.state, unit.error = "failed", str(exc) or exc.__class__.__name__
             await self._stop_children(unit)
             raise
-        unit.state, unit.failures = "running", 0
+        unit.state, unit.failures, unit.started_at = "running", 0, time.monotonic()
 
     async def reconfigure(self, name: str, config: CoreConfig) -> None:
         """Bring one service to `config` (start, stop or reload). Raises if it cannot."""

@@ -1,0 +1,150 @@
+"""Typed clients: how the web admin (and tools) talk to the services, whichever process runs them.
+
+    runtime.client("dhcp").leases()        # -> list of lease dicts
+    runtime.client("dns").flush_cache()
+
+A client method names one exposed method or attribute of the service (EXPOSED, the allow-list the
+child process answers). A service in its own process (appliance.servicehost.IsolatedService) is
+called over its RPC socket, with a timeout; an in-process one, or any service of a runtime that is
+not serving (tools, tests), directly on its object. Results crossing processes are JSON (dicts,
+lists, strings, numbers); a client that composes several calls says it is in-process only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from appliance.service import Service, Status
+
+
+class ServiceClient:
+    exposed: tuple[str, ...] = ()
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.name: str = service.name
+        self.title: str = service.title
+
+    @property
+    def isolated(self) -> bool:
+        return hasattr(self.service, "call") and hasattr(self.service, "inner")
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if method not in self.exposed:
+            raise AttributeError(f"{self.name} does not expose {method}")
+        if self.isolated and self.service.alive:
+            return self.service.call(method, *args)
+        target = self.service.inner if self.isolated else self.service
+        value = getattr(target, method)
+        return value(*args) if callable(value) else value
+
+    def enabled(self, config: Any) -> bool:
+        return self.service.enabled(config)
+
+    def status(self) -> Status:
+        return self.service.status()
+
+
+class DhcpClient(ServiceClient):
+    exposed = ("leases",)
+
+    def leases(self) -> list[dict]:
+        """The bound leases: ip, mac, hostname, network, expires, remaining."""
+        return self._call("leases")
+
+
+class DnsClient(ServiceClient):
+    exposed = ("flush_cache",)
+
+    def flush_cache(self) -> None:
+        self._call("flush_cache")
+
+
+class ProvisioningClient(ServiceClient):
+    exposed = ("last_fetch", "recent_requests")
+
+    def last_fetch(self, mac: str) -> Any:
+        return self._call("last_fetch", mac)
+
+    def recent_requests(self, count: int) -> list:
+        return self._call("recent_requests", count)
+
+
+class MailClient(ServiceClient):
+    exposed = ("mailbox_usage", "queue_entries", "retry_now", "delete_queued")
+
+    def mailbox_usage(self, login: str) -> tuple[int, int]:
+        """(messages, bytes) in the user's mailbox."""
+        count, size = self._call("mailbox_usage", login)
+        return count, size
+
+    def queue_entries(self) -> list:
+        return self._call("queue_entries")
+
+    def retry_now(self, qid: str) -> bool:
+        return bool(self._call("retry_now", qid))
+
+    def delete_queued(self, qid: str) -> bool:
+        """Raises services.mail.QueueBusy while the message is being delivered."""
+        return bool(self._call("delete_queued", qid))
+
+
+class PbxClient(ServiceClient):
+    exposed = ("registrations", "bans", "unban", "active_calls", "trunks", "cdr_query", "cdr_csv")
+
+    def registrations(self) -> list[dict]:
+        return self._call("registrations")
+
+    def bans(self) -> list:
+        return self._call("bans")
+
+    def unban(self, source: str) -> None:
+        self._call("unban", source)
+
+    def active_calls(self) -> list:
+        return self._call("active_calls")
+
+    def trunks(self) -> list[dict]:
+        return self._call("trunks")
+
+    def cdr_query(self, **filters: Any) -> list:
+        return self.service.cdr_query(**filters)  # in-process only (keyword filters, large pages)
+
+    def cdr_csv(self, **filters: Any) -> Any:
+        return self.service.cdr_csv(**filters)  # in-process only (a stream)
+
+
+class ProxyClient(ServiceClient):
+    def usage(self, since: float, top: int) -> dict:
+        """Usage figures since `since` (in-process only: it reads the service's statistics store)."""
+        self.service.collect()
+        stats = self.service.stats
+        return {"sites": stats.top_sites(since, top), "clients": stats.top_clients(since, top),
+                "users": stats.top_users(since, top), "per_hour": stats.per_hour(since),
+                "cache": stats.cache(since)}
+
+
+class FirewallClient(ServiceClient):
+    exposed = ("pending_confirmation", "last_rollback", "live", "confirm")
+
+    def pending_confirmation(self) -> dict | None:
+        return self._call("pending_confirmation")
+
+    def last_rollback(self) -> Any:
+        return self._call("last_rollback")
+
+    def live(self) -> bool:
+        return bool(self._call("live"))
+
+    def confirm(self) -> bool:
+        return bool(self._call("confirm"))
+
+
+CLIENTS: dict[str, type[ServiceClient]] = {
+    "dhcp": DhcpClient, "dns": DnsClient, "provisioning": ProvisioningClient, "mail": MailClient,
+    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient,
+}
+EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
+
+
+def client_for(service: Service) -> ServiceClient:
+    return CLIENTS.get(service.name, ServiceClient)(service)

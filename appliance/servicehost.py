@@ -1,0 +1,271 @@
+"""One service in its own process: the child side (`python -m appliance.servicehost`) and the
+appliance side (IsolatedService, which the supervisor drives like any Service).
+
+    appliance (supervisor, apply engine)            child process (one per isolated service)
+      IsolatedService.start/reload/check/stop  --rpc-->  the real Service object, its own event loop
+      web admin: appliance.clients             --rpc-->  "call" of an exposed method (clients.EXPOSED)
+      appliance.bus.BusHub  <--------------------bus--  RemoteBus (events cross processes)
+
+render/validate/contributes/processes are pure and stay in the appliance on its own copy of the
+service (the first apply runs before any child exists). The child dies with the appliance (SIGTERM
+from PR_SET_PDEATHSIG); a child that exits is reported to the supervisor, which restarts it with
+its usual backoff. DHCP lease events of services.dhcp.bus are relayed over the bus (relay_leases),
+so DNS and provisioning learn names from a DHCP server in another process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance import rpc, schema
+from appliance.bus import Bus, Event, RemoteBus
+from appliance.context import Context
+from appliance.service import ApplyError, Service, Status
+from services.dhcp.bus import LeaseInfo, lease_bus
+
+log = logging.getLogger("officebox.servicehost")
+LEASE_TOPIC = "dhcp.lease"
+START_TIMEOUT = 60.0
+CALL_TIMEOUT = 10.0
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- lease events across processes ------------------------------------------------------------------
+def relay_leases(ctx: Context, bus: Bus) -> Callable[[], None]:
+    """Join this process's lease bus to the appliance bus, both ways, without echoing events back."""
+    leases, relaying = lease_bus(ctx), [False]
+
+    def outbound(event: str, lease: LeaseInfo) -> None:
+        if relaying[0]:
+            return
+        data = None if event == "gone" else {
+            "mac": lease.mac, "hostname": lease.hostname, "expires": lease.expires, "network": lease.network,
+            "origin": os.getpid()}
+        bus.publish(LEASE_TOPIC, str(lease.ip), data, retain=True)
+
+    def inbound(event: Event) -> None:
+        ip = ipaddress.IPv4Address(event.key)
+        known = {lease.ip: lease for lease in leases.active()}
+        if event.data is None:
+            if ip not in known:
+                return  # already gone here (or this process sent it)
+            kind, lease = "gone", known[ip]
+        else:
+            if event.data.get("origin") == os.getpid():
+                return
+            data = event.data
+            kind, lease = "bound", LeaseInfo(ip, str(data["mac"]), str(data["hostname"]), float(data["expires"]),
+                                             str(data["network"]))
+            if known.get(ip) == lease:
+                return
+        relaying[0] = True
+        try:
+            leases.publish(kind, lease)
+        finally:
+            relaying[0] = False
+
+    off_in = bus.subscribe(LEASE_TOPIC, inbound)
+    for key, data in bus.retained(LEASE_TOPIC).items():
+        inbound(Event(LEASE_TOPIC, key, data))
+    off_out = leases.subscribe(outbound)
+
+    def off() -> None:
+        off_in()
+        off_out()
+    return off
+
+
+# -- the appliance side -------------------------------------------------------------------------------
+class IsolatedService:
+    """Stands for `inner` in the supervisor and the apply engine; its live half runs in a child."""
+
+    def __init__(self, inner: Service, bus_path: Path) -> None:
+        self.inner = inner
+        self.bus_path = bus_path
+        self.rpc_path = inner.ctx.run_dir(inner.name) / "service.sock"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.on_exit: Callable[[str], None] | None = None  # set by the supervisor
+        self.spawns = 0
+        self._status = Status("starting", "starting")
+        self._stopping = False
+        self._reaper: asyncio.Task | None = None
+
+    def __getattr__(self, attr: str) -> Any:  # the pure half: render, validate, enabled, processes...
+        return getattr(self.inner, attr)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def _spawn(self) -> None:
+        ctx = self.inner.ctx
+        argv = [sys.executable, "-m", "appliance.servicehost", self.inner.name, str(ctx.data_dir),
+                str(self.rpc_path), str(self.bus_path)] + (["--lab"] if ctx.lab else [])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        with contextlib.suppress(FileNotFoundError):
+            self.rpc_path.unlink()
+        with open(ctx.log_dir(self.inner.name) / "process.log", "ab") as logfile:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env)
+        self.spawns += 1
+        self._stopping = False
+        self._reaper = asyncio.create_task(self._reap(self.proc), name=f"reap:{self.inner.name}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        while True:
+            if not self.alive:
+                raise ApplyError(f"{self.inner.name}: its process exited at start ({self.proc.returncode}); "
+                                 f"see {ctx.log_dir(self.inner.name) / 'process.log'}")
+            if self.rpc_path.exists():
+                with contextlib.suppress(rpc.RpcError):
+                    await rpc.call_async(self.rpc_path, {"op": "status"}, CALL_TIMEOUT)
+                    return
+            if loop.time() > deadline:
+                await self._kill()
+                raise ApplyError(f"{self.inner.name}: its process did not answer within {READY_TIMEOUT:.0f} s")
+            await asyncio.sleep(0.05)
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if not self._stopping:
+            log.error("%s: its process exited (%s)", self.inner.name, code)
+            if self.on_exit is not None:
+                self.on_exit(self.inner.name)
+
+    async def _call(self, op: str, timeout: float = CALL_TIMEOUT, **fields: Any) -> Any:
+        try:
+            return await rpc.call_async(self.rpc_path, {"op": op, **fields}, timeout)
+        except rpc.RpcError as exc:
+            raise ApplyError(f"{self.inner.name}: {exc}") from None
+
+    async def start(self, config: schema.CoreConfig) -> None:
+        if not self.alive:
+            await self._spawn()
+        await self._call("start", START_TIMEOUT, config=schema.to_document(config))
+        await self.refresh()
+
+    async def reload(self, config: schema.CoreConfig) -> None:
+        await self._call("reload", START_TIMEOUT, config=schema.to_document(config))
+        await self.refresh()
+
+    async def check(self, config: schema.CoreConfig, staged: Path) -> None:
+        if not self.alive:  # before the first start: the checker runs here
+            await self.inner.check(config, staged)
+            return
+        await self._call("check", START_TIMEOUT, config=schema.to_document(config), staged=str(staged))
+
+    async def refresh(self) -> Status:
+        """Fetch the child's status (kept for status(), which must not wait)."""
+        if self.alive:
+            with contextlib.suppress(ApplyError):
+                self._status = Status(**await self._call("status"))
+        return self.status()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.alive:
+            with contextlib.suppress(ApplyError):
+                await self._call("stop", STOP_TIMEOUT)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                await self._kill()
+        if self._reaper is not None:
+            await asyncio.gather(self._reaper, return_exceptions=True)
+
+    async def _kill(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.proc.wait()
+
+    def status(self) -> Status:
+        if self.proc is not None and not self.alive:
+            return Status("down", f"its process exited ({self.proc.returncode})")
+        return self._status
+
+    def call(self, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
+        """Run an exposed method in the child (from any thread but the supervisor's loop)."""
+        if not self.alive:
+            raise ApplyError(f"{self.inner.name} is not running")
+        try:
+            return rpc.call_sync(self.rpc_path, {"op": "call", "method": method, "args": list(args)}, timeout)
+        except rpc.RpcError as exc:
+            raise ApplyError(f"{self.inner.name}: {exc}") from None
+
+
+# -- the child side -----------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def host(name: str, ctx: Context, rpc_path: Path, bus_path: Path) -> None:
+    from appliance.clients import EXPOSED
+    from services import discover
+
+    service: Service = discover()[name](ctx)
+    bus = RemoteBus()
+    await bus.connect(bus_path)
+    relay_leases(ctx, bus)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)
+
+    async def handle(request: dict) -> Any:
+        op = request.get("op")
+        if op in ("start", "reload", "check"):
+            config = schema.parse(request["config"])
+            if op == "check":
+                return await service.check(config, Path(request["staged"]))
+            return await getattr(service, op)(config)
+        if op == "stop":
+            return await service.stop()
+        if op == "status":
+            return vars(service.status())
+        if op == "call" and request.get("method") in EXPOSED.get(name, ()):
+            return getattr(service, request["method"])(*request.get("args", []))
+        raise ValueError(f"unknown request {op!r} {request.get('method') or ''}".strip())
+
+    server = await rpc.serve(rpc_path, handle)
+    try:
+        await done.wait()
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await service.stop()
+        await bus.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run one OfficeBox service in this process.")
+    parser.add_argument("name")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("rpc_path", type=Path)
+    parser.add_argument("bus_path", type=Path)
+    parser.add_argument("--lab", action="store_true")
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {args.name}[%(process)d] %(levelname)s %(message)s")
+    asyncio.run(host(args.name, Context(args.data_dir, lab=args.lab), args.rpc_path, args.bus_path))
+
+
+if __name__ == "__main__":
+    main()
