@@ -124,19 +124,11 @@ class ProxyClient(ServiceClient):
 
 
 class FirewallClient(ServiceClient):
-    exposed = ("pending_confirmation", "last_rollback", "live", "confirm")
-
-    def pending_confirmation(self) -> dict | None:
-        return self._call("pending_confirmation")
-
-    def last_rollback(self) -> Any:
-        return self._call("last_rollback")
+    """Commit-confirm is the engine's (appliance/confirm.py), not the firewall's: only whether rules load."""
+    exposed = ("live",)
 
     def live(self) -> bool:
         return bool(self._call("live"))
-
-    def confirm(self) -> bool:
-        return bool(self._call("confirm"))
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {

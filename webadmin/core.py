@@ -42,8 +42,13 @@ LARGE_UPLOADS: dict[str, int] = {}  # endpoint -> upload limit in bytes for admi
 
 
 def runtime() -> Any:
-    """The appliance Runtime (.ctx, .store, .engine, .services, .config)."""
+    """The appliance Runtime (.ctx, .store, .engine, .config; services through service())."""
     return current_app.extensions[RUNTIME_KEY]
+
+
+def service(name: str) -> Any:
+    """The typed client of a service (appliance/clients.py), whichever process runs it; None if absent."""
+    return runtime().client(name)
 
 
 def current_config() -> schema.CoreConfig:

@@ -23,7 +23,8 @@ def statuses(rt, config) -> dict[str, Status]:
         found = dict(rt.status()) if callable(getattr(rt, "status", None)) else {}
     except Exception:  # a failing status must not break the dashboard
         log.exception("runtime status failed")
-    for name, service in rt.services.items():
+    for name in rt.services:
+        service = rt.client(name)
         try:
             if not service.enabled(config):
                 found[name] = Status("disabled", "switched off in the configuration")
@@ -47,9 +48,9 @@ def index():
     config = core.current_config()
     cards = []
     found = statuses(rt, config)
-    for name, service in rt.services.items():
+    for name in rt.services:
         status = found[name] if isinstance(found[name], Status) else Status("down", "status unavailable")
-        cards.append({"name": name, "title": getattr(service, "title", name), "status": status,
+        cards.append({"name": name, "title": rt.client(name).title, "status": status,
                       "badge": BADGES.get(status.health, "badge-warn")})
     return render_template("dashboard/index.html", cards=cards, revision=rt.store.current(), config=config,
                            admins=sum(1 for u in config.users if u.role == "admin" and u.enabled),

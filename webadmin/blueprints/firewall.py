@@ -18,7 +18,7 @@ ZONES = ("lan", "voice", "vpn")
 
 
 def _service():
-    return core.runtime().services.get("firewall")
+    return core.service("firewall")
 
 
 def split_list(value: str) -> list[str]:
@@ -46,7 +46,7 @@ def _page(errors=None, general=None, form=None, status=200):
     confirmation = core.runtime().engine.confirmation
     pending = confirmation.pending()
     body = render_template("firewall/index.html", config=config, fw=config.firewall, pending=pending,
-                           last_rollback=confirmation.last_rollback, live=bool(svc and svc.live),
+                           last_rollback=confirmation.last_rollback, live=bool(svc and svc.live()),
                            errors=errors or {}, general=general or [], form=form or {}, zones=ZONES)
     response = make_response(body, status)
     if pending:

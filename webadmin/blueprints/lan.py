@@ -23,7 +23,7 @@ PROV_AUTH = [("none", "None (the DHCP lease binding protects the files)"),
 
 
 def _service(name: str):
-    return core.runtime().services.get(name)
+    return core.service(name)
 
 
 def _section(name: str):
@@ -130,11 +130,11 @@ def reservation_delete(mac: str):
 @core.admin_required
 def leases():
     svc = _service("dhcp")
-    running = svc is not None and getattr(svc, "server", None) is not None
+    status = svc.status() if svc is not None else None
+    running = status is not None and status.health not in ("down", "disabled")
     rows = svc.leases() if svc is not None else []
     reserved = {r.mac for r in core.current_config().dhcp.reservations}
-    return render_template("lan/leases.html", leases=rows, running=running, reserved=reserved,
-                           status=svc.status() if svc is not None else None)
+    return render_template("lan/leases.html", leases=rows, running=running, reserved=reserved, status=status)
 
 
 @bp.route("/leases/static", methods=["POST"])

@@ -14,7 +14,7 @@ NAV = [("Mail", "Domains & relay", "mail.index"), ("Mail", "Mailboxes", "mail.ma
 
 
 def _service():
-    service = core.runtime().services.get("mail")
+    service = core.service("mail")
     if service is None:
         abort(404)
     return service

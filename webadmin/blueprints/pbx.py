@@ -32,8 +32,8 @@ CDR_PAGE = 50
 
 
 def _pbx():
-    """The pbx service instance (its public methods work whether it runs or not)."""
-    svc = core.runtime().services.get("pbx")
+    """The pbx service's client (its methods work whether it runs or not)."""
+    svc = core.service("pbx")
     if svc is None:
         abort(404)
     return svc

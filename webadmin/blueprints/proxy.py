@@ -16,7 +16,7 @@ PERIODS = {"24h": ("last 24 hours", 86400), "7d": ("last 7 days", 7 * 86400), "3
 
 
 def _service():
-    return core.runtime().services.get("proxy")
+    return core.service("proxy")
 
 
 def lines(name: str) -> list[str]:
@@ -141,11 +141,8 @@ def usage():
     since = now - seconds
     report = None
     if svc is not None:
-        svc.collect()
-        stats = svc.stats
-        report = {"sites": bars(stats.top_sites(since, 10), "domain"),
-                  "clients": bars(stats.top_clients(since, 10), "client"),
-                  "users": bars(stats.top_users(since, 10), "login"),
-                  "hours": hourly(stats.per_hour(since), since, now),
-                  "cache": stats.cache(since)}
+        found = svc.usage(since, 10)
+        report = {"sites": bars(found["sites"], "domain"), "clients": bars(found["clients"], "client"),
+                  "users": bars(found["users"], "login"), "hours": hourly(found["per_hour"], since, now),
+                  "cache": found["cache"]}
     return render_template("proxy/usage.html", report=report, period=period, periods=PERIODS, title=title)
