@@ -1,0 +1,40 @@
+"""Typed clients over a service's RPC socket: DNS in its own process (lab mode, a free port) answers
+status and flush_cache through appliance.clients, and refuses a method it does not expose."""
+import asyncio
+
+import pytest
+
+from appliance import rpc, schema
+from appliance.bus import Bus, BusHub
+from appliance.clients import client_for
+from appliance.service import ApplyError
+from appliance.servicehost import IsolatedService
+from services.dns import DnsService
+
+
+def test_dns_in_its_own_process_through_its_client(ctx):
+    config = schema.parse({"dns": {"lab_port": 0}})
+
+    async def scenario():
+        hub = BusHub(Bus())
+        await hub.serve(ctx.run_dir("core") / "bus.sock")
+        service = IsolatedService(DnsService(ctx), ctx.run_dir("core") / "bus.sock")
+        try:
+            await service.start(config)
+            client = client_for(service)
+            assert client.isolated
+            status = await asyncio.to_thread(client.status)
+            assert status.health in ("ok", "degraded") and "cached" in status.figures
+            await asyncio.to_thread(client.flush_cache)
+            with pytest.raises(rpc.RpcError, match="unknown request"):
+                await rpc.call_async(service.rpc_path, {"op": "call", "method": "stop"}, 5)
+            pid = service.proc.pid
+            await service.stop()
+            assert service.proc.returncode is not None and not service.alive
+            with pytest.raises(ApplyError, match="not running"):
+                service.call("flush_cache")
+            return pid
+        finally:
+            await service.stop()
+            await hub.close()
+    assert asyncio.run(scenario()) > 0
