@@ -3,6 +3,8 @@
 One JSON request per line, one JSON answer per line: {"op": "apply"|"rollback"|"status"|"restart"|"restore", ...} ->
 {"ok": true, ...} or {"ok": false, "error": "...", "errors": [[field path, message], ...]}.
 "apply" takes "base", the revision the document was built on (compare-and-swap, see appliance/apply.py).
+Bounded: at most MAX_CLIENTS connections at once (more are answered "busy"), a request must arrive
+within REQUEST_TIMEOUT seconds and be at most MAX_REQUEST bytes.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from appliance.runtime import Runtime
 
 MAX_REQUEST = 16 * 1024 * 1024
+MAX_CLIENTS = 8
+REQUEST_TIMEOUT = 30.0
+BUSY = {"ok": False, "error": "the appliance is busy with other console requests; try again"}
 
 
 def _handle(runtime: "Runtime", request: dict) -> dict:
@@ -53,9 +58,17 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
 
 
 async def serve(runtime: "Runtime", path: Path) -> asyncio.AbstractServer:
+    clients = 0
+
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal clients
+        if clients >= MAX_CLIENTS:
+            writer.write(json.dumps(BUSY).encode() + b"\n")
+            writer.close()
+            return
+        clients += 1
         try:
-            line = await reader.readline()
+            line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
             try:
                 request = json.loads(line)
                 answer = await asyncio.to_thread(_handle, runtime, request)
@@ -63,7 +76,10 @@ async def serve(runtime: "Runtime", path: Path) -> asyncio.AbstractServer:
                 answer = {"ok": False, "error": "malformed request"}
             writer.write(json.dumps(answer, default=str).encode() + b"\n")
             await writer.drain()
+        except (TimeoutError, ValueError, ConnectionError):
+            pass  # idle, oversized or gone: dropped
         finally:
+            clients -= 1
             writer.close()
 
     if path.exists():
