@@ -35,6 +35,7 @@ TRYING_DELAY = 0.1
 OVERLOAD_LAG = 0.2
 SHED_METHODS = ("INVITE", "REGISTER")
 RETRY_AFTER = "5"
+MAX_SERVER_TXS = 4000  # concurrent server transactions; beyond: 503 + Retry-After, sent statelessly
 
 
 class TransactionUser(Protocol):
@@ -309,6 +310,7 @@ class SipStack:
         self.timerq = TimerQueues()  # where transaction and dialog timers wait
         self.transports = Transports(self._on_data, self._on_flow_closed)
         self.server_txs: dict[tuple, ServerTx] = {}
+        self.max_server_txs = MAX_SERVER_TXS
         self.client_txs: dict[tuple, ClientTx] = {}
         self.server_header = server_header  # Server / User-Agent value; empty: none (no fingerprint)
         self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0, "shed": 0}
@@ -480,6 +482,12 @@ class SipStack:
             return
         if req.method == "ACK":
             self._safe(self.tu.on_ack, req)
+            return
+        if len(self.server_txs) >= self.max_server_txs:
+            self.counters["overloaded"] = self.counters.get("overloaded", 0) + 1
+            busy = response_to(req, 503, to_tag=new_tag())
+            busy.add("Retry-After", RETRY_AFTER)
+            self.send_stateless(busy, source)
             return
         tx = ServerTx(self, req, source)
         self.server_txs[key] = tx
