@@ -2,6 +2,8 @@ import pytest
 
 from appliance.context import Context
 
+pytest_plugins = ["tests.asyncio_guard"]
+
 
 @pytest.fixture
 def ctx(tmp_path) -> Context:

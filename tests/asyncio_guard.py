@@ -1,0 +1,54 @@
+"""pytest plugin: nothing may block an event loop. Every loop the tests create runs in asyncio debug
+mode with slow-callback detection; a callback or task step that holds the loop longer than
+SLOW_CALLBACK seconds (asyncio logs "Executing ... took N seconds") fails the test that ran it.
+
+The threshold is well above a busy loop's normal steps and below any real blocking call (a
+subprocess, a disk sync, an SQLite write in a loaded test); OFFICEBOX_SLOW_CALLBACK overrides it
+(e.g. 0 to switch the guard off while profiling).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import pytest
+
+SLOW_CALLBACK = float(os.environ.get("OFFICEBOX_SLOW_CALLBACK", "0.25"))
+
+
+class GuardedPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = SLOW_CALLBACK
+        return loop
+
+
+class SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing ") and " took " in message:
+            self.seen.append(message)
+
+
+_handler = SlowCallbacks()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SLOW_CALLBACK > 0:
+        asyncio.set_event_loop_policy(GuardedPolicy())
+        logging.getLogger("asyncio").addHandler(_handler)
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_loop():
+    _handler.seen.clear()
+    yield
+    if _handler.seen:
+        found, _handler.seen[:] = list(_handler.seen), []
+        pytest.fail("a blocking call held the event loop:\n  " + "\n  ".join(found[:5]), pytrace=False)
