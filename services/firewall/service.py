@@ -10,6 +10,7 @@ box, and nowhere in lab mode (rendered and checked only).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -73,10 +74,14 @@ class FirewallService(Service):
     def render(self, config) -> dict[str, str]:
         return {RULESET: render(config)}
 
+    # nft runs off the event loop: tens of milliseconds here, seconds on a loaded box
     async def check(self, config, staged: Path) -> None:
-        nft.check(staged / RULESET)
+        await asyncio.to_thread(nft.check, staged / RULESET)
 
     async def start(self, config) -> None:
+        await asyncio.to_thread(self._start, config)
+
+    def _start(self, config) -> None:
         text = render(config)
         with self._lock:
             if self.live:
@@ -85,6 +90,9 @@ class FirewallService(Service):
         (self.ctx.state_dir(self.name) / "pending.json").unlink(missing_ok=True)  # the firmware before 2
 
     async def reload(self, config) -> None:
+        await asyncio.to_thread(self._reload, config)
+
+    def _reload(self, config) -> None:
         text = render(config)
         with self._lock:
             if self.live and self.loaded != text:
