@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -34,14 +35,20 @@ CERT_CHECK_INTERVAL = 10.0
 ISOLATED = ("dns", "dhcp")  # services moved to a process of their own so far; the others follow
 
 
+def isolated_services() -> tuple[str, ...]:
+    """ISOLATED, or the comma list in OFFICEBOX_ISOLATE ("" = all in-process, for comparisons)."""
+    chosen = os.environ.get("OFFICEBOX_ISOLATE")
+    return ISOLATED if chosen is None else tuple(n.strip() for n in chosen.split(",") if n.strip())
+
+
 def _stamp(path: Path) -> tuple[str, int]:
     return str(path), path.stat().st_mtime_ns
 
 
 class Runtime:
-    def __init__(self, data_dir: Path | str, lab: bool = False, isolate: tuple[str, ...] = ISOLATED) -> None:
+    def __init__(self, data_dir: Path | str, lab: bool = False, isolate: tuple[str, ...] | None = None) -> None:
         self.ctx = Context(Path(data_dir), lab=lab)
-        self.isolate = isolate
+        self.isolate = isolated_services() if isolate is None else isolate
         self.store = ConfigStore(self.ctx.db_path)
         core = {NetworkService.name: NetworkService}  # the network comes up before any service binds
         self.services: dict[str, Service] = {name: cls(self.ctx) for name, cls in {**core, **discover()}.items()}
