@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import hmac
 import logging
@@ -16,9 +17,11 @@ from urllib.parse import unquote, urlsplit
 log = logging.getLogger("officebox.provisioning")
 MAX_HEAD = 8192
 TIMEOUT = 10.0
+MAX_CLIENTS = 512  # connections at once, all sources; past it (or MAX_PER_SOURCE from one host): 503
+MAX_PER_SOURCE = 32
 NONCE_LIFE = 300
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 408: "Request Timeout"}
+           405: "Method Not Allowed", 408: "Request Timeout", 503: "Service Unavailable"}
 REALM = "OfficeBox provisioning"
 
 
@@ -88,6 +91,8 @@ class HttpServer:
     def __init__(self, fetch, auth: Auth, record=None) -> None:
         self.fetch, self.auth, self.record = fetch, auth, record
         self.servers: list[asyncio.base_events.Server] = []
+        self.max_clients, self.max_per_source = MAX_CLIENTS, MAX_PER_SOURCE
+        self.open_by_source: collections.Counter[str] = collections.Counter()
 
     async def open(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         transport = "https" if tls else "http"
@@ -106,10 +111,25 @@ class HttpServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str) -> None:
         client = writer.get_extra_info("peername")[0]
+        crowded = (self.open_by_source.total() >= self.max_clients
+                   or self.open_by_source[client] >= self.max_per_source)
+        self.open_by_source[client] += 1
+        try:
+            await self._answer(reader, writer, transport, client, crowded)
+        finally:
+            self.open_by_source[client] -= 1
+            if not self.open_by_source[client]:
+                del self.open_by_source[client]
+
+    async def _answer(self, reader, writer, transport: str, client: str, crowded: bool) -> None:
         path = ""
         try:
+            if crowded:
+                raise OverflowError
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
             status, ctype, body, extra, method, path = self._respond(head, client, transport)
+        except OverflowError:
+            status, ctype, body, extra, method = 503, "text/plain", b"busy\n", {"Retry-After": "10"}, "GET"
         except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError):
             status, ctype, body, extra, method = 400, "text/plain", b"bad request\n", {}, "GET"
         except TimeoutError:
