@@ -1,5 +1,5 @@
-"""One process per service: `officebox run --lab` runs DNS and DHCP each in a child process of its
-own. SIGKILL of the DNS process leaves DHCP (real udhcpc) and SIP (real sipsak) answering, the
+"""One process per service: `officebox run --lab` runs DNS, DHCP and provisioning each in a child
+process of its own. SIGKILL of the DNS process leaves DHCP (real udhcpc) and SIP (real sipsak) answering, the
 supervisor brings DNS back, and the new DNS process knows the DHCP client's name again (lease events
 cross processes on the bus)."""
 import json
@@ -73,16 +73,19 @@ def test_killed_dns_process_leaves_dhcp_and_sip_serving_and_comes_back(tmp_path)
             assert sip_ok()
             [dns_pid] = service_pids(data, "dns")
             [dhcp_pid] = service_pids(data, "dhcp")
+            [prov_pid] = service_pids(data, "provisioning")
+            fetch = ("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:18081/001565000000.cfg")
+            assert box.run(*fetch, check=False).stdout in ("401", "403", "404")
             assert dns_pid != proc.pid != dhcp_pid
             os.kill(dns_pid, signal.SIGKILL)
             assert sip_ok(), "SIP stopped answering when the DNS process died"
             assert lease(), "DHCP stopped answering when the DNS process died"
-            assert service_pids(data, "dhcp") == [dhcp_pid]
+            assert service_pids(data, "dhcp") == [dhcp_pid] and service_pids(data, "provisioning") == [prov_pid]
             assert until(dig, 30, "DNS did not come back") == address
             assert service_pids(data, "dns") not in ([], [dns_pid])
             status = officebox(data, "status").stdout
             assert "dns" in status and "down" not in status, status
             stop(proc)
-            assert service_pids(data, "dns") == [] and service_pids(data, "dhcp") == []
+            assert not any(service_pids(data, name) for name in ("dns", "dhcp", "provisioning"))
         finally:
             reap(proc)
