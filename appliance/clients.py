@@ -6,7 +6,9 @@
 A client method names one exposed method or attribute of the service (EXPOSED, the allow-list the
 child process answers). A service in its own process (appliance.servicehost.IsolatedService) is
 called over its RPC socket, with a timeout; an in-process one, or any service of a runtime that is
-not serving (tools, tests), directly on its object. Results crossing processes are JSON (dicts,
+not serving (tools, tests), directly on its object. While an isolated service's process is down
+(a restart takes about a second), the appliance's own never-started copy answers: nothing live
+(no leases, no fetches), never stale data. Results crossing processes are JSON (dicts,
 lists, strings, numbers); a client that composes several calls says it is in-process only.
 """
 from __future__ import annotations
