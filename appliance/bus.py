@@ -138,6 +138,11 @@ def appliance_bus(ctx) -> Bus:
     return _buses.setdefault(Path(ctx.data_dir), Bus())
 
 
+def use_bus(ctx, bus: Bus) -> None:
+    """In a service's own process: appliance_bus(ctx) is this one (a RemoteBus joined to the hub)."""
+    _buses[Path(ctx.data_dir)] = bus
+
+
 class BusHub:
     """Serves a Bus to other processes over a Unix socket. Requests, one JSON object per line:
     {"sub": prefix} (answered by the retained events of matching topics, then live ones),

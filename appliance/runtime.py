@@ -25,7 +25,7 @@ from appliance.firmware import BoxFirmware
 from appliance.netservice import NetworkService
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
-from appliance.servicehost import IsolatedService, relay_leases
+from appliance.servicehost import IsolatedService
 from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor
 from services import discover
@@ -152,7 +152,6 @@ class Runtime:
         hub = BusHub(appliance_bus(self.ctx))
         bus_path = self.ctx.run_dir("core") / "bus.sock"
         await hub.serve(bus_path)
-        unrelay = relay_leases(self.ctx, appliance_bus(self.ctx))
         for name in self.isolate:
             if name in self.services and not isinstance(self.services[name], IsolatedService):
                 self.services[name] = IsolatedService(self.services[name], bus_path)
@@ -194,5 +193,4 @@ class Runtime:
             self.engine.confirmation.close()
             await self.supervisor.stop()
             await hub.close()
-            unrelay()
             self.store.close()

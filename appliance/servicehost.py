@@ -9,8 +9,8 @@ appliance side (IsolatedService, which the supervisor drives like any Service).
 render/validate/contributes/processes are pure and stay in the appliance on its own copy of the
 service (the first apply runs before any child exists). The child dies with the appliance (SIGTERM
 from PR_SET_PDEATHSIG); a child that exits is reported to the supervisor, which restarts it with
-its usual backoff. DHCP lease events of services.dhcp.bus are relayed over the bus (relay_leases),
-so DNS and provisioning learn names from a DHCP server in another process.
+its usual backoff. In the child, the appliance bus (appliance_bus(ctx)) is the RemoteBus, so DHCP leases
+(appliance/leases.py) and every other event reach services in other processes unchanged.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import ipaddress
 import logging
 import os
 import signal
@@ -28,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from appliance import rpc, schema
-from appliance.bus import Bus, Event, RemoteBus
+from appliance.bus import RemoteBus, use_bus
 from appliance.context import Context
 from appliance.service import ApplyError, Service, Status
-from services.dhcp.bus import LeaseInfo, lease_bus
 
 log = logging.getLogger("officebox.servicehost")
-LEASE_TOPIC = "dhcp.lease"
 START_TIMEOUT = 60.0
 CALL_TIMEOUT = 10.0
 READY_TIMEOUT = 30.0
@@ -43,49 +40,6 @@ PR_SET_PDEATHSIG = 1
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-# -- lease events across processes ------------------------------------------------------------------
-def relay_leases(ctx: Context, bus: Bus) -> Callable[[], None]:
-    """Join this process's lease bus to the appliance bus, both ways, without echoing events back."""
-    leases, relaying = lease_bus(ctx), [False]
-
-    def outbound(event: str, lease: LeaseInfo) -> None:
-        if relaying[0]:
-            return
-        data = None if event == "gone" else {
-            "mac": lease.mac, "hostname": lease.hostname, "expires": lease.expires, "network": lease.network,
-            "origin": os.getpid()}
-        bus.publish(LEASE_TOPIC, str(lease.ip), data, retain=True)
-
-    def inbound(event: Event) -> None:
-        ip = ipaddress.IPv4Address(event.key)
-        known = {lease.ip: lease for lease in leases.active()}
-        if event.data is None:
-            if ip not in known:
-                return  # already gone here (or this process sent it)
-            kind, lease = "gone", known[ip]
-        else:
-            if event.data.get("origin") == os.getpid():
-                return
-            data = event.data
-            kind, lease = "bound", LeaseInfo(ip, str(data["mac"]), str(data["hostname"]), float(data["expires"]),
-                                             str(data["network"]))
-            if known.get(ip) == lease:
-                return
-        relaying[0] = True
-        try:
-            leases.publish(kind, lease)
-        finally:
-            relaying[0] = False
-
-    off_in = bus.subscribe(LEASE_TOPIC, inbound)
-    for key, data in bus.retained(LEASE_TOPIC).items():
-        inbound(Event(LEASE_TOPIC, key, data))
-    off_out = leases.subscribe(outbound)
-
-    def off() -> None:
-        off_in()
-        off_out()
-    return off
 
 
 # -- the appliance side -------------------------------------------------------------------------------
@@ -220,10 +174,10 @@ async def host(name: str, ctx: Context, rpc_path: Path, bus_path: Path) -> None:
     from appliance.clients import EXPOSED
     from services import discover
 
-    service: Service = discover()[name](ctx)
     bus = RemoteBus()
     await bus.connect(bus_path)
-    relay_leases(ctx, bus)
+    use_bus(ctx, bus)  # the service's appliance_bus(ctx) is the appliance's, through the hub
+    service: Service = discover()[name](ctx)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -40,6 +40,7 @@ class ProvisioningService(Service):
         self.ports: dict[str, int] = {}
         self._fetched: dict[str, dict] = {}
         self.log: FetchLog | None = None
+        self._follow = None  # our interest in the DHCP leases (appliance/leases.py)
 
     @classmethod
     def contributes(cls, config, lab: bool) -> list:
@@ -94,6 +95,8 @@ class ProvisioningService(Service):
         https_port = section.lab_https_port if self.ctx.lab else section.https_port
         if self.log is None:
             self.log = FetchLog(self.ctx.state_dir(self.name) / "fetches.jsonl")
+        if self._follow is None:  # in its own process the bus then brings the leases, and keeps them
+            self._follow = lease_bus(self.ctx).subscribe(lambda event, lease: None)
         auth = Auth(section.auth_kind, section.auth_user, section.auth_password,
                     {p.digits: p.auth_secret for p in section.phones if p.auth_secret})
         tls = await asyncio.to_thread(self._tls_context, config) if section.https else None
@@ -132,6 +135,9 @@ class ProvisioningService(Service):
         await self.start(config)
 
     async def stop(self) -> None:
+        if self._follow is not None:
+            self._follow()
+            self._follow = None
         if self.http:
             self.http.close()
             self.http = None
