@@ -8,7 +8,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench lint clean image os-image buildroot-src
+.PHONY: setup run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src
 
 setup: $(APT_STAMP) $(PIP_STAMP)
 
@@ -48,16 +48,26 @@ lint: setup
 image: setup
 	$(MAKE) -C images
 
-# The flashable disk image: Buildroot with our external tree (buildroot/), the signed bundle inside.
+# The flashable disk image from Debian 12 packages (images/os/): images/out/os/officebox-<version>.img,
+# and the signed whole-system update of the same root filesystem, officebox-<version>.raucb.
+os-image: setup
+	$(BIN)/python -m images.os.build
+
+# The image booted in QEMU: boot, DHCP, a signed update, a broken one falling back, a tampered one
+# refused, a power cut during an update (`make test` runs all but the power cut).
+image-test: setup
+	OFFICEBOX_IMAGE_TEST=full $(BIN)/python -m pytest tests/images -v $(PYTEST_ARGS)
+
+# The minimal alternative: Buildroot with our external tree (buildroot/), for builders with its sources.
 BR_OUT := $(CURDIR)/images/out/buildroot
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 buildroot-src:
 	@test -f "$(BUILDROOT_SRC)/Makefile" -a -d "$(BUILDROOT_SRC)/package" || { \
-		echo "make os-image BUILDROOT_SRC=/path/to/buildroot: a Buildroot release tree (https://buildroot.org)"; \
+		echo "make buildroot-image BUILDROOT_SRC=/path/to/buildroot: a Buildroot release tree (https://buildroot.org)"; \
 		exit 2; }
 
-os-image: buildroot-src image
+buildroot-image: buildroot-src image
 	$(MAKE) -C $(BUILDROOT_SRC) O=$(BR_OUT) BR2_EXTERNAL=$(CURDIR)/buildroot officebox_x86_64_defconfig
 	$(MAKE) -C $(BUILDROOT_SRC) O=$(BR_OUT)
 	cp $(BR_OUT)/images/officebox.img images/out/officebox-$(VERSION).img

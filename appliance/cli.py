@@ -236,12 +236,33 @@ def cmd_passwd(args: argparse.Namespace) -> int:
                          "base": base.id})
 
 
+def cmd_system_update(args: argparse.Namespace) -> int:
+    """A whole-system update (.raucb, the OS image's RAUC): verify or install it into the other slot."""
+    system = firmware.SystemUpdate()
+    info = system.verify(Path(args.file))
+    if args.action == "verify":
+        print(f"system update {info['version']}: signature good ({info['compatible']})")
+        return 0
+    started = time.monotonic()
+    system.install(Path(args.file))
+    print(f"system update {info['version']} installed into the other root slot in {time.monotonic() - started:.0f} s; "
+          "restart the box to run it (it falls back to this system if the web admin does not come up)")
+    return 0
+
+
 def cmd_firmware(args: argparse.Namespace) -> int:
     box = firmware.BoxFirmware(data_dir(args))
     running = box.running()
     if args.action == "status":
         print(f"running {running}; previous {box.slots.previous() or '-'}")
+        if firmware.SystemUpdate().available():
+            state = firmware.SystemUpdate().status()
+            for name, slot in sorted(state["slots"].items()):
+                print(f"root slot {name}: {slot['state']}, {'good' if slot['good'] else 'bad'}, "
+                      f"system {slot['version'] or '-'}")
         return 0
+    if args.action in ("verify", "install") and args.file.endswith(".raucb"):
+        return cmd_system_update(args)
     if args.action == "rollback":
         print(f"firmware {box.slots.rollback()} is active again; restart the appliance to run it")
         return 0
@@ -318,7 +339,8 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("login")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(func=cmd_passwd)
-    fw = add(sub, "firmware", help="verify, install or roll back a signed firmware bundle")
+    fw = add(sub, "firmware", help="verify, install or roll back a signed firmware bundle "
+                                  "(FILE.raucb: a whole-system update of the OS image)")
     fw_sub = fw.add_subparsers(dest="action", required=True)
     for action in ("verify", "install"):
         one = add(fw_sub, action)

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,9 @@ BUILTIN_KEYS = Path(__file__).with_name("trusted-keys")
 SYSTEM_KEYS = Path("/etc/officebox/trusted-keys")  # put there by the OS image (buildroot/package/officebox)
 BOOT_ATTEMPTS = "boot-attempts"  # counted by the box's launcher (officebox-boot), cleared once up
 ROLLED_BACK = "rolled-back"  # the launcher rolled a firmware back after it failed to start
+WEB_ADMIN_UP = Path("/run/officebox/web-admin-up")  # on the OS image: its root slot is marked good then
+RAUC_CONFIG = Path("/etc/rauc/system.conf")  # the OS image's whole-system updates (images/os)
+SYSTEM_UPDATE_TIMEOUT = 1800
 
 
 class FirmwareError(Exception):
@@ -235,3 +239,54 @@ class BoxFirmware:
     def mark_good(self) -> None:
         """The running firmware came up: the launcher's failed-start count starts again from zero."""
         (self.slots.root / BOOT_ATTEMPTS).unlink(missing_ok=True)
+        if WEB_ADMIN_UP.parent.is_dir():  # the OS image (images/os): officebox-slot-good.path takes it
+            atomic_write(WEB_ADMIN_UP, f"{time.time():.0f}\n")
+
+
+class SystemUpdate:
+    """Whole-system updates on the OS image: RAUC checks the signed update file (.raucb) and writes its
+    root filesystem into the root slot that is not running; the box starts it at the next restart and
+    falls back to the running one if it does not bring the web admin up (images/os/grub.cfg)."""
+
+    def __init__(self, config: Path = RAUC_CONFIG) -> None:
+        self.config = Path(config)
+
+    def available(self) -> bool:
+        return self.config.exists() and shutil.which("rauc") is not None
+
+    def _rauc(self, *args: str, timeout: float = 60) -> str:
+        if not self.available():
+            raise FirmwareError("whole-system updates need the OfficeBox OS image (RAUC is not set up here)")
+        try:
+            done = subprocess.run(["rauc", *args], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise FirmwareError(f"rauc {args[0]} did not finish in {timeout:.0f} s") from None
+        if done.returncode != 0:
+            lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+            raise FirmwareError(f"the update was refused: {lines[-1] if lines else 'rauc failed'}")
+        return done.stdout
+
+    def status(self) -> dict:
+        """{"booted": "A", "slots": {"A": {"state": "booted", "good": True, "version": ...}, ...}}"""
+        raw = json.loads(self._rauc("status", "--detailed", "--output-format=json"))
+        slots = {}
+        for entry in raw.get("slots", []):
+            for info in entry.values():
+                if info.get("bootname"):
+                    bundle = (info.get("slot_status") or {}).get("bundle") or {}
+                    slots[info["bootname"]] = {"state": info.get("state"), "good": info.get("boot_status") == "good",
+                                               "version": bundle.get("version")}
+        return {"booted": raw.get("booted"), "primary": raw.get("boot_primary"), "slots": slots}
+
+    def verify(self, path: Path) -> dict:
+        """The update's manifest once its signature checked out (`rauc info` verifies it)."""
+        info = json.loads(self._rauc("info", "--output-format=json", str(Path(path).resolve())))
+        return {"version": info.get("version"), "compatible": info.get("compatible")}
+
+    def install(self, path: Path) -> str:
+        """Check and write the update into the other slot; RAUC refuses a bad one before writing."""
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise FirmwareError(f"{path}: no such update file")
+        self._rauc("install", str(path), timeout=SYSTEM_UPDATE_TIMEOUT)
+        return path.name

@@ -1,0 +1,58 @@
+"""The OS image tests: the image is built once (cached under /var/cache/officebox-image by a hash of its
+inputs), with two more root filesystems as signed updates: 0.2.0 (a good one) and 0.3.0 (its appliance
+fails to start)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.firmware import build_bundle
+from images.build import payload_files
+from tests.netns import Lab, have_netns
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ["mmdebstrap", "mksquashfs", "rauc", "qemu-system-x86_64", "grub-mkimage", "sfdisk", "mkfs.vfat", "curl"]
+missing = [t for t in TOOLS if shutil.which(t) is None]
+pytestmark = pytest.mark.skipif(bool(missing) or not have_netns(),
+                                reason=f"needs root and {', '.join(missing) or 'network namespaces'}")
+BROKEN_CLI = 'raise SystemExit("this appliance is broken on purpose (the fallback test)")\n'
+
+
+def build(*args: str) -> dict:
+    """images.os.build; returns its report (paths, sizes, seconds)."""
+    done = subprocess.run([sys.executable, "-m", "images.os.build", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=3600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout[done.stdout.rindex("\n{"):])
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> dict:
+    """{"base": report, "good": report, "broken": report}: the image and two update bundles."""
+    base = build()
+    work = tmp_path_factory.mktemp("bundles")
+    key = ROOT / "images" / "out" / "lab-signing.key"  # made by the base build (images.build)
+    reports = {"base": base}
+    for name, version, replace in (("good", "0.2.0", {}), ("broken", "0.3.0", {"appliance/cli.py": BROKEN_CLI})):
+        files = payload_files()
+        for path, text in replace.items():
+            files[path] = work / path.replace("/", "_")
+            files[path].write_text(text)
+        bundle = work / f"officebox-{version}.obfw"
+        build_bundle(files, version, key, bundle)
+        reports[name] = build("--bundle", str(bundle), "--trust", str(key.parent), "--name", f"test-{name}",
+                              "--no-disk")
+    return reports
+
+
+@pytest.fixture
+def lan():
+    """The namespace the box's two ports are in (the LAN side's PC is 192.168.1.50)."""
+    with Lab() as lab:
+        yield lab.host("oblan")

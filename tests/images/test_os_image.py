@@ -1,0 +1,183 @@
+"""The OS image, booted for real in QEMU (KVM here), its ports in a namespace of this test: it comes up
+with its web admin on the LAN port's default address, serves DHCP there, refuses a tampered update
+before writing anything, installs a signed update into the other root slot and boots it, and falls
+back by itself from an update whose appliance does not start. `make image-test` adds a power cut
+during an update (OFFICEBOX_IMAGE_TEST=full).
+
+The tests share one box and run in order. Figures (boot to web admin, update install) are written
+to images/out/os/image-test-figures.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.images.vm import VM, GuestError
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "images" / "out" / "os" / "image-test-figures.json"
+BOOT_BOUND = 240  # seconds from power on to the web admin (KVM; vm.SLOW stretches it under TCG)
+DISK_BYTES = 4 * 1024**3
+figures: dict = {}
+
+
+def record(name: str, value) -> None:
+    figures[name] = value
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+@pytest.fixture(scope="module")
+def box(images, tmp_path_factory):
+    from tests.netns import Lab
+
+    work = tmp_path_factory.mktemp("box")
+    disk = work / "disk.img"
+    os.system(f"cp --sparse=always {images['base']['disk']} {disk}")
+    os.truncate(disk, DISK_BYTES)  # a bigger disk than the image: the data partition grows at first boot
+    tampered = work / "tampered.raucb"
+    data = bytearray(Path(images["good"]["bundle"]).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(b ^ 0x5A for b in data[middle:middle + 16])
+    tampered.write_bytes(data)
+    updates = {"good": Path(images["good"]["bundle"]), "broken": Path(images["broken"]["bundle"]),
+               "tampered": tampered}
+    with Lab() as lab:
+        vm = Box(disk, lab.host("oblan"), work, updates)
+        try:
+            yield vm
+        finally:
+            vm.close()
+            (work / "console.log").replace(FIGURES.parent / "image-test-console.log")
+
+
+class Box(VM):
+    """The VM with the update files attached as disks (by-id virtio-<name>)."""
+
+    def __init__(self, disk, host, work, updates: dict[str, Path]) -> None:
+        super().__init__(disk, host, work)
+        self.updates = updates
+
+    def power_on(self) -> float:
+        self.mark = len(self.log())
+        return self.start(extra=self.updates)
+
+    def up(self, timeout: float = BOOT_BOUND) -> str:
+        """Wait for the console's 'is up' line of this boot; returns it."""
+        self.wait_console(" is up: web admin https://", timeout, after=self.mark)
+        line = next(ln for ln in self.log()[self.mark:].splitlines() if " is up: web admin https://" in ln)
+        self.wait_agent(60)
+        return line
+
+    def fetch(self, name: str) -> str:
+        """Copy update `name` from its disk onto the data partition; returns the path in the box."""
+        size = self.updates[name].stat().st_size
+        path = f"/var/lib/officebox/updates/{name}.raucb"
+        self.sh(f"mkdir -p /var/lib/officebox/updates && head -c {size} /dev/disk/by-id/virtio-{name} > {path}",
+                timeout=120)
+        return path
+
+    def reboot(self) -> None:
+        """Restart the box and power it on again (QEMU's own reset would keep this process)."""
+        mark = len(self.log())
+        self.sh("systemd-run --on-active=1 systemctl reboot")  # answers before it goes down
+        self.wait_console("reboot: Restarting system", 120, after=mark)
+        self.kill()
+        self.power_on()
+
+    def grubenv(self) -> dict:
+        out = self.sh("grub-editenv /boot/efi/EFI/BOOT/grubenv list").stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_boots_to_web_admin_on_the_lan_port(box):
+    started = box.power_on()
+    up = box.web_admin_up(BOOT_BOUND)
+    record("boot_to_web_admin_seconds", round(up - started, 1))
+    banner = box.up()
+    assert "OfficeBox 0.1.0 (slot A) is up: web admin https://192.168.1.1/" in banner
+    assert box.sh("ip -4 -o addr show dev lan0").stdout.split()[3] == "192.168.1.1/24"
+    assert box.sh("findmnt -no FSTYPE /").stdout.strip() == "overlay"
+    assert "squashfs" in box.sh("findmnt -no FSTYPE /run/officebox-root/lower").stdout
+    assert box.sh("touch /usr/lib/officebox/current/x 2>&1; mount | grep -c ' /run/officebox-root/lower .*ro,'",
+                  check=False).stdout.strip() == "1"
+    grown = int(box.sh("blockdev --getsize64 /dev/disk/by-partlabel/obdata").stdout)
+    assert grown > 3 * 1024**3  # the data partition took the rest of the 4 GiB disk
+    assert int(box.sh("df -B1 --output=size /var/lib/officebox | tail -n1").stdout) > 3 * 1024**3
+    state = json.loads(box.sh("rauc status --output-format=json").stdout)
+    assert state["booted"] == "A"
+    assert box.grubenv()["A_TRY"] == "0"  # marked good once the web admin came up
+
+
+def test_dhcp_answers_on_the_lan_side(box):
+    done = box.host.run("busybox", "udhcpc", "-i", "oblan", "-n", "-q", "-f", "-t", "5", "-T", "2",
+                        "-s", "/bin/true", timeout=60, check=False)
+    lease = re.search(r"lease of (192\.168\.1\.\d+) obtained", done.stdout + done.stderr)
+    assert lease, done.stdout + done.stderr
+    assert 100 <= int(lease.group(1).rsplit(".", 1)[1]) <= 199
+
+
+def test_a_tampered_update_is_refused_before_anything_is_written(box):
+    path = box.fetch("tampered")
+    before = box.sh("sha256sum /dev/disk/by-partlabel/rootB").stdout.split()[0]
+    env_before = box.grubenv()
+    done = box.sh(f"officebox firmware install {path}", check=False, timeout=300)
+    assert done.returncode != 0
+    assert "refused" in done.stderr and "signature" in done.stderr.lower(), done.stderr
+    assert box.sh("sha256sum /dev/disk/by-partlabel/rootB").stdout.split()[0] == before
+    assert box.grubenv() == env_before
+
+
+def test_a_signed_update_boots_into_the_other_slot(box):
+    path = box.fetch("good")
+    started = time.monotonic()
+    done = box.sh(f"officebox firmware install {path}", timeout=900)
+    record("update_install_seconds", round(time.monotonic() - started, 1))
+    assert "system update 0.2.0 installed" in done.stdout
+    env = box.grubenv()
+    assert env["ORDER"].startswith("B") and env["B_OK"] == "1"
+    box.reboot()
+    assert "OfficeBox 0.2.0 (slot B) is up" in box.up()
+    assert json.loads(box.sh("rauc status --output-format=json").stdout)["booted"] == "B"
+    assert box.sh("cat /usr/lib/officebox/os-version").stdout.strip() == "0.2.0"
+    assert "root slot B: booted, good, system 0.2.0" in box.sh("officebox firmware status").stdout
+
+
+def test_a_broken_update_falls_back_to_the_previous_slot(box):
+    path = box.fetch("broken")
+    box.sh(f"officebox firmware install {path}", timeout=900)
+    assert box.grubenv()["ORDER"].startswith("A")
+    started = time.monotonic()
+    box.reboot()
+    # three boots of slot A whose appliance never starts, each restarted by officebox-boot-deadline;
+    # then GRUB starts slot B again, which is confirmed and comes up
+    banner = box.up(timeout=3 * BOOT_BOUND)
+    record("broken_update_fallback_seconds", round(time.monotonic() - started, 1))
+    assert "OfficeBox 0.2.0 (slot B) is up" in banner
+    log = box.log()[box.mark:]
+    assert log.count("slot A did not bring the web admin up") == 3, box.tail()
+    env = box.grubenv()
+    assert env["A_TRY"] == "3" and env["B_TRY"] == "0"
+    assert json.loads(box.sh("rauc status --output-format=json").stdout)["booted"] == "B"
+
+
+@pytest.mark.skipif(os.environ.get("OFFICEBOX_IMAGE_TEST") != "full", reason="make image-test runs it")
+def test_a_power_cut_during_an_update_leaves_a_bootable_box(box):
+    path = box.fetch("good")
+    box.sh(f"nohup officebox firmware install {path} > /run/update.log 2>&1 &")
+    deadline = time.monotonic() + 120
+    while "Copying image" not in box.sh("journalctl -u rauc -o cat --no-pager", check=False).stdout:
+        if time.monotonic() > deadline:
+            raise GuestError("rauc never started writing")
+        time.sleep(0.5)
+    time.sleep(1)
+    box.kill()
+    box.power_on()
+    assert "OfficeBox 0.2.0 (slot B) is up" in box.up()
+    assert json.loads(box.sh("rauc status --output-format=json").stdout)["booted"] == "B"
