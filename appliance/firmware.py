@@ -243,6 +243,16 @@ class BoxFirmware:
             atomic_write(WEB_ADMIN_UP, f"{time.time():.0f}\n")
 
 
+def rauc_reason(output: str) -> str:
+    """RAUC's own reason from its output: its progress messages and OpenSSL's code lines left out."""
+    import re
+
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not ln.startswith("rauc-Message:")
+             and not re.match(r"^[0-9A-F]{8,}:error:", ln)]
+    failed = [ln for ln in lines if "fail" in ln.lower() or "error" in ln.lower()]
+    return (failed or lines or ["rauc failed"])[0]
+
+
 class SystemUpdate:
     """Whole-system updates on the OS image: RAUC checks the signed update file (.raucb) and writes its
     root filesystem into the root slot that is not running; the box starts it at the next restart and
@@ -258,12 +268,12 @@ class SystemUpdate:
         if not self.available():
             raise FirmwareError("whole-system updates need the OfficeBox OS image (RAUC is not set up here)")
         try:
-            done = subprocess.run(["rauc", *args], capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(["rauc", f"--conf={self.config}", *args], capture_output=True, text=True,
+                                  timeout=timeout)
         except subprocess.TimeoutExpired:
             raise FirmwareError(f"rauc {args[0]} did not finish in {timeout:.0f} s") from None
         if done.returncode != 0:
-            lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            raise FirmwareError(f"the update was refused: {lines[-1] if lines else 'rauc failed'}")
+            raise FirmwareError(f"the update was refused: {rauc_reason(done.stderr + done.stdout)}")
         return done.stdout
 
     def status(self) -> dict:
@@ -279,8 +289,16 @@ class SystemUpdate:
         return {"booted": raw.get("booted"), "primary": raw.get("boot_primary"), "slots": slots}
 
     def verify(self, path: Path) -> dict:
-        """The update's manifest once its signature checked out (`rauc info` verifies it)."""
+        """The update's manifest once its signature checked out (`rauc info` verifies it) and it is
+        made for this kind of box."""
+        import configparser
+
         info = json.loads(self._rauc("info", "--output-format=json", str(Path(path).resolve())))
+        system = configparser.ConfigParser()
+        system.read(self.config)
+        ours = system.get("system", "compatible", fallback=None)
+        if info.get("compatible") != ours:
+            raise FirmwareError(f"the update is for {info.get('compatible')!r} boxes, this one is {ours!r}: refused")
         return {"version": info.get("version"), "compatible": info.get("compatible")}
 
     def install(self, path: Path) -> str:

@@ -110,7 +110,7 @@ def bundle_digest(bundle: Path) -> str:
     return digest.hexdigest()
 
 
-def input_digest(bundle: Path, name: str, base: str) -> str:
+def input_digest(bundle: Path, trust: Path, name: str, base: str) -> str:
     """What the root filesystem is made of: a changed input means a new build."""
     digest = hashlib.sha256(f"{name}\0{base}\0{bundle_digest(bundle)}".encode())
     paths = [HERE / "packages.txt", HERE / "build.py", HERE / "layout.py", HERE / "grub.cfg",
@@ -118,6 +118,8 @@ def input_digest(bundle: Path, name: str, base: str) -> str:
              *sorted(p for p in (HERE / "rootfs").rglob("*") if p.is_file())]
     for path in paths:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    for key in (signing.keyring(), *sorted(trust.glob("*.pub"))):  # the keys the box will trust
+        digest.update(key.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -239,6 +241,14 @@ def install_firmware(root: Path, bundle: Path, trust: Path, build_id: str) -> No
         chroot.run("/usr/lib/officebox/venv/bin/python", "-m", "compileall", "-q", "/usr/lib/officebox/current/")
     (root / "usr/lib/officebox/os-version").write_text(manifest["version"] + "\n")
     (root / "usr/lib/officebox/os-build").write_text(build_id + "\n")
+    # the factory tree is not pip-installed: its version for importlib.metadata (appliance.__version__)
+    site = next((root / "usr/lib/officebox/venv/lib").glob("python3*/site-packages"))
+    for old in site.glob("officebox-*.dist-info"):
+        shutil.rmtree(old)
+    info = site / f"officebox-{manifest['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: officebox\nVersion: {manifest['version']}\n")
+    (info / "INSTALLER").write_text("images.os.build\n")
 
 
 def squashfs(root: Path, target: Path) -> None:
@@ -250,7 +260,7 @@ def squashfs(root: Path, target: Path) -> None:
 def build_rootfs(bundle: Path, trust: Path, name: str, base: str = "") -> tuple[Path, str]:
     """The root filesystem image (squashfs) for this bundle, built or taken from the cache. With
     `base` (a build id) it is that build's tree with this bundle as the factory firmware instead."""
-    build_id = f"{name}-{input_digest(bundle, name, base)}"
+    build_id = f"{name}-{input_digest(bundle, trust, name, base)}"
     work = CACHE / "builds" / build_id
     image = work / "rootfs.img"
     if image.exists() and (base or (work / "root").is_dir()):

@@ -14,13 +14,13 @@ import pytest
 
 from appliance.firmware import build_bundle
 from images.build import payload_files
-from tests.netns import Lab, have_netns
+from tests.netns import have_netns
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ["mmdebstrap", "mksquashfs", "rauc", "qemu-system-x86_64", "grub-mkimage", "sfdisk", "mkfs.vfat", "curl"]
 missing = [t for t in TOOLS if shutil.which(t) is None]
-pytestmark = pytest.mark.skipif(bool(missing) or not have_netns(),
-                                reason=f"needs root and {', '.join(missing) or 'network namespaces'}")
+needs_image_tools = pytest.mark.skipif(bool(missing) or not have_netns(),
+                                       reason=f"needs root and {', '.join(missing) or 'network namespaces'}")
 BROKEN_CLI = 'raise SystemExit("this appliance is broken on purpose (the fallback test)")\n'
 
 
@@ -51,8 +51,3 @@ def images(tmp_path_factory) -> dict:
     return reports
 
 
-@pytest.fixture
-def lan():
-    """The namespace the box's two ports are in (the LAN side's PC is 192.168.1.50)."""
-    with Lab() as lab:
-        yield lab.host("oblan")
