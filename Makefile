@@ -54,7 +54,7 @@ os-image: setup
 	$(BIN)/python -m images.os.build
 
 # The image booted in QEMU: boot, DHCP, a signed update, a broken one falling back, a tampered one
-# refused, a power cut during an update (`make test` runs all but the power cut).
+# refused, a power cut during an update (`make test` runs the boot, DHCP, the refused and the good update).
 image-test: setup
 	OFFICEBOX_IMAGE_TEST=full $(BIN)/python -m pytest tests/images -v $(PYTEST_ARGS)
 
