@@ -191,14 +191,18 @@ class PasswordChecks:
 
 class SetupCode:
     """The one-time code the first-boot wizard asks for: printed on the console at each start of a box
-    not yet set up, kept only as an argon2 hash in a 0600 file, removed once the wizard succeeded."""
+    not yet set up, checked against an argon2 hash in a 0600 file, removed once the wizard succeeded.
+    The code itself is also kept, root-only (0600), for the OS image's console banner to show (a person
+    who can read it already holds the box's disk)."""
 
     FILE = "setup-code.hash"
+    SHOWN = "setup-code"
     ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
     LENGTH = 8
 
     def __init__(self, data_dir: Path | str) -> None:
         self.path = Path(data_dir) / self.FILE
+        self.shown = Path(data_dir) / self.SHOWN
 
     @staticmethod
     def normalize(code: str) -> str:
@@ -208,6 +212,7 @@ class SetupCode:
         """A new code (the previous one stops working), shown as XXXX-XXXX."""
         code = "".join(secrets.choice(self.ALPHABET) for _ in range(self.LENGTH))
         atomic_write(self.path, hash_password(code).encode(), mode=0o600)
+        atomic_write(self.shown, f"{code[:4]}-{code[4:]}\n".encode(), mode=0o600)
         return f"{code[:4]}-{code[4:]}"
 
     def active(self) -> bool:
@@ -222,3 +227,4 @@ class SetupCode:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.shown.unlink(missing_ok=True)

@@ -102,8 +102,9 @@ def test_setup_code_is_hashed_0600_and_one_time(tmp_path):
     assert setup.matches(code) and setup.matches(code.lower().replace("-", " ")) and not setup.matches("ABCD-EFGH")
     newer = setup.issue()
     assert setup.matches(newer) and not setup.matches(code)  # a restart prints a new code; the old one is void
+    assert setup.shown.read_text() == newer + "\n" and stat.S_IMODE(setup.shown.stat().st_mode) == 0o600
     setup.discard()
-    assert not setup.matches(newer) and not setup.active()
+    assert not setup.matches(newer) and not setup.active() and not setup.shown.exists()
 
 
 def _wizard_refused(client, runtime, code, message):
