@@ -164,3 +164,13 @@ def test_encrypted_backup_download_and_restore(admin_client, runtime, tmp_path):
     assert not (runtime.ctx.data_dir / backup.PENDING).exists()
     assert send("pass phrase 1").status_code == 200 and (runtime.ctx.data_dir / backup.PENDING).exists()
     assert stopped()
+
+
+def test_a_whole_system_update_off_the_os_image_is_refused_clearly(admin_client, runtime, tmp_path):
+    """The System page takes .raucb files only where RAUC runs (the OS image): here it says so."""
+    page = admin_client.get("/system/").get_data(as_text=True)
+    assert ".raucb" not in page  # no control for what this box cannot do
+    resp = upload(admin_client, b"hsqs not really a bundle", name="officebox-0.2.0.raucb")
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "System update refused, nothing was written" in body
+    assert "need the OfficeBox OS image" in body and not list(runtime.ctx.data_dir.rglob(".upload-*"))

@@ -25,7 +25,7 @@ def _box() -> firmware.BoxFirmware:
 def _page(general: list[str] | None = None, status: int = 200):
     box = _box()
     return render_template("system/index.html", running=box.running(), previous=box.slots.previous(),
-                           general=general or []), status
+                           system_updates=firmware.SystemUpdate().available(), general=general or []), status
 
 
 @bp.route("/")
@@ -76,6 +76,8 @@ def firmware_install():
     if upload is None or not upload.filename:
         return _page(["Choose a firmware file (.obfw) to upload."], 400)
     box = _box()
+    if upload.filename.endswith(".raucb"):
+        return _system_update(upload, box)
     try:
         with _saved_upload(upload, box.slots.root) as path:
             manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
@@ -83,6 +85,20 @@ def firmware_install():
         return _page([f"Firmware refused: {exc}"], 400)
     flash(f"Firmware {manifest['version']} installed. Restart the box to run it; until then "
           f"{box.slots.previous() or 'the current firmware'} keeps running.", "success")
+    return redirect(url_for("system.index"))
+
+
+def _system_update(upload, box: firmware.BoxFirmware):
+    """A whole-system update (.raucb, the OS image): RAUC checks it and writes the other root slot."""
+    system = firmware.SystemUpdate()
+    try:
+        with _saved_upload(upload, box.slots.root) as path:
+            info = system.verify(path)
+            system.install(path)
+    except (firmware.FirmwareError, OSError) as exc:
+        return _page([f"System update refused, nothing was written: {exc}"], 400)
+    flash(f"System update {info['version']} installed into the other root slot. Restart the box to run it; "
+          "if its web admin does not come up, the box goes back to this system by itself.", "success")
     return redirect(url_for("system.index"))
 
 
