@@ -5,6 +5,8 @@ at once (not after TRYING_DELAY: late already); once caught up, calls are served
 import socket
 import time
 
+import pytest
+
 from services.pbx.sip.message import parse
 from services.pbx.sip.stack import OVERLOAD_LAG
 
@@ -36,6 +38,7 @@ def _answers(phone: socket.socket, count: int, trying: set | None = None) -> dic
     return got
 
 
+@pytest.mark.blocks_the_loop
 def test_requests_that_waited_too_long_are_turned_away_cheaply_and_dialogs_go_on(tmp_path):
     with PbxRunner(tmp_path / "pbx", _cfg()) as pbx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
         phone.bind(("127.0.0.1", 0))

@@ -43,6 +43,7 @@ def test_the_configured_receive_buffer_is_applied_and_follows_a_reload(tmp_path)
         assert _kernel_rcvbuf(pbx.port) == 6 * 1024 * 1024
 
 
+@pytest.mark.blocks_the_loop
 def test_a_burst_while_the_pbx_is_busy_gets_every_answer(tmp_path):
     with PbxRunner(tmp_path / "pbx", _cfg()) as pbx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
         phone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
