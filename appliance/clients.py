@@ -91,7 +91,7 @@ class MailClient(ServiceClient):
 
 
 class PbxClient(ServiceClient):
-    exposed = ("registrations", "bans", "unban", "active_calls", "trunks", "cdr_query", "cdr_csv")
+    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_query", "cdr_csv")
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")
@@ -104,6 +104,9 @@ class PbxClient(ServiceClient):
 
     def active_calls(self) -> list:
         return self._call("active_calls")
+
+    def call_media(self) -> dict:
+        return self._call("call_media")
 
     def trunks(self) -> list[dict]:
         return self._call("trunks")
