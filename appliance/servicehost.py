@@ -110,11 +110,11 @@ class IsolatedService:
         if not self.alive:
             await self._spawn()
         await self._call("start", START_TIMEOUT, config=schema.to_document(config))
-        await self.refresh()
+        await self.refresh_status()
 
     async def reload(self, config: schema.CoreConfig) -> None:
         await self._call("reload", START_TIMEOUT, config=schema.to_document(config))
-        await self.refresh()
+        await self.refresh_status()
 
     async def check(self, config: schema.CoreConfig, staged: Path) -> None:
         if not self.alive:  # before the first start: the checker runs here
@@ -122,7 +122,7 @@ class IsolatedService:
             return
         await self._call("check", START_TIMEOUT, config=schema.to_document(config), staged=str(staged))
 
-    async def refresh(self) -> Status:
+    async def refresh_status(self) -> Status:
         """Fetch the child's status (kept for status(), which must not wait)."""
         if self.alive:
             with contextlib.suppress(ApplyError):

@@ -142,8 +142,8 @@ class Supervisor:
                 if unit.state != "running" or unit.retry is not None:
                     continue
                 try:
-                    if hasattr(unit.service, "refresh"):  # an isolated service: ask its process
-                        await unit.service.refresh()
+                    if hasattr(unit.service, "refresh_status"):  # an isolated service: ask its process
+                        await unit.service.refresh_status()
                     health = unit.service.status().health
                 except Exception:
                     health = "down"
