@@ -54,7 +54,7 @@ os-image: setup
 	$(BIN)/python -m images.os.build
 
 # The image booted in QEMU: boot, DHCP, a signed update, a broken one falling back, a tampered one
-# refused, a power cut during an update (`make test` runs the boot, DHCP, the refused and the good update).
+# refused, a power cut during an update (`make test` runs only the image tests without a VM).
 image-test: setup
 	OFFICEBOX_IMAGE_TEST=full $(BIN)/python -m pytest tests/images -v $(PYTEST_ARGS)
 

@@ -24,8 +24,8 @@ needs_image_tools = pytest.mark.skipif(bool(missing) or not have_netns(),
 BROKEN_CLI = 'raise SystemExit("this appliance is broken on purpose (the fallback test)")\n'
 
 
-# make test runs the reduced form (boot, DHCP, a refused and a good update: about 9 minutes under TCG);
-# make image-test (OFFICEBOX_IMAGE_TEST=full) adds the fallback from a broken update and a power cut.
+# make image-test (OFFICEBOX_IMAGE_TEST=full) boots the image: boot, DHCP, a refused and a good update,
+# the fallback from a broken update and a power cut (OFFICEBOX_IMAGE_TEST=boot: the first four only).
 FULL = os.environ.get("OFFICEBOX_IMAGE_TEST") == "full"
 
 def build(*args: str) -> dict:
