@@ -218,6 +218,9 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
     for d in ("boot/efi", "var/lib/officebox"):
         (root / d).mkdir(parents=True, exist_ok=True)
     with Chroot(root) as chroot:
+        # the mail owner exists from the start: the running box's /etc is read-only to the appliance
+        chroot.run("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                   "--shell", "/usr/sbin/nologin", "vmail")
         chroot.run("systemctl", "enable", "-q", "officebox.service", "officebox-slot-good.path",
                    "officebox-boot-deadline.service")
         chroot.run("systemctl", "mask", "-q", "squid.service", "dovecot.service", "chrony.service",
