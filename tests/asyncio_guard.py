@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-SLOW_CALLBACK = float(os.environ.get("OFFICEBOX_SLOW_CALLBACK", "0.25"))
+SLOW_CALLBACK = float(os.environ.get("OFFICEBOX_SLOW_CALLBACK", "0.5"))
 
 
 class GuardedPolicy(asyncio.DefaultEventLoopPolicy):
