@@ -2,9 +2,11 @@
 mode with slow-callback detection; a callback or task step that holds the loop longer than
 SLOW_CALLBACK seconds (asyncio logs "Executing ... took N seconds") fails the test that ran it.
 
-The threshold is well above a busy loop's normal steps and below any real blocking call (a
-subprocess, a disk sync, an SQLite write in a loaded test); OFFICEBOX_SLOW_CALLBACK overrides it
-(e.g. 0 to switch the guard off while profiling).
+The threshold is wall-clock time, so it must stay above what an overloaded 2-core machine makes of a
+short step (0.58 s seen for a step that only hands nft to a thread, with the machine running several
+suites at once) and it still catches what matters: a subprocess, sleep or sync disk write on the loop
+lasting a second. OFFICEBOX_SLOW_CALLBACK overrides it (lower it while hunting a blocking call; 0
+switches the guard off).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import os
 
 import pytest
 
-SLOW_CALLBACK = float(os.environ.get("OFFICEBOX_SLOW_CALLBACK", "0.5"))
+SLOW_CALLBACK = float(os.environ.get("OFFICEBOX_SLOW_CALLBACK", "1.0"))
 
 
 class GuardedPolicy(asyncio.DefaultEventLoopPolicy):

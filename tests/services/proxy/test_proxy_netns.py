@@ -105,8 +105,15 @@ def wait_for_pid(box, timeout: float = 30) -> int:
     raise AssertionError("squid did not start")
 
 
-def access_log(box) -> list[str]:
-    return box.services["proxy"].paths.access_log.read_text().splitlines()
+def access_log(box, until=None, timeout: float = 5.0) -> list[str]:
+    """The access log's lines; with `until`, waits (bounded) for a line it accepts: squid writes a
+    request's line when the transaction ends, which may be just after the client got its last byte."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = box.services["proxy"].paths.access_log.read_text().splitlines()
+        if until is None or any(until(line) for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 def test_blocked_site_gets_the_block_page_allowed_one_passes(edge, box):
@@ -164,7 +171,7 @@ def test_sign_in_and_groups_by_login(edge, box):
     assert code == "403" and "(group sales)" in body and "list of blocked sites" in body
     assert fetch_as(edge.pc, "http://blocked.test:8000/", "bob:bob-pass-word") == ("200", f"from {WAN_BOX}")
     signin = box.services["proxy"].signin
-    assert signin.checked >= 3 and any(" ann " in line for line in access_log(box))
+    assert signin.checked >= 3 and any(" ann " in line for line in access_log(box, lambda line: " ann " in line))
     box.services["proxy"].collect()
     users = {u["login"]: u for u in box.services["proxy"].stats.top_users(time.time() - 3600)}
     assert users["ann"]["requests"] >= 2 and users["ann"]["denied"] >= 1 and users["bob"]["requests"] >= 1
@@ -175,7 +182,7 @@ def test_second_fetch_is_a_cache_hit_and_statistics_count_both_clients(edge, box
     first = fetch(edge.pc, url, proxy=PROXY)
     second = fetch(edge.pc, url, proxy=PROXY, source=SECOND_PC)
     assert first == second and first[1].startswith("cacheable")
-    lines = [line for line in access_log(box) if url in line]
+    lines = [line for line in access_log(box, lambda line: line.count(url) and "HIT/" in line) if url in line]
     assert len(lines) == 2 and "TCP_MISS/200" in lines[0]
     assert lines[1].split()[3] in ("TCP_MEM_HIT/200", "TCP_HIT/200"), lines[1]
 
@@ -232,7 +239,8 @@ def test_transparent_mode_redirects_lan_web_traffic(edge, box):
     configure(box, edge, blocked_domains=["blocked.test"], transparent=True)
     code, body = fetch(edge.pc, f"http://{INET}/direct")
     assert code == 0 and body == f"from {WAN_BOX}"
-    assert any(f"{LAN_PC} " in line and f"http://{INET}/direct" in line for line in access_log(box))
+    wanted = lambda line: f"{LAN_PC} " in line and f"http://{INET}/direct" in line  # noqa: E731
+    assert any(wanted(line) for line in access_log(box, wanted))
     result = edge.pc.run("curl", "-s", "--noproxy", "*", "-m", "5", "-H", "Host: blocked.test",
                          f"http://{INET}/", check=False)
     assert "Blocked by your company's Internet policy" in result.stdout
