@@ -13,6 +13,14 @@ from .sip.subscribe import register_package
 NS = "urn:ietf:params:xml:ns:dialog-info"
 
 
+def may_watch(cfg, subscriber: str, resource: str) -> bool:
+    settings = cfg.extensions.get(resource)
+    policy = settings.blf_watchers if settings else "everyone"
+    if policy == "same_groups":
+        return any(subscriber in g.members and resource in g.members for g in cfg.groups)
+    return policy == "everyone"
+
+
 class DialogPackage:
     name = "dialog"
     content_type = "application/dialog-info+xml"
@@ -23,7 +31,10 @@ class DialogPackage:
         self._off = core.events.bus.subscribe(DEVICE_TOPIC, self._device_event)
 
     def authorize(self, subscriber: str, resource: str) -> int:
-        return 200 if resource in self.core.users else 404
+        """404 for an unknown extension; 403 where its `blf_watchers` policy leaves `subscriber` out."""
+        if resource not in self.core.users:
+            return 404
+        return 200 if subscriber == resource or may_watch(self.core.cfg, subscriber, resource) else 403
 
     def _device_event(self, event: Event) -> None:
         if event.topic != DEVICE_TOPIC or event.data is None:

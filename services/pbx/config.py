@@ -27,6 +27,9 @@ class ExtensionSettings(Section):
     forward_busy: str | None = Field(default=None, pattern=TARGET)
     forward_no_answer: str | None = Field(default=None, pattern=TARGET)
     no_answer_timeout: int = Field(default=20, ge=5, le=300)
+    blf_watchers: Literal["everyone", "same_groups", "nobody"] = Field(
+        default="everyone", description="who may watch this extension's calls on a busy lamp field: every "
+        "extension, those sharing a ring group with it, or nobody but itself")
 
 
 class RingGroup(Section):
