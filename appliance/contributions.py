@@ -15,6 +15,9 @@ enabled service's records of one kind:
   Network     addresses that arrive through a VPN (zone "vpn"): through `interface` when given (a tunnel
               device: wg*, ipsec0), else by IPsec policy; the firewall puts them in its vpn zone, DNS
               answers them
+  DnsName     a name the service is reached by, served by DNS in the LAN domain ("provisioning" ->
+              provisioning.<domain>); `address` "{box}" stands for the box's own addresses (those of
+              its name), else one IPv4 address. A static record of the admin with that name wins
 A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
 """
 from __future__ import annotations
@@ -62,8 +65,15 @@ class Network:
     comment: str = ""
 
 
-Contribution = Listener | Redirect | Endpoint | DhcpOption | Network
-K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption, Network)
+@dataclass(frozen=True)
+class DnsName:
+    name: str  # a host label (or dotted labels) inside the LAN domain
+    address: str = "{box}"
+    comment: str = ""
+
+
+Contribution = Listener | Redirect | Endpoint | DhcpOption | Network | DnsName
+K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption, Network, DnsName)
 
 
 def collect(config, kind: type[K], lab: bool = False) -> list[K]:

@@ -11,7 +11,7 @@ import logging
 
 from appliance import network
 from appliance.apply import FieldError
-from appliance.contributions import Network, collect
+from appliance.contributions import DnsName, Network, collect
 from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
 from services.dns.cache import Cache
@@ -43,7 +43,8 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
 
 class DnsService(Service):
     name = "dns"
-    depends_on = ("system", "network", "vpn")  # the VPN's networks may ask too
+    # the VPN's networks may ask too; provisioning and mail bring names (DnsName)
+    depends_on = ("system", "network", "vpn", "provisioning", "mail")
     title = "DNS server"
     Config = DnsConfig
 
@@ -128,7 +129,8 @@ class DnsService(Service):
     def zone(self, config) -> LocalZone:
         ifaces = self._interfaces(config)
         return LocalZone(config.system.domain, config.system.hostname, [i.ip for i in ifaces],
-                         [i.network for i in ifaces], config.dns.records, config.dns.local_ttl)
+                         [i.network for i in ifaces], config.dns.records, config.dns.local_ttl,
+                         collect(config, DnsName, self.ctx.lab))
 
     def _parts(self, config):
         section: DnsConfig = config.dns

@@ -36,7 +36,8 @@ def _soa(apex: str, primary: str, ttl: int) -> RR:
 
 class LocalZone:
     def __init__(self, domain: str, box_name: str, box_addresses: list[ipaddress.IPv4Address],
-                 networks: list[ipaddress.IPv4Network], records, ttl: int) -> None:
+                 networks: list[ipaddress.IPv4Network], records, ttl: int, names=()) -> None:
+        """`names`: the services' DnsName contributions, after the admin's records (which win)."""
         self.domain = domain.lower().rstrip(".")
         self.networks = networks
         self.ttl = ttl
@@ -50,6 +51,8 @@ class LocalZone:
             self._add(self.box, RR(self.box, QTYPE.A, ttl=ttl, rdata=A(str(ip))))
         for rec in records:
             self._add_record(rec)
+        for contributed in names:
+            self._add_service_name(contributed, box_addresses)
         self.ptr: dict[str, str] = {reverse_name(ipaddress.IPv4Address("127.0.0.1")): LOCALHOST}
         for name, rrs in self.static.items():
             for rr in rrs:
@@ -77,6 +80,14 @@ class LocalZone:
             prio, weight, port, host = value.split()
             rdata = SRV(int(prio), int(weight), int(port), self.fqdn(host))
         self._add(name, RR(name, getattr(QTYPE, rec.type), ttl=rec.ttl, rdata=rdata))
+
+    def _add_service_name(self, contributed, box_addresses: list[ipaddress.IPv4Address]) -> None:
+        name = self.fqdn(contributed.name.lower())
+        if name in self.static or not name.endswith("." + self.domain):
+            return  # the admin's record (or an earlier service) has the name; outside the zone: not ours
+        addresses = box_addresses if contributed.address == "{box}" else [ipaddress.IPv4Address(contributed.address)]
+        for ip in addresses:
+            self._add(name, RR(name, QTYPE.A, ttl=self.ttl, rdata=A(str(ip))))
 
     # -- DHCP names ------------------------------------------------------------------------------
     def set_client(self, hostname: str, ip: ipaddress.IPv4Address, mac: str, expires: float) -> str | None:

@@ -31,6 +31,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from appliance.certs import box_certificate
+from appliance.contributions import DnsName
 from appliance.schema import CoreConfig
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.mail import dovecotconf, lmtp, mailstore
@@ -59,6 +60,11 @@ class MailService(Service):
     title = "Mail"
     Config = MailConfig
     depends_on = ("system", "network", "users")
+
+    @classmethod
+    def contributes(cls, config, lab: bool) -> list:
+        """The name mail programs are set up with (SMTP, submission, IMAP, POP3 all on the box)."""
+        return [DnsName("mail", comment="mail server")]
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

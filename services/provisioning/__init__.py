@@ -14,7 +14,7 @@ import ssl
 
 from appliance.apply import FieldError
 from appliance.certs import box_certificate
-from appliance.contributions import DhcpOption, Endpoint, collect
+from appliance.contributions import DhcpOption, DnsName, Endpoint, collect
 from appliance.leases import lease_bus
 from appliance.service import ApplyError, Service, Status
 from services.provisioning.config import ProvisioningConfig
@@ -44,8 +44,10 @@ class ProvisioningService(Service):
 
     @classmethod
     def contributes(cls, config, lab: bool) -> list:
-        """DHCP option 66 (where phones fetch their files) on the box's address of each network."""
-        return [DhcpOption(66, f"http://{{box}}:{config.provisioning.http_port}/")]
+        """DHCP option 66 (where phones fetch their files) on the box's address of each network, and the
+        name `provisioning` for phones and admins who type a server name."""
+        return [DhcpOption(66, f"http://{{box}}:{config.provisioning.http_port}/"),
+                DnsName("provisioning", comment="phone provisioning")]
 
     @classmethod
     def lab_defaults(cls, section: dict) -> dict:
