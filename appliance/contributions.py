@@ -6,8 +6,9 @@ enabled service's records of one kind:
 
   Listener    a port the service serves; the inside zones reach the box by zone policy, the WAN only
               where `wan_peers` says: None = not from the WAN, () = from anyone, else those addresses.
-              Names are a contract: the firewall adds its own `sip_peers` to "sip" and opens "rtp"
-              to anyone whenever "sip" is open (carriers send media from other addresses)
+              Names are a contract: the firewall adds its own `sip_peers` to "sip" and, while "sip"
+              is open, opens "rtp" only to the calls' media addresses (the bus topic pbx.media:
+              carriers send media from other addresses than their signalling)
   Redirect    transparent interception: TCP to `port` from the inside zones goes to the box's `to_port`
   Endpoint    a named service address devices are pointed at (provisioning puts "sip" in phone files)
   DhcpOption  an option a service needs in DHCP answers (to every client, or to vendor class `vendor`);

@@ -8,9 +8,9 @@ from pathlib import Path
 from appliance.service import ApplyError
 
 
-def _run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+def _run(argv: list[str], timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ApplyError(f"could not run {argv[0]}: {exc}") from exc
 
@@ -23,6 +23,16 @@ def load(path: Path, netns: str | None = None) -> None:
     result = _run(argv)
     if result.returncode != 0:
         raise ApplyError(f"nft refused the ruleset: {result.stderr.strip()[:2000]}")
+
+
+def run_script(text: str, netns: str | None = None) -> None:
+    """`nft -f -`: a few commands (set elements) as one transaction, against the loaded ruleset."""
+    argv = ["nft", "-f", "-"]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    result = _run(argv, timeout=10, stdin=text)
+    if result.returncode != 0:
+        raise ApplyError(f"nft refused: {result.stderr.strip()[:2000]}")
 
 
 def check(path: Path) -> None:

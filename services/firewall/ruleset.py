@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from appliance.contributions import Listener, Network, Redirect, collect
+from services.firewall import mediaset
 from services.firewall.config import FirewallConfig, Rule, parse_ports
 
 TABLE = "officebox"
@@ -30,7 +31,7 @@ class Ruleset:
 
         sets = "".join(
             f"\tset flood{v} {{\n\t\ttype ipv{v}_addr\n\t\tsize 65536\n\t\tflags dynamic,timeout\n"
-            f"\t\ttimeout 1m\n\t}}\n" for v in (4, 6))
+            f"\t\ttimeout 1m\n\t}}\n" for v in (4, 6)) + mediaset.set_definitions()
         return (
             "# OfficeBox firewall: generated, do not edit (replaced atomically by nft -f)\n"
             f"table inet {TABLE}\ndelete table inet {TABLE}\n"
@@ -110,10 +111,9 @@ def join(*parts: str) -> str:
 
 def wan_listeners(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str, ...]]]:
     """The services' listeners open from the WAN, each with its allowed peers (() = anyone). The
-    admin's extra SIP providers (firewall.sip_peers) join "sip"; "rtp" is open when "sip" is."""
+    admin's extra SIP providers (firewall.sip_peers) join "sip"; "rtp" is wan_media's."""
     listeners = collect(config, Listener)
     extra = tuple(str(n) for n in fw.sip_peers)
-    sip_open = any(ls.name == "sip" and (ls.wan_peers or extra) for ls in listeners)
     found = []
     for ls in listeners:
         if ls.name == "sip":
@@ -121,11 +121,18 @@ def wan_listeners(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str,
             if peers:
                 found.append((ls, peers))
         elif ls.name == "rtp":
-            if sip_open:
-                found.append((ls, ()))
+            continue
         elif ls.wan_peers is not None:
             found.append((ls, ls.wan_peers))
     return found
+
+
+def wan_media(config, fw: FirewallConfig) -> list[Listener]:
+    """The "rtp" listeners, when "sip" is open from the WAN: open to the calls' media peers only."""
+    listeners = collect(config, Listener)
+    if not any(ls.name == "sip" and (ls.wan_peers or fw.sip_peers) for ls in listeners):
+        return []
+    return [ls for ls in listeners if ls.name == "rtp"]
 
 
 def dport(ls: Listener) -> str:
@@ -187,6 +194,8 @@ def build(config, fw: FirewallConfig) -> Ruleset:
         for ls, peers in wan_listeners(config, fw):
             saddr = f"ip saddr {nft_set(list(peers))}" if peers else ""
             rs.input.append(join(f"iifname {w}", saddr, dport(ls), "accept", f'comment "{ls.comment or ls.name}"'))
+        for ls in wan_media(config, fw):
+            rs.input += mediaset.wan_rules(w, dport(ls), ls.comment or ls.name)
     for zone in inside:
         if getattr(fw, zone).box:
             rs.input += [f"{m} accept" for m in zones.src(zone)]

@@ -5,6 +5,9 @@ could cut the admin off — anything that changes the `input` chain (what reache
 port included), or any change while `confirm_all_changes` is set — asks for `confirm_timeout` seconds
 of confirmation; unconfirmed, the engine re-applies the revision from before, and with it the ruleset.
 
+The WAN's RTP range opens only toward the calls' media addresses (mediaset.py: nft sets fed from the
+bus, written by a thread of the service while it runs live).
+
 Where rules are loaded: in the namespace `self.netns` when set (tests), the host's namespace on the
 box, and nowhere in lab mode (rendered and checked only).
 """
@@ -17,11 +20,12 @@ import threading
 from pathlib import Path
 
 from appliance.apply import FieldError
+from appliance.bus import appliance_bus
 from appliance.fsutil import atomic_write
 from appliance.service import Service, Status
-from services.firewall import nft
+from services.firewall import mediaset, nft
 from services.firewall.config import FirewallConfig
-from services.firewall.ruleset import render
+from services.firewall.ruleset import TABLE, render
 
 log = logging.getLogger("officebox.firewall")
 RULESET = "ruleset.nft"
@@ -44,6 +48,7 @@ class FirewallService(Service):
         self.loaded: str | None = None  # the ruleset text we last loaded
         self._lock = threading.RLock()
         self._summary = ""
+        self.media: mediaset.MediaPeers | None = None
 
     # -- where ------------------------------------------------------------------------------------
     @property
@@ -56,6 +61,18 @@ class FirewallService(Service):
         atomic_write(path, text, mode=0o600)
         nft.load(path, self.netns)
         self.loaded = text
+        if self.media is not None:  # the new table's media sets start empty
+            self._write_media(self.media.addresses())
+
+    def _write_media(self, addresses: set[str]) -> None:
+        with self._lock:
+            if self.loaded is not None:
+                nft.run_script(mediaset.script(TABLE, addresses), self.netns)
+
+    def _follow_media(self) -> None:
+        if self.live and self.media is None:
+            self.media = mediaset.MediaPeers(appliance_bus(self.ctx), self._write_media)
+            self.media.start()
 
     # -- Service interface ------------------------------------------------------------------------
     def validate(self, config) -> list[FieldError]:
@@ -87,6 +104,7 @@ class FirewallService(Service):
             if self.live:
                 self._load(text)
             self._describe(config)
+        self._follow_media()
         (self.ctx.state_dir(self.name) / "pending.json").unlink(missing_ok=True)  # the firmware before 2
 
     async def reload(self, config) -> None:
@@ -98,6 +116,11 @@ class FirewallService(Service):
             if self.live and self.loaded != text:
                 self._load(text)  # raises ApplyError: nft kept the old ruleset, the engine restores
             self._describe(config)
+
+    async def stop(self) -> None:
+        media, self.media = self.media, None
+        if media is not None:
+            await asyncio.to_thread(media.stop)
 
     def confirm_window(self, old, new) -> float | None:
         """A change to what reaches the box (or any change with confirm_all_changes) needs confirming."""

@@ -611,6 +611,7 @@ class Call:
         self.early = leg
         pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
         self.ring_side.set_peer(early.address(m), m.port, m.clock_rate(pt), source=leg.flow[1])
+        self.core.events.media_peer(self, early.address(m), leg.flow[1])
         self.ringing_sent = True
         self.a.answer(self.tx, 183, self.sdp_for(self.a, early))
 
@@ -657,6 +658,7 @@ class Call:
             return
         pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
         leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt), source=leg.flow[1], relatch=relatch)
+        self.core.events.media_peer(self, sdp.address(m), leg.flow[1])
 
     def _watch_media(self) -> None:
         """RTP timeout: each sending party of a connected call that is not on hold is watched."""

@@ -11,6 +11,10 @@ Topics (both retained, so a late subscriber seeds itself from `bus.retained(topi
               call ids), "time", "seq"}. One event per state change of one device in one call.
   pbx.cdr     key = call id; data = a finished call record (cdr.CallRecord's fields), not retained:
               the CDR store of the PBX writes what it receives here; other consumers may listen too.
+  pbx.media   key = call id; data = {"addresses": [...]}: every address a party of the call may send media
+              from, as the PBX learnt them (SDP connection addresses, signalling sources: what strict
+              source latches on). They only grow while the call lives; dropped (None) when it is
+              cleared. Retained. The firewall opens the WAN RTP range to these addresses only.
 `seq` grows by one per event of the PBX (both topics), so consumers can order them.
 """
 from __future__ import annotations
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 CALL_TOPIC = "pbx.call"
 DEVICE_TOPIC = "pbx.device"
 CDR_TOPIC = "pbx.cdr"
+MEDIA_TOPIC = "pbx.media"
 DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
                 "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
 
@@ -38,12 +43,23 @@ class CallEvents:
         self.bus = bus or Bus()
         self._seq = itertools.count(1)
         self._device_calls: dict[str, set[str]] = {}  # extension -> ids of the calls it takes part in
+        self._media: dict[str, set[str]] = {}  # call id -> the media addresses published for it
 
     def call(self, call: "Call", event: str, reason: str = "") -> None:
         data = call.summary() | {"event": event, "time": time.time(), "seq": next(self._seq), "reason": reason}
         self.bus.publish(CALL_TOPIC, call.id, data, retain=True)
         if event == "cleared":
             self.bus.publish(CALL_TOPIC, call.id, None, retain=True)
+            if self._media.pop(call.id, None) is not None:
+                self.bus.publish(MEDIA_TOPIC, call.id, None, retain=True)
+
+    def media_peer(self, call: "Call", *addresses: str | None) -> None:
+        """A party of `call` may send media from `addresses` (its SDP address, its signalling source)."""
+        known = self._media.setdefault(call.id, set())
+        new = {a for a in addresses if a and a not in ("0.0.0.0", "::")} - known
+        if new:
+            known |= new
+            self.bus.publish(MEDIA_TOPIC, call.id, {"addresses": sorted(known)}, retain=True)
 
     def device(self, device: str | None, call: "Call", event: str, *, initiator: bool, peer: str = "") -> None:
         if not device:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 
 import pytest
 
@@ -66,7 +67,10 @@ def test_sip_and_rtp_follow_the_pbx_section(tmp_path):
            "trunks": [{"name": "op", "host": "203.0.113.9"}, {"name": "byname", "host": "sip.example.com"}]}
     text = check(tmp_path, schema.parse({**base, "pbx": pbx}))
     assert 'iifname "wan0" ip saddr 203.0.113.9 udp dport 5062 accept' in text
-    assert 'iifname "wan0" udp dport 20000-20099 accept comment "RTP"' in text
+    # RTP from the WAN: only from the calls' media peers (the nft set the PBX's call events feed)
+    assert 'iifname "wan0" ip saddr @media4 udp dport 20000-20099 counter accept' in text
+    assert 'iifname "wan0" udp dport 20000-20099 counter drop comment "RTP from others"' in text
+    assert 'udp dport 20000-20099 accept comment "RTP"' not in text
     off = check(tmp_path, schema.parse({**base, "pbx": {**pbx, "enabled": False}}))
     assert "5062" not in off and "20000" not in off
 
@@ -120,3 +124,29 @@ def test_cross_section_checks(ctx):
             {"name": "x", "wan_port": 443, "to_address": "192.168.1.5"}]}})
     engine.validate({"firewall": {"vpn_networks": ["10.8.0.0/24"], "port_forwards": [
         {"name": "x", "wan_port": 443, "to_address": "10.8.0.5"}]}})
+
+
+def test_media_addresses_from_the_bus_are_checked_and_written_with_timeouts():
+    from appliance.bus import Bus
+    from services.firewall import mediaset
+
+    bus, written = Bus(), []
+    bus.publish(mediaset.TOPIC, "call-1", {"addresses": ["198.51.100.5", "2001:db8::5"]}, retain=True)
+    peers = mediaset.MediaPeers(bus, written.append, refresh=30)
+    peers.start()
+    try:
+        bus.publish(mediaset.TOPIC, "call-2", {"addresses": ["sip.example.com", "203.0.113.7", 42]}, retain=True)
+        assert peers.addresses() == {"198.51.100.5", "2001:db8::5", "203.0.113.7"}
+        text = mediaset.script("officebox", peers.addresses())
+        assert "add element inet officebox media4 { 198.51.100.5 timeout 300s, 203.0.113.7 timeout 300s }" in text
+        assert "add element inet officebox media6 { 2001:db8::5 timeout 300s }" in text
+        assert text.index("flush set inet officebox media4") < text.index("add element")  # one transaction
+        bus.publish(mediaset.TOPIC, "call-1", None, retain=True)
+        assert peers.addresses() == {"203.0.113.7"}
+        for _ in range(100):  # the worker writes each change at once
+            if written and written[-1] == {"203.0.113.7"}:
+                break
+            time.sleep(0.02)
+        assert written[-1] == {"203.0.113.7"}
+    finally:
+        peers.stop()
