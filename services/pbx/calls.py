@@ -82,6 +82,8 @@ class Call:
         self.ringing_sent = False
         self.renegotiating = False
         self.transferor: Leg | None = None
+        self.transfer_app: MediaEndpoint | None = None  # the application a transfer is handing over to
+        self.replacing: Leg | None = None  # attended transfer to an application call: that call's leg
         self.cancelled = False
         self.early: Leg | None = None  # the callee whose early media the caller hears
         self.done = asyncio.Event()
@@ -322,9 +324,11 @@ class Call:
         return await self.dial_external(dest)
 
     async def run_application(self, destination: str) -> Outcome:
-        """Hand the caller to the application registered for `destination` (apps.py)."""
-        if self.a is None or self.state != "setup":
-            return Outcome("failed", 488)  # an application answers a new incoming call only (not a transfer)
+        """Hand the caller (or, in a transfer, the transferee) to the application registered for
+        `destination` (apps.py)."""
+        transfer = self.transferor is not None and self.state == "connected"
+        if self.a is None or (self.state != "setup" and not transfer):
+            return Outcome("failed", 488)
         app = apps.lookup(destination)
         self.callee_label = destination
         if app is None:
@@ -332,12 +336,17 @@ class Call:
             self.record.end_reason = "unknown_application"
             return Outcome("notfound", 404)
         local = MediaEndpoint(self, destination)
+        if transfer:
+            self.transfer_app = local
         try:
             await app(local)
         except Exception:
             log.exception("call %s: application %s failed", self.id, destination)
             self.record.end_reason = "application_failed"
-        if self.state == "setup":
+        finally:
+            if self.transfer_app is local:
+                self.transfer_app = None
+        if self.state == "setup" or (transfer and local not in self.legs):
             return Outcome("unavailable", 480)  # it never answered
         if self.state == "connected":
             local.hangup()
@@ -345,6 +354,8 @@ class Call:
 
     def answer_locally(self, local: MediaEndpoint) -> bool:
         """The box answers the caller as `local` (an application): 200 OK with our media."""
+        if local is self.transfer_app:
+            return self._transferred_to_application(local)
         if self.state != "setup" or self.cancelled or self.a is None:
             return False
         try:
@@ -365,6 +376,26 @@ class Call:
         self.announce("connected")
         self._watch_media()
         self.start_timers()
+        return True
+
+    def _transferred_to_application(self, local: MediaEndpoint) -> bool:
+        """A transfer's application answers: it takes the transferor's place (whose side goes)."""
+        transferor = self.transferor
+        transferee = self.other(transferor) if transferor else None
+        if self.state != "connected" or transferee is None or transferee.ended or self.offer is None:
+            return False
+        try:
+            local.sdp = local_answer(self.offer, self.core.cfg.codecs, "127.0.0.1", 9)
+        except SdpError:
+            return False
+        self.transfer_app = None
+        self._notify(transferor, 200, "OK", True)
+        self._rtp_figures()
+        side, transferor.side = transferor.side, None
+        if side is not None:
+            side.close()
+        self._complete_transfer(transferor, transferee, local, local.label)
+        self.transferor = None  # done: the transferee now talks to the application
         return True
 
     def local_hangup(self, local: MediaEndpoint) -> None:
@@ -850,8 +881,11 @@ class Call:
                     or target.call.other(target) is None:
                 leg.answer(tx, 481)
                 return
-            if target.call.other(target).kind != "sip":
-                leg.answer(tx, 403)  # the other call is with an application: nothing to join
+            theirs = target.call.other(target)
+            if theirs.kind != "sip":  # the other call is with an application: the transferee gets it
+                leg.answer(tx, 202)
+                self.replacing = target
+                asyncio.get_running_loop().create_task(self.blind_transfer(leg, other, theirs.destination))
                 return
             leg.answer(tx, 202)
             asyncio.get_running_loop().create_task(self.attended_transfer(leg, other, target))
@@ -951,7 +985,7 @@ class Call:
         try:
             out = await self.dial(number, authority, 0)
         finally:
-            self.transferor = None
+            self.transferor = self.replacing = None
         if self.state != "connected" or transferee.ended:
             if out.leg:
                 out.leg.bye()
@@ -966,17 +1000,23 @@ class Call:
         self._rtp_figures()
         side = transferor.side
         transferor.side = None
-        transferor.bye()
-        rec = self.record
-        rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), out.leg.label
-        self.core.cdr_add(rec)
         new = out.leg
         new.side, new.sdp = side, out.answer
         self._set_peer(new, out.answer, relatch=True)  # the transferor's side now serves another party
+        self._complete_transfer(transferor, transferee, new, number)
+
+    def _complete_transfer(self, transferor: Leg, transferee: Leg, new, dialled: str) -> None:
+        """`new` (a SIP leg or an application) has taken the transferor's place: the transferor goes, the
+        record of the call so far is written and a new one starts; an application call being replaced
+        (attended transfer to it) ends."""
+        transferor.bye()
+        rec = self.record
+        rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), new.label
+        self.core.cdr_add(rec)
         self.legs = [transferee, new]
         self.answered_at = time.time()
         self.record = CallRecord(call_id=self.id, direction=self.record.direction if not new.trunk else "outbound",
-                                 caller=transferee.label, caller_name=self.caller_name, dialled=number,
+                                 caller=transferee.label, caller_name=self.caller_name, dialled=dialled,
                                  callee=new.label, answer=self.answered_at,
                                  trunk=new.trunk.name if new.trunk else "", status=200)
         self.ring_side = None
@@ -984,6 +1024,10 @@ class Call:
                                 peer=transferee.label)
         self.announce("transferred")
         self._watch_media()
+        replaced, self.replacing = self.replacing, None
+        theirs = replaced.call.other(replaced) if replaced is not None else None
+        if theirs is not None and replaced.call.state == "connected":
+            replaced.call.local_hangup(theirs)
 
     def _codec_in_use(self) -> int | None:
         for leg in self.legs:
