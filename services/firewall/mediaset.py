@@ -25,7 +25,7 @@ log = logging.getLogger("officebox.firewall")
 TOPIC = "pbx.media"
 SETS = {4: "media4", 6: "media6"}
 SET_SIZE = 16384
-PER_CALL = 16  # addresses one call may bring (its parties' SDP and signalling addresses)
+PER_CALL = 16  # addresses one call may bring (its parties' SDP and signalling addresses; the PBX caps at 16)
 ELEMENT_TIMEOUT = 300  # seconds
 REFRESH = 60.0  # seconds between rewrites while nothing changes
 
@@ -78,6 +78,7 @@ class MediaPeers:
         self._stopping = False
         self._off = None
         self._thread: threading.Thread | None = None
+        self._written: set[str] | None = None  # what the last write put in the sets
 
     def addresses(self) -> set[str]:
         with self._lock:
@@ -120,7 +121,11 @@ class MediaPeers:
             self._wake.clear()
             if self._stopping:
                 return
+            addresses = self.addresses()
+            if not addresses and self._written == set():
+                continue  # nothing to refresh
             try:
-                self.write(self.addresses())
+                self.write(addresses)
+                self._written = addresses
             except Exception as exc:  # nft refused or could not run: the next change or refresh retries
                 log.warning("could not write the media address sets: %s", exc)

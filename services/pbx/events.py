@@ -34,6 +34,7 @@ CALL_TOPIC = "pbx.call"
 DEVICE_TOPIC = "pbx.device"
 CDR_TOPIC = "pbx.cdr"
 MEDIA_TOPIC = "pbx.media"
+MEDIA_ADDRESSES = 16  # per call: a party re-offering new addresses again and again cannot grow it further
 DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
                 "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
 
@@ -57,7 +58,7 @@ class CallEvents:
         """A party of `call` may send media from `addresses` (its SDP address, its signalling source)."""
         known = self._media.setdefault(call.id, set())
         new = {a for a in addresses if a and a not in ("0.0.0.0", "::")} - known
-        if new:
+        if new and len(known) < MEDIA_ADDRESSES:
             known |= new
             self.bus.publish(MEDIA_TOPIC, call.id, {"addresses": sorted(known)}, retain=True)
 
