@@ -4,8 +4,8 @@ The PBX publishes, per call, every address its parties may send media from (bus 
 see services/pbx/events.py; the firewall knows the topic by name only and never imports the PBX):
 SDP connection addresses and signalling sources. Carriers often send media from other addresses than
 their signalling, so the SIP peers alone would cut audio. The firewall keeps these addresses in the nft
-sets media4/media6, and the WAN rule of the "rtp" Listener accepts sources in them only; the rest of
-the WAN's RTP is dropped by a counted rule.
+sets media4/media6, and the WAN rules of the "rtp" Listener accept sources in them and the SIP peers
+(trunks, firewall.sip_peers) only; the rest of the WAN's RTP is dropped by a counted rule.
 
 Each element carries a timeout (ELEMENT_TIMEOUT): the sets are written again every REFRESH seconds while
 calls live and at once on every change, so a call's addresses leave when it is cleared, and expire by
@@ -35,9 +35,12 @@ def set_definitions() -> str:
                    for v, name in SETS.items())
 
 
-def wan_rules(wan: str, dport: str, comment: str) -> list[str]:
-    """The WAN's RTP rules on interface `wan` (quoted), for the Listener's `dport` match."""
-    return [f'iifname {wan} ip saddr @{SETS[4]} {dport} counter accept comment "{comment} from call media peers"',
+def wan_rules(wan: str, dport: str, comment: str, sip_peers: str) -> list[str]:
+    """The WAN's RTP rules on interface `wan` (quoted), for the Listener's `dport` match: from the SIP
+    peers (`sip_peers`, an nft address or set: trunks send media from their signalling address too),
+    from the calls' media addresses, and a counted drop for the rest."""
+    return [f'iifname {wan} ip saddr {sip_peers} {dport} counter accept comment "{comment} from SIP peers"',
+            f'iifname {wan} ip saddr @{SETS[4]} {dport} counter accept comment "{comment} from call media peers"',
             f'iifname {wan} ip6 saddr @{SETS[6]} {dport} counter accept comment "{comment} from call media peers"',
             f'iifname {wan} {dport} counter drop comment "{comment} from others"']
 

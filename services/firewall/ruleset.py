@@ -127,12 +127,14 @@ def wan_listeners(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str,
     return found
 
 
-def wan_media(config, fw: FirewallConfig) -> list[Listener]:
-    """The "rtp" listeners, when "sip" is open from the WAN: open to the calls' media peers only."""
-    listeners = collect(config, Listener)
-    if not any(ls.name == "sip" and (ls.wan_peers or fw.sip_peers) for ls in listeners):
+def wan_media(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str, ...]]]:
+    """The "rtp" listeners when "sip" is open from the WAN, each with the SIP peers (trunks and
+    firewall.sip_peers): open to those and to the calls' media addresses only (mediaset.py)."""
+    sip = [peers for ls, peers in wan_listeners(config, fw) if ls.name == "sip"]
+    if not sip:
         return []
-    return [ls for ls in listeners if ls.name == "rtp"]
+    peers = tuple(sorted(set().union(*sip)))
+    return [(ls, peers) for ls in collect(config, Listener) if ls.name == "rtp"]
 
 
 def dport(ls: Listener) -> str:
@@ -194,8 +196,8 @@ def build(config, fw: FirewallConfig) -> Ruleset:
         for ls, peers in wan_listeners(config, fw):
             saddr = f"ip saddr {nft_set(list(peers))}" if peers else ""
             rs.input.append(join(f"iifname {w}", saddr, dport(ls), "accept", f'comment "{ls.comment or ls.name}"'))
-        for ls in wan_media(config, fw):
-            rs.input += mediaset.wan_rules(w, dport(ls), ls.comment or ls.name)
+        for ls, peers in wan_media(config, fw):
+            rs.input += mediaset.wan_rules(w, dport(ls), ls.comment or ls.name, nft_set(list(peers)))
     for zone in inside:
         if getattr(fw, zone).box:
             rs.input += [f"{m} accept" for m in zones.src(zone)]

@@ -67,7 +67,9 @@ def test_sip_and_rtp_follow_the_pbx_section(tmp_path):
            "trunks": [{"name": "op", "host": "203.0.113.9"}, {"name": "byname", "host": "sip.example.com"}]}
     text = check(tmp_path, schema.parse({**base, "pbx": pbx}))
     assert 'iifname "wan0" ip saddr 203.0.113.9 udp dport 5062 accept' in text
-    # RTP from the WAN: only from the calls' media peers (the nft set the PBX's call events feed)
+    # RTP from the WAN: only from the trunks and the calls' media peers (the nft set the PBX's events feed)
+    assert 'iifname "wan0" ip saddr 203.0.113.9 udp dport 20000-20099 counter accept comment "RTP from SIP peers"' \
+        in text
     assert 'iifname "wan0" ip saddr @media4 udp dport 20000-20099 counter accept' in text
     assert 'iifname "wan0" udp dport 20000-20099 counter drop comment "RTP from others"' in text
     assert 'udp dport 20000-20099 accept comment "RTP"' not in text
