@@ -137,10 +137,15 @@ def test_extension_call_handling_and_permission(pbx_client, runtime):
     text = bad.get_data(as_text=True)
     assert 'id="e-forward_busy"' in text and 'id="e-no_answer_timeout"' in text
     ok = post(pbx_client, "/pbx/extensions/201", {"dnd": "on", "forward_no_answer": "202",
-                                                  "no_answer_timeout": "15", "permission": "internal"})
+                                                  "no_answer_timeout": "15", "permission": "internal",
+                                                  "blf_watchers": "same_groups"})
     assert ok.status_code == 302
     cfg = pbx_config(runtime)
     assert cfg.extensions["201"].dnd and cfg.extensions["201"].forward_no_answer == "202"
+    assert cfg.extensions["201"].blf_watchers == "same_groups"
+    assert '<option value="same_groups" selected>' in page(pbx_client, "/pbx/extensions/201")
+    bad = post(pbx_client, "/pbx/extensions/201", {"blf_watchers": "my friends"})
+    assert bad.status_code == 400 and 'id="e-blf_watchers"' in bad.get_data(as_text=True)
     assert cfg.permissions == {"alice": "internal"}
     listing = page(pbx_client, "/pbx/")
     assert "do not disturb" in listing and "no answer (15 s) → 202" in listing

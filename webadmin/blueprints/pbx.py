@@ -258,7 +258,9 @@ def extensions():
     return render_template("pbx/extensions.html", rows=rows)
 
 
-EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout")
+EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers")
+BLF_WATCHERS = [("everyone", "Every extension"), ("same_groups", "Extensions in a ring group with it"),
+                ("nobody", "Nobody")]
 
 
 @bp.route("/extensions/<ext>", methods=["GET", "POST"])
@@ -270,7 +272,8 @@ def extension_edit(ext: str):
         abort(404)
     settings = config.pbx.extensions.get(ext)
     values = settings.model_dump() if settings else {"dnd": False, "forward_always": None, "forward_busy": None,
-                                                     "forward_no_answer": None, "no_answer_timeout": 20}
+                                                     "forward_no_answer": None, "no_answer_timeout": 20,
+                                                     "blf_watchers": "everyone"}
     values["permission"] = config.pbx.permissions.get(user.login, "")
     errors: dict[str, str] = {}
     general: list[str] = []
@@ -279,6 +282,7 @@ def extension_edit(ext: str):
                   "forward_busy": forms.optional("forward_busy", 40),
                   "forward_no_answer": forms.optional("forward_no_answer", 40),
                   "no_answer_timeout": forms.text("no_answer_timeout", 10) or 20,
+                  "blf_watchers": forms.text("blf_watchers", 20) or "everyone",
                   "permission": forms.text("permission", 20)}
         if values["permission"] and values["permission"] not in dict(PERMISSIONS):
             errors["permission"] = "choose a permission class from the list"
@@ -299,7 +303,8 @@ def extension_edit(ext: str):
                 flash(f"Extension {ext} was saved.", "success")
                 return redirect(url_for("pbx.extensions"))
     return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
-                           general=general, permissions=PERMISSIONS, nav_active="pbx.extensions",
+                           general=general, permissions=PERMISSIONS, blf_watchers=BLF_WATCHERS,
+                           nav_active="pbx.extensions",
                            default_permission=config.pbx.default_permission), (400 if errors or general else 200)
 
 
