@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from tests.services.firewall.topology import INET, LAN_BOX, LAN_PC, WAN_BOX, Edg
 from tests.services.pbx.baresip import Baresip, have_baresip
 from tests.services.pbx.conftest import ALICE
 from tests.services.pbx.pbxrunner import PbxRunner
+from tests.services.pbx.test_trunks import wait
 
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns,
               pytest.mark.skipif(not have_baresip() or not shutil.which("sipp"), reason="baresip and SIPp needed")]
@@ -68,16 +68,6 @@ def media_set(box) -> list[str]:
 def spray(host, source: str, ports: tuple[int, int], sport: int = 0) -> int:
     out = host.run(sys.executable, "-c", SPRAY, source, str(sport), WAN_BOX, str(ports[0]), str(ports[1]))
     return int(out.stdout)
-
-
-def wait(predicate, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -140,8 +130,8 @@ def test_wan_rtp_open_only_toward_the_calls_media_addresses(edge, tmp_path):
                     carrier.kill()
                     carrier.wait(5)
             alice.wait_for("CALL_CLOSED")
-            wait(lambda: not pbx.svc.active_calls(), "the call gone from the PBX")
-            wait(lambda: media_set(edge.box) == [], "the media set emptied at the end of the call")
+            wait(lambda: not pbx.svc.active_calls(), what="the call gone from the PBX")
+            wait(lambda: media_set(edge.box) == [], what="the media set emptied at the end of the call")
             before = counters(edge.box)
             sprayed = spray(edge.attacker, ATTACKER, rtp)
             late = spray(edge.inet, MEDIA, (rtp[0], rtp[0] + 2), sport=41002)

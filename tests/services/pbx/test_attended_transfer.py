@@ -41,26 +41,33 @@ async def attended_transfer(pbx, bob: Baresip, carol: Baresip) -> tuple[set[str]
         ok1, call1 = await place_call(x, bob, "202")      # alice -> bob, then consults carol
         ok2, call2 = await place_call(x, carol, "203")
         assert len(pbx.svc.active_calls()) == 2
-        replaces = quote(f"{call2};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
-        refer = in_dialog(x, "REFER", ok1, call1)
-        refer.add("Refer-To", f"<sip:203@127.0.0.1?Replaces={replaces}>")
-        refer.add("Referred-By", "<sip:201@127.0.0.1>")
-        x.send(refer)
-        byes, notifies = set(), []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while len(byes) < 2 and loop.time() < deadline:
-            msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
-            if isinstance(msg, Response):
-                if msg.cseq[1] == "REFER":
-                    assert msg.status == 202
-                continue
-            x.send(response_to(msg, 200))
-            if msg.method == "NOTIFY":
-                notifies.append(msg.body.decode())
-            elif msg.method == "BYE":
-                byes.add(msg.call_id)
+        byes, notifies = await refer_replacing(x, ok1, ok2, "203")
         return byes, notifies, call1, call2
+
+
+async def refer_replacing(x: SipClient, ok1: Response, ok2: Response, number: str) -> tuple[set[str], list[str]]:
+    """Alice's REFER in her first call (`ok1`) to `number`, replacing her second one (`ok2`): the
+    call-ids of the BYEs she then gets (until two) and the NOTIFY bodies."""
+    replaces = quote(f"{ok2.call_id};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
+    refer = in_dialog(x, "REFER", ok1, ok1.call_id)
+    refer.add("Refer-To", f"<sip:{number}@127.0.0.1?Replaces={replaces}>")
+    refer.add("Referred-By", "<sip:201@127.0.0.1>")
+    x.send(refer)
+    byes, notifies = set(), []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while len(byes) < 2 and loop.time() < deadline:
+        msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
+        if isinstance(msg, Response):
+            if msg.cseq[1] == "REFER":
+                assert msg.status == 202
+            continue
+        x.send(response_to(msg, 200))
+        if msg.method == "NOTIFY":
+            notifies.append(msg.body.decode())
+        elif msg.method == "BYE":
+            byes.add(msg.call_id)
+    return byes, notifies
 
 
 def test_attended_transfer_joins_the_two_other_parties(pbx):

@@ -31,32 +31,38 @@ def talking(stack: ExitStack, pbx: PbxRunner) -> tuple[Baresip, Baresip]:
     return alice, bob
 
 
+def trunk_call_from_home(stack: ExitStack, lab: Lab, tmp_path, **box_pbx):
+    """alice (201, baresip in namespace `home`) called the carrier's remote (6000) through the box's trunk;
+    audio flows both ways. The carrier (a second PBX) and its customer live on the box namespace's
+    loopback. Returns (pbx, home, remote)."""
+    box, home = lab.host("box"), lab.host("home")
+    lab.link(box, "192.0.2.1/24", home, "192.0.2.10/24")
+    carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE], rtp_timeout=0),
+                                            host="127.0.0.2", netns=box))
+    pbx = stack.enter_context(PbxRunner(tmp_path / "box", config(
+        [ALICE], trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
+                          "auth_password": LINE["sip_secret"]}],
+        routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}], **box_pbx), host="192.0.2.1", netns=box))
+    alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
+                                        registrar=pbx.registrar, host=home, addr="192.0.2.10"))
+    remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
+                                         registrar=carrier.registrar, host=box, addr="127.0.0.2"))
+    alice.register()
+    remote.register()
+    alice.dial("6000")
+    remote.answer()
+    alice.wait_for("CALL_ESTABLISHED")
+    alice.wait_rtp(tx=50, rx=50)
+    remote.wait_rtp(tx=50, rx=50)
+    assert pbx.svc.trunks()[0]["channels_in_use"] == 1
+    return pbx, home, remote
+
+
 @needs_netns
 @pytest.mark.netns
 def test_vanished_phone_call_ends_and_frees_the_trunk_channel(tmp_path):
     with Lab() as lab, ExitStack() as stack:
-        box, home = lab.host("box"), lab.host("home")
-        lab.link(box, "192.0.2.1/24", home, "192.0.2.10/24")
-        # the carrier (a second PBX) and its customer live on the box namespace's loopback
-        carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE], rtp_timeout=0),
-                                                host="127.0.0.2", netns=box))
-        pbx = stack.enter_context(PbxRunner(tmp_path / "box", config(
-            [ALICE], rtp_timeout=2,
-            trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
-                     "auth_password": LINE["sip_secret"]}],
-            routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}]), host="192.0.2.1", netns=box))
-        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
-                                            registrar=pbx.registrar, host=home, addr="192.0.2.10"))
-        remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
-                                             registrar=carrier.registrar, host=box, addr="127.0.0.2"))
-        alice.register()
-        remote.register()
-        alice.dial("6000")
-        remote.answer()
-        alice.wait_for("CALL_ESTABLISHED")
-        alice.wait_rtp(tx=50, rx=50)
-        remote.wait_rtp(tx=50, rx=50)
-        assert pbx.svc.trunks()[0]["channels_in_use"] == 1
+        pbx, home, remote = trunk_call_from_home(stack, lab, tmp_path, rtp_timeout=2)
         home.delete()  # alice's phone and network vanish without a word
         gone = time.monotonic()
         remote.wait_for("CALL_CLOSED", timeout=10)  # the box hung up the carrier side

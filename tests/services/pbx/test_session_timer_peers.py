@@ -17,7 +17,8 @@ from .baresip import Baresip, _free_port, have_baresip
 from .conftest import ALICE
 from .pbxrunner import PbxRunner, config
 from .sipp import have_sipp
-from .test_trunks import LINE, REMOTE, wait
+from .test_media_timeout import trunk_call_from_home
+from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
 CALLEE_MIN_SE = Path(__file__).parent / "sipp" / "callee_min_se.xml"
@@ -74,26 +75,7 @@ def test_a_callee_answering_422_is_asked_again_with_its_min_se(tmp_path):
 @pytest.mark.netns
 def test_session_expiry_ends_the_call_of_a_vanished_phone_and_frees_the_trunk(tmp_path):
     with Lab() as lab, ExitStack() as stack:
-        box, home = lab.host("box"), lab.host("home")
-        lab.link(box, "192.0.2.1/24", home, "192.0.2.10/24")
-        carrier = stack.enter_context(PbxRunner(tmp_path / "carrier", config([LINE, REMOTE], rtp_timeout=0),
-                                                host="127.0.0.2", netns=box))
-        pbx = stack.enter_context(PbxRunner(tmp_path / "box", config(
-            [ALICE], rtp_timeout=0, session_expires=90, min_se=90,
-            trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
-                     "auth_password": LINE["sip_secret"]}],
-            routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}]), host="192.0.2.1", netns=box))
-        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
-                                            registrar=pbx.registrar, host=home, addr="192.0.2.10"))
-        remote = stack.enter_context(Baresip("remote", user="6000", password=REMOTE["sip_secret"],
-                                             registrar=carrier.registrar, host=box, addr="127.0.0.2"))
-        alice.register()
-        remote.register()
-        alice.dial("6000")
-        remote.answer()
-        alice.wait_for("CALL_ESTABLISHED")
-        remote.wait_rtp(tx=50, rx=50)
-        assert pbx.svc.trunks()[0]["channels_in_use"] == 1
+        pbx, home, remote = trunk_call_from_home(stack, lab, tmp_path, rtp_timeout=0, session_expires=90, min_se=90)
         home.delete()  # alice's phone and network vanish without a word; the carrier side keeps sending
         gone = time.monotonic()
         remote.wait_for("CALL_CLOSED", timeout=100)  # the box hung up the carrier side

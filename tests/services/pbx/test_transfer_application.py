@@ -1,20 +1,17 @@
 """A transfer whose destination is an application (apps.py): the transferee is handed to it, the
 transferor leaves. Blind: baresip bob transfers baresip alice to *43 (app:echo). Attended: a scripted
 alice talks to baresip bob and to *43, then joins them (REFER with Replaces naming the echo call)."""
-import asyncio
 from contextlib import ExitStack
-from urllib.parse import quote
 
 import pytest
-
-from services.pbx.sip.message import Response, response_to
 
 from .baresip import Baresip, have_baresip
 from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config
 from .rawphone import in_dialog
 from .sipclient import SipClient
-from .test_attended_transfer import SDP, place_call
+from .test_attended_transfer import SDP, place_call, refer_replacing
+from .test_media_timeout import talking
 from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -33,14 +30,7 @@ def records(pbx) -> list[tuple]:
 
 def test_blind_transfer_to_an_application(pbx):
     with ExitStack() as stack:
-        alice = stack.enter_context(Baresip("alice", user="201", password=ALICE["sip_secret"],
-                                            registrar=pbx.registrar))
-        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=pbx.registrar))
-        alice.register()
-        bob.register()
-        alice.dial("202")
-        bob.answer()
-        alice.wait_for("CALL_ESTABLISHED")
+        alice, bob = talking(stack, pbx)  # alice called bob
         alice.wait_rtp(rx=20)
         bob.transfer("*43")
         bob.wait_for("CALL_CLOSED")
@@ -66,24 +56,7 @@ def test_attended_transfer_to_an_application_call(pbx):
                 ok2 = await x.authed(req, "201", ALICE["sip_secret"], timeout=15)
                 assert ok2.status == 200
                 x.send(in_dialog(x, "ACK", ok2, ok2.call_id))
-                replaces = quote(f"{ok2.call_id};to-tag={ok2.to.tag};from-tag={x.tag}", safe="")
-                refer = in_dialog(x, "REFER", ok1, call1)
-                refer.add("Refer-To", f"<sip:*43@127.0.0.1?Replaces={replaces}>")
-                refer.add("Referred-By", "<sip:201@127.0.0.1>")
-                x.send(refer)
-                byes, notifies = set(), []
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 15
-                while len(byes) < 2 and loop.time() < deadline:
-                    msg = await x.recv(timeout=max(0.1, deadline - loop.time()))
-                    if isinstance(msg, Response):
-                        assert msg.cseq[1] != "REFER" or msg.status == 202, msg.status
-                        continue
-                    x.send(response_to(msg, 200))
-                    if msg.method == "NOTIFY":
-                        notifies.append(msg.body.decode())
-                    elif msg.method == "BYE":
-                        byes.add(msg.call_id)
+                byes, notifies = await refer_replacing(x, ok1, ok2, "*43")
                 return byes, notifies, call1, ok2.call_id
 
         byes, notifies, call1, call2 = run(main())
