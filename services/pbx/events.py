@@ -1,7 +1,8 @@
 """Call events on the appliance bus (appliance/bus.py): what the live calls page, CDRs, BLF (the
 `dialog` event package) and later CTI/ACD read instead of polling call snapshots.
 
-Topics (both retained, so a late subscriber seeds itself from `bus.retained(topic)`):
+Topics (pbx.call, pbx.device and pbx.media retained, so a late subscriber seeds itself from
+`bus.retained(topic)`):
   pbx.call    key = call id; data = {"event", "call", "state", "caller", "caller_name", "dialled",
               "callee", "direction", "trunk", "devices", "started", "answered", "on_hold", "time",
               "seq", "reason"}; events: initiated, alerting, connected, held, retrieved, transferred,
@@ -13,8 +14,9 @@ Topics (both retained, so a late subscriber seeds itself from `bus.retained(topi
               the CDR store of the PBX writes what it receives here; other consumers may listen too.
   pbx.media   key = call id; data = {"addresses": [...]}: every address a party of the call may send media
               from, as the PBX learnt them (SDP connection addresses, signalling sources: what strict
-              source latches on). They only grow while the call lives; dropped (None) when it is
-              cleared. Retained. The firewall opens the WAN RTP range to these addresses only.
+              source latches on). They only grow while the call lives (a party joining it by attended
+              transfer brings its own); dropped (None) when it is cleared. The firewall opens the WAN
+              RTP range to these addresses only.
 `seq` grows by one per event of the PBX (both topics), so consumers can order them.
 """
 from __future__ import annotations
@@ -49,6 +51,11 @@ class CallEvents:
     def call(self, call: "Call", event: str, reason: str = "") -> None:
         data = call.summary() | {"event": event, "time": time.time(), "seq": next(self._seq), "reason": reason}
         self.bus.publish(CALL_TOPIC, call.id, data, retain=True)
+        if event == "transferred":  # a party may come from another call (attended transfer)
+            for party in call.legs:
+                m = party.sdp.audio() if party.kind == "sip" and party.sdp is not None else None
+                if m is not None:
+                    self.media_peer(call, party.sdp.address(m), party.flow[1])
         if event == "cleared":
             self.bus.publish(CALL_TOPIC, call.id, None, retain=True)
             if self._media.pop(call.id, None) is not None:
