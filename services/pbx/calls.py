@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 from . import apps, dialplan, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
-from .endpoint import Endpoint, MediaEndpoint
+from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
 from .leg import Leg
 from .sdp import Media, Sdp, SdpError, filter_offer
-from .sdp import answer as local_answer
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id
 from .sip.stack import ServerTx
 from .sip.transport import Dest
@@ -340,6 +339,8 @@ class Call:
             self.transfer_app = local
         try:
             await app(local)
+        except ChannelGone:
+            pass  # the caller left while the application waited: the call is over already
         except Exception:
             log.exception("call %s: application %s failed", self.id, destination)
             self.record.end_reason = "application_failed"
@@ -359,7 +360,7 @@ class Call:
         if self.state != "setup" or self.cancelled or self.a is None:
             return False
         try:
-            local.sdp = local_answer(self.offer, self.core.cfg.codecs, "127.0.0.1", 9)
+            local.sdp = local_answer(self.offer, self.core.cfg.codecs)
         except SdpError:
             return False
         if self.ring_side is not None:
@@ -821,7 +822,7 @@ class Call:
         try:
             offer = filter_offer(Sdp.parse(req.body), self.core.cfg.codecs)
             if other.kind == "media":  # the box itself answers (hold of an application...)
-                other.sdp = local_answer(offer, self.core.cfg.codecs, "127.0.0.1", 9)
+                other.sdp = local_answer(offer, self.core.cfg.codecs)
         except SdpError:
             leg.answer(tx, 488)
             return
@@ -829,6 +830,7 @@ class Call:
             leg.sdp = offer
             self._set_peer(leg, offer, relatch=True)
             leg.answer(tx, 200, self.sdp_for(leg, other.sdp), **self.session_headers(leg, req))
+            other.media_changed(offer)  # the engine follows the codec; the application hears of a hold
             self._media_changed()
             return
         self.renegotiating = True

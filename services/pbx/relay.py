@@ -25,6 +25,8 @@ from pathlib import Path
 log = logging.getLogger("officebox.pbx.relay")
 ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
 FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
+LOCAL_FIGURES = ("sent", "late", "malformed", "unknown_pt", "dtmf", "dtmf_dropped", "rtcp_sent")
+LOCAL_EVENTS = ("dtmf", "play_done", "record_done", "local_error")
 START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
 RESTART_PAUSE = 2.0  # after the third death within a minute
 WATCHDOG = 5.0  # seconds between pings; an engine that does not answer one in that time is killed
@@ -58,6 +60,32 @@ class Side:
         self.clock_rate = 8000
         self.stats = LegStats()
         self.closed = False
+        self.local: dict | None = None  # the local endpoint's figures (LOCAL_FIGURES), once terminated
+        self.listener: Callable[[dict], None] | None = None  # gets the local endpoint's events
+
+    # -- a local endpoint: the box itself is this side's party (media/terminal.py) ------------------
+    def terminate(self, codec: str, pt: int, event_pt: int | None, send: bool = True) -> None:
+        """Make this side a local endpoint speaking `codec` on payload type `pt` (again after a
+        re-INVITE); `event_pt`: telephone-event's, `send`: False while the party holds the call."""
+        if self.local is None:
+            self.local = dict.fromkeys(LOCAL_FIGURES, 0)
+        self.relay.send({"op": "local", "side": self.id, "codec": codec, "pt": pt, "event_pt": event_pt,
+                         "send": send})
+
+    def play(self, play_id: int, file: str | None = None, tone: dict | None = None) -> None:
+        self.relay.send({"op": "play", "side": self.id, "play": play_id} |
+                        ({"file": file} if file is not None else {"tone": tone}))
+
+    def record(self, record_id: int, path: str, max_seconds: float, silence_stop: float) -> None:
+        self.relay.send({"op": "record", "side": self.id, "record": record_id, "path": path,
+                         "max_seconds": max_seconds, "silence_stop": silence_stop})
+
+    def stop(self, what: str) -> None:
+        """Stop the current "play" or "record"."""
+        self.relay.send({"op": f"stop_{what}", "side": self.id})
+
+    def send_dtmf(self, keys: str) -> None:
+        self.relay.send({"op": "dtmf", "side": self.id, "keys": keys})
 
     def set_peer(self, ip: str, port: int, clock_rate: int = 8000, source: str | None = None,
                  relatch: bool = False) -> None:
@@ -266,6 +294,15 @@ class RtpRelay:
                 side = self.sides.get(sid)
                 if side is not None:
                     side.stats.update(figures)
+        elif ev == "local_stats":
+            for sid, *figures in msg["sides"]:
+                side = self.sides.get(sid)
+                if side is not None and side.local is not None:
+                    side.local.update(zip(LOCAL_FIGURES, figures, strict=True))
+        elif ev in LOCAL_EVENTS:
+            side = self.sides.get(msg.get("side"))
+            if side is not None and side.listener is not None:
+                side.listener(msg)
         elif ev == "silent":
             side = self.sides.get(msg["side"])
             if side is not None and self.on_down is not None:

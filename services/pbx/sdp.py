@@ -207,6 +207,19 @@ def answer(offer: Sdp, local_codecs: list[str], address: str, port: int, session
     return ans
 
 
+def terminated_answer(offer: Sdp, allowed: list[str], terminable: list[str]) -> Sdp:
+    """The answer of a media endpoint of the box: the first offered codec it can terminate (of the
+    allowed ones, or of all it terminates if none of those was offered), telephone-event, 20 ms packets.
+    The address is a placeholder: the call's sdp_for() puts the relay side's in."""
+    allowed_up = {c.upper() for c in allowed}
+    usable = [c for c in terminable if c in allowed_up] or list(terminable)
+    ans = answer(offer, usable, "127.0.0.1", 9)
+    for m in ans.media:
+        if m.port:
+            m.other.append("ptime:20")
+    return ans
+
+
 def is_hold(sdp: Sdp) -> bool:
     m = sdp.audio()
     if m is None:

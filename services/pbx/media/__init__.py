@@ -35,12 +35,30 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
   {"op": "watch", "side", "seconds"}          report the side once if its party sends nothing that long
   {"op": "close", "side"}                     release the ports
   {"op": "ping", "id"}                        -> {"re", "sides": count, "pid"}
+ local endpoints (terminal.py: the box itself is the side's party; a later "link" makes it a relay again):
+  {"op": "local", "side", "codec", "pt", "event_pt", "send"}
+                                              terminate the side in PCMU/PCMA/G722 on payload type pt,
+                                              telephone-event on event_pt (or null); send false: on hold
+  {"op": "play", "side", "play", "file"}      play a WAV (16-bit mono PCM, 8 or 16 kHz), replacing a play
+  {"op": "play", "side", "play", "tone": {"freqs", "seconds", "on", "off", "amplitude"} | {"key"}}
+  {"op": "stop_play", "side"} / {"op": "stop_record", "side"}
+  {"op": "record", "side", "record", "path", "max_seconds", "silence_stop"}
+                                              what the party says into a WAV at the codec's rate
+  {"op": "dtmf", "side", "keys"}              send keys as RFC 4733 events
 engine -> PBX (events):
   {"ev": "stats", "sides": [[side, packets, bytes, forwarded, rtcp, lost, jitter_ms, rejected], ...]}
                                               every tick, sides whose figures changed
   {"ev": "silent", "side", "seconds"}         a watched side received nothing for its time (RTP timeout)
   {"ev": "error", "error"}                    a request it could not read
+  {"ev": "dtmf", "side", "key", "source"}     a key from the party ("rfc4733" or "inband")
+  {"ev": "play_done", "side", "play", "reason"[, "error"]}       reason: end, stopped, hangup, error
+  {"ev": "record_done", "side", "record", "reason", "seconds", "path"[, "error"]}
+                                              reason: max, silence, stopped, hangup, error
+  {"ev": "local_stats", "sides": [[side, sent, late, malformed, unknown_pt, dtmf, dtmf_dropped,
+                                   rtcp_sent], ...]}   every tick, local endpoints whose figures changed
+  {"ev": "local_error", "side", "error"}      a "local" request it cannot serve (codec)
 The engine exits when the PBX's end closes; the PBX (services/pbx/relay.py) restarts an engine that
-dies and ends the calls it carried. Terminating endpoints (play, record, DTMF, mixing) are further kinds
-of `engine.Side` (override `deliver`, feed from the tick) with their own ops in the same protocol.
+dies and ends the calls it carried. A local endpoint (terminal.Terminal) stands where a side's relay
+partner would, so strict source and the RTP timeout stay the side's; it is clocked from the engine loop
+(epoll waits until the next 20 ms frame is due). Mixing (conferences) comes as a further kind.
 """

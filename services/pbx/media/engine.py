@@ -15,7 +15,14 @@ import struct
 import sys
 import time
 
+try:
+    from .terminal import Terminal, open_source
+except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from terminal import Terminal, open_source
+
 TICK = 0.25  # seconds between stats reports and silence checks
+LOCAL_OPS = ("local", "play", "stop_play", "record", "stop_record", "dtmf")
 BATCH = 150  # sides per stats message (a message stays far below the socket buffer)
 _random = random.SystemRandom()  # ports must not be guessable from earlier calls
 
@@ -175,6 +182,7 @@ class Engine:
         self.by_port: dict[int, Side] = {}
         self.fds: dict[int, tuple[Side, socket.socket, bool]] = {}
         self.outbox: list[bytes] = []
+        self.terminals: dict[int, Terminal] = {}  # side id -> the local endpoint it talks to
         self.running = True
         self.next_id = 1
 
@@ -240,8 +248,57 @@ class Engine:
             side.last_media = time.monotonic()
         elif op == "close":
             self.close(side)
+        elif op in LOCAL_OPS:
+            self.local_op(op, side, msg)
         else:
             raise ValueError(f"unknown op {op!r}")
+
+    # -- local endpoints (terminal.py) ----------------------------------------------------------------
+    def local_op(self, op: str, side: Side, msg: dict) -> None:
+        term = self.terminals.get(side.id)
+        if op == "local":
+            event_pt = msg.get("event_pt")
+            args = (str(msg["codec"]), int(msg["pt"]), None if event_pt is None else int(event_pt),
+                    bool(msg.get("send", True)))
+            try:
+                if term is None:
+                    term = Terminal(self, side, *args)
+                    self.link(side, None)
+                    self.terminals[side.id] = term
+                    side.other = term
+                else:
+                    term.configure(*args)
+            except ValueError as exc:
+                self.send({"ev": "local_error", "side": side.id, "error": str(exc)})
+            return
+        if term is None:
+            raise ValueError(f"side {side.id} is no local endpoint")
+        if op == "play":
+            try:
+                term.start_play(msg.get("play"), open_source(msg, term.codec.rate))
+            except (ValueError, KeyError, TypeError) as exc:
+                self.send({"ev": "play_done", "side": side.id, "play": msg.get("play"), "reason": "error",
+                           "error": str(exc)[:200]})
+        elif op == "stop_play":
+            term.stop_play("stopped")
+        elif op == "record":
+            try:
+                term.start_record(msg.get("record"), str(msg["path"]), float(msg.get("max_seconds") or 0),
+                                  float(msg.get("silence_stop") or 0))
+            except OSError as exc:
+                self.send({"ev": "record_done", "side": side.id, "record": msg.get("record"), "reason": "error",
+                           "seconds": 0, "path": str(msg["path"]), "error": str(exc)[:200]})
+        elif op == "stop_record":
+            term.stop_record("stopped")
+        elif op == "dtmf":
+            term.send_keys(str(msg["keys"]))
+
+    def drop_terminal(self, side: Side) -> None:
+        term = self.terminals.pop(side.id, None)
+        if term is not None:
+            if side.other is term:
+                side.other = None
+            term.close()
 
     # -- sides ------------------------------------------------------------------------------------
     def open(self) -> Side:
@@ -280,8 +337,10 @@ class Engine:
             return side
         raise OSError("no free RTP port in the configured range")
 
-    @staticmethod
-    def link(a: Side, b: Side | None) -> None:
+    def link(self, a: Side, b: Side | None) -> None:
+        for side in (a, b):
+            if side is not None and side.id in self.terminals:
+                self.drop_terminal(side)  # relayed (or reflected) again: no longer a local endpoint
         for side in (a, b):
             if side is not None and side.other is not None and side.other.other is side:
                 side.other.other = None  # its former partner forwards nowhere now
@@ -290,6 +349,7 @@ class Engine:
             b.other = a
 
     def close(self, side: Side) -> None:
+        self.drop_terminal(side)
         self.sides.pop(side.id, None)
         self.by_port.pop(side.port, None)
         if side.other is not None and side.other.other is side:
@@ -311,16 +371,28 @@ class Engine:
             if side.silence_limit and now - side.last_media > side.silence_limit:
                 self.send({"ev": "silent", "side": side.id, "seconds": round(now - side.last_media, 1)})
                 side.silence_limit = 0.0  # one event; the PBX re-arms it if the call goes on
-        for i in range(0, len(changed), BATCH):
-            if len(self.outbox) < 64:  # stats are dropped, never queued without bound, if the PBX lags
-                self.send({"ev": "stats", "sides": changed[i:i + BATCH]})
+        local = []
+        for sid, term in self.terminals.items():
+            figures = term.figures()
+            if figures != term.reported:
+                term.reported = figures
+                local.append([sid, *figures])
+        for name, rows in (("stats", changed), ("local_stats", local)):
+            for i in range(0, len(rows), BATCH):
+                if len(self.outbox) < 64:  # stats are dropped, never queued without bound, if the PBX lags
+                    self.send({"ev": name, "sides": rows[i:i + BATCH]})
         self.flush()
 
     def run(self) -> None:
         fds, poll, control_fd = self.fds, self.epoll.poll, self.control.fileno()
         next_tick = time.monotonic() + TICK
+        terminals = self.terminals
         while self.running:
-            events = poll(TICK)
+            now = time.monotonic()
+            wait = next_tick - now
+            if terminals:
+                wait = min(wait, min(t.due() for t in terminals.values()) - now)
+            events = poll(max(0.0, wait))
             for fd, _ in events:
                 if fd == control_fd:
                     self.read_control()
@@ -337,6 +409,9 @@ class Engine:
                         break
                     received(data, addr, rtcp)
             now = time.monotonic()
+            for term in list(terminals.values()):
+                if now >= term.due():
+                    term.clock(now)
             if now >= next_tick:
                 next_tick = now + TICK
                 self.tick(now)

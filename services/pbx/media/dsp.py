@@ -1,0 +1,243 @@
+"""Signal processing for the engine's local endpoints, stdlib only: G.711 (audioop), G.722 (Debian's
+libspandsp through ctypes, when installed), WAV reading and crash-safe writing, tones, DTMF detection
+(Goertzel). 16-bit signed little-endian mono PCM everywhere; G.711 at 8 kHz, G.722 at 16 kHz."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import os
+import struct
+import warnings
+import wave
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # audioop: in the standard library up to 3.12
+    import audioop
+
+FRAME = 0.02  # seconds of audio per RTP packet
+RATES = {"PCMU": 8000, "PCMA": 8000, "G722": 16000}  # sample rate of the PCM a codec carries
+DTMF_LOW = (697, 770, 852, 941)
+DTMF_HIGH = (1209, 1336, 1477, 1633)
+KEYS = ("123A", "456B", "789C", "*0#D")
+EVENT_KEYS = "0123456789*#ABCD"  # RFC 4733 event codes 0-15
+
+
+class CodecError(ValueError):
+    pass
+
+
+def _spandsp():
+    name = ctypes.util.find_library("spandsp") or "libspandsp.so.2"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    for fn in ("g722_encode_init", "g722_decode_init"):
+        getattr(lib, fn).restype = ctypes.c_void_p
+        getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.g722_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    lib.g722_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    for fn in ("g722_encode_free", "g722_decode_free"):
+        getattr(lib, fn).argtypes = [ctypes.c_void_p]
+    return lib
+
+
+_SPANDSP = _spandsp()
+
+
+def codecs() -> list[str]:
+    """The codecs this engine can terminate."""
+    return ["PCMU", "PCMA"] + (["G722"] if _SPANDSP is not None else [])
+
+
+class Codec:
+    """One direction's state of a codec: encode() PCM -> payload, decode() payload -> PCM."""
+
+    def __init__(self, name: str) -> None:
+        if name not in codecs():
+            raise CodecError(f"cannot terminate {name}")
+        self.name = name
+        self.rate = RATES[name]
+        self._enc = self._dec = None
+        if name == "G722":
+            self._enc = _SPANDSP.g722_encode_init(None, 64000, 0)
+            self._dec = _SPANDSP.g722_decode_init(None, 64000, 0)
+
+    def encode(self, pcm: bytes) -> bytes:
+        if self.name == "PCMU":
+            return audioop.lin2ulaw(pcm, 2)
+        if self.name == "PCMA":
+            return audioop.lin2alaw(pcm, 2)
+        out = ctypes.create_string_buffer(len(pcm) // 4 + 1)
+        n = _SPANDSP.g722_encode(self._enc, out, pcm, len(pcm) // 2)
+        return out.raw[:n]
+
+    def decode(self, payload: bytes) -> bytes:
+        if self.name == "PCMU":
+            return audioop.ulaw2lin(payload, 2)
+        if self.name == "PCMA":
+            return audioop.alaw2lin(payload, 2)
+        out = ctypes.create_string_buffer(len(payload) * 4)
+        n = _SPANDSP.g722_decode(self._dec, out, payload, len(payload))
+        return out.raw[:2 * n]
+
+    def close(self) -> None:
+        if self._enc:
+            _SPANDSP.g722_encode_free(self._enc)
+            _SPANDSP.g722_decode_free(self._dec)
+            self._enc = self._dec = None
+
+
+class WavSource:
+    """A WAV file of 16-bit PCM mono at 8 or 16 kHz, read frame by frame and resampled to `rate`."""
+
+    def __init__(self, path: str, rate: int) -> None:
+        try:
+            self.wav = wave.open(path, "rb")
+        except (OSError, EOFError, wave.Error) as exc:
+            raise CodecError(f"cannot read {path}: {exc}") from None
+        if self.wav.getsampwidth() != 2 or self.wav.getnchannels() != 1 or self.wav.getframerate() not in (8000, 16000):
+            self.wav.close()
+            raise CodecError(f"{path}: not 16-bit mono PCM at 8 or 16 kHz")
+        self.src_rate, self.rate = self.wav.getframerate(), rate
+        self.state = None
+
+    def read(self, samples: int) -> bytes | None:
+        """The next `samples` samples at `rate` (the last frame padded with silence); None at the end."""
+        data = self.wav.readframes(samples * self.src_rate // self.rate)
+        if not data:
+            return None
+        if self.src_rate != self.rate:
+            data, self.state = audioop.ratecv(data, 2, 1, self.src_rate, self.rate, self.state)
+        return data[:2 * samples].ljust(2 * samples, b"\0")
+
+    def close(self) -> None:
+        self.wav.close()
+
+
+class ToneSource:
+    """A sum of sine waves (`freqs`, Hz) switched on `on` ms and off `off` ms (0: steady), for `seconds`."""
+
+    def __init__(self, freqs: list[float], rate: int, seconds: float, on: int = 0, off: int = 0,
+                 amplitude: float = 8000.0) -> None:
+        self.freqs, self.rate = [float(f) for f in freqs][:4], rate
+        self.total = int(seconds * rate)
+        self.on, self.off = on * rate // 1000, off * rate // 1000
+        self.amplitude = amplitude / max(1, len(self.freqs))
+        self.pos = 0
+
+    def read(self, samples: int) -> bytes | None:
+        if self.pos >= self.total:
+            return None
+        out = []
+        period = self.on + self.off
+        for n in range(self.pos, self.pos + samples):
+            if n >= self.total or (period and self.off and n % period >= self.on):
+                out.append(0)
+                continue
+            t = n / self.rate
+            out.append(int(self.amplitude * sum(math.sin(2 * math.pi * f * t) for f in self.freqs)))
+        self.pos += samples
+        return struct.pack(f"<{samples}h", *out)
+
+    def close(self) -> None:
+        pass
+
+
+def dtmf_tone(key: str, rate: int, seconds: float) -> ToneSource:
+    row = next(i for i, r in enumerate(KEYS) if key in r)
+    return ToneSource([DTMF_LOW[row], DTMF_HIGH[KEYS[row].index(key)]], rate, seconds, amplitude=12000)
+
+
+class WavWriter:
+    """A WAV file written as it grows; the header's sizes are patched every `sync_every` seconds of
+    audio, so a process killed at any moment leaves a valid file with all audio up to that point (and
+    what was written after it, which players read to the patched length). fsync at the end."""
+
+    HEADER = 44
+
+    def __init__(self, path: str, rate: int, sync_every: float = 1.0) -> None:
+        self.path, self.rate = path, rate
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self.data_bytes = 0
+        self.synced = 0
+        self.sync_bytes = int(rate * 2 * sync_every)
+        os.write(self.fd, self._header(0))
+
+    def _header(self, size: int) -> bytes:
+        return (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " +
+                struct.pack("<IHHIIHH", 16, 1, 1, self.rate, self.rate * 2, 2, 16) + b"data" + struct.pack("<I", size))
+
+    @property
+    def seconds(self) -> float:
+        return self.data_bytes / (2 * self.rate)
+
+    def write(self, pcm: bytes) -> None:
+        os.write(self.fd, pcm)
+        self.data_bytes += len(pcm)
+        if self.data_bytes - self.synced >= self.sync_bytes:
+            self._patch()
+
+    def _patch(self) -> None:
+        os.pwrite(self.fd, self._header(self.data_bytes), 0)
+        self.synced = self.data_bytes
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            self._patch()
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _power(samples: tuple, freq: float, rate: int) -> float:
+    coeff = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+class DtmfDetector:
+    """In-band DTMF (Goertzel over 20 ms of 8 kHz audio): a key is reported once when two frames in a
+    row carry the same pair (one low, one high tone, each well above the other tones of its group,
+    together most of the frame's energy, twist within 8 dB); it can repeat after a frame without it."""
+
+    MIN_RMS = 300  # quieter frames are not looked at (speech pauses, silence: no cost)
+
+    def __init__(self) -> None:
+        self.candidate = ""
+        self.reported = ""
+
+    def frame(self, pcm8k: bytes) -> str | None:
+        key = self._classify(pcm8k)
+        found = None
+        if key and key == self.candidate and key != self.reported:
+            self.reported = found = key
+        if not key:
+            self.reported = ""
+        self.candidate = key
+        return found
+
+    def _classify(self, pcm: bytes) -> str:
+        if len(pcm) < 200 or audioop.rms(pcm, 2) < self.MIN_RMS:
+            return ""
+        samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
+        low = [_power(samples, f, 8000) for f in DTMF_LOW]
+        high = [_power(samples, f, 8000) for f in DTMF_HIGH]
+        li, hi = max(range(4), key=low.__getitem__), max(range(4), key=high.__getitem__)
+        lp, hp = low[li], high[hi]
+        if lp <= 0 or hp <= 0 or not 1 / 6.3 < hp / lp < 6.3:  # twist within 8 dB
+            return ""
+        if any(p * 6.3 > lp for i, p in enumerate(low) if i != li) or \
+                any(p * 6.3 > hp for i, p in enumerate(high) if i != hi):
+            return ""
+        # the pair's power against the frame's energy (a pure tone of amplitude A: power = (N*A/2)^2)
+        energy = sum(x * x for x in samples)
+        if (lp + hp) * 2 / len(samples) < 0.6 * energy:
+            return ""
+        return KEYS[li][hi]
