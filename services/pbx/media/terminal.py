@@ -49,7 +49,7 @@ class Terminal:
         self.last_event_ts: int | None = None
         self.dtmf_times: list[float] = []
         self.detector = dsp.DtmfDetector()
-        self.next_rtcp = self.start + 1.0
+        self.next_rtcp = self.start + 0.5
         self.codec = None
         self.reported: list = []
         self.rtcp_sent = 0
@@ -153,7 +153,8 @@ class Terminal:
 
     def start_record(self, rid, path: str, max_seconds: float, silence_stop: float) -> None:
         self.stop_record("stopped")
-        self.record = Recording(rid, dsp.WavWriter(path, self.codec.rate), self.samples, max_seconds, silence_stop)
+        writer = dsp.WavWriter(path, self.codec.rate, sync_every=0.5)
+        self.record = Recording(rid, writer, self.samples, max_seconds, silence_stop)
 
     def stop_record(self, reason: str) -> None:
         rec, self.record = self.record, None
@@ -179,7 +180,7 @@ class Terminal:
         return self.start + (self.frames + 1) * dsp.FRAME
 
     def clock(self, now: float) -> None:
-        due = int((now - self.start) / dsp.FRAME)
+        due = int((now - self.start) / dsp.FRAME + 1e-6)
         if due - self.frames > MAX_CATCH_UP:
             self.late += due - self.frames - MAX_CATCH_UP
             self.frames = due - MAX_CATCH_UP
@@ -300,7 +301,8 @@ class Recording:
                 self.writer.write(b"\0" * (2 * self.samples * gap))
             seq = (seq + gap) & 0xFFFF
         pcm = self.held.pop(seq)
-        self.writer.write(pcm)
+        room = int(self.max_seconds * self.writer.rate) * 2 - self.writer.data_bytes if self.max_seconds else len(pcm)
+        self.writer.write(pcm[:max(0, room)])
         self.next_seq = (seq + 1) & 0xFFFF
         frame = len(pcm) / (2 * self.writer.rate)
         if dsp.audioop.rms(pcm, 2) < SILENCE_RMS:

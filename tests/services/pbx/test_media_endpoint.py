@@ -1,0 +1,251 @@
+"""The engine's local endpoint against scripted RTP and SIPp: malformed packets and unknown payload types
+are dropped and counted while the call goes on, a flood of keys is bounded, the box sends RTCP sender
+reports, SIP INFO DTMF (SIPp) is collected, a media engine killed with SIGKILL during a recording leaves
+a valid file with everything up to the last second, and the send clock does not drift over 10 minutes."""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import socket
+import struct
+import time
+
+import pytest
+
+from services.pbx.media import dsp, engine, terminal
+
+from .conftest import ALICE, run
+from .rawphone import in_dialog, invite, next_response, sdp
+from .sipclient import SipClient
+from .sipp import have_sipp, run_sipp
+from .test_channel import (  # noqa: F401 (fixture)
+    Script,
+    chpbx,  # noqa: F401 (fixture)
+    read_wav,
+    script,
+)
+from .test_trunks import wait
+
+TONE = bytes(dsp.Codec("PCMU").encode(dsp.ToneSource([300], 8000, 0.02, amplitude=6000).read(160)))
+
+
+def _rtp(seq: int, ts: int, pt: int = 0, payload: bytes = TONE, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x4321) + payload
+
+
+def _event(key: str, seq: int, ts: int, end: bool = False) -> bytes:
+    payload = struct.pack("!BBH", dsp.EVENT_KEYS.index(key), (0x80 if end else 0) | 10, 800)
+    return _rtp(seq, ts, 101, payload, marker=not end)
+
+
+class RawCall:
+    """A scripted caller of *50: SIP over SipClient, RTP and RTCP on sockets of its own."""
+
+    def __init__(self, pbx) -> None:
+        self.pbx = pbx
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind(("127.0.0.1", 0))
+        self.port = self.rtp.getsockname()[1]
+        self.rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.rtcp.bind(("127.0.0.1", self.port + 1))
+        except OSError:
+            self.rtp.close()
+            raise
+        for s in (self.rtp, self.rtcp):
+            s.setblocking(False)
+        self.seq = self.ts = 0
+
+    async def __aenter__(self) -> "RawCall":
+        self.sip = await SipClient(("127.0.0.1", self.pbx.port)).__aenter__()
+        req = self.sip.request("INVITE", f"sip:*50@127.0.0.1:{self.pbx.port}", "201", body=sdp(self.port))
+        await invite(self.sip, req, "201", ALICE["sip_secret"])
+        self.ok = await next_response(self.sip, 200)
+        self.sip.send(in_dialog(self.sip, "ACK", self.ok, self.ok.call_id))
+        self.relay = int(self.ok.body.decode().split("m=audio ")[1].split()[0])
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            self.sip.send(in_dialog(self.sip, "BYE", self.ok, self.ok.call_id))
+        finally:
+            await self.sip.__aexit__(*exc)
+            self.rtp.close()
+            self.rtcp.close()
+
+    def send(self, data: bytes) -> None:
+        self.rtp.sendto(data, ("127.0.0.1", self.relay))
+
+    def audio(self) -> None:
+        self.seq += 1
+        self.ts += 160
+        self.send(_rtp(self.seq, self.ts))
+
+    def key(self, key: str) -> None:
+        """One RFC 4733 key: a start packet and three end packets, one timestamp."""
+        self.ts += 160
+        for n in range(4):
+            self.seq += 1
+            self.send(_event(key, self.seq, self.ts, end=n > 0))
+
+    def drain(self, sock: socket.socket) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(sock.recv(2048))
+            except BlockingIOError:
+                return out
+
+
+def _channel(pbx):
+    [call] = [c for c in pbx.svc.core.calls.values()]
+    return next(p for p in call.legs if p.kind == "media")
+
+
+def test_malformed_rtp_is_counted_not_fatal_and_sender_reports_arrive(chpbx, script):  # noqa: F811
+    async def app(ch):
+        await ch.answer()
+        keys = await ch.collect(2, timeout=15)
+        await asyncio.sleep(1.0)  # figures come 4 times a second, the first sender report after 0.5 s
+        return keys, ch.figures
+    script.run = app
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            for _ in range(10):
+                phone.audio()
+                await asyncio.sleep(0.02)
+            garbage = [b"", b"\x80", b"\x00" * 20,  # empty, too short, RTP version 0
+                       b"\x8f" + b"\x00" * 15,  # 15 CSRCs announced, none there
+                       b"\x90" + b"\x00" * 11 + b"\x00\x00\xff\xff",  # a header extension longer than the packet
+                       b"\xa0\x00" + b"\x00" * 10 + b"\x01",  # padding eating the whole payload
+                       ]
+            for data in garbage:
+                phone.send(data)
+            for seq in range(5):
+                phone.send(_rtp(1000 + seq, 0, pt=77))  # a payload type nobody negotiated
+            phone.key("7")
+            for _ in range(5):
+                phone.audio()
+                await asyncio.sleep(0.02)
+            phone.key("3")
+            keys, figures = await asyncio.to_thread(script.outcome, 10)
+            assert keys == "73"  # the call survived it all
+            reports = []
+            for _ in range(80):  # the first report comes within a second, then every 5 s
+                reports += [r for r in phone.drain(phone.rtcp) if len(r) >= 28 and r[1] == 200]
+                if reports:
+                    break
+                await asyncio.sleep(0.1)
+            audio = phone.drain(phone.rtp)
+            return reports, audio, figures
+    reports, audio, figures = run(main())
+    assert figures["local"]["malformed"] == 6 and figures["local"]["unknown_pt"] == 5, figures
+    assert reports, "no RTCP sender report from the box"
+    ssrc, _, _, _, packets, octets = struct.unpack_from("!IIIIII", reports[0], 4)
+    assert packets > 0 and octets == 160 * packets  # what it sent so far, 20 ms of G.711 each
+    assert {struct.unpack_from("!I", a, 8)[0] for a in audio if len(a) > 12} == {ssrc}
+
+
+def test_a_flood_of_keys_is_bounded(chpbx, script):  # noqa: F811
+    async def app(ch):
+        await ch.answer()
+        keys = await ch.collect(1000, timeout=1.5)
+        return keys, ch
+    script.run = app
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            for n in range(200):  # 200 keys in about half a second
+                phone.key("0123456789"[n % 10])
+                if n % 20 == 0:
+                    await asyncio.sleep(0.05)
+            keys, ch = await asyncio.to_thread(script.outcome, 15)
+            await asyncio.sleep(0.5)  # the next figures from the engine
+            return keys, ch
+    keys, ch = run(main())
+    assert 0 < len(keys) <= 2 * terminal.DTMF_RATE, len(keys)
+    wait(lambda: ch.figures["local"]["dtmf_dropped"] >= 200 - 2 * terminal.DTMF_RATE, what="the dropped keys counted")
+
+
+@pytest.mark.skipif(not have_sipp(), reason="SIPp is not installed (apt-get install sip-tester)")
+def test_sip_info_dtmf_is_collected(chpbx, script, tmp_path):  # noqa: F811
+    async def app(ch):
+        await ch.answer()
+        keys = await ch.collect(2, timeout=10)
+        await ch.wait_gone(5)  # SIPp's scenario ends with its own BYE
+        return keys
+    script.run = app
+    out = run_sipp("info_dtmf.xml", chpbx.registrar, "*50", "201", ALICE["sip_secret"], tmp_path)
+    assert out.returncode == 0, f"SIPp failed:\n{out.errors[-3000:]}\n{out.stdout[-2000:]}"
+    assert script.outcome(10) == "42"
+
+
+def test_recording_survives_the_engine_killed(chpbx, script, tmp_path):  # noqa: F811
+    target = tmp_path / "message.wav"
+
+    async def app(ch):
+        await ch.answer()
+        await ch.record(target, max_seconds=60, beep=False)
+    script.run = app
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            start = time.monotonic()
+            for n in range(175):  # 3.5 s, paced by the schedule, not by how late sleep() wakes
+                phone.audio()
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+            os.kill(chpbx.svc.core.relay.pid, signal.SIGKILL)
+            return time.monotonic() - start
+    spoke = run(main())
+    samples, rate = read_wav(target)  # a valid WAV: its header says how much audio is in it
+    seconds = len(samples) / rate
+    assert spoke - 1.0 <= seconds <= spoke + 0.1, f"{seconds:.2f} s kept of {spoke:.2f} s said"
+    rms = math.sqrt(sum(x * x for x in samples[-800:]) / 800)
+    assert rms > 1000, "the kept audio is not what was said"
+
+
+def test_the_send_clock_does_not_drift_over_ten_minutes():
+    """A Terminal clocked by an irregular loop (wake-ups late by 0-27 ms, a 150 ms stall) over 600 s of
+    monotonic time sends exactly 30000 frames, and its timestamps are those of the schedule."""
+    recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    recv.bind(("127.0.0.1", 0))
+    recv.setblocking(False)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        side = engine.Side(1, 0, *socks)
+        side.set_peer("127.0.0.1", recv.getsockname()[1], 8000, None, False)
+        events = []
+
+        class Control:
+            send = events.append
+        term = terminal.Terminal(Control(), side, "PCMU", 0, 101, True)
+        term.start_play(1, dsp.ToneSource([400], 8000, 700.0))
+        start = now = term.start
+        last = None
+        step = 0
+        while now < start + 600.0:
+            step += 1
+            now += 0.02 + (0.15 if step == 10000 else (step * 7919 % 28) / 1000)
+            now = min(now, start + 600.0)
+            term.clock(now)
+            for pkt in _drain(recv):
+                last = pkt
+        assert term.frames == 30000 and term.late == 0
+        seq, ts = struct.unpack_from("!HI", last, 2)
+        assert (ts - term.ts0) & 0xFFFFFFFF == 29999 * 160
+        assert term.sent == 30000
+    finally:
+        for s in (recv, *socks):
+            s.close()
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(2048))
+        except BlockingIOError:
+            return out
