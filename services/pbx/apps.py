@@ -7,10 +7,60 @@ registered for a destination and knows nothing else of it:
     apps.register("voicemail", voicemail)     # a whole kind: every voicemail:<ext>
     apps.register("app:echo", echo)           # or one exact destination
 
-An application gets a `Channel` (the caller's side of the call, see endpoint.MediaEndpoint), answers
-it (or not: returning unanswered rejects the call with 480), uses the media engine through it and
-returns when done; the call is hung up then if the caller has not left. A destination nobody
-registered fails with 404 and the CDR says why (end_reason "unknown_application").
+An application gets a `Channel` (the caller's side of the call, endpoint.MediaEndpoint), answers it
+(or not: returning unanswered rejects the call with 480) and returns when done; the call is hung up
+then if the caller has not left. A destination nobody registered fails with 404 and the CDR says why
+(end_reason "unknown_application"). An exception other than ChannelGone is logged and the CDR says
+"application_failed".
+
+The channel API (asyncio coroutines; an application reads like a script):
+
+    async def attendant(ch: apps.Channel) -> None:
+        if not await ch.answer():
+            return
+        key = await ch.play(prompts / "welcome.wav")          # interrupted by a key: returns it
+        digits = (key or "") + await ch.collect(3, timeout=5, terminator="#")
+        if digits and await ch.bridge(digits):                 # ring it; the caller is handed over
+            return
+        await ch.play(prompts / "sorry.wav", interruptible=False)
+
+    channel.caller / .destination / .name   the SIP leg calling, "attendant:main", "main"
+    await answer() -> bool          200 OK; the caller's media now ends in the media engine (a local
+                                    endpoint of PCMU, PCMA or G.722 with telephone-event). False if the
+                                    caller left or it was answered already.
+    await play(path | Tone, interruptible=True) -> key | None
+                                    a WAV (16-bit mono PCM, 8 or 16 kHz, converted on the fly) or a tone
+                                    (Tone(freqs, seconds, on_ms, off_ms); BEEP, RINGBACK, BUSY), paced
+                                    by the engine's clock. With `interruptible` a key pressed before or
+                                    during it stops it and is returned (type-ahead). MediaError if the
+                                    file cannot be played.
+    await collect(max_digits, timeout=5, terminator="#", first_timeout=None) -> str
+                                    keys until max_digits, a terminator (not returned) or `timeout`
+                                    seconds without a key ("" if none came).
+    await next_key(timeout) -> key | None;  flush_keys()
+    await record(path, max_seconds=120, silence_stop=0, beep=True, terminators="#") -> Recording
+                                    Recording(path, seconds, reason, key): reason "key" (key: which of
+                                    `terminators`, e.g. "#0" for "# to finish, 0 for the operator"),
+                                    "max", "silence" (silence_stop seconds of silence after speech).
+                                    The WAV (8 kHz; 16 kHz with G.722) is written crash-safely: its
+                                    header is patched every 0.5 s, so a crash keeps what was said.
+    send_dtmf(keys)                 keys to the caller as RFC 4733 events
+    await bridge(target, timeout=30) -> bool
+                                    ring `target` (extension, group or number, as the dial plan knows
+                                    it); answered: the caller is handed over and the channel leaves the
+                                    call (return then); False: nobody answered, the caller is still here
+    hangup()                        BYE to the caller, the call ends
+    await next_event(timeout) -> ChannelEvent | None
+                                    "hold" / "resume" / "reinvite" (the caller's re-INVITE; `held`
+                                    tells the state), "info" / "message" (other INFO / MESSAGE, also in
+                                    `inbox`)
+    await wait_gone(timeout) -> bool;  gone;  figures (the engine's counters for this channel)
+
+Keys come as RFC 4733 telephone-events, SIP INFO (application/dtmf-relay, application/dtmf) or in-band
+tones (detected in the engine), all alike. The caller hanging up (or its media being lost) raises
+ChannelGone in whatever coroutine waits (with `recording` set when it cut a recording short: the file
+is kept); it ends the application quietly. Not yet: say_digits/number/datetime (prompts), mixing of
+more than two parties (conferences), music on hold through the channel.
 """
 from __future__ import annotations
 
@@ -18,13 +68,15 @@ import re
 from collections.abc import Awaitable, Callable
 
 from .config import APPLICATION
-from .endpoint import MediaEndpoint
+from .endpoint import BEEP, BUSY, RINGBACK, ChannelEvent, ChannelGone, MediaEndpoint, MediaError, Recording, Tone
 
 KINDS = ("voicemail", "attendant", "queue", "conference", "app")
 DESTINATION = re.compile(APPLICATION)
 ECHO_LIMIT = 600.0  # seconds an echo test may last
 
 Channel = MediaEndpoint
+__all__ = ["BEEP", "BUSY", "RINGBACK", "Application", "Channel", "ChannelEvent", "ChannelGone", "MediaError",
+           "Recording", "Tone", "is_destination", "lookup", "register", "unregister"]
 Application = Callable[[MediaEndpoint], Awaitable[None]]
 _registry: dict[str, Application] = {}
 

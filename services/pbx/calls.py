@@ -143,6 +143,8 @@ class Call:
                 self.a.answer(self.tx, 487)
                 self.finish("cancelled", 487)
             return
+        if out.kind == "local":
+            return  # an application answered and passed the caller on (MediaEndpoint.bridge): call goes on
         if out.kind != "answered":
             self.record.trunk = out.trunk or self.record.trunk
             self.finish(out.kind, out.status)
@@ -349,7 +351,7 @@ class Call:
                 self.transfer_app = None
         if self.state == "setup" or (transfer and local not in self.legs):
             return Outcome("unavailable", 480)  # it never answered
-        if self.state == "connected":
+        if self.state == "connected" and local in self.legs:
             local.hangup()
         return Outcome("local", 200)
 
@@ -386,7 +388,7 @@ class Call:
         if self.state != "connected" or transferee is None or transferee.ended or self.offer is None:
             return False
         try:
-            local.sdp = local_answer(self.offer, self.core.cfg.codecs, "127.0.0.1", 9)
+            local.sdp = local_answer(self.offer, self.core.cfg.codecs)
         except SdpError:
             return False
         self.transfer_app = None
@@ -398,6 +400,14 @@ class Call:
         self._complete_transfer(transferor, transferee, local, local.label)
         self.transferor = None  # done: the transferee now talks to the application
         return True
+
+    def hand_over(self, local: MediaEndpoint, leg: Leg) -> None:
+        """An application passes its caller to `leg` (answered, alone in its call) and leaves the call."""
+        if self.state != "connected" or local not in self.legs:
+            raise ValueError("the application is no longer in the call")
+        self.legs.remove(local)
+        local.bye()
+        self.join(leg)
 
     def local_hangup(self, local: MediaEndpoint) -> None:
         """An application ends the call: BYE to the other parties."""

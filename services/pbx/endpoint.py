@@ -173,6 +173,22 @@ class MediaEndpoint(Endpoint):
     def hangup(self) -> None:
         self.call.local_hangup(self)
 
+    async def bridge(self, target: str, timeout: float = 30.0) -> bool:
+        """Call `target` (an extension, group or number, as the dial plan knows it) for the caller and,
+        once answered, hand the caller over to it: True, and this channel has left the call (the
+        application should return); False if nobody answered within `timeout` (the caller stays here)."""
+        self._media()
+        call = self.call
+        leg = await call.core.originate(target, caller=call.caller, caller_name=call.caller_name,
+                                        authority=call.authority, timeout=timeout)
+        if leg is None:
+            return False
+        if self.gone:
+            leg.call.media_down("caller_left")  # ends the new call: BYE to the one who answered
+            raise ChannelGone()
+        self.call.hand_over(self, leg)
+        return True
+
     async def wait_gone(self, timeout: float) -> bool:
         """Wait until the call ends (True) or `timeout` seconds pass (False)."""
         with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import operator
 import os
 import struct
 import warnings
@@ -194,16 +195,31 @@ class WavWriter:
             self.fd = -1
 
 
-def _power(samples: tuple, freq: float, rate: int) -> float:
-    coeff = 2 * math.cos(2 * math.pi * freq / rate)
-    s1 = s2 = 0.0
-    for x in samples:
-        s1, s2 = x + coeff * s1 - s2, s1
-    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+_TABLES: dict[int, list[tuple[tuple[float, ...], tuple[float, ...]]]] = {}
+
+
+def _tables(n: int) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """cos/sin of the 8 DTMF frequencies over `n` samples at 8 kHz (cached per frame length)."""
+    if n not in _TABLES:
+        _TABLES[n] = [(tuple(math.cos(2 * math.pi * f * k / 8000) for k in range(n)),
+                       tuple(math.sin(2 * math.pi * f * k / 8000) for k in range(n)))
+                      for f in DTMF_LOW + DTMF_HIGH]
+        if len(_TABLES) > 8:
+            _TABLES.pop(next(iter(_TABLES)))
+    return _TABLES[n]
+
+
+def _powers(samples: tuple, group: slice) -> list[float]:
+    """|X(f)|^2 at DTMF frequencies of `group` (what Goertzel's recurrence gives, as dot products in C)."""
+    out = []
+    for cos, sin in _tables(len(samples))[group]:
+        re_, im = sum(map(operator.mul, samples, cos)), sum(map(operator.mul, samples, sin))
+        out.append(re_ * re_ + im * im)
+    return out
 
 
 class DtmfDetector:
-    """In-band DTMF (Goertzel over 20 ms of 8 kHz audio): a key is reported once when two frames in a
+    """In-band DTMF (the Goertzel powers over 20 ms of 8 kHz audio): a key is reported once when two frames in a
     row carry the same pair (one low, one high tone, each well above the other tones of its group,
     together most of the frame's energy, twist within 8 dB); it can repeat after a frame without it."""
 
@@ -227,17 +243,21 @@ class DtmfDetector:
         if len(pcm) < 200 or audioop.rms(pcm, 2) < self.MIN_RMS:
             return ""
         samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
-        low = [_power(samples, f, 8000) for f in DTMF_LOW]
-        high = [_power(samples, f, 8000) for f in DTMF_HIGH]
-        li, hi = max(range(4), key=low.__getitem__), max(range(4), key=high.__getitem__)
-        lp, hp = low[li], high[hi]
+        energy = audioop.rms(pcm, 2) ** 2 * len(samples)
+        low = _powers(samples, slice(0, 4))
+        li = max(range(4), key=low.__getitem__)
+        lp = low[li]
+        if lp * 2 / len(samples) < 0.2 * energy:
+            return ""  # no strong low-group tone: speech or noise, the high group is not computed
+        high = _powers(samples, slice(4, 8))
+        hi = max(range(4), key=high.__getitem__)
+        hp = high[hi]
         if lp <= 0 or hp <= 0 or not 1 / 6.3 < hp / lp < 6.3:  # twist within 8 dB
             return ""
         if any(p * 6.3 > lp for i, p in enumerate(low) if i != li) or \
                 any(p * 6.3 > hp for i, p in enumerate(high) if i != hi):
             return ""
         # the pair's power against the frame's energy (a pure tone of amplitude A: power = (N*A/2)^2)
-        energy = sum(x * x for x in samples)
         if (lp + hp) * 2 / len(samples) < 0.6 * energy:
             return ""
         return KEYS[li][hi]

@@ -10,6 +10,7 @@ and to the unknown start offset). Thresholds: through G.711 / G.722 the same spe
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import struct
@@ -219,7 +220,6 @@ def test_what_the_application_plays_is_what_the_phone_hears(chpbx, script, tmp_p
         await ch.wait_gone(1.0)  # the call ends when the application returns: let the phone hear the end
         return key
     script.run = run
-
     with ExitStack() as stack:
         ua = _phone(stack, chpbx, quiet, codecs=(codec,))
         assert script.outcome() is None  # played to its end, no key
@@ -236,23 +236,31 @@ def test_what_the_application_plays_is_what_the_phone_hears(chpbx, script, tmp_p
 
 # -- record --------------------------------------------------------------------------------------------
 @needs_espeak
-def test_what_the_phone_says_is_recorded_with_its_duration(chpbx, script, tmp_path):
+@pytest.mark.parametrize("codec", ["pcmu", "g722"])
+def test_what_the_phone_says_is_recorded_with_its_duration(chpbx, script, tmp_path, codec):
+    """Also a talk-off check: the speech makes the in-band detector report no key."""
+    if codec == "g722" and "G722" not in dsp.codecs():
+        pytest.skip("libspandsp is not installed")
     said = speech(tmp_path / "said.wav", "Hello, this is Bob, please call me back on extension two hundred.", 10)
     other = speech(tmp_path / "other.wav", "The weather today is sunny with a light breeze from the west.")
     target = tmp_path / "message.wav"
 
     async def run(ch):
         await ch.answer()
-        return await ch.record(target, max_seconds=5.0, beep=True)
+        rec = await ch.record(target, max_seconds=5.0, beep=True)
+        await asyncio.sleep(0.5)  # the engine's next figures
+        return rec, ch.figures["local"]["dtmf"]
     script.run = run
-
     with ExitStack() as stack:
-        ua = _phone(stack, chpbx, said)
-        rec = script.outcome()
+        ua = _phone(stack, chpbx, said, codecs=(codec,))
+        rec, keys = script.outcome()
         ua.hangup()
     assert rec.reason == "max" and abs(rec.seconds - 5.0) <= 0.3, rec
+    assert keys == 0, f"speech taken for {keys} keys"
     samples, rate = read_wav(target)
-    assert rate == 8000 and abs(len(samples) / rate - 5.0) <= 0.3, f"{len(samples) / rate:.2f} s recorded"
+    assert rate == (16000 if codec == "g722" else 8000)
+    assert abs(len(samples) / rate - 5.0) <= 0.3, f"{len(samples) / rate:.2f} s recorded"
+    samples = _at_rate(samples, rate)
     src = envelope(read_wav(said)[0])
     same, lag = best_correlation(envelope(samples)[:300], src, 150)  # the recording starts after the beep
     different, _ = best_correlation(envelope(samples)[:300], envelope(read_wav(other)[0]), 150)
@@ -267,7 +275,6 @@ def test_rfc4733_keys_interrupt_a_play_and_are_collected(chpbx, script):
         first = await ch.play(Tone((425.0,), 20.0), interruptible=True)
         return first, await ch.collect(4, timeout=5.0, terminator="#")
     script.run = run
-
     with ExitStack() as stack:
         ua = _phone(stack, chpbx, None)
         ua.wait_rtp(rx=20)
@@ -277,6 +284,19 @@ def test_rfc4733_keys_interrupt_a_play_and_are_collected(chpbx, script):
         first, digits = script.outcome()
         ua.hangup()
     assert (first, digits) == ("5", "123")
+
+
+def test_keys_sent_to_the_phone_as_rfc4733(chpbx, script):
+    async def run(ch):
+        await ch.answer()
+        ch.send_dtmf("27#")
+        await ch.wait_gone(2.0)
+    script.run = run
+    with ExitStack() as stack:
+        ua = _phone(stack, chpbx, None)
+        script.outcome()
+        ua.wait_for("CALL_CLOSED")
+    assert ua.dtmf_received == "27#"
 
 
 def _dtmf_wav(path: Path, keys: str) -> Path:
@@ -295,7 +315,6 @@ def test_inband_tones_are_collected(chpbx, script, tmp_path):
         await ch.answer()
         return await ch.collect(4, timeout=6.0)
     script.run = run
-
     with ExitStack() as stack:
         _phone(stack, chpbx, _dtmf_wav(tmp_path / "keys.wav", "4907"))
         assert script.outcome() == "4907"
@@ -310,7 +329,6 @@ def test_hold_and_resume_reach_the_application(chpbx, script):
             kinds.append(event and event.kind)
         return kinds
     script.run = run
-
     with ExitStack() as stack:
         ua = _phone(stack, chpbx, None)
         time.sleep(0.3)
@@ -352,3 +370,27 @@ def test_caller_hanging_up_raises_channel_gone(chpbx, script, tmp_path, during):
         wait(lambda: read_wav(target)[0] and abs(len(read_wav(target)[0]) / 8000 - (hung_up - answered)) <= 0.3,
              what=f"a recording of {hung_up - answered:.2f} s (has {len(read_wav(target)[0]) / 8000:.2f} s)")
     assert chpbx.svc.active_calls() == []
+
+
+def test_bridge_hands_the_caller_to_an_extension(chpbx, script):
+    """An attendant-style script: a tone, then the caller is passed to 202 (baresip answering) and the
+    two phones hear each other; the application has left the call."""
+    async def run(ch):
+        await ch.answer()
+        await ch.play(Tone((440.0,), 0.5), interruptible=False)
+        return await ch.bridge("202")
+    script.run = run
+    with ExitStack() as stack:
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=chpbx.registrar,
+                                          auto_answer=True))
+        bob.register()
+        alice = _phone(stack, chpbx, None)
+        assert script.outcome() is True
+        bob.wait_for("CALL_ESTABLISHED")
+        before = alice.rtp_stats()["rx"]
+        bob.wait_rtp(rx=50)
+        wait(lambda: alice.rtp_stats()["rx"] > before + 50, what="bob's audio at alice")
+        [call] = chpbx.svc.active_calls()
+        assert call["state"] == "connected" and call["devices"] == ["201", "202"], call  # no app:script any more
+        alice.hangup()
+        bob.wait_for("CALL_CLOSED")
