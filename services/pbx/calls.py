@@ -271,6 +271,9 @@ class Call:
         if (leg.sdp is None or leg.awaiting_answer) and answer.audio() is not None:
             leg.sdp = answer
             self._set_peer(leg, answer)
+            for party in self.legs:
+                if party.kind == "media":
+                    party.caller_answered(answer)  # the codec the delayed-offer caller chose
             if self.state == "connected":
                 self._watch_media()
         leg.awaiting_answer = False

@@ -164,6 +164,15 @@ class MediaEndpoint(Endpoint):
             self.held = held
             self._event(ChannelEvent(kind))
 
+    def caller_answered(self, answer: Sdp) -> None:
+        """A delayed-offer caller answered our offer in its ACK: speak the codec it chose."""
+        try:
+            self.sdp = local_answer(answer, self.call.core.cfg.codecs)
+        except ValueError:
+            return  # nothing we can speak: the caller hears silence until it hangs up or re-INVITEs
+        if self.media is not None:
+            self.media_changed()
+
     def echo(self) -> None:
         """Send the caller's audio back to it (the engine reflects the caller's side)."""
         side = self.caller.side

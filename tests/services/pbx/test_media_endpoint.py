@@ -249,3 +249,42 @@ def _drain(sock: socket.socket) -> list[bytes]:
             out.append(sock.recv(2048))
         except BlockingIOError:
             return out
+
+
+def test_a_delayed_offer_caller_is_spoken_to_in_the_codec_it_chose(chpbx, script):  # noqa: F811
+    """An INVITE without SDP: the box offers in its 200, the caller answers PCMA in the ACK, and what the
+    application plays arrives as PCMA."""
+    async def app(ch):
+        await ch.answer()
+        await ch.play(dsp_tone(), interruptible=False)
+    script.run = app
+
+    async def main():
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        rtp.setblocking(False)
+        port = rtp.getsockname()[1]
+        try:
+            async with SipClient(("127.0.0.1", chpbx.port)) as x:
+                req = x.request("INVITE", f"sip:*50@127.0.0.1:{chpbx.port}", "201")
+                await invite(x, req, "201", ALICE["sip_secret"])
+                ok = await next_response(x, 200)
+                offered = ok.body.decode()
+                answer = (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                          f"m=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").encode()
+                x.send(in_dialog(x, "ACK", ok, ok.call_id, body=answer))
+                await asyncio.to_thread(script.outcome, 10)
+                got = _drain(rtp)
+                x.send(in_dialog(x, "BYE", ok, ok.call_id))
+                return offered, got
+        finally:
+            rtp.close()
+    offered, got = run(main())
+    assert "PCMA/8000" in offered and "telephone-event/8000" in offered
+    types = {pkt[1] & 0x7F for pkt in got if len(pkt) > 12}
+    assert types == {8}, types
+
+
+def dsp_tone():
+    from services.pbx.endpoint import Tone
+    return Tone((500.0,), 1.0)
