@@ -268,6 +268,42 @@ def test_what_the_phone_says_is_recorded_with_its_duration(chpbx, script, tmp_pa
     assert different < OTHER, f"another sentence matches as well ({different:.3f})"
 
 
+@needs_espeak
+def test_recording_stops_after_silence(chpbx, script, tmp_path):
+    said = speech(tmp_path / "said.wav", "Hello, this is Bob. Call me back.", 20)
+
+    async def run(ch):
+        await ch.answer()
+        return await ch.record(tmp_path / "message.wav", max_seconds=20.0, silence_stop=1.5, beep=False)
+    script.run = run
+    with ExitStack() as stack:
+        ua = _phone(stack, chpbx, said)
+        rec = script.outcome()
+        ua.hangup()
+    samples, rate = read_wav(Path(rec.path))
+    env = envelope(samples, rate // 100)
+    last_loud = max(i for i, v in enumerate(env) if v > 300)
+    trailing = len(env) / 100 - (last_loud + 1) / 100
+    assert rec.reason == "silence" and 1.3 <= trailing <= 1.8, (rec, trailing)
+    assert rec.seconds < 6.0
+
+
+def test_a_key_ends_a_recording(chpbx, script, tmp_path):
+    async def run(ch):
+        await ch.answer()
+        return await ch.record(tmp_path / "message.wav", max_seconds=20.0, beep=True, terminators="#0")
+    script.run = run
+    with ExitStack() as stack:
+        ua = _phone(stack, chpbx, None)
+        time.sleep(1.5)
+        ua.send_dtmf("0")
+        rec = script.outcome()
+        ua.hangup()
+    assert (rec.reason, rec.key) == ("key", "0") and 0.8 < rec.seconds < 2.5, rec
+    samples, rate = read_wav(Path(rec.path))
+    assert abs(len(samples) / rate - rec.seconds) < 0.05
+
+
 # -- keys ----------------------------------------------------------------------------------------------
 def test_rfc4733_keys_interrupt_a_play_and_are_collected(chpbx, script):
     async def run(ch):
