@@ -90,14 +90,6 @@ class RawCall:
             self.seq += 1
             self.send(_event(key, self.seq, self.ts, end=n > 0))
 
-    def drain(self, sock: socket.socket) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                out.append(sock.recv(2048))
-            except BlockingIOError:
-                return out
-
 
 def _channel(pbx):
     [call] = [c for c in pbx.svc.core.calls.values()]
@@ -135,11 +127,11 @@ def test_malformed_rtp_is_counted_not_fatal_and_sender_reports_arrive(chpbx, scr
             assert keys == "73"  # the call survived it all
             reports = []
             for _ in range(80):  # the first report comes within a second, then every 5 s
-                reports += [r for r in phone.drain(phone.rtcp) if len(r) >= 28 and r[1] == 200]
+                reports += [r for r in _drain(phone.rtcp) if len(r) >= 28 and r[1] == 200]
                 if reports:
                     break
                 await asyncio.sleep(0.1)
-            audio = phone.drain(phone.rtp)
+            audio = _drain(phone.rtp)
             return reports, audio, figures
     reports, audio, figures = run(main())
     assert figures["local"]["malformed"] == 6 and figures["local"]["unknown_pt"] == 5, figures
