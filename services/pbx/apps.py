@@ -44,6 +44,9 @@ The channel API (asyncio coroutines; an application reads like a script):
                                     "max", "silence" (silence_stop seconds of silence after speech).
                                     The WAV (8 kHz; 16 kHz with G.722) is written crash-safely: its
                                     header is patched every 0.5 s, so a crash keeps what was said.
+                                    `path` must not exist (a recording never overwrites a file: record
+                                    to a new name, then os.replace). MediaError (the file kept so far)
+                                    on a full disk or an I/O error; the call goes on.
     send_dtmf(keys)                 keys to the caller as RFC 4733 events
     await bridge(target, timeout=30) -> bool
                                     ring `target` (extension, group or number, as the dial plan knows

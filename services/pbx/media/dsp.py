@@ -160,11 +160,15 @@ class WavWriter:
 
     def __init__(self, path: str, rate: int, sync_every: float = 1.0) -> None:
         self.path, self.rate = path, rate
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # never over an existing file
         self.data_bytes = 0
         self.synced = 0
         self.sync_bytes = int(rate * 2 * sync_every)
-        os.write(self.fd, self._header(0))
+        try:
+            os.write(self.fd, self._header(0))
+        except OSError:
+            os.close(self.fd)
+            raise
 
     def _header(self, size: int) -> bytes:
         return (b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " +
@@ -174,15 +178,18 @@ class WavWriter:
     def seconds(self) -> float:
         return self.data_bytes / (2 * self.rate)
 
+    def _patch(self) -> None:
+        os.pwrite(self.fd, self._header(self.data_bytes & ~1), 0)  # whole samples only
+        self.synced = self.data_bytes
+
     def write(self, pcm: bytes) -> None:
-        os.write(self.fd, pcm)
-        self.data_bytes += len(pcm)
+        written = os.write(self.fd, pcm)
+        self.data_bytes += written
+        if written < len(pcm):
+            self._patch()
+            raise OSError(28, "No space left on device")  # the header keeps what did fit
         if self.data_bytes - self.synced >= self.sync_bytes:
             self._patch()
-
-    def _patch(self) -> None:
-        os.pwrite(self.fd, self._header(self.data_bytes), 0)
-        self.synced = self.data_bytes
 
     def close(self) -> None:
         if self.fd < 0:

@@ -16,9 +16,11 @@ import sys
 import time
 
 try:
+    from .dsp import FRAME
     from .terminal import Terminal, open_source
 except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from dsp import FRAME
     from terminal import Terminal, open_source
 
 TICK = 0.25  # seconds between stats reports and silence checks
@@ -185,6 +187,7 @@ class Engine:
         self.terminals: dict[int, Terminal] = {}  # side id -> the local endpoint it talks to
         self.running = True
         self.next_id = 1
+        self.origin = time.monotonic()  # local endpoints send on one 20 ms grid from here: one wake-up for all
 
     # -- control ----------------------------------------------------------------------------------
     def send(self, msg: dict) -> None:
@@ -262,7 +265,7 @@ class Engine:
                     bool(msg.get("send", True)))
             try:
                 if term is None:
-                    term = Terminal(self, side, *args)
+                    term = Terminal(self, side, *args, start=self.frame_grid(time.monotonic()) - FRAME)
                     self.link(side, None)
                     self.terminals[side.id] = term
                     side.other = term
@@ -292,6 +295,10 @@ class Engine:
             term.stop_record("stopped")
         elif op == "dtmf":
             term.send_keys(str(msg["keys"]))
+
+    def frame_grid(self, now: float) -> float:
+        """The first instant of the 20 ms send grid after `now`."""
+        return self.origin + (int((now - self.origin) / FRAME) + 1) * FRAME
 
     def drop_terminal(self, side: Side) -> None:
         term = self.terminals.pop(side.id, None)
@@ -387,11 +394,10 @@ class Engine:
         fds, poll, control_fd = self.fds, self.epoll.poll, self.control.fileno()
         next_tick = time.monotonic() + TICK
         terminals = self.terminals
+        next_frame = self.frame_grid(next_tick - TICK)
         while self.running:
             now = time.monotonic()
-            wait = next_tick - now
-            if terminals:
-                wait = min(wait, min(t.due() for t in terminals.values()) - now)
+            wait = min(next_tick, next_frame) - now if terminals else next_tick - now
             events = poll(max(0.0, wait))
             for fd, _ in events:
                 if fd == control_fd:
@@ -409,8 +415,9 @@ class Engine:
                         break
                     received(data, addr, rtcp)
             now = time.monotonic()
-            for term in list(terminals.values()):
-                if now >= term.due():
+            if now >= next_frame:
+                next_frame = self.frame_grid(now)
+                for term in list(terminals.values()):
                     term.clock(now)
             if now >= next_tick:
                 next_tick = now + TICK

@@ -32,13 +32,14 @@ _random = random.SystemRandom()
 
 
 class Terminal:
-    def __init__(self, engine, side, codec: str, pt: int, event_pt: int | None, send: bool) -> None:
+    def __init__(self, engine, side, codec: str, pt: int, event_pt: int | None, send: bool,
+                 start: float | None = None) -> None:
         self.engine, self.side = engine, side
         self.ssrc = _random.getrandbits(32)
         self.seq = _random.getrandbits(16)
         self.ts0 = _random.getrandbits(32)
         self.frames = 0  # frames sent (or due) since start: the timestamp and the schedule
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start  # the engine aligns all to one 20 ms grid
         self.sent = self.octets = self.late = 0
         self.malformed = self.unknown_pt = self.dtmf_count = self.dtmf_dropped = 0
         self.play = None  # (id, source)
@@ -133,7 +134,10 @@ class Terminal:
             if key:
                 self._key(key, "inband")
         if self.record is not None:
-            self.record.packet(seq, ts, pcm)
+            try:
+                self.record.packet(seq, ts, pcm)
+            except OSError as exc:  # a full disk, an I/O error: the recording ends, the call goes on
+                self.stop_record("error", str(exc))
 
     # -- plays, recordings, keys to send ----------------------------------------------------------
     def start_play(self, pid, source) -> None:
@@ -156,19 +160,18 @@ class Terminal:
         writer = dsp.WavWriter(path, self.codec.rate, sync_every=0.5)
         self.record = Recording(rid, writer, self.samples, max_seconds, silence_stop)
 
-    def stop_record(self, reason: str) -> None:
+    def stop_record(self, reason: str, error: str = "") -> None:
         rec, self.record = self.record, None
         if rec is None:
             return
-        error = ""
         try:
             rec.finish()
         except OSError as exc:
-            error = str(exc)
+            reason, error = "error", error or str(exc)
         msg = {"ev": "record_done", "side": self.side.id, "record": rec.id, "reason": reason,
                "seconds": round(rec.writer.seconds, 3), "path": rec.writer.path}
         if error:
-            msg["error"] = error
+            msg["error"] = error[:200]
         self.engine.send(msg)
 
     def send_keys(self, keys: str) -> None:
@@ -176,9 +179,6 @@ class Terminal:
         del self.dtmf_out[64:]
 
     # -- the clock --------------------------------------------------------------------------------
-    def due(self) -> float:
-        return self.start + (self.frames + 1) * dsp.FRAME
-
     def clock(self, now: float) -> None:
         due = int((now - self.start) / dsp.FRAME + 1e-6)
         if due - self.frames > MAX_CATCH_UP:
@@ -188,9 +188,13 @@ class Terminal:
             self.frames += 1
             self._frame()
         if self.record is not None:
-            reason = self.record.check()
-            if reason:
-                self.stop_record(reason)
+            try:
+                reason = self.record.check()
+            except OSError as exc:
+                self.stop_record("error", str(exc))
+            else:
+                if reason:
+                    self.stop_record(reason)
         if now >= self.next_rtcp:
             self.next_rtcp = now + RTCP_EVERY
             self._sender_report()
@@ -327,6 +331,7 @@ class Recording:
             while self.held:
                 self._write_next()
         finally:
+            self.held.clear()
             self.writer.close()
 
 

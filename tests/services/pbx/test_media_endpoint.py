@@ -1,7 +1,8 @@
 """The engine's local endpoint against scripted RTP and SIPp: malformed packets and unknown payload types
 are dropped and counted while the call goes on, a flood of keys is bounded, the box sends RTCP sender
 reports, SIP INFO DTMF (SIPp) is collected, a media engine killed with SIGKILL during a recording leaves
-a valid file with everything up to the last second, and the send clock does not drift over 10 minutes."""
+a valid file with everything up to the last second, a full disk ends a recording (not the call), and
+the send clock does not drift over 10 minutes."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +11,12 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
 
+from services.pbx.endpoint import MediaError
 from services.pbx.media import dsp, engine, terminal
 
 from .conftest import ALICE, run
@@ -280,3 +283,45 @@ def test_a_delayed_offer_caller_is_spoken_to_in_the_codec_it_chose(chpbx, script
 def dsp_tone():
     from services.pbx.endpoint import Tone
     return Tone((500.0,), 1.0)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (about 4 s of 8 kHz audio): a disk that fills up during a recording."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_ends_the_recording_not_the_call(chpbx, script, small_disk):  # noqa: F811
+    """The disk fills up 4 s into a recording: record() raises MediaError with the reason, the file
+    keeps what fit (a valid WAV), and the channel goes on (it still hears keys)."""
+    target = small_disk / "message.wav"
+
+    async def app(ch):
+        await ch.answer()
+        try:
+            await ch.record(target, max_seconds=60, beep=False)
+        except MediaError as exc:
+            error = str(exc)
+        return error, await ch.collect(1, timeout=10)
+    script.run = app
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            start = time.monotonic()
+            for n in range(300):  # 6 s of audio, more than fits
+                phone.audio()
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+            phone.key("9")
+            return await asyncio.to_thread(script.outcome, 10)
+    error, key = run(main())
+    assert "No space left" in error and key == "9"
+    samples, rate = read_wav(target)
+    assert 3.0 < len(samples) / rate < 4.2, len(samples) / rate
