@@ -60,10 +60,12 @@ The channel API (asyncio coroutines; an application reads like a script):
     await wait_gone(timeout) -> bool;  gone;  figures (the engine's counters for this channel)
 
 Keys come as RFC 4733 telephone-events, SIP INFO (application/dtmf-relay, application/dtmf) or in-band
-tones (detected in the engine), all alike. The caller hanging up (or its media being lost) raises
-ChannelGone in whatever coroutine waits (with `recording` set when it cut a recording short: the file
-is kept); it ends the application quietly. Not yet: say_digits/number/datetime (prompts), mixing of
-more than two parties (conferences), music on hold through the channel.
+tones, all alike. The engine looks for tones in the audio when the caller negotiated no telephone-event,
+or after `detect_inband()` (a phone set to send tones although it offers events; costs engine CPU).
+The caller hanging up (or its media being lost) raises ChannelGone in whatever coroutine waits (with
+`recording` set when it cut a recording short: the file is kept); it ends the application quietly.
+Not yet: say_digits/number/datetime (prompts), mixing of more than two parties (conferences), music
+on hold through the channel.
 """
 from __future__ import annotations
 

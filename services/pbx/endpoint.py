@@ -111,6 +111,7 @@ class MediaEndpoint(Endpoint):
         self.label = destination
         self.inbox: asyncio.Queue[Request] = asyncio.Queue(INBOX)
         self.held = False
+        self.inband: bool | None = None  # DTMF tone detection: None = only if the caller has no telephone-event
         self.media = None  # the caller's relay side, once answered: the engine's local endpoint
         self.keys_dropped = 0
         self._gone = asyncio.Event()
@@ -157,7 +158,7 @@ class MediaEndpoint(Endpoint):
         side.listener = self._engine_event
         pt = m.formats[0]
         event_pt = next((p for p in m.formats if m.codec(p) == "TELEPHONE-EVENT"), None)
-        side.terminate(m.codec(pt), pt, event_pt, send=m.direction in ("sendrecv", "sendonly"))
+        side.terminate(m.codec(pt), pt, event_pt, send=m.direction in ("sendrecv", "sendonly"), inband=self.inband)
         if offer is not None:
             held = is_hold(offer)
             kind = "reinvite" if held == self.held else ("hold" if held else "resume")
@@ -171,6 +172,13 @@ class MediaEndpoint(Endpoint):
         except ValueError:
             return  # nothing we can speak: the caller hears silence until it hangs up or re-INVITEs
         if self.media is not None:
+            self.media_changed()
+
+    def detect_inband(self, on: bool | None = True) -> None:
+        """Look for DTMF tones in the caller's audio even though it negotiated telephone-event (a phone
+        set to send tones), or stop (False), or back to the default (None: only without events)."""
+        self.inband = on
+        if self.media is not None and not self.gone:
             self.media_changed()
 
     def echo(self) -> None:

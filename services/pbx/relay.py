@@ -64,13 +64,15 @@ class Side:
         self.listener: Callable[[dict], None] | None = None  # gets the local endpoint's events
 
     # -- a local endpoint: the box itself is this side's party (media/terminal.py) ------------------
-    def terminate(self, codec: str, pt: int, event_pt: int | None, send: bool = True) -> None:
+    def terminate(self, codec: str, pt: int, event_pt: int | None, send: bool = True,
+                  inband: bool | None = None) -> None:
         """Make this side a local endpoint speaking `codec` on payload type `pt` (again after a
-        re-INVITE); `event_pt`: telephone-event's, `send`: False while the party holds the call."""
+        re-INVITE); `event_pt`: telephone-event's, `send`: False while the party holds the call,
+        `inband`: detect DTMF tones in the audio (None: only without telephone-event)."""
         if self.local is None:
             self.local = dict.fromkeys(LOCAL_FIGURES, 0)
         self.relay.send({"op": "local", "side": self.id, "codec": codec, "pt": pt, "event_pt": event_pt,
-                         "send": send})
+                         "send": send, "inband": inband})
 
     def play(self, play_id: int, file: str | None = None, tone: dict | None = None) -> None:
         self.relay.send({"op": "play", "side": self.id, "play": play_id} |

@@ -36,9 +36,10 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
   {"op": "close", "side"}                     release the ports
   {"op": "ping", "id"}                        -> {"re", "sides": count, "pid"}
  local endpoints (terminal.py: the box itself is the side's party; a later "link" makes it a relay again):
-  {"op": "local", "side", "codec", "pt", "event_pt", "send"}
+  {"op": "local", "side", "codec", "pt", "event_pt", "send", "inband"}
                                               terminate the side in PCMU/PCMA/G722 on payload type pt,
-                                              telephone-event on event_pt (or null); send false: on hold
+                                              telephone-event on event_pt (or null); send false: on hold;
+                                              inband: detect DTMF tones (null: if event_pt is null)
   {"op": "play", "side", "play", "file"}      play a WAV (16-bit mono PCM, 8 or 16 kHz), replacing a play
   {"op": "play", "side", "play", "tone": {"freqs", "seconds", "on", "off", "amplitude"} | {"key"}}
   {"op": "stop_play", "side"} / {"op": "stop_record", "side"}

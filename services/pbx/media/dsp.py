@@ -118,29 +118,53 @@ class WavSource:
 
 
 class ToneSource:
-    """A sum of sine waves (`freqs`, Hz) switched on `on` ms and off `off` ms (0: steady), for `seconds`."""
+    """A sum of sine waves (`freqs`, whole Hz) switched on `on` ms and off `off` ms (0: steady), for
+    `seconds`. One second of the waveform is computed once (whole-Hz tones repeat every second) and
+    cached, so a tone costs a slice per frame."""
+
+    _cycles: dict[tuple, bytes] = {}
 
     def __init__(self, freqs: list[float], rate: int, seconds: float, on: int = 0, off: int = 0,
                  amplitude: float = 8000.0) -> None:
-        self.freqs, self.rate = [float(f) for f in freqs][:4], rate
+        self.freqs, self.rate = tuple(round(float(f)) for f in freqs)[:4], rate
         self.total = int(seconds * rate)
         self.on, self.off = on * rate // 1000, off * rate // 1000
-        self.amplitude = amplitude / max(1, len(self.freqs))
+        self.amplitude = min(32000.0, float(amplitude)) / max(1, len(self.freqs))
         self.pos = 0
+        key = (self.freqs, rate, round(self.amplitude))
+        if key not in self._cycles:
+            if len(self._cycles) >= 64:
+                self._cycles.pop(next(iter(self._cycles)))
+            self._cycles[key] = struct.pack(f"<{rate}h", *(
+                int(self.amplitude * sum(math.sin(2 * math.pi * f * n / rate) for f in self.freqs))
+                for n in range(rate)))
+        self.cycle = self._cycles[key]
 
     def read(self, samples: int) -> bytes | None:
         if self.pos >= self.total:
             return None
-        out = []
         period = self.on + self.off
-        for n in range(self.pos, self.pos + samples):
-            if n >= self.total or (period and self.off and n % period >= self.on):
-                out.append(0)
-                continue
-            t = n / self.rate
-            out.append(int(self.amplitude * sum(math.sin(2 * math.pi * f * t) for f in self.freqs)))
-        self.pos += samples
-        return struct.pack(f"<{samples}h", *out)
+        out = bytearray()
+        n, end = self.pos, self.pos + samples
+        while n < end:
+            if n >= self.total:
+                out += bytes(2 * (end - n))
+                break
+            if period and self.off:
+                phase = n % period
+                span = min(end, n + (period - phase if phase >= self.on else self.on - phase)) - n
+                if phase >= self.on:
+                    out += bytes(2 * span)
+                    n += span
+                    continue
+            else:
+                span = end - n
+            span = min(span, self.rate - n % self.rate, self.total - n)
+            first = 2 * (n % self.rate)
+            out += self.cycle[first:first + 2 * span]
+            n += span
+        self.pos = end
+        return bytes(out)
 
     def close(self) -> None:
         pass
@@ -152,9 +176,9 @@ def dtmf_tone(key: str, rate: int, seconds: float) -> ToneSource:
 
 
 class WavWriter:
-    """A WAV file written as it grows; the header's sizes are patched every `sync_every` seconds of
-    audio, so a process killed at any moment leaves a valid file with all audio up to that point (and
-    what was written after it, which players read to the patched length). fsync at the end."""
+    """A WAV file written as it grows, `sync_every` seconds of audio at a time, each write followed by
+    the header's sizes patched: a process killed at any moment leaves a valid file with all audio up
+    to the last write. fsync at the end."""
 
     HEADER = 44
 
@@ -162,7 +186,7 @@ class WavWriter:
         self.path, self.rate = path, rate
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # never over an existing file
         self.data_bytes = 0
-        self.synced = 0
+        self.pending = bytearray()
         self.sync_bytes = int(rate * 2 * sync_every)
         try:
             os.write(self.fd, self._header(0))
@@ -175,27 +199,40 @@ class WavWriter:
                 struct.pack("<IHHIIHH", 16, 1, 1, self.rate, self.rate * 2, 2, 16) + b"data" + struct.pack("<I", size))
 
     @property
+    def size(self) -> int:
+        """Bytes of audio taken (written or about to be)."""
+        return self.data_bytes + len(self.pending)
+
+    @property
     def seconds(self) -> float:
-        return self.data_bytes / (2 * self.rate)
+        return self.size / (2 * self.rate)
 
     def _patch(self) -> None:
         os.pwrite(self.fd, self._header(self.data_bytes & ~1), 0)  # whole samples only
-        self.synced = self.data_bytes
 
     def write(self, pcm: bytes) -> None:
-        written = os.write(self.fd, pcm)
-        self.data_bytes += written
-        if written < len(pcm):
-            self._patch()
+        """Audio is written in chunks of `sync_every` seconds, each followed by the header's patch."""
+        self.pending += pcm
+        if len(self.pending) >= self.sync_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        data, self.pending = bytes(self.pending), bytearray()
+        while data:
+            written = os.write(self.fd, data)
+            self.data_bytes += written
+            data = data[written:]
+            if not written:
+                break
+        self._patch()
+        if data:
             raise OSError(28, "No space left on device")  # the header keeps what did fit
-        if self.data_bytes - self.synced >= self.sync_bytes:
-            self._patch()
 
     def close(self) -> None:
         if self.fd < 0:
             return
         try:
-            self._patch()
+            self._flush()
             os.fsync(self.fd)
         finally:
             os.close(self.fd)

@@ -261,8 +261,9 @@ class Engine:
         term = self.terminals.get(side.id)
         if op == "local":
             event_pt = msg.get("event_pt")
+            inband = msg.get("inband")
             args = (str(msg["codec"]), int(msg["pt"]), None if event_pt is None else int(event_pt),
-                    bool(msg.get("send", True)))
+                    bool(msg.get("send", True)), None if inband is None else bool(inband))
             try:
                 if term is None:
                     term = Terminal(self, side, *args, start=self.frame_grid(time.monotonic()) - FRAME)

@@ -33,7 +33,7 @@ _random = random.SystemRandom()
 
 class Terminal:
     def __init__(self, engine, side, codec: str, pt: int, event_pt: int | None, send: bool,
-                 start: float | None = None) -> None:
+                 inband: bool | None = None, start: float | None = None) -> None:
         self.engine, self.side = engine, side
         self.ssrc = _random.getrandbits(32)
         self.seq = _random.getrandbits(16)
@@ -54,15 +54,18 @@ class Terminal:
         self.codec = None
         self.reported: list = []
         self.rtcp_sent = 0
-        self.configure(codec, pt, event_pt, send)
+        self.configure(codec, pt, event_pt, send, inband)
 
-    def configure(self, codec: str, pt: int, event_pt: int | None, send: bool) -> None:
+    def configure(self, codec: str, pt: int, event_pt: int | None, send: bool, inband: bool | None = None) -> None:
+        """`inband`: look for DTMF tones in the audio; None: only if the party negotiated no
+        telephone-event (a phone offering events sends keys as events, and the detector costs CPU)."""
         if self.codec is None or self.codec.name != codec:
             new = dsp.Codec(codec)  # raises CodecError before anything changes
             if self.codec is not None:
                 self.codec.close()
             self.codec = new
         self.pt, self.event_pt, self.sending = pt, event_pt, send
+        self.inband = event_pt is None if inband is None else inband
         self.samples = int(self.codec.rate * dsp.FRAME)
         self.silence = b"\0" * (2 * self.samples)
         self.ts_step = 160  # RTP clock of G.711 and G.722 (RFC 3551: G.722 is clocked at 8000)
@@ -128,7 +131,7 @@ class Terminal:
         except Exception:  # a codec library refusing a payload: the packet is malformed
             self.malformed += 1
             return
-        if time.monotonic() - self.last_rfc4733 > 2.0:  # a phone sending events has removed the tones
+        if self.inband and time.monotonic() - self.last_rfc4733 > 2.0:  # events sent: no tones to find
             narrow = pcm if self.codec.rate == 8000 else dsp.audioop.ratecv(pcm, 2, 1, 16000, 8000, None)[0]
             key = self.detector.frame(narrow)
             if key:
@@ -305,7 +308,7 @@ class Recording:
                 self.writer.write(b"\0" * (2 * self.samples * gap))
             seq = (seq + gap) & 0xFFFF
         pcm = self.held.pop(seq)
-        room = int(self.max_seconds * self.writer.rate) * 2 - self.writer.data_bytes if self.max_seconds else len(pcm)
+        room = int(self.max_seconds * self.writer.rate) * 2 - self.writer.size if self.max_seconds else len(pcm)
         self.writer.write(pcm[:max(0, room)])
         self.next_seq = (seq + 1) & 0xFFFF
         frame = len(pcm) / (2 * self.writer.rate)

@@ -247,6 +247,7 @@ def test_what_the_phone_says_is_recorded_with_its_duration(chpbx, script, tmp_pa
 
     async def run(ch):
         await ch.answer()
+        ch.detect_inband()  # for the talk-off check
         rec = await ch.record(target, max_seconds=5.0, beep=True)
         await asyncio.sleep(0.5)  # the engine's next figures
         return rec, ch.figures["local"]["dtmf"]
@@ -345,10 +346,11 @@ def _dtmf_wav(path: Path, keys: str) -> Path:
 
 
 def test_inband_tones_are_collected(chpbx, script, tmp_path):
-    """A phone that sends keys as tones in the audio (baresip plays them from its source file, no
-    telephone-event offered): the engine's Goertzel detector hears them."""
+    """A phone that sends keys as tones in the audio (baresip plays them from its source file; it offers
+    telephone-event too, so the application asks for tone detection): the engine's detector hears them."""
     async def run(ch):
         await ch.answer()
+        ch.detect_inband()
         return await ch.collect(4, timeout=6.0)
     script.run = run
     with ExitStack() as stack:

@@ -46,8 +46,9 @@ def _event(key: str, seq: int, ts: int, end: bool = False) -> bytes:
 class RawCall:
     """A scripted caller of *50: SIP over SipClient, RTP and RTCP on sockets of its own."""
 
-    def __init__(self, pbx) -> None:
+    def __init__(self, pbx, events: bool = True) -> None:
         self.pbx = pbx
+        self.events = events  # offer telephone-event
         self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.rtp.bind(("127.0.0.1", 0))
         self.port = self.rtp.getsockname()[1]
@@ -63,7 +64,10 @@ class RawCall:
 
     async def __aenter__(self) -> "RawCall":
         self.sip = await SipClient(("127.0.0.1", self.pbx.port)).__aenter__()
-        req = self.sip.request("INVITE", f"sip:*50@127.0.0.1:{self.pbx.port}", "201", body=sdp(self.port))
+        offer = sdp(self.port)
+        if not self.events:
+            offer = offer.replace(b" 0 101\r\n", b" 0\r\n").replace(b"a=rtpmap:101 telephone-event/8000\r\n", b"")
+        req = self.sip.request("INVITE", f"sip:*50@127.0.0.1:{self.pbx.port}", "201", body=offer)
         await invite(self.sip, req, "201", ALICE["sip_secret"])
         self.ok = await next_response(self.sip, 200)
         self.sip.send(in_dialog(self.sip, "ACK", self.ok, self.ok.call_id))
@@ -325,3 +329,25 @@ def test_a_full_disk_ends_the_recording_not_the_call(chpbx, script, small_disk):
     assert "No space left" in error and key == "9"
     samples, rate = read_wav(target)
     assert 3.0 < len(samples) / rate < 4.2, len(samples) / rate
+
+
+def test_tones_are_heard_from_a_phone_without_telephone_event(chpbx, script):  # noqa: F811
+    """No telephone-event in the offer: the engine looks for tones by itself (no detect_inband())."""
+    async def app(ch):
+        await ch.answer()
+        return await ch.collect(3, timeout=5), ch.sdp.to_bytes()
+    script.run = app
+    codec = dsp.Codec("PCMU")
+
+    async def main():
+        async with RawCall(chpbx, events=False) as phone:
+            start, n = time.monotonic(), 0
+            for key in "5*9":
+                tone = dsp.dtmf_tone(key, 8000, 0.1)
+                for pcm in [tone.read(160) for _ in range(5)] + [bytes(320)] * 5:
+                    n += 1
+                    phone.send(_rtp(n, n * 160, payload=codec.encode(pcm)))
+                    await asyncio.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
+            return await asyncio.to_thread(script.outcome, 10)
+    keys, answer = run(main())
+    assert keys == "5*9" and b"telephone-event" not in answer
