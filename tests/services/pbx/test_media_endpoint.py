@@ -351,3 +351,33 @@ def test_tones_are_heard_from_a_phone_without_telephone_event(chpbx, script):  #
             return await asyncio.to_thread(script.outcome, 10)
     keys, answer = run(main())
     assert keys == "5*9" and b"telephone-event" not in answer
+
+
+def test_recording_puts_packets_in_order_and_fills_loss(chpbx, script, tmp_path):  # noqa: F811
+    """Packets reordered, duplicated and lost on the way: the file has them in sequence order, each
+    once, and silence where two were lost."""
+    target = tmp_path / "message.wav"
+
+    async def app(ch):
+        await ch.answer()
+        return await ch.record(target, max_seconds=60, beep=False, terminators="#")
+    script.run = app
+    codec = dsp.Codec("PCMU")
+    level = {n: 1000 * n for n in range(1, 13)}  # frame n is a constant level of n thousand
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            await asyncio.sleep(0.3)  # the recording has started
+            for n in (1, 2, 4, 3, 5, 5, 6, 9, 10, 11, 12):
+                phone.send(_rtp(100 + n, n * 160, payload=codec.encode(struct.pack("<h", level[n]) * 160)))
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # held packets are written after 60 ms without new ones
+            phone.seq, phone.ts = 200, 5000
+            phone.key("#")
+            return await asyncio.to_thread(script.outcome, 10)
+    rec = run(main())
+    assert rec.reason == "key"
+    samples, _ = read_wav(target)
+    frames = [sum(samples[i:i + 160]) // 160 for i in range(0, len(samples), 160)]
+    expected = [level[n] if n in (1, 2, 3, 4, 5, 6, 9, 10, 11, 12) else 0 for n in range(1, 13)]
+    assert [round(f, -3) for f in frames] == expected, frames
