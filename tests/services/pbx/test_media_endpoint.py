@@ -381,3 +381,40 @@ def test_recording_puts_packets_in_order_and_fills_loss(chpbx, script, tmp_path)
     frames = [sum(samples[i:i + 160]) // 160 for i in range(0, len(samples), 160)]
     expected = [level[n] if n in (1, 2, 3, 4, 5, 6, 9, 10, 11, 12) else 0 for n in range(1, 13)]
     assert [round(f, -3) for f in frames] == expected, frames
+
+
+def test_hold_stops_the_box_sending_and_reaches_the_application(chpbx, script):  # noqa: F811
+    async def app(ch):
+        await ch.answer()
+        kinds = []
+        for _ in range(2):
+            event = await ch.next_event(timeout=10)
+            kinds.append((event.kind, ch.held))
+        await ch.wait_gone(10)
+        return kinds
+    script.run = app
+
+    async def reinvite(phone, extra: str) -> bytes:
+        phone.sip.send(in_dialog(phone.sip, "INVITE", phone.ok, phone.ok.call_id, body=sdp(phone.port, extra)))
+        ok = await next_response(phone.sip, 200)
+        phone.sip.send(in_dialog(phone.sip, "ACK", ok, ok.call_id))
+        return ok.body
+
+    async def received(phone, seconds: float) -> int:
+        await asyncio.sleep(0.2)  # what was on its way
+        _drain(phone.rtp)
+        await asyncio.sleep(seconds)
+        return len(_drain(phone.rtp))
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            before = await received(phone, 0.5)
+            held_answer = await reinvite(phone, "a=sendonly\r\n")
+            during = await received(phone, 0.5)
+            await reinvite(phone, "a=sendrecv\r\n")
+            after = await received(phone, 0.5)
+            return before, held_answer, during, after
+    before, held_answer, during, after = run(main())
+    assert b"a=recvonly" in held_answer
+    assert before >= 15 and during == 0 and after >= 15, (before, during, after)
+    assert script.outcome(15) == [("hold", True), ("resume", False)]
