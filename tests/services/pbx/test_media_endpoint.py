@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import time
+import wave
 
 import pytest
 
@@ -418,3 +419,34 @@ def test_hold_stops_the_box_sending_and_reaches_the_application(chpbx, script): 
     assert b"a=recvonly" in held_answer
     assert before >= 15 and during == 0 and after >= 15, (before, during, after)
     assert script.outcome(15) == [("hold", True), ("resume", False)]
+
+
+def test_unplayable_files_raise_media_error_and_the_call_goes_on(chpbx, script, tmp_path):  # noqa: F811
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(3200))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+
+    async def app(ch):
+        await ch.answer()
+        errors = []
+        for path in (tmp_path / "missing.wav", stereo, broken):
+            try:
+                await ch.play(path)
+            except MediaError as exc:
+                errors.append(str(exc))
+        return errors, await ch.collect(1, timeout=10)
+    script.run = app
+
+    async def main():
+        async with RawCall(chpbx) as phone:
+            await asyncio.sleep(0.5)
+            phone.key("1")
+            return await asyncio.to_thread(script.outcome, 10)
+    errors, key = run(main())
+    assert key == "1" and len(errors) == 3, errors
+    assert "no such file" in errors[0] and "not 16-bit mono PCM" in errors[1] and "cannot read" in errors[2]
