@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,7 +36,10 @@ TRYING_DELAY = 0.1
 OVERLOAD_LAG = 0.2
 SHED_METHODS = ("INVITE", "REGISTER")
 RETRY_AFTER = "5"
-MAX_SERVER_TXS = 4000  # concurrent server transactions; beyond: 503 + Retry-After, sent statelessly
+MAX_SERVER_TXS = 4000  # server transactions awaiting a final response; beyond: 503 + Retry-After, stateless
+# Answered transactions stay only to absorb retransmissions (timer J / H: 32 s on UDP), so at hundreds of
+# calls per second they are tens of thousands: past MAX_ANSWERED_TXS the oldest answered one ends early.
+MAX_ANSWERED_TXS = 30000
 
 
 class TransactionUser(Protocol):
@@ -101,6 +105,20 @@ class ServerTx(_Transaction):
         self.to_tag: str | None = None  # our tag for this request's responses (the TU may set it early)
         self._timers: list = []
         self.reliable = dest[0] != "udp"
+        self.open = True  # no final response yet (counted in the stack's open_server_txs)
+        stack.open_server_txs += 1
+
+    def _answered(self) -> None:
+        if self.open:
+            self.open = False
+            self.stack.open_server_txs -= 1
+            self.stack.answered(self)
+
+    def _terminate(self) -> None:
+        if self.open:
+            self.open = False
+            self.stack.open_server_txs -= 1
+        super()._terminate()
 
     def respond(self, resp: Response) -> None:
         if self.state in ("completed", "confirmed", "terminated", "accepted"):
@@ -117,6 +135,7 @@ class ServerTx(_Transaction):
             self.state = "proceeding"
             return
         self.final = resp
+        self._answered()
         if self.invite and resp.status < 300:
             # 2xx retransmission is the dialog's job; stay around to absorb INVITE retransmissions (RFC 6026)
             self.state = "accepted"
@@ -311,6 +330,9 @@ class SipStack:
         self.transports = Transports(self._on_data, self._on_flow_closed)
         self.server_txs: dict[tuple, ServerTx] = {}
         self.max_server_txs = MAX_SERVER_TXS
+        self.open_server_txs = 0
+        self.max_answered_txs = MAX_ANSWERED_TXS
+        self._answered_txs: deque[ServerTx] = deque()  # oldest answer first
         self.client_txs: dict[tuple, ClientTx] = {}
         self.server_header = server_header  # Server / User-Agent value; empty: none (no fingerprint)
         self.counters = {"received": 0, "malformed": 0, "dropped": 0, "sent_requests": 0, "shed": 0}
@@ -404,6 +426,15 @@ class SipStack:
                 msg.add("Max-Forwards", "70")  # mandatory in every request, our ACKs too (RFC 3261 8.1.1.6)
         self.transports.send(msg.to_bytes(), dest)
 
+    def answered(self, tx: ServerTx) -> None:
+        """`tx` sent its final response: it stays for retransmissions, up to max_answered_txs of them."""
+        done = self._answered_txs
+        while done and done[0].state == "terminated":
+            done.popleft()
+        done.append(tx)
+        if len(done) > self.max_answered_txs:
+            done.popleft()._terminate()
+
     # -- receiving --------------------------------------------------------------------------------
     def _on_flow_closed(self, flow: Dest) -> None:
         handler = getattr(self.tu, "on_flow_closed", None)
@@ -483,7 +514,7 @@ class SipStack:
         if req.method == "ACK":
             self._safe(self.tu.on_ack, req)
             return
-        if len(self.server_txs) >= self.max_server_txs:
+        if self.open_server_txs >= self.max_server_txs:
             self.counters["overloaded"] = self.counters.get("overloaded", 0) + 1
             busy = response_to(req, 503, to_tag=new_tag())
             busy.add("Retry-After", RETRY_AFTER)

@@ -60,3 +60,37 @@ def test_server_transactions_past_the_bound_get_503():
     assert [answers[n].status for n in range(5)] == [100, 100, 100, 503, 503]
     assert answers[3].get("Retry-After") == "5" and answers[3].get("Call-ID") == "cap3@127.0.0.1"
     assert len(tu.requests) == 3 and stack.counters["overloaded"] == 2
+
+
+class AnsweringTu(HoldingTu):
+    """Answers every request at once: its transactions only linger to absorb retransmissions."""
+
+    def on_request(self, tx, req):
+        self.requests.append(req)
+        tx.reply(486, to_tag="t")
+
+
+def test_answered_transactions_do_not_count_toward_the_bound_and_are_themselves_bounded():
+    async def main():
+        tu = AnsweringTu()
+        stack = SipStack(tu)
+        stack.max_server_txs, stack.max_answered_txs = 3, 4
+        await stack.start("127.0.0.1", 0, tcp=False)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        port = peer.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        statuses = []
+        for n in range(8):
+            peer.sendto(invite(n, port), ("127.0.0.1", stack.port))
+            statuses.append(parse(await asyncio.wait_for(loop.sock_recv(peer, 65535), 2)).status)
+        kept = len(stack.server_txs)
+        peer.sendto(invite(7, port), ("127.0.0.1", stack.port))  # a retransmission: the kept answer again
+        again = parse(await asyncio.wait_for(loop.sock_recv(peer, 65535), 2)).status
+        peer.close()
+        await stack.close()
+        return tu, stack, statuses, kept, again
+    tu, stack, statuses, kept, again = run(main())
+    assert statuses == [486] * 8 and len(tu.requests) == 8 and "overloaded" not in stack.counters
+    assert kept == 4 and again == 486 and stack.open_server_txs == 0
