@@ -85,7 +85,8 @@ class CallEvents:
         self.bus.publish(DEVICE_TOPIC, device, data, retain=True)
 
     def record(self, rec: "CallRecord") -> None:
-        self.bus.publish(CDR_TOPIC, rec.call_id, dataclasses.asdict(rec))
+        # its fields are all scalars: a shallow copy is asdict()'s result, without its deep copying
+        self.bus.publish(CDR_TOPIC, rec.call_id, {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)})
 
     def calls_of(self, device: str) -> set[str]:
         return set(self._device_calls.get(device, ()))

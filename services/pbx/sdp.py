@@ -133,7 +133,10 @@ class Sdp:
                    media, self.direction)
 
     def audio(self) -> Media | None:
-        return next((m for m in self.media if m.kind == "audio" and m.port), None)
+        for m in self.media:  # a loop, not next(genexpr): called several times per call event
+            if m.kind == "audio" and m.port:
+                return m
+        return None
 
     def address(self, media: Media) -> str:
         return media.connection or self.connection
