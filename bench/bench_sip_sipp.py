@@ -18,9 +18,10 @@ db_text subscriber table, looks the callee up in its in-memory location table an
 statefully (tm), record-routed so ACK and BYE pass through it too; no media, no second dialog.
 
 Per row: calls (registrations) per second, CPU ms per call of the server (all its processes, from
-/proc/<pid>/stat), failed calls, SIPp's retransmissions (caller and callee side), the kernel's drops
-on the server's socket (`ss -u -m`, skmem d) and UDP receive-buffer errors of the whole host
-(/proc/net/snmp RcvbufErrors, which includes SIPp's own sockets). Kamailio is always stopped.
+/proc/<pid>/stat: Kamailio's session; the PBX and its media engine, whose shares the note gives apart),
+failed calls, SIPp's retransmissions (caller and callee side), the kernel's drops on the server's socket
+(`ss -u -m`, skmem d) and UDP receive-buffer errors of the whole host (/proc/net/snmp RcvbufErrors, which
+includes SIPp's own sockets). Kamailio is always stopped.
 """
 from __future__ import annotations
 
@@ -175,16 +176,7 @@ class Kamailio:
 
     def pids(self) -> list[int]:
         """Every process of Kamailio's session (main, the UDP worker, timers)."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[3]) == self.proc.pid:
-                    pids.append(int(entry.name))
-        return pids
+        return processes(lambda pid, fields: int(fields[3]) == self.proc.pid)
 
     def close(self) -> None:
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
@@ -201,6 +193,25 @@ class Kamailio:
         self.log.close()
 
 
+def processes(match) -> list[int]:
+    """Pids whose /proc/<pid>/stat fields after the command name (state, ppid, pgrp, session...) match."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if match(int(entry.name), fields):
+                pids.append(int(entry.name))
+    return pids
+
+
+def with_children(pid: int) -> list[int]:
+    """The PBX process and its children (the media engine)."""
+    return processes(lambda p, fields: p == pid or int(fields[1]) == pid)
+
+
 def _no_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -214,19 +225,24 @@ def socket_listening(port: int) -> bool:
 class Server:
     """What a phase needs of either server: its port and its processes."""
 
-    def __init__(self, name: str, port: int, pids) -> None:
+    def __init__(self, name: str, port: int, pids, main: int | None = None) -> None:
         self.name, self.port, self.pids = name, port, pids
+        self.main = main  # the signalling process, whose share is reported apart (None: not split)
 
     def cpu(self) -> tuple[float, float]:
         return cpu_of(self.pids())
 
+    def main_cpu(self) -> float:
+        return sum(cpu_of([self.main])) if self.main else 0.0
+
 
 def phase(server: Server, workdir: Path, name: str, run) -> dict:
     """Run one load (run() -> SIPp figures) and add the server's CPU and the kernel's drops over it."""
-    drops0, errors0, cpu0 = socket_drops(server.port), rcvbuf_errors(), server.cpu()
+    drops0, errors0, cpu0, main0 = socket_drops(server.port), rcvbuf_errors(), server.cpu(), server.main_cpu()
     figures = run()
     user, system = server.cpu()
     figures["cpu_s"], figures["system_s"] = user + system - sum(cpu0), system - cpu0[1]
+    figures["main_cpu_s"] = server.main_cpu() - main0
     figures["drops"] = socket_drops(server.port) - drops0
     figures["host_rcvbuf_errors"] = rcvbuf_errors() - errors0
     return figures
@@ -294,7 +310,10 @@ def cpu_ms(figures: dict) -> float:
 def note(figures: dict) -> str:
     return (f"{figures['ok']} ok / {figures['failed']} failed in {figures['seconds']:.1f} s,"
             f" CPU {100 * figures['cpu_s'] / figures['seconds']:.0f}% = {cpu_ms(figures):.2f} ms each"
-            f" ({100 * figures['system_s'] / figures['cpu_s'] if figures['cpu_s'] else 0:.0f}% in the kernel),"
+            f" ({100 * figures['system_s'] / figures['cpu_s'] if figures['cpu_s'] else 0:.0f}% in the kernel"
+            + (f"; signalling process {1000 * figures['main_cpu_s'] / figures['ok']:.2f} ms, media engine"
+               f" {1000 * (figures['cpu_s'] - figures['main_cpu_s']) / figures['ok']:.2f} ms"
+               if figures["main_cpu_s"] and figures["ok"] else "") + "),"
             f" retransmits {figures['retransmits']}, socket drops {figures['drops']},"
             f" host RcvbufErrors {figures['host_rcvbuf_errors']}"
             + ("; SIPp killed with calls still retransmitting after the stop" if figures["killed"] else ""))
@@ -329,7 +348,8 @@ def run() -> list[dict]:
         callee_csv = injection(workdir / "callee.csv", callee_user)
         pbx = PbxProcess(users, digest_algorithms=["MD5"])  # SIPp 3.6 answers MD5 challenges only
         try:
-            ours = measure(Server("pbx", pbx.port, lambda: [pbx.proc.pid]), workdir, callers_csv, callee_csv)
+            server = Server("pbx", pbx.port, lambda: with_children(pbx.proc.pid), pbx.proc.pid)
+            ours = measure(server, workdir, callers_csv, callee_csv)
         finally:
             pbx.close()
         kamailio = Kamailio(workdir, callers + callee_user)
