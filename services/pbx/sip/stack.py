@@ -485,12 +485,13 @@ class SipStack:
             return
 
     def _on_request(self, req: Request, source: Dest) -> None:
-        via = req.top_via
-        if via.host != source[1] or "rport" in via.params:
+        via = req._via()
+        if via.host != source[1] or "rport" in via.params:  # else the Via stays as it came
+            via = via.copy()
             via.params["received"] = source[1]
-        if "rport" in via.params:
-            via.params["rport"] = str(source[2])
-        req.replace_top_via(via)
+            if "rport" in via.params:
+                via.params["rport"] = str(source[2])
+            req.replace_top_via(via)
         if not self.tu.allow(source, req):
             self.counters["dropped"] += 1
             return
