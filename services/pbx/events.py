@@ -49,7 +49,8 @@ class CallEvents:
         self._media: dict[str, set[str]] = {}  # call id -> the media addresses published for it
 
     def call(self, call: "Call", event: str, reason: str = "") -> None:
-        data = call.summary() | {"event": event, "time": time.time(), "seq": next(self._seq), "reason": reason}
+        data = call.summary()  # a new dict each time: completed in place
+        data.update(event=event, time=time.time(), seq=next(self._seq), reason=reason)
         self.bus.publish(CALL_TOPIC, call.id, data, retain=True)
         if event == "transferred":  # a party may come from another call (attended transfer)
             for party in call.legs:

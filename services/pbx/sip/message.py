@@ -26,6 +26,7 @@ CANONICAL = {n.lower(): n for n in (
 CANONICAL["call-id"] = "Call-ID"
 CANONICAL["cseq"] = "CSeq"
 CANONICAL["www-authenticate"] = "WWW-Authenticate"
+_CANONICAL_NAMES = frozenset(CANONICAL.values())  # canonical(n) is n for these
 MULTI = {"Via", "Contact", "Route", "Record-Route"}  # comma-separated values are split into several headers
 HOST = re.compile(r"[A-Za-z0-9.:_-]+")
 VIA = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(;.*)?")
@@ -341,6 +342,8 @@ class Message:
             first = self._index()
         value = first.get(name)  # keys are canonical names: a canonical `name` needs no lookup
         if value is None:
+            if name in _CANONICAL_NAMES:
+                return default  # absent (the common case for optional headers): no second lookup
             value = first.get(canonical(name))
             if value is None:
                 return default
