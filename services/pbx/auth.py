@@ -117,6 +117,7 @@ class DigestServer:
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"), md5_only_agents: Iterable[str] = ()) -> None:
         self.lookup = lookup  # username -> secret (None: unknown)
         self._key = secrets.token_bytes(32)
+        self._keyed = hmac.new(self._key, digestmod=hashlib.sha256)  # copied per nonce: no key set-up each time
         self._dummy = secrets.token_hex(16)
         self.counts = NonceCounts()
         self.configure(realm, algorithms, md5_only_agents)
@@ -130,8 +131,9 @@ class DigestServer:
         """time (8 hex digits), salt (16: each challenge its own nonce), MAC over both and `ip` (32)."""
         ts = int(time.time()) if ts is None else ts
         salt = random_hex(16) if salt is None else salt
-        mac = hmac.digest(self._key, f"{ts}:{salt}:{ip}".encode(), "sha256").hex()[:32]  # hmac.new's, one C call
-        return f"{ts:08x}{salt}{mac}"
+        mac = self._keyed.copy()
+        mac.update(f"{ts}:{salt}:{ip}".encode())
+        return f"{ts:08x}{salt}{mac.hexdigest()[:32]}"
 
     def _issued(self, nonce: str, ip: str) -> int | None:
         """When we issued this nonce to `ip`; None for a nonce we never sent there."""

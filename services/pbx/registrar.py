@@ -8,7 +8,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .sip.transport import Dest, contact_flow
@@ -29,6 +29,14 @@ class Binding:
 
     def seconds_left(self) -> int:
         return max(0, int(self.expires_at - time.time()))
+
+
+_FIELDS = tuple(f.name for f in fields(Binding))
+
+
+def _row(b: Binding) -> tuple:
+    """astuple(b) without its recursive deep copy (the only non-scalar field, flow, is a tuple)."""
+    return tuple(getattr(b, name) for name in _FIELDS)
 
 
 class Location:
@@ -198,7 +206,7 @@ class BindingWriter:
         while self._dirty or self._waiting:
             dirty, self._dirty = self._dirty, set()
             waiting, self._waiting = self._waiting, []
-            changes = {ext: [astuple(b) for b in self.location.bindings.get(ext, [])] for ext in dirty}
+            changes = {ext: [_row(b) for b in self.location.bindings.get(ext, [])] for ext in dirty}
             if changes:
                 try:
                     await asyncio.to_thread(self.store.replace, changes)
