@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -75,18 +76,21 @@ class _RandomHex:
 
     def __init__(self) -> None:
         self._pool, self._pos = "", 0
+        self._lock = threading.Lock()  # two threads never get the same digits
         os.register_at_fork(after_in_child=self.reset)  # a forked child must not repeat the parent's digits
 
     def reset(self) -> None:
         self._pool, self._pos = "", 0
+        self._lock = threading.Lock()
 
     def take(self, digits: int) -> str:
-        pos = self._pos
-        end = pos + digits
-        if end > len(self._pool):
-            self._pool, pos, end = secrets.token_hex(self.SIZE // 2), 0, digits
-        self._pos = end
-        return self._pool[pos:end]
+        with self._lock:
+            pos = self._pos
+            end = pos + digits
+            if end > len(self._pool):
+                self._pool, pos, end = secrets.token_hex(self.SIZE // 2), 0, digits
+            self._pos = end
+            return self._pool[pos:end]
 
 
 random_hex = _RandomHex().take  # random_hex(n): n hex digits, like secrets.token_hex(n // 2)

@@ -163,3 +163,32 @@ def test_header_index_follows_changes():
     assert msg.branch == "z9hG4bKother" and len(msg.get_all("Via")) == 4
     msg.remove("Max-Forwards")
     assert msg.get("Max-Forwards") is None
+
+
+def test_tags_from_the_random_pool_are_not_repeated_by_a_forked_child_or_another_thread():
+    import os
+    import threading
+
+    from services.pbx.sip.message import new_branch, new_tag
+    new_tag()  # the pool is filled: a child forked now must not hand out what the parent hands out next
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_tag().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child != new_tag()
+    tags: list[str] = []
+
+    def take() -> None:
+        tags.extend(new_tag() for _ in range(3000))
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(tags)) == len(tags) == 12000
+    assert len(new_tag()) == 12 and new_branch().startswith("z9hG4bK") and len(new_branch()) == 23
