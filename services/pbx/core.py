@@ -21,7 +21,7 @@ from .guard import Guard
 from .leg import Leg
 from .registrar import BindingStore, BindingWriter, Location
 from .relay import RtpRelay
-from .sip.message import NameAddr, Request, Response, Uri, new_call_id, new_tag
+from .sip.message import NameAddr, Request, Response, Uri, new_call_id, new_tag, response_to
 from .sip.stack import ServerTx, SipStack
 from .sip.subscribe import Subscriptions
 from .sip.transport import Dest
@@ -494,5 +494,4 @@ def _date_now() -> str:
 
 
 def _response(req: Request, status: int) -> Response:
-    from .sip.message import response_to
     return response_to(req, status, to_tag=new_tag())

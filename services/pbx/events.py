@@ -22,6 +22,7 @@ Topics (pbx.call, pbx.device and pbx.media retained, so a late subscriber seeds 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import time
 from typing import TYPE_CHECKING
@@ -39,6 +40,11 @@ MEDIA_TOPIC = "pbx.media"
 MEDIA_ADDRESSES = 16  # per call: a party re-offering new addresses again and again cannot grow it further
 DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
                 "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 class CallEvents:
@@ -87,7 +93,7 @@ class CallEvents:
 
     def record(self, rec: "CallRecord") -> None:
         # its fields are all scalars: a shallow copy is asdict()'s result, without its deep copying
-        self.bus.publish(CDR_TOPIC, rec.call_id, {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)})
+        self.bus.publish(CDR_TOPIC, rec.call_id, {name: getattr(rec, name) for name in _field_names(type(rec))})
 
     def calls_of(self, device: str) -> set[str]:
         return set(self._device_calls.get(device, ()))
