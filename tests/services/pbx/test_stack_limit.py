@@ -37,16 +37,22 @@ def invite(n: int, port: int) -> bytes:
             f"Call-ID: cap{n}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
 
 
+async def stack_and_peer(tu, **limits) -> tuple[SipStack, socket.socket, int]:
+    """A UDP stack on loopback with these limits, and a non-blocking peer socket (and its port)."""
+    stack = SipStack(tu)
+    for name, value in limits.items():
+        setattr(stack, name, value)
+    await stack.start("127.0.0.1", 0, tcp=False)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    return stack, peer, peer.getsockname()[1]
+
+
 def test_server_transactions_past_the_bound_get_503():
     async def main():
         tu = HoldingTu()
-        stack = SipStack(tu)
-        stack.max_server_txs = 3
-        await stack.start("127.0.0.1", 0, tcp=False)
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
-        port = peer.getsockname()[1]
+        stack, peer, port = await stack_and_peer(tu, max_server_txs=3)
         loop = asyncio.get_running_loop()
         answers = {}
         for n in range(5):
@@ -73,13 +79,7 @@ class AnsweringTu(HoldingTu):
 def test_answered_transactions_do_not_count_toward_the_bound_and_are_themselves_bounded():
     async def main():
         tu = AnsweringTu()
-        stack = SipStack(tu)
-        stack.max_server_txs, stack.max_answered_txs = 3, 4
-        await stack.start("127.0.0.1", 0, tcp=False)
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
-        port = peer.getsockname()[1]
+        stack, peer, port = await stack_and_peer(tu, max_server_txs=3, max_answered_txs=4)
         loop = asyncio.get_running_loop()
         statuses = []
         for n in range(8):
