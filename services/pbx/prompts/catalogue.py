@@ -1,0 +1,232 @@
+# ruff: noqa: E501 (a table of texts: one prompt per line reads better than wrapped strings)
+"""Every prompt the box's voice applications say (voicemail, feature codes, attendant, dial by name),
+by key, in English, French and Mandarin Chinese as spoken in Taiwan.
+
+Voices (Debian's espeak-ng 1.51 data): `en-gb` and `fr-fr`. For Mandarin, Debian offers `cmn` and
+`cmn-latn-pinyin`, no Taiwan variant. `cmn` turns characters into pinyin with tone digits and then reads
+that Latin text as English (請 came out as "king three", checked with `espeak-ng -x`), so we use
+`cmn-latn-pinyin` and give it pinyin written with Taiwan's readings (和 hàn) and the tone
+sandhi of 一 and 不 spelt out, which its dictionary does not apply. The characters (Traditional, as in
+Taiwan) are kept for the web admin; only the pinyin is spoken.
+
+An entry is `key: (English, French, (Chinese characters, pinyin))`. Number words are in NUMBERS (which
+keys each language's rules use: numbers.py).
+"""
+from __future__ import annotations
+
+LANGUAGES = {"en": "English", "fr": "Français", "zh-TW": "中文（台灣）"}
+VOICES = {"en": "en-gb", "fr": "fr-fr", "zh-TW": "cmn-latn-pinyin"}
+SPEED = {"en": 150, "fr": 150, "zh-TW": 140}  # words per minute: clear over a phone line
+
+PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
+    # -- callers leaving a message
+    "vm-leave-message": (
+        "Please leave a message after the tone. Press hash when you have finished.",
+        "Veuillez laisser un message après le bip sonore. Appuyez sur dièse lorsque vous avez terminé.",
+        ("請在嗶聲後留言，完成後請按井字鍵。", "qing3 zai4 bi1 sheng1 hou4 liu2 yan2, wan2 cheng2 hou4 qing3 an4 jing3 zi4 jian4.")),
+    "vm-unavailable": (
+        "The person you are calling is not available.",
+        "Votre correspondant n'est pas disponible.",
+        ("您撥打的用戶現在無法接聽。", "nin2 bo1 da3 de yong4 hu4 xian4 zai4 wu2 fa3 jie1 ting1.")),
+    "vm-busy": (
+        "The person you are calling is on the phone.",
+        "Votre correspondant est déjà en ligne.",
+        ("您撥打的用戶正在通話中。", "nin2 bo1 da3 de yong4 hu4 zheng4 zai4 tong1 hua4 zhong1.")),
+    "vm-extension": ("Extension", "Le poste", ("分機", "fen1 ji1")),
+    "vm-is-unavailable": ("is not available.", "n'est pas disponible.", ("現在無法接聽。", "xian4 zai4 wu2 fa3 jie1 ting1.")),
+    "vm-is-busy": ("is on the phone.", "est en ligne.", ("正在通話中。", "zheng4 zai4 tong1 hua4 zhong1.")),
+    "vm-message-saved": (
+        "Your message has been recorded. Thank you.",
+        "Votre message a été enregistré. Merci.",
+        ("您的留言已錄下，謝謝。", "nin2 de liu2 yan2 yi3 lu4 xia4, xie4 xie.")),
+    "vm-too-short": (
+        "Your message was too short and has not been kept.",
+        "Votre message était trop court et n'a pas été conservé.",
+        ("您的留言太短，沒有保存。", "nin2 de liu2 yan2 tai4 duan3, mei2 you3 bao3 cun2.")),
+    "vm-mailbox-full": (
+        "This mailbox is full and cannot take new messages.",
+        "Cette boîte vocale est pleine et ne peut plus recevoir de messages.",
+        ("語音信箱已滿，無法再留言。", "yu3 yin1 xin4 xiang1 yi3 man3, wu2 fa3 zai4 liu2 yan2.")),
+    "vm-not-stored": (
+        "Sorry, your message could not be stored.",
+        "Désolé, votre message n'a pas pu être enregistré.",
+        ("抱歉，您的留言無法儲存。", "bao4 qian4, nin2 de liu2 yan2 wu2 fa3 chu3 cun2.")),
+    # -- the owner's menu
+    "vm-enter-mailbox": (
+        "Please enter your mailbox number, followed by hash.",
+        "Veuillez composer le numéro de votre boîte vocale, suivi de dièse.",
+        ("請輸入您的信箱號碼，再按井字鍵。", "qing3 shu1 ru4 nin2 de xin4 xiang1 hao4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "vm-enter-pin": (
+        "Please enter your PIN, followed by hash.",
+        "Veuillez composer votre code secret, suivi de dièse.",
+        ("請輸入您的密碼，再按井字鍵。", "qing3 shu1 ru4 nin2 de mi4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "vm-invalid-pin": (
+        "Invalid PIN. Please try again.",
+        "Code secret incorrect. Veuillez réessayer.",
+        ("密碼錯誤，請再試一次。", "mi4 ma3 cuo4 wu4, qing3 zai4 shi4 yi2 ci4.")),
+    "vm-too-many-attempts": (
+        "Too many wrong attempts.",
+        "Trop de tentatives incorrectes.",
+        ("錯誤次數太多。", "cuo4 wu4 ci4 shu4 tai4 duo1.")),
+    "vm-you-have": ("You have", "Vous avez", ("您有", "nin2 you3")),
+    "vm-new-message": ("new message", "nouveau message", ("則新留言", "ze2 xin1 liu2 yan2")),
+    "vm-new-messages": ("new messages", "nouveaux messages", ("則新留言", "ze2 xin1 liu2 yan2")),
+    "vm-old-message": ("old message", "ancien message", ("則舊留言", "ze2 jiu4 liu2 yan2")),
+    "vm-old-messages": ("old messages", "anciens messages", ("則舊留言", "ze2 jiu4 liu2 yan2")),
+    "vm-and": ("and", "et", ("和", "han4")),
+    "vm-no-messages": ("You have no messages.", "Vous n'avez aucun message.", ("您沒有留言。", "nin2 mei2 you3 liu2 yan2.")),
+    "vm-main-menu": (
+        "For new messages, press 1. For old messages, press 2. For saved messages, press 3. "
+        "To change your greetings and name, press 4. To change your PIN, press 5. To leave, press star.",
+        "Pour écouter les nouveaux messages, appuyez sur 1. Pour les anciens messages, appuyez sur 2. "
+        "Pour les messages sauvegardés, appuyez sur 3. Pour changer vos annonces et votre nom, appuyez sur 4. "
+        "Pour changer votre code secret, appuyez sur 5. Pour quitter, appuyez sur étoile.",
+        ("聽新留言請按一，舊留言請按二，已儲存的留言請按三，更改問候語和姓名請按四，更改密碼請按五，離開請按星號。",
+         "ting1 xin1 liu2 yan2 qing3 an4 yi1, jiu4 liu2 yan2 qing3 an4 er4, yi3 chu3 cun2 de liu2 yan2 qing3 an4 san1, "
+         "geng1 gai3 wen4 hou4 yu3 han4 xing4 ming2 qing3 an4 si4, geng1 gai3 mi4 ma3 qing3 an4 wu3, "
+         "li2 kai1 qing3 an4 xing1 hao4.")),
+    "vm-message-menu": (
+        "To replay the message, press 1. For the next message, press 2. To delete it, press 3. "
+        "To save it, press 4. To forward it to another mailbox, press 5. To call back the caller, press 6. "
+        "For the main menu, press star.",
+        "Pour réécouter le message, appuyez sur 1. Pour le message suivant, appuyez sur 2. Pour le supprimer, "
+        "appuyez sur 3. Pour le sauvegarder, appuyez sur 4. Pour le transférer à une autre boîte vocale, "
+        "appuyez sur 5. Pour rappeler l'appelant, appuyez sur 6. Pour revenir au menu principal, appuyez sur étoile.",
+        ("重聽請按一，下一則請按二，刪除請按三，儲存請按四，轉寄到其他信箱請按五，回撥給來電者請按六，回到主選單請按星號。",
+         "chong2 ting1 qing3 an4 yi1, xia4 yi4 ze2 qing3 an4 er4, shan1 chu2 qing3 an4 san1, chu3 cun2 qing3 an4 si4, "
+         "zhuan3 ji4 dao4 qi2 ta1 xin4 xiang1 qing3 an4 wu3, hui2 bo1 gei3 lai2 dian4 zhe3 qing3 an4 liu4, "
+         "hui2 dao4 zhu3 xuan3 dan1 qing3 an4 xing1 hao4.")),
+    "vm-message": ("Message", "Message", ("留言", "liu2 yan2")),
+    "vm-from": ("From", "De la part de", ("來自", "lai2 zi4")),
+    "vm-deleted": ("Message deleted.", "Message supprimé.", ("留言已刪除。", "liu2 yan2 yi3 shan1 chu2.")),
+    "vm-saved": ("Message saved.", "Message sauvegardé.", ("留言已儲存。", "liu2 yan2 yi3 chu3 cun2.")),
+    "vm-no-more-messages": (
+        "There are no more messages.", "Il n'y a plus de messages.", ("沒有更多留言了。", "mei2 you3 geng4 duo1 liu2 yan2 le.")),
+    "vm-forward-to": (
+        "Enter the mailbox to forward this message to, followed by hash.",
+        "Composez le numéro de la boîte vocale destinataire, suivi de dièse.",
+        ("請輸入要轉寄的信箱號碼，再按井字鍵。", "qing3 shu1 ru4 yao4 zhuan3 ji4 de xin4 xiang1 hao4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "vm-record-introduction": (
+        "Record your introduction after the tone, then press hash.",
+        "Enregistrez votre introduction après le bip, puis appuyez sur dièse.",
+        ("請在嗶聲後錄製說明，完成後請按井字鍵。", "qing3 zai4 bi1 sheng1 hou4 lu4 zhi4 shuo1 ming2, wan2 cheng2 hou4 qing3 an4 jing3 zi4 jian4.")),
+    "vm-forwarded": ("Message forwarded.", "Message transféré.", ("留言已轉寄。", "liu2 yan2 yi3 zhuan3 ji4.")),
+    "vm-greetings-menu": (
+        "To record your unavailable greeting, press 1. For your busy greeting, press 2. For a temporary greeting, "
+        "press 3. To record your name, press 4. For the main menu, press star.",
+        "Pour enregistrer votre annonce d'absence, appuyez sur 1. Pour votre annonce d'occupation, appuyez sur 2. "
+        "Pour une annonce temporaire, appuyez sur 3. Pour enregistrer votre nom, appuyez sur 4. "
+        "Pour revenir au menu principal, appuyez sur étoile.",
+        ("錄製無法接聽問候語請按一，忙線問候語請按二，臨時問候語請按三，錄製姓名請按四，回到主選單請按星號。",
+         "lu4 zhi4 wu2 fa3 jie1 ting1 wen4 hou4 yu3 qing3 an4 yi1, mang2 xian4 wen4 hou4 yu3 qing3 an4 er4, "
+         "lin2 shi2 wen4 hou4 yu3 qing3 an4 san1, lu4 zhi4 xing4 ming2 qing3 an4 si4, "
+         "hui2 dao4 zhu3 xuan3 dan1 qing3 an4 xing1 hao4.")),
+    "vm-record-greeting": (
+        "Record your greeting after the tone, then press hash.",
+        "Enregistrez votre annonce après le bip, puis appuyez sur dièse.",
+        ("請在嗶聲後錄製問候語，完成後請按井字鍵。", "qing3 zai4 bi1 sheng1 hou4 lu4 zhi4 wen4 hou4 yu3, wan2 cheng2 hou4 qing3 an4 jing3 zi4 jian4.")),
+    "vm-record-name": (
+        "Say your name after the tone, then press hash.",
+        "Dites votre nom après le bip, puis appuyez sur dièse.",
+        ("請在嗶聲後說出您的姓名，完成後請按井字鍵。", "qing3 zai4 bi1 sheng1 hou4 shuo1 chu1 nin2 de xing4 ming2, wan2 cheng2 hou4 qing3 an4 jing3 zi4 jian4.")),
+    "vm-greeting-saved": ("Your greeting has been saved.", "Votre annonce a été enregistrée.", ("問候語已儲存。", "wen4 hou4 yu3 yi3 chu3 cun2.")),
+    "vm-new-pin": (
+        "Enter your new PIN, followed by hash.", "Composez votre nouveau code secret, suivi de dièse.",
+        ("請輸入新密碼，再按井字鍵。", "qing3 shu1 ru4 xin1 mi4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "vm-repeat-pin": (
+        "Enter your new PIN again, followed by hash.", "Composez à nouveau votre nouveau code secret, suivi de dièse.",
+        ("請再輸入一次新密碼，再按井字鍵。", "qing3 zai4 shu1 ru4 yi2 ci4 xin1 mi4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "vm-pin-mismatch": (
+        "The two PINs are different. Your PIN has not been changed.",
+        "Les deux codes sont différents. Votre code secret n'a pas été changé.",
+        ("兩次輸入的密碼不同，密碼沒有更改。", "liang3 ci4 shu1 ru4 de mi4 ma3 bu4 tong2, mi4 ma3 mei2 you3 geng1 gai3.")),
+    "vm-pin-changed": ("Your PIN has been changed.", "Votre code secret a été changé.", ("密碼已更改。", "mi4 ma3 yi3 geng1 gai3.")),
+    # -- feature codes
+    "fwd-enter-number": (
+        "Enter the number to forward your calls to, followed by hash.",
+        "Composez le numéro vers lequel renvoyer vos appels, suivi de dièse.",
+        ("請輸入轉接的號碼，再按井字鍵。", "qing3 shu1 ru4 zhuan3 jie1 de hao4 ma3, zai4 an4 jing3 zi4 jian4.")),
+    "fwd-on": ("Call forwarding is on.", "Le renvoi d'appel est activé.", ("來電轉接已開啟。", "lai2 dian4 zhuan3 jie1 yi3 kai1 qi3.")),
+    "fwd-off": ("Call forwarding is off.", "Le renvoi d'appel est désactivé.", ("來電轉接已關閉。", "lai2 dian4 zhuan3 jie1 yi3 guan1 bi4.")),
+    "dnd-on": ("Do not disturb is on.", "Le mode ne pas déranger est activé.", ("勿擾模式已開啟。", "wu4 rao3 mo2 shi4 yi3 kai1 qi3.")),
+    "dnd-off": ("Do not disturb is off.", "Le mode ne pas déranger est désactivé.", ("勿擾模式已關閉。", "wu4 rao3 mo2 shi4 yi3 guan1 bi4.")),
+    # -- attendant and dial by name
+    "att-welcome": ("Welcome.", "Bienvenue.", ("歡迎來電。", "huan1 ying2 lai2 dian4.")),
+    "att-dial-extension": (
+        "If you know the extension of the person you are calling, dial it now.",
+        "Si vous connaissez le numéro de poste de votre correspondant, composez-le maintenant.",
+        ("如果您知道分機號碼，請直接撥打。", "ru2 guo3 nin2 zhi1 dao4 fen1 ji1 hao4 ma3, qing3 zhi2 jie1 bo1 da3.")),
+    "att-operator": (
+        "For the operator, press zero.", "Pour joindre le standard, appuyez sur zéro.", ("總機請按零。", "zong3 ji1 qing3 an4 ling2.")),
+    "att-closed": (
+        "Our offices are closed. Please call again during business hours.",
+        "Nos bureaux sont fermés. Merci de rappeler pendant nos heures d'ouverture.",
+        ("目前為非營業時間，請於營業時間再來電。", "mu4 qian2 wei2 fei1 ying2 ye4 shi2 jian1, qing3 yu2 ying2 ye4 shi2 jian1 zai4 lai2 dian4.")),
+    "att-all-busy": (
+        "All our lines are busy. Please hold.", "Toutes nos lignes sont occupées. Veuillez patienter.",
+        ("所有線路都在忙線中，請稍候。", "suo3 you3 xian4 lu4 dou1 zai4 mang2 xian4 zhong1, qing3 shao1 hou4.")),
+    "dbn-instructions": (
+        "Please enter the first three letters of the person's last name on your telephone keypad.",
+        "Veuillez composer les trois premières lettres du nom de famille de votre correspondant sur le clavier.",
+        ("請用電話按鍵輸入對方姓氏拼音的前三個字母。", "qing3 yong4 dian4 hua4 an4 jian4 shu1 ru4 dui4 fang1 xing4 shi4 pin1 yin1 de qian2 san1 ge zi4 mu3.")),
+    "dbn-no-match": (
+        "No name matches. Please try again.", "Aucun nom ne correspond. Veuillez réessayer.",
+        ("找不到符合的姓名，請再試一次。", "zhao3 bu2 dao4 fu2 he2 de xing4 ming2, qing3 zai4 shi4 yi2 ci4.")),
+    "dbn-confirm": (
+        "If this is the person you want, press 1. For the next name, press 2.",
+        "Si c'est la bonne personne, appuyez sur 1. Pour le nom suivant, appuyez sur 2.",
+        ("如果是這位，請按一；下一位請按二。", "ru2 guo3 shi4 zhe4 wei4, qing3 an4 yi1; xia4 yi2 wei4 qing3 an4 er4.")),
+    # -- common
+    "goodbye": ("Goodbye.", "Au revoir.", ("再見。", "zai4 jian4.")),
+    "invalid-option": ("That is not a valid option.", "Ce choix n'est pas valide.", ("無效的選項。", "wu2 xiao4 de xuan3 xiang4.")),
+    "try-again": ("Please try again.", "Veuillez réessayer.", ("請再試一次。", "qing3 zai4 shi4 yi2 ci4.")),
+    "please-hold": ("Please hold.", "Veuillez patienter.", ("請稍候。", "qing3 shao1 hou4.")),
+    "transferring": (
+        "Please hold while your call is transferred.", "Veuillez patienter, nous transférons votre appel.",
+        ("正在為您轉接，請稍候。", "zheng4 zai4 wei4 nin2 zhuan3 jie1, qing3 shao1 hou4.")),
+    "number-unavailable": (
+        "The number you dialled cannot be reached.", "Le numéro demandé n'est pas joignable.",
+        ("您撥的號碼無法接通。", "nin2 bo1 de hao4 ma3 wu2 fa3 jie1 tong1.")),
+    "press": ("Press", "Appuyez sur", ("請按", "qing3 an4")),
+    "star": ("star", "étoile", ("星號", "xing1 hao4")),
+    "hash": ("hash", "dièse", ("井字鍵", "jing3 zi4 jian4")),
+    "minute": ("minute", "minute", ("分鐘", "fen1 zhong1")),
+    "minutes": ("minutes", "minutes", ("分鐘", "fen1 zhong1")),
+    "second": ("second", "seconde", ("秒", "miao3")),
+    "seconds": ("seconds", "secondes", ("秒", "miao3")),
+}
+
+# number words: key -> text per language; a language only has the keys its rules (numbers.py) use
+_EN = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+       "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_EN_TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty",
+            90: "ninety", 100: "hundred", 1000: "thousand", 10 ** 6: "million", 10 ** 9: "billion"}
+_FR = ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze",
+       "treize", "quatorze", "quinze", "seize"]
+_FR_TENS = {20: "vingt", 30: "trente", 40: "quarante", 50: "cinquante", 60: "soixante", 80: "quatre-vingts",
+            100: "cent", 1000: "mille", 10 ** 6: "million", 10 ** 9: "milliard"}
+_ZH = [("零", "ling2"), ("一", "yi1"), ("二", "er4"), ("三", "san1"), ("四", "si4"), ("五", "wu3"), ("六", "liu4"),
+       ("七", "qi1"), ("八", "ba1"), ("九", "jiu3"), ("十", "shi2")]
+_ZH_UNITS = {100: ("百", "bai3"), 1000: ("千", "qian1"), 10 ** 4: ("萬", "wan4"), 10 ** 8: ("億", "yi4")}
+
+NUMBERS: dict[str, dict[str, str | tuple[str, str]]] = {
+    "en": {f"num-{n}": w for n, w in [*enumerate(_EN), *_EN_TENS.items()]} | {"num-and": "and"},
+    "fr": {f"num-{n}": w for n, w in [*enumerate(_FR), *_FR_TENS.items()]} | {"num-et": "et"},
+    "zh-TW": {f"num-{n}": w for n, w in [*enumerate(_ZH), *_ZH_UNITS.items()]} | {"num-2-liang": ("兩", "liang3")},
+}
+
+
+def entries(lang: str) -> dict[str, str | tuple[str, str]]:
+    """key -> text (Chinese: (characters, pinyin)) of every prompt of a language."""
+    index = list(LANGUAGES).index(lang)
+    return {key: texts[index] for key, texts in PROMPTS.items()} | NUMBERS[lang]
+
+
+def display_text(lang: str, key: str) -> str:
+    text = entries(lang)[key]
+    return text[0] if isinstance(text, tuple) else text
+
+
+def spoken_text(lang: str, key: str) -> str:
+    text = entries(lang)[key]
+    return text[1] if isinstance(text, tuple) else text
