@@ -81,6 +81,18 @@ class AbuseLimits(Section):
     trusted: list[str] = Field(default_factory=list, description="source IPs never banned")
 
 
+class MohFile(Section):
+    id: str = Field(pattern=r"^[0-9a-f]{12}$", description="stored as state/pbx/moh/<class>/<id>-<rate>.wav")
+    title: SafeText = Field(default="", max_length=100, description="the uploaded file's name")
+    seconds: float = Field(default=0.0, ge=0, le=600)
+
+
+class MohClass(Section):
+    name: str = Field(pattern=NAME)
+    files: list[MohFile] = Field(default_factory=list, max_length=50, description="played in turn; none: the "
+                                 "built-in track")
+
+
 class PbxConfig(ServiceConfig):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
@@ -134,6 +146,10 @@ class PbxConfig(ServiceConfig):
     routes: list[OutboundRoute] = Field(default_factory=list)
     dids: list[Did] = Field(default_factory=list)
     abuse: AbuseLimits = AbuseLimits()
+    prompt_language: Literal["en", "fr", "zh-TW"] = Field(
+        default="en", description="language of the box's voice prompts for callers whose user has none of these")
+    moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
+                                        description='music on hold classes; "default" always exists')
 
     @field_validator("digest_md5_only_agents")
     @classmethod
@@ -146,6 +162,14 @@ class PbxConfig(ServiceConfig):
             except re.error as exc:
                 raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
         return values
+
+    @field_validator("moh_classes")
+    @classmethod
+    def _moh(cls, classes: list[MohClass]) -> list[MohClass]:
+        names = [c.name for c in classes]
+        if len(set(names)) != len(names):
+            raise ValueError("music on hold class names must be unique")
+        return classes if "default" in names else [MohClass(name="default"), *classes]
 
     @field_validator("emergency_numbers", "local_prefixes")
     @classmethod

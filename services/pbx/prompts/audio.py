@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import math
+import operator
 import os
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def dbfs(values) -> float:
     """RMS level of samples in dB below full scale (-inf for silence)."""
     if not len(values):
         return float("-inf")
-    power = sum(v * v for v in values) / len(values)
+    power = sum(map(operator.mul, values, values)) / len(values)
     return 10 * math.log10(power / 32768.0 ** 2) if power else float("-inf")
 
 
@@ -102,10 +103,10 @@ def convert(src: Path, kind: str, dest_stem: Path, max_seconds: float, min_secon
             raise AudioError(f"the recording is longer than {limit}")
         if seconds < min_seconds:
             raise AudioError(f"the recording is too short ({seconds:.2f} s)")
-        if loudest_second(wide) < SILENT_DBFS:
-            raise AudioError("the recording is silent")
         narrow = Path(tmp) / "8000.wav"
         run_sox(wide, "-r", "8000", narrow)
+        if loudest_second(narrow) < SILENT_DBFS:
+            raise AudioError("the recording is silent")
         out = {}
         for rate, made in ((16000, wide), (8000, narrow)):
             target = Path(f"{dest_stem}-{rate}.wav")
