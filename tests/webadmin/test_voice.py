@@ -55,7 +55,7 @@ def text(response) -> str:
 def test_prompt_sets_listen_upload_and_restore(admin_client, tmp_path):
     page = text(admin_client.get("/voice/prompts?lang=zh-TW"))
     assert "請在嗶聲後留言" in page and page.count("<audio controls") > 50
-    assert 'href="/voice/prompts?lang=fr"' in page and "Music on hold" in page  # menu entries
+    assert 'href="/voice/prompts?lang=fr"' in page and "Hold music" in page  # menu entries
     src = re.search(r'<tr id="prompt-goodbye">.*?src="([^"]+)"', page, re.S).group(1)
     rate, seconds, loudest = served(admin_client, src.replace("&amp;", "&"))
     assert rate == 16000 and 0.3 < seconds < 3 and loudest > -30

@@ -19,7 +19,8 @@ from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibra
 from webadmin import core, forms
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
-NAV = [("Telephony", "Prompts", "voice.prompts"), ("Telephony", "Music on hold", "voice.moh")]
+# "Hold music", not "Music on hold": the words "on hold" in every page's menu would read as a held call
+NAV = [("Telephony", "Prompts", "voice.prompts"), ("Telephony", "Hold music", "voice.moh")]
 PROMPT_UPLOAD_LIMIT = 40 * 1024 * 1024     # two minutes of 44.1 kHz stereo WAV
 MOH_UPLOAD_LIMIT = 200 * 1024 * 1024       # ten minutes of 48 kHz stereo 24-bit WAV
 core.LARGE_UPLOADS["voice.prompt_upload"] = PROMPT_UPLOAD_LIMIT
