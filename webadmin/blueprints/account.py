@@ -1,4 +1,6 @@
-"""My account: every signed-in user (staff too) can see their details and change their own password."""
+"""My account: every signed-in user (staff too) can see their details, change their own password and set
+their own call forwarding (always / busy / no answer with its timeout / do not disturb), checked exactly
+as the admin's extension form checks it (webadmin.blueprints.pbx)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -7,9 +9,13 @@ from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from webadmin import core, forms
+from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
+from webadmin.blueprints.pbx import _apply as apply_call_handling
+from webadmin.blueprints.voice import _, translations
 from webadmin.security import Busy
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+bp.context_processor(translations)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -46,9 +52,44 @@ def index():
                 current_app.extensions[core.SESSIONS_KEY].rebind(session.get("sid"), password_hash)
                 flash("Your password was changed.", "success")
                 return redirect(url_for("account.index"))
-    return render_template("account/index.html", user=user, errors=errors, general=general,
-                           mail_domain=core.current_config().system.mail_domain), (
-        400 if errors or general else 200)
+    return _page(user, errors=errors, general=general)
+
+
+def _page(user, errors: dict | None = None, general: list | None = None, forwarding: dict | None = None,
+          forward_errors: dict | None = None, forward_general: list | None = None):
+    config = core.current_config()
+    if forwarding is None and user.extension:
+        settings = config.pbx.extensions.get(user.extension)
+        forwarding = {k: getattr(settings, k) for k in FORWARD_FIELDS} if settings else \
+            {"dnd": False, "forward_always": None, "forward_busy": None, "forward_no_answer": None,
+             "no_answer_timeout": 20}
+    failed = errors or general or forward_errors or forward_general
+    return render_template("account/index.html", user=user, errors=errors or {}, general=general or [],
+                           mail_domain=config.system.mail_domain, forwarding=forwarding,
+                           forward_errors=forward_errors or {}, forward_general=forward_general or []), \
+        (400 if failed else 200)
+
+
+@bp.route("/forwarding", methods=["POST"])
+@core.login_required
+def forwarding():
+    """The signed-in user's own call handling; never another extension's, never the permission class."""
+    user = core.current_user()
+    ext = user.extension
+    if not ext:
+        return _page(user, forward_general=[_("You have no extension, so there is no call forwarding to set.")])
+    values = posted_call_handling()
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("pbx", {}).setdefault("extensions", {}).setdefault(ext, {}).update(
+            {k: values[k] for k in FORWARD_FIELDS})
+
+    errors, general = apply_call_handling(f"{user.login} changed their call forwarding", mutate,
+                                          f"pbx.extensions.{ext}", dict.fromkeys(FORWARD_FIELDS[1:4], FORWARD_HINT))
+    if errors or general:
+        return _page(user, forwarding=values, forward_errors=errors, forward_general=general)
+    flash(_("Your call forwarding was saved."), "success")
+    return redirect(url_for("account.index"))
 
 
 def _current_password_ok(user, password: str, general: list[str]) -> bool:

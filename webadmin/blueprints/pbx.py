@@ -259,8 +259,18 @@ def extensions():
 
 
 EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers")
+FORWARD_FIELDS = EXT_FIELDS[:5]  # what a user may also set for themselves (account page)
 BLF_WATCHERS = [("everyone", "Every extension"), ("same_groups", "Extensions in a ring group with it"),
                 ("nobody", "Nobody")]
+FORWARD_HINT = "an extension, group or number (digits, *, # or +)"
+
+
+def posted_call_handling() -> dict:
+    """The posted forwarding fields (FORWARD_FIELDS; also the staff's own form on the account page)."""
+    return {"dnd": forms.checkbox("dnd"), "forward_always": forms.optional("forward_always", 40),
+            "forward_busy": forms.optional("forward_busy", 40),
+            "forward_no_answer": forms.optional("forward_no_answer", 40),
+            "no_answer_timeout": forms.text("no_answer_timeout", 10) or 20}
 
 
 @bp.route("/extensions/<ext>", methods=["GET", "POST"])
@@ -278,12 +288,8 @@ def extension_edit(ext: str):
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":
-        values = {"dnd": forms.checkbox("dnd"), "forward_always": forms.optional("forward_always", 40),
-                  "forward_busy": forms.optional("forward_busy", 40),
-                  "forward_no_answer": forms.optional("forward_no_answer", 40),
-                  "no_answer_timeout": forms.text("no_answer_timeout", 10) or 20,
-                  "blf_watchers": forms.text("blf_watchers", 20) or "everyone",
-                  "permission": forms.text("permission", 20)}
+        values = posted_call_handling() | {"blf_watchers": forms.text("blf_watchers", 20) or "everyone",
+                                           "permission": forms.text("permission", 20)}
         if values["permission"] and values["permission"] not in dict(PERMISSIONS):
             errors["permission"] = "choose a permission class from the list"
         else:
@@ -296,9 +302,9 @@ def extension_edit(ext: str):
                 else:
                     perms.pop(user.login, None)
 
-            hint = "an extension, group or number (digits, *, # or +)"
             errors, general = _apply(f"call handling of extension {ext}", mutate, f"pbx.extensions.{ext}",
-                                     dict.fromkeys(("forward_always", "forward_busy", "forward_no_answer"), hint))
+                                     dict.fromkeys(("forward_always", "forward_busy", "forward_no_answer"),
+                                                   FORWARD_HINT))
             if not errors and not general:
                 flash(f"Extension {ext} was saved.", "success")
                 return redirect(url_for("pbx.extensions"))
