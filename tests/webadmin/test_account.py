@@ -2,13 +2,11 @@
 extension, and (in headless Chromium) a change that a SIP call between baresip phones then follows."""
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 
 from appliance.users import hash_password
 from tests.services.pbx.baresip import Baresip, have_baresip
+from tests.services.pbx.pbxrunner import PbxRunner
 from tests.services.pbx.test_calls import closed_after
 from tests.webadmin.helpers import admin_client_for, post, sign_in
 from tests.webadmin.test_browser import page, server  # noqa: F401 (the browser fixtures)
@@ -85,43 +83,14 @@ def test_staff_without_an_extension_and_strangers(staff, client):
     assert "201" not in staff.config.pbx.extensions
 
 
-class LivePbx:
-    """The runtime's own pbx service on an event loop thread; reload() is what the supervisor does after
-    an apply (there is no supervisor in these tests)."""
-
-    def __init__(self, runtime) -> None:
-        self.runtime = runtime
-        self.svc = runtime.services["pbx"]
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(20)
-
-    def __enter__(self) -> "LivePbx":
-        self.thread.start()
-        self.run(self.svc.start(self.runtime.config))
-        return self
-
-    def reload(self) -> None:
-        self.run(self.svc.reload(self.runtime.config))
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.run(self.svc.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
 def test_forwarding_changed_in_the_browser_is_followed_by_a_call(staff, server, page):  # noqa: F811
     from playwright.sync_api import expect
 
-    with LivePbx(staff) as live:
-        registrar = f"127.0.0.1:{live.svc.sip_port}"
+    # the PBX runs the configuration the pages stored; reload() is what the supervisor does after an apply
+    with PbxRunner(staff.ctx.data_dir, staff.config) as live:
+        registrar = live.registrar
         with Baresip("alice", user="201", password="alicesecret1", registrar=registrar) as alice, \
                 Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob, \
                 Baresip("carol", user="203", password="carolsecret1", registrar=registrar) as carol:
@@ -141,7 +110,7 @@ def test_forwarding_changed_in_the_browser_is_followed_by_a_call(staff, server, 
             page.click("text=Save forwarding")
             expect(page.locator(".banner-success")).to_have_text("Your call forwarding was saved.")
             expect(page.locator("#f-forward_always")).to_have_value("203")
-            live.reload()
+            live.reload(staff.config)
 
             bob.dial("201")
             carol.answer()  # the call went to Carol; Alice's phone never rang
@@ -155,7 +124,7 @@ def test_forwarding_changed_in_the_browser_is_followed_by_a_call(staff, server, 
             page.check("#f-dnd")
             page.click("text=Save forwarding")
             expect(page.locator(".banner-success")).to_have_text("Your call forwarding was saved.")
-            live.reload()
+            live.reload(staff.config)
             start, carol_start = len(bob.events), len(carol.events)
             bob.dial("201")
             assert closed_after(bob, start).startswith("486")  # do not disturb: busy, and no busy forward

@@ -7,8 +7,6 @@ Uploads are converted once with sox in the request's thread (seconds for a 10-mi
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
@@ -17,6 +15,7 @@ from appliance.apply import ConfigError
 from services.pbx.moh import MohLibrary
 from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary
 from webadmin import core, forms
+from webadmin.blueprints.system import _saved_upload as saved_upload
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 # "Hold music", not "Music on hold": the words "on hold" in every page's menu would read as a held call
@@ -60,13 +59,8 @@ def _saved(field: str, folder: Path):
         yield None
         return
     folder.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=folder, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            upload.save(out)
-        yield Path(path)
-    finally:
-        os.unlink(path)
+    with saved_upload(upload, folder) as path:
+        yield path
 
 
 def _language_or_404(lang: str) -> str:
@@ -164,6 +158,20 @@ def _moh_page(general: list[str] | None = None, errors: dict | None = None, valu
                            general=general or [], errors=errors or {}, values=values or {}), status
 
 
+def _moh_change(summary: str, mutate, message: str, done=None, undo=None):
+    """Apply a change of the classes as one revision; `done` after it (files go once the configuration no
+    longer names them), `undo` if it was refused (files stored for it go again)."""
+    general = forms.apply_form(summary, mutate)[1]
+    if general:
+        if undo:
+            undo()
+        return _moh_page(general, status=400)
+    if done:
+        done()
+    flash(message, "success")
+    return redirect(url_for("voice.moh"))
+
+
 @bp.route("/moh", endpoint="moh")
 @core.admin_required
 def moh_index():
@@ -202,12 +210,8 @@ def moh_delete(name: str):
     def mutate(doc: dict) -> None:
         doc["pbx"]["moh_classes"] = [c for c in doc["pbx"]["moh_classes"] if c["name"] != name]
 
-    general = forms.apply_form(f"delete music on hold class {name}", mutate)[1]
-    if general:
-        return _moh_page(general, status=400)
-    moh_library().remove_class(name)
-    flash(_("The class %(name)s was deleted.", name=name), "success")
-    return redirect(url_for("voice.moh"))
+    return _moh_change(f"delete music on hold class {name}", mutate, _("The class %(name)s was deleted.", name=name),
+                       done=lambda: moh_library().remove_class(name))
 
 
 @bp.route("/moh/<name>/upload", methods=["POST"])
@@ -229,12 +233,9 @@ def moh_upload(name: str):
             if entry["name"] == name:
                 entry.setdefault("files", []).append({"id": file_id, "title": title, "seconds": round(seconds, 1)})
 
-    general = forms.apply_form(f"music on hold {name}: add {title}", mutate)[1]
-    if general:
-        library.remove(name, file_id)
-        return _moh_page(general, status=400)
-    flash(_("%(file)s (%(seconds)d s) was added to %(name)s.", file=title, seconds=seconds, name=name), "success")
-    return redirect(url_for("voice.moh"))
+    return _moh_change(f"music on hold {name}: add {title}", mutate,
+                       _("%(file)s (%(seconds)d s) was added to %(name)s.", file=title, seconds=seconds, name=name),
+                       undo=lambda: library.remove(name, file_id))
 
 
 @bp.route("/moh/<name>/files/<file_id>/delete", methods=["POST"])
@@ -249,12 +250,9 @@ def moh_file_delete(name: str, file_id: str):
             if entry["name"] == name:
                 entry["files"] = [f for f in entry["files"] if f["id"] != file_id]
 
-    general = forms.apply_form(f"music on hold {name}: remove a file", mutate)[1]
-    if general:
-        return _moh_page(general, status=400)
-    moh_library().remove(name, file_id)
-    flash(_("The file was removed from %(name)s.", name=name), "success")
-    return redirect(url_for("voice.moh"))
+    return _moh_change(f"music on hold {name}: remove a file", mutate,
+                       _("The file was removed from %(name)s.", name=name),
+                       done=lambda: moh_library().remove(name, file_id))
 
 
 @bp.route("/moh/<name>/files/<file_id>.wav")
