@@ -211,7 +211,7 @@ _ZH_UNITS = {100: ("百", "bai3"), 1000: ("千", "qian1"), 10 ** 4: ("萬", "wan
 
 NUMBERS: dict[str, dict[str, str | tuple[str, str]]] = {
     "en": {f"num-{n}": w for n, w in [*enumerate(_EN), *_EN_TENS.items()]} | {"num-and": "and"},
-    "fr": {f"num-{n}": w for n, w in [*enumerate(_FR), *_FR_TENS.items()]} | {"num-et": "et"},
+    "fr": {f"num-{n}": w for n, w in [*enumerate(_FR), *_FR_TENS.items()]} | {"num-et": "et", "num-1-f": "une"},
     "zh-TW": {f"num-{n}": w for n, w in [*enumerate(_ZH), *_ZH_UNITS.items()]} | {"num-2-liang": ("兩", "liang3")},
 }
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import audio, catalogue, numbers
 
+log = logging.getLogger("officebox.pbx.prompts")
 GENERATOR = 1  # bump when the way prompts are made changes (sox parameters...)
 PROMPT_MAX_SECONDS = 120
 ALIASES = {"zh": "zh-TW", "cmn": "zh-TW", "zh-hant": "zh-TW"}
@@ -74,8 +77,10 @@ class PromptLibrary:
         with open(self.cache_root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not target.is_dir():
+                started = time.monotonic()
                 with tempfile.TemporaryDirectory(dir=self.cache_root, prefix=".making-") as tmp:
                     self._generate(Path(tmp))
+                    log.info("voice prompts generated with espeak-ng in %.1f s", time.monotonic() - started)
                     Path(tmp).rename(target)
                     Path(tmp).mkdir()  # for TemporaryDirectory's clean-up
             for old in self.cache_root.iterdir():
@@ -121,9 +126,11 @@ class PromptLibrary:
                     return path
         raise PromptError(f"there is no prompt {key!r}")
 
-    def say_number(self, n: int, lang: str | None = None, rate: int = 8000) -> list[Path]:
+    def say_number(self, n: int, lang: str | None = None, rate: int = 8000, counting: bool = False,
+                   feminine: bool = False) -> list[Path]:
+        """The files saying `n` (numbers.py: `counting` before a measure word, `feminine` noun in French)."""
         lang = self.language(lang)
-        return [self.prompt_path(key, lang, rate) for key in numbers.number_keys(n, lang)]
+        return [self.prompt_path(key, lang, rate) for key in numbers.number_keys(n, lang, counting, feminine)]
 
     def say_digits(self, digits: str, lang: str | None = None, rate: int = 8000) -> list[Path]:
         lang = self.language(lang)

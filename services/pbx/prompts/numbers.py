@@ -7,7 +7,11 @@ and quatre-vingt take their s only at the end (or before million/milliard), mill
 (一百一十); one 零 for any run of zeros inside (一千零五, 十萬零五百); 兩 for 2 before 百, 千, 萬, 億
 (兩百, 兩千, 兩萬) and 二 elsewhere (二十, 十二萬).
 
-`number_keys(n, lang)` -> keys; `number_words(n, lang)` -> the written form (the same structure).
+Counting things ("you have 2 new messages"): Chinese says 兩 for a lone 2 before the measure word
+(兩則, but 十二則, 一百零二則), `counting=True`; French agrees un with a feminine noun (une minute, vingt et
+une secondes), `feminine=True`.
+
+`number_keys(n, lang, ...)` -> keys; `number_words(n, lang, ...)` -> the written form (same structure).
 """
 from __future__ import annotations
 
@@ -15,12 +19,12 @@ MAX = 10 ** 12 - 1
 Words = list[tuple[str, str]]  # (prompt key, written word)
 
 
-def number_keys(n: int, lang: str) -> list[str]:
-    return [key for key, _ in _spell(n, lang)]
+def number_keys(n: int, lang: str, counting: bool = False, feminine: bool = False) -> list[str]:
+    return [key for key, _ in _spell(n, lang, counting, feminine)]
 
 
-def number_words(n: int, lang: str) -> str:
-    words = _spell(n, lang)
+def number_words(n: int, lang: str, counting: bool = False, feminine: bool = False) -> str:
+    words = _spell(n, lang, counting, feminine)
     if lang == "zh-TW":
         return "".join(w for _, w in words)
     return " ".join(w for _, w in words).replace(" -", "-")
@@ -39,13 +43,18 @@ def digit_keys(digits: str, lang: str = "en") -> list[str]:
     return keys
 
 
-def _spell(n: int, lang: str) -> Words:
+def _spell(n: int, lang: str, counting: bool = False, feminine: bool = False) -> Words:
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX:
         raise ValueError(f"numbers from 0 to {MAX} can be said, not {n!r}")
     spell = {"en": _en, "fr": _fr, "zh-TW": _zh}.get(lang)
     if spell is None:
         raise ValueError(f"no number rules for language {lang!r}")
-    return spell(n)
+    words = spell(n)
+    if lang == "zh-TW" and counting and n == 2:
+        return [("num-2-liang", "兩")]
+    if lang == "fr" and feminine and words[-1][0] == "num-1":
+        words[-1] = ("num-1-f", words[-1][1].replace("un", "une"))
+    return words
 
 
 # -- English --------------------------------------------------------------------------------------

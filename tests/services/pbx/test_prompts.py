@@ -106,6 +106,16 @@ def test_chinese_numbers_as_said_in_taiwan():
                                             "num-4", "num-10", "num-5"]
 
 
+def test_counted_things():
+    """您有兩則新留言 / vingt et une minutes: the noun that follows changes the number."""
+    assert number_keys(2, "zh-TW", counting=True) == ["num-2-liang"]
+    assert [number_words(n, "zh-TW", counting=True) for n in (2, 12, 102, 22)] == ["兩", "十二", "一百零二", "二十二"]
+    assert number_keys(2, "zh-TW") == ["num-2"]
+    assert [number_words(n, "fr", feminine=True) for n in (1, 21, 71, 81, 2)] == \
+        ["une", "vingt et une", "soixante et onze", "quatre-vingt-une", "deux"]
+    assert number_keys(21, "fr", feminine=True) == ["num-20", "num-et", "num-1-f"]
+
+
 def test_english_numbers():
     assert number_words(105, "en") == "one hundred and five"
     assert number_words(2_021, "en") == "two thousand and twenty-one"
@@ -116,7 +126,8 @@ def test_every_key_the_rules_use_is_in_the_catalogue():
     samples = [*range(0, 1200), *range(1200, 10 ** 6, 997), 10 ** 6, 10 ** 9, 10 ** 12 - 1, 2 * 10 ** 8]
     for lang in catalogue.LANGUAGES:
         known = catalogue.entries(lang)
-        used = {key for n in samples for key in number_keys(n, lang)} | set(digit_keys("0123456789*#", lang))
+        used = {key for n in samples for flags in ((False, False), (True, True))
+                for key in number_keys(n, lang, *flags)} | set(digit_keys("0123456789*#", lang))
         assert used <= set(known), (lang, used - set(known))
     with pytest.raises(ValueError):
         number_keys(-1, "fr")
