@@ -118,6 +118,8 @@ class PromptLibrary:
         the box's default language, else English."""
         if rate not in audio.RATES:
             raise PromptError(f"prompts are stored at {audio.RATES} Hz, not {rate}")
+        if not any(key in catalogue.entries(lang) for lang in catalogue.LANGUAGES):  # never a path of its own
+            raise PromptError(f"there is no prompt {key!r}")
         generated = self.ensure()
         for candidate in dict.fromkeys((self.language(lang), self.default_language, "en")):
             for folder in (self.custom_root / candidate, generated / candidate):

@@ -153,6 +153,8 @@ def test_fallback_to_the_box_language(lib, tmp_path):
     assert [f.parent.name for f in french_box.say_number(3, "es")] == ["fr"]
     with pytest.raises(PromptError, match="no prompt"):
         lib.prompt_path("no-such-prompt", "en")
+    with pytest.raises(PromptError, match="no prompt"):
+        lib.prompt_path("../fr/goodbye", "en")  # a path, not a key: refused
     with pytest.raises(PromptError, match="8000, 16000"):
         lib.prompt_path("goodbye", "en", 44100)
 
