@@ -133,6 +133,9 @@ class PbxService(Service):
         self.core = core
         self._bound = (host, port, cfg.tcp)
         log.info("PBX listening on %s:%s", host, self.sip_port)
+        if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
+            from .moh import prepare_voice
+            prepare_voice(self.ctx.data_dir, cfg.prompt_language)
 
     async def reload(self, config: "CoreConfig") -> None:
         if self.core is None:

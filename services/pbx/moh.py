@@ -11,12 +11,16 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
-from .prompts import audio
+from .prompts import PromptLibrary, audio
+
+log = logging.getLogger("officebox.pbx.voice")
 
 MAX_SECONDS = 600
 # the built-in piece: eight plucked-guitar chords (C Am F G C Am Dm G7), each an arpeggio of six notes, with
@@ -80,6 +84,23 @@ class MohLibrary:
 
     def remove_class(self, name: str) -> None:
         shutil.rmtree(self.root / name, ignore_errors=True)
+
+
+def prepare_voice(data_dir: Path | str, language: str = "en") -> threading.Thread:
+    """Make the prompts and the built-in track in a thread of their own (PBX start on the box: ready
+    before the first caller, signalling not delayed); the thread, for whoever wants to wait."""
+    def run() -> None:
+        try:
+            PromptLibrary(data_dir, language).ensure()
+            library = MohLibrary(data_dir)
+            for rate in audio.RATES:
+                library.builtin(rate)
+        except Exception:  # logged: prompts are then made on first use, and fail there with the reason
+            log.exception("voice prompts or hold music could not be prepared")
+
+    thread = threading.Thread(target=run, name="voice-prepare", daemon=True)
+    thread.start()
+    return thread
 
 
 def _synthesise(folder: Path) -> Path:

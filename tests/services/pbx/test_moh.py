@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from services.pbx.config import PbxConfig
-from services.pbx.moh import MohLibrary
-from services.pbx.prompts import AudioError, audio
+from services.pbx.moh import MohLibrary, prepare_voice
+from services.pbx.prompts import AudioError, PromptLibrary, audio, catalogue
 
 pytestmark = pytest.mark.skipif(not shutil.which("sox"), reason="sox is needed")
 
@@ -107,3 +107,15 @@ def test_too_long_and_broken_uploads_are_refused(tmp_path):
     with pytest.raises(AudioError, match="not a WAV, MP3 or OGG"):
         moh.add("default", text)
     assert len(list((moh.root / "default").glob("*.wav"))) == 2  # only the good upload, both rates
+
+
+def test_prepared_at_start_in_a_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalogue, "PROMPTS", {"goodbye": catalogue.PROMPTS["goodbye"]})
+    monkeypatch.setattr(catalogue, "NUMBERS", {lang: {} for lang in catalogue.LANGUAGES})
+    thread = prepare_voice(tmp_path, "fr")
+    thread.join(60)
+    assert not thread.is_alive()
+    made = [p for p in (tmp_path / "cache" / "pbx" / "prompts").iterdir() if not p.name.startswith(".")]
+    assert [p.name for p in made] == [PromptLibrary.fingerprint()]
+    assert audio.loudest_second(made[0] / "fr" / "goodbye-8000.wav") > -30
+    assert audio.duration(MohLibrary(tmp_path).builtin(16000)) > 20
