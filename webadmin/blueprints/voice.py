@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from appliance.apply import ConfigError
 from services.pbx.moh import MohLibrary
-from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary
+from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary, PromptsUnavailable
 from webadmin import core, forms
 from webadmin.blueprints.system import _saved_upload as saved_upload
 
@@ -109,6 +109,8 @@ def prompt_audio(lang: str, key: str):
     rate = 16000 if request.args.get("rate") == "16000" else 8000
     try:
         path = prompt_library().prompt_path(key, _language_or_404(lang), rate)
+    except PromptsUnavailable as err:
+        abort(503, description=str(err))
     except PromptError:
         abort(404)
     return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)

@@ -47,6 +47,10 @@ class PromptError(Exception):
     """An unknown prompt key or language; the message is for the admin or the application's log."""
 
 
+class PromptsUnavailable(PromptError):
+    """The generated set cannot be made (espeak-ng or sox missing or failing)."""
+
+
 class PromptLibrary:
     def __init__(self, data_dir: Path | str, default_language: str = "en") -> None:
         data_dir = Path(data_dir)
@@ -68,7 +72,10 @@ class PromptLibrary:
         """The folder of the generated set, made first if the catalogue changed (a few seconds)."""
         with self._lock:
             if self._generated is None:
-                self._generated = self._ensure_generated()
+                try:
+                    self._generated = self._ensure_generated()
+                except (OSError, subprocess.SubprocessError, audio.AudioError) as err:
+                    raise PromptsUnavailable(f"the voice prompts cannot be made: {err}") from err
             return self._generated
 
     def _ensure_generated(self) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from services.pbx.prompts import AudioError, PromptError, PromptLibrary, audio, catalogue, library
+from services.pbx.prompts import AudioError, PromptError, PromptLibrary, PromptsUnavailable, audio, catalogue, library
 from services.pbx.prompts.numbers import digit_keys, number_keys, number_words
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
@@ -170,6 +170,12 @@ def test_the_set_is_made_once_per_catalogue(tmp_path, monkeypatch):
     changed = PromptLibrary(tmp_path, "en").ensure()
     assert changed != first and not first.exists()
     assert [p.name for p in changed.parent.iterdir() if not p.name.startswith(".")] == [changed.name]
+
+
+def test_without_espeak_the_reason_is_said(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng, no sox
+    with pytest.raises(PromptsUnavailable, match="cannot be made: .*espeak-ng"):
+        PromptLibrary(tmp_path, "en").prompt_path("goodbye", "en")
 
 
 def encode(tmp_path, name: str, *synth: str) -> tuple:
