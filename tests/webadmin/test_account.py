@@ -30,7 +30,8 @@ def staff(runtime):
     def mutate(doc):
         doc["users"] += [{**person, "role": "staff", "password_hash": password_hash} for person in STAFF]
         doc.setdefault("pbx", {}).update(lab_sip_port=0, lab_rtp_port_min=24000, lab_rtp_port_max=24199)
-        doc["pbx"].setdefault("extensions", {})["202"] = {"forward_busy": "203"}
+        doc["pbx"].setdefault("extensions", {}).update({"202": {"forward_busy": "203"},
+                                                       "201": {"blf_watchers": "nobody"}})
     runtime.engine.update("admin", "staff users", mutate)
     return runtime
 
@@ -71,6 +72,7 @@ def test_staff_set_their_own_forwarding_with_the_admin_checks(staff):
     mine = staff.config.pbx.extensions["201"]
     assert mine.dnd and mine.forward_always is None and mine.forward_no_answer is None
     assert staff.config.pbx.extensions["202"].forward_busy == "203"  # nobody else's settings touched
+    assert mine.blf_watchers == "nobody"  # nor what only the admin sets
 
 
 def test_staff_without_an_extension_and_strangers(staff, client):
@@ -80,7 +82,7 @@ def test_staff_without_an_extension_and_strangers(staff, client):
     assert refused.status_code == 400 and "no extension" in refused.get_data(as_text=True)
     assert "dan" not in str(staff.config.pbx.extensions)
     assert client.post("/account/forwarding", data={"forward_always": "203"}).status_code in (302, 400)
-    assert "201" not in staff.config.pbx.extensions
+    assert staff.config.pbx.extensions["201"].forward_always is None
 
 
 @pytest.mark.slow
