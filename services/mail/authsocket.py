@@ -24,6 +24,9 @@ AUTH_USER = "dovecot"  # Dovecot's default_internal_user: its auth process runs 
 
 
 class AuthSocket:
+    owner = AUTH_USER  # the only user (besides root) that may connect
+    limit = MAX_LINE
+
     def __init__(self, service: "MailService", path: Path) -> None:
         self.service = service
         self.path = path
@@ -32,10 +35,10 @@ class AuthSocket:
 
     async def start(self) -> None:
         self.path.unlink(missing_ok=True)
-        self._server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
+        self._server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=self.limit)
         os.chmod(self.path, 0o600)
         if os.geteuid() == 0:
-            os.chown(self.path, pwd.getpwnam(AUTH_USER).pw_uid, 0)
+            os.chown(self.path, pwd.getpwnam(self.owner).pw_uid, 0)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -51,14 +54,16 @@ class AuthSocket:
         task = asyncio.current_task()
         self._clients.add(task)
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
-            writer.write((await self.answer(line)).encode() + b"\n")
+            writer.write((await self.serve(reader)).encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, ValueError, ConnectionError, asyncio.CancelledError):
+        except (TimeoutError, ValueError, EOFError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
+
+    async def serve(self, reader: asyncio.StreamReader) -> str:
+        return await self.answer(await asyncio.wait_for(reader.readline(), 10))
 
     async def answer(self, line: bytes) -> str:
         try:

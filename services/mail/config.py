@@ -80,6 +80,7 @@ class MailConfig(ServiceConfig):
     pop3s_port: int = Field(default=995, ge=1, le=65535)
     imap_port: int = Field(default=143, ge=1, le=65535)
     imaps_port: int = Field(default=993, ge=1, le=65535)
+    managesieve_port: int = Field(default=4190, ge=1, le=65535)
     # lab mode (127.0.0.1); for SMTP, 0 lets the system pick a free port (tests)
     lab_smtp_port: int = Field(default=2525, ge=0, le=65535)
     lab_submission_port: int = Field(default=2587, ge=0, le=65535)
@@ -88,6 +89,7 @@ class MailConfig(ServiceConfig):
     lab_pop3s_port: int = Field(default=2995, ge=0, le=65535)
     lab_imap_port: int = Field(default=2143, ge=0, le=65535)
     lab_imaps_port: int = Field(default=2993, ge=0, le=65535)
+    lab_managesieve_port: int = Field(default=24190, ge=0, le=65535)
 
     @field_validator("user_quota_mb")
     @classmethod

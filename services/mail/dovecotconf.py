@@ -18,7 +18,12 @@ SPECIAL_USE = (("Sent", r"\Sent"), ("Drafts", r"\Drafts"), ("Trash", r"\Trash"),
 CHECKPASSWORD = Path(__file__).with_name("checkpassword.py")
 HELPER_PYTHON = "/usr/bin/python3"  # the system's: the helper runs as Dovecot's auth user
 CHECKPASSWORD_REPLY = "/usr/lib/dovecot/checkpassword-reply"
-LISTENERS = {"imap": ("imap", False), "imaps": ("imap", True), "pop3": ("pop3", False), "pop3s": ("pop3", True)}
+LISTENERS = {"imap": ("imap", False), "imaps": ("imap", True), "pop3": ("pop3", False), "pop3s": ("pop3", True),
+             "managesieve": ("managesieve", False)}  # ManageSieve: STARTTLS before sign-in (ssl = required)
+SENDMAIL = Path(__file__).with_name("sendmail.py")
+SIEVE_MAX_SCRIPT = "64k"
+SIEVE_MAX_SCRIPTS = 20
+VACATION_DAYS = ("1d", "1d", "30d")  # minimum, default and maximum of a vacation's :days
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ class Paths:
     @property
     def auth_socket(self) -> Path:
         return self.run / "auth.sock"
+
+    @property
+    def send_socket(self) -> Path:
+        """Where Sieve's outgoing mail (vacation replies, rejections, redirects) enters the appliance."""
+        return self.run / "send.sock"
 
     @property
     def userdb(self) -> Path:
@@ -66,7 +76,7 @@ def user_lines(config: CoreConfig, paths: Paths, account: Account) -> str:
         megabytes = section.user_quota_mb.get(user.login, section.quota_mb)
         rule = f"*:storage={megabytes}M" if megabytes else "*:ignore"
         lines.append(f"{user.login}::{account.uid}:{account.gid}::{paths.home(user.login)}::"
-                     f"userdb_quota_rule={rule}\n")
+                     f"userdb_quota_rule={rule} userdb_sieve_user_email={user.login}@{config.system.mail_domain}\n")
     return "".join(lines)
 
 
@@ -75,7 +85,8 @@ def _listeners(ports: dict[str, int], host: str, protocol: str) -> str:
     for kind, (proto, tls) in LISTENERS.items():
         if proto != protocol:
             continue
-        out.append(f"  inet_listener {kind} {{\n    address = {host}\n    port = {ports[kind]}\n"
+        name = "sieve" if kind == "managesieve" else kind
+        out.append(f"  inet_listener {name} {{\n    address = {host}\n    port = {ports[kind]}\n"
                    f"    ssl = {'yes' if tls else 'no'}\n  }}\n")
     return "".join(out)
 
@@ -95,7 +106,7 @@ def render(config: CoreConfig, paths: Paths, ports: dict[str, int], host: str, i
 instance_name = {instance}
 base_dir = {paths.base_dir}
 state_dir = {paths.run / "dovecot-state"}
-protocols = imap pop3 lmtp
+protocols = imap pop3 lmtp sieve
 listen = {listen}
 hostname = {fqdn}
 log_path = /dev/stderr
@@ -143,13 +154,24 @@ plugin {{
   quota_grace = 10%%
   quota_max_mail_size = {section.max_message_size}
   quota_exceeded_message = 5.2.2 Mailbox full: the recipient's mailbox is over its quota
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+  sieve_max_script_size = {SIEVE_MAX_SCRIPT}
+  sieve_quota_max_scripts = {SIEVE_MAX_SCRIPTS}
+  sieve_quota_max_storage = 1M
+  sieve_max_actions = 32
+  sieve_max_redirects = 4
+  sieve_vacation_min_period = {VACATION_DAYS[0]}
+  sieve_vacation_default_period = {VACATION_DAYS[1]}
+  sieve_vacation_max_period = {VACATION_DAYS[2]}
+  sieve_vacation_send_from_recipient = yes
 }}
+sendmail_path = {HELPER_PYTHON} -I -S {SENDMAIL} {paths.send_socket}
 imap_max_line_length = 64k
 protocol imap {{
   mail_plugins = $mail_plugins imap_quota
 }}
 protocol lmtp {{
-  mail_plugins = $mail_plugins
+  mail_plugins = $mail_plugins sieve
   postmaster_address = postmaster@{config.system.mail_domain}
 }}
 lmtp_rcpt_check_quota = yes
@@ -170,6 +192,15 @@ service pop3-login {{
   process_min_avail = 1
   process_limit = 1
   client_limit = {per_listener}
+}}
+service managesieve-login {{
+{_listeners(ports, listen, "managesieve")}  service_count = 0
+  process_min_avail = 1
+  process_limit = 1
+  client_limit = {per_listener}
+}}
+service managesieve {{
+  process_limit = {per_listener}
 }}
 service imap {{
   process_limit = {per_listener}

@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from appliance.certs import box_certificate
-from appliance.contributions import DnsName
+from appliance.contributions import DnsName, Listener
 from appliance.schema import CoreConfig
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.mail import dovecotconf, lmtp, mailstore
@@ -44,11 +44,14 @@ from services.mail.errors import MailError, TryLater
 from services.mail.limits import ConnectionCaps
 from services.mail.outbound import Outbound, QueueBusy, build_bounce
 from services.mail.queue import MailQueue, QueueEntry
+from services.mail.sendsocket import SendSocket
 from services.mail.smtpd import start_smtp
 
 log = logging.getLogger("officebox.mail")
 LISTENERS = ("smtp", "submission", "smtps")  # in-process
-DOVECOT_LISTENERS = tuple(dovecotconf.LISTENERS)  # imap, imaps, pop3, pop3s
+TITLES = {"smtp": "SMTP", "submission": "mail submission", "smtps": "SMTP over TLS", "imap": "IMAP",
+          "imaps": "IMAP over TLS", "pop3": "POP3", "pop3s": "POP3 over TLS", "managesieve": "ManageSieve"}
+DOVECOT_LISTENERS = tuple(dovecotconf.LISTENERS)  # imap, imaps, pop3, pop3s, managesieve
 CHECK_PROBLEMS = ("Error:", "Fatal:", "Warning:")
 RUN_ROOT = Path("/run")
 
@@ -63,8 +66,12 @@ class MailService(Service):
 
     @classmethod
     def contributes(cls, config, lab: bool) -> list:
-        """The name mail programs are set up with (SMTP, submission, IMAP, POP3 all on the box)."""
-        return [DnsName("mail", comment="mail server")]
+        """Every mail port, reached from the inside zones (not from the WAN), and the name mail programs
+        are set up with (SMTP, submission, IMAP, POP3 all on the box)."""
+        section: MailConfig = config.mail
+        ports = {kind: section.port(lab, kind) for kind in LISTENERS + DOVECOT_LISTENERS}
+        return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind]) for kind, port in ports.items() if port),
+                DnsName("mail", comment="mail server")]
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -75,6 +82,7 @@ class MailService(Service):
         self.tls: ssl.SSLContext | None = None
         self.instance = "ob" + hashlib.sha1(str(ctx.data_dir).encode()).hexdigest()[:10]
         self.auth_socket: AuthSocket | None = None
+        self.send_socket: SendSocket | None = None
         self.queue = MailQueue(self.ctx.state_dir("mail") / "queue")
         self.outbound = Outbound(self.queue, lambda: self.section, lambda: self.fqdn, self._bounce)
         self.smtp_connections: set = set()
@@ -172,6 +180,8 @@ class MailService(Service):
         await asyncio.to_thread(self._prepare_store, config)
         self.auth_socket = AuthSocket(self, self.paths.auth_socket)
         await self.auth_socket.start()
+        self.send_socket = SendSocket(self, self.paths.send_socket)
+        await self.send_socket.start()
         await self._listen()
         self.outbound.start()
 
@@ -185,9 +195,10 @@ class MailService(Service):
 
     async def stop(self) -> None:
         await self._close_listeners()
-        if self.auth_socket is not None:
-            await self.auth_socket.close()
-            self.auth_socket = None
+        for sock in (self.auth_socket, self.send_socket):
+            if sock is not None:
+                await sock.close()
+        self.auth_socket = self.send_socket = None
         connections = list(self.smtp_connections)
         for connection in connections:
             if connection.transport is not None:

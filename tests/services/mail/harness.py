@@ -21,7 +21,7 @@ from services.mail import MailService
 
 PASSWORD = "correct-horse-1"
 PASSWORDS = {"alice": PASSWORD, "bob": "bob-secret-22", "carol": "carol-secret-3"}
-DOVECOT_KINDS = ("pop3", "pop3s", "imap", "imaps")
+DOVECOT_KINDS = ("pop3", "pop3s", "imap", "imaps", "managesieve")
 _HASHES: dict[str, str] = {}
 
 
