@@ -19,6 +19,8 @@ enabled service's records of one kind:
   DnsName     a name the service is reached by, served by DNS in the LAN domain ("provisioning" ->
               provisioning.<domain>); `address` "{box}" stands for the box's own addresses (those of
               its name), else one IPv4 address. A static record of the admin with that name wins
+A Listener's `per_source_limit` (TCP, 0 = none) is the most connections one address may hold on it at
+once; the firewall refuses more (nft `ct count`), e.g. for Dovecot's logins, which have no such setting.
 A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Listener:
     ports: tuple[int, int]  # first..last (the same for one port); (0, 0) for esp
     wan_peers: tuple[str, ...] | None = None
     comment: str = ""
+    per_source_limit: int = 0
 
 
 @dataclass(frozen=True)

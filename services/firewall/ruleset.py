@@ -23,6 +23,7 @@ class Ruleset:
     forward: list[str] = field(default_factory=list)
     prerouting: list[str] = field(default_factory=list)
     postrouting: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)  # further named sets, whole declarations
 
     def text(self, rate: int, burst: int) -> str:
         def chain(name: str, hook: str, prio: str, policy: str, rules: list[str]) -> str:
@@ -31,7 +32,7 @@ class Ruleset:
 
         sets = "".join(
             f"\tset flood{v} {{\n\t\ttype ipv{v}_addr\n\t\tsize 65536\n\t\tflags dynamic,timeout\n"
-            f"\t\ttimeout 1m\n\t}}\n" for v in (4, 6)) + mediaset.set_definitions()
+            f"\t\ttimeout 1m\n\t}}\n" for v in (4, 6)) + mediaset.set_definitions() + "".join(self.sets)
         return (
             "# OfficeBox firewall: generated, do not edit (replaced atomically by nft -f)\n"
             f"table inet {TABLE}\ndelete table inet {TABLE}\n"
@@ -137,6 +138,21 @@ def wan_media(config, fw: FirewallConfig) -> list[tuple[Listener, tuple[str, ...
     return [(ls, peers) for ls in collect(config, Listener) if ls.name == "rtp"]
 
 
+def source_caps(config) -> tuple[list[str], list[str]]:
+    """Sets and input rules for listeners with a per_source_limit: one address may hold that many
+    connections at once (nft `ct count`), further ones get a TCP reset."""
+    sets, rules = [], []
+    for ls in collect(config, Listener):
+        if ls.protocol != "tcp" or ls.per_source_limit <= 0:
+            continue
+        for v, saddr in ((4, "ip saddr"), (6, "ip6 saddr")):
+            name = f"conn{v}_" + "".join(c if c.isalnum() else "_" for c in ls.name)
+            sets.append(f"\tset {name} {{\n\t\ttype ipv{v}_addr\n\t\tsize 65536\n\t\tflags dynamic\n\t}}\n")
+            rules.append(f"{dport(ls)} ct state new add @{name} {{ {saddr} ct count over {ls.per_source_limit} }} "
+                         f'counter reject with tcp reset comment "{ls.comment or ls.name}: connections per address"')
+    return sets, rules
+
+
 def dport(ls: Listener) -> str:
     if ls.protocol == "esp":
         return "meta l4proto esp"
@@ -181,6 +197,8 @@ def build(config, fw: FirewallConfig) -> Ruleset:
     not_lan = f"iifname != {quote(lan)}"
     rs.input.append(f"{not_lan} ct state new update @flood4 {{ ip saddr {limit} }} counter drop")
     rs.input.append(f"{not_lan} ct state new update @flood6 {{ ip6 saddr {limit} }} counter drop")
+    rs.sets, caps = source_caps(config)
+    rs.input += caps
     for rule in fw.rules:
         if rule.destination == "box":
             rs.input += rule_lines(rule, zones)

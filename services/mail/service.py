@@ -67,10 +67,13 @@ class MailService(Service):
     @classmethod
     def contributes(cls, config, lab: bool) -> list:
         """Every mail port, reached from the inside zones (not from the WAN), and the name mail programs
-        are set up with (SMTP, submission, IMAP, POP3 all on the box)."""
+        are set up with (SMTP, submission, IMAP, POP3 all on the box). Dovecot's logins have no per-address
+        cap of their own: the firewall caps what one address holds there (SMTP caps itself)."""
         section: MailConfig = config.mail
         ports = {kind: section.port(lab, kind) for kind in LISTENERS + DOVECOT_LISTENERS}
-        return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind]) for kind, port in ports.items() if port),
+        return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind],
+                           section.max_connections_per_ip if kind in DOVECOT_LISTENERS else 0)
+                  for kind, port in ports.items() if port),
                 DnsName("mail", comment="mail server")]
 
     def __init__(self, ctx) -> None:
