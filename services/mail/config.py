@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
@@ -13,6 +13,8 @@ from appliance.text import SafeText
 
 DOMAIN_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}$"
 LOCAL_PART_PATTERN = r"^[a-z0-9][a-z0-9._+-]{0,63}$"
+LOGIN = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9._-]{1,31}$")]
+MEGABYTES = Annotated[int, Field(ge=0, le=10_000_000)]
 TARGET_PATTERN = r"^([a-z][a-z0-9._-]{1,31}|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})$"
 
 class Alias(Section):
@@ -67,7 +69,7 @@ class MailConfig(ServiceConfig):
     auth_failures_per_login: int = Field(default=20, ge=1, le=100, description="then that login waits")
     auth_block_seconds: int = Field(default=600, ge=1, le=86400, description="window of the two counts above")
     quota_mb: int = Field(default=2048, ge=0, le=10_000_000, description="mailbox size per user in MB; 0: no limit")
-    user_quota_mb: dict[str, int] = Field(default_factory=dict, max_length=10_000,
+    user_quota_mb: dict[LOGIN, MEGABYTES] = Field(default_factory=dict, max_length=10_000,
                                           description="login -> quota in MB for users who differ from quota_mb")
     smarthost: Smarthost = Smarthost()
     retry_initial_seconds: int = Field(default=300, ge=1, le=86400)
@@ -90,16 +92,6 @@ class MailConfig(ServiceConfig):
     lab_imap_port: int = Field(default=2143, ge=0, le=65535)
     lab_imaps_port: int = Field(default=2993, ge=0, le=65535)
     lab_managesieve_port: int = Field(default=24190, ge=0, le=65535)
-
-    @field_validator("user_quota_mb")
-    @classmethod
-    def _quotas(cls, value: dict[str, int]) -> dict[str, int]:
-        for login, megabytes in value.items():
-            if not re.match(r"^[a-z][a-z0-9._-]{1,31}$", login):
-                raise ValueError(f"{login!r} is not a login")
-            if not 0 <= megabytes <= 10_000_000:
-                raise ValueError(f"quota for {login}: between 0 and 10000000 MB")
-        return value
 
     @field_validator("extra_domains")
     @classmethod

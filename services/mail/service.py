@@ -30,6 +30,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+from appliance.apply import FieldError
 from appliance.certs import box_certificate
 from appliance.contributions import DnsName, Listener
 from appliance.schema import CoreConfig
@@ -103,27 +104,34 @@ class MailService(Service):
     def fqdn(self) -> str:
         return f"{self.config.system.hostname}.{self.config.system.domain}"
 
-    def validate(self, config: CoreConfig) -> list[str]:
+    def validate(self, config: CoreConfig) -> list[FieldError]:
         errors = []
         section = config.mail
         if config.system.mail_domain in section.extra_domains:
-            errors.append("the system mail domain is already received; do not list it as an extra domain")
+            index = section.extra_domains.index(config.system.mail_domain)
+            errors.append(FieldError(f"mail.extra_domains.{index}", "the system mail domain is already received; "
+                                     "do not list it as an extra domain"))
         logins = {u.login for u in config.users}
-        for alias in section.aliases:
+        seen: set[str] = set()
+        for i, alias in enumerate(section.aliases):
             if alias.name in logins:
-                errors.append(f"alias {alias.name!r} has the same name as a user")
-            for target in alias.targets:
+                errors.append(FieldError(f"mail.aliases.{i}.name", f"alias {alias.name!r} has the same name as a user"))
+            elif alias.name in seen:
+                errors.append(FieldError(f"mail.aliases.{i}.name", "each alias name may be used only once"))
+            seen.add(alias.name)
+            for j, target in enumerate(alias.targets):
                 if "@" not in target and target not in logins:
-                    errors.append(f"alias {alias.name!r}: there is no user {target!r}")
+                    errors.append(FieldError(f"mail.aliases.{i}.targets.{j}",
+                                             f"alias {alias.name!r}: there is no user {target!r}"))
         for kind in DOVECOT_LISTENERS:
             if section.port(self.ctx.lab, kind) == 0:
-                errors.append(f"the {kind} port must be set: Dovecot cannot pick a free port (0)")
+                field = f"lab_{kind}_port" if self.ctx.lab else f"{kind}_port"
+                errors.append(FieldError(f"mail.{field}", f"the {kind} port must be set: Dovecot cannot pick a "
+                                         "free port (0)"))
         for login in section.user_quota_mb:
             if login not in logins:
-                errors.append(f"mailbox quota for {login!r}: there is no such user")
-        names = [a.name for a in section.aliases]
-        if len(names) != len(set(names)):
-            errors.append("each alias name may be used only once")
+                errors.append(FieldError(f"mail.user_quota_mb.{login}",
+                                         f"mailbox quota for {login!r}: there is no such user"))
         return errors
 
     @property

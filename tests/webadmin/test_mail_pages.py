@@ -71,7 +71,7 @@ def test_aliases_and_distribution_lists(admin_client, runtime):
     # errors: unknown login, bad name, a user's login
     for data, field, text in (({"name": "info", "targets": "ghost"}, "targets", "no user 'ghost'"),
                               ({"name": "bad name!", "targets": "admin"}, "name", ""),
-                              ({"name": "admin", "targets": "admin"}, "targets", "same name as a user")):
+                              ({"name": "admin", "targets": "admin"}, "name", "same name as a user")):
         response = post(admin_client, "/mail/aliases", data, form_path="/mail/aliases")
         assert response.status_code == 400, data
         error = field_error(response.get_data(as_text=True), field)
@@ -109,6 +109,30 @@ def test_mailboxes_show_usage_and_quota(admin_client, runtime):
     row = page[page.index('id="mailbox-admin"'):]
     assert "admin@acme.example" in row and "<td>2</td>" in row and "<td>3.0 MB</td>" in row
     assert "<td>2048 MB</td>" in row
+
+
+def test_mailbox_quotas_are_set_for_every_box_and_per_user_with_errors_by_field(admin_client, runtime):
+    page = admin_client.get("/mail/mailboxes").get_data(as_text=True)
+    assert 'name="quota_mb" type="text" value="2048"' in page and 'name="quota_admin"' in page
+    response = post(admin_client, "/mail/mailboxes", {"quota_mb": "500", "quota_admin": "50"})
+    assert response.status_code == 302
+    section = runtime.store.current().config.mail
+    assert section.quota_mb == 500 and section.user_quota_mb == {"admin": 50}
+    row = admin_client.get("/mail/mailboxes").get_data(as_text=True)
+    row = row[row.index('id="mailbox-admin"'):]
+    assert "<td>50 MB</td>" in row and 'value="50"' in row
+    before = runtime.store.current_id()
+    for data, field in (({"quota_mb": "lots", "quota_admin": ""}, "quota_mb"),
+                        ({"quota_mb": "500", "quota_admin": "-3"}, "quota_admin"),
+                        ({"quota_mb": "500", "quota_admin": "99999999"}, "quota_admin"),
+                        ({"quota_mb": "99999999", "quota_admin": ""}, "quota_mb")):
+        response = post(admin_client, "/mail/mailboxes", data)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400 and field_error(page, field), data
+        assert runtime.store.current_id() == before
+    assert post(admin_client, "/mail/mailboxes", {"quota_mb": "0", "quota_admin": ""}).status_code == 302
+    section = runtime.store.current().config.mail
+    assert section.quota_mb == 0 and section.user_quota_mb == {}
 
 
 def test_queue_lists_retries_and_deletes(admin_client, runtime):

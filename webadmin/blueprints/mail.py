@@ -65,19 +65,50 @@ def index():
         (400 if errors or general else 200)
 
 
-@bp.route("/mailboxes")
+@bp.route("/mailboxes", methods=["GET", "POST"])
 @core.admin_required
 def mailboxes():
     config = core.current_config()
     service = _service()
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    if request.method == "POST":
+        errors, general = _save_quotas(config)
+        if not errors and not general:
+            flash("Mailbox quotas saved.", "success")
+            return redirect(url_for("mail.mailboxes"))
     rows = []
     for user in sorted(config.users, key=lambda u: u.login):
         count, size = service.mailbox_usage(user.login)
         rows.append({"user": user, "address": user.mail_address(config.system.mail_domain), "count": count,
                      "size": size, "quota_mb": config.mail.user_quota_mb.get(user.login, config.mail.quota_mb),
+                     "own_quota": config.mail.user_quota_mb.get(user.login),
                      "can_login": bool(user.password_hash) and user.enabled})
     return render_template("mail/mailboxes.html", rows=rows, section=config.mail, lab=core.runtime().ctx.lab,
-                           hostname=f"{config.system.hostname}.{config.system.domain}")
+                           hostname=f"{config.system.hostname}.{config.system.domain}", errors=errors,
+                           general=general, form=request.form if request.method == "POST" else None), \
+        (400 if errors or general else 200)
+
+
+def _save_quotas(config) -> tuple[dict[str, str], list[str]]:
+    """The default quota (`quota_mb`) and each user's own (`quota_<login>`, empty: the default)."""
+    errors: dict[str, str] = {}
+    default = _int("quota_mb", errors)
+    own: dict[str, int] = {}
+    for user in config.users:
+        name = f"quota_{user.login}"
+        if forms.text(name, 12):
+            value = _int(name, errors)
+            if value is not None:
+                own[user.login] = value
+    if errors:
+        return errors, []
+
+    def mutate(doc: dict) -> None:
+        doc["mail"].update(quota_mb=default, user_quota_mb=own)
+
+    fields = {"mail.quota_mb": "quota_mb", **{f"mail.user_quota_mb.{login}": f"quota_{login}" for login in own}}
+    return forms.apply_form("change mailbox quotas", mutate, fields=fields)
 
 
 @bp.route("/aliases", methods=["GET", "POST"])
@@ -108,10 +139,6 @@ def aliases():
 
         what = f"edit mail alias {original}" if original else f"add mail alias {entry['name']}"
         errors, general = forms.apply_form(what, mutate, prefix=f"mail.aliases.{index}")
-        moved = [m for m in general if m.startswith("mail:")]
-        if moved:  # cross-checks from the service (unknown login, name clash)
-            errors.setdefault("targets", "; ".join(m.removeprefix("mail: ") for m in moved))
-            general = [m for m in general if not m.startswith("mail:")]
         errors = {k.split(".")[0]: v for k, v in errors.items()}
         if not errors and not general:
             flash(f"Alias {entry['name']} saved.", "success")
