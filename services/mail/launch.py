@@ -14,13 +14,21 @@ from pathlib import Path
 STALE_WAIT = 10.0
 
 
-def end_stale(base_dir: Path, conf: str) -> None:
+def running_master(base_dir: Path, conf: str) -> int | None:
+    """The pid of the Dovecot master started with `conf` whose master.pid is in base_dir, if it runs."""
     try:
         pid = int((base_dir / "master.pid").read_text().strip())
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
-        return
+        return None
     if not argv or not argv[0].endswith(b"dovecot") or conf.encode() not in argv:
+        return None
+    return pid
+
+
+def end_stale(base_dir: Path, conf: str) -> None:
+    pid = running_master(base_dir, conf)
+    if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STALE_WAIT

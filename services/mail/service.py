@@ -19,6 +19,7 @@ import email.policy
 import email.utils
 import hashlib
 import logging
+import os
 import secrets
 import shutil
 import signal
@@ -35,7 +36,7 @@ from appliance.certs import box_certificate
 from appliance.contributions import DnsName, Listener
 from appliance.schema import CoreConfig
 from appliance.service import ApplyError, ChildSpec, Service, Status
-from services.mail import dovecotconf, lmtp, mailstore
+from services.mail import certwatch, dovecotconf, launch, lmtp, mailstore
 from services.mail.authguard import AuthGuard
 from services.mail.authsocket import AuthSocket
 from services.mail.config import MailConfig
@@ -94,6 +95,7 @@ class MailService(Service):
         self.caps = ConnectionCaps()
         self.received = 0
         self._listen_key: tuple | None = None
+        self._cert_watch: asyncio.Task | None = None
 
     # -- configuration ---------------------------------------------------------------------------
     @property
@@ -195,6 +197,7 @@ class MailService(Service):
         await self.send_socket.start()
         await self._listen()
         self.outbound.start()
+        self._cert_watch = asyncio.create_task(certwatch.watch(self._certificate_paths, self._use_certificate))
 
     async def reload(self, config: CoreConfig) -> None:
         self.config = config
@@ -205,6 +208,10 @@ class MailService(Service):
         self.outbound.wake()
 
     async def stop(self) -> None:
+        if self._cert_watch is not None:
+            self._cert_watch.cancel()
+            await asyncio.gather(self._cert_watch, return_exceptions=True)
+            self._cert_watch = None
         await self._close_listeners()
         for sock in (self.auth_socket, self.send_socket):
             if sock is not None:
@@ -252,6 +259,17 @@ class MailService(Service):
             raise
         self.ports.update(self.dovecot_ports(self.config))
         self._listen_key = key
+
+    def _certificate_paths(self) -> tuple[Path, Path]:
+        return box_certificate(self.ctx.data_dir, self.config.system.hostname)
+
+    async def _use_certificate(self, paths: tuple[Path, Path]) -> None:
+        """A renewed box certificate: SMTP's next handshakes (SMTPS, STARTTLS) and Dovecot's take it."""
+        if self.tls is not None:
+            self.tls.load_cert_chain(*paths)  # the same context: the listeners keep running
+        master = launch.running_master(self.paths.base_dir, str(self.paths.etc / "dovecot.conf"))
+        if master is not None:
+            os.kill(master, signal.SIGHUP)  # Dovecot reads its configuration and certificate again
 
     async def _close_listeners(self) -> None:
         for server in self.servers.values():
