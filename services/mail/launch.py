@@ -11,19 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from services.mail.dovecotmaster import running_master
+
 STALE_WAIT = 10.0
-
-
-def running_master(base_dir: Path, conf: str) -> int | None:
-    """The pid of the Dovecot master started with `conf` whose master.pid is in base_dir, if it runs."""
-    try:
-        pid = int((base_dir / "master.pid").read_text().strip())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    if not argv or not argv[0].endswith(b"dovecot") or conf.encode() not in argv:
-        return None
-    return pid
 
 
 def end_stale(base_dir: Path, conf: str) -> None:

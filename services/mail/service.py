@@ -36,12 +36,13 @@ from appliance.certs import box_certificate
 from appliance.contributions import DnsName, Listener
 from appliance.schema import CoreConfig
 from appliance.service import ApplyError, ChildSpec, Service, Status
-from services.mail import certwatch, dovecotconf, launch, lmtp, mailstore
+from services.mail import certwatch, dovecotconf, lmtp, mailstore
 from services.mail.authguard import AuthGuard
 from services.mail.authsocket import AuthSocket
 from services.mail.config import MailConfig
 from services.mail.directory import Directory, split_address
 from services.mail.dovecotconf import Paths
+from services.mail.dovecotmaster import running_master
 from services.mail.errors import MailError, TryLater
 from services.mail.limits import ConnectionCaps
 from services.mail.outbound import Outbound, QueueBusy, build_bounce
@@ -267,7 +268,7 @@ class MailService(Service):
         """A renewed box certificate: SMTP's next handshakes (SMTPS, STARTTLS) and Dovecot's take it."""
         if self.tls is not None:
             self.tls.load_cert_chain(*paths)  # the same context: the listeners keep running
-        master = launch.running_master(self.paths.base_dir, str(self.paths.etc / "dovecot.conf"))
+        master = running_master(self.paths.base_dir, str(self.paths.etc / "dovecot.conf"))
         if master is not None:
             os.kill(master, signal.SIGHUP)  # Dovecot reads its configuration and certificate again
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from appliance.certs import box_certificate
-from services.mail import certwatch, launch
+from services.mail import certwatch
+from services.mail.dovecotmaster import running_master
 from tests.services.mail.harness import RunningMail, client_tls, document
 
 
@@ -53,7 +54,7 @@ def test_renewed_certificate_is_served_without_a_restart(mail):
     assert smtps_der(mail) == starttls_der(mail) == imaps_der(mail) == old
     servers = dict(mail.service.servers)
     conf = str(mail.service.paths.etc / "dovecot.conf")
-    master = launch.running_master(mail.service.paths.base_dir, conf)
+    master = running_master(mail.service.paths.base_dir, conf)
     before = smtplib.SMTP("127.0.0.1", mail.port("submission"), timeout=10)
     try:
         before.ehlo("before.test")
@@ -72,4 +73,4 @@ def test_renewed_certificate_is_served_without_a_restart(mail):
     finally:
         before.close()
     assert mail.service.servers == servers
-    assert launch.running_master(mail.service.paths.base_dir, conf) == master
+    assert running_master(mail.service.paths.base_dir, conf) == master
