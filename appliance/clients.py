@@ -72,22 +72,28 @@ class ProvisioningClient(ServiceClient):
 
 
 class MailClient(ServiceClient):
-    exposed = ("mailbox_usage", "queue_entries", "retry_now", "delete_queued")
+    exposed = ("mailbox_usage", "queue_summary", "retry_now", "remove_queued")
 
     def mailbox_usage(self, login: str) -> tuple[int, int]:
         """(messages, bytes) in the user's mailbox."""
         count, size = self._call("mailbox_usage", login)
         return count, size
 
-    def queue_entries(self) -> list:
-        return self._call("queue_entries")
+    def queue_entries(self) -> list[dict]:
+        """The outbound queue: id, sender, recipients, created, size, attempts, next_attempt, last_error."""
+        return self._call("queue_summary")
 
     def retry_now(self, qid: str) -> bool:
         return bool(self._call("retry_now", qid))
 
     def delete_queued(self, qid: str) -> bool:
         """Raises services.mail.QueueBusy while the message is being delivered."""
-        return bool(self._call("delete_queued", qid))
+        outcome = str(self._call("remove_queued", qid))
+        if outcome.startswith("busy"):
+            from services.mail import QueueBusy
+
+            raise QueueBusy(outcome.removeprefix("busy: "))
+        return outcome == "deleted"
 
 
 class PbxClient(ServiceClient):

@@ -15,6 +15,7 @@ others go through the outbound queue to the smarthost. Raises MailError if a rec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.policy
 import email.utils
 import hashlib
@@ -377,6 +378,17 @@ class MailService(Service):
 
     def delete_queued(self, qid: str) -> bool:
         return self.outbound.delete(qid)
+
+    # -- for the web admin (appliance.clients.MailClient): JSON results, whichever process runs mail -------
+    def queue_summary(self) -> list[dict]:
+        return [dataclasses.asdict(entry) for entry in self.queue.entries()]
+
+    def remove_queued(self, qid: str) -> str:
+        """"deleted", "gone" (no longer queued) or "busy: <why>" (being delivered right now)."""
+        try:
+            return "deleted" if self.delete_queued(qid) else "gone"
+        except QueueBusy as exc:
+            return f"busy: {exc}"
 
     def mailbox_usage(self, login: str) -> tuple[int, int]:
         """(messages, bytes) in a user's mailbox, every folder (read from the Maildir's file names)."""

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 from appliance.apply import ApplyEngine
+from appliance.bus import Bus, BusHub
 from appliance.context import Context
+from appliance.servicehost import IsolatedService
 from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor
 from appliance.users import hash_password
@@ -97,14 +99,21 @@ async def cancel_leftovers() -> None:
 
 
 class RunningMail:
-    """The mail service and its Dovecot, on a private loop in a thread."""
+    """The mail service and its Dovecot, on a private loop in a thread. `isolated`: the service's live half
+    in its own process, as the appliance runs it (the document must then give every port: the appliance
+    does not learn the ports the system picks in the child)."""
 
-    def __init__(self, ctx: Context, doc: dict) -> None:
+    def __init__(self, ctx: Context, doc: dict, isolated: bool = False) -> None:
         self.ctx = ctx
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.hub: BusHub | None = None
         self.service = MailService(ctx)
+        if isolated:
+            self.hub = BusHub(Bus())
+            self.call(self.hub.serve(ctx.run_dir("core") / "bus.sock"))
+            self.service = IsolatedService(self.service, ctx.run_dir("core") / "bus.sock")
         self.store = ConfigStore(ctx.db_path)
         self.engine = ApplyEngine(ctx, self.store, {"mail": self.service})
         self.supervisor = Supervisor(ctx, {"mail": self.service})
@@ -125,6 +134,8 @@ class RunningMail:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def port(self, kind: str) -> int:
+        if isinstance(self.service, IsolatedService):
+            return self.config.mail.port(self.ctx.lab, kind)
         return self.service.ports[kind]
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -158,6 +169,8 @@ class RunningMail:
                 self.call(self.supervisor.stop(), timeout=90)
             else:
                 self.call(self.service.stop(), timeout=90)
+            if self.hub is not None:
+                self.call(self.hub.close())
         finally:
             asyncio.run_coroutine_threadsafe(cancel_leftovers(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
