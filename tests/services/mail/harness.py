@@ -90,6 +90,21 @@ def stored(ctx: Context, login: str, folder: str = "") -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def wait_for(predicate, timeout: float = 20.0, ignore: tuple[type[BaseException], ...] = ()):
+    """The predicate's first true value within `timeout` s (exceptions in `ignore` count as false), else
+    its last value."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while True:
+        try:
+            value = predicate()
+        except ignore:
+            value = None
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 async def cancel_leftovers() -> None:
     """End what is still running on a test loop (e.g. a connection accepted during stop) before closing it."""
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

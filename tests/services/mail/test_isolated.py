@@ -6,13 +6,12 @@ import os
 import signal
 import smtplib
 import subprocess
-import time
 
 import pytest
 
 from appliance.clients import client_for
 from services.mail import QueueBusy
-from tests.services.mail.harness import PASSWORDS, RunningMail, client_tls, document, free_port
+from tests.services.mail.harness import PASSWORDS, RunningMail, client_tls, document, free_port, wait_for
 
 
 @pytest.fixture
@@ -46,16 +45,9 @@ def inbox_count(mail, login: str) -> int:
         return int(client.select("INBOX", readonly=True)[1][0])
 
 
-def until(predicate, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except (OSError, QueueBusy):  # not up yet; being delivered right now
-            pass
-        time.sleep(0.2)
-    return False
+def until(predicate) -> bool:
+    """Within 30 s; not up yet (OSError) or being delivered right now (QueueBusy) count as not yet."""
+    return bool(wait_for(predicate, 30, ignore=(OSError, QueueBusy)))
 
 
 def test_mail_in_its_own_process_serves_and_answers_the_web_admin_through_its_client(mail):

@@ -6,17 +6,8 @@ import pytest
 
 from services.mail import MailError
 from services.mail.queue import MailQueue
-from tests.services.mail.harness import PASSWORD, RunningMail, client_tls, document, stored
+from tests.services.mail.harness import PASSWORD, RunningMail, client_tls, document, stored, wait_for
 from tests.services.mail.smarthost import Smarthost
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ import shutil
 import smtplib
 import socket
 import subprocess
-import time
 
 import pytest
 
-from tests.services.mail.harness import PASSWORDS, REMOTE, RunningMail, client_tls, document, stored
+from tests.services.mail.harness import PASSWORDS, REMOTE, RunningMail, client_tls, document, stored, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("sieve-connect") is None, reason="needs sieve-connect")
 
@@ -69,16 +68,6 @@ def folder_subjects(mail, login: str, folder: str) -> list[str]:
             typ, parts = client.fetch(num, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
             found.append(parts[0][1].decode().strip().removeprefix("Subject: "))
         return found
-
-
-def wait_for(predicate, seconds: float = 20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 FILING = """require ["fileinto", "mailbox"];
