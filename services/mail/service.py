@@ -135,7 +135,8 @@ class MailService(Service):
         for login in section.user_quota_mb:
             if login not in logins:
                 errors.append(FieldError(f"mail.user_quota_mb.{login}",
-                                         f"mailbox quota for {login!r}: there is no such user"))
+                                         f"mailbox quota for {login!r}: there is no such user (to delete a "
+                                         "user, clear their own quota on Mail > Mailboxes first)"))
         return errors
 
     @property
