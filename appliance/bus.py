@@ -233,8 +233,10 @@ class RemoteBus(Bus):
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task | None = None
 
-    async def connect(self, path: Path) -> None:
-        reader, self._writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE)
+    async def connect(self, path: Path | None = None, sock=None) -> None:
+        """Join the hub at `path`, or over `sock`, a connection to it opened for this process."""
+        target = {"sock": sock} if sock is not None else {"path": str(path)}
+        reader, self._writer = await asyncio.open_unix_connection(**target, limit=MAX_LINE)
         self._reader_task = asyncio.ensure_future(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import grp
 import ipaddress
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance.fsutil import atomic_write
+
+TLS_GROUP = "officebox-tls"
 
 if TYPE_CHECKING:
     from appliance.schema import CoreConfig
@@ -99,7 +103,7 @@ def ensure_certificate(directory: Path | str, common_name: str,
     cert_path, key_path = directory / f"{common_name}.crt", directory / f"{common_name}.key"
     names = _wanted_names(common_name, DEFAULT_NAMES if alt_names is None else alt_names)
     if cert_path.exists() and key_path.exists():
-        key_path.chmod(0o600)
+        _protect(directory, key_path)
         if alt_names is None or _is_current(cert_path, names):
             return cert_path, key_path
     key = _load_or_make_key(key_path)
@@ -107,7 +111,25 @@ def ensure_certificate(directory: Path | str, common_name: str,
                                 serialization.NoEncryption())
     atomic_write(key_path, key_pem, mode=0o600)
     atomic_write(cert_path, _build(key, common_name, names).public_bytes(serialization.Encoding.PEM), mode=0o644)
+    _protect(directory, key_path)
     return cert_path, key_path
+
+
+def _protect(directory: Path, key_path: Path) -> None:
+    """The key 0600 root; 0640 and its folder 0750 for the group TLS_GROUP where it exists (the users of
+    service processes that serve this certificate, appliance/serviceusers.py)."""
+    if key_path.stat().st_uid != os.geteuid():  # a service process that only reads it
+        return
+    try:
+        gid = grp.getgrnam(TLS_GROUP).gr_gid if os.geteuid() == 0 else None
+    except KeyError:
+        gid = None
+    if gid is None:
+        key_path.chmod(0o600)
+        return
+    for path, mode in ((directory, 0o750), (key_path, 0o640)):
+        os.chown(path, 0, gid)
+        path.chmod(mode)
 
 
 def box_names(config: CoreConfig) -> list[str]:

@@ -1,6 +1,7 @@
 """Where the appliance keeps its data and how services should bind, on the box and in lab mode."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,10 @@ class Context:
         self.data_dir = Path(self.data_dir).resolve()
         for sub in ("etc", "state", "run", "log"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o700)
+        if self.data_dir.stat().st_uid == os.geteuid():  # a service's own process passes, owns nothing
+            # 0700; with service users' traverse-only ACL entries (appliance/acl.py), a mask that keeps them
+            keep = 0o010 if "system.posix_acl_access" in os.listxattr(self.data_dir) else 0
+            self.data_dir.chmod(0o700 | keep)
 
     @property
     def db_path(self) -> Path:

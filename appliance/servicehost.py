@@ -6,6 +6,9 @@ appliance side (IsolatedService, which the supervisor drives like any Service).
       web admin: appliance.clients             --rpc-->  "call" of an exposed method (clients.EXPOSED)
       appliance.bus.BusHub  <--------------------bus--  RemoteBus (events cross processes)
 
+The child runs as the service's own system user with only the capabilities it needs
+(appliance/serviceusers.py, exec'd through setpriv); it gets the event bus as an inherited connection
+(its user cannot open the hub's socket) and serves its RPC socket, which only root can reach.
 render/validate/contributes/processes are pure and stay in the appliance on its own copy of the
 service (the first apply runs before any child exists). The child dies with the appliance (SIGTERM
 from PR_SET_PDEATHSIG); a child that exits is reported to the supervisor, which restarts it with
@@ -21,12 +24,13 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance import rpc, schema
+from appliance import rpc, schema, serviceusers
 from appliance.bus import RemoteBus, use_bus
 from appliance.context import Context
 from appliance.service import ApplyError, Service, Status
@@ -66,15 +70,21 @@ class IsolatedService:
 
     async def _spawn(self) -> None:
         ctx = self.inner.ctx
-        argv = [sys.executable, "-m", "appliance.servicehost", self.inner.name, str(ctx.data_dir),
-                str(self.rpc_path), str(self.bus_path)] + (["--lab"] if ctx.lab else [])
+        drop = await asyncio.to_thread(serviceusers.prepare, ctx, self.inner.name)
+        bus = _connect_unix(self.bus_path)  # handed over: the service's user cannot open the hub's socket
+        argv = [*drop, sys.executable, "-m", "appliance.servicehost", self.inner.name, str(ctx.data_dir),
+                str(self.rpc_path), str(bus.fileno())] + (["--lab"] if ctx.lab else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                         os.environ.get("PYTHONPATH")]))}
         with contextlib.suppress(FileNotFoundError):
             self.rpc_path.unlink()
-        with open(ctx.log_dir(self.inner.name) / "process.log", "ab") as logfile:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env)
+        try:
+            with open(ctx.log_dir(self.inner.name) / "process.log", "ab") as logfile:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env,
+                    pass_fds=(bus.fileno(),))
+        finally:
+            bus.close()
         self.spawns += 1
         self._stopping = False
         self._reaper = asyncio.create_task(self._reap(self.proc), name=f"reap:{self.inner.name}")
@@ -164,18 +174,31 @@ class IsolatedService:
             raise ApplyError(f"{self.inner.name}: {exc}") from None
 
 
+def _connect_unix(path: Path) -> socket.socket:
+    """A connection to a listening Unix socket (connect() returns once queued, before the accept)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CALL_TIMEOUT)
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ApplyError(f"the event bus is not reachable: {exc}") from None
+    sock.setblocking(True)
+    return sock
+
+
 # -- the child side -----------------------------------------------------------------------------------
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-async def host(name: str, ctx: Context, rpc_path: Path, bus_path: Path) -> None:
+async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
     from appliance.clients import EXPOSED
     from services import discover
 
     bus = RemoteBus()
-    await bus.connect(bus_path)
+    await bus.connect(sock=socket.socket(fileno=bus_fd))
     use_bus(ctx, bus)  # the service's appliance_bus(ctx) is the appliance's, through the hub
     service: Service = discover()[name](ctx)
     done = asyncio.Event()
@@ -213,12 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name")
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("rpc_path", type=Path)
-    parser.add_argument("bus_path", type=Path)
+    parser.add_argument("bus_fd", type=int, help="an open connection to the appliance's event bus")
     parser.add_argument("--lab", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {args.name}[%(process)d] %(levelname)s %(message)s")
-    asyncio.run(host(args.name, Context(args.data_dir, lab=args.lab), args.rpc_path, args.bus_path))
+    asyncio.run(host(args.name, Context(args.data_dir, lab=args.lab), args.rpc_path, args.bus_fd))
 
 
 if __name__ == "__main__":

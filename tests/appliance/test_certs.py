@@ -2,6 +2,7 @@
 asyncio TLS listeners answer a failed handshake with a TLS alert (before: a bare EOF)."""
 import asyncio
 import datetime
+import grp
 import ipaddress
 import ssl
 import subprocess
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from appliance import schema
-from appliance.certs import box_certificate, box_names, ensure_certificate, send_tls_alerts
+from appliance.certs import TLS_GROUP, box_certificate, box_names, ensure_certificate, send_tls_alerts
 
 
 def _config(**network):
@@ -37,7 +38,9 @@ def test_box_certificate_names_the_lan_and_has_key_usages(tmp_path):
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert datetime.timedelta(days=824) < lifetime <= datetime.timedelta(days=826)
-    assert key_path.stat().st_mode & 0o777 == 0o600
+    key = key_path.stat()  # owner only, or also the service processes' TLS group (appliance/serviceusers.py)
+    assert key.st_uid == 0 and (key.st_mode & 0o777 == 0o600 or (
+        key.st_mode & 0o777 == 0o640 and key.st_gid == grp.getgrnam(TLS_GROUP).gr_gid))
     text = subprocess.run(["openssl", "x509", "-in", str(cert_path), "-noout", "-text"],
                           capture_output=True, text=True, check=True).stdout
     assert "DNS:pbx.acme.lan" in text and "IP Address:10.20.0.1" in text and "TLS Web Server Authentication" in text

@@ -1,0 +1,139 @@
+"""Who a service's own process runs as: a system user of its own, with only the capabilities it needs.
+
+    officebox-dns           CAP_NET_BIND_SERVICE (port 53)
+    officebox-dhcp          CAP_NET_BIND_SERVICE (port 67), CAP_NET_RAW (the ICMP conflict probe)
+    officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
+    ...                     see PRIVILEGES
+
+The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
+the listed ones, no-new-privs, and the capabilities above as the inheritable, ambient and bounding
+sets (so nothing else, ever). Before each start the service's folders (state/, run/, log/ of its own)
+are handed to its user; the data directory and the folders above it let it traverse (an x-only ACL
+entry), nothing more: the configuration store (0600 root) is out of its reach. A user that is missing
+is created here (useradd); the OS image, whose /etc the appliance cannot write, creates them at build
+time from SERVICE_USERS. Not root (a developer's shell): the child runs as the appliance does.
+"""
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.acl import allow_traverse
+from appliance.certs import TLS_GROUP  # may read the box TLS key
+from appliance.context import Context
+from appliance.service import ApplyError
+
+log = logging.getLogger("officebox.serviceusers")
+CAP_SETPCAP = 8
+
+
+@dataclass(frozen=True)
+class Privileges:
+    capabilities: tuple[str, ...] = ()  # setpriv names: net_bind_service, net_raw...
+    groups: tuple[str, ...] = ()  # supplementary groups (created like the user when missing)
+
+
+PRIVILEGES: dict[str, Privileges] = {
+    "dns": Privileges(("net_bind_service",)),
+    "dhcp": Privileges(("net_bind_service", "net_raw")),
+    "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
+    "ntp": Privileges(),
+    "proxy": Privileges(groups=("proxy",)),
+}
+
+
+def user_name(service: str) -> str:
+    return f"officebox-{service}"
+
+
+SERVICE_USERS = tuple(user_name(name) for name in PRIVILEGES)
+SERVICE_GROUPS = (TLS_GROUP,)
+
+
+def _useradd(name: str) -> None:
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                    "--shell", "/usr/sbin/nologin", "--comment", "OfficeBox service", name],
+                   check=False, capture_output=True, timeout=60)
+
+
+def _gid(group: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        subprocess.run(["groupadd", "--system", group], check=False, capture_output=True, timeout=60)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ApplyError(f"there is no group {group} and it could not be created") from None
+
+
+def account(service: str) -> pwd.struct_passwd:
+    """The service's user, created when missing."""
+    name = user_name(service)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        _useradd(name)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise ApplyError(f"{service}: there is no user {name} and it could not be created "
+                         "(the OS image creates the service users)") from None
+
+
+def _hand_over(folder: Path, uid: int, gid: int) -> None:
+    """What root left in the folder becomes the user's; what a daemon's own user owns (Squid's cache) stays."""
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            path = os.path.join(root, name)
+            owner = os.lstat(path).st_uid
+            if owner == 0:
+                os.lchown(path, uid, gid)
+            elif owner != uid and name in dirs:
+                dirs.remove(name)
+    os.chown(folder, uid, gid)
+    folder.chmod(0o700)
+
+
+def _open_path(target: Path, uid: int) -> None:
+    """x-only ACL entries on the folders from / to `target` that `uid` could not pass."""
+    for folder in (*reversed(target.parents), target):
+        allow_traverse(folder, uid)
+
+
+def _may_drop_bounding_set() -> bool:
+    """Shrinking the bounding set needs CAP_SETPCAP (a systemd unit may have left it out)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SETPCAP & 1)
+    return False
+
+
+def prepare(ctx: Context, service: str) -> list[str]:
+    """Make the service's user and folders ready; return the argv prefix that drops to it ([] if not root)."""
+    if os.geteuid() != 0:
+        return []
+    privileges = PRIVILEGES.get(service, Privileges())
+    user = account(service)
+    gids = [_gid(group) for group in privileges.groups]
+    for folder in (ctx.state_dir(service), ctx.run_dir(service), ctx.log_dir(service)):
+        _hand_over(folder, user.pw_uid, user.pw_gid)
+    for folder in (ctx.state_dir(service).parent, ctx.run_dir(service).parent, ctx.log_dir(service).parent):
+        _open_path(folder, user.pw_uid)
+    for code in (Path(sys.executable).resolve(), Path(__file__).resolve().parent.parent):
+        _open_path(code.parent, user.pw_uid)  # the interpreter and the code (in a lab: under /root)
+    caps = ",".join(["-all", *(f"+{c}" for c in privileges.capabilities)])
+    argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+            f"--groups={','.join(map(str, gids))}" if gids else "--clear-groups",
+            "--no-new-privs", f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+    if _may_drop_bounding_set():
+        argv.append(f"--bounding-set={caps}")
+    else:
+        log.warning("%s: no CAP_SETPCAP, so its process keeps the appliance's capability bounding set", service)
+    return [*argv, "--"]

@@ -1,0 +1,85 @@
+"""Service processes run unprivileged: `officebox run --lab` in a namespace, with DNS on port 53, DHCP on
+67 and provisioning HTTP on 80. Each child runs as its own system user with only the capabilities it
+needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl, and its user can neither
+write nor read the configuration store."""
+import json
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.serviceusers import PRIVILEGES, user_name
+from tests.appliance.test_isolation import service_pids, until
+from tests.appliance.test_runtime import officebox, reap, run_lab_box, stop, wait_for_line
+from tests.netns import Lab, needs_netns
+
+pytestmark = [needs_netns, pytest.mark.slow]
+CAP_BITS = {"net_bind_service": 10, "net_raw": 13}
+EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10}
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def as_user(status: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
+    """Run argv with the uid, gid and groups of a process (whose status is given)."""
+    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
+    groups = ",".join(status["Groups"].split())
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}",
+                           f"--groups={groups}" if groups else "--clear-groups", *argv],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_expected_capabilities_match_the_table():
+    for name, caps in EXPECTED_CAPS.items():
+        assert sum(1 << CAP_BITS[c] for c in PRIVILEGES[name].capabilities) == caps
+
+
+def test_service_processes_run_as_their_own_users_with_only_their_capabilities(tmp_path):
+    data = tmp_path / "var"
+    with Lab() as lab:
+        box, pc = lab.host("box"), lab.host("pc")
+        box_if, pc_if = lab.link(box, "192.168.1.1/24", pc, None)
+        proc = run_lab_box(box, data)
+        try:
+            wait_for_line(proc, r"web admin: ")
+            for key, value in (("dns.lab_port", "53"), ("provisioning.lab_http_port", "80"),
+                               ("dhcp.lab_interface", box_if), ("dhcp.enabled", "true")):
+                change = officebox(data, "config", "set", key, value)
+                assert change.returncode == 0, change.stderr
+            domain = json.loads(officebox(data, "config", "show", "--section", "system").stdout)["domain"]
+            out = pc.run("udhcpc", "-i", pc_if, "-f", "-q", "-n", "-t", "3", "-T", "2", "-x", "hostname:deskpc",
+                         "-s", "/bin/true", check=False, timeout=30)
+            assert out.returncode == 0, f"no DHCP lease on port 67: {out.stderr}"
+
+            def dig() -> str:
+                out = box.run("dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", "53", f"deskpc.{domain}",
+                              check=False)
+                return out.stdout.strip() if out.returncode == 0 else ""
+            assert until(dig, 20, "no answer on port 53").startswith("192.168.1.")
+            fetch = box.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:80/001565000000.cfg", check=False)
+            assert fetch.stdout in ("401", "403", "404"), fetch
+
+            db = data / "officebox.db"
+            for name, caps in EXPECTED_CAPS.items():
+                [pid] = service_pids(data, name)
+                status = proc_status(pid)
+                uid = pwd.getpwnam(user_name(name)).pw_uid
+                assert status["Uid"].split() == [str(uid)] * 4, (name, status["Uid"])
+                assert status["Gid"].split()[0] != "0" and "0" not in status["Groups"].split(), name
+                for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+                    assert int(status[field], 16) == caps, (name, field, status[field])
+                assert status["NoNewPrivs"] == "1", name
+                for mode in ("r+b", "rb"):
+                    attempt = as_user(status, sys.executable, "-c", f"open({str(db)!r}, {mode!r})")
+                    assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, (name, mode, attempt)
+                store = as_user(status, sys.executable, "-c", f"open({str(data / 'state' / name / 'x')!r}, 'w')")
+                assert store.returncode == 0, (name, store.stderr)  # its own state folder is its own
+            stop(proc)
+        finally:
+            reap(proc)
