@@ -3,6 +3,7 @@ other services added (the proxy's Squid and the mail service's Dovecot both pass
 directory). A chmod of the folder can mask entries out again: calling allow_traverse again restores them."""
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from pathlib import Path
@@ -35,7 +36,17 @@ def may_traverse(path: Path, uid: int) -> bool:
 
 
 def allow_traverse(path: Path, uid: int) -> None:
-    """Add `u:<uid>:--x` to a folder's access ACL unless uid may traverse it already."""
+    """Add `u:<uid>:--x` to a folder's access ACL unless uid may traverse it already. The folder is
+    locked meanwhile: processes adding entries at once (service processes, Squid's launcher) keep all."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _add_entry(Path(path), uid)
+    finally:
+        os.close(fd)
+
+
+def _add_entry(path: Path, uid: int) -> None:
     if may_traverse(path, uid):
         return
     entries = [e for e in _entries(path) if e[0] != MASK and not (e[0] == USER and e[2] == uid)]

@@ -2,7 +2,7 @@
 
 One Unix socket (0600) per service, one connection per call, one JSON object per line each way:
 
-    {"op": "start"|"reload"|"check"|"stop"|"status"|"call", ...}  ->  {"ok": true, "result": ...}
+    {"op": "start"|"reload"|"stop"|"status"|"call", ...}  ->  {"ok": true, "result": ...}
                                                                   or {"ok": false, "error": "...", "kind": "ApplyError"}
 
 Bounded: a line is at most MAX_LINE bytes, a server takes at most MAX_CONNECTIONS at once (more are

@@ -12,8 +12,8 @@ Life cycle, driven by the supervisor and the apply engine:
   contributes(config, lab)  classmethod, pure: ports, redirects, endpoints, DHCP options this service
                             brings, read by others through appliance.contributions.collect
 
-A service named in appliance.runtime.ISOLATED runs its start/reload/check/stop/status in a process
-of its own (appliance/servicehost.py); render/validate/processes stay pure and run in the appliance.
+A service named in appliance.runtime.ISOLATED runs its start/reload/stop/status in a process of its
+own, as its own user (appliance/servicehost.py); render/validate/check/processes run in the appliance.
 What the web admin may ask a running service is listed in appliance/clients.py (JSON in and out).
 """
 from __future__ import annotations

@@ -2,14 +2,14 @@
 appliance side (IsolatedService, which the supervisor drives like any Service).
 
     appliance (supervisor, apply engine)            child process (one per isolated service)
-      IsolatedService.start/reload/check/stop  --rpc-->  the real Service object, its own event loop
+      IsolatedService.start/reload/stop/status --rpc-->  the real Service object, its own event loop
       web admin: appliance.clients             --rpc-->  "call" of an exposed method (clients.EXPOSED)
       appliance.bus.BusHub  <--------------------bus--  RemoteBus (events cross processes)
 
 The child runs as the service's own system user with only the capabilities it needs
 (appliance/serviceusers.py, exec'd through setpriv); it gets the event bus as an inherited connection
 (its user cannot open the hub's socket) and serves its RPC socket, which only root can reach.
-render/validate/contributes/processes are pure and stay in the appliance on its own copy of the
+render/validate/check/contributes/processes stay in the appliance on its own copy of the
 service (the first apply runs before any child exists). The child dies with the appliance (SIGTERM
 from PR_SET_PDEATHSIG); a child that exits is reported to the supervisor, which restarts it with
 its usual backoff. In the child, the appliance bus (appliance_bus(ctx)) is the RemoteBus, so DHCP leases
@@ -41,6 +41,7 @@ CALL_TIMEOUT = 10.0
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -127,10 +128,8 @@ class IsolatedService:
         await self.refresh_status()
 
     async def check(self, config: schema.CoreConfig, staged: Path) -> None:
-        if not self.alive:  # before the first start: the checker runs here
-            await self.inner.check(config, staged)
-            return
-        await self._call("check", START_TIMEOUT, config=schema.to_document(config), staged=str(staged))
+        """The daemon's checker runs here: the staged files are root's (0600), not the service user's."""
+        await self.inner.check(config, staged)
 
     async def refresh_status(self) -> Status:
         """Fetch the child's status (kept for status(), which must not wait)."""
@@ -189,8 +188,12 @@ def _connect_unix(path: Path) -> socket.socket:
 
 # -- the child side -----------------------------------------------------------------------------------
 def _die_with_parent() -> None:
+    """SIGTERM when the appliance dies; not dumpable, so a daemon of the same user (Squid's, for the
+    proxy) can neither ptrace this process nor read its memory."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_DUMPABLE, 0)
 
 
 async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
@@ -208,11 +211,8 @@ async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
 
     async def handle(request: dict) -> Any:
         op = request.get("op")
-        if op in ("start", "reload", "check"):
-            config = schema.parse(request["config"])
-            if op == "check":
-                return await service.check(config, Path(request["staged"]))
-            return await getattr(service, op)(config)
+        if op in ("start", "reload"):
+            return await getattr(service, op)(schema.parse(request["config"]))
         if op == "stop":
             return await service.stop()
         if op == "status":

@@ -1,3 +1,7 @@
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from appliance.apply import ApplyEngine
@@ -18,3 +22,13 @@ def set_company(name):
     def mutate(doc):
         doc["system"]["company_name"] = name
     return mutate
+
+
+@pytest.fixture
+def data():
+    """A data directory for an appliance with service processes, outside pytest's tmp root: each pytest
+    session chmods that 0700, which masks the ACL entries the appliance gives the service users on the
+    way to their folders (appliance/serviceusers.py)."""
+    top = Path(tempfile.mkdtemp(prefix="ob-data-"))
+    yield top / "var"
+    shutil.rmtree(top, ignore_errors=True)

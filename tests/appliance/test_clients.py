@@ -7,12 +7,14 @@ import pytest
 from appliance import rpc, schema
 from appliance.bus import Bus, BusHub
 from appliance.clients import client_for
+from appliance.context import Context
 from appliance.service import ApplyError
 from appliance.servicehost import IsolatedService
 from services.dns import DnsService
 
 
-def test_dns_in_its_own_process_through_its_client(ctx):
+def test_dns_in_its_own_process_through_its_client(data):
+    ctx = Context(data, lab=True)
     config = schema.parse({"dns": {"lab_port": 0}})
 
     async def scenario():

@@ -41,8 +41,7 @@ def until(check, timeout: float, what: str):
     raise AssertionError(f"{what} within {timeout} s")
 
 
-def test_killed_dns_process_leaves_dhcp_and_sip_serving_and_comes_back(tmp_path):
-    data = tmp_path / "var"
+def test_killed_dns_process_leaves_dhcp_and_sip_serving_and_comes_back(data):
     with Lab() as lab:
         box, pc = lab.host("box"), lab.host("pc")
         box_if, pc_if = lab.link(box, "192.168.1.1/24", pc, None)

@@ -1,7 +1,7 @@
 """Service processes run unprivileged: `officebox run --lab` in a namespace, with DNS on port 53, DHCP on
 67 and provisioning HTTP on 80. Each child runs as its own system user with only the capabilities it
-needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl, and its user can neither
-write nor read the configuration store."""
+needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl (NTP: its status, chronyd
+stays the supervisor's child), and its user can neither write nor read the configuration store."""
 import json
 import pwd
 import subprocess
@@ -17,7 +17,7 @@ from tests.netns import Lab, needs_netns
 
 pytestmark = [needs_netns, pytest.mark.slow]
 CAP_BITS = {"net_bind_service": 10, "net_raw": 13}
-EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10}
+EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0}
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -39,8 +39,7 @@ def test_expected_capabilities_match_the_table():
         assert sum(1 << CAP_BITS[c] for c in PRIVILEGES[name].capabilities) == caps
 
 
-def test_service_processes_run_as_their_own_users_with_only_their_capabilities(tmp_path):
-    data = tmp_path / "var"
+def test_service_processes_run_as_their_own_users_with_only_their_capabilities(data):
     with Lab() as lab:
         box, pc = lab.host("box"), lab.host("pc")
         box_if, pc_if = lab.link(box, "192.168.1.1/24", pc, None)
@@ -65,6 +64,8 @@ def test_service_processes_run_as_their_own_users_with_only_their_capabilities(t
                             "http://127.0.0.1:80/001565000000.cfg", check=False)
             assert fetch.stdout in ("401", "403", "404"), fetch
 
+            status = officebox(data, "status").stdout
+            assert all(f"{name} " in status for name in EXPECTED_CAPS) and "down" not in status, status
             db = data / "officebox.db"
             for name, caps in EXPECTED_CAPS.items():
                 [pid] = service_pids(data, name)
@@ -75,6 +76,8 @@ def test_service_processes_run_as_their_own_users_with_only_their_capabilities(t
                 for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
                     assert int(status[field], 16) == caps, (name, field, status[field])
                 assert status["NoNewPrivs"] == "1", name
+                peek = as_user(status, sys.executable, "-c", f"open('/proc/{pid}/mem', 'rb')")
+                assert "PermissionError" in peek.stderr, (name, peek)  # not dumpable: its own user cannot peek
                 for mode in ("r+b", "rb"):
                     attempt = as_user(status, sys.executable, "-c", f"open({str(db)!r}, {mode!r})")
                     assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, (name, mode, attempt)
