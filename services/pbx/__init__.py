@@ -35,6 +35,7 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
+from appliance.apply import FieldError
 from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
@@ -90,34 +91,35 @@ class PbxService(Service):
             host, port, rtp = "0.0.0.0", cfg.sip_port, (cfg.rtp_port_min, cfg.rtp_port_max)
         return cfg, realm, host, port, rtp
 
-    def validate(self, config: "CoreConfig") -> list[str]:
+    def validate(self, config: "CoreConfig") -> list[FieldError]:
+        """Cross-field checks, each at the exact field (pbx.groups.2.members), so forms show it there."""
         cfg: PbxConfig = config.pbx
         errors = []
         extensions = {u.extension for u in config.users if u.extension}
         groups = {g.number for g in cfg.groups}
-        for g in cfg.groups:
+        for i, g in enumerate(cfg.groups):
+            at = f"pbx.groups.{i}"
             if g.number in extensions:
-                errors.append(f"ring group {g.number} uses an extension number")
-            for m in g.members:
-                if m not in extensions:
-                    errors.append(f"ring group {g.number}: {m} is not an extension")
-        for d in cfg.dids:
+                errors.append(FieldError(f"{at}.number", f"ring group {g.number} uses an extension number"))
+            for m in (m for m in g.members if m not in extensions):
+                errors.append(FieldError(f"{at}.members", f"ring group {g.number}: {m} is not an extension"))
+            if g.overflow == g.number:
+                errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
+        for i, d in enumerate(cfg.dids):
             if d.destination not in extensions | groups and ":" not in d.destination:
-                errors.append(f"DID {d.number} goes to {d.destination}, which is neither an extension nor a group "
-                              "(nor an application such as app:echo)")
+                errors.append(FieldError(f"pbx.dids.{i}.destination",
+                                         f"DID {d.number} goes to {d.destination}, which is neither an extension nor "
+                                         "a group (nor an application such as app:echo)"))
         for ext, settings in cfg.extensions.items():
             if ext not in extensions:
-                errors.append(f"settings for {ext}, which is not an extension")
-            for target in (settings.forward_always, settings.forward_busy, settings.forward_no_answer):
-                if target == ext:
-                    errors.append(f"extension {ext} forwards to itself")
-        for g in cfg.groups:
-            if g.overflow == g.number:
-                errors.append(f"ring group {g.number} overflows to itself")
+                errors.append(FieldError(f"pbx.extensions.{ext}", f"settings for {ext}, which is not an extension"))
+            for name in ("forward_always", "forward_busy", "forward_no_answer"):
+                if getattr(settings, name) == ext:
+                    errors.append(FieldError(f"pbx.extensions.{ext}.{name}", f"extension {ext} forwards to itself"))
         logins = {u.login for u in config.users}
         for login in cfg.permissions:
             if login not in logins:
-                errors.append(f"permission class for unknown user {login!r}")
+                errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
         return errors
 
     async def start(self, config: "CoreConfig") -> None:

@@ -63,6 +63,7 @@ def test_ring_group_create_edit_delete_with_errors(pbx_client, runtime):
 
     not_ext = post(pbx_client, "/pbx/groups/new", {"number": "600", "members": "201 299"})
     assert not_ext.status_code == 400 and "299 is not an extension" in not_ext.get_data(as_text=True)
+    assert 'id="e-members"' in not_ext.get_data(as_text=True)  # by its field (the PBX names the exact path)
 
     ok = post(pbx_client, "/pbx/groups/new", {"number": "600", "name": "Sales", "strategy": "in_order",
                                               "members": "201, 202", "member_timeout": "10", "timeout": "40"})
@@ -136,6 +137,9 @@ def test_extension_call_handling_and_permission(pbx_client, runtime):
     assert bad.status_code == 400
     text = bad.get_data(as_text=True)
     assert 'id="e-forward_busy"' in text and 'id="e-no_answer_timeout"' in text
+    itself = post(pbx_client, "/pbx/extensions/201", {"forward_always": "201", "no_answer_timeout": "15"})
+    assert itself.status_code == 400 and re.search(r'id="e-forward_always"[^<]*>[^<]*forwards to itself',
+                                                   itself.get_data(as_text=True))
     ok = post(pbx_client, "/pbx/extensions/201", {"dnd": "on", "forward_no_answer": "202",
                                                   "no_answer_timeout": "15", "permission": "internal",
                                                   "blf_watchers": "same_groups"})

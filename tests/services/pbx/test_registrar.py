@@ -196,9 +196,12 @@ def test_configuration_is_validated(ctx):
                  dids=[{"number": "0123", "destination": "777"}], permissions={"nobody": "local"},
                  extensions={"999": {}, "202": {"forward_always": "202"}})
     errors = SERVICE(ctx).validate(cfg)
-    for text in ("uses an extension number", "299 is not an extension", "DID 0123", "settings for 999",
-                 "202 forwards to itself", "unknown user 'nobody'"):
-        assert any(text in e for e in errors), (text, errors)
+    for path, text in (("pbx.groups.0.number", "uses an extension number"),
+                       ("pbx.groups.0.members", "299 is not an extension"), ("pbx.groups.0.overflow", "to itself"),
+                       ("pbx.dids.0.destination", "DID 0123"), ("pbx.extensions.999", "settings for 999"),
+                       ("pbx.extensions.202.forward_always", "202 forwards to itself"),
+                       ("pbx.permissions.nobody", "unknown user 'nobody'")):
+        assert any(e.path == path and text in e.message for e in errors), (path, text, errors)
     assert SERVICE(ctx).validate(config([ALICE, BOB])) == []
 
 
