@@ -41,12 +41,17 @@ class CallRecord:
 
 _FIELDS = tuple(f.name for f in fields(CallRecord))
 BATCH_SECONDS = 0.5  # rows wait at most this long to be written with the next ones
+RETRY_SECONDS = 5.0  # the store could not be opened (locked, disk error): the writer tries again
 
 
 class CdrStore:
     """Rows are written by one background thread in batches (a commit costs an fsync: never on the
     signalling loop), at most every BATCH_SECONDS: a busy writer thread would take the GIL from the
-    signalling loop for every few rows. Queries first have everything handed over written."""
+    signalling loop for every few rows. Queries first have everything handed over written.
+
+    Nothing here touches SQLite on the caller's thread but query()/csv() (web admin threads): the
+    PBX builds the store and add()s on its event loop, so the file is opened and its table made by the
+    writer thread (or the first query), never by the constructor."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -54,6 +59,18 @@ class CdrStore:
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self._hurry = threading.Event()  # a reader waits: write now
+        self._ready = False
+        self._preparing = threading.Lock()  # not self._lock: add() takes that one on the event loop
+
+    def _prepare(self) -> None:
+        """Create the table (and migrate a store from before) once; off the event loop."""
+        with self._preparing:
+            if self._ready:
+                return
+            self._create()
+            self._ready = True
+
+    def _create(self) -> None:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("""CREATE TABLE IF NOT EXISTS cdr (
@@ -84,6 +101,13 @@ class CdrStore:
         self._queue.put([row[n] for n in _NAMES])
 
     def _write_loop(self) -> None:
+        while True:  # the records wait in the queue meanwhile
+            try:
+                self._prepare()
+                break
+            except sqlite3.Error:
+                log.exception("the call record store cannot be opened; retrying in %.0f s", RETRY_SECONDS)
+                time.sleep(RETRY_SECONDS)
         db = self._connect()
         db.execute("PRAGMA synchronous=NORMAL")
         sql = (f"INSERT INTO cdr ({', '.join(chr(34) + n + chr(34) for n in _NAMES)}) "
@@ -134,6 +158,7 @@ class CdrStore:
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        self._prepare()
         self.flush()
         sql = "SELECT * FROM cdr" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY start DESC, id DESC LIMIT ? OFFSET ?"

@@ -103,6 +103,7 @@ def test_cdr_store_query_and_csv(tmp_path):
                          disposition="answered", status=200))
     store.add(CallRecord("b", "outbound", "202", "=HYPERLINK(1)", "0612345678", "", "op", start=now - 20,
                          end=now - 10, disposition="busy", status=486))
+    store.flush()  # the writer thread opens the file
     assert (tmp_path / "cdr.sqlite").stat().st_mode & 0o777 == 0o600
     assert [r["call_id"] for r in store.query()] == ["b", "a"]
     assert [r["call_id"] for r in store.query(party="202", disposition="answered")] == ["a"]
