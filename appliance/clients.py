@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.service import Service, Status
+from appliance.service import ApplyError, Service, Status
 
 
 class ServiceClient:
@@ -125,13 +125,14 @@ class PbxClient(ServiceClient):
 
 
 class ProxyClient(ServiceClient):
+    exposed = ("usage",)
+
     def usage(self, since: float, top: int) -> dict:
-        """Usage figures since `since` (in-process only: it reads the service's statistics store)."""
-        self.service.collect()
-        stats = self.service.stats
-        return {"sites": stats.top_sites(since, top), "clients": stats.top_clients(since, top),
-                "users": stats.top_users(since, top), "per_hour": stats.per_hour(since),
-                "cache": stats.cache(since)}
+        """Usage since `since`: {"sites", "clients", "users": top rows, "per_hour": rows, "cache": figures}.
+        ApplyError while its process restarts (the appliance's copy must not write the proxy user's store)."""
+        if self.isolated and not self.service.alive:
+            raise ApplyError("the proxy is restarting: its figures are back in a moment")
+        return self._call("usage", since, top)
 
 
 class FirewallClient(ServiceClient):

@@ -32,7 +32,8 @@ from services import discover
 
 log = logging.getLogger("officebox")
 CERT_CHECK_INTERVAL = 10.0
-ISOLATED = ("mail", "dns", "dhcp", "provisioning", "ntp")  # services moved to a process of their own so far; the others follow
+# services moved to a process of their own so far; the others follow
+ISOLATED = ("mail", "dns", "dhcp", "provisioning", "ntp", "proxy")
 
 
 def isolated_services() -> tuple[str, ...]:

@@ -120,10 +120,12 @@ class IsolatedService:
     async def start(self, config: schema.CoreConfig) -> None:
         if not self.alive:
             await self._spawn()
+        await asyncio.to_thread(serviceusers.share_rendered, self.inner.ctx, self.inner.name)
         await self._call("start", START_TIMEOUT, config=schema.to_document(config))
         await self.refresh_status()
 
     async def reload(self, config: schema.CoreConfig) -> None:
+        await asyncio.to_thread(serviceusers.share_rendered, self.inner.ctx, self.inner.name)
         await self._call("reload", START_TIMEOUT, config=schema.to_document(config))
         await self.refresh_status()
 

@@ -37,6 +37,7 @@ CAP_SETPCAP = 8
 class Privileges:
     capabilities: tuple[str, ...] = ()  # setpriv names: net_bind_service, net_raw...
     groups: tuple[str, ...] = ()  # supplementary groups (created like the user when missing)
+    user: str = ""  # an existing daemon's user instead of officebox-<name>
 
 
 PRIVILEGES: dict[str, Privileges] = {
@@ -44,15 +45,17 @@ PRIVILEGES: dict[str, Privileges] = {
     "dhcp": Privileges(("net_bind_service", "net_raw")),
     "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
     "ntp": Privileges(),
-    "proxy": Privileges(groups=("proxy",)),
+    # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
+    # not dumpable (servicehost), so Squid cannot read the password hashes in its memory
+    "proxy": Privileges(user="proxy"),
 }
 
 
 def user_name(service: str) -> str:
-    return f"officebox-{service}"
+    return PRIVILEGES.get(service, Privileges()).user or f"officebox-{service}"
 
 
-SERVICE_USERS = tuple(user_name(name) for name in PRIVILEGES)
+SERVICE_USERS = tuple(user_name(name) for name, p in PRIVILEGES.items() if not p.user)  # made by the OS image
 SERVICE_GROUPS = (TLS_GROUP,)
 
 
@@ -74,12 +77,13 @@ def _gid(group: str) -> int:
 
 
 def account(service: str) -> pwd.struct_passwd:
-    """The service's user, created when missing."""
+    """The service's user, created when missing (a daemon's user comes with its package)."""
     name = user_name(service)
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        _useradd(name)
+        if name in SERVICE_USERS:
+            _useradd(name)
     try:
         return pwd.getpwnam(name)
     except KeyError:
@@ -99,6 +103,25 @@ def _hand_over(folder: Path, uid: int, gid: int) -> None:
                 dirs.remove(name)
     os.chown(folder, uid, gid)
     folder.chmod(0o700)
+
+
+def share_rendered(ctx: Context, service: str) -> None:
+    """Let the service's group read its rendered files of the current generation (root's, 0640/0750)."""
+    if os.geteuid() != 0:
+        return
+    folder = ctx.etc_dir(service).resolve()
+    if not folder.is_dir():
+        return
+    user = account(service)
+    _open_path(folder.parent, user.pw_uid)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chown(path, 0, user.pw_gid)
+                os.chmod(path, 0o750 if name in dirs else 0o640)
+    os.chown(folder, 0, user.pw_gid)
+    folder.chmod(0o750)
 
 
 def _open_path(target: Path, uid: int) -> None:

@@ -184,6 +184,14 @@ class ProxyService(Service):
         mode = "transparent and explicit" if self._config.proxy.transparent else "explicit"
         return Status("ok", f"{mode} proxy on port {self.listen_port(self._config)}", figures)
 
+    def usage(self, since: float, top: int) -> dict:
+        """Usage figures since `since` (the web pages; JSON, so it crosses to the appliance unchanged)."""
+        self.collect()
+        stats = self.stats
+        return {"sites": stats.top_sites(since, top), "clients": stats.top_clients(since, top),
+                "users": stats.top_users(since, top), "per_hour": stats.per_hour(since),
+                "cache": stats.cache(since)}
+
     # -- helpers ----------------------------------------------------------------------------------
     def _squid(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["squid", *args, "-n", self.instance, "-f", str(self.paths.etc / "squid.conf")],

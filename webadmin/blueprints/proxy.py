@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from appliance.service import ApplyError
 from services.proxy.config import DAYS
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
@@ -140,8 +141,12 @@ def usage():
     now = time.time()
     since = now - seconds
     report = None
-    if svc is not None:
-        found = svc.usage(since, 10)
+    try:
+        found = svc.usage(since, 10) if svc is not None else None
+    except ApplyError as exc:
+        flash(str(exc), "error")
+        found = None
+    if found is not None:
         report = {"sites": bars(found["sites"], "domain"), "clients": bars(found["clients"], "client"),
                   "users": bars(found["users"], "login"), "hours": hourly(found["per_hour"], since, now),
                   "cache": found["cache"]}
