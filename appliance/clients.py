@@ -13,9 +13,13 @@ lists, strings, numbers); a client that composes several calls says it is in-pro
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from appliance.service import ApplyError, Service, Status
+
+CSV_PAGE = 5000  # call records per RPC answer of a CSV export
 
 
 class ServiceClient:
@@ -97,7 +101,7 @@ class MailClient(ServiceClient):
 
 
 class PbxClient(ServiceClient):
-    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_query", "cdr_csv")
+    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page")
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")
@@ -117,11 +121,33 @@ class PbxClient(ServiceClient):
     def trunks(self) -> list[dict]:
         return self._call("trunks")
 
-    def cdr_query(self, **filters: Any) -> list:
-        return self.service.cdr_query(**filters)  # in-process only (keyword filters, large pages)
+    def _records(self) -> None:
+        if self.isolated and not self.service.alive:  # the appliance must not open the PBX user's store
+            raise ApplyError("the PBX is restarting: its call records are back in a moment")
 
-    def cdr_csv(self, **filters: Any) -> Any:
-        return self.service.cdr_csv(**filters)  # in-process only (a stream)
+    def cdr_query(self, **filters: Any) -> list[dict]:
+        """Call records, newest first (filters: services/pbx/cdr.py CdrStore.query)."""
+        self._records()
+        return self._call("cdr_page", filters)
+
+    def cdr_csv(self, **filters: Any) -> Iterator[str]:
+        """The matching records as CSV, in pieces of CSV_PAGE rows (each call's answer stays small).
+        `until` is fixed at the start, so records written meanwhile do not shift the pages."""
+        self._records()
+        limit, offset = int(filters.pop("limit", 100000)), int(filters.pop("offset", 0))
+        filters["until"] = min(filters.get("until") or time.time(), time.time())
+
+        def pieces() -> Iterator[str]:
+            nonlocal limit, offset
+            header = True
+            while True:
+                page = self._call("cdr_csv_page", {**filters, "limit": min(CSV_PAGE, limit), "offset": offset},
+                                  header)
+                yield page["csv"]
+                limit, offset, header = limit - page["rows"], offset + page["rows"], False
+                if page["rows"] < CSV_PAGE or limit <= 0:
+                    return
+        return pieces()
 
 
 class ProxyClient(ServiceClient):

@@ -3,6 +3,8 @@
     officebox-dns           CAP_NET_BIND_SERVICE (port 53)
     officebox-dhcp          CAP_NET_BIND_SERVICE (port 67), CAP_NET_RAW (the ICMP conflict probe)
     officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
+    officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060)
+    proxy                   none (Squid's own user)
     ...                     see PRIVILEGES
 
 The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
@@ -45,6 +47,7 @@ PRIVILEGES: dict[str, Privileges] = {
     "dhcp": Privileges(("net_bind_service", "net_raw")),
     "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
     "ntp": Privileges(),
+    "pbx": Privileges(("net_bind_service",)),  # SIP on 5060; its media engine child inherits it
     # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
     # not dumpable (servicehost), so Squid cannot read the password hashes in its memory
     "proxy": Privileges(user="proxy"),

@@ -39,7 +39,7 @@ from appliance.apply import FieldError
 from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
-from .cdr import CdrStore
+from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 
 if TYPE_CHECKING:
@@ -192,6 +192,15 @@ class PbxService(Service):
 
     def cdr_csv(self, **filters) -> str:
         return self._cdr().csv(**filters)
+
+    def cdr_page(self, filters: dict) -> list[dict]:
+        """cdr_query for the web admin's client (JSON: the filters as one object)."""
+        return self.cdr_query(**filters)
+
+    def cdr_csv_page(self, filters: dict, header: bool) -> dict:
+        """{"csv": the rows of cdr_query(**filters) as CSV (with the header row if asked), "rows": how many}."""
+        rows = self.cdr_query(**filters)
+        return {"csv": csv_text(rows, header), "rows": len(rows)}
 
     def status(self) -> Status:
         core = self.core

@@ -168,12 +168,18 @@ class CdrStore:
 
     def csv(self, **filters) -> str:
         filters.setdefault("limit", 100000)
-        out = io.StringIO()
-        writer = csv.writer(out)
+        return csv_text(self.query(**filters))
+
+
+def csv_text(rows: list[dict], header: bool = True) -> str:
+    """Rows of CdrStore.query as CSV, the header row first if asked."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if header:
         writer.writerow(COLUMNS)
-        for row in self.query(**filters):
-            writer.writerow([_csv_safe(row[c]) if c == "caller_name" else row[c] for c in COLUMNS])
-        return out.getvalue()
+    for row in rows:
+        writer.writerow([_csv_safe(row[c]) if c == "caller_name" else row[c] for c in COLUMNS])
+    return out.getvalue()
 
 
 def _csv_safe(value):

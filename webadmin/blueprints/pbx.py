@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from appliance.apply import ConfigError
 from appliance.bus import appliance_bus
+from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
 from webadmin import core, forms
 
@@ -465,7 +466,11 @@ def _cdr_filters() -> tuple[dict, dict, dict[str, str]]:
 def cdr():
     values, filters, errors = _cdr_filters()
     page = max(1, min(request.args.get("page", 1, type=int) or 1, 100000))
-    rows = [] if errors else _pbx().cdr_query(**filters, limit=CDR_PAGE + 1, offset=(page - 1) * CDR_PAGE)
+    try:
+        rows = [] if errors else _pbx().cdr_query(**filters, limit=CDR_PAGE + 1, offset=(page - 1) * CDR_PAGE)
+    except ApplyError as exc:
+        flash(str(exc), "error")
+        rows = []
     more = len(rows) > CDR_PAGE
     query = {k: v for k, v in values.items() if v}
     return render_template("pbx/cdr.html", rows=rows[:CDR_PAGE], values=values, errors=errors, page=page,
@@ -480,5 +485,9 @@ def cdr_csv():
     if errors:
         abort(400, description="Invalid filter: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
-    return Response(_pbx().cdr_csv(**filters), mimetype="text/csv",
+    try:
+        pieces = _pbx().cdr_csv(**filters)
+    except ApplyError as exc:
+        abort(503, description=str(exc))
+    return Response(pieces, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'})
