@@ -15,7 +15,7 @@ from appliance import rpc
 from appliance.clients import PbxClient
 from services.pbx import PbxService
 from services.pbx.cdr import CallRecord
-from tests.appliance.test_isolation import service_pids, until
+from tests.appliance.test_isolation import configure, service_pids, until
 from tests.appliance.test_privileges import as_user, proc_status
 from tests.appliance.test_runtime import officebox, reap, run_lab_box, stop, wait_for_line
 from tests.netns import Lab, needs_netns
@@ -41,9 +41,7 @@ def test_pbx_in_its_own_process_as_its_own_user(data):
         try:
             wait_for_line(proc, r"web admin: ")
             users = json.loads(officebox(data, "config", "show", "--show-secrets").stdout)["users"]
-            for key, value in (("users", json.dumps(users + PEOPLE)), ("pbx.lab_sip_port", "5060")):
-                change = officebox(data, "config", "set", key, value)
-                assert change.returncode == 0, change.stderr
+            configure(data, ("users", json.dumps(users + PEOPLE)), ("pbx.lab_sip_port", "5060"))
             sock = data / "run" / "pbx" / "service.sock"
 
             def call(method: str, *args):

@@ -1,7 +1,7 @@
 """Service processes run unprivileged: `officebox run --lab` in a namespace, with DNS on port 53, DHCP on
 67 and provisioning HTTP on 80. Each child runs as its own system user with only the capabilities it
-needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl (NTP: its status, chronyd
-stays the supervisor's child), and its user can neither write nor read the configuration store."""
+needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl (NTP and the PBX: their status;
+their own tests serve chrony and SIP), and its user can neither write nor read the configuration store."""
 import json
 import pwd
 import subprocess
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from appliance.serviceusers import PRIVILEGES, user_name
-from tests.appliance.test_isolation import service_pids, until
-from tests.appliance.test_runtime import officebox, reap, run_lab_box, stop, wait_for_line
-from tests.netns import Lab, needs_netns
+from tests.appliance.test_isolation import configure, lab_box, lease, service_pids, until
+from tests.appliance.test_runtime import officebox, stop
+from tests.netns import needs_netns
 
 pytestmark = [needs_netns, pytest.mark.slow]
-CAP_BITS = {"net_bind_service": 10, "net_raw": 13}
-EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0}
+CAP_BITS = {"net_bind_service": 10, "net_raw": 13}  # linux/capability.h
+EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0, "pbx": 1 << 10}
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -40,49 +40,38 @@ def test_expected_capabilities_match_the_table():
 
 
 def test_service_processes_run_as_their_own_users_with_only_their_capabilities(data):
-    with Lab() as lab:
-        box, pc = lab.host("box"), lab.host("pc")
-        box_if, pc_if = lab.link(box, "192.168.1.1/24", pc, None)
-        proc = run_lab_box(box, data)
-        try:
-            wait_for_line(proc, r"web admin: ")
-            for key, value in (("dns.lab_port", "53"), ("provisioning.lab_http_port", "80"),
-                               ("dhcp.lab_interface", box_if), ("dhcp.enabled", "true")):
-                change = officebox(data, "config", "set", key, value)
-                assert change.returncode == 0, change.stderr
-            domain = json.loads(officebox(data, "config", "show", "--section", "system").stdout)["domain"]
-            out = pc.run("udhcpc", "-i", pc_if, "-f", "-q", "-n", "-t", "3", "-T", "2", "-x", "hostname:deskpc",
-                         "-s", "/bin/true", check=False, timeout=30)
-            assert out.returncode == 0, f"no DHCP lease on port 67: {out.stderr}"
+    with lab_box(data) as (box, pc, box_if, pc_if, proc):
+        configure(data, ("dns.lab_port", "53"), ("provisioning.lab_http_port", "80"),
+                  ("dhcp.lab_interface", box_if), ("dhcp.enabled", "true"))
+        domain = json.loads(officebox(data, "config", "show", "--section", "system").stdout)["domain"]
+        assert lease(pc, pc_if), "no DHCP lease on port 67"
 
-            def dig() -> str:
-                out = box.run("dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", "53", f"deskpc.{domain}",
-                              check=False)
-                return out.stdout.strip() if out.returncode == 0 else ""
-            assert until(dig, 20, "no answer on port 53").startswith("192.168.1.")
-            fetch = box.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                            "http://127.0.0.1:80/001565000000.cfg", check=False)
-            assert fetch.stdout in ("401", "403", "404"), fetch
+        def dig() -> str:
+            out = box.run("dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", "53", f"deskpc.{domain}",
+                          check=False)
+            return out.stdout.strip() if out.returncode == 0 else ""
+        assert until(dig, 20, "no answer on port 53").startswith("192.168.1.")
+        fetch = box.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "http://127.0.0.1:80/001565000000.cfg", check=False)
+        assert fetch.stdout in ("401", "403", "404"), fetch
 
-            status = officebox(data, "status").stdout
-            assert all(f"{name} " in status for name in EXPECTED_CAPS) and "down" not in status, status
-            db = data / "officebox.db"
-            for name, caps in EXPECTED_CAPS.items():
-                [pid] = service_pids(data, name)
-                status = proc_status(pid)
-                uid = pwd.getpwnam(user_name(name)).pw_uid
-                assert status["Uid"].split() == [str(uid)] * 4, (name, status["Uid"])
-                assert status["Gid"].split()[0] != "0" and "0" not in status["Groups"].split(), name
-                for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
-                    assert int(status[field], 16) == caps, (name, field, status[field])
-                assert status["NoNewPrivs"] == "1", name
-                peek = as_user(status, sys.executable, "-c", f"open('/proc/{pid}/mem', 'rb')")
-                assert "PermissionError" in peek.stderr, (name, peek)  # not dumpable: its own user cannot peek
-                for mode in ("r+b", "rb"):
-                    attempt = as_user(status, sys.executable, "-c", f"open({str(db)!r}, {mode!r})")
-                    assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, (name, mode, attempt)
-                store = as_user(status, sys.executable, "-c", f"open({str(data / 'state' / name / 'x')!r}, 'w')")
-                assert store.returncode == 0, (name, store.stderr)  # its own state folder is its own
-            stop(proc)
-        finally:
-            reap(proc)
+        status = officebox(data, "status").stdout
+        assert all(f"{name} " in status for name in EXPECTED_CAPS) and "down" not in status, status
+        db = data / "officebox.db"
+        for name, caps in EXPECTED_CAPS.items():
+            [pid] = service_pids(data, name)
+            status = proc_status(pid)
+            uid = pwd.getpwnam(user_name(name)).pw_uid
+            assert status["Uid"].split() == [str(uid)] * 4, (name, status["Uid"])
+            assert status["Gid"].split()[0] != "0" and "0" not in status["Groups"].split(), name
+            for field in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+                assert int(status[field], 16) == caps, (name, field, status[field])
+            assert status["NoNewPrivs"] == "1", name
+            peek = as_user(status, sys.executable, "-c", f"open('/proc/{pid}/mem', 'rb')")
+            assert "PermissionError" in peek.stderr, (name, peek)  # not dumpable: its own user cannot peek
+            for mode in ("r+b", "rb"):
+                attempt = as_user(status, sys.executable, "-c", f"open({str(db)!r}, {mode!r})")
+                assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, (name, mode, attempt)
+            store = as_user(status, sys.executable, "-c", f"open({str(data / 'state' / name / 'x')!r}, 'w')")
+            assert store.returncode == 0, (name, store.stderr)  # its own state folder is its own
+        stop(proc)

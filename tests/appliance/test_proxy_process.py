@@ -10,7 +10,7 @@ import pytest
 
 from appliance import rpc
 from appliance.users import hash_password
-from tests.appliance.test_isolation import service_pids, until
+from tests.appliance.test_isolation import configure, service_pids, until
 from tests.appliance.test_privileges import as_user, proc_status
 from tests.appliance.test_runtime import officebox, reap, run_lab_box, stop, wait_for_line
 from tests.netns import Lab, needs_netns
@@ -30,9 +30,7 @@ def test_proxy_sign_in_and_usage_from_its_own_process(data):
             users = json.loads(officebox(data, "config", "show", "--show-secrets").stdout)["users"]
             users.append({"login": "ann", "full_name": "Ann", "password_hash": hash_password("ann-main-word"),
                           "proxy_password_hash": hash_password("ann-pass-word")})
-            for key, value in (("users", json.dumps(users)), ("proxy.sign_in", "true")):
-                change = officebox(data, "config", "set", key, value)
-                assert change.returncode == 0, change.stderr  # sign_in: squid -k reconfigure from the process
+            configure(data, ("users", json.dumps(users)), ("proxy.sign_in", "true"))  # squid -k reconfigure
 
             def fetch(*auth: str) -> str:
                 out = box.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
