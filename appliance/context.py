@@ -25,7 +25,10 @@ class Context:
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         if self.data_dir.stat().st_uid == os.geteuid():  # a service's own process passes, owns nothing
             # 0700; with service users' traverse-only ACL entries (appliance/acl.py), a mask that keeps them
-            keep = 0o010 if "system.posix_acl_access" in os.listxattr(self.data_dir) else 0
+            try:
+                keep = 0o010 if "system.posix_acl_access" in os.listxattr(self.data_dir) else 0
+            except OSError:  # a file system without extended attributes
+                keep = 0
             self.data_dir.chmod(0o700 | keep)
 
     @property
