@@ -1,11 +1,13 @@
 """The PBX in a process of its own (`officebox run --lab` in a namespace, SIP on port 5060, real baresip
 phones): it runs as officebox-pbx with only CAP_NET_BIND_SERVICE, its media engine (a child of that
-process) relays the call's audio, and registrations, status and call records cross the RPC as JSON
-through the typed client's methods."""
+process) relays the call's audio, its pbx.call events reach the appliance's bus (the Live calls page),
+and registrations, status and call records cross the RPC as JSON through the typed client's methods."""
+import contextlib
 import csv
 import io
 import json
 import pwd
+import socket
 import sys
 from pathlib import Path
 
@@ -25,6 +27,21 @@ PEOPLE = [
     {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
     {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
 ]
+
+
+def retained_calls(bus: Path) -> dict[str, dict]:
+    """The pbx.call events the appliance's bus holds (what the web admin's Live calls page shows)."""
+    calls: dict[str, dict] = {}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        sock.connect(str(bus))
+        sock.sendall(json.dumps({"sub": "pbx.call"}).encode() + b"\n")
+        reader = sock.makefile("rb")
+        with contextlib.suppress(TimeoutError):
+            while line := reader.readline():
+                event = json.loads(line)
+                calls[event["key"]] = event["data"]
+    return calls
 
 
 def children(pid: int) -> list[int]:
@@ -58,6 +75,8 @@ def test_pbx_in_its_own_process_as_its_own_user(data):
                 alice.wait_rtp(tx=25, rx=25)  # through the media engine of the PBX process
                 [live] = call("active_calls")
                 assert live["state"] == "connected"
+                on_the_bus = retained_calls(data / "run" / "core" / "bus.sock")
+                assert on_the_bus.get(live["id"], {}).get("state") == "connected", on_the_bus
                 assert until(lambda: rpc.call_sync(sock, {"op": "status"}, 10)["figures"]["connected_calls"] == 1,
                              10, "the status never showed the call")
 
