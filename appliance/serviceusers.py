@@ -3,15 +3,17 @@
     officebox-dns           CAP_NET_BIND_SERVICE (port 53)
     officebox-dhcp          CAP_NET_BIND_SERVICE (port 67), CAP_NET_RAW (the ICMP conflict probe)
     officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
-    officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060)
+    officebox-ntp           none (chronyd is the supervisor's child)
+    officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it)
     proxy                   none (Squid's own user)
-    ...                     see PRIVILEGES
+    officebox-<other>       none (a service without an entry in PRIVILEGES)
 
 The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
 the listed ones, no-new-privs, and the capabilities above as the inheritable, ambient and bounding
 sets (so nothing else, ever). Before each start the service's folders (state/, run/, log/ of its own)
 are handed to its user; the data directory and the folders above it let it traverse (an x-only ACL
-entry), nothing more: the configuration store (0600 root) is out of its reach. A user that is missing
+entry), nothing more: the configuration store (0600 root) is out of its reach. Its rendered files of the
+current generation become readable by its group (share_rendered, at each start and reload). A user that is missing
 is created here (useradd); the OS image, whose /etc the appliance cannot write, creates them at build
 time from SERVICE_USERS. Not root (a developer's shell): the child runs as the appliance does.
 """

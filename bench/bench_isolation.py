@@ -1,6 +1,6 @@
 """Cross-service latency under a DNS flood: SIP OPTIONS and IMAPS sign-in while dnsperf floods DNS,
-with every service in the appliance's process ("in-process", OFFICEBOX_ISOLATE="") and with DNS and
-DHCP in processes of their own ("isolated", the default).
+with every service in the appliance's process ("in-process", OFFICEBOX_ISOLATE="") and with the services of
+appliance.runtime.ISOLATED (DNS, DHCP, provisioning, NTP, proxy, PBX) in processes of their own ("isolated").
 
 For each mode, `officebox run --lab` runs in a network namespace of its own with one mail user;
 a probe in that namespace measures PROBES SIP OPTIONS round trips (UDP, port 5070) and IMAPS
