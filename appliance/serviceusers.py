@@ -6,6 +6,7 @@
     officebox-ntp           none (chronyd is the supervisor's child)
     officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it)
     proxy                   none (Squid's own user)
+    mail                    stays root (Dovecot's master starts as root and drops to vmail itself)
     officebox-<other>       none (a service without an entry in PRIVILEGES)
 
 The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
@@ -42,6 +43,7 @@ class Privileges:
     capabilities: tuple[str, ...] = ()  # setpriv names: net_bind_service, net_raw...
     groups: tuple[str, ...] = ()  # supplementary groups (created like the user when missing)
     user: str = ""  # an existing daemon's user instead of officebox-<name>
+    root: bool = False  # stays root in its own process (a daemon it runs must start as root)
 
 
 PRIVILEGES: dict[str, Privileges] = {
@@ -53,6 +55,9 @@ PRIVILEGES: dict[str, Privileges] = {
     # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
     # not dumpable (servicehost), so Squid cannot read the password hashes in its memory
     "proxy": Privileges(user="proxy"),
+    # Dovecot's master must start as root: it binds the IMAP/POP3 ports, chroots its login processes
+    # and switches the mail processes to vmail; the mail service process that runs it stays root
+    "mail": Privileges(root=True),
 }
 
 
@@ -60,7 +65,8 @@ def user_name(service: str) -> str:
     return PRIVILEGES.get(service, Privileges()).user or f"officebox-{service}"
 
 
-SERVICE_USERS = tuple(user_name(name) for name, p in PRIVILEGES.items() if not p.user)  # made by the OS image
+SERVICE_USERS = tuple(user_name(name) for name, p in PRIVILEGES.items()
+                      if not p.user and not p.root)  # made by the OS image
 SERVICE_GROUPS = (TLS_GROUP,)
 
 
@@ -112,7 +118,7 @@ def _hand_over(folder: Path, uid: int, gid: int) -> None:
 
 def share_rendered(ctx: Context, service: str) -> None:
     """Let the service's group read its rendered files of the current generation (root's, 0640/0750)."""
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 or PRIVILEGES.get(service, Privileges()).root:
         return
     folder = ctx.etc_dir(service).resolve()
     if not folder.is_dir():
@@ -145,9 +151,9 @@ def _may_drop_bounding_set() -> bool:
 
 def prepare(ctx: Context, service: str) -> list[str]:
     """Make the service's user and folders ready; return the argv prefix that drops to it ([] if not root)."""
-    if os.geteuid() != 0:
-        return []
     privileges = PRIVILEGES.get(service, Privileges())
+    if os.geteuid() != 0 or privileges.root:
+        return []
     user = account(service)
     gids = [_gid(group) for group in privileges.groups]
     for folder in (ctx.state_dir(service), ctx.run_dir(service), ctx.log_dir(service)):
