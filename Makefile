@@ -8,7 +8,7 @@ APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src
+.PHONY: setup run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src translations
 
 setup: $(APT_STAMP) $(PIP_STAMP)
 
@@ -41,6 +41,14 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The web admin's catalogues (webadmin/i18n.py): extract the marked text, merge it into each language's .po
+# (then translate the new entries), compile the .mo files the tree ships. tests/webadmin/test_i18n.py checks them.
+translations: setup
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output -w 120 --project OfficeBox \
+		--copyright-holder OfficeBox -o webadmin/translations/messages.pot .
+	$(BIN)/pybabel -q update -N -w 120 --ignore-obsolete -i webadmin/translations/messages.pot -d webadmin/translations
+	$(BIN)/pybabel compile -d webadmin/translations
 
 lint: setup
 	$(BIN)/ruff check appliance services webadmin tests bench images

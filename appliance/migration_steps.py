@@ -26,3 +26,17 @@ def _safer_defaults_keep_working_boxes_working(doc: dict) -> None:
     provisioning, dhcp = _section(doc, "provisioning"), _section(doc, "dhcp")
     if provisioning is not None and dhcp is not None and dhcp.get("enabled", True):
         provisioning["require_dhcp_lease"] = True  # phones lease from this box: bind their files to it
+
+
+@step(2)
+def _languages_the_web_admin_speaks(doc: dict) -> None:
+    """Version 2 -> 3: the language fields name the web admin's catalogues (en, fr, zh_TW); a language
+    it never had (de, es, it, nl: offered but never shown) becomes English, what those users saw."""
+    supported = ("en", "fr", "zh_TW")
+    system = _section(doc, "system")
+    if system is not None and system.get("language", "en") not in supported:
+        system["language"] = "en"
+    users = doc.get("users")
+    for user in users if isinstance(users, list) else []:
+        if isinstance(user, dict) and user.get("language", "en") not in supported:
+            user["language"] = "en"

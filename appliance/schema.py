@@ -33,7 +33,7 @@ from appliance import migration_steps, migrations, opaque  # noqa: F401 (the ste
 from appliance.text import SafeText
 from appliance.users import User
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
 SECRET_NAMES = {"psk", "password", "secret"}
 MASK = "********"
@@ -51,7 +51,7 @@ class SystemConfig(Section):
     domain: str = Field(default="office.lan", pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$", description="LAN DNS domain")
     mail_domain: str = Field(default="example.com", pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
     timezone: str = Field(default="Europe/Paris", pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")
-    language: Literal["en", "fr", "de", "es", "it", "nl"] = "en"
+    language: Literal["en", "fr", "zh_TW"] = Field(default="en", description="the box default language")
     initialized: bool = Field(default=False, description="the first-boot wizard has been completed")
     admin_port: int = Field(default=443, ge=1, le=65535)
     lab_admin_port: int = Field(default=8443, ge=1024, le=65535)

@@ -15,7 +15,7 @@ _hasher = PasswordHasher()
 LOGIN_PATTERN = r"^[a-z][a-z0-9._-]{1,31}$"
 EXTENSION_PATTERN = r"^[0-9]{2,6}$"
 EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
-LANGUAGES = ("en", "fr", "de", "es", "it", "nl")
+LANGUAGES = ("en", "fr", "zh_TW")  # the web admin's catalogues (webadmin/translations)
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -48,7 +48,7 @@ class User(BaseModel):
     extension: str | None = Field(default=None, pattern=EXTENSION_PATTERN)
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN)
     role: Literal["admin", "staff"] = "staff"
-    language: Literal["en", "fr", "de", "es", "it", "nl"] = "en"
+    language: Literal["en", "fr", "zh_TW"] = "en"
     enabled: bool = True
     password_hash: str | None = Field(default=None, description="argon2 hash of the web/mail password")
     sip_secret: str = Field(default_factory=new_secret, min_length=8, description="phone/softphone secret")

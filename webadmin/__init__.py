@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-import zoneinfo
-from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from webadmin import core
+from webadmin import core, i18n
+from webadmin.core import N_
 from webadmin.security import Lockout, PasswordChecks, SessionRegistry, load_secret_key
 
 log = logging.getLogger("officebox.webadmin")
@@ -48,7 +48,7 @@ def create_app(runtime: Any) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.jinja_env.globals.update(csrf_field=core.csrf_field, current_user=core.current_user)
-    app.jinja_env.filters["when"] = _format_time
+    i18n.init_app(app)
     app.context_processor(_page_context)
     _register_blueprints(app)
     return app
@@ -124,33 +124,24 @@ def _page_context() -> dict[str, Any]:
             "waiting_confirmation": waiting if request.blueprint != "firewall" else None}
 
 
-def _format_time(timestamp: float | None) -> str:
-    """Jinja filter `when`: a UNIX time in the box's time zone."""
-    if timestamp is None:
-        return ""
-    try:
-        tz = zoneinfo.ZoneInfo(core.current_config().system.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = zoneinfo.ZoneInfo("UTC")
-    return datetime.fromtimestamp(timestamp, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-ERROR_TITLES = {400: "Request refused", 403: "Not allowed", 404: "Page not found", 405: "Method not allowed",
-                413: "Upload too large", 429: "Too many requests", 500: "Internal error", 503: "Busy"}
-ERROR_TEXTS = {403: "Your account may not open this page.",
-               404: "There is no such page. Use the navigation to find what you are looking for.",
-               500: "Something went wrong on the box. The error was logged; please try again."}
+ERROR_TITLES = {400: N_("Request refused"), 403: N_("Not allowed"), 404: N_("Page not found"),
+                405: N_("Method not allowed"), 413: N_("Upload too large"), 429: N_("Too many requests"),
+                500: N_("Internal error"), 503: N_("Busy")}
+ERROR_TEXTS = {403: N_("Your account may not open this page."),
+               404: N_("There is no such page. Use the navigation to find what you are looking for."),
+               413: N_("The upload is larger than the box accepts."),
+               500: N_("Something went wrong on the box. The error was logged; please try again.")}
 
 
 def render_error(code: int, message: str | None = None) -> tuple[str, int]:
-    title = ERROR_TITLES.get(code, "Error")
+    title = _(ERROR_TITLES.get(code, N_("Error")))
     return render_template("error.html", code=code, title=title,
-                           message=message or ERROR_TEXTS.get(code, title)), code
+                           message=message or _(ERROR_TEXTS.get(code, title))), code
 
 
 def _http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
-    message = exc.description if code in (400, 413) else None
+    message = exc.description if code == 400 else None
     try:
         return render_error(code, message)
     except Exception:  # the error page itself must not fail

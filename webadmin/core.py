@@ -18,11 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
+from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from appliance import schema
 from appliance.store import ChangedMeanwhile, Revision
 from appliance.users import User
+
+
+def N_(message: str) -> str:
+    """Marks `message` for the translation catalogues; it is translated where shown (`_(message)`)."""
+    return message
+
 
 RUNTIME_KEY = "officebox.runtime"
 SESSIONS_KEY = "officebox.sessions"
@@ -30,12 +37,12 @@ LOCKOUT_KEY = "officebox.lockout"
 PASSWORD_CHECKS_KEY = "officebox.password_checks"
 ACCESS_ATTR = "officebox_access"
 FRAMEWORK_PUBLIC = {"static"}  # Flask's own endpoint for webadmin/static
-BUSY_MESSAGE = "The box is busy checking other sign-ins. Please try again in a few seconds."
+BUSY_MESSAGE = N_("The box is busy checking other sign-ins. Please try again in a few seconds.")  # _() where shown
 CONFIG_CACHE_KEY = "officebox.config_cache"
 CSRF_FIELD = "csrf_token"
 BASE_FIELD = "base_revision"  # the revision a form was shown with: changes are built on it
 CSRF_HEADER = "X-CSRF-Token"
-CSRF_REFUSED = ("The form was refused because its security token is missing or out of date "
+CSRF_REFUSED = N_("The form was refused because its security token is missing or out of date "
                 "(for example after signing in again in another tab). Go back, reload the page and retry.")
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 LARGE_UPLOADS: dict[str, int] = {}  # endpoint -> upload limit in bytes for admins (others: MAX_CONTENT_LENGTH)
@@ -164,7 +171,7 @@ def password_check(check: Callable[[], bool]) -> bool:
 
 def _to_login() -> Any:
     if session.pop("sid", None):
-        flash("Your session has ended (inactivity, sign-out or a password change). Please sign in again.", "info")
+        flash(_("Your session has ended (inactivity, sign-out or a password change). Please sign in again."), "info")
     target = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("auth.login", next=target))
 
@@ -198,4 +205,4 @@ def check_csrf() -> None:
     expected = session.get("csrf")
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     if not expected or not sent or not hmac.compare_digest(str(expected), str(sent)):
-        abort(400, description=CSRF_REFUSED)
+        abort(400, description=_(CSRF_REFUSED))
