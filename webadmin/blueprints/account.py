@@ -4,6 +4,7 @@ as the admin's extension form checks it (webadmin.blueprints.pbx)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
@@ -29,11 +30,11 @@ def index():
         keys = (("login", user.login), ("addr", request.remote_addr or "?"))
         current = request.form.get("current_password") or ""
         if lockout.wait_time(*keys) > 0:
-            general = ["Too many wrong passwords. Please wait a moment before trying again."]
+            general = [_("Too many wrong passwords. Please wait a moment before trying again.")]
         elif not _current_password_ok(user, current, general):
             if not general:
                 lockout.failed(*keys)
-                errors["current_password"] = "this is not your current password"
+                errors["current_password"] = _("this is not your current password")
         elif (new := forms.new_password(errors)) is not None:
             lockout.succeeded(("login", user.login))
             password_hash = hash_password(new)
@@ -50,7 +51,7 @@ def index():
                 general = [str(err)]
             else:
                 current_app.extensions[core.SESSIONS_KEY].rebind(session.get("sid"), password_hash)
-                flash("Your password was changed.", "success")
+                flash(_("Your password was changed."), "success")
                 return redirect(url_for("account.index"))
     return _page(user, errors=errors, general=general)
 
@@ -96,5 +97,5 @@ def _current_password_ok(user, password: str, general: list[str]) -> bool:
     try:
         return core.password_check(lambda: user.check_password(password))
     except Busy:
-        general.append(core.BUSY_MESSAGE)
+        general.append(_(core.BUSY_MESSAGE))
         return False

@@ -7,6 +7,8 @@ import re
 from functools import cache
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from appliance.users import User, hash_password, verify_password
 from webadmin import core, forms
@@ -32,8 +34,8 @@ def _safe_next(target: str | None) -> str | None:
 
 def _wait_message(seconds: float) -> str:
     wait = max(1, math.ceil(seconds))
-    return (f"Too many failed sign-in attempts. Please wait {wait} second{'s' if wait != 1 else ''} "
-            "before trying again.")
+    return ngettext("Too many failed sign-in attempts. Please wait %(num)d second before trying again.",
+                    "Too many failed sign-in attempts. Please wait %(num)d seconds before trying again.", wait)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -57,7 +59,7 @@ def login():
             try:
                 correct = core.password_check(lambda: _check(user, password))
             except Busy:
-                return render_template("auth/login.html", error=core.BUSY_MESSAGE, login=login_name), 503, {
+                return render_template("auth/login.html", error=_(core.BUSY_MESSAGE), login=login_name), 503, {
                     "Retry-After": "5"}
             if correct:
                 lockout.succeeded(*keys)
@@ -68,7 +70,7 @@ def login():
             lockout.failed(*keys)
             log.warning("failed web admin sign-in for %r from %s", login_name, request.remote_addr)
             wait = lockout.wait_time(*keys)
-            error = "Wrong login or password."
+            error = _("Wrong login or password.")
             if wait > 0:
                 error += " " + _wait_message(wait)
             status = 401
@@ -95,5 +97,5 @@ def _start_session(login: str, password_hash: str | None) -> None:
 def logout():
     current_app.extensions[core.SESSIONS_KEY].close(session.get("sid"))
     session.clear()
-    flash("You are signed out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
