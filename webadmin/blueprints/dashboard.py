@@ -7,10 +7,16 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 
 from appliance.service import Status
 from webadmin import core
+from webadmin.core import N_
 
 bp = Blueprint("dashboard", __name__)
-NAV = [("Overview", "Dashboard", "dashboard.index")]
+NAV = [(N_("Overview"), N_("Dashboard"), "dashboard.index")]
 log = logging.getLogger("officebox.webadmin")
+# shown translated: the services' titles and health words (appliance/service.py)
+SHOWN_WORDS = (N_("ok"), N_("degraded"), N_("starting"), N_("down"), N_("disabled"), N_("Network interfaces"),
+               N_("Phone provisioning"), N_("Firewall and NAT"), N_("VPN (IPsec between offices, WireGuard for staff)"),
+               N_("Time server (NTP)"), N_("Web proxy and cache"), N_("DNS server"), N_("Telephony (PBX)"),
+               N_("Mail"), N_("DHCP server"))
 BADGES = {"ok": "badge-ok", "degraded": "badge-warn", "starting": "badge-warn", "down": "badge-bad",
           "disabled": "badge-muted"}
 

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ChangedMeanwhile, ConfigError
 from appliance.service import ApplyError
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("history", __name__, url_prefix="/history")
-NAV = [("System", "Configuration history", "history.index")]
+NAV = [(N_("System"), N_("Configuration history"), "history.index")]
 PAGE_SIZE = 25
 STATE_BADGES = {"applied": "badge-ok", "failed": "badge-bad", "pending": "badge-warn"}
+STATE_WORDS = (N_("applied"), N_("failed"), N_("pending"))  # shown translated
 
 
 @bp.route("/")
@@ -44,7 +47,7 @@ def rollback(rev_id: int):
     if target is None:
         abort(404)
     if target.state != "applied":
-        flash(f"Revision #{rev_id} was never applied; it cannot be restored.", "error")
+        flash(_("Revision #%(rev_id)s was never applied; it cannot be restored.", rev_id=rev_id), "error")
         return redirect(url_for("history.detail", rev_id=rev_id))
     before = store.current_id()
     shown = request.form.get(core.BASE_FIELD, "")
@@ -52,17 +55,21 @@ def rollback(rev_id: int):
         new = core.runtime().engine.rollback(rev_id, core.current_user().login,
                                              **({"base": int(shown)} if shown.isdigit() else {}))
     except ChangedMeanwhile as err:
-        flash(f"Nothing was rolled back: the configuration was changed meanwhile (revision #{err.current.id} by "
-              f"{err.current.author}). Review that change, then roll back again if still wanted.", "error")
+        flash(_("Nothing was rolled back: the configuration was changed meanwhile (revision #%(id)s by %(author)s). "
+                "Review that change, then roll back again if still wanted.",
+                id=err.current.id, author=err.current.author),
+              "error")
         return redirect(url_for("history.detail", rev_id=err.current.id))
     except ConfigError as err:
-        flash(f"Revision #{rev_id} is not valid any more: {err}", "error")
+        flash(_("Revision #%(rev_id)s is not valid any more: %(err)s", rev_id=rev_id, err=err), "error")
         return redirect(url_for("history.detail", rev_id=rev_id))
     except ApplyError as err:
-        flash(f"Rolling back to revision #{rev_id} failed; nothing was changed. {err}", "error")
+        flash(_("Rolling back to revision #%(rev_id)s failed; nothing was changed. %(err)s", rev_id=rev_id, err=err),
+              "error")
         return redirect(url_for("history.detail", rev_id=rev_id))
     if new.id == before:
-        flash(f"Revision #{rev_id} is already the current configuration.", "info")
+        flash(_("Revision #%(rev_id)s is already the current configuration.", rev_id=rev_id), "info")
     else:
-        flash(f"Rolled back to revision #{rev_id}: new revision #{new.id} is applied.", "success")
+        flash(_("Rolled back to revision #%(rev_id)s: new revision #%(id)s is applied.", rev_id=rev_id, id=new.id),
+              "success")
     return redirect(url_for("history.detail", rev_id=new.id))

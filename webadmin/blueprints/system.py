@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 
 from appliance import backup, firmware
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("system", __name__, url_prefix="/system")
-NAV = [("System", "Backup and firmware", "system.index")]
+NAV = [(N_("System"), N_("Backup and firmware"), "system.index")]
 core.LARGE_UPLOADS["system.firmware_install"] = firmware.MAX_BUNDLE
 core.LARGE_UPLOADS["system.restore"] = 8 * 1024 ** 3  # mailboxes make backups large
 
@@ -40,9 +42,9 @@ def download_backup():
     ctx = core.runtime().ctx
     passphrase = request.form.get("passphrase", "")
     if passphrase and len(passphrase) < 8:
-        return _page(["The passphrase needs at least 8 characters (or leave it empty for no encryption)."], 400)
+        return _page([_("The passphrase needs at least 8 characters (or leave it empty for no encryption).")], 400)
     if passphrase != request.form.get("passphrase2", ""):
-        return _page(["The two passphrases differ."], 400)
+        return _page([_("The two passphrases differ.")], 400)
     fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".download-")
     os.close(fd)
     try:
@@ -74,7 +76,7 @@ def _saved_upload(upload, folder: Path):
 def firmware_install():
     upload = request.files.get("bundle")
     if upload is None or not upload.filename:
-        return _page(["Choose a firmware file (.obfw) to upload."], 400)
+        return _page([_("Choose a firmware file (.obfw) to upload.")], 400)
     box = _box()
     if upload.filename.endswith(".raucb"):
         return _system_update(upload, box)
@@ -82,9 +84,9 @@ def firmware_install():
         with _saved_upload(upload, box.slots.root) as path:
             manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
     except (firmware.FirmwareError, OSError) as exc:
-        return _page([f"Firmware refused: {exc}"], 400)
-    flash(f"Firmware {manifest['version']} installed. Restart the box to run it; until then "
-          f"{box.slots.previous() or 'the current firmware'} keeps running.", "success")
+        return _page([_("Firmware refused: %(exc)s", exc=exc)], 400)
+    flash(_("Firmware %(version)s installed. Restart the box to run it; until then %(running)s keeps running.",
+            version=manifest["version"], running=box.slots.previous() or _("the current firmware")), "success")
     return redirect(url_for("system.index"))
 
 
@@ -96,9 +98,10 @@ def _system_update(upload, box: firmware.BoxFirmware):
             info = system.verify(path)
             system.install(path)
     except (firmware.FirmwareError, OSError) as exc:
-        return _page([f"System update refused, nothing was written: {exc}"], 400)
-    flash(f"System update {info['version']} installed into the other root slot. Restart the box to run it; "
-          "if its web admin does not come up, the box goes back to this system by itself.", "success")
+        return _page([_("System update refused, nothing was written: %(exc)s", exc=exc)], 400)
+    flash(_("System update %(version)s installed into the other root slot. Restart the box to run it; "
+            "if its web admin does not come up, the box goes back to this system by itself.", version=info["version"]),
+          "success")
     return redirect(url_for("system.index"))
 
 
@@ -109,7 +112,7 @@ def firmware_rollback():
         version = _box().slots.rollback()
     except firmware.FirmwareError as exc:
         return _page([str(exc)], 400)
-    flash(f"Firmware {version} is active again. Restart the box to run it.", "success")
+    flash(_("Firmware %(version)s is active again. Restart the box to run it.", version=version), "success")
     return redirect(url_for("system.index"))
 
 
@@ -121,7 +124,7 @@ def _restarting(message: str):
 @bp.route("/restart", methods=["POST"])
 @core.admin_required
 def restart():
-    return _restarting("The box is restarting.")
+    return _restarting(_("The box is restarting."))
 
 
 @bp.route("/restore", methods=["POST"])
@@ -129,13 +132,13 @@ def restart():
 def restore():
     upload = request.files.get("backup")
     if upload is None or not upload.filename:
-        return _page(["Choose a backup file (.obbackup) to upload."], 400)
+        return _page([_("Choose a backup file (.obbackup) to upload.")], 400)
     ctx = core.runtime().ctx
     try:
         with _saved_upload(upload, ctx.data_dir) as path:
             manifest = backup.stage_restore(ctx, core.runtime().engine, path,
                                             request.form.get("passphrase") or None)
     except (backup.BackupError, OSError) as exc:
-        return _page([f"Backup refused, nothing was changed: {exc}"], 400)
+        return _page([_("Backup refused, nothing was changed: %(exc)s", exc=exc)], 400)
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
-    return _restarting(f"The backup made {made} was checked. The box is restarting to restore it.")
+    return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))
