@@ -63,7 +63,7 @@ def hidden_fields(client, path: str) -> dict[str, str]:
 
 def second_admin(app, admin_client):
     assert create(admin_client, login="bert", extension="209", email="bert@acme.example", role="admin",
-                  password="bert-password", password2="bert-password").status_code == 302
+                  language="en", password="bert-password", password2="bert-password").status_code == 302
     client = app.test_client()
     assert sign_in(client, "bert", "bert-password").status_code == 302
     return client
@@ -99,10 +99,10 @@ def test_two_admins_changing_different_things_both_keep_their_change(app, admin_
     ada_form, bert_form = hidden_fields(admin_client, "/users/anna/edit"), hidden_fields(bert, "/users/bert/edit")
     assert edit_anna(admin_client, ada_form, full_name="Anna by Ada").status_code == 302
     bert_values = {"full_name": "Bert Admin", "extension": "209", "email": "bert@acme.example", "role": "admin",
-                   "language": "de", "enabled": "on"}
+                   "language": "zh_TW", "enabled": "on"}
     assert bert.post("/users/bert/edit", data={**bert_form, **bert_values}).status_code == 302
     config = runtime.config
-    assert config.user("anna").full_name == "Anna by Ada" and config.user("bert").language == "de"
+    assert config.user("anna").full_name == "Anna by Ada" and config.user("bert").language == "zh_TW"
 
 
 def test_a_refused_form_shown_again_keeps_the_revision_it_was_built_on(app, admin_client, runtime):

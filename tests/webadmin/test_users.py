@@ -71,16 +71,16 @@ def test_edit_user(admin_client, runtime):
     form = admin_client.get("/users/anna/edit").get_data(as_text=True)
     assert 'value="Anna Example"' in form and 'value="201"' in form
     response = post(admin_client, "/users/anna/edit", {"full_name": "Anna Renamed", "extension": "250",
-                                                       "email": "", "role": "staff", "language": "de",
+                                                       "email": "", "role": "staff", "language": "zh_TW",
                                                        "vpn_enabled": "on", "enabled": "on"})
     assert response.status_code == 302
     anna = runtime.store.current().config.user("anna")
-    assert (anna.full_name, anna.extension, anna.email, anna.language) == ("Anna Renamed", "250", None, "de")
+    assert (anna.full_name, anna.extension, anna.email, anna.language) == ("Anna Renamed", "250", None, "zh_TW")
     assert anna.vpn_enabled, "the VPN service gives the checkbox its meaning"
     assert "May use the VPN" in form
     assert verify_password(anna.password_hash, "anna-password")  # editing keeps the password
     bad = post(admin_client, "/users/anna/edit", {"full_name": "Anna", "extension": "1", "role": "staff",
-                                                  "language": "de", "enabled": "on"})
+                                                  "language": "en", "enabled": "on"})
     assert bad.status_code == 400 and field_error(bad.get_data(as_text=True), "extension") == "use 2 to 6 digits"
     assert admin_client.get("/users/nobody/edit").status_code == 404
 

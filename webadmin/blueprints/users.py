@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from webadmin import core, forms
+from webadmin.core import N_
+from webadmin.i18n import language_choices
 
 bp = Blueprint("users", __name__, url_prefix="/users")
-NAV = [("Directory", "Users", "users.index")]
-LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"), ("it", "Italiano"),
-             ("nl", "Nederlands")]
+NAV = [(N_("Directory"), N_("Users"), "users.index")]
 EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled", "vpn_enabled")
 
 
@@ -29,7 +30,7 @@ def _posted_user() -> dict:
         "extension": forms.optional("extension", 20),
         "email": forms.optional("email", 200),
         "role": forms.text("role", 10) or "staff",
-        "language": forms.text("language", 5) or "en",
+        "language": forms.text("language", 5) or core.current_config().system.language,
         "enabled": forms.checkbox("enabled"),
         "vpn_enabled": forms.checkbox("vpn_enabled"),
     }
@@ -58,7 +59,7 @@ def _index_of(doc: dict, login: str) -> int:
     for i, user in enumerate(doc["users"]):
         if user["login"] == login:
             return i
-    raise ConfigError({"": f"user {login!r} no longer exists"})
+    raise ConfigError({"": _("user %(login)s no longer exists", login=login)})
 
 
 @bp.route("/")
@@ -77,7 +78,7 @@ def index():
 @core.admin_required
 def create():
     values = {"login": "", "full_name": "", "extension": None, "email": None, "role": "staff",
-              "language": "en", "enabled": True, "vpn_enabled": False}
+              "language": core.current_config().system.language, "enabled": True, "vpn_enabled": False}
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":
@@ -91,7 +92,7 @@ def create():
 
             errors, general = _apply(f"add user {values['login']}", mutate, index)
             if not errors and not general:
-                flash(f"User {values['login']} was created.", "success")
+                flash(_("User %(login)s was created.", login=values['login']), "success")
                 return redirect(url_for("users.index"))
     return _form_page(values=values, errors=errors, general=general, user=None), (400 if errors or general else 200)
 
@@ -106,7 +107,7 @@ def edit(login: str):
     if request.method == "POST":
         values = {**_posted_user(), "login": login}
         if login == core.current_user().login and (values["role"] != "admin" or not values["enabled"]):
-            general = ["You cannot remove your own admin rights or disable the account you are signed in with."]
+            general = [_("You cannot remove your own admin rights or disable the account you are signed in with.")]
         else:
             index = [u.login for u in core.current_config().users].index(login)
 
@@ -115,7 +116,7 @@ def edit(login: str):
 
             errors, general = _apply(f"edit user {login}", mutate, index)
             if not errors and not general:
-                flash(f"User {login} was saved.", "success")
+                flash(_("User %(login)s was saved.", login=login), "success")
                 return redirect(url_for("users.index"))
     return _form_page(values=values, errors=errors, general=general, user=user), (400 if errors or general else 200)
 
@@ -138,7 +139,7 @@ def password(login: str):
     if not errors and not general:
         if own:
             current_app.extensions[core.SESSIONS_KEY].rebind(session.get("sid"), password_hash)
-        flash(f"The password of {login} was set.", "success")
+        flash(_("The password of %(login)s was set.", login=login), "success")
         return redirect(url_for("users.edit", login=login))
     values = user.model_dump(include={"login", *EDITABLE})
     return _form_page(values=values, errors={}, general=general, user=user,
@@ -159,7 +160,7 @@ def proxy_password(login: str):
         index = [u.login for u in core.current_config().users].index(login)
         errors, general = _apply(f"set proxy password of {login}", mutate, index)
     if not errors and not general:
-        flash(f"The web proxy password of {login} was set.", "success")
+        flash(_("The web proxy password of %(login)s was set.", login=login), "success")
         return redirect(url_for("users.edit", login=login))
     values = user.model_dump(include={"login", *EDITABLE})
     return _form_page(values=values, errors={}, general=general, user=user,
@@ -168,7 +169,8 @@ def proxy_password(login: str):
 
 def _form_page(**context):
     """The user form (create/edit, password and proxy password forms) with what every view passes."""
-    return render_template("users/form.html", proxy_passwords=_proxy_passwords(), languages=LANGUAGES, **context)
+    return render_template("users/form.html", proxy_passwords=_proxy_passwords(), languages=language_choices(),
+                           **context)
 
 
 def _proxy_passwords() -> bool:
@@ -188,17 +190,18 @@ def set_enabled(login: str):
     _user_or_404(login)
     enable = forms.checkbox("enabled")
     if login == session_login() and not enable:
-        flash("You cannot disable the account you are signed in with.", "error")
+        flash(_("You cannot disable the account you are signed in with."), "error")
         return redirect(url_for("users.index"))
 
     def mutate(doc: dict) -> None:
         doc["users"][_index_of(doc, login)]["enabled"] = enable
 
-    _, general = _apply(f"{'enable' if enable else 'disable'} user {login}", mutate, -1)
+    _errors, general = _apply(f"{'enable' if enable else 'disable'} user {login}", mutate, -1)
     for message in general:
         flash(message, "error")
     if not general:
-        flash(f"User {login} is {'enabled' if enable else 'disabled'}.", "success")
+        flash(_("User %(login)s is enabled.", login=login) if enable else _("User %(login)s is disabled.", login=login),
+              "success")
     return redirect(url_for("users.index"))
 
 
@@ -207,16 +210,16 @@ def set_enabled(login: str):
 def delete(login: str):
     user = _user_or_404(login)
     if login == session_login():
-        flash("You cannot delete the account you are signed in with.", "error")
+        flash(_("You cannot delete the account you are signed in with."), "error")
         return redirect(url_for("users.index"))
     if request.method == "POST":
         def mutate(doc: dict) -> None:
             del doc["users"][_index_of(doc, login)]
 
-        _, general = _apply(f"delete user {login}", mutate, -1)
+        _errors, general = _apply(f"delete user {login}", mutate, -1)
         for message in general:
             flash(message, "error")
         if not general:
-            flash(f"User {login} was deleted.", "success")
+            flash(_("User %(login)s was deleted.", login=login), "success")
         return redirect(url_for("users.index"))
     return render_template("users/delete.html", user=user)
