@@ -12,21 +12,25 @@ import zoneinfo
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.bus import appliance_bus
 from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("pbx", __name__, url_prefix="/pbx")
-NAV = [("Telephony", "Extensions", "pbx.extensions"), ("Telephony", "Ring groups", "pbx.groups"),
-       ("Telephony", "Trunks", "pbx.trunks"), ("Telephony", "Outbound routes", "pbx.routes"),
-       ("Telephony", "DIDs (inbound numbers)", "pbx.dids"), ("Telephony", "Dial plan & permissions", "pbx.dialplan"),
-       ("Telephony", "Live registrations", "pbx.registrations"), ("Telephony", "Live calls", "pbx.calls"),
-       ("Telephony", "Call records", "pbx.cdr")]
-PERMISSIONS = [("internal", "Internal only"), ("local", "Local"), ("national", "National"),
-               ("international", "International")]
+NAV = [(N_("Telephony"), N_("Extensions"), "pbx.extensions"), (N_("Telephony"), N_("Ring groups"), "pbx.groups"),
+       (N_("Telephony"), N_("Trunks"), "pbx.trunks"), (N_("Telephony"), N_("Outbound routes"), "pbx.routes"),
+       (N_("Telephony"), N_("DIDs (inbound numbers)"), "pbx.dids"),
+       (N_("Telephony"), N_("Dial plan & permissions"), "pbx.dialplan"),
+       (N_("Telephony"), N_("Live registrations"), "pbx.registrations"),
+       (N_("Telephony"), N_("Live calls"), "pbx.calls"),
+       (N_("Telephony"), N_("Call records"), "pbx.cdr")]
+PERMISSIONS = [("internal", N_("Internal only")), ("local", N_("Local")), ("national", N_("National")),
+               ("international", N_("International"))]
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred")
 DIRECTIONS = ("internal", "inbound", "outbound")
 CDR_PAGE = 50
@@ -42,11 +46,11 @@ def _pbx():
 
 def _friendly(message: str, hint: str = "") -> str:
     if message.startswith("String should match pattern") or message == "is not in the expected format":
-        return f"not valid: {hint}" if hint else "contains characters that are not allowed here"
+        return _("not valid: %(hint)s", hint=hint) if hint else _("contains characters that are not allowed here")
     if message.startswith("Input should be a valid integer"):
-        return "enter a whole number"
+        return _("enter a whole number")
     if message.startswith("Input should be a valid number"):
-        return "enter a number"
+        return _("enter a number")
     return message
 
 
@@ -79,47 +83,49 @@ class Section:
 
 
 SECTIONS = {s.name: s for s in [
-    Section("groups", "Ring groups", "ring group", "number", [
-        Field("number", "Number", help="2 to 6 digits, not an extension"),
-        Field("name", "Name"),
-        Field("strategy", "Strategy", "select", options=[("simultaneous", "Ring all at once"),
-              ("in_order", "In order"), ("round_robin", "Round robin")], default="simultaneous"),
-        Field("members", "Members", "list", help="extension numbers, separated by commas or spaces"),
-        Field("member_timeout", "Seconds per member", "int", help="in order / round robin", default=15),
-        Field("timeout", "Total timeout (s)", "int", default=30),
-        Field("overflow", "Overflow destination", optional=True,
-              help="extension, group or number called after the timeout; empty: busy"),
-    ], [("number", "Number"), ("name", "Name"), ("strategy", "Strategy"), ("members", "Members"),
-        ("timeout", "Timeout (s)"), ("overflow", "Overflow")]),
-    Section("trunks", "Trunks", "trunk", "name", [
-        Field("name", "Name", help="letters, digits, '_' or '-'"),
-        Field("host", "Carrier host", help="host name or address of the carrier's SIP server"),
-        Field("port", "Port", "int", default=5060),
-        Field("transport", "Transport", "select", options=[("udp", "UDP"), ("tcp", "TCP")], default="udp"),
-        Field("username", "User name"),
-        Field("auth_password", "Password", "secret", help="leave empty to keep the current password"),
-        Field("registration", "Register to the carrier", "bool"),
-        Field("register_expires", "Registration interval (s)", "int", default=600),
-        Field("from_number", "Presented number", help="caller number shown on this trunk"),
-        Field("number_format", "Number format", "select", options=[("national", "National"), ("e164", "E.164")],
+    Section("groups", N_("Ring groups"), N_("ring group"), "number", [
+        Field("number", N_("Number"), help=N_("2 to 6 digits, not an extension")),
+        Field("name", N_("Name")),
+        Field("strategy", N_("Strategy"), "select", options=[("simultaneous", N_("Ring all at once")),
+              ("in_order", N_("In order")), ("round_robin", N_("Round robin"))], default="simultaneous"),
+        Field("members", N_("Members"), "list", help=N_("extension numbers, separated by commas or spaces")),
+        Field("member_timeout", N_("Seconds per member"), "int", help=N_("in order / round robin"), default=15),
+        Field("timeout", N_("Total timeout (s)"), "int", default=30),
+        Field("overflow", N_("Overflow destination"), optional=True,
+              help=N_("extension, group or number called after the timeout; empty: busy")),
+    ], [("number", N_("Number")), ("name", N_("Name")), ("strategy", N_("Strategy")), ("members", N_("Members")),
+        ("timeout", N_("Timeout (s)")), ("overflow", N_("Overflow"))]),
+    Section("trunks", N_("Trunks"), N_("trunk"), "name", [
+        Field("name", N_("Name"), help=N_("letters, digits, '_' or '-'")),
+        Field("host", N_("Carrier host"), help=N_("host name or address of the carrier's SIP server")),
+        Field("port", N_("Port"), "int", default=5060),
+        Field("transport", N_("Transport"), "select", options=[("udp", N_("UDP")), ("tcp", N_("TCP"))], default="udp"),
+        Field("username", N_("User name")),
+        Field("auth_password", N_("Password"), "secret", help=N_("leave empty to keep the current password")),
+        Field("registration", N_("Register to the carrier"), "bool"),
+        Field("register_expires", N_("Registration interval (s)"), "int", default=600),
+        Field("from_number", N_("Presented number"), help=N_("caller number shown on this trunk")),
+        Field("number_format", N_("Number format"), "select", options=[("national", N_("National")),
+                                                                     ("e164", N_("E.164"))],
               default="national"),
-        Field("max_channels", "Channels", "int", help="simultaneous calls; more go to the next trunk",
+        Field("max_channels", N_("Channels"), "int", help=N_("simultaneous calls; more go to the next trunk"),
               default=30),
-        Field("invite_timeout", "Failover after (s)", "float", help="seconds without answer before the backup",
+        Field("invite_timeout", N_("Failover after (s)"), "float", help=N_("seconds without answer before the backup"),
               default=8.0),
-    ], [("name", "Name"), ("host", "Host"), ("port", "Port"), ("transport", "Transport"),
-        ("registration", "Registers"), ("max_channels", "Channels")]),
-    Section("routes", "Outbound routes", "outbound route", "name", [
-        Field("name", "Name"),
-        Field("prefix", "Dialled prefix", help="digits the dialled number starts with; empty matches all"),
-        Field("strip", "Digits to strip", "int", default=0),
-        Field("prepend", "Digits to prepend"),
-        Field("trunks", "Trunks", "list", help="trunk names in order: primary first, then backups"),
-    ], [("name", "Name"), ("prefix", "Prefix"), ("strip", "Strip"), ("prepend", "Prepend"), ("trunks", "Trunks")]),
-    Section("dids", "DIDs (inbound numbers)", "DID", "number", [
-        Field("number", "Number", help="as received from the carrier"),
-        Field("destination", "Destination", help="extension or ring group number"),
-    ], [("number", "Number"), ("destination", "Destination")]),
+    ], [("name", N_("Name")), ("host", N_("Host")), ("port", N_("Port")), ("transport", N_("Transport")),
+        ("registration", N_("Registers")), ("max_channels", N_("Channels"))]),
+    Section("routes", N_("Outbound routes"), N_("outbound route"), "name", [
+        Field("name", N_("Name")),
+        Field("prefix", N_("Dialled prefix"), help=N_("digits the dialled number starts with; empty matches all")),
+        Field("strip", N_("Digits to strip"), "int", default=0),
+        Field("prepend", N_("Digits to prepend")),
+        Field("trunks", N_("Trunks"), "list", help=N_("trunk names in order: primary first, then backups")),
+    ], [("name", N_("Name")), ("prefix", N_("Prefix")), ("strip", N_("Strip")), ("prepend", N_("Prepend")),
+        ("trunks", N_("Trunks"))]),
+    Section("dids", N_("DIDs (inbound numbers)"), N_("DID"), "number", [
+        Field("number", N_("Number"), help=N_("as received from the carrier")),
+        Field("destination", N_("Destination"), help=N_("extension or ring group number")),
+    ], [("number", N_("Number")), ("destination", N_("Destination"))]),
 ]}
 
 
@@ -200,14 +206,14 @@ def _form_view(section: str, key: str | None = None):
                 if str(existing.get(spec.key)) == key:
                     section_list[i] = item
                     return
-            raise ConfigError({"": f"the {spec.singular} {key} no longer exists"})
+            raise ConfigError({"": _("the %(what)s %(key)s no longer exists", what=_(spec.singular), key=key)})
 
         label = item.get(spec.key) or "?"
         summary = f"{'edit' if key else 'add'} {spec.singular} {label}"
-        hints = {f.name: f.help for f in spec.fields if f.help}
+        hints = {f.name: _(f.help) for f in spec.fields if f.help}
         errors, general = _apply(summary, mutate, f"pbx.{spec.name}.{index}", hints)
         if not errors and not general:
-            flash(f"The {spec.singular} {label} was saved.", "success")
+            flash(_("The %(what)s %(key)s was saved.", what=_(spec.singular), key=label), "success")
             return redirect(url_for(f"pbx.{spec.name}"))
         values = _display(item, spec)
     return render_template("pbx/section_form.html", section=spec, values=values, errors=errors,
@@ -225,9 +231,10 @@ def _delete_view(section: str, key: str):
 
     errors, general = _apply(f"delete {spec.singular} {key}", mutate, f"pbx.{spec.name}")
     if errors or general:
-        flash(f"The {spec.singular} {key} was not deleted: " + "; ".join([*errors.values(), *general]), "error")
+        flash(_("The %(what)s %(key)s was not deleted: %(reasons)s", what=_(spec.singular), key=key,
+                reasons="; ".join([*errors.values(), *general])), "error")
     else:
-        flash(f"The {spec.singular} {key} was deleted.", "success")
+        flash(_("The %(what)s %(key)s was deleted.", what=_(spec.singular), key=key), "success")
     return redirect(url_for(f"pbx.{spec.name}"))
 
 
@@ -292,7 +299,7 @@ def extension_edit(ext: str):
         values = posted_call_handling() | {"blf_watchers": forms.text("blf_watchers", 20) or "everyone",
                                            "permission": forms.text("permission", 20)}
         if values["permission"] and values["permission"] not in dict(PERMISSIONS):
-            errors["permission"] = "choose a permission class from the list"
+            errors["permission"] = _("choose a permission class from the list")
         else:
             def mutate(doc: dict) -> None:
                 pbx = doc.setdefault("pbx", {})
@@ -307,7 +314,7 @@ def extension_edit(ext: str):
                                      dict.fromkeys(("forward_always", "forward_busy", "forward_no_answer"),
                                                    FORWARD_HINT))
             if not errors and not general:
-                flash(f"Extension {ext} was saved.", "success")
+                flash(_("Extension %(ext)s was saved.", ext=ext), "success")
                 return redirect(url_for("pbx.extensions"))
     return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
                            general=general, permissions=PERMISSIONS, blf_watchers=BLF_WATCHERS,
@@ -345,7 +352,7 @@ def dialplan():
             "country_code": "1 to 4 digits, without + or 00", "national_prefix": "up to 3 digits",
             "international_prefix": "1 to 4 digits", "public_address": "an IPv4 address, e.g. 203.0.113.7"})
         if not errors and not general:
-            flash("The dial plan was saved.", "success")
+            flash(_("The dial plan was saved."), "success")
             return redirect(url_for("pbx.dialplan"))
     users = {u.login: u for u in config.users}
     overrides = [(login, users.get(login), cls) for login, cls in sorted(pbx.permissions.items())]
@@ -361,7 +368,7 @@ def permission_set():
     """Give a user their own permission class (create or change)."""
     login, cls = forms.text("login", 64), forms.text("permission", 20)
     if core.current_config().user(login) is None or cls not in dict(PERMISSIONS):
-        flash("Choose a user and a permission class.", "error")
+        flash(_("Choose a user and a permission class."), "error")
         return redirect(url_for("pbx.dialplan"))
 
     def mutate(doc: dict) -> None:
@@ -387,7 +394,7 @@ def permission_delete(login: str):
 def _save_permission(summary: str, mutate, done: str):
     errors, general = _apply(summary, mutate, "pbx.permissions")
     if errors or general:
-        flash("Not saved: " + "; ".join([*errors.values(), *general]), "error")
+        flash(_("Not saved: %(reasons)s", reasons="; ".join([*errors.values(), *general])), "error")
     else:
         flash(done, "success")
     return redirect(url_for("pbx.dialplan"))
@@ -408,7 +415,7 @@ def registrations():
 @core.admin_required
 def unban(source: str):
     _pbx().unban(source)
-    flash(f"{source} may send requests again.", "success")
+    flash(_("%(source)s may send requests again.", source=source), "success")
     return redirect(url_for("pbx.registrations"))
 
 
@@ -441,13 +448,13 @@ def _cdr_filters() -> tuple[dict, dict, dict[str, str]]:
             try:
                 day = dt.date.fromisoformat(values[name])
             except ValueError:
-                errors[name] = "enter a date as YYYY-MM-DD"
+                errors[name] = _("enter a date as YYYY-MM-DD")
                 continue
             start = dt.datetime.combine(day + dt.timedelta(days=shift), dt.time(), tz)
             filters[name] = start.timestamp()
     if values["party"]:
         if not all(c.isdigit() or c in "+*#" for c in values["party"]):
-            errors["party"] = "enter an extension or a number (digits, +, * or #)"
+            errors["party"] = _("enter an extension or a number (digits, +, * or #)")
         else:
             filters["party"] = values["party"]
     for name, allowed in (("disposition", DISPOSITIONS), ("direction", DIRECTIONS)):
@@ -455,9 +462,9 @@ def _cdr_filters() -> tuple[dict, dict, dict[str, str]]:
             if values[name] in allowed:
                 filters[name] = values[name]
             else:
-                errors[name] = "choose a value from the list"
+                errors[name] = _("choose a value from the list")
     if "since" in filters and "until" in filters and filters["until"] <= filters["since"]:
-        errors["until"] = "the end date must not be before the start date"
+        errors["until"] = _("the end date must not be before the start date")
     return values, filters, errors
 
 
@@ -481,9 +488,10 @@ def cdr():
 @bp.route("/cdr.csv")
 @core.admin_required
 def cdr_csv():
-    _, filters, errors = _cdr_filters()
+    _unused, filters, errors = _cdr_filters()
     if errors:
-        abort(400, description="Invalid filter: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        problems = "; ".join(f"{k}: {v}" for k, v in errors.items())
+        abort(400, description=_("Invalid filter: %(problems)s", problems=problems))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
     try:
         pieces = _pbx().cdr_csv(**filters)
