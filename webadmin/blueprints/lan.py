@@ -6,20 +6,23 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from appliance.users import new_secret
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("lan", __name__, url_prefix="/lan")
-NAV = [("Network", "DHCP", "lan.dhcp"), ("Network", "Leases", "lan.leases"), ("Network", "DNS", "lan.dns"),
-       ("Network", "Phones", "lan.phones")]
-MODELS = [("yealink", "Yealink T4x/T5x desk phone"), ("snom", "Snom D-series desk phone"),
-          ("grandstream", "Grandstream GXP desk phone"), ("yealink-w70b", "Yealink W70B SIP-DECT base")]
+NAV = [(N_("Network"), N_("DHCP"), "lan.dhcp"), (N_("Network"), N_("Leases"), "lan.leases"),
+       (N_("Network"), N_("DNS"), "lan.dns"),
+       (N_("Network"), N_("Phones"), "lan.phones")]
+MODELS = [("yealink", N_("Yealink T4x/T5x desk phone")), ("snom", N_("Snom D-series desk phone")),
+          ("grandstream", N_("Grandstream GXP desk phone")), ("yealink-w70b", "Yealink W70B SIP-DECT base")]
 RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
-PROV_AUTH = [("none", "None (the DHCP lease binding protects the files)"),
-             ("per-phone", "Per phone: digest, user = MAC digits, the phone's own password"),
-             ("digest", "One shared account, digest"),
-             ("basic", "One shared account, basic (readable on the LAN unless over HTTPS)")]
+PROV_AUTH = [("none", N_("None (the DHCP lease binding protects the files)")),
+             ("per-phone", N_("Per phone: digest, user = MAC digits, the phone's own password")),
+             ("digest", N_("One shared account, digest")),
+             ("basic", N_("One shared account, basic (readable on the LAN unless over HTTPS)"))]
 
 
 def _service(name: str):
@@ -64,7 +67,7 @@ def dhcp_settings():
     errors, general = forms.apply_form("DHCP settings", mutate, prefix="dhcp")
     if errors or general:
         return _dhcp_page(errors, general, form, 400)
-    return _done("DHCP settings saved.", "lan.dhcp")
+    return _done(_("DHCP settings saved."), "lan.dhcp")
 
 
 @bp.route("/dhcp/pools", methods=["POST"])
@@ -81,16 +84,16 @@ def pool_add():
                                        prefix=f"dhcp.pools.{index}", fields={f"dhcp.pools.{index}": "end"})
     if errors or general:
         return _dhcp_page(errors, general, form, 400)
-    return _done("Pool added.", "lan.dhcp")
+    return _done(_("Pool added."), "lan.dhcp")
 
 
 @bp.route("/dhcp/pools/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def pool_delete(index: int):
-    general = forms.remove_item("remove a DHCP pool", "dhcp", "pools", index, "pool")
+    general = forms.remove_item("remove a DHCP pool", "dhcp", "pools", index, N_("pool"))
     if general:
         return _dhcp_page(general=general, status=400)
-    return _done("Pool removed.", "lan.dhcp")
+    return _done(_("Pool removed."), "lan.dhcp")
 
 
 def add_reservation(mac: str, ip: str, hostname: str | None):
@@ -110,7 +113,7 @@ def reservation_add():
     errors, general = add_reservation(form["mac"], form["ip"], form["hostname"])
     if errors or general:
         return _dhcp_page(errors, general, form, 400)
-    return _done(f"{form['ip']} is reserved for {form['mac']}.", "lan.dhcp")
+    return _done(_("%(ip)s is reserved for %(mac)s.", ip=form['ip'], mac=form['mac']), "lan.dhcp")
 
 
 @bp.route("/dhcp/reservations/<mac>/delete", methods=["POST"])
@@ -122,7 +125,7 @@ def reservation_delete(mac: str):
     errors, general = forms.apply_form(f"remove the reservation of {mac}", mutate)
     if general:
         return _dhcp_page(general=general, status=400)
-    return _done("Reservation removed.", "lan.dhcp")
+    return _done(_("Reservation removed."), "lan.dhcp")
 
 
 # -- leases ------------------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def make_static():
         for message in list(errors.values()) + general:
             flash(message, "error")
         return redirect(url_for("lan.leases"))
-    return _done(f"{ip} is now reserved for {mac}.", "lan.leases")
+    return _done(_("%(ip)s is now reserved for %(mac)s.", ip=ip, mac=mac), "lan.leases")
 
 
 # -- DNS ---------------------------------------------------------------------------------------------------------
@@ -179,16 +182,16 @@ def record_add():
                                        prefix=f"dns.records.{index}", fields={f"dns.records.{index}": "value"})
     if errors or general:
         return _dns_page(errors, general, form, 400)
-    return _done(f"Record {form['name']} added.", "lan.dns")
+    return _done(_("Record %(name)s added.", name=form['name']), "lan.dns")
 
 
 @bp.route("/dns/records/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def record_delete(index: int):
-    general = forms.remove_item("remove a DNS record", "dns", "records", index, "record")
+    general = forms.remove_item("remove a DNS record", "dns", "records", index, N_("record"))
     if general:
         return _dns_page(general=general, status=400)
-    return _done("Record removed.", "lan.dns")
+    return _done(_("Record removed."), "lan.dns")
 
 
 @bp.route("/dns/upstreams", methods=["POST"])
@@ -205,7 +208,7 @@ def upstreams():
     if errors or general:
         return _dns_page({"upstreams": next(iter(errors.values()))} if errors else {}, general, {"upstreams": raw},
                          400)
-    return _done("Upstream resolvers saved.", "lan.dns")
+    return _done(_("Upstream resolvers saved."), "lan.dns")
 
 
 @bp.route("/dns/flush", methods=["POST"])
@@ -214,7 +217,7 @@ def flush():
     svc = _service("dns")
     if svc is not None:
         svc.flush_cache()
-    return _done("The DNS cache was emptied.", "lan.dns")
+    return _done(_("The DNS cache was emptied."), "lan.dns")
 
 
 # -- phones ------------------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def parse_handsets(text: str) -> list[dict]:
     for part in text.replace(",", " ").split():
         number, sep, login = part.partition(":")
         if not sep or not number.isdigit() or not login:
-            raise ValueError(f"{part!r}: write handset:login, like 1:alice")
+            raise ValueError(_("%(part)r: write handset:login, like 1:alice", part=part))
         found.append({"number": int(number), "user": login.lower()})
     return found
 
@@ -268,7 +271,7 @@ def phone_add():
                                        fields={f"provisioning.phones.{index}": "model", "provisioning.phones": "mac"})
     if errors or general:
         return _phones_page(errors, general, form, 400)
-    return _done(f"Phone {form['mac']} added.", "lan.phones")
+    return _done(_("Phone %(mac)s added.", mac=form['mac']), "lan.phones")
 
 
 @bp.route("/phones/security", methods=["POST"])
@@ -293,7 +296,7 @@ def phone_security():
     errors, general = forms.apply_form("provisioning security", mutate, prefix="provisioning")
     if errors or general:
         return _phones_page(errors, general, status=400)
-    return _done("Provisioning security saved.", "lan.phones")
+    return _done(_("Provisioning security saved."), "lan.phones")
 
 
 @bp.route("/phones/<mac>/delete", methods=["POST"])
@@ -302,7 +305,7 @@ def phone_delete(mac: str):
     def mutate(doc: dict) -> None:
         doc["provisioning"]["phones"] = [p for p in doc["provisioning"]["phones"] if p["mac"] != mac]
 
-    _, general = forms.apply_form(f"remove phone {mac}", mutate)
+    _errors, general = forms.apply_form(f"remove phone {mac}", mutate)
     if general:
         return _phones_page(general=general, status=400)
-    return _done(f"Phone {mac} removed.", "lan.phones")
+    return _done(_("Phone %(mac)s removed.", mac=mac), "lan.phones")
