@@ -4,13 +4,15 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("mail", __name__, url_prefix="/mail")
-NAV = [("Mail", "Domains & relay", "mail.index"), ("Mail", "Mailboxes", "mail.mailboxes"),
-       ("Mail", "Aliases & lists", "mail.aliases"), ("Mail", "Smarthost", "mail.smarthost"),
-       ("Mail", "Queue", "mail.queue")]
+NAV = [(N_("Mail"), N_("Domains & relay"), "mail.index"), (N_("Mail"), N_("Mailboxes"), "mail.mailboxes"),
+       (N_("Mail"), N_("Aliases & lists"), "mail.aliases"), (N_("Mail"), N_("Smarthost"), "mail.smarthost"),
+       (N_("Mail"), N_("Queue"), "mail.queue")]
 
 
 def _service():
@@ -29,7 +31,7 @@ def _lines(name: str) -> list[str]:
 def _int(name: str, errors: dict[str, str]) -> int | None:
     value = forms.text(name, 12)
     if not value.isdigit():
-        errors[name] = "enter a whole number"
+        errors[name] = _("enter a whole number")
         return None
     return int(value)
 
@@ -54,9 +56,9 @@ def index():
             errors, general = forms.apply_form("change mail domains and relay rules", mutate, "mail")
             errors = {k.split(".")[0]: v for k, v in errors.items()}
             if "max_message_size" in errors:
-                errors["max_message_size_mb"] = "choose between 1 and 200 MB"
+                errors["max_message_size_mb"] = _("choose between 1 and 200 MB")
             if not errors and not general:
-                flash("Mail settings saved.", "success")
+                flash(_("Mail settings saved."), "success")
                 return redirect(url_for("mail.index"))
     status = _service().status()
     return render_template("mail/index.html", config=config, section=config.mail, status=status,
@@ -141,7 +143,7 @@ def aliases():
         errors, general = forms.apply_form(what, mutate, prefix=f"mail.aliases.{index}")
         errors = {k.split(".")[0]: v for k, v in errors.items()}
         if not errors and not general:
-            flash(f"Alias {entry['name']} saved.", "success")
+            flash(_("Alias %(name)s saved.", name=entry['name']), "success")
             return redirect(url_for("mail.aliases"))
         edit = original
     return render_template("mail/aliases.html", aliases=config.mail.aliases, domain=config.system.mail_domain,
@@ -162,7 +164,7 @@ def delete_alias(name: str):
     if errors or general:
         flash("; ".join(general + list(errors.values())), "error")
     else:
-        flash(f"Alias {name} deleted.", "success")
+        flash(_("Alias %(name)s deleted.", name=name), "success")
     return redirect(url_for("mail.aliases"))
 
 
@@ -206,7 +208,7 @@ def smarthost():
                        "queue_lifetime_seconds": "queue_lifetime_hours"}
             errors = {renamed.get(k, k): v for k, v in errors.items()}
             if not errors and not general:
-                flash("Smarthost saved.", "success")
+                flash(_("Smarthost saved."), "success")
                 return redirect(url_for("mail.smarthost"))
     return render_template("mail/smarthost.html", values=values, errors=errors, general=general,
                            has_password=bool(config.mail.smarthost.password)), (400 if errors or general else 200)
@@ -224,9 +226,9 @@ def queue():
 @core.admin_required
 def retry(qid: str):
     if _service().retry_now(qid):
-        flash(f"Message {qid} will be retried now.", "success")
+        flash(_("Message %(qid)s will be retried now.", qid=qid), "success")
     else:
-        flash(f"Message {qid} is no longer in the queue.", "warning")
+        flash(_("Message %(qid)s is no longer in the queue.", qid=qid), "warning")
     return redirect(url_for("mail.queue"))
 
 
@@ -240,6 +242,7 @@ def delete(qid: str):
     except QueueBusy as exc:
         flash(str(exc), "warning")
         return redirect(url_for("mail.queue"))
-    flash(f"Message {qid} deleted." if removed else f"Message {qid} is no longer in the queue.",
+    flash(_("Message %(qid)s deleted.", qid=qid) if removed
+          else _("Message %(qid)s is no longer in the queue.", qid=qid),
           "success" if removed else "warning")
     return redirect(url_for("mail.queue"))
