@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from appliance.service import ApplyError
 from services.proxy.config import DAYS
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
+from webadmin.core import N_
 
 bp = Blueprint("proxy", __name__, url_prefix="/proxy")
-NAV = [("Internet", "Web proxy", "proxy.index"), ("Internet", "Web usage", "proxy.usage")]
-PERIODS = {"24h": ("last 24 hours", 86400), "7d": ("last 7 days", 7 * 86400), "30d": ("last 30 days", 30 * 86400)}
+NAV = [(N_("Internet"), N_("Web proxy"), "proxy.index"), (N_("Internet"), N_("Web usage"), "proxy.usage")]
+PERIODS = {"24h": (N_("last 24 hours"), 86400), "7d": (N_("last 7 days"), 7 * 86400),
+           "30d": (N_("last 30 days"), 30 * 86400)}
 
 
 def _service():
@@ -60,7 +63,7 @@ def settings():
         try:
             numbers[key] = int(value)
         except ValueError:
-            errors[key] = "enter a whole number of megabytes"
+            errors[key] = _("enter a whole number of megabytes")
     if errors:
         return _page(errors, form=form, status=400)
 
@@ -75,7 +78,7 @@ def settings():
     errors, general = forms.apply_form("web proxy settings", mutate, "proxy", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash("Web proxy settings saved.", "success")
+    flash(_("Web proxy settings saved."), "success")
     return redirect(url_for("proxy.index"))
 
 
@@ -96,17 +99,17 @@ def group_add():
     if errors or general:
         errors = {f"group_{k}": v for k, v in errors.items()}
         return _page(errors, general, {"group_name": name}, 400)
-    flash(f"Group {name} added.", "success")
+    flash(_("Group %(name)s added.", name=name), "success")
     return redirect(url_for("proxy.index"))
 
 
 @bp.route("/groups/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def group_delete(index: int):
-    general = forms.remove_item("remove a proxy group", "proxy", "groups", index, "group")
+    general = forms.remove_item("remove a proxy group", "proxy", "groups", index, N_("group"))
     if general:
         return _page(general=general, status=400)
-    flash("Group removed.", "success")
+    flash(_("Group removed."), "success")
     return redirect(url_for("proxy.index"))
 
 
