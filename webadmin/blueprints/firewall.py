@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("firewall", __name__, url_prefix="/firewall")
-NAV = [("Internet", "Firewall", "firewall.index")]
+NAV = [(N_("Internet"), N_("Firewall"), "firewall.index")]
 ZONES = ("lan", "voice", "vpn")
 
 
@@ -57,8 +59,8 @@ def _page(errors=None, general=None, form=None, status=200):
 def _saved(message: str):
     pending = core.runtime().engine.confirmation.pending()
     if pending:
-        flash(f"{message} This change affects access to the box: confirm it within "
-              f"{pending['seconds_left']:.0f} seconds or it is undone.", "warning")
+        flash(_("%(message)s This change affects access to the box: confirm it within %(seconds)d seconds or it is "
+                "undone.", message=message, seconds=round(pending["seconds_left"])), "warning")
     else:
         flash(message, "success")
     return redirect(url_for("firewall.index"))
@@ -74,9 +76,9 @@ def index():
 @core.admin_required
 def confirm():
     if core.runtime().engine.confirmation.confirm():
-        flash("Change confirmed: it stays.", "success")
+        flash(_("Change confirmed: it stays."), "success")
     else:
-        flash("There was no change waiting for confirmation (it may have been rolled back).", "warning")
+        flash(_("There was no change waiting for confirmation (it may have been rolled back)."), "warning")
     back = request.form.get("next", "")
     local = back.startswith("/") and not back.startswith("//") and "\\" not in back
     return redirect(back if local else url_for("firewall.index"))
@@ -93,7 +95,7 @@ def settings():
         try:
             numbers[key] = int(form[key])
         except ValueError:
-            errors[key] = "enter a whole number"
+            errors[key] = _("enter a whole number")
     if errors:
         return _page(errors, form=form, status=400)
 
@@ -111,7 +113,7 @@ def settings():
     errors, general = forms.apply_form("firewall settings", mutate, prefix="firewall", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    return _saved("Firewall settings saved.")
+    return _saved(_("Firewall settings saved."))
 
 
 @bp.route("/rules", methods=["POST"])
@@ -130,13 +132,13 @@ def rule_add():
                                        top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    return _saved("Rule added.")
+    return _saved(_("Rule added."))
 
 
 @bp.route("/rules/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def rule_delete(index: int):
-    return _delete("rules", index, "firewall rule")
+    return _delete("rules", index, N_("firewall rule"))
 
 
 @bp.route("/forwards", methods=["POST"])
@@ -151,7 +153,7 @@ def forward_add():
             try:
                 ports[key] = int(form[key])
             except ValueError:
-                errors[key] = "enter a port number"
+                errors[key] = _("enter a port number")
     if errors:
         return _page(errors, form=form, status=400)
     index = len(core.current_config().firewall.port_forwards)
@@ -166,17 +168,17 @@ def forward_add():
                                        prefix=f"firewall.port_forwards.{index}", fields=names, top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    return _saved("Port forward added.")
+    return _saved(_("Port forward added."))
 
 
 @bp.route("/forwards/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def forward_delete(index: int):
-    return _delete("port_forwards", index, "port forward")
+    return _delete("port_forwards", index, N_("port forward"))
 
 
 def _delete(key: str, index: int, what: str):
     general = forms.remove_item(f"remove a {what}", "firewall", key, index, what)
     if general:
         return _page(general=general, status=400)
-    return _saved(f"The {what} was removed.")
+    return _saved(_("The %(what)s was removed.", what=_(what)))

@@ -3,13 +3,15 @@ static routes settings (the `network` section of the configuration)."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from appliance.network import NetworkError, network_status
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
+from webadmin.core import N_
 
 bp = Blueprint("network", __name__, url_prefix="/network")
-NAV = [("Internet", "Interfaces", "network.index")]
+NAV = [(N_("Internet"), N_("Interfaces"), "network.index")]
 FIELDS = {"network.lan.interface": "lan_interface", "network.lan.address": "lan_address",
           "network.voice.vlan_id": "vlan_id", "network.voice.address": "voice_address",
           "network.wan.interface": "wan_interface", "network.wan.mode": "wan_mode",
@@ -62,7 +64,7 @@ def settings():
     errors, general = forms.apply_form("interface settings", mutate, fields=FIELDS, top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash("Interface settings saved.", "success")
+    flash(_("Interface settings saved."), "success")
     return redirect(url_for("network.index"))
 
 
@@ -79,15 +81,15 @@ def route_add():
                                        top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash("Route added.", "success")
+    flash(_("Route added."), "success")
     return redirect(url_for("network.index"))
 
 
 @bp.route("/routes/<int:index>/delete", methods=["POST"])
 @core.admin_required
 def route_delete(index: int):
-    general = forms.remove_item("remove a route", "network", "routes", index, "route")
+    general = forms.remove_item("remove a route", "network", "routes", index, N_("route"))
     if general:
         return _page(general=general, status=400)
-    flash("Route removed.", "success")
+    flash(_("Route removed."), "success")
     return redirect(url_for("network.index"))

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("ntp", __name__, url_prefix="/ntp")
-NAV = [("Network", "Time server", "ntp.index")]
+NAV = [(N_("Network"), N_("Time server"), "ntp.index")]
 
 
 def _hosts(field: str) -> list[str]:
@@ -38,5 +40,5 @@ def save():
     errors, general = forms.apply_form("time server settings", mutate, prefix="ntp", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash("Time server settings saved.", "success")
+    flash(_("Time server settings saved."), "success")
     return redirect(url_for("ntp.index"))

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("vpn", __name__, url_prefix="/vpn")
-NAV = [("Network", "VPN", "vpn.index")]
+NAV = [(N_("Network"), N_("VPN"), "vpn.index")]
 
 
 def _service():
@@ -59,7 +61,7 @@ def settings():
     errors, general = forms.apply_form("VPN settings", mutate, prefix="vpn.wireguard", top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash("VPN settings saved.", "success")
+    flash(_("VPN settings saved."), "success")
     return redirect(url_for("vpn.index"))
 
 
@@ -79,7 +81,7 @@ def add_tunnel():
                                        top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash(f"Tunnel {tunnel['name']} was added.", "success")
+    flash(_("Tunnel %(name)s was added.", name=tunnel['name']), "success")
     return redirect(url_for("vpn.index"))
 
 
@@ -89,7 +91,7 @@ def delete_tunnel(name: str):
     def mutate(doc: dict) -> None:
         doc["vpn"]["tunnels"] = [t for t in doc["vpn"].get("tunnels", []) if t["name"] != name]
 
-    _, general = forms.apply_form(f"delete VPN tunnel {name}", mutate)
+    _unused, general = forms.apply_form(f"delete VPN tunnel {name}", mutate)
     for message in general:
         flash(message, "error")
     return redirect(url_for("vpn.index"))
@@ -110,7 +112,8 @@ def add():
     errors, general = forms.apply_form(f"add WireGuard device {login}/{name}", mutate, top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash(f"Device {name} of {login} was added: download its file or show its QR code.", "success")
+    flash(_("Device %(name)s of %(login)s was added: download its file or show its QR code.", name=name, login=login),
+          "success")
     return redirect(url_for("vpn.index"))
 
 
@@ -122,13 +125,13 @@ def add_account():
     def mutate(doc: dict) -> None:
         accounts = doc.setdefault("vpn", {}).setdefault("remote_access", {}).setdefault("accounts", [])
         if any(a["user"] == login for a in accounts):
-            raise ConfigError({"": f"{login} already has an IKEv2 account"})
+            raise ConfigError({"": _("%(login)s already has an IKEv2 account", login=login)})
         accounts.append({"user": login})  # the box makes the secret
 
     errors, general = forms.apply_form(f"add IKEv2 account {login}", mutate, top=True)
     if errors or general:
         return _page(errors, general, {"user": login}, 400)
-    flash(f"{login} has an IKEv2 account: download the sign-in details for them.", "success")
+    flash(_("%(login)s has an IKEv2 account: download the sign-in details for them.", login=login), "success")
     return redirect(url_for("vpn.index"))
 
 
@@ -139,7 +142,7 @@ def delete_account(login: str):
         ra = doc["vpn"]["remote_access"]
         ra["accounts"] = [a for a in ra.get("accounts", []) if a["user"] != login]
 
-    _, general = forms.apply_form(f"delete IKEv2 account {login}", mutate)
+    _unused, general = forms.apply_form(f"delete IKEv2 account {login}", mutate)
     for message in general:
         flash(message, "error")
     return redirect(url_for("vpn.index"))
@@ -166,7 +169,7 @@ def account_details(login: str):
 def ca():
     svc = _service()
     if svc is None or not svc.pki.ca.exists():
-        flash("The VPN certificate authority is made when IKEv2 remote access is switched on.", "error")
+        flash(_("The VPN certificate authority is made when IKEv2 remote access is switched on."), "error")
         return redirect(url_for("vpn.index"))
     return Response(svc.pki.ca.read_bytes(), mimetype="application/x-pem-file",
                     headers={"Content-Disposition": 'attachment; filename="officebox-vpn-ca.pem"'})
@@ -189,7 +192,7 @@ def delete_device(login: str, name: str):
         wg = doc["vpn"]["wireguard"]
         wg["devices"] = [d for d in wg["devices"] if (d["user"], d["name"]) != (login, name)]
 
-    _, general = forms.apply_form(f"delete WireGuard device {login}/{name}", mutate)
+    _unused, general = forms.apply_form(f"delete WireGuard device {login}/{name}", mutate)
     for message in general:
         flash(message, "error")
     return redirect(url_for("vpn.index"))
