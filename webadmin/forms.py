@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from flask import request
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from appliance.apply import ChangedMeanwhile, ConfigError
 from appliance.service import ApplyError
 from appliance.users import MIN_PASSWORD_LENGTH
+from webadmin.core import N_
 
 MAX_PASSWORD_LENGTH = 256
 
 # shown instead of a bare pattern mismatch ("is not in the expected format"), keyed by the field's last name
 PATTERN_HINTS = {
-    "login": "use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter",
-    "extension": "use 2 to 6 digits",
-    "email": "enter a valid e-mail address, like anna@example.com",
-    "hostname": "use lower-case letters, digits and '-' only",
-    "domain": "enter a domain name, like office.lan",
-    "mail_domain": "enter a domain name, like example.com",
-    "timezone": "choose a time zone from the list",
-    "interface": "enter an interface name, like eth0",
+    "login": N_("use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter"),
+    "extension": N_("use 2 to 6 digits"),
+    "email": N_("enter a valid e-mail address, like anna@example.com"),
+    "hostname": N_("use lower-case letters, digits and '-' only"),
+    "domain": N_("enter a domain name, like office.lan"),
+    "mail_domain": N_("enter a domain name, like example.com"),
+    "timezone": N_("choose a time zone from the list"),
+    "interface": N_("enter an interface name, like eth0"),
 }
 
 
@@ -28,9 +30,9 @@ def friendly(path: str, message: str) -> str:
     name = path.rsplit(".", 1)[-1]
     mismatch = message.startswith("String should match pattern") or message == "is not in the expected format"
     if mismatch and name in PATTERN_HINTS:
-        return PATTERN_HINTS[name]
+        return _(PATTERN_HINTS[name])
     if message == "String should have at least 1 character":
-        return "this field is required"
+        return _("this field is required")
     return message
 
 
@@ -74,13 +76,14 @@ def form_errors(err: ConfigError, prefix: str = "", fields: dict[str, str] | Non
 def changed_meanwhile(err: ChangedMeanwhile) -> Markup:
     """The conflict message with the difference since the form was shown (secrets masked)."""
     rev = err.current
-    who = f"revision #{rev.id} by {rev.author} ({rev.summary})" if rev else "another change"
-    where = f" Both changed {', '.join(err.paths)}." if err.paths else ""
+    who = _("revision #%(id)s by %(author)s (%(summary)s)", id=rev.id, author=rev.author, summary=rev.summary) \
+        if rev else _("another change")
+    where = " " + _("Both changed %(paths)s.", paths=", ".join(err.paths)) if err.paths else ""
     lines = Markup("").join(Markup('<span class="{}">{}</span>').format(diff_line_class(line), line)
                             for line in err.diff.splitlines())
-    return Markup('The configuration was changed meanwhile by {}; nothing was saved.{} Here is the difference '
-                  'since the page was shown; check it, then save again:<pre class="diff">{}</pre>').format(
-        who, where, lines)
+    text = _("The configuration was changed meanwhile by %(who)s; nothing was saved.", who=who)
+    advice = _("Here is the difference since the page was shown; check it, then save again:")
+    return Markup('{}{} {}<pre class="diff">{}</pre>').format(text, where, advice, lines)
 
 
 def general_error(err: ApplyError) -> str | Markup:
@@ -115,11 +118,11 @@ def new_password(errors: dict[str, str], field: str = "password", repeat: str = 
     """The posted new password if it is acceptable and typed twice the same; else None and `errors` set."""
     password = request.form.get(field) or ""
     if len(password) < MIN_PASSWORD_LENGTH:
-        errors[field] = f"use at least {MIN_PASSWORD_LENGTH} characters"
+        errors[field] = _("use at least %(num)d characters", num=MIN_PASSWORD_LENGTH)
     elif len(password) > MAX_PASSWORD_LENGTH:
-        errors[field] = f"use at most {MAX_PASSWORD_LENGTH} characters"
+        errors[field] = _("use at most %(num)d characters", num=MAX_PASSWORD_LENGTH)
     elif password != request.form.get(repeat):
-        errors[repeat] = "the two passwords differ"
+        errors[repeat] = _("the two passwords differ")
     else:
         return password
     return None
@@ -153,6 +156,6 @@ def remove_item(summary: str, section: str, key: str, index: int, what: str) -> 
     def mutate(doc: dict) -> None:
         items = doc[section][key]
         if not 0 <= index < len(items):
-            raise ConfigError({"": f"that {what} no longer exists"})
+            raise ConfigError({"": _("that %(what)s no longer exists", what=_(what))})
         del items[index]
     return apply_form(summary, mutate)[1]
