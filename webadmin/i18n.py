@@ -1,10 +1,12 @@
 """Languages of the web admin (Flask-Babel): the signed-in user's language, else the browser's
 Accept-Language, else the box default (system.language, chosen in the wizard); the box's time zone.
 
-Catalogues: webadmin/translations/<locale>/LC_MESSAGES/messages.po (the sources) and the compiled .mo
-beside them, both committed (`make translations` extracts, updates and compiles them; a test checks that
-every message is translated and every .mo matches its .po). Mark text with `_()` (templates, views),
-and with `N_()` where it is shown later (navigation entries, tables of messages), translated where shown.
+Catalogues: webadmin/translations/<locale>/LC_MESSAGES/messages.po (the sources; Babel files zh_TW under
+zh_Hant_TW) and the compiled .mo beside them, both committed, so a clone, `make setup` and the firmware
+need no build step. `make translations` extracts the marked text, merges it into each .po and compiles;
+tests/webadmin/test_i18n.py fails while a message lacks a translation or a .mo is older than its .po.
+Mark text with `_()` (templates, views), and with `N_()` where it is shown later (navigation entries,
+tables of messages), translated where shown.
 """
 from __future__ import annotations
 
