@@ -54,3 +54,26 @@ def admin_client_for(runtime, app=None):
     assert run_wizard(client).status_code == 302, "first-boot wizard failed"
     assert sign_in(client).status_code == 302, "sign-in failed"
     return client
+
+
+def crawl(client, app, limit: int = 400, check=None) -> dict[str, int]:
+    """{path: status} of every GET route without parameters and every link found on those pages (bounded);
+    `check(path, page)` sees each HTML page."""
+    routes = sorted(r.rule for r in app.url_map.iter_rules()
+                    if "GET" in r.methods and not r.arguments and r.endpoint not in ("static", "auth.logout")
+                    and not r.endpoint.startswith("setup."))  # the wizard is gone once the box is set up
+    seen: dict[str, int] = {}
+    queue = list(routes)
+    while queue and len(seen) < limit:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        response = client.get(path)
+        seen[path] = response.status_code
+        if response.mimetype == "text/html":
+            page = response.get_data(as_text=True)
+            if check is not None:
+                check(path, page)
+            queue.extend(link for link in re.findall(r'href="(/[^"#?]*)', page)
+                         if link not in seen and not link.startswith("/static/"))
+    return seen

@@ -13,7 +13,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from appliance import migrations, schema
-from tests.webadmin.helpers import post, run_wizard, sign_in
+from tests.webadmin.helpers import crawl, post, run_wizard, sign_in
 from webadmin.i18n import LANGUAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,21 +165,10 @@ def test_languages_the_admin_never_had_become_english_on_migration():
 def test_every_page_opens_in_each_language(app, admin_client, language):
     add_user(admin_client, "ines", language)
     client = client_signed_in_as(app, "ines")
-    routes = sorted(r.rule for r in app.url_map.iter_rules()
-                    if "GET" in r.methods and not r.arguments and r.endpoint not in ("static", "auth.logout")
-                    and not r.endpoint.startswith("setup."))
-    seen: dict[str, int] = {}
-    queue = list(routes)
-    while queue and len(seen) < 400:  # bounded crawl
-        path = queue.pop(0)
-        if path in seen:
-            continue
-        response = client.get(path)
-        seen[path] = response.status_code
-        if response.mimetype == "text/html":
-            page = response.get_data(as_text=True)
-            assert "%(" not in page, f"{path}: a message placeholder was left unfilled"
-            queue.extend(link for link in re.findall(r'href="(/[^"#?]*)', page)
-                         if link not in seen and not link.startswith("/static/"))
+
+    def no_unfilled_placeholder(path: str, page: str) -> None:
+        assert "%(" not in page, f"{path}: a message placeholder was left unfilled"
+
+    seen = crawl(client, app, check=no_unfilled_placeholder)
     broken = {path: code for path, code in seen.items() if code >= 500 or code == 404}
     assert not broken and len(seen) >= 25, broken
