@@ -12,11 +12,9 @@ from appliance.users import hash_password
 from webadmin import core, forms
 from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
 from webadmin.blueprints.pbx import _apply as apply_call_handling
-from webadmin.blueprints.voice import _, translations
 from webadmin.security import Busy
 
 bp = Blueprint("account", __name__, url_prefix="/account")
-bp.context_processor(translations)
 
 
 @bp.route("/", methods=["GET", "POST"])

@@ -10,6 +10,7 @@ import contextlib
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from services.pbx.moh import MohLibrary
@@ -26,16 +27,6 @@ core.LARGE_UPLOADS["voice.prompt_upload"] = PROMPT_UPLOAD_LIMIT
 core.LARGE_UPLOADS["voice.moh_upload"] = MOH_UPLOAD_LIMIT
 ACCEPT = ".wav,.mp3,.ogg,audio/wav,audio/mpeg,audio/ogg"
 LIBRARY_KEY = "officebox.prompts"
-
-
-def translations() -> dict:
-    """`_` for templates until Flask-Babel provides one (then it is left alone)."""
-    if "_" in current_app.jinja_env.globals:
-        return {}
-    return {"_": lambda text, **values: text % values if values else text}
-
-
-bp.context_processor(translations)
 
 
 def prompt_library() -> PromptLibrary:
@@ -274,10 +265,3 @@ def moh_audio(name: str, file_id: str):
 def moh_builtin():
     return send_file(moh_library().builtin(16000), mimetype="audio/wav", conditional=True, max_age=0)
 
-
-def _(text: str, **values) -> str:
-    """Messages made here (flash, errors): Flask-Babel's gettext once the app has it."""
-    if "babel" in current_app.extensions:
-        from flask_babel import gettext
-        return gettext(text, **values)
-    return text % values if values else text
