@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import logging
 import threading
+import time
 
 from appliance.aio import cancel_and_wait
 from appliance.contributions import Listener, Network
@@ -31,6 +32,8 @@ from services.vpn.wireguard import Interface, allowed_devices, endpoint_host, se
 log = logging.getLogger("officebox.vpn")
 TICK = 1.0
 SAS_EVERY = 5  # ticks
+ROAD_WARRIORS = "road-warriors"  # the IKEv2 remote-access connection in swanctl.conf
+WG_CONNECTED = 180  # seconds: a WireGuard peer with a newer handshake counts as connected
 
 
 class VpnService(Service):
@@ -67,6 +70,7 @@ class VpnService(Service):
         self.netns = netns
         self._config = None
         self._sas: list[dict] = []
+        self._sas_at = 0.0
         self._task: asyncio.Task | None = None
         self._wg: Interface | None = None
         self._wg_synced = ""
@@ -238,12 +242,12 @@ class VpnService(Service):
 
     def _load(self, config) -> None:
         swanctl.load(self.paths)
-        names = {t.name for t in config.vpn.tunnels if t.enabled} | {"road-warriors"}
+        names = {t.name for t in config.vpn.tunnels if t.enabled} | {ROAD_WARRIORS}
         accounts = {a.user for a in allowed_accounts(config)} if config.vpn.remote_access.enabled else set()
         for sa in swanctl.list_sas(self.paths):
             if sa["name"] not in names:
                 swanctl.terminate(self.paths, sa["name"])
-            elif sa["name"] == "road-warriors" and sa.get("remote-eap-id") not in accounts:
+            elif sa["name"] == ROAD_WARRIORS and sa.get("remote-eap-id") not in accounts:
                 swanctl.terminate_id(self.paths, sa["uniqueid"])  # a disabled user: dropped at once
         self.refresh()
 
@@ -287,7 +291,7 @@ class VpnService(Service):
         """Ask charon for the live SAs (blocking: from a worker thread or a web request)."""
         try:
             self._sas = swanctl.list_sas(self.paths) if (self.paths.run / "charon.vici").exists() else []
-            self.error = ""
+            self._sas_at, self.error = time.time(), ""
         except swanctl.SwanctlError as exc:
             self._sas, self.error = [], str(exc)
 
@@ -305,6 +309,39 @@ class VpnService(Service):
                          "latest_handshake": peer.latest_handshake if peer else 0,
                          "rx_bytes": peer.rx_bytes if peer else 0, "tx_bytes": peer.tx_bytes if peer else 0})
         return rows
+
+    def clients(self) -> list[dict]:
+        """The connected IKEv2 remote-access clients (as of the last refresh): who, their virtual and
+        outside address, since when (epoch seconds) and their traffic."""
+        rows = []
+        for sa in self._sas if self._config is not None else []:
+            if sa["name"] != ROAD_WARRIORS or sa.get("state") != "ESTABLISHED":
+                continue
+            children = [c for c in sa.get("child-sas", {}).values() if isinstance(c, dict)]
+            rows.append({"id": sa.get("uniqueid", ""), "user": sa.get("remote-eap-id") or sa.get("remote-id", ""),
+                         "virtual_ip": ", ".join(sa.get("remote-vips", [])),
+                         "outside": f"{sa.get('remote-host', '')}:{sa.get('remote-port', '')}",
+                         "since": int(self._sas_at - int(sa.get("established", 0))),
+                         "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
+                         "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children)})
+        return rows
+
+    def wireguard_peers(self, config=None) -> list[dict]:
+        """WireGuard devices that shook hands in the last WG_CONNECTED seconds (blocking)."""
+        now = time.time()
+        return [d for d in self.devices(config) if d["latest_handshake"] and now - d["latest_handshake"] < WG_CONNECTED]
+
+    def disconnect(self, unique_id: str) -> str:
+        """End one remote-access client's IKE SA; the user it was, or "" when no such client is connected."""
+        self.refresh()
+        client = next((c for c in self.clients() if c["id"] == unique_id), None)
+        if client is None:
+            return ""
+        swanctl.terminate_id(self.paths, unique_id)
+        self.refresh()
+        if any(c["id"] == unique_id for c in self.clients()):
+            raise swanctl.SwanctlError(f"charon did not end the connection of {client['user']}")
+        return client["user"]
 
     def status(self) -> Status:
         if not self.can_run:

@@ -87,3 +87,11 @@ def test_ikev2_account_sign_in_details_and_ca(admin_client, runtime):
     assert ca.status_code == 200 and b"BEGIN CERTIFICATE" in ca.data
     assert post(admin_client, "/vpn/accounts/ann/delete", {}, form_path="/vpn/").status_code == 302
     assert runtime.store.current().config.vpn.remote_access.accounts == []
+
+
+def test_connected_clients_section_and_disconnect_of_a_client_not_connected(admin_client):
+    page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert 'id="connected"' in page and "No remote-access client is connected." in page
+    gone = post(admin_client, "/vpn/clients/42/disconnect", {}, form_path="/vpn/")
+    assert gone.status_code == 302
+    assert "This client is no longer connected." in admin_client.get("/vpn/").get_data(as_text=True)

@@ -1,10 +1,13 @@
 """VPN page: site-to-site tunnels and WireGuard devices with their live state; downloads per device."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
+from services.vpn.swanctl import SwanctlError
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
 from webadmin.core import N_
@@ -24,15 +27,16 @@ def _list(field: str) -> list[str]:
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
     svc = _service()
-    tunnels, devices = [], []
+    tunnels, devices, clients, peers = [], [], [], []
     if svc is not None:
         svc.refresh()
         tunnels, devices = svc.tunnels(config), svc.devices(config)
+        clients, peers = svc.clients(), svc.wireguard_peers(config)
     status = core.runtime().status().get("vpn")
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels,
-                           devices=devices, user_options=user_options,
+                           devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
                            ca_ready=svc is not None and svc.pki.ca.exists(), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
@@ -162,6 +166,23 @@ def account_details(login: str):
             f"{url_for('vpn.ca', _external=True)}\n")
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="officebox-vpn-{login}.txt"', "Cache-Control": "no-store"})
+
+
+@bp.route("/clients/<unique_id>/disconnect", methods=["POST"])
+@core.admin_required
+def disconnect(unique_id: str):
+    """End a connected IKEv2 client's IKE SA (it may connect again: to bar a user, take their VPN right)."""
+    svc = _service()
+    try:
+        user = svc.disconnect(unique_id) if svc is not None and unique_id.isdigit() else ""
+    except SwanctlError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("vpn.index"))
+    if user:
+        flash(_("%(user)s was disconnected.", user=user), "success")
+    else:
+        flash(_("This client is no longer connected."), "error")
+    return redirect(url_for("vpn.index"))
 
 
 @bp.route("/ca.pem")
