@@ -7,6 +7,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
+from services.vpn import profiles
 from services.vpn.swanctl import SwanctlError
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
@@ -183,6 +184,25 @@ def disconnect(unique_id: str):
     else:
         flash(_("This client is no longer connected."), "error")
     return redirect(url_for("vpn.index"))
+
+
+def profile_response(config, login: str, kind: str) -> Response:
+    """`login`'s IKEv2 profile of one kind (profiles.KINDS) as a download; 404 without an account or CA."""
+    svc = _service()
+    if kind not in profiles.KINDS or svc is None or not svc.pki.ca.exists():
+        abort(404)
+    profile = profiles.for_user(config, svc.pki.ca.read_bytes(), svc.server_id(config), login)
+    if profile is None:
+        abort(404)
+    make, mimetype, suffix = profiles.KINDS[kind]
+    return Response(make(profile), mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="officebox-vpn-{login}{suffix}"', "Cache-Control": "no-store"})
+
+
+@bp.route("/accounts/<login>/profile/<kind>")
+@core.admin_required
+def account_profile(login: str, kind: str):
+    return profile_response(core.current_config(), login, kind)
 
 
 @bp.route("/ca.pem")

@@ -3,7 +3,11 @@ EAP-MSCHAPv2, checks the box's certificate against the box's VPN CA, gets an add
 reaches a LAN host; a wrong password is refused; a user disabled in the directory is dropped at once."""
 from __future__ import annotations
 
+import base64
+import json
 import os
+import plistlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,7 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from services.vpn import profiles
 from services.vpn.strongswan import CHARON, Paths, strongswan_conf
 from services.vpn.swanctl import list_sas, swanctl
 from tests.netns import needs_netns
@@ -113,6 +120,8 @@ def test_eap_mschapv2_client_reaches_the_lan_wrong_password_refused_disabled_use
 
 
 def client_sas(paths: Paths) -> list[dict]:
+    if not (paths.run / "charon.vici").exists():  # the client's charon is still starting
+        return []
     return [sa for sa in list_sas(paths) if sa.get("state") == "ESTABLISHED"]
 
 
@@ -162,4 +171,59 @@ def test_connected_client_listed_with_user_and_virtual_ip_and_disconnected(net):
     deadline = time.monotonic() + 10
     while client_sas(paths) and time.monotonic() < deadline:  # the client got the DELETE
         time.sleep(0.2)
-    assert client_sas(paths) == []
+    assert (paths.run / "charon.vici").exists() and client_sas(paths) == []
+
+
+# what each system's names mean in strongSwan's (the vendors' documented values)
+APPLE_NAMES = {"AES-256-GCM": "aes256gcm16", "SHA2-384": "prfsha384", 31: "x25519", 20: "ecp384"}
+WINDOWS_NAMES = {"GCMAES256": "aes256gcm16", "SHA384": "prfsha384", "ECP384": "ecp384", "ECP256": "ecp256"}
+
+
+def profile_settings(kind: str, data: bytes) -> tuple[str, bytes, tuple[str, str]]:
+    """(server, CA in DER, (IKE, ESP) proposal in strongSwan's names) read from a downloaded profile."""
+    if kind == "mobileconfig":
+        ca, vpn = plistlib.loads(data)["PayloadContent"]
+        ike = vpn["IKEv2"]["IKESecurityAssociationParameters"]
+        child = vpn["IKEv2"]["ChildSecurityAssociationParameters"]
+        names = [APPLE_NAMES[ike[k]] for k in ("EncryptionAlgorithm", "IntegrityAlgorithm", "DiffieHellmanGroup")]
+        esp = [APPLE_NAMES[child["EncryptionAlgorithm"]], APPLE_NAMES[child["DiffieHellmanGroup"]]]
+        return vpn["IKEv2"]["RemoteAddress"], ca["PayloadContent"], ("-".join(names), "-".join(esp))
+    if kind == "windows":
+        text = data.decode()
+        ipsec = dict(re.findall(r"-(\w+) (\w+)", re.search(r"Set-VpnConnectionIPsecConfiguration (.*)", text).group(1)))
+        ike = "-".join(WINDOWS_NAMES[ipsec[k]] for k in ("EncryptionMethod", "IntegrityCheckMethod", "DHGroup"))
+        esp = "-".join(WINDOWS_NAMES[ipsec[k]] for k in ("CipherTransformConstants", "PfsGroup"))
+        ca = base64.b64decode(re.search(r"FromBase64String\('([^']+)'\)", text).group(1))
+        return re.search(r"-ServerAddress '([^']+)'", text).group(1), ca, (ike, esp)
+    profile = json.loads(data)
+    return profile["remote"]["addr"], base64.b64decode(profile["remote"]["cert"]), \
+        (profile["ike-proposal"], profile["esp-proposal"])
+
+
+def test_each_client_profile_connects_with_its_proposal_server_name_and_ca(net):
+    doc = net.document("a")
+    doc["vpn"] = {"enabled": True, "remote_access": {"enabled": True, "accounts": [
+        {"user": "ann", "password_secret": SECRET}]}}
+    doc["users"] = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
+    box = net.start("a", doc)
+    service = box.services["vpn"]
+    config = box.store.current().config
+    wait_ready(service)
+    profile = profiles.for_user(config, service.pki.ca.read_bytes(), service.server_id(config), "ann")
+    for kind, (make, _, _) in profiles.KINDS.items():
+        server, ca_der, proposals = profile_settings(kind, make(profile))
+        ca = net.top / f"{kind}-ca.pem"
+        ca.write_bytes(x509.load_der_x509_certificate(ca_der).public_bytes(Encoding.PEM))
+        proc, paths = client(net, ca, "ann", SECRET, server=server, proposals=proposals)
+        deadline = time.monotonic() + 20
+        while not client_sas(paths) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        sas = client_sas(paths)
+        assert sas, f"the {kind} profile's settings did not connect"
+        group = proposals[0].rsplit("-", 1)[1]
+        assert sas[0]["dh-group"] == {"x25519": "CURVE_25519", "ecp384": "ECP_384"}[group], (kind, sas[0])
+        assert sas[0]["encr-alg"] == "AES_GCM_16" and sas[0]["prf-alg"] == "PRF_HMAC_SHA2_384"
+        wait_client(service, "ann")
+        service.disconnect(wait_client(service, "ann")["id"])
+        proc.kill()
+        proc.wait(5)
