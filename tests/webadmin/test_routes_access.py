@@ -9,7 +9,9 @@ from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
 PUBLIC = {"static", "auth.login", "auth.logout", "setup.wizard"}
-STAFF = {"account.index", "account.forwarding", "dashboard.index"}  # their own page and forwarding, the dashboard
+# a member of staff: their own page, forwarding, VPN downloads, the dashboard
+STAFF = {"account.index", "account.forwarding", "dashboard.index", "account.vpn_device_file", "account.vpn_device_qr",
+         "account.vpn_details", "account.vpn_profile"}
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 

@@ -3,13 +3,14 @@ their own call forwarding (always / busy / no answer with its timeout / do not d
 as the admin's extension form checks it (webadmin.blueprints.pbx)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from webadmin import core, forms
+from webadmin.blueprints import vpn
 from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
 from webadmin.blueprints.pbx import _apply as apply_call_handling
 from webadmin.security import Busy
@@ -97,3 +98,57 @@ def _current_password_ok(user, password: str, general: list[str]) -> bool:
     except Busy:
         general.append(_(core.BUSY_MESSAGE))
         return False
+
+
+# -- My VPN: the signed-in user's own WireGuard devices and IKEv2 profiles (only with VPN access) --------
+def _vpn_user():
+    """The signed-in user when they may use the VPN; 403 otherwise."""
+    user = core.current_user()
+    if user is None or not (user.enabled and user.vpn_enabled):
+        abort(403)
+    return user
+
+
+@bp.context_processor
+def _my_vpn() -> dict:
+    user = core.current_user()
+    if user is None or not (user.enabled and user.vpn_enabled):
+        return {"my_vpn": None}
+    config = core.current_config()
+    devices = [d for d in config.vpn.wireguard.devices if d.user == user.login]
+    ikev2 = any(a.user == user.login for a in config.vpn.remote_access.accounts)
+    return {"my_vpn": {"devices": devices, "wireguard_on": config.vpn.wireguard.enabled, "ikev2": ikev2,
+                       "ikev2_on": config.vpn.remote_access.enabled}}
+
+
+def _my_device(name: str):
+    user = _vpn_user()
+    config = core.current_config()
+    device = next((d for d in config.vpn.wireguard.devices if (d.user, d.name) == (user.login, name)), None)
+    if device is None:
+        abort(404)
+    return config, device
+
+
+@bp.route("/vpn/devices/<name>/wireguard.conf")
+@core.login_required
+def vpn_device_file(name: str):
+    return vpn.device_file_response(*_my_device(name))
+
+
+@bp.route("/vpn/devices/<name>/qr.svg")
+@core.login_required
+def vpn_device_qr(name: str):
+    return vpn.device_qr_response(*_my_device(name))
+
+
+@bp.route("/vpn/ikev2/details.txt")
+@core.login_required
+def vpn_details():
+    return vpn.details_response(core.current_config(), _vpn_user().login)
+
+
+@bp.route("/vpn/ikev2/<kind>")
+@core.login_required
+def vpn_profile(kind: str):
+    return vpn.profile_response(core.current_config(), _vpn_user().login, kind)

@@ -153,20 +153,24 @@ def delete_account(login: str):
     return redirect(url_for("vpn.index"))
 
 
-@bp.route("/accounts/<login>/details.txt")
-@core.admin_required
-def account_details(login: str):
-    config = core.current_config()
+def details_response(config, login: str) -> Response:
+    """`login`'s IKEv2 sign-in details (server, user name, VPN password) as a download; 404 without an account."""
     account = next((a for a in config.vpn.remote_access.accounts if a.user == login), None)
     if account is None:
         abort(404)
     server = _service().server_id(config) if _service() else config.vpn.remote_access.server_name
     text = (f"OfficeBox VPN (IKEv2) for {login}\n\nServer: {server}\nRemote ID: {server}\n"
             f"Authentication: username and password (EAP-MSCHAPv2)\nUsername: {login}\n"
-            f"Password: {account.password_secret}\n\nInstall the box's VPN certificate authority first: "
-            f"{url_for('vpn.ca', _external=True)}\n")
+            f"Password: {account.password_secret}\n\nThe profiles for Apple, Windows and Android devices "
+            f"install the box's VPN certificate authority with the connection.\n")
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="officebox-vpn-{login}.txt"', "Cache-Control": "no-store"})
+
+
+@bp.route("/accounts/<login>/details.txt")
+@core.admin_required
+def account_details(login: str):
+    return details_response(core.current_config(), login)
 
 
 @bp.route("/clients/<unique_id>/disconnect", methods=["POST"])
@@ -239,17 +243,24 @@ def delete_device(login: str, name: str):
     return redirect(url_for("vpn.index"))
 
 
+def device_file_response(config, device) -> Response:
+    return Response(client_conf(config, device), mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="officebox-{device.user}-{device.name}.conf"',
+        "Cache-Control": "no-store"})
+
+
+def device_qr_response(config, device) -> Response:
+    return Response(qr_svg(client_conf(config, device)), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "no-store"})
+
+
 @bp.route("/devices/<login>/<name>/wireguard.conf")
 @core.admin_required
 def download(login: str, name: str):
-    config, device = _device(login, name)
-    return Response(client_conf(config, device), mimetype="text/plain", headers={
-        "Content-Disposition": f'attachment; filename="officebox-{login}-{name}.conf"', "Cache-Control": "no-store"})
+    return device_file_response(*_device(login, name))
 
 
 @bp.route("/devices/<login>/<name>/qr.svg")
 @core.admin_required
 def qr(login: str, name: str):
-    config, device = _device(login, name)
-    return Response(qr_svg(client_conf(config, device)), mimetype="image/svg+xml",
-                    headers={"Cache-Control": "no-store"})
+    return device_qr_response(*_device(login, name))
