@@ -34,6 +34,7 @@ class Offices:
     def __init__(self) -> None:
         self.lab = Lab()
         self.procs = []
+        self.closers: list = []  # called first at close
         self.apps: dict[str, Appliance] = {}
         self.top = Path(tempfile.mkdtemp(prefix="ob-vpn-"))
         try:
@@ -88,6 +89,8 @@ class Offices:
         self.apps.pop(side).close()
 
     def close(self) -> None:
+        for close in self.closers:
+            close()
         for side in list(self.apps):
             self.stop(side)
         for proc in self.procs:

@@ -18,12 +18,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from appliance.runtime import Runtime
 from services.vpn import profiles
 from services.vpn.strongswan import CHARON, Paths, strongswan_conf
 from services.vpn.swanctl import list_sas, swanctl
 from tests.netns import needs_netns
 from tests.services.firewall.topology import fetch
 from tests.services.vpn.offices import BOX_A_WAN, HOST_A, ROAD, Offices
+from tests.webadmin.helpers import admin_client_for, post
 
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.netns,
               pytest.mark.skipif(not os.path.exists(CHARON), reason="needs strongSwan")]
@@ -125,6 +127,16 @@ def client_sas(paths: Paths) -> list[dict]:
     return [sa for sa in list_sas(paths) if sa.get("state") == "ESTABLISHED"]
 
 
+def vpn_page_on(net, service):
+    """An admin's web client whose runtime reads `service` (the box's, running in its namespace)."""
+    runtime = Runtime(net.top / "web", lab=True)
+    runtime.bootstrap()
+    net.closers.append(runtime.store.close)
+    admin = admin_client_for(runtime)
+    runtime.services["vpn"] = service  # after the wizard: its apply never touches the box
+    return admin
+
+
 def wait_ready(service, timeout: float = 20) -> None:
     """Until the box's charon has loaded the road-warrior connection (a client tries only once)."""
     deadline = time.monotonic() + timeout
@@ -166,7 +178,15 @@ def test_connected_client_listed_with_user_and_virtual_ip_and_disconnected(net):
 
     assert service.disconnect("999999") == ""  # not a connected client: nothing ended
     assert client_sas(paths)
-    assert service.disconnect(row["id"]) == "ann"
+
+    admin = vpn_page_on(net, service)  # the VPN page of a web admin reading this running service
+    page = admin.get("/vpn/").get_data(as_text=True)
+    assert f'id="client-{row["id"]}"' in page
+    listed = page[page.index(f'id="client-{row["id"]}"'):]
+    listed = listed[:listed.index("</tr>")]
+    assert "<td>ann</td>" in listed and row["virtual_ip"] in listed and row["outside"] in listed
+    done = post(admin, f"/vpn/clients/{row['id']}/disconnect", {}, form_path="/vpn/")
+    assert done.status_code == 302 and "ann was disconnected." in admin.get("/vpn/").get_data(as_text=True)
     assert service.clients() == []
     deadline = time.monotonic() + 10
     while client_sas(paths) and time.monotonic() < deadline:  # the client got the DELETE

@@ -79,6 +79,7 @@ def test_device_from_its_downloaded_file_reaches_the_lan_until_the_user_is_disab
     row = next(r for r in service.devices() if r["user"] == "ann")
     assert row["allowed"] and row["latest_handshake"] > 0 and row["rx_bytes"] > 0
     assert row["endpoint"].startswith(ROAD)
+    assert [(p["user"], p["name"]) for p in service.wireguard_peers()] == [("ann", row["name"])]  # not bob
 
     box.engine.update("admin", "ann may not use the VPN",
                       lambda d: d["users"][0].update(vpn_enabled=False))
@@ -86,3 +87,4 @@ def test_device_from_its_downloaded_file_reaches_the_lan_until_the_user_is_disab
     assert ann.public_key not in peers and len(peers) == 1  # at once: the apply returned, bob stays
     assert fetch(net.road, f"http://{HOST_A}:8000/", timeout=2)[0] != 0
     assert not next(r for r in service.devices() if r["user"] == "ann")["allowed"]
+    assert service.wireguard_peers() == []  # its peer is gone from the interface
