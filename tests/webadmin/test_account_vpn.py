@@ -9,10 +9,9 @@ import pytest
 
 from appliance.users import hash_password
 from services.vpn.wireguard import add_device
-from tests.webadmin.helpers import admin_client_for, sign_in
+from tests.webadmin.helpers import admin_client_for
+from tests.webadmin.test_account import PASSWORD, signed_in
 from webadmin import create_app
-
-PASSWORD = "staff-password-1"
 
 
 @pytest.fixture
@@ -35,14 +34,6 @@ def staff(runtime):
         add_device(vpn, "carl", "tablet")
     runtime.engine.update("admin", "staff with VPN", mutate)
     return runtime
-
-
-def signed_in(runtime, login: str):
-    app = create_app(runtime)
-    app.config["TESTING"] = True
-    client = app.test_client()
-    assert sign_in(client, login, PASSWORD).status_code == 302
-    return client
 
 
 def test_own_devices_and_profiles_only(staff):

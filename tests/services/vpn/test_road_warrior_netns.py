@@ -127,6 +127,15 @@ def client_sas(paths: Paths) -> list[dict]:
     return [sa for sa in list_sas(paths) if sa.get("state") == "ESTABLISHED"]
 
 
+def start_box(net):
+    """Box A with IKEv2 remote access and one account, ann's."""
+    doc = net.document("a")
+    doc["vpn"] = {"enabled": True, "remote_access": {"enabled": True, "accounts": [
+        {"user": "ann", "password_secret": SECRET}]}}
+    doc["users"] = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
+    return net.start("a", doc)
+
+
 def vpn_page_on(net, service):
     """An admin's web client whose runtime reads `service` (the box's, running in its namespace)."""
     runtime = Runtime(net.top / "web", lab=True)
@@ -160,11 +169,7 @@ def wait_client(service, login: str, timeout: float = 30) -> dict:
 
 
 def test_connected_client_listed_with_user_and_virtual_ip_and_disconnected(net):
-    doc = net.document("a")
-    doc["vpn"] = {"enabled": True, "remote_access": {"enabled": True, "accounts": [
-        {"user": "ann", "password_secret": SECRET}]}}
-    doc["users"] = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
-    box = net.start("a", doc)
+    box = start_box(net)
     service = box.services["vpn"]
     assert service.clients() == []
     wait_ready(service)
@@ -221,11 +226,7 @@ def profile_settings(kind: str, data: bytes) -> tuple[str, bytes, tuple[str, str
 
 
 def test_each_client_profile_connects_with_its_proposal_server_name_and_ca(net):
-    doc = net.document("a")
-    doc["vpn"] = {"enabled": True, "remote_access": {"enabled": True, "accounts": [
-        {"user": "ann", "password_secret": SECRET}]}}
-    doc["users"] = [{"login": "ann", "full_name": "Ann", "vpn_enabled": True}]
-    box = net.start("a", doc)
+    box = start_box(net)
     service = box.services["vpn"]
     config = box.store.current().config
     wait_ready(service)
