@@ -10,32 +10,24 @@ import contextlib
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from services.pbx.moh import MohLibrary
 from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary, PromptsUnavailable
 from webadmin import core, forms
 from webadmin.blueprints.system import _saved_upload as saved_upload
+from webadmin.core import N_
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 # "Hold music", not "Music on hold": the words "on hold" in every page's menu would read as a held call
-NAV = [("Telephony", "Prompts", "voice.prompts"), ("Telephony", "Hold music", "voice.moh")]
+NAV = [(N_("Telephony"), N_("Prompts"), "voice.prompts"), (N_("Telephony"), N_("Hold music"), "voice.moh")]
 PROMPT_UPLOAD_LIMIT = 40 * 1024 * 1024     # two minutes of 44.1 kHz stereo WAV
 MOH_UPLOAD_LIMIT = 200 * 1024 * 1024       # ten minutes of 48 kHz stereo 24-bit WAV
 core.LARGE_UPLOADS["voice.prompt_upload"] = PROMPT_UPLOAD_LIMIT
 core.LARGE_UPLOADS["voice.moh_upload"] = MOH_UPLOAD_LIMIT
 ACCEPT = ".wav,.mp3,.ogg,audio/wav,audio/mpeg,audio/ogg"
 LIBRARY_KEY = "officebox.prompts"
-
-
-def translations() -> dict:
-    """`_` for templates until Flask-Babel provides one (then it is left alone)."""
-    if "_" in current_app.jinja_env.globals:
-        return {}
-    return {"_": lambda text, **values: text % values if values else text}
-
-
-bp.context_processor(translations)
 
 
 def prompt_library() -> PromptLibrary:
@@ -85,7 +77,8 @@ def prompts_index():
         errors, general = forms.apply_form("prompt language", mutate, prefix="pbx")
         general += [f"{name}: {message}" for name, message in errors.items()]
         if not general:
-            flash(f"Callers without a language of their own now hear {LANGUAGES[chosen]}.", "success")
+            flash(_("Callers without a language of their own now hear %(language)s.", language=LANGUAGES[chosen]),
+                  "success")
             return redirect(url_for("voice.prompts", lang=chosen))
     box_language = core.current_config().pbx.prompt_language
     return render_template("voice/prompts.html", lang=lang, languages=LANGUAGES, general=general,
@@ -273,11 +266,3 @@ def moh_audio(name: str, file_id: str):
 @core.admin_required
 def moh_builtin():
     return send_file(moh_library().builtin(16000), mimetype="audio/wav", conditional=True, max_age=0)
-
-
-def _(text: str, **values) -> str:
-    """Messages made here (flash, errors): Flask-Babel's gettext once the app has it."""
-    if "babel" in current_app.extensions:
-        from flask_babel import gettext
-        return gettext(text, **values)
-    return text % values if values else text
