@@ -37,15 +37,8 @@ def index():
         elif (new := forms.new_password(errors)) is not None:
             lockout.succeeded(("login", user.login))
             password_hash = hash_password(new)
-            login = user.login
-
-            def mutate(doc: dict) -> None:
-                for entry in doc["users"]:
-                    if entry["login"] == login:
-                        entry["password_hash"] = password_hash
-
             try:
-                core.apply_change(f"{login} changed their password", mutate)
+                _update_own(user.login, f"{user.login} changed their password", password_hash=password_hash)
             except (ConfigError, ApplyError) as err:
                 general = [str(err)]
             else:
@@ -53,6 +46,16 @@ def index():
                 flash(_("Your password was changed."), "success")
                 return redirect(url_for("account.index"))
     return _page(user, errors=errors, general=general)
+
+
+def _update_own(login: str, summary: str, **fields) -> None:
+    """Change fields of the signed-in user's own entry as one revision (ConfigError, ApplyError)."""
+    def mutate(doc: dict) -> None:
+        for entry in doc["users"]:
+            if entry["login"] == login:
+                entry.update(fields)
+
+    core.apply_change(summary, mutate)
 
 
 def _page(user, errors: dict | None = None, general: list | None = None, forwarding: dict | None = None,
@@ -103,15 +106,8 @@ def language():
     chosen = forms.text("language", 10)
     if chosen not in LANGUAGE_NAMES:
         return _page(user, language_errors={"language": _("choose a language from the list")})
-    login = user.login
-
-    def mutate(doc: dict) -> None:
-        for entry in doc["users"]:
-            if entry["login"] == login:
-                entry["language"] = chosen
-
     try:
-        core.apply_change(f"{login} chose the language {chosen}", mutate)
+        _update_own(user.login, f"{user.login} chose the language {chosen}", language=chosen)
     except (ConfigError, ApplyError) as err:
         return _page(user, language_general=[forms.general_error(err)])
     flash(_("Your language was saved."), "success")  # the next request is already in it
