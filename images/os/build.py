@@ -6,9 +6,10 @@
 Steps: the signed application bundle (`make image`) -> mmdebstrap a minimal bookworm root filesystem
 (images/os/packages.txt, no docs, trimmed kernel modules) -> the appliance venv from the wheels of
 deps/requirements.lock (runtime packages only, pip --require-hashes, no compiler) and the factory
-firmware -> squashfs -> a GPT disk (EFI system partition with GRUB, root slots A and B, data) and a
-RAUC bundle of the same root filesystem, signed. Debian packages and wheels are cached in
-$OFFICEBOX_IMAGE_CACHE (/var/cache/officebox-image); a build whose inputs did not change is reused.
+firmware -> squashfs (xz; OFFICEBOX_IMAGE_COMPRESSION=gzip builds faster) -> a GPT disk (EFI system
+partition with GRUB, root slots A and B, data) and a RAUC bundle of the same root filesystem, signed.
+Debian packages and wheels are cached in $OFFICEBOX_IMAGE_CACHE (/var/cache/officebox-image); a build
+whose inputs did not change is reused.
 """
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ DPKG_EXCLUDES = [  # no docs, and no kernel modules for hardware an office appli
         "net/wireless", "net/bluetooth")),
 ]
 KEEP = ["/usr/share/doc/*/copyright"]
+# the root filesystem's compression: xz (smallest; releases) or gzip (level 6: several times faster to
+# build, a bigger image; the image tests in `make test` use it to fit CI's time). GRUB reads the kernel
+# from the slot's squashfs: it knows gzip, lzo and xz, not zstd or lz4.
+COMPRESSION = {"xz": ["-comp", "xz"], "gzip": ["-comp", "gzip", "-Xcompression-level", "6"]}
 
 
 def run(*argv, **kw) -> subprocess.CompletedProcess:
@@ -112,7 +117,7 @@ def bundle_digest(bundle: Path) -> str:
 
 def input_digest(bundle: Path, trust: Path, name: str, base: str) -> str:
     """What the root filesystem is made of: a changed input means a new build."""
-    digest = hashlib.sha256(f"{name}\0{base}\0{bundle_digest(bundle)}".encode())
+    digest = hashlib.sha256(f"{name}\0{base}\0{compression()}\0{bundle_digest(bundle)}".encode())
     paths = [HERE / "packages.txt", HERE / "build.py", HERE / "layout.py", HERE / "grub.cfg",
              ROOT / "deps" / "requirements.lock", *sorted(LAUNCHER.glob("officebox*")),
              *sorted(p for p in (HERE / "rootfs").rglob("*") if p.is_file())]
@@ -255,9 +260,16 @@ def install_firmware(root: Path, bundle: Path, trust: Path, build_id: str) -> No
     (info / "INSTALLER").write_text("images.os.build\n")
 
 
+def compression() -> str:
+    name = os.environ.get("OFFICEBOX_IMAGE_COMPRESSION", "xz")
+    if name not in COMPRESSION:
+        raise SystemExit(f"OFFICEBOX_IMAGE_COMPRESSION={name}: choose one of {', '.join(COMPRESSION)}")
+    return name
+
+
 def squashfs(root: Path, target: Path) -> None:
     target.unlink(missing_ok=True)
-    run("mksquashfs", root, target, "-comp", "xz", "-noappend", "-no-progress", "-quiet",
+    run("mksquashfs", root, target, *COMPRESSION[compression()], "-noappend", "-no-progress", "-quiet",
         "-e", "var/cache/apt", "var/lib/apt/lists")
 
 

@@ -64,7 +64,8 @@ def rauc_bundle(rootfs: Path, version: str, build_id: str, target: Path) -> Path
         "[bundle]\nformat=plain\n\n[image.rootfs]\nfilename=rootfs.img\n")
     cert, key = signer()
     target.unlink(missing_ok=True)
-    run("rauc", "bundle", "--cert", cert, "--key", key, content, target)
+    # the root filesystem is compressed already: the bundle's squashfs only carries it
+    run("rauc", "bundle", "--cert", cert, "--key", key, "--mksquashfs-args=-noI -noId -noD -noF -noX", content, target)
     subprocess.run(["rm", "-rf", str(content)], check=True)
     stamp.write_text(build_id)
     return target

@@ -1,7 +1,6 @@
 """Run the real `nft`: load a ruleset (all or nothing) or check one without touching any namespace."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -36,9 +35,10 @@ def run_script(text: str, netns: str | None = None) -> None:
 
 
 def check(path: Path) -> None:
-    """`nft -c -f` inside a fresh, empty network namespace: validates against the kernel, changes nothing."""
-    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "-rn"]
-    result = _run([*unshare, "nft", "-c", "-f", str(path)])
+    """`nft -c -f` inside a fresh, empty network namespace: validates against the kernel, changes nothing.
+    The namespace is owned by a user namespace of its own (-r): that needs no CAP_SYS_ADMIN, which the
+    appliance's unit does not give (buildroot/package/officebox/officebox.service)."""
+    result = _run(["unshare", "-rn", "nft", "-c", "-f", str(path)])
     if result.returncode != 0:
         raise ApplyError(f"nft refused the ruleset: {result.stderr.strip()[:2000]}")
 

@@ -42,7 +42,8 @@ def grant_traverse(path: Path, uid: int) -> None:
 
 
 def prepare(work: Path, user: str = "proxy") -> None:
-    """work/, cache/, logs/ owned by `user` (mode 0700 whatever the umask), reachable from /."""
+    """work/, cache/, logs/ owned by `user` (mode 0700 whatever the umask), reachable from /: each folder
+    from the data directory down gets a traverse ACL entry when needed."""
     as_root = os.geteuid() == 0
     pw = pwd.getpwnam(user) if as_root else None
     for sub in ("", "cache", "logs"):
@@ -53,9 +54,11 @@ def prepare(work: Path, user: str = "proxy") -> None:
             os.chown(path, pw.pw_uid, pw.pw_gid)
     if pw is None:
         return
+    in_data_dir = False  # the data directory and the folders under it (0700 under the box's umask 077)
     for parent in reversed(work.parents):
+        in_data_dir = in_data_dir or (parent / "officebox.db").exists() or (parent / "state").is_dir()
         if not traversable_by(parent, pw.pw_uid, pw.pw_gid):
-            if (parent / "officebox.db").exists() or (parent / "state").is_dir():  # the data directory
+            if in_data_dir:
                 grant_traverse(parent, pw.pw_uid)
             else:
                 raise SystemExit(f"squid runs as {user}, who cannot reach {parent}: make it traversable")

@@ -91,12 +91,13 @@ def list_sas(paths: Paths) -> list[dict]:
 
 
 def check(staged: Path) -> None:
-    """Load staged/swanctl.conf into a private charon (own vici socket, empty network namespace)."""
+    """Load staged/swanctl.conf into a private charon (own vici socket, empty network namespace, owned by
+    a user namespace of its own: no CAP_SYS_ADMIN needed, see services/firewall/nft.check)."""
     tmp = Path(tempfile.mkdtemp(prefix="ob-vpn-check-"))
     paths = Paths(etc=tmp, run=tmp)
     paths.strongswan_conf.write_text(strongswan_conf(paths, load_on_start=False))
     env = {**os.environ, "STRONGSWAN_CONF": str(paths.strongswan_conf)}
-    daemon = subprocess.Popen(["unshare", "--net", CHARON], env=env, stdout=subprocess.DEVNULL,
+    daemon = subprocess.Popen(["unshare", "-rn", CHARON], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + CHECK_START

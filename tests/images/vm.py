@@ -131,7 +131,7 @@ class VM:
     # the guest agent
     def _agent(self, command: str, arguments: dict | None = None, timeout: float = 10) -> dict:
         with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(timeout)
+            sock.settimeout(timeout * SLOW)
             sock.connect(str(self.qga))
             token = int(time.time() * 1000) % 2**31
             sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": token}}).encode())
@@ -175,7 +175,10 @@ class VM:
         pid = self._agent("guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"]
         deadline = time.monotonic() + timeout * SLOW
         while time.monotonic() < deadline:
-            state = self._agent("guest-exec-status", {"pid": pid})
+            try:
+                state = self._agent("guest-exec-status", {"pid": pid})
+            except TimeoutError:  # a guest busy under TCG answers late: the command still runs
+                continue
             if state.get("exited"):
                 out = base64.b64decode(state.get("out-data", "")).decode(errors="replace")
                 err = base64.b64decode(state.get("err-data", "")).decode(errors="replace")

@@ -9,7 +9,7 @@ from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
 PUBLIC = {"static", "auth.login", "auth.logout", "setup.wizard"}
-STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index"}  # staff: own page, dashboard
+STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index"}  # own page, forwarding, language
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 
