@@ -9,6 +9,7 @@ message while its 250 is lost.
 from __future__ import annotations
 
 import asyncio
+import email.header
 import email.utils
 import logging
 import smtplib
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance.aio import cancel_and_wait
+from services.mail.messages import text as message_text
 from services.mail.queue import MailQueue, QueueEntry
 
 if TYPE_CHECKING:
@@ -71,8 +73,13 @@ def send_to_smarthost(section: "MailConfig", helo: str, entry: QueueEntry, data:
 
 
 def build_bounce(mail_domain: str, hostname: str, entry: QueueEntry, failures: list[tuple[str, str]],
-                 original: bytes) -> bytes:
-    """A delivery status notification (RFC 3464 layout) with the original headers."""
+                 original: bytes, language: str = "en") -> bytes:
+    """A delivery status notification (RFC 3464 layout) with the original headers; its readable part,
+    subject and sender name in `language` (the box's default), the machine-readable part in English."""
+    mailer = email.utils.formataddr((message_text(language, "mailer"), f"MAILER-DAEMON@{mail_domain}"))
+    subject = message_text(language, "bounce_subject")
+    if not subject.isascii():
+        subject = email.header.Header(subject, "utf-8").encode(linesep="\r\n")
     boundary = f"bounce-{entry.id}"
     headers = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("utf-8", "replace")
     lines = "\r\n".join(f"  <{rcpt}>: {reason}" for rcpt, reason in failures)
@@ -80,16 +87,16 @@ def build_bounce(mail_domain: str, hostname: str, entry: QueueEntry, failures: l
         f"Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {_status_code(reason)}\r\n"
         f"Diagnostic-Code: smtp; {reason}\r\n" for rcpt, reason in failures)
     text = (
-        f"From: Mail Delivery System <MAILER-DAEMON@{mail_domain}>\r\n"
+        f"From: {mailer}\r\n"
         f"To: <{entry.sender}>\r\n"
-        f"Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Subject: {subject}\r\n"
         f"Date: {email.utils.formatdate(localtime=True)}\r\n"
         f"Message-ID: {email.utils.make_msgid(domain=mail_domain)}\r\n"
         f"Auto-Submitted: auto-replied\r\n"
         f"MIME-Version: 1.0\r\n"
         f"Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n"
         f"\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-        f"Your message could not be delivered to these recipients:\r\n\r\n{lines}\r\n\r\n"
+        f"{message_text(language, 'bounce_intro')}\r\n\r\n{lines}\r\n\r\n"
         f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
         f"Reporting-MTA: dns; {hostname}\r\n"
         f"Arrival-Date: {email.utils.formatdate(entry.created, localtime=True)}\r\n\r\n{per_rcpt}\r\n"

@@ -364,7 +364,8 @@ class MailService(Service):
     def _bounce(self, entry: QueueEntry, failures: list[tuple[str, str]], original: bytes | None = None) -> None:
         """For recipients that failed for good (the queue runner's worker thread, or local delivery)."""
         data = build_bounce(self.config.system.mail_domain, self.fqdn, entry, failures,
-                            self.queue.content(entry.id) if original is None else original)
+                            self.queue.content(entry.id) if original is None else original,
+                            self.config.system.language)
         try:
             self.accept_now("", [entry.sender], data)
         except MailError as exc:

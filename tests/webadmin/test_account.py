@@ -1,5 +1,6 @@
-"""Staff self-service call forwarding on the account page: the admin form's checks, only one's own
-extension, and (in headless Chromium) a change that a SIP call between baresip phones then follows."""
+"""Staff self-service on the account page: call forwarding with the admin form's checks, only one's own
+extension; their own language; and (in headless Chromium) a forwarding change that a SIP call between
+baresip phones then follows."""
 from __future__ import annotations
 
 import pytest
@@ -83,6 +84,28 @@ def test_staff_without_an_extension_and_strangers(staff, client):
     assert "dan" not in str(staff.config.pbx.extensions)
     assert client.post("/account/forwarding", data={"forward_always": "203"}).status_code in (302, 400)
     assert staff.config.pbx.extensions["201"].forward_always is None
+
+
+def test_staff_choose_their_own_language(staff):
+    alice = signed_in(staff, "alice")
+    html = alice.get("/account/").get_data(as_text=True)
+    assert 'id="language"' in html and '<option value="en" selected>English</option>' in html
+    saved = post(alice, "/account/language", {"language": "fr"}, "/account/")
+    assert saved.status_code == 302
+    alice_now = next(u for u in staff.config.users if u.login == "alice")
+    assert alice_now.language == "fr" and staff.store.current().author == "alice"
+    page_fr = alice.get("/account/").get_data(as_text=True)
+    assert '<html lang="fr"' in page_fr and "Votre langue a été enregistrée." in page_fr
+    assert "Mon compte" in page_fr and '<option value="fr" selected>Français</option>' in page_fr
+    assert post(alice, "/account/language", {"language": "zh_TW"}, "/account/").status_code == 302
+    page_zh = alice.get("/account/").get_data(as_text=True)
+    assert '<html lang="zh-TW"' in page_zh and "您的語言已儲存。" in page_zh
+    bob = signed_in(staff, "bob")
+    assert '<html lang="en"' in bob.get("/account/").get_data(as_text=True)  # nobody else's language
+
+    refused = post(alice, "/account/language", {"language": "de"}, "/account/")
+    assert refused.status_code == 400 and 'id="e-language"' in refused.get_data(as_text=True)
+    assert next(u for u in staff.config.users if u.login == "alice").language == "zh_TW"  # kept
 
 
 @pytest.mark.slow

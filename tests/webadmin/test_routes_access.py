@@ -9,9 +9,9 @@ from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
 PUBLIC = {"static", "auth.login", "auth.logout", "setup.wizard"}
-# a member of staff: their own page, forwarding, VPN downloads, the dashboard
-STAFF = {"account.index", "account.forwarding", "dashboard.index", "account.vpn_device_file", "account.vpn_device_qr",
-         "account.vpn_details", "account.vpn_profile"}
+# a member of staff: their own page, forwarding, language, VPN downloads, the dashboard
+STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
+         "account.vpn_device_qr", "account.vpn_details", "account.vpn_profile"}
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 

@@ -1,6 +1,6 @@
 """My account: every signed-in user (staff too) can see their details, change their own password and set
 their own call forwarding (always / busy / no answer with its timeout / do not disturb), checked exactly
-as the admin's extension form checks it (webadmin.blueprints.pbx)."""
+as the admin's extension form checks it (webadmin.blueprints.pbx), and choose the language of their pages."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -13,6 +13,7 @@ from webadmin import core, forms
 from webadmin.blueprints import vpn
 from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
 from webadmin.blueprints.pbx import _apply as apply_call_handling
+from webadmin.i18n import LANGUAGE_NAMES, language_choices
 from webadmin.security import Busy
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -37,15 +38,8 @@ def index():
         elif (new := forms.new_password(errors)) is not None:
             lockout.succeeded(("login", user.login))
             password_hash = hash_password(new)
-            login = user.login
-
-            def mutate(doc: dict) -> None:
-                for entry in doc["users"]:
-                    if entry["login"] == login:
-                        entry["password_hash"] = password_hash
-
             try:
-                core.apply_change(f"{login} changed their password", mutate)
+                _update_own(user.login, f"{user.login} changed their password", password_hash=password_hash)
             except (ConfigError, ApplyError) as err:
                 general = [str(err)]
             else:
@@ -55,18 +49,31 @@ def index():
     return _page(user, errors=errors, general=general)
 
 
+def _update_own(login: str, summary: str, **fields) -> None:
+    """Change fields of the signed-in user's own entry as one revision (ConfigError, ApplyError)."""
+    def mutate(doc: dict) -> None:
+        for entry in doc["users"]:
+            if entry["login"] == login:
+                entry.update(fields)
+
+    core.apply_change(summary, mutate)
+
+
 def _page(user, errors: dict | None = None, general: list | None = None, forwarding: dict | None = None,
-          forward_errors: dict | None = None, forward_general: list | None = None):
+          forward_errors: dict | None = None, forward_general: list | None = None,
+          language_errors: dict | None = None, language_general: list | None = None):
     config = core.current_config()
     if forwarding is None and user.extension:
         settings = config.pbx.extensions.get(user.extension)
         forwarding = {k: getattr(settings, k) for k in FORWARD_FIELDS} if settings else \
             {"dnd": False, "forward_always": None, "forward_busy": None, "forward_no_answer": None,
              "no_answer_timeout": 20}
-    failed = errors or general or forward_errors or forward_general
+    failed = errors or general or forward_errors or forward_general or language_errors or language_general
     return render_template("account/index.html", user=user, errors=errors or {}, general=general or [],
                            mail_domain=config.system.mail_domain, forwarding=forwarding,
-                           forward_errors=forward_errors or {}, forward_general=forward_general or []), \
+                           forward_errors=forward_errors or {}, forward_general=forward_general or [],
+                           languages=language_choices(), language_errors=language_errors or {},
+                           language_general=language_general or []), \
         (400 if failed else 200)
 
 
@@ -85,10 +92,26 @@ def forwarding():
             {k: values[k] for k in FORWARD_FIELDS})
 
     errors, general = apply_call_handling(f"{user.login} changed their call forwarding", mutate,
-                                          f"pbx.extensions.{ext}", dict.fromkeys(FORWARD_FIELDS[1:4], FORWARD_HINT))
+                                          f"pbx.extensions.{ext}", dict.fromkeys(FORWARD_FIELDS[1:4], _(FORWARD_HINT)))
     if errors or general:
         return _page(user, forwarding=values, forward_errors=errors, forward_general=general)
     flash(_("Your call forwarding was saved."), "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/language", methods=["POST"])
+@core.login_required
+def language():
+    """The signed-in user's own language (their pages, from the next one on)."""
+    user = core.current_user()
+    chosen = forms.text("language", 10)
+    if chosen not in LANGUAGE_NAMES:
+        return _page(user, language_errors={"language": _("choose a language from the list")})
+    try:
+        _update_own(user.login, f"{user.login} chose the language {chosen}", language=chosen)
+    except (ConfigError, ApplyError) as err:
+        return _page(user, language_general=[forms.general_error(err)])
+    flash(_("Your language was saved."), "success")  # the next request is already in it
     return redirect(url_for("account.index"))
 
 

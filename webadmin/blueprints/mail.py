@@ -13,6 +13,7 @@ bp = Blueprint("mail", __name__, url_prefix="/mail")
 NAV = [(N_("Mail"), N_("Domains & relay"), "mail.index"), (N_("Mail"), N_("Mailboxes"), "mail.mailboxes"),
        (N_("Mail"), N_("Aliases & lists"), "mail.aliases"), (N_("Mail"), N_("Smarthost"), "mail.smarthost"),
        (N_("Mail"), N_("Queue"), "mail.queue")]
+BUSY = N_("this message is being delivered right now; try again in a moment")  # services/mail/outbound.py
 
 
 def _service():
@@ -77,7 +78,7 @@ def mailboxes():
     if request.method == "POST":
         errors, general = _save_quotas(config)
         if not errors and not general:
-            flash("Mailbox quotas saved.", "success")
+            flash(_("Mailbox quotas saved."), "success")
             return redirect(url_for("mail.mailboxes"))
     rows = []
     for user in sorted(config.users, key=lambda u: u.login):
@@ -240,7 +241,7 @@ def delete(qid: str):
     try:
         removed = _service().delete_queued(qid)
     except QueueBusy as exc:
-        flash(str(exc), "warning")
+        flash(_(str(exc)), "warning")  # BUSY, translated
         return redirect(url_for("mail.queue"))
     flash(_("Message %(qid)s deleted.", qid=qid) if removed
           else _("Message %(qid)s is no longer in the queue.", qid=qid),

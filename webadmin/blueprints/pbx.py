@@ -268,9 +268,11 @@ def extensions():
 
 EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers")
 FORWARD_FIELDS = EXT_FIELDS[:5]  # what a user may also set for themselves (account page)
-BLF_WATCHERS = [("everyone", "Every extension"), ("same_groups", "Extensions in a ring group with it"),
-                ("nobody", "Nobody")]
-FORWARD_HINT = "an extension, group or number (digits, *, # or +)"
+BLF_WATCHERS = [("everyone", N_("Every extension")), ("same_groups", N_("Extensions in a ring group with it")),
+                ("nobody", N_("Nobody"))]
+FORWARD_HINT = N_("an extension, group or number (digits, *, # or +)")  # translated where used
+# appliance/clients.py's text while the PBX process restarts, shown translated
+RESTARTING = N_("the PBX is restarting: its call records are back in a moment")
 
 
 def posted_call_handling() -> dict:
@@ -312,7 +314,7 @@ def extension_edit(ext: str):
 
             errors, general = _apply(f"call handling of extension {ext}", mutate, f"pbx.extensions.{ext}",
                                      dict.fromkeys(("forward_always", "forward_busy", "forward_no_answer"),
-                                                   FORWARD_HINT))
+                                                   _(FORWARD_HINT)))
             if not errors and not general:
                 flash(_("Extension %(ext)s was saved.", ext=ext), "success")
                 return redirect(url_for("pbx.extensions"))
@@ -349,8 +351,8 @@ def dialplan():
             section["public_address"] = values["public_address"] or None
 
         errors, general = _apply("dial plan settings", mutate, "pbx", {
-            "country_code": "1 to 4 digits, without + or 00", "national_prefix": "up to 3 digits",
-            "international_prefix": "1 to 4 digits", "public_address": "an IPv4 address, e.g. 203.0.113.7"})
+            "country_code": _("1 to 4 digits, without + or 00"), "national_prefix": _("up to 3 digits"),
+            "international_prefix": _("1 to 4 digits"), "public_address": _("an IPv4 address, e.g. 203.0.113.7")})
         if not errors and not general:
             flash(_("The dial plan was saved."), "success")
             return redirect(url_for("pbx.dialplan"))
@@ -476,7 +478,7 @@ def cdr():
     try:
         rows = [] if errors else _pbx().cdr_query(**filters, limit=CDR_PAGE + 1, offset=(page - 1) * CDR_PAGE)
     except ApplyError as exc:
-        flash(str(exc), "error")
+        flash(_(str(exc)), "error")  # RESTARTING, translated
         rows = []
     more = len(rows) > CDR_PAGE
     query = {k: v for k, v in values.items() if v}
@@ -496,6 +498,6 @@ def cdr_csv():
     try:
         pieces = _pbx().cdr_csv(**filters)
     except ApplyError as exc:
-        abort(503, description=str(exc))
+        abort(503, description=_(str(exc)))
     return Response(pieces, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'})

@@ -14,6 +14,8 @@ from webadmin.blueprints.firewall import shown, split_list
 from webadmin.core import N_
 
 bp = Blueprint("proxy", __name__, url_prefix="/proxy")
+# appliance/clients.py's text while the proxy process restarts, shown translated
+RESTARTING = N_("the proxy is restarting: its figures are back in a moment")
 NAV = [(N_("Internet"), N_("Web proxy"), "proxy.index"), (N_("Internet"), N_("Web usage"), "proxy.usage")]
 PERIODS = {"24h": (N_("last 24 hours"), 86400), "7d": (N_("last 7 days"), 7 * 86400),
            "30d": (N_("last 30 days"), 30 * 86400)}
@@ -147,7 +149,7 @@ def usage():
     try:
         found = svc.usage(since, 10) if svc is not None else None
     except ApplyError as exc:
-        flash(str(exc), "error")
+        flash(_(str(exc)), "error")  # RESTARTING, translated
         found = None
     if found is not None:
         report = {"sites": bars(found["sites"], "domain"), "clients": bars(found["clients"], "client"),

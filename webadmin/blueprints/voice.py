@@ -17,10 +17,11 @@ from services.pbx.moh import MohLibrary
 from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary, PromptsUnavailable
 from webadmin import core, forms
 from webadmin.blueprints.system import _saved_upload as saved_upload
+from webadmin.core import N_
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 # "Hold music", not "Music on hold": the words "on hold" in every page's menu would read as a held call
-NAV = [("Telephony", "Prompts", "voice.prompts"), ("Telephony", "Hold music", "voice.moh")]
+NAV = [(N_("Telephony"), N_("Prompts"), "voice.prompts"), (N_("Telephony"), N_("Hold music"), "voice.moh")]
 PROMPT_UPLOAD_LIMIT = 40 * 1024 * 1024     # two minutes of 44.1 kHz stereo WAV
 MOH_UPLOAD_LIMIT = 200 * 1024 * 1024       # ten minutes of 48 kHz stereo 24-bit WAV
 core.LARGE_UPLOADS["voice.prompt_upload"] = PROMPT_UPLOAD_LIMIT
@@ -76,7 +77,8 @@ def prompts_index():
         errors, general = forms.apply_form("prompt language", mutate, prefix="pbx")
         general += [f"{name}: {message}" for name, message in errors.items()]
         if not general:
-            flash(f"Callers without a language of their own now hear {LANGUAGES[chosen]}.", "success")
+            flash(_("Callers without a language of their own now hear %(language)s.", language=LANGUAGES[chosen]),
+                  "success")
             return redirect(url_for("voice.prompts", lang=chosen))
     box_language = core.current_config().pbx.prompt_language
     return render_template("voice/prompts.html", lang=lang, languages=LANGUAGES, general=general,
@@ -264,4 +266,3 @@ def moh_audio(name: str, file_id: str):
 @core.admin_required
 def moh_builtin():
     return send_file(moh_library().builtin(16000), mimetype="audio/wav", conditional=True, max_age=0)
-
