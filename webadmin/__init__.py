@@ -45,6 +45,7 @@ def create_app(runtime: Any) -> Flask:
     app.before_request(_first_boot_gate)
     app.before_request(core.enforce_access)
     app.after_request(_security_headers)
+    app.after_request(core.lock_forms)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.jinja_env.globals.update(csrf_field=core.csrf_field, current_user=core.current_user)
@@ -113,7 +114,7 @@ def _security_headers(response: Any) -> Any:
 
 def _page_context() -> dict[str, Any]:
     user = core.current_user()
-    nav = current_app.extensions["officebox.nav"] if user is not None and user.role == "admin" else []
+    nav = current_app.extensions["officebox.nav"] if core.sees_admin_pages(user) else []
     endpoint = request.endpoint or ""
     endpoints = {e for _, links in nav for _, e in links}
     active = endpoint if endpoint in endpoints else next(
