@@ -17,7 +17,15 @@ from werkzeug.exceptions import HTTPException
 
 from webadmin import core, i18n
 from webadmin.core import N_
-from webadmin.security import Lockout, PasswordChecks, SessionRegistry, load_secret_key
+from webadmin.security import (
+    Enrolments,
+    Lockout,
+    PasswordChecks,
+    PendingSignIns,
+    SessionRegistry,
+    TotpCodes,
+    load_secret_key,
+)
 
 log = logging.getLogger("officebox.webadmin")
 # navigation groups in this order; groups nobody listed here come before "System", alphabetically
@@ -41,6 +49,8 @@ def create_app(runtime: Any) -> Flask:
     app.extensions[core.SESSIONS_KEY] = SessionRegistry()
     app.extensions[core.LOCKOUT_KEY] = Lockout()
     app.extensions[core.PASSWORD_CHECKS_KEY] = PasswordChecks()
+    app.extensions.update({core.PENDING_KEY: PendingSignIns(), core.ENROLMENTS_KEY: Enrolments(),
+                           core.TOTP_KEY: TotpCodes()})
     app.before_request(core.check_csrf)
     app.before_request(_first_boot_gate)
     app.before_request(core.enforce_access)
