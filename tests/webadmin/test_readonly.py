@@ -2,9 +2,11 @@
 over every route of the app), nothing is changed, and the pages offer no change controls."""
 import re
 
-from tests.webadmin.helpers import csrf_of, post, sign_in
+from flask import Blueprint
+
+from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from tests.webadmin.test_routes_access import PUBLIC, _request, _urls
-from webadmin import core
+from webadmin import core, create_app
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -67,3 +69,16 @@ def test_a_read_only_admin_may_change_their_own_password(admin_client, app):
     assert post(reader, "/users/new", {"login": "eve", "full_name": "Eve", "role": "admin",
                                        "password": "eve-password", "password2": "eve-password"},
                 form_path="/account/").status_code == 403
+
+
+def test_a_change_route_that_says_nothing_is_refused_too(runtime):
+    app = create_app(runtime)
+    forgotten = Blueprint("forgotten", __name__)
+    forgotten.add_url_rule("/forgotten", "change", lambda: "changed", methods=["GET", "POST"])
+    app.register_blueprint(forgotten)
+    admin = admin_client_for(runtime, app)
+    reader = _readonly_client(admin, app)
+    assert reader.get("/forgotten").get_data(as_text=True) == "changed"  # reading is allowed
+    token = csrf_of(reader, "/account/")
+    assert reader.post("/forgotten", data={"csrf_token": token}).status_code == 403
+    assert admin.post("/forgotten", data={"csrf_token": csrf_of(admin, "/account/")}).status_code == 200

@@ -132,7 +132,7 @@ def code():
             except Busy:
                 return render_template("auth/code.html", error=core.BUSY_MESSAGE), 503, {"Retry-After": "5"}
             if accepted:
-                lockout.succeeded(*keys, ("login", user.login))
+                lockout.succeeded(*keys, ("login", user.login), ("addr", request.remote_addr or "?"))
                 current_app.extensions[core.PENDING_KEY].close(session.pop("pending", None))
                 return _signed_in(core.current_config().user(user.login))
             lockout.failed(*keys)
