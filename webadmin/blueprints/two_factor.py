@@ -8,17 +8,16 @@ import base64
 
 import pyotp
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from services.vpn.wireguard import qr_svg
 from webadmin import core, forms
-from webadmin.blueprints.voice import _, translations
 from webadmin.security import RecoveryCodes
 
 bp = Blueprint("two_factor", __name__, url_prefix="/account/two-factor")
-bp.context_processor(translations)
 
 
 def _admin():
