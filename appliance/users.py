@@ -47,7 +47,8 @@ class User(BaseModel):
     full_name: SafeText = Field(min_length=1, max_length=100)
     extension: str | None = Field(default=None, pattern=EXTENSION_PATTERN)
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN)
-    role: Literal["admin", "staff"] = "staff"
+    role: Literal["admin", "readonly", "staff"] = Field(
+        default="staff", description="readonly: an admin who sees every admin page and changes nothing")
     language: Literal["en", "fr", "zh_TW"] = "en"
     enabled: bool = True
     password_hash: str | None = Field(default=None, description="argon2 hash of the web/mail password")
@@ -55,6 +56,10 @@ class User(BaseModel):
     proxy_password_hash: str | None = Field(default=None, description="argon2 hash of the web proxy password")
     voicemail_pin_hash: str | None = None
     vpn_enabled: bool = False
+    totp_secret: str | None = Field(default=None, pattern=r"^[A-Z2-7]{32}$",
+                                    description="base32 TOTP key of the web sign-in's second step (None: off)")
+    recovery_codes_hash: list[str] = Field(default_factory=list, max_length=10,
+                                           description="argon2 hashes of the unused two-factor recovery codes")
 
     @field_validator("full_name")
     @classmethod

@@ -17,7 +17,15 @@ from werkzeug.exceptions import HTTPException
 
 from webadmin import core, i18n
 from webadmin.core import N_
-from webadmin.security import Lockout, PasswordChecks, SessionRegistry, load_secret_key
+from webadmin.security import (
+    Enrolments,
+    Lockout,
+    PasswordChecks,
+    PendingSignIns,
+    SessionRegistry,
+    TotpCodes,
+    load_secret_key,
+)
 
 log = logging.getLogger("officebox.webadmin")
 # navigation groups in this order; groups nobody listed here come before "System", alphabetically
@@ -41,10 +49,13 @@ def create_app(runtime: Any) -> Flask:
     app.extensions[core.SESSIONS_KEY] = SessionRegistry()
     app.extensions[core.LOCKOUT_KEY] = Lockout()
     app.extensions[core.PASSWORD_CHECKS_KEY] = PasswordChecks()
+    app.extensions.update({core.PENDING_KEY: PendingSignIns(), core.ENROLMENTS_KEY: Enrolments(),
+                           core.TOTP_KEY: TotpCodes()})
     app.before_request(core.check_csrf)
     app.before_request(_first_boot_gate)
     app.before_request(core.enforce_access)
     app.after_request(_security_headers)
+    app.after_request(core.lock_forms)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.jinja_env.globals.update(csrf_field=core.csrf_field, current_user=core.current_user)
@@ -113,7 +124,7 @@ def _security_headers(response: Any) -> Any:
 
 def _page_context() -> dict[str, Any]:
     user = core.current_user()
-    nav = current_app.extensions["officebox.nav"] if user is not None and user.role == "admin" else []
+    nav = current_app.extensions["officebox.nav"] if core.sees_admin_pages(user) else []
     endpoint = request.endpoint or ""
     endpoints = {e for _, links in nav for _, e in links}
     active = endpoint if endpoint in endpoints else next(

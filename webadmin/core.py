@@ -4,6 +4,8 @@
     apply_change("add extension 201", mutate)   # mutate(document: dict) edits the JSON document
 
 Every route is for admins only unless its view is marked @public or @login_required (staff too).
+A read-only admin (role "readonly") sees every admin page but every state-changing request to an admin
+route is refused with 403 (enforce_access), and lock_forms disables the forms of those routes on the pages.
 
 apply_change raises ConfigError (`err.problems`: [(dotted path, message)]) or ApplyError (ChangedMeanwhile
 when another admin saved a conflicting change after this form was shown: every form carries the
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import hmac
+import html
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +24,7 @@ from typing import Any
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
 
 from appliance import schema
 from appliance.store import ChangedMeanwhile, Revision
@@ -35,6 +40,9 @@ RUNTIME_KEY = "officebox.runtime"
 SESSIONS_KEY = "officebox.sessions"
 LOCKOUT_KEY = "officebox.lockout"
 PASSWORD_CHECKS_KEY = "officebox.password_checks"
+PENDING_KEY = "officebox.pending_sign_ins"  # security.PendingSignIns: password right, code to come
+ENROLMENTS_KEY = "officebox.enrolments"     # security.Enrolments: two-factor keys being set up
+TOTP_KEY = "officebox.totp"                 # security.TotpCodes
 ACCESS_ATTR = "officebox_access"
 FRAMEWORK_PUBLIC = {"static"}  # Flask's own endpoint for webadmin/static
 BUSY_MESSAGE = N_("The box is busy checking other sign-ins. Please try again in a few seconds.")  # _() where shown
@@ -45,6 +53,7 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_REFUSED = N_("The form was refused because its security token is missing or out of date "
                 "(for example after signing in again in another tab). Go back, reload the page and retry.")
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+ADMIN_ROLES = ("admin", "readonly")  # who sees the admin pages; only "admin" may change anything
 LARGE_UPLOADS: dict[str, int] = {}  # endpoint -> upload limit in bytes for admins (others: MAX_CONTENT_LENGTH)
 
 
@@ -125,14 +134,14 @@ def login_required(view: Callable) -> Callable:
 
 
 def admin_required(view: Callable) -> Callable:
-    """Signed-in users with role admin; staff get 403."""
+    """Signed-in admins; staff get 403, read-only admins too on a state-changing request."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         user = current_user()
         if user is None:
             return _to_login()
-        if user.role != "admin":
+        if not allowed(user, "admin", request.method):
             abort(403)
         return view(*args, **kwargs)
 
@@ -158,9 +167,59 @@ def enforce_access() -> Any:
     user = current_user()
     if user is None:
         return _to_login()
-    if access == "admin" and user.role != "admin":
+    if not allowed(user, access, request.method):
         abort(403)
     return None
+
+
+def allowed(user: User, access: str, method: str) -> bool:
+    """May this signed-in user make a `method` request to a route of this access level?"""
+    if access != "admin":
+        return True  # the user's own pages (password, forwarding, two-factor): read-only admins too
+    if user.role == "readonly":
+        return method not in UNSAFE_METHODS
+    return user.role == "admin"
+
+
+def sees_admin_pages(user: User | None) -> bool:
+    return user is not None and user.role in ADMIN_ROLES
+
+
+FORM_TAG = re.compile(r'<form\b[^>]*\bmethod="post"[^>]*>', re.IGNORECASE)
+ACTION = re.compile(r'\baction="([^"]*)"')
+
+
+def lock_forms(response: Any) -> Any:
+    """after_request hook: for a read-only admin, every POST form of an admin route on an HTML page gets
+    its controls disabled and hidden (a disabled fieldset), so no page offers a change it would refuse."""
+    if response.mimetype != "text/html" or response.direct_passthrough or request.endpoint in FRAMEWORK_PUBLIC:
+        return response
+    user = current_user()
+    if user is None or user.role != "readonly":
+        return response
+    adapter = current_app.url_map.bind("localhost")
+
+    def changes_the_box(tag: str) -> bool:
+        action = ACTION.search(tag)
+        path = html.unescape(action.group(1)).split("?")[0] if action and action.group(1) else request.path
+        try:
+            endpoint, _ = adapter.match(path, method="POST")
+        except HTTPException:
+            return False
+        return access_of(endpoint) == "admin"
+
+    body = response.get_data(as_text=True)
+    out, pos = [], 0
+    for match in FORM_TAG.finditer(body):
+        end = body.find("</form>", match.end())
+        if end < 0 or not changes_the_box(match.group(0)):
+            continue
+        out += [body[pos:match.end()], '<fieldset class="readonly-lock" disabled>', body[match.end():end],
+                "</fieldset>"]
+        pos = end
+    out.append(body[pos:])
+    response.set_data("".join(out))
+    return response
 
 
 def password_check(check: Callable[[], bool]) -> bool:
@@ -200,7 +259,7 @@ def check_csrf() -> None:
     limit = LARGE_UPLOADS.get(request.endpoint or "")
     if limit:
         user = current_user()
-        if user is not None and user.role == "admin":
+        if user is not None and allowed(user, "admin", request.method):
             request.max_content_length = limit
     expected = session.get("csrf")
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)

@@ -1,10 +1,13 @@
 """Web admin security parts: the session secret, server-side sign-in sessions, the login lock-out, the
-bound on concurrent password checks and the first-boot setup code."""
+bound on concurrent password checks, the first-boot setup code, and the two-factor sign-in parts (pending
+sign-ins, key enrolment, TOTP codes without replay, recovery codes)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -12,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyotp
 
 from appliance.fsutil import atomic_write
 from appliance.users import hash_password, verify_password
@@ -228,3 +233,106 @@ class SetupCode:
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
         self.shown.unlink(missing_ok=True)
+
+
+class PendingSignIns(SessionRegistry):
+    """Sign-ins whose password was right and whose two-factor code is still to come: five minutes at most,
+    and they end like sessions when the password changes meanwhile."""
+
+    IDLE_TIMEOUT = 5 * 60
+    MAX_AGE = 5 * 60
+
+
+class Enrolments:
+    """Two-factor keys being set up, per session, until confirmed with a code (ten minutes at most).
+
+    Kept on the server: the key is shown once as a QR code and never travels in a cookie."""
+
+    MAX_AGE = 10 * 60
+    MAX_ITEMS = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[str, float]] = {}
+
+    def start(self, sid: str, secret: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in [k for k, (_, t) in self._items.items() if now - t > self.MAX_AGE]:
+                del self._items[key]
+            if len(self._items) >= self.MAX_ITEMS:
+                del self._items[min(self._items, key=lambda k: self._items[k][1])]
+            self._items[sid] = (secret, now)
+
+    def secret(self, sid: str | None) -> str | None:
+        with self._lock:
+            secret, started = self._items.get(sid or "", (None, 0.0))
+        return secret if secret and self.clock() - started <= self.MAX_AGE else None
+
+    def finish(self, sid: str | None) -> None:
+        with self._lock:
+            self._items.pop(sid or "", None)
+
+
+class TotpCodes:
+    """Time-based one-time codes (RFC 6238 by pyotp: 6 digits, 30 s) with one step of clock drift either
+    side; a code, once accepted, and every older one of the same user are refused (no replay)."""
+
+    DRIFT_STEPS = 1
+    MAX_USERS = 10000
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last_step: dict[str, int] = {}
+
+    @staticmethod
+    def new_secret() -> str:
+        return pyotp.random_base32()
+
+    @staticmethod
+    def normalize(code: str) -> str:
+        return "".join(code.split())
+
+    def accept(self, login: str, secret: str, code: str) -> bool:
+        code = self.normalize(code)
+        if not re.fullmatch(r"[0-9]{6}", code):
+            return False
+        totp = pyotp.TOTP(secret)
+        now = self.clock()
+        steps = [int(now // totp.interval) + d for d in range(-self.DRIFT_STEPS, self.DRIFT_STEPS + 1)]
+        step = next((s for s in steps if hmac.compare_digest(totp.at(s * totp.interval), code)), None)
+        if step is None:
+            return False
+        with self._lock:
+            if step <= self._last_step.get(login, -1):
+                return False  # replayed (or older than the last code used)
+            if len(self._last_step) >= self.MAX_USERS:  # steps out of the drift window no longer matter
+                self._last_step = {k: v for k, v in self._last_step.items() if v >= steps[0]}
+            self._last_step[login] = step
+        return True
+
+
+class RecoveryCodes:
+    """Ten one-time codes for a lost authenticator, shown once, kept as argon2 hashes (like passwords)."""
+
+    COUNT = 10
+    ALPHABET = SetupCode.ALPHABET
+    LENGTH = 10
+
+    @classmethod
+    def issue(cls) -> tuple[list[str], list[str]]:
+        """(codes to show as XXXXX-XXXXX, their hashes to store)."""
+        codes = ["".join(secrets.choice(cls.ALPHABET) for _ in range(cls.LENGTH)) for _ in range(cls.COUNT)]
+        return [f"{c[:5]}-{c[5:]}" for c in codes], [hash_password(c) for c in codes]
+
+    @classmethod
+    def looks_like_one(cls, code: str) -> bool:
+        return len(SetupCode.normalize(code)) == cls.LENGTH
+
+    @staticmethod
+    def matching(hashes: list[str], code: str) -> str | None:
+        """The stored hash this code matches, if any."""
+        normalized = SetupCode.normalize(code)
+        return next((h for h in hashes if verify_password(h, normalized)), None)

@@ -41,7 +41,7 @@ def test_field_errors_from_the_schema(admin_client, runtime):
         ({"login": "anna", "extension": "203", "email": ""}, "login", "'anna' is already used by another user"),
         ({"login": "Bad Login!", "extension": "204", "email": ""}, "login", "lower-case letters"),
         ({"login": "bert", "extension": "205", "email": "", "full_name": " "}, "full_name", "required"),
-        ({"login": "bert", "extension": "206", "email": "", "role": "root"}, "role", "'admin' or 'staff'"),
+        ({"login": "bert", "extension": "206", "email": "", "role": "root"}, "role", "'admin', 'readonly' or 'staff'"),
         ({"login": "bert", "extension": "207", "email": "", "password2": "other-pass"}, "password2", "differ"),
         ({"login": "bert", "extension": "208", "email": "", "password": "short", "password2": "short"},
          "password", "at least 8"),

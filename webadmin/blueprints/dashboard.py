@@ -68,7 +68,7 @@ def summary_text(summary: str) -> str:
 @bp.route("/")
 @core.login_required
 def index():
-    if core.current_user().role != "admin":
+    if not core.sees_admin_pages(core.current_user()):
         return redirect(url_for("account.index"))
     rt = core.runtime()
     config = core.current_config()

@@ -83,7 +83,7 @@ def create():
     general: list[str] = []
     if request.method == "POST":
         values = _posted_user()
-        password_hash = _posted_password(errors, required=values["role"] == "admin")
+        password_hash = _posted_password(errors, required=values["role"] in core.ADMIN_ROLES)
         if not errors:
             index = len(core.current_config().users)
 
@@ -144,6 +144,24 @@ def password(login: str):
     values = user.model_dump(include={"login", *EDITABLE})
     return _form_page(values=values, errors={}, general=general, user=user,
                       password_errors=errors), 400
+
+
+@bp.route("/<login>/two-factor/reset", methods=["POST"])
+@core.admin_required
+def reset_two_factor(login: str):
+    """Another admin lost their authenticator and recovery codes: their next sign-in asks the password only."""
+    _user_or_404(login)
+
+    def mutate(doc: dict) -> None:
+        doc["users"][_index_of(doc, login)].update({"totp_secret": None, "recovery_codes_hash": []})
+
+    general = _apply(f"reset two-factor sign-in of {login}", mutate, -1)[1]
+    for message in general:
+        flash(message, "error")
+    if not general:
+        flash(_("Two-factor sign-in of %(login)s is off; they can set it up again on their account page.",
+                login=login), "success")
+    return redirect(url_for("users.edit", login=login))
 
 
 @bp.route("/<login>/proxy-password", methods=["POST"])
