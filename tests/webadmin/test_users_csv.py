@@ -164,3 +164,11 @@ def test_staff_cannot_import_or_export(admin_client, runtime):
     assert staff.get("/users/export.csv").status_code in (302, 403)
     assert staff.get("/users/import").status_code in (302, 403)
     assert ADMIN["login"] in logins(runtime)
+
+
+def test_the_confirm_accepts_the_text_as_a_browser_posts_it(admin_client, runtime):
+    """A browser sends a form value's line breaks as CR LF: still the plan the preview showed."""
+    form = confirm_form(upload(admin_client, GOOD.replace("\r\n", "\n")).get_data(as_text=True))
+    form["text"] = form["text"].replace("\n", "\r\n")
+    assert admin_client.post("/users/import/confirm", data=form).status_code == 200
+    assert "bea" in logins(runtime)

@@ -89,16 +89,16 @@ def _preview(text: str, planned, general, warning: str | None = None, status: in
 @bp.route("/import/confirm", methods=["POST"])
 @core.admin_required
 def import_confirm():
-    text = request.form.get("text", "")
     posted = request.form.get(core.BASE_FIELD, "")
     base = int(posted) if posted.isdigit() else None
     try:
+        text = usercsv.decode(request.form.get("text", "").encode("utf-8"))  # a browser posts CR LF
         planned, general = _plan(text, _document_of(base))
     except usercsv.CsvError as exc:
         return _page(columns=usercsv.IMPORT_COLUMNS, file_error=f"This file cannot be imported: {exc}.", status=400)
     if _digest(text, planned) != request.form.get("digest"):
         return _preview(text, planned, general, "The result of the import changed since the preview (the "
-                        "configuration changed meanwhile). Nothing was saved: check the rows again.", 409)
+                        "file or the configuration changed meanwhile). Nothing was saved: check the rows again.", 409)
     todo = [r for r in planned if r.action in ("add", "change")]
     if not todo:
         return _preview(text, planned, general, "There is nothing to import: no row adds or changes a user.", 400)
