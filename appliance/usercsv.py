@@ -17,10 +17,12 @@ from appliance.users import MIN_PASSWORD_LENGTH, User
 MAX_BYTES = 256 * 1024
 MAX_ROWS = 200  # each new user's password is hashed with argon2 (a fraction of a second each)
 MAX_PASSWORD_LENGTH = 256
+MAX_QUOTA_MB = 10_000_000
 EXPORT_COLUMNS = ("login", "full_name", "email", "extension", "language", "role", "enabled", "vpn_enabled",
-                  "proxy_password")
+                  "mailbox_mb", "proxy_password")
 IMPORT_COLUMNS = ("login", "full_name", "email", "extension", "language", "role", "enabled", "vpn_enabled",
-                  "password")
+                  "mailbox_mb", "password")
+QUOTA = "mailbox_mb"  # the user's own mailbox size (mail.user_quota_mb); empty: the box's default
 READ_ONLY = ("proxy_password",)  # exported for information, ignored on import
 FLAGS = ("enabled", "vpn_enabled")
 OPTIONAL = ("email", "extension")
@@ -43,6 +45,7 @@ class Row:
     values: dict = field(default_factory=dict)  # the user fields this row sets
     changed: list[str] = field(default_factory=list)
     password: str | None = None  # the file's initial password of a new user
+    quota: int | None | bool = False  # the own mailbox size to set (None: the default); False: keep
 
 
 def _safe_cell(value: str) -> str:
@@ -50,8 +53,9 @@ def _safe_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
-def export(users: list[User], delimiter: str = ",") -> str:
-    """Every user as CSV text with a BOM (so Excel reads UTF-8); never a password hash or secret."""
+def export(users: list[User], quotas: dict[str, int], delimiter: str = ",") -> str:
+    """Every user as CSV text with a BOM (so Excel reads UTF-8); never a password hash or secret.
+    `quotas`: login -> own mailbox size in MB (mail.user_quota_mb)."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
@@ -60,6 +64,7 @@ def export(users: list[User], delimiter: str = ",") -> str:
         cells = {"login": user.login, "full_name": user.full_name, "email": user.email or "",
                  "extension": user.extension or "", "language": user.language, "role": user.role,
                  "enabled": _yes_no(user.enabled), "vpn_enabled": _yes_no(user.vpn_enabled),
+                 QUOTA: str(quotas[user.login]) if user.login in quotas else "",
                  "proxy_password": _yes_no(bool(user.proxy_password_hash))}
         writer.writerow([_safe_cell(cells[c]) for c in EXPORT_COLUMNS])
     return out.getvalue()
@@ -133,6 +138,12 @@ def _row_values(cells: dict[str, str], row: Row) -> dict:
                 values[column] = value.lower() in YES
         elif column in OPTIONAL:
             values[column] = value or None
+        elif column == QUOTA:
+            if value and not (value.isdigit() and int(value) <= MAX_QUOTA_MB):
+                row.errors.append((column, f"enter a whole number of megabytes up to {MAX_QUOTA_MB} (0: no limit), "
+                                           "or leave it empty for the box's default"))
+            else:
+                row.quota = int(value) if value else None
         elif column == "password":
             row.password = value or None
         elif column in ("role", "language"):
@@ -152,7 +163,8 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login: str | None) -> Row:
+def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login: str | None,
+              quotas: dict[str, int]) -> Row:
     row = Row(line=line, login=_unescape(cells.get("login", "")).lower())
     if "\x00" in cells.values():
         row.errors.append(("", "this line has more cells than the first line has columns"))
@@ -173,8 +185,11 @@ def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login
     except ValidationError as exc:
         for problem in exc.errors():
             column = str(problem["loc"][0]) if problem["loc"] else ""
-            row.errors.append((column, problem["msg"].removeprefix("Value error, ")))
+            message = problem["msg"].removeprefix("Value error, ")
+            row.errors.append((column, "this field is required" if message == "Field required" else message))
     row.changed = [k for k, v in row.values.items() if existing is None or existing.get(k) != v]
+    if row.quota is not False and (existing is None or quotas.get(row.login) != row.quota):
+        row.changed.append(QUOTA)
     if row.errors:
         row.action = "error"
     elif existing is None:
@@ -191,10 +206,11 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
     across users, the services' own checks. A row the whole document refuses is an error, and the rest
     is checked again without it (at most a few rounds)."""
     users = {u["login"]: u for u in document.get("users", [])}
+    quotas = document.get("mail", {}).get("user_quota_mb", {})
     planned: list[Row] = []
     seen: dict[str, int] = {}
     for line, cells in rows:
-        row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login)
+        row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login, quotas)
         if row.login and row.login in seen:
             row.errors.append(("login", f"this login is already on line {seen[row.login]} of the file"))
             row.action = "error"
@@ -206,9 +222,12 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
         problems = validate(candidate)
         general = []
         failed = False
+        by_login = {r.login: r for r in where.values()}
         for path, message in problems:
             parts = path.split(".")
             row = where.get(int(parts[1])) if len(parts) > 1 and parts[0] == "users" and parts[1].isdigit() else None
+            if path.startswith("mail.user_quota_mb.") and (row := by_login.get(path.split(".", 2)[2])):
+                parts = ["users", "", QUOTA]
             if row is None:
                 general.append(f"{path}: {message}" if path else message)
                 continue
@@ -223,6 +242,8 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
 def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None]) -> tuple[dict, dict[int, Row]]:
     """A copy of `document` with the rows that add or change applied; which user index each row wrote."""
     doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
+    if "mail" in doc:
+        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
     index = {u["login"]: i for i, u in enumerate(doc["users"])}
     where: dict[int, Row] = {}
     for row in rows:
@@ -232,4 +253,10 @@ def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None
         elif row.action == "add":
             doc["users"].append({**DEFAULTS, "login": row.login, **row.values, "password_hash": hash_of(row)})
             where[len(doc["users"]) - 1] = row
+        if row.action in ("add", "change") and row.quota is not False and "mail" in doc:
+            quotas = doc["mail"]["user_quota_mb"]
+            if row.quota is None:
+                quotas.pop(row.login, None)
+            else:
+                quotas[row.login] = row.quota
     return doc, where

@@ -172,3 +172,20 @@ def test_the_confirm_accepts_the_text_as_a_browser_posts_it(admin_client, runtim
     form["text"] = form["text"].replace("\n", "\r\n")
     assert admin_client.post("/users/import/confirm", data=form).status_code == 200
     assert "bea" in logins(runtime)
+
+
+def test_mailbox_sizes_are_exported_and_imported(admin_client, runtime):
+    upload_and_confirm(admin_client, "login,full_name,mailbox_mb\nlea,Léa,500\nmax,Max,\n")
+    mail = runtime.store.current().config.mail
+    assert mail.user_quota_mb == {"lea": 500}
+    rows = {r["login"]: r for r in csv.DictReader(io.StringIO(
+        admin_client.get("/users/export.csv").get_data(as_text=True).lstrip("\ufeff")))}
+    assert rows["lea"]["mailbox_mb"] == "500" and rows["max"]["mailbox_mb"] == ""
+    page = upload(admin_client, "login,mailbox_mb\nlea,\nmax,lots\n").get_data(as_text=True)
+    assert "changes mailbox_mb" in row_of(page, 2)
+    assert "<strong>mailbox_mb</strong>: enter a whole number of megabytes" in row_of(page, 3)
+    new = upload(admin_client, "login,role\nned,boss\n").get_data(as_text=True)
+    assert "<strong>full_name</strong>: this field is required" in row_of(new, 2)
+    assert "<strong>role</strong>: Input should be &#39;admin&#39; or &#39;staff&#39;" in row_of(new, 2)
+    assert confirm(admin_client, page).status_code == 200
+    assert runtime.store.current().config.mail.user_quota_mb == {}

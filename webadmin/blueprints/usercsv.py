@@ -23,7 +23,9 @@ ACTION_LABELS = {"add": "add", "change": "change", "unchanged": "unchanged", "er
 @core.admin_required
 def export():
     delimiter = ";" if request.args.get("separator") == "semicolon" else ","
-    body = usercsv.export(core.current_config().users, delimiter)
+    config = core.current_config()
+    mail = getattr(config, "mail", None)
+    body = usercsv.export(config.users, dict(mail.user_quota_mb) if mail else {}, delimiter)
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": "attachment; filename=officebox-users.csv", "Cache-Control": "no-store"})
 
