@@ -189,3 +189,9 @@ def test_mailbox_sizes_are_exported_and_imported(admin_client, runtime):
     assert "<strong>role</strong>: Input should be &#39;admin&#39; or &#39;staff&#39;" in row_of(new, 2)
     assert confirm(admin_client, page).status_code == 200
     assert runtime.store.current().config.mail.user_quota_mb == {}
+
+
+def test_markup_in_a_file_is_shown_as_text(admin_client, runtime):
+    page = upload(admin_client, 'login,full_name\n"<b>x","<script>alert(1)</script>"\n').get_data(as_text=True)
+    assert "<script>alert(1)" not in page and "<b>x" not in page
+    assert "&lt;b&gt;x" in row_of(page, 2) and "import-error" in row_of(page, 2)
