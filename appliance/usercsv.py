@@ -29,7 +29,7 @@ OPTIONAL = ("email", "extension")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 YES = {"yes", "y", "true", "1", "oui", "o", "x", "是"}
 NO = {"no", "n", "false", "0", "non", "", "否"}
-DEFAULTS = {"role": "staff", "language": "en", "enabled": True, "vpn_enabled": False}
+DEFAULTS = {"role": "staff", "enabled": True, "vpn_enabled": False}  # and the box's language
 
 
 class CsvError(ValueError):
@@ -163,8 +163,13 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def defaults(document: dict) -> dict:
+    """What a new user has unless the file says otherwise."""
+    return {**DEFAULTS, "language": document.get("system", {}).get("language", "en")}
+
+
 def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login: str | None,
-              quotas: dict[str, int]) -> Row:
+              quotas: dict[str, int], new: dict) -> Row:
     row = Row(line=line, login=_unescape(cells.get("login", "")).lower())
     if "\x00" in cells.values():
         row.errors.append(("", "this line has more cells than the first line has columns"))
@@ -178,7 +183,7 @@ def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login
     if existing is not None and row.login == own_login and (
             row.values.get("role", "admin") != "admin" or row.values.get("enabled") is False):
         row.errors.append(("role", "you cannot remove your own admin rights or disable your own account"))
-    base = existing or {**DEFAULTS, "login": row.login}
+    base = existing or {**new, "login": row.login}
     candidate = {**base, **row.values}
     try:
         User.model_validate({**candidate, "sip_secret": candidate.get("sip_secret") or "checkonly"})
@@ -210,7 +215,8 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
     planned: list[Row] = []
     seen: dict[str, int] = {}
     for line, cells in rows:
-        row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login, quotas)
+        row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login, quotas,
+                        defaults(document))
         if row.login and row.login in seen:
             row.errors.append(("login", f"this login is already on line {seen[row.login]} of the file"))
             row.action = "error"
@@ -251,7 +257,7 @@ def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None
             doc["users"][index[row.login]].update(row.values)
             where[index[row.login]] = row
         elif row.action == "add":
-            doc["users"].append({**DEFAULTS, "login": row.login, **row.values, "password_hash": hash_of(row)})
+            doc["users"].append({**defaults(document), "login": row.login, **row.values, "password_hash": hash_of(row)})
             where[len(doc["users"]) - 1] = row
         if row.action in ("add", "change") and row.quota is not False and "mail" in doc:
             quotas = doc["mail"]["user_quota_mb"]

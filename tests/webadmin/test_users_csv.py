@@ -38,6 +38,7 @@ def logins(runtime) -> list[str]:
 
 
 def test_a_bad_row_is_shown_and_nothing_is_saved_until_confirmed(admin_client, runtime):
+    runtime.engine.update("admin", "box language", lambda d: d["system"].update(language="fr"))
     before = runtime.store.current_id()
     text = ("login,full_name,extension,email,password\n"
             "carl,Carl Martin,202,carl@acme.example,carl-secret-1\n"
@@ -64,6 +65,7 @@ def test_a_bad_row_is_shown_and_nothing_is_saved_until_confirmed(admin_client, r
         assert sign_in(other, login, password).status_code == 302
     user = runtime.store.current().config.user("carl")
     assert user.extension == "202" and user.full_name == "Carl Martin" and user.role == "staff"
+    assert user.language == "fr"  # the box's default
 
 
 def test_semicolon_and_bom_and_change_and_unchanged(admin_client, runtime):
