@@ -1,0 +1,268 @@
+"""Users as CSV: export (no secrets, cells a spreadsheet would run as a formula are escaped) and import
+(UTF-8 with or without BOM, comma or semicolon): each row planned as add / change / unchanged / error.
+
+The plan is pure: it reads the configuration document and never writes; the web admin applies the
+rows that are not in error as one revision (see webadmin/blueprints/users.py)."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from appliance.users import MIN_PASSWORD_LENGTH, User
+
+MAX_BYTES = 256 * 1024
+MAX_ROWS = 200  # each new user's password is hashed with argon2 (a fraction of a second each)
+MAX_PASSWORD_LENGTH = 256
+MAX_QUOTA_MB = 10_000_000
+EXPORT_COLUMNS = ("login", "full_name", "email", "extension", "language", "role", "enabled", "vpn_enabled",
+                  "mailbox_mb", "proxy_password")
+IMPORT_COLUMNS = ("login", "full_name", "email", "extension", "language", "role", "enabled", "vpn_enabled",
+                  "mailbox_mb", "password")
+QUOTA = "mailbox_mb"  # the user's own mailbox size (mail.user_quota_mb); empty: the box's default
+READ_ONLY = ("proxy_password",)  # exported for information, ignored on import
+FLAGS = ("enabled", "vpn_enabled")
+OPTIONAL = ("email", "extension")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+YES = {"yes", "y", "true", "1", "oui", "o", "x", "是"}
+NO = {"no", "n", "false", "0", "non", "", "否"}
+DEFAULTS = {"role": "staff", "enabled": True, "vpn_enabled": False}  # and the box's language
+
+
+class CsvError(ValueError):
+    """The file as a whole cannot be read (the message says why, in plain words)."""
+
+
+@dataclass
+class Row:
+    line: int
+    login: str
+    action: str = "unchanged"  # add | change | unchanged | error
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (column, message)
+    values: dict = field(default_factory=dict)  # the user fields this row sets
+    changed: list[str] = field(default_factory=list)
+    password: str | None = None  # the file's initial password of a new user
+    quota: int | None | bool = False  # the own mailbox size to set (None: the default); False: keep
+
+
+def _safe_cell(value: str) -> str:
+    """A cell a spreadsheet would evaluate (=, +, -, @...) starts with an apostrophe, as OWASP advises."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def export(users: list[User], quotas: dict[str, int], delimiter: str = ",") -> str:
+    """Every user as CSV text with a BOM (so Excel reads UTF-8); never a password hash or secret.
+    `quotas`: login -> own mailbox size in MB (mail.user_quota_mb)."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for user in sorted(users, key=lambda u: u.login):
+        cells = {"login": user.login, "full_name": user.full_name, "email": user.email or "",
+                 "extension": user.extension or "", "language": user.language, "role": user.role,
+                 "enabled": _yes_no(user.enabled), "vpn_enabled": _yes_no(user.vpn_enabled),
+                 QUOTA: str(quotas[user.login]) if user.login in quotas else "",
+                 "proxy_password": _yes_no(bool(user.proxy_password_hash))}
+        writer.writerow([_safe_cell(cells[c]) for c in EXPORT_COLUMNS])
+    return out.getvalue()
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def decode(data: bytes) -> str:
+    """The text of an uploaded file, or CsvError (empty, too large, not UTF-8)."""
+    if not data.strip():
+        raise CsvError("the file is empty")
+    if len(data) > MAX_BYTES:
+        raise CsvError(f"the file is larger than {MAX_BYTES // 1024} KB; split it into smaller files")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvError("the file is not UTF-8 text: in your spreadsheet, save it as \"CSV UTF-8\"") from None
+    if "\x00" in text:
+        raise CsvError("the file is not a CSV text file")
+    return text.replace("\r\n", "\n")  # as a browser posts it back from the preview
+
+
+def read(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(columns, [(line number, {column: cell})]) of a file's text, or CsvError."""
+    header_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [c.strip().lower().replace(" ", "_") for c in next(reader)]
+        rows = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise CsvError(f"the file has more than {MAX_ROWS} users; split it into smaller files")
+            rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise CsvError(f"line {reader.line_num} cannot be read ({exc}); check its quotes") from None
+    unknown = [c for c in header if c not in IMPORT_COLUMNS and c not in READ_ONLY]
+    if unknown:
+        raise CsvError(f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(IMPORT_COLUMNS)}")
+    if "login" not in header:
+        raise CsvError("the first line must name the columns, with at least login and full_name")
+    if len(set(header)) != len(header):
+        raise CsvError("a column is named twice in the first line")
+    out = []
+    for line, cells in rows:
+        if len(cells) > len(header):
+            cells = cells[:len(header)] + ["\x00"]  # marks the row as having too many cells
+        out.append((line, {c: (cells[i].strip() if i < len(cells) else "") for i, c in enumerate(header)}))
+    return header, out
+
+
+def _unescape(value: str) -> str:
+    """The export's apostrophe before a formula-like cell is not part of the value."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
+def _row_values(cells: dict[str, str], row: Row) -> dict:
+    values: dict = {}
+    for column, raw in cells.items():
+        if column in READ_ONLY or column == "login":
+            continue
+        value = _unescape(raw)
+        if column in FLAGS:
+            if value.lower() not in YES | NO:
+                row.errors.append((column, "write yes or no"))
+            elif value:
+                values[column] = value.lower() in YES
+        elif column in OPTIONAL:
+            values[column] = value or None
+        elif column == QUOTA:
+            if value and not (value.isdigit() and int(value) <= MAX_QUOTA_MB):
+                row.errors.append((column, f"enter a whole number of megabytes up to {MAX_QUOTA_MB} (0: no limit), "
+                                           "or leave it empty for the box's default"))
+            else:
+                row.quota = int(value) if value else None
+        elif column == "password":
+            row.password = value or None
+        elif column in ("role", "language"):
+            if value:
+                values[column] = value.lower() if column == "role" else value
+        else:
+            values[column] = value
+    return values
+
+
+def password_problem(password: str) -> str | None:
+    """The web admin's password rules, for an initial password given in the file."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"use at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"use at most {MAX_PASSWORD_LENGTH} characters"
+    return None
+
+
+def defaults(document: dict) -> dict:
+    """What a new user has unless the file says otherwise."""
+    return {**DEFAULTS, "language": document.get("system", {}).get("language", "en")}
+
+
+def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login: str | None,
+              quotas: dict[str, int], new: dict) -> Row:
+    row = Row(line=line, login=_unescape(cells.get("login", "")).lower())
+    if "\x00" in cells.values():
+        row.errors.append(("", "this line has more cells than the first line has columns"))
+    if not row.login:
+        row.errors.append(("login", "this field is required"))
+    row.values = _row_values(cells, row)
+    if existing is not None and row.password:
+        row.errors.append(("password", "an initial password is only for new users; leave it empty"))
+    elif row.password and (problem := password_problem(row.password)):
+        row.errors.append(("password", problem))
+    if existing is not None and row.login == own_login and (
+            row.values.get("role", "admin") != "admin" or row.values.get("enabled") is False):
+        row.errors.append(("role", "you cannot remove your own admin rights or disable your own account"))
+    base = existing or {**new, "login": row.login}
+    candidate = {**base, **row.values}
+    try:
+        User.model_validate({**candidate, "sip_secret": candidate.get("sip_secret") or "checkonly"})
+    except ValidationError as exc:
+        for problem in exc.errors():
+            column = str(problem["loc"][0]) if problem["loc"] else ""
+            message = problem["msg"].removeprefix("Value error, ")
+            row.errors.append((column, "this field is required" if message == "Field required" else message))
+    row.changed = [k for k, v in row.values.items() if existing is None or existing.get(k) != v]
+    if row.quota is not False and (existing is None or quotas.get(row.login) != row.quota):
+        row.changed.append(QUOTA)
+    if row.errors:
+        row.action = "error"
+    elif existing is None:
+        row.action = "add"
+    elif row.changed:
+        row.action = "change"
+    return row
+
+
+def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str | None,
+         validate: Callable[[dict], list[tuple[str, str]]]) -> tuple[list[Row], list[str]]:
+    """Each row's action and errors against `document`, and the errors of no row in particular.
+    `validate(document)` returns the (dotted path, message) problems of a whole document: uniqueness
+    across users, the services' own checks. A row the whole document refuses is an error, and the rest
+    is checked again without it (at most a few rounds)."""
+    users = {u["login"]: u for u in document.get("users", [])}
+    quotas = document.get("mail", {}).get("user_quota_mb", {})
+    planned: list[Row] = []
+    seen: dict[str, int] = {}
+    for line, cells in rows:
+        row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login, quotas,
+                        defaults(document))
+        if row.login and row.login in seen:
+            row.errors.append(("login", f"this login is already on line {seen[row.login]} of the file"))
+            row.action = "error"
+        seen.setdefault(row.login, line)
+        planned.append(row)
+    general: list[str] = []
+    for _ in range(4):
+        candidate, where = applied(document, planned, hash_of=lambda row: None)
+        problems = validate(candidate)
+        general = []
+        failed = False
+        by_login = {r.login: r for r in where.values()}
+        for path, message in problems:
+            parts = path.split(".")
+            row = where.get(int(parts[1])) if len(parts) > 1 and parts[0] == "users" and parts[1].isdigit() else None
+            if path.startswith("mail.user_quota_mb.") and (row := by_login.get(path.split(".", 2)[2])):
+                parts = ["users", "", QUOTA]
+            if row is None:
+                general.append(f"{path}: {message}" if path else message)
+                continue
+            row.errors.append((parts[2] if len(parts) > 2 else "", message))
+            row.action = "error"
+            failed = True
+        if not failed:
+            break
+    return planned, general
+
+
+def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None]) -> tuple[dict, dict[int, Row]]:
+    """A copy of `document` with the rows that add or change applied; which user index each row wrote."""
+    doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
+    if "mail" in doc:
+        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
+    index = {u["login"]: i for i, u in enumerate(doc["users"])}
+    where: dict[int, Row] = {}
+    for row in rows:
+        if row.action == "change":
+            doc["users"][index[row.login]].update(row.values)
+            where[index[row.login]] = row
+        elif row.action == "add":
+            doc["users"].append({**defaults(document), "login": row.login, **row.values, "password_hash": hash_of(row)})
+            where[len(doc["users"]) - 1] = row
+        if row.action in ("add", "change") and row.quota is not False and "mail" in doc:
+            quotas = doc["mail"]["user_quota_mb"]
+            if row.quota is None:
+                quotas.pop(row.login, None)
+            else:
+                quotas[row.login] = row.quota
+    return doc, where

@@ -1,0 +1,123 @@
+"""Users as CSV: export, and import with a preview (add / change / unchanged / error per row, in plain
+words) then one confirm that applies every valid row as one revision. The preview carries the file's
+text and the revision it was planned on: the confirm plans again on that revision and applies only
+if the plan is the one shown (a conflicting change meanwhile is refused as everywhere else)."""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, Response, g, render_template, request
+
+from appliance import schema, usercsv
+from appliance.apply import ConfigError
+from appliance.service import ApplyError
+from appliance.users import hash_password, new_secret
+from webadmin import core, forms
+
+bp = Blueprint("usercsv", __name__, url_prefix="/users")
+ACTION_LABELS = {"add": "add", "change": "change", "unchanged": "unchanged", "error": "error"}
+
+
+@bp.route("/export.csv")
+@core.admin_required
+def export():
+    delimiter = ";" if request.args.get("separator") == "semicolon" else ","
+    config = core.current_config()
+    mail = getattr(config, "mail", None)
+    body = usercsv.export(config.users, dict(mail.user_quota_mb) if mail else {}, delimiter)
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": "attachment; filename=officebox-users.csv", "Cache-Control": "no-store"})
+
+
+def _validate(document: dict) -> list[tuple[str, str]]:
+    try:
+        core.runtime().engine.validate(document)
+    except ConfigError as err:
+        return [(p.path, p.message) for p in err.problems]
+    return []
+
+
+def _plan(text: str, document: dict):
+    _, rows = usercsv.read(usercsv.decode(text.encode("utf-8")))
+    own = core.current_user().login
+    planned, general = usercsv.plan(rows, document, own, _validate)
+    for row in planned:
+        row.errors = [(column, forms.friendly(column, message)) for column, message in row.errors]
+    return planned, general
+
+
+def _digest(text: str, planned) -> str:
+    summary = "|".join(f"{r.line}:{r.action}:{','.join(r.changed)}" for r in planned)
+    return hashlib.sha256((text + "\n" + summary).encode()).hexdigest()
+
+
+def _document_of(base: int | None) -> dict:
+    rev = core.runtime().store.revision(base) if base is not None else None
+    return schema.to_document(rev.config if rev is not None else core.current_config())
+
+
+def _page(template: str = "users/import.html", status: int = 200, **context):
+    response = Response(render_template(template, labels=ACTION_LABELS, max_rows=usercsv.MAX_ROWS,
+                                        max_kb=usercsv.MAX_BYTES // 1024, **context), status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@core.admin_required
+def import_preview():
+    if request.method == "GET":
+        return _page(columns=usercsv.IMPORT_COLUMNS)
+    upload = request.files.get("file")
+    data = upload.read(usercsv.MAX_BYTES + 1) if upload else b""
+    try:
+        text = usercsv.decode(data)
+        base = core.runtime().store.current_id()
+        planned, general = _plan(text, _document_of(base))
+    except usercsv.CsvError as exc:
+        return _page(columns=usercsv.IMPORT_COLUMNS, file_error=f"This file cannot be imported: {exc}.", status=400)
+    g.officebox_base = base  # the confirm builds on the revision this preview was planned on
+    return _preview(text, planned, general)
+
+
+def _preview(text: str, planned, general, warning: str | None = None, status: int = 200):
+    counts = {action: sum(r.action == action for r in planned) for action in ACTION_LABELS}
+    return _page("users/import_preview.html", status, rows=planned, general=general, counts=counts, text=text,
+                 digest=_digest(text, planned), warning=warning,
+                 generated=sum(r.action == "add" and not r.password for r in planned))
+
+
+@bp.route("/import/confirm", methods=["POST"])
+@core.admin_required
+def import_confirm():
+    posted = request.form.get(core.BASE_FIELD, "")
+    base = int(posted) if posted.isdigit() else None
+    try:
+        text = usercsv.decode(request.form.get("text", "").encode("utf-8"))  # a browser posts CR LF
+        planned, general = _plan(text, _document_of(base))
+    except usercsv.CsvError as exc:
+        return _page(columns=usercsv.IMPORT_COLUMNS, file_error=f"This file cannot be imported: {exc}.", status=400)
+    if _digest(text, planned) != request.form.get("digest"):
+        return _preview(text, planned, general, "The result of the import changed since the preview (the "
+                        "file or the configuration changed meanwhile). Nothing was saved: check the rows again.", 409)
+    todo = [r for r in planned if r.action in ("add", "change")]
+    if not todo:
+        return _preview(text, planned, general, "There is nothing to import: no row adds or changes a user.", 400)
+    passwords = {r.login: r.password or new_secret(14) for r in todo if r.action == "add"}
+    with ThreadPoolExecutor(2) as pool:  # argon2 takes a fraction of a second per password
+        hashes = dict(zip(passwords, pool.map(hash_password, passwords.values()), strict=True))
+
+    def mutate(doc: dict) -> None:
+        doc.update(usercsv.applied(doc, todo, lambda row: hashes[row.login])[0])
+
+    adds = sum(r.action == "add" for r in todo)
+    try:
+        core.apply_change(f"import users from CSV: {adds} added, {len(todo) - adds} changed", mutate)
+    except ConfigError as err:
+        _, messages = forms.form_errors(err)
+        return _preview(text, planned, general, "Nothing was saved: " + "; ".join(messages), 400)
+    except ApplyError as err:
+        return _preview(text, planned, [forms.general_error(err)], None, 409)
+    shown = [(r, passwords[r.login] if r.action == "add" and not r.password else None) for r in todo]
+    return _page("users/import_done.html", rows=shown)
