@@ -31,7 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from appliance import migration_steps, migrations, opaque  # noqa: F401 (the steps register themselves)
 from appliance.text import SafeText
-from appliance.users import User
+from appliance.users import EMAIL_PATTERN, User
 
 SCHEMA_VERSION = 3
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
@@ -55,6 +55,8 @@ class SystemConfig(Section):
     initialized: bool = Field(default=False, description="the first-boot wizard has been completed")
     admin_port: int = Field(default=443, ge=1, le=65535)
     lab_admin_port: int = Field(default=8443, ge=1024, le=65535)
+    admin_email: str = Field(default="", max_length=254, pattern=f"^$|{EMAIL_PATTERN}",
+                             description="where the box sends its notifications (empty: none by e-mail)")
 
 
 def field_errors(title: str, problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:
