@@ -1,0 +1,211 @@
+"""Notifications: the admin hears, by e-mail (system.admin_email) and a banner in the web admin, when a
+trunk stops registering, the data disk passes DISK_THRESHOLD %, a service keeps restarting or the box
+certificate nears its end. Each condition is told once when it starts and once when it clears; the
+conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
+
+Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
+that cannot be sent waits for the next check (at most OUTBOX_LIMIT kept). Every check runs off the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from appliance.context import Context
+from appliance.fsutil import atomic_write
+from appliance.supervisor import STABLE_AFTER
+
+log = logging.getLogger("officebox.notify")
+CHECK_INTERVAL = 15.0
+DISK_THRESHOLD = 90.0  # per cent of the data disk
+CERT_WARN_DAYS = 14
+RESTARTS = 3  # failed starts or crashes in a row that make "keeps restarting"
+OUTBOX_LIMIT = 20
+SMTP_TIMEOUT = 10.0
+SIP_REASONS = {401: "the carrier refused the credentials", 403: "the carrier refused the credentials",
+               404: "the carrier does not know this account", 407: "the carrier refused the credentials",
+               408: "no answer from the carrier", 503: "the carrier is unavailable"}
+
+
+def trunk_reason(status: int) -> str:
+    """Why a trunk is not registered, from its last SIP answer, in plain words."""
+    reason = SIP_REASONS.get(status, "the carrier refused the registration")
+    return f"{reason} (SIP {status})"
+
+
+def trunk_problems(trunks: list[dict]) -> dict[str, str]:
+    """Registering trunks whose last attempt failed (a trunk not tried yet is not a problem)."""
+    return {f"trunk:{t['name']}": f"Trunk {t['name']} is not registered: {trunk_reason(t['last_status'])}"
+            for t in trunks if t.get("register") and not t.get("registered") and t.get("last_status")}
+
+
+def disk_problems(path: Path, threshold: float) -> dict[str, str]:
+    usage = shutil.disk_usage(path)
+    used = 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
+    if used < threshold:
+        return {}
+    return {"disk": f"The data disk is {used:.0f} % full ({usage.free // 2**20} MiB free)"}
+
+
+def restart_problems(supervisor: Any) -> dict[str, str]:
+    """Services that failed RESTARTS starts in a row, or crashed that often without running stably."""
+    found = {}
+    now = time.monotonic()
+    for name, unit in list(supervisor.units.items()):
+        failing = unit.state != "running" and unit.failures >= RESTARTS
+        crashing = unit.state == "running" and unit.crashes >= RESTARTS and now - unit.started_at < STABLE_AFTER
+        if failing or crashing:
+            detail = f": {unit.error}" if unit.error else ""
+            found[f"restarts:{name}"] = f"The {name} service keeps restarting{detail}"
+    return found
+
+
+def certificate_problems(cert_path: Path, days: int = CERT_WARN_DAYS) -> dict[str, str]:
+    if not cert_path.exists():
+        return {}
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    left = cert.not_valid_after_utc - datetime.now(UTC)
+    if left.days >= days:
+        return {}
+    when = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    return {"certificate": f"The box certificate expires on {when}" if left.total_seconds() > 0
+            else f"The box certificate expired on {when}"}
+
+
+class Notifier:
+    """`config`, `client` and `supervisor` are the runtime's (callables: they change while it runs)."""
+
+    def __init__(self, ctx: Context, config: Callable[[], Any], client: Callable[[str], Any],
+                 supervisor: Callable[[], Any], disk_threshold: float = DISK_THRESHOLD) -> None:
+        self.ctx = ctx
+        self.config, self.client, self.supervisor = config, client, supervisor
+        self.disk_threshold = disk_threshold
+        self.path = ctx.state_dir("core") / "notify.json"
+        self._lock = threading.Lock()
+        self._active: dict[str, dict] = {}
+        self._outbox: list[dict] = []
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            saved = json.loads(self.path.read_text())
+            self._active, self._outbox = dict(saved["active"]), list(saved["outbox"])[-OUTBOX_LIMIT:]
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("notification state unreadable, starting afresh: %s", exc)
+
+    def _save(self) -> None:
+        atomic_write(self.path, json.dumps({"active": self._active, "outbox": self._outbox}).encode(), mode=0o600)
+
+    def active(self) -> list[dict]:
+        """The conditions in force, oldest first: {"key", "message", "since"} (for the banner)."""
+        with self._lock:
+            return sorted(({"key": k, **v} for k, v in self._active.items()), key=lambda p: p["since"])
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _sources(self) -> dict[str, Callable[[], dict[str, str]]]:
+        config = self.config()
+        sources: dict[str, Callable[[], dict[str, str]]] = {
+            "disk": lambda: disk_problems(self.ctx.data_dir, self.disk_threshold),
+            "certificate": lambda: certificate_problems(self.ctx.data_dir / "certs" / f"{config.system.hostname}.crt"),
+        }
+        pbx = self.client("pbx")
+        if pbx is not None and pbx.enabled(config):
+            sources["trunk"] = lambda: trunk_problems(pbx.trunks())
+        supervisor = self.supervisor()
+        if supervisor is not None:
+            sources["restarts"] = lambda: restart_problems(supervisor)
+        return sources
+
+    def problems(self) -> dict[str, str]:
+        """Every condition in force now. A source that cannot tell (e.g. the PBX restarting) keeps its
+        previous conditions: a restart neither clears nor repeats them."""
+        found: dict[str, str] = {}
+        for kind, source in self._sources().items():
+            try:
+                found.update(source())
+            except Exception as exc:
+                log.warning("notification check %s failed: %s", kind, exc)
+                with self._lock:
+                    found.update({k: v["message"] for k, v in self._active.items() if k.split(":")[0] == kind})
+        return found
+
+    def check(self) -> list[dict]:
+        """Compare with the conditions in force, queue a mail per start and per clearing, send the queue.
+        Blocking: run it in a thread. Returns the events of this check."""
+        now = time.time()
+        current = self.problems()
+        events = []
+        with self._lock:
+            for key, message in current.items():
+                if key not in self._active:
+                    self._active[key] = {"message": message, "since": now}
+                    events.append({"key": key, "state": "started", "message": message, "time": now})
+                else:
+                    self._active[key]["message"] = message
+            for key in [k for k in self._active if k not in current]:
+                message = self._active.pop(key)["message"]
+                events.append({"key": key, "state": "cleared", "message": message, "time": now})
+            self._outbox = (self._outbox + events)[-OUTBOX_LIMIT:]
+            self._save()
+        for event in events:
+            log.warning("notification %s: %s", event["state"], event["message"])
+        self._send_outbox()
+        return events
+
+    # -- mail -----------------------------------------------------------------------------------
+    def _message(self, event: dict, config: Any) -> EmailMessage:
+        msg = EmailMessage()
+        cleared = event["state"] == "cleared"
+        msg["Subject"] = f"[{config.system.hostname}] {'Resolved: ' if cleared else ''}{event['message']}"
+        msg["From"] = f"OfficeBox {config.system.hostname} <notifications@{config.system.mail_domain}>"
+        msg["To"] = config.system.admin_email
+        stamp = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+        state = "This is resolved" if cleared else "This needs attention"
+        msg.set_content(f"{state} ({stamp}):\n\n  {event['message']}\n\n"
+                        f"Details on the dashboard of {config.system.hostname}.{config.system.domain}.\n")
+        return msg
+
+    def _send_outbox(self) -> None:
+        config = self.config()
+        if not self._outbox:
+            return
+        if not config.system.admin_email:
+            with self._lock:
+                self._outbox.clear()  # no address: the banner alone tells
+                self._save()
+            return
+        mail = self.client("mail")
+        if mail is None or not mail.enabled(config):
+            return
+        try:
+            with smtplib.SMTP("127.0.0.1", config.mail.port(self.ctx.lab, "smtp"), timeout=SMTP_TIMEOUT) as smtp:
+                while self._outbox:
+                    smtp.send_message(self._message(self._outbox[0], config))
+                    with self._lock:
+                        self._outbox.pop(0)
+                        self._save()
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("notification mail not sent yet (%d waiting): %s", len(self._outbox), exc)
+
+    async def run(self, interval: float = CHECK_INTERVAL) -> None:
+        """The appliance loop's task: a check every `interval` s, each in a worker thread."""
+        while True:
+            try:
+                await asyncio.to_thread(self.check)
+            except Exception:
+                log.exception("notification check failed")
+            await asyncio.sleep(interval)
