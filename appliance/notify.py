@@ -4,7 +4,9 @@ certificate nears its end. Each condition is told once when it starts and once w
 conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
 
 Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
-that cannot be sent waits for the next check (at most OUTBOX_LIMIT kept). Every check runs off the loop.
+that cannot be sent now waits for the next check (at most OUTBOX_LIMIT kept); one the mail service refuses
+for good (e.g. an outside address while localhost may not relay) is dropped with an error in the log.
+Every check runs off the loop.
 """
 from __future__ import annotations
 
@@ -82,6 +84,13 @@ def certificate_problems(cert_path: Path, days: int = CERT_WARN_DAYS) -> dict[st
     when = cert.not_valid_after_utc.strftime("%Y-%m-%d")
     return {"certificate": f"The box certificate expires on {when}" if left.total_seconds() > 0
             else f"The box certificate expired on {when}"}
+
+
+def refused_for_good(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer (for every recipient): sending again would not help."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return getattr(exc, "smtp_code", 0) >= 500
 
 
 class Notifier:
@@ -194,7 +203,13 @@ class Notifier:
         try:
             with smtplib.SMTP("127.0.0.1", config.mail.port(self.ctx.lab, "smtp"), timeout=SMTP_TIMEOUT) as smtp:
                 while self._outbox:
-                    smtp.send_message(self._message(self._outbox[0], config))
+                    try:
+                        smtp.send_message(self._message(self._outbox[0], config))
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                        if not refused_for_good(exc):
+                            raise
+                        log.error("notification mail to %s refused, dropped (the banner still shows it): %s",
+                                  config.system.admin_email, exc)
                     with self._lock:
                         self._outbox.pop(0)
                         self._save()

@@ -5,6 +5,7 @@ restart conditions start and clear once each."""
 import asyncio
 import datetime
 import imaplib
+import json
 import shutil
 import socket
 import tempfile
@@ -18,12 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from appliance import notify
+from appliance import notify, rpc
 from appliance.clients import client_for
 from appliance.context import Context
 from appliance.notify import Notifier
 from appliance.supervisor import Supervisor
 from tests.appliance.probe_service import ProbeService
+from tests.appliance.test_isolation import configure, until
+from tests.appliance.test_runtime import reap, run_lab_box, stop, wait_for_line
+from tests.netns import Lab, needs_netns
 from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port
 from tests.services.pbx.pbxrunner import PbxRunner, config, user
 
@@ -44,16 +48,6 @@ def udp_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def subjects(port: int) -> list[str]:
@@ -174,3 +168,62 @@ def test_a_service_that_keeps_failing_to_start(ctx):
     started, cleared = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert [e["message"] for e in started] == ["The probe service keeps restarting: port in use"]
     assert [(e["key"], e["state"]) for e in cleared] == [("restarts:probe", "cleared")]
+
+
+@needs_netns
+@pytest.mark.slow
+def test_the_running_appliance_notices_a_trunk_down_through_the_pbx_process(data):
+    """`officebox run --lab` (PBX in its own process): its loop runs the notifier, which reads the trunks
+    through the typed client; the dashboard's summary crosses the RPC as JSON."""
+    with Lab() as lab:
+        box = lab.host("box")
+        proc = run_lab_box(box, data)
+        try:
+            wait_for_line(proc, r"web admin: ")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                dead = s.getsockname()[1]  # closed again: nothing answers there (in the box's namespace)
+            trunk = {"name": "carrier", "host": "127.0.0.1", "port": dead, "username": "5000",
+                     "auth_password": "linesecret99", "registration": True}
+            configure(data, ("pbx.trunks", json.dumps([trunk])))
+            state = data / "state" / "core" / "notify.json"
+
+            def active():
+                return state.exists() and json.loads(state.read_text())["active"]
+            found = until(lambda: "trunk:carrier" in (active() or {}) and active(), 90, "the trunk-down condition")
+            assert found["trunk:carrier"]["message"].endswith("no answer from the carrier (SIP 408)")
+            summary = rpc.call_sync(data / "run" / "pbx" / "service.sock",
+                                    {"op": "call", "method": "summary", "args": [time.time() - 3600]}, 10)
+            assert summary["calls_per_hour"] == [0] * 24 and summary["active_calls"] == 0
+            assert [(t["name"], t["registered"]) for t in summary["trunks"]] == [("carrier", False)]
+            stop(proc)
+        finally:
+            reap(proc)
+
+
+@pytest.mark.slow
+def test_a_mail_that_cannot_go_now_waits_and_one_refused_for_good_is_dropped(ctx):
+    doc = document(lab_smtp_port=free_port())
+    doc["system"]["admin_email"] = "alice@example.com"
+    mail = RunningMail(ctx, doc)
+    try:
+        real = mail.config
+        closed = real.model_copy(update={"mail": real.mail.model_copy(update={"lab_smtp_port": free_port()})})
+        current = [closed]
+        notifier = Notifier(ctx, lambda: current[0], lambda name: client_for(mail.service) if name == "mail" else None,
+                            lambda: None, disk_threshold=0.0)
+        notifier.check()  # nothing listens on that port: the mail waits
+        assert json.loads(notifier.path.read_text())["outbox"][0]["key"] == "disk"
+        assert notifier.path.stat().st_mode & 0o777 == 0o600
+        current[0] = real
+        assert notifier.check() == []  # no new event; the waiting mail goes now
+        assert until(lambda: subjects(mail.port("imap")), 20, "the late mail")[0].startswith("[box] The data disk is")
+        assert json.loads(notifier.path.read_text())["outbox"] == []
+
+        outside = real.model_copy(update={"system": real.system.model_copy(update={"admin_email": "ops@far.test"})})
+        current[0] = outside
+        notifier.disk_threshold = 100.1
+        assert [e["state"] for e in notifier.check()] == ["cleared"]  # 554 relay denied: dropped, not retried
+        assert json.loads(notifier.path.read_text())["outbox"] == []
+    finally:
+        mail.stop()
