@@ -11,13 +11,15 @@ import pytest
 
 from services.pbx.cdr import CallRecord, CdrStore
 from tests.services.pbx.pbxrunner import PbxRunner, config, user
+from tests.webadmin.helpers import ADMIN
+from tests.webadmin.test_browser import page, server  # noqa: F401 (fixtures: Chromium on the HTTPS server)
 
 CARDS = {"internet": "/network/", "trunks": "/pbx/trunks/", "phones": "/lan/phones", "calls": "/pbx/calls",
          "mail": "/mail/queue", "disk": "/system/", "memory": None, "uptime": "/system/", "updates": "/system/"}
 LINE = user("line", "5000", "linesecret99", "Office line")
 
 
-def page(client, path: str = "/") -> str:
+def html_of(client, path: str = "/") -> str:
     resp = client.get(path)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:2000]
     return resp.get_data(as_text=True)
@@ -29,12 +31,12 @@ def section(html: str, key: str) -> str:
 
 
 def test_every_card_links_to_the_page_that_fixes_it(admin_client):
-    html = page(admin_client)
+    html = html_of(admin_client)
     for key, link in CARDS.items():
         card = section(html, key)
         assert 'data-part="value"' in card
         if link:
-            assert f'href="{link}"' in card and page(admin_client, link)
+            assert f'href="{link}"' in card and html_of(admin_client, link)
     assert 'src="/static/dashboard.js"' in html
     data = admin_client.get("/dashboard.json").get_json()
     assert set(data["cards"]) == set(CARDS)
@@ -55,7 +57,7 @@ def test_calls_today_per_hour_from_the_call_records(admin_client, runtime):
         store.add(CallRecord(call_id=f"c{n}", direction="internal", caller="201", dialled="202", start=start,
                              end=start + 30, disposition="answered", status=200))
     store.flush()
-    calls = section(page(admin_client), "calls")
+    calls = section(html_of(admin_client), "calls")
     assert "3 today" in calls and "0 now" in calls
     assert "<title>09:00: 2 calls</title>" in calls and "<title>14:00: 1 call</title>" in calls
     assert 'y="2" width="8" height="60"' in calls  # the busiest hour is the full height
@@ -98,10 +100,33 @@ def test_a_refused_trunk_says_why_and_raises_the_banner(admin_client, runtime, t
             trunks = admin_client.get("/dashboard.json").get_json()["cards"]["trunks"]
             assert trunks["state"] == "bad" and trunks["value"] == "0 of 1 registered"
             assert trunks["detail"].startswith("carrier: the carrier refused the credentials (SIP 40")
-            assert "Needs attention" not in page(admin_client, "/pbx/")
+            assert "Needs attention" not in html_of(admin_client, "/pbx/")
             [event] = runtime.notifier.check()  # what the appliance's loop runs every CHECK_INTERVAL s
             assert event["key"] == "trunk:carrier"
             for path in ("/", "/pbx/trunks/", "/system/"):
-                banner = page(admin_client, path)
+                banner = html_of(admin_client, path)
                 assert "Needs attention:</strong> Trunk carrier is not registered: the carrier refused" in banner
     assert "Needs attention" not in admin_client.application.test_client().get("/login").get_data(as_text=True)
+
+
+@pytest.mark.slow
+def test_the_cards_refresh_by_themselves_in_a_real_browser(admin_client, page, runtime, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto("/login")
+    page.fill("#f-login", ADMIN["login"])
+    page.fill("#f-password", ADMIN["password"])
+    page.click("button[type=submit]")
+    expect(page.locator("#state-calls [data-part=detail]")).to_have_text("0 today")
+    store = CdrStore(runtime.services["pbx"].cdr_path)
+    store.add(CallRecord(call_id="live", direction="internal", caller="201", dialled="202", start=time.time(),
+                         end=time.time() + 1, disposition="answered", status=200))
+    store.flush()
+    expect(page.locator("#state-calls [data-part=detail]")).to_have_text("1 today", timeout=25000)  # polled each 10 s
+    expect(page.locator("#calls-per-hour rect[height='60']")).to_have_count(1)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    assert errors == []
