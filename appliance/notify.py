@@ -39,29 +39,40 @@ SMTP_TIMEOUT = 10.0
 SIP_REASONS = {401: "the carrier refused the credentials", 403: "the carrier refused the credentials",
                404: "the carrier does not know this account", 407: "the carrier refused the credentials",
                408: "no answer from the carrier", 503: "the carrier is unavailable"}
+REFUSED = "the carrier refused the registration"
+# the conditions' messages (English; the web admin marks the same texts for translation: dashboard.NOTICES)
+TEXTS = {"trunk": "Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)",
+         "disk": "The data disk is %(used)d %% full (%(free)d MiB free)",
+         "restarts": "The %(service)s service keeps restarting: %(error)s",
+         "certificate": "The box certificate expires on %(date)s",
+         "certificate_expired": "The box certificate expired on %(date)s"}
+
+
+def describe(kind: str, args: dict) -> str:
+    return TEXTS[kind] % args
 
 
 def trunk_reason(status: int) -> str:
     """Why a trunk is not registered, from its last SIP answer, in plain words."""
-    reason = SIP_REASONS.get(status, "the carrier refused the registration")
-    return f"{reason} (SIP {status})"
+    return SIP_REASONS.get(status, REFUSED)
 
 
-def trunk_problems(trunks: list[dict]) -> dict[str, str]:
+def trunk_problems(trunks: list[dict]) -> dict[str, tuple[str, dict]]:
     """Registering trunks whose last attempt failed (a trunk not tried yet is not a problem)."""
-    return {f"trunk:{t['name']}": f"Trunk {t['name']} is not registered: {trunk_reason(t['last_status'])}"
+    return {f"trunk:{t['name']}": ("trunk", {"name": t["name"], "reason": trunk_reason(t["last_status"]),
+                                             "status": t["last_status"]})
             for t in trunks if t.get("register") and not t.get("registered") and t.get("last_status")}
 
 
-def disk_problems(path: Path, threshold: float) -> dict[str, str]:
+def disk_problems(path: Path, threshold: float) -> dict[str, tuple[str, dict]]:
     usage = shutil.disk_usage(path)
     used = 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
     if used < threshold:
         return {}
-    return {"disk": f"The data disk is {used:.0f} % full ({usage.free // 2**20} MiB free)"}
+    return {"disk": ("disk", {"used": round(used), "free": usage.free // 2**20})}
 
 
-def restart_problems(supervisor: Any) -> dict[str, str]:
+def restart_problems(supervisor: Any) -> dict[str, tuple[str, dict]]:
     """Services that failed RESTARTS starts in a row, or crashed that often without running stably."""
     found = {}
     now = time.monotonic()
@@ -69,21 +80,19 @@ def restart_problems(supervisor: Any) -> dict[str, str]:
         failing = unit.state != "running" and unit.failures >= RESTARTS
         crashing = unit.state == "running" and unit.crashes >= RESTARTS and now - unit.started_at < STABLE_AFTER
         if failing or crashing:
-            detail = f": {unit.error}" if unit.error else ""
-            found[f"restarts:{name}"] = f"The {name} service keeps restarting{detail}"
+            found[f"restarts:{name}"] = ("restarts", {"service": name, "error": unit.error or "-"})
     return found
 
 
-def certificate_problems(cert_path: Path, days: int = CERT_WARN_DAYS) -> dict[str, str]:
+def certificate_problems(cert_path: Path, days: int = CERT_WARN_DAYS) -> dict[str, tuple[str, dict]]:
     if not cert_path.exists():
         return {}
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     left = cert.not_valid_after_utc - datetime.now(UTC)
     if left.days >= days:
         return {}
-    when = cert.not_valid_after_utc.strftime("%Y-%m-%d")
-    return {"certificate": f"The box certificate expires on {when}" if left.total_seconds() > 0
-            else f"The box certificate expired on {when}"}
+    kind = "certificate" if left.total_seconds() > 0 else "certificate_expired"
+    return {"certificate": (kind, {"date": cert.not_valid_after_utc.strftime("%Y-%m-%d")})}
 
 
 def refused_for_good(exc: smtplib.SMTPException) -> bool:
@@ -120,14 +129,15 @@ class Notifier:
         atomic_write(self.path, json.dumps({"active": self._active, "outbox": self._outbox}).encode(), mode=0o600)
 
     def active(self) -> list[dict]:
-        """The conditions in force, oldest first: {"key", "message", "since"} (for the banner)."""
+        """The conditions in force, oldest first: {"key", "kind", "args", "message", "since"} (the banner
+        shows TEXTS[kind] % args in the reader's language)."""
         with self._lock:
             return sorted(({"key": k, **v} for k, v in self._active.items()), key=lambda p: p["since"])
 
     # -- checks ---------------------------------------------------------------------------------
-    def _sources(self) -> dict[str, Callable[[], dict[str, str]]]:
+    def _sources(self) -> dict[str, Callable[[], dict[str, tuple[str, dict]]]]:
         config = self.config()
-        sources: dict[str, Callable[[], dict[str, str]]] = {
+        sources: dict[str, Callable[[], dict[str, tuple[str, dict]]]] = {
             "disk": lambda: disk_problems(self.ctx.data_dir, self.disk_threshold),
             "certificate": lambda: certificate_problems(self.ctx.data_dir / "certs" / f"{config.system.hostname}.crt"),
         }
@@ -139,17 +149,18 @@ class Notifier:
             sources["restarts"] = lambda: restart_problems(supervisor)
         return sources
 
-    def problems(self) -> dict[str, str]:
+    def problems(self) -> dict[str, tuple[str, dict]]:
         """Every condition in force now. A source that cannot tell (e.g. the PBX restarting) keeps its
         previous conditions: a restart neither clears nor repeats them."""
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, dict]] = {}
         for kind, source in self._sources().items():
             try:
                 found.update(source())
             except Exception as exc:
                 log.warning("notification check %s failed: %s", kind, exc)
                 with self._lock:
-                    found.update({k: v["message"] for k, v in self._active.items() if k.split(":")[0] == kind})
+                    found.update({k: (v["kind"], v["args"]) for k, v in self._active.items()
+                                  if k.split(":")[0] == kind})
         return found
 
     def check(self) -> list[dict]:
@@ -159,12 +170,13 @@ class Notifier:
         current = self.problems()
         events = []
         with self._lock:
-            for key, message in current.items():
+            for key, (kind, args) in current.items():
+                condition = {"kind": kind, "args": args, "message": describe(kind, args)}
                 if key not in self._active:
-                    self._active[key] = {"message": message, "since": now}
-                    events.append({"key": key, "state": "started", "message": message, "time": now})
+                    self._active[key] = {**condition, "since": now}
+                    events.append({"key": key, "state": "started", "message": condition["message"], "time": now})
                 else:
-                    self._active[key]["message"] = message
+                    self._active[key].update(condition)
             for key in [k for k in self._active if k not in current]:
                 message = self._active.pop(key)["message"]
                 events.append({"key": key, "state": "cleared", "message": message, "time": now})

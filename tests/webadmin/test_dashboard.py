@@ -130,3 +130,24 @@ def test_the_cards_refresh_by_themselves_in_a_real_browser(admin_client, page, r
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert errors == []
+
+
+def test_every_notification_text_is_marked_for_translation():
+    from appliance import notify
+    from webadmin.blueprints.dashboard import NOTICES
+
+    assert set(notify.TEXTS.values()) | set(notify.SIP_REASONS.values()) | {notify.REFUSED} == set(NOTICES)
+
+
+@pytest.mark.parametrize("language, heading, banner", [
+    ("fr", "Disque", "À traiter :</strong> Le disque de données est plein à"),
+    ("zh_TW", "磁碟", "需要處理：</strong> 資料磁碟已使用")])
+def test_cards_and_banner_in_the_readers_language(admin_client, runtime, language, heading, banner):
+    def mutate(doc):
+        next(u for u in doc["users"] if u["login"] == ADMIN["login"])["language"] = language
+    runtime.engine.update("admin", "language", mutate)
+    runtime.notifier.disk_threshold = 0.0
+    assert [e["key"] for e in runtime.notifier.check()] == ["disk"]
+    html = html_of(admin_client, "/pbx/")
+    assert banner in html
+    assert f">{heading}</a>" in section(html_of(admin_client), "disk")
