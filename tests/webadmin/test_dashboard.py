@@ -1,8 +1,6 @@
 """The dashboard's state cards, their JSON for the refresh, the calls-per-hour chart from real call
 records, a trunk that a carrier PBX (on 127.0.0.2) refuses shown with its reason, and the notification
 banner on every admin page."""
-import asyncio
-import threading
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -13,6 +11,7 @@ from services.pbx.cdr import CallRecord, CdrStore
 from tests.services.pbx.pbxrunner import PbxRunner, config, user
 from tests.webadmin.helpers import ADMIN
 from tests.webadmin.test_browser import page, server  # noqa: F401 (fixtures: Chromium on the HTTPS server)
+from tests.webadmin.test_pbx_pages import _LivePbx
 
 CARDS = {"internet": "/network/", "trunks": "/pbx/trunks/", "phones": "/lan/phones", "calls": "/pbx/calls",
          "mail": "/mail/queue", "disk": "/system/", "memory": None, "uptime": "/system/", "updates": "/system/"}
@@ -63,28 +62,6 @@ def test_calls_today_per_hour_from_the_call_records(admin_client, runtime):
     assert 'y="2" width="8" height="60"' in calls  # the busiest hour is the full height
 
 
-class LivePbx:
-    """The runtime's own PBX service, started on a loop thread (no supervisor in web admin tests)."""
-
-    def __init__(self, runtime) -> None:
-        self.svc, self.config = runtime.services["pbx"], runtime.config
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.svc.start(self.config), self.loop).result(20)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.svc.stop(), self.loop).result(20)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
-
-
 @pytest.mark.slow
 def test_a_refused_trunk_says_why_and_raises_the_banner(admin_client, runtime, tmp_path):
     with PbxRunner(tmp_path / "carrier", config([LINE]), host="127.0.0.2") as carrier:
@@ -93,7 +70,7 @@ def test_a_refused_trunk_says_why_and_raises_the_banner(admin_client, runtime, t
                 "name": "carrier", "host": "127.0.0.2", "port": carrier.port, "username": "5000",
                 "auth_password": "not-the-password", "registration": True}])
         runtime.engine.update("admin", "a trunk", mutate)
-        with LivePbx(runtime) as live:
+        with _LivePbx(runtime) as live:
             deadline = time.monotonic() + 10
             while not live.svc.trunks()[0]["last_status"] and time.monotonic() < deadline:
                 time.sleep(0.1)
