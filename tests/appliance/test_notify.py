@@ -6,8 +6,10 @@ import asyncio
 import datetime
 import imaplib
 import json
+import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -227,3 +229,23 @@ def test_a_mail_that_cannot_go_now_waits_and_one_refused_for_good_is_dropped(ctx
         assert json.loads(notifier.path.read_text())["outbox"] == []
     finally:
         mail.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_data_disk_over_90_percent_on_a_small_tmpfs(tmp_path):
+    data = tmp_path / "var"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)], check=True)
+    try:
+        box = Context(data, lab=True)
+        cfg = config([])
+        notifier = Notifier(box, lambda: cfg, lambda name: None, lambda: None)  # the real 90 % threshold
+        assert notifier.check() == []
+        filler = data / "filler"
+        filler.write_bytes(b"\0" * int(3.8 * 2**20))
+        [event] = notifier.check()
+        assert event["key"] == "disk" and event["message"].startswith("The data disk is 9")
+        filler.unlink()
+        assert [(e["key"], e["state"]) for e in notifier.check()] == [("disk", "cleared")]
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
