@@ -64,6 +64,14 @@ def trunk_problems(trunks: list[dict]) -> dict[str, tuple[str, dict]]:
             for t in trunks if t.get("register") and not t.get("registered") and t.get("last_status")}
 
 
+def live_trunks(pbx: Any) -> list[dict]:
+    """The PBX's trunks; while its process restarts the appliance's copy knows none, which must not
+    read as "every trunk is fine again"."""
+    if pbx.isolated and not pbx.service.alive:
+        raise RuntimeError("the PBX is restarting")
+    return pbx.trunks()
+
+
 def disk_problems(path: Path, threshold: float) -> dict[str, tuple[str, dict]]:
     usage = shutil.disk_usage(path)
     used = 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
@@ -143,7 +151,7 @@ class Notifier:
         }
         pbx = self.client("pbx")
         if pbx is not None and pbx.enabled(config):
-            sources["trunk"] = lambda: trunk_problems(pbx.trunks())
+            sources["trunk"] = lambda: trunk_problems(live_trunks(pbx))
         supervisor = self.supervisor()
         if supervisor is not None:
             sources["restarts"] = lambda: restart_problems(supervisor)

@@ -25,7 +25,9 @@ from appliance import notify, rpc
 from appliance.clients import client_for
 from appliance.context import Context
 from appliance.notify import Notifier
+from appliance.servicehost import IsolatedService
 from appliance.supervisor import Supervisor
+from services.pbx import PbxService
 from tests.appliance.probe_service import ProbeService
 from tests.appliance.test_isolation import configure, until
 from tests.appliance.test_runtime import reap, run_lab_box, stop, wait_for_line
@@ -249,3 +251,18 @@ def test_a_data_disk_over_90_percent_on_a_small_tmpfs(tmp_path):
         assert [(e["key"], e["state"]) for e in notifier.check()] == [("disk", "cleared")]
     finally:
         subprocess.run(["umount", str(data)], check=True)
+
+
+def test_a_pbx_process_restarting_neither_clears_nor_repeats_a_trunk_down(ctx):
+    """Between two processes of the PBX the appliance's own copy knows no trunk: that is no news."""
+    cfg = config([])
+    pbx = IsolatedService(PbxService(ctx), ctx.run_dir("core") / "bus.sock")  # its process is not running
+    client = client_for(pbx)
+    down = {"name": "carrier", "register": True, "registered": False, "last_status": 408}
+    before = Notifier(ctx, lambda: cfg, lambda name: None, lambda: None, disk_threshold=100.1)
+    before._sources = lambda: {"trunk": lambda: notify.trunk_problems([down])}  # the PBX as it answered before
+    assert [e["key"] for e in before.check()] == ["trunk:carrier"]
+    after = Notifier(ctx, lambda: cfg, lambda name: client if name == "pbx" else None, lambda: None,
+                     disk_threshold=100.1)
+    assert client.isolated and not pbx.alive and client.trunks() == []
+    assert after.check() == [] and [p["key"] for p in after.active()] == ["trunk:carrier"]
