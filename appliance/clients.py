@@ -101,7 +101,8 @@ class MailClient(ServiceClient):
 
 
 class PbxClient(ServiceClient):
-    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page")
+    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
+               "summary")
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")
@@ -120,6 +121,11 @@ class PbxClient(ServiceClient):
 
     def trunks(self) -> list[dict]:
         return self._call("trunks")
+
+    def summary(self, day_start: float) -> dict:
+        """The dashboard's figures (services/pbx summary): extensions registered, calls now, today, per hour, trunks."""
+        self._records()
+        return self._call("summary", day_start)
 
     def _records(self) -> None:
         if self.isolated and not self.service.alive:  # the appliance must not open the PBX user's store

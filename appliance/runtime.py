@@ -23,6 +23,7 @@ from appliance.context import Context
 from appliance.defaults import default_document
 from appliance.firmware import BoxFirmware
 from appliance.netservice import NetworkService
+from appliance.notify import Notifier
 from appliance.schema import CoreConfig
 from appliance.service import Service, Status
 from appliance.servicehost import IsolatedService
@@ -57,6 +58,7 @@ class Runtime:
             service.runtime = self
         self.engine = ApplyEngine(self.ctx, self.store, self.services)
         self.supervisor: Supervisor | None = None
+        self.notifier = Notifier(self.ctx, lambda: self.config, self.client, lambda: self.supervisor)
         self.admin_url: str | None = None
         self.restart_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,6 +175,7 @@ class Runtime:
         self._start_webadmin(host, port)
         self._cert_stamp = _stamp(self._certificate(config)[0])
         renewal = asyncio.create_task(self._renew_certificate())
+        notifying = asyncio.create_task(self.notifier.run(), name="notify")
         setup_code = await asyncio.to_thread(self._first_boot_code, config)
         mode = "lab mode" if self.ctx.lab else "appliance"
         print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
@@ -189,6 +192,7 @@ class Runtime:
         finally:
             print("OfficeBox stopping", flush=True)
             renewal.cancel()
+            notifying.cancel()
             await asyncio.to_thread(self._web.stop)
             server.close()
             self.engine.confirmation.close()

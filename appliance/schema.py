@@ -55,7 +55,8 @@ class SystemConfig(Section):
     initialized: bool = Field(default=False, description="the first-boot wizard has been completed")
     admin_port: int = Field(default=443, ge=1, le=65535)
     lab_admin_port: int = Field(default=8443, ge=1024, le=65535)
-    admin_email: str | None = Field(default=None, pattern=EMAIL_PATTERN, description="where notifications go")
+    admin_email: str = Field(default="", max_length=254, pattern=f"^$|{EMAIL_PATTERN}",
+                             description="where the box sends its notifications (empty: none by e-mail)")
 
 
 def field_errors(title: str, problems: list[tuple[tuple[str | int, ...], str]]) -> ValidationError:

@@ -26,6 +26,8 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
             limit=100, offset=0) -> [row dicts, newest first]; columns: services/pbx/cdr.py COLUMNS
             (disposition: answered|missed|busy|failed|transferred; times are epoch seconds)
   cdr_csv(**same filters) -> str (CSV with a header row)
+  summary(day_start) -> {"registered_extensions", "active_calls", "calls_today", "calls_per_hour": [24 counts
+            from day_start (epoch of the box's midnight)], "trunks": trunks()}, for the dashboard
   status() -> Status(figures: registrations, active_calls, relay_ports_in_use, relayed_packets, bans, ...)
 The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
 """
@@ -201,6 +203,14 @@ class PbxService(Service):
         """{"csv": the rows of cdr_query(**filters) as CSV (with the header row if asked), "rows": how many}."""
         rows = self.cdr_query(**filters)
         return {"csv": csv_text(rows, header), "rows": len(rows)}
+
+    def summary(self, day_start: float) -> dict:
+        per_hour = [0] * 24
+        for row in self._cdr().query(since=day_start, until=day_start + 86400, limit=100000):
+            per_hour[min(23, max(0, int((row["start"] - day_start) // 3600)))] += 1
+        regs = self.registrations()
+        return {"registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(self.active_calls()),
+                "calls_today": sum(per_hour), "calls_per_hour": per_hour, "trunks": self.trunks()}
 
     def status(self) -> Status:
         core = self.core

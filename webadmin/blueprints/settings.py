@@ -56,7 +56,7 @@ def index():
             def mutate(doc: dict) -> None:
                 doc["system"].update(company_name=values["company_name"], hostname=values["hostname"],
                                      mail_domain=values["mail_domain"], timezone=values["timezone"],
-                                     admin_email=values["admin_email"] or None)
+                                     admin_email=values["admin_email"])
                 doc["network"]["lan"]["address"] = values["lan_address"]
 
             errors, general = forms.apply_form("system settings", mutate, fields=FIELDS)

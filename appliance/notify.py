@@ -1,0 +1,246 @@
+"""Notifications: the admin hears, by e-mail (system.admin_email) and a banner in the web admin, when a
+trunk stops registering, the data disk passes DISK_THRESHOLD %, a service keeps restarting or the box
+certificate nears its end. Each condition is told once when it starts and once when it clears; the
+conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
+
+Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
+that cannot be sent now waits for the next check (at most OUTBOX_LIMIT kept); one the mail service refuses
+for good (e.g. an outside address while localhost may not relay) is dropped with an error in the log.
+Every check runs off the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from appliance.context import Context
+from appliance.fsutil import atomic_write
+from appliance.supervisor import STABLE_AFTER
+
+log = logging.getLogger("officebox.notify")
+CHECK_INTERVAL = 15.0
+DISK_THRESHOLD = 90.0  # per cent of the data disk
+CERT_WARN_DAYS = 14
+RESTARTS = 3  # failed starts or crashes in a row that make "keeps restarting"
+OUTBOX_LIMIT = 20
+SMTP_TIMEOUT = 10.0
+SIP_REASONS = {401: "the carrier refused the credentials", 403: "the carrier refused the credentials",
+               404: "the carrier does not know this account", 407: "the carrier refused the credentials",
+               408: "no answer from the carrier", 503: "the carrier is unavailable"}
+REFUSED = "the carrier refused the registration"
+# the conditions' messages (English; the web admin marks the same texts for translation: dashboard.NOTICES)
+TEXTS = {"trunk": "Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)",
+         "disk": "The data disk is %(used)d %% full (%(free)d MiB free)",
+         "restarts": "The %(service)s service keeps restarting: %(error)s",
+         "certificate": "The box certificate expires on %(date)s",
+         "certificate_expired": "The box certificate expired on %(date)s"}
+
+
+def describe(kind: str, args: dict) -> str:
+    return TEXTS[kind] % args
+
+
+def trunk_reason(status: int) -> str:
+    """Why a trunk is not registered, from its last SIP answer, in plain words."""
+    return SIP_REASONS.get(status, REFUSED)
+
+
+def trunk_problems(trunks: list[dict]) -> dict[str, tuple[str, dict]]:
+    """Registering trunks whose last attempt failed (a trunk not tried yet is not a problem)."""
+    return {f"trunk:{t['name']}": ("trunk", {"name": t["name"], "reason": trunk_reason(t["last_status"]),
+                                             "status": t["last_status"]})
+            for t in trunks if t.get("register") and not t.get("registered") and t.get("last_status")}
+
+
+def live_trunks(pbx: Any) -> list[dict]:
+    """The PBX's trunks; while its process restarts the appliance's copy knows none, which must not
+    read as "every trunk is fine again"."""
+    if pbx.isolated and not pbx.service.alive:
+        raise RuntimeError("the PBX is restarting")
+    return pbx.trunks()
+
+
+def disk_problems(path: Path, threshold: float) -> dict[str, tuple[str, dict]]:
+    usage = shutil.disk_usage(path)
+    used = 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
+    if used < threshold:
+        return {}
+    return {"disk": ("disk", {"used": round(used), "free": usage.free // 2**20})}
+
+
+def restart_problems(supervisor: Any) -> dict[str, tuple[str, dict]]:
+    """Services that failed RESTARTS starts in a row, or crashed that often without running stably."""
+    found = {}
+    now = time.monotonic()
+    for name, unit in list(supervisor.units.items()):
+        failing = unit.state != "running" and unit.failures >= RESTARTS
+        crashing = unit.state == "running" and unit.crashes >= RESTARTS and now - unit.started_at < STABLE_AFTER
+        if failing or crashing:
+            found[f"restarts:{name}"] = ("restarts", {"service": name, "error": unit.error or "-"})
+    return found
+
+
+def certificate_problems(cert_path: Path, days: int = CERT_WARN_DAYS) -> dict[str, tuple[str, dict]]:
+    if not cert_path.exists():
+        return {}
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    left = cert.not_valid_after_utc - datetime.now(UTC)
+    if left.days >= days:
+        return {}
+    kind = "certificate" if left.total_seconds() > 0 else "certificate_expired"
+    return {"certificate": (kind, {"date": cert.not_valid_after_utc.strftime("%Y-%m-%d")})}
+
+
+def refused_for_good(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer (for every recipient): sending again would not help."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return getattr(exc, "smtp_code", 0) >= 500
+
+
+class Notifier:
+    """`config`, `client` and `supervisor` are the runtime's (callables: they change while it runs)."""
+
+    def __init__(self, ctx: Context, config: Callable[[], Any], client: Callable[[str], Any],
+                 supervisor: Callable[[], Any], disk_threshold: float = DISK_THRESHOLD) -> None:
+        self.ctx = ctx
+        self.config, self.client, self.supervisor = config, client, supervisor
+        self.disk_threshold = disk_threshold
+        self.path = ctx.state_dir("core") / "notify.json"
+        self._lock = threading.Lock()
+        self._active: dict[str, dict] = {}
+        self._outbox: list[dict] = []
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            saved = json.loads(self.path.read_text())
+            self._active, self._outbox = dict(saved["active"]), list(saved["outbox"])[-OUTBOX_LIMIT:]
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("notification state unreadable, starting afresh: %s", exc)
+
+    def _save(self) -> None:
+        atomic_write(self.path, json.dumps({"active": self._active, "outbox": self._outbox}).encode(), mode=0o600)
+
+    def active(self) -> list[dict]:
+        """The conditions in force, oldest first: {"key", "kind", "args", "message", "since"} (the banner
+        shows TEXTS[kind] % args in the reader's language)."""
+        with self._lock:
+            return sorted(({"key": k, **v} for k, v in self._active.items()), key=lambda p: p["since"])
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _sources(self) -> dict[str, Callable[[], dict[str, tuple[str, dict]]]]:
+        config = self.config()
+        sources: dict[str, Callable[[], dict[str, tuple[str, dict]]]] = {
+            "disk": lambda: disk_problems(self.ctx.data_dir, self.disk_threshold),
+            "certificate": lambda: certificate_problems(self.ctx.data_dir / "certs" / f"{config.system.hostname}.crt"),
+        }
+        pbx = self.client("pbx")
+        if pbx is not None and pbx.enabled(config):
+            sources["trunk"] = lambda: trunk_problems(live_trunks(pbx))
+        supervisor = self.supervisor()
+        if supervisor is not None:
+            sources["restarts"] = lambda: restart_problems(supervisor)
+        return sources
+
+    def problems(self) -> dict[str, tuple[str, dict]]:
+        """Every condition in force now. A source that cannot tell (e.g. the PBX restarting) keeps its
+        previous conditions: a restart neither clears nor repeats them."""
+        found: dict[str, tuple[str, dict]] = {}
+        for kind, source in self._sources().items():
+            try:
+                found.update(source())
+            except Exception as exc:
+                log.warning("notification check %s failed: %s", kind, exc)
+                with self._lock:
+                    found.update({k: (v["kind"], v["args"]) for k, v in self._active.items()
+                                  if k.split(":")[0] == kind})
+        return found
+
+    def check(self) -> list[dict]:
+        """Compare with the conditions in force, queue a mail per start and per clearing, send the queue.
+        Blocking: run it in a thread. Returns the events of this check."""
+        now = time.time()
+        current = self.problems()
+        events = []
+        with self._lock:
+            for key, (kind, args) in current.items():
+                condition = {"kind": kind, "args": args, "message": describe(kind, args)}
+                if key not in self._active:
+                    self._active[key] = {**condition, "since": now}
+                    events.append({"key": key, "state": "started", "message": condition["message"], "time": now})
+                else:
+                    self._active[key].update(condition)
+            for key in [k for k in self._active if k not in current]:
+                message = self._active.pop(key)["message"]
+                events.append({"key": key, "state": "cleared", "message": message, "time": now})
+            self._outbox = (self._outbox + events)[-OUTBOX_LIMIT:]
+            self._save()
+        for event in events:
+            log.warning("notification %s: %s", event["state"], event["message"])
+        self._send_outbox()
+        return events
+
+    # -- mail -----------------------------------------------------------------------------------
+    def _message(self, event: dict, config: Any) -> EmailMessage:
+        msg = EmailMessage()
+        cleared = event["state"] == "cleared"
+        msg["Subject"] = f"[{config.system.hostname}] {'Resolved: ' if cleared else ''}{event['message']}"
+        msg["From"] = f"OfficeBox {config.system.hostname} <notifications@{config.system.mail_domain}>"
+        msg["To"] = config.system.admin_email
+        stamp = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+        state = "This is resolved" if cleared else "This needs attention"
+        msg.set_content(f"{state} ({stamp}):\n\n  {event['message']}\n\n"
+                        f"Details on the dashboard of {config.system.hostname}.{config.system.domain}.\n")
+        return msg
+
+    def _send_outbox(self) -> None:
+        config = self.config()
+        if not self._outbox:
+            return
+        if not config.system.admin_email:
+            with self._lock:
+                self._outbox.clear()  # no address: the banner alone tells
+                self._save()
+            return
+        mail = self.client("mail")
+        if mail is None or not mail.enabled(config):
+            return
+        try:
+            with smtplib.SMTP("127.0.0.1", config.mail.port(self.ctx.lab, "smtp"), timeout=SMTP_TIMEOUT) as smtp:
+                while self._outbox:
+                    try:
+                        smtp.send_message(self._message(self._outbox[0], config))
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                        if not refused_for_good(exc):
+                            raise
+                        log.error("notification mail to %s refused, dropped (the banner still shows it): %s",
+                                  config.system.admin_email, exc)
+                    with self._lock:
+                        self._outbox.pop(0)
+                        self._save()
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("notification mail not sent yet (%d waiting): %s", len(self._outbox), exc)
+
+    async def run(self, interval: float = CHECK_INTERVAL) -> None:
+        """The appliance loop's task: a check every `interval` s, each in a worker thread."""
+        while True:
+            try:
+                await asyncio.to_thread(self.check)
+            except Exception:
+                log.exception("notification check failed")
+            await asyncio.sleep(interval)
