@@ -32,8 +32,28 @@ NO = {"no", "n", "false", "0", "non", "", "否"}
 DEFAULTS = {"role": "staff", "enabled": True, "vpn_enabled": False}  # and the box's language
 
 
+def N_(message: str) -> str:
+    """Marks a message id the web admin translates where it shows it (this module has no Flask-Babel)."""
+    return message
+
+
+class Text(str):
+    """A message in English that keeps its message id and values, so the web admin can show it translated
+    (webadmin/blueprints/usercsv.py lists the ids)."""
+    msgid: str
+    values: dict
+
+    def __new__(cls, msgid: str, **values) -> Text:
+        text = super().__new__(cls, msgid % values if values else msgid)
+        text.msgid, text.values = msgid, values
+        return text
+
+
+REQUIRED = N_("this field is required")
+
+
 class CsvError(ValueError):
-    """The file as a whole cannot be read (the message says why, in plain words)."""
+    """The file as a whole cannot be read (args[0], a Text, says why in plain words)."""
 
 
 @dataclass
@@ -77,15 +97,15 @@ def _yes_no(flag: bool) -> str:
 def decode(data: bytes) -> str:
     """The text of an uploaded file, or CsvError (empty, too large, not UTF-8)."""
     if not data.strip():
-        raise CsvError("the file is empty")
+        raise CsvError(Text(N_("the file is empty")))
     if len(data) > MAX_BYTES:
-        raise CsvError(f"the file is larger than {MAX_BYTES // 1024} KB; split it into smaller files")
+        raise CsvError(Text(N_("the file is larger than %(kb)d KB; split it into smaller files"), kb=MAX_BYTES // 1024))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise CsvError("the file is not UTF-8 text: in your spreadsheet, save it as \"CSV UTF-8\"") from None
+        raise CsvError(Text(N_("the file is not UTF-8 text: in your spreadsheet, save it as \"CSV UTF-8\""))) from None
     if "\x00" in text:
-        raise CsvError("the file is not a CSV text file")
+        raise CsvError(Text(N_("the file is not a CSV text file")))
     return text.replace("\r\n", "\n")  # as a browser posts it back from the preview
 
 
@@ -101,17 +121,20 @@ def read(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
             if not any(c.strip() for c in cells):
                 continue
             if len(rows) >= MAX_ROWS:
-                raise CsvError(f"the file has more than {MAX_ROWS} users; split it into smaller files")
+                raise CsvError(Text(N_("the file has more than %(rows)d users; split it into smaller files"),
+                                    rows=MAX_ROWS))
             rows.append((reader.line_num, cells))
     except csv.Error as exc:
-        raise CsvError(f"line {reader.line_num} cannot be read ({exc}); check its quotes") from None
+        raise CsvError(Text(N_("line %(line)d cannot be read (%(reason)s); check its quotes"), line=reader.line_num,
+                             reason=str(exc))) from None
     unknown = [c for c in header if c not in IMPORT_COLUMNS and c not in READ_ONLY]
     if unknown:
-        raise CsvError(f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(IMPORT_COLUMNS)}")
+        raise CsvError(Text(N_("unknown column(s) %(unknown)s; the columns are %(columns)s"),
+                             unknown=", ".join(unknown), columns=", ".join(IMPORT_COLUMNS)))
     if "login" not in header:
-        raise CsvError("the first line must name the columns, with at least login and full_name")
+        raise CsvError(Text(N_("the first line must name the columns, with at least login and full_name")))
     if len(set(header)) != len(header):
-        raise CsvError("a column is named twice in the first line")
+        raise CsvError(Text(N_("a column is named twice in the first line")))
     out = []
     for line, cells in rows:
         if len(cells) > len(header):
@@ -133,15 +156,15 @@ def _row_values(cells: dict[str, str], row: Row) -> dict:
         value = _unescape(raw)
         if column in FLAGS:
             if value.lower() not in YES | NO:
-                row.errors.append((column, "write yes or no"))
+                row.errors.append((column, Text(N_("write yes or no"))))
             elif value:
                 values[column] = value.lower() in YES
         elif column in OPTIONAL:
             values[column] = value or None
         elif column == QUOTA:
             if value and not (value.isdigit() and int(value) <= MAX_QUOTA_MB):
-                row.errors.append((column, f"enter a whole number of megabytes up to {MAX_QUOTA_MB} (0: no limit), "
-                                           "or leave it empty for the box's default"))
+                row.errors.append((column, Text(N_("enter a whole number of megabytes up to %(most)d (0: no limit), "
+                                                "or leave it empty for the box's default"), most=MAX_QUOTA_MB)))
             else:
                 row.quota = int(value) if value else None
         elif column == "password":
@@ -154,12 +177,12 @@ def _row_values(cells: dict[str, str], row: Row) -> dict:
     return values
 
 
-def password_problem(password: str) -> str | None:
+def password_problem(password: str) -> Text | None:
     """The web admin's password rules, for an initial password given in the file."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"use at least {MIN_PASSWORD_LENGTH} characters"
+        return Text(N_("use at least %(num)d characters"), num=MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
-        return f"use at most {MAX_PASSWORD_LENGTH} characters"
+        return Text(N_("use at most %(num)d characters"), num=MAX_PASSWORD_LENGTH)
     return None
 
 
@@ -172,17 +195,17 @@ def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login
               quotas: dict[str, int], new: dict) -> Row:
     row = Row(line=line, login=_unescape(cells.get("login", "")).lower())
     if "\x00" in cells.values():
-        row.errors.append(("", "this line has more cells than the first line has columns"))
+        row.errors.append(("", Text(N_("this line has more cells than the first line has columns"))))
     if not row.login:
-        row.errors.append(("login", "this field is required"))
+        row.errors.append(("login", Text(REQUIRED)))
     row.values = _row_values(cells, row)
     if existing is not None and row.password:
-        row.errors.append(("password", "an initial password is only for new users; leave it empty"))
+        row.errors.append(("password", Text(N_("an initial password is only for new users; leave it empty"))))
     elif row.password and (problem := password_problem(row.password)):
         row.errors.append(("password", problem))
     if existing is not None and row.login == own_login and (
             row.values.get("role", "admin") != "admin" or row.values.get("enabled") is False):
-        row.errors.append(("role", "you cannot remove your own admin rights or disable your own account"))
+        row.errors.append(("role", Text(N_("you cannot remove your own admin rights or disable your own account"))))
     base = existing or {**new, "login": row.login}
     candidate = {**base, **row.values}
     try:
@@ -191,7 +214,7 @@ def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login
         for problem in exc.errors():
             column = str(problem["loc"][0]) if problem["loc"] else ""
             message = problem["msg"].removeprefix("Value error, ")
-            row.errors.append((column, "this field is required" if message == "Field required" else message))
+            row.errors.append((column, Text(REQUIRED) if message == "Field required" else message))
     row.changed = [k for k, v in row.values.items() if existing is None or existing.get(k) != v]
     if row.quota is not False and (existing is None or quotas.get(row.login) != row.quota):
         row.changed.append(QUOTA)
@@ -218,7 +241,8 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
         row = _plan_row(line, cells, users.get(_unescape(cells.get("login", "")).lower()), own_login, quotas,
                         defaults(document))
         if row.login and row.login in seen:
-            row.errors.append(("login", f"this login is already on line {seen[row.login]} of the file"))
+            row.errors.append(("login", Text(N_("this login is already on line %(line)d of the file"),
+                                             line=seen[row.login])))
             row.action = "error"
         seen.setdefault(row.login, line)
         planned.append(row)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from appliance.users import EMAIL_PATTERN
 from webadmin import core, forms
 from webadmin.blueprints.setup import ERROR_FIELDS, lan_address_error, time_zones
+from webadmin.core import N_
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
-NAV = [("System", "Settings", "settings.index")]
+NAV = [(N_("System"), N_("Settings"), "settings.index")]
 FIELDS = {**ERROR_FIELDS, "system.hostname": "hostname", "system.admin_email": "admin_email"}
 REQUIRED = ("company_name", "hostname", "mail_domain")
 
@@ -33,13 +35,13 @@ def _posted() -> dict[str, str]:
 
 def _errors(values: dict[str, str]) -> dict[str, str]:
     """The wizard's own early checks (the rest is the schema's, reported by field path)."""
-    errors = {name: "this field is required" for name in REQUIRED if not values[name]}
+    errors = {name: _("this field is required") for name in REQUIRED if not values[name]}
     if values["timezone"] not in time_zones():
-        errors["timezone"] = "choose a time zone from the list"
+        errors["timezone"] = _("choose a time zone from the list")
     if message := lan_address_error(values["lan_address"]):
         errors["lan_address"] = message
     if values["admin_email"] and not re.fullmatch(EMAIL_PATTERN, values["admin_email"]):
-        errors["admin_email"] = "enter a valid e-mail address, like it@example.com"
+        errors["admin_email"] = _("enter a valid e-mail address, like it@example.com")
     return errors
 
 
@@ -70,10 +72,11 @@ def _saved(values: dict[str, str], moved: bool):
     pending = core.runtime().engine.confirmation.pending()
     if pending:
         address = values["lan_address"].split("/")[0]
-        flash(f"Settings saved. The box is now at {address} on the LAN: open https://{address}/ and confirm the "
-              f"change within {pending['seconds_left']:.0f} seconds, or it is undone.", "warning")
+        flash(_("Settings saved. The box is now at %(address)s on the LAN: open https://%(address)s/ and confirm "
+                "the change within %(seconds)d seconds, or it is undone.", address=address,
+                seconds=round(pending["seconds_left"])), "warning")
     elif moved:
-        flash("Settings saved. The box's LAN address changed.", "success")
+        flash(_("Settings saved. The box's LAN address changed."), "success")
     else:
-        flash("Settings saved.", "success")
+        flash(_("Settings saved."), "success")
     return redirect(url_for("settings.index"))

@@ -8,15 +8,33 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, Response, g, render_template, request
+from flask_babel import gettext as _
 
 from appliance import schema, usercsv
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password, new_secret
 from webadmin import core, forms
+from webadmin.core import N_
 
 bp = Blueprint("usercsv", __name__, url_prefix="/users")
-ACTION_LABELS = {"add": "add", "change": "change", "unchanged": "unchanged", "error": "error"}
+ACTION_LABELS = {"add": N_("add"), "change": N_("change"), "unchanged": N_("unchanged"), "error": N_("error")}
+# the message ids of appliance/usercsv.py's Text messages (a whole file refused, a row's error), shown translated
+MESSAGES = (N_("the file is empty"), N_("the file is larger than %(kb)d KB; split it into smaller files"),
+            N_("the file is not UTF-8 text: in your spreadsheet, save it as \"CSV UTF-8\""),
+            N_("the file is not a CSV text file"),
+            N_("the file has more than %(rows)d users; split it into smaller files"),
+            N_("line %(line)d cannot be read (%(reason)s); check its quotes"),
+            N_("unknown column(s) %(unknown)s; the columns are %(columns)s"),
+            N_("the first line must name the columns, with at least login and full_name"),
+            N_("a column is named twice in the first line"), N_("write yes or no"),
+            N_("enter a whole number of megabytes up to %(most)d (0: no limit), "
+               "or leave it empty for the box's default"),
+            N_("use at least %(num)d characters"), N_("use at most %(num)d characters"),
+            N_("this line has more cells than the first line has columns"), N_("this field is required"),
+            N_("an initial password is only for new users; leave it empty"),
+            N_("you cannot remove your own admin rights or disable your own account"),
+            N_("this login is already on line %(line)d of the file"))
 
 
 @bp.route("/export.csv")
@@ -43,8 +61,21 @@ def _plan(text: str, document: dict):
     own = core.current_user().login
     planned, general = usercsv.plan(rows, document, own, _validate)
     for row in planned:
-        row.errors = [(column, forms.friendly(column, message)) for column, message in row.errors]
+        row.errors = [(column, shown(column, message)) for column, message in row.errors]
     return planned, general
+
+
+def shown(column: str, message: str) -> str:
+    """A row's or the file's problem in the reader's language (a validator's own words as friendly as known)."""
+    if isinstance(message, usercsv.Text):
+        return _(message.msgid, **message.values)
+    return forms.friendly(column, message)
+
+
+def _refused(exc: usercsv.CsvError):
+    reason = shown("", exc.args[0])
+    return _page(columns=usercsv.IMPORT_COLUMNS, file_error=_("This file cannot be imported: %(reason)s.",
+                                                              reason=reason), status=400)
 
 
 def _digest(text: str, planned) -> str:
@@ -76,7 +107,7 @@ def import_preview():
         base = core.runtime().store.current_id()
         planned, general = _plan(text, _document_of(base))
     except usercsv.CsvError as exc:
-        return _page(columns=usercsv.IMPORT_COLUMNS, file_error=f"This file cannot be imported: {exc}.", status=400)
+        return _refused(exc)
     g.officebox_base = base  # the confirm builds on the revision this preview was planned on
     return _preview(text, planned, general)
 
@@ -97,13 +128,13 @@ def import_confirm():
         text = usercsv.decode(request.form.get("text", "").encode("utf-8"))  # a browser posts CR LF
         planned, general = _plan(text, _document_of(base))
     except usercsv.CsvError as exc:
-        return _page(columns=usercsv.IMPORT_COLUMNS, file_error=f"This file cannot be imported: {exc}.", status=400)
+        return _refused(exc)
     if _digest(text, planned) != request.form.get("digest"):
-        return _preview(text, planned, general, "The result of the import changed since the preview (the "
-                        "file or the configuration changed meanwhile). Nothing was saved: check the rows again.", 409)
+        return _preview(text, planned, general, _("The result of the import changed since the preview (the "
+                        "file or the configuration changed meanwhile). Nothing was saved: check the rows again."), 409)
     todo = [r for r in planned if r.action in ("add", "change")]
     if not todo:
-        return _preview(text, planned, general, "There is nothing to import: no row adds or changes a user.", 400)
+        return _preview(text, planned, general, _("There is nothing to import: no row adds or changes a user."), 400)
     passwords = {r.login: r.password or new_secret(14) for r in todo if r.action == "add"}
     with ThreadPoolExecutor(2) as pool:  # argon2 takes a fraction of a second per password
         hashes = dict(zip(passwords, pool.map(hash_password, passwords.values()), strict=True))
@@ -115,8 +146,8 @@ def import_confirm():
     try:
         core.apply_change(f"import users from CSV: {adds} added, {len(todo) - adds} changed", mutate)
     except ConfigError as err:
-        _, messages = forms.form_errors(err)
-        return _preview(text, planned, general, "Nothing was saved: " + "; ".join(messages), 400)
+        _fields, messages = forms.form_errors(err)
+        return _preview(text, planned, general, _("Nothing was saved: %(problems)s", problems="; ".join(messages)), 400)
     except ApplyError as err:
         return _preview(text, planned, [forms.general_error(err)], None, 409)
     shown = [(r, passwords[r.login] if r.action == "add" and not r.password else None) for r in todo]
