@@ -94,6 +94,10 @@ def test_the_import_preview_follows_the_admin(app, admin_client, runtime, langua
     for text in words:
         assert text in page, (text, page[-3000:])
     assert "write yes or no" not in page and "to add" not in page
+    refused = post(client, "/users/import", {"file": (io.BytesIO(b"name\nbea\n"), "users.csv")},
+                   form_path="/users/import", content_type="multipart/form-data").get_data(as_text=True)
+    assert {"fr": "Ce fichier ne peut pas être importé : colonne(s) inconnue(s) name ;",
+            "zh_TW": "無法匯入此檔案：未知的欄位 name；"}[language] in refused
 
 
 @pytest.mark.parametrize(("language", "heading", "label", "refused", "saved"), [
