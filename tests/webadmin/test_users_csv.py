@@ -188,7 +188,8 @@ def test_mailbox_sizes_are_exported_and_imported(admin_client, runtime):
     assert "<strong>mailbox_mb</strong>: enter a whole number of megabytes" in row_of(page, 3)
     new = upload(admin_client, "login,role\nned,boss\n").get_data(as_text=True)
     assert "<strong>full_name</strong>: this field is required" in row_of(new, 2)
-    assert "<strong>role</strong>: Input should be &#39;admin&#39;, &#39;readonly&#39; or &#39;staff&#39;" in row_of(new, 2)
+    roles = "&#39;admin&#39;, &#39;readonly&#39; or &#39;staff&#39;"
+    assert f"<strong>role</strong>: Input should be {roles}" in row_of(new, 2)
     assert confirm(admin_client, page).status_code == 200
     assert runtime.store.current().config.mail.user_quota_mb == {}
 
