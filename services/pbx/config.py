@@ -30,6 +30,8 @@ class ExtensionSettings(Section):
     blf_watchers: Literal["everyone", "same_groups", "nobody"] = Field(
         default="everyone", description="who may watch this extension's calls on a busy lamp field: every "
         "extension, those sharing a ring group with it, or nobody but itself")
+    mwi_unsolicited: bool = Field(default=False, description="phones that do not subscribe to message-summary: "
+                                  "send each registered phone of this extension a NOTIFY when its voicemail changes")
 
 
 class RingGroup(Section):
