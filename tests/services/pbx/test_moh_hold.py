@@ -23,11 +23,12 @@ from services.pbx.media import dsp
 from services.pbx.prompts import audio
 from services.pbx.sdp import Sdp
 
-from .conftest import ALICE, BOB, CAROL, DAVE
+from .conftest import ALICE, BOB, CAROL, DAVE, run
 from .pbxrunner import PbxRunner, config
-from .rawphone import answer, sdp
+from .rawphone import answer, in_dialog, next_request, next_response, sdp
 from .sipclient import SipClient
 from .test_channel import AudioBaresip, have_baresip, write_wav
+from .test_conformance_calls import _answered_call, _hang_up, _invite, _registered
 from .test_moh import spectrum, spread
 
 ALICE_HZ = 1900  # the built-in track has 0.15-0.35 % of its power within 50 Hz of it (measured)
@@ -176,3 +177,40 @@ def test_the_held_party_hears_music_and_both_hear_each_other_after_resume(tmp_pa
     assert share < 0.5 and strong >= 15, f"not music: the strongest frequency has {share:.2f}, {strong} strong"
     assert share_at(during, ALICE_HZ) < 0.05, "alice's tone still reaches bob while she holds"
     assert share_at(after, ALICE_HZ) > 0.8, "bob does not hear alice again after she resumed"
+
+
+@pytest.mark.parametrize("hold", ["a=inactive\r\n", "a=sendonly\r\n", "zero"])
+def test_every_kind_of_hold_offers_the_held_party_music_and_answers_the_holder_in_kind(pbx, hold):
+    """Scripted phones on the wire: whatever hold the holder offers (inactive, sendonly, the old 0.0.0.0),
+    the held party is offered sendonly from the relay's address, the holder gets inactive to inactive and
+    recvonly otherwise; the resume offer reaches the held party as it was sent."""
+    body = sdp(4000).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 0.0.0.0") if hold == "zero" else sdp(4000, hold)
+
+    async def main():
+        async with _registered(pbx, "201", "202") as (alice, bob):
+            req, _, ok = await _answered_call(alice, bob, _invite(alice))
+            alice.send(in_dialog(alice, "INVITE", ok, req.call_id, body))
+            offered = await next_request(bob, "INVITE")
+            m = Sdp.parse(offered.body)
+            assert m.audio().direction == "sendonly" and m.address(m.audio()) == "127.0.0.1"
+            answer(bob, offered, 200, "bobtag", sdp(4002, "a=recvonly\r\n"))
+            held = await next_response(alice, 200)
+            wanted = "inactive" if hold == "a=inactive\r\n" else "recvonly"
+            assert Sdp.parse(held.body).audio().direction == wanted
+            alice.send(in_dialog(alice, "ACK", held, req.call_id))
+            for _ in range(50):
+                if pbx.sync(lambda: [c.hold_music is not None and c.hold_music.side.local is not None
+                                     for c in pbx.svc.core.calls.values()]) == [True]:
+                    break
+                await asyncio.sleep(0.05)
+            assert pbx.sync(lambda: [c.hold_music.holder.extension for c in pbx.svc.core.calls.values()]) == ["201"]
+            alice.send(in_dialog(alice, "INVITE", ok, req.call_id, sdp(4000)))
+            resumed = await next_request(bob, "INVITE")
+            assert Sdp.parse(resumed.body).audio().direction == "sendrecv"
+            answer(bob, resumed, 200, "bobtag", sdp(4002))
+            back = await next_response(alice, 200)
+            assert Sdp.parse(back.body).audio().direction == "sendrecv"
+            alice.send(in_dialog(alice, "ACK", back, req.call_id))
+            assert pbx.sync(lambda: [c.hold_music for c in pbx.svc.core.calls.values()]) == [None]
+            await _hang_up(alice, bob, ok, req)
+    run(main())
