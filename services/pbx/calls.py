@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import apps, dialplan, session_timer
+from . import apps, dialplan, holdmusic, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
 from .leg import Leg
-from .sdp import Media, Sdp, SdpError, filter_offer
+from .sdp import Media, Sdp, SdpError, filter_offer, is_hold
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id
 from .sip.stack import ServerTx
 from .sip.transport import Dest
@@ -90,6 +90,7 @@ class Call:
         self.answered_at: float | None = None
         self.callee_label = ""
         self.was_held = False
+        self.hold_music: holdmusic.HoldMusic | None = None  # while one of two phones holds
         self.alert_announced = False
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
         if self.a is not None:
@@ -856,7 +857,9 @@ class Call:
                 elif 200 <= resp.status < 300 and other.ack is not None:
                     other.resend_ack()
             other.ack = None
-            other.send(other.with_session(other.new_request("INVITE", self.sdp_for(other, offer))), got)
+            holding = is_hold(offer)  # the held party is offered sendonly: it hears the box's music
+            toward = holdmusic.offer_to_held(offer) if holding else offer
+            other.send(other.with_session(other.new_request("INVITE", self.sdp_for(other, toward))), got)
             resp = await fut
             if not 200 <= resp.status < 300:
                 leg.answer(tx, resp.status if resp.status in (488, 491, 500, 503) else 488)
@@ -871,8 +874,10 @@ class Call:
             leg.sdp, other.sdp = offer, answer
             self._set_peer(leg, offer, relatch=True)  # a re-INVITE of the party itself may move its media
             self._set_peer(other, answer)
-            leg.answer(tx, 200, self.sdp_for(leg, answer), **self.session_headers(leg, req))
+            back = holdmusic.answer_to_holder(offer, answer) if holding else answer
+            leg.answer(tx, 200, self.sdp_for(leg, back), **self.session_headers(leg, req))
             self._media_changed()
+            self.hold_music = holdmusic.update(self, self.hold_music, leg, other)
         finally:
             self.renegotiating = False
 

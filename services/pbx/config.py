@@ -30,6 +30,10 @@ class ExtensionSettings(Section):
     blf_watchers: Literal["everyone", "same_groups", "nobody"] = Field(
         default="everyone", description="who may watch this extension's calls on a busy lamp field: every "
         "extension, those sharing a ring group with it, or nobody but itself")
+    moh_class: str = Field(default="default", pattern=NAME, description="music on hold class the other party "
+                           "hears while this extension holds a call (an unknown class: the default one)")
+    mwi_unsolicited: bool = Field(default=False, description="phones that do not subscribe to message-summary: "
+                                  "send each registered phone of this extension a NOTIFY when its voicemail changes")
 
 
 class RingGroup(Section):

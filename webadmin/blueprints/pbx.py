@@ -305,7 +305,8 @@ def extension_edit(ext: str):
         else:
             def mutate(doc: dict) -> None:
                 pbx = doc.setdefault("pbx", {})
-                pbx.setdefault("extensions", {})[ext] = {k: values[k] for k in EXT_FIELDS}
+                kept = pbx.setdefault("extensions", {}).get(ext) or {}  # fields this form does not show stay
+                pbx["extensions"][ext] = kept | {k: values[k] for k in EXT_FIELDS}
                 perms = pbx.setdefault("permissions", {})
                 if values["permission"]:
                     perms[user.login] = values["permission"]
