@@ -96,6 +96,12 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
          "chong2 ting1 qing3 an4 yi1, xia4 yi4 ze2 qing3 an4 er4, shan1 chu2 qing3 an4 san1, chu3 cun2 qing3 an4 si4, "
          "zhuan3 ji4 dao4 qi2 ta1 xin4 xiang1 qing3 an4 wu3, hui2 bo1 gei3 lai2 dian4 zhe3 qing3 an4 liu4, "
          "hui2 dao4 zhu3 xuan3 dan1 qing3 an4 xing1 hao4.")),
+    "vm-message-keys": (
+        "To replay the message, press 5. To delete it, press 7. To save it, press 9. For the next message, press hash.",
+        "Pour réécouter le message, appuyez sur 5. Pour le supprimer, appuyez sur 7. Pour le sauvegarder, appuyez sur 9. "
+        "Pour le message suivant, appuyez sur dièse.",
+        ("重聽請按五，刪除請按七，儲存請按九，下一則請按井字鍵。",
+         "chong2 ting1 qing3 an4 wu3, shan1 chu2 qing3 an4 qi1, chu3 cun2 qing3 an4 jiu3, xia4 yi4 ze2 qing3 an4 jing3 zi4 jian4.")),
     "vm-message": ("Message", "Message", ("留言", "liu2 yan2")),
     "vm-from": ("From", "De la part de", ("來自", "lai2 zi4")),
     "vm-deleted": ("Message deleted.", "Message supprimé.", ("留言已刪除。", "liu2 yan2 yi3 shan1 chu2.")),
