@@ -31,9 +31,9 @@ PIN = "4321"
 SILENCE_STOP = 2
 
 
-def _cfg(**voicemail):
+def _cfg(extensions: dict | None = None, **voicemail):
     alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN))
-    return config([alice, BOB], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA"],
+    return config([alice, BOB], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA"], extensions=extensions or {},
                   voicemail={"silence_stop": SILENCE_STOP, **voicemail})
 
 
@@ -192,6 +192,49 @@ def test_the_generated_greeting_names_the_extension(vmpbx, box, audio):
     same, _ = ch.best_correlation(ch.envelope(leave), ch.envelope(heard), 800)
     different, _ = ch.best_correlation(ch.envelope(full), ch.envelope(heard), 800)
     assert same > ch.SAME and different < ch.OTHER, (same, different)
+
+
+# -- call routing: do not disturb, no answer, voicemail off ---------------------------------------------
+def test_do_not_disturb_reaches_the_box_with_the_busy_greeting(vmpbx, box, audio):
+    vmpbx.reload(_cfg({"201": {"dnd": True}}))
+    shutil.copy(audio["other"], box.dir / "greet-busy.wav")
+    with ExitStack() as stack:
+        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
+        bob.dial("201")
+        _recording_started(box, timeout=30)
+        time.sleep(2.5)
+        bob.hangup()
+        bob.wait_for("CALL_CLOSED")
+        heard, _ = ch.read_wav(bob.heard())
+        wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
+    busy, _ = ch.read_wav(audio["other"])
+    same, _ = ch.best_correlation(ch.envelope(busy), ch.envelope(heard), 400)
+    assert same > ch.SAME, f"bob did not hear the busy greeting ({same:.3f})"
+    assert _other(audio | {"other": audio["said"]}, busy, heard, 400) < ch.OTHER
+
+
+def test_no_answer_rings_the_phone_then_reaches_the_box(vmpbx, box, audio):
+    vmpbx.reload(_cfg({"201": {"no_answer_timeout": 5}}))
+    with ExitStack() as stack:
+        alice = _phone(stack, vmpbx, ALICE, audio["quiet"])
+        bob = _phone(stack, vmpbx, BOB, audio["said"])
+        bob.dial("201")
+        alice.wait_for("CALL_INCOMING", timeout=10)
+        rang = time.monotonic()
+        assert _recording_started(box, timeout=30) - rang >= 4.5
+        time.sleep(2.0)
+        bob.hangup()
+        wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
+
+
+def test_voicemail_off_leaves_the_call_unanswered(vmpbx, box, audio):
+    vmpbx.reload(_cfg({"201": {"voicemail": False}}))
+    with ExitStack() as stack:
+        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
+        bob.dial("201")
+        bob.wait_for("CALL_CLOSED", timeout=15)
+        assert not any(e.get("type") == "CALL_ESTABLISHED" for e in bob.events)
+    assert box.messages("INBOX") == [] and not list(box.dir.glob(".rec-*"))
 
 
 # -- the owner's menu -----------------------------------------------------------------------------------
