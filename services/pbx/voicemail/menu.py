@@ -5,19 +5,22 @@ unless the call comes from the box's own extension and its settings say so
 and counted by the abuse guard as failed authentications of the caller's address.
 
 "You have N new messages", then the new messages and the old ones; after (or during) each: 5 replay,
-7 delete, 9 save, # next. A message played moves from INBOX to Old.
+7 delete, 9 save, # next. A message played moves from INBOX to Old. Then 0 for the mailbox options:
+record the unavailable greeting (1), the busy greeting (2), the name (3). The PIN is part of the
+configuration (the admin sets it): the PBX has no way to change the configuration, so not from here.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 
 from appliance.users import verify_password
 
 from .. import apps
 from ..config import ExtensionSettings
 from . import Voicemail, for_core, say
-from .store import Mailbox, Message
+from .store import MIN_SECONDS, Mailbox, Message
 
 log = logging.getLogger("officebox.pbx.voicemail")
 ATTEMPTS = 3
@@ -44,11 +47,16 @@ async def _menu(channel: apps.Channel, own: bool) -> None:
         return
     box = vm.box(ext)
     lang = vm.language(ext)
-    await _summary(channel, vm, box, lang)
-    for folder in ("INBOX", "Old"):
-        for msg in box.messages(folder):
-            await _message(channel, vm, box, msg, lang)
-    await say(channel, await vm.paths(lang, "vm-no-more-messages", "goodbye"), False)
+    key = await _summary(channel, vm, box, lang)  # 0 during it: straight to the options
+    if key != "0":
+        for folder in ("INBOX", "Old"):
+            for msg in box.messages(folder):
+                await _message(channel, vm, box, msg, lang)
+        key = await say(channel, await vm.paths(lang, "vm-no-more-messages", "vm-options-offer"))
+        key = key or await channel.next_key(KEY_WAIT)
+    if key == "0":
+        await _options(channel, vm, box, lang)
+    await say(channel, await vm.paths(lang, "goodbye"), False)
 
 
 async def _login(channel, vm: Voicemail, ext: str | None, lang: str) -> str | None:
@@ -86,15 +94,16 @@ def _count_failure(channel) -> None:
         channel.call.core.guard.auth_failed(flow[1])
 
 
-async def _summary(channel, vm: Voicemail, box: Mailbox, lang: str) -> None:
+async def _summary(channel, vm: Voicemail, box: Mailbox, lang: str) -> str | None:
     new = box.counts()["new"]
     if new == 0 and not box.messages("Old"):
         files = await vm.paths(lang, "vm-no-messages")
     else:
         files = [*await vm.paths(lang, "vm-you-have"), *await vm.number(new, lang),
                  *await vm.paths(lang, "vm-new-message" if new == 1 else "vm-new-messages")]
-    await say(channel, files)
+    key = await say(channel, files)
     channel.flush_keys()
+    return key
 
 
 async def _message(channel, vm: Voicemail, box: Mailbox, msg: Message, lang: str) -> None:
@@ -119,3 +128,42 @@ async def _message(channel, vm: Voicemail, box: Mailbox, msg: Message, lang: str
         if key in ("#", None):
             return
         key = None  # another key: the options again
+
+
+OPTIONS = {"1": ("unavailable", "vm-record-greeting"), "2": ("busy", "vm-record-greeting"),
+           "3": ("name", "vm-record-name")}
+GREETING_SECONDS = 60.0
+
+
+async def _options(channel, vm: Voicemail, box: Mailbox, lang: str) -> None:
+    for _ in range(10):
+        key = await say(channel, await vm.paths(lang, "vm-options-menu")) or await channel.next_key(KEY_WAIT)
+        if key in (None, "*"):
+            return
+        if key not in OPTIONS:
+            await say(channel, await vm.paths(lang, "invalid-option"), False)
+            continue
+        kind, prompt = OPTIONS[key]
+        await say(channel, await vm.paths(lang, prompt), False)
+        await _record_greeting(channel, vm, box, kind, lang)
+
+
+async def _record_greeting(channel, vm: Voicemail, box: Mailbox, kind: str, lang: str) -> None:
+    """Record into a temporary name, kept as the greeting only when it is long enough."""
+    temp = box.dir / f".greet-{secrets.token_hex(4)}.wav"
+    try:
+        rec = await channel.record(temp, max_seconds=GREETING_SECONDS, silence_stop=3.0, beep=True)
+    except apps.ChannelGone:
+        temp.unlink(missing_ok=True)
+        raise
+    except apps.MediaError as err:
+        log.warning("mailbox %s: recording the %s greeting failed: %s", box.extension, kind, err)
+        temp.unlink(missing_ok=True)
+        await say(channel, await vm.paths(lang, "vm-not-stored"), False)
+        return
+    if rec.seconds < MIN_SECONDS:
+        temp.unlink(missing_ok=True)
+        await say(channel, await vm.paths(lang, "vm-too-short"), False)
+        return
+    box.save_greeting(kind, temp)
+    await say(channel, await vm.paths(lang, "vm-greeting-saved"), False)

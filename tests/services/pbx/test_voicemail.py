@@ -307,3 +307,41 @@ def test_any_box_asks_the_number_and_the_pin(vmpbx, box, audio):
         wait(lambda: _retained(vmpbx)["new"] == 0, timeout=40, what="the message heard (INBOX -> Old)")
         bob.hangup()
     assert [len(box.messages(f)) for f in ("INBOX", "Old", "Saved")] == [0, 1, 0]
+
+
+def test_owner_records_a_greeting_that_callers_then_hear(vmpbx, box, audio, tmp_path):
+    """*97, PIN, 0 (options), 1 (unavailable greeting): alice speaks, # ends it; bob calling hears it."""
+    said, _ = ch.read_wav(audio["said"])
+    talk = ch.write_wav(tmp_path / "talk.wav", (said + [0] * 4000) * 6)  # speech whenever the beep comes
+    (box.dir / "greet-unavailable.wav").unlink()
+    with ExitStack() as stack:
+        alice = _phone(stack, vmpbx, ALICE, talk)
+        alice.dial("*97")
+        alice.wait_for("CALL_ESTABLISHED")
+        time.sleep(1.0)
+        alice.send_dtmf(PIN + "#")
+        time.sleep(2.0)
+        alice.send_dtmf("0")  # during "no messages" or the offer after it: the options
+        time.sleep(1.0)
+        alice.send_dtmf("1")
+        wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the greeting recording")
+        began = time.monotonic()
+        time.sleep(4.0)
+        ended = time.monotonic()
+        alice.send_dtmf("#")
+        wait(lambda: box.greeting("unavailable"), timeout=10, what="the greeting saved")
+        alice.hangup()
+    greeting, rate = ch.read_wav(box.greeting("unavailable"))
+    expected = ended - began  # the engine makes the file as it starts recording; # takes a packet or two more
+    assert abs(len(greeting) / rate - expected) <= 0.4, f"{len(greeting) / rate:.2f} s, {expected:.2f} s spoken"
+    assert not list(box.dir.glob(".greet-*"))
+    with ExitStack() as stack:
+        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
+        bob.dial("201")
+        _recording_started(box, timeout=30)
+        time.sleep(1.5)
+        bob.hangup()
+        bob.wait_for("CALL_CLOSED")
+        heard, _ = ch.read_wav(bob.heard())
+    same, lag = ch.best_correlation(ch.envelope(greeting), ch.envelope(heard), 300)
+    assert same > ch.SAME, f"bob did not hear alice's greeting ({same:.3f} at {lag * 10} ms)"
