@@ -4,7 +4,8 @@ the owner's menu (menu.py: the feature codes, pbx.feature_codes, *97 own box and
 Call routing (calls.py) sends a caller to `voicemail:<ext>` on no answer, busy and do not disturb when
 the extension has voicemail on (pbx.extensions.<ext>.voicemail, default on) and no forwarding of that
 case; `Call.voicemail_greeting` says which greeting ("busy" or "unavailable") the caller hears.
-Boxes live in <state>/pbx/voicemail/<ext>; counts go to the bus (store.TOPIC, `pbx.mailbox`).
+Boxes live in <state>/pbx/voicemail/<ext>; counts go to the bus (store.TOPIC, `pbx.mailbox`), every
+box's at PBX start (Voicemail.publish_all) and then at each change.
 """
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class Voicemail:
                 box.publish()
         box.limits = self.core.cfg.voicemail.limits  # follows a reload
         return box
+
+    def publish_all(self) -> int:
+        """At PBX start: finish recordings a crash cut short and publish every box's counts (retained),
+        so message-waiting knows them before the first change. Returns how many boxes."""
+        boxes = [d.name for d in self.root.iterdir() if d.is_dir() and d.name in self.core.users] \
+            if self.root.is_dir() else []
+        for ext in boxes:
+            self.box(ext).publish()
+        return len(boxes)
 
     def user(self, ext: str):
         return self.core.users.get(ext)

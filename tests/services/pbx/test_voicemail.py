@@ -90,6 +90,18 @@ def _recording_started(mailbox: Mailbox, timeout: float = 20.0) -> float:
     return time.monotonic()  # the ch.envelope is written just before the beep
 
 
+def _greeting_heard(vmpbx, box: Mailbox, audio, talk_seconds: float) -> list[int]:
+    """bob calls 201, stays `talk_seconds` once the recording starts, hangs up: what he heard."""
+    with ExitStack() as stack:
+        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
+        bob.dial("201")
+        _recording_started(box, timeout=30)
+        time.sleep(talk_seconds)  # the end of the greeting reaches the phone
+        bob.hangup()
+        bob.wait_for("CALL_CLOSED")
+        return ch.read_wav(bob.heard())[0]
+
+
 def _message_of(source: Path, silence_before: float, tmp: Path) -> Path:
     samples, _ = ch.read_wav(source)
     return ch.write_wav(tmp, [0] * int(silence_before * 8000) + samples + [0] * 8000 * 20)
@@ -178,14 +190,7 @@ def test_a_full_mailbox_says_so(vmpbx, box, audio, tmp_path):
 
 def test_the_generated_greeting_names_the_extension(vmpbx, box, audio):
     (box.dir / "greet-unavailable.wav").unlink()
-    with ExitStack() as stack:
-        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
-        bob.dial("201")
-        _recording_started(box, timeout=30)
-        time.sleep(1.5)  # the end of the greeting reaches the phone
-        bob.hangup()
-        bob.wait_for("CALL_CLOSED")
-        heard, _ = ch.read_wav(bob.heard())
+    heard = _greeting_heard(vmpbx, box, audio, 1.5)
     lib = PromptLibrary(vmpbx.ctx.data_dir)
     leave, _ = ch.read_wav(lib.prompt_path("vm-leave-message", "en"))
     full, _ = ch.read_wav(lib.prompt_path("vm-mailbox-full", "en"))
@@ -198,15 +203,8 @@ def test_the_generated_greeting_names_the_extension(vmpbx, box, audio):
 def test_do_not_disturb_reaches_the_box_with_the_busy_greeting(vmpbx, box, audio):
     vmpbx.reload(_cfg({"201": {"dnd": True}}))
     shutil.copy(audio["other"], box.dir / "greet-busy.wav")
-    with ExitStack() as stack:
-        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
-        bob.dial("201")
-        _recording_started(box, timeout=30)
-        time.sleep(2.5)
-        bob.hangup()
-        bob.wait_for("CALL_CLOSED")
-        heard, _ = ch.read_wav(bob.heard())
-        wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
+    heard = _greeting_heard(vmpbx, box, audio, 2.5)
+    wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
     busy, _ = ch.read_wav(audio["other"])
     same, _ = ch.best_correlation(ch.envelope(busy), ch.envelope(heard), 400)
     assert same > ch.SAME, f"bob did not hear the busy greeting ({same:.3f})"
@@ -335,13 +333,6 @@ def test_owner_records_a_greeting_that_callers_then_hear(vmpbx, box, audio, tmp_
     expected = ended - began  # the engine makes the file as it starts recording; # takes a packet or two more
     assert abs(len(greeting) / rate - expected) <= 0.4, f"{len(greeting) / rate:.2f} s, {expected:.2f} s spoken"
     assert not list(box.dir.glob(".greet-*"))
-    with ExitStack() as stack:
-        bob = _phone(stack, vmpbx, BOB, audio["quiet"])
-        bob.dial("201")
-        _recording_started(box, timeout=30)
-        time.sleep(1.5)
-        bob.hangup()
-        bob.wait_for("CALL_CLOSED")
-        heard, _ = ch.read_wav(bob.heard())
+    heard = _greeting_heard(vmpbx, box, audio, 1.5)
     same, lag = ch.best_correlation(ch.envelope(greeting), ch.envelope(heard), 300)
     assert same > ch.SAME, f"bob did not hear alice's greeting ({same:.3f} at {lag * 10} ms)"

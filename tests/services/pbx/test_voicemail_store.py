@@ -86,3 +86,18 @@ def test_bad_names_and_pins_are_refused(tmp_path):
         with pytest.raises(ValueError):
             hash_pin(pin)
     assert hash_pin("0042").startswith("$argon2")
+
+
+def test_pbx_start_recovers_and_publishes_every_box(tmp_path):
+    """After a crash: the PBX starting again finishes the cut recording and publishes the counts."""
+    from .conftest import ALICE, BOB
+    from .pbxrunner import PbxRunner, config
+
+    data = tmp_path / "box"
+    root = data / "state" / "pbx" / "voicemail"
+    _leave(Mailbox(root, "202", VoicemailLimits()), 2)
+    cut = Mailbox(root, "201", VoicemailLimits()).begin("202", "Bob")
+    write_wav(cut.wav, [1000] * 8000 * 2)
+    with PbxRunner(data, config([ALICE, BOB])) as runner:
+        held = runner.svc.core.events.bus.retained(TOPIC)
+    assert held == {"201": {"extension": "201", "new": 1, "old": 0}, "202": {"extension": "202", "new": 1, "old": 0}}
