@@ -21,7 +21,7 @@ from services.pbx.voicemail.store import Mailbox
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB
+from .conftest import ALICE, BOB, CAROL
 from .pbxrunner import PbxRunner, config
 from .test_trunks import wait
 
@@ -33,7 +33,7 @@ SILENCE_STOP = 2
 
 def _cfg(extensions: dict | None = None, **voicemail):
     alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN))
-    return config([alice, BOB], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA"], extensions=extensions or {},
+    return config([alice, BOB, CAROL], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA"], extensions=extensions or {},
                   voicemail={"silence_stop": SILENCE_STOP, **voicemail})
 
 
@@ -197,6 +197,26 @@ def test_the_generated_greeting_names_the_extension(vmpbx, box, audio):
     same, _ = ch.best_correlation(ch.envelope(leave), ch.envelope(heard), 800)
     different, _ = ch.best_correlation(ch.envelope(full), ch.envelope(heard), 800)
     assert same > ch.SAME and different < ch.OTHER, (same, different)
+
+
+def test_zero_keeps_the_message_and_passes_the_caller_to_the_operator(vmpbx, box, audio, tmp_path):
+    vmpbx.reload(_cfg(operator="203"))
+    with ExitStack() as stack:
+        carol = _phone(stack, vmpbx, CAROL, audio["quiet"])
+        bob = _phone(stack, vmpbx, BOB, _message_of(audio["said"], 1.5, tmp_path / "bob.wav"))
+        bob.dial("201")
+        began = _recording_started(box)
+        time.sleep(3.0)
+        pressed = time.monotonic()
+        bob.send_dtmf("0")
+        carol.answer(timeout=15)
+        carol.wait_for("CALL_ESTABLISHED")
+        wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
+        assert bob.call_state() != "CALL_CLOSED", "bob's call should go on with the operator"
+        bob.hangup()
+        carol.wait_for("CALL_CLOSED")
+    [msg] = box.messages("INBOX")
+    assert abs(msg.seconds - (pressed - began - 0.25)) <= 0.3, msg.envelope
 
 
 # -- call routing: do not disturb, no answer, voicemail off ---------------------------------------------
