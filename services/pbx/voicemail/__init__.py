@@ -13,7 +13,7 @@ import asyncio
 import weakref
 from pathlib import Path
 
-from ..prompts import PromptError, PromptLibrary
+from ..prompts import PromptError, PromptLibrary, normalise_language
 from .store import TOPIC, BoxFull, Mailbox, Message
 
 __all__ = ["TOPIC", "BoxFull", "Mailbox", "Message", "Voicemail", "for_core"]
@@ -52,6 +52,8 @@ class Voicemail:
         return self.core.users.get(ext)
 
     def language(self, ext: str | None) -> str:
+        """The called user's language, else the box default (followed across reloads)."""
+        self.prompts.default_language = normalise_language(self.core.cfg.prompt_language) or "en"
         user = self.user(ext) if ext else None
         return self.prompts.language(user.language if user else None)
 
