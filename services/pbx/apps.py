@@ -125,3 +125,13 @@ async def silence(channel: MediaEndpoint, seconds: float = 30.0) -> None:
 
 register("app:echo", echo)
 register("app:silence", silence)
+
+
+def _register_voicemail() -> None:
+    from .voicemail import deposit, menu  # imports apps: registered once this module is complete
+    register("voicemail", deposit.deposit)
+    register("app:voicemail-own", menu.own_box)
+    register("app:voicemail-any", menu.any_box)
+
+
+_register_voicemail()

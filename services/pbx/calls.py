@@ -92,6 +92,7 @@ class Call:
         self.was_held = False
         self.hold_music: holdmusic.HoldMusic | None = None  # while one of two phones holds
         self.alert_announced = False
+        self.voicemail_greeting = "unavailable"  # which greeting a voicemail box plays (busy, unavailable)
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
         if self.a is not None:
             core.remember(self.a)
@@ -428,18 +429,27 @@ class Call:
         owner = self.core.permission_of_extension(ext)
         if s.forward_always:
             return await self.dial(s.forward_always, owner, depth + 1)
+        user = self.core.users.get(ext)
+        has_box = s.voicemail if s.voicemail is not None else bool(user and user.voicemail_pin_hash)
+        mailbox = f"voicemail:{ext}" if has_box else None  # voicemail/: where no forwarding is set
+        busy, no_answer = s.forward_busy or mailbox, s.forward_no_answer or mailbox
         if s.dnd:
-            return await self.dial(s.forward_busy, owner, depth + 1) if s.forward_busy else Outcome("busy", 486)
+            return await self._divert(busy, "busy", owner, depth) if busy else Outcome("busy", 486)
         targets = self.core.targets_for(ext)
         if not targets:
             out = Outcome("unavailable", 480)
         else:
-            out = await self.ring(targets, s.no_answer_timeout if s.forward_no_answer else MAX_RING)
-        if out.kind == "busy" and s.forward_busy:
-            return await self.dial(s.forward_busy, owner, depth + 1)
-        if out.kind in ("noanswer", "unavailable") and s.forward_no_answer:
-            return await self.dial(s.forward_no_answer, owner, depth + 1)
+            out = await self.ring(targets, s.no_answer_timeout if no_answer else MAX_RING)
+        if out.kind == "busy" and busy:
+            return await self._divert(busy, "busy", owner, depth)
+        if out.kind in ("noanswer", "unavailable") and no_answer:
+            return await self._divert(no_answer, "unavailable", owner, depth)
         return out
+
+    async def _divert(self, target: str, why: str, owner: str, depth: int) -> Outcome:
+        """Forward a call the extension did not take; a voicemail box greets by `why` (busy, unavailable)."""
+        self.voicemail_greeting = why
+        return await self.dial(target, owner, depth + 1)
 
     async def dial_group(self, number: str, depth: int) -> Outcome:
         core = self.core
