@@ -1039,6 +1039,9 @@ class Call:
         """`new` (a SIP leg or an application) has taken the transferor's place: the transferor goes, the
         record of the call so far is written and a new one starts; an application call being replaced
         (attended transfer to it) ends."""
+        if self.hold_music is not None:  # the parties change: their sides are linked anew
+            self.hold_music.stop(relink=False)
+            self.hold_music = None
         transferor.bye()
         rec = self.record
         rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), new.label

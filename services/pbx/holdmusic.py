@@ -69,8 +69,9 @@ class HoldMusic:
         except Exception:
             log.exception("no music on hold for class %r: the held party hears silence", name)
             return
-        if not self.active or self.side.closed:
-            return
+        if not self.active or self.side.closed or self.call.hold_music is not self \
+                or self.holder not in self.call.legs or self.held not in self.call.legs:
+            return  # retrieved or transferred while the files were looked up: the sides are linked anew
         event_pt = next((p for p in m.formats if m.codec(p) == "TELEPHONE-EVENT"), None)
         self.side.listener = self._engine_event
         self.side.terminate(m.codec(pt), pt, event_pt, send=True, inband=False)
