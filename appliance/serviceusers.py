@@ -11,7 +11,7 @@
 
 The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
 the listed ones, no-new-privs, and the capabilities above as the inheritable, ambient and bounding
-sets (so nothing else, ever). Before each start the service's folders (state/, run/, log/ of its own)
+sets (so nothing else, ever). Before each start the service's folders (state/, run/, log/, cache/ of its own)
 are handed to its user; the data directory and the folders above it let it traverse (an x-only ACL
 entry), nothing more: the configuration store (0600 root) is out of its reach. Its rendered files of the
 current generation become readable by its group (share_rendered, at each start and reload). A user that is missing
@@ -149,6 +149,13 @@ def _may_drop_bounding_set() -> bool:
     return False
 
 
+def cache_dir(ctx: Context, service: str) -> Path:
+    """<data>/cache/<service>: what the service makes again when lost (the PBX's prompts, hold music)."""
+    path = ctx.data_dir / "cache" / service
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def prepare(ctx: Context, service: str) -> list[str]:
     """Make the service's user and folders ready; return the argv prefix that drops to it ([] if not root)."""
     privileges = PRIVILEGES.get(service, Privileges())
@@ -156,10 +163,10 @@ def prepare(ctx: Context, service: str) -> list[str]:
         return []
     user = account(service)
     gids = [_gid(group) for group in privileges.groups]
-    for folder in (ctx.state_dir(service), ctx.run_dir(service), ctx.log_dir(service)):
+    folders = (ctx.state_dir(service), ctx.run_dir(service), ctx.log_dir(service), cache_dir(ctx, service))
+    for folder in folders:
         _hand_over(folder, user.pw_uid, user.pw_gid)
-    for folder in (ctx.state_dir(service).parent, ctx.run_dir(service).parent, ctx.log_dir(service).parent):
-        _open_path(folder, user.pw_uid)
+        _open_path(folder.parent, user.pw_uid)
     for code in (Path(sys.executable).resolve(), Path(__file__).resolve().parent.parent):
         _open_path(code.parent, user.pw_uid)  # the interpreter and the code (in a lab: under /root)
     caps = ",".join(["-all", *(f"+{c}" for c in privileges.capabilities)])

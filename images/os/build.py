@@ -119,6 +119,7 @@ def input_digest(bundle: Path, trust: Path, name: str, base: str) -> str:
     """What the root filesystem is made of: a changed input means a new build."""
     digest = hashlib.sha256(f"{name}\0{base}\0{compression()}\0{bundle_digest(bundle)}".encode())
     paths = [HERE / "packages.txt", HERE / "build.py", HERE / "layout.py", HERE / "grub.cfg",
+             ROOT / "appliance" / "serviceusers.py",  # the accounts made at build time
              ROOT / "deps" / "requirements.lock", *sorted(LAUNCHER.glob("officebox*")),
              *sorted(p for p in (HERE / "rootfs").rglob("*") if p.is_file())]
     for path in paths:
@@ -223,9 +224,10 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
     for d in ("boot/efi", "var/lib/officebox"):
         (root / d).mkdir(parents=True, exist_ok=True)
     with Chroot(root) as chroot:
-        # the mail owner exists from the start: the running box's /etc is read-only to the appliance
-        chroot.run("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                   "--shell", "/usr/sbin/nologin", "vmail")
+        # the running box's /etc is read-only to the appliance: the mail owner (vmail), the service
+        # processes' users and groups (appliance/serviceusers.py) exist from the start
+        for argv in accounts():
+            chroot.run(*argv)
         chroot.run("systemctl", "enable", "-q", "officebox.service", "officebox-slot-good.path",
                    "officebox-boot-deadline.service")
         chroot.run("systemctl", "mask", "-q", "squid.service", "dovecot.service", "chrony.service",
@@ -235,6 +237,17 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
     for link in ("vmlinuz", "initrd.img"):  # GRUB reads them from the slot
         if not (root / link).exists():
             raise SystemExit(f"images.os.build: the root filesystem has no /{link}")
+
+
+def accounts() -> list[list[str]]:
+    """groupadd/useradd commands of the box's system accounts: vmail and appliance/serviceusers.py's."""
+    from appliance.serviceusers import SERVICE_GROUPS, SERVICE_USERS
+
+    user = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+            "--shell", "/usr/sbin/nologin"]
+    return ([["groupadd", "--system", group] for group in SERVICE_GROUPS]
+            + [[*user, "--comment", "OfficeBox service", name] for name in SERVICE_USERS]
+            + [[*user, "vmail"]])
 
 
 def install_firmware(root: Path, bundle: Path, trust: Path, build_id: str) -> None:

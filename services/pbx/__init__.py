@@ -136,6 +136,8 @@ class PbxService(Service):
             raise
         self.core = core
         self._bound = (host, port, cfg.tcp)
+        from .voicemail import for_core
+        for_core(core).publish_all()  # message waiting knows every box's counts from the start
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice

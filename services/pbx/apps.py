@@ -64,8 +64,9 @@ tones, all alike. The engine looks for tones in the audio when the caller negoti
 or after `detect_inband()` (a phone set to send tones although it offers events; costs engine CPU).
 The caller hanging up (or its media being lost) raises ChannelGone in whatever coroutine waits (with
 `recording` set when it cut a recording short: the file is kept); it ends the application quietly.
-Not yet: say_digits/number/datetime (prompts), mixing of more than two parties (conferences), music
-on hold through the channel.
+Also: `say_number(n)`, `say_digits(text)`, `say_datetime(when)` play the prompt library's words in the
+caller's language (endpoint.py); a party on hold hears music on hold (holdmusic.py). Not yet: mixing
+of more than two parties (conferences).
 """
 from __future__ import annotations
 
@@ -125,3 +126,13 @@ async def silence(channel: MediaEndpoint, seconds: float = 30.0) -> None:
 
 register("app:echo", echo)
 register("app:silence", silence)
+
+
+def _register_voicemail() -> None:
+    from .voicemail import deposit, menu  # imports apps: registered once this module is complete
+    register("voicemail", deposit.deposit)
+    register("app:voicemail-own", menu.own_box)
+    register("app:voicemail-any", menu.any_box)
+
+
+_register_voicemail()

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import apps, dialplan, session_timer
+from . import apps, dialplan, holdmusic, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
 from .leg import Leg
-from .sdp import Media, Sdp, SdpError, filter_offer
+from .sdp import Media, Sdp, SdpError, filter_offer, is_hold
 from .sip.message import NameAddr, Request, Response, Uri, new_call_id
 from .sip.stack import ServerTx
 from .sip.transport import Dest
@@ -90,7 +90,9 @@ class Call:
         self.answered_at: float | None = None
         self.callee_label = ""
         self.was_held = False
+        self.hold_music: holdmusic.HoldMusic | None = None  # while one of two phones holds
         self.alert_announced = False
+        self.voicemail_greeting = "unavailable"  # which greeting a voicemail box plays (busy, unavailable)
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
         if self.a is not None:
             core.remember(self.a)
@@ -427,18 +429,27 @@ class Call:
         owner = self.core.permission_of_extension(ext)
         if s.forward_always:
             return await self.dial(s.forward_always, owner, depth + 1)
+        user = self.core.users.get(ext)
+        has_box = s.voicemail if s.voicemail is not None else bool(user and user.voicemail_pin_hash)
+        mailbox = f"voicemail:{ext}" if has_box else None  # voicemail/: where no forwarding is set
+        busy, no_answer = s.forward_busy or mailbox, s.forward_no_answer or mailbox
         if s.dnd:
-            return await self.dial(s.forward_busy, owner, depth + 1) if s.forward_busy else Outcome("busy", 486)
+            return await self._divert(busy, "busy", owner, depth) if busy else Outcome("busy", 486)
         targets = self.core.targets_for(ext)
         if not targets:
             out = Outcome("unavailable", 480)
         else:
-            out = await self.ring(targets, s.no_answer_timeout if s.forward_no_answer else MAX_RING)
-        if out.kind == "busy" and s.forward_busy:
-            return await self.dial(s.forward_busy, owner, depth + 1)
-        if out.kind in ("noanswer", "unavailable") and s.forward_no_answer:
-            return await self.dial(s.forward_no_answer, owner, depth + 1)
+            out = await self.ring(targets, s.no_answer_timeout if no_answer else MAX_RING)
+        if out.kind == "busy" and busy:
+            return await self._divert(busy, "busy", owner, depth)
+        if out.kind in ("noanswer", "unavailable") and no_answer:
+            return await self._divert(no_answer, "unavailable", owner, depth)
         return out
+
+    async def _divert(self, target: str, why: str, owner: str, depth: int) -> Outcome:
+        """Forward a call the extension did not take; a voicemail box greets by `why` (busy, unavailable)."""
+        self.voicemail_greeting = why
+        return await self.dial(target, owner, depth + 1)
 
     async def dial_group(self, number: str, depth: int) -> Outcome:
         core = self.core
@@ -856,7 +867,9 @@ class Call:
                 elif 200 <= resp.status < 300 and other.ack is not None:
                     other.resend_ack()
             other.ack = None
-            other.send(other.with_session(other.new_request("INVITE", self.sdp_for(other, offer))), got)
+            holding = is_hold(offer)  # the held party is offered sendonly: it hears the box's music
+            toward = holdmusic.offer_to_held(offer) if holding else offer
+            other.send(other.with_session(other.new_request("INVITE", self.sdp_for(other, toward))), got)
             resp = await fut
             if not 200 <= resp.status < 300:
                 leg.answer(tx, resp.status if resp.status in (488, 491, 500, 503) else 488)
@@ -871,8 +884,10 @@ class Call:
             leg.sdp, other.sdp = offer, answer
             self._set_peer(leg, offer, relatch=True)  # a re-INVITE of the party itself may move its media
             self._set_peer(other, answer)
-            leg.answer(tx, 200, self.sdp_for(leg, answer), **self.session_headers(leg, req))
+            back = holdmusic.answer_to_holder(offer, answer) if holding else answer
+            leg.answer(tx, 200, self.sdp_for(leg, back), **self.session_headers(leg, req))
             self._media_changed()
+            self.hold_music = holdmusic.update(self, self.hold_music, leg, other)
         finally:
             self.renegotiating = False
 
@@ -1024,6 +1039,9 @@ class Call:
         """`new` (a SIP leg or an application) has taken the transferor's place: the transferor goes, the
         record of the call so far is written and a new one starts; an application call being replaced
         (attended transfer to it) ends."""
+        if self.hold_music is not None:  # the parties change: their sides are linked anew
+            self.hold_music.stop(relink=False)
+            self.hold_music = None
         transferor.bye()
         rec = self.record
         rec.disposition, rec.end, rec.transferred_to = "transferred", time.time(), new.label

@@ -30,6 +30,15 @@ class ExtensionSettings(Section):
     blf_watchers: Literal["everyone", "same_groups", "nobody"] = Field(
         default="everyone", description="who may watch this extension's calls on a busy lamp field: every "
         "extension, those sharing a ring group with it, or nobody but itself")
+    moh_class: str = Field(default="default", pattern=NAME, description="music on hold class the other party "
+                           "hears while this extension holds a call (an unknown class: the default one)")
+    mwi_unsolicited: bool = Field(default=False, description="phones that do not subscribe to message-summary: "
+                                  "send each registered phone of this extension a NOTIFY when its voicemail changes")
+    voicemail: bool | None = Field(default=None, description="callers reach the extension's voicemail box on no "
+                                   "answer, busy and do not disturb (when no forwarding of that case is set); "
+                                   "empty: on once the user has a voicemail PIN")
+    voicemail_pin_from_own: bool = Field(default=True, description="the owner's menu asks the PIN even when "
+                                         "called from the box's own extension")
 
 
 class RingGroup(Section):
@@ -93,6 +102,36 @@ class MohClass(Section):
                                  "built-in track")
 
 
+class VoicemailLimits(Section):
+    storage_minutes: int = Field(default=60, ge=20, le=12000, description="minutes of messages a box may hold "
+                                 "in all its folders (20 minutes to 200 hours)")
+    max_messages: int = Field(default=100, ge=1, le=10000, description="messages a box may hold in all")
+    max_message_seconds: int = Field(default=180, ge=10, le=3600, description="longest message a caller may leave")
+
+
+class VoicemailSettings(Section):
+    limits: VoicemailLimits = VoicemailLimits()
+    operator: str | None = Field(default=None, pattern=r"^[0-9]{2,6}$", description="extension a caller reaches "
+                                 "by pressing 0 while leaving a message; empty: 0 just ends the message")
+    silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
+
+
+class FeatureCodes(Section):
+    """The numbers users dial for the box's own functions (one list; each a distinct number)."""
+    voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
+    voicemail_any: str = Field(default="*98", pattern=NUMBER, description="any voicemail box (number and PIN asked)")
+
+    def destinations(self) -> dict[str, str]:
+        """dialled number -> application destination (services/pbx/voicemail registers these)."""
+        return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any"}
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "FeatureCodes":
+        if len(set(self.model_dump().values())) != len(self.model_dump()):
+            raise ValueError("each feature code must be a different number")
+        return self
+
+
 class PbxConfig(ServiceConfig):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
@@ -148,6 +187,8 @@ class PbxConfig(ServiceConfig):
     abuse: AbuseLimits = AbuseLimits()
     prompt_language: Literal["en", "fr", "zh-TW"] = Field(
         default="en", description="language of the box's voice prompts for callers whose user has none of these")
+    voicemail: VoicemailSettings = VoicemailSettings()
+    feature_codes: FeatureCodes = FeatureCodes()
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
 
@@ -200,7 +241,14 @@ class PbxConfig(ServiceConfig):
             if not re.fullmatch(NUMBER, number) or not re.fullmatch(APPLICATION, dest):
                 raise ValueError(f"application number {number!r} -> {dest!r}: a number and an application "
                                  "destination (app:echo, voicemail:201...) are needed")
+        for number in self.feature_codes.destinations():
+            if number in self.application_numbers:
+                raise ValueError(f"feature code {number} is also an application number")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
         return self
+
+    def application_for(self, number: str) -> str | None:
+        """The application destination a dialled number names (application numbers, then feature codes)."""
+        return self.application_numbers.get(number) or self.feature_codes.destinations().get(number)

@@ -28,8 +28,8 @@ def classify(number: str, cfg: PbxConfig, extensions: Collection[str]) -> Destin
     if re.fullmatch(APPLICATION, number or ""):
         return Destination("application", number)
     number = clean(number)
-    if number in cfg.application_numbers:
-        return Destination("application", cfg.application_numbers[number])
+    if cfg.application_for(number):
+        return Destination("application", cfg.application_for(number))
     if not DIALLABLE.match(number):
         return Destination("invalid", number, "invalid")
     if number in extensions:

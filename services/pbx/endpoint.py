@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import itertools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .media import dsp
+from .prompts import PromptLibrary
 from .sdp import Sdp, is_hold, terminated_answer
 
 if TYPE_CHECKING:
@@ -251,6 +254,55 @@ class MediaEndpoint(Endpoint):
             if not finished and not self.gone:
                 side.stop("play")
 
+    # -- saying numbers, digits, dates (the prompt library) ----------------------------------------
+    def language(self) -> str:
+        """The caller hears the called user's language if the box has prompts in it, else the box's."""
+        user = self.call.core.users.get(self.name)
+        return self.prompts().language(user.language if user else None)
+
+    def prompts(self) -> PromptLibrary:
+        core = self.call.core
+        return PromptLibrary(voice_data_dir(core), core.cfg.prompt_language)
+
+    async def say_number(self, n: int, lang: str | None = None, interruptible: bool = True,
+                         counting: bool = False, feminine: bool = False) -> str | None:
+        """Say `n` (prompts.numbers rules: `counting` before a measure word, `feminine` in French);
+        interrupted by a key like play() (returned)."""
+        files = await asyncio.to_thread(self.prompts().say_number, n, lang or self.language(), self._rate(),
+                                        counting, feminine)
+        return await self.play_files(files, interruptible)
+
+    async def say_digits(self, digits: str, lang: str | None = None, interruptible: bool = True) -> str | None:
+        """Say each digit of `digits` (also * and #)."""
+        files = await asyncio.to_thread(self.prompts().say_digits, digits, lang or self.language(), self._rate())
+        return await self.play_files(files, interruptible)
+
+    async def say_datetime(self, when: datetime.datetime, lang: str | None = None, date: bool = True,
+                           interruptible: bool = True) -> str | None:
+        """Say `when` as numbers: the day and month (English: month, day) unless `date` is False, then the
+        hour and the minutes (24-hour clock; "o'clock" minutes are not said)."""
+        lang = lang or self.language()
+        numbers = ([when.month, when.day] if lang == "en" else [when.day, when.month]) if date else []
+        numbers += [when.hour] + ([when.minute] if when.minute else [])
+
+        def files() -> list[Path]:
+            library = self.prompts()
+            return [f for n in numbers for f in library.say_number(n, lang, self._rate())]
+        return await self.play_files(await asyncio.to_thread(files), interruptible)
+
+    async def play_files(self, files: list[Path], interruptible: bool = True) -> str | None:
+        """Play files one after the other; a key (with `interruptible`) stops them and is returned."""
+        for path in files:
+            key = await self.play(path, interruptible)
+            if key is not None:
+                return key
+        return None
+
+    def _rate(self) -> int:
+        """16 kHz prompts for a G.722 caller, 8 kHz otherwise."""
+        m = self.sdp.audio() if self.sdp else None
+        return 16000 if m is not None and m.formats and m.codec(m.formats[0]) == "G722" else 8000
+
     async def collect(self, max_digits: int, timeout: float = 5.0, terminator: str = "#",
                       first_timeout: float | None = None) -> str:
         """Up to `max_digits` keys; ends early on a key of `terminator` (not returned) or when no key
@@ -391,6 +443,12 @@ class MediaEndpoint(Endpoint):
         if self.gone:
             raise ChannelGone()
         return bool(done)
+
+
+def voice_data_dir(core) -> Path:
+    """The box's data folder (prompts and hold music live under its cache/ and state/): the PBX's state
+    folder is <data>/state/pbx, where its registrations are kept."""
+    return Path(core.bindings_path).parents[2]
 
 
 def local_answer(offer: Sdp, allowed: list[str]) -> Sdp:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.runtime import ISOLATED
+from appliance.serviceusers import PRIVILEGES, user_name
 from tests.images.conftest import FULL, needs_image_tools
 from tests.images.vm import BOX, SLOW, VM, GuestError
 
@@ -157,6 +159,7 @@ def test_boots_to_web_admin_on_the_lan_port(box):
     assert tools.stdout == "", tools.stdout  # no compilers, no docs
     assert box.sh("grep ^root: /etc/shadow").stdout.split(":")[1] in ("*", "!", "!*")  # no root login
     assert_services_run(box)
+    assert_service_users(box)
     assert box.log()[box.mark:].count(" is up: web admin https://") == 1  # the slot is marked good once
     assert box.sh("cat /proc/sys/net/core/rmem_max").stdout.strip() == "2097152"  # the PBX's SIP buffer
 
@@ -176,6 +179,46 @@ def assert_services_run(box, timeout: float = 180) -> None:
             journal = box.sh("journalctl -b -u officebox.service --no-pager | tail -n 40", check=False).stdout
             raise AssertionError(f"services not running on the image: {status}\n{journal}")
         time.sleep(5)
+
+
+def assert_service_users(box) -> None:
+    """Each isolated service's process runs as its own user (appliance/serviceusers.py; the OS image
+    made them at build time), the mail service's as root, and only one process per service. The image has
+    no ps (procps): each process's owner and command line from /proc."""
+    ps = box.sh('for p in /proc/[0-9]*; do echo "$(stat -c %U $p) $(tr "\\0" " " < $p/cmdline)"; done 2>/dev/null',
+                timeout=60, check=False).stdout
+    users: dict[str, list[str]] = {}
+    for line in ps.splitlines():
+        user, _, args = line.strip().partition(" ")
+        service = re.search(r"-m appliance\.servicehost (\S+)", args)
+        if service:
+            users.setdefault(service.group(1), []).append(user)
+    expected = {name: ["root" if PRIVILEGES[name].root else user_name(name)] for name in ISOLATED}
+    assert users == expected, ps
+
+
+def test_the_pbx_makes_its_prompts_and_no_service_restarts(box):
+    """The PBX, as officebox-pbx, generates its voice prompts and hold music into the data partition's
+    cache at start (espeak-ng, sox; slow under TCG: polled, bounded); no service process or the unit
+    restarted meanwhile."""
+    cache = "/var/lib/officebox/cache/pbx"
+    check = (f"find {cache}/prompts -mindepth 1 -maxdepth 1 -type d ! -name '.*' -user officebox-pbx; "
+             f"find {cache}/moh -maxdepth 1 -name 'builtin-*.wav' -user officebox-pbx")
+    started = time.monotonic()
+    deadline = started + 300 * SLOW
+    while True:
+        found = box.sh(check, timeout=60, check=False).stdout.split()
+        if len(found) == 3:  # the prompt set and the built-in track at 8 and 16 kHz
+            break
+        if time.monotonic() > deadline:
+            logs = box.sh("tail -n 30 /var/lib/officebox/log/pbx/* 2>&1; ls -laR " + cache, check=False).stdout
+            raise AssertionError(f"no prompts or hold music in {cache}: {found}\n{logs}")
+        time.sleep(10)
+    record("pbx_prompts_ready_after_test_seconds", round(time.monotonic() - started, 1))
+    journal = box.sh("journalctl -b --no-pager -o cat", timeout=120).stdout
+    restarts = [ln for ln in journal.splitlines() if "restart in " in ln or "its process exited" in ln
+                or "officebox.service: Scheduled restart" in ln or "reports itself down" in ln]
+    assert not restarts, "\n".join(restarts[-20:])
 
 
 def test_dhcp_answers_on_the_lan_side(box):

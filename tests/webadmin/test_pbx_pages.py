@@ -295,3 +295,26 @@ def test_live_registrations_calls_and_records_with_baresip(pbx_client, runtime):
         assert records[0]["caller"] == "201" and records[0]["callee"] == "202"
         assert records[0]["disposition"] == "answered"
         assert "answered" in page(pbx_client, "/pbx/cdr?disposition=answered")
+
+
+def test_extension_voicemail_pin_is_hashed_and_never_shown(pbx_client, runtime):
+    from appliance.users import verify_password
+
+    bad = post(pbx_client, "/pbx/extensions/201", {"voicemail_pin": "12a", "no_answer_timeout": "20"})
+    assert bad.status_code == 400 and 'id="e-voicemail_pin"' in bad.get_data(as_text=True)
+    assert next(u for u in runtime.config.users if u.login == "alice").voicemail_pin_hash is None
+    ok = post(pbx_client, "/pbx/extensions/201", {"voicemail_pin": "4711", "voicemail": "on",
+                                                  "voicemail_no_pin_from_own": "on", "no_answer_timeout": "20"})
+    assert ok.status_code == 302
+    alice = next(u for u in runtime.config.users if u.login == "alice")
+    assert alice.voicemail_pin_hash.startswith("$argon2") and verify_password(alice.voicemail_pin_hash, "4711")
+    settings = runtime.config.pbx.extensions["201"]
+    assert settings.voicemail is True and settings.voicemail_pin_from_own is False
+    form = page(pbx_client, "/pbx/extensions/201")
+    assert "4711" not in form and alice.voicemail_pin_hash not in form and "a PIN is set" in form
+    # saving the form again without a PIN keeps it; "remove" clears it
+    post(pbx_client, "/pbx/extensions/201", {"voicemail": "", "no_answer_timeout": "20"})
+    assert next(u for u in runtime.config.users if u.login == "alice").voicemail_pin_hash == alice.voicemail_pin_hash
+    assert runtime.config.pbx.extensions["201"].voicemail is None
+    post(pbx_client, "/pbx/extensions/201", {"voicemail_pin_clear": "on", "no_answer_timeout": "20"})
+    assert next(u for u in runtime.config.users if u.login == "alice").voicemail_pin_hash is None

@@ -18,6 +18,7 @@ from appliance.apply import ConfigError
 from appliance.bus import appliance_bus
 from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
+from services.pbx.voicemail.pin import PIN, hash_pin
 from webadmin import core, forms
 from webadmin.core import N_
 
@@ -266,7 +267,9 @@ def extensions():
     return render_template("pbx/extensions.html", rows=rows)
 
 
-EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers")
+EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers",
+              "voicemail", "voicemail_pin_from_own")
+VOICEMAIL = [("", N_("Default (on once a PIN is set)")), ("on", N_("On")), ("off", N_("Off"))]
 FORWARD_FIELDS = EXT_FIELDS[:5]  # what a user may also set for themselves (account page)
 BLF_WATCHERS = [("everyone", N_("Every extension")), ("same_groups", N_("Extensions in a ring group with it")),
                 ("nobody", N_("Nobody"))]
@@ -293,19 +296,36 @@ def extension_edit(ext: str):
     settings = config.pbx.extensions.get(ext)
     values = settings.model_dump() if settings else {"dnd": False, "forward_always": None, "forward_busy": None,
                                                      "forward_no_answer": None, "no_answer_timeout": 20,
-                                                     "blf_watchers": "everyone"}
+                                                     "blf_watchers": "everyone", "voicemail": None,
+                                                     "voicemail_pin_from_own": True}
     values["permission"] = config.pbx.permissions.get(user.login, "")
+    values["voicemail"] = {True: "on", False: "off"}.get(values["voicemail"], "")
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":
         values = posted_call_handling() | {"blf_watchers": forms.text("blf_watchers", 20) or "everyone",
-                                           "permission": forms.text("permission", 20)}
+                                           "permission": forms.text("permission", 20),
+                                           "voicemail": forms.text("voicemail", 10),
+                                           "voicemail_pin_from_own": not forms.checkbox("voicemail_no_pin_from_own")}
+        pin, pin_hash = forms.text("voicemail_pin", 20), None
         if values["permission"] and values["permission"] not in dict(PERMISSIONS):
             errors["permission"] = _("choose a permission class from the list")
+        elif values["voicemail"] not in dict(VOICEMAIL):
+            errors["voicemail"] = _("choose default, on or off")
+        elif pin and not PIN.match(pin):
+            errors["voicemail_pin"] = _("a voicemail PIN has 4 to 12 digits")
         else:
+            pin_hash = hash_pin(pin) if pin else None
+            stored = dict(values, voicemail={"on": True, "off": False}.get(values["voicemail"]))
+
             def mutate(doc: dict) -> None:
                 pbx = doc.setdefault("pbx", {})
-                pbx.setdefault("extensions", {})[ext] = {k: values[k] for k in EXT_FIELDS}
+                kept = pbx.setdefault("extensions", {}).get(ext) or {}  # fields this form does not show stay
+                pbx["extensions"][ext] = kept | {k: stored[k] for k in EXT_FIELDS}
+                if pin_hash or forms.checkbox("voicemail_pin_clear"):
+                    for entry in doc.get("users", []):
+                        if entry.get("login") == user.login:
+                            entry["voicemail_pin_hash"] = pin_hash
                 perms = pbx.setdefault("permissions", {})
                 if values["permission"]:
                     perms[user.login] = values["permission"]
@@ -320,6 +340,7 @@ def extension_edit(ext: str):
                 return redirect(url_for("pbx.extensions"))
     return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
                            general=general, permissions=PERMISSIONS, blf_watchers=BLF_WATCHERS,
+                           voicemail_choices=VOICEMAIL, has_pin=bool(user.voicemail_pin_hash),
                            nav_active="pbx.extensions",
                            default_permission=config.pbx.default_permission), (400 if errors or general else 200)
 

@@ -96,6 +96,23 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
          "chong2 ting1 qing3 an4 yi1, xia4 yi4 ze2 qing3 an4 er4, shan1 chu2 qing3 an4 san1, chu3 cun2 qing3 an4 si4, "
          "zhuan3 ji4 dao4 qi2 ta1 xin4 xiang1 qing3 an4 wu3, hui2 bo1 gei3 lai2 dian4 zhe3 qing3 an4 liu4, "
          "hui2 dao4 zhu3 xuan3 dan1 qing3 an4 xing1 hao4.")),
+    "vm-message-keys": (
+        "To replay the message, press 5. To delete it, press 7. To save it, press 9. For the next message, press hash.",
+        "Pour réécouter le message, appuyez sur 5. Pour le supprimer, appuyez sur 7. Pour le sauvegarder, appuyez sur 9. "
+        "Pour le message suivant, appuyez sur dièse.",
+        ("重聽請按五，刪除請按七，儲存請按九，下一則請按井字鍵。",
+         "chong2 ting1 qing3 an4 wu3, shan1 chu2 qing3 an4 qi1, chu3 cun2 qing3 an4 jiu3, xia4 yi4 ze2 qing3 an4 jing3 zi4 jian4.")),
+    "vm-options-offer": (
+        "For your mailbox options, press 0.", "Pour les options de votre boîte vocale, appuyez sur 0.",
+        ("信箱設定請按零。", "xin4 xiang1 she4 ding4 qing3 an4 ling2.")),
+    "vm-options-menu": (
+        "To record your unavailable greeting, press 1. For your busy greeting, press 2. To record your name, press 3. "
+        "To leave, press star.",
+        "Pour enregistrer votre annonce d'absence, appuyez sur 1. Pour votre annonce d'occupation, appuyez sur 2. "
+        "Pour enregistrer votre nom, appuyez sur 3. Pour quitter, appuyez sur étoile.",
+        ("錄製無法接聽問候語請按一，忙線問候語請按二，錄製姓名請按三，離開請按星號。",
+         "lu4 zhi4 wu2 fa3 jie1 ting1 wen4 hou4 yu3 qing3 an4 yi1, mang2 xian4 wen4 hou4 yu3 qing3 an4 er4, "
+         "lu4 zhi4 xing4 ming2 qing3 an4 san1, li2 kai1 qing3 an4 xing1 hao4.")),
     "vm-message": ("Message", "Message", ("留言", "liu2 yan2")),
     "vm-from": ("From", "De la part de", ("來自", "lai2 zi4")),
     "vm-deleted": ("Message deleted.", "Message supprimé.", ("留言已刪除。", "liu2 yan2 yi3 shan1 chu2.")),

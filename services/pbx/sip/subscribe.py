@@ -17,6 +17,7 @@ too short an Expires 423 with Min-Expires. Limits: MAX_TOTAL subscriptions, MAX_
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -50,8 +51,16 @@ class EventPackage(Protocol):
 _packages: dict[str, Callable[[object], EventPackage]] = {}
 
 
+BUILT_IN = ("..blf", "..mwi")  # the box's own packages: dialog (busy lamps), message-summary (MWI)
+
+
 def register_package(name: str, factory: Callable[[object], EventPackage]) -> None:
     _packages[name.lower()] = factory
+
+
+def _load_built_in() -> None:
+    for module in BUILT_IN:
+        importlib.import_module(module, __package__)  # each registers itself on import
 
 
 def package_names() -> list[str]:
@@ -84,6 +93,7 @@ def _package_of(req: Request) -> str:
 class Subscriptions:
     def __init__(self, core) -> None:
         self.core = core
+        _load_built_in()
         self.packages: dict[str, EventPackage] = {name: factory(core) for name, factory in _packages.items()}
         self.dialogs: dict[tuple[str, str], Subscription] = {}
 

@@ -127,6 +127,24 @@ def test_all_contacts_of_an_extension_ring_together(pbx):
 
 
 def test_blind_transfer(pbx):
+    blind_transfer(pbx)
+
+
+def test_blind_transfer_while_the_held_party_s_music_is_looked_up(pbx, monkeypatch):
+    """baresip holds before its REFER: the held party's music, found only after the transfer linked it to
+    the new party, must not take that party's audio away."""
+    from services.pbx import moh
+
+    found = moh.MohLibrary.class_files
+
+    def slow(self, *args, **kwargs):
+        time.sleep(1.5)
+        return found(self, *args, **kwargs)
+    monkeypatch.setattr(moh.MohLibrary, "class_files", slow)
+    blind_transfer(pbx)
+
+
+def blind_transfer(pbx):
     with ExitStack() as stack:
         alice, bob, carol = phones(stack, pbx, "201", "202", "203")
         alice.dial("202")

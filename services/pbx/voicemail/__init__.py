@@ -1,0 +1,90 @@
+"""Voicemail: boxes per extension (store.py), callers leaving messages (`voicemail:<ext>`, deposit.py) and
+the owner's menu (menu.py: the feature codes, pbx.feature_codes, *97 own box and *98 any box).
+
+Call routing (calls.py) sends a caller to `voicemail:<ext>` on no answer, busy and do not disturb when
+the extension has voicemail on (pbx.extensions.<ext>.voicemail, default on) and no forwarding of that
+case; `Call.voicemail_greeting` says which greeting ("busy" or "unavailable") the caller hears.
+Boxes live in <state>/pbx/voicemail/<ext>; counts go to the bus (store.TOPIC, `pbx.mailbox`), every
+box's at PBX start (Voicemail.publish_all) and then at each change.
+"""
+from __future__ import annotations
+
+import asyncio
+import weakref
+from pathlib import Path
+
+from ..prompts import PromptError, PromptLibrary, normalise_language
+from .store import TOPIC, BoxFull, Mailbox, Message
+
+__all__ = ["TOPIC", "BoxFull", "Mailbox", "Message", "Voicemail", "for_core"]
+
+
+class Voicemail:
+    """What the applications of one PBX core share: its boxes, its prompts, its bus."""
+
+    def __init__(self, core) -> None:
+        self.core = core
+        state = Path(core.bindings_path).parent  # <data>/state/pbx
+        self.root = state / "voicemail"
+        self.prompts = PromptLibrary(state.parent.parent, core.cfg.prompt_language)
+        self._boxes: dict[str, Mailbox] = {}
+
+    def box(self, ext: str) -> Mailbox:
+        """The box of an extension (made and recovered after a crash on first use)."""
+        box = self._boxes.get(ext)
+        if box is None:
+            box = self._boxes[ext] = Mailbox(self.root, ext, self.core.cfg.voicemail.limits, self.core.events.bus)
+            if box.recover():
+                box.publish()
+        box.limits = self.core.cfg.voicemail.limits  # follows a reload
+        return box
+
+    def publish_all(self) -> int:
+        """At PBX start: finish recordings a crash cut short and publish every box's counts (retained),
+        so message-waiting knows them before the first change. Returns how many boxes."""
+        boxes = [d.name for d in self.root.iterdir() if d.is_dir() and d.name in self.core.users] \
+            if self.root.is_dir() else []
+        for ext in boxes:
+            self.box(ext).publish()
+        return len(boxes)
+
+    def user(self, ext: str):
+        return self.core.users.get(ext)
+
+    def language(self, ext: str | None) -> str:
+        """The called user's language, else the box default (followed across reloads)."""
+        self.prompts.default_language = normalise_language(self.core.cfg.prompt_language) or "en"
+        user = self.user(ext) if ext else None
+        return self.prompts.language(user.language if user else None)
+
+    async def paths(self, lang: str, *keys: str) -> list[Path]:
+        """Prompt files (generated on first use: in a thread)."""
+        return await asyncio.to_thread(lambda: [self.prompts.prompt_path(k, lang) for k in keys])
+
+    async def number(self, n: int, lang: str) -> list[Path]:
+        return await asyncio.to_thread(self.prompts.say_number, n, lang, 8000, True)
+
+    async def digits(self, digits: str, lang: str) -> list[Path]:
+        return await asyncio.to_thread(self.prompts.say_digits, digits, lang)
+
+
+_by_core: "weakref.WeakKeyDictionary[object, Voicemail]" = weakref.WeakKeyDictionary()
+
+
+def for_core(core) -> Voicemail:
+    vm = _by_core.get(core)
+    if vm is None:
+        vm = _by_core[core] = Voicemail(core)
+    return vm
+
+
+async def say(channel, files: list[Path], interruptible: bool = True) -> str | None:
+    """Play files in turn; a key stops it (returned)."""
+    for path in files:
+        key = await channel.play(path, interruptible=interruptible)
+        if key is not None:
+            return key
+    return None
+
+
+__all__ += ["PromptError", "say"]
