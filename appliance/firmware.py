@@ -159,6 +159,15 @@ def verify_bundle(path: Path, trusted: dict[str, Ed25519PublicKey], running_vers
     return manifest, payload
 
 
+def _readable(tree: Path) -> None:
+    """The code is signed, not secret: the service processes (their own users) must import it, whatever
+    umask the appliance runs under (officebox.service: 0077)."""
+    for folder, _dirs, files in os.walk(tree):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
 class Slots:
     """Installed firmware trees under <root>/slots/<version>; <root>/current points at the active one."""
 
@@ -188,6 +197,7 @@ class Slots:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(tar.extractfile(info).read())
         atomic_write(staging / "MANIFEST.json", json.dumps(manifest, indent=1))
+        _readable(staging)
         fsync_dir(staging)
         final = self.root / "slots" / version
         if final.exists():

@@ -1,6 +1,7 @@
 """Signed firmware bundles: a good one installs into a slot; every kind of bad one is refused."""
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -110,3 +111,18 @@ def test_payload_with_unsafe_paths_is_never_unpacked(tmp_path, signer):
     with pytest.raises(FirmwareError, match="unsafe entry"):
         firmware.Slots(tmp_path / "fw").install(manifest, payload)
     assert not (tmp_path / "fw" / "escape.txt").exists() and firmware.Slots(tmp_path / "fw").active() is None
+
+
+def test_an_installed_tree_is_readable_by_the_service_users_under_the_units_umask(tmp_path, tree, signer):
+    """officebox.service runs with UMask=0077, and the service processes (their own users) import the
+    code from the active slot: an application update must leave it readable (it is signed, not secret)."""
+    bundle = build(tmp_path, tree, signer)
+    old = os.umask(0o077)
+    try:
+        firmware.Slots(tmp_path / "fw").install(*firmware.verify_bundle(bundle, signer[1], running_version="1.1.0"))
+    finally:
+        os.umask(old)
+    slot = (tmp_path / "fw" / "current").resolve()
+    for path in [slot, *slot.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), f"{path.relative_to(slot)}: {oct(mode)}"
