@@ -44,6 +44,7 @@ PENDING_KEY = "officebox.pending_sign_ins"  # security.PendingSignIns: password 
 ENROLMENTS_KEY = "officebox.enrolments"     # security.Enrolments: two-factor keys being set up
 TOTP_KEY = "officebox.totp"                 # security.TotpCodes
 ACCESS_ATTR = "officebox_access"
+SECRET_ATTR = "officebox_secret"  # a page that reveals credentials: full admins only
 FRAMEWORK_PUBLIC = {"static"}  # Flask's own endpoint for webadmin/static
 BUSY_MESSAGE = N_("The box is busy checking other sign-ins. Please try again in a few seconds.")  # _() where shown
 CONFIG_CACHE_KEY = "officebox.config_cache"
@@ -149,6 +150,17 @@ def admin_required(view: Callable) -> Callable:
     return wrapper
 
 
+def secret(view: Callable) -> Callable:
+    """Above an access decorator: the page reveals credentials (VPN keys and profiles, passwords), so a
+    read-only admin, who may look at everything else, gets 403."""
+    setattr(view, SECRET_ATTR, True)
+    return view
+
+
+def reveals_secrets(endpoint: str | None) -> bool:
+    return bool(getattr(current_app.view_functions.get(endpoint or ""), SECRET_ATTR, False))
+
+
 def access_of(endpoint: str | None) -> str:
     """"public", "user" or "admin" (the default for a view that says nothing)."""
     if endpoint in FRAMEWORK_PUBLIC:
@@ -167,7 +179,7 @@ def enforce_access() -> Any:
     user = current_user()
     if user is None:
         return _to_login()
-    if not allowed(user, access, request.method):
+    if not allowed(user, access, request.method) or (user.role == "readonly" and reveals_secrets(request.endpoint)):
         abort(403)
     return None
 

@@ -168,6 +168,7 @@ def details_response(config, login: str) -> Response:
 
 
 @bp.route("/accounts/<login>/details.txt")
+@core.secret
 @core.admin_required
 def account_details(login: str):
     return details_response(core.current_config(), login)
@@ -204,6 +205,7 @@ def profile_response(config, login: str, kind: str) -> Response:
 
 
 @bp.route("/accounts/<login>/profile/<kind>")
+@core.secret
 @core.admin_required
 def account_profile(login: str, kind: str):
     return profile_response(core.current_config(), login, kind)
@@ -255,12 +257,14 @@ def device_qr_response(config, device) -> Response:
 
 
 @bp.route("/devices/<login>/<name>/wireguard.conf")
+@core.secret
 @core.admin_required
 def download(login: str, name: str):
     return device_file_response(*_device(login, name))
 
 
 @bp.route("/devices/<login>/<name>/qr.svg")
+@core.secret
 @core.admin_required
 def qr(login: str, name: str):
     return device_qr_response(*_device(login, name))
