@@ -157,10 +157,10 @@ class ApplyEngine:
             and target.document == document
         self.confirmation.after_apply(previous.id if previous else None, rev_id, max(windows, default=None), back)
 
-    def update(self, author: str, summary: str, mutate: Callable[[dict], None],
+    def update(self, author: str, summary: str | None, mutate: Callable[[dict], str | None],
                base: int | None = UNCHECKED) -> Revision:
         """Apply `mutate` to a copy of the document of revision `base` (default: the current one), as one
-        revision; see apply() for a base that is no longer current."""
+        revision; see apply() for a base that is no longer current. `summary` None: what `mutate` returns."""
         with self._lock:
             if base == UNCHECKED:
                 base = self.store.current_id()
@@ -169,8 +169,8 @@ class ApplyEngine:
                 raise ApplyError(f"there is no revision #{base}")
             # as this firmware sees it: sections and fields added since it was stored are there with defaults
             document = schema.to_document(rev.config if rev else schema.parse({}))
-            mutate(document)
-            return self.apply(document, author, summary, base=base)
+            said = mutate(document)
+            return self.apply(document, author, summary or said or "change", base=base)
 
     def rollback(self, rev_id: int, author: str, base: int | None = UNCHECKED) -> Revision:
         target = self.store.revision(rev_id)

@@ -15,7 +15,10 @@ exception is logged and ignored). Streams are asyncio queues on the subscriber's
 
 Across processes: `BusHub(bus).serve(path)` listens on a Unix socket (0600); a child process uses
 `RemoteBus(path)`, which has the same publish/subscribe/retained, and gets the retained state of the
-topics it subscribes to first. The wire is one JSON object per line, at most MAX_LINE bytes.
+topics it subscribes to first. The wire is one JSON object per line, at most MAX_LINE bytes. A service's
+process gets a connection that `BusHub.attach` stamped with the service's name: under ORIGIN_PREFIXES
+("config.request.") it may publish only its own topic (config.request.<its name>), so the root can trust
+who asks; a process breaking that rule is disconnected.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ log = logging.getLogger("officebox.bus")
 MAX_LINE = 64 * 1024
 MAX_CLIENTS = 64
 CLIENT_QUEUE = 10_000
+ORIGIN_PREFIXES = ("config.request.",)  # <prefix><origin>: published only by the process of that origin
+_hubs: dict[str, BusHub] = {}
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class BusHub:
 
     async def serve(self, path: Path) -> None:
         path = Path(path)
+        _hubs[str(path)] = self
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         old = os.umask(0o177)
@@ -163,7 +169,14 @@ class BusHub:
         finally:
             os.umask(old)
 
+    async def attach(self, sock, origin: str) -> None:
+        """Serve one end of a socket pair whose other end goes to the process of service `origin`."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE)
+        asyncio.ensure_future(self._client(reader, writer, origin))
+
     async def close(self) -> None:
+        for key in [k for k, hub in _hubs.items() if hub is self]:
+            del _hubs[key]
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -171,7 +184,8 @@ class BusHub:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      origin: str | None = None) -> None:
         if len(self._clients) >= MAX_CLIENTS:
             writer.close()
             return
@@ -212,7 +226,10 @@ class BusHub:
                         for key, data in self.bus.retained(topic).items():
                             forward(Event(topic, key, data))
                 elif "pub" in request:
-                    self.bus.deliver(Event.from_wire(request["pub"]), bool(request.get("retain")))
+                    event = Event.from_wire(request["pub"])
+                    if origin is not None and _foreign(event.topic, origin):
+                        raise ValueError(f"{origin} may not publish on {event.topic}")
+                    self.bus.deliver(event, bool(request.get("retain")))
                 else:
                     raise ValueError("unknown request")
         except (ValueError, asyncio.LimitOverrunError, ConnectionError) as exc:
@@ -222,6 +239,15 @@ class BusHub:
             pumping.cancel()
             writer.close()
             self._clients.discard(task)
+
+
+def _foreign(topic: str, origin: str) -> bool:
+    return any(topic.startswith(prefix) and topic != prefix + origin for prefix in ORIGIN_PREFIXES)
+
+
+def hub_at(path: Path) -> BusHub | None:
+    """The hub this process serves at `path`, if any."""
+    return _hubs.get(str(Path(path)))
 
 
 class RemoteBus(Bus):

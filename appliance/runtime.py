@@ -18,6 +18,7 @@ from appliance import backup, control, gcpolicy, limits
 from appliance.apply import ApplyEngine
 from appliance.bus import BusHub, appliance_bus
 from appliance.certs import box_certificate, box_names, send_tls_alerts
+from appliance.changerequests import ChangeRequests
 from appliance.clients import ServiceClient, client_for
 from appliance.context import Context
 from appliance.defaults import default_document
@@ -160,6 +161,7 @@ class Runtime:
                 self.services[name] = IsolatedService(self.services[name], bus_path)
         self.supervisor = Supervisor(self.ctx, self.services)
         self.engine.live = self.supervisor
+        change_requests = ChangeRequests(self.engine, self.services, appliance_bus(self.ctx))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._loop, self._stop = loop, stop
@@ -197,5 +199,6 @@ class Runtime:
             server.close()
             self.engine.confirmation.close()
             await self.supervisor.stop()
+            await asyncio.to_thread(change_requests.close)
             await hub.close()
             self.store.close()

@@ -67,6 +67,8 @@ class Service:
     depends_on: ClassVar[tuple[str, ...]] = ("system", "network")
     # False: switched off in the lab-mode default configuration (e.g. DHCP, which needs a real LAN port)
     lab_enabled: ClassVar[bool] = True
+    # configuration changes this service's process may ask for (appliance/changerequests.py): kind -> handler
+    change_requests: ClassVar[dict] = {}
 
     @classmethod
     def lab_defaults(cls, section: dict) -> dict:

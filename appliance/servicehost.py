@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import rpc, schema, serviceusers
-from appliance.bus import RemoteBus, use_bus
+from appliance.bus import RemoteBus, hub_at, use_bus
 from appliance.context import Context
 from appliance.service import ApplyError, Service, Status
 
@@ -72,7 +72,12 @@ class IsolatedService:
     async def _spawn(self) -> None:
         ctx = self.inner.ctx
         drop = await asyncio.to_thread(serviceusers.prepare, ctx, self.inner.name)
-        bus = _connect_unix(self.bus_path)  # handed over: the service's user cannot open the hub's socket
+        hub = hub_at(self.bus_path)
+        if hub is not None:  # a connection stamped with this service's name (appliance/bus.py)
+            ours, bus = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            await hub.attach(ours, self.inner.name)
+        else:
+            bus = _connect_unix(self.bus_path)  # handed over: the service's user cannot open the hub's socket
         argv = [*drop, sys.executable, "-m", "appliance.servicehost", self.inner.name, str(ctx.data_dir),
                 str(self.rpc_path), str(bus.fileno())] + (["--lab"] if ctx.lab else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),

@@ -41,6 +41,7 @@ from appliance.apply import FieldError
 from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
+from . import changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 
@@ -56,6 +57,7 @@ class PbxService(Service):
     Config = PbxConfig
     depends_on = ("system", "network", "users")
     lab_host = "127.0.0.1"  # tests may move an instance to another loopback address (a carrier)
+    change_requests = changes.KINDS  # what a phone may change (services/pbx/changes.py)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

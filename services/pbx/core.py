@@ -9,6 +9,7 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
+from appliance.changerequests import ChangeRequester
 from appliance.users import User
 
 from . import blf, dialplan  # noqa: F401 (blf registers the dialog event package)
@@ -72,6 +73,7 @@ class PbxCore:
         self.counters = {"registrations": 0, "auth_failures": 0, "calls": 0, "relayed_packets": 0,
                          "relay_lost_packets": 0}
         self._tasks: set[asyncio.Task] = set()
+        self.changes = ChangeRequester(self.events.bus, "pbx")
 
     # -- configuration ----------------------------------------------------------------------------
     def set_users(self, users: list[User]) -> None:
@@ -105,7 +107,13 @@ class PbxCore:
                 self.location.remove_all(ext)  # a disabled or removed user loses its phones at once
         await self.configure_trunks()
 
+    async def change_config(self, kind: str, data: dict, by: str) -> str | None:
+        """Ask the appliance to change the configuration (services/pbx/changes.py): None once applied
+        (this PBX has been reloaded with it), else the reason it was not."""
+        return await self.changes.request(kind, data, by)
+
     async def stop(self) -> None:
+        self.changes.close()
         for state in self.trunks.values():
             if state.task:
                 state.task.cancel()
