@@ -1,7 +1,7 @@
 """Notifications: the admin hears, by e-mail (system.admin_email) and a banner in the web admin, when a
-trunk stops registering, the data disk passes DISK_THRESHOLD %, a service keeps restarting or the box
-certificate nears its end. Each condition is told once when it starts and once when it clears; the
-conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
+trunk stops registering, the data disk passes DISK_THRESHOLD %, a service keeps restarting, a scheduled
+backup fails or the box certificate nears its end. Each condition is told once when it starts and once
+when it clears; the conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
 
 Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
 that cannot be sent now waits for the next check (at most OUTBOX_LIMIT kept); one the mail service refuses
@@ -45,7 +45,8 @@ TEXTS = {"trunk": "Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)
          "disk": "The data disk is %(used)d %% full (%(free)d MiB free)",
          "restarts": "The %(service)s service keeps restarting: %(error)s",
          "certificate": "The box certificate expires on %(date)s",
-         "certificate_expired": "The box certificate expired on %(date)s"}
+         "certificate_expired": "The box certificate expired on %(date)s",
+         "backup": "The scheduled backup failed: %(error)s"}
 
 
 def describe(kind: str, args: dict) -> str:
@@ -114,8 +115,9 @@ class Notifier:
     """`config`, `client` and `supervisor` are the runtime's (callables: they change while it runs)."""
 
     def __init__(self, ctx: Context, config: Callable[[], Any], client: Callable[[str], Any],
-                 supervisor: Callable[[], Any], disk_threshold: float = DISK_THRESHOLD) -> None:
+                 supervisor: Callable[[], Any], disk_threshold: float = DISK_THRESHOLD, backups: Any = None) -> None:
         self.ctx = ctx
+        self.backups = backups  # appliance.backupjobs.BackupJobs
         self.config, self.client, self.supervisor = config, client, supervisor
         self.disk_threshold = disk_threshold
         self.path = ctx.state_dir("core") / "notify.json"
@@ -152,6 +154,8 @@ class Notifier:
         pbx = self.client("pbx")
         if pbx is not None and pbx.enabled(config):
             sources["trunk"] = lambda: trunk_problems(live_trunks(pbx))
+        if self.backups is not None:
+            sources["backup"] = self.backups.problems
         supervisor = self.supervisor()
         if supervisor is not None:
             sources["restarts"] = lambda: restart_problems(supervisor)

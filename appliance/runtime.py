@@ -16,6 +16,7 @@ from pathlib import Path
 
 from appliance import backup, control, gcpolicy, limits
 from appliance.apply import ApplyEngine
+from appliance.backupjobs import BackupJobs
 from appliance.bus import BusHub, appliance_bus
 from appliance.certs import box_certificate, box_names, send_tls_alerts
 from appliance.changerequests import ChangeRequests
@@ -59,7 +60,9 @@ class Runtime:
             service.runtime = self
         self.engine = ApplyEngine(self.ctx, self.store, self.services)
         self.supervisor: Supervisor | None = None
-        self.notifier = Notifier(self.ctx, lambda: self.config, self.client, lambda: self.supervisor)
+        self.backups = BackupJobs(self.ctx, self.engine, lambda: self.config)
+        self.notifier = Notifier(self.ctx, lambda: self.config, self.client, lambda: self.supervisor,
+                                 backups=self.backups)
         self.admin_url: str | None = None
         self.restart_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,6 +181,7 @@ class Runtime:
         self._cert_stamp = _stamp(self._certificate(config)[0])
         renewal = asyncio.create_task(self._renew_certificate())
         notifying = asyncio.create_task(self.notifier.run(), name="notify")
+        backing_up = asyncio.create_task(self.backups.serve(), name="backups")
         setup_code = await asyncio.to_thread(self._first_boot_code, config)
         mode = "lab mode" if self.ctx.lab else "appliance"
         print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
@@ -195,6 +199,7 @@ class Runtime:
             print("OfficeBox stopping", flush=True)
             renewal.cancel()
             notifying.cancel()
+            backing_up.cancel()
             await asyncio.to_thread(self._web.stop)
             server.close()
             self.engine.confirmation.close()

@@ -131,10 +131,55 @@ class NetworkConfig(Section):
         return nets
 
 
+class BackupDestination(Section):
+    kind: Literal["directory", "sftp"] = Field(default="directory", description="a folder on the box (a USB "
+                                               "disk's mount point) or an SFTP server")
+    directory: str = Field(default="", max_length=200, pattern=r"^$|^/[A-Za-z0-9._/-]*$")
+    host: str = Field(default="", max_length=253, pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(default="", max_length=64, pattern=r"^$|^[A-Za-z_][A-Za-z0-9_.-]*$")
+    path: str = Field(default="", max_length=200, pattern=r"^$|^[A-Za-z0-9._/-]+$",
+                      description="folder on the server (relative to the user's home, or absolute)")
+    host_key: str = Field(default="", max_length=2000,
+                          pattern=r"^$|^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
+                          description="the server's public host key, checked at every connection")
+
+
+class ScheduledBackups(Section):
+    """Backups the box makes by itself (appliance/backupjobs.py): encrypted, rotated, to one destination."""
+    enabled: bool = False
+    frequency: Literal["daily", "weekly"] = "daily"
+    weekday: int = Field(default=0, ge=0, le=6, description="for weekly backups: 0 Monday ... 6 Sunday")
+    hour: int = Field(default=2, ge=0, le=23, description="the hour of the day, in the box's time zone")
+    keep: int = Field(default=7, ge=1, le=100, description="backups kept at the destination; older ones are removed")
+    passphrase: str = Field(default="", max_length=200, description="every scheduled backup is encrypted with it")
+    destination: BackupDestination = BackupDestination()
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ScheduledBackups":
+        if not self.enabled:
+            return self
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if len(self.passphrase) < 8:
+            problems.append((("passphrase",), "scheduled backups are encrypted: a passphrase of 8 characters or more"))
+        dest = self.destination
+        if dest.kind == "directory" and not dest.directory:
+            problems.append((("destination", "directory"), "the folder to write the backups to"))
+        if dest.kind == "sftp":
+            for name, what in (("host", "the SFTP server"), ("user", "the user to sign in as"),
+                               ("host_key", "the server's host key (fetch it, then compare its fingerprint)")):
+                if not getattr(dest, name):
+                    problems.append((("destination", name), what))
+        if problems:
+            raise field_errors("ScheduledBackups", problems)
+        return self
+
+
 class CoreConfig(Section):
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, description="kept as written by a newer firmware")
     system: SystemConfig = SystemConfig()
     network: NetworkConfig = NetworkConfig()
+    backups: ScheduledBackups = ScheduledBackups()
     users: list[User] = Field(default_factory=list)
     _opaque: dict = PrivateAttr(default_factory=dict)  # what a newer firmware wrote (appliance/opaque.py)
 

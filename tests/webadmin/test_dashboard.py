@@ -14,7 +14,8 @@ from tests.webadmin.test_browser import page, server  # noqa: F401 (fixtures: Ch
 from tests.webadmin.test_pbx_pages import _LivePbx
 
 CARDS = {"internet": "/network/", "trunks": "/pbx/trunks/", "phones": "/lan/phones", "calls": "/pbx/calls",
-         "mail": "/mail/queue", "disk": "/system/", "memory": None, "uptime": "/system/", "updates": "/system/"}
+         "mail": "/mail/queue", "disk": "/system/", "memory": None, "uptime": "/system/", "updates": "/system/",
+         "backup": "/backups/"}
 LINE = user("line", "5000", "linesecret99", "Office line")
 
 

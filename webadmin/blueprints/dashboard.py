@@ -8,12 +8,12 @@ import logging
 import re
 import shutil
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, url_for
+from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 
 from appliance import firmware, notify
 from appliance.notify import DISK_THRESHOLD, trunk_reason
@@ -43,7 +43,7 @@ NOTICES = (N_("Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)"),
            N_("The box certificate expires on %(date)s"), N_("The box certificate expired on %(date)s"),
            N_("the carrier refused the credentials"), N_("the carrier does not know this account"),
            N_("no answer from the carrier"), N_("the carrier is unavailable"),
-           N_("the carrier refused the registration"))
+           N_("the carrier refused the registration"), N_("The scheduled backup failed: %(error)s"))
 BADGES = {"ok": "badge-ok", "degraded": "badge-warn", "starting": "badge-warn", "down": "badge-bad",
           "disabled": "badge-muted"}
 STATES = ("ok", "warn", "bad", "muted")
@@ -204,12 +204,27 @@ def _updates(rt) -> dict:
                 _("previous: %(version)s (roll back possible)", version=previous) if previous else "")
 
 
+def _backup(rt, config) -> dict:
+    if not config.backups.enabled:
+        return card("muted", _("Not scheduled"), _("no backup is made by itself"))
+    state = rt.backups.status()
+    last = state.get("last_success")
+    when = format_datetime(datetime.fromtimestamp(float(last), UTC), "short") if last else None
+    if state.get("last_error"):
+        return card("bad", _("Failed"), state["last_error"])
+    if not last:
+        return card("warn", _("None yet"), _("the first one is made at the next check"))
+    if time.time() - float(last) > (8 if config.backups.frequency == "weekly" else 2) * 86400:
+        return card("warn", when, _("older than the schedule"))
+    return card("ok", when, state.get("last_name", ""))
+
+
 LINKS = {"internet": "network.index", "trunks": "pbx.trunks", "phones": "lan.phones", "calls": "pbx.calls",
          "mail": "mail.queue", "disk": "system.index", "memory": None, "uptime": "system.index",
-         "updates": "system.index"}
+         "updates": "system.index", "backup": "backups.index"}
 TITLES = {"internet": N_("Internet"), "trunks": N_("Trunks"), "phones": N_("Phones"), "calls": N_("Calls"),
           "mail": N_("Mail queue"), "disk": N_("Disk"), "memory": N_("Memory"), "uptime": N_("Uptime"),
-          "updates": N_("Updates")}
+          "updates": N_("Updates"), "backup": N_("Last backup")}
 
 
 def overview(rt, config, found: dict[str, Status]) -> tuple[dict[str, dict], list[int]]:
@@ -217,7 +232,7 @@ def overview(rt, config, found: dict[str, Status]) -> tuple[dict[str, dict], lis
     trunks, phones, calls, per_hour = _telephony(rt, config)
     cards = {"internet": _internet(rt, config, found), "trunks": trunks, "phones": phones, "calls": calls,
              "mail": _mail(rt, config), "disk": _disk(rt), "memory": _memory(), "uptime": _uptime(),
-             "updates": _updates(rt)}
+             "updates": _updates(rt), "backup": _backup(rt, config)}
     return cards, per_hour
 
 

@@ -1,0 +1,62 @@
+"""The scheduled-backups page: settings saved as one revision with field errors for what is missing, the
+passphrase never shown back, "back up now" writing to a folder, and a restore from the destination staged."""
+from __future__ import annotations
+
+import time
+
+from appliance import backup
+from tests.webadmin.helpers import post
+from tests.webadmin.test_system import serving
+
+PASS = "correct horse battery"
+
+
+def _form(folder, **changes):
+    return {"enabled": "on", "frequency": "daily", "weekday": "0", "hour": "2", "keep": "3", "kind": "directory",
+            "directory": str(folder), "host": "", "port": "22", "user": "", "path": "", "host_key": "",
+            "passphrase": PASS, "passphrase2": PASS, **changes}
+
+
+def test_missing_destination_and_passphrase_are_field_errors_and_nothing_is_saved(admin_client, runtime):
+    before = runtime.store.current().id
+    page = post(admin_client, "/backups/", _form("", passphrase="", passphrase2=""))
+    assert page.status_code == 400
+    text = page.get_data(as_text=True)
+    assert 'id="e-directory"' in text and 'id="e-passphrase"' in text
+    assert runtime.store.current().id == before
+    sftp = post(admin_client, "/backups/", _form("", kind="sftp", host="backup.example.com"))
+    text = sftp.get_data(as_text=True)
+    assert sftp.status_code == 400 and 'id="e-user"' in text and 'id="e-host_key"' in text
+    assert "ssh-ed25519 " in text  # the box's own key is shown for the server's authorized_keys
+    bad = post(admin_client, "/backups/", _form("/tmp", keep="500"))
+    assert bad.status_code == 400 and 'id="e-keep"' in bad.get_data(as_text=True)
+
+
+def test_saved_settings_hide_the_passphrase_and_back_up_now_writes_a_backup(admin_client, runtime, tmp_path):
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    saved = post(admin_client, "/backups/", _form(folder))
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    settings = runtime.config.backups
+    assert settings.enabled and settings.passphrase == PASS and settings.destination.directory == str(folder)
+    page = admin_client.get("/backups/").get_data(as_text=True)
+    assert PASS not in page and "leave empty to keep it" in page
+    again = post(admin_client, "/backups/", _form(folder, keep="5", passphrase="", passphrase2=""))
+    assert again.status_code == 302 and runtime.config.backups.passphrase == PASS  # kept
+
+    assert post(admin_client, "/backups/run", {}, form_path="/backups/").status_code == 302
+    for _ in range(200):
+        state = runtime.backups.status()
+        if state.get("last_success") and not state["running"]:
+            break
+        time.sleep(0.05)
+    assert state.get("last_name") and (folder / state["last_name"]).exists(), state
+    listed = admin_client.get("/backups/").get_data(as_text=True)
+    assert state["last_name"] in listed and 'id="last-success"' in listed
+
+    refused = post(admin_client, "/backups/restore", {"name": "../../etc/passwd"}, form_path="/backups/")
+    assert refused.status_code == 400 and not (runtime.ctx.data_dir / backup.PENDING).exists()
+    stopped = serving(runtime)
+    staged = post(admin_client, "/backups/restore", {"name": state["last_name"]}, form_path="/backups/")
+    assert staged.status_code == 200 and "restarting to restore it" in staged.get_data(as_text=True)
+    assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()

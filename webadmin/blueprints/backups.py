@@ -1,0 +1,149 @@
+"""Scheduled backups (appliance/backupjobs.py): the schedule, the destination (a folder such as a USB
+disk's, or an SFTP server whose host key the admin fetches and compares), the last run's outcome, a
+"back up now" button, and the backups at the destination, each restorable.
+
+The passphrase is never shown back: an empty passphrase field keeps the current one. A backup made now
+runs in a background thread (the page tells it is running); a restore fetches the backup, checks it and
+restarts the box into it, like an uploaded one.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from appliance import backup
+from appliance.backupjobs import DestinationError, fetch_host_key, fingerprint
+from webadmin import core, forms
+from webadmin.blueprints.system import _restarting
+from webadmin.core import N_
+
+bp = Blueprint("backups", __name__, url_prefix="/backups")
+NAV = [(N_("System"), N_("Backups"), "backups.index")]
+DEST_FIELDS = ("directory", "host", "user", "path", "host_key")
+FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "kind")}
+WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
+            N_("Sunday"))
+
+
+def _jobs():
+    return core.runtime().backups
+
+
+def _values() -> dict:
+    settings = core.current_config().backups
+    dest = settings.destination
+    return {"enabled": settings.enabled, "frequency": settings.frequency, "weekday": str(settings.weekday),
+            "hour": str(settings.hour), "keep": str(settings.keep), "kind": dest.kind,
+            "directory": dest.directory, "host": dest.host, "port": str(dest.port), "user": dest.user,
+            "path": dest.path, "host_key": dest.host_key, "passphrase_set": bool(settings.passphrase)}
+
+
+def _posted() -> dict:
+    values = {name: forms.text(name, 2000 if name == "host_key" else 200)
+              for name in ("frequency", "weekday", "hour", "keep", "kind", "port", *DEST_FIELDS)}
+    values["enabled"] = forms.checkbox("enabled")
+    values["passphrase_set"] = bool(core.current_config().backups.passphrase)
+    return values
+
+
+def _numbers(values: dict, errors: dict) -> dict:
+    out = {}
+    for name, low, high in (("weekday", 0, 6), ("hour", 0, 23), ("keep", 1, 100), ("port", 1, 65535)):
+        try:
+            out[name] = int(values[name])
+            if not low <= out[name] <= high:
+                raise ValueError
+        except ValueError:
+            errors[name] = _("a whole number from %(low)d to %(high)d", low=low, high=high)
+    return out
+
+
+def _page(values: dict, errors: dict | None = None, general: list | None = None, status: int = 200):
+    jobs = _jobs()
+    listing, listing_error = [], None
+    settings = core.current_config().backups
+    if settings.enabled and request.method == "GET":
+        try:
+            listing = jobs.listing()
+        except (DestinationError, OSError) as exc:
+            listing_error = str(exc)
+    key_print = None
+    if values.get("host_key"):
+        try:
+            key_print = fingerprint(values["host_key"])
+        except DestinationError:
+            key_print = None
+    public_key = jobs.public_key() if values.get("kind") == "sftp" else None
+    errors, general = errors or {}, general or []
+    return render_template("backups/index.html", values=values, errors=errors, general=general,
+                           state=jobs.status(), listing=listing, listing_error=listing_error,
+                           key_print=key_print, public_key=public_key, weekdays=WEEKDAYS,
+                           stamp=_stamp), (400 if errors or general else status)
+
+
+def _stamp(when) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(when))) if when else ""
+
+
+@bp.route("/", methods=["GET", "POST"])
+@core.admin_required
+def index():
+    if request.method == "GET":
+        return _page(_values())
+    values = _posted()
+    errors: dict[str, str] = {}
+    if request.form.get("action") == "fetch_key":
+        try:
+            values["host_key"] = fetch_host_key(values["host"], int(values["port"] or 22))
+        except (DestinationError, ValueError) as exc:
+            errors["host_key"] = str(exc)
+        return _page(values, errors)
+    numbers = _numbers(values, errors)
+    passphrase = request.form.get("passphrase", "")
+    if passphrase and passphrase != request.form.get("passphrase2", ""):
+        errors["passphrase"] = _("The two passphrases differ.")
+    if errors:
+        return _page(values, errors)
+
+    def mutate(doc: dict) -> None:
+        section = doc.setdefault("backups", {})
+        section.update(enabled=values["enabled"], frequency=values["frequency"], weekday=numbers["weekday"],
+                       hour=numbers["hour"], keep=numbers["keep"])
+        if passphrase:
+            section["passphrase"] = passphrase
+        section["destination"] = {"kind": values["kind"], "port": numbers["port"],
+                                  **{name: values[name] for name in DEST_FIELDS}}
+
+    errors, general = forms.apply_form("scheduled backups", mutate, prefix="backups", fields=FIELDS)
+    if errors or general:
+        return _page(values, errors, general)
+    flash(_("Backup settings saved."), "success")
+    return redirect(url_for("backups.index"))
+
+
+@bp.route("/run", methods=["POST"])
+@core.admin_required
+def run_now():
+    if not core.current_config().backups.enabled:
+        flash(_("Set up and switch on scheduled backups first."), "error")
+    elif _jobs().status()["running"]:
+        flash(_("A backup is being made already."), "warning")
+    else:
+        threading.Thread(target=_jobs().run, name="backup-now", daemon=True).start()
+        flash(_("The backup is being made; this page shows the outcome when you reload it."), "success")
+    return redirect(url_for("backups.index"))
+
+
+@bp.route("/restore", methods=["POST"])
+@core.admin_required
+def restore():
+    name = request.form.get("name", "")
+    try:
+        manifest = _jobs().stage(name)
+    except (DestinationError, backup.BackupError, OSError) as exc:
+        return _page(_values(), general=[_("Backup refused, nothing was changed: %(exc)s", exc=exc)])
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
+    return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))
