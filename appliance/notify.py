@@ -6,11 +6,13 @@ when it clears; the conditions in force survive a restart (state/core/notify.jso
 Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
 that cannot be sent now waits for the next check (at most OUTBOX_LIMIT kept); one the mail service refuses
 for good (e.g. an outside address while localhost may not relay) is dropped with an error in the log.
-Every check runs off the loop.
+Every check runs off the loop. The mail is written in the language of the admin user whose address it
+goes to, else the box's (the web admin's catalogues: these texts are marked with N_ and extracted too).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -23,6 +25,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
+from babel.support import NullTranslations, Translations
 from cryptography import x509
 
 from appliance.context import Context
@@ -30,23 +34,47 @@ from appliance.fsutil import atomic_write
 from appliance.supervisor import STABLE_AFTER
 
 log = logging.getLogger("officebox.notify")
+CATALOGUES = Path(__file__).resolve().parent.parent / "webadmin" / "translations"
+
+
+def N_(text: str) -> str:  # noqa: N802 - marks a message for the catalogue, translated when the mail is written
+    return text
+
+
 CHECK_INTERVAL = 15.0
 DISK_THRESHOLD = 90.0  # per cent of the data disk
 CERT_WARN_DAYS = 14
 RESTARTS = 3  # failed starts or crashes in a row that make "keeps restarting"
 OUTBOX_LIMIT = 20
 SMTP_TIMEOUT = 10.0
-SIP_REASONS = {401: "the carrier refused the credentials", 403: "the carrier refused the credentials",
-               404: "the carrier does not know this account", 407: "the carrier refused the credentials",
-               408: "no answer from the carrier", 503: "the carrier is unavailable"}
-REFUSED = "the carrier refused the registration"
+SIP_REASONS = {401: N_("the carrier refused the credentials"), 403: N_("the carrier refused the credentials"),
+               404: N_("the carrier does not know this account"), 407: N_("the carrier refused the credentials"),
+               408: N_("no answer from the carrier"), 503: N_("the carrier is unavailable")}
+REFUSED = N_("the carrier refused the registration")
 # the conditions' messages (English; the web admin marks the same texts for translation: dashboard.NOTICES)
-TEXTS = {"trunk": "Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)",
-         "disk": "The data disk is %(used)d %% full (%(free)d MiB free)",
-         "restarts": "The %(service)s service keeps restarting: %(error)s",
-         "certificate": "The box certificate expires on %(date)s",
-         "certificate_expired": "The box certificate expired on %(date)s",
-         "backup": "The scheduled backup failed: %(error)s"}
+TEXTS = {"trunk": N_("Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)"),
+         "disk": N_("The data disk is %(used)d %% full (%(free)d MiB free)"),
+         "restarts": N_("The %(service)s service keeps restarting: %(error)s"),
+         "certificate": N_("The box certificate expires on %(date)s"),
+         "certificate_expired": N_("The box certificate expired on %(date)s"),
+         "backup": N_("The scheduled backup failed: %(error)s")}
+MAIL_TEXTS = (N_("This needs attention"), N_("This is resolved"), N_("Resolved: %(message)s"),
+              N_("Details on the dashboard of %(host)s."))
+
+
+def translations(language: str) -> NullTranslations:
+    """The web admin's catalogue for `language` (en, fr, zh_TW); English when there is none."""
+    try:
+        return Translations.load(str(CATALOGUES), [Locale.parse(language)])
+    except (ValueError, OSError):
+        return NullTranslations()
+
+
+def localised(kind: str, args: dict, language: str) -> str:
+    """TEXTS[kind] % args in `language`, with the words among the args (a trunk's reason) translated too."""
+    tr = translations(language)
+    words = {k: tr.gettext(v) if isinstance(v, str) else v for k, v in args.items()}
+    return tr.gettext(TEXTS[kind]) % words
 
 
 def describe(kind: str, args: dict) -> str:
@@ -186,12 +214,14 @@ class Notifier:
                 condition = {"kind": kind, "args": args, "message": describe(kind, args)}
                 if key not in self._active:
                     self._active[key] = {**condition, "since": now}
-                    events.append({"key": key, "state": "started", "message": condition["message"], "time": now})
+                    events.append({"key": key, "state": "started", "message": condition["message"], "time": now,
+                                   "kind": kind, "args": args})
                 else:
                     self._active[key].update(condition)
             for key in [k for k in self._active if k not in current]:
-                message = self._active.pop(key)["message"]
-                events.append({"key": key, "state": "cleared", "message": message, "time": now})
+                gone = self._active.pop(key)
+                events.append({"key": key, "state": "cleared", "message": gone["message"], "time": now,
+                               "kind": gone["kind"], "args": gone["args"]})
             self._outbox = (self._outbox + events)[-OUTBOX_LIMIT:]
             self._save()
         for event in events:
@@ -201,15 +231,25 @@ class Notifier:
 
     # -- mail -----------------------------------------------------------------------------------
     def _message(self, event: dict, config: Any) -> EmailMessage:
+        language = next((u.language for u in config.users if u.email == config.system.admin_email),
+                        config.system.language)
+        tr = translations(language)
+        text = event["message"]
+        if event.get("kind") in TEXTS and isinstance(event.get("args"), dict):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                text = localised(event["kind"], event["args"], language)
         msg = EmailMessage()
         cleared = event["state"] == "cleared"
-        msg["Subject"] = f"[{config.system.hostname}] {'Resolved: ' if cleared else ''}{event['message']}"
+        subject = tr.gettext("Resolved: %(message)s") % {"message": text} if cleared else text
+        msg["Subject"] = f"[{config.system.hostname}] {subject}"
         msg["From"] = f"OfficeBox {config.system.hostname} <notifications@{config.system.mail_domain}>"
         msg["To"] = config.system.admin_email
         stamp = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%d %H:%M UTC")
-        state = "This is resolved" if cleared else "This needs attention"
-        msg.set_content(f"{state} ({stamp}):\n\n  {event['message']}\n\n"
-                        f"Details on the dashboard of {config.system.hostname}.{config.system.domain}.\n")
+        state = tr.gettext("This is resolved") if cleared else tr.gettext("This needs attention")
+        details = tr.gettext("Details on the dashboard of %(host)s.") % {
+            "host": f"{config.system.hostname}.{config.system.domain}"}
+        msg.set_content(f"{state} ({stamp}):\n\n  {text}\n\n{details}\n")
+        msg["Content-Language"] = language.replace("_", "-")  # after set_content, which clears Content-*
         return msg
 
     def _send_outbox(self) -> None:

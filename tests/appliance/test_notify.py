@@ -266,3 +266,27 @@ def test_a_pbx_process_restarting_neither_clears_nor_repeats_a_trunk_down(ctx):
                      disk_threshold=100.1)
     assert client.isolated and not pbx.alive and client.trunks() == []
     assert after.check() == [] and [p["key"] for p in after.active()] == ["trunk:carrier"]
+
+
+def test_the_mail_is_written_in_the_admins_language_else_the_boxs():
+    """Before, every notification mail was English whatever the admin's or the box's language."""
+    from appliance import schema
+
+    doc = {"system": {"admin_email": "amelie@acme.example", "language": "zh_TW", "hostname": "box"},
+           "users": [user("amelie", "201", "secret201", email="amelie@acme.example", language="fr")]}
+    cfg = schema.parse(doc)
+    args = {"name": "carrier", "reason": notify.trunk_reason(408), "status": 408}
+    event = {"key": "trunk:carrier", "state": "started", "time": 0, "kind": "trunk", "args": args,
+             "message": notify.describe("trunk", args)}
+    notifier = Notifier.__new__(Notifier)
+    french = notifier._message(event, cfg)
+    assert french["Subject"].startswith("[box] ") and "carrier" in french["Subject"]
+    assert "pas enregistrée" in french["Subject"] and "pas de réponse de l’opérateur" in french["Subject"].lower()
+    assert french["Content-Language"] == "fr" and "Trunk" not in french.get_content()
+    doc["users"][0]["language"] = "en"
+    doc["users"][0]["email"] = "other@acme.example"  # the address is nobody's: the box's language
+    chinese = notifier._message({**event, "state": "cleared"}, schema.parse(doc))
+    assert chinese["Content-Language"] == "zh-TW" and "carrier" in chinese["Subject"]
+    assert not any("a" <= ch.lower() <= "z" for ch in chinese.get_content().split("(")[0])  # the state line
+    old = {k: v for k, v in event.items() if k not in ("kind", "args")}  # a mail queued by the old firmware
+    assert notifier._message(old, cfg)["Subject"] == f"[box] {event['message']}"

@@ -26,7 +26,8 @@ ZH_DATE = re.compile(r"20\d\d年\d{1,2}月\d{1,2}日 (上午|中午|下午|晚�
 
 def tree_messages() -> set[str]:
     """Every msgid the code and templates mark, extracted as `make translations` does (babel.cfg)."""
-    method_map = [("webadmin/**.py", "python"), ("webadmin/templates/**.html", "jinja2")]
+    method_map = [("webadmin/**.py", "python"), ("appliance/notify.py", "python"),
+                  ("webadmin/templates/**.html", "jinja2")]
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
             str(ROOT), method_map, keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}):
