@@ -33,8 +33,10 @@ The CDR methods work even when the service is stopped (they read state_dir("pbx"
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from appliance.apply import FieldError
@@ -120,6 +122,7 @@ class PbxService(Service):
             for name in ("forward_always", "forward_busy", "forward_no_answer"):
                 if getattr(settings, name) == ext:
                     errors.append(FieldError(f"pbx.extensions.{ext}.{name}", f"extension {ext} forwards to itself"))
+        errors += _queue_errors(cfg, extensions, groups)
         logins = {u.login for u in config.users}
         for login in cfg.permissions:
             if login not in logins:
@@ -140,6 +143,8 @@ class PbxService(Service):
         self._bound = (host, port, cfg.tcp)
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
+        from . import acd
+        await asyncio.to_thread(acd.for_core(core).seed)  # the call centre: queues, agents, today's figures
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice
@@ -163,6 +168,10 @@ class PbxService(Service):
     async def stop(self) -> None:
         if self.core is not None:
             core, self.core = self.core, None
+            from . import acd
+            running = acd.existing(core)
+            if running is not None:
+                running.close()
             await core.stop()
 
     @property
@@ -216,6 +225,58 @@ class PbxService(Service):
         return {"registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(self.active_calls()),
                 "calls_today": sum(per_hour), "calls_per_hour": per_hour, "trunks": self.trunks()}
 
+    # -- the call centre (services/pbx/acd) ------------------------------------------------------------
+    def _acd(self):
+        from . import acd
+        return acd.existing(self.core) if self.core else None
+
+    def acd_wallboard(self, day_start: float) -> dict:
+        """{"time", "queues": [{"name", "number", "title", "waiting", "callbacks_waiting", "longest_wait",
+        "agents": {state: count}, "answered", "abandoned", "service_level" (% or None),
+        "service_level_seconds"}], "agents": [{"extension", "name", "status", "reason", "since", "calls",
+        "queues"}]}: today (from `day_start`, the box's midnight) and now."""
+        running = self._acd()
+        if running is None:
+            return {"time": time.time(), "decisions": 0, "agents": [], "queues": []}  # stopped: nothing live
+        return running.snapshot(day_start)
+
+    def acd_agent(self, extension: str) -> dict:
+        """An agent's state: {"extension", "status", "reason", "since", "calls", "queues"}."""
+        running = self._acd()
+        if running is None:
+            return {"extension": extension, "status": "logged_out", "reason": "", "since": None, "calls": 0,
+                    "queues": []}
+        return running._on_loop(lambda: running.agent_view(extension))
+
+    def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
+        """login, logout, pause (with a reason), resume: {"status": the new state} or {"error": why}."""
+        running = self._acd()
+        if running is None:
+            return {"error": "the PBX is not running"}
+        try:
+            return {"status": running.action(extension, action, reason)}
+        except ValueError as exc:
+            return {"error": str(exc)}
+
+    def _acd_store(self):
+        from .acd.store import AcdStore
+        running = self._acd()
+        return running.store if running is not None else AcdStore(self.cdr_path.with_name("acd.sqlite"))
+
+    def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
+        """Figures per `by` (queue, agent, hour, day) of the queue calls entered in [since, until):
+        services/pbx/acd/store.py report()."""
+        from .acd.store import report
+        store = self._acd_store()
+        if not store.path.exists():
+            return []
+        return report(store.calls(since, until, queue or None), by, timezone)
+
+    def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
+        """Agent state changes since `since`, newest first: {"time", "agent", "state", "reason"}."""
+        store = self._acd_store()
+        return store.agent_log(since, extension or None) if store.path.exists() else []
+
     def status(self) -> Status:
         core = self.core
         if core is None:
@@ -240,6 +301,25 @@ class PbxService(Service):
         if down:
             summary += f"; trunk not registered: {', '.join(down)}"
         return Status(health, summary, figures)
+
+
+def _queue_errors(cfg: PbxConfig, extensions: set[str], groups: set[str]) -> list[FieldError]:
+    """Call queues: agents must be extensions, a queue's number no extension, group or application number."""
+    errors = []
+    for i, q in enumerate(cfg.queues):
+        at = f"pbx.queues.{i}"
+        if q.number in extensions | groups or q.number in cfg.application_numbers \
+                or q.number in cfg.feature_codes.destinations():
+            errors.append(FieldError(f"{at}.number", f"queue {q.number} uses the number of an extension, a ring "
+                                     "group or another application"))
+        agents = [m.agent for m in q.members]
+        for agent in sorted({a for a in agents if a not in extensions}):
+            errors.append(FieldError(f"{at}.members", f"queue {q.name}: unknown agent {agent} (not an extension)"))
+        if len(set(agents)) != len(agents):
+            errors.append(FieldError(f"{at}.members", f"queue {q.name}: an agent is listed twice"))
+        if q.overflow in (q.number, f"queue:{q.name}"):
+            errors.append(FieldError(f"{at}.overflow", f"queue {q.name} overflows to itself"))
+    return errors
 
 
 SERVICE = PbxService

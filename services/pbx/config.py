@@ -120,16 +120,71 @@ class FeatureCodes(Section):
     """The numbers users dial for the box's own functions (one list; each a distinct number)."""
     voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
     voicemail_any: str = Field(default="*98", pattern=NUMBER, description="any voicemail box (number and PIN asked)")
+    agent_login: str = Field(default="*51", pattern=NUMBER, description="call centre agent: log in to one's queues")
+    agent_logout: str = Field(default="*52", pattern=NUMBER, description="call centre agent: log out")
+    agent_pause: str = Field(default="*53", pattern=NUMBER, description="call centre agent: pause (a reason "
+                             "digit is asked: 1 break, 2 lunch, 3 meeting, 4 training, 5 paperwork)")
+    agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
 
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail registers these)."""
-        return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any"}
+        """dialled number -> application destination (services/pbx/voicemail and acd register these)."""
+        return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
+                self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
+                self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume"}
 
     @model_validator(mode="after")
     def _distinct(self) -> "FeatureCodes":
         if len(set(self.model_dump().values())) != len(self.model_dump()):
             raise ValueError("each feature code must be a different number")
         return self
+
+
+class QueueMember(Section):
+    """An agent of a call queue: an extension, with a skill level for this queue (skills strategy)."""
+    agent: str = Field(pattern=r"^[0-9]{2,6}$", description="the agent's extension")
+    skill: int = Field(default=5, ge=1, le=10, description="1 (beginner) to 10 (expert): the skills strategy "
+                       "gives a caller the free agent with the highest level")
+
+
+class CallQueue(Section):
+    """A call centre queue (services/pbx/acd): callers dial `number` or reach `queue:<name>`."""
+    number: str = Field(pattern=r"^[0-9]{2,6}$")
+    name: str = Field(pattern=NAME, description="the destination is queue:<name>")
+    title: SafeText = Field(default="", max_length=60)
+    strategy: Literal["ring_all", "longest_idle", "fewest_calls", "round_robin", "skills"] = "longest_idle"
+    members: list[QueueMember] = Field(default_factory=list, max_length=200)
+    max_wait: int = Field(default=300, ge=10, le=7200, description="seconds a caller waits before overflow")
+    max_length: int = Field(default=20, ge=1, le=1000, description="callers waiting at most; more: overflow")
+    overflow: str | None = Field(default=None, pattern=TARGET, description="where callers go on timeout, when the "
+                                 "queue is full or no agent is logged in; empty: a sorry message")
+    moh_class: str = Field(default="default", pattern=NAME)
+    announce_every: int = Field(default=30, ge=0, le=600, description="seconds between position and estimated "
+                                "wait announcements; 0: none")
+    callback_every: int = Field(default=0, ge=0, le=600, description="seconds between offers to be called back "
+                                "(press 1, the caller keeps their place); 0: never offered")
+    agent_timeout: int = Field(default=15, ge=3, le=120, description="seconds an agent's phone rings before the "
+                               "call passes on")
+    wrap_up: int = Field(default=10, ge=0, le=600, description="seconds after a call before an agent gets the next")
+    auto_pause_after: int = Field(default=3, ge=0, le=50, description="missed calls in a row that pause an agent; "
+                                  "0: never")
+    service_level: int = Field(default=20, ge=1, le=600, description="seconds within which a call counts as "
+                               "answered on time (service level)")
+    priority: int = Field(default=0, ge=0, le=9, description="priority of a caller of this queue by default")
+    did_priorities: dict[str, Annotated[int, Field(ge=0, le=9)]] = Field(
+        default_factory=dict, description="DID number -> priority of the callers who dialled it")
+    vip_callers: list[str] = Field(default_factory=list, max_length=500, description="caller numbers served first")
+    vip_priority: int = Field(default=9, ge=0, le=9)
+
+    @field_validator("vip_callers")
+    @classmethod
+    def _numbers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(NUMBER, value):
+                raise ValueError(f"{value!r} is not a phone number")
+        return values
+
+    def member(self, agent: str) -> QueueMember | None:
+        return next((m for m in self.members if m.agent == agent), None)
 
 
 class PbxConfig(ServiceConfig):
@@ -191,6 +246,7 @@ class PbxConfig(ServiceConfig):
     feature_codes: FeatureCodes = FeatureCodes()
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
+    queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
 
     @field_validator("digest_md5_only_agents")
     @classmethod
@@ -247,8 +303,13 @@ class PbxConfig(ServiceConfig):
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
+        for what in ("name", "number"):
+            values = [getattr(q, what) for q in self.queues]
+            if len(set(values)) != len(values):
+                raise ValueError(f"call queue {what}s must be unique")
         return self
 
     def application_for(self, number: str) -> str | None:
         """The application destination a dialled number names (application numbers, then feature codes)."""
-        return self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+        return self.application_numbers.get(number) or self.feature_codes.destinations().get(number) or next(
+            (f"queue:{q.name}" for q in self.queues if q.number == number), None)
