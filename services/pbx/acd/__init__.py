@@ -63,6 +63,7 @@ class Waiter:
     serving: bool = False  # agents are being rung for it
     tried: set[str] = field(default_factory=set)
     leg: object | None = None  # the agent's answered leg, for the caller's coroutine to take
+    handed: asyncio.Future | None = None  # the caller's coroutine says whether it handed the caller over
     overflow: str = ""  # why the caller must leave the queue: timeout, no_agents
     finished: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -295,7 +296,12 @@ class Acd:
                 if q.strategy != "ring_all":
                     untried = untried[:1]
                     self.last_order[q.name] = untried[0].order
-                self.spawn(self.serve(q, waiter, [a.extension for a in untried]))
+                exts = [a.extension for a in untried]
+                waiter.serving = True  # before the next decision: this caller and these agents are taken
+                for ext in exts:
+                    waiter.tried.add(ext)
+                    self.set_state(ext, "ringing")
+                self.spawn(self.serve(q, waiter, exts))
 
     def free_agents(self, q: CallQueue) -> list[decide.Agent]:
         return [decide.Agent(m.agent, self.agent(m.agent).idle_since, self.agent(m.agent).calls, m.skill, i)
@@ -304,10 +310,7 @@ class Acd:
 
     # -- serving a caller ---------------------------------------------------------------------------
     async def serve(self, q: CallQueue, waiter: Waiter, exts: list[str]) -> None:
-        waiter.serving = True
-        for ext in exts:
-            waiter.tried.add(ext)
-            self.set_state(ext, "ringing")
+        """Ring the agents _dispatch chose for the caller (marked ringing there); connect the first to answer."""
         try:
             leg, ext = await self._ring(q, waiter, exts)
         except Exception:
@@ -412,9 +415,16 @@ class Acd:
         rec.agent = ext
         if waiter.channel is not None:
             rec.answered = time.time()
-            self.answered_recent.append((rec.answered, q.name, rec.answered - rec.entered <= q.service_level))
+            waiter.handed = self.loop.create_future()
             waiter.leg = leg  # the caller's coroutine stops its music and hands the caller over
             waiter.wake.set()
+            if not await waiter.handed:  # the caller left, or the agent's leg went first
+                waiter.leg, waiter.handed, rec.answered = None, None, None
+                if not leg.ended and leg.call.state != "ended":
+                    leg.call.media_down("caller_left")
+                self._after_call(q, ext)
+                return
+            self.answered_recent.append((rec.answered, q.name, rec.answered - rec.entered <= q.service_level))
             outcome = "answered"
         else:
             outcome = await self._call_back(waiter, leg)
@@ -423,10 +433,6 @@ class Acd:
             waiters.remove(waiter)
             self._publish_queue(q.name)
         await self._until_over(leg)
-        if outcome == "answered" and waiter.leg is not None and waiter.channel is not None and waiter.channel.gone \
-                and leg.call is not getattr(waiter.channel, "call", None):
-            outcome = "abandoned"  # the caller left just as the agent answered
-            rec.answered = None
         self.leave(waiter, outcome)
         self._after_call(q, ext, wrap_up=q.wrap_up)
 

@@ -60,11 +60,14 @@ async def enter_queue(channel: apps.Channel, name: str, priority: int | None = N
         await _wait(channel, acd, q, waiter)
     except ChannelGone:
         if waiter.channel is channel:
-            if waiter.leg is None:
-                acd.leave(waiter, "abandoned")
-            elif waiter.leg.call is not channel.call:
-                waiter.leg.call.media_down("caller_left")  # the agent answered as the caller left
+            _handed(waiter, False)  # the agent answered as the caller left: Acd hangs the agent up
+            acd.leave(waiter, "abandoned")
         raise
+
+
+def _handed(waiter: Waiter, done: bool) -> None:
+    if waiter.handed is not None and not waiter.handed.done():
+        waiter.handed.set_result(done)
 
 
 async def _wait(channel, acd: Acd, q, waiter: Waiter) -> None:
@@ -78,7 +81,13 @@ async def _wait(channel, acd: Acd, q, waiter: Waiter) -> None:
     offered, turn = False, 0
     while True:
         if waiter.leg is not None:
-            channel.call.hand_over(channel, waiter.leg)  # ValueError if the caller left meanwhile
+            leg = waiter.leg
+            if leg.ended or leg.call.state != "connected" or leg.call.legs != [leg]:
+                _handed(waiter, False)  # the agent hung up first: the caller keeps waiting
+                waiter.leg = None
+                continue
+            channel.call.hand_over(channel, leg)
+            _handed(waiter, True)
             return
         if waiter.overflow:
             break

@@ -174,6 +174,7 @@ def test_ring_all_rings_every_free_agent_and_the_first_answer_takes_it(pbx):
         caller.wait_for("CALL_ESTABLISHED")
         for a in agents[:2]:
             a.ua.wait_for("CALL_CLOSED")  # the others stop ringing
+        caller.wait_rtp(rx=caller.rtp_stats().get("rx", 0) + 25)
         agents[2].ua.hangup()
         caller.wait_for("CALL_CLOSED")
     wait(lambda: _queue_rows(pbx), what="the record")
