@@ -112,8 +112,28 @@ class MailClient(ServiceClient):
 
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary")
-    actions = ("unban",)
+               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log")
+    actions = ("unban", "acd_agent_action")
+
+    def acd_wallboard(self, day_start: float) -> dict:
+        """The call centre now and today (services/pbx PbxService.acd_wallboard): queues and agents."""
+        return self._call("acd_wallboard", day_start)
+
+    def acd_agent(self, extension: str) -> dict:
+        return self._call("acd_agent", extension)
+
+    def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
+        """login, logout, pause (reason), resume: {"status"} or {"error"}."""
+        return self._call("acd_agent_action", extension, action, reason)
+
+    def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
+        """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""
+        self._records()
+        return self._call("acd_report", since, until, by, timezone, queue)
+
+    def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
+        self._records()
+        return self._call("acd_agent_log", since, extension)
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")

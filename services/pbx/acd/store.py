@@ -135,7 +135,7 @@ def report(rows: list[dict], by: str, timezone: str = "UTC") -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         when = dt.datetime.fromtimestamp(row["entered"], tz)
-        key = {"queue": row["queue"], "agent": row["agent"] or "-", "hour": when.strftime("%Y-%m-%d %H:00"),
+        key = {"queue": row["queue"], "agent": row["agent"], "hour": when.strftime("%Y-%m-%d %H:00"),
                "day": when.strftime("%Y-%m-%d")}[by]
         groups.setdefault(key, []).append(row)
     return [_figures(key, items) for key, items in sorted(groups.items())]
