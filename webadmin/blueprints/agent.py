@@ -27,6 +27,9 @@ def _me() -> tuple[str, object]:
 @bp.route("/")
 @core.login_required
 def index():
+    user = core.current_user()
+    if not user.extension or core.service("pbx") is None:
+        return render_template("callcentre/agent.html", agent=None, queues=[], states=STATE_NAMES, reasons=REASONS)
     ext, pbx = _me()
     queues = [q.name for q in core.current_config().pbx.queues if q.member(ext)]
     return render_template("callcentre/agent.html", agent=pbx.acd_agent(ext), queues=queues, states=STATE_NAMES,

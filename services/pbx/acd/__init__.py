@@ -316,17 +316,18 @@ class Acd:
         except Exception:
             log.exception("queue %s: ringing agents failed", q.name)
             leg, ext = None, None
-        waiter.serving = False
         if leg is None:
+            waiter.serving = False
             if waiter.channel is None and not waiter.finished:
                 self.later(1.0, self.dispatch)  # a call-back: the next free agent
             self.dispatch()
             return
         if waiter.finished or (waiter.channel is not None and waiter.channel.gone):
+            waiter.serving = False
             leg.call.media_down("caller_left")
             self._after_call(q, ext)
             return
-        await self._connect(q, waiter, leg, ext)
+        await self._connect(q, waiter, leg, ext)  # the caller stays "serving": no other agent is rung for them
 
     async def _ring(self, q: CallQueue, waiter: Waiter, exts: list[str]):
         """Ring the agents (all at once for ring_all): the first answered leg and its agent, or (None, None)."""
@@ -419,7 +420,7 @@ class Acd:
             waiter.leg = leg  # the caller's coroutine stops its music and hands the caller over
             waiter.wake.set()
             if not await waiter.handed:  # the caller left, or the agent's leg went first
-                waiter.leg, waiter.handed, rec.answered = None, None, None
+                waiter.leg, waiter.handed, rec.answered, waiter.serving = None, None, None, False
                 if not leg.ended and leg.call.state != "ended":
                     leg.call.media_down("caller_left")
                 self._after_call(q, ext)

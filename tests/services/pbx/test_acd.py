@@ -115,6 +115,10 @@ def _sipp_caller(pbx, who: dict, workdir, number: str = "600") -> subprocess.Pop
                             stdin=subprocess.DEVNULL)
 
 
+def _log(pbx) -> list[dict]:
+    return list(reversed(pbx.svc.acd_agent_log(0)))
+
+
 def _rows(pbx) -> list[dict]:
     return pbx.svc.acd_report(0, time.time() + 10, "agent")
 
@@ -150,7 +154,8 @@ def test_a_dozen_callers_are_shared_by_three_agents_and_counted_once(pbx, tmp_pa
         assert codes == [0] * 12, [(tmp_path / f"sipp-{c['extension']}.log").read_text(errors="replace")[-800:]
                                    for c, code in zip(CALLERS, codes, strict=True) if code]
         wait(lambda: sum(a.taken for a in agents) == 12, timeout=10,
-             what=f"12 answered calls: {[(r['outcome'], r['agent']) for r in _queue_rows(pbx)]}")
+             what=f"12 answered calls: {[(r['outcome'], r['agent']) for r in _queue_rows(pbx)]} "
+             f"{[(a.ext, a.taken) for a in agents]} {[(r['agent'], r['state'], r['reason']) for r in _log(pbx)]}")
     taken = {a.ext: a.taken for a in agents}
     assert all(n >= 2 for n in taken.values()), taken  # every agent took part
     wait(lambda: sum(r["offered"] for r in _rows(pbx)) == 12, timeout=10, what="12 records")
