@@ -277,31 +277,34 @@ class Acd:
     def _dispatch(self) -> None:
         self._dispatch_soon = False
         for q in self.core.cfg.queues:
-            while True:
-                waiters = [w for w in self.waiting.get(q.name, []) if not w.serving and not w.overflow]
-                if not waiters:
-                    break
-                free = self.free_agents(q)
-                callers = [decide.Caller(str(w.id), w.record.priority, w.since) for w in waiters]
-                choice = decide.decide(q.strategy, callers, free, self.last_order.get(q.name, -1))
-                self.decisions += 1
-                if choice is None:
-                    break
-                caller, agents = choice
-                waiter = next(w for w in waiters if str(w.id) == caller.key)
-                untried = [a for a in agents if a.extension not in waiter.tried]
-                if not untried:  # every free agent was tried for this caller: start again
-                    waiter.tried.clear()
-                    untried = agents
-                if q.strategy != "ring_all":
-                    untried = untried[:1]
-                    self.last_order[q.name] = untried[0].order
-                exts = [a.extension for a in untried]
+            while (choice := self.decide_next(q)) is not None:
+                waiter, exts = choice
                 waiter.serving = True  # before the next decision: this caller and these agents are taken
                 for ext in exts:
                     waiter.tried.add(ext)
                     self.set_state(ext, "ringing")
                 self.spawn(self.serve(q, waiter, exts))
+
+    def decide_next(self, q: CallQueue) -> tuple[Waiter, list[str]] | None:
+        """The next caller of `q` and the agents to ring for them (decide.py on the live state), or None."""
+        waiters = [w for w in self.waiting.get(q.name, []) if not w.serving and not w.overflow]
+        if not waiters:
+            return None
+        callers = [decide.Caller(str(w.id), w.record.priority, w.since) for w in waiters]
+        choice = decide.decide(q.strategy, callers, self.free_agents(q), self.last_order.get(q.name, -1))
+        self.decisions += 1
+        if choice is None:
+            return None
+        caller, agents = choice
+        waiter = next(w for w in waiters if str(w.id) == caller.key)
+        untried = [a for a in agents if a.extension not in waiter.tried]
+        if not untried:  # every free agent was tried for this caller: start again
+            waiter.tried.clear()
+            untried = agents
+        if q.strategy != "ring_all":
+            untried = untried[:1]
+            self.last_order[q.name] = untried[0].order
+        return waiter, [a.extension for a in untried]
 
     def free_agents(self, q: CallQueue) -> list[decide.Agent]:
         return [decide.Agent(m.agent, self.agent(m.agent).idle_since, self.agent(m.agent).calls, m.skill, i)
