@@ -24,8 +24,8 @@
       show(q.name, "longest_wait", Math.round(q.longest_wait));
       show(q.name, "service_level", q.service_level === null ? "\u2014" : Math.round(q.service_level) + " %");
       Object.keys(q.agents).forEach(function (s) { show(q.name, "agents." + s, field(q, "agents." + s)); });
-      var tile = document.querySelector("#q-" + q.name + " [data-tile=waiting]");
-      if (tile) { tile.classList.toggle("alert", q.waiting > 0); }
+      var waiting = root.querySelector('[data-q="' + q.name + '"][data-f="waiting"]');
+      if (waiting) { waiting.setAttribute("fill", q.waiting > 0 ? "#b42318" : "#101828"); }
     });
     board.agents.forEach(function (a) {
       var cell = root.querySelector('[data-a="' + a.extension + '"][data-f="status"]');
