@@ -115,3 +115,18 @@ def _password(doc: dict, login: str, password: str) -> None:
     for user in doc["users"]:
         if user["login"] == login:
             user["password_hash"] = hash_password(password)
+
+
+def test_event_streams_are_bounded_and_only_for_event_sources(cc_client):
+    from webadmin.blueprints import callcentre
+    assert cc_client.get("/callcentre/events").status_code == 406  # a plain GET (a crawler) gets no stream
+    headers = {"Accept": "text/event-stream"}
+    streams = [cc_client.get("/callcentre/events", headers=headers) for _ in range(callcentre.MAX_STREAMS)]
+    assert [s.status_code for s in streams] == [200] * callcentre.MAX_STREAMS
+    assert next(streams[0].response).startswith(b"retry:")
+    assert cc_client.get("/callcentre/events", headers=headers).status_code == 503  # the page polls instead
+    for s in streams:
+        s.close()
+    again = cc_client.get("/callcentre/events", headers=headers)
+    assert again.status_code == 200  # closed streams gave their places back
+    again.close()

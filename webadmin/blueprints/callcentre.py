@@ -80,12 +80,23 @@ def events():
     """Server-sent events: the board each time a queue or an agent changes (the bus's pbx.queue and
     pbx.agent topics), and every second for the waiting times. 503 when MAX_STREAMS are open already
     (the page then polls wallboard.json)."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        abort(406)  # an event stream only for EventSource, never for a crawler or a plain link
     if not _streams.acquire(blocking=False):
         abort(503)
     client, day_start = _pbx(), _day_start()
     changed = threading.Event()
     bus = appliance_bus(core.runtime().ctx)
     offs = [bus.subscribe(topic, lambda _event: changed.set()) for topic in ("pbx.queue", "pbx.agent")]
+    closed = []
+
+    def close() -> None:
+        """Once, whether the stream ran to its end, the client left, or it never started."""
+        if not closed:
+            closed.append(True)
+            for off in offs:
+                off()
+            _streams.release()
 
     def stream():
         try:
@@ -99,11 +110,11 @@ def events():
                     last = board
                     yield f"event: board\ndata: {board}\n\n"
         finally:
-            for off in offs:
-                off()
-            _streams.release()
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+            close()
+    response = Response(stream(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.call_on_close(close)
+    return response
 
 
 # -- queues -----------------------------------------------------------------------------------------

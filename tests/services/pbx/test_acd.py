@@ -11,6 +11,8 @@ from contextlib import ExitStack
 import pytest
 
 from services.pbx import acd as acd_pkg
+from services.pbx import apps
+from services.pbx.acd.queue import enter_queue
 from services.pbx.prompts import PromptLibrary
 
 from . import test_channel as ch
@@ -34,15 +36,26 @@ def _queue(**kw) -> dict:
 
 def _cfg(**queue):
     return config([*AGENTS, OVERFLOW, *CALLERS], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA"],
-                  queues=[_queue(**queue)])
+                  queues=[_queue(**queue)], application_numbers={"700": "app:ivr-test"})
+
+
+async def _ivr(channel) -> None:
+    """An IVR before the queue: the key pressed is the caller's priority."""
+    if await channel.answer():
+        key = await channel.next_key(15)
+        await enter_queue(channel, "sales", int(key) if key and key.isdigit() else 0)
 
 
 @pytest.fixture(scope="module")
 def acdpbx(tmp_path_factory):
     data = tmp_path_factory.mktemp("pbx")
-    with PbxRunner(data, _cfg()) as runner:
-        PromptLibrary(data, "en").ensure()  # once for the module
-        yield runner
+    apps.register("app:ivr-test", _ivr)
+    try:
+        with PbxRunner(data, _cfg()) as runner:
+            PromptLibrary(data, "en").ensure()  # once for the module
+            yield runner
+    finally:
+        apps.unregister("app:ivr-test")
 
 
 @pytest.fixture
@@ -224,6 +237,28 @@ def test_a_vip_caller_waiting_less_is_served_first(pbx):
         assert bob.taken == 2
     rows = _queue_rows(pbx)
     assert [(r["caller"], r["priority"]) for r in sorted(rows, key=lambda r: r["answered"])] == [("211", 9), ("210", 0)]
+
+
+def test_an_ivr_choice_sets_the_priority(pbx):
+    with ExitStack() as stack:
+        bob = Agent(stack, pbx, AGENTS[1], talk=0.5)
+        _action(pbx, "202", "login")
+        _action(pbx, "202", "pause", "meeting")
+        plain = _caller(stack, pbx, CALLERS[0])
+        plain.dial("600")
+        plain.wait_for("CALL_ESTABLISHED")
+        chose = _caller(stack, pbx, CALLERS[1])
+        chose.dial("700")
+        chose.wait_for("CALL_ESTABLISHED")
+        time.sleep(1.0)
+        chose.send_dtmf("5")
+        wait(lambda: pbx.sync(lambda: len(_acd(pbx).waiting["sales"])) == 2, what="both waiting")
+        _action(pbx, "202", "resume")
+        chose.wait_for("CALL_CLOSED", timeout=20)  # served first
+        plain.wait_for("CALL_CLOSED", timeout=20)
+        assert bob.taken == 2
+    rows = sorted(_queue_rows(pbx), key=lambda r: r["answered"])
+    assert [(r["caller"], r["priority"]) for r in rows] == [("211", 5), ("210", 0)]
 
 
 def test_position_announcement_is_heard(pbx, tmp_path):
