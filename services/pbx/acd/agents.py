@@ -21,45 +21,44 @@ async def _done(channel, *keys: str) -> None:
     channel.hangup()
 
 
-async def login(channel: apps.Channel) -> None:
+async def _answered(channel, logged_in: bool = False):
+    """(the ACD, the caller's extension) once answered; None (and said so for `logged_in`) otherwise."""
     ext = _extension(channel)
     if not ext or not await channel.answer():
-        return
-    ok = for_core(channel.call.core).login(ext)
-    await _done(channel, "acd-agent-logged-in" if ok else "acd-not-agent")
+        return None
+    acd = for_core(channel.call.core)
+    if logged_in and acd.agent(ext).status == "logged_out":
+        await _done(channel, "acd-agent-logged-out")
+        return None
+    return acd, ext
+
+
+async def login(channel: apps.Channel) -> None:
+    if (found := await _answered(channel)) is not None:
+        acd, ext = found
+        await _done(channel, "acd-agent-logged-in" if acd.login(ext) else "acd-not-agent")
 
 
 async def logout(channel: apps.Channel) -> None:
-    ext = _extension(channel)
-    if not ext or not await channel.answer():
-        return
-    for_core(channel.call.core).logout(ext)
-    await _done(channel, "acd-agent-logged-out")
+    if (found := await _answered(channel)) is not None:
+        acd, ext = found
+        acd.logout(ext)
+        await _done(channel, "acd-agent-logged-out")
 
 
 async def pause(channel: apps.Channel) -> None:
-    ext = _extension(channel)
-    if not ext or not await channel.answer():
-        return
-    acd = for_core(channel.call.core)
-    if acd.agent(ext).status == "logged_out":
-        await _done(channel, "acd-agent-logged-out")
-        return
-    key = await _say(channel, "acd-agent-pause-reason") or await channel.next_key(REASON_WAIT)
-    acd.pause(ext, PAUSE_REASONS.get(key or "", "other"))
-    await _done(channel, "acd-agent-paused")
+    if (found := await _answered(channel, logged_in=True)) is not None:
+        acd, ext = found
+        key = await _say(channel, "acd-agent-pause-reason") or await channel.next_key(REASON_WAIT)
+        acd.pause(ext, PAUSE_REASONS.get(key or "", "other"))
+        await _done(channel, "acd-agent-paused")
 
 
 async def resume(channel: apps.Channel) -> None:
-    ext = _extension(channel)
-    if not ext or not await channel.answer():
-        return
-    acd = for_core(channel.call.core)
-    if acd.agent(ext).status == "logged_out":
-        await _done(channel, "acd-agent-logged-out")
-        return
-    acd.resume(ext)
-    await _done(channel, "acd-agent-resumed")
+    if (found := await _answered(channel, logged_in=True)) is not None:
+        acd, ext = found
+        acd.resume(ext)
+        await _done(channel, "acd-agent-resumed")
 
 
 APPS = {"app:agent-login": login, "app:agent-logout": logout, "app:agent-pause": pause, "app:agent-resume": resume}
