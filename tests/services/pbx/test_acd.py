@@ -400,3 +400,41 @@ def test_agent_feature_codes(pbx):
         ("available", ""), ("paused", "lunch"), ("available", ""), ("logged_out", "")]
     retained = pbx.svc.core.events.bus.retained("pbx.agent")["203"]
     assert retained["status"] == "logged_out" and retained["queues"] == ["sales"]
+
+
+def test_a_full_queue_sends_the_next_caller_to_overflow(pbx):
+    pbx.reload(_cfg(max_length=1))
+    with ExitStack() as stack:
+        Agent(stack, pbx, AGENTS[0])
+        _action(pbx, "201", "login")
+        _action(pbx, "201", "pause", "break")
+        olivia = Agent(stack, pbx, OVERFLOW, talk=0.5)
+        first = _caller(stack, pbx, CALLERS[0])
+        first.dial("600")
+        first.wait_for("CALL_ESTABLISHED")
+        wait(lambda: pbx.sync(lambda: len(_acd(pbx).waiting["sales"])) == 1, what="the first caller waiting")
+        second = _caller(stack, pbx, CALLERS[1])
+        second.dial("600")
+        second.wait_for("CALL_CLOSED", timeout=20)  # olivia took it and hung up
+        assert olivia.taken == 1 and first.call_state() == "CALL_ESTABLISHED"
+        first.hangup()
+        first.wait_for("CALL_CLOSED")
+    wait(lambda: len(_queue_rows(pbx)) == 2, what="two records")
+    assert sorted((r["caller"], r["outcome"]) for r in _queue_rows(pbx)) == [("210", "abandoned"), ("211", "full")]
+
+
+def test_wrap_up_keeps_the_next_call_away(pbx):
+    pbx.reload(_cfg(wrap_up=5))
+    with ExitStack() as stack:
+        bob = Agent(stack, pbx, AGENTS[1], talk=0.5)
+        _action(pbx, "202", "login")
+        callers = [_caller(stack, pbx, who) for who in CALLERS[:2]]
+        for c in callers:
+            c.dial("600")
+        for c in callers:
+            c.wait_for("CALL_CLOSED", timeout=30)
+        assert bob.taken == 2
+    log = [(r["state"], r["time"]) for r in reversed(pbx.svc.acd_agent_log(0, "202"))]
+    states = [s for s, _t in log]
+    assert states[:6] == ["available", "ringing", "on_call", "wrap_up", "available", "ringing"], states
+    assert log[4][1] - log[3][1] >= 5  # five seconds of wrap-up before the second call
