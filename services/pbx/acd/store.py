@@ -68,21 +68,29 @@ class AcdStore:
         self._jobs.put((sql, args))
 
     def _write(self) -> None:
+        """Whatever waits is written in one transaction (one commit, not one per row)."""
         db = None
         try:
             while True:
                 try:
-                    job = self._jobs.get(timeout=30)
+                    jobs = [self._jobs.get(timeout=30)]
                 except queue.Empty:
                     return
+                while len(jobs) < 1000:
+                    try:
+                        jobs.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
                 try:
                     db = db or self._db()
                     with db:
-                        db.execute(*job)
+                        for job in jobs:
+                            db.execute(*job)
                 except sqlite3.Error:
-                    log.exception("could not write a call centre record")
+                    log.exception("could not write %d call centre records", len(jobs))
                 finally:
-                    self._jobs.task_done()
+                    for _ in jobs:
+                        self._jobs.task_done()
         finally:
             if db is not None:
                 db.close()
