@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from appliance.clients import ServiceRestarting
 from webadmin import core
 from webadmin.blueprints.callcentre import STATE_NAMES
 from webadmin.core import N_
@@ -44,7 +45,11 @@ def act():
     reason = request.form.get("reason", "")
     if action not in ACTIONS or (action == "pause" and reason not in dict(REASONS)):
         abort(400)
-    out = pbx.acd_agent_action(ext, action, reason)
+    try:
+        out = pbx.acd_agent_action(ext, action, reason)
+    except ServiceRestarting:
+        flash(_("The telephony service is restarting; try again in a moment."), "warning")
+        return redirect(url_for("agent.index"))
     if "error" in out:
         flash(_("Not done: %(reason)s", reason=out["error"]), "error")
     else:
