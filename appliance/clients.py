@@ -112,8 +112,18 @@ class MailClient(ServiceClient):
 
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary")
-    actions = ("unban",)
+               "summary", "conference_rooms", "conference_mute", "conference_remove")
+    actions = ("unban", "conference_mute", "conference_remove")
+
+    def conference_rooms(self) -> list[dict]:
+        """Conference rooms (configured, and live three-party ones) with their participants now."""
+        return self._call("conference_rooms")
+
+    def conference_mute(self, room: str, participant: int, muted: bool) -> bool:
+        return self._call("conference_mute", room, participant, muted)
+
+    def conference_remove(self, room: str, participant: int) -> bool:
+        return self._call("conference_remove", room, participant)
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")

@@ -211,6 +211,15 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "minutes": ("minutes", "minutes", ("分鐘", "fen1 zhong1")),
     "second": ("second", "seconde", ("秒", "miao3")),
     "seconds": ("seconds", "secondes", ("秒", "miao3")),
+    # -- conferences
+    "conf-alone": (
+        "You are the only participant in this conference.",
+        "Vous êtes le seul participant à cette conférence.",
+        ("您是這場會議唯一的參加者。", "nin2 shi4 zhe4 chang3 hui4 yi4 wei2 yi1 de can1 jia1 zhe3.")),
+    "conf-full": (
+        "Sorry, this conference is full.",
+        "Désolé, cette conférence est complète.",
+        ("抱歉，這場會議已額滿。", "bao4 qian4, zhe4 chang3 hui4 yi4 yi3 e2 man3.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
