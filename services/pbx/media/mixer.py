@@ -6,9 +6,11 @@ members are resampled up on the way in and down on the way out), else at 8 kHz, 
 room (the common case) resamples nothing. Mixing at 8 kHz with G.722 resampled down would throw away
 what G.722 is for; mixing at 16 kHz always would cost two resamplings per G.711 member for nothing.
 
-Timing: what a member sends is queued (at most JITTER frames, older ones dropped: latency stays
-bounded); on each frame of the room's clock one frame per member is taken, and a member with nothing
-queued (late, lost, on hold, muted) adds silence for that frame: nobody waits for anybody. Sums are
+Timing: what a member sends is queued, a small jitter buffer: taking starts once PRIME frames are in
+(40 ms, so a phone's usual jitter does not become holes) and starts again so after the queue ran dry;
+at most JITTER frames are kept (older ones dropped: latency stays bounded). On each frame of the room's
+clock one frame per member is taken, and a member with nothing to take (late, lost, on hold, muted)
+adds silence for that frame: nobody waits for anybody. Sums are
 made in 32-bit samples (audioop width 4) so the sum of the others is exact; a frame louder than 16 bits
 is scaled down to fit (clipping protection) rather than clipped.
 
@@ -37,7 +39,8 @@ with warnings.catch_warnings():
     import audioop
 
 OPS = ("conf_join", "conf_mute", "conf_leave", "conf_tone", "conf_stats")
-JITTER = 3  # frames a member may have queued (60 ms); beyond, the oldest go
+PRIME = 2  # frames queued before a member's voice is taken (again after the queue ran dry)
+JITTER = 6  # frames a member may have queued (120 ms); beyond, the oldest go
 OUT_QUEUE = 3  # mixed frames waiting for the member's send clock
 MAX_CATCH_UP = 10  # frames mixed at once after a stall (as terminal.py sends)
 LIMIT = 32767
@@ -54,6 +57,7 @@ class Member:
         self.out: collections.deque[bytes] = collections.deque()
         self.up = self.down = None  # ratecv states (codec rate <-> room rate)
         self.rates = (0, 0)
+        self.primed = False
         self.frames_in = self.missing = self.dropped = 0
 
     def received(self, pcm: bytes) -> None:
@@ -78,7 +82,10 @@ class Member:
     def take(self, room_rate: int, samples: int) -> bytes | None:
         """This frame of its voice at the room's rate, as 32-bit samples; None: silence."""
         rate = self._rates(room_rate)
-        if not self.heard:
+        if not self.primed and len(self.heard) >= PRIME:
+            self.primed = True
+        if not self.primed or not self.heard:
+            self.primed = False
             if not self.muted:
                 self.missing += 1
             return None
