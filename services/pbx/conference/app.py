@@ -83,29 +83,41 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
     if tones and len(room.participants) > 1:
         confs.tone(room, ENTRY_TONE)
     mute_key = cfg.mute_key if cfg is not None else "*"
-    alone = asyncio.get_running_loop().create_task(_while_alone(channel, room, cfg))
+    loop = asyncio.get_running_loop()
+    alone = loop.create_task(_while_alone(channel, room, cfg))
+    keys = asyncio.ensure_future(channel.next_key())
     was_shared = False
     try:
         while not channel.gone:
+            changed = room.changed  # before looking: a change from now on wakes us
             if len(room.participants) > 1:
                 was_shared = True
-                alone.cancel()
+                alone.cancel()  # at once, so the music does not cover the entry tone
             elif room.invited is not None and was_shared:
                 channel.hangup()  # the others of a three-party conference left
                 return
             elif alone.done():
-                alone = asyncio.get_running_loop().create_task(_while_alone(channel, room, cfg))
+                alone = loop.create_task(_while_alone(channel, room, cfg))
             if p.removed.is_set():
                 channel.hangup()
                 return
-            key = await channel.next_key(0.5)
-            if key == mute_key:
-                p.set_muted(not p.muted)
-                side.play(0, tone=MUTED_TONE if p.muted else UNMUTED_TONE)
+            events = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(p.removed.wait())]
+            try:
+                await asyncio.wait([keys, *events], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for ev in events:
+                    ev.cancel()
+            if keys.done():
+                key, keys = keys.result(), asyncio.ensure_future(channel.next_key())
+                if key == mute_key:
+                    p.set_muted(not p.muted)
+                    side.play(0, tone=MUTED_TONE if p.muted else UNMUTED_TONE)
     finally:
+        keys.cancel()
         alone.cancel()
-        with contextlib.suppress(asyncio.CancelledError, apps.ChannelGone):
-            await alone
+        for task in (keys, alone):
+            with contextlib.suppress(asyncio.CancelledError, apps.ChannelGone):
+                await task
         confs.remove(room, p)
         if not side.closed:
             side.relay.send({"op": "conf_leave", "side": side.id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -87,6 +88,15 @@ def _window(ua, seconds: float = 2.0, before_end: float = 0.3) -> tuple[list[int
     samples, rate = ch.read_wav(_newest_recording(ua))
     end = len(samples) - int(before_end * rate)
     return samples[max(0, end - int(seconds * rate)):end], rate
+
+
+def _so_far(ua, seconds: float) -> tuple[list[int], int]:
+    """The last `seconds` of what a phone in a call has heard so far (its dump's header is written at the
+    end: the samples are read after the data chunk's tag)."""
+    raw = _newest_recording(ua).read_bytes()
+    start = raw.find(b"data") + 8
+    samples = list(struct.unpack(f"<{(len(raw) - start) // 2}h", raw[start:start + (len(raw) - start) // 2 * 2]))
+    return samples[-int(seconds * 8000):], 8000
 
 
 def _hang_up_all(phones) -> list[tuple[list[int], int]]:
@@ -210,3 +220,49 @@ def test_the_feature_code_joins_the_callers_calls(confpbx, tones, hold):
         _assert_hears(heard, FREQS[:3])
     wait(lambda: not [r for r in confpbx.svc.conference_rooms() if r["adhoc"]], timeout=10,
          what="the ad-hoc room to go")
+
+
+def test_a_phone_transfers_its_caller_into_a_room(confpbx, tones):
+    """A phone's own conference: it REFERs its other party to the room's number (a blind transfer):
+    that party is in the room, heard by who is there (bob's own dump stops at the re-INVITE that takes
+    him off hold, see above: his receiving is counted), and the transferring phone's call ends."""
+    with ExitStack() as stack:
+        carol = _phone(stack, confpbx, CAROL, tones[2])
+        _join(confpbx, [carol])
+        alice = _phone(stack, confpbx, ALICE, tones[0])
+        bob = _phone(stack, confpbx, BOB, tones[1])
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        alice.transfer("800")
+        wait(lambda: len(_participants(confpbx, "main")) == 2, timeout=15, what="bob in the room")
+        alice.wait_for("CALL_CLOSED", timeout=10)
+        assert [p["label"] for p in _participants(confpbx, "main")] == ["203", "202"]
+        received = bob.rtp_stats()["rx"]
+        time.sleep(3.0)
+        assert bob.rtp_stats()["rx"] >= received + 120
+        _, heard = _hang_up_all([bob, carol])
+    peaks = spectrum_peaks(*heard, FREQS[1:3])
+    assert peaks[FREQS[1]] > HEARD and peaks[FREQS[2]] < OWN, peaks
+
+
+def test_the_only_participant_hears_music_and_the_room_tones_a_newcomer(confpbx, tones):
+    rooms = [*_cfg().pbx.model_dump()["conference_rooms"], {"number": "802", "name": "music", "alone": "music"}]
+    confpbx.reload(config([*PEOPLE, GRACE], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA", "G722"],
+                          lab_sip_port=confpbx.cfg.pbx.lab_sip_port, conference_rooms=rooms))
+    quiet = ch.write_wav(tones[0].parent / "quiet.wav", [0] * 8000 * 60)
+    with ExitStack() as stack:
+        first = _phone(stack, confpbx, ALICE, quiet)
+        _join(confpbx, [first], "802", "music")
+        time.sleep(6.0)  # the built-in track is made on first use (sox), then plays
+        alone, rate = _so_far(first, 2.0)
+        assert ch.envelope(alone) and max(ch.envelope(alone)) > 300, "the only participant hears no music"
+        second = _phone(stack, confpbx, BOB, quiet)
+        second.dial("802")
+        second.wait_for("CALL_ESTABLISHED")
+        time.sleep(2.0)
+        heard, rate = _so_far(first, 2.0)
+        windows = [heard[i:i + rate // 5] for i in range(0, len(heard) - rate // 5, rate // 10)]
+        assert any(min(spectrum_peaks(w, rate, [660.0, 880.0]).values()) > 0.1 for w in windows), \
+            "no entry tone heard by the first participant"
+        _hang_up_all([first, second])

@@ -207,3 +207,15 @@ def test_loud_sums_are_scaled_not_wrapped():
     out = struct.unpack("<4h", mixer._to16(mixed))
     assert out[0] > 32000 and out[1] < -32000  # full scale, not wrapped around to the other sign
     assert 500 <= out[2] <= 600  # the whole frame scaled by the same factor
+
+
+def test_a_room_tone_reaches_every_member(engine):
+    parties = [Party(engine, "PCMU", None), Party(engine, "PCMU", None)]
+    for p in parties:
+        engine.send({"op": "conf_join", "side": p.side, "room": "t"})
+    run_parties(parties, 0.5)
+    engine.send({"op": "conf_tone", "room": "t", "tone": {"freqs": [660, 880], "seconds": 1.0, "amplitude": 6000}})
+    run_parties(parties, 0.8)
+    for p in parties:
+        peaks = spectrum_peaks(p.heard(0.4), 8000, [660.0, 880.0, 1000.0])
+        assert peaks[660.0] > 0.2 and peaks[880.0] > 0.2 and peaks[1000.0] < 0.01, peaks
