@@ -21,6 +21,7 @@ ATTEMPTS = 3
 PIN_DIGITS = 12
 MAX_JOINED = 4  # other calls a three-party conference takes in at once
 RESUME_WAIT = 10.0  # seconds a held party has to answer our re-INVITE
+ADHOC_WAIT = 20.0  # seconds the caller of a three-party conference waits for the others to come
 
 
 async def room_app(channel: apps.Channel) -> None:
@@ -87,14 +88,15 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
     alone = loop.create_task(_while_alone(channel, room, cfg))
     keys = asyncio.ensure_future(channel.next_key())
     was_shared = False
+    started = loop.time()
     try:
         while not channel.gone:
             changed = room.changed  # before looking: a change from now on wakes us
             if len(room.participants) > 1:
                 was_shared = True
                 alone.cancel()  # at once, so the music does not cover the entry tone
-            elif room.invited is not None and was_shared:
-                channel.hangup()  # the others of a three-party conference left
+            elif room.invited is not None and (was_shared or loop.time() - started > ADHOC_WAIT):
+                channel.hangup()  # the others of a three-party conference left (or never came)
                 return
             elif alone.done():
                 alone = loop.create_task(_while_alone(channel, room, cfg))
@@ -103,7 +105,7 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
                 return
             events = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(p.removed.wait())]
             try:
-                await asyncio.wait([keys, *events], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([keys, *events], timeout=5, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for ev in events:
                     ev.cancel()

@@ -266,3 +266,15 @@ def test_the_only_participant_hears_music_and_the_room_tones_a_newcomer(confpbx,
         assert any(min(spectrum_peaks(w, rate, [660.0, 880.0]).values()) > 0.1 for w in windows), \
             "no entry tone heard by the first participant"
         _hang_up_all([first, second])
+
+
+def test_the_feature_code_without_another_call_and_an_uninvited_adhoc_room_are_refused(confpbx, tones):
+    with ExitStack() as stack:
+        alice = _phone(stack, confpbx, ALICE, tones[0])
+        alice.dial(confpbx.cfg.pbx.feature_codes.conference)
+        closed = alice.wait_for("CALL_CLOSED", timeout=10)
+        assert "480" in (closed.get("param") or ""), closed
+        alice.dial("conference:3way-1-abc")  # an ad-hoc room's destination, dialled by someone not invited
+        closed = alice.wait_for("CALL_CLOSED", timeout=10)
+        assert "480" in (closed.get("param") or "") or "404" in (closed.get("param") or ""), closed
+        assert not [e for e in alice.events if e.get("type") == "CALL_ESTABLISHED"]
