@@ -42,7 +42,8 @@ HEARD, OWN = 0.03, 0.01  # relative power: another party's tone is above HEARD, 
 
 def _cfg():
     rooms = [{"number": "800", "name": "main", "alone": "prompt"},
-             {"number": "801", "name": "secure", "pin_hash": hash_pin(PIN), "alone": "prompt"}]
+             {"number": "801", "name": "secure", "pin_hash": hash_pin(PIN), "alone": "prompt"},
+             {"number": "803", "name": "small", "alone": "prompt", "max_participants": 2}]
     return config([*PEOPLE, GRACE], digest_algorithms=["MD5"], codecs=["PCMU", "PCMA", "G722"],
                   conference_rooms=rooms)
 
@@ -278,3 +279,14 @@ def test_the_feature_code_without_another_call_and_an_uninvited_adhoc_room_are_r
         closed = alice.wait_for("CALL_CLOSED", timeout=10)
         assert "480" in (closed.get("param") or "") or "404" in (closed.get("param") or ""), closed
         assert not [e for e in alice.events if e.get("type") == "CALL_ESTABLISHED"]
+
+
+def test_a_full_room_says_so_and_hangs_up(confpbx, tones):
+    with ExitStack() as stack:
+        phones = [_phone(stack, confpbx, who, tones[i]) for i, who in enumerate(PEOPLE[:3])]
+        _join(confpbx, phones[:2], "803", "small")
+        phones[2].dial("803")
+        phones[2].wait_for("CALL_ESTABLISHED")
+        phones[2].wait_for("CALL_CLOSED", timeout=15)
+        assert [p["label"] for p in _participants(confpbx, "small")] == ["201", "202"]
+        _hang_up_all(phones[:2])
