@@ -82,7 +82,8 @@ def _join(pbx, phones, number: str = "800", room: str = "main") -> None:
 
 
 def _newest_recording(ua) -> Path:
-    return max(ua.dir.glob("dump-*-dec.wav"), key=lambda p: p.stat().st_mtime)
+    """The dump of the phone's last call: baresip names them by the second the call started."""
+    return max(ua.dir.glob("dump-*-dec.wav"), key=lambda p: (p.name, p.stat().st_size))
 
 
 def _window(ua, seconds: float = 2.0, before_end: float = 0.3) -> tuple[list[int], int]:
@@ -196,13 +197,13 @@ def test_the_feature_code_joins_the_callers_calls(confpbx, tones, hold):
         alice.wait_for("CALL_ESTABLISHED")
         if hold:
             alice.hold()
-            time.sleep(0.5)
+        time.sleep(1.1)  # each call of alice's in a second of its own: baresip names its dumps by the second
         alice.dial("203")
         carol.answer()
         alice.wait_for("CALL_ESTABLISHED")
         if hold:
             alice.hold()
-            time.sleep(0.5)
+        time.sleep(1.1)
         alice.dial(confpbx.cfg.pbx.feature_codes.conference)
         alice.wait_for("CALL_ESTABLISHED")
         wait(lambda: any(len(r["participants"]) == 3 for r in confpbx.svc.conference_rooms() if r["adhoc"]),
