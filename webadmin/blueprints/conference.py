@@ -10,6 +10,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
+from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from services.pbx.conference import hash_pin
 from webadmin import core, forms
@@ -132,7 +133,8 @@ def live(name: str):
 @core.admin_required
 def mute(name: str, pid: int):
     muted = forms.checkbox("muted")
-    if not _call(lambda svc: svc.conference_mute(name, pid, muted)):
+    done = _call(lambda svc: svc.conference_mute(name, pid, muted))
+    if done is False:
         flash(_("That participant has left the conference."), "error")
     return redirect(url_for("conference.live", name=name))
 
@@ -140,15 +142,20 @@ def mute(name: str, pid: int):
 @bp.route("/<name>/participants/<int:pid>/remove", methods=["POST"])
 @core.admin_required
 def remove(name: str, pid: int):
-    if _call(lambda svc: svc.conference_remove(name, pid)):
+    done = _call(lambda svc: svc.conference_remove(name, pid))
+    if done:
         flash(_("The participant was removed from the conference."), "success")
-    else:
+    elif done is False:
         flash(_("That participant has left the conference."), "error")
     return redirect(url_for("conference.live", name=name))
 
 
-def _call(fn) -> bool:
+def _call(fn) -> bool | None:
+    """The action's outcome; None (and the reason flashed) if the PBX could not be asked."""
     try:
         return bool(fn(_pbx()))
-    except ApplyError:
-        return False
+    except ServiceRestarting as err:
+        flash(str(err), "error")
+    except ApplyError as err:
+        flash(forms.general_error(err), "error")
+    return None
