@@ -112,8 +112,9 @@ class MailClient(ServiceClient):
 
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log")
-    actions = ("unban", "acd_agent_action")
+               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
+               "conference_rooms", "conference_mute", "conference_remove")
+    actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove")
 
     def acd_wallboard(self, day_start: float) -> dict:
         """The call centre now and today (services/pbx PbxService.acd_wallboard): queues and agents."""
@@ -134,6 +135,16 @@ class PbxClient(ServiceClient):
     def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
         self._records()
         return self._call("acd_agent_log", since, extension)
+
+    def conference_rooms(self) -> list[dict]:
+        """Conference rooms (configured, and live three-party ones) with their participants now."""
+        return self._call("conference_rooms")
+
+    def conference_mute(self, room: str, participant: int, muted: bool) -> bool:
+        return self._call("conference_mute", room, participant, muted)
+
+    def conference_remove(self, room: str, participant: int) -> bool:
+        return self._call("conference_remove", room, participant)
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")

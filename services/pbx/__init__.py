@@ -28,6 +28,9 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
   cdr_csv(**same filters) -> str (CSV with a header row)
   summary(day_start) -> {"registered_extensions", "active_calls", "calls_today", "calls_per_hour": [24 counts
             from day_start (epoch of the box's midnight)], "trunks": trunks()}, for the dashboard
+  conference_rooms() -> [{"name", "number", "title", "adhoc", "max_participants", "pin", "participants":
+            [{"id", "label", "name", "joined", "muted"}]}];  conference_mute(room, id, muted) -> bool;
+            conference_remove(room, id) -> bool (services/pbx/conference)
   status() -> Status(figures: registrations, active_calls, relay_ports_in_use, relayed_packets, bans, ...)
 The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
 """
@@ -123,6 +126,10 @@ class PbxService(Service):
                 if getattr(settings, name) == ext:
                     errors.append(FieldError(f"pbx.extensions.{ext}.{name}", f"extension {ext} forwards to itself"))
         errors += _queue_errors(cfg, extensions, groups)
+        for i, room in enumerate(cfg.conference_rooms):
+            if room.number in extensions:
+                errors.append(FieldError(f"pbx.conference_rooms.{i}.number",
+                                         f"conference room {room.number} uses an extension number"))
         logins = {u.login for u in config.users}
         for login in cfg.permissions:
             if login not in logins:
@@ -216,6 +223,24 @@ class PbxService(Service):
         """{"csv": the rows of cdr_query(**filters) as CSV (with the header row if asked), "rows": how many}."""
         rows = self.cdr_query(**filters)
         return {"csv": csv_text(rows, header), "rows": len(rows)}
+
+    def conference_rooms(self) -> list[dict]:
+        if self.core is None:
+            return []
+        from .conference import run_on_loop, snapshot
+        return run_on_loop(self.core, lambda confs: snapshot(self.core, confs))
+
+    def conference_mute(self, room: str, participant: int, muted: bool) -> bool:
+        """Mute or unmute a participant; False if not (or no longer) in the room."""
+        from .conference import run_on_loop
+        return bool(self.core) and run_on_loop(
+            self.core, lambda confs: confs is not None and confs.mute(str(room), int(participant), bool(muted)))
+
+    def conference_remove(self, room: str, participant: int) -> bool:
+        """Hang up a participant; False if not (or no longer) in the room."""
+        from .conference import run_on_loop
+        return bool(self.core) and run_on_loop(
+            self.core, lambda confs: confs is not None and confs.kick(str(room), int(participant)))
 
     def summary(self, day_start: float) -> dict:
         per_hour = [0] * 24

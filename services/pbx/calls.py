@@ -83,6 +83,7 @@ class Call:
         self.transferor: Leg | None = None
         self.transfer_app: MediaEndpoint | None = None  # the application a transfer is handing over to
         self.replacing: Leg | None = None  # attended transfer to an application call: that call's leg
+        self.quiet_transfer = False  # hand_to_application: the leaving party sent no REFER, gets no NOTIFY
         self.cancelled = False
         self.early: Leg | None = None  # the callee whose early media the caller hears
         self.done = asyncio.Event()
@@ -988,8 +989,20 @@ class Call:
         self.announce("transferred")
         self._watch_media()
 
+    async def hand_to_application(self, leaving: Leg, destination: str) -> None:
+        """`leaving`'s place in this call goes to the application at `destination`, as in a blind
+        transfer (the three-party conference, services/pbx/conference: the other party joins a room)."""
+        other = self.other(leaving)
+        if self.state != "connected" or other is None or other.kind != "sip" or self.transferor is not None:
+            return
+        self.quiet_transfer = True
+        try:
+            await self.blind_transfer(leaving, other, destination)
+        finally:
+            self.quiet_transfer = False
+
     def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
-        if leg.ended:
+        if leg.ended or self.quiet_transfer:
             return
         req = leg.new_request("NOTIFY", f"SIP/2.0 {status} {reason}\r\n".encode(), "message/sipfrag;version=2.0")
         req.add("Event", "refer")

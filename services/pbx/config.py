@@ -116,6 +116,28 @@ class VoicemailSettings(Section):
     silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
 
 
+class ConferenceRoom(Section):
+    """A meet-me room (services/pbx/conference): callers dialling `number` reach `conference:<name>`."""
+    number: str = Field(pattern=r"^[0-9]{2,6}$", description="the number participants dial")
+    name: str = Field(pattern=NAME, description="the room's destination: conference:<name>")
+    title: SafeText = Field(default="", max_length=60)
+    pin_hash: str | None = Field(default=None, max_length=200, description="argon2 hash of the room's PIN (4 to "
+                                 "12 digits; three wrong attempts end the call); empty: no PIN")
+    max_participants: int = Field(default=10, ge=2, le=50)
+    alone: Literal["music", "prompt"] = Field(default="music", description="what the only participant hears: "
+                                              "hold music, or once the prompt saying they are alone")
+    tones: bool = Field(default=True, description="a tone to the room when someone joins or leaves")
+    mute_key: Literal["*", "#", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] = Field(
+        default="*", description="the key a participant presses to mute or unmute themselves")
+
+    @field_validator("name")
+    @classmethod
+    def _not_adhoc(cls, name: str) -> str:
+        if name.startswith("3way-"):
+            raise ValueError("room names starting with 3way- are kept for three-party conferences")
+        return name
+
+
 class FeatureCodes(Section):
     """The numbers users dial for the box's own functions (one list; each a distinct number)."""
     voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
@@ -125,12 +147,15 @@ class FeatureCodes(Section):
     agent_pause: str = Field(default="*53", pattern=NUMBER, description="call centre agent: pause (a reason "
                              "digit is asked: 1 break, 2 lunch, 3 meeting, 4 training, 5 paperwork)")
     agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
+    conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
+                            "and another one (or held too), dial it to join them all in one conference")
 
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail and acd register these)."""
+        """dialled number -> application destination (services/pbx/voicemail, acd and conference register these)."""
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
-                self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume"}
+                self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
+                self.conference: "app:conference-join"}
 
     @model_validator(mode="after")
     def _distinct(self) -> "FeatureCodes":
@@ -247,6 +272,8 @@ class PbxConfig(ServiceConfig):
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
     queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
+    conference_rooms: list[ConferenceRoom] = Field(default_factory=list, max_length=100,
+                                                   description="meet-me conference rooms")
 
     @field_validator("digest_md5_only_agents")
     @classmethod
@@ -300,6 +327,12 @@ class PbxConfig(ServiceConfig):
         for number in self.feature_codes.destinations():
             if number in self.application_numbers:
                 raise ValueError(f"feature code {number} is also an application number")
+        rooms = [r.number for r in self.conference_rooms]
+        if len(set(rooms)) != len(rooms) or len({r.name for r in self.conference_rooms}) != len(rooms):
+            raise ValueError("conference room numbers and names must be unique")
+        for number in rooms:
+            if number in self.application_numbers or number in self.feature_codes.destinations() or number in numbers:
+                raise ValueError(f"conference room {number} is also an application number, feature code or group")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
@@ -311,5 +344,9 @@ class PbxConfig(ServiceConfig):
 
     def application_for(self, number: str) -> str | None:
         """The application destination a dialled number names (application numbers, then feature codes)."""
-        return self.application_numbers.get(number) or self.feature_codes.destinations().get(number) or next(
-            (f"queue:{q.name}" for q in self.queues if q.number == number), None)
+        return (self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+                or next((f"queue:{q.name}" for q in self.queues if q.number == number), None)
+                or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
+
+    def room(self, name: str) -> ConferenceRoom | None:
+        return next((r for r in self.conference_rooms if r.name == name), None)

@@ -245,6 +245,15 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
         ("暫停結束，您可以再次接聽來電。", "zan4 ting2 jie2 shu4, nin2 ke3 yi3 zai4 ci4 jie1 ting1 lai2 dian4.")),
     "acd-not-agent": ("This extension is not an agent of any queue.", "Ce poste n'est agent d'aucune file d'attente.",
                       ("此分機不屬於任何隊列。", "ci3 fen1 ji1 bu4 shu3 yu2 ren4 he2 dui4 lie4.")),
+    # -- conferences
+    "conf-alone": (
+        "You are the only participant in this conference.",
+        "Vous êtes le seul participant à cette conférence.",
+        ("您是這場會議唯一的參加者。", "nin2 shi4 zhe4 chang3 hui4 yi4 wei2 yi1 de can1 jia1 zhe3.")),
+    "conf-full": (
+        "Sorry, this conference is full.",
+        "Désolé, cette conférence est complète.",
+        ("抱歉，這場會議已額滿。", "bao4 qian4, zhe4 chang3 hui4 yi4 yi3 e2 man3.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
