@@ -20,6 +20,7 @@ class CallState:
     connections: dict[str, str] = field(default_factory=dict)  # device -> connection state
     holders: set[str] = field(default_factory=set)
     diverted: bool = False
+    left: list[str] = field(default_factory=list)  # devices that left the call while it went on (transfers)
 
 
 @dataclass
@@ -69,13 +70,15 @@ class CallModel:
         if event in ("held", "retrieved"):
             self._hold_change(c, holders, when)
         elif event == "transferred":
-            self._emit(c, "TransferedEvent", set(c.connections), when,
-                       csta.connection("primaryOldCall", c.id, c.caller),
-                       element("transferringDevice", element("notKnown")),
+            transferring = c.left[-1] if c.left else ""
+            self._emit(c, "TransferedEvent", set(c.connections) | set(c.left), when,
+                       csta.connection("primaryOldCall", c.id, transferring or c.caller),
+                       element("transferringDevice", csta.device_id(transferring)),
                        element("transferredToDevice", csta.device_id(c.dialled)),
                        element("transferredConnections", *(element("connectionListItem", csta.connection(
                            "newConnection", c.id, d)) for d in sorted(c.connections))),
                        text_element("localConnectionInfo", "connected"), text_element("cause", "transfer"))
+            c.left = []
         elif event == "cleared":
             failing = data.get("disposition") in csta.CAUSES and c.caller in c.connections
             if failing:
@@ -87,9 +90,9 @@ class CallModel:
                            element("lastRedirectionDevice", element("notKnown")),
                            text_element("localConnectionInfo", "fail"),
                            text_element("cause", csta.CAUSES[data["disposition"]]))
+            self.calls.pop(c.id, None)
             for device in list(c.connections):
                 self._cleared(c, device, when)
-            self.calls.pop(c.id, None)
             self.made.pop(c.id, None)
         c.holders = holders
 
@@ -180,6 +183,8 @@ class CallModel:
     def _cleared(self, c: CallState, device: str, when: float) -> None:
         if c.connections.pop(device, None) is None:
             return
+        if c.id in self.calls:
+            c.left = [*c.left[-3:], device]
         self._emit(c, "ConnectionClearedEvent", set(c.connections) | {device}, when,
                    csta.connection("droppedConnection", c.id, device),
                    element("releasingDevice", csta.device_id(device)),

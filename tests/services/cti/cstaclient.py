@@ -95,13 +95,14 @@ class CstaClient:
             self.events.append(msg)
         raise TimeoutError("no response")
 
-    def wait_event(self, name: str, timeout: float = 10.0, **fields: str) -> Message:
-        """The first event `name` (seen or to come) whose fields (local element names) have these values."""
+    def wait_event(self, name: str, timeout: float = 10.0, keep: bool = False, **fields: str) -> Message:
+        """The first event `name` (seen or to come) whose fields (local element names) have these values;
+        taken out of `events` unless `keep`."""
         deadline = time.monotonic() + timeout
         while True:
             for i, ev in enumerate(self.events):
                 if ev.name == name and all(v in ev.all(k) for k, v in fields.items()):
-                    return self.events.pop(i)
+                    return ev if keep else self.events.pop(i)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {name} {fields}; have {[e.name for e in self.events]}")
