@@ -1,5 +1,5 @@
-"""The PBX's call control as the CTI server uses it: requests on pbx.command, answers on
-pbx.command.result (services/pbx/cti_commands.py describes the operations), matched by request id."""
+"""The PBX's call control as the CTI server uses it: requests on pbx.command.cti, answers on
+pbx.reply.cti (services/pbx/cti_commands.py describes the operations), matched by request id."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +8,8 @@ import os
 
 from appliance.bus import Event
 
-COMMAND_TOPIC = "pbx.command"
-RESULT_TOPIC = "pbx.command.result"
+COMMAND_TOPIC = "pbx.command.cti"  # only the CTI process may publish here (the bus hub checks)
+RESULT_TOPIC = "pbx.reply.cti"
 
 
 class PbxError(Exception):

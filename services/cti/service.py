@@ -18,7 +18,7 @@ class CtiService(Service):
     name = "cti"
     title = "CTI server (CSTA)"
     Config = CtiConfig
-    depends_on = ("system", "users")
+    depends_on = ("system", "users", "pbx")  # forwarding and DND come from the pbx section
     lab_enabled = False
     lab_host = "127.0.0.1"
 

@@ -1,8 +1,12 @@
 """Call control over the appliance bus: a generic request/response API that another process (the CTI
 server, a web app's back end) uses to drive calls. The PBX knows nothing of who asks.
 
-    request   topic pbx.command         key = request id  data = {"op", "args": {...}, "by": who asks}
-    answer    topic pbx.command.result  key = request id  data = {"ok", "result": {...}, "error", "code"}
+    request   topic pbx.command.<service>  key = request id  data = {"op", "args": {...}, "by": who asks}
+    answer    topic pbx.reply.<service>    key = request id  data = {"ok", "result": {...}, "error", "code"}
+
+<service> is the asking service: across processes the bus hub lets only that service's process publish
+on its pbx.command topic (appliance/bus.py ORIGIN_PREFIXES), and only the services in REQUESTERS are
+served, so another service's process (DNS, DHCP...) cannot drive calls or change forwarding.
 
 `code` names the kind of failure: "device" (unknown extension), "call" (no such call), "connection" (the
 device is not in that call), "state" (not possible in the call's state), "value" (a bad argument),
@@ -35,8 +39,9 @@ if TYPE_CHECKING:
     from .leg import Leg
 
 log = logging.getLogger("officebox.pbx.commands")
-COMMAND_TOPIC = "pbx.command"
-RESULT_TOPIC = "pbx.command.result"
+COMMAND_TOPIC = "pbx.command."  # + the asking service
+RESULT_TOPIC = "pbx.reply."
+REQUESTERS = frozenset({"cti"})  # the services that may drive calls
 MAX_PENDING = 200  # commands running at once; more are answered "busy"
 AUTO_ANSWER = {"Call-Info": "<sip:box>;answer-after=0", "Alert-Info": "<http://127.0.0.1>;info=alert-autoanswer"}
 NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
@@ -66,19 +71,19 @@ class CommandHandler:
             task.cancel()
 
     def _received(self, event: Event) -> None:
-        if event.topic != COMMAND_TOPIC or event.data is None:
-            return
-        self.loop.call_soon_threadsafe(self._start, event.key, event.data)
+        service = event.topic[len(COMMAND_TOPIC):]
+        if service in REQUESTERS and event.data is not None:
+            self.loop.call_soon_threadsafe(self._start, service, event.key, event.data)
 
-    def _start(self, request_id: str, data: dict) -> None:
+    def _start(self, service: str, request_id: str, data: dict) -> None:
         if len(self.tasks) >= MAX_PENDING:
-            self._answer(request_id, CommandError("busy", "too many call control requests at once"))
+            self._answer(service, request_id, CommandError("busy", "too many call control requests at once"))
             return
-        task = self.loop.create_task(self._run(request_id, data))
+        task = self.loop.create_task(self._run(service, request_id, data))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, request_id: str, data: dict) -> None:
+    async def _run(self, service: str, request_id: str, data: dict) -> None:
         op, args = data.get("op"), data.get("args")
         handler = getattr(self, f"op_{op}", None) if isinstance(op, str) and op.isidentifier() else None
         try:
@@ -86,17 +91,19 @@ class CommandHandler:
                 raise CommandError("unsupported", f"unknown operation {op!r}")
             result = await handler(**args)
         except CommandError as exc:
-            self._answer(request_id, exc)
+            self._answer(service, request_id, exc)
         except TypeError as exc:
-            self._answer(request_id, CommandError("value", f"bad arguments for {op}: {exc}"))
+            self._answer(service, request_id, CommandError("value", f"bad arguments for {op}: {exc}"))
         except Exception as exc:  # never leaves a requester waiting
             log.exception("call control %s failed", op)
-            self._answer(request_id, CommandError("failed", str(exc) or type(exc).__name__))
+            self._answer(service, request_id, CommandError("failed", str(exc) or type(exc).__name__))
         else:
-            self.bus.publish(RESULT_TOPIC, request_id, {"ok": True, "result": result or {}, "error": "", "code": ""})
+            self.bus.publish(RESULT_TOPIC + service, request_id,
+                             {"ok": True, "result": result or {}, "error": "", "code": ""})
 
-    def _answer(self, request_id: str, exc: CommandError) -> None:
-        self.bus.publish(RESULT_TOPIC, request_id, {"ok": False, "result": {}, "error": str(exc), "code": exc.code})
+    def _answer(self, service: str, request_id: str, exc: CommandError) -> None:
+        self.bus.publish(RESULT_TOPIC + service, request_id,
+                         {"ok": False, "result": {}, "error": str(exc), "code": exc.code})
 
     # -- lookups ----------------------------------------------------------------------------------
     def _device(self, device) -> str:
