@@ -114,3 +114,37 @@ def test_set_forwarding_and_dnd_go_through_the_configuration_and_come_back_as_ev
             assert settings.forward_busy == "203" and settings.dnd and not settings.forward_always
         finally:
             root.close()
+
+
+def test_another_service_process_cannot_ask_in_the_cti_name():
+    """Through the bus hub a process stamped "dns" publishing on pbx.command.cti is cut off, and the
+    request never reaches a subscriber (as the PBX process would be)."""
+    from appliance.bus import Bus, BusHub
+    from tests.appliance.test_change_requests import _process
+
+    bus = Bus()
+    seen = []
+    off = bus.subscribe("pbx.command.", seen.append)
+
+    async def scenario():
+        hub = BusHub(bus)
+        intruder = await _process(hub, "dns")
+        intruder.publish("pbx.command.cti", "k1", {"op": "set_dnd", "args": {"device": "202", "on": True}})
+        for _ in range(100):
+            if not hub._clients:
+                break
+            await asyncio.sleep(0.02)
+        assert not hub._clients
+        await intruder.close()
+        cti = await _process(hub, "cti")
+        cti.publish("pbx.command.cti", "k2", {"op": "devices", "args": {}})
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        await cti.close()
+        await hub.close()
+
+    asyncio.run(scenario())
+    off()
+    assert [e.key for e in seen] == ["k2"]
