@@ -23,7 +23,7 @@ class CtiConfig(ServiceConfig):
     with their own login and reach their own extension only; application accounts reach their scope."""
 
     enabled: bool = Field(default=False, description="the CTI server listens (off until the admin turns it on)")
-    tcp_port: int = Field(default=2555, ge=1, le=65535, description="CSTA XML over TCP (0: none)")
+    tcp_port: int = Field(default=2555, ge=0, le=65535, description="CSTA XML over TCP (0: none)")
     tls_port: int = Field(default=2556, ge=0, le=65535, description="CSTA XML over TLS (0: none)")
     lab_tcp_port: int = Field(default=12555, ge=0, le=65535, description="lab mode, on 127.0.0.1 (0: any free)")
     lab_tls_port: int = Field(default=12556, ge=0, le=65535, description="lab mode, on 127.0.0.1 (0: any free)")

@@ -28,10 +28,10 @@ def document(**cti) -> schema.CoreConfig:
 class CtiRunner:
     """The CTI service on an event loop thread of its own, on the PBX's bus (the same data directory)."""
 
-    def __init__(self, ctx: Context, cfg: schema.CoreConfig) -> None:
+    def __init__(self, ctx: Context, cfg: schema.CoreConfig, svc=None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.svc = CTI(ctx)
+        self.svc = svc or CTI(ctx)
         self.cfg = cfg
 
     def call(self, coro, timeout: float = 30):
