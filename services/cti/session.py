@@ -162,7 +162,8 @@ class Session:
         if self.scope is not None:
             self._refuse_start(invoke, "requestedProtocolVersionNotSupported")
             return True
-        versions = [v.text.strip() for v in (node.find("requestedProtocolVersions") or node).children]
+        requested = node.find("requestedProtocolVersions")
+        versions = [v.text.strip() for v in requested.children] if requested is not None else []
         if versions and csta.NS_CSTA not in versions:
             self._refuse_start(invoke, "requestedProtocolVersionNotSupported")
             return True

@@ -54,6 +54,18 @@ def test_application_account_has_its_scope_and_wrong_passwords_are_refused(box):
         assert c.csta("MonitorStart", "<monitorObject><deviceObject>201</deviceObject></monitorObject>"
                       ).value("operation") == "privilegeViolationOnSpecifiedDevice"
     with CstaClient(box.cti.tcp) as c:
+        bare = c.request(f'<StartApplicationSession xmlns="{ACSE}"><applicationInfo><applicationID>x</applicationID>'
+                         f'<applicationSpecificInfo><userName>crm</userName><password>{APP_PASSWORD}</password>'
+                         f'</applicationSpecificInfo></applicationInfo></StartApplicationSession>')
+        assert bare.name == "StartApplicationSessionPosResponse", bare  # no protocol versions asked: ours
+    with CstaClient(box.cti.tcp) as c:
+        old = c.request(f'<StartApplicationSession xmlns="{ACSE}"><applicationInfo><applicationSpecificInfo>'
+                        f'<userName>crm</userName><password>{APP_PASSWORD}</password></applicationSpecificInfo>'
+                        f'</applicationInfo><requestedProtocolVersions><protocolVersion>http://www.ecma-'
+                        f'international.org/standards/ecma-323/csta/ed2</protocolVersion>'
+                        f'</requestedProtocolVersions></StartApplicationSession>')
+        assert old.value("errorCode", "definedError") == "requestedProtocolVersionNotSupported"
+    with CstaClient(box.cti.tcp) as c:
         for _ in range(3):
             assert c.start_session("alice", "wrong-password").name == "StartApplicationSessionNegResponse"
         with pytest.raises(ConnectionError):
