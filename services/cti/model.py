@@ -107,19 +107,11 @@ class CallModel:
         if event == "cleared":
             self._cleared(c, device, when)
         elif event == "initiated" and old == "null":
-            c.connections[device] = "initiated"
-            self._emit(c, "ServiceInitiatedEvent", {device}, when,
-                       csta.connection("initiatedConnection", c.id, device),
-                       element("initiatingDevice", csta.device_id(device)),
-                       text_element("localConnectionInfo", "initiated"), text_element("cause", "newCall"))
+            self._initiated(c, device, "newCall", when)
             self._originated(c, device, data.get("peer") or c.dialled, when)
         elif event == "alerting" and old == "null":
             if self.made.get(c.id) == device:  # MakeCall: the user's own phone rings first
-                c.connections[device] = "initiated"
-                self._emit(c, "ServiceInitiatedEvent", {device}, when,
-                           csta.connection("initiatedConnection", c.id, device),
-                           element("initiatingDevice", csta.device_id(device)),
-                           text_element("localConnectionInfo", "initiated"), text_element("cause", "makeCall"))
+                self._initiated(c, device, "makeCall", when)
                 return
             c.connections[device] = "alerting"
             self._diverted(c, device, when)
@@ -147,6 +139,12 @@ class CallModel:
                        text_element("localConnectionInfo", "connected"), text_element("cause", "newCall"))
 
     # -- helpers --------------------------------------------------------------------------------------
+    def _initiated(self, c: CallState, device: str, cause: str, when: float) -> None:
+        c.connections[device] = "initiated"
+        self._emit(c, "ServiceInitiatedEvent", {device}, when, csta.connection("initiatedConnection", c.id, device),
+                   element("initiatingDevice", csta.device_id(device)),
+                   text_element("localConnectionInfo", "initiated"), text_element("cause", cause))
+
     def _originated(self, c: CallState, device: str, called: str, when: float) -> None:
         self._emit(c, "OriginatedEvent", {device}, when, csta.connection("originatedConnection", c.id, device),
                    element("callingDevice", csta.device_id(device)), element("calledDevice", csta.device_id(called)),

@@ -1,6 +1,4 @@
-import asyncio
 import random
-import threading
 
 import pytest
 
@@ -25,34 +23,14 @@ def document(**cti) -> schema.CoreConfig:
                          "pbx": {"lab_sip_port": 0, "lab_rtp_port_min": base, "lab_rtp_port_max": base + 199}})
 
 
-class CtiRunner:
-    """The CTI service on an event loop thread of its own, on the PBX's bus (the same data directory)."""
+class CtiRunner(PbxRunner):
+    """The CTI service on an event loop thread of its own (PbxRunner's), on the PBX's bus (the same
+    data directory)."""
 
     def __init__(self, ctx: Context, cfg: schema.CoreConfig, svc=None) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__(ctx.data_dir, cfg)
+        self.ctx = ctx
         self.svc = svc or CTI(ctx)
-        self.cfg = cfg
-
-    def call(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def __enter__(self) -> "CtiRunner":
-        self.thread.start()
-        self.call(self.svc.start(self.cfg))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.call(self.svc.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
-
-    def reload(self, cfg: schema.CoreConfig) -> None:
-        self.cfg = cfg
-        self.call(self.svc.reload(cfg))
 
     @property
     def tcp(self) -> int:
