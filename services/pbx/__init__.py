@@ -18,7 +18,7 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
                        "jitter_ms"}}}]
   call_media()    -> {call id: the "relay" dict above}
   Call events: topics pbx.call / pbx.device on appliance.bus (services/pbx/events.py), the live view of
-  calls (retained per call until cleared) without polling. Call control: pbx.command (cti_commands.py).
+  calls (retained per call until cleared) without polling. Call control: pbx.command.<service> (cti_commands.py).
   trunks()        -> [{"name", "host", "port", "resolved", "register", "registered", "last_status",
                        "channels_in_use", "max_channels"}]
   bans()          -> [{"source", "seconds_left"}];  unban(ip)
@@ -143,7 +143,7 @@ class PbxService(Service):
         self.core = core
         self._bound = (host, port, cfg.tcp)
         from .cti_commands import CommandHandler
-        self.commands = CommandHandler(core)  # call control over the bus (pbx.command)
+        self.commands = CommandHandler(core)  # call control over the bus (pbx.command.<service>)
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         log.info("PBX listening on %s:%s", host, self.sip_port)

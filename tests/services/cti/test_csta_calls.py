@@ -186,7 +186,7 @@ def test_consultation_then_transfer_joins_the_two_others(box):
         carol.wait_for("CALL_CLOSED")
 
 
-def test_single_step_transfer_and_errors_for_unknown_calls(box):
+def test_generate_digits_single_step_transfer_and_errors_for_unknown_calls(box):
     with ExitStack() as stack:
         alice, bob, carol = phone(stack, box, "201"), phone(stack, box, "202"), phone(stack, box, "203")
         c = stack.enter_context(crm(box))
@@ -196,6 +196,13 @@ def test_single_step_transfer_and_errors_for_unknown_calls(box):
         bob.answer()
         alice.wait_for("CALL_ESTABLISHED")
         call = c.wait_event("EstablishedEvent", monitorCrossRefID=ref_b).value("establishedConnection", "callID")
+        sent = c.csta("GenerateDigits", conn("connectionToSendDigits", call, "202") +
+                      "<charactersToSend>12#</charactersToSend>")
+        assert sent.name == "GenerateDigitsResponse", sent
+        deadline = time.monotonic() + 5
+        while alice.dtmf_received != "12#" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alice.dtmf_received == "12#"  # SIP INFO to the other party
         nope = c.csta("SingleStepTransferCall", conn("activeCall", "nosuchcall", "202") +
                       "<transferredTo>203</transferredTo>")
         assert nope.value("operation") == "invalidCallID"
