@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="b
 SECRETS = {"201": ALICE["sip_secret"], "202": BOB["sip_secret"], "203": CAROL["sip_secret"]}
 
 
-def phone(stack: ExitStack, box, ext: str, **kw) -> Baresip:
-    ua = stack.enter_context(Baresip(f"p{ext}", user=ext, password=SECRETS[ext], registrar=box.pbx.registrar, **kw))
+def phone(stack: ExitStack, pbx, ext: str, **kw) -> Baresip:
+    ua = stack.enter_context(Baresip(f"p{ext}", user=ext, password=SECRETS[ext], registrar=pbx.registrar, **kw))
     ua.register()
     return ua
 
@@ -38,7 +38,7 @@ def crm(box) -> CstaClient:
 @pytest.mark.parametrize("tls", [False, True])
 def test_monitors_see_delivered_established_cleared_in_order(box, tls):
     with ExitStack() as stack:
-        bob, carol = phone(stack, box, "202"), phone(stack, box, "203")
+        bob, carol = phone(stack, box.pbx, "202"), phone(stack, box.pbx, "203")
         c = stack.enter_context(CstaClient(box.cti.tls if tls else box.cti.tcp, tls=tls))
         assert c.start_session("crm", APP_PASSWORD).name == "StartApplicationSessionPosResponse"
         ref_b, ref_c = c.monitor("202"), c.monitor("203")
@@ -77,7 +77,7 @@ def test_monitors_see_delivered_established_cleared_in_order(box, tls):
 
 def test_make_call_rings_the_users_phone_first_then_the_destination(box):
     with ExitStack() as stack:
-        bob, carol = phone(stack, box, "202"), phone(stack, box, "203")
+        bob, carol = phone(stack, box.pbx, "202"), phone(stack, box.pbx, "203")
         c = stack.enter_context(CstaClient(box.cti.tcp))
         assert c.start_session("bob", PASSWORDS["bob"]).name == "StartApplicationSessionPosResponse"
         ref = c.monitor("202")
@@ -155,8 +155,8 @@ def test_hold_and_retrieve_change_what_the_other_party_hears(box, tmp_path):
 
 def test_consultation_then_transfer_joins_the_two_others(box):
     with ExitStack() as stack:
-        alice, carol = phone(stack, box, "201"), phone(stack, box, "203")
-        bob = phone(stack, box, "202", auto_answer=True)  # a phone that honours auto-answer
+        alice, carol = phone(stack, box.pbx, "201"), phone(stack, box.pbx, "203")
+        bob = phone(stack, box.pbx, "202", auto_answer=True)  # a phone that honours auto-answer
         c = stack.enter_context(crm(box))
         ref = c.monitor("202")
         alice.dial("202")
@@ -188,7 +188,7 @@ def test_consultation_then_transfer_joins_the_two_others(box):
 
 def test_generate_digits_single_step_transfer_and_errors_for_unknown_calls(box):
     with ExitStack() as stack:
-        alice, bob, carol = phone(stack, box, "201"), phone(stack, box, "202"), phone(stack, box, "203")
+        alice, bob, carol = phone(stack, box.pbx, "201"), phone(stack, box.pbx, "202"), phone(stack, box.pbx, "203")
         c = stack.enter_context(crm(box))
         ref = c.monitor("203")
         ref_b = c.monitor("202")
@@ -215,3 +215,30 @@ def test_generate_digits_single_step_transfer_and_errors_for_unknown_calls(box):
         alice.wait_rtp(rx=alice.rtp_stats()["rx"] + 25)
         carol.hangup()
         alice.wait_for("CALL_CLOSED")
+
+
+def test_diverted_and_failed_events(tmp_path):
+    from tests.services.pbx.pbxrunner import PbxRunner
+
+    from .conftest import CtiRunner, document
+    cfg = document()
+    doc = cfg.model_dump()
+    doc["pbx"]["extensions"] = {"203": {"forward_always": "202"}}
+    cfg = type(cfg).model_validate(doc)
+    with PbxRunner(tmp_path / "box", cfg) as pbx, CtiRunner(pbx.ctx, cfg) as cti, ExitStack() as stack:
+        alice, bob = phone(stack, pbx, "201"), phone(stack, pbx, "202")
+        c = stack.enter_context(CstaClient(cti.tcp))
+        assert c.start_session("crm", APP_PASSWORD).name == "StartApplicationSessionPosResponse"
+        ref_c, ref_b = c.monitor("203"), c.monitor("202")
+        alice.dial("203")  # forwarded to bob
+        diverted = c.wait_event("DivertedEvent", monitorCrossRefID=ref_c)
+        assert diverted.value("divertingDevice", "deviceIdentifier") == "203"
+        assert diverted.value("newDestination", "deviceIdentifier") == "202"
+        c.wait_event("DeliveredEvent", monitorCrossRefID=ref_b)
+        bob.hangup()  # rejects it
+        alice.wait_for("CALL_CLOSED")
+        bob.dial("299")  # no such number
+        failed = c.wait_event("FailedEvent", monitorCrossRefID=ref_b)
+        assert failed.value("failingDevice", "deviceIdentifier") == "299"
+        assert failed.value("localConnectionInfo") == "fail"
+        c.wait_event("ConnectionClearedEvent", monitorCrossRefID=ref_b, deviceID="202")
