@@ -217,9 +217,19 @@ class FirewallClient(ServiceClient):
         return bool(self._call("live"))
 
 
+class CtiClient(ServiceClient):
+    exposed = ("sessions",)
+
+    def sessions(self) -> dict:
+        """The CSTA server's figures: {"sessions", "signed_in", "monitors", "calls", "requests", "events_sent",
+        "malformed", "login_failures", "dropped_events", "refused_connections", "tcp_port", "tls_port"};
+        {} while it is not running."""
+        return dict(self._call("sessions") or {})
+
+
 CLIENTS: dict[str, type[ServiceClient]] = {
     "dhcp": DhcpClient, "dns": DnsClient, "provisioning": ProvisioningClient, "mail": MailClient,
-    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient,
+    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient,
 }
 EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
 

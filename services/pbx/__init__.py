@@ -18,7 +18,7 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
                        "jitter_ms"}}}]
   call_media()    -> {call id: the "relay" dict above}
   Call events: topics pbx.call / pbx.device on appliance.bus (services/pbx/events.py), the live view of
-  calls (retained per call until cleared) without polling.
+  calls (retained per call until cleared) without polling. Call control: pbx.command.<service> (cti_commands.py).
   trunks()        -> [{"name", "host", "port", "resolved", "register", "registered", "last_status",
                        "channels_in_use", "max_channels"}]
   bans()          -> [{"source", "seconds_left"}];  unban(ip)
@@ -49,6 +49,9 @@ from appliance.service import Service, Status
 from . import changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
+from .cti_commands import register_changes
+
+register_changes()
 
 if TYPE_CHECKING:
     from appliance.schema import CoreConfig
@@ -67,6 +70,7 @@ class PbxService(Service):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.core = None
+        self.commands = None
         self.sip_port: int | None = None
         self._bound: tuple | None = None
 
@@ -148,6 +152,8 @@ class PbxService(Service):
             raise
         self.core = core
         self._bound = (host, port, cfg.tcp)
+        from .cti_commands import CommandHandler
+        self.commands = CommandHandler(core)  # call control over the bus (pbx.command.<service>)
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         from . import acd
@@ -173,6 +179,9 @@ class PbxService(Service):
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
 
     async def stop(self) -> None:
+        if self.commands is not None:
+            self.commands.close()
+            self.commands = None
         if self.core is not None:
             core, self.core = self.core, None
             from . import acd

@@ -95,6 +95,7 @@ class Call:
         self.alert_announced = False
         self.voicemail_greeting = "unavailable"  # which greeting a voicemail box plays (busy, unavailable)
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
+        self.invite_headers: dict[str, str] = {}  # extra headers of the INVITEs it sends (auto-answer)
         if self.a is not None:
             core.remember(self.a)
 
@@ -530,6 +531,8 @@ class Call:
         req.add("Max-Forwards", str(max(self.hops, 0)))
         cfg = self.core.cfg
         for name, value in session_timer.uac_headers(max(cfg.session_expires, leg.min_se), cfg.min_se).items():
+            req.add(name, value)
+        for name, value in self.invite_headers.items():
             req.add(name, value)
         if auth:
             req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
