@@ -2,6 +2,8 @@
 reads the PBX process's call events and drives its calls over the appliance bus between processes."""
 import json
 import pwd
+import shutil
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,8 +22,16 @@ from .cstaclient import CstaClient, conn
 pytestmark = [needs_netns, pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
 
 
-def test_cti_process_follows_and_drives_the_pbx_process(tmp_path):
-    data = tmp_path / "var"
+@pytest.fixture
+def data():
+    """Outside pytest's tmp root, as tests/appliance's `data`: each pytest session chmods that root 0700,
+    which masks the ACL entries the service users need on the way to their folders."""
+    top = Path(tempfile.mkdtemp(prefix="ob-cti-"))
+    yield top / "var"
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_cti_process_follows_and_drives_the_pbx_process(data):
     with Lab() as lab, ExitStack() as stack:
         box = lab.host("box")
         proc = run_lab_box(box, data)
