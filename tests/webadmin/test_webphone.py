@@ -1,0 +1,180 @@
+"""The browser phone in headless Chromium (fake microphone): a staff user signs in, the page fetches their
+own SIP account and registers over WSS; a baresip desk phone's call rings the browser and the user's
+desk phone together; the page re-registers after the network drops and says so when the microphone is
+refused; the credentials endpoint answers only the signed-in user, never cached, never without CSRF."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from appliance.users import hash_password
+from tests.services.pbx.baresip import Baresip, have_baresip
+from tests.webadmin.helpers import admin_client_for, csrf_of, sign_in
+from tests.webadmin.test_browser import CHROMIUM_ARGS, TIMEOUT_MS, server  # noqa: F401 (fixture)
+from tests.webadmin.test_pbx_pages import _LivePbx
+from webadmin import create_app
+
+PASSWORD = "staff-password-1"
+STAFF = [
+    {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
+    {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
+    {"login": "dan", "full_name": "Dan Nobody"},
+]
+FAKE_MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+# the box's self-signed certificate on the WebSocket port too (a person accepts it once for the box's name)
+TRUST = ["--ignore-certificate-errors"]
+
+
+@pytest.fixture
+def box(runtime, server):  # noqa: F811 (the fixture imported above)
+    """The box with three staff users, its PBX running (the web admin's origin may open its WebSocket)."""
+    admin_client_for(runtime)
+    password_hash = hash_password(PASSWORD)
+
+    def mutate(doc):
+        doc["users"] += [{**person, "role": "staff", "password_hash": password_hash} for person in STAFF]
+        doc.setdefault("pbx", {}).update(lab_sip_port=0, lab_rtp_port_min=24200, lab_rtp_port_max=24399,
+                                         ws_origins=[server])
+    runtime.engine.update("admin", "staff users", mutate)
+    with _LivePbx(runtime) as live:
+        yield live
+
+
+def _browser(server_url: str, args: list[str]):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    class Session:
+        def __enter__(self):
+            self.p = sync_playwright().start()
+            self.browser = self.p.chromium.launch(executable_path="/usr/bin/chromium",
+                                                  args=CHROMIUM_ARGS + TRUST + args)
+            self.context = self.browser.new_context(ignore_https_errors=True, base_url=server_url)
+            self.context.set_default_timeout(TIMEOUT_MS)
+            return self.context.new_page()
+
+        def __exit__(self, *exc):
+            self.context.close()
+            self.browser.close()
+            self.p.stop()
+    return Session()
+
+
+def _sign_in(page, login: str) -> None:
+    page.goto("/login")
+    page.fill("#f-login", login)
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/(dashboard|account)?/?$"))
+
+
+def _until(predicate, seconds: float = 15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _browser_bindings(live) -> list[dict]:
+    return [r for r in live.svc.registrations() if r["extension"] == "201" and r["source"].startswith("wss:")]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_page_registers_rings_with_the_desk_phone_and_comes_back_after_a_network_drop(box, server):  # noqa: F811
+    from playwright.sync_api import expect
+
+    registrar = f"127.0.0.1:{box.svc.sip_port}"
+    with _browser(server, FAKE_MEDIA) as page, \
+            Baresip("desk", user="201", password="alicesecret1", registrar=registrar) as desk, \
+            Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
+        _sign_in(page, "alice")
+        page.goto("/account/")
+        page.click("a[href='/webphone/']")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        expect(page.locator("#phone-state")).to_contain_text("201")
+        assert len(_browser_bindings(box)) == 1
+        desk.register()
+        bob.register()
+
+        # bob calls 201: the browser and alice's desk phone ring together; the desk phone answers
+        bob.dial("201")
+        expect(page.locator("#phone-incoming")).to_be_visible()
+        expect(page.locator("#phone-caller")).to_contain_text("202")
+        desk.answer()  # waits for its CALL_INCOMING
+        bob.wait_for("CALL_ESTABLISHED")
+        expect(page.locator("#phone-incoming")).to_be_hidden()  # the browser's ringing was cancelled
+        expect(page.locator("#phone-log li").first).to_contain_text("202")
+        bob.hangup()
+        desk.wait_for("CALL_CLOSED")
+
+        # bob calls again, alice declines in the browser while the desk phone rings on; bob hangs up
+        bob.dial("201")
+        expect(page.locator("#phone-incoming")).to_be_visible()
+        page.click("#phone-decline")
+        expect(page.locator("#phone-incoming")).to_be_hidden()
+        desk.wait_for("CALL_INCOMING")
+        bob.hangup()
+        desk.wait_for("CALL_CLOSED")
+
+        # the network drops (the box closes the connection): the page says so, reconnects, registers again
+        before = _browser_bindings(box)[0]["source"]
+        ws = box.svc.core.stack.transports.ws
+        box.loop.call_soon_threadsafe(lambda: [f.conn.transport.abort() for f in list(ws.flows.values())])
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "offline")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered", timeout=20000)
+        after = _until(lambda: _browser_bindings(box))
+        assert after[0]["source"] != before
+
+
+@pytest.mark.slow
+def test_a_refused_microphone_is_said_and_places_no_call(box, server):  # noqa: F811
+    from playwright.sync_api import expect
+
+    with _browser(server, []) as page:  # no fake media: the permission prompt is refused
+        page.context.clear_permissions()
+        _sign_in(page, "alice")
+        page.goto("/webphone/")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        page.fill("#phone-number", "202")
+        page.click("#phone-call")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "no_mic")
+        assert box.svc.active_calls() == []
+
+
+def _client(runtime, login: str):
+    app = create_app(runtime)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    assert sign_in(client, login, PASSWORD).status_code == 302
+    return client
+
+
+def test_credentials_only_for_the_signed_in_user(box, runtime):
+    alice, bob = _client(runtime, "alice"), _client(runtime, "bob")
+    token = csrf_of(alice, "/webphone/")
+    mine = alice.post("/webphone/credentials", headers={"X-CSRF-Token": token})
+    assert mine.status_code == 200 and mine.headers["Cache-Control"] == "no-store"
+    body = mine.get_json()
+    assert body["username"] == "201" and body["password"] == "alicesecret1"
+    assert body["ws"] == f"wss://localhost:{box.svc.ws_port}/ws"
+    # bob's session only ever gets bob's account, whatever it asks for
+    bobs = bob.post("/webphone/credentials?login=alice&extension=201",
+                    headers={"X-CSRF-Token": csrf_of(bob, "/webphone/")}, data={"login": "alice"})
+    assert bobs.get_json()["username"] == "202" and "alicesecret1" not in bobs.get_data(as_text=True)
+    # no CSRF token (a request another site makes the browser send), no GET, nobody signed in
+    assert alice.post("/webphone/credentials").status_code == 400
+    assert alice.get("/webphone/credentials").status_code == 405
+    stranger = create_app(runtime).test_client()
+    refused = stranger.post("/webphone/credentials")
+    assert refused.status_code in (302, 400) and "alicesecret1" not in refused.get_data(as_text=True)
+    # dan has no extension: no phone
+    dan = _client(runtime, "dan")
+    assert dan.post("/webphone/credentials", headers={"X-CSRF-Token": csrf_of(dan, "/webphone/")}).status_code == 404
+    page = alice.get("/webphone/")
+    assert f"wss://localhost:{box.svc.ws_port}" in page.headers["Content-Security-Policy"]
+    assert "alicesecret1" not in page.get_data(as_text=True)
