@@ -97,6 +97,10 @@ class PbxService(Service):
         ws = cfg.lab_ws_port if lab else cfg.ws_port
         if cfg.websocket and ws:
             found.append(Listener("sip-ws", "tcp", (ws, ws), None, "SIP over WebSocket (browser phones)"))
+            if cfg.webrtc:
+                media = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if lab else \
+                    (cfg.webrtc_port_min, cfg.webrtc_port_max)
+                found.append(Listener("webrtc", "udp", media, None, "WebRTC media (browser phones)"))
         return found
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -196,7 +200,8 @@ class PbxService(Service):
 
     def _ws_settings(self, config: "CoreConfig") -> tuple:
         cfg: PbxConfig = config.pbx
-        return (cfg.websocket, cfg.lab_ws_port if self.ctx.lab else cfg.ws_port)
+        return (cfg.websocket, cfg.lab_ws_port if self.ctx.lab else cfg.ws_port, cfg.webrtc,
+                cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max, cfg.webrtc_port_min, cfg.webrtc_port_max)
 
     async def _start_ws(self, config: "CoreConfig", host: str) -> None:
         from .sip.ws import tls_context
@@ -204,6 +209,15 @@ class PbxService(Service):
         context = await asyncio.to_thread(tls_context, cert, key)
         self.ws_port = await self.core.stack.start_ws(host, self._ws_settings(config)[1], context,
                                                       web_origins(config, self.ctx.lab))
+        cfg: PbxConfig = config.pbx
+        if cfg.webrtc:
+            from .webrtc.gateway import WebRtcGateway
+            ports = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if self.ctx.lab else \
+                (cfg.webrtc_port_min, cfg.webrtc_port_max)
+            relay_host = self.core.relay.host
+            gateway = WebRtcGateway(self.core.stack.local_ip, relay_host if relay_host != "0.0.0.0" else "127.0.0.1",
+                                    *ports)
+            self.core.stack.transports.ws.gateway = gateway  # its process starts with the first browser call
         log.info("SIP over WebSocket on wss://%s:%s/ws", host, self.ws_port)
 
     async def stop(self) -> None:

@@ -228,6 +228,12 @@ class PbxConfig(ServiceConfig):
     ws_origins: list[str] = Field(
         default_factory=list, max_length=20, description="web page origins allowed to open the SIP WebSocket "
         "besides the box's own web admin (https://name:port), e.g. a name the box is published under")
+    webrtc: bool = Field(default=True, description="bridge browser phones' WebRTC media (ICE-lite, DTLS-SRTP) "
+                         "to plain RTP (services/pbx/webrtc)")
+    webrtc_port_min: int = Field(default=11000, ge=1024, le=65534, description="UDP ports browsers send media to")
+    webrtc_port_max: int = Field(default=11999, ge=1025, le=65535)
+    lab_webrtc_port_min: int = Field(default=31000, ge=1024, le=65534)
+    lab_webrtc_port_max: int = Field(default=31999, ge=1025, le=65535)
     rtp_port_min: int = Field(default=10000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=10999, ge=1025, le=65535)
     # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them
@@ -323,6 +329,8 @@ class PbxConfig(ServiceConfig):
     def _coherent(self) -> "PbxConfig":
         if self.rtp_port_max - self.rtp_port_min < 3 or self.lab_rtp_port_max - self.lab_rtp_port_min < 3:
             raise ValueError("the RTP port range needs at least 4 ports")
+        if self.webrtc_port_max < self.webrtc_port_min or self.lab_webrtc_port_max < self.lab_webrtc_port_min:
+            raise ValueError("the WebRTC port range ends before it starts")
         trunk_names = [t.name for t in self.trunks]
         if len(set(trunk_names)) != len(trunk_names):
             raise ValueError("trunk names must be unique")

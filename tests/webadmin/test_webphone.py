@@ -4,13 +4,19 @@ desk phone together; the page re-registers after the network drops and says so w
 refused; the credentials endpoint answers only the signed-in user, never cached, never without CSRF."""
 from __future__ import annotations
 
+import math
 import re
+import struct
+import tempfile
 import time
+import wave
+from pathlib import Path
 
 import pytest
 
 from appliance.users import hash_password
 from tests.services.pbx.baresip import Baresip, have_baresip
+from tests.services.pbx.test_apps import _goertzel
 from tests.webadmin.helpers import admin_client_for, csrf_of, sign_in
 from tests.webadmin.test_browser import CHROMIUM_ARGS, TIMEOUT_MS, server  # noqa: F401 (fixture)
 from tests.webadmin.test_pbx_pages import _LivePbx
@@ -178,3 +184,84 @@ def test_credentials_only_for_the_signed_in_user(box, runtime):
     page = alice.get("/webphone/")
     assert f"wss://localhost:{box.svc.ws_port}" in page.headers["Content-Security-Policy"]
     assert "alicesecret1" not in page.get_data(as_text=True)
+
+
+# -- media: the browser's WebRTC leg bridged to a desk phone's plain RTP (services/pbx/webrtc) -------------
+TONE_HZ = 1000
+
+
+def _tone_wav(path, seconds: float = 20.0, rate: int = 48000) -> None:
+    """The browser's fake microphone: a steady 1 kHz tone."""
+    frames = bytearray()
+    for n in range(int(seconds * rate)):
+        frames += struct.pack("<h", int(8000 * math.sin(2 * math.pi * TONE_HZ * n / rate)))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+
+
+class RecordingBaresip(Baresip):
+    """A desk phone that also writes what it hears to WAV files (baresip's sndfile module)."""
+
+    def _config(self) -> str:
+        self.recordings = Path(tempfile.mkdtemp(prefix=f"baresip-{self.name}-rec-"))
+        return super()._config() + f"module sndfile.so\nsnd_path {self.recordings}\n"
+
+    def heard(self) -> tuple[list[int], int]:
+        """The samples it decoded from the call (the far end's audio) and their rate."""
+        files = sorted(self.recordings.glob("*dec*.wav"))
+        assert files, f"no recording in {self.recordings}: {list(self.recordings.iterdir())}"
+        with wave.open(str(files[-1])) as wav:
+            data, rate, channels = wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
+        samples = list(struct.unpack(f"<{len(data) // 2}h", data))[::channels]
+        return samples, rate
+
+
+def peak_frequency(samples: list[int], rate: int) -> float:
+    """The strongest frequency (10 Hz steps, 200-3400 Hz) of the loudest second."""
+    window = max((samples[i:i + rate // 4] for i in range(0, max(1, len(samples) - rate // 4), rate // 4)),
+                 key=lambda w: sum(x * x for x in w))
+    return max(range(200, 3400, 10), key=lambda f: _goertzel(window, f, rate))
+
+
+STATS_JS = """async () => {
+  const s = window.webphone.session;
+  if (!s || !s.sessionDescriptionHandler) return null;
+  const report = await s.sessionDescriptionHandler.peerConnection.getStats();
+  let found = null;
+  report.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "audio") found = r; });
+  return found && {packets: found.packetsReceived, level: found.audioLevel || 0, energy: found.totalAudioEnergy || 0};
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_browser_calls_a_desk_phone_with_audio_both_ways(box, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    tone = tmp_path / "tone.wav"
+    _tone_wav(tone)
+    registrar = f"127.0.0.1:{box.svc.sip_port}"
+    with _browser(server, FAKE_MEDIA + [f"--use-file-for-fake-audio-capture={tone}"]) as page, \
+            RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
+        bob.register()
+        _sign_in(page, "alice")
+        page.goto("/webphone/")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        page.fill("#phone-number", "202")
+        page.click("#phone-call")
+        bob.answer()
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+        bob.wait_rtp(rx=150, tx=150, timeout=20)   # the browser's audio reaches the desk phone as plain RTP
+        stats = _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 100 and s["level"] > 0 and s)
+        assert stats["energy"] > 0   # the desk phone's 440 Hz tone plays in the browser
+        gateway = box.svc.core.stack.transports.ws.gateway
+        assert gateway.counters["established"] == 1 and gateway.setup_ms
+        page.click("#phone-hangup")
+        bob.wait_for("CALL_CLOSED")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+    samples, rate = bob.heard()
+    assert abs(peak_frequency(samples, rate) - TONE_HZ) <= 20   # what bob heard is the browser's tone
+    assert _until(lambda: not gateway.legs)   # the session ended with the call

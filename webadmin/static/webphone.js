@@ -256,7 +256,7 @@ async function start() {
       controls();
     }
   });
-  window.webphone = { ua, registerer };  // for the page's tests and the browser console
+  window.webphone = { ua, registerer, get session() { return session; } };  // tests, the browser console
   try {
     await ua.start();
   } catch (error) {

@@ -9,7 +9,9 @@ no new connection can reach it; when it closes its bindings are dropped).
 Limits: MAX_CONNECTIONS in all, MAX_PER_SOURCE per address, frames of at most MAX_MESSAGE bytes
 (a larger one closes the connection with 1009), OPEN_TIMEOUT for the TLS and WebSocket handshakes,
 IDLE_SECONDS without a SIP message, OUTBOX messages queued toward a browser that does not read.
-Each refusal and drop is counted (`counters`) and logged once with its reason.
+Each refusal and drop is counted (`counters`) and logged once with its reason. With a `gateway`
+(services/pbx/webrtc), every message's SDP is rewritten on the way in and out, so the rest of the PBX
+sees a browser as a plain RTP phone.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class _Flow:
         ip, port = conn.remote_address[:2]
         self.dest: Dest = ("wss", ip, port)
         self.last = asyncio.get_running_loop().time()
-        self.outbox: deque[str | bytes] = deque()
+        self.outbox: deque[bytes] = deque()
         self.wake = asyncio.Event()
 
     def send(self, data: bytes) -> None:
@@ -65,10 +67,7 @@ class _Flow:
             self.owner.count("slow_closed", f"{self.dest[1]}:{self.dest[2]} does not read its messages: closed")
             self.conn.transport.abort()
             return
-        try:
-            self.outbox.append(data.decode())  # text frames, as browsers send them
-        except UnicodeDecodeError:
-            self.outbox.append(data)
+        self.outbox.append(data)
         self.wake.set()
 
     async def write(self) -> None:
@@ -76,7 +75,14 @@ class _Flow:
             await self.wake.wait()
             self.wake.clear()
             while self.outbox:
-                await self.conn.send(self.outbox.popleft())
+                data = self.outbox.popleft()
+                gateway = self.owner.gateway
+                if gateway is not None:
+                    data = await gateway.outbound(data, self.dest)
+                try:
+                    await self.conn.send(data.decode())  # text frames, as browsers send them
+                except UnicodeDecodeError:
+                    await self.conn.send(data)
 
 
 class WebSocketTransport:
@@ -95,6 +101,7 @@ class WebSocketTransport:
         self.max_per_source = MAX_PER_SOURCE
         self.idle_seconds = IDLE_SECONDS
         self.server: Server | None = None
+        self.gateway = None  # the WebRTC gateway (services/pbx/webrtc) rewriting browsers' SDP, if any
         self.ssl: ssl.SSLContext | None = None
         self.port = 0
         self._reaper: asyncio.Task | None = None
@@ -151,7 +158,10 @@ class WebSocketTransport:
         try:
             async for message in conn:
                 flow.last = asyncio.get_running_loop().time()
-                self.deliver(message.encode() if isinstance(message, str) else message, flow.dest)
+                data = message.encode() if isinstance(message, str) else message
+                if self.gateway is not None:
+                    data = await self.gateway.inbound(data, flow.dest)
+                self.deliver(data, flow.dest)
         except ConnectionClosed as exc:
             self._closed_because(flow, exc)
         finally:
@@ -162,6 +172,8 @@ class WebSocketTransport:
                 self.per_source[ip] = left
             else:
                 self.per_source.pop(ip, None)
+            if self.gateway is not None:
+                self.gateway.flow_closed(flow.dest)
             if self.on_close:
                 self.on_close(flow.dest)
 
@@ -200,3 +212,5 @@ class WebSocketTransport:
                 await asyncio.wait_for(self.server.wait_closed(), 3)
             except TimeoutError:
                 pass
+        if self.gateway is not None:
+            await self.gateway.close()

@@ -1,0 +1,331 @@
+"""The WebRTC gateway process: for each browser call leg, one UDP port facing the browser (ICE-lite, DTLS-SRTP,
+RFC 7983 demultiplexing, rtcp-mux) and one plain RTP port facing the PBX's relay. Media passes through:
+SRTP is unprotected toward the relay and RTP protected toward the browser, payloads untouched (the
+browser leg speaks G.711/G.722, which every browser implements: no transcoding, services/pbx/webrtc).
+
+Run by the PBX as `python -I engine.py <fd>`; driven over that SOCK_SEQPACKET socket with JSON:
+  {"op": "open", "id", "session", "host", "min", "max", "plain_host"} -> {"re", "port", "plain_port", "ufrag",
+      "pwd", "fingerprint"}
+  {"op": "remote", "session", "ufrag", "pwd", "fingerprint"}   the browser's ICE and DTLS parameters
+  {"op": "plain_peer", "session", "ip", "port"}                where the relay side receives
+  {"op": "close", "session"};  {"op": "ping", "id"} -> {"re"}
+Events: {"ev": "up", "session", "setup_ms"}; {"ev": "failed", "session", "reason"}: ice_timeout,
+dtls_timeout, dtls_error, fingerprint (the browser's certificate is not the one its SDP named), dtls_closed;
+{"ev": "stats", "sessions": [[session, from browser, to browser, dropped]]} every second.
+A session whose ICE or DTLS does not complete within SETUP_TIMEOUT is closed and reported.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import secrets
+import selectors
+import socket
+import sys
+import time
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+
+try:
+    from . import stun
+    from .srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
+except ImportError:  # run as a script: its directory is not on the path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import stun
+    from srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
+
+SETUP_TIMEOUT = 20.0  # seconds for ICE and DTLS to complete
+TICK = 0.1
+STATS_EVERY = 1.0
+MTU = 1200
+_random = random.SystemRandom()
+
+
+def _certificate() -> tuple[crypto.X509, crypto.PKey, str]:
+    """A fresh self-signed ECDSA certificate for DTLS (what browsers do too) and its SHA-256 fingerprint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "officebox-webrtc")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    return crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key), fingerprint
+
+
+def _context(cert: crypto.X509, key: crypto.PKey) -> SSL.Context:
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.use_certificate(cert)
+    ctx.use_privatekey(key)
+    # the browser's certificate is self-signed: it is checked against its SDP fingerprint once connected
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
+    ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
+    ctx.set_options(SSL.OP_NO_QUERY_MTU)
+    return ctx
+
+
+class Session:
+    def __init__(self, engine: "Engine", sid: int, host: str, lo: int, hi: int, plain_host: str) -> None:
+        self.engine = engine
+        self.id = sid
+        self.ufrag = secrets.token_hex(4)
+        self.pwd = secrets.token_hex(12)
+        self.remote_fingerprint: str | None = None
+        self.browser: tuple[str, int] | None = None
+        self.plain_peer: tuple[str, int] | None = None
+        self.started = time.monotonic()
+        self.checked = False  # a valid connectivity check arrived
+        self.up = False
+        self.closed = False
+        self.sent = self.received = self.dropped = 0
+        self.outbound: Srtp | None = None
+        self.inbound: Srtp | None = None
+        self.dtls = SSL.Connection(engine.ssl, None)
+        self.dtls.set_accept_state()
+        self.dtls.set_ciphertext_mtu(MTU)
+        self.sock = _bind_in_range(host, lo, hi)
+        self.plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.plain.bind((plain_host, 0))
+        for s in (self.sock, self.plain):
+            s.setblocking(False)
+        engine.sel.register(self.sock, selectors.EVENT_READ, (self, "browser"))
+        engine.sel.register(self.plain, selectors.EVENT_READ, (self, "plain"))
+
+    # -- from the browser -----------------------------------------------------------------------------
+    def from_browser(self, data: bytes, addr: tuple[str, int]) -> None:
+        first = data[0] if data else 0
+        if first < 4:
+            checked = stun.check_request(data, self.ufrag, self.pwd) if stun.is_stun(data) else None
+            if checked is None:
+                self.dropped += 1
+                return
+            tid, nominated = checked
+            self.sock.sendto(stun.success(tid, addr, self.pwd), addr)
+            if nominated or self.browser is None:
+                self.browser = addr
+            self.checked = True
+        elif addr != self.browser:
+            self.dropped += 1  # media and DTLS only from the address the checks nominated
+        elif 20 <= first <= 63:
+            self._dtls_in(data)
+        elif 128 <= first <= 191 and self.inbound is not None:
+            self._media_in(data)
+        else:
+            self.dropped += 1
+
+    def _dtls_in(self, data: bytes) -> None:
+        try:
+            self.dtls.bio_write(data)
+            if not self.up:
+                self.dtls.do_handshake()
+                self._connected()
+            else:
+                self.dtls.recv(2048)
+        except SSL.WantReadError:
+            pass
+        except SSL.ZeroReturnError:
+            self.fail("dtls_closed")
+            return
+        except SSL.Error:
+            self.fail("dtls_error")
+            return
+        self._flush_dtls()
+
+    def _connected(self) -> None:
+        peer = self.dtls.get_peer_certificate()
+        got = peer.to_cryptography().fingerprint(hashes.SHA256()).hex(":").upper() if peer else ""
+        if not self.remote_fingerprint or got != self.remote_fingerprint:
+            self.fail("fingerprint")
+            return
+        material = self.dtls.export_keying_material(b"EXTRACTOR-dtls_srtp", 2 * (KEY_LEN + SALT_LEN))
+        client_key, server_key = material[:KEY_LEN], material[KEY_LEN:2 * KEY_LEN]
+        salts = material[2 * KEY_LEN:]
+        client_salt, server_salt = salts[:SALT_LEN], salts[SALT_LEN:]
+        self.outbound = Srtp(server_key, server_salt, outbound=True)  # we are the DTLS server (setup:passive)
+        self.inbound = Srtp(client_key, client_salt, outbound=False)
+        self.up = True
+        self.engine.emit({"ev": "up", "session": self.id, "setup_ms": round(1000 * (time.monotonic() - self.started))})
+
+    def _flush_dtls(self) -> None:
+        while self.browser is not None:
+            try:
+                out = self.dtls.bio_read(4096)
+            except SSL.WantReadError:
+                return
+            try:
+                self.sock.sendto(out, self.browser)
+            except OSError:
+                return
+
+    def _media_in(self, data: bytes) -> None:
+        if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP on the muxed port: checked, not forwarded
+            try:
+                self.inbound.unprotect_rtcp(data)
+            except SrtpError:
+                self.dropped += 1
+            return
+        try:
+            rtp = self.inbound.unprotect(data)
+        except SrtpError:
+            self.dropped += 1
+            return
+        self.received += 1
+        if self.plain_peer is not None:
+            try:
+                self.plain.sendto(rtp, self.plain_peer)
+            except OSError:
+                self.dropped += 1
+
+    # -- from the relay -------------------------------------------------------------------------------
+    def from_plain(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.up or self.browser is None or len(data) < 12 or data[0] >> 6 != 2:
+            self.dropped += 1
+            return
+        if self.plain_peer is not None and addr[0] != self.plain_peer[0]:
+            self.dropped += 1
+            return
+        try:
+            self.sock.sendto(self.outbound.protect(data), self.browser)
+            self.sent += 1
+        except (SrtpError, OSError):
+            self.dropped += 1
+
+    # -- timers and the end ---------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        if self.up:
+            return
+        if now - self.started > SETUP_TIMEOUT:
+            self.fail("dtls_timeout" if self.checked else "ice_timeout")
+            return
+        try:
+            self.dtls.DTLSv1_handle_timeout()
+        except SSL.Error:
+            pass
+        self._flush_dtls()
+
+    def fail(self, reason: str) -> None:
+        if not self.closed:
+            self.engine.emit({"ev": "failed", "session": self.id, "reason": reason})
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.engine.sessions.pop(self.id, None)
+        for s in (self.sock, self.plain):
+            self.engine.sel.unregister(s)
+            s.close()
+        for srtp in (self.outbound, self.inbound):
+            if srtp is not None:
+                srtp.close()
+
+
+def _bind_in_range(host: str, lo: int, hi: int) -> socket.socket:
+    ports = list(range(lo, hi + 1))
+    _random.shuffle(ports)
+    for port in ports[:200]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+            return sock
+        except OSError:
+            sock.close()
+    raise OSError(f"no free WebRTC port in {lo}-{hi}")
+
+
+class Engine:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.sel = selectors.DefaultSelector()
+        self.sessions: dict[int, Session] = {}
+        cert, key, self.fingerprint = _certificate()
+        self.ssl = _context(cert, key)
+        control.setblocking(False)
+        self.sel.register(control, selectors.EVENT_READ, None)
+
+    def emit(self, msg: dict) -> None:
+        try:
+            self.control.send(json.dumps(msg, separators=(",", ":")).encode())
+        except BlockingIOError:
+            pass  # the PBX is not reading: an event is lost, never the media
+        except OSError:
+            raise SystemExit(0) from None
+
+    def command(self, msg: dict) -> None:
+        op, sid = msg.get("op"), msg.get("session")
+        if op == "ping":
+            self.emit({"re": msg["id"]})
+        elif op == "open":
+            try:
+                s = Session(self, sid, msg["host"], msg["min"], msg["max"], msg["plain_host"])
+            except OSError as exc:
+                self.emit({"re": msg["id"], "error": str(exc)})
+                return
+            self.sessions[sid] = s
+            self.emit({"re": msg["id"], "port": s.sock.getsockname()[1], "plain_port": s.plain.getsockname()[1],
+                       "ufrag": s.ufrag, "pwd": s.pwd, "fingerprint": self.fingerprint})
+        elif (s := self.sessions.get(sid)) is None:
+            return
+        elif op == "remote":
+            s.remote_fingerprint = (msg.get("fingerprint") or "").upper()
+        elif op == "plain_peer":
+            s.plain_peer = (msg["ip"], int(msg["port"]))
+        elif op == "close":
+            s.close()
+
+    def run(self) -> None:
+        last_stats = last_tick = time.monotonic()
+        while True:
+            for key, _ in self.sel.select(TICK):
+                if key.data is None:
+                    try:
+                        data = self.control.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        return  # the PBX closed the control socket: exit
+                    self.command(json.loads(data))
+                    continue
+                session, side = key.data
+                for _ in range(64):
+                    try:
+                        data, addr = key.fileobj.recvfrom(4096)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    if session.closed:
+                        break
+                    if side == "browser":
+                        session.from_browser(data, addr)
+                    else:
+                        session.from_plain(data, addr)
+            now = time.monotonic()
+            if now - last_tick >= TICK:
+                last_tick = now
+                for s in list(self.sessions.values()):
+                    s.tick(now)
+            if now - last_stats >= STATS_EVERY and self.sessions:
+                last_stats = now
+                self.emit({"ev": "stats", "sessions": [[s.id, s.received, s.sent, s.dropped]
+                                                       for s in self.sessions.values()]})
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    signal_safe = Engine(control)
+    try:
+        signal_safe.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+if __name__ == "__main__":
+    main()
