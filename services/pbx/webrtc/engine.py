@@ -4,8 +4,8 @@ SRTP is unprotected toward the relay and RTP protected toward the browser, paylo
 browser leg speaks G.711/G.722, which every browser implements: no transcoding, services/pbx/webrtc).
 
 Run by the PBX as `python -I engine.py <fd>`; driven over that SOCK_SEQPACKET socket with JSON:
-  {"op": "open", "id", "session", "host", "min", "max", "plain_host"} -> {"re", "port", "plain_port", "ufrag",
-      "pwd", "fingerprint"}
+  {"op": "open", "id", "session", "host", "min", "max", "plain_host", "timeout"} -> {"re", "port", "plain_port",
+      "ufrag", "pwd", "fingerprint"}
   {"op": "remote", "session", "ufrag", "pwd", "fingerprint"}   the browser's ICE and DTLS parameters
   {"op": "plain_peer", "session", "ip", "port"}                where the relay side receives
   {"op": "close", "session"};  {"op": "ping", "id"} -> {"re"}
@@ -71,8 +71,10 @@ def _context(cert: crypto.X509, key: crypto.PKey) -> SSL.Context:
 
 
 class Session:
-    def __init__(self, engine: "Engine", sid: int, host: str, lo: int, hi: int, plain_host: str) -> None:
+    def __init__(self, engine: "Engine", sid: int, host: str, lo: int, hi: int, plain_host: str,
+                 timeout: float = SETUP_TIMEOUT) -> None:
         self.engine = engine
+        self.timeout = timeout
         self.id = sid
         self.ufrag = secrets.token_hex(4)
         self.pwd = secrets.token_hex(12)
@@ -200,7 +202,7 @@ class Session:
     def tick(self, now: float) -> None:
         if self.up:
             return
-        if now - self.started > SETUP_TIMEOUT:
+        if now - self.started > self.timeout:
             self.fail("dtls_timeout" if self.checked else "ice_timeout")
             return
         try:
@@ -264,7 +266,8 @@ class Engine:
             self.emit({"re": msg["id"]})
         elif op == "open":
             try:
-                s = Session(self, sid, msg["host"], msg["min"], msg["max"], msg["plain_host"])
+                s = Session(self, sid, msg["host"], msg["min"], msg["max"], msg["plain_host"],
+                            float(msg.get("timeout", SETUP_TIMEOUT)))
             except OSError as exc:
                 self.emit({"re": msg["id"], "error": str(exc)})
                 return

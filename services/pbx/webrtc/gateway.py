@@ -26,6 +26,7 @@ from . import sdp as wsdp
 log = logging.getLogger("officebox.pbx.webrtc")
 ENGINE = Path(__file__).resolve().parent / "engine.py"
 REQUEST_TIMEOUT = 5.0
+SETUP_TIMEOUT = 20.0  # as engine.py's default (that module is run as a script, not imported here)
 FAILURES = ("ice_timeout", "dtls_timeout", "dtls_error", "fingerprint", "dtls_closed")
 
 
@@ -53,6 +54,7 @@ class WebRtcGateway:
         self.host_for = host_for  # the box's address a browser at that IP reaches
         self.plain_host = plain_host
         self.port_min, self.port_max = port_min, port_max
+        self.setup_timeout = SETUP_TIMEOUT  # seconds for a browser's ICE and DTLS to complete
         self.legs: dict[str, _Leg] = {}  # Call-ID -> its session
         self.counters = dict.fromkeys(("sessions", "established", "rewritten", "refused", *FAILURES), 0)
         self.setup_ms: list[int] = []  # ICE + DTLS set-up times of the last sessions
@@ -166,7 +168,8 @@ class WebRtcGateway:
             sid = next(self._ids)
             host = self.host_for(flow[1])
             info = await self._request({"op": "open", "session": sid, "host": host, "min": self.port_min,
-                                        "max": self.port_max, "plain_host": self.plain_host})
+                                        "max": self.port_max, "plain_host": self.plain_host,
+                                        "timeout": self.setup_timeout})
             leg = self.legs[call_id] = _Leg(sid, flow, info, host, self.plain_host)
             self.counters["sessions"] += 1
         return leg
