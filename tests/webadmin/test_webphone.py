@@ -26,6 +26,7 @@ PASSWORD = "staff-password-1"
 STAFF = [
     {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
     {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
+    {"login": "carol", "full_name": "Carol Petit", "extension": "203", "sip_secret": "carolsecret1"},
     {"login": "dan", "full_name": "Dan Nobody"},
 ]
 FAKE_MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
@@ -35,7 +36,7 @@ TRUST = ["--ignore-certificate-errors"]
 
 @pytest.fixture
 def box(runtime, server):  # noqa: F811 (the fixture imported above)
-    """The box with three staff users, its PBX running (the web admin's origin may open its WebSocket)."""
+    """The box with four staff users, its PBX running (the web admin's origin may open its WebSocket)."""
     admin_client_for(runtime)
     password_hash = hash_password(PASSWORD)
 
@@ -265,3 +266,87 @@ def test_browser_calls_a_desk_phone_with_audio_both_ways(box, server, tmp_path):
     samples, rate = bob.heard()
     assert abs(peak_frequency(samples, rate) - TONE_HZ) <= 20   # what bob heard is the browser's tone
     assert _until(lambda: not gateway.legs)   # the session ended with the call
+
+
+def _rogue_frames(ws_url: str, origin: str) -> int:
+    """Garbage and an oversized frame over another WebSocket to the box; the close code it got for the latter."""
+    import ssl
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with connect(ws_url, ssl=ctx, origin=origin, subprotocols=["sip"], max_size=None) as rogue:
+        rogue.send("\x00 garbage, no SIP at all \r\n\r\n")
+        rogue.send(b"\xff" * 300)
+        rogue.send("INVITE " + "x" * 70000)
+        try:
+            rogue.recv(timeout=5)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else 0
+    return -1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_browser_answers_sends_dtmf_holds_and_transfers_while_garbage_is_dropped(box, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    tone = tmp_path / "tone.wav"
+    _tone_wav(tone)
+    registrar = f"127.0.0.1:{box.svc.sip_port}"
+    ws = box.svc.core.stack.transports.ws
+    with _browser(server, FAKE_MEDIA + [f"--use-file-for-fake-audio-capture={tone}"]) as page, \
+            Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob, \
+            Baresip("carol", user="203", password="carolsecret1", registrar=registrar) as carol:
+        bob.register()
+        carol.register()
+        _sign_in(page, "alice")
+        page.goto("/webphone/")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        ws_url = f"wss://127.0.0.1:{box.svc.ws_port}/ws"
+
+        bob.dial("201")
+        expect(page.locator("#phone-caller")).to_contain_text("202")
+        page.click("#phone-answer")
+        bob.wait_for("CALL_ESTABLISHED")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+        bob.wait_rtp(rx=100, tx=100, timeout=20)
+        _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 50 and s["level"] > 0)
+
+        # garbage and a huge frame on another connection: dropped and counted, the call goes on
+        malformed = box.svc.core.stack.counters["malformed"]
+        assert _rogue_frames(ws_url, server) == 1009
+        assert _until(lambda: ws.counters["oversized"] == 1)
+        assert _until(lambda: box.svc.core.stack.counters["malformed"] >= malformed + 2)
+        heard = bob.rtp_stats()["rx"]
+        bob.wait_rtp(rx=heard + 50, timeout=10)
+
+        for digit in "12#":   # the dial pad sends DTMF in a call (RFC 4733 through the gateway)
+            page.click(f"#phone-dialpad [data-key='{digit}']")
+        try:
+            _until(lambda: bob.dtmf_received.endswith("12#"), 10)
+        except AssertionError:
+            raise AssertionError(f"bob received DTMF {bob.dtmf_received!r}") from None
+
+        page.click("#phone-mute")
+        assert page.evaluate("window.webphone.session.sessionDescriptionHandler.peerConnection.getSenders()"
+                             ".every((s) => !s.track || !s.track.enabled)")
+        page.click("#phone-mute")
+        page.click("#phone-hold")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "on_hold")
+        _until(lambda: box.svc.active_calls() and box.svc.active_calls()[0]["on_hold"])
+        page.click("#phone-hold")
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+        _until(lambda: not box.svc.active_calls()[0]["on_hold"])
+
+        # blind transfer: bob goes on with carol, the browser's call ends
+        page.fill("#phone-transfer-to", "203")
+        page.click("#phone-transfer")
+        carol.answer()
+        carol.wait_rtp(rx=50, timeout=20)
+        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        expect(page.locator("#phone-log li").first).to_contain_text("203")
+        carol.hangup()
+        bob.wait_for("CALL_CLOSED")

@@ -107,7 +107,8 @@ function follow(s, direction) {
       if (incoming === s) incoming = null;
       held = muted = false;
       $("phone-audio").srcObject = null;
-      log(direction, peerName(s), say(answered ? "answered" : "missed"));
+      const outcome = s.transferredTo ? say("transferred", { who: s.transferredTo }) : say(answered ? "answered" : "missed");
+      log(direction, peerName(s), outcome);
       state(online ? "registered" : "offline", online ? "success" : "warning");
     }
     controls();
@@ -120,7 +121,7 @@ async function call(number) {
   if (!target) return;
   const inviter = new Inviter(ua, target, { sessionDescriptionHandlerOptions: mediaOptions() });
   session = inviter;
-  follow(inviter, "outgoing");
+  follow(inviter, "log_out");
   state("ringing");
   controls();
   inviter.invite().catch(() => state("failed", "error"));
@@ -132,7 +133,7 @@ function onInvite(invitation) {
     return;
   }
   incoming = invitation;
-  follow(invitation, "incoming");
+  follow(invitation, "log_in");
   $("phone-caller").textContent = say("incoming", { who: peerName(invitation) });
   invitation.progress().catch(() => {});
   controls();
@@ -183,16 +184,17 @@ function transfer() {
   const number = $("phone-transfer-to").value.trim();
   const target = number && UserAgent.makeURI(`sip:${number}@${ua.configuration.uri.host}`);
   if (session === null || !target) return;
-  const who = number;
-  session.refer(target, { requestDelegate: { onAccept: () => {
-    log("outgoing", who, say("transferred", { who }));
-    session?.bye().catch(() => {});
+  const transferred = session;
+  transferred.refer(target, { requestDelegate: { onAccept: () => {
+    transferred.transferredTo = number;  // the box connects the other party to `number` and ends our call
   } } }).catch(() => {});
 }
 
 function key(digit) {
   if (session !== null && session.state === SessionState.Established) {
-    session.sessionDescriptionHandler.sendDtmf(digit);
+    // RFC 4733 events through the call's audio; queued after the tones still to play (not replacing them)
+    const sender = session.sessionDescriptionHandler.peerConnection.getSenders().find((s) => s.dtmf);
+    if (sender) sender.dtmf.insertDTMF(sender.dtmf.toneBuffer + digit, 100, 70);
   } else {
     $("phone-number").value += digit;
   }

@@ -78,7 +78,8 @@ class Session:
         self.id = sid
         self.ufrag = secrets.token_hex(4)
         self.pwd = secrets.token_hex(12)
-        self.remote_fingerprint: str | None = None
+        self.remote_fingerprint: str | None = None  # from the browser's SDP
+        self.peer_fingerprint: str | None = None  # of the certificate its DTLS handshake showed
         self.browser: tuple[str, int] | None = None
         self.plain_peer: tuple[str, int] | None = None
         self.started = time.monotonic()
@@ -124,7 +125,7 @@ class Session:
     def _dtls_in(self, data: bytes) -> None:
         try:
             self.dtls.bio_write(data)
-            if not self.up:
+            if self.peer_fingerprint is None:
                 self.dtls.do_handshake()
                 self._connected()
             else:
@@ -141,8 +142,15 @@ class Session:
 
     def _connected(self) -> None:
         peer = self.dtls.get_peer_certificate()
-        got = peer.to_cryptography().fingerprint(hashes.SHA256()).hex(":").upper() if peer else ""
-        if not self.remote_fingerprint or got != self.remote_fingerprint:
+        self.peer_fingerprint = peer.to_cryptography().fingerprint(hashes.SHA256()).hex(":").upper() if peer else ""
+        self.verify()
+
+    def verify(self) -> None:
+        """Media flows once the browser's certificate is the one its SDP names. A browser answering our offer
+        may finish DTLS before its answer (with the fingerprint) has reached the PBX: then this waits."""
+        if self.up or self.peer_fingerprint is None or self.remote_fingerprint is None:
+            return
+        if self.peer_fingerprint != self.remote_fingerprint:
             self.fail("fingerprint")
             return
         material = self.dtls.export_keying_material(b"EXTRACTOR-dtls_srtp", 2 * (KEY_LEN + SALT_LEN))
@@ -201,6 +209,8 @@ class Session:
     # -- timers and the end ---------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         if self.up:
+            return
+        if self.closed:
             return
         if now - self.started > self.timeout:
             self.fail("dtls_timeout" if self.checked else "ice_timeout")
@@ -278,6 +288,7 @@ class Engine:
             return
         elif op == "remote":
             s.remote_fingerprint = (msg.get("fingerprint") or "").upper()
+            s.verify()
         elif op == "plain_peer":
             s.plain_peer = (msg["ip"], int(msg["port"]))
         elif op == "close":
