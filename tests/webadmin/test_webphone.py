@@ -340,6 +340,8 @@ def test_browser_answers_sends_dtmf_holds_and_transfers_while_garbage_is_dropped
         page.click("#phone-hold")
         expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
         _until(lambda: not box.svc.active_calls()[0]["on_hold"])
+        _until(lambda: bob.rtp_stats().get("dir") == "sendrecv")  # bob was asked to send again
+        bob.wait_rtp(tx=bob.rtp_stats()["tx"] + 25, timeout=10)
 
         # blind transfer: bob goes on with carol, the browser's call ends
         page.fill("#phone-transfer-to", "203")
