@@ -13,10 +13,12 @@ Why our own small gateway rather than aiortc (evaluated for this):
     we only answer its authenticated STUN checks, stun.py), DTLS-SRTP key agreement (pyOpenSSL, already
     pinned: DTLS_METHOD, use_srtp, export_keying_material), SRTP (libsrtp2, Debian libsrtp2-1 and
     Buildroot's libsrtp, through ctypes: srtp.py). No crypto of our own.
-  - every browser implements PCMU, PCMA (RFC 7874) and G.722: the gateway keeps only those in the SDP
-    it passes on, so media passes through with its payload untouched; no transcoding, no per-frame codec
-    work (Opus is not negotiated on a browser leg: see the report of issue 17 for what that leaves out).
-Per packet the gateway does one SRTP operation and one sendto, in its own process (one epoll loop), so
-the PBX's event loop never sees media. ICE or DTLS that never complete end the session after
+  - every browser implements PCMU, PCMA (RFC 7874) and G.722: the gateway keeps those in the SDP it
+    passes on (and offers browsers only those), so media passes through with its payload untouched, no
+    per-frame codec work. Transcoding is needed only for a browser that offers Opus alone: then the PBX
+    is offered PCMU/PCMA and the gateway decodes and encodes each frame (libopus through ctypes, opus.py;
+    G.711 of the media engine's dsp.py), telephone-event not carried across in that case.
+Per packet the gateway does one SRTP operation and one sendto (plus two codec calls when transcoding), in
+its own process (one epoll loop), so the PBX's event loop never sees media (bench/bench_webrtc.py). ICE or DTLS that never complete end the session after
 engine.SETUP_TIMEOUT, counted (gateway.counters) with a log line naming the reason.
 """

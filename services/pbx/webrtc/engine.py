@@ -1,13 +1,15 @@
 """The WebRTC gateway process: for each browser call leg, one UDP port facing the browser (ICE-lite, DTLS-SRTP,
 RFC 7983 demultiplexing, rtcp-mux) and one plain RTP port facing the PBX's relay. Media passes through:
-SRTP is unprotected toward the relay and RTP protected toward the browser, payloads untouched (the
-browser leg speaks G.711/G.722, which every browser implements: no transcoding, services/pbx/webrtc).
+SRTP is unprotected toward the relay and RTP protected toward the browser, payloads untouched when the
+browser leg speaks G.711/G.722 (every browser implements them), transcoded Opus <-> G.711 for a browser
+that offers Opus alone (libopus; services/pbx/webrtc).
 
 Run by the PBX as `python -I engine.py <fd>`; driven over that SOCK_SEQPACKET socket with JSON:
   {"op": "open", "id", "session", "host", "min", "max", "plain_host", "timeout"} -> {"re", "port", "plain_port",
       "ufrag", "pwd", "fingerprint"}
   {"op": "remote", "session", "ufrag", "pwd", "fingerprint"}   the browser's ICE and DTLS parameters
   {"op": "plain_peer", "session", "ip", "port"}                where the relay side receives
+  {"op": "transcode", "session", "opus_pt", "plain_pt", "codec"}  a browser that offered Opus but no G.711
   {"op": "close", "session"};  {"op": "ping", "id"} -> {"re"}
 Events: {"ev": "up", "session", "setup_ms"}; {"ev": "failed", "session", "reason"}: ice_timeout,
 dtls_timeout, dtls_error, fingerprint (the browser's certificate is not the one its SDP named), dtls_closed;
@@ -23,6 +25,7 @@ import random
 import secrets
 import selectors
 import socket
+import struct
 import sys
 import time
 
@@ -30,14 +33,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 try:
+    from ..media.dsp import Codec
     from . import stun
+    from .opus import FRAME_SAMPLES, RTP_CLOCK, Opus, OpusError
     from .srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
 except ImportError:  # run as a script: its directory is not on the path
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "media")]
     import stun
+    from dsp import Codec
+    from opus import FRAME_SAMPLES, RTP_CLOCK, Opus, OpusError
     from srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
 
 SETUP_TIMEOUT = 20.0  # seconds for ICE and DTLS to complete
@@ -47,7 +55,7 @@ MTU = 1200
 _random = random.SystemRandom()
 
 
-def _certificate() -> tuple[crypto.X509, crypto.PKey, str]:
+def _certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, str]:
     """A fresh self-signed ECDSA certificate for DTLS (what browsers do too) and its SHA-256 fingerprint."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "officebox-webrtc")])
@@ -56,10 +64,10 @@ def _certificate() -> tuple[crypto.X509, crypto.PKey, str]:
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
     fingerprint = cert.fingerprint(hashes.SHA256()).hex(":").upper()
-    return crypto.X509.from_cryptography(cert), crypto.PKey.from_cryptography_key(key), fingerprint
+    return cert, key, fingerprint
 
 
-def _context(cert: crypto.X509, key: crypto.PKey) -> SSL.Context:
+def _context(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> SSL.Context:
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.use_certificate(cert)
     ctx.use_privatekey(key)
@@ -68,6 +76,54 @@ def _context(cert: crypto.X509, key: crypto.PKey) -> SSL.Context:
     ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
     ctx.set_options(SSL.OP_NO_QUERY_MTU)
     return ctx
+
+
+class Transcoder:
+    """Opus on the browser's side, G.711 on the relay's: each packet decoded and coded again, with its own
+    sequence numbers and timestamps on each side (Opus' RTP clock is 48 kHz)."""
+
+    def __init__(self, opus_pt: int, plain_pt: int, codec: str) -> None:
+        self.opus_pt, self.plain_pt = opus_pt, plain_pt
+        self.opus = Opus()
+        self.g711 = Codec(codec)
+        self.seq = {True: 0, False: 0}
+        self.ts = {True: 0, False: 0}
+
+    def _packet(self, to_browser: bool, header: bytes, payload: bytes) -> bytes:
+        self.seq[to_browser] = (self.seq[to_browser] + 1) & 0xFFFF
+        step = FRAME_SAMPLES * (RTP_CLOCK // 8000) if to_browser else FRAME_SAMPLES
+        self.ts[to_browser] = (self.ts[to_browser] + step) & 0xFFFFFFFF
+        pt = self.opus_pt if to_browser else self.plain_pt
+        return struct.pack("!BBHII", 0x80, (header[1] & 0x80) | pt, self.seq[to_browser], self.ts[to_browser],
+                           struct.unpack_from("!I", header, 8)[0]) + payload
+
+    def to_plain(self, rtp: bytes) -> bytes | None:
+        header, payload = _split(rtp)
+        if payload is None or header[1] & 0x7F != self.opus_pt:
+            return None  # telephone-event and comfort noise are not carried across codecs
+        pcm = self.opus.decode(payload)
+        return self._packet(False, header, self.g711.encode(pcm[:2 * FRAME_SAMPLES]))
+
+    def to_browser(self, rtp: bytes) -> bytes | None:
+        header, payload = _split(rtp)
+        if payload is None or header[1] & 0x7F != self.plain_pt:
+            return None
+        return self._packet(True, header, self.opus.encode(self.g711.decode(payload)))
+
+    def close(self) -> None:
+        self.opus.close()
+        self.g711.close()
+
+
+def _split(rtp: bytes) -> tuple[bytes, bytes | None]:
+    """RTP header and payload (CSRCs and a header extension skipped); payload None when malformed."""
+    if len(rtp) < 12:
+        return rtp, None
+    length = 12 + 4 * (rtp[0] & 0x0F)
+    if rtp[0] & 0x10 and len(rtp) >= length + 4:
+        length += 4 + 4 * struct.unpack_from("!H", rtp, length + 2)[0]
+    end = len(rtp) - (rtp[-1] if rtp[0] & 0x20 and rtp[-1] else 0)  # padding
+    return (rtp[:12], rtp[length:end]) if length <= end else (rtp, None)
 
 
 class Session:
@@ -89,6 +145,7 @@ class Session:
         self.sent = self.received = self.dropped = 0
         self.outbound: Srtp | None = None
         self.inbound: Srtp | None = None
+        self.transcoder: Transcoder | None = None
         self.dtls = SSL.Connection(engine.ssl, None)
         self.dtls.set_accept_state()
         self.dtls.set_ciphertext_mtu(MTU)
@@ -186,6 +243,14 @@ class Session:
             self.dropped += 1
             return
         self.received += 1
+        if self.transcoder is not None:
+            try:
+                rtp = self.transcoder.to_plain(rtp)
+            except OpusError:
+                rtp = None
+            if rtp is None:
+                self.dropped += 1
+                return
         if self.plain_peer is not None:
             try:
                 self.plain.sendto(rtp, self.plain_peer)
@@ -200,6 +265,14 @@ class Session:
         if self.plain_peer is not None and addr[0] != self.plain_peer[0]:
             self.dropped += 1
             return
+        if self.transcoder is not None:
+            try:
+                data = self.transcoder.to_browser(data)
+            except OpusError:
+                data = None
+            if data is None:
+                self.dropped += 1
+                return
         try:
             self.sock.sendto(self.outbound.protect(data), self.browser)
             self.sent += 1
@@ -237,6 +310,8 @@ class Session:
         for srtp in (self.outbound, self.inbound):
             if srtp is not None:
                 srtp.close()
+        if self.transcoder is not None:
+            self.transcoder.close()
 
 
 def _bind_in_range(host: str, lo: int, hi: int) -> socket.socket:
@@ -291,6 +366,8 @@ class Engine:
             s.verify()
         elif op == "plain_peer":
             s.plain_peer = (msg["ip"], int(msg["port"]))
+        elif op == "transcode" and s.transcoder is None:
+            s.transcoder = Transcoder(int(msg["opus_pt"]), int(msg["plain_pt"]), msg["codec"])
         elif op == "close":
             s.close()
 

@@ -42,6 +42,8 @@ class _Leg:
         self.mid = "0"
         self.version = 0
         self.first_invite: int | None = None  # CSeq of the INVITE that opened it
+        self.opus: int | None = None  # the browser's Opus payload type when the gateway transcodes
+        self.transcoding = False
         self.up = False
 
     def next_version(self) -> int:
@@ -202,6 +204,7 @@ class WebRtcGateway:
                 browser = wsdp.parse(msg.body)
                 leg = await self._leg(call_id, flow)
                 leg.mid = browser.mid or leg.mid
+                leg.opus = browser.opus() if leg.opus is None else leg.opus
                 self._send({"op": "remote", "session": leg.id, "ufrag": browser.ufrag, "pwd": browser.pwd,
                             "fingerprint": browser.fingerprint.partition(" ")[2]})
                 msg.body = wsdp.to_plain(browser, leg.plain_host, leg.info["plain_port"], leg.id,
@@ -229,14 +232,19 @@ class WebRtcGateway:
                 if plain.address != "0.0.0.0" and plain.port:
                     self._send({"op": "plain_peer", "session": leg.id, "ip": plain.address, "port": plain.port})
                 offer = isinstance(msg, Request)
+                if leg.opus is not None and not leg.transcoding:
+                    chosen = next(pt for pt in plain.passthrough() if plain.codec(pt) in ("PCMU", "PCMA"))
+                    self._send({"op": "transcode", "session": leg.id, "opus_pt": leg.opus, "plain_pt": chosen,
+                                "codec": plain.codec(chosen)})
+                    leg.transcoding = True
                 msg.body = wsdp.to_browser(plain, leg.host, leg.info["port"], leg.info, offer, leg.mid, leg.id,
-                                           leg.next_version())
+                                           leg.next_version(), leg.opus)
                 self._opened_by(msg)
                 self.counters["rewritten"] += 1
                 data = msg.to_bytes()
-            except (SdpError, OSError) as exc:
+            except (SdpError, OSError, StopIteration) as exc:
                 self.counters["refused"] += 1
-                log.warning("WebRTC gateway: cannot bridge the PBX's SDP (%s): %s", call_id, exc)
+                log.warning("WebRTC gateway: cannot bridge the PBX's SDP (%s): %s", call_id, exc or "no G.711")
         if _ends_dialog(msg, self.legs.get(call_id)):
             self.end(call_id)
         return data

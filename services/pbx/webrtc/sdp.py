@@ -1,7 +1,8 @@
 """SDP rewritten both ways at the gateway: a browser's WebRTC description (UDP/TLS/RTP/SAVPF, ICE, DTLS
 fingerprint) becomes a plain RTP/AVP one on the gateway's plain port, and a plain one from the PBX becomes
 a WebRTC one on the gateway's browser-facing port (ICE-lite host candidate, our fingerprint, rtcp-mux).
-Only what passes through untouched is kept: PCMU, PCMA, G722 and telephone-event/8000."""
+What passes through untouched is kept: PCMU, PCMA, G722 and telephone-event/8000; a browser offering
+none of them but Opus is offered to the PBX as PCMU/PCMA and transcoded (engine.Transcoder)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ class Audio:
 
     def passthrough(self) -> list[int]:
         return [pt for pt in self.formats if KEPT.get(self.codec(pt)) == self.rate(pt)]
+
+    def opus(self) -> int | None:
+        """The payload type of Opus when no G.711 or G.722 is offered (the gateway then transcodes)."""
+        if any(self.codec(pt) != "TELEPHONE-EVENT" for pt in self.passthrough()):
+            return None
+        return next((pt for pt in self.formats if self.codec(pt) == "OPUS" and self.rate(pt) == 48000), None)
 
 
 def is_webrtc(body: bytes) -> bool:
@@ -109,18 +116,26 @@ def _codec_lines(audio: Audio, formats: list[int]) -> list[str]:
 def to_plain(browser: Audio, host: str, port: int, session_id: int, version: int) -> bytes:
     """The browser's description as a plain RTP endpoint at host:port (the gateway's plain side)."""
     formats = browser.passthrough()
-    if not any(browser.codec(pt) != "TELEPHONE-EVENT" for pt in formats):
-        raise SdpError("the browser offers no G.711 or G.722")
+    if browser.opus() is not None:
+        formats = [0, 8]  # transcoded by the gateway
+    elif not any(browser.codec(pt) != "TELEPHONE-EVENT" for pt in formats):
+        raise SdpError("the browser offers no G.711, G.722 or Opus")
     lines = ["v=0", f"o=- {session_id} {version} IN IP4 {host}", "s=-", f"c=IN IP4 {host}", "t=0 0",
-             f"m=audio {port} RTP/AVP {' '.join(map(str, formats))}", *_codec_lines(browser, formats),
+             f"m=audio {port} RTP/AVP {' '.join(map(str, formats))}",
+             *_codec_lines(browser if browser.opus() is None else Audio(), formats),
              "a=ptime:20", f"a={browser.direction}"]
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
 def to_browser(plain: Audio, host: str, port: int, ice: dict, offer: bool, mid: str, session_id: int,
-               version: int) -> bytes:
-    """The PBX's plain description for the browser, through the gateway's port host:port."""
+               version: int, opus: int | None = None) -> bytes:
+    """The PBX's plain description for the browser, through the gateway's port host:port (as Opus on
+    payload type `opus` when the gateway transcodes)."""
     formats = plain.passthrough()
+    if opus is not None:
+        formats = [opus]
+        plain = Audio(rtpmap={opus: "opus/48000/2"}, fmtp={opus: "minptime=20;useinbandfec=0"},
+                      direction=plain.direction, address=plain.address)
     direction = "inactive" if plain.address == "0.0.0.0" and plain.direction == "sendrecv" else plain.direction
     lines = ["v=0", f"o=- {session_id} {version} IN IP4 {host}", "s=-", "t=0 0", "a=ice-lite",
              f"a=group:BUNDLE {mid}",

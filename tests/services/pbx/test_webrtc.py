@@ -1,20 +1,28 @@
 """The WebRTC gateway against the running PBX, with a scripted browser over WSS and a scripted desk phone:
 the SDP is rewritten both ways (the desk phone sees plain RTP at the gateway, the browser an ICE-lite
-DTLS-SRTP answer), unauthenticated STUN gets no answer, and a browser that never completes ICE, or
-completes ICE but never DTLS, loses its session after the set-up timeout, counted by reason."""
+DTLS-SRTP answer), unauthenticated STUN gets no answer, a browser that never completes ICE, or completes ICE but never
+DTLS, loses its session after the set-up timeout, counted by reason; a browser offering Opus alone is
+transcoded to G.711 both ways (scripted DTLS-SRTP peers of bench/bench_webrtc.py, real libopus)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 import socket
+import struct
 
+from bench.bench_webrtc import connect, disconnect
+from services.pbx.media.dsp import Codec
 from services.pbx.sip.message import Request, Response
 from services.pbx.webrtc import sdp as wsdp
 from services.pbx.webrtc import stun
+from services.pbx.webrtc.gateway import WebRtcGateway
+from services.pbx.webrtc.opus import Opus
 
 from .conftest import ALICE, BOB, run
 from .sipclient import SipClient
+from .test_apps import _goertzel
 from .test_ws import WsPhone
 
 BROWSER_UFRAG, BROWSER_PWD = "brws", "browserpassword0123456789"
@@ -121,3 +129,72 @@ def test_stun_checks_are_authenticated_and_dtls_that_never_comes_is_dropped(pbx)
                 peer.close()
             assert gateway.counters["dtls_timeout"] == 1 and gateway.counters["ice_timeout"] == 0
     run(main())
+
+
+OPUS_ONLY = re.sub(rb"m=audio 9 UDP/TLS/RTP/SAVPF [0-9 ]+", b"m=audio 9 UDP/TLS/RTP/SAVPF 111 110", OFFER)
+
+
+def test_a_browser_offering_opus_alone_is_offered_g711_and_answered_opus(pbx):
+    gateway = pbx.svc.core.stack.transports.ws.gateway
+
+    async def main():
+        async with WsPhone(pbx) as browser, SipClient(("127.0.0.1", pbx.port)) as desk:
+            assert (await browser.register("201", ALICE["sip_secret"])).status == 200
+            assert (await desk.register("202", BOB["sip_secret"])).status == 200
+            invite = browser.request("INVITE", f"sip:202@127.0.0.1:{pbx.port}", "201", body=OPUS_ONLY)
+            browser.send(invite)
+            resp = await browser.final(10)
+            browser.answer_challenge(invite, resp, "201", ALICE["sip_secret"])
+            got = None
+            while got is None:
+                msg = await desk.recv(10)
+                got = msg if isinstance(msg, Request) and msg.method == "INVITE" else None
+            assert wsdp.parse(got.body).formats == [0, 8]  # the gateway transcodes: the desk phone gets G.711
+            answer = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                      b"m=audio 4002 RTP/AVP 8\r\n")
+            desk.send(_reply(got, 200, answer).to_bytes())
+            at_browser = await browser.final(10)
+            assert wsdp.parse(at_browser.body).formats == [111]
+            assert b"a=rtpmap:111 opus/48000/2" in at_browser.body
+            assert gateway.legs[invite.call_id].transcoding
+    run(main())
+
+
+def _tone(freq: float, frames: int, rate: int = 8000) -> list[bytes]:
+    """`frames` 20 ms frames of a continuous tone."""
+    return [struct.pack("<160h", *(int(8000 * math.sin(2 * math.pi * freq * (f * 160 + n) / rate)) for n in range(160)))
+            for f in range(frames)]
+
+
+def _peak(pcm: bytes, rate: int = 8000) -> int:
+    samples = list(struct.unpack(f"<{len(pcm) // 2}h", pcm))
+    return max(range(200, 3400, 10), key=lambda f: _goertzel(samples, f, rate))
+
+
+def test_opus_and_g711_are_transcoded_both_ways_with_the_audio_kept():
+    """A scripted browser speaks Opus (a 1 kHz tone), the relay's side PCMU (440 Hz): each hears the other's."""
+    async def main():
+        gateway = WebRtcGateway(lambda ip: "127.0.0.1", "127.0.0.1", 47000, 47999)
+        await gateway.start()
+        browsers = await connect(gateway, 1, opus_pt=111, keep=True)
+        try:
+            b = browsers[0]
+            assert b.out is not None
+            coder = Opus()
+            pcmu = Codec("PCMU")
+            to_send = [(coder.encode(a), pcmu.encode(c)) for a, c in zip(_tone(1000, 60), _tone(440, 60), strict=True)]
+            for opus_frame, pcmu_frame in to_send:
+                b.send_frame(opus_frame, pcmu_frame)
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)
+            assert len(b.plain_heard) >= 55 and len(b.heard) >= 55
+            relay_heard = b"".join(pcmu.decode(p) for p in b.plain_heard[10:50])
+            assert abs(_peak(relay_heard) - 1000) <= 20
+            browser_heard = b"".join(coder.decode(p) for p in b.heard[10:50])
+            assert abs(_peak(browser_heard) - 440) <= 20
+            coder.close()
+        finally:
+            disconnect(browsers)
+            await gateway.close()
+    run(main())
+
