@@ -71,18 +71,18 @@ class _Flow:
         self.wake.set()
 
     async def write(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.outbox:
-                data = self.outbox.popleft()
-                gateway = self.owner.gateway
-                if gateway is not None:
-                    data = await gateway.outbound(data, self.dest)
-                try:
-                    await self.conn.send(data.decode())  # text frames, as browsers send them
-                except UnicodeDecodeError:
-                    await self.conn.send(data)
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.outbox:
+                    data = await self.owner.rewrite("outbound", self.outbox.popleft(), self.dest)
+                    try:
+                        await self.conn.send(data.decode())  # text frames, as browsers send them
+                    except UnicodeDecodeError:
+                        await self.conn.send(data)
+        except ConnectionClosed:
+            return  # the reader side counts and cleans up
 
 
 class WebSocketTransport:
@@ -159,8 +159,8 @@ class WebSocketTransport:
             async for message in conn:
                 flow.last = asyncio.get_running_loop().time()
                 data = message.encode() if isinstance(message, str) else message
-                if self.gateway is not None:
-                    data = await self.gateway.inbound(data, flow.dest)
+                if self.allowed(ip):  # a banned source's messages are dropped by the stack, untouched
+                    data = await self.rewrite("inbound", data, flow.dest)
                 self.deliver(data, flow.dest)
         except ConnectionClosed as exc:
             self._closed_because(flow, exc)
@@ -176,6 +176,16 @@ class WebSocketTransport:
                 self.gateway.flow_closed(flow.dest)
             if self.on_close:
                 self.on_close(flow.dest)
+
+    async def rewrite(self, way: str, data: bytes, dest: Dest) -> bytes:
+        """The gateway's SDP rewrite of one message (unchanged without a gateway, or if the rewrite fails)."""
+        if self.gateway is None:
+            return data
+        try:
+            return await getattr(self.gateway, way)(data, dest)
+        except Exception:  # a bug in the rewrite must not take the browser's signalling down
+            log.exception("WebRTC gateway: %s rewrite failed for %s", way, dest)
+            return data
 
     def _closed_because(self, flow: _Flow, exc: ConnectionClosed) -> None:
         sent = exc.sent

@@ -18,7 +18,9 @@ Why our own small gateway rather than aiortc (evaluated for this):
     per-frame codec work. Transcoding is needed only for a browser that offers Opus alone: then the PBX
     is offered PCMU/PCMA and the gateway decodes and encodes each frame (libopus through ctypes, opus.py;
     G.711 of the media engine's dsp.py), telephone-event not carried across in that case.
-Per packet the gateway does one SRTP operation and one sendto (plus two codec calls when transcoding), in
-its own process (one epoll loop), so the PBX's event loop never sees media (bench/bench_webrtc.py). ICE or DTLS that never complete end the session after
-engine.SETUP_TIMEOUT, counted (gateway.counters) with a log line naming the reason.
+Per packet the gateway does one SRTP operation and one sendto (plus two codec calls when transcoding),
+in its own process (one epoll loop), so the PBX's event loop never sees media (bench/bench_webrtc.py).
+ICE or DTLS that never complete end the session after engine.SETUP_TIMEOUT, counted
+(gateway.counters) with a log line naming the reason. Sessions are opened only for authenticated
+requests (or for our own offers), at most gateway.MAX_SESSIONS, MAX_PER_FLOW per browser connection.
 """

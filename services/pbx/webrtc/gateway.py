@@ -26,6 +26,8 @@ from . import sdp as wsdp
 log = logging.getLogger("officebox.pbx.webrtc")
 ENGINE = Path(__file__).resolve().parent / "engine.py"
 REQUEST_TIMEOUT = 5.0
+MAX_SESSIONS = 512  # browser calls at once, the box over
+MAX_PER_FLOW = 8  # per browser connection (calls, plus a transfer or two)
 SETUP_TIMEOUT = 20.0  # as engine.py's default (that module is run as a script, not imported here)
 FAILURES = ("ice_timeout", "dtls_timeout", "dtls_error", "fingerprint", "dtls_closed")
 
@@ -132,10 +134,11 @@ class WebRtcGateway:
             except OSError:
                 data = b""
             if not data:
-                log.error("the WebRTC gateway process exited")
+                log.error("the WebRTC gateway process exited: %d browser calls lost their media", len(self.legs))
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
                 self._sock.close()
                 self._sock = None
+                self.legs.clear()  # a new process starts with the next browser call
                 return
             self._handle(json.loads(data))
 
@@ -165,6 +168,8 @@ class WebRtcGateway:
     async def _leg(self, call_id: str, flow: tuple) -> _Leg:
         leg = self.legs.get(call_id)
         if leg is None or leg.flow != flow:
+            if len(self.legs) >= MAX_SESSIONS or sum(1 for v in self.legs.values() if v.flow == flow) >= MAX_PER_FLOW:
+                raise OSError("too many browser calls at once")
             if self._sock is None:
                 await self.start()  # the process starts with the first browser call (again if it died)
             sid = next(self._ids)
@@ -199,7 +204,11 @@ class WebRtcGateway:
             return data
         call_id = msg.call_id
         ends = _ends_dialog(msg, self.legs.get(call_id))
-        if msg.body and wsdp.is_webrtc(msg.body):
+        # a new session only for a request that proves who sends it (the PBX challenges the first INVITE:
+        # an unauthenticated client must not make the gateway open ports); answers use the session of our offer
+        opens = call_id in self.legs or (isinstance(msg, Request) and bool(
+            msg.get("Proxy-Authorization") or msg.get("Authorization")))
+        if msg.body and wsdp.is_webrtc(msg.body) and opens:
             try:
                 browser = wsdp.parse(msg.body)
                 leg = await self._leg(call_id, flow)

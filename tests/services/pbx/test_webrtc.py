@@ -173,6 +173,9 @@ def _peak(pcm: bytes, rate: int = 8000) -> int:
 
 def test_opus_and_g711_are_transcoded_both_ways_with_the_audio_kept():
     """A scripted browser speaks Opus (a 1 kHz tone), the relay's side PCMU (440 Hz): each hears the other's."""
+    coder, pcmu = Opus(), Codec("PCMU")  # the frames are made before the loop runs
+    to_send = [(coder.encode(a), pcmu.encode(c)) for a, c in zip(_tone(1000, 60), _tone(440, 60), strict=True)]
+
     async def main():
         gateway = WebRtcGateway(lambda ip: "127.0.0.1", "127.0.0.1", 47000, 47999)
         await gateway.start()
@@ -180,21 +183,17 @@ def test_opus_and_g711_are_transcoded_both_ways_with_the_audio_kept():
         try:
             b = browsers[0]
             assert b.out is not None
-            coder = Opus()
-            pcmu = Codec("PCMU")
-            to_send = [(coder.encode(a), pcmu.encode(c)) for a, c in zip(_tone(1000, 60), _tone(440, 60), strict=True)]
             for opus_frame, pcmu_frame in to_send:
                 b.send_frame(opus_frame, pcmu_frame)
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.5)
             assert len(b.plain_heard) >= 55 and len(b.heard) >= 55
-            relay_heard = b"".join(pcmu.decode(p) for p in b.plain_heard[10:50])
-            assert abs(_peak(relay_heard) - 1000) <= 20
-            browser_heard = b"".join(coder.decode(p) for p in b.heard[10:50])
-            assert abs(_peak(browser_heard) - 440) <= 20
-            coder.close()
+            return b.plain_heard, b.heard
         finally:
             disconnect(browsers)
             await gateway.close()
-    run(main())
+    plain_heard, browser_got = run(main())
+    assert abs(_peak(b"".join(pcmu.decode(p) for p in plain_heard[10:50])) - 1000) <= 20
+    assert abs(_peak(b"".join(coder.decode(p) for p in browser_got[10:50])) - 440) <= 20
+    coder.close()
 
