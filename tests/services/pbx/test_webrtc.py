@@ -197,3 +197,15 @@ def test_opus_and_g711_are_transcoded_both_ways_with_the_audio_kept():
     assert abs(_peak(b"".join(coder.decode(p) for p in browser_got[10:50])) - 440) <= 20
     coder.close()
 
+
+
+def test_an_unauthenticated_offer_opens_no_gateway_port(pbx):
+    gateway = pbx.svc.core.stack.transports.ws.gateway
+
+    async def main():
+        async with WsPhone(pbx) as stranger:
+            for _ in range(5):
+                stranger.send(stranger.request("INVITE", f"sip:202@127.0.0.1:{pbx.port}", "201", body=OFFER))
+                assert (await stranger.final(10)).status == 407
+    run(main())
+    assert gateway.counters["sessions"] == 0 and not gateway.legs
