@@ -14,7 +14,6 @@ calls on the 2-core box.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import secrets
 import socket
@@ -23,13 +22,9 @@ import struct
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
-from services.pbx.webrtc import stun
+from services.pbx.webrtc import engine, stun
 from services.pbx.webrtc.gateway import WebRtcGateway
 from services.pbx.webrtc.opus import FRAME_SAMPLES, Opus
 from services.pbx.webrtc.srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
@@ -42,18 +37,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _client_context() -> tuple[SSL.Context, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-browser")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    """A browser's DTLS client side: its own self-signed certificate, as the gateway makes its own."""
+    cert, key, fingerprint = engine._certificate()
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.use_certificate(cert)
     ctx.use_privatekey(key)
     ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
     ctx.set_verify(SSL.VERIFY_PEER, lambda *args: True)
-    return ctx, cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    return ctx, fingerprint
 
 
 class Browser:

@@ -8,7 +8,6 @@ import math
 import re
 import struct
 import tempfile
-import time
 import wave
 from pathlib import Path
 
@@ -18,17 +17,11 @@ from appliance.users import hash_password
 from tests.services.pbx.baresip import Baresip, have_baresip
 from tests.services.pbx.test_apps import _goertzel
 from tests.webadmin.helpers import admin_client_for, csrf_of, sign_in
+from tests.webadmin.test_account import PASSWORD, STAFF
 from tests.webadmin.test_browser import CHROMIUM_ARGS, TIMEOUT_MS, server  # noqa: F401 (fixture)
-from tests.webadmin.test_pbx_pages import _LivePbx
+from tests.webadmin.test_pbx_pages import _LivePbx, _until
 from webadmin import create_app
 
-PASSWORD = "staff-password-1"
-STAFF = [
-    {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
-    {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
-    {"login": "carol", "full_name": "Carol Petit", "extension": "203", "sip_secret": "carolsecret1"},
-    {"login": "dan", "full_name": "Dan Nobody"},
-]
 FAKE_MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 # the box's self-signed certificate on the WebSocket port too (a person accepts it once for the box's name)
 TRUST = ["--ignore-certificate-errors"]
@@ -36,7 +29,8 @@ TRUST = ["--ignore-certificate-errors"]
 
 @pytest.fixture
 def box(runtime, server):  # noqa: F811 (the fixture imported above)
-    """The box with four staff users, its PBX running (the web admin's origin may open its WebSocket)."""
+    """The box with the staff users of test_account (dan has no extension) and its PBX running (the web
+    admin's origin may open its WebSocket)."""
     admin_client_for(runtime)
     password_hash = hash_password(PASSWORD)
 
@@ -74,16 +68,6 @@ def _sign_in(page, login: str) -> None:
     page.fill("#f-password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/(dashboard|account)?/?$"))
-
-
-def _until(predicate, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def _browser_bindings(live) -> list[dict]:
@@ -203,6 +187,13 @@ def _tone_wav(path, seconds: float = 20.0, rate: int = 48000) -> None:
         out.writeframes(bytes(frames))
 
 
+def _tone_microphone(tmp_path) -> list[str]:
+    """Chromium's arguments for a fake microphone playing the tone."""
+    tone = tmp_path / "tone.wav"
+    _tone_wav(tone)
+    return [f"--use-file-for-fake-audio-capture={tone}"]
+
+
 class RecordingBaresip(Baresip):
     """A desk phone that also writes what it hears to WAV files (baresip's sndfile module)."""
 
@@ -242,10 +233,8 @@ STATS_JS = """async () => {
 def test_browser_calls_a_desk_phone_with_audio_both_ways(box, server, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
-    tone = tmp_path / "tone.wav"
-    _tone_wav(tone)
     registrar = f"127.0.0.1:{box.svc.sip_port}"
-    with _browser(server, FAKE_MEDIA + [f"--use-file-for-fake-audio-capture={tone}"]) as page, \
+    with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
             RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
         bob.register()
         _sign_in(page, "alice")
@@ -293,11 +282,9 @@ def _rogue_frames(ws_url: str, origin: str) -> int:
 def test_browser_answers_sends_dtmf_holds_and_transfers_while_garbage_is_dropped(box, server, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
-    tone = tmp_path / "tone.wav"
-    _tone_wav(tone)
     registrar = f"127.0.0.1:{box.svc.sip_port}"
     ws = box.svc.core.stack.transports.ws
-    with _browser(server, FAKE_MEDIA + [f"--use-file-for-fake-audio-capture={tone}"]) as page, \
+    with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
             Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob, \
             Baresip("carol", user="203", password="carolsecret1", registrar=registrar) as carol:
         bob.register()
