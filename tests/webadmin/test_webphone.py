@@ -16,8 +16,8 @@ import pytest
 from appliance.users import hash_password
 from tests.services.pbx.baresip import Baresip, have_baresip
 from tests.services.pbx.test_apps import _goertzel
-from tests.webadmin.helpers import admin_client_for, csrf_of, sign_in
-from tests.webadmin.test_account import PASSWORD, STAFF
+from tests.webadmin.helpers import admin_client_for, csrf_of
+from tests.webadmin.test_account import PASSWORD, STAFF, signed_in
 from tests.webadmin.test_browser import CHROMIUM_ARGS, TIMEOUT_MS, server  # noqa: F401 (fixture)
 from tests.webadmin.test_pbx_pages import _LivePbx, _until
 from webadmin import create_app
@@ -137,16 +137,8 @@ def test_a_refused_microphone_is_said_and_places_no_call(box, server):  # noqa: 
         assert box.svc.active_calls() == []
 
 
-def _client(runtime, login: str):
-    app = create_app(runtime)
-    app.config["TESTING"] = True
-    client = app.test_client()
-    assert sign_in(client, login, PASSWORD).status_code == 302
-    return client
-
-
 def test_credentials_only_for_the_signed_in_user(box, runtime):
-    alice, bob = _client(runtime, "alice"), _client(runtime, "bob")
+    alice, bob = signed_in(runtime, "alice"), signed_in(runtime, "bob")
     token = csrf_of(alice, "/webphone/")
     mine = alice.post("/webphone/credentials", headers={"X-CSRF-Token": token})
     assert mine.status_code == 200 and mine.headers["Cache-Control"] == "no-store"
@@ -164,7 +156,7 @@ def test_credentials_only_for_the_signed_in_user(box, runtime):
     refused = stranger.post("/webphone/credentials")
     assert refused.status_code in (302, 400) and "alicesecret1" not in refused.get_data(as_text=True)
     # dan has no extension: no phone
-    dan = _client(runtime, "dan")
+    dan = signed_in(runtime, "dan")
     assert dan.post("/webphone/credentials", headers={"X-CSRF-Token": csrf_of(dan, "/webphone/")}).status_code == 404
     page = alice.get("/webphone/")
     assert f"wss://localhost:{box.svc.ws_port}" in page.headers["Content-Security-Policy"]
