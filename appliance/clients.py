@@ -113,7 +113,8 @@ class MailClient(ServiceClient):
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
-               "conference_rooms", "conference_mute", "conference_remove", "webphone")
+               "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
+               "accounting_spend")
     actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove")
 
     def acd_wallboard(self, day_start: float) -> dict:
@@ -149,6 +150,16 @@ class PbxClient(ServiceClient):
     def webphone(self) -> dict:
         """{"ws_port": the SIP WebSocket's port for browser phones, or None when not served}."""
         return self._call("webphone")
+
+    def accounting_usage(self, since: float, until: float, timezone: str = "UTC") -> list[dict]:
+        """Outgoing trunk calls per month, extension and trunk, with their cost (services/pbx accounting_usage)."""
+        self._records()
+        return self._call("accounting_usage", since, until, timezone)
+
+    def accounting_spend(self, since: float) -> dict[str, float]:
+        """{extension: cost of its outgoing calls since `since`}."""
+        self._records()
+        return self._call("accounting_spend", since)
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")

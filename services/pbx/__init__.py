@@ -47,7 +47,7 @@ from appliance.certs import box_certificate, box_names
 from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
-from . import changes
+from . import accounting, changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 from .cti_commands import register_changes
@@ -144,6 +144,7 @@ class PbxService(Service):
                 errors.append(FieldError(f"pbx.conference_rooms.{i}.number",
                                          f"conference room {room.number} uses an extension number"))
         logins = {u.login for u in config.users}
+        errors += _accounting_errors(cfg, logins)
         for login in cfg.permissions:
             if login not in logins:
                 errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
@@ -160,6 +161,7 @@ class PbxService(Service):
             await core.stop()
             raise
         self.core = core
+        core.cdr.rate = accounting.rater(cfg.accounting)
         self._bound = (host, port, cfg.tcp, self._ws_settings(config))
         from .cti_commands import CommandHandler
         self.commands = CommandHandler(core)  # call control over the bus (pbx.command.<service>)
@@ -192,6 +194,7 @@ class PbxService(Service):
             await self.start(config)
             return
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
+        self.core.cdr.rate = accounting.rater(cfg.accounting)
         ws = self.core.stack.transports.ws
         if ws is not None:  # the box's names or addresses changed: its origins and certificate follow
             ws.origins = set(web_origins(config, self.ctx.lab))
@@ -306,6 +309,17 @@ class PbxService(Service):
         return {"registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(self.active_calls()),
                 "calls_today": sum(per_hour), "calls_per_hour": per_hour, "trunks": self.trunks()}
 
+    # -- call accounting (services/pbx/accounting.py) ------------------------------------------------
+    def accounting_usage(self, since: float, until: float, timezone: str = "UTC") -> list[dict]:
+        """Outgoing trunk calls started in [since, until) summed per month, extension and trunk
+        (accounting.usage): [{"month", "extension", "trunk", "calls", "answered", "seconds", "cost", "unrated"}]."""
+        rows = self._cdr().query(since=since, until=until, direction="outbound", limit=100000)
+        return accounting.usage(rows, timezone)
+
+    def accounting_spend(self, since: float) -> dict[str, float]:
+        """{caller extension: cost of its outgoing calls started since `since`}, for the budgets."""
+        return accounting.spend(self._cdr().query(since=since, direction="outbound", limit=100000))
+
     # -- the call centre (services/pbx/acd) ------------------------------------------------------------
     def _acd(self):
         from . import acd
@@ -409,6 +423,17 @@ def web_origins(config: "CoreConfig", lab: bool) -> list[str]:
     port = config.system.lab_admin_port if lab else config.system.admin_port
     suffix = "" if port == 443 else f":{port}"
     return [f"https://{name.lower()}{suffix}" for name in box_names(config)] + list(config.pbx.ws_origins)
+
+
+def _accounting_errors(cfg: PbxConfig, logins: set[str]) -> list[FieldError]:
+    """Tariffs name known trunks, budgets known users."""
+    trunks = {t.name for t in cfg.trunks}
+    errors = [FieldError(f"pbx.accounting.tariffs.{i}.trunk", f"tariff {t.prefix or '(any)'}: unknown trunk "
+                         f"{t.trunk!r}")
+              for i, t in enumerate(cfg.accounting.tariffs) if t.trunk and t.trunk not in trunks]
+    errors += [FieldError(f"pbx.accounting.budgets.{login}", f"budget for unknown user {login!r}")
+               for login in cfg.accounting.budgets if login not in logins]
+    return errors
 
 
 SERVICE = PbxService

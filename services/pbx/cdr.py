@@ -8,6 +8,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -15,7 +16,7 @@ log = logging.getLogger("officebox.pbx.cdr")
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred", "rejected")
 COLUMNS = ("id", "call_id", "direction", "caller", "caller_name", "dialled", "callee", "trunk", "start",
            "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b",
-           "end_reason")
+           "end_reason", "cost")
 _NAMES = [c for c in COLUMNS if c != "id"]
 
 
@@ -61,6 +62,7 @@ class CdrStore:
         self._hurry = threading.Event()  # a reader waits: write now
         self._ready = False
         self._preparing = threading.Lock()  # not self._lock: add() takes that one on the event loop
+        self.rate: Callable[[dict], float | None] | None = None  # a row -> its cost (accounting.rater)
 
     def _prepare(self) -> None:
         """Create the table (and migrate a store from before) once; off the event loop."""
@@ -77,9 +79,11 @@ class CdrStore:
                 id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, direction TEXT, caller TEXT,
                 caller_name TEXT, dialled TEXT, callee TEXT, trunk TEXT, start REAL, answer REAL, "end" REAL,
                 duration REAL, billsec REAL, disposition TEXT, status INTEGER, transferred_to TEXT,
-                rtp_a TEXT, rtp_b TEXT, end_reason TEXT DEFAULT '')""")
-            if "end_reason" not in {row[1] for row in db.execute("PRAGMA table_info(cdr)")}:
-                db.execute("ALTER TABLE cdr ADD COLUMN end_reason TEXT DEFAULT ''")  # a store from before it
+                rtp_a TEXT, rtp_b TEXT, end_reason TEXT DEFAULT '', cost REAL)""")
+            present = {row[1] for row in db.execute("PRAGMA table_info(cdr)")}
+            for column, kind in (("end_reason", "TEXT DEFAULT ''"), ("cost", "REAL")):
+                if column not in present:  # a store from before it: its rows stay, the column empty
+                    db.execute(f"ALTER TABLE cdr ADD COLUMN {column} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start)")
         self.path.chmod(0o600)
 
@@ -94,11 +98,19 @@ class CdrStore:
         row["end"] = end
         row["duration"] = round(end - rec.start, 3)
         row["billsec"] = round(end - rec.answer, 3) if rec.answer else 0.0
+        row["cost"] = self._cost(row)
         with self._lock:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, name="pbx-cdr", daemon=True)
                 self._writer.start()
         self._queue.put([row[n] for n in _NAMES])
+
+    def _cost(self, row: dict) -> float | None:
+        try:
+            return self.rate(row) if self.rate else None
+        except Exception:  # a record is never lost for its price
+            log.exception("could not rate call %s", row.get("call_id"))
+            return None
 
     def _write_loop(self) -> None:
         while True:  # the records wait in the queue meanwhile

@@ -212,6 +212,38 @@ class CallQueue(Section):
         return next((m for m in self.members if m.agent == agent), None)
 
 
+class Tariff(Section):
+    """What an outgoing trunk call costs (services/pbx/accounting.py): the longest matching prefix wins."""
+    prefix: str = Field(pattern=r"^[0-9*#+]{0,32}$", description="prefix of the number as dialled; empty: "
+                        "every number")
+    name: SafeText = Field(default="", max_length=60, description="e.g. Mobiles, International")
+    trunk: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="trunk it applies to; "
+                       "empty: all trunks (a trunk's own tariff wins at the same prefix)")
+    per_minute: float = Field(default=0.0, ge=0, le=1000, description="price of a minute")
+    setup: float = Field(default=0.0, ge=0, le=1000, description="charge of every answered call")
+    increment: int = Field(default=60, ge=1, le=3600, description="seconds charged at a time (rounded up)")
+
+
+class Accounting(Section):
+    """Call accounting: tariffs, the box's currency, monthly budgets per user."""
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR, TWD")
+    tariffs: list[Tariff] = Field(default_factory=list, max_length=2000)
+    budgets: dict[str, Annotated[float, Field(gt=0, le=1e7)]] = Field(
+        default_factory=dict, description="user login -> monthly budget of outgoing calls; the admin gets a "
+        "mail when a user passes it (once a month)")
+
+    @field_validator("tariffs")
+    @classmethod
+    def _distinct(cls, tariffs: list[Tariff]) -> list[Tariff]:
+        seen = set()
+        for t in tariffs:
+            if (t.prefix, t.trunk) in seen:
+                raise ValueError(f"two tariffs for prefix {t.prefix or '(any)'!r} on "
+                                 f"{'trunk ' + t.trunk if t.trunk else 'all trunks'}")
+            seen.add((t.prefix, t.trunk))
+        return tariffs
+
+
 class PbxConfig(ServiceConfig):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
@@ -288,6 +320,7 @@ class PbxConfig(ServiceConfig):
     queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
     conference_rooms: list[ConferenceRoom] = Field(default_factory=list, max_length=100,
                                                    description="meet-me conference rooms")
+    accounting: Accounting = Accounting()
 
     @field_validator("digest_md5_only_agents")
     @classmethod
