@@ -1,6 +1,7 @@
 """Notifications: the admin hears, by e-mail (system.admin_email) and a banner in the web admin, when a
 trunk stops registering, the data disk passes DISK_THRESHOLD %, a service keeps restarting, a scheduled
-backup fails or the box certificate nears its end. Each condition is told once when it starts and once
+backup fails, the box certificate nears its end or a user's outgoing calls pass their monthly budget
+(pbx.accounting.budgets: told once a month). Each condition is told once when it starts and once
 when it clears; the conditions in force survive a restart (state/core/notify.json), so a restart sends nothing new.
 
 Mail goes to the box's own mail service (SMTP on localhost, from notifications@<mail domain>); a mail
@@ -57,7 +58,8 @@ TEXTS = {"trunk": N_("Trunk %(name)s is not registered: %(reason)s (SIP %(status
          "restarts": N_("The %(service)s service keeps restarting: %(error)s"),
          "certificate": N_("The box certificate expires on %(date)s"),
          "certificate_expired": N_("The box certificate expired on %(date)s"),
-         "backup": N_("The scheduled backup failed: %(error)s")}
+         "backup": N_("The scheduled backup failed: %(error)s"),
+         "budget": N_("%(user)s passed the monthly call budget in %(month)s: %(cost)s of %(budget)s %(currency)s")}
 MAIL_TEXTS = (N_("This needs attention"), N_("This is resolved"), N_("Resolved: %(message)s"),
               N_("Details on the dashboard of %(host)s."))
 
@@ -99,6 +101,25 @@ def live_trunks(pbx: Any) -> list[dict]:
     if pbx.isolated and not pbx.service.alive:
         raise RuntimeError("the PBX is restarting")
     return pbx.trunks()
+
+
+def budget_problems(pbx: Any, config: Any, now: float | None = None) -> dict[str, tuple[str, dict]]:
+    """Users whose outgoing calls this month cost more than their budget (pbx.accounting.budgets); the key
+    names the month, so each user is told once a month."""
+    from services.pbx.accounting import month_start
+    settings, zone = config.pbx.accounting, config.system.timezone
+    start = month_start(time.time() if now is None else now, zone)
+    month = datetime.fromtimestamp(start + 86400 * 2, UTC).strftime("%Y-%m")
+    spent = pbx.accounting_spend(start)
+    found = {}
+    for login, budget in settings.budgets.items():
+        user = config.user(login)
+        cost = spent.get(user.extension, 0.0) if user is not None and user.extension else 0.0
+        if cost > budget:
+            found[f"budget:{login}:{month}"] = ("budget", {
+                "user": user.full_name, "month": month, "cost": f"{cost:.2f}", "budget": f"{budget:.2f}",
+                "currency": settings.currency})
+    return found
 
 
 def disk_problems(path: Path, threshold: float) -> dict[str, tuple[str, dict]]:
@@ -182,6 +203,8 @@ class Notifier:
         pbx = self.client("pbx")
         if pbx is not None and pbx.enabled(config):
             sources["trunk"] = lambda: trunk_problems(live_trunks(pbx))
+            if config.pbx.accounting.budgets:
+                sources["budget"] = lambda: budget_problems(pbx, config)
         if self.backups is not None:
             sources["backup"] = self.backups.problems
         supervisor = self.supervisor()

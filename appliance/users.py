@@ -47,6 +47,7 @@ class User(BaseModel):
     full_name: SafeText = Field(min_length=1, max_length=100)
     extension: str | None = Field(default=None, pattern=EXTENSION_PATTERN)
     email: str | None = Field(default=None, pattern=EMAIL_PATTERN)
+    department: SafeText = Field(default="", max_length=60, description="for call accounting reports")
     role: Literal["admin", "readonly", "staff"] = Field(
         default="staff", description="readonly: an admin who sees every admin page and changes nothing")
     language: Literal["en", "fr", "zh_TW"] = "en"

@@ -26,6 +26,8 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
             limit=100, offset=0) -> [row dicts, newest first]; columns: services/pbx/cdr.py COLUMNS
             (disposition: answered|missed|busy|failed|transferred; times are epoch seconds)
   cdr_csv(**same filters) -> str (CSV with a header row)
+  accounting_usage(since, until, timezone) -> outgoing trunk calls with their cost per month, extension, trunk
+  accounting_spend(since) -> {extension: cost}  (services/pbx/accounting.py; tariffs in pbx.accounting)
   summary(day_start) -> {"registered_extensions", "active_calls", "calls_today", "calls_per_hour": [24 counts
             from day_start (epoch of the box's midnight)], "trunks": trunks()}, for the dashboard
   conference_rooms() -> [{"name", "number", "title", "adhoc", "max_participants", "pin", "participants":

@@ -13,7 +13,7 @@ from webadmin.i18n import language_choices
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 NAV = [(N_("Directory"), N_("Users"), "users.index")]
-EDITABLE = ("full_name", "extension", "email", "role", "language", "enabled", "vpn_enabled")
+EDITABLE = ("full_name", "extension", "department", "email", "role", "language", "enabled", "vpn_enabled")
 
 
 def _user_or_404(login: str):
@@ -29,6 +29,7 @@ def _posted_user() -> dict:
         "full_name": forms.text("full_name", 200),
         "extension": forms.optional("extension", 20),
         "email": forms.optional("email", 200),
+        "department": forms.text("department", 100),
         "role": forms.text("role", 10) or "staff",
         "language": forms.text("language", 5) or core.current_config().system.language,
         "enabled": forms.checkbox("enabled"),
@@ -77,7 +78,7 @@ def index():
 @bp.route("/new", methods=["GET", "POST"])
 @core.admin_required
 def create():
-    values = {"login": "", "full_name": "", "extension": None, "email": None, "role": "staff",
+    values = {"login": "", "full_name": "", "extension": None, "department": "", "email": None, "role": "staff",
               "language": core.current_config().system.language, "enabled": True, "vpn_enabled": False}
     errors: dict[str, str] = {}
     general: list[str] = []
