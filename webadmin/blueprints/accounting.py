@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import zoneinfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.service import ApplyError
 from webadmin import core, forms
-from webadmin.blueprints.callcentre import _safe_cell
+from webadmin.blueprints.callcentre import _safe_cell, _tz
 from webadmin.core import N_
 
 bp = Blueprint("accounting", __name__, url_prefix="/accounting")
@@ -89,13 +88,6 @@ def tariffs():
 
 
 # -- reports ----------------------------------------------------------------------------------------
-def _tz() -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(core.current_config().system.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
-
-
 def _report_args() -> tuple[dict, dict[str, str]]:
     today = dt.datetime.now(_tz()).date()
     args = request.args

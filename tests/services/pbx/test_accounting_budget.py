@@ -1,29 +1,19 @@
 """A user's monthly call budget: passing it mails the admin once (real SMTP into the box's mail service,
 read back with imaplib), however often the notifier checks; the condition names the month."""
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from appliance.clients import client_for
-from appliance.context import Context
 from appliance.notify import Notifier
 from services.pbx import PbxService, accounting
 from services.pbx.cdr import CallRecord, CdrStore
+from tests.appliance import test_notify
 from tests.appliance.test_isolation import until
 from tests.appliance.test_notify import subjects
 from tests.services.mail.harness import RunningMail, document, free_port, password_hash
 
-
-@pytest.fixture
-def ctx():
-    """Outside pytest's tmp root (vmail must reach the mailboxes: see tests/services/mail/conftest.py)."""
-    top = Path(tempfile.mkdtemp(prefix="ob-budget-"))
-    top.chmod(0o711)
-    yield Context(top / "var", lab=True)
-    shutil.rmtree(top, ignore_errors=True)
+ctx = test_notify.ctx  # the fixture: a data directory the mail service's vmail user reaches
 
 
 def _call(store: CdrStore, caller: str, seconds: float) -> None:
