@@ -43,7 +43,8 @@ NOTICES = (N_("Trunk %(name)s is not registered: %(reason)s (SIP %(status)d)"),
            N_("The box certificate expires on %(date)s"), N_("The box certificate expired on %(date)s"),
            N_("the carrier refused the credentials"), N_("the carrier does not know this account"),
            N_("no answer from the carrier"), N_("the carrier is unavailable"),
-           N_("the carrier refused the registration"), N_("The scheduled backup failed: %(error)s"))
+           N_("the carrier refused the registration"), N_("The scheduled backup failed: %(error)s"),
+           N_("%(user)s passed the monthly call budget in %(month)s: %(cost)s of %(budget)s %(currency)s"))
 BADGES = {"ok": "badge-ok", "degraded": "badge-warn", "starting": "badge-warn", "down": "badge-bad",
           "disabled": "badge-muted"}
 STATES = ("ok", "warn", "bad", "muted")
