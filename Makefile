@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 
 .PHONY: setup vendor run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src translations
 
-# The browser phone's SIP library (webadmin/blueprints/webphone.py): SIP.js from npm at a pinned version,
-# checked against the registry's integrity hash, its ES modules (no dependencies) served from static/vendor.
+# The browser phone's SIP library (webadmin/blueprints/webphone.py): SIP.js from the npm registry at a pinned
+# version (fetched with curl: no npm needed), checked against the registry's integrity hash, its ES modules (no
+# dependencies) served from static/vendor.
 SIPJS_VERSION := 0.21.2
 SIPJS_INTEGRITY := sha512-tSqTcIgrOd2IhP/rd70JablvAp+fSfLSxO4hGNY6LkWRY1SKygTO7OtJEV/BQb8oIxtMRx0LE7nUF2MaqGbFzA==
 SIPJS_DIR := webadmin/static/vendor/sip.js
@@ -23,8 +24,8 @@ vendor: $(SIPJS_STAMP)
 
 $(SIPJS_STAMP): $(APT_STAMP)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	(cd "$$tmp" && npm pack --silent "sip.js@$(SIPJS_VERSION)" >/dev/null); \
 	tgz="$$tmp/sip.js-$(SIPJS_VERSION).tgz"; \
+	curl -fsSL --retry 3 --max-time 120 -o "$$tgz" "https://registry.npmjs.org/sip.js/-/sip.js-$(SIPJS_VERSION).tgz"; \
 	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
 	if [ "$$got" != "$(SIPJS_INTEGRITY)" ]; then echo "sip.js $(SIPJS_VERSION): integrity mismatch ($$got)"; exit 1; fi; \
 	rm -rf $(SIPJS_DIR); mkdir -p $(SIPJS_DIR); \
