@@ -130,6 +130,9 @@ class PbxService(Service):
         from .core import PbxCore
         cfg, realm, host, port, rtp = self._settings(config)
         from appliance.bus import appliance_bus
+
+        from . import features
+        features.configure(cfg)
         core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp, appliance_bus(self.ctx))
         try:
             self.sip_port = await core.start(host, port)
@@ -158,6 +161,8 @@ class PbxService(Service):
             await self.stop()
             await self.start(config)
             return
+        from . import features
+        features.configure(cfg)
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
 
     async def stop(self) -> None:

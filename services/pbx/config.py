@@ -39,6 +39,9 @@ class ExtensionSettings(Section):
                                    "empty: on once the user has a voicemail PIN")
     voicemail_pin_from_own: bool = Field(default=True, description="the owner's menu asks the PIN even when "
                                          "called from the box's own extension")
+    pickup_group: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="extensions sharing "
+                              "a pickup group name pick up each other's ringing calls (as well as those of the "
+                              "ring groups they are members of)")
 
 
 class RingGroup(Section):
@@ -50,6 +53,8 @@ class RingGroup(Section):
     timeout: int = Field(default=30, ge=1, le=600, description="total seconds before overflow")
     overflow: str | None = Field(default=None, pattern=TARGET, description="extension, group, number or "
                                  "application (app:echo, voicemail:201...)")
+    pickup: bool = Field(default=True, description="the members form a pickup group: each may pick up a call "
+                         "ringing another member with the group pickup code")
 
 
 class Trunk(Section):
@@ -116,20 +121,73 @@ class VoicemailSettings(Section):
     silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
 
 
+PREFIX_CODES = ("directed_pickup", "intercom")  # feature codes followed by an extension number
+
+
 class FeatureCodes(Section):
-    """The numbers users dial for the box's own functions (one list; each a distinct number)."""
+    """The numbers users dial for the box's own functions (one list; each a distinct number). Those of
+    PREFIX_CODES are dialled followed by an extension (**202: pick up 202's ringing call)."""
     voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
     voicemail_any: str = Field(default="*98", pattern=NUMBER, description="any voicemail box (number and PIN asked)")
+    pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
+    directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
+                                 "the call ringing that extension")
+    park: str = Field(default="*70", pattern=NUMBER, description="transfer a call here to park it in the first "
+                      "free park slot (the slot is announced); dial the slot to take it back")
+    intercom: str = Field(default="*80", pattern=NUMBER, description="followed by an extension: intercom call, "
+                          "the phone answers by itself on its speaker")
 
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail registers these)."""
-        return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any"}
+        """dialled number -> application destination (services/pbx/voicemail and features register these)."""
+        return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
+                self.park: "app:park"}
+
+    def duplicates(self) -> dict[str, str]:
+        """field -> why it clashes: the same number as an earlier code, or a number that starts with a
+        prefix code (it could never be dialled)."""
+        seen: dict[str, str] = {}
+        errors = {}
+        for name, number in self.model_dump().items():
+            if number in seen:
+                errors[name] = f"{number} is already the code of {seen[number]}"
+            seen.setdefault(number, name)
+        for prefix in PREFIX_CODES:
+            code = getattr(self, prefix)
+            for name, number in self.model_dump().items():
+                if name != prefix and name not in errors and number.startswith(code):
+                    errors[name] = f"{number} starts with {code}, the code of {prefix}"
+        return errors
 
     @model_validator(mode="after")
     def _distinct(self) -> "FeatureCodes":
-        if len(set(self.model_dump().values())) != len(self.model_dump()):
-            raise ValueError("each feature code must be a different number")
+        clashes = self.duplicates()
+        if clashes:
+            raise ValueError("each feature code must be a different number: "
+                             + "; ".join(f"{k}: {v}" for k, v in clashes.items()))
         return self
+
+
+class ParkSettings(Section):
+    first_slot: str = Field(default="701", pattern=r"^[0-9]{2,6}$", description="number of the first park slot")
+    slots: int = Field(default=9, ge=1, le=50, description="park slots, numbered from first_slot on")
+    timeout: int = Field(default=120, ge=10, le=3600, description="seconds a call stays parked before it rings "
+                         "the parker again")
+    ring_back: int = Field(default=20, ge=5, le=300, description="seconds the parker's phone rings at the timeout")
+    fallback: str | None = Field(default=None, pattern=TARGET, description="where a parked call goes when the "
+                                 "parker does not answer at the timeout (the operator...); empty: the number the "
+                                 "caller first dialled")
+
+    def numbers(self) -> list[str]:
+        first = int(self.first_slot)
+        width = len(self.first_slot)
+        return [str(first + i).zfill(width) for i in range(self.slots) if len(str(first + i)) <= 6]
+
+
+class PagingGroup(Section):
+    number: str = Field(pattern=r"^[0-9]{2,6}$")
+    name: SafeText = Field(default="", max_length=60)
+    members: list[str] = Field(default_factory=list, max_length=100, description="extension numbers paged")
+    max_seconds: int = Field(default=120, ge=5, le=3600, description="longest announcement")
 
 
 class PbxConfig(ServiceConfig):
@@ -189,6 +247,8 @@ class PbxConfig(ServiceConfig):
         default="en", description="language of the box's voice prompts for callers whose user has none of these")
     voicemail: VoicemailSettings = VoicemailSettings()
     feature_codes: FeatureCodes = FeatureCodes()
+    park: ParkSettings = ParkSettings()
+    paging_groups: list[PagingGroup] = Field(default_factory=list, max_length=50)
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
 
@@ -244,6 +304,9 @@ class PbxConfig(ServiceConfig):
         for number in self.feature_codes.destinations():
             if number in self.application_numbers:
                 raise ValueError(f"feature code {number} is also an application number")
+        own = numbers + self.park.numbers() + [p.number for p in self.paging_groups]
+        if len(set(own)) != len(own):
+            raise ValueError("ring groups, park slots and paging groups need numbers of their own")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
@@ -251,4 +314,11 @@ class PbxConfig(ServiceConfig):
 
     def application_for(self, number: str) -> str | None:
         """The application destination a dialled number names (application numbers, then feature codes)."""
-        return self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+        found = self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+        if found:
+            return found
+        if number in self.park.numbers():
+            return f"app:park-{number}"
+        if any(p.number == number for p in self.paging_groups):
+            return f"app:page-{number}"
+        return None
