@@ -109,6 +109,16 @@ class PbxService(Service):
                 errors.append(FieldError(f"{at}.members", f"ring group {g.number}: {m} is not an extension"))
             if g.overflow == g.number:
                 errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
+        for i, p in enumerate(cfg.paging_groups):
+            at = f"pbx.paging_groups.{i}"
+            if p.number in extensions:
+                errors.append(FieldError(f"{at}.number", f"paging group {p.number} uses an extension number"))
+            for m in (m for m in p.members if m not in extensions):
+                errors.append(FieldError(f"{at}.members", f"paging group {p.number}: {m} is not an extension"))
+        taken = [n for n in cfg.park.numbers() if n in extensions]
+        if taken:
+            errors.append(FieldError("pbx.park.first_slot",
+                                     f"park slots {', '.join(taken)} are also extension numbers"))
         for i, d in enumerate(cfg.dids):
             if d.destination not in extensions | groups and ":" not in d.destination:
                 errors.append(FieldError(f"pbx.dids.{i}.destination",

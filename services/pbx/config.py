@@ -142,28 +142,29 @@ class FeatureCodes(Section):
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.park: "app:park"}
 
-    def duplicates(self) -> dict[str, str]:
-        """field -> why it clashes: the same number as an earlier code, or a number that starts with a
-        prefix code (it could never be dialled)."""
+    def duplicates(self) -> dict[str, tuple[str, str, str]]:
+        """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
+        or it starts with the "prefix" code of the other field (it could never be dialled)."""
+        values = self.model_dump()
+        clashes: dict[str, tuple[str, str, str]] = {}
         seen: dict[str, str] = {}
-        errors = {}
-        for name, number in self.model_dump().items():
+        for name, number in values.items():
             if number in seen:
-                errors[name] = f"{number} is already the code of {seen[number]}"
+                clashes[name] = ("same", number, seen[number])
             seen.setdefault(number, name)
         for prefix in PREFIX_CODES:
-            code = getattr(self, prefix)
-            for name, number in self.model_dump().items():
-                if name != prefix and name not in errors and number.startswith(code):
-                    errors[name] = f"{number} starts with {code}, the code of {prefix}"
-        return errors
+            for name, number in values.items():
+                if name != prefix and name not in clashes and number.startswith(values[prefix]):
+                    clashes[name] = ("prefix", number, prefix)
+        return clashes
 
     @model_validator(mode="after")
     def _distinct(self) -> "FeatureCodes":
         clashes = self.duplicates()
         if clashes:
-            raise ValueError("each feature code must be a different number: "
-                             + "; ".join(f"{k}: {v}" for k, v in clashes.items()))
+            raise ValueError("each feature code must be a different number: " + "; ".join(
+                f"{name}: {number} {'is also the code of' if why == 'same' else 'starts with the code of'} {other}"
+                for name, (why, number, other) in clashes.items()))
         return self
 
 
