@@ -12,7 +12,8 @@ PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard"}
 # a member of staff: their own page, forwarding, language, VPN downloads, two-factor set-up, the dashboard
 STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
          "account.vpn_device_qr", "account.vpn_details", "account.vpn_profile", "two_factor.index",
-         "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off"}
+         "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off",
+         "features.guide"}
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 
