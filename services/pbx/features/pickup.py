@@ -91,7 +91,7 @@ def find_target(call: "Call", kind: str, target: str) -> tuple["Leg | None", int
 
 async def intercept(call: "Call") -> bool:
     """Handle `call` if it is a pickup request (True: it is over as a call of its own)."""
-    what = wanted(call)
+    what = wanted(call) if call.a is not None and call.a.extension else None  # phones of the box only
     if what is None:
         return False
     picker = call.a

@@ -11,7 +11,7 @@ import pytest
 from services.pbx.sip.message import Response, response_to
 
 from .baresip import Baresip, have_baresip
-from .blfwatch import Watcher
+from .blfwatch import Watcher, dialogs
 from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config
 from .rawphone import answer, in_dialog, next_request, sdp
@@ -140,3 +140,29 @@ def test_replaces_of_an_unknown_dialog_is_481(pbx):
                             headers={"Replaces": "nosuchcall;to-tag=a;from-tag=b"})
             return await x.authed(inv, "203", SECRETS["203"])
     assert run(main()).status == 481
+
+
+def test_a_carrier_cannot_pick_up_with_replaces(tmp_path):
+    """Only the box's own phones pick up: an INVITE from a trunk naming a ringing dialog in Replaces is
+    an ordinary incoming call (its DID rings bob again), it does not take alice's call."""
+    cfg = config([ALICE, BOB, CAROL], trunks=[{"name": "carrier", "host": "127.0.0.1"}],
+                 dids=[{"number": "0145000202", "destination": "202"}])
+    with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
+        alice, bob = phone(stack, pbx, "201"), phone(stack, pbx, "202")
+
+        async def main():
+            await asyncio.to_thread(alice.dial, "202")
+            await asyncio.to_thread(bob.wait_for, "CALL_INCOMING")
+            await asyncio.sleep(0.3)  # the dialog ids as a BLF watcher gets them
+            body = pbx.sync(lambda: pbx.svc.core.subscriptions.packages["dialog"].body("202", 1, "sip:202@h"))
+            [ringing] = dialogs(body)
+            async with SipClient(("127.0.0.1", pbx.port)) as carrier:
+                inv = carrier.request("INVITE", f"sip:0145000202@127.0.0.1:{pbx.port}", "0600000000",
+                                      body=sdp(4990), headers={
+                                          "Replaces": f"{ringing['call-id']};to-tag={ringing['remote-tag']};"
+                                                      f"from-tag={ringing['local-tag']}"})
+                carrier.send(inv)
+                await asyncio.to_thread(bob.wait_for, "CALL_INCOMING")  # the DID rings bob: a new call
+                return alice.call_state()
+        assert run(main()) != "CALL_ESTABLISHED"
+        assert len(pbx.svc.active_calls()) == 2
