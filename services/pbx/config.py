@@ -175,8 +175,8 @@ class ParkSettings(Section):
                          "the parker again")
     ring_back: int = Field(default=20, ge=5, le=300, description="seconds the parker's phone rings at the timeout")
     fallback: str | None = Field(default=None, pattern=TARGET, description="where a parked call goes when the "
-                                 "parker does not answer at the timeout (the operator...); empty: the number the "
-                                 "caller first dialled")
+                                 "parker does not answer at the timeout; empty: the operator (voicemail.operator), "
+                                 "else the number the caller first dialled")
 
     def numbers(self) -> list[str]:
         first = int(self.first_slot)

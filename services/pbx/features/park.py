@@ -2,8 +2,9 @@
 (pbx.park: first_slot and on); the parker hears the slot number (prompts "park-parked-on" + digits),
 then the parked party hears music on hold (the parker's class) until someone dials the slot (the
 retriever takes the call), or until the park timeout: then the parker's phone rings (`ring_back`
-seconds), and if nobody answers there the call goes to pbx.park.fallback, else to the number the caller
-first dialled. A slot shows on busy lamp fields (the dialog package, resource = the slot number):
+seconds), and if nobody answers there the call goes to pbx.park.fallback, else to the operator
+(pbx.voicemail.operator), else to the number the caller first dialled. The parked party hanging up
+frees the slot. A slot shows on busy lamp fields (the dialog package, resource = the slot number):
 confirmed while a call is parked there, terminated when it leaves.
 
 Applications (apps.py): app:park (the park code) and app:park-<slot> (each slot number; configure()
@@ -139,18 +140,22 @@ async def _wait_parked(channel: apps.Channel, parked: Parked) -> None:
     settings = call.core.cfg.park
     parked.retrieved = asyncio.get_running_loop().create_future()
     music = asyncio.ensure_future(_music(channel, parked.parker))
+    gone = asyncio.ensure_future(channel.wait_gone(settings.timeout))
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(parked.retrieved), settings.timeout)
+        await asyncio.wait([parked.retrieved, gone], timeout=settings.timeout, return_when=asyncio.FIRST_COMPLETED)
         if parked.retrieved.done():
             return  # _retrieve hands the caller over
+        if channel.gone:
+            raise ChannelGone()  # the parked caller hung up
         del lot(call.core)[parked.slot]  # ringing back: nobody can take it from the slot any more
-        for target in dict.fromkeys(t for t in (parked.parker, settings.fallback or parked.first_dialled) if t):
+        fallback = settings.fallback or call.core.cfg.voicemail.operator or parked.first_dialled
+        for target in dict.fromkeys(t for t in (parked.parker, fallback) if t):
             log.info("call %s: park timeout on %s, ringing %s", call.id, parked.slot, target)
             if await channel.bridge(target, timeout=settings.ring_back):
                 return
         channel.hangup()
     finally:
+        gone.cancel()
         music.cancel()
         with contextlib.suppress(asyncio.CancelledError, ChannelGone):
             await music

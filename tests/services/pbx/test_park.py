@@ -112,3 +112,24 @@ def test_park_timeout_rings_the_parker_then_the_fallback(tmp_path, prompts):
         assert {p for call in pbx.svc.active_calls() for p in call["parties"]} == {"201", "203"}
         carol.hangup()
         alice.wait_for("CALL_CLOSED")
+
+
+def test_a_parked_caller_hanging_up_frees_the_slot(tmp_path, prompts):
+    with box(tmp_path, prompts) as pbx, ExitStack() as stack:
+        alice, bob = phones(stack, pbx, "201", "202")
+
+        async def main():
+            async with SipClient(("127.0.0.1", pbx.port)) as x:
+                lamp = Watcher(x, "202", SECRETS["202"])
+                assert await lamp.subscribe("701") == 200
+                await asyncio.to_thread(park_alice, alice, bob)
+                await asyncio.to_thread(parked, pbx)
+                await lamp.states("701", "confirmed")
+                await asyncio.to_thread(alice.hangup)
+                return await lamp.states("701", "terminated")
+        states = run(main())
+        assert states[-1] == "terminated"
+        deadline = time.monotonic() + 5
+        while pbx.sync(lambda: dict(park.lot(pbx.svc.core))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pbx.sync(lambda: dict(park.lot(pbx.svc.core))) == {} and pbx.svc.active_calls() == []
