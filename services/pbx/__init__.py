@@ -101,20 +101,16 @@ class PbxService(Service):
         errors = []
         extensions = {u.extension for u in config.users if u.extension}
         groups = {g.number for g in cfg.groups}
-        for i, g in enumerate(cfg.groups):
-            at = f"pbx.groups.{i}"
-            if g.number in extensions:
-                errors.append(FieldError(f"{at}.number", f"ring group {g.number} uses an extension number"))
-            for m in (m for m in g.members if m not in extensions):
-                errors.append(FieldError(f"{at}.members", f"ring group {g.number}: {m} is not an extension"))
-            if g.overflow == g.number:
-                errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
-        for i, p in enumerate(cfg.paging_groups):
-            at = f"pbx.paging_groups.{i}"
-            if p.number in extensions:
-                errors.append(FieldError(f"{at}.number", f"paging group {p.number} uses an extension number"))
-            for m in (m for m in p.members if m not in extensions):
-                errors.append(FieldError(f"{at}.members", f"paging group {p.number}: {m} is not an extension"))
+        for kind, key, items in (("ring group", "groups", cfg.groups), ("paging group", "paging_groups",
+                                                                        cfg.paging_groups)):
+            for i, g in enumerate(items):
+                at = f"pbx.{key}.{i}"
+                if g.number in extensions:
+                    errors.append(FieldError(f"{at}.number", f"{kind} {g.number} uses an extension number"))
+                for m in (m for m in g.members if m not in extensions):
+                    errors.append(FieldError(f"{at}.members", f"{kind} {g.number}: {m} is not an extension"))
+                if getattr(g, "overflow", None) == g.number:
+                    errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
         taken = [n for n in cfg.park.numbers() if n in extensions]
         if taken:
             errors.append(FieldError("pbx.park.first_slot",

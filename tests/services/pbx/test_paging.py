@@ -50,6 +50,26 @@ async def count_packets(s: socket.socket, seconds: float) -> int:
     return n
 
 
+async def erin_answers(pbx, caller: Baresip, number: str, media: socket.socket, answer_sdp: bytes,
+                       listen: float, during=None):
+    """Erin's scripted phone: registered, answers with `answer_sdp` the INVITE that `caller` dialling
+    `number` makes; the packets on `media` for `listen` seconds; `during()` (in a thread) before the
+    caller hangs up; then erin's BYE answered. (INVITE, packets)."""
+    async with SipClient(("127.0.0.1", pbx.port)) as erin:
+        assert (await erin.register("205", SECRETS["205"])).status == 200
+        await asyncio.to_thread(caller.dial, number)
+        inv = await next_request(erin, "INVITE", timeout=10)
+        answer(erin, inv, 200, "erintag", answer_sdp)
+        await asyncio.to_thread(caller.wait_for, "CALL_ESTABLISHED")
+        received = await count_packets(media, listen)
+        if during is not None:
+            await asyncio.to_thread(during)
+        await asyncio.to_thread(caller.hangup)
+        bye = await next_request(erin, "BYE", timeout=10)
+        erin.send(response_to(bye, 200))
+        return inv, received
+
+
 def assert_auto_answer(inv) -> None:
     assert "answer-after=0" in (inv.get("Call-Info") or "")
     alert = inv.get("Alert-Info") or ""
@@ -66,23 +86,12 @@ def test_page_reaches_auto_answering_phones_and_ends_with_the_pager(pbx):
             ua.register()
         media = stack.enter_context(rtp_socket())
 
-        async def main():
-            async with SipClient(("127.0.0.1", pbx.port)) as erin:
-                assert (await erin.register("205", SECRETS["205"])).status == 200
-                await asyncio.to_thread(alice.dial, "650")
-                inv = await next_request(erin, "INVITE", timeout=10)
-                answer(erin, inv, 200, "erintag", sdp(media.getsockname()[1], "a=recvonly\r\n"))
-                await asyncio.to_thread(alice.wait_for, "CALL_ESTABLISHED")
-                received = await count_packets(media, 2.0)
-                await asyncio.to_thread(bob.wait_for, "CALL_ESTABLISHED")
-                rx = bob.rtp_stats()["rx"]
-                await asyncio.to_thread(bob.wait_rtp, 0, rx + 25)  # bob hears alice
-                await asyncio.to_thread(carol.wait_for, "CALL_INCOMING")  # no auto-answer: it rings
-                await asyncio.to_thread(alice.hangup)
-                bye = await next_request(erin, "BYE", timeout=10)
-                erin.send(response_to(bye, 200))
-                return inv, received
-        inv, received = run(main())
+        def others():
+            bob.wait_for("CALL_ESTABLISHED")
+            bob.wait_rtp(rx=bob.rtp_stats()["rx"] + 25)  # bob hears alice
+            carol.wait_for("CALL_INCOMING")  # no auto-answer: it rings
+        inv, received = run(erin_answers(pbx, alice, "650", media,
+                                         sdp(media.getsockname()[1], "a=recvonly\r\n"), 2.0, others))
         assert_auto_answer(inv)
         assert b"a=sendonly" in inv.body  # a one-way announcement
         assert received >= 50  # ~100 packets of alice's voice in 2 s, forwarded to erin's answer address
@@ -101,19 +110,8 @@ def test_intercom_is_a_two_way_call_asking_to_auto_answer(pbx):
         alice.register()
         media = stack.enter_context(rtp_socket())
 
-        async def main():
-            async with SipClient(("127.0.0.1", pbx.port)) as erin:
-                assert (await erin.register("205", SECRETS["205"])).status == 200
-                await asyncio.to_thread(alice.dial, "*80205")
-                inv = await next_request(erin, "INVITE", timeout=10)
-                answer(erin, inv, 200, "erintag", sdp(media.getsockname()[1]))
-                await asyncio.to_thread(alice.wait_for, "CALL_ESTABLISHED")
-                received = await count_packets(media, 1.5)
-                await asyncio.to_thread(alice.hangup)
-                bye = await next_request(erin, "BYE", timeout=10)
-                erin.send(response_to(bye, 200))
-                return inv, received
-        inv, received = run(main())
+        inv, received = run(erin_answers(pbx, alice, "*80205", media,
+                                         sdp(media.getsockname()[1]), 1.5))
         assert_auto_answer(inv)
         assert b"a=sendonly" not in inv.body and inv.to.uri.user == "205"
         assert received >= 30
