@@ -93,12 +93,12 @@ class Page:
         fan_host = core.relay.host if core.relay.host not in ("", "0.0.0.0") else "127.0.0.1"
         transport, fan = await loop.create_datagram_endpoint(_Fanout, local_addr=(fan_host, 0))
         try:
-            await self._page(offer, side_a, side_b, fan, transport.get_extra_info("sockname"))
+            await self._page(offer, members, side_a, side_b, fan, transport.get_extra_info("sockname"))
         finally:
             transport.close()
 
-    async def _page(self, offer: Sdp, side_a, side_b, fan: _Fanout, fan_addr) -> None:
-        call, core = self.call, self.call.core
+    async def _page(self, offer: Sdp, members: list[str], side_a, side_b, fan: _Fanout, fan_addr) -> None:
+        call = self.call
         m = offer.audio()
         codec = next(m.codec(p) for p in m.formats if m.codec(p) != "TELEPHONE-EVENT")
         m.formats = [p for p in m.formats if m.codec(p) in (codec, "TELEPHONE-EVENT")]
@@ -116,8 +116,7 @@ class Page:
         call._watch_media()
         to_phones = offer.copy()
         to_phones.audio().direction = "sendonly"
-        tasks = [asyncio.ensure_future(self._ring(ext, to_phones, fan)) for ext in self.group.members
-                 if ext in core.users and ext != call.a.extension][:MAX_MEMBERS]
+        tasks = [asyncio.ensure_future(self._ring(ext, to_phones, fan)) for ext in members]
         try:
             await asyncio.wait_for(call.done.wait(), self.group.max_seconds)
         except TimeoutError:
