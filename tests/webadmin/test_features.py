@@ -61,3 +61,21 @@ def test_phone_guide_for_staff_translated_and_printable(admin_client, runtime):
     post(staff, "/account/language", {"language": "fr"}, form_path="/account/")
     guide_fr = text(staff.get("/features/guide"))
     assert 'lang="fr"' in guide_fr and "Guide du téléphone" in guide_fr and "Décrocher" in guide_fr
+
+
+def test_park_settings_and_paging_groups_are_edited(admin_client, runtime):
+    response = post(admin_client, "/features/park", {"first_slot": "800", "slots": "5", "timeout": "60",
+                                                    "ring_back": "15", "fallback": ""}, form_path="/features/")
+    assert response.status_code == 302
+    park = runtime.store.current().config.pbx.park
+    assert (park.numbers(), park.timeout, park.ring_back, park.fallback) == (
+        ["800", "801", "802", "803", "804"], 60, 15, None)
+    response = post(admin_client, "/features/park", {"first_slot": "8", "slots": "500", "timeout": "60",
+                                                    "ring_back": "15", "fallback": ""}, form_path="/features/")
+    page = text(response)
+    assert response.status_code == 400 and 'id="e-park_first_slot"' in page and 'id="e-park_slots"' in page
+    response = post(admin_client, "/pbx/paging_groups/new", {"number": "650", "name": "Shop floor", "members": "",
+                                                            "max_seconds": "60"})
+    assert response.status_code == 302
+    assert [(g.number, g.name) for g in runtime.store.current().config.pbx.paging_groups] == [("650", "Shop floor")]
+    assert "650 (Shop floor)" in text(admin_client.get("/features/"))

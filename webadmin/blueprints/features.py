@@ -78,6 +78,25 @@ def save():
     return redirect(url_for("features.index"))
 
 
+PARK_FIELDS = ("first_slot", "slots", "timeout", "ring_back", "fallback")
+
+
+@bp.route("/park", methods=["POST"])
+@core.admin_required
+def park():
+    form = {name: forms.text(name, 32).strip() for name in PARK_FIELDS}
+
+    def mutate(doc: dict) -> None:
+        doc["pbx"]["park"] = {**form, "fallback": form["fallback"] or None}
+
+    errors, general = forms.apply_form(_("call park settings"), mutate, prefix="pbx.park", top=True)
+    if errors or general:
+        return _page({f"park_{k}": v for k, v in errors.items()}, general, {f"park_{k}": v for k, v in form.items()},
+                     400)
+    flash(_("Call park settings saved."), "success")
+    return redirect(url_for("features.index"))
+
+
 @bp.route("/guide")
 @core.login_required
 def guide():
