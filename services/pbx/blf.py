@@ -65,7 +65,8 @@ class DialogPackage:
                  f'entity={quoteattr(entity)}>']
         for call_id, d in sorted(self.dialogs.get(resource, {}).items()):
             leg = legs.get(call_id)
-            ids = (f" call-id={quoteattr(leg.call_id)} local-tag={quoteattr(leg.remote.tag or '')} "
+            phone_tag = (leg.remote.tag or getattr(leg, "early_tag", "")) if leg is not None else ""
+            ids = (f" call-id={quoteattr(leg.call_id)} local-tag={quoteattr(phone_tag)} "
                    f"remote-tag={quoteattr(leg.local_tag)}") if leg is not None else ""
             parts.append(f'<dialog id={quoteattr(call_id)}{ids} direction="{d["direction"]}">'
                          f'<state>{d["dialog"]}</state>')

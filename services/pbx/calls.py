@@ -624,6 +624,7 @@ class Call:
                 continue
             if resp.status < 200:
                 if resp.status in (180, 183):
+                    leg.early_tag = resp.to_tag or ""  # the ringing phone's tag: BLF documents name it
                     self._alerting(leg)
                 if self.a is None or self.state != "setup":
                     continue

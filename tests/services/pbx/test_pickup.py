@@ -110,6 +110,7 @@ def test_blf_key_picks_up_with_replaces(pbx):
                 [ringing] = [d for body in carol.notifies["202"] for d in body if d["state"] == "early"][:1]
                 assert ringing["direction"] == "recipient" and ringing["local_target"].startswith("sip:**202@")
                 assert ringing["remote"].startswith("sip:201@")
+                assert ringing["local-tag"] and ringing["remote-tag"]  # bob's tag (from his 180) and ours
                 inv = x.request("INVITE", f"sip:202@127.0.0.1:{pbx.port}", "203", body=sdp(4990), headers={
                     "Replaces": f"{ringing['call-id']};to-tag={ringing['remote-tag']};"
                                 f"from-tag={ringing['local-tag']}"})
