@@ -111,10 +111,10 @@ class PbxService(Service):
                     errors.append(FieldError(f"{at}.members", f"{kind} {g.number}: {m} is not an extension"))
                 if getattr(g, "overflow", None) == g.number:
                     errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
-        taken = [n for n in cfg.park.numbers() if n in extensions]
+        taken = [n for n in cfg.park.numbers() if n in extensions | groups]
         if taken:
             errors.append(FieldError("pbx.park.first_slot",
-                                     f"park slots {', '.join(taken)} are also extension numbers"))
+                                     f"park slots {', '.join(taken)} are also extension or ring group numbers"))
         for i, d in enumerate(cfg.dids):
             if d.destination not in extensions | groups and ":" not in d.destination:
                 errors.append(FieldError(f"pbx.dids.{i}.destination",

@@ -33,10 +33,8 @@ class DialogPackage:
     def authorize(self, subscriber: str, resource: str) -> int:
         """404 for an unknown extension; 403 where its `blf_watchers` policy leaves `subscriber` out.
         Park slots (features/park.py) are watched by everyone."""
-        if resource in self.core.cfg.park.numbers():
-            return 200
         if resource not in self.core.users:
-            return 404
+            return 200 if resource in self.core.cfg.park.numbers() else 404
         return 200 if subscriber == resource or may_watch(self.core.cfg, subscriber, resource) else 403
 
     def _device_event(self, event: Event) -> None:

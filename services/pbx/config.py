@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -305,20 +306,24 @@ class PbxConfig(ServiceConfig):
         for number in self.feature_codes.destinations():
             if number in self.application_numbers:
                 raise ValueError(f"feature code {number} is also an application number")
-        own = numbers + self.park.numbers() + [p.number for p in self.paging_groups]
-        if len(set(own)) != len(own):
+        paging = [p.number for p in self.paging_groups]
+        own = numbers + paging  # park slots yield to ring groups and extensions (application_for)
+        if len(set(own)) != len(own) or set(paging) & set(self.park.numbers()):
             raise ValueError("ring groups, park slots and paging groups need numbers of their own")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
         return self
 
-    def application_for(self, number: str) -> str | None:
-        """The application destination a dialled number names (application numbers, then feature codes)."""
+    def application_for(self, number: str, extensions: Collection[str] = ()) -> str | None:
+        """The application destination a dialled number names (application numbers, feature codes, then
+        park slots: a slot that is also one of `extensions` or a ring group stays theirs, as it was before
+        park existed; the configuration check names the clash)."""
         found = self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
         if found:
             return found
-        if number in self.park.numbers():
+        if number in self.park.numbers() and number not in extensions \
+                and not any(g.number == number for g in self.groups):
             return f"app:park-{number}"
         if any(p.number == number for p in self.paging_groups):
             return f"app:page-{number}"

@@ -42,6 +42,12 @@ def lot(core) -> dict[str, Parked]:
     return _lots.setdefault(core, {})
 
 
+def slots(core) -> list[str]:
+    """The park slots in use: those that are no extension or ring group number (those keep theirs)."""
+    groups = {g.number for g in core.cfg.groups}
+    return [n for n in core.cfg.park.numbers() if n not in core.users and n not in groups]
+
+
 def configure(cfg) -> None:
     for number in cfg.park.numbers():
         apps.register(f"app:park-{number}", park_or_retrieve)
@@ -60,7 +66,7 @@ async def park_or_retrieve(channel: apps.Channel) -> None:
 async def park_code(channel: apps.Channel) -> None:
     """The park code: a transfer parks in the first free slot; a call to it has nothing to park."""
     if channel.call.transferor is not None:
-        free = [n for n in channel.call.core.cfg.park.numbers() if n not in lot(channel.call.core)]
+        free = [n for n in slots(channel.call.core) if n not in lot(channel.call.core)]
         await _park(channel, free[0] if free else None)
         return
     if await channel.answer():
@@ -72,7 +78,7 @@ async def _park(channel: apps.Channel, slot: str | None) -> None:
     call = channel.call
     core = call.core
     parker = call.transferor
-    if slot is None or slot not in core.cfg.park.numbers():
+    if slot is None or slot not in slots(core):
         log.info("call %s: no free park slot", call.id)
         return  # unanswered: the transfer fails, the parker keeps the call
     parked = Parked(slot, channel, parker.extension or parker.label, call.dialled)

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from appliance.context import Context
 from services.pbx import SERVICE
 from services.pbx.config import FeatureCodes, PbxConfig
+from services.pbx.dialplan import Destination, classify
 from services.pbx.features.pickup import pickup_groups
 
 from .conftest import ALICE, BOB, CAROL
@@ -20,6 +21,14 @@ def test_park_slots_and_paging_numbers_are_dialled_as_applications():
     assert cfg.application_for("0704") is None
     with pytest.raises(ValidationError, match="numbers of their own"):
         PbxConfig(park={"first_slot": "650"}, paging_groups=[{"number": "650"}])
+
+
+def test_an_existing_extension_or_group_keeps_a_number_that_is_now_a_park_slot():
+    """A box upgraded with extension 701 or ring group 702 keeps reaching them (the slots yield)."""
+    cfg = PbxConfig(groups=[{"number": "702", "members": []}])
+    assert classify("701", cfg, {"701"}).kind == "extension"
+    assert classify("702", cfg, set()).kind == "group"
+    assert classify("703", cfg, {"701"}) == Destination("application", "app:park-703")
 
 
 def test_feature_codes_must_differ_and_prefixes_must_not_hide_codes():
@@ -46,4 +55,4 @@ def test_paging_and_park_checks_name_their_field(tmp_path):
     errors = {e.path: e.message for e in SERVICE(Context(tmp_path, lab=True)).validate(doc)}
     assert errors["pbx.paging_groups.0.number"] == "paging group 201 uses an extension number"
     assert errors["pbx.paging_groups.0.members"] == "paging group 201: 299 is not an extension"
-    assert errors["pbx.park.first_slot"] == "park slots 202, 203 are also extension numbers"
+    assert errors["pbx.park.first_slot"] == "park slots 202, 203 are also extension or ring group numbers"
