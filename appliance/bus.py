@@ -36,7 +36,7 @@ log = logging.getLogger("officebox.bus")
 MAX_LINE = 64 * 1024
 MAX_CLIENTS = 64
 CLIENT_QUEUE = 10_000
-ORIGIN_PREFIXES = ("config.request.",)  # <prefix><origin>: published only by the process of that origin
+ORIGIN_PREFIXES = ("config.request.", "pbx.command.")  # <prefix><origin>: published only by the process of that origin
 _hubs: dict[str, BusHub] = {}
 
 

@@ -8,7 +8,8 @@ child process answers). A service in its own process (appliance.servicehost.Isol
 called over its RPC socket, with a timeout; an in-process one, or any service of a runtime that is
 not serving (tools, tests), directly on its object. While an isolated service's process is down
 (a restart takes about a second), the appliance's own never-started copy answers: nothing live
-(no leases, no fetches), never stale data. Results crossing processes are JSON (dicts,
+(no leases, no fetches), never stale data; an action (`actions`: unban, flush, retry...) is refused then
+with ServiceRestarting, since that copy would take it and drop it. Results crossing processes are JSON (dicts,
 lists, strings, numbers); a client that composes several calls says it is in-process only.
 """
 from __future__ import annotations
@@ -22,8 +23,13 @@ from appliance.service import ApplyError, Service, Status
 CSV_PAGE = 5000  # call records per RPC answer of a CSV export
 
 
+class ServiceRestarting(ApplyError):
+    """An action asked of an isolated service while its process is down (restarting)."""
+
+
 class ServiceClient:
     exposed: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()  # exposed methods that change the running service
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -39,6 +45,8 @@ class ServiceClient:
             raise AttributeError(f"{self.name} does not expose {method}")
         if self.isolated and self.service.alive:
             return self.service.call(method, *args)
+        if self.isolated and method in self.actions:
+            raise ServiceRestarting(f"{self.title} is restarting; try again in a moment")
         target = self.service.inner if self.isolated else self.service
         value = getattr(target, method)
         return value(*args) if callable(value) else value
@@ -60,6 +68,7 @@ class DhcpClient(ServiceClient):
 
 class DnsClient(ServiceClient):
     exposed = ("flush_cache",)
+    actions = ("flush_cache",)
 
     def flush_cache(self) -> None:
         self._call("flush_cache")
@@ -77,6 +86,7 @@ class ProvisioningClient(ServiceClient):
 
 class MailClient(ServiceClient):
     exposed = ("mailbox_usage", "queue_summary", "retry_now", "remove_queued")
+    actions = ("retry_now", "remove_queued")
 
     def mailbox_usage(self, login: str) -> tuple[int, int]:
         """(messages, bytes) in the user's mailbox."""
@@ -102,7 +112,39 @@ class MailClient(ServiceClient):
 
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary")
+               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
+               "conference_rooms", "conference_mute", "conference_remove")
+    actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove")
+
+    def acd_wallboard(self, day_start: float) -> dict:
+        """The call centre now and today (services/pbx PbxService.acd_wallboard): queues and agents."""
+        return self._call("acd_wallboard", day_start)
+
+    def acd_agent(self, extension: str) -> dict:
+        return self._call("acd_agent", extension)
+
+    def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
+        """login, logout, pause (reason), resume: {"status"} or {"error"}."""
+        return self._call("acd_agent_action", extension, action, reason)
+
+    def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
+        """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""
+        self._records()
+        return self._call("acd_report", since, until, by, timezone, queue)
+
+    def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
+        self._records()
+        return self._call("acd_agent_log", since, extension)
+
+    def conference_rooms(self) -> list[dict]:
+        """Conference rooms (configured, and live three-party ones) with their participants now."""
+        return self._call("conference_rooms")
+
+    def conference_mute(self, room: str, participant: int, muted: bool) -> bool:
+        return self._call("conference_mute", room, participant, muted)
+
+    def conference_remove(self, room: str, participant: int) -> bool:
+        return self._call("conference_remove", room, participant)
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")
@@ -175,9 +217,19 @@ class FirewallClient(ServiceClient):
         return bool(self._call("live"))
 
 
+class CtiClient(ServiceClient):
+    exposed = ("sessions",)
+
+    def sessions(self) -> dict:
+        """The CSTA server's figures: {"sessions", "signed_in", "monitors", "calls", "requests", "events_sent",
+        "malformed", "login_failures", "dropped_events", "refused_connections", "tcp_port", "tls_port"};
+        {} while it is not running."""
+        return dict(self._call("sessions") or {})
+
+
 CLIENTS: dict[str, type[ServiceClient]] = {
     "dhcp": DhcpClient, "dns": DnsClient, "provisioning": ProvisioningClient, "mail": MailClient,
-    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient,
+    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient,
 }
 EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
 

@@ -14,7 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
-from appliance import backup, control, gcpolicy, limits
+from appliance import backup, control, gcpolicy, limits, logfiles
 from appliance.apply import ApplyEngine
 from appliance.backupjobs import BackupJobs
 from appliance.bus import BusHub, appliance_bus
@@ -36,7 +36,7 @@ from services import discover
 log = logging.getLogger("officebox")
 CERT_CHECK_INTERVAL = 10.0
 # services moved to a process of their own so far; the others follow
-ISOLATED = ("mail", "dns", "dhcp", "provisioning", "ntp", "proxy", "pbx")
+ISOLATED = ("mail", "dns", "dhcp", "provisioning", "ntp", "proxy", "pbx", "cti")
 
 
 def isolated_services() -> tuple[str, ...]:
@@ -152,6 +152,14 @@ class Runtime:
 
     async def serve(self, admin_port: int | None = None, ready: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT: services, web admin, control socket."""
+        log_handler = logfiles.attach_appliance_log(self.ctx)
+        try:
+            await self._serve(admin_port, ready)
+        finally:
+            logging.getLogger().removeHandler(log_handler)
+            log_handler.close()
+
+    async def _serve(self, admin_port: int | None, ready: asyncio.Event | None) -> None:
         await asyncio.to_thread(self.bootstrap)
         await asyncio.to_thread(self.restore_staged)
         config = self.config
@@ -182,6 +190,7 @@ class Runtime:
         renewal = asyncio.create_task(self._renew_certificate())
         notifying = asyncio.create_task(self.notifier.run(), name="notify")
         backing_up = asyncio.create_task(self.backups.serve(), name="backups")
+        bounding_logs = asyncio.create_task(logfiles.keep_bounded_forever(self.ctx), name="logs")
         setup_code = await asyncio.to_thread(self._first_boot_code, config)
         mode = "lab mode" if self.ctx.lab else "appliance"
         print(f"OfficeBox running ({mode}); data in {self.ctx.data_dir}", flush=True)
@@ -200,6 +209,7 @@ class Runtime:
             renewal.cancel()
             notifying.cancel()
             backing_up.cancel()
+            bounding_logs.cancel()
             await asyncio.to_thread(self._web.stop)
             server.close()
             self.engine.confirmation.close()

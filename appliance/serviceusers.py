@@ -5,6 +5,7 @@
     officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
     officebox-ntp           none (chronyd is the supervisor's child)
     officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it)
+    officebox-cti           none, group officebox-tls (CSTA over TLS with the box key; ports above 1024)
     proxy                   none (Squid's own user)
     mail                    stays root (Dovecot's master starts as root and drops to vmail itself)
     officebox-<other>       none (a service without an entry in PRIVILEGES)
@@ -52,6 +53,7 @@ PRIVILEGES: dict[str, Privileges] = {
     "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
     "ntp": Privileges(),
     "pbx": Privileges(("net_bind_service",)),  # SIP on 5060; its media engine child inherits it
+    "cti": Privileges((), (TLS_GROUP,)),  # CSTA XML on 2555/2556, TLS with the box key
     # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
     # not dumpable (servicehost), so Squid cannot read the password hashes in its memory
     "proxy": Privileges(user="proxy"),

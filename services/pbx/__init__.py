@@ -18,7 +18,7 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
                        "jitter_ms"}}}]
   call_media()    -> {call id: the "relay" dict above}
   Call events: topics pbx.call / pbx.device on appliance.bus (services/pbx/events.py), the live view of
-  calls (retained per call until cleared) without polling.
+  calls (retained per call until cleared) without polling. Call control: pbx.command.<service> (cti_commands.py).
   trunks()        -> [{"name", "host", "port", "resolved", "register", "registered", "last_status",
                        "channels_in_use", "max_channels"}]
   bans()          -> [{"source", "seconds_left"}];  unban(ip)
@@ -28,13 +28,18 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
   cdr_csv(**same filters) -> str (CSV with a header row)
   summary(day_start) -> {"registered_extensions", "active_calls", "calls_today", "calls_per_hour": [24 counts
             from day_start (epoch of the box's midnight)], "trunks": trunks()}, for the dashboard
+  conference_rooms() -> [{"name", "number", "title", "adhoc", "max_participants", "pin", "participants":
+            [{"id", "label", "name", "joined", "muted"}]}];  conference_mute(room, id, muted) -> bool;
+            conference_remove(room, id) -> bool (services/pbx/conference)
   status() -> Status(figures: registrations, active_calls, relay_ports_in_use, relayed_packets, bans, ...)
 The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from appliance.apply import FieldError
@@ -44,6 +49,9 @@ from appliance.service import Service, Status
 from . import changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
+from .cti_commands import register_changes
+
+register_changes()
 
 if TYPE_CHECKING:
     from appliance.schema import CoreConfig
@@ -62,6 +70,7 @@ class PbxService(Service):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.core = None
+        self.commands = None
         self.sip_port: int | None = None
         self._bound: tuple | None = None
 
@@ -126,6 +135,11 @@ class PbxService(Service):
             for name in ("forward_always", "forward_busy", "forward_no_answer"):
                 if getattr(settings, name) == ext:
                     errors.append(FieldError(f"pbx.extensions.{ext}.{name}", f"extension {ext} forwards to itself"))
+        errors += _queue_errors(cfg, extensions, groups)
+        for i, room in enumerate(cfg.conference_rooms):
+            if room.number in extensions:
+                errors.append(FieldError(f"pbx.conference_rooms.{i}.number",
+                                         f"conference room {room.number} uses an extension number"))
         logins = {u.login for u in config.users}
         for login in cfg.permissions:
             if login not in logins:
@@ -147,8 +161,12 @@ class PbxService(Service):
             raise
         self.core = core
         self._bound = (host, port, cfg.tcp)
+        from .cti_commands import CommandHandler
+        self.commands = CommandHandler(core)  # call control over the bus (pbx.command.<service>)
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
+        from . import acd
+        await asyncio.to_thread(acd.for_core(core).seed)  # the call centre: queues, agents, today's figures
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice
@@ -172,8 +190,15 @@ class PbxService(Service):
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
 
     async def stop(self) -> None:
+        if self.commands is not None:
+            self.commands.close()
+            self.commands = None
         if self.core is not None:
             core, self.core = self.core, None
+            from . import acd
+            running = acd.existing(core)
+            if running is not None:
+                running.close()
             await core.stop()
 
     @property
@@ -219,6 +244,24 @@ class PbxService(Service):
         rows = self.cdr_query(**filters)
         return {"csv": csv_text(rows, header), "rows": len(rows)}
 
+    def conference_rooms(self) -> list[dict]:
+        if self.core is None:
+            return []
+        from .conference import run_on_loop, snapshot
+        return run_on_loop(self.core, lambda confs: snapshot(self.core, confs))
+
+    def conference_mute(self, room: str, participant: int, muted: bool) -> bool:
+        """Mute or unmute a participant; False if not (or no longer) in the room."""
+        from .conference import run_on_loop
+        return bool(self.core) and run_on_loop(
+            self.core, lambda confs: confs is not None and confs.mute(str(room), int(participant), bool(muted)))
+
+    def conference_remove(self, room: str, participant: int) -> bool:
+        """Hang up a participant; False if not (or no longer) in the room."""
+        from .conference import run_on_loop
+        return bool(self.core) and run_on_loop(
+            self.core, lambda confs: confs is not None and confs.kick(str(room), int(participant)))
+
     def summary(self, day_start: float) -> dict:
         per_hour = [0] * 24
         for row in self._cdr().query(since=day_start, until=day_start + 86400, limit=100000):
@@ -226,6 +269,58 @@ class PbxService(Service):
         regs = self.registrations()
         return {"registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(self.active_calls()),
                 "calls_today": sum(per_hour), "calls_per_hour": per_hour, "trunks": self.trunks()}
+
+    # -- the call centre (services/pbx/acd) ------------------------------------------------------------
+    def _acd(self):
+        from . import acd
+        return acd.existing(self.core) if self.core else None
+
+    def acd_wallboard(self, day_start: float) -> dict:
+        """{"time", "queues": [{"name", "number", "title", "waiting", "callbacks_waiting", "longest_wait",
+        "agents": {state: count}, "answered", "abandoned", "service_level" (% or None),
+        "service_level_seconds"}], "agents": [{"extension", "name", "status", "reason", "since", "calls",
+        "queues"}]}: today (from `day_start`, the box's midnight) and now."""
+        running = self._acd()
+        if running is None:
+            return {"time": time.time(), "decisions": 0, "agents": [], "queues": []}  # stopped: nothing live
+        return running.snapshot(day_start)
+
+    def acd_agent(self, extension: str) -> dict:
+        """An agent's state: {"extension", "status", "reason", "since", "calls", "queues"}."""
+        running = self._acd()
+        if running is None:
+            return {"extension": extension, "status": "logged_out", "reason": "", "since": None, "calls": 0,
+                    "queues": []}
+        return running._on_loop(lambda: running.agent_view(extension))
+
+    def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
+        """login, logout, pause (with a reason), resume: {"status": the new state} or {"error": why}."""
+        running = self._acd()
+        if running is None:
+            return {"error": "the PBX is not running"}
+        try:
+            return {"status": running.action(extension, action, reason)}
+        except ValueError as exc:
+            return {"error": str(exc)}
+
+    def _acd_store(self):
+        from .acd.store import AcdStore
+        running = self._acd()
+        return running.store if running is not None else AcdStore(self.cdr_path.with_name("acd.sqlite"))
+
+    def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
+        """Figures per `by` (queue, agent, hour, day) of the queue calls entered in [since, until):
+        services/pbx/acd/store.py report()."""
+        from .acd.store import report
+        store = self._acd_store()
+        if not store.path.exists():
+            return []
+        return report(store.calls(since, until, queue or None), by, timezone)
+
+    def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
+        """Agent state changes since `since`, newest first: {"time", "agent", "state", "reason"}."""
+        store = self._acd_store()
+        return store.agent_log(since, extension or None) if store.path.exists() else []
 
     def status(self) -> Status:
         core = self.core
@@ -251,6 +346,25 @@ class PbxService(Service):
         if down:
             summary += f"; trunk not registered: {', '.join(down)}"
         return Status(health, summary, figures)
+
+
+def _queue_errors(cfg: PbxConfig, extensions: set[str], groups: set[str]) -> list[FieldError]:
+    """Call queues: agents must be extensions, a queue's number no extension, group or application number."""
+    errors = []
+    for i, q in enumerate(cfg.queues):
+        at = f"pbx.queues.{i}"
+        if q.number in extensions | groups or q.number in cfg.application_numbers \
+                or q.number in cfg.feature_codes.destinations():
+            errors.append(FieldError(f"{at}.number", f"queue {q.number} uses the number of an extension, a ring "
+                                     "group or another application"))
+        agents = [m.agent for m in q.members]
+        for agent in sorted({a for a in agents if a not in extensions}):
+            errors.append(FieldError(f"{at}.members", f"queue {q.name}: unknown agent {agent} (not an extension)"))
+        if len(set(agents)) != len(agents):
+            errors.append(FieldError(f"{at}.members", f"queue {q.name}: an agent is listed twice"))
+        if q.overflow in (q.number, f"queue:{q.name}"):
+            errors.append(FieldError(f"{at}.overflow", f"queue {q.name} overflows to itself"))
+    return errors
 
 
 SERVICE = PbxService

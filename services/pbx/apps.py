@@ -65,8 +65,8 @@ or after `detect_inband()` (a phone set to send tones although it offers events;
 The caller hanging up (or its media being lost) raises ChannelGone in whatever coroutine waits (with
 `recording` set when it cut a recording short: the file is kept); it ends the application quietly.
 Also: `say_number(n)`, `say_digits(text)`, `say_datetime(when)` play the prompt library's words in the
-caller's language (endpoint.py); a party on hold hears music on hold (holdmusic.py). Not yet: mixing
-of more than two parties (conferences).
+caller's language (endpoint.py); a party on hold hears music on hold (holdmusic.py). Conferences of
+any number of parties: services/pbx/conference (`conference:<room>`, the engine's mixer media/mixer.py).
 """
 from __future__ import annotations
 
@@ -136,3 +136,12 @@ def _register_voicemail() -> None:
 
 
 _register_voicemail()
+
+
+def _register_conference() -> None:
+    from .conference import app
+    register("conference", app.room_app)
+    register("app:conference-join", app.join_calls)
+
+
+_register_conference()

@@ -83,6 +83,7 @@ class Call:
         self.transferor: Leg | None = None
         self.transfer_app: MediaEndpoint | None = None  # the application a transfer is handing over to
         self.replacing: Leg | None = None  # attended transfer to an application call: that call's leg
+        self.quiet_transfer = False  # hand_to_application: the leaving party sent no REFER, gets no NOTIFY
         self.cancelled = False
         self.early: Leg | None = None  # the callee whose early media the caller hears
         self.done = asyncio.Event()
@@ -93,8 +94,8 @@ class Call:
         self.hold_music: holdmusic.HoldMusic | None = None  # while one of two phones holds
         self.alert_announced = False
         self.voicemail_greeting = "unavailable"  # which greeting a voicemail box plays (busy, unavailable)
-        self.invite_headers: dict[str, str] = {}  # added to the INVITEs to callees (features: auto-answer)
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
+        self.invite_headers: dict[str, str] = {}  # extra headers of the INVITEs it sends (auto-answer)
         if self.a is not None:
             core.remember(self.a)
 
@@ -534,10 +535,10 @@ class Call:
         cfg = self.core.cfg
         for name, value in session_timer.uac_headers(max(cfg.session_expires, leg.min_se), cfg.min_se).items():
             req.add(name, value)
-        if auth:
-            req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
         for name, value in self.invite_headers.items():
             req.add(name, value)
+        if auth:
+            req.add("Proxy-Authorization" if leg.auth_tried == 407 else "Authorization", auth)
         timeout = leg.trunk.invite_timeout if leg.trunk else None
         leg.invite_tx = leg.send(req, lambda resp: self._invite_response(leg, resp), timeout)
 
@@ -1001,8 +1002,20 @@ class Call:
         self.announce("transferred")
         self._watch_media()
 
+    async def hand_to_application(self, leaving: Leg, destination: str) -> None:
+        """`leaving`'s place in this call goes to the application at `destination`, as in a blind
+        transfer (the three-party conference, services/pbx/conference: the other party joins a room)."""
+        other = self.other(leaving)
+        if self.state != "connected" or other is None or other.kind != "sip" or self.transferor is not None:
+            return
+        self.quiet_transfer = True
+        try:
+            await self.blind_transfer(leaving, other, destination)
+        finally:
+            self.quiet_transfer = False
+
     def _notify(self, leg: Leg, status: int, reason: str, final: bool) -> None:
-        if leg.ended:
+        if leg.ended or self.quiet_transfer:
             return
         req = leg.new_request("NOTIFY", f"SIP/2.0 {status} {reason}\r\n".encode(), "message/sipfrag;version=2.0")
         req.add("Event", "refer")

@@ -125,11 +125,41 @@ class VoicemailSettings(Section):
 PREFIX_CODES = ("directed_pickup", "intercom")  # feature codes followed by an extension number
 
 
+class ConferenceRoom(Section):
+    """A meet-me room (services/pbx/conference): callers dialling `number` reach `conference:<name>`."""
+    number: str = Field(pattern=r"^[0-9]{2,6}$", description="the number participants dial")
+    name: str = Field(pattern=NAME, description="the room's destination: conference:<name>")
+    title: SafeText = Field(default="", max_length=60)
+    pin_hash: str | None = Field(default=None, max_length=200, description="argon2 hash of the room's PIN (4 to "
+                                 "12 digits; three wrong attempts end the call); empty: no PIN")
+    max_participants: int = Field(default=10, ge=2, le=50)
+    alone: Literal["music", "prompt"] = Field(default="music", description="what the only participant hears: "
+                                              "hold music, or once the prompt saying they are alone")
+    tones: bool = Field(default=True, description="a tone to the room when someone joins or leaves")
+    mute_key: Literal["*", "#", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] = Field(
+        default="*", description="the key a participant presses to mute or unmute themselves")
+
+    @field_validator("name")
+    @classmethod
+    def _not_adhoc(cls, name: str) -> str:
+        if name.startswith("3way-"):
+            raise ValueError("room names starting with 3way- are kept for three-party conferences")
+        return name
+
+
 class FeatureCodes(Section):
     """The numbers users dial for the box's own functions (one list; each a distinct number). Those of
     PREFIX_CODES are dialled followed by an extension (**202: pick up 202's ringing call)."""
     voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
     voicemail_any: str = Field(default="*98", pattern=NUMBER, description="any voicemail box (number and PIN asked)")
+    agent_login: str = Field(default="*51", pattern=NUMBER, description="call centre agent: log in to one's queues")
+    agent_logout: str = Field(default="*52", pattern=NUMBER, description="call centre agent: log out")
+    agent_pause: str = Field(default="*53", pattern=NUMBER, description="call centre agent: pause (a reason "
+                             "digit is asked: 1 break, 2 lunch, 3 meeting, 4 training, 5 paperwork)")
+    agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
+    conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
+                            "and another one (or held too), dial it to join them all in one conference")
+
     pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
     directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
                                  "the call ringing that extension")
@@ -139,9 +169,12 @@ class FeatureCodes(Section):
                           "the phone answers by itself on its speaker")
 
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail and features register these)."""
+        """dialled number -> application destination (services/pbx/voicemail, acd, conference and features
+        register these)."""
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
-                self.park: "app:park"}
+                self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
+                self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
+                self.conference: "app:conference-join", self.park: "app:park"}
 
     def duplicates(self) -> dict[str, tuple[str, str, str]]:
         """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
@@ -190,6 +223,54 @@ class PagingGroup(Section):
     name: SafeText = Field(default="", max_length=60)
     members: list[str] = Field(default_factory=list, max_length=100, description="extension numbers paged")
     max_seconds: int = Field(default=120, ge=5, le=3600, description="longest announcement")
+
+
+class QueueMember(Section):
+    """An agent of a call queue: an extension, with a skill level for this queue (skills strategy)."""
+    agent: str = Field(pattern=r"^[0-9]{2,6}$", description="the agent's extension")
+    skill: int = Field(default=5, ge=1, le=10, description="1 (beginner) to 10 (expert): the skills strategy "
+                       "gives a caller the free agent with the highest level")
+
+
+class CallQueue(Section):
+    """A call centre queue (services/pbx/acd): callers dial `number` or reach `queue:<name>`."""
+    number: str = Field(pattern=r"^[0-9]{2,6}$")
+    name: str = Field(pattern=NAME, description="the destination is queue:<name>")
+    title: SafeText = Field(default="", max_length=60)
+    strategy: Literal["ring_all", "longest_idle", "fewest_calls", "round_robin", "skills"] = "longest_idle"
+    members: list[QueueMember] = Field(default_factory=list, max_length=200)
+    max_wait: int = Field(default=300, ge=10, le=7200, description="seconds a caller waits before overflow")
+    max_length: int = Field(default=20, ge=1, le=1000, description="callers waiting at most; more: overflow")
+    overflow: str | None = Field(default=None, pattern=TARGET, description="where callers go on timeout, when the "
+                                 "queue is full or no agent is logged in; empty: a sorry message")
+    moh_class: str = Field(default="default", pattern=NAME)
+    announce_every: int = Field(default=30, ge=0, le=600, description="seconds between position and estimated "
+                                "wait announcements; 0: none")
+    callback_every: int = Field(default=0, ge=0, le=600, description="seconds between offers to be called back "
+                                "(press 1, the caller keeps their place); 0: never offered")
+    agent_timeout: int = Field(default=15, ge=3, le=120, description="seconds an agent's phone rings before the "
+                               "call passes on")
+    wrap_up: int = Field(default=10, ge=0, le=600, description="seconds after a call before an agent gets the next")
+    auto_pause_after: int = Field(default=3, ge=0, le=50, description="missed calls in a row that pause an agent; "
+                                  "0: never")
+    service_level: int = Field(default=20, ge=1, le=600, description="seconds within which a call counts as "
+                               "answered on time (service level)")
+    priority: int = Field(default=0, ge=0, le=9, description="priority of a caller of this queue by default")
+    did_priorities: dict[str, Annotated[int, Field(ge=0, le=9)]] = Field(
+        default_factory=dict, description="DID number -> priority of the callers who dialled it")
+    vip_callers: list[str] = Field(default_factory=list, max_length=500, description="caller numbers served first")
+    vip_priority: int = Field(default=9, ge=0, le=9)
+
+    @field_validator("vip_callers")
+    @classmethod
+    def _numbers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(NUMBER, value):
+                raise ValueError(f"{value!r} is not a phone number")
+        return values
+
+    def member(self, agent: str) -> QueueMember | None:
+        return next((m for m in self.members if m.agent == agent), None)
 
 
 class PbxConfig(ServiceConfig):
@@ -253,6 +334,9 @@ class PbxConfig(ServiceConfig):
     paging_groups: list[PagingGroup] = Field(default_factory=list, max_length=50)
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
+    queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
+    conference_rooms: list[ConferenceRoom] = Field(default_factory=list, max_length=100,
+                                                   description="meet-me conference rooms")
 
     @field_validator("digest_md5_only_agents")
     @classmethod
@@ -310,16 +394,28 @@ class PbxConfig(ServiceConfig):
         own = numbers + paging  # park slots yield to ring groups and extensions (application_for)
         if len(set(own)) != len(own) or set(paging) & set(self.park.numbers()):
             raise ValueError("ring groups, park slots and paging groups need numbers of their own")
+        rooms = [r.number for r in self.conference_rooms]
+        if len(set(rooms)) != len(rooms) or len({r.name for r in self.conference_rooms}) != len(rooms):
+            raise ValueError("conference room numbers and names must be unique")
+        for number in rooms:
+            if number in self.application_numbers or number in self.feature_codes.destinations() or number in numbers:
+                raise ValueError(f"conference room {number} is also an application number, feature code or group")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")
+        for what in ("name", "number"):
+            values = [getattr(q, what) for q in self.queues]
+            if len(set(values)) != len(values):
+                raise ValueError(f"call queue {what}s must be unique")
         return self
 
     def application_for(self, number: str, extensions: Collection[str] = ()) -> str | None:
-        """The application destination a dialled number names (application numbers, feature codes, then
-        park slots: a slot that is also one of `extensions` or a ring group stays theirs, as it was before
-        park existed; the configuration check names the clash)."""
-        found = self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+        """The application destination a dialled number names (application numbers, feature codes, call
+        queues, conference rooms, then park slots: a slot that is also one of `extensions` or a ring group
+        stays theirs, as it was before park existed; the configuration check names the clash)."""
+        found = (self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+                 or next((f"queue:{q.name}" for q in self.queues if q.number == number), None)
+                 or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
         if found:
             return found
         if number in self.park.numbers() and number not in extensions \
@@ -328,3 +424,6 @@ class PbxConfig(ServiceConfig):
         if any(p.number == number for p in self.paging_groups):
             return f"app:page-{number}"
         return None
+
+    def room(self, name: str) -> ConferenceRoom | None:
+        return next((r for r in self.conference_rooms if r.name == name), None)

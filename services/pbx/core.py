@@ -405,12 +405,17 @@ class PbxCore:
         self._spawn(call.run())
 
     async def originate(self, destination: str, *, caller: str = "", caller_name: str = "",
-                        authority: str | None = None, timeout: float = 60.0) -> Leg | None:
+                        authority: str | None = None, timeout: float = 60.0,
+                        headers: dict[str, str] | None = None, started=None) -> Leg | None:
         """Call `destination` (an extension, group or number, as the dial plan knows it) from the box
         itself, with no incoming transaction behind it: the answered SIP leg, alone in a new call,
-        or None. Join it to another leg with bridge()."""
+        or None. Join it to another leg with bridge(). `headers` go in its INVITEs (auto-answer);
+        `started(call)` is told the new call before it rings."""
         call = Call(self, None, None, caller=caller or "pbx", caller_name=caller_name, dialled=destination,
                     authority=authority or self.cfg.default_permission, direction="internal")
+        call.invite_headers = dict(headers or {})
+        if started is not None:
+            started(call)
         self.calls[call.id] = call
         self.counters["calls"] += 1
         give_up = asyncio.get_running_loop().call_later(timeout, call.cancel_ringing)

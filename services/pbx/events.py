@@ -5,8 +5,9 @@ Topics (pbx.call, pbx.device and pbx.media retained, so a late subscriber seeds 
 `bus.retained(topic)`):
   pbx.call    key = call id; data = {"event", "call", "state", "caller", "caller_name", "dialled",
               "callee", "direction", "trunk", "devices", "started", "answered", "on_hold", "time",
-              "seq", "reason"}; events: initiated, alerting, connected, held, retrieved, transferred,
-              cleared. After "cleared" the key is dropped (data None).
+              "seq", "reason", "holders" (extensions holding the call), "disposition" (answered, busy,
+              missed, failed, transferred: once cleared)}; events: initiated, alerting, connected, held,
+              retrieved, transferred, cleared. After "cleared" the key is dropped (data None).
   pbx.device  key = extension; data = {"event", "device", "call", "dialog" (trying|early|confirmed|
               terminated, RFC 4235), "direction" (initiator|recipient), "peer", "calls" (the device's
               call ids), "time", "seq"}. One event per state change of one device in one call.
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING
 
 from appliance.bus import Bus
 
+from .sdp import is_hold
+
 if TYPE_CHECKING:
     from .calls import Call
     from .cdr import CallRecord
@@ -47,6 +50,15 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+def holders(call: "Call") -> list[str]:
+    """The extensions holding `call`: by their own SDP, or by the box (hold music started for them)."""
+    found = [p.extension for p in call.legs if p.extension and p.sdp is not None and is_hold(p.sdp)]
+    music = call.hold_music
+    if music is not None and music.active and music.holder.extension and music.holder.extension not in found:
+        found.append(music.holder.extension)
+    return found
+
+
 class CallEvents:
     def __init__(self, bus: Bus | None = None) -> None:
         self.bus = bus or Bus()
@@ -56,7 +68,8 @@ class CallEvents:
 
     def call(self, call: "Call", event: str, reason: str = "") -> None:
         data = call.summary()  # a new dict each time: completed in place
-        data.update(event=event, time=time.time(), seq=next(self._seq), reason=reason)
+        data.update(event=event, time=time.time(), seq=next(self._seq), reason=reason, holders=holders(call),
+                    disposition=call.record.disposition if event == "cleared" else "")
         self.bus.publish(CALL_TOPIC, call.id, data, retain=True)
         if event == "transferred":  # a party may come from another call (attended transfer)
             for party in call.legs:

@@ -40,3 +40,19 @@ def test_dns_in_its_own_process_through_its_client(data):
             await service.stop()
             await hub.close()
     assert asyncio.run(scenario()) > 0
+
+
+def test_an_action_while_the_process_is_down_is_refused_not_dropped(data):
+    """Before, an unban asked while the PBX process restarted went to the appliance's idle copy of the
+    service, which did nothing, and the page said it was done."""
+    from appliance.clients import ServiceRestarting
+    from services.pbx import PbxService
+
+    ctx = Context(data, lab=True)
+    pbx = client_for(IsolatedService(PbxService(ctx), ctx.run_dir("core") / "bus.sock"))  # its process is down
+    assert pbx.isolated and pbx.bans() == []  # reads: nothing live, never stale
+    with pytest.raises(ServiceRestarting, match="restarting"):
+        pbx.unban("192.0.2.7")
+    dns = client_for(IsolatedService(DnsService(ctx), ctx.run_dir("core") / "bus.sock"))
+    with pytest.raises(ServiceRestarting):
+        dns.flush_cache()

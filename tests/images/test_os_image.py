@@ -193,7 +193,9 @@ def assert_service_users(box) -> None:
         service = re.search(r"-m appliance\.servicehost (\S+)", args)
         if service:
             users.setdefault(service.group(1), []).append(user)
-    expected = {name: ["root" if PRIVILEGES[name].root else user_name(name)] for name in ISOLATED}
+    from services import discover
+    on = [name for name in ISOLATED if discover()[name].Config().enabled]  # the factory configuration's
+    expected = {name: ["root" if PRIVILEGES[name].root else user_name(name)] for name in on}
     assert users == expected, ps
 
 

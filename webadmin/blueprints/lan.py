@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
+from appliance.clients import ServiceRestarting
 from appliance.users import new_secret
 from webadmin import core, forms
 from webadmin.core import N_
@@ -216,7 +217,11 @@ def upstreams():
 def flush():
     svc = _service("dns")
     if svc is not None:
-        svc.flush_cache()
+        try:
+            svc.flush_cache()
+        except ServiceRestarting:
+            flash(_("The DNS service is restarting; try again in a moment."), "warning")
+            return redirect(url_for("lan.dns"))
     return _done(_("The DNS cache was emptied."), "lan.dns")
 
 

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from appliance.clients import ServiceRestarting
 from webadmin import core, forms
 from webadmin.core import N_
 
@@ -226,7 +227,12 @@ def queue():
 @bp.route("/queue/<qid>/retry", methods=["POST"])
 @core.admin_required
 def retry(qid: str):
-    if _service().retry_now(qid):
+    try:
+        retried = _service().retry_now(qid)
+    except ServiceRestarting:
+        flash(_("The mail service is restarting; try again in a moment."), "warning")
+        return redirect(url_for("mail.queue"))
+    if retried:
         flash(_("Message %(qid)s will be retried now.", qid=qid), "success")
     else:
         flash(_("Message %(qid)s is no longer in the queue.", qid=qid), "warning")
@@ -242,6 +248,9 @@ def delete(qid: str):
         removed = _service().delete_queued(qid)
     except QueueBusy as exc:
         flash(_(str(exc)), "warning")  # BUSY, translated
+        return redirect(url_for("mail.queue"))
+    except ServiceRestarting:
+        flash(_("The mail service is restarting; try again in a moment."), "warning")
         return redirect(url_for("mail.queue"))
     flash(_("Message %(qid)s deleted.", qid=qid) if removed
           else _("Message %(qid)s is no longer in the queue.", qid=qid),

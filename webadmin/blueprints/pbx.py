@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.bus import appliance_bus
+from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
 from services.pbx.voicemail.pin import PIN, hash_pin
@@ -446,8 +447,12 @@ def registrations():
 @bp.route("/bans/<path:source>/delete", methods=["POST"])
 @core.admin_required
 def unban(source: str):
-    _pbx().unban(source)
-    flash(_("%(source)s may send requests again.", source=source), "success")
+    try:
+        _pbx().unban(source)
+    except ServiceRestarting:
+        flash(_("The telephony service is restarting; try again in a moment."), "warning")
+    else:
+        flash(_("%(source)s may send requests again.", source=source), "success")
     return redirect(url_for("pbx.registrations"))
 
 

@@ -61,5 +61,6 @@ engine -> PBX (events):
 The engine exits when the PBX's end closes; the PBX (services/pbx/relay.py) restarts an engine that
 dies and ends the calls it carried. A local endpoint (terminal.Terminal) stands where a side's relay
 partner would, so strict source and the RTP timeout stay the side's; it is clocked from the engine loop
-(epoll waits until the next 20 ms frame is due). Mixing (conferences) comes as a further kind.
+(epoll waits until the next 20 ms frame is due). Conference rooms of local endpoints: mixer.py
+(ops conf_join, conf_mute, conf_leave, conf_tone, conf_stats).
 """

@@ -16,10 +16,12 @@ import sys
 import time
 
 try:
+    from . import mixer
     from .dsp import FRAME
     from .terminal import Terminal, open_source
 except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import mixer
     from dsp import FRAME
     from terminal import Terminal, open_source
 
@@ -188,6 +190,7 @@ class Engine:
         self.running = True
         self.next_id = 1
         self.origin = time.monotonic()  # local endpoints send on one 20 ms grid from here: one wake-up for all
+        self.mixer = mixer.Mixer(self)  # conference rooms of local endpoints (mixer.py)
 
     # -- control ----------------------------------------------------------------------------------
     def send(self, msg: dict) -> None:
@@ -237,6 +240,10 @@ class Engine:
             return
         if op == "ping":
             self.send({"re": msg["id"], "sides": len(self.sides), "pid": os.getpid()})
+            return
+        if op in mixer.OPS:
+            side = self.sides.get(int(msg.get("side", 0)))
+            self.mixer.handle(op, msg, side, self.terminals.get(side.id) if side else None)
             return
         side = self.sides.get(int(msg["side"]))
         if side is None:
@@ -302,6 +309,7 @@ class Engine:
         return self.origin + (int((now - self.origin) / FRAME) + 1) * FRAME
 
     def drop_terminal(self, side: Side) -> None:
+        self.mixer.leave(side.id)
         term = self.terminals.pop(side.id, None)
         if term is not None:
             if side.other is term:
@@ -418,6 +426,7 @@ class Engine:
             now = time.monotonic()
             if now >= next_frame:
                 next_frame = self.frame_grid(now)
+                self.mixer.clock(now)  # this frame's mix first: the members send it below
                 for term in list(terminals.values()):
                     term.clock(now)
             if now >= next_tick:

@@ -52,6 +52,7 @@ class Terminal:
         self.detector = dsp.DtmfDetector()
         self.next_rtcp = self.start + 0.5
         self.codec = None
+        self.member = None  # its place in a conference room (mixer.Member), if any
         self.reported: list = []
         self.rtcp_sent = 0
         self.configure(codec, pt, event_pt, send, inband)
@@ -136,6 +137,8 @@ class Terminal:
             key = self.detector.frame(narrow)
             if key:
                 self._key(key, "inband")
+        if self.member is not None:
+            self.member.received(pcm)
         if self.record is not None:
             try:
                 self.record.packet(seq, ts, pcm)
@@ -203,7 +206,7 @@ class Terminal:
             self._sender_report()
 
     def _frame(self) -> None:
-        pcm = self.silence
+        pcm = (self.member.outgoing() if self.member is not None else None) or self.silence  # a room's mix
         if self.play is not None:
             try:
                 data = self.play[1].read(self.samples)

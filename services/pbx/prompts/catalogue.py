@@ -211,6 +211,49 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "minutes": ("minutes", "minutes", ("分鐘", "fen1 zhong1")),
     "second": ("second", "seconde", ("秒", "miao3")),
     "seconds": ("seconds", "secondes", ("秒", "miao3")),
+    # -- call centre queues (services/pbx/acd)
+    "acd-position": ("You are caller number", "Vous êtes l'appelant numéro", ("您是第", "nin2 shi4 di4")),
+    "acd-in-line": ("in the queue.", "dans la file d'attente.", ("位等候的來電。", "wei4 deng3 hou4 de lai2 dian4.")),
+    "acd-estimated-wait": (
+        "Your estimated waiting time is about", "Votre temps d'attente estimé est d'environ",
+        ("預計等候時間約為", "yu4 ji4 deng3 hou4 shi2 jian1 yue1 wei2")),
+    "acd-less-than-a-minute": (
+        "Your call will be answered in less than a minute.", "Votre appel sera pris dans moins d'une minute.",
+        ("您的來電將在一分鐘內接聽。", "nin2 de lai2 dian4 jiang1 zai4 yi4 fen1 zhong1 nei4 jie1 ting1.")),
+    "acd-callback-offer": (
+        "To be called back as soon as an agent is free, press 1. You keep your place in the queue.",
+        "Pour être rappelé dès qu'un conseiller est libre, appuyez sur 1. Vous gardez votre place dans la file.",
+        ("如需在專員有空時回電給您，請按一。您會保留在隊列中的位置。", "ru2 xu1 zai4 zhuan1 yuan2 you3 kong4 shi2 hui2 dian4 gei3 nin2, qing3 an4 yi1. nin2 hui4 bao3 liu2 zai4 dui4 lie4 zhong1 de wei4 zhi4.")),
+    "acd-callback-confirmed": (
+        "Thank you. We will call you back as soon as an agent is free. Goodbye.",
+        "Merci. Nous vous rappellerons dès qu'un conseiller sera libre. Au revoir.",
+        ("謝謝，專員有空時我們會立即回電給您，再見。", "xie4 xie, zhuan1 yuan2 you3 kong4 shi2 wo3 men2 hui4 li4 ji2 hui2 dian4 gei3 nin2, zai4 jian4.")),
+    "acd-sorry-closed": (
+        "Sorry, nobody can take your call at the moment. Please call again later.",
+        "Désolé, personne ne peut prendre votre appel pour le moment. Veuillez rappeler plus tard.",
+        ("抱歉，目前無人可以接聽您的來電，請稍後再撥。", "bao4 qian4, mu4 qian2 wu2 ren2 ke3 yi3 jie1 ting1 nin2 de lai2 dian4, qing3 shao1 hou4 zai4 bo1.")),
+    "acd-agent-logged-in": ("You are logged in to your queues.", "Vous êtes connecté à vos files d'attente.",
+                            ("您已登入您的隊列。", "nin2 yi3 deng1 ru4 nin2 de dui4 lie4.")),
+    "acd-agent-logged-out": ("You are logged out.", "Vous êtes déconnecté.", ("您已登出。", "nin2 yi3 deng1 chu1.")),
+    "acd-agent-pause-reason": (
+        "Enter your pause reason: 1 break, 2 lunch, 3 meeting, 4 training, 5 paperwork.",
+        "Indiquez le motif de votre pause : 1 pause, 2 déjeuner, 3 réunion, 4 formation, 5 travail administratif.",
+        ("請輸入暫停原因：一休息，二午餐，三開會，四訓練，五文書工作。", "qing3 shu1 ru4 zan4 ting2 yuan2 yin1: yi1 xiu1 xi2, er4 wu3 can1, san1 kai1 hui4, si4 xun4 lian4, wu3 wen2 shu1 gong1 zuo4.")),
+    "acd-agent-paused": ("You are paused.", "Vous êtes en pause.", ("您已暫停接聽。", "nin2 yi3 zan4 ting2 jie1 ting1.")),
+    "acd-agent-resumed": (
+        "Your pause is over: calls can reach you again.", "Votre pause est terminée : les appels peuvent à nouveau vous joindre.",
+        ("暫停結束，您可以再次接聽來電。", "zan4 ting2 jie2 shu4, nin2 ke3 yi3 zai4 ci4 jie1 ting1 lai2 dian4.")),
+    "acd-not-agent": ("This extension is not an agent of any queue.", "Ce poste n'est agent d'aucune file d'attente.",
+                      ("此分機不屬於任何隊列。", "ci3 fen1 ji1 bu4 shu3 yu2 ren4 he2 dui4 lie4.")),
+    # -- conferences
+    "conf-alone": (
+        "You are the only participant in this conference.",
+        "Vous êtes le seul participant à cette conférence.",
+        ("您是這場會議唯一的參加者。", "nin2 shi4 zhe4 chang3 hui4 yi4 wei2 yi1 de can1 jia1 zhe3.")),
+    "conf-full": (
+        "Sorry, this conference is full.",
+        "Désolé, cette conférence est complète.",
+        ("抱歉，這場會議已額滿。", "bao4 qian4, zhe4 chang3 hui4 yi4 yi3 e2 man3.")),
     # -- call park
     "park-parked-on": ("The call is parked on", "L'appel est parqué sur le numéro", ("通話已停泊在", "tong1 hua4 yi3 ting2 bo2 zai4")),
     "park-empty": ("There is no call parked here.", "Aucun appel n'est parqué ici.", ("這裡沒有停泊的通話。", "zhe4 li3 mei2 you3 ting2 bo2 de tong1 hua4.")),

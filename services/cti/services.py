@@ -1,0 +1,212 @@
+"""The CSTA services a session may ask for (ECMA-269 / ECMA-323 names), each checked against the
+session's device scope and carried out through the PBX's call control (pbxlink.py)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import csta
+from .pbxlink import PbxError
+from .xmlsafe import Node, element, text_element
+
+if TYPE_CHECKING:
+    from .session import Session
+
+PBX_ERRORS = {"device": ("operation", "invalidDeviceID"), "call": ("operation", "invalidCallID"),
+              "connection": ("operation", "invalidConnectionID"),
+              "state": ("stateIncompatibility", "invalidConnectionState"),
+              "value": ("operation", "invalidParameterValue"),
+              "unsupported": ("operation", "requestIncompatibleWithObject"),
+              "busy": ("systemResourceAvailability", "serviceBusy"), "failed": ("unspecified", "generic")}
+FORWARDING = {"forwardImmediate": "always", "forwardBusy": "busy", "forwardNoAns": "no_answer"}
+
+
+class Refused(Exception):
+    """A CSTA error response: (category, value)."""
+
+    def __init__(self, category: str, value: str) -> None:
+        super().__init__(value)
+        self.category, self.value = category, value
+
+
+def _device_of(node: Node, *path: str) -> str:
+    found = node.child(*path)
+    value = (found.find("deviceObject") or found.find("deviceIdentifier") or found).text.strip() if found else ""
+    if not value:
+        raise Refused("operation", "invalidDeviceID")
+    return value
+
+
+def _connection(node: Node, name: str) -> tuple[str, str]:
+    conn = node.child(name)
+    call, device = (conn.value("callID"), conn.value("deviceID")) if conn else ("", "")
+    if not call or not device:
+        raise Refused("operation", "invalidConnectionID")
+    return call, device
+
+
+class Services:
+    def __init__(self, session: "Session") -> None:
+        self.s = session
+
+    def _scoped(self, device: str) -> str:
+        if not self.s.allowed(device):
+            raise Refused("operation", "privilegeViolationOnSpecifiedDevice")
+        return device
+
+    def _own_connection(self, node: Node, name: str) -> tuple[str, str]:
+        call, device = _connection(node, name)
+        self._scoped(device)
+        return call, device
+
+    async def _pbx(self, op: str, **args) -> dict:
+        try:
+            return await self.s.server.pbx.request(op, by=self.s.login, **args)
+        except PbxError as exc:
+            raise Refused(*PBX_ERRORS.get(exc.code, ("unspecified", "generic"))) from None
+
+    # -- monitoring and snapshots -----------------------------------------------------------------
+    async def MonitorStart(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "monitorObject"))
+        if device not in self.s.server.model.extensions:
+            raise Refused("operation", "invalidDeviceID")
+        if len(self.s.monitors) >= self.s.server.cfg.max_monitors:
+            raise Refused("systemResourceAvailability", "overallMonitorLimitExceeded")
+        ref = self.s.server.monitor(self.s, device)
+        return csta.csta("MonitorStartResponse", text_element("monitorCrossRefID", ref))
+
+    async def MonitorStop(self, node: Node) -> str:
+        ref = node.value("monitorCrossRefID")
+        if ref not in self.s.monitors:
+            raise Refused("operation", "invalidCrossRefID")
+        self.s.server.unmonitor(self.s, ref)
+        return csta.csta("MonitorStopResponse")
+
+    async def SnapshotDevice(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "snapshotObject"))
+        items = [element("snapshotDeviceResponseInfo", csta.connection("connectionIdentifier", call, device),
+                         element("localCallState", element("compoundCallState",
+                                                           text_element("localConnectionState", state))))
+                 for call, state in self.s.server.model.device_calls(device)]
+        return csta.csta("SnapshotDeviceResponse", element("crossRefIDorSnapshotData",
+                                                           element("snapshotData", *items)))
+
+    def _call_in_scope(self, call_id: str):
+        call = self.s.server.model.call(call_id)
+        if call is None:
+            raise Refused("operation", "invalidCallID")
+        if not any(self.s.allowed(d) for d in call.connections):
+            raise Refused("operation", "privilegeViolationOnSpecifiedDevice")
+        return call
+
+    async def SnapshotCall(self, node: Node) -> str:
+        call = self._call_in_scope(node.value("snapshotObject", "callID"))
+        items = [element("snapshotCallResponseInfo", element("deviceOnCall", csta.device_id(d)),
+                         csta.connection("callIdentifier", call.id, d), text_element("localConnectionState", state))
+                 for d, state in sorted(call.connections.items())]
+        return csta.csta("SnapshotCallResponse", element("crossRefIDorSnapshotData", element("snapshotData", *items)))
+
+    # -- call control -------------------------------------------------------------------------------
+    async def MakeCall(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "callingDevice"))
+        called = node.value("calledDirectoryNumber")
+        auto = node.value("autoOriginate") != "doNotPrompt"
+        result = await self._pbx("make_call", device=device, destination=called, auto_answer=auto)
+        self.s.server.model.made[result["call"]] = device
+        return csta.csta("MakeCallResponse", csta.connection("callingDevice", result["call"], device))
+
+    async def AnswerCall(self, node: Node) -> str:
+        self._own_connection(node, "callToBeAnswered")
+        raise Refused("operation", "requestIncompatibleWithObject")  # a SIP phone cannot be made to answer
+
+    async def ClearConnection(self, node: Node) -> str:
+        call, device = self._own_connection(node, "connectionToBeCleared")
+        await self._pbx("clear_connection", call=call, device=device)
+        return csta.csta("ClearConnectionResponse")
+
+    async def ClearCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "callToBeCleared")
+        await self._pbx("clear_call", call=self._call_in_scope(call).id)
+        return csta.csta("ClearCallResponse")
+
+    async def HoldCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "callToBeHeld")
+        await self._pbx("hold", call=call, device=device)
+        return csta.csta("HoldCallResponse")
+
+    async def RetrieveCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "callToBeRetrieved")
+        await self._pbx("retrieve", call=call, device=device)
+        return csta.csta("RetrieveCallResponse")
+
+    async def ConsultationCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "existingCall")
+        result = await self._pbx("consultation", call=call, device=device, destination=node.value("consultedDevice"))
+        self.s.server.model.made[result["call"]] = device
+        return csta.csta("ConsultationCallResponse", csta.connection("initiatedCall", result["call"], device))
+
+    async def TransferCall(self, node: Node) -> str:
+        held, device = self._own_connection(node, "heldCall")
+        active, other = self._own_connection(node, "activeCall")
+        if other != device:
+            raise Refused("operation", "invalidConnectionID")
+        result = await self._pbx("transfer", held_call=held, active_call=active, device=device)
+        return csta.csta("TransferCallResponse", csta.connection("transferredCall", result["call"], device))
+
+    async def SingleStepTransferCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "activeCall")
+        result = await self._pbx("single_step_transfer", call=call, device=device,
+                                 destination=node.value("transferredTo"))
+        return csta.csta("SingleStepTransferCallResponse", csta.connection("transferredCall", result["call"], device))
+
+    async def DeflectCall(self, node: Node) -> str:
+        call, device = self._own_connection(node, "callToBeDiverted")
+        await self._pbx("deflect", call=call, device=device, destination=node.value("newDestination"))
+        return csta.csta("DeflectCallResponse")
+
+    async def GenerateDigits(self, node: Node) -> str:
+        call, device = self._own_connection(node, "connectionToSendDigits")
+        await self._pbx("generate_digits", call=call, device=device, digits=node.value("charactersToSend"))
+        return csta.csta("GenerateDigitsResponse")
+
+    # -- device features ------------------------------------------------------------------------------
+    async def GetForwarding(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "device"))
+        result = await self._pbx("get_forwarding", device=device)
+        items = [element("forwardListItem", text_element("forwardingType", name),
+                         text_element("forwardStatus", "true" if result.get(kind) else "false"),
+                         *((text_element("forwardDN", result[kind]),) if result.get(kind) else ()))
+                 for name, kind in FORWARDING.items()]
+        return csta.csta("GetForwardingResponse", element("forwardingList", *items))
+
+    async def SetForwarding(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "device"))
+        kind = FORWARDING.get(node.value("forwardingType"))
+        if kind is None:
+            raise Refused("operation", "invalidParameterValue")
+        on = node.value("activateForward") == "true"
+        await self._pbx("set_forwarding", device=device, kind=kind, to=node.value("forwardDN") if on else "")
+        return csta.csta("SetForwardingResponse")
+
+    async def GetDoNotDisturb(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "device"))
+        result = await self._pbx("get_dnd", device=device)
+        return csta.csta("GetDoNotDisturbResponse", text_element("doNotDisturbOn", str(result["dnd"]).lower()))
+
+    async def SetDoNotDisturb(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "device"))
+        await self._pbx("set_dnd", device=device, on=node.value("doNotDisturbOn") == "true")
+        return csta.csta("SetDoNotDisturbResponse")
+
+    async def GetSwitchingFunctionDevices(self, node: Node) -> str:
+        ref = self.s.next_ref()
+        devices = [d for d in sorted(self.s.server.model.extensions) if self.s.allowed(d)]
+        items = [element("deviceListItem", text_element("deviceID", d), text_element("deviceCategory", "station"))
+                 for d in devices]
+        self.s.server.loop.call_soon(self.s.send_event, csta.csta(  # after the response
+            "SwitchingFunctionDevices", text_element("serviceCrossRefID", ref),
+                                    text_element("segmentID", 1), text_element("lastSegment", "true"),
+                                    element("deviceList", *items)))
+        return csta.csta("GetSwitchingFunctionDevicesResponse", text_element("serviceCrossRefID", ref))
+
+    async def SystemStatus(self, node: Node) -> str:
+        return csta.csta("SystemStatusResponse")

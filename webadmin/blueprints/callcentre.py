@@ -1,0 +1,286 @@
+"""Call centre: the supervisor's live wallboard (server-sent events; the page shows the state without
+JavaScript too), the queues' configuration (pbx.queues: members and skills, strategy, timings,
+priorities) and the reports (per queue, agent, hour, day; an SVG chart and CSV). Live data and records
+come only through the PBX's client (acd_wallboard, acd_report)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import threading
+import time
+import zoneinfo
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from appliance.bus import appliance_bus
+from appliance.service import ApplyError
+from webadmin import core, forms
+from webadmin.core import N_
+
+bp = Blueprint("callcentre", __name__, url_prefix="/callcentre")
+NAV = [(N_("Telephony"), N_("Call centre wallboard"), "callcentre.wallboard"),
+       (N_("Telephony"), N_("Call queues"), "callcentre.queues"),
+       (N_("Telephony"), N_("Call centre reports"), "callcentre.reports")]
+STRATEGIES = [("longest_idle", N_("Longest idle agent")), ("ring_all", N_("Ring all free agents")),
+              ("fewest_calls", N_("Fewest calls")), ("round_robin", N_("Round robin")),
+              ("skills", N_("Skills (highest level first)"))]
+STATE_NAMES = {"available": N_("available"), "ringing": N_("ringing"), "on_call": N_("on a call"),
+               "wrap_up": N_("wrap-up"), "paused": N_("paused"), "logged_out": N_("logged out")}
+NUMBERS = ("max_wait", "max_length", "announce_every", "callback_every", "agent_timeout", "wrap_up",
+           "auto_pause_after", "service_level", "priority", "vip_priority")
+MAX_STREAMS = 2  # wallboard event streams at once: each holds one of the server's few worker threads
+STREAM_SECONDS = 120  # then the browser reconnects (EventSource does it by itself)
+_streams = threading.BoundedSemaphore(MAX_STREAMS)
+
+
+def _pbx():
+    svc = core.service("pbx")
+    if svc is None:
+        abort(404)
+    return svc
+
+
+def _tz() -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(core.current_config().system.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def _day_start() -> float:
+    now = dt.datetime.now(_tz())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _board() -> dict:
+    return _pbx().acd_wallboard(_day_start())
+
+
+# -- wallboard --------------------------------------------------------------------------------------
+@bp.route("/")
+@core.admin_required
+def wallboard():
+    states = {state: _(label) for state, label in STATE_NAMES.items()}
+    return render_template("callcentre/wallboard.html", board=_board(), states=STATE_NAMES,
+                           states_json=json.dumps(states))
+
+
+@bp.route("/wallboard.json")
+@core.admin_required
+def wallboard_json():
+    return Response(json.dumps(_board()), mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@bp.route("/events")
+@core.admin_required
+def events():
+    """Server-sent events: the board each time a queue or an agent changes (the bus's pbx.queue and
+    pbx.agent topics), and every second for the waiting times. 503 when MAX_STREAMS are open already
+    (the page then polls wallboard.json)."""
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        abort(406)  # an event stream only for EventSource, never for a crawler or a plain link
+    if not _streams.acquire(blocking=False):
+        abort(503)
+    client, day_start = _pbx(), _day_start()
+    changed = threading.Event()
+    bus = appliance_bus(core.runtime().ctx)
+    offs = [bus.subscribe(topic, lambda _event: changed.set()) for topic in ("pbx.queue", "pbx.agent")]
+    closed = []
+
+    def close() -> None:
+        """Once, whether the stream ran to its end, the client left, or it never started."""
+        if not closed:
+            closed.append(True)
+            for off in offs:
+                off()
+            _streams.release()
+
+    def stream():
+        try:
+            yield "retry: 1000\n\n"
+            last, ends = None, time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < ends:
+                changed.wait(1.0)
+                changed.clear()
+                board = json.dumps(client.acd_wallboard(day_start))
+                if board != last:
+                    last = board
+                    yield f"event: board\ndata: {board}\n\n"
+        finally:
+            close()
+    response = Response(stream(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response.call_on_close(close)
+    return response
+
+
+# -- queues -----------------------------------------------------------------------------------------
+def _queues() -> list:
+    return list(core.current_config().pbx.queues)
+
+
+@bp.route("/queues")
+@core.admin_required
+def queues():
+    return render_template("callcentre/queues.html", queues=_queues(), strategies=dict(STRATEGIES))
+
+
+def _members_text(q) -> str:
+    return "\n".join(f"{m.agent}:{m.skill}" for m in q.members) if q else ""
+
+
+def _parse_pairs(text: str, field: str, errors: dict[str, str], key: str, value: str) -> list | dict:
+    """Lines "201:5" (or "201") -> [{key: "201", value: 5}]."""
+    out = []
+    for line in (x.strip() for x in text.replace(",", "\n").splitlines()):
+        if not line:
+            continue
+        left, _sep, right = line.partition(":")
+        if right and not right.strip().isdigit():
+            errors[field] = _("write one per line as number:level, e.g. 201:5")
+            continue
+        out.append({key: left.strip(), **({value: int(right)} if right else {})})
+    return out
+
+
+@bp.route("/queues/new", methods=["GET", "POST"], defaults={"name": None})
+@bp.route("/queues/<name>", methods=["GET", "POST"])
+@core.admin_required
+def queue_form(name: str | None):
+    queues = _queues()
+    index = next((i for i, q in enumerate(queues) if q.name == name), None)
+    if name is not None and index is None:
+        abort(404)
+    current = queues[index] if index is not None else None
+    errors: dict[str, str] = {}
+    general: list[str] = []
+    values = current.model_dump() if current else {"strategy": "longest_idle"}
+    values["members_text"] = _members_text(current)
+    values["vip_text"] = ", ".join(current.vip_callers) if current else ""
+    values["did_text"] = "\n".join(f"{k}:{v}" for k, v in current.did_priorities.items()) if current else ""
+    if request.method == "POST":
+        item = {k: forms.text(k, 60) for k in ("number", "name", "title", "strategy", "moh_class")}
+        item["overflow"] = forms.optional("overflow", 40)
+        for k in NUMBERS:
+            raw = forms.text(k, 10)
+            if raw:
+                item[k] = raw
+        members = _parse_pairs(forms.text("members_text", 4000), "members_text", errors, "agent", "skill")
+        item["members"] = members
+        item["vip_callers"] = [v.strip() for v in forms.text("vip_text", 8000).replace("\n", ",").split(",")
+                               if v.strip()]
+        dids = _parse_pairs(forms.text("did_text", 4000), "did_text", errors, "number", "priority")
+        item["did_priorities"] = {d["number"]: d.get("priority", 0) for d in dids}
+        values.update(item, members_text=forms.text("members_text", 4000), vip_text=forms.text("vip_text", 8000),
+                      did_text=forms.text("did_text", 4000))
+        if not errors:
+            def mutate(doc: dict) -> None:
+                items = doc["pbx"].setdefault("queues", [])
+                if index is None:
+                    items.append(item)
+                else:
+                    items[index] = {**items[index], **item}
+            at = len(queues) if index is None else index
+            errors, general = forms.apply_form(_("call queue %(name)s", name=item["name"]), mutate,
+                                               prefix=f"pbx.queues.{at}", top=True)
+            errors = {{"members": "members_text", "vip_callers": "vip_text",
+                       "did_priorities": "did_text"}.get(k, k): v for k, v in errors.items()}
+            if not errors and not general:
+                flash(_("Queue %(name)s saved.", name=item["name"]), "success")
+                return redirect(url_for("callcentre.queues"))
+    status = 400 if errors or general else 200
+    return render_template("callcentre/queue_form.html", values=values, errors=errors, general=general,
+                           strategies_shown=[(v, _(label)) for v, label in STRATEGIES], new=index is None), status
+
+
+@bp.route("/queues/<name>/delete", methods=["POST"])
+@core.admin_required
+def queue_delete(name: str):
+    index = next((i for i, q in enumerate(_queues()) if q.name == name), None)
+    if index is None:
+        abort(404)
+    problems = forms.remove_item(_("remove call queue %(name)s", name=name), "pbx", "queues", index, N_("queue"))
+    for problem in problems:
+        flash(problem, "error")
+    if not problems:
+        flash(_("Queue %(name)s removed.", name=name), "success")
+    return redirect(url_for("callcentre.queues"))
+
+
+# -- reports ----------------------------------------------------------------------------------------
+def _report_args() -> tuple[dict, dict[str, str]]:
+    args = request.args
+    today = dt.datetime.now(_tz()).date()
+    values = {"by": args.get("by", "queue"), "since": (args.get("since") or (today - dt.timedelta(days=6)).isoformat()),
+              "until": args.get("until") or today.isoformat(), "queue": (args.get("queue") or "")[:32]}
+    errors: dict[str, str] = {}
+    if values["by"] not in ("queue", "agent", "hour", "day"):
+        errors["by"] = _("choose a value from the list")
+    times = {}
+    for name, shift in (("since", 0), ("until", 1)):
+        try:
+            day = dt.date.fromisoformat(values[name][:10])
+        except ValueError:
+            errors[name] = _("enter a date as YYYY-MM-DD")
+            continue
+        times[name] = dt.datetime.combine(day + dt.timedelta(days=shift), dt.time(), _tz()).timestamp()
+    if not errors and times["until"] <= times["since"]:
+        errors["until"] = _("the end date must not be before the start date")
+    values.update({"since_ts": times.get("since"), "until_ts": times.get("until")})
+    return values, errors
+
+
+def _rows(values: dict) -> list[dict]:
+    return _pbx().acd_report(values["since_ts"], values["until_ts"], values["by"],
+                             core.current_config().system.timezone, values["queue"])
+
+
+@bp.route("/reports")
+@core.admin_required
+def reports():
+    values, errors = _report_args()
+    rows: list[dict] = []
+    if not errors:
+        try:
+            rows = _rows(values)
+        except ApplyError as exc:
+            flash(_(str(exc)), "error")
+    top = max([r["offered"] for r in rows] or [1])
+    chart = [{"key": r["key"], "answered": r["answered"], "abandoned": r["abandoned"], "offered": r["offered"],
+              "answered_h": round(100 * r["answered"] / top), "abandoned_h": round(100 * r["abandoned"] / top)}
+             for r in rows]
+    return render_template("callcentre/reports.html", values=values, errors=errors, rows=rows, chart=chart,
+                           queue_options=[(q.name, q.title or q.name) for q in _queues()]), (400 if errors else 200)
+
+
+CSV_COLUMNS = ("key", "offered", "answered", "abandoned", "abandoned_wait", "asa", "aht", "service_level",
+               "longest_wait", "overflowed", "callbacks")
+
+
+@bp.route("/reports.csv")
+@core.admin_required
+def reports_csv():
+    values, errors = _report_args()
+    if errors:
+        abort(400, description="; ".join(f"{k}: {v}" for k, v in errors.items()))
+    try:
+        rows = _rows(values)
+    except ApplyError as exc:
+        abort(503, description=_(str(exc)))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([values["by"], *CSV_COLUMNS[1:]])
+    for row in rows:
+        writer.writerow([_safe_cell(row[c]) for c in CSV_COLUMNS])
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="callcentre-{values["by"]}.csv"', "Cache-Control": "no-store"})
+
+
+def _safe_cell(value):
+    """A cell a spreadsheet would run as a formula gets an apostrophe first (as the users' CSV export)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

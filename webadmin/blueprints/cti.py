@@ -1,0 +1,84 @@
+"""CTI server page: the CSTA XML server's switch, ports and limits, its live sessions, and the
+application accounts (a TAPI service provider, a CRM connector) with their device scope."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+
+from appliance.users import hash_password
+from webadmin import core, forms
+from webadmin.core import N_
+
+bp = Blueprint("cti", __name__, url_prefix="/cti")
+NAV = [(N_("Telephony"), N_("CTI server"), "cti.index")]
+NUMBERS = ("tcp_port", "tls_port", "max_sessions", "max_monitors", "requests_per_second", "session_duration")
+
+
+def _page(errors=None, general=None, form=None, code=200):
+    config = core.current_config()
+    rt = core.runtime()
+    figures = rt.client("cti").sessions() if rt.client("cti").enabled(config) else {}
+    return render_template("cti/index.html", cti=config.cti, figures=figures, status=rt.status().get("cti"),
+                           errors=errors or {}, general=general or [], form=form or {}), code
+
+
+@bp.route("/")
+@core.admin_required
+def index():
+    return _page()
+
+
+@bp.route("/", methods=["POST"])
+@core.admin_required
+def save():
+    form = {name: forms.text(name, 10) for name in NUMBERS}
+    errors = {name: _("a whole number is needed") for name, value in form.items() if not value.isdigit()}
+    if errors:
+        return _page(errors, None, form, 400)
+    enabled = forms.checkbox("enabled")
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("cti", {}).update(enabled=enabled, **{name: int(value) for name, value in form.items()})
+
+    errors, general = forms.apply_form("CTI server settings", mutate, prefix="cti")
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash(_("CTI server settings saved."), "success")
+    return redirect(url_for("cti.index"))
+
+
+@bp.route("/accounts", methods=["POST"])
+@core.admin_required
+def account_add():
+    form = {"name": forms.text("name", 32), "scope": forms.text("scope", 4000)}
+    errors: dict[str, str] = {}
+    password = forms.new_password(errors)
+    scope = [d.strip() for d in form["scope"].replace("\n", ",").split(",") if d.strip()]
+    if not scope:
+        errors["scope"] = _("name at least one extension, or * for every extension")
+    if errors:
+        return _page({f"account_{k}": v for k, v in errors.items()}, None, form, 400)
+    account = {"name": form["name"], "password_hash": hash_password(password), "scope": scope}
+
+    def mutate(doc: dict) -> None:
+        accounts = doc.setdefault("cti", {}).setdefault("accounts", [])
+        if any(a.get("name") == form["name"] for a in accounts):
+            from appliance.apply import ConfigError
+            raise ConfigError({"": _("a CTI account %(name)s exists already", name=form["name"])})
+        accounts.append(account)
+
+    errors, general = forms.apply_form("add CTI account", mutate, prefix="cti", top=True)
+    if errors or general:
+        return _page(None, [*errors.values(), *general], form, 400)
+    flash(_("CTI account %(name)s added.", name=form["name"]), "success")
+    return redirect(url_for("cti.index"))
+
+
+@bp.route("/accounts/<int:index>/delete", methods=["POST"])
+@core.admin_required
+def account_delete(index: int):
+    general = forms.remove_item("remove CTI account", "cti", "accounts", index, N_("CTI account"))
+    if general:
+        return _page(None, general, None, 400)
+    flash(_("CTI account removed."), "success")
+    return redirect(url_for("cti.index"))
