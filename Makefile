@@ -8,9 +8,29 @@ APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src translations
+.PHONY: setup vendor run test test-fast bench lint clean image os-image image-test buildroot-image buildroot-src translations
 
-setup: $(APT_STAMP) $(PIP_STAMP)
+# The browser phone's SIP library (webadmin/blueprints/webphone.py): SIP.js from npm at a pinned version,
+# checked against the registry's integrity hash, its ES modules (no dependencies) served from static/vendor.
+SIPJS_VERSION := 0.21.2
+SIPJS_INTEGRITY := sha512-tSqTcIgrOd2IhP/rd70JablvAp+fSfLSxO4hGNY6LkWRY1SKygTO7OtJEV/BQb8oIxtMRx0LE7nUF2MaqGbFzA==
+SIPJS_DIR := webadmin/static/vendor/sip.js
+SIPJS_STAMP := $(SIPJS_DIR)/.version-$(SIPJS_VERSION)
+
+setup: $(APT_STAMP) $(PIP_STAMP) $(SIPJS_STAMP)
+
+vendor: $(SIPJS_STAMP)
+
+$(SIPJS_STAMP): $(APT_STAMP)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent "sip.js@$(SIPJS_VERSION)" >/dev/null); \
+	tgz="$$tmp/sip.js-$(SIPJS_VERSION).tgz"; \
+	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
+	if [ "$$got" != "$(SIPJS_INTEGRITY)" ]; then echo "sip.js $(SIPJS_VERSION): integrity mismatch ($$got)"; exit 1; fi; \
+	rm -rf $(SIPJS_DIR); mkdir -p $(SIPJS_DIR); \
+	tar xzf "$$tgz" -C $(SIPJS_DIR) --strip-components=2 --wildcards 'package/lib/*.js'; \
+	tar xzf "$$tgz" -C $(SIPJS_DIR) --strip-components=1 package/LICENSE.md; \
+	touch $@; echo "sip.js $(SIPJS_VERSION) in $(SIPJS_DIR)"
 
 $(APT_STAMP): $(APT_LISTS)
 	@mkdir -p $(VENV)

@@ -113,7 +113,7 @@ class MailClient(ServiceClient):
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
-               "conference_rooms", "conference_mute", "conference_remove")
+               "conference_rooms", "conference_mute", "conference_remove", "webphone")
     actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove")
 
     def acd_wallboard(self, day_start: float) -> dict:
@@ -145,6 +145,10 @@ class PbxClient(ServiceClient):
 
     def conference_remove(self, room: str, participant: int) -> bool:
         return self._call("conference_remove", room, participant)
+
+    def webphone(self) -> dict:
+        """{"ws_port": the SIP WebSocket's port for browser phones, or None when not served}."""
+        return self._call("webphone")
 
     def registrations(self) -> list[dict]:
         return self._call("registrations")

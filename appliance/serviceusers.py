@@ -52,7 +52,7 @@ PRIVILEGES: dict[str, Privileges] = {
     "dhcp": Privileges(("net_bind_service", "net_raw")),
     "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
     "ntp": Privileges(),
-    "pbx": Privileges(("net_bind_service",)),  # SIP on 5060; its media engine child inherits it
+    "pbx": Privileges(("net_bind_service",), (TLS_GROUP,)),  # SIP on 5060 (its media engine inherits it), WSS
     "cti": Privileges((), (TLS_GROUP,)),  # CSTA XML on 2555/2556, TLS with the box key
     # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
     # not dumpable (servicehost), so Squid cannot read the password hashes in its memory

@@ -43,6 +43,7 @@ import time
 from typing import TYPE_CHECKING
 
 from appliance.apply import FieldError
+from appliance.certs import box_certificate, box_names
 from appliance.contributions import Endpoint, Listener
 from appliance.service import Service, Status
 
@@ -72,6 +73,7 @@ class PbxService(Service):
         self.core = None
         self.commands = None
         self.sip_port: int | None = None
+        self.ws_port: int | None = None  # SIP over WebSocket (browsers), when served
         self._bound: tuple | None = None
 
     @classmethod
@@ -92,6 +94,13 @@ class PbxService(Service):
         found = [Endpoint("sip", sip, protos)]
         found += [Listener("sip", proto, (sip, sip), wan, "SIP trunks") for proto in protos]
         found.append(Listener("rtp", "udp", rtp, () if wan else None, "RTP"))
+        ws = cfg.lab_ws_port if lab else cfg.ws_port
+        if cfg.websocket and ws:
+            found.append(Listener("sip-ws", "tcp", (ws, ws), None, "SIP over WebSocket (browser phones)"))
+            if cfg.webrtc:
+                media = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if lab else \
+                    (cfg.webrtc_port_min, cfg.webrtc_port_max)
+                found.append(Listener("webrtc", "udp", media, None, "WebRTC media (browser phones)"))
         return found
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -160,9 +169,15 @@ class PbxService(Service):
             await core.stop()
             raise
         self.core = core
-        self._bound = (host, port, cfg.tcp)
+        self._bound = (host, port, cfg.tcp, self._ws_settings(config))
         from .cti_commands import CommandHandler
         self.commands = CommandHandler(core)  # call control over the bus (pbx.command.<service>)
+        if cfg.websocket:
+            try:
+                await self._start_ws(config, host)
+            except BaseException:
+                await self.stop()
+                raise
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         from . import acd
@@ -181,15 +196,43 @@ class PbxService(Service):
             await self.stop()
             return
         cfg, realm, host, port, rtp = self._settings(config)
-        if (host, port, cfg.tcp) != self._bound:
+        if (host, port, cfg.tcp, self._ws_settings(config)) != self._bound:
             await self.stop()
             await self.start(config)
             return
         from . import features
         features.configure(cfg)
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
+        ws = self.core.stack.transports.ws
+        if ws is not None:  # the box's names or addresses changed: its origins and certificate follow
+            ws.origins = set(web_origins(config, self.ctx.lab))
+            ws.reload_certificate(*await asyncio.to_thread(box_certificate, self.ctx.data_dir,
+                                                           config.system.hostname))
+
+    def _ws_settings(self, config: "CoreConfig") -> tuple:
+        cfg: PbxConfig = config.pbx
+        return (cfg.websocket, cfg.lab_ws_port if self.ctx.lab else cfg.ws_port, cfg.webrtc,
+                cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max, cfg.webrtc_port_min, cfg.webrtc_port_max)
+
+    async def _start_ws(self, config: "CoreConfig", host: str) -> None:
+        from .sip.ws import tls_context
+        cert, key = await asyncio.to_thread(box_certificate, self.ctx.data_dir, config.system.hostname)
+        context = await asyncio.to_thread(tls_context, cert, key)
+        self.ws_port = await self.core.stack.start_ws(host, self._ws_settings(config)[1], context,
+                                                      web_origins(config, self.ctx.lab))
+        cfg: PbxConfig = config.pbx
+        if cfg.webrtc:
+            from .webrtc.gateway import WebRtcGateway
+            ports = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if self.ctx.lab else \
+                (cfg.webrtc_port_min, cfg.webrtc_port_max)
+            relay_host = self.core.relay.host
+            gateway = WebRtcGateway(self.core.stack.local_ip, relay_host if relay_host != "0.0.0.0" else "127.0.0.1",
+                                    *ports)
+            self.core.stack.transports.ws.gateway = gateway  # its process starts with the first browser call
+        log.info("SIP over WebSocket on wss://%s:%s/ws", host, self.ws_port)
 
     async def stop(self) -> None:
+        self.ws_port = None
         if self.commands is not None:
             self.commands.close()
             self.commands = None
@@ -218,6 +261,10 @@ class PbxService(Service):
 
     def trunks(self) -> list[dict]:
         return self.core.trunk_status() if self.core else []
+
+    def webphone(self) -> dict:
+        """What the browser phone connects to: {"ws_port": the SIP WebSocket's port, or None if not served}."""
+        return {"ws_port": self.ws_port if self.core is not None and self.core.stack.transports.ws else None}
 
     def bans(self) -> list[dict]:
         return self.core.guard.bans() if self.core else []
@@ -330,7 +377,7 @@ class PbxService(Service):
         calls = list(core.calls.values())
         relayed = sum(leg.side.stats.forwarded - leg.side.stats.reported for c in calls for leg in c.legs if leg.side)
         figures = {
-            "sip_port": self.sip_port, "registrations": len(regs),
+            "sip_port": self.sip_port, "ws_port": self.ws_port, "registrations": len(regs),
             "registered_extensions": len({r["extension"] for r in regs}), "active_calls": len(calls),
             "connected_calls": sum(1 for c in calls if c.state == "connected"),
             "relay_ports_in_use": 2 * len(core.relay.in_use), "relayed_packets_active_calls": relayed,
@@ -365,6 +412,14 @@ def _queue_errors(cfg: PbxConfig, extensions: set[str], groups: set[str]) -> lis
         if q.overflow in (q.number, f"queue:{q.name}"):
             errors.append(FieldError(f"{at}.overflow", f"queue {q.name} overflows to itself"))
     return errors
+
+
+def web_origins(config: "CoreConfig", lab: bool) -> list[str]:
+    """The origins of the box's own web admin pages (every name and address of its certificate), and
+    pbx.ws_origins: the only pages that may open the SIP WebSocket."""
+    port = config.system.lab_admin_port if lab else config.system.admin_port
+    suffix = "" if port == 443 else f":{port}"
+    return [f"https://{name.lower()}{suffix}" for name in box_names(config)] + list(config.pbx.ws_origins)
 
 
 SERVICE = PbxService

@@ -281,6 +281,20 @@ class PbxConfig(ServiceConfig):
         default=2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
         description="bytes of kernel buffer for the SIP UDP socket: holds bursts of requests while the PBX is "
         "busy (above net.core.rmem_max the box needs CAP_NET_ADMIN, else the kernel caps it and it is logged)")
+    websocket: bool = Field(default=True, description="serve SIP over secure WebSocket (RFC 7118) for the "
+                            "browser phone of the staff pages, on ws_port with the box's HTTPS certificate")
+    ws_port: int = Field(default=8089, ge=1, le=65535, description="port of SIP over WebSocket (path /ws)")
+    lab_ws_port: int = Field(default=0, ge=0, le=65535, description="lab: port of SIP over WebSocket; 0: any free "
+                             "port (the web phone page asks the PBX which)")
+    ws_origins: list[str] = Field(
+        default_factory=list, max_length=20, description="web page origins allowed to open the SIP WebSocket "
+        "besides the box's own web admin (https://name:port), e.g. a name the box is published under")
+    webrtc: bool = Field(default=True, description="bridge browser phones' WebRTC media (ICE-lite, DTLS-SRTP) "
+                         "to plain RTP (services/pbx/webrtc)")
+    webrtc_port_min: int = Field(default=11000, ge=1024, le=65534, description="UDP ports browsers send media to")
+    webrtc_port_max: int = Field(default=11999, ge=1025, le=65535)
+    lab_webrtc_port_min: int = Field(default=31000, ge=1024, le=65534)
+    lab_webrtc_port_max: int = Field(default=31999, ge=1025, le=65535)
     rtp_port_min: int = Field(default=10000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=10999, ge=1025, le=65535)
     # lab: below Linux's ephemeral range (32768+) so outgoing sockets of other programs never take them
@@ -358,6 +372,14 @@ class PbxConfig(ServiceConfig):
             raise ValueError("music on hold class names must be unique")
         return classes if "default" in names else [MohClass(name="default"), *classes]
 
+    @field_validator("ws_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?", value):
+                raise ValueError(f"{value!r} is not an origin such as https://phone.example.com:8443")
+        return [v.lower() for v in values]
+
     @field_validator("emergency_numbers", "local_prefixes")
     @classmethod
     def _digits(cls, values: list[str]) -> list[str]:
@@ -370,6 +392,8 @@ class PbxConfig(ServiceConfig):
     def _coherent(self) -> "PbxConfig":
         if self.rtp_port_max - self.rtp_port_min < 3 or self.lab_rtp_port_max - self.lab_rtp_port_min < 3:
             raise ValueError("the RTP port range needs at least 4 ports")
+        if self.webrtc_port_max < self.webrtc_port_min or self.lab_webrtc_port_max < self.lab_webrtc_port_min:
+            raise ValueError("the WebRTC port range ends before it starts")
         trunk_names = [t.name for t in self.trunks]
         if len(set(trunk_names)) != len(trunk_names):
             raise ValueError("trunk names must be unique")

@@ -343,6 +343,15 @@ class SipStack:
     async def start(self, host: str, port: int, tcp: bool = True, receive_buffer: int | None = None) -> int:
         return await self.transports.start(host, port, tcp, receive_buffer)
 
+    async def start_ws(self, host: str, port: int, context, origins) -> int:
+        """Also serve SIP over WebSocket (browsers), through the same guard (RFC 7118; sip/ws.py)."""
+        from .ws import WebSocketTransport
+        ws = WebSocketTransport(self.transports.deliver, self._on_flow_closed,
+                                lambda ip: self.tu.allow(("wss", ip, 0), None))
+        actual = await ws.start(host, port, context, origins)
+        self.transports.ws = ws
+        return actual
+
     async def close(self) -> None:
         for tx in list(self.server_txs.values()):
             tx._terminate()
@@ -391,7 +400,9 @@ class SipStack:
 
     # -- sending ----------------------------------------------------------------------------------
     def via_for(self, dest: Dest, branch: str | None = None) -> str:
-        return f"SIP/2.0/{dest[0].upper()} {self.local_ip(dest[1])}:{self.port};branch={branch or new_branch()};rport"
+        ws = self.transports.ws
+        port = ws.port if dest[0] == "wss" and ws is not None else self.port
+        return f"SIP/2.0/{dest[0].upper()} {self.local_ip(dest[1])}:{port};branch={branch or new_branch()};rport"
 
     def send_request(self, req: Request, dest: Dest, on_response: Callable[[Response], None],
                      timeout: float | None = None) -> ClientTx:

@@ -1,10 +1,11 @@
 """UDP and TCP transports. Every datagram / framed stream message goes to one callback with its source.
 
-A destination is (transport, ip, port) with transport "udp" or "tcp". TCP connections are kept and
-reused in both directions (the flow a phone behind NAT opened is how we reach it again). One source
-address holds at most MAX_TCP_PER_SOURCE of them; when all MAX_TCP_CONNECTIONS are taken, a new one
-replaces the connection idle the longest (if idle for EVICT_IDLE_SECONDS), so no host locks others out.
-The UDP socket's receive buffer (RECEIVE_BUFFER, pbx.sip_receive_buffer) holds bursts while the loop is busy.
+A destination is (transport, ip, port) with transport "udp", "tcp" or "wss" (browsers: sip/ws.py).
+TCP connections are kept and reused in both directions (the flow a phone behind NAT opened is how we
+reach it again). One source address holds at most MAX_TCP_PER_SOURCE of them; when all
+MAX_TCP_CONNECTIONS are taken, a new one replaces the connection idle the longest (if idle for
+EVICT_IDLE_SECONDS), so no host locks others out. The UDP socket's receive buffer (RECEIVE_BUFFER,
+pbx.sip_receive_buffer) holds bursts while the loop is busy.
 """
 from __future__ import annotations
 
@@ -272,6 +273,7 @@ class Transports:
         self.port = 0
         self._tasks: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
+        self.ws = None  # the WebSocket listener (sip/ws.py), when browsers are served
 
     async def start(self, host: str, port: int, tcp: bool = True, receive_buffer: int | None = None) -> int:
         if receive_buffer:
@@ -340,6 +342,12 @@ class Transports:
 
     def send(self, data: bytes, dest: Dest, on_error: Callable[[], None] | None = None) -> None:
         proto, ip, port = dest
+        if proto == "wss":
+            if self.ws is not None:
+                self.ws.send(data, dest, on_error)
+            elif on_error:
+                on_error()
+            return
         if proto == "udp":
             if self.udp:
                 self.udp.sendto(data, (ip, port))  # errors are logged (as asyncio's transport did)
@@ -370,6 +378,8 @@ class Transports:
             task.cancel()
         if self.udp:
             self.udp.close()
+        if self.ws is not None:
+            await self.ws.close()
         for conn in list(self.tcp.values()):
             if conn.transport:
                 conn.transport.close()

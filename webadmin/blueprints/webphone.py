@@ -1,0 +1,62 @@
+"""The browser phone of the staff pages: the signed-in user's own extension, registered over SIP on
+WebSocket (services/pbx/sip/ws.py) by SIP.js (vendored by `make setup`, served from static/vendor).
+
+The page never asks for the SIP secret: its script fetches the signed-in user's credentials from
+/webphone/credentials (POST with the session's CSRF token, answered no-store, only ever the caller's
+own). The page's Content-Security-Policy allows a WebSocket to the PBX's port only.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request
+from flask_babel import gettext as _
+
+from appliance.service import ApplyError
+from webadmin import core
+
+bp = Blueprint("webphone", __name__, url_prefix="/webphone")
+CSP = ("default-src 'self'; connect-src 'self' {ws}; img-src 'self' data:; media-src 'self' blob:; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def _ws_url() -> str | None:
+    """wss://<the name this page was loaded by>:<the PBX's WebSocket port>/ws, or None if not served."""
+    client = core.runtime().client("pbx")
+    try:
+        port = client.webphone()["ws_port"] if client is not None else None
+    except (ApplyError, OSError, AttributeError):
+        port = None
+    if not port:
+        return None
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return f"wss://{host}:{port}/ws"
+
+
+@bp.route("/")
+@core.login_required
+def index():
+    user = core.current_user()
+    ws = _ws_url() if user.extension else None
+    response = render_template("webphone/index.html", user=user, ws=ws)
+    return response, 200, {"Content-Security-Policy": CSP.format(ws=ws or "")}
+
+
+@bp.route("/credentials", methods=["POST"])
+@core.login_required
+def credentials():
+    """The signed-in user's SIP account for the page's script (CSRF-checked POST; never cached)."""
+    user = core.current_user()
+    ws = _ws_url()
+    if not user.extension:
+        body, status = {"error": _("You have no extension, so there is no phone to register.")}, 404
+    elif ws is None:
+        body, status = {"error": _("The telephone service does not serve browser phones right now.")}, 503
+    else:
+        config = core.current_config()
+        body = {"username": user.extension, "password": user.sip_secret, "display_name": user.full_name,
+                "uri": f"sip:{user.extension}@{config.system.domain}", "ws": ws}
+        status = 200
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
