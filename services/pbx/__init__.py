@@ -121,14 +121,20 @@ class PbxService(Service):
         errors = []
         extensions = {u.extension for u in config.users if u.extension}
         groups = {g.number for g in cfg.groups}
-        for i, g in enumerate(cfg.groups):
-            at = f"pbx.groups.{i}"
-            if g.number in extensions:
-                errors.append(FieldError(f"{at}.number", f"ring group {g.number} uses an extension number"))
-            for m in (m for m in g.members if m not in extensions):
-                errors.append(FieldError(f"{at}.members", f"ring group {g.number}: {m} is not an extension"))
-            if g.overflow == g.number:
-                errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
+        for kind, key, items in (("ring group", "groups", cfg.groups), ("paging group", "paging_groups",
+                                                                        cfg.paging_groups)):
+            for i, g in enumerate(items):
+                at = f"pbx.{key}.{i}"
+                if g.number in extensions:
+                    errors.append(FieldError(f"{at}.number", f"{kind} {g.number} uses an extension number"))
+                for m in (m for m in g.members if m not in extensions):
+                    errors.append(FieldError(f"{at}.members", f"{kind} {g.number}: {m} is not an extension"))
+                if getattr(g, "overflow", None) == g.number:
+                    errors.append(FieldError(f"{at}.overflow", f"ring group {g.number} overflows to itself"))
+        taken = [n for n in cfg.park.numbers() if n in extensions | groups]
+        if taken:
+            errors.append(FieldError("pbx.park.first_slot",
+                                     f"park slots {', '.join(taken)} are also extension or ring group numbers"))
         for i, d in enumerate(cfg.dids):
             if d.destination not in extensions | groups and ":" not in d.destination:
                 errors.append(FieldError(f"pbx.dids.{i}.destination",
@@ -156,6 +162,9 @@ class PbxService(Service):
         from .core import PbxCore
         cfg, realm, host, port, rtp = self._settings(config)
         from appliance.bus import appliance_bus
+
+        from . import features
+        features.configure(cfg)
         core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp, appliance_bus(self.ctx))
         try:
             self.sip_port = await core.start(host, port)
@@ -195,6 +204,8 @@ class PbxService(Service):
             await self.stop()
             await self.start(config)
             return
+        from . import features
+        features.configure(cfg)
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
         self.core.cdr.rate = accounting.rater(cfg.accounting)
         ws = self.core.stack.transports.ws

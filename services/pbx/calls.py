@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import apps, dialplan, holdmusic, session_timer
+from . import apps, dialplan, features, holdmusic, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
@@ -117,6 +117,8 @@ class Call:
             self.a.answer(self.tx, 422, Min_SE=str(self.core.cfg.min_se))
             self.finish("failed", 422)
             return
+        if await features.intercept(self):
+            return  # a pickup or a page: the feature module runs it
         delayed = not self.tx.request.body  # offerless INVITE: we offer to the callee, the caller answers in ACK
         try:
             if delayed:
@@ -218,14 +220,15 @@ class Call:
                 "parties": [p.label for p in self.legs],
                 "on_hold": any(p.sdp is not None and _held(p.sdp) for p in self.legs)}
 
-    async def originate(self) -> Leg | None:
-        """Ring `dialled` for the box itself (PbxCore.originate): the answered leg, or None."""
+    async def originate(self, offer: Sdp | None = None) -> Leg | None:
+        """Ring `dialled` for the box itself (PbxCore.originate): the answered leg, or None. `offer`: what
+        the callee is offered (default: our codecs)."""
         try:
             [side] = await self.core.relay.open(1)
         except OSError:
             self.finish("failed", 503)
             return None
-        self.offer, self.ring_side = _our_offer(self.core.cfg.codecs), side
+        self.offer, self.ring_side = offer or _our_offer(self.core.cfg.codecs), side
         self.announce("initiated")
         out = await self.dial(self.dialled, self.authority, 0)
         if out.kind != "answered" or self.state == "ended":
@@ -356,7 +359,7 @@ class Call:
         finally:
             if self.transfer_app is local:
                 self.transfer_app = None
-        if self.state == "setup" or (transfer and local not in self.legs):
+        if self.state == "setup" or (transfer and local not in self.legs and local.media is None):
             return Outcome("unavailable", 480)  # it never answered
         if self.state == "connected" and local in self.legs:
             local.hangup()
@@ -612,10 +615,17 @@ class Call:
                     continue  # a stale wake-up from an earlier phase
                 abandon()
                 return Outcome("cancelled", 487)
+            if resp is features.PICKED_UP:
+                out = features.taken(self, leg)  # another phone picks the call up (features/pickup.py)
+                if out is not None:
+                    abandon(ELSEWHERE)
+                    return out
+                continue
             if leg not in pending:
                 continue
             if resp.status < 200:
                 if resp.status in (180, 183):
+                    leg.early_tag = resp.to_tag or ""  # the ringing phone's tag: BLF documents name it
                     self._alerting(leg)
                 if self.a is None or self.state != "setup":
                     continue
@@ -1036,6 +1046,8 @@ class Call:
             if out.leg:
                 out.leg.bye()
             return
+        if out.kind == "local":
+            return  # an application took the transferee and handed it on (a parked call retrieved)
         if out.kind != "answered":
             self._notify(transferor, out.status, "Failed", True)
             if transferor.ended:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,6 +40,9 @@ class ExtensionSettings(Section):
                                    "empty: on once the user has a voicemail PIN")
     voicemail_pin_from_own: bool = Field(default=True, description="the owner's menu asks the PIN even when "
                                          "called from the box's own extension")
+    pickup_group: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="extensions sharing "
+                              "a pickup group name pick up each other's ringing calls (as well as those of the "
+                              "ring groups they are members of)")
 
 
 class RingGroup(Section):
@@ -50,6 +54,8 @@ class RingGroup(Section):
     timeout: int = Field(default=30, ge=1, le=600, description="total seconds before overflow")
     overflow: str | None = Field(default=None, pattern=TARGET, description="extension, group, number or "
                                  "application (app:echo, voicemail:201...)")
+    pickup: bool = Field(default=True, description="the members form a pickup group: each may pick up a call "
+                         "ringing another member with the group pickup code")
 
 
 class Trunk(Section):
@@ -116,6 +122,9 @@ class VoicemailSettings(Section):
     silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
 
 
+PREFIX_CODES = ("directed_pickup", "intercom")  # feature codes followed by an extension number
+
+
 class ConferenceRoom(Section):
     """A meet-me room (services/pbx/conference): callers dialling `number` reach `conference:<name>`."""
     number: str = Field(pattern=r"^[0-9]{2,6}$", description="the number participants dial")
@@ -139,7 +148,8 @@ class ConferenceRoom(Section):
 
 
 class FeatureCodes(Section):
-    """The numbers users dial for the box's own functions (one list; each a distinct number)."""
+    """The numbers users dial for the box's own functions (one list; each a distinct number). Those of
+    PREFIX_CODES are dialled followed by an extension (**202: pick up 202's ringing call)."""
     voicemail: str = Field(default="*97", pattern=NUMBER, description="own voicemail box")
     voicemail_any: str = Field(default="*98", pattern=NUMBER, description="any voicemail box (number and PIN asked)")
     agent_login: str = Field(default="*51", pattern=NUMBER, description="call centre agent: log in to one's queues")
@@ -150,18 +160,69 @@ class FeatureCodes(Section):
     conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
                             "and another one (or held too), dial it to join them all in one conference")
 
+    pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
+    directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
+                                 "the call ringing that extension")
+    park: str = Field(default="*70", pattern=NUMBER, description="transfer a call here to park it in the first "
+                      "free park slot (the slot is announced); dial the slot to take it back")
+    intercom: str = Field(default="*80", pattern=NUMBER, description="followed by an extension: intercom call, "
+                          "the phone answers by itself on its speaker")
+
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail, acd and conference register these)."""
+        """dialled number -> application destination (services/pbx/voicemail, acd, conference and features
+        register these)."""
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
                 self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
-                self.conference: "app:conference-join"}
+                self.conference: "app:conference-join", self.park: "app:park"}
+
+    def duplicates(self) -> dict[str, tuple[str, str, str]]:
+        """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
+        or it starts with the "prefix" code of the other field (it could never be dialled)."""
+        values = self.model_dump()
+        clashes: dict[str, tuple[str, str, str]] = {}
+        seen: dict[str, str] = {}
+        for name, number in values.items():
+            if number in seen:
+                clashes[name] = ("same", number, seen[number])
+            seen.setdefault(number, name)
+        for prefix in PREFIX_CODES:
+            for name, number in values.items():
+                if name != prefix and name not in clashes and number.startswith(values[prefix]):
+                    clashes[name] = ("prefix", number, prefix)
+        return clashes
 
     @model_validator(mode="after")
     def _distinct(self) -> "FeatureCodes":
-        if len(set(self.model_dump().values())) != len(self.model_dump()):
-            raise ValueError("each feature code must be a different number")
+        clashes = self.duplicates()
+        if clashes:
+            raise ValueError("each feature code must be a different number: " + "; ".join(
+                f"{name}: {number} {'is also the code of' if why == 'same' else 'starts with the code of'} {other}"
+                for name, (why, number, other) in clashes.items()))
         return self
+
+
+class ParkSettings(Section):
+    first_slot: str = Field(default="701", pattern=r"^[0-9]{2,6}$", description="number of the first park slot")
+    slots: int = Field(default=9, ge=1, le=50, description="park slots, numbered from first_slot on")
+    timeout: int = Field(default=120, ge=10, le=3600, description="seconds a call stays parked before it rings "
+                         "the parker again")
+    ring_back: int = Field(default=20, ge=5, le=300, description="seconds the parker's phone rings at the timeout")
+    fallback: str | None = Field(default=None, pattern=TARGET, description="where a parked call goes when the "
+                                 "parker does not answer at the timeout; empty: the operator (voicemail.operator), "
+                                 "else the number the caller first dialled")
+
+    def numbers(self) -> list[str]:
+        first = int(self.first_slot)
+        width = len(self.first_slot)
+        return [str(first + i).zfill(width) for i in range(self.slots) if len(str(first + i)) <= 6]
+
+
+class PagingGroup(Section):
+    number: str = Field(pattern=r"^[0-9]{2,6}$")
+    name: SafeText = Field(default="", max_length=60)
+    members: list[str] = Field(default_factory=list, max_length=100, description="extension numbers paged")
+    max_seconds: int = Field(default=120, ge=5, le=3600, description="longest announcement")
 
 
 class QueueMember(Section):
@@ -315,6 +376,8 @@ class PbxConfig(ServiceConfig):
         default="en", description="language of the box's voice prompts for callers whose user has none of these")
     voicemail: VoicemailSettings = VoicemailSettings()
     feature_codes: FeatureCodes = FeatureCodes()
+    park: ParkSettings = ParkSettings()
+    paging_groups: list[PagingGroup] = Field(default_factory=list, max_length=50)
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
     queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
@@ -384,6 +447,10 @@ class PbxConfig(ServiceConfig):
         for number in self.feature_codes.destinations():
             if number in self.application_numbers:
                 raise ValueError(f"feature code {number} is also an application number")
+        paging = [p.number for p in self.paging_groups]
+        own = numbers + paging  # park slots yield to ring groups and extensions (application_for)
+        if len(set(own)) != len(own) or set(paging) & set(self.park.numbers()):
+            raise ValueError("ring groups, park slots and paging groups need numbers of their own")
         rooms = [r.number for r in self.conference_rooms]
         if len(set(rooms)) != len(rooms) or len({r.name for r in self.conference_rooms}) != len(rooms):
             raise ValueError("conference room numbers and names must be unique")
@@ -399,11 +466,21 @@ class PbxConfig(ServiceConfig):
                 raise ValueError(f"call queue {what}s must be unique")
         return self
 
-    def application_for(self, number: str) -> str | None:
-        """The application destination a dialled number names (application numbers, then feature codes)."""
-        return (self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
-                or next((f"queue:{q.name}" for q in self.queues if q.number == number), None)
-                or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
+    def application_for(self, number: str, extensions: Collection[str] = ()) -> str | None:
+        """The application destination a dialled number names (application numbers, feature codes, call
+        queues, conference rooms, then park slots: a slot that is also one of `extensions` or a ring group
+        stays theirs, as it was before park existed; the configuration check names the clash)."""
+        found = (self.application_numbers.get(number) or self.feature_codes.destinations().get(number)
+                 or next((f"queue:{q.name}" for q in self.queues if q.number == number), None)
+                 or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
+        if found:
+            return found
+        if number in self.park.numbers() and number not in extensions \
+                and not any(g.number == number for g in self.groups):
+            return f"app:park-{number}"
+        if any(p.number == number for p in self.paging_groups):
+            return f"app:page-{number}"
+        return None
 
     def room(self, name: str) -> ConferenceRoom | None:
         return next((r for r in self.conference_rooms if r.name == name), None)

@@ -28,8 +28,9 @@ def classify(number: str, cfg: PbxConfig, extensions: Collection[str]) -> Destin
     if re.fullmatch(APPLICATION, number or ""):
         return Destination("application", number)
     number = clean(number)
-    if cfg.application_for(number):
-        return Destination("application", cfg.application_for(number))
+    app = cfg.application_for(number, extensions)
+    if app:
+        return Destination("application", app)
     if not DIALLABLE.match(number):
         return Destination("invalid", number, "invalid")
     if number in extensions:

@@ -7,6 +7,7 @@ import time
 
 from appliance.contributions import Endpoint, collect
 from services.provisioning import templates as T
+from services.provisioning.blfkeys import colleagues, pickup_codes
 from services.provisioning.config import DECT_MODELS
 
 log = logging.getLogger("officebox.provisioning")
@@ -23,6 +24,7 @@ class Provisioner:
         section = config.provisioning
         self.phones = {p.digits: p for p in section.phones}
         self.users = {u.login: u for u in config.users}
+        self.config = config
         self.site = T.Site(sip_host, sip_port, config.system.timezone, ntp_host(config, sip_host))
         self.require_lease = section.require_dhcp_lease
         self.auth = section.auth_kind
@@ -69,7 +71,9 @@ class Provisioner:
         accounts = self.accounts(phone)
         if not accounts:
             return 404, "text/plain", b"no account is assigned to this phone\n"
-        body = T.RENDERERS[phone.model](phone, accounts, self.site).encode()
+        own = accounts.get(1)
+        keys = colleagues(self.config, own.extension) if own and phone.model not in DECT_MODELS else []
+        body = T.RENDERERS[phone.model](phone, accounts, self.site, keys, pickup_codes(self.config)).encode()
         self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}
         log.info("provisioning: %s (%s) fetched %s", phone.mac, client, name)
         return 200, T.CONTENT_TYPES[phone.model], body

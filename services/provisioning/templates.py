@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from services.provisioning.blfkeys import BlfKey, Pickup
 from services.provisioning.config import Phone
 
 YEALINK_COMMON = re.compile(r"^y0000000000[0-9a-f]{2}\.cfg$")
@@ -66,17 +67,35 @@ def _yealink_account(n: int, acc: Account, site: Site) -> list[str]:
     ]
 
 
-def yealink(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+def _yealink_blf(keys: list[BlfKey], pickup: Pickup | None) -> list[str]:
+    """Line keys 1.. as BLF (type 16) on account 1; a ringing colleague's key picks up with the directed code."""
+    lines = []
+    for n, key in enumerate(keys, start=1):
+        lines += [f"linekey.{n}.type = 16", f"linekey.{n}.line = 1", f"linekey.{n}.value = {key.extension}",
+                  f"linekey.{n}.label = {key.label}",
+                  f"linekey.{n}.extension = {pickup.directed if pickup else ''}"]
+    if pickup:
+        lines += ["features.pickup.direct_pickup_enable = 1", f"features.pickup.direct_pickup_code = {pickup.directed}",
+                  "features.pickup.group_pickup_enable = 1", f"features.pickup.group_pickup_code = {pickup.group}",
+                  "features.pickup.blf_visual_enable = 1"]
+    return lines
+
+
+def yealink(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
+            pickup: Pickup | None = None) -> str:
     lines = ["#!version:1.0.0.1", f"## OfficeBox: phone {phone.mac} {phone.label}".rstrip()]
     for n, acc in sorted(accounts.items()):
         lines += _yealink_account(n, acc, site)
         if phone.model == "yealink-w70b":  # handset n rings for and dials out on account n
             lines += [f"handset.{n}.name = {acc.full_name}", f"handset.{n}.incoming_lines = {n}",
                       f"handset.{n}.dial_out_default_line = {n}", f"handset.{n}.dial_out_lines = {n}"]
+    if phone.model == "yealink":
+        lines += _yealink_blf(list(keys), pickup)
     return "\n".join(lines + [""])
 
 
-def snom(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+def snom(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
+         pickup: Pickup | None = None) -> str:
     items = []
     for n, acc in sorted(accounts.items()):
         for tag, value in (("user_active", "on"), ("user_realname", acc.full_name), ("user_name", acc.extension),
@@ -85,16 +104,28 @@ def snom(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
             items.append(f'    <{tag} idx="{n}" perm="R">{escape(value)}</{tag}>')
     if site.ntp:
         items.append(f'    <ntp_server perm="R">{escape(site.ntp)}</ntp_server>')
-    return "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<settings>", "  <phone-settings>", *items,
-                      "  </phone-settings>", "</settings>", ""])
+    fkeys = []
+    for n, key in enumerate(keys):  # "blf <uri>|<prefix>": a ringing colleague's key dials prefix + extension
+        value = f"blf sip:{key.extension}@{site.sip_host}|{pickup.directed if pickup else ''}"
+        fkeys.append(f'    <fkey idx="{n}" context="1" label="{escape(key.label)}" perm="R">{escape(value)}</fkey>')
+    body = ["  <phone-settings>", *items, "  </phone-settings>"]
+    if fkeys:
+        body += ["  <functionKeys>", *fkeys, "  </functionKeys>"]
+    return "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<settings>", *body, "</settings>", ""])
 
 
-def grandstream(phone: Phone, accounts: dict[int, Account], site: Site) -> str:
+def grandstream(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
+                pickup: Pickup | None = None) -> str:
     acc = accounts.get(1)
     values = {"P271": "1", "P270": acc.extension, "P47": f"{site.sip_host}:{site.sip_port}", "P35": acc.extension,
               "P36": acc.extension, "P34": acc.secret, "P3": acc.full_name} if acc else {}
     if acc and site.ntp:
         values["P30"] = site.ntp
+    for i, key in enumerate(list(keys)[:8] if acc else []):  # multi-purpose keys 1-8 in BLF mode (1), account 1 (0)
+        values |= {f"P{323 + i}": "1", f"P{301 + 3 * i}": "0", f"P{302 + 3 * i}": key.label,
+                   f"P{303 + 3 * i}": key.extension}
+    if acc and keys and pickup:
+        values["P1347"] = pickup.directed  # the BLF call-pickup prefix
     items = [f"    <{k}>{escape(v)}</{k}>" for k, v in values.items()]
     return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>', '<gs_provision version="1">',
                       f"  <mac>{phone.digits}</mac>", '  <config version="1">', *items, "  </config>",

@@ -13,7 +13,7 @@ PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard"}
 STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
          "account.vpn_device_qr", "account.vpn_details", "account.vpn_profile", "two_factor.index",
          "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off",
-         "agent.index", "agent.act",
+         "agent.index", "agent.act", "features.guide",
          "webphone.index", "webphone.credentials"}  # their own browser phone and its SIP account
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 

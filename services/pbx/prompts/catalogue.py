@@ -254,6 +254,10 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
         "Sorry, this conference is full.",
         "Désolé, cette conférence est complète.",
         ("抱歉，這場會議已額滿。", "bao4 qian4, zhe4 chang3 hui4 yi4 yi3 e2 man3.")),
+    # -- call park
+    "park-parked-on": ("The call is parked on", "L'appel est parqué sur le numéro", ("通話已停泊在", "tong1 hua4 yi3 ting2 bo2 zai4")),
+    "park-empty": ("There is no call parked here.", "Aucun appel n'est parqué ici.", ("這裡沒有停泊的通話。", "zhe4 li3 mei2 you3 ting2 bo2 de tong1 hua4.")),
+    "park-full": ("All park slots are in use.", "Tous les emplacements de parcage sont occupés.", ("所有停泊位都已占用。", "suo3 you3 ting2 bo2 wei4 dou1 yi3 zhan4 yong4.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
