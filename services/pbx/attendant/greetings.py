@@ -1,0 +1,63 @@
+"""Where the attendants' and assistants' greetings live, and typed texts made into speech.
+
+    <data>/state/pbx/attendant/<attendant>/<menu>-<rate>.wav    recorded by phone or uploaded
+    <data>/state/pbx/assistant/<ext>-<rate>.wav                  a user's assistant greeting
+    <data>/cache/pbx/speech/<hash>-<rate>.wav                    typed text (and names) by espeak-ng
+
+Blocking (sox, espeak-ng): call from a thread. Both the PBX and the web admin use these paths.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..prompts import audio, speak
+
+MAX_SECONDS = 120
+
+
+class Greetings:
+    def __init__(self, data_dir: Path | str) -> None:
+        data_dir = Path(data_dir)
+        self.attendants = data_dir / "state" / "pbx" / "attendant"
+        self.assistants = data_dir / "state" / "pbx" / "assistant"
+        self.cache = data_dir / "cache" / "pbx" / "speech"
+
+    def menu_stem(self, attendant: str, menu: str) -> Path:
+        return self.attendants / attendant / menu
+
+    def assistant_stem(self, ext: str) -> Path:
+        return self.assistants / ext
+
+    @staticmethod
+    def recorded(stem: Path, rate: int = 8000) -> Path | None:
+        path = Path(f"{stem}-{rate}.wav")
+        return path if path.is_file() else None
+
+    def spoken(self, text: str, lang: str, rate: int = 8000) -> Path:
+        """The synthesised file of a typed text (made once, then kept in the cache)."""
+        digest = hashlib.sha256(f"{lang}\n{text}".encode()).hexdigest()[:24]
+        stem = self.cache / digest
+        path = Path(f"{stem}-{rate}.wav")
+        if not path.is_file():
+            speak(text, lang, stem)
+        return path
+
+    @staticmethod
+    def store_recording(stem: Path, recorded: Path) -> None:
+        """A phone recording (8 or 16 kHz WAV) becomes the greeting, in both stored rates."""
+        audio.convert(recorded, "wav", stem, MAX_SECONDS)
+        recorded.unlink(missing_ok=True)
+
+    @staticmethod
+    def store_upload(stem: Path, upload: Path) -> None:
+        """An uploaded WAV/MP3/OGG, checked and converted; AudioError says why not."""
+        audio.convert(upload, audio.sniff(upload), stem, MAX_SECONDS)
+
+    @staticmethod
+    def remove(stem: Path) -> None:
+        for rate in audio.RATES:
+            with_rate = Path(f"{stem}-{rate}.wav")
+            if with_rate.exists():
+                os.unlink(with_rate)
