@@ -59,3 +59,6 @@ def validate(config) -> list:
     if cfg.operator and cfg.operator not in extensions:
         errors.append(FieldError("pbx.operator", f"{cfg.operator} is not an extension"))
     return errors
+
+
+from .. import apps as _apps  # noqa: E402,F401 (last: loading apps registers the applications above)
