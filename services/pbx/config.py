@@ -650,7 +650,7 @@ def attendant_problems(cfg: PbxConfig) -> list[tuple[tuple[str | int, ...], str]
                     reached.add(option.target)
     for att in cfg.attendants:
         for name in list(links.get(att.name, ())):
-            if name in attendants and name in _reachable(links, name, att.name):
+            if name in attendants and att.name in _reachable(links, name, att.name):
                 problems.append((("attendants", list(attendants).index(att.name)),
                                  f"attendant {att.name!r} and {name!r} lead to each other: a caller could go round "
                                  "in a loop (use menus within one attendant)"))
