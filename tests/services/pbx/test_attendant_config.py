@@ -47,6 +47,8 @@ def test_loops_between_attendants_are_refused():
     found = errors(attendants=[a, b, c])
     assert set(found) == {"pbx.attendants.0", "pbx.attendants.1", "pbx.attendants.2"}, found
     assert "loop" in found["pbx.attendants.0"]
+    assert errors(attendants=[a, dict(b, fallback="")]) == {}, "a leads to b, b to nobody: no loop"
+    assert errors(attendants=[a, b, dict(c, fallback="attendant:b")]) != {}  # b <-> c
     # menus of one attendant may lead back to each other: the caller chooses, nothing loops by itself
     back = {"name": "a", "menus": [{"name": "m", "options": [{"key": "1", "action": "menu", "target": "n"}]},
                                    {"name": "n", "options": [{"key": "9", "action": "menu", "target": "m"}]}]}
