@@ -70,7 +70,8 @@ def cfg(night: bool = False):
                "hours": {day: HOURS for day in ("mon", "tue", "wed", "thu", "fri")}}
     return config([ALICE, BOB, CAROL, EVE], digest_algorithms=["MD5"], codecs=["PCMU"],
                   application_numbers={"800": "attendant:main"}, time_profiles=[profile],
-                  attendants=[attendant_doc()])
+                  attendants=[attendant_doc()],
+                  extensions={"201": {"assistant": {"choices": [{"kind": "voicemail"}]}}})
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +319,63 @@ def test_night_service_refuses_a_non_admin():
         changes.KINDS["night_service"](doc, {"extension": "202", "on": True})
     with pytest.raises(ValueError, match="no enabled user"):
         changes.KINDS["night_service"](doc, {"extension": "299", "on": True})
+
+
+def test_assistant_switched_on_by_phone(attpbx, at):
+    root = RootStandIn(attpbx)
+    try:
+        with ExitStack() as stack:
+            alice = _ua(stack, attpbx, ALICE)
+            alice.dial("*37")
+            alice.wait_for("CALL_ESTABLISHED")
+            time.sleep(3.5)
+            alice.send_dtmf(PIN + "#")
+            time.sleep(1.5)
+            alice.send_dtmf("1")   # on / off
+            alice.wait_for("CALL_CLOSED", timeout=20)
+        assert root.summaries == ["personal assistant of 201 on by phone"]
+        assert attpbx.cfg.pbx.extensions["201"].assistant.enabled
+    finally:
+        root.off()
+
+
+def test_greeting_recorded_by_phone_is_what_callers_hear(attpbx, at, tmp_path):
+    """alice (an admin) dials *35, her PIN, greeting number 11 (the day menu) and speaks after the beep;
+    then a caller in opening hours hears her recording instead of the typed text."""
+    at(TUESDAY_10)
+    said = ch.speech(tmp_path / "said.wav", "Good morning, you have reached the reception desk of our company.")
+    source = ch.write_wav(tmp_path / "alice.wav", [0] * 8000 * 22 + ch.read_wav(said)[0] + [0] * 8000 * 20)
+    stem = Greetings(attpbx.ctx.data_dir).menu_stem("main", "day")
+    try:
+        with ExitStack() as stack:
+            alice = stack.enter_context(ch.AudioBaresip("alice", source, user="201", password=ALICE["sip_secret"],
+                                                        registrar=attpbx.registrar, codecs=("pcmu",)))
+            alice.register()
+            alice.dial("*35")
+            alice.wait_for("CALL_ESTABLISHED")
+            time.sleep(3.5)
+            alice.send_dtmf(PIN + "#")
+            time.sleep(1.5)
+            alice.send_dtmf("11#")  # the greeting number of the day menu; recording after the beep
+            wait(lambda: Greetings.recorded(stem), timeout=60, what="the recorded greeting")
+            alice.hangup()
+        recorded = ch.read_wav(Greetings.recorded(stem))[0]
+        score, _ = ch.best_correlation(ch.envelope(ch.read_wav(said)[0]), ch.envelope(recorded), 2500)
+        assert score > ch.SAME, f"the stored greeting is not what alice said ({score:.3f})"
+        with ExitStack() as stack:
+            caller = stack.enter_context(ch.AudioBaresip("carol", tmp_path / "alice.wav", user="203",
+                                                         password=CAROL["sip_secret"], registrar=attpbx.registrar,
+                                                         codecs=("pcmu",)))
+            caller.register()
+            caller.dial("800")
+            caller.wait_for("CALL_ESTABLISHED")
+            time.sleep(duration(Greetings.recorded(stem)) + 1.0)
+            caller.hangup()
+            caller.wait_for("CALL_CLOSED")
+            heard = ch.read_wav(caller.heard())[0]
+        score, _ = ch.best_correlation(ch.envelope(recorded), ch.envelope(heard), 1500)
+        typed_text = ch.envelope(ch.read_wav(attpbx.greetings["day"])[0])
+        typed, _ = ch.best_correlation(typed_text, ch.envelope(heard), 1500)
+        assert score > ch.SAME and typed < ch.OTHER, (score, typed)
+    finally:
+        Greetings.remove(stem)
