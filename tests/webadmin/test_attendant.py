@@ -10,21 +10,11 @@ import shutil
 
 import pytest
 
-from tests.webadmin.helpers import csrf_of, post
+from tests.webadmin.helpers import csrf_of, post, sign_in
 from tests.webadmin.test_voice import made, served, text
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
                                 reason="espeak-ng and sox are needed")
-
-
-def pbx(runtime):
-    return runtime.store.current().pbx if hasattr(runtime.store, "current") else None
-
-
-def config(admin_client):
-    from webadmin.core import RUNTIME_KEY
-    rt = admin_client.application.extensions[RUNTIME_KEY]
-    return rt.engine.current.pbx if hasattr(rt.engine, "current") else rt.config().pbx
 
 
 def test_attendant_and_menus_through_the_forms(admin_client):
@@ -123,7 +113,6 @@ def test_time_profiles_hours_holidays_dates_and_night_service(admin_client):
 
 
 def _staff(admin_client, runtime_login="sam"):
-    from tests.webadmin.helpers import sign_in
     assert post(admin_client, "/users/new", {"login": runtime_login, "full_name": "Sam Staff", "extension": "230",
                                              "role": "staff", "password": "staff-pass-123",
                                              "password2": "staff-pass-123", "enabled": "on"}).status_code == 302
@@ -150,3 +139,10 @@ def test_staff_set_their_personal_assistant_and_the_admin_sees_it(admin_client):
     assert rate == 8000 and seconds > 0.5 and loudest > -30
     assert staff.get("/assistant/230").status_code in (302, 403)  # the admin's page is not theirs
     assert staff.get("/assistant/201/greeting.wav").status_code == 404
+    admin = admin_client.application.test_client()
+    assert sign_in(admin).status_code == 302
+    assert "/assistant/230" in text(admin.get("/pbx/extensions/230"))  # linked from the extension form
+    page = text(admin.get("/assistant/230"))
+    assert "Sam is out." in page and 'value="0612345678"' in page
+    assert post(admin, "/assistant/230", {"mobile": "0612345678", "kind_0": "voicemail"}).status_code == 302
+    assert "Sam is out." not in text(admin.get("/assistant/230"))

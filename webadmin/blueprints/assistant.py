@@ -93,11 +93,8 @@ def greeting(ext: str):
     pa = _settings(ext)
     lang = core.current_config().user_by_extension(ext).language.replace("_", "-")
     try:
-        path = store.recorded(store.assistant_stem(ext))
-        if path is None and pa.greeting_text:
-            path = store.spoken(pa.greeting_text, lang)
-        if path is None:
-            path = prompt_library().prompt_path("vm-unavailable", lang)
+        path = store.chosen(store.assistant_stem(ext), pa.greeting_text, lang) \
+            or prompt_library().prompt_path("vm-unavailable", lang)
     except (AudioError, PromptError) as err:
         abort(503, description=str(err))
     return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)

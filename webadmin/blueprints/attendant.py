@@ -224,11 +224,8 @@ def greeting_audio(name: str, menu: str):
     store = _greetings()
     lang = att.language or _pbx().prompt_language
     try:
-        path = store.recorded(store.menu_stem(name, menu))
-        if path is None and current.greeting_text:
-            path = store.spoken(current.greeting_text, lang)
-        if path is None:
-            path = prompt_library().prompt_path("att-welcome", lang)
+        path = store.chosen(store.menu_stem(name, menu), current.greeting_text, lang) \
+            or prompt_library().prompt_path("att-welcome", lang)
     except (AudioError, PromptError) as err:
         abort(503, description=str(err))
     return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)

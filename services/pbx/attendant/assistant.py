@@ -7,12 +7,13 @@ is a choice, else goodbye.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from .. import apps
 from ..config import AssistantChoice, ExtensionSettings, PersonalAssistant
 from ..voicemail import for_core, say
-from .handover import connect, greetings, run_application, spoken
+from .handover import connect, greetings, run_application
 
 log = logging.getLogger("officebox.pbx.attendant")
 ATTEMPTS = 3
@@ -70,11 +71,9 @@ async def _take(channel, ext: str, pa: PersonalAssistant, choice: AssistantChoic
 async def _greeting(channel, ext: str, pa: PersonalAssistant, lang: str) -> list:
     core = channel.call.core
     store = greetings(core)
-    recorded = store.recorded(store.assistant_stem(ext))
-    if recorded is not None:
-        return [recorded]
-    if pa.greeting_text:
-        return [await spoken(core, pa.greeting_text, lang)]
+    chosen = await asyncio.to_thread(store.chosen, store.assistant_stem(ext), pa.greeting_text, lang)
+    if chosen is not None:
+        return [chosen]
     vm = for_core(core)
     name = vm.box(ext).greeting("name")
     who = [name] if name else await vm.digits(ext, lang)

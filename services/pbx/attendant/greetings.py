@@ -35,6 +35,10 @@ class Greetings:
         path = Path(f"{stem}-{rate}.wav")
         return path if path.is_file() else None
 
+    def chosen(self, stem: Path, text: str, lang: str) -> Path | None:
+        """What callers hear: the recording, else the typed text spoken, else None (the generated words)."""
+        return self.recorded(stem) or (self.spoken(text, lang) if text else None)
+
     def spoken(self, text: str, lang: str, rate: int = 8000) -> Path:
         """The synthesised file of a typed text (made once, then kept in the cache)."""
         digest = hashlib.sha256(f"{lang}\n{text}".encode()).hexdigest()[:24]

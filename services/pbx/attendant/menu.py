@@ -7,13 +7,14 @@ is bounded (MAX_STEPS): a caller can never keep a channel forever.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from .. import apps
 from ..config import Attendant, Menu, MenuOption
 from ..voicemail import for_core, say
 from . import clock, timeprofile
-from .handover import connect, greetings, run_application, spoken
+from .handover import connect, greetings, run_application
 
 log = logging.getLogger("officebox.pbx.attendant")
 DIGIT_GAP = 1.5  # seconds between the digits of a number dialled directly
@@ -125,11 +126,11 @@ class Session:
         self.channel.hangup()
 
     async def greeting(self, menu: Menu) -> list:
-        recorded = greetings(self.core).recorded(greetings(self.core).menu_stem(self.att.name, menu.name))
-        if recorded is not None:
-            return [recorded]
-        if menu.greeting_text:
-            return [await spoken(self.core, menu.greeting_text, self.lang)]
+        store = greetings(self.core)
+        chosen = await asyncio.to_thread(store.chosen, store.menu_stem(self.att.name, menu.name), menu.greeting_text,
+                                         self.lang)
+        if chosen is not None:
+            return [chosen]
         keys = ["att-welcome", "att-dial-extension"]
         if any(o.action == "operator" and o.key == "0" for o in menu.options):
             keys.append("att-operator")

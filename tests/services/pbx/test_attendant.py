@@ -154,37 +154,23 @@ def test_two_levels_in_opening_hours(attpbx, at, tmp_path):
         _heard_greetings(attpbx, alice.heard(), ["day", "sales"])
 
 
-def test_after_hours_the_closed_menu_answers(attpbx, at, tmp_path):
-    at(TUESDAY_20)
+@pytest.mark.parametrize("when, menu, answerer", [(TUESDAY_20, "closed", BOB), (CHRISTMAS_10, "holiday", CAROL)],
+                         ids=["after-hours", "public-holiday"])
+def test_closed_and_holiday_menus(attpbx, at, tmp_path, when, menu, answerer):
+    """After hours and on Christmas Day (a Friday, in opening hours) the caller hears that state's menu,
+    and its key 1 rings a phone (in the day menu 1 leads to the sales menu, not to a phone)."""
+    at(when)
     with ExitStack() as stack:
-        bob = _ua(stack, attpbx, BOB, auto_answer=True)
+        phones = {who["login"]: _ua(stack, attpbx, who, auto_answer=True) for who in (BOB, CAROL)}
         alice = _caller(stack, attpbx, tmp_path)
         alice.dial("800")
         alice.wait_for("CALL_ESTABLISHED")
-        _after_greeting(attpbx, "closed")
-        alice.send_dtmf("1")      # in the day menu 1 would lead to the sales menu, not to a phone
-        _answered_by(bob, [])
-        alice.hangup()
-        bob.wait_for("CALL_CLOSED")
-        alice.wait_for("CALL_CLOSED")
-        _heard_greetings(attpbx, alice.heard(), ["closed"])
-
-
-def test_a_public_holiday_plays_the_holiday_menu(attpbx, at, tmp_path):
-    at(CHRISTMAS_10)
-    with ExitStack() as stack:
-        bob = _ua(stack, attpbx, BOB, auto_answer=True)
-        carol = _ua(stack, attpbx, CAROL, auto_answer=True)
-        alice = _caller(stack, attpbx, tmp_path)
-        alice.dial("800")
-        alice.wait_for("CALL_ESTABLISHED")
-        _after_greeting(attpbx, "holiday")
+        _after_greeting(attpbx, menu)
         alice.send_dtmf("1")
-        _answered_by(carol, [bob])
+        _answered_by(phones.pop(answerer["login"]), list(phones.values()))
         alice.hangup()
-        carol.wait_for("CALL_CLOSED")
         alice.wait_for("CALL_CLOSED")
-        _heard_greetings(attpbx, alice.heard(), ["holiday"])
+        _heard_greetings(attpbx, alice.heard(), [menu])
 
 
 def test_an_extension_dialled_during_the_greeting(attpbx, at):
