@@ -54,13 +54,12 @@ class Session:
                 failures += 1
             else:
                 number = await self.more_digits(menu, key)
+                option = next((o for o in menu.options if o.key == key), None)
                 if number is not None:
                     if await self.transfer(number):
                         return
                     failures += 1
-                    continue
-                option = next((o for o in menu.options if o.key == key), None)
-                if option is None:
+                elif option is None:
                     await say(self.channel, await self.vm.paths(self.lang, "invalid-option"), False)
                     failures += 1
                 else:

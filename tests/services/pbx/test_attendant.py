@@ -187,7 +187,7 @@ def test_an_extension_dialled_during_the_greeting(attpbx, at):
         alice.hangup()
 
 
-@pytest.mark.parametrize("keys", ["77", ""], ids=["unknown-keys", "timeouts"])
+@pytest.mark.parametrize("keys", [["7", "7"], [], ["299", "299"]], ids=["unknown-keys", "timeouts", "unknown-numbers"])
 def test_bad_input_ends_at_the_fallback(attpbx, at, keys):
     at(TUESDAY_10)
     with ExitStack() as stack:
