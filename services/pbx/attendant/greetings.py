@@ -4,7 +4,9 @@
     <data>/state/pbx/assistant/<ext>-<rate>.wav                  a user's assistant greeting
     <data>/cache/pbx/speech/<hash>-<rate>.wav                    typed text (and names) by espeak-ng
 
-Blocking (sox, espeak-ng): call from a thread. Both the PBX and the web admin use these paths.
+Blocking (sox, espeak-ng): call from a thread. Both the PBX and the web admin use these paths; what
+the web admin (root) writes there is handed to the owner of the PBX's folder at once (hand_over), so
+the PBX's own user reads an upload and extends the cache without waiting for its next start.
 """
 from __future__ import annotations
 
@@ -17,11 +19,28 @@ from ..prompts import audio, speak
 MAX_SECONDS = 120
 
 
+def hand_over(base: Path, made: list[Path]) -> None:
+    """Root's files and folders between `base` (state/pbx or cache/pbx) and each of `made` become the
+    owner's of `base` (the PBX's user, appliance/serviceusers.py); nothing to do when not root."""
+    if os.geteuid() != 0 or not base.is_dir():
+        return
+    owner = base.stat()
+    if owner.st_uid == 0:
+        return
+    for path in made:
+        for step in (path, *path.parents):
+            if step == base or base not in step.parents:
+                break
+            if step.exists() and step.lstat().st_uid == 0:
+                os.lchown(step, owner.st_uid, owner.st_gid)
+
+
 class Greetings:
     def __init__(self, data_dir: Path | str) -> None:
         data_dir = Path(data_dir)
-        self.attendants = data_dir / "state" / "pbx" / "attendant"
-        self.assistants = data_dir / "state" / "pbx" / "assistant"
+        self.state = data_dir / "state" / "pbx"
+        self.attendants = self.state / "attendant"
+        self.assistants = self.state / "assistant"
         self.cache = data_dir / "cache" / "pbx" / "speech"
 
     def menu_stem(self, attendant: str, menu: str) -> Path:
@@ -45,7 +64,7 @@ class Greetings:
         stem = self.cache / digest
         path = Path(f"{stem}-{rate}.wav")
         if not path.is_file():
-            speak(text, lang, stem)
+            hand_over(self.cache.parent, list(speak(text, lang, stem).values()))
         return path
 
     @staticmethod
@@ -54,10 +73,9 @@ class Greetings:
         audio.convert(recorded, "wav", stem, MAX_SECONDS)
         recorded.unlink(missing_ok=True)
 
-    @staticmethod
-    def store_upload(stem: Path, upload: Path) -> None:
+    def store_upload(self, stem: Path, upload: Path) -> None:
         """An uploaded WAV/MP3/OGG, checked and converted; AudioError says why not."""
-        audio.convert(upload, audio.sniff(upload), stem, MAX_SECONDS)
+        hand_over(self.state, list(audio.convert(upload, audio.sniff(upload), stem, MAX_SECONDS).values()))
 
     @staticmethod
     def remove(stem: Path) -> None:

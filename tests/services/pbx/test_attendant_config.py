@@ -5,6 +5,7 @@ import and the keypad matching of dial by name."""
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 from pydantic import ValidationError
@@ -161,3 +162,23 @@ def test_keypad_matches_surname_or_first_name():
     assert [u.login for u in matches(people, "3872")] == ["bob"]
     assert [u.login for u in matches(people, "383")] == ["eve"]  # her first name, accent ignored
     assert matches(people, "9") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the web admin's case)")
+def test_what_the_web_admin_writes_becomes_the_pbx_users(tmp_path):
+    """The web admin runs as root, the PBX as its own user (appliance/serviceusers.py): a text spoken for
+    the listen button and an uploaded greeting are handed to the owner of the PBX's folders at once."""
+    from services.pbx.attendant.greetings import Greetings
+    from services.pbx.prompts import audio
+    store = Greetings(tmp_path)
+    for folder in (tmp_path / "state" / "pbx", tmp_path / "cache" / "pbx"):
+        folder.mkdir(parents=True)
+        os.chown(folder, 54321, 54322)
+    spoken = store.spoken("Welcome to Acme.", "en")
+    stem = store.menu_stem("main", "day")
+    stem.parent.mkdir(parents=True)
+    upload = tmp_path / "up.wav"
+    audio.run_sox("-n", "-r", "8000", "-c", "1", upload, "synth", "2", "sine", "440")
+    store.store_upload(stem, upload)
+    for path in (spoken, spoken.parent, Greetings.recorded(stem), stem.parent, stem.parent.parent):
+        assert (path.stat().st_uid, path.stat().st_gid) == (54321, 54322), path
