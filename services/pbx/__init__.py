@@ -156,7 +156,8 @@ class PbxService(Service):
         for login in cfg.permissions:
             if login not in logins:
                 errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
-        return errors
+        from .attendant import validate as attendant_errors
+        return errors + attendant_errors(config)
 
     async def start(self, config: "CoreConfig") -> None:
         from .core import PbxCore
@@ -182,6 +183,8 @@ class PbxService(Service):
             except BaseException:
                 await self.stop()
                 raise
+        from .attendant import clock
+        clock.set_zone(config.system.timezone)
         from .voicemail import for_core
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         from . import acd
@@ -213,6 +216,8 @@ class PbxService(Service):
             ws.origins = set(web_origins(config, self.ctx.lab))
             ws.reload_certificate(*await asyncio.to_thread(box_certificate, self.ctx.data_dir,
                                                            config.system.hostname))
+        from .attendant import clock
+        clock.set_zone(config.system.timezone)
 
     def _ws_settings(self, config: "CoreConfig") -> tuple:
         cfg: PbxConfig = config.pbx

@@ -76,7 +76,7 @@ from collections.abc import Awaitable, Callable
 from .config import APPLICATION
 from .endpoint import BEEP, BUSY, RINGBACK, ChannelEvent, ChannelGone, MediaEndpoint, MediaError, Recording, Tone
 
-KINDS = ("voicemail", "attendant", "queue", "conference", "app")
+KINDS = ("voicemail", "attendant", "assistant", "queue", "conference", "app")
 DESTINATION = re.compile(APPLICATION)
 ECHO_LIMIT = 600.0  # seconds an echo test may last
 
@@ -145,3 +145,11 @@ def _register_conference() -> None:
 
 
 _register_conference()
+
+
+def _register_attendant() -> None:
+    from . import attendant  # attendant:<name>, assistant:<ext>, dial by name (services/pbx/attendant)
+    attendant.register()
+
+
+_register_attendant()

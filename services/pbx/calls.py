@@ -437,7 +437,8 @@ class Call:
         user = self.core.users.get(ext)
         has_box = s.voicemail if s.voicemail is not None else bool(user and user.voicemail_pin_hash)
         mailbox = f"voicemail:{ext}" if has_box else None  # voicemail/: where no forwarding is set
-        busy, no_answer = s.forward_busy or mailbox, s.forward_no_answer or mailbox
+        assistant = f"assistant:{ext}" if s.assistant.enabled else None  # attendant/assistant.py
+        busy, no_answer = s.forward_busy or mailbox, s.forward_no_answer or assistant or mailbox
         if s.dnd:
             return await self._divert(busy, "busy", owner, depth) if busy else Outcome("busy", 486)
         targets = self.core.targets_for(ext)

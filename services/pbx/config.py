@@ -1,6 +1,7 @@
 """The `pbx` configuration section: ports, dial plan, groups, trunks, routes, DIDs, per-extension settings."""
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from collections.abc import Collection
@@ -8,13 +9,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from appliance.schema import Section
+from appliance.schema import Section, field_errors
 from appliance.service import ServiceConfig
 from appliance.text import SafeText
 
 NUMBER = r"^[0-9*#+]{1,32}$"
 NAME = r"^[A-Za-z0-9_-]{1,32}$"
-APPLICATION = r"^(voicemail|attendant|queue|conference|app):([A-Za-z0-9_-]{1,32})$"  # apps.py
+APPLICATION = r"^(voicemail|attendant|assistant|queue|conference|app):([A-Za-z0-9_-]{1,32})$"  # apps.py
 TARGET = r"^([0-9*#+]{1,32}|" + APPLICATION[1:-1] + ")$"  # a number or an application
 PermissionClass = Literal["internal", "local", "national", "international"]
 PERMISSION_ORDER = ("internal", "local", "national", "international")
@@ -43,6 +44,8 @@ class ExtensionSettings(Section):
     pickup_group: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="extensions sharing "
                               "a pickup group name pick up each other's ringing calls (as well as those of the "
                               "ring groups they are members of)")
+    assistant: "PersonalAssistant" = Field(default_factory=lambda: PersonalAssistant(),
+                                           description="personal assistant on no answer")
 
 
 class RingGroup(Section):
@@ -147,6 +150,177 @@ class ConferenceRoom(Section):
         return name
 
 
+# -- personal assistant, time profiles, auto attendants (services/pbx/attendant/) --------------------
+EXTENSION = r"^[0-9]{2,6}$"
+AssistantKind = Literal["voicemail", "mobile", "external", "colleague", "operator"]
+
+
+class AssistantChoice(Section):
+    """One key the caller of an unanswered extension may press (keys 1 to 5 in the list's order)."""
+    kind: AssistantKind
+    number: str = Field(default="", pattern=r"^[0-9*#+]{0,32}$", description="external: the number; colleague: "
+                        "the extension; mobile: empty (the assistant's mobile); voicemail, operator: empty")
+
+
+class PersonalAssistant(Section):
+    """When a call to the extension is not answered: the user's greeting, then up to five choices."""
+    enabled: bool = False
+    greeting_text: SafeText = Field(default="", max_length=500, description="spoken by espeak-ng when the user "
+                                    "recorded no greeting; empty: the generated one")
+    mobile: str = Field(default="", pattern=r"^[0-9+]{0,32}$", description="the user's mobile number")
+    choices: list[AssistantChoice] = Field(default_factory=list, max_length=5)
+
+    @model_validator(mode="after")
+    def _choices(self) -> "PersonalAssistant":
+        for choice in self.choices:
+            if choice.kind in ("external", "colleague") and not choice.number:
+                raise ValueError(f"the {choice.kind} choice needs a number")
+            if choice.kind == "colleague" and not re.fullmatch(EXTENSION, choice.number):
+                raise ValueError(f"colleague {choice.number!r} is not an extension number")
+            if choice.kind == "mobile" and not self.mobile:
+                raise ValueError("the mobile choice needs the mobile number")
+        if self.enabled and not self.choices:
+            raise ValueError("an assistant needs at least one choice")
+        return self
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ProfileState = Literal["open", "closed", "holiday", "break"]
+HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+SHORTEST_BREAK = 5  # minutes: a shorter gap between two opening ranges is a typing mistake
+
+
+def minutes(hhmm: str) -> int:
+    hours, mins = hhmm.split(":")
+    return int(hours) * 60 + int(mins)
+
+
+class OpenHours(Section):
+    start: str = Field(pattern=HHMM)
+    end: str = Field(pattern=HHMM)
+
+
+class CompanyDate(Section):
+    """A day (or days) the company is closed: a holiday of its own."""
+    date: datetime.date
+    end: datetime.date | None = Field(default=None, description="last day of a range; empty: one day")
+    name: SafeText = Field(default="", max_length=80)
+
+    @model_validator(mode="after")
+    def _order(self) -> "CompanyDate":
+        if self.end is not None and not self.date <= self.end <= self.date + datetime.timedelta(days=366):
+            raise ValueError("the last day must be on or after the first, within a year")
+        return self
+
+
+class TimeProfile(Section):
+    """Opening hours per weekday (the gaps between a day's ranges are breaks), public holidays of the
+    country, the company's own dates and a manual night service override."""
+    name: str = Field(pattern=NAME)
+    hours: dict[Weekday, list[OpenHours]] = Field(default_factory=dict, description="a day not listed: closed")
+    country: str = Field(default="FR", pattern=r"^[A-Z]{2}$", description="whose public holidays count")
+    public_holidays: bool = True
+    dates: list[CompanyDate] = Field(default_factory=list, max_length=500)
+    night_service: bool = Field(default=False, description="closed now, whatever the hours say (feature code, "
+                                "web admin)")
+
+    @field_validator("hours")
+    @classmethod
+    def _ranges(cls, hours: dict[str, list[OpenHours]]) -> dict[str, list[OpenHours]]:
+        for day, ranges in hours.items():
+            if len(ranges) > 4:
+                raise ValueError(f"{day}: at most 4 opening ranges a day")
+            previous = None
+            for r in ranges:
+                if minutes(r.end) <= minutes(r.start):
+                    raise ValueError(f"{day}: {r.start}-{r.end} ends before it starts")
+                if previous is not None:
+                    gap = minutes(r.start) - minutes(previous.end)
+                    if gap < 0:
+                        raise ValueError(f"{day}: {r.start}-{r.end} overlaps or comes before {previous.start}-"
+                                         f"{previous.end} (list the ranges in order)")
+                    if gap < SHORTEST_BREAK:
+                        raise ValueError(f"{day}: a break of {gap} minutes between {previous.end} and {r.start} "
+                                         "makes no sense (join the ranges)")
+                previous = r
+        return hours
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, code: str) -> str:
+        import holidays  # a large package: only where profiles are checked
+        if code not in holidays.list_supported_countries():
+            raise ValueError(f"no public holidays are known for country {code!r}")
+        return code
+
+
+MenuAction = Literal["extension", "group", "voicemail", "menu", "attendant", "operator", "external",
+                     "dial_by_name", "repeat", "hangup"]
+TARGETED = {"extension": EXTENSION, "group": EXTENSION, "voicemail": EXTENSION, "menu": NAME, "attendant": NAME,
+            "external": r"^\+?[0-9]{2,32}$"}
+
+
+class MenuOption(Section):
+    key: str = Field(pattern=r"^[0-9*#]$")
+    action: MenuAction
+    target: str = Field(default="", max_length=32, description="extension, group, box, menu, attendant or number")
+
+    @model_validator(mode="after")
+    def _target(self) -> "MenuOption":
+        pattern = TARGETED.get(self.action)
+        if pattern and not re.fullmatch(pattern, self.target):
+            raise ValueError(f"key {self.key}: {self.action} needs a valid target, not {self.target!r}")
+        if not pattern and self.target:
+            raise ValueError(f"key {self.key}: {self.action} takes no target")
+        return self
+
+
+class Menu(Section):
+    name: str = Field(pattern=NAME)
+    greeting_text: SafeText = Field(default="", max_length=1000, description="spoken by espeak-ng when no "
+                                    "greeting was recorded or uploaded; empty: the generated welcome")
+    number: str = Field(default="", pattern=r"^([0-9]{1,4})?$", description="greeting number for recording it by "
+                        "phone (feature code); empty: not by phone")
+    options: list[MenuOption] = Field(default_factory=list, max_length=12)
+    dial_extensions: bool = Field(default=True, description="callers may dial an extension number at any time")
+
+    @field_validator("options")
+    @classmethod
+    def _keys(cls, options: list[MenuOption]) -> list[MenuOption]:
+        keys = [o.key for o in options]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each key may lead to one option only")
+        return options
+
+
+class Attendant(Section):
+    name: str = Field(pattern=NAME)
+    profile: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="time profile; empty: "
+                         "always open")
+    menus: list[Menu] = Field(min_length=1, max_length=50, description="the first is the entry menu")
+    entry: dict[ProfileState, str] = Field(default_factory=dict, description="the menu a caller starts in, per "
+                                           "state of the time profile; a state not listed: the first menu")
+    operator: str = Field(default="", pattern=r"^([0-9]{2,6})?$", description="empty: pbx.operator")
+    permission: PermissionClass = Field(default="internal", description="external numbers the menus may reach")
+    timeout: int = Field(default=5, ge=2, le=30, description="seconds to wait for a key after a greeting")
+    attempts: int = Field(default=3, ge=1, le=5, description="timeouts and invalid keys before the fallback")
+    fallback: str = Field(default="", pattern=r"^(|" + TARGET[2:-2] + ")$", description="where the caller goes "
+                          "then (extension, group, number or application); empty: goodbye")
+    language: Literal["", "en", "fr", "zh-TW"] = Field(default="", description="empty: the box's prompt language")
+
+    @field_validator("menus")
+    @classmethod
+    def _unique(cls, menus: list[Menu]) -> list[Menu]:
+        names = [m.name for m in menus]
+        if len(set(names)) != len(names):
+            raise ValueError("menu names must be unique within an attendant")
+        return menus
+
+    def menu(self, name: str) -> Menu | None:
+        return next((m for m in self.menus if m.name == name), None)
+
+
 class FeatureCodes(Section):
     """The numbers users dial for the box's own functions (one list; each a distinct number). Those of
     PREFIX_CODES are dialled followed by an extension (**202: pick up 202's ringing call)."""
@@ -159,6 +333,11 @@ class FeatureCodes(Section):
     agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
     conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
                             "and another one (or held too), dial it to join them all in one conference")
+    dial_by_name: str = Field(default="*34", pattern=NUMBER, description="dial by name (keypad letters)")
+    attendant_admin: str = Field(default="*35", pattern=NUMBER, description="record an attendant greeting (admins, "
+                                 "voicemail PIN)")
+    night_service: str = Field(default="*36", pattern=NUMBER, description="night service on/off (admins, PIN)")
+    assistant: str = Field(default="*37", pattern=NUMBER, description="own personal assistant on/off")
 
     pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
     directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
@@ -169,12 +348,14 @@ class FeatureCodes(Section):
                           "the phone answers by itself on its speaker")
 
     def destinations(self) -> dict[str, str]:
-        """dialled number -> application destination (services/pbx/voicemail, acd, conference and features
-        register these)."""
+        """dialled number -> application destination (services/pbx/voicemail, acd, conference, features and
+        attendant register these)."""
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
                 self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
-                self.conference: "app:conference-join", self.park: "app:park"}
+                self.conference: "app:conference-join", self.park: "app:park",
+                self.dial_by_name: "app:dial-by-name", self.attendant_admin: "app:attendant-admin",
+                self.night_service: "app:night-service", self.assistant: "app:assistant-menu"}
 
     def duplicates(self) -> dict[str, tuple[str, str, str]]:
         """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
@@ -384,6 +565,10 @@ class PbxConfig(ServiceConfig):
     conference_rooms: list[ConferenceRoom] = Field(default_factory=list, max_length=100,
                                                    description="meet-me conference rooms")
     accounting: Accounting = Accounting()
+    operator: str | None = Field(default=None, pattern=r"^[0-9]{2,6}$", description="the operator's extension "
+                                 "(attendants, personal assistants); empty: the voicemail operator")
+    time_profiles: list[TimeProfile] = Field(default_factory=list, max_length=50)
+    attendants: list[Attendant] = Field(default_factory=list, max_length=50)
 
     @field_validator("digest_md5_only_agents")
     @classmethod
@@ -464,7 +649,19 @@ class PbxConfig(ServiceConfig):
             values = [getattr(q, what) for q in self.queues]
             if len(set(values)) != len(values):
                 raise ValueError(f"call queue {what}s must be unique")
+        problems = attendant_problems(self)
+        if problems:
+            raise field_errors("PbxConfig", problems)
         return self
+
+    def attendant(self, name: str) -> Attendant | None:
+        return next((a for a in self.attendants if a.name == name), None)
+
+    def time_profile(self, name: str) -> TimeProfile | None:
+        return next((p for p in self.time_profiles if p.name == name), None)
+
+    def operator_extension(self) -> str | None:
+        return self.operator or self.voicemail.operator
 
     def application_for(self, number: str, extensions: Collection[str] = ()) -> str | None:
         """The application destination a dialled number names (application numbers, feature codes, call
@@ -484,3 +681,65 @@ class PbxConfig(ServiceConfig):
 
     def room(self, name: str) -> ConferenceRoom | None:
         return next((r for r in self.conference_rooms if r.name == name), None)
+
+
+def attendant_problems(cfg: PbxConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Field errors of the attendants: unknown profiles, menus, groups and attendants, greeting numbers
+    used twice, and loops between attendants (an attendant reaching itself through others' options or
+    fallbacks: within one attendant, use its menus)."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    names = [p.name for p in cfg.time_profiles]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append((("time_profiles", i, "name"), f"time profile {name!r} exists already"))
+    attendants = {a.name: a for a in cfg.attendants}
+    groups = {g.number for g in cfg.groups}
+    numbers: dict[str, str] = {}
+    links: dict[str, set[str]] = {}
+    for i, att in enumerate(cfg.attendants):
+        where = ("attendants", i)
+        if list(attendants).index(att.name) != i:
+            problems.append(((*where, "name"), f"attendant {att.name!r} exists already"))
+        if att.profile and att.profile not in names:
+            problems.append(((*where, "profile"), f"there is no time profile {att.profile!r}"))
+        for state, menu in att.entry.items():
+            if att.menu(menu) is None:
+                problems.append(((*where, "entry", state), f"there is no menu {menu!r} in this attendant"))
+        reached = links.setdefault(att.name, set())
+        if att.fallback.startswith("attendant:"):
+            reached.add(att.fallback.partition(":")[2])
+        for j, menu in enumerate(att.menus):
+            if menu.number:
+                if menu.number in numbers:
+                    problems.append(((*where, "menus", j, "number"), f"greeting number {menu.number} is used by "
+                                     f"{numbers[menu.number]} already"))
+                numbers.setdefault(menu.number, f"{att.name}/{menu.name}")
+            for k, option in enumerate(menu.options):
+                at = (*where, "menus", j, "options", k, "target")
+                if option.action == "menu" and att.menu(option.target) is None:
+                    problems.append((at, f"there is no menu {option.target!r} in this attendant"))
+                elif option.action == "group" and option.target not in groups:
+                    problems.append((at, f"there is no ring group {option.target}"))
+                elif option.action == "attendant":
+                    if option.target not in attendants:
+                        problems.append((at, f"there is no attendant {option.target!r}"))
+                    reached.add(option.target)
+    for att in cfg.attendants:
+        for name in list(links.get(att.name, ())):
+            if name in attendants and att.name in _reachable(links, name, att.name):
+                problems.append((("attendants", list(attendants).index(att.name)),
+                                 f"attendant {att.name!r} and {name!r} lead to each other: a caller could go round "
+                                 "in a loop (use menus within one attendant)"))
+                break
+    return problems
+
+
+def _reachable(links: dict[str, set[str]], start: str, goal: str) -> set[str]:
+    """The attendants reached from `start`, as soon as `goal` is among them (bounded by the graph)."""
+    seen, todo = {start}, [start]
+    while todo and goal not in seen:
+        for nxt in links.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen

@@ -14,7 +14,8 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "account.vpn_device_qr", "account.vpn_details", "account.vpn_profile", "two_factor.index",
          "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off",
          "agent.index", "agent.act", "features.guide",
-         "webphone.index", "webphone.credentials"}  # their own browser phone and its SIP account
+         "webphone.index", "webphone.credentials",  # their own browser phone and its SIP account
+         "assistant.own", "assistant.greeting"}  # the personal assistant: staff set their own
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 

@@ -11,8 +11,8 @@ The catalogue (keys and texts): catalogue.py; number rules: numbers.py; sox help
 """
 from .audio import RATES, AudioError
 from .catalogue import LANGUAGES
-from .library import PromptError, PromptLibrary, PromptsUnavailable, normalise_language
+from .library import PromptError, PromptLibrary, PromptsUnavailable, normalise_language, speak
 from .numbers import digit_keys, number_keys, number_words
 
 __all__ = ["RATES", "LANGUAGES", "AudioError", "PromptError", "PromptLibrary", "PromptsUnavailable",
-           "normalise_language", "digit_keys", "number_keys", "number_words"]
+           "normalise_language", "speak", "digit_keys", "number_keys", "number_words"]

@@ -258,6 +258,30 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "park-parked-on": ("The call is parked on", "L'appel est parqué sur le numéro", ("通話已停泊在", "tong1 hua4 yi3 ting2 bo2 zai4")),
     "park-empty": ("There is no call parked here.", "Aucun appel n'est parqué ici.", ("這裡沒有停泊的通話。", "zhe4 li3 mei2 you3 ting2 bo2 de tong1 hua4.")),
     "park-full": ("All park slots are in use.", "Tous les emplacements de parcage sont occupés.", ("所有停泊位都已占用。", "suo3 you3 ting2 bo2 wei4 dou1 yi3 zhan4 yong4.")),
+    # -- attendant administration, night service, personal assistant
+    "att-enter-greeting": (
+        "Please enter the greeting number, followed by hash.",
+        "Veuillez composer le numéro de l'annonce, suivi de dièse.",
+        ("請輸入問候語編號，再按井字鍵。", "qing3 shu1 ru4 wen4 hou4 yu3 bian1 hao4, zai4 an4 jing3 zi4 jian4.")),
+    "night-on": ("Night service is on.", "Le service de nuit est activé.", ("夜間服務已開啟。", "ye4 jian1 fu2 wu4 yi3 kai1 qi3.")),
+    "night-off": ("Night service is off.", "Le service de nuit est désactivé.", ("夜間服務已關閉。", "ye4 jian1 fu2 wu4 yi3 guan1 bi4.")),
+    "not-allowed": (
+        "You are not allowed to do this.", "Vous n'êtes pas autorisé à faire cela.",
+        ("您沒有權限執行此操作。", "nin2 mei2 you3 quan2 xian4 zhi2 xing2 ci3 cao1 zuo4.")),
+    "change-failed": (
+        "Sorry, the setting could not be changed.", "Désolé, le réglage n'a pas pu être modifié.",
+        ("抱歉，設定無法變更。", "bao4 qian4, she4 ding4 wu2 fa3 bian4 geng1.")),
+    "pa-voicemail": ("to leave a message.", "pour laisser un message.", ("留言。", "liu2 yan2.")),
+    "pa-mobile": ("to reach my mobile.", "pour me joindre sur mon portable.", ("轉接我的手機。", "zhuan3 jie1 wo3 de shou3 ji1.")),
+    "pa-external": ("to reach another number.", "pour joindre un autre numéro.", ("轉接另一個號碼。", "zhuan3 jie1 ling4 yi2 ge hao4 ma3.")),
+    "pa-colleague": ("to reach a colleague.", "pour joindre un collègue.", ("轉接同事。", "zhuan3 jie1 tong2 shi4.")),
+    "pa-operator": ("for the operator.", "pour joindre le standard.", ("轉接總機。", "zhuan3 jie1 zong3 ji1.")),
+    "pa-on": ("Your personal assistant is on.", "Votre assistant personnel est activé.", ("您的個人助理已開啟。", "nin2 de ge4 ren2 zhu4 li3 yi3 kai1 qi3.")),
+    "pa-off": ("Your personal assistant is off.", "Votre assistant personnel est désactivé.", ("您的個人助理已關閉。", "nin2 de ge4 ren2 zhu4 li3 yi3 guan1 bi4.")),
+    "pa-menu": (
+        "To switch your personal assistant on or off, press 1. To record its greeting, press 2.",
+        "Pour activer ou désactiver votre assistant personnel, appuyez sur 1. Pour enregistrer son annonce, appuyez sur 2.",
+        ("開啟或關閉個人助理請按一，錄製問候語請按二。", "kai1 qi3 huo4 guan1 bi4 ge4 ren2 zhu4 li3 qing3 an4 yi1, lu4 zhi4 wen4 hou4 yu3 qing3 an4 er4.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use

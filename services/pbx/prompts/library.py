@@ -103,15 +103,7 @@ class PromptLibrary:
 
         def make(job: tuple[str, str]) -> None:
             lang, key = job
-            raw = folder / lang / f".{key}.raw.wav"
-            done = subprocess.run(
-                ["espeak-ng", "-b", "1", "-v", catalogue.VOICES[lang], "-s", str(catalogue.SPEED[lang]),
-                 "-w", str(raw), "--stdin"], input=catalogue.spoken_text(lang, key).encode(),
-                capture_output=True, timeout=60)
-            if done.returncode != 0 or not raw.exists():
-                raise audio.AudioError(f"espeak-ng failed on {lang}/{key}: {done.stderr.decode()[-200:]}")
-            audio.write_from_raw(raw, folder / lang / key)
-            raw.unlink()
+            speak(catalogue.spoken_text(lang, key), lang, folder / lang / key)
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(make, jobs))
@@ -170,3 +162,25 @@ class PromptLibrary:
         """Every prompt of a language for the web admin: key, text, whether it was replaced."""
         return [{"key": key, "text": catalogue.display_text(lang, key), "custom": self.is_custom(key, lang)}
                 for key in catalogue.entries(lang)]
+
+
+SPOKEN_MAX = 2000  # characters of typed text synthesised at once
+
+
+def speak(text: str, lang: str, dest_stem: Path) -> dict[int, Path]:
+    """Say `text` with the language's espeak-ng voice into `dest_stem`-8000.wav and -16000.wav (blocking:
+    from a thread). For typed texts (attendant greetings, names) as for the catalogue."""
+    lang = normalise_language(lang) or "en"
+    if not text.strip() or len(text) > SPOKEN_MAX:
+        raise audio.AudioError(f"a text to speak has 1 to {SPOKEN_MAX} characters")
+    dest_stem.parent.mkdir(parents=True, exist_ok=True)
+    raw = dest_stem.parent / f".{dest_stem.name}.raw.wav"
+    try:
+        done = subprocess.run(
+            ["espeak-ng", "-b", "1", "-v", catalogue.VOICES[lang], "-s", str(catalogue.SPEED[lang]),
+             "-w", str(raw), "--stdin"], input=text.encode(), capture_output=True, timeout=60)
+        if done.returncode != 0 or not raw.exists():
+            raise audio.AudioError(f"espeak-ng failed on {dest_stem.name}: {done.stderr.decode()[-200:]}")
+        return audio.write_from_raw(raw, dest_stem)
+    finally:
+        raw.unlink(missing_ok=True)
