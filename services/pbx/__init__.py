@@ -186,6 +186,7 @@ class PbxService(Service):
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         from . import acd
         await asyncio.to_thread(acd.for_core(core).seed)  # the call centre: queues, agents, today's figures
+        for_core(core).configure_mail(config, self.ctx.lab)
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice
@@ -208,6 +209,8 @@ class PbxService(Service):
         features.configure(cfg)
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
         self.core.cdr.rate = accounting.rater(cfg.accounting)
+        from .voicemail import for_core
+        for_core(self.core).configure_mail(config, self.ctx.lab)
         ws = self.core.stack.transports.ws
         if ws is not None:  # the box's names or addresses changed: its origins and certificate follow
             ws.origins = set(web_origins(config, self.ctx.lab))
@@ -247,6 +250,8 @@ class PbxService(Service):
             running = acd.existing(core)
             if running is not None:
                 running.close()
+            from .voicemail import for_core
+            for_core(core).mailer.stop()
             await core.stop()
 
     @property

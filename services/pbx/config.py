@@ -37,12 +37,17 @@ class ExtensionSettings(Section):
                                   "send each registered phone of this extension a NOTIFY when its voicemail changes")
     voicemail: bool | None = Field(default=None, description="callers reach the extension's voicemail box on no "
                                    "answer, busy and do not disturb (when no forwarding of that case is set); "
-                                   "empty: on once the user has a voicemail PIN")
+                                   "empty: on")
     voicemail_pin_from_own: bool = Field(default=True, description="the owner's menu asks the PIN even when "
                                          "called from the box's own extension")
     pickup_group: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="extensions sharing "
                               "a pickup group name pick up each other's ringing calls (as well as those of the "
                               "ring groups they are members of)")
+    voicemail_email: Literal["off", "attach", "notify"] = Field(
+        default="off", description="each new voicemail mailed to the user's address: with the recording "
+        "attached, as a notice only, or not at all")
+    voicemail_email_delete: bool = Field(default=False, description="with attach: the message leaves the "
+                                         "voicemail box once the mail service has taken the mail")
 
 
 class RingGroup(Section):
@@ -122,7 +127,7 @@ class VoicemailSettings(Section):
     silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
 
 
-PREFIX_CODES = ("directed_pickup", "intercom")  # feature codes followed by an extension number
+PREFIX_CODES = ("directed_pickup", "intercom", "forward_on")  # feature codes followed by a number
 
 
 class ConferenceRoom(Section):
@@ -159,6 +164,11 @@ class FeatureCodes(Section):
     agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
     conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
                             "and another one (or held too), dial it to join them all in one conference")
+    forward_on: str = Field(default="*72", pattern=NUMBER, description="forward all calls: the number dialled "
+                            "after the code (*72 0612345678), else asked")
+    forward_off: str = Field(default="*73", pattern=NUMBER, description="cancel forwarding of all calls")
+    dnd_on: str = Field(default="*78", pattern=NUMBER, description="do not disturb on")
+    dnd_off: str = Field(default="*79", pattern=NUMBER, description="do not disturb off")
 
     pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
     directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
@@ -174,7 +184,9 @@ class FeatureCodes(Section):
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
                 self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
-                self.conference: "app:conference-join", self.park: "app:park"}
+                self.conference: "app:conference-join", self.park: "app:park",
+                self.forward_on: "app:forward-on", self.forward_off: "app:forward-off",
+                self.dnd_on: "app:dnd-on", self.dnd_off: "app:dnd-off"}
 
     def duplicates(self) -> dict[str, tuple[str, str, str]]:
         """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
@@ -475,6 +487,9 @@ class PbxConfig(ServiceConfig):
                  or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
         if found:
             return found
+        codes = self.feature_codes
+        if number.startswith(codes.forward_on) and number[len(codes.forward_on):].isdigit():
+            return "app:forward-on"  # *72 with the number to forward to
         if number in self.park.numbers() and number not in extensions \
                 and not any(g.number == number for g in self.groups):
             return f"app:park-{number}"
