@@ -53,6 +53,7 @@ from . import accounting, changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 from .cti_commands import register_changes
+from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
 
 register_changes()
 
