@@ -5,7 +5,6 @@ files); another user's message is 404. In headless Chromium the page's audio ele
 from __future__ import annotations
 
 import math
-import shutil
 import wave
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ import pytest
 
 from services.pbx.voicemail import for_core
 from tests.services.pbx.pbxrunner import PbxRunner
+from tests.services.pbx.vmutil import put_message
 from tests.webadmin.helpers import post
 from tests.webadmin.test_account import PASSWORD, signed_in, staff  # noqa: F401 (the staff fixture)
 from tests.webadmin.test_browser import page, server  # noqa: F401 (the browser fixtures)
@@ -40,22 +40,11 @@ def _live_pbx(runtime):
             runtime.services["pbx"] = original
 
 
-def _put(live, ext: str, wav, caller: str, name: str):
-    vm = for_core(live.svc.core)
-
-    def put():
-        box = vm.box(ext)
-        pending = box.begin(caller, name)
-        shutil.copy(wav, pending.wav)
-        return vm.deposit(box, pending)
-    return live.sync(put)
-
-
 def test_staff_listen_to_and_handle_their_own_messages_only(staff, tmp_path):  # noqa: F811
     tone = _tone(tmp_path / "tone.wav", 3.0)
     with _live_pbx(staff) as live:
-        mine = _put(live, "201", tone, "202", "Bob Durand")
-        theirs = _put(live, "202", tone, "203", "Carol Petit")
+        mine = put_message(live, "201", tone, "202", "Bob Durand")
+        theirs = put_message(live, "202", tone, "203", "Carol Petit")
         alice = signed_in(staff, "alice")
         html = alice.get("/account/voicemail").get_data(as_text=True)
         assert 'id="folder-INBOX"' in html and f'id="msg-{mine.id}"' in html and "Bob Durand" in html
@@ -129,7 +118,7 @@ def test_greetings_upload_and_removal_and_the_email_setting(staff, tmp_path):  #
 @pytest.mark.slow
 def test_the_staff_page_plays_a_message_in_the_browser(staff, server, page, tmp_path):  # noqa: F811
     with _live_pbx(staff) as live:
-        msg = _put(live, "201", _tone(tmp_path / "tone.wav", 3.0), "202", "Bob Durand")
+        msg = put_message(live, "201", _tone(tmp_path / "tone.wav", 3.0), "202", "Bob Durand")
         page.goto("/login")
         page.fill("#f-login", "alice")
         page.fill("#f-password", PASSWORD)

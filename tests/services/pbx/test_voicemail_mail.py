@@ -27,6 +27,7 @@ from .baresip import have_baresip
 from .conftest import ALICE, BOB
 from .pbxrunner import PbxRunner
 from .test_trunks import wait
+from .vmutil import put_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed"),
               pytest.mark.skipif(ch.ESPEAK is None, reason="espeak-ng is not installed")]
@@ -103,16 +104,8 @@ def _mails(port: int) -> list[email.message.EmailMessage]:
         return found
 
 
-def _deposit(rig, box, source: Path, caller: str = "202", name: str = "Bob Durand"):
-    """A message put in the box as the deposit application does (Voicemail.deposit), on the PBX loop."""
-    vm = for_core(rig["pbx"].svc.core)
-
-    def put():
-        box = vm.box("201")  # with the limits of the configuration now
-        pending = box.begin(caller, name)
-        shutil.copy(source, pending.wav)
-        return vm.deposit(box, pending)
-    return rig["pbx"].sync(put)
+def _deposit(rig, box, source: Path):
+    return put_message(rig["pbx"], box.extension, source)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from .baresip import have_baresip
 from .conftest import ALICE, BOB, CAROL
 from .pbxrunner import PbxRunner, config
 from .test_trunks import wait
+from .vmutil import put_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed"),
               pytest.mark.skipif(ch.ESPEAK is None, reason="espeak-ng is not installed")]
@@ -102,17 +103,6 @@ def _current(rig):
 
 def _box(pbx, ext: str):
     return pbx.sync(for_core(pbx.svc.core).box, ext)
-
-
-def _put(pbx, ext: str, source, caller: str = "202", name: str = "Bob Durand"):
-    vm = for_core(pbx.svc.core)
-
-    def put():
-        box = vm.box(ext)
-        pending = box.begin(caller, name)
-        shutil.copy(source, pending.wav)
-        return vm.deposit(box, pending)
-    return pbx.sync(put)
 
 
 def _feature(stack, pbx, who: dict, number: str, audio) -> None:
@@ -241,7 +231,7 @@ def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio
 
 
 def test_forwarding_a_message_with_an_introduction(rig, pbx, audio):
-    msg = _put(pbx, "201", audio["said"])
+    msg = put_message(pbx, "201", audio["said"])
     carol = _box(pbx, "203")
     with ExitStack() as stack:
         alice = _login(stack, pbx, audio["talk"], [])
@@ -266,7 +256,7 @@ def test_forwarding_a_message_with_an_introduction(rig, pbx, audio):
 
 
 def test_calling_the_caller_back_from_the_menu(rig, pbx, audio):
-    _put(pbx, "201", audio["said"])
+    put_message(pbx, "201", audio["said"])
     with ExitStack() as stack:
         bob = _phone(stack, pbx, BOB, audio["quiet"])
         alice = _login(stack, pbx, audio["quiet"], [])
@@ -284,7 +274,7 @@ def test_calling_the_caller_back_from_the_menu(rig, pbx, audio):
 def test_the_owner_hears_that_the_box_is_almost_full(rig, pbx, audio):
     rig[1].apply(_doc(voicemail={"limits": {"max_messages": 10}}), "test", "small box")
     for _ in range(9):
-        _put(pbx, "201", audio["said"])
+        put_message(pbx, "201", audio["said"])
     with ExitStack() as stack:
         alice = _login(stack, pbx, audio["quiet"], [])
         time.sleep(9.0)
