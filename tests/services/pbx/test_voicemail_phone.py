@@ -286,3 +286,25 @@ def test_the_owner_hears_that_the_box_is_almost_full(rig, pbx, audio):
     same, _ = ch.best_correlation(ch.envelope(warning), ch.envelope(heard), 1200)
     different, _ = ch.best_correlation(ch.envelope(other), ch.envelope(heard), 1200)
     assert same > ch.SAME and different < ch.OTHER, (same, different)
+
+
+def test_calling_back_follows_the_owners_permission_class(rig, pbx, audio):
+    """A caller from outside, called back by alice: refused by the dial plan (403) when her class is
+    internal; tried (no trunk here, so another failure) when it is national. She hears why either way."""
+    box = _box(pbx, "201")
+    seen: set[int] = set()
+    for permission, refused in (("internal", True), ("national", False)):
+        rig[1].apply(_doc(permissions={"alice": permission}), "test", f"alice {permission}")
+        for path in box.dir.rglob("*.json"):
+            path.unlink()
+        put_message(pbx, "201", audio["said"], caller="0612345678", name="Outside")
+        with ExitStack() as stack:
+            alice = _login(stack, pbx, audio["quiet"], [])
+            wait(lambda: box.messages("Old"), timeout=40, what="the message playing")
+            alice.send_dtmf("2")
+            row = wait(lambda: next((r for r in pbx.svc.cdr_query(limit=50) if r["dialled"] == "0612345678"
+                                     and r["id"] not in seen), None), timeout=20, what="the call back")
+            seen.add(row["id"])
+            alice.hangup()
+        assert (row["status"] == 403) is refused, (permission, row)
+        assert alice.call_state() in (None, "CALL_CLOSED")
