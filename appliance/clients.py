@@ -14,6 +14,7 @@ lists, strings, numbers); a client that composes several calls says it is in-pro
 """
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -114,8 +115,10 @@ class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
-               "accounting_spend")
-    actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove")
+               "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
+               "voicemail_greeting_remove")
+    actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove", "voicemail_act",
+               "voicemail_greeting_put", "voicemail_greeting_remove")
 
     def acd_wallboard(self, day_start: float) -> dict:
         """The call centre now and today (services/pbx PbxService.acd_wallboard): queues and agents."""
@@ -211,6 +214,45 @@ class PbxClient(ServiceClient):
                 if page["rows"] < CSV_PAGE or limit <= 0:
                     return
         return pieces()
+
+
+    # -- a user's own voicemail box (the staff page): services/pbx/voicemail/web.py ------------------
+    def _live(self) -> None:
+        if self.isolated and not self.service.alive:  # the appliance must not open the PBX user's files
+            raise ApplyError("the PBX is restarting: your voicemail is back in a moment")
+
+    def voicemail_box(self, ext: str) -> dict:
+        """{"folders": {INBOX|Old|Saved: [message dicts, newest first]}, "greetings", "used", "limits"}."""
+        self._live()
+        return self._call("voicemail_box", ext)
+
+    def voicemail_audio(self, ext: str, ident: str) -> bytes | None:
+        """The message's WAV (fetched in pieces), None for an id not in this box."""
+        self._live()
+        parts, offset = [], 0
+        for _ in range(64):  # bounded: 64 pieces of 4 MiB is far above the longest message
+            piece = self._call("voicemail_audio", ext, ident, offset)
+            if piece is None:
+                return None
+            parts.append(base64.b64decode(piece["data"]))
+            if piece["next"] is None:
+                return b"".join(parts)
+            offset = piece["next"]
+        raise ApplyError("the voicemail message is too large")
+
+    def voicemail_act(self, ext: str, ident: str, action: str) -> bool:
+        """action: heard (to Old), save (to Saved), delete; False for an id not in this box."""
+        self._live()
+        return bool(self._call("voicemail_act", ext, ident, action))
+
+    def voicemail_greeting_put(self, ext: str, kind: str, wav: bytes) -> None:
+        """Store a converted greeting (ValueError with the reason when the PBX refuses it)."""
+        self._live()
+        self._call("voicemail_greeting_put", ext, kind, base64.b64encode(wav).decode())
+
+    def voicemail_greeting_remove(self, ext: str, kind: str) -> bool:
+        self._live()
+        return bool(self._call("voicemail_greeting_remove", ext, kind))
 
 
 class ProxyClient(ServiceClient):

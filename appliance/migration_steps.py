@@ -40,3 +40,23 @@ def _languages_the_web_admin_speaks(doc: dict) -> None:
     for user in users if isinstance(users, list) else []:
         if isinstance(user, dict) and user.get("language", "en") not in supported:
             user["language"] = "en"
+
+
+@step(3)
+def _voicemail_on_by_default(doc: dict) -> None:
+    """Version 3 -> 4: voicemail is on for every extension unless turned off; it used to come only with a
+    voicemail PIN. An extension whose user has no PIN and whose setting was left empty keeps no voicemail,
+    so a box in service goes on treating its calls as before (the admin turns it on per extension)."""
+    users = doc.get("users")
+    pbx = _section(doc, "pbx")
+    extensions = pbx.get("extensions") if pbx is not None else None
+    for user in users if isinstance(users, list) else []:
+        if not isinstance(user, dict) or not user.get("extension") or user.get("voicemail_pin_hash"):
+            continue
+        if pbx is None:
+            pbx = doc["pbx"] = {}
+        if not isinstance(extensions, dict):
+            extensions = pbx["extensions"] = {}
+        settings = extensions.setdefault(user["extension"], {})
+        if isinstance(settings, dict) and settings.get("voicemail") is None:
+            settings["voicemail"] = False

@@ -34,6 +34,11 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
             [{"id", "label", "name", "joined", "muted"}]}];  conference_mute(room, id, muted) -> bool;
             conference_remove(room, id) -> bool (services/pbx/conference)
   status() -> Status(figures: registrations, active_calls, relay_ports_in_use, relayed_packets, bans, ...)
+  voicemail_box(ext) -> {"folders": {INBOX|Old|Saved: [{"id", "caller", "caller_name", "time", "duration",
+            "size", "forwarded_by"}, newest first]}, "greetings": {kind: bool}, "used", "limits"} (voicemail/web.py)
+  voicemail_audio(ext, id, offset) -> {"data": base64, "size", "next"} | None;  voicemail_act(ext, id,
+            "heard"|"save"|"delete") -> bool;  voicemail_greeting_put(ext, kind, base64 WAV);
+            voicemail_greeting_remove(ext, kind) -> bool. The PBX must be running (they read its files).
 The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
 """
 from __future__ import annotations
@@ -47,12 +52,13 @@ from typing import TYPE_CHECKING
 from appliance.apply import FieldError
 from appliance.certs import box_certificate, box_names
 from appliance.contributions import Endpoint, Listener
-from appliance.service import Service, Status
+from appliance.service import ApplyError, Service, Status
 
 from . import accounting, changes
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 from .cti_commands import register_changes
+from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
 
 register_changes()
 
@@ -189,6 +195,7 @@ class PbxService(Service):
         for_core(core).publish_all()  # message waiting knows every box's counts from the start
         from . import acd
         await asyncio.to_thread(acd.for_core(core).seed)  # the call centre: queues, agents, today's figures
+        for_core(core).configure_mail(config, self.ctx.lab)
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice
@@ -211,6 +218,8 @@ class PbxService(Service):
         features.configure(cfg)
         await self.core.reconfigure(cfg, list(config.users), realm, host, rtp)
         self.core.cdr.rate = accounting.rater(cfg.accounting)
+        from .voicemail import for_core
+        for_core(self.core).configure_mail(config, self.ctx.lab)
         ws = self.core.stack.transports.ws
         if ws is not None:  # the box's names or addresses changed: its origins and certificate follow
             ws.origins = set(web_origins(config, self.ctx.lab))
@@ -252,6 +261,8 @@ class PbxService(Service):
             running = acd.existing(core)
             if running is not None:
                 running.close()
+            from .voicemail import for_core
+            for_core(core).mailer.stop()
             await core.stop()
 
     @property
@@ -389,6 +400,34 @@ class PbxService(Service):
         """Agent state changes since `since`, newest first: {"time", "agent", "state", "reason"}."""
         store = self._acd_store()
         return store.agent_log(since, extension or None) if store.path.exists() else []
+
+    # -- the staff voicemail page (voicemail/web.py) ----------------------------------------------
+    def _box(self, ext: str):
+        if self.core is None:
+            raise ApplyError("the PBX is not running: voicemail is back when it is")
+        from .voicemail import for_core
+        if ext not in self.core.users:
+            raise ValueError(f"{ext!r} is not an extension")
+        return for_core(self.core).box(ext)
+
+    def voicemail_box(self, ext: str) -> dict:
+        from .voicemail import web
+        return web.box_summary(self._box(ext))
+
+    def voicemail_audio(self, ext: str, ident: str, offset: int) -> dict | None:
+        from .voicemail import web
+        return web.audio_piece(self._box(ext), ident, offset)
+
+    def voicemail_act(self, ext: str, ident: str, action: str) -> bool:
+        from .voicemail import web
+        return web.act(self._box(ext), ident, action)
+
+    def voicemail_greeting_put(self, ext: str, kind: str, data: str) -> None:
+        from .voicemail import web
+        web.put_greeting(self._box(ext), kind, data)
+
+    def voicemail_greeting_remove(self, ext: str, kind: str) -> bool:
+        return self._box(ext).remove_greeting(kind)
 
     def status(self) -> Status:
         core = self.core

@@ -129,10 +129,12 @@ register("app:silence", silence)
 
 
 def _register_voicemail() -> None:
-    from .voicemail import deposit, menu  # imports apps: registered once this module is complete
+    from .voicemail import deposit, features, menu  # imports apps: registered once this module is complete
     register("voicemail", deposit.deposit)
     register("app:voicemail-own", menu.own_box)
     register("app:voicemail-any", menu.any_box)
+    for name in ("forward-on", "forward-off", "dnd-on", "dnd-off"):
+        register(f"app:{name}", getattr(features, name.replace("-", "_")))
 
 
 _register_voicemail()

@@ -434,8 +434,7 @@ class Call:
         owner = self.core.permission_of_extension(ext)
         if s.forward_always:
             return await self.dial(s.forward_always, owner, depth + 1)
-        user = self.core.users.get(ext)
-        has_box = s.voicemail if s.voicemail is not None else bool(user and user.voicemail_pin_hash)
+        has_box = s.voicemail is not False and ext in self.core.users  # on unless turned off
         mailbox = f"voicemail:{ext}" if has_box else None  # voicemail/: where no forwarding is set
         assistant = f"assistant:{ext}" if s.assistant.enabled else None  # attendant/assistant.py
         busy, no_answer = s.forward_busy or mailbox, s.forward_no_answer or assistant or mailbox

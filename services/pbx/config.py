@@ -38,7 +38,7 @@ class ExtensionSettings(Section):
                                   "send each registered phone of this extension a NOTIFY when its voicemail changes")
     voicemail: bool | None = Field(default=None, description="callers reach the extension's voicemail box on no "
                                    "answer, busy and do not disturb (when no forwarding of that case is set); "
-                                   "empty: on once the user has a voicemail PIN")
+                                   "empty: on")
     voicemail_pin_from_own: bool = Field(default=True, description="the owner's menu asks the PIN even when "
                                          "called from the box's own extension")
     pickup_group: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,32})?$", description="extensions sharing "
@@ -46,6 +46,11 @@ class ExtensionSettings(Section):
                               "ring groups they are members of)")
     assistant: "PersonalAssistant" = Field(default_factory=lambda: PersonalAssistant(),
                                            description="personal assistant on no answer")
+    voicemail_email: Literal["off", "attach", "notify"] = Field(
+        default="off", description="each new voicemail mailed to the user's address: with the recording "
+        "attached, as a notice only, or not at all")
+    voicemail_email_delete: bool = Field(default=False, description="with attach: the message leaves the "
+                                         "voicemail box once the mail service has taken the mail")
 
 
 class RingGroup(Section):
@@ -125,7 +130,7 @@ class VoicemailSettings(Section):
     silence_stop: int = Field(default=6, ge=0, le=60, description="seconds of silence that end a message; 0: never")
 
 
-PREFIX_CODES = ("directed_pickup", "intercom")  # feature codes followed by an extension number
+PREFIX_CODES = ("directed_pickup", "intercom", "forward_on")  # feature codes followed by a number
 
 
 class ConferenceRoom(Section):
@@ -338,6 +343,11 @@ class FeatureCodes(Section):
                                  "voicemail PIN)")
     night_service: str = Field(default="*36", pattern=NUMBER, description="night service on/off (admins, PIN)")
     assistant: str = Field(default="*37", pattern=NUMBER, description="own personal assistant on/off")
+    forward_on: str = Field(default="*72", pattern=NUMBER, description="forward all calls: the number dialled "
+                            "after the code (*72 0612345678), else asked")
+    forward_off: str = Field(default="*73", pattern=NUMBER, description="cancel forwarding of all calls")
+    dnd_on: str = Field(default="*78", pattern=NUMBER, description="do not disturb on")
+    dnd_off: str = Field(default="*79", pattern=NUMBER, description="do not disturb off")
 
     pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
     directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
@@ -355,7 +365,9 @@ class FeatureCodes(Section):
                 self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
                 self.conference: "app:conference-join", self.park: "app:park",
                 self.dial_by_name: "app:dial-by-name", self.attendant_admin: "app:attendant-admin",
-                self.night_service: "app:night-service", self.assistant: "app:assistant-menu"}
+                self.night_service: "app:night-service", self.assistant: "app:assistant-menu",
+                self.forward_on: "app:forward-on", self.forward_off: "app:forward-off",
+                self.dnd_on: "app:dnd-on", self.dnd_off: "app:dnd-off"}
 
     def duplicates(self) -> dict[str, tuple[str, str, str]]:
         """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
@@ -672,6 +684,9 @@ class PbxConfig(ServiceConfig):
                  or next((f"conference:{r.name}" for r in self.conference_rooms if r.number == number), None))
         if found:
             return found
+        codes = self.feature_codes
+        if number.startswith(codes.forward_on) and number[len(codes.forward_on):].isdigit():
+            return "app:forward-on"  # *72 with the number to forward to
         if number in self.park.numbers() and number not in extensions \
                 and not any(g.number == number for g in self.groups):
             return f"app:park-{number}"

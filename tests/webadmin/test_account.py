@@ -32,7 +32,7 @@ def staff(runtime):
         doc["users"] += [{**person, "role": "staff", "password_hash": password_hash} for person in STAFF]
         doc.setdefault("pbx", {}).update(lab_sip_port=0, lab_rtp_port_min=24000, lab_rtp_port_max=24199)
         doc["pbx"].setdefault("extensions", {}).update({"202": {"forward_busy": "203"},
-                                                       "201": {"blf_watchers": "nobody"}})
+                                                       "201": {"blf_watchers": "nobody", "voicemail": False}})
     runtime.engine.update("admin", "staff users", mutate)
     return runtime
 

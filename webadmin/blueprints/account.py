@@ -1,18 +1,26 @@
 """My account: every signed-in user (staff too) can see their details, change their own password and set
 their own call forwarding (always / busy / no answer with its timeout / do not disturb), checked exactly
-as the admin's extension form checks it (webadmin.blueprints.pbx), and choose the language of their pages."""
+as the admin's extension form checks it (webadmin.blueprints.pbx), and choose the language of their pages.
+My voicemail (/account/voicemail): their own box's messages per folder (listen, download, mark heard, save,
+delete), greetings (upload, remove) and voicemail by e-mail, through the PBX's client only."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+import io
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, session, url_for
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
+from services.pbx.prompts import audio
 from webadmin import core, forms
 from webadmin.blueprints import vpn
 from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
 from webadmin.blueprints.pbx import _apply as apply_call_handling
+from webadmin.core import N_
 from webadmin.i18n import LANGUAGE_NAMES, language_choices
 from webadmin.security import Busy
 
@@ -175,3 +183,136 @@ def vpn_details():
 @core.login_required
 def vpn_profile(kind: str):
     return vpn.profile_response(core.current_config(), _vpn_user().login, kind)
+
+
+# -- My voicemail: the signed-in user's own box, always through the PBX's client (never its files) -------
+FOLDER_NAMES = {"INBOX": N_("New"), "Old": N_("Heard"), "Saved": N_("Saved")}
+GREETING_NAMES = {"unavailable": N_("Unavailable greeting"), "busy": N_("Busy greeting"),
+                  "temporary": N_("Temporary greeting (replaces the others until removed)"),
+                  "name": N_("Recorded name")}
+EMAIL_MODES = [("off", N_("Off")), ("attach", N_("Mail each message with the recording attached")),
+               ("notify", N_("Mail a notice only"))]
+GREETING_SECONDS = 120.0
+
+
+def _my_box():
+    """(the PBX client, the signed-in user's extension); 404 for a user without one."""
+    user = core.current_user()
+    pbx = core.service("pbx")
+    if user is None or not user.extension or pbx is None:
+        abort(404)
+    return pbx, user.extension
+
+
+@bp.route("/voicemail")
+@core.login_required
+def voicemail():
+    user = core.current_user()
+    if not user.extension:
+        return render_template("account/voicemail.html", box=None, ext=None,
+                               general=[_("You have no extension, so you have no voicemail box.")])
+    pbx, ext = _my_box()
+    general, box = [], None
+    try:
+        box = pbx.voicemail_box(ext)
+    except (ApplyError, ValueError) as err:
+        general = [forms.general_error(err)]
+    settings = core.current_config().pbx.extensions.get(ext)
+    return render_template("account/voicemail.html", box=box, ext=ext, general=general, folders=FOLDER_NAMES,
+                           greetings=GREETING_NAMES, email_modes=EMAIL_MODES,
+                           email_mode=settings.voicemail_email if settings else "off",
+                           email_delete=settings.voicemail_email_delete if settings else False), \
+        (503 if general else 200)
+
+
+@bp.route("/voicemail/<ident>.wav")
+@core.login_required
+def voicemail_audio(ident: str):
+    pbx, ext = _my_box()
+    try:
+        data = pbx.voicemail_audio(ext, ident)
+    except (ApplyError, ValueError) as err:
+        abort(503, description=str(err))
+    if data is None:
+        abort(404)
+    download = request.args.get("download") == "1"
+    return send_file(io.BytesIO(data), mimetype="audio/wav", as_attachment=download,
+                     download_name=f"voicemail-{ident}.wav", max_age=0)
+
+
+@bp.route("/voicemail/<ident>/<action>", methods=["POST"])
+@core.login_required
+def voicemail_act(ident: str, action: str):
+    if action not in ("heard", "save", "delete"):
+        abort(404)
+    pbx, ext = _my_box()
+    try:
+        found = pbx.voicemail_act(ext, ident, action)
+    except (ApplyError, ValueError) as err:
+        abort(503, description=str(err))
+    if not found:
+        abort(404)
+    flash({"heard": _("The message was marked as heard."), "save": _("The message was moved to Saved."),
+           "delete": _("The message was deleted.")}[action], "success")
+    return redirect(url_for("account.voicemail"))
+
+
+@bp.route("/voicemail/greetings/<kind>", methods=["POST"])
+@core.login_required
+def voicemail_greeting(kind: str):
+    if kind not in GREETING_NAMES:
+        abort(404)
+    pbx, ext = _my_box()
+    upload = request.files.get("audio")
+    if upload is None or not upload.filename:
+        flash(_("Choose a WAV, MP3 or OGG file to upload."), "error")
+        return redirect(url_for("account.voicemail"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="greeting-") as tmp:
+            src = Path(tmp) / "upload"
+            upload.save(src)
+            made = audio.convert(src, audio.sniff(src), Path(tmp) / "greeting", GREETING_SECONDS)
+            pbx.voicemail_greeting_put(ext, kind, made[8000].read_bytes())
+    except audio.AudioError as err:
+        flash(_("The file was refused: %(reason)s.", reason=err), "error")
+        return redirect(url_for("account.voicemail"))
+    except (ApplyError, ValueError) as err:
+        flash(forms.general_error(err), "error")
+        return redirect(url_for("account.voicemail"))
+    flash(_("Your greeting was saved: callers hear it from now on."), "success")
+    return redirect(url_for("account.voicemail"))
+
+
+@bp.route("/voicemail/greetings/<kind>/remove", methods=["POST"])
+@core.login_required
+def voicemail_greeting_remove(kind: str):
+    if kind not in GREETING_NAMES:
+        abort(404)
+    pbx, ext = _my_box()
+    try:
+        pbx.voicemail_greeting_remove(ext, kind)
+    except (ApplyError, ValueError) as err:
+        abort(503, description=str(err))
+    flash(_("The greeting was removed."), "success")
+    return redirect(url_for("account.voicemail"))
+
+
+@bp.route("/voicemail/email", methods=["POST"])
+@core.login_required
+def voicemail_email():
+    pbx, ext = _my_box()
+    mode = forms.text("voicemail_email", 10)
+    if mode not in dict(EMAIL_MODES):
+        abort(400)
+    delete = forms.checkbox("voicemail_email_delete") and mode == "attach"
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("pbx", {}).setdefault("extensions", {}).setdefault(ext, {}).update(
+            voicemail_email=mode, voicemail_email_delete=delete)
+    try:
+        core.apply_change(f"{core.current_user().login} set their voicemail e-mail to {mode}", mutate)
+    except (ConfigError, ApplyError) as err:
+        flash(forms.general_error(err), "error")
+    else:
+        flash(_("Your voicemail e-mail setting was saved."), "success")
+    return redirect(url_for("account.voicemail"))

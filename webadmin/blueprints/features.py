@@ -26,6 +26,11 @@ TEXTS = {
                             "the call back by dialling the slot.")),
     "intercom": (N_("Intercom"), N_("Dial it followed by an extension number: that phone answers by itself on "
                                     "its speaker.")),
+    "forward_on": (N_("Forward all calls"), N_("Dial it followed by the number to forward your calls to (or dial "
+                                               "it alone and enter the number).")),
+    "forward_off": (N_("Cancel forwarding"), N_("Your calls ring your phone again.")),
+    "dnd_on": (N_("Do not disturb on"), N_("Callers get busy, or your voicemail.")),
+    "dnd_off": (N_("Do not disturb off"), N_("Your phone rings again.")),
 }
 
 

@@ -279,7 +279,7 @@ def extensions():
 
 EXT_FIELDS = ("dnd", "forward_always", "forward_busy", "forward_no_answer", "no_answer_timeout", "blf_watchers",
               "voicemail", "voicemail_pin_from_own")
-VOICEMAIL = [("", N_("Default (on once a PIN is set)")), ("on", N_("On")), ("off", N_("Off"))]
+VOICEMAIL = [("", N_("Default (on)")), ("on", N_("On")), ("off", N_("Off"))]
 FORWARD_FIELDS = EXT_FIELDS[:5]  # what a user may also set for themselves (account page)
 BLF_WATCHERS = [("everyone", N_("Every extension")), ("same_groups", N_("Extensions in a ring group with it")),
                 ("nobody", N_("Nobody"))]

@@ -282,6 +282,35 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
         "To switch your personal assistant on or off, press 1. To record its greeting, press 2.",
         "Pour activer ou désactiver votre assistant personnel, appuyez sur 1. Pour enregistrer son annonce, appuyez sur 2.",
         ("開啟或關閉個人助理請按一，錄製問候語請按二。", "kai1 qi3 huo4 guan1 bi4 ge4 ren2 zhu4 li3 qing3 an4 yi1, lu4 zhi4 wen4 hou4 yu3 qing3 an4 er4.")),
+    # -- voicemail: warnings, temporary greeting, forwarding and calling back, the PIN by phone
+    "vm-almost-full": (
+        "Your mailbox is almost full. Please delete the messages you no longer need.",
+        "Votre boîte vocale est presque pleine. Veuillez supprimer les messages dont vous n'avez plus besoin.",
+        ("您的信箱快滿了，請刪除不再需要的留言。", "nin2 de xin4 xiang1 kuai4 man3 le, qing3 shan1 chu2 bu2 zai4 xu1 yao4 de liu2 yan2.")),
+    "vm-message-more-keys": (
+        "To forward it to another mailbox, press 8. To call back the caller, press 2.",
+        "Pour le transférer à une autre boîte vocale, appuyez sur 8. Pour rappeler l'appelant, appuyez sur 2.",
+        ("轉寄到其他信箱請按八，回撥給來電者請按二。", "zhuan3 ji4 dao4 qi2 ta1 xin4 xiang1 qing3 an4 ba1, hui2 bo1 gei3 lai2 dian4 zhe3 qing3 an4 er4.")),
+    "vm-options-more": (
+        "To record a temporary greeting, press 4. To remove it, press 5. To change your PIN, press 6.",
+        "Pour enregistrer une annonce temporaire, appuyez sur 4. Pour la supprimer, appuyez sur 5. "
+        "Pour changer votre code secret, appuyez sur 6.",
+        ("錄製臨時問候語請按四，刪除臨時問候語請按五，更改密碼請按六。",
+         "lu4 zhi4 lin2 shi2 wen4 hou4 yu3 qing3 an4 si4, shan1 chu2 lin2 shi2 wen4 hou4 yu3 qing3 an4 wu3, geng1 gai3 mi4 ma3 qing3 an4 liu4.")),
+    "vm-temporary-removed": (
+        "Your temporary greeting has been removed.", "Votre annonce temporaire a été supprimée.",
+        ("臨時問候語已刪除。", "lin2 shi2 wen4 hou4 yu3 yi3 shan1 chu2.")),
+    "vm-cannot-call-back": (
+        "This caller cannot be called back.", "Cet appelant ne peut pas être rappelé.",
+        ("無法回撥給這位來電者。", "wu2 fa3 hui2 bo1 gei3 zhe4 wei4 lai2 dian4 zhe3.")),
+    "vm-pin-refused": (
+        "This PIN cannot be used. Choose 4 to 12 digits, other than your extension number.",
+        "Ce code ne peut pas être utilisé. Choisissez 4 à 12 chiffres, autres que votre numéro de poste.",
+        ("這個密碼無法使用，請選擇四到十二位數字，不能是您的分機號碼。",
+         "zhe4 ge mi4 ma3 wu2 fa3 shi3 yong4, qing3 xuan3 ze2 si4 dao4 shi2 er4 wei4 shu4 zi4, bu4 neng2 shi4 nin2 de fen1 ji1 hao4 ma3.")),
+    "setting-not-changed": (
+        "Sorry, this setting could not be changed.", "Désolé, ce réglage n'a pas pu être modifié.",
+        ("抱歉，無法更改這項設定。", "bao4 qian4, wu2 fa3 geng1 gai3 zhe4 xiang4 she4 ding4.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use

@@ -5,7 +5,8 @@ Call routing (calls.py) sends a caller to `voicemail:<ext>` on no answer, busy a
 the extension has voicemail on (pbx.extensions.<ext>.voicemail, default on) and no forwarding of that
 case; `Call.voicemail_greeting` says which greeting ("busy" or "unavailable") the caller hears.
 Boxes live in <state>/pbx/voicemail/<ext>; counts go to the bus (store.TOPIC, `pbx.mailbox`), every
-box's at PBX start (Voicemail.publish_all) and then at each change.
+box's at PBX start (Voicemail.publish_all) and then at each change. New messages are mailed to their
+users and a box passing 90 % warns its owner (mailer.py).
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import weakref
 from pathlib import Path
 
 from ..prompts import PromptError, PromptLibrary, normalise_language
-from .store import TOPIC, BoxFull, Mailbox, Message
+from .mailer import Mailer, MailTarget
+from .store import TOPIC, BoxFull, Mailbox, Message, Pending
 
-__all__ = ["TOPIC", "BoxFull", "Mailbox", "Message", "Voicemail", "for_core"]
+__all__ = ["TOPIC", "BoxFull", "MailTarget", "Mailbox", "Message", "Voicemail", "for_core"]
 
 
 class Voicemail:
@@ -28,6 +30,7 @@ class Voicemail:
         self.root = state / "voicemail"
         self.prompts = PromptLibrary(state.parent.parent, core.cfg.prompt_language)
         self._boxes: dict[str, Mailbox] = {}
+        self.mailer = Mailer(self)
 
     def box(self, ext: str) -> Mailbox:
         """The box of an extension (made and recovered after a crash on first use)."""
@@ -38,6 +41,17 @@ class Voicemail:
                 box.publish()
         box.limits = self.core.cfg.voicemail.limits  # follows a reload
         return box
+
+    def deposit(self, box: Mailbox, pending: Pending, seconds: float | None = None) -> Message | None:
+        """Keep a recorded message (store.Mailbox.deposit), then queue its mail and the 90 % warning."""
+        msg = box.deposit(pending, seconds)
+        if msg is not None:
+            self.mailer.message_deposited(box, msg)
+        return msg
+
+    def configure_mail(self, config, lab: bool) -> None:
+        """The mail service to submit to, from the whole configuration (at PBX start and each reload)."""
+        self.mailer.configure(MailTarget.of(config, lab))
 
     def publish_all(self) -> int:
         """At PBX start: finish recordings a crash cut short and publish every box's counts (retained),

@@ -2,7 +2,8 @@
 call routing says in Call.voicemail_greeting) or the generated one ("Extension 201 is not available";
 the recorded name in place of the number when there is one), the beep, then the recording until #,
 silence (pbx.voicemail.silence_stop), the box's maximum length or the caller hanging up (the message is
-kept). 0 ends the message and passes the caller to the operator (pbx.voicemail.operator). Messages
+kept). A temporary greeting, while there is one, replaces both. 0 ends the message and passes the
+caller to the operator (pbx.voicemail.operator). Messages
 shorter than store.MIN_SECONDS are discarded; a full box says so and hangs up.
 """
 from __future__ import annotations
@@ -41,14 +42,14 @@ async def deposit(channel: apps.Channel) -> None:
         rec = await channel.record(pending.wav, max_seconds=room, silence_stop=settings.silence_stop, beep=True,
                                    terminators="#0" if operator else "#")
     except apps.ChannelGone:
-        box.deposit(pending)  # hang-up keeps the message
+        vm.deposit(box, pending)  # hang-up keeps the message
         raise
     except apps.MediaError as err:
         log.warning("mailbox %s: recording failed: %s", ext, err)
-        kept = box.deposit(pending)
+        kept = vm.deposit(box, pending)
         await say(channel, await vm.paths(lang, "vm-message-saved" if kept else "vm-not-stored"), False)
         return
-    kept = box.deposit(pending, rec.seconds)
+    kept = vm.deposit(box, pending, rec.seconds)
     if rec.key == "0" and operator:
         await channel.bridge(operator)
         return
@@ -57,7 +58,7 @@ async def deposit(channel: apps.Channel) -> None:
 
 async def _greet(channel, vm, box, kind: str, lang: str) -> None:
     """The greeting; a key pressed during it skips to the beep."""
-    recorded = box.greeting(kind)
+    recorded = box.greeting("temporary") or box.greeting(kind)
     if recorded is not None:
         files = [recorded]
     else:

@@ -8,7 +8,8 @@ what was left: the WAV keeps everything up to the last half second (endpoint.rec
 
 Every change of a box's counts is published on the bus: topic `pbx.mailbox`, key = extension, retained,
 data {"extension", "new", "old"} (old: heard messages, in Old and Saved). Blocking file work of a few
-milliseconds per call; greetings: greet-unavailable.wav, greet-busy.wav, name.wav in the box folder.
+milliseconds per call; greetings: greet-unavailable.wav, greet-busy.wav, greet-temporary.wav, name.wav in
+the box folder. `.warned` in the box folder: the owner was told the box passed WARN_AT (told once per crossing).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ log = logging.getLogger("officebox.pbx.voicemail")
 TOPIC = "pbx.mailbox"
 FOLDERS = ("INBOX", "Old", "Saved")
 MIN_SECONDS = 1.0  # shorter messages are not kept
-GREETINGS = ("unavailable", "busy", "name")
+GREETINGS = ("unavailable", "busy", "temporary", "name")  # temporary: overrides the others until removed
+WARN_AT = 0.9  # share of a limit (messages or minutes) that warns the owner
 _ID = re.compile(r"^[0-9]{10}-[0-9a-f]{8}$")
 _EXT = re.compile(r"^[0-9]{2,6}$")
 
@@ -109,6 +111,32 @@ class Mailbox:
             raise BoxFull(f"mailbox {self.extension}: {count} messages, {seconds / 60:.1f} minutes")
         return min(float(self.limits.max_message_seconds), left)
 
+    def fill(self) -> float:
+        """The larger share of the two limits in use (messages, minutes): 0.0 to 1.0 and more."""
+        count, seconds = self.used()
+        return max(count / self.limits.max_messages, seconds / (self.limits.storage_minutes * 60))
+
+    def crossed_warning(self) -> bool:
+        """True once each time the box passes WARN_AT (remembered on disk); falling below re-arms it."""
+        flag = self.dir / ".warned"
+        if self.fill() < WARN_AT:
+            flag.unlink(missing_ok=True)
+            return False
+        if flag.exists():
+            return False
+        flag.touch()
+        return True
+
+    def find(self, ident: str) -> Message | None:
+        """A message by id in any folder (None for an unknown or malformed id)."""
+        if not _ID.match(ident or ""):
+            return None
+        for folder in FOLDERS:
+            for msg in self.messages(folder):
+                if msg.id == ident:
+                    return msg
+        return None
+
     def greeting(self, kind: str) -> Path | None:
         path = self.dir / f"greet-{kind}.wav" if kind != "name" else self.dir / "name.wav"
         return path if path.is_file() else None
@@ -154,12 +182,21 @@ class Mailbox:
     def delete(self, msg: Message) -> None:
         msg.wav.with_suffix(".json").unlink(missing_ok=True)  # the envelope first: no half message seen
         msg.wav.unlink(missing_ok=True)
+        if self.fill() < WARN_AT:
+            (self.dir / ".warned").unlink(missing_ok=True)  # the next crossing warns again
         self.publish()
 
     def save_greeting(self, kind: str, recorded: Path) -> None:
         if kind not in GREETINGS:
             raise ValueError(f"no greeting {kind!r}")
         os.replace(recorded, self.dir / (f"greet-{kind}.wav" if kind != "name" else "name.wav"))
+
+    def remove_greeting(self, kind: str) -> bool:
+        path = self.greeting(kind)
+        if path is None:
+            return False
+        path.unlink(missing_ok=True)
+        return True
 
     def recover(self) -> int:
         """Finish recordings a crash cut short; returns how many messages it kept."""

@@ -223,7 +223,7 @@ def test_diverted_and_failed_events(tmp_path):
     from .conftest import CtiRunner, document
     cfg = document()
     doc = cfg.model_dump()
-    doc["pbx"]["extensions"] = {"203": {"forward_always": "202"}}
+    doc["pbx"]["extensions"] = {"203": {"forward_always": "202"}, "202": {"voicemail": False}}  # a rejected call ends
     cfg = type(cfg).model_validate(doc)
     with PbxRunner(tmp_path / "box", cfg) as pbx, CtiRunner(pbx.ctx, cfg) as cti, ExitStack() as stack:
         alice, bob = phone(stack, pbx, "201"), phone(stack, pbx, "202")

@@ -12,8 +12,10 @@ DAVE = user("dave", "204", "davesecret12", "Dave Leroy", enabled=False)
 
 @pytest.fixture
 def pbx(tmp_path):
-    """A PBX with alice (201), bob (202), carol (203) and a disabled dave (204) on a free loopback port."""
-    with PbxRunner(tmp_path / "pbx", config([ALICE, BOB, CAROL, DAVE])) as runner:
+    """A PBX with alice (201), bob (202), carol (203) and a disabled dave (204) on a free loopback port;
+    voicemail off (an unanswered call ends with its SIP status, not in a box)."""
+    no_voicemail = {ext: {"voicemail": False} for ext in ("201", "202", "203")}
+    with PbxRunner(tmp_path / "pbx", config([ALICE, BOB, CAROL, DAVE], extensions=no_voicemail)) as runner:
         yield runner
 
 

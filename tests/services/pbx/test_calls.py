@@ -217,7 +217,8 @@ def test_ring_groups_forwarding_and_dnd(tmp_path):
         alice.hangup()
         carol.wait_for("CALL_CLOSED")
         # do not disturb, reached through an always-forward
-        pbx.reload(config([ALICE, BOB, CAROL], extensions={"202": {"dnd": True}, "203": {"forward_always": "202"}}))
+        pbx.reload(config([ALICE, BOB, CAROL], extensions={"202": {"dnd": True, "voicemail": False},
+                                                           "203": {"forward_always": "202"}}))
         start = len(alice.events)
         alice.dial("203")  # 203 forwards always to 202, which is in DND: busy
         assert closed_after(alice, start).startswith("486")

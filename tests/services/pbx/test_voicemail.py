@@ -245,6 +245,21 @@ def test_no_answer_rings_the_phone_then_reaches_the_box(vmpbx, box, audio):
         wait(lambda: box.messages("INBOX"), timeout=10, what="the message in INBOX")
 
 
+def test_a_user_without_pin_gets_messages(vmpbx, box, audio, tmp_path):
+    """carol has no PIN and no setting: voicemail is on by default, bob's call lands in her box."""
+    carol = Mailbox(box.dir.parent, "203", vmpbx.cfg.pbx.voicemail.limits)
+    for path in carol.dir.rglob("*"):
+        if path.is_file():
+            path.unlink()
+    with ExitStack() as stack:
+        bob = _phone(stack, vmpbx, BOB, _message_of(audio["said"], 8.0, tmp_path / "bob.wav"))
+        bob.dial("203")
+        _recording_started(carol, timeout=30)
+        time.sleep(2.0)
+        bob.hangup()
+        wait(lambda: carol.messages("INBOX"), timeout=10, what="the message in carol's box")
+
+
 def test_voicemail_off_leaves_the_call_unanswered(vmpbx, box, audio):
     vmpbx.reload(_cfg({"201": {"voicemail": False}}))
     with ExitStack() as stack:
