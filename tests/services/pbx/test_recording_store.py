@@ -1,0 +1,56 @@
+"""Retention and the disk limit of call recordings: real files and a real call record store."""
+from __future__ import annotations
+
+import os
+import time
+
+from services.pbx.cdr import CallRecord, CdrStore
+from services.pbx.recording.store import MB, RecordingStore
+
+
+def _setup(tmp_path, ages_days: list[float], size: int = 400 * 1024):
+    cdr = CdrStore(tmp_path / "cdr.sqlite")
+    store = RecordingStore(tmp_path / "recordings", cdr)
+    store.root.mkdir()
+    names = []
+    for i, age in enumerate(ages_days):
+        name = f"20261201-1200{i:02d}-call{i}.wav"
+        path = store.path(name)
+        path.write_bytes(b"\0" * size)
+        when = time.time() - age * 86400
+        os.utime(path, (when, when))
+        cdr.add(CallRecord(call_id=f"call{i}", direction="internal", caller="201", callee="202",
+                           disposition="answered", recording=name))
+        names.append(name)
+    cdr.flush()
+    return cdr, store, names
+
+
+def _removed(cdr: CdrStore) -> dict[str, str]:
+    return {r["recording"]: r["recording_removed"] for r in cdr.query()}
+
+
+def test_recordings_older_than_the_retention_are_deleted_and_their_records_say_so(tmp_path):
+    cdr, store, names = _setup(tmp_path, [40, 10, 0])
+    store.sweep(retention_days=30, max_disk_mb=100)
+    assert not store.path(names[0]).exists() and store.path(names[1]).exists() and store.path(names[2]).exists()
+    assert _removed(cdr) == {names[0]: "retention", names[1]: "", names[2]: ""}
+    assert [r["recording"] for r in cdr.recordings()] == [names[2], names[1]]  # kept ones only, newest first
+
+
+def test_the_oldest_recordings_go_beyond_the_disk_limit(tmp_path):
+    cdr, store, names = _setup(tmp_path, [3, 2, 1, 0], size=MB // 2)  # 2 MB in all
+    room = store.room(retention_days=30, max_disk_mb=2)  # a new recording needs 1 MB free
+    assert room == MB
+    assert [store.path(n).exists() for n in names] == [False, False, True, True]
+    assert _removed(cdr) == {names[0]: "disk_limit", names[1]: "disk_limit", names[2]: "", names[3]: ""}
+
+
+def test_only_recording_names_reach_the_disk(tmp_path):
+    store = RecordingStore(tmp_path, None)
+    for bad in ("../cdr.sqlite", "x.wav", "20261201-120000-a/../b.wav", ""):
+        try:
+            store.path(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
