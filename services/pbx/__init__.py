@@ -156,6 +156,12 @@ class PbxService(Service):
             if room.number in extensions:
                 errors.append(FieldError(f"pbx.conference_rooms.{i}.number",
                                          f"conference room {room.number} uses an extension number"))
+        for i, pair in enumerate(cfg.secretaries):
+            for name in ("manager", "secretary"):
+                if (ext := getattr(pair, name)) not in extensions:
+                    errors.append(FieldError(f"pbx.secretaries.{i}.{name}", f"{ext} is not an extension"))
+        for ext in (e for e in cfg.recording.extensions if e not in extensions):
+            errors.append(FieldError("pbx.recording.extensions", f"{ext} is not an extension"))
         logins = {u.login for u in config.users}
         errors += _accounting_errors(cfg, logins)
         for login in cfg.permissions:

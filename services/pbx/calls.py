@@ -271,6 +271,8 @@ class Call:
         self.record.transferred_to = leg.label if self.record.callee != leg.label else ""
         self.announce("connected")
         self._watch_media()
+        if self.recording is None:
+            recording.connected(self)  # an application (attendant...) put the caller through
 
     def ack_answer(self, leg: Leg, body: bytes) -> None:
         """The SDP answer of a delayed-offer caller, carried by its ACK."""

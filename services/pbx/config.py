@@ -512,6 +512,12 @@ class PbxConfig(ServiceConfig):
         for number in rooms:
             if number in self.application_numbers or number in self.feature_codes.destinations() or number in numbers:
                 raise ValueError(f"conference room {number} is also an application number, feature code or group")
+        for name in self.recording.trunks:
+            if name not in trunk_names:
+                raise ValueError(f"calls on trunk {name!r} are to be recorded, but there is no such trunk")
+        for number in self.recording.groups:
+            if number not in numbers:
+                raise ValueError(f"calls to ring group {number} are to be recorded, but there is no such group")
         managers = [p.manager for p in self.secretaries]
         if len(set(managers)) != len(managers):
             raise ValueError("a manager has one secretary: each manager extension once")

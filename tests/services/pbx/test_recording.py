@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.pbx import apps
 from services.pbx.media import dsp
 
 from .baresip import have_baresip
@@ -131,3 +132,35 @@ def _mono(path: Path) -> tuple[list[int], int]:
     with wave.open(str(path), "rb") as w:
         data, rate, ch = w.readframes(w.getnframes()), w.getframerate(), w.getnchannels()
     return memoryview(data).cast("h").tolist()[::ch], rate
+
+
+def test_a_call_an_application_puts_through_is_recorded(tmp_path):
+    """An attendant-like application answers alice and bridges her to bob (202, recorded)."""
+    async def put_through(channel):
+        await channel.answer()
+        await channel.bridge("202")
+
+    apps.register("app:put-through", put_through)
+    cfg = config([ALICE, BOB], digest_algorithms=["MD5"], codecs=["PCMU"],
+                 application_numbers={"*51": "app:put-through"},
+                 recording={"notice": "none", "extensions": ["202"]})
+    try:
+        with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
+            alice = stack.enter_context(AudioBaresip("alice", tone(tmp_path / "a.wav", CALLER_HZ), user="201",
+                                                     password=ALICE["sip_secret"], registrar=pbx.registrar))
+            bob = stack.enter_context(AudioBaresip("bob", tone(tmp_path / "b.wav", CALLEE_HZ), user="202",
+                                                   password=BOB["sip_secret"], registrar=pbx.registrar))
+            alice.register()
+            bob.register()
+            alice.dial("*51")
+            bob.answer()
+            start = bob.rtp_stats().get("tx", 0)
+            bob.wait_rtp(tx=start + 150)
+            alice.hangup()
+            bob.wait_for("CALL_CLOSED")
+            _row, path = recorded(pbx)
+            left, right, rate = channels(path)
+    finally:
+        apps.unregister("app:put-through")
+    assert len(left) / rate >= 2.5
+    assert_both_parties(left, right, rate)
