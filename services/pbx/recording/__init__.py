@@ -97,8 +97,8 @@ class CallRecording:
         a.tap("tap_record", other=b.id, record=self.id, path=str(store.path(self.name)), rate=rate, max_bytes=room)
         call.record.recording = self.name
         self.state = "on"
-        self.notice()
         log.info("call %s: recording to %s", call.id, self.name)
+        await self.notice()
 
     def pause(self) -> None:
         self.sides[0].tap("tap_pause", paused=True)
@@ -107,25 +107,25 @@ class CallRecording:
     def resume(self) -> None:
         self.sides[0].tap("tap_pause", paused=False)
         self.state = "on"
-        self.notice()
+        self.recorder.core._spawn(self.notice())
 
-    def notice(self) -> None:
+    async def notice(self) -> None:
+        """What both parties hear as the recording starts or resumes (pbx.recording.notice)."""
         kind = self.recorder.cfg.notice
         if kind == "none":
             return
+        spec = {"tone": NOTICE_TONE}
         if kind == "prompt":
-            try:
-                from ..voicemail import for_core
-                vm = for_core(self.recorder.core)
-                lang = vm.language(self.call.legs[0].extension or self.call.legs[1].extension)
-                spec = {"file": str(vm.prompts.prompt_path("rec-notice", lang))}
+            from ..voicemail import for_core
+            vm = for_core(self.recorder.core)
+            lang = vm.language(self.call.legs[0].extension or self.call.legs[1].extension)
+            try:  # made on first use: in a thread
+                spec = {"file": str(await asyncio.to_thread(vm.prompts.prompt_path, "rec-notice", lang))}
             except Exception:  # no espeak-ng, a broken prompt: the beep instead
                 log.exception("no recording notice prompt; beeping instead")
-                spec = {"tone": NOTICE_TONE}
-        else:
-            spec = {"tone": NOTICE_TONE}
-        for side in self.sides:
-            side.tap("notice", **spec)
+        if self.call.state == "connected":
+            for side in self.sides:
+                side.tap("notice", **spec)
 
     # -- keys from the parties --------------------------------------------------------------------
     def watch_keys(self) -> None:

@@ -12,11 +12,12 @@ import pytest
 
 from services.pbx import apps
 from services.pbx.media import dsp
+from services.pbx.prompts import PromptLibrary
 
 from .baresip import have_baresip
 from .conftest import ALICE, BOB
 from .pbxrunner import PbxRunner, config
-from .test_channel import AudioBaresip, write_wav
+from .test_channel import ESPEAK, SAME, AudioBaresip, best_correlation, envelope, read_wav, write_wav
 from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -164,3 +165,30 @@ def test_a_call_an_application_puts_through_is_recorded(tmp_path):
         apps.unregister("app:put-through")
     assert len(left) / rate >= 2.5
     assert_both_parties(left, right, rate)
+
+
+@pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed")
+def test_the_spoken_notice_reaches_both_parties(recpbx, tmp_path):
+    recpbx.reload(_cfg(extensions=["201"], notice="prompt"))
+    notice = PromptLibrary(recpbx.ctx.data_dir, "en").prompt_path("rec-notice", "en", 8000)  # made before the call
+    quiet = write_wav(tmp_path / "quiet.wav", [0] * 8000 * 30)
+    heard = {}
+    with ExitStack() as stack:
+        alice = stack.enter_context(AudioBaresip("alice", quiet, user="201", password=ALICE["sip_secret"],
+                                                 registrar=recpbx.registrar, codecs=("pcmu",)))
+        bob = stack.enter_context(AudioBaresip("bob", quiet, user="202", password=BOB["sip_secret"],
+                                               registrar=recpbx.registrar, codecs=("pcmu",)))
+        alice.register()
+        bob.register()
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        alice.wait_rtp(tx=200, rx=200)  # 4 s: the notice lasts about 2
+        alice.hangup()
+        bob.wait_for("CALL_CLOSED")
+        for ua in (alice, bob):
+            heard[ua.name] = _mono(ua.heard())[0]
+    src = envelope(read_wav(notice)[0])
+    for name, samples in heard.items():
+        same, lag = best_correlation(src, envelope(samples), 400)
+        assert same > SAME, f"{name} did not hear the notice ({same:.3f} at {lag * 10} ms)"
