@@ -38,6 +38,14 @@ class Recorder:
     def __init__(self, core) -> None:
         self.core = core
         self.store = RecordingStore(Path(core.bindings_path).parent / "recordings", core.cdr)
+        self.writing: dict[str, object] = {}  # recording name -> its call, while that call lasts
+
+    def busy(self) -> frozenset:
+        """The recordings being written (never deleted by the housekeeping)."""
+        for name, call in list(self.writing.items()):
+            if call.state == "ended":
+                del self.writing[name]
+        return frozenset(self.writing)
 
     @property
     def cfg(self):
@@ -53,7 +61,8 @@ class Recorder:
         """Retention and the disk limit, at start and then every `every` seconds (in a thread)."""
         while True:
             try:
-                await asyncio.to_thread(self.store.sweep, self.cfg.retention_days, self.cfg.max_disk_mb)
+                await asyncio.to_thread(self.store.sweep, self.cfg.retention_days, self.cfg.max_disk_mb, 0,
+                                        self.busy())
             except OSError:
                 log.exception("recordings housekeeping failed")
             await asyncio.sleep(every)
@@ -85,7 +94,8 @@ class CallRecording:
         if a is None or b is None:
             return
         self.state = "starting"
-        room = await asyncio.to_thread(store.room, self.recorder.cfg.retention_days, self.recorder.cfg.max_disk_mb)
+        cfg = self.recorder.cfg
+        room = await asyncio.to_thread(store.room, cfg.retention_days, cfg.max_disk_mb, self.recorder.busy())
         if call.state != "connected" or room < store.MIN_ROOM:
             log.warning("call %s: not recorded (%s)", call.id, "no room left" if call.state == "connected"
                         else "the call ended")
@@ -96,6 +106,7 @@ class CallRecording:
         rate = 16000 if any(_codec(p.sdp) == "G722" for p in call.legs[:2]) else 8000
         a.tap("tap_record", other=b.id, record=self.id, path=str(store.path(self.name)), rate=rate, max_bytes=room)
         call.record.recording = self.name
+        self.recorder.writing[self.name] = call
         self.state = "on"
         log.info("call %s: recording to %s", call.id, self.name)
         await self.notice()

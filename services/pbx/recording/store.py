@@ -41,27 +41,29 @@ class RecordingStore:
                 found.append((st.st_mtime, st.st_size, Path(entry.path)))
         return sorted(found)
 
-    def sweep(self, retention_days: int, max_disk_mb: int, keep_free: int = 0) -> int:
+    def sweep(self, retention_days: int, max_disk_mb: int, keep_free: int = 0, busy: frozenset = frozenset()) -> int:
         """Delete recordings older than the retention and the oldest beyond the disk limit (less
-        `keep_free` bytes); their CDR rows say why. Returns the bytes the rest take."""
+        `keep_free` bytes), but those being written (`busy` names); their CDR rows say why. Returns
+        the bytes the rest take."""
         files = self.files()
         limit = time.time() - retention_days * 86400
-        old = [f for f in files if f[0] < limit]
-        rest = [f for f in files if f[0] >= limit]
+        old = [f for f in files if f[0] < limit and f[2].name not in busy]
+        rest = [f for f in files if f not in old]
         self._remove([p for _m, _s, p in old], "retention")
         used = sum(size for _m, size, _p in rest)
         over = []
-        while rest and used > max_disk_mb * MB - keep_free:
-            _m, size, path = rest.pop(0)
+        for _m, size, path in [f for f in rest if f[2].name not in busy]:
+            if used <= max_disk_mb * MB - keep_free:
+                break
             over.append(path)
             used -= size
         self._remove(over, "disk_limit")
         return used
 
-    def room(self, retention_days: int, max_disk_mb: int) -> int:
+    def room(self, retention_days: int, max_disk_mb: int, busy: frozenset = frozenset()) -> int:
         """Bytes a new recording may take (the oldest are deleted to keep MIN_ROOM free)."""
         self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
-        used = self.sweep(retention_days, max_disk_mb, self.MIN_ROOM)
+        used = self.sweep(retention_days, max_disk_mb, self.MIN_ROOM, busy)
         return max(0, max_disk_mb * MB - used)
 
     def _remove(self, paths: list[Path], reason: str) -> None:

@@ -3,6 +3,7 @@ tone; the box records the bridged call into a stereo WAV. Each channel is measur
 both frequencies): the caller's channel holds 600 Hz and not 1000 Hz, the callee's the reverse."""
 from __future__ import annotations
 
+import asyncio
 import math
 import wave
 from contextlib import ExitStack
@@ -15,9 +16,11 @@ from services.pbx.media import dsp
 from services.pbx.prompts import PromptLibrary
 
 from .baresip import have_baresip
-from .conftest import ALICE, BOB
+from .conftest import ALICE, BOB, run
 from .pbxrunner import PbxRunner, config
+from .rawphone import answer, in_dialog, next_request, sdp
 from .test_channel import ESPEAK, SAME, AudioBaresip, best_correlation, envelope, read_wav, write_wav
+from .test_conformance_calls import _answered_call, _hang_up, _registered
 from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -192,3 +195,58 @@ def test_the_spoken_notice_reaches_both_parties(recpbx, tmp_path):
     for name, samples in heard.items():
         same, lag = best_correlation(src, envelope(samples), 400)
         assert same > SAME, f"{name} did not hear the notice ({same:.3f} at {lag * 10} ms)"
+
+
+def test_the_feature_code_again_pauses_the_recording(recpbx, tmp_path):
+    recpbx.reload(_cfg())
+    with ExitStack() as stack:
+        alice, bob = phones(stack, recpbx, tmp_path, "pcmu")
+        alice.wait_rtp(tx=25, rx=25)
+        bob.send_dtmf("*1")  # the callee's phone may too
+        wait(lambda: recpbx.sync(lambda: [c.recording.state for c in recpbx.svc.core.calls.values()])[0] == "on",
+             what="the recording to start")
+        alice.wait_rtp(tx=alice.rtp_stats()["tx"] + 100)
+        bob.send_dtmf("*1")
+        wait(lambda: recpbx.sync(lambda: [c.recording.state for c in recpbx.svc.core.calls.values()])[0] == "paused",
+             what="the recording to pause")
+        alice.wait_rtp(tx=alice.rtp_stats()["tx"] + 100)
+        alice.hangup()
+        bob.wait_for("CALL_CLOSED")
+    _row, path = recorded(recpbx)
+    left, right, rate = channels(path)
+    assert len(left) / rate >= 3.5, f"{len(left) / rate:.2f} s: the paused time is kept as silence"
+    assert_both_parties(left[:rate * 2], right[:rate * 2], rate)
+    end = slice(-rate, None)  # the last second: paused
+    assert power(left[end], CALLER_HZ, rate) < 0.01 * power(left[:rate * 2], CALLER_HZ, rate)
+    assert power(right[end], CALLEE_HZ, rate) < 0.01 * power(right[:rate * 2], CALLEE_HZ, rate)
+
+
+def test_the_feature_code_as_sip_info_records_and_the_info_is_passed_on(recpbx):
+    """Phones set to send DTMF as SIP INFO (application/dtmf-relay): scripted phones on the wire."""
+    recpbx.reload(_cfg())
+
+    async def main():
+        async with _registered(recpbx, "201", "202") as (alice, bob):
+            req, _incoming, ok = await _answered_call(alice, bob, alice.request(
+                "INVITE", "sip:202@127.0.0.1", "201", body=sdp(4000)))
+            for key in "*1":
+                alice.send(in_dialog(alice, "INFO", ok, req.call_id, f"Signal={key}\r\nDuration=160\r\n".encode(),
+                                     "application/dtmf-relay"))
+                passed = await next_request(bob, "INFO")
+                assert passed.body.decode().startswith(f"Signal={key}")
+                answer(bob, passed, 200, "bobtag")
+                assert (await alice.final()).status == 200
+            calls = recpbx.svc.core.calls
+            await until(lambda: [c.record.recording for c in list(calls.values())][0], what="a recording")
+            await _hang_up(alice, bob, ok, req)
+    run(main())
+    row, path = recorded(recpbx)
+    assert path.exists() and row["caller"] == "201"
+
+
+async def until(predicate, what: str, timeout: float = 5.0):
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -54,3 +54,10 @@ def test_only_recording_names_reach_the_disk(tmp_path):
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} accepted")
+
+
+def test_a_recording_being_written_is_never_deleted(tmp_path):
+    cdr, store, names = _setup(tmp_path, [40, 3, 2], size=MB // 2)
+    store.sweep(retention_days=30, max_disk_mb=10, keep_free=int(9.6 * MB), busy=frozenset({names[0], names[1]}))
+    assert [store.path(n).exists() for n in names] == [True, True, False]  # only the idle one went
+    assert _removed(cdr)[names[2]] == "disk_limit"
