@@ -61,3 +61,27 @@ def test_a_recording_being_written_is_never_deleted(tmp_path):
     store.sweep(retention_days=30, max_disk_mb=10, keep_free=int(9.6 * MB), busy=frozenset({names[0], names[1]}))
     assert [store.path(n).exists() for n in names] == [True, True, False]  # only the idle one went
     assert _removed(cdr)[names[2]] == "disk_limit"
+
+
+def test_the_client_gives_a_recording_in_pieces_and_only_to_its_parties(tmp_path, monkeypatch):
+    from appliance.clients import PbxClient
+    from appliance.context import Context
+    from services.pbx import PbxService
+
+    svc = PbxService(Context(tmp_path / "box", lab=True))
+    store = svc._cdr()
+    folder = svc.ctx.state_dir("pbx") / "recordings"
+    folder.mkdir()
+    name = "20261201-120000-abc.wav"
+    (folder / name).write_bytes(data := os.urandom(10000))
+    store.add(CallRecord(call_id="abc", direction="inbound", caller="0611223344", dialled="300", callee="202",
+                         recording=name))
+    store.flush()
+    monkeypatch.setattr("appliance.clients.RECORDING_PIECE", 3000)
+    client = PbxClient(svc)
+    size, pieces = client.recording_audio(name)
+    pieces = list(pieces)
+    assert size == 10000 and len(pieces) == 4 and b"".join(pieces) == data
+    assert b"".join(client.recording_audio(name, "202")[1]) == data  # the one who answered
+    assert client.recording_audio(name, "201") is None and client.recording_audio("../cdr.sqlite", None) is None
+    assert [r["call_id"] for r in client.recordings("202")] == ["abc"] and client.recordings("201") == []
