@@ -1095,6 +1095,7 @@ class Call:
                                 peer=transferee.label)
         self.announce("transferred")
         self._watch_media()
+        recording.transferred(self)
         replaced, self.replacing = self.replacing, None
         theirs = replaced.call.other(replaced) if replaced is not None else None
         if theirs is not None and replaced.call.state == "connected":

@@ -201,6 +201,22 @@ def connected(call) -> None:
         call.core._spawn(rec.start())
 
 
+def transferred(call) -> None:
+    """A transfer changed the parties: the new call record links the recording going on, or one
+    starts if the configuration records the new parties."""
+    rec = call.recording
+    if rec is None:
+        connected(call)
+        return
+    if len(call.legs) != 2 or any(getattr(p, "kind", "") == "media" for p in call.legs):
+        return
+    rec.watch_keys()
+    if rec.name:
+        call.record.recording = rec.name
+    elif rec.state == "off" and rec.recorder.automatic(call):
+        call.core._spawn(rec.start())
+
+
 def info_key(call, leg, body: bytes, content_type: str) -> None:
     """A key sent as SIP INFO (application/dtmf-relay "Signal=1", or application/dtmf "1")."""
     rec = getattr(call, "recording", None)

@@ -15,8 +15,8 @@ from services.pbx import apps
 from services.pbx.media import dsp
 from services.pbx.prompts import PromptLibrary
 
-from .baresip import have_baresip
-from .conftest import ALICE, BOB, run
+from .baresip import Baresip, have_baresip
+from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config
 from .rawphone import answer, in_dialog, next_request, sdp
 from .test_channel import ESPEAK, SAME, AudioBaresip, best_correlation, envelope, read_wav, write_wav
@@ -250,3 +250,32 @@ async def until(predicate, what: str, timeout: float = 5.0):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_call_transferred_to_a_recorded_extension_is_recorded_from_then_on(recpbx, tmp_path):
+    """carol (203) calls bob (202, not recorded), who puts her through to alice (201, recorded)."""
+    recpbx.reload(config([ALICE, BOB, CAROL], digest_algorithms=["MD5"], codecs=["PCMU"],
+                         recording={"notice": "none", "extensions": ["201"]}))
+    with ExitStack() as stack:
+        carol = stack.enter_context(AudioBaresip("carol", tone(tmp_path / "c.wav", CALLER_HZ), user="203",
+                                                 password=CAROL["sip_secret"], registrar=recpbx.registrar))
+        alice = stack.enter_context(AudioBaresip("alice", tone(tmp_path / "a.wav", CALLEE_HZ), user="201",
+                                                 password=ALICE["sip_secret"], registrar=recpbx.registrar))
+        bob = stack.enter_context(Baresip("bob", user="202", password=BOB["sip_secret"], registrar=recpbx.registrar))
+        for ua in (carol, alice, bob):
+            ua.register()
+        carol.dial("202")
+        bob.answer()
+        carol.wait_for("CALL_ESTABLISHED")
+        carol.wait_rtp(tx=25)
+        assert not [r for r in recpbx.svc.cdr_query() if r["recording"]]
+        bob.transfer("201")
+        alice.answer()
+        alice.wait_rtp(tx=150, rx=150)
+        carol.hangup()
+        alice.wait_for("CALL_CLOSED")
+    row, path = recorded(recpbx)
+    assert (row["caller"], row["callee"]) == ("203", "201")
+    left, right, rate = channels(path)
+    assert len(left) / rate >= 2.5
+    assert_both_parties(left, right, rate)
