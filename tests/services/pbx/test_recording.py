@@ -146,7 +146,7 @@ def test_a_call_an_application_puts_through_is_recorded(tmp_path):
 
     apps.register("app:put-through", put_through)
     cfg = config([ALICE, BOB], digest_algorithms=["MD5"], codecs=["PCMU"],
-                 application_numbers={"*51": "app:put-through"},
+                 application_numbers={"*77": "app:put-through"},
                  recording={"notice": "none", "extensions": ["202"]})
     try:
         with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
@@ -156,7 +156,7 @@ def test_a_call_an_application_puts_through_is_recorded(tmp_path):
                                                    password=BOB["sip_secret"], registrar=pbx.registrar))
             alice.register()
             bob.register()
-            alice.dial("*51")
+            alice.dial("*77")
             bob.answer()
             start = bob.rtp_stats().get("tx", 0)
             bob.wait_rtp(tx=start + 150)
