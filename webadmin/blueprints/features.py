@@ -26,6 +26,12 @@ TEXTS = {
                             "the call back by dialling the slot.")),
     "intercom": (N_("Intercom"), N_("Dial it followed by an extension number: that phone answers by itself on "
                                     "its speaker.")),
+    "record_call": (N_("Record a call"), N_("Press it during a call to record the call; again to pause the "
+                                            "recording, again to resume it.")),
+    "screening": (N_("Call screening"), N_("Managers: switch on or off that your calls ring your secretary "
+                                           "first.")),
+    "secretary_intercom": (N_("Secretary intercom"), N_("Managers and secretaries: call the other one, whose "
+                                                        "phone answers by itself on its speaker.")),
 }
 
 
