@@ -22,6 +22,7 @@ from typing import Any
 from appliance.service import ApplyError, Service, Status
 
 CSV_PAGE = 5000  # call records per RPC answer of a CSV export
+RECORDING_PIECE = 512 * 1024  # bytes of a call recording per RPC answer
 
 
 class ServiceRestarting(ApplyError):
@@ -116,7 +117,7 @@ class PbxClient(ServiceClient):
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
-               "voicemail_greeting_remove")
+               "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk")
     actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove", "voicemail_act",
                "voicemail_greeting_put", "voicemail_greeting_remove")
 
@@ -195,6 +196,35 @@ class PbxClient(ServiceClient):
         """Call records, newest first (filters: services/pbx/cdr.py CdrStore.query)."""
         self._records()
         return self._call("cdr_page", filters)
+
+    def recordings(self, extension: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+        """Call records with a recording still kept (of `extension`'s calls only, if given), newest first."""
+        self._records()
+        return self._call("recordings", extension, limit, offset)
+
+    def recording_row(self, name: str, extension: str | None = None) -> dict | None:
+        """The call record of a recording; None if there is none (or `extension` took no part in it)."""
+        self._records()
+        return self._call("recording_row", name, extension)
+
+    def recording_audio(self, name: str, extension: str | None = None) -> tuple[int, Iterator[bytes]] | None:
+        """(size, the WAV in pieces of RECORDING_PIECE bytes), or None as recording_row."""
+        import base64
+        self._records()
+        first = self._call("recording_chunk", name, 0, RECORDING_PIECE, extension)
+        if first is None:
+            return None
+
+        def pieces() -> Iterator[bytes]:
+            data, offset = base64.b64decode(first["data"]), 0
+            while data:
+                yield data
+                offset += len(data)
+                if offset >= first["total"]:
+                    return
+                more = self._call("recording_chunk", name, offset, RECORDING_PIECE, extension)
+                data = base64.b64decode(more["data"]) if more else b""
+        return first["total"], pieces()
 
     def cdr_csv(self, **filters: Any) -> Iterator[str]:
         """The matching records as CSV, in pieces of CSV_PAGE rows (each call's answer stays small).

@@ -39,6 +39,10 @@ Public methods for the web admin (thread-safe snapshots; call them on the runnin
   voicemail_audio(ext, id, offset) -> {"data": base64, "size", "next"} | None;  voicemail_act(ext, id,
             "heard"|"save"|"delete") -> bool;  voicemail_greeting_put(ext, kind, base64 WAV);
             voicemail_greeting_remove(ext, kind) -> bool. The PBX must be running (they read its files).
+  recordings(extension=None, limit=50, offset=0) -> CDR rows with a kept recording (only the calls of
+            `extension` if given), newest first
+  recording_row(name, extension=None) -> that row or None (None too if `extension` took no part in it)
+  recording_chunk(name, offset, size, extension=None) -> {"data": base64, "total": bytes} or None
 The CDR methods work even when the service is stopped (they read state_dir("pbx")/cdr.sqlite).
 """
 from __future__ import annotations
@@ -54,10 +58,11 @@ from appliance.certs import box_certificate, box_names
 from appliance.contributions import Endpoint, Listener
 from appliance.service import ApplyError, Service, Status
 
-from . import accounting, changes
+from . import accounting, changes, secretary  # noqa: F401 (secretary registers its change kind, "screening")
 from .cdr import CdrStore, csv_text
 from .config import PbxConfig
 from .cti_commands import register_changes
+from .recording.store import RecordingStore
 from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
 
 register_changes()
@@ -157,6 +162,12 @@ class PbxService(Service):
             if room.number in extensions:
                 errors.append(FieldError(f"pbx.conference_rooms.{i}.number",
                                          f"conference room {room.number} uses an extension number"))
+        for i, pair in enumerate(cfg.secretaries):
+            for name in ("manager", "secretary"):
+                if (ext := getattr(pair, name)) not in extensions:
+                    errors.append(FieldError(f"pbx.secretaries.{i}.{name}", f"{ext} is not an extension"))
+        for ext in (e for e in cfg.recording.extensions if e not in extensions):
+            errors.append(FieldError("pbx.recording.extensions", f"{ext} is not an extension"))
         logins = {u.login for u in config.users}
         errors += _accounting_errors(cfg, logins)
         for login in cfg.permissions:
@@ -196,6 +207,8 @@ class PbxService(Service):
         from . import acd
         await asyncio.to_thread(acd.for_core(core).seed)  # the call centre: queues, agents, today's figures
         for_core(core).configure_mail(config, self.ctx.lab)
+        from . import recording
+        core._spawn(recording.for_core(core).housekeeping())  # retention and the disk limit
         log.info("PBX listening on %s:%s", host, self.sip_port)
         if not self.ctx.lab:  # the box: prompts and hold music made now (lab runs and tests: on first use)
             from .moh import prepare_voice
@@ -329,6 +342,30 @@ class PbxService(Service):
         from .conference import run_on_loop
         return bool(self.core) and run_on_loop(
             self.core, lambda confs: confs is not None and confs.kick(str(room), int(participant)))
+    # -- call recordings (services/pbx/recording) --------------------------------------------------
+    def recordings(self, extension: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+        return self._cdr().recordings(extension, limit, offset)
+
+    def recording_row(self, name: str, extension: str | None = None) -> dict | None:
+        rows = [r for r in self._cdr().recording_rows([name]) if not r["recording_removed"]]
+        if extension is not None:
+            rows = [r for r in rows if extension in (r["caller"], r["dialled"], r["callee"], r["transferred_to"])]
+        return rows[0] if rows else None
+
+    def recording_chunk(self, name: str, offset: int, size: int, extension: str | None = None) -> dict | None:
+        """Up to `size` bytes (at most 1 MiB) of a recording's WAV from `offset`, base64."""
+        import base64
+        if self.recording_row(name, extension) is None:
+            return None
+        try:
+            path = RecordingStore(self.ctx.state_dir("pbx") / "recordings", None).path(name)
+            with open(path, "rb") as f:
+                total = f.seek(0, 2)
+                f.seek(max(0, int(offset)))
+                data = f.read(max(0, min(int(size), 1 << 20)))
+        except (OSError, ValueError):
+            return None
+        return {"data": base64.b64encode(data).decode(), "total": total}
 
     def summary(self, day_start: float) -> dict:
         per_hour = [0] * 24

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import apps, dialplan, features, holdmusic, session_timer
+from . import apps, dialplan, features, holdmusic, recording, secretary, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
@@ -96,6 +96,8 @@ class Call:
         self.voicemail_greeting = "unavailable"  # which greeting a voicemail box plays (busy, unavailable)
         self._limit: asyncio.TimerHandle | None = None  # the maximum call duration
         self.invite_headers: dict[str, str] = {}  # extra headers of the INVITEs it sends (auto-answer)
+        self.recording: recording.CallRecording | None = None  # once bridged (recording/)
+        self.auto_answer = False  # an intercom call (secretary.py): callees are asked to answer on the speaker
         if self.a is not None:
             core.remember(self.a)
 
@@ -169,6 +171,7 @@ class Call:
         self.announce("connected")
         self._watch_media()
         self.start_timers()
+        recording.connected(self)
         await self.done.wait()
 
     # -- session timers and the maximum duration (session_timer.py) -------------------------------
@@ -268,6 +271,8 @@ class Call:
         self.record.transferred_to = leg.label if self.record.callee != leg.label else ""
         self.announce("connected")
         self._watch_media()
+        if self.recording is None:
+            recording.connected(self)  # an application (attendant...) put the caller through
 
     def ack_answer(self, leg: Leg, body: bytes) -> None:
         """The SDP answer of a delayed-offer caller, carried by its ACK."""
@@ -320,6 +325,9 @@ class Call:
         if depth > MAX_DEPTH:
             return Outcome("failed", 482)
         cfg = self.core.cfg
+        partner = secretary.intercom(self, number)
+        if partner is not None:
+            number = partner
         dest = dialplan.classify(number, cfg, self.core.users.keys())
         self.callee_label = dest.number
         if dest.kind == "invalid":
@@ -327,7 +335,7 @@ class Call:
         if dest.kind == "application":
             return await self.run_application(dest.number)
         if dest.kind == "extension":
-            return await self.dial_extension(dest.number, depth)
+            return await self.dial_extension(secretary.screened(self, dest.number), depth)
         if dest.kind == "group":
             return await self.dial_group(dest.number, depth)
         if not dialplan.permitted(authority, dest):
@@ -801,6 +809,8 @@ class Call:
         if req.max_forwards == 0:
             leg.answer(tx, 483)
             return
+        if req.method == "INFO":
+            recording.info_key(self, leg, req.body, req.get("Content-Type") or "")
         if other.kind == "media":
             leg.answer(tx, other.on_request(req))  # the application reads it from its channel's inbox
             return
@@ -1085,6 +1095,7 @@ class Call:
                                 peer=transferee.label)
         self.announce("transferred")
         self._watch_media()
+        recording.transferred(self)
         replaced, self.replacing = self.replacing, None
         theirs = replaced.call.other(replaced) if replaced is not None else None
         if theirs is not None and replaced.call.state == "connected":

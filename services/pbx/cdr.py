@@ -16,7 +16,10 @@ log = logging.getLogger("officebox.pbx.cdr")
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "transferred", "rejected")
 COLUMNS = ("id", "call_id", "direction", "caller", "caller_name", "dialled", "callee", "trunk", "start",
            "answer", "end", "duration", "billsec", "disposition", "status", "transferred_to", "rtp_a", "rtp_b",
-           "end_reason", "cost")
+           "end_reason", "cost", "recording", "recording_removed")
+# columns a store from before them lacks: added, its rows stay with the column empty
+ADDED = {"end_reason": "TEXT DEFAULT ''", "cost": "REAL", "recording": "TEXT DEFAULT ''",
+         "recording_removed": "TEXT DEFAULT ''"}
 _NAMES = [c for c in COLUMNS if c != "id"]
 
 
@@ -38,6 +41,8 @@ class CallRecord:
     rtp_a: str = ""  # "packets/lost" received from the caller side
     rtp_b: str = ""
     end_reason: str = ""  # why the box ended the call itself (rtp_timeout, media_engine_restart); empty otherwise
+    recording: str = ""  # the call's recording (file name under recordings/, services/pbx/recording)
+    recording_removed: str = ""  # why that file is gone: retention, disk_limit; empty while it is kept
 
 
 _FIELDS = tuple(f.name for f in fields(CallRecord))
@@ -81,7 +86,7 @@ class CdrStore:
                 duration REAL, billsec REAL, disposition TEXT, status INTEGER, transferred_to TEXT,
                 rtp_a TEXT, rtp_b TEXT, end_reason TEXT DEFAULT '', cost REAL)""")
             present = {row[1] for row in db.execute("PRAGMA table_info(cdr)")}
-            for column, kind in (("end_reason", "TEXT DEFAULT ''"), ("cost", "REAL")):
+            for column, kind in ADDED.items():
                 if column not in present:  # a store from before it: its rows stay, the column empty
                     db.execute(f"ALTER TABLE cdr ADD COLUMN {column} {kind}")
             db.execute("CREATE INDEX IF NOT EXISTS cdr_start ON cdr(start)")
@@ -177,6 +182,38 @@ class CdrStore:
         args += [max(0, min(int(limit), 100000)), max(0, int(offset))]
         with self._connect() as db:
             return [dict(r) for r in db.execute(sql, args)]
+
+    def recording_rows(self, names: list[str]) -> list[dict]:
+        """The rows whose recording is one of `names` (kept or removed)."""
+        if not names:
+            return []
+        self._prepare()
+        self.flush()
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(
+                f"SELECT * FROM cdr WHERE recording IN ({', '.join('?' for _ in names)})", names)]
+
+    def recordings(self, party: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+        """Rows with a recording still kept, newest first; `party`: only the calls it took part in."""
+        where, args = ["recording != ''", "recording_removed = ''"], []
+        if party:
+            where.append("(caller = ? OR dialled = ? OR callee = ? OR transferred_to = ?)")
+            args += [party] * 4
+        self._prepare()
+        self.flush()
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(
+                f"SELECT * FROM cdr WHERE {' AND '.join(where)} ORDER BY start DESC, id DESC LIMIT ? OFFSET ?",
+                [*args, max(0, min(int(limit), 1000)), max(0, int(offset))])]
+
+    def mark_removed(self, names: list[str], reason: str) -> None:
+        """The recordings `names` were deleted (retention, disk_limit): their rows say so."""
+        if not names:
+            return
+        self._prepare()
+        self.flush()
+        with self._connect() as db:
+            db.executemany("UPDATE cdr SET recording_removed = ? WHERE recording = ?", [(reason, n) for n in names])
 
     def csv(self, **filters) -> str:
         filters.setdefault("limit", 100000)

@@ -356,10 +356,15 @@ class FeatureCodes(Section):
                       "free park slot (the slot is announced); dial the slot to take it back")
     intercom: str = Field(default="*80", pattern=NUMBER, description="followed by an extension: intercom call, "
                           "the phone answers by itself on its speaker")
+    record_call: str = Field(default="*1", pattern=NUMBER, description="during a call: start or stop recording it")
+    screening: str = Field(default="*48", pattern=NUMBER, description="a manager turns call screening by the "
+                           "secretary on or off")
+    secretary_intercom: str = Field(default="*49", pattern=NUMBER, description="a manager calls their secretary "
+                                    "(a secretary their manager) on the intercom, no number to dial")
 
     def destinations(self) -> dict[str, str]:
         """dialled number -> application destination (services/pbx/voicemail, acd, conference, features and
-        attendant register these)."""
+        attendant, secretary.py register these)."""
         return {self.voicemail: "app:voicemail-own", self.voicemail_any: "app:voicemail-any",
                 self.agent_login: "app:agent-login", self.agent_logout: "app:agent-logout",
                 self.agent_pause: "app:agent-pause", self.agent_resume: "app:agent-resume",
@@ -367,7 +372,8 @@ class FeatureCodes(Section):
                 self.dial_by_name: "app:dial-by-name", self.attendant_admin: "app:attendant-admin",
                 self.night_service: "app:night-service", self.assistant: "app:assistant-menu",
                 self.forward_on: "app:forward-on", self.forward_off: "app:forward-off",
-                self.dnd_on: "app:dnd-on", self.dnd_off: "app:dnd-off"}
+                self.dnd_on: "app:dnd-on", self.dnd_off: "app:dnd-off",
+                self.screening: "app:screening"}
 
     def duplicates(self) -> dict[str, tuple[str, str, str]]:
         """field -> (why, its number, the other field) for each clash: "same" number as an earlier code,
@@ -498,6 +504,52 @@ class Accounting(Section):
         return tariffs
 
 
+class RecordingSettings(Section):
+    """Call recording (services/pbx/recording): which calls are recorded automatically, the notice, limits."""
+    extensions: list[str] = Field(default_factory=list, description="calls of these extensions are recorded")
+    groups: list[str] = Field(default_factory=list, description="calls to these ring groups are recorded")
+    trunks: list[str] = Field(default_factory=list, description="calls on these trunks are recorded")
+    on_demand: bool = Field(default=True, description="the record_call feature code starts and stops a "
+                            "recording during a call")
+    notice: Literal["none", "tone", "prompt"] = Field(default="tone", description="what both parties hear when "
+                                                      "a recording starts: a beep, a spoken notice, or nothing")
+    retention_days: int = Field(default=90, ge=1, le=3650, description="recordings older than this are deleted")
+    max_disk_mb: int = Field(default=2000, ge=10, le=1000000, description="megabytes all recordings may take; "
+                             "beyond it the oldest are deleted")
+
+    @field_validator("extensions", "groups")
+    @classmethod
+    def _numbers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[0-9]{2,6}", value):
+                raise ValueError(f"{value!r} is not an extension or group number")
+        return sorted(set(values))
+
+
+class SecretaryPair(Section):
+    """A manager whose calls ring the secretary first (services/pbx/secretary.py)."""
+    manager: str = Field(pattern=r"^[0-9]{2,6}$")
+    secretary: str = Field(pattern=r"^[0-9]{2,6}$")
+    screening: bool = Field(default=True, description="calls to the manager ring the secretary (the manager "
+                            "switches this by the screening feature code)")
+    bypass: list[str] = Field(default_factory=list, max_length=200, description="caller numbers and extensions "
+                              "that ring the manager directly")
+
+    @field_validator("bypass")
+    @classmethod
+    def _bypass(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(NUMBER, value):
+                raise ValueError(f"{value!r} is not a number")
+        return values
+
+    @model_validator(mode="after")
+    def _two(self) -> "SecretaryPair":
+        if self.manager == self.secretary:
+            raise ValueError("a manager cannot be their own secretary")
+        return self
+
+
 class PbxConfig(ServiceConfig):
     sip_port: int = Field(default=5060, ge=1, le=65535)
     lab_sip_port: int = Field(default=5070, ge=0, le=65535, description="0: pick a free port (tests)")
@@ -571,6 +623,9 @@ class PbxConfig(ServiceConfig):
     feature_codes: FeatureCodes = FeatureCodes()
     park: ParkSettings = ParkSettings()
     paging_groups: list[PagingGroup] = Field(default_factory=list, max_length=50)
+    recording: RecordingSettings = RecordingSettings()
+    secretaries: list[SecretaryPair] = Field(default_factory=list, max_length=500,
+                                             description="manager / secretary pairs")
     moh_classes: list[MohClass] = Field(default_factory=lambda: [MohClass(name="default")], max_length=100,
                                         description='music on hold classes; "default" always exists')
     queues: list[CallQueue] = Field(default_factory=list, max_length=100, description="call centre queues")
@@ -654,6 +709,15 @@ class PbxConfig(ServiceConfig):
         for number in rooms:
             if number in self.application_numbers or number in self.feature_codes.destinations() or number in numbers:
                 raise ValueError(f"conference room {number} is also an application number, feature code or group")
+        for name in self.recording.trunks:
+            if name not in trunk_names:
+                raise ValueError(f"calls on trunk {name!r} are to be recorded, but there is no such trunk")
+        for number in self.recording.groups:
+            if number not in numbers:
+                raise ValueError(f"calls to ring group {number} are to be recorded, but there is no such group")
+        managers = [p.manager for p in self.secretaries]
+        if len(set(managers)) != len(managers):
+            raise ValueError("a manager has one secretary: each manager extension once")
         for ext in self.extensions:
             if not re.fullmatch(r"[0-9]{2,6}", ext):
                 raise ValueError(f"extension settings key {ext!r} is not an extension number")

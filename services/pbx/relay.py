@@ -26,7 +26,7 @@ log = logging.getLogger("officebox.pbx.relay")
 ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
 FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
 LOCAL_FIGURES = ("sent", "late", "malformed", "unknown_pt", "dtmf", "dtmf_dropped", "rtcp_sent")
-LOCAL_EVENTS = ("dtmf", "play_done", "record_done", "local_error")
+LOCAL_EVENTS = ("dtmf", "play_done", "record_done", "local_error", "notice_done")
 START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
 RESTART_PAUSE = 2.0  # after the third death within a minute
 WATCHDOG = 5.0  # seconds between pings; an engine that does not answer one in that time is killed
@@ -88,6 +88,11 @@ class Side:
 
     def send_dtmf(self, keys: str) -> None:
         self.relay.send({"op": "dtmf", "side": self.id, "keys": keys})
+
+    def tap(self, op: str, **fields) -> None:
+        """A tap on this relayed side (media/tap.py: keys, tap_record, tap_stop, notice); its events
+        reach `listener` like a local endpoint's."""
+        self.relay.send({"op": op, "side": self.id, **fields})
 
     def set_peer(self, ip: str, port: int, clock_rate: int = 8000, source: str | None = None,
                  relatch: bool = False) -> None:

@@ -9,11 +9,12 @@ from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
 PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard"}
-# a member of staff: their own page, forwarding, language, voicemail, VPN downloads, two-factor set-up, the dashboard
+# a member of staff: their own page, forwarding, language, voicemail, VPN downloads, two-factor set-up, the dashboard,
+# their own call recordings
 STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
          "account.vpn_device_qr", "account.vpn_details", "account.vpn_profile", "two_factor.index",
          "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off",
-         "agent.index", "agent.act", "features.guide",
+         "agent.index", "agent.act", "features.guide", "myrecordings.index", "myrecordings.audio",
          "webphone.index", "webphone.credentials",  # their own browser phone and its SIP account
          "assistant.own", "assistant.greeting",  # the personal assistant: staff set their own
          "account.voicemail", "account.voicemail_audio", "account.voicemail_act", "account.voicemail_greeting",

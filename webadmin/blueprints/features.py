@@ -31,6 +31,12 @@ TEXTS = {
     "forward_off": (N_("Cancel forwarding"), N_("Your calls ring your phone again.")),
     "dnd_on": (N_("Do not disturb on"), N_("Callers get busy, or your voicemail.")),
     "dnd_off": (N_("Do not disturb off"), N_("Your phone rings again.")),
+    "record_call": (N_("Record a call"), N_("Press it during a call to record the call; again to pause the "
+                                            "recording, again to resume it.")),
+    "screening": (N_("Call screening"), N_("Managers: switch on or off that your calls ring your secretary "
+                                           "first.")),
+    "secretary_intercom": (N_("Secretary intercom"), N_("Managers and secretaries: call the other one, whose "
+                                                        "phone answers by itself on its speaker.")),
 }
 
 

@@ -58,6 +58,8 @@ engine -> PBX (events):
   {"ev": "local_stats", "sides": [[side, sent, late, malformed, unknown_pt, dtmf, dtmf_dropped,
                                    rtcp_sent], ...]}   every tick, local endpoints whose figures changed
   {"ev": "local_error", "side", "error"}      a "local" request it cannot serve (codec)
+ taps on relayed sides (tap.py: keys, tap_record, tap_stop, notice): keys, a stereo recording of a
+ call and a notice mixed into what a party sends, while the media is relayed as before.
 The engine exits when the PBX's end closes; the PBX (services/pbx/relay.py) restarts an engine that
 dies and ends the calls it carried. A local endpoint (terminal.Terminal) stands where a side's relay
 partner would, so strict source and the RTP timeout stay the side's; it is clocked from the engine loop

@@ -16,12 +16,13 @@ import sys
 import time
 
 try:
-    from . import mixer
+    from . import mixer, tap
     from .dsp import FRAME
     from .terminal import Terminal, open_source
 except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import mixer
+    import tap
     from dsp import FRAME
     from terminal import Terminal, open_source
 
@@ -111,6 +112,7 @@ class Side:
         self.last_media = time.monotonic()
         self.silence_limit = 0.0  # seconds without accepted media before a "silent" event; 0: not watched
         self.reported: tuple = ()
+        self.tap: tap.Listen | None = None  # keys, recording, notice on a relayed side (tap.py)
 
     def set_peer(self, ip: str, port: int, clock_rate: int, source: str | None, relatch: bool) -> None:
         self.clock_rate = clock_rate
@@ -148,6 +150,8 @@ class Side:
                 return
             self.stats.rtp(data, self.clock_rate)
         self.last_media = time.monotonic()
+        if self.tap is not None and not rtcp:
+            data = self.tap(data)
         other = self.other
         if other is not None and other.deliver(data, rtcp):
             if not rtcp:
@@ -187,6 +191,7 @@ class Engine:
         self.fds: dict[int, tuple[Side, socket.socket, bool]] = {}
         self.outbox: list[bytes] = []
         self.terminals: dict[int, Terminal] = {}  # side id -> the local endpoint it talks to
+        self.recordings: dict[int, tap.StereoRecording] = {}  # by the side of its left channel
         self.running = True
         self.next_id = 1
         self.origin = time.monotonic()  # local endpoints send on one 20 ms grid from here: one wake-up for all
@@ -260,6 +265,8 @@ class Engine:
             self.close(side)
         elif op in LOCAL_OPS:
             self.local_op(op, side, msg)
+        elif op in tap.OPS:
+            tap.op(self, op, side, msg)
         else:
             raise ValueError(f"unknown op {op!r}")
 
@@ -365,6 +372,7 @@ class Engine:
             b.other = a
 
     def close(self, side: Side) -> None:
+        tap.side_closed(self, side)
         self.drop_terminal(side)
         self.sides.pop(side.id, None)
         self.by_port.pop(side.port, None)
@@ -393,6 +401,7 @@ class Engine:
             if figures != term.reported:
                 term.reported = figures
                 local.append([sid, *figures])
+        tap.clock(self, now)
         for name, rows in (("stats", changed), ("local_stats", local)):
             for i in range(0, len(rows), BATCH):
                 if len(self.outbox) < 64:  # stats are dropped, never queued without bound, if the PBX lags

@@ -311,6 +311,12 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "setting-not-changed": (
         "Sorry, this setting could not be changed.", "Désolé, ce réglage n'a pas pu être modifié.",
         ("抱歉，無法更改這項設定。", "bao4 qian4, wu2 fa3 geng1 gai3 zhe4 xiang4 she4 ding4.")),
+    # -- call recording and call screening (recording/, secretary.py)
+    "rec-notice": ("This call is being recorded.", "Cet appel est enregistré.", ("本通話將被錄音。", "ben3 tong1 hua4 jiang1 bei4 lu4 yin1.")),
+    "scr-on": ("Call screening is on.", "Le filtrage des appels est activé.", ("過濾來電已開啟。", "guo4 lü4 lai2 dian4 yi3 kai1 qi3.")),
+    "scr-off": ("Call screening is off.", "Le filtrage des appels est désactivé.", ("過濾來電已關閉。", "guo4 lü4 lai2 dian4 yi3 guan1 bi4.")),
+    "scr-not-manager": ("This phone has no secretary.", "Ce poste n'a pas de secrétaire.", ("此分機沒有秘書。", "ci3 fen1 ji1 mei2 you3 mi4 shu1.")),
+    "scr-failed": ("The setting could not be changed.", "Le réglage n'a pas pu être modifié.", ("無法變更設定。", "wu2 fa3 bian4 geng1 she4 ding4.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
