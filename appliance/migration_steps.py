@@ -60,3 +60,45 @@ def _voicemail_on_by_default(doc: dict) -> None:
         settings = extensions.setdefault(user["extension"], {})
         if isinstance(settings, dict) and settings.get("voicemail") is None:
             settings["voicemail"] = False
+
+
+# the feature codes this firmware brings (appliance/migration_steps.py cannot import the PBX's schema: a
+# step stays as it was written) and those of them that are prefixes (followed by a number when dialled)
+_NEW_FEATURE_CODES = {
+    "record_call": "*1", "conference": "*3", "dial_by_name": "*34", "attendant_admin": "*35",
+    "night_service": "*36", "assistant": "*37", "screening": "*48", "secretary_intercom": "*49",
+    "agent_login": "*51", "agent_logout": "*52", "agent_pause": "*53", "agent_resume": "*54",
+    "park": "*70", "forward_on": "*72", "forward_off": "*73", "dnd_on": "*78", "dnd_off": "*79",
+    "pickup": "*8", "intercom": "*80", "directed_pickup": "**",
+}
+_PREFIX_CODES = ("directed_pickup", "intercom", "forward_on")
+
+
+@step(4)
+def _new_feature_codes_yield_to_the_boxs_own_numbers(doc: dict) -> None:
+    """Version 4 -> 5: the new feature codes (call centre, conference, attendant, pickup, park, forwarding,
+    recording...) must not take a number the admin already gave an application (application_numbers) or a
+    code: such a code moves to a free *6NN number instead, so the box's dial plan keeps working and the
+    document stays valid; the feature codes page and the phone guide show the number it got."""
+    pbx = _section(doc, "pbx")
+    if pbx is None:
+        return
+    apps = pbx.get("application_numbers")
+    taken = {n for n in apps if isinstance(n, str)} if isinstance(apps, dict) else set()
+    codes = pbx.get("feature_codes") if isinstance(pbx.get("feature_codes"), dict) else {}
+    taken |= {v for k, v in codes.items() if isinstance(v, str) and k not in _NEW_FEATURE_CODES}
+    if not taken:
+        return
+
+    def clashes(name: str, number: str) -> bool:
+        if number in taken:
+            return True
+        return name in _PREFIX_CODES and any(n.startswith(number) for n in taken)
+
+    spare = (f"*6{n:02d}" for n in range(100) if not any(t.startswith(f"*6{n:02d}") for t in taken))
+    moved = {}
+    for name, default in _NEW_FEATURE_CODES.items():
+        if name not in codes and clashes(name, default):
+            moved[name] = next(spare)
+    if moved:
+        pbx["feature_codes"] = {**codes, **moved}

@@ -145,3 +145,22 @@ def test_version_1_documents_keep_working_boxes_working(engine):
     assert not {"sip_port", "rtp_port_min", "rtp_port_max"} & set(now.document["firewall"])
     fresh = schema.parse({"proxy": {"sign_in": True}})
     assert fresh.proxy.sign_in_password == "proxy"  # a new box: separate proxy passwords
+
+
+def test_new_feature_codes_move_off_the_numbers_a_box_already_uses(engine):
+    """A box whose admin made *8 and *801 application numbers (and *3 the own-voicemail code) would not load
+    its configuration after the update: the new pickup (*8), intercom (*80 + extension) and conference (*3)
+    codes clashed with them."""
+    doc = {"schema_version": 4, "pbx": {"application_numbers": {"*8": "app:echo", "*801": "app:silence"},
+                                        "feature_codes": {"voicemail": "*3"}}}
+    migrated, steps = migrations.migrate(doc, schema.SCHEMA_VERSION)
+    assert steps == [5]
+    config = engine.validate(migrated)
+    codes = config.pbx.feature_codes
+    assert config.pbx.application_numbers == {"*8": "app:echo", "*801": "app:silence"}
+    assert codes.voicemail == "*3" and codes.pickup.startswith("*6") and codes.intercom.startswith("*6")
+    assert codes.conference.startswith("*6") and len({codes.pickup, codes.intercom, codes.conference}) == 3
+    assert codes.park == "*70" and codes.directed_pickup == "**"  # nothing in their way: the defaults
+    plain, _ = migrations.migrate({"schema_version": 4, "pbx": {"application_numbers": {"*43": "app:echo"}}},
+                                  schema.SCHEMA_VERSION)
+    assert "feature_codes" not in plain["pbx"]
