@@ -2,6 +2,8 @@
 (routed by field path, never by message text), or a ChangedMeanwhile into the difference to review."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import request
 from flask_babel import gettext as _
 from markupsafe import Markup
@@ -159,3 +161,19 @@ def remove_item(summary: str, section: str, key: str, index: int, what: str) -> 
             raise ConfigError({"": _("that %(what)s no longer exists", what=_(what))})
         del items[index]
     return apply_form(summary, mutate)[1]
+
+
+def date_range(values: dict, errors: dict[str, str], zone) -> None:
+    """A report's days: values["since"] and values["until"] (YYYY-MM-DD, the end day included) give
+    values["since_ts"] and values["until_ts"] (epoch seconds at midnight in `zone`); errors by field."""
+    times = {}
+    for name, shift in (("since", 0), ("until", 1)):
+        try:
+            day = dt.date.fromisoformat(values[name][:10])
+        except ValueError:
+            errors[name] = _("enter a date as YYYY-MM-DD")
+            continue
+        times[name] = dt.datetime.combine(day + dt.timedelta(days=shift), dt.time(), zone).timestamp()
+    if not errors and times["until"] <= times["since"]:
+        errors["until"] = _("the end date must not be before the start date")
+    values.update(since_ts=times.get("since"), until_ts=times.get("until"))

@@ -219,17 +219,7 @@ def _report_args() -> tuple[dict, dict[str, str]]:
     errors: dict[str, str] = {}
     if values["by"] not in ("queue", "agent", "hour", "day"):
         errors["by"] = _("choose a value from the list")
-    times = {}
-    for name, shift in (("since", 0), ("until", 1)):
-        try:
-            day = dt.date.fromisoformat(values[name][:10])
-        except ValueError:
-            errors[name] = _("enter a date as YYYY-MM-DD")
-            continue
-        times[name] = dt.datetime.combine(day + dt.timedelta(days=shift), dt.time(), _tz()).timestamp()
-    if not errors and times["until"] <= times["since"]:
-        errors["until"] = _("the end date must not be before the start date")
-    values.update({"since_ts": times.get("since"), "until_ts": times.get("until")})
+    forms.date_range(values, errors, _tz())
     return values, errors
 
 
