@@ -37,7 +37,8 @@ def test_carrier_sees_the_public_address_the_lan_the_box_address(tmp_path):
             box.reload(config([ALICE, BOB], public_address=PUBLIC, lab_rtp_port_min=box.cfg.pbx.lab_rtp_port_min,
                               lab_rtp_port_max=box.cfg.pbx.lab_rtp_port_max,
                               trunks=[{"name": "carrier", "host": "127.0.0.2", "port": carrier.port}],
-                              routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}]))
+                              routes=[{"name": "out", "prefix": "6", "trunks": ["carrier"]}],
+                              extensions={"202": {"voicemail": False}}))  # bob busy: 486, not his voicemail
 
             outbound = alice.request("INVITE", f"sip:6000@{server[0]}", "201", body=sdp("127.0.0.1", 40000))
             answer = asyncio.ensure_future(alice.authed(outbound, "201", ALICE["sip_secret"]))

@@ -28,7 +28,8 @@ OUTSIDE, VIP = "0611223344", "0699887766"
 def _cfg(screening: bool = True, bypass=("203", VIP)):
     return config([ALICE, BOB, CAROL], digest_algorithms=["MD5"], codecs=["PCMU"],
                   trunks=[{"name": "carrier", "host": "127.0.0.3"}], dids=[{"number": "5000", "destination": "201"}],
-                  secretaries=[{"manager": "201", "secretary": "202", "screening": screening, "bypass": list(bypass)}])
+                  secretaries=[{"manager": "201", "secretary": "202", "screening": screening, "bypass": list(bypass)}],
+                  extensions={ext: {"voicemail": False} for ext in ("201", "202", "203")})  # a busy phone: 486
 
 
 class Office:
