@@ -19,6 +19,11 @@ enabled service's records of one kind:
   DnsName     a name the service is reached by, served by DNS in the LAN domain ("provisioning" ->
               provisioning.<domain>); `address` "{box}" stands for the box's own addresses (those of
               its name), else one IPv4 address. A static record of the admin with that name wins
+  Line        a phone line (an extension of an enabled user) as the PBX handles it: its forwarding, do not
+              disturb, who may watch it on a busy lamp field and the ring groups it is a member of (CTI shows
+              the first, provisioning builds BLF keys from the others)
+  FeatureCode a code phones dial for a feature ("pickup", "directed_pickup"), for BLF keys and phone guides
+An Endpoint named "smtp" is the box's own mail submission port (the voicemail mails go there).
 A Listener's `per_source_limit` (TCP, 0 = none) is the most connections one address may hold on it at
 once; the firewall refuses more (nft `ct count`), e.g. for Dovecot's logins, which have no such setting.
 A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
@@ -76,8 +81,25 @@ class DnsName:
     comment: str = ""
 
 
-Contribution = Listener | Redirect | Endpoint | DhcpOption | Network | DnsName
-K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption, Network, DnsName)
+@dataclass(frozen=True)
+class Line:
+    extension: str
+    forward_always: str = ""
+    forward_busy: str = ""
+    forward_no_answer: str = ""
+    dnd: bool = False
+    blf_watchers: Literal["everyone", "same_groups", "nobody"] = "everyone"
+    groups: tuple[str, ...] = ()  # numbers of the ring groups it is a member of, in configuration order
+
+
+@dataclass(frozen=True)
+class FeatureCode:
+    name: str
+    code: str
+
+
+Contribution = Listener | Redirect | Endpoint | DhcpOption | Network | DnsName | Line | FeatureCode
+K = TypeVar("K", Listener, Redirect, Endpoint, DhcpOption, Network, DnsName, Line, FeatureCode)
 
 
 def collect(config, kind: type[K], lab: bool = False) -> list[K]:

@@ -22,9 +22,9 @@ FORWARD_FIELDS = {"forwardImmediate": "forward_always", "forwardBusy": "forward_
 
 
 class CtiServer:
-    def __init__(self, cfg: CtiConfig, users: list, extensions: dict, bus) -> None:
+    def __init__(self, cfg: CtiConfig, users: list, lines: list, bus) -> None:
         self.cfg, self.users, self.bus = cfg, users, bus
-        self.features = _features(extensions)
+        self.features = _features(lines)
         self.loop = asyncio.get_running_loop()
         self.model = CallModel(self._deliver)
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
@@ -59,10 +59,10 @@ class CtiServer:
             await server.wait_closed()
         self.pbx.close()
 
-    def reconfigure(self, cfg: CtiConfig, users: list, extensions: dict) -> None:
+    def reconfigure(self, cfg: CtiConfig, users: list, lines: list) -> None:
         self.cfg, self.users = cfg, users
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
-        new = _features(extensions)
+        new = _features(lines)
         for device in sorted(set(new) | set(self.features)):
             old_f, new_f = self.features.get(device, {}), new.get(device, {})
             for name in FORWARD_FIELDS:
@@ -143,6 +143,7 @@ class CtiServer:
                 "refused_connections": self.refused, **{f"{k}_port": v for k, v in self.ports.items()}}
 
 
-def _features(extensions: dict) -> dict[str, dict]:
-    return {ext: {"forwardImmediate": s.forward_always, "forwardBusy": s.forward_busy,
-                  "forwardNoAns": s.forward_no_answer, "dnd": s.dnd} for ext, s in extensions.items()}
+def _features(lines: list) -> dict[str, dict]:
+    """Forwarding and DND of each line (contributions.Line); no forwarding is None."""
+    return {line.extension: {"forwardImmediate": line.forward_always or None, "forwardBusy": line.forward_busy or None,
+                             "forwardNoAns": line.forward_no_answer or None, "dnd": line.dnd} for line in lines}

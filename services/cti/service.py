@@ -7,7 +7,7 @@ import ssl
 
 from appliance.apply import FieldError
 from appliance.certs import box_certificate
-from appliance.contributions import Listener
+from appliance.contributions import Line, Listener, collect
 from appliance.service import ApplyError, Service, Status
 
 from .config import CtiConfig
@@ -18,7 +18,7 @@ class CtiService(Service):
     name = "cti"
     title = "CTI server (CSTA)"
     Config = CtiConfig
-    depends_on = ("system", "users", "pbx")  # forwarding and DND come from the pbx section
+    depends_on = ("system", "users", "pbx")  # forwarding and DND: the PBX's Line contributions
     lab_enabled = False
     lab_host = "127.0.0.1"
 
@@ -65,7 +65,7 @@ class CtiService(Service):
         from appliance.bus import appliance_bus
         host, tcp, tls_port = self._where(config)
         tls = await asyncio.to_thread(self._tls, config) if tls_port is not None else None
-        server = CtiServer(config.cti, list(config.users), dict(config.pbx.extensions), appliance_bus(self.ctx))
+        server = CtiServer(config.cti, list(config.users), collect(config, Line, self.ctx.lab), appliance_bus(self.ctx))
         try:
             await server.start(host, tcp, tls_port, tls)
         except OSError as exc:
@@ -82,7 +82,7 @@ class CtiService(Service):
         if not self.enabled(config):
             await self.stop()
             return
-        self.server.reconfigure(config.cti, list(config.users), dict(config.pbx.extensions))
+        self.server.reconfigure(config.cti, list(config.users), collect(config, Line, self.ctx.lab))
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from appliance.apply import FieldError
 from appliance.certs import box_certificate
-from appliance.contributions import DnsName, Listener
+from appliance.contributions import DnsName, Endpoint, Listener
 from appliance.schema import CoreConfig
 from appliance.service import ApplyError, ChildSpec, Service, Status
 from services.mail import certwatch, dovecotconf, lmtp, mailstore
@@ -78,7 +78,8 @@ class MailService(Service):
         return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind],
                            section.max_connections_per_ip if kind in DOVECOT_LISTENERS else 0)
                   for kind, port in ports.items() if port),
-                DnsName("mail", comment="mail server")]
+                DnsName("mail", comment="mail server"),
+                *([Endpoint("smtp", ports["smtp"], ("tcp",))] if ports.get("smtp") else [])]
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

@@ -55,12 +55,12 @@ from typing import TYPE_CHECKING
 
 from appliance.apply import FieldError
 from appliance.certs import box_certificate, box_names
-from appliance.contributions import Endpoint, Listener
+from appliance.contributions import Endpoint, FeatureCode, Line, Listener
 from appliance.service import ApplyError, Service, Status
 
 from . import accounting, changes, secretary  # noqa: F401 (secretary registers its change kind, "screening")
 from .cdr import CdrStore, csv_text
-from .config import PbxConfig
+from .config import ExtensionSettings, PbxConfig
 from .cti_commands import register_changes
 from .recording.store import RecordingStore
 from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
@@ -114,7 +114,8 @@ class PbxService(Service):
                 media = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if lab else \
                     (cfg.webrtc_port_min, cfg.webrtc_port_max)
                 found.append(Listener("webrtc", "udp", media, None, "WebRTC media (browser phones)"))
-        return found
+        return found + lines(config) + [FeatureCode(name, getattr(cfg.feature_codes, name))
+                                        for name in ("pickup", "directed_pickup")]
 
     # -- life cycle -------------------------------------------------------------------------------
     def _settings(self, config: "CoreConfig"):
@@ -531,3 +532,20 @@ def _accounting_errors(cfg: PbxConfig, logins: set[str]) -> list[FieldError]:
 
 
 SERVICE = PbxService
+
+
+def lines(config: "CoreConfig") -> list[Line]:
+    """The phone line of every enabled user's extension, with its call handling (contributions.Line)."""
+    cfg: PbxConfig = config.pbx
+    groups: dict[str, list[str]] = {}
+    for group in cfg.groups:
+        for member in group.members:
+            groups.setdefault(member, []).append(group.number)
+    found = []
+    for user in config.users:
+        if not (user.enabled and user.extension):
+            continue
+        s = cfg.extensions.get(user.extension) or ExtensionSettings()
+        found.append(Line(user.extension, s.forward_always or "", s.forward_busy or "", s.forward_no_answer or "",
+                          s.dnd, s.blf_watchers, tuple(groups.get(user.extension, ()))))
+    return found

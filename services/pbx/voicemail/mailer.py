@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from email.utils import formataddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.contributions import Endpoint, collect
+
 from ..config import ExtensionSettings
 from .store import _write_json
 
@@ -67,10 +69,9 @@ class MailTarget:
 
     @classmethod
     def of(cls, config, lab: bool) -> "MailTarget":
-        mail = getattr(config, "mail", None)
-        port = mail.port(lab, "smtp") if mail is not None else 25
-        return cls(port, config.system.mail_domain, config.system.hostname, config.system.timezone,
-                   mail is not None and mail.enabled and port > 0)
+        smtp = [e.port for e in collect(config, Endpoint, lab) if e.name == "smtp"]  # the mail service's
+        return cls(smtp[0] if smtp else 25, config.system.mail_domain, config.system.hostname,
+                   config.system.timezone, bool(smtp))
 
 
 def duration_text(seconds: float) -> str:
