@@ -729,13 +729,15 @@ class Call:
         leg.sent_sdp = data
         return data
 
-    def _set_peer(self, leg: Leg, sdp: Sdp, relatch: bool = False) -> None:
-        """Media of `leg` is accepted from its SDP or signalling address only; `relatch`: its own new offer."""
+    def _set_peer(self, leg: Leg, sdp: Sdp, relatch: bool = False, new_party: bool = False) -> None:
+        """Media of `leg` is accepted from its SDP or signalling address only; `relatch`: its own new offer;
+        `new_party`: `leg` took over another party's side (the one who left is refused)."""
         m = sdp.audio()
         if m is None or leg.side is None:
             return
         pt = next((p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"), 0)
-        leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt), source=leg.flow[1], relatch=relatch)
+        leg.side.set_peer(sdp.address(m), m.port, m.clock_rate(pt), source=leg.flow[1], relatch=relatch,
+                          new_party=new_party)
         self.core.events.media_peer(self, sdp.address(m), leg.flow[1])
 
     def _watch_media(self) -> None:
@@ -1070,7 +1072,7 @@ class Call:
         transferor.side = None
         new = out.leg
         new.side, new.sdp = side, out.answer
-        self._set_peer(new, out.answer, relatch=True)  # the transferor's side now serves another party
+        self._set_peer(new, out.answer, new_party=True)  # the transferor's side now serves another party
         self._complete_transfer(transferor, transferee, new, number)
 
     def _complete_transfer(self, transferor: Leg, transferee: Leg, new, dialled: str) -> None:

@@ -95,12 +95,13 @@ class Side:
         self.relay.send({"op": op, "side": self.id, **fields})
 
     def set_peer(self, ip: str, port: int, clock_rate: int = 8000, source: str | None = None,
-                 relatch: bool = False) -> None:
+                 relatch: bool = False, new_party: bool = False) -> None:
         """Where the SDP says this party receives; media is accepted only from `ip` or `source` (its
-        signalling address), latched on the first packet; `relatch` (its own new offer) allows a new latch."""
+        signalling address), latched on the first packet; `relatch` (its own new offer) allows a new latch;
+        `new_party` (a transfer: another party takes this side) also refuses the address latched so far."""
         self.clock_rate = clock_rate
         self.relay.send({"op": "peer", "side": self.id, "ip": ip, "port": port, "rate": clock_rate,
-                         "source": source, "relatch": relatch})
+                         "source": source, "relatch": relatch or new_party, "new_party": new_party})
 
     def watch(self, seconds: float) -> None:
         """Report this side if its party sends nothing for `seconds` (0: stop watching)."""

@@ -29,7 +29,7 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
   {"op": "open", "id", "count"}               -> {"re", "sides": [[side, port], ...]}; random even ports
   {"op": "link", "side", "to"}                forward between two sides (former partners are unlinked)
                                               ("to" = "side": reflect, the echo test app:echo)
-  {"op": "peer", "side", "ip", "port", "rate", "source", "relatch"}
+  {"op": "peer", "side", "ip", "port", "rate", "source", "relatch", "new_party"}
                                               the party's SDP address, clock rate and signalling address:
                                               strict source, see engine.Side
   {"op": "watch", "side", "seconds"}          report the side once if its party sends nothing that long

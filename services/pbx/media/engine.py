@@ -107,6 +107,7 @@ class Side:
         self.peer: tuple[str, int] | None = None  # where its media goes: the SDP address, then the latched one
         self.peer_rtcp: tuple[str, int] | None = None
         self.latched = self.latched_rtcp = False
+        self.refused: tuple = (None, None)  # the exact RTP and RTCP sources of a party that left (a transfer)
         self.clock_rate = 8000
         self.stats = Stats()
         self.last_media = time.monotonic()
@@ -114,8 +115,11 @@ class Side:
         self.reported: tuple = ()
         self.tap: tap.Listen | None = None  # keys, recording, notice on a relayed side (tap.py)
 
-    def set_peer(self, ip: str, port: int, clock_rate: int, source: str | None, relatch: bool) -> None:
+    def set_peer(self, ip: str, port: int, clock_rate: int, source: str | None, relatch: bool,
+                 new_party: bool = False) -> None:
         self.clock_rate = clock_rate
+        if new_party:  # the party leaving may still send for a moment, maybe from the new one's address
+            self.refused = (self.peer if self.latched else None, self.peer_rtcp if self.latched_rtcp else None)
         if ip == "0.0.0.0" or not port:
             return  # on hold (RFC 2543 style) or rejected: keep the latched address
         self.allowed = frozenset(a for a in (ip, source) if a)
@@ -132,7 +136,7 @@ class Side:
                 if addr != self.peer_rtcp:
                     self.stats.rejected += 1
                     return
-            elif self.accepts(addr[0]):
+            elif addr != self.refused[1] and self.accepts(addr[0]):
                 self.peer_rtcp, self.latched_rtcp = addr, True
             else:
                 self.stats.rejected += 1
@@ -143,7 +147,7 @@ class Side:
                 if addr != self.peer:
                     self.stats.rejected += 1
                     return
-            elif self.accepts(addr[0]):
+            elif addr != self.refused[0] and self.accepts(addr[0]):
                 self.peer, self.latched = addr, True
             else:
                 self.stats.rejected += 1
@@ -255,7 +259,7 @@ class Engine:
             return  # closed meanwhile: nothing to do
         if op == "peer":
             side.set_peer(str(msg["ip"]), int(msg["port"]), max(1, int(msg.get("rate") or 8000)), msg.get("source"),
-                          bool(msg.get("relatch")))
+                          bool(msg.get("relatch")), bool(msg.get("new_party")))
         elif op == "link":
             self.link(side, self.sides.get(int(msg["to"])))
         elif op == "watch":

@@ -131,6 +131,35 @@ def test_strict_source_latches_only_the_party_and_relatches_on_its_reinvite():
     run(main())
 
 
+def test_a_transfer_target_behind_the_leaving_partys_address_is_latched_not_the_leaving_party():
+    """Phones behind one NAT (or on one host) share an address: after a transfer, a last packet of the
+    party that left must not latch the side that now serves the new party (its media was then refused)."""
+    async def main():
+        async with Relay() as relay:
+            alice, bob, carol = udp(ALICE), udp(BOB), udp(BOB)  # carol behind bob's address, another port
+            a, b = await relay.pair()
+            a.set_peer(ALICE, alice.getsockname()[1], source=ALICE)
+            b.set_peer(BOB, bob.getsockname()[1], source=BOB)
+            await relay.ping()
+            bob.sendto(rtp(0, 0xB), (RELAY, b.port))
+            bob.sendto(rtp(0, 0xB), (RELAY, b.port + 1))
+            await until(lambda: b.stats.forwarded == 1, what="bob latched")
+            b.set_peer(BOB, carol.getsockname()[1], source=BOB, new_party=True)  # carol takes bob's place
+            await relay.ping()
+            bob.sendto(rtp(1, 0xB), (RELAY, b.port))  # bob has not had the BYE yet
+            bob.sendto(rtp(1, 0xB), (RELAY, b.port + 1))
+            await until(lambda: b.stats.rejected == 2, what="the leaving party refused")
+            for seq in range(2, 5):
+                carol.sendto(rtp(seq, 0xC), (RELAY, b.port))
+                alice.sendto(rtp(seq, 0xA), (RELAY, a.port))
+            await until(lambda: b.stats.forwarded == 4 and a.stats.forwarded == 3, what="carol relayed")
+            assert [struct.unpack_from("!I", d, 8)[0] for d, _ in drain(alice)] == [0xB, 0xC, 0xC, 0xC]
+            assert len(drain(carol)) == 3 and len(drain(bob)) == 0  # alice's media reaches carol, not bob
+            for s in (alice, bob, carol):
+                s.close()
+    run(main())
+
+
 def test_silent_side_is_reported_once_and_watching_stops():
     async def main():
         seen = Relay()
