@@ -32,6 +32,7 @@ class ServiceRestarting(ApplyError):
 class ServiceClient:
     exposed: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()  # exposed methods that change the running service
+    blocking: tuple[str, ...] = ()  # exposed methods that wait on a daemon: the child runs them off its loop
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -314,11 +315,34 @@ class CtiClient(ServiceClient):
         return dict(self._call("sessions") or {})
 
 
+class VpnClient(ServiceClient):
+    """The VPN's live state (charon's SAs, WireGuard's peers) and its one action."""
+    exposed = ("live", "disconnect", "ca_pem")
+    actions = ("disconnect",)
+    blocking = ("live", "disconnect")
+
+    def live(self) -> dict:
+        """{"sas": charon's SAs (swanctl --list-sas), "sas_at": when listed, "peers": WireGuard's by public
+        key}; empty while not running. services/vpn/service.py makes the page's rows of them."""
+        found = dict(self._call("live") or {})
+        return {"sas": list(found.get("sas") or []), "sas_at": float(found.get("sas_at") or 0),
+                "peers": dict(found.get("peers") or {})}
+
+    def disconnect(self, unique_id: str) -> str:
+        """End a remote-access client's IKE SA: the user it was, "" if no longer connected; ApplyError if not ended."""
+        return str(self._call("disconnect", unique_id) or "")
+
+    def ca_pem(self) -> str:
+        """The remote-access certificate authority (PEM), "" before remote access was ever switched on."""
+        return str(self._call("ca_pem") or "")
+
+
 CLIENTS: dict[str, type[ServiceClient]] = {
     "dhcp": DhcpClient, "dns": DnsClient, "provisioning": ProvisioningClient, "mail": MailClient,
-    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient,
+    "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient, "vpn": VpnClient,
 }
 EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
+BLOCKING: dict[str, tuple[str, ...]] = {name: cls.blocking for name, cls in CLIENTS.items()}
 
 
 def client_for(service: Service) -> ServiceClient:

@@ -204,7 +204,7 @@ def _die_with_parent() -> None:
 
 
 async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
-    from appliance.clients import EXPOSED
+    from appliance.clients import BLOCKING, EXPOSED
     from services import discover
 
     bus = RemoteBus()
@@ -225,7 +225,10 @@ async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
         if op == "status":
             return vars(service.status())
         if op == "call" and request.get("method") in EXPOSED.get(name, ()):
-            return getattr(service, request["method"])(*request.get("args", []))
+            method = getattr(service, request["method"])
+            if request["method"] in BLOCKING.get(name, ()):
+                return await asyncio.to_thread(method, *request.get("args", []))
+            return method(*request.get("args", []))
         raise ValueError(f"unknown request {op!r} {request.get('method') or ''}".strip())
 
     server = await rpc.serve(rpc_path, handle)

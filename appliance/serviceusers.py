@@ -8,6 +8,7 @@
     officebox-cti           none, group officebox-tls (CSTA over TLS with the box key; ports above 1024)
     proxy                   none (Squid's own user)
     mail                    stays root (Dovecot's master starts as root and drops to vmail itself)
+    vpn                     stays root (charon's vici socket, WireGuard's netlink)
     officebox-<other>       none (a service without an entry in PRIVILEGES)
 
 The appliance (root) execs the child through util-linux `setpriv`: its uid/gid, no other groups but
@@ -60,6 +61,9 @@ PRIVILEGES: dict[str, Privileges] = {
     # Dovecot's master must start as root: it binds the IMAP/POP3 ports, chroots its login processes
     # and switches the mail processes to vmail; the mail service process that runs it stays root
     "mail": Privileges(root=True),
+    # charon (the supervisor's child) is root and its vici socket root's; the VPN process asks it for the SAs
+    # and sets up WireGuard (netlink, xfrm): it stays root, in a process of its own
+    "vpn": Privileges(root=True),
 }
 
 

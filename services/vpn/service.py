@@ -264,28 +264,7 @@ class VpnService(Service):
     def tunnels(self, config=None) -> list[dict]:
         """Every configured tunnel (of `config`, default the running one) with its live state."""
         config = config or self._config
-        if config is None:
-            return []
-        sas = self._sas if self._config is not None else []
-        rows = []
-        for tunnel in config.vpn.tunnels:
-            mine = [sa for sa in sas if sa["name"] == tunnel.name]
-            established = [sa for sa in mine if sa.get("state") == "ESTABLISHED"]
-            children = [c for sa in established for c in sa.get("child-sas", {}).values()
-                        if isinstance(c, dict) and c.get("state") == "INSTALLED"]
-            state = ("off" if not tunnel.enabled else "up" if children else
-                     "connecting" if mine else "down")
-            rows.append({
-                "name": tunnel.name, "peer": tunnel.peer, "state": state,
-                "up_seconds": max((int(sa.get("established", 0)) for sa in established), default=0),
-                "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
-                "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children),
-                "packets_in": sum(int(c.get("packets-in", 0)) for c in children),
-                "packets_out": sum(int(c.get("packets-out", 0)) for c in children),
-                "algorithm": "/".join(filter(None, (established[0].get("encr-alg"), established[0].get(
-                    "prf-alg"), established[0].get("dh-group")))) if established else "",
-            })
-        return rows
+        return tunnel_rows(config, self._sas if self._config is not None else []) if config is not None else []
 
     def refresh(self) -> None:
         """Ask charon for the live SAs (blocking: from a worker thread or a web request)."""
@@ -295,41 +274,36 @@ class VpnService(Service):
         except swanctl.SwanctlError as exc:
             self._sas, self.error = [], str(exc)
 
+    def _peers(self) -> dict[str, dict]:
+        """WireGuard's live peers by public key (blocking)."""
+        wg = self.wireguard(self._config) if self._config is not None else None
+        if wg is None or not wg.exists():
+            return {}
+        return {p.public_key: {"endpoint": p.endpoint, "latest_handshake": p.latest_handshake,
+                               "rx_bytes": p.rx_bytes, "tx_bytes": p.tx_bytes} for p in wg.peers()}
+
     def devices(self, config=None) -> list[dict]:
         """Every WireGuard device (of `config`, default the running one) with its live state (blocking)."""
         config = config or self._config
-        wg = self.wireguard(config) if config is not None and self._config is not None else None
-        live = {p.public_key: p for p in wg.peers()} if wg is not None and wg.exists() else {}
-        allowed = {d.public_key for d in allowed_devices(config)} if config is not None else set()
-        rows = []
-        for device in config.vpn.wireguard.devices if config is not None else []:
-            peer = live.get(device.public_key)
-            rows.append({"user": device.user, "name": device.name, "address": str(device.address),
-                         "allowed": device.public_key in allowed, "endpoint": peer.endpoint if peer else "",
-                         "latest_handshake": peer.latest_handshake if peer else 0,
-                         "rx_bytes": peer.rx_bytes if peer else 0, "tx_bytes": peer.tx_bytes if peer else 0})
-        return rows
+        return device_rows(config, self._peers()) if config is not None else []
 
     def clients(self) -> list[dict]:
-        """The connected IKEv2 remote-access clients (as of the last refresh): who, their virtual and
-        outside address, since when (epoch seconds) and their traffic."""
-        rows = []
-        for sa in self._sas if self._config is not None else []:
-            if sa["name"] != ROAD_WARRIORS or sa.get("state") != "ESTABLISHED":
-                continue
-            children = [c for c in sa.get("child-sas", {}).values() if isinstance(c, dict)]
-            rows.append({"id": sa.get("uniqueid", ""), "user": sa.get("remote-eap-id") or sa.get("remote-id", ""),
-                         "virtual_ip": ", ".join(sa.get("remote-vips", [])),
-                         "outside": f"{sa.get('remote-host', '')}:{sa.get('remote-port', '')}",
-                         "since": int(self._sas_at - int(sa.get("established", 0))),
-                         "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
-                         "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children)})
-        return rows
+        return client_rows(self._sas if self._config is not None else [], self._sas_at)
 
     def wireguard_peers(self, config=None) -> list[dict]:
-        """WireGuard devices that shook hands in the last WG_CONNECTED seconds (blocking)."""
-        now = time.time()
-        return [d for d in self.devices(config) if d["latest_handshake"] and now - d["latest_handshake"] < WG_CONNECTED]
+        return connected(self.devices(config))
+
+    def live(self) -> dict:
+        """What charon and WireGuard report now, for rows made with the caller's configuration
+        (tunnel_rows, device_rows, client_rows; appliance.clients.VpnClient; blocking)."""
+        if self._config is None:
+            return {"sas": [], "sas_at": 0.0, "peers": {}}
+        self.refresh()
+        return {"sas": self._sas, "sas_at": self._sas_at, "peers": self._peers()}
+
+    def ca_pem(self) -> str:
+        ca = self.pki.ca
+        return ca.read_text() if ca.exists() else ""
 
     def disconnect(self, unique_id: str) -> str:
         """End one remote-access client's IKE SA; the user it was, or "" when no such client is connected."""
@@ -337,10 +311,13 @@ class VpnService(Service):
         client = next((c for c in self.clients() if c["id"] == unique_id), None)
         if client is None:
             return ""
-        swanctl.terminate_id(self.paths, unique_id)
+        try:
+            swanctl.terminate_id(self.paths, unique_id)
+        except swanctl.SwanctlError as exc:
+            raise ApplyError(str(exc)) from exc
         self.refresh()
         if any(c["id"] == unique_id for c in self.clients()):
-            raise swanctl.SwanctlError(f"charon did not end the connection of {client['user']}")
+            raise ApplyError(f"charon did not end the connection of {client['user']}")
         return client["user"]
 
     def status(self) -> Status:
@@ -368,3 +345,62 @@ def _is_address(value: str) -> bool:
 
 def _inside(address: str, nets: list[ipaddress.IPv4Network]) -> bool:
     return _is_address(address) and any(ipaddress.IPv4Address(address) in net for net in nets)
+
+
+def tunnel_rows(config, sas: list[dict]) -> list[dict]:
+    """Every tunnel of `config` with its state in charon's SAs `sas` (swanctl --list-sas)."""
+    rows = []
+    for tunnel in config.vpn.tunnels:
+        mine = [sa for sa in sas if sa["name"] == tunnel.name]
+        established = [sa for sa in mine if sa.get("state") == "ESTABLISHED"]
+        children = [c for sa in established for c in sa.get("child-sas", {}).values()
+                    if isinstance(c, dict) and c.get("state") == "INSTALLED"]
+        state = ("off" if not tunnel.enabled else "up" if children else
+                 "connecting" if mine else "down")
+        rows.append({
+            "name": tunnel.name, "peer": tunnel.peer, "state": state,
+            "up_seconds": max((int(sa.get("established", 0)) for sa in established), default=0),
+            "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
+            "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children),
+            "packets_in": sum(int(c.get("packets-in", 0)) for c in children),
+            "packets_out": sum(int(c.get("packets-out", 0)) for c in children),
+            "algorithm": "/".join(filter(None, (established[0].get("encr-alg"), established[0].get(
+                "prf-alg"), established[0].get("dh-group")))) if established else "",
+        })
+    return rows
+
+
+def device_rows(config, peers: dict[str, dict]) -> list[dict]:
+    """Every WireGuard device of `config` with its live figures in `peers` (by public key)."""
+    allowed = {d.public_key for d in allowed_devices(config)}
+    rows = []
+    for device in config.vpn.wireguard.devices:
+        peer = peers.get(device.public_key) or {}
+        rows.append({"user": device.user, "name": device.name, "address": str(device.address),
+                     "allowed": device.public_key in allowed, "endpoint": peer.get("endpoint", ""),
+                     "latest_handshake": peer.get("latest_handshake", 0),
+                     "rx_bytes": peer.get("rx_bytes", 0), "tx_bytes": peer.get("tx_bytes", 0)})
+    return rows
+
+
+def client_rows(sas: list[dict], sas_at: float) -> list[dict]:
+    """The connected IKEv2 remote-access clients in `sas` (listed at `sas_at`): who, their virtual and
+    outside address, for how long (seconds) and their traffic."""
+    rows = []
+    for sa in sas:
+        if sa["name"] != ROAD_WARRIORS or sa.get("state") != "ESTABLISHED":
+            continue
+        children = [c for c in sa.get("child-sas", {}).values() if isinstance(c, dict)]
+        rows.append({"id": sa.get("uniqueid", ""), "user": sa.get("remote-eap-id") or sa.get("remote-id", ""),
+                     "virtual_ip": ", ".join(sa.get("remote-vips", [])),
+                     "outside": f"{sa.get('remote-host', '')}:{sa.get('remote-port', '')}",
+                     "since": int(sas_at - int(sa.get("established", 0))),
+                     "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
+                     "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children)})
+    return rows
+
+
+def connected(devices: list[dict]) -> list[dict]:
+    """The devices that shook hands in the last WG_CONNECTED seconds."""
+    now = time.time()
+    return [d for d in devices if d["latest_handshake"] and now - d["latest_handshake"] < WG_CONNECTED]

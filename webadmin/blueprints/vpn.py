@@ -7,8 +7,9 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
+from appliance.service import ApplyError
 from services.vpn import profiles
-from services.vpn.swanctl import SwanctlError
+from services.vpn.service import VpnService, client_rows, connected, device_rows, tunnel_rows
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
 from webadmin.core import N_
@@ -17,8 +18,16 @@ bp = Blueprint("vpn", __name__, url_prefix="/vpn")
 NAV = [(N_("Network"), N_("VPN"), "vpn.index")]
 
 
-def _service():
-    return core.runtime().services.get("vpn")
+def _client():
+    """The VPN's typed client (appliance.clients.VpnClient), whichever process runs it; None without one."""
+    return core.runtime().client("vpn")
+
+
+def _ca_pem(vpn) -> str:
+    try:
+        return vpn.ca_pem() if vpn is not None else ""
+    except ApplyError:
+        return ""
 
 
 def _list(field: str) -> list[str]:
@@ -27,18 +36,21 @@ def _list(field: str) -> list[str]:
 
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
-    svc = _service()
-    tunnels, devices, clients, peers = [], [], [], []
-    if svc is not None:
-        svc.refresh()
-        tunnels, devices = svc.tunnels(config), svc.devices(config)
-        clients, peers = svc.clients(), svc.wireguard_peers(config)
+    vpn = _client()
+    live = {"sas": [], "sas_at": 0.0, "peers": {}}
+    if vpn is not None:
+        try:
+            live = vpn.live()
+        except ApplyError as exc:
+            flash(str(exc), "error")
+    tunnels, devices = tunnel_rows(config, live["sas"]), device_rows(config, live["peers"])
+    clients, peers = client_rows(live["sas"], live["sas_at"]), connected(devices)
     status = core.runtime().status().get("vpn")
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
-                           ca_ready=svc is not None and svc.pki.ca.exists(), errors=errors or {}, general=general or [],
+                           ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
 
@@ -158,7 +170,7 @@ def details_response(config, login: str) -> Response:
     account = next((a for a in config.vpn.remote_access.accounts if a.user == login), None)
     if account is None:
         abort(404)
-    server = _service().server_id(config) if _service() else config.vpn.remote_access.server_name
+    server = VpnService.server_id(config)
     text = (f"OfficeBox VPN (IKEv2) for {login}\n\nServer: {server}\nRemote ID: {server}\n"
             f"Authentication: username and password (EAP-MSCHAPv2)\nUsername: {login}\n"
             f"Password: {account.password_secret}\n\nThe profiles for Apple, Windows and Android devices "
@@ -178,10 +190,10 @@ def account_details(login: str):
 @core.admin_required
 def disconnect(unique_id: str):
     """End a connected IKEv2 client's IKE SA (it may connect again: to bar a user, take their VPN right)."""
-    svc = _service()
+    vpn = _client()
     try:
-        user = svc.disconnect(unique_id) if svc is not None and unique_id.isdigit() else ""
-    except SwanctlError as exc:
+        user = vpn.disconnect(unique_id) if vpn is not None and unique_id.isdigit() else ""
+    except ApplyError as exc:
         flash(str(exc), "error")
         return redirect(url_for("vpn.index"))
     if user:
@@ -193,10 +205,11 @@ def disconnect(unique_id: str):
 
 def profile_response(config, login: str, kind: str) -> Response:
     """`login`'s IKEv2 profile of one kind (profiles.KINDS) as a download; 404 without an account or CA."""
-    svc = _service()
-    if kind not in profiles.KINDS or svc is None or not svc.pki.ca.exists():
+    vpn = _client()
+    ca = _ca_pem(vpn)
+    if kind not in profiles.KINDS or not ca:
         abort(404)
-    profile = profiles.for_user(config, svc.pki.ca.read_bytes(), svc.server_id(config), login)
+    profile = profiles.for_user(config, ca.encode(), VpnService.server_id(config), login)
     if profile is None:
         abort(404)
     make, mimetype, suffix = profiles.KINDS[kind]
@@ -214,11 +227,11 @@ def account_profile(login: str, kind: str):
 @bp.route("/ca.pem")
 @core.admin_required
 def ca():
-    svc = _service()
-    if svc is None or not svc.pki.ca.exists():
+    ca = _ca_pem(_client())
+    if not ca:
         flash(_("The VPN certificate authority is made when IKEv2 remote access is switched on."), "error")
         return redirect(url_for("vpn.index"))
-    return Response(svc.pki.ca.read_bytes(), mimetype="application/x-pem-file",
+    return Response(ca, mimetype="application/x-pem-file",
                     headers={"Content-Disposition": 'attachment; filename="officebox-vpn-ca.pem"'})
 
 
