@@ -5,6 +5,7 @@
     officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
     officebox-ntp           none (chronyd is the supervisor's child)
     officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it)
+    officebox-firewall      CAP_NET_ADMIN (nft loads the ruleset and writes the media sets)
     officebox-cti           none, group officebox-tls (CSTA over TLS with the box key; ports above 1024)
     proxy                   none (Squid's own user)
     mail                    stays root (Dovecot's master starts as root and drops to vmail itself)
@@ -64,6 +65,7 @@ PRIVILEGES: dict[str, Privileges] = {
     # charon (the supervisor's child) is root and its vici socket root's; the VPN process asks it for the SAs
     # and sets up WireGuard (netlink, xfrm): it stays root, in a process of its own
     "vpn": Privileges(root=True),
+    "firewall": Privileges(("net_admin",)),  # nft: netlink to the kernel's tables, nothing else
 }
 
 
