@@ -963,18 +963,18 @@ class Call:
                 offer = transferee.sdp.copy()
                 m = offer.audio()
                 m.formats = [p for p in m.formats if p == used or m.codec(p) == "TELEPHONE-EVENT"]
-                fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-                target.ack = None
-                target.send(target.with_session(target.new_request("INVITE", self.sdp_for(target, offer))),
-                            lambda r: fut.set_result(r) if r.status >= 200 and not fut.done() else None)
-                resp = await asyncio.wait_for(fut, 40)
-                if not 200 <= resp.status < 300:
+                if not await self._reinvite(target, offer):
                     self._notify(transferor, 488, "Not Acceptable Here", True)
                     return
-                target.send_ack(resp)
-                target.session_refreshed()
-                target.sdp = Sdp.parse(resp.body)
-                self._set_peer(target, target.sdp)
+            if transferor.sdp is not None and _held(transferor.sdp) and transferee.sdp is not None:
+                # the transferor held the transferee while it consulted: it is asked to send again
+                offer = transferee.sdp.copy()
+                offer.direction = None
+                for m in offer.media:
+                    m.direction = "sendrecv" if m.kind == "audio" else m.direction
+                if not await self._reinvite(transferee, offer):
+                    self._notify(transferor, 488, "Not Acceptable Here", True)
+                    return
         except (TimeoutError, SdpError):
             self._notify(transferor, 500, "Server Internal Error", True)
             return
@@ -1000,6 +1000,9 @@ class Call:
             transferor.side.close()
             transferor.side = None
         self.ring_side = None
+        if self.hold_music is not None:  # the held transferee's music stops: it talks to the target now
+            self.hold_music.stop(relink=False)
+            self.hold_music = None
         self.core.relay.link(transferee.side, target.side)
         self.core.events.device(target.extension, other_call, "cleared", initiator=target is other_call.a,
                                 peer=replaced.label)  # it leaves its call for ours
@@ -1013,6 +1016,21 @@ class Call:
                                 peer=transferee.label)
         self.announce("transferred")
         self._watch_media()
+
+    async def _reinvite(self, leg: Leg, offer: Sdp) -> bool:
+        """Re-INVITE `leg` with `offer` (its media toward our relay side): True once it accepted."""
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        leg.ack = None
+        leg.send(leg.with_session(leg.new_request("INVITE", self.sdp_for(leg, offer))),
+                 lambda r: fut.set_result(r) if r.status >= 200 and not fut.done() else None)
+        resp = await asyncio.wait_for(fut, 40)
+        if not 200 <= resp.status < 300:
+            return False
+        leg.send_ack(resp)
+        leg.session_refreshed()
+        leg.sdp = Sdp.parse(resp.body)
+        self._set_peer(leg, leg.sdp)
+        return True
 
     async def hand_to_application(self, leaving: Leg, destination: str) -> None:
         """`leaving`'s place in this call goes to the application at `destination`, as in a blind
