@@ -256,11 +256,13 @@ class PbxService(Service):
         cfg: PbxConfig = config.pbx
         if cfg.webrtc:
             from .webrtc.gateway import WebRtcGateway
+            from .webrtc.watchdog import end_browser_calls
             ports = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if self.ctx.lab else \
                 (cfg.webrtc_port_min, cfg.webrtc_port_max)
             relay_host = self.core.relay.host
             gateway = WebRtcGateway(self.core.stack.local_ip, relay_host if relay_host != "0.0.0.0" else "127.0.0.1",
                                     *ports)
+            gateway.watchdog.on_lost = lambda: end_browser_calls(self.core)
             self.core.stack.transports.ws.gateway = gateway  # its process starts with the first browser call
         log.info("SIP over WebSocket on wss://%s:%s/ws", host, self.ws_port)
 
@@ -485,6 +487,9 @@ class PbxService(Service):
             "calls_total": core.counters["calls"], "malformed_messages": core.stack.counters["malformed"],
             "trunks_registered": sum(1 for t in core.trunks.values() if t.registered),
         }
+        ws = core.stack.transports.ws
+        if ws is not None and ws.gateway is not None:
+            figures.update({f"webrtc_gateway_{k}": v for k, v in ws.gateway.status().items()})
         down = [t.trunk.name for t in core.trunks.values() if t.trunk.registration and not t.registered]
         health = "degraded" if down else "ok"
         summary = f"{figures['registered_extensions']} extensions registered, {len(calls)} calls"

@@ -11,6 +11,7 @@ let ua = null;
 let registerer = null;
 let session = null;      // the call in progress (ours or answered)
 let incoming = null;     // an invitation ringing, not yet answered
+let first = null;        // attended transfer: the call on hold while `session` consults the target
 let held = false;
 let muted = false;
 let online = false;
@@ -30,7 +31,10 @@ function controls() {
   $("phone-hangup").disabled = session === null;
   $("phone-hold").disabled = !inCall;
   $("phone-mute").disabled = !inCall;
-  $("phone-transfer").disabled = !inCall;
+  $("phone-transfer").disabled = !inCall || first !== null;
+  $("phone-consult").disabled = !inCall || first !== null;
+  $("phone-complete").disabled = !inCall || first === null;
+  $("phone-complete").hidden = first === null;
   $("phone-hold").textContent = say(held ? "resume" : "hold");
   $("phone-mute").textContent = say(muted ? "unmute" : "mute");
   $("phone-incoming").hidden = incoming === null;
@@ -101,22 +105,32 @@ function follow(s, direction) {
       answered = true;
       held = muted = false;
       playRemote(s);
-      state("in_call", "success", { who: peerName(s) });
+      if (first !== null) state("consulting", "success", { who: peerName(s), held: peerName(first) });
+      else state("in_call", "success", { who: peerName(s) });
     } else if (next === SessionState.Terminated) {
-      if (session === s) session = null;
       if (incoming === s) incoming = null;
-      held = muted = false;
-      $("phone-audio").srcObject = null;
+      if (first === s) first = null;  // the held party left during the consultation
+      muted = false;
       const outcome = s.transferredTo ? say("transferred", { who: s.transferredTo }) : say(answered ? "answered" : "missed");
       log(direction, peerName(s), outcome);
-      state(online ? "registered" : "offline", online ? "success" : "warning");
+      if (session === s && first !== null && !first.transferredTo) {
+        session = first;  // the consultation ended: back to the held call, still on hold
+        first = null;
+        held = true;
+        state("on_hold", "warning", { who: peerName(session) });
+      } else if (session === s || session === null) {
+        session = null;
+        held = false;
+        $("phone-audio").srcObject = null;
+        state(online ? "registered" : "offline", online ? "success" : "warning");
+      }
     }
     controls();
   });
 }
 
-async function call(number) {
-  if (!number || session !== null || !(await microphoneAllowed())) return;
+async function call(number, consulting = false) {
+  if (!number || (session !== null && !consulting) || !(await microphoneAllowed())) return;
   const target = UserAgent.makeURI(`sip:${number}@${ua.configuration.uri.host}`);
   if (!target) return;
   const inviter = new Inviter(ua, target, { sessionDescriptionHandlerOptions: mediaOptions() });
@@ -187,6 +201,36 @@ function transfer() {
   const transferred = session;
   transferred.refer(target, { requestDelegate: { onAccept: () => {
     transferred.transferredTo = number;  // the box connects the other party to `number` and ends our call
+  } } }).catch(() => {});
+}
+
+// attended transfer: hold the call, talk to the target, then join the two (REFER with Replaces)
+async function consult() {
+  const number = $("phone-transfer-to").value.trim();
+  if (!number || session === null || first !== null || session.state !== SessionState.Established) return;
+  if (!held) await toggleHold();
+  if (!held) return;  // the hold was refused: no consultation
+  first = session;
+  session = null;
+  held = false;
+  await call(number, true);
+  if (session === null) {  // no call placed (microphone refused): back to the held call
+    session = first;
+    first = null;
+    held = true;
+  }
+  state("consulting", "info", { who: number, held: peerName(first ?? session) });
+  controls();
+}
+
+function completeTransfer() {
+  const held_call = first;
+  const target = session;
+  if (held_call === null || target === null || target.state !== SessionState.Established) return;
+  held_call.refer(target, { requestDelegate: { onAccept: () => {
+    // the box joins the two parties and ends both our calls
+    held_call.transferredTo = peerName(target);
+    target.transferredTo = peerName(held_call);
   } } }).catch(() => {});
 }
 
@@ -274,6 +318,8 @@ $("phone-decline").addEventListener("click", decline);
 $("phone-hold").addEventListener("click", toggleHold);
 $("phone-mute").addEventListener("click", toggleMute);
 $("phone-transfer").addEventListener("click", transfer);
+$("phone-consult").addEventListener("click", consult);
+$("phone-complete").addEventListener("click", completeTransfer);
 $("phone-dialpad").addEventListener("click", (event) => { if (event.target.dataset.key) key(event.target.dataset.key); });
 $("phone-speaker").addEventListener("change", () => {
   const audio = $("phone-audio");

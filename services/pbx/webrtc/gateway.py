@@ -22,6 +22,7 @@ from ..sdp import SdpError
 from ..sip import message as sipmsg
 from ..sip.message import ParseError, Request
 from . import sdp as wsdp
+from .watchdog import Watchdog
 
 log = logging.getLogger("officebox.pbx.webrtc")
 ENGINE = Path(__file__).resolve().parent / "engine.py"
@@ -67,6 +68,7 @@ class WebRtcGateway:
         self._pending: dict[int, asyncio.Future] = {}
         self._sock: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self.watchdog = Watchdog(self.ensure_running)  # the PBX sets its on_lost (ends those calls)
 
     # -- the process ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -88,7 +90,27 @@ class WebRtcGateway:
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
         await self._request({"op": "ping"})
 
+    @property
+    def running(self) -> bool:
+        return self._sock is not None and self._proc is not None and self._proc.returncode is None
+
+    async def ensure_running(self) -> None:
+        """Start the process (if it is not running) and have the watchdog follow it."""
+        if not self.running:
+            for _ in range(40):  # a process just killed: its control socket's end is read first
+                if self._sock is None:
+                    break
+                await asyncio.sleep(0.05)
+            await self.start()
+            self.watchdog.watch(self._proc)
+
+    def status(self) -> dict:
+        """The gateway's state for the PBX's status: counters, sessions, the watchdog's figures."""
+        return {**self.counters, "running": self.running, "browser_calls": len(self.legs),
+                **self.watchdog.figures()}
+
     async def close(self) -> None:
+        self.watchdog.stop()
         sock, self._sock = self._sock, None
         if sock is not None:
             asyncio.get_running_loop().remove_reader(sock.fileno())
@@ -170,8 +192,9 @@ class WebRtcGateway:
         if leg is None or leg.flow != flow:
             if len(self.legs) >= MAX_SESSIONS or sum(1 for v in self.legs.values() if v.flow == flow) >= MAX_PER_FLOW:
                 raise OSError("too many browser calls at once")
-            if self._sock is None:
-                await self.start()  # the process starts with the first browser call (again if it died)
+            if self.watchdog.backing_off:
+                raise OSError("the WebRTC gateway died and starts again in a moment")
+            await self.ensure_running()  # the process starts with the first browser call
             sid = next(self._ids)
             host = self.host_for(flow[1])
             info = await self._request({"op": "open", "session": sid, "host": host, "min": self.port_min,
