@@ -2,7 +2,8 @@
 microphone) with real baresip desk phones: the browser consults a second phone while the first is held,
 then joins them (REFER with Replaces) and leaves; each desk phone then hears the other's tone. A gateway
 process killed with SIGKILL ends the browser's call on both sides (BYE), is started again by the PBX
-(the status counts it), and the next browser call has media again."""
+(the status counts it), and the next browser call has media again, its RTCP reports crossing the
+gateway both ways."""
 from __future__ import annotations
 
 import os
@@ -41,6 +42,16 @@ class ToneBaresip(RecordingBaresip):
         """The strongest frequency of the last seconds it heard."""
         samples, rate = self.heard()
         return peak_frequency(samples[-int(seconds * rate):], rate)
+
+
+REMOTE_REPORTS_JS = """async () => {
+  const report = await window.webphone.session.sessionDescriptionHandler.peerConnection.getStats();
+  const found = {};
+  report.forEach((r) => {
+    if (r.type === "remote-inbound-rtp" || r.type === "remote-outbound-rtp") found[r.type] = r;
+  });
+  return found;
+}"""
 
 
 def _ready(page, server_url: str) -> None:
@@ -131,5 +142,13 @@ def test_a_killed_gateway_ends_its_calls_is_restarted_and_serves_the_next_call(b
         expect(state).to_have_attribute("data-state", "in_call")
         bob.wait_rtp(rx=100, tx=50, timeout=20)
         assert _until(lambda: gateway.counters["established"] == 2)
+
+        # RTCP crosses the gateway both ways: bob gets the browser's reports, the browser bob's
+        report = bob.wait_for("CALL_RTCP", timeout=15)["rtcp_stats"]
+        assert report["rx"]["sent"] > 0  # the packet count of the browser's sender report
+        reports = _until(lambda: (r := page.evaluate(REMOTE_REPORTS_JS)) and len(r) == 2 and r, 15)
+        assert reports["remote-outbound-rtp"]["packetsSent"] > 0  # bob's sender report
+        assert reports["remote-inbound-rtp"]["roundTripTimeMeasurements"] >= 1  # bob's receiver report
+        assert _until(lambda: min(gateway.figures[max(gateway.figures)][3:]) > 0)  # counted each way
         page.click("#phone-hangup")
         bob.wait_for("CALL_CLOSED")

@@ -13,7 +13,12 @@ Run by the PBX as `python -I engine.py <fd>`; driven over that SOCK_SEQPACKET so
   {"op": "close", "session"};  {"op": "ping", "id"} -> {"re"}
 Events: {"ev": "up", "session", "setup_ms"}; {"ev": "failed", "session", "reason"}: ice_timeout,
 dtls_timeout, dtls_error, fingerprint (the browser's certificate is not the one its SDP named), dtls_closed;
-{"ev": "stats", "sessions": [[session, from browser, to browser, dropped]]} every second.
+{"ev": "stats", "sessions": [[session, from browser, to browser, dropped, RTCP to the relay side, RTCP to the
+browser]]} every second.
+RTCP: the browser's (SRTCP, muxed) goes unprotected to the relay side's port + 1, from our plain port + 1; the
+far side's comes back protected: each end's sender and receiver reports reach the other, which they describe
+(SSRCs, sequence numbers and timestamps pass through untouched). Not while transcoding (Opus): the gateway then
+renumbers the packets, so reports would lie; each side then goes without the other's reports.
 A session whose ICE or DTLS does not complete within SETUP_TIMEOUT is closed and reported.
 """
 from __future__ import annotations
@@ -143,6 +148,7 @@ class Session:
         self.up = False
         self.closed = False
         self.sent = self.received = self.dropped = 0
+        self.rtcp_out = self.rtcp_in = 0  # RTCP passed to the relay side / to the browser
         self.outbound: Srtp | None = None
         self.inbound: Srtp | None = None
         self.transcoder: Transcoder | None = None
@@ -150,12 +156,16 @@ class Session:
         self.dtls.set_accept_state()
         self.dtls.set_ciphertext_mtu(MTU)
         self.sock = _bind_in_range(host, lo, hi)
-        self.plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.plain.bind((plain_host, 0))
-        for s in (self.sock, self.plain):
+        try:
+            self.plain, self.plain_rtcp = _bind_pair(plain_host)
+        except OSError:
+            self.sock.close()
+            raise
+        for s in (self.sock, self.plain, self.plain_rtcp):
             s.setblocking(False)
         engine.sel.register(self.sock, selectors.EVENT_READ, (self, "browser"))
         engine.sel.register(self.plain, selectors.EVENT_READ, (self, "plain"))
+        engine.sel.register(self.plain_rtcp, selectors.EVENT_READ, (self, "plain_rtcp"))
 
     # -- from the browser -----------------------------------------------------------------------------
     def from_browser(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -231,11 +241,18 @@ class Session:
                 return
 
     def _media_in(self, data: bytes) -> None:
-        if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP on the muxed port: checked, not forwarded
+        if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP on the muxed port
             try:
-                self.inbound.unprotect_rtcp(data)
+                rtcp = self.inbound.unprotect_rtcp(data)
             except SrtpError:
                 self.dropped += 1
+                return
+            if self.transcoder is None and self.plain_peer is not None:
+                try:
+                    self.plain_rtcp.sendto(rtcp, (self.plain_peer[0], self.plain_peer[1] + 1))
+                    self.rtcp_out += 1
+                except OSError:
+                    self.dropped += 1
             return
         try:
             rtp = self.inbound.unprotect(data)
@@ -279,6 +296,20 @@ class Session:
         except (SrtpError, OSError):
             self.dropped += 1
 
+    def from_plain_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The far side's RTCP (its relay side's port + 1), protected toward the browser. Not while
+        transcoding: the sequence numbers and timestamps its reports speak of are not the browser's."""
+        if not self.up or self.browser is None or self.transcoder is not None or len(data) < 8 \
+                or data[0] >> 6 != 2 or not 200 <= data[1] <= 206 \
+                or self.plain_peer is None or addr[0] != self.plain_peer[0]:
+            self.dropped += 1
+            return
+        try:
+            self.sock.sendto(self.outbound.protect_rtcp(data), self.browser)
+            self.rtcp_in += 1
+        except (SrtpError, OSError):
+            self.dropped += 1
+
     # -- timers and the end ---------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         if self.up:
@@ -304,7 +335,7 @@ class Session:
             return
         self.closed = True
         self.engine.sessions.pop(self.id, None)
-        for s in (self.sock, self.plain):
+        for s in (self.sock, self.plain, self.plain_rtcp):
             self.engine.sel.unregister(s)
             s.close()
         for srtp in (self.outbound, self.inbound):
@@ -325,6 +356,24 @@ def _bind_in_range(host: str, lo: int, hi: int) -> socket.socket:
         except OSError:
             sock.close()
     raise OSError(f"no free WebRTC port in {lo}-{hi}")
+
+
+def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on ports p (even) and p + 1 (RTP and its RTCP, as the relay sends it: RFC 3550)."""
+    for _ in range(64):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind((host, 0))
+        port = rtp.getsockname()[1]
+        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if port % 2 == 0:
+                rtcp.bind((host, port + 1))
+                return rtp, rtcp
+        except OSError:
+            pass
+        rtp.close()
+        rtcp.close()
+    raise OSError("no free RTP/RTCP port pair for the relay side")
 
 
 class Engine:
@@ -396,8 +445,10 @@ class Engine:
                         break
                     if side == "browser":
                         session.from_browser(data, addr)
-                    else:
+                    elif side == "plain":
                         session.from_plain(data, addr)
+                    else:
+                        session.from_plain_rtcp(data, addr)
             now = time.monotonic()
             if now - last_tick >= TICK:
                 last_tick = now
@@ -405,7 +456,7 @@ class Engine:
                     s.tick(now)
             if now - last_stats >= STATS_EVERY and self.sessions:
                 last_stats = now
-                self.emit({"ev": "stats", "sessions": [[s.id, s.received, s.sent, s.dropped]
+                self.emit({"ev": "stats", "sessions": [[s.id, s.received, s.sent, s.dropped, s.rtcp_out, s.rtcp_in]
                                                        for s in self.sessions.values()]})
 
 

@@ -63,7 +63,7 @@ class WebRtcGateway:
         self.legs: dict[str, _Leg] = {}  # Call-ID -> its session
         self.counters = dict.fromkeys(("sessions", "established", "rewritten", "refused", *FAILURES), 0)
         self.setup_ms: list[int] = []  # ICE + DTLS set-up times of the last sessions
-        self.figures: dict[int, list[int]] = {}  # session -> [from browser, to browser, dropped]
+        self.figures: dict[int, list[int]] = {}  # session -> [from browser, to browser, dropped, RTCP out, RTCP in]
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._sock: socket.socket | None = None
