@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import secrets
+import signal
 import socket
 import struct
 
@@ -209,3 +211,43 @@ def test_an_unauthenticated_offer_opens_no_gateway_port(pbx):
                 assert (await stranger.final(10)).status == 407
     run(main())
     assert gateway.counters["sessions"] == 0 and not gateway.legs
+
+
+def test_the_watchdog_restarts_a_killed_gateway_with_backoff_and_refuses_calls_meanwhile():
+    async def main():
+        loop = asyncio.get_running_loop()
+        gateway = WebRtcGateway(lambda ip: "127.0.0.1", "127.0.0.1", 47000, 47999)
+        lost: list[int] = []
+        gateway.watchdog.on_lost = lambda: lost.append(1) or 0
+        await gateway.ensure_running()
+        delays = []
+        try:
+            for n in (1, 2):
+                pid = gateway._proc.pid
+                os.kill(pid, signal.SIGKILL)
+                for _ in range(100):
+                    if gateway.watchdog.backing_off:
+                        break
+                    await asyncio.sleep(0.02)
+                delays.append(round(gateway.watchdog.restart_at - loop.time()))
+                try:
+                    await gateway._leg("during-backoff", ("wss", "127.0.0.1", 40000))
+                    raise AssertionError("a browser call was opened while the gateway was down")
+                except OSError as exc:
+                    assert "starts again" in str(exc)
+                for _ in range(200):
+                    if gateway.watchdog.restarts == n:
+                        break
+                    await asyncio.sleep(0.02)
+                assert gateway.running and gateway._proc.pid != pid
+            leg = await gateway._leg("after", ("wss", "127.0.0.1", 40001))  # the new process opens sessions
+            assert leg.info["port"] and leg.info["plain_port"] % 2 == 0
+        finally:
+            await gateway.close()
+        await asyncio.sleep(0.1)
+        return delays, len(lost), gateway
+    delays, lost, gateway = run(main())
+    assert delays == [1, 2] and lost == 2  # the backoff doubles; each death ended its calls
+    status = gateway.status()
+    assert status["deaths"] == 2 and status["restarts"] == 2 and status["last_exit"] == -signal.SIGKILL
+    assert not status["running"] and not status["backing_off"]  # closed by the PBX: not restarted
