@@ -54,6 +54,16 @@ REMOTE_REPORTS_JS = """async () => {
 }"""
 
 
+def _calls(page, desk: ToneBaresip, number: str, heard: int = 50) -> None:
+    """The browser calls the desk phone, which answers: audio flows both ways."""
+    from playwright.sync_api import expect
+    page.fill("#phone-number", number)
+    page.click("#phone-call")
+    desk.answer()
+    expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+    desk.wait_rtp(rx=heard, tx=50, timeout=20)
+
+
 def _ready(page, server_url: str) -> None:
     from playwright.sync_api import expect
     _sign_in(page, "alice")
@@ -74,11 +84,7 @@ def test_browser_consults_then_transfers_and_the_two_desk_phones_hear_each_other
         bob.register()
         carol.register()
         _ready(page, server)
-        page.fill("#phone-number", "202")
-        page.click("#phone-call")
-        bob.answer()
-        expect(state).to_have_attribute("data-state", "in_call")
-        bob.wait_rtp(rx=50, tx=50, timeout=20)
+        _calls(page, bob, "202")
 
         # consult carol: bob is held (music), the browser calls carol
         page.fill("#phone-transfer-to", "203")
@@ -118,11 +124,7 @@ def test_a_killed_gateway_ends_its_calls_is_restarted_and_serves_the_next_call(b
         state = page.locator("#phone-state")
         bob.register()
         _ready(page, server)
-        page.fill("#phone-number", "202")
-        page.click("#phone-call")
-        bob.answer()
-        expect(state).to_have_attribute("data-state", "in_call")
-        bob.wait_rtp(rx=50, tx=50, timeout=20)
+        _calls(page, bob, "202")
         killed = gateway._proc.pid
         os.kill(killed, signal.SIGKILL)
 
@@ -136,11 +138,7 @@ def test_a_killed_gateway_ends_its_calls_is_restarted_and_serves_the_next_call(b
         assert gateway._proc.pid != killed
 
         # the next browser call has its media through the new process
-        page.fill("#phone-number", "202")
-        page.click("#phone-call")
-        bob.answer()
-        expect(state).to_have_attribute("data-state", "in_call")
-        bob.wait_rtp(rx=100, tx=50, timeout=20)
+        _calls(page, bob, "202", heard=100)
         assert _until(lambda: gateway.counters["established"] == 2)
 
         # RTCP crosses the gateway both ways: bob gets the browser's reports, the browser bob's
