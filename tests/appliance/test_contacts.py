@@ -34,6 +34,17 @@ def test_numbers_match_in_every_usual_form_and_personal_contacts_win(tmp_path):
     assert lookup(tmp_path, "+33123456789", "../shared").name == "Jeanne Dupont"  # not a login: shared only
 
 
+def test_the_event_loop_lookup_only_reads_what_load_read(tmp_path):
+    _add(tmp_path, "Loaded", "0155555555")
+    assert contacts.lookup_loaded(tmp_path, "0155555555") is None  # never parsed yet
+    contacts.load(tmp_path, ["alice"])
+    assert contacts.lookup_loaded(tmp_path, "0155555555").name == "Loaded"
+    _add(tmp_path, "Loaded later", "0166666666", login="alice")
+    assert contacts.lookup_loaded(tmp_path, "0166666666", "alice") is None
+    contacts.load(tmp_path, ["alice"])
+    assert contacts.lookup_loaded(tmp_path, "0166666666", "alice").source == "personal"
+
+
 def test_edits_and_a_bad_contact_change_nothing(tmp_path):
     saved = _add(tmp_path, "Paul", "0140000001")
     before = contacts.book_path(tmp_path).read_bytes()

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from appliance import contacts
+from services.pbx import callername
 
 from .baresip import Baresip, _free_port, have_baresip
 from .conftest import ALICE, BOB
@@ -26,6 +27,20 @@ def carrier_call(box, caller: str, display: str, workdir) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
+def ring(box, phone, caller: str, display: str, workdir) -> dict:
+    """A carrier's call answered by `phone`: its CALL_INCOMING event."""
+    sipp = carrier_call(box, caller, display, workdir)
+    try:
+        incoming = phone.answer(timeout=15)
+        assert sipp.wait(20) == 0, (workdir / "sipp-errors.log").read_text(errors="replace")[-800:]
+        phone.wait_for("CALL_CLOSED", timeout=10)
+        return incoming
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+            sipp.wait(5)
+
+
 def test_the_phone_shows_the_contact_name_of_a_trunk_caller(tmp_path):
     data_dir = tmp_path / "box"
     contacts.save_contact(data_dir, {"name": "Jeanne Dupont", "company": "Boulangerie",
@@ -40,19 +55,14 @@ def test_the_phone_shows_the_contact_name_of_a_trunk_caller(tmp_path):
             Baresip("bob", user="202", password=BOB["sip_secret"], registrar=box.registrar) as bob:
         alice.register()
         bob.register()
+        box.call(callername.refresh(box.svc.core))  # what the PBX does at start and every 2 s, awaited
         for caller, display, shown in (("+33123456789", '"CARRIER CNAM" ', "Jeanne Dupont"),
                                        ("0033612345678", "", "Maman"),  # alice's own contact wins
                                        ("+33699999999", '"Carrier Says" ', "Carrier Says")):
-            sipp = carrier_call(box, caller, display, tmp_path)
-            try:
-                incoming = alice.answer(timeout=15)
-                assert incoming["peerdisplayname"] == shown, incoming
-                assert sipp.wait(20) == 0, (tmp_path / "sipp-errors.log").read_text(errors="replace")[-800:]
-                alice.wait_for("CALL_CLOSED", timeout=10)
-            finally:
-                if sipp.poll() is None:
-                    sipp.kill()
-                    sipp.wait(5)
+            assert ring(box, alice, caller, display, tmp_path)["peerdisplayname"] == shown
+        contacts.save_contact(data_dir, {"name": "Nouveau Client", "phones": [["work", "06 99 99 99 99"]]})
+        box.call(callername.refresh(box.svc.core))
+        assert ring(box, alice, "+33699999999", '"Carrier Says" ', tmp_path)["peerdisplayname"] == "Nouveau Client"
         bob.dial("201")  # an internal call: the colleague's directory name, never a contact's
         assert alice.answer(timeout=10)["peerdisplayname"] == "Bob Durand"
         bob.hangup()
