@@ -64,6 +64,8 @@ class Provisioner:
         refused = self._refused(phone, client, identity, transport)
         if refused:
             return refused
+        if book and transport == "tftp":
+            return 404, "text/plain", b"phone books are served over HTTP\n"
         if book:
             login = phone.user if phone.model not in DECT_MODELS else None
             return 200, "application/xml", phonebook.render(phone.model, self.data_dir, login).encode()

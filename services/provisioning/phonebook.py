@@ -45,8 +45,29 @@ def snom(data_dir: Path, login: str | None) -> str:
     return "\n".join(out + ["</SnomIPPhoneDirectory>", ""])
 
 
+_rendered: dict[tuple, tuple[tuple, str]] = {}  # (format, data dir, login) -> (books' stat, XML)
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def render(model: str, data_dir: Path, login: str | None) -> str:
-    return snom(data_dir, login) if model == "snom" else yealink(data_dir, login)
+    """The phone book XML, rendered again only when a book changed (phones boot together)."""
+    kind = "snom" if model == "snom" else "yealink"
+    login = login if login and contacts.LOGIN.match(login) else None
+    stamp = (_stamp(contacts.book_path(data_dir)), _stamp(contacts.book_path(data_dir, login)) if login else ())
+    key = (kind, str(data_dir), login)
+    cached = _rendered.get(key)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    body = (snom if kind == "snom" else yealink)(data_dir, login)
+    _rendered[key] = (stamp, body)
+    return body
 
 
 def yealink_lines(base_url: str, digits: str) -> str:

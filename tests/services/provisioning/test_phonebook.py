@@ -61,11 +61,13 @@ def test_a_yealink_phone_finds_its_phone_book_and_a_snom_gets_its_format(books):
         entries = [(e.findtext("Name"), [t.text for t in e.findall("Telephone")]) for e in root]
         assert entries == [("Maman", ["0699999999"]),  # alice's own first, then the shared book
                            ("Jeanne <Dupont> & Fils", ["+33123456789", "0612345678"])]
+        contacts.save_contact(books.data_dir, {"name": "Zoé Nouvelle", "phones": [["work", "0177777777"]]})
+        assert "<Name>Zoé Nouvelle</Name><Telephone>0177777777</Telephone>" in get(url)[1]  # an edit shows at once
         code, body = get(f"{base}/phonebook-000413aabb02.xml")  # bob's Snom
         root = ET.fromstring(body)
         assert root.tag == "SnomIPPhoneDirectory"
         assert [e.findtext("Name") for e in root.iter("DirectoryEntry")] == [
-            "Bob's dentist", "Jeanne <Dupont> & Fils", "Jeanne <Dupont> & Fils (mobile)"]
+            "Bob's dentist", "Jeanne <Dupont> & Fils", "Jeanne <Dupont> & Fils (mobile)", "Zoé Nouvelle"]
         assert get(f"{base}/phonebook-001565aabbff.xml")[0] == 404  # no such phone
     finally:
         runner.call(svc.stop())
