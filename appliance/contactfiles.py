@@ -13,6 +13,7 @@ import quopri
 import re
 
 from appliance.contacts import ContactError
+from appliance.usercsv import Text
 
 MAX_BYTES = 4 * 1024 * 1024
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -37,13 +38,13 @@ COLUMNS = {  # a header, lower case, only letters and digits kept -> field
 
 def decode(data: bytes) -> str:
     if not data.strip():
-        raise ContactError("the file is empty")
+        raise ContactError(Text("the file is empty"))
     if len(data) > MAX_BYTES:
-        raise ContactError(f"the file is larger than {MAX_BYTES // 1024} KB; split it into smaller files")
+        raise ContactError(Text("the file is larger than %(kb)d KB; split it into smaller files", kb=MAX_BYTES // 1024))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ContactError("the file is not UTF-8 text (export it again as UTF-8)") from None
+        raise ContactError(Text("the file is not UTF-8 text (export it again as UTF-8)")) from None
 
 
 # -- vCard ------------------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def _split(line: str) -> tuple[str, dict[str, list[str]], str]:
             colon = i
             break
     if colon < 0:
-        raise ValueError("no ':' between the property and its value")
+        raise ValueError(Text("no “:” between the property and its value"))
     head, value = line[:colon], line[colon + 1:]
     name, *raw = head.split(";")
     params: dict[str, list[str]] = {}
@@ -88,7 +89,7 @@ def _text(value: str, params: dict[str, list[str]]) -> str:
         try:
             value = quopri.decodestring(value.replace("=\n", "=\r\n").encode("latin-1", "replace")).decode(charset)
         except (LookupError, UnicodeDecodeError):
-            raise ValueError("its quoted-printable text cannot be decoded") from None
+            raise ValueError(Text("its quoted-printable text cannot be decoded")) from None
     return value
 
 
@@ -136,14 +137,16 @@ def read_vcards(text: str) -> tuple[list[dict], int]:
             name, params, value = _split(line)
             value = _text(value, params)
         except ValueError as exc:
-            raise ContactError(f"line {number} cannot be read: {exc}") from None
+            raise ContactError(Text("line %(line)d cannot be read: %(reason)s", line=number,
+                                    reason=exc.args[0])) from None
         if name == "BEGIN" and value.strip().upper() == "VCARD":
             if props is not None:
-                raise ContactError(f"line {number}: a card begins inside the card of line {start}")
+                raise ContactError(Text("line %(line)d: a card begins inside the card of line %(start)d", line=number,
+                                         start=start))
             props, start = [], number
         elif name == "END" and value.strip().upper() == "VCARD":
             if props is None:
-                raise ContactError(f"line {number}: END:VCARD without BEGIN:VCARD")
+                raise ContactError(Text("line %(line)d: END:VCARD without BEGIN:VCARD", line=number))
             entry = _card(props)
             if entry["phones"] and (entry["name"] or entry["company"]):
                 cards.append(entry)
@@ -151,13 +154,13 @@ def read_vcards(text: str) -> tuple[list[dict], int]:
                 skipped += 1
             props = None
         elif props is None:
-            raise ContactError(f"line {number} is outside a card (BEGIN:VCARD ... END:VCARD)")
+            raise ContactError(Text("line %(line)d is outside a card (BEGIN:VCARD ... END:VCARD)", line=number))
         else:
             props.append((name, params, value))
     if props is not None:
-        raise ContactError(f"the card of line {start} has no END:VCARD (the file is cut short)")
+        raise ContactError(Text("the card of line %(line)d has no END:VCARD (the file is cut short)", line=start))
     if not cards and not skipped:
-        raise ContactError("the file holds no vCard (BEGIN:VCARD)")
+        raise ContactError(Text("the file holds no vCard (BEGIN:VCARD)"))
     return cards, skipped
 
 
@@ -174,19 +177,20 @@ def read_csv(text: str) -> tuple[list[dict], int]:
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
     except csv.Error as exc:
-        raise ContactError(f"the file is not a readable CSV file ({exc}); check its quotes") from None
+        raise ContactError(Text("the file is not a readable CSV file (%(reason)s); check its quotes",
+                                reason=str(exc))) from None
     if not rows:
-        raise ContactError("the file is empty")
+        raise ContactError(Text("the file is empty"))
     fields = [_column(h) for h in rows[0]]
     if not any(f in CSV_KINDS for f in fields) or not any(f in ("name", "given", "family", "company") for f in fields):
-        raise ContactError("the first line must name the columns: a name (or company) and a phone number "
-                           "(e.g. name;company;phone;mobile)")
+        raise ContactError(Text("the first line must name the columns: a name (or company) and a phone number "
+                                "(e.g. name;company;phone;mobile)"))
     contacts, skipped = [], 0
     for line, row in enumerate(rows[1:], 2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(fields):
-            raise ContactError(f"line {line} has more cells than the first line has columns")
+            raise ContactError(Text("line %(line)d has more cells than the first line has columns", line=line))
         values: dict[str, str] = {}
         phones = []
         for field, cell in zip(fields, row, strict=False):

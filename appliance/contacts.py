@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from appliance.fsutil import atomic_write
+from appliance.usercsv import Text  # messages the web admin shows translated (blueprints/contacts.py)
 
 MAX_SHARED = 20_000
 MAX_PERSONAL = 2_000
@@ -81,23 +82,25 @@ def _clean(entry: dict) -> dict:
     company = str(entry.get("company", "")).strip()[:MAX_NAME + 1]
     email = str(entry.get("email", "")).strip()[:201]
     if len(name) > MAX_NAME or len(company) > MAX_NAME or len(email) > 200:
-        raise ContactError(f"a name, company or e-mail is longer than {MAX_NAME} characters")
+        raise ContactError(Text("a name, company or e-mail is longer than %(most)d characters", most=MAX_NAME))
     if not name and not company:
-        raise ContactError("a contact needs a name or a company")
+        raise ContactError(Text("a contact needs a name or a company"))
     if any(ord(c) < 32 for c in name + company + email):
-        raise ContactError("a name or company contains control characters")
+        raise ContactError(Text("a name or company contains control characters"))
     phones = []
     for kind, number in entry.get("phones", []):
         number = str(number).strip()
         if not number:
             continue
         if not NUMBER.match(number) or not digits(number):
-            raise ContactError(f"{number[:40]!r} is not a phone number (digits, spaces, - . / ( ) and a leading +)")
+            raise ContactError(Text("“%(number)s” is not a phone number (digits, spaces, - . / ( ) and a leading +)",
+                                         number=number[:40]))
         phones.append([kind if kind in PHONE_KINDS else "other", number])
     if not phones:
-        raise ContactError(f"{name or company}: a contact needs at least one phone number")
+        raise ContactError(Text("%(name)s: a contact needs at least one phone number", name=name or company))
     if len(phones) > MAX_PHONES:
-        raise ContactError(f"{name or company}: at most {MAX_PHONES} phone numbers per contact")
+        raise ContactError(Text("%(name)s: at most %(most)d phone numbers per contact", name=name or company,
+                                 most=MAX_PHONES))
     return {"id": str(entry.get("id") or uuid.uuid4().hex[:16]), "name": name, "company": company,
             "email": email, "phones": phones}
 
@@ -114,7 +117,7 @@ def read_book(data_dir: Path, login: str | None = None) -> list[dict]:
 def _write_book(data_dir: Path, login: str | None, contacts: list[dict]) -> None:
     limit = MAX_SHARED if login is None else MAX_PERSONAL
     if len(contacts) > limit:
-        raise ContactError(f"a book holds at most {limit} contacts")
+        raise ContactError(Text("a book holds at most %(most)d contacts", most=limit))
     path = book_path(data_dir, login)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     atomic_write(path, json.dumps({"version": 1, "contacts": contacts}, ensure_ascii=False), FILE_MODE)
@@ -141,7 +144,7 @@ def save_contact(data_dir: Path, entry: dict, login: str | None = None) -> dict:
     with _Locked(data_dir):
         contacts = read_book(data_dir, login)
         if entry.get("id") and not any(c["id"] == clean["id"] for c in contacts):
-            raise ContactError("this contact no longer exists")
+            raise ContactError(Text("this contact no longer exists"))
         contacts = [c for c in contacts if c["id"] != clean["id"]] + [clean]
         _write_book(data_dir, login, contacts)
     return clean
@@ -165,7 +168,7 @@ def import_contacts(data_dir: Path, entries: list[dict], login: str | None = Non
         try:
             clean.append(_clean({k: v for k, v in entry.items() if k != "id"}))
         except ContactError as exc:
-            raise ContactError(f"contact {number}: {exc}") from None
+            raise ContactError(Text("contact %(number)d: %(reason)s", number=number, reason=exc.args[0])) from None
     with _Locked(data_dir):
         kept = [] if replace else read_book(data_dir, login)
         _write_book(data_dir, login, kept + clean)

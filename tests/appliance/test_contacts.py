@@ -1,14 +1,15 @@
 """The contact books (appliance/contacts.py): number matching, personal before shared, vCard and CSV files
 (real sample files), all-or-nothing imports, limits, backups, and the read access of a service's user."""
 import os
-import pwd
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from appliance import backup, contactfiles, contacts, contactshare
+from appliance import backup, contactfiles, contacts, serviceusers
 from appliance.contacts import ContactError, lookup
+from appliance.context import Context
 
 SAMPLES = Path(__file__).parent / "contacts_samples"
 
@@ -125,27 +126,21 @@ def test_books_are_in_backups_and_come_back_with_a_restore(engine, ctx, tmp_path
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
-def test_a_service_user_may_read_the_books_and_nothing_else(data):
-    nobody = pwd.getpwnam("nobody")
-    (data / "state" / "pbx").mkdir(parents=True)
-    data.chmod(0o700), (data / "state").chmod(0o700)
+def test_the_pbx_user_may_read_the_books_and_nothing_else(data):
+    ctx = Context(data, lab=True)
     _add(data, "Before", "0133333333")
     os.chmod(contacts.book_path(data), 0o600)  # as a restore leaves it
     secret = data / "config.sqlite"
     secret.write_text("secret")
     secret.chmod(0o600)
-    from appliance.acl import allow_traverse
-    for folder in (*reversed(data.parents), data):
-        allow_traverse(folder, nobody.pw_uid)  # what serviceusers does for every service
-    contactshare.share(data, nobody.pw_uid)
-    _add(data, "After", "0144444444", login="alice")  # written after the grant: readable too
+    drop = serviceusers.prepare(ctx, "pbx")  # what the appliance does before each start of the PBX process
+    _add(data, "After", "0144444444", login="alice")  # written after: readable too
 
-    def as_nobody(code: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                               "/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=30,
-                              env={"PYTHONPATH": str(Path(contacts.__file__).parent.parent)}, cwd="/")
-    out = as_nobody(f"from appliance.contacts import lookup; from pathlib import Path; d = Path({str(data)!r}); "
-                    "print(lookup(d, '0133333333').name, lookup(d, '0144444444', 'alice').name)")
+    def as_pbx(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              cwd=Path(contacts.__file__).parent.parent)
+    out = as_pbx(f"from appliance.contacts import lookup; from pathlib import Path; d = Path({str(data)!r}); "
+                 "print(lookup(d, '0133333333').name, lookup(d, '0144444444', 'alice').name)")
     assert out.stdout.split() == ["Before", "After"], out.stderr
-    assert "Permission" in as_nobody(f"open({str(secret)!r}).read()").stderr
-    assert "Permission" in as_nobody(f"open({str(contacts.folder(data) / '.lock')!r}).read()").stderr
+    assert "Permission" in as_pbx(f"open({str(secret)!r}).read()").stderr
+    assert "Permission" in as_pbx(f"open({str(contacts.folder(data) / '.lock')!r}).read()").stderr

@@ -57,6 +57,9 @@ def test_the_admin_manages_the_shared_contacts(admin_client, runtime):
                                         for i in range(120)])
     second = admin_client.get("/contacts/?page=2").get_data(as_text=True)
     assert "Page 2 of 3" in second and "Person 05" in second
+    post(admin_client, "/account/language", {"language": "fr"}, form_path="/account/")
+    french = upload(admin_client, "/contacts/import", (SAMPLES / "broken.vcf").read_bytes(), "broken.vcf")
+    assert "la fiche de la ligne 1 n’a pas de END:VCARD" in french.get_data(as_text=True)  # the core's reason too
     gone = post(admin_client, f"/contacts/{jeanne['id']}/delete", {}, form_path="/contacts/")
     assert gone.status_code == 302 and contacts.get_contact(data_dir, jeanne["id"]) is None
     assert contacts.lookup(data_dir, "0123456789").company == "Boulangerie Dupont"  # the imported one is left

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance import contactfiles, contacts
+from appliance import contactfiles, contacts, usercsv
 from webadmin import core, forms
 from webadmin.core import N_
 
@@ -16,6 +16,36 @@ PAGE_SIZE = 50
 PHONE_ROWS = 4
 KIND_LABELS = {"work": N_("work"), "mobile": N_("mobile"), "home": N_("home"), "fax": N_("fax"), "other": N_("other")}
 core.LARGE_UPLOADS["contacts.import_file"] = contactfiles.MAX_BYTES + 64 * 1024
+# the message ids of the core's ContactError texts (appliance/contacts.py, contactfiles.py), shown translated
+MESSAGES = (N_("a name, company or e-mail is longer than %(most)d characters"),
+            N_("a contact needs a name or a company"),
+            N_("a name or company contains control characters"),
+            N_("“%(number)s” is not a phone number (digits, spaces, - . / ( ) and a leading +)"),
+            N_("%(name)s: a contact needs at least one phone number"),
+            N_("%(name)s: at most %(most)d phone numbers per contact"), N_("a book holds at most %(most)d contacts"),
+            N_("this contact no longer exists"), N_("contact %(number)d: %(reason)s"), N_("the file is empty"),
+            N_("the file is larger than %(kb)d KB; split it into smaller files"),
+            N_("the file is not UTF-8 text (export it again as UTF-8)"),
+            N_("no “:” between the property and its value"), N_("its quoted-printable text cannot be decoded"),
+            N_("line %(line)d cannot be read: %(reason)s"),
+            N_("line %(line)d: a card begins inside the card of line %(start)d"),
+            N_("line %(line)d: END:VCARD without BEGIN:VCARD"),
+            N_("line %(line)d is outside a card (BEGIN:VCARD ... END:VCARD)"),
+            N_("the card of line %(line)d has no END:VCARD (the file is cut short)"),
+            N_("the file holds no vCard (BEGIN:VCARD)"),
+            N_("the file is not a readable CSV file (%(reason)s); check its quotes"),
+            N_("the first line must name the columns: a name (or company) and a phone number "
+               "(e.g. name;company;phone;mobile)"),
+            N_("line %(line)d has more cells than the first line has columns"),
+            N_("no contact in the file has a name and a phone number"))
+
+
+def shown(message) -> str:
+    """A core message in the reader's language (its nested reasons too)."""
+    if isinstance(message, usercsv.Text):
+        return _(message.msgid, **{k: shown(v) if isinstance(v, usercsv.Text) else v
+                                   for k, v in message.values.items()})
+    return str(message)
 
 
 def data_dir():
@@ -56,7 +86,7 @@ def save(login: str | None, contact_id: str | None, template: str, back: str):
         try:
             contacts.save_contact(data_dir(), entry, login)
         except contacts.ContactError as exc:
-            error = _("Nothing was saved: %(reason)s.", reason=str(exc))
+            error = _("Nothing was saved: %(reason)s.", reason=shown(exc.args[0]))
         else:
             flash(_("The contact %(name)s was saved.", name=entry["name"] or entry["company"]), "success")
             return redirect(url_for(back))
@@ -77,10 +107,10 @@ def import_upload(login: str | None) -> str | None:
     try:
         entries, skipped = contactfiles.read_file(data, upload.filename or "" if upload else "")
         if not entries:
-            raise contacts.ContactError("no contact in the file has a name and a phone number")
+            raise contacts.ContactError(usercsv.Text("no contact in the file has a name and a phone number"))
         added = contacts.import_contacts(data_dir(), entries, login, replace=forms.checkbox("replace"))
     except contacts.ContactError as exc:
-        return _("This file cannot be imported, nothing was changed: %(reason)s.", reason=str(exc))
+        return _("This file cannot be imported, nothing was changed: %(reason)s.", reason=shown(exc.args[0]))
     flash(_("%(added)d contacts imported, %(skipped)d without a phone number left out.", added=added,
             skipped=skipped), "success")
     return None
