@@ -32,6 +32,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance import contacts, contactshare
 from appliance.acl import allow_traverse
 from appliance.certs import TLS_GROUP  # may read the box TLS key
 from appliance.context import Context
@@ -175,6 +176,8 @@ def prepare(ctx: Context, service: str) -> list[str]:
     for folder in folders:
         _hand_over(folder, user.pw_uid, user.pw_gid)
         _open_path(folder.parent, user.pw_uid)
+    if service in contacts.READERS:
+        contactshare.share(ctx.data_dir, user.pw_uid)  # caller names, phone books
     for code in (Path(sys.executable).resolve(), Path(__file__).resolve().parent.parent):
         _open_path(code.parent, user.pw_uid)  # the interpreter and the code (in a lab: under /root)
     caps = ",".join(["-all", *(f"+{c}" for c in privileges.capabilities)])

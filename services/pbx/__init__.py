@@ -182,9 +182,10 @@ class PbxService(Service):
         cfg, realm, host, port, rtp = self._settings(config)
         from appliance.bus import appliance_bus
 
-        from . import features
+        from . import callername, features
         features.configure(cfg)
         core = PbxCore(cfg, list(config.users), realm, self.cdr_path, host, rtp, appliance_bus(self.ctx))
+        callername.attach(core, self.ctx.data_dir)
         try:
             self.sip_port = await core.start(host, port)
         except BaseException:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import apps, dialplan, features, holdmusic, recording, secretary, session_timer
+from . import apps, callername, dialplan, features, holdmusic, recording, secretary, session_timer
 from .cdr import CallRecord
 from .config import ExtensionSettings, Trunk
 from .endpoint import ChannelGone, Endpoint, MediaEndpoint, local_answer
@@ -528,7 +528,7 @@ class Call:
             remote = NameAddr(Uri("sip", target.uri.user, trunk.host))
         else:
             host = core.stack.local_ip(target.flow[1])
-            local = NameAddr(Uri("sip", self.caller, host), self.caller_name)
+            local = NameAddr(Uri("sip", self.caller, host), callername.display_name(self, target.extension))
             remote = NameAddr(Uri("sip", target.extension or target.label, host))
         leg = Leg(core, self, call_id=new_call_id(), local=local, remote=remote, target=target.uri,
                   flow=target.flow, uas=False, label=target.label)

@@ -85,7 +85,7 @@ class ProvisioningService(Service):
     async def start(self, config) -> None:
         section: ProvisioningConfig = config.provisioning
         host, port = self.sip_address(config)
-        self.provisioner = Provisioner(config, host, port, self._leases)
+        self.provisioner = Provisioner(config, host, port, self._leases, self.ctx.data_dir)
         self.provisioner.fetched = self._fetched
         net = config.network
         if self.ctx.lab:
@@ -115,6 +115,7 @@ class ProvisioningService(Service):
         except OSError as exc:
             await self.stop()
             raise ApplyError(f"provisioning: cannot listen on {listen}: {exc}") from exc
+        self.provisioner.base_url = f"http://{self.provisioner.site.sip_host}:{self.ports['http']}"  # phone books
         log.info("provisioning on %s %s for %d phones", listen, self.ports, len(section.phones))
 
     def _tls_context(self, config) -> ssl.SSLContext:

@@ -6,6 +6,7 @@ import logging
 import time
 
 from appliance.contributions import Endpoint, collect
+from services.provisioning import phonebook
 from services.provisioning import templates as T
 from services.provisioning.blfkeys import colleagues, pickup_codes
 from services.provisioning.config import DECT_MODELS
@@ -20,7 +21,7 @@ def ntp_host(config, box: str) -> str:
 
 
 class Provisioner:
-    def __init__(self, config, sip_host: str, sip_port: int, leases=None) -> None:
+    def __init__(self, config, sip_host: str, sip_port: int, leases=None, data_dir=None) -> None:
         section = config.provisioning
         self.phones = {p.digits: p for p in section.phones}
         self.users = {u.login: u for u in config.users}
@@ -30,6 +31,8 @@ class Provisioner:
         self.auth = section.auth_kind
         self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None
         self.fetched: dict[str, dict] = {}
+        self.data_dir = data_dir  # the box's contacts, for the phone books (None: no phone book)
+        self.base_url = ""  # where phones reach this server (set once it listens)
 
     def accounts(self, phone) -> dict[int, T.Account]:
         pairs = [(h.number, h.user) for h in phone.handsets] if phone.model in DECT_MODELS else [(1, phone.user)]
@@ -52,11 +55,34 @@ class Provisioner:
         name = filename.rsplit("/", 1)[-1]
         if T.YEALINK_COMMON.match(name.lower()):
             return 200, "text/plain", T.yealink_common(self.site).encode()
-        digits, models = T.match(name)
+        book = phonebook.NAME.match(name.lower())
+        digits, models = (book.group(1), set(T.RENDERERS)) if book and self.data_dir else T.match(name)
         phone = self.phones.get(digits) if digits else None
         if phone is None or phone.model not in models:
             log.info("provisioning: %s asked for %r: unknown phone", client, name)
             return 404, "text/plain", b"not found\n"
+        refused = self._refused(phone, client, identity, transport)
+        if refused:
+            return refused
+        if book and transport == "tftp":
+            return 404, "text/plain", b"phone books are served over HTTP\n"
+        if book:
+            login = phone.user if phone.model not in DECT_MODELS else None
+            return 200, "application/xml", phonebook.render(phone.model, self.data_dir, login).encode()
+        accounts = self.accounts(phone)
+        if not accounts:
+            return 404, "text/plain", b"no account is assigned to this phone\n"
+        own = accounts.get(1)
+        keys = colleagues(self.config, own.extension) if own and phone.model not in DECT_MODELS else []
+        body = T.RENDERERS[phone.model](phone, accounts, self.site, keys, pickup_codes(self.config))
+        if self.base_url and self.data_dir and phone.model in ("yealink", "yealink-w70b"):
+            body += phonebook.yealink_lines(self.base_url, phone.digits)
+        self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}
+        log.info("provisioning: %s (%s) fetched %s", phone.mac, client, name)
+        return 200, T.CONTENT_TYPES[phone.model], body.encode()
+
+    def _refused(self, phone, client: str, identity: str | None, transport: str) -> tuple[int, str, bytes] | None:
+        """The answer refusing `client` this phone's files, or None when it may have them."""
         if self.auth != "none" and transport == "tftp":
             log.warning("provisioning: %s asked for %s's file over TFTP, which cannot authenticate", client,
                         phone.mac)
@@ -68,15 +94,7 @@ class Provisioner:
             log.warning("provisioning: %s asked for %s's file but DHCP did not lease it that address", client,
                         phone.mac)
             return 403, "text/plain", b"forbidden\n"
-        accounts = self.accounts(phone)
-        if not accounts:
-            return 404, "text/plain", b"no account is assigned to this phone\n"
-        own = accounts.get(1)
-        keys = colleagues(self.config, own.extension) if own and phone.model not in DECT_MODELS else []
-        body = T.RENDERERS[phone.model](phone, accounts, self.site, keys, pickup_codes(self.config)).encode()
-        self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}
-        log.info("provisioning: %s (%s) fetched %s", phone.mac, client, name)
-        return 200, T.CONTENT_TYPES[phone.model], body
+        return None
 
     def _leased_to(self, mac: str, client: str) -> bool:
         if self.leases is None:

@@ -127,7 +127,8 @@ class HttpServer:
             if crowded:
                 raise OverflowError
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-            status, ctype, body, extra, method, path = self._respond(head, client, transport)
+            # in a worker thread: a phone book of thousands of contacts takes a while to render
+            status, ctype, body, extra, method, path = await asyncio.to_thread(self._respond, head, client, transport)
         except OverflowError:
             status, ctype, body, extra, method = 503, "text/plain", b"busy\n", {"Retry-After": "10"}, "GET"
         except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError):

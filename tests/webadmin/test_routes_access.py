@@ -18,7 +18,8 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "webphone.index", "webphone.credentials",  # their own browser phone and its SIP account
          "assistant.own", "assistant.greeting",  # the personal assistant: staff set their own
          "account.voicemail", "account.voicemail_audio", "account.voicemail_act", "account.voicemail_greeting",
-         "account.voicemail_greeting_remove", "account.voicemail_email"}
+         "account.voicemail_greeting_remove", "account.voicemail_email",
+         "mycontacts.index", "mycontacts.create", "mycontacts.edit", "mycontacts.remove"}  # their own contacts
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 
