@@ -17,6 +17,7 @@ from services.pbx import accounting
 from services.pbx.cdr import CallRecord, CdrStore
 from tests.webadmin.helpers import post
 from tests.webadmin.test_pbx_pages import page
+from webadmin import pdf_font
 
 PEOPLE = [{"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
           {"login": "bob", "full_name": "=Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
@@ -110,6 +111,27 @@ def test_reports_sum_costs_per_user_department_trunk_and_month(acct_client, runt
     assert ["Sales", "3", "3", "1.7", "1.71"] in lines and ["Support", "2", "1", "2.0", "1.30"] in lines
     assert ["Total", "5", "4", "3.7", "3.01"] in lines
     assert acct_client.get(f"/accounting/reports.csv?by=nope&{query}").status_code == 400
+
+
+@pytest.mark.skipif(not shutil.which("pdftotext") or len(pdf_font.installed()) < 2,
+                    reason="poppler-utils, fonts-dejavu-core or fonts-droid-fallback is not installed")
+def test_pdf_keeps_chinese_names_in_an_embedded_font(acct_client, runtime):
+    def mutate(doc):
+        doc["users"].append({"login": "mei", "full_name": "陳美玲 (Mei)", "extension": "204",
+                             "sip_secret": "meisecret123", "department": "業務部"})
+    runtime.engine.update("admin", "a Chinese name", mutate)
+    store = CdrStore(runtime.services["pbx"].cdr_path)
+    _call(store, "204", "0612345678", "main", DEC, 30)
+    store.flush()
+    for by, name in (("user", "陳美玲 (Mei)"), ("department", "業務部")):
+        pdf = acct_client.get(f"/accounting/reports.pdf?by={by}&since=2026-12-01&until=2026-12-31").data
+        text = subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True,
+                              timeout=30).stdout.decode()
+        assert name in text and "?" not in text, text
+    fonts = subprocess.run(["pdffonts", "-"], input=pdf, capture_output=True, check=True, timeout=30).stdout.decode()
+    embedded = [line.split() for line in fonts.splitlines()[2:]]
+    assert len(embedded) == 2 and all(row[-5:-2] == ["yes", "no", "yes"] for row in embedded), fonts
+    assert len(pdf) < 200_000  # subset: not the 4 MB font
 
 
 def test_pages_need_an_admin(client):

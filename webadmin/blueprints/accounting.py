@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 
 from appliance.service import ApplyError
-from webadmin import core, forms
+from webadmin import core, forms, pdf_font
 from webadmin.blueprints.callcentre import _safe_cell, _tz
 from webadmin.core import N_
 
@@ -189,7 +189,7 @@ def reports_pdf():
         "Content-Disposition": f'attachment; filename="call-costs-{values["by"]}.pdf"', "Cache-Control": "no-store"})
 
 
-# -- a PDF of one table (PDF 1.4, the standard Helvetica font: no font file, no package) -----------------
+# -- a PDF of one table (PDF 1.4; a Unicode font embedded when installed, else the standard Helvetica) ----
 PAGE_W, PAGE_H, MARGIN, LINE = 595, 842, 50, 16
 COLUMN_X = (MARGIN, 260, 330, 400, 470)
 
@@ -200,15 +200,20 @@ def _pdf_text(text: str) -> str:
     return "(" + raw.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
 
-def _page(lines: list[tuple[int, int, int, str]]) -> bytes:
+def _page(lines: list[tuple[int, int, int, str]], use: pdf_font.FontUse | None) -> bytes:
     ops = ["BT"]
     for x, y, size, text in lines:
-        ops.append(f"/F1 {size} Tf 1 0 0 1 {x} {y} Tm {_pdf_text(text)} Tj")
+        ops.append(f"1 0 0 1 {x} {y} Tm")
+        runs = use.runs(text) if use else [(0, _pdf_text(text))]
+        ops += [f"/F{index + 1} {size} Tf {string} Tj" for index, string in runs]
     ops.append("ET")
     return "\n".join(ops).encode("latin-1")
 
 
-def table_pdf(title: str, head: list[str], rows: list[list[str]]) -> bytes:
+def table_pdf(title: str, head: list[str], rows: list[list[str]], fonts: list | None = None) -> bytes:
+    """`fonts`: pdf_font.TrueType fonts (default: the installed Unicode fonts; none: Helvetica in WinAnsi)."""
+    fonts = pdf_font.installed() if fonts is None else fonts
+    use = pdf_font.FontUse(fonts) if fonts else None
     per_page = (PAGE_H - 2 * MARGIN - 3 * LINE) // LINE
     chunks = [rows[i:i + per_page] for i in range(0, len(rows), per_page)] or [[]]
     streams = []
@@ -219,14 +224,19 @@ def table_pdf(title: str, head: list[str], rows: list[list[str]]) -> bytes:
         for row in [head, *chunk]:
             lines += [(x, y, 10, cell[:40]) for x, cell in zip(COLUMN_X, row, strict=True)]
             y -= LINE
-        streams.append(_page(lines))
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
+        streams.append(_page(lines, use))
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
+    if use:
+        fonts_objects, resources = use.objects(len(objects) + 1)
+        objects += fonts_objects
+    else:
+        objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
+        resources = b"<< /F1 3 0 R >>"
     kids = []
     for stream in streams:
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 3 0 R >> >> "
-                       b"/Contents %d 0 R >>" % (PAGE_W, PAGE_H, len(objects)))
+        objects.append(pdf_font.stream_object(stream))
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font %s >> "
+                       b"/Contents %d 0 R >>" % (PAGE_W, PAGE_H, resources, len(objects)))
         kids.append(len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
     out = bytearray(b"%PDF-1.4\n")
