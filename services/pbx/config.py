@@ -361,6 +361,12 @@ class FeatureCodes(Section):
                            "secretary on or off")
     secretary_intercom: str = Field(default="*49", pattern=NUMBER, description="a manager calls their secretary "
                                     "(a secretary their manager) on the intercom, no number to dial")
+    supervisor_monitor: str = Field(default="*55", pattern=NUMBER, description="followed by an agent's extension: "
+                                    "a queue's supervisor listens to the agent's call unheard")
+    supervisor_whisper: str = Field(default="*56", pattern=NUMBER, description="followed by an agent's extension: "
+                                    "a queue's supervisor speaks to the agent only, the caller does not hear")
+    supervisor_barge: str = Field(default="*57", pattern=NUMBER, description="followed by an agent's extension: "
+                                  "a queue's supervisor joins the agent's call")
 
     def destinations(self) -> dict[str, str]:
         """dialled number -> application destination (services/pbx/voicemail, acd, conference, features and
@@ -459,8 +465,10 @@ class CallQueue(Section):
         default_factory=dict, description="DID number -> priority of the callers who dialled it")
     vip_callers: list[str] = Field(default_factory=list, max_length=500, description="caller numbers served first")
     vip_priority: int = Field(default=9, ge=0, le=9)
+    supervisors: list[str] = Field(default_factory=list, max_length=50, description="extensions that may "
+                                   "monitor, whisper to and barge in on this queue's agents")
 
-    @field_validator("vip_callers")
+    @field_validator("vip_callers", "supervisors")
     @classmethod
     def _numbers(cls, values: list[str]) -> list[str]:
         for value in values:
@@ -751,6 +759,10 @@ class PbxConfig(ServiceConfig):
         codes = self.feature_codes
         if number.startswith(codes.forward_on) and number[len(codes.forward_on):].isdigit():
             return "app:forward-on"  # *72 with the number to forward to
+        for mode in ("monitor", "whisper", "barge"):  # *55 with the agent's extension (acd/monitor.py)
+            code = getattr(codes, f"supervisor_{mode}")
+            if number.startswith(code) and number[len(code):].isdigit():
+                return f"app:supervisor-{mode}"
         if number in self.park.numbers() and number not in extensions \
                 and not any(g.number == number for g in self.groups):
             return f"app:park-{number}"

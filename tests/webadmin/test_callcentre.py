@@ -45,12 +45,14 @@ def test_queue_form_checks_agents_and_numbers_then_saves(cc_client, runtime):
     level = post(cc_client, "/callcentre/queues/new", {**QUEUE, "members_text": "201:x"})
     assert level.status_code == 400 and "201:5" in level.get_data(as_text=True)
     assert runtime.config.pbx.queues == []  # nothing saved by the refused forms
-    ok = post(cc_client, "/callcentre/queues/new", {**QUEUE, "vip_text": "0612345678, 203", "did_text": "0140:5"})
+    ok = post(cc_client, "/callcentre/queues/new", {**QUEUE, "vip_text": "0612345678, 203", "did_text": "0140:5",
+                                                       "supervisors_text": "203"})
     assert ok.status_code == 302, ok.get_data(as_text=True)[:3000]
     [q] = runtime.config.pbx.queues
     assert [(m.agent, m.skill) for m in q.members] == [("201", 4), ("202", 7)]
     assert q.vip_callers == ["0612345678", "203"] and q.did_priorities == {"0140": 5} and q.strategy == "skills"
-    assert runtime.config.pbx.application_for("600") == "queue:sales"
+    assert runtime.config.pbx.application_for("600") == "queue:sales" and q.supervisors == ["203"]
+    assert runtime.config.pbx.application_for("*56201") == "app:supervisor-whisper"
     edit = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "wrap_up": "30"})
     assert edit.status_code == 302 and runtime.config.pbx.queues[0].wrap_up == 30
     assert "Sales" in page(cc_client, "/callcentre/queues")

@@ -160,6 +160,7 @@ def queue_form(name: str | None):
     values = current.model_dump() if current else {"strategy": "longest_idle"}
     values["members_text"] = _members_text(current)
     values["vip_text"] = ", ".join(current.vip_callers) if current else ""
+    values["supervisors_text"] = ", ".join(current.supervisors) if current else ""
     values["did_text"] = "\n".join(f"{k}:{v}" for k, v in current.did_priorities.items()) if current else ""
     if request.method == "POST":
         item = {k: forms.text(k, 60) for k in ("number", "name", "title", "strategy", "moh_class")}
@@ -172,10 +173,12 @@ def queue_form(name: str | None):
         item["members"] = members
         item["vip_callers"] = [v.strip() for v in forms.text("vip_text", 8000).replace("\n", ",").split(",")
                                if v.strip()]
+        item["supervisors"] = [v.strip() for v in forms.text("supervisors_text", 2000).replace("\n", ",").split(",")
+                               if v.strip()]
         dids = _parse_pairs(forms.text("did_text", 4000), "did_text", errors, "number", "priority")
         item["did_priorities"] = {d["number"]: d.get("priority", 0) for d in dids}
         values.update(item, members_text=forms.text("members_text", 4000), vip_text=forms.text("vip_text", 8000),
-                      did_text=forms.text("did_text", 4000))
+                      supervisors_text=forms.text("supervisors_text", 2000), did_text=forms.text("did_text", 4000))
         if not errors:
             def mutate(doc: dict) -> None:
                 items = doc["pbx"].setdefault("queues", [])
@@ -186,7 +189,7 @@ def queue_form(name: str | None):
             at = len(queues) if index is None else index
             errors, general = forms.apply_form(_("call queue %(name)s", name=item["name"]), mutate,
                                                prefix=f"pbx.queues.{at}", top=True)
-            errors = {{"members": "members_text", "vip_callers": "vip_text",
+            errors = {{"members": "members_text", "vip_callers": "vip_text", "supervisors": "supervisors_text",
                        "did_priorities": "did_text"}.get(k, k): v for k, v in errors.items()}
             if not errors and not general:
                 flash(_("Queue %(name)s saved.", name=item["name"]), "success")

@@ -547,9 +547,9 @@ def existing(core) -> Acd | None:
 
 def _register() -> None:
     from .. import apps
-    from . import agents, queue  # import this package: registered once it is complete
+    from . import agents, monitor, queue  # import this package: registered once it is complete
     apps.register("queue", queue.run)
-    for name, app in agents.APPS.items():
+    for name, app in {**agents.APPS, **monitor.APPS}.items():
         apps.register(name, app)
 
 

@@ -15,7 +15,9 @@ made in 32-bit samples (audioop width 4) so the sum of the others is exact; a fr
 is scaled down to fit (clipping protection) rather than clipped.
 
 Control (the engine hands these ops over; the side must be a local endpoint already):
-  {"op": "conf_join", "side", "room", "muted"}   into `room` (made on first use), leaving any other
+  {"op": "conf_join", "side", "room", "muted", "only_to"}   into `room` (made on first use), leaving any
+                                                  other; `only_to` (a side id): only that member hears it
+                                                  (a supervisor's whisper to an agent)
   {"op": "conf_mute", "side", "muted"}           a muted member hears the room, the room not it
   {"op": "conf_leave", "side"}                   out of its room (closing the side does it too)
   {"op": "conf_tone", "room", "tone": {"freqs", "seconds", "on", "off", "amplitude"}}
@@ -53,6 +55,8 @@ class Member:
 
     def __init__(self, term, room: "Room", muted: bool) -> None:
         self.term, self.room, self.muted = term, room, muted
+        self.sid = 0  # its side's id (set on joining)
+        self.only_to: int | None = None  # the one member who hears this one (None: all the others)
         self.heard: collections.deque[bytes] = collections.deque()
         self.out: collections.deque[bytes] = collections.deque()
         self.up = self.down = None  # ratecv states (codec rate <-> room rate)
@@ -141,8 +145,12 @@ class Room:
         tone = self._tone(rate, samples)
         if tone is not None:
             total = audioop.add(total, _to32(tone), 4)
+        private = [(m, v) for m, v in voices if v is not None and m.only_to is not None]
         for member, v in voices:
             own = total if v is None else audioop.add(total, audioop.mul(v, 4, -1.0), 4)
+            for speaker, said in private:
+                if speaker is not member and speaker.only_to != member.sid:
+                    own = audioop.add(own, audioop.mul(said, 4, -1.0), 4)
             member.give(own, rate)
 
     def _tone(self, rate: int, samples: int) -> bytes | None:
@@ -191,6 +199,8 @@ class Mixer:
             raise ValueError(f"side {side.id} is no local endpoint")
         if op == "conf_join":
             self.join(side.id, term, str(msg["room"])[:64], bool(msg.get("muted")))
+            if msg.get("only_to") is not None:
+                self.members[side.id].only_to = int(msg["only_to"])
         elif op == "conf_mute":
             member = self.members.get(side.id)
             if member is not None:
@@ -205,6 +215,7 @@ class Mixer:
         if len(room.members) >= MAX_MEMBERS:
             raise ValueError(f"room {name} is full")
         member = Member(term, room, muted)
+        member.sid = sid
         room.members[sid] = self.members[sid] = member
         term.member = member
 
