@@ -115,11 +115,12 @@ class MailClient(ServiceClient):
 
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_report", "acd_agent_log",
+               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
+               "acd_agent_log",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk")
-    actions = ("unban", "acd_agent_action", "conference_mute", "conference_remove", "voicemail_act",
+    actions = ("unban", "acd_agent_action", "acd_web_callback", "conference_mute", "conference_remove", "voicemail_act",
                "voicemail_greeting_put", "voicemail_greeting_remove")
 
     def acd_wallboard(self, day_start: float) -> dict:
@@ -132,6 +133,10 @@ class PbxClient(ServiceClient):
     def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
         """login, logout, pause (reason), resume: {"status"} or {"error"}."""
         return self._call("acd_agent_action", extension, action, reason)
+
+    def acd_web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
+        """A visitor's call-back request (services/pbx/acd/callback.py): {"position", "id"} or {"error", "reason"}."""
+        return self._call("acd_web_callback", queue, number, name, subject)
 
     def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
         """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""

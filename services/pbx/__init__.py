@@ -423,6 +423,13 @@ class PbxService(Service):
         except ValueError as exc:
             return {"error": str(exc)}
 
+    def acd_web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
+        """A call-back request from the public page: {"position", "id"} or {"error", "reason"}."""
+        running = self._acd()
+        if running is None:
+            return {"error": "the PBX is not running", "reason": "down"}
+        return running.web_callback(queue, number, name, subject)
+
     def _acd_store(self):
         from .acd.store import AcdStore
         running = self._acd()

@@ -467,6 +467,20 @@ class CallQueue(Section):
     vip_priority: int = Field(default=9, ge=0, le=9)
     supervisors: list[str] = Field(default_factory=list, max_length=50, description="extensions that may "
                                    "monitor, whisper to and barge in on this queue's agents")
+    web_callback: bool = Field(default=False, description="the public call-back page takes requests for this queue")
+    web_callback_numbers: list[str] = Field(
+        default_factory=list, max_length=50, description="number patterns a visitor may be called back on "
+        "(X any digit, N 2-9, Z 1-9, [1-5] a class, e.g. 0ZXXXXXXXX); none: no number is accepted")
+    web_callback_pending: int = Field(default=10, ge=1, le=200, description="web call-back requests waiting at "
+                                      "most; more are refused")
+
+    @field_validator("web_callback_numbers")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"\+?([0-9XNZ]|\[[0-9-]{1,20}\]){1,32}", value):
+                raise ValueError(f"{value!r} is not a number pattern (digits, X, N, Z, [1-5])")
+        return values
 
     @field_validator("vip_callers", "supervisors")
     @classmethod

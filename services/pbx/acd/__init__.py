@@ -4,6 +4,8 @@ state, the records behind the wallboard and the reports.
 - decide.py: the one decision point (which caller to which free agent), pure;
 - queue.py: the caller's side (music, announcements, call-back offer, overflow), an application;
 - agents.py: the agents' feature codes (log in / out / pause with a reason / resume);
+- callback.py: call-back requests from the public web page;
+- monitor.py: supervisors' silent monitor, whisper and barge-in;
 - store.py: agent state changes and one row per caller's turn in SQLite (acd.sqlite), and the reports.
 
 Agent state is runtime state, not configuration: every agent starts logged out when the PBX starts.
@@ -59,6 +61,7 @@ class Waiter:
     caller_name: str
     authority: str
     record: QueueCall
+    web: bool = False  # a web call-back request (callback.py)
     since: float = field(default_factory=time.monotonic)
     serving: bool = False  # agents are being rung for it
     tried: set[str] = field(default_factory=set)
@@ -262,6 +265,11 @@ class Acd:
         waiter.channel = None
         waiter.record.callback = True
         self.later(CALLBACK_KEEP, self._callback_expired, waiter)
+
+    def web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
+        """A visitor's call-back request from the public page (thread-safe): see callback.py."""
+        from . import callback
+        return self._on_loop(lambda: callback.request(self, queue, number, name, subject))
 
     def _callback_expired(self, waiter: Waiter) -> None:
         if not waiter.finished and not waiter.serving:
