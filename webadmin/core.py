@@ -264,9 +264,12 @@ def csrf_field() -> Markup:
                   + (f'<input type="hidden" name="{BASE_FIELD}" value="{int(base)}">' if base is not None else ""))
 
 
+OWN_TOKEN_ENDPOINTS: set[str] = set()  # public forms that check a token of their own (blueprints/public.py)
+
+
 def check_csrf() -> None:
     """before_request hook: refuse any state-changing request without the session's token (400)."""
-    if request.method not in UNSAFE_METHODS:
+    if request.method not in UNSAFE_METHODS or request.endpoint in OWN_TOKEN_ENDPOINTS:
         return
     limit = LARGE_UPLOADS.get(request.endpoint or "")
     if limit:

@@ -23,7 +23,7 @@ PEOPLE = [
 QUEUE = {"number": "600", "name": "sales", "title": "Sales", "strategy": "skills", "members_text": "201:4\n202:7",
          "overflow": "", "max_wait": "120", "max_length": "20", "moh_class": "default", "announce_every": "0",
          "callback_every": "0", "agent_timeout": "5", "wrap_up": "0", "auto_pause_after": "3", "service_level": "20",
-         "priority": "0", "vip_text": "", "vip_priority": "9", "did_text": ""}
+         "priority": "0", "vip_text": "", "vip_priority": "9", "did_text": "", "web_callback_pending": "10"}
 
 
 @pytest.fixture
@@ -46,13 +46,17 @@ def test_queue_form_checks_agents_and_numbers_then_saves(cc_client, runtime):
     assert level.status_code == 400 and "201:5" in level.get_data(as_text=True)
     assert runtime.config.pbx.queues == []  # nothing saved by the refused forms
     ok = post(cc_client, "/callcentre/queues/new", {**QUEUE, "vip_text": "0612345678, 203", "did_text": "0140:5",
-                                                       "supervisors_text": "203"})
+                                                       "supervisors_text": "203", "web_callback": "on",
+                                                       "web_numbers_text": "0ZXXXXXXXX, 6[0-5]XX"})
     assert ok.status_code == 302, ok.get_data(as_text=True)[:3000]
     [q] = runtime.config.pbx.queues
     assert [(m.agent, m.skill) for m in q.members] == [("201", 4), ("202", 7)]
     assert q.vip_callers == ["0612345678", "203"] and q.did_priorities == {"0140": 5} and q.strategy == "skills"
     assert runtime.config.pbx.application_for("600") == "queue:sales" and q.supervisors == ["203"]
     assert runtime.config.pbx.application_for("*56201") == "app:supervisor-whisper"
+    assert q.web_callback and q.web_callback_numbers == ["0ZXXXXXXXX", "6[0-5]XX"]
+    pattern = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "web_numbers_text": "0.*"})
+    assert pattern.status_code == 400 and "is not a number pattern" in pattern.get_data(as_text=True)
     edit = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "wrap_up": "30"})
     assert edit.status_code == 302 and runtime.config.pbx.queues[0].wrap_up == 30
     assert "Sales" in page(cc_client, "/callcentre/queues")

@@ -30,7 +30,7 @@ STRATEGIES = [("longest_idle", N_("Longest idle agent")), ("ring_all", N_("Ring 
 STATE_NAMES = {"available": N_("available"), "ringing": N_("ringing"), "on_call": N_("on a call"),
                "wrap_up": N_("wrap-up"), "paused": N_("paused"), "logged_out": N_("logged out")}
 NUMBERS = ("max_wait", "max_length", "announce_every", "callback_every", "agent_timeout", "wrap_up",
-           "auto_pause_after", "service_level", "priority", "vip_priority")
+           "auto_pause_after", "service_level", "priority", "vip_priority", "web_callback_pending")
 MAX_STREAMS = 2  # wallboard event streams at once: each holds one of the server's few worker threads
 STREAM_SECONDS = 120  # then the browser reconnects (EventSource does it by itself)
 _streams = threading.BoundedSemaphore(MAX_STREAMS)
@@ -161,6 +161,7 @@ def queue_form(name: str | None):
     values["members_text"] = _members_text(current)
     values["vip_text"] = ", ".join(current.vip_callers) if current else ""
     values["supervisors_text"] = ", ".join(current.supervisors) if current else ""
+    values["web_numbers_text"] = ", ".join(current.web_callback_numbers) if current else ""
     values["did_text"] = "\n".join(f"{k}:{v}" for k, v in current.did_priorities.items()) if current else ""
     if request.method == "POST":
         item = {k: forms.text(k, 60) for k in ("number", "name", "title", "strategy", "moh_class")}
@@ -175,10 +176,14 @@ def queue_form(name: str | None):
                                if v.strip()]
         item["supervisors"] = [v.strip() for v in forms.text("supervisors_text", 2000).replace("\n", ",").split(",")
                                if v.strip()]
+        item["web_callback"] = request.form.get("web_callback") == "on"
+        item["web_callback_numbers"] = [v.strip() for v in forms.text("web_numbers_text", 2000).replace("\n", ",")
+                                        .split(",") if v.strip()]
         dids = _parse_pairs(forms.text("did_text", 4000), "did_text", errors, "number", "priority")
         item["did_priorities"] = {d["number"]: d.get("priority", 0) for d in dids}
         values.update(item, members_text=forms.text("members_text", 4000), vip_text=forms.text("vip_text", 8000),
-                      supervisors_text=forms.text("supervisors_text", 2000), did_text=forms.text("did_text", 4000))
+                      supervisors_text=forms.text("supervisors_text", 2000),
+                      web_numbers_text=forms.text("web_numbers_text", 2000), did_text=forms.text("did_text", 4000))
         if not errors:
             def mutate(doc: dict) -> None:
                 items = doc["pbx"].setdefault("queues", [])
@@ -190,6 +195,7 @@ def queue_form(name: str | None):
             errors, general = forms.apply_form(_("call queue %(name)s", name=item["name"]), mutate,
                                                prefix=f"pbx.queues.{at}", top=True)
             errors = {{"members": "members_text", "vip_callers": "vip_text", "supervisors": "supervisors_text",
+                       "web_callback_numbers": "web_numbers_text",
                        "did_priorities": "did_text"}.get(k, k): v for k, v in errors.items()}
             if not errors and not general:
                 flash(_("Queue %(name)s saved.", name=item["name"]), "success")
