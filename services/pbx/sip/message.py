@@ -234,6 +234,22 @@ class Uri:
         return text + (f"?{self.headers}" if self.headers else "")
 
 
+def _quoted(text: str) -> tuple[str, str]:
+    """'"a \\"b\\" <c>" <sip:x>' -> ('a "b" <c>', ' <sip:x>'): a leading quoted-string, unescaped, and the rest."""
+    out, i = [], 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out), text[i + 1:]
+        out.append(ch)
+        i += 1
+    raise ParseError("bad display name: unclosed quote")
+
+
 @dataclass
 class NameAddr:
     """From/To/Contact/Route value: optional display name, URI, header parameters (tag, expires...)."""
@@ -246,16 +262,16 @@ class NameAddr:
     def parse(cls, text: str) -> "NameAddr":
         text = text.strip()
         display = ""
+        if text.startswith('"'):  # a quoted display name may hold < > , ; and escaped characters
+            display, text = _quoted(text)
+            if not text.lstrip().startswith("<"):
+                raise ParseError("a quoted display name must be followed by <URI>")
         if "<" in text:
             head, _, rest = text.partition("<")
             uri_text, close, tail = rest.partition(">")
             if not close:
                 raise ParseError("unclosed <")
-            display = head.strip()
-            if display.startswith('"'):
-                if not display.endswith('"') or len(display) < 2:
-                    raise ParseError("bad display name")
-                display = display[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            display = display or head.strip()
             return cls(Uri.parse(uri_text), display, parse_params(tail))
         uri_text, _, tail = text.partition(";")
         return cls(Uri.parse(uri_text), "", parse_params(tail))

@@ -99,6 +99,18 @@ def test_uri_and_nameaddr():
         Uri.parse("sip:user@host:99999")
 
 
+def test_display_names_with_angle_brackets_and_escapes_round_trip():
+    """A quoted display name may hold < > , ; and escaped quotes (RFC 3261 25.1 quoted-string): the URI is
+    the one after it (a web call-back visitor named "<b>Ann</b>" made the agent's call fail)."""
+    for name in ("<b>Ann</b>", 'Ann "the <boss>"', "a\\b <sip:evil@x>", "Zoé; <x>, y"):
+        na = NameAddr(Uri.parse("sip:0612345678@box.lan"), name, {"tag": "t1"})
+        back = NameAddr.parse(str(na))
+        assert (back.display, str(back.uri), back.tag) == (name, "sip:0612345678@box.lan", "t1"), str(na)
+    for bad in ('"unclosed <sip:a@b>', '"Ann" sip:a@b', '"Ann\\" <sip:a@b'):
+        with pytest.raises(ParseError):
+            NameAddr.parse(bad)
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=600))
 def test_random_bytes_only_parse_error(data):
