@@ -29,7 +29,7 @@ def test_a_recording_cut_by_a_crash_is_recovered_with_its_envelope(tmp_path):
     write_wav(pending.wav, [1000] * 8000 * 3)  # what the engine had written when the PBX was killed
     bus = Bus()
     again = _box(tmp_path, bus)  # the PBX started again
-    assert again.recover() == 1
+    assert len(again.recover()) == 1
     [msg] = again.messages("INBOX")
     assert (msg.envelope["caller"], msg.envelope["caller_name"], msg.seconds) == ("202", "Bob Durand", 3.0)
     assert not list(again.dir.glob(".rec-*"))
@@ -42,7 +42,7 @@ def test_recovery_drops_what_cannot_be_a_message(tmp_path):
     write_wav(short.wav, [1000] * 4000)  # half a second
     box.begin("202", "Bob")  # an envelope whose recording never started
     (box.dir / ".rec-0000000000-deadbeef.wav").write_bytes(b"RIFF")  # a WAV without an envelope
-    assert box.recover() == 0
+    assert box.recover() == []
     assert box.messages("INBOX") == [] and not list(box.dir.glob(".rec-*"))
 
 
