@@ -5,6 +5,7 @@ a message to another box with an introduction, calling the caller back, the spok
 is compared as in test_voicemail.py (10 ms envelopes; SAME/OTHER of test_channel.py)."""
 from __future__ import annotations
 
+import datetime
 import shutil
 import time
 from contextlib import ExitStack
@@ -308,3 +309,42 @@ def test_calling_back_follows_the_owners_permission_class(rig, pbx, audio):
             alice.hangup()
         assert (row["status"] == 403) is refused, (permission, row)
         assert alice.call_state() in (None, "CALL_CLOSED")
+
+
+def test_a_temporary_greeting_ends_after_its_end_date(rig, pbx, audio, monkeypatch):
+    """Recorded by phone with today as its last day (8 digits, the box's time zone): bob hears it today,
+    and the unavailable greeting again once the day has passed (the box's clock moved on a day)."""
+    box = _box(pbx, "201")
+    shutil.copy(audio["other"], box.dir / "greet-unavailable.wav")
+    vm = for_core(pbx.svc.core)
+    today = vm.today()
+    with ExitStack() as stack:
+        alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
+        wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
+        time.sleep(4.0)
+        alice.send_dtmf("#")
+        wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+        time.sleep(3.0)  # "your greeting has been saved", then the end date is asked
+        alice.send_dtmf(today.strftime("%Y%m%d") + "#")
+        wait(lambda: _current(rig).config.pbx.extensions["201"].voicemail_temporary_until == today, timeout=30,
+             what="the end date applied")
+        alice.hangup()
+    assert _current(rig).author == "pbx:201"
+    temporary, _ = ch.read_wav(box.greeting("temporary"))
+    unavailable, _ = ch.read_wav(audio["other"])
+
+    def heard_by_bob() -> list[int]:
+        with ExitStack() as stack:
+            bob = _phone(stack, pbx, BOB, audio["quiet"])
+            bob.dial("201")
+            wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
+            time.sleep(1.0)
+            bob.hangup()
+            bob.wait_for("CALL_CLOSED")
+            return ch.read_wav(bob.heard())[0]
+    same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(heard_by_bob()), 400)
+    assert same > ch.SAME, f"bob did not hear the temporary greeting on its last day ({same:.3f})"
+    monkeypatch.setattr(vm, "today", lambda: today + datetime.timedelta(days=1))
+    same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(heard_by_bob()), 400)
+    assert same > ch.SAME, f"bob did not hear the unavailable greeting after the end date ({same:.3f})"
+    assert box.greeting("temporary") is not None  # kept: the owner may set another date
