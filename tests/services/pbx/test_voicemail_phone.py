@@ -17,7 +17,7 @@ from appliance.bus import appliance_bus
 from appliance.changerequests import ChangeRequests
 from appliance.store import ConfigStore
 from appliance.users import verify_password
-from services.pbx.prompts import PromptLibrary
+from services.pbx.prompts import PromptLibrary, catalogue
 from services.pbx.voicemail import for_core
 from services.pbx.voicemail.pin import hash_pin
 
@@ -47,8 +47,8 @@ class _Live:
         await self.runner.svc.reload(cfg)
 
 
-def _doc(**pbx):
-    alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN))
+def _doc(alice_role: str = "staff", **pbx):
+    alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN), role=alice_role)
     return config([alice, BOB, CAROL], digest_algorithms=["MD5"], codecs=["PCMU"], lab_rtp_port_min=23800,
                   lab_rtp_port_max=23999,
                   voicemail={"silence_stop": 2, **pbx.pop("voicemail", {})}, **pbx)
@@ -348,3 +348,41 @@ def test_a_temporary_greeting_ends_after_its_end_date(rig, pbx, audio, monkeypat
     same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(heard_by_bob()), 400)
     assert same > ch.SAME, f"bob did not hear the unavailable greeting after the end date ({same:.3f})"
     assert box.greeting("temporary") is not None  # kept: the owner may set another date
+
+
+
+def test_an_admin_records_a_prompt_by_phone(rig, pbx, audio):
+    """*39, the admin's PIN, a prompt's number (catalogue.numbered), then speech after the beep and #: the
+    box says that prompt with the recording from then on (it correlates with what the phone played)."""
+    runner, engine = rig
+    engine.apply(_doc(alice_role="admin"), "test", "alice is an admin")
+    vm = for_core(runner.svc.core)
+    number = catalogue.numbered().index("goodbye") + 1
+    with ExitStack() as stack:
+        alice = _phone(stack, pbx, ALICE, audio["talk"])
+        alice.dial("*39")
+        alice.wait_for("CALL_ESTABLISHED")
+        time.sleep(1.0)
+        alice.send_dtmf(PIN + "#")
+        time.sleep(2.5)
+        alice.send_dtmf(f"{number}#")
+        wait(lambda: list(vm.root.glob(".prompt-*.wav")), timeout=40, what="the prompt recording")
+        time.sleep(4.0)
+        alice.send_dtmf("#")
+        wait(lambda: vm.prompts.is_custom("goodbye", "en"), timeout=20, what="the prompt stored")
+        alice.hangup()
+    stored = vm.prompts.prompt_path("goodbye", "en")
+    assert stored.parent == vm.prompts.custom_root / "en"
+    got, _ = ch.read_wav(stored)
+    assert 2.0 <= len(got) / 8000 <= 6.0
+    same, _ = ch.best_correlation(ch.envelope(got), ch.envelope(ch.read_wav(audio["talk"])[0]), 600)
+    other, _ = ch.best_correlation(ch.envelope(got), ch.envelope(ch.read_wav(audio["other"])[0]), 200)
+    assert same > ch.SAME, f"the stored prompt does not match what the phone said ({same:.3f})"
+    assert other < ch.OTHER, f"another sentence matches as well ({other:.3f})"
+    vm.prompts.restore("goodbye", "en")
+
+
+def test_a_user_may_not_record_prompts(rig, pbx, audio):
+    with ExitStack() as stack:
+        _feature(stack, pbx, BOB, "*39", audio)  # "you are not allowed", then the call ends
+    assert not for_core(pbx.svc.core).prompts.is_custom("goodbye", "en")
