@@ -165,10 +165,10 @@ def test_star78_and_star79_turn_do_not_disturb_on_and_off(rig, pbx, audio):
 
 
 # -- the owner's menu -----------------------------------------------------------------------------------
-def _login(stack, pbx, source, keys_after: list[tuple[float, str]]):
-    """alice dials *97 and her PIN, then sends each key after its pause; returns her phone."""
+def _login(stack, pbx, source, keys_after: list[tuple[float, str]], code: str = "*97"):
+    """alice dials *97 (or `code`) and her PIN, then sends each key after its pause; returns her phone."""
     alice = _phone(stack, pbx, ALICE, source)
-    alice.dial("*97")
+    alice.dial(code)
     alice.wait_for("CALL_ESTABLISHED")
     time.sleep(1.0)
     alice.send_dtmf(PIN + "#")
@@ -197,6 +197,18 @@ def test_pin_changed_by_phone(rig, pbx, audio):
     assert verify_password(hashed, "86420") and not verify_password(hashed, PIN)
 
 
+def _heard_by_bob(pbx, box, audio) -> list[int]:
+    """What bob hears calling 201 until the recording starts (the greeting and the beep)."""
+    with ExitStack() as stack:
+        bob = _phone(stack, pbx, BOB, audio["quiet"])
+        bob.dial("201")
+        wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
+        time.sleep(1.0)
+        bob.hangup()
+        bob.wait_for("CALL_CLOSED")
+        return ch.read_wav(bob.heard())[0]
+
+
 def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio):
     box = _box(pbx, "201")
     shutil.copy(audio["other"], box.dir / "greet-unavailable.wav")
@@ -208,17 +220,7 @@ def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio
         wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
         alice.hangup()
     temporary, _ = ch.read_wav(box.greeting("temporary"))
-
-    def heard_by_bob() -> list[int]:
-        with ExitStack() as stack:
-            bob = _phone(stack, pbx, BOB, audio["quiet"])
-            bob.dial("201")
-            wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
-            time.sleep(1.0)
-            bob.hangup()
-            bob.wait_for("CALL_CLOSED")
-            return ch.read_wav(bob.heard())[0]
-    heard = heard_by_bob()
+    heard = _heard_by_bob(pbx, box, audio)
     unavailable, _ = ch.read_wav(audio["other"])
     same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(heard), 400)
     assert same > ch.SAME, f"bob did not hear the temporary greeting ({same:.3f})"
@@ -226,7 +228,7 @@ def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio
         alice = _login(stack, pbx, audio["quiet"], [(2.0, "0"), (1.0, "5")])
         wait(lambda: box.greeting("temporary") is None, timeout=30, what="the temporary greeting removed")
         alice.hangup()
-    heard = heard_by_bob()
+    heard = _heard_by_bob(pbx, box, audio)
     same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(heard), 400)
     assert same > ch.SAME, f"bob did not hear the unavailable greeting again ({same:.3f})"
 
@@ -332,20 +334,10 @@ def test_a_temporary_greeting_ends_after_its_end_date(rig, pbx, audio, monkeypat
     assert _current(rig).author == "pbx:201"
     temporary, _ = ch.read_wav(box.greeting("temporary"))
     unavailable, _ = ch.read_wav(audio["other"])
-
-    def heard_by_bob() -> list[int]:
-        with ExitStack() as stack:
-            bob = _phone(stack, pbx, BOB, audio["quiet"])
-            bob.dial("201")
-            wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
-            time.sleep(1.0)
-            bob.hangup()
-            bob.wait_for("CALL_CLOSED")
-            return ch.read_wav(bob.heard())[0]
-    same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(heard_by_bob()), 400)
+    same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(_heard_by_bob(pbx, box, audio)), 400)
     assert same > ch.SAME, f"bob did not hear the temporary greeting on its last day ({same:.3f})"
     monkeypatch.setattr(vm, "today", lambda: today + datetime.timedelta(days=1))
-    same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(heard_by_bob()), 400)
+    same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(_heard_by_bob(pbx, box, audio)), 400)
     assert same > ch.SAME, f"bob did not hear the unavailable greeting after the end date ({same:.3f})"
     assert box.greeting("temporary") is not None  # kept: the owner may set another date
 
@@ -359,13 +351,7 @@ def test_an_admin_records_a_prompt_by_phone(rig, pbx, audio):
     vm = for_core(runner.svc.core)
     number = catalogue.numbered().index("goodbye") + 1
     with ExitStack() as stack:
-        alice = _phone(stack, pbx, ALICE, audio["talk"])
-        alice.dial("*39")
-        alice.wait_for("CALL_ESTABLISHED")
-        time.sleep(1.0)
-        alice.send_dtmf(PIN + "#")
-        time.sleep(2.5)
-        alice.send_dtmf(f"{number}#")
+        alice = _login(stack, pbx, audio["talk"], [(2.5, f"{number}#")], code="*39")
         wait(lambda: list(vm.root.glob(".prompt-*.wav")), timeout=40, what="the prompt recording")
         time.sleep(4.0)
         alice.send_dtmf("#")
