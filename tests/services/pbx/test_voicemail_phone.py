@@ -197,6 +197,16 @@ def test_pin_changed_by_phone(rig, pbx, audio):
     assert verify_password(hashed, "86420") and not verify_password(hashed, PIN)
 
 
+def _record_temporary(stack, pbx, box, audio):
+    """alice records a temporary greeting from her menu (0, 4, four seconds of speech, #)."""
+    alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
+    wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
+    time.sleep(4.0)
+    alice.send_dtmf("#")
+    wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+    return alice
+
+
 def _heard_by_bob(pbx, box, audio) -> list[int]:
     """What bob hears calling 201 until the recording starts (the greeting and the beep)."""
     with ExitStack() as stack:
@@ -213,11 +223,7 @@ def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio
     box = _box(pbx, "201")
     shutil.copy(audio["other"], box.dir / "greet-unavailable.wav")
     with ExitStack() as stack:
-        alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
-        wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
-        time.sleep(4.0)
-        alice.send_dtmf("#")
-        wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+        alice = _record_temporary(stack, pbx, box, audio)
         alice.hangup()
     temporary, _ = ch.read_wav(box.greeting("temporary"))
     heard = _heard_by_bob(pbx, box, audio)
@@ -321,11 +327,7 @@ def test_a_temporary_greeting_ends_after_its_end_date(rig, pbx, audio, monkeypat
     vm = for_core(pbx.svc.core)
     today = vm.today()
     with ExitStack() as stack:
-        alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
-        wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
-        time.sleep(4.0)
-        alice.send_dtmf("#")
-        wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+        alice = _record_temporary(stack, pbx, box, audio)
         time.sleep(3.0)  # "your greeting has been saved", then the end date is asked
         alice.send_dtmf(today.strftime("%Y%m%d") + "#")
         wait(lambda: _current(rig).config.pbx.extensions["201"].voicemail_temporary_until == today, timeout=30,
