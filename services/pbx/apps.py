@@ -129,10 +129,11 @@ register("app:silence", silence)
 
 
 def _register_voicemail() -> None:
-    from .voicemail import deposit, features, menu  # imports apps: registered once this module is complete
+    from .voicemail import deposit, features, menu, recordprompt  # imports apps: registered once it is complete
     register("voicemail", deposit.deposit)
     register("app:voicemail-own", menu.own_box)
     register("app:voicemail-any", menu.any_box)
+    register("app:prompt-record", recordprompt.record_prompt)
     for name in ("forward-on", "forward-off", "dnd-on", "dnd-off"):
         register(f"app:{name}", getattr(features, name.replace("-", "_")))
 

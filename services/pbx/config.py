@@ -51,6 +51,10 @@ class ExtensionSettings(Section):
         "attached, as a notice only, or not at all")
     voicemail_email_delete: bool = Field(default=False, description="with attach: the message leaves the "
                                          "voicemail box once the mail service has taken the mail")
+    voicemail_compressed: bool = Field(default=False, description="keep an MP3 copy beside each message's WAV "
+                                       "(made with lame); with attach, the mail carries it too")
+    voicemail_temporary_until: datetime.date | None = Field(default=None, description="the last day callers hear the "
+                                                   "temporary greeting (the box's time zone); empty: until removed")
 
 
 class RingGroup(Section):
@@ -342,6 +346,8 @@ class FeatureCodes(Section):
     attendant_admin: str = Field(default="*35", pattern=NUMBER, description="record an attendant greeting (admins, "
                                  "voicemail PIN)")
     night_service: str = Field(default="*36", pattern=NUMBER, description="night service on/off (admins, PIN)")
+    prompt_record: str = Field(default="*39", pattern=NUMBER, description="record one of the box's voice prompts "
+                               "by its number on the prompts page (admins, voicemail PIN)")
     assistant: str = Field(default="*37", pattern=NUMBER, description="own personal assistant on/off")
     forward_on: str = Field(default="*72", pattern=NUMBER, description="forward all calls: the number dialled "
                             "after the code (*72 0612345678), else asked")
@@ -377,6 +383,7 @@ class FeatureCodes(Section):
                 self.conference: "app:conference-join", self.park: "app:park",
                 self.dial_by_name: "app:dial-by-name", self.attendant_admin: "app:attendant-admin",
                 self.night_service: "app:night-service", self.assistant: "app:assistant-menu",
+                self.prompt_record: "app:prompt-record",
                 self.forward_on: "app:forward-on", self.forward_off: "app:forward-off",
                 self.dnd_on: "app:dnd-on", self.dnd_off: "app:dnd-off",
                 self.screening: "app:screening"}

@@ -1,6 +1,14 @@
 """Message waiting (RFC 3842): the `message-summary` event package, and unsolicited NOTIFYs for phones
 that do not subscribe (ExtensionSettings.mwi_unsolicited).
 
+Per registered device: every subscription (each phone's own dialog) is NOTIFYed; with mwi_unsolicited,
+each registered contact of the extension WITHOUT a live message-summary subscription of its own (same
+flow or same Contact) gets out-of-dialog NOTIFYs, so a desk phone that subscribes is never told twice
+and a phone that does not beside it is still told. The PBX decides this per contact from what the phone
+does, rather than from a per-phone list: contacts change at every registration, softphones are in no
+provisioning list, and the PBX may not read the provisioning section; the per-extension switch stays as
+the admin's consent (some phones answer unsolicited NOTIFYs with errors).
+
 The source of truth is the retained bus topic `pbx.mailbox` (key = extension, data {"extension", "new",
 "old"}), published by the voicemail store whenever a box changes. A device may watch only its own
 extension's box. Every change NOTIFYs the box's subscriptions at once and, for an extension set so, sends
@@ -98,12 +106,25 @@ class MessageSummaryPackage:
         if not self.wants_unsolicited(extension):
             return
         counts = self.counts.get(extension, (0, 0))
+        subscribed = self._subscribed(extension)
         for binding in self.core.location.lookup(extension):
             key = (extension, binding.contact)
+            if binding.flow in subscribed or binding.contact in subscribed:
+                self.sent.pop(key, None)  # told in its dialog; told again unsolicited if it stops subscribing
+                continue
             if only_new and self.sent.get(key) == counts:
                 continue
             self.sent[key] = counts
             self._send(extension, binding, counts)
+
+    def _subscribed(self, extension: str) -> set:
+        """The flows and Contact URIs of the extension's live message-summary subscriptions."""
+        subs = getattr(self.core, "subscriptions", None)
+        found: set = set()
+        for sub in (subs.dialogs.values() if subs is not None else ()):
+            if sub.package.name == self.name and sub.resource == extension and not sub.ended:
+                found.update((sub.flow, str(sub.target)))
+        return found
 
     def _send(self, extension: str, binding, counts: tuple[int, int]) -> None:
         stack = self.core.stack

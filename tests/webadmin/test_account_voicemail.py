@@ -4,9 +4,11 @@ removed; voicemail by e-mail chosen. All through PbxClient to a running PBX (the
 files); another user's message is 404. In headless Chromium the page's audio element plays a message."""
 from __future__ import annotations
 
+import datetime
 import math
 import wave
 from contextlib import contextmanager
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -113,6 +115,30 @@ def test_greetings_upload_and_removal_and_the_email_setting(staff, tmp_path):  #
         assert staff.store.current().author == "alice" and mine.blf_watchers == "nobody"  # only these two fields
         assert post(alice, "/account/voicemail/email", {"voicemail_email": "everyone"}, "/account/voicemail") \
             .status_code == 400
+        mp3 = post(alice, "/account/voicemail/email", {"voicemail_email": "attach", "voicemail_compressed": "on"},
+                   "/account/voicemail")
+        assert mp3.status_code == 302 and staff.config.pbx.extensions["201"].voicemail_compressed
+
+
+def test_the_temporary_greetings_end_date(staff):  # noqa: F811
+    """A day in the box's time zone, from today to a year ahead; empty: until removed. The page says when
+    it ends, and that callers hear the other greetings once it has."""
+    zone = ZoneInfo(staff.config.system.timezone)
+    today = datetime.datetime.now(zone).date()
+    alice = signed_in(staff, "alice")
+    url = "/account/voicemail/temporary-until"
+    with _live_pbx(staff):
+        assert post(alice, url, {"voicemail_temporary_until": today.isoformat()}, "/account/voicemail") \
+            .status_code == 302
+        assert staff.config.pbx.extensions["201"].voicemail_temporary_until == today
+        html = alice.get("/account/voicemail").get_data(as_text=True)
+        assert f"Callers hear it until the end of {today.isoformat()}" in html and f'value="{today}"' in html
+        for bad in ((today - datetime.timedelta(days=1)).isoformat(), "2026-02-30", "tomorrow"):
+            post(alice, url, {"voicemail_temporary_until": bad}, "/account/voicemail")
+            assert "The end date must be a day from today" in alice.get("/account/voicemail").get_data(as_text=True)
+            assert staff.config.pbx.extensions["201"].voicemail_temporary_until == today
+        assert post(alice, url, {"voicemail_temporary_until": ""}, "/account/voicemail").status_code == 302
+        assert staff.config.pbx.extensions["201"].voicemail_temporary_until is None
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import wave
 
 import pytest
 
-from services.pbx.prompts import audio
+from services.pbx.prompts import audio, catalogue
 from tests.webadmin.helpers import csrf_of, post
 
 pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
@@ -57,6 +57,8 @@ def test_prompt_sets_listen_upload_and_restore(admin_client, tmp_path):
     assert "請在嗶聲後留言" in page and page.count("<audio controls") > 50
     assert 'href="/voice/prompts?lang=fr"' in page and "Hold music" in page  # menu entries
     src = re.search(r'<tr id="prompt-goodbye">.*?src="([^"]+)"', page, re.S).group(1)
+    number = catalogue.numbered().index("goodbye") + 1  # what an admin dials after *39
+    assert re.search(rf'<tr id="prompt-goodbye">\s*<td>{number}</td>', page) and "*39" in page
     rate, seconds, loudest = served(admin_client, src.replace("&amp;", "&"))
     assert rate == 16000 and 0.3 < seconds < 3 and loudest > -30
 

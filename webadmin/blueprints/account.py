@@ -5,9 +5,11 @@ My voicemail (/account/voicemail): their own box's messages per folder (listen, 
 delete), greetings (upload, remove) and voicemail by e-mail, through the PBX's client only."""
 from __future__ import annotations
 
+import datetime
 import io
 import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, session, url_for
 from flask_babel import gettext as _
@@ -188,7 +190,7 @@ def vpn_profile(kind: str):
 # -- My voicemail: the signed-in user's own box, always through the PBX's client (never its files) -------
 FOLDER_NAMES = {"INBOX": N_("New"), "Old": N_("Heard"), "Saved": N_("Saved")}
 GREETING_NAMES = {"unavailable": N_("Unavailable greeting"), "busy": N_("Busy greeting"),
-                  "temporary": N_("Temporary greeting (replaces the others until removed)"),
+                  "temporary": N_("Temporary greeting (replaces the others until removed or its end date)"),
                   "name": N_("Recorded name")}
 EMAIL_MODES = [("off", N_("Off")), ("attach", N_("Mail each message with the recording attached")),
                ("notify", N_("Mail a notice only"))]
@@ -221,7 +223,10 @@ def voicemail():
     return render_template("account/voicemail.html", box=box, ext=ext, general=general, folders=FOLDER_NAMES,
                            greetings=GREETING_NAMES, email_modes=EMAIL_MODES,
                            email_mode=settings.voicemail_email if settings else "off",
-                           email_delete=settings.voicemail_email_delete if settings else False), \
+                           email_delete=settings.voicemail_email_delete if settings else False,
+                           email_mp3=settings.voicemail_compressed if settings else False,
+                           temporary_until=settings.voicemail_temporary_until if settings else None,
+                           today=_box_today()), \
         (503 if general else 200)
 
 
@@ -305,14 +310,53 @@ def voicemail_email():
     if mode not in dict(EMAIL_MODES):
         abort(400)
     delete = forms.checkbox("voicemail_email_delete") and mode == "attach"
+    mp3 = forms.checkbox("voicemail_compressed")
 
     def mutate(doc: dict) -> None:
         doc.setdefault("pbx", {}).setdefault("extensions", {}).setdefault(ext, {}).update(
-            voicemail_email=mode, voicemail_email_delete=delete)
+            voicemail_email=mode, voicemail_email_delete=delete, voicemail_compressed=mp3)
     try:
         core.apply_change(f"{core.current_user().login} set their voicemail e-mail to {mode}", mutate)
     except (ConfigError, ApplyError) as err:
         flash(forms.general_error(err), "error")
     else:
         flash(_("Your voicemail e-mail setting was saved."), "success")
+    return redirect(url_for("account.voicemail"))
+
+
+def _box_today() -> datetime.date:
+    """Today in the box's time zone (system.timezone): a temporary greeting's end date is a day there."""
+    try:
+        zone = ZoneInfo(core.current_config().system.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = datetime.UTC
+    return datetime.datetime.now(zone).date()
+
+
+@bp.route("/voicemail/temporary-until", methods=["POST"])
+@core.login_required
+def voicemail_temporary_until():
+    """The last day callers hear the temporary greeting (empty: until it is removed)."""
+    pbx, ext = _my_box()
+    typed = forms.text("voicemail_temporary_until", 10)
+    until = None
+    if typed:
+        today = _box_today()
+        try:
+            until = datetime.date.fromisoformat(typed)
+        except ValueError:
+            until = None
+        if until is None or not today <= until <= today + datetime.timedelta(days=366):
+            flash(_("The end date must be a day from today to a year ahead."), "error")
+            return redirect(url_for("account.voicemail"))
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("pbx", {}).setdefault("extensions", {}).setdefault(ext, {})["voicemail_temporary_until"] = \
+            until.isoformat() if until else None
+    try:
+        core.apply_change(f"{core.current_user().login} set their temporary greeting's end date to {until}", mutate)
+    except (ConfigError, ApplyError) as err:
+        flash(forms.general_error(err), "error")
+    else:
+        flash(_("The end date of your temporary greeting was saved."), "success")
     return redirect(url_for("account.voicemail"))

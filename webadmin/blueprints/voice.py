@@ -82,7 +82,8 @@ def prompts_index():
             return redirect(url_for("voice.prompts", lang=chosen))
     box_language = core.current_config().pbx.prompt_language
     return render_template("voice/prompts.html", lang=lang, languages=LANGUAGES, general=general,
-                           entries=prompt_library().listing(lang), box_language=box_language), (400 if general else 200)
+                           entries=prompt_library().listing(lang), box_language=box_language,
+                           record_code=core.current_config().pbx.feature_codes.prompt_record), (400 if general else 200)
 
 
 @bp.route("/prompts/<lang>/<key>")

@@ -317,6 +317,29 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "scr-off": ("Call screening is off.", "Le filtrage des appels est désactivé.", ("過濾來電已關閉。", "guo4 lü4 lai2 dian4 yi3 guan1 bi4.")),
     "scr-not-manager": ("This phone has no secretary.", "Ce poste n'a pas de secrétaire.", ("此分機沒有秘書。", "ci3 fen1 ji1 mei2 you3 mi4 shu1.")),
     "scr-failed": ("The setting could not be changed.", "Le réglage n'a pas pu être modifié.", ("無法變更設定。", "wu2 fa3 bian4 geng1 she4 ding4.")),
+    # -- the temporary greeting's end date (voicemail/menu.py)
+    "vm-temporary-until": (
+        "Enter the last day of this greeting as eight digits, year, month and day. Or press hash for no end date.",
+        "Composez le dernier jour de cette annonce en huit chiffres, année, mois et jour. Ou dièse pour ne pas "
+        "fixer de fin.",
+        ("請以八位數字輸入這則問候語的最後一天，年、月、日。不設結束日期請按井字鍵。",
+         "qing3 yi3 ba1 wei4 shu4 zi4 shu1 ru4 zhe4 ze2 wen4 hou4 yu3 de zui4 hou4 yi4 tian1, nian2, yue4, ri4. "
+         "bu2 she4 jie2 shu4 ri4 qi1 qing3 an4 jing3 zi4 jian4.")),
+    "vm-temporary-until-set": (
+        "The end date of your temporary greeting has been saved.",
+        "La date de fin de votre annonce temporaire a été enregistrée.",
+        ("臨時問候語的結束日期已儲存。", "lin2 shi2 wen4 hou4 yu3 de jie2 shu4 ri4 qi1 yi3 chu3 cun2.")),
+    # -- prompts recorded by phone (voicemail/recordprompt.py)
+    "pr-enter-number": (
+        "Enter the number of the prompt to record, followed by hash.",
+        "Composez le numéro du message à enregistrer, suivi de dièse.",
+        ("請輸入要錄製的提示音編號，再按井字鍵。", "qing3 shu1 ru4 yao4 lu4 zhi4 de ti2 shi4 yin1 bian1 hao4, zai4 an4 jing3 zi4 jian4.")),
+    "pr-record": (
+        "Say the new prompt after the tone, then press hash.", "Dites le nouveau message après le bip, puis dièse.",
+        ("請在嗶聲後說出新的提示音，然後按井字鍵。", "qing3 zai4 bi4 sheng1 hou4 shuo1 chu1 xin1 de ti2 shi4 yin1, ran2 hou4 an4 jing3 zi4 jian4.")),
+    "pr-saved": (
+        "The prompt has been saved.", "Le message a été enregistré.",
+        ("提示音已儲存。", "ti2 shi4 yin1 yi3 chu3 cun2.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
@@ -337,6 +360,12 @@ NUMBERS: dict[str, dict[str, str | tuple[str, str]]] = {
     "fr": {f"num-{n}": w for n, w in [*enumerate(_FR), *_FR_TENS.items()]} | {"num-et": "et", "num-1-f": "une"},
     "zh-TW": {f"num-{n}": w for n, w in [*enumerate(_ZH), *_ZH_UNITS.items()]} | {"num-2-liang": ("兩", "liang3")},
 }
+
+
+def numbered() -> list[str]:
+    """The prompts an admin may record by phone (voicemail/recordprompt.py), number 1 first: the phrases in catalogue
+    order (number words are not: say_number assembles them). New prompts go last to keep the numbers."""
+    return list(PROMPTS)
 
 
 def entries(lang: str) -> dict[str, str | tuple[str, str]]:

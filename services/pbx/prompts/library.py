@@ -159,9 +159,11 @@ class PromptLibrary:
             (self.custom_root / lang / f"{key}-{rate}.wav").unlink(missing_ok=True)
 
     def listing(self, lang: str) -> list[dict]:
-        """Every prompt of a language for the web admin: key, text, whether it was replaced."""
-        return [{"key": key, "text": catalogue.display_text(lang, key), "custom": self.is_custom(key, lang)}
-                for key in catalogue.entries(lang)]
+        """Every prompt of a language for the web admin: key, text, whether it was replaced, and the number
+        to record it by phone (None for number words)."""
+        numbers = {key: n for n, key in enumerate(catalogue.numbered(), 1)}
+        return [{"key": key, "text": catalogue.display_text(lang, key), "custom": self.is_custom(key, lang),
+                 "number": numbers.get(key)} for key in catalogue.entries(lang)]
 
 
 SPOKEN_MAX = 2000  # characters of typed text synthesised at once

@@ -1,8 +1,10 @@
 """What a phone may change in the configuration (services/pbx/changes.py), always its own extension's
 (`by`: the extension the PBX authenticated): forwarding of all calls (*72/*73), do not disturb (*78/*79)
-and the voicemail PIN set from the owner's menu (the PBX sends its argon2 hash, never the PIN)."""
+and, from the owner's menu, the voicemail PIN (the PBX sends its argon2 hash, never the PIN) and the
+temporary greeting's end date."""
 from __future__ import annotations
 
+import datetime
 import re
 
 from .. import changes
@@ -53,3 +55,19 @@ def voicemail_pin(doc: dict, data: dict) -> str:
         raise ValueError("the new PIN must come as an argon2id hash")
     _user(doc, ext)["voicemail_pin_hash"] = hashed
     return f"voicemail PIN of {ext} changed by phone"
+
+
+@changes.kind("voicemail_temporary_until")
+def voicemail_temporary_until(doc: dict, data: dict) -> str:
+    """data {"extension", "until": "YYYY-MM-DD" or None (until removed)}."""
+    ext, until = str(data.get("extension", "")), data.get("until")
+    if until is not None:
+        try:
+            until = datetime.date.fromisoformat(until).isoformat() if isinstance(until, str) else None
+        except ValueError:
+            until = None
+        if until is None:
+            raise ValueError("the end date is a day as YYYY-MM-DD")
+    _settings(doc, ext)["voicemail_temporary_until"] = until
+    return f"temporary greeting of {ext} until {until}, set by phone" if until else \
+        f"temporary greeting of {ext} without an end date, set by phone"

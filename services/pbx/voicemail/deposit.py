@@ -2,7 +2,7 @@
 call routing says in Call.voicemail_greeting) or the generated one ("Extension 201 is not available";
 the recorded name in place of the number when there is one), the beep, then the recording until #,
 silence (pbx.voicemail.silence_stop), the box's maximum length or the caller hanging up (the message is
-kept). A temporary greeting, while there is one, replaces both. 0 ends the message and passes the
+kept). A temporary greeting, while there is one and until its end date, replaces both. 0 ends the message and passes the
 caller to the operator (pbx.voicemail.operator). Messages
 shorter than store.MIN_SECONDS are discarded; a full box says so and hangs up.
 """
@@ -58,7 +58,7 @@ async def deposit(channel: apps.Channel) -> None:
 
 async def _greet(channel, vm, box, kind: str, lang: str) -> None:
     """The greeting; a key pressed during it skips to the beep."""
-    recorded = box.greeting("temporary") or box.greeting(kind)
+    recorded = vm.greeting(box, kind)
     if recorded is not None:
         files = [recorded]
     else:

@@ -1,5 +1,6 @@
 """Voicemail to e-mail: each new message mailed to its user (pbx.extensions.<ext>.voicemail_email: the WAV
-attached, or a notice only) and the "box 90 % full" warning, submitted over SMTP to the box's own mail
+attached, with its MP3 copy too when voicemail_compressed, or a notice only) and the "box 90 % full"
+warning, submitted over SMTP to the box's own mail
 service on localhost (the same protocol any client speaks; the PBX never imports the mail service).
 
 Crash-safe and never losing a message: a mail to send is first an entry in <voicemail>/.outbox (JSON,
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.contributions import Endpoint, collect
 
-from ..config import ExtensionSettings
+from .compressed import mp3_copy
 from .store import _write_json
 
 log = logging.getLogger("officebox.pbx.voicemail")
@@ -94,10 +95,12 @@ class Mailer:
         self.kick()  # what waited for the mail service may go now
 
     def message_deposited(self, box, msg) -> None:
-        settings = self.vm.core.cfg.extensions.get(box.extension) or ExtensionSettings()
+        settings = self.vm.settings(box.extension)
         if settings.voicemail_email != "off":
+            attach = settings.voicemail_email == "attach"
             self._queue({"kind": "message", "ext": box.extension, "msg": msg.id, "mode": settings.voicemail_email,
-                         "delete": settings.voicemail_email_delete and settings.voicemail_email == "attach"})
+                         "delete": settings.voicemail_email_delete and attach,
+                         "mp3": settings.voicemail_compressed and attach})
         if box.crossed_warning():
             count, seconds = box.used()
             self._queue({"kind": "warning", "ext": box.extension, "percent": int(box.fill() * 100),
@@ -115,7 +118,10 @@ class Mailer:
 
     def kick(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._flush())
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._flush())
+            except RuntimeError:
+                pass  # no loop yet: configure() at PBX start flushes what was queued
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -142,6 +148,10 @@ class Mailer:
                 continue
             (due if entry.get("next", 0) <= now else later).append((path, entry))
         for path, entry in due:
+            if entry.get("mp3"):
+                msg = self.vm.box(entry["ext"]).find(entry["msg"])
+                if msg is not None:
+                    await asyncio.to_thread(mp3_copy, msg.wav)  # made at deposit already, unless it failed
             mail = self._compose(entry, target)
             if mail is None:
                 path.unlink(missing_ok=True)
@@ -199,6 +209,10 @@ class Mailer:
         if attach:
             mail.add_attachment(msg.wav.read_bytes(), maintype="audio", subtype="wav",
                                 filename=f"voicemail-{msg.id}.wav")
+            mp3 = msg.wav.with_suffix(".mp3")
+            if entry.get("mp3") and mp3.is_file():
+                mail.add_attachment(mp3.read_bytes(), maintype="audio", subtype="mpeg",
+                                    filename=f"voicemail-{msg.id}.mp3")
         return mail
 
     def _after_sent(self, entry: dict) -> None:

@@ -9,12 +9,14 @@ messages and the old ones; after (or during) each: 5 replay, 7 delete, 9 save, 8
 box (with a recorded introduction before it), 2 call the caller back (a known number, dialled with the
 owner's permission class), # next. A message played moves from INBOX to Old. Then 0 for the mailbox
 options: record the unavailable greeting (1), the busy greeting (2), the name (3), a temporary greeting
-(4: callers hear it instead of the others until it is removed with 5), change the PIN (6: twice, 4 to
+(4: callers hear it instead of the others until it is removed with 5 or until its end date, asked after
+it as 8 digits YYYYMMDD in the box's time zone, # for none), change the PIN (6: twice, 4 to
 12 digits, not the extension number; hashed here and applied as a configuration change, changes.py).
 """
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import re
 import secrets
@@ -247,6 +249,33 @@ async def _record_greeting(channel, vm: Voicemail, box: Mailbox, kind: str, lang
         return
     box.save_greeting(kind, temp)
     await say(channel, await vm.paths(lang, "vm-greeting-saved"), False)
+    if kind == "temporary":
+        await _temporary_until(channel, vm, box, lang)
+
+
+async def _temporary_until(channel, vm: Voicemail, box: Mailbox, lang: str) -> None:
+    """The temporary greeting's last day (YYYYMMDD, today or later), # for none: a configuration change."""
+    typed = await _ask(channel, vm, lang, "vm-temporary-until", 8)
+    until = parse_day(typed, vm.today()) if typed else None
+    if typed and until is None:
+        await say(channel, await vm.paths(lang, "invalid-option"), False)
+        return
+    data = {"extension": box.extension, "until": until.isoformat() if until else None}
+    error = await channel.call.core.change_config("voicemail_temporary_until", data, by=box.extension)
+    if error is not None:
+        log.warning("mailbox %s: the temporary greeting's end date was not applied: %s", box.extension, error)
+        await say(channel, await vm.paths(lang, "setting-not-changed"), False)
+    elif until is not None:
+        await say(channel, await vm.paths(lang, "vm-temporary-until-set"), False)
+
+
+def parse_day(digits: str, today: datetime.date) -> datetime.date | None:
+    """YYYYMMDD from today to a year ahead; None for anything else."""
+    try:
+        day = datetime.datetime.strptime(digits, "%Y%m%d").date() if re.fullmatch(r"[0-9]{8}", digits) else None
+    except ValueError:
+        return None
+    return day if day is not None and today <= day <= today + datetime.timedelta(days=366) else None
 
 
 async def _change_pin(channel, vm: Voicemail, box: Mailbox, lang: str) -> None:

@@ -8,7 +8,8 @@ what was left: the WAV keeps everything up to the last half second (endpoint.rec
 
 Every change of a box's counts is published on the bus: topic `pbx.mailbox`, key = extension, retained,
 data {"extension", "new", "old"} (old: heard messages, in Old and Saved). Blocking file work of a few
-milliseconds per call; greetings: greet-unavailable.wav, greet-busy.wav, greet-temporary.wav, name.wav in
+milliseconds per call; a message may have an MP3 copy beside its WAV (<id>.mp3, compressed.py), moved
+and deleted with it; greetings: greet-unavailable.wav, greet-busy.wav, greet-temporary.wav, name.wav in
 the box folder. `.warned` in the box folder: the owner was told the box passed WARN_AT (told once per crossing).
 """
 from __future__ import annotations
@@ -174,6 +175,8 @@ class Mailbox:
             return msg
         target = self.dir / folder
         os.replace(msg.wav, target / msg.wav.name)
+        if msg.wav.with_suffix(".mp3").is_file():
+            os.replace(msg.wav.with_suffix(".mp3"), target / f"{msg.id}.mp3")
         os.replace(msg.wav.with_suffix(".json"), target / f"{msg.id}.json")
         _sync_dir(target)
         self.publish()
@@ -182,6 +185,7 @@ class Mailbox:
     def delete(self, msg: Message) -> None:
         msg.wav.with_suffix(".json").unlink(missing_ok=True)  # the envelope first: no half message seen
         msg.wav.unlink(missing_ok=True)
+        msg.wav.with_suffix(".mp3").unlink(missing_ok=True)
         if self.fill() < WARN_AT:
             (self.dir / ".warned").unlink(missing_ok=True)  # the next crossing warns again
         self.publish()
@@ -198,9 +202,9 @@ class Mailbox:
         path.unlink(missing_ok=True)
         return True
 
-    def recover(self) -> int:
-        """Finish recordings a crash cut short; returns how many messages it kept."""
-        kept = 0
+    def recover(self) -> list[Message]:
+        """Finish recordings a crash cut short; returns the messages it kept (to be mailed as any new one)."""
+        kept = []
         for env_path in self.dir.glob(".rec-*.json"):
             ident = env_path.stem[len(".rec-"):]
             try:
@@ -208,8 +212,9 @@ class Mailbox:
             except (OSError, ValueError):
                 envelope = {"id": ident, "time": env_path.stat().st_mtime, "caller": "", "caller_name": "",
                             "extension": self.extension}
-            if self.deposit(Pending(ident, self.dir / f".rec-{ident}.wav", envelope)) is not None:
-                kept += 1
+            msg = self.deposit(Pending(ident, self.dir / f".rec-{ident}.wav", envelope))
+            if msg is not None:
+                kept.append(msg)
         for wav in self.dir.glob(".rec-*.wav"):  # a WAV without its envelope: nothing says whose it is
             if not wav.with_suffix(".json").exists():
                 wav.unlink(missing_ok=True)

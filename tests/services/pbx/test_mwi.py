@@ -8,7 +8,7 @@ import time
 import pytest
 
 from appliance.bus import appliance_bus
-from services.pbx.mwi import MAILBOX_TOPIC
+from services.pbx.mwi import MAILBOX_TOPIC, SWEEP_SECONDS
 from services.pbx.sip import subscribe
 from services.pbx.sip.message import Request, response_to
 
@@ -29,6 +29,11 @@ class MwiPhone(Baresip):
 
     def _config(self) -> str:
         return super()._config().replace("module_app menu.so", "module_app menu.so\nmodule_app mwi.so")
+
+
+class _Unsubscribed(MwiPhone):
+    def _account_line(self) -> str:
+        return Baresip._account_line(self)
 
 
 def publish(pbx, ext: str, new: int, old: int) -> None:
@@ -161,3 +166,36 @@ def test_unsolicited_notify_reaches_a_phone_that_does_not_subscribe(tmp_path):
                 assert _fields(late.body.decode())["voice-message"] == "4/1 (0/0)"
     with PbxRunner(tmp_path / "pbx", cfg) as pbx:
         run(main(pbx))
+
+
+@pytest.mark.skipif(not have_baresip(), reason="baresip not installed")
+def test_each_registered_phone_of_an_extension_is_told_once(tmp_path):
+    """Two baresip phones registered as 201: the desk one subscribes (mwi module), the soft one does not.
+    With mwi_unsolicited the desk phone is told in its dialog only (it sees Messages-Waiting yes then no)
+    and the soft phone out of dialog only. baresip 1.0 reports no out-of-dialog NOTIFY as an event, so
+    the soft phone's side is read from its answers: the NOTIFYs the PBX sent it and their counts."""
+    cfg = config([ALICE, BOB, CAROL, DAVE], extensions={"201": {"mwi_unsolicited": True}})
+    with PbxRunner(tmp_path / "pbx", cfg) as pbx, \
+            MwiPhone("desk", "201", ALICE["sip_secret"], pbx.registrar) as desk, \
+            _Unsubscribed("soft", "201", ALICE["sip_secret"], pbx.registrar) as soft:
+        package = pbx.svc.core.subscriptions.packages["message-summary"]
+        told: list[tuple[str, tuple[int, int], int]] = []
+        send = package._send
+
+        def spy(extension, binding, counts):
+            told.append((binding.contact, counts, binding.flow[2]))
+            send(extension, binding, counts)
+        package._send = spy
+        desk.register()
+        soft.register()
+        _told(desk, "0/0 (0/0)", 10)
+        contacts = pbx.sync(lambda: {b.flow[2]: b.contact for b in pbx.svc.core.location.lookup("201")})
+        assert len(contacts) == 2, contacts
+        publish(pbx, "201", 2, 0)
+        assert _told(desk, "2/0 (0/0)", 5)["messages-waiting"] == "yes"
+        publish(pbx, "201", 0, 2)
+        assert _told(desk, "0/2 (0/0)", 5)["messages-waiting"] == "no"
+        time.sleep(SWEEP_SECONDS + 0.5)
+        assert {port for _, _, port in told} == {soft.sip_port} != {desk.sip_port}, \
+            f"only the phone without a subscription is told out of dialog: {told}"
+        assert [c for _, c, _ in told][-2:] == [(2, 0), (0, 2)], told

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import imaplib
 import shutil
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -209,3 +210,57 @@ def test_the_90_percent_warning_is_mailed_once_per_crossing(rig, box, audio):
     _deposit(rig, box, audio["said"])
     _deposit(rig, box, audio["said"])  # 9 again: a new crossing
     wait(lambda: len(warnings()) == 2, timeout=30, what="the second crossing's warning")
+
+
+def _correlates(got_wav: Path, audio) -> float:
+    got, _ = ch.read_wav(got_wav)
+    said, _ = ch.read_wav(audio["said"])
+    same, _ = ch.best_correlation(ch.envelope(said), ch.envelope(got), 600)
+    different, _ = ch.best_correlation(ch.envelope(ch.read_wav(audio["other"])[0]), ch.envelope(got), 600)
+    assert different < ch.OTHER, f"another sentence matches as well ({different:.3f})"
+    return same
+
+
+def test_a_recording_cut_by_a_crash_is_mailed_once_recovered(rig, box, audio, tmp_path):
+    """What a kill -9 during a recording leaves (the envelope and the WAV so far, never deposited) is
+    recovered at the next start (publish_all on fresh boxes) and mailed like any new message."""
+    _reload(rig, _doc(rig["smtp"], {"201": {"voicemail_email": "attach"}}))
+    vm = for_core(rig["pbx"].svc.core)
+
+    def crash_then_start() -> str:
+        pending = box.begin("202", "Bob Durand")
+        shutil.copy(audio["said"], pending.wav)  # what the engine had written when the PBX was killed
+        vm._boxes.clear()  # the next start opens every box afresh
+        vm.publish_all()
+        return pending.id
+    ident = rig["pbx"].sync(crash_then_start)
+    assert [m.id for m in box.messages("INBOX")] == [ident]
+    [mail] = wait(lambda: _mails(rig["imap"]), timeout=30, what="the recovered message's mail")
+    assert mail["X-Voicemail-Id"] == ident and mail["Subject"].startswith("New voicemail from Bob Durand <202>")
+    [wav] = list(mail.iter_attachments())
+    (tmp_path / "got.wav").write_bytes(wav.get_content())
+    assert _correlates(tmp_path / "got.wav", audio) > ch.SAME
+
+
+def test_a_compressed_copy_beside_the_wav_is_mailed_too(rig, box, audio, tmp_path):
+    """voicemail_compressed: an MP3 (lame) beside the WAV, attached with it; decoded back (lame --decode)
+    it correlates with what was said; it moves and goes with its message."""
+    _reload(rig, _doc(rig["smtp"], {"201": {"voicemail_email": "attach", "voicemail_compressed": True}}))
+    msg = _deposit(rig, box, audio["said"])
+    [mail] = wait(lambda: _mails(rig["imap"]), timeout=30, what="the mail with both recordings")
+    parts = {p.get_filename(): p for p in mail.iter_attachments()}
+    assert set(parts) == {f"voicemail-{msg.id}.wav", f"voicemail-{msg.id}.mp3"}
+    mp3 = parts[f"voicemail-{msg.id}.mp3"]
+    assert mp3.get_content_type() == "audio/mpeg"
+    copy = msg.wav.with_suffix(".mp3")
+    assert copy.read_bytes() == mp3.get_content() and copy.stat().st_size < msg.wav.stat().st_size / 3
+    (tmp_path / "got.mp3").write_bytes(mp3.get_content())
+    subprocess.run(["lame", "--quiet", "--decode", str(tmp_path / "got.mp3"), str(tmp_path / "decoded.wav")],
+                   check=True, timeout=60)
+    same = _correlates(tmp_path / "decoded.wav", audio)
+    print(f"MP3 copy {copy.stat().st_size} bytes for a {msg.wav.stat().st_size}-byte WAV; correlation {same:.3f}")
+    assert same > ch.SAME
+    moved = rig["pbx"].sync(box.move, msg, "Saved")
+    assert moved.wav.with_suffix(".mp3").is_file() and not copy.exists()
+    rig["pbx"].sync(box.delete, moved)
+    assert not list(box.dir.rglob("*.mp3"))

@@ -5,6 +5,7 @@ a message to another box with an introduction, calling the caller back, the spok
 is compared as in test_voicemail.py (10 ms envelopes; SAME/OTHER of test_channel.py)."""
 from __future__ import annotations
 
+import datetime
 import shutil
 import time
 from contextlib import ExitStack
@@ -16,7 +17,7 @@ from appliance.bus import appliance_bus
 from appliance.changerequests import ChangeRequests
 from appliance.store import ConfigStore
 from appliance.users import verify_password
-from services.pbx.prompts import PromptLibrary
+from services.pbx.prompts import PromptLibrary, catalogue
 from services.pbx.voicemail import for_core
 from services.pbx.voicemail.pin import hash_pin
 
@@ -46,8 +47,8 @@ class _Live:
         await self.runner.svc.reload(cfg)
 
 
-def _doc(**pbx):
-    alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN))
+def _doc(alice_role: str = "staff", **pbx):
+    alice = dict(ALICE, voicemail_pin_hash=hash_pin(PIN), role=alice_role)
     return config([alice, BOB, CAROL], digest_algorithms=["MD5"], codecs=["PCMU"], lab_rtp_port_min=23800,
                   lab_rtp_port_max=23999,
                   voicemail={"silence_stop": 2, **pbx.pop("voicemail", {})}, **pbx)
@@ -164,10 +165,10 @@ def test_star78_and_star79_turn_do_not_disturb_on_and_off(rig, pbx, audio):
 
 
 # -- the owner's menu -----------------------------------------------------------------------------------
-def _login(stack, pbx, source, keys_after: list[tuple[float, str]]):
-    """alice dials *97 and her PIN, then sends each key after its pause; returns her phone."""
+def _login(stack, pbx, source, keys_after: list[tuple[float, str]], code: str = "*97"):
+    """alice dials *97 (or `code`) and her PIN, then sends each key after its pause; returns her phone."""
     alice = _phone(stack, pbx, ALICE, source)
-    alice.dial("*97")
+    alice.dial(code)
     alice.wait_for("CALL_ESTABLISHED")
     time.sleep(1.0)
     alice.send_dtmf(PIN + "#")
@@ -196,28 +197,36 @@ def test_pin_changed_by_phone(rig, pbx, audio):
     assert verify_password(hashed, "86420") and not verify_password(hashed, PIN)
 
 
+def _record_temporary(stack, pbx, box, audio):
+    """alice records a temporary greeting from her menu (0, 4, four seconds of speech, #)."""
+    alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
+    wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
+    time.sleep(4.0)
+    alice.send_dtmf("#")
+    wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+    return alice
+
+
+def _heard_by_bob(pbx, box, audio) -> list[int]:
+    """What bob hears calling 201 until the recording starts (the greeting and the beep)."""
+    with ExitStack() as stack:
+        bob = _phone(stack, pbx, BOB, audio["quiet"])
+        bob.dial("201")
+        wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
+        time.sleep(1.0)
+        bob.hangup()
+        bob.wait_for("CALL_CLOSED")
+        return ch.read_wav(bob.heard())[0]
+
+
 def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio):
     box = _box(pbx, "201")
     shutil.copy(audio["other"], box.dir / "greet-unavailable.wav")
     with ExitStack() as stack:
-        alice = _login(stack, pbx, audio["talk"], [(2.0, "0"), (1.0, "4")])
-        wait(lambda: list(box.dir.glob(".greet-*.wav")), timeout=40, what="the temporary greeting recording")
-        time.sleep(4.0)
-        alice.send_dtmf("#")
-        wait(lambda: box.greeting("temporary"), timeout=10, what="the temporary greeting saved")
+        alice = _record_temporary(stack, pbx, box, audio)
         alice.hangup()
     temporary, _ = ch.read_wav(box.greeting("temporary"))
-
-    def heard_by_bob() -> list[int]:
-        with ExitStack() as stack:
-            bob = _phone(stack, pbx, BOB, audio["quiet"])
-            bob.dial("201")
-            wait(lambda: list(box.dir.glob(".rec-*.json")), timeout=30, what="the recording to start")
-            time.sleep(1.0)
-            bob.hangup()
-            bob.wait_for("CALL_CLOSED")
-            return ch.read_wav(bob.heard())[0]
-    heard = heard_by_bob()
+    heard = _heard_by_bob(pbx, box, audio)
     unavailable, _ = ch.read_wav(audio["other"])
     same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(heard), 400)
     assert same > ch.SAME, f"bob did not hear the temporary greeting ({same:.3f})"
@@ -225,7 +234,7 @@ def test_a_temporary_greeting_overrides_the_others_until_removed(rig, pbx, audio
         alice = _login(stack, pbx, audio["quiet"], [(2.0, "0"), (1.0, "5")])
         wait(lambda: box.greeting("temporary") is None, timeout=30, what="the temporary greeting removed")
         alice.hangup()
-    heard = heard_by_bob()
+    heard = _heard_by_bob(pbx, box, audio)
     same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(heard), 400)
     assert same > ch.SAME, f"bob did not hear the unavailable greeting again ({same:.3f})"
 
@@ -308,3 +317,60 @@ def test_calling_back_follows_the_owners_permission_class(rig, pbx, audio):
             alice.hangup()
         assert (row["status"] == 403) is refused, (permission, row)
         assert alice.call_state() in (None, "CALL_CLOSED")
+
+
+def test_a_temporary_greeting_ends_after_its_end_date(rig, pbx, audio, monkeypatch):
+    """Recorded by phone with today as its last day (8 digits, the box's time zone): bob hears it today,
+    and the unavailable greeting again once the day has passed (the box's clock moved on a day)."""
+    box = _box(pbx, "201")
+    shutil.copy(audio["other"], box.dir / "greet-unavailable.wav")
+    vm = for_core(pbx.svc.core)
+    today = vm.today()
+    with ExitStack() as stack:
+        alice = _record_temporary(stack, pbx, box, audio)
+        time.sleep(3.0)  # "your greeting has been saved", then the end date is asked
+        alice.send_dtmf(today.strftime("%Y%m%d") + "#")
+        wait(lambda: _current(rig).config.pbx.extensions["201"].voicemail_temporary_until == today, timeout=30,
+             what="the end date applied")
+        alice.hangup()
+    assert _current(rig).author == "pbx:201"
+    temporary, _ = ch.read_wav(box.greeting("temporary"))
+    unavailable, _ = ch.read_wav(audio["other"])
+    same, _ = ch.best_correlation(ch.envelope(temporary), ch.envelope(_heard_by_bob(pbx, box, audio)), 400)
+    assert same > ch.SAME, f"bob did not hear the temporary greeting on its last day ({same:.3f})"
+    monkeypatch.setattr(vm, "today", lambda: today + datetime.timedelta(days=1))
+    same, _ = ch.best_correlation(ch.envelope(unavailable), ch.envelope(_heard_by_bob(pbx, box, audio)), 400)
+    assert same > ch.SAME, f"bob did not hear the unavailable greeting after the end date ({same:.3f})"
+    assert box.greeting("temporary") is not None  # kept: the owner may set another date
+
+
+
+def test_an_admin_records_a_prompt_by_phone(rig, pbx, audio):
+    """*39, the admin's PIN, a prompt's number (catalogue.numbered), then speech after the beep and #: the
+    box says that prompt with the recording from then on (it correlates with what the phone played)."""
+    runner, engine = rig
+    engine.apply(_doc(alice_role="admin"), "test", "alice is an admin")
+    vm = for_core(runner.svc.core)
+    number = catalogue.numbered().index("goodbye") + 1
+    with ExitStack() as stack:
+        alice = _login(stack, pbx, audio["talk"], [(2.5, f"{number}#")], code="*39")
+        wait(lambda: list(vm.root.glob(".prompt-*.wav")), timeout=40, what="the prompt recording")
+        time.sleep(4.0)
+        alice.send_dtmf("#")
+        wait(lambda: vm.prompts.is_custom("goodbye", "en"), timeout=20, what="the prompt stored")
+        alice.hangup()
+    stored = vm.prompts.prompt_path("goodbye", "en")
+    assert stored.parent == vm.prompts.custom_root / "en"
+    got, _ = ch.read_wav(stored)
+    assert 2.0 <= len(got) / 8000 <= 6.0
+    same, _ = ch.best_correlation(ch.envelope(got), ch.envelope(ch.read_wav(audio["talk"])[0]), 600)
+    other, _ = ch.best_correlation(ch.envelope(got), ch.envelope(ch.read_wav(audio["other"])[0]), 200)
+    assert same > ch.SAME, f"the stored prompt does not match what the phone said ({same:.3f})"
+    assert other < ch.OTHER, f"another sentence matches as well ({other:.3f})"
+    vm.prompts.restore("goodbye", "en")
+
+
+def test_a_user_may_not_record_prompts(rig, pbx, audio):
+    with ExitStack() as stack:
+        _feature(stack, pbx, BOB, "*39", audio)  # "you are not allowed", then the call ends
+    assert not for_core(pbx.svc.core).prompts.is_custom("goodbye", "en")

@@ -29,7 +29,7 @@ def test_a_recording_cut_by_a_crash_is_recovered_with_its_envelope(tmp_path):
     write_wav(pending.wav, [1000] * 8000 * 3)  # what the engine had written when the PBX was killed
     bus = Bus()
     again = _box(tmp_path, bus)  # the PBX started again
-    assert again.recover() == 1
+    assert len(again.recover()) == 1
     [msg] = again.messages("INBOX")
     assert (msg.envelope["caller"], msg.envelope["caller_name"], msg.seconds) == ("202", "Bob Durand", 3.0)
     assert not list(again.dir.glob(".rec-*"))
@@ -42,7 +42,7 @@ def test_recovery_drops_what_cannot_be_a_message(tmp_path):
     write_wav(short.wav, [1000] * 4000)  # half a second
     box.begin("202", "Bob")  # an envelope whose recording never started
     (box.dir / ".rec-0000000000-deadbeef.wav").write_bytes(b"RIFF")  # a WAV without an envelope
-    assert box.recover() == 0
+    assert box.recover() == []
     assert box.messages("INBOX") == [] and not list(box.dir.glob(".rec-*"))
 
 
@@ -101,3 +101,22 @@ def test_pbx_start_recovers_and_publishes_every_box(tmp_path):
     with PbxRunner(data, config([ALICE, BOB])) as runner:
         held = runner.svc.core.events.bus.retained(TOPIC)
     assert held == {"201": {"extension": "201", "new": 1, "old": 0}, "202": {"extension": "202", "new": 1, "old": 0}}
+
+
+def test_a_temporary_greetings_day_is_the_boxs_day():
+    """Voicemail.today is the date in the box's time zone (system.timezone), UTC for an unknown zone; the
+    date typed by phone is 8 digits from today to a year ahead."""
+    import datetime
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from services.pbx.voicemail import Voicemail
+    from services.pbx.voicemail.menu import parse_day
+
+    east, west = (Voicemail.today(SimpleNamespace(timezone=z)) for z in ("Pacific/Kiritimati", "Pacific/Pago_Pago"))
+    assert (east - west).days in (1, 2)  # UTC+14 and UTC-11: never the same day
+    assert east == datetime.datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    assert Voicemail.today(SimpleNamespace(timezone="Nowhere/Atlantis")) == datetime.datetime.now(datetime.UTC).date()
+    today = datetime.date(2026, 12, 1)
+    assert parse_day("20261201", today) == today and parse_day("20271201", today) == datetime.date(2027, 12, 1)
+    assert [parse_day(d, today) for d in ("20261130", "20280101", "20260230", "2026121", "2026120a")] == [None] * 5
