@@ -312,6 +312,7 @@ class FirewallClient(ServiceClient):
 
 class CtiClient(ServiceClient):
     exposed = ("sessions", "mint_desk_token")
+    actions = ("mint_desk_token",)
 
     def mint_desk_token(self, login: str) -> dict:
         """A JSON API token for the staff desk of `login` (own extension, desk_token_minutes):
