@@ -92,8 +92,14 @@ class JsonApi:
         return self.server.cfg
 
     def configure(self) -> None:
+        """New tokens and users: a revoked token (or one whose scope changed) loses its event streams."""
         self.tokens.configure(self.cfg.api_tokens)
         self.tokens.revoke_user({u.login for u in self.server.users if u.enabled and u.extension})
+        for sub in list(self.subscribers):
+            now = self.tokens.configured.get(sub.holder.key) or self.tokens.desk.get(sub.holder.key)
+            if now != sub.holder:
+                self.subscribers.discard(sub)
+                sub.ws.close(4401, "the token was revoked or changed")
 
     async def start(self, host: str, port: int, tls) -> None:
         self.listener = await asyncio.start_server(self._connected, host, port, ssl=tls, limit=8192,

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import secrets
+import socket
 import time
 from contextlib import ExitStack, contextmanager
 
@@ -31,7 +32,7 @@ def _token(name: str, token: str, scope: list[str]) -> dict:
 
 @pytest.fixture
 def api(tmp_path):
-    cfg = document(lab_api_port=0, api_requests_per_second=20, api_max_message=4096,
+    cfg = document(lab_api_port=0, api_requests_per_second=20, api_max_message=4096, api_max_connections=12,
                    api_tokens=[_token("crm", CRM, ["202", "203"]), _token("alice app", ALICE_APP, ["201"])])
     with PbxRunner(tmp_path / "box", cfg) as pbx, CtiRunner(pbx.ctx, cfg) as cti:
         yield Box(pbx, cti)
@@ -111,6 +112,32 @@ def test_tokens_scopes_and_limits_are_enforced(api):
     codes = [rest(api, "GET", "/api/v1/me", token=ALICE_APP)[0] for _ in range(40)]
     assert 429 in codes and codes[0] == 200
     assert rest(api, "GET", "/api/v1/me")[0] == 200  # another token's rate is its own
+
+    with ExitStack() as stack:  # api_max_connections: the 13th connection is closed at once
+        port = api.cti.svc.server.ports["api"]
+        held = [stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5)) for _ in range(12)]
+        _until(lambda: api.cti.svc.server.api.connections == 12)
+        extra = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        assert extra.recv(100) == b""
+        assert held[0].send(b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n") and held[0].recv(12)
+
+    # revoking a token ends its event stream
+    with events_socket(api, CRM) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        revoked = api.cti.cfg.model_copy(deep=True)
+        revoked.cti.api_tokens = [t for t in revoked.cti.api_tokens if t.name != "crm"]
+        api.cti.call(api.cti.svc.reload(revoked))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 4401
+    assert rest(api, "GET", "/api/v1/me")[0] == 401
+
+
+def _until(predicate, seconds: float = 10.0):
+    end = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < end, "not reached in time"
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
