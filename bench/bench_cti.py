@@ -2,10 +2,14 @@
 call storm of sipload, watched by SESSIONS CSTA sessions over TCP each monitoring MONITORS of the called
 extensions. Reported: CSTA events/s delivered to the clients, event latency p50/p95 (from the PBX's
 state change, stamped on its bus event, to the client reading the event), and MakeCall requests/s
-(answered MakeCallResponse, sessions asking in parallel; each call is cleared afterwards)."""
+(answered MakeCallResponse, sessions asking in parallel; each call is cleared afterwards). Then the same
+storm watched by WS_SUBSCRIBERS JSON API WebSocket subscribers (services/cti/jsonapi.py), each following
+MONITORS called extensions: events/s and latency p50/p95 from the PBX's state change to the client."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import random
 import re
 import struct
@@ -21,6 +25,8 @@ SESSIONS, MONITORS = 250, 4
 CALLERS, CALLEES = 20, 20
 STORM_SECONDS, MAKECALL_SECONDS = 8.0, 5.0
 PASSWORD = "bench-cti-password"
+WS_SUBSCRIBERS = 250
+API_TOKEN = "obx_bench-json-api-token-0123456789abcdef"
 CSTA = "http://www.ecma-international.org/standards/ecma-323/csta/ed3"
 ACSE = "http://www.ecma-international.org/standards/ecma-354/appl_session"
 FIELDS = re.compile(rb"<(\w+Event) .*?<callID>([^<]*)</callID><deviceID>([^<]*)</deviceID>")
@@ -112,7 +118,9 @@ def _document(callers, callees):
         "lab_sip_port": 0, "lab_rtp_port_min": 48000, "lab_rtp_port_max": 49999,
         "abuse": {"trusted": ["127.0.0.1"], "max_requests": 100000, "request_window": 1}},
         "cti": {"enabled": True, "lab_tcp_port": 0, "lab_tls_port": 0, "max_sessions": SESSIONS + 10,
-                "requests_per_second": 10000,
+                "requests_per_second": 10000, "lab_api_port": 0, "api_max_connections": WS_SUBSCRIBERS + 10,
+                "api_tokens": [{"name": "bench", "token_hash": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
+                                "scope": ["*"]}],
                 "accounts": [{"name": "bench", "password_hash": hash_password(PASSWORD), "scope": ["*"]}]}})
 
 
@@ -151,6 +159,44 @@ async def _storm(port: int, target: scenarios.Target, pbx_times: dict) -> list[d
     for s in sessions:
         s.close()
     return rows
+
+
+async def _ws_storm(port: int, target: scenarios.Target) -> list[dict]:
+    from websockets.asyncio.client import connect
+
+    latencies: list[float] = []
+    counted = [0]
+
+    async def follow(ws) -> None:
+        async for message in ws:
+            now = time.time()
+            event = json.loads(message)
+            if event.get("type") == "call":
+                counted[0] += 1
+                latencies.append(now - event["time"])
+
+    sockets, readers = [], []
+    for _ in range(WS_SUBSCRIBERS):
+        ws = await connect(f"ws://127.0.0.1:{port}/api/v1/events", max_size=1 << 20)
+        devices = [ext for ext, _secret in random.sample(target.callees, MONITORS)]
+        await ws.send(json.dumps({"token": API_TOKEN, "devices": devices}))
+        await ws.recv()  # hello
+        sockets.append(ws)
+    readers = [asyncio.get_running_loop().create_task(follow(ws)) for ws in sockets]
+    started = time.monotonic()
+    result = await scenarios.call_load(target, seconds=STORM_SECONDS, workers=10)
+    await asyncio.sleep(1.0)
+    elapsed = time.monotonic() - started
+    for ws in sockets:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+    return [row("JSON API: call storm cycles/s", result["rate"], "1/s", f"{result['failed']} failed"),
+            row(f"JSON API: events/s to {WS_SUBSCRIBERS} WebSocket subscribers", counted[0] / elapsed, "1/s",
+                f"each follows {MONITORS} of {CALLEES} called extensions"),
+            row("JSON API: event latency p50", _percentile(latencies, 0.5) * 1000, "ms",
+                f"PBX bus event to WebSocket client, {len(latencies)} events"),
+            row("JSON API: event latency p95", _percentile(latencies, 0.95) * 1000, "ms")]
 
 
 async def _makecalls(port: int, target: scenarios.Target) -> list[dict]:
@@ -220,8 +266,11 @@ def run() -> list[dict]:
         port = cti.server.ports["tcp"]
         rows = asyncio.run(_storm(port, target, pbx_times))
         rows += asyncio.run(_makecalls(port, target))
+        rows += asyncio.run(_ws_storm(cti.server.ports["api"], target))
         figures = cti.server.figures()
         rows.append(row("events dropped for slow clients", figures["dropped_events"], "", "bounded queues"))
+        rows.append(row("JSON API subscribers dropped as too slow", figures["api_dropped_subscribers"], "",
+                        "1 MiB write buffer each"))
         return rows
     finally:
         off()
