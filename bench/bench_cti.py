@@ -8,8 +8,11 @@ MONITORS called extensions: events/s and latency p50/p95 from the PBX's state ch
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
 import json
+import os
 import random
 import re
 import struct
@@ -161,34 +164,76 @@ async def _storm(port: int, target: scenarios.Target, pbx_times: dict) -> list[d
     return rows
 
 
-async def _ws_storm(port: int, target: scenarios.Target) -> list[dict]:
-    from websockets.asyncio.client import connect
+EVENT_TIME = re.compile(rb'^\{"type": "call".*"time": ([0-9.]+)\}$')
 
+
+class WsSubscriber:
+    """A minimal WebSocket client on asyncio streams (RFC 6455; the server's frames are unmasked), so the
+    figures measure the server rather than a client library."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, hello: dict) -> "WsSubscriber":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        if b" 101 " not in await reader.readuntil(b"\r\n\r\n"):
+            raise RuntimeError("no WebSocket upgrade")
+        ws = cls(reader, writer)
+        ws.send(json.dumps(hello).encode())
+        await ws.recv()  # hello
+        return ws
+
+    def send(self, data: bytes) -> None:
+        mask = os.urandom(4)
+        size = len(data)
+        head = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + struct.pack(">H", size)
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    async def recv(self) -> bytes:
+        head = await self.reader.readexactly(2)
+        size = head[1] & 0x7F
+        if size == 126:
+            size = struct.unpack(">H", await self.reader.readexactly(2))[0]
+        elif size == 127:
+            size = struct.unpack(">Q", await self.reader.readexactly(8))[0]
+        return await self.reader.readexactly(size)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _ws_storm(port: int, target: scenarios.Target) -> list[dict]:
     latencies: list[float] = []
     counted = [0]
 
-    async def follow(ws) -> None:
-        async for message in ws:
-            now = time.time()
-            event = json.loads(message)
-            if event.get("type") == "call":
-                counted[0] += 1
-                latencies.append(now - event["time"])
+    async def follow(ws: WsSubscriber) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                message = await ws.recv()
+                m = EVENT_TIME.match(message)
+                if m:
+                    counted[0] += 1
+                    latencies.append(time.time() - float(m.group(1)))
 
-    sockets, readers = [], []
+    sockets = []
     for _ in range(WS_SUBSCRIBERS):
-        ws = await connect(f"ws://127.0.0.1:{port}/api/v1/events", max_size=1 << 20)
         devices = [ext for ext, _secret in random.sample(target.callees, MONITORS)]
-        await ws.send(json.dumps({"token": API_TOKEN, "devices": devices}))
-        await ws.recv()  # hello
-        sockets.append(ws)
+        sockets.append(await WsSubscriber.open(port, {"token": API_TOKEN, "devices": devices}))
     readers = [asyncio.get_running_loop().create_task(follow(ws)) for ws in sockets]
     started = time.monotonic()
-    result = await scenarios.call_load(target, seconds=STORM_SECONDS, workers=10)
+    storm = LoopThread()  # sipload on a loop of its own: the subscribers' reading does not slow the callers
+    try:
+        result = await asyncio.to_thread(storm.call, scenarios.call_load(target, seconds=STORM_SECONDS, workers=10))
+    finally:
+        storm.close()
     await asyncio.sleep(1.0)
     elapsed = time.monotonic() - started
     for ws in sockets:
-        await ws.close()
+        ws.close()
     for task in readers:
         task.cancel()
     return [row("JSON API: call storm cycles/s", result["rate"], "1/s", f"{result['failed']} failed"),

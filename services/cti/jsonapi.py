@@ -68,8 +68,10 @@ def _is_ping(message: str) -> bool:
 
 
 class Subscriber:
+    """An event stream; `devices` (a part of the scope) limits its call events and presence; None: all it may see."""
+
     def __init__(self, holder: Holder, ws: WebSocket, devices: frozenset[str] | None) -> None:
-        self.holder, self.ws, self.devices = holder, ws, devices  # devices None: the whole scope
+        self.holder, self.ws, self.devices = holder, ws, devices
 
     def wants(self, device: str) -> bool:
         return self.holder.allowed(device) and (self.devices is None or device in self.devices)
@@ -325,7 +327,7 @@ class JsonApi:
             self.presence[device] = now
             text = json.dumps({"type": "presence", "device": device, "presence": now, "time": time.time()})
             for sub in list(self.subscribers):
-                if self.sees_presence(sub.holder, device):
+                if (sub.devices is None or device in sub.devices) and self.sees_presence(sub.holder, device):
                     self._send(sub, text)
 
     def device_event(self, device: str, kind: str, data: dict) -> None:
