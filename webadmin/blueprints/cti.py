@@ -25,6 +25,17 @@ def _scope(text: str) -> list[str]:
     return [d.strip() for d in text.replace("\n", ",").split(",") if d.strip()]
 
 
+def _add_named(key: str, entry: dict, summary: str, exists: str):
+    """Append `entry` to cti.<key> as one revision unless an item of its name is there: (errors, general)."""
+    def mutate(doc: dict) -> None:
+        items = doc.setdefault("cti", {}).setdefault(key, [])
+        if any(item.get("name") == entry["name"] for item in items):
+            from appliance.apply import ConfigError
+            raise ConfigError({"": exists})
+        items.append(entry)
+    return forms.apply_form(summary, mutate, prefix="cti", top=True)
+
+
 def _page(errors=None, general=None, form=None, code=200, new_token=""):
     config = core.current_config()
     rt = core.runtime()
@@ -69,21 +80,14 @@ def account_add():
     form = {"name": forms.text("name", 32), "scope": forms.text("scope", 4000)}
     errors: dict[str, str] = {}
     password = forms.new_password(errors)
-    scope = [d.strip() for d in form["scope"].replace("\n", ",").split(",") if d.strip()]
+    scope = _scope(form["scope"])
     if not scope:
         errors["scope"] = _("name at least one extension, or * for every extension")
     if errors:
         return _page({f"account_{k}": v for k, v in errors.items()}, None, form, 400)
     account = {"name": form["name"], "password_hash": hash_password(password), "scope": scope}
-
-    def mutate(doc: dict) -> None:
-        accounts = doc.setdefault("cti", {}).setdefault("accounts", [])
-        if any(a.get("name") == form["name"] for a in accounts):
-            from appliance.apply import ConfigError
-            raise ConfigError({"": _("a CTI account %(name)s exists already", name=form["name"])})
-        accounts.append(account)
-
-    errors, general = forms.apply_form("add CTI account", mutate, prefix="cti", top=True)
+    errors, general = _add_named("accounts", account, "add CTI account",
+                                 _("a CTI account %(name)s exists already", name=form["name"]))
     if errors or general:
         return _page(None, [*errors.values(), *general], form, 400)
     flash(_("CTI account %(name)s added.", name=form["name"]), "success")
@@ -115,15 +119,8 @@ def token_add():
         return _page(errors, None, form, 400)
     token = new_token()
     entry = {"name": form["token_name"], "token_hash": digest(token), "scope": scope, "created": time.time()}
-
-    def mutate(doc: dict) -> None:
-        tokens = doc.setdefault("cti", {}).setdefault("api_tokens", [])
-        if any(t.get("name") == entry["name"] for t in tokens):
-            from appliance.apply import ConfigError
-            raise ConfigError({"": _("a token named %(name)s exists already", name=entry["name"])})
-        tokens.append(entry)
-
-    errors, general = forms.apply_form("add CTI API token", mutate, prefix="cti", top=True)
+    errors, general = _add_named("api_tokens", entry, "add CTI API token",
+                                 _("a token named %(name)s exists already", name=entry["name"]))
     if errors or general:
         return _page(None, [*errors.values(), *general], form, 400)
     return _page(new_token=token)

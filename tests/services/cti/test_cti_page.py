@@ -80,7 +80,8 @@ def test_api_tokens_are_shown_once_hashed_and_revoked(runtime):  # noqa: F811
     token = re.search(r'id="cti-token-value">(obx_[^<]+)<', made.get_data(as_text=True))[1]
     [entry] = runtime.store.current().config.cti.api_tokens
     assert entry.token_hash == hashlib.sha256(token.encode()).hexdigest() and entry.scope == ["*"]
-    assert token not in client.get("/cti/").get_data(as_text=True)  # shown once
+    page = client.get("/cti/").get_data(as_text=True)
+    assert token not in page and "<title>CTI server · OfficeBox</title>" in page  # shown once
     assert post(client, "/cti/tokens", {"token_name": "crm", "token_scope": "*"}).status_code == 400  # same name
 
     config = runtime.store.current().config.model_copy(deep=True)
