@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from appliance import contacts
 from appliance.users import hash_password
 from tests.services.pbx.baresip import Baresip, have_baresip
 from tests.webadmin.helpers import admin_client_for, csrf_of
@@ -57,6 +58,14 @@ def test_token_only_for_the_signed_in_user_with_csrf_and_caller_lookup(box, runt
     found = alice.get("/desk/caller?number=202").get_json()
     assert found["name"] == "Bob Durand" and found["crm"] == "https://crm.example/find?phone=202"
     assert alice.get("/desk/caller?number=2;x").status_code == 400
+    data = runtime.ctx.data_dir  # an outside caller: the user's personal contacts, then the shared ones
+    contacts.save_contact(data, {"name": "Eve Client", "company": "Acme", "phones": [["work", "+33 1 23 45 67 89"]]})
+    contacts.save_contact(data, {"name": "Eve (mine)", "company": "Acme", "phones": [["mobile", "0123456789"]]},
+                          login="alice")
+    assert alice.get("/desk/caller?number=0123456789").get_json()["name"] == "Eve (mine)"
+    shared = signed_in(runtime, "bob").get("/desk/caller?number=0033123456789").get_json()
+    assert shared["name"] == "Eve Client" and shared["company"] == "Acme"
+    assert alice.get("/desk/caller?number=0999").get_json()["name"] == ""
     dan = signed_in(runtime, "dan")
     assert "no phone to drive" in dan.get("/desk/").get_data(as_text=True)
     assert dan.post("/desk/token", headers={"X-CSRF-Token": csrf_of(dan, "/desk/")}).status_code == 404

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from flask import Blueprint, jsonify, render_template, request
 from flask_babel import gettext as _
 
+from appliance import contacts
 from appliance.service import ApplyError
 from webadmin import core
 
@@ -54,10 +55,14 @@ def _other_party(row: dict, extension: str) -> str:
     return row.get("callee") or row.get("dialled") or "" if row.get("caller") == extension else row.get("caller") or ""
 
 
-def caller_name(number: str) -> dict:
-    """{"name", "company"} of a number from the users (a colleague's extension)."""
+def caller_name(number: str, login: str) -> dict:
+    """{"name", "company"} of a number: a colleague's extension, else the user's personal contacts, else
+    the shared ones (appliance/contacts.py)."""
     user = next((u for u in core.current_config().users if u.extension == number and u.enabled), None)
-    return {"name": user.full_name if user else "", "company": ""}
+    if user is not None:
+        return {"name": user.full_name, "company": ""}
+    found = contacts.lookup(core.runtime().ctx.data_dir, number, login)
+    return {"name": found.name, "company": found.company} if found else {"name": "", "company": ""}
 
 
 @bp.route("/")
@@ -106,11 +111,11 @@ def token():
 @bp.route("/caller")
 @core.login_required
 def caller():
-    """The name (and company) of a caller's number, and the "open in CRM" link, for the pop-up."""
+    """The name and company of a caller's number, and the "open in CRM" link, for the pop-up."""
     number = request.args.get("number", "")
     if not NUMBER.match(number):
         return jsonify({"error": _("not a phone number")}), 400
-    found = caller_name(number)
+    found = caller_name(number, core.current_user().login)
     template = core.current_config().cti.crm_url
     crm = template.replace("{number}", quote(number, safe="")) if template else ""
     return jsonify({**found, "number": number, "crm": crm})
