@@ -311,7 +311,13 @@ class FirewallClient(ServiceClient):
 
 
 class CtiClient(ServiceClient):
-    exposed = ("sessions",)
+    exposed = ("sessions", "mint_desk_token")
+    actions = ("mint_desk_token",)
+
+    def mint_desk_token(self, login: str) -> dict:
+        """A JSON API token for the staff desk of `login` (own extension, desk_token_minutes):
+        {"token", "expires", "extension", "port", "tls"}; {} while the CTI server is not running."""
+        return dict(self._call("mint_desk_token", login) or {})
 
     def sessions(self) -> dict:
         """The CSTA server's figures: {"sessions", "signed_in", "monitors", "calls", "requests", "events_sent",

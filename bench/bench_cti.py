@@ -2,10 +2,17 @@
 call storm of sipload, watched by SESSIONS CSTA sessions over TCP each monitoring MONITORS of the called
 extensions. Reported: CSTA events/s delivered to the clients, event latency p50/p95 (from the PBX's
 state change, stamped on its bus event, to the client reading the event), and MakeCall requests/s
-(answered MakeCallResponse, sessions asking in parallel; each call is cleared afterwards)."""
+(answered MakeCallResponse, sessions asking in parallel; each call is cleared afterwards). Then the same
+storm watched by WS_SUBSCRIBERS JSON API WebSocket subscribers (services/cti/jsonapi.py), each following
+MONITORS called extensions: events/s and latency p50/p95 from the PBX's state change to the client."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
 import random
 import re
 import struct
@@ -21,6 +28,8 @@ SESSIONS, MONITORS = 250, 4
 CALLERS, CALLEES = 20, 20
 STORM_SECONDS, MAKECALL_SECONDS = 8.0, 5.0
 PASSWORD = "bench-cti-password"
+WS_SUBSCRIBERS = 250
+API_TOKEN = "obx_bench-json-api-token-0123456789abcdef"
 CSTA = "http://www.ecma-international.org/standards/ecma-323/csta/ed3"
 ACSE = "http://www.ecma-international.org/standards/ecma-354/appl_session"
 FIELDS = re.compile(rb"<(\w+Event) .*?<callID>([^<]*)</callID><deviceID>([^<]*)</deviceID>")
@@ -112,7 +121,9 @@ def _document(callers, callees):
         "lab_sip_port": 0, "lab_rtp_port_min": 48000, "lab_rtp_port_max": 49999,
         "abuse": {"trusted": ["127.0.0.1"], "max_requests": 100000, "request_window": 1}},
         "cti": {"enabled": True, "lab_tcp_port": 0, "lab_tls_port": 0, "max_sessions": SESSIONS + 10,
-                "requests_per_second": 10000,
+                "requests_per_second": 10000, "lab_api_port": 0, "api_max_connections": WS_SUBSCRIBERS + 10,
+                "api_tokens": [{"name": "bench", "token_hash": hashlib.sha256(API_TOKEN.encode()).hexdigest(),
+                                "scope": ["*"]}],
                 "accounts": [{"name": "bench", "password_hash": hash_password(PASSWORD), "scope": ["*"]}]}})
 
 
@@ -151,6 +162,86 @@ async def _storm(port: int, target: scenarios.Target, pbx_times: dict) -> list[d
     for s in sessions:
         s.close()
     return rows
+
+
+EVENT_TIME = re.compile(rb'^\{"type": "call".*"time": ([0-9.]+)\}$')
+
+
+class WsSubscriber:
+    """A minimal WebSocket client on asyncio streams (RFC 6455; the server's frames are unmasked), so the
+    figures measure the server rather than a client library."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, hello: dict) -> "WsSubscriber":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        if b" 101 " not in await reader.readuntil(b"\r\n\r\n"):
+            raise RuntimeError("no WebSocket upgrade")
+        ws = cls(reader, writer)
+        ws.send(json.dumps(hello).encode())
+        await ws.recv()  # hello
+        return ws
+
+    def send(self, data: bytes) -> None:
+        mask = os.urandom(4)
+        size = len(data)
+        head = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + struct.pack(">H", size)
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    async def recv(self) -> bytes:
+        head = await self.reader.readexactly(2)
+        size = head[1] & 0x7F
+        if size == 126:
+            size = struct.unpack(">H", await self.reader.readexactly(2))[0]
+        elif size == 127:
+            size = struct.unpack(">Q", await self.reader.readexactly(8))[0]
+        return await self.reader.readexactly(size)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _ws_storm(port: int, target: scenarios.Target) -> list[dict]:
+    latencies: list[float] = []
+    counted = [0]
+
+    async def follow(ws: WsSubscriber) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                message = await ws.recv()
+                m = EVENT_TIME.match(message)
+                if m:
+                    counted[0] += 1
+                    latencies.append(time.time() - float(m.group(1)))
+
+    sockets = []
+    for _ in range(WS_SUBSCRIBERS):
+        devices = [ext for ext, _secret in random.sample(target.callees, MONITORS)]
+        sockets.append(await WsSubscriber.open(port, {"token": API_TOKEN, "devices": devices}))
+    readers = [asyncio.get_running_loop().create_task(follow(ws)) for ws in sockets]
+    started = time.monotonic()
+    storm = LoopThread()  # sipload on a loop of its own: the subscribers' reading does not slow the callers
+    try:
+        result = await asyncio.to_thread(storm.call, scenarios.call_load(target, seconds=STORM_SECONDS, workers=10))
+    finally:
+        storm.close()
+    await asyncio.sleep(1.0)
+    elapsed = time.monotonic() - started
+    for ws in sockets:
+        ws.close()
+    for task in readers:
+        task.cancel()
+    return [row("JSON API: call storm cycles/s", result["rate"], "1/s", f"{result['failed']} failed"),
+            row(f"JSON API: events/s to {WS_SUBSCRIBERS} WebSocket subscribers", counted[0] / elapsed, "1/s",
+                f"each follows {MONITORS} of {CALLEES} called extensions"),
+            row("JSON API: event latency p50", _percentile(latencies, 0.5) * 1000, "ms",
+                f"PBX bus event to WebSocket client, {len(latencies)} events"),
+            row("JSON API: event latency p95", _percentile(latencies, 0.95) * 1000, "ms")]
 
 
 async def _makecalls(port: int, target: scenarios.Target) -> list[dict]:
@@ -220,8 +311,11 @@ def run() -> list[dict]:
         port = cti.server.ports["tcp"]
         rows = asyncio.run(_storm(port, target, pbx_times))
         rows += asyncio.run(_makecalls(port, target))
+        rows += asyncio.run(_ws_storm(cti.server.ports["api"], target))
         figures = cti.server.figures()
         rows.append(row("events dropped for slow clients", figures["dropped_events"], "", "bounded queues"))
+        rows.append(row("JSON API subscribers dropped as too slow", figures["api_dropped_subscribers"], "",
+                        "1 MiB write buffer each"))
         return rows
     finally:
         off()

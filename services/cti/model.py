@@ -30,8 +30,22 @@ class CstaEvent:
     devices: frozenset[str]  # whose monitors get it
     content: tuple[str, ...]  # the XML after monitorCrossRefID
     time: float = 0.0  # the PBX's time of the change (latency figures)
+    subject: str = ""  # the device whose connection changed
+    calling: str = ""
+    called: str = ""
+    connections: tuple[tuple[str, str], ...] = ()  # (device, connection state) after the change
+
+    def as_json(self) -> dict:
+        """The JSON API's form of the event (services/cti/openapi.json CallEvent)."""
+        return {"type": "call", "event": JSON_NAMES.get(self.name, self.name), "call": self.call,
+                "device": self.subject, "calling": self.calling, "called": self.called,
+                "connections": dict(self.connections), "time": self.time}
 
 
+JSON_NAMES = {"ServiceInitiatedEvent": "initiated", "OriginatedEvent": "originated", "DeliveredEvent": "delivered",
+              "EstablishedEvent": "established", "HeldEvent": "held", "RetrievedEvent": "retrieved",
+              "ConnectionClearedEvent": "cleared", "TransferedEvent": "transferred", "DivertedEvent": "diverted",
+              "FailedEvent": "failed", "ConferencedEvent": "conferenced"}
 Listener = Callable[[CstaEvent], None]
 
 
@@ -71,7 +85,7 @@ class CallModel:
             self._hold_change(c, holders, when)
         elif event == "transferred":
             transferring = c.left[-1] if c.left else ""
-            self._emit(c, "TransferedEvent", set(c.connections) | set(c.left), when,
+            self._emit(c, "TransferedEvent", transferring or c.caller, set(c.connections) | set(c.left), when,
                        csta.connection("primaryOldCall", c.id, transferring or c.caller),
                        element("transferringDevice", csta.device_id(transferring)),
                        element("transferredToDevice", csta.device_id(c.dialled)),
@@ -82,7 +96,7 @@ class CallModel:
         elif event == "cleared":
             failing = data.get("disposition") in csta.CAUSES and c.caller in c.connections
             if failing:
-                self._emit(c, "FailedEvent", set(c.connections), when,
+                self._emit(c, "FailedEvent", c.caller, set(c.connections), when,
                            csta.connection("failedConnection", c.id, c.caller),
                            element("failingDevice", csta.device_id(c.dialled)),
                            element("callingDevice", csta.device_id(c.caller)),
@@ -115,7 +129,7 @@ class CallModel:
                 return
             c.connections[device] = "alerting"
             self._diverted(c, device, when)
-            self._emit(c, "DeliveredEvent", set(c.connections), when,
+            self._emit(c, "DeliveredEvent", device, set(c.connections), when,
                        csta.connection("connection", c.id, device),
                        element("alertingDevice", csta.device_id(device)),
                        element("callingDevice", csta.device_id(c.caller)),
@@ -130,7 +144,7 @@ class CallModel:
             c.connections[device] = "connected"
             if old == "initiated" and device == c.caller:
                 return  # the caller's side of a call it placed: the callee's Established says it
-            self._emit(c, "EstablishedEvent", set(c.connections), when,
+            self._emit(c, "EstablishedEvent", device, set(c.connections), when,
                        csta.connection("establishedConnection", c.id, device),
                        element("answeringDevice", csta.device_id(device)),
                        element("callingDevice", csta.device_id(c.caller)),
@@ -141,12 +155,13 @@ class CallModel:
     # -- helpers --------------------------------------------------------------------------------------
     def _initiated(self, c: CallState, device: str, cause: str, when: float) -> None:
         c.connections[device] = "initiated"
-        self._emit(c, "ServiceInitiatedEvent", {device}, when, csta.connection("initiatedConnection", c.id, device),
+        self._emit(c, "ServiceInitiatedEvent", device, {device}, when,
+                   csta.connection("initiatedConnection", c.id, device),
                    element("initiatingDevice", csta.device_id(device)),
                    text_element("localConnectionInfo", "initiated"), text_element("cause", cause))
 
     def _originated(self, c: CallState, device: str, called: str, when: float) -> None:
-        self._emit(c, "OriginatedEvent", {device}, when, csta.connection("originatedConnection", c.id, device),
+        self._emit(c, "OriginatedEvent", device, {device}, when, csta.connection("originatedConnection", c.id, device),
                    element("callingDevice", csta.device_id(device)), element("calledDevice", csta.device_id(called)),
                    text_element("localConnectionInfo", "connected"), text_element("cause", "newCall"))
 
@@ -155,7 +170,8 @@ class CallModel:
         if c.diverted or not c.dialled or c.dialled == device or c.dialled not in self.extensions:
             return
         c.diverted = True
-        self._emit(c, "DivertedEvent", {c.dialled, device}, when, csta.connection("connection", c.id, c.dialled),
+        self._emit(c, "DivertedEvent", c.dialled, {c.dialled, device}, when,
+                   csta.connection("connection", c.id, c.dialled),
                    element("divertingDevice", csta.device_id(c.dialled)),
                    element("newDestination", csta.device_id(device)),
                    element("callingDevice", csta.device_id(c.caller)),
@@ -167,13 +183,14 @@ class CallModel:
         for device in sorted(holders - c.holders):
             if device in c.connections:
                 c.connections[device] = "hold"
-                self._emit(c, "HeldEvent", set(c.connections), when, csta.connection("heldConnection", c.id, device),
+                self._emit(c, "HeldEvent", device, set(c.connections), when,
+                           csta.connection("heldConnection", c.id, device),
                            element("holdingDevice", csta.device_id(device)),
                            text_element("localConnectionInfo", "hold"), text_element("cause", "normal"))
         for device in sorted(c.holders - holders):
             if device in c.connections:
                 c.connections[device] = "connected"
-                self._emit(c, "RetrievedEvent", set(c.connections), when,
+                self._emit(c, "RetrievedEvent", device, set(c.connections), when,
                            csta.connection("retrievedConnection", c.id, device),
                            element("retrievingDevice", csta.device_id(device)),
                            text_element("localConnectionInfo", "connected"), text_element("cause", "normal"))
@@ -183,13 +200,14 @@ class CallModel:
             return
         if c.id in self.calls:
             c.left = [*c.left[-3:], device]
-        self._emit(c, "ConnectionClearedEvent", set(c.connections) | {device}, when,
+        self._emit(c, "ConnectionClearedEvent", device, set(c.connections) | {device}, when,
                    csta.connection("droppedConnection", c.id, device),
                    element("releasingDevice", csta.device_id(device)),
                    text_element("localConnectionInfo", "null"), text_element("cause", "normalClearing"))
 
-    def _emit(self, c: CallState, name: str, devices: set[str], when: float, *content: str) -> None:
+    def _emit(self, c: CallState, name: str, subject: str, devices: set[str], when: float, *content: str) -> None:
         self.events += 1
         if c.caller in self.extensions and c.id not in self.made:
             devices = devices | {c.caller}  # the calling device is involved in a call placed for it
-        self.listener(CstaEvent(name, c.id, frozenset(devices), content, when))
+        self.listener(CstaEvent(name, c.id, frozenset(devices), content, when, subject, c.caller, c.dialled,
+                                tuple(sorted(c.connections.items()))))

@@ -11,8 +11,10 @@ from appliance.bus import Event
 
 from . import csta
 from .config import CtiConfig
+from .jsonapi import JsonApi
 from .model import CallModel, CstaEvent
 from .pbxlink import PbxLink
+from .services import FORWARDING
 from .session import Session, check_login
 
 log = logging.getLogger("officebox.cti")
@@ -25,6 +27,7 @@ class CtiServer:
     def __init__(self, cfg: CtiConfig, users: list, lines: list, bus) -> None:
         self.cfg, self.users, self.bus = cfg, users, bus
         self.features = _features(lines)
+        self.lines = {line.extension: line for line in lines}
         self.loop = asyncio.get_running_loop()
         self.model = CallModel(self._deliver)
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
@@ -36,8 +39,10 @@ class CtiServer:
         self.requests = self.malformed = self.login_failures = self.dropped = self.refused = 0
         self.events_sent = 0
         self._offs = []
+        self.api = JsonApi(self)
 
-    async def start(self, host: str, tcp_port: int, tls_port: int, tls: ssl.SSLContext | None) -> None:
+    async def start(self, host: str, tcp_port: int, tls_port: int, tls: ssl.SSLContext | None,
+                    api_port: int | None = None, api_tls: ssl.SSLContext | None = None) -> None:
         self.model.seed(self.bus.retained(CALL_TOPIC))
         self._offs = [self.bus.subscribe(topic, self._bus_event) for topic in (CALL_TOPIC, DEVICE_TOPIC)]
         for kind, port, context in (("tcp", tcp_port, None), ("tls", tls_port, tls)):
@@ -47,6 +52,9 @@ class CtiServer:
                                                 ssl_handshake_timeout=10.0 if context else None)
             self.servers.append(server)
             self.ports[kind] = server.sockets[0].getsockname()[1]
+        if api_port is not None:
+            await self.api.start(host, api_port, api_tls)
+            self.ports["api"] = self.api.port
 
     async def stop(self) -> None:
         for off in self._offs:
@@ -57,25 +65,31 @@ class CtiServer:
             session.writer.close()
         for server in self.servers:
             await server.wait_closed()
+        await self.api.stop()
         self.pbx.close()
 
     def reconfigure(self, cfg: CtiConfig, users: list, lines: list) -> None:
         self.cfg, self.users = cfg, users
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
+        self.lines = {line.extension: line for line in lines}
+        self.api.configure()
         new = _features(lines)
         for device in sorted(set(new) | set(self.features)):
             old_f, new_f = self.features.get(device, {}), new.get(device, {})
             for name in FORWARD_FIELDS:
                 if old_f.get(name) != new_f.get(name):
                     to = new_f.get(name) or ""
+                    self.api.device_event(device, "forwarding", {"kind": FORWARDING[name], "to": to})
                     self._device_event(device, "ForwardingEvent", csta.element("device", csta.device_id(device)),
                                        csta.text_element("forwardingType", name),
                                        csta.text_element("forwardStatus", "true" if to else "false"),
                                        *((csta.text_element("forwardTo", to),) if to else ()))
             if old_f.get("dnd", False) != new_f.get("dnd", False):
+                self.api.device_event(device, "dnd", {"on": bool(new_f.get("dnd"))})
                 self._device_event(device, "DoNotDisturbEvent", csta.element("device", csta.device_id(device)),
                                    csta.text_element("doNotDisturbOn", str(new_f.get("dnd", False)).lower()))
         self.features = new
+        self.api.presence_changed(self.model.extensions)
 
     # -- sessions -------------------------------------------------------------------------------------
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -129,6 +143,7 @@ class CtiServer:
             for (_, ref), session in list(self.watchers.get(device, {}).items()):
                 session.send_event(csta.event(ev.name, ref, *ev.content))
                 self.events_sent += 1
+        self.api.deliver(ev)
 
     def _device_event(self, device: str, name: str, *content: str) -> None:
         for (_, ref), session in list(self.watchers.get(device, {}).items()):
@@ -140,7 +155,8 @@ class CtiServer:
                 "monitors": sum(len(s.monitors) for s in self.sessions), "calls": len(self.model.calls),
                 "requests": self.requests, "events_sent": self.events_sent, "malformed": self.malformed,
                 "login_failures": self.login_failures, "dropped_events": self.dropped,
-                "refused_connections": self.refused, **{f"{k}_port": v for k, v in self.ports.items()}}
+                "refused_connections": self.refused, **self.api.status(),
+                **{f"{k}_port": v for k, v in self.ports.items()}}
 
 
 def _features(lines: list) -> dict[str, dict]:

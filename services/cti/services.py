@@ -23,9 +23,9 @@ FORWARDING = {"forwardImmediate": "always", "forwardBusy": "busy", "forwardNoAns
 class Refused(Exception):
     """A CSTA error response: (category, value)."""
 
-    def __init__(self, category: str, value: str) -> None:
+    def __init__(self, category: str, value: str, detail: str = "") -> None:
         super().__init__(value)
-        self.category, self.value = category, value
+        self.category, self.value, self.detail = category, value, detail
 
 
 def _device_of(node: Node, *path: str) -> str:
@@ -62,7 +62,7 @@ class Services:
         try:
             return await self.s.server.pbx.request(op, by=self.s.login, **args)
         except PbxError as exc:
-            raise Refused(*PBX_ERRORS.get(exc.code, ("unspecified", "generic"))) from None
+            raise Refused(*PBX_ERRORS.get(exc.code, ("unspecified", "generic")), str(exc)) from None
 
     # -- monitoring and snapshots -----------------------------------------------------------------
     async def MonitorStart(self, node: Node) -> str:
@@ -115,8 +115,9 @@ class Services:
         return csta.csta("MakeCallResponse", csta.connection("callingDevice", result["call"], device))
 
     async def AnswerCall(self, node: Node) -> str:
-        self._own_connection(node, "callToBeAnswered")
-        raise Refused("operation", "requestIncompatibleWithObject")  # a SIP phone cannot be made to answer
+        call, device = self._own_connection(node, "callToBeAnswered")
+        await self._pbx("answer", call=call, device=device)  # refused with the reason (services/pbx/cti_commands)
+        return csta.csta("AnswerCallResponse")
 
     async def ClearConnection(self, node: Node) -> str:
         call, device = self._own_connection(node, "connectionToBeCleared")

@@ -131,7 +131,7 @@ class Session:
         try:
             self.respond(invoke, await handler(node))
         except Refused as exc:
-            self.respond(invoke, csta.error(exc.category, exc.value))
+            self.respond(invoke, csta.error(exc.category, exc.value, exc.detail))
         self.server.requests += 1
         return True
 

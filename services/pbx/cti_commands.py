@@ -20,7 +20,8 @@ transfer (held_call, active_call, device): the device leaves, its two partners t
 and deflect (call, device, destination); generate_digits (call, device, digits): SIP INFO to the others;
 devices () -> {"devices": [{"device", "name", "contacts"}]}; get_forwarding / get_dnd (device);
 set_forwarding (device, kind: always|busy|no_answer, to) and set_dnd (device, on), through the
-configuration change path (changes.py)."""
+configuration change path (changes.py); answer (call, device): refused with the reason (a SIP phone
+goes off-hook only at its handset); call_log (device, limit) -> {"calls": [call records, newest first]}."""
 from __future__ import annotations
 
 import asyncio
@@ -46,6 +47,8 @@ MAX_PENDING = 200  # commands running at once; more are answered "busy"
 AUTO_ANSWER = {"Call-Info": "<sip:box>;answer-after=0", "Alert-Info": "<http://127.0.0.1>;info=alert-autoanswer"}
 NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
 DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
+CALL_LOG_FIELDS = ("call_id", "direction", "caller", "caller_name", "dialled", "callee", "start", "answer", "end",
+                   "billsec", "disposition", "transferred_to")
 FORWARD_FIELDS = {"always": "forward_always", "busy": "forward_busy", "no_answer": "forward_no_answer"}
 
 
@@ -182,6 +185,20 @@ class CommandHandler:
         finally:
             if not started.done():
                 started.set_exception(CommandError("failed", "the call could not be started"))
+
+    async def op_answer(self, call, device) -> dict:
+        c, device = self._call(call), self._device(device)
+        if c.state == "connected" and any(p.extension == device for p in c.legs):
+            raise CommandError("state", f"{device} has answered call {c.id} already")
+        raise CommandError("unsupported", f"the phone of {device} cannot be answered from here: a SIP phone goes "
+                                          "off-hook at its handset only (calls placed from the desk auto-answer)")
+
+    async def op_call_log(self, device, limit=20) -> dict:
+        device = self._device(device)
+        if not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise CommandError("value", "limit: 1 to 200 records")
+        rows = await asyncio.to_thread(self.core.cdr.query, party=device, limit=limit)
+        return {"calls": [{k: r.get(k) for k in CALL_LOG_FIELDS} for r in rows]}
 
     async def op_clear_connection(self, call, device) -> dict:
         c = self._call(call)

@@ -16,6 +16,7 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "two_factor.start", "two_factor.confirm", "two_factor.recovery_codes", "two_factor.turn_off",
          "agent.index", "agent.act", "features.guide", "myrecordings.index", "myrecordings.audio",
          "webphone.index", "webphone.credentials",  # their own browser phone and its SIP account
+         "desk.index", "desk.token", "desk.caller",  # the staff desk, its own-extension token, caller names
          "assistant.own", "assistant.greeting",  # the personal assistant: staff set their own
          "account.voicemail", "account.voicemail_audio", "account.voicemail_act", "account.voicemail_greeting",
          "account.voicemail_greeting_remove", "account.voicemail_email",

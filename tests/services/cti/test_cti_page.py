@@ -1,7 +1,12 @@
 """The web admin's CTI page: settings are real revisions, application accounts are added with an
 argon2 hash (the password is never shown again) and removed, bad values show field errors, and the
-sessions figure comes from the running server through its typed client (appliance/clients.py)."""
+sessions figure comes from the running server through its typed client (appliance/clients.py); JSON
+API tokens are shown once, kept as SHA-256, work against the running server and stop when revoked."""
 from __future__ import annotations
+
+import hashlib
+import http.client
+import re
 
 from appliance.users import verify_password
 from tests.webadmin.conftest import runtime  # noqa: F401  (fixture: the real Runtime, lab data dir)
@@ -11,7 +16,8 @@ from .conftest import CtiRunner
 from .cstaclient import CstaClient
 
 SETTINGS = {"enabled": "on", "tcp_port": "2555", "tls_port": "2556", "max_sessions": "300", "max_monitors": "50",
-            "requests_per_second": "20", "session_duration": "120"}
+            "requests_per_second": "20", "session_duration": "120", "api_port": "2558",
+            "api_requests_per_second": "10", "desk_token_minutes": "20", "crm_url": ""}
 
 
 def test_cti_settings_accounts_and_the_sessions_figure(runtime):  # noqa: F811
@@ -52,3 +58,39 @@ def test_cti_settings_accounts_and_the_sessions_figure(runtime):  # noqa: F811
             assert '<td id="cti-sessions">1</td>' in page
     assert post(client, "/cti/accounts/0/delete", {}).status_code == 302
     assert runtime.store.current().config.cti.accounts == []
+
+
+def _me(port: int, token: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_api_tokens_are_shown_once_hashed_and_revoked(runtime):  # noqa: F811
+    client = admin_client_for(runtime)
+    assert post(client, "/cti/", {**SETTINGS, "crm_url": "https://crm.example/"}).status_code == 400  # no {number}
+    assert post(client, "/cti/", {**SETTINGS, "crm_url": "https://crm.example/?q={number}"}).status_code == 302
+    assert runtime.store.current().config.cti.crm_url == "https://crm.example/?q={number}"
+    assert post(client, "/cti/tokens", {"token_name": "crm", "token_scope": ""}).status_code == 400
+    assert post(client, "/cti/tokens", {"token_name": "crm", "token_scope": "999"}).status_code == 400
+    made = post(client, "/cti/tokens", {"token_name": "crm", "token_scope": "*"})
+    assert made.status_code == 200
+    token = re.search(r'id="cti-token-value">(obx_[^<]+)<', made.get_data(as_text=True))[1]
+    [entry] = runtime.store.current().config.cti.api_tokens
+    assert entry.token_hash == hashlib.sha256(token.encode()).hexdigest() and entry.scope == ["*"]
+    page = client.get("/cti/").get_data(as_text=True)
+    assert token not in page and "<title>CTI server · OfficeBox</title>" in page  # shown once
+    assert post(client, "/cti/tokens", {"token_name": "crm", "token_scope": "*"}).status_code == 400  # same name
+
+    config = runtime.store.current().config.model_copy(deep=True)
+    config.cti.lab_tcp_port, config.cti.lab_tls_port, config.cti.lab_api_port = 0, 0, 0
+    with CtiRunner(runtime.ctx, config, runtime.services["cti"]) as cti_run:
+        port = cti_run.svc.server.ports["api"]
+        assert _me(port, token) == 200
+        assert post(client, "/cti/tokens/0/delete", {}).status_code == 302
+        revoked = runtime.store.current().config.model_copy(deep=True)
+        revoked.cti.lab_tcp_port, revoked.cti.lab_tls_port, revoked.cti.lab_api_port = 0, 0, 0
+        cti_run.call(cti_run.svc.reload(revoked))
+        assert _me(port, token) == 401
