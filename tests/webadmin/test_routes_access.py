@@ -8,7 +8,8 @@ from werkzeug.routing import AnyConverter, IntegerConverter
 from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
-PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard"}
+PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard",
+          "public.callback"}  # the call centre's web call-back form (its own token, honeypot and rate limit)
 # a member of staff: their own page, forwarding, language, voicemail, VPN downloads, two-factor set-up, the dashboard,
 # their own call recordings
 STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
@@ -19,7 +20,7 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "desk.index", "desk.token", "desk.caller",  # the staff desk, its own-extension token, caller names
          "assistant.own", "assistant.greeting",  # the personal assistant: staff set their own
          "account.voicemail", "account.voicemail_audio", "account.voicemail_act", "account.voicemail_greeting",
-         "account.voicemail_greeting_remove", "account.voicemail_email",
+         "account.voicemail_greeting_remove", "account.voicemail_email", "account.voicemail_temporary_until",
          "mycontacts.index", "mycontacts.create", "mycontacts.edit", "mycontacts.remove"}  # their own contacts
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
