@@ -7,7 +7,6 @@ output cut at OUTPUT_LIMIT; it runs in the request's thread, never on a service'
 from __future__ import annotations
 
 import re
-import smtplib
 import subprocess
 from email.message import EmailMessage
 
@@ -15,7 +14,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 
 from appliance.users import EMAIL_PATTERN
-from webadmin import core, forms, pickers
+from webadmin import boxmail, core, forms, pickers
 from webadmin.audit import audit
 from webadmin.core import N_
 
@@ -46,18 +45,15 @@ def _dns_port(config) -> int:
 def _test_mail(config, address: str) -> str:
     msg = EmailMessage()
     msg["Subject"] = _("Test message from %(host)s", host=config.system.hostname)
-    msg["From"] = f"OfficeBox {config.system.hostname} <notifications@{config.system.mail_domain}>"
+    msg["From"] = boxmail.sender(config)
     msg["To"] = address
     msg.set_content(_("This test message was sent from the diagnostics page of %(host)s.",
                       host=config.system.hostname) + "\n")
-    port = config.mail.port(core.runtime().ctx.lab, "smtp")
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=15) as smtp:
-            refused = smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException) as exc:
-        return _("The mail service did not take the message: %(error)s", error=exc)
-    if refused:
-        return _("The mail service refused: %(error)s", error=refused)
+    failed = boxmail.send(config, msg)
+    if failed and failed[0] == "error":
+        return _("The mail service did not take the message: %(error)s", error=failed[1])
+    if failed:
+        return _("The mail service refused: %(error)s", error=failed[1])
     return _("The mail service took the message for %(address)s; see the mail queue if it does not arrive.",
              address=address)
 
