@@ -17,10 +17,25 @@ SIPJS_VERSION := 0.21.2
 SIPJS_INTEGRITY := sha512-tSqTcIgrOd2IhP/rd70JablvAp+fSfLSxO4hGNY6LkWRY1SKygTO7OtJEV/BQb8oIxtMRx0LE7nUF2MaqGbFzA==
 SIPJS_DIR := webadmin/static/vendor/sip.js
 SIPJS_STAMP := $(SIPJS_DIR)/.version-$(SIPJS_VERSION)
+# axe-core, for the accessibility test of every page (tests/webadmin/test_layout_a11y.py), the same way.
+AXE_VERSION := 4.14.1
+AXE_INTEGRITY := sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+AXE_DIR := tests/webadmin/vendor/axe-core
+AXE_STAMP := $(AXE_DIR)/.version-$(AXE_VERSION)
 
-setup: $(APT_STAMP) $(PIP_STAMP) $(SIPJS_STAMP)
+setup: $(APT_STAMP) $(PIP_STAMP) $(SIPJS_STAMP) $(AXE_STAMP)
 
-vendor: $(SIPJS_STAMP)
+vendor: $(SIPJS_STAMP) $(AXE_STAMP)
+
+$(AXE_STAMP): $(APT_STAMP)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	tgz="$$tmp/axe-core-$(AXE_VERSION).tgz"; \
+	curl -fsSL --retry 3 --max-time 120 -o "$$tgz" "https://registry.npmjs.org/axe-core/-/axe-core-$(AXE_VERSION).tgz"; \
+	got="sha512-$$(openssl dgst -sha512 -binary "$$tgz" | base64 -w0)"; \
+	if [ "$$got" != "$(AXE_INTEGRITY)" ]; then echo "axe-core $(AXE_VERSION): integrity mismatch ($$got)"; exit 1; fi; \
+	rm -rf $(AXE_DIR); mkdir -p $(AXE_DIR); \
+	tar xzf "$$tgz" -C $(AXE_DIR) --strip-components=1 package/axe.min.js package/LICENSE; \
+	touch $@; echo "axe-core $(AXE_VERSION) in $(AXE_DIR)"
 
 $(SIPJS_STAMP): $(APT_STAMP)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

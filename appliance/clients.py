@@ -119,9 +119,29 @@ class PbxClient(ServiceClient):
                "acd_agent_log",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
-               "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk")
-    actions = ("unban", "acd_agent_action", "acd_web_callback", "conference_mute", "conference_remove", "voicemail_act",
-               "voicemail_greeting_put", "voicemail_greeting_remove")
+               "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
+               "sip_trace_start", "sip_trace_stop", "sip_trace_view", "sip_trace_export")
+    actions = ("unban", "acd_agent_action", "acd_web_callback", "conference_mute", "conference_remove",
+               "voicemail_act", "voicemail_greeting_put", "voicemail_greeting_remove", "sip_trace_start",
+               "sip_trace_stop")
+
+    def sip_trace_start(self, seconds: int, packets: int, extension: str = "", ip: str = "") -> dict:
+        """Start a bounded SIP capture (services/pbx/sip/trace.py): {"state"} or {"error"}."""
+        return self._call("sip_trace_start", seconds, packets, extension, ip)
+
+    def sip_trace_stop(self) -> dict:
+        return self._call("sip_trace_stop")
+
+    def sip_trace(self) -> dict:
+        """{"state": {running, started, until, limit, extension, ip, captured}, "messages": [{time,
+        direction, transport, ip, port, first_line, text}]}, digest answers masked."""
+        return self._call("sip_trace_view")
+
+    def sip_trace_text(self) -> str:
+        return self._call("sip_trace_export", "text")
+
+    def sip_trace_pcap(self) -> bytes:
+        return base64.b64decode(self._call("sip_trace_export", "pcap"))
 
     def acd_wallboard(self, day_start: float) -> dict:
         """The call centre now and today (services/pbx PbxService.acd_wallboard): queues and agents."""

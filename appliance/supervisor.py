@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from appliance.aio import cancel_and_wait
 from appliance.context import Context
 from appliance.schema import CoreConfig
-from appliance.service import ChildSpec, Service, Status
+from appliance.service import ApplyError, ChildSpec, Service, Status
 
 log = logging.getLogger("officebox.supervisor")
 BACKOFF_MAX = 60.0
@@ -118,6 +118,7 @@ class Supervisor:
         self.config: CoreConfig | None = None
         self.watch_interval = WATCH_INTERVAL
         self._watchdog: asyncio.Task | None = None
+        self._changing: dict[str, asyncio.Lock] = {}  # one reconfigure or admin restart of a unit at a time
 
     # called from other threads (web admin, control socket workers)
     def run(self, coro, timeout: float = 120):
@@ -192,8 +193,24 @@ class Supervisor:
             raise
         unit.state, unit.failures, unit.started_at = "running", 0, time.monotonic()
 
+    async def restart(self, name: str) -> Status:
+        """An admin's restart of one running service (its process, for an isolated one, and its daemons)
+        with the configuration it runs; raises ApplyError if it is switched off or still starting."""
+        unit = self.units[name]
+        async with self._changing.setdefault(name, asyncio.Lock()):
+            if unit.state not in ("running", "failed") or not unit.service.enabled(self.config):
+                raise ApplyError(f"{name} is {unit.state}, not running")
+            log.warning("%s: restarted on an admin's request", name)
+            await self._stop(name)
+            await self._start_or_retry(name, self.config)
+        return self.status(name)
+
     async def reconfigure(self, name: str, config: CoreConfig) -> None:
         """Bring one service to `config` (start, stop or reload). Raises if it cannot."""
+        async with self._changing.setdefault(name, asyncio.Lock()):
+            await self._reconfigure(name, config)
+
+    async def _reconfigure(self, name: str, config: CoreConfig) -> None:
         self.config = config
         unit = self.units[name]
         if unit.retry:

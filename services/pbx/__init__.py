@@ -48,6 +48,7 @@ The CDR methods work even when the service is stopped (they read state_dir("pbx"
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import time
@@ -63,6 +64,7 @@ from .cdr import CdrStore, csv_text
 from .config import ExtensionSettings, PbxConfig
 from .cti_commands import register_changes
 from .recording.store import RecordingStore
+from .sip.trace import SipTrace
 from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
 
 register_changes()
@@ -87,6 +89,7 @@ class PbxService(Service):
         self.commands = None
         self.sip_port: int | None = None
         self.ws_port: int | None = None  # SIP over WebSocket (browsers), when served
+        self.sip_trace = SipTrace()  # the installer's capture (sip/trace.py), fed by the transport's tap
         self._bound: tuple | None = None
 
     @classmethod
@@ -192,6 +195,7 @@ class PbxService(Service):
             await core.stop()
             raise
         self.core = core
+        core.stack.transports.tap = self.sip_trace.tap
         core.cdr.rate = accounting.rater(cfg.accounting)
         self._bound = (host, port, cfg.tcp, self._ws_settings(config))
         from .cti_commands import CommandHandler
@@ -306,6 +310,26 @@ class PbxService(Service):
 
     def bans(self) -> list[dict]:
         return self.core.guard.bans() if self.core else []
+
+    def sip_trace_start(self, seconds: int, packets: int, extension: str, ip: str) -> dict:
+        """A new capture: {"state"} or {"error": why the limits or filters are refused}."""
+        try:
+            return {"state": self.sip_trace.start(seconds, packets, extension, ip)}
+        except (TypeError, ValueError) as exc:
+            return {"error": str(exc)}
+
+    def sip_trace_stop(self) -> dict:
+        return self.sip_trace.stop()
+
+    def sip_trace_view(self) -> dict:
+        return self.sip_trace.snapshot()
+
+    def sip_trace_export(self, kind: str) -> str:
+        """The capture as text, or as a pcap file in base64 (kind "pcap")."""
+        if kind != "pcap":
+            return self.sip_trace.text()
+        local = self.core.stack.local_ip if self.core else (lambda peer: "127.0.0.1")
+        return base64.b64encode(self.sip_trace.pcap(local, self.sip_port or 5060)).decode()
 
     def unban(self, ip: str) -> None:
         if self.core:

@@ -11,14 +11,15 @@ import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
 
 from appliance import firmware, notify
 from appliance.notify import DISK_THRESHOLD, trunk_reason
-from appliance.service import Status
+from appliance.service import ApplyError, Status
 from webadmin import core
+from webadmin.audit import audit
 from webadmin.core import N_
 
 bp = Blueprint("dashboard", __name__)
@@ -264,6 +265,7 @@ def index():
     for name in rt.services:
         status = found[name] if isinstance(found[name], Status) else Status("down", _("status unavailable"))
         services.append({"name": name, "title": rt.client(name).title, "status": status,
+                         "restartable": restartable(rt, name, status),
                          "summary": summary_text(status.summary),
                          "badge": BADGES.get(status.health, "badge-warn")})
     return render_template("dashboard/index.html", cards=services, state=state, titles=TITLES, links=LINKS,
@@ -306,3 +308,39 @@ def notifications() -> list[dict]:
 @bp.app_context_processor
 def _banner() -> dict:
     return {"notifications": notifications}
+
+
+# -- restarting one service (its own process when isolated), asked once on a confirmation page ---------
+RESTART_TIMEOUT = 90
+
+
+def restartable(rt, name: str, status: Status) -> bool:
+    """A running (or failing) service of a serving appliance; not the network (the admin's own link)."""
+    return rt.supervisor is not None and name != "network" and status.health not in ("disabled", "starting")
+
+
+@bp.route("/services/<name>/restart", methods=["GET", "POST"])
+@core.admin_required
+def restart_service(name: str):
+    rt = core.runtime()
+    client = rt.client(name)
+    if client is None:
+        abort(404)
+    if request.method == "GET":
+        return render_template("dashboard/restart.html", name=name, title=client.title)
+    if rt.supervisor is None or name == "network":
+        flash(_("%(service)s cannot be restarted here.", service=_(client.title)), "error")
+        return redirect(url_for("dashboard.index"))
+    audit(f"restart of the {name} service")
+    try:
+        status = rt.supervisor.run(rt.supervisor.restart(name), RESTART_TIMEOUT)
+    except (ApplyError, TimeoutError) as exc:
+        flash(_("%(service)s did not restart: %(error)s", service=_(client.title), error=str(exc) or _("timed out")),
+              "error")
+        return redirect(url_for("dashboard.index"))
+    if status.health in ("ok", "degraded"):
+        flash(_("%(service)s was restarted.", service=_(client.title)), "success")
+    else:
+        flash(_("%(service)s was restarted but reports: %(summary)s", service=_(client.title),
+                summary=summary_text(status.summary)), "warning")
+    return redirect(url_for("dashboard.index") + f"#service-{name}")

@@ -7,19 +7,19 @@ output cut at OUTPUT_LIMIT; it runs in the request's thread, never on a service'
 from __future__ import annotations
 
 import re
-import smtplib
 import subprocess
 from email.message import EmailMessage
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.users import EMAIL_PATTERN
-from webadmin import core, forms
+from webadmin import boxmail, core, forms, pickers
+from webadmin.audit import audit
 from webadmin.core import N_
 
 bp = Blueprint("diagnostics", __name__, url_prefix="/diagnostics")
-NAV = [(N_("System"), N_("Diagnostics"), "diagnostics.index")]
+NAV = [(N_("System"), N_("Diagnostics"), "diagnostics.index"), (N_("System"), N_("SIP trace"), "diagnostics.sip_trace")]
 HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F]*:[0-9a-fA-F:.]+$")
 RECORD_TYPES = ("A", "AAAA", "MX", "TXT", "PTR", "SRV", "NS", "CNAME")
 TIMEOUT = 30
@@ -45,18 +45,15 @@ def _dns_port(config) -> int:
 def _test_mail(config, address: str) -> str:
     msg = EmailMessage()
     msg["Subject"] = _("Test message from %(host)s", host=config.system.hostname)
-    msg["From"] = f"OfficeBox {config.system.hostname} <notifications@{config.system.mail_domain}>"
+    msg["From"] = boxmail.sender(config)
     msg["To"] = address
     msg.set_content(_("This test message was sent from the diagnostics page of %(host)s.",
                       host=config.system.hostname) + "\n")
-    port = config.mail.port(core.runtime().ctx.lab, "smtp")
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=15) as smtp:
-            refused = smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException) as exc:
-        return _("The mail service did not take the message: %(error)s", error=exc)
-    if refused:
-        return _("The mail service refused: %(error)s", error=refused)
+    failed = boxmail.send(config, msg)
+    if failed and failed[0] == "error":
+        return _("The mail service did not take the message: %(error)s", error=failed[1])
+    if failed:
+        return _("The mail service refused: %(error)s", error=failed[1])
     return _("The mail service took the message for %(address)s; see the mail queue if it does not arrive.",
              address=address)
 
@@ -92,3 +89,63 @@ def index():
             output = _run(["dig", "+time=3", "+tries=1", "@127.0.0.1", "-p", str(_dns_port(config)), *args])
     return render_template("diagnostics/index.html", values=values, errors=errors, output=output,
                            record_options=[(t, t) for t in RECORD_TYPES]), (400 if errors else 200)
+
+
+# -- SIP trace: a bounded capture in the PBX process (services/pbx/sip/trace.py) ------------------------
+TRACE_DEFAULTS = {"seconds": "120", "packets": "500", "extension": "", "ip": ""}
+
+
+def _pbx():
+    pbx = core.service("pbx")
+    if pbx is None:
+        abort(404)
+    return pbx
+
+
+@bp.route("/sip-trace", methods=["GET", "POST"])
+@core.admin_required
+def sip_trace():
+    pbx = _pbx()
+    values, errors = dict(TRACE_DEFAULTS), {}
+    if request.method == "POST":
+        values = {name: forms.text(name, 64) for name in TRACE_DEFAULTS}
+        for name, low, high in (("seconds", 1, 600), ("packets", 1, 2000)):
+            if not values[name].isdigit() or not low <= int(values[name]) <= high:
+                errors[name] = _("a whole number from %(low)d to %(high)d, like %(example)s",
+                                 low=low, high=high, example=TRACE_DEFAULTS[name])
+        if not errors:
+            answer = pbx.sip_trace_start(int(values["seconds"]), int(values["packets"]),
+                                         values["extension"], values["ip"])
+            if "error" not in answer:
+                audit(f"SIP trace started ({values['seconds']} s, {values['packets']} messages, "
+                           f"extension {values['extension'] or 'any'}, address {values['ip'] or 'any'})")
+                flash(_("The SIP trace is running."), "success")
+                return redirect(url_for("diagnostics.sip_trace"))
+            field = "extension" if "extension" in answer["error"] else "ip"
+            errors[field] = (_("digits only, like 201") if field == "extension"
+                             else _("an IP address, like 192.168.1.20"))
+    trace = pbx.sip_trace()
+    return render_template("diagnostics/sip_trace.html", values=values, errors=errors, trace=trace,
+                           extensions=pickers.extensions(),
+                           nav_active="diagnostics.sip_trace"), (400 if errors else 200)
+
+
+@bp.route("/sip-trace/stop", methods=["POST"])
+@core.admin_required
+def sip_trace_stop():
+    _pbx().sip_trace_stop()
+    flash(_("The SIP trace is stopped."), "success")
+    return redirect(url_for("diagnostics.sip_trace"))
+
+
+@bp.route("/sip-trace.<kind>")
+@core.admin_required
+def sip_trace_download(kind: str):
+    pbx = _pbx()
+    if kind == "pcap":
+        return Response(pbx.sip_trace_pcap(), mimetype="application/vnd.tcpdump.pcap",
+                        headers={"Content-Disposition": "attachment; filename=sip-trace.pcap"})
+    if kind == "txt":
+        return Response(pbx.sip_trace_text(), mimetype="text/plain; charset=utf-8",
+                        headers={"Content-Disposition": "attachment; filename=sip-trace.txt"})
+    abort(404)

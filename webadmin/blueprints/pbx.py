@@ -20,7 +20,7 @@ from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
 from services.pbx.voicemail.pin import PIN, hash_pin
-from webadmin import core, forms
+from webadmin import core, forms, pickers
 from webadmin.core import N_
 
 bp = Blueprint("pbx", __name__, url_prefix="/pbx")
@@ -73,6 +73,7 @@ class Field:
     options: list = field(default_factory=list)
     optional: bool = False      # empty input -> None (instead of "")
     default: object = None      # shown on a new item
+    picks: str = ""             # a webadmin.pickers kind offered as a datalist
 
 
 @dataclass
@@ -94,7 +95,7 @@ SECTIONS = {s.name: s for s in [
         Field("members", N_("Members"), "list", help=N_("extension numbers, separated by commas or spaces")),
         Field("member_timeout", N_("Seconds per member"), "int", help=N_("in order / round robin"), default=15),
         Field("timeout", N_("Total timeout (s)"), "int", default=30),
-        Field("overflow", N_("Overflow destination"), optional=True,
+        Field("overflow", N_("Overflow destination"), optional=True, picks="destinations",
               help=N_("extension, group or number called after the timeout; empty: busy")),
         Field("pickup", N_("Pickup group"), "bool", default=True,
               help=N_("members pick up each other's ringing calls with the pickup code")),
@@ -135,7 +136,7 @@ SECTIONS = {s.name: s for s in [
         ("trunks", N_("Trunks"))]),
     Section("dids", N_("DIDs (inbound numbers)"), N_("DID"), "number", [
         Field("number", N_("Number"), help=N_("as received from the carrier")),
-        Field("destination", N_("Destination"), help=N_("extension or ring group number")),
+        Field("destination", N_("Destination"), help=N_("extension or ring group number"), picks="destinations"),
     ], [("number", N_("Number")), ("destination", N_("Destination"))]),
 ]}
 
@@ -227,8 +228,9 @@ def _form_view(section: str, key: str | None = None):
             flash(_("The %(what)s %(key)s was saved.", what=_(spec.singular), key=label), "success")
             return redirect(url_for(f"pbx.{spec.name}"))
         values = _display(item, spec)
+    picks = pickers.choices(*{f.picks for f in spec.fields if f.picks})
     return render_template("pbx/section_form.html", section=spec, values=values, errors=errors,
-                           general=general, key=key, nav_active=f"pbx.{spec.name}"), \
+                           general=general, key=key, picks=picks, nav_active=f"pbx.{spec.name}"), \
         (400 if errors or general else 200)
 
 
@@ -351,7 +353,7 @@ def extension_edit(ext: str):
     return render_template("pbx/extension_form.html", user=user, ext=ext, values=values, errors=errors,
                            general=general, permissions=PERMISSIONS, blf_watchers=BLF_WATCHERS,
                            voicemail_choices=VOICEMAIL, has_pin=bool(user.voicemail_pin_hash),
-                           nav_active="pbx.extensions",
+                           nav_active="pbx.extensions", picks=pickers.choices("destinations"),
                            default_permission=config.pbx.default_permission), (400 if errors or general else 200)
 
 

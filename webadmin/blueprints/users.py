@@ -6,8 +6,8 @@ from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from appliance.users import hash_password
-from webadmin import core, forms
+from appliance.users import hash_password, new_secret
+from webadmin import core, forms, setupsheet
 from webadmin.core import N_
 from webadmin.i18n import language_choices
 
@@ -72,7 +72,8 @@ def index():
     if query:
         users = [u for u in users if query in " ".join(
             filter(None, (u.login, u.full_name.lower(), u.extension, (u.email or "").lower())))]
-    return render_template("users/index.html", users=users, query=query, total=total)
+    return render_template("users/index.html", users=users, query=query, total=total,
+                           sheet_pending=session.get(setupsheet.SHOWN_ONCE))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -94,6 +95,9 @@ def create():
             errors, general = _apply(f"add user {values['login']}", mutate, index)
             if not errors and not general:
                 flash(_("User %(login)s was created.", login=values['login']), "success")
+                if forms.checkbox("welcome_mail"):
+                    _welcome(values["login"])
+                setupsheet.show_secret_once(values["login"])
                 return redirect(url_for("users.index"))
     return _form_page(values=values, errors=errors, general=general, user=None), (400 if errors or general else 200)
 
@@ -242,3 +246,43 @@ def delete(login: str):
             flash(_("User %(login)s was deleted.", login=login), "success")
         return redirect(url_for("users.index"))
     return render_template("users/delete.html", user=user)
+
+
+def _welcome(login: str) -> None:
+    config = core.current_config()
+    user = next(u for u in config.users if u.login == login)
+    failed = setupsheet.send_welcome(user, config)
+    if failed:
+        flash(_("The welcome e-mail was not sent: %(error)s", error=failed), "error")
+    else:
+        flash(_("A welcome e-mail was sent to %(address)s.", address=user.mail_address(config.system.mail_domain)),
+              "success")
+
+
+@bp.route("/<login>/sheet")
+@core.admin_required
+def sheet(login: str):
+    """The printable setup sheet; the phone password only right after creation or a reset."""
+    user = _user_or_404(login)
+    secret = user.sip_secret if setupsheet.secret_shown_now(login) else None
+    return render_template("users/sheet.html", secret=secret, **setupsheet.facts(user, core.current_config()))
+
+
+@bp.route("/<login>/phone-secret", methods=["POST"])
+@core.admin_required
+def reset_phone_secret(login: str):
+    """A new phone password (the old one stops working); shown once on the sheet."""
+    _user_or_404(login)
+    secret = new_secret()
+
+    def mutate(doc: dict) -> None:
+        doc["users"][_index_of(doc, login)]["sip_secret"] = secret
+
+    general = _apply(f"reset phone password of {login}", mutate, -1)[1]
+    for message in general:
+        flash(message, "error")
+    if general:
+        return redirect(url_for("users.edit", login=login))
+    flash(_("The phone password of %(login)s was reset: set it on their phones now.", login=login), "success")
+    setupsheet.show_secret_once(login)
+    return redirect(url_for("users.sheet", login=login))

@@ -274,6 +274,7 @@ class Transports:
         self._tasks: set[asyncio.Task] = set()
         self._reaper: asyncio.Task | None = None
         self.ws = None  # the WebSocket listener (sip/ws.py), when browsers are served
+        self.tap: Callable[[bytes, Dest, str], None] | None = None  # sip/trace.py SipTrace.tap, "in"/"out"
 
     async def start(self, host: str, port: int, tcp: bool = True, receive_buffer: int | None = None) -> int:
         if receive_buffer:
@@ -335,6 +336,8 @@ class Transports:
 
     def deliver(self, data: bytes, source: Dest, lag: float = 0.0) -> None:
         self.lag = lag
+        if self.tap is not None:
+            self.tap(data, source, "in")
         try:
             self.on_message(data, source)
         except Exception:  # a bug above must never kill the transport
@@ -342,6 +345,8 @@ class Transports:
 
     def send(self, data: bytes, dest: Dest, on_error: Callable[[], None] | None = None) -> None:
         proto, ip, port = dest
+        if self.tap is not None:
+            self.tap(data, dest, "out")
         if proto == "wss":
             if self.ws is not None:
                 self.ws.send(data, dest, on_error)
