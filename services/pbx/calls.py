@@ -172,6 +172,7 @@ class Call:
         self._watch_media()
         self.start_timers()
         recording.connected(self)
+        features.incall.watch(self)
         await self.done.wait()
 
     # -- session timers and the maximum duration (session_timer.py) -------------------------------
@@ -271,6 +272,7 @@ class Call:
         self.record.transferred_to = leg.label if self.record.callee != leg.label else ""
         self.announce("connected")
         self._watch_media()
+        features.incall.watch(self)
         if self.recording is None:
             recording.connected(self)  # an application (attendant...) put the caller through
 
@@ -813,20 +815,27 @@ class Call:
             return
         if req.method == "INFO":
             recording.info_key(self, leg, req.body, req.get("Content-Type") or "")
+            if features.incall.info(self, leg, tx, req):
+                return  # a key of an in-call feature code
         if other.kind == "media":
             leg.answer(tx, other.on_request(req))  # the application reads it from its channel's inbox
             return
-        fwd = other.new_request(req.method, req.body, req.get("Content-Type") or "text/plain")
-        for name in PASSED_HEADERS:
-            if req.get(name):
-                fwd.add(name, req.get(name))
-        fwd.add("Max-Forwards", str(req.max_forwards - 1))
+        fwd = self.passed_request(other, req)
 
         def answered(resp: Response) -> None:
             if resp.status >= 200 and not leg.ended:
                 # a challenge from the far party is no question the sender can answer through us
                 leg.answer(tx, 403 if resp.status in (401, 407) else resp.status)
         other.send(fwd, answered)
+
+    def passed_request(self, other: Leg, req: Request) -> Request:
+        """`req` (INFO, MESSAGE) as it goes on to `other`."""
+        fwd = other.new_request(req.method, req.body, req.get("Content-Type") or "text/plain")
+        for name in PASSED_HEADERS:
+            if req.get(name):
+                fwd.add(name, req.get(name))
+        fwd.add("Max-Forwards", str(req.max_forwards - 1))
+        return fwd
 
     def hangup(self, leg: Leg) -> None:
         leg.ended = True
@@ -1116,6 +1125,7 @@ class Call:
         self.announce("transferred")
         self._watch_media()
         recording.transferred(self)
+        features.incall.watch(self)
         replaced, self.replacing = self.replacing, None
         theirs = replaced.call.other(replaced) if replaced is not None else None
         if theirs is not None and replaced.call.state == "connected":

@@ -62,6 +62,7 @@ class Side:
         self.closed = False
         self.local: dict | None = None  # the local endpoint's figures (LOCAL_FIGURES), once terminated
         self.listener: Callable[[dict], None] | None = None  # gets the local endpoint's events
+        self.on_code: Callable[[str], None] | None = None  # an in-call feature code its party keyed
 
     # -- a local endpoint: the box itself is this side's party (media/terminal.py) ------------------
     def terminate(self, codec: str, pt: int, event_pt: int | None, send: bool = True,
@@ -93,6 +94,14 @@ class Side:
         """A tap on this relayed side (media/tap.py: keys, tap_record, tap_stop, notice); its events
         reach `listener` like a local endpoint's."""
         self.relay.send({"op": op, "side": self.id, **fields})
+
+    def watch_codes(self, codes: list[str], event_pt: int | None, gap: float,
+                    on_code: Callable[[str], None] | None) -> None:
+        """Swallow the RFC 4733 keys of these in-call feature codes (media/tap.py key_codes) and tell
+        `on_code` which one the party keyed; other keys pass (those that may begin a code, once they
+        cannot or after `gap` seconds). No codes: stop."""
+        self.on_code = on_code if codes else None
+        self.relay.send({"op": "key_codes", "side": self.id, "event_pt": event_pt, "codes": codes, "gap": gap})
 
     def set_peer(self, ip: str, port: int, clock_rate: int = 8000, source: str | None = None,
                  relatch: bool = False, new_party: bool = False) -> None:
@@ -311,6 +320,8 @@ class RtpRelay:
             side = self.sides.get(msg.get("side"))
             if side is not None and side.listener is not None:
                 side.listener(msg)
+        elif ev == "dtmf_code":
+            self._code_keyed(msg)
         elif ev == "silent":
             side = self.sides.get(msg["side"])
             if side is not None and self.on_down is not None:
@@ -318,6 +329,11 @@ class RtpRelay:
                 self.on_down([side], "rtp_timeout")
         else:
             log.warning("media engine: %s", msg)
+
+    def _code_keyed(self, msg: dict) -> None:
+        side = self.sides.get(msg.get("side"))
+        if side is not None and side.on_code is not None:
+            side.on_code(str(msg.get("code", "")))
 
     # -- sides ------------------------------------------------------------------------------------
     def configure(self, host: str, port_min: int, port_max: int) -> None:

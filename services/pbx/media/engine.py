@@ -156,6 +156,8 @@ class Side:
         self.last_media = time.monotonic()
         if self.tap is not None and not rtcp:
             data = self.tap(data)
+            if data is None:
+                return  # a key of an in-call feature code, swallowed or held back (tap.py)
         other = self.other
         if other is not None and other.deliver(data, rtcp):
             if not rtcp:

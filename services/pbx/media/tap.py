@@ -2,6 +2,9 @@
 notice tone mixed into it), and besides
 
 - its RFC 4733 keys are reported ({"ev": "dtmf", "side", "key", "source": "relay"}: in-call feature codes);
+- with "key_codes", the keys of a feature code are swallowed (keyseq.py): their event packets are held
+  back while a code may follow, dropped once it is complete ({"ev": "dtmf_code", "side", "code"}) and
+  passed on late otherwise; the side's sequence numbers are renumbered so the other party sees no gap;
 - both parties of a call are recorded into one stereo WAV (left: side "side", the caller; right:
   "other", the callee), G.711 and G.722 decoded, resampled to the recording's rate.
 
@@ -10,7 +13,8 @@ channel's audio waits in its own queue and `HOLD` seconds after it is due it is 
 where a party sent nothing (hold, loss, a late start), so both channels stay aligned with wall time.
 The file is written crash-safely (dsp.WavWriter: the header patched after every chunk).
 
-Ops: {"op": "keys", "side", "event_pt"} (event_pt null: stop), {"op": "tap_record", "side", "other",
+Ops: {"op": "keys", "side", "event_pt"} (event_pt null: stop), {"op": "key_codes", "side", "event_pt",
+"codes", "gap"} (codes empty: stop), {"op": "tap_record", "side", "other",
 "record", "path", "rate", "max_bytes"}, {"op": "tap_pause", "side", "paused"} (silence is written
 meanwhile), {"op": "tap_stop", "side"}, {"op": "notice", "side", "tone" |
 "file"} (mixed into what the side's party sends, so the other party hears it).
@@ -28,9 +32,12 @@ try:
     from .terminal import open_source
 except ImportError:  # run as the engine script
     import dsp
+    from keyseq import KeySequence
     from terminal import open_source
+else:
+    from .keyseq import KeySequence
 
-OPS = ("keys", "tap_record", "tap_pause", "tap_stop", "notice")
+OPS = ("keys", "key_codes", "tap_record", "tap_pause", "tap_stop", "notice")
 STATIC = {0: "PCMU", 8: "PCMA", 9: "G722"}  # RFC 3551 payload types: what a relayed packet carries
 HOLD = 0.3  # seconds a channel's audio waits before it is written (jitter)
 MAX_QUEUE = 1.0  # seconds a channel may run ahead of the clock; more is dropped (a fast sender clock)
@@ -61,10 +68,16 @@ class Listen:
         self.channel: Channel | None = None
         self.notice = None  # [request, source, encoder]: mixed into what the party sends
         self.codecs: dict[int, dsp.Codec] = {}
+        self.codes: KeySequence | None = None  # in-call feature codes swallowed (key_codes)
+        self.held_ts: set[int] = set()  # the events being held back
+        self.eaten_ts: list[int] = []  # the last events swallowed: their later packets are dropped too
+        self.seq_delta = 0  # added to the party's sequence numbers once packets were held or dropped
+        self.last_seq: int | None = None
 
     @property
     def idle(self) -> bool:
-        return self.event_pt is None and self.channel is None and self.notice is None
+        return (self.event_pt is None and self.channel is None and self.notice is None and self.codes is None
+                and not self.seq_delta)
 
     def codec(self, pt: int) -> dsp.Codec | None:
         if pt not in self.codecs:
@@ -74,15 +87,21 @@ class Listen:
                 return None
         return self.codecs[pt]
 
-    def __call__(self, data: bytes) -> bytes:
-        """A packet the side accepted from its party: returns what is forwarded."""
-        if len(data) < 12 or data[0] >> 6 != 2 or data[0] & 0x30:
-            return data  # no plain RTP (extensions, padding): forwarded, not looked into
+    def __call__(self, data: bytes) -> bytes | None:
+        """A packet the side accepted from its party: returns what is forwarded (None: nothing)."""
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return data
+        out = data if data[0] & 0x30 else self._look(data)  # extensions, padding: not looked into
+        if out is None or (self.codes is None and not self.seq_delta):
+            return out
+        return self._renumber(out)
+
+    def _look(self, data: bytes) -> bytes | None:
         start = 12 + 4 * (data[0] & 0x0F)
         pt = data[1] & 0x7F
         if pt == self.event_pt:
-            self._event(data, start)
-            return data
+            key = self._event(data, start)
+            return data if self.codes is None else self._code_key(data, key)
         if pt not in STATIC or (self.channel is None and self.notice is None):
             return data
         codec = self.codec(pt)
@@ -98,17 +117,75 @@ class Listen:
             return data[:start] + self._mix(pcm, codec)
         return data
 
-    def _event(self, data: bytes, start: int) -> None:
+    def _event(self, data: bytes, start: int) -> str | None:
+        """The key of a new event (None: more of the last one, a bad or a rate-limited one)."""
         ts = struct.unpack_from("!I", data, 4)[0]
         if len(data) < start + 4 or ts == self.last_event_ts or data[start] >= len(dsp.EVENT_KEYS):
-            return
+            return None
         self.last_event_ts = ts
         now = time.monotonic()
         self.key_times = [t for t in self.key_times if now - t < 1.0]
         if len(self.key_times) >= DTMF_RATE:
-            return
+            return None
         self.key_times.append(now)
-        self.engine.send({"ev": "dtmf", "side": self.side.id, "key": dsp.EVENT_KEYS[data[start]], "source": "relay"})
+        key = dsp.EVENT_KEYS[data[start]]
+        self.engine.send({"ev": "dtmf", "side": self.side.id, "key": key, "source": "relay"})
+        return key
+
+    # -- in-call feature codes (key_codes) --------------------------------------------------------
+    def _code_key(self, data: bytes, key: str | None) -> bytes | None:
+        ts = struct.unpack_from("!I", data, 4)[0]
+        if ts in self.eaten_ts:
+            return self._drop(data)
+        if ts in self.held_ts:
+            self.codes.hold_more(data)
+            return self._drop(data)
+        if key is None:
+            return data  # more of a key that passed
+        passed, code = self.codes.press(key, data, time.monotonic())
+        self._pass_on([p for p in passed if p is not data])
+        if any(p is data for p in passed):
+            return data
+        if code:
+            self.eaten_ts = [*self.eaten_ts[-7:], ts, *self.held_ts]
+            self.held_ts = set()
+            self.engine.send({"ev": "dtmf_code", "side": self.side.id, "code": code})
+        else:
+            self.held_ts.add(ts)
+        return self._drop(data)
+
+    def _drop(self, data: bytes) -> None:
+        """`data` is not forwarded (now): the next packets close the gap in the numbering."""
+        if self.last_seq is None:
+            self.last_seq = (struct.unpack_from("!H", data, 2)[0] + self.seq_delta - 1) & 0xFFFF
+        self.seq_delta -= 1
+        return None
+
+    def _renumber(self, data: bytes) -> bytes:
+        seq = (struct.unpack_from("!H", data, 2)[0] + self.seq_delta) & 0xFFFF
+        self.last_seq = seq
+        return data[:2] + struct.pack("!H", seq) + data[4:] if self.seq_delta else data
+
+    def _pass_on(self, packets: list) -> None:
+        """Held packets forwarded late, numbered after what the other party got meanwhile."""
+        if not packets:
+            return
+        self.held_ts = set()
+        other = self.side.other
+        for packet in packets:
+            self.last_seq = (self.last_seq + 1) & 0xFFFF
+            self.seq_delta += 1
+            if other is not None and other.deliver(packet[:2] + struct.pack("!H", self.last_seq) + packet[4:], False):
+                self.side.stats.forwarded += 1
+
+    def set_codes(self, codes: list, gap: float) -> None:
+        if self.codes is not None:
+            self._pass_on(self.codes.release())
+        self.codes = KeySequence(codes, gap) if codes else None
+
+    def clock(self, now: float) -> None:
+        if self.codes is not None:
+            self._pass_on(self.codes.due(now))
 
     def _mix(self, pcm: bytes, codec: dsp.Codec) -> bytes:
         spec, source, encoder = self.notice
@@ -212,6 +289,12 @@ def op(engine, name: str, side, msg: dict) -> None:
         event_pt = msg.get("event_pt")
         listen(engine, side).event_pt = None if event_pt is None else int(event_pt)
         release(side)
+    elif name == "key_codes":
+        tap = listen(engine, side)
+        if msg.get("event_pt") is not None:
+            tap.event_pt = int(msg["event_pt"])
+        tap.set_codes([str(c) for c in msg.get("codes") or ()][:16], min(10.0, max(0.2, float(msg.get("gap") or 2.0))))
+        release(side)
     elif name == "tap_record":
         other = engine.sides.get(int(msg["other"]))
         stop(engine, side, "stopped")
@@ -265,6 +348,9 @@ def stop(engine, side, reason: str, error: str = "") -> None:
 
 
 def clock(engine, now: float) -> None:
+    for side in list(engine.sides.values()):
+        if side.tap is not None and side.tap.held_ts:
+            side.tap.clock(now)
     for rec in list(engine.recordings.values()):
         try:
             reason = rec.clock(now)
