@@ -1,0 +1,37 @@
+"""Feature codes keyed during a call, with real phones: bob keys *70 in his call with alice (RFC 4733
+events); alice hears none of those keys (but the others bob keys, in order), is parked, and carol takes
+her from the slot and they talk."""
+from contextlib import ExitStack
+
+import pytest
+
+from .baresip import have_baresip
+from .test_park import box, parked, phones, prompts  # noqa: F401 (the prompts fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
+
+
+def test_park_keyed_during_a_call_then_retrieved(tmp_path, prompts):  # noqa: F811
+    with box(tmp_path, prompts) as pbx, ExitStack() as stack:
+        alice, bob, carol = phones(stack, pbx, "201", "202", "203")
+        alice.dial("202")
+        bob.answer()
+        alice.wait_for("CALL_ESTABLISHED")
+        bob.wait_rtp(rx=10)
+        bob.send_dtmf("5*9")  # no code: alice gets them all, "*" once "9" shows it is none
+        alice.wait_for("CALL_DTMF_START", param="9")
+        bob.send_dtmf("*70")
+        lot = parked(pbx)
+        assert list(lot) == ["701"] and lot["701"].parker == "202"
+        bob.wait_for("CALL_CLOSED", timeout=20)  # after hearing the slot number
+        assert [e["param"] for e in alice.events if e.get("type") == "CALL_DTMF_START"] == ["5", "*", "9"]
+        carol.dial("701")
+        carol.wait_for("CALL_ESTABLISHED")
+        c, a = carol.rtp_stats()["rx"], alice.rtp_stats()["rx"]
+        carol.wait_rtp(rx=c + 50)  # one second of audio each way
+        alice.wait_rtp(rx=a + 50)
+        [call] = pbx.svc.active_calls()
+        assert set(call["parties"]) == {"201", "203"}
+        assert [e["param"] for e in alice.events if e.get("type") == "CALL_DTMF_START"] == ["5", "*", "9"]
+        carol.hangup()
+        alice.wait_for("CALL_CLOSED")
