@@ -10,6 +10,7 @@ the root process, check who asks and what, and change the document; recordings a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 
@@ -40,6 +41,19 @@ async def _caller(channel, admin: bool):
     return ext, lang
 
 
+def behind_pin(admin: bool):
+    """The application body(channel, extension, language, voicemail) runs once the caller's voicemail
+    PIN is right (an admin's only, with `admin`)."""
+    def wrap(body):
+        @functools.wraps(body)
+        async def app(channel: apps.Channel) -> None:
+            who = await _caller(channel, admin)
+            if who is not None:
+                await body(channel, *who, for_core(channel.call.core))
+        return app
+    return wrap
+
+
 async def _record(channel, stem, lang: str) -> None:
     vm = for_core(channel.call.core)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -59,13 +73,9 @@ async def _record(channel, stem, lang: str) -> None:
         temp.unlink(missing_ok=True)
 
 
-async def attendant_admin(channel: apps.Channel) -> None:
-    who = await _caller(channel, admin=True)
-    if who is None:
-        return
-    ext, lang = who
+@behind_pin(admin=True)
+async def attendant_admin(channel: apps.Channel, ext: str, lang: str, vm) -> None:
     core = channel.call.core
-    vm = for_core(core)
     for _ in range(5):
         key = await say(channel, await vm.paths(lang, "att-enter-greeting"))
         number = ((key or "") + await channel.collect(4, timeout=6.0, terminator="#")).strip("#")
@@ -90,11 +100,8 @@ async def _changed(channel, lang: str, kind: str, data: dict, by: str, done_prom
     await say(channel, await vm.paths(lang, "change-failed" if error else done_prompt, "goodbye"), False)
 
 
-async def night_service(channel: apps.Channel) -> None:
-    who = await _caller(channel, admin=True)
-    if who is None:
-        return
-    ext, lang = who
+@behind_pin(admin=True)
+async def night_service(channel: apps.Channel, ext: str, lang: str, vm) -> None:
     profiles = channel.call.core.cfg.time_profiles
     on = not (profiles and all(p.night_service for p in profiles))
     data = {"extension": ext, "on": on}
@@ -102,13 +109,9 @@ async def night_service(channel: apps.Channel) -> None:
     channel.hangup()
 
 
-async def assistant_menu(channel: apps.Channel) -> None:
-    who = await _caller(channel, admin=False)
-    if who is None:
-        return
-    ext, lang = who
+@behind_pin(admin=False)
+async def assistant_menu(channel: apps.Channel, ext: str, lang: str, vm) -> None:
     core = channel.call.core
-    vm = for_core(core)
     from .assistant import settings
     for _ in range(5):
         key = await say(channel, await vm.paths(lang, "pa-menu")) or await channel.next_key(6.0)
