@@ -1,6 +1,7 @@
 """Feature codes keyed during a bridged call by a party on one of the box's phones: park (pbx.feature_codes.
 park: the other party goes to the first free slot, which is announced, as a transfer to the park code
-would) and record_call (recording/: it toggles the recording from the keys it sees).
+would). record_call is not one of them: the recording (recording/) sees every key and passes its code on
+to the other party, as it always did.
 
 The keys of the party that holds the feature are watched where they travel: RFC 4733 events in the media
 engine (relay.Side.watch_codes, media/tap.py) and SIP INFO in call control (info()). The keys of a code
@@ -22,8 +23,7 @@ _info_keys: "weakref.WeakKeyDictionary[object, KeySequence]" = weakref.WeakKeyDi
 
 
 def codes(core) -> list[str]:
-    fc = core.cfg.feature_codes
-    return [fc.park, *([fc.record_call] if core.cfg.recording.on_demand else [])]
+    return [core.cfg.feature_codes.park]
 
 
 def watch(call) -> None:

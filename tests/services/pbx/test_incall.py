@@ -1,11 +1,16 @@
 """Feature codes keyed during a call, with real phones: bob keys *70 in his call with alice (RFC 4733
 events); alice hears none of those keys (but the others bob keys, in order), is parked, and carol takes
-her from the slot and they talk."""
+her from the slot and they talk. The same code as SIP INFO (scripted phones on the wire)."""
 from contextlib import ExitStack
 
 import pytest
 
+from services.pbx.features import park
+
 from .baresip import have_baresip
+from .conftest import run
+from .rawphone import answer, in_dialog, next_request, sdp
+from .test_conformance_calls import _answered_call, _registered
 from .test_park import box, parked, phones, prompts  # noqa: F401 (the prompts fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -35,3 +40,29 @@ def test_park_keyed_during_a_call_then_retrieved(tmp_path, prompts):  # noqa: F8
         assert [e["param"] for e in alice.events if e.get("type") == "CALL_DTMF_START"] == ["5", "*", "9"]
         carol.hangup()
         alice.wait_for("CALL_CLOSED")
+
+
+def test_park_keyed_as_sip_info(tmp_path, prompts):  # noqa: F811
+    with box(tmp_path, prompts) as pbx:
+        async def main():
+            async with _registered(pbx, "201", "202") as (alice, bob):
+                req, _incoming, ok = await _answered_call(alice, bob, alice.request(
+                    "INVITE", "sip:202@127.0.0.1", "201", body=sdp(4000)))
+                passed = []
+                for key in "5*70":
+                    alice.send(in_dialog(alice, "INFO", ok, req.call_id, f"Signal={key}\r\nDuration=160\r\n".encode(),
+                                         "application/dtmf-relay"))
+                    if key == "5":  # no code: bob gets it and answers it
+                        info = await next_request(bob, "INFO")
+                        passed.append(info.body.decode())
+                        answer(bob, info, 200, "bobtag")
+                    assert (await alice.final()).status == 200
+                bye = await next_request(alice, "BYE", timeout=15)  # alice heard the slot, then leaves the call
+                answer(alice, bye, 200, "")
+                lot = pbx.sync(lambda: dict(park.lot(pbx.svc.core)))
+                with pytest.raises(TimeoutError):
+                    await next_request(bob, "INFO", timeout=0.5)
+                return passed, lot
+        passed, lot = run(main())
+        assert [p.partition("\r")[0] for p in passed] == ["Signal=5"]
+        assert list(lot) == ["701"] and lot["701"].parker == "201"
