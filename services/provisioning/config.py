@@ -11,9 +11,10 @@ from appliance.service import ServiceConfig
 from appliance.text import SafeText
 from appliance.users import LOGIN_PATTERN
 
-Model = Literal["yealink", "snom", "grandstream", "yealink-w70b"]
+Model = Literal["yealink", "snom", "grandstream", "yealink-w70b", "polycom"]
 MODEL_TITLES = {"yealink": "Yealink T4x/T5x desk phone", "snom": "Snom D-series desk phone",
-                "grandstream": "Grandstream GXP desk phone", "yealink-w70b": "Yealink W70B SIP-DECT base"}
+                "grandstream": "Grandstream GXP desk phone", "yealink-w70b": "Yealink W70B SIP-DECT base",
+                "polycom": "Polycom VVX desk phone"}
 DECT_MODELS = {"yealink-w70b"}
 MAX_HANDSETS = 10
 

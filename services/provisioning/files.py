@@ -74,7 +74,7 @@ class Provisioner:
             return 404, "text/plain", b"no account is assigned to this phone\n"
         own = accounts.get(1)
         keys = colleagues(self.config, own.extension) if own and phone.model not in DECT_MODELS else []
-        body = T.RENDERERS[phone.model](phone, accounts, self.site, keys, pickup_codes(self.config))
+        body = T.renderer(phone.model, name)(phone, accounts, self.site, keys, pickup_codes(self.config))
         if self.base_url and self.data_dir and phone.model in ("yealink", "yealink-w70b"):
             body += phonebook.yealink_lines(self.base_url, phone.digits)
         self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}

@@ -10,8 +10,10 @@ from services.provisioning.blfkeys import BlfKey, Pickup
 from services.provisioning.config import Phone
 
 YEALINK_COMMON = re.compile(r"^y0000000000[0-9a-f]{2}\.cfg$")
+POLYCOM_SETTINGS = re.compile(r"^[0-9a-f]{12}-officebox\.cfg$")  # what a Polycom's master file names
 PATTERNS = [  # file name -> (family, MAC group)
-    (re.compile(r"^([0-9a-f]{12})\.cfg$"), {"yealink", "yealink-w70b"}),
+    (re.compile(r"^([0-9a-f]{12})\.cfg$"), {"yealink", "yealink-w70b", "polycom"}),
+    (re.compile(r"^([0-9a-f]{12})-officebox\.cfg$"), {"polycom"}),
     (re.compile(r"^cfg([0-9a-f]{12})(\.xml)?$"), {"grandstream"}),
     (re.compile(r"^([0-9a-f]{12})\.xml$"), {"snom"}),
     (re.compile(r"^snom[a-z0-9]*-([0-9a-f]{12})\.htm$"), {"snom"}),
@@ -132,6 +134,48 @@ def grandstream(phone: Phone, accounts: dict[int, Account], site: Site, keys: li
                       "</gs_provision>", ""])
 
 
-RENDERERS = {"yealink": yealink, "yealink-w70b": yealink, "snom": snom, "grandstream": grandstream}
+def polycom_master(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
+                   pickup: Pickup | None = None) -> str:
+    """<mac>.cfg of a Polycom (UC Software): the master file, naming the phone's settings file."""
+    return "\n".join(['<?xml version="1.0" standalone="yes"?>',
+                      f'<APPLICATION APP_FILE_PATH="sip.ld" CONFIG_FILES="{phone.digits}-officebox.cfg" '
+                      'MISC_FILES="" LOG_FILE_DIRECTORY="" OVERRIDES_DIRECTORY="" CONTACTS_DIRECTORY=""/>', ""])
+
+
+def polycom(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
+            pickup: Pickup | None = None) -> str:
+    """<mac>-officebox.cfg: the lines (reg.N) and the busy lamp field (attendant.resourceList.N, the
+    phone's BLF list; a ringing colleague's key picks up by the directed code + extension)."""
+    values: dict[str, str] = {}
+    for n, acc in sorted(accounts.items()):
+        values |= {f"reg.{n}.address": acc.extension, f"reg.{n}.label": acc.extension,
+                   f"reg.{n}.displayName": acc.full_name, f"reg.{n}.auth.userId": acc.extension,
+                   f"reg.{n}.auth.password": acc.secret, f"reg.{n}.server.1.address": site.sip_host,
+                   f"reg.{n}.server.1.port": str(site.sip_port), f"reg.{n}.server.1.transport": "UDPOnly"}
+    if site.ntp:
+        values["tcpIpApp.sntp.address"] = site.ntp
+    if keys:
+        values["attendant.reg"] = "1"
+    for n, key in enumerate(keys, start=1):
+        values |= {f"attendant.resourceList.{n}.address": f"{key.extension}@{site.sip_host}",
+                   f"attendant.resourceList.{n}.label": key.label, f"attendant.resourceList.{n}.type": "normal"}
+    if keys and pickup:
+        values |= {"feature.directedCallPickup.enabled": "1", "call.directedCallPickupMethod": "legacy",
+                   "call.directedCallPickupString": pickup.directed}
+    attrs = "".join(f'\n    {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in values.items())
+    return "\n".join(['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+                      f"<!-- OfficeBox: phone {phone.mac} -->", "<polycomConfig>", f"  <officebox{attrs}/>",
+                      "</polycomConfig>", ""])
+
+
+def renderer(model: str, filename: str):
+    """The template of `model`'s file `filename` (a Polycom fetches two: the master file, then its settings)."""
+    if model == "polycom" and not POLYCOM_SETTINGS.match(filename.lower()):
+        return polycom_master
+    return RENDERERS[model]
+
+
+RENDERERS = {"yealink": yealink, "yealink-w70b": yealink, "snom": snom, "grandstream": grandstream,
+             "polycom": polycom}
 CONTENT_TYPES = {"yealink": "text/plain", "yealink-w70b": "text/plain", "snom": "application/xml",
-                 "grandstream": "application/xml"}
+                 "grandstream": "application/xml", "polycom": "application/xml"}

@@ -18,7 +18,8 @@ NAV = [(N_("Network"), N_("DHCP"), "lan.dhcp"), (N_("Network"), N_("Leases"), "l
        (N_("Network"), N_("DNS"), "lan.dns"),
        (N_("Network"), N_("Phones"), "lan.phones")]
 MODELS = [("yealink", N_("Yealink T4x/T5x desk phone")), ("snom", N_("Snom D-series desk phone")),
-          ("grandstream", N_("Grandstream GXP desk phone")), ("yealink-w70b", "Yealink W70B SIP-DECT base")]
+          ("grandstream", N_("Grandstream GXP desk phone")), ("yealink-w70b", "Yealink W70B SIP-DECT base"),
+          ("polycom", N_("Polycom VVX desk phone"))]
 RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV"]
 PROV_AUTH = [("none", N_("None (the DHCP lease binding protects the files)")),
              ("per-phone", N_("Per phone: digest, user = MAC digits, the phone's own password")),

@@ -19,6 +19,7 @@ def config_with_groups():
     doc = config.model_dump(mode="json")
     doc["users"].append({"login": "erin", "full_name": "Erin Blanc", "extension": "205",
                          "sip_secret": "ErinSecret2024"})
+    doc["provisioning"]["phones"].append({"mac": "00:04:f2:aa:bb:07", "model": "polycom", "user": "erin"})
     doc["pbx"] = {"groups": [{"number": "600", "members": ["201", "202", "203"]},
                              {"number": "601", "members": ["205", "201"]}],
                   "extensions": {"203": {"blf_watchers": "nobody"}},
@@ -63,3 +64,20 @@ def test_snom_and_grandstream_keys(prov):
 def test_dect_base_and_phones_without_colleagues_get_no_keys(prov):
     code, body = curl(f"{prov}/001565aabb04.cfg")
     assert code == 200 and "linekey." not in body
+
+
+def test_polycom_master_file_then_settings_with_the_blf_list(prov):
+    code, body = curl(f"{prov}/0004f2aabb07.cfg")  # erin, in group 601 with alice
+    assert code == 200
+    assert ET.fromstring(body).get("CONFIG_FILES") == "0004f2aabb07-officebox.cfg" and "Erin" not in body
+    code, body = curl(f"{prov}/0004f2aabb07-officebox.cfg")
+    assert code == 200
+    values = ET.fromstring(body).find("officebox").attrib
+    assert values["reg.1.address"] == values["reg.1.auth.userId"] == "205"
+    assert values["reg.1.auth.password"] == "ErinSecret2024" and values["reg.1.server.1.address"] == "127.0.0.1"
+    assert values["attendant.reg"] == "1"
+    assert [values[f"attendant.resourceList.1.{k}"] for k in ("address", "label", "type")] == [
+        "201@127.0.0.1", "Alice Martin", "normal"]
+    assert "attendant.resourceList.2.address" not in values
+    assert values["call.directedCallPickupString"] == "*6" and values["call.directedCallPickupMethod"] == "legacy"
+    assert curl(f"{prov}/001565aabb01-officebox.cfg")[0] == 404  # a Yealink has no such file
