@@ -291,8 +291,19 @@ class Menu(Section):
                                     "greeting was recorded or uploaded; empty: the generated welcome")
     number: str = Field(default="", pattern=r"^([0-9]{1,4})?$", description="greeting number for recording it by "
                         "phone (feature code); empty: not by phone")
+    state_texts: dict[ProfileState, SafeText] = Field(default_factory=dict, description="the greeting of this "
+                                                      "menu per state of the time profile (typed, spoken by espeak-ng;"
+                                                      " a recording of that state comes first); a state not listed:"
+                                                      " the greeting above")
     options: list[MenuOption] = Field(default_factory=list, max_length=12)
     dial_extensions: bool = Field(default=True, description="callers may dial an extension number at any time")
+
+    @field_validator("state_texts")
+    @classmethod
+    def _short(cls, texts: dict) -> dict:
+        if any(len(t) > 1000 for t in texts.values()):
+            raise ValueError("a greeting text has at most 1000 characters")
+        return texts
 
     @field_validator("options")
     @classmethod

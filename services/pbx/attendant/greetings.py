@@ -1,6 +1,8 @@
 """Where the attendants' and assistants' greetings live, and typed texts made into speech.
 
     <data>/state/pbx/attendant/<attendant>/<menu>-<rate>.wav    recorded by phone or uploaded
+    <data>/state/pbx/attendant/<attendant>/<menu>.<state>-<rate>.wav   the same, for one state of the
+                                                                 time profile (open, break, closed, holiday)
     <data>/state/pbx/assistant/<ext>-<rate>.wav                  a user's assistant greeting
     <data>/cache/pbx/speech/<hash>-<rate>.wav                    typed text (and names) by espeak-ng
 
@@ -43,8 +45,10 @@ class Greetings:
         self.assistants = self.state / "assistant"
         self.cache = data_dir / "cache" / "pbx" / "speech"
 
-    def menu_stem(self, attendant: str, menu: str) -> Path:
-        return self.attendants / attendant / menu
+    def menu_stem(self, attendant: str, menu: str, state: str = "") -> Path:
+        """A menu's greeting; with `state`, the one for that state of the time profile (names never hold
+        a dot, so the two never meet)."""
+        return self.attendants / attendant / (f"{menu}.{state}" if state else menu)
 
     def assistant_stem(self, ext: str) -> Path:
         return self.assistants / ext

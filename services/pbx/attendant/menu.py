@@ -1,6 +1,7 @@
 """`attendant:<name>`: the auto attendant. The time profile's state (timeprofile.py) picks the entry menu
-(Attendant.entry); a menu plays its greeting (recorded or uploaded, else its typed text by espeak-ng,
-else the generated welcome) and waits for a key. A digit followed within DIGIT_GAP by more digits is an
+(Attendant.entry) and each menu's greeting: that state's own (recorded or uploaded, else its typed text,
+Menu.state_texts), else the menu's (recorded or uploaded, else its typed text by espeak-ng), else the
+generated welcome; then the menu waits for a key. A digit followed within DIGIT_GAP by more digits is an
 extension or ring group number dialled directly (Menu.dial_extensions). Unknown keys and timeouts replay
 the menu until Attendant.attempts, then the caller goes to the fallback (or hears goodbye). Every loop
 is bounded (MAX_STEPS): a caller can never keep a channel forever.
@@ -39,12 +40,12 @@ class Session:
         self.vm = for_core(self.core)
         base = self.vm.language(None)  # also follows the box's prompt language
         self.lang = self.vm.prompts.language(att.language) if att.language else base
+        profile = self.core.cfg.time_profile(att.profile) if att.profile else None
+        self.state = timeprofile.state(profile, clock.now())  # for the whole call
 
     def entry_menu(self) -> Menu:
-        profile = self.core.cfg.time_profile(self.att.profile) if self.att.profile else None
-        state = timeprofile.state(profile, clock.now())
-        log.info("attendant %s: %s, call %s", self.att.name, state, self.channel.call.id)
-        return self.att.menu(self.att.entry.get(state, "")) or self.att.menus[0]
+        log.info("attendant %s: %s, call %s", self.att.name, self.state, self.channel.call.id)
+        return self.att.menu(self.att.entry.get(self.state, "")) or self.att.menus[0]
 
     async def run(self) -> None:
         menu, failures = self.entry_menu(), 0
@@ -126,8 +127,12 @@ class Session:
 
     async def greeting(self, menu: Menu) -> list:
         store = greetings(self.core)
-        chosen = await asyncio.to_thread(store.chosen, store.menu_stem(self.att.name, menu.name), menu.greeting_text,
-                                         self.lang)
+
+        def choose():
+            return (store.chosen(store.menu_stem(self.att.name, menu.name, self.state),
+                                 menu.state_texts.get(self.state, ""), self.lang)
+                    or store.chosen(store.menu_stem(self.att.name, menu.name), menu.greeting_text, self.lang))
+        chosen = await asyncio.to_thread(choose)
         if chosen is not None:
             return [chosen]
         keys = ["att-welcome", "att-dial-extension"]

@@ -43,7 +43,8 @@ CHRISTMAS_10 = datetime.datetime(2026, 12, 25, 10, 0, tzinfo=PARIS)  # a Friday:
 TEXTS = {"day": "Welcome to Acme. For sales, press one.",
          "sales": "Sales department. For Bob, press one. To go back, press nine.",
          "closed": "We are closed for the night. For the emergency line, press one.",
-         "holiday": "Happy holidays. Our offices are closed today. Press one for the duty manager."}
+         "holiday": "Happy holidays. Our offices are closed today. Press one for the duty manager.",
+         "one-night": "Good evening. Everybody has gone home, but press one and we will try our night porter."}
 HOURS = [{"start": "09:00", "end": "12:00"}, {"start": "14:00", "end": "18:00"}]
 
 
@@ -65,12 +66,17 @@ def attendant_doc(**over) -> dict:
     return doc | over
 
 
+ONE_MENU = {"name": "one", "profile": "office", "timeout": 2, "attempts": 2, "menus": [
+    {"name": "only", "greeting_text": TEXTS["day"], "state_texts": {"closed": TEXTS["one-night"]},
+     "options": [{"key": "1", "action": "extension", "target": "202"}]}]}  # one menu, its own greeting at night
+
+
 def cfg(night: bool = False):
     profile = {"name": "office", "country": "FR", "night_service": night,
                "hours": {day: HOURS for day in ("mon", "tue", "wed", "thu", "fri")}}
     return config([ALICE, BOB, CAROL, EVE], digest_algorithms=["MD5"], codecs=["PCMU"],
-                  application_numbers={"800": "attendant:main"}, time_profiles=[profile],
-                  attendants=[attendant_doc()],
+                  application_numbers={"800": "attendant:main", "801": "attendant:one"}, time_profiles=[profile],
+                  attendants=[attendant_doc(), ONE_MENU],
                   extensions={"201": {"assistant": {"choices": [{"kind": "voicemail"}]}}})
 
 
@@ -171,6 +177,22 @@ def test_closed_and_holiday_menus(attpbx, at, tmp_path, when, menu, answerer):
         alice.hangup()
         alice.wait_for("CALL_CLOSED")
         _heard_greetings(attpbx, alice.heard(), [menu])
+
+
+def test_one_menu_with_a_greeting_per_state(attpbx, at, tmp_path):
+    """After hours the single menu plays its "closed" greeting (not its day one), and its keys stay."""
+    at(TUESDAY_20)
+    with ExitStack() as stack:
+        bob = _ua(stack, attpbx, BOB, auto_answer=True)
+        alice = _caller(stack, attpbx, tmp_path)
+        alice.dial("801")
+        alice.wait_for("CALL_ESTABLISHED")
+        _after_greeting(attpbx, "one-night")
+        alice.send_dtmf("1")
+        _answered_by(bob, [])
+        alice.hangup()
+        alice.wait_for("CALL_CLOSED")
+        _heard_greetings(attpbx, alice.heard(), ["one-night"])
 
 
 def test_an_extension_dialled_during_the_greeting(attpbx, at):
