@@ -29,10 +29,12 @@ def test_attendant_and_menus_through_the_forms(admin_client):
     row = re.search(r'<tr id="key-2".*?</tr>', text(bad), re.S).group(0)
     assert "has-error" in row and "there is no menu" in row
     ok = post(admin_client, "/attendant/main/menus/main", {"greeting_text": "Welcome to Acme.", "action_1": "menu",
-              "target_1": "sales", "action_0": "operator", "dial_extensions": "on"})
+              "target_1": "sales", "action_0": "operator", "dial_extensions": "on",
+              "state_text_closed": "We are closed.", "state_text_open": ""})
     assert ok.status_code == 302
     page = text(admin_client.get("/attendant/main/menus/main"))
     assert 'value="sales"' in page and "Welcome to Acme." in page
+    assert re.search(r'name="state_text_closed"[^>]*>We are closed\.</textarea>', page)  # stored: the page shows it
     # the greeting as the listen button gets it: the typed text spoken (a second or more of speech)
     rate, seconds, loudest = served(admin_client, "/attendant/main/menus/main/greeting.wav")
     assert rate == 8000 and seconds > 0.8 and loudest > -30

@@ -27,6 +27,8 @@ NAV = [(N_("Telephony"), N_("Auto attendants"), "attendant.index"),
        (N_("Telephony"), N_("Time profiles"), "attendant.profiles")]
 core.LARGE_UPLOADS["attendant.greeting_upload"] = PROMPT_UPLOAD_LIMIT
 KEYS = "1234567890*#"
+STATE_TEXTS = [("open", N_("Greeting text when open")), ("break", N_("Greeting text during a break")),
+               ("closed", N_("Greeting text when closed")), ("holiday", N_("Greeting text on a holiday"))]
 ACTIONS = [("", N_("(nothing)")), ("extension", N_("Extension")), ("group", N_("Ring group")),
            ("voicemail", N_("Voicemail box")), ("menu", N_("Another menu")), ("attendant", N_("Another attendant")),
            ("operator", N_("The operator")), ("external", N_("External number")),
@@ -173,12 +175,14 @@ def menu(name: str, menu: str):
         rows = {k: {"action": forms.text(f"action_{_key_name(k)}", 20),
                     "target": forms.text(f"target_{_key_name(k)}", 40)} for k in KEYS}
         posted = [{"key": k, "action": r["action"], "target": r["target"]} for k, r in rows.items() if r["action"]]
+        texts = {state: forms.text(f"state_text_{state}", 1000) for state, _label in STATE_TEXTS}
         values.update(greeting_text=forms.text("greeting_text", 1000), number=forms.text("number", 10),
-                      dial_extensions=forms.checkbox("dial_extensions"), options=posted)
+                      dial_extensions=forms.checkbox("dial_extensions"), options=posted,
+                      state_texts={state: text for state, text in texts.items() if text})
 
         def mutate(doc: dict) -> None:
             doc["pbx"]["attendants"][i]["menus"][j].update(
-                {k: values[k] for k in ("greeting_text", "number", "dial_extensions", "options")})
+                {k: values[k] for k in ("greeting_text", "number", "dial_extensions", "options", "state_texts")})
 
         at = f"pbx.attendants.{i}.menus.{j}"
         fields = {f"{at}.options.{n}{rest}": f"target_{_key_name(o['key'])}" for n, o in enumerate(posted)
@@ -190,6 +194,7 @@ def menu(name: str, menu: str):
     recorded = Greetings.recorded(_greetings().menu_stem(name, menu)) is not None
     return render_template("attendant/menu.html", att=att, menu=current, values=values, rows=rows, keys=KEYS,
                            key_name=_key_name, actions=ACTIONS, errors=errors, general=general, recorded=recorded,
+                           state_texts=STATE_TEXTS,
                            accept=ACCEPT, nav_active="attendant.index"), (400 if errors or general else 200)
 
 
