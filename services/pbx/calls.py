@@ -1025,6 +1025,7 @@ class Call:
                                 peer=transferee.label)
         self.announce("transferred")
         self._watch_media()
+        features.incall.watch(self)  # the keys of the parties now in this call
 
     async def _reinvite(self, leg: Leg, offer: Sdp) -> bool:
         """Re-INVITE `leg` with `offer` (its media toward our relay side): True once it accepted."""

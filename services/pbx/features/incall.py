@@ -28,7 +28,7 @@ def codes(core) -> list[str]:
 
 def watch(call) -> None:
     """A two-party call is bridged (or changed parties): watch the keys of the box's phones in it."""
-    bridged = call.state == "connected" and len(call.legs) == 2 and all(p.kind == "sip" for p in call.legs)
+    bridged = _bridged(call)
     for leg in call.legs:
         if leg.kind != "sip" or leg.side is None:
             continue
@@ -37,6 +37,10 @@ def watch(call) -> None:
                                  lambda code, leg=leg: keyed(call, leg, code))
         elif leg.side.on_code is not None:
             leg.side.watch_codes([], None, CODE_GAP, None)  # with an application now: its keys are its own
+
+
+def _bridged(call) -> bool:
+    return call.state == "connected" and len(call.legs) == 2 and all(p.kind == "sip" for p in call.legs)
 
 
 def keyed(call, leg, code: str) -> None:
@@ -51,8 +55,8 @@ def keyed(call, leg, code: str) -> None:
 def info(call, leg, tx, req) -> bool:
     """A SIP INFO key of `leg` in a connected call: True when it was taken here (answered, held back
     or swallowed), False when call control passes it on as usual."""
-    if leg.extension is None:
-        return False
+    if leg.extension is None or not _bridged(call):
+        return False  # keys for an application are its own
     key = _info_key(req.body, (req.get("Content-Type") or "").split(";")[0].strip().lower())
     seq = _info_keys.get(leg)
     if seq is None or seq.codes != KeySequence(codes(call.core)).codes:
