@@ -7,18 +7,28 @@ import pytest
 
 from services.pbx.features import park
 
-from .baresip import have_baresip
-from .conftest import run
+from .baresip import Baresip, have_baresip
+from .conftest import ALICE, BOB, CAROL, run
 from .rawphone import answer, in_dialog, next_request, sdp
+from .test_channel import AudioBaresip, read_wav
 from .test_conformance_calls import _answered_call, _registered
-from .test_park import box, parked, phones, prompts  # noqa: F401 (the prompts fixture)
+from .test_park import box, parked, prompts  # noqa: F401 (the prompts fixture)
+from .test_recording import power, tone
+
+ALICE_HZ, CAROL_HZ = 600, 1000
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
 
 
 def test_park_keyed_during_a_call_then_retrieved(tmp_path, prompts):  # noqa: F811
     with box(tmp_path, prompts) as pbx, ExitStack() as stack:
-        alice, bob, carol = phones(stack, pbx, "201", "202", "203")
+        def phone(who, hz=None):
+            kw = {"user": who["extension"], "password": who["sip_secret"], "registrar": pbx.registrar}
+            ua = stack.enter_context(AudioBaresip(who["login"], tone(tmp_path / f"{hz}.wav", hz), codecs=("pcmu",),
+                                                  **kw) if hz else Baresip(who["login"], **kw))
+            ua.register()
+            return ua
+        alice, bob, carol = phone(ALICE, ALICE_HZ), phone(BOB), phone(CAROL, CAROL_HZ)
         alice.dial("202")
         bob.answer()
         alice.wait_for("CALL_ESTABLISHED")
@@ -40,6 +50,14 @@ def test_park_keyed_during_a_call_then_retrieved(tmp_path, prompts):  # noqa: F8
         assert [e["param"] for e in alice.events if e.get("type") == "CALL_DTMF_START"] == ["5", "*", "9"]
         carol.hangup()
         alice.wait_for("CALL_CLOSED")
+        carol.wait_for("CALL_CLOSED")
+        # what each heard, measured: carol hears alice's tone and not her own; alice's last second is carol's
+        heard_by_carol, rate = read_wav(carol.heard())
+        heard_by_carol = heard_by_carol[rate // 2:]
+        assert power(heard_by_carol, ALICE_HZ, rate) > 20 * power(heard_by_carol, CAROL_HZ, rate)
+        heard_by_alice, rate = read_wav(alice.heard())
+        last = heard_by_alice[-rate:]
+        assert power(last, CAROL_HZ, rate) > 20 * power(last, ALICE_HZ, rate)
 
 
 def test_park_keyed_as_sip_info(tmp_path, prompts):  # noqa: F811
