@@ -369,8 +369,9 @@ class FeatureCodes(Section):
     pickup: str = Field(default="*8", pattern=NUMBER, description="pick up a call ringing in your pickup group")
     directed_pickup: str = Field(default="**", pattern=NUMBER, description="followed by an extension: pick up "
                                  "the call ringing that extension")
-    park: str = Field(default="*70", pattern=NUMBER, description="transfer a call here to park it in the first "
-                      "free park slot (the slot is announced); dial the slot to take it back")
+    park: str = Field(default="*70", pattern=NUMBER, description="key it during a call (or transfer a call here) to "
+                      "park the call in the first free park slot (the slot is announced); dial the slot to take it "
+                      "back")
     intercom: str = Field(default="*80", pattern=NUMBER, description="followed by an extension: intercom call, "
                           "the phone answers by itself on its speaker")
     record_call: str = Field(default="*1", pattern=NUMBER, description="during a call: start or stop recording it")

@@ -22,8 +22,8 @@ TEXTS = {
     "pickup": (N_("Pick up"), N_("Answer a call ringing on a colleague's phone of your pickup group.")),
     "directed_pickup": (N_("Pick up an extension"),
                         N_("Dial it followed by an extension number to answer the call ringing there.")),
-    "park": (N_("Park"), N_("Transfer a call to this number to park it: you hear the slot number; anyone takes "
-                            "the call back by dialling the slot.")),
+    "park": (N_("Park"), N_("Key it during a call, or transfer the call to it, to park the call: you hear the "
+                            "slot number; anyone takes the call back by dialling the slot.")),
     "intercom": (N_("Intercom"), N_("Dial it followed by an extension number: that phone answers by itself on "
                                     "its speaker.")),
     "forward_on": (N_("Forward all calls"), N_("Dial it followed by the number to forward your calls to (or dial "
