@@ -80,24 +80,41 @@ def _new_feature_codes_yield_to_the_boxs_own_numbers(doc: dict) -> None:
     recording...) must not take a number the admin already gave an application (application_numbers) or a
     code: such a code moves to a free *6NN number instead, so the box's dial plan keeps working and the
     document stays valid; the feature codes page and the phone guide show the number it got."""
+    _move_clashing_codes(doc, _NEW_FEATURE_CODES, _PREFIX_CODES)
+
+
+# the codes of the next firmware: recording a prompt by phone, the supervisors' monitor, whisper and barge-in
+_NEW_FEATURE_CODES_6 = {"prompt_record": "*39", "supervisor_monitor": "*55", "supervisor_whisper": "*56",
+                        "supervisor_barge": "*57"}
+
+
+@step(5)
+def _prompt_and_supervisor_codes_yield_to_the_boxs_own_numbers(doc: dict) -> None:
+    """Version 5 -> 6: as step 4, for the codes this firmware brings (*39, *55, *56, *57)."""
+    _move_clashing_codes(doc, _NEW_FEATURE_CODES_6, ())
+
+
+def _move_clashing_codes(doc: dict, new: dict[str, str], prefixes: tuple[str, ...]) -> None:
+    """Each code of `new` (name: default) the document does not set, whose default is a number of the box's
+    (an application number or another code; for a prefix code, the start of one), moves to a free *6NN."""
     pbx = _section(doc, "pbx")
     if pbx is None:
         return
     apps = pbx.get("application_numbers")
     taken = {n for n in apps if isinstance(n, str)} if isinstance(apps, dict) else set()
     codes = pbx.get("feature_codes") if isinstance(pbx.get("feature_codes"), dict) else {}
-    taken |= {v for k, v in codes.items() if isinstance(v, str) and k not in _NEW_FEATURE_CODES}
+    taken |= {v for k, v in codes.items() if isinstance(v, str) and k not in new}
     if not taken:
         return
 
     def clashes(name: str, number: str) -> bool:
         if number in taken:
             return True
-        return name in _PREFIX_CODES and any(n.startswith(number) for n in taken)
+        return name in prefixes and any(n.startswith(number) for n in taken)
 
     spare = (f"*6{n:02d}" for n in range(100) if not any(t.startswith(f"*6{n:02d}") for t in taken))
     moved = {}
-    for name, default in _NEW_FEATURE_CODES.items():
+    for name, default in new.items():
         if name not in codes and clashes(name, default):
             moved[name] = next(spare)
     if moved:

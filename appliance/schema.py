@@ -33,7 +33,7 @@ from appliance import migration_steps, migrations, opaque  # noqa: F401 (the ste
 from appliance.text import SafeText
 from appliance.users import EMAIL_PATTERN, User
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
 SECRET_NAMES = {"psk", "password", "secret"}
 MASK = "********"

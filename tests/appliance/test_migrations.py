@@ -154,7 +154,7 @@ def test_new_feature_codes_move_off_the_numbers_a_box_already_uses(engine):
     doc = {"schema_version": 4, "pbx": {"application_numbers": {"*8": "app:echo", "*801": "app:silence"},
                                         "feature_codes": {"voicemail": "*3"}}}
     migrated, steps = migrations.migrate(doc, schema.SCHEMA_VERSION)
-    assert steps == [5]
+    assert steps == [5, 6]
     config = engine.validate(migrated)
     codes = config.pbx.feature_codes
     assert config.pbx.application_numbers == {"*8": "app:echo", "*801": "app:silence"}
@@ -164,3 +164,18 @@ def test_new_feature_codes_move_off_the_numbers_a_box_already_uses(engine):
     plain, _ = migrations.migrate({"schema_version": 4, "pbx": {"application_numbers": {"*43": "app:echo"}}},
                                   schema.SCHEMA_VERSION)
     assert "feature_codes" not in plain["pbx"]
+
+
+def test_the_prompt_and_supervisor_codes_move_off_the_numbers_a_version_5_box_uses(engine):
+    """A version 5 box with *39 and *55 as application numbers and *56 as its own pickup code would not load
+    after the update that brought prompt recording by phone (*39) and the supervisors' codes (*55-*57)."""
+    doc = {"schema_version": 5, "pbx": {"application_numbers": {"*39": "app:echo", "*55": "app:silence"},
+                                        "feature_codes": {"pickup": "*56"}}}
+    with pytest.raises(ConfigError):
+        engine.validate({k: v for k, v in doc.items() if k != "schema_version"})  # as it is: refused
+    migrated, steps = migrations.migrate(doc, schema.SCHEMA_VERSION)
+    assert steps == [6]
+    codes = engine.validate(migrated).pbx.feature_codes
+    assert codes.pickup == "*56" and codes.supervisor_barge == "*57"  # nothing in its way: the default
+    moved = {codes.prompt_record, codes.supervisor_monitor, codes.supervisor_whisper}
+    assert all(c.startswith("*6") for c in moved) and len(moved) == 3
