@@ -966,7 +966,7 @@ class Call:
                 if not await self._reinvite(target, offer):
                     self._notify(transferor, 488, "Not Acceptable Here", True)
                     return
-            if transferor.sdp is not None and _held(transferor.sdp) and transferee.sdp is not None:
+            if transferor.sdp is not None and is_hold(transferor.sdp) and transferee.sdp is not None:
                 # the transferor held the transferee while it consulted: it is asked to send again
                 offer = transferee.sdp.copy()
                 offer.direction = None

@@ -62,13 +62,17 @@ class ControlChannel:
     def open(self) -> bool:
         return self._sock is not None
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: dict, now: bool = False) -> None:
+        """`now`: this message and those queued before it leave at once (with batch), e.g. one that must
+        reach the helper before the PBX's next packet elsewhere (a party's address before its call's 200)."""
         if self._sock is None:
             return  # no helper: what it had is gone anyway
         if self.batch:
-            if not self._queued:
+            if not self._queued and not now:
                 self._loop.call_soon(self._send_queued)
             self._queued.append(_encode(msg))
+            if now:
+                self._send_queued()
         else:
             self._push(_encode(msg).encode())
 

@@ -97,7 +97,8 @@ class Side:
         `new_party` (a transfer: another party takes this side) also refuses the address latched so far."""
         self.clock_rate = clock_rate
         self.relay.send({"op": "peer", "side": self.id, "ip": ip, "port": port, "rate": clock_rate,
-                         "source": source, "relatch": relatch or new_party, "new_party": new_party})
+                         "source": source, "relatch": relatch or new_party, "new_party": new_party},
+                        now=True)  # before the SIP that makes the party send
 
     def watch(self, seconds: float) -> None:
         """Report this side if its party sends nothing for `seconds` (0: stop watching)."""
@@ -213,9 +214,9 @@ class RtpRelay:
         self.sides.clear()
 
     # -- control socket (services/pbx/control.py) ---------------------------------------------------
-    def send(self, msg: dict) -> None:
+    def send(self, msg: dict, now: bool = False) -> None:
         if self._channel is not None:
-            self._channel.send(msg)
+            self._channel.send(msg, now)
 
     async def _request(self, msg: dict, timeout: float = START_TIMEOUT) -> dict:
         if not self._ready.is_set():
