@@ -36,6 +36,7 @@ log = logging.getLogger("officebox.bus")
 MAX_LINE = 64 * 1024
 MAX_CLIENTS = 64
 CLIENT_QUEUE = 10_000
+MAX_ROUTES = 1024  # topics whose subscriber lists are kept (topics are few; a flood of new ones is not cached)
 ORIGIN_PREFIXES = ("config.request.", "pbx.command.")  # <prefix><origin>: published only by the process of that origin
 _hubs: dict[str, BusHub] = {}
 
@@ -64,6 +65,7 @@ class Bus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[tuple[str, Callback]] = []
+        self._routes: dict[str, list[Callback]] = {}  # topic -> its subscribers' callbacks, until one (un)subscribes
         self._retained: dict[str, dict[str, dict]] = {}
         self.dropped = 0  # events a full stream could not take
 
@@ -71,11 +73,13 @@ class Bus:
         entry = (prefix, callback)
         with self._lock:
             self._subscribers.append(entry)
+            self._routes = {}
 
         def unsubscribe() -> None:
             with self._lock:
                 if entry in self._subscribers:
                     self._subscribers.remove(entry)
+                    self._routes = {}
         return unsubscribe
 
     def retained(self, topic: str) -> dict[str, dict]:
@@ -101,7 +105,11 @@ class Bus:
                     held.pop(event.key, None)
                 else:
                     held[event.key] = event.data
-            targets = [cb for prefix, cb in self._subscribers if event.topic.startswith(prefix)]
+            targets = self._routes.get(event.topic)
+            if targets is None:
+                targets = [cb for prefix, cb in self._subscribers if event.topic.startswith(prefix)]
+                if len(self._routes) < MAX_ROUTES:
+                    self._routes[event.topic] = targets
         for callback in targets:
             try:
                 callback(event)

@@ -222,7 +222,7 @@ class Call:
                 "trunk": self.record.trunk, "started": self.started, "answered": self.answered_at,
                 "devices": [p.extension for p in self.legs if p.extension],
                 "parties": [p.label for p in self.legs],
-                "on_hold": any(p.sdp is not None and _held(p.sdp) for p in self.legs)}
+                "on_hold": any(p.sdp is not None and is_hold(p.sdp) for p in self.legs)}
 
     async def originate(self, offer: Sdp | None = None) -> Leg | None:
         """Ring `dialled` for the box itself (PbxCore.originate): the answered leg, or None. `offer`: what
@@ -744,7 +744,7 @@ class Call:
 
     def _watch_media(self) -> None:
         """RTP timeout: each sending party of a connected call that is not on hold is watched."""
-        held = any(leg.sdp is not None and _held(leg.sdp) for leg in self.legs)
+        held = any(leg.sdp is not None and is_hold(leg.sdp) for leg in self.legs)
         for leg in self.legs:
             m = leg.sdp.audio() if leg.sdp else None
             sends = m is not None and (m.direction or leg.sdp.direction) not in ("recvonly", "inactive")
@@ -754,7 +754,7 @@ class Call:
     def _media_changed(self) -> None:
         """After an offer/answer: RTP timeout watches, and the held/retrieved event on a change."""
         self._watch_media()
-        held = any(p.sdp is not None and _held(p.sdp) for p in self.legs)
+        held = any(p.sdp is not None and is_hold(p.sdp) for p in self.legs)
         if held != self.was_held:
             self.was_held = held
             self.announce("held" if held else "retrieved")
@@ -975,7 +975,7 @@ class Call:
                 if not await self._reinvite(target, offer):
                     self._notify(transferor, 488, "Not Acceptable Here", True)
                     return
-            if transferor.sdp is not None and _held(transferor.sdp) and transferee.sdp is not None:
+            if transferor.sdp is not None and is_hold(transferor.sdp) and transferee.sdp is not None:
                 # the transferor held the transferee while it consulted: it is asked to send again
                 offer = transferee.sdp.copy()
                 offer.direction = None
@@ -1180,8 +1180,3 @@ def _replaces(headers: str) -> tuple[str, str, str] | None:
             params = dict(f.strip().partition("=")[::2] for f in fields[1:])
             return fields[0].strip(), params.get("to-tag", ""), params.get("from-tag", "")
     return None
-
-
-def _held(sdp: Sdp) -> bool:
-    from .sdp import is_hold
-    return is_hold(sdp)

@@ -11,16 +11,12 @@ answering pings (stuck, stopped) is killed and handled the same way.
 from __future__ import annotations
 
 import asyncio
-import collections
-import itertools
-import json
 import logging
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from . import control
 
 log = logging.getLogger("officebox.pbx.relay")
 ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
@@ -110,7 +106,8 @@ class Side:
         `new_party` (a transfer: another party takes this side) also refuses the address latched so far."""
         self.clock_rate = clock_rate
         self.relay.send({"op": "peer", "side": self.id, "ip": ip, "port": port, "rate": clock_rate,
-                         "source": source, "relatch": relatch or new_party, "new_party": new_party})
+                         "source": source, "relatch": relatch or new_party, "new_party": new_party},
+                        now=True)  # before the SIP that makes the party send
 
     def watch(self, seconds: float) -> None:
         """Report this side if its party sends nothing for `seconds` (0: stop watching)."""
@@ -131,11 +128,8 @@ class RtpRelay:
         self.sides_opened = 0
         self.restarts = 0
         self.pid: int | None = None
-        self._sock: socket.socket | None = None
+        self._channel: control.ControlChannel | None = None
         self._proc: asyncio.subprocess.Process | None = None
-        self._outbox: collections.deque[bytes] = collections.deque()
-        self._pending: dict[int, asyncio.Future] = {}
-        self._ids = itertools.count(1)
         self._ready = asyncio.Event()
         self._deaths: list[float] = []
         self._stopping = False
@@ -152,22 +146,11 @@ class RtpRelay:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _spawn(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            # forked from the loop thread: the engine lives in the PBX's network namespace
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(ENGINE), str(theirs.fileno()), pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        # forked from the loop thread: the engine lives in the PBX's network namespace
+        self._proc, sock = await control.spawn(ENGINE)
         self.pid = self._proc.pid
-        ours.setblocking(False)
-        self._sock = ours
-        self._outbox.clear()
-        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
+        self._channel = control.ControlChannel(sock, "the media engine", self._handle, self._ready.clear,
+                                               batch=True)
         self.configure(self.host, self.port_min, self.port_max)
         self._ready.set()
 
@@ -207,7 +190,7 @@ class RtpRelay:
         return await exited
 
     def _engine_lost(self, status: int) -> None:
-        self._drop_socket()
+        self._drop_channel()
         lost = list(self.sides.values())
         self.sides.clear()
         for side in lost:
@@ -216,22 +199,16 @@ class RtpRelay:
         if lost and self.on_down is not None:
             self.on_down(lost, "media_engine_restart")
 
-    def _drop_socket(self) -> None:
+    def _drop_channel(self) -> None:
         """No engine to talk to: requests fail at once (and wait for the next engine)."""
         self._ready.clear()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(OSError("the media engine stopped"))
-        self._pending.clear()
-        if self._sock is not None:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            asyncio.get_running_loop().remove_writer(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     async def close(self) -> None:
         self._stopping = True
-        self._drop_socket()  # the engine sees the end of its control socket and exits
+        self._drop_channel()  # the engine sees the end of its control socket and exits
         proc = self._proc
         if proc is not None and proc.returncode is None:
             try:
@@ -245,27 +222,10 @@ class RtpRelay:
             side.closed = True
         self.sides.clear()
 
-    # -- control socket ---------------------------------------------------------------------------
-    def send(self, msg: dict) -> None:
-        if self._sock is None:
-            return  # no engine: the sides it had are gone anyway
-        self._outbox.append(json.dumps(msg, separators=(",", ":")).encode())
-        if len(self._outbox) == 1:
-            self._flush()
-
-    def _flush(self) -> None:
-        sock = self._sock
-        while self._outbox and sock is not None:
-            try:
-                sock.send(self._outbox[0])
-            except BlockingIOError:
-                asyncio.get_running_loop().add_writer(sock.fileno(), self._flush)
-                return
-            except OSError:
-                return  # the engine died: _supervise() notices
-            self._outbox.popleft()
-        if sock is not None:
-            asyncio.get_running_loop().remove_writer(sock.fileno())
+    # -- control socket (services/pbx/control.py) ---------------------------------------------------
+    def send(self, msg: dict, now: bool = False) -> None:
+        if self._channel is not None:
+            self._channel.send(msg, now)
 
     async def _request(self, msg: dict, timeout: float = START_TIMEOUT) -> dict:
         if not self._ready.is_set():
@@ -273,38 +233,9 @@ class RtpRelay:
                 await asyncio.wait_for(self._ready.wait(), START_TIMEOUT)
             except TimeoutError:
                 raise OSError("the media engine is not running") from None
-        msg["id"] = rid = next(self._ids)
-        fut = self._pending[rid] = asyncio.get_running_loop().create_future()
-        self.send(msg)
-        try:
-            reply = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise OSError("the media engine does not answer") from None
-        finally:
-            self._pending.pop(rid, None)
-        if "error" in reply:
-            raise OSError(reply["error"])
-        return reply
-
-    def _readable(self) -> None:
-        for _ in range(64):
-            try:
-                data = self._sock.recv(1 << 20)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._drop_socket()  # the engine is gone; _supervise() reaps and restarts it
-                return
-            self._handle(json.loads(data))
+        return await self._channel.request(msg, timeout)
 
     def _handle(self, msg: dict) -> None:
-        if "re" in msg:
-            fut = self._pending.get(msg["re"])
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-            return
         ev = msg.get("ev")
         if ev == "stats":
             for sid, *figures in msg["sides"]:
@@ -338,7 +269,7 @@ class RtpRelay:
     # -- sides ------------------------------------------------------------------------------------
     def configure(self, host: str, port_min: int, port_max: int) -> None:
         self.host, self.port_min, self.port_max = host, port_min, port_max
-        self.send({"op": "config", "host": host, "min": port_min, "max": port_max})
+        self.send({"op": "config", "host": host, "min": port_min, "max": port_max, "batch": True})
 
     async def open(self, count: int = 1) -> list[Side]:
         """`count` new sides, each on a random free even/odd port pair of the range."""

@@ -14,6 +14,21 @@ import threading
 from appliance.bus import MAX_LINE, Bus, BusHub, Event, RemoteBus
 
 
+def test_subscribers_joining_and_leaving_after_a_topic_was_published():
+    """Who gets a topic's events is remembered per topic: a later (un)subscription must still count."""
+    bus = Bus()
+    early, late = [], []
+    off_early = bus.subscribe("pbx.", early.append)
+    bus.publish("pbx.call", "c1", {"n": 1})
+    off_late = bus.subscribe("pbx.call", late.append)
+    bus.publish("pbx.call", "c2", {"n": 2})
+    off_early()
+    bus.publish("pbx.call", "c3", {"n": 3})
+    off_late()
+    bus.publish("pbx.call", "c4", {"n": 4})
+    assert [e.key for e in early] == ["c1", "c2"] and [e.key for e in late] == ["c2", "c3"]
+
+
 def test_prefix_subscription_retained_state_and_unsubscribe():
     bus = Bus()
     seen = []

@@ -22,10 +22,14 @@ never causes: its partner keeps sending). When transcoding or WebRTC come, this 
 watch/close) maps onto rtpengine's offer/answer/delete, so an engine behind it can be swapped.
 
 Control protocol: an AF_UNIX SOCK_SEQPACKET socket pair, the engine's end passed as fd argv[1]. One
-message = one JSON object (message boundaries come from the socket type, so no framing).
+message = one JSON object (message boundaries come from the socket type, so no framing); a datagram
+may also hold a JSON array of messages, handled in order (the PBX sends what one turn of its loop
+queued that way: services/pbx/control.py). After "config" with "batch": true the engine answers the same
+way: the messages of one turn of its loop, as arrays.
 
 PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re": id, "error": text}):
-  {"op": "config", "host", "min", "max"}      address and port range for the next sides
+  {"op": "config", "host", "min", "max"[, "batch"]}
+                                              address and port range for the next sides
   {"op": "open", "id", "count"}               -> {"re", "sides": [[side, port], ...]}; random even ports
   {"op": "link", "side", "to"}                forward between two sides (former partners are unlinked)
                                               ("to" = "side": reflect, the echo test app:echo)

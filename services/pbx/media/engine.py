@@ -29,6 +29,8 @@ except ImportError:  # run as a script (`python -I engine.py`): its directory is
 TICK = 0.25  # seconds between stats reports and silence checks
 LOCAL_OPS = ("local", "play", "stop_play", "record", "stop_record", "dtmf")
 BATCH = 150  # sides per stats message (a message stays far below the socket buffer)
+MAX_DATAGRAM = 60000  # characters of one batch of messages (the PBX reads up to 1 MiB)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 _random = random.SystemRandom()  # ports must not be guessable from earlier calls
 
 
@@ -195,7 +197,8 @@ class Engine:
         self.sides: dict[int, Side] = {}
         self.by_port: dict[int, Side] = {}
         self.fds: dict[int, tuple[Side, socket.socket, bool]] = {}
-        self.outbox: list[bytes] = []
+        self.outbox: list[str] = []  # encoded messages not sent yet
+        self.batch = False  # the PBX reads JSON arrays of messages ("config": "batch")
         self.terminals: dict[int, Terminal] = {}  # side id -> the local endpoint it talks to
         self.recordings: dict[int, tap.StereoRecording] = {}  # by the side of its left channel
         self.running = True
@@ -205,36 +208,52 @@ class Engine:
 
     # -- control ----------------------------------------------------------------------------------
     def send(self, msg: dict) -> None:
-        self.outbox.append(json.dumps(msg, separators=(",", ":")).encode())
-        self.flush()
+        """Queue a message; the loop sends what one of its turns queued together (flush)."""
+        self.outbox.append(_encode(msg))
+        if not self.batch:
+            self.flush()
 
     def flush(self) -> None:
-        while self.outbox:
+        """Send the queue: one message per datagram, or with `batch` as few JSON arrays as fit."""
+        outbox = self.outbox
+        while outbox:
+            count, size = 1, len(outbox[0])
+            if self.batch:
+                while count < len(outbox) and size + len(outbox[count]) + 1 <= MAX_DATAGRAM:
+                    size += len(outbox[count]) + 1
+                    count += 1
+            text = outbox[0] if count == 1 else "[" + ",".join(outbox[:count]) + "]"
             try:
-                self.control.send(self.outbox[0])
+                self.control.send(text.encode())
             except BlockingIOError:
                 return  # the PBX is busy: retried on the next tick
             except OSError:
                 self.running = False
                 return
-            self.outbox.pop(0)
+            del outbox[:count]
 
     def read_control(self) -> None:
         for _ in range(256):
             try:
                 data = self.control.recv(65536)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 data = b""
             if not data:
                 self.running = False  # the PBX is gone: so is its media
                 return
             try:
-                msg = json.loads(data)
-                self.handle(msg)
-            except (ValueError, KeyError, TypeError) as exc:
+                value = json.loads(data)
+            except ValueError as exc:
                 self.send({"ev": "error", "error": f"bad request: {exc}"[:200]})
+                continue
+            for msg in value if isinstance(value, list) else (value,):
+                try:
+                    self.handle(msg)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    self.send({"ev": "error", "error": f"bad request: {exc}"[:200]})
+        self.flush()
 
     def handle(self, msg: dict) -> None:
         op = msg["op"]
@@ -248,6 +267,7 @@ class Engine:
             return
         if op == "config":
             self.host, self.port_min, self.port_max = str(msg["host"]), int(msg["min"]), int(msg["max"])
+            self.batch = bool(msg.get("batch", self.batch))
             return
         if op == "ping":
             self.send({"re": msg["id"], "sides": len(self.sides), "pid": os.getpid()})
@@ -447,6 +467,8 @@ class Engine:
             if now >= next_tick:
                 next_tick = now + TICK
                 self.tick(now)
+            if self.outbox:
+                self.flush()  # the events of this turn (keys, play_done...), together
 
 
 def main() -> None:

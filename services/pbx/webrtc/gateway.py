@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import control
 from ..sdp import SdpError
 from ..sip import message as sipmsg
 from ..sip.message import ParseError, Request
@@ -65,8 +62,7 @@ class WebRtcGateway:
         self.setup_ms: list[int] = []  # ICE + DTLS set-up times of the last sessions
         self.figures: dict[int, list[int]] = {}  # session -> [from browser, to browser, dropped, RTCP out, RTCP in]
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
-        self._sock: socket.socket | None = None
+        self._channel: control.ControlChannel | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self.watchdog = Watchdog(self.ensure_running)  # the PBX sets its on_lost (ends those calls)
 
@@ -75,30 +71,19 @@ class WebRtcGateway:
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
             await self._proc.wait()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(ENGINE), str(theirs.fileno()), pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
-        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
+        self._proc, sock = await control.spawn(ENGINE)
+        self._channel = control.ControlChannel(sock, "the WebRTC gateway", self._handle, self._exited)
         await self._request({"op": "ping"})
 
     @property
     def running(self) -> bool:
-        return self._sock is not None and self._proc is not None and self._proc.returncode is None
+        return self._channel is not None and self._proc is not None and self._proc.returncode is None
 
     async def ensure_running(self) -> None:
         """Start the process (if it is not running) and have the watchdog follow it."""
         if not self.running:
             for _ in range(40):  # a process just killed: its control socket's end is read first
-                if self._sock is None:
+                if self._channel is None:
                     break
                 await asyncio.sleep(0.05)
             await self.start()
@@ -111,13 +96,9 @@ class WebRtcGateway:
 
     async def close(self) -> None:
         self.watchdog.stop()
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()  # the engine sees the end of its control socket and exits
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(OSError("the WebRTC gateway stopped"))
+        if self._channel is not None:
+            self._channel.close()  # the engine sees the end of its control socket and exits
+            self._channel = None
         if self._proc is not None and self._proc.returncode is None:
             try:
                 await asyncio.wait_for(self._proc.wait(), 2)
@@ -127,49 +108,20 @@ class WebRtcGateway:
         self.legs.clear()
 
     def _send(self, msg: dict) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.send(json.dumps(msg, separators=(",", ":")).encode())
-            except OSError as exc:
-                log.error("WebRTC gateway control socket: %s", exc)
+        if self._channel is not None:
+            self._channel.send(msg)
 
     async def _request(self, msg: dict) -> dict:
-        msg["id"] = rid = next(self._ids)
-        fut = self._pending[rid] = asyncio.get_running_loop().create_future()
-        self._send(msg)
-        try:
-            reply = await asyncio.wait_for(fut, REQUEST_TIMEOUT)
-        except TimeoutError:
-            raise OSError("the WebRTC gateway does not answer") from None
-        finally:
-            self._pending.pop(rid, None)
-        if "error" in reply:
-            raise OSError(reply["error"])
-        return reply
+        if self._channel is None:
+            raise OSError("the WebRTC gateway is not running")
+        return await self._channel.request(msg, REQUEST_TIMEOUT)
 
-    def _readable(self) -> None:
-        for _ in range(64):
-            try:
-                data = self._sock.recv(1 << 20)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                log.error("the WebRTC gateway process exited: %d browser calls lost their media", len(self.legs))
-                asyncio.get_running_loop().remove_reader(self._sock.fileno())
-                self._sock.close()
-                self._sock = None
-                self.legs.clear()  # a new process starts with the next browser call
-                return
-            self._handle(json.loads(data))
+    def _exited(self) -> None:
+        log.error("the WebRTC gateway process exited: %d browser calls lost their media", len(self.legs))
+        self._channel = None
+        self.legs.clear()  # a new process starts with the next browser call
 
     def _handle(self, msg: dict) -> None:
-        if "re" in msg:
-            fut = self._pending.get(msg["re"])
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-            return
         ev, sid = msg.get("ev"), msg.get("session")
         leg = next((leg for leg in self.legs.values() if leg.id == sid), None)
         if ev == "up":
