@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime
 import io
 import re
 import threading
 import time
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -188,7 +190,7 @@ def test_dial_plan_and_permission_classes(pbx_client, runtime):
     assert pbx_config(runtime).permissions == {}
 
 
-def _seed_records(runtime) -> None:
+def _seed_records(runtime) -> float:
     store = CdrStore(runtime.services["pbx"].cdr_path)
     day = 86400
     base = time.time() - 3 * day
@@ -200,19 +202,21 @@ def _seed_records(runtime) -> None:
     store.add(CallRecord(call_id="c3", direction="outbound", caller="201", dialled="0612345678",
                          start=base + 2 * day, end=base + 2 * day + 5, disposition="busy", status=486))
     store.flush()   # this store's writer thread, not the service's, holds the rows until written
+    return base
 
 
 def test_call_records_filters_and_csv(pbx_client, runtime):
-    _seed_records(runtime)
+    base = _seed_records(runtime)
     everything = page(pbx_client, "/pbx/cdr")
     assert everything.count("<tr>") == 4   # header + 3
     only_missed = page(pbx_client, "/pbx/cdr?disposition=missed")
     assert only_missed.count("<tr>") == 2 and "missed" in only_missed
     party = page(pbx_client, "/pbx/cdr?party=0612345678")
     assert party.count("<tr>") == 2 and "outbound" in party
-    tz_day = time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400))
-    recent = page(pbx_client, f"/pbx/cdr?since={tz_day}")
-    assert recent.count("<tr>") in (1, 2)   # c3 unless the box's zone shifts it to the day before
+    zone = ZoneInfo(runtime.config.system.timezone)  # "since" is a day in the box's zone
+    c3_day = datetime.datetime.fromtimestamp(base + 2 * 86400, zone).strftime("%Y-%m-%d")
+    recent = page(pbx_client, f"/pbx/cdr?since={c3_day}")
+    assert recent.count("<tr>") == 2   # c3 alone: c2 is a day earlier
     bad = page(pbx_client, "/pbx/cdr?since=yesterday&disposition=lost", 400)
     assert "YYYY-MM-DD" in bad and "choose a value from the list" in bad
     assert pbx_client.get("/pbx/cdr.csv?since=nope").status_code == 400

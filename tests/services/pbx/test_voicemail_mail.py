@@ -6,6 +6,7 @@ in French, a mail service that is down at first (the mail waits, the message is 
 goes and with "delete after mailing" leaves the box), and the 90 % warning once per crossing."""
 from __future__ import annotations
 
+import datetime
 import email
 import imaplib
 import shutil
@@ -15,6 +16,7 @@ import time
 from contextlib import ExitStack
 from email.policy import default as email_policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,7 +141,8 @@ def test_a_message_left_by_phone_arrives_by_mail_with_the_recording(rig, box, au
     assert mail["To"].addresses[0].addr_spec == "alice@example.com"
     body = mail.get_body(("plain",)).get_content()
     assert "From: Bob Durand <202>" in body and "mailbox 201" in body
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(msg.envelope["time"]))
+    zone = ZoneInfo(schema.SystemConfig().timezone)  # the mail gives the time in the box's zone
+    stamp = datetime.datetime.fromtimestamp(msg.envelope["time"], zone).strftime("%Y-%m-%d %H:%M")
     assert started - 60 <= msg.envelope["time"] and stamp[:10] in body
     [wav] = [p for p in mail.iter_attachments()]
     assert wav.get_content_type() == "audio/wav" and wav.get_filename() == f"voicemail-{msg.id}.wav"
