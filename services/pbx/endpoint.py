@@ -218,8 +218,11 @@ class MediaEndpoint(Endpoint):
     def bye(self) -> None:
         self.ended = True
         self._gone.set()
-        if self.media is not None:
-            self.media.listener = None
+        if self.media is not None and not self._recording():
+            self.media.listener = None  # a recording's listener stays for its record_done
+
+    def _recording(self) -> bool:
+        return any(what == "record" and not fut.done() for (what, _), fut in self._pending.items())
 
     # -- playing, hearing keys, recording ---------------------------------------------------------
     async def play(self, what: "str | os.PathLike | Tone", interruptible: bool = True) -> str | None:
@@ -348,6 +351,7 @@ class MediaEndpoint(Endpoint):
                 try:
                     await self._until(fut, self._key_ready)
                 except ChannelGone:
+                    await self._finished(fut)
                     raise ChannelGone(recording=path) from None
                 while self._keys and not fut.done():
                     pressed = self._keys.popleft()
@@ -365,6 +369,14 @@ class MediaEndpoint(Endpoint):
         if msg["reason"] == "error":
             raise MediaError(msg.get("error", "cannot record"))
         return Recording(msg["path"], float(msg["seconds"]), "key" if key else msg["reason"], key)
+
+    async def _finished(self, fut: asyncio.Future) -> None:
+        """After a hang-up: until the engine has closed the recording's file (its record_done), at most
+        STOP_WAIT s, so the file's header then counts every frame said."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(fut), STOP_WAIT)
+        if self.media is not None:
+            self.media.listener = None
 
     def send_dtmf(self, keys: str) -> None:
         """Send keys to the caller as RFC 4733 events (100 ms each)."""

@@ -11,6 +11,7 @@ answering pings (stuck, stopped) is killed and handled the same way.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
 FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
 LOCAL_FIGURES = ("sent", "late", "malformed", "unknown_pt", "dtmf", "dtmf_dropped", "rtcp_sent")
 LOCAL_EVENTS = ("dtmf", "play_done", "record_done", "local_error", "notice_done")
+CLOSING = 256  # closed sides whose listener may still get the engine's last events
 START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
 RESTART_PAUSE = 2.0  # after the third death within a minute
 WATCHDOG = 5.0  # seconds between pings; an engine that does not answer one in that time is killed
@@ -125,6 +127,7 @@ class RtpRelay:
         self.host, self.port_min, self.port_max = host, port_min, port_max
         self.on_down = on_down
         self.sides: dict[int, Side] = {}
+        self.closing: collections.OrderedDict[int, Side] = collections.OrderedDict()  # closed, last events due
         self.sides_opened = 0
         self.restarts = 0
         self.pid: int | None = None
@@ -248,7 +251,7 @@ class RtpRelay:
                 if side is not None and side.local is not None:
                     side.local.update(zip(LOCAL_FIGURES, figures, strict=True))
         elif ev in LOCAL_EVENTS:
-            side = self.sides.get(msg.get("side"))
+            side = self.sides.get(msg.get("side")) or self.closing.get(msg.get("side"))
             if side is not None and side.listener is not None:
                 side.listener(msg)
         elif ev == "dtmf_code":
@@ -292,6 +295,10 @@ class RtpRelay:
     def forget(self, side: Side) -> None:
         if self.sides.pop(side.id, None) is not None:
             self.send({"op": "close", "side": side.id})
+            if side.listener is not None:  # its local endpoint's last events (record_done "hangup") follow
+                self.closing[side.id] = side
+                while len(self.closing) > CLOSING:
+                    self.closing.popitem(last=False)
 
     async def ping(self) -> dict:
         return await self._request({"op": "ping"})

@@ -8,7 +8,6 @@ shorter than store.MIN_SECONDS are discarded; a full box says so and hangs up.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from .. import apps
@@ -43,7 +42,6 @@ async def deposit(channel: apps.Channel) -> None:
         rec = await channel.record(pending.wav, max_seconds=room, silence_stop=settings.silence_stop, beep=True,
                                    terminators="#0" if operator else "#")
     except apps.ChannelGone:
-        await _written(pending.wav)  # the engine ends the file after the hang-up reached it
         vm.deposit(box, pending)  # hang-up keeps the message
         raise
     except apps.MediaError as err:
@@ -56,24 +54,6 @@ async def deposit(channel: apps.Channel) -> None:
         await channel.bridge(operator)
         return
     await say(channel, await vm.paths(lang, "vm-message-saved" if kept else "vm-too-short", "goodbye"), False)
-
-
-async def _written(path, settle: float = 0.6, most: float = 3.0) -> None:
-    """Until the recording's file stops changing for `settle` s (longer than the engine's 0.5 s header
-    patches), at most `most` s: its header then counts every frame the caller's message holds."""
-    loop = asyncio.get_running_loop()
-    deadline, last, since = loop.time() + most, None, loop.time()
-    while loop.time() < deadline:
-        try:
-            stat = path.stat()
-            now = (stat.st_size, stat.st_mtime_ns)
-        except OSError:
-            return
-        if now != last:
-            last, since = now, loop.time()
-        elif loop.time() - since >= settle:
-            return
-        await asyncio.sleep(0.1)
 
 
 async def _greet(channel, vm, box, kind: str, lang: str) -> None:

@@ -381,13 +381,18 @@ def test_hold_and_resume_reach_the_application(chpbx, script):
 @pytest.mark.parametrize("during", ["play", "record", "collect"])
 def test_caller_hanging_up_raises_channel_gone(chpbx, script, tmp_path, during):
     target = tmp_path / "partial.wav"
+    at_gone = []
 
     async def run(ch):
         await ch.answer()
         if during == "play":
             await ch.play(Tone((425.0,), 60.0))
         elif during == "record":
-            await ch.record(target, max_seconds=60, beep=False)
+            try:
+                await ch.record(target, max_seconds=60, beep=False)
+            except ChannelGone:
+                at_gone.append(len(read_wav(target)[0]))  # what the application finds when told
+                raise
         else:
             await ch.collect(4, timeout=60)
     script.run = run
@@ -405,8 +410,9 @@ def test_caller_hanging_up_raises_channel_gone(chpbx, script, tmp_path, during):
     assert isinstance(script.error, ChannelGone), script.error
     if during == "record":
         assert script.error.recording == str(target)
-        wait(lambda: read_wav(target)[0] and abs(len(read_wav(target)[0]) / 8000 - (hung_up - answered)) <= 0.3,
-             what=f"a recording of {hung_up - answered:.2f} s (has {len(read_wav(target)[0]) / 8000:.2f} s)")
+        heard = len(read_wav(target)[0])
+        assert abs(heard / 8000 - (hung_up - answered)) <= 0.3, f"{heard / 8000:.2f} s of {hung_up - answered:.2f}"
+        assert at_gone == [heard], "the file was not complete when the application was told of the hang-up"
     assert chpbx.svc.active_calls() == []
 
 
