@@ -83,6 +83,8 @@ def uac_answered(leg: "Leg", resp: "Response", wanted: int) -> None:
 class SessionTimer:
     """One leg's session timer: refresh (ours) or watch (theirs); `on_expired(leg)` when it lapses."""
 
+    time_scale = 1.0  # loop seconds per second of interval: tests shorten it; the headers keep the intervals
+
     def __init__(self, leg: "Leg", interval: int, we_refresh: bool, on_expired: Callable[["Leg"], None]) -> None:
         self.leg, self.interval, self.we_refresh = leg, interval, we_refresh
         self.on_expired = on_expired
@@ -94,9 +96,9 @@ class SessionTimer:
         self.stop()
         later = asyncio.get_running_loop().call_later
         if self.we_refresh:
-            self._handle = later(self.interval / 2, self._refresh)
+            self._handle = later(self.time_scale * self.interval / 2, self._refresh)
         else:
-            self._handle = later(self.interval - min(32, self.interval / 3), self._expire)
+            self._handle = later(self.time_scale * (self.interval - min(32, self.interval / 3)), self._expire)
 
     def stop(self) -> None:
         if self._handle is not None:

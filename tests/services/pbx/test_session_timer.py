@@ -9,6 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from services.pbx.session_timer import SessionTimer
 from services.pbx.sip.message import Request, Response, response_to
 
 from .baresip import Baresip, have_baresip
@@ -20,6 +21,7 @@ from .test_calls import phones
 from .test_trunks import LINE, REMOTE, wait
 
 ERIN = user("erin", "205", "erinsecret12", "Erin Blanc")
+SCALE = 0.2  # SessionTimer.time_scale in the tests that wait for a session to lapse
 
 
 async def call(x: SipClient, port: int, number: str, callee: Baresip, headers: dict) -> Response:
@@ -42,7 +44,8 @@ def test_too_short_an_interval_gets_422(pbx):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
-def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
+def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path, monkeypatch):
+    monkeypatch.setattr(SessionTimer, "time_scale", SCALE)  # the 90 s sessions play out in 18 s
     cfg = config([ALICE, BOB, CAROL, DAVE, ERIN], session_expires=90, min_se=90)
     with PbxRunner(tmp_path / "pbx", cfg) as pbx, ExitStack() as stack:
         alice, bob, carol = phones(stack, pbx, "201", "202", "203")
@@ -50,45 +53,51 @@ def test_sessions_that_are_not_refreshed_end_both_sides(tmp_path):
         async def main():
             async with SipClient(("127.0.0.1", pbx.port)) as quiet, SipClient(("127.0.0.1", pbx.port)) as gone, \
                     SipClient(("127.0.0.1", pbx.port)) as erin:
+                answered = {}  # when each session's timer started (its 2xx), for the times below
                 # erin: a callee without session timers; the box refreshes it, the refresh finds it gone
                 assert (await erin.register("205", ERIN["sip_secret"])).status == 200
                 await alice.aio.dial("205")
                 inv = await next_request(erin, "INVITE", 10)
+                answered["erin"] = time.monotonic()
                 answer(erin, inv, 200, "erintag", sdp(4002))
                 await alice.aio.wait_for("CALL_ESTABLISHED")
                 # quiet: supports timers, is the refresher, never refreshes
                 ok1 = await call(quiet, pbx.port, "202", bob,
                                  {"Supported": "timer", "Session-Expires": "90;refresher=uac"})
+                answered["quiet"] = time.monotonic()
                 assert ok1.get("Session-Expires") == "90;refresher=uac" and ok1.get("Require") == "timer"
                 # gone: no timer support, so the box refreshes; the refresh finds no dialog there any more
                 ok2 = await call(gone, pbx.port, "203", carol, {"Allow": "INVITE, ACK, BYE, CANCEL, UPDATE"})
+                answered["gone"] = time.monotonic()
                 assert ok2.get("Session-Expires") == "90;refresher=uas"
-                started = time.monotonic()
                 results = {}
 
                 async def serve(x: SipClient, name: str, refresh_status: int) -> None:
                     while name not in results:
                         try:
-                            msg = await x.recv(timeout=80)
+                            msg = await x.recv(timeout=30)
                         except TimeoutError:
                             return
                         if not isinstance(msg, Request):
                             continue
+                        since = round((time.monotonic() - answered[name]) / SCALE, 1)  # in session seconds
                         if msg.method in ("UPDATE", "INVITE"):
-                            results[name + "_refresh"] = (msg.method, round(time.monotonic() - started))
+                            results[name + "_refresh"] = (msg.method, since)
                             x.send(response_to(msg, refresh_status))
                         elif msg.method == "BYE":
                             x.send(response_to(msg, 200))
-                            results[name] = round(time.monotonic() - started)
+                            results[name] = since
                 await asyncio.gather(serve(quiet, "quiet", 200), serve(gone, "gone", 481), serve(erin, "erin", 481))
                 return results
-        results = run(main(), timeout=120)
-        # quiet never refreshed: BYE at 90 - 30 s; gone: refreshed by UPDATE at 45 s, answered 481
-        assert 55 <= results["quiet"] <= 66, results
-        assert results["gone_refresh"][0] == "UPDATE" and 40 <= results["gone_refresh"][1] <= 50, results
-        assert 40 <= results["gone"] <= 50, results
+        results = run(main(), timeout=60)
+        # quiet never refreshed: BYE at 90 - 30 s; gone: refreshed by UPDATE at 45 s, answered 481 (session
+        # seconds: the lower bounds are the timers', the upper ones leave 3 s of slack for a loaded machine)
+        slack = 3 / SCALE
+        assert 60 - 2.5 <= results["quiet"] <= 60 + slack, results
+        assert results["gone_refresh"][0] == "UPDATE" and 45 - 2.5 <= results["gone_refresh"][1] <= 45 + slack, results
+        assert 45 - 2.5 <= results["gone"] <= 45 + slack, results
         assert "quiet_refresh" not in results
-        assert results["erin_refresh"][0] == "INVITE" and 40 <= results["erin"] <= 50, results
+        assert results["erin_refresh"][0] == "INVITE" and 45 <= results["erin"] <= 45 + slack, results
         bob.wait_for("CALL_CLOSED")
         carol.wait_for("CALL_CLOSED")
         alice.wait_for("CALL_CLOSED")
