@@ -263,8 +263,13 @@ class Supervisor:
     async def stop(self) -> None:
         if self._watchdog:
             self._watchdog.cancel()
-        for name in reversed(list(self.units)):
-            await self._stop(name)
+        # services share nothing but the bus: they stop at once, so the slowest (squid letting
+        # connections finish) delays no other; the first unit (the network) last, as they may still
+        # send on it while they stop (the PBX's BYEs)
+        first, *rest = list(self.units) or [None]
+        await asyncio.gather(*(self._stop(name) for name in rest))
+        if first is not None:
+            await self._stop(first)
 
     def status(self, name: str) -> Status:
         unit = self.units[name]
