@@ -16,9 +16,10 @@
   }
   function apply(board) {
     var now = board.queues.map(function (q) { return q.name; }).join() + "|" +
-              board.agents.map(function (a) { return a.extension; }).join();
+              board.agents.map(function (a) { return a.extension; }).join() + "|" +
+              (board.calls || []).map(function (c) { return c.agent + (c.supervised ? "*" : ""); }).join();
     if (shape === null) { shape = now; }
-    if (now !== shape) { window.location.reload(); return; }  // queues or agents configured anew
+    if (now !== shape) { window.location.reload(); return; }  // queues, agents or calls changed: rows anew
     board.queues.forEach(function (q) {
       ["waiting", "callbacks_waiting", "answered", "abandoned"].forEach(function (f) { show(q.name, f, q[f]); });
       show(q.name, "longest_wait", Math.round(q.longest_wait));
