@@ -111,7 +111,7 @@ def wallboard():
         call["may_supervise"] = _may_supervise(user.extension, call["agent"])
     return render_template("callcentre/wallboard.html", board=board, states=STATE_NAMES,
                            states_json=json.dumps(states), modes=SUPERVISE_MODES,
-                           supervisor=any(c["may_supervise"] for c in board["calls"]))
+                           supervisor=any(c["may_supervise"] for c in board["calls"]), is_admin=only is None)
 
 
 @bp.route("/wallboard.json")
