@@ -118,6 +118,8 @@ def test_listen_then_whisper_from_the_wallboard_with_real_phones(cc, runtime, tm
 
         assert _supervise(carol, "monitor").status_code == 302
         assert "is ringing" in html_of(carol, "/callcentre/")
+        assert _supervise(carol, "barge").status_code == 302  # a second click while the phone rings
+        assert "supervises this call already" in html_of(carol, "/callcentre/")
         supervisor.answer(timeout=15)
         supervisor.wait_for("CALL_ESTABLISHED")
         _until(lambda: runtime.client("pbx").acd_wallboard(0)["calls"][0]["supervised"])

@@ -280,6 +280,8 @@ class Acd:
 
         def run() -> str:
             why = monitor.refusal(self.core, supervisor, agent, mode)
+            if not why and monitor.ringing_for(agent):
+                why = "supervised"  # a supervisor's phone is ringing for this call already
             if not why and not self.core.targets_for(supervisor):
                 why = "no_phone"
             if not why:
@@ -546,7 +548,7 @@ class Acd:
 
     def _live_calls(self, agents: dict[str, AgentState]) -> list[dict]:
         """The queue calls agents are on now (the wallboard's rows a supervisor may join)."""
-        from .monitor import _watched
+        from .monitor import watched
         users, out = self.core.users, []
         for ext, a in sorted(agents.items()):
             talk = a.talk
@@ -554,7 +556,7 @@ class Acd:
                 continue
             out.append({"agent": ext, "agent_name": users[ext].full_name if ext in users else "",
                         "queue": talk["queue"], "caller": talk["caller"], "caller_name": talk["caller_name"],
-                        "since": talk["since"], "supervised": talk["leg"].call.id in _watched})
+                        "since": talk["since"], "supervised": watched(talk["leg"].call.id)})
         return out
 
     def agent_view(self, ext: str) -> dict:

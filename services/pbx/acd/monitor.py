@@ -25,6 +25,15 @@ MODES = ("monitor", "whisper", "barge")
 KEYS = {"4": "monitor", "5": "whisper", "6": "barge"}
 MAX_SESSION = 4 * 3600.0  # seconds
 _watched: set[str] = set()  # ids of the calls being supervised
+_ringing: set[str] = set()  # agents whose supervisor's phone the box is ringing (ring_supervisor)
+
+
+def watched(call_id: str) -> bool:
+    return call_id in _watched
+
+
+def ringing_for(agent: str) -> bool:
+    return agent in _ringing
 
 
 def may_supervise(cfg, supervisor: str | None, agent: str) -> bool:
@@ -85,8 +94,12 @@ async def ring_supervisor(core, supervisor: str, agent: str, mode: str, timeout:
     if refusal(core, supervisor, agent, mode):
         return False
     user = core.users.get(agent)
-    leg = await core.originate(supervisor, caller=agent, caller_name=user.full_name if user else "",
-                               authority="internal", timeout=timeout)
+    _ringing.add(agent)
+    try:
+        leg = await core.originate(supervisor, caller=agent, caller_name=user.full_name if user else "",
+                                   authority="internal", timeout=timeout)
+    finally:
+        _ringing.discard(agent)
     if leg is None:
         return False
     channel = _box_channel(leg, f"app:supervisor-{mode}")
