@@ -116,12 +116,12 @@ class MailClient(ServiceClient):
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
-               "acd_agent_log",
+               "acd_agent_log", "acd_supervise",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
                "sip_trace_start", "sip_trace_stop", "sip_trace_view", "sip_trace_export")
-    actions = ("unban", "acd_agent_action", "acd_web_callback", "conference_mute", "conference_remove",
+    actions = ("unban", "acd_agent_action", "acd_web_callback", "acd_supervise", "conference_mute", "conference_remove",
                "voicemail_act", "voicemail_greeting_put", "voicemail_greeting_remove", "sip_trace_start",
                "sip_trace_stop")
 
@@ -153,6 +153,10 @@ class PbxClient(ServiceClient):
     def acd_agent_action(self, extension: str, action: str, reason: str = "") -> dict:
         """login, logout, pause (reason), resume: {"status"} or {"error"}."""
         return self._call("acd_agent_action", extension, action, reason)
+
+    def acd_supervise(self, supervisor: str, agent: str, mode: str) -> dict:
+        """Ring the supervisor's phone into the agent's call (services/pbx/acd/monitor.py): {"status"} or {"error"}."""
+        return self._call("acd_supervise", supervisor, agent, mode)
 
     def acd_web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
         """A visitor's call-back request (services/pbx/acd/callback.py): {"position", "id"} or {"error", "reason"}."""

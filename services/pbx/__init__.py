@@ -426,7 +426,7 @@ class PbxService(Service):
         "queues"}]}: today (from `day_start`, the box's midnight) and now."""
         running = self._acd()
         if running is None:
-            return {"time": time.time(), "decisions": 0, "agents": [], "queues": []}  # stopped: nothing live
+            return {"time": time.time(), "decisions": 0, "agents": [], "queues": [], "calls": []}  # stopped
         return running.snapshot(day_start)
 
     def acd_agent(self, extension: str) -> dict:
@@ -446,6 +446,16 @@ class PbxService(Service):
             return {"status": running.action(extension, action, reason)}
         except ValueError as exc:
             return {"error": str(exc)}
+
+    def acd_supervise(self, supervisor: str, agent: str, mode: str) -> dict:
+        """The wallboard's Listen / Whisper / Barge: ring `supervisor`'s phone and join it to `agent`'s call
+        in `mode` (monitor, whisper, barge): {"status": "ringing"} or {"error": mode, not_allowed, no_call,
+        supervised, no_phone, down}."""
+        running = self._acd()
+        if running is None:
+            return {"error": "down"}
+        why = running.supervise(supervisor, agent, mode)
+        return {"error": why} if why else {"status": "ringing"}
 
     def acd_web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
         """A call-back request from the public page: {"position", "id"} or {"error", "reason"}."""

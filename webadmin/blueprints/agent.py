@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 from appliance.clients import ServiceRestarting
 from webadmin import core
-from webadmin.blueprints.callcentre import STATE_NAMES
+from webadmin.blueprints.callcentre import STATE_NAMES, supervises
 from webadmin.core import N_
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
@@ -34,7 +34,7 @@ def index():
     ext, pbx = _me()
     queues = [q.name for q in core.current_config().pbx.queues if q.member(ext)]
     return render_template("callcentre/agent.html", agent=pbx.acd_agent(ext), queues=queues, states=STATE_NAMES,
-                           reasons=REASONS)
+                           reasons=REASONS, supervisor=bool(supervises(ext)))
 
 
 @bp.route("/", methods=["POST"])

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 
 from appliance.bus import appliance_bus
+from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from webadmin import core, forms
 from webadmin.core import N_
@@ -31,6 +32,13 @@ STATE_NAMES = {"available": N_("available"), "ringing": N_("ringing"), "on_call"
                "wrap_up": N_("wrap-up"), "paused": N_("paused"), "logged_out": N_("logged out")}
 NUMBERS = ("max_wait", "max_length", "announce_every", "callback_every", "agent_timeout", "wrap_up",
            "auto_pause_after", "service_level", "priority", "vip_priority", "web_callback_pending")
+SUPERVISE_MODES = [("monitor", N_("Listen")), ("whisper", N_("Whisper")), ("barge", N_("Barge in"))]
+SUPERVISE_REFUSALS = {"not_allowed": N_("You are not a supervisor of this agent's queues."),
+                      "no_call": N_("The agent is not on a call any more."),
+                      "supervised": N_("Somebody supervises this call already."),
+                      "no_phone": N_("Your extension has no registered phone for the box to ring."),
+                      "mode": N_("Choose listen, whisper or barge in."),
+                      "down": N_("The telephony service is not running; try again in a moment.")}
 MAX_STREAMS = 2  # wallboard event streams at once: each holds one of the server's few worker threads
 STREAM_SECONDS = 120  # then the browser reconnects (EventSource does it by itself)
 _streams = threading.BoundedSemaphore(MAX_STREAMS)
@@ -55,31 +63,94 @@ def _day_start() -> float:
     return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-def _board() -> dict:
-    return _pbx().acd_wallboard(_day_start())
+def supervises(ext: str | None) -> list[str]:
+    """The queues whose supervisors include `ext` (services/pbx/acd/monitor.py authorises the same way)."""
+    return [q.name for q in core.current_config().pbx.queues if ext in q.supervisors] if ext else []
+
+
+def _viewer() -> list[str] | None:
+    """Who may see the wallboard: admins (None: every queue) and supervisors (the queues they supervise);
+    anybody else gets 403."""
+    user = core.current_user()
+    if core.sees_admin_pages(user):
+        return None
+    mine = supervises(user.extension if user else None)
+    if not mine:
+        abort(403)
+    return mine
+
+
+def _board(only: list[str] | None = None) -> dict:
+    return _filtered(_pbx().acd_wallboard(_day_start()), only)
+
+
+def _filtered(board: dict, only: list[str] | None) -> dict:
+    """A supervisor's board: only the queues they supervise, their agents and calls."""
+    board.setdefault("calls", [])
+    if only is not None:
+        board["queues"] = [q for q in board["queues"] if q["name"] in only]
+        board["agents"] = [a for a in board["agents"] if set(a["queues"]) & set(only)]
+        board["calls"] = [c for c in board["calls"] if c["queue"] in only]
+    return board
+
+
+def _may_supervise(ext: str | None, agent: str) -> bool:
+    return bool(ext) and ext != agent and any(
+        q.member(agent) and ext in q.supervisors for q in core.current_config().pbx.queues)
 
 
 # -- wallboard --------------------------------------------------------------------------------------
 @bp.route("/")
-@core.admin_required
+@core.login_required
 def wallboard():
+    only = _viewer()
     states = {state: _(label) for state, label in STATE_NAMES.items()}
-    return render_template("callcentre/wallboard.html", board=_board(), states=STATE_NAMES,
-                           states_json=json.dumps(states))
+    user = core.current_user()
+    board = _board(only)
+    for call in board["calls"]:
+        call["may_supervise"] = _may_supervise(user.extension, call["agent"])
+    return render_template("callcentre/wallboard.html", board=board, states=STATE_NAMES,
+                           states_json=json.dumps(states), modes=SUPERVISE_MODES,
+                           supervisor=any(c["may_supervise"] for c in board["calls"]), is_admin=only is None)
 
 
 @bp.route("/wallboard.json")
-@core.admin_required
+@core.login_required
 def wallboard_json():
-    return Response(json.dumps(_board()), mimetype="application/json", headers={"Cache-Control": "no-store"})
+    return Response(json.dumps(_board(_viewer())), mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@bp.route("/calls/<agent>/supervise", methods=["POST"])
+@core.login_required
+def supervise(agent: str):
+    """Listen / Whisper / Barge on an agent's call: the box rings the supervisor's own phone and joins it
+    to the call in that mode once answered. Only a supervisor of one of the agent's queues (else 403)."""
+    user = core.current_user()
+    mode = request.form.get("mode", "")
+    if not _may_supervise(user.extension, agent):
+        abort(403)
+    if mode not in dict(SUPERVISE_MODES):
+        abort(400)
+    try:
+        out = _pbx().acd_supervise(user.extension, agent, mode)
+    except ServiceRestarting:
+        out = {"error": "down"}
+    if "error" in out:
+        flash(_(SUPERVISE_REFUSALS.get(out["error"], SUPERVISE_REFUSALS["down"])), "error")
+    else:
+        flash(_("Your phone %(ext)s is ringing: answer it to join %(agent)s's call (%(mode)s). "
+                "On the phone, 4 listens, 5 whispers, 6 barges in.", ext=user.extension, agent=agent,
+                mode=_(dict(SUPERVISE_MODES)[mode])), "success")
+    return redirect(url_for("callcentre.wallboard"))
 
 
 @bp.route("/events")
-@core.admin_required
+@core.login_required
 def events():
     """Server-sent events: the board each time a queue or an agent changes (the bus's pbx.queue and
     pbx.agent topics), and every second for the waiting times. 503 when MAX_STREAMS are open already
     (the page then polls wallboard.json)."""
+    only = _viewer()
     if "text/event-stream" not in request.headers.get("Accept", ""):
         abort(406)  # an event stream only for EventSource, never for a crawler or a plain link
     if not _streams.acquire(blocking=False):
@@ -105,7 +176,7 @@ def events():
             while time.monotonic() < ends:
                 changed.wait(1.0)
                 changed.clear()
-                board = json.dumps(client.acd_wallboard(day_start))
+                board = json.dumps(_filtered(client.acd_wallboard(day_start), only))
                 if board != last:
                     last = board
                     yield f"event: board\ndata: {board}\n\n"

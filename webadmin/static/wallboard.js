@@ -18,7 +18,12 @@
     var now = board.queues.map(function (q) { return q.name; }).join() + "|" +
               board.agents.map(function (a) { return a.extension; }).join();
     if (shape === null) { shape = now; }
-    if (now !== shape) { window.location.reload(); return; }  // queues or agents configured anew
+    var calls = (board.calls || []).map(function (c) { return c.agent + (c.supervised ? "*" : ""); }).join();
+    var shown = root.querySelector("[data-calls]");
+    if (now !== shape || (shown && shown.getAttribute("data-calls") !== calls)) {
+      window.location.reload();  // queues or agents configured anew, or calls began or ended: rows anew
+      return;
+    }
     board.queues.forEach(function (q) {
       ["waiting", "callbacks_waiting", "answered", "abandoned"].forEach(function (f) { show(q.name, f, q[f]); });
       show(q.name, "longest_wait", Math.round(q.longest_wait));

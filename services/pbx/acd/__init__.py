@@ -48,6 +48,7 @@ class AgentState:
     calls: int = 0
     missed: int = 0  # in a row
     wrap_up: asyncio.TimerHandle | None = None
+    talk: dict | None = None  # the queue call the agent is on: queue, caller, caller_name, since, leg
 
 
 @dataclass
@@ -271,6 +272,23 @@ class Acd:
         from . import callback
         return self._on_loop(lambda: callback.request(self, queue, number, name, subject))
 
+    def supervise(self, supervisor: str, agent: str, mode: str) -> str:
+        """From the wallboard (thread-safe): ring `supervisor`'s phone to join `agent`'s call in `mode`
+        (monitor.py ring_supervisor). "" once ringing, else why not: mode, not_allowed, no_call,
+        supervised, no_phone."""
+        from . import monitor
+
+        def run() -> str:
+            why = monitor.refusal(self.core, supervisor, agent, mode)
+            if not why and monitor.ringing_for(agent):
+                why = "supervised"  # a supervisor's phone is ringing for this call already
+            if not why and not self.core.targets_for(supervisor):
+                why = "no_phone"
+            if not why:
+                self.spawn(monitor.ring_supervisor(self.core, supervisor, agent, mode))
+            return why
+        return self._on_loop(run)
+
     def _callback_expired(self, waiter: Waiter) -> None:
         if not waiter.finished and not waiter.serving:
             self.leave(waiter, "callback_failed")
@@ -444,7 +462,12 @@ class Acd:
         if waiter in waiters:
             waiters.remove(waiter)
             self._publish_queue(q.name)
-        await self._until_over(leg)
+        agent.talk = {"queue": q.name, "caller": waiter.caller, "caller_name": waiter.caller_name,
+                      "since": rec.answered or time.time(), "leg": leg}
+        try:
+            await self._until_over(leg)
+        finally:
+            agent.talk = None
         self.leave(waiter, outcome)
         self._after_call(q, ext, wrap_up=q.wrap_up)
 
@@ -517,11 +540,24 @@ class Acd:
                 "service_level": round(100.0 * on_time / concluded, 1) if concluded else None,
                 "service_level_seconds": q.service_level})
         users = self.core.users
-        return {"time": now, "queues": queues, "decisions": self.decisions,
+        return {"time": now, "queues": queues, "decisions": self.decisions, "calls": self._live_calls(agents),
                 "agents": [{"extension": ext, "name": users[ext].full_name if ext in users else "",
                             "status": a.status, "reason": a.reason, "since": a.since, "calls": a.calls,
                             "queues": [q.name for q in self.queues_of(ext)]}
                            for ext, a in sorted(agents.items()) if self.queues_of(ext)]}
+
+    def _live_calls(self, agents: dict[str, AgentState]) -> list[dict]:
+        """The queue calls agents are on now (the wallboard's rows a supervisor may join)."""
+        from .monitor import watched
+        users, out = self.core.users, []
+        for ext, a in sorted(agents.items()):
+            talk = a.talk
+            if talk is None:
+                continue
+            out.append({"agent": ext, "agent_name": users[ext].full_name if ext in users else "",
+                        "queue": talk["queue"], "caller": talk["caller"], "caller_name": talk["caller_name"],
+                        "since": talk["since"], "supervised": watched(talk["leg"].call.id)})
+        return out
 
     def agent_view(self, ext: str) -> dict:
         a = self.agents.get(ext)

@@ -25,6 +25,15 @@ MODES = ("monitor", "whisper", "barge")
 KEYS = {"4": "monitor", "5": "whisper", "6": "barge"}
 MAX_SESSION = 4 * 3600.0  # seconds
 _watched: set[str] = set()  # ids of the calls being supervised
+_ringing: set[str] = set()  # agents whose supervisor's phone the box is ringing (ring_supervisor)
+
+
+def watched(call_id: str) -> bool:
+    return call_id in _watched
+
+
+def ringing_for(agent: str) -> bool:
+    return agent in _ringing
 
 
 def may_supervise(cfg, supervisor: str | None, agent: str) -> bool:
@@ -59,21 +68,82 @@ def _join(channel, mode: str, room: str, agent_side: int) -> None:
                      "only_to": agent_side if mode == "whisper" else None})
 
 
+def refusal(core, supervisor: str | None, agent: str, mode: str) -> str:
+    """"" when `supervisor` may join `agent`'s call in `mode` now, else why not: mode, not_allowed,
+    no_call, supervised (someone supervises it already)."""
+    if mode not in MODES:
+        return "mode"
+    if not may_supervise(core.cfg, supervisor, agent):
+        return "not_allowed"
+    found = agent_call(core, agent)
+    if found is None:
+        return "no_call"
+    return "supervised" if found[0].id in _watched else ""
+
+
 async def supervise(channel: apps.Channel, supervisor: str | None, agent: str, mode: str) -> bool:
     """`channel` (the supervisor's, not answered yet) joins `agent`'s call in `mode` until one of them
     ends; False (nothing answered) when not allowed or there is no call to join."""
+    return await _supervise(channel, supervisor, agent, mode, channel.answer)
+
+
+async def ring_supervisor(core, supervisor: str, agent: str, mode: str, timeout: float = 30.0) -> bool:
+    """From the wallboard: the box rings `supervisor`'s phone (showing the agent's number) and, once
+    answered, joins it to `agent`'s call in `mode`, as the feature codes do. False: refused, nobody
+    answered, or the agent's call ended meanwhile (the supervisor's call is then hung up)."""
+    if refusal(core, supervisor, agent, mode):
+        return False
+    user = core.users.get(agent)
+    _ringing.add(agent)
+    try:
+        leg = await core.originate(supervisor, caller=agent, caller_name=user.full_name if user else "",
+                                   authority="internal", timeout=timeout)
+    finally:
+        _ringing.discard(agent)
+    if leg is None:
+        return False
+    channel = _box_channel(leg, f"app:supervisor-{mode}")
+    if channel is None:
+        leg.call.media_down("supervise_failed")
+        return False
+    if not await _supervise(channel, supervisor, agent, mode, _answered):
+        if not channel.gone:
+            channel.hangup()
+        return False
+    return True
+
+
+async def _answered() -> bool:
+    return True
+
+
+def _box_channel(leg, destination: str) -> apps.Channel | None:
+    """An application channel on a leg the box called (alone in its call, answered): it talks the codec
+    the phone chose from our offer, as the channel of an incoming call would."""
+    from ..endpoint import MediaEndpoint
+    call = leg.call
+    if call.state != "connected" or call.legs != [leg] or leg.sdp is None or leg.sdp.audio() is None:
+        return None
+    channel = MediaEndpoint(call, destination)
+    channel.sdp = leg.sdp
+    call.legs.append(channel)
+    channel.media_changed()
+    return channel if channel.media is not None else None
+
+
+async def _supervise(channel, supervisor, agent, mode, answer) -> bool:
     call = channel.call
     core = call.core
-    found = agent_call(core, agent)
-    if mode not in MODES or not may_supervise(core.cfg, supervisor, agent):
+    why = refusal(core, supervisor, agent, mode)
+    if why in ("mode", "not_allowed"):
         log.warning("supervision of %s refused to %s: not a supervisor of the agent's queues", agent, supervisor)
         return False
-    if found is None or found[0].id in _watched:
-        log.info("supervision of %s by %s: no call to join", agent, supervisor)
+    if why:
+        log.info("supervision of %s by %s: no call to join (%s)", agent, supervisor, why)
         return False
-    target, mine, other = found
+    target, mine, other = agent_call(core, agent)
     codecs = [_codec(mine), _codec(other)]
-    if None in codecs or not await channel.answer():
+    if None in codecs or not await answer():
         return False
     if target.state != "connected" or mine.side is None or other.side is None:
         channel.hangup()
