@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .fanout import SubscriberIndex
-from .httpserver import HttpError, Request, Response, WebSocket, serve
+from .httpserver import HttpError, Request, Response, WebSocket, serve, text_frame
 from .model import CstaEvent
 from .pbxlink import PbxError
 from .tokens import Holder, Tokens
@@ -313,11 +313,13 @@ class JsonApi:
         """A call model event to the subscribers of its devices, then presence changes."""
         if not self.subscribers and not self.presence:
             return
-        text = None
+        text = frame = None
         for sub in self.subscribers.for_devices(ev.devices):
             if any(sub.wants(d) for d in ev.devices):
-                text = text or json.dumps(ev.as_json())
-                self._send(sub, text)
+                if text is None:
+                    text = json.dumps(ev.as_json())
+                    frame = text_frame(text)
+                self._send(sub, text, frame)
         touched = {ev.subject, *ev.devices, *(d for d, _ in ev.connections)}
         self.presence_changed(touched)
 
@@ -328,18 +330,20 @@ class JsonApi:
                 continue
             self.presence[device] = now
             text = json.dumps({"type": "presence", "device": device, "presence": now, "time": time.time()})
+            frame = text_frame(text)
             for sub in self.subscribers.for_presence(device):
                 if (sub.devices is None or device in sub.devices) and self.sees_presence(sub.holder, device):
-                    self._send(sub, text)
+                    self._send(sub, text, frame)
 
     def device_event(self, device: str, kind: str, data: dict) -> None:
         text = json.dumps({"type": kind, "device": device, **data})
+        frame = text_frame(text)
         for sub in self.subscribers.for_devices((device,)):
             if sub.wants(device):
-                self._send(sub, text)
+                self._send(sub, text, frame)
 
-    def _send(self, sub: Subscriber, text: str) -> None:
-        if sub.ws.send(text):
+    def _send(self, sub: Subscriber, text: str, frame: bytes) -> None:
+        if sub.ws.send(text, frame):
             self.figures["events_sent"] += 1
         else:
             self.figures["dropped_subscribers"] += 1
