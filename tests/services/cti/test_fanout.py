@@ -1,12 +1,17 @@
 """The JSON API's per-device index of event streams finds, for a call event and for a device's presence,
 every stream the exact rule (jsonapi.Subscriber.wants, JsonApi.sees_presence) lets through, and far
-fewer than all streams; streams leave it when they go."""
+fewer than all streams; streams leave it when they go. A frame encoded once for many streams is the one
+the WebSocket protocol would have sent each."""
 from __future__ import annotations
 
 import random
 from types import SimpleNamespace
 
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
 from services.cti.fanout import SubscriberIndex
+from services.cti.httpserver import text_frame
 from services.cti.jsonapi import JsonApi, Subscriber
 from services.cti.tokens import Holder
 
@@ -66,3 +71,10 @@ def test_the_index_finds_exactly_whom_the_rules_let_through():
     for s in streams[1::2]:
         index.discard(s)
     assert not index.by_device and not index.desks and not index.everywhere and not len(index)
+
+
+def test_a_broadcast_frame_is_what_the_websocket_protocol_would_send():
+    for text in ("", '{"type": "call"}', "é" * 200, "x" * 70000):  # the three length encodings
+        proto = ServerProtocol(state=State.OPEN)
+        proto.send_text(text.encode())
+        assert text_frame(text) == b"".join(proto.data_to_send())
