@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.datastructures import Headers
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WsRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -136,6 +136,12 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hand
         writer.close()
 
 
+def text_frame(text: str) -> bytes:
+    """A server's text frame (unmasked): the same bytes for every WebSocket without extensions, so an
+    event sent to many is encoded once."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
 class WebSocket:
     """One WebSocket after the upgrade: text messages in, text messages out, bounded both ways."""
 
@@ -146,6 +152,10 @@ class WebSocket:
         self.proto = ServerProtocol(max_size=max_size)
         self.pending: deque[str] = deque()
         self.closed = False
+        self.too_slow = False  # closed for not reading its messages
+        self._out: list[bytes] = []  # messages of this loop turn, not yet written
+        self._queued = 0
+        self._scheduled = False
 
     def accept(self, request: Request) -> bool:
         """Answers the handshake; False (after a 400) if it is not a valid WebSocket opening."""
@@ -159,6 +169,8 @@ class WebSocket:
         return response.status_code == 101
 
     def _flush(self) -> None:
+        """What the protocol has to send (handshake, pongs, close), after the messages queued before it."""
+        self._write_out()
         for data in self.proto.data_to_send():
             if data:
                 self.writer.write(data)
@@ -166,15 +178,35 @@ class WebSocket:
                 self.closed = True
                 self.writer.close()
 
-    def send(self, text: str) -> bool:
-        """Queues a message; False if the peer is gone or reads too slowly (then it is closed)."""
+    def _write_out(self) -> None:
+        """The messages queued since the last loop turn, in one write."""
+        self._scheduled = False
+        if self._out:
+            data, self._out, self._queued = b"".join(self._out), [], 0
+            if not self.writer.transport.is_closing():
+                self.writer.write(data)
+
+    def send(self, text: str, frame: bytes | None = None) -> bool:
+        """Queues a message (`frame`: it already encoded by text_frame, for a broadcast); False if the peer
+        is gone or reads too slowly (then it is closed). Messages of one loop turn go out in one write."""
         if self.closed or self.proto.state is not State.OPEN:
             return False
-        if self.writer.transport.get_write_buffer_size() > self.WRITE_BUFFER:
+        transport = self.writer.transport
+        if transport.is_closing():  # the peer went away: nothing more can be written
+            self.closed = True
+            return False
+        if transport.get_write_buffer_size() + self._queued > self.WRITE_BUFFER:
+            self.too_slow = True
             self.close(1008, "too slow: events are not read")
             return False
-        self.proto.send_text(text.encode())
-        self._flush()
+        if frame is None or self.proto.extensions:
+            self.proto.send_text(text.encode())
+            frame = b"".join(self.proto.data_to_send())
+        self._out.append(frame)
+        self._queued += len(frame)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_out)
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .httpserver import HttpError, Request, Response, WebSocket, serve
+from .fanout import SubscriberIndex
+from .httpserver import HttpError, Request, Response, WebSocket, serve, text_frame
 from .model import CstaEvent
 from .pbxlink import PbxError
 from .tokens import Holder, Tokens
@@ -81,7 +82,7 @@ class JsonApi:
     def __init__(self, server: "CtiServer") -> None:
         self.server = server
         self.tokens = Tokens()
-        self.subscribers: set[Subscriber] = set()
+        self.subscribers = SubscriberIndex()
         self.connections = 0
         self.presence: dict[str, str] = {}
         self.figures = {"requests": 0, "refused": 0, "rate_limited": 0, "events_sent": 0, "dropped_subscribers": 0}
@@ -96,6 +97,7 @@ class JsonApi:
     def configure(self) -> None:
         """New tokens and users: a revoked token (or one whose scope changed) loses its event streams."""
         self.tokens.configure(self.cfg.api_tokens)
+        self.subscribers.configure(self.server.lines.values())
         self.tokens.revoke_user({u.login for u in self.server.users if u.enabled and u.extension})
         for sub in list(self.subscribers):
             now = self.tokens.configured.get(sub.holder.key) or self.tokens.desk.get(sub.holder.key)
@@ -311,11 +313,13 @@ class JsonApi:
         """A call model event to the subscribers of its devices, then presence changes."""
         if not self.subscribers and not self.presence:
             return
-        text = None
-        for sub in list(self.subscribers):
+        text = frame = None
+        for sub in self.subscribers.for_devices(ev.devices):
             if any(sub.wants(d) for d in ev.devices):
-                text = text or json.dumps(ev.as_json())
-                self._send(sub, text)
+                if text is None:
+                    text = json.dumps(ev.as_json())
+                    frame = text_frame(text)
+                self._send(sub, text, frame)
         touched = {ev.subject, *ev.devices, *(d for d, _ in ev.connections)}
         self.presence_changed(touched)
 
@@ -326,18 +330,20 @@ class JsonApi:
                 continue
             self.presence[device] = now
             text = json.dumps({"type": "presence", "device": device, "presence": now, "time": time.time()})
-            for sub in list(self.subscribers):
+            frame = text_frame(text)
+            for sub in self.subscribers.for_presence(device):
                 if (sub.devices is None or device in sub.devices) and self.sees_presence(sub.holder, device):
-                    self._send(sub, text)
+                    self._send(sub, text, frame)
 
     def device_event(self, device: str, kind: str, data: dict) -> None:
         text = json.dumps({"type": kind, "device": device, **data})
-        for sub in list(self.subscribers):
+        frame = text_frame(text)
+        for sub in self.subscribers.for_devices((device,)):
             if sub.wants(device):
-                self._send(sub, text)
+                self._send(sub, text, frame)
 
-    def _send(self, sub: Subscriber, text: str) -> None:
-        if sub.ws.send(text):
+    def _send(self, sub: Subscriber, text: str, frame: bytes) -> None:
+        if sub.ws.send(text, frame):
             self.figures["events_sent"] += 1
         else:
             self.figures["dropped_subscribers"] += 1

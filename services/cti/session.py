@@ -67,9 +67,18 @@ class Session:
         self._put(csta.frame(invoke, xml))
 
     async def _write(self) -> None:
-        while (data := await self.queue.get()) is not None:
-            self.writer.write(data)
-            await self.writer.drain()
+        """The queued frames, those waiting together in one write, until the None that ends the session."""
+        while True:
+            frames = [await self.queue.get()]
+            while not self.queue.empty():
+                frames.append(self.queue.get_nowait())
+            end = None in frames
+            frames = frames[:frames.index(None)] if end else frames
+            if frames:
+                self.writer.write(b"".join(frames))
+                await self.writer.drain()
+            if end:
+                return
 
     # -- input --------------------------------------------------------------------------------------
     async def run(self) -> None:

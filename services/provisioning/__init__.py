@@ -115,7 +115,8 @@ class ProvisioningService(Service):
         except OSError as exc:
             await self.stop()
             raise ApplyError(f"provisioning: cannot listen on {listen}: {exc}") from exc
-        self.provisioner.base_url = f"http://{self.provisioner.site.sip_host}:{self.ports['http']}"  # phone books
+        self.provisioner.base_urls = {kind: f"{kind}://{self.provisioner.site.sip_host}:{self.ports[kind]}"
+                                      for kind in ("http", "https") if kind == "http" or tls}  # phone books
         log.info("provisioning on %s %s for %d phones", listen, self.ports, len(section.phones))
 
     def _tls_context(self, config) -> ssl.SSLContext:

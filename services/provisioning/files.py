@@ -32,7 +32,8 @@ class Provisioner:
         self.leases = leases  # callable -> {mac: ip} of current DHCP leases, or None
         self.fetched: dict[str, dict] = {}
         self.data_dir = data_dir  # the box's contacts, for the phone books (None: no phone book)
-        self.base_url = ""  # where phones reach this server (set once it listens)
+        self.base_urls: dict[str, str] = {}  # transport (http, https) -> where phones reach it (set once it listens)
+        self.section = section
 
     def accounts(self, phone) -> dict[int, T.Account]:
         pairs = [(h.number, h.user) for h in phone.handsets] if phone.model in DECT_MODELS else [(1, phone.user)]
@@ -74,12 +75,28 @@ class Provisioner:
             return 404, "text/plain", b"no account is assigned to this phone\n"
         own = accounts.get(1)
         keys = colleagues(self.config, own.extension) if own and phone.model not in DECT_MODELS else []
-        body = T.renderer(phone.model, name)(phone, accounts, self.site, keys, pickup_codes(self.config))
-        if self.base_url and self.data_dir and phone.model in ("yealink", "yealink-w70b"):
-            body += phonebook.yealink_lines(self.base_url, phone.digits)
+        render, book = T.renderer(phone.model, name), self.book_link(phone, transport)
+        if phone.model == "snom":
+            body = render(phone, accounts, self.site, keys, pickup_codes(self.config), book=book)
+        else:
+            body = render(phone, accounts, self.site, keys, pickup_codes(self.config))
+        if book and phone.model in ("yealink", "yealink-w70b"):
+            body += phonebook.yealink_lines(book)
         self.fetched[phone.mac] = {"time": time.time(), "client": client, "file": name}
         log.info("provisioning: %s (%s) fetched %s", phone.mac, client, name)
         return 200, T.CONTENT_TYPES[phone.model], body.encode()
+
+    def book_link(self, phone, transport: str) -> phonebook.BookLink | None:
+        """Where `phone` finds its phone book: over the transport it fetched its file by (HTTP after TFTP),
+        with the account its file needs (the shared one, or its own)."""
+        base = self.base_urls.get(transport) or self.base_urls.get("http")
+        if not base or not self.data_dir:
+            return None
+        if self.auth == "per-phone":
+            return phonebook.link(base, phone.digits, phone.digits, phone.auth_secret)
+        if self.auth in ("basic", "digest"):
+            return phonebook.link(base, phone.digits, self.section.auth_user, self.section.auth_password)
+        return phonebook.link(base, phone.digits)
 
     def _refused(self, phone, client: str, identity: str | None, transport: str) -> tuple[int, str, bytes] | None:
         """The answer refusing `client` this phone's files, or None when it may have them."""

@@ -1,11 +1,15 @@
 """Remote phone books for desk phones: the box's shared contacts and the phone user's personal ones
 (appliance/contacts.py, core, so provisioning may read them), as Yealink's YealinkIPPhoneDirectory XML
-(remote_phonebook.data.1.url in the phone's file points there) or Snom's SnomIPPhoneDirectory.
-Served at /phonebook-<mac digits>.xml with the same checks as the phone's own file."""
+or Snom's SnomIPPhoneDirectory.
+Served at /phonebook-<mac digits>.xml with the same checks (and the same account) as the phone's own file;
+a Yealink's file names it in remote_phonebook.data.1.url (the account in the URL), a Snom's on its
+directory key (dkey_directory, the account in http_client_user/http_client_pass)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from appliance import contacts
@@ -70,7 +74,28 @@ def render(model: str, data_dir: Path, login: str | None) -> str:
     return body
 
 
-def yealink_lines(base_url: str, digits: str) -> str:
+@dataclass
+class BookLink:
+    """Where a phone fetches its phone book, and the provisioning account it signs in with there (the one
+    its own file needs; empty without authentication)."""
+
+    url: str
+    user: str = ""
+    password: str = ""
+
+    def url_with_credentials(self) -> str:
+        """The URL with the account in it (scheme://user:password@host/...), the form Yealink phones take."""
+        if not self.user:
+            return self.url
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{rest}"
+
+
+def link(base_url: str, digits: str, user: str = "", password: str = "") -> BookLink:
+    return BookLink(f"{base_url}/phonebook-{digits}.xml", user, password)
+
+
+def yealink_lines(book: BookLink) -> str:
     """The lines of a Yealink phone's file that make it fetch its phone book."""
-    return (f"remote_phonebook.data.1.url = {base_url}/phonebook-{digits}.xml\n"
+    return (f"remote_phonebook.data.1.url = {book.url_with_credentials()}\n"
             "remote_phonebook.data.1.name = Contacts\nfeatures.remote_phonebook.enable = 1\n")

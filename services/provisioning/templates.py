@@ -8,6 +8,7 @@ from xml.sax.saxutils import escape
 
 from services.provisioning.blfkeys import BlfKey, Pickup
 from services.provisioning.config import Phone
+from services.provisioning.phonebook import BookLink
 
 YEALINK_COMMON = re.compile(r"^y0000000000[0-9a-f]{2}\.cfg$")
 POLYCOM_SETTINGS = re.compile(r"^[0-9a-f]{12}-officebox\.cfg$")  # what a Polycom's master file names
@@ -97,7 +98,9 @@ def yealink(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[B
 
 
 def snom(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfKey] = (),
-         pickup: Pickup | None = None) -> str:
+         pickup: Pickup | None = None, book: BookLink | None = None) -> str:
+    """`book`: the directory key opens the phone book there (the phone's HTTP client signs in with the
+    provisioning account, if any)."""
     items = []
     for n, acc in sorted(accounts.items()):
         for tag, value in (("user_active", "on"), ("user_realname", acc.full_name), ("user_name", acc.extension),
@@ -106,6 +109,11 @@ def snom(phone: Phone, accounts: dict[int, Account], site: Site, keys: list[BlfK
             items.append(f'    <{tag} idx="{n}" perm="R">{escape(value)}</{tag}>')
     if site.ntp:
         items.append(f'    <ntp_server perm="R">{escape(site.ntp)}</ntp_server>')
+    if book is not None:
+        items.append(f'    <dkey_directory perm="R">url {escape(book.url)}</dkey_directory>')
+        if book.user:
+            items += [f'    <http_client_user perm="R">{escape(book.user)}</http_client_user>',
+                      f'    <http_client_pass perm="R">{escape(book.password)}</http_client_pass>']
     fkeys = []
     for n, key in enumerate(keys):  # "blf <uri>|<prefix>": a ringing colleague's key dials prefix + extension
         value = f"blf sip:{key.extension}@{site.sip_host}|{pickup.directed if pickup else ''}"
