@@ -14,7 +14,7 @@ import zoneinfo
 from datetime import UTC, datetime
 
 from flask import Flask, request
-from flask_babel import Babel, format_datetime, get_locale, gettext
+from flask_babel import Babel, format_datetime, format_time, get_locale, gettext
 
 from appliance.users import LANGUAGES
 from webadmin import core
@@ -66,6 +66,13 @@ def format_when(timestamp: float | None) -> str:
     return format_datetime(datetime.fromtimestamp(timestamp, UTC), "medium")
 
 
+def format_clock(timestamp: float | None) -> str:
+    """Jinja filter `clock`: a UNIX time as the time of day in the user's locale and the box's time zone."""
+    if timestamp is None:
+        return ""
+    return format_time(datetime.fromtimestamp(timestamp, UTC), "medium")
+
+
 def translated(options: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Jinja filter: a choice list of the code's own (N_-marked) labels, translated."""
     return [(value, gettext(label)) for value, label in options]
@@ -80,5 +87,5 @@ def html_lang() -> str:
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
     Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
-    app.jinja_env.filters.update(when=format_when, translated=translated)
-    app.jinja_env.globals.update(html_lang=html_lang)
+    app.jinja_env.filters.update(when=format_when, clock=format_clock, translated=translated)
+    app.jinja_env.globals.update(html_lang=html_lang, box_timezone=select_timezone)

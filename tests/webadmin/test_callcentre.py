@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from contextlib import ExitStack
 
@@ -93,6 +94,8 @@ def test_wallboard_agent_panel_and_reports_with_a_real_caller(cc_client, runtime
         assert post(staff, "/agent/", {"action": "pause", "reason": "lunch"}).status_code == 302
         assert "paused" in page(staff, "/agent/") and "lunch" in page(staff, "/agent/")
         board = page(cc_client, "/callcentre/")
+        since = re.search(r'data-f="since">([^<]*)<', board).group(1)
+        assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}( [AP]M)?", since.replace("\u202f", " ")), since  # a time of day
         assert 'data-f="waiting">0<' in board and "Sales" in board
         alice = stack.enter_context(Baresip("alice", user="201", password="alicesecret1", registrar=registrar))
         alice.register()

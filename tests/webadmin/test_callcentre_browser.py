@@ -2,6 +2,7 @@
 figure within a second, without a reload (server-sent events), and leaving it changes it back."""
 from __future__ import annotations
 
+import re
 import time
 from contextlib import ExitStack
 
@@ -44,6 +45,8 @@ def test_wallboard_follows_a_caller_live(cc_client, runtime, request):  # noqa: 
         expect(waiting).to_have_text("1", timeout=1000)  # within a second of the caller entering
         shown_after = time.monotonic() - entered
         expect(tab.locator("#agents")).to_contain_text("paused (meeting)")
+        since = tab.locator("[data-a='202'][data-f=since]").inner_text()  # as the script renders it
+        assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}( [AP]M)?", since.replace("\u202f", " ")), since
         alice.hangup()
         alice.wait_for("CALL_CLOSED")
         expect(waiting).to_have_text("0", timeout=3000)

@@ -7,6 +7,12 @@
   if (!root) { return; }
   var states = JSON.parse(root.getAttribute("data-states") || "{}");
   var shape = null;
+  var clockFormat = null;
+  try {
+    clockFormat = new Intl.DateTimeFormat(root.getAttribute("data-lang") || undefined,
+      { timeZone: root.getAttribute("data-tz") || undefined, hour: "numeric", minute: "2-digit", second: "2-digit" });
+  } catch (e) { clockFormat = null; }  // an unknown zone: the server-rendered time stays
+  function clock(seconds) { return clockFormat.format(new Date(seconds * 1000)); }
   function field(obj, path) {
     return path.split(".").reduce(function (o, k) { return o == null ? o : o[k]; }, obj);
   }
@@ -36,7 +42,7 @@
       var cell = root.querySelector('[data-a="' + a.extension + '"][data-f="status"]');
       if (cell) { cell.textContent = (states[a.status] || a.status) + (a.reason ? " (" + a.reason + ")" : ""); }
       var since = root.querySelector('[data-a="' + a.extension + '"][data-f="since"]');
-      if (since) { since.textContent = Math.floor(a.since); }
+      if (since && clockFormat) { since.textContent = clock(a.since); }
       var calls = root.querySelector('[data-a="' + a.extension + '"][data-f="calls"]');
       if (calls) { calls.textContent = a.calls; }
     });
