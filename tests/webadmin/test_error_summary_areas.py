@@ -3,11 +3,15 @@ its entry links to the field, the field points at its message (aria-describedby)
 again and no revision was made."""
 from __future__ import annotations
 
+import collections
+import re
+
 import pytest
 
 from services.pbx.config import FeatureCodes
 from tests.webadmin.helpers import ADMIN, post
 from tests.webadmin.test_error_summary import summary_links
+from tests.webadmin.test_layout_a11y import EDIT_PAGES, MADE, get_routes
 
 PSK = "Branch0ffice-Shared-Key-2026"
 # area: (setup posts, form page, POST path, data, the field that fails, a typed value shown again)
@@ -50,6 +54,8 @@ CASES = {
     "users": ([], "/users/new", "/users/new",
               {"login": "bob", "full_name": "Bob Durand", "extension": "22222222", "password": "bobs-password-1",
                "password2": "bobs-password-1", "role": "staff"}, "extension", "Bob Durand"),
+    "system": ([], "/system/", "/system/backup", {"passphrase": "short", "passphrase2": "short"}, "passphrase",
+               None),
     "settings": ([], "/settings/", "/settings/",
                  {"company_name": "Acme Ltd", "hostname": "officebox", "mail_domain": "not a domain",
                   "timezone": "Europe/Berlin", "lan_address": "10.20.0.1/24", "admin_email": ""},
@@ -72,3 +78,23 @@ def test_a_wrong_value_shows_the_summary_links_the_field_and_saves_nothing(admin
     if typed is not None:
         assert typed in page
     assert runtime.store.current_id() == before
+
+
+AREAS = ("/firewall", "/vpn", "/cti", "/voice", "/attendant", "/conference", "/features", "/account", "/mail", "/proxy",
+         "/lan", "/network", "/ntp", "/pbx/recording", "/accounting", "/users", "/system", "/settings")
+
+
+def test_no_page_of_these_areas_repeats_an_id(admin_client):
+    """A summary's link and a label reach one field only: two forms of a page posting the same name have their
+    own ids (the backup and restore passphrases, a VPN device's and an IKEv2 account's user...)."""
+    for path, data, form_path in MADE:
+        assert post(admin_client, path, data, form_path).status_code == 302, path
+    repeated, seen = {}, 0
+    for path in [*get_routes(admin_client.application), *EDIT_PAGES]:
+        response = admin_client.get(path)
+        if not path.startswith(AREAS) or response.status_code != 200 or response.mimetype != "text/html":
+            continue
+        seen += 1
+        ids = collections.Counter(re.findall(r'\sid="([^"]+)"', response.get_data(as_text=True)))
+        repeated.update({path: sorted(i for i, n in ids.items() if n > 1)} if max(ids.values()) > 1 else {})
+    assert seen > 25 and not repeated, (seen, repeated)
