@@ -98,3 +98,21 @@ def test_no_page_of_these_areas_repeats_an_id(admin_client):
         ids = collections.Counter(re.findall(r'\sid="([^"]+)"', response.get_data(as_text=True)))
         repeated.update({path: sorted(i for i, n in ids.items() if n > 1)} if max(ids.values()) > 1 else {})
     assert seen > 25 and not repeated, (seen, repeated)
+
+
+def test_refused_settings_keep_the_ticks_as_sent(admin_client, runtime):
+    """A refused settings form shows its checkboxes as they were sent, not as saved; another form of the page
+    that fails leaves them as saved."""
+    checked = 'name="masquerade" id="f-masquerade" checked'
+    sent = {"admin_from_wan": "", "vpn_interfaces": "wg0", "vpn_networks": "", "sip_peers": "",
+            "new_connections_per_second": "20", "burst": "many", "confirm_timeout": "60", "lan_box": "on"}
+    assert checked in admin_client.get("/firewall/").get_data(as_text=True)
+    page = post(admin_client, "/firewall/settings", sent, "/firewall/").get_data(as_text=True)
+    assert "burst" in summary_links(page) and 'value="many"' in page
+    assert checked not in page and 'name="lan_box" aria-label="LAN may use the box" checked' in page
+    assert 'name="lan_internet" aria-label="LAN may reach the Internet">' in page
+    rule = post(admin_client, "/firewall/rules", {"name": "x", "action": "accept", "source_zone": "wan",
+                                                   "destination": "box", "protocol": "tcp", "ports": "99999"},
+                "/firewall/").get_data(as_text=True)
+    assert "ports" in summary_links(rule) and checked in rule
+    assert runtime.config.firewall.masquerade
