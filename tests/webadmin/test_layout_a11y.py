@@ -62,7 +62,15 @@ WRONG = [("/firewall/", {"name": "Web", "ports": "443", "sources": "10.0.0.300/8
          ("/accounting/", {"tariffs_text": "06;twelve cents"}, "tariffs_text"),
          ("/network/", {"destination": "10.50.0.0/33", "gateway": "10.20.0.254"}, "destination"),
          ("/users/anna/edit", {"extension": "2x", "email": "not-an-address"}, "extension"),
-         ("/settings/", {"mail_domain": "not a domain"}, "mail_domain")]
+         ("/settings/", {"mail_domain": "not a domain"}, "mail_domain"),
+         ("/account/", {"current_password": "not-my-password", "password": "short", "password2": "short"},
+          "current_password"),
+         ("/mail/aliases", {"name": "sales team", "targets": "nobody"}, "name"),
+         ("/features/", {"pickup": "8x"}, "pickup"),
+         ("/voice/moh", {"name": "quiet music!"}, "name"),
+         ("/lan/dns", {"ttl": "600", "name": "nas", "value": "not-an-ip"}, "value"),
+         ("/ntp/", {"servers": "time server!"}, "servers"),
+         ("/system/", {"passphrase2": "short", "passphrase": "short"}, "passphrase")]
 
 
 @pytest.fixture
