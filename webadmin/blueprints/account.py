@@ -209,6 +209,11 @@ def _my_box():
 @bp.route("/voicemail")
 @core.login_required
 def voicemail():
+    return _voicemail_page()
+
+
+def _voicemail_page(errors: dict | None = None, values: dict | None = None, status: int = 200):
+    """The own voicemail page; `errors`/`values` of a form that failed (shown in its summary, input kept)."""
     user = core.current_user()
     if not user.extension:
         return render_template("account/voicemail.html", box=None, ext=None,
@@ -221,13 +226,14 @@ def voicemail():
         general = [forms.general_error(err)]
     settings = core.current_config().pbx.extensions.get(ext)
     return render_template("account/voicemail.html", box=box, ext=ext, general=general, folders=FOLDER_NAMES,
-                           greetings=GREETING_NAMES, email_modes=EMAIL_MODES,
+                           greetings=GREETING_NAMES, email_modes=EMAIL_MODES, errors=errors or {},
+                           values=values or {},
                            email_mode=settings.voicemail_email if settings else "off",
                            email_delete=settings.voicemail_email_delete if settings else False,
                            email_mp3=settings.voicemail_compressed if settings else False,
                            temporary_until=settings.voicemail_temporary_until if settings else None,
                            today=_box_today()), \
-        (503 if general else 200)
+        (503 if general else status)
 
 
 @bp.route("/voicemail/<ident>.wav")
@@ -347,8 +353,9 @@ def voicemail_temporary_until():
         except ValueError:
             until = None
         if until is None or not today <= until <= today + datetime.timedelta(days=366):
-            flash(_("The end date must be a day from today to a year ahead."), "error")
-            return redirect(url_for("account.voicemail"))
+            message = _("enter a day from today to a year ahead, as YYYY-MM-DD (e.g. %(day)s)",
+                        day=(today + datetime.timedelta(days=7)).isoformat())
+            return _voicemail_page({"voicemail_temporary_until": message}, {"voicemail_temporary_until": typed}, 400)
 
     def mutate(doc: dict) -> None:
         doc.setdefault("pbx", {}).setdefault("extensions", {}).setdefault(ext, {})["voicemail_temporary_until"] = \

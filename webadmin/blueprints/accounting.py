@@ -34,6 +34,9 @@ def _tariffs_text(tariffs) -> str:
     return "\n".join(";".join(str(getattr(t, f)) for f in TARIFF_FIELDS) for t in tariffs)
 
 
+FORM_FIELDS = ("currency", "tariffs_text", "budgets_text")
+
+
 def _parse_tariffs(text: str, errors: dict[str, str]) -> list[dict]:
     out = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -80,6 +83,8 @@ def tariffs():
                                                            "budgets": budgets}
             errors, general = forms.apply_form(_("call tariffs"), mutate, prefix="pbx.accounting", top=True)
             errors = {{"tariffs": "tariffs_text", "budgets": "budgets_text"}.get(k, k): v for k, v in errors.items()}
+            general += [f"{k}: {v}" for k, v in errors.items() if k not in FORM_FIELDS]
+            errors = {k: v for k, v in errors.items() if k in FORM_FIELDS}
             if not errors and not general:
                 flash(_("Call tariffs saved."), "success")
                 return redirect(url_for("accounting.tariffs"))

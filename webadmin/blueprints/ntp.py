@@ -31,7 +31,8 @@ def index():
 @bp.route("/", methods=["POST"])
 @core.admin_required
 def save():
-    form = {"pools": forms.text("pools", 2000), "servers": forms.text("servers", 2000)}
+    form = {"pools": forms.text("pools", 2000), "servers": forms.text("servers", 2000),
+            "enabled": forms.checkbox("enabled")}
     pools, servers, enabled = _hosts("pools"), _hosts("servers"), forms.checkbox("enabled")
 
     def mutate(doc: dict) -> None:

@@ -67,7 +67,7 @@ def settings():
         except ValueError:
             errors[key] = _("enter a whole number of megabytes")
     if errors:
-        return _page(errors, form=form, status=400)
+        return _page(errors, form=request.form.to_dict(), status=400)
 
     def mutate(doc: dict) -> None:
         px = doc["proxy"]
@@ -79,7 +79,7 @@ def settings():
 
     errors, general = forms.apply_form("web proxy settings", mutate, "proxy", top=True)
     if errors or general:
-        return _page(errors, general, form, 400)
+        return _page(errors, general, request.form.to_dict(), 400)
     flash(_("Web proxy settings saved."), "success")
     return redirect(url_for("proxy.index"))
 
@@ -100,7 +100,7 @@ def group_add():
     errors, general = forms.apply_form(f"add proxy group {name}", mutate, f"proxy.groups.{index}", top=True)
     if errors or general:
         errors = {f"group_{k}": v for k, v in errors.items()}
-        return _page(errors, general, {"group_name": name}, 400)
+        return _page(errors, general, request.form.to_dict(), 400)
     flash(_("Group %(name)s added.", name=name), "success")
     return redirect(url_for("proxy.index"))
 

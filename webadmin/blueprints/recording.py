@@ -69,6 +69,7 @@ def index():
         if not errors and not general:
             flash(_("Recording settings saved."), "success")
             return redirect(url_for("recording.index"))
+        return _page(errors, general, dict(request.form))
     return _page(errors, general)
 
 
@@ -81,10 +82,11 @@ def secretaries():
     def mutate(doc: dict) -> None:
         pairs = [p for p in doc["pbx"].setdefault("secretaries", []) if p.get("manager") != pair["manager"]]
         doc["pbx"]["secretaries"] = [*pairs, pair]
+    index = sum(p.manager != pair["manager"] for p in core.current_config().pbx.secretaries)  # the new pair's place
     errors, general = forms.apply_form(f"manager {pair['manager']}: secretary {pair['secretary']}", mutate,
-                                       prefix="pbx.secretaries", top=True)
+                                       prefix=f"pbx.secretaries.{index}", top=True)
     if errors or general:
-        return _page({}, general + list(errors.values()))
+        return _page(errors, general, dict(request.form))
     flash(_("Manager %(manager)s: secretary saved.", manager=pair["manager"]), "success")
     return redirect(url_for("recording.index"))
 
@@ -99,8 +101,10 @@ def delete_secretary(index: int):
     return redirect(url_for("recording.index"))
 
 
-def _page(errors: dict, general: list):
+def _page(errors: dict, general: list, form: dict | None = None):
+    """The page; `form`: what was posted to a form that failed, shown again instead of the configuration."""
     pbx = core.current_config().pbx
     return render_template("recording/index.html", rec=pbx.recording, pairs=pbx.secretaries, codes=pbx.feature_codes,
-                           notices=[(k, _(v)) for k, v in NOTICES], errors=errors, general=general), \
+                           notices=[(k, _(v)) for k, v in NOTICES], errors=errors, general=general,
+                           form=form or {}), \
         (400 if errors or general else 200)

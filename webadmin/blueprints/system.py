@@ -24,10 +24,11 @@ def _box() -> firmware.BoxFirmware:
     return firmware.BoxFirmware(core.runtime().ctx.data_dir)
 
 
-def _page(general: list[str] | None = None, status: int = 200):
+def _page(general: list[str] | None = None, status: int = 200, errors: dict[str, str] | None = None):
     box = _box()
     return render_template("system/index.html", running=box.running(), previous=box.slots.previous(),
-                           system_updates=firmware.SystemUpdate().available(), general=general or []), status
+                           system_updates=firmware.SystemUpdate().available(), general=general or [],
+                           errors=errors or {}), status
 
 
 @bp.route("/")
@@ -42,9 +43,10 @@ def download_backup():
     ctx = core.runtime().ctx
     passphrase = request.form.get("passphrase", "")
     if passphrase and len(passphrase) < 8:
-        return _page([_("The passphrase needs at least 8 characters (or leave it empty for no encryption).")], 400)
+        return _page(status=400, errors={"passphrase": _(
+            "The passphrase needs at least 8 characters (or leave it empty for no encryption).")})
     if passphrase != request.form.get("passphrase2", ""):
-        return _page([_("The two passphrases differ.")], 400)
+        return _page(status=400, errors={"passphrase2": _("The two passphrases differ.")})
     fd, path = tempfile.mkstemp(dir=ctx.data_dir, prefix=".download-")
     os.close(fd)
     try:
