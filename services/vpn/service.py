@@ -315,21 +315,8 @@ class VpnService(Service):
         return ca.read_text() if ca.exists() else ""
 
     def issue_bundle(self, tunnel_name: str) -> str:
-        """A new peer bundle for the branch at the other end of the running tunnel `tunnel_name` (a
-        certificate tunnel whose peer certificate this box issues): the branch's new key and certificate,
-        this box's site certificate and its CA (services/vpn/bundle.py). A secret: hand it to the branch."""
-        config = self._config
-        tunnel = next((t for t in config.vpn.tunnels if t.name == tunnel_name), None) if config else None
-        if tunnel is None:
-            raise ApplyError(f"there is no running tunnel {tunnel_name}: save it and let the VPN start first")
-        if tunnel.auth != "certificate" or tunnel.peer_bundle_secret:
-            raise ApplyError(f"tunnel {tunnel_name}: only a certificate tunnel without an imported bundle "
-                             "(the head office's side) issues the branch's certificate")
-        company = config.system.company_name
-        pki = ensure_site(self.pki.root, strongswan.site_identity(config, self.pki), company)
-        key, cert = issue_peer(pki.root, strongswan.peer_identity(tunnel, pki.site_identity('')), company)
-        log.info("issued a peer certificate for tunnel %s", tunnel_name)
-        return bundle.make(tunnel_name, key, cert, pki.site_cert.read_bytes(), pki.ca.read_bytes())
+        """A new peer bundle for the branch of the running tunnel `tunnel_name` (see issue_bundle below)."""
+        return issue_bundle(self.pki, self._config, tunnel_name)
 
     def disconnect(self, unique_id: str) -> str:
         """End one remote-access client's IKE SA; the user it was, or "" when no such client is connected."""
@@ -359,6 +346,24 @@ class VpnService(Service):
         figures = {f"tunnel {r['name']}": r["state"] for r in rows}
         health = "ok" if up == len(rows) else "degraded"
         return Status(health, self.error or f"{up} of {len(rows)} tunnels up", figures)
+
+
+def issue_bundle(pki: Pki, config, tunnel_name: str) -> str:
+    """A new peer bundle for the branch at the other end of `config`'s tunnel `tunnel_name` (a certificate
+    tunnel whose peer certificate this box issues): the branch's new key and certificate, this box's site
+    certificate and its CA (services/vpn/bundle.py). A secret: hand it to the branch. ApplyError if that
+    tunnel issues none."""
+    tunnel = next((t for t in config.vpn.tunnels if t.name == tunnel_name), None) if config else None
+    if tunnel is None:
+        raise ApplyError(f"there is no running tunnel {tunnel_name}: save it and let the VPN start first")
+    if tunnel.auth != "certificate" or tunnel.peer_bundle_secret:
+        raise ApplyError(f"tunnel {tunnel_name}: only a certificate tunnel without an imported bundle "
+                         "(the head office's side) issues the branch's certificate")
+    company = config.system.company_name
+    pki = ensure_site(pki.root, strongswan.site_identity(config, pki), company)
+    key, cert = issue_peer(pki.root, strongswan.peer_identity(tunnel, pki.site_identity("")), company)
+    log.info("issued a peer certificate for tunnel %s", tunnel_name)
+    return bundle.make(tunnel_name, key, cert, pki.site_cert.read_bytes(), pki.ca.read_bytes())
 
 
 def _is_address(value: str) -> bool:

@@ -1,13 +1,16 @@
 """Certificate tunnels without a network: the bundle a head office issues, what a branch may import
 (bad bundles refused with the reason), expired certificates refused at validation and shown as the
-tunnel's state, the rendered swanctl.conf checked by a real (throwaway) charon."""
+tunnel's state, the rendered swanctl.conf checked by a real (throwaway) charon, the console command."""
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -144,3 +147,18 @@ def test_both_sides_pass_charons_own_check_and_a_foreign_bundle_too(hq, branch, 
     (staged / "x509" / "tunnel-lyon.pem").unlink()  # a certificate charon cannot load: refused
     with pytest.raises(ApplyError, match="tunnel-lyon.pem"):
         asyncio.run(branch.check(cfg, staged))
+
+
+def test_the_console_issues_a_bundle_to_a_file_only_its_owner_reads(tmp_path):
+    def officebox(*args):
+        return subprocess.run([sys.executable, "-m", "appliance.cli", "--lab", "--data-dir", str(tmp_path / "var"),
+                               *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    vpn = {"enabled": True, "tunnels": [{**TUNNEL, "name": "lyon"}]}
+    assert officebox("config", "set", "vpn", json.dumps(vpn)).returncode == 0
+    done = officebox("vpn", "peer-bundle", "lyon", "-o", str(tmp_path / "lyon.pem"))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "lyon.pem").st_mode) == 0o600
+    assert bundle.parse((tmp_path / "lyon.pem").read_text()).identity == "lyon.officebox.office.lan"
+    refused = officebox("vpn", "peer-bundle", "paris", "-o", str(tmp_path / "paris.pem"))
+    assert refused.returncode == 1 and "no running tunnel paris" in refused.stderr
