@@ -14,6 +14,7 @@ from pathlib import Path
 from appliance import backup, control, firmware, schema
 from appliance.apply import ConfigError
 from appliance.context import BOX_DATA_DIR
+from appliance.fsutil import atomic_write
 from appliance.service import ApplyError
 from appliance.store import diff_documents
 from appliance.users import hash_password
@@ -280,6 +281,19 @@ def cmd_firmware(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vpn_bundle(args: argparse.Namespace) -> int:
+    """The peer bundle for the branch of a certificate tunnel, issued by this box's VPN CA (a secret: 0600)."""
+    from services.vpn.service import issue_bundle
+
+    runtime = open_runtime(args)
+    vpn = runtime.services["vpn"]
+    text = issue_bundle(getattr(vpn, "inner", vpn).pki, runtime.config, args.tunnel)
+    atomic_write(Path(args.output), text, mode=0o600)
+    print(f"peer bundle for the tunnel {args.tunnel} written to {args.output}: a secret, import it on the "
+          "branch box and delete this copy")
+    return 0
+
+
 LAB_HELP = "lab mode: data in ./var, loopback, unprivileged ports"
 DATA_DIR_HELP = f"data directory (default {BOX_DATA_DIR}, ./var with --lab)"
 
@@ -339,6 +353,11 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("login")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(func=cmd_passwd)
+    vpn = add(sub, "vpn", help="VPN certificates").add_subparsers(dest="action", required=True)
+    pb = add(vpn, "peer-bundle", help="issue the key and certificate of a branch (certificate tunnel) to a file")
+    pb.add_argument("tunnel", help="the head office's tunnel to that branch")
+    pb.add_argument("-o", "--output", required=True, help="the bundle file to write (mode 0600)")
+    pb.set_defaults(func=cmd_vpn_bundle)
     fw = add(sub, "firmware", help="verify, install or roll back a signed firmware bundle "
                                   "(FILE.raucb: a whole-system update of the OS image)")
     fw_sub = fw.add_subparsers(dest="action", required=True)

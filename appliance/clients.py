@@ -351,10 +351,10 @@ class CtiClient(ServiceClient):
 
 
 class VpnClient(ServiceClient):
-    """The VPN's live state (charon's SAs, WireGuard's peers) and its one action."""
-    exposed = ("live", "disconnect", "ca_pem")
+    """The VPN's live state (charon's SAs, WireGuard's peers), its action and the peer bundles it issues."""
+    exposed = ("live", "disconnect", "ca_pem", "issue_bundle")
     actions = ("disconnect",)
-    blocking = ("live", "disconnect")
+    blocking = ("live", "disconnect", "issue_bundle")
 
     def live(self) -> dict:
         """{"sas": charon's SAs (swanctl --list-sas), "sas_at": when listed, "peers": WireGuard's by public
@@ -370,6 +370,11 @@ class VpnClient(ServiceClient):
     def ca_pem(self) -> str:
         """The remote-access certificate authority (PEM), "" before remote access was ever switched on."""
         return str(self._call("ca_pem") or "")
+
+    def issue_bundle(self, tunnel: str) -> str:
+        """A new peer bundle (PEM, a secret: key, certificate, this box's certificate and CA) for the branch of
+        the running certificate tunnel `tunnel`; ApplyError when that tunnel does not issue one."""
+        return str(self._call("issue_bundle", tunnel) or "")
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {

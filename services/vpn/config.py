@@ -1,13 +1,17 @@
-"""The `vpn` configuration section: site-to-site IPsec tunnels (IKEv2, pre-shared key), WireGuard for staff."""
+"""The `vpn` configuration section: site-to-site IPsec tunnels (IKEv2, pre-shared key or certificates),
+WireGuard and IKEv2 for staff."""
 from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from appliance.schema import Section
 from appliance.service import ServiceConfig
+from services.vpn.bundle import Bundle, BundleError
+from services.vpn.bundle import parse as parse_bundle
 
 NAME = r"^[a-z][a-z0-9-]{0,30}$"
 PROPOSALS = r"^[a-z0-9]+(-[a-z0-9]+)*(,[a-z0-9]+(-[a-z0-9]+)*)*$"
@@ -48,9 +52,14 @@ class Tunnel(Section):
     peer: str = Field(description="the other office's public address or host name")
     local_subnets: list[ipaddress.IPv4Network] = Field(min_length=1, description="networks behind this box")
     remote_subnets: list[ipaddress.IPv4Network] = Field(min_length=1, description="networks behind the peer")
-    psk: str = Field(default="", description="pre-shared key, the same on both boxes")
-    local_id: str = Field(default="", description="this box's IKE identity; empty: its address")
-    remote_id: str = Field(default="", description="the peer's IKE identity; empty: the peer address")
+    auth: Literal["psk", "certificate"] = Field(default="psk", description="pre-shared key, or certificates "
+                                                "of the head office's CA")
+    psk: str = Field(default="", description="pre-shared key, the same on both boxes (auth psk)")
+    peer_bundle_secret: str = Field(default="", max_length=65536,
+                                    description="auth certificate, on a branch: the bundle the head office issued "
+                                                "(services/vpn/bundle.py); empty: this box's CA issues the peer's")
+    local_id: str = Field(default="", description="this box's IKE identity; empty: its address (auth psk)")
+    remote_id: str = Field(default="", description="the peer's IKE identity; empty: the peer address (auth psk)")
     ike_proposals: str = Field(default=DEFAULT_IKE, pattern=PROPOSALS)
     esp_proposals: str = Field(default=DEFAULT_ESP, pattern=PROPOSALS)
     dpd_delay: int = Field(default=30, ge=5, le=3600, description="seconds between dead peer checks")
@@ -76,9 +85,21 @@ class Tunnel(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Tunnel":
-        weakness = psk_weakness(self.psk)
-        if weakness:
-            raise ValueError(f"tunnel {self.name}: {weakness}")
+        if self.auth == "psk":
+            weakness = psk_weakness(self.psk)
+            if weakness:
+                raise ValueError(f"tunnel {self.name}: {weakness}")
+            if self.peer_bundle_secret:
+                raise ValueError(f"tunnel {self.name}: a peer bundle is for a tunnel authenticated by certificates")
+        else:
+            if self.local_id or self.remote_id:
+                raise ValueError(f"tunnel {self.name}: with certificates the identities are the certificates' "
+                                 "own: leave the local and remote identity empty")
+            if self.peer_bundle_secret:
+                try:
+                    parse_bundle(self.peer_bundle_secret)
+                except BundleError as exc:
+                    raise ValueError(f"tunnel {self.name}: {exc}") from None
         clash = overlaps(self.local_subnets + self.remote_subnets)
         if clash:
             raise ValueError(f"tunnel {self.name}: the subnets {clash[0]} and {clash[1]} overlap")
@@ -87,6 +108,11 @@ class Tunnel(Section):
     @property
     def peer_id(self) -> str:
         return self.remote_id or self.peer
+
+    @property
+    def bundle(self) -> Bundle | None:
+        """The imported peer bundle (a branch's certificate tunnel), else None."""
+        return parse_bundle(self.peer_bundle_secret) if self.auth == "certificate" and self.peer_bundle_secret else None
 
 
 def new_private_key() -> str:

@@ -1,5 +1,7 @@
-"""The VPN's small certificate authority: a CA and the box's IKE server certificate (ECDSA P-384),
-made once in the service's state dir (keys 0600) and again for a new server name."""
+"""The VPN's small certificate authority (ECDSA P-384, in the service's state dir, keys 0600): the CA,
+the box's IKE server certificate for road warriors (again for a new server name), the box's own
+site-to-site certificate (its identity kept for good, renewed before it expires) and the certificates
+it issues to branch offices (their key leaves in the peer bundle, services/vpn/bundle.py)."""
 from __future__ import annotations
 
 import datetime
@@ -16,6 +18,7 @@ from appliance.fsutil import atomic_write
 
 IKE_INTERMEDIATE = ObjectIdentifier("1.3.6.1.5.5.8.2.2")  # macOS/iOS want it on an IKE server certificate
 CA_DAYS, SERVER_DAYS = 3650, 825
+RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,18 @@ class Pki:
     def server_key(self) -> Path:
         return self.root / "server.key"
 
+    @property
+    def site_cert(self) -> Path:
+        return self.root / "site.pem"
+
+    @property
+    def site_key(self) -> Path:
+        return self.root / "site.key"
+
+    def site_identity(self, default: str) -> str:
+        """The identity of this box's site certificate; `default` before it was made."""
+        return next(iter(_names_of(self.site_cert, fresh=False)), default)
+
 
 def _key(path: Path) -> ec.EllipticCurvePrivateKey:
     if path.exists():
@@ -51,24 +66,35 @@ def _san(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def _names_of(path: Path) -> list[str]:
+def _names_of(path: Path, fresh: bool = True) -> list[str]:
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (OSError, ValueError, x509.ExtensionNotFound):
         return []
-    if cert.not_valid_after_utc < datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30):
+    if fresh and cert.not_valid_after_utc < datetime.datetime.now(datetime.UTC) + RENEW_BEFORE:
         return []
     return [str(n.value) for n in san]
 
 
-def ensure(root: Path, server_name: str, company: str = "OfficeBox") -> Pki:
-    """The CA and a current server certificate naming `server_name` (made when missing or stale)."""
+def _issue(ca_key, ca: x509.Certificate, key, name: str, usages: list) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+            .add_extension(x509.SubjectAlternativeName([_san(name)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .sign(ca_key, hashes.SHA384()))
+
+
+def _ca(root: Path, company: str) -> tuple[Pki, ec.EllipticCurvePrivateKey, x509.Certificate]:
     pki = Pki(root)
     root.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
     ca_key = _key(root / "ca.key")
     if not pki.ca.exists():
+        now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, company[:64]),
                           x509.NameAttribute(NameOID.COMMON_NAME, "OfficeBox VPN CA")])
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
@@ -79,17 +105,36 @@ def ensure(root: Path, server_name: str, company: str = "OfficeBox") -> Pki:
                                              encipher_only=False, decipher_only=False), critical=True)
                 .sign(ca_key, hashes.SHA384()))
         atomic_write(pki.ca, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    return pki, ca_key, x509.load_pem_x509_certificate(pki.ca.read_bytes())
+
+
+def ensure(root: Path, server_name: str, company: str = "OfficeBox") -> Pki:
+    """The CA and a current server certificate naming `server_name` (made when missing or stale)."""
+    pki, ca_key, ca = _ca(root, company)
     if _names_of(pki.server_cert) != [server_name]:
-        ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
-        key = _key(pki.server_key)
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name[:64])]))
-                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-                .add_extension(x509.SubjectAlternativeName([_san(server_name)]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, IKE_INTERMEDIATE]),
-                               critical=False)
-                .sign(ca_key, hashes.SHA384()))
+        cert = _issue(ca_key, ca, _key(pki.server_key), server_name,
+                      [ExtendedKeyUsageOID.SERVER_AUTH, IKE_INTERMEDIATE])
         atomic_write(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return pki
+
+
+def ensure_site(root: Path, default_identity: str, company: str = "OfficeBox") -> Pki:
+    """The CA and this box's site-to-site certificate: made once naming `default_identity`, then renewed
+    with the identity it has (branches pin it), so renaming the box does not break their tunnels."""
+    pki, ca_key, ca = _ca(root, company)
+    identity = pki.site_identity(default_identity)
+    if _names_of(pki.site_cert) != [identity]:
+        cert = _issue(ca_key, ca, _key(pki.site_key), identity,
+                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+        atomic_write(pki.site_cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    return pki
+
+
+def issue_peer(root: Path, identity: str, company: str = "OfficeBox") -> tuple[bytes, bytes]:
+    """A new key and certificate naming `identity` for a branch office: (key PEM, certificate PEM); the
+    key is not kept here."""
+    _pki, ca_key, ca = _ca(root, company)
+    key = ec.generate_private_key(ec.SECP384R1())
+    cert = _issue(ca_key, ca, key, identity, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()), cert.public_bytes(serialization.Encoding.PEM))

@@ -22,9 +22,9 @@ from appliance.aio import cancel_and_wait
 from appliance.contributions import Listener, Network
 from appliance.fsutil import atomic_write
 from appliance.service import ApplyError, ChildSpec, Service, Status
-from services.vpn import swanctl
+from services.vpn import bundle, strongswan, swanctl
 from services.vpn.config import VpnConfig
-from services.vpn.pki import Pki
+from services.vpn.pki import Pki, ensure_site, issue_peer
 from services.vpn.pki import ensure as ensure_pki
 from services.vpn.strongswan import CHARON, TUN, Paths, allowed_accounts, strongswan_conf, swanctl_conf
 from services.vpn.wireguard import Interface, allowed_devices, endpoint_host, server_conf
@@ -121,6 +121,9 @@ class VpnService(Service):
                               f"({', '.join(map(str, lan))})")
             if tunnel.peer in {str(n.network_address) for n in lan} or _inside(tunnel.peer, lan):
                 errors.append(f"tunnel {tunnel.name}: the peer {tunnel.peer} is on this box's LAN")
+            expired = bundle.validity(tunnel.bundle) if tunnel.enabled and tunnel.bundle else ""
+            if expired:
+                errors.append(f"tunnel {tunnel.name}: {expired}")
         errors += self._validate_wireguard(config, lan)
         errors += self._validate_road_warriors(config, lan)
         if len(str(self.paths.uri)) > 100:
@@ -158,23 +161,29 @@ class VpnService(Service):
 
     def render(self, config) -> dict[str, str]:
         files = {"strongswan.conf": strongswan_conf(self.paths),
-                 "swanctl.conf": swanctl_conf(config, self.pki, self.server_id(config))}
+                 "swanctl.conf": swanctl_conf(config, self.pki, self.server_id(config)),
+                 **strongswan.credentials(config)}
         if config.vpn.wireguard.enabled:
             files["wg.conf"] = server_conf(config)
         return files
 
     async def check(self, config, staged) -> None:
         try:
-            if config.vpn.remote_access.enabled:
-                await asyncio.to_thread(self._stage_credentials, config, staged)
+            await asyncio.to_thread(self._stage_credentials, config, staged)
             await asyncio.to_thread(swanctl.check, staged)
         except (OSError, swanctl.SwanctlError) as exc:
             raise ApplyError(f"strongSwan refused the VPN configuration: {exc}") from exc
 
     def _stage_credentials(self, config, staged) -> None:
-        """The server certificate's key goes next to swanctl.conf (swanctl loads keys from pkcs8/)."""
-        pki = ensure_pki(self.pki.root, self.server_id(config), config.system.company_name)
-        atomic_write(staged / "pkcs8" / "server.key", pki.server_key.read_bytes(), mode=0o600)
+        """The keys of the box's own certificates go next to swanctl.conf (swanctl loads keys from pkcs8/):
+        the server certificate's (remote access), the site certificate's (head-office certificate tunnels)."""
+        company = config.system.company_name
+        if config.vpn.remote_access.enabled:
+            pki = ensure_pki(self.pki.root, self.server_id(config), company)
+            atomic_write(staged / "pkcs8" / "server.key", pki.server_key.read_bytes(), mode=0o600)
+        if any(t.enabled and t.auth == "certificate" and not t.peer_bundle_secret for t in config.vpn.tunnels):
+            pki = ensure_site(self.pki.root, strongswan.site_identity(config, self.pki), company)
+            atomic_write(staged / "pkcs8" / "site.key", pki.site_key.read_bytes(), mode=0o600)
 
     def processes(self, config) -> list[ChildSpec]:
         specs = []
@@ -305,6 +314,10 @@ class VpnService(Service):
         ca = self.pki.ca
         return ca.read_text() if ca.exists() else ""
 
+    def issue_bundle(self, tunnel_name: str) -> str:
+        """A new peer bundle for the branch of the running tunnel `tunnel_name` (see issue_bundle below)."""
+        return issue_bundle(self.pki, self._config, tunnel_name)
+
     def disconnect(self, unique_id: str) -> str:
         """End one remote-access client's IKE SA; the user it was, or "" when no such client is connected."""
         self.refresh()
@@ -335,6 +348,24 @@ class VpnService(Service):
         return Status(health, self.error or f"{up} of {len(rows)} tunnels up", figures)
 
 
+def issue_bundle(pki: Pki, config, tunnel_name: str) -> str:
+    """A new peer bundle for the branch at the other end of `config`'s tunnel `tunnel_name` (a certificate
+    tunnel whose peer certificate this box issues): the branch's new key and certificate, this box's site
+    certificate and its CA (services/vpn/bundle.py). A secret: hand it to the branch. ApplyError if that
+    tunnel issues none."""
+    tunnel = next((t for t in config.vpn.tunnels if t.name == tunnel_name), None) if config else None
+    if tunnel is None:
+        raise ApplyError(f"there is no running tunnel {tunnel_name}: save it and let the VPN start first")
+    if tunnel.auth != "certificate" or tunnel.peer_bundle_secret:
+        raise ApplyError(f"tunnel {tunnel_name}: only a certificate tunnel without an imported bundle "
+                         "(the head office's side) issues the branch's certificate")
+    company = config.system.company_name
+    pki = ensure_site(pki.root, strongswan.site_identity(config, pki), company)
+    key, cert = issue_peer(pki.root, strongswan.peer_identity(tunnel, pki.site_identity("")), company)
+    log.info("issued a peer certificate for tunnel %s", tunnel_name)
+    return bundle.make(tunnel_name, key, cert, pki.site_cert.read_bytes(), pki.ca.read_bytes())
+
+
 def _is_address(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
@@ -355,10 +386,15 @@ def tunnel_rows(config, sas: list[dict]) -> list[dict]:
         established = [sa for sa in mine if sa.get("state") == "ESTABLISHED"]
         children = [c for sa in established for c in sa.get("child-sas", {}).values()
                     if isinstance(c, dict) and c.get("state") == "INSTALLED"]
-        state = ("off" if not tunnel.enabled else "up" if children else
+        peer_bundle = tunnel.bundle
+        problem = bundle.validity(peer_bundle) if peer_bundle else ""
+        state = ("off" if not tunnel.enabled else "up" if children else "certificate invalid" if problem else
                  "connecting" if mine else "down")
         rows.append({
-            "name": tunnel.name, "peer": tunnel.peer, "state": state,
+            "name": tunnel.name, "peer": tunnel.peer, "state": state, "auth": tunnel.auth, "problem": problem,
+            "identity": peer_bundle.identity if peer_bundle else "",
+            "peer_identity": peer_bundle.peer_identity if peer_bundle else "",
+            "certificate_expires": int(peer_bundle.cert.not_valid_after_utc.timestamp()) if peer_bundle else 0,
             "up_seconds": max((int(sa.get("established", 0)) for sa in established), default=0),
             "bytes_in": sum(int(c.get("bytes-in", 0)) for c in children),
             "bytes_out": sum(int(c.get("bytes-out", 0)) for c in children),

@@ -75,8 +75,53 @@ swanctl {{
 """
 
 
-def connection(tunnel: Tunnel) -> str:
-    local_id = f"\n      id = {tunnel.local_id}" if tunnel.local_id else ""
+def site_identity(config, pki: Pki) -> str:
+    """This box's identity in its certificate tunnels (head-office side): its site certificate's."""
+    return pki.site_identity(f"{config.system.hostname}.{config.system.domain}")
+
+
+def peer_identity(tunnel: Tunnel, site_id: str) -> str:
+    """The identity the head office gives the branch of `tunnel` in the certificate it issues."""
+    return f"{tunnel.name}.{site_id}"
+
+
+def auth_sections(tunnel: Tunnel, pki: Pki, site_id: str) -> str:
+    """The local and remote sections: a pre-shared key, or certificates. A branch (an imported bundle)
+    proves itself with the bundle's certificate and trusts only the bundle's CA for the head office's
+    identity; the head office uses its site certificate and trusts only its own CA for the branch's."""
+    if tunnel.auth == "psk":
+        local_id = f"\n      id = {tunnel.local_id}" if tunnel.local_id else ""
+        return (f"    local {{\n      auth = psk{local_id}\n    }}\n"
+                f"    remote {{\n      auth = psk\n      id = {tunnel.peer_id}\n    }}\n")
+    bundle = tunnel.bundle
+    if bundle is not None:
+        cert = ca = credential_name(tunnel)  # in x509/ and x509ca/
+        ids = (bundle.identity, bundle.peer_identity)
+    else:
+        cert, ca, ids = pki.site_cert, pki.ca, (site_id, peer_identity(tunnel, site_id))
+    return (f"    send_cert = always\n"
+            f"    local {{\n      auth = pubkey\n      certs = {cert}\n      id = {ids[0]}\n    }}\n"
+            f"    remote {{\n      auth = pubkey\n      id = {ids[1]}\n      cacerts = {ca}\n    }}\n")
+
+
+def credential_name(tunnel: Tunnel) -> str:
+    return f"tunnel-{tunnel.name}.pem"
+
+
+def credentials(config) -> dict[str, str]:
+    """The files of the imported bundles, next to swanctl.conf: key (pkcs8/), certificate (x509/), CA (x509ca/)."""
+    files = {}
+    for tunnel in config.vpn.tunnels:
+        bundle = tunnel.bundle if tunnel.enabled else None
+        if bundle is not None:
+            name = credential_name(tunnel)
+            files[f"pkcs8/{name}"] = bundle.key.decode()
+            files[f"x509/{name}"] = bundle.pem("cert")
+            files[f"x509ca/{name}"] = bundle.pem("ca")
+    return files
+
+
+def connection(tunnel: Tunnel, pki: Pki, site_id: str) -> str:
     return f"""  {tunnel.name} {{
     version = 2
     local_addrs = %any
@@ -85,14 +130,7 @@ def connection(tunnel: Tunnel) -> str:
     dpd_delay = {tunnel.dpd_delay}s
     keyingtries = 0
     unique = replace
-    local {{
-      auth = psk{local_id}
-    }}
-    remote {{
-      auth = psk
-      id = {tunnel.peer_id}
-    }}
-    children {{
+{auth_sections(tunnel, pki, site_id)}    children {{
       {tunnel.name} {{
         local_ts = {",".join(map(str, tunnel.local_subnets))}
         remote_ts = {",".join(map(str, tunnel.remote_subnets))}
@@ -107,6 +145,8 @@ def connection(tunnel: Tunnel) -> str:
 
 
 def secret(tunnel: Tunnel) -> str:
+    if tunnel.auth != "psk":
+        return ""
     ids = [tunnel.peer_id] + ([tunnel.local_id] if tunnel.local_id else [])
     owners = "".join(f"    id-{n} = {identity}\n" for n, identity in enumerate(ids))
     return f"  ike-{tunnel.name} {{\n{owners}    secret = {quoted(tunnel.psk)}\n  }}\n"
@@ -158,7 +198,8 @@ def allowed_accounts(config) -> list:
 def swanctl_conf(config, pki: Pki, server_id: str) -> str:
     tunnels = [t for t in config.vpn.tunnels if t.enabled]
     rw_conn, rw_pool, rw_secrets = road_warriors(config, pki, server_id)
+    site_id = site_identity(config, pki)
     return ("# rendered by OfficeBox: the tunnels and their keys (0600)\n"
-            "connections {\n" + "".join(connection(t) for t in tunnels) + rw_conn + "}\n"
+            "connections {\n" + "".join(connection(t, pki, site_id) for t in tunnels) + rw_conn + "}\n"
             "pools {\n" + rw_pool + "}\n"
             "secrets {\n" + "".join(secret(t) for t in tunnels) + rw_secrets + "}\n")
