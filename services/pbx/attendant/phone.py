@@ -1,6 +1,7 @@
 """Feature codes for staff and admins (pbx.feature_codes), each behind the caller's voicemail PIN:
 
-  app:attendant-admin  (*35, admins) greeting number, then the greeting recorded after the beep
+  app:attendant-admin  (*35, admins) greeting number (with *1-*4: that state's greeting, STATE_KEYS), #,
+                       then the greeting recorded after the beep
   app:night-service    (*36, admins) night service on or off for every time profile
   app:assistant-menu   (*37) 1: the caller's personal assistant on or off, 2: record its greeting
 
@@ -22,6 +23,7 @@ from .handover import greetings
 
 log = logging.getLogger("officebox.pbx.attendant")
 RECORD_SECONDS = 120.0
+STATE_KEYS = {"1": "open", "2": "closed", "3": "holiday", "4": "break"}  # number*key: one state's greeting
 
 
 async def _caller(channel, admin: bool):
@@ -78,16 +80,18 @@ async def attendant_admin(channel: apps.Channel, ext: str, lang: str, vm) -> Non
     core = channel.call.core
     for _ in range(5):
         key = await say(channel, await vm.paths(lang, "att-enter-greeting"))
-        number = ((key or "") + await channel.collect(4, timeout=6.0, terminator="#")).strip("#")
-        if not number:
+        typed = ((key or "") + await channel.collect(8, timeout=6.0, terminator="#")).strip("#")
+        if not typed:
             break
+        number, star, state_key = typed.partition("*")
+        state = STATE_KEYS.get(state_key, "?") if star else ""
         found = next(((a, m) for a in core.cfg.attendants for m in a.menus if m.number and m.number == number), None)
-        if found is None:
+        if found is None or state == "?":
             await say(channel, await vm.paths(lang, "invalid-option"), False)
             continue
         att, menu = found
-        log.info("greeting of %s/%s recorded by %s", att.name, menu.name, ext)
-        await _record(channel, greetings(core).menu_stem(att.name, menu.name), lang)
+        log.info("greeting of %s/%s%s recorded by %s", att.name, menu.name, f" ({state})" if state else "", ext)
+        await _record(channel, greetings(core).menu_stem(att.name, menu.name, state), lang)
     await say(channel, await vm.paths(lang, "goodbye"), False)
     channel.hangup()
 

@@ -260,9 +260,15 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "park-full": ("All park slots are in use.", "Tous les emplacements de parcage sont occupés.", ("所有停泊位都已占用。", "suo3 you3 ting2 bo2 wei4 dou1 yi3 zhan4 yong4.")),
     # -- attendant administration, night service, personal assistant
     "att-enter-greeting": (
-        "Please enter the greeting number, followed by hash.",
-        "Veuillez composer le numéro de l'annonce, suivi de dièse.",
-        ("請輸入問候語編號，再按井字鍵。", "qing3 shu1 ru4 wen4 hou4 yu3 bian1 hao4, zai4 an4 jing3 zi4 jian4.")),
+        "Please enter the greeting number, followed by hash. For one state only, type star and its digit "
+        "before the hash: one, opening hours; two, closed; three, holidays; four, breaks.",
+        "Veuillez composer le numéro de l'annonce, suivi de dièse. Pour un seul état, tapez étoile et son "
+        "chiffre avant le dièse : un, heures d'ouverture ; deux, fermeture ; trois, jours fériés ; quatre, pauses.",
+        ("請輸入問候語編號，再按井字鍵。只錄一種狀態時，在井字鍵前按星號及其數字：一，營業時間；二，非營業時間；"
+         "三，假日；四，休息時段。",
+         "qing3 shu1 ru4 wen4 hou4 yu3 bian1 hao4, zai4 an4 jing3 zi4 jian4. zhi3 lu4 yi4 zhong3 zhuang4 tai4 "
+         "shi2, zai4 jing3 zi4 jian4 qian2 an4 xing1 hao4 ji2 qi2 shu4 zi4: yi1, ying2 ye4 shi2 jian1; er4, "
+         "fei1 ying2 ye4 shi2 jian1; san1, jia4 ri4; si4, xiu1 xi2 shi2 duan4.")),
     "night-on": ("Night service is on.", "Le service de nuit est activé.", ("夜間服務已開啟。", "ye4 jian1 fu2 wu4 yi3 kai1 qi3.")),
     "night-off": ("Night service is off.", "Le service de nuit est désactivé.", ("夜間服務已關閉。", "ye4 jian1 fu2 wu4 yi3 guan1 bi4.")),
     "not-allowed": (
