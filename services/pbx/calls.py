@@ -846,6 +846,8 @@ class Call:
             return
         if leg is self.transferor:
             return  # the transfer goes on without the transferor
+        if features.leaving(self, leg):
+            return  # a three-party conference: the two others go on talking
         other = self.other(leg)
         if self.transferor is not None and other is self.transferor:
             self.cancel_ringing()  # the transferee left: stop ringing the target

@@ -1,0 +1,127 @@
+"""The three-party conference keyed during a call, with real baresip phones each sending its own tone and
+recording what it hears: alice talks to bob, keys the conference code (RFC 4733) and carol's number;
+bob hears music on hold meanwhile (not alice); carol answers and each of the three hears the other two
+and not itself (Goertzel powers on the recordings); then one leaves (the third party, or the keyer) and
+the other two still hear each other. Carol busy: alice and bob talk again."""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from services.pbx.features import threeway
+
+from . import test_channel as ch
+from .baresip import have_baresip
+from .conftest import ALICE, BOB, CAROL
+from .pbxrunner import PbxRunner, config
+from .test_conference import HEARD, OWN, _so_far
+from .test_conference_mixer import spectrum_peaks
+from .test_trunks import wait
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
+FREQS = [520.0, 1020.0, 1250.0]  # alice, bob, carol: away from the dial, ringing and entry tones
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tones")
+    return [ch.write_wav(d / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
+                                               for n in range(8000 * 60)]) for f in FREQS]
+
+
+@pytest.fixture(scope="module")
+def pbx(tmp_path_factory):
+    no_voicemail = {ext: {"voicemail": False} for ext in ("201", "202", "203")}
+    with PbxRunner(tmp_path_factory.mktemp("pbx"), config([ALICE, BOB, CAROL], extensions=no_voicemail)) as runner:
+        yield runner
+
+
+def _phones(stack, pbx, tones) -> list[ch.AudioBaresip]:
+    uas = []
+    for who, source in zip((ALICE, BOB, CAROL), tones, strict=True):
+        ua = stack.enter_context(ch.AudioBaresip(who["login"], source, user=who["extension"],
+                                                 password=who["sip_secret"], registrar=pbx.registrar,
+                                                 codecs=("pcmu",)))
+        ua.register()
+        uas.append(ua)
+    return uas
+
+
+def _states(pbx) -> list[str]:
+    return pbx.sync(lambda: sorted({tw.state for tw in threeway._by_call.values()}))
+
+
+def _talking_then_dialling(pbx, alice, bob) -> None:
+    """alice calls bob, then keys the conference code: bob is held, alice may dial."""
+    alice.dial("202")
+    bob.answer()
+    alice.wait_for("CALL_ESTABLISHED")
+    bob.wait_rtp(rx=25)
+    alice.send_dtmf(pbx.cfg.pbx.feature_codes.conference)
+    wait(lambda: _states(pbx) == ["dialling"], timeout=5, what="the box waiting for the third number")
+
+
+def _assert_hears(ua, own: float, others: list[float], absent: list[float], seconds: float = 1.5) -> None:
+    peaks = spectrum_peaks(*_so_far(ua, seconds), FREQS)
+    assert peaks[own] < OWN, f"the {own:.0f} Hz phone hears itself: {peaks}"
+    for f in others:
+        assert peaks[f] > HEARD, f"the {own:.0f} Hz phone does not hear {f:.0f} Hz: {peaks}"
+    for f in absent:
+        assert peaks[f] < OWN, f"the {own:.0f} Hz phone hears {f:.0f} Hz: {peaks}"
+
+
+@pytest.mark.parametrize("leaving", ["third", "keyer"])
+def test_three_hear_each_other_then_two_go_on(pbx, tones, leaving):
+    with ExitStack() as stack:
+        alice, bob, carol = _phones(stack, pbx, tones)
+        _talking_then_dialling(pbx, alice, bob)
+        time.sleep(1.5)
+        held, rate = _so_far(bob, 1.0)
+        assert max(ch.envelope(held)) > 300, "bob hears no music on hold"
+        peaks = spectrum_peaks(held, rate, FREQS)
+        assert peaks[FREQS[0]] < OWN, f"bob still hears alice while held: {peaks}"
+        alice.send_dtmf("203#")
+        carol.answer()
+        carol.wait_for("CALL_ESTABLISHED")
+        wait(lambda: _states(pbx) == ["joined"], timeout=5, what="the three joined")
+        [room] = [r for r in pbx.svc.conference_rooms() if r["adhoc"]]
+        assert sorted(p["label"] for p in room["participants"]) == ["201", "202", "203"]
+        time.sleep(2.5)
+        for ua, own in zip((alice, bob, carol), FREQS, strict=True):
+            _assert_hears(ua, own, [f for f in FREQS if f != own], [], seconds=2.0)
+        gone, stay = (carol, (alice, bob)) if leaving == "third" else (alice, (bob, carol))
+        gone.hangup()
+        gone.wait_for("CALL_CLOSED")
+        wait(lambda: _states(pbx) == [], timeout=5, what="the conference to end")
+        time.sleep(2.0)
+        assert all(ua.call_state() == "CALL_ESTABLISHED" for ua in stay)
+        [call] = pbx.svc.active_calls()
+        assert sorted(call["parties"]) == sorted(ua.user for ua in stay)
+        assert not [r for r in pbx.svc.conference_rooms() if r["adhoc"]]
+        left = FREQS[(alice, bob, carol).index(gone)]
+        a, b = stay
+        fa, fb = (FREQS[(alice, bob, carol).index(ua)] for ua in stay)
+        _assert_hears(a, fa, [fb], [left])
+        _assert_hears(b, fb, [fa], [left])
+        a.hangup()
+        b.wait_for("CALL_CLOSED")
+
+
+def test_a_busy_third_party_gives_the_call_back(pbx, tones):
+    with ExitStack() as stack:
+        alice, bob, carol = _phones(stack, pbx, tones)
+        _talking_then_dialling(pbx, alice, bob)
+        alice.send_dtmf("203#")
+        carol.wait_for("CALL_INCOMING")
+        carol.reject()
+        wait(lambda: _states(pbx) == [], timeout=5, what="the call given back")
+        time.sleep(2.0)
+        assert alice.call_state() == "CALL_ESTABLISHED" and bob.call_state() == "CALL_ESTABLISHED"
+        assert [sorted(c["parties"]) for c in pbx.svc.active_calls()] == [["201", "202"]]
+        _assert_hears(alice, FREQS[0], [FREQS[1]], [FREQS[2]])
+        _assert_hears(bob, FREQS[1], [FREQS[0]], [FREQS[2]])
+        alice.hangup()
+        bob.wait_for("CALL_CLOSED")
