@@ -85,6 +85,8 @@ class ThreeWay:
         try:
             number = await self._number()
             leg = None
+            if number in (keyer.extension, self.held.extension):
+                number = ""  # one of the two already in the call: nobody new to add
             if number and self._live():
                 self.state = "ringing"
                 log.info("call %s: ringing %s for a three-party conference", call.id, number)

@@ -1,10 +1,13 @@
 """The three-party conference keyed during a call, with real baresip phones each sending its own tone and
 recording what it hears: alice talks to bob, keys the conference code (RFC 4733) and carol's number;
 bob hears music on hold meanwhile (not alice); carol answers and each of the three hears the other two
-and not itself (Goertzel powers on the recordings); then one leaves (the third party, or the keyer) and
-the other two still hear each other. Carol busy: alice and bob talk again."""
+and not itself (Goertzel powers on the recordings); then one leaves (the third party or the keyer hangs
+up, or the admin removes the held party in the live view) and the other two still hear each other.
+Carol busy: alice and bob talk again. The code as SIP INFO keys (scripted phones): the other party gets
+none of them, and # alone gives the call back."""
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from contextlib import ExitStack
@@ -15,10 +18,12 @@ from services.pbx.features import threeway
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config
+from .rawphone import answer, in_dialog, next_request, sdp
 from .test_conference import HEARD, OWN, _so_far
 from .test_conference_mixer import spectrum_peaks
+from .test_conformance_calls import _answered_call, _registered
 from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -33,7 +38,7 @@ def tones(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pbx(tmp_path_factory):
+def box3(tmp_path_factory):
     no_voicemail = {ext: {"voicemail": False} for ext in ("201", "202", "203")}
     with PbxRunner(tmp_path_factory.mktemp("pbx"), config([ALICE, BOB, CAROL], extensions=no_voicemail)) as runner:
         yield runner
@@ -73,8 +78,9 @@ def _assert_hears(ua, own: float, others: list[float], absent: list[float], seco
         assert peaks[f] < OWN, f"the {own:.0f} Hz phone hears {f:.0f} Hz: {peaks}"
 
 
-@pytest.mark.parametrize("leaving", ["third", "keyer"])
-def test_three_hear_each_other_then_two_go_on(pbx, tones, leaving):
+@pytest.mark.parametrize("leaving", ["third", "keyer", "removed"])
+def test_three_hear_each_other_then_two_go_on(box3, tones, leaving):
+    pbx = box3
     with ExitStack() as stack:
         alice, bob, carol = _phones(stack, pbx, tones)
         _talking_then_dialling(pbx, alice, bob)
@@ -92,8 +98,13 @@ def test_three_hear_each_other_then_two_go_on(pbx, tones, leaving):
         time.sleep(2.5)
         for ua, own in zip((alice, bob, carol), FREQS, strict=True):
             _assert_hears(ua, own, [f for f in FREQS if f != own], [], seconds=2.0)
-        gone, stay = (carol, (alice, bob)) if leaving == "third" else (alice, (bob, carol))
-        gone.hangup()
+        gone, stay = {"third": (carol, (alice, bob)), "keyer": (alice, (bob, carol)),
+                      "removed": (bob, (alice, carol))}[leaving]
+        if leaving == "removed":  # by the admin, in the conferences' live view
+            [pid] = [p["id"] for p in room["participants"] if p["label"] == "202"]
+            assert pbx.svc.conference_remove(room["name"], pid)
+        else:
+            gone.hangup()
         gone.wait_for("CALL_CLOSED")
         wait(lambda: _states(pbx) == [], timeout=5, what="the conference to end")
         time.sleep(2.0)
@@ -110,7 +121,8 @@ def test_three_hear_each_other_then_two_go_on(pbx, tones, leaving):
         b.wait_for("CALL_CLOSED")
 
 
-def test_a_busy_third_party_gives_the_call_back(pbx, tones):
+def test_a_busy_third_party_gives_the_call_back(box3, tones):
+    pbx = box3
     with ExitStack() as stack:
         alice, bob, carol = _phones(stack, pbx, tones)
         _talking_then_dialling(pbx, alice, bob)
@@ -125,3 +137,26 @@ def test_a_busy_third_party_gives_the_call_back(pbx, tones):
         _assert_hears(bob, FREQS[1], [FREQS[0]], [FREQS[2]])
         alice.hangup()
         bob.wait_for("CALL_CLOSED")
+
+
+def test_the_code_as_sip_info_and_cancelling_by_hash(pbx):
+    async def main():
+        async with _registered(pbx, "201", "202") as (alice, bob):
+            req, _incoming, ok = await _answered_call(alice, bob, alice.request(
+                "INVITE", "sip:202@127.0.0.1", "201", body=sdp(4000)))
+            states = []
+            for key in [*pbx.cfg.pbx.feature_codes.conference, "#", "5"]:
+                alice.send(in_dialog(alice, "INFO", ok, req.call_id, f"Signal={key}\r\nDuration=160\r\n".encode(),
+                                     "application/dtmf-relay"))
+                if key == "5":  # the call is given back: keys pass to bob again
+                    info = await next_request(bob, "INFO")
+                    assert info.body.decode().startswith("Signal=5")
+                    answer(bob, info, 200, "bobtag")
+                assert (await alice.final()).status == 200
+                if key == "#":
+                    await asyncio.to_thread(wait, lambda: _states(pbx) == [], timeout=5, what="the call given back")
+                states.append(await asyncio.to_thread(_states, pbx))
+            with pytest.raises(TimeoutError):
+                await next_request(bob, "INFO", timeout=0.3)
+            return states
+    assert run(main()) == [[], ["dialling"], [], []]
