@@ -864,6 +864,8 @@ class Call:
 
     async def renegotiate(self, leg: Leg, tx: ServerTx, req: Request) -> None:
         """Hold / resume / codec change: pass the offer to the other party, its answer back."""
+        if features.reoffer(self, leg, tx, req):
+            return  # a party of a three-party conference: the box answers
         other = self.other(leg)
         if self.state != "connected" or other is None or other.ended:
             leg.answer(tx, 481 if self.state == "ended" else 491)

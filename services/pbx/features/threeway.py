@@ -17,8 +17,9 @@ import contextlib
 import logging
 import weakref
 
-from ..endpoint import RINGBACK
+from ..endpoint import RINGBACK, local_answer
 from ..holdmusic import HoldMusic
+from ..sdp import Sdp, SdpError, filter_offer
 
 log = logging.getLogger("officebox.pbx.threeway")
 FIRST_DIGIT = 10.0  # seconds the keyer has for the first digit of the third number
@@ -47,6 +48,27 @@ def start(call, keyer) -> None:
     tw = _by_call[call] = ThreeWay(call, keyer, held)
     log.info("call %s: %s adds a third party", call.id, keyer.label)
     call.core._spawn(tw.run())
+
+
+def reoffer(call, leg, tx, req) -> bool:
+    """A re-INVITE or UPDATE with an offer from a party in a joined conference: the box answers it as the
+    room's local endpoint (hold, resume, refresh), nobody else is asked; True when answered here."""
+    tw = _by_call.get(call)
+    if tw is None or tw.state != "joined" or leg not in tw.members or not req.body:
+        return False
+    codecs = call.core.cfg.codecs
+    try:
+        offer = filter_offer(Sdp.parse(req.body), codecs)
+        answer = local_answer(offer, codecs)
+    except SdpError:
+        leg.answer(tx, 488)
+        return True
+    leg.sdp = offer
+    call._set_peer(leg, offer, relatch=True)
+    leg.answer(tx, 200, call.sdp_for(leg, answer), **call.session_headers(leg, req))
+    m = answer.audio()
+    tw._terminate(leg, m.formats[0], send=(m.direction or answer.direction) not in ("recvonly", "inactive"))
+    return True
 
 
 def leaving(call, leg) -> bool:
@@ -151,13 +173,13 @@ class ThreeWay:
         if msg.get("ev") == "dtmf" and msg.get("source") != "relay":  # the local endpoint's, not the tap's
             self.key(str(msg.get("key", "")))
 
-    def _terminate(self, leg, pt: int | None) -> None:
+    def _terminate(self, leg, pt: int | None, send: bool = True) -> None:
         """`leg`'s side becomes a local endpoint of the engine in the codec it talks (`pt` if it has it)."""
         m = leg.sdp.audio()
         voice = [p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"]
         pt = pt if pt in voice else voice[0]
         event_pt = next((p for p in m.formats if m.codec(p) == "TELEPHONE-EVENT"), None)
-        leg.side.terminate(m.codec(pt), pt, event_pt, send=True, inband=False)
+        leg.side.terminate(m.codec(pt), pt, event_pt, send=send, inband=False)
 
     def _name(self, leg) -> str:
         user = self.call.core.users.get(leg.extension or "")

@@ -2,7 +2,8 @@
 recording what it hears: alice talks to bob, keys the conference code (RFC 4733) and carol's number;
 bob hears music on hold meanwhile (not alice); carol answers and each of the three hears the other two
 and not itself (Goertzel powers on the recordings); then one leaves (the third party or the keyer hangs
-up, or the admin removes the held party in the live view) and the other two still hear each other.
+up, or the admin removes the held party in the live view) and the other two still hear each other; the
+keyer holding and resuming stays in the room (the box answers its re-INVITEs).
 Carol busy: alice and bob talk again. The code as SIP INFO keys (scripted phones): the other party gets
 none of them, and # alone gives the call back."""
 from __future__ import annotations
@@ -98,6 +99,13 @@ def test_three_hear_each_other_then_two_go_on(box3, tones, leaving):
         time.sleep(2.5)
         for ua, own in zip((alice, bob, carol), FREQS, strict=True):
             _assert_hears(ua, own, [f for f in FREQS if f != own], [], seconds=2.0)
+        if leaving == "keyer":  # alice's phone holds and resumes: the box answers, the two others hear her again
+            alice.hold()
+            time.sleep(0.5)
+            alice.resume()
+            time.sleep(2.0)
+            _assert_hears(bob, FREQS[1], [FREQS[0], FREQS[2]], [])
+            _assert_hears(carol, FREQS[2], [FREQS[0], FREQS[1]], [])
         gone, stay = {"third": (carol, (alice, bob)), "keyer": (alice, (bob, carol)),
                       "removed": (bob, (alice, carol))}[leaving]
         if leaving == "removed":  # by the admin, in the conferences' live view
