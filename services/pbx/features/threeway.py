@@ -51,10 +51,11 @@ def start(call, keyer) -> None:
 
 
 def reoffer(call, leg, tx, req) -> bool:
-    """A re-INVITE or UPDATE with an offer from a party in a joined conference: the box answers it as the
-    room's local endpoint (hold, resume, refresh), nobody else is asked; True when answered here."""
+    """A re-INVITE or UPDATE with an offer from a party of a conference (or of one being set up): the box
+    answers it as the local endpoint it talks to (hold, resume, refresh), nobody else is asked; True when
+    answered here."""
     tw = _by_call.get(call)
-    if tw is None or tw.state != "joined" or leg not in tw.members or not req.body:
+    if tw is None or tw.state == "over" or leg not in (tw.keyer, tw.held, tw.third) or not req.body:
         return False
     codecs = call.core.cfg.codecs
     try:

@@ -5,7 +5,7 @@ and not itself (Goertzel powers on the recordings); then one leaves (the third p
 up, or the admin removes the held party in the live view) and the other two still hear each other; the
 keyer holding and resuming stays in the room (the box answers its re-INVITEs).
 Carol busy: alice and bob talk again. The code as SIP INFO keys (scripted phones): the other party gets
-none of them, and # alone gives the call back."""
+none of them nor the keyer's re-INVITE meanwhile (the box answers it), and # alone gives the call back."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +21,7 @@ from . import test_channel as ch
 from .baresip import have_baresip
 from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config
-from .rawphone import answer, in_dialog, next_request, sdp
+from .rawphone import answer, in_dialog, next_request, next_response, sdp
 from .test_conference import HEARD, OWN, _so_far
 from .test_conference_mixer import spectrum_peaks
 from .test_conformance_calls import _answered_call, _registered
@@ -163,6 +163,13 @@ def test_the_code_as_sip_info_and_cancelling_by_hash(pbx):
                 assert (await alice.final()).status == 200
                 if key == "#":
                     await asyncio.to_thread(wait, lambda: _states(pbx) == [], timeout=5, what="the call given back")
+                if key == "3":  # dialling: alice's phone holds; the box answers it, bob is not asked
+                    alice.send(in_dialog(alice, "INVITE", ok, req.call_id, sdp(4000, "a=sendonly\r\n")))
+                    held = await next_response(alice, 200)
+                    assert b"a=recvonly" in held.body
+                    alice.send(in_dialog(alice, "ACK", held, req.call_id))
+                    with pytest.raises(TimeoutError):
+                        await next_request(bob, "INVITE", timeout=0.3)
                 states.append(await asyncio.to_thread(_states, pbx))
             with pytest.raises(TimeoutError):
                 await next_request(bob, "INFO", timeout=0.3)
