@@ -125,6 +125,9 @@ class ThreeWay:
                 return
         except Exception:
             log.exception("call %s: the three-party conference failed", call.id)
+            if self.third is not None:  # joining failed half way: the third party goes, the two talk again
+                _by_call.pop(self.third.call, None)
+                self.third.call.media_down("three_way_failed")
         self._resume()
 
     def _started(self, other_call) -> None:
