@@ -846,6 +846,8 @@ class Call:
             return
         if leg is self.transferor:
             return  # the transfer goes on without the transferor
+        if features.leaving(self, leg):
+            return  # a three-party conference: the two others go on talking
         other = self.other(leg)
         if self.transferor is not None and other is self.transferor:
             self.cancel_ringing()  # the transferee left: stop ringing the target
@@ -862,6 +864,8 @@ class Call:
 
     async def renegotiate(self, leg: Leg, tx: ServerTx, req: Request) -> None:
         """Hold / resume / codec change: pass the offer to the other party, its answer back."""
+        if features.reoffer(self, leg, tx, req):
+            return  # a party of a three-party conference: the box answers
         other = self.other(leg)
         if self.state != "connected" or other is None or other.ended:
             leg.answer(tx, 481 if self.state == "ended" else 491)

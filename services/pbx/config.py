@@ -351,8 +351,10 @@ class FeatureCodes(Section):
     agent_pause: str = Field(default="*53", pattern=NUMBER, description="call centre agent: pause (a reason "
                              "digit is asked: 1 break, 2 lunch, 3 meeting, 4 training, 5 paperwork)")
     agent_resume: str = Field(default="*54", pattern=NUMBER, description="call centre agent: end a pause")
-    conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: with one call held "
-                            "and another one (or held too), dial it to join them all in one conference")
+    conference: str = Field(default="*3", pattern=NUMBER, description="three-party conference: key it during a "
+                            "call followed by a third number and # (the other party hears music until the third "
+                            "answers); or, with one call held and another one (or held too), dial it to join them "
+                            "all in one conference")
     dial_by_name: str = Field(default="*34", pattern=NUMBER, description="dial by name (keypad letters)")
     attendant_admin: str = Field(default="*35", pattern=NUMBER, description="record an attendant greeting (admins, "
                                  "voicemail PIN)")

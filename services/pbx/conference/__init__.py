@@ -1,6 +1,7 @@
 """Conferences: meet-me rooms of the configuration (pbx.conference_rooms: `conference:<name>`, dialled by
 the room's number) and three-party conferences made during a call (feature code pbx.feature_codes.
-conference, `app:conference-join`: the caller's other calls join an ad-hoc room). The voice side is
+conference, `app:conference-join`: the caller's other calls join an ad-hoc room; keyed during a call
+followed by a third number, features/threeway.py puts the three relay sides in one). The voice side is
 app.py; the mixing is the media engine's (media/mixer.py: each participant hears the others, not
 itself). This module keeps the live rooms of one PBX core for the web admin's view (snapshot, mute,
 remove), which the service answers through appliance.clients.PbxClient.

@@ -1,7 +1,8 @@
 """Feature codes keyed during a bridged call by a party on one of the box's phones: park (pbx.feature_codes.
 park: the other party goes to the first free slot, which is announced, as a transfer to the park code
-would). record_call is not one of them: the recording (recording/) sees every key and passes its code on
-to the other party, as it always did.
+would) and conference (then a third number: a three-party conference, threeway.py). record_call is not
+one of them: the recording (recording/) sees every key and passes its code on to the other party, as it
+always did.
 
 The keys of the party that holds the feature are watched where they travel: RFC 4733 events in the media
 engine (relay.Side.watch_codes, media/tap.py) and SIP INFO in call control (info()). The keys of a code
@@ -16,6 +17,7 @@ import weakref
 from ..endpoint import _info_key
 from ..media.keyseq import KeySequence
 from ..recording import _event_pt
+from . import threeway
 
 log = logging.getLogger("officebox.pbx.incall")
 CODE_GAP = 2.0  # seconds between the keys of one code
@@ -23,7 +25,7 @@ _info_keys: "weakref.WeakKeyDictionary[object, KeySequence]" = weakref.WeakKeyDi
 
 
 def codes(core) -> list[str]:
-    return [core.cfg.feature_codes.park]
+    return [core.cfg.feature_codes.park, core.cfg.feature_codes.conference]
 
 
 def watch(call) -> None:
@@ -45,16 +47,25 @@ def _bridged(call) -> bool:
 
 def keyed(call, leg, code: str) -> None:
     """`leg`'s party keyed `code` during `call`."""
-    if call.state != "connected" or leg not in call.legs or leg.ended:
+    if call.state != "connected" or leg not in call.legs or leg.ended or threeway.active(call) is not None:
         return
     if code == call.core.cfg.feature_codes.park:
         log.info("call %s: %s parks its call by keys", call.id, leg.label)
         call.core._spawn(call.hand_to_application(leg, code))
+    elif code == call.core.cfg.feature_codes.conference:
+        threeway.start(call, leg)
 
 
 def info(call, leg, tx, req) -> bool:
     """A SIP INFO key of `leg` in a connected call: True when it was taken here (answered, held back
     or swallowed), False when call control passes it on as usual."""
+    adding = threeway.active(call)
+    if adding is not None and adding.takes_keys(leg):  # the third party's number
+        key = _info_key(req.body, (req.get("Content-Type") or "").split(";")[0].strip().lower())
+        leg.answer(tx, 200 if key else 400)
+        if key:
+            adding.key(key)
+        return True
     if leg.extension is None or not _bridged(call):
         return False  # keys for an application are its own
     key = _info_key(req.body, (req.get("Content-Type") or "").split(";")[0].strip().lower())
