@@ -55,7 +55,8 @@ PRIVILEGES: dict[str, Privileges] = {
     "dhcp": Privileges(("net_bind_service", "net_raw")),
     "provisioning": Privileges(("net_bind_service",), (TLS_GROUP,)),
     "ntp": Privileges(),
-    "pbx": Privileges(("net_bind_service",), (TLS_GROUP,)),  # SIP on 5060 (its media engine inherits it), WSS
+    # SIP on 5060 and WSS; its media engine inherits both capabilities and sets itself real-time (sys_nice)
+    "pbx": Privileges(("net_bind_service", "sys_nice"), (TLS_GROUP,)),
     "cti": Privileges((), (TLS_GROUP,)),  # CSTA XML on 2555/2556, TLS with the box key
     # Squid's own user: it reads Squid's logs, answers its sign-in helper and signals it (-k reconfigure);
     # not dumpable (servicehost), so Squid cannot read the password hashes in its memory

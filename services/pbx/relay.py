@@ -123,9 +123,10 @@ class Side:
 
 class RtpRelay:
     def __init__(self, host: str, port_min: int, port_max: int,
-                 on_down: Callable[[list[Side], str], None] | None = None) -> None:
+                 on_down: Callable[[list[Side], str], None] | None = None, realtime: bool = True) -> None:
         self.host, self.port_min, self.port_max = host, port_min, port_max
         self.on_down = on_down
+        self.realtime = realtime  # the engine asks for real-time scheduling (needs CAP_SYS_NICE)
         self.sides: dict[int, Side] = {}
         self.closing: collections.OrderedDict[int, Side] = collections.OrderedDict()  # closed, last events due
         self.sides_opened = 0
@@ -272,7 +273,8 @@ class RtpRelay:
     # -- sides ------------------------------------------------------------------------------------
     def configure(self, host: str, port_min: int, port_max: int) -> None:
         self.host, self.port_min, self.port_max = host, port_min, port_max
-        self.send({"op": "config", "host": host, "min": port_min, "max": port_max, "batch": True})
+        self.send({"op": "config", "host": host, "min": port_min, "max": port_max, "batch": True,
+                   "realtime": self.realtime})
 
     async def open(self, count: int = 1) -> list[Side]:
         """`count` new sides, each on a random free even/odd port pair of the range."""

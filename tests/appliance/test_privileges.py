@@ -3,6 +3,7 @@
 needs (read from /proc/<pid>/status), still serves real dig, udhcpc and curl (NTP and the PBX: their status;
 their own tests serve chrony and SIP), and its user can neither write nor read the configuration store."""
 import json
+import os
 import pwd
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from tests.appliance.test_runtime import officebox, stop
 from tests.netns import needs_netns
 
 pytestmark = [needs_netns, pytest.mark.slow]
-CAP_BITS = {"net_bind_service": 10, "net_raw": 13}  # linux/capability.h
-EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0, "pbx": 1 << 10}
+CAP_BITS = {"net_bind_service": 10, "net_raw": 13, "sys_nice": 23}  # linux/capability.h
+EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0,
+                 "pbx": 1 << 10 | 1 << 23}
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -74,4 +76,9 @@ def test_service_processes_run_as_their_own_users_with_only_their_capabilities(d
                 assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, (name, mode, attempt)
             store = as_user(status, sys.executable, "-c", f"open({str(data / 'state' / name / 'x')!r}, 'w')")
             assert store.returncode == 0, (name, store.stderr)  # its own state folder is its own
+        [pbx] = service_pids(data, "pbx")
+        engines = until(lambda: [int(p) for p in Path(f"/proc/{pbx}/task/{pbx}/children").read_text().split()
+                                 if "media/engine.py" in Path(f"/proc/{p}/cmdline").read_text()], 20,
+                        "no media engine under the PBX")
+        assert [os.sched_getscheduler(p) for p in engines] == [os.SCHED_RR], "the media engine is not real-time"
         stop(proc)

@@ -178,14 +178,18 @@ def dtmf_tone(key: str, rate: int, seconds: float) -> ToneSource:
 class WavWriter:
     """A WAV file written as it grows, `sync_every` seconds of audio at a time, each write followed by
     the header's sizes patched: a process killed at any moment leaves a valid file with all audio up
-    to the last write. fsync at the end."""
+    to the last write. fsync at the end. With `disk` (disk.DiskThread) the writes run in its thread:
+    a write error shows at the next write(), and close(done) calls done(error or None) once written."""
 
     HEADER = 44
 
-    def __init__(self, path: str, rate: int, sync_every: float = 1.0) -> None:
-        self.path, self.rate = path, rate
+    def __init__(self, path: str, rate: int, sync_every: float = 1.0, disk=None) -> None:
+        self.path, self.rate, self.disk = path, rate, disk
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # never over an existing file
-        self.data_bytes = 0
+        self.data_bytes = 0  # written (by the disk thread, when there is one)
+        self.taken = 0  # handed over to be written
+        self.error: OSError | None = None
+        self.closing = False
         self.pending = bytearray()
         self.sync_bytes = int(rate * 2 * sync_every)
         try:
@@ -201,7 +205,7 @@ class WavWriter:
     @property
     def size(self) -> int:
         """Bytes of audio taken (written or about to be)."""
-        return self.data_bytes + len(self.pending)
+        return self.taken + len(self.pending)
 
     @property
     def seconds(self) -> float:
@@ -212,12 +216,18 @@ class WavWriter:
 
     def write(self, pcm: bytes) -> None:
         """Audio is written in chunks of `sync_every` seconds, each followed by the header's patch."""
+        if self.error is not None:
+            raise self.error
         self.pending += pcm
         if len(self.pending) >= self.sync_bytes:
-            self._flush()
+            data, self.pending = bytes(self.pending), bytearray()
+            self.taken += len(data)
+            if self.disk is None:
+                self._write(data)
+            else:
+                self.disk.submit(lambda: self._write_or_note(data))
 
-    def _flush(self) -> None:
-        data, self.pending = bytes(self.pending), bytearray()
+    def _write(self, data: bytes) -> None:
         while data:
             written = os.write(self.fd, data)
             self.data_bytes += written
@@ -228,15 +238,48 @@ class WavWriter:
         if data:
             raise OSError(28, "No space left on device")  # the header keeps what did fit
 
-    def close(self) -> None:
-        if self.fd < 0:
-            return
+    def _write_or_note(self, data: bytes) -> None:
+        if self.error is None:
+            try:
+                self._write(data)
+            except OSError as exc:
+                self.error = exc
+
+    def _finish(self, data: bytes) -> None:
         try:
-            self._flush()
+            if self.error is not None:
+                raise self.error
+            self._write(data)
             os.fsync(self.fd)
         finally:
             os.close(self.fd)
             self.fd = -1
+
+    def close(self, done=None) -> None:
+        """The rest written, fsync, closed (once: a second close only reports). Without `done` an error
+        is raised; with it, done(error or None) once closed (from the loop, with a disk thread)."""
+        if self.closing:
+            if done is not None:
+                done(self.error)
+            return
+        self.closing = True
+        data, self.pending = bytes(self.pending), bytearray()
+        self.taken += len(data)
+        if self.disk is not None:
+            try:
+                self.disk.submit(lambda: self._finish(data), done or (lambda error: None))
+                return
+            except OSError:
+                pass  # the queue is full: closed here, the loop waits this once
+        try:
+            self._finish(data)
+        except OSError as exc:
+            if done is None:
+                raise
+            done(exc)
+            return
+        if done is not None:
+            done(None)
 
 
 _TABLES: dict[int, list[tuple[tuple[float, ...], tuple[float, ...]]]] = {}

@@ -16,11 +16,12 @@ import sys
 import time
 
 try:
-    from . import mixer, tap
+    from . import disk, mixer, tap
     from .dsp import FRAME
     from .terminal import Terminal, open_source
 except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import disk
     import mixer
     import tap
     from dsp import FRAME
@@ -28,6 +29,7 @@ except ImportError:  # run as a script (`python -I engine.py`): its directory is
 
 TICK = 0.25  # seconds between stats reports and silence checks
 LOCAL_OPS = ("local", "play", "stop_play", "record", "stop_record", "dtmf")
+RT_PRIORITY = 20  # SCHED_RR priority: above every normal process, below the kernel's own threads (50)
 BATCH = 150  # sides per stats message (a message stays far below the socket buffer)
 MAX_DATAGRAM = 60000  # characters of one batch of messages (the PBX reads up to 1 MiB)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -193,12 +195,15 @@ class Engine:
         self.control.setblocking(False)
         self.epoll = select.epoll()
         self.epoll.register(control.fileno(), select.EPOLLIN)
+        self.disk = disk.DiskThread()  # recordings' writes: never on this loop
+        self.epoll.register(self.disk.fd, select.EPOLLIN)
         self.host, self.port_min, self.port_max = "127.0.0.1", 30000, 30999
         self.sides: dict[int, Side] = {}
         self.by_port: dict[int, Side] = {}
         self.fds: dict[int, tuple[Side, socket.socket, bool]] = {}
         self.outbox: list[str] = []  # encoded messages not sent yet
         self.batch = False  # the PBX reads JSON arrays of messages ("config": "batch")
+        self.realtime = False  # real-time scheduling ("config": "realtime", scheduling())
         self.terminals: dict[int, Terminal] = {}  # side id -> the local endpoint it talks to
         self.recordings: dict[int, tap.StereoRecording] = {}  # by the side of its left channel
         self.running = True
@@ -268,9 +273,10 @@ class Engine:
         if op == "config":
             self.host, self.port_min, self.port_max = str(msg["host"]), int(msg["min"]), int(msg["max"])
             self.batch = bool(msg.get("batch", self.batch))
+            self.realtime = scheduling(bool(msg.get("realtime", False)), self.disk.thread.native_id)
             return
         if op == "ping":
-            self.send({"re": msg["id"], "sides": len(self.sides), "pid": os.getpid()})
+            self.send({"re": msg["id"], "sides": len(self.sides), "pid": os.getpid(), "realtime": self.realtime})
             return
         if op in mixer.OPS:
             side = self.sides.get(int(msg.get("side", 0)))
@@ -435,7 +441,7 @@ class Engine:
         self.flush()
 
     def run(self) -> None:
-        fds, poll, control_fd = self.fds, self.epoll.poll, self.control.fileno()
+        fds, poll, control_fd, disk_fd = self.fds, self.epoll.poll, self.control.fileno(), self.disk.fd
         next_tick = time.monotonic() + TICK
         terminals = self.terminals
         next_frame = self.frame_grid(next_tick - TICK)
@@ -446,6 +452,9 @@ class Engine:
             for fd, _ in events:
                 if fd == control_fd:
                     self.read_control()
+                    continue
+                if fd == disk_fd:
+                    self.disk.complete()  # recordings written: their record_done
                     continue
                 entry = fds.get(fd)
                 if entry is None:
@@ -471,10 +480,30 @@ class Engine:
                 self.flush()  # the events of this turn (keys, play_done...), together
 
 
+def scheduling(realtime: bool, *threads: int) -> bool:
+    """Real-time round-robin scheduling at RT_PRIORITY (as PBXs run their media: frames leave on time
+    while other work loads the box; the kernel still keeps 5 % of each CPU for the rest), or the normal
+    policy, for this thread and `threads` (the disk thread: at a lower priority it could be preempted
+    holding the GIL the loop waits for). True if real-time is on: it needs CAP_SYS_NICE, without which
+    the engine runs as before."""
+    policy, param = (os.SCHED_RR, RT_PRIORITY) if realtime else (os.SCHED_OTHER, 0)
+    for tid in (0, *threads):
+        try:
+            if os.sched_getscheduler(tid) != policy or realtime:
+                os.sched_setscheduler(tid, policy, os.sched_param(param))
+        except OSError:
+            pass
+    return os.sched_getscheduler(0) == os.SCHED_RR
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the PBX, which stops us in order
     control = socket.socket(fileno=int(sys.argv[1]))
-    Engine(control).run()
+    engine = Engine(control)
+    try:
+        engine.run()
+    finally:
+        engine.disk.stop()  # what recordings handed over reaches their files
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ class StereoRecording:
         self.engine, self.id, self.a, self.b = engine, rid, a, b
         self.rate = rate
         self.max_bytes = max_bytes
-        self.writer = StereoWavWriter(path, rate, sync_every=1.0)
+        self.writer = StereoWavWriter(path, rate, sync_every=1.0, disk=engine.disk)
         self.left, self.right = Channel(rate), Channel(rate)
         self.started = time.monotonic()
         self.frames = 0
@@ -335,16 +335,21 @@ def stop(engine, side, reason: str, error: str = "") -> None:
         if s.tap is not None:
             s.tap.channel = None
             release(s)
+    failed = None
     try:
         rec.clock(time.monotonic() + HOLD)  # what was queued
-        rec.writer.close()
     except OSError as exc:
-        reason, error = "error", error or str(exc)
-    msg = {"ev": "record_done", "side": rec.a.id, "record": rec.id, "reason": reason,
-           "seconds": round(rec.writer.seconds, 3), "path": rec.writer.path}
-    if error:
-        msg["error"] = error[:200]
-    engine.send(msg)
+        failed = exc
+
+    def done(exc: OSError | None) -> None:  # once the file is complete (the disk thread's turn)
+        exc = failed or exc
+        why, text = ("error", error or str(exc)) if exc is not None else (reason, error)
+        msg = {"ev": "record_done", "side": rec.a.id, "record": rec.id, "reason": why,
+               "seconds": round(rec.writer.seconds, 3), "path": rec.writer.path}
+        if text:
+            msg["error"] = text[:200]
+        engine.send(msg)
+    rec.writer.close(done)
 
 
 def clock(engine, now: float) -> None:

@@ -163,22 +163,23 @@ class Terminal:
 
     def start_record(self, rid, path: str, max_seconds: float, silence_stop: float) -> None:
         self.stop_record("stopped")
-        writer = dsp.WavWriter(path, self.codec.rate, sync_every=0.5)
+        writer = dsp.WavWriter(path, self.codec.rate, sync_every=0.5, disk=self.engine.disk)
         self.record = Recording(rid, writer, self.samples, max_seconds, silence_stop)
 
     def stop_record(self, reason: str, error: str = "") -> None:
         rec, self.record = self.record, None
         if rec is None:
             return
-        try:
-            rec.finish()
-        except OSError as exc:
-            reason, error = "error", error or str(exc)
-        msg = {"ev": "record_done", "side": self.side.id, "record": rec.id, "reason": reason,
-               "seconds": round(rec.writer.seconds, 3), "path": rec.writer.path}
-        if error:
-            msg["error"] = error[:200]
-        self.engine.send(msg)
+        side = self.side.id
+
+        def done(exc: OSError | None) -> None:  # once the file is complete (the disk thread's turn)
+            why, text = ("error", error or str(exc)) if exc is not None else (reason, error)
+            msg = {"ev": "record_done", "side": side, "record": rec.id, "reason": why,
+                   "seconds": round(rec.writer.seconds, 3), "path": rec.writer.path}
+            if text:
+                msg["error"] = text[:200]
+            self.engine.send(msg)
+        rec.finish(done)
 
     def send_keys(self, keys: str) -> None:
         self.dtmf_out.extend(k for k in keys.upper() if k in dsp.EVENT_KEYS)
@@ -332,13 +333,16 @@ class Recording:
             return "silence"
         return ""
 
-    def finish(self) -> None:
+    def finish(self, done) -> None:
+        """What is held written, then the file closed: done(error or None)."""
+        failed = None
         try:
             while self.held:
                 self._write_next()
-        finally:
-            self.held.clear()
-            self.writer.close()
+        except OSError as exc:
+            failed = exc
+        self.held.clear()
+        self.writer.close(lambda exc: done(failed or exc))
 
 
 def open_source(msg: dict, rate: int):
