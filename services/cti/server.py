@@ -76,6 +76,7 @@ class CtiServer:
         self.cfg, self.users = cfg, users
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
         self.lines = {line.extension: line for line in lines}
+        self.acd.queues = {}  # asked of the PBX again: its queues may have changed
         self.api.configure()
         new = _features(lines)
         for device in sorted(set(new) | set(self.features)):
