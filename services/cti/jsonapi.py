@@ -25,6 +25,7 @@ AUTH_TIMEOUT = 10.0  # seconds a new WebSocket has to send its token
 PBX_STATUS = {"device": 404, "call": 404, "connection": 409, "state": 409, "value": 400, "unsupported": 409,
               "busy": 503, "failed": 502}
 FORWARD_KINDS = ("always", "busy", "no_answer")
+AGENT_STATES = ("logged_on", "logged_off", "ready", "not_ready")
 NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
 ROUTES = {  # (method, path) -> JsonApi method; every one is in openapi.json (a test checks)
     ("GET", "/api/v1/openapi.json"): "openapi", ("GET", "/api/v1/events"): "not_upgraded",
@@ -33,7 +34,7 @@ ROUTES = {  # (method, path) -> JsonApi method; every one is in openapi.json (a 
     **{("POST", f"/api/v1/calls/{{call}}/{action}"): "call_action"
        for action in ("answer", "hangup", "hold", "retrieve", "consult", "transfer")},
     **{(method, f"/api/v1/devices/{{device}}/{feature}"): "device_feature"
-       for method in ("GET", "PUT") for feature in ("forwarding", "dnd")},
+       for method in ("GET", "PUT") for feature in ("forwarding", "dnd", "agent")},
     ("GET", "/api/v1/devices/{device}/calls"): "device_feature",
 }
 PARAMETERS = {"call": r"[A-Za-z0-9._@-]{1,100}", "device": r"[0-9*#+]{1,32}"}
@@ -241,9 +242,14 @@ class JsonApi:
                 raise HttpError(400, "limit: a whole number")
             return 200, await self._pbx("call_log", holder, device=device, limit=int(limit))
         if request.method == "GET":
-            op = "get_forwarding" if feature == "forwarding" else "get_dnd"
+            op = {"forwarding": "get_forwarding", "dnd": "get_dnd", "agent": "agent_state"}[feature]
             return 200, await self._pbx(op, holder, device=device)
         body = request.json()
+        if feature == "agent":
+            state, reason = body.get("state"), body.get("reason", "")
+            if state not in AGENT_STATES or not isinstance(reason, str) or len(reason) > 40:
+                raise HttpError(400, "'state': logged_on, logged_off, ready, not_ready; 'reason': 40 characters")
+            return 200, await self._pbx("set_agent_state", holder, device=device, state=state, reason=reason)
         if feature == "dnd":
             if not isinstance(body.get("on"), bool):
                 raise HttpError(400, "'on' must be true or false")

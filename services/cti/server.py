@@ -10,6 +10,7 @@ import ssl
 from appliance.bus import Event
 
 from . import csta
+from .agents import AGENT_TOPIC, QUEUED_TOPIC, AcdView
 from .config import CtiConfig
 from .jsonapi import JsonApi
 from .model import CallModel, CstaEvent
@@ -31,6 +32,7 @@ class CtiServer:
         self.loop = asyncio.get_running_loop()
         self.model = CallModel(self._deliver)
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
+        self.acd = AcdView(self._agent_event)
         self.pbx = PbxLink(bus)
         self.sessions: set[Session] = set()
         self.watchers: dict[str, dict[tuple[int, str], Session]] = {}  # device -> {(session, ref): session}
@@ -44,7 +46,9 @@ class CtiServer:
     async def start(self, host: str, tcp_port: int, tls_port: int, tls: ssl.SSLContext | None,
                     api_port: int | None = None, api_tls: ssl.SSLContext | None = None) -> None:
         self.model.seed(self.bus.retained(CALL_TOPIC))
-        self._offs = [self.bus.subscribe(topic, self._bus_event) for topic in (CALL_TOPIC, DEVICE_TOPIC)]
+        self.acd.seed(self.bus.retained(AGENT_TOPIC))
+        self._offs = [self.bus.subscribe(topic, self._bus_event)
+                      for topic in (CALL_TOPIC, DEVICE_TOPIC, AGENT_TOPIC, QUEUED_TOPIC)]
         for kind, port, context in (("tcp", tcp_port, None), ("tls", tls_port, tls)):
             if port is None or (kind == "tls" and context is None):
                 continue
@@ -72,6 +76,7 @@ class CtiServer:
         self.cfg, self.users = cfg, users
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
         self.lines = {line.extension: line for line in lines}
+        self.acd.queues = {}  # asked of the PBX again: its queues may have changed
         self.api.configure()
         new = _features(lines)
         for device in sorted(set(new) | set(self.features)):
@@ -129,14 +134,30 @@ class CtiServer:
 
     # -- events ---------------------------------------------------------------------------------------
     def _bus_event(self, event: Event) -> None:
-        if event.data is not None and event.topic in (CALL_TOPIC, DEVICE_TOPIC):
-            self.loop.call_soon_threadsafe(self._apply, event.topic, event.data)
+        if event.data is not None and event.topic in (CALL_TOPIC, DEVICE_TOPIC, AGENT_TOPIC, QUEUED_TOPIC):
+            self.loop.call_soon_threadsafe(self._apply, event.topic, event.key, event.data)
 
-    def _apply(self, topic: str, data: dict) -> None:
+    def _apply(self, topic: str, key: str, data: dict) -> None:
         try:
-            (self.model.on_call if topic == CALL_TOPIC else self.model.on_device)(data)
+            if topic == AGENT_TOPIC:
+                self.acd.on_agent(key, data)
+            elif topic == QUEUED_TOPIC:
+                self.acd.on_turn(data)
+            else:
+                (self.model.on_call if topic == CALL_TOPIC else self.model.on_device)(data)
         except (KeyError, TypeError, ValueError):
             log.exception("a PBX event the call model could not read: %r", data)
+
+    async def is_queue(self, device: str) -> bool:
+        """`device` is the number of an ACD queue (asks the PBX for the queues it does not know yet)."""
+        if device not in self.acd.queues:
+            found = await self.pbx.request("queues")
+            self.acd.queues = {q["number"]: q["name"] for q in found.get("queues", []) if q.get("number")}
+        return device in self.acd.queues
+
+    def _agent_event(self, device: str, name: str, content: tuple[str, ...], kind: str, data: dict) -> None:
+        self._device_event(device, name, *content)
+        self.api.device_event(device, kind, data)
 
     def _deliver(self, ev: CstaEvent) -> None:
         for device in ev.devices:

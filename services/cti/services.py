@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import csta
+from .agents import REQUESTED, agent_state
 from .pbxlink import PbxError
 from .xmlsafe import Node, element, text_element
 
@@ -67,12 +68,18 @@ class Services:
     # -- monitoring and snapshots -----------------------------------------------------------------
     async def MonitorStart(self, node: Node) -> str:
         device = self._scoped(_device_of(node, "monitorObject"))
-        if device not in self.s.server.model.extensions:
+        if device not in self.s.server.model.extensions and not await self._queue(device):
             raise Refused("operation", "invalidDeviceID")
         if len(self.s.monitors) >= self.s.server.cfg.max_monitors:
             raise Refused("systemResourceAvailability", "overallMonitorLimitExceeded")
         ref = self.s.server.monitor(self.s, device)
         return csta.csta("MonitorStartResponse", text_element("monitorCrossRefID", ref))
+
+    async def _queue(self, device: str) -> bool:
+        try:
+            return await self.s.server.is_queue(device)
+        except PbxError as exc:
+            raise Refused(*PBX_ERRORS.get(exc.code, ("unspecified", "generic")), str(exc)) from None
 
     async def MonitorStop(self, node: Node) -> str:
         ref = node.value("monitorCrossRefID")
@@ -197,6 +204,28 @@ class Services:
         device = self._scoped(_device_of(node, "device"))
         await self._pbx("set_dnd", device=device, on=node.value("doNotDisturbOn") == "true")
         return csta.csta("SetDoNotDisturbResponse")
+
+    # -- ACD agents -----------------------------------------------------------------------------------
+    async def SetAgentState(self, node: Node) -> str:
+        """loggedOn, loggedOff, ready, notReady (a reason in privateData/private); workingAfterCall is the
+        PBX's own (after a queue call, for the queue's wrap-up time)."""
+        device = self._scoped(_device_of(node, "device"))
+        state = REQUESTED.get(node.value("requestedAgentState"))
+        if state is None:
+            raise Refused("operation", "invalidParameterValue")
+        await self._pbx("set_agent_state", device=device, state=state, reason=node.value("privateData", "private")[:40])
+        return csta.csta("SetAgentStateResponse")
+
+    async def GetAgentState(self, node: Node) -> str:
+        device = self._scoped(_device_of(node, "device"))
+        result = await self._pbx("agent_state", device=device)
+        state = agent_state(result["status"])
+        items = [element("agentStateEntry", text_element("agentID", device),
+                         text_element("loggedOnState", "false" if state == "agentNull" else "true"),
+                         element("agentInfo", *(element("agentInfoItem", text_element("acdGroup", q),
+                                                        text_element("agentState", state))
+                                                for q in result.get("queues") or ())))]
+        return csta.csta("GetAgentStateResponse", element("agentStateList", *items))
 
     async def GetSwitchingFunctionDevices(self, node: Node) -> str:
         ref = self.s.next_ref()

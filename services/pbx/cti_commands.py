@@ -21,7 +21,11 @@ and deflect (call, device, destination); generate_digits (call, device, digits):
 devices () -> {"devices": [{"device", "name", "contacts"}]}; get_forwarding / get_dnd (device);
 set_forwarding (device, kind: always|busy|no_answer, to) and set_dnd (device, on), through the
 configuration change path (changes.py); answer (call, device): refused with the reason (a SIP phone
-goes off-hook only at its handset); call_log (device, limit) -> {"calls": [call records, newest first]}."""
+goes off-hook only at its handset); call_log (device, limit) -> {"calls": [call records, newest first]};
+agent_state (device) -> the ACD agent's {"status", "reason", "queues"} (acd/__init__.py STATES);
+set_agent_state (device, state: logged_on|logged_off|ready|not_ready, reason) -> the same, after the
+change (as the agent page and the feature codes do it: the ACD publishes pbx.agent); queues () ->
+{"queues": [{"name", "number"}]}."""
 from __future__ import annotations
 
 import asyncio
@@ -50,6 +54,7 @@ DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 CALL_LOG_FIELDS = ("call_id", "direction", "caller", "caller_name", "dialled", "callee", "start", "answer", "end",
                    "billsec", "disposition", "transferred_to")
 FORWARD_FIELDS = {"always": "forward_always", "busy": "forward_busy", "no_answer": "forward_no_answer"}
+AGENT_ACTIONS = {"logged_on": "login", "logged_off": "logout", "not_ready": "pause", "ready": "resume"}
 
 
 class CommandError(Exception):
@@ -294,6 +299,32 @@ class CommandHandler:
                                          "application/dtmf-relay"))
             await asyncio.sleep(0.2)
         return {}
+
+    # -- call centre agents ---------------------------------------------------------------------------
+    def _acd(self):
+        from . import acd
+        return acd.for_core(self.core)
+
+    async def op_queues(self) -> dict:
+        return {"queues": [{"name": q.name, "number": q.number} for q in self.core.cfg.queues]}
+
+    async def op_agent_state(self, device) -> dict:
+        view = self._acd().agent_view(self._device(device))
+        return {k: view[k] for k in ("status", "reason", "queues")}
+
+    async def op_set_agent_state(self, device, state, reason="") -> dict:
+        device, acd = self._device(device), self._acd()
+        if state not in AGENT_ACTIONS or not isinstance(reason, str):
+            raise CommandError("value", f"{state!r} is not an agent state (logged_on, logged_off, ready, not_ready)")
+        if not acd.queues_of(device):
+            raise CommandError("state", f"{device} is an agent of no queue")
+        try:
+            if state == "ready" and acd.agent(device).status == "logged_out":
+                acd.action(device, "login")
+            acd.action(device, AGENT_ACTIONS[state], reason or "")
+        except ValueError as exc:
+            raise CommandError("state", str(exc)) from None
+        return await self.op_agent_state(device)
 
     def _settings(self, device: str) -> ExtensionSettings:
         return self.core.cfg.extensions.get(device) or ExtensionSettings()

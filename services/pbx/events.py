@@ -18,6 +18,11 @@ Topics (pbx.call, pbx.device and pbx.media retained, so a late subscriber seeds 
               source latches on). They only grow while the call lives (a party joining it by attended
               transfer brings its own); dropped (None) when it is cleared. The firewall opens the WAN
               RTP range to these addresses only.
+  pbx.queued  key = the caller's call id; data = {"event" (queued: the caller waits in an ACD queue;
+              answered: an agent took them, "agent"; left: they hung up or overflowed, "outcome" abandoned,
+              timeout, no_agents, full...), "call", "queue" (its name), "number" (its number: CTI's queue
+              device), "caller", "agent", "outcome", "waiting" (callers in that queue now), "time", "seq"};
+              not retained (acd/__init__.py publishes it).
 `seq` grows by one per event of the PBX (both topics), so consumers can order them.
 """
 from __future__ import annotations
@@ -40,6 +45,7 @@ CALL_TOPIC = "pbx.call"
 DEVICE_TOPIC = "pbx.device"
 CDR_TOPIC = "pbx.cdr"
 MEDIA_TOPIC = "pbx.media"
+QUEUED_TOPIC = "pbx.queued"
 MEDIA_ADDRESSES = 16  # per call: a party re-offering new addresses again and again cannot grow it further
 DIALOG_STATE = {"initiated": "trying", "alerting": "early", "connected": "confirmed", "held": "confirmed",
                 "retrieved": "confirmed", "transferred": "confirmed", "cleared": "terminated"}
@@ -103,6 +109,11 @@ class CallEvents:
         if not calls:
             self._device_calls.pop(device, None)
         self.bus.publish(DEVICE_TOPIC, device, data, retain=True)
+
+    def queue_turn(self, call_id: str, event: str, **data) -> None:
+        """A caller's turn in an ACD queue: queued, answered (by data["agent"]) or left (data["outcome"])."""
+        self.bus.publish(QUEUED_TOPIC, call_id, {"event": event, "call": call_id, **data, "time": time.time(),
+                                                  "seq": next(self._seq)})
 
     def record(self, rec: "CallRecord") -> None:
         # its fields are all scalars: a shallow copy is asdict()'s result, without its deep copying

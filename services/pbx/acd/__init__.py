@@ -71,6 +71,7 @@ class Waiter:
     overflow: str = ""  # why the caller must leave the queue: timeout, no_agents
     finished: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    call: str = ""  # the caller's call id once queued on the line (events.py QUEUED_TOPIC)
 
 
 class Acd:
@@ -195,6 +196,12 @@ class Acd:
         self.core.events.bus.publish(QUEUE_TOPIC, name, {"queue": name, "waiting": len(waiting),
                                                          "oldest": oldest}, retain=True)
 
+    def _publish_turn(self, waiter: Waiter, event: str, agent: str = "", outcome: str = "") -> None:
+        if waiter.call:
+            self.core.events.queue_turn(waiter.call, event, queue=waiter.queue, number=self.queue_number(waiter.queue),
+                                        caller=waiter.caller, agent=agent, outcome=outcome,
+                                        waiting=len(self.waiting.get(waiter.queue, [])))
+
     def _staffed(self, q: CallQueue) -> bool:
         return any(self.agent(m.agent).status in LOGGED_IN for m in q.members)
 
@@ -222,6 +229,8 @@ class Acd:
             return waiter, "no_agents"
         waiters.append(waiter)
         self._publish_queue(q.name)
+        waiter.call = call.id
+        self._publish_turn(waiter, "queued")
         self.dispatch()
         return waiter, ""
 
@@ -253,6 +262,8 @@ class Acd:
         waiter.finished = True
         rec = waiter.record
         rec.outcome = outcome
+        if rec.answered is None:
+            self._publish_turn(waiter, "left", outcome=outcome)
         rec.ended = rec.ended or time.time()
         q = self.queue(waiter.queue)
         rec.on_time = rec.answered is not None and q is not None and rec.answered - rec.entered <= q.service_level
@@ -455,6 +466,7 @@ class Acd:
                 self._after_call(q, ext)
                 return
             self.answered_recent.append((rec.answered, q.name, rec.answered - rec.entered <= q.service_level))
+            self._publish_turn(waiter, "answered", agent=ext)
             outcome = "answered"
         else:
             outcome = await self._call_back(waiter, leg)
