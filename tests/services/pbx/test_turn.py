@@ -70,7 +70,7 @@ class Client:
             self.sock.sendto(packet, self.server)
             try:
                 return _parse(self.sock.recv(2048))
-            except socket.timeout:
+            except TimeoutError:
                 continue
         raise AssertionError("coturn did not answer")
 
