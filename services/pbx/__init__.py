@@ -196,9 +196,9 @@ class PbxService(Service):
         cfg, realm, host, _port, _rtp = self._settings(config)
         lab = self.ctx.lab
         peers = [host] if lab else sorted({n for n in box_names(config) if _is_address(n)})
-        work = self.ctx.state_dir(self.name)
-        text = turn.render(turn.secret(work), realm, host if lab else "", turn.LAB_PORT if lab else turn.PORT,
-                           turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, work)
+        state = self.ctx.state_dir(self.name)
+        text = turn.render(turn.secret(state), realm, host if lab else "", turn.LAB_PORT if lab else turn.PORT,
+                           turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, state / "turn")
         return {"turnserver.conf": text}
 
     def processes(self, config: "CoreConfig") -> list[ChildSpec]:
@@ -207,7 +207,7 @@ class PbxService(Service):
             return []
         from .webrtc import turn
         argv = (sys.executable, "-m", "services.pbx.webrtc.turn", str(self.ctx.etc_dir(self.name) / "turnserver.conf"),
-                turn.digest(files["turnserver.conf"]))
+                turn.digest(files["turnserver.conf"]), str(self.ctx.state_dir(self.name) / "turn"))
         return [ChildSpec("turnserver", argv, stop_timeout=5.0)]
 
     async def start(self, config: "CoreConfig") -> None:

@@ -8,7 +8,7 @@ media ports (or only TCP): the browser relays its media through coturn to the We
 - no open relay: every peer address is denied except the box's own media addresses (the gateway's);
 - limits: allocations per user and in all, bytes per second per session, no CLI, no TLS listeners;
 - coturn has no configuration checker: `render()` builds the file from typed values only, and the
-  supervisor starts it (python -m services.pbx.webrtc.turn <conf> <digest>: the digest restarts it
+  supervisor starts it (python -m services.pbx.webrtc.turn <conf> <digest> <work>: the digest restarts it
   when the file changes, as coturn reads its file once).
 """
 from __future__ import annotations
@@ -41,6 +41,9 @@ def secret(state_dir: Path) -> str:
     else:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))
+        if os.geteuid() == 0:  # made by the appliance (rendering): the PBX's own user reads it too
+            folder = path.parent.stat()
+            os.chown(path, folder.st_uid, folder.st_gid)
     value = ""
     for _ in range(50):  # another process may be writing it this instant
         value = path.read_text().strip()
@@ -84,10 +87,17 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def prepare(work: Path) -> None:
+    """coturn's folder: its pid file and the database it opens in each thread (unused with use-auth-secret)."""
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def main(argv: list[str]) -> None:
-    """Exec coturn on the rendered file (argv[1], the digest, only makes a change restart it)."""
+    """Exec coturn on the rendered file (argv[1], the digest, only makes a change restart it) with its
+    folder argv[2] prepared."""
     conf = argv[0]
     os.umask(0o077)
+    prepare(Path(argv[2]))
     sys.stdout.flush()
     os.execvp("turnserver", ["turnserver", "-c", conf])
 

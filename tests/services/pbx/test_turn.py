@@ -98,10 +98,12 @@ def coturn(tmp_path):
     port = _free_udp_port()
     secret = turn.secret(tmp_path)
     conf = tmp_path / "turnserver.conf"
-    text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True, tmp_path)
+    text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
+                       tmp_path / "turn")
     conf.write_text(text)
     log = open(tmp_path / "turn.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "services.pbx.webrtc.turn", str(conf), turn.digest(text)],
+    proc = subprocess.Popen([sys.executable, "-m", "services.pbx.webrtc.turn", str(conf), turn.digest(text),
+                             str(tmp_path / "turn")],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while "Total General servers" not in (tmp_path / "turn.log").read_text():
