@@ -181,9 +181,10 @@ class PbxClient(ServiceClient):
     def conference_remove(self, room: str, participant: int) -> bool:
         return self._call("conference_remove", room, participant)
 
-    def webphone(self) -> dict:
-        """{"ws_port": the SIP WebSocket's port for browser phones, or None when not served}."""
-        return self._call("webphone")
+    def webphone(self, login: str = "") -> dict:
+        """{"ws_port": the SIP WebSocket's port for browser phones, or None when not served; "turn": the
+        box's TURN port and short-lived credentials for `login`, or None}."""
+        return self._call("webphone", login)
 
     def accounting_usage(self, since: float, until: float, timezone: str = "UTC") -> list[dict]:
         """Outgoing trunk calls per month, extension and trunk, with their cost (services/pbx accounting_usage)."""

@@ -231,7 +231,7 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
         chroot.run("systemctl", "enable", "-q", "officebox.service", "officebox-slot-good.path",
                    "officebox-boot-deadline.service")
         chroot.run("systemctl", "mask", "-q", "squid.service", "dovecot.service", "chrony.service",
-                   "strongswan.service", "apt-daily.timer",  # the appliance runs its own daemons
+                   "strongswan.service", "coturn.service", "apt-daily.timer",  # the appliance runs its own daemons
                    "apt-daily-upgrade.timer", "e2scrub_reap.service",
                    "systemd-repart.service")  # the data partition grows with officebox-grow-data instead
     for link in ("vmlinuz", "initrd.img"):  # GRUB reads them from the slot

@@ -51,13 +51,14 @@ import asyncio
 import base64
 import ipaddress
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING
 
 from appliance.apply import FieldError
 from appliance.certs import box_certificate, box_names
 from appliance.contributions import Endpoint, FeatureCode, Line, Listener
-from appliance.service import ApplyError, Service, Status
+from appliance.service import ApplyError, ChildSpec, Service, Status
 
 from . import accounting, changes, secretary  # noqa: F401 (secretary registers its change kind, "screening")
 from .cdr import CdrStore, csv_text
@@ -117,6 +118,10 @@ class PbxService(Service):
                 media = (cfg.lab_webrtc_port_min, cfg.lab_webrtc_port_max) if lab else \
                     (cfg.webrtc_port_min, cfg.webrtc_port_max)
                 found.append(Listener("webrtc", "udp", media, None, "WebRTC media (browser phones)"))
+                from .webrtc import turn
+                port = turn.LAB_PORT if lab else turn.PORT
+                found += [Listener("turn", proto, (port, port), None, "TURN relay (browser phones)")
+                          for proto in ("udp", "tcp")]
         return found + lines(config) + [FeatureCode(name, getattr(cfg.feature_codes, name))
                                         for name in ("pickup", "directed_pickup")]
 
@@ -179,6 +184,31 @@ class PbxService(Service):
                 errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
         from .attendant import validate as attendant_errors
         return errors + attendant_errors(config)
+
+    # -- the TURN server of browser phones (webrtc/turn.py): coturn, a supervised child ---------------
+    def _turn(self, config: "CoreConfig") -> bool:
+        return config.pbx.websocket and config.pbx.webrtc
+
+    def render(self, config: "CoreConfig") -> dict[str, str]:
+        if not self._turn(config):
+            return {}
+        from .webrtc import turn
+        cfg, realm, host, _port, _rtp = self._settings(config)
+        lab = self.ctx.lab
+        peers = [host] if lab else sorted({n for n in box_names(config) if _is_address(n)})
+        state = self.ctx.state_dir(self.name)
+        text = turn.render(turn.secret(state), realm, host if lab else "", turn.LAB_PORT if lab else turn.PORT,
+                           turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, state / "turn")
+        return {"turnserver.conf": text}
+
+    def processes(self, config: "CoreConfig") -> list[ChildSpec]:
+        files = self.render(config)
+        if not files:
+            return []
+        from .webrtc import turn
+        argv = (sys.executable, "-m", "services.pbx.webrtc.turn", str(self.ctx.etc_dir(self.name) / "turnserver.conf"),
+                turn.digest(files["turnserver.conf"]), str(self.ctx.state_dir(self.name) / "turn"))
+        return [ChildSpec("turnserver", argv, stop_timeout=5.0)]
 
     async def start(self, config: "CoreConfig") -> None:
         from .core import PbxCore
@@ -304,9 +334,16 @@ class PbxService(Service):
     def trunks(self) -> list[dict]:
         return self.core.trunk_status() if self.core else []
 
-    def webphone(self) -> dict:
-        """What the browser phone connects to: {"ws_port": the SIP WebSocket's port, or None if not served}."""
-        return {"ws_port": self.ws_port if self.core is not None and self.core.stack.transports.ws else None}
+    def webphone(self, login: str = "") -> dict:
+        """What the browser phone connects to: {"ws_port": the SIP WebSocket's port, or None if not served,
+        "turn": {"port", "username", "credential", "ttl"} for `login`, or None without TURN}."""
+        ws_port = self.ws_port if self.core is not None and self.core.stack.transports.ws else None
+        relay = None
+        if ws_port and login and self.core.stack.transports.ws.gateway is not None:
+            from .webrtc import turn
+            relay = {"port": turn.LAB_PORT if self.ctx.lab else turn.PORT,
+                     **turn.credentials(turn.secret(self.ctx.state_dir(self.name)), login)}
+        return {"ws_port": ws_port, "turn": relay}
 
     def bans(self) -> list[dict]:
         return self.core.guard.bans() if self.core else []
@@ -557,6 +594,14 @@ def _queue_errors(cfg: PbxConfig, extensions: set[str], groups: set[str]) -> lis
         if q.overflow in (q.number, f"queue:{q.name}"):
             errors.append(FieldError(f"{at}.overflow", f"queue {q.name} overflows to itself"))
     return errors
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def web_origins(config: "CoreConfig", lab: bool) -> list[str]:

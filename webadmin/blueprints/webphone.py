@@ -3,7 +3,9 @@ WebSocket (services/pbx/sip/ws.py) by SIP.js (vendored by `make setup`, served f
 
 The page never asks for the SIP secret: its script fetches the signed-in user's credentials from
 /webphone/credentials (POST with the session's CSRF token, answered no-store, only ever the caller's
-own). The page's Content-Security-Policy allows a WebSocket to the PBX's port only.
+own), with the box's TURN server and its short-lived credentials (services/pbx/webrtc/turn.py) for
+browsers whose network lets no UDP through to the box. The page's Content-Security-Policy allows a
+WebSocket to the PBX's port only.
 """
 from __future__ import annotations
 
@@ -18,17 +20,32 @@ CSP = ("default-src 'self'; connect-src 'self' {ws}; img-src 'self' data:; media
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
-def _ws_url() -> str | None:
-    """wss://<the name this page was loaded by>:<the PBX's WebSocket port>/ws, or None if not served."""
+def _page_host() -> str:
+    return request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+
+
+def _phone(login: str = "") -> dict:
     client = core.runtime().client("pbx")
     try:
-        port = client.webphone()["ws_port"] if client is not None else None
+        return (client.webphone(login) if client is not None else None) or {}
     except (ApplyError, OSError, AttributeError):
-        port = None
-    if not port:
-        return None
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    return f"wss://{host}:{port}/ws"
+        return {}
+
+
+def _ws_url(phone: dict | None = None) -> str | None:
+    """wss://<the name this page was loaded by>:<the PBX's WebSocket port>/ws, or None if not served."""
+    port = (phone if phone is not None else _phone()).get("ws_port")
+    return f"wss://{_page_host()}:{port}/ws" if port else None
+
+
+def _ice_servers(phone: dict) -> list[dict]:
+    """The box's TURN server (UDP and TCP) with the PBX's short-lived credentials, when it runs one."""
+    relay = phone.get("turn")
+    if not relay:
+        return []
+    host, port = _page_host(), relay["port"]
+    return [{"urls": [f"turn:{host}:{port}?transport=udp", f"turn:{host}:{port}?transport=tcp"],
+             "username": relay["username"], "credential": relay["credential"]}]
 
 
 @bp.route("/")
@@ -45,7 +62,8 @@ def index():
 def credentials():
     """The signed-in user's SIP account for the page's script (CSRF-checked POST; never cached)."""
     user = core.current_user()
-    ws = _ws_url()
+    phone = _phone(user.login) if user.extension else {}
+    ws = _ws_url(phone)
     if not user.extension:
         body, status = {"error": _("You have no extension, so there is no phone to register.")}, 404
     elif ws is None:
@@ -53,7 +71,8 @@ def credentials():
     else:
         config = core.current_config()
         body = {"username": user.extension, "password": user.sip_secret, "display_name": user.full_name,
-                "uri": f"sip:{user.extension}@{config.system.domain}", "ws": ws}
+                "uri": f"sip:{user.extension}@{config.system.domain}", "ws": ws,
+                "ice_servers": _ice_servers(phone)}
         status = 200
     response = jsonify(body)
     response.status_code = status

@@ -281,7 +281,11 @@ async function start() {
     authorizationPassword: account.password,
     displayName: account.display_name,
     transportOptions: { server: account.ws, traceSip: false },
-    sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] } },
+    sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: {
+      iceServers: account.ice_servers || [],
+      // tests force media through the box's TURN server (window.webphoneIcePolicy = "relay")
+      iceTransportPolicy: window.webphoneIcePolicy === "relay" ? "relay" : "all",
+    } },
     logLevel: "error",
     delegate: {
       onInvite,

@@ -20,14 +20,14 @@ Why our own small gateway rather than aiortc (evaluated for this):
     G.711 of the media engine's dsp.py), telephone-event not carried across in that case.
 Per packet the gateway does one SRTP operation and one sendto (plus two codec calls when transcoding),
 in its own process (one epoll loop), so the PBX's event loop never sees media (bench/bench_webrtc.py).
-Why no TURN server on the box: the box is ICE-lite and its candidate is the address the browser reached it
-by. The browser, always the controlling agent, sends every check to that address; the gateway answers each
-to where it came from and sends media to the address of the nominated check (the browser's peer-reflexive
-address, RFC 8445 7.3.1.3). A NAT in front of the browser, a symmetric one too, only ever sees traffic to the
-one destination that its mapping was made for (tests/services/pbx/test_webrtc_nat.py). A relay would help
-only where the box's address is not reachable over UDP from the browser: a box behind a NAT of its own
-(the candidate would have to be the router's public address and port range), or a network that lets only
-TCP/TLS out; neither is served yet.
+The box is ICE-lite and its candidate is the address the browser reached it by. The browser, always the
+controlling agent, sends every check to that address; the gateway answers each to where it came from and
+sends media to the address of the nominated check (the browser's peer-reflexive address, RFC 8445 7.3.1.3),
+so a NAT in front of the browser needs nothing more (tests/services/pbx/test_webrtc_nat.py). For a network
+that lets no UDP through to the box's media ports (or only TCP out), the box runs a TURN server, coturn
+(turn.py), which relays only to the box's own media addresses: the page gets it in its iceServers with
+short-lived TURN REST credentials. Not served yet: a box behind a NAT of its own (its candidate would have
+to be the router's public address), TURN over TLS.
 ICE or DTLS that never complete end the session after engine.SETUP_TIMEOUT, counted
 (gateway.counters) with a log line naming the reason. Sessions are opened only for authenticated
 requests (or for our own offers), at most gateway.MAX_SESSIONS, MAX_PER_FLOW per browser connection.

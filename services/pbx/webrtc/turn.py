@@ -1,0 +1,106 @@
+"""A TURN server (coturn) on the box for browser phones whose network lets no UDP through to the box's
+media ports (or only TCP): the browser relays its media through coturn to the WebRTC gateway.
+
+- credentials are the TURN REST API's (draft-uberti-behave-turn-rest): username "<expiry>:<login>",
+  password base64(HMAC-SHA1(secret, username)); coturn checks them with `use-auth-secret`. The secret
+  is made once by the box (SECRET_FILE in the PBX's state folder, 0600) and never leaves it: pages get
+  credentials valid CREDENTIAL_TTL seconds;
+- no open relay: every peer address is denied except the box's own media addresses (the gateway's);
+- limits: allocations per user and in all, bytes per second per session, no CLI, no TLS listeners;
+- coturn has no configuration checker: `render()` builds the file from typed values only, and the
+  supervisor starts it (python -m services.pbx.webrtc.turn <conf> <digest> <work>: the digest restarts it
+  when the file changes, as coturn reads its file once).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+PORT, LAB_PORT = 3478, 33478
+RELAY_PORTS, LAB_RELAY_PORTS = (49160, 49359), (33500, 33599)
+CREDENTIAL_TTL = 3600
+USER_QUOTA = 4          # allocations at once per user (a call needs one; a few tabs or a transfer more)
+TOTAL_QUOTA = 100       # allocations at once on the box
+MAX_BPS = 64000         # bytes per second per session: Opus or G.711 uses ~10 KB/s
+SECRET_FILE = "turn.secret"
+
+
+def secret(state_dir: Path) -> str:
+    """The shared secret, made on first use (0600, written once: concurrent callers read the same)."""
+    path = Path(state_dir) / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        if os.geteuid() == 0:  # made by the appliance (rendering): the PBX's own user reads it too
+            folder = path.parent.stat()
+            os.chown(path, folder.st_uid, folder.st_gid)
+    value = ""
+    for _ in range(50):  # another process may be writing it this instant
+        value = path.read_text().strip()
+        if len(value) == 64:
+            return value
+        time.sleep(0.01)
+    raise OSError(f"{path} holds no TURN secret")
+
+
+def credentials(shared: str, login: str, now: float | None = None, ttl: int = CREDENTIAL_TTL) -> dict:
+    """TURN REST API credentials for `login`, valid `ttl` seconds from `now`."""
+    username = f"{int(now if now is not None else time.time()) + ttl}:{login}"
+    digest = hmac.new(shared.encode(), username.encode(), hashlib.sha1).digest()
+    return {"username": username, "credential": base64.b64encode(digest).decode(), "ttl": ttl}
+
+
+def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[int, int],
+           peers: list[str], loopback: bool, work: Path) -> str:
+    """turnserver.conf: `listen` "" for every address; `peers` the only addresses media may be relayed to."""
+    if not 1024 <= relay_ports[0] <= relay_ports[1] <= 65535:
+        raise ValueError(f"bad TURN relay port range {relay_ports}")
+    lines = [f"listening-port={int(port)}", f"min-port={relay_ports[0]}", f"max-port={relay_ports[1]}",
+             f"realm={realm}", "use-auth-secret", f"static-auth-secret={shared}", "fingerprint",
+             f"user-quota={USER_QUOTA}", f"total-quota={TOTAL_QUOTA}", f"max-bps={MAX_BPS}",
+             "no-tls", "no-dtls", "no-cli", "no-multicast-peers", "no-software-attribute",
+             "denied-peer-ip=0.0.0.0-255.255.255.255", "denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+             *(f"allowed-peer-ip={p}" for p in peers),
+             "log-file=stdout", "simple-log", "new-log-timestamp", "verbose",  # a line per allocation
+             f"pidfile={work / 'turnserver.pid'}", f"userdb={work / 'turndb'}"]
+    if listen:
+        lines += [f"listening-ip={listen}", f"relay-ip={listen}"]
+    if loopback:  # lab runs: the gateway listens on 127.0.0.1
+        lines.append("allow-loopback-peers")
+    for value in (realm, *peers, listen):
+        if any(c in value for c in "\n\r="):
+            raise ValueError(f"bad TURN setting {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare(work: Path) -> None:
+    """coturn's folder: its pid file and the database it opens in each thread (unused with use-auth-secret)."""
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def main(argv: list[str]) -> None:
+    """Exec coturn on the rendered file (argv[1], the digest, only makes a change restart it) with its
+    folder argv[2] prepared."""
+    conf = argv[0]
+    os.umask(0o077)
+    prepare(Path(argv[2]))
+    sys.stdout.flush()
+    os.execvp("turnserver", ["turnserver", "-c", conf])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,170 @@
+"""The box's TURN server (real coturn, on the file services/pbx/webrtc/turn.py renders) against a raw
+TURN client: an Allocate with a wrong or an expired TURN REST credential is refused (401), a good one
+gets a relay; the relay carries data to the box's own media address and to no other (403)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from services.pbx.webrtc import turn
+
+MAGIC = 0x2112A442
+ALLOCATE, CREATE_PERMISSION, SEND, DATA_INDICATION = 0x0003, 0x0008, 0x0016, 0x0017
+USERNAME, INTEGRITY, ERROR, REALM, NONCE = 0x0006, 0x0008, 0x0009, 0x0014, 0x0015
+PEER, DATA, RELAYED, TRANSPORT = 0x0012, 0x0013, 0x0016, 0x0019
+
+pytestmark = pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn is not installed")
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    return struct.pack("!HH", kind, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _xor_address(host: str, port: int) -> bytes:
+    ip = struct.unpack("!I", socket.inet_aton(host))[0] ^ MAGIC
+    return struct.pack("!BBHI", 0, 1, port ^ (MAGIC >> 16), ip)
+
+
+def _message(kind: int, attrs: bytes, key: bytes | None = None) -> bytes:
+    tid = os.urandom(12)
+    if key is None:
+        return struct.pack("!HHI", kind, len(attrs), MAGIC) + tid + attrs
+    head = struct.pack("!HHI", kind, len(attrs) + 24, MAGIC) + tid
+    return head + attrs + _attr(INTEGRITY, hmac.new(key, head + attrs, hashlib.sha1).digest())
+
+
+def _parse(packet: bytes) -> tuple[int, dict[int, bytes]]:
+    kind, length = struct.unpack("!HH", packet[:4])
+    attrs, at = {}, 20
+    while at < 20 + length:
+        a, n = struct.unpack("!HH", packet[at:at + 4])
+        attrs[a] = packet[at + 4:at + 4 + n]
+        at += 4 + n + (-n % 4)
+    return kind, attrs
+
+
+def _error(attrs: dict[int, bytes]) -> int:
+    value = attrs[ERROR]
+    return (value[2] & 7) * 100 + value[3]
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(2)
+        self.server = ("127.0.0.1", port)
+
+    def ask(self, packet: bytes) -> tuple[int, dict[int, bytes]]:
+        for _ in range(3):  # UDP: a bounded retransmission
+            self.sock.sendto(packet, self.server)
+            try:
+                return _parse(self.sock.recv(2048))
+            except TimeoutError:
+                continue
+        raise AssertionError("coturn did not answer")
+
+    def allocate(self, username: str, password: str) -> tuple[int, dict[int, bytes], bytes]:
+        transport = _attr(TRANSPORT, bytes([17, 0, 0, 0]))
+        kind, attrs = self.ask(_message(ALLOCATE, transport))
+        assert kind == 0x0113 and _error(attrs) == 401  # the challenge: realm and nonce
+        realm, nonce = attrs[REALM], attrs[NONCE]
+        key = hashlib.md5(f"{username}:{realm.decode()}:{password}".encode()).digest()
+        auth = _attr(USERNAME, username.encode()) + _attr(REALM, realm) + _attr(NONCE, nonce)
+        kind, attrs = self.ask(_message(ALLOCATE, transport + auth, key))
+        self.auth, self.key = auth, key
+        return kind, attrs, key
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def coturn(tmp_path):
+    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer), on a free port."""
+    port = _free_udp_port()
+    secret = turn.secret(tmp_path)
+    conf = tmp_path / "turnserver.conf"
+    text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
+                       tmp_path / "turn")
+    conf.write_text(text)
+    log = open(tmp_path / "turn.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "services.pbx.webrtc.turn", str(conf), turn.digest(text),
+                             str(tmp_path / "turn")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while "Total General servers" not in (tmp_path / "turn.log").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "turn.log").read_text()
+        time.sleep(0.05)
+    try:
+        yield port, secret, tmp_path / "turn.log"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        log.close()
+
+
+def test_secret_is_private_and_credentials_follow_the_rest_api(tmp_path):
+    secret = turn.secret(tmp_path)
+    assert (tmp_path / turn.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert turn.secret(tmp_path) == secret
+    made = turn.credentials(secret, "alice", now=1000, ttl=60)
+    assert made["username"] == "1060:alice"
+    expected = hmac.new(secret.encode(), b"1060:alice", hashlib.sha1).digest()
+    assert base64.b64decode(made["credential"]) == expected
+
+
+def test_bad_or_expired_credentials_are_refused(coturn):
+    port, secret, _log = coturn
+    good = turn.credentials(secret, "alice")
+    kind, attrs, _ = Client(port).allocate(good["username"], good["credential"][::-1])
+    assert kind == 0x0113 and _error(attrs) == 401
+    old = turn.credentials(secret, "alice", now=time.time() - 2 * turn.CREDENTIAL_TTL)
+    kind, attrs, _ = Client(port).allocate(old["username"], old["credential"])
+    assert kind == 0x0113 and _error(attrs) == 401
+    other = turn.credentials("0" * 64, "alice")
+    kind, attrs, _ = Client(port).allocate(other["username"], other["credential"])
+    assert kind == 0x0113 and _error(attrs) == 401
+
+
+def test_relays_to_the_box_media_address_only(coturn):
+    port, secret, log = coturn
+    made = turn.credentials(secret, "alice")
+    client = Client(port)
+    kind, attrs, key = client.allocate(made["username"], made["credential"])
+    assert kind == 0x0103, attrs  # Allocate success
+    assert RELAYED in attrs
+    gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # stands for the box's WebRTC gateway
+    gateway.bind(("127.0.0.1", 0))
+    gateway.settimeout(2)
+    gw_port = gateway.getsockname()[1]
+    kind, attrs = client.ask(_message(CREATE_PERMISSION, _attr(PEER, _xor_address("127.0.0.1", gw_port))
+                                      + client.auth, key))
+    assert kind == 0x0108, attrs  # permitted
+    client.sock.sendto(_message(SEND, _attr(PEER, _xor_address("127.0.0.1", gw_port)) + _attr(DATA, b"media")),
+                       client.server)
+    data, relayed = gateway.recvfrom(2048)
+    assert data == b"media" and turn.LAB_RELAY_PORTS[0] <= relayed[1] <= turn.LAB_RELAY_PORTS[1]
+    gateway.sendto(b"back", relayed)
+    kind, attrs = _parse(client.sock.recv(2048))
+    assert kind == DATA_INDICATION and attrs[DATA] == b"back"
+    gateway.close()
+    # any other address (another loopback one here: nothing is sent off the machine) is refused
+    kind, attrs = client.ask(_message(CREATE_PERMISSION, _attr(PEER, _xor_address("127.0.0.2", 9)) + client.auth, key))
+    assert kind == 0x0118 and _error(attrs) == 403
+    text = log.read_text()
+    assert "A peer IP 127.0.0.2 denied" in text
+    assert re.search(r"user <\d+:alice>: incoming packet ALLOCATE processed, success", text), text[-2000:]

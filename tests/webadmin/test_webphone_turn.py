@@ -1,0 +1,130 @@
+"""The browser phone through the box's TURN server: Chromium forced to relay-only ICE (the page's test
+switch) calls a baresip desk phone and audio flows both ways, through coturn started as the PBX's
+supervised child would be (its rendered file, its argv); coturn's log shows the signed-in user's
+allocation and the credentials endpoint hands out TURN REST credentials."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from services.pbx import PbxService
+from services.pbx.webrtc import turn
+from tests.services.pbx.baresip import have_baresip
+from tests.webadmin.helpers import csrf_of
+from tests.webadmin.test_account import signed_in
+from tests.webadmin.test_browser import server  # noqa: F401 (fixture)
+from tests.webadmin.test_pbx_pages import _until
+from tests.webadmin.test_webphone import (
+    FAKE_MEDIA,
+    STATS_JS,
+    TONE_HZ,
+    RecordingBaresip,
+    _browser,
+    _sign_in,
+    _tone_microphone,
+    box,
+    peak_frequency,
+)
+
+__all__ = ["box"]  # the fixture
+
+PAIR_JS = """async () => {
+  const pc = window.webphone.session.sessionDescriptionHandler.peerConnection;
+  const report = await pc.getStats();
+  let local = null;
+  report.forEach((r) => {
+    if (r.type === "candidate-pair" && r.state === "succeeded" && r.nominated) local = r.localCandidateId;
+  });
+  let kind = null;
+  report.forEach((r) => { if (r.id === local) kind = r.candidateType; });
+  return kind;
+}"""
+
+
+class Coturn:
+    """coturn as the supervisor runs it: the service's rendered file where apply writes it, its argv."""
+
+    def __init__(self, svc, config, log_path) -> None:
+        files = svc.render(config)
+        (svc.ctx.etc_dir("pbx") / "turnserver.conf").write_text(files["turnserver.conf"])
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        (spec,) = svc.processes(config)
+        self.proc = subprocess.Popen(spec.argv, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while "Total General servers" not in log_path.read_text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip() or shutil.which("turnserver") is None, reason="needs baresip and coturn")
+def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    coturn = Coturn(box.svc, box.config, tmp_path / "coturn.log")
+    registrar = f"127.0.0.1:{box.svc.sip_port}"
+    try:
+        with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
+                RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
+            page.add_init_script("window.webphoneIcePolicy = 'relay';")
+            bob.register()
+            _sign_in(page, "alice")
+            page.goto("/webphone/")
+            expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+            page.fill("#phone-number", "202")
+            page.click("#phone-call")
+            bob.answer()
+            expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+            bob.wait_rtp(rx=150, tx=150, timeout=20)
+            stats = _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 100 and s["level"] > 0 and s)
+            assert stats["energy"] > 0   # the desk phone's tone plays in the browser
+            assert page.evaluate(PAIR_JS) == "relay"
+            page.click("#phone-hangup")
+            bob.wait_for("CALL_CLOSED")
+        samples, rate = bob.heard()
+        assert abs(peak_frequency(samples, rate) - TONE_HZ) <= 20   # bob heard the browser's tone
+        log = coturn.text()
+        assert re.search(r"user <\d+:alice>: incoming packet ALLOCATE processed, success", log), log[-3000:]
+        assert re.search(r"user <\d+:alice>: incoming packet CHANNEL_BIND processed, success|"
+                         r"user <\d+:alice>: incoming packet CREATE_PERMISSION processed, success", log)
+    finally:
+        coturn.close()
+
+
+def test_credentials_carry_short_lived_turn_rest_credentials_and_the_port_opens_with_the_phone(box, runtime):
+    alice = signed_in(runtime, "alice")
+    body = alice.post("/webphone/credentials", headers={"X-CSRF-Token": csrf_of(alice, "/webphone/")}).get_json()
+    (ice,) = body["ice_servers"]
+    url = f"turn:localhost:{turn.LAB_PORT}"
+    assert ice["urls"] == [f"{url}?transport=udp", f"{url}?transport=tcp"]
+    expiry, login = ice["username"].split(":")
+    assert login == "alice" and 0 < int(expiry) - time.time() <= turn.CREDENTIAL_TTL
+    state = Path(box.svc.ctx.state_dir("pbx"))
+    assert (state / turn.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    key = (state / turn.SECRET_FILE).read_text().encode()
+    assert base64.b64decode(ice["credential"]) == hmac.new(key, ice["username"].encode(), hashlib.sha1).digest()
+    assert key.decode() not in box.svc.processes(box.config)[0].argv  # the secret stays in the 0600 file
+    # the firewall opens the TURN port only while the browser phone's media is served
+    found = {(x.name, x.protocol, x.ports) for x in PbxService.contributes(box.config, lab=False)
+             if hasattr(x, "protocol")}
+    assert {("turn", "udp", (turn.PORT, turn.PORT)), ("turn", "tcp", (turn.PORT, turn.PORT))} <= found
+    off = box.config.model_copy(update={"pbx": box.config.pbx.model_copy(update={"webrtc": False})})
+    assert "turn" not in {getattr(x, "name", "") for x in PbxService.contributes(off, lab=False)}
+    assert box.svc.processes(off) == [] and box.svc.render(off) == {}
