@@ -66,6 +66,7 @@ def test_the_head_office_issues_the_branch_bundle_as_a_no_store_download(admin_c
     [stored] = runtime.store.current().config.vpn.tunnels
     assert (stored.auth, stored.psk, stored.peer_bundle_secret) == ("certificate", "", "")  # psk not sent
     page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert "issue the branch&#39;s bundle in the table" in page
     assert "/vpn/tunnels/lyon/bundle" in page and 'id="bundle-note"' in page
     assert "This box is the head office" in page
     not_running = post(admin_client, "/vpn/tunnels/lyon/bundle", {}, form_path="/vpn/")

@@ -132,7 +132,11 @@ def add_tunnel():
                                        top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash(_("Tunnel %(name)s was added.", name=tunnel['name']), "success")
+    if auth == "certificate" and not peer_bundle:
+        flash(_("Tunnel %(name)s was added: once the VPN runs, issue the branch's bundle in the table.",
+                name=tunnel["name"]), "success")
+    else:
+        flash(_("Tunnel %(name)s was added.", name=tunnel['name']), "success")
     return redirect(url_for("vpn.index"))
 
 
