@@ -47,9 +47,12 @@ def routes(runtime):
 MADE = [("/users/new", ANNA, None), ("/attendant/new", {"name": "main"}, "/attendant/"),
         ("/attendant/profiles/new", {"name": "office"}, "/attendant/profiles"),
         ("/conference/new", {"number": "800", "name": "board", "title": "Board", "max_participants": "6",
-                             "alone": "music", "mute_key": "#"}, None)]
+                             "alone": "music", "mute_key": "#"}, None),
+        ("/vpn/tunnels", {"name": "hq", "peer": "198.51.100.1", "local_subnets": "10.20.0.0/24",
+                          "remote_subnets": "10.1.0.0/24", "auth": "certificate"}, "/vpn/")]
 EDIT_PAGES = ["/users/anna/edit", "/users/anna/delete", "/attendant/main", "/attendant/main/menus/main",
-              "/attendant/profiles/office", "/conference/board/edit", "/voice/prompts/fr/goodbye"]
+              "/attendant/profiles/office", "/conference/board/edit", "/voice/prompts/fr/goodbye",
+              "/vpn/tunnels/hq/import"]
 # edit forms sent with wrong values in the browser: (page, {field: typed}, the field the summary links to)
 WRONG = [("/firewall/", {"name": "Web", "ports": "443", "sources": "10.0.0.300/8"}, "sources"),
          ("/proxy/", {"cache_mb": "lots", "blocked_domains": "games.example"}, "cache_mb"),

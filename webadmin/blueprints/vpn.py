@@ -1,14 +1,18 @@
-"""VPN page: site-to-site tunnels and WireGuard devices with their live state; downloads per device."""
+"""VPN page: site-to-site tunnels (pre-shared key or certificates: the head office issues the branch's peer
+bundle, the branch imports it) and WireGuard devices with their live state; downloads per device."""
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from services.vpn import profiles
+from services.vpn.bundle import MAX_BYTES as BUNDLE_LIMIT
+from services.vpn.bundle import BundleError
+from services.vpn.bundle import parse as parse_bundle
 from services.vpn.service import VpnService, client_rows, connected, device_rows, tunnel_rows
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
@@ -16,6 +20,7 @@ from webadmin.core import N_
 
 bp = Blueprint("vpn", __name__, url_prefix="/vpn")
 NAV = [(N_("Network"), N_("VPN"), "vpn.index")]
+AUTH = [("psk", N_("Pre-shared key")), ("certificate", N_("Certificates"))]
 
 
 def _client():
@@ -34,6 +39,27 @@ def _list(field: str) -> list[str]:
     return [item.strip() for item in forms.text(field, 2000).replace("\n", ",").split(",") if item.strip()]
 
 
+def _uploaded_bundle(errors: dict[str, str]) -> str:
+    """The posted `peer_bundle` file's text, "" without one; errors["peer_bundle"] set when it is no bundle."""
+    upload = request.files.get("peer_bundle")
+    if upload is None or not upload.filename:
+        return ""
+    data = upload.read(BUNDLE_LIMIT + 1)
+    if len(data) > BUNDLE_LIMIT:
+        errors["peer_bundle"] = _("This file is larger than 64 KiB: it is not a peer bundle.")
+        return ""
+    try:
+        text = data.decode("utf-8")
+        parse_bundle(text)
+    except UnicodeDecodeError:
+        errors["peer_bundle"] = _("This file is not text: choose the .pem peer bundle the head office issued.")
+        return ""
+    except BundleError as exc:
+        errors["peer_bundle"] = _("This is not a usable peer bundle: %(reason)s.", reason=exc)
+        return ""
+    return text
+
+
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
     vpn = _client()
@@ -48,7 +74,7 @@ def _page(errors=None, general=None, form=None, code=200):
     status = core.runtime().status().get("vpn")
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
-    return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels,
+    return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels, auth=AUTH,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
                            ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
                            form=form or {}), code
@@ -85,9 +111,17 @@ def settings():
 @bp.route("/tunnels", methods=["POST"])
 @core.admin_required
 def add_tunnel():
-    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay")}
+    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth")}
+    auth = "certificate" if form["auth"] == "certificate" else "psk"
+    errors: dict[str, str] = {}
+    peer_bundle = _uploaded_bundle(errors)
+    if peer_bundle and auth == "psk":
+        errors["peer_bundle"] = _("A peer bundle is for a tunnel with certificates: choose Certificates or no file.")
+    if errors:  # nothing is saved with a wrong file (without it, the tunnel would be the head office's side)
+        return _page(errors, [], form, 400)
     tunnel = {"name": form["name"].lower(), "peer": form["peer"], "local_subnets": _list("local_subnets"),
-              "remote_subnets": _list("remote_subnets"), "psk": forms.text("psk", 200),
+              "remote_subnets": _list("remote_subnets"), "auth": auth,
+              "psk": forms.text("psk", 200) if auth == "psk" else "", "peer_bundle_secret": peer_bundle,
               "dpd_delay": form["dpd_delay"] or 30}
     index = len(core.current_config().vpn.tunnels)
 
@@ -98,7 +132,62 @@ def add_tunnel():
                                        top=True)
     if errors or general:
         return _page(errors, general, form, 400)
-    flash(_("Tunnel %(name)s was added.", name=tunnel['name']), "success")
+    if auth == "certificate" and not peer_bundle:
+        flash(_("Tunnel %(name)s was added: once the VPN runs, issue the branch's bundle in the table.",
+                name=tunnel["name"]), "success")
+    else:
+        flash(_("Tunnel %(name)s was added.", name=tunnel['name']), "success")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/tunnels/<name>/bundle", methods=["POST"])
+@core.secret
+@core.admin_required
+def tunnel_bundle(name: str):
+    """A new peer bundle for the branch of the head office's certificate tunnel `name` (a new key each time)."""
+    vpn = _client()
+    try:
+        if vpn is None:
+            raise ApplyError(_("The VPN service is not running: switch it on first."))
+        text = vpn.issue_bundle(name)
+    except ApplyError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("vpn.index"))
+    return Response(text, mimetype="application/x-pem-file", headers={  # the service refuses unknown names
+        "Content-Disposition": f'attachment; filename="{name}-peer-bundle.pem"', "Cache-Control": "no-store"})
+
+
+def _certificate_tunnel(name: str) -> int:
+    """The index of the certificate tunnel `name` in the running configuration; 404 without one."""
+    tunnels = core.current_config().vpn.tunnels
+    index = next((i for i, t in enumerate(tunnels) if t.name == name and t.auth == "certificate"), None)
+    if index is None:
+        abort(404)
+    return index
+
+
+@bp.route("/tunnels/<name>/import", methods=["GET", "POST"])
+@core.admin_required
+def import_bundle(name: str):
+    """Replace the peer bundle of the branch's certificate tunnel `name` (a renewal); the stored one is never shown."""
+    index = _certificate_tunnel(name)
+    tunnel = core.current_config().vpn.tunnels[index]
+    if request.method == "GET":
+        return render_template("vpn/import.html", tunnel=tunnel, errors={}, general=[])
+    errors: dict[str, str] = {}
+    text = _uploaded_bundle(errors)
+    if not text and not errors:
+        errors["peer_bundle"] = _("Choose the peer bundle file the head office issued.")
+    general: list[str] = []
+    if not errors:
+        def mutate(doc: dict) -> None:
+            next(t for t in doc["vpn"]["tunnels"] if t["name"] == name)["peer_bundle_secret"] = text
+
+        errors, general = forms.apply_form(f"import the peer bundle of VPN tunnel {name}", mutate,
+                                           prefix=f"vpn.tunnels.{index}", top=True)
+    if errors or general:
+        return render_template("vpn/import.html", tunnel=tunnel, errors=errors, general=general), 400
+    flash(_("The peer bundle of tunnel %(name)s was replaced.", name=name), "success")
     return redirect(url_for("vpn.index"))
 
 
