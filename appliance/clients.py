@@ -164,9 +164,10 @@ class PbxClient(ServiceClient):
         """A visitor's call-back request (services/pbx/acd/callback.py): {"position", "id"} or {"error", "reason"}."""
         return self._call("acd_web_callback", queue, number, name, subject)
 
-    def acd_chat_start(self, queue: str, name: str, email: str, text: str) -> dict:
+    def acd_chat_start(self, queue: str, name: str, email: str, text: str, mail: bool = False,
+                       language: str = "en") -> dict:
         """A visitor's chat (services/pbx/acd/chat.py): {"token", "id"} or {"error", "reason"}."""
-        return self._call("acd_chat_start", queue, name, email, text)
+        return self._call("acd_chat_start", queue, name, email, text, mail, language)
 
     def acd_chat_visitor(self, token: str, after: int = 0) -> dict:
         return self._call("acd_chat_visitor", token, after)

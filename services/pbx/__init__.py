@@ -472,9 +472,11 @@ class PbxService(Service):
         from .acd import chat
         return running._on_loop(lambda: fn(chat.desk(running)))
 
-    def acd_chat_start(self, queue: str, name: str, email: str, text: str) -> dict:
-        """A visitor starts a chat: {"token", "id"} or {"error", "reason": queue, text, email, no_agent, full}."""
-        return self._chat(lambda desk: desk.start(queue, name, email, text))
+    def acd_chat_start(self, queue: str, name: str, email: str, text: str, mail: bool = False,
+                       language: str = "en") -> dict:
+        """A visitor starts a chat (`mail`: the transcript mailed at close, in `language`): {"token", "id"} or
+        {"error", "reason": queue, text, email, no_agent, full}."""
+        return self._chat(lambda desk: desk.start(queue, name, email, text, bool(mail), str(language)))
 
     def acd_chat_visitor(self, token: str, after: int = 0) -> dict:
         """The visitor's chat (messages numbered after `after`), or {"error", "reason": "gone"}."""

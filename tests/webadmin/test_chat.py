@@ -2,7 +2,8 @@
 with no agent logged in the visitor is told so and offered the call-back form; a staff agent is offered the
 chat, accepts and replies; a script in a visitor's name and message is shown as text on both pages; texts
 are cut at 1000 characters; another address's visitor cannot read the chat without its token; the agent's
-forms need the CSRF token; a chat flood from one address is refused."""
+forms need the CSRF token; the transcript asked for without an address is refused; a chat flood from one
+address is refused."""
 from __future__ import annotations
 
 import re
@@ -33,11 +34,11 @@ def chat_site(admin_client, runtime, app, monkeypatch):
     return app
 
 
-def start(client, text, name="Ann", email="", address="192.0.2.7"):
+def start(client, text, name="Ann", email="", address="192.0.2.7", **form):
     page = client.get("/public/chat/sales")
     token = re.search(r'name="token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return client.post("/public/chat/sales", data={"token": token, "name": name, "email": email, "text": text},
-                       environ_base={"REMOTE_ADDR": address})
+    return client.post("/public/chat/sales", data={"token": token, "name": name, "email": email, "text": text,
+                                                   **form}, environ_base={"REMOTE_ADDR": address})
 
 
 def test_chat_through_the_pages(chat_site, runtime):
@@ -49,6 +50,9 @@ def test_chat_through_the_pages(chat_site, runtime):
         assert nobody.status_code == 503 and "No agent is available" in html
         assert 'href="/public/callback/sales"' in html  # the call-back offered instead
         assert live.svc.acd_agent_action("202", "login")["status"] == "available"
+        no_address = start(visitor, "hello", mail="on", address="192.0.2.10")  # the transcript asked, no address
+        assert no_address.status_code == 400 and "This is not an e-mail address" in no_address.get_data(as_text=True)
+        assert 'id="f-mail" checked' in no_address.get_data(as_text=True)
         started = start(visitor, XSS + "x" * 2000, name=XSS, address="192.0.2.8")
         assert started.status_code == 303
         url = started.headers["Location"]

@@ -13,6 +13,7 @@ import threading
 import time
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -182,7 +183,9 @@ def chat_start(name: str):
     if not chat_limits.allow(request.remote_addr or "?"):
         return _start_page(q, error=_("Too many requests from your address. Please try again later."),
                            values=values, status=429)
-    out = _pbx_call("acd_chat_start", q.name, values["name"], values["email"], values["text"])
+    values["mail"] = bool(request.form.get("mail"))
+    out = _pbx_call("acd_chat_start", q.name, values["name"], values["email"], values["text"], values["mail"],
+                    str(get_locale() or "en"))
     if "token" not in out:
         reason = out.get("reason", "down")
         return _start_page(q, error=_(CHAT_REFUSALS.get(reason, REFUSALS["down"])), values=values,

@@ -9,19 +9,34 @@ agent who holds it. Texts are plain text (the pages escape them), at most TEXT_M
 MESSAGES_MAX per chat; a visitor sends at most BURST messages per BURST_WINDOW seconds. Closed chats are
 written to chat.sqlite (beside acd.sqlite), kept KEEP_DAYS days and at most KEEP_ROWS transcripts.
 
+A visitor who gave an e-mail address and asked for it gets the transcript mailed at close, submitted over
+SMTP to the box's mail service as voicemail mails are (voicemail/mailer.py: its target, its submit), only
+for a chat an agent took (a visitor alone cannot make the box mail a text of theirs to anybody), once, with
+MAIL_TRIES tries a few seconds apart (held in memory: a PBX restart meanwhile drops it; the transcript
+stays in chat.sqlite).
+
 Everything here runs on the PBX's loop (Acd._on_loop from other threads).
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
+import logging
+import re
 import secrets
 import sqlite3
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formataddr
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+log = logging.getLogger("officebox.pbx.acd")
 
 MAX_PER_AGENT = 3
 TEXT_MAX, NAME_MAX, EMAIL_MAX = 1000, 40, 120
@@ -31,6 +46,12 @@ WAIT_MAX, IDLE_MAX = 120.0, 900.0  # seconds
 BURST, BURST_WINDOW = 5, 5.0
 KEEP_DAYS, KEEP_ROWS = 90, 20_000
 ELIGIBLE = ("available", "ringing", "on_call", "wrap_up")  # logged in and not paused
+EMAIL = re.compile(r"[^@\s<>\"',;()\[\]\\]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
+MAIL_TRIES, MAIL_RETRY = 3, 5.0
+MAIL_TEXTS = {"en": ("Your chat with {title}", "The transcript of your chat with {title} on {day}:", "You"),
+              "fr": ("Votre discussion avec {title}", "La transcription de votre discussion avec {title} le {day} :",
+                     "Vous"),
+              "zh": ("您與 {title} 的線上對話", "您於 {day} 與 {title} 線上對話的記錄：", "您")}
 
 
 def clean(raw: str, limit: int) -> str:
@@ -50,6 +71,8 @@ class Chat:
     agent: str = ""
     agent_name: str = ""
     closed_by: str = ""  # visitor, agent, idle, unanswered
+    mail: bool = False  # the visitor asked for the transcript by e-mail
+    language: str = "en"
     started: float = field(default_factory=time.time)
     active: float = field(default_factory=time.monotonic)
     messages: list[dict] = field(default_factory=list)
@@ -107,6 +130,7 @@ class ChatDesk:
         self.by_token: dict[str, Chat] = {}
         self.ids = 0
         self.store = TranscriptStore(Path(acd.core.bindings_path).with_name("chat.sqlite"))
+        self.mailed = 0
 
     # -- who may take chats ------------------------------------------------------------------------
     def _load(self, ext: str) -> int:
@@ -121,7 +145,7 @@ class ChatDesk:
         return any(self.can_take(m.agent, q.name) for m in q.members)
 
     # -- the visitor -------------------------------------------------------------------------------
-    def start(self, queue: str, name: str, email: str, text: str) -> dict:
+    def start(self, queue: str, name: str, email: str, text: str, mail: bool = False, language: str = "en") -> dict:
         """{"token", "id"} or {"error", "reason"}: queue, text, no_agent, full."""
         self.sweep()
         q = self.acd.queue(queue)
@@ -130,14 +154,15 @@ class ChatDesk:
         text, name, email = clean(text, TEXT_MAX), clean(name, NAME_MAX).replace("\n", " "), clean(email, EMAIL_MAX)
         if not text:
             return {"error": "write a message", "reason": "text"}
-        if email and ("@" not in email or any(c.isspace() for c in email)):
+        if (email and not EMAIL.fullmatch(email)) or (mail and not email):
             return {"error": "this is not an e-mail address", "reason": "email"}
         if not self._staffed(q):
             return {"error": "no agent is available", "reason": "no_agent"}
         if sum(1 for c in self.chats.values() if c.state != "closed") >= CHATS_MAX:
             return {"error": "too many chats are open", "reason": "full"}
         self.ids += 1
-        chat = Chat(self.ids, secrets.token_urlsafe(24), q.name, name or "Visitor", email)
+        chat = Chat(self.ids, secrets.token_urlsafe(24), q.name, name or "Visitor", email, mail=bool(mail),
+                    language=language[:2] if language[:2] in MAIL_TEXTS else "en")
         chat.add("visitor", text)
         chat.sent.append(time.monotonic())
         self.chats[chat.id], self.by_token[chat.token] = chat, chat
@@ -210,13 +235,51 @@ class ChatDesk:
 
     # -- ends --------------------------------------------------------------------------------------
     def _close(self, chat: Chat, by: str) -> None:
+        took = chat.state == "open"
         chat.state, chat.closed_by = "closed", by
         chat.active = time.monotonic()
         try:
             self.store.write(chat)
         except sqlite3.Error:
-            import logging
-            logging.getLogger("officebox.pbx.acd").exception("chat transcript not written")
+            log.exception("chat transcript not written")
+        if took and chat.mail and chat.email:
+            self.acd.spawn(self._mail(chat))
+
+    async def _mail(self, chat: Chat) -> None:
+        from ..voicemail import for_core
+        from ..voicemail.mailer import _submit
+        for attempt in range(MAIL_TRIES):
+            target = for_core(self.acd.core).mailer.target
+            if target is None or not target.enabled:
+                outcome = "later: the box has no mail service"
+            else:
+                outcome = await asyncio.to_thread(_submit, target, self._compose(chat, target))
+            if outcome is None:
+                self.mailed += 1
+                return
+            if outcome.startswith("refused") or attempt == MAIL_TRIES - 1:
+                break
+            await asyncio.sleep(MAIL_RETRY * (attempt + 1))
+        log.warning("chat %d transcript not mailed: %s", chat.id, outcome)
+
+    def _compose(self, chat: Chat, target) -> EmailMessage:
+        q = self.acd.queue(chat.queue)
+        title = (q.title if q else "") or chat.queue
+        subject, intro, you = MAIL_TEXTS[chat.language]
+        try:
+            zone = ZoneInfo(target.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = None
+        lines = [intro.format(title=title, day=datetime.fromtimestamp(chat.started, zone).strftime("%Y-%m-%d")), ""]
+        for m in chat.messages:
+            who = you if m["who"] == "visitor" else chat.agent_name
+            lines.append(f"[{datetime.fromtimestamp(m['time'], zone).strftime('%H:%M')}] {who}: {m['text']}")
+        mail = EmailMessage()
+        mail["From"] = formataddr((title, f"chat@{target.domain}"))
+        mail["To"] = formataddr((chat.name, chat.email))
+        mail["Subject"] = subject.format(title=title)
+        mail.set_content("\n".join(lines) + "\n")
+        return mail
 
     def sweep(self) -> None:
         """Close chats nobody took or nobody wrote in; forget closed ones after IDLE_MAX (their page says so)."""
