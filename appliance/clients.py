@@ -117,7 +117,7 @@ class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
                "acd_agent_log", "acd_supervise", "acd_chat_start", "acd_chat_visitor", "acd_chat_say",
-               "acd_chat_agent", "acd_chat_act",
+               "acd_chat_agent", "acd_chat_act", "acd_chat_transcripts",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
@@ -181,6 +181,9 @@ class PbxClient(ServiceClient):
     def acd_chat_act(self, extension: str, action: str, chat_id: int, text: str = "") -> dict:
         """accept, reply, close: {"status"} or {"error", "reason"}."""
         return self._call("acd_chat_act", extension, action, chat_id, text)
+
+    def acd_chat_transcripts(self, extension: str, limit: int = 20) -> list[dict]:
+        return self._call("acd_chat_transcripts", extension, limit)
 
     def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
         """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""

@@ -498,6 +498,16 @@ class PbxService(Service):
             return {"error": f"unknown chat action {action!r}", "reason": "action"}
         return self._chat(lambda desk: desk.agent_act(extension, action, int(chat_id), text))
 
+    def acd_chat_transcripts(self, extension: str, limit: int = 20) -> list[dict]:
+        """The agent's last closed chats, newest first: [{queue, name, email, started, ended, closed_by,
+        messages}] (chat.sqlite, read in the caller's thread)."""
+        running = self._acd()
+        if running is None:
+            return []
+        from .acd import chat
+        desk = running._on_loop(lambda: chat.desk(running))
+        return desk.store.recent(extension, max(1, min(int(limit), 100)))
+
     def _acd_store(self):
         from .acd.store import AcdStore
         running = self._acd()

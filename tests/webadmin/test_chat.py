@@ -1,9 +1,9 @@
 """The web text chat through the Flask test client on the runtime's real PBX: a queue without chat is 404;
 with no agent logged in the visitor is told so and offered the call-back form; a staff agent is offered the
-chat, accepts and replies; a script in a visitor's name and message is shown as text on both pages; texts
-are cut at 1000 characters; another address's visitor cannot read the chat without its token; the agent's
-forms need the CSRF token; the transcript asked for without an address is refused; a chat flood from one
-address is refused."""
+chat, accepts and replies, and finds the transcript after the close; a script in a visitor's name and
+message is shown as text on both pages; texts are cut at 1000 characters; another address's visitor cannot
+read the chat without its token; the agent's forms need the CSRF token; the transcript asked for without an
+address is refused; a chat flood from one address is refused."""
 from __future__ import annotations
 
 import re
@@ -83,5 +83,7 @@ def test_chat_through_the_pages(chat_site, runtime):
         assert visitor.post(url, data={"action": "close"}).status_code == 303
         assert "This chat is closed" in visitor.get(url).get_data(as_text=True)
         assert agent.get(f"/agent/chats/{chat_id}/messages").get_json()["state"] == "closed"
+        desk = agent.get("/agent/").get_data(as_text=True)  # the transcript kept, escaped
+        assert "Your last chats" in desk and "You:</b> Hi &lt;b&gt;Ann&lt;/b&gt;" in desk and XSS not in desk
         flood = [start(visitor, "spam", address="192.0.2.9").status_code for _ in range(4)]
         assert flood == [303, 303, 303, 429]  # the fourth chat from one address is refused

@@ -43,7 +43,8 @@ def index():
     chats = pbx.acd_chat_agent(ext) if _takes_chats(ext) else None
     return render_template("callcentre/agent.html", agent=pbx.acd_agent(ext), queues=queues, states=STATE_NAMES,
                            reasons=REASONS, supervisor=bool(supervises(ext)), chats=chats,
-                           chat_sig=_signature(chats) if chats else "")
+                           chat_sig=_signature(chats) if chats else "",
+                           transcripts=pbx.acd_chat_transcripts(ext, 10) if chats else [])
 
 
 def _takes_chats(ext: str) -> bool:

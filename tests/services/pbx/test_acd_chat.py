@@ -1,7 +1,8 @@
 """Text chat through the PBX service's methods on a running PBX: a chat queue with no agent logged in refuses
 a chat (the page offers the call-back); a logged-in agent is offered it, accepts, and both sides write; a
 second agent can no longer take it; the agent takes at most MAX_PER_AGENT chats at once; texts are bounded;
-a visitor's flood is slowed; the transcript is written at close; a chat nobody takes closes itself."""
+a visitor's flood is slowed; the transcript is written at close and listed for the agent; a chat nobody
+takes closes itself, and so do idle ones."""
 from __future__ import annotations
 
 import sqlite3
@@ -61,3 +62,9 @@ def test_chat_offer_accept_exchange_limits_and_transcript(tmp_path, monkeypatch)
         desk = pbx.sync(lambda: chat.desk(acd_pkg.existing(pbx.svc.core)))
         assert svc.acd_chat_agent("201")["offered"] == []  # the one nobody took closed itself
         assert desk.chats[others[2]].closed_by == "unanswered"
+        monkeypatch.setattr(chat, "IDLE_MAX", 0.0)
+        assert svc.acd_chat_agent("202")["open"] == []  # nobody wrote: closed
+        assert [desk.chats[n].closed_by for n in others[:2]] == ["idle", "idle"]
+        assert [t["closed_by"] for t in svc.acd_chat_transcripts("202")] == ["idle", "idle", "agent"]
+        svc.acd_chat_agent("202")
+        assert desk.chats == {}  # closed chats forgotten after the idle time too
