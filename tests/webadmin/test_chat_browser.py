@@ -1,13 +1,14 @@
 """The web text chat in headless Chromium, a visitor's browser context and a signed-in staff agent's: with no
 agent logged in the visitor is offered the call-back form; then the chat appears on the agent's page by
 itself, the agent accepts, and messages go both ways without reloading either page; a script in the
-visitor's name and message is shown as text and never runs."""
+visitor's name and message is shown as text and never runs; axe-core finds no serious violation on either page."""
 from __future__ import annotations
 
 import pytest
 
 from tests.webadmin.test_browser import CHROMIUM_ARGS, TIMEOUT_MS, server  # noqa: F401 (fixture)
 from tests.webadmin.test_chat import XSS, chat_site  # noqa: F401 (fixture)
+from tests.webadmin.test_layout_a11y import AXE, problems
 from tests.webadmin.test_pbx_pages import _LivePbx
 
 pytestmark = pytest.mark.slow
@@ -55,6 +56,8 @@ def test_visitor_and_agent_chat_live(chat_site, runtime, request):  # noqa: F811
             log = agent.locator("#chats ol.chat-log")
             expect(log).to_contain_text("Hello " + XSS)
             expect(visitor.locator("#chat-state")).to_contain_text("You are chatting with Bob Durand")
+            for tab in tabs:  # both chat pages: no serious or critical axe-core violation
+                assert problems(tab, AXE.read_text())[1] == [], tab.url
 
             visitor.evaluate("() => { window.notReloaded = true; }")
             agent.fill("#chats textarea", "Good morning, how can I help?")
