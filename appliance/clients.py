@@ -116,12 +116,14 @@ class MailClient(ServiceClient):
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
-               "acd_agent_log", "acd_supervise",
+               "acd_agent_log", "acd_supervise", "acd_chat_start", "acd_chat_visitor", "acd_chat_say",
+               "acd_chat_agent", "acd_chat_act", "acd_chat_transcripts",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
                "sip_trace_start", "sip_trace_stop", "sip_trace_view", "sip_trace_export")
-    actions = ("unban", "acd_agent_action", "acd_web_callback", "acd_supervise", "conference_mute", "conference_remove",
+    actions = ("unban", "acd_agent_action", "acd_web_callback", "acd_supervise", "acd_chat_start", "acd_chat_say",
+               "acd_chat_act", "conference_mute", "conference_remove",
                "voicemail_act", "voicemail_greeting_put", "voicemail_greeting_remove", "sip_trace_start",
                "sip_trace_stop")
 
@@ -161,6 +163,27 @@ class PbxClient(ServiceClient):
     def acd_web_callback(self, queue: str, number: str, name: str = "", subject: str = "") -> dict:
         """A visitor's call-back request (services/pbx/acd/callback.py): {"position", "id"} or {"error", "reason"}."""
         return self._call("acd_web_callback", queue, number, name, subject)
+
+    def acd_chat_start(self, queue: str, name: str, email: str, text: str, mail: bool = False,
+                       language: str = "en") -> dict:
+        """A visitor's chat (services/pbx/acd/chat.py): {"token", "id"} or {"error", "reason"}."""
+        return self._call("acd_chat_start", queue, name, email, text, mail, language)
+
+    def acd_chat_visitor(self, token: str, after: int = 0) -> dict:
+        return self._call("acd_chat_visitor", token, after)
+
+    def acd_chat_say(self, token: str, text: str, close: bool = False) -> dict:
+        return self._call("acd_chat_say", token, text, close)
+
+    def acd_chat_agent(self, extension: str) -> dict:
+        return self._call("acd_chat_agent", extension)
+
+    def acd_chat_act(self, extension: str, action: str, chat_id: int, text: str = "") -> dict:
+        """accept, reply, close: {"status"} or {"error", "reason"}."""
+        return self._call("acd_chat_act", extension, action, chat_id, text)
+
+    def acd_chat_transcripts(self, extension: str, limit: int = 20) -> list[dict]:
+        return self._call("acd_chat_transcripts", extension, limit)
 
     def acd_report(self, since: float, until: float, by: str, timezone: str = "UTC", queue: str = "") -> list[dict]:
         """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""

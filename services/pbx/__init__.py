@@ -501,6 +501,50 @@ class PbxService(Service):
             return {"error": "the PBX is not running", "reason": "down"}
         return running.web_callback(queue, number, name, subject)
 
+    # text chat from the public page (services/pbx/acd/chat.py): {"error", "reason": "down"} while stopped
+    def _chat(self, fn):
+        running = self._acd()
+        if running is None:
+            return {"error": "the PBX is not running", "reason": "down"}
+        from .acd import chat
+        return running._on_loop(lambda: fn(chat.desk(running)))
+
+    def acd_chat_start(self, queue: str, name: str, email: str, text: str, mail: bool = False,
+                       language: str = "en") -> dict:
+        """A visitor starts a chat (`mail`: the transcript mailed at close, in `language`): {"token", "id"} or
+        {"error", "reason": queue, text, email, no_agent, full}."""
+        return self._chat(lambda desk: desk.start(queue, name, email, text, bool(mail), str(language)))
+
+    def acd_chat_visitor(self, token: str, after: int = 0) -> dict:
+        """The visitor's chat (messages numbered after `after`), or {"error", "reason": "gone"}."""
+        out = self._chat(lambda desk: desk.visitor_view(token, int(after)))
+        return out if out is not None else {"error": "no such chat", "reason": "gone"}
+
+    def acd_chat_say(self, token: str, text: str, close: bool = False) -> dict:
+        """The visitor writes (or closes): {"count"} or {"error", "reason"}."""
+        return self._chat(lambda desk: desk.visitor_say(token, text, bool(close)))
+
+    def acd_chat_agent(self, extension: str) -> dict:
+        """{"offered": [chat], "open": [chat], "limit"} for an agent's page."""
+        out = self._chat(lambda desk: desk.agent_view(extension))
+        return {"offered": [], "open": [], "limit": 0} if "error" in out else out
+
+    def acd_chat_act(self, extension: str, action: str, chat_id: int, text: str = "") -> dict:
+        """An agent's accept, reply or close: {"status"} or {"error", "reason"}."""
+        if action not in ("accept", "reply", "close"):
+            return {"error": f"unknown chat action {action!r}", "reason": "action"}
+        return self._chat(lambda desk: desk.agent_act(extension, action, int(chat_id), text))
+
+    def acd_chat_transcripts(self, extension: str, limit: int = 20) -> list[dict]:
+        """The agent's last closed chats, newest first: [{queue, name, email, started, ended, closed_by,
+        messages}] (chat.sqlite, read in the caller's thread)."""
+        running = self._acd()
+        if running is None:
+            return []
+        from .acd import chat
+        desk = running._on_loop(lambda: chat.desk(running))
+        return desk.store.recent(extension, max(1, min(int(limit), 100)))
+
     def _acd_store(self):
         from .acd.store import AcdStore
         running = self._acd()

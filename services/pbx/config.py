@@ -494,6 +494,8 @@ class CallQueue(Section):
         "(X any digit, N 2-9, Z 1-9, [1-5] a class, e.g. 0ZXXXXXXXX); none: no number is accepted")
     web_callback_pending: int = Field(default=10, ge=1, le=200, description="web call-back requests waiting at "
                                       "most; more are refused")
+    chat: bool = Field(default=False, description="the public page takes text chats for this queue; its agents "
+                       "answer them from their agent page (services/pbx/acd/chat.py)")
 
     @field_validator("web_callback_numbers")
     @classmethod

@@ -12,7 +12,8 @@ import collections
 import threading
 import time
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -85,8 +86,15 @@ def _page(q, message: str = "", error: str = "", values: dict | None = None, sta
     response = current_app.make_response((render_template(
         "callcentre/public_callback.html", queue=q, token=token, message=message, error=error,
         values=values or {}), status))
+    return _secured(response)
+
+
+def _secured(response, token_in_url: bool = False):
     response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data:; frame-ancestors *; "
                                                    "form-action 'self'; base-uri 'none'")
+    if token_in_url:  # a chat's address is its secret: not sent on to other pages, not cached
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -119,4 +127,106 @@ def callback(name: str):
                               "%(position)d in the queue.", position=out["position"]))
 
 
+# -- text chat (services/pbx/acd/chat.py) ---------------------------------------------------------------
+# The start form is checked as the call-back's (signed token, honeypot, CHAT_RATE chats per address per
+# RATE_WINDOW); a chat's page, its form and its JSON are known by the chat's unguessable token only, which is
+# also what stops a cross-site form (a foreign page cannot know it).
+CHAT_RATE = 3
+chat_limits = RateLimit(CHAT_RATE, RATE_WINDOW, MAX_ADDRESSES)
+CHAT_REFUSALS = {"no_agent": N_("No agent is available to chat right now."),
+                 "text": N_("Please write a message."),
+                 "email": N_("This is not an e-mail address."),
+                 "full": N_("Too many chats are open. Please try again later."),
+                 "queue": N_("This service does not take chats."),
+                 "too_fast": N_("You are writing too fast. Please wait a moment."),
+                 "too_many": N_("This chat is too long. Please start a new one."),
+                 "closed": N_("This chat is closed."),
+                 "gone": N_("This chat is over."),
+                 "down": REFUSALS["down"]}
+
+
+def _pbx_call(method: str, *args) -> dict:
+    pbx = core.service("pbx")
+    try:
+        return getattr(pbx, method)(*args) if pbx else {"reason": "down"}
+    except ServiceRestarting:
+        return {"reason": "down"}
+
+
+def _chat_queue(name: str):
+    q = next((q for q in core.current_config().pbx.queues if q.name == name and q.chat), None)
+    if q is None:
+        abort(404)
+    return q
+
+
+def _start_page(q, error: str = "", values: dict | None = None, status: int = 200, no_agent: bool = False):
+    token = _signer().dumps({"q": "chat:" + q.name, "t": time.time()})
+    return _secured(current_app.make_response((render_template(
+        "callcentre/public_chat_start.html", queue=q, token=token, error=error, values=values or {},
+        no_agent=no_agent), status)))
+
+
+@bp.route("/chat/<name>", methods=["GET", "POST"])
+@core.public
+def chat_start(name: str):
+    q = _chat_queue(name)
+    if request.method == "GET":
+        return _start_page(q)
+    values = {"name": request.form.get("name", "")[:200], "email": request.form.get("email", "")[:200],
+              "text": request.form.get("text", "")[:4000]}
+    if request.form.get("website"):
+        return _start_page(q, error=_("The request was refused."), status=400)
+    problem = _token_problem(request.form.get("token", ""), "chat:" + q.name)
+    if problem:
+        return _start_page(q, error=problem, values=values, status=400)
+    if not chat_limits.allow(request.remote_addr or "?"):
+        return _start_page(q, error=_("Too many requests from your address. Please try again later."),
+                           values=values, status=429)
+    values["mail"] = bool(request.form.get("mail"))
+    out = _pbx_call("acd_chat_start", q.name, values["name"], values["email"], values["text"], values["mail"],
+                    str(get_locale() or "en"))
+    if "token" not in out:
+        reason = out.get("reason", "down")
+        return _start_page(q, error=_(CHAT_REFUSALS.get(reason, REFUSALS["down"])), values=values,
+                           status=503 if reason in ("no_agent", "down", "full") else 400,
+                           no_agent=reason == "no_agent")
+    return redirect(url_for("public.chat", token=out["token"]), 303)
+
+
+def _conversation(token: str, error: str = "", status: int = 200):
+    chat = _pbx_call("acd_chat_visitor", token, 0)
+    if "messages" not in chat:
+        abort(404)
+    q = next((q for q in core.current_config().pbx.queues if q.name == chat["queue"]), None)
+    return _secured(current_app.make_response((render_template(
+        "callcentre/public_chat.html", chat=chat, token=token, error=error,
+        callback=bool(q and q.web_callback)), status)), token_in_url=True)
+
+
+@bp.route("/chats/<token>", methods=["GET", "POST"])
+@core.public
+def chat(token: str):
+    if request.method == "GET":
+        return _conversation(token)
+    out = _pbx_call("acd_chat_say", token, request.form.get("text", "")[:4000], request.form.get("action") == "close")
+    if "count" not in out:
+        if out.get("reason") == "gone":
+            abort(404)
+        return _conversation(token, _(CHAT_REFUSALS.get(out.get("reason", ""), REFUSALS["down"])), status=400)
+    return redirect(url_for("public.chat", token=token), 303)
+
+
+@bp.route("/chats/<token>/messages")
+@core.public
+def chat_messages(token: str):
+    """New messages for the page's script: {"state", "agent_name", "count", "messages": [{n, who, text, time}]}."""
+    chat = _pbx_call("acd_chat_visitor", token, request.args.get("after", 0, type=int) or 0)
+    if "messages" not in chat:
+        return _secured(jsonify({"state": "gone", "messages": []}), token_in_url=True), 404
+    view = {k: chat[k] for k in ("state", "agent_name", "count", "messages")}
+    return _secured(jsonify(view), token_in_url=True)
+
+
 core.OWN_TOKEN_ENDPOINTS.add("public.callback")  # its form carries its own token (no session for visitors)
+core.OWN_TOKEN_ENDPOINTS.update(("public.chat_start", "public.chat"))
