@@ -36,6 +36,7 @@ SFTP_TIMEOUT = 600.0
 KEYSCAN_TIMEOUT = 10
 NAME = re.compile(r"^officebox-[a-z0-9-]+-\d{8}-\d{6}\.obbackup$")
 MAX_LISTED = 500
+PROBE = ".officebox-write-test"  # the test button writes and removes it
 
 
 class DestinationError(Exception):
@@ -91,7 +92,7 @@ class DirectoryDestination:
         return sorted(p.name for p in self._ready().iterdir() if NAME.match(p.name))[-MAX_LISTED:]
 
     def delete(self, name: str) -> None:
-        (self._ready() / _checked(name)).unlink(missing_ok=True)
+        (self._ready() / _checked(name, probe=True)).unlink(missing_ok=True)
 
     def get(self, name: str, local: Path) -> None:
         try:
@@ -137,7 +138,7 @@ class SftpDestination:
         return sorted(n for n in found if NAME.match(n))[-MAX_LISTED:]
 
     def delete(self, name: str) -> None:
-        self._run([f'rm "{self._remote(_checked(name))}"'], timeout=60)
+        self._run([f'rm "{self._remote(_checked(name, probe=True))}"'], timeout=60)
 
     def get(self, name: str, local: Path) -> None:
         self._run([f'get "{self._remote(_checked(name))}" "{local}"'])
@@ -185,7 +186,7 @@ class SmbDestination:
         return sorted(n for n in found if NAME.match(n))[-MAX_LISTED:]
 
     def delete(self, name: str) -> None:
-        self._run([f'del "{_checked(name)}"'], timeout=60)
+        self._run([f'del "{_checked(name, probe=True)}"'], timeout=60)
 
     def get(self, name: str, local: Path) -> None:
         self._run([f'get "{_checked(name)}" "{local}"'])
@@ -217,8 +218,8 @@ def _smb_reason(output: str, dest) -> str:
     return "SMB failed: " + (status.group(0) if status else lines[-1][:300] if lines else "no reason given")
 
 
-def _checked(name: str) -> str:
-    if not NAME.match(name):
+def _checked(name: str, probe: bool = False) -> str:
+    if not NAME.match(name) and not (probe and name == PROBE):
         raise DestinationError(f"{name!r} is not the name of one of this box's backups")
     return name
 
@@ -361,6 +362,18 @@ class BackupJobs:
         for name in old:
             dest.delete(name)
         return old
+
+    def check(self) -> int:
+        """The test button: sign in, write a small file and remove it, list; the number of this box's
+        backups found there. Raises DestinationError saying what failed."""
+        config = self.config()
+        dest = self.destination(config.backups)
+        with tempfile.NamedTemporaryFile(dir=self.ctx.data_dir, prefix=".probe-") as probe:
+            probe.write(b"written by an OfficeBox to test its backup destination; safe to remove\n")
+            probe.flush()
+            dest.put(Path(probe.name), PROBE)
+        dest.delete(PROBE)
+        return sum(n.startswith(f"officebox-{config.system.hostname}-") for n in dest.names())
 
     def listing(self) -> list[str]:
         """The box's backups at the destination, newest first."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance import backup
-from appliance.backupjobs import BackupJobs
+from appliance.backupjobs import BackupJobs, DestinationError
 from tests.netns import Lab, needs_netns
 
 PASS = "correct horse battery"
@@ -85,9 +85,11 @@ def test_smb_share_in_a_namespace_holds_rotated_backups_restores_and_refuses_cle
                     runs.append(jobs.run())
                     time.sleep(1.05)  # names carry the second
                 listing = jobs.listing()
+                found = jobs.check()  # the test button: writes and removes a file, counts the backups
             assert all(r["last_error"] is None for r in runs), runs
             names = [r["last_name"] for r in runs]
             assert sorted(p.name for p in store.iterdir()) == sorted(names[1:]) == sorted(listing)
+            assert found == 2
             manifest, document = backup.read_backup(store / names[-1], PASS)
             assert manifest["encrypted"] and document["backups"]["destination"]["share"] == "Backups"
 
@@ -104,6 +106,9 @@ def test_smb_share_in_a_namespace_holds_rotated_backups_restores_and_refuses_cle
                 _configure(engine, **change)
                 with box.enter():
                     state = jobs.run()
+                    if "password_secret" in change:  # the test button says the same
+                        with pytest.raises(DestinationError, match=reason):
+                            jobs.check()
                 assert reason in state["last_error"], (change, state["last_error"])
             assert sorted(p.name for p in store.iterdir()) == sorted(names[1:])  # nothing touched
         finally:
