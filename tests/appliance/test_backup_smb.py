@@ -102,7 +102,7 @@ def test_smb_share_in_a_namespace_holds_rotated_backups_restores_and_refuses_cle
             for change, reason in (({"password_secret": "wrong"}, "refused the user name or password"),
                                    ({"share": "Nope"}, "has no share named Nope"),
                                    ({"path": "office/gone"}, "the folder office/gone does not exist"),
-                                   ({"host": "192.0.2.9"}, "cannot be reached")):
+                                   ({"host": "198.51.100.9"}, "cannot be reached")):
                 _configure(engine, **change)
                 with box.enter():
                     state = jobs.run()
