@@ -9,6 +9,7 @@ restarts the box into it, like an uploaded one.
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -160,7 +161,7 @@ def check():
         return redirect(url_for("backups.index"))
     try:
         found = _jobs().check()
-    except (DestinationError, OSError) as exc:
+    except (DestinationError, OSError, subprocess.SubprocessError) as exc:
         return _page(_values(), general=[_("The destination test failed: %(exc)s", exc=exc)])
     flash(_("The destination works: the box signed in, wrote and removed a test file, and found %(num)d of its "
             "backups there.", num=found), "success")
