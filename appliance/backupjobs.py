@@ -1,6 +1,7 @@
 """Scheduled backups (configuration `backups`): the box makes an encrypted backup (appliance/backup.py)
-daily or weekly at the set hour of its time zone, writes it to a folder (a USB disk's mount point) or an
-SFTP server, keeps the newest `keep` there and removes older ones, and can restore any of them.
+daily or weekly at the set hour of its time zone, writes it to a folder (a USB disk's mount point), an
+SFTP server or an SMB share (SmbDestination), keeps the newest `keep` there and removes older ones, and can
+restore any of them.
 
 A backup missed while the box was off is made at the next check. The outcome of the last run is kept in
 state/core/backups.json (the dashboard's "last backup" card and the "backup failed" notification read it).
@@ -35,6 +36,7 @@ SFTP_TIMEOUT = 600.0
 KEYSCAN_TIMEOUT = 10
 NAME = re.compile(r"^officebox-[a-z0-9-]+-\d{8}-\d{6}\.obbackup$")
 MAX_LISTED = 500
+PROBE = ".officebox-write-test"  # the test button writes and removes it
 
 
 class DestinationError(Exception):
@@ -90,7 +92,7 @@ class DirectoryDestination:
         return sorted(p.name for p in self._ready().iterdir() if NAME.match(p.name))[-MAX_LISTED:]
 
     def delete(self, name: str) -> None:
-        (self._ready() / _checked(name)).unlink(missing_ok=True)
+        (self._ready() / _checked(name, probe=True)).unlink(missing_ok=True)
 
     def get(self, name: str, local: Path) -> None:
         try:
@@ -136,14 +138,88 @@ class SftpDestination:
         return sorted(n for n in found if NAME.match(n))[-MAX_LISTED:]
 
     def delete(self, name: str) -> None:
-        self._run([f'rm "{self._remote(_checked(name))}"'], timeout=60)
+        self._run([f'rm "{self._remote(_checked(name, probe=True))}"'], timeout=60)
 
     def get(self, name: str, local: Path) -> None:
         self._run([f'get "{self._remote(_checked(name))}" "{local}"'])
 
 
-def _checked(name: str) -> str:
-    if not NAME.match(name):
+class SmbDestination:
+    """An SMB share (a NAS, a Windows share) through Debian's `smbclient`, its commands given with -c; the
+    user, password and domain go in a 0600 credentials file in a private temporary directory, never on the
+    command line, and no system-wide smb.conf is read."""
+
+    def __init__(self, dest) -> None:
+        self.dest = dest
+
+    def _run(self, commands: list[str], timeout: float = SFTP_TIMEOUT) -> str:
+        with tempfile.TemporaryDirectory(prefix="officebox-smb-") as tmp:
+            conf = Path(tmp) / "smb.conf"
+            conf.write_text("[global]\n  client min protocol = SMB2\n")
+            creds = Path(tmp) / "credentials"
+            fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"username = {self.dest.user}\npassword = {self.dest.password_secret}\n")
+                if self.dest.domain:
+                    f.write(f"domain = {self.dest.domain}\n")
+            folder = self.dest.path.strip("/")
+            script = ([f'cd "{folder}"'] if folder else []) + commands
+            argv = ["smbclient", f"//{self.dest.host}/{self.dest.share}", "-s", str(conf), "-A", str(creds),
+                    "-t", "30", "-c", "; ".join(script)]
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp})
+            except subprocess.TimeoutExpired:
+                raise DestinationError(f"the SMB server did not finish within {timeout:.0f} s") from None
+        output = done.stdout + done.stderr
+        if done.returncode != 0 or "NT_STATUS_" in output:
+            raise DestinationError(_smb_reason(output, self.dest))
+        return done.stdout
+
+    def put(self, local: Path, name: str) -> None:
+        part = f".{name}.part"
+        self._run([f'put "{local}" "{part}"', f'rename "{part}" "{name}" -f'])
+
+    def names(self) -> list[str]:
+        out = self._run(["ls"], timeout=60)
+        found = {line.split()[0] for line in out.splitlines() if line.strip()}
+        return sorted(n for n in found if NAME.match(n))[-MAX_LISTED:]
+
+    def delete(self, name: str) -> None:
+        self._run([f'del "{_checked(name, probe=True)}"'], timeout=60)
+
+    def get(self, name: str, local: Path) -> None:
+        self._run([f'get "{_checked(name)}" "{local}"'])
+
+
+SMB_REASONS = (  # smbclient's NT_STATUS codes, in plain words
+    (("NT_STATUS_LOGON_FAILURE", "NT_STATUS_WRONG_PASSWORD", "NT_STATUS_NO_SUCH_USER"),
+     "the server refused the user name or password"),
+    (("NT_STATUS_ACCOUNT_DISABLED", "NT_STATUS_ACCOUNT_LOCKED_OUT", "NT_STATUS_PASSWORD_EXPIRED"),
+     "the server refused the user: its account is disabled, locked or its password expired"),
+    (("NT_STATUS_BAD_NETWORK_NAME",), "the server has no share named {share}"),
+    (("NT_STATUS_OBJECT_PATH_NOT_FOUND", "NT_STATUS_OBJECT_NAME_NOT_FOUND", "NT_STATUS_NOT_A_DIRECTORY"),
+     "the folder {path} does not exist in the share {share}"),
+    (("NT_STATUS_ACCESS_DENIED",), "the user may not write to this share or folder (access denied)"),
+    (("NT_STATUS_DISK_FULL",), "the share is full"),
+    (("NT_STATUS_CONNECTION_REFUSED", "NT_STATUS_HOST_UNREACHABLE", "NT_STATUS_NETWORK_UNREACHABLE",
+      "NT_STATUS_IO_TIMEOUT", "NT_STATUS_CONNECTION_RESET", "NT_STATUS_CONNECTION_DISCONNECTED",
+      "NT_STATUS_NOT_FOUND", "NT_STATUS_UNSUCCESSFUL", "NT_STATUS_INVALID_NETWORK_RESPONSE"),
+     "the SMB server {host} cannot be reached (is it on, and its address right?)"),
+)
+
+
+def _smb_reason(output: str, dest) -> str:
+    for codes, text in SMB_REASONS:
+        if any(code in output for code in codes):
+            return text.format(host=dest.host, share=dest.share, path=dest.path or "/")
+    status = re.search(r"NT_STATUS_[A-Z_]+", output)
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return "SMB failed: " + (status.group(0) if status else lines[-1][:300] if lines else "no reason given")
+
+
+def _checked(name: str, probe: bool = False) -> str:
+    if not NAME.match(name) and not (probe and name == PROBE):
         raise DestinationError(f"{name!r} is not the name of one of this box's backups")
     return name
 
@@ -232,6 +308,8 @@ class BackupJobs:
         if dest.kind == "sftp":
             self.public_key()
             return SftpDestination(dest, self.key_path)
+        if dest.kind == "smb":
+            return SmbDestination(dest)
         return DirectoryDestination(dest.directory)
 
     # runs
@@ -284,6 +362,18 @@ class BackupJobs:
         for name in old:
             dest.delete(name)
         return old
+
+    def check(self) -> int:
+        """The test button: sign in, write a small file and remove it, list; the number of this box's
+        backups found there. Raises DestinationError saying what failed."""
+        config = self.config()
+        dest = self.destination(config.backups)
+        with tempfile.NamedTemporaryFile(dir=self.ctx.data_dir, prefix=".probe-") as probe:
+            probe.write(b"written by an OfficeBox to test its backup destination; safe to remove\n")
+            probe.flush()
+            dest.put(Path(probe.name), PROBE)
+        dest.delete(PROBE)
+        return sum(n.startswith(f"officebox-{config.system.hostname}-") for n in dest.names())
 
     def listing(self) -> list[str]:
         """The box's backups at the destination, newest first."""

@@ -119,3 +119,10 @@ def _move_clashing_codes(doc: dict, new: dict[str, str], prefixes: tuple[str, ..
             moved[name] = next(spare)
     if moved:
         pbx["feature_codes"] = {**codes, **moved}
+
+
+@step(6)
+def _backups_to_an_smb_share(doc: dict) -> None:
+    """Version 6 -> 7: `backups.destination.kind` may be "smb" (with share, domain, password_secret).
+    A version-6 document is valid as it is; the new version marks documents (and backups) a version-6
+    firmware cannot read, since it refuses "smb" as a kind."""

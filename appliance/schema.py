@@ -33,7 +33,7 @@ from appliance import migration_steps, migrations, opaque  # noqa: F401 (the ste
 from appliance.text import SafeText
 from appliance.users import EMAIL_PATTERN, User
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
 SECRET_NAMES = {"psk", "password", "secret"}
 MASK = "********"
@@ -132,17 +132,25 @@ class NetworkConfig(Section):
 
 
 class BackupDestination(Section):
-    kind: Literal["directory", "sftp"] = Field(default="directory", description="a folder on the box (a USB "
-                                               "disk's mount point) or an SFTP server")
+    kind: Literal["directory", "sftp", "smb"] = Field(default="directory", description="a folder on the box (a "
+                                                      "USB disk's mount point), an SFTP server or an SMB share")
     directory: str = Field(default="", max_length=200, pattern=r"^$|^/[A-Za-z0-9._/-]*$")
-    host: str = Field(default="", max_length=253, pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+    host: str = Field(default="", max_length=253, pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+                      description="the SFTP server or the SMB server (the NAS)")
     port: int = Field(default=22, ge=1, le=65535)
     user: str = Field(default="", max_length=64, pattern=r"^$|^[A-Za-z_][A-Za-z0-9_.-]*$")
     path: str = Field(default="", max_length=200, pattern=r"^$|^[A-Za-z0-9._/-]+$",
-                      description="folder on the server (relative to the user's home, or absolute)")
+                      description="folder on the server (SFTP: relative to the user's home, or absolute; "
+                                  "SMB: inside the share)")
     host_key: str = Field(default="", max_length=2000,
                           pattern=r"^$|^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+=*$",
                           description="the server's public host key, checked at every connection")
+    share: str = Field(default="", max_length=80, pattern=r"^$|^[A-Za-z0-9_][A-Za-z0-9 _.$-]*$",
+                       description="SMB: the share's name on the server")
+    domain: str = Field(default="", max_length=64, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9.-]*$",
+                        description="SMB: the user's domain or workgroup (empty: the server's own)")
+    password_secret: str = Field(default="", max_length=200, pattern=r"^[^\r\n]*$",
+                                 description="SMB: the user's password (written to a 0600 file for smbclient)")
 
 
 class ScheduledBackups(Section):
@@ -168,6 +176,11 @@ class ScheduledBackups(Section):
         if dest.kind == "sftp":
             for name, what in (("host", "the SFTP server"), ("user", "the user to sign in as"),
                                ("host_key", "the server's host key (fetch it, then compare its fingerprint)")):
+                if not getattr(dest, name):
+                    problems.append((("destination", name), what))
+        if dest.kind == "smb":
+            for name, what in (("host", "the SMB server (the NAS's name or address)"), ("share", "the share's name"),
+                               ("user", "the user to sign in as"), ("password_secret", "the user's password")):
                 if not getattr(dest, name):
                     problems.append((("destination", name), what))
         if problems:

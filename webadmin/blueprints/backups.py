@@ -1,13 +1,15 @@
 """Scheduled backups (appliance/backupjobs.py): the schedule, the destination (a folder such as a USB
-disk's, or an SFTP server whose host key the admin fetches and compares), the last run's outcome, a
-"back up now" button, and the backups at the destination, each restorable.
+disk's, an SFTP server whose host key the admin fetches and compares, or an SMB share on a NAS), the last
+run's outcome, "back up now" and "test the destination" buttons, and the backups at the destination, each
+restorable.
 
-The passphrase is never shown back: an empty passphrase field keeps the current one. A backup made now
+The passphrase and the SMB password are never shown back: an empty field keeps the current one. A backup made now
 runs in a background thread (the page tells it is running); a restore fetches the backup, checks it and
 restarts the box into it, like an uploaded one.
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -22,8 +24,14 @@ from webadmin.core import N_
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
 NAV = [(N_("System"), N_("Backups"), "backups.index")]
-DEST_FIELDS = ("directory", "host", "user", "path", "host_key")
+DEST_FIELDS = ("directory", "host", "user", "path", "host_key", "share", "domain")
 FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "kind")}
+FIELDS["backups.destination.password_secret"] = "smb_password"
+HINTS = {  # the expected format, for what the schema's patterns refuse
+    "share": N_("the share's name as the NAS shows it: letters, digits, spaces, . _ - $, like Backups"),
+    "smb_password": N_("the password cannot hold a line break"),
+    "user": N_("a user name of letters, digits, . _ -, like backup"),
+}
 WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
             N_("Sunday"))
 
@@ -38,14 +46,17 @@ def _values() -> dict:
     return {"enabled": settings.enabled, "frequency": settings.frequency, "weekday": str(settings.weekday),
             "hour": str(settings.hour), "keep": str(settings.keep), "kind": dest.kind,
             "directory": dest.directory, "host": dest.host, "port": str(dest.port), "user": dest.user,
-            "path": dest.path, "host_key": dest.host_key, "passphrase_set": bool(settings.passphrase)}
+            "path": dest.path, "host_key": dest.host_key, "share": dest.share, "domain": dest.domain,
+            "passphrase_set": bool(settings.passphrase), "smb_password_set": bool(dest.password_secret)}
 
 
 def _posted() -> dict:
     values = {name: forms.text(name, 2000 if name == "host_key" else 200)
               for name in ("frequency", "weekday", "hour", "keep", "kind", "port", *DEST_FIELDS)}
     values["enabled"] = forms.checkbox("enabled")
-    values["passphrase_set"] = bool(core.current_config().backups.passphrase)
+    settings = core.current_config().backups
+    values["passphrase_set"] = bool(settings.passphrase)
+    values["smb_password_set"] = bool(settings.destination.password_secret)
     return values
 
 
@@ -105,6 +116,7 @@ def index():
     passphrase = request.form.get("passphrase", "")
     if passphrase and passphrase != request.form.get("passphrase2", ""):
         errors["passphrase"] = _("The two passphrases differ.")
+    smb_password = request.form.get("smb_password", "")
     if errors:
         return _page(values, errors)
 
@@ -114,10 +126,14 @@ def index():
                        hour=numbers["hour"], keep=numbers["keep"])
         if passphrase:
             section["passphrase"] = passphrase
+        kept = section.get("destination", {}).get("password_secret", "")
         section["destination"] = {"kind": values["kind"], "port": numbers["port"],
+                                  "password_secret": (smb_password or kept) if values["kind"] == "smb" else "",
                                   **{name: values[name] for name in DEST_FIELDS}}
 
     errors, general = forms.apply_form("scheduled backups", mutate, prefix="backups", fields=FIELDS)
+    errors = {name: _(HINTS[name]) if name in HINTS and text.startswith("String should match pattern") else text
+              for name, text in errors.items()}
     if errors or general:
         return _page(values, errors, general)
     flash(_("Backup settings saved."), "success")
@@ -134,6 +150,21 @@ def run_now():
     else:
         threading.Thread(target=_jobs().run, name="backup-now", daemon=True).start()
         flash(_("The backup is being made; this page shows the outcome when you reload it."), "success")
+    return redirect(url_for("backups.index"))
+
+
+@bp.route("/test", methods=["POST"])
+@core.admin_required
+def check():
+    if not core.current_config().backups.enabled:
+        flash(_("Set up and switch on scheduled backups first."), "error")
+        return redirect(url_for("backups.index"))
+    try:
+        found = _jobs().check()
+    except (DestinationError, OSError, subprocess.SubprocessError) as exc:
+        return _page(_values(), general=[_("The destination test failed: %(exc)s", exc=exc)])
+    flash(_("The destination works: the box signed in, wrote and removed a test file, and found %(num)d of its "
+            "backups there.", num=found), "success")
     return redirect(url_for("backups.index"))
 
 
