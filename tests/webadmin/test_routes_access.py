@@ -9,7 +9,8 @@ from tests.webadmin.helpers import admin_client_for, csrf_of, post, sign_in
 from webadmin import core, create_app
 
 PUBLIC = {"static", "auth.login", "auth.code", "auth.logout", "setup.wizard",
-          "public.callback"}  # the call centre's web call-back form (its own token, honeypot and rate limit)
+          "public.callback",  # the call centre's web call-back form (its own token, honeypot and rate limit)
+          "public.chat_start", "public.chat", "public.chat_messages"}  # web chat: a visitor's own chat by its token
 # a member of staff: their own page, forwarding, language, voicemail, VPN downloads, two-factor set-up, the dashboard,
 # their own call recordings
 STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.index", "account.vpn_device_file",
@@ -21,7 +22,10 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "assistant.own", "assistant.greeting",  # the personal assistant: staff set their own
          "account.voicemail", "account.voicemail_audio", "account.voicemail_act", "account.voicemail_greeting",
          "account.voicemail_greeting_remove", "account.voicemail_email", "account.voicemail_temporary_until",
-         "mycontacts.index", "mycontacts.create", "mycontacts.edit", "mycontacts.remove"}  # their own contacts
+         "mycontacts.index", "mycontacts.create", "mycontacts.edit", "mycontacts.remove",  # their own contacts
+         "agent.chat_act", "agent.chat_messages", "agent.chats_state",  # an agent's own chats
+         # the wallboard of the queues a member of staff supervises (403 for everyone else, test_callcentre_supervise)
+         "callcentre.wallboard", "callcentre.wallboard_json", "callcentre.events", "callcentre.supervise"}
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 
