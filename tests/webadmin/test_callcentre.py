@@ -48,14 +48,15 @@ def test_queue_form_checks_agents_and_numbers_then_saves(cc_client, runtime):
     assert runtime.config.pbx.queues == []  # nothing saved by the refused forms
     ok = post(cc_client, "/callcentre/queues/new", {**QUEUE, "vip_text": "0612345678, 203", "did_text": "0140:5",
                                                        "supervisors_text": "203", "web_callback": "on",
-                                                       "web_numbers_text": "0ZXXXXXXXX, 6[0-5]XX"})
+                                                       "web_numbers_text": "0ZXXXXXXXX, 6[0-5]XX", "chat": "on"})
     assert ok.status_code == 302, ok.get_data(as_text=True)[:3000]
     [q] = runtime.config.pbx.queues
     assert [(m.agent, m.skill) for m in q.members] == [("201", 4), ("202", 7)]
     assert q.vip_callers == ["0612345678", "203"] and q.did_priorities == {"0140": 5} and q.strategy == "skills"
     assert runtime.config.pbx.application_for("600") == "queue:sales" and q.supervisors == ["203"]
     assert runtime.config.pbx.application_for("*56201") == "app:supervisor-whisper"
-    assert q.web_callback and q.web_callback_numbers == ["0ZXXXXXXXX", "6[0-5]XX"]
+    assert q.web_callback and q.web_callback_numbers == ["0ZXXXXXXXX", "6[0-5]XX"] and q.chat
+    assert 'name="chat" id="f-chat" checked' in page(cc_client, "/callcentre/queues/sales")
     pattern = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "web_numbers_text": "0.*"})
     assert pattern.status_code == 400 and "is not a number pattern" in pattern.get_data(as_text=True)
     edit = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "wrap_up": "30"})

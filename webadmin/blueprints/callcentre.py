@@ -248,6 +248,7 @@ def queue_form(name: str | None):
         item["supervisors"] = [v.strip() for v in forms.text("supervisors_text", 2000).replace("\n", ",").split(",")
                                if v.strip()]
         item["web_callback"] = request.form.get("web_callback") == "on"
+        item["chat"] = request.form.get("chat") == "on"
         item["web_callback_numbers"] = [v.strip() for v in forms.text("web_numbers_text", 2000).replace("\n", ",")
                                         .split(",") if v.strip()]
         dids = _parse_pairs(forms.text("did_text", 4000), "did_text", errors, "number", "priority")
