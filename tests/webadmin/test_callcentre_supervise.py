@@ -4,7 +4,6 @@ supervisor's own phone, which joins the call in that mode once answered. Real ba
 their own tone (caller, agent, supervisor) and what each heard is measured."""
 from __future__ import annotations
 
-import math
 import time
 from contextlib import ExitStack
 
@@ -12,8 +11,7 @@ import pytest
 
 from tests.services.pbx import test_channel as ch
 from tests.services.pbx.baresip import have_baresip
-from tests.services.pbx.test_conference import _newest_recording
-from tests.services.pbx.test_conference_mixer import spectrum_peaks
+from tests.services.pbx.test_conference import heard_tones
 from tests.webadmin.helpers import csrf_of, post, sign_in
 from tests.webadmin.test_browser import page, server  # noqa: F401 (fixtures of the Chromium test)
 from tests.webadmin.test_pbx_pages import _LivePbx, _until
@@ -67,17 +65,11 @@ def test_only_a_supervisor_of_the_agents_queue_may_supervise(cc):
 
 
 def _tones(tmp_path):
-    return [ch.write_wav(tmp_path / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
-                                                      for n in range(8000 * 60)]) for f in FREQS]
+    return ch.tone_files(tmp_path, FREQS)
 
 
 def _heard(ua, seconds: float = 1.5) -> dict[float, float]:
-    """Relative powers of the three tones in the last `seconds` a phone heard (its dump read as it grows)."""
-    raw = _newest_recording(ua).read_bytes()
-    start = raw.find(b"data") + 8
-    count = (len(raw) - start) // 2
-    samples = list(memoryview(raw[start:start + 2 * count]).cast("h"))[-int(seconds * 8000):]
-    return spectrum_peaks(samples, 8000, FREQS)
+    return heard_tones(ua, FREQS, seconds)
 
 
 def _phone(stack, registrar: str, who: dict, tone) -> ch.AudioBaresip:

@@ -4,7 +4,6 @@ the queue is served by agent bob; a non-supervisor's *56 is refused; carol (the 
 the caller and the agent go on talking to each other."""
 from __future__ import annotations
 
-import math
 import time
 from contextlib import ExitStack
 
@@ -17,8 +16,7 @@ from . import test_channel as ch
 from .baresip import have_baresip
 from .conftest import ALICE, BOB, CAROL
 from .pbxrunner import PbxRunner, config, user
-from .test_conference import _newest_recording, _phone
-from .test_conference_mixer import spectrum_peaks
+from .test_conference import _phone, heard_tones
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed"),
               pytest.mark.skipif(ch.ESPEAK is None, reason="espeak-ng is not installed")]
@@ -37,17 +35,11 @@ def _cfg():
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory):
     d = tmp_path_factory.mktemp("tones")
-    return [ch.write_wav(d / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
-                                               for n in range(8000 * 60)]) for f in FREQS]
+    return ch.tone_files(d, FREQS)
 
 
 def _heard(ua, seconds: float = 1.5) -> dict[float, float]:
-    """Relative powers of the three tones in the last `seconds` a phone heard (its dump read as it grows)."""
-    raw = _newest_recording(ua).read_bytes()
-    start = raw.find(b"data") + 8
-    count = (len(raw) - start) // 2
-    samples = list(memoryview(raw[start:start + 2 * count]).cast("h"))[-int(seconds * 8000):]
-    return spectrum_peaks(samples, 8000, FREQS)
+    return heard_tones(ua, FREQS, seconds)
 
 
 def test_supervisor_monitors_whispers_and_barges(tmp_path, tones):

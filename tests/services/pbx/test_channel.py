@@ -86,6 +86,12 @@ def write_wav(path: Path, samples: list[int], rate: int = 8000) -> Path:
     return path
 
 
+def tone_files(directory: Path, freqs: list[float], seconds: int = 60) -> list[Path]:
+    """One WAV per frequency (a phone that sends its own tone: what each hears tells who it hears)."""
+    return [write_wav(directory / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
+                                                    for n in range(8000 * seconds)]) for f in freqs]
+
+
 def speech(path: Path, text: str, pad_seconds: float = 0.0) -> Path:
     """`text` spoken by espeak-ng, as 8 kHz mono 16-bit PCM, followed by `pad_seconds` of silence."""
     raw = path.with_suffix(".22k.wav")

@@ -10,7 +10,6 @@ the prompt to the first participant are over by then, the exit tones come after)
 from __future__ import annotations
 
 import logging
-import math
 import struct
 import time
 from contextlib import ExitStack
@@ -51,8 +50,7 @@ def _cfg():
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory):
     d = tmp_path_factory.mktemp("tones")
-    return [ch.write_wav(d / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
-                                               for n in range(8000 * 60)]) for f in FREQS]
+    return ch.tone_files(d, FREQS)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +82,15 @@ def _join(pbx, phones, number: str = "800", room: str = "main") -> None:
 def _newest_recording(ua) -> Path:
     """The dump of the phone's last call: baresip names them by the second the call started."""
     return max(ua.dir.glob("dump-*-dec.wav"), key=lambda p: (p.name, p.stat().st_size))
+
+
+def heard_tones(ua, freqs: list[float], seconds: float = 1.5) -> dict[float, float]:
+    """Relative powers of `freqs` in the last `seconds` a phone heard (its dump read as it grows)."""
+    raw = _newest_recording(ua).read_bytes()
+    start = raw.find(b"data") + 8
+    count = (len(raw) - start) // 2
+    samples = list(memoryview(raw[start:start + 2 * count]).cast("h"))[-int(seconds * 8000):]
+    return spectrum_peaks(samples, 8000, freqs)
 
 
 def _window(ua, seconds: float = 2.0, before_end: float = 0.3) -> tuple[list[int], int]:

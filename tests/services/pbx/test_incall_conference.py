@@ -9,7 +9,6 @@ none of them nor the keyer's re-INVITE meanwhile (the box answers it), and # alo
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from contextlib import ExitStack
 
@@ -34,8 +33,7 @@ FREQS = [520.0, 1020.0, 1250.0]  # alice, bob, carol: away from the dial, ringin
 @pytest.fixture(scope="module")
 def tones(tmp_path_factory):
     d = tmp_path_factory.mktemp("tones")
-    return [ch.write_wav(d / f"{int(f)}.wav", [int(6000 * math.sin(2 * math.pi * f * n / 8000))
-                                               for n in range(8000 * 60)]) for f in FREQS]
+    return ch.tone_files(d, FREQS)
 
 
 @pytest.fixture(scope="module")
