@@ -19,6 +19,7 @@ from webadmin import core, i18n
 from webadmin.core import N_
 from webadmin.security import (
     Enrolments,
+    KeptForms,
     Lockout,
     PasswordChecks,
     PendingSignIns,
@@ -50,7 +51,7 @@ def create_app(runtime: Any) -> Flask:
     app.extensions[core.LOCKOUT_KEY] = Lockout()
     app.extensions[core.PASSWORD_CHECKS_KEY] = PasswordChecks()
     app.extensions.update({core.PENDING_KEY: PendingSignIns(), core.ENROLMENTS_KEY: Enrolments(),
-                           core.TOTP_KEY: TotpCodes()})
+                           core.TOTP_KEY: TotpCodes(), core.KEPT_FORMS_KEY: KeptForms()})
     app.before_request(core.check_csrf)
     app.before_request(_first_boot_gate)
     app.before_request(core.enforce_access)

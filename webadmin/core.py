@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from appliance import schema
 from appliance.store import ChangedMeanwhile, Revision
 from appliance.users import User
+from webadmin.security import KeptForms
 
 
 def N_(message: str) -> str:
@@ -43,6 +44,7 @@ PASSWORD_CHECKS_KEY = "officebox.password_checks"
 PENDING_KEY = "officebox.pending_sign_ins"  # security.PendingSignIns: password right, code to come
 ENROLMENTS_KEY = "officebox.enrolments"     # security.Enrolments: two-factor keys being set up
 TOTP_KEY = "officebox.totp"                 # security.TotpCodes
+KEPT_FORMS_KEY = "officebox.kept_forms"     # security.KeptForms: sent after the session ended
 ACCESS_ATTR = "officebox_access"
 SECRET_ATTR = "officebox_secret"  # a page that reveals credentials: full admins only
 FRAMEWORK_PUBLIC = {"static"}  # Flask's own endpoint for webadmin/static
@@ -241,10 +243,24 @@ def password_check(check: Callable[[], bool]) -> bool:
 
 
 def _to_login() -> Any:
-    if session.pop("sid", None):
-        flash(_("Your session has ended (inactivity, sign-out or a password change). Please sign in again."), "info")
+    ended = bool(session.pop("sid", None))
     target = request.full_path.rstrip("?") if request.method == "GET" else None
-    return redirect(url_for("auth.login", next=target))
+    kept = _keep_form() if ended and request.method == "POST" else None
+    if kept:
+        flash(_("Your session has ended (inactivity, sign-out or a password change). Please sign in again: "
+                "what you sent is kept and you can send it again."), "info")
+    elif ended:
+        flash(_("Your session has ended (inactivity, sign-out or a password change). Please sign in again."), "info")
+    return redirect(url_for("auth.login", next=target, kept=kept))
+
+
+def _keep_form() -> str | None:
+    """A form sent after the session ended, kept (security.KeptForms) for auth.kept_form to send again."""
+    if request.content_length and request.content_length > KeptForms.MAX_BYTES * 2:
+        return None
+    fields = [(k, v) for k, v in request.form.items(multi=True) if k != CSRF_FIELD]
+    return current_app.extensions[KEPT_FORMS_KEY].keep(request.remote_addr or "?", request.full_path.rstrip("?"),
+                                                       fields, bool(request.files))
 
 
 # -- CSRF -------------------------------------------------------------------------------------------

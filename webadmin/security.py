@@ -336,3 +336,51 @@ class RecoveryCodes:
         """The stored hash this code matches, if any."""
         normalized = SetupCode.normalize(code)
         return next((h for h in hashes if verify_password(h, normalized)), None)
+
+
+class KeptForms:
+    """Forms sent after the session ended, kept so the admin can send them again once signed in (never
+    lost typing). Each is kept for the address it came from, at most TTL seconds, taken once; secrets
+    (password, passphrase, secret, key and PIN fields) and files are not kept, and neither is a form over MAX_BYTES."""
+
+    TTL = 15 * 60
+    MAX_FORMS = 200
+    MAX_BYTES = 64 * 1024
+    SECRET = re.compile(r"password|passphrase|secret|(^|_)(psk|pin)\d?($|_)", re.IGNORECASE)
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, str, str, list[tuple[str, str]], bool]] = {}
+
+    def keep(self, address: str, path: str, fields: list[tuple[str, str]], had_files: bool) -> str | None:
+        """A token for this form, or None when it cannot be kept (too large)."""
+        kept = [(k, v) for k, v in fields if not self.SECRET.search(k)]
+        if sum(len(k) + len(v) for k, v in kept) > self.MAX_BYTES:
+            return None
+        dropped = had_files or len(kept) < len(fields)
+        token = secrets.token_urlsafe(24)
+        now = self.clock()
+        with self._lock:
+            self._items = {t: item for t, item in self._items.items() if now - item[0] <= self.TTL}
+            while len(self._items) >= self.MAX_FORMS:
+                del self._items[min(self._items, key=lambda t: self._items[t][0])]
+            self._items[token] = (now, address, path, kept, dropped)
+        return token
+
+    def take(self, token: str | None, address: str) -> tuple[str, list[tuple[str, str]], bool] | None:
+        """(path, fields, some were not kept) of a live token from the same address, once."""
+        if not token:
+            return None
+        with self._lock:
+            item = self._items.get(token)
+            if item is None or item[1] != address:
+                return None
+            del self._items[token]
+        created, _, path, fields, dropped = item
+        return (path, fields, dropped) if self.clock() - created <= self.TTL else None
+
+    def alive(self, token: str | None, address: str) -> bool:
+        with self._lock:
+            item = self._items.get(token or "")
+            return item is not None and item[1] == address and self.clock() - item[0] <= self.TTL

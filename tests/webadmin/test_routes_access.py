@@ -24,6 +24,7 @@ STAFF = {"account.index", "account.forwarding", "account.language", "dashboard.i
          "account.voicemail_greeting_remove", "account.voicemail_email", "account.voicemail_temporary_until",
          "mycontacts.index", "mycontacts.create", "mycontacts.edit", "mycontacts.remove",  # their own contacts
          "agent.chat_act", "agent.chat_messages", "agent.chats_state",  # an agent's own chats
+         "auth.kept_form",  # what they sent after their session ended, to send again
          # the wallboard of the queues a member of staff supervises (403 for everyone else, test_callcentre_supervise)
          "callcentre.wallboard", "callcentre.wallboard_json", "callcentre.events", "callcentre.supervise"}
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}

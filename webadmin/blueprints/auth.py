@@ -10,7 +10,7 @@ import math
 import re
 from functools import cache
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -85,8 +85,28 @@ def login():
 def _signed_in(user: User):
     log.info("web admin sign-in: %s from %s", user.login, request.remote_addr)
     _start_session(user.login, user.password_hash)
+    kept = request.args.get("kept")
+    if current_app.extensions[core.KEPT_FORMS_KEY].alive(kept, request.remote_addr or "?"):
+        return redirect(url_for("auth.kept_form", kept=kept))  # what was sent after the session ended
     default = url_for("dashboard.index") if core.sees_admin_pages(user) else url_for("account.index")
     return redirect(_safe_next(request.args.get("next")) or default)
+
+
+@bp.route("/login/kept")
+@core.login_required
+def kept_form():
+    """A form sent after the session ended, shown to send it again (to the same page, with this session's
+    token; the page checks it as any other submit, the revision it was built on included)."""
+    kept = current_app.extensions[core.KEPT_FORMS_KEY].take(request.args.get("kept"), request.remote_addr or "?")
+    if kept is None:
+        flash(_("Nothing sent before the sign-in is kept any more (it is kept 15 minutes)."), "info")
+        return redirect(url_for("dashboard.index"))
+    path, fields, dropped = kept
+    if not _safe_next(path):
+        abort(400)
+    leave = url_for("dashboard.index") if core.sees_admin_pages(core.current_user()) else url_for("account.index")
+    return render_template("auth/kept.html", path=path, fields=fields, dropped=dropped, leave=leave,
+                           token=core.csrf_token(), csrf_name=core.CSRF_FIELD)
 
 
 def _ask_for_code(user: User):
@@ -96,7 +116,7 @@ def _ask_for_code(user: User):
     session.clear()
     session["pending"] = pending.open(user.login, user.password_hash)
     core.csrf_token()
-    return redirect(url_for("auth.code", next=_safe_next(request.args.get("next"))))
+    return redirect(url_for("auth.code", next=_safe_next(request.args.get("next")), kept=request.args.get("kept")))
 
 
 def _pending_user() -> User | None:
@@ -118,7 +138,7 @@ def code():
     if user is None:
         if session.pop("pending", None):
             flash(_("The sign-in took too long. Please sign in again."), "info")
-        return redirect(url_for("auth.login", next=_safe_next(request.args.get("next"))))
+        return redirect(url_for("auth.login", next=_safe_next(request.args.get("next")), kept=request.args.get("kept")))
     error, status = None, 200
     if request.method == "POST":
         lockout = current_app.extensions[core.LOCKOUT_KEY]
