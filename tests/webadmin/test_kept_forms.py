@@ -33,6 +33,15 @@ def _expire(app, client, path: str) -> str:
     return token
 
 
+def _expire_keeping(app, client, path: str) -> str:
+    """As _expire, on the session already signed in: the registry's clock jumps past its idle timeout."""
+    registry = app.extensions[SESSIONS_KEY]
+    token = csrf_of(client, path)
+    ahead = registry.clock() + registry.IDLE_TIMEOUT + 1
+    registry.clock = lambda: ahead
+    return token
+
+
 def _sign_in_at(client, location: str):
     return client.post(location, data={"login": ADMIN["login"], "password": ADMIN["password"],
                                        "csrf_token": csrf_of(client, location)})
@@ -130,3 +139,17 @@ def test_in_a_browser_the_change_typed_before_the_session_ended_is_saved(served,
         finally:
             browser.close()
     assert runtime.store.current().config.system.company_name == "Acme Mobile"
+
+
+def test_with_two_factor_sign_in_the_kept_form_follows_the_code_step(admin_client, app):
+    from tests.webadmin.test_totp import enrol, next_code
+    totp, _ = enrol(admin_client)
+    token = _expire_keeping(app, admin_client, "/settings/")
+    sent = admin_client.post("/settings/", data={**FORM, "csrf_token": token})
+    password = _sign_in_at(admin_client, sent.headers["Location"])
+    assert password.headers["Location"].startswith("/login/code") and "kept=" in password.headers["Location"]
+    code = admin_client.post(password.headers["Location"], data={
+        "code": next_code(totp), "csrf_token": csrf_of(admin_client, password.headers["Location"])})
+    assert code.status_code == 302 and "/login/kept?" in code.headers["Location"]
+    assert _hidden(admin_client.get(code.headers["Location"]).get_data(as_text=True))["company_name"] == \
+        FORM["company_name"]
