@@ -195,6 +195,8 @@ class Baresip:
     def start(self) -> Self:
         if not have_baresip():
             raise BaresipError("baresip is not installed (apt-get install baresip)")
+        if self.proc is not None and self.proc.poll() is None:
+            raise BaresipError(f"{self.name} is already running")  # a second process would outlive the test
         for attempt in (1, 2):   # a second try with fresh ports if another process took one meanwhile
             self.dir = Path(tempfile.mkdtemp(prefix=f"baresip-{self.name}-"))
             try:

@@ -74,8 +74,7 @@ def _told(phone: Baresip, voice: str, timeout: float) -> dict[str, str]:
 @pytest.mark.skipif(not have_baresip(), reason="baresip not installed")
 def test_a_subscribing_baresip_phone_is_told_yes_then_no(pbx):
     publish(pbx, "201", 0, 3)  # already known before the phone subscribes: the first NOTIFY says so
-    with MwiPhone("alice", "201", ALICE["sip_secret"], pbx.registrar) as phone:
-        phone.start()
+    with MwiPhone("alice", "201", ALICE["sip_secret"], pbx.registrar) as phone:  # started by `with`
         phone.register()
         first = _told(phone, "0/3 (0/0)", 10)
         assert first["messages-waiting"] == "no" and first["message-account"].startswith("sip:201@")
