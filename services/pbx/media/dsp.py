@@ -188,7 +188,8 @@ class WavWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # never over an existing file
         self.data_bytes = 0  # written (by the disk thread, when there is one)
         self.taken = 0  # handed over to be written
-        self.error: OSError | None = None
+        self.error: OSError | None = None  # a write failed (in the disk thread)
+        self.refused: OSError | None = None  # the disk thread's queue was full: what follows is not kept
         self.closing = False
         self.pending = bytearray()
         self.sync_bytes = int(rate * 2 * sync_every)
@@ -216,16 +217,21 @@ class WavWriter:
 
     def write(self, pcm: bytes) -> None:
         """Audio is written in chunks of `sync_every` seconds, each followed by the header's patch."""
-        if self.error is not None:
-            raise self.error
+        if self.error is not None or self.refused is not None:
+            raise self.error or self.refused
         self.pending += pcm
         if len(self.pending) >= self.sync_bytes:
             data, self.pending = bytes(self.pending), bytearray()
             self.taken += len(data)
             if self.disk is None:
                 self._write(data)
-            else:
+                return
+            try:
                 self.disk.submit(lambda: self._write_or_note(data))
+            except OSError as exc:  # the disk does not keep up: this chunk is lost, the file ends here
+                self.taken -= len(data)
+                self.refused = exc
+                raise
 
     def _write(self, data: bytes) -> None:
         while data:
@@ -263,14 +269,12 @@ class WavWriter:
                 done(self.error)
             return
         self.closing = True
-        data, self.pending = bytes(self.pending), bytearray()
+        data, self.pending = (b"" if self.refused else bytes(self.pending)), bytearray()
         self.taken += len(data)
-        if self.disk is not None:
-            try:
-                self.disk.submit(lambda: self._finish(data), done or (lambda error: None))
-                return
-            except OSError:
-                pass  # the queue is full: closed here, the loop waits this once
+        if self.disk is not None:  # after the file's writes, in the thread, whatever the queue holds
+            report = done or (lambda error: None)
+            self.disk.submit(lambda: self._finish(data), lambda error: report(error or self.refused), last=True)
+            return
         try:
             self._finish(data)
         except OSError as exc:
