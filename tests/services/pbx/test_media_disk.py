@@ -3,27 +3,18 @@ an error) but the file's close still follows its writes, in order, and reports; 
 from __future__ import annotations
 
 import threading
-import time
 import wave
 
 from services.pbx.media.disk import DiskThread
 from services.pbx.media.dsp import WavWriter
-
-
-def _until(check, seconds: float = 5.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False
+from tests.isolated import until
 
 
 def test_a_full_queue_refuses_writes_and_the_close_still_completes_the_file(tmp_path):
     disk = DiskThread(jobs=1)
     stuck = threading.Event()
     disk.submit(stuck.wait)  # the disk is held up
-    assert _until(lambda: disk.jobs.qsize() == 0)  # the thread is in that job
+    assert until(lambda: disk.jobs.qsize() == 0, 5)  # the thread is in that job
     writer = WavWriter(str(tmp_path / "rec.wav"), 8000, sync_every=0.02, disk=disk)
     chunk = b"\x10\x00" * 160  # 20 ms
     writer.write(chunk)  # queued: the one job the queue takes
@@ -35,7 +26,7 @@ def test_a_full_queue_refuses_writes_and_the_close_still_completes_the_file(tmp_
     done = []
     writer.close(done.append)  # the last job goes in all the same
     stuck.set()
-    assert _until(lambda: (disk.complete(), done)[1]), "close never reported"
+    assert until(lambda: (disk.complete(), done)[1], 5), "close never reported"
     assert len(done) == 1 and "does not keep up" in str(done[0])  # the recording ended with an error
     assert writer.seconds == 0.02  # what reached the file, not the refused chunk
     with wave.open(str(tmp_path / "rec.wav")) as w:  # the first chunk written, then closed: a valid WAV
