@@ -70,6 +70,14 @@ def service(name: str) -> Any:
     return runtime().client(name)
 
 
+def service_or_404(name: str) -> Any:
+    """The service's client for a page that exists only with that service: 404 without it."""
+    client = service(name)
+    if client is None:
+        abort(404)
+    return client
+
+
 def current_config() -> schema.CoreConfig:
     """The applied configuration (defaults before the first-boot wizard ran); cached per request."""
     if "officebox_config" not in g:

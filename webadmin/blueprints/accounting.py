@@ -23,10 +23,7 @@ TARIFF_FIELDS = ("prefix", "per_minute", "setup", "increment", "trunk", "name")
 
 
 def _pbx():
-    svc = core.service("pbx")
-    if svc is None:
-        abort(404)
-    return svc
+    return core.service_or_404("pbx")
 
 
 # -- tariffs and budgets ----------------------------------------------------------------------------

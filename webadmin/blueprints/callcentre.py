@@ -45,10 +45,7 @@ _streams = threading.BoundedSemaphore(MAX_STREAMS)
 
 
 def _pbx():
-    svc = core.service("pbx")
-    if svc is None:
-        abort(404)
-    return svc
+    return core.service_or_404("pbx")
 
 
 def _tz() -> zoneinfo.ZoneInfo:

@@ -24,10 +24,7 @@ REFRESH = 5  # seconds between refreshes of the live view
 
 
 def _pbx():
-    svc = core.service("pbx")
-    if svc is None:
-        abort(404)
-    return svc
+    return core.service_or_404("pbx")
 
 
 def _live() -> dict[str, dict]:

@@ -96,10 +96,7 @@ TRACE_DEFAULTS = {"seconds": "120", "packets": "500", "extension": "", "ip": ""}
 
 
 def _pbx():
-    pbx = core.service("pbx")
-    if pbx is None:
-        abort(404)
-    return pbx
+    return core.service_or_404("pbx")
 
 
 @bp.route("/sip-trace", methods=["GET", "POST"])

@@ -18,10 +18,7 @@ BUSY = N_("this message is being delivered right now; try again in a moment")  #
 
 
 def _service():
-    service = core.service("mail")
-    if service is None:
-        abort(404)
-    return service
+    return core.service_or_404("mail")
 
 
 def _lines(name: str) -> list[str]:

@@ -41,10 +41,7 @@ CDR_PAGE = 50
 
 def _pbx():
     """The pbx service's client (its methods work whether it runs or not)."""
-    svc = core.service("pbx")
-    if svc is None:
-        abort(404)
-    return svc
+    return core.service_or_404("pbx")
 
 
 def _friendly(message: str, hint: str = "") -> str:
