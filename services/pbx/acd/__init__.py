@@ -19,12 +19,12 @@ import asyncio
 import collections
 import logging
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..calls import Call
 from ..config import CallQueue
+from ..percore import PerCore
 from . import decide
 from .store import AcdStore, QueueCall
 
@@ -587,18 +587,8 @@ class Acd:
                 self.answered_recent.append((row["answered"], row["queue"], bool(row["on_time"])))
 
 
-_by_core: "weakref.WeakKeyDictionary[object, Acd]" = weakref.WeakKeyDictionary()
-
-
-def for_core(core) -> Acd:
-    acd = _by_core.get(core)
-    if acd is None:
-        acd = _by_core[core] = Acd(core)
-    return acd
-
-
-def existing(core) -> Acd | None:
-    return _by_core.get(core)
+for_core: PerCore[Acd] = PerCore(Acd)
+existing = for_core.existing
 
 
 def _register() -> None:

@@ -28,13 +28,14 @@ import secrets
 import sqlite3
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..percore import PerCore
 
 log = logging.getLogger("officebox.pbx.acd")
 
@@ -294,11 +295,4 @@ class ChatDesk:
                 self.by_token.pop(chat.token, None)
 
 
-_desks: "weakref.WeakKeyDictionary[object, ChatDesk]" = weakref.WeakKeyDictionary()
-
-
-def desk(acd) -> ChatDesk:
-    found = _desks.get(acd)
-    if found is None:
-        found = _desks[acd] = ChatDesk(acd)
-    return found
+desk: PerCore[ChatDesk] = PerCore(ChatDesk)

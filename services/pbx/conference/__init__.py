@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import weakref
 from dataclasses import dataclass, field
 
+from ..percore import PerCore
 from ..voicemail import pin as _pin
 
 MUTED_TONE = {"freqs": [400], "seconds": 0.2, "amplitude": 6000}
@@ -127,14 +127,7 @@ class Conferences:
         return True
 
 
-_by_core: "weakref.WeakKeyDictionary[object, Conferences]" = weakref.WeakKeyDictionary()
-
-
-def for_core(core) -> Conferences:
-    confs = _by_core.get(core)
-    if confs is None:
-        confs = _by_core[core] = Conferences(core)
-    return confs
+for_core: PerCore[Conferences] = PerCore(Conferences)
 
 
 def snapshot(core, confs: Conferences | None) -> list[dict]:
@@ -154,7 +147,7 @@ def snapshot(core, confs: Conferences | None) -> list[dict]:
 def run_on_loop(core, fn, *args, timeout: float = 5.0):
     """`fn(conferences or None, *args)` on the PBX's loop, called from it (the service's own process) or
     from another thread (a service run in the web admin's process)."""
-    confs = _by_core.get(core)
+    confs = for_core.existing(core)
     if confs is None:
         return fn(None, *args)  # no conference yet on this core: nothing live
     try:

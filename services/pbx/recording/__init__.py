@@ -20,10 +20,10 @@ import asyncio
 import itertools
 import logging
 import time
-import weakref
 from pathlib import Path
 
 from ..endpoint import _info_key
+from ..percore import PerCore
 from .store import RecordingStore
 
 log = logging.getLogger("officebox.pbx.recording")
@@ -179,14 +179,7 @@ def _event_pt(sdp) -> int | None:
     return next((p for p in m.formats if m.codec(p) == "TELEPHONE-EVENT"), None) if m else None
 
 
-_by_core: "weakref.WeakKeyDictionary[object, Recorder]" = weakref.WeakKeyDictionary()
-
-
-def for_core(core) -> Recorder:
-    recorder = _by_core.get(core)
-    if recorder is None:
-        recorder = _by_core[core] = Recorder(core)
-    return recorder
+for_core: PerCore[Recorder] = PerCore(Recorder)
 
 
 # -- the hooks call control (calls.py) calls --------------------------------------------------------

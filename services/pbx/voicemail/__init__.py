@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import weakref
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config import ExtensionSettings
+from ..percore import PerCore
 from ..prompts import PromptError, PromptLibrary, normalise_language
 from .compressed import mp3_copy
 from .mailer import Mailer, MailTarget
@@ -129,14 +129,7 @@ class Voicemail:
         return await asyncio.to_thread(self.prompts.say_digits, digits, lang)
 
 
-_by_core: "weakref.WeakKeyDictionary[object, Voicemail]" = weakref.WeakKeyDictionary()
-
-
-def for_core(core) -> Voicemail:
-    vm = _by_core.get(core)
-    if vm is None:
-        vm = _by_core[core] = Voicemail(core)
-    return vm
+for_core: PerCore[Voicemail] = PerCore(Voicemail)
 
 
 async def say(channel, files: list[Path], interruptible: bool = True) -> str | None:
