@@ -70,6 +70,14 @@ def _sign_in(page, login: str) -> None:
     page.wait_for_url(re.compile(r"/(dashboard|account)?/?$"))
 
 
+def open_phone(page, login: str = "alice") -> None:
+    """Signed in as `login`, on the phone page, registered."""
+    from playwright.sync_api import expect
+    _sign_in(page, login)
+    page.goto("/webphone/")
+    expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+
+
 def _browser_bindings(live) -> list[dict]:
     return [r for r in live.svc.registrations() if r["extension"] == "201" and r["source"].startswith("wss:")]
 
@@ -128,9 +136,7 @@ def test_a_refused_microphone_is_said_and_places_no_call(box, server):  # noqa: 
 
     with _browser(server, []) as page:  # no fake media: the permission prompt is refused
         page.context.clear_permissions()
-        _sign_in(page, "alice")
-        page.goto("/webphone/")
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        open_phone(page)
         page.fill("#phone-number", "202")
         page.click("#phone-call")
         expect(page.locator("#phone-state")).to_have_attribute("data-state", "no_mic")
@@ -229,9 +235,7 @@ def test_browser_calls_a_desk_phone_with_audio_both_ways(box, server, tmp_path):
     with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
             RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
         bob.register()
-        _sign_in(page, "alice")
-        page.goto("/webphone/")
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        open_phone(page)
         page.fill("#phone-number", "202")
         page.click("#phone-call")
         bob.answer()
@@ -281,9 +285,7 @@ def test_browser_answers_sends_dtmf_holds_and_transfers_while_garbage_is_dropped
             Baresip("carol", user="203", password="carolsecret1", registrar=registrar) as carol:
         bob.register()
         carol.register()
-        _sign_in(page, "alice")
-        page.goto("/webphone/")
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
+        open_phone(page)
         ws_url = f"wss://127.0.0.1:{box.svc.ws_port}/ws"
 
         bob.dial("201")

@@ -18,9 +18,9 @@ from tests.webadmin.test_webphone import (
     FAKE_MEDIA,
     RecordingBaresip,
     _browser,
-    _sign_in,
     _tone_microphone,
     box,
+    open_phone,
     peak_frequency,
 )
 
@@ -64,13 +64,6 @@ def _calls(page, desk: ToneBaresip, number: str, heard: int = 50) -> None:
     desk.wait_rtp(rx=heard, tx=50, timeout=20)
 
 
-def _ready(page, server_url: str) -> None:
-    from playwright.sync_api import expect
-    _sign_in(page, "alice")
-    page.goto("/webphone/")
-    expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
-
-
 def test_browser_consults_then_transfers_and_the_two_desk_phones_hear_each_other(box, server, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -83,7 +76,7 @@ def test_browser_consults_then_transfers_and_the_two_desk_phones_hear_each_other
         state = page.locator("#phone-state")
         bob.register()
         carol.register()
-        _ready(page, server)
+        open_phone(page)
         _calls(page, bob, "202")
 
         # consult carol: bob is held (music), the browser calls carol
@@ -123,7 +116,7 @@ def test_a_killed_gateway_ends_its_calls_is_restarted_and_serves_the_next_call(b
             ToneBaresip("bob", 440, user="202", password="bobsecret12", registrar=registrar) as bob:
         state = page.locator("#phone-state")
         bob.register()
-        _ready(page, server)
+        open_phone(page)
         _calls(page, bob, "202")
         killed = gateway._proc.pid
         os.kill(killed, signal.SIGKILL)
