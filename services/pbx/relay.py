@@ -24,7 +24,7 @@ ENGINE = Path(__file__).resolve().parent / "media" / "engine.py"
 FIGURES = ("packets", "bytes", "forwarded", "rtcp", "lost", "jitter_ms", "rejected")
 LOCAL_FIGURES = ("sent", "late", "malformed", "unknown_pt", "dtmf", "dtmf_dropped", "rtcp_sent")
 LOCAL_EVENTS = ("dtmf", "play_done", "record_done", "local_error", "notice_done")
-CLOSING = 256  # closed sides whose listener may still get the engine's last events
+CLOSING = 256  # closed sides whose listener awaits the engine's last events (until its "closed")
 START_TIMEOUT = 5.0  # seconds a request waits for a (re)starting engine
 RESTART_PAUSE = 2.0  # after the third death within a minute
 WATCHDOG = 5.0  # seconds between pings; an engine that does not answer one in that time is killed
@@ -197,6 +197,7 @@ class RtpRelay:
         self._drop_channel()
         lost = list(self.sides.values())
         self.sides.clear()
+        self.closing.clear()  # their last events died with the engine
         for side in lost:
             side.closed = True
         log.error("media engine exited with status %s: restarting it; %d relay sides lost", status, len(lost))
@@ -225,6 +226,7 @@ class RtpRelay:
         for side in self.sides.values():
             side.closed = True
         self.sides.clear()
+        self.closing.clear()
 
     # -- control socket (services/pbx/control.py) ---------------------------------------------------
     def send(self, msg: dict, now: bool = False) -> None:
@@ -255,6 +257,8 @@ class RtpRelay:
             side = self.sides.get(msg.get("side")) or self.closing.get(msg.get("side"))
             if side is not None and side.listener is not None:
                 side.listener(msg)
+        elif ev == "closed":
+            self.closing.pop(msg.get("side"), None)
         elif ev == "dtmf_code":
             self._code_keyed(msg)
         elif ev == "silent":
@@ -296,11 +300,14 @@ class RtpRelay:
 
     def forget(self, side: Side) -> None:
         if self.sides.pop(side.id, None) is not None:
-            self.send({"op": "close", "side": side.id})
-            if side.listener is not None:  # its local endpoint's last events (record_done "hangup") follow
-                self.closing[side.id] = side
-                while len(self.closing) > CLOSING:
-                    self.closing.popitem(last=False)
+            if side.listener is None:
+                self.send({"op": "close", "side": side.id})
+                return
+            # its local endpoint's last events (record_done "hangup") follow, then "closed"
+            self.send({"op": "close", "side": side.id, "closed": True})
+            self.closing[side.id] = side
+            while len(self.closing) > CLOSING:  # an engine that died never says "closed"
+                self.closing.popitem(last=False)
 
     async def ping(self) -> dict:
         return await self._request({"op": "ping"})

@@ -37,7 +37,8 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
                                               the party's SDP address, clock rate and signalling address:
                                               strict source, see engine.Side
   {"op": "watch", "side", "seconds"}          report the side once if its party sends nothing that long
-  {"op": "close", "side"}                     release the ports
+  {"op": "close", "side"[, "closed"]}         release the ports; with "closed": true, a "closed" event
+                                              follows the side's last play_done/record_done
   {"op": "ping", "id"}                        -> {"re", "sides": count, "pid"}
  local endpoints (terminal.py: the box itself is the side's party; a later "link" makes it a relay again):
   {"op": "local", "side", "codec", "pt", "event_pt", "send", "inband"}
@@ -61,6 +62,7 @@ engine -> PBX (events):
                                               reason: max, silence, stopped, hangup, error
   {"ev": "local_stats", "sides": [[side, sent, late, malformed, unknown_pt, dtmf, dtmf_dropped,
                                    rtcp_sent], ...]}   every tick, local endpoints whose figures changed
+  {"ev": "closed", "side"}                    after a close that asked for it
   {"ev": "local_error", "side", "error"}      a "local" request it cannot serve (codec)
  taps on relayed sides (tap.py: keys, tap_record, tap_stop, notice): keys, a stereo recording of a
  call and a notice mixed into what a party sends, while the media is relayed as before.

@@ -294,7 +294,7 @@ class Engine:
             side.silence_limit = float(msg["seconds"])
             side.last_media = time.monotonic()
         elif op == "close":
-            self.close(side)
+            self.close(side, bool(msg.get("closed")))
         elif op in LOCAL_OPS:
             self.local_op(op, side, msg)
         elif op in tap.OPS:
@@ -347,13 +347,17 @@ class Engine:
         """The first instant of the 20 ms send grid after `now`."""
         return self.origin + (int((now - self.origin) / FRAME) + 1) * FRAME
 
-    def drop_terminal(self, side: Side) -> None:
+    def drop_terminal(self, side: Side, then=None) -> None:
+        """`then()` after the local endpoint's last events (at once without one)."""
         self.mixer.leave(side.id)
         term = self.terminals.pop(side.id, None)
-        if term is not None:
-            if side.other is term:
-                side.other = None
-            term.close()
+        if term is None:
+            if then is not None:
+                then()
+            return
+        if side.other is term:
+            side.other = None
+        term.close(then)
 
     # -- sides ------------------------------------------------------------------------------------
     def open(self) -> Side:
@@ -403,9 +407,11 @@ class Engine:
         if b is not None:
             b.other = a
 
-    def close(self, side: Side) -> None:
+    def close(self, side: Side, report: bool = False) -> None:
+        """Release the ports; with `report`, a "closed" event follows the side's last events."""
         tap.side_closed(self, side)
-        self.drop_terminal(side)
+        sid = side.id
+        self.drop_terminal(side, (lambda: self.send({"ev": "closed", "side": sid})) if report else None)
         self.sides.pop(side.id, None)
         self.by_port.pop(side.port, None)
         if side.other is not None and side.other.other is side:

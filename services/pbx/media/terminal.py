@@ -166,9 +166,12 @@ class Terminal:
         writer = dsp.WavWriter(path, self.codec.rate, sync_every=0.5, disk=self.engine.disk)
         self.record = Recording(rid, writer, self.samples, max_seconds, silence_stop)
 
-    def stop_record(self, reason: str, error: str = "") -> None:
+    def stop_record(self, reason: str, error: str = "", then=None) -> None:
+        """The recording ends; its record_done once the file is complete, then `then()`."""
         rec, self.record = self.record, None
         if rec is None:
+            if then is not None:
+                then()
             return
         side = self.side.id
 
@@ -179,6 +182,8 @@ class Terminal:
             if text:
                 msg["error"] = text[:200]
             self.engine.send(msg)
+            if then is not None:
+                then()
         rec.finish(done)
 
     def send_keys(self, keys: str) -> None:
@@ -275,9 +280,10 @@ class Terminal:
         return [self.sent, self.late, self.malformed, self.unknown_pt, self.dtmf_count, self.dtmf_dropped,
                 self.rtcp_sent]
 
-    def close(self) -> None:
+    def close(self, then=None) -> None:
+        """Play and recording end ("hangup"); `then()` after the last of their events."""
         self.stop_play("hangup")
-        self.stop_record("hangup")
+        self.stop_record("hangup", then=then)
         self.codec.close()
 
 

@@ -420,6 +420,8 @@ def test_caller_hanging_up_raises_channel_gone(chpbx, script, tmp_path, during):
         assert abs(heard / 8000 - (hung_up - answered)) <= 0.3, f"{heard / 8000:.2f} s of {hung_up - answered:.2f}"
         assert at_gone == [heard], "the file was not complete when the application was told of the hang-up"
     assert chpbx.svc.active_calls() == []
+    relay = chpbx.svc.core.relay  # the closed side was kept for its last events, and only until "closed"
+    wait(lambda: not relay.closing, 5, "the relay to drop the closed sides")
 
 
 def test_bridge_hands_the_caller_to_an_extension(chpbx, script):
