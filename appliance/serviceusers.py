@@ -4,7 +4,8 @@
     officebox-dhcp          CAP_NET_BIND_SERVICE (port 67), CAP_NET_RAW (the ICMP conflict probe)
     officebox-provisioning  CAP_NET_BIND_SERVICE (HTTP 80/TFTP 69), group officebox-tls (the box key)
     officebox-ntp           none (chronyd is the supervisor's child)
-    officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it)
+    officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it); its coturn
+                            (the supervisor's child, daemon_prefix) none, group officebox-tls (TURN over TLS)
     officebox-firewall      CAP_NET_ADMIN (nft loads the ruleset and writes the media sets)
     officebox-cti           none, group officebox-tls (CSTA over TLS with the box key; ports above 1024)
     proxy                   none (Squid's own user)
@@ -181,7 +182,23 @@ def prepare(ctx: Context, service: str) -> list[str]:
         contactshare.share(ctx.data_dir, user.pw_uid)  # caller names, phone books
     for code in (Path(sys.executable).resolve(), Path(__file__).resolve().parent.parent):
         _open_path(code.parent, user.pw_uid)  # the interpreter and the code (in a lab: under /root)
-    caps = ",".join(["-all", *(f"+{c}" for c in privileges.capabilities)])
+    return _setpriv(service, user, gids, privileges.capabilities)
+
+
+def daemon_prefix(service: str, capabilities: tuple[str, ...] = ()) -> list[str]:
+    """The argv prefix that runs a daemon the supervisor keeps for `service` (coturn for the PBX) as the
+    service's user and groups with only `capabilities`, a subset of the service's ([] if not root). Its
+    folders are the service's, handed over by prepare() before the supervisor starts its daemons."""
+    privileges = PRIVILEGES.get(service, Privileges())
+    if os.geteuid() != 0 or privileges.root:
+        return []
+    if not set(capabilities) <= set(privileges.capabilities):
+        raise ValueError(f"{service}: a daemon gets no capability its service lacks ({capabilities})")
+    return _setpriv(service, account(service), [_gid(group) for group in privileges.groups], capabilities)
+
+
+def _setpriv(service: str, user: pwd.struct_passwd, gids: list[int], capabilities: tuple[str, ...]) -> list[str]:
+    caps = ",".join(["-all", *(f"+{c}" for c in capabilities)])
     argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
             f"--groups={','.join(map(str, gids))}" if gids else "--clear-groups",
             "--no-new-privs", f"--inh-caps={caps}", f"--ambient-caps={caps}"]

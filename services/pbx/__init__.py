@@ -51,7 +51,6 @@ import asyncio
 import base64
 import ipaddress
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -205,9 +204,12 @@ class PbxService(Service):
         files = self.render(config)
         if not files:
             return []
+        from appliance.serviceusers import daemon_prefix
+
         from .webrtc import turn
-        argv = (sys.executable, "-m", "services.pbx.webrtc.turn", str(self.ctx.etc_dir(self.name) / "turnserver.conf"),
-                turn.digest(files["turnserver.conf"]), str(self.ctx.state_dir(self.name) / "turn"))
+        # the PBX's user, no capability (its ports are above 1024), the TLS group for TURN over TLS
+        conf, work = self.ctx.etc_dir(self.name) / "turnserver.conf", self.ctx.state_dir(self.name) / "turn"
+        argv = (*daemon_prefix(self.name), *turn.launcher(conf, files["turnserver.conf"], work))
         return [ChildSpec("turnserver", argv, stop_timeout=5.0)]
 
     async def start(self, config: "CoreConfig") -> None:

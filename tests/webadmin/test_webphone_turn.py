@@ -5,19 +5,25 @@ allocation and the credentials endpoint hands out TURN REST credentials."""
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import hmac
+import os
+import pwd
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from appliance import serviceusers
+from appliance.certs import TLS_GROUP
 from services.pbx import PbxService
 from services.pbx.webrtc import turn
+from tests.appliance.test_privileges import proc_status
 from tests.services.pbx.baresip import have_baresip
+from tests.services.pbx.test_turn import Client, start_coturn
 from tests.webadmin.helpers import csrf_of
 from tests.webadmin.test_account import signed_in
 from tests.webadmin.test_browser import server  # noqa: F401 (fixture)
@@ -55,14 +61,11 @@ class Coturn:
     def __init__(self, svc, config, log_path) -> None:
         files = svc.render(config)
         (svc.ctx.etc_dir("pbx") / "turnserver.conf").write_text(files["turnserver.conf"])
+        serviceusers.prepare(svc.ctx, "pbx")  # what the PBX process's start does before its daemons start
+        serviceusers.share_rendered(svc.ctx, "pbx")
         self.log_path = log_path
-        self.log = open(log_path, "w")
         (spec,) = svc.processes(config)
-        self.proc = subprocess.Popen(spec.argv, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while "Total General servers" not in log_path.read_text():
-            assert self.proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.05)
+        self.proc = start_coturn(list(spec.argv), log_path)
 
     def text(self) -> str:
         return self.log_path.read_text()
@@ -70,7 +73,27 @@ class Coturn:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(5)
-        self.log.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("turnserver") is None, reason="needs root and coturn")
+def test_coturn_runs_as_the_pbx_user_with_no_capability_and_still_relays(box, tmp_path):
+    coturn = Coturn(box.svc, box.config, tmp_path / "coturn.log")
+    try:
+        status = proc_status(coturn.proc.pid)  # setpriv and the launcher exec'd: this is turnserver
+        assert status["Name"] == "turnserver"
+        uid, gid = pwd.getpwnam("officebox-pbx").pw_uid, grp.getgrnam("officebox-pbx").gr_gid
+        assert status["Uid"].split() == [str(uid)] * 4 and status["Gid"].split() == [str(gid)] * 4
+        assert status["Groups"].split() == [str(grp.getgrnam(TLS_GROUP).gr_gid)]
+        for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(status[caps], 16) == 0, (caps, status[caps])
+        assert status["NoNewPrivs"] == "1"
+        work = box.svc.ctx.state_dir("pbx") / "turn"
+        assert all(p.stat().st_uid == uid for p in (work, work / "turndb", work / "turnserver.pid"))
+        made = turn.credentials(turn.secret(box.svc.ctx.state_dir("pbx")), "alice")
+        kind, attrs, _ = Client(turn.LAB_PORT).allocate(made["username"], made["credential"])
+        assert kind == 0x0103, attrs  # an allocation from the unprivileged coturn
+    finally:
+        coturn.close()
 
 
 @pytest.mark.slow

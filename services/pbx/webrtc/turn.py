@@ -9,7 +9,10 @@ media ports (or only TCP): the browser relays its media through coturn to the We
 - limits: allocations per user and in all, bytes per second per session, no CLI, no TLS listeners;
 - coturn has no configuration checker: `render()` builds the file from typed values only, and the
   supervisor starts it (python -m services.pbx.webrtc.turn <conf> <digest> <work>: the digest restarts it
-  when the file changes, as coturn reads its file once).
+  when the file changes, as coturn reads its file once);
+- it runs as the PBX's user (setpriv, appliance/serviceusers.daemon_prefix) with no capability at all (every
+  port it binds is above 1024) and no-new-privs; its pid file and the SQLite database it opens (unused with
+  use-auth-secret) are in its own folder, state/pbx/turn, which that user owns.
 """
 from __future__ import annotations
 
@@ -85,6 +88,11 @@ def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[i
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def launcher(conf: Path, text: str, work: Path) -> tuple[str, ...]:
+    """The supervisor's argv (after the drop to the PBX's user) for coturn on `conf`, which holds `text`."""
+    return (sys.executable, "-m", "services.pbx.webrtc.turn", str(conf), digest(text), str(work))
 
 
 def prepare(work: Path) -> None:

@@ -12,11 +12,12 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
 
+from appliance import serviceusers
+from appliance.context import Context
 from services.pbx.webrtc import turn
 
 MAGIC = 0x2112A442
@@ -92,29 +93,38 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def start_coturn(argv: list[str], log_path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 10
+    while "Total General servers" not in log_path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.fixture
 def coturn(tmp_path):
-    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer), on a free port."""
+    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port."""
+    ctx = Context(tmp_path / "var", lab=True)
+    serviceusers.prepare(ctx, "pbx")  # what the PBX process's start does: its folders become its user's
     port = _free_udp_port()
-    secret = turn.secret(tmp_path)
-    conf = tmp_path / "turnserver.conf"
+    state = ctx.state_dir("pbx")
+    secret = turn.secret(state)
+    conf = ctx.etc_dir("pbx") / "turnserver.conf"
+    conf.parent.mkdir(parents=True)
     text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
-                       tmp_path / "turn")
+                       state / "turn")
     conf.write_text(text)
-    log = open(tmp_path / "turn.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "services.pbx.webrtc.turn", str(conf), turn.digest(text),
-                             str(tmp_path / "turn")],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while "Total General servers" not in (tmp_path / "turn.log").read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "turn.log").read_text()
-        time.sleep(0.05)
+    serviceusers.share_rendered(ctx, "pbx")
+    proc = start_coturn([*serviceusers.daemon_prefix("pbx"), *turn.launcher(conf, text, state / "turn")],
+                        tmp_path / "turn.log")
     try:
         yield port, secret, tmp_path / "turn.log"
     finally:
         proc.terminate()
         proc.wait(5)
-        log.close()
 
 
 def test_secret_is_private_and_credentials_follow_the_rest_api(tmp_path):
