@@ -121,6 +121,8 @@ class PbxService(Service):
                 port = turn.LAB_PORT if lab else turn.PORT
                 found += [Listener("turn", proto, (port, port), None, "TURN relay (browser phones)")
                           for proto in ("udp", "tcp")]
+                tls = turn.LAB_TLS_PORT if lab else turn.TLS_PORT
+                found.append(Listener("turns", "tcp", (tls, tls), None, "TURN relay over TLS (browser phones)"))
         return found + lines(config) + [FeatureCode(name, getattr(cfg.feature_codes, name))
                                         for name in ("pickup", "directed_pickup")]
 
@@ -197,7 +199,9 @@ class PbxService(Service):
         peers = [host] if lab else sorted({n for n in box_names(config) if _is_address(n)})
         state = self.ctx.state_dir(self.name)
         text = turn.render(turn.secret(state), realm, host if lab else "", turn.LAB_PORT if lab else turn.PORT,
-                           turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, state / "turn")
+                           turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, state / "turn",
+                           turn.LAB_TLS_PORT if lab else turn.TLS_PORT,
+                           box_certificate(self.ctx.data_dir, config.system.hostname))
         return {"turnserver.conf": text}
 
     def processes(self, config: "CoreConfig") -> list[ChildSpec]:
@@ -338,12 +342,13 @@ class PbxService(Service):
 
     def webphone(self, login: str = "") -> dict:
         """What the browser phone connects to: {"ws_port": the SIP WebSocket's port, or None if not served,
-        "turn": {"port", "username", "credential", "ttl"} for `login`, or None without TURN}."""
+        "turn": {"port", "tls_port", "username", "credential", "ttl"} for `login`, or None without TURN}."""
         ws_port = self.ws_port if self.core is not None and self.core.stack.transports.ws else None
         relay = None
         if ws_port and login and self.core.stack.transports.ws.gateway is not None:
             from .webrtc import turn
             relay = {"port": turn.LAB_PORT if self.ctx.lab else turn.PORT,
+                     "tls_port": turn.LAB_TLS_PORT if self.ctx.lab else turn.TLS_PORT,
                      **turn.credentials(turn.secret(self.ctx.state_dir(self.name)), login)}
         return {"ws_port": ws_port, "turn": relay}
 

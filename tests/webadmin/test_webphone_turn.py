@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from appliance import serviceusers
-from appliance.certs import TLS_GROUP
+from appliance.certs import TLS_GROUP, box_certificate
 from services.pbx import PbxService
 from services.pbx.webrtc import turn
 from tests.appliance.test_privileges import proc_status
 from tests.services.pbx.baresip import have_baresip
-from tests.services.pbx.test_turn import Client, start_coturn
+from tests.services.pbx.test_turn import Client, TlsClient, start_coturn
 from tests.webadmin.helpers import csrf_of
 from tests.webadmin.test_account import signed_in
 from tests.webadmin.test_browser import server  # noqa: F401 (fixture)
@@ -50,9 +50,18 @@ PAIR_JS = """async () => {
     if (r.type === "candidate-pair" && r.state === "succeeded" && r.nominated) local = r.localCandidateId;
   });
   let kind = null;
-  report.forEach((r) => { if (r.id === local) kind = r.candidateType; });
+  report.forEach((r) => { if (r.id === local) kind = [r.candidateType, r.relayProtocol || null]; });
   return kind;
 }"""
+
+
+def _turns_only(route) -> None:
+    """The credentials answer with only the turns: URL: the browser can reach coturn over TLS alone."""
+    response = route.fetch()
+    body = response.json()
+    for ice in body["ice_servers"]:
+        ice["urls"] = [u for u in ice["urls"] if u.startswith("turns:")]
+    route.fulfill(response=response, json=body)
 
 
 class Coturn:
@@ -92,13 +101,18 @@ def test_coturn_runs_as_the_pbx_user_with_no_capability_and_still_relays(box, tm
         made = turn.credentials(turn.secret(box.svc.ctx.state_dir("pbx")), "alice")
         kind, attrs, _ = Client(turn.LAB_PORT).allocate(made["username"], made["credential"])
         assert kind == 0x0103, attrs  # an allocation from the unprivileged coturn
+        cert, _key = box_certificate(box.svc.ctx.data_dir, box.config.system.hostname)
+        kind, attrs, _ = TlsClient(turn.LAB_TLS_PORT, cert).allocate(made["username"], made["credential"])
+        assert kind == 0x0103, attrs  # over TLS: it read the box key by its TLS group
     finally:
         coturn.close()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip() or shutil.which("turnserver") is None, reason="needs baresip and coturn")
-def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server, tmp_path, transport):  # noqa: F811
+    """Relay-only ICE with every TURN URL (the browser picks UDP) or with the turns: URL alone (TLS)."""
     from playwright.sync_api import expect
 
     coturn = Coturn(box.svc, box.config, tmp_path / "coturn.log")
@@ -107,6 +121,8 @@ def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server,
         with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
                 RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
             page.add_init_script("window.webphoneIcePolicy = 'relay';")
+            if transport == "tls":
+                page.route("**/webphone/credentials", _turns_only)
             bob.register()
             _sign_in(page, "alice")
             page.goto("/webphone/")
@@ -118,7 +134,7 @@ def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server,
             bob.wait_rtp(rx=150, tx=150, timeout=20)
             stats = _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 100 and s["level"] > 0 and s)
             assert stats["energy"] > 0   # the desk phone's tone plays in the browser
-            assert page.evaluate(PAIR_JS) == "relay"
+            assert page.evaluate(PAIR_JS) == ["relay", transport]
             page.click("#phone-hangup")
             bob.wait_for("CALL_CLOSED")
         samples, rate = bob.heard()
@@ -136,7 +152,8 @@ def test_credentials_carry_short_lived_turn_rest_credentials_and_the_port_opens_
     body = alice.post("/webphone/credentials", headers={"X-CSRF-Token": csrf_of(alice, "/webphone/")}).get_json()
     (ice,) = body["ice_servers"]
     url = f"turn:localhost:{turn.LAB_PORT}"
-    assert ice["urls"] == [f"{url}?transport=udp", f"{url}?transport=tcp"]
+    assert ice["urls"] == [f"{url}?transport=udp", f"{url}?transport=tcp",
+                           f"turns:localhost:{turn.LAB_TLS_PORT}?transport=tcp"]
     expiry, login = ice["username"].split(":")
     assert login == "alice" and 0 < int(expiry) - time.time() <= turn.CREDENTIAL_TTL
     state = Path(box.svc.ctx.state_dir("pbx"))
@@ -147,7 +164,8 @@ def test_credentials_carry_short_lived_turn_rest_credentials_and_the_port_opens_
     # the firewall opens the TURN port only while the browser phone's media is served
     found = {(x.name, x.protocol, x.ports) for x in PbxService.contributes(box.config, lab=False)
              if hasattr(x, "protocol")}
-    assert {("turn", "udp", (turn.PORT, turn.PORT)), ("turn", "tcp", (turn.PORT, turn.PORT))} <= found
+    assert {("turn", "udp", (turn.PORT, turn.PORT)), ("turn", "tcp", (turn.PORT, turn.PORT)),
+            ("turns", "tcp", (turn.TLS_PORT, turn.TLS_PORT))} <= found
     off = box.config.model_copy(update={"pbx": box.config.pbx.model_copy(update={"webrtc": False})})
     assert "turn" not in {getattr(x, "name", "") for x in PbxService.contributes(off, lab=False)}
     assert box.svc.processes(off) == [] and box.svc.render(off) == {}

@@ -39,12 +39,16 @@ def _ws_url(phone: dict | None = None) -> str | None:
 
 
 def _ice_servers(phone: dict) -> list[dict]:
-    """The box's TURN server (UDP and TCP) with the PBX's short-lived credentials, when it runs one."""
+    """The box's TURN server (UDP, TCP and TLS, by the name the page was loaded by, which the box
+    certificate names) with the PBX's short-lived credentials, when it runs one."""
     relay = phone.get("turn")
     if not relay:
         return []
     host, port = _page_host(), relay["port"]
-    return [{"urls": [f"turn:{host}:{port}?transport=udp", f"turn:{host}:{port}?transport=tcp"],
+    urls = [f"turn:{host}:{port}?transport=udp", f"turn:{host}:{port}?transport=tcp"]
+    if relay.get("tls_port"):
+        urls.append(f"turns:{host}:{relay['tls_port']}?transport=tcp")
+    return [{"urls": urls,
              "username": relay["username"], "credential": relay["credential"]}]
 
 

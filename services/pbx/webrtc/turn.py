@@ -6,7 +6,9 @@ media ports (or only TCP): the browser relays its media through coturn to the We
   is made once by the box (SECRET_FILE in the PBX's state folder, 0600) and never leaves it: pages get
   credentials valid CREDENTIAL_TTL seconds;
 - no open relay: every peer address is denied except the box's own media addresses (the gateway's);
-- limits: allocations per user and in all, bytes per second per session, no CLI, no TLS listeners;
+- limits: allocations per user and in all, bytes per second per session, no CLI, no DTLS;
+- TURN over TLS (turns:, TLS_PORT) with the box certificate the web admin uses (TLS 1.2 and up); the file
+  names the certificate's SHA-256, so a renewed certificate changes the file and coturn restarts on it;
 - coturn has no configuration checker: `render()` builds the file from typed values only, and the
   supervisor starts it (python -m services.pbx.webrtc.turn <conf> <digest> <work>: the digest restarts it
   when the file changes, as coturn reads its file once);
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 PORT, LAB_PORT = 3478, 33478
+TLS_PORT, LAB_TLS_PORT = 5349, 35349  # TURN over TLS (turns:), for networks that let only TLS out
 RELAY_PORTS, LAB_RELAY_PORTS = (49160, 49359), (33500, 33599)
 CREDENTIAL_TTL = 3600
 USER_QUOTA = 4          # allocations at once per user (a call needs one; a few tabs or a transfer more)
@@ -64,14 +67,17 @@ def credentials(shared: str, login: str, now: float | None = None, ttl: int = CR
 
 
 def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[int, int],
-           peers: list[str], loopback: bool, work: Path) -> str:
-    """turnserver.conf: `listen` "" for every address; `peers` the only addresses media may be relayed to."""
+           peers: list[str], loopback: bool, work: Path, tls_port: int = 0,
+           certificate: tuple[Path, Path] | None = None) -> str:
+    """turnserver.conf: `listen` "" for every address; `peers` the only addresses media may be relayed to;
+    TURN over TLS on `tls_port` with `certificate` (cert, key) when both are given."""
     if not 1024 <= relay_ports[0] <= relay_ports[1] <= 65535:
         raise ValueError(f"bad TURN relay port range {relay_ports}")
     lines = [f"listening-port={int(port)}", f"min-port={relay_ports[0]}", f"max-port={relay_ports[1]}",
              f"realm={realm}", "use-auth-secret", f"static-auth-secret={shared}", "fingerprint",
              f"user-quota={USER_QUOTA}", f"total-quota={TOTAL_QUOTA}", f"max-bps={MAX_BPS}",
-             "no-tls", "no-dtls", "no-cli", "no-multicast-peers", "no-software-attribute",
+             *_tls_lines(tls_port, certificate),
+             "no-dtls", "no-cli", "no-multicast-peers", "no-software-attribute",
              "denied-peer-ip=0.0.0.0-255.255.255.255", "denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
              *(f"allowed-peer-ip={p}" for p in peers),
              "log-file=stdout", "simple-log", "new-log-timestamp", "verbose",  # a line per allocation
@@ -84,6 +90,18 @@ def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[i
         if any(c in value for c in "\n\r="):
             raise ValueError(f"bad TURN setting {value!r}")
     return "\n".join(lines) + "\n"
+
+
+def _tls_lines(tls_port: int, certificate: tuple[Path, Path] | None) -> list[str]:
+    if not tls_port or certificate is None:
+        return ["no-tls"]
+    cert, key = (Path(p) for p in certificate)
+    for path in (cert, key):
+        if any(c in str(path) for c in "\n\r"):
+            raise ValueError(f"bad TURN certificate path {path!r}")
+    fingerprint = hashlib.sha256(cert.read_bytes()).hexdigest()
+    return [f"# certificate sha256 {fingerprint}", f"tls-listening-port={int(tls_port)}", f"cert={cert}",
+            f"pkey={key}", "no-tlsv1", "no-tlsv1_1"]
 
 
 def digest(text: str) -> str:

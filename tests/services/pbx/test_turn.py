@@ -1,6 +1,7 @@
-"""The box's TURN server (real coturn, on the file services/pbx/webrtc/turn.py renders) against a raw
-TURN client: an Allocate with a wrong or an expired TURN REST credential is refused (401), a good one
-gets a relay; the relay carries data to the box's own media address and to no other (403)."""
+"""The box's TURN server (real coturn, on the file services/pbx/webrtc/turn.py renders, as the PBX's
+user) against a raw TURN client: an Allocate with a wrong or an expired TURN REST credential is refused
+(401), a good one gets a relay; the relay carries data to the box's own media address and to no other
+(403); the same over TLS (turns:) with the box certificate."""
 from __future__ import annotations
 
 import base64
@@ -10,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -17,6 +19,7 @@ import time
 import pytest
 
 from appliance import serviceusers
+from appliance.certs import box_certificate
 from appliance.context import Context
 from services.pbx.webrtc import turn
 
@@ -87,10 +90,37 @@ class Client:
         return kind, attrs, key
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+class TlsClient(Client):
+    """The same requests over TLS (TURN over TCP: STUN messages back to back on the stream)."""
+
+    def __init__(self, port: int, cafile, name: str = "localhost") -> None:
+        context = ssl.create_default_context(cafile=str(cafile))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock = context.wrap_socket(raw, server_hostname=name)
+        self.server = ("127.0.0.1", port)
+
+    def _exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "coturn closed the TLS connection"
+            data += chunk
+        return data
+
+    def receive(self) -> tuple[int, dict[int, bytes]]:
+        head = self._exactly(20)
+        return _parse(head + self._exactly(struct.unpack("!H", head[2:4])[0]))
+
+    def ask(self, packet: bytes) -> tuple[int, dict[int, bytes]]:
+        self.sock.sendall(packet)
+        return self.receive()
+
+
+def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
 
 
 def start_coturn(argv: list[str], log_path) -> subprocess.Popen:
@@ -109,19 +139,20 @@ def coturn(tmp_path):
     """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port."""
     ctx = Context(tmp_path / "var", lab=True)
     serviceusers.prepare(ctx, "pbx")  # what the PBX process's start does: its folders become its user's
-    port = _free_udp_port()
+    port = _free_port()
     state = ctx.state_dir("pbx")
     secret = turn.secret(state)
     conf = ctx.etc_dir("pbx") / "turnserver.conf"
     conf.parent.mkdir(parents=True)
+    tls_port, certificate = _free_port(socket.SOCK_STREAM), box_certificate(ctx.data_dir, "box")
     text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
-                       state / "turn")
+                       state / "turn", tls_port, certificate)
     conf.write_text(text)
     serviceusers.share_rendered(ctx, "pbx")
     proc = start_coturn([*serviceusers.daemon_prefix("pbx"), *turn.launcher(conf, text, state / "turn")],
                         tmp_path / "turn.log")
     try:
-        yield port, secret, tmp_path / "turn.log"
+        yield port, secret, tmp_path / "turn.log", tls_port, certificate[0]
     finally:
         proc.terminate()
         proc.wait(5)
@@ -138,7 +169,7 @@ def test_secret_is_private_and_credentials_follow_the_rest_api(tmp_path):
 
 
 def test_bad_or_expired_credentials_are_refused(coturn):
-    port, secret, _log = coturn
+    port, secret, *_ = coturn
     good = turn.credentials(secret, "alice")
     kind, attrs, _ = Client(port).allocate(good["username"], good["credential"][::-1])
     assert kind == 0x0113 and _error(attrs) == 401
@@ -151,7 +182,7 @@ def test_bad_or_expired_credentials_are_refused(coturn):
 
 
 def test_relays_to_the_box_media_address_only(coturn):
-    port, secret, log = coturn
+    port, secret, log, *_ = coturn
     made = turn.credentials(secret, "alice")
     client = Client(port)
     kind, attrs, key = client.allocate(made["username"], made["credential"])
@@ -178,3 +209,38 @@ def test_relays_to_the_box_media_address_only(coturn):
     text = log.read_text()
     assert "A peer IP 127.0.0.2 denied" in text
     assert re.search(r"user <\d+:alice>: incoming packet ALLOCATE processed, success", text), text[-2000:]
+
+
+def test_turn_over_tls_with_the_box_certificate(coturn):
+    _port, secret, _log, tls_port, cert = coturn
+    made = turn.credentials(secret, "alice")
+    kind, attrs, _ = TlsClient(tls_port, cert).allocate(made["username"], made["credential"][::-1])
+    assert kind == 0x0113 and _error(attrs) == 401
+    client = TlsClient(tls_port, cert)  # verified: the certificate names localhost and is the box's
+    assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+    kind, attrs, key = client.allocate(made["username"], made["credential"])
+    assert kind == 0x0103 and RELAYED in attrs, attrs
+    gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gateway.bind(("127.0.0.1", 0))
+    gateway.settimeout(2)
+    peer = _attr(PEER, _xor_address("127.0.0.1", gateway.getsockname()[1]))
+    kind, attrs = client.ask(_message(CREATE_PERMISSION, peer + client.auth, key))
+    assert kind == 0x0108, attrs
+    client.sock.sendall(_message(SEND, peer + _attr(DATA, b"media over tls")))
+    data, relayed = gateway.recvfrom(2048)
+    assert data == b"media over tls"
+    gateway.sendto(b"back", relayed)
+    kind, attrs = client.receive()
+    assert kind == DATA_INDICATION and attrs[DATA] == b"back"
+    gateway.close()
+
+
+def test_a_renewed_certificate_changes_the_file_so_coturn_restarts_on_it(tmp_path):
+    cert, key = box_certificate(tmp_path, "box")
+    args = ("0" * 64, "box.test", "", turn.PORT, turn.RELAY_PORTS, ["192.0.2.1"], False, tmp_path / "turn",
+            turn.TLS_PORT, (cert, key))
+    before = turn.render(*args)
+    assert f"tls-listening-port={turn.TLS_PORT}" in before and f"cert={cert}" in before and "no-tls\n" not in before
+    cert.write_text(cert.read_text().replace("A", "B", 1))  # stands for the renewed file at the same path
+    assert turn.digest(turn.render(*args)) != turn.digest(before)
+    assert "no-tls\n" in turn.render(*args[:-2])  # no certificate: no TLS listener
