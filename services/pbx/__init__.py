@@ -197,11 +197,18 @@ class PbxService(Service):
         cfg, realm, host, _port, _rtp = self._settings(config)
         lab = self.ctx.lab
         peers = [host] if lab else sorted({n for n in box_names(config) if _is_address(n)})
+        # behind another router (pbx.public_address): relay candidates carry the public address, and the
+        # gateway's candidate for outside browsers is that address too (the router sends it back to the box)
+        public = str(cfg.public_address) if cfg.public_address else ""
+        wan = config.network.wan
+        private = "" if lab or wan.mode != "static" or not public else str(wan.address.ip)
+        if public:
+            peers = sorted({*peers, public, *([private] if private else [])})
         state = self.ctx.state_dir(self.name)
         text = turn.render(turn.secret(state), realm, host if lab else "", turn.LAB_PORT if lab else turn.PORT,
                            turn.LAB_RELAY_PORTS if lab else turn.RELAY_PORTS, peers, lab, state / "turn",
                            turn.LAB_TLS_PORT if lab else turn.TLS_PORT,
-                           box_certificate(self.ctx.data_dir, config.system.hostname))
+                           box_certificate(self.ctx.data_dir, config.system.hostname), public, private)
         return {"turnserver.conf": text}
 
     def processes(self, config: "CoreConfig") -> list[ChildSpec]:

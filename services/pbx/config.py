@@ -633,8 +633,9 @@ class PbxConfig(ServiceConfig):
     application_numbers: dict[str, str] = Field(
         default_factory=dict, description='dialled number -> application destination, e.g. {"*43": "app:echo"}')
     public_address: ipaddress.IPv4Address | None = Field(
-        default=None, description="behind another router: the address carriers and remote phones reach us at "
-        "(forward the SIP port and the RTP range to this box there); empty: the box's own address")
+        default=None, description="behind another router: the address carriers, remote phones and browser phones "
+        "reach us at (forward the SIP port, the RTP range and the WebRTC and TURN ports to this box there; coturn "
+        "announces it as its external-ip); empty: the box's own address")
     realm: SafeText = Field(default="", max_length=100, description="digest realm; empty: the LAN domain")
     user_agent: SafeText = Field(default="", max_length=60, description="Server and User-Agent value; empty: none "
                                  "(naming the product helps attackers fingerprint the box)")

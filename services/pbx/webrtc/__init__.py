@@ -26,8 +26,10 @@ sends media to the address of the nominated check (the browser's peer-reflexive 
 so a NAT in front of the browser needs nothing more (tests/services/pbx/test_webrtc_nat.py). For a network
 that lets no UDP through to the box's media ports (or only TCP out), the box runs a TURN server, coturn
 (turn.py), which relays only to the box's own media addresses: the page gets it in its iceServers with
-short-lived TURN REST credentials, over UDP, TCP or TLS (turns:, for networks that let only TLS out). Not
-served yet: a box behind a NAT of its own (its candidate would have to be the router's public address).
+short-lived TURN REST credentials, over UDP, TCP or TLS (turns:, for networks that let only TLS out). A box
+behind a router of its own (pbx.public_address): browsers outside get that address as the gateway's candidate
+(SipStack.local_ip) and coturn announces it in its relay candidates (external-ip), the router forwarding the
+ports to the box.
 ICE or DTLS that never complete end the session after engine.SETUP_TIMEOUT, counted
 (gateway.counters) with a log line naming the reason. Sessions are opened only for authenticated
 requests (or for our own offers), at most gateway.MAX_SESSIONS, MAX_PER_FLOW per browser connection.

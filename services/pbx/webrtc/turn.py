@@ -68,9 +68,11 @@ def credentials(shared: str, login: str, now: float | None = None, ttl: int = CR
 
 def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[int, int],
            peers: list[str], loopback: bool, work: Path, tls_port: int = 0,
-           certificate: tuple[Path, Path] | None = None) -> str:
+           certificate: tuple[Path, Path] | None = None, external: str = "", private: str = "") -> str:
     """turnserver.conf: `listen` "" for every address; `peers` the only addresses media may be relayed to;
-    TURN over TLS on `tls_port` with `certificate` (cert, key) when both are given."""
+    TURN over TLS on `tls_port` with `certificate` (cert, key) when both are given. A box behind a NAT:
+    `external` the router's public address, announced in the relay candidates instead of `private` (the
+    box's address the router forwards to, its relay address then) or, without it, of every relay address."""
     if not 1024 <= relay_ports[0] <= relay_ports[1] <= 65535:
         raise ValueError(f"bad TURN relay port range {relay_ports}")
     lines = [f"listening-port={int(port)}", f"min-port={relay_ports[0]}", f"max-port={relay_ports[1]}",
@@ -82,11 +84,16 @@ def render(shared: str, realm: str, listen: str, port: int, relay_ports: tuple[i
              *(f"allowed-peer-ip={p}" for p in peers),
              "log-file=stdout", "simple-log", "new-log-timestamp", "verbose",  # a line per allocation
              f"pidfile={work / 'turnserver.pid'}", f"userdb={work / 'turndb'}"]
+    private = private or listen
     if listen:
-        lines += [f"listening-ip={listen}", f"relay-ip={listen}"]
+        lines.append(f"listening-ip={listen}")
+    if private:
+        lines.append(f"relay-ip={private}")
+    if external:
+        lines.append(f"external-ip={external}/{private}" if private else f"external-ip={external}")
     if loopback:  # lab runs: the gateway listens on 127.0.0.1
         lines.append("allow-loopback-peers")
-    for value in (realm, *peers, listen):
+    for value in (realm, *peers, listen, external, private):
         if any(c in value for c in "\n\r="):
             raise ValueError(f"bad TURN setting {value!r}")
     return "\n".join(lines) + "\n"

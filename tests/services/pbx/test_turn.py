@@ -5,6 +5,7 @@ user) against a raw TURN client: an Allocate with a wrong or an expired TURN RES
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -14,13 +15,16 @@ import socket
 import ssl
 import struct
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from appliance import serviceusers
+from appliance import schema, serviceusers
 from appliance.certs import box_certificate
 from appliance.context import Context
+from services.pbx import PbxService
 from services.pbx.webrtc import turn
 
 MAGIC = 0x2112A442
@@ -33,6 +37,11 @@ pytestmark = pytest.mark.skipif(shutil.which("turnserver") is None, reason="cotu
 
 def _attr(kind: int, value: bytes) -> bytes:
     return struct.pack("!HH", kind, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _address_of(value: bytes) -> tuple[str, int]:
+    port = struct.unpack("!H", value[2:4])[0] ^ (MAGIC >> 16)
+    return socket.inet_ntoa(struct.pack("!I", struct.unpack("!I", value[4:8])[0] ^ MAGIC)), port
 
 
 def _xor_address(host: str, port: int) -> bytes:
@@ -134,10 +143,12 @@ def start_coturn(argv: list[str], log_path) -> subprocess.Popen:
     return proc
 
 
-@pytest.fixture
-def coturn(tmp_path):
-    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port."""
-    ctx = Context(tmp_path / "var", lab=True)
+@contextlib.contextmanager
+def running_coturn(tmp_path, external: str = ""):
+    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port;
+    its data directory outside pytest's tmp root (tests/appliance/conftest.py data says why)."""
+    top = Path(tempfile.mkdtemp(prefix="ob-turn-"))
+    ctx = Context(top / "var", lab=True)
     serviceusers.prepare(ctx, "pbx")  # what the PBX process's start does: its folders become its user's
     port = _free_port()
     state = ctx.state_dir("pbx")
@@ -146,7 +157,7 @@ def coturn(tmp_path):
     conf.parent.mkdir(parents=True)
     tls_port, certificate = _free_port(socket.SOCK_STREAM), box_certificate(ctx.data_dir, "box")
     text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
-                       state / "turn", tls_port, certificate)
+                       state / "turn", tls_port, certificate, external)
     conf.write_text(text)
     serviceusers.share_rendered(ctx, "pbx")
     proc = start_coturn([*serviceusers.daemon_prefix("pbx"), *turn.launcher(conf, text, state / "turn")],
@@ -156,6 +167,13 @@ def coturn(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def coturn(tmp_path):
+    with running_coturn(tmp_path) as running:
+        yield running
 
 
 def test_secret_is_private_and_credentials_follow_the_rest_api(tmp_path):
@@ -244,3 +262,35 @@ def test_a_renewed_certificate_changes_the_file_so_coturn_restarts_on_it(tmp_pat
     cert.write_text(cert.read_text().replace("A", "B", 1))  # stands for the renewed file at the same path
     assert turn.digest(turn.render(*args)) != turn.digest(before)
     assert "no-tls\n" in turn.render(*args[:-2])  # no certificate: no TLS listener
+
+
+def test_a_box_behind_a_router_renders_its_public_address_as_the_external_ip(tmp_path):
+    svc = PbxService(Context(tmp_path / "var"))
+    static = {"wan": {"mode": "static", "address": "192.0.2.10/24", "gateway": "192.0.2.1"}}
+    text = svc.render(schema.parse({"pbx": {"public_address": "203.0.113.7"}, "network": static}))["turnserver.conf"]
+    assert "external-ip=203.0.113.7/192.0.2.10\n" in text and "relay-ip=192.0.2.10\n" in text
+    assert "allowed-peer-ip=203.0.113.7\n" in text  # the gateway's candidate for browsers outside
+    dhcp = svc.render(schema.parse({"pbx": {"public_address": "203.0.113.7"}}))["turnserver.conf"]
+    assert "external-ip=203.0.113.7\n" in dhcp and "relay-ip" not in dhcp  # every relay address mapped
+    plain = svc.render(schema.parse({}))["turnserver.conf"]
+    assert "external-ip" not in plain and "203.0.113.7" not in plain
+
+
+def test_relay_candidates_carry_the_external_ip_and_still_relay(tmp_path):
+    with running_coturn(tmp_path, external="203.0.113.7") as (port, secret, _log, _tls, _cert):
+        made = turn.credentials(secret, "alice")
+        client = Client(port)
+        kind, attrs, key = client.allocate(made["username"], made["credential"])
+        assert kind == 0x0103, attrs
+        host, relay_port = _address_of(attrs[RELAYED])
+        assert host == "203.0.113.7" and turn.LAB_RELAY_PORTS[0] <= relay_port <= turn.LAB_RELAY_PORTS[1]
+        gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        gateway.bind(("127.0.0.1", 0))
+        gateway.settimeout(2)
+        peer = _attr(PEER, _xor_address("127.0.0.1", gateway.getsockname()[1]))
+        kind, attrs = client.ask(_message(CREATE_PERMISSION, peer + client.auth, key))
+        assert kind == 0x0108, attrs
+        client.sock.sendto(_message(SEND, peer + _attr(DATA, b"media")), client.server)
+        data, relayed = gateway.recvfrom(2048)  # sent from the private relay address, same port
+        assert data == b"media" and relayed == ("127.0.0.1", relay_port)
+        gateway.close()
