@@ -18,7 +18,9 @@ browser]]} every second.
 RTCP: the browser's (SRTCP, muxed) goes unprotected to the relay side's port + 1, from our plain port + 1; the
 far side's comes back protected: each end's sender and receiver reports reach the other, which they describe
 (SSRCs, sequence numbers and timestamps pass through untouched). Not while transcoding (Opus): the gateway then
-renumbers the packets, so reports would lie; each side then goes without the other's reports.
+renumbers the packets, so those reports would lie; it sends the browser its own instead every RTCP_EVERY
+(rtcp.py: a sender report for the Opus it sends, a report block for the browser's stream), and the far side
+goes without the browser's.
 A session whose ICE or DTLS does not complete within SETUP_TIMEOUT is closed and reported.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ try:
     from ..media.dsp import Codec
     from . import stun
     from .opus import FRAME_SAMPLES, RTP_CLOCK, Opus, OpusError
+    from .rtcp import Reports
     from .srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
 except ImportError:  # run as a script: its directory is not on the path
     HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,11 +54,13 @@ except ImportError:  # run as a script: its directory is not on the path
     import stun
     from dsp import Codec
     from opus import FRAME_SAMPLES, RTP_CLOCK, Opus, OpusError
+    from rtcp import Reports
     from srtp import KEY_LEN, SALT_LEN, Srtp, SrtpError
 
 SETUP_TIMEOUT = 20.0  # seconds for ICE and DTLS to complete
 TICK = 0.1
 STATS_EVERY = 1.0
+RTCP_EVERY = 1.0  # the gateway's own reports to a browser it transcodes for (rtcp.py)
 MTU = 1200
 _random = random.SystemRandom()
 
@@ -152,6 +157,8 @@ class Session:
         self.outbound: Srtp | None = None
         self.inbound: Srtp | None = None
         self.transcoder: Transcoder | None = None
+        self.reports: Reports | None = None  # while transcoding
+        self.reported = 0.0
         self.dtls = SSL.Connection(engine.ssl, None)
         self.dtls.set_accept_state()
         self.dtls.set_ciphertext_mtu(MTU)
@@ -247,7 +254,9 @@ class Session:
             except SrtpError:
                 self.dropped += 1
                 return
-            if self.transcoder is None and self.plain_peer is not None:
+            if self.reports is not None:
+                self.reports.browser_report(rtcp, time.monotonic())
+            elif self.plain_peer is not None:
                 try:
                     self.plain_rtcp.sendto(rtcp, (self.plain_peer[0], self.plain_peer[1] + 1))
                     self.rtcp_out += 1
@@ -261,6 +270,8 @@ class Session:
             return
         self.received += 1
         if self.transcoder is not None:
+            if len(rtp) >= 12:
+                self.reports.arrived(rtp, time.monotonic())
             try:
                 rtp = self.transcoder.to_plain(rtp)
             except OpusError:
@@ -290,6 +301,7 @@ class Session:
             if data is None:
                 self.dropped += 1
                 return
+            self.reports.sent(data, time.monotonic())
         try:
             self.sock.sendto(self.outbound.protect(data), self.browser)
             self.sent += 1
@@ -313,6 +325,9 @@ class Session:
     # -- timers and the end ---------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         if self.up:
+            if self.reports is not None and now - self.reported >= RTCP_EVERY:
+                self.reported = now
+                self._report(now)
             return
         if self.closed:
             return
@@ -324,6 +339,16 @@ class Session:
         except SSL.Error:
             pass
         self._flush_dtls()
+
+    def _report(self, now: float) -> None:
+        packet = self.reports.compound(now)
+        if packet is None or self.browser is None:
+            return
+        try:
+            self.sock.sendto(self.outbound.protect_rtcp(packet), self.browser)
+            self.rtcp_in += 1
+        except (SrtpError, OSError):
+            self.dropped += 1
 
     def fail(self, reason: str) -> None:
         if not self.closed:
@@ -417,6 +442,7 @@ class Engine:
             s.plain_peer = (msg["ip"], int(msg["port"]))
         elif op == "transcode" and s.transcoder is None:
             s.transcoder = Transcoder(int(msg["opus_pt"]), int(msg["plain_pt"]), msg["codec"])
+            s.reports = Reports(RTP_CLOCK)
         elif op == "close":
             s.close()
 

@@ -251,3 +251,76 @@ def test_the_watchdog_restarts_a_killed_gateway_with_backoff_and_refuses_calls_m
     status = gateway.status()
     assert status["deaths"] == 2 and status["restarts"] == 2 and status["last_exit"] == -signal.SIGKILL
     assert not status["running"] and not status["backing_off"]  # closed by the PBX: not restarted
+
+
+def _rtcp_packets(compound: bytes) -> dict[int, bytes]:
+    found, at = {}, 0
+    while at + 4 <= len(compound):
+        length = 4 * (struct.unpack_from("!H", compound, at + 2)[0] + 1)
+        found[compound[at + 1]] = compound[at:at + length]
+        at += length
+    return found
+
+
+def test_a_transcoded_browser_leg_gets_sender_and_receiver_reports_of_the_gateway():
+    """While it transcodes, the gateway reports itself to the browser over SRTCP: a sender report for the Opus
+    it sends (packet count as the browser counted them) with a report block for the browser's stream (its 5
+    skipped packets lost, its highest sequence number, LSR of the browser's own sender report), and a CNAME."""
+    coder, pcmu = Opus(), Codec("PCMU")
+    frames = [(coder.encode(a), pcmu.encode(c)) for a, c in zip(_tone(1000, 100), _tone(440, 100), strict=True)]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        gateway = WebRtcGateway(lambda ip: "127.0.0.1", "127.0.0.1", 47000, 47999)
+        await gateway.start()
+        browsers = await connect(gateway, 1, opus_pt=111)
+        b, reports = browsers[0], []
+
+        def readable():
+            while True:
+                try:
+                    data = b.sock.recv(4096)
+                except BlockingIOError:
+                    return
+                if len(data) > 1 and 192 <= data[1] <= 223:
+                    reports.append((b.received, b.inb.unprotect_rtcp(data)))
+                else:
+                    b.inb.unprotect(data)
+                    b.received += 1
+
+        loop.remove_reader(b.sock.fileno())
+        loop.add_reader(b.sock.fileno(), readable)
+        try:
+            sr = struct.pack("!BBHIIIIII", 0x80, 200, 6, b.ssrc, 0x11223344, 0x55667788, 0, 0, 0)
+            b.sock.sendto(b.out.protect_rtcp(sr), b.gateway_addr)  # the browser's own sender report
+            for n, (opus_frame, pcmu_frame) in enumerate(frames):
+                if 40 <= n < 45:
+                    b.seq += 1  # five packets the browser "sent" that never arrive
+                    b.plain.sendto(struct.pack("!BBHII", 0x80, 0, b.seq, b.seq * 160, b.ssrc) + pcmu_frame,
+                                   ("127.0.0.1", b.info["plain_port"]))
+                    continue
+                b.send_frame(opus_frame, pcmu_frame)
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(RTCP_WAIT)
+            return b.seq, b.ssrc, reports
+        finally:
+            disconnect(browsers)
+            await gateway.close()
+    highest, ssrc, reports = run(main())
+    coder.close()
+    assert len(reports) >= 2, reports
+    received, last = reports[-1]
+    packets = _rtcp_packets(last)
+    sender = packets[200]
+    assert sender[0] & 0x1F == 1  # one report block
+    their_ssrc, _msw, _lsw, _ts, count, octets = struct.unpack_from("!IIIIII", sender, 4)
+    assert their_ssrc == ssrc  # the SSRC of the Opus stream the browser receives (the far side's)
+    assert count == received and octets > 0
+    block_ssrc, lost, ext_highest, _jitter, lsr, _dlsr = struct.unpack_from("!IIIIII", sender, 28)
+    assert block_ssrc == ssrc and lost & 0xFFFFFF == 5 and ext_highest == highest
+    assert lsr == 0x33445566  # the middle of the browser's NTP time: it can measure its round trip
+    sdes = packets[202]
+    assert sdes[8] == 1 and sdes[10:10 + sdes[9]].startswith(b"officebox-")  # CNAME
+
+
+RTCP_WAIT = 1.5
