@@ -26,6 +26,7 @@ from appliance.certs import box_certificate
 from appliance.context import Context
 from services.pbx import PbxService
 from services.pbx.webrtc import turn
+from tests.netns import Lab, needs_netns
 
 MAGIC = 0x2112A442
 ALLOCATE, CREATE_PERMISSION, SEND, DATA_INDICATION = 0x0003, 0x0008, 0x0016, 0x0017
@@ -144,9 +145,11 @@ def start_coturn(argv: list[str], log_path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def running_coturn(tmp_path, external: str = ""):
-    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port;
-    its data directory outside pytest's tmp root (tests/appliance/conftest.py data says why)."""
+def running_coturn(tmp_path, external: str = "", listen: str = "127.0.0.1", peers: tuple[str, ...] = ("127.0.0.1",),
+                   host=None):
+    """coturn as the PBX runs it in lab mode (127.0.0.1 the only peer, its user and folders), on a free port
+    (in namespace `host` if given); its data directory outside pytest's tmp root (tests/appliance/conftest.py
+    data says why)."""
     top = Path(tempfile.mkdtemp(prefix="ob-turn-"))
     ctx = Context(top / "var", lab=True)
     serviceusers.prepare(ctx, "pbx")  # what the PBX process's start does: its folders become its user's
@@ -156,12 +159,12 @@ def running_coturn(tmp_path, external: str = ""):
     conf = ctx.etc_dir("pbx") / "turnserver.conf"
     conf.parent.mkdir(parents=True)
     tls_port, certificate = _free_port(socket.SOCK_STREAM), box_certificate(ctx.data_dir, "box")
-    text = turn.render(secret, "box.test", "127.0.0.1", port, turn.LAB_RELAY_PORTS, ["127.0.0.1"], True,
+    text = turn.render(secret, "box.test", listen, port, turn.LAB_RELAY_PORTS, list(peers), listen == "127.0.0.1",
                        state / "turn", tls_port, certificate, external)
     conf.write_text(text)
     serviceusers.share_rendered(ctx, "pbx")
-    proc = start_coturn([*serviceusers.daemon_prefix("pbx"), *turn.launcher(conf, text, state / "turn")],
-                        tmp_path / "turn.log")
+    argv = [*serviceusers.daemon_prefix("pbx"), *turn.launcher(conf, text, state / "turn")]
+    proc = start_coturn(host.cmd(argv) if host is not None else argv, tmp_path / "turn.log")
     try:
         yield port, secret, tmp_path / "turn.log", tls_port, certificate[0]
     finally:
@@ -294,3 +297,52 @@ def test_relay_candidates_carry_the_external_ip_and_still_relay(tmp_path):
         data, relayed = gateway.recvfrom(2048)  # sent from the private relay address, same port
         assert data == b"media" and relayed == ("127.0.0.1", relay_port)
         gateway.close()
+
+
+BOX_INSIDE, ROUTER_INSIDE, PUBLIC, OUTSIDE = "10.1.0.2", "10.1.0.1", "198.51.100.1", "198.51.100.2"
+
+
+@needs_netns
+def test_a_box_behind_a_router_relays_a_browser_outside_through_its_public_address(tmp_path):
+    """Namespaces: the box (10.1.0.2) behind a router whose public address 198.51.100.1 forwards UDP to it
+    (and hairpins: the box reaching its public address comes back to itself), a browser outside. The browser
+    allocates at the public address and gets it as its relay candidate; the gateway's candidate for it is the
+    public address too (SipStack.local_ip with pbx.public_address), which coturn may relay to: media gets to
+    the gateway's port and back."""
+    with Lab() as lab:
+        browser, router, box = lab.host("brows"), lab.host("router"), lab.host("box")
+        lab.link(browser, f"{OUTSIDE}/24", router, f"{PUBLIC}/24")
+        _, inside = lab.link(box, f"{BOX_INSIDE}/24", router, f"{ROUTER_INSIDE}/24")
+        box.run("ip", "route", "add", "default", "via", ROUTER_INSIDE)
+        router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        router.run("nft", "-f", "-", input=(
+            "table ip nat {\n chain pre {\n  type nat hook prerouting priority dstnat;\n"
+            f"  ip daddr {PUBLIC} udp dport 1024-65535 dnat to {BOX_INSIDE}\n }}\n"
+            " chain post {\n  type nat hook postrouting priority srcnat;\n"
+            f'  oifname "{inside}" ip saddr {BOX_INSIDE} ip daddr {BOX_INSIDE} masquerade\n }}\n}}\n'))
+        with running_coturn(tmp_path, external=PUBLIC, listen=BOX_INSIDE, peers=(BOX_INSIDE, PUBLIC),
+                            host=box) as (port, secret, log, _tls, _cert):
+            with box.enter():
+                gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the WebRTC gateway's port
+            gateway.bind((BOX_INSIDE, 0))
+            gateway.settimeout(3)
+            with browser.enter():
+                client = Client(port)
+            client.server = (PUBLIC, port)
+            made = turn.credentials(secret, "alice")
+            try:
+                kind, attrs, key = client.allocate(made["username"], made["credential"])
+                assert kind == 0x0103, attrs
+                assert _address_of(attrs[RELAYED])[0] == PUBLIC  # the relay candidate the browser announces
+                peer = _attr(PEER, _xor_address(PUBLIC, gateway.getsockname()[1]))
+                kind, attrs = client.ask(_message(CREATE_PERMISSION, peer + client.auth, key))
+                assert kind == 0x0108, (attrs, log.read_text()[-1500:])
+                client.sock.sendto(_message(SEND, peer + _attr(DATA, b"media")), client.server)
+                data, came_from = gateway.recvfrom(2048)  # through the router and back (its hairpin)
+                assert data == b"media"
+                gateway.sendto(b"back", came_from)  # the gateway answers where it came from
+                kind, attrs = _parse(client.sock.recv(2048))
+                assert kind == DATA_INDICATION and attrs[DATA] == b"back"
+            finally:
+                gateway.close()
+                client.sock.close()
