@@ -63,7 +63,7 @@ def _uploaded_bundle(errors: dict[str, str]) -> str:
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
     vpn = _client()
-    live = {"sas": [], "sas_at": 0.0, "peers": {}}
+    live = {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}}
     if vpn is not None:
         try:
             live = vpn.live()
@@ -76,6 +76,7 @@ def _page(errors=None, general=None, form=None, code=200):
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels, auth=AUTH,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
+                           issued=live["issued"],
                            ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
@@ -155,6 +156,24 @@ def tunnel_bundle(name: str):
         return redirect(url_for("vpn.index"))
     return Response(text, mimetype="application/x-pem-file", headers={  # the service refuses unknown names
         "Content-Disposition": f'attachment; filename="{name}-peer-bundle.pem"', "Cache-Control": "no-store"})
+
+
+@bp.route("/tunnels/<name>/revoke", methods=["POST"])
+@core.admin_required
+def revoke_peer(name: str):
+    """Revoke every certificate this box issued to the branch of `name`: its tunnel falls and stays down until
+    the branch imports a new bundle."""
+    vpn = _client()
+    try:
+        if vpn is None:
+            raise ApplyError(_("The VPN service is not running: switch it on first."))
+        serials = vpn.revoke_peer(name)
+    except ApplyError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("vpn.index"))
+    flash(_("%(count)s certificate(s) of tunnel %(name)s revoked: issue a new bundle to let the branch in again.",
+            count=len(serials), name=name), "success")
+    return redirect(url_for("vpn.index"))
 
 
 def _certificate_tunnel(name: str) -> int:
