@@ -21,6 +21,7 @@ IDENTITY = re.compile(r"^[A-Za-z0-9@._:-]{1,128}$")
 DEFAULT_IKE = "aes256gcm16-prfsha384-x25519,aes256gcm16-prfsha384-ecp384"
 DEFAULT_ESP = "aes256gcm16-x25519,aes256gcm16-ecp384"
 WG_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+SERVICE = re.compile(r"^(icmp|(tcp|udp)/([0-9]{1,5})(-([0-9]{1,5}))?)$")
 PSK_MIN_LENGTH = 20
 PSK_MIN_DISTINCT = 10
 
@@ -63,6 +64,23 @@ class Tunnel(Section):
     ike_proposals: str = Field(default=DEFAULT_IKE, pattern=PROPOSALS)
     esp_proposals: str = Field(default=DEFAULT_ESP, pattern=PROPOSALS)
     dpd_delay: int = Field(default=30, ge=5, le=3600, description="seconds between dead peer checks")
+    allowed_services: list[str] = Field(default_factory=list, max_length=16,
+                                        description="what the peer may reach on the local subnets: tcp/PORT, "
+                                                    "udp/PORT, tcp/FIRST-LAST, icmp; empty: everything")
+
+    @field_validator("allowed_services")
+    @classmethod
+    def _services(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            value = value.strip().lower()
+            m = SERVICE.match(value)
+            first, last = (int(m.group(3)), int(m.group(5) or m.group(3))) if m and m.group(3) else (1, 1)
+            if not m or not 1 <= first <= last <= 65535:
+                raise ValueError(f"{value!r} is not a service: write tcp/443, udp/53, tcp/8000-8010 or icmp")
+            if value not in out:
+                out.append(value)
+        return out
 
     @field_validator("peer")
     @classmethod
@@ -104,6 +122,14 @@ class Tunnel(Section):
         if clash:
             raise ValueError(f"tunnel {self.name}: the subnets {clash[0]} and {clash[1]} overlap")
         return self
+
+    @property
+    def local_ts(self) -> list[str]:
+        """The local traffic selectors (strongSwan's syntax): the local subnets, narrowed to the allowed services."""
+        nets = [str(n) for n in self.local_subnets]
+        if not self.allowed_services:
+            return nets
+        return [f"{net}[{service}]" for net in nets for service in self.allowed_services]
 
     @property
     def peer_id(self) -> str:

@@ -132,7 +132,7 @@ def connection(tunnel: Tunnel, pki: Pki, site_id: str) -> str:
     unique = replace
 {auth_sections(tunnel, pki, site_id)}    children {{
       {tunnel.name} {{
-        local_ts = {",".join(map(str, tunnel.local_subnets))}
+        local_ts = {",".join(tunnel.local_ts)}
         remote_ts = {",".join(map(str, tunnel.remote_subnets))}
         esp_proposals = {tunnel.esp_proposals}
         start_action = start

@@ -95,3 +95,19 @@ def test_connected_clients_section_and_disconnect_of_a_client_not_connected(admi
     gone = post(admin_client, "/vpn/clients/42/disconnect", {}, form_path="/vpn/")
     assert gone.status_code == 302
     assert "This client is no longer connected." in admin_client.get("/vpn/").get_data(as_text=True)
+
+
+def test_a_tunnel_limited_to_some_services_is_saved_and_shown(admin_client, runtime):
+    lan = str(runtime.store.current().config.network.lan.address.network)
+    tunnel = {"name": "branch", "peer": "198.51.100.1", "local_subnets": lan, "remote_subnets": "10.2.0.0/24",
+              "dpd_delay": "30", "psk": PSK}
+    wrong = post(admin_client, "/vpn/tunnels", {**tunnel, "allowed_services": "tcp/443, ssh"}, form_path="/vpn/")
+    page = wrong.get_data(as_text=True)
+    assert wrong.status_code == 400 and "&#39;ssh&#39; is not a service" in page and 'id="e-allowed_services"' in page
+    assert runtime.store.current().config.vpn.tunnels == []
+    done = post(admin_client, "/vpn/tunnels", {**tunnel, "allowed_services": "tcp/443, ICMP\nudp/53"},
+                form_path="/vpn/")
+    assert done.status_code == 302
+    [stored] = runtime.store.current().config.vpn.tunnels
+    assert stored.allowed_services == ["tcp/443", "icmp", "udp/53"]
+    assert "reaches only tcp/443, icmp, udp/53" in admin_client.get("/vpn/").get_data(as_text=True)

@@ -112,7 +112,8 @@ def settings():
 @bp.route("/tunnels", methods=["POST"])
 @core.admin_required
 def add_tunnel():
-    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth")}
+    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth",
+                                             "allowed_services")}
     auth = "certificate" if form["auth"] == "certificate" else "psk"
     errors: dict[str, str] = {}
     peer_bundle = _uploaded_bundle(errors)
@@ -123,7 +124,7 @@ def add_tunnel():
     tunnel = {"name": form["name"].lower(), "peer": form["peer"], "local_subnets": _list("local_subnets"),
               "remote_subnets": _list("remote_subnets"), "auth": auth,
               "psk": forms.text("psk", 200) if auth == "psk" else "", "peer_bundle_secret": peer_bundle,
-              "dpd_delay": form["dpd_delay"] or 30}
+              "dpd_delay": form["dpd_delay"] or 30, "allowed_services": _list("allowed_services")}
     index = len(core.current_config().vpn.tunnels)
 
     def mutate(doc: dict) -> None:

@@ -82,6 +82,26 @@ def test_parse_raw_list_sas():
     child = sa["child-sas"]["hq-1"]
     assert child["bytes-in"] == "168" and child["local-ts"] == ["10.1.0.0/24", "10.5.0.0/24"]
 
+    ports = ("list-sa event {hq {child-sas {hq-1 {local-ts=[10.1.0.0/24[tcp/8000] 10.1.0.0/24[icmp]] "
+             "remote-ts=[10.2.0.0/24] state=INSTALLED}}}}\n")
+    child = parse_raw(ports)[0]["child-sas"]["hq-1"]  # a selector's own brackets end no list
+    assert child["local-ts"] == ["10.1.0.0/24[tcp/8000]", "10.1.0.0/24[icmp]"] and child["state"] == "INSTALLED"
+
+
+def test_allowed_services_narrow_the_local_traffic_selectors(service):
+    tunnel = {**TUNNEL, "local_subnets": ["192.168.1.0/24", "192.168.5.0/24"],
+              "allowed_services": ["TCP/443", "udp/53-54", "icmp", "tcp/443"]}
+    cfg = config(tunnel)
+    assert cfg.vpn.tunnels[0].allowed_services == ["tcp/443", "udp/53-54", "icmp"]
+    conf = service.render(cfg)["swanctl.conf"]
+    assert ("local_ts = 192.168.1.0/24[tcp/443],192.168.1.0/24[udp/53-54],192.168.1.0/24[icmp],"
+            "192.168.5.0/24[tcp/443],192.168.5.0/24[udp/53-54],192.168.5.0/24[icmp]") in conf
+    assert "remote_ts = 10.2.0.0/24\n" in conf
+    assert "local_ts = 192.168.1.0/24\n" in service.render(config())["swanctl.conf"]  # default: everything
+    for wrong in ("ssh", "tcp/0", "tcp/70000", "tcp/90-80", "gre/1", "tcp/"):
+        with pytest.raises(ValidationError, match="is not a service"):
+            config({**TUNNEL, "allowed_services": [wrong]})
+
 
 needs_charon = pytest.mark.skipif(not os.path.exists(CHARON), reason="needs strongSwan (debian-packages.txt)")
 
