@@ -426,6 +426,7 @@ def tunnel_rows(config, sas: list[dict]) -> list[dict]:
         rows.append({
             "name": tunnel.name, "peer": tunnel.peer, "state": state, "auth": tunnel.auth, "problem": problem,
             "allowed_services": list(tunnel.allowed_services),
+            "ike_version": tunnel.ike_version,
             "identity": peer_bundle.identity if peer_bundle else "",
             "peer_identity": peer_bundle.peer_identity if peer_bundle else "",
             "certificate_expires": int(peer_bundle.cert.not_valid_after_utc.timestamp()) if peer_bundle else 0,

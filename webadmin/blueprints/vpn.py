@@ -21,6 +21,7 @@ from webadmin.core import N_
 bp = Blueprint("vpn", __name__, url_prefix="/vpn")
 NAV = [(N_("Network"), N_("VPN"), "vpn.index")]
 AUTH = [("psk", N_("Pre-shared key")), ("certificate", N_("Certificates"))]
+IKE_VERSIONS = [("2", N_("IKEv2")), ("1", N_("IKEv1 (legacy peers only)"))]
 
 
 def _client():
@@ -75,6 +76,7 @@ def _page(errors=None, general=None, form=None, code=200):
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels, auth=AUTH,
+                           ike_versions=IKE_VERSIONS,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
                            issued=live["issued"],
                            ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
@@ -113,7 +115,7 @@ def settings():
 @core.admin_required
 def add_tunnel():
     form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth",
-                                             "allowed_services")}
+                                             "allowed_services", "ike_version")}
     auth = "certificate" if form["auth"] == "certificate" else "psk"
     errors: dict[str, str] = {}
     peer_bundle = _uploaded_bundle(errors)
@@ -124,7 +126,8 @@ def add_tunnel():
     tunnel = {"name": form["name"].lower(), "peer": form["peer"], "local_subnets": _list("local_subnets"),
               "remote_subnets": _list("remote_subnets"), "auth": auth,
               "psk": forms.text("psk", 200) if auth == "psk" else "", "peer_bundle_secret": peer_bundle,
-              "dpd_delay": form["dpd_delay"] or 30, "allowed_services": _list("allowed_services")}
+              "dpd_delay": form["dpd_delay"] or 30, "allowed_services": _list("allowed_services"),
+              "ike_version": 1 if form["ike_version"] == "1" else 2}
     index = len(core.current_config().vpn.tunnels)
 
     def mutate(doc: dict) -> None:
