@@ -13,9 +13,12 @@ the CA's own expiry: charon reads it from a file, never fetches it, so it must n
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +28,14 @@ from appliance.fsutil import atomic_write
 
 CRL_FILE = "officebox-ca.crl.pem"  # its name in x509crl/
 _lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One writer of the register at a time, across threads and processes (the web admin, the console)."""
+    with _lock, open(root / "issued.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _register(root: Path) -> Path:
@@ -43,7 +54,7 @@ def _save(root: Path, rows: list[dict]) -> None:
 
 
 def record(root: Path, tunnel: str, cert: x509.Certificate, identity: str) -> None:
-    with _lock:
+    with _locked(root):
         rows = issued(root)
         rows.append({"serial": f"{cert.serial_number:x}", "tunnel": tunnel, "identity": identity,
                      "not_after": int(cert.not_valid_after_utc.timestamp()), "revoked": 0})
@@ -54,7 +65,7 @@ def revoke(root: Path, tunnel: str, now: datetime.datetime | None = None) -> lis
     """Revoke every certificate issued for `tunnel` and not revoked yet; their serials (hex). The CRL
     is written again with them (signed by the CA in `root`)."""
     now = now or datetime.datetime.now(datetime.UTC)
-    with _lock:
+    with _locked(root):
         rows = issued(root)
         newly = [r for r in rows if r["tunnel"] == tunnel and not r["revoked"]]
         for row in newly:
