@@ -294,6 +294,24 @@ def cmd_vpn_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vpn_revoke(args: argparse.Namespace) -> int:
+    """Revoke every certificate this box issued to the branch of a tunnel; a running charon refuses it at once."""
+    from appliance.service import ApplyError
+    from services.vpn.service import revoke_peer
+
+    runtime = open_runtime(args)
+    vpn = runtime.services["vpn"]
+    vpn = getattr(vpn, "inner", vpn)
+    try:
+        serials = revoke_peer(vpn.pki, vpn.paths, runtime.config, args.tunnel)
+    except ApplyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"revoked {len(serials)} certificate(s) of the tunnel {args.tunnel} (serial {', '.join(serials)}): "
+          "issue a new peer bundle to let the branch in again")
+    return 0
+
+
 LAB_HELP = "lab mode: data in ./var, loopback, unprivileged ports"
 DATA_DIR_HELP = f"data directory (default {BOX_DATA_DIR}, ./var with --lab)"
 
@@ -358,6 +376,9 @@ def parser() -> argparse.ArgumentParser:
     pb.add_argument("tunnel", help="the head office's tunnel to that branch")
     pb.add_argument("-o", "--output", required=True, help="the bundle file to write (mode 0600)")
     pb.set_defaults(func=cmd_vpn_bundle)
+    rp = add(vpn, "revoke-peer", help="revoke the certificates issued to the branch of a tunnel (the CRL charon loads)")
+    rp.add_argument("tunnel", help="the head office's tunnel to that branch")
+    rp.set_defaults(func=cmd_vpn_revoke)
     fw = add(sub, "firmware", help="verify, install or roll back a signed firmware bundle "
                                   "(FILE.raucb: a whole-system update of the OS image)")
     fw_sub = fw.add_subparsers(dest="action", required=True)

@@ -376,16 +376,17 @@ class CtiClient(ServiceClient):
 
 class VpnClient(ServiceClient):
     """The VPN's live state (charon's SAs, WireGuard's peers), its action and the peer bundles it issues."""
-    exposed = ("live", "disconnect", "ca_pem", "issue_bundle")
-    actions = ("disconnect",)
-    blocking = ("live", "disconnect", "issue_bundle")
+    exposed = ("live", "disconnect", "ca_pem", "issue_bundle", "revoke_peer")
+    actions = ("disconnect", "revoke_peer")
+    blocking = ("live", "disconnect", "issue_bundle", "revoke_peer")
 
     def live(self) -> dict:
         """{"sas": charon's SAs (swanctl --list-sas), "sas_at": when listed, "peers": WireGuard's by public
-        key}; empty while not running. services/vpn/service.py makes the page's rows of them."""
+        key, "issued": unrevoked branch certificates by tunnel}; empty while not running.
+        services/vpn/service.py makes the page's rows of them."""
         found = dict(self._call("live") or {})
         return {"sas": list(found.get("sas") or []), "sas_at": float(found.get("sas_at") or 0),
-                "peers": dict(found.get("peers") or {})}
+                "peers": dict(found.get("peers") or {}), "issued": dict(found.get("issued") or {})}
 
     def disconnect(self, unique_id: str) -> str:
         """End a remote-access client's IKE SA: the user it was, "" if no longer connected; ApplyError if not ended."""
@@ -399,6 +400,11 @@ class VpnClient(ServiceClient):
         """A new peer bundle (PEM, a secret: key, certificate, this box's certificate and CA) for the branch of
         the running certificate tunnel `tunnel`; ApplyError when that tunnel does not issue one."""
         return str(self._call("issue_bundle", tunnel) or "")
+
+    def revoke_peer(self, tunnel: str) -> list[str]:
+        """Revoke every certificate this box issued to the branch of `tunnel` (their serials, hex); charon
+        refuses them from now on and the tunnel's SAs end. ApplyError when there is none to revoke."""
+        return [str(s) for s in self._call("revoke_peer", tunnel) or []]
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {

@@ -20,7 +20,12 @@ IDENTITY = re.compile(r"^[A-Za-z0-9@._:-]{1,128}$")
 # AES-GCM with SHA-2 PRFs, Curve25519 first, then NIST P-384: no SHA-1, no MODP groups, no CBC
 DEFAULT_IKE = "aes256gcm16-prfsha384-x25519,aes256gcm16-prfsha384-ecp384"
 DEFAULT_ESP = "aes256gcm16-x25519,aes256gcm16-ecp384"
+# IKEv1 has no AEAD for its own SA (no AES-GCM): legacy peers get AES-CBC with SHA-2, P-384 or, for the
+# oldest, MODP-2048 (still no SHA-1)
+DEFAULT_IKE_V1 = "aes256-sha384-ecp384,aes256-sha256-modp2048"
+DEFAULT_ESP_V1 = "aes256gcm16-ecp384,aes256-sha256-modp2048"
 WG_KEY = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+SERVICE = re.compile(r"^(icmp|(tcp|udp)/([0-9]{1,5})(-([0-9]{1,5}))?)$")
 PSK_MIN_LENGTH = 20
 PSK_MIN_DISTINCT = 10
 
@@ -60,9 +65,28 @@ class Tunnel(Section):
                                                 "(services/vpn/bundle.py); empty: this box's CA issues the peer's")
     local_id: str = Field(default="", description="this box's IKE identity; empty: its address (auth psk)")
     remote_id: str = Field(default="", description="the peer's IKE identity; empty: the peer address (auth psk)")
+    ike_version: Literal[1, 2] = Field(default=2, description="2; 1 (main mode) only for a legacy peer that "
+                                                                  "has no IKEv2")
     ike_proposals: str = Field(default=DEFAULT_IKE, pattern=PROPOSALS)
     esp_proposals: str = Field(default=DEFAULT_ESP, pattern=PROPOSALS)
     dpd_delay: int = Field(default=30, ge=5, le=3600, description="seconds between dead peer checks")
+    allowed_services: list[str] = Field(default_factory=list, max_length=16,
+                                        description="what the peer may reach on the local subnets: tcp/PORT, "
+                                                    "udp/PORT, tcp/FIRST-LAST, icmp; empty: everything")
+
+    @field_validator("allowed_services")
+    @classmethod
+    def _services(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            value = value.strip().lower()
+            m = SERVICE.match(value)
+            first, last = (int(m.group(3)), int(m.group(5) or m.group(3))) if m and m.group(3) else (1, 1)
+            if not m or not 1 <= first <= last <= 65535:
+                raise ValueError(f"{value!r} is not a service: write tcp/443, udp/53, tcp/8000-8010 or icmp")
+            if value not in out:
+                out.append(value)
+        return out
 
     @field_validator("peer")
     @classmethod
@@ -100,10 +124,33 @@ class Tunnel(Section):
                     parse_bundle(self.peer_bundle_secret)
                 except BundleError as exc:
                     raise ValueError(f"tunnel {self.name}: {exc}") from None
+        if self.ike_version == 1:
+            if len(self.local_ts) != 1 or len(self.remote_subnets) != 1:
+                raise ValueError(f"tunnel {self.name}: IKEv1 carries one local and one remote network (with at "
+                                 "most one allowed service): use IKEv2 for more, or one tunnel each")
+            if self.ike_proposals != DEFAULT_IKE and "gcm" in self.ike_proposals:
+                raise ValueError(f"tunnel {self.name}: IKEv1 has no AES-GCM for IKE: choose e.g. "
+                                 "aes256-sha256-modp2048")
         clash = overlaps(self.local_subnets + self.remote_subnets)
         if clash:
             raise ValueError(f"tunnel {self.name}: the subnets {clash[0]} and {clash[1]} overlap")
         return self
+
+    @property
+    def local_ts(self) -> list[str]:
+        """The local traffic selectors (strongSwan's syntax): the local subnets, narrowed to the allowed services."""
+        nets = [str(n) for n in self.local_subnets]
+        if not self.allowed_services:
+            return nets
+        return [f"{net}[{service}]" for net in nets for service in self.allowed_services]
+
+    @property
+    def proposals(self) -> tuple[str, str]:
+        """(IKE, ESP) proposals to render: the defaults of the IKE version unless the admin chose others."""
+        if self.ike_version == 1:
+            return (DEFAULT_IKE_V1 if self.ike_proposals == DEFAULT_IKE else self.ike_proposals,
+                    DEFAULT_ESP_V1 if self.esp_proposals == DEFAULT_ESP else self.esp_proposals)
+        return self.ike_proposals, self.esp_proposals
 
     @property
     def peer_id(self) -> str:

@@ -18,11 +18,13 @@ import logging
 import threading
 import time
 
+from cryptography import x509
+
 from appliance.aio import cancel_and_wait
 from appliance.contributions import Listener, Network
 from appliance.fsutil import atomic_write
 from appliance.service import ApplyError, ChildSpec, Service, Status
-from services.vpn import bundle, strongswan, swanctl
+from services.vpn import bundle, revocation, strongswan, swanctl
 from services.vpn.config import VpnConfig
 from services.vpn.pki import Pki, ensure_site, issue_peer
 from services.vpn.pki import ensure as ensure_pki
@@ -184,6 +186,9 @@ class VpnService(Service):
         if any(t.enabled and t.auth == "certificate" and not t.peer_bundle_secret for t in config.vpn.tunnels):
             pki = ensure_site(self.pki.root, strongswan.site_identity(config, self.pki), company)
             atomic_write(staged / "pkcs8" / "site.key", pki.site_key.read_bytes(), mode=0o600)
+        crl = revocation.crl_pem(self.pki.root)
+        if crl:  # the branch certificates this box revoked (services/vpn/revocation.py)
+            atomic_write(staged / "x509crl" / revocation.CRL_FILE, crl.encode(), mode=0o644)
 
     def processes(self, config) -> list[ChildSpec]:
         specs = []
@@ -306,9 +311,10 @@ class VpnService(Service):
         """What charon and WireGuard report now, for rows made with the caller's configuration
         (tunnel_rows, device_rows, client_rows; appliance.clients.VpnClient; blocking)."""
         if self._config is None:
-            return {"sas": [], "sas_at": 0.0, "peers": {}}
+            return {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}}
         self.refresh()
-        return {"sas": self._sas, "sas_at": self._sas_at, "peers": self._peers()}
+        return {"sas": self._sas, "sas_at": self._sas_at, "peers": self._peers(),
+                "issued": revocation.unrevoked(self.pki.root)}
 
     def ca_pem(self) -> str:
         ca = self.pki.ca
@@ -317,6 +323,12 @@ class VpnService(Service):
     def issue_bundle(self, tunnel_name: str) -> str:
         """A new peer bundle for the branch of the running tunnel `tunnel_name` (see issue_bundle below)."""
         return issue_bundle(self.pki, self._config, tunnel_name)
+
+    def revoke_peer(self, tunnel_name: str) -> list[str]:
+        """Revoke the certificates issued to the branch of `tunnel_name` (see revoke_peer below)."""
+        serials = revoke_peer(self.pki, self.paths, self._config, tunnel_name)
+        self.refresh()
+        return serials
 
     def disconnect(self, unique_id: str) -> str:
         """End one remote-access client's IKE SA; the user it was, or "" when no such client is connected."""
@@ -361,9 +373,30 @@ def issue_bundle(pki: Pki, config, tunnel_name: str) -> str:
                          "(the head office's side) issues the branch's certificate")
     company = config.system.company_name
     pki = ensure_site(pki.root, strongswan.site_identity(config, pki), company)
-    key, cert = issue_peer(pki.root, strongswan.peer_identity(tunnel, pki.site_identity("")), company)
+    identity = strongswan.peer_identity(tunnel, pki.site_identity(""))
+    key, cert = issue_peer(pki.root, identity, company)
+    revocation.record(pki.root, tunnel_name, x509.load_pem_x509_certificate(cert), identity)
     log.info("issued a peer certificate for tunnel %s", tunnel_name)
     return bundle.make(tunnel_name, key, cert, pki.site_cert.read_bytes(), pki.ca.read_bytes())
+
+
+def revoke_peer(pki: Pki, paths: Paths, config, tunnel_name: str) -> list[str]:
+    """Revoke every certificate this box issued to the branch of `tunnel_name` (the serials, hex) and, when
+    charon runs, load the new CRL into it and end the tunnel's SAs: the branch's next IKE_SA is refused
+    until it imports a new bundle. ApplyError when this box issued no valid certificate for that tunnel."""
+    if not any(r["tunnel"] == tunnel_name for r in revocation.issued(pki.root)):
+        raise ApplyError(f"this box issued no certificate for a tunnel {tunnel_name}")
+    serials = revocation.revoke(pki.root, tunnel_name)
+    if not serials:
+        raise ApplyError(f"the certificates issued for tunnel {tunnel_name} are revoked already")
+    log.warning("revoked the peer certificates of tunnel %s: %s", tunnel_name, ", ".join(serials))
+    if (paths.run / "charon.vici").exists() and paths.swanctl_conf.exists():
+        # the applied generation gets the CRL the next apply stages anyway (VpnService._stage_credentials)
+        atomic_write(paths.etc / "x509crl" / revocation.CRL_FILE, revocation.crl_pem(pki.root).encode(), mode=0o644)
+        swanctl.load(paths)
+        if config is not None and any(t.name == tunnel_name for t in config.vpn.tunnels):
+            swanctl.terminate(paths, tunnel_name)
+    return serials
 
 
 def _is_address(value: str) -> bool:
@@ -392,6 +425,8 @@ def tunnel_rows(config, sas: list[dict]) -> list[dict]:
                  "connecting" if mine else "down")
         rows.append({
             "name": tunnel.name, "peer": tunnel.peer, "state": state, "auth": tunnel.auth, "problem": problem,
+            "allowed_services": list(tunnel.allowed_services),
+            "ike_version": tunnel.ike_version,
             "identity": peer_bundle.identity if peer_bundle else "",
             "peer_identity": peer_bundle.peer_identity if peer_bundle else "",
             "certificate_expires": int(peer_bundle.cert.not_valid_after_utc.timestamp()) if peer_bundle else 0,

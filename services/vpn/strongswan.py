@@ -122,19 +122,21 @@ def credentials(config) -> dict[str, str]:
 
 
 def connection(tunnel: Tunnel, pki: Pki, site_id: str) -> str:
+    ike, esp = tunnel.proposals
+    mode = "\n    aggressive = no" if tunnel.ike_version == 1 else ""  # IKEv1: main mode, identities protected
     return f"""  {tunnel.name} {{
-    version = 2
+    version = {tunnel.ike_version}{mode}
     local_addrs = %any
     remote_addrs = {tunnel.peer}
-    proposals = {tunnel.ike_proposals}
+    proposals = {ike}
     dpd_delay = {tunnel.dpd_delay}s
     keyingtries = 0
     unique = replace
 {auth_sections(tunnel, pki, site_id)}    children {{
       {tunnel.name} {{
-        local_ts = {",".join(map(str, tunnel.local_subnets))}
+        local_ts = {",".join(tunnel.local_ts)}
         remote_ts = {",".join(map(str, tunnel.remote_subnets))}
-        esp_proposals = {tunnel.esp_proposals}
+        esp_proposals = {esp}
         start_action = start
         dpd_action = restart
         close_action = start

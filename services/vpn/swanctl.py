@@ -21,7 +21,8 @@ from services.vpn.strongswan import CHARON, SWANCTL, Paths, strongswan_conf
 TIMEOUT = 20.0
 CHECK_START = 10.0
 NOISE = re.compile(r"^(opening directory .* failed|no (authorities|pools) found|plugin '.*': failed to load)")
-TOKEN = re.compile(r"([^\s={}]+)=\[([^\]]*)\]|([^\s={}]+)=(\S*?)(?=\s|}|$)|([^\s={}]+) \{|(\})")
+# a list is name=[a b]; its items may hold brackets of their own (traffic selectors: 10.1.0.0/24[tcp/80])
+TOKEN = re.compile(r"([^\s={}]+)=\[((?:[^\[\]]|\[[^\]]*\])*)\]|([^\s={}]+)=(\S*?)(?=\s|}|$)|([^\s={}]+) \{|(\})")
 
 
 class SwanctlError(Exception):

@@ -158,3 +158,32 @@ def test_the_branch_replaces_its_bundle_by_an_import(admin_client, runtime, head
                ).status_code == 302
     assert admin_client.get("/vpn/tunnels/psk/import").status_code == 404
     assert admin_client.get("/vpn/tunnels/nope/import").status_code == 404
+
+
+def test_the_head_office_revokes_the_branch_certificates_it_issued(admin_client, app, runtime):
+    assert add(admin_client, tunnel(runtime, name="lyon", peer="198.51.100.2",
+                                    remote_subnets="10.2.0.0/24")).status_code == 302
+    runtime.services["vpn"]._config = runtime.store.current().config  # as if the VPN had started
+    assert "/vpn/tunnels/lyon/revoke" not in admin_client.get("/vpn/").get_data(as_text=True)  # nothing issued yet
+    issued = bundle.parse(post(admin_client, "/vpn/tunnels/lyon/bundle", {}, form_path="/vpn/").get_data(as_text=True))
+    page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert "/vpn/tunnels/lyon/revoke" in page and "Revoke the branch's certificate" in page
+    assert admin_client.post("/vpn/tunnels/lyon/revoke").status_code == 400  # no CSRF token
+
+    assert post(admin_client, "/users/new", {"login": "rita", "full_name": "Rita", "role": "readonly",
+                                             "enabled": "on", "password": "rita-password-1",
+                                             "password2": "rita-password-1"}).status_code == 302
+    other = app.test_client()
+    assert sign_in(other, "rita", "rita-password-1").status_code == 302
+    refused = other.post("/vpn/tunnels/lyon/revoke", data={"csrf_token": csrf_of(other, "/account/")})
+    assert refused.status_code == 403
+
+    answer = post(admin_client, "/vpn/tunnels/lyon/revoke", {}, form_path="/vpn/")
+    assert answer.status_code == 302
+    page = admin_client.get("/vpn/").get_data(as_text=True)
+    assert "1 certificate(s) of tunnel lyon revoked" in page and "/vpn/tunnels/lyon/revoke" not in page
+    crl = runtime.services["vpn"].pki.root / "crl.pem"
+    from cryptography import x509
+    assert [r.serial_number for r in x509.load_pem_x509_crl(crl.read_bytes())] == [issued.cert.serial_number]
+    post(admin_client, "/vpn/tunnels/lyon/revoke", {}, form_path="/vpn/")
+    assert "revoked already" in admin_client.get("/vpn/").get_data(as_text=True)

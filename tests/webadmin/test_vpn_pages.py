@@ -2,6 +2,8 @@
 their file and QR code; every change a real revision through the apply engine."""
 from __future__ import annotations
 
+import re
+
 from tests.webadmin.helpers import post
 
 PSK = "Branch2Head-office-7fQ9xLw"
@@ -95,3 +97,34 @@ def test_connected_clients_section_and_disconnect_of_a_client_not_connected(admi
     gone = post(admin_client, "/vpn/clients/42/disconnect", {}, form_path="/vpn/")
     assert gone.status_code == 302
     assert "This client is no longer connected." in admin_client.get("/vpn/").get_data(as_text=True)
+
+
+def test_a_tunnel_limited_to_some_services_is_saved_and_shown(admin_client, runtime):
+    lan = str(runtime.store.current().config.network.lan.address.network)
+    tunnel = {"name": "branch", "peer": "198.51.100.1", "local_subnets": lan, "remote_subnets": "10.2.0.0/24",
+              "dpd_delay": "30", "psk": PSK}
+    wrong = post(admin_client, "/vpn/tunnels", {**tunnel, "allowed_services": "tcp/443, ssh"}, form_path="/vpn/")
+    page = wrong.get_data(as_text=True)
+    assert wrong.status_code == 400 and "&#39;ssh&#39; is not a service" in page and 'id="e-allowed_services"' in page
+    assert runtime.store.current().config.vpn.tunnels == []
+    done = post(admin_client, "/vpn/tunnels", {**tunnel, "allowed_services": "tcp/443, ICMP\nudp/53"},
+                form_path="/vpn/")
+    assert done.status_code == 302
+    [stored] = runtime.store.current().config.vpn.tunnels
+    assert stored.allowed_services == ["tcp/443", "icmp", "udp/53"]
+    assert "reaches only tcp/443, icmp, udp/53" in admin_client.get("/vpn/").get_data(as_text=True)
+
+
+def test_an_ikev1_tunnel_is_chosen_in_the_form_and_marked_in_the_table(admin_client, runtime):
+    lan = str(runtime.store.current().config.network.lan.address.network)
+    tunnel = {"name": "legacy", "peer": "198.51.100.1", "local_subnets": lan, "remote_subnets": "10.2.0.0/24",
+              "dpd_delay": "30", "psk": PSK, "ike_version": "1"}
+    assert 'name="ike_version"' in admin_client.get("/vpn/").get_data(as_text=True)
+    two = post(admin_client, "/vpn/tunnels", {**tunnel, "remote_subnets": "10.2.0.0/24, 10.3.0.0/24"},
+               form_path="/vpn/")
+    assert two.status_code == 400 and "IKEv1 carries one local and one remote network" in two.get_data(as_text=True)
+    assert post(admin_client, "/vpn/tunnels", tunnel, form_path="/vpn/").status_code == 302
+    [stored] = runtime.store.current().config.vpn.tunnels
+    assert stored.ike_version == 1
+    row = re.search(r'<tr id="tunnel-legacy">.*?</tr>', admin_client.get("/vpn/").get_data(as_text=True), re.S)
+    assert "IKEv1" in row.group(0)

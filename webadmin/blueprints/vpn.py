@@ -21,6 +21,7 @@ from webadmin.core import N_
 bp = Blueprint("vpn", __name__, url_prefix="/vpn")
 NAV = [(N_("Network"), N_("VPN"), "vpn.index")]
 AUTH = [("psk", N_("Pre-shared key")), ("certificate", N_("Certificates"))]
+IKE_VERSIONS = [("2", N_("IKEv2")), ("1", N_("IKEv1 (legacy peers only)"))]
 
 
 def _client():
@@ -63,7 +64,7 @@ def _uploaded_bundle(errors: dict[str, str]) -> str:
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
     vpn = _client()
-    live = {"sas": [], "sas_at": 0.0, "peers": {}}
+    live = {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}}
     if vpn is not None:
         try:
             live = vpn.live()
@@ -75,7 +76,9 @@ def _page(errors=None, general=None, form=None, code=200):
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels, auth=AUTH,
+                           ike_versions=IKE_VERSIONS,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
+                           issued=live["issued"],
                            ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
@@ -111,7 +114,8 @@ def settings():
 @bp.route("/tunnels", methods=["POST"])
 @core.admin_required
 def add_tunnel():
-    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth")}
+    form = {k: forms.text(k, 2000) for k in ("name", "peer", "local_subnets", "remote_subnets", "dpd_delay", "auth",
+                                             "allowed_services", "ike_version")}
     auth = "certificate" if form["auth"] == "certificate" else "psk"
     errors: dict[str, str] = {}
     peer_bundle = _uploaded_bundle(errors)
@@ -122,7 +126,8 @@ def add_tunnel():
     tunnel = {"name": form["name"].lower(), "peer": form["peer"], "local_subnets": _list("local_subnets"),
               "remote_subnets": _list("remote_subnets"), "auth": auth,
               "psk": forms.text("psk", 200) if auth == "psk" else "", "peer_bundle_secret": peer_bundle,
-              "dpd_delay": form["dpd_delay"] or 30}
+              "dpd_delay": form["dpd_delay"] or 30, "allowed_services": _list("allowed_services"),
+              "ike_version": 1 if form["ike_version"] == "1" else 2}
     index = len(core.current_config().vpn.tunnels)
 
     def mutate(doc: dict) -> None:
@@ -155,6 +160,24 @@ def tunnel_bundle(name: str):
         return redirect(url_for("vpn.index"))
     return Response(text, mimetype="application/x-pem-file", headers={  # the service refuses unknown names
         "Content-Disposition": f'attachment; filename="{name}-peer-bundle.pem"', "Cache-Control": "no-store"})
+
+
+@bp.route("/tunnels/<name>/revoke", methods=["POST"])
+@core.admin_required
+def revoke_peer(name: str):
+    """Revoke every certificate this box issued to the branch of `name`: its tunnel falls and stays down until
+    the branch imports a new bundle."""
+    vpn = _client()
+    try:
+        if vpn is None:
+            raise ApplyError(_("The VPN service is not running: switch it on first."))
+        serials = vpn.revoke_peer(name)
+    except ApplyError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("vpn.index"))
+    flash(_("%(count)s certificate(s) of tunnel %(name)s revoked: issue a new bundle to let the branch in again.",
+            count=len(serials), name=name), "success")
+    return redirect(url_for("vpn.index"))
 
 
 def _certificate_tunnel(name: str) -> int:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from appliance import schema
 from appliance.context import Context
 from appliance.service import ApplyError
-from services.vpn.config import DEFAULT_ESP, DEFAULT_IKE, psk_weakness
+from services.vpn.config import DEFAULT_ESP, DEFAULT_ESP_V1, DEFAULT_IKE, DEFAULT_IKE_V1, psk_weakness
 from services.vpn.service import VpnService
 from services.vpn.strongswan import CHARON
 from services.vpn.swanctl import parse_raw
@@ -81,6 +81,47 @@ def test_parse_raw_list_sas():
     assert sa["name"] == "hq" and sa["state"] == "ESTABLISHED" and sa["established"] == "4"
     child = sa["child-sas"]["hq-1"]
     assert child["bytes-in"] == "168" and child["local-ts"] == ["10.1.0.0/24", "10.5.0.0/24"]
+
+    ports = ("list-sa event {hq {child-sas {hq-1 {local-ts=[10.1.0.0/24[tcp/8000] 10.1.0.0/24[icmp]] "
+             "remote-ts=[10.2.0.0/24] state=INSTALLED}}}}\n")
+    child = parse_raw(ports)[0]["child-sas"]["hq-1"]  # a selector's own brackets end no list
+    assert child["local-ts"] == ["10.1.0.0/24[tcp/8000]", "10.1.0.0/24[icmp]"] and child["state"] == "INSTALLED"
+
+
+def test_allowed_services_narrow_the_local_traffic_selectors(service):
+    tunnel = {**TUNNEL, "local_subnets": ["192.168.1.0/24", "192.168.5.0/24"],
+              "allowed_services": ["TCP/443", "udp/53-54", "icmp", "tcp/443"]}
+    cfg = config(tunnel)
+    assert cfg.vpn.tunnels[0].allowed_services == ["tcp/443", "udp/53-54", "icmp"]
+    conf = service.render(cfg)["swanctl.conf"]
+    assert ("local_ts = 192.168.1.0/24[tcp/443],192.168.1.0/24[udp/53-54],192.168.1.0/24[icmp],"
+            "192.168.5.0/24[tcp/443],192.168.5.0/24[udp/53-54],192.168.5.0/24[icmp]") in conf
+    assert "remote_ts = 10.2.0.0/24\n" in conf
+    assert "local_ts = 192.168.1.0/24\n" in service.render(config())["swanctl.conf"]  # default: everything
+    for wrong in ("ssh", "tcp/0", "tcp/70000", "tcp/90-80", "gre/1", "tcp/"):
+        with pytest.raises(ValidationError, match="is not a service"):
+            config({**TUNNEL, "allowed_services": [wrong]})
+
+
+
+def test_ikev1_renders_main_mode_with_proposals_it_has_and_one_pair_of_networks(service):
+    cfg = config({**TUNNEL, "ike_version": 1})
+    conf = service.render(cfg)["swanctl.conf"]
+    assert "version = 1\n    aggressive = no\n" in conf
+    assert f"proposals = {DEFAULT_IKE_V1}\n" in conf and f"esp_proposals = {DEFAULT_ESP_V1}\n" in conf
+    assert "gcm" not in DEFAULT_IKE_V1 and "sha1" not in DEFAULT_IKE_V1 + DEFAULT_ESP_V1
+    assert "version = 2\n" in service.render(config())["swanctl.conf"]  # the default
+    own = config({**TUNNEL, "ike_version": 1, "ike_proposals": "aes128-sha256-modp3072"})
+    assert "proposals = aes128-sha256-modp3072\n" in service.render(own)["swanctl.conf"]
+    with pytest.raises(ValidationError, match="IKEv1 has no AES-GCM"):
+        config({**TUNNEL, "ike_version": 1, "ike_proposals": "aes256gcm16-prfsha256-ecp256"})
+    for more in ({"remote_subnets": ["10.2.0.0/24", "10.3.0.0/24"]}, {"allowed_services": ["tcp/80", "icmp"]}):
+        with pytest.raises(ValidationError, match="IKEv1 carries one local and one remote network"):
+            config({**TUNNEL, "ike_version": 1, **more})
+    assert config({**TUNNEL, "ike_version": 1, "allowed_services": ["tcp/80"]}).vpn.tunnels[0].local_ts == [
+        "192.168.1.0/24[tcp/80]"]
+    with pytest.raises(ValidationError):
+        config({**TUNNEL, "ike_version": 3})
 
 
 needs_charon = pytest.mark.skipif(not os.path.exists(CHARON), reason="needs strongSwan (debian-packages.txt)")
