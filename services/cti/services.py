@@ -160,6 +160,22 @@ class Services:
         result = await self._pbx("transfer", held_call=held, active_call=active, device=device)
         return csta.csta("TransferCallResponse", csta.connection("transferredCall", result["call"], device))
 
+    async def ConferenceCall(self, node: Node) -> str:
+        """The held call and the active call of one device become a three-party conference (ECMA-269 17.2.x);
+        its monitors, and those of the parties, get ConferencedEvent."""
+        held, device = self._own_connection(node, "heldCall")
+        active, other = self._own_connection(node, "activeCall")
+        if other != device:
+            raise Refused("operation", "invalidConnectionID")
+        result = await self._pbx("conference", held_call=held, active_call=active, device=device)
+        parts = [(c["device"], c["old"]) for c in result["connections"]]
+        self.s.server.model.conferenced(held, result["call"], device, result["added"], parts)
+        items = [element("connectionListItem", csta.connection("newConnection", result["call"], d),
+                         csta.connection("oldConnection", old, d), element("endpoint", text_element("deviceID", d)))
+                 for d, old in parts]
+        return csta.csta("ConferenceCallResponse", csta.connection("conferenceCall", result["call"], device),
+                         element("connections", *items))
+
     async def SingleStepTransferCall(self, node: Node) -> str:
         call, device = self._own_connection(node, "activeCall")
         result = await self._pbx("single_step_transfer", call=call, device=device,

@@ -16,7 +16,8 @@ Operations (args): make_call (device, destination, auto_answer) -> {"call"}: the
 first (with auto-answer headers), then the destination, and joins them; clear_connection (call, device);
 clear_call (call); hold / retrieve (call, device): the other party hears the holder's music on hold;
 consultation (call, device, destination) -> {"call"}: hold, then a new call of the device;
-transfer (held_call, active_call, device): the device leaves, its two partners talk; single_step_transfer
+transfer (held_call, active_call, device): the device leaves, its two partners talk; conference (held_call,
+active_call, device) -> {"call", "added", "connections": [{"device", "old"}]}: the three talk; single_step_transfer
 and deflect (call, device, destination); generate_digits (call, device, digits): SIP INFO to the others;
 devices () -> {"devices": [{"device", "name", "contacts"}]}; get_forwarding / get_dnd (device);
 set_forwarding (device, kind: always|busy|no_answer, to) and set_dnd (device, on), through the
@@ -264,6 +265,34 @@ class CommandHandler:
         self.core.bridge(theirs2, theirs1)
         second.announce("transferred")
         return {"call": second.id}
+
+    async def op_conference(self, held_call, active_call, device) -> dict:
+        """The device's held call and its active (consultation) call become one three-party conference:
+        the device leaves the held call and its partner there joins the active call's ad-hoc room
+        (features/threeway.py, the mixer the *3 code uses)."""
+        from .features import threeway
+        device = self._device(device)
+        first, second = self._call(held_call), self._call(active_call)
+        if first is second:
+            raise CommandError("value", "the held and the active call are the same call")
+        mine1, theirs1 = self._connected(first, device)
+        mine2, theirs2 = self._connected(second, device)
+        if threeway.active(first) or threeway.active(second):
+            raise CommandError("state", "a call of a three-party conference already")
+        if first.hold_music is None or first.hold_music.holder is not mine1:
+            raise CommandError("state", f"{device} does not hold call {first.id}")
+        if theirs1.side is None or theirs2.side is None or mine2.side is None:
+            raise CommandError("state", "a call without media cannot join a conference")
+        for c in (first, second):
+            if c.hold_music is not None:
+                c.hold_music.stop(relink=False)
+                c.hold_music = None
+        self._leave(first, mine1, theirs1)
+        threeway.conference(second, mine2, theirs2, theirs1)
+        first.announce("retrieved")  # no longer held (holders: none)
+        return {"call": second.id, "added": theirs1.extension or theirs1.label,
+                "connections": [{"device": p.extension or p.label, "old": old.id}
+                                for p, old in ((mine2, second), (theirs2, second), (theirs1, first))]}
 
     def _leave(self, call: "Call", leg: "Leg", partner: "Leg") -> None:
         """`leg` hangs up and leaves `call`, which goes on with `partner` alone (to be joined)."""
