@@ -21,8 +21,9 @@ active_call, device) -> {"call", "added", "connections": [{"device", "old"}]}: t
 and deflect (call, device, destination); generate_digits (call, device, digits): SIP INFO to the others;
 devices () -> {"devices": [{"device", "name", "contacts"}]}; get_forwarding / get_dnd (device);
 set_forwarding (device, kind: always|busy|no_answer, to) and set_dnd (device, on), through the
-configuration change path (changes.py); answer (call, device): refused with the reason (a SIP phone
-goes off-hook only at its handset); call_log (device, limit) -> {"calls": [call records, newest first]};
+configuration change path (changes.py); answer (call, device): the device's ringing phone is sent a
+NOTIFY Event: talk and answers by itself, or "unsupported" with the phone's refusal (it rings on);
+call_log (device, limit) -> {"calls": [call records, newest first]};
 agent_state (device) -> the ACD agent's {"status", "reason", "queues"} (acd/__init__.py STATES);
 set_agent_state (device, state: logged_on|logged_off|ready|not_ready, reason) -> the same, after the
 change (as the agent page and the feature codes do it: the ACD publishes pbx.agent); queues () ->
@@ -55,6 +56,8 @@ DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 CALL_LOG_FIELDS = ("call_id", "direction", "caller", "caller_name", "dialled", "callee", "start", "answer", "end",
                    "billsec", "disposition", "transferred_to")
 FORWARD_FIELDS = {"always": "forward_always", "busy": "forward_busy", "no_answer": "forward_no_answer"}
+ANSWER_WAIT = 5.0  # seconds a phone that took the talk event has to send its 200 OK
+TALK_TIMEOUT = 4.0  # seconds for the phone's response to the NOTIFY
 AGENT_ACTIONS = {"logged_on": "login", "logged_off": "logout", "not_ready": "pause", "ready": "resume"}
 
 
@@ -193,11 +196,41 @@ class CommandHandler:
                 started.set_exception(CommandError("failed", "the call could not be started"))
 
     async def op_answer(self, call, device) -> dict:
+        """Remote answer of the device's ringing phone: a NOTIFY `Event: talk` in the early dialog of each of its
+        ringing INVITEs (the BroadSoft remote-control event that Polycom, Yealink, Snom, Grandstream... honour
+        when allowed), then the phone's own 200 OK answers the call. A phone that refuses it (baresip) or does
+        not answer within ANSWER_WAIT keeps ringing, and the reason comes back ("unsupported")."""
         c, device = self._call(call), self._device(device)
-        if c.state == "connected" and any(p.extension == device for p in c.legs):
-            raise CommandError("state", f"{device} has answered call {c.id} already")
-        raise CommandError("unsupported", f"the phone of {device} cannot be answered from here: a SIP phone goes "
-                                          "off-hook at its handset only (calls placed from the desk auto-answer)")
+        if any(p.extension == device for p in c.legs):
+            raise CommandError("state", f"{device} is connected in call {c.id} already")
+        ringing = [leg for leg in list(self.core.dialogs.values()) if leg.call is c and leg.extension == device
+                   and leg.alerted and not leg.confirmed and not leg.abandoned and not leg.ended
+                   and getattr(leg, "early_tag", "")]
+        if c.state != "setup" or not ringing:
+            raise CommandError("state", f"no phone of {device} is ringing for call {c.id}")
+        statuses = await asyncio.gather(*(self._talk(leg) for leg in ringing))
+        if not any(200 <= s < 300 for s in statuses):
+            raise CommandError("unsupported", f"the phone of {device} cannot be answered from here: it refused the "
+                                              f"remote answer (NOTIFY Event: talk: {statuses[0]}); it rings on")
+        deadline = self.loop.time() + ANSWER_WAIT
+        while self.loop.time() < deadline and c.state == "setup":
+            await asyncio.sleep(0.05)
+        if not any(p.extension == device for p in c.legs):
+            raise CommandError("unsupported", f"the phone of {device} took the remote answer but did not go "
+                                              "off-hook; it rings on")
+        return {}
+
+    async def _talk(self, leg: "Leg") -> int:
+        req = leg.new_request("NOTIFY")
+        if not leg.remote.params.get("tag"):
+            req.set("To", f"{leg.remote};tag={leg.early_tag}")  # the early dialog of its 180
+        req.add("Event", "talk")
+        req.add("Subscription-State", "active")
+        try:
+            resp = await asyncio.wait_for(self.core.stack.request(req, leg.flow, TALK_TIMEOUT), TALK_TIMEOUT + 1)
+        except TimeoutError:
+            return 408
+        return resp.status
 
     async def op_call_log(self, device, limit=20) -> dict:
         device = self._device(device)
