@@ -31,6 +31,7 @@ class AcdView:
         self.sink = sink
         self.agents: dict[str, dict] = {}  # extension -> the PBX's last pbx.agent data
         self.queues: dict[str, str] = {}  # queue number (its CSTA device) -> queue name
+        self.supervisors: dict[str, frozenset[str]] = {}  # queue number -> its supervisors' extensions (the PBX's)
 
     def seed(self, retained: dict[str, dict]) -> None:
         self.agents.update({ext: data for ext, data in retained.items() if isinstance(data, dict)})

@@ -67,8 +67,15 @@ class Services:
 
     # -- monitoring and snapshots -----------------------------------------------------------------
     async def MonitorStart(self, node: Node) -> str:
-        device = self._scoped(_device_of(node, "monitorObject"))
-        if device not in self.s.server.model.extensions and not await self._queue(device):
+        device = _device_of(node, "monitorObject")
+        if device in self.s.server.model.extensions:
+            self._scoped(device)
+        elif await self._queue(device):  # a scope of * or naming the queue, or one of its supervisors
+            if not self.s.server.may_monitor_queue(self.s, device):
+                raise Refused("operation", "privilegeViolationOnSpecifiedDevice", f"{device} is a queue outside "
+                              "this session's scope, and its login supervises no such queue")
+        else:
+            self._scoped(device)
             raise Refused("operation", "invalidDeviceID")
         if len(self.s.monitors) >= self.s.server.cfg.max_monitors:
             raise Refused("systemResourceAvailability", "overallMonitorLimitExceeded")

@@ -27,7 +27,7 @@ call_log (device, limit) -> {"calls": [call records, newest first]};
 agent_state (device) -> the ACD agent's {"status", "reason", "queues"} (acd/__init__.py STATES);
 set_agent_state (device, state: logged_on|logged_off|ready|not_ready, reason) -> the same, after the
 change (as the agent page and the feature codes do it: the ACD publishes pbx.agent); queues () ->
-{"queues": [{"name", "number"}]}."""
+{"queues": [{"name", "number", "supervisors"}]}."""
 from __future__ import annotations
 
 import asyncio
@@ -368,7 +368,8 @@ class CommandHandler:
         return acd.for_core(self.core)
 
     async def op_queues(self) -> dict:
-        return {"queues": [{"name": q.name, "number": q.number} for q in self.core.cfg.queues]}
+        return {"queues": [{"name": q.name, "number": q.number, "supervisors": list(q.supervisors)}
+                           for q in self.core.cfg.queues]}
 
     async def op_agent_state(self, device) -> dict:
         view = self._acd().agent_view(self._device(device))
