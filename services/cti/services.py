@@ -230,13 +230,13 @@ class Services:
 
     # -- ACD agents -----------------------------------------------------------------------------------
     async def SetAgentState(self, node: Node) -> str:
-        """loggedOn, loggedOff, ready, notReady (a reason in privateData/private); workingAfterCall is the
+        """loggedOn, loggedOff, ready, notReady (a reason in extensions/privateData/private); workingAfterCall is the
         PBX's own (after a queue call, for the queue's wrap-up time)."""
         device = self._scoped(_device_of(node, "device"))
         state = REQUESTED.get(node.value("requestedAgentState"))
         if state is None:
             raise Refused("operation", "invalidParameterValue")
-        await self._pbx("set_agent_state", device=device, state=state, reason=node.value("privateData", "private")[:40])
+        await self._pbx("set_agent_state", device=device, state=state, reason=csta.private_text(node)[:40])
         return csta.csta("SetAgentStateResponse")
 
     async def GetAgentState(self, node: Node) -> str:

@@ -62,7 +62,7 @@ def session(box, login: str, password: str) -> CstaClient:
 
 
 def set_state(c: CstaClient, device: str, state: str, reason: str = ""):
-    private = f"<privateData><private>{reason}</private></privateData>" if reason else ""
+    private = f"<extensions><privateData><private>{reason}</private></privateData></extensions>" if reason else ""
     return c.csta("SetAgentState", f"<device>{device}</device><requestedAgentState>{state}</requestedAgentState>"
                                    f"{private}")
 
@@ -78,11 +78,19 @@ def test_csta_agent_states_follow_both_ways(acd):
 
         assert set_state(c, "202", "notReady", "lunch").name == "SetAgentStateResponse"
         ev = c.wait_event("AgentNotReadyEvent", monitorCrossRefID=ref)
-        assert ev.value("agentDevice", "deviceIdentifier") == "202" and ev.value("privateData", "private") == "lunch"
+        assert ev.value("agentDevice", "deviceIdentifier") == "202"
+        assert ev.value("extensions", "privateData", "private") == "lunch"
         assert (pbx.acd_agent("202")["status"], pbx.acd_agent("202")["reason"]) == ("paused", "lunch")
         got = c.csta("GetAgentState", "<device>202</device>")
         assert got.name == "GetAgentStateResponse", got
         assert got.all("loggedOnState") == ["true"] and got.all("agentState") == ["agentNotReady"]
+        vendor = c.csta("SetAgentState", "<device>202</device><requestedAgentState>notReady</requestedAgentState>"
+                                         '<extensions><privateData><private xmlns:pri="urn:example:acd">'
+                                         "<pri:reasonName>break</pri:reasonName></private></privateData></extensions>")
+        assert vendor.name == "SetAgentStateResponse", vendor  # private data as an element of its own namespace
+        assert c.wait_event("AgentNotReadyEvent", monitorCrossRefID=ref).value(
+            "extensions", "privateData", "private") == "break"
+        assert pbx.acd_agent("202")["reason"] == "break"
 
         assert pbx.acd_agent_action("202", "resume") == {"status": "available"}  # the agent page
         c.wait_event("AgentReadyEvent", monitorCrossRefID=ref)
@@ -140,7 +148,7 @@ def test_caller_dialling_the_queue_gives_queued_then_established(acd):
         call = queued.value("queuedConnection", "callID")
         assert queued.value("queue", "deviceIdentifier") == "600"
         assert queued.value("callingDevice", "deviceIdentifier") == "202"
-        assert queued.value("numberQueued") == "1"
+        assert queued.value("numberQueued") == "1" and queued.value("cause") == "enteringDistribution"
         c.wait_event("QueuedEvent", monitorCrossRefID=caller_ref, callID=call)
         js = next_of(ws, lambda m: m["type"] == "queue")
         assert (js["event"], js["device"], js["call"], js["caller"]) == ("queued", "600", call, "202")
