@@ -2,7 +2,8 @@
 calls bob, a CSTA client (tests/services/cti/cstaclient.py) makes bob consult carol (alice is held), then
 joins the held and the active call into a three-party conference (the PBX's ad-hoc room, as *3 does):
 each phone hears the two others and not itself (Goertzel powers on its recording), and the monitors get
-ConferencedEvent with both old calls and the three connections."""
+ConferencedEvent with both old calls and the three connections. The JSON API does the same by
+POST /calls/{held}/conference with the active call, and its event stream says `conferenced`."""
 from __future__ import annotations
 
 import time
@@ -16,9 +17,12 @@ from tests.services.pbx.conftest import ALICE, BOB, CAROL
 from tests.services.pbx.test_conference import HEARD, OWN, _so_far
 from tests.services.pbx.test_conference_mixer import spectrum_peaks
 
+from . import test_jsonapi as jsonapi_tokens
 from .cstaclient import conn
 from .test_csta_calls import crm
+from .test_jsonapi import api, events_socket, next_of, rest  # noqa: F401 (api: a fixture)
 
+CRM_TOKEN = jsonapi_tokens.CRM  # scope 202, 203
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
 FREQS = [520.0, 1020.0, 1250.0]  # alice, bob, carol
 
@@ -91,4 +95,35 @@ def test_conference_call_joins_the_held_and_the_consultation_call(box, tmp_path)
         peaks = spectrum_peaks(*_so_far(alice, 1.5), FREQS)
         assert peaks[FREQS[1]] > HEARD and peaks[FREQS[2]] < OWN, peaks
         alice.hangup()
+        bob.wait_for("CALL_CLOSED")
+
+
+def test_json_api_conference_joins_the_held_and_the_consultation_call(api, tmp_path):  # noqa: F811 (the fixture)
+    with ExitStack() as stack:
+        alice, bob, carol = _phones(stack, api.pbx, tmp_path)
+        ws = stack.enter_context(events_socket(api, CRM_TOKEN, devices=["202"]))
+        next_of(ws, lambda m: m["type"] == "hello")
+        call_of = lambda event: next_of(ws, lambda m: m["type"] == "call" and m["event"] == event)  # noqa: E731
+        alice.dial("202")
+        alice.wait_for("CALL_ESTABLISHED")
+        first = call_of("established")["call"]
+        time.sleep(1.2)  # baresip names a call's recording by the second it started: bob's two calls apart
+        status, consult = rest(api, "POST", f"/api/v1/calls/{first}/consult", CRM_TOKEN, {"device": "202", "to": "203"})
+        assert status == 200, consult
+        carol.answer()
+        second = consult["call"]
+        next_of(ws, lambda m: m["type"] == "call" and m["event"] == "established" and m["call"] == second)
+        status, missing = rest(api, "POST", f"/api/v1/calls/{first}/conference", CRM_TOKEN, {"device": "202"})
+        assert status == 400, missing
+        status, done = rest(api, "POST", f"/api/v1/calls/{first}/conference", CRM_TOKEN,
+                            {"device": "202", "with": second})
+        assert (status, done) == (200, {"call": second}), done
+        ev = call_of("conferenced")
+        assert ev["call"] == second and sorted(ev["connections"]) == ["201", "202", "203"]
+        time.sleep(3.0)
+        for ua, own in zip((alice, bob, carol), FREQS, strict=True):
+            _hears(ua, own)
+        alice.hangup()
+        next_of(ws, lambda m: m["type"] == "call" and m["event"] == "cleared" and m["device"] == "201")
+        carol.hangup()
         bob.wait_for("CALL_CLOSED")
