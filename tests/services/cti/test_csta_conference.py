@@ -39,7 +39,9 @@ def _phones(stack, pbx, tmp_path) -> list[ch.AudioBaresip]:
 
 
 def _hears(ua, own: float, seconds: float = 2.0) -> None:
-    peaks = spectrum_peaks(*_so_far(ua, seconds), FREQS)
+    samples, rate = _so_far(ua, seconds)
+    assert len(samples) > rate, f"{ua.name} recorded {len(samples)} samples: {sorted(p.name for p in ua.dir.iterdir())}"
+    peaks = spectrum_peaks(samples, rate, FREQS)
     assert peaks[own] < OWN, f"the {own:.0f} Hz phone hears itself: {peaks}"
     for f in FREQS:
         if f != own:
@@ -113,6 +115,7 @@ def test_json_api_conference_joins_the_held_and_the_consultation_call(api, tmp_p
         carol.answer()
         second = consult["call"]
         next_of(ws, lambda m: m["type"] == "call" and m["event"] == "established" and m["call"] == second)
+        carol.wait_rtp(rx=25)  # baresip's recording of a call that has just started may stay empty for seconds
         status, missing = rest(api, "POST", f"/api/v1/calls/{first}/conference", CRM_TOKEN, {"device": "202"})
         assert status == 400, missing
         status, done = rest(api, "POST", f"/api/v1/calls/{first}/conference", CRM_TOKEN,
