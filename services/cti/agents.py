@@ -31,6 +31,7 @@ class AcdView:
         self.sink = sink
         self.agents: dict[str, dict] = {}  # extension -> the PBX's last pbx.agent data
         self.queues: dict[str, str] = {}  # queue number (its CSTA device) -> queue name
+        self.supervisors: dict[str, frozenset[str]] = {}  # queue number -> its supervisors' extensions (the PBX's)
 
     def seed(self, retained: dict[str, dict]) -> None:
         self.agents.update({ext: data for ext, data in retained.items() if isinstance(data, dict)})
@@ -51,7 +52,7 @@ class AcdView:
         if new == old and (new != "agentNotReady" or reason == old_reason):
             return
         name, kind = STATE_EVENT[new]
-        extra = (element("privateData", text_element("private", reason)),) if new == "agentNotReady" and reason else ()
+        extra = (csta.extensions(reason),) if new == "agentNotReady" and reason else ()
         self.sink(ext, name, base + extra, "agent", {"event": kind, **info})
 
     def on_turn(self, data: dict) -> None:
@@ -70,7 +71,7 @@ class AcdView:
                        element("lastRedirectionDevice", element("notKnown")),
                        text_element("numberQueued", data.get("waiting", 1)),
                        text_element("localConnectionInfo", "queued"),
-                       text_element("cause", "enteringDistributionDevice"))
+                       text_element("cause", "enteringDistribution"))
             for device in dict.fromkeys((number, caller)):
                 if device:
                     self.sink(device, "QueuedEvent", content, "queue", json_data)

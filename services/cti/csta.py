@@ -62,6 +62,20 @@ def error(category: str, value: str, detail: str = "") -> str:
     return csta("CSTAErrorCode", text_element(category, value), *extra)
 
 
+def extensions(private: str) -> str:
+    """ECMA-323 CSTACommonArguments with one private datum: extensions/privateData/private."""
+    return element("extensions", element("privateData", text_element("private", private)))
+
+
+def private_text(node) -> str:
+    """The text of a request's extensions/privateData/private (its own text, or its first child's when the
+    private data is an element of the application's namespace)."""
+    found = node.child("extensions", "privateData", "private")
+    if found is None:
+        return ""
+    return found.text.strip() or next((c.text.strip() for c in found.children if c.text.strip()), "")
+
+
 def event(name: str, cross_ref: str, *content: str) -> str:
     return csta(name, text_element("monitorCrossRefID", cross_ref), *content)
 

@@ -32,7 +32,7 @@ ROUTES = {  # (method, path) -> JsonApi method; every one is in openapi.json (a 
     ("GET", "/api/v1/me"): "me", ("GET", "/api/v1/directory"): "get_directory",
     ("GET", "/api/v1/calls"): "get_calls", ("POST", "/api/v1/calls"): "make_call",
     **{("POST", f"/api/v1/calls/{{call}}/{action}"): "call_action"
-       for action in ("answer", "hangup", "hold", "retrieve", "consult", "transfer")},
+       for action in ("answer", "hangup", "hold", "retrieve", "consult", "transfer", "conference")},
     **{(method, f"/api/v1/devices/{{device}}/{feature}"): "device_feature"
        for method in ("GET", "PUT") for feature in ("forwarding", "dnd", "agent")},
     ("GET", "/api/v1/devices/{device}/calls"): "device_feature",
@@ -216,10 +216,17 @@ class JsonApi:
         if state is None or device not in state.connections:
             raise HttpError(404, f"{device} is not in call {call_id}", "call")
         other = body.get("with")
-        if action == "transfer" and other:
+        if action == "conference" and not other:
+            raise HttpError(400, "'with' must name the active call to join this held call with", "bad_call")
+        if action in ("transfer", "conference") and other:
             mine = self.server.model.call(other) if isinstance(other, str) else None
             if mine is None or device not in mine.connections:
                 raise HttpError(400, f"'with' must name another call of {device}", "bad_call")
+        if action == "conference":
+            result = await self._pbx("conference", holder, held_call=call_id, active_call=other, device=device)
+            self.server.model.conferenced(call_id, result["call"], device, result["added"],
+                                          [(c["device"], c["old"]) for c in result["connections"]])
+            return 200, {"call": result.get("call")}
         if action == "transfer" and other:
             result = await self._pbx("transfer", holder, held_call=call_id, active_call=other, device=device)
             return 200, {"call": result.get("call")}

@@ -5,6 +5,7 @@ events each change means (ECMA-269 clause 17), told to the listener with the dev
 Connection states: null, initiated, alerting, connected, hold, queued, fail (ECMA-323 spelling)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,6 +55,7 @@ class CallModel:
         self.listener = listener
         self.calls: dict[str, CallState] = {}
         self.made: dict[str, str] = {}  # call id -> the device a MakeCall rang first (3PCC)
+        self.merged: dict[str, tuple[str, set[str]]] = {}  # a conferenced held call -> (the conference, its devices)
         self.extensions: set[str] = set()
         self.events = 0
 
@@ -73,6 +75,15 @@ class CallModel:
                 c.connections[device] = "hold" if device in (data.get("holders") or []) else state
 
     def on_call(self, data: dict) -> None:
+        merged = self.merged.get(data["call"])
+        if merged is not None:  # the PBX's call of a party that joined a conference: its end is that party's
+            if data["event"] == "cleared":
+                self.merged.pop(data["call"], None)
+                conf = self.calls.get(merged[0])
+                for device in sorted(merged[1]):
+                    if conf is not None:
+                        self._cleared(conf, device, data.get("time", 0.0))
+            return
         c = self.calls.get(data["call"])
         if c is None:
             if data["event"] == "cleared":
@@ -112,6 +123,11 @@ class CallModel:
 
     def on_device(self, data: dict) -> None:
         device, event, when = data["device"], data["event"], data.get("time", 0.0)
+        merged = self.merged.get(data["call"])
+        if merged is not None:
+            if device not in merged[1]:
+                return
+            data = {**data, "call": merged[0]}
         c = self.calls.get(data["call"])
         if c is None:
             if event == "cleared":
@@ -151,6 +167,25 @@ class CallModel:
                        element("calledDevice", csta.device_id(c.dialled or device)),
                        element("lastRedirectionDevice", element("notKnown")),
                        text_element("localConnectionInfo", "connected"), text_element("cause", "newCall"))
+
+    def conferenced(self, held: str, call: str, device: str, added: str, parts: list[tuple[str, str]]) -> None:
+        """`device` joined its held call `held` into `call` (ConferenceCall): every party is in `call` now."""
+        c = self.calls.get(call)
+        if c is None:
+            return
+        old = self.calls.pop(held, None)
+        joined = {d for d, was in parts if was != call}
+        self.merged[held] = (call, joined)
+        for d in joined:
+            if old is not None:
+                old.connections.pop(d, None)
+            c.connections[d] = "connected"
+        self._emit(c, "ConferencedEvent", device, set(c.connections) | {device}, time.time(),
+                   csta.connection("primaryOldCall", held, device), csta.connection("secondaryOldCall", call, device),
+                   element("conferencingDevice", csta.device_id(device)), element("addedParty", csta.device_id(added)),
+                   element("conferenceConnections", *(element("connectionListItem", csta.connection(
+                       "newConnection", call, d), csta.connection("oldConnection", was, d)) for d, was in parts)),
+                   text_element("localConnectionInfo", "connected"), text_element("cause", "conference"))
 
     # -- helpers --------------------------------------------------------------------------------------
     def _initiated(self, c: CallState, device: str, cause: str, when: float) -> None:

@@ -76,7 +76,7 @@ class CtiServer:
         self.cfg, self.users = cfg, users
         self.model.extensions = {u.extension for u in users if u.enabled and u.extension}
         self.lines = {line.extension: line for line in lines}
-        self.acd.queues = {}  # asked of the PBX again: its queues may have changed
+        self.acd.queues, self.acd.supervisors = {}, {}  # asked of the PBX again: its queues may have changed
         self.api.configure()
         new = _features(lines)
         for device in sorted(set(new) | set(self.features)):
@@ -111,7 +111,7 @@ class CtiServer:
         for ref in list(session.monitors):
             self.unmonitor(session, ref)
 
-    async def authenticate(self, name: str, password: str) -> set[str] | None:
+    async def authenticate(self, name: str, password: str) -> tuple[set[str], str] | None:
         if not name or not password or len(password) > 256:
             return None
         return await asyncio.to_thread(check_login, list(self.users), list(self.cfg.accounts), name, password)
@@ -150,10 +150,16 @@ class CtiServer:
 
     async def is_queue(self, device: str) -> bool:
         """`device` is the number of an ACD queue (asks the PBX for the queues it does not know yet)."""
-        if device not in self.acd.queues:
-            found = await self.pbx.request("queues")
-            self.acd.queues = {q["number"]: q["name"] for q in found.get("queues", []) if q.get("number")}
-        return device in self.acd.queues
+        if device not in self.acd.supervisors:
+            found = [q for q in (await self.pbx.request("queues")).get("queues", []) if q.get("number")]
+            self.acd.queues = {q["number"]: q["name"] for q in found}
+            self.acd.supervisors = {q["number"]: frozenset(q.get("supervisors") or ()) for q in found}
+        return device in self.acd.supervisors
+
+    def may_monitor_queue(self, session: Session, queue: str) -> bool:
+        """A session whose scope is * or names the queue's number, or a staff login supervising that queue."""
+        return session.allowed(queue) or (bool(session.extension)
+                                          and session.extension in self.acd.supervisors.get(queue, ()))
 
     def _agent_event(self, device: str, name: str, content: tuple[str, ...], kind: str, data: dict) -> None:
         self._device_event(device, name, *content)

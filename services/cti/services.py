@@ -67,8 +67,15 @@ class Services:
 
     # -- monitoring and snapshots -----------------------------------------------------------------
     async def MonitorStart(self, node: Node) -> str:
-        device = self._scoped(_device_of(node, "monitorObject"))
-        if device not in self.s.server.model.extensions and not await self._queue(device):
+        device = _device_of(node, "monitorObject")
+        if device in self.s.server.model.extensions:
+            self._scoped(device)
+        elif await self._queue(device):  # a scope of * or naming the queue, or one of its supervisors
+            if not self.s.server.may_monitor_queue(self.s, device):
+                raise Refused("operation", "privilegeViolationOnSpecifiedDevice", f"{device} is a queue outside "
+                              "this session's scope, and its login supervises no such queue")
+        else:
+            self._scoped(device)
             raise Refused("operation", "invalidDeviceID")
         if len(self.s.monitors) >= self.s.server.cfg.max_monitors:
             raise Refused("systemResourceAvailability", "overallMonitorLimitExceeded")
@@ -160,6 +167,22 @@ class Services:
         result = await self._pbx("transfer", held_call=held, active_call=active, device=device)
         return csta.csta("TransferCallResponse", csta.connection("transferredCall", result["call"], device))
 
+    async def ConferenceCall(self, node: Node) -> str:
+        """The held call and the active call of one device become a three-party conference (ECMA-269 17.2.x);
+        its monitors, and those of the parties, get ConferencedEvent."""
+        held, device = self._own_connection(node, "heldCall")
+        active, other = self._own_connection(node, "activeCall")
+        if other != device:
+            raise Refused("operation", "invalidConnectionID")
+        result = await self._pbx("conference", held_call=held, active_call=active, device=device)
+        parts = [(c["device"], c["old"]) for c in result["connections"]]
+        self.s.server.model.conferenced(held, result["call"], device, result["added"], parts)
+        items = [element("connectionListItem", csta.connection("newConnection", result["call"], d),
+                         csta.connection("oldConnection", old, d), element("endpoint", text_element("deviceID", d)))
+                 for d, old in parts]
+        return csta.csta("ConferenceCallResponse", csta.connection("conferenceCall", result["call"], device),
+                         element("connections", *items))
+
     async def SingleStepTransferCall(self, node: Node) -> str:
         call, device = self._own_connection(node, "activeCall")
         result = await self._pbx("single_step_transfer", call=call, device=device,
@@ -207,13 +230,13 @@ class Services:
 
     # -- ACD agents -----------------------------------------------------------------------------------
     async def SetAgentState(self, node: Node) -> str:
-        """loggedOn, loggedOff, ready, notReady (a reason in privateData/private); workingAfterCall is the
+        """loggedOn, loggedOff, ready, notReady (a reason in extensions/privateData/private); workingAfterCall is the
         PBX's own (after a queue call, for the queue's wrap-up time)."""
         device = self._scoped(_device_of(node, "device"))
         state = REQUESTED.get(node.value("requestedAgentState"))
         if state is None:
             raise Refused("operation", "invalidParameterValue")
-        await self._pbx("set_agent_state", device=device, state=state, reason=node.value("privateData", "private")[:40])
+        await self._pbx("set_agent_state", device=device, state=state, reason=csta.private_text(node)[:40])
         return csta.csta("SetAgentStateResponse")
 
     async def GetAgentState(self, node: Node) -> str:

@@ -32,6 +32,7 @@ class Session:
         self.reader, self.writer = reader, writer
         self.login = ""
         self.scope: set[str] | None = None  # None: not signed in; {"*"}: every device
+        self.extension = ""  # a staff login's own extension (an application account has none)
         self.session_id = ""
         self.duration = float(server.cfg.session_duration)
         self.deadline = time.monotonic() + LOGIN_TIMEOUT
@@ -179,13 +180,13 @@ class Session:
             self._refuse_start(invoke, "requestedProtocolVersionNotSupported")
             return True
         name, password = node.find("userName"), node.find("password")
-        scope = await self.server.authenticate(name.text.strip() if name else "", password.text if password else "")
-        if scope is None:
+        signed = await self.server.authenticate(name.text.strip() if name else "", password.text if password else "")
+        if signed is None:
             self.failures += 1
             self.server.login_failures += 1
             self._refuse_start(invoke, "invalidApplicationInfo")
             return self.failures < MAX_LOGIN_FAILURES
-        self.login, self.scope = name.text.strip(), scope
+        self.login, (self.scope, self.extension) = name.text.strip(), signed
         self.session_id = self.server.new_session_id()
         self.duration = self._duration(node.value("requestedSessionDuration"))
         self.deadline = time.monotonic() + self.duration
@@ -195,16 +196,17 @@ class Session:
         return True
 
 
-def check_login(users, accounts, name: str, password: str) -> set[str] | None:
-    """Blocking (argon2): the scope of `name` if `password` is right, else None. A user of the directory
-    reaches their own extension; an application account its scope list."""
+def check_login(users, accounts, name: str, password: str) -> tuple[set[str], str] | None:
+    """Blocking (argon2): (the scope, the staff extension or "") of `name` if `password` is right, else None. A
+    user of the directory reaches their own extension; an application account its scope list."""
     for account in accounts:
         if account.name == name:
             ok = account.enabled and verify_password(account.password_hash, password)
-            return set(account.scope) if ok else None
+            return (set(account.scope), "") if ok else None
     for user in users:
         if user.login == name:
-            return {user.extension} if user.extension and user.check_password(password) else None
+            ok = user.extension and user.check_password(password)
+            return ({user.extension}, user.extension) if ok else None
     verify_password(_dummy_hash(), password)  # an unknown name costs what a known one does
     return None
 

@@ -16,16 +16,18 @@ Operations (args): make_call (device, destination, auto_answer) -> {"call"}: the
 first (with auto-answer headers), then the destination, and joins them; clear_connection (call, device);
 clear_call (call); hold / retrieve (call, device): the other party hears the holder's music on hold;
 consultation (call, device, destination) -> {"call"}: hold, then a new call of the device;
-transfer (held_call, active_call, device): the device leaves, its two partners talk; single_step_transfer
+transfer (held_call, active_call, device): the device leaves, its two partners talk; conference (held_call,
+active_call, device) -> {"call", "added", "connections": [{"device", "old"}]}: the three talk; single_step_transfer
 and deflect (call, device, destination); generate_digits (call, device, digits): SIP INFO to the others;
 devices () -> {"devices": [{"device", "name", "contacts"}]}; get_forwarding / get_dnd (device);
 set_forwarding (device, kind: always|busy|no_answer, to) and set_dnd (device, on), through the
-configuration change path (changes.py); answer (call, device): refused with the reason (a SIP phone
-goes off-hook only at its handset); call_log (device, limit) -> {"calls": [call records, newest first]};
+configuration change path (changes.py); answer (call, device): the device's ringing phone is sent a
+NOTIFY Event: talk and answers by itself, or "unsupported" with the phone's refusal (it rings on);
+call_log (device, limit) -> {"calls": [call records, newest first]};
 agent_state (device) -> the ACD agent's {"status", "reason", "queues"} (acd/__init__.py STATES);
 set_agent_state (device, state: logged_on|logged_off|ready|not_ready, reason) -> the same, after the
 change (as the agent page and the feature codes do it: the ACD publishes pbx.agent); queues () ->
-{"queues": [{"name", "number"}]}."""
+{"queues": [{"name", "number", "supervisors"}]}."""
 from __future__ import annotations
 
 import asyncio
@@ -54,6 +56,8 @@ DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 CALL_LOG_FIELDS = ("call_id", "direction", "caller", "caller_name", "dialled", "callee", "start", "answer", "end",
                    "billsec", "disposition", "transferred_to")
 FORWARD_FIELDS = {"always": "forward_always", "busy": "forward_busy", "no_answer": "forward_no_answer"}
+ANSWER_WAIT = 5.0  # seconds a phone that took the talk event has to send its 200 OK
+TALK_TIMEOUT = 4.0  # seconds for the phone's response to the NOTIFY
 AGENT_ACTIONS = {"logged_on": "login", "logged_off": "logout", "not_ready": "pause", "ready": "resume"}
 
 
@@ -192,11 +196,41 @@ class CommandHandler:
                 started.set_exception(CommandError("failed", "the call could not be started"))
 
     async def op_answer(self, call, device) -> dict:
+        """Remote answer of the device's ringing phone: a NOTIFY `Event: talk` in the early dialog of each of its
+        ringing INVITEs (the BroadSoft remote-control event that Polycom, Yealink, Snom, Grandstream... honour
+        when allowed), then the phone's own 200 OK answers the call. A phone that refuses it (baresip) or does
+        not answer within ANSWER_WAIT keeps ringing, and the reason comes back ("unsupported")."""
         c, device = self._call(call), self._device(device)
-        if c.state == "connected" and any(p.extension == device for p in c.legs):
-            raise CommandError("state", f"{device} has answered call {c.id} already")
-        raise CommandError("unsupported", f"the phone of {device} cannot be answered from here: a SIP phone goes "
-                                          "off-hook at its handset only (calls placed from the desk auto-answer)")
+        if any(p.extension == device for p in c.legs):
+            raise CommandError("state", f"{device} is connected in call {c.id} already")
+        ringing = [leg for leg in list(self.core.dialogs.values()) if leg.call is c and leg.extension == device
+                   and leg.alerted and not leg.confirmed and not leg.abandoned and not leg.ended
+                   and getattr(leg, "early_tag", "")]
+        if c.state != "setup" or not ringing:
+            raise CommandError("state", f"no phone of {device} is ringing for call {c.id}")
+        statuses = await asyncio.gather(*(self._talk(leg) for leg in ringing))
+        if not any(200 <= s < 300 for s in statuses):
+            raise CommandError("unsupported", f"the phone of {device} cannot be answered from here: it refused the "
+                                              f"remote answer (NOTIFY Event: talk: {statuses[0]}); it rings on")
+        deadline = self.loop.time() + ANSWER_WAIT
+        while self.loop.time() < deadline and c.state == "setup":
+            await asyncio.sleep(0.05)
+        if not any(p.extension == device for p in c.legs):
+            raise CommandError("unsupported", f"the phone of {device} took the remote answer but did not go "
+                                              "off-hook; it rings on")
+        return {}
+
+    async def _talk(self, leg: "Leg") -> int:
+        req = leg.new_request("NOTIFY")
+        if not leg.remote.params.get("tag"):
+            req.set("To", f"{leg.remote};tag={leg.early_tag}")  # the early dialog of its 180
+        req.add("Event", "talk")
+        req.add("Subscription-State", "active")
+        try:
+            resp = await asyncio.wait_for(self.core.stack.request(req, leg.flow, TALK_TIMEOUT), TALK_TIMEOUT + 1)
+        except TimeoutError:
+            return 408
+        return resp.status
 
     async def op_call_log(self, device, limit=20) -> dict:
         device = self._device(device)
@@ -265,6 +299,34 @@ class CommandHandler:
         second.announce("transferred")
         return {"call": second.id}
 
+    async def op_conference(self, held_call, active_call, device) -> dict:
+        """The device's held call and its active (consultation) call become one three-party conference:
+        the device leaves the held call and its partner there joins the active call's ad-hoc room
+        (features/threeway.py, the mixer the *3 code uses)."""
+        from .features import threeway
+        device = self._device(device)
+        first, second = self._call(held_call), self._call(active_call)
+        if first is second:
+            raise CommandError("value", "the held and the active call are the same call")
+        mine1, theirs1 = self._connected(first, device)
+        mine2, theirs2 = self._connected(second, device)
+        if threeway.active(first) or threeway.active(second):
+            raise CommandError("state", "a call of a three-party conference already")
+        if first.hold_music is None or first.hold_music.holder is not mine1:
+            raise CommandError("state", f"{device} does not hold call {first.id}")
+        if theirs1.side is None or theirs2.side is None or mine2.side is None:
+            raise CommandError("state", "a call without media cannot join a conference")
+        for c in (first, second):
+            if c.hold_music is not None:
+                c.hold_music.stop(relink=False)
+                c.hold_music = None
+        self._leave(first, mine1, theirs1)
+        threeway.conference(second, mine2, theirs2, theirs1)
+        first.announce("retrieved")  # no longer held (holders: none)
+        return {"call": second.id, "added": theirs1.extension or theirs1.label,
+                "connections": [{"device": p.extension or p.label, "old": old.id}
+                                for p, old in ((mine2, second), (theirs2, second), (theirs1, first))]}
+
     def _leave(self, call: "Call", leg: "Leg", partner: "Leg") -> None:
         """`leg` hangs up and leaves `call`, which goes on with `partner` alone (to be joined)."""
         leg.bye()
@@ -306,7 +368,8 @@ class CommandHandler:
         return acd.for_core(self.core)
 
     async def op_queues(self) -> dict:
-        return {"queues": [{"name": q.name, "number": q.number} for q in self.core.cfg.queues]}
+        return {"queues": [{"name": q.name, "number": q.number, "supervisors": list(q.supervisors)}
+                           for q in self.core.cfg.queues]}
 
     async def op_agent_state(self, device) -> dict:
         view = self._acd().agent_view(self._device(device))

@@ -1,7 +1,7 @@
 """The staff desk (/desk) with the real PBX and CTI server: its token and caller endpoints, and in
 headless Chromium against baresip phones: an incoming call pops up with the caller's name, a
-colleague's presence follows their call, click-to-dial rings the user's own phone first; the page
-fits a 390 px phone screen."""
+colleague's presence follows their call, click-to-dial rings the user's own phone first, a held call and a
+consultation call become a three-party conference by the page's button; the page fits a 390 px phone screen."""
 from __future__ import annotations
 
 import asyncio
@@ -118,6 +118,27 @@ def test_pop_up_presence_and_click_to_dial_in_chromium(box, server):  # noqa: F8
         expect(page.locator("#desk-call-list li[data-state='connected']")).to_have_count(1)
         page.click("#desk-call-list li .button-danger")  # hang up from the page
         carol.wait_for("CALL_CLOSED")
+        expect(page.locator("#desk-call-list li")).to_have_count(0)
+
+        # bob calls alice, she consults carol from the page, then joins the three
+        bob.dial("201")
+        expect(page.locator("#desk-popup")).to_be_visible()
+        desk.command("accept")  # the ringing call is its current one
+        expect(page.locator("#desk-call-list li[data-state='connected']")).to_have_count(1)
+        page.fill("#desk-call-list li .desk-transfer-to", "203")
+        page.click("#desk-call-list li[data-state='connected'] button:text('Consult')")
+        expect(page.locator("#desk-call-list li")).to_have_count(2)  # her own phone rings first
+        desk.command("accept")
+        carol.answer()
+        expect(page.locator("#desk-call-list li[data-state='hold'] .desk-conference")).to_be_visible()
+        page.click("#desk-call-list li[data-state='hold'] .desk-conference")
+        expect(page.locator("#desk-call-list li")).to_have_count(1)
+        expect(page.locator("#desk-call-list li[data-state='connected']")).to_have_count(1)
+        rooms = [r for r in box.svc.conference_rooms() if r["adhoc"]]
+        assert [sorted(p["label"] for p in r["participants"]) for r in rooms] == [["201", "202", "203"]]
+        for ua in (bob, carol):
+            ua.hangup()
+        desk.wait_for("CALL_CLOSED")
         expect(page.locator("#desk-call-list li")).to_have_count(0)
 
         # a phone screen: nothing wider than the viewport

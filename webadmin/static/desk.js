@@ -123,7 +123,10 @@ function renderCalls() {
     }
     if (state === "hold") {
       li.append(button(T.retrieve, () => act(path + "/retrieve", {})));
-      if (active) li.append(button(T.complete, () => act(path + "/transfer", { with: active.call }), ""));
+      if (active) {
+        li.append(button(T.complete, () => act(path + "/transfer", { with: active.call }), ""),
+          button(T.conference, () => act(path + "/conference", { with: active.call }), "desk-conference"));
+      }
     }
     li.append(button(T.hangup, () => act(path + "/hangup", {}), "button-danger"));
     list.append(li);

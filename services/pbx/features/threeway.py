@@ -50,6 +50,17 @@ def start(call, keyer) -> None:
     call.core._spawn(tw.run())
 
 
+def conference(call, keyer, held, third) -> "ThreeWay":
+    """Call control (CTI ConferenceCall): `keyer` and `held`, the two bridged SIP legs of `call`, and `third`,
+    a leg alone in its call (the keyer left it), join one ad-hoc room as if the keyer had dialled the third."""
+    if call in _by_call or third.call in _by_call or keyer.side is None or held.side is None or third.side is None:
+        raise ValueError("a call of a three-party conference already")
+    tw = _by_call[call] = ThreeWay(call, keyer, held)
+    third.side.stop("play")  # the music it heard while held
+    tw._join(third)
+    return tw
+
+
 def reoffer(call, leg, tx, req) -> bool:
     """A re-INVITE or UPDATE with an offer from a party of a conference (or of one being set up): the box
     answers it as the local endpoint it talks to (hold, resume, refresh), nobody else is asked; True when

@@ -26,6 +26,8 @@ from .test_jsonapi import events_socket, next_of, rest
 SUP_PASSWORD = "supervisor-app-pass"
 SUP_TOKEN = "sup-" + secrets.token_urlsafe(24)
 CRM_TOKEN = "crm-" + secrets.token_urlsafe(24)
+QUEUE_PASSWORD = "queue-wallboard-pass"
+QUEUE_TOKEN = "q600-" + secrets.token_urlsafe(24)
 
 
 def _document() -> schema.CoreConfig:
@@ -34,10 +36,13 @@ def _document() -> schema.CoreConfig:
                                     "scope": scope}
     cti = {"enabled": True, "lab_tcp_port": 0, "lab_tls_port": 0, "lab_api_port": 0,
            "accounts": [{"name": "crm", "password_hash": hash_password(APP_PASSWORD), "scope": ["202", "203"]},
-                        {"name": "sup", "password_hash": hash_password(SUP_PASSWORD), "scope": ["*"]}],
-           "api_tokens": [token("sup", SUP_TOKEN, ["*"]), token("crm", CRM_TOKEN, ["202", "203"])]}
+                        {"name": "sup", "password_hash": hash_password(SUP_PASSWORD), "scope": ["*"]},
+                        {"name": "wallboard", "password_hash": hash_password(QUEUE_PASSWORD), "scope": ["600"]}],
+           "api_tokens": [token("sup", SUP_TOKEN, ["*"]), token("crm", CRM_TOKEN, ["202", "203"]),
+                          token("q600", QUEUE_TOKEN, ["600"])]}
     queue = {"number": "600", "name": "sales", "agent_timeout": 10, "wrap_up": 0, "announce_every": 0,
-             "auto_pause_after": 0, "members": [{"agent": "202"}, {"agent": "203"}]}
+             "auto_pause_after": 0, "members": [{"agent": "202"}, {"agent": "203"}],
+             "supervisors": ["201"]}
     return schema.parse({"users": users, "cti": cti,
                          "pbx": {"lab_sip_port": 0, "lab_rtp_port_min": 23600, "lab_rtp_port_max": 23799,
                                  "queues": [queue]}})
@@ -57,7 +62,7 @@ def session(box, login: str, password: str) -> CstaClient:
 
 
 def set_state(c: CstaClient, device: str, state: str, reason: str = ""):
-    private = f"<privateData><private>{reason}</private></privateData>" if reason else ""
+    private = f"<extensions><privateData><private>{reason}</private></privateData></extensions>" if reason else ""
     return c.csta("SetAgentState", f"<device>{device}</device><requestedAgentState>{state}</requestedAgentState>"
                                    f"{private}")
 
@@ -73,11 +78,19 @@ def test_csta_agent_states_follow_both_ways(acd):
 
         assert set_state(c, "202", "notReady", "lunch").name == "SetAgentStateResponse"
         ev = c.wait_event("AgentNotReadyEvent", monitorCrossRefID=ref)
-        assert ev.value("agentDevice", "deviceIdentifier") == "202" and ev.value("privateData", "private") == "lunch"
+        assert ev.value("agentDevice", "deviceIdentifier") == "202"
+        assert ev.value("extensions", "privateData", "private") == "lunch"
         assert (pbx.acd_agent("202")["status"], pbx.acd_agent("202")["reason"]) == ("paused", "lunch")
         got = c.csta("GetAgentState", "<device>202</device>")
         assert got.name == "GetAgentStateResponse", got
         assert got.all("loggedOnState") == ["true"] and got.all("agentState") == ["agentNotReady"]
+        vendor = c.csta("SetAgentState", "<device>202</device><requestedAgentState>notReady</requestedAgentState>"
+                                         '<extensions><privateData><private xmlns:pri="urn:example:acd">'
+                                         "<pri:reasonName>break</pri:reasonName></private></privateData></extensions>")
+        assert vendor.name == "SetAgentStateResponse", vendor  # private data as an element of its own namespace
+        assert c.wait_event("AgentNotReadyEvent", monitorCrossRefID=ref).value(
+            "extensions", "privateData", "private") == "break"
+        assert pbx.acd_agent("202")["reason"] == "break"
 
         assert pbx.acd_agent_action("202", "resume") == {"status": "available"}  # the agent page
         c.wait_event("AgentReadyEvent", monitorCrossRefID=ref)
@@ -135,7 +148,7 @@ def test_caller_dialling_the_queue_gives_queued_then_established(acd):
         call = queued.value("queuedConnection", "callID")
         assert queued.value("queue", "deviceIdentifier") == "600"
         assert queued.value("callingDevice", "deviceIdentifier") == "202"
-        assert queued.value("numberQueued") == "1"
+        assert queued.value("numberQueued") == "1" and queued.value("cause") == "enteringDistribution"
         c.wait_event("QueuedEvent", monitorCrossRefID=caller_ref, callID=call)
         js = next_of(ws, lambda m: m["type"] == "queue")
         assert (js["event"], js["device"], js["call"], js["caller"]) == ("queued", "600", call, "202")
@@ -158,3 +171,45 @@ def test_caller_dialling_the_queue_gives_queued_then_established(acd):
         assert cleared.value("cause") == "normalClearing"
         js = next_of(ws, lambda m: m["type"] == "queue" and m["event"] == "left")
         assert (js["call"], js["outcome"]) == (call, "abandoned")
+
+
+def _monitor_queue(c: CstaClient):
+    return c.csta("MonitorStart", "<monitorObject><deviceObject>600</deviceObject></monitorObject>")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_a_queue_named_in_the_scope_or_supervised_may_be_monitored_others_are_refused(acd):
+    """An application account whose scope names the queue's number, and a staff login that is one of the queue's
+    supervisors (alice), monitor the queue and get its events; bob (an agent, not a supervisor) and an account
+    of extensions only are refused."""
+    with ExitStack() as stack:
+        bob, carol = phone(stack, acd.pbx, "202"), phone(stack, acd.pbx, "203")
+        board = stack.enter_context(session(acd, "wallboard", QUEUE_PASSWORD))
+        alice = stack.enter_context(session(acd, "alice", PASSWORDS["alice"]))
+        for refused in (stack.enter_context(session(acd, "bob", PASSWORDS["bob"])),
+                        stack.enter_context(session(acd, "crm", APP_PASSWORD))):
+            got = _monitor_queue(refused)
+            assert got.value("operation") == "privilegeViolationOnSpecifiedDevice", got
+            assert "queue" in got.value("privateData", "private")
+        assert board.csta("MonitorStart", "<monitorObject><deviceObject>202</deviceObject></monitorObject>").value(
+            "operation") == "privilegeViolationOnSpecifiedDevice"  # the queue, not its agents
+        refs = {}
+        for name, c in (("wallboard", board), ("alice", alice)):
+            got = _monitor_queue(c)
+            assert got.name == "MonitorStartResponse", (name, got)
+            refs[name] = got.value("monitorCrossRefID")
+        ws = stack.enter_context(events_socket(acd, QUEUE_TOKEN, devices=["600"]))
+        next_of(ws, lambda m: m["type"] == "hello")
+        assert acd.pbx.svc.acd_agent_action("203", "login") == {"status": "available"}
+        bob.dial("600")
+        for name, c in (("wallboard", board), ("alice", alice)):
+            queued = c.wait_event("QueuedEvent", monitorCrossRefID=refs[name])
+            assert queued.value("callingDevice", "deviceIdentifier") == "202", (name, queued)
+        assert next_of(ws, lambda m: m["type"] == "queue")["event"] == "queued"
+        carol.answer(timeout=15)
+        for name, c in (("wallboard", board), ("alice", alice)):
+            est = c.wait_event("EstablishedEvent", monitorCrossRefID=refs[name])
+            assert est.value("answeringDevice", "deviceIdentifier") == "203", (name, est)
+        bob.hangup()
+        carol.wait_for("CALL_CLOSED")
