@@ -243,10 +243,12 @@ async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
         if op == "call" and request.get("method") in EXPOSED.get(name, ()):
             if request["method"] in ACTIONS.get(name, ()) and not started:
                 raise ServiceRestarting(f"{service.title} is not running its service yet")
-            method = getattr(service, request["method"])
+            value = getattr(service, request["method"])
+            if not callable(value):  # an exposed attribute or property (the firewall's live), as clients read it
+                return value
             if request["method"] in BLOCKING.get(name, ()):
-                return await asyncio.to_thread(method, *request.get("args", []))
-            return method(*request.get("args", []))
+                return await asyncio.to_thread(value, *request.get("args", []))
+            return value(*request.get("args", []))
         raise ValueError(f"unknown request {op!r} {request.get('method') or ''}".strip())
 
     server = await rpc.serve(rpc_path, handle)

@@ -1,0 +1,46 @@
+"""The firewall pages with the firewall in its own process (as `officebox run` has it): the page asks the
+process whether rules really load (FirewallService.live, a property, through FirewallClient). Before, the
+process called the property's value and the page was a server error."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from appliance.bus import Bus, BusHub
+from appliance.servicehost import IsolatedService
+from tests.webadmin.test_pbx_unban_restart import runtime  # noqa: F401  (data the service users can reach)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def firewall_process(admin_client, runtime):  # noqa: F811
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+    hub = BusHub(Bus())
+    bus_path = runtime.ctx.run_dir("core") / "bus.sock"
+    run(hub.serve(bus_path))
+    service = runtime.services["firewall"] = IsolatedService(runtime.services["firewall"], bus_path)
+    try:
+        run(service.start(runtime.config))
+        yield service
+    finally:
+        run(service.stop())
+        run(hub.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_firewall_page_reads_its_process(admin_client, runtime, firewall_process):  # noqa: F811
+    assert runtime.client("firewall").reachable and firewall_process.alive
+    page = admin_client.get("/firewall/")
+    assert page.status_code == 200
+    assert "Lab mode: the ruleset is generated and checked with nft, not loaded." in page.get_data(as_text=True)
+    assert runtime.client("firewall").live() is False  # lab mode: answered by the process
