@@ -366,10 +366,16 @@ class ProxyClient(ServiceClient):
 
 class FirewallClient(ServiceClient):
     """Commit-confirm is the engine's (appliance/confirm.py), not the firewall's: only whether rules load."""
-    exposed = ("live",)
+    exposed = ("live", "counters")
+    blocking = ("counters",)  # runs nft
 
     def live(self) -> bool:
         return bool(self._call("live"))
+
+    def counters(self) -> list[dict]:
+        """The counted rules since the last load: [{"rule", "chain", "packets", "bytes"}]; [] when rules are not
+        loaded (lab mode, or its process restarting)."""
+        return [dict(row) for row in self._call("counters") or []]
 
 
 class CtiClient(ServiceClient):
