@@ -48,6 +48,8 @@ def test_firewall_in_its_own_unprivileged_process_loads_rules_and_follows_the_me
             assert status["Uid"].split()[0] == str(pwd.getpwnam("officebox-firewall").pw_uid)
             assert int(status["CapEff"], 16) == 1 << CAP_NET_ADMIN and int(status["CapBnd"], 16) == 1 << CAP_NET_ADMIN
             assert "printer-ipp" in until(lambda: nft("list", "table", "inet", TABLE))
+            loaded = (tmp_path / "run" / "firewall" / "ruleset.nft").read_text()  # what the process gave nft
+            assert loaded == (tmp_path / "etc" / "current" / "firewall" / "ruleset.nft").read_text()  # as checked
             client = client_for(run.service)
             assert client.live() is True
             for _ in range(3):  # refused by the box (nothing listens), counted by the rule that lets it in
