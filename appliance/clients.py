@@ -6,10 +6,12 @@
 A client method names one exposed method or attribute of the service (EXPOSED, the allow-list the
 child process answers). A service in its own process (appliance.servicehost.IsolatedService) is
 called over its RPC socket, with a timeout; an in-process one, or any service of a runtime that is
-not serving (tools, tests), directly on its object. While an isolated service's process is down
-(a restart takes about a second), the appliance's own never-started copy answers: nothing live
-(no leases, no fetches), never stale data; an action (`actions`: unban, flush, retry...) is refused then
-with ServiceRestarting, since that copy would take it and drop it. Results crossing processes are JSON (dicts,
+not serving (tools, tests), directly on its object. While an isolated service's process is not ready
+(down, restarting, or up but its service not started yet: a restart takes a second or two), the appliance's
+own never-started copy answers reads: nothing live (no leases, no fetches), never stale data. An action
+(`actions`: unban, flush, retry...) waits up to ACTION_WAIT s for a process that is starting, then goes to it,
+or is refused with ServiceRestarting ("try again"): the idle copy, or a process that has not started its
+service (which refuses it too), would take it and drop it. Results crossing processes are JSON (dicts,
 lists, strings, numbers); a client that composes several calls says it is in-process only.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from appliance.service import ApplyError, Service, Status
 
+ACTION_WAIT = 5.0  # seconds an action waits for a process that is starting (about 1 s after a crash)
 CSV_PAGE = 5000  # call records per RPC answer of a CSV export
 RECORDING_PIECE = 512 * 1024  # bytes of a call recording per RPC answer
 
@@ -43,13 +46,24 @@ class ServiceClient:
     def isolated(self) -> bool:
         return hasattr(self.service, "call") and hasattr(self.service, "inner")
 
+    @property
+    def reachable(self) -> bool:
+        """Whether calls reach the running service (in-process, or its process has started it)."""
+        return not self.isolated or bool(getattr(self.service, "ready", False))
+
     def _call(self, method: str, *args: Any) -> Any:
         if method not in self.exposed:
             raise AttributeError(f"{self.name} does not expose {method}")
-        if self.isolated and self.service.alive:
-            return self.service.call(method, *args)
         if self.isolated and method in self.actions:
-            raise ServiceRestarting(f"{self.title} is restarting; try again in a moment")
+            if self.service.alive and not self.reachable:  # spawned, starting: worth a short wait
+                deadline = time.monotonic() + ACTION_WAIT
+                while self.service.alive and not self.reachable and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            if not self.reachable:
+                raise ServiceRestarting(f"{self.title} is restarting; try again in a moment")
+            return self.service.call(method, *args)  # ServiceRestarting if its process went meanwhile
+        if self.reachable and self.isolated:
+            return self.service.call(method, *args)
         target = self.service.inner if self.isolated else self.service
         value = getattr(target, method)
         return value(*args) if callable(value) else value
@@ -243,7 +257,7 @@ class PbxClient(ServiceClient):
         return self._call("summary", day_start)
 
     def _records(self) -> None:
-        if self.isolated and not self.service.alive:  # the appliance must not open the PBX user's store
+        if not self.reachable:  # the appliance must not open the PBX user's store
             raise ApplyError("the PBX is restarting: its call records are back in a moment")
 
     def cdr_query(self, **filters: Any) -> list[dict]:
@@ -302,7 +316,7 @@ class PbxClient(ServiceClient):
 
     # -- a user's own voicemail box (the staff page): services/pbx/voicemail/web.py ------------------
     def _live(self) -> None:
-        if self.isolated and not self.service.alive:  # the appliance must not open the PBX user's files
+        if not self.reachable:  # the appliance must not open the PBX user's files
             raise ApplyError("the PBX is restarting: your voicemail is back in a moment")
 
     def voicemail_box(self, ext: str) -> dict:
@@ -345,17 +359,23 @@ class ProxyClient(ServiceClient):
     def usage(self, since: float, top: int) -> dict:
         """Usage since `since`: {"sites", "clients", "users": top rows, "per_hour": rows, "cache": figures}.
         ApplyError while its process restarts (the appliance's copy must not write the proxy user's store)."""
-        if self.isolated and not self.service.alive:
+        if not self.reachable:
             raise ApplyError("the proxy is restarting: its figures are back in a moment")
         return self._call("usage", since, top)
 
 
 class FirewallClient(ServiceClient):
     """Commit-confirm is the engine's (appliance/confirm.py), not the firewall's: only whether rules load."""
-    exposed = ("live",)
+    exposed = ("live", "counters")
+    blocking = ("counters",)  # runs nft
 
     def live(self) -> bool:
         return bool(self._call("live"))
+
+    def counters(self) -> list[dict]:
+        """The counted rules since the last load: [{"rule", "chain", "packets", "bytes"}]; [] when rules are not
+        loaded (lab mode, or its process restarting)."""
+        return [dict(row) for row in self._call("counters") or []]
 
 
 class CtiClient(ServiceClient):
@@ -412,6 +432,7 @@ CLIENTS: dict[str, type[ServiceClient]] = {
     "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient, "vpn": VpnClient,
 }
 EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
+ACTIONS: dict[str, tuple[str, ...]] = {name: cls.actions for name, cls in CLIENTS.items()}
 BLOCKING: dict[str, tuple[str, ...]] = {name: cls.blocking for name, cls in CLIENTS.items()}
 
 

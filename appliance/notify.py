@@ -98,7 +98,7 @@ def trunk_problems(trunks: list[dict]) -> dict[str, tuple[str, dict]]:
 def live_trunks(pbx: Any) -> list[dict]:
     """The PBX's trunks; while its process restarts the appliance's copy knows none, which must not
     read as "every trunk is fine again"."""
-    if pbx.isolated and not pbx.service.alive:
+    if not pbx.reachable:
         raise RuntimeError("the PBX is restarting")
     return pbx.trunks()
 

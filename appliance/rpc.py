@@ -25,7 +25,8 @@ log = logging.getLogger("officebox.rpc")
 MAX_LINE = 16 * 1024 * 1024
 MAX_CONNECTIONS = 16
 REQUEST_TIMEOUT = 10.0
-KINDS = ("ApplyError", "ValueError", "KeyError", "TimeoutError")
+KINDS = ("ApplyError", "ValueError", "KeyError", "TimeoutError", "ServiceRestarting")
+UNREACHABLE = "Unreachable"  # the kind of a call that found no process, or lost it before its answer
 
 Handler = Callable[[dict], Awaitable[Any]]
 
@@ -47,7 +48,7 @@ def _encode(obj: dict) -> bytes:
 
 def _answer(line: bytes) -> Any:
     if not line.endswith(b"\n"):
-        raise RpcError("the service process closed the connection without answering")
+        raise RpcError("the service process closed the connection without answering", UNREACHABLE)
     answer = json.loads(line)
     if not answer.get("ok"):
         raise RpcError(str(answer.get("error") or "failed"), str(answer.get("kind") or ""))
@@ -103,7 +104,7 @@ async def call_async(path: Path, request: dict, timeout: float) -> Any:
     except TimeoutError:
         raise RpcError(f"no answer to {request.get('op')} within {timeout:.0f} s", "TimeoutError") from None
     except OSError as exc:
-        raise RpcError(f"the service process is not reachable: {exc}") from None
+        raise RpcError(f"the service process is not reachable: {exc}", UNREACHABLE) from None
     return _answer(line)
 
 
@@ -122,5 +123,5 @@ def call_sync(path: Path, request: dict, timeout: float) -> Any:
     except TimeoutError:
         raise RpcError(f"no answer to {request.get('op')} within {timeout:.0f} s", "TimeoutError") from None
     except OSError as exc:
-        raise RpcError(f"the service process is not reachable: {exc}") from None
+        raise RpcError(f"the service process is not reachable: {exc}", UNREACHABLE) from None
     return _answer(bytes(data))

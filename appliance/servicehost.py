@@ -32,6 +32,7 @@ from typing import Any
 
 from appliance import rpc, schema, serviceusers
 from appliance.bus import RemoteBus, hub_at, use_bus
+from appliance.clients import ServiceRestarting
 from appliance.context import Context
 from appliance.service import ApplyError, Service, Status
 
@@ -58,6 +59,7 @@ class IsolatedService:
         self.proc: asyncio.subprocess.Process | None = None
         self.on_exit: Callable[[str], None] | None = None  # set by the supervisor
         self.spawns = 0
+        self.ready = False  # its process has started the service (and is not stopping it): calls go there
         self._status = Status("starting", "starting")
         self._stopping = False
         self._reaper: asyncio.Task | None = None
@@ -70,6 +72,7 @@ class IsolatedService:
         return self.proc is not None and self.proc.returncode is None
 
     async def _spawn(self) -> None:
+        self.ready = False
         ctx = self.inner.ctx
         drop = await asyncio.to_thread(serviceusers.prepare, ctx, self.inner.name)
         hub = hub_at(self.bus_path)
@@ -111,6 +114,7 @@ class IsolatedService:
 
     async def _reap(self, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
+        self.ready = False
         if not self._stopping:
             log.error("%s: its process exited (%s)", self.inner.name, code)
             if self.on_exit is not None:
@@ -127,6 +131,7 @@ class IsolatedService:
             await self._spawn()
         await asyncio.to_thread(serviceusers.share_rendered, self.inner.ctx, self.inner.name)
         await self._call("start", START_TIMEOUT, config=schema.to_document(config))
+        self.ready = self.alive
         await self.refresh_status()
 
     async def reload(self, config: schema.CoreConfig) -> None:
@@ -146,7 +151,7 @@ class IsolatedService:
         return self.status()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping, self.ready = True, False
         if self.alive:
             with contextlib.suppress(ApplyError):
                 await self._call("stop", STOP_TIMEOUT)
@@ -160,7 +165,7 @@ class IsolatedService:
             await asyncio.gather(self._reaper, return_exceptions=True)
 
     async def _kill(self) -> None:
-        self._stopping = True
+        self._stopping, self.ready = True, False
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         await self.proc.wait()
@@ -171,12 +176,15 @@ class IsolatedService:
         return self._status
 
     def call(self, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
-        """Run an exposed method in the child (from any thread but the supervisor's loop)."""
+        """Run an exposed method in the child (from any thread but the supervisor's loop). ServiceRestarting
+        when no process took it: gone, not reachable, or not (or no longer) running its service."""
         if not self.alive:
             raise ApplyError(f"{self.inner.name} is not running")
         try:
             return rpc.call_sync(self.rpc_path, {"op": "call", "method": method, "args": list(args)}, timeout)
         except rpc.RpcError as exc:
+            if exc.kind in (rpc.UNREACHABLE, ServiceRestarting.__name__):
+                raise ServiceRestarting(f"{self.inner.title} is restarting; try again in a moment") from None
             raise ApplyError(f"{self.inner.name}: {exc}") from None
 
 
@@ -204,7 +212,7 @@ def _die_with_parent() -> None:
 
 
 async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
-    from appliance.clients import BLOCKING, EXPOSED
+    from appliance.clients import ACTIONS, BLOCKING, EXPOSED
     from services import discover
 
     bus = RemoteBus()
@@ -216,19 +224,31 @@ async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
 
+    started = False  # an action before the start (or after the stop) would go to an idle service
+
     async def handle(request: dict) -> Any:
+        nonlocal started
         op = request.get("op")
-        if op in ("start", "reload"):
-            return await getattr(service, op)(schema.parse(request["config"]))
+        if op == "start":
+            await service.start(schema.parse(request["config"]))
+            started = True
+            return None
+        if op == "reload":
+            return await service.reload(schema.parse(request["config"]))
         if op == "stop":
+            started = False
             return await service.stop()
         if op == "status":
             return vars(service.status())
         if op == "call" and request.get("method") in EXPOSED.get(name, ()):
-            method = getattr(service, request["method"])
+            if request["method"] in ACTIONS.get(name, ()) and not started:
+                raise ServiceRestarting(f"{service.title} is not running its service yet")
+            value = getattr(service, request["method"])
+            if not callable(value):  # an exposed attribute or property (the firewall's live), as clients read it
+                return value
             if request["method"] in BLOCKING.get(name, ()):
-                return await asyncio.to_thread(method, *request.get("args", []))
-            return method(*request.get("args", []))
+                return await asyncio.to_thread(value, *request.get("args", []))
+            return value(*request.get("args", []))
         raise ValueError(f"unknown request {op!r} {request.get('method') or ''}".strip())
 
     server = await rpc.serve(rpc_path, handle)

@@ -47,8 +47,9 @@ class Running:
 
 
 @contextmanager
-def isolated(ctx, inner, document: dict, host=None) -> Iterator[Running]:
-    """`inner` (a Service) applied with `document` and started in its own process; stopped afterwards."""
+def isolated(ctx, inner, document: dict, host=None, bus: Bus | None = None) -> Iterator[Running]:
+    """`inner` (a Service) applied with `document` and started in its own process; stopped afterwards. Its
+    events cross to `bus` (another service's appliance_bus, in-process) when given."""
     loop = asyncio.new_event_loop()
 
     def serve() -> None:
@@ -59,7 +60,7 @@ def isolated(ctx, inner, document: dict, host=None) -> Iterator[Running]:
             loop.run_forever()
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    hub = BusHub(Bus())
+    hub = BusHub(bus if bus is not None else Bus())
     service = IsolatedService(inner, ctx.run_dir("core") / "bus.sock")
     store = ConfigStore(ctx.db_path)
     supervisor = Supervisor(ctx, {inner.name: service})

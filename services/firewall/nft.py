@@ -1,6 +1,7 @@
 """Run the real `nft`: load a ruleset (all or nothing) or check one without touching any namespace."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -49,3 +50,31 @@ def list_table(netns: str | None = None, table: str = "officebox") -> str:
         argv = ["ip", "netns", "exec", netns, *argv]
     result = _run(argv)
     return result.stdout if result.returncode == 0 else ""
+
+
+def counters(netns: str | None = None, table: str = "officebox") -> list[dict]:
+    """The loaded table's counted rules, summed by comment in ruleset order (a rule rendered once per zone
+    interface counts once): [{"rule", "chain", "packets", "bytes"}]; [] without the table."""
+    argv = ["nft", "-j", "list", "table", "inet", table]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    result = _run(argv)
+    if result.returncode != 0:
+        return []
+    try:
+        entries = json.loads(result.stdout).get("nftables", [])
+    except (ValueError, AttributeError):
+        return []
+    found: dict[tuple[str, str], dict] = {}
+    for entry in entries:
+        rule = entry.get("rule") if isinstance(entry, dict) else None
+        if not isinstance(rule, dict) or not rule.get("comment"):
+            continue
+        for expr in rule.get("expr") or []:
+            counter = expr.get("counter") if isinstance(expr, dict) else None
+            if isinstance(counter, dict):
+                key = (str(rule.get("chain", "")), str(rule["comment"]))
+                row = found.setdefault(key, {"rule": key[1], "chain": key[0], "packets": 0, "bytes": 0})
+                row["packets"] += int(counter.get("packets", 0))
+                row["bytes"] += int(counter.get("bytes", 0))
+    return list(found.values())

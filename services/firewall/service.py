@@ -129,6 +129,12 @@ class FirewallService(Service):
             return None
         return float(fw.confirm_timeout)
 
+    def counters(self) -> list[dict]:
+        """What the counted rules matched since the ruleset was last loaded (nft.counters); [] when not live."""
+        if not self.live or self.loaded is None:
+            return []
+        return nft.counters(self.netns, TABLE)
+
     def status(self) -> Status:
         return Status("ok", self._summary if self.live else f"{self._summary} (lab mode: not loaded)")
 

@@ -47,8 +47,9 @@ def _page(errors=None, general=None, form=None, status=200):
     svc = _service()
     confirmation = core.runtime().engine.confirmation
     pending = confirmation.pending()
+    live = bool(svc and svc.live())
     body = render_template("firewall/index.html", config=config, fw=config.firewall, pending=pending,
-                           last_rollback=confirmation.last_rollback, live=bool(svc and svc.live()),
+                           last_rollback=confirmation.last_rollback, live=live, counters=svc.counters() if live else [],
                            errors=errors or {}, general=general or [], form=form or {}, zones=ZONES)
     response = make_response(body, status)
     if pending:

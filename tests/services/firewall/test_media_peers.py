@@ -5,13 +5,13 @@ real peers in namespaces and the real nft:
                                                                            198.51.100.5 (media), SIPp
                                                            attacker 203.0.113.66 --- (via the carrier)
 
-The carrier calls a DID ringing the baresip phone; its SDP puts its media on another address than its
-signalling. Audio flows both ways (SIPp echoes the phone's tone back to it). Meanwhile and after the
-call, the attacker sprays the RTP range: nft drops every packet (its counters say so). A new flow
-from the carrier's media address is let in while the call lives, and dropped once it ended."""
+The firewall runs in its own process (officebox-firewall, CAP_NET_ADMIN), as on the box: the PBX's pbx.media
+events cross to it through the bus hub. The carrier calls a DID ringing the baresip phone; its SDP puts its
+media on another address than its signalling. Audio flows both ways (SIPp echoes the phone's tone back to it).
+Meanwhile and after the call, the attacker sprays the RTP range: nft drops every packet (its counters say so).
+A new flow from the carrier's media address is let in while the call lives, and dropped once it ended."""
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import shutil
@@ -22,9 +22,12 @@ from pathlib import Path
 import pytest
 
 from appliance import schema
+from appliance.bus import appliance_bus
+from appliance.clients import client_for
 from appliance.context import Context
 from services.firewall import nft
 from services.firewall.service import FirewallService
+from tests.isolated import isolated
 from tests.netns import needs_netns
 from tests.services.firewall.topology import INET, LAN_BOX, LAN_PC, WAN_BOX, Edge
 from tests.services.pbx.baresip import Baresip, have_baresip
@@ -97,46 +100,45 @@ def test_wan_rtp_open_only_toward_the_calls_media_addresses(edge, tmp_path):
                 "dids": [{"number": "5000", "destination": "201"}]})
     document["users"].append(ALICE)
     config = schema.parse(document)
-    firewall = FirewallService(Context(tmp_path / "box", lab=True), netns=edge.box.name)
+    fw_ctx = Context(tmp_path / "fw", lab=False)  # on the box: its process loads the rules (the box namespace's)
     with PbxRunner(tmp_path / "box", config, host="0.0.0.0", netns=edge.box) as pbx, \
+            isolated(fw_ctx, FirewallService(fw_ctx), document, edge.box, bus=appliance_bus(pbx.ctx)) as fw, \
             Baresip("alice", user="201", password=ALICE["sip_secret"], registrar=f"{LAN_BOX}:5060",
                     host=edge.pc, addr=LAN_PC, auto_answer=True) as alice:
+        assert media_set(edge.box) == []
+        alice.register()
+        carrier = edge.inet.popen(
+            ["sipp", f"{WAN_BOX}:5060", "-sf", str(SCENARIO), "-s", "5000", "-i", INET, "-p", "5060",
+             "-mi", MEDIA, "-mp", "40000", "-rtp_echo", "-m", "1", "-l", "1", "-timeout", "30s",
+             "-timeout_error", "-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp-errors.log")],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            asyncio.run(firewall.start(config))
-            assert media_set(edge.box) == []
-            alice.register()
-            carrier = edge.inet.popen(
-                ["sipp", f"{WAN_BOX}:5060", "-sf", str(SCENARIO), "-s", "5000", "-i", INET, "-p", "5060",
-                 "-mi", MEDIA, "-mp", "40000", "-rtp_echo", "-m", "1", "-l", "1", "-timeout", "30s",
-                 "-timeout_error", "-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp-errors.log")],
-                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            try:
-                alice.wait_for("CALL_ESTABLISHED")
-                alice.wait_rtp(tx=50, rx=50)  # the phone's tone came back from the carrier's media address
-                during = counters(edge.box)
-                sprayed = spray(edge.attacker, ATTACKER, rtp)
-                dropped = counters(edge.box).get("RTP from others", 0) - during.get("RTP from others", 0)
-                assert dropped == sprayed, f"nft dropped {dropped} of the attacker's {sprayed} packets"
-                assert MEDIA in media_set(edge.box)
-                fresh = spray(edge.inet, MEDIA, (rtp[0], rtp[0] + 2), sport=41000)  # a new flow from the carrier
-                accepted = counters(edge.box)["RTP from call media peers"] - during.get("RTP from call media peers", 0)
-                assert accepted == fresh
-                rx = alice.rtp_stats()["rx"]
-                alice.wait_rtp(rx=rx + 20)  # the call goes on, its audio unharmed
-                out, _ = carrier.communicate(timeout=40)
-                assert carrier.returncode == 0, out.decode(errors="replace")
-            finally:
-                if carrier.poll() is None:
-                    carrier.kill()
-                    carrier.wait(5)
-            alice.wait_for("CALL_CLOSED")
-            wait(lambda: not pbx.svc.active_calls(), what="the call gone from the PBX")
-            wait(lambda: media_set(edge.box) == [], what="the media set emptied at the end of the call")
-            before = counters(edge.box)
+            alice.wait_for("CALL_ESTABLISHED")
+            alice.wait_rtp(tx=50, rx=50)  # the phone's tone came back from the carrier's media address
+            during = counters(edge.box)
             sprayed = spray(edge.attacker, ATTACKER, rtp)
-            late = spray(edge.inet, MEDIA, (rtp[0], rtp[0] + 2), sport=41002)
-            after = counters(edge.box)
-            assert after["RTP from others"] - before["RTP from others"] == sprayed + late
-            assert after["RTP from call media peers"] == before["RTP from call media peers"]
+            dropped = counters(edge.box).get("RTP from others", 0) - during.get("RTP from others", 0)
+            assert dropped == sprayed, f"nft dropped {dropped} of the attacker's {sprayed} packets"
+            assert MEDIA in media_set(edge.box)
+            fresh = spray(edge.inet, MEDIA, (rtp[0], rtp[0] + 2), sport=41000)  # a new flow from the carrier
+            accepted = counters(edge.box)["RTP from call media peers"] - during.get("RTP from call media peers", 0)
+            assert accepted == fresh
+            rx = alice.rtp_stats()["rx"]
+            alice.wait_rtp(rx=rx + 20)  # the call goes on, its audio unharmed
+            out, _ = carrier.communicate(timeout=40)
+            assert carrier.returncode == 0, out.decode(errors="replace")
         finally:
-            asyncio.run(firewall.stop())
+            if carrier.poll() is None:
+                carrier.kill()
+                carrier.wait(5)
+        alice.wait_for("CALL_CLOSED")
+        wait(lambda: not pbx.svc.active_calls(), what="the call gone from the PBX")
+        wait(lambda: media_set(edge.box) == [], what="the media set emptied at the end of the call")
+        before = counters(edge.box)
+        sprayed = spray(edge.attacker, ATTACKER, rtp)
+        late = spray(edge.inet, MEDIA, (rtp[0], rtp[0] + 2), sport=41002)
+        after = counters(edge.box)
+        assert after["RTP from others"] - before["RTP from others"] == sprayed + late
+        assert after["RTP from call media peers"] == before["RTP from call media peers"]
+        shown = {c["rule"]: c["packets"] for c in client_for(fw.service).counters()}  # the web admin's view
+        assert shown["RTP from others"] == after["RTP from others"], shown
