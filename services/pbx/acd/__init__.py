@@ -321,6 +321,10 @@ class Acd:
                     waiter.tried.add(ext)
                     self.set_state(ext, "ringing")
                 self.spawn(self.serve(q, waiter, exts))
+        from .chat import desk
+        chats = desk.existing(self)
+        if chats is not None:
+            chats.offer()  # an agent's state changed: the chats follow
 
     def decide_next(self, q: CallQueue) -> tuple[Waiter, list[str]] | None:
         """The next caller of `q` and the agents to ring for them (decide.py on the live state), or None."""

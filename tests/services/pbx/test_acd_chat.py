@@ -15,7 +15,8 @@ from .pbxrunner import PbxRunner, config
 
 
 def _cfg():
-    queues = [{"number": "600", "name": "sales", "members": [{"agent": "201"}, {"agent": "202"}], "chat": True},
+    queues = [{"number": "600", "name": "sales", "members": [{"agent": "201"}, {"agent": "202"}], "chat": True,
+               "strategy": "ring_all"},
               {"number": "601", "name": "phone", "members": [{"agent": "202"}]}]
     return config([ALICE, BOB], queues=queues)
 
@@ -47,7 +48,8 @@ def test_chat_offer_accept_exchange_limits_and_transcript(tmp_path, monkeypatch)
         said = [svc.acd_chat_say(token, f"m{n}") for n in range(chat.BURST + 1)]
         assert "count" in said[0] and said[-1]["reason"] == "too_fast"  # the first message counts in the burst
         others = [svc.acd_chat_start("sales", "V", "", "hi")["id"] for _ in range(chat.MAX_PER_AGENT)]
-        for other in others[:2]:
+        for other in others[:2]:  # ring all: each offered to both agents once the one before is taken
+            assert {c["id"] for c in svc.acd_chat_agent("201")["offered"]} == {other}
             assert svc.acd_chat_act("202", "accept", other)["status"] == "open"
         assert svc.acd_chat_act("202", "accept", others[2])["reason"] == "limit"  # 3 open already
         assert [c["id"] for c in svc.acd_chat_agent("202")["offered"]] == []
