@@ -559,6 +559,17 @@ class PbxService(Service):
             return []
         return report(store.calls(since, until, queue or None), by, timezone)
 
+    def acd_chat_report(self, since: float, until: float, by: str, timezone: str = "UTC",
+                        queue: str = "") -> list[dict]:
+        """Chat figures per `by` (queue, agent, hour, day) of the chats started in [since, until) and closed:
+        services/pbx/acd/store.py chat_report() on chat.sqlite."""
+        from .acd.chat import TranscriptStore
+        from .acd.store import chat_report
+        path = self.cdr_path.with_name("chat.sqlite")
+        if not path.exists():
+            return []
+        return chat_report(TranscriptStore(path).rows(since, until, queue), by, timezone)
+
     def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
         """Agent state changes since `since`, newest first: {"time", "agent", "state", "reason"}."""
         store = self._acd_store()

@@ -311,9 +311,14 @@ def _rows(values: dict) -> list[dict]:
 def reports():
     values, errors = _report_args()
     rows: list[dict] = []
+    chats: list[dict] = []
+    takes_chats = any(q.chat for q in _queues())
     if not errors:
         try:
             rows = _rows(values)
+            if takes_chats:
+                chats = _pbx().acd_chat_report(values["since_ts"], values["until_ts"], values["by"],
+                                               core.current_config().system.timezone, values["queue"])
         except ApplyError as exc:
             flash(_(str(exc)), "error")
     top = max([r["offered"] for r in rows] or [1])
@@ -321,6 +326,7 @@ def reports():
               "answered_h": round(100 * r["answered"] / top), "abandoned_h": round(100 * r["abandoned"] / top)}
              for r in rows]
     return render_template("callcentre/reports.html", values=values, errors=errors, rows=rows, chart=chart,
+                           chats=chats, takes_chats=takes_chats,
                            queue_options=[(q.name, q.title or q.name) for q in _queues()]), (400 if errors else 200)
 
 

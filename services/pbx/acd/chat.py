@@ -108,7 +108,10 @@ class TranscriptStore:
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS transcript (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT,"
                        " agent TEXT, name TEXT, email TEXT, started REAL, ended REAL, closed_by TEXT,"
-                       " messages TEXT)")
+                       " messages TEXT, answered REAL)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(transcript)")}
+            if "answered" not in columns:  # a file from before: when an agent accepted the chat (NULL: unknown)
+                db.execute("ALTER TABLE transcript ADD COLUMN answered REAL")
 
     def _db(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,11 +120,25 @@ class TranscriptStore:
     def write(self, chat: Chat) -> None:
         now = time.time()
         with self.lock, self._db() as db:
-            db.execute("INSERT INTO transcript (queue, agent, name, email, started, ended, closed_by, messages)"
-                       " VALUES (?,?,?,?,?,?,?,?)", (chat.queue, chat.agent, chat.name, chat.email, chat.started,
-                                                     now, chat.closed_by, json.dumps(chat.messages)))
+            db.execute("INSERT INTO transcript (queue, agent, name, email, started, ended, closed_by, messages,"
+                       " answered) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (chat.queue, chat.agent, chat.name, chat.email, chat.started, now, chat.closed_by,
+                        json.dumps(chat.messages), chat.answered))
             db.execute("DELETE FROM transcript WHERE ended < ?", (now - KEEP_DAYS * 86400,))
             db.execute("DELETE FROM transcript WHERE id <= (SELECT MAX(id) FROM transcript) - ?", (KEEP_ROWS,))
+
+    def rows(self, since: float, until: float, queue: str = "") -> list[dict]:
+        """The chats started in [since, until) (closed ones: a chat is written at its close), for the reports
+        (store.py chat_report): queue, agent ("" if nobody took it), started, answered, ended, closed_by."""
+        sql = ("SELECT queue, agent, started, answered, ended, closed_by FROM transcript"
+               " WHERE started >= ? AND started < ?")
+        args: tuple = (since, until)
+        if queue:
+            sql, args = sql + " AND queue = ?", (*args, queue)
+        with self.lock, self._db() as db:
+            rows = db.execute(sql + " ORDER BY started LIMIT 200000", args).fetchall()
+        keys = ("queue", "agent", "started", "answered", "ended", "closed_by")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def recent(self, agent: str = "", limit: int = 20) -> list[dict]:
         sql = "SELECT queue, agent, name, email, started, ended, closed_by, messages FROM transcript"
@@ -157,6 +174,18 @@ class ChatDesk:
 
     def _staffed(self, q) -> bool:
         return any(self.can_take(m.agent, q.name) for m in q.members)
+
+    def figures(self, queue: str, now: float) -> dict:
+        """The wallboard's chat tiles of a queue (any thread): chats waiting for an agent, the longest of their
+        waits (seconds), chats an agent has open."""
+        chats = [c for c in list(self.chats.values()) if c.queue == queue]
+        waiting = [c.started for c in chats if c.state == "waiting"]
+        longest = round(max((now - t for t in waiting), default=0.0), 1)
+        return {"chats_waiting": len(waiting), "chat_longest_wait": longest,
+                "chats_active": sum(1 for c in chats if c.state == "open")}
+
+    def _changed(self, chat: Chat) -> None:
+        self.acd._publish_queue(chat.queue)  # the wallboard's live update (pbx.queue)
 
     # -- offering (the queue's strategy) -----------------------------------------------------------
     def offer(self) -> None:
@@ -215,6 +244,7 @@ class ChatDesk:
         chat.add("visitor", text)
         chat.sent.append(time.monotonic())
         self.chats[chat.id], self.by_token[chat.token] = chat, chat
+        self._changed(chat)
         self.offer()
         return {"token": chat.token, "id": chat.id}
 
@@ -277,6 +307,7 @@ class ChatDesk:
             chat.active = self.idle[ext] = time.monotonic()
             chat.answered, chat.offered_to = time.time(), set()
             self.taken[ext] += 1
+            self._changed(chat)
             self.offer()
             return {"status": "open"}
         if chat.state != "open" or chat.agent != ext:
@@ -301,6 +332,7 @@ class ChatDesk:
             self.store.write(chat)
         except sqlite3.Error:
             log.exception("chat transcript not written")
+        self._changed(chat)
         if took and chat.mail and chat.email:
             self.acd.spawn(self._mail(chat))
 
