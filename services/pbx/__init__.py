@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from appliance.schema import CoreConfig
 
 log = logging.getLogger("officebox.pbx")
+PUBLIC_WEB_CONNECTIONS = 16  # connections one address may hold at once on the public pages' port
 
 
 class PbxService(Service):
@@ -122,6 +123,10 @@ class PbxService(Service):
                 port = turn.LAB_PORT if lab else turn.PORT
                 found += [Listener("turn", proto, (port, port), None, "TURN relay (browser phones)")
                           for proto in ("udp", "tcp")]
+        if cfg.public_web:  # served by the web admin's process (webadmin/publicsite.py), open to anyone
+            port = cfg.lab_public_web_port if lab else cfg.public_web_port
+            found.append(Listener("public-web", "tcp", (port, port), (), "public call-centre pages",
+                                  per_source_limit=PUBLIC_WEB_CONNECTIONS))
         return found + lines(config) + [FeatureCode(name, getattr(cfg.feature_codes, name))
                                         for name in ("pickup", "directed_pickup")]
 
@@ -182,6 +187,9 @@ class PbxService(Service):
         for login in cfg.permissions:
             if login not in logins:
                 errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
+        if cfg.public_web and cfg.public_web_port in (config.system.admin_port, cfg.ws_port, cfg.sip_port):
+            errors.append(FieldError("pbx.public_web_port", "the public pages need a port of their own (not the web "
+                                     "admin's, SIP's or the web phone's)"))
         from .attendant import validate as attendant_errors
         return errors + attendant_errors(config)
 
