@@ -130,6 +130,7 @@ class MailClient(ServiceClient):
 class PbxClient(ServiceClient):
     exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
                "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
+               "acd_chat_report",
                "acd_agent_log", "acd_supervise", "acd_chat_start", "acd_chat_visitor", "acd_chat_say",
                "acd_chat_agent", "acd_chat_act", "acd_chat_transcripts",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
@@ -203,6 +204,12 @@ class PbxClient(ServiceClient):
         """Queue figures per queue, agent, hour or day (services/pbx/acd/store.py report)."""
         self._records()
         return self._call("acd_report", since, until, by, timezone, queue)
+
+    def acd_chat_report(self, since: float, until: float, by: str, timezone: str = "UTC",
+                        queue: str = "") -> list[dict]:
+        """Chat figures per queue, agent, hour or day (services/pbx/acd/store.py chat_report)."""
+        self._records()
+        return self._call("acd_chat_report", since, until, by, timezone, queue)
 
     def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
         self._records()

@@ -125,6 +125,8 @@ class Runtime:
         self.admin_url = f"https://{'127.0.0.1' if host == '0.0.0.0' else host}:{self._web.port}/"
         thread = threading.Thread(target=self._web.serve, name="webadmin", daemon=True)
         thread.start()
+        from webadmin.publicsite import PublicSite
+        self._public = PublicSite(self._web.app, self._certificate, self.ctx.lab)  # pbx.public_web's port
         return thread
 
     async def _renew_certificate(self) -> None:
@@ -136,6 +138,7 @@ class Runtime:
                 if _stamp(cert) != self._cert_stamp:
                     self._cert_stamp = _stamp(cert)
                     self._web.reload_certificate(cert, key)
+                    self._public.reload_certificate(cert, key)
                     log.warning("box certificate renewed for new names or addresses")
             except Exception:  # a failed renewal keeps the certificate in use
                 log.exception("box certificate renewal failed")
@@ -188,6 +191,7 @@ class Runtime:
         self._start_webadmin(host, port)
         self._cert_stamp = _stamp(self._certificate(config)[0])
         renewal = asyncio.create_task(self._renew_certificate())
+        public = asyncio.create_task(self._public.follow(lambda: self.config), name="public-web")
         notifying = asyncio.create_task(self.notifier.run(), name="notify")
         backing_up = asyncio.create_task(self.backups.serve(), name="backups")
         bounding_logs = asyncio.create_task(logfiles.keep_bounded_forever(self.ctx), name="logs")
@@ -207,9 +211,11 @@ class Runtime:
         finally:
             print("OfficeBox stopping", flush=True)
             renewal.cancel()
+            public.cancel()
             notifying.cancel()
             backing_up.cancel()
             bounding_logs.cancel()
+            await asyncio.to_thread(self._public.stop)
             await asyncio.to_thread(self._web.stop)
             server.close()
             self.engine.confirmation.close()

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from appliance.schema import CoreConfig
 
 log = logging.getLogger("officebox.pbx")
+PUBLIC_WEB_CONNECTIONS = 16  # connections one address may hold at once on the public pages' port
 
 
 class PbxService(Service):
@@ -123,6 +124,10 @@ class PbxService(Service):
                           for proto in ("udp", "tcp")]
                 tls = turn.LAB_TLS_PORT if lab else turn.TLS_PORT
                 found.append(Listener("turns", "tcp", (tls, tls), None, "TURN relay over TLS (browser phones)"))
+        if cfg.public_web:  # served by the web admin's process (webadmin/publicsite.py), open to anyone
+            port = cfg.lab_public_web_port if lab else cfg.public_web_port
+            found.append(Listener("public-web", "tcp", (port, port), (), "public call-centre pages",
+                                  per_source_limit=PUBLIC_WEB_CONNECTIONS))
         return found + lines(config) + [FeatureCode(name, getattr(cfg.feature_codes, name))
                                         for name in ("pickup", "directed_pickup")]
 
@@ -183,6 +188,9 @@ class PbxService(Service):
         for login in cfg.permissions:
             if login not in logins:
                 errors.append(FieldError(f"pbx.permissions.{login}", f"permission class for unknown user {login!r}"))
+        if cfg.public_web and cfg.public_web_port in (config.system.admin_port, cfg.ws_port, cfg.sip_port):
+            errors.append(FieldError("pbx.public_web_port", "the public pages need a port of their own (not the web "
+                                     "admin's, SIP's or the web phone's)"))
         from .attendant import validate as attendant_errors
         return errors + attendant_errors(config)
 
@@ -572,6 +580,17 @@ class PbxService(Service):
         if not store.path.exists():
             return []
         return report(store.calls(since, until, queue or None), by, timezone)
+
+    def acd_chat_report(self, since: float, until: float, by: str, timezone: str = "UTC",
+                        queue: str = "") -> list[dict]:
+        """Chat figures per `by` (queue, agent, hour, day) of the chats started in [since, until) and closed:
+        services/pbx/acd/store.py chat_report() on chat.sqlite."""
+        from .acd.chat import TranscriptStore
+        from .acd.store import chat_report
+        path = self.cdr_path.with_name("chat.sqlite")
+        if not path.exists():
+            return []
+        return chat_report(TranscriptStore(path).rows(since, until, queue), by, timezone)
 
     def acd_agent_log(self, since: float, extension: str = "") -> list[dict]:
         """Agent state changes since `since`, newest first: {"time", "agent", "state", "reason"}."""

@@ -608,6 +608,11 @@ class PbxConfig(ServiceConfig):
     ws_port: int = Field(default=8089, ge=1, le=65535, description="port of SIP over WebSocket (path /ws)")
     lab_ws_port: int = Field(default=0, ge=0, le=65535, description="lab: port of SIP over WebSocket; 0: any free "
                              "port (the web phone page asks the PBX which)")
+    public_web: bool = Field(default=False, description="serve the public call-centre pages (web call-back and "
+                             "chat, /public/...) and nothing else on public_web_port, with the box's HTTPS "
+                             "certificate, open from the WAN (from the LAN they are on the web admin's port)")
+    public_web_port: int = Field(default=8443, ge=1, le=65535, description="port of the public call-centre pages")
+    lab_public_web_port: int = Field(default=9443, ge=1024, le=65535, description="lab: that port, on loopback")
     ws_origins: list[str] = Field(
         default_factory=list, max_length=20, description="web page origins allowed to open the SIP WebSocket "
         "besides the box's own web admin (https://name:port), e.g. a name the box is published under")

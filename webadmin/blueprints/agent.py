@@ -20,6 +20,7 @@ ACTIONS = ("login", "logout", "pause", "resume")
 CHAT_ACTIONS = ("accept", "reply", "close")
 CHAT_REFUSALS = {"gone": N_("This chat is over."), "taken": N_("Another agent took this chat."),
                  "limit": N_("You cannot take more chats now."), "text": N_("Please write a message."),
+                 "passed": N_("This chat was not taken in time and is offered to another agent now."),
                  "too_many": N_("This chat is too long; close it."),
                  "down": N_("The telephony service is restarting; try again in a moment.")}
 

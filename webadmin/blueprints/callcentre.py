@@ -193,7 +193,33 @@ def _queues() -> list:
 @bp.route("/queues")
 @core.admin_required
 def queues():
-    return render_template("callcentre/queues.html", queues=_queues(), strategies=dict(STRATEGIES))
+    return _queues_page()
+
+
+def _queues_page(errors: dict[str, str] | None = None, general: list[str] | None = None,
+                 public: dict | None = None):
+    pbx = core.current_config().pbx
+    public = public or {"public_web": pbx.public_web, "public_web_port": str(pbx.public_web_port)}
+    return render_template("callcentre/queues.html", queues=_queues(), strategies=dict(STRATEGIES), public=public,
+                           errors=errors or {}, general=general or []), 400 if errors or general else 200
+
+
+@bp.route("/public-port", methods=["POST"])
+@core.admin_required
+def public_port():
+    """The public call-centre pages on a port of their own, open from the WAN (pbx.public_web; served by
+    webadmin/publicsite.py, opened by the PBX's "public-web" firewall Listener)."""
+    public = {"public_web": forms.checkbox("public_web"), "public_web_port": forms.text("public_web_port", 10)}
+
+    def mutate(doc: dict) -> None:
+        doc.setdefault("pbx", {}).update(public_web=public["public_web"],
+                                         public_web_port=public["public_web_port"] or 8443)
+    errors, general = forms.apply_form(_("public call-centre pages"), mutate, prefix="pbx")
+    if errors or general:
+        return _queues_page(errors, general, public)
+    flash(_("The public pages are served on port %(port)s from the Internet.", port=public["public_web_port"])
+          if public["public_web"] else _("The public pages are reachable from the LAN only."), "success")
+    return redirect(url_for("callcentre.queues"))
 
 
 def _members_text(q) -> str:
@@ -311,9 +337,14 @@ def _rows(values: dict) -> list[dict]:
 def reports():
     values, errors = _report_args()
     rows: list[dict] = []
+    chats: list[dict] = []
+    takes_chats = any(q.chat for q in _queues())
     if not errors:
         try:
             rows = _rows(values)
+            if takes_chats:
+                chats = _pbx().acd_chat_report(values["since_ts"], values["until_ts"], values["by"],
+                                               core.current_config().system.timezone, values["queue"])
         except ApplyError as exc:
             flash(_(str(exc)), "error")
     top = max([r["offered"] for r in rows] or [1])
@@ -321,6 +352,7 @@ def reports():
               "answered_h": round(100 * r["answered"] / top), "abandoned_h": round(100 * r["abandoned"] / top)}
              for r in rows]
     return render_template("callcentre/reports.html", values=values, errors=errors, rows=rows, chart=chart,
+                           chats=chats, takes_chats=takes_chats,
                            queue_options=[(q.name, q.title or q.name) for q in _queues()]), (400 if errors else 200)
 
 

@@ -31,12 +31,16 @@
       return;
     }
     board.queues.forEach(function (q) {
-      ["waiting", "callbacks_waiting", "answered", "abandoned"].forEach(function (f) { show(q.name, f, q[f]); });
+      ["waiting", "callbacks_waiting", "answered", "abandoned", "chats_waiting", "chats_active"].forEach(
+        function (f) { show(q.name, f, q[f]); });
       show(q.name, "longest_wait", Math.round(q.longest_wait));
+      show(q.name, "chat_longest_wait", Math.round(q.chat_longest_wait || 0));
       show(q.name, "service_level", q.service_level === null ? "\u2014" : Math.round(q.service_level) + " %");
       Object.keys(q.agents).forEach(function (s) { show(q.name, "agents." + s, field(q, "agents." + s)); });
       var waiting = root.querySelector('[data-q="' + q.name + '"][data-f="waiting"]');
       if (waiting) { waiting.setAttribute("fill", q.waiting > 0 ? "#b42318" : "#101828"); }
+      var chats = root.querySelector('[data-q="' + q.name + '"][data-f="chats_waiting"]');
+      if (chats) { chats.setAttribute("fill", q.chats_waiting > 0 ? "#b42318" : "#101828"); }
     });
     board.agents.forEach(function (a) {
       var cell = root.querySelector('[data-a="' + a.extension + '"][data-f="status"]');

@@ -194,7 +194,13 @@ class Acd:
         waiting = self.waiting.get(name, [])
         oldest = min((w.record.entered for w in waiting), default=None)
         self.core.events.bus.publish(QUEUE_TOPIC, name, {"queue": name, "waiting": len(waiting),
-                                                         "oldest": oldest}, retain=True)
+                                                         "oldest": oldest, **self._chat_figures(name)}, retain=True)
+
+    def _chat_figures(self, name: str) -> dict:
+        from .chat import desk
+        chats = desk.existing(self)
+        return chats.figures(name, time.time()) if chats is not None else {
+            "chats_waiting": 0, "chat_longest_wait": 0.0, "chats_active": 0}
 
     def _publish_turn(self, waiter: Waiter, event: str, agent: str = "", outcome: str = "") -> None:
         if waiter.call:
@@ -321,6 +327,10 @@ class Acd:
                     waiter.tried.add(ext)
                     self.set_state(ext, "ringing")
                 self.spawn(self.serve(q, waiter, exts))
+        from .chat import desk
+        chats = desk.existing(self)
+        if chats is not None:
+            chats.offer()  # an agent's state changed: the chats follow
 
     def decide_next(self, q: CallQueue) -> tuple[Waiter, list[str]] | None:
         """The next caller of `q` and the agents to ring for them (decide.py on the live state), or None."""
@@ -550,7 +560,7 @@ class Acd:
                 "agents": {s: states.get(s, 0) for s in STATES},
                 "answered": done, "abandoned": abandoned,
                 "service_level": round(100.0 * on_time / concluded, 1) if concluded else None,
-                "service_level_seconds": q.service_level})
+                "service_level_seconds": q.service_level, "chat": q.chat, **self._chat_figures(q.name)})
         users = self.core.users
         return {"time": now, "queues": queues, "decisions": self.decisions, "calls": self._live_calls(agents),
                 "agents": [{"extension": ext, "name": users[ext].full_name if ext in users else "",

@@ -1,8 +1,13 @@
 """Web text chat routed by the ACD: a visitor of the public page (webadmin/blueprints/public.py) starts a chat
-in a queue that takes chats (CallQueue.chat); it is offered to the queue's agents who are logged in, not
-paused and have fewer than MAX_PER_AGENT chats open (the "chat skill" is being an agent of such a queue);
-the first who accepts gets it. Either side may close it; a chat nobody accepts within WAIT_MAX seconds,
-or with no message for IDLE_MAX seconds, is closed by the box.
+in a queue that takes chats (CallQueue.chat); it is offered by the queue's strategy as calls are (decide.py
+offer(): ring all, longest idle, fewest, round robin, skills; the highest priority, then the longest
+waiting chat first) to the queue's agents who are logged in, not paused, have fewer than MAX_PER_AGENT chats
+open and no other chat offered to them now (the "chat skill" is being an agent of such a queue). An offer
+not accepted within the queue's agent_timeout passes on to the next agent (the agents not offered it yet
+first); for ring_all the first who accepts gets it. For chats, "idle" is since the agent's last chat was
+taken or closed, and "fewest" counts the chats taken since the PBX started; a chat offer let pass never
+pauses an agent. Either side may close it; a chat nobody accepts within WAIT_MAX seconds, or with no
+message for IDLE_MAX seconds, is closed by the box.
 
 The visitor knows their chat by an unguessable token only; the agent by its number, checked against the
 agent who holds it. Texts are plain text (the pages escape them), at most TEXT_MAX characters and
@@ -36,6 +41,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..percore import PerCore
+from . import decide
 
 log = logging.getLogger("officebox.pbx.acd")
 
@@ -72,6 +78,10 @@ class Chat:
     agent: str = ""
     agent_name: str = ""
     closed_by: str = ""  # visitor, agent, idle, unanswered
+    offered_to: set[str] = field(default_factory=set)  # the agents it is offered to now
+    offered_at: float = 0.0  # monotonic
+    tried: set[str] = field(default_factory=set)  # the agents offered it in this round
+    answered: float | None = None  # when an agent accepted it (time.time())
     mail: bool = False  # the visitor asked for the transcript by e-mail
     language: str = "en"
     started: float = field(default_factory=time.time)
@@ -98,7 +108,10 @@ class TranscriptStore:
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS transcript (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT,"
                        " agent TEXT, name TEXT, email TEXT, started REAL, ended REAL, closed_by TEXT,"
-                       " messages TEXT)")
+                       " messages TEXT, answered REAL)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(transcript)")}
+            if "answered" not in columns:  # a file from before: when an agent accepted the chat (NULL: unknown)
+                db.execute("ALTER TABLE transcript ADD COLUMN answered REAL")
 
     def _db(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,11 +120,25 @@ class TranscriptStore:
     def write(self, chat: Chat) -> None:
         now = time.time()
         with self.lock, self._db() as db:
-            db.execute("INSERT INTO transcript (queue, agent, name, email, started, ended, closed_by, messages)"
-                       " VALUES (?,?,?,?,?,?,?,?)", (chat.queue, chat.agent, chat.name, chat.email, chat.started,
-                                                     now, chat.closed_by, json.dumps(chat.messages)))
+            db.execute("INSERT INTO transcript (queue, agent, name, email, started, ended, closed_by, messages,"
+                       " answered) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (chat.queue, chat.agent, chat.name, chat.email, chat.started, now, chat.closed_by,
+                        json.dumps(chat.messages), chat.answered))
             db.execute("DELETE FROM transcript WHERE ended < ?", (now - KEEP_DAYS * 86400,))
             db.execute("DELETE FROM transcript WHERE id <= (SELECT MAX(id) FROM transcript) - ?", (KEEP_ROWS,))
+
+    def rows(self, since: float, until: float, queue: str = "") -> list[dict]:
+        """The chats started in [since, until) (closed ones: a chat is written at its close), for the reports
+        (store.py chat_report): queue, agent ("" if nobody took it), started, answered, ended, closed_by."""
+        sql = ("SELECT queue, agent, started, answered, ended, closed_by FROM transcript"
+               " WHERE started >= ? AND started < ?")
+        args: tuple = (since, until)
+        if queue:
+            sql, args = sql + " AND queue = ?", (*args, queue)
+        with self.lock, self._db() as db:
+            rows = db.execute(sql + " ORDER BY started LIMIT 200000", args).fetchall()
+        keys = ("queue", "agent", "started", "answered", "ended", "closed_by")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def recent(self, agent: str = "", limit: int = 20) -> list[dict]:
         sql = "SELECT queue, agent, name, email, started, ended, closed_by, messages FROM transcript"
@@ -132,6 +159,9 @@ class ChatDesk:
         self.ids = 0
         self.store = TranscriptStore(Path(acd.core.bindings_path).with_name("chat.sqlite"))
         self.mailed = 0
+        self.last_order: dict[str, int] = {}  # queue -> member position offered last (round robin)
+        self.taken: collections.Counter[str] = collections.Counter()  # agent -> chats accepted
+        self.idle: dict[str, float] = {}  # agent -> monotonic time their last chat was taken or closed
 
     # -- who may take chats ------------------------------------------------------------------------
     def _load(self, ext: str) -> int:
@@ -144,6 +174,53 @@ class ChatDesk:
 
     def _staffed(self, q) -> bool:
         return any(self.can_take(m.agent, q.name) for m in q.members)
+
+    def figures(self, queue: str, now: float) -> dict:
+        """The wallboard's chat tiles of a queue (any thread): chats waiting for an agent, the longest of their
+        waits (seconds), chats an agent has open."""
+        chats = [c for c in list(self.chats.values()) if c.queue == queue]
+        waiting = [c.started for c in chats if c.state == "waiting"]
+        longest = round(max((now - t for t in waiting), default=0.0), 1)
+        return {"chats_waiting": len(waiting), "chat_longest_wait": longest,
+                "chats_active": sum(1 for c in chats if c.state == "open")}
+
+    def _changed(self, chat: Chat) -> None:
+        self.acd._publish_queue(chat.queue)  # the wallboard's live update (pbx.queue)
+
+    # -- offering (the queue's strategy) -----------------------------------------------------------
+    def offer(self) -> None:
+        """Offer the waiting chats nobody holds an offer of now, queue by queue, by the queue's strategy;
+        an offer older than the queue's agent_timeout, or to an agent who cannot take it any more, ends."""
+        now = time.monotonic()
+        waiting = [c for c in self.chats.values() if c.state == "waiting"]
+        for chat in waiting:
+            q = self.acd.queue(chat.queue)
+            chat.offered_to = {ext for ext in chat.offered_to if self.can_take(ext, chat.queue)}
+            if q is None or (chat.offered_to and now - chat.offered_at >= q.agent_timeout):
+                chat.offered_to = set()
+        for q in self.acd.core.cfg.queues:
+            if not q.chat:
+                continue
+            while True:
+                pending = [c for c in waiting if c.queue == q.name and not c.offered_to]
+                busy = {ext for c in waiting for ext in c.offered_to}
+                free = [decide.Agent(m.agent, self.idle.get(m.agent, self.acd.agent(m.agent).idle_since),
+                                     self.taken[m.agent], m.skill, i) for i, m in enumerate(q.members)
+                        if m.agent not in busy and self.can_take(m.agent, q.name)]
+                choice = decide.offer(q.strategy, [decide.Caller(str(c.id), q.priority, c.started) for c in pending],
+                                      free, {str(c.id): c.tried for c in pending}, self.last_order.get(q.name, -1))
+                if choice is None:
+                    break
+                caller, agents, again = choice
+                chat = self.chats[int(caller.key)]
+                if again:
+                    chat.tried.clear()
+                if q.strategy != "ring_all":
+                    self.last_order[q.name] = agents[0].order
+                chat.offered_to = {a.extension for a in agents}
+                chat.tried |= chat.offered_to
+                chat.offered_at = now
+                self.acd.later(q.agent_timeout, self.offer)
 
     # -- the visitor -------------------------------------------------------------------------------
     def start(self, queue: str, name: str, email: str, text: str, mail: bool = False, language: str = "en") -> dict:
@@ -167,6 +244,8 @@ class ChatDesk:
         chat.add("visitor", text)
         chat.sent.append(time.monotonic())
         self.chats[chat.id], self.by_token[chat.token] = chat, chat
+        self._changed(chat)
+        self.offer()
         return {"token": chat.token, "id": chat.id}
 
     def visitor_view(self, token: str, after: int = 0) -> dict | None:
@@ -205,12 +284,13 @@ class ChatDesk:
     def agent_view(self, ext: str) -> dict:
         """{"offered": chats waiting in queues the agent may take now, "open": the agent's chats}."""
         self.sweep()
-        offered = [c.view() for c in self.chats.values() if c.state == "waiting" and self.can_take(ext, c.queue)]
+        offered = [c.view() for c in self.chats.values() if c.state == "waiting" and ext in c.offered_to]
         mine = [c.view() for c in self.chats.values() if c.state == "open" and c.agent == ext]
         return {"offered": offered, "open": mine, "limit": MAX_PER_AGENT}
 
     def agent_act(self, ext: str, action: str, chat_id: int, text: str = "") -> dict:
-        """accept, reply, close: {"status"} or {"error", "reason"}: gone, taken, limit, text, too_many."""
+        """accept, reply, close: {"status"} or {"error", "reason"}: gone, taken, limit, passed (offered to
+        another agent now), text, too_many."""
         self.sweep()
         chat = self.chats.get(chat_id)
         if chat is None or chat.state == "closed":
@@ -220,9 +300,15 @@ class ChatDesk:
                 return {"error": "another agent took this chat", "reason": "taken"}
             if not self.can_take(ext, chat.queue):
                 return {"error": "you cannot take more chats now", "reason": "limit"}
+            if ext not in chat.offered_to:
+                return {"error": "this chat is offered to another agent", "reason": "passed"}
             user = self.acd.core.users.get(ext)
             chat.state, chat.agent, chat.agent_name = "open", ext, (user.full_name if user else "") or ext
-            chat.active = time.monotonic()
+            chat.active = self.idle[ext] = time.monotonic()
+            chat.answered, chat.offered_to = time.time(), set()
+            self.taken[ext] += 1
+            self._changed(chat)
+            self.offer()
             return {"status": "open"}
         if chat.state != "open" or chat.agent != ext:
             return {"error": "this chat is not yours", "reason": "gone"}
@@ -237,12 +323,16 @@ class ChatDesk:
     # -- ends --------------------------------------------------------------------------------------
     def _close(self, chat: Chat, by: str) -> None:
         took = chat.state == "open"
-        chat.state, chat.closed_by = "closed", by
+        chat.state, chat.closed_by, chat.offered_to = "closed", by, set()
         chat.active = time.monotonic()
+        if took:
+            self.idle[chat.agent] = chat.active
+            self.offer()  # the agent may take another
         try:
             self.store.write(chat)
         except sqlite3.Error:
             log.exception("chat transcript not written")
+        self._changed(chat)
         if took and chat.mail and chat.email:
             self.acd.spawn(self._mail(chat))
 
@@ -293,6 +383,7 @@ class ChatDesk:
             elif chat.state == "closed" and now - chat.active > IDLE_MAX:
                 del self.chats[chat.id]
                 self.by_token.pop(chat.token, None)
+        self.offer()
 
 
 desk: PerCore[ChatDesk] = PerCore(ChatDesk)

@@ -7,6 +7,9 @@ Callers: the highest priority first, then the one waiting longest (smallest `sin
   fewest_calls  the agent who took the fewest calls since the PBX started, then the longest idle
   round_robin   the next agent after the last one offered a call, in membership order
   skills        the highest skill level for this queue, then the longest idle
+
+Chats are offered by the same rules (offer(): the agents not yet offered this chat first, so an offer
+that was not taken passes on).
 """
 from __future__ import annotations
 
@@ -67,3 +70,17 @@ def decide(strategy: str, waiting: list[Caller], free: list[Agent],
         return None
     caller = next_caller(waiting)
     return caller, pick_agents(strategy, free, last_order)
+
+
+def offer(strategy: str, waiting: list[Caller], free: list[Agent], tried: dict[str, set[str]],
+          last_order: int = -1) -> tuple[Caller, list[Agent], bool] | None:
+    """As decide(), choosing among the free agents not yet offered the chosen one (`tried`: key -> the
+    extensions offered it already): (caller, agents, again); `again` is True when every free agent was
+    offered it already and the round starts over. One agent for every strategy but ring_all."""
+    if not waiting or not free:
+        return None
+    caller = next_caller(waiting)
+    seen = tried.get(caller.key, set())
+    untried = [a for a in free if a.extension not in seen]
+    agents = pick_agents(strategy, untried or free, last_order)
+    return caller, agents if strategy == "ring_all" else agents[:1], not untried

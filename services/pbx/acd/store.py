@@ -134,6 +134,10 @@ def report(rows: list[dict], by: str, timezone: str = "UTC") -> list[dict]:
     """Figures per queue, agent, hour or day of `rows` (AcdStore.calls): offered, answered, abandoned and
     their average wait, average speed of answer, average handling time, service level (% answered on time
     of those offered), longest wait, overflowed, callbacks made. Seconds are rounded to 0.1 s."""
+    return [_figures(key, items) for key, items in _grouped(rows, by, timezone, "entered")]
+
+
+def _grouped(rows: list[dict], by: str, timezone: str, start: str) -> list[tuple[str, list[dict]]]:
     if by not in REPORT_KEYS:
         raise ValueError(f"a report is by {', '.join(REPORT_KEYS)}")
     try:
@@ -142,11 +146,30 @@ def report(rows: list[dict], by: str, timezone: str = "UTC") -> list[dict]:
         tz = zoneinfo.ZoneInfo("UTC")
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        when = dt.datetime.fromtimestamp(row["entered"], tz)
+        when = dt.datetime.fromtimestamp(row[start], tz)
         key = {"queue": row["queue"], "agent": row["agent"], "hour": when.strftime("%Y-%m-%d %H:00"),
                "day": when.strftime("%Y-%m-%d")}[by]
         groups.setdefault(key, []).append(row)
-    return [_figures(key, items) for key, items in sorted(groups.items())]
+    return sorted(groups.items())
+
+
+def chat_report(rows: list[dict], by: str, timezone: str = "UTC") -> list[dict]:
+    """Chat figures per queue, agent, hour or day of `rows` (chat.py TranscriptStore.rows: closed chats):
+    offered, answered (an agent accepted it), abandoned (the visitor left before an answer), average wait
+    before the answer and average handling time (answer to close), seconds rounded to 0.1 s."""
+    out = []
+    for key, items in _grouped(rows, by, timezone, "started"):
+        answered = [r for r in items if r["agent"]]
+        timed = [r for r in answered if r["answered"] is not None]  # chats written before times were kept: none
+        out.append({"key": key, "offered": len(items), "answered": len(answered),
+                    "abandoned": sum(1 for r in items if not r["agent"] and r["closed_by"] == "visitor"),
+                    "wait": _mean([r["answered"] - r["started"] for r in timed]),
+                    "handle": _mean([r["ended"] - r["answered"] for r in timed if r["ended"]])})
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 1) if values else 0.0
 
 
 def _figures(key: str, rows: list[dict]) -> dict:

@@ -6,6 +6,7 @@ takes closes itself, and so do idle ones."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from services.pbx import acd as acd_pkg
 from services.pbx.acd import chat
@@ -15,7 +16,8 @@ from .pbxrunner import PbxRunner, config
 
 
 def _cfg():
-    queues = [{"number": "600", "name": "sales", "members": [{"agent": "201"}, {"agent": "202"}], "chat": True},
+    queues = [{"number": "600", "name": "sales", "members": [{"agent": "201"}, {"agent": "202"}], "chat": True,
+               "strategy": "ring_all"},
               {"number": "601", "name": "phone", "members": [{"agent": "202"}]}]
     return config([ALICE, BOB], queues=queues)
 
@@ -47,7 +49,8 @@ def test_chat_offer_accept_exchange_limits_and_transcript(tmp_path, monkeypatch)
         said = [svc.acd_chat_say(token, f"m{n}") for n in range(chat.BURST + 1)]
         assert "count" in said[0] and said[-1]["reason"] == "too_fast"  # the first message counts in the burst
         others = [svc.acd_chat_start("sales", "V", "", "hi")["id"] for _ in range(chat.MAX_PER_AGENT)]
-        for other in others[:2]:
+        for other in others[:2]:  # ring all: each offered to both agents once the one before is taken
+            assert {c["id"] for c in svc.acd_chat_agent("201")["offered"]} == {other}
             assert svc.acd_chat_act("202", "accept", other)["status"] == "open"
         assert svc.acd_chat_act("202", "accept", others[2])["reason"] == "limit"  # 3 open already
         assert [c["id"] for c in svc.acd_chat_agent("202")["offered"]] == []
@@ -68,3 +71,21 @@ def test_chat_offer_accept_exchange_limits_and_transcript(tmp_path, monkeypatch)
         assert [t["closed_by"] for t in svc.acd_chat_transcripts("202")] == ["idle", "idle", "agent"]
         svc.acd_chat_agent("202")
         assert desk.chats == {}  # closed chats forgotten after the idle time too
+
+
+def test_a_transcript_file_from_before_gets_the_answer_time_column(tmp_path):
+    path, now = tmp_path / "chat.sqlite", time.time()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE transcript (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT, agent TEXT, name TEXT,"
+                   " email TEXT, started REAL, ended REAL, closed_by TEXT, messages TEXT)")
+        db.execute("INSERT INTO transcript (queue, agent, started, ended, closed_by, messages) VALUES"
+                   " ('sales', '202', ?, ?, 'agent', '[]')", (now, now + 10))
+    store = chat.TranscriptStore(path)
+    later = chat.Chat(2, "t", "sales", "Ann", "", state="open", agent="201", started=now + 20, answered=now + 22)
+    later.closed_by = "visitor"
+    store.write(later)
+    rows = store.rows(now, now + 100)
+    assert [(r["agent"], r["answered"]) for r in rows] == [("202", None), ("201", now + 22)]
+    from services.pbx.acd.store import chat_report
+    [sales] = chat_report(rows, "queue")
+    assert (sales["offered"], sales["answered"], sales["abandoned"], sales["wait"]) == (2, 2, 0, 2.0)

@@ -41,3 +41,23 @@ def test_no_decision_without_a_caller_or_a_free_agent():
     with pytest.raises(ValueError):
         pick_agents("random", AGENTS)
     assert set(STRATEGIES) == {"ring_all", "longest_idle", "fewest_calls", "round_robin", "skills"}
+
+
+def test_a_chat_offer_passes_on_to_the_agents_not_offered_it_yet_then_starts_over():
+    from services.pbx.acd.decide import offer
+    chats = [Caller("c1", 0, 5.0), Caller("c2", 0, 3.0)]
+    caller, agents, again = offer("longest_idle", chats, AGENTS, {})
+    assert (caller.key, [a.extension for a in agents], again) == ("c2", ["202"], False)
+    _, agents, again = offer("longest_idle", chats, AGENTS, {"c2": {"202"}})
+    assert ([a.extension for a in agents], again) == (["203"], False)  # the next longest idle
+    _, agents, again = offer("skills", chats, AGENTS, {"c2": {"202", "203"}})
+    assert ([a.extension for a in agents], again) == (["201"], False)
+    _, agents, again = offer("skills", chats, AGENTS, {"c2": {"201", "202", "203"}})
+    assert ([a.extension for a in agents], again) == (["202"], True)  # everybody was offered it: again
+    _, agents, _ = offer("ring_all", chats, AGENTS, {"c2": {"201"}})
+    assert [a.extension for a in agents] == ["202", "203"]
+    _, agents, _ = offer("round_robin", chats, AGENTS, {}, last_order=1)
+    assert [a.extension for a in agents] == ["203"]
+    _, agents, _ = offer("fewest_calls", [Caller("v", 9, 9.0), *chats], AGENTS, {"v": {"203"}})
+    assert [a.extension for a in agents] == ["201"]
+    assert offer("skills", [], AGENTS, {}) is None and offer("skills", chats, [], {}) is None
