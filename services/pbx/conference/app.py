@@ -38,11 +38,17 @@ async def room_app(channel: apps.Channel) -> None:
     if cfg is not None and cfg.pin_hash and not await _pin(channel, cfg.pin_hash, lang):
         return
     room = confs.room(channel.name)
+    leader = cfg is not None and getattr(channel.caller, "extension", None) in cfg.leaders
+    if room.locked and not leader:
+        log.info("conference: %s refused by the locked room %s", channel.call.caller, room.name)
+        await _say(channel, lang, "conf-is-locked", "goodbye", interruptible=False)
+        channel.hangup()
+        return
     if cfg is not None and len(room.participants) >= cfg.max_participants:
         await _say(channel, lang, "conf-full", "goodbye")
         channel.hangup()
         return
-    await take_part(channel, confs, room, cfg)
+    await take_part(channel, confs, room, cfg, leader)
 
 
 async def join_calls(channel: apps.Channel) -> None:
@@ -71,19 +77,22 @@ async def join_calls(channel: apps.Channel) -> None:
     room = confs.adhoc({call.id, *(c.id for c, _ in others[:MAX_JOINED])})
     for other, mine in others[:MAX_JOINED]:
         asyncio.get_running_loop().create_task(other.hand_to_application(mine, f"conference:{room.name}"))
-    await take_part(channel, confs, room, None)
+    await take_part(channel, confs, room, None, leader=True)  # who keyed it leads the room
 
 
-async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) -> None:
-    """In the room until the participant leaves, is removed, or (ad-hoc room) is the last one left."""
+async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg, leader: bool = False) -> None:
+    """In the room until the participant leaves, is removed, or (ad-hoc room) is the last one left; the
+    room's codes (_codes) work meanwhile."""
     side = channel.media
     side.stop("play")  # hold music a transfer may have left playing
-    p = confs.add(room, channel)
+    p = confs.add(room, channel, leader)
     side.relay.send({"op": "conf_join", "side": side.id, "room": room.name, "muted": False})
     tones = cfg is None or cfg.tones
     if tones and len(room.participants) > 1:
         confs.tone(room, ENTRY_TONE)
-    mute_key = cfg.mute_key if cfg is not None else "*"
+    codes = _codes(cfg)
+    lang = channel.language()
+    speaking: asyncio.Task | None = None  # a code's answer being said
     loop = asyncio.get_running_loop()
     alone = loop.create_task(_while_alone(channel, room, cfg))
     keys = asyncio.ensure_future(channel.next_key())
@@ -111,13 +120,21 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
                     ev.cancel()
             if keys.done():
                 key, keys = keys.result(), asyncio.ensure_future(channel.next_key())
-                if key == mute_key:
+                action = codes.get(key)
+                if action == "mute":
                     p.set_muted(not p.muted)
                     side.play(0, tone=MUTED_TONE if p.muted else UNMUTED_TONE)
+                elif action is not None:
+                    if speaking is not None:
+                        speaking.cancel()
+                    speaking = loop.create_task(_code(channel, room, p, action, lang))
     finally:
         keys.cancel()
         alone.cancel()
-        for task in (keys, alone):
+        tasks = (keys, alone) if speaking is None else (keys, alone, speaking)
+        if speaking is not None:
+            speaking.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, apps.ChannelGone):
                 await task
         confs.remove(room, p)
@@ -125,6 +142,44 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
             side.relay.send({"op": "conf_leave", "side": side.id})
         if tones and room.participants:
             confs.tone(room, EXIT_TONE)
+
+
+def _codes(cfg) -> dict[str, str]:
+    """key -> what it does in the room ("mute", "count", "lock", "remove"); the mute key wins a clash."""
+    keys = [("mute", "*"), ("count", "1"), ("lock", "2"), ("remove", "3")] if cfg is None else [
+        ("mute", cfg.mute_key), ("count", cfg.count_key), ("lock", cfg.lock_key), ("remove", cfg.remove_key)]
+    codes: dict[str, str] = {}
+    for action, key in keys:
+        if key and key not in codes:
+            codes[key] = action
+    return codes
+
+
+async def _code(channel: apps.Channel, room: Room, p, action: str, lang: str) -> None:
+    """A code keyed by participant `p` (not the mute key): done, and its answer said to `p` alone."""
+    with contextlib.suppress(apps.ChannelGone):
+        if action == "count":
+            count = len(room.participants)
+            log.info("conference %s: %s hears the count (%d)", room.name, p.label, count)
+            await _say(channel, lang, "conf-count", interruptible=False)
+            await channel.say_number(count, lang, interruptible=False)
+            return
+        if not p.leader:
+            log.info("conference %s: %s keyed a leader's code (%s)", room.name, p.label, action)
+            await _say(channel, lang, "conf-leader-only", interruptible=False)
+            return
+        if action == "lock":
+            room.locked = not room.locked
+            log.info("conference %s %s by %s", room.name, "locked" if room.locked else "unlocked", p.label)
+            await _say(channel, lang, "conf-locked" if room.locked else "conf-unlocked", interruptible=False)
+            return
+        others = [q for q in room.participants if q is not p and not q.removed.is_set()]
+        if not others:
+            await _say(channel, lang, "conf-alone", interruptible=False)
+            return
+        others[-1].removed.set()
+        log.info("conference %s: %s removed %s (the last one in)", room.name, p.label, others[-1].label)
+        await _say(channel, lang, "conf-removed", interruptible=False)
 
 
 async def _while_alone(channel: apps.Channel, room: Room, cfg) -> None:
