@@ -944,7 +944,9 @@ class Call:
             leg.answer(tx, 491)
             return
         if other.kind == "media":
-            leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
+            from .conference.app import refer as refer_into_room  # a phone's conference button (RFC 4579)
+            if not refer_into_room(self, leg, other, tx, refer_to):
+                leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
             return
         replaces = _replaces(refer_to.uri.headers)
         if replaces is not None:

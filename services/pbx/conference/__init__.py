@@ -67,6 +67,7 @@ class Room:
         self.participants: list[Participant] = []
         self.changed = asyncio.Event()  # someone joined or left
         self.locked = False  # by a leader's lock key: only leaders may join
+        self.pulled: set[str] = set()  # Call-IDs of the dialogs whose other party was brought in (REFER)
 
     def touch(self) -> None:
         self.changed.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import unquote
 
 from appliance.users import verify_password
 
@@ -21,6 +22,7 @@ ATTEMPTS = 3
 PIN_DIGITS = 12
 MAX_JOINED = 4  # other calls a three-party conference takes in at once
 RESUME_WAIT = 10.0  # seconds a held party has to answer our re-INVITE
+REFER_WAIT = 15.0  # seconds a party brought in by REFER has to reach the room
 ADHOC_WAIT = 20.0  # seconds the caller of a three-party conference waits for the others to come
 
 
@@ -76,6 +78,7 @@ async def join_calls(channel: apps.Channel) -> None:
     confs = for_core(core)
     room = confs.adhoc({call.id, *(c.id for c, _ in others[:MAX_JOINED])})
     for other, mine in others[:MAX_JOINED]:
+        room.pulled.add(mine.call_id)  # a phone's REFER naming this dialog afterwards: done already
         asyncio.get_running_loop().create_task(other.hand_to_application(mine, f"conference:{room.name}"))
     await take_part(channel, confs, room, None, leader=True)  # who keyed it leads the room
 
@@ -142,6 +145,63 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg, 
             side.relay.send({"op": "conf_leave", "side": side.id})
         if tones and room.participants:
             confs.tone(room, EXIT_TONE)
+
+
+def refer(call, leg, channel: apps.Channel, tx, refer_to) -> bool:
+    """A REFER in a participant's dialog with a room (a phone's own conference button, RFC 4579 5.5: the
+    phone, in the room, asks the focus to bring in a party; Refer-To carries Replaces naming the phone's
+    own dialog with that party): that party joins the room, as a blind transfer of the phone's other
+    call would put it there. False if `channel` is in no room (the REFER is refused as before)."""
+    room = next((r for r in for_core(call.core).rooms.values()
+                 if any(p.channel is channel for p in r.participants)), None)
+    replaces = _replaces(refer_to.uri.headers)
+    if room is None or replaces is None:
+        return False
+    target = call.core.find_dialog(*replaces)
+    if target is None and replaces[0] in room.pulled:
+        leg.answer(tx, 202)  # the feature code's room took that call in already
+        call._notify(leg, 200, "OK", True)
+        return True
+    theirs = target.call.other(target) if target is not None and target.call.state == "connected" else None
+    if theirs is None or theirs.kind != "sip" or target.call is call:
+        leg.answer(tx, 481)
+        return True
+    if not leg.extension or target.extension != leg.extension:
+        leg.answer(tx, 403)  # only one's own calls
+        return True
+    leg.answer(tx, 202)
+    if room.invited is not None:
+        room.invited.add(target.call.id)
+    room.pulled.add(target.call_id)
+    asyncio.get_running_loop().create_task(target.call.hand_to_application(target, f"conference:{room.name}"))
+    asyncio.get_running_loop().create_task(_referred(call, leg, room, theirs))
+    return True
+
+
+async def _referred(call, leg, room: Room, theirs) -> None:
+    """The referring phone's NOTIFY: 200 once the party is in the room, 480 if it is not within REFER_WAIT."""
+    call._notify(leg, 100, "Trying", False)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + REFER_WAIT
+    while loop.time() < end:
+        if any(p.channel.caller is theirs for p in room.participants):
+            call._notify(leg, 200, "OK", True)
+            return
+        changed = room.changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), max(0.05, end - loop.time()))
+    call._notify(leg, 480, "Temporarily Unavailable", True)
+
+
+def _replaces(headers: str) -> tuple[str, str, str] | None:
+    """Replaces=callid;to-tag=..;from-tag=.. of a Refer-To URI's headers (RFC 3891), unescaped."""
+    for part in headers.split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "replaces":
+            fields = unquote(value).split(";")
+            params = dict(f.strip().partition("=")[::2] for f in fields[1:])
+            return fields[0].strip(), params.get("to-tag", ""), params.get("from-tag", "")
+    return None
 
 
 def _codes(cfg) -> dict[str, str]:

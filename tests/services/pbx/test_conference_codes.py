@@ -2,21 +2,27 @@
 tone, recording what they hear: the count key says how many take part (the prompt replaces the room
 for who asked), a leader locks the room (a newcomer hears it is locked and is hung up; a participant
 who is no leader cannot), removes the one who joined last (no longer heard), unlocks it again; the mute
-key takes a phone out of what the others hear and puts it back."""
+key takes a phone out of what the others hear and puts it back. A phone in the room REFERs its other
+party into it (a phone's own conference button, RFC 4579)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import ExitStack
+from urllib.parse import quote
 
 import pytest
 
 from services.pbx.prompts import PromptLibrary
+from services.pbx.sip.message import Request, Response, response_to
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, run
 from .pbxrunner import PbxRunner, config, user
+from .rawphone import in_dialog, sdp
+from .sipclient import SipClient
 from .test_conference import FREQS, HEARD, OWN, _join, _participants, _phone, _so_far
 from .test_conference_mixer import spectrum_peaks
 from .test_trunks import wait
@@ -103,3 +109,72 @@ def test_count_lock_remove_and_mute_codes(pbx, tones, caplog):
             ua.hangup()
             ua.wait_for("CALL_CLOSED")
     wait(lambda: _participants(pbx, "main") == [], timeout=5, what="the room to empty")
+
+
+byes: list[str] = []
+
+
+async def _pump(x: SipClient, until, timeout: float = 15.0):
+    """Messages to the scripted phone until `until(msg)`; requests of the box (NOTIFY, BYE) answered 200
+    and kept in `byes` (the Call-IDs of the BYEs)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        msg = await x.recv(max(0.01, end - loop.time()))
+        if isinstance(msg, Request) and msg.method in ("NOTIFY", "BYE"):
+            x.send(response_to(msg, 200))
+            if msg.method == "BYE":
+                byes.append(msg.call_id)
+        if until(msg):
+            return msg
+
+
+async def _call(x: SipClient, number: str, port: int, pbx) -> Response:
+    inv = x.request("INVITE", f"sip:{number}@127.0.0.1:{pbx.port}", "201", body=sdp(port))
+    x.send(inv)
+    x.answer_challenge(inv, await _pump(x, lambda m: isinstance(m, Response) and m.status == 407), "201",
+                       ALICE["sip_secret"])
+    ok = await _pump(x, lambda m: isinstance(m, Response) and m.cseq[1] == "INVITE" and m.status >= 200)
+    assert ok.status == 200, ok.status
+    x.send(in_dialog(x, "ACK", ok, ok.call_id))
+    return ok
+
+
+def test_a_phone_refers_its_other_party_into_the_room_it_is_in(pbx, tones):
+    """A phone's conference button with a network conference (Yealink, Snom, Polycom; RFC 4579 5.5):
+    alice's scripted phone talks to bob, calls the room, and sends REFER in that dialog with Refer-To
+    naming bob with Replaces of her dialog with him: 202, NOTIFY 200; bob is in the room, hears carol
+    there and is heard by her; alice's call with bob ends."""
+    with ExitStack() as stack:
+        carol = _phone(stack, pbx, CAROL, tones[2])
+        _join(pbx, [carol])
+        bob = _phone(stack, pbx, BOB, tones[1])
+
+        async def alice():
+            async with SipClient(("127.0.0.1", pbx.port)) as x:
+                assert (await x.register("201", ALICE["sip_secret"])).status == 200
+                answering = asyncio.ensure_future(asyncio.to_thread(bob.answer))
+                with_bob = await _call(x, "202", 4990, pbx)
+                await answering
+                room = await _call(x, "800", 4992, pbx)
+                replaces = quote(f"{with_bob.call_id};to-tag={with_bob.to_tag};from-tag={x.tag}", safe="")
+                refer = in_dialog(x, "REFER", room, room.call_id)
+                refer.add("Refer-To", f"<sip:202@127.0.0.1:{pbx.port}?Replaces={replaces}>")
+                refer.add("Referred-By", f"<sip:201@127.0.0.1:{pbx.port}>")
+                x.send(refer)
+                accepted = await _pump(x, lambda m: isinstance(m, Response) and m.cseq[1] == "REFER")
+                done = await _pump(x, lambda m: isinstance(m, Request) and m.method == "NOTIFY"
+                                   and b"SIP/2.0 1" not in m.body)
+                if with_bob.call_id not in byes and done.body.startswith(b"SIP/2.0 200"):
+                    await _pump(x, lambda m: with_bob.call_id in byes, timeout=10)
+                return accepted.status, done.body, with_bob.call_id in byes
+        status, final, bye = run(alice())
+        assert status == 202 and final.startswith(b"SIP/2.0 200"), (status, final)
+        assert bye, "alice's call with bob did not end"
+        wait(lambda: [p["label"] for p in _participants(pbx, "main")][-1:] == ["202"], timeout=10, what="bob in")
+        time.sleep(3.0)
+        heard_bob, heard_carol = _hears(bob), _hears(carol)
+        assert heard_bob[FREQS[2]] > HEARD and heard_carol[FREQS[1]] > HEARD, (heard_bob, heard_carol)
+        for ua in (bob, carol):
+            ua.hangup()
+            ua.wait_for("CALL_CLOSED")
