@@ -39,6 +39,7 @@ class Outcome:
     leg: Leg | None = None
     answer: Sdp | None = None
     trunk: str = ""
+    to_caller: Sdp | None = None  # what the caller is answered, if not `answer` (a transcoded pickup)
 
 
 @dataclass
@@ -167,7 +168,8 @@ class Call:
         self.answered_at = self.record.answer = time.time()
         self.record.callee, self.record.trunk = leg.label, out.trunk or self.record.trunk
         self.record.status = 200
-        self.a.answer(self.tx, 200, self.sdp_for(self.a, out.answer), **self.session_headers(self.a, self.tx.request))
+        self.a.answer(self.tx, 200, self.sdp_for(self.a, out.to_caller or out.answer),
+                      **self.session_headers(self.a, self.tx.request))
         self.announce("connected")
         self._watch_media()
         self.start_timers()
@@ -428,6 +430,7 @@ class Call:
         self.legs.remove(local)
         local.bye()
         self.join(leg)
+        features.bridging.handed_over(local, leg)  # another codec than the caller's: transcoded
 
     def local_hangup(self, local: MediaEndpoint) -> None:
         """An application ends the call: BYE to the other parties."""
@@ -941,7 +944,9 @@ class Call:
             leg.answer(tx, 491)
             return
         if other.kind == "media":
-            leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
+            from .conference.app import refer as refer_into_room  # a phone's conference button (RFC 4579)
+            if not refer_into_room(self, leg, other, tx, refer_to):
+                leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
             return
         replaces = _replaces(refer_to.uri.headers)
         if replaces is not None:

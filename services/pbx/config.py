@@ -137,6 +137,9 @@ class VoicemailSettings(Section):
 PREFIX_CODES = ("directed_pickup", "intercom", "forward_on")  # feature codes followed by a number
 
 
+RoomKey = Literal["", "*", "#", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+
+
 class ConferenceRoom(Section):
     """A meet-me room (services/pbx/conference): callers dialling `number` reach `conference:<name>`."""
     number: str = Field(pattern=r"^[0-9]{2,6}$", description="the number participants dial")
@@ -150,6 +153,21 @@ class ConferenceRoom(Section):
     tones: bool = Field(default=True, description="a tone to the room when someone joins or leaves")
     mute_key: Literal["*", "#", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] = Field(
         default="*", description="the key a participant presses to mute or unmute themselves")
+    count_key: RoomKey = Field(default="1", description="the key a participant presses to hear how many take "
+                               "part (empty: none; the mute key wins over a code on the same key)")
+    lock_key: RoomKey = Field(default="2", description="a leader's key to lock the room (only leaders may join "
+                              "then) or unlock it")
+    remove_key: RoomKey = Field(default="3", description="a leader's key to remove the participant who joined last")
+    leaders: list[str] = Field(default_factory=list, max_length=20, description="extensions whose participants "
+                               "lead the room (lock it, remove the last one in)")
+
+    @field_validator("leaders")
+    @classmethod
+    def _extensions(cls, leaders: list[str]) -> list[str]:
+        for ext in leaders:
+            if not re.fullmatch(r"[0-9]{2,6}", ext):
+                raise ValueError(f"{ext!r} is no extension number")
+        return leaders
 
     @field_validator("name")
     @classmethod

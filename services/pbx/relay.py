@@ -298,6 +298,12 @@ class RtpRelay:
         """Forward between `a` and `b` (their former partners forward nowhere)."""
         self.send({"op": "link", "side": a.id, "to": b.id})
 
+    def transcode(self, a: Side, b: Side, a_codec: tuple, b_codec: tuple, oneway: bool = False) -> None:
+        """Forward between `a` and `b` whose parties speak `a_codec` and `b_codec` ((codec, payload
+        type, telephone-event payload type)), transcoding (media/transcode.py); `oneway`: `a` to `b` only."""
+        self.send({"op": "transcode", "side": a.id, "to": b.id, "codecs": [list(a_codec), list(b_codec)],
+                   "oneway": oneway})
+
     def forget(self, side: Side) -> None:
         if self.sides.pop(side.id, None) is not None:
             if side.listener is None:

@@ -55,6 +55,19 @@ def test_rooms_are_added_edited_and_deleted_with_a_hashed_pin(pbx_client, runtim
     assert gone.status_code == 302 and _rooms(runtime) == []
 
 
+def test_a_rooms_codes_and_leaders_are_set_and_checked(pbx_client, runtime):  # noqa: F811
+    form = {"number": "800", "name": "board", "alone": "music", "max_participants": "6", "mute_key": "*",
+            "count_key": "#", "lock_key": "", "remove_key": "9", "leaders": "201, 202"}
+    edit = page(pbx_client, "/conference/new")
+    assert 'name="count_key"' in edit and 'name="leaders"' in edit
+    assert post(pbx_client, "/conference/new", form, form_path="/conference/new").status_code == 302
+    [room] = _rooms(runtime)
+    assert (room.count_key, room.lock_key, room.remove_key, room.leaders) == ("#", "", "9", ["201", "202"])
+    assert 'value="201 202"' in page(pbx_client, "/conference/board/edit")
+    bad = post(pbx_client, "/conference/board/edit", form | {"leaders": "20x"})
+    assert bad.status_code == 400 and _rooms(runtime)[0].leaders == ["201", "202"]
+
+
 def test_a_room_number_may_not_be_an_extension(pbx_client, runtime):  # noqa: F811
     bad = post(pbx_client, "/conference/new", {"number": "201", "name": "clash", "alone": "music"})
     assert bad.status_code == 400 and "extension number" in bad.get_data(as_text=True)

@@ -4,6 +4,7 @@ JavaScript needed), with mute / unmute and remove. Live data comes from the pbx 
 conference_rooms, conference_mute and conference_remove (appliance.clients.PbxClient)."""
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -20,6 +21,7 @@ bp = Blueprint("conference", __name__, url_prefix="/conference")
 NAV = [(N_("Telephony"), N_("Conferences"), "conference.rooms")]
 ALONE = [("music", N_("Hold music")), ("prompt", N_("A prompt saying they are alone"))]
 KEYS = [(k, k) for k in ("*", "#", *"0123456789")]
+CODE_KEYS = [("count_key", "1"), ("lock_key", "2"), ("remove_key", "3")]  # the codes' fields and defaults
 REFRESH = 5  # seconds between refreshes of the live view
 
 
@@ -50,7 +52,10 @@ def _posted(old: dict | None, errors: dict[str, str]) -> dict:
     item = {"number": forms.text("number", 10), "name": forms.text("name", 40), "title": forms.text("title", 60),
             "max_participants": forms.text("max_participants", 6) or "10", "alone": forms.text("alone", 10),
             "tones": forms.checkbox("tones"), "mute_key": forms.text("mute_key", 1) or "*",
-            "pin_hash": (old or {}).get("pin_hash")}
+            "pin_hash": (old or {}).get("pin_hash"),
+            "leaders": [e for e in re.split(r"[\s,;]+", forms.text("leaders", 200)) if e]}
+    for field, default in CODE_KEYS:
+        item[field] = request.form.get(field, default)[:1]  # empty: no such code
     pin = forms.text("pin", 20)
     if forms.checkbox("no_pin"):
         item["pin_hash"] = None
@@ -72,7 +77,8 @@ def edit(name: str | None = None):
         abort(404)
     index = names.index(name) if name is not None else len(items)
     old = items[index] if name is not None else None
-    values = dict(old or {"max_participants": 10, "alone": "music", "tones": True, "mute_key": "*"})
+    values = dict(old or {"max_participants": 10, "alone": "music", "tones": True, "mute_key": "*", "leaders": [],
+                          **dict(CODE_KEYS)})
     errors: dict[str, str] = {}
     general: list[str] = []
     if request.method == "POST":
@@ -96,7 +102,8 @@ def edit(name: str | None = None):
                 flash(_("The conference room %(name)s was saved.", name=item["name"]), "success")
                 return redirect(url_for("conference.rooms"))
     return render_template("conference/edit.html", values=values, errors=errors, general=general, name=name,
-                           alone=[(v, _(t)) for v, t in ALONE], keys=KEYS), (400 if errors or general else 200)
+                           alone=[(v, _(t)) for v, t in ALONE], keys=KEYS,
+                           code_keys=[("", _("No key")), *KEYS]), (400 if errors or general else 200)
 
 
 @bp.route("/<name>/delete", methods=["POST"])

@@ -7,9 +7,12 @@ itself). This module keeps the live rooms of one PBX core for the web admin's vi
 remove), which the service answers through appliance.clients.PbxClient.
 
 A participant mutes or unmutes themselves with the room's mute key (default *; a low tone says muted,
-a high one unmuted); the admin may mute or remove anyone. A room with a PIN (argon2-hashed in the
-configuration) asks it; three wrong attempts end the call and each counts as a failed authentication of
-the caller's address for the abuse guard, as voicemail PINs do.
+a high one unmuted) and hears how many take part with its count key (default 1); a leader (the room's
+`leaders` extensions; in an ad-hoc room of the feature code, the one who keyed it) locks or unlocks the
+room with its lock key (default 2: then only leaders may join; an emptied room unlocks) and removes the
+participant who joined last with its remove key (default 3). The admin may mute or remove anyone.
+A room with a PIN (argon2-hashed in the configuration) asks it; three wrong attempts end the call and
+each counts as a failed authentication of the caller's address for the abuse guard, as voicemail PINs do.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class Participant:
     name: str
     joined: float = field(default_factory=time.time)
     muted: bool = False
+    leader: bool = False  # may lock the room and remove the last one in
     removed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def set_muted(self, muted: bool) -> None:
@@ -62,6 +66,8 @@ class Room:
         self.invited = invited  # ad-hoc room: the ids of the calls that may join; None: a configured room
         self.participants: list[Participant] = []
         self.changed = asyncio.Event()  # someone joined or left
+        self.locked = False  # by a leader's lock key: only leaders may join
+        self.pulled: set[str] = set()  # Call-IDs of the dialogs whose other party was brought in (REFER)
 
     def touch(self) -> None:
         self.changed.set()
@@ -88,11 +94,12 @@ class Conferences:
         room = self.rooms[name] = Room(name, set(call_ids))
         return room
 
-    def add(self, room: Room, channel) -> Participant:
+    def add(self, room: Room, channel, leader: bool = False) -> Participant:
         caller = channel.caller
         label = caller.label if caller is not None else "?"
         user = self.core.users.get(label)
-        p = Participant(next(self._ids), channel, label, user.full_name if user else channel.call.caller_name)
+        p = Participant(next(self._ids), channel, label, user.full_name if user else channel.call.caller_name,
+                        leader=leader)
         room.participants.append(p)
         room.touch()
         return p
@@ -101,6 +108,8 @@ class Conferences:
         if p in room.participants:
             room.participants.remove(p)
             room.touch()
+        if not room.participants:
+            room.locked = False
         if not room.participants and (room.invited is not None or self.core.cfg.room(room.name) is None):
             self.rooms.pop(room.name, None)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import unquote
 
 from appliance.users import verify_password
 
@@ -21,6 +22,7 @@ ATTEMPTS = 3
 PIN_DIGITS = 12
 MAX_JOINED = 4  # other calls a three-party conference takes in at once
 RESUME_WAIT = 10.0  # seconds a held party has to answer our re-INVITE
+REFER_WAIT = 15.0  # seconds a party brought in by REFER has to reach the room
 ADHOC_WAIT = 20.0  # seconds the caller of a three-party conference waits for the others to come
 
 
@@ -38,11 +40,17 @@ async def room_app(channel: apps.Channel) -> None:
     if cfg is not None and cfg.pin_hash and not await _pin(channel, cfg.pin_hash, lang):
         return
     room = confs.room(channel.name)
+    leader = cfg is not None and getattr(channel.caller, "extension", None) in cfg.leaders
+    if room.locked and not leader:
+        log.info("conference: %s refused by the locked room %s", channel.call.caller, room.name)
+        await _say(channel, lang, "conf-is-locked", "goodbye", interruptible=False)
+        channel.hangup()
+        return
     if cfg is not None and len(room.participants) >= cfg.max_participants:
         await _say(channel, lang, "conf-full", "goodbye")
         channel.hangup()
         return
-    await take_part(channel, confs, room, cfg)
+    await take_part(channel, confs, room, cfg, leader)
 
 
 async def join_calls(channel: apps.Channel) -> None:
@@ -70,20 +78,24 @@ async def join_calls(channel: apps.Channel) -> None:
     confs = for_core(core)
     room = confs.adhoc({call.id, *(c.id for c, _ in others[:MAX_JOINED])})
     for other, mine in others[:MAX_JOINED]:
+        room.pulled.add(mine.call_id)  # a phone's REFER naming this dialog afterwards: done already
         asyncio.get_running_loop().create_task(other.hand_to_application(mine, f"conference:{room.name}"))
-    await take_part(channel, confs, room, None)
+    await take_part(channel, confs, room, None, leader=True)  # who keyed it leads the room
 
 
-async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) -> None:
-    """In the room until the participant leaves, is removed, or (ad-hoc room) is the last one left."""
+async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg, leader: bool = False) -> None:
+    """In the room until the participant leaves, is removed, or (ad-hoc room) is the last one left; the
+    room's codes (_codes) work meanwhile."""
     side = channel.media
     side.stop("play")  # hold music a transfer may have left playing
-    p = confs.add(room, channel)
+    p = confs.add(room, channel, leader)
     side.relay.send({"op": "conf_join", "side": side.id, "room": room.name, "muted": False})
     tones = cfg is None or cfg.tones
     if tones and len(room.participants) > 1:
         confs.tone(room, ENTRY_TONE)
-    mute_key = cfg.mute_key if cfg is not None else "*"
+    codes = _codes(cfg)
+    lang = channel.language()
+    speaking: asyncio.Task | None = None  # a code's answer being said
     loop = asyncio.get_running_loop()
     alone = loop.create_task(_while_alone(channel, room, cfg))
     keys = asyncio.ensure_future(channel.next_key())
@@ -111,13 +123,21 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
                     ev.cancel()
             if keys.done():
                 key, keys = keys.result(), asyncio.ensure_future(channel.next_key())
-                if key == mute_key:
+                action = codes.get(key)
+                if action == "mute":
                     p.set_muted(not p.muted)
                     side.play(0, tone=MUTED_TONE if p.muted else UNMUTED_TONE)
+                elif action is not None:
+                    if speaking is not None:
+                        speaking.cancel()
+                    speaking = loop.create_task(_code(channel, room, p, action, lang))
     finally:
         keys.cancel()
         alone.cancel()
-        for task in (keys, alone):
+        tasks = (keys, alone) if speaking is None else (keys, alone, speaking)
+        if speaking is not None:
+            speaking.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, apps.ChannelGone):
                 await task
         confs.remove(room, p)
@@ -125,6 +145,101 @@ async def take_part(channel: apps.Channel, confs: Conferences, room: Room, cfg) 
             side.relay.send({"op": "conf_leave", "side": side.id})
         if tones and room.participants:
             confs.tone(room, EXIT_TONE)
+
+
+def refer(call, leg, channel: apps.Channel, tx, refer_to) -> bool:
+    """A REFER in a participant's dialog with a room (a phone's own conference button, RFC 4579 5.5: the
+    phone, in the room, asks the focus to bring in a party; Refer-To carries Replaces naming the phone's
+    own dialog with that party): that party joins the room, as a blind transfer of the phone's other
+    call would put it there. False if `channel` is in no room (the REFER is refused as before)."""
+    room = next((r for r in for_core(call.core).rooms.values()
+                 if any(p.channel is channel for p in r.participants)), None)
+    replaces = _replaces(refer_to.uri.headers)
+    if room is None or replaces is None:
+        return False
+    target = call.core.find_dialog(*replaces)
+    if target is None and replaces[0] in room.pulled:
+        leg.answer(tx, 202)  # the feature code's room took that call in already
+        call._notify(leg, 200, "OK", True)
+        return True
+    theirs = target.call.other(target) if target is not None and target.call.state == "connected" else None
+    if theirs is None or theirs.kind != "sip" or target.call is call:
+        leg.answer(tx, 481)
+        return True
+    if not leg.extension or target.extension != leg.extension:
+        leg.answer(tx, 403)  # only one's own calls
+        return True
+    leg.answer(tx, 202)
+    if room.invited is not None:
+        room.invited.add(target.call.id)
+    room.pulled.add(target.call_id)
+    asyncio.get_running_loop().create_task(target.call.hand_to_application(target, f"conference:{room.name}"))
+    asyncio.get_running_loop().create_task(_referred(call, leg, room, theirs))
+    return True
+
+
+async def _referred(call, leg, room: Room, theirs) -> None:
+    """The referring phone's NOTIFY: 200 once the party is in the room, 480 if it is not within REFER_WAIT."""
+    call._notify(leg, 100, "Trying", False)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + REFER_WAIT
+    while loop.time() < end:
+        if any(p.channel.caller is theirs for p in room.participants):
+            call._notify(leg, 200, "OK", True)
+            return
+        changed = room.changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), max(0.05, end - loop.time()))
+    call._notify(leg, 480, "Temporarily Unavailable", True)
+
+
+def _replaces(headers: str) -> tuple[str, str, str] | None:
+    """Replaces=callid;to-tag=..;from-tag=.. of a Refer-To URI's headers (RFC 3891), unescaped."""
+    for part in headers.split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "replaces":
+            fields = unquote(value).split(";")
+            params = dict(f.strip().partition("=")[::2] for f in fields[1:])
+            return fields[0].strip(), params.get("to-tag", ""), params.get("from-tag", "")
+    return None
+
+
+def _codes(cfg) -> dict[str, str]:
+    """key -> what it does in the room ("mute", "count", "lock", "remove"); the mute key wins a clash."""
+    keys = [("mute", "*"), ("count", "1"), ("lock", "2"), ("remove", "3")] if cfg is None else [
+        ("mute", cfg.mute_key), ("count", cfg.count_key), ("lock", cfg.lock_key), ("remove", cfg.remove_key)]
+    codes: dict[str, str] = {}
+    for action, key in keys:
+        if key and key not in codes:
+            codes[key] = action
+    return codes
+
+
+async def _code(channel: apps.Channel, room: Room, p, action: str, lang: str) -> None:
+    """A code keyed by participant `p` (not the mute key): done, and its answer said to `p` alone."""
+    with contextlib.suppress(apps.ChannelGone):
+        if action == "count":
+            count = len(room.participants)
+            log.info("conference %s: %s hears the count (%d)", room.name, p.label, count)
+            await _say(channel, lang, "conf-count", interruptible=False)
+            await channel.say_number(count, lang, interruptible=False)
+            return
+        if not p.leader:
+            log.info("conference %s: %s keyed a leader's code (%s)", room.name, p.label, action)
+            await _say(channel, lang, "conf-leader-only", interruptible=False)
+            return
+        if action == "lock":
+            room.locked = not room.locked
+            log.info("conference %s %s by %s", room.name, "locked" if room.locked else "unlocked", p.label)
+            await _say(channel, lang, "conf-locked" if room.locked else "conf-unlocked", interruptible=False)
+            return
+        others = [q for q in room.participants if q is not p and not q.removed.is_set()]
+        if not others:
+            await _say(channel, lang, "conf-alone", interruptible=False)
+            return
+        others[-1].removed.set()
+        log.info("conference %s: %s removed %s (the last one in)", room.name, p.label, others[-1].label)
+        await _say(channel, lang, "conf-removed", interruptible=False)
 
 
 async def _while_alone(channel: apps.Channel, room: Room, cfg) -> None:

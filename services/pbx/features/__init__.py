@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import incall, paging, park, pickup, threeway
+from . import bridging, incall, paging, park, pickup, threeway
 from .pickup import PICKED_UP, taken
 
 if TYPE_CHECKING:
     from ..calls import Call
 
-__all__ = ["PICKED_UP", "configure", "incall", "intercept", "leaving", "reoffer", "taken"]
+__all__ = ["PICKED_UP", "bridging", "configure", "incall", "intercept", "leaving", "reoffer", "taken"]
 
 
 async def intercept(call: "Call") -> bool:

@@ -5,9 +5,12 @@ info=alert-autoanswer (Snom, Cisco/Linksys) and "Auto Answer" (Polycom's alert c
 does not auto-answer just rings; answered by hand, it hears the page too.
 
 The media of a page: the pager's relay side forwards to a small fan-out socket of the PBX, which sends
-each packet on to every paged phone that answered (RTP is passed unchanged: the phones are offered the
-pager's codec only). The page ends when the pager hangs up (the phones get BYE, the ringing ones
-CANCEL), after the group's max_seconds, or when the pager's media stops (the relay's RTP timeout)."""
+each packet on to every paged phone that answered. The phones are offered the pager's codec first, then
+the box's others: a phone answering with the pager's gets the RTP unchanged; one answering with another
+(a G.722-only phone paged by a G.711 one) gets it through a side of the engine that transcodes one way
+toward the phone's own relay side (bridging.py). The page ends when the pager hangs up (the phones get
+BYE, the ringing ones CANCEL), after the group's max_seconds, or when the pager's media stops (the
+relay's RTP timeout)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +18,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..media import dsp
 from ..sdp import Sdp, SdpError, filter_offer
+from . import bridging
 
 if TYPE_CHECKING:
     from ..calls import Call
 
 log = logging.getLogger("officebox.pbx.paging")
 MAX_MEMBERS = 100
+STATIC_PT = {"PCMU": 0, "PCMA": 8, "G722": 9}
 
 
 def auto_answer_headers(host: str) -> dict[str, str]:
@@ -114,8 +120,8 @@ class Page:
         call.a.answer(call.tx, 200, call.sdp_for(call.a, answer), **call.session_headers(call.a, call.tx.request))
         call.announce("connected")
         call._watch_media()
-        to_phones = offer.copy()
-        to_phones.audio().direction = "sendonly"
+        to_phones = self._offer_to_phones(offer)
+        self.fan_addr = fan_addr
         tasks = [asyncio.ensure_future(self._ring(ext, to_phones, fan)) for ext in members]
         try:
             await asyncio.wait_for(call.done.wait(), self.group.max_seconds)
@@ -132,6 +138,20 @@ class Page:
                     member.media_down("page_ended")
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _offer_to_phones(self, offer: Sdp) -> Sdp:
+        """The pager's codec first, then the box's other codecs the engine can transcode to, sendonly."""
+        to_phones = offer.copy()
+        m = to_phones.audio()
+        m.direction = "sendonly"
+        audio = [p for p in m.formats if m.codec(p) != "TELEPHONE-EVENT"]
+        events = [p for p in m.formats if m.codec(p) == "TELEPHONE-EVENT"]
+        extra = [STATIC_PT[c] for c in self.call.core.cfg.codecs
+                 if c in dsp.codecs() and c not in {m.codec(p) for p in audio} and STATIC_PT[c] not in m.formats]
+        for pt in extra:
+            m.rtpmap.setdefault(pt, f"{m.codec(pt)}/8000")
+        m.formats = audio + extra + events
+        return to_phones
+
     async def _ring(self, ext: str, offer: Sdp, fan: _Fanout) -> None:
         from ..calls import Call
         pager, core = self.call, self.call.core
@@ -145,8 +165,24 @@ class Page:
             if leg is not None:
                 member.media_down("page_ended")
             return
-        m = leg.sdp.audio()
-        target = (leg.sdp.address(m), m.port)
+        pager_speaks, member_speaks = bridging.spec_of(pager.a.sdp), bridging.spec_of(leg.sdp)
+        converter = None
+        if member_speaks is not None and pager_speaks is not None and member_speaks[:2] != pager_speaks[:2]:
+            try:
+                [converter] = await core.relay.open(1)
+            except OSError:
+                member.media_down("page_ended")
+                return
+            converter.set_peer(self.fan_addr[0], self.fan_addr[1], 8000)
+            bridging.connect(core.relay, converter, pager_speaks, leg.side, member_speaks, oneway=True)
+            target = (self.fan_addr[0], converter.port)
+        else:
+            m = leg.sdp.audio()
+            target = (leg.sdp.address(m), m.port)
         fan.targets.add(target)
-        await member.done.wait()
-        fan.targets.discard(target)
+        try:
+            await member.done.wait()
+        finally:
+            fan.targets.discard(target)
+            if converter is not None:
+                converter.close()

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from ..blf import may_watch
 from ..config import ExtensionSettings
 from ..sdp import Sdp, SdpError, filter_offer
+from . import bridging
 
 if TYPE_CHECKING:
     from ..calls import Call
@@ -134,30 +135,39 @@ def _not_taken(core, picker: "Leg") -> None:
 
 
 def taken(call: "Call", picker: "Leg"):
-    """Call._ring got PICKED_UP: answer the picker with the caller's media (one codec both offered) and
-    return the Outcome that makes the picker the callee; None if it cannot be taken (then refused)."""
+    """Call._ring got PICKED_UP: answer the picker and return the Outcome that makes the picker the callee;
+    None if it cannot be taken (then refused). A codec both offered is relayed as is; without one, each
+    phone gets its own first codec and the engine transcodes between them (bridging.py)."""
     from ..calls import Outcome
     if picker.ended or picker.confirmed or call.state != "setup" or call.cancelled or call.offer is None:
         return None
     mine, theirs = call.offer.audio(), picker.sdp.audio()
     names = {theirs.codec(p): p for p in theirs.formats}
     chosen = next((p for p in mine.formats if mine.codec(p) != "TELEPHONE-EVENT" and mine.codec(p) in names), None)
-    if chosen is None:
-        picker.answer(picker.pickup_tx, 488)
-        picker.ended = True
-        call.core.forget(picker)
-        return None
-    codec = mine.codec(chosen)
-    to_picker = call.offer.copy()
-    _keep(to_picker, codec)
-    answer = picker.sdp.copy()
-    _keep(answer, codec)
+    to_caller = None
+    if chosen is not None:
+        codec = mine.codec(chosen)
+        to_picker = call.offer.copy()
+        _keep(to_picker, codec)
+        answer = picker.sdp.copy()
+        _keep(answer, codec)
+    else:
+        codecs = call.core.cfg.codecs
+        caller_speaks, picker_speaks = bridging.terminable(mine, codecs), bridging.terminable(theirs, codecs)
+        if caller_speaks is None or picker_speaks is None or call.a is None or call.a.sdp is None:
+            picker.answer(picker.pickup_tx, 488)
+            picker.ended = True
+            call.core.forget(picker)
+            return None
+        to_picker = answer = bridging.keep(picker.sdp, picker_speaks)
+        to_caller = bridging.keep(call.offer, caller_speaks)
+        bridging.connect(call.core.relay, call.a.side, caller_speaks, call.ring_side, picker_speaks)
     picker.side = call.ring_side
     tx = picker.pickup_tx
     picker.answer(tx, 200, call.sdp_for(picker, to_picker), **call.session_headers(picker, tx.request))
     call.record.end_reason = "picked_up"
-    log.info("call %s picked up by %s", call.id, picker.label)
-    return Outcome("answered", 200, picker, answer)
+    log.info("call %s picked up by %s%s", call.id, picker.label, " (transcoded)" if to_caller else "")
+    return Outcome("answered", 200, picker, answer, to_caller=to_caller)
 
 
 def _keep(sdp: Sdp, codec: str) -> None:

@@ -33,6 +33,9 @@ PBX -> engine (requests carrying "id" are answered with {"re": id, ...} or {"re"
   {"op": "open", "id", "count"}               -> {"re", "sides": [[side, port], ...]}; random even ports
   {"op": "link", "side", "to"}                forward between two sides (former partners are unlinked)
                                               ("to" = "side": reflect, the echo test app:echo)
+  {"op": "transcode", "side", "to", "codecs": [[codec, pt, event_pt], [codec, pt, event_pt]], "oneway"}
+                                              forward between two sides whose parties speak different
+                                              codecs, each packet decoded and encoded (transcode.py)
   {"op": "peer", "side", "ip", "port", "rate", "source", "relatch", "new_party"}
                                               the party's SDP address, clock rate and signalling address:
                                               strict source, see engine.Side

@@ -16,7 +16,7 @@ import sys
 import time
 
 try:
-    from . import disk, mixer, tap
+    from . import disk, mixer, tap, transcode
     from .dsp import FRAME
     from .terminal import Terminal, open_source
 except ImportError:  # run as a script (`python -I engine.py`): its directory is not on the path
@@ -24,6 +24,7 @@ except ImportError:  # run as a script (`python -I engine.py`): its directory is
     import disk
     import mixer
     import tap
+    import transcode
     from dsp import FRAME
     from terminal import Terminal, open_source
 
@@ -290,6 +291,8 @@ class Engine:
                           bool(msg.get("relatch")), bool(msg.get("new_party")))
         elif op == "link":
             self.link(side, self.sides.get(int(msg["to"])))
+        elif op == "transcode":
+            transcode.link(self, side, self.sides.get(int(msg["to"])), msg)
         elif op == "watch":
             side.silence_limit = float(msg["seconds"])
             side.last_media = time.monotonic()
@@ -398,6 +401,8 @@ class Engine:
 
     def link(self, a: Side, b: Side | None) -> None:
         for side in (a, b):
+            if side is not None:
+                transcode.unlink(side)
             if side is not None and side.id in self.terminals:
                 self.drop_terminal(side)  # relayed (or reflected) again: no longer a local endpoint
         for side in (a, b):
@@ -410,6 +415,7 @@ class Engine:
     def close(self, side: Side, report: bool = False) -> None:
         """Release the ports; with `report`, a "closed" event follows the side's last events."""
         tap.side_closed(self, side)
+        transcode.unlink(side)
         sid = side.id
         self.drop_terminal(side, (lambda: self.send({"ev": "closed", "side": sid})) if report else None)
         self.sides.pop(side.id, None)

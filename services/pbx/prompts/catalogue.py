@@ -346,6 +346,19 @@ PROMPTS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "pr-saved": (
         "The prompt has been saved.", "Le message a été enregistré.",
         ("提示音已儲存。", "ti2 shi4 yin1 yi3 chu3 cun2.")),
+    # -- codes keyed during a conference (conference/app.py)
+    "conf-count": ("Participants in this conference:", "Participants à cette conférence :",
+                   ("本會議的參加人數：", "ben3 hui4 yi4 de can1 jia1 ren2 shu4:")),
+    "conf-locked": ("The conference is now locked.", "La conférence est maintenant verrouillée.",
+                    ("會議已鎖定。", "hui4 yi4 yi3 suo3 ding4.")),
+    "conf-unlocked": ("The conference is now unlocked.", "La conférence est maintenant déverrouillée.",
+                      ("會議已解除鎖定。", "hui4 yi4 yi3 jie3 chu2 suo3 ding4.")),
+    "conf-is-locked": ("Sorry, this conference is locked.", "Désolé, cette conférence est verrouillée.",
+                       ("抱歉，這場會議已鎖定。", "bao4 qian4, zhe4 chang3 hui4 yi4 yi3 suo3 ding4.")),
+    "conf-removed": ("The last participant to join has been removed.", "Le dernier participant arrivé a été retiré.",
+                     ("最後加入的參加者已被移出。", "zui4 hou4 jia1 ru4 de can1 jia1 zhe3 yi3 bei4 yi2 chu1.")),
+    "conf-leader-only": ("Only the conference leader can do this.", "Seul l'animateur de la conférence peut faire cela.",
+                         ("只有會議主持人可以這樣做。", "zhi3 you3 hui4 yi4 zhu3 chi2 ren2 ke3 yi3 zhe4 yang4 zuo4.")),
 }
 
 # number words: key -> text per language; a language only has the keys its rules (numbers.py) use
