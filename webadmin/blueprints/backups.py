@@ -16,8 +16,9 @@ import time
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance import backup
-from appliance.backupjobs import DestinationError, fetch_host_key, fingerprint
+from appliance import backup, schema
+from appliance.apply import ConfigError
+from appliance.backupjobs import SMB_PORT, DestinationError, fetch_host_key, fingerprint
 from webadmin import core, forms
 from webadmin.blueprints.system import _restarting
 from webadmin.core import N_
@@ -25,7 +26,7 @@ from webadmin.core import N_
 bp = Blueprint("backups", __name__, url_prefix="/backups")
 NAV = [(N_("System"), N_("Backups"), "backups.index")]
 DEST_FIELDS = ("directory", "host", "user", "path", "host_key", "share", "domain")
-FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "kind")}
+FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "smb_port", "kind")}
 FIELDS["backups.destination.password_secret"] = "smb_password"
 HINTS = {  # the expected format, for what the schema's patterns refuse
     "share": N_("the share's name as the NAS shows it: letters, digits, spaces, . _ - $, like Backups"),
@@ -45,14 +46,16 @@ def _values() -> dict:
     dest = settings.destination
     return {"enabled": settings.enabled, "frequency": settings.frequency, "weekday": str(settings.weekday),
             "hour": str(settings.hour), "keep": str(settings.keep), "kind": dest.kind,
-            "directory": dest.directory, "host": dest.host, "port": str(dest.port), "user": dest.user,
+            "directory": dest.directory, "host": dest.host, "port": str(dest.port), "smb_port": str(dest.smb_port),
+            "user": dest.user,
             "path": dest.path, "host_key": dest.host_key, "share": dest.share, "domain": dest.domain,
             "passphrase_set": bool(settings.passphrase), "smb_password_set": bool(dest.password_secret)}
 
 
 def _posted() -> dict:
     values = {name: forms.text(name, 2000 if name == "host_key" else 200)
-              for name in ("frequency", "weekday", "hour", "keep", "kind", "port", *DEST_FIELDS)}
+              for name in ("frequency", "weekday", "hour", "keep", "kind", "port", "smb_port", *DEST_FIELDS)}
+    values["smb_port"] = values["smb_port"] or str(SMB_PORT)  # left empty (or a form from before the field)
     values["enabled"] = forms.checkbox("enabled")
     settings = core.current_config().backups
     values["passphrase_set"] = bool(settings.passphrase)
@@ -61,15 +64,39 @@ def _posted() -> dict:
 
 
 def _numbers(values: dict, errors: dict) -> dict:
+    """The posted numbers; a bad one is a field error and the saved value stands in for it, so that the rest
+    of the form is still checked (every error at once)."""
+    settings = core.current_config().backups
+    saved = {"weekday": settings.weekday, "hour": settings.hour, "keep": settings.keep,
+             "port": settings.destination.port, "smb_port": settings.destination.smb_port}
     out = {}
-    for name, low, high in (("weekday", 0, 6), ("hour", 0, 23), ("keep", 1, 100), ("port", 1, 65535)):
+    for name, low, high in (("weekday", 0, 6), ("hour", 0, 23), ("keep", 1, 100), ("port", 1, 65535),
+                            ("smb_port", 1, 65535)):
         try:
             out[name] = int(values[name])
             if not low <= out[name] <= high:
                 raise ValueError
         except ValueError:
             errors[name] = _("a whole number from %(low)d to %(high)d", low=low, high=high)
+            out[name] = saved[name]
     return out
+
+
+def _friendly(errors: dict[str, str]) -> dict[str, str]:
+    return {name: _(HINTS[name]) if name in HINTS and text.startswith("String should match pattern") else text
+            for name, text in errors.items()}
+
+
+def _checked(mutate, errors: dict[str, str]) -> tuple[dict[str, str], list]:
+    """The form's own errors with those the configuration would give too, nothing saved."""
+    document = schema.to_document(core.current_config())
+    mutate(document)
+    try:
+        core.runtime().engine.validate(document)
+    except ConfigError as err:
+        more, general = forms.form_errors(err, prefix="backups", fields=FIELDS)
+        return {**_friendly(more), **errors}, general
+    return errors, []
 
 
 def _page(values: dict, errors: dict | None = None, general: list | None = None, status: int = 200):
@@ -117,8 +144,6 @@ def index():
     if passphrase and passphrase != request.form.get("passphrase2", ""):
         errors["passphrase"] = _("The two passphrases differ.")
     smb_password = request.form.get("smb_password", "")
-    if errors:
-        return _page(values, errors)
 
     def mutate(doc: dict) -> None:
         section = doc.setdefault("backups", {})
@@ -127,13 +152,14 @@ def index():
         if passphrase:
             section["passphrase"] = passphrase
         kept = section.get("destination", {}).get("password_secret", "")
-        section["destination"] = {"kind": values["kind"], "port": numbers["port"],
+        section["destination"] = {"kind": values["kind"], "port": numbers["port"], "smb_port": numbers["smb_port"],
                                   "password_secret": (smb_password or kept) if values["kind"] == "smb" else "",
                                   **{name: values[name] for name in DEST_FIELDS}}
 
+    if errors:
+        return _page(values, *_checked(mutate, errors))
     errors, general = forms.apply_form("scheduled backups", mutate, prefix="backups", fields=FIELDS)
-    errors = {name: _(HINTS[name]) if name in HINTS and text.startswith("String should match pattern") else text
-              for name, text in errors.items()}
+    errors = _friendly(errors)
     if errors or general:
         return _page(values, errors, general)
     flash(_("Backup settings saved."), "success")
