@@ -60,3 +60,31 @@ def test_saved_settings_hide_the_passphrase_and_back_up_now_writes_a_backup(admi
     staged = post(admin_client, "/backups/restore", {"name": state["last_name"]}, form_path="/backups/")
     assert staged.status_code == 200 and "restarting to restore it" in staged.get_data(as_text=True)
     assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()
+
+
+def test_back_up_now_shows_its_progress_then_a_clear_result(admin_client, runtime, tmp_path):
+    """"Back up now" lands on a page that reloads itself while the backup is made (no script needed) and then
+    says what came of it: the backup's name and size, or why it failed."""
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    assert post(admin_client, "/backups/", _form(folder)).status_code == 302
+    jobs = runtime.backups
+    assert jobs._running.acquire(timeout=5)  # a backup is being made: the one asked for waits behind it
+    try:
+        started = post(admin_client, "/backups/run", {}, form_path="/backups/")
+        assert started.status_code == 302 and "/backups/running?since=" in started.headers["Location"]
+        page = admin_client.get(started.headers["Location"]).get_data(as_text=True)
+        assert '<meta http-equiv="refresh" content="2">' in page and 'id="backup-running"' in page
+    finally:
+        jobs._running.release()
+    state = jobs.run()
+    done = admin_client.get(started.headers["Location"]).get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in done and 'id="backup-done"' in done and state["last_name"] in done
+    folder.rename(tmp_path / "unplugged")  # the disk is gone: the next one fails
+    failed_at = post(admin_client, "/backups/run", {}, form_path="/backups/").headers["Location"]
+    for _ in range(200):
+        page = admin_client.get(failed_at).get_data(as_text=True)
+        if 'http-equiv="refresh"' not in page:
+            break
+        time.sleep(0.05)
+    assert 'id="backup-failed"' in page and "is the disk plugged in and mounted?" in page, page

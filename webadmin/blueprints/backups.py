@@ -33,6 +33,8 @@ HINTS = {  # the expected format, for what the schema's patterns refuse
     "smb_password": N_("the password cannot hold a line break"),
     "user": N_("a user name of letters, digits, . _ -, like backup"),
 }
+PROGRESS_REFRESH = 2  # seconds between the reloads of the page of a backup being made
+START_WAIT = 10  # seconds the page waits for the backup asked for to start
 WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
             N_("Sunday"))
 
@@ -173,10 +175,35 @@ def run_now():
         flash(_("Set up and switch on scheduled backups first."), "error")
     elif _jobs().status()["running"]:
         flash(_("A backup is being made already."), "warning")
+        return redirect(url_for("backups.progress", since="0"))  # follow that one
     else:
+        since = time.time()
         threading.Thread(target=_jobs().run, name="backup-now", daemon=True).start()
-        flash(_("The backup is being made; this page shows the outcome when you reload it."), "success")
+        return redirect(url_for("backups.progress", since=f"{since:.3f}"))
     return redirect(url_for("backups.index"))
+
+
+@bp.route("/running")
+@core.admin_required
+def progress():
+    """The backup asked for at `since`: a page that reloads itself while it is made, then its outcome."""
+    try:
+        since = float(request.args.get("since", "0"))
+    except ValueError:
+        since = 0.0
+    state = _jobs().status()
+    attempt = float(state.get("last_attempt") or 0)
+    waiting = state["running"] or (attempt < since and time.time() - since < START_WAIT)
+    if waiting:
+        outcome = "running"
+    elif attempt < since:
+        outcome = "none"  # another one was being made, or it never started
+    elif state.get("last_error") and float(state.get("last_error_time") or 0) >= attempt:
+        outcome = "failed"
+    else:
+        outcome = "done"
+    return render_template("backups/running.html", state=state, outcome=outcome, stamp=_stamp,
+                           refresh=PROGRESS_REFRESH if waiting else None)
 
 
 @bp.route("/test", methods=["POST"])
