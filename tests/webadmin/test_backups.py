@@ -88,3 +88,23 @@ def test_back_up_now_shows_its_progress_then_a_clear_result(admin_client, runtim
             break
         time.sleep(0.05)
     assert 'id="backup-failed"' in page and "is the disk plugged in and mounted?" in page, page
+
+
+def test_the_last_backup_is_dated_in_the_box_zone_and_the_user_locale(admin_client, runtime, monkeypatch):
+    """The box is set to Berlin; the machine's own zone (here America/Bogota) must not show through."""
+    from datetime import UTC, datetime
+
+    from babel.dates import format_datetime
+
+    when = 1796171633.0
+    runtime.backups._save(last_attempt=when, last_success=when, last_name="officebox-x.obbackup", last_size=4096)
+    expected = format_datetime(datetime.fromtimestamp(when, UTC), "medium", tzinfo="Europe/Berlin", locale="en")
+    monkeypatch.setenv("TZ", "America/Bogota")
+    time.tzset()
+    try:
+        for path in ("/backups/", "/backups/running?since=0"):
+            page = admin_client.get(path).get_data(as_text=True)
+            assert expected in page, (path, expected)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -22,6 +22,7 @@ from appliance.backupjobs import SMB_PORT, DestinationError, fetch_host_key, fin
 from webadmin import core, forms
 from webadmin.blueprints.system import _restarting
 from webadmin.core import N_
+from webadmin.i18n import format_when
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
 NAV = [(N_("System"), N_("Backups"), "backups.index")]
@@ -125,7 +126,7 @@ def _page(values: dict, errors: dict | None = None, general: list | None = None,
 
 
 def _stamp(when) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(when))) if when else ""
+    return format_when(float(when)) if when else ""  # the user's locale, the box's time zone
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -229,5 +230,5 @@ def restore():
         manifest = _jobs().stage(name)
     except (DestinationError, backup.BackupError, OSError) as exc:
         return _page(_values(), general=[_("Backup refused, nothing was changed: %(exc)s", exc=exc)])
-    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
+    made = _stamp(manifest["created"])
     return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))
