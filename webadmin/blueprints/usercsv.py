@@ -15,7 +15,7 @@ from appliance import schema, usercsv
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password, new_secret
-from webadmin import core, forms
+from webadmin import core, forms, setupsheet
 from webadmin.core import N_
 
 bp = Blueprint("usercsv", __name__, url_prefix="/users")
@@ -185,4 +185,18 @@ def import_confirm():
     except ApplyError as err:
         return _preview(text, planned, [forms.general_error(err)], None, 409)
     shown = [(r, passwords[r.login] if r.action == "add" and not r.password else None) for r in todo]
-    return _page("users/import_done.html", rows=shown)
+    welcome = _welcome([r.login for r in todo if r.action == "add"]) if forms.checkbox("welcome_mail") else None
+    return _page("users/import_done.html", rows=shown, welcome=welcome)
+
+
+def _welcome(logins: list[str]) -> dict:
+    """The welcome mail to each new user: {"sent": n, "failed": [(login, why)]}."""
+    config = core.current_config()
+    sent, failed = 0, []
+    for login in logins:
+        problem = setupsheet.send_welcome(config.user(login), config)
+        if problem:
+            failed.append((login, problem))
+        else:
+            sent += 1
+    return {"sent": sent, "failed": failed}
