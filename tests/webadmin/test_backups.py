@@ -108,3 +108,21 @@ def test_the_last_backup_is_dated_in_the_box_zone_and_the_user_locale(admin_clie
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_restore_from_the_destination_asks_once_clearly(admin_client, runtime, tmp_path):
+    """The listing's button opens a page that says what the restore replaces and restarts; only its button
+    restores. A name that is not one of the box's backups is 404."""
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    assert post(admin_client, "/backups/", _form(folder)).status_code == 302
+    name = runtime.backups.run()["last_name"]
+    listing = admin_client.get("/backups/").get_data(as_text=True)
+    assert f'href="/backups/restore/{name}"' in listing and 'action="/backups/restore"' not in listing
+    ask = admin_client.get(f"/backups/restore/{name}")
+    page = ask.get_data(as_text=True)
+    assert ask.status_code == 200 and name in page and "restarts" in page
+    assert 'action="/backups/restore"' in page and f'name="name" value="{name}"' in page
+    assert not (runtime.ctx.data_dir / backup.PENDING).exists()
+    assert admin_client.get("/backups/restore/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert admin_client.get("/backups/restore/other.obbackup").status_code == 404

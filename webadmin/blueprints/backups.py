@@ -13,12 +13,12 @@ import subprocess
 import threading
 import time
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance import backup, schema
 from appliance.apply import ConfigError
-from appliance.backupjobs import SMB_PORT, DestinationError, fetch_host_key, fingerprint
+from appliance.backupjobs import NAME, SMB_PORT, DestinationError, fetch_host_key, fingerprint
 from webadmin import core, forms
 from webadmin.blueprints.system import _restarting
 from webadmin.core import N_
@@ -220,6 +220,15 @@ def check():
     flash(_("The destination works: the box signed in, wrote and removed a test file, and found %(num)d of its "
             "backups there.", num=found), "success")
     return redirect(url_for("backups.index"))
+
+
+@bp.route("/restore/<name>")
+@core.admin_required
+def restore_confirm(name: str):
+    """Asked once: what a restore of `name` replaces, and its button."""
+    if not NAME.match(name):
+        abort(404)
+    return render_template("backups/restore.html", name=name)
 
 
 @bp.route("/restore", methods=["POST"])
