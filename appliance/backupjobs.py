@@ -165,7 +165,7 @@ class SmbDestination:
             folder = self.dest.path.strip("/")
             script = ([f'cd "{folder}"'] if folder else []) + commands
             argv = ["smbclient", f"//{self.dest.host}/{self.dest.share}", "-s", str(conf), "-A", str(creds),
-                    "-t", "30", "-c", "; ".join(script)]
+                    "-p", str(self.dest.smb_port), "-t", "30", "-c", "; ".join(script)]
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp})
@@ -192,6 +192,7 @@ class SmbDestination:
         self._run([f'get "{_checked(name)}" "{local}"'])
 
 
+SMB_PORT = 445  # the schema's default
 SMB_REASONS = (  # smbclient's NT_STATUS codes, in plain words
     (("NT_STATUS_LOGON_FAILURE", "NT_STATUS_WRONG_PASSWORD", "NT_STATUS_NO_SUCH_USER"),
      "the server refused the user name or password"),
@@ -205,14 +206,15 @@ SMB_REASONS = (  # smbclient's NT_STATUS codes, in plain words
     (("NT_STATUS_CONNECTION_REFUSED", "NT_STATUS_HOST_UNREACHABLE", "NT_STATUS_NETWORK_UNREACHABLE",
       "NT_STATUS_IO_TIMEOUT", "NT_STATUS_CONNECTION_RESET", "NT_STATUS_CONNECTION_DISCONNECTED",
       "NT_STATUS_NOT_FOUND", "NT_STATUS_UNSUCCESSFUL", "NT_STATUS_INVALID_NETWORK_RESPONSE"),
-     "the SMB server {host} cannot be reached (is it on, and its address right?)"),
+     "the SMB server {host}{port} cannot be reached (is it on, and its address and port right?)"),
 )
 
 
 def _smb_reason(output: str, dest) -> str:
     for codes, text in SMB_REASONS:
         if any(code in output for code in codes):
-            return text.format(host=dest.host, share=dest.share, path=dest.path or "/")
+            port = f" (port {dest.smb_port})" if dest.smb_port != SMB_PORT else ""
+            return text.format(host=dest.host, port=port, share=dest.share, path=dest.path or "/")
     status = re.search(r"NT_STATUS_[A-Z_]+", output)
     lines = [line for line in output.strip().splitlines() if line.strip()]
     return "SMB failed: " + (status.group(0) if status else lines[-1][:300] if lines else "no reason given")

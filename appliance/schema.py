@@ -149,6 +149,8 @@ class BackupDestination(Section):
                        description="SMB: the share's name on the server")
     domain: str = Field(default="", max_length=64, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9.-]*$",
                         description="SMB: the user's domain or workgroup (empty: the server's own)")
+    smb_port: int = Field(default=445, ge=1, le=65535, description="SMB: the server's port (445 unless the NAS "
+                          "serves another)")
     password_secret: str = Field(default="", max_length=200, pattern=r"^[^\r\n]*$",
                                  description="SMB: the user's password (written to a 0600 file for smbclient)")
 

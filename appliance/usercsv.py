@@ -1,8 +1,9 @@
 """Users as CSV: export (no secrets, cells a spreadsheet would run as a formula are escaped) and import
-(UTF-8 with or without BOM, comma or semicolon): each row planned as add / change / unchanged / error.
+(UTF-8 with or without BOM, comma or semicolon): each row planned as add / change / unchanged / error, with
+every bad cell's problem in plain words (the expected format and an example), all at once.
 
-The plan is pure: it reads the configuration document and never writes; the web admin applies the
-rows that are not in error as one revision (see webadmin/blueprints/users.py)."""
+The plan is pure: it reads the configuration document and never writes; the web admin applies the rows as
+one revision once no row is in error (see webadmin/blueprints/usercsv.py)."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from appliance.users import MIN_PASSWORD_LENGTH, User
+from appliance.text import CONTROL
+from appliance.users import LANGUAGES, MIN_PASSWORD_LENGTH, User
 
 MAX_BYTES = 256 * 1024
 MAX_ROWS = 200  # each new user's password is hashed with argon2 (a fraction of a second each)
@@ -30,6 +32,9 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 YES = {"yes", "y", "true", "1", "oui", "o", "x", "是"}
 NO = {"no", "n", "false", "0", "non", "", "否"}
 DEFAULTS = {"role": "staff", "enabled": True, "vpn_enabled": False}  # and the box's language
+CHOICES = {"role": ("admin", "staff", "readonly"), "language": LANGUAGES}
+UNIQUE = ("login", "extension", "email")  # across users (appliance/schema.py)
+STAND_IN = {"login": "csv-line-%d", "full_name": "-"}  # for a bad required cell while the rest is checked
 
 
 def N_(message: str) -> str:
@@ -50,6 +55,20 @@ class Text(str):
 
 
 REQUIRED = N_("this field is required")
+# a cell the user model refuses: by column for a format, else by the kind of problem (pydantic's error type)
+FORMATS = {
+    "login": N_("use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter, "
+                "like anna.martin"),
+    "extension": N_("use 2 to 6 digits, like 201"),
+    "email": N_("enter an e-mail address, like anna@example.com"),
+}
+MISSING = {"login": N_("enter a login, like anna.martin"),
+           "full_name": N_("enter the user's full name, like Anna Martin")}
+CHOOSE = N_("write one of: %(choices)s")
+TOO_LONG = N_("use at most %(num)d characters")
+CONTROLS = N_("remove the line breaks, tabs and other control characters")
+TAKEN = N_("already used by %(user)s; choose another one")
+ALSO_ON_LINE = N_("also on line %(line)d of the file; choose another one")
 
 
 class CsvError(ValueError):
@@ -66,6 +85,11 @@ class Row:
     changed: list[str] = field(default_factory=list)
     password: str | None = None  # the file's initial password of a new user
     quota: int | None | bool = False  # the own mailbox size to set (None: the default); False: keep
+    cells: dict = field(default_factory=dict)  # the file's cells, as typed (shown next to their errors)
+    existing: bool = False  # the login is an existing user's
+
+    def columns_in_error(self) -> set[str]:
+        return {column for column, _ in self.errors}
 
 
 def _safe_cell(value: str) -> str:
@@ -191,13 +215,30 @@ def defaults(document: dict) -> dict:
     return {**DEFAULTS, "language": document.get("system", {}).get("language", "en")}
 
 
+def cell_problem(column: str, problem: dict, value: str) -> str:
+    """A cell the user model refused, in plain words: the expected format with an example (pydantic's own
+    text only for a kind of problem no column here can have)."""
+    kind, context = problem["type"], problem.get("ctx") or {}
+    if kind == "missing" or (kind == "string_too_short" and not value):
+        return Text(MISSING.get(column, REQUIRED))
+    if kind == "string_pattern_mismatch" and column in FORMATS:
+        return Text(FORMATS[column])
+    if kind == "literal_error" and column in CHOICES:
+        return Text(CHOOSE, choices=", ".join(CHOICES[column]))
+    if kind == "string_too_long":
+        return Text(TOO_LONG, num=int(context.get("max_length", 0)))
+    if CONTROL.search(value):
+        return Text(CONTROLS)
+    return problem["msg"].removeprefix("Value error, ")
+
+
 def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login: str | None,
               quotas: dict[str, int], new: dict) -> Row:
-    row = Row(line=line, login=_unescape(cells.get("login", "")).lower())
+    row = Row(line=line, login=_unescape(cells.get("login", "")).lower(), cells=cells, existing=existing is not None)
     if "\x00" in cells.values():
         row.errors.append(("", Text(N_("this line has more cells than the first line has columns"))))
     if not row.login:
-        row.errors.append(("login", Text(REQUIRED)))
+        row.errors.append(("login", Text(MISSING["login"])))
     row.values = _row_values(cells, row)
     if existing is not None and row.password:
         row.errors.append(("password", Text(N_("an initial password is only for new users; leave it empty"))))
@@ -213,8 +254,8 @@ def _plan_row(line: int, cells: dict[str, str], existing: dict | None, own_login
     except ValidationError as exc:
         for problem in exc.errors():
             column = str(problem["loc"][0]) if problem["loc"] else ""
-            message = problem["msg"].removeprefix("Value error, ")
-            row.errors.append((column, Text(REQUIRED) if message == "Field required" else message))
+            if column not in row.columns_in_error():
+                row.errors.append((column, cell_problem(column, problem, str(candidate.get(column) or ""))))
     row.changed = [k for k, v in row.values.items() if existing is None or existing.get(k) != v]
     if row.quota is not False and (existing is None or quotas.get(row.login) != row.quota):
         row.changed.append(QUOTA)
@@ -246,27 +287,94 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
             row.action = "error"
         seen.setdefault(row.login, line)
         planned.append(row)
-    general: list[str] = []
-    for _ in range(4):
-        candidate, where = applied(document, planned, hash_of=lambda row: None)
-        problems = validate(candidate)
-        general = []
-        failed = False
-        by_login = {r.login: r for r in where.values()}
-        for path, message in problems:
-            parts = path.split(".")
-            row = where.get(int(parts[1])) if len(parts) > 1 and parts[0] == "users" and parts[1].isdigit() else None
-            if path.startswith("mail.user_quota_mb.") and (row := by_login.get(path.split(".", 2)[2])):
-                parts = ["users", "", QUOTA]
-            if row is None:
-                general.append(f"{path}: {message}" if path else message)
-                continue
-            row.errors.append((parts[2] if len(parts) > 2 else "", message))
+    candidate, where = checked_document(document, planned)
+    general = _route(validate(candidate), candidate["users"], where)
+    order = {column: i for i, column in enumerate(("login", *IMPORT_COLUMNS))}
+    for row in planned:
+        row.errors.sort(key=lambda error: order.get(error[0], -1))
+        if row.errors:
             row.action = "error"
-            failed = True
-        if not failed:
-            break
     return planned, general
+
+
+def checked_document(document: dict, rows: list[Row]) -> tuple[dict, dict[int, Row]]:
+    """A copy of `document` with every row that adds or changes a user, or is in error, applied without its bad
+    cells (a bad login or full name of a new user has a stand-in), so the whole document can tell every other
+    problem of each row at once; which user index each row wrote."""
+    doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
+    if "mail" in doc:
+        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
+    index = {u["login"]: i for i, u in enumerate(doc["users"])}
+    where: dict[int, Row] = {}
+    for row in rows:
+        bad = row.columns_in_error()
+        if row.action == "unchanged" or "" in bad:
+            continue
+        values = {k: v for k, v in row.values.items() if k not in bad}
+        if row.existing and "login" not in bad:
+            doc["users"][index[row.login]].update(values)
+            where[index[row.login]] = row
+        else:
+            user = {**defaults(document), "login": row.login, **values}
+            for name, stand_in in STAND_IN.items():
+                if name in bad or not user.get(name):
+                    user[name] = stand_in % row.line if "%" in stand_in else stand_in
+            try:
+                User.model_validate({**user, "sip_secret": "checkonly"})
+            except ValidationError:
+                continue  # left out: its own problems are already on the row
+            doc["users"].append(user)
+            where[len(doc["users"]) - 1] = row
+        if row.quota is not False and QUOTA not in bad and "login" not in bad and "mail" in doc:
+            quotas = doc["mail"]["user_quota_mb"]
+            if row.quota is None:
+                quotas.pop(row.login, None)
+            else:
+                quotas[row.login] = row.quota
+    return doc, where
+
+
+def _route(problems: list[tuple[str, str]], users: list[dict], where: dict[int, Row]) -> list[str]:
+    """Put each problem of the whole document on the row that wrote its field, by the field's path alone
+    (users.<index>.<field>, mail.user_quota_mb.<login>); the problems of no row are returned. A cell already
+    in error keeps its first message; the other side of a row's duplicate (an existing user) is not repeated."""
+    bad = {row.line: row.columns_in_error() for row in where.values()}
+    by_login = {row.login: row for row in where.values() if "login" not in bad[row.line]}
+    general: list[str] = []
+    for path, message in problems:
+        parts = path.split(".")
+        row, column = None, ""
+        if parts[0] == "users" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(users):
+            index, column = int(parts[1]), (parts[2] if len(parts) > 2 else "")
+            row = where.get(index)
+            if row is None and column in UNIQUE and _holders(users, index, column, where):
+                continue
+            message = _duplicate(users, index, column, where) or message
+        elif path.startswith("mail.user_quota_mb."):
+            row, column = by_login.get(path.split(".", 2)[2]), QUOTA
+        if row is None:
+            general.append(message)
+        elif column not in bad[row.line]:
+            row.errors.append((column, message))
+    return general
+
+
+def _holders(users: list[dict], index: int, column: str, within: dict | None = None) -> list[int]:
+    """The other users (indexes, those in `within` if given) with user `index`'s value of `column`."""
+    value = users[index].get(column)
+    return [i for i, u in enumerate(users) if i != index and value is not None and u.get(column) == value
+            and (within is None or i in within)]
+
+
+def _duplicate(users: list[dict], index: int, column: str, where: dict[int, Row]) -> Text | None:
+    """Who else has this user's login, extension or e-mail address: another line of the file or a user."""
+    others = _holders(users, index, column) if column in UNIQUE else []
+    if not others:
+        return None
+    if others[0] in where:
+        return Text(ALSO_ON_LINE, line=where[others[0]].line)
+    other = users[others[0]]
+    return Text(TAKEN, user=f"{other.get('full_name', '')} ({other['login']})")
 
 
 def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None]) -> tuple[dict, dict[int, Row]]:

@@ -1,6 +1,7 @@
 """Scheduled backups to an SMB share: Debian's smbd in a namespace, configured here in a temporary folder
 (its own smb.conf and passdb, nothing system-wide), as the destination: upload, rotation, restore from
-it, and the wrong password, an unknown share and an unreachable server told in plain words."""
+it, and the wrong password, an unknown share and an unreachable server told in plain words; a NAS serving SMB
+on another port than 445."""
 from __future__ import annotations
 
 import shutil
@@ -20,14 +21,14 @@ needs_samba = pytest.mark.skipif(not shutil.which("smbd") or not shutil.which("s
                                  reason="needs samba and smbclient (deps/debian-packages.txt)")
 
 
-def _smbd(host, tmp: Path) -> subprocess.Popen:
+def _smbd(host, tmp: Path, port: int = 445) -> subprocess.Popen:
     for name in ("private", "lock", "state", "cache", "pid", "ncalrpc", "share/office/backups"):
         (tmp / name).mkdir(parents=True, exist_ok=True)
     config = tmp / "smb.conf"
     config.write_text(f"""[global]
 interfaces = 192.0.2.2
 bind interfaces only = yes
-smb ports = 445
+smb ports = {port}
 disable netbios = yes
 server role = standalone server
 passdb backend = tdbsam:{tmp}/private/passdb.tdb
@@ -51,7 +52,7 @@ valid users = root
                    check=True, capture_output=True, text=True, timeout=30)
     proc = host.popen(["smbd", "--foreground", "--debug-stdout", "-s", str(config)])
     for _ in range(100):
-        if host.run("ss", "-ltn", check=False).stdout.count("192.0.2.2:445"):
+        if host.run("ss", "-ltn", check=False).stdout.count(f"192.0.2.2:{port} "):
             return proc
         time.sleep(0.05)
     proc.kill()
@@ -112,9 +113,49 @@ def test_smb_share_in_a_namespace_holds_rotated_backups_restores_and_refuses_cle
                 assert reason in state["last_error"], (change, state["last_error"])
             assert sorted(p.name for p in store.iterdir()) == sorted(names[1:])  # nothing touched
         finally:
-            smbd.terminate()
-            try:
-                smbd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                smbd.kill()
-                smbd.wait(timeout=10)
+            _stop(smbd)
+
+
+def _stop(smbd: subprocess.Popen) -> None:
+    smbd.terminate()
+    try:
+        smbd.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        smbd.kill()
+        smbd.wait(timeout=10)
+
+
+@pytest.mark.netns
+@needs_netns
+@needs_samba
+def test_a_share_on_another_port_than_445(ctx, engine, tmp_path):
+    """The NAS's smbd listens on 4450 only: with the destination's SMB port set to it the backup is written,
+    listed, tested and restored; left at its default of 445 the server cannot be reached, and the message
+    names the port."""
+    store = tmp_path / "share" / "office" / "backups"
+    with Lab() as lab:
+        box, nas = lab.host("box"), lab.host("nas")
+        lab.link(box, "192.0.2.1/24", nas, "192.0.2.2/24")
+        smbd = _smbd(nas, tmp_path, port=4450)
+        try:
+            assert "192.0.2.2:445 " not in nas.run("ss", "-ltn", check=False).stdout
+            jobs = BackupJobs(ctx, engine, engine.current_config)
+            _configure(engine)
+            assert engine.current_config().backups.destination.smb_port == 445  # the default
+            with box.enter():
+                refused = jobs.run()
+            assert "cannot be reached" in refused["last_error"] and not list(store.iterdir())
+            _configure(engine, smb_port=4450)
+            with box.enter():
+                state = jobs.run()
+                assert jobs.listing() == [state["last_name"]] and jobs.check() == 1
+                staged = jobs.stage(state["last_name"])
+            assert state["last_error"] is None, state
+            assert [p.name for p in store.iterdir()] == [state["last_name"]]
+            manifest, _ = backup.read_backup(store / state["last_name"], PASS)
+            assert staged["created"] == manifest["created"]
+            _configure(engine, smb_port=4451)
+            with box.enter():
+                assert "port 4451" in jobs.run()["last_error"]
+        finally:
+            _stop(smbd)

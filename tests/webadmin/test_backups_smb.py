@@ -53,3 +53,21 @@ def test_the_password_is_kept_hidden_and_the_test_button_tells_what_failed(admin
     assert runtime.config.backups.destination.password_secret == ""  # not kept for another kind
     works = post(admin_client, "/backups/test", {}, form_path="/backups/", follow_redirects=True)
     assert "The destination works" in works.get_data(as_text=True) and list(folder.iterdir()) == []
+
+
+def test_the_smb_port_defaults_to_445_and_another_one_is_saved_and_used(admin_client, runtime):
+    page = admin_client.get("/backups/").get_data(as_text=True)
+    assert 'name="smb_port" type="number" value="445"' in page
+    before = runtime.store.current().id
+    bad = post(admin_client, "/backups/", _smb(smb_port="lots", share=""))
+    text = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and runtime.store.current().id == before
+    assert 'href="#f-smb_port"' in text and 'href="#f-share"' in text and 'value="lots"' in text
+    assert "a whole number from 1 to 65535" in text
+    assert post(admin_client, "/backups/", _smb()).status_code == 302  # a form without the field: 445
+    assert runtime.config.backups.destination.smb_port == 445
+    assert post(admin_client, "/backups/", _smb(smb_port="4450")).status_code == 302
+    assert runtime.config.backups.destination.smb_port == 4450
+    assert 'name="smb_port" type="number" value="4450"' in admin_client.get("/backups/").get_data(as_text=True)
+    failed = post(admin_client, "/backups/test", {}, form_path="/backups/").get_data(as_text=True)
+    assert "the SMB server 127.0.0.1 (port 4450) cannot be reached" in failed

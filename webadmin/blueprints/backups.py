@@ -13,25 +13,29 @@ import subprocess
 import threading
 import time
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance import backup
-from appliance.backupjobs import DestinationError, fetch_host_key, fingerprint
+from appliance import backup, schema
+from appliance.apply import ConfigError
+from appliance.backupjobs import NAME, SMB_PORT, DestinationError, fetch_host_key, fingerprint
 from webadmin import core, forms
 from webadmin.blueprints.system import _restarting
 from webadmin.core import N_
+from webadmin.i18n import format_when
 
 bp = Blueprint("backups", __name__, url_prefix="/backups")
 NAV = [(N_("System"), N_("Backups"), "backups.index")]
 DEST_FIELDS = ("directory", "host", "user", "path", "host_key", "share", "domain")
-FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "kind")}
+FIELDS = {f"backups.destination.{name}": name for name in (*DEST_FIELDS, "port", "smb_port", "kind")}
 FIELDS["backups.destination.password_secret"] = "smb_password"
 HINTS = {  # the expected format, for what the schema's patterns refuse
     "share": N_("the share's name as the NAS shows it: letters, digits, spaces, . _ - $, like Backups"),
     "smb_password": N_("the password cannot hold a line break"),
     "user": N_("a user name of letters, digits, . _ -, like backup"),
 }
+PROGRESS_REFRESH = 2  # seconds between the reloads of the page of a backup being made
+START_WAIT = 10  # seconds the page waits for the backup asked for to start
 WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
             N_("Sunday"))
 
@@ -45,14 +49,16 @@ def _values() -> dict:
     dest = settings.destination
     return {"enabled": settings.enabled, "frequency": settings.frequency, "weekday": str(settings.weekday),
             "hour": str(settings.hour), "keep": str(settings.keep), "kind": dest.kind,
-            "directory": dest.directory, "host": dest.host, "port": str(dest.port), "user": dest.user,
+            "directory": dest.directory, "host": dest.host, "port": str(dest.port), "smb_port": str(dest.smb_port),
+            "user": dest.user,
             "path": dest.path, "host_key": dest.host_key, "share": dest.share, "domain": dest.domain,
             "passphrase_set": bool(settings.passphrase), "smb_password_set": bool(dest.password_secret)}
 
 
 def _posted() -> dict:
     values = {name: forms.text(name, 2000 if name == "host_key" else 200)
-              for name in ("frequency", "weekday", "hour", "keep", "kind", "port", *DEST_FIELDS)}
+              for name in ("frequency", "weekday", "hour", "keep", "kind", "port", "smb_port", *DEST_FIELDS)}
+    values["smb_port"] = values["smb_port"] or str(SMB_PORT)  # left empty (or a form from before the field)
     values["enabled"] = forms.checkbox("enabled")
     settings = core.current_config().backups
     values["passphrase_set"] = bool(settings.passphrase)
@@ -61,15 +67,39 @@ def _posted() -> dict:
 
 
 def _numbers(values: dict, errors: dict) -> dict:
+    """The posted numbers; a bad one is a field error and the saved value stands in for it, so that the rest
+    of the form is still checked (every error at once)."""
+    settings = core.current_config().backups
+    saved = {"weekday": settings.weekday, "hour": settings.hour, "keep": settings.keep,
+             "port": settings.destination.port, "smb_port": settings.destination.smb_port}
     out = {}
-    for name, low, high in (("weekday", 0, 6), ("hour", 0, 23), ("keep", 1, 100), ("port", 1, 65535)):
+    for name, low, high in (("weekday", 0, 6), ("hour", 0, 23), ("keep", 1, 100), ("port", 1, 65535),
+                            ("smb_port", 1, 65535)):
         try:
             out[name] = int(values[name])
             if not low <= out[name] <= high:
                 raise ValueError
         except ValueError:
             errors[name] = _("a whole number from %(low)d to %(high)d", low=low, high=high)
+            out[name] = saved[name]
     return out
+
+
+def _friendly(errors: dict[str, str]) -> dict[str, str]:
+    return {name: _(HINTS[name]) if name in HINTS and text.startswith("String should match pattern") else text
+            for name, text in errors.items()}
+
+
+def _checked(mutate, errors: dict[str, str]) -> tuple[dict[str, str], list]:
+    """The form's own errors with those the configuration would give too, nothing saved."""
+    document = schema.to_document(core.current_config())
+    mutate(document)
+    try:
+        core.runtime().engine.validate(document)
+    except ConfigError as err:
+        more, general = forms.form_errors(err, prefix="backups", fields=FIELDS)
+        return {**_friendly(more), **errors}, general
+    return errors, []
 
 
 def _page(values: dict, errors: dict | None = None, general: list | None = None, status: int = 200):
@@ -96,7 +126,7 @@ def _page(values: dict, errors: dict | None = None, general: list | None = None,
 
 
 def _stamp(when) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(when))) if when else ""
+    return format_when(float(when)) if when else ""  # the user's locale, the box's time zone
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -117,8 +147,6 @@ def index():
     if passphrase and passphrase != request.form.get("passphrase2", ""):
         errors["passphrase"] = _("The two passphrases differ.")
     smb_password = request.form.get("smb_password", "")
-    if errors:
-        return _page(values, errors)
 
     def mutate(doc: dict) -> None:
         section = doc.setdefault("backups", {})
@@ -127,13 +155,14 @@ def index():
         if passphrase:
             section["passphrase"] = passphrase
         kept = section.get("destination", {}).get("password_secret", "")
-        section["destination"] = {"kind": values["kind"], "port": numbers["port"],
+        section["destination"] = {"kind": values["kind"], "port": numbers["port"], "smb_port": numbers["smb_port"],
                                   "password_secret": (smb_password or kept) if values["kind"] == "smb" else "",
                                   **{name: values[name] for name in DEST_FIELDS}}
 
+    if errors:
+        return _page(values, *_checked(mutate, errors))
     errors, general = forms.apply_form("scheduled backups", mutate, prefix="backups", fields=FIELDS)
-    errors = {name: _(HINTS[name]) if name in HINTS and text.startswith("String should match pattern") else text
-              for name, text in errors.items()}
+    errors = _friendly(errors)
     if errors or general:
         return _page(values, errors, general)
     flash(_("Backup settings saved."), "success")
@@ -147,10 +176,35 @@ def run_now():
         flash(_("Set up and switch on scheduled backups first."), "error")
     elif _jobs().status()["running"]:
         flash(_("A backup is being made already."), "warning")
+        return redirect(url_for("backups.progress", since="0"))  # follow that one
     else:
+        since = time.time()
         threading.Thread(target=_jobs().run, name="backup-now", daemon=True).start()
-        flash(_("The backup is being made; this page shows the outcome when you reload it."), "success")
+        return redirect(url_for("backups.progress", since=f"{since:.3f}"))
     return redirect(url_for("backups.index"))
+
+
+@bp.route("/running")
+@core.admin_required
+def progress():
+    """The backup asked for at `since`: a page that reloads itself while it is made, then its outcome."""
+    try:
+        since = float(request.args.get("since", "0"))
+    except ValueError:
+        since = 0.0
+    state = _jobs().status()
+    attempt = float(state.get("last_attempt") or 0)
+    waiting = state["running"] or (attempt < since and time.time() - since < START_WAIT)
+    if waiting:
+        outcome = "running"
+    elif attempt < since:
+        outcome = "none"  # another one was being made, or it never started
+    elif state.get("last_error") and float(state.get("last_error_time") or 0) >= attempt:
+        outcome = "failed"
+    else:
+        outcome = "done"
+    return render_template("backups/running.html", state=state, outcome=outcome, stamp=_stamp,
+                           refresh=PROGRESS_REFRESH if waiting else None)
 
 
 @bp.route("/test", methods=["POST"])
@@ -168,6 +222,15 @@ def check():
     return redirect(url_for("backups.index"))
 
 
+@bp.route("/restore/<name>")
+@core.admin_required
+def restore_confirm(name: str):
+    """Asked once: what a restore of `name` replaces, and its button."""
+    if not NAME.match(name):
+        abort(404)
+    return render_template("backups/restore.html", name=name)
+
+
 @bp.route("/restore", methods=["POST"])
 @core.admin_required
 def restore():
@@ -176,5 +239,5 @@ def restore():
         manifest = _jobs().stage(name)
     except (DestinationError, backup.BackupError, OSError) as exc:
         return _page(_values(), general=[_("Backup refused, nothing was changed: %(exc)s", exc=exc)])
-    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
+    made = _stamp(manifest["created"])
     return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))

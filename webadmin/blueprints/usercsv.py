@@ -1,5 +1,6 @@
-"""Users as CSV: export, and import with a preview (add / change / unchanged / error per row, in plain
-words) then one confirm that applies every valid row as one revision. The preview carries the file's
+"""Users as CSV: export, and import with a preview (add / change / unchanged / error per row, each bad cell's
+problem in plain words by its line and column, all in the error summary at the top) then, once the file has no
+error, one confirm that applies every row as one revision. The preview carries the file's
 text and the revision it was planned on: the confirm plans again on that revision and applies only
 if the plan is the one shown (a conflicting change meanwhile is refused as everywhere else)."""
 from __future__ import annotations
@@ -14,7 +15,7 @@ from appliance import schema, usercsv
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password, new_secret
-from webadmin import core, forms
+from webadmin import core, forms, setupsheet
 from webadmin.core import N_
 
 bp = Blueprint("usercsv", __name__, url_prefix="/users")
@@ -34,7 +35,14 @@ MESSAGES = (N_("the file is empty"), N_("the file is larger than %(kb)d KB; spli
             N_("this line has more cells than the first line has columns"), N_("this field is required"),
             N_("an initial password is only for new users; leave it empty"),
             N_("you cannot remove your own admin rights or disable your own account"),
-            N_("this login is already on line %(line)d of the file"))
+            N_("this login is already on line %(line)d of the file"),
+            N_("use 2 to 32 characters: lower-case letters, digits, '.', '_' or '-', starting with a letter, "
+               "like anna.martin"),
+            N_("use 2 to 6 digits, like 201"), N_("enter an e-mail address, like anna@example.com"),
+            N_("enter a login, like anna.martin"), N_("enter the user's full name, like Anna Martin"),
+            N_("write one of: %(choices)s"), N_("remove the line breaks, tabs and other control characters"),
+            N_("already used by %(user)s; choose another one"),
+            N_("also on line %(line)d of the file; choose another one"))
 
 
 @bp.route("/export.csv")
@@ -62,7 +70,27 @@ def _plan(text: str, document: dict):
     planned, general = usercsv.plan(rows, document, own, _validate)
     for row in planned:
         row.errors = [(column, shown(column, message)) for column, message in row.errors]
-    return planned, general
+    return planned, [shown("", message) for message in general]
+
+
+def cell_errors(planned) -> tuple[dict[str, str], dict[int, list[tuple[str, str, str, str]]]]:
+    """The error summary's entries ({key: "Line 3, extension: ..."}, each key the id of its cell's message
+    f-<key>) and each line's [(key, column, cell as typed, message)]."""
+    summary: dict[str, str] = {}
+    by_line: dict[int, list[tuple[str, str, str, str]]] = {}
+    for row in planned:
+        for column, message in row.errors:
+            key = base = f"line{row.line}_{column or 'line'}"
+            count = 1
+            while key in summary:
+                count += 1
+                key = f"{base}_{count}"
+            summary[key] = _("Line %(line)d, %(column)s: %(message)s", line=row.line, column=column,
+                             message=message) if column else _("Line %(line)d: %(message)s", line=row.line,
+                                                                   message=message)
+            value = row.cells.get(column, "") if column != "password" else ""
+            by_line.setdefault(row.line, []).append((key, column, value, message))
+    return summary, by_line
 
 
 def shown(column: str, message: str) -> str:
@@ -114,8 +142,11 @@ def import_preview():
 
 def _preview(text: str, planned, general, warning: str | None = None, status: int = 200):
     counts = {action: sum(r.action == action for r in planned) for action in ACTION_LABELS}
+    errors, cells = cell_errors(planned)
+    if (errors or general) and status == 200:
+        status = 400
     return _page("users/import_preview.html", status, rows=planned, general=general, counts=counts, text=text,
-                 digest=_digest(text, planned), warning=warning,
+                 digest=_digest(text, planned), warning=warning, errors=errors, cells=cells,
                  generated=sum(r.action == "add" and not r.password for r in planned))
 
 
@@ -129,6 +160,9 @@ def import_confirm():
         planned, general = _plan(text, _document_of(base))
     except usercsv.CsvError as exc:
         return _refused(exc)
+    if general or any(r.action == "error" for r in planned):
+        return _preview(text, planned, general, _("Nothing was saved: the file still has errors. Correct them in "
+                                                  "the file, then choose it again."), 400)
     if _digest(text, planned) != request.form.get("digest"):
         return _preview(text, planned, general, _("The result of the import changed since the preview (the "
                         "file or the configuration changed meanwhile). Nothing was saved: check the rows again."), 409)
@@ -151,4 +185,18 @@ def import_confirm():
     except ApplyError as err:
         return _preview(text, planned, [forms.general_error(err)], None, 409)
     shown = [(r, passwords[r.login] if r.action == "add" and not r.password else None) for r in todo]
-    return _page("users/import_done.html", rows=shown)
+    welcome = _welcome([r.login for r in todo if r.action == "add"]) if forms.checkbox("welcome_mail") else None
+    return _page("users/import_done.html", rows=shown, welcome=welcome)
+
+
+def _welcome(logins: list[str]) -> dict:
+    """The welcome mail to each new user: {"sent": n, "failed": [(login, why)]}."""
+    config = core.current_config()
+    sent, failed = 0, []
+    for login in logins:
+        problem = setupsheet.send_welcome(config.user(login), config)
+        if problem:
+            failed.append((login, problem))
+        else:
+            sent += 1
+    return {"sent": sent, "failed": failed}
