@@ -297,14 +297,19 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
     return planned, general
 
 
+def _writable_copy(document: dict) -> tuple[dict, dict[str, int]]:
+    """A copy of `document` whose users and mail quotas rows may change; each login's user index."""
+    doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
+    if "mail" in doc:
+        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
+    return doc, {u["login"]: i for i, u in enumerate(doc["users"])}
+
+
 def checked_document(document: dict, rows: list[Row]) -> tuple[dict, dict[int, Row]]:
     """A copy of `document` with every row that adds or changes a user, or is in error, applied without its bad
     cells (a bad login or full name of a new user has a stand-in), so the whole document can tell every other
     problem of each row at once; which user index each row wrote."""
-    doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
-    if "mail" in doc:
-        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
-    index = {u["login"]: i for i, u in enumerate(doc["users"])}
+    doc, index = _writable_copy(document)
     where: dict[int, Row] = {}
     for row in rows:
         bad = row.columns_in_error()
@@ -379,10 +384,7 @@ def _duplicate(users: list[dict], index: int, column: str, where: dict[int, Row]
 
 def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None]) -> tuple[dict, dict[int, Row]]:
     """A copy of `document` with the rows that add or change applied; which user index each row wrote."""
-    doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
-    if "mail" in doc:
-        doc["mail"] = {**doc["mail"], "user_quota_mb": dict(doc["mail"].get("user_quota_mb", {}))}
-    index = {u["login"]: i for i, u in enumerate(doc["users"])}
+    doc, index = _writable_copy(document)
     where: dict[int, Row] = {}
     for row in rows:
         if row.action == "change":

@@ -948,7 +948,7 @@ class Call:
             if not refer_into_room(self, leg, other, tx, refer_to):
                 leg.answer(tx, 403)  # an application cannot be transferred (the caller just hangs up)
             return
-        replaces = _replaces(refer_to.uri.headers)
+        replaces = refer_replaces(refer_to.uri.headers)
         if replaces is not None:
             target = self.core.find_dialog(*replaces)
             if target is None or target.call is self or target.call.state != "connected" \
@@ -1179,7 +1179,7 @@ def _our_offer(codecs: list[str]) -> Sdp:
     return Sdp(connection="127.0.0.1", media=[Media("audio", 9, "RTP/AVP", formats, rtpmap, {101: "0-16"})])
 
 
-def _replaces(headers: str) -> tuple[str, str, str] | None:
+def refer_replaces(headers: str) -> tuple[str, str, str] | None:
     """Replaces=callid;to-tag=..;from-tag=.. from a Refer-To URI's headers (RFC 3891), unescaped."""
     from urllib.parse import unquote
     for part in headers.split("&"):

@@ -282,13 +282,16 @@ class CommandHandler:
             raise CommandError("state", f"call {c.id} is held by its other party")
         return await self.op_make_call(device, destination)
 
-    async def op_transfer(self, held_call, active_call, device) -> dict:
+    def _held_and_active(self, held_call, active_call, device):
+        """The two calls of a transfer or conference and the device's (own leg, other party) in each."""
         device = self._device(device)
         first, second = self._call(held_call), self._call(active_call)
         if first is second:
             raise CommandError("value", "the held and the active call are the same call")
-        mine1, theirs1 = self._connected(first, device)
-        mine2, theirs2 = self._connected(second, device)
+        return first, second, self._connected(first, device), self._connected(second, device)
+
+    async def op_transfer(self, held_call, active_call, device) -> dict:
+        first, second, (mine1, theirs1), (mine2, theirs2) = self._held_and_active(held_call, active_call, device)
         for c in (first, second):
             if c.hold_music is not None:
                 c.hold_music.stop(relink=False)
@@ -304,12 +307,7 @@ class CommandHandler:
         the device leaves the held call and its partner there joins the active call's ad-hoc room
         (features/threeway.py, the mixer the *3 code uses)."""
         from .features import threeway
-        device = self._device(device)
-        first, second = self._call(held_call), self._call(active_call)
-        if first is second:
-            raise CommandError("value", "the held and the active call are the same call")
-        mine1, theirs1 = self._connected(first, device)
-        mine2, theirs2 = self._connected(second, device)
+        first, second, (mine1, theirs1), (mine2, theirs2) = self._held_and_active(held_call, active_call, device)
         if threeway.active(first) or threeway.active(second):
             raise CommandError("state", "a call of a three-party conference already")
         if first.hold_music is None or first.hold_music.holder is not mine1:

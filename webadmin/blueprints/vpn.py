@@ -29,6 +29,14 @@ def _client():
     return core.runtime().client("vpn")
 
 
+def _running_client():
+    """The VPN's client for an action that needs the service: ApplyError without one."""
+    vpn = _client()
+    if vpn is None:
+        raise ApplyError(_("The VPN service is not running: switch it on first."))
+    return vpn
+
+
 def _ca_pem(vpn) -> str:
     try:
         return vpn.ca_pem() if vpn is not None else ""
@@ -150,10 +158,8 @@ def add_tunnel():
 @core.admin_required
 def tunnel_bundle(name: str):
     """A new peer bundle for the branch of the head office's certificate tunnel `name` (a new key each time)."""
-    vpn = _client()
     try:
-        if vpn is None:
-            raise ApplyError(_("The VPN service is not running: switch it on first."))
+        vpn = _running_client()
         text = vpn.issue_bundle(name)
     except ApplyError as exc:
         flash(str(exc), "error")
@@ -167,10 +173,8 @@ def tunnel_bundle(name: str):
 def revoke_peer(name: str):
     """Revoke every certificate this box issued to the branch of `name`: its tunnel falls and stays down until
     the branch imports a new bundle."""
-    vpn = _client()
     try:
-        if vpn is None:
-            raise ApplyError(_("The VPN service is not running: switch it on first."))
+        vpn = _running_client()
         serials = vpn.revoke_peer(name)
     except ApplyError as exc:
         flash(str(exc), "error")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from urllib.parse import unquote
 
 from appliance.users import verify_password
 
 from .. import apps
+from ..calls import refer_replaces
 from ..endpoint import voice_data_dir
 from ..moh import MohLibrary
 from ..prompts import PromptError
@@ -154,7 +154,7 @@ def refer(call, leg, channel: apps.Channel, tx, refer_to) -> bool:
     call would put it there. False if `channel` is in no room (the REFER is refused as before)."""
     room = next((r for r in for_core(call.core).rooms.values()
                  if any(p.channel is channel for p in r.participants)), None)
-    replaces = _replaces(refer_to.uri.headers)
+    replaces = refer_replaces(refer_to.uri.headers)
     if room is None or replaces is None:
         return False
     target = call.core.find_dialog(*replaces)
@@ -191,17 +191,6 @@ async def _referred(call, leg, room: Room, theirs) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), max(0.05, end - loop.time()))
     call._notify(leg, 480, "Temporarily Unavailable", True)
-
-
-def _replaces(headers: str) -> tuple[str, str, str] | None:
-    """Replaces=callid;to-tag=..;from-tag=.. of a Refer-To URI's headers (RFC 3891), unescaped."""
-    for part in headers.split("&"):
-        name, _, value = part.partition("=")
-        if name.lower() == "replaces":
-            fields = unquote(value).split(";")
-            params = dict(f.strip().partition("=")[::2] for f in fields[1:])
-            return fields[0].strip(), params.get("to-tag", ""), params.get("from-tag", "")
-    return None
 
 
 def _codes(cfg) -> dict[str, str]:
