@@ -78,6 +78,15 @@ def open_phone(page, login: str = "alice") -> None:
     expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
 
 
+def call_desk_phone(page, desk, number: str = "202") -> None:
+    """The browser dials `number`; the desk phone `desk` answers: the page is in the call."""
+    from playwright.sync_api import expect
+    page.fill("#phone-number", number)
+    page.click("#phone-call")
+    desk.answer()
+    expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+
+
 def _browser_bindings(live) -> list[dict]:
     return [r for r in live.svc.registrations() if r["extension"] == "201" and r["source"].startswith("wss:")]
 
@@ -236,10 +245,7 @@ def test_browser_calls_a_desk_phone_with_audio_both_ways(box, server, tmp_path):
             RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
         bob.register()
         open_phone(page)
-        page.fill("#phone-number", "202")
-        page.click("#phone-call")
-        bob.answer()
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+        call_desk_phone(page, bob)
         bob.wait_rtp(rx=150, tx=150, timeout=20)   # the browser's audio reaches the desk phone as plain RTP
         stats = _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 100 and s["level"] > 0 and s)
         assert stats["energy"] > 0   # the desk phone's 440 Hz tone plays in the browser

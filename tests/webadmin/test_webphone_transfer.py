@@ -20,6 +20,7 @@ from tests.webadmin.test_webphone import (
     _browser,
     _tone_microphone,
     box,
+    call_desk_phone,
     open_phone,
     peak_frequency,
 )
@@ -56,11 +57,7 @@ REMOTE_REPORTS_JS = """async () => {
 
 def _calls(page, desk: ToneBaresip, number: str, heard: int = 50) -> None:
     """The browser calls the desk phone, which answers: audio flows both ways."""
-    from playwright.sync_api import expect
-    page.fill("#phone-number", number)
-    page.click("#phone-call")
-    desk.answer()
-    expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+    call_desk_phone(page, desk, number)
     desk.wait_rtp(rx=heard, tx=50, timeout=20)
 
 

@@ -34,9 +34,10 @@ from tests.webadmin.test_webphone import (
     TONE_HZ,
     RecordingBaresip,
     _browser,
-    _sign_in,
     _tone_microphone,
     box,
+    call_desk_phone,
+    open_phone,
     peak_frequency,
 )
 
@@ -113,7 +114,6 @@ def test_coturn_runs_as_the_pbx_user_with_no_capability_and_still_relays(box, tm
 @pytest.mark.parametrize("transport", ["udp", "tls"])
 def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server, tmp_path, transport):  # noqa: F811
     """Relay-only ICE with every TURN URL (the browser picks UDP) or with the turns: URL alone (TLS)."""
-    from playwright.sync_api import expect
 
     coturn = Coturn(box.svc, box.config, tmp_path / "coturn.log")
     registrar = f"127.0.0.1:{box.svc.sip_port}"
@@ -124,13 +124,8 @@ def test_relay_only_browser_call_has_audio_both_ways_through_coturn(box, server,
             if transport == "tls":
                 page.route("**/webphone/credentials", _turns_only)
             bob.register()
-            _sign_in(page, "alice")
-            page.goto("/webphone/")
-            expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
-            page.fill("#phone-number", "202")
-            page.click("#phone-call")
-            bob.answer()
-            expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+            open_phone(page)
+            call_desk_phone(page, bob)
             bob.wait_rtp(rx=150, tx=150, timeout=20)
             stats = _until(lambda: (s := page.evaluate(STATS_JS)) and s["packets"] > 100 and s["level"] > 0 and s)
             assert stats["energy"] > 0   # the desk phone's tone plays in the browser

@@ -9,7 +9,15 @@ import pytest
 from tests.services.pbx.baresip import have_baresip
 from tests.webadmin.test_browser import server  # noqa: F401 (fixture)
 from tests.webadmin.test_pbx_pages import _until
-from tests.webadmin.test_webphone import FAKE_MEDIA, RecordingBaresip, _browser, _sign_in, _tone_microphone, box
+from tests.webadmin.test_webphone import (
+    FAKE_MEDIA,
+    RecordingBaresip,
+    _browser,
+    _tone_microphone,
+    box,
+    call_desk_phone,
+    open_phone,
+)
 
 __all__ = ["box"]  # the fixture
 
@@ -40,20 +48,14 @@ REPORTS_JS = """async () => {
 @pytest.mark.slow
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
 def test_an_opus_only_browser_sees_the_gateways_reports_in_get_stats(box, server, tmp_path):  # noqa: F811
-    from playwright.sync_api import expect
 
     registrar = f"127.0.0.1:{box.svc.sip_port}"
     with _browser(server, FAKE_MEDIA + _tone_microphone(tmp_path)) as page, \
             RecordingBaresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
         page.add_init_script(OPUS_ONLY)
         bob.register()
-        _sign_in(page, "alice")
-        page.goto("/webphone/")
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "registered")
-        page.fill("#phone-number", "202")
-        page.click("#phone-call")
-        bob.answer()
-        expect(page.locator("#phone-state")).to_have_attribute("data-state", "in_call")
+        open_phone(page)
+        call_desk_phone(page, bob)
         bob.wait_rtp(rx=100, tx=100, timeout=20)
         stats = _until(lambda: (s := page.evaluate(REPORTS_JS)) and "remoteInbound" in s
                        and "remoteOutbound" in s and s)
