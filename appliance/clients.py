@@ -128,17 +128,17 @@ class MailClient(ServiceClient):
 
 
 class PbxClient(ServiceClient):
-    exposed = ("registrations", "bans", "unban", "active_calls", "call_media", "trunks", "cdr_page", "cdr_csv_page",
-               "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback", "acd_report",
-               "acd_chat_report",
+    exposed = ("registrations", "bans", "unban", "active_calls", "end_call", "call_media", "trunks", "cdr_page",
+               "cdr_csv_page", "summary", "acd_wallboard", "acd_agent", "acd_agent_action", "acd_web_callback",
+               "acd_report", "acd_chat_report",
                "acd_agent_log", "acd_supervise", "acd_chat_start", "acd_chat_visitor", "acd_chat_say",
                "acd_chat_agent", "acd_chat_act", "acd_chat_transcripts",
                "conference_rooms", "conference_mute", "conference_remove", "webphone", "accounting_usage",
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
                "sip_trace_start", "sip_trace_stop", "sip_trace_view", "sip_trace_export")
-    actions = ("unban", "acd_agent_action", "acd_web_callback", "acd_supervise", "acd_chat_start", "acd_chat_say",
-               "acd_chat_act", "conference_mute", "conference_remove",
+    actions = ("unban", "end_call", "acd_agent_action", "acd_web_callback", "acd_supervise", "acd_chat_start",
+               "acd_chat_say", "acd_chat_act", "conference_mute", "conference_remove",
                "voicemail_act", "voicemail_greeting_put", "voicemail_greeting_remove", "sip_trace_start",
                "sip_trace_stop")
 
@@ -251,6 +251,10 @@ class PbxClient(ServiceClient):
 
     def active_calls(self) -> list:
         return self._call("active_calls")
+
+    def end_call(self, call_id: str) -> bool:
+        """End a call in progress (both sides hung up); False if it is gone already."""
+        return self._call("end_call", call_id)
 
     def call_media(self) -> dict:
         return self._call("call_media")

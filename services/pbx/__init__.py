@@ -63,6 +63,7 @@ from . import accounting, changes, secretary  # noqa: F401 (secretary registers 
 from .cdr import CdrStore, csv_text
 from .config import ExtensionSettings, PbxConfig
 from .cti_commands import register_changes
+from .loopcall import call_on
 from .recording.store import RecordingStore
 from .sip.trace import SipTrace
 from .voicemail import changes as _voicemail_changes  # noqa: F401 (registers its kinds)
@@ -347,6 +348,20 @@ class PbxService(Service):
 
     def active_calls(self) -> list[dict]:
         return [c.snapshot() for c in list(self.core.calls.values())] if self.core else []
+
+    def end_call(self, call_id: str) -> bool:
+        """The admin ends a call in progress: both sides are hung up, its record says "ended_by_admin".
+        False if there is no such call (any more)."""
+        if not self.core or not isinstance(call_id, str):
+            return False
+
+        def end() -> bool:
+            call = self.core.calls.get(call_id)
+            if call is None or call.state == "ended":
+                return False
+            call.media_down("ended_by_admin")
+            return True
+        return call_on(self.core.loop, end)
 
     def call_media(self) -> dict[str, dict]:
         """{call id: the "relay" figures of active_calls()}, for views that follow the pbx.call events."""

@@ -86,6 +86,7 @@ class PbxCore:
         return user.sip_secret if user else None
 
     async def start(self, host: str, port: int) -> int:
+        self.loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(BindingStore, self.bindings_path)
         self.location.restore([b for b in await asyncio.to_thread(store.load) if b.extension in self.users])
         self.saver = BindingWriter(store, self.location)

@@ -301,6 +301,33 @@ def test_live_registrations_calls_and_records_with_baresip(pbx_client, runtime):
         assert "answered" in page(pbx_client, "/pbx/cdr?disposition=answered")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
+def test_the_admin_ends_a_call_in_progress_from_the_live_calls_page(pbx_client, runtime):
+    with _LivePbx(runtime) as live:
+        registrar = f"127.0.0.1:{live.svc.sip_port}"
+        with Baresip("alice", user="201", password="alicesecret1", registrar=registrar) as alice, \
+                Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
+            alice.register()
+            bob.register()
+            alice.dial("202")
+            bob.answer()
+            alice.wait_for("CALL_ESTABLISHED")
+            calls = _until(lambda: (text := page(pbx_client, "/pbx/calls")) and "/end" in text and text)
+            action = re.search(r'action="(/pbx/calls/[^"/]+/end)"', calls).group(1)
+            done = post(pbx_client, action, {})
+            assert done.status_code == 302
+            alice.wait_for("CALL_CLOSED")   # both phones are hung up by the box
+            bob.wait_for("CALL_CLOSED")
+            assert "The call was ended." in page(pbx_client, "/pbx/calls")
+            _until(lambda: "No call in progress" in page(pbx_client, "/pbx/calls"))
+            post(pbx_client, action, {})
+            assert "That call has ended already." in page(pbx_client, "/pbx/calls")
+        records = _until(lambda: list(csv.DictReader(io.StringIO(
+            pbx_client.get("/pbx/cdr.csv?party=201").get_data(as_text=True)))))
+        assert records[0]["end_reason"] == "ended_by_admin", records[0]
+
+
 def test_extension_voicemail_pin_is_hashed_and_never_shown(pbx_client, runtime):
     from appliance.users import verify_password
 

@@ -468,6 +468,22 @@ def calls():
     return render_template("pbx/calls.html", calls=calls, status=svc.status(), now=dt.datetime.now().timestamp())
 
 
+@bp.route("/calls/<call_id>/end", methods=["POST"])
+@core.admin_required
+def end_call(call_id: str):
+    """The admin hangs up a call in progress (a stuck or unwanted call): both sides get BYE or CANCEL."""
+    try:
+        ended = _pbx().end_call(call_id[:100])
+    except ServiceRestarting:
+        flash(_("The telephony service is restarting; try again in a moment."), "warning")
+    else:
+        if ended:
+            flash(_("The call was ended."), "success")
+        else:
+            flash(_("That call has ended already."), "info")
+    return redirect(url_for("pbx.calls"))
+
+
 # -- call records ---------------------------------------------------------------------------------------
 def _cdr_filters() -> tuple[dict, dict, dict[str, str]]:
     """(form values, service filters, errors) from the query string; dates are days in the box's zone."""

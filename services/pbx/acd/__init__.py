@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..calls import Call
 from ..config import CallQueue
+from ..loopcall import call_on
 from ..percore import PerCore
 from . import decide
 from .store import AcdStore, QueueCall
@@ -172,16 +173,7 @@ class Acd:
         return self._on_loop(run)
 
     def _on_loop(self, fn):
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            return fn()
-
-        async def run():
-            return fn()
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+        return call_on(self.loop, fn, 10)
 
     def _publish_agent(self, agent: AgentState) -> None:
         user = self.core.users.get(agent.extension)

@@ -21,6 +21,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+from ..loopcall import call_on
 from ..percore import PerCore
 from ..voicemail import pin as _pin
 
@@ -159,13 +160,4 @@ def run_on_loop(core, fn, *args, timeout: float = 5.0):
     confs = for_core.existing(core)
     if confs is None:
         return fn(None, *args)  # no conference yet on this core: nothing live
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is confs.loop:
-        return fn(confs, *args)
-
-    async def call():
-        return fn(confs, *args)
-    return asyncio.run_coroutine_threadsafe(call(), confs.loop).result(timeout)
+    return call_on(confs.loop, lambda: fn(confs, *args), timeout)
