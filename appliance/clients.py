@@ -36,6 +36,7 @@ class ServiceClient:
     exposed: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()  # exposed methods that change the running service
     blocking: tuple[str, ...] = ()  # exposed methods that wait on a daemon: the child runs them off its loop
+    store_reads: tuple[str, ...] = ()  # reads of the service's own files: only its process may make them
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -63,7 +64,12 @@ class ServiceClient:
                 raise ServiceRestarting(f"{self.title} is restarting; try again in a moment")
             return self.service.call(method, *args)  # ServiceRestarting if its process went meanwhile
         if self.reachable and self.isolated:
-            return self.service.call(method, *args)
+            try:
+                return self.service.call(method, *args)
+            except ServiceRestarting:
+                if method in self.store_reads:  # never read the service's own store from here
+                    raise
+                # its process went meanwhile: a live read gets the "nothing live" answer, as before it started
         target = self.service.inner if self.isolated else self.service
         value = getattr(target, method)
         return value(*args) if callable(value) else value
@@ -137,6 +143,8 @@ class PbxClient(ServiceClient):
                "accounting_spend", "voicemail_box", "voicemail_audio", "voicemail_act", "voicemail_greeting_put",
                "voicemail_greeting_remove", "recordings", "recording_row", "recording_chunk",
                "sip_trace_start", "sip_trace_stop", "sip_trace_view", "sip_trace_export")
+    store_reads = ("acd_report", "acd_chat_report", "acd_agent_log", "accounting_usage", "accounting_spend", "summary",
+                   "cdr_page", "cdr_csv_page", "recordings", "recording_row", "recording_chunk")
     actions = ("unban", "end_call", "acd_agent_action", "acd_web_callback", "acd_supervise", "acd_chat_start",
                "acd_chat_say", "acd_chat_act", "conference_mute", "conference_remove",
                "voicemail_act", "voicemail_greeting_put", "voicemail_greeting_remove", "sip_trace_start",
