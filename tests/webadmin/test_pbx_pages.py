@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime
 import io
@@ -258,6 +259,17 @@ class _LivePbx:
             self.loop.close()
 
 
+@contextlib.contextmanager
+def _alice_and_bob(live):
+    """Two baresip phones registered to the live PBX: 201 (Alice) and 202 (Bob)."""
+    registrar = f"127.0.0.1:{live.svc.sip_port}"
+    with Baresip("alice", user="201", password="alicesecret1", registrar=registrar) as alice, \
+            Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
+        alice.register()
+        bob.register()
+        yield alice, bob
+
+
 def _until(predicate, seconds: float = 10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -272,11 +284,7 @@ def _until(predicate, seconds: float = 10.0):
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
 def test_live_registrations_calls_and_records_with_baresip(pbx_client, runtime):
     with _LivePbx(runtime) as live:
-        registrar = f"127.0.0.1:{live.svc.sip_port}"
-        with Baresip("alice", user="201", password="alicesecret1", registrar=registrar) as alice, \
-                Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
-            alice.register()
-            bob.register()
+        with _alice_and_bob(live) as (alice, bob):
             regs = page(pbx_client, "/pbx/registrations")
             assert regs.count("<code>sip:20") == 2 and "Alice Martin" in regs
             assert page(pbx_client, "/pbx/").count("badge-ok\">registered") == 2
@@ -305,11 +313,7 @@ def test_live_registrations_calls_and_records_with_baresip(pbx_client, runtime):
 @pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")
 def test_the_admin_ends_a_call_in_progress_from_the_live_calls_page(pbx_client, runtime):
     with _LivePbx(runtime) as live:
-        registrar = f"127.0.0.1:{live.svc.sip_port}"
-        with Baresip("alice", user="201", password="alicesecret1", registrar=registrar) as alice, \
-                Baresip("bob", user="202", password="bobsecret12", registrar=registrar) as bob:
-            alice.register()
-            bob.register()
+        with _alice_and_bob(live) as (alice, bob):
             alice.dial("202")
             bob.answer()
             alice.wait_for("CALL_ESTABLISHED")
