@@ -18,7 +18,7 @@ from services.pbx.prompts import PromptLibrary
 from . import test_channel as ch
 from .baresip import Baresip, BaresipError, _free_port, have_baresip
 from .pbxrunner import PbxRunner, config, user
-from .sipp import SCENARIOS, have_sipp
+from .sipp import SCENARIOS, free_media_port, have_sipp
 from .test_trunks import wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have_baresip(), reason="baresip is not installed")]
@@ -122,7 +122,7 @@ def _sipp_caller(pbx, who: dict, workdir, number: str = "600") -> subprocess.Pop
     argv = ["sipp", pbx.registrar, "-sf", str(SCENARIOS / "queue_caller.xml"), "-s", number,
             "-au", who["extension"], "-ap", who["sip_secret"], "-auth_uri", f"{number}@{pbx.registrar}",
             "-key", "caller", who["extension"], "-i", "127.0.0.1", "-p", str(_free_port("127.0.0.1")),
-            "-mp", str(_free_port("127.0.0.1")), "-m", "1", "-l", "1", "-timeout", "90s", "-timeout_error",
+            "-mp", str(free_media_port()), "-m", "1", "-l", "1", "-timeout", "90s", "-timeout_error",
             "-nostdin", "-trace_err", "-error_file", str(workdir / f"sipp-{who['extension']}.log")]
     return subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
