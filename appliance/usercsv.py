@@ -297,6 +297,17 @@ def plan(rows: list[tuple[int, dict[str, str]]], document: dict, own_login: str 
     return planned, general
 
 
+def _set_quota(doc: dict, row: Row) -> None:
+    """The row's mail quota into the copy (None: back to the default; False: the file has no quota column)."""
+    if row.quota is False or "mail" not in doc:
+        return
+    quotas = doc["mail"]["user_quota_mb"]
+    if row.quota is None:
+        quotas.pop(row.login, None)
+    else:
+        quotas[row.login] = row.quota
+
+
 def _writable_copy(document: dict) -> tuple[dict, dict[str, int]]:
     """A copy of `document` whose users and mail quotas rows may change; each login's user index."""
     doc = {**document, "users": [dict(u) for u in document.get("users", [])]}
@@ -330,12 +341,8 @@ def checked_document(document: dict, rows: list[Row]) -> tuple[dict, dict[int, R
                 continue  # left out: its own problems are already on the row
             doc["users"].append(user)
             where[len(doc["users"]) - 1] = row
-        if row.quota is not False and QUOTA not in bad and "login" not in bad and "mail" in doc:
-            quotas = doc["mail"]["user_quota_mb"]
-            if row.quota is None:
-                quotas.pop(row.login, None)
-            else:
-                quotas[row.login] = row.quota
+        if QUOTA not in bad and "login" not in bad:
+            _set_quota(doc, row)
     return doc, where
 
 
@@ -393,10 +400,6 @@ def applied(document: dict, rows: list[Row], hash_of: Callable[[Row], str | None
         elif row.action == "add":
             doc["users"].append({**defaults(document), "login": row.login, **row.values, "password_hash": hash_of(row)})
             where[len(doc["users"]) - 1] = row
-        if row.action in ("add", "change") and row.quota is not False and "mail" in doc:
-            quotas = doc["mail"]["user_quota_mb"]
-            if row.quota is None:
-                quotas.pop(row.login, None)
-            else:
-                quotas[row.login] = row.quota
+        if row.action in ("add", "change"):
+            _set_quota(doc, row)
     return doc, where
