@@ -12,12 +12,14 @@ import asyncio
 import collections
 import itertools
 import json
+import logging
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+log = logging.getLogger("officebox.pbx.control")
 MAX_DATAGRAM = 60000  # bytes of one batch: the helpers read at most 64 KiB at a time
 RECV_SIZE = 1 << 20
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -51,7 +53,7 @@ class ControlChannel:
         self._on_event, self._on_closed = on_event, on_closed
         self._loop = asyncio.get_running_loop()
         self._outbox: collections.deque[bytes] = collections.deque()  # datagrams the socket could not take yet
-        self._queued: list[str] = []  # messages of this loop turn (batch)
+        self._queued: list[dict] = []  # messages of this loop turn (batch), encoded together when they leave
         self._writing = False
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
@@ -64,13 +66,15 @@ class ControlChannel:
 
     def send(self, msg: dict, now: bool = False) -> None:
         """`now`: this message and those queued before it leave at once (with batch), e.g. one that must
-        reach the helper before the PBX's next packet elsewhere (a party's address before its call's 200)."""
+        reach the helper before the PBX's next packet elsewhere (a party's address before its call's 200).
+        With batch, `msg` is encoded when it leaves (the turn's messages in one call of the encoder): the
+        caller must not change it afterwards; one that cannot be encoded is logged and left out."""
         if self._sock is None:
             return  # no helper: what it had is gone anyway
         if self.batch:
             if not self._queued and not now:
                 self._loop.call_soon(self._send_queued)
-            self._queued.append(_encode(msg))
+            self._queued.append(msg)
             if now:
                 self._send_queued()
         else:
@@ -115,19 +119,41 @@ class ControlChannel:
         if self._sock is None or not queued:
             return
         if len(queued) == 1:
-            self._push(queued[0].encode())
+            self._push(self._encoded(queued[0]))
+            return
+        try:
+            text = _encode(queued)  # one call of the encoder for the turn, not one per message
+        except (TypeError, ValueError):
+            text = ""  # some message cannot be encoded: each on its own below, that one dropped and logged
+        if text and len(text) <= MAX_DATAGRAM:
+            self._push(text.encode())
             return
         chunk: list[str] = []
         size = 2
-        for text in queued:
+        for msg in queued:
+            try:
+                text = _encode(msg)
+            except (TypeError, ValueError):
+                log.exception("%s: cannot send %r", self.name, msg)
+                continue
             if chunk and size + len(text) + 1 > MAX_DATAGRAM:
                 self._push(("[" + ",".join(chunk) + "]").encode())
                 chunk, size = [], 2
             chunk.append(text)
             size += len(text) + 1
-        self._push(("[" + ",".join(chunk) + "]").encode())
+        if chunk:
+            self._push(("[" + ",".join(chunk) + "]").encode())
+
+    def _encoded(self, msg: dict) -> bytes:
+        try:
+            return _encode(msg).encode()
+        except (TypeError, ValueError):
+            log.exception("%s: cannot send %r", self.name, msg)
+            return b""
 
     def _push(self, datagram: bytes) -> None:
+        if not datagram:
+            return
         self._outbox.append(datagram)
         if not self._writing:
             self._flush()

@@ -73,6 +73,29 @@ def test_a_large_turn_is_split_below_the_datagram_limit() -> None:
     asyncio.run(main())
 
 
+def test_a_message_that_cannot_be_encoded_is_left_out_of_its_turn() -> None:
+    """A turn's messages are encoded together when they leave: one that JSON cannot carry (a programming
+    error) is logged and dropped there, the others of its turn still reach the helper, in order."""
+    async def main() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs.setblocking(False)
+        channel = control.ControlChannel(ours, "the helper", lambda msg: None, lambda: None, batch=True)
+        channel.send({"op": "watch", "side": 1, "seconds": 0})
+        channel.send({"op": "watch", "side": 2, "seconds": object()})
+        channel.send({"op": "watch", "side": 3, "seconds": 0})
+        await asyncio.sleep(0.05)
+        assert json.loads(theirs.recv(1 << 16)) == [{"op": "watch", "side": 1, "seconds": 0},
+                                                    {"op": "watch", "side": 3, "seconds": 0}]
+        with pytest.raises(BlockingIOError):
+            theirs.recv(1 << 16)
+        channel.send({"op": "watch", "side": 4, "seconds": {1, 2}})  # alone in its turn
+        channel.send({"op": "watch", "side": 5, "seconds": 0}, now=True)
+        assert json.loads(theirs.recv(1 << 16)) == [{"op": "watch", "side": 5, "seconds": 0}]
+        channel.close()
+        theirs.close()
+    asyncio.run(main())
+
+
 def test_the_media_engine_runs_a_batch_in_order_and_batches_its_answers() -> None:
     async def main() -> None:
         proc, sock = await control.spawn(ENGINE)
