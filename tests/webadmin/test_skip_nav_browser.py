@@ -51,3 +51,22 @@ def test_menu_open_on_desktop(wizard_done, page):  # noqa: F811
     page.goto("/users/")
     assert page.locator("nav.sidebar .nav-group a").first.is_visible()
     assert not page.locator("nav.sidebar summary").is_visible()
+
+
+def test_a_failed_form_low_on_a_long_page_gets_the_focus_and_the_screen(wizard_done, page):  # noqa: F811
+    """The VPN page's tunnel form, far below the top at 390 px: sent wrong, the page comes back on that form
+    (its #fragment) with the focus on its error summary, which is on the screen."""
+    script = sign_in_at_390(page)
+    page.goto("/vpn/")
+    page.fill("#f-name", "hq")
+    page.fill("#f-peer", "203.0.113.9")
+    page.fill("#f-remote_subnets", "10.99.0.0/33")
+    page.locator("#form-tunnel button[type=submit]").click()
+    page.wait_for_url("**/vpn/tunnels#form-tunnel")
+    assert page.evaluate("document.activeElement.id") == "error-summary"
+    assert page.evaluate("document.activeElement.closest('form').id") == "form-tunnel"
+    box = page.locator("#error-summary").bounding_box()
+    assert 0 <= box["y"] < 844, box
+    assert page.evaluate("window.scrollY") > 0  # the page did scroll down to it
+    overflow, violations = problems(page, script)
+    assert overflow <= 0 and violations == [], (overflow, violations)
