@@ -46,3 +46,18 @@ def test_the_system_page_lands_on_the_backup_form_that_failed(admin_client):
     page = refused.get_data(as_text=True)
     assert refused.status_code == 400 and "Choose a firmware file" in form_html(page, "firmware")
     assert 'id="error-summary"' not in form_html(page, "backup")
+
+
+def test_the_cti_and_dhcp_pages_land_on_the_form_that_failed(admin_client):
+    cases = [("/cti/", "/cti/tokens", {"token_name": "crm<script>", "token_scope": "*"}, "token",
+              ("settings", "account")),
+             ("/lan/dhcp", "/lan/dhcp/reservations", {"mac": "not-a-mac", "ip": "10.20.0.50", "name": "printer"},
+              "reservation", ("settings", "pool"))]
+    for page_path, action, data, key, others in cases:
+        failed = post(admin_client, action, data, form_path=page_path)
+        page = failed.get_data(as_text=True)
+        assert failed.status_code == 400 and page.count('id="error-summary"') == 1, page_path
+        assert f'action="{action}#form-{key}"' in form_html(page, key)
+        assert 'id="error-summary"' in form_html(page, key), page_path
+        for other in others:
+            assert 'id="error-summary"' not in form_html(page, other), (page_path, other)
