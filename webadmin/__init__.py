@@ -15,7 +15,7 @@ from flask import Flask, current_app, g, redirect, render_template, request, url
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from webadmin import core, i18n
+from webadmin import core, forms, i18n
 from webadmin.core import N_
 from webadmin.security import (
     Enrolments,
@@ -60,6 +60,7 @@ def create_app(runtime: Any) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _server_error)
     app.jinja_env.globals.update(csrf_field=core.csrf_field, current_user=core.current_user)
+    app.jinja_env.globals.update(posted_to=forms.posted_to)
     i18n.init_app(app)
     app.context_processor(_page_context)
     _register_blueprints(app)

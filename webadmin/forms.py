@@ -102,6 +102,12 @@ def diff_line_class(line: str) -> str:
     return {"+": "diff-add", "-": "diff-del"}.get(line[:1], "")
 
 
+def posted_to(*actions: str) -> bool:
+    """This page is the answer to a POST to one of `actions` (form action URLs): a form of a page with
+    several, re-shown because it failed (macros.html form_open shows its summary by it)."""
+    return request.method == "POST" and request.path in {a.split("#")[0].split("?")[0] for a in actions}
+
+
 def text(name: str, max_length: int = 200) -> str:
     """A stripped text field from the posted form (never None, bounded length)."""
     return (request.form.get(name) or "").strip()[:max_length]

@@ -11,7 +11,7 @@ from flask import render_template, session, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from webadmin import boxmail, core
+from webadmin import boxmail, core, qrcode
 
 SHOWN_ONCE = "officebox.sheet_secret_once"  # session key: the login whose sheet shows the phone password once
 
@@ -30,6 +30,18 @@ def facts(user, config) -> dict:
         "mail": {"address": user.mail_address(system.mail_domain), "enabled": mail.enabled,
                  "imap_port": mail.port(lab, "imaps"), "submission_port": mail.port(lab, "submission")},
     }
+
+
+def softphone(user, config, secret: str | None = None) -> dict | None:
+    """The softphone QR code of a user with an extension: {"text": the SIP URI it carries, "image": data: URI,
+    "account": that URI without the password (the image's text)}
+    (the LAN address, so a phone on the office Wi-Fi needs no DNS; the password only when it is shown)."""
+    if not user.extension:
+        return None
+    data = facts(user, config)
+    text = qrcode.softphone_uri(user.extension, data["lan_ip"], data["sip_port"], secret)
+    return {"text": text, "image": qrcode.data_uri(text), "with_secret": bool(secret),
+            "account": qrcode.softphone_uri(user.extension, data["lan_ip"], data["sip_port"])}
 
 
 def show_secret_once(login: str) -> None:

@@ -5,6 +5,7 @@ import asyncio
 import io
 import os
 import tarfile
+import time
 
 import pytest
 
@@ -53,6 +54,19 @@ def upload(client, data: bytes, name: str = "fw.obfw", **fields):
                        content_type="multipart/form-data")
 
 
+def install(client, data: bytes, **fields):
+    """Upload a firmware, then follow its progress page (it reloads itself while the install runs) to its end."""
+    resp = upload(client, data, **fields)
+    assert resp.status_code == 302 and "/system/tasks/" in resp.headers["Location"], resp.get_data(as_text=True)[-500:]
+    for _ in range(300):  # bounded: 30 s
+        page = client.get(resp.headers["Location"])
+        if 'http-equiv="refresh"' not in page.get_data(as_text=True):
+            return page
+        assert page.status_code == 200 and 'id="task-running"' in page.get_data(as_text=True)
+        time.sleep(0.1)
+    raise AssertionError("the firmware install did not end")
+
+
 def test_backup_download_is_a_valid_backup_and_leaves_nothing_behind(admin_client, runtime, tmp_path):
     resp = post(admin_client, "/system/backup", {}, form_path="/system/")
     assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
@@ -67,24 +81,25 @@ def test_backup_download_is_a_valid_backup_and_leaves_nothing_behind(admin_clien
 def test_firmware_upload_install_refusals_and_rollback(admin_client, runtime, tmp_path, release_key):
     assert upload(admin_client, b"", name="").status_code == 400
     first = bundle(tmp_path, release_key, "9.9.9", payload_bytes=3 * 1024 * 1024)  # over the 2 MB form limit
-    resp = upload(admin_client, first)
-    assert resp.status_code == 302, resp.get_data(as_text=True)[-500:]
+    resp = install(admin_client, first)
+    assert resp.status_code == 200 and 'id="task-done"' in resp.get_data(as_text=True)
+    assert "Firmware 9.9.9 installed" in resp.get_data(as_text=True)
     page = admin_client.get("/system/").get_data(as_text=True)
-    assert 'id="fw-running">9.9.9<' in page and "installed" in page
+    assert 'id="fw-running">9.9.9<' in page
 
-    refused = upload(admin_client, tamper(bundle(tmp_path, release_key, "9.9.10")))
+    refused = install(admin_client, tamper(bundle(tmp_path, release_key, "9.9.10")))
     assert refused.status_code == 400 and "checksum mismatch" in refused.get_data(as_text=True)
-    older = upload(admin_client, bundle(tmp_path, release_key, "9.9.1"))
+    older = install(admin_client, bundle(tmp_path, release_key, "9.9.1"))
     assert older.status_code == 400 and "downgrade" in older.get_data(as_text=True)
     stranger = tmp_path / "stranger.key"
     firmware.new_signing_key(stranger)
-    unsigned = upload(admin_client, bundle(tmp_path, stranger, "9.9.11"))
+    unsigned = install(admin_client, bundle(tmp_path, stranger, "9.9.11"))
     assert unsigned.status_code == 400 and "not signed by a trusted key" in unsigned.get_data(as_text=True)
-    garbage = upload(admin_client, b"not a firmware at all")
+    garbage = install(admin_client, b"not a firmware at all")
     assert garbage.status_code == 400 and "not a readable OfficeBox firmware" in garbage.get_data(as_text=True)
     assert 'id="fw-running">9.9.9<' in admin_client.get("/system/").get_data(as_text=True)
 
-    assert upload(admin_client, bundle(tmp_path, release_key, "9.9.12")).status_code == 302
+    assert 'id="task-done"' in install(admin_client, bundle(tmp_path, release_key, "9.9.12")).get_data(as_text=True)
     page = admin_client.get("/system/").get_data(as_text=True)
     assert 'id="fw-running">9.9.12<' in page and 'id="fw-previous">9.9.9<' in page
     assert post(admin_client, "/system/firmware/rollback", {}, form_path="/system/").status_code == 302
@@ -174,3 +189,28 @@ def test_a_whole_system_update_off_the_os_image_is_refused_clearly(admin_client,
     body = resp.get_data(as_text=True)
     assert resp.status_code == 400 and "System update refused, nothing was written" in body
     assert "need the OfficeBox OS image" in body and not list(runtime.ctx.data_dir.rglob(".upload-*"))
+
+
+def test_a_firmware_install_shows_its_progress_then_its_result_to_its_admin_only(admin_client, app, runtime,
+                                                                                 tmp_path, release_key):
+    from webadmin.blueprints import system
+
+    with system._INSTALLING:  # an install that takes a while: held until the page was seen running
+        resp = upload(admin_client, bundle(tmp_path, release_key, "9.9.20"))
+        assert resp.status_code == 302
+        running = admin_client.get(resp.headers["Location"])
+        page = running.get_data(as_text=True)
+        assert running.status_code == 200 and running.headers["Cache-Control"] == "no-store"
+        assert '<meta http-equiv="refresh" content="2">' in page and 'id="task-running"' in page
+        assert 'id="fw-running">9.9.20<' not in admin_client.get("/system/").get_data(as_text=True)
+        other = app.test_client()  # signed in as the same admin elsewhere: the same owner
+        assert other.get(resp.headers["Location"]).status_code == 302  # not signed in: to the login page
+    for _ in range(300):
+        done = admin_client.get(resp.headers["Location"])
+        if 'id="task-running"' not in done.get_data(as_text=True):
+            break
+        time.sleep(0.1)
+    assert done.status_code == 200 and 'http-equiv="refresh"' not in done.get_data(as_text=True)
+    assert 'id="task-done"' in done.get_data(as_text=True) and "9.9.20" in done.get_data(as_text=True)
+    assert admin_client.get("/system/tasks/no-such-task").status_code == 404
+    assert not list((runtime.ctx.data_dir / "firmware").glob(".upload-*"))

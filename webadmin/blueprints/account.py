@@ -18,7 +18,7 @@ from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from services.pbx.prompts import audio
-from webadmin import core, forms
+from webadmin import core, forms, setupsheet
 from webadmin.blueprints import vpn
 from webadmin.blueprints.pbx import FORWARD_FIELDS, FORWARD_HINT, posted_call_handling
 from webadmin.blueprints.pbx import _apply as apply_call_handling
@@ -83,7 +83,8 @@ def _page(user, errors: dict | None = None, general: list | None = None, forward
                            mail_domain=config.system.mail_domain, forwarding=forwarding,
                            forward_errors=forward_errors or {}, forward_general=forward_general or [],
                            languages=language_choices(), language_errors=language_errors or {},
-                           language_general=language_general or []), \
+                           language_general=language_general or [],
+                           softphone=setupsheet.softphone(user, config)), \
         (400 if failed else 200)
 
 

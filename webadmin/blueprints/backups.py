@@ -20,6 +20,7 @@ from appliance import backup, schema
 from appliance.apply import ConfigError
 from appliance.backupjobs import NAME, SMB_PORT, DestinationError, fetch_host_key, fingerprint
 from webadmin import core, forms
+from webadmin import progress as long_actions
 from webadmin.blueprints.system import _restarting
 from webadmin.core import N_
 from webadmin.i18n import format_when
@@ -34,7 +35,6 @@ HINTS = {  # the expected format, for what the schema's patterns refuse
     "smb_password": N_("the password cannot hold a line break"),
     "user": N_("a user name of letters, digits, . _ -, like backup"),
 }
-PROGRESS_REFRESH = 2  # seconds between the reloads of the page of a backup being made
 START_WAIT = 10  # seconds the page waits for the backup asked for to start
 WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
             N_("Sunday"))
@@ -204,7 +204,7 @@ def progress():
     else:
         outcome = "done"
     return render_template("backups/running.html", state=state, outcome=outcome, stamp=_stamp,
-                           refresh=PROGRESS_REFRESH if waiting else None)
+                           refresh=long_actions.REFRESH if waiting else None)
 
 
 @bp.route("/test", methods=["POST"])

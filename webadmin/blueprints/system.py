@@ -4,19 +4,21 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 
 from appliance import backup, firmware
-from webadmin import core, forms
+from webadmin import core, forms, progress
 from webadmin.core import N_
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 NAV = [(N_("System"), N_("Backup and firmware"), "system.index")]
 core.LARGE_UPLOADS["system.firmware_install"] = firmware.MAX_BUNDLE
+_INSTALLING = threading.Lock()  # one firmware install at a time
 core.LARGE_UPLOADS["system.restore"] = 8 * 1024 ** 3  # mailboxes make backups large
 
 
@@ -82,14 +84,40 @@ def firmware_install():
     box = _box()
     if upload.filename.endswith(".raucb"):
         return _system_update(upload, box)
+    fd, kept = tempfile.mkstemp(dir=box.slots.root, prefix=".upload-")
     try:
-        with _saved_upload(upload, box.slots.root) as path:
-            manifest = box.install(path, allow_downgrade=forms.checkbox("allow_downgrade"))
-    except (firmware.FirmwareError, OSError) as exc:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+    except OSError as exc:
+        os.unlink(kept)
         return _page([_("Firmware refused: %(exc)s", exc=exc)], 400)
-    flash(_("Firmware %(version)s installed. Restart the box to run it; until then %(running)s keeps running.",
-            version=manifest["version"], running=box.slots.previous() or _("the current firmware")), "success")
-    return redirect(url_for("system.index"))
+    allow_downgrade = forms.checkbox("allow_downgrade")
+
+    def install() -> dict:
+        """Checked (signature, checksums, version) and written into the other slot, in the background."""
+        try:
+            with _INSTALLING:
+                manifest = box.install(Path(kept), allow_downgrade=allow_downgrade)
+        except firmware.FirmwareError as exc:
+            raise progress.Failed(str(exc)) from exc
+        finally:
+            os.unlink(kept)
+        return {"version": manifest["version"], "previous": box.slots.previous()}
+
+    task = progress.tasks().start(core.current_user().login, "firmware", install)
+    return redirect(url_for("system.task", task_id=task))
+
+
+@bp.route("/tasks/<task_id>")
+@core.admin_required
+def task(task_id: str):
+    """A firmware install in progress (the page reloads itself), then its result."""
+    found = progress.tasks().get(task_id, core.current_user().login)
+    if found is None:
+        abort(404)
+    running = found["state"] == "running"
+    return render_template("system/task.html", task=found, refresh=progress.REFRESH if running else None), \
+        (400 if found["state"] == "failed" else 200)
 
 
 def _system_update(upload, box: firmware.BoxFirmware):

@@ -265,7 +265,9 @@ def sheet(login: str):
     """The printable setup sheet; the phone password only right after creation or a reset."""
     user = _user_or_404(login)
     secret = user.sip_secret if setupsheet.secret_shown_now(login) else None
-    return render_template("users/sheet.html", secret=secret, **setupsheet.facts(user, core.current_config()))
+    config = core.current_config()
+    return render_template("users/sheet.html", secret=secret, softphone=setupsheet.softphone(user, config, secret),
+                           **setupsheet.facts(user, config))
 
 
 @bp.route("/<login>/phone-secret", methods=["POST"])
