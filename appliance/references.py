@@ -4,8 +4,8 @@ Works on the document (a dict as the engine stores it) by the known reference fi
 by searching strings: each kind of object (an extension, a ring group, a trunk, a call queue, an auto
 attendant, a conference room, a time profile) lists the fields that may name it. An entry says the
 section, the referencing object, the field and the web admin page (endpoint and arguments) that edits
-it; `blocking` marks references the schema refuses to leave dangling (PbxConfig._coherent and
-attendant_problems): deleting the object first needs that reference removed.
+it; `blocking` marks references the configuration refuses to leave dangling (PbxConfig._coherent,
+attendant_problems, PbxService.validate): deleting the object first needs that reference removed.
 
 Destinations (services/pbx/config.py TARGET) name an object by its number (an extension, a group, a
 queue's or a room's number) or as an application (voicemail:201, assistant:201, queue:sales,
@@ -80,8 +80,9 @@ def used_by(doc: dict, kind: str, key: str) -> list[UsedBy]:
     targets = _names(doc, kind, key)
     for section, name, fld, endpoint, args, value in _destinations(doc):
         if value and value in targets and not (kind == "extension" and section == "pbx.extensions" and name == key):
-            add(UsedBy(section, name, fld, endpoint, args))
-    for i, a in enumerate(pbx.get("attendants", [])):
+            # a DID to a plain number must reach an extension or a group (PbxService.validate)
+            add(UsedBy(section, name, fld, endpoint, args, blocking=section == "pbx.dids" and value == key))
+    for a in pbx.get("attendants", []):
         att = a.get("name", "")
         for menu in a.get("menus", []):
             for option in menu.get("options", []):
@@ -92,11 +93,11 @@ def used_by(doc: dict, kind: str, key: str) -> list[UsedBy]:
                 if hit:
                     add(UsedBy("pbx.attendants", f"{att}/{menu.get('name', '')}",
                                f"options.{option.get('key', '')}", "attendant.menu",
-                               {"name": att, "menu": menu.get("name", "")}, blocking=kind != "extension"))
+                               {"name": att, "menu": menu.get("name", "")}, blocking=True))
         if kind == "time_profile" and a.get("profile") == key:
             add(UsedBy("pbx.attendants", att, "profile", "attendant.edit", {"name": att}, blocking=True))
         if kind == "extension" and a.get("operator") == key:
-            add(UsedBy("pbx.attendants", att, "operator", "attendant.edit", {"name": att}))
+            add(UsedBy("pbx.attendants", att, "operator", "attendant.edit", {"name": att}, blocking=True))
     if kind == "extension":
         found += _extension_uses(pbx, key)
     if kind == "group":
@@ -119,15 +120,15 @@ def _extension_uses(pbx: dict, ext: str) -> Iterator[UsedBy]:
     for g in pbx.get("groups", []):
         if ext in g.get("members", []):
             yield UsedBy("pbx.groups", g.get("number", ""), "members", "pbx.item_edit",
-                         {"section": "groups", "key": g.get("number", "")})
+                         {"section": "groups", "key": g.get("number", "")}, blocking=True)
     for p in pbx.get("paging_groups", []):
         if ext in p.get("members", []):
             yield UsedBy("pbx.paging_groups", p.get("number", ""), "members", "pbx.item_edit",
-                         {"section": "paging_groups", "key": p.get("number", "")})
+                         {"section": "paging_groups", "key": p.get("number", "")}, blocking=True)
     for q in pbx.get("queues", []):
         args = {"name": q.get("name", "")}
         if any(m.get("agent") == ext for m in q.get("members", [])):
-            yield UsedBy("pbx.queues", q.get("name", ""), "members", "callcentre.queue_form", args)
+            yield UsedBy("pbx.queues", q.get("name", ""), "members", "callcentre.queue_form", args, blocking=True)
         if ext in q.get("supervisors", []):
             yield UsedBy("pbx.queues", q.get("name", ""), "supervisors", "callcentre.queue_form", args)
     for other, settings in pbx.get("extensions", {}).items():
@@ -142,9 +143,9 @@ def _extension_uses(pbx: dict, ext: str) -> Iterator[UsedBy]:
         for role in ("manager", "secretary"):
             if s.get(role) == ext:
                 yield UsedBy("pbx.secretaries", f"{s.get('manager')}/{s.get('secretary')}", role,
-                             "recording.index", {})
+                             "recording.index", {}, blocking=True)
     if ext in pbx.get("recording", {}).get("extensions", []):
-        yield UsedBy("pbx.recording", "recording", "extensions", "recording.index", {})
+        yield UsedBy("pbx.recording", "recording", "extensions", "recording.index", {}, blocking=True)
     if pbx.get("operator") == ext:
         yield UsedBy("pbx", "pbx", "operator", "", {})
     if pbx.get("voicemail", {}).get("operator") == ext:

@@ -50,21 +50,21 @@ def _found(kind: str, key: str) -> set[tuple[str, str, str, bool]]:
 
 def test_extension_every_reference():
     assert _found("extension", "201") == {
-        ("pbx.groups", "600", "members", False), ("pbx.groups", "600", "overflow", False),
-        ("pbx.paging_groups", "650", "members", False), ("pbx.queues", "sales", "members", False),
-        ("pbx.dids", "0140000001", "destination", False),
+        ("pbx.groups", "600", "members", True), ("pbx.groups", "600", "overflow", False),
+        ("pbx.paging_groups", "650", "members", True), ("pbx.queues", "sales", "members", True),
+        ("pbx.dids", "0140000001", "destination", True),
         ("pbx.extensions", "202", "forward_busy", False), ("pbx.extensions", "202", "assistant.choices", False),
-        ("pbx.attendants", "main/main", "options.1", False), ("pbx.attendants", "main/main", "options.3", False),
-        ("pbx.attendants", "main", "operator", False), ("pbx.conference_rooms", "board", "leaders", False),
-        ("pbx.secretaries", "202/201", "secretary", False), ("pbx.recording", "recording", "extensions", False),
+        ("pbx.attendants", "main/main", "options.1", True), ("pbx.attendants", "main/main", "options.3", True),
+        ("pbx.attendants", "main", "operator", True), ("pbx.conference_rooms", "board", "leaders", False),
+        ("pbx.secretaries", "202/201", "secretary", True), ("pbx.recording", "recording", "extensions", True),
         ("pbx.application_numbers", "*44", "destination", False), ("pbx.park", "park", "fallback", False),
         ("pbx", "pbx", "operator", False), ("pbx.voicemail", "voicemail", "operator", False)}
 
 
 def test_extension_as_supervisor_and_manager():
     assert _found("extension", "202") == {
-        ("pbx.groups", "600", "members", False), ("pbx.groups", "601", "members", False),
-        ("pbx.queues", "sales", "supervisors", False), ("pbx.secretaries", "202/201", "manager", False)}
+        ("pbx.groups", "600", "members", True), ("pbx.groups", "601", "members", True),
+        ("pbx.queues", "sales", "supervisors", False), ("pbx.secretaries", "202/201", "manager", True)}
 
 
 def test_group_references_and_blocking():
@@ -102,7 +102,7 @@ def test_blocking_matches_the_schema():
     with pytest.raises(Exception, match="carrier"):
         schema.parse(doc)
     doc = _doc()
-    assert not blocking(used_by(doc, "extension", "201"))
+    assert not blocking(used_by(doc, "queue", "sales"))
     doc["pbx"]["queues"] = []  # a queue has no blocking references: deleting it leaves a valid document
     schema.parse(doc)
 
