@@ -72,3 +72,18 @@ def test_unused_attendant_asks_once_then_goes(used_client, runtime):
     assert "Used by:" not in asked and 'name="confirm"' in asked
     done = post(used_client, "/attendant/main/delete", {"confirm": "1"}, form_path="/attendant/")
     assert done.status_code == 302 and runtime.store.current().config.pbx.attendants == []
+
+
+def test_time_profile_and_conference_room(used_client, runtime):
+    def mutate(doc):
+        doc["pbx"]["time_profiles"] = [{"name": "office"}]
+        doc["pbx"]["attendants"][0]["profile"] = "office"
+        doc["pbx"]["conference_rooms"] = [{"number": "620", "name": "board"}]
+        doc["pbx"]["dids"].append({"number": "0140000002", "destination": "conference:board"})
+    runtime.engine.update("admin", "test profile and room", mutate)
+    asked = page(used_client, "/attendant/profiles/office/delete")
+    assert 'href="/attendant/main"' in asked and "cannot be deleted" in asked and 'name="confirm"' not in asked
+    asked = page(used_client, "/conference/board/delete")
+    assert 'href="/pbx/dids/0140000002/edit"' in asked and 'name="confirm"' in asked
+    done = post(used_client, "/conference/board/delete", {"confirm": "1"}, form_path="/conference/")
+    assert done.status_code == 302 and runtime.store.current().config.pbx.conference_rooms == []

@@ -431,10 +431,13 @@ def night(name: str):
     return redirect(url_for("attendant.profiles"))
 
 
-@bp.route("/profiles/<name>/delete", methods=["POST"])
+@bp.route("/profiles/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def profile_delete(name: str):
     i = _index_of(_pbx().time_profiles, name)
+    if not usedby.confirmed():
+        return usedby.confirm_page("time_profile", name, _("time profile"), url_for("attendant.profiles"),
+                                   lambda doc: doc["pbx"]["time_profiles"].pop(i), nav_active="attendant.profiles")
     try:
         general = forms.remove_item(f"remove time profile {name}", "pbx", "time_profiles", i, N_("time profile"))
     except ConfigError as err:
