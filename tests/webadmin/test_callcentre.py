@@ -62,7 +62,8 @@ def test_queue_form_checks_agents_and_numbers_then_saves(cc_client, runtime):
     edit = post(cc_client, "/callcentre/queues/sales", {**QUEUE, "wrap_up": "30"})
     assert edit.status_code == 302 and runtime.config.pbx.queues[0].wrap_up == 30
     assert "Sales" in page(cc_client, "/callcentre/queues")
-    assert post(cc_client, "/callcentre/queues/sales/delete", {}, form_path="/callcentre/queues").status_code == 302
+    gone = post(cc_client, "/callcentre/queues/sales/delete", {"confirm": "1"}, form_path="/callcentre/queues")
+    assert gone.status_code == 302
     assert runtime.config.pbx.queues == []
 
 

@@ -51,7 +51,7 @@ def test_rooms_are_added_edited_and_deleted_with_a_hashed_pin(pbx_client, runtim
     assert runtime.config.pbx.application_for("801") == "conference:sales"
     page(pbx_client, "/conference/nothing/edit", 404)
     page(pbx_client, "/conference/nothing/live", 404)
-    gone = post(pbx_client, "/conference/sales/delete", {}, form_path="/conference/")
+    gone = post(pbx_client, "/conference/sales/delete", {"confirm": "1"}, form_path="/conference/")
     assert gone.status_code == 302 and _rooms(runtime) == []
 
 

@@ -87,7 +87,7 @@ def test_ring_group_create_edit_delete_with_errors(pbx_client, runtime):
     assert group.strategy == "round_robin" and group.members == ["202"] and group.overflow == "201"
     assert group.timeout == 30   # left empty: the default
 
-    deleted = post(pbx_client, "/pbx/groups/600/delete", {}, form_path="/pbx/groups/")
+    deleted = post(pbx_client, "/pbx/groups/600/delete", {"confirm": "1"}, form_path="/pbx/groups/")
     assert deleted.status_code == 302 and pbx_config(runtime).groups == []
 
 
@@ -120,7 +120,10 @@ def test_trunk_password_never_shown_and_kept(pbx_client, runtime):
                    form_path="/pbx/routes/new")
     assert unknown.status_code == 400 and "unknown trunk" in unknown.get_data(as_text=True)
 
-    refused = post(pbx_client, "/pbx/trunks/carrier1/delete", {}, form_path="/pbx/trunks/")
+    asked = page(pbx_client, "/pbx/trunks/carrier1/delete")
+    assert 'href="/pbx/routes/national/edit"' in asked and "cannot be deleted" in asked
+    assert 'name="confirm"' not in asked   # no button for a delete the configuration refuses
+    refused = post(pbx_client, "/pbx/trunks/carrier1/delete", {"confirm": "1"}, form_path="/pbx/trunks/")
     assert refused.status_code == 302
     assert [t.name for t in pbx_config(runtime).trunks] == ["carrier1"]
     assert "was not deleted" in page(pbx_client, "/pbx/trunks/")

@@ -17,7 +17,7 @@ from services.pbx.attendant import ics, timeprofile
 from services.pbx.attendant.greetings import Greetings
 from services.pbx.config import WEEKDAYS
 from services.pbx.prompts import AudioError, PromptError
-from webadmin import core, forms
+from webadmin import core, forms, usedby
 from webadmin.blueprints.pbx import PERMISSIONS
 from webadmin.blueprints.voice import ACCEPT, PROMPT_UPLOAD_LIMIT, _saved, prompt_library
 from webadmin.core import N_
@@ -129,10 +129,13 @@ def _int(name: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
-@bp.route("/<name>/delete", methods=["POST"])
+@bp.route("/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def delete(name: str):
     i = _index_of(_pbx().attendants, name)
+    if not usedby.confirmed():
+        return usedby.confirm_page("attendant", name, _("attendant"), url_for("attendant.index"),
+                                   lambda doc: doc["pbx"]["attendants"].pop(i), nav_active="attendant.index")
     general = forms.remove_item(f"remove attendant {name}", "pbx", "attendants", i, N_("attendant"))
     if general:
         return index({}, general, 400)
@@ -428,10 +431,13 @@ def night(name: str):
     return redirect(url_for("attendant.profiles"))
 
 
-@bp.route("/profiles/<name>/delete", methods=["POST"])
+@bp.route("/profiles/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def profile_delete(name: str):
     i = _index_of(_pbx().time_profiles, name)
+    if not usedby.confirmed():
+        return usedby.confirm_page("time_profile", name, _("time profile"), url_for("attendant.profiles"),
+                                   lambda doc: doc["pbx"]["time_profiles"].pop(i), nav_active="attendant.profiles")
     try:
         general = forms.remove_item(f"remove time profile {name}", "pbx", "time_profiles", i, N_("time profile"))
     except ConfigError as err:

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from appliance.bus import appliance_bus
 from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
-from webadmin import core, forms
+from webadmin import core, forms, usedby
 from webadmin.core import N_
 
 bp = Blueprint("callcentre", __name__, url_prefix="/callcentre")
@@ -300,12 +300,15 @@ def queue_form(name: str | None):
                            strategies_shown=[(v, _(label)) for v, label in STRATEGIES], new=index is None), status
 
 
-@bp.route("/queues/<name>/delete", methods=["POST"])
+@bp.route("/queues/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def queue_delete(name: str):
     index = next((i for i, q in enumerate(_queues()) if q.name == name), None)
     if index is None:
         abort(404)
+    if not usedby.confirmed():
+        return usedby.confirm_page("queue", name, _("call queue"), url_for("callcentre.queues"),
+                                   lambda doc: doc["pbx"]["queues"].pop(index), nav_active="callcentre.queues")
     problems = forms.remove_item(_("remove call queue %(name)s", name=name), "pbx", "queues", index, N_("queue"))
     for problem in problems:
         flash(problem, "error")

@@ -14,7 +14,7 @@ from appliance.apply import ConfigError
 from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from services.pbx.conference import hash_pin
-from webadmin import core, forms
+from webadmin import core, forms, usedby
 from webadmin.core import N_
 
 bp = Blueprint("conference", __name__, url_prefix="/conference")
@@ -106,12 +106,16 @@ def edit(name: str | None = None):
                            code_keys=[("", _("No key")), *KEYS]), (400 if errors or general else 200)
 
 
-@bp.route("/<name>/delete", methods=["POST"])
+@bp.route("/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def delete(name: str):
     names = [r["name"] for r in _rooms()]
     if name not in names:
         abort(404)
+    if not usedby.confirmed():
+        return usedby.confirm_page("conference", name, _("conference room"), url_for("conference.rooms"),
+                                   lambda doc: doc["pbx"]["conference_rooms"].pop(names.index(name)),
+                                   nav_active="conference.rooms")
     general = forms.remove_item(f"delete conference room {name}", "pbx", "conference_rooms", names.index(name),
                                 N_("conference room"))
     if general:

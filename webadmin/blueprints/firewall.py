@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from webadmin import core, forms
@@ -117,14 +117,22 @@ def settings():
     return _saved(_("Firewall settings saved."))
 
 
+RULE_FIELDS = ("name", "action", "source_zone", "destination", "protocol", "ports", "sources", "destinations")
+
+
+def _posted_rule() -> tuple[dict, dict]:
+    """(the form as typed, the rule for the document): the add and the edit forms read the same fields."""
+    form = {k: forms.text(k, 500) for k in RULE_FIELDS}
+    rule = {**{k: form[k] for k in ("name", "action", "source_zone", "destination", "protocol", "ports")},
+            "sources": split_list(form["sources"]), "destinations": split_list(form["destinations"])}
+    return form, rule
+
+
 @bp.route("/rules", methods=["POST"])
 @core.admin_required
 def rule_add():
-    form = {k: forms.text(k, 500) for k in ("name", "action", "source_zone", "destination", "protocol", "ports",
-                                            "sources", "destinations")}
+    form, rule = _posted_rule()
     index = len(core.current_config().firewall.rules)
-    rule = {**{k: form[k] for k in ("name", "action", "source_zone", "destination", "protocol", "ports")},
-            "sources": split_list(form["sources"]), "destinations": split_list(form["destinations"])}
 
     def mutate(doc: dict) -> None:
         doc["firewall"]["rules"].append(rule)
@@ -134,6 +142,54 @@ def rule_add():
     if errors or general:
         return _page(errors, general, form, 400)
     return _saved(_("Rule added."))
+
+
+@bp.route("/rules/<int:index>/edit", methods=["GET", "POST"])
+@core.admin_required
+def rule_edit(index: int):
+    rules = core.current_config().firewall.rules
+    if not 0 <= index < len(rules):
+        abort(404)
+    old = rules[index]
+    if request.method == "GET":
+        form = {**{k: str(getattr(old, k)) for k in RULE_FIELDS[:6]}, "enabled": old.enabled,
+                "sources": ", ".join(map(str, old.sources)), "destinations": ", ".join(map(str, old.destinations))}
+        return render_template("firewall/rule_edit.html", index=index, form=form, errors={}, general=[],
+                               nav_active="firewall.index")
+    form, rule = _posted_rule()
+    rule["enabled"] = form["enabled"] = forms.checkbox("enabled")
+
+    def mutate(doc: dict) -> None:
+        doc["firewall"]["rules"][index] = rule
+
+    errors, general = forms.apply_form(f"edit firewall rule {form['name']}", mutate,
+                                       prefix=f"firewall.rules.{index}", top=True)
+    if errors or general:
+        errors, general = shown(errors, general, set(RULE_FIELDS))
+        return render_template("firewall/rule_edit.html", index=index, form=form, errors=errors, general=general,
+                               nav_active="firewall.index"), 400
+    return _saved(_("Rule saved."))
+
+
+@bp.route("/rules/<int:index>/move", methods=["POST"])
+@core.admin_required
+def rule_move(index: int):
+    """Up or down one place: both rules change places in one change (one revision, one apply)."""
+    step = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
+    other = index + (step or 0)
+    count = len(core.current_config().firewall.rules)
+    if step is None or not (0 <= index < count and 0 <= other < count):
+        abort(400 if 0 <= index < count else 404)
+
+    def mutate(doc: dict) -> None:
+        rules = doc["firewall"]["rules"]
+        rules[index], rules[other] = rules[other], rules[index]
+
+    errors, general = forms.apply_form(f"move firewall rule {index + 1} {request.form['direction']}", mutate,
+                                       prefix="firewall.rules", top=True)
+    if errors or general:
+        return _page(errors, general, status=400)
+    return _saved(_("Rule moved."))
 
 
 @bp.route("/rules/<int:index>/delete", methods=["POST"])

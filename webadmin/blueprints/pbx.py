@@ -20,7 +20,7 @@ from appliance.clients import ServiceRestarting
 from appliance.service import ApplyError
 from services.pbx.events import CALL_TOPIC
 from services.pbx.voicemail.pin import PIN, hash_pin
-from webadmin import core, forms, pickers
+from webadmin import core, forms, pickers, usedby
 from webadmin.core import N_
 
 bp = Blueprint("pbx", __name__, url_prefix="/pbx")
@@ -138,6 +138,9 @@ SECTIONS = {s.name: s for s in [
 ]}
 
 
+REFERENCE_KINDS = {"groups": "group", "trunks": "trunk"}  # appliance.references kinds of the sections
+
+
 def _section(name: str) -> Section:
     section = SECTIONS.get(name)
     if section is None:
@@ -239,6 +242,10 @@ def _delete_view(section: str, key: str):
     def mutate(doc: dict) -> None:
         doc["pbx"][spec.name] = [i for i in doc["pbx"].get(spec.name, []) if str(i.get(spec.key)) != key]
 
+    if not usedby.confirmed():
+        return usedby.confirm_page(REFERENCE_KINDS.get(spec.name), key, _(spec.singular),
+                                   url_for(f"pbx.{spec.name}"), mutate, nav_active=f"pbx.{spec.name}")
+
     errors, general = _apply(f"delete {spec.singular} {key}", mutate, f"pbx.{spec.name}")
     if errors or general:
         flash(_("The %(what)s %(key)s was not deleted: %(reasons)s", what=_(spec.singular), key=key,
@@ -256,7 +263,7 @@ bp.add_url_rule("/<section>/new", endpoint="item_new", view_func=core.admin_requ
 bp.add_url_rule("/<section>/<key>/edit", endpoint="item_edit", view_func=core.admin_required(_form_view),
                 methods=["GET", "POST"])
 bp.add_url_rule("/<section>/<key>/delete", endpoint="item_delete", view_func=core.admin_required(_delete_view),
-                methods=["POST"])
+                methods=["GET", "POST"])
 
 
 # -- extensions --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
 from appliance.users import hash_password, new_secret
-from webadmin import core, forms, setupsheet
+from webadmin import core, forms, setupsheet, usedby
 from webadmin.core import N_
 from webadmin.i18n import language_choices
 
@@ -245,7 +245,9 @@ def delete(login: str):
         if not general:
             flash(_("User %(login)s was deleted.", login=login), "success")
         return redirect(url_for("users.index"))
-    return render_template("users/delete.html", user=user)
+    return usedby.confirm_page("extension" if user.extension else None, user.extension or "", _("user"),
+                               url_for("users.index"), lambda doc: doc["users"].pop(_index_of(doc, login)),
+                               template="users/delete.html", user=user)
 
 
 def _welcome(login: str) -> None:
