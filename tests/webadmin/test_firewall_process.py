@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 
 import pytest
 
-from appliance.bus import Bus, BusHub
-from appliance.servicehost import IsolatedService
 from services.firewall.service import FirewallService
 from tests.netns import Lab, needs_netns
+from tests.runtimes import service_process
 from tests.webadmin.test_pbx_unban_restart import runtime  # noqa: F401  (data the service users can reach)
 
 pytestmark = pytest.mark.slow
@@ -20,25 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def firewall_process(admin_client, runtime):  # noqa: F811
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-    hub = BusHub(Bus())
-    bus_path = runtime.ctx.run_dir("core") / "bus.sock"
-    run(hub.serve(bus_path))
-    service = runtime.services["firewall"] = IsolatedService(runtime.services["firewall"], bus_path)
-    try:
+    with service_process(runtime, "firewall") as (service, run):
         run(service.start(runtime.config))
         yield service
-    finally:
-        run(service.stop())
-        run(hub.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_the_firewall_page_reads_its_process(admin_client, runtime, firewall_process):  # noqa: F811

@@ -6,23 +6,16 @@ or say "restarting, try again": never a success message for a request that went 
 started its service yet (it did nothing), never a server error while the new process comes up."""
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import signal
 import socket
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from appliance.bus import Bus, BusHub
-from appliance.runtime import Runtime
-from appliance.servicehost import IsolatedService
 from appliance.supervisor import Supervisor
 from tests.isolated import until
+from tests.runtimes import reachable_runtime, service_process
 from tests.webadmin.helpers import post
 from tests.webadmin.test_service_restart import free_udp_port
 
@@ -35,12 +28,8 @@ UNBANNED = f"{FLOODER} may send requests again."
 @pytest.fixture
 def runtime():
     """Its data outside pytest's 0700 tmp root, which the PBX's user cannot cross."""
-    top = Path(tempfile.mkdtemp(prefix="ob-unban-"))
-    rt = Runtime(top / "var", lab=True)
-    rt.bootstrap()
-    yield rt
-    rt.store.close()
-    shutil.rmtree(top, ignore_errors=True)
+    with reachable_runtime("ob-unban-") as rt:
+        yield rt
 
 
 @pytest.fixture
@@ -49,27 +38,12 @@ def pbx(admin_client, runtime):
     port = free_udp_port()
     runtime.engine.update("admin", "sip port, flood limit", lambda doc: doc.setdefault("pbx", {}).update(
         lab_sip_port=port, abuse={"max_requests": 10, "request_window": 5, "ban_seconds": 600}))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-    hub = BusHub(Bus())
-    bus_path = runtime.ctx.run_dir("core") / "bus.sock"
-    run(hub.serve(bus_path))
-    service = runtime.services["pbx"] = IsolatedService(runtime.services["pbx"], bus_path)
-    supervisor = Supervisor(runtime.ctx, {"pbx": service})
-    try:
-        yield service, supervisor, run, port
-    finally:
-        run(supervisor.stop())
-        run(service.stop())
-        run(hub.close())
-        runtime.supervisor = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with service_process(runtime, "pbx") as (service, run):
+        supervisor = Supervisor(runtime.ctx, {"pbx": service})
+        try:
+            yield service, supervisor, run, port
+        finally:
+            run(supervisor.stop())
 
 
 def options(port: int, count: int) -> int:

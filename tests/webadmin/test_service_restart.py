@@ -2,20 +2,13 @@
 process is replaced (a new pid) by the supervisor, dig gets answers again, and an audit line is logged."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
 import socket
-import tempfile
-import threading
-from pathlib import Path
 
 import pytest
 
-from appliance.bus import Bus, BusHub
-from appliance.runtime import Runtime
-from appliance.servicehost import IsolatedService
 from appliance.supervisor import Supervisor
+from tests.runtimes import reachable_runtime, service_process
 from tests.services.dns.digtool import dig, status
 from tests.webadmin.helpers import post
 
@@ -32,12 +25,8 @@ def free_udp_port() -> int:
 def runtime():
     """As conftest's, with its data outside pytest's tmp root (0700, which the service users cannot cross;
     see tests/appliance/conftest.py data)."""
-    top = Path(tempfile.mkdtemp(prefix="ob-restart-"))
-    rt = Runtime(top / "var", lab=True)
-    rt.bootstrap()
-    yield rt
-    rt.store.close()
-    shutil.rmtree(top, ignore_errors=True)
+    with reachable_runtime("ob-restart-") as rt:
+        yield rt
 
 
 @pytest.fixture
@@ -45,24 +34,13 @@ def dns_process(admin_client, runtime):
     """The runtime's DNS service in its own process under a supervisor on a loop thread, as when serving."""
     port = free_udp_port()
     runtime.engine.update("admin", "dns port", lambda doc: doc.setdefault("dns", {}).update(lab_port=port))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    hub = BusHub(Bus())
-    bus_path = runtime.ctx.run_dir("core") / "bus.sock"
-    asyncio.run_coroutine_threadsafe(hub.serve(bus_path), loop).result(10)
-    dns = runtime.services["dns"] = IsolatedService(runtime.services["dns"], bus_path)
-    supervisor = runtime.supervisor = Supervisor(runtime.ctx, {"dns": dns})
-    try:
-        asyncio.run_coroutine_threadsafe(supervisor.start(runtime.config), loop).result(60)
-        yield dns, port
-    finally:
-        asyncio.run_coroutine_threadsafe(supervisor.stop(), loop).result(30)
-        asyncio.run_coroutine_threadsafe(hub.close(), loop).result(10)
-        runtime.supervisor = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with service_process(runtime, "dns") as (dns, run):
+        supervisor = runtime.supervisor = Supervisor(runtime.ctx, {"dns": dns})
+        try:
+            run(supervisor.start(runtime.config))
+            yield dns, port
+        finally:
+            run(supervisor.stop(), 30)
 
 
 def test_restart_the_dns_process_from_its_card(admin_client, runtime, dns_process, caplog):
