@@ -179,9 +179,11 @@ def test_a_service_that_keeps_failing_to_start(ctx):
 
 @needs_netns
 @pytest.mark.slow
-def test_the_running_appliance_notices_a_trunk_down_through_the_pbx_process(data):
+def test_the_running_appliance_notices_a_trunk_down_through_the_pbx_process(data, monkeypatch):
     """`officebox run --lab` (PBX in its own process): its loop runs the notifier, which reads the trunks
     through the typed client; the dashboard's summary crosses the RPC as JSON."""
+    monkeypatch.setenv("OFFICEBOX_SIP_T1", "0.05")  # the REGISTER to nobody is a 408 after 3.2 s, not 32 s
+    monkeypatch.setenv("OFFICEBOX_NOTIFY_INTERVAL", "1")  # a check each second, not each 15 s
     with Lab() as lab:
         box = lab.host("box")
         proc = run_lab_box(box, data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -51,7 +52,8 @@ class TransactionUser(Protocol):
 
 
 class Timers:
-    T1 = 0.5
+    T1 = float(os.environ.get("OFFICEBOX_SIP_T1", "0.5"))  # RFC 3261's 500 ms; lab tests of a separate
+    # PBX process shorten it (Timer B, 64*T1, is how long a carrier that never answers takes to be a 408)
     T2 = 4.0
     T4 = 5.0
 

@@ -351,15 +351,18 @@ def test_assistant_switched_on_by_phone(attpbx, at):
 def test_greeting_recorded_by_phone_is_what_callers_hear(attpbx, at, tmp_path, keys, state):
     """alice (an admin) dials *35, her PIN, greeting number 11 (the day menu; with *1 its greeting of
     opening hours only) and speaks after the beep; then a caller in opening hours hears her recording
-    instead of the typed text."""
+    instead of the typed text. alice is silent until the box records (its file appears after the beep),
+    then her phone switches its source to what she says (baresip's ausrc), as a person speaks when
+    they hear the beep: no fixed lead-in of silence to wait through, in the recording or for the caller."""
     at(TUESDAY_10)
     said = ch.speech(tmp_path / "said.wav", "Good morning, you have reached the reception desk of our company.")
-    source = ch.write_wav(tmp_path / "alice.wav", [0] * 8000 * 22 + ch.read_wav(said)[0] + [0] * 8000 * 20)
+    quiet = ch.write_wav(tmp_path / "quiet.wav", [0] * 8000 * 60)
+    source = ch.write_wav(tmp_path / "alice.wav", [0] * 4000 + ch.read_wav(said)[0] + [0] * 8000 * 10)
     store = Greetings(attpbx.ctx.data_dir)
     stem = store.menu_stem("main", "day", state)
     try:
         with ExitStack() as stack:
-            alice = stack.enter_context(ch.AudioBaresip("alice", source, user="201", password=ALICE["sip_secret"],
+            alice = stack.enter_context(ch.AudioBaresip("alice", quiet, user="201", password=ALICE["sip_secret"],
                                                         registrar=attpbx.registrar, codecs=("pcmu",)))
             alice.register()
             alice.dial("*35")
@@ -368,6 +371,8 @@ def test_greeting_recorded_by_phone_is_what_callers_hear(attpbx, at, tmp_path, k
             alice.send_dtmf(PIN + "#")
             time.sleep(1.5)
             alice.send_dtmf(keys)  # the greeting number of the day menu; recording after the beep
+            wait(lambda: list(stem.parent.glob(".rec-*.wav")), timeout=30, what="the recording's start")
+            alice.command("ausrc", f"aufile,{source}")
             wait(lambda: Greetings.recorded(stem), timeout=60, what="the recorded greeting")
             alice.hangup()
         recorded = ch.read_wav(Greetings.recorded(stem))[0]
