@@ -13,6 +13,11 @@ from webadmin.core import RUNTIME_KEY
 from webadmin.security import SetupCode
 
 ADMIN = {"login": "admin", "full_name": "Ada Admin", "password": "correct-horse-1"}
+# Two staff with phones, the usual pair of the PBX page tests.
+ALICE_AND_BOB = [
+    {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
+    {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
+]
 
 
 def csrf_of(client, path: str) -> str:

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webadmin.helpers import post
+from tests.webadmin.helpers import ALICE_AND_BOB, post
 
-PEOPLE = [
-    {"login": "alice", "full_name": "Alice Martin", "extension": "201", "sip_secret": "alicesecret1"},
-    {"login": "bob", "full_name": "Bob Durand", "extension": "202", "sip_secret": "bobsecret12"},
-]
+PEOPLE = ALICE_AND_BOB
 
 
 @pytest.fixture
