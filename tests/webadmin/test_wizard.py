@@ -1,11 +1,15 @@
 """First-boot wizard: only while the box is not initialized; one revision creating the first admin."""
+import re
+from html.parser import HTMLParser
+
 import pytest
 
 from appliance.apply import ConfigError
 from appliance.users import verify_password
 from tests.appliance.probe_service import ProbeService
-from tests.webadmin.helpers import ADMIN, csrf_of, post, run_wizard, sign_in
+from tests.webadmin.helpers import ADMIN, csrf_of, post, run_wizard, setup_code_for, sign_in
 from webadmin.blueprints.setup import _apply
+from webadmin.security import SetupCode
 
 
 def test_new_box_sends_every_page_to_the_wizard(client):
@@ -145,3 +149,270 @@ def test_the_wizards_lan_rule_is_the_schemas_for_every_writer(runtime):
         with pytest.raises(ConfigError) as err:
             runtime.engine.apply(doc, "console", "bad LAN")
         assert message in err.value.errors["network.lan.address"], bad
+
+
+# -- the guided setup, step by step ---------------------------------------------------------------------
+class _Form(HTMLParser):
+    """The fields of the page's setup form as a browser would send them (checked boxes, selected options)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+        self._option: str | None = None  # the select whose <option> without a value takes its text
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("name") and a.get("type") != "checkbox":
+            self.fields[a["name"]] = a.get("value") or ""
+        elif tag == "input" and a.get("name") and "checked" in a:
+            self.fields[a["name"]] = "on"
+        elif tag == "select":
+            self._select = a.get("name")
+        elif tag == "option" and self._select:
+            if "selected" in a or self._select not in self.fields:
+                self.fields[self._select] = a.get("value", "")
+                self._option = None if "value" in a else self._select
+
+    def handle_data(self, data):
+        if self._option:
+            self.fields[self._option] = data.strip()
+            self._option = None
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+
+
+def fields_of(page: str) -> dict[str, str]:
+    parser = _Form()
+    parser.feed(page)
+    return parser.fields
+
+
+def step(client, page: str, go: str = "next", **typed):
+    """Press the button `go` of the step shown in `page` with `typed` filled in (None: a box unticked)."""
+    data = fields_of(page)
+    for name, value in typed.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    response = client.post("/setup/", data={**data, "go": go})
+    return response, response.get_data(as_text=True)
+
+
+def shown_step(page: str) -> str:
+    return re.search(r'name="step" value="([a-z]+)"', page).group(1)
+
+
+PEOPLE = {"u0_full_name": "Anna Berg", "u0_login": "Anna", "u0_extension": "201",
+          "u1_full_name": "Ben Carter", "u1_login": "ben", "u1_extension": "202"}
+STATIC_WAN = {"wan_mode": "static", "wan_address": "203.0.113.10/24", "wan_gateway": "203.0.113.1",
+              "wan_dns": "9.9.9.9, 149.112.112.112"}
+
+
+def box_step(client, **overrides):
+    page = client.get("/setup/").get_data(as_text=True)
+    return step(client, page, setup_code=setup_code_for(client), login=ADMIN["login"], full_name=ADMIN["full_name"],
+                company_name="Acme Ltd", mail_domain="acme.example", timezone="Europe/Berlin", **overrides)
+
+
+def to_people(client):
+    response, page = box_step(client)
+    assert response.status_code == 200 and shown_step(page) == "internet", page
+    response, page = step(client, page, lan_address="10.20.0.1/24", **STATIC_WAN)
+    assert response.status_code == 200 and shown_step(page) == "people", page
+    return page
+
+
+def test_guided_setup_writes_every_step_in_one_revision(client, runtime):
+    before = runtime.store.current_id()
+    page = client.get("/setup/").get_data(as_text=True)
+    assert "Step 1 of 5" in page and 'name="password"' not in page  # the password comes on the summary
+    page = to_people(client)
+    assert "Step 3 of 5" in page and page.count('name="u2_login"') == 1  # three empty rows
+    response, page = step(client, page, **PEOPLE)
+    assert response.status_code == 200 and shown_step(page) == "trunk", page
+    response, page = step(client, page, trunk_template="sipgate")  # picked: its settings to complete
+    assert shown_step(page) == "trunk" and 'value="sipgate.de"' in page and "are filled in" in page
+    response, page = step(client, page, t_username="1234567e0", t_from_number="+4930123456")
+    assert response.status_code == 200 and shown_step(page) == "summary", page
+    for shown in ("Anna Berg", "anna", "201", "Ben Carter", "203.0.113.1", "sipgate.de:5060", "1234567e0"):
+        assert shown in page, shown
+    assert 'name="t_password"' in page and runtime.store.current_id() == before  # nothing written yet
+    response, page = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"],
+                          t_password="trunk-secret-9")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/login"), page
+    rev = runtime.store.current()
+    assert rev.id == before + 1 and rev.summary == "first-boot setup" and rev.author == ADMIN["login"]
+    config = rev.config
+    wan = config.network.wan
+    assert (wan.mode, str(wan.address), str(wan.gateway)) == ("static", "203.0.113.10/24", "203.0.113.1")
+    assert [str(d) for d in wan.dns] == ["9.9.9.9", "149.112.112.112"]
+    assert str(config.network.lan.address) == "10.20.0.1/24"
+    assert verify_password(config.user(ADMIN["login"]).password_hash, ADMIN["password"])
+    anna, ben = config.user("anna"), config.user("ben")
+    assert (anna.full_name, anna.extension, anna.role) == ("Anna Berg", "201", "staff")
+    assert (ben.full_name, ben.extension, ben.role) == ("Ben Carter", "202", "staff")
+    assert anna.password_hash is None and len(anna.sip_secret) == 20 and anna.sip_secret != ben.sip_secret
+    [trunk] = config.pbx.trunks
+    assert (trunk.name, trunk.host, trunk.port, trunk.transport) == ("sipgate", "sipgate.de", 5060, "udp")
+    assert trunk.registration and trunk.username == "1234567e0" and trunk.auth_password == "trunk-secret-9"
+    assert trunk.from_number == "+4930123456"
+    assert "trunk-secret-9" not in rev.diff and anna.sip_secret not in rev.diff
+
+
+def test_an_ip_authenticated_trunk_asks_no_password(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, "skip")
+    _, page = step(client, page, trunk_template="twilio")
+    assert 'name="t_registration"' in page and "checked" not in re.search(
+        r'<input[^>]*name="t_registration"[^>]*>', page).group(0)
+    response, page = step(client, page)
+    assert response.status_code == 400 and 'id="e-t_host"' in page  # Twilio's host is each customer's own
+    response, page = step(client, page, t_host="acme.pstn.twilio.com")
+    assert shown_step(page) == "summary" and 'name="t_password"' not in page
+    response, _ = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 302
+    [trunk] = runtime.store.current().config.pbx.trunks
+    assert (trunk.name, trunk.host, trunk.registration, trunk.username, trunk.auth_password,
+            trunk.number_format) == ("twilio", "acme.pstn.twilio.com", False, "", "", "e164")
+
+
+@pytest.mark.parametrize("typed, field, message", [
+    ({"u0_extension": "2x"}, "u0_extension", "use 2 to 6 digits"),
+    ({"u1_login": "anna"}, "u1_login", "is already used by another user"),
+    ({"u1_login": "admin"}, "u1_login", "is already used by another user"),
+    ({"u1_extension": ""}, "u1_extension", "this field is required"),
+])
+def test_a_bad_user_row_is_shown_by_its_field(client, runtime, typed, field, message):
+    before = runtime.store.current_id()
+    page = to_people(client)
+    response, page = step(client, page, **{**PEOPLE, **typed})
+    assert response.status_code == 400 and shown_step(page) == "people"
+    error = re.search(rf'<p class="error" id="e-{field}">([^<]*)</p>', page)
+    assert error and message in error.group(1), page
+    assert f'href="#f-{field}"' in page  # in the summary at the top too
+    assert 'value="Ben Carter"' in page and 'value="201"' in page or typed == {"u0_extension": "2x"}
+    for name, value in typed.items():
+        assert re.search(rf'name="{name}" type="text" value="{value}"', page) or not value, name
+    assert 'id="e-login"' not in page  # the admin's side of a clash is not repeated on this step
+    assert runtime.store.current_id() == before and not runtime.store.current().config.system.initialized
+
+
+@pytest.mark.parametrize("typed, field, message", [
+    ({"wan_gateway": "198.51.100.1"}, "wan_gateway", "inside the WAN subnet"),
+    ({"wan_gateway": "not-a-gateway"}, "wan_gateway", "IPv4"),
+    ({"wan_gateway": ""}, "wan_gateway", "required with a fixed address"),
+    ({"wan_address": "203.0.113.10"}, "wan_address", "with its prefix"),
+    ({"wan_dns": "9.9.9.9, nine"}, "wan_dns", "IPv4"),
+    ({"lan_address": "10.20.0.0/24"}, "lan_address", "is not a host address"),
+])
+def test_a_bad_internet_value_is_shown_by_its_field(client, runtime, typed, field, message):
+    before = runtime.store.current_id()
+    _, page = box_step(client)
+    response, page = step(client, page, **{"lan_address": "10.20.0.1/24", **STATIC_WAN, **typed})
+    assert response.status_code == 400 and shown_step(page) == "internet"
+    error = re.search(rf'<p class="error" id="e-{field}">([^<]*)</p>', page)
+    assert error and message in error.group(1), page
+    value = typed[field]
+    assert not value or f'value="{value}"' in page  # kept as typed
+    assert runtime.store.current_id() == before
+
+
+def test_an_engine_refusal_at_the_end_goes_back_to_the_step_of_the_field(client, runtime):
+    """What the summary's button sends is checked again by the schema: a value changed in the carried fields
+    brings the admin back to its step, with the error by its field and the input kept."""
+    before = runtime.store.current_id()
+    page = to_people(client)
+    response, shown = step(client, page, **{**PEOPLE, "u1_extension": "701"})  # a park slot's number
+    assert response.status_code == 400 and shown_step(shown) == "people" and "park slots 701" in shown
+    _, page = step(client, page, **PEOPLE)
+    _, page = step(client, page, "skip")
+    assert shown_step(page) == "summary"
+    tampered = page.replace('name="u1_extension" value="202"', 'name="u1_extension" value="2x"')
+    assert tampered != page
+    response, page = step(client, tampered, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 400 and shown_step(page) == "people", page
+    assert re.search(r'id="e-u1_extension">use 2 to 6 digits<', page) and 'href="#f-u1_extension"' in page
+    assert 'value="2x"' in page and 'value="Anna Berg"' in page and ADMIN["password"] not in page
+    assert runtime.store.current_id() == before and not runtime.store.current().config.system.initialized
+
+
+def test_skipping_users_and_trunk(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, "skip", u0_full_name="Left Out", u0_login="left")  # skipped: rows dropped
+    assert shown_step(page) == "trunk"
+    _, page = step(client, page, "skip", trunk_template="sipgate")
+    assert shown_step(page) == "summary" and "Left Out" not in page
+    assert "None now: add them later on the Users page." in page and "None now: add one later" in page
+    response, _ = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 302
+    config = runtime.store.current().config
+    assert [u.login for u in config.users] == [ADMIN["login"]] and config.pbx.trunks == []
+
+
+def test_more_rows_without_javascript(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, "more", **PEOPLE)
+    assert shown_step(page) == "people" and 'name="u5_login"' in page and 'value="Ben Carter"' in page
+    _, page = step(client, page, u5_full_name="Fay Gold", u5_login="fay", u5_extension="206")
+    _, page = step(client, page, "skip")
+    response, _ = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 302
+    assert runtime.store.current().config.user("fay").extension == "206"
+
+
+def test_going_back_keeps_values_but_never_passwords(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, **PEOPLE)
+    _, page = step(client, page, "back")
+    assert shown_step(page) == "people" and 'value="Anna Berg"' in page
+    _, page = step(client, page, "back")
+    assert shown_step(page) == "internet" and 'value="203.0.113.1"' in page
+    _, page = step(client, page, "back")
+    assert shown_step(page) == "box" and 'value="Acme Ltd"' in page and 'id="setup-code-ok"' in page
+    for _i in range(3):
+        _, page = step(client, page)
+    _, page = step(client, page, trunk_template="telnyx")
+    _, page = step(client, page, t_username="acme-trunk")
+    assert shown_step(page) == "summary"
+    response, page = step(client, page, "apply", password=ADMIN["password"], password2="mismatch-123",
+                          t_password="trunk-secret-9")
+    assert response.status_code == 400 and shown_step(page) == "summary" and 'id="e-password2"' in page
+    for secret in (ADMIN["password"], "mismatch-123", "trunk-secret-9"):
+        assert secret not in page
+    _, page = step(client, page, "to:internet")
+    assert shown_step(page) == "internet" and 'value="203.0.113.10/24"' in page
+    _, page = step(client, page, wan_mode="dhcp")
+    for _i in range(2):
+        _, page = step(client, page)
+    assert shown_step(page) == "summary" and "sip.telnyx.com" in page and "Anna Berg" in page
+    response, _ = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"],
+                       t_password="trunk-secret-9")
+    assert response.status_code == 302
+    config = runtime.store.current().config
+    assert config.network.wan.mode == "dhcp" and config.network.wan.gateway is None
+    assert config.pbx.trunks[0].host == "sip.telnyx.com" and config.user("anna").extension == "201"
+
+
+def test_the_setup_code_is_asked_once_and_a_new_one_voids_it(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, "skip")
+    _, page = step(client, page, "skip")
+    SetupCode(runtime.ctx.data_dir).issue()  # the box restarted meanwhile: a new code on its console
+    response, page = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 400 and shown_step(page) == "box" and 'id="e-setup_code"' in page
+    assert not runtime.store.current().config.system.initialized
+    response, page = step(client, page, setup_code=SetupCode(runtime.ctx.data_dir).issue())
+    assert shown_step(page) == "internet"
+
+
+def test_a_later_step_needs_the_accepted_code(client, runtime):
+    """Posting straight to the summary's button, without the first step: refused, nothing written."""
+    page = client.get("/setup/").get_data(as_text=True)
+    response, page = step(client, page, "apply", step="summary", password=ADMIN["password"],
+                          password2=ADMIN["password"])
+    assert response.status_code == 400 and 'id="e-setup_code"' in page
+    assert not runtime.store.current().config.system.initialized
