@@ -416,3 +416,19 @@ def test_a_later_step_needs_the_accepted_code(client, runtime):
                           password2=ADMIN["password"])
     assert response.status_code == 400 and 'id="e-setup_code"' in page
     assert not runtime.store.current().config.system.initialized
+
+
+@pytest.mark.parametrize("data", [
+    {"step": "nowhere", "go": "next"}, {"step": "people", "go": "to:zzz"}, {"step": "people", "go": "more", "rows": "-9"},
+    {"step": "people", "go": "more", "rows": "99999", "u0_login": "\x00\xff"}, {"step": "trunk", "go": "next",
+     "trunk_template": "no-such"}, {"step": "internet", "go": "next", "wan_mode": "pppoe"},
+    {"step": "summary", "go": "x" * 5000}, {"step": "trunk", "go": "back", "t_port": "☎"},
+])
+def test_garbage_steps_never_give_a_500(client, runtime, data):
+    response = post(client, "/setup/", data)
+    assert response.status_code in (200, 400)
+    page = response.get_data(as_text=True)
+    assert page.count('name="u0_login"') <= 1 and 'name="u30_login"' not in page  # rows stay bounded
+    if data.get("wan_mode") == "pppoe":  # the schema has no PPPoE: no such choice
+        assert 'id="e-wan_mode"' in page and "pppoe" not in page.split('id="f-wan_mode"')[1].split("</select>")[0]
+    assert not runtime.store.current().config.system.initialized
