@@ -419,9 +419,11 @@ def test_a_later_step_needs_the_accepted_code(client, runtime):
 
 
 @pytest.mark.parametrize("data", [
-    {"step": "nowhere", "go": "next"}, {"step": "people", "go": "to:zzz"}, {"step": "people", "go": "more", "rows": "-9"},
-    {"step": "people", "go": "more", "rows": "99999", "u0_login": "\x00\xff"}, {"step": "trunk", "go": "next",
-     "trunk_template": "no-such"}, {"step": "internet", "go": "next", "wan_mode": "pppoe"},
+    {"step": "nowhere", "go": "next"}, {"step": "people", "go": "to:zzz"},
+    {"step": "people", "go": "more", "rows": "-9"},
+    {"step": "people", "go": "more", "rows": "99999", "u0_login": "\x00\xff"},
+    {"step": "trunk", "go": "next", "trunk_template": "no-such"},
+    {"step": "internet", "go": "next", "wan_mode": "pppoe"},
     {"step": "summary", "go": "x" * 5000}, {"step": "trunk", "go": "back", "t_port": "☎"},
 ])
 def test_garbage_steps_never_give_a_500(client, runtime, data):
