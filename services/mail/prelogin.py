@@ -6,14 +6,17 @@ Dovecot's listener on the loopback (BACKEND_HOST, the same port number, `haproxy
 header, so Dovecot still sees the client's address and port (auth_penalty, user+address limits, logs,
 plaintext refusal: a proxied connection is secured only by TLS).
 
-Counted per listener: connections not yet signed in, per source address (`per_ip`) and in all (`total`);
-one over either is reset at once. A connection not signed in within `timeout` seconds is closed. The gate
+Counted per listener: connections not yet signed in, per source address (`per_ip`: one over is reset at
+once) and in all (`waiting`: past it the oldest one not signed in is reset, as Dovecot's login processes
+do past their client_limit, so a flood from many addresses cannot keep newcomers out). A connection not
+signed in within `timeout` seconds is closed. The gate
 learns a sign-in from the password check itself: Dovecot's checkpassword helper names the client's
 address and port (TCPREMOTEIP/TCPREMOTEPORT, from the PROXY header) and the listener's port
 (TCPLOCALPORT) to the auth socket, and a correct password makes `signed_in()` take that connection out of
 the pre-login counts. (A connection whose password was right counts as signed in even if Dovecot then
 refuses the session, e.g. over mail_max_userip_connections: that needs a valid password, and it stays
-under `hard_total`.) All connections of one listener, signed in or not, are at most `hard_total`.
+under `connections`.) All connections of one listener, signed in or not, are at most `connections` (past
+it a new one is reset).
 
 Bytes are not copied through Python: each direction is spliced socket -> pipe -> socket in the kernel
 (os.splice, SPLICE_F_MOVE), at most PIPE_BYTES in flight per direction; the event loop only wakes per
@@ -56,15 +59,10 @@ def proxy_header(client: tuple, local: tuple) -> bytes:
 
 @dataclass
 class Limits:
-    per_ip: int
-    total: int
-    timeout: float
-
-    @property
-    def hard_total(self) -> int:
-        """Every connection of one listener, signed in or not: Dovecot's login processes keep `total`
-        clients and its imap/pop3 services `total` sessions."""
-        return 2 * self.total
+    per_ip: int       # per listener and address, not signed in
+    waiting: int      # per listener, not signed in
+    connections: int  # per listener, all
+    timeout: float    # seconds to sign in
 
 
 @dataclass
@@ -73,14 +71,13 @@ class Listener:
     port: int
     sock: socket.socket
     pre: dict[str, int] = field(default_factory=dict)  # address -> connections not signed in
+    waiting: dict = field(default_factory=dict)  # the connections not signed in, oldest first (values None)
     connections: set = field(default_factory=set)
     refused: int = 0
+    dropped: int = 0
     admitted: int = 0
     expired: int = 0
 
-    @property
-    def pre_total(self) -> int:
-        return sum(self.pre.values())
 
 
 class Direction:
@@ -232,7 +229,7 @@ class Connection:
 class PreloginGate:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.limits = Limits(per_ip=20, total=100, timeout=60.0)
+        self.limits = Limits(per_ip=20, waiting=200, connections=300, timeout=60.0)
         self.listeners: dict[str, Listener] = {}
         self.by_key: dict[tuple[str, int, int], Connection] = {}
         self.key: tuple | None = None
@@ -246,7 +243,7 @@ class PreloginGate:
         if key == self.key:
             return
         await self.close()
-        self._raise_fd_limit(len(ports) * limits.hard_total * FDS_PER_CONNECTION + 1024)
+        self._raise_fd_limit(len(ports) * limits.connections * FDS_PER_CONNECTION + 1024)
         try:
             for kind, port in ports.items():
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -296,8 +293,12 @@ class PreloginGate:
 
     def _admit(self, listener: Listener, client: socket.socket, address: tuple) -> None:
         limits, ip = self.limits, address[0]
-        if (listener.pre.get(ip, 0) >= limits.per_ip or listener.pre_total >= limits.total
-                or len(listener.connections) >= limits.hard_total):
+        if len(listener.waiting) >= limits.waiting and listener.pre.get(ip, 0) < limits.per_ip:
+            oldest = next(iter(listener.waiting))
+            listener.dropped += 1
+            oldest.close(reset=True)
+        if (listener.pre.get(ip, 0) >= limits.per_ip or len(listener.waiting) >= limits.waiting
+                or len(listener.connections) >= limits.connections):
             listener.refused += 1
             with contextlib.suppress(OSError):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -311,11 +312,13 @@ class PreloginGate:
             return
         listener.admitted += 1
         listener.pre[ip] = listener.pre.get(ip, 0) + 1
+        listener.waiting[conn] = None
         listener.connections.add(conn)
         self.by_key[conn.key] = conn
         conn.task = self.loop.create_task(conn.connect())
 
     def leave_prelogin(self, conn: Connection) -> None:
+        conn.listener.waiting.pop(conn, None)
         pre = conn.listener.pre
         pre[conn.ip] -= 1
         if pre[conn.ip] <= 0:
@@ -339,6 +342,7 @@ class PreloginGate:
     def figures(self) -> dict[str, int]:
         out = {}
         for kind, listener in self.listeners.items():
-            out[f"{kind}: not signed in"] = listener.pre_total
+            out[f"{kind}: not signed in"] = len(listener.waiting)
             out[f"{kind}: refused before sign-in"] = listener.refused
+            out[f"{kind}: oldest dropped before sign-in"] = listener.dropped
         return out

@@ -271,8 +271,10 @@ class MailService(Service):
     async def _gate(self) -> None:
         """The pre-login gate on Dovecot's public ports (Dovecot listens behind it on the loopback)."""
         section = self.section
+        most = section.max_connections  # Dovecot's login processes keep that many clients, then drop the
+        # oldest not signed in: the gate lets them, bounding only its own descriptors
         await self.gate.start(self.ctx.bind_host("0.0.0.0"), self.dovecot_ports(self.config),
-                              Limits(section.max_connections_per_ip, section.max_connections, PRELOGIN_SECONDS))
+                              Limits(section.max_connections_per_ip, 2 * most, 3 * most, PRELOGIN_SECONDS))
 
     def _certificate_paths(self) -> tuple[Path, Path]:
         return box_certificate(self.ctx.data_dir, self.config.system.hostname)

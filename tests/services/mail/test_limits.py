@@ -2,9 +2,11 @@
 import imaplib
 import poplib
 import socket
+import time
 
 import pytest
 
+from services.mail import service as mail_service
 from tests.services.mail.harness import PASSWORDS, RunningMail, client_tls, document
 
 
@@ -83,4 +85,53 @@ def test_sessions_per_user_and_address_are_capped(ctx):
     finally:
         for client in clients:
             client.logout()
+        running.stop()
+
+
+@pytest.mark.parametrize("kind", ["imap", "pop3s"])
+def test_a_connection_not_signed_in_in_time_is_closed_a_signed_in_one_stays(ctx, monkeypatch, kind):
+    """The pre-login gate closes a connection that has not signed in after PRELOGIN_SECONDS (even one
+    that talks); a signed-in session is not timed."""
+    monkeypatch.setattr(mail_service, "PRELOGIN_SECONDS", 2.0)
+    running = RunningMail(ctx, document())
+    idle = talking = None
+    try:
+        port = running.port(kind)
+        idle, greeting = _greeting(kind, port)
+        talking, _ = _greeting(kind, port)
+        assert greeting.startswith((b"+OK", b"* OK")), greeting
+        if kind == "imap":
+            session = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+            session.starttls(client_tls())
+            session.login("bob", PASSWORDS["bob"])
+        else:
+            session = poplib.POP3_SSL("127.0.0.1", port, context=client_tls(), timeout=10)
+            session.user("bob")
+            session.pass_(PASSWORDS["bob"])
+        command = b"CAPA\r\n" if kind.startswith("pop3") else b"a NOOP\r\n"
+        deadline = time.monotonic() + 10
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                talking.sendall(command)
+                closed = talking.recv(200) == b""
+            except OSError:
+                closed = True
+            time.sleep(0.2)
+        assert closed, "a connection not signed in outlived the pre-login timeout"
+        idle.settimeout(5)
+        try:
+            assert idle.recv(200) == b""
+        except ConnectionResetError:
+            pass
+        if kind == "imap":
+            assert session.noop()[0] == "OK"
+            session.logout()
+        else:
+            assert session.stat()[0] == 0
+            session.quit()
+    finally:
+        for sock in (idle, talking):
+            if sock is not None:
+                sock.close()
         running.stop()

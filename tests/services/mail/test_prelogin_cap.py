@@ -168,6 +168,7 @@ def test_signed_in_sessions_do_not_count_against_the_cap(office):
             extra = imap_session(port, "carol")
             sessions.append(extra)
             assert extra.select("INBOX")[0] == "OK"
+            assert ("carol", GOOD) in mail.service.auth.trusted  # Dovecot saw the client (PROXY header)
             assert all(s.noop()[0] == "OK" for s in sessions)
             pending = []  # from the same address, not signed in: capped at PER_ADDRESS
             for _ in range(PER_ADDRESS + 3):
