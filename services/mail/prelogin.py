@@ -163,6 +163,7 @@ class Connection:
             backend = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             self.backend = backend
             backend.setblocking(False)
+            backend.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await asyncio.wait_for(self.loop.sock_connect(backend, (BACKEND_HOST, self.listener.port)), 10)
             header = proxy_header((self.ip, self.port), self.client.getsockname()[:2])
             await self.loop.sock_sendall(backend, header)
@@ -306,6 +307,8 @@ class PreloginGate:
             return
         client.setblocking(False)
         try:
+            # the gate forwards what it got at once: Nagle would hold a chunk's tail for the peer's delayed ACK
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(self, listener, client, address)
         except OSError:
             client.close()
