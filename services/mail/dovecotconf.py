@@ -130,6 +130,7 @@ auth_mechanisms = plain login
 auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@+
 auth_username_format = %Lu
 auth_failure_delay = 2 secs
+# every sign-in asks checkpassword: the pre-login gate learns sign-ins from there
 auth_cache_size = 0
 passdb {{
   driver = checkpassword

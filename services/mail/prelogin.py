@@ -41,6 +41,7 @@ PIPE_BYTES = 65536
 ACCEPT_BATCH = 64
 PROXY_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 FDS_PER_CONNECTION = 6
+UNREACHABLE_LOG_SECONDS = 60.0
 
 
 def proxy_header(client: tuple, local: tuple) -> bytes:
@@ -170,7 +171,7 @@ class Connection:
             self.directions = [Direction(self, self.client, backend), Direction(self, backend, self.client)]
         except (OSError, TimeoutError) as exc:
             if not self.closed:
-                log.warning("%s: Dovecot's listener is unreachable: %s", self.listener.kind, exc)
+                self.gate.unreachable(self.listener, exc)
                 self.close(reset=True)
             return
         except asyncio.CancelledError:
@@ -234,6 +235,7 @@ class PreloginGate:
         self.listeners: dict[str, Listener] = {}
         self.by_key: dict[tuple[str, int, int], Connection] = {}
         self.key: tuple | None = None
+        self._warned: dict[str, float] = {}
 
     # -- life cycle -----------------------------------------------------------------------------
     async def start(self, host: str, ports: dict[str, int], limits: Limits) -> None:
@@ -333,6 +335,13 @@ class PreloginGate:
         conn.listener.connections.discard(conn)
         if self.by_key.get(conn.key) is conn:
             del self.by_key[conn.key]
+
+    def unreachable(self, listener: Listener, exc: Exception) -> None:
+        """Dovecot's listener behind did not take a connection (not up yet, restarting): logged once a minute."""
+        now = self.loop.time()
+        if now - self._warned.get(listener.kind, -UNREACHABLE_LOG_SECONDS) >= UNREACHABLE_LOG_SECONDS:
+            self._warned[listener.kind] = now
+            log.warning("%s: Dovecot's listener on %s is unreachable: %s", listener.kind, BACKEND_HOST, exc)
 
     def signed_in(self, ip: str, port: int, local_port: int) -> bool:
         """Dovecot accepted the password of the client at ip:port on the listener at local_port."""
