@@ -25,7 +25,7 @@ enabled service's records of one kind:
   FeatureCode a code phones dial for a feature ("pickup", "directed_pickup"), for BLF keys and phone guides
 An Endpoint named "smtp" is the box's own mail submission port (the voicemail mails go there).
 A Listener's `per_source_limit` (TCP, 0 = none) is the most connections one address may hold on it at
-once; the firewall refuses more (nft `ct count`), e.g. for Dovecot's logins, which have no such setting.
+once; the firewall refuses more (nft `ct count`), e.g. for the CTI ports (it counts every connection).
 A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
 """
 from __future__ import annotations

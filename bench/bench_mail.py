@@ -5,6 +5,10 @@ The mail service runs in its own process as on the box (apply engine, supervisor
 child; lab mode, loopback); the load comes from smtplib clients in this process: CLIENTS connections,
 each sending messages back to back to one local mailbox, for small (1 KB) and 1 MB messages. Then POP3
 and IMAP retrieval of the small messages, a text SEARCH, and IMAP sign-ins (argon2 via the auth socket).
+Dovecot's ports are the mail service's pre-login gate (services/mail/prelogin.py: splices the bytes on
+to Dovecot on ::1 with a PROXY v2 header): the 1 MB messages are fetched over IMAPS through the gate and
+directly from Dovecot's listener behind it (this process sends the PROXY header itself), with the CPU
+the service process (the gate) used meanwhile.
 
     python -m bench mail          # via the bench runner
     python -m bench.bench_mail    # alone, prints the rows
@@ -143,6 +147,38 @@ def _imap_logins(port: int, count: int = 10) -> float:
     return (time.monotonic() - start) / count
 
 
+class _DirectIMAP(imaplib.IMAP4_SSL):
+    """Dovecot's IMAPS listener behind the gate, with the PROXY v2 header the gate would send."""
+
+    def _create_socket(self, timeout):
+        from services.mail.prelogin import BACKEND_HOST, proxy_header
+
+        sock = socket.create_connection((BACKEND_HOST, self.port), timeout)
+        sock.sendall(proxy_header(("127.0.0.1", sock.getsockname()[1]), ("127.0.0.1", self.port)))
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _imap_big_fetch(port: int, direct: bool, service_pid: int) -> tuple[int, float, int, float]:
+    """FETCH BODY[] of every message over 500 KB, one command each: (count, seconds, octets, service CPU s)."""
+    kind = _DirectIMAP if direct else imaplib.IMAP4_SSL
+    client = kind("127.0.0.1", port, ssl_context=_no_verify(), timeout=60)
+    client.login("bench", PASSWORD)
+    client.select("INBOX", readonly=True)
+    numbers = client.search(None, "LARGER", "500000")[1][0].split()
+    cpu, start = _cpu_seconds(service_pid), time.monotonic()
+    octets = 0
+    for n in numbers:
+        octets += len(client.fetch(n, "(BODY.PEEK[])")[1][0][1])
+    elapsed, cpu = time.monotonic() - start, _cpu_seconds(service_pid) - cpu
+    client.logout()
+    return len(numbers), elapsed, octets, cpu
+
+
 def _no_verify() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -180,6 +216,12 @@ def run() -> list[dict]:
             rows.append({"area": "mail", "metric": "SMTP accept+deliver, 1 MB", "value": n / elapsed,
                          "unit": "msg/s", "note": f"{CLIENTS} connections, {n} msgs, "
                                                   f"{n * 1.0 / elapsed:.1f} MB/s"})
+            for direct, how in ((False, "through the pre-login gate"), (True, "Dovecot directly, no gate")):
+                count, elapsed, octets, cpu = _imap_big_fetch(ports["imaps"], direct, proc.pid)
+                rows.append({"area": "mail", "metric": f"IMAPS FETCH 1 MB, {how}",
+                             "value": octets / elapsed / 1e6, "unit": "MB/s",
+                             "note": f"{count} msgs, one session; service process CPU {cpu:.2f} s "
+                                     f"({cpu / elapsed * 100:.0f} % of one core)"})
         finally:
             try:
                 proc.communicate("", timeout=30)

@@ -76,4 +76,8 @@ class AuthSocket:
             found = await service.auth.check(service.section, service.directory, ip, user, password)
         except SignInRefused:
             return "busy"
-        return f"ok {found.login}" if found is not None else "no"
+        if found is None:
+            return "no"
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            service.gate.signed_in(ip, int(request["port"]), int(request["local_port"]))
+        return f"ok {found.login}"

@@ -2,10 +2,11 @@
 
     checkpassword.py <auth socket> <reply program>      (Dovecot adds the reply program)
 
-Dovecot writes "user\\0password\\0" on fd 3 and names the client in TCPREMOTEIP. The appliance answers
-one line: "ok <login>", "no" or "busy". Exit 1: wrong (or unknown/disabled) sign-in; 111: temporary
-(throttled, busy, appliance unreachable); success runs the reply program with USER set to the login
-(the user database then gives the mail user's uid/gid, home and quota).
+Dovecot writes "user\\0password\\0" on fd 3 and names the client in TCPREMOTEIP and TCPREMOTEPORT, the
+listener in TCPLOCALPORT (the pre-login gate learns from a correct password which connection signed in).
+The appliance answers one line: "ok <login>", "no" or "busy". Exit 1: wrong (or unknown/disabled)
+sign-in; 111: temporary (throttled, busy, appliance unreachable); success runs the reply program with USER
+set to the login (the user database then gives the mail user's uid/gid, home and quota).
 Standard library only: it runs under the system's Python as Dovecot's auth user.
 """
 import json
@@ -32,6 +33,7 @@ def read_request() -> tuple[str, str]:
 
 def ask(path: str, user: str, password: str) -> str:
     request = {"user": user, "password": password, "ip": os.environ.get("TCPREMOTEIP", "?"),
+               "port": os.environ.get("TCPREMOTEPORT", ""), "local_port": os.environ.get("TCPLOCALPORT", ""),
                "service": os.environ.get("SERVICE", "?")}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(TIMEOUT)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.schema import CoreConfig
+from services.mail.prelogin import BACKEND_HOST
 
 MAIL_USER = "vmail"
 SPECIAL_USE = (("Sent", r"\Sent"), ("Drafts", r"\Drafts"), ("Trash", r"\Trash"), ("Junk", r"\Junk"),
@@ -87,7 +88,7 @@ def _listeners(ports: dict[str, int], host: str, protocol: str) -> str:
             continue
         name = "sieve" if kind == "managesieve" else kind
         out.append(f"  inet_listener {name} {{\n    address = {host}\n    port = {ports[kind]}\n"
-                   f"    ssl = {'yes' if tls else 'no'}\n  }}\n")
+                   f"    ssl = {'yes' if tls else 'no'}\n    haproxy = yes\n  }}\n")
     return "".join(out)
 
 
@@ -108,6 +109,10 @@ base_dir = {paths.base_dir}
 state_dir = {paths.run / "dovecot-state"}
 protocols = imap pop3 lmtp sieve
 listen = {listen}
+# the login listeners are on {BACKEND_HOST}, behind the mail service's pre-login gate (prelogin.py),
+# which gives each connection's client address and port in a PROXY v2 header
+haproxy_trusted_networks = {BACKEND_HOST}/128
+haproxy_timeout = 5 secs
 hostname = {fqdn}
 log_path = /dev/stderr
 info_log_path = /dev/stderr
@@ -125,6 +130,7 @@ auth_mechanisms = plain login
 auth_username_chars = abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@+
 auth_username_format = %Lu
 auth_failure_delay = 2 secs
+# every sign-in asks checkpassword: the pre-login gate learns sign-ins from there
 auth_cache_size = 0
 passdb {{
   driver = checkpassword
@@ -182,19 +188,19 @@ pop3_lock_session = yes
 lmtp_add_received_header = no
 
 service imap-login {{
-{_listeners(ports, listen, "imap")}  service_count = 0
+{_listeners(ports, BACKEND_HOST, "imap")}  service_count = 0
   process_min_avail = 1
   process_limit = 1
   client_limit = {per_listener}
 }}
 service pop3-login {{
-{_listeners(ports, listen, "pop3")}  service_count = 0
+{_listeners(ports, BACKEND_HOST, "pop3")}  service_count = 0
   process_min_avail = 1
   process_limit = 1
   client_limit = {per_listener}
 }}
 service managesieve-login {{
-{_listeners(ports, listen, "managesieve")}  service_count = 0
+{_listeners(ports, BACKEND_HOST, "managesieve")}  service_count = 0
   process_min_avail = 1
   process_limit = 1
   client_limit = {per_listener}

@@ -47,6 +47,7 @@ from services.mail.dovecotmaster import running_master
 from services.mail.errors import MailError, TryLater
 from services.mail.limits import ConnectionCaps
 from services.mail.outbound import Outbound, QueueBusy, build_bounce
+from services.mail.prelogin import Limits, PreloginGate
 from services.mail.queue import MailQueue, QueueEntry
 from services.mail.sendsocket import SendSocket
 from services.mail.smtpd import start_smtp
@@ -58,6 +59,7 @@ TITLES = {"smtp": "SMTP", "submission": "mail submission", "smtps": "SMTP over T
 DOVECOT_LISTENERS = tuple(dovecotconf.LISTENERS)  # imap, imaps, pop3, pop3s, managesieve
 CHECK_PROBLEMS = ("Error:", "Fatal:", "Warning:")
 RUN_ROOT = Path("/run")
+PRELOGIN_SECONDS = 60.0  # a Dovecot connection not signed in by then is closed by the gate
 
 __all__ = ["MailService", "MailError", "QueueBusy"]
 
@@ -71,13 +73,11 @@ class MailService(Service):
     @classmethod
     def contributes(cls, config, lab: bool) -> list:
         """Every mail port, reached from the inside zones (not from the WAN), and the name mail programs
-        are set up with (SMTP, submission, IMAP, POP3 all on the box). Dovecot's logins have no per-address
-        cap of their own: the firewall caps what one address holds there (SMTP caps itself)."""
+        are set up with (SMTP, submission, IMAP, POP3 all on the box). No firewall cap per address: SMTP
+        caps itself, and the pre-login gate (prelogin.py) caps Dovecot's logins, not signed-in sessions."""
         section: MailConfig = config.mail
         ports = {kind: section.port(lab, kind) for kind in LISTENERS + DOVECOT_LISTENERS}
-        return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind],
-                           section.max_connections_per_ip if kind in DOVECOT_LISTENERS else 0)
-                  for kind, port in ports.items() if port),
+        return [*(Listener(kind, "tcp", (port, port), None, TITLES[kind]) for kind, port in ports.items() if port),
                 DnsName("mail", comment="mail server"),
                 *([Endpoint("smtp", ports["smtp"], ("tcp",))] if ports.get("smtp") else [])]
 
@@ -96,6 +96,7 @@ class MailService(Service):
         self.smtp_connections: set = set()
         self.auth = AuthGuard()
         self.caps = ConnectionCaps()
+        self.gate = PreloginGate()
         self.received = 0
         self._listen_key: tuple | None = None
         self._cert_watch: asyncio.Task | None = None
@@ -200,6 +201,7 @@ class MailService(Service):
         self.send_socket = SendSocket(self, self.paths.send_socket)
         await self.send_socket.start()
         await self._listen()
+        await self._gate()
         self.outbound.start()
         self._cert_watch = asyncio.create_task(certwatch.watch(self._certificate_paths, self._use_certificate))
 
@@ -208,6 +210,7 @@ class MailService(Service):
         self.directory = Directory(config)
         await asyncio.to_thread(self._prepare_store, config)
         await self._listen()
+        await self._gate()
         self.ports.update(self.dovecot_ports(config))
         self.outbound.wake()
 
@@ -217,6 +220,7 @@ class MailService(Service):
             await asyncio.gather(self._cert_watch, return_exceptions=True)
             self._cert_watch = None
         await self._close_listeners()
+        await self.gate.close()
         for sock in (self.auth_socket, self.send_socket):
             if sock is not None:
                 await sock.close()
@@ -263,6 +267,14 @@ class MailService(Service):
             raise
         self.ports.update(self.dovecot_ports(self.config))
         self._listen_key = key
+
+    async def _gate(self) -> None:
+        """The pre-login gate on Dovecot's public ports (Dovecot listens behind it on the loopback)."""
+        section = self.section
+        most = section.max_connections  # Dovecot's login processes keep that many clients, then drop the
+        # oldest not signed in: the gate lets them, bounding only its own descriptors
+        await self.gate.start(self.ctx.bind_host("0.0.0.0"), self.dovecot_ports(self.config),
+                              Limits(section.max_connections_per_ip, 2 * most, 3 * most, PRELOGIN_SECONDS))
 
     def _certificate_paths(self) -> tuple[Path, Path]:
         return box_certificate(self.ctx.data_dir, self.config.system.hostname)
