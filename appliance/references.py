@@ -8,6 +8,9 @@ section, the referencing object, the field and the web admin page (endpoint and 
 it; `blocking` marks references the configuration refuses to leave dangling (PbxConfig._coherent,
 attendant_problems, PbxService.validate): deleting the object first needs that reference removed.
 
+A user (by login, besides their extension) is named by the phones provisioned for them, the mail aliases
+delivering to them and the proxy's access groups; the services refuse those dangling (their validate).
+
 A menu is keyed "<attendant>/<menu>": other menus of that attendant lead to it (option "menu") and the
 attendant's entry per state names it. A music on hold class is named by an extension's or a queue's
 moh_class; those references do not block (an unknown class plays the default one).
@@ -24,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-KINDS = ("extension", "group", "trunk", "queue", "attendant", "conference", "time_profile", "moh_class", "menu")
+KINDS = ("extension", "group", "trunk", "queue", "attendant", "conference", "time_profile", "moh_class", "menu",
+         "user")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ def used_by(doc: dict, kind: str, key: str) -> list[UsedBy]:
                            {"name": q.get("name", "")}))
     if kind == "menu":
         found += _menu_uses(pbx, key)
+    if kind == "user":
+        found += _login_uses(doc, key)
     if kind == "trunk":
         for r in pbx.get("routes", []):
             if key in r.get("trunks", []):
@@ -142,10 +148,28 @@ def _title(doc: dict, section: str, name: str) -> str:
         return next((u.get("full_name", "") for u in doc.get("users", []) if u.get("extension") == name), "")
     lists = {"pbx.groups": ("groups", "number", "name"), "pbx.paging_groups": ("paging_groups", "number", "name"),
              "pbx.queues": ("queues", "name", "title"), "pbx.conference_rooms": ("conference_rooms", "name", "title")}
+    if section == "provisioning.phones":
+        return next((p.get("label") or "" for p in doc.get("provisioning", {}).get("phones", [])
+                     if p.get("mac") == name), "")
     if section in lists:
         items, key, own = lists[section]
         return next((i.get(own) or "" for i in pbx.get(items, []) if i.get(key) == name), "")
     return ""
+
+
+def _login_uses(doc: dict, login: str) -> Iterator[UsedBy]:
+    for phone in doc.get("provisioning", {}).get("phones", []):
+        mac = phone.get("mac", "")
+        if phone.get("user") == login:
+            yield UsedBy("provisioning.phones", mac, "user", "lan.phones", {}, blocking=True)
+        if any(h.get("user") == login for h in phone.get("handsets", [])):
+            yield UsedBy("provisioning.phones", mac, "handsets", "lan.phones", {}, blocking=True)
+    for alias in doc.get("mail", {}).get("aliases", []):
+        if login in alias.get("targets", []):
+            yield UsedBy("mail.aliases", alias.get("name", ""), "targets", "mail.aliases", {}, blocking=True)
+    for group in doc.get("proxy", {}).get("groups", []):
+        if login in group.get("users", []):
+            yield UsedBy("proxy.groups", group.get("name", ""), "users", "proxy.index", {}, blocking=True)
 
 
 def _menu_uses(pbx: dict, key: str) -> Iterator[UsedBy]:

@@ -22,7 +22,8 @@ SECTIONS = {"pbx.groups": N_("Ring group"), "pbx.paging_groups": N_("Paging grou
             "pbx.dids": N_("Incoming number"), "pbx.queues": N_("Call queue"), "pbx.extensions": N_("Extension"),
             "pbx.attendants": N_("Auto attendant"), "pbx.application_numbers": N_("Application number"),
             "pbx.routes": N_("Outbound route"), "pbx.conference_rooms": N_("Conference room"),
-            "pbx.secretaries": N_("Manager and secretary"), "pbx.accounting": N_("Call tariff")}
+            "pbx.secretaries": N_("Manager and secretary"), "pbx.accounting": N_("Call tariff"),
+            "provisioning.phones": N_("Phone"), "mail.aliases": N_("Mail alias"), "proxy.groups": N_("Proxy group")}
 SINGLE = {"pbx.park": N_("Call park"), "pbx.recording": N_("Call recording"), "pbx": N_("Phone system"),
           "pbx.voicemail": N_("Voicemail")}  # one of a kind: the word alone
 FIELDS = {"overflow": N_("overflow"), "destination": N_("destination"), "members": N_("members"),
@@ -31,7 +32,8 @@ FIELDS = {"overflow": N_("overflow"), "destination": N_("destination"), "members
           "profile": N_("time profile"), "trunks": N_("trunks"), "trunk": N_("trunk"), "groups": N_("groups"),
           "extensions": N_("extensions"), "supervisors": N_("supervisors"), "leaders": N_("leaders"),
           "moh_class": N_("music on hold class"), "assistant.choices": N_("personal assistant"),
-          "manager": N_("manager"), "secretary": N_("secretary")}
+          "manager": N_("manager"), "secretary": N_("secretary"), "user": N_("user"), "handsets": N_("handsets"),
+          "targets": N_("targets"), "users": N_("users")}
 
 
 def label(entry: UsedBy) -> str:
@@ -72,9 +74,13 @@ def confirmed() -> bool:
 
 
 def confirm_page(kind: str | None, key: str, what: str, back: str, mutate: Callable[[dict], None],
-                 template: str = "references/confirm_delete.html", **context):
-    """`kind` None: an object nothing refers to (the page only asks)."""
+                 template: str = "references/confirm_delete.html", also: tuple[tuple[str, str], ...] = (),
+                 **context):
+    """`kind` None: an object nothing refers to (the page only asks). `also`: more (kind, key) the object
+    is known by (a user: their extension and their login)."""
     used = references(kind, key) if kind else []
+    for more_kind, more_key in also:
+        used += references(more_kind, more_key)
     refused = refusal(mutate)
     return render_template(template, kind=kind, key=key, what=what, back=back, used=used,
                            blocked=bool(refused), refused=refused, label=label, field_label=field_label, **context)

@@ -53,3 +53,18 @@ def test_entries_carry_the_title_of_what_uses_the_object():
     assert titles == {("pbx.extensions", "201"): "Alice Example", ("pbx.queues", "support"): "Support line"}
     (group,) = [u for u in used_by(_doc(), "extension", "201") if u.section == "pbx.groups"]
     assert group.title == "Sales" and group.name == "600"
+
+
+def test_a_login_is_used_by_its_phones_mail_aliases_and_proxy_groups():
+    doc = _doc()
+    doc["provisioning"] = {"phones": [{"mac": "00:15:65:aa:bb:cc", "user": "bob", "label": "Desk"},
+                                      {"mac": "00:15:65:aa:bb:cd", "model": "yealink-w70b",
+                                       "handsets": [{"number": 1, "user": "bob"}, {"number": 2, "user": "alice"}]}]}
+    doc["mail"] = {"aliases": [{"name": "team", "targets": ["bob", "it@example.com"]}]}
+    doc["proxy"] = {"sign_in": True, "groups": [{"name": "staff", "users": ["bob"]}]}
+    schema.parse(doc)
+    found = {(u.section, u.name, u.field, u.blocking, u.title) for u in used_by(doc, "user", "bob")}
+    assert found == {("provisioning.phones", "00:15:65:aa:bb:cc", "user", True, "Desk"),
+                     ("provisioning.phones", "00:15:65:aa:bb:cd", "handsets", True, ""),
+                     ("mail.aliases", "team", "targets", True, ""), ("proxy.groups", "staff", "users", True, "")}
+    assert {u.section for u in used_by(doc, "user", "alice")} == {"provisioning.phones"}

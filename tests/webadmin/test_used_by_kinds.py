@@ -89,3 +89,16 @@ def test_references_are_named_as_the_admin_knows_them(used_client):
     asked = page(used_client, "/users/alice/delete")
     assert "Ring group Sales (600)" in asked and "(members)" in asked
     assert "pbx.groups" not in asked
+
+
+def test_a_user_s_phone_and_mail_alias_are_listed_and_block_the_delete(used_client, runtime):
+    def mutate(doc):
+        doc.setdefault("provisioning", {})["phones"] = [{"mac": "00:15:65:aa:bb:cc", "user": "bob",
+                                                         "label": "Reception desk"}]
+        doc.setdefault("mail", {})["aliases"] = [{"name": "team", "targets": ["bob", "alice"]}]
+    runtime.engine.update("admin", "bob's phone and alias", mutate)
+    asked = page(used_client, "/users/bob/delete")
+    assert "Phone Reception desk (00:15:65:aa:bb:cc)" in asked and 'href="/lan/phones"' in asked
+    assert "Mail alias team" in asked and 'href="/mail/aliases"' in asked and "(targets)" in asked
+    assert "cannot be deleted" in asked and "Delete bob" not in asked
+    assert runtime.store.current().config.user("bob") is not None
