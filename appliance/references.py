@@ -2,10 +2,21 @@
 
 Works on the document (a dict as the engine stores it) by the known reference fields of the schema, not
 by searching strings: each kind of object (an extension, a ring group, a trunk, a call queue, an auto
-attendant, a conference room, a time profile) lists the fields that may name it. An entry says the
+attendant, a conference room, a time profile, a music on hold class, an attendant's menu) lists the fields
+that may name it. An entry says the
 section, the referencing object, the field and the web admin page (endpoint and arguments) that edits
 it; `blocking` marks references the configuration refuses to leave dangling (PbxConfig._coherent,
 attendant_problems, PbxService.validate): deleting the object first needs that reference removed.
+
+A user (by login, besides their extension) is named by the phones provisioned for them, the mail aliases
+delivering to them and the proxy's access groups; the services refuse those dangling (their validate).
+
+A menu is keyed "<attendant>/<menu>": other menus of that attendant lead to it (option "menu") and the
+attendant's entry per state names it. A music on hold class is named by an extension's or a queue's
+moh_class; those references do not block (an unknown class plays the default one).
+
+An entry's `title` is the referencing object's own name where it has one (a ring group's name, a queue's or
+a room's title, the full name of an extension's user), for a label like "Ring group Sales (600)".
 
 Destinations (services/pbx/config.py TARGET) name an object by its number (an extension, a group, a
 queue's or a room's number) or as an application (voicemail:201, assistant:201, queue:sales,
@@ -14,9 +25,10 @@ attendant:main, conference:board).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-KINDS = ("extension", "group", "trunk", "queue", "attendant", "conference", "time_profile")
+KINDS = ("extension", "group", "trunk", "queue", "attendant", "conference", "time_profile", "moh_class", "menu",
+         "user")
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,7 @@ class UsedBy:
     endpoint: str                # the web admin page that edits it (empty: no page, `config set`)
     args: dict = field(default_factory=dict, compare=False, hash=False)
     blocking: bool = False       # the schema refuses the delete while this reference stays
+    title: str = field(default="", compare=False)  # the referencing object's own name, when it has one
 
 
 def _names(doc: dict, kind: str, key: str) -> set[str]:
@@ -103,6 +116,18 @@ def used_by(doc: dict, kind: str, key: str) -> list[UsedBy]:
     if kind == "group":
         if key in pbx.get("recording", {}).get("groups", []):
             add(UsedBy("pbx.recording", "recording", "groups", "recording.index", {}, blocking=True))
+    if kind == "moh_class":
+        for ext, settings in pbx.get("extensions", {}).items():
+            if settings.get("moh_class") == key:
+                add(UsedBy("pbx.extensions", ext, "moh_class", "pbx.extension_edit", {"ext": ext}))
+        for q in pbx.get("queues", []):
+            if q.get("moh_class", "default") == key:
+                add(UsedBy("pbx.queues", q.get("name", ""), "moh_class", "callcentre.queue_form",
+                           {"name": q.get("name", "")}))
+    if kind == "menu":
+        found += _menu_uses(pbx, key)
+    if kind == "user":
+        found += _login_uses(doc, key)
     if kind == "trunk":
         for r in pbx.get("routes", []):
             if key in r.get("trunks", []):
@@ -113,7 +138,58 @@ def used_by(doc: dict, kind: str, key: str) -> list[UsedBy]:
         for t in pbx.get("accounting", {}).get("tariffs", []):
             if t.get("trunk") == key:
                 add(UsedBy("pbx.accounting", t.get("name") or t.get("prefix") or "*", "trunk", "accounting.tariffs"))
-    return found
+    return [replace(u, title=_title(doc, u.section, u.name)) for u in found]
+
+
+def _title(doc: dict, section: str, name: str) -> str:
+    """The own name of the object `name` of `section`, when it has one ("" otherwise)."""
+    pbx = doc.get("pbx", {})
+    if section == "pbx.extensions":
+        return next((u.get("full_name", "") for u in doc.get("users", []) if u.get("extension") == name), "")
+    lists = {"pbx.groups": ("groups", "number", "name"), "pbx.paging_groups": ("paging_groups", "number", "name"),
+             "pbx.queues": ("queues", "name", "title"), "pbx.conference_rooms": ("conference_rooms", "name", "title")}
+    if section == "provisioning.phones":
+        return next((p.get("label") or "" for p in doc.get("provisioning", {}).get("phones", [])
+                     if p.get("mac") == name), "")
+    if section in lists:
+        items, key, own = lists[section]
+        return next((i.get(own) or "" for i in pbx.get(items, []) if i.get(key) == name), "")
+    return ""
+
+
+def _login_uses(doc: dict, login: str) -> Iterator[UsedBy]:
+    for phone in doc.get("provisioning", {}).get("phones", []):
+        mac = phone.get("mac", "")
+        if phone.get("user") == login:
+            yield UsedBy("provisioning.phones", mac, "user", "lan.phones", {}, blocking=True)
+        if any(h.get("user") == login for h in phone.get("handsets", [])):
+            yield UsedBy("provisioning.phones", mac, "handsets", "lan.phones", {}, blocking=True)
+    for alias in doc.get("mail", {}).get("aliases", []):
+        if login in alias.get("targets", []):
+            yield UsedBy("mail.aliases", alias.get("name", ""), "targets", "mail.aliases", {}, blocking=True)
+    for group in doc.get("proxy", {}).get("groups", []):
+        if login in group.get("users", []):
+            yield UsedBy("proxy.groups", group.get("name", ""), "users", "proxy.index", {}, blocking=True)
+
+
+def _menu_uses(pbx: dict, key: str) -> Iterator[UsedBy]:
+    """What leads to the menu `key` ("<attendant>/<menu>") within its attendant."""
+    att_name, _, menu = key.partition("/")
+    for a in pbx.get("attendants", []):
+        if a.get("name") != att_name:
+            continue
+        for other in a.get("menus", []):
+            if other.get("name") == menu:
+                continue
+            for option in other.get("options", []):
+                if option.get("action") == "menu" and option.get("target") == menu:
+                    yield UsedBy("pbx.attendants", f"{att_name}/{other.get('name', '')}",
+                                 f"options.{option.get('key', '')}", "attendant.menu",
+                                 {"name": att_name, "menu": other.get("name", "")}, blocking=True)
+        for state, entry in a.get("entry", {}).items():
+            if entry == menu:
+                yield UsedBy("pbx.attendants", att_name, f"entry.{state}", "attendant.edit", {"name": att_name},
+                             blocking=True)
 
 
 def _extension_uses(pbx: dict, ext: str) -> Iterator[UsedBy]:

@@ -6,6 +6,7 @@ import time
 
 from appliance import backup
 from tests.webadmin.helpers import post
+from tests.webadmin.tasks import follow
 from tests.webadmin.test_system import serving
 
 PASS = "correct horse battery"
@@ -57,7 +58,8 @@ def test_saved_settings_hide_the_passphrase_and_back_up_now_writes_a_backup(admi
     refused = post(admin_client, "/backups/restore", {"name": "../../etc/passwd"}, form_path="/backups/")
     assert refused.status_code == 400 and not (runtime.ctx.data_dir / backup.PENDING).exists()
     stopped = serving(runtime)
-    staged = post(admin_client, "/backups/restore", {"name": state["last_name"]}, form_path="/backups/")
+    staged = follow(admin_client, post(admin_client, "/backups/restore", {"name": state["last_name"]},
+                                       form_path="/backups/"))
     assert staged.status_code == 200 and "restarting to restore it" in staged.get_data(as_text=True)
     assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()
 

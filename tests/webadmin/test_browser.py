@@ -112,7 +112,9 @@ def test_admin_in_a_real_browser(page, runtime, tmp_path):
     expect(page.locator(f"#rev-{created + 1}")).to_contain_text("edit user anna")
     page.click(f"#rev-{created} >> text=#{created}")
     page.click(f"button:has-text('Roll back to #{created}')")
+    # the rollback's progress page reloads itself until it says its result
     expect(page.locator(".banner-success")).to_contain_text(f"new revision #{created + 2} is applied")
+    page.click(f"text=See revision #{created + 2}")
     expect(page.locator("h1")).to_have_text(f"Revision #{created + 2}")
     expect(page.locator(".diff-add").filter(has_text='"201"')).to_have_count(1)
     page.click("nav >> text=Users")

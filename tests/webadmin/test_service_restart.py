@@ -11,6 +11,7 @@ from appliance.supervisor import Supervisor
 from tests.runtimes import reachable_runtime, service_process
 from tests.services.dns.digtool import dig, status
 from tests.webadmin.helpers import post
+from tests.webadmin.tasks import follow
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +56,9 @@ def test_restart_the_dns_process_from_its_card(admin_client, runtime, dns_proces
     confirm = admin_client.get("/services/dns/restart")
     assert confirm.status_code == 200 and 'id="restart-confirm"' in confirm.get_data(as_text=True)
     assert dns.proc.pid == before  # the page only asks
-    done = post(admin_client, "/services/dns/restart", {}, form_path="/services/dns/restart")
-    assert done.status_code == 302 and done.headers["Location"].endswith("/#service-dns")
+    done = follow(admin_client, post(admin_client, "/services/dns/restart", {}, form_path="/services/dns/restart"))
+    assert done.status_code == 200 and 'id="task-done"' in done.get_data(as_text=True)
+    assert "was restarted." in done.get_data(as_text=True) and 'href="/#service-dns"' in done.get_data(as_text=True)
     assert dns.alive and dns.proc.pid != before
     assert status(dig(port, name)) == "NOERROR"
     assert "restart of the dns service by admin" in caplog.text
-    assert "was restarted." in admin_client.get("/").get_data(as_text=True)

@@ -11,6 +11,7 @@ import pytest
 
 from appliance import backup, firmware
 from tests.webadmin.helpers import csrf_of, post
+from tests.webadmin.tasks import follow
 
 
 @pytest.fixture
@@ -149,10 +150,10 @@ def test_restore_upload_is_checked_then_restored_by_a_restart(admin_client, runt
                                  content_type="multipart/form-data")
 
     assert send(b"", name="").status_code == 400
-    broken = send(saved.read_bytes()[:-100])
+    broken = follow(admin_client, send(saved.read_bytes()[:-100]))
     assert broken.status_code == 400 and "nothing was changed" in broken.get_data(as_text=True)
     assert not (runtime.ctx.data_dir / backup.PENDING).exists() and not runtime.restart_requested
-    resp = send(saved.read_bytes())
+    resp = follow(admin_client, send(saved.read_bytes()))
     assert resp.status_code == 200 and "restarting to restore it" in resp.get_data(as_text=True)
     assert (runtime.ctx.data_dir / backup.PENDING).exists() and stopped()
     assert not list(runtime.ctx.data_dir.glob(".upload-*"))
@@ -174,10 +175,11 @@ def test_encrypted_backup_download_and_restore(admin_client, runtime, tmp_path):
         return admin_client.post("/system/restore", content_type="multipart/form-data",
                                  data={"csrf_token": token, "passphrase": passphrase,
                                        "backup": (io.BytesIO(resp.get_data()), "box.obbackup")})
-    refused = send("wrong phrase")
+    refused = follow(admin_client, send("wrong phrase"))
     assert refused.status_code == 400 and "wrong passphrase" in refused.get_data(as_text=True)
     assert not (runtime.ctx.data_dir / backup.PENDING).exists()
-    assert send("pass phrase 1").status_code == 200 and (runtime.ctx.data_dir / backup.PENDING).exists()
+    assert follow(admin_client, send("pass phrase 1")).status_code == 200
+    assert (runtime.ctx.data_dir / backup.PENDING).exists()
     assert stopped()
 
 

@@ -129,7 +129,7 @@ def test_music_on_hold_classes(admin_client, runtime, tmp_path):
     assert no_default.status_code == 400 and "cannot be deleted" in text(no_default)
     assert post(admin_client, f"/voice/moh/sales/files/{entry.id}/delete", {}, "/voice/moh").status_code == 302
     assert admin_client.get(f"/voice/moh/sales/files/{entry.id}.wav").status_code == 404
-    assert post(admin_client, "/voice/moh/sales/delete", {}, "/voice/moh").status_code == 302
+    assert post(admin_client, "/voice/moh/sales/delete", {"confirm": "1"}, "/voice/moh").status_code == 302
     assert [c.name for c in runtime.config.pbx.moh_classes] == ["default"]
     assert not (runtime.ctx.data_dir / "state" / "pbx" / "moh" / "sales").exists()
 

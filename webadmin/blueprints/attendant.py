@@ -205,14 +205,19 @@ def _key_name(key: str) -> str:
     return {"*": "star", "#": "hash"}.get(key, key)
 
 
-@bp.route("/<name>/menus/<menu>/delete", methods=["POST"])
+@bp.route("/<name>/menus/<menu>/delete", methods=["GET", "POST"])
 @core.admin_required
 def menu_delete(name: str, menu: str):
+    """Asked first (webadmin/usedby.py): the other menus and the entries that lead to it."""
     att_i = _index_of(_pbx().attendants, name)
     j = _index_of(_pbx().attendants[att_i].menus, menu)
 
     def mutate(doc: dict) -> None:
         del doc["pbx"]["attendants"][att_i]["menus"][j]
+
+    if not usedby.confirmed():
+        return usedby.confirm_page("menu", f"{name}/{menu}", _("menu"), url_for("attendant.menu", name=name, menu=menu),
+                                   mutate, nav_active="attendant.index")
 
     errors, general = _apply(f"attendant {name}: remove menu {menu}", mutate, f"pbx.attendants.{att_i}")
     if errors or general:

@@ -5,13 +5,16 @@ restorable.
 
 The passphrase and the SMB password are never shown back: an empty field keeps the current one. A backup made now
 runs in a background thread (the page tells it is running); a restore fetches the backup, checks it and
-restarts the box into it, like an uploaded one.
+restarts the box into it in the background too, like an uploaded one (blueprints/system.py restore_task).
 """
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -21,7 +24,7 @@ from appliance.apply import ConfigError
 from appliance.backupjobs import NAME, SMB_PORT, DestinationError, fetch_host_key, fingerprint
 from webadmin import core, forms
 from webadmin import progress as long_actions
-from webadmin.blueprints.system import _restarting
+from webadmin.blueprints.system import restore_task
 from webadmin.core import N_
 from webadmin.i18n import format_when
 
@@ -234,10 +237,25 @@ def restore_confirm(name: str):
 @bp.route("/restore", methods=["POST"])
 @core.admin_required
 def restore():
+    """Fetched, checked and staged in the background (the progress page follows it), then the box restarts."""
     name = request.form.get("name", "")
-    try:
-        manifest = _jobs().stage(name)
-    except (DestinationError, backup.BackupError, OSError) as exc:
-        return _page(_values(), general=[_("Backup refused, nothing was changed: %(exc)s", exc=exc)])
-    made = _stamp(manifest["created"])
-    return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))
+    if not NAME.match(name):
+        return _page(_values(), general=[_("Backup refused, nothing was changed: %(exc)s",
+                                           exc=_("not one of the box's backups"))])
+    jobs, rt = _jobs(), core.runtime()
+
+    def stage() -> dict:
+        """As jobs.stage, in two steps: fetched from the destination, then checked and staged."""
+        fd, tmp = tempfile.mkstemp(dir=rt.ctx.data_dir, prefix=".fetched-")
+        os.close(fd)
+        try:
+            try:
+                jobs.destination().get(name, Path(tmp))
+            except DestinationError as exc:
+                raise long_actions.Failed(str(exc)) from exc
+            long_actions.step("check")
+            return backup.stage_restore(rt.ctx, rt.engine, Path(tmp), jobs.config().backups.passphrase or None)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    return redirect(url_for("system.task", task_id=restore_task(stage, "destination", name=name)))

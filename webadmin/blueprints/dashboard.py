@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from appliance import firmware, notify
 from appliance.notify import DISK_THRESHOLD, trunk_reason
 from appliance.service import ApplyError, Status
-from webadmin import core
+from webadmin import core, progress
 from webadmin.audit import audit
 from webadmin.core import N_
 
@@ -332,15 +332,19 @@ def restart_service(name: str):
         flash(_("%(service)s cannot be restarted here.", service=_(client.title)), "error")
         return redirect(url_for("dashboard.index"))
     audit(f"restart of the {name} service")
-    try:
-        status = rt.supervisor.run(rt.supervisor.restart(name), RESTART_TIMEOUT)
-    except (ApplyError, TimeoutError) as exc:
-        flash(_("%(service)s did not restart: %(error)s", service=_(client.title), error=str(exc) or _("timed out")),
-              "error")
-        return redirect(url_for("dashboard.index"))
-    if status.health in ("ok", "degraded"):
-        flash(_("%(service)s was restarted.", service=_(client.title)), "success")
-    else:
-        flash(_("%(service)s was restarted but reports: %(summary)s", service=_(client.title),
-                summary=summary_text(status.summary)), "warning")
-    return redirect(url_for("dashboard.index") + f"#service-{name}")
+    supervisor = rt.supervisor
+
+    def work() -> dict:
+        """Stopped and started again in the background (up to RESTART_TIMEOUT), the progress page following."""
+        progress.step("restart")
+        try:
+            status = supervisor.run(supervisor.restart(name), RESTART_TIMEOUT)
+        except (ApplyError, TimeoutError) as exc:
+            raise progress.Failed(str(exc) or "timed out", "" if str(exc) else "timeout") from exc
+        return {"health": status.health, "summary": status.summary}
+
+    task = progress.tasks().start(core.current_user().login, "service_restart", work, name=name, title=client.title)
+    return redirect(url_for("system.task", task_id=task))
+
+
+progress.register("service_restart", "tasks/service_restart.html", lambda task: {"summary_text": summary_text})

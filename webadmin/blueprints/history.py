@@ -1,4 +1,5 @@
-"""Configuration history: every revision with its diff, and one-click rollback."""
+"""Configuration history: every revision with its diff, and one-click rollback (applied in the background,
+followed on the progress page of webadmin/progress.py)."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -6,7 +7,7 @@ from flask_babel import gettext as _
 
 from appliance.apply import ChangedMeanwhile, ConfigError
 from appliance.service import ApplyError
-from webadmin import core, forms
+from webadmin import core, forms, progress
 from webadmin.core import N_
 
 bp = Blueprint("history", __name__, url_prefix="/history")
@@ -51,25 +52,30 @@ def rollback(rev_id: int):
         return redirect(url_for("history.detail", rev_id=rev_id))
     before = store.current_id()
     shown = request.form.get(core.BASE_FIELD, "")
-    try:
-        new = core.runtime().engine.rollback(rev_id, core.current_user().login,
-                                             **({"base": int(shown)} if shown.isdigit() else {}))
-    except ChangedMeanwhile as err:
+    if shown.isdigit() and int(shown) != before:  # decided on an old page: refused at once (the engine checks too)
+        current = store.current()
         flash(_("Nothing was rolled back: the configuration was changed meanwhile (revision #%(id)s by %(author)s). "
-                "Review that change, then roll back again if still wanted.",
-                id=err.current.id, author=err.current.author),
+                "Review that change, then roll back again if still wanted.", id=current.id, author=current.author),
               "error")
-        return redirect(url_for("history.detail", rev_id=err.current.id))
-    except ConfigError as err:
-        flash(_("Revision #%(rev_id)s is not valid any more: %(err)s", rev_id=rev_id, err=err), "error")
-        return redirect(url_for("history.detail", rev_id=rev_id))
-    except ApplyError as err:
-        flash(_("Rolling back to revision #%(rev_id)s failed; nothing was changed. %(err)s", rev_id=rev_id, err=err),
-              "error")
-        return redirect(url_for("history.detail", rev_id=rev_id))
-    if new.id == before:
-        flash(_("Revision #%(rev_id)s is already the current configuration.", rev_id=rev_id), "info")
-    else:
-        flash(_("Rolled back to revision #%(rev_id)s: new revision #%(id)s is applied.", rev_id=rev_id, id=new.id),
-              "success")
-    return redirect(url_for("history.detail", rev_id=new.id))
+        return redirect(url_for("history.detail", rev_id=current.id))
+    engine, login = core.runtime().engine, core.current_user().login
+
+    def work() -> dict:
+        """The rollback applied in the background (services restart with the older settings)."""
+        progress.step("apply")
+        try:
+            new = engine.rollback(rev_id, login, **({"base": int(shown)} if shown.isdigit() else {}))
+        except ChangedMeanwhile as err:
+            raise progress.Failed(f"the configuration was changed meanwhile (revision #{err.current.id})",
+                                  "changed", id=err.current.id, author=err.current.author) from err
+        except ConfigError as err:
+            raise progress.Failed(str(err), "invalid") from err
+        except ApplyError as err:
+            raise progress.Failed(str(err), "apply") from err
+        return {"new": new.id, "unchanged": new.id == before}
+
+    task = progress.tasks().start(login, "rollback", work, rev_id=rev_id)
+    return redirect(url_for("system.task", task_id=task))
+
+
+progress.register("rollback", "tasks/rollback.html")

@@ -19,6 +19,7 @@ bp = Blueprint("system", __name__, url_prefix="/system")
 NAV = [(N_("System"), N_("Backup and firmware"), "system.index")]
 core.LARGE_UPLOADS["system.firmware_install"] = firmware.MAX_BUNDLE
 _INSTALLING = threading.Lock()  # one firmware install at a time
+_RESTORING = threading.Lock()  # one restore staged at a time
 core.LARGE_UPLOADS["system.restore"] = 8 * 1024 ** 3  # mailboxes make backups large
 
 
@@ -116,23 +117,68 @@ def task(task_id: str):
     if found is None:
         abort(404)
     running = found["state"] == "running"
-    return render_template("system/task.html", task=found, refresh=progress.REFRESH if running else None), \
-        (400 if found["state"] == "failed" else 200)
+    template, context = progress.TEMPLATES.get(found["kind"], ("system/task.html", None))
+    return render_template(template, task=found, refresh=progress.REFRESH if running else None,
+                           **(context(found) if context else {})), (400 if found["state"] == "failed" else 200)
+
+
+progress.register("firmware", "system/task.html")
+progress.register("system_update", "tasks/system_update.html")
+progress.register("restore", "tasks/restore.html")
+RESTART_DELAY = 2 * progress.REFRESH + 1  # seconds: the restore's page shows its result before the box stops
+
+
+def restore_task(stage, source: str, **info) -> str:
+    """Check and stage a backup (`stage()`, its manifest) in the background, then restart into it; the task's
+    id. Also for the restore from a backup destination (blueprints/backups.py)."""
+    rt = core.runtime()
+
+    def work() -> dict:
+        progress.step("fetch" if source == "destination" else "check")
+        try:
+            with _RESTORING:
+                manifest = stage()
+        except backup.BackupError as exc:
+            raise progress.Failed(str(exc)) from exc
+        progress.step("restart")
+        rt.request_restart(RESTART_DELAY)
+        return {"created": manifest["created"]}
+
+    return progress.tasks().start(core.current_user().login, "restore", work, source=source, **info)
 
 
 def _system_update(upload, box: firmware.BoxFirmware):
-    """A whole-system update (.raucb, the OS image): RAUC checks it and writes the other root slot."""
-    system = firmware.SystemUpdate()
+    """A whole-system update (.raucb, the OS image): RAUC checks it and writes the other root slot, in the
+    background (the progress page follows it). Off the OS image it is refused at once."""
+    system = firmware.SystemUpdate(firmware.RAUC_CONFIG)
+    if not system.available():
+        try:
+            system.status()  # says why, in RAUC's words
+        except firmware.FirmwareError as exc:
+            return _page([_("System update refused, nothing was written: %(exc)s", exc=exc)], 400)
+    fd, kept = tempfile.mkstemp(dir=box.slots.root, prefix=".upload-")
     try:
-        with _saved_upload(upload, box.slots.root) as path:
-            info = system.verify(path)
-            system.install(path)
-    except (firmware.FirmwareError, OSError) as exc:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+    except OSError as exc:
+        os.unlink(kept)
         return _page([_("System update refused, nothing was written: %(exc)s", exc=exc)], 400)
-    flash(_("System update %(version)s installed into the other root slot. Restart the box to run it; "
-            "if its web admin does not come up, the box goes back to this system by itself.", version=info["version"]),
-          "success")
-    return redirect(url_for("system.index"))
+
+    def work() -> dict:
+        try:
+            with _INSTALLING:
+                progress.step("verify")
+                info = system.verify(Path(kept))
+                progress.step("install")
+                system.install(Path(kept))
+        except firmware.FirmwareError as exc:
+            raise progress.Failed(str(exc)) from exc
+        finally:
+            os.unlink(kept)
+        return {"version": info["version"]}
+
+    task = progress.tasks().start(core.current_user().login, "system_update", work)
+    return redirect(url_for("system.task", task_id=task))
 
 
 @bp.route("/firmware/rollback", methods=["POST"])
@@ -163,12 +209,21 @@ def restore():
     upload = request.files.get("backup")
     if upload is None or not upload.filename:
         return _page([_("Choose a backup file (.obbackup) to upload.")], 400)
-    ctx = core.runtime().ctx
+    rt = core.runtime()
+    fd, kept = tempfile.mkstemp(dir=rt.ctx.data_dir, prefix=".upload-")
     try:
-        with _saved_upload(upload, ctx.data_dir) as path:
-            manifest = backup.stage_restore(ctx, core.runtime().engine, path,
-                                            request.form.get("passphrase") or None)
-    except (backup.BackupError, OSError) as exc:
+        with os.fdopen(fd, "wb") as out:
+            upload.save(out)
+    except OSError as exc:
+        os.unlink(kept)
         return _page([_("Backup refused, nothing was changed: %(exc)s", exc=exc)], 400)
-    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(manifest["created"]))
-    return _restarting(_("The backup made %(made)s was checked. The box is restarting to restore it.", made=made))
+    passphrase = request.form.get("passphrase") or None
+
+    def stage() -> dict:
+        """Checked (archive, passphrase, its configuration against this firmware) and staged for the restart."""
+        try:
+            return backup.stage_restore(rt.ctx, rt.engine, Path(kept), passphrase)
+        finally:
+            os.unlink(kept)
+
+    return redirect(url_for("system.task", task_id=restore_task(stage, "upload", name=upload.filename)))

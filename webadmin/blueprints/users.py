@@ -247,7 +247,7 @@ def delete(login: str):
         return redirect(url_for("users.index"))
     return usedby.confirm_page("extension" if user.extension else None, user.extension or "", _("user"),
                                url_for("users.index"), lambda doc: doc["users"].pop(_index_of(doc, login)),
-                               template="users/delete.html", user=user)
+                               template="users/delete.html", also=(("user", login),), user=user)
 
 
 def _welcome(login: str) -> None:

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from appliance.apply import ConfigError
 from services.pbx.moh import MohLibrary
 from services.pbx.prompts import LANGUAGES, AudioError, PromptError, PromptLibrary, PromptsUnavailable
-from webadmin import core, forms
+from webadmin import core, forms, usedby
 from webadmin.blueprints.system import _saved_upload as saved_upload
 from webadmin.core import N_
 
@@ -195,9 +195,11 @@ def moh_create():
     return redirect(url_for("voice.moh"))
 
 
-@bp.route("/moh/<name>/delete", methods=["POST"])
+@bp.route("/moh/<name>/delete", methods=["GET", "POST"])
 @core.admin_required
 def moh_delete(name: str):
+    """Asked first (webadmin/usedby.py): the extensions and queues that use the class, which then play the
+    default one."""
     _class_or_404(name)
     if name == "default":
         return _moh_page([_("The default class cannot be deleted (calls without a class of their own use it).")],
@@ -205,6 +207,10 @@ def moh_delete(name: str):
 
     def mutate(doc: dict) -> None:
         doc["pbx"]["moh_classes"] = [c for c in doc["pbx"]["moh_classes"] if c["name"] != name]
+
+    if not usedby.confirmed():
+        return usedby.confirm_page("moh_class", name, _("music on hold class"), url_for("voice.moh"), mutate,
+                                   nav_active="voice.moh")
 
     return _moh_change(f"delete music on hold class {name}", mutate, _("The class %(name)s was deleted.", name=name),
                        done=lambda: moh_library().remove_class(name))
