@@ -11,6 +11,7 @@ import pytest
 
 from appliance import firmware
 from images.os import signing
+from tests.rauclab import rauc_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (shutil.which("rauc") and shutil.which("mksquashfs") and shutil.which("openssl")),
@@ -21,16 +22,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which("rauc") and shutil.which("mksq
 def lab(tmp_path_factory, monkeypatch_module):
     """A lab CA of its own, a system.conf trusting it, a small signed bundle."""
     work = tmp_path_factory.mktemp("rauc")
-    monkeypatch_module.setattr(signing, "LAB", work / "keys")
-    for name in ("OFFICEBOX_RAUC_CERT", "OFFICEBOX_RAUC_KEY", "OFFICEBOX_RAUC_KEYRING"):
-        monkeypatch_module.delenv(name, raising=False)
-    rootfs = work / "rootfs.img"
-    rootfs.write_bytes(b"OfficeBox root filesystem stand-in\n" * 1000)
-    bundle = signing.rauc_bundle(rootfs, "9.8.7", "test-build", work / "update.raucb")
-    conf = work / "system.conf"
-    conf.write_text(f"[system]\ncompatible={signing.COMPATIBLE}\nbootloader=noop\n\n"
-                    f"[keyring]\npath={signing.keyring()}\n\n"
-                    f"[slot.rootfs.0]\ndevice={work / 'slotA'}\ntype=raw\nbootname=A\n")
+    bundle, conf = rauc_lab(work, monkeypatch_module)
     return work, bundle, conf
 
 

@@ -28,6 +28,13 @@ def csrf_of(client, path: str) -> str:
     return match.group(1)
 
 
+def page(client, path: str, status: int = 200) -> str:
+    """The page's text, after checking its status (the start of the page in the message if not)."""
+    resp = client.get(path)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:2000]
+    return resp.get_data(as_text=True)
+
+
 def post(client, path: str, data: dict, form_path: str | None = None, **kwargs):
     """POST `data` with the CSRF token taken from the page showing the form (default: `path`)."""
     token = csrf_of(client, form_path or path)

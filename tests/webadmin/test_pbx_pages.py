@@ -15,7 +15,7 @@ import pytest
 
 from services.pbx.cdr import CallRecord, CdrStore
 from tests.services.pbx.baresip import Baresip, have_baresip
-from tests.webadmin.helpers import ALICE_AND_BOB, post
+from tests.webadmin.helpers import ALICE_AND_BOB, page, post
 
 PEOPLE = ALICE_AND_BOB
 
@@ -27,12 +27,6 @@ def pbx_client(admin_client, runtime):
         doc.setdefault("pbx", {})["lab_sip_port"] = 0
     runtime.engine.update("admin", "test users", mutate)
     return admin_client
-
-
-def page(client, path: str, status: int = 200) -> str:
-    resp = client.get(path)
-    assert resp.status_code == status, resp.get_data(as_text=True)[:2000]
-    return resp.get_data(as_text=True)
 
 
 def pbx_config(runtime):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 import threading
 import time
 
 import pytest
 
 from appliance import backup, firmware
+from tests import rauclab
 from tests.webadmin.helpers import csrf_of, post
 from tests.webadmin.tasks import REFRESH_TAG, follow
 from tests.webadmin.test_history import second_admin
@@ -92,20 +92,7 @@ def test_a_restore_from_the_destination_fetches_checks_and_restarts(admin_client
 def rauc_lab(tmp_path, monkeypatch):
     """A system.conf of RAUC trusting a lab CA of its own (images/os/signing.py), as the OS image's, and a
     small signed update; the web admin's whole-system updates use that configuration."""
-    if not (shutil.which("rauc") and shutil.which("mksquashfs") and shutil.which("openssl")):
-        pytest.skip("needs rauc, squashfs-tools and openssl")
-    from images.os import signing
-
-    monkeypatch.setattr(signing, "LAB", tmp_path / "keys")
-    for name in ("OFFICEBOX_RAUC_CERT", "OFFICEBOX_RAUC_KEY", "OFFICEBOX_RAUC_KEYRING"):
-        monkeypatch.delenv(name, raising=False)
-    rootfs = tmp_path / "rootfs.img"
-    rootfs.write_bytes(b"OfficeBox root filesystem stand-in\n" * 1000)
-    bundle = signing.rauc_bundle(rootfs, "9.8.7", "test-build", tmp_path / "update.raucb")
-    conf = tmp_path / "system.conf"
-    conf.write_text(f"[system]\ncompatible={signing.COMPATIBLE}\nbootloader=noop\n\n"
-                    f"[keyring]\npath={signing.keyring()}\n\n"
-                    f"[slot.rootfs.0]\ndevice={tmp_path / 'slotA'}\ntype=raw\nbootname=A\n")
+    bundle, conf = rauclab.rauc_lab(tmp_path, monkeypatch)
     monkeypatch.setattr(firmware, "RAUC_CONFIG", conf)
     return bundle
 

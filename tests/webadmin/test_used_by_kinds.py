@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webadmin.helpers import ALICE_AND_BOB, post
+from tests.webadmin.helpers import ALICE_AND_BOB, page, post
 
 
 @pytest.fixture
@@ -23,12 +23,6 @@ def used_client(admin_client, runtime):
             {"name": "sales"}, {"name": "night"}, {"name": "spare"}]}]
     runtime.engine.update("admin", "test references", mutate)
     return admin_client
-
-
-def page(client, path: str) -> str:
-    response = client.get(path)
-    assert response.status_code == 200, path
-    return response.get_data(as_text=True)
 
 
 def classes(runtime) -> list[str]:

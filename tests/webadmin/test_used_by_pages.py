@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.webadmin.helpers import ALICE_AND_BOB, post
+from tests.webadmin.helpers import ALICE_AND_BOB, page, post
 
 PEOPLE = ALICE_AND_BOB
 
@@ -22,12 +22,6 @@ def used_client(admin_client, runtime):
             {"key": "1", "action": "group", "target": "600"}]}]}]
     runtime.engine.update("admin", "test references", mutate)
     return admin_client
-
-
-def page(client, path: str) -> str:
-    response = client.get(path)
-    assert response.status_code == 200, path
-    return response.get_data(as_text=True)
 
 
 def test_user_delete_lists_the_users_of_the_extension_then_deletes(used_client, runtime):
