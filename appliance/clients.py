@@ -421,11 +421,13 @@ class VpnClient(ServiceClient):
 
     def live(self) -> dict:
         """{"sas": charon's SAs (swanctl --list-sas), "sas_at": when listed, "peers": WireGuard's by public
-        key, "issued": unrevoked branch certificates by tunnel}; empty while not running.
+        key, "issued": unrevoked branch certificates by tunnel, "pptp": the PPTP sessions, "pptp_at": when read};
+        empty while not running.
         services/vpn/service.py makes the page's rows of them."""
         found = dict(self._call("live") or {})
         return {"sas": list(found.get("sas") or []), "sas_at": float(found.get("sas_at") or 0),
-                "peers": dict(found.get("peers") or {}), "issued": dict(found.get("issued") or {})}
+                "peers": dict(found.get("peers") or {}), "issued": dict(found.get("issued") or {}),
+                "pptp": list(found.get("pptp") or []), "pptp_at": float(found.get("pptp_at") or 0)}
 
     def disconnect(self, unique_id: str) -> str:
         """End a remote-access client's IKE SA: the user it was, "" if no longer connected; ApplyError if not ended."""

@@ -26,7 +26,8 @@ enabled service's records of one kind:
 An Endpoint named "smtp" is the box's own mail submission port (the voicemail mails go there).
 A Listener's `per_source_limit` (TCP, 0 = none) is the most connections one address may hold on it at
 once; the firewall refuses more (nft `ct count`), e.g. for the CTI ports (it counts every connection).
-A Listener with protocol "esp" is IPsec's ESP (IP protocol 50): it has no ports, `ports` is (0, 0).
+A Listener with protocol "esp" is IPsec's ESP (IP protocol 50), "gre" is GRE (47, PPTP's data): they
+have no ports, `ports` is (0, 0).
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ from typing import Literal, TypeVar
 @dataclass(frozen=True)
 class Listener:
     name: str
-    protocol: Literal["tcp", "udp", "esp"]
-    ports: tuple[int, int]  # first..last (the same for one port); (0, 0) for esp
+    protocol: Literal["tcp", "udp", "esp", "gre"]
+    ports: tuple[int, int]  # first..last (the same for one port); (0, 0) for esp and gre
     wan_peers: tuple[str, ...] | None = None
     comment: str = ""
     per_source_limit: int = 0

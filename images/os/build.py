@@ -41,6 +41,7 @@ DPKG_EXCLUDES = [  # no docs, and no kernel modules for hardware an office appli
         "net/wireless", "net/bluetooth")),
 ]
 KEEP = ["/usr/share/doc/*/copyright"]
+PPTP_SECRETS = "/var/lib/officebox/etc/current/vpn/chap-secrets"  # appliance.context: the vpn service's etc
 # the root filesystem's compression: xz (smallest; releases) or gzip (level 6: several times faster to
 # build, a bigger image; the image tests in `make test` use it to fit CI's time). GRUB reads the kernel
 # from the slot's squashfs: it knows gzip, lzo and xz, not zstd or lz4.
@@ -219,6 +220,9 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
     (root / "usr/lib/repart.d").mkdir(parents=True, exist_ok=True)
     shutil.copy(LAUNCHER / "50-officebox-data.conf", root / "usr/lib/repart.d")
     shutil.copy(signing.keyring(), root / "etc/rauc/keyring.pem")
+    # pppd reads its secrets from /etc/ppp/chap-secrets only: the VPN service's rendered PPTP logins (0600)
+    (root / "etc/ppp/chap-secrets").unlink(missing_ok=True)
+    (root / "etc/ppp/chap-secrets").symlink_to(PPTP_SECRETS)
     (root / "etc/hostname").unlink(missing_ok=True)
     (root / "etc/hostname").write_text("officebox\n")
     for d in ("boot/efi", "var/lib/officebox"):
@@ -231,8 +235,8 @@ def customize(root: Path, wheels: Path, bundle: Path, trust: Path, build_id: str
         chroot.run("systemctl", "enable", "-q", "officebox.service", "officebox-slot-good.path",
                    "officebox-boot-deadline.service")
         chroot.run("systemctl", "mask", "-q", "squid.service", "dovecot.service", "chrony.service",
-                   "strongswan.service", "coturn.service", "apt-daily.timer",  # the appliance runs its own daemons
-                   "apt-daily-upgrade.timer", "e2scrub_reap.service",
+                   "strongswan.service", "coturn.service", "pptpd.service",  # the appliance runs its own daemons
+                   "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_reap.service",
                    "systemd-repart.service")  # the data partition grows with officebox-grow-data instead
     for link in ("vmlinuz", "initrd.img"):  # GRUB reads them from the slot
         if not (root / link).exists():

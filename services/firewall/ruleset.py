@@ -154,8 +154,8 @@ def source_caps(config) -> tuple[list[str], list[str]]:
 
 
 def dport(ls: Listener) -> str:
-    if ls.protocol == "esp":
-        return "meta l4proto esp"
+    if ls.protocol in ("esp", "gre"):
+        return f"meta l4proto {ls.protocol}"
     first, last = ls.ports
     return f"{ls.protocol} dport {first}" if first == last else f"{ls.protocol} dport {first}-{last}"
 

@@ -243,11 +243,29 @@ class RemoteAccessConfig(Section):
         return value
 
 
+class PptpConfig(Section):
+    """Legacy PPTP (pptpd: MS-CHAPv2, MPPE-128) for staff devices without anything better. Insecure: an
+    MS-CHAPv2 handshake can be cracked offline and MPPE is RC4. Off by default; users log in with their
+    VPN password (the IKEv2 account's)."""
+
+    enabled: bool = False
+    pool: ipaddress.IPv4Network = Field(default=ipaddress.IPv4Network("10.10.0.0/24"),
+                                        description="addresses of the connected clients; the box takes the first")
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not 24 <= value.prefixlen <= 29:
+            raise ValueError("the PPTP pool must be a /24 to /29 network (pptpd hands out one range)")
+        return value
+
+
 class VpnConfig(ServiceConfig):
     enabled: bool = False
     tunnels: list[Tunnel] = Field(default_factory=list, description="site-to-site IPsec tunnels")
     wireguard: WireGuardConfig = Field(default_factory=WireGuardConfig, description="remote access for staff")
     remote_access: RemoteAccessConfig = Field(default_factory=RemoteAccessConfig, description="IKEv2 clients")
+    pptp: PptpConfig = Field(default_factory=PptpConfig, description="legacy PPTP clients (insecure)")
 
     @model_validator(mode="after")
     def _unique(self) -> "VpnConfig":

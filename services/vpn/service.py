@@ -24,7 +24,7 @@ from appliance.aio import cancel_and_wait
 from appliance.contributions import Listener, Network
 from appliance.fsutil import atomic_write
 from appliance.service import ApplyError, ChildSpec, Service, Status
-from services.vpn import bundle, revocation, strongswan, swanctl
+from services.vpn import bundle, pptp, revocation, strongswan, swanctl
 from services.vpn.config import VpnConfig
 from services.vpn.pki import Pki, ensure_site, issue_peer
 from services.vpn.pki import ensure as ensure_pki
@@ -36,11 +36,12 @@ TICK = 1.0
 SAS_EVERY = 5  # ticks
 ROAD_WARRIORS = "road-warriors"  # the IKEv2 remote-access connection in swanctl.conf
 WG_CONNECTED = 180  # seconds: a WireGuard peer with a newer handshake counts as connected
+PPP = "ppp*"  # the PPTP clients' links (nft wildcard)
 
 
 class VpnService(Service):
     name = "vpn"
-    title = "VPN (IPsec between offices, WireGuard for staff)"
+    title = "VPN (IPsec between offices, WireGuard, IKEv2 and legacy PPTP for staff)"
     Config = VpnConfig
     depends_on = ("system", "network", "users")
     lab_enabled = False
@@ -65,6 +66,10 @@ class VpnService(Service):
         if wg.enabled:
             found.append(Listener("wireguard", "udp", (wg.port, wg.port), (), "WireGuard"))
             found.append(Network("vpn", str(wg.pool), wg.interface, "WireGuard devices"))
+        if vpn.pptp.enabled:  # pptpd's control connection and its GRE data; every client's link is a ppp*
+            found += [Listener("pptp", "tcp", (1723, 1723), (), "PPTP (legacy, insecure)"),
+                      Listener("pptp-gre", "gre", (0, 0), (), "PPTP GRE"),
+                      Network("vpn", str(vpn.pptp.pool), PPP, "PPTP clients")]
         return found
 
     def __init__(self, ctx, netns: str | None = None) -> None:
@@ -89,6 +94,9 @@ class VpnService(Service):
 
     def wanted(self, config) -> bool:
         return self.can_run and (any(t.enabled for t in config.vpn.tunnels) or config.vpn.remote_access.enabled)
+
+    def pptp_wanted(self, config) -> bool:
+        return self.can_run and config.vpn.pptp.enabled
 
     @property
     def pki(self) -> Pki:
@@ -128,6 +136,7 @@ class VpnService(Service):
                 errors.append(f"tunnel {tunnel.name}: {expired}")
         errors += self._validate_wireguard(config, lan)
         errors += self._validate_road_warriors(config, lan)
+        errors += self._validate_pptp(config, lan)
         if len(str(self.paths.uri)) > 100:
             errors.append("the VPN control socket path is too long for a Unix socket: use a shorter data directory")
         return errors
@@ -161,15 +170,36 @@ class VpnService(Service):
         errors += [f"IKEv2 account: no user with the login {a.user}" for a in ra.accounts if a.user not in logins]
         return errors
 
+    def _validate_pptp(self, config, lan) -> list[str]:
+        vpn = config.vpn
+        if not vpn.pptp.enabled:
+            return []
+        others = [(n, "the LAN") for n in lan]
+        others += [(s, f"tunnel {t.name}") for t in vpn.tunnels for s in t.remote_subnets]
+        if vpn.wireguard.enabled or vpn.wireguard.devices:
+            others.append((vpn.wireguard.pool, "the WireGuard pool"))
+        if vpn.remote_access.enabled:
+            others.append((vpn.remote_access.pool, "the IKEv2 client pool"))
+        clash = [f"{what} {net}" for net, what in others if net.overlaps(vpn.pptp.pool)]
+        if clash:
+            return [f"the PPTP pool {vpn.pptp.pool} overlaps {', '.join(clash)}: choose another pool"]
+        return []
+
     def render(self, config) -> dict[str, str]:
         files = {"strongswan.conf": strongswan_conf(self.paths),
                  "swanctl.conf": swanctl_conf(config, self.pki, self.server_id(config)),
                  **strongswan.credentials(config)}
         if config.vpn.wireguard.enabled:
             files["wg.conf"] = server_conf(config)
+        if config.vpn.pptp.enabled:
+            files.update(pptp.files(config, self.paths.etc, self.paths.run, self.ctx.log_dir(self.name) / "pppd.log",
+                                    allowed_accounts(config)))
         return files
 
     async def check(self, config, staged) -> None:
+        for script in ("pptp-ip-up", "pptp-ip-down"):  # pppd runs them (rendered 0600)
+            if (staged / script).exists():
+                (staged / script).chmod(0o700)
         try:
             await asyncio.to_thread(self._stage_credentials, config, staged)
             await asyncio.to_thread(swanctl.check, staged)
@@ -195,7 +225,7 @@ class VpnService(Service):
         wg = self.wireguard(config)
         if wg is not None and not wg.kernel:  # no WireGuard in the kernel: the userspace one
             specs.append(ChildSpec("wireguard-go", self._in_netns("wireguard-go", "-f", wg.name)))
-        return specs + self._charon(config)
+        return specs + self._charon(config) + self._pptpd(config)
 
     def _in_netns(self, *argv: str) -> tuple[str, ...]:
         return ("ip", "netns", "exec", self.netns, *argv) if self.netns else argv
@@ -207,6 +237,24 @@ class VpnService(Service):
         argv = self._in_netns(CHARON)
         env = (("STRONGSWAN_CONF", str(self.paths.strongswan_conf)), ("OFFICEBOX_VPN_CONF", digest))
         return [ChildSpec("charon", argv, env=env, stop_timeout=15.0)]
+
+    def _pptpd(self, config) -> list[ChildSpec]:
+        if not self.pptp_wanted(config):
+            return []
+        conf = self.paths.etc / "pptpd.conf"
+        digest = hashlib.sha256(pptp.pptpd_conf(config, self.paths.etc).encode()).hexdigest()[:16]
+        argv = self._in_netns(pptp.PPTPD, "--fg", "--conf", str(conf), "--pidfile", str(self.paths.run / "pptpd.pid"))
+        return [ChildSpec("pptpd", argv, env=(("OFFICEBOX_PPTPD_CONF", digest),), stop_timeout=10.0)]
+
+    def drop_pptp(self, config) -> list[str]:
+        """End the PPTP sessions of users no longer allowed (disabled, VPN off, no account; all when PPTP
+        is off): their pppd is terminated. The users dropped (blocking)."""
+        allowed = {a.user for a in allowed_accounts(config)} if config is not None and config.vpn.pptp.enabled \
+            else set()
+        dropped = pptp.drop(self.paths.run, allowed)
+        for user in dropped:
+            log.warning("PPTP: dropped %s (no longer allowed)", user)
+        return dropped
 
     async def start(self, config) -> None:
         self._config = config
@@ -243,6 +291,7 @@ class VpnService(Service):
 
     async def reload(self, config) -> None:
         self._config = config
+        await asyncio.to_thread(self.drop_pptp, config)
         try:
             await asyncio.to_thread(self.ensure_wireguard, config)
         except RuntimeError as exc:
@@ -273,6 +322,7 @@ class VpnService(Service):
         if self._wg is not None:
             await asyncio.to_thread(self._wg.remove)
             self._wg, self._wg_synced = None, ""
+        await asyncio.to_thread(self.drop_pptp, None)  # pppd left pptpd's process group: end them too
 
     # -- live state -------------------------------------------------------------------------------
     def tunnels(self, config=None) -> list[dict]:
@@ -311,10 +361,11 @@ class VpnService(Service):
         """What charon and WireGuard report now, for rows made with the caller's configuration
         (tunnel_rows, device_rows, client_rows; appliance.clients.VpnClient; blocking)."""
         if self._config is None:
-            return {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}}
+            return {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}, "pptp": [], "pptp_at": 0.0}
         self.refresh()
         return {"sas": self._sas, "sas_at": self._sas_at, "peers": self._peers(),
-                "issued": revocation.unrevoked(self.pki.root)}
+                "issued": revocation.unrevoked(self.pki.root), "pptp": pptp.sessions(self.paths.run),
+                "pptp_at": time.time()}
 
     def ca_pem(self) -> str:
         ca = self.pki.ca
@@ -353,7 +404,9 @@ class VpnService(Service):
         rows = [r for r in self.tunnels() if r["state"] != "off"]
         wg = self._config.vpn.wireguard
         if not rows:
-            return Status("ok", f"WireGuard on port {wg.port}" if wg.enabled else "no tunnel configured")
+            methods = ([f"WireGuard on port {wg.port}"] if wg.enabled else []) + \
+                (["PPTP (insecure)"] if self._config.vpn.pptp.enabled else [])
+            return Status("ok", ", ".join(methods) or "no tunnel configured")
         up = sum(r["state"] == "up" for r in rows)
         figures = {f"tunnel {r['name']}": r["state"] for r in rows}
         health = "ok" if up == len(rows) else "degraded"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -56,6 +58,7 @@ def box(images, tmp_path_factory):
     tampered.write_bytes(data)
     updates = {name: Path(report["bundle"]) for name, report in images.items() if name != "base"}
     updates["tampered"] = tampered
+    updates["pptpclient"] = pptp_client_deb(work)  # the PPTP test's client, installed in the guest
     with Lab() as lab:
         vm = Box(disk, lab.host("oblan"), work, updates)
         try:
@@ -321,3 +324,98 @@ def test_a_power_cut_during_an_update_leaves_a_bootable_box(box):
     assert f"OfficeBox {version} (slot {running}) is up" in box.up()
     assert json.loads(box.sh("rauc status --output-format=json").stdout)["booted"] == running
     assert box.grubenv()[f"{target}_OK"] == "0"  # the half-written slot is never started
+
+
+def pptp_client_deb(work: Path) -> Path:
+    """pptp-linux's package (services/vpn/debian-packages.txt; not in the image: a test peer): from this
+    machine's apt cache, else downloaded."""
+    import glob
+
+    found = sorted(glob.glob("/var/cache/apt/archives/pptp-linux_*_amd64.deb"))
+    if not found:
+        subprocess.run(["apt-get", "download", "-q", "pptp-linux"], cwd=work, check=True, timeout=300)
+        found = sorted(glob.glob(str(work / "pptp-linux_*_amd64.deb")))
+    return Path(found[-1])
+
+
+PPTP_SECRET = "Pptp-legacy-secret-42x"
+PPTP_NS = "pptpc"  # the client's network namespace in the guest, on the WAN side
+
+
+def pptp_client(box, secret: str, detach: bool) -> subprocess.CompletedProcess:
+    """pppd with pptp-linux in the guest's client namespace, dialling the box's WAN address as pat."""
+    opts = (f"pty 'pptp 203.0.113.1 --nolaunchpppd' name pat password {secret} remotename pptpd "
+            "noauth refuse-pap refuse-chap refuse-mschap refuse-eap require-mppe-128 nodefaultroute "
+            f"nobsdcomp nodeflate novj maxfail 1 unit {9 if detach else 8} "
+            f"logfile /run/pptpc-{'up' if detach else 'wrong'}.log")
+    if detach:
+        return box.sh(f"ip netns exec {PPTP_NS} pppd {opts} linkname pptpc </dev/null >/dev/null 2>&1", timeout=60)
+    return box.sh(f"timeout 90 ip netns exec {PPTP_NS} pppd {opts} nodetach </dev/null", timeout=120, check=False)
+
+
+def test_pptp_client_connects_with_mppe_and_is_dropped_when_vpn_is_switched_off(box):
+    """A pptp-linux client (pppd, MS-CHAPv2, MPPE-128) in a namespace of the guest behind a WAN port (a
+    veth pair: this machine's kernel has no PPP) dials the box's pptpd: it gets the pool's address, pings
+    the box's LAN side through the link and the box records the session; a wrong secret is refused; the
+    user switched off VPN is dropped at once (its pppd ended)."""
+    if box.proc is None:
+        box.power_on()
+        box.up()
+    deb = box.updates["pptpclient"]
+    box.sh(f"head -c {deb.stat().st_size} /dev/disk/by-id/virtio-pptpclient > /run/pptp-linux.deb && "
+           "dpkg -i /run/pptp-linux.deb", timeout=180)
+    box.sh(f"ip netns add {PPTP_NS} && ip link add obwanc type veth peer name pc0 && "
+           f"ip link set pc0 netns {PPTP_NS} && ip link set obwanc up && "
+           f"ip -n {PPTP_NS} addr add 203.0.113.50/24 dev pc0 && ip -n {PPTP_NS} link set pc0 up && "
+           f"ip -n {PPTP_NS} link set lo up && ip -n {PPTP_NS} route add default via 203.0.113.1")
+    users = json.loads(box.sh("officebox config show --section users --show-secrets", timeout=120).stdout)
+    users.append({"login": "pat", "full_name": "Pat Legacy", "vpn_enabled": True})
+    index = len(users) - 1
+    wan = {"interface": "obwanc", "mode": "static", "address": "203.0.113.1/24", "gateway": "203.0.113.254"}
+    vpn = {"enabled": True, "remote_access": {"accounts": [{"user": "pat", "password_secret": PPTP_SECRET}]},
+           "pptp": {"enabled": True, "pool": "10.10.0.0/24"}}
+    for key, value in (("users", users), ("network.wan", wan), ("vpn", vpn)):
+        done = box.sh(f"officebox config set {key} {shlex.quote(json.dumps(value))}", timeout=300, check=False)
+        assert done.returncode == 0, f"{key}: {done.stdout}{done.stderr}"
+    etc = "/var/lib/officebox/etc/current/vpn"
+    assert box.sh(f"stat -c %a {etc}/chap-secrets").stdout.strip() == "600"
+    assert f'"pat" pptpd "{PPTP_SECRET}"' in box.sh("cat /etc/ppp/chap-secrets").stdout  # the image's link
+    ruleset = box.sh("nft list table inet officebox", timeout=60).stdout
+    assert 'iifname "obwanc" tcp dport 1723 accept' in ruleset and "gre" in ruleset, ruleset
+    deadline = time.monotonic() + 60 * SLOW
+    while box.sh("ss -ltn 'sport = :1723' | grep -q 1723", check=False).returncode != 0:
+        assert time.monotonic() < deadline, box.sh("officebox status; tail -n 30 /var/lib/officebox/log/vpn/*",
+                                                   check=False).stdout
+        time.sleep(2)
+
+    pptp_client(box, PPTP_SECRET, detach=True)
+    deadline = time.monotonic() + 60 * SLOW
+    while "inet 10.10.0." not in (addr := box.sh(f"ip -n {PPTP_NS} -4 addr show dev ppp9", check=False).stdout):
+        if time.monotonic() > deadline:
+            logs = box.sh("cat /run/pptpc-up.log; tail -n 40 /var/lib/officebox/log/vpn/pppd.log", check=False)
+            raise AssertionError(f"no PPTP link: {addr}\n{logs.stdout}{logs.stderr}")
+        time.sleep(2)
+    assert "peer 10.10.0.1/32" in addr, addr
+    client_log = box.sh("cat /run/pptpc-up.log").stdout
+    assert "MPPE 128-bit stateless compression enabled" in client_log, client_log
+    box.sh(f"ip -n {PPTP_NS} route add 192.168.1.0/24 dev ppp9")
+    ping = box.sh(f"ip netns exec {PPTP_NS} ping -c 3 -W 3 192.168.1.1", timeout=60, check=False)
+    assert ping.returncode == 0 and " 0% packet loss" in ping.stdout, ping.stdout + ping.stderr
+    session = json.loads(box.sh("cat /var/lib/officebox/run/vpn/pptp/ppp0.json").stdout)
+    assert session["user"] == "pat" and session["outside"] == "203.0.113.50", session
+    assert session["address"].startswith("10.10.0."), session
+
+    wrong = pptp_client(box, "Not-the-secret-0000000", detach=False)
+    assert wrong.returncode != 0
+    wrong_log = box.sh("cat /run/pptpc-wrong.log", check=False).stdout
+    assert "authentication failed" in wrong_log.lower() and "local  IP address" not in wrong_log, wrong_log
+
+    done = box.sh(f"officebox config set users.{index}.vpn_enabled false", timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + 30 * SLOW
+    while box.sh("test -e /run/ppp-pptpc.pid && kill -0 $(head -n1 /run/ppp-pptpc.pid)", check=False).returncode == 0:
+        assert time.monotonic() < deadline, box.sh("cat /run/pptpc-up.log", check=False).stdout
+        time.sleep(1)
+    assert box.sh(f"ip -n {PPTP_NS} link show ppp9", check=False).returncode != 0
+    assert "pat" not in box.sh("cat /etc/ppp/chap-secrets").stdout
+    assert box.sh("ls /var/lib/officebox/run/vpn/pptp/", check=False).stdout.strip() == ""
