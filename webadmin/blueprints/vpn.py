@@ -9,11 +9,12 @@ from flask_babel import gettext as _
 
 from appliance.apply import ConfigError
 from appliance.service import ApplyError
-from services.vpn import profiles
+from services.vpn import pptp, profiles
 from services.vpn.bundle import MAX_BYTES as BUNDLE_LIMIT
 from services.vpn.bundle import BundleError
 from services.vpn.bundle import parse as parse_bundle
 from services.vpn.service import VpnService, client_rows, connected, device_rows, tunnel_rows
+from services.vpn.strongswan import allowed_accounts
 from services.vpn.wireguard import add_device, client_conf, qr_svg
 from webadmin import core, forms
 from webadmin.core import N_
@@ -72,7 +73,7 @@ def _uploaded_bundle(errors: dict[str, str]) -> str:
 def _page(errors=None, general=None, form=None, code=200):
     config = core.current_config()
     vpn = _client()
-    live = {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}}
+    live = {"sas": [], "sas_at": 0.0, "peers": {}, "issued": {}, "pptp": [], "pptp_at": 0.0}
     if vpn is not None:
         try:
             live = vpn.live()
@@ -80,13 +81,15 @@ def _page(errors=None, general=None, form=None, code=200):
             flash(str(exc), "error")
     tunnels, devices = tunnel_rows(config, live["sas"]), device_rows(config, live["peers"])
     clients, peers = client_rows(live["sas"], live["sas_at"]), connected(devices)
+    pptp_clients = pptp.rows(live["pptp"], live["pptp_at"])
     status = core.runtime().status().get("vpn")
     user_options = [(u.login, f"{u.login} ({u.full_name})") for u in sorted(config.users, key=lambda u: u.login)
                     if u.vpn_enabled and u.enabled]
     return render_template("vpn/index.html", config=config, vpn=config.vpn, status=status, tunnels=tunnels, auth=AUTH,
                            ike_versions=IKE_VERSIONS,
                            devices=devices, user_options=user_options, clients=clients, peers=peers, now=time.time(),
-                           issued=live["issued"],
+                           issued=live["issued"], pptp_clients=pptp_clients,
+                           pptp_users=[a.user for a in allowed_accounts(config)],
                            ca_ready=bool(_ca_pem(vpn)), errors=errors or {}, general=general or [],
                            form=form or {}), code
 
@@ -116,6 +119,29 @@ def settings():
     if errors or general:
         return _page(errors, general, form, 400)
     flash(_("VPN settings saved."), "success")
+    return redirect(url_for("vpn.index"))
+
+
+@bp.route("/pptp", methods=["POST"])
+@core.admin_required
+def pptp_settings():
+    """Legacy PPTP on or off and its pool (the page says why it is insecure); switching it on also switches
+    the VPN service on."""
+    form = {"pptp_pool": forms.text("pptp_pool", 40)}
+    enabled = forms.checkbox("pptp_enabled")
+
+    def mutate(doc: dict) -> None:
+        vpn = doc.setdefault("vpn", {})
+        if enabled:
+            vpn["enabled"] = True
+        vpn.setdefault("pptp", {}).update(enabled=enabled, pool=form["pptp_pool"] or "10.10.0.0/24")
+
+    errors, general = forms.apply_form("PPTP settings", mutate, prefix="vpn.pptp",
+                                       fields={"vpn.pptp.pool": "pptp_pool"}, top=True)
+    if errors or general:
+        return _page(errors, general, form, 400)
+    flash(_("Legacy PPTP is on: it is not secure, prefer WireGuard or IKEv2.") if enabled
+          else _("Legacy PPTP is off."), "success")
     return redirect(url_for("vpn.index"))
 
 
