@@ -34,8 +34,8 @@ def test_vpn_in_its_own_process_answers_the_web_admin_through_its_client(tmp_pat
         client = client_for(service)
         assert client.isolated
         live = client.live()
-            assert live == {"sas": [], "sas_at": live["sas_at"], "peers": {}, "issued": {}, "pptp": [],
-                            "pptp_at": live["pptp_at"]}
+        assert live == {"sas": [], "sas_at": live["sas_at"], "peers": {}, "issued": {}, "pptp": [],
+                        "pptp_at": live["pptp_at"]}
         assert live["sas_at"] > 0  # the child listed
         assert [(t["name"], t["state"]) for t in tunnel_rows(run.engine.current_config(), live["sas"])] == [
             ("branch", "down"), ("lyon", "down")]
