@@ -272,9 +272,14 @@ def test_a_signed_update_from_the_system_page_boots_into_the_other_slot(box):
     status, body, location = admin.request(
         "/system/firmware", "-F", f"csrf_token={admin.csrf('/system/')}",
         "-F", f"bundle=@{box.updates['good']};filename=officebox-0.2.0.raucb", timeout=900)
+    assert status == 302 and "/system/tasks/" in location, body[-2000:]
+    task = location[location.index("/system/tasks/"):]
+    deadline = time.monotonic() + 900 * SLOW
+    while 'http-equiv="refresh"' in (body := admin.request(task)[1]):  # the progress page, until it ends
+        assert time.monotonic() < deadline, body[-2000:]
+        time.sleep(2)
     record("update_upload_and_install_seconds", round(time.monotonic() - started, 1))
-    assert status == 302 and location.endswith("/system/"), body[-2000:]
-    assert "System update 0.2.0 installed into the other root slot" in admin.request("/system/")[1]
+    assert "System update 0.2.0 installed into the other root slot" in body, body[-2000:]
     env = box.grubenv()
     assert env["ORDER"].startswith("B") and env["B_OK"] == "1"
     box.reboot()
