@@ -163,6 +163,7 @@ def _start_dhcp(ctx, netns: str | None, ifname: str) -> subprocess.Popen:
     script = _state_dir(ctx) / "udhcpc-hook.sh"
     script.write_text(DHCP_SCRIPT)
     script.chmod(0o700)
+    _end_orphan(ctx, netns, ifname)
     argv = ["busybox", "udhcpc", "-f", "-i", ifname, "-s", str(script), "-t", "5", "-T", "2", "-A", "5"]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
@@ -174,7 +175,36 @@ def _start_dhcp(ctx, netns: str | None, ifname: str) -> subprocess.Popen:
     finally:
         log.close()
     _dhcp_clients[key] = proc
+    _pid_file(ctx, netns, ifname).write_text(f"{proc.pid}\n")
     return proc
+
+
+def _pid_file(ctx, netns: str | None, ifname: str) -> Path:
+    return _state_dir(ctx) / f"udhcpc-{netns or 'host'}-{ifname}.pid"
+
+
+def _end_orphan(ctx, netns: str | None, ifname: str) -> None:
+    """The client a network process killed (kill -9, a crash) left running on `ifname`: ended before its
+    restarted process starts one, so one client holds the WAN lease."""
+    path = _pid_file(ctx, netns, ifname)
+    try:
+        pid = int(path.read_text())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"udhcpc" in argv and ifname.encode() in argv:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        for _ in range(50):  # bounded: 5 s
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            except OSError:
+                break
+            time.sleep(0.1)
+    path.unlink(missing_ok=True)
 
 
 def _stop_dhcp(netns: str | None, ifname: str | None = None) -> None:
