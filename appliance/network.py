@@ -17,11 +17,13 @@ With a lab-mode ctx and no netns nothing is touched (the host's networking is ne
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROUTE_PROTO = 188  # marks the static routes this module manages
@@ -50,6 +52,17 @@ exit 0
 """
 
 _dhcp_clients: dict[tuple[str | None, str], subprocess.Popen] = {}
+_spawner = ThreadPoolExecutor(1, thread_name_prefix="udhcpc-spawner")  # its one thread stays until exit
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked DHCP client (before its exec): SIGTERM when the process that started it dies (kill -9,
+    a crash), so no udhcpc outlives the network process and keeps the WAN lease or renews it from root's
+    view; exits at once when that process is already gone."""
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+        os._exit(1)
 
 
 class NetworkError(Exception):
@@ -169,9 +182,11 @@ def _start_dhcp(ctx, netns: str | None, ifname: str) -> subprocess.Popen:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = open(_state_dir(ctx) / f"udhcpc-{netns or 'host'}-{ifname}.log", "ab")
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env={**os.environ, "OB_LEASE_FILE": str(_lease_file(ctx, netns, ifname))},
-                                start_new_session=True)
+        # forked by the spawner thread, which lives as long as this process: PR_SET_PDEATHSIG follows the
+        # thread that forked, so the client gets its SIGTERM when the process dies, not when a worker does
+        proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                               env={**os.environ, "OB_LEASE_FILE": str(_lease_file(ctx, netns, ifname))},
+                               start_new_session=True, preexec_fn=_die_with_parent).result(30)
     finally:
         log.close()
     _dhcp_clients[key] = proc

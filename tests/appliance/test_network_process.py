@@ -97,3 +97,67 @@ def test_network_in_its_own_unprivileged_process_applies_rolls_back_and_comes_ba
             assert until(lambda: "192.0.2.1/24" in addresses()), "address not applied again"
             assert proc_status(run.service.proc.pid)["Uid"].split()[0] == uid
             assert until(lambda: len(clients()) == 1 and clients() != [first]), clients()
+
+
+def test_the_wan_dhcp_client_dies_with_the_network_process_and_the_lease_comes_back(tmp_path):
+    """A real DHCP server (busybox udhcpd) behind the WAN port: the network process's udhcpc, as its user,
+    gets a lease; kill -9 of the process ends that client by itself (PR_SET_PDEATHSIG: the supervisor is not
+    told of the exit meanwhile, so no restarted process could have ended it), then the supervisor's restart
+    starts one client which brings the WAN address back."""
+    with Lab() as lab:
+        box, isp = lab.host("nb"), lab.host("isp")
+        lan_if, _ = lab.link(box, None, lab.host("pc"), "192.0.2.10/24")
+        wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
+        conf = tmp_path / "udhcpd.conf"
+        conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\nlease_file {tmp_path}/leases\n"
+                        f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption router 198.51.100.1\n"
+                        "option lease 600\n")
+        (tmp_path / "leases").touch()
+        server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+        ctx = Context(tmp_path / "data", lab=False)
+        doc = document(lan_if, "192.0.2.1/24", {"interface": wan_if, "mode": "dhcp"})
+
+        def wan_addresses() -> list[str]:
+            return box.run("ip", "-4", "-o", "addr", "show", "dev", wan_if).stdout.split()[3::4][:1]
+
+        def clients() -> list[int]:
+            found = subprocess.run(["pgrep", "-f", f"udhcpc -f -i {wan_if} "], capture_output=True, text=True)
+            return [int(p) for p in found.stdout.split()]
+
+        def gone(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                return True
+        try:
+            with isolated(ctx, NetworkService(ctx), doc, box) as run:
+                run.engine.live = run.supervisor
+                run.engine.confirmation.confirm()
+                client = client_for(run.service)
+                lease = until(lambda: client.state()["lease"])
+                assert lease and lease["gateway"] == "198.51.100.1", lease
+                assert wan_addresses() == [lease["address"]]
+                [first] = clients()
+                child = run.service.proc.pid
+                uid = proc_status(child)["Uid"].split()[0]
+                assert proc_status(first)["Uid"].split()[0] == uid != "0"
+
+                # the supervisor hears of the exit only below: neither the reaper's report nor the watchdog
+                # restarts the process meanwhile, whose start would end an orphan too (network._end_orphan)
+                notify, run.service.on_exit = run.service.on_exit, None
+                run.loop.call_soon_threadsafe(run.supervisor._watchdog.cancel)
+                os.kill(child, signal.SIGKILL)
+                assert until(lambda: gone(first), 10), "the DHCP client outlived its network process"
+                assert until(lambda: not clients(), 5), clients()
+                assert run.service.proc.returncode is not None
+                box.run("ip", "addr", "flush", "dev", wan_if)
+                run.service.on_exit = notify
+                run.loop.call_soon_threadsafe(notify, "network")  # what the reaper tells the supervisor
+                assert run.restarted(child), "the network process was not restarted"
+                assert until(lambda: wan_addresses() == [lease["address"]], 30), wan_addresses()  # the same lease
+                assert len(clients()) == 1 and clients() != [first]
+                assert proc_status(clients()[0])["Uid"].split()[0] == uid
+                assert until(lambda: client.state()["dhcp_client"] is True)
+        finally:
+            server.terminate()
+            server.wait(10)
