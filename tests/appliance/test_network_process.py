@@ -161,3 +161,33 @@ def test_the_wan_dhcp_client_dies_with_the_network_process_and_the_lease_comes_b
         finally:
             server.terminate()
             server.wait(10)
+
+
+def test_the_interfaces_page_shows_what_the_network_process_sees(tmp_path):
+    """The web admin's Interfaces page reads the interfaces, addresses and routes through NetworkClient.state
+    from the network's process: that process runs in a namespace of the test's (its interface and address
+    there), the web admin's runtime in the test's own namespace, where neither exists."""
+    from appliance.runtime import Runtime
+    from tests.webadmin.helpers import admin_client_for
+    from webadmin import create_app
+
+    runtime = Runtime(tmp_path / "var", lab=True)
+    runtime.bootstrap()
+    try:
+        app = create_app(runtime)
+        app.config["TESTING"] = True
+        admin = admin_client_for(runtime, app)
+        with Lab() as lab:
+            box = lab.host("nb")
+            lan_if, _ = lab.link(box, None, lab.host("pc"), "192.0.2.10/24")
+            assert lan_if not in Path("/proc/net/dev").read_text()  # not in the web admin's namespace
+            ctx = Context(tmp_path / "net", lab=False)
+            with isolated(ctx, NetworkService(ctx), document(lan_if, "192.0.2.1/24"), box) as run:
+                run.engine.live = run.supervisor
+                runtime.services["network"] = run.service
+                page = admin.get("/network/").get_data(as_text=True)
+                assert lan_if in page and "192.0.2.1/24" in page, page[-3000:]
+                assert "192.0.2.0/24" in page  # its connected route, from the process's namespace
+                assert "Lab mode" not in page
+    finally:
+        runtime.store.close()
