@@ -4,7 +4,6 @@ banner condition; it clears, with one more mail, when the carrier is back. The d
 restart conditions start and clear once each."""
 import asyncio
 import datetime
-import imaplib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from tests.appliance.probe_service import ProbeService
 from tests.appliance.test_isolation import configure, until
 from tests.appliance.test_runtime import reap, run_lab_box, stop, wait_for_line
 from tests.netns import Lab, needs_netns
-from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port
+from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, imap_session
 from tests.services.pbx.pbxrunner import PbxRunner, config, user
 
 LINE = user("line", "5000", "linesecret99", "Office line")
@@ -56,8 +55,7 @@ def udp_port(host: str) -> int:
 
 
 def subjects(port: int) -> list[str]:
-    with imaplib.IMAP4("127.0.0.1", port) as imap:
-        imap.login("alice", PASSWORD)
+    with imap_session(port, "alice", PASSWORD) as imap:
         imap.select("INBOX", readonly=True)
         found = []
         for num in imap.search(None, "ALL")[1][0].split():

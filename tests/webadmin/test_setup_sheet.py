@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import imaplib
 import shutil
 import tempfile
 from email.header import decode_header, make_header
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.context import Context
-from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, wait_for
+from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, imap_session, wait_for
 from tests.webadmin.helpers import post
 from tests.webadmin.test_users import ANNA
 
@@ -65,8 +64,7 @@ def test_the_welcome_mail_arrives_in_the_boxs_language(admin_client, runtime, ma
         secret = runtime.config.user("alice").sip_secret
 
         def inbox() -> list:
-            with imaplib.IMAP4("127.0.0.1", mail.port("imap")) as imap:
-                imap.login("alice", PASSWORD)
+            with imap_session(mail.port("imap"), "alice", PASSWORD) as imap:
                 imap.select("INBOX", readonly=True)
                 return [email.message_from_bytes(imap.fetch(n, "(RFC822)")[1][0][1], policy=email.policy.default)
                         for n in imap.search(None, "ALL")[1][0].split()]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import imaplib
 
 import pytest
 
-from tests.services.mail.harness import PASSWORDS, RunningMail, document, free_port, wait_for
+from tests.services.mail.harness import PASSWORDS, RunningMail, document, free_port, imap_session, wait_for
 from tests.webadmin.test_setup_sheet import mail_ctx  # noqa: F401 (fixture: a lab context for the mail service)
 from tests.webadmin.test_users_csv import confirm_form, upload
 
@@ -16,8 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def inbox(mail, login: str) -> list:
-    with imaplib.IMAP4("127.0.0.1", mail.port("imap")) as imap:
-        imap.login(login, PASSWORDS[login])
+    with imap_session(mail.port("imap"), login, PASSWORDS[login]) as imap:
         imap.select("INBOX", readonly=True)
         return [email.message_from_bytes(imap.fetch(n, "(RFC822)")[1][0][1], policy=email.policy.default)
                 for n in imap.search(None, "ALL")[1][0].split()]

@@ -3,6 +3,7 @@ child), on its own event loop thread, on loopback ports, for blocking clients.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
 import poplib
 import socket
@@ -10,6 +11,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.apply import ApplyEngine
@@ -63,6 +65,16 @@ def client_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@contextlib.contextmanager
+def imap_session(port: int, login: str, password: str) -> Iterator[imaplib.IMAP4]:
+    """A session on the box's IMAP port (127.0.0.1), signed in after STARTTLS: behind the mail service's
+    pre-login gate a connection is secured only by TLS, also from the box's own address."""
+    with imaplib.IMAP4("127.0.0.1", port, timeout=30) as imap:
+        imap.starttls(ssl_context=client_tls())
+        imap.login(login, password)
+        yield imap
 
 
 REMOTE = "127.0.0.2"  # Dovecot counts a client on its own address as secured: plaintext tests come from here

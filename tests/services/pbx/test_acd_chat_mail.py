@@ -4,7 +4,6 @@ visitor did not ask, and one nobody took, mail nothing; asking without an addres
 from __future__ import annotations
 
 import email
-import imaplib
 import shutil
 import tempfile
 import time
@@ -18,7 +17,7 @@ from appliance import schema
 from appliance.context import Context
 from services.pbx import acd as acd_pkg
 from services.pbx.acd import chat
-from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, password_hash
+from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, imap_session, password_hash
 
 from .conftest import ALICE, BOB
 from .pbxrunner import PbxRunner
@@ -27,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def _inbox(port: int) -> list[email.message.EmailMessage]:
-    with imaplib.IMAP4("127.0.0.1", port) as imap:
-        imap.login("alice", PASSWORD)
+    with imap_session(port, "alice", PASSWORD) as imap:
         imap.select("INBOX")
         return [email.message_from_bytes(imap.fetch(n, "(BODY.PEEK[])")[1][0][1], policy=email_policy)
                 for n in imap.search(None, "ALL")[1][0].split()]

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from email.policy import default as email_policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,7 +24,7 @@ import pytest
 from appliance import schema
 from appliance.context import Context
 from services.pbx.voicemail import for_core
-from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, password_hash
+from tests.services.mail.harness import PASSWORD, RunningMail, document, free_port, imap_session, password_hash
 
 from . import test_channel as ch
 from .baresip import have_baresip
@@ -84,11 +85,11 @@ def _reload(rig, doc: dict) -> None:
     rig["pbx"].reload(schema.parse(doc))
 
 
-def _imap(port: int) -> imaplib.IMAP4:
-    imap = imaplib.IMAP4("127.0.0.1", port)
-    imap.login("alice", PASSWORD)
-    imap.select("INBOX")
-    return imap
+@contextmanager
+def _imap(port: int) -> Iterator[imaplib.IMAP4]:
+    with imap_session(port, "alice", PASSWORD) as imap:
+        imap.select("INBOX")
+        yield imap
 
 
 def _clear_inbox(port: int) -> None:
