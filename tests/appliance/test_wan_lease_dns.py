@@ -96,6 +96,14 @@ def test_the_isolated_dns_forwards_to_the_resolvers_of_the_wan_dhcp_lease_and_fo
                         f"the renewal's resolver was not published: {wan_lease_bus(ctx).get(wan_if)}"
                     assert until(lambda: dig(pc, "new.example.test") == ["198.51.100.8"], 20), \
                         "the DNS service did not follow the renewed lease"
+
+                    # the WAN is no longer DHCP: its lease is no longer published
+                    run.engine.apply({**document, "network": {**document["network"], "wan": {"mode": "none"}}},
+                                     "test", "no WAN")
+                    run.call(net.reload(run.engine.current_config()))
+                    assert wan_lease_bus(ctx).get(wan_if) is None
+                    run.call(net.reload(config))
+                    assert until(lambda: wan_lease_bus(ctx).get(wan_if) is not None, 10), "DHCP again: not published"
                 finally:
                     run.call(net.stop())
                 assert wan_lease_bus(ctx).get(wan_if) is None  # the service stopped: the lease is no longer published
