@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from appliance import network
 from appliance.service import ApplyError, Service, Status
+from appliance.wanlease import WanLease, wan_lease_bus
 
+log = logging.getLogger("officebox.network")
 CONFIRM_SECONDS = 120  # time to reach the box at its new address and confirm
+LEASE_POLL = 1.0  # seconds between looks at the WAN's lease file (the udhcpc hook rewrites it)
 
 
 class NetworkService(Service):
@@ -20,6 +25,8 @@ class NetworkService(Service):
         self._config = None
         self.report: dict = {}
         self.netns: str | None = None  # tests run the box's networking inside a namespace
+        self._follower: asyncio.Task | None = None  # publishes the WAN's DHCP lease (appliance/wanlease.py)
+        self._following: str | None = None  # the WAN interface whose lease it publishes
 
     @property
     def _hands_off(self) -> bool:
@@ -34,6 +41,48 @@ class NetworkService(Service):
         except (network.NetworkError, OSError) as exc:
             raise ApplyError(f"network: {exc}") from exc
         self._config = config
+        self._follow(config)
+
+    # -- the WAN's DHCP lease on the bus (other services, DNS first, run in other processes) ---------
+    def _follow(self, config) -> None:
+        wan = config.network.wan
+        wanted = wan.interface if wan.mode == "dhcp" and not self._hands_off else None
+        if wanted == self._following and self._follower is not None and not self._follower.done():
+            return
+        self._unfollow()
+        if wanted is not None:
+            self._following = wanted
+            self._follower = asyncio.create_task(self._follow_lease(wanted), name="network:wan-lease")
+
+    def _unfollow(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()  # it waits (sleep or its reading thread): it publishes nothing more
+            self._follower = None
+        if self._following is not None:
+            wan_lease_bus(self.ctx).clear(self._following)
+            self._following = None
+
+    async def _follow_lease(self, ifname: str) -> None:
+        """Publish the lease the udhcpc hook records whenever it appears, changes or goes."""
+        bus = wan_lease_bus(self.ctx)
+        published: object = ...  # nothing yet: the first look publishes (or clears a stale value)
+        while True:
+            try:
+                record = await asyncio.to_thread(network.dhcp_lease, self.ctx, self.netns, ifname)
+                lease = WanLease.from_lease_file(record) if isinstance(record, dict) else None
+                if lease is not None and lease.interface != ifname:
+                    lease = replace(lease, interface=ifname)
+                if lease != published:
+                    if lease is None:
+                        bus.clear(ifname)
+                    else:
+                        log.info("WAN lease on %s: %s, router %s, resolvers %s", ifname, lease.address,
+                                 lease.router or "none", " ".join(lease.dns) or "none")
+                        bus.publish(lease)
+                    published = lease
+            except Exception:  # never let the follower die: the next look tries again
+                log.exception("cannot publish the WAN lease of %s", ifname)
+            await asyncio.sleep(LEASE_POLL)
 
     def confirm_window(self, old, new) -> float | None:
         """A new LAN address, WAN set-up, routes or admin port may cut the admin off: confirm it
@@ -50,6 +99,7 @@ class NetworkService(Service):
         await self._apply(config)
 
     async def stop(self) -> None:
+        self._unfollow()
         if not self._hands_off:
             await asyncio.to_thread(network.stop_network, self.netns)
 

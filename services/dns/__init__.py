@@ -1,7 +1,9 @@
 """DNS: authoritative for the LAN domain (box, static records, DHCP clients' names, reverse names)
 and a caching forwarder to the upstream resolvers, for LAN/VPN clients only (not an open resolver).
 
-DHCP clients' names arrive live through the appliance bus (appliance/leases.py).
+DHCP clients' names arrive live through the appliance bus (appliance/leases.py), and so does the WAN's
+DHCP lease, whose resolvers are the upstreams when none is set by hand (appliance/wanlease.py: the network
+service runs the DHCP client, in another process).
 """
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import asyncio
 import ipaddress
 import logging
 
-from appliance import network
 from appliance.apply import FieldError
 from appliance.contributions import DnsName, Network, collect
 from appliance.leases import LeaseInfo, lease_bus
 from appliance.service import ApplyError, Service, Status
+from appliance.wanlease import WanLease, wan_lease_bus
 from services.dns.cache import Cache
 from services.dns.config import DnsConfig, parse_upstream
 from services.dns.forwarder import Forwarder
@@ -21,7 +23,6 @@ from services.dns.server import DnsServer, lan_log
 from services.dns.zone import LocalZone
 
 log = logging.getLogger("officebox.dns")
-WAN_POLL = 3.0  # seconds between looks at the WAN's DHCP lease
 
 
 def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
@@ -56,7 +57,7 @@ class DnsService(Service):
         self._unsubscribe = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._config = None
-        self._follower: asyncio.Task | None = None
+        self._wan_unsubscribe = None
 
     # -- configuration ------------------------------------------------------------------------------
     @classmethod
@@ -79,7 +80,8 @@ class DnsService(Service):
         """Configured resolvers, else the WAN's (static, or learned with its DHCP lease)."""
         wan = config.network.wan
         if self.learns_from_wan(config):
-            listed = str((network.wan_lease(self.ctx, wan.interface) or {}).get("dns", "")).split()
+            lease = wan_lease_bus(self.ctx).get(wan.interface)
+            listed = list(lease.dns) if lease is not None else []
         else:
             listed = config.dns.upstreams or [str(ip) for ip in wan.dns]
         found = []
@@ -97,20 +99,20 @@ class DnsService(Service):
         """No resolver set by hand and a DHCP WAN: the lease's resolvers are the upstreams."""
         return not config.dns.upstreams and not config.network.wan.dns and config.network.wan.mode == "dhcp"
 
-    async def _follow_wan(self) -> None:
-        """The WAN's DHCP lease arrives after start and may change: follow its resolvers."""
-        while True:
-            await asyncio.sleep(WAN_POLL)
-            if self.server is None or self._config is None or not self.learns_from_wan(self._config):
-                continue  # nothing to follow: no lease file to read
-            try:
-                found = await asyncio.to_thread(self.upstreams, self._config)
-            except OSError as exc:
-                log.warning("cannot read the WAN's resolvers: %s", exc)
-                continue
-            if found != self.server.forwarder.upstreams:
-                log.info("upstream resolvers now %s", found or "none")
-                self.server.forwarder.upstreams = found
+    def _on_wan(self, interface: str, lease: WanLease | None) -> None:
+        """A bus callback (any thread): the WAN's lease arrived, changed or went."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._follow_wan)
+
+    def _follow_wan(self) -> None:
+        """The WAN's DHCP lease arrives after start and may change: follow its resolvers (on our loop)."""
+        if self.server is None or self._config is None or not self.learns_from_wan(self._config):
+            return  # nothing to follow
+        found = self.upstreams(self._config)
+        if found != self.server.forwarder.upstreams:
+            log.info("upstream resolvers now %s", found or "none")
+            self.server.forwarder.upstreams = found
 
     def listen_addresses(self, config) -> list[tuple[str, int]]:
         section: DnsConfig = config.dns
@@ -154,7 +156,8 @@ class DnsService(Service):
             self._on_lease("bound", lease)
         self._unsubscribe = bus.subscribe(self._on_lease)
         self._config = config
-        self._follower = asyncio.create_task(self._follow_wan())
+        self._wan_unsubscribe = wan_lease_bus(self.ctx).subscribe(self._on_wan)  # in another process: the
+        self._follow_wan()  # retained lease comes through the callback shortly
         log.info("DNS listening on %s, upstreams %s", self.addresses, server.forwarder.upstreams or "none")
 
     async def reload(self, config) -> None:
@@ -168,9 +171,9 @@ class DnsService(Service):
             self._on_lease("bound", lease)
 
     async def stop(self) -> None:
-        if self._follower:
-            self._follower.cancel()
-            self._follower = None
+        if self._wan_unsubscribe:
+            self._wan_unsubscribe()
+            self._wan_unsubscribe = None
         if self._unsubscribe:
             self._unsubscribe()
             self._unsubscribe = None

@@ -1,15 +1,17 @@
 """The usual office: the WAN gets its address and resolvers by DHCP from the provider's router and no
-resolver is configured by hand. The forwarder follows the resolvers of the WAN's lease (real udhcpc
-on the box, busybox udhcpd and a dnslib server on the 'ISP' side), and the LAN resolves through it."""
+resolver is configured by hand. The forwarder follows the resolvers of the WAN's lease, which the network
+service publishes on the bus (appliance/wanlease.py; real udhcpc on the box, busybox udhcpd and a dnslib
+server on the 'ISP' side), and the LAN resolves through it."""
 from __future__ import annotations
 
 import time
 
 import pytest
 
-import services.dns as dns_module
+import appliance.netservice as netservice_module
 from appliance.context import Context
-from appliance.network import apply_network, stop_network, wait_for_lease
+from appliance.netservice import NetworkService
+from appliance.network import wait_for_lease
 from services.dns import SERVICE as DNS
 from tests.netns import Lab, needs_netns
 from tests.services.dhcp.helpers import LoopThread, in_netns, lan_config
@@ -19,7 +21,7 @@ pytestmark = [needs_netns, pytest.mark.slow]
 
 
 def test_forwarder_uses_the_resolvers_of_the_wan_dhcp_lease(tmp_path, monkeypatch):
-    monkeypatch.setattr(dns_module, "WAN_POLL", 0.2)
+    monkeypatch.setattr(netservice_module, "LEASE_POLL", 0.2)
     ctx = Context(tmp_path / "var", lab=False)
     with Lab() as lab:
         box, pc, isp = lab.host("box"), lab.host("pc"), lab.host("isp")
@@ -39,8 +41,10 @@ def test_forwarder_uses_the_resolvers_of_the_wan_dhcp_lease(tmp_path, monkeypatc
         config = type(config).model_validate(document)
         runner = LoopThread(box)
         dns = DNS(ctx)
+        net = NetworkService(ctx)
+        net.netns = box.name
         try:
-            apply_network(config, netns=box.name, ctx=ctx)
+            runner.call(net.start(config))
             runner.call(dns.start(config))
             assert wait_for_lease(ctx, box.name, wan_if, timeout=30) is not None
             deadline = time.monotonic() + 10
@@ -52,8 +56,8 @@ def test_forwarder_uses_the_resolvers_of_the_wan_dhcp_lease(tmp_path, monkeypatc
             assert upstream.asked["intranet.example.net"] == 1
         finally:
             runner.call(dns.stop())
+            runner.call(net.stop())
             runner.close()
-            stop_network(box.name)
             server.kill()
             server.wait(5)
             upstream.close()
