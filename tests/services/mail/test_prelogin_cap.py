@@ -172,7 +172,10 @@ def test_signed_in_sessions_do_not_count_against_the_cap(office):
             assert all(s.noop()[0] == "OK" for s in sessions)
             pending = []  # from the same address, not signed in: capped at PER_ADDRESS
             for _ in range(PER_ADDRESS + 3):
-                pending.append(socket.create_connection((BOX, port), 2, source_address=(GOOD, 0)))
+                try:
+                    pending.append(socket.create_connection((BOX, port), 2, source_address=(GOOD, 0)))
+                except ConnectionResetError:  # over the cap the gate resets at once: under load, before
+                    continue                  # connect() returns
                 pending[-1].setblocking(False)
             time.sleep(1)
             alive = [s for s in pending if Flood._alive(s)]
