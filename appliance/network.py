@@ -245,14 +245,6 @@ def dhcp_lease(ctx=None, netns: str | None = None, ifname: str = "wan0") -> dict
         return None
 
 
-def wan_lease(ctx, ifname: str) -> dict | None:
-    """The lease of this process's DHCP client on `ifname` (whatever namespace it runs in), if any."""
-    for netns, name in list(_dhcp_clients):
-        if name == ifname:
-            return dhcp_lease(ctx, netns, ifname)
-    return None
-
-
 def wait_for_lease(ctx, netns: str | None, ifname: str, timeout: float = 20.0) -> dict | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
