@@ -22,6 +22,7 @@ from appliance.store import ConfigStore
 from appliance.supervisor import Supervisor
 from appliance.users import hash_password
 from services.mail import MailService
+from tests.ports import listen_port
 
 PASSWORD = "correct-horse-1"
 PASSWORDS = {"alice": PASSWORD, "bob": "bob-secret-22", "carol": "carol-secret-3"}
@@ -35,10 +36,7 @@ def password_hash(login: str) -> str:
     return _HASHES[login]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = listen_port  # Dovecot and the isolated service need the port numbers in the document
 
 
 def document(users: list | None = None, **mail) -> dict:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from appliance.certs import ensure_certificate
+from tests.ports import listen_port
 from tests.services.mail.harness import cancel_leftovers
 
 
@@ -28,10 +28,7 @@ class Recorder:
         return "250 2.0.0 accepted"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = listen_port
 
 
 class Smarthost:
