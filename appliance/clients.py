@@ -397,6 +397,22 @@ class FirewallClient(ServiceClient):
         return [dict(row) for row in self._call("counters") or []]
 
 
+class NetworkClient(ServiceClient):
+    """The box's interfaces as its network process sees them (its namespace, its WAN DHCP client)."""
+    exposed = ("state",)
+    blocking = ("state",)  # pyroute2's blocking netlink calls
+
+    def state(self) -> dict:
+        """appliance.network.network_status(): {"lab", "interfaces": [{name, state, mac, addresses, rx_bytes,
+        tx_bytes}], "routes": [{destination, gateway, interface}], "lease": the WAN DHCP lease or None,
+        "dhcp_client": True running, False stopped, None not used}."""
+        found = dict(self._call("state") or {})
+        return {"lab": bool(found.get("lab")), "interfaces": [dict(i) for i in found.get("interfaces") or []],
+                "routes": [dict(r) for r in found.get("routes") or []],
+                "lease": dict(found["lease"]) if found.get("lease") else None,
+                "dhcp_client": found.get("dhcp_client")}
+
+
 class CtiClient(ServiceClient):
     exposed = ("sessions", "mint_desk_token")
     actions = ("mint_desk_token",)
@@ -451,6 +467,7 @@ class VpnClient(ServiceClient):
 CLIENTS: dict[str, type[ServiceClient]] = {
     "dhcp": DhcpClient, "dns": DnsClient, "provisioning": ProvisioningClient, "mail": MailClient,
     "pbx": PbxClient, "proxy": ProxyClient, "firewall": FirewallClient, "cti": CtiClient, "vpn": VpnClient,
+    "network": NetworkClient,
 }
 EXPOSED: dict[str, tuple[str, ...]] = {name: cls.exposed for name, cls in CLIENTS.items()}
 ACTIONS: dict[str, tuple[str, ...]] = {name: cls.actions for name, cls in CLIENTS.items()}

@@ -1,4 +1,9 @@
-"""The box's networking as a core service: applied first at start and on every `network` change."""
+"""The box's networking as a core service: applied first at start and on every `network` change.
+
+It runs in a process of its own (appliance/servicehost.py) as officebox-network with CAP_NET_ADMIN (and
+what its WAN DHCP client needs: appliance/serviceusers.py); the web admin reads it through
+clients.NetworkClient. In lab mode without a namespace it is hands-off: nothing applied, nothing stopped,
+no confirmation asked, the host's networking left alone."""
 from __future__ import annotations
 
 import asyncio
@@ -113,6 +118,11 @@ class NetworkService(Service):
             return network.network_status(*args)
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(network.network_status, *args).result(timeout=10)
+
+    def state(self) -> dict:
+        """The interfaces, routes and WAN lease as this process sees them (clients.NetworkClient.state): the
+        web admin asks the network's process, whose namespace and DHCP client these are."""
+        return self._network_state()
 
     def status(self) -> Status:
         if self._hands_off:

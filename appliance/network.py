@@ -17,11 +17,13 @@ With a lab-mode ctx and no netns nothing is touched (the host's networking is ne
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROUTE_PROTO = 188  # marks the static routes this module manages
@@ -50,6 +52,17 @@ exit 0
 """
 
 _dhcp_clients: dict[tuple[str | None, str], subprocess.Popen] = {}
+_spawner = ThreadPoolExecutor(1, thread_name_prefix="udhcpc-spawner")  # its one thread stays until exit
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked DHCP client (before its exec): SIGTERM when the process that started it dies (kill -9,
+    a crash), so no udhcpc outlives the network process and keeps the WAN lease or renews it from root's
+    view; exits at once when that process is already gone."""
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+        os._exit(1)
 
 
 class NetworkError(Exception):
@@ -163,18 +176,50 @@ def _start_dhcp(ctx, netns: str | None, ifname: str) -> subprocess.Popen:
     script = _state_dir(ctx) / "udhcpc-hook.sh"
     script.write_text(DHCP_SCRIPT)
     script.chmod(0o700)
+    _end_orphan(ctx, netns, ifname)
     argv = ["busybox", "udhcpc", "-f", "-i", ifname, "-s", str(script), "-t", "5", "-T", "2", "-A", "5"]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = open(_state_dir(ctx) / f"udhcpc-{netns or 'host'}-{ifname}.log", "ab")
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env={**os.environ, "OB_LEASE_FILE": str(_lease_file(ctx, netns, ifname))},
-                                start_new_session=True)
+        # forked by the spawner thread, which lives as long as this process: PR_SET_PDEATHSIG follows the
+        # thread that forked, so the client gets its SIGTERM when the process dies, not when a worker does
+        proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                               env={**os.environ, "OB_LEASE_FILE": str(_lease_file(ctx, netns, ifname))},
+                               start_new_session=True, preexec_fn=_die_with_parent).result(30)
     finally:
         log.close()
     _dhcp_clients[key] = proc
+    _pid_file(ctx, netns, ifname).write_text(f"{proc.pid}\n")
     return proc
+
+
+def _pid_file(ctx, netns: str | None, ifname: str) -> Path:
+    return _state_dir(ctx) / f"udhcpc-{netns or 'host'}-{ifname}.pid"
+
+
+def _end_orphan(ctx, netns: str | None, ifname: str) -> None:
+    """The client a network process killed (kill -9, a crash) left running on `ifname`: ended before its
+    restarted process starts one, so one client holds the WAN lease."""
+    path = _pid_file(ctx, netns, ifname)
+    try:
+        pid = int(path.read_text())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"udhcpc" in argv and ifname.encode() in argv:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        for _ in range(50):  # bounded: 5 s
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            except OSError:
+                break
+            time.sleep(0.1)
+    path.unlink(missing_ok=True)
 
 
 def _stop_dhcp(netns: str | None, ifname: str | None = None) -> None:

@@ -36,7 +36,7 @@ from services import discover
 log = logging.getLogger("officebox")
 CERT_CHECK_INTERVAL = 10.0
 # services moved to a process of their own so far; the others follow
-ISOLATED = ("mail", "dns", "dhcp", "provisioning", "ntp", "proxy", "pbx", "cti", "vpn", "firewall")
+ISOLATED = ("network", "mail", "dns", "dhcp", "provisioning", "ntp", "proxy", "pbx", "cti", "vpn", "firewall")
 
 
 def isolated_services() -> tuple[str, ...]:

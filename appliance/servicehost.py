@@ -213,12 +213,13 @@ def _die_with_parent() -> None:
 
 async def host(name: str, ctx: Context, rpc_path: Path, bus_fd: int) -> None:
     from appliance.clients import ACTIONS, BLOCKING, EXPOSED
+    from appliance.netservice import NetworkService
     from services import discover
 
     bus = RemoteBus()
     await bus.connect(sock=socket.socket(fileno=bus_fd))
     use_bus(ctx, bus)  # the service's appliance_bus(ctx) is the appliance's, through the hub
-    service: Service = discover()[name](ctx)
+    service: Service = {NetworkService.name: NetworkService, **discover()}[name](ctx)  # the core's too
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -7,6 +7,9 @@
     officebox-pbx           CAP_NET_BIND_SERVICE (SIP 5060; its media engine inherits it); its coturn
                             (the supervisor's child, daemon_prefix) none, group officebox-tls (TURN over TLS)
     officebox-firewall      CAP_NET_ADMIN (nft loads the ruleset and writes the media sets)
+    officebox-network       CAP_NET_ADMIN (addresses, VLAN, routes, ip_forward over netlink/sysctl),
+                            CAP_NET_RAW and CAP_NET_BIND_SERVICE for its WAN DHCP client (busybox udhcpc:
+                            a packet socket before it has an address, UDP port 68 for its renewals)
     officebox-cti           none, group officebox-tls (CSTA over TLS with the box key; ports above 1024)
     proxy                   none (Squid's own user)
     mail                    stays root (Dovecot's master starts as root and drops to vmail itself)
@@ -69,6 +72,9 @@ PRIVILEGES: dict[str, Privileges] = {
     # and sets up WireGuard (netlink, xfrm): it stays root, in a process of its own
     "vpn": Privileges(root=True),
     "firewall": Privileges(("net_admin",)),  # nft: netlink to the kernel's tables, nothing else
+    # pyroute2 (netlink) and ip_forward (a net sysctl: CAP_NET_ADMIN writes it as root would); the WAN's
+    # udhcpc, its child, inherits all three: raw DHCP before it has an address, port 68 when it renews
+    "network": Privileges(("net_admin", "net_raw", "net_bind_service")),
 }
 
 

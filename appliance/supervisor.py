@@ -140,17 +140,24 @@ class Supervisor:
         while True:
             await asyncio.sleep(self.watch_interval)
             for name, unit in self.units.items():
-                if unit.state != "running" or unit.retry is not None:
+                # not while a reconfigure or an admin's restart changes it: a reload (stop, then start, inside
+                # its process) reports "down" meanwhile, and restarting it then cut that reload's call off
+                # ("the service process closed the connection without answering")
+                changing = self._changing.setdefault(name, asyncio.Lock())
+                if unit.state != "running" or unit.retry is not None or changing.locked():
                     continue
-                try:
-                    if hasattr(unit.service, "refresh_status"):  # an isolated service: ask its process
-                        await unit.service.refresh_status()
-                    health = unit.service.status().health
-                except Exception:
-                    health = "down"
-                if health == "down":
-                    log.error("%s reports itself down; restarting it", name)
-                    await self._restart(name)
+                async with changing:
+                    if unit.state != "running" or unit.retry is not None:
+                        continue
+                    try:
+                        if hasattr(unit.service, "refresh_status"):  # an isolated service: ask its process
+                            await unit.service.refresh_status()
+                        health = unit.service.status().health
+                    except Exception:
+                        health = "down"
+                    if health == "down":
+                        log.error("%s reports itself down; restarting it", name)
+                        await self._restart(name)
 
     def _exited(self, name: str) -> None:
         """An isolated service's process exited on its own: restart it now (with backoff)."""

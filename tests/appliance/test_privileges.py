@@ -17,9 +17,9 @@ from tests.appliance.test_runtime import officebox, stop
 from tests.netns import needs_netns
 
 pytestmark = [needs_netns, pytest.mark.slow]
-CAP_BITS = {"net_bind_service": 10, "net_raw": 13, "sys_nice": 23}  # linux/capability.h
+CAP_BITS = {"net_bind_service": 10, "net_admin": 12, "net_raw": 13, "sys_nice": 23}  # linux/capability.h
 EXPECTED_CAPS = {"dns": 1 << 10, "dhcp": 1 << 10 | 1 << 13, "provisioning": 1 << 10, "ntp": 0,
-                 "pbx": 1 << 10 | 1 << 23}
+                 "pbx": 1 << 10 | 1 << 23, "network": 1 << 10 | 1 << 12 | 1 << 13}
 
 
 def proc_status(pid: int) -> dict[str, str]:

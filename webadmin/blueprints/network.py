@@ -1,11 +1,12 @@
-"""Interfaces page: live status (appliance.network.network_status) and the LAN, voice VLAN, WAN and
-static routes settings (the `network` section of the configuration)."""
+"""Interfaces page: live status (the network process's, through clients.NetworkClient.state) and the LAN,
+voice VLAN, WAN and static routes settings (the `network` section of the configuration)."""
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from appliance.network import NetworkError, network_status
+from appliance.network import NetworkError
+from appliance.service import ApplyError
 from webadmin import core, forms
 from webadmin.blueprints.firewall import shown, split_list
 from webadmin.core import N_
@@ -19,17 +20,17 @@ FIELDS = {"network.lan.interface": "lan_interface", "network.lan.address": "lan_
           "network.wan": "wan_gateway"}
 
 
-def _status(config) -> tuple[dict | None, str]:
+def _status() -> tuple[dict | None, str]:
     try:
-        return network_status(ctx=core.runtime().ctx, config=config), ""
-    except (NetworkError, OSError) as exc:
+        return core.runtime().client("network").state(), ""
+    except (NetworkError, OSError, ApplyError) as exc:
         return None, f"status unavailable: {exc}"
 
 
 def _page(errors=None, general=None, form=None, status=200):
     errors, general = shown(errors or {}, general or [], set(FIELDS.values()) | {"destination", "gateway"})
     config = core.current_config()
-    live, problem = _status(config)
+    live, problem = _status()
     return render_template("network/index.html", config=config, net=config.network, live=live, problem=problem,
                            errors=errors or {}, general=general or [], form=form or {}), status
 
