@@ -6,8 +6,10 @@ import pytest
 
 from appliance.apply import ConfigError
 from appliance.users import verify_password
+from services.pbx.dialplan import select_route
 from tests.appliance.probe_service import ProbeService
 from tests.webadmin.helpers import ADMIN, csrf_of, post, run_wizard, setup_code_for, sign_in
+from webadmin.blueprints import setup
 from webadmin.blueprints.setup import _apply
 from webadmin.security import SetupCode
 
@@ -261,6 +263,33 @@ def test_guided_setup_writes_every_step_in_one_revision(client, runtime):
     assert trunk.registration and trunk.username == "1234567e0" and trunk.auth_password == "trunk-secret-9"
     assert trunk.from_number == "+4930123456"
     assert "trunk-secret-9" not in rev.diff and anna.sip_secret not in rev.diff
+    [route] = config.pbx.routes  # outside calls go out on the new line (ticked by default)
+    assert (route.prefix, route.trunks) == ("", ["sipgate"])
+    assert select_route("030123456", config.pbx) == route and select_route("+4930123456", config.pbx) == route
+
+
+def test_a_trunk_without_the_outside_calls_box_gets_no_route(client, runtime):
+    page = to_people(client)
+    _, page = step(client, page, "skip")
+    _, page = step(client, page, trunk_template="twilio")
+    assert re.search(r'<input[^>]*name="t_route"[^>]*checked', page), "the box is ticked by default"
+    _, page = step(client, page, t_host="office.pstn.twilio.com", t_route=None)
+    assert shown_step(page) == "summary" and "no route yet" in page
+    response, page = step(client, page, "apply", password=ADMIN["password"], password2=ADMIN["password"])
+    assert response.status_code == 302, page
+    config = runtime.store.current().config
+    assert [t.name for t in config.pbx.trunks] == ["twilio"] and config.pbx.routes == []
+
+
+def test_a_route_for_every_number_gets_the_new_trunk_as_its_backup():
+    pbx = {"routes": [{"name": "outside", "prefix": "", "trunks": ["old"]}, {"name": "mobile", "prefix": "07",
+                                                                            "trunks": ["gsm"]}]}
+    setup._route_outside_calls(pbx, "new")
+    setup._route_outside_calls(pbx, "new")
+    assert pbx["routes"][0]["trunks"] == ["old", "new"] and len(pbx["routes"]) == 2
+    pbx = {"routes": [{"name": "outside", "prefix": "00", "trunks": ["old"]}]}
+    setup._route_outside_calls(pbx, "new")
+    assert pbx["routes"][1] == {"name": "outside-2", "prefix": "", "trunks": ["new"]}
 
 
 def test_an_ip_authenticated_trunk_asks_no_password(client, runtime):

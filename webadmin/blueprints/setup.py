@@ -59,7 +59,7 @@ BOX_FIELDS = ("login", "full_name", "company_name", "mail_domain", "timezone", "
 INTERNET_FIELDS = ("lan_address", "wan_mode", "wan_address", "wan_gateway", "wan_dns")
 ROW_FIELDS = ("full_name", "login", "extension")
 TRUNK_FIELDS = ("trunk_template", "t_filled", "t_name", "t_host", "t_port", "t_transport", "t_username",
-                "t_registration", "t_from_number")
+                "t_registration", "t_from_number", "t_route")
 SECRET_FIELDS = ("password", "password2", "t_password")  # typed on the summary step, never carried
 ROWS, MORE_ROWS, MAX_ROWS = 3, 3, 30
 CODE_OK = "officebox.setup_code_ok"  # session: the setup code was accepted (fingerprint of the active one)
@@ -122,7 +122,7 @@ def _defaults() -> dict[str, str]:
         "wan_address": str(wan.address or ""), "wan_gateway": str(wan.gateway or ""),
         "wan_dns": ", ".join(str(d) for d in wan.dns), "rows": str(ROWS),
         "trunk_template": "", "t_filled": "", "t_name": "", "t_host": "", "t_port": "5060", "t_transport": "udp",
-        "t_username": "", "t_registration": "", "t_from_number": "",
+        "t_username": "", "t_registration": "", "t_from_number": "", "t_route": "on",
     }
     for i in range(ROWS):
         values.update({f"u{i}_{f}": "" for f in ROW_FIELDS})
@@ -148,6 +148,7 @@ def _posted(defaults: dict[str, str]) -> dict[str, str]:
         for f in ROW_FIELDS:
             values[f"u{i}_{f}"] = forms.text(f"u{i}_{f}", 200)
     values["t_registration"] = "on" if forms.checkbox("t_registration") else ""
+    values["t_route"] = "on" if forms.checkbox("t_route") else ""
     for name in ("login", "mail_domain", *(f"u{i}_login" for i in range(rows))):
         values[name] = values[name].lower()
     values["language"] = values["language"] or select_locale()
@@ -183,7 +184,7 @@ def _template_values(tpl) -> dict[str, str]:
     if tpl is None:
         return {}
     return {"t_name": tpl.name, "t_host": tpl.host, "t_port": str(tpl.port), "t_transport": tpl.transport,
-            "t_registration": "on" if tpl.registration else ""}
+            "t_registration": "on" if tpl.registration else "", "t_route": "on"}
 
 
 def _hidden(values: dict[str, str], step: str) -> list[tuple[str, str]]:
@@ -286,6 +287,7 @@ def _error_fields(values: dict[str, str]) -> dict[str, str]:
     index = len(core.current_config().pbx.trunks)
     fields.update({f"pbx.trunks.{index}.{f[2:]}": f for f in TRUNK_FIELDS if f.startswith("t_")})
     fields.update({f"pbx.trunks.{index}.auth_password": "t_password", f"pbx.trunks.{index}": "t_name"})
+    fields.update({f"pbx.routes.{i}": "t_name" for i in range(len(core.current_config().pbx.routes) + 1)})
     return fields
 
 
@@ -451,8 +453,24 @@ def _mutate(values: dict[str, str], password_hash: str | None, trunk_password: s
                 "transport": values["t_transport"] or "udp", "username": values["t_username"] if registration else "",
                 "auth_password": trunk_password, "registration": registration,
                 "from_number": values["t_from_number"], "number_format": tpl.number_format})
+            if values.get("t_route"):
+                _route_outside_calls(doc["pbx"], values["t_name"])
 
     return mutate
+
+
+def _route_outside_calls(pbx: dict, trunk: str) -> None:
+    """Every external number out by `trunk`: a route for all numbers (empty prefix), or the trunk added as
+    the backup of the one there is."""
+    routes = pbx.setdefault("routes", [])
+    for route in routes:
+        if route.get("prefix", "") == "":
+            if trunk not in route.setdefault("trunks", []):
+                route["trunks"].append(trunk)
+            return
+    names = {r.get("name") for r in routes}
+    name = next(n for n in ("outside", *(f"outside-{i}" for i in range(2, len(routes) + 3))) if n not in names)
+    routes.append({"name": name, "prefix": "", "trunks": [trunk]})
 
 
 def _apply(values: dict[str, str], password_hash: str, trunk_password: str = "") -> None:
