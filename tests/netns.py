@@ -136,3 +136,17 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def udhcpd(host: Host, workdir, interface: str, router: str = "198.51.100.1", dns: str | None = None,
+           lease: int | None = None) -> subprocess.Popen:
+    """A real DHCP server (busybox udhcpd) in `host` on `interface`, handing out 198.51.100.50-60 with
+    `router` (and `dns`, `lease` seconds); its configuration and lease files in `workdir`. Called again with
+    the same `workdir` (after stopping the first) it rewrites the configuration and keeps the leases."""
+    conf = workdir / "udhcpd.conf"
+    conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {interface}\n"
+                    f"lease_file {workdir}/udhcpd.leases\npidfile {workdir}/udhcpd.pid\n"
+                    f"option subnet 255.255.255.0\noption router {router}\n"
+                    + (f"option dns {dns}\n" if dns else "") + (f"option lease {lease}\n" if lease else ""))
+    (workdir / "udhcpd.leases").touch()
+    return host.popen(["busybox", "udhcpd", "-f", str(conf)])

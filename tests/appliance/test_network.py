@@ -7,7 +7,7 @@ import pytest
 
 from appliance import schema
 from appliance.network import NetworkError, apply_network, network_status, stop_network, wait_for_lease
-from tests.netns import Lab, needs_netns
+from tests.netns import Lab, needs_netns, udhcpd
 
 
 def addresses(host, ifname: str) -> list[str]:
@@ -109,13 +109,7 @@ def test_dhcp_wan_gets_a_lease_from_a_real_server(lab, ctx, tmp_path):
     box, pc, isp = lab.host("box"), lab.host("pc"), lab.host("isp")
     lan_if, _ = lab.link(box, None, pc, None)
     wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
-    conf = tmp_path / "udhcpd.conf"
-    conf.write_text(
-        f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\nlease_file {tmp_path}/leases\n"
-        f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption router 198.51.100.1\n"
-        "option dns 198.51.100.1\noption lease 600\n")
-    (tmp_path / "leases").touch()
-    server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+    server = udhcpd(isp, tmp_path, isp_if, dns="198.51.100.1", lease=600)
     config = schema.parse({"network": {
         "lan": {"interface": lan_if, "address": "192.0.2.1/24"},
         "wan": {"interface": wan_if, "mode": "dhcp"},
@@ -154,11 +148,7 @@ def test_a_dead_wan_dhcp_client_is_restarted_by_the_watchdog(lab, ctx, tmp_path)
     box, isp = lab.host("box"), lab.host("isp")
     lan_if, _ = lab.link(box, None, lab.host("pc"), None)
     wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
-    conf = tmp_path / "udhcpd.conf"
-    conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\nlease_file {tmp_path}/leases\n"
-                    f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption router 198.51.100.1\n")
-    (tmp_path / "leases").touch()
-    server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+    server = udhcpd(isp, tmp_path, isp_if)
     config = schema.parse({"network": {"lan": {"interface": lan_if, "address": "192.0.2.1/24"},
                                        "wan": {"interface": wan_if, "mode": "dhcp"}}})
     pattern = f"udhcpc -f -i {wan_if}"

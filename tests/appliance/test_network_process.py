@@ -21,7 +21,7 @@ from appliance.netservice import NetworkService
 from appliance.service import ApplyError
 from appliance.users import hash_password
 from tests.isolated import isolated, until
-from tests.netns import Lab, needs_netns
+from tests.netns import Lab, needs_netns, udhcpd
 
 pytestmark = [needs_netns, pytest.mark.slow]
 ADMIN_HASH = hash_password("admin password")
@@ -108,12 +108,7 @@ def test_the_wan_dhcp_client_dies_with_the_network_process_and_the_lease_comes_b
         box, isp = lab.host("nb"), lab.host("isp")
         lan_if, _ = lab.link(box, None, lab.host("pc"), "192.0.2.10/24")
         wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
-        conf = tmp_path / "udhcpd.conf"
-        conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\nlease_file {tmp_path}/leases\n"
-                        f"pidfile {tmp_path}/udhcpd.pid\noption subnet 255.255.255.0\noption router 198.51.100.1\n"
-                        "option lease 600\n")
-        (tmp_path / "leases").touch()
-        server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+        server = udhcpd(isp, tmp_path, isp_if, lease=600)
         ctx = Context(tmp_path / "data", lab=False)
         doc = document(lan_if, "192.0.2.1/24", {"interface": wan_if, "mode": "dhcp"})
 

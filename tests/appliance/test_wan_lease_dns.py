@@ -22,18 +22,11 @@ from appliance.netservice import NetworkService
 from appliance.wanlease import wan_lease_bus
 from services.dns import DnsService
 from tests.isolated import isolated, until
-from tests.netns import Lab, needs_netns
+from tests.netns import Lab, needs_netns, udhcpd
 from tests.runtimes import reachable_dir
 
 pytestmark = [needs_netns, pytest.mark.slow]
 RESOLVER_A, RESOLVER_B = "198.51.100.1", "198.51.100.2"
-
-
-def udhcpd_conf(path, isp_if: str, resolver: str) -> None:
-    path.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\n"
-                    f"lease_file {path.parent}/udhcpd.leases\npidfile {path.parent}/udhcpd.pid\n"
-                    f"option subnet 255.255.255.0\noption router {RESOLVER_A}\noption dns {resolver}\n"
-                    "option lease 3600\n")
 
 
 def dnsmasq(isp, address: str, answer: str) -> subprocess.Popen:
@@ -60,11 +53,8 @@ def test_the_isolated_dns_forwards_to_the_resolvers_of_the_wan_dhcp_lease_and_fo
         wan_if, isp_if = lab.link(box, None, isp, f"{RESOLVER_A}/24")
         isp.run("ip", "addr", "add", f"{RESOLVER_B}/24", "dev", isp_if)
         pc.run("ip", "route", "add", "default", "via", "10.77.0.1")
-        conf = top / "isp" / "udhcpd.conf"
-        conf.parent.mkdir()
-        (conf.parent / "udhcpd.leases").touch()
-        udhcpd_conf(conf, isp_if, RESOLVER_A)
-        peers = [isp.popen(["busybox", "udhcpd", "-f", str(conf)]),
+        (top / "isp").mkdir()
+        peers = [udhcpd(isp, top / "isp", isp_if, RESOLVER_A, RESOLVER_A, 3600),
                  dnsmasq(isp, RESOLVER_A, "198.51.100.7"), dnsmasq(isp, RESOLVER_B, "198.51.100.8")]
         ctx = Context(top / "var", lab=False)
         document = {"system": {"hostname": "box", "domain": "office.test"},
@@ -86,8 +76,7 @@ def test_the_isolated_dns_forwards_to_the_resolvers_of_the_wan_dhcp_lease_and_fo
 
                     # the provider's router now hands out another resolver: the renewal brings it
                     stop(peers[0])
-                    udhcpd_conf(conf, isp_if, RESOLVER_B)
-                    peers[0] = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+                    peers[0] = udhcpd(isp, top / "isp", isp_if, RESOLVER_A, RESOLVER_B, 3600)
                     time.sleep(0.5)  # udhcpd listening
                     client = network._dhcp_clients[(box.name, wan_if)]
                     os.kill(client.pid, signal.SIGUSR1)  # udhcpc: renew now

@@ -13,7 +13,7 @@ from appliance.context import Context
 from appliance.netservice import NetworkService
 from appliance.network import wait_for_lease
 from services.dns import SERVICE as DNS
-from tests.netns import Lab, needs_netns
+from tests.netns import Lab, needs_netns, udhcpd
 from tests.services.dhcp.helpers import LoopThread, in_netns, lan_config
 from tests.services.dns.upstream import Upstream
 
@@ -27,12 +27,7 @@ def test_forwarder_uses_the_resolvers_of_the_wan_dhcp_lease(tmp_path, monkeypatc
         box, pc, isp = lab.host("box"), lab.host("pc"), lab.host("isp")
         box_if, pc_if = lab.link(box, "10.77.0.1/24", pc, "10.77.0.20/24")
         wan_if, isp_if = lab.link(box, None, isp, "198.51.100.1/24")
-        conf = tmp_path / "udhcpd.conf"
-        conf.write_text(f"start 198.51.100.50\nend 198.51.100.60\ninterface {isp_if}\n"
-                        f"lease_file {tmp_path}/leases\npidfile {tmp_path}/udhcpd.pid\n"
-                        "option subnet 255.255.255.0\noption router 198.51.100.1\noption dns 198.51.100.1\n")
-        (tmp_path / "leases").touch()
-        server = isp.popen(["busybox", "udhcpd", "-f", str(conf)])
+        server = udhcpd(isp, tmp_path, isp_if, dns="198.51.100.1")
         with in_netns(isp):
             upstream = Upstream("198.51.100.1", 53)
         config = lan_config(box_if, dns={"upstreams": []})
