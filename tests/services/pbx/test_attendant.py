@@ -27,7 +27,7 @@ from services.pbx.voicemail.pin import hash_pin
 
 from . import test_channel as ch
 from .baresip import Baresip, have_baresip
-from .conftest import BOB, CAROL
+from .conftest import BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config, user
 from .test_trunks import wait
 
@@ -81,8 +81,9 @@ def cfg(night: bool = False):
 
 
 @pytest.fixture(scope="module")
-def attpbx(tmp_path_factory):
+def attpbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     with PbxRunner(data, cfg()) as runner:
         PromptLibrary(data, "en").ensure()
         store = Greetings(data)

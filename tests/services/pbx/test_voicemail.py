@@ -21,7 +21,7 @@ from services.pbx.voicemail.store import Mailbox
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config
 from .test_trunks import wait
 
@@ -46,8 +46,9 @@ def audio(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vmpbx(tmp_path_factory):
+def vmpbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     with PbxRunner(data, _cfg()) as runner:
         PromptLibrary(data, "en").ensure()  # once for the module (a few seconds)
         yield runner
