@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import re
 import secrets
 import wave
@@ -35,6 +36,11 @@ log = logging.getLogger("officebox.pbx.voicemail")
 ATTEMPTS = 3
 PIN_DIGITS = 12
 KEY_WAIT = 8.0  # seconds for a key after a message's options
+
+
+def _key_wait() -> float:
+    """KEY_WAIT; OFFICEBOX_VM_KEY_WAIT (seconds) lets a lab test shorten what it would wait out."""
+    return float(os.environ.get("OFFICEBOX_VM_KEY_WAIT") or KEY_WAIT)
 
 
 async def own_box(channel: apps.Channel) -> None:
@@ -63,7 +69,7 @@ async def _menu(channel: apps.Channel, own: bool) -> None:
                 if await _message(channel, vm, box, msg, lang) == LEFT:
                     return  # handed over to the caller called back
         key = await say(channel, await vm.paths(lang, "vm-no-more-messages", "vm-options-offer"))
-        key = key or await channel.next_key(KEY_WAIT)
+        key = key or await channel.next_key(_key_wait())
     if key == "0":
         await _options(channel, vm, box, lang)
     await say(channel, await vm.paths(lang, "goodbye"), False)
@@ -128,7 +134,7 @@ async def _message(channel, vm: Voicemail, box: Mailbox, msg: Message, lang: str
     for _ in range(10):  # bounded: a caller replaying forever still ends
         if key is None:
             key = await say(channel, await vm.paths(lang, "vm-message-keys", "vm-message-more-keys")) \
-                or await channel.next_key(KEY_WAIT)
+                or await channel.next_key(_key_wait())
         if key == "5":
             key = await channel.play(msg.wav)
             continue
@@ -212,7 +218,7 @@ GREETING_SECONDS = 60.0
 async def _options(channel, vm: Voicemail, box: Mailbox, lang: str) -> None:
     for _ in range(10):
         key = await say(channel, await vm.paths(lang, "vm-options-menu", "vm-options-more")) \
-            or await channel.next_key(KEY_WAIT)
+            or await channel.next_key(_key_wait())
         if key in (None, "*"):
             return
         if key == "5":

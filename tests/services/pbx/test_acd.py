@@ -17,6 +17,7 @@ from services.pbx.prompts import PromptLibrary
 
 from . import test_channel as ch
 from .baresip import Baresip, BaresipError, _free_port, have_baresip
+from .conftest import seed_prompts
 from .pbxrunner import PbxRunner, config, user
 from .sipp import SCENARIOS, free_media_port, have_sipp
 from .test_trunks import wait
@@ -47,8 +48,9 @@ async def _ivr(channel) -> None:
 
 
 @pytest.fixture(scope="module")
-def acdpbx(tmp_path_factory):
+def acdpbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     apps.register("app:ivr-test", _ivr)
     try:
         with PbxRunner(data, _cfg()) as runner:

@@ -14,7 +14,7 @@ from services.pbx.prompts import PromptLibrary
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config, user
 from .test_conference import _phone, heard_tones
 
@@ -42,7 +42,8 @@ def _heard(ua, seconds: float = 1.5) -> dict[float, float]:
     return heard_tones(ua, FREQS, seconds)
 
 
-def test_supervisor_monitors_whispers_and_barges(tmp_path, tones):
+def test_supervisor_monitors_whispers_and_barges(tmp_path, tones, prompt_set):
+    seed_prompts(prompt_set, tmp_path)
     with PbxRunner(tmp_path, _cfg()) as pbx, ExitStack() as stack:
         PromptLibrary(tmp_path, "en").ensure()
         caller = _phone(stack, pbx, ALICE, tones[0])

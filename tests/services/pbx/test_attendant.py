@@ -27,7 +27,7 @@ from services.pbx.voicemail.pin import hash_pin
 
 from . import test_channel as ch
 from .baresip import Baresip, have_baresip
-from .conftest import BOB, CAROL
+from .conftest import BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config, user
 from .test_trunks import wait
 
@@ -81,8 +81,9 @@ def cfg(night: bool = False):
 
 
 @pytest.fixture(scope="module")
-def attpbx(tmp_path_factory):
+def attpbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     with PbxRunner(data, cfg()) as runner:
         PromptLibrary(data, "en").ensure()
         store = Greetings(data)
@@ -306,7 +307,7 @@ def test_night_service_by_feature_code(attpbx, at):
             alice = _ua(stack, attpbx, ALICE)
             alice.dial("*36")
             alice.wait_for("CALL_ESTABLISHED")
-            time.sleep(3.5)  # "enter your PIN"
+            alice.wait_rtp(rx=25)  # "enter your PIN" playing: the PIN is typed during it (type-ahead)
             alice.send_dtmf(PIN + "#")
             alice.wait_for("CALL_CLOSED", timeout=20)  # "night service is on, goodbye"
             assert root.summaries == ["night service on by phone (201)"]
@@ -336,7 +337,7 @@ def test_assistant_switched_on_by_phone(attpbx, at):
             alice = _ua(stack, attpbx, ALICE)
             alice.dial("*37")
             alice.wait_for("CALL_ESTABLISHED")
-            time.sleep(3.5)
+            alice.wait_rtp(rx=25)  # "enter your PIN" playing: the PIN is typed during it (type-ahead)
             alice.send_dtmf(PIN + "#")
             time.sleep(1.5)
             alice.send_dtmf("1")   # on / off
@@ -367,7 +368,7 @@ def test_greeting_recorded_by_phone_is_what_callers_hear(attpbx, at, tmp_path, k
             alice.register()
             alice.dial("*35")
             alice.wait_for("CALL_ESTABLISHED")
-            time.sleep(3.5)
+            alice.wait_rtp(rx=25)  # "enter your PIN" playing: the PIN is typed during it (type-ahead)
             alice.send_dtmf(PIN + "#")
             time.sleep(1.5)
             alice.send_dtmf(keys)  # the greeting number of the day menu; recording after the beep

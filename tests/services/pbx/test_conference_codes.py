@@ -19,7 +19,7 @@ from services.pbx.sip.message import Request, Response, response_to
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL, run
+from .conftest import ALICE, BOB, CAROL, run, seed_prompts
 from .pbxrunner import PbxRunner, config, user
 from .rawphone import in_dialog, sdp
 from .sipclient import SipClient
@@ -38,8 +38,9 @@ def tones(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pbx(tmp_path_factory):
+def pbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     rooms = [{"number": "800", "name": "main", "alone": "prompt", "leaders": ["201"]}]
     cfg = config([ALICE, BOB, CAROL, ERIN], digest_algorithms=["MD5"], conference_rooms=rooms)
     with PbxRunner(data, cfg) as runner:

@@ -2,18 +2,16 @@
 number, alice hears music on hold, the slot's busy lamp lights; carol dials the slot and talks with
 alice. Unretrieved, a parked call rings the parker again, then the fallback."""
 import asyncio
-import shutil
 import time
 from contextlib import ExitStack
 
 import pytest
 
 from services.pbx.features import park
-from services.pbx.prompts import PromptLibrary
 
 from .baresip import Baresip, have_baresip
 from .blfwatch import Watcher
-from .conftest import ALICE, BOB, CAROL, run
+from .conftest import ALICE, BOB, CAROL, run, seed_prompts
 from .pbxrunner import PbxRunner, config
 from .sipclient import SipClient
 
@@ -22,15 +20,13 @@ SECRETS = {u["extension"]: u["sip_secret"] for u in (ALICE, BOB, CAROL)}
 
 
 @pytest.fixture(scope="module")
-def prompts(tmp_path_factory):
-    """The voice prompts, made once for the module and copied into each test's box."""
-    data = tmp_path_factory.mktemp("voice")
-    PromptLibrary(data, "en").ensure()
-    return data / "cache"
+def prompts(prompt_set):
+    """The voice prompts, made once for the session (conftest.prompt_set) and linked into each test's box."""
+    return prompt_set
 
 
 def box(tmp_path, prompts, **pbx) -> PbxRunner:
-    shutil.copytree(prompts, tmp_path / "pbx" / "cache")
+    seed_prompts(prompts, tmp_path / "pbx")
     return PbxRunner(tmp_path / "pbx", config([ALICE, BOB, CAROL], **pbx))
 
 

@@ -21,7 +21,7 @@ from services.pbx.voicemail.store import Mailbox
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config
 from .test_trunks import wait
 
@@ -46,9 +46,13 @@ def audio(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vmpbx(tmp_path_factory):
+def vmpbx(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
-    with PbxRunner(data, _cfg()) as runner:
+    seed_prompts(prompt_set, data)
+    with pytest.MonkeyPatch.context() as mp, PbxRunner(data, _cfg()) as runner:
+        # the owner's menu waits KEY_WAIT (8 s) for a key after its offers before it says goodbye; here 3 s
+        # (the keys these tests press come during the prompts, well within it)
+        mp.setenv("OFFICEBOX_VM_KEY_WAIT", "3")
         PromptLibrary(data, "en").ensure()  # once for the module (a few seconds)
         yield runner
 

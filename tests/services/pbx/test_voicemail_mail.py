@@ -28,7 +28,7 @@ from tests.services.mail.harness import PASSWORD, RunningMail, document, free_po
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB
+from .conftest import ALICE, BOB, seed_prompts
 from .pbxrunner import PbxRunner
 from .test_trunks import wait
 from .vmutil import put_message
@@ -58,7 +58,8 @@ def _doc(smtp_port: int, extensions: dict | None = None, alice_language: str = "
 
 
 @pytest.fixture(scope="module")
-def rig(top):
+def rig(top, prompt_set):
+    seed_prompts(prompt_set, top / "pbx")  # made on first use otherwise: during the first test's call
     smtp = free_port()
     doc = _doc(smtp)
     with ExitStack() as stack:

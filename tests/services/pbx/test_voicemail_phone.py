@@ -23,7 +23,7 @@ from services.pbx.voicemail.pin import hash_pin
 
 from . import test_channel as ch
 from .baresip import have_baresip
-from .conftest import ALICE, BOB, CAROL
+from .conftest import ALICE, BOB, CAROL, seed_prompts
 from .pbxrunner import PbxRunner, config
 from .test_trunks import wait
 from .vmutil import put_message
@@ -55,8 +55,9 @@ def _doc(alice_role: str = "staff", **pbx):
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory):
+def rig(tmp_path_factory, prompt_set):
     data = tmp_path_factory.mktemp("pbx")
+    seed_prompts(prompt_set, data)
     with PbxRunner(data, _doc()) as runner:
         engine = ApplyEngine(runner.ctx, ConfigStore(runner.ctx.db_path), {"pbx": runner.svc})
         engine.apply(runner.cfg, "test", "start")
