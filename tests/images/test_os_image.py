@@ -485,6 +485,7 @@ def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dh
     if box.proc is None:
         box.power_on()
         box.up()
+    assert_services_run(box)  # just booted (-k pppoe): the service processes may still be starting
     deb = box.updates["pppoeserver"]
     box.sh(f"head -c {deb.stat().st_size} /dev/disk/by-id/virtio-pppoeserver > /run/pppoe.deb && "
            "dpkg -i /run/pppoe.deb", timeout=180)
