@@ -310,8 +310,7 @@ def pppoe_options(config, etc: Path, record: Path, logfile: Path) -> str:
         "novj",
         "nobsdcomp",
         "nodeflate",
-        "noproxyarp",
-        "nolock",
+        "noproxyarp",  # no tty options (lock, crtscts, modem...): with the plugin pppd refuses them
         f"ip-up-script {scripts / 'pppoe-ip-up'}",
         f"ip-down-script {scripts / 'pppoe-ip-down'}",
         f"logfile {logfile}",
