@@ -126,3 +126,10 @@ def _backups_to_an_smb_share(doc: dict) -> None:
     """Version 6 -> 7: `backups.destination.kind` may be "smb" (with share, domain, password_secret).
     A version-6 document is valid as it is; the new version marks documents (and backups) a version-6
     firmware cannot read, since it refuses "smb" as a kind."""
+
+
+@step(7)
+def _wan_over_pppoe(doc: dict) -> None:
+    """Version 7 -> 8: `network.wan.mode` may be "pppoe" (with pppoe_user, pppoe_password, pppoe_service,
+    pppoe_ac_name, mtu). A version-7 document is valid as it is; the new version marks documents (and
+    backups) a version-7 firmware cannot read, since it refuses "pppoe" as a mode."""

@@ -7,12 +7,13 @@ no confirmation asked, the host's networking left alone."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from appliance import network
-from appliance.service import ApplyError, Service, Status
+from appliance.service import ApplyError, ChildSpec, Service, Status
 from appliance.wanlease import WanLease, wan_lease_bus
 
 log = logging.getLogger("officebox.network")
@@ -32,6 +33,7 @@ class NetworkService(Service):
         self.netns: str | None = None  # tests run the box's networking inside a namespace
         self._follower: asyncio.Task | None = None  # publishes the WAN's DHCP lease (appliance/wanlease.py)
         self._following: str | None = None  # the WAN interface whose lease it publishes
+        self._following_mode: str | None = None  # dhcp (udhcpc's lease) or pppoe (pppd's link record)
 
     @property
     def _hands_off(self) -> bool:
@@ -39,6 +41,29 @@ class NetworkService(Service):
 
     def enabled(self, config) -> bool:
         return True
+
+    # -- PPPoE: pppd is the supervisor's child (root), its files rendered here (appliance/network.py) ----
+    def render(self, config) -> dict[str, str]:
+        return network.pppoe_files(config, self.ctx.etc_dir(self.name), self.ctx, self.netns)
+
+    async def check(self, config, staged) -> None:
+        folder = staged / network.PPPOE_ROOT_ONLY
+        if folder.is_dir():
+            folder.chmod(0o700)
+        for script in ("pppoe-ip-up", "pppoe-ip-down"):  # pppd runs them (rendered 0600)
+            if (folder / script).exists():
+                (folder / script).chmod(0o700)
+
+    def processes(self, config) -> list[ChildSpec]:
+        if config.network.wan.mode != "pppoe" or self._hands_off:
+            return []
+        etc = self.ctx.etc_dir(self.name)
+        network.prepare_pppoe_dir(self.ctx, self.netns)
+        options = network.pppoe_options(config, etc, network.pppoe_record_file(self.ctx, self.netns),
+                                        network.pppoe_log_file(self.ctx, self.netns))
+        digest = hashlib.sha256(options.encode()).hexdigest()[:16]  # new options: a new pppd
+        return [ChildSpec("pppd", network.pppd_argv(etc, self.netns), env=(("OFFICEBOX_PPPOE", digest),),
+                          stop_timeout=10.0)]
 
     async def _apply(self, config) -> None:
         try:
@@ -51,13 +76,15 @@ class NetworkService(Service):
     # -- the WAN's DHCP lease on the bus (other services, DNS first, run in other processes) ---------
     def _follow(self, config) -> None:
         wan = config.network.wan
-        wanted = wan.interface if wan.mode == "dhcp" and not self._hands_off else None
-        if wanted == self._following and self._follower is not None and not self._follower.done():
+        wanted = wan.interface if wan.mode in ("dhcp", "pppoe") and not self._hands_off else None
+        mode = wan.mode
+        if (wanted, mode) == (self._following, self._following_mode) and self._follower is not None \
+                and not self._follower.done():
             return
         self._unfollow()
         if wanted is not None:
-            self._following = wanted
-            self._follower = asyncio.create_task(self._follow_lease(wanted), name="network:wan-lease")
+            self._following, self._following_mode = wanted, mode
+            self._follower = asyncio.create_task(self._follow_lease(wanted, mode == "pppoe"), name="network:wan-lease")
 
     def _unfollow(self) -> None:
         if self._follower is not None:
@@ -65,15 +92,20 @@ class NetworkService(Service):
             self._follower = None
         if self._following is not None:
             wan_lease_bus(self.ctx).clear(self._following)
-            self._following = None
+            self._following = self._following_mode = None
 
-    async def _follow_lease(self, ifname: str) -> None:
-        """Publish the lease the udhcpc hook records whenever it appears, changes or goes."""
+    async def _follow_lease(self, ifname: str, pppoe: bool = False) -> None:
+        """Publish the lease the udhcpc hook records (or the PPPoE link pppd's hook records: its address,
+        the peer as router, the peer's resolvers) whenever it appears, changes or goes; keyed by the WAN
+        port's name either way, so DNS finds it where it looks."""
         bus = wan_lease_bus(self.ctx)
         published: object = ...  # nothing yet: the first look publishes (or clears a stale value)
         while True:
             try:
-                record = await asyncio.to_thread(network.dhcp_lease, self.ctx, self.netns, ifname)
+                if pppoe:
+                    record = await asyncio.to_thread(network.pppoe_lease, self.ctx, self.netns)
+                else:
+                    record = await asyncio.to_thread(network.dhcp_lease, self.ctx, self.netns, ifname)
                 lease = WanLease.from_lease_file(record) if isinstance(record, dict) else None
                 if lease is not None and lease.interface != ifname:
                     lease = replace(lease, interface=ifname)
@@ -135,4 +167,12 @@ class NetworkService(Service):
             figures["WAN lease"] = lease.get("address", "")
         if state["dhcp_client"] is False:  # the supervisor's watchdog restarts this service, and so the client
             return Status("down", "the WAN DHCP client stopped", figures)
+        pppoe = state.get("pppoe")
+        if pppoe is not None:
+            if pppoe["connected"]:
+                figures["WAN lease"] = pppoe["address"]
+                return Status("ok", f"PPPoE connected: {pppoe['address']} via {pppoe['peer'] or '?'} "
+                                    f"on {pppoe['interface']}", figures)
+            # degraded, not down: pppd keeps trying by itself; restarting this service would not help
+            return Status("degraded", f"PPPoE not connected: {pppoe['problem']}", figures)
         return Status("ok", self.report.get("wan", "applied"), figures)

@@ -9,6 +9,9 @@
   when switched off.
 - WAN static: address + default route; dhcp: a busybox udhcpc child (our own hook script applies the
   lease and records it as JSON, never touching /etc/resolv.conf); none: no default route.
+- WAN pppoe: the port is brought up without an address; pppd (rp-pppoe plugin) runs on it as the
+  supervisor's child (it must be root: see pppoe_files), its link is PPP_IFNAME, its own hook records
+  the link (address, peer, the peer's resolvers) as JSON the network service publishes like a lease.
 - Static routes carry protocol number 188 so routes we no longer want are found and removed.
 - IPv4 forwarding is switched on (the box routes LAN <-> WAN; the firewall decides what passes).
 
@@ -27,6 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROUTE_PROTO = 188  # marks the static routes this module manages
+PPP_IFNAME = "wanppp"  # the PPPoE link (pppd's ifname): never ppp*, the PPTP clients' (vpn zone) names
+PPPD = "/usr/sbin/pppd"
+PPPOE_PLUGIN = "rp-pppoe.so"  # Debian's ppp package, /usr/lib/pppd/<version>/
+PPPOE_ROOT_ONLY = "root-only"  # rendered subfolder kept root's 0600/0700 (serviceusers.ROOT_ONLY)
 DHCP_SCRIPT = """#!/bin/sh
 # udhcpc hook written by OfficeBox: apply the lease to $interface and record it; no resolv.conf
 case "$1" in
@@ -234,6 +241,185 @@ def _stop_dhcp(netns: str | None, ifname: str | None = None) -> None:
                 proc.wait(5)
 
 
+def wan_ip_interface(network) -> str:
+    """The interface the WAN's IP traffic goes through: the PPPoE link in pppoe mode, else the WAN port."""
+    return PPP_IFNAME if network.wan.mode == "pppoe" else network.wan.interface
+
+
+# -- PPPoE: pppd with the rp-pppoe plugin ------------------------------------------------------------
+# pppd refuses to run unless root, and the network service's process is not (officebox-network, no new
+# privileges): pppd is a daemon the supervisor keeps for it (NetworkService.processes), stopped when the
+# WAN is no longer PPPoE or the service stops. Its options (with the password) and hook scripts are
+# rendered files of the network service kept root's own (0600, 0700); what pppd writes (its log, the
+# link's record) goes to pppoe_dir, root's and readable, never writable, by the network's user.
+
+def pppoe_dir(ctx) -> Path:
+    """Root's folder (0755) for pppd's log and the link record; created by the appliance (root)."""
+    base = ctx.data_dir if ctx is not None else Path("/run/officebox")
+    return base / "run" / "network-pppoe"
+
+
+def pppoe_record_file(ctx, netns: str | None) -> Path:
+    return pppoe_dir(ctx) / f"link-{netns or 'host'}.json"
+
+
+def pppoe_log_file(ctx, netns: str | None) -> Path:
+    return pppoe_dir(ctx) / f"pppd-{netns or 'host'}.log"
+
+
+def _pppd_quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pppoe_options(config, etc: Path, record: Path, logfile: Path) -> str:
+    """pppd's options for the WAN over PPPoE (a file pppd reads: the password is never on a command line;
+    pppd hides it from its log, hide-password being its default and set here)."""
+    wan = config.network.wan
+    scripts = etc / PPPOE_ROOT_ONLY
+    lines = [
+        "# rendered by OfficeBox: the WAN over PPPoE (pppd, rp-pppoe plugin); 0600, root's",
+        f"plugin {PPPOE_PLUGIN}",
+        f"nic-{wan.interface}",
+    ]
+    if wan.pppoe_service:
+        lines.append(f"rp_pppoe_service {_pppd_quoted(wan.pppoe_service)}")
+    if wan.pppoe_ac_name:
+        lines.append(f"rp_pppoe_ac {_pppd_quoted(wan.pppoe_ac_name)}")
+    lines += [
+        f"user {_pppd_quoted(wan.pppoe_user)}",
+        f"password {_pppd_quoted(wan.pppoe_password)}",
+        "hide-password",
+        "noauth",  # the provider does not authenticate to us
+        f"ifname {PPP_IFNAME}",
+        f"ipparam {record}",
+        "nodetach",
+        "persist",
+        "maxfail 0",  # try again for ever (after holdoff), a wrong password included: the status says why
+        "holdoff 5",
+        "defaultroute",
+        "replacedefaultroute",
+        "usepeerdns",  # asked for; the hook records them: /etc/ppp/resolv.conf is never used
+        "noipdefault",
+        f"mtu {wan.mtu}",
+        f"mru {wan.mtu}",
+        "lcp-echo-interval 20",
+        "lcp-echo-failure 3",
+        "noaccomp",
+        "default-asyncmap",
+        "nopcomp",
+        "novj",
+        "nobsdcomp",
+        "nodeflate",
+        "noproxyarp",  # no tty options (lock, crtscts, modem...): with the plugin pppd refuses them
+        f"ip-up-script {scripts / 'pppoe-ip-up'}",
+        f"ip-down-script {scripts / 'pppoe-ip-down'}",
+        f"logfile {logfile}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PPPOE_IP_UP = """#!/bin/sh
+# rendered by OfficeBox: pppd runs it when the PPPoE link is up: ip-up interface tty speed local remote ipparam
+# (the record's path); DNS1/DNS2 are the resolvers the provider offered. Recorded as the udhcpc hook does.
+umask 022
+f="$6"
+case "$f" in */network-pppoe/link-*.json) ;; *) exit 0 ;; esac
+t="$f.tmp"
+printf '{"event":"up","interface":"%s","address":"%s/32","gateway":"%s","dns":"%s","server":"pppoe",\
+"pid":%s,"time":%s}\\n' "$1" "$4" "$5" "$(echo $DNS1 $DNS2)" "$PPID" "$(date +%s)" > "$t" && mv -f "$t" "$f"
+exit 0
+"""
+
+PPPOE_IP_DOWN = """#!/bin/sh
+# rendered by OfficeBox: pppd runs it when the PPPoE link goes down
+case "$6" in */network-pppoe/link-*.json) rm -f "$6" ;; esac
+exit 0
+"""
+
+
+def pppoe_files(config, etc: Path, ctx, netns: str | None) -> dict[str, str]:
+    """The network service's rendered files for a PPPoE WAN, under PPPOE_ROOT_ONLY (root's only)."""
+    if config.network.wan.mode != "pppoe":
+        return {}
+    options = pppoe_options(config, etc, pppoe_record_file(ctx, netns), pppoe_log_file(ctx, netns))
+    return {f"{PPPOE_ROOT_ONLY}/pppoe-options": options, f"{PPPOE_ROOT_ONLY}/pppoe-ip-up": PPPOE_IP_UP,
+            f"{PPPOE_ROOT_ONLY}/pppoe-ip-down": PPPOE_IP_DOWN}
+
+
+def pppd_argv(etc: Path, netns: str | None) -> tuple[str, ...]:
+    """pppd's command line: only the options file's path (no user name, no password)."""
+    argv = (PPPD, "file", str(etc / PPPOE_ROOT_ONLY / "pppoe-options"))
+    return ("ip", "netns", "exec", netns, *argv) if netns else argv
+
+
+def prepare_pppoe_dir(ctx, netns: str | None) -> None:
+    """Root's 0755 folder and pppd's log (0644, cut when it grew past 1 MB): the network's user reads them."""
+    folder = pppoe_dir(ctx)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)
+    logfile = pppoe_log_file(ctx, netns)
+    try:
+        if logfile.stat().st_size > 1 << 20:
+            logfile.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+
+
+PPPOE_PROBLEMS = (  # (what pppd logs, what the admin reads), the last one logged counts
+    ("authentication failed", "the provider refused the PPPoE user name or password"),
+    ("Timeout waiting for PADO", "no PPPoE server answered on the WAN port (is the modem in bridge mode?)"),
+    ("Timeout waiting for PADS", "the PPPoE server did not confirm the session"),
+    ("Unable to complete PPPoE Discovery", "no PPPoE server answered on the WAN port (is the modem in bridge mode?)"),
+    ("Connection terminated", "the PPPoE link went down"),
+    ("LCP: timeout sending Config-Requests", "the PPPoE server does not answer"),
+)
+
+
+def pppoe_state(ctx, netns: str | None, ipr=None) -> dict:
+    """The PPPoE link as the hook recorded it and the kernel shows it: connected, address, peer, dns,
+    problem (the last failure pppd logged, when not connected)."""
+    record = None
+    try:
+        record = json.loads(pppoe_record_file(ctx, netns).read_text())
+    except (OSError, ValueError):
+        pass
+    present = None
+    if ipr is not None:
+        present = bool(ipr.link_lookup(ifname=PPP_IFNAME))
+    connected = isinstance(record, dict) and present is not False
+    state = {"connected": connected, "interface": PPP_IFNAME, "address": "", "peer": "", "dns": [], "problem": ""}
+    if connected:
+        state.update(address=str(record.get("address", "")), peer=str(record.get("gateway", "")),
+                     dns=str(record.get("dns", "")).split())
+        return state
+    try:
+        with open(pppoe_log_file(ctx, netns), "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 16384))
+            tail = log.read().decode(errors="replace")
+    except OSError:
+        tail = ""
+    best, where = "", -1
+    for needle, message in PPPOE_PROBLEMS:
+        at = tail.rfind(needle)
+        if at > where:
+            best, where = message, at
+    state["problem"] = best or "connecting"
+    return state
+
+
+def pppoe_lease(ctx=None, netns: str | None = None) -> dict | None:
+    """The link's record in the udhcpc lease's shape (for the bus), or None when not connected."""
+    try:
+        record = json.loads(pppoe_record_file(ctx, netns).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def apply_network(config, netns: str | None = None, ctx=None) -> dict:
     """Bring interfaces, addresses and routes to `config.network`; returns what was done."""
     if ctx is not None and getattr(ctx, "lab", False) and netns is None:
@@ -273,6 +459,12 @@ def apply_network(config, netns: str | None = None, ctx=None) -> dict:
                 _set_address(ipr, windex, wan.address)
                 _replace_default(ipr, str(wan.gateway), windex)
                 report["wan"] = f"{wan.interface} {wan.address} via {wan.gateway}"
+            elif wan.mode == "pppoe":  # pppd (the supervisor's) brings PPP_IFNAME and its default route
+                _stop_dhcp(netns)
+                _remove_default(ipr, windex)
+                for addr, plen in _ipv4_addrs(ipr, windex):
+                    ipr.addr("del", index=windex, address=addr, prefixlen=plen)
+                report["wan"] = f"{wan.interface} pppoe ({PPP_IFNAME})"
             else:
                 for other in [k[1] for k in _dhcp_clients if k[0] == netns and k[1] != wan.interface]:
                     _stop_dhcp(netns, other)
@@ -303,7 +495,7 @@ def wait_for_lease(ctx, netns: str | None, ifname: str, timeout: float = 20.0) -
 def network_status(netns: str | None = None, ctx=None, config=None) -> dict:
     """Interfaces (state, MAC, IPv4 addresses, counters), IPv4 routes and the WAN DHCP lease."""
     if ctx is not None and getattr(ctx, "lab", False) and netns is None:
-        return {"lab": True, "interfaces": [], "routes": [], "lease": None}
+        return {"lab": True, "interfaces": [], "routes": [], "lease": None, "pppoe": None}
     interfaces, routes = [], []
     with _ipr(netns) as ipr:
         names = {}
@@ -326,12 +518,16 @@ def network_status(netns: str | None = None, ctx=None, config=None) -> dict:
                 "gateway": route.get_attr("RTA_GATEWAY") or "",
                 "interface": names.get(route.get_attr("RTA_OIF"), ""),
             })
+        pppoe = None  # the PPPoE link (pppoe_state) in pppoe mode
+        if config is not None and config.network.wan.mode == "pppoe":
+            pppoe = pppoe_state(ctx, netns, ipr)
     wan_if = config.network.wan.interface if config is not None else "wan0"
     client = None  # the WAN DHCP client: True running, False stopped, None not used
     if config is not None and config.network.wan.mode == "dhcp":
         client = dhcp_client_running(netns, wan_if)
-    return {"lab": False, "interfaces": interfaces, "routes": routes, "lease": dhcp_lease(ctx, netns, wan_if),
-            "dhcp_client": client}
+    lease = dhcp_lease(ctx, netns, wan_if) if pppoe is None else None
+    return {"lab": False, "interfaces": interfaces, "routes": routes, "lease": lease, "dhcp_client": client,
+            "pppoe": pppoe}
 
 
 def dhcp_client_running(netns: str | None, ifname: str) -> bool:

@@ -33,7 +33,7 @@ from appliance import migration_steps, migrations, opaque  # noqa: F401 (the ste
 from appliance.text import SafeText
 from appliance.users import EMAIL_PATTERN, User
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SECRET_SUFFIXES = ("_secret", "_password", "_hash")
 SECRET_NAMES = {"psk", "password", "secret"}
 MASK = "********"
@@ -97,17 +97,38 @@ class VoiceVlan(Section):
     address: ipaddress.IPv4Interface = ipaddress.IPv4Interface("192.168.2.1/24")
 
 
+PPPOE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters (the pppd options file is line-based)
+
+
 class Wan(Section):
     interface: str = Field(default="wan0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
-    mode: Literal["dhcp", "static", "none"] = "dhcp"
+    mode: Literal["dhcp", "static", "pppoe", "none"] = "dhcp"
     address: ipaddress.IPv4Interface | None = None
     gateway: ipaddress.IPv4Address | None = None
     dns: list[ipaddress.IPv4Address] = Field(default_factory=list, description="upstream resolvers")
+    pppoe_user: str = Field(default="", max_length=128, pattern=PPPOE_TEXT,
+                            description="PPPoE: the user name the provider gave (often name@provider)")
+    pppoe_password: str = Field(default="", max_length=128, pattern=PPPOE_TEXT,
+                                description="PPPoE: the password the provider gave (written to a 0600 file "
+                                            "for pppd, never on its command line)")
+    pppoe_service: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.@/ -]*$",
+                               description="PPPoE: the service name to ask for (empty: any)")
+    pppoe_ac_name: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.@/ -]*$",
+                               description="PPPoE: the access concentrator to use (empty: the first to answer)")
+    mtu: int = Field(default=1492, ge=576, le=1500, description="PPPoE: the link's MTU (1492 on most DSL lines)")
 
     @model_validator(mode="after")
     def _static_needs_address(self) -> "Wan":
         if self.mode == "static" and (self.address is None or self.gateway is None):
             raise ValueError("a static WAN needs an address and a gateway")
+        if self.mode == "pppoe":
+            problems: list[tuple[tuple[str | int, ...], str]] = []
+            if not self.pppoe_user:
+                problems.append((("pppoe_user",), "a PPPoE WAN needs the user name the provider gave"))
+            if not self.pppoe_password:
+                problems.append((("pppoe_password",), "a PPPoE WAN needs the password the provider gave"))
+            if problems:
+                raise field_errors("Wan", problems)
         if self.gateway and self.address and self.gateway not in self.address.network:
             raise ValueError("the WAN gateway must be inside the WAN subnet")
         return self

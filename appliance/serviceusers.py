@@ -133,8 +133,12 @@ def _hand_over(folder: Path, uid: int, gid: int) -> None:
     folder.chmod(0o700)
 
 
+ROOT_ONLY = "root-only"  # a rendered subfolder for a daemon the supervisor runs as root (the WAN's pppd)
+
+
 def share_rendered(ctx: Context, service: str) -> None:
-    """Let the service's group read its rendered files of the current generation (root's, 0640/0750)."""
+    """Let the service's group read its rendered files of the current generation (root's, 0640/0750); a
+    top-level ROOT_ONLY folder stays as rendered (root's 0700, its files 0600 or made executable)."""
     if os.geteuid() != 0 or PRIVILEGES.get(service, Privileges()).root:
         return
     folder = ctx.etc_dir(service).resolve()
@@ -143,6 +147,8 @@ def share_rendered(ctx: Context, service: str) -> None:
     user = account(service)
     _open_path(folder.parent, user.pw_uid)
     for root, dirs, files in os.walk(folder):
+        if root == str(folder) and ROOT_ONLY in dirs:
+            dirs.remove(ROOT_ONLY)
         for name in dirs + files:
             path = os.path.join(root, name)
             if not os.path.islink(path):

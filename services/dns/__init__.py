@@ -96,8 +96,9 @@ class DnsService(Service):
 
     @staticmethod
     def learns_from_wan(config) -> bool:
-        """No resolver set by hand and a DHCP WAN: the lease's resolvers are the upstreams."""
-        return not config.dns.upstreams and not config.network.wan.dns and config.network.wan.mode == "dhcp"
+        """No resolver set by hand and a DHCP or PPPoE WAN: the lease's (the PPPoE peer's) resolvers are the
+        upstreams."""
+        return not config.dns.upstreams and not config.network.wan.dns and config.network.wan.mode in ("dhcp", "pppoe")
 
     def _on_wan(self, interface: str, lease: WanLease | None) -> None:
         """A bus callback (any thread): the WAN's lease arrived, changed or went."""

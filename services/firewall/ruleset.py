@@ -2,8 +2,8 @@
 
 Chains: input (to the box), forward (between zones), prerouting/postrouting (port forwards, transparent
 proxy, masquerade). Zones map to interfaces: lan = network.lan.interface, voice = its VLAN interface,
-wan = network.wan.interface, vpn = firewall.vpn_interfaces / firewall.vpn_networks and the VPN
-service's Network records.
+wan = network.wan.interface (in pppoe mode its PPPoE link, appliance.network.PPP_IFNAME), vpn =
+firewall.vpn_interfaces / firewall.vpn_networks and the VPN service's Network records.
 The file replaces the table in one transaction: `nft -f` loads all of it or nothing.
 """
 from __future__ import annotations
@@ -63,6 +63,12 @@ def voice_interface(config) -> str:
     return name(config.network)
 
 
+def wan_ip_interface(config) -> str:
+    from appliance.network import wan_ip_interface as name
+
+    return name(config.network)
+
+
 class Zones:
     """Match expressions per zone; a zone can need several alternatives (vpn: interfaces or networks)."""
 
@@ -71,8 +77,8 @@ class Zones:
         self.ifaces: dict[str, list[str]] = {"lan": [net.lan.interface], "voice": [], "wan": [], "vpn": []}
         if net.voice.enabled:
             self.ifaces["voice"] = [voice_interface(config)]
-        if net.wan.mode != "none":
-            self.ifaces["wan"] = [net.wan.interface]
+        if net.wan.mode != "none":  # PPPoE: the link pppd brings up (the port itself carries no IP)
+            self.ifaces["wan"] = [wan_ip_interface(config)]
         self.ifaces["vpn"] = list(fw.vpn_interfaces)
         self.vpn_networks = [str(n) for n in fw.vpn_networks]
         self.vpn_routed: list[tuple[str, str]] = []  # (interface, network) the VPN service brings
@@ -221,6 +227,9 @@ def build(config, fw: FirewallConfig) -> Ruleset:
             rs.input += [f"{m} accept" for m in zones.src(zone)]
 
     # -- between zones -----------------------------------------------------------------------------
+    if config.network.wan.mode == "pppoe":  # a PPPoE link's MTU is below Ethernet's: clamp the TCP MSS to it
+        rs.forward += [f"oifname {quote(w)} tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu "
+                       'comment "PPPoE MSS clamping"' for w in wan]
     rs.forward += ["ct state established,related accept", "ct state invalid drop"]
     for rule in fw.rules:
         if rule.destination != "box":

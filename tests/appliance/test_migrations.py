@@ -191,3 +191,14 @@ def test_version_6_documents_load_as_they_are_and_smb_needs_version_7(engine):
     config = engine.validate({"backups": {"destination": smb}})
     assert config.backups.destination.kind == "smb" and config.backups.destination.share == "Backups"
     assert schema.SCHEMA_VERSION >= 7
+
+
+def test_version_7_documents_load_as_they_are_and_pppoe_needs_version_8(engine):
+    """A PPPoE WAN widened `network.wan.mode`: version 7 documents need no change, but the new version marks
+    the documents a version-7 firmware (which refuses mode "pppoe") cannot read."""
+    doc = {"schema_version": 7, "network": {"wan": {"interface": "wan0", "mode": "dhcp"}}}
+    migrated, steps = migrations.migrate(doc, schema.SCHEMA_VERSION)
+    assert steps[0] == 8 and migrated["network"] == doc["network"]
+    config = engine.validate({"network": {"wan": {"mode": "pppoe", "pppoe_user": "box@isp", "pppoe_password": "pw"}}})
+    assert config.network.wan.mode == "pppoe" and config.network.wan.mtu == 1492
+    assert schema.SCHEMA_VERSION >= 8

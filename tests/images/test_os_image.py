@@ -59,6 +59,7 @@ def box(images, tmp_path_factory):
     updates = {name: Path(report["bundle"]) for name, report in images.items() if name != "base"}
     updates["tampered"] = tampered
     updates["pptpclient"] = pptp_client_deb(work)  # the PPTP test's client, installed in the guest
+    updates["pppoeserver"] = test_peer_deb(work, "pppoe")  # the PPPoE test's server (pppoe-server)
     with Lab() as lab:
         vm = Box(disk, lab.host("oblan"), work, updates)
         try:
@@ -336,12 +337,18 @@ def test_a_power_cut_during_an_update_leaves_a_bootable_box(box):
 def pptp_client_deb(work: Path) -> Path:
     """pptp-linux's package (services/vpn/debian-packages.txt; not in the image: a test peer): from this
     machine's apt cache, else downloaded."""
+    return test_peer_deb(work, "pptp-linux")
+
+
+def test_peer_deb(work: Path, package: str) -> Path:
+    """A test peer's Debian package (not in the image; in a debian-packages.txt): from this machine's apt
+    cache, else downloaded."""
     import glob
 
-    found = sorted(glob.glob("/var/cache/apt/archives/pptp-linux_*_amd64.deb"))
+    found = sorted(glob.glob(f"/var/cache/apt/archives/{package}_*_amd64.deb"))
     if not found:
-        subprocess.run(["apt-get", "download", "-q", "pptp-linux"], cwd=work, check=True, timeout=300)
-        found = sorted(glob.glob(str(work / "pptp-linux_*_amd64.deb")))
+        subprocess.run(["apt-get", "download", "-q", package], cwd=work, check=True, timeout=300)
+        found = sorted(glob.glob(str(work / f"{package}_*_amd64.deb")))
     return Path(found[-1])
 
 
@@ -426,3 +433,127 @@ def test_pptp_client_connects_with_mppe_and_is_dropped_when_vpn_is_switched_off(
     assert box.sh(f"ip -n {PPTP_NS} link show ppp9", check=False).returncode != 0
     assert "pat" not in box.sh("cat /etc/ppp/chap-secrets").stdout
     assert box.sh("ls /var/lib/officebox/run/vpn/pptp/", check=False).stdout.strip() == ""
+
+
+PPPOE_NS = "isp"  # the provider's network namespace in the guest, behind the box's WAN port (a veth)
+PPPOE_USER, PPPOE_SECRET = "box@isp.example", "Dsl-line-secret-77q"
+ISP_DNS, ISP_ANSWER = "100.64.0.53", "198.51.100.77"  # the resolver the provider offers (ms-dns), its answer
+TINY_RESOLVER = f"""import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{ISP_DNS}", 53))
+while True:
+    q, peer = s.recvfrom(2048)
+    if len(q) < 17:
+        continue
+    i = 12
+    while i < len(q) and q[i]:
+        i += 1 + q[i]
+    end = i + 5
+    a = q[i + 1:i + 3] == b"\\x00\\x01"
+    record = b"\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x3c\\x00\\x04"
+    answer = record + socket.inet_aton("{ISP_ANSWER}") if a else b""
+    s.sendto(q[:2] + b"\\x81\\x80\\x00\\x01" + (b"\\x00\\x01" if a else b"\\x00\\x00") + b"\\x00\\x00\\x00\\x00"
+             + q[12:end] + answer, peer)
+    with open("/run/isp-dns.log", "a") as log:
+        log.write(peer[0] + " " + q[13:i].decode(errors="replace") + "\\n")
+"""
+ISP_PPPD_OPTIONS = f"""require-pap
+ms-dns {ISP_DNS}
+lcp-echo-interval 10
+lcp-echo-failure 3
+noipdefault
+nodefaultroute
+noproxyarp
+mtu 1492
+mru 1492
+logfile /run/isp-pppd.log
+"""
+
+
+def network_line(box) -> str:
+    done = box.sh("officebox status", timeout=120, check=False)
+    return next((ln for ln in done.stdout.splitlines() if ln.startswith("network ")), done.stdout + done.stderr)
+
+
+def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dhcp(box):
+    """The WAN over PPPoE (a DSL office): pppoe-server (rp-pppoe, PAP, offering a resolver with ms-dns) runs
+    in a namespace of the guest behind a WAN port (a veth pair: this machine's kernel has no PPP). The box's
+    pppd (rp-pppoe plugin, its options 0600 and the password never on its command line or in a log) brings up
+    wanppp with the address the server gave and the default route through it; DNS forwards to the resolver
+    the provider offered; the firewall masquerades and clamps the MSS on wanppp; a wrong password leaves it
+    unconnected with a clear status; switched back to DHCP, pppd stops."""
+    if box.proc is None:
+        box.power_on()
+        box.up()
+    assert_services_run(box)  # just booted (-k pppoe): the service processes may still be starting
+    deb = box.updates["pppoeserver"]
+    box.sh(f"head -c {deb.stat().st_size} /dev/disk/by-id/virtio-pppoeserver > /run/pppoe.deb && "
+           "dpkg -i /run/pppoe.deb", timeout=180)
+    box.sh(f"cat > /run/isp-dns.py <<'EOF'\n{TINY_RESOLVER}EOF\n"
+           f"cat > /run/isp-pppoe-options <<'EOF'\n{ISP_PPPD_OPTIONS}EOF\n"
+           f"printf '\"{PPPOE_USER}\" * \"{PPPOE_SECRET}\" *\\n' > /etc/ppp/pap-secrets")
+    box.sh(f"ip netns add {PPPOE_NS} && ip link add obwanp type veth peer name isp0 && "
+           f"ip link set isp0 netns {PPPOE_NS} && ip link set obwanp up && ip -n {PPPOE_NS} link set isp0 up && "
+           f"ip -n {PPPOE_NS} link set lo up && ip -n {PPPOE_NS} addr add {ISP_DNS}/32 dev lo")
+    box.sh(f"ip netns exec {PPPOE_NS} setsid python3 /run/isp-dns.py </dev/null >/run/isp-dns.out 2>&1 &")
+    box.sh(f"ip netns exec {PPPOE_NS} pppoe-server -I isp0 -L 100.64.0.1 -R 100.64.0.10 -N 4 "
+           "-O /run/isp-pppoe-options -X /run/isp-pppoe.pid </dev/null >/run/isp-pppoe.out 2>&1")
+    etc = "/var/lib/officebox/etc/current/network/root-only"
+    logs = ("cat /var/lib/officebox/run/network-pppoe/*.log /run/isp-pppd.log; "
+            "tail -n 30 /var/lib/officebox/log/network/*.log; officebox status")
+    try:
+        wan = {"interface": "obwanp", "mode": "pppoe", "pppoe_user": PPPOE_USER, "pppoe_password": PPPOE_SECRET,
+               "dns": []}
+        done = box.sh(f"officebox config set network.wan {shlex.quote(json.dumps(wan))}", timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert box.sh(f"stat -c '%a %U' {etc}/pppoe-options {etc}/pppoe-ip-up").stdout.split() == \
+            ["600", "root", "700", "root"]
+        deadline = time.monotonic() + 90 * SLOW
+        while "inet 100.64.0.10 peer 100.64.0.1/32" not in (
+                addr := box.sh("ip -4 addr show dev wanppp", check=False).stdout):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no PPPoE link: {addr}\n{box.sh(logs, timeout=120, check=False).stdout}")
+            time.sleep(2)
+        assert "dev wanppp" in box.sh("ip -4 route show default").stdout
+        pid = box.sh("pgrep -f root-only/pppoe-options").stdout.split()[0]
+        cmdline = box.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
+        assert PPPOE_SECRET not in cmdline and "pppd file " in cmdline, cmdline
+        leaked = box.sh(f"grep -rl -- {shlex.quote(PPPOE_SECRET)} /var/lib/officebox/log /var/lib/officebox/run "
+                        "/var/log /run/officebox", check=False).stdout.strip()
+        assert leaked == "", leaked
+        ruleset = box.sh("nft list table inet officebox", timeout=60).stdout
+        assert 'oifname "wanppp" masquerade' in ruleset and "maxseg size set rt mtu" in ruleset, ruleset
+        deadline = time.monotonic() + 60 * SLOW
+        while "PPPoE connected: 100.64.0.10/32" not in (line := network_line(box)):
+            assert time.monotonic() < deadline, line
+            time.sleep(2)
+        deadline = time.monotonic() + 60 * SLOW
+        while ISP_ANSWER not in (answer := box.sh("dig @192.168.1.1 +short +time=3 +tries=1 pppoe-check.example.net",
+                                                  timeout=30, check=False).stdout):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no answer from the provider's resolver: {answer}\n"
+                                     + box.sh("cat /run/isp-dns.log /run/isp-dns.out", check=False).stdout)
+            time.sleep(2)
+        assert "pppoe-check" in box.sh("cat /run/isp-dns.log").stdout  # asked over the link
+
+        done = box.sh(f"officebox config set network.wan.pppoe_password {shlex.quote(json.dumps('Wrong-pass-1'))}",
+                      timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        deadline = time.monotonic() + 90 * SLOW
+        while "refused the PPPoE user name or password" not in (line := network_line(box)):
+            assert time.monotonic() < deadline, f"{line}\n{box.sh(logs, timeout=120, check=False).stdout}"
+            time.sleep(2)
+        assert "inet 100.64.0." not in box.sh("ip -4 addr show dev wanppp", check=False).stdout
+
+        done = box.sh("officebox config set network.wan " + shlex.quote(json.dumps({"interface": "obwanp",
+                                                                                    "mode": "dhcp"})),
+                      timeout=300, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        deadline = time.monotonic() + 30 * SLOW
+        while box.sh("pgrep -f root-only/pppoe-options", check=False).returncode == 0:
+            assert time.monotonic() < deadline, box.sh("ps -ef | grep pppd", check=False).stdout
+            time.sleep(1)
+        assert box.sh("ip link show wanppp", check=False).returncode != 0
+    finally:
+        box.sh(f"kill $(cat /run/isp-pppoe.pid) 2>/dev/null; ip netns pids {PPPOE_NS} | xargs -r kill; "
+               f"sleep 1; ip netns del {PPPOE_NS}", timeout=60, check=False)

@@ -2,7 +2,7 @@
 voice VLAN, WAN and static routes settings (the `network` section of the configuration)."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.network import NetworkError
@@ -17,6 +17,8 @@ FIELDS = {"network.lan.interface": "lan_interface", "network.lan.address": "lan_
           "network.voice.vlan_id": "vlan_id", "network.voice.address": "voice_address",
           "network.wan.interface": "wan_interface", "network.wan.mode": "wan_mode",
           "network.wan.address": "wan_address", "network.wan.gateway": "wan_gateway", "network.wan.dns": "wan_dns",
+          "network.wan.pppoe_user": "wan_pppoe_user", "network.wan.pppoe_password": "wan_pppoe_password",
+          "network.wan.pppoe_service": "wan_pppoe_service", "network.wan.mtu": "wan_mtu",
           "network.wan": "wan_gateway"}
 
 
@@ -45,11 +47,17 @@ def index():
 @core.admin_required
 def settings():
     form = {k: forms.text(k, 300) for k in ("lan_interface", "lan_address", "vlan_id", "voice_address",
-                                            "wan_interface", "wan_mode", "wan_address", "wan_gateway", "wan_dns")}
+                                            "wan_interface", "wan_mode", "wan_address", "wan_gateway", "wan_dns",
+                                            "wan_pppoe_user", "wan_pppoe_service", "wan_mtu")}
+    pppoe_password = (request.form.get("wan_pppoe_password") or "")[:200]  # never shown again
     try:
         vlan_id = int(form["vlan_id"] or 0)
     except ValueError:
         return _page({"vlan_id": "enter a number from 1 to 4094"}, form=form, status=400)
+    try:
+        mtu = int(form["wan_mtu"] or 1492)
+    except ValueError:
+        return _page({"wan_mtu": _("enter a number from 576 to 1500")}, form=form, status=400)
 
     def mutate(doc: dict) -> None:
         net = doc["network"]
@@ -57,10 +65,15 @@ def settings():
         net["voice"] = {"enabled": forms.checkbox("voice_enabled"), "vlan_id": vlan_id,
                         "address": form["voice_address"]}
         static = form["wan_mode"] == "static"
+        before = net.get("wan", {})
         net["wan"] = {"interface": form["wan_interface"], "mode": form["wan_mode"],
                       "address": form["wan_address"] or None if static else None,
                       "gateway": form["wan_gateway"] or None if static else None,
-                      "dns": split_list(form["wan_dns"])}
+                      "dns": split_list(form["wan_dns"]),
+                      # PPPoE: an empty password field keeps the stored one (it is never sent to the page)
+                      "pppoe_user": form["wan_pppoe_user"], "pppoe_service": form["wan_pppoe_service"],
+                      "pppoe_password": pppoe_password or before.get("pppoe_password", ""),
+                      "pppoe_ac_name": before.get("pppoe_ac_name", ""), "mtu": mtu}
 
     errors, general = forms.apply_form("interface settings", mutate, fields=FIELDS, top=True)
     if errors or general:

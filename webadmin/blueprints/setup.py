@@ -51,16 +51,20 @@ ERROR_FIELDS = {
     "network.wan.address": "wan_address",
     "network.wan.gateway": "wan_gateway",
     "network.wan.dns": "wan_dns",
+    "network.wan.pppoe_user": "wan_pppoe_user",
+    "network.wan.pppoe_password": "wan_pppoe_password",
     "network.wan": "wan_gateway",  # the model's own checks: "needs an address and a gateway", "inside the subnet"
 }
 WAN_MODES = (("dhcp", N_("Automatic (DHCP from the internet router or modem)")),
-             ("static", N_("Fixed address (static)")), ("none", N_("No internet connection")))
+             ("static", N_("Fixed address (static)")),
+             ("pppoe", N_("PPPoE (a DSL line: user name and password from the provider)")),
+             ("none", N_("No internet connection")))
 BOX_FIELDS = ("login", "full_name", "company_name", "mail_domain", "timezone", "language")
-INTERNET_FIELDS = ("lan_address", "wan_mode", "wan_address", "wan_gateway", "wan_dns")
+INTERNET_FIELDS = ("lan_address", "wan_mode", "wan_address", "wan_gateway", "wan_dns", "wan_pppoe_user")
 ROW_FIELDS = ("full_name", "login", "extension")
 TRUNK_FIELDS = ("trunk_template", "t_filled", "t_name", "t_host", "t_port", "t_transport", "t_username",
                 "t_registration", "t_from_number", "t_route")
-SECRET_FIELDS = ("password", "password2", "t_password")  # typed on the summary step, never carried
+SECRET_FIELDS = ("password", "password2", "t_password", "wan_pppoe_password")  # typed on the summary, never carried
 ROWS, MORE_ROWS, MAX_ROWS = 3, 3, 30
 CODE_OK = "officebox.setup_code_ok"  # session: the setup code was accepted (fingerprint of the active one)
 
@@ -120,7 +124,7 @@ def _defaults() -> dict[str, str]:
         "mail_domain": config.system.mail_domain, "timezone": config.system.timezone, "language": select_locale(),
         "lan_address": str(config.network.lan.address), "wan_mode": wan.mode,
         "wan_address": str(wan.address or ""), "wan_gateway": str(wan.gateway or ""),
-        "wan_dns": ", ".join(str(d) for d in wan.dns), "rows": str(ROWS),
+        "wan_dns": ", ".join(str(d) for d in wan.dns), "wan_pppoe_user": wan.pppoe_user, "rows": str(ROWS),
         "trunk_template": "", "t_filled": "", "t_name": "", "t_host": "", "t_port": "5060", "t_transport": "udp",
         "t_username": "", "t_registration": "", "t_from_number": "", "t_route": "on",
     }
@@ -243,6 +247,8 @@ def _local_errors(step: str, values: dict[str, str], final: bool) -> dict[str, s
                     errors[name] = _("this field is required with a fixed address")
             if values["wan_address"] and "/" not in values["wan_address"]:
                 errors["wan_address"] = _("enter the address with its prefix, like 203.0.113.10/24")
+        elif values["wan_mode"] == "pppoe" and not values["wan_pppoe_user"]:
+            errors["wan_pppoe_user"] = _("a PPPoE connection needs the user name your provider gave you")
     elif step == "people":
         for i, row in _people(values):
             for f in ROW_FIELDS:
@@ -262,6 +268,8 @@ def _local_errors(step: str, values: dict[str, str], final: bool) -> dict[str, s
         forms.new_password(errors)
         if values["trunk_template"] and values["t_registration"] and not request.form.get("t_password"):
             errors["t_password"] = _("a trunk that registers needs the password the provider gave you")
+    if step == "summary" and final and values["wan_mode"] == "pppoe" and not request.form.get("wan_pppoe_password"):
+        errors["wan_pppoe_password"] = _("a PPPoE connection needs the password your provider gave you")
     return errors
 
 
@@ -438,6 +446,10 @@ def _mutate(values: dict[str, str], password_hash: str | None, trunk_password: s
                            dns=split_list(values["wan_dns"]))
             else:
                 wan.update(address=None, gateway=None)
+            if mode == "pppoe":  # its password is typed on the summary (a step's dry run checks the rest)
+                secret = (request.form.get("wan_pppoe_password") or "")[:200]
+                wan.update(pppoe_user=values.get("wan_pppoe_user", ""),
+                           pppoe_password=secret or ("typed on the summary" if password_hash is None else ""))
         if reached >= STEP_NAMES.index("people") and "rows" in values:
             # staff with no web password yet (as the Users page makes them without one); their phone secret
             # is random (appliance.users.new_secret: the secrets module) and shown by a reset on the Users page

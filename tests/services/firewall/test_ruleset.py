@@ -152,3 +152,28 @@ def test_media_addresses_from_the_bus_are_checked_and_written_with_timeouts():
         assert written[-1] == {"203.0.113.7"}
     finally:
         peers.stop()
+
+
+@needs_nft
+def test_a_pppoe_wan_is_its_link_with_nat_and_mss_clamping(tmp_path):
+    """PPPoE: the WAN zone, port forwards and masquerade are pppd's link (wanppp, never a ppp* name of the
+    PPTP clients' vpn zone), the Ethernet port carries no IP, and TCP's MSS is clamped to the link's MTU."""
+    from appliance.network import PPP_IFNAME
+
+    assert not PPP_IFNAME.startswith("ppp")
+    config = schema.parse({
+        "network": {"wan": {"interface": "wan0", "mode": "pppoe", "pppoe_user": "box@isp", "pppoe_password": "pw"}},
+        "firewall": {"vpn_interfaces": ["ppp*"], "ping_from_wan": True,
+                     "port_forwards": [{"name": "web", "wan_port": 443, "to_address": "192.168.1.10"}]},
+    })
+    text = check(tmp_path, config)
+    assert f'oifname "{PPP_IFNAME}" masquerade' in text
+    assert f'iifname "{PPP_IFNAME}" tcp dport 443 dnat ip to 192.168.1.10:443' in text
+    assert f'iifname "{PPP_IFNAME}" icmp type echo-request' in text
+    assert f'iifname "lan0" oifname "{PPP_IFNAME}" accept' in text
+    assert f'oifname "{PPP_IFNAME}" tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu' in text
+    assert '"wan0"' not in text and "udp sport 67" not in text  # no DHCP on a PPPoE WAN
+    forward = text.split("chain forward", 1)[1]
+    assert forward.index("maxseg") < forward.index("ct state established")  # before anything is accepted
+    dhcp = check(tmp_path, schema.parse({"network": {"wan": {"interface": "wan0", "mode": "dhcp"}}}))
+    assert "maxseg" not in dhcp and 'oifname "wan0" masquerade' in dhcp
