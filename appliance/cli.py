@@ -55,6 +55,19 @@ def submit(args: argparse.Namespace, payload: dict) -> int:
             print(f"  {path or '(general)'}: {message}", file=sys.stderr)
         return 1
     print(f"applied as revision #{answer['revision']}")
+    if "confirm_seconds" in answer:
+        print(f"this change could cut the admin off: it comes back in {answer['confirm_seconds']} s "
+              "unless confirmed with: officebox config confirm")
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    answer = control.request(socket_path(args), {"op": "confirm", "author": args.author})
+    if answer is None or not answer.get("ok"):
+        print("nothing to confirm: the appliance is not running" if answer is None
+              else f"error: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print("change confirmed: it stays" if answer["confirmed"] else "no change was waiting for confirmation")
     return 0
 
 
@@ -346,6 +359,8 @@ def parser() -> argparse.ArgumentParser:
     setp.add_argument("value", help="a JSON value, or a plain string")
     setp.add_argument("-m", "--message")
     setp.set_defaults(func=cmd_set)
+    add(cfg, "confirm", help="keep a change that waits for confirmation (else it comes back by itself)"
+        ).set_defaults(func=cmd_confirm)
     hist = add(cfg, "history")
     hist.add_argument("-n", "--limit", type=int, default=30)
     hist.set_defaults(func=cmd_history)

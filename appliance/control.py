@@ -1,6 +1,7 @@
 """The local control socket (0600, root only): lets `officebox` commands act on the running appliance.
 
-One JSON request per line, one JSON answer per line: {"op": "apply"|"rollback"|"status"|"restart"|"restore", ...} ->
+One JSON request per line, one JSON answer per line:
+{"op": "apply"|"confirm"|"rollback"|"status"|"restart"|"restore", ...} ->
 {"ok": true, ...} or {"ok": false, "error": "...", "errors": [[field path, message], ...]}.
 "apply" takes "base", the revision the document was built on (compare-and-swap, see appliance/apply.py).
 Bounded: at most MAX_CLIENTS connections at once (more are answered "busy"), a request must arrive
@@ -35,7 +36,11 @@ def _handle(runtime: "Runtime", request: dict) -> dict:
         if op == "apply":
             rev = runtime.engine.apply(request["document"], author, str(request.get("summary") or "change"),
                                        **({"base": request["base"]} if "base" in request else {}))
-            return {"ok": True, "revision": rev.id}
+            pending = runtime.engine.confirmation.pending()
+            return {"ok": True, "revision": rev.id,
+                    **({"confirm_seconds": round(pending["seconds_left"])} if pending else {})}
+        if op == "confirm":  # keep a change that waits for confirmation (appliance/confirm.py)
+            return {"ok": True, "confirmed": runtime.engine.confirmation.confirm()}
         if op == "rollback":
             rev = runtime.engine.rollback(int(request["revision"]), author)
             return {"ok": True, "revision": rev.id}

@@ -97,3 +97,22 @@ def test_the_wait_survives_a_restart_and_a_deadline_passed_meanwhile_acts_at_onc
     assert wait_for(lambda: again.confirmation.last_rollback is not None)
     assert again.current_config().system.company_name == "Acme"
     assert again.store.current().document == again.store.revision(good).document
+
+
+def test_the_console_is_told_of_the_wait_and_can_confirm(engine):
+    """`officebox config set` of a change that could cut the admin off: the console gets the deadline and
+    `officebox config confirm` keeps it (before, the console had no way to confirm, so the change came back)."""
+    from types import SimpleNamespace
+
+    from appliance import control, schema
+    runtime = SimpleNamespace(engine=engine)
+    document = schema.to_document(engine.current_config())
+    document["system"]["company_name"] = "risky from the console"
+    answer = control._handle(runtime, {"op": "apply", "document": document, "author": "console"})
+    assert answer["ok"] and answer["confirm_seconds"] == 1  # the probe's 0.6 s, rounded
+    assert control._handle(runtime, {"op": "confirm"}) == {"ok": True, "confirmed": True}
+    time.sleep(1.0)  # past the window: nothing comes back
+    assert company(engine) == "risky from the console" and engine.confirmation.last_rollback is None
+    assert control._handle(runtime, {"op": "confirm"}) == {"ok": True, "confirmed": False}
+    document["system"]["company_name"] = "Safe Ltd"
+    assert "confirm_seconds" not in control._handle(runtime, {"op": "apply", "document": document})

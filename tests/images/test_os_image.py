@@ -506,6 +506,7 @@ def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dh
                "dns": []}
         done = box.sh(f"officebox config set network.wan {shlex.quote(json.dumps(wan))}", timeout=300, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+        box.sh("officebox config confirm")  # after the wizard a WAN change waits for it (commit-confirm)
         assert box.sh(f"stat -c '%a %U' {etc}/pppoe-options {etc}/pppoe-ip-up").stdout.split() == \
             ["600", "root", "700", "root"]
         deadline = time.monotonic() + 90 * SLOW
@@ -539,6 +540,7 @@ def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dh
         done = box.sh(f"officebox config set network.wan.pppoe_password {shlex.quote(json.dumps('Wrong-pass-1'))}",
                       timeout=300, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+        box.sh("officebox config confirm")  # after the wizard a WAN change waits for it (commit-confirm)
         deadline = time.monotonic() + 90 * SLOW
         while "refused the PPPoE user name or password" not in (line := network_line(box)):
             assert time.monotonic() < deadline, f"{line}\n{box.sh(logs, timeout=120, check=False).stdout}"
@@ -549,6 +551,7 @@ def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dh
                                                                                     "mode": "dhcp"})),
                       timeout=300, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+        box.sh("officebox config confirm")  # after the wizard a WAN change waits for it (commit-confirm)
         deadline = time.monotonic() + 30 * SLOW
         while box.sh("pgrep -f root-only/pppoe-options", check=False).returncode == 0:
             assert time.monotonic() < deadline, box.sh("ps -ef | grep pppd", check=False).stdout
