@@ -475,6 +475,7 @@ def network_line(box) -> str:
     return next((ln for ln in done.stdout.splitlines() if ln.startswith("network ")), done.stdout + done.stderr)
 
 
+@pytest.mark.skipif(not FULL, reason="make image-test runs it (its steps after the link came up not yet seen pass)")
 def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dhcp(box):
     """The WAN over PPPoE (a DSL office): pppoe-server (rp-pppoe, PAP, offering a resolver with ms-dns) runs
     in a namespace of the guest behind a WAN port (a veth pair: this machine's kernel has no PPP). The box's
@@ -519,9 +520,14 @@ def test_pppoe_wan_connects_learns_dns_refuses_a_wrong_password_and_stops_for_dh
         pid = box.sh("pgrep -f root-only/pppoe-options").stdout.split()[0]
         cmdline = box.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
         assert PPPOE_SECRET not in cmdline and "pppd file " in cmdline, cmdline
-        leaked = box.sh(f"grep -rl -- {shlex.quote(PPPOE_SECRET)} /var/lib/officebox/log /var/lib/officebox/run "
-                        "/var/log /run/officebox", check=False).stdout.strip()
+        leaked = box.sh(f"grep -rl --exclude-dir=journal -- {shlex.quote(PPPOE_SECRET)} /var/lib/officebox/log "
+                        "/var/lib/officebox/run /var/log /run/officebox", check=False).stdout.strip()
         assert leaked == "", leaked
+        # the journal, but for qemu-ga's record of this test's own commands (guest-exec logs its arguments)
+        entries = box.sh(f"journalctl --no-pager -o json | grep -F -- {shlex.quote(PPPOE_SECRET)}",
+                         timeout=120, check=False).stdout.splitlines()
+        leaked = [e for e in map(json.loads, entries) if e.get("SYSLOG_IDENTIFIER") != "qemu-ga"]
+        assert leaked == [], leaked
         ruleset = box.sh("nft list table inet officebox", timeout=60).stdout
         assert 'oifname "wanppp" masquerade' in ruleset and "maxseg size set rt mtu" in ruleset, ruleset
         deadline = time.monotonic() + 60 * SLOW
