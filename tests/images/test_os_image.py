@@ -59,7 +59,7 @@ def box(images, tmp_path_factory):
     updates = {name: Path(report["bundle"]) for name, report in images.items() if name != "base"}
     updates["tampered"] = tampered
     updates["pptpclient"] = pptp_client_deb(work)  # the PPTP test's client, installed in the guest
-    updates["pppoeserver"] = test_peer_deb(work, "pppoe")  # the PPPoE test's server (pppoe-server)
+    updates["pppoeserver"] = peer_deb(work, "pppoe")  # the PPPoE test's server (pppoe-server)
     with Lab() as lab:
         vm = Box(disk, lab.host("oblan"), work, updates)
         try:
@@ -337,10 +337,10 @@ def test_a_power_cut_during_an_update_leaves_a_bootable_box(box):
 def pptp_client_deb(work: Path) -> Path:
     """pptp-linux's package (services/vpn/debian-packages.txt; not in the image: a test peer): from this
     machine's apt cache, else downloaded."""
-    return test_peer_deb(work, "pptp-linux")
+    return peer_deb(work, "pptp-linux")
 
 
-def test_peer_deb(work: Path, package: str) -> Path:
+def peer_deb(work: Path, package: str) -> Path:
     """A test peer's Debian package (not in the image; in a debian-packages.txt): from this machine's apt
     cache, else downloaded."""
     import glob
