@@ -405,12 +405,14 @@ class NetworkClient(ServiceClient):
     def state(self) -> dict:
         """appliance.network.network_status(): {"lab", "interfaces": [{name, state, mac, addresses, rx_bytes,
         tx_bytes}], "routes": [{destination, gateway, interface}], "lease": the WAN DHCP lease or None,
-        "dhcp_client": True running, False stopped, None not used}."""
+        "dhcp_client": True running, False stopped, None not used, "pppoe": the PPPoE link in pppoe mode
+        (network.pppoe_state: connected, interface, address, peer, dns, problem) or None}."""
         found = dict(self._call("state") or {})
         return {"lab": bool(found.get("lab")), "interfaces": [dict(i) for i in found.get("interfaces") or []],
                 "routes": [dict(r) for r in found.get("routes") or []],
                 "lease": dict(found["lease"]) if found.get("lease") else None,
-                "dhcp_client": found.get("dhcp_client")}
+                "dhcp_client": found.get("dhcp_client"),
+                "pppoe": dict(found["pppoe"]) if found.get("pppoe") else None}
 
 
 class CtiClient(ServiceClient):

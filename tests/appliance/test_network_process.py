@@ -184,5 +184,14 @@ def test_the_interfaces_page_shows_what_the_network_process_sees(tmp_path):
                 assert lan_if in page and "192.0.2.1/24" in page, page[-3000:]
                 assert "192.0.2.0/24" in page  # its connected route, from the process's namespace
                 assert "Lab mode" not in page
+
+                # a PPPoE WAN: its link's state comes through the client too (no PPP in this kernel: pppd
+                # brings no link up, so the page says it is not connected)
+                wan_if, _ = lab.link(box, None, lab.host("isp"), None)
+                pppoe = {"interface": wan_if, "mode": "pppoe", "pppoe_user": "office@dsl.example",
+                         "pppoe_password": "Line-secret-41"}
+                run.engine.update("admin", "pppoe", lambda doc: doc["network"].update(wan=pppoe))
+                page = admin.get("/network/").get_data(as_text=True)
+                assert 'id="pppoe-state"' in page and "PPPoE not connected" in page, page[-3000:]
     finally:
         runtime.store.close()
