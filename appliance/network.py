@@ -29,11 +29,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from appliance.serviceusers import ROOT_ONLY as PPPOE_ROOT_ONLY  # kept root's 0600/0700 when shared
+
 ROUTE_PROTO = 188  # marks the static routes this module manages
 PPP_IFNAME = "wanppp"  # the PPPoE link (pppd's ifname): never ppp*, the PPTP clients' (vpn zone) names
 PPPD = "/usr/sbin/pppd"
 PPPOE_PLUGIN = "rp-pppoe.so"  # Debian's ppp package, /usr/lib/pppd/<version>/
-PPPOE_ROOT_ONLY = "root-only"  # rendered subfolder kept root's 0600/0700 (serviceusers.ROOT_ONLY)
 DHCP_SCRIPT = """#!/bin/sh
 # udhcpc hook written by OfficeBox: apply the lease to $interface and record it; no resolv.conf
 case "$1" in

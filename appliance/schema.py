@@ -98,6 +98,7 @@ class VoiceVlan(Section):
 
 
 PPPOE_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters (the pppd options file is line-based)
+PPPOE_NAME = r"^[A-Za-z0-9_.@/ -]*$"  # a service or access concentrator name
 
 
 class Wan(Section):
@@ -111,9 +112,9 @@ class Wan(Section):
     pppoe_password: str = Field(default="", max_length=128, pattern=PPPOE_TEXT,
                                 description="PPPoE: the password the provider gave (written to a 0600 file "
                                             "for pppd, never on its command line)")
-    pppoe_service: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.@/ -]*$",
+    pppoe_service: str = Field(default="", max_length=64, pattern=PPPOE_NAME,
                                description="PPPoE: the service name to ask for (empty: any)")
-    pppoe_ac_name: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.@/ -]*$",
+    pppoe_ac_name: str = Field(default="", max_length=64, pattern=PPPOE_NAME,
                                description="PPPoE: the access concentrator to use (empty: the first to answer)")
     mtu: int = Field(default=1492, ge=576, le=1500, description="PPPoE: the link's MTU (1492 on most DSL lines)")
 
